@@ -1,0 +1,180 @@
+"""The ``audit`` command line: parse, call the library, map the outcome to an exit code.
+
+Exit codes: 0 success, 1 a gate threshold is breached, 2 usage or input error,
+3 insufficient evidence, 4 a method failed with an internal error (the report is still written).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from audit.errors import AuditError
+
+app = typer.Typer(
+    name="audit",
+    help="Interpretability and fairness audits of trained models, with HTML/PDF/JSON reports.",
+    add_completion=False,
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_enable=False,
+)
+
+EXIT_OK, EXIT_BREACH, EXIT_USAGE, EXIT_INSUFFICIENT, EXIT_METHOD_FAILED = 0, 1, 2, 3, 4
+
+
+def _fail(exc: AuditError) -> typer.Exit:
+    from rich.console import Console
+    from rich.markup import escape
+
+    Console(stderr=True, highlight=False, soft_wrap=True).print(
+        f"[bold red]error:[/bold red] {escape(str(exc))}")
+    return typer.Exit(exc.exit_code)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"audit-suite {version('audit-suite')}")
+        except PackageNotFoundError:
+            typer.echo("audit-suite (not installed)")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Show the version and exit.")] = False,
+) -> None:
+    """audit-suite: explain and audit a trained model."""
+
+
+def _split(values: list[str] | None) -> tuple[str, ...] | None:
+    if not values:
+        return None
+    return tuple(v.strip() for item in values for v in item.split(",") if v.strip())
+
+
+@app.command()
+def run(
+    config: Annotated[Path, typer.Argument(help="The audit.toml describing model, data and methods.")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder (default: reports/<name>/).")] = None,
+    methods: Annotated[list[str] | None, typer.Option("--methods", "-m", help="Only these methods (comma-separated).")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Random seed (overrides the config).")] = None,
+    formats: Annotated[str | None, typer.Option("--format", "-f", help="Comma-separated subset of html,pdf,json.")] = None,
+    trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="Allow pickle/joblib model files; they can run arbitrary code. Recorded in the report.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing report folder (atomically, once the new report is complete).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a machine-readable summary on stdout.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+) -> None:
+    """Run an audit and write report.html, report.pdf and results.json."""
+    from audit.config import AuditPlan, check_formats
+    from audit.report.render import write_report
+    from audit.runner import run_audit
+
+    try:
+        plan = AuditPlan.load(config)
+        fmt = _split([formats]) if formats else None
+        if fmt is not None:
+            check_formats(fmt)
+        plan = plan.with_overrides(seed=seed, methods=_split(methods), formats=fmt)
+        out_dir = out or (Path(plan.out_dir) if plan.out_dir else Path("reports") / plan.name)
+        if out_dir.exists() and not overwrite:
+            from audit.errors import ReportRenderError
+
+            raise ReportRenderError(
+                f"The output folder {str(out_dir)!r} already exists. Pass --overwrite to replace it, "
+                "or choose another folder with --out.")
+        with _progress(quiet or as_json) as factory:
+            report = run_audit(plan, trust_pickle=trust_pickle, progress=factory)
+            files = write_report(report, out_dir, formats=plan.formats, overwrite=overwrite)
+    except AuditError as exc:
+        raise _fail(exc) from None
+    failed = [o.name for o in report.outcomes if not o.ok and getattr(o.result, "failed", False)]
+    if as_json:
+        typer.echo(json.dumps({"report": {k: str(v) for k, v in files.items()},
+                               "findings": [f.to_json() for f in report.findings],
+                               "failed_methods": failed}, indent=2))
+    else:
+        _print_summary(report, files)
+    raise typer.Exit(EXIT_METHOD_FAILED if failed else EXIT_OK)
+
+
+@app.command("methods")
+def list_methods() -> None:
+    """List the available audit methods and what each needs."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from audit.registry import METHODS
+
+    table = Table(box=None, header_style="bold")
+    for col in ("name", "title", "needs", "tasks"):
+        table.add_column(col)
+    for m in METHODS:
+        table.add_row(m.name, m.title, ", ".join(sorted(m.requires)) or "-", ", ".join(sorted(m.tasks)))
+    Console().print(table)
+
+
+class _progress:
+    """A rich progress display with one bar per method (a no-op when quiet)."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet or not sys.stderr.isatty()
+        self.bar = None
+
+    def __enter__(self):  # noqa: ANN204
+        if self.quiet:
+            return None
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                            TimeElapsedColumn(), console=Console(stderr=True), transient=False)
+        self.bar.__enter__()
+
+        def factory(name: str, title: str):  # noqa: ANN202
+            task = self.bar.add_task(title, total=None)
+
+            def update(done: int, total: int) -> None:
+                self.bar.update(task, completed=done, total=total)
+            return update
+        return factory
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+
+def _print_summary(report, files) -> None:  # noqa: ANN001
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = Console(stderr=False, highlight=False, soft_wrap=True)
+    colour = {"alert": "red", "warning": "yellow", "info": "cyan"}
+    for o in report.outcomes:
+        status = "[green]ran[/green]" if o.ok else (
+            "[red]failed[/red]" if o.result.failed else "[yellow]skipped[/yellow]")
+        extra = "" if o.ok else f" — {escape(o.result.reason)}"
+        console.print(f"  {escape(o.title)}: {status} ({o.seconds:.1f} s){extra}")
+    for f in report.findings:
+        console.print(f"  [{colour[f.level]}]{f.level}[/{colour[f.level]}] {escape(f.text)}")
+    for kind, path in files.items():
+        console.print(f"  wrote {kind}: {escape(str(path))}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except AuditError as exc:  # raised outside a command (should not happen, but never a traceback)
+        raise SystemExit(_fail(exc).exit_code) from None
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,187 @@
+"""The audit plan: what to audit, how, and where to write it, from ``audit.toml`` or flags."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from audit.core.adapter import ModelSpec
+from audit.core.dataset import TASKS, DatasetSpec
+from audit.errors import InvalidConfigError, did_you_mean
+
+FORMATS = ("html", "pdf", "json")
+
+_TOP_KEYS = {"name", "seed", "model", "data", "methods", "gate", "report"}
+_MODEL_KEYS = {"path", "architecture", "encoding", "predictions", "task", "threshold", "output",
+               "raw_input", "trusted_types", "init_args", "training"}
+_DATA_KEYS = {"path", "target", "positive_label", "features", "sensitive", "na_values",
+              "train_path", "max_rows"}
+_REPORT_KEYS = {"title", "formats", "out"}
+
+
+@dataclass(frozen=True)
+class AuditPlan:
+    """Everything a run needs. Paths are absolute (resolved against the config's folder).
+
+    Examples
+    --------
+    >>> plan = AuditPlan.from_dict({"data": {"path": "d.csv", "target": "y"},
+    ...                             "model": {"predictions": "score"}}, base_dir=Path("/tmp"))
+    >>> plan.name, plan.data.target
+    ('audit', 'y')
+    """
+
+    name: str
+    seed: int
+    model: ModelSpec
+    data: DatasetSpec
+    data_path: str
+    train_path: str | None = None
+    max_rows: int | None = None
+    methods: tuple[str, ...] | None = None
+    method_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    gate: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    title: str | None = None
+    formats: tuple[str, ...] = FORMATS
+    out_dir: str | None = None
+    config_path: str | None = None
+
+    @classmethod
+    def load(cls, path: str | Path) -> AuditPlan:
+        path = Path(path)
+        if not path.is_file():
+            raise InvalidConfigError(f"The config file {str(path)!r} does not exist.")
+        try:
+            doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError:
+            raise InvalidConfigError(f"The config file {str(path)!r} is not UTF-8 text.") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise InvalidConfigError(f"The config file {str(path)!r} is not valid TOML: {exc}.") from None
+        return cls.from_dict(doc, base_dir=path.resolve().parent, config_path=str(path))
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any], *, base_dir: Path,
+                  config_path: str | None = None) -> AuditPlan:
+        _check_keys(doc, _TOP_KEYS, "the config")
+        model = _table(doc, "model")
+        data = _table(doc, "data")
+        report = _table(doc, "report")
+        _check_keys(model, _MODEL_KEYS, "[model]")
+        _check_keys(data, _DATA_KEYS, "[data]")
+        _check_keys(report, _REPORT_KEYS, "[report]")
+
+        def resolve(value: Any, key: str) -> str | None:
+            if value is None:
+                return None
+            if not isinstance(value, str):
+                raise InvalidConfigError(f"The {key!r} value must be a path string. Got {value!r} instead.")
+            p = Path(value)
+            return str(p if p.is_absolute() else (base_dir / p))
+
+        name = _typed(doc, "name", str, "audit")
+        if not name or any(c in name for c in "/\\\0") or name in (".", ".."):
+            raise InvalidConfigError(f"The 'name' must be a plain folder name. Got {name!r} instead.")
+        seed = _typed(doc, "seed", int, 0)
+        task = _typed(model, "task", str, "binary")
+        if task not in TASKS:
+            raise InvalidConfigError(f"The [model] 'task' must be one of {list(TASKS)}. Got {task!r} instead.")
+        threshold = float(_typed(model, "threshold", (int, float), 0.5))
+        if not 0.0 < threshold < 1.0:
+            raise InvalidConfigError(f"The [model] 'threshold' must be between 0 and 1. Got {threshold} instead.")
+        arch = model.get("architecture")
+        if isinstance(arch, str) and arch.endswith(".json"):
+            arch = resolve(arch, "architecture")
+        elif arch is not None and not isinstance(arch, (str, Mapping)):
+            raise InvalidConfigError("The [model] 'architecture' must be a JSON file, "
+                                     "\"package.module:Class\" or an inline table.")
+        model_spec = ModelSpec(
+            path=resolve(model.get("path"), "path"), architecture=arch,
+            encoding=resolve(model.get("encoding"), "encoding"),
+            predictions=_typed(model, "predictions", str, None), task=task, threshold=threshold,
+            output=_typed(model, "output", str, "logit"),
+            raw_input=_typed(model, "raw_input", bool, False),
+            trusted_types=tuple(_typed(model, "trusted_types", list, [])),
+            init_args=dict(_typed(model, "init_args", dict, {})),
+            training=dict(_typed(model, "training", dict, {})))
+        if model_spec.path is None and model_spec.predictions is None:
+            raise InvalidConfigError("[model] needs either 'path' (a model file) or 'predictions' "
+                                     "(the data column holding precomputed predictions).")
+        if "path" not in data:
+            raise InvalidConfigError("[data] needs 'path': the CSV or Parquet file to audit.")
+        features = data.get("features")
+        data_spec = DatasetSpec(
+            target=_typed(data, "target", str, None),
+            features=tuple(_str_list(features, "[data] features")) if features is not None else None,
+            sensitive=tuple(_str_list(data.get("sensitive", []), "[data] sensitive")),
+            positive_label=data.get("positive_label"), task=task,  # type: ignore[arg-type]
+            predictions=model_spec.predictions,
+            na_values=tuple(_str_list(data.get("na_values", []), "[data] na_values")))
+        methods = doc.get("methods", {})
+        if not isinstance(methods, Mapping):
+            raise InvalidConfigError("[methods] must be a table of per-method tables.")
+        for key, value in methods.items():
+            if not isinstance(value, Mapping):
+                raise InvalidConfigError(f"[methods.{key}] must be a table of options.")
+        gate = doc.get("gate", {})
+        if not isinstance(gate, Mapping):
+            raise InvalidConfigError("[gate] must be a table of metric = { max = ... } rules.")
+        formats = tuple(_str_list(report.get("formats", list(FORMATS)), "[report] formats"))
+        check_formats(formats)
+        max_rows = _typed(data, "max_rows", int, None)
+        if max_rows is not None and max_rows < 1:
+            raise InvalidConfigError(f"The [data] 'max_rows' must be positive. Got {max_rows} instead.")
+        return cls(name=name, seed=seed, model=model_spec, data=data_spec,
+                   data_path=resolve(data["path"], "path") or "",
+                   train_path=resolve(data.get("train_path"), "train_path"), max_rows=max_rows,
+                   method_options={k: dict(v) for k, v in methods.items()}, gate=dict(gate),
+                   title=_typed(report, "title", str, None), formats=formats,
+                   out_dir=resolve(report.get("out"), "out"), config_path=config_path)
+
+    def with_overrides(self, **changes: Any) -> AuditPlan:
+        """A copy with CLI flags applied (None values leave the config's value)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def check_formats(formats: tuple[str, ...]) -> None:
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        raise InvalidConfigError(f"The report formats must be a non-empty subset of {list(FORMATS)}. "
+                                 f"Got {list(formats)} instead.")
+
+
+def _table(doc: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = doc.get(key, {})
+    if not isinstance(value, Mapping):
+        raise InvalidConfigError(f"[{key}] must be a table. Got {value!r} instead.")
+    return value
+
+
+def _check_keys(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    for key in table:
+        if key not in allowed:
+            raise InvalidConfigError(f"Unknown key {key!r} in {where}.{did_you_mean(key, allowed)} "
+                                     f"Valid keys: {', '.join(sorted(allowed))}.")
+
+
+def _typed(table: Mapping[str, Any], key: str, kind: Any, default: Any) -> Any:
+    if key not in table:
+        return default
+    value = table[key]
+    if isinstance(value, bool) and kind is not bool:
+        raise InvalidConfigError(f"The {key!r} value must not be true/false. Got {value!r} instead.")
+    if not isinstance(value, kind):
+        name = kind.__name__ if isinstance(kind, type) else "a number"
+        raise InvalidConfigError(f"The {key!r} value must be {name}. Got {value!r} instead.")
+    return value
+
+
+def _str_list(value: Any, where: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InvalidConfigError(f"{where} must be a list of strings. Got {value!r} instead.")
+    return list(value)
+
+
+__all__ = ["FORMATS", "AuditPlan"]

@@ -1,0 +1,1 @@
+"""Core: model adapters, dataset specification and the method interface."""

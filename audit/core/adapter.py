@@ -1,0 +1,668 @@
+"""Any model -> one :class:`ModelAdapter` interface.
+
+Every adapter speaks the *encoded* input space of :class:`~audit.core.dataset.AuditData`:
+``X`` is the float matrix the encoding produces. Models that consume raw data frames
+(scikit-learn pipelines with their own preprocessing) are wrapped with the encoding's
+``decode`` so that explainers can still perturb a numeric matrix.
+
+Capabilities (``adapter.capabilities``):
+
+- ``"predict"``: scores arbitrary inputs (``predict`` / ``predict_proba``);
+- ``"proba"``: class probabilities are available;
+- ``"torch"``: ``forward`` maps a tensor to a differentiable tensor;
+- ``"gradients"``: gradients of the output with respect to the input are meaningful;
+- ``"weights"``: a chain of fully connected layers exposes its weight matrices;
+- ``"sklearn"``: an unfitted clone of the estimator can be refitted;
+- ``"predictions"``: predictions on the audited rows are available (every adapter).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from audit.core.dataset import TASKS, AuditData, Encoding, Task
+from audit.errors import CapabilityError, InvalidConfigError, ModelLoadError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+_BATCH = 8192
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class LoadRecord:
+    """How one file was loaded (for the report's provenance appendix)."""
+
+    role: str
+    path: str
+    sha256: str
+    loader: str
+    tensor_sha256: str | None = None
+    trusted_pickle: bool = False
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """A model's predictions on the audited rows.
+
+    ``labels``: class index (classification) or predicted value (regression);
+    ``scores``: P(positive) (binary, shape (n,)), class probabilities (multiclass, (n, k)),
+    or None when the model gives labels only.
+    """
+
+    labels: np.ndarray
+    scores: np.ndarray | None = None
+
+
+@dataclass
+class ModelAdapter:
+    """Uniform interface over a model.
+
+    Subclasses implement ``_scores`` (class probabilities, or values for regression) on encoded
+    input; ``predict`` and ``predict_proba`` derive from it.
+    """
+
+    task: Task
+    n_classes: int = 2
+    threshold: float = 0.5
+    capabilities: frozenset[str] = frozenset({"predict", "proba", "predictions"})
+    description: str = "model"
+    loaded: tuple[LoadRecord, ...] = ()
+    n_inputs: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise InvalidConfigError(f"The 'task' of the model must be one of {TASKS}. Got {self.task!r} instead.")
+        if self.task == "regression":
+            self.n_classes = 1
+            self.capabilities = self.capabilities - {"proba"}
+
+    def require(self, capability: str, method: str) -> None:
+        if capability not in self.capabilities:
+            raise CapabilityError(f"{method} needs a model with {capability!r}; {self.description} "
+                                  f"offers {sorted(self.capabilities)}.")
+
+    def _check_width(self, X: np.ndarray) -> None:
+        if self.n_inputs is not None and X.ndim == 2 and X.shape[1] != self.n_inputs:
+            raise ModelLoadError(
+                f"The model expects {self.n_inputs} input columns but the encoded data has "
+                f"{X.shape[1]}. Check that the encoding JSON is the one the model was trained with.")
+
+    def _scores(self, X: np.ndarray) -> np.ndarray:
+        raise CapabilityError(f"{self.description} cannot score new inputs.")
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Class probabilities, shape (n, n_classes)."""
+        if "proba" not in self.capabilities:
+            raise CapabilityError(f"{self.description} gives no class probabilities.")
+        X = np.asarray(X, dtype=np.float32)
+        self._check_width(X)
+        return self._scores(X)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Class indices (classification) or predicted values (regression)."""
+        X = np.asarray(X, dtype=np.float32)
+        self._check_width(X)
+        s = self._scores(X)
+        if self.task == "regression":
+            return s.reshape(len(X))
+        if self.task == "binary":
+            return (s[:, 1] >= self.threshold).astype(np.int64)
+        return np.argmax(s, axis=1).astype(np.int64)
+
+    def output(self, X: np.ndarray) -> np.ndarray:
+        """The scalar explained by attributions: P(positive) for binary, value for regression,
+        all class probabilities (n, k) for multiclass."""
+        s = self.predict_proba(X) if self.task != "regression" else self.predict(X)
+        return s[:, 1] if self.task == "binary" else s
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        raise CapabilityError(f"{self.description} is not a differentiable torch model.")
+
+    def predictions(self, data: AuditData) -> Predictions:
+        """Predictions on the audited rows (computed, or precomputed for a predictions file)."""
+        if self.task == "regression":
+            return Predictions(self.predict(data.X))
+        if "proba" not in self.capabilities:
+            return Predictions(self.predict(data.X))
+        p = self.predict_proba(data.X)
+        if self.task == "binary":
+            return Predictions((p[:, 1] >= self.threshold).astype(np.int64), p[:, 1])
+        return Predictions(np.argmax(p, axis=1).astype(np.int64), p)
+
+
+# --------------------------------------------------------------------------------------------
+# Callables and precomputed predictions
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class CallableAdapter(ModelAdapter):
+    """Wrap any Python function of the encoded matrix.
+
+    ``fn`` returns probabilities (n, k) or P(positive) (n,) for classification, values for
+    regression. With ``raw=True`` it receives the decoded raw data frame instead.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> m = CallableAdapter(task="binary", fn=lambda X: 1 / (1 + np.exp(-X[:, 0])))
+    >>> m.predict(np.array([[2.0], [-2.0]]))
+    array([1, 0])
+    """
+
+    fn: Callable[[Any], Any] | None = None
+    encoding: Encoding | None = None
+    raw: bool = False
+
+    def _scores(self, X: np.ndarray) -> np.ndarray:
+        if self.fn is None:
+            raise CapabilityError("CallableAdapter was given no function.")
+        arg = self.encoding.decode(X) if self.raw and self.encoding is not None else X
+        out = np.asarray(self.fn(arg), dtype=float)
+        return _as_scores(out, self.task, len(X), self.description)
+
+
+def _as_scores(out: np.ndarray, task: str, n: int, what: str) -> np.ndarray:
+    if out.shape[0] != n:
+        raise ModelLoadError(f"{what} returned {out.shape[0]} outputs for {n} rows.")
+    if task == "regression":
+        return out.reshape(n, -1)[:, :1]
+    if out.ndim == 1 or out.shape[1] == 1:
+        p = out.reshape(n)
+        return np.column_stack([1 - p, p])
+    return out
+
+
+@dataclass
+class PredictionsAdapter(ModelAdapter):
+    """Precomputed predictions only: no new inputs can be scored."""
+
+    column: str = ""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.capabilities = frozenset({"predictions"})
+        self.description = f"precomputed predictions in column {self.column!r}"
+
+    def predictions(self, data: AuditData) -> Predictions:
+        raw = data.predictions
+        if raw is None:
+            raise CapabilityError(f"The data has no predictions column {self.column!r}.")
+        if self.task == "binary" and raw.dtype.kind == "f":
+            return Predictions((raw >= self.threshold).astype(np.int64), raw)
+        return Predictions(raw)
+
+
+# --------------------------------------------------------------------------------------------
+# scikit-learn
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SklearnAdapter(ModelAdapter):
+    """A fitted scikit-learn estimator or Pipeline.
+
+    ``raw=True`` means the estimator consumes the raw data frame (a Pipeline with its own
+    preprocessing); inputs are decoded with ``encoding`` first.
+    """
+
+    estimator: Any = None
+    encoding: Encoding | None = None
+    raw: bool = False
+
+    def __post_init__(self) -> None:
+        caps = {"predict", "predictions", "sklearn"}
+        if self.task != "regression" and hasattr(self.estimator, "predict_proba"):
+            caps.add("proba")
+        if self.task != "regression":
+            classes = getattr(self.estimator, "classes_", None)
+            if classes is not None:
+                self.n_classes = len(classes)
+        self.capabilities = frozenset(caps)
+        super().__post_init__()
+        if self.n_inputs is None and not self.raw:
+            self.n_inputs = getattr(self.estimator, "n_features_in_", None)
+
+    def _input(self, X: np.ndarray) -> Any:
+        if self.raw:
+            if self.encoding is None:
+                raise InvalidConfigError("A raw-input scikit-learn model needs the data's encoding.")
+            return self.encoding.decode(X)
+        return X
+
+    def _scores(self, X: np.ndarray) -> np.ndarray:
+        out = []
+        for start in range(0, len(X), _BATCH):
+            chunk = self._input(X[start:start + _BATCH])
+            if self.task == "regression":
+                out.append(np.asarray(self.estimator.predict(chunk), dtype=float).reshape(-1, 1))
+            elif "proba" in self.capabilities:
+                out.append(np.asarray(self.estimator.predict_proba(chunk), dtype=float))
+            else:
+                labels = np.asarray(self.estimator.predict(chunk))
+                onehot = np.zeros((len(labels), self.n_classes))
+                onehot[np.arange(len(labels)), np.searchsorted(self.estimator.classes_, labels)] = 1
+                out.append(onehot)
+        return np.vstack(out)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        if self.task == "multiclass" or "proba" not in self.capabilities:
+            X = np.asarray(X, dtype=np.float32)
+            if self.task == "regression":
+                return self._scores(X).reshape(len(X))
+            return np.argmax(self._scores(X), axis=1).astype(np.int64)
+        return super().predict(X)
+
+
+# --------------------------------------------------------------------------------------------
+# PyTorch
+# --------------------------------------------------------------------------------------------
+
+_ACTIVATIONS = ("relu", "sigmoid", "tanh", "gelu", "elu", "leaky_relu", "softplus", "identity")
+
+
+@dataclass
+class TorchAdapter(ModelAdapter):
+    """A torch ``nn.Module`` whose output is logits (``output="logit"``), probabilities
+    (``"probability"``) or values (regression, ``"identity"``).
+
+    Binary models may output one logit (sigmoid) or two (softmax); multiclass models k logits.
+    """
+
+    module: Any = None
+    output_kind: str = "logit"
+
+    def __post_init__(self) -> None:
+        import torch
+
+        if self.output_kind not in ("logit", "probability", "identity"):
+            raise InvalidConfigError(
+                "The 'output' of a torch model must be \"logit\", \"probability\" or \"identity\". "
+                f"Got {self.output_kind!r} instead.")
+        self.module.eval()
+        caps = {"predict", "predictions", "proba", "torch", "gradients"}
+        if linear_chain(self.module) is not None:
+            caps.add("weights")
+        self.capabilities = frozenset(caps)
+        super().__post_init__()
+        if self.n_inputs is None:
+            chain = linear_chain(self.module)
+            if chain:
+                self.n_inputs = int(chain[0].in_features)
+        self._torch = torch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Differentiable (n, n_classes) probabilities, or (n, 1) values for regression."""
+        torch = self._torch
+        out = self.module(x)
+        if out.ndim == 1:
+            out = out[:, None]
+        if self.task == "regression":
+            return out
+        if self.output_kind == "probability":
+            p = out
+        elif out.shape[1] == 1:
+            p1 = torch.sigmoid(out)
+            p = torch.cat([1 - p1, p1], dim=1)
+        else:
+            p = torch.softmax(out, dim=1)
+        if p.shape[1] == 1:
+            p = torch.cat([1 - p, p], dim=1)
+        return p
+
+    def _scores(self, X: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        outs = []
+        with torch.no_grad():
+            for start in range(0, len(X), _BATCH):
+                xb = torch.from_numpy(np.ascontiguousarray(X[start:start + _BATCH]))
+                try:
+                    outs.append(self.forward(xb).double().numpy())
+                except RuntimeError as exc:
+                    raise ModelLoadError(
+                        f"The torch model failed on input of shape {tuple(xb.shape)}: "
+                        f"{str(exc).splitlines()[0]}. Check that the encoding matches the model.") from None
+        return np.vstack(outs)
+
+
+def linear_chain(module: Any) -> list[Any] | None:
+    """The Linear layers of ``module`` if they form a simple chain (an MLP), else None.
+
+    A chain means: the module contains only Linear layers, elementwise activations, dropout and
+    containers, and each Linear's input width equals the previous one's output width.
+    """
+    import torch.nn as nn
+
+    elementwise = (nn.ReLU, nn.Sigmoid, nn.Tanh, nn.GELU, nn.ELU, nn.LeakyReLU, nn.Softplus,
+                   nn.Identity, nn.Dropout, nn.SiLU, nn.Softmax, nn.LogSoftmax, nn.Flatten)
+    linears = []
+    for sub in module.modules():
+        if isinstance(sub, nn.Linear):
+            linears.append(sub)
+        elif isinstance(sub, (nn.Sequential, nn.ModuleList)) or sub is module:
+            continue
+        elif not isinstance(sub, elementwise):
+            return None
+    if not linears:
+        return None
+    for a, b in zip(linears, linears[1:]):
+        if a.out_features != b.in_features:
+            return None
+    return linears
+
+
+def build_mlp(spec: Mapping[str, Any], *, source: str = "architecture") -> Any:
+    """Build an ``nn.Sequential`` MLP from a small JSON spec.
+
+    ``{"type": "mlp", "input_dim": 107, "hidden": [16], "activation": "sigmoid",
+    "output_dim": 1, "output": "logit"}`` gives Linear(107, 16), Sigmoid, Linear(16, 1);
+    parameter names are ``0.weight``, ``0.bias``, ``2.weight``, ...
+    """
+    import torch.nn as nn
+
+    def need(key: str, kind: type) -> Any:
+        if key not in spec:
+            raise InvalidConfigError(f"The architecture in {source} lacks the key {key!r}.")
+        value = spec[key]
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise InvalidConfigError(f"The {key!r} of the architecture in {source} must be "
+                                     f"{kind.__name__}. Got {value!r} instead.")
+        return value
+
+    if spec.get("type", "mlp") != "mlp":
+        raise InvalidConfigError(
+            f"The architecture in {source} must have type \"mlp\" (other architectures are given "
+            f"as \"package.module:Class\"). Got {spec.get('type')!r} instead.")
+    d_in, hidden, d_out = need("input_dim", int), need("hidden", list), need("output_dim", int)
+    act = spec.get("activation", "relu")
+    if act not in _ACTIVATIONS:
+        raise InvalidConfigError(f"The 'activation' of the architecture in {source} must be one of "
+                                 f"{_ACTIVATIONS}. Got {act!r} instead.")
+    acts = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "gelu": nn.GELU,
+            "elu": nn.ELU, "leaky_relu": nn.LeakyReLU, "softplus": nn.Softplus,
+            "identity": nn.Identity}
+    layers: list[Any] = []
+    width = d_in
+    for h in hidden:
+        if not isinstance(h, int) or h < 1:
+            raise InvalidConfigError(f"The 'hidden' widths in {source} must be positive integers.")
+        layers += [nn.Linear(width, h), acts[act]()]
+        width = h
+    layers.append(nn.Linear(width, d_out))
+    return nn.Sequential(*layers)
+
+
+def tensor_digest(state: Mapping[str, Any]) -> str:
+    """SHA-256 over the tensors themselves (names, dtypes, shapes, bytes), independent of the
+    container file, so re-saving the same weights gives the same digest."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        h.update(name.encode())
+        h.update(str(t.dtype).encode())
+        h.update(str(tuple(t.shape)).encode())
+        # numpy has no bfloat16: hash its exact float32 widening instead.
+        h.update((t.float() if str(t.dtype) == "torch.bfloat16" else t).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _import_object(ref: str) -> Any:
+    module_name, _, attr = ref.partition(":")
+    if not module_name or not attr:
+        raise InvalidConfigError(f"An architecture reference must look like \"package.module:Class\". Got {ref!r} instead.")
+    try:
+        module = importlib.import_module(module_name)
+        return getattr(module, attr)
+    except (ImportError, AttributeError) as exc:
+        raise ModelLoadError(f"Could not import {ref!r}: {exc}. Make sure the module is on the "
+                             "Python path (e.g. run from the project that defines it).") from None
+
+
+def load_state_dict(path: Path, *, trust_pickle: bool) -> tuple[dict[str, Any], LoadRecord]:
+    """Read torch weights without executing code (safetensors or weights-only torch.load)."""
+    import torch
+
+    digest = sha256_file(path)
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            state = load_file(str(path))
+        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+            raise ModelLoadError(f"The weights file {str(path)!r} is not a readable safetensors "
+                                 f"file ({exc}). Is it truncated or another format?") from None
+        loader = "safetensors"
+    else:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
+        except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError...
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            hint = (" It contains objects beyond plain tensors; re-save the weights with "
+                    "safetensors, or pass --trust-pickle if you trust the file's author."
+                    if "weights_only" in str(exc).lower() or "unpickl" in str(exc).lower() else "")
+            raise ModelLoadError(f"Could not load the weights file {str(path)!r}: {msg}.{hint}") from None
+        loader = "torch.load(weights_only=False) [trusted pickle]" if trust_pickle else "torch.load(weights_only=True)"
+        if hasattr(state, "state_dict") and not isinstance(state, Mapping):
+            state = state.state_dict()
+        if not isinstance(state, Mapping):
+            raise ModelLoadError(f"The weights file {str(path)!r} does not hold a state dict of tensors.")
+    return dict(state), LoadRecord("weights", str(path), digest, loader, tensor_digest(state),
+                                   trust_pickle and loader.startswith("torch.load(weights_only=False"))
+
+
+def load_torch_model(path: Path, *, architecture: str | Path | Mapping[str, Any] | None,
+                     task: Task, output: str = "logit", threshold: float = 0.5,
+                     trust_pickle: bool = False, init_args: Mapping[str, Any] | None = None) -> TorchAdapter:
+    """Load a torch model: TorchScript, or an architecture plus a state dict."""
+    import torch
+
+    records = []
+    if architecture is None:
+        if path.suffix in (".safetensors",):
+            raise InvalidConfigError(
+                f"Weights {str(path)!r} need an architecture: set 'architecture' in [model] to a "
+                "JSON MLP spec or \"package.module:Class\".")
+        try:
+            module = torch.jit.load(str(path), map_location="cpu")
+        except Exception as exc:
+            raise ModelLoadError(
+                f"{str(path)!r} is not a TorchScript file ({str(exc).splitlines()[0] if str(exc) else exc!r}). "
+                "For plain weights set 'architecture' in [model].") from None
+        records.append(LoadRecord("model", str(path), sha256_file(path), "torch.jit.load",
+                                  tensor_digest(dict(module.state_dict()))))
+        return TorchAdapter(task=task, module=module, output_kind=output, threshold=threshold,
+                            description=f"TorchScript model {path.name}", loaded=tuple(records))
+
+    if isinstance(architecture, Mapping):
+        module = build_mlp(architecture)
+        output = architecture.get("output", output)
+        arch_name = "inline MLP spec"
+    elif str(architecture).endswith(".json"):
+        arch_path = Path(architecture)
+        try:
+            spec = json.loads(arch_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise InvalidConfigError(f"The architecture file {str(arch_path)!r} does not exist.") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InvalidConfigError(f"The architecture file {str(arch_path)!r} is not valid JSON: {exc}.") from None
+        module = build_mlp(spec, source=str(arch_path))
+        output = spec.get("output", output)
+        records.append(LoadRecord("architecture", str(arch_path), sha256_file(arch_path), "json"))
+        arch_name = arch_path.name
+    else:
+        cls = _import_object(str(architecture))
+        try:
+            module = cls(**dict(init_args or {}))
+        except TypeError as exc:
+            raise ModelLoadError(f"Could not build {architecture!r}: {exc}. Set its constructor "
+                                 "arguments in [model.init_args].") from None
+        arch_name = str(architecture)
+
+    state, rec = load_state_dict(path, trust_pickle=trust_pickle)
+    records.append(rec)
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()
+        detail = "; ".join(line.strip() for line in first[:3])
+        raise ModelLoadError(f"The weights in {str(path)!r} do not fit the architecture "
+                             f"{arch_name}: {detail}") from None
+    return TorchAdapter(task=task, module=module, output_kind=output, threshold=threshold,
+                        description=f"torch model {arch_name} + {path.name}", loaded=tuple(records))
+
+
+# --------------------------------------------------------------------------------------------
+# scikit-learn files
+# --------------------------------------------------------------------------------------------
+
+
+def load_sklearn_model(path: Path, *, task: Task, encoding: Encoding | None, raw: bool,
+                       threshold: float = 0.5, trust_pickle: bool = False,
+                       trusted_types: tuple[str, ...] = ()) -> SklearnAdapter:
+    """Load a scikit-learn model: skops by default, pickle/joblib only when trusted."""
+    digest = sha256_file(path)
+    suffix = path.suffix.lower()
+    if suffix == ".skops":
+        import skops.io as sio
+
+        try:
+            untrusted = sio.get_untrusted_types(file=str(path))
+        except Exception as exc:
+            raise ModelLoadError(f"{str(path)!r} is not a readable skops file ({exc}).") from None
+        unknown = sorted(set(untrusted) - set(trusted_types))
+        if unknown and not trust_pickle:
+            raise ModelLoadError(
+                f"The skops file {str(path)!r} contains types that are not trusted by default: "
+                f"{', '.join(unknown[:5])}. If you trust them, list them in [model] trusted_types.")
+        estimator = sio.load(str(path), trusted=list(untrusted))
+        loader = f"skops (trusted extra types: {', '.join(untrusted) or 'none'})"
+    elif suffix in (".pkl", ".pickle", ".joblib"):
+        if not trust_pickle:
+            raise ModelLoadError(
+                f"{str(path)!r} is a pickle, and loading a pickle runs any code its author put in "
+                "it. Re-save the model with skops (skops.io.dump), or pass --trust-pickle if you "
+                "trust the file.")
+        import joblib
+
+        try:
+            estimator = joblib.load(path)
+        except Exception as exc:
+            raise ModelLoadError(f"Could not unpickle {str(path)!r}: {exc}.") from None
+        loader = "joblib.load [trusted pickle]"
+    else:
+        raise ModelLoadError(f"Unknown scikit-learn model format {suffix!r} for {str(path)!r}; "
+                             "use .skops (or .pkl/.joblib with --trust-pickle).")
+    if not hasattr(estimator, "predict"):
+        raise ModelLoadError(f"{str(path)!r} holds a {type(estimator).__name__}, not a fitted estimator.")
+    rec = LoadRecord("model", str(path), digest, loader, trusted_pickle=suffix != ".skops")
+    return SklearnAdapter(task=task, estimator=estimator, encoding=encoding, raw=raw,
+                          threshold=threshold, loaded=(rec,),
+                          description=f"scikit-learn {type(estimator).__name__} ({path.name})")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The ``[model]`` table of the config."""
+
+    path: str | None = None
+    architecture: str | dict[str, Any] | None = None
+    encoding: str | None = None
+    predictions: str | None = None
+    task: Task = "binary"
+    threshold: float = 0.5
+    output: str = "logit"
+    raw_input: bool = False
+    trusted_types: tuple[str, ...] = ()
+    init_args: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+
+
+def load_model(spec: ModelSpec, *, encoding: Encoding | None, trust_pickle: bool = False) -> ModelAdapter:
+    """Load the model a :class:`ModelSpec` describes (paths already resolved)."""
+    if spec.predictions is not None:
+        return PredictionsAdapter(task=spec.task, threshold=spec.threshold, column=spec.predictions)
+    if spec.path is None:
+        raise InvalidConfigError("[model] needs either 'path' (a model file) or 'predictions' "
+                                 "(a column of precomputed predictions).")
+    path = Path(spec.path)
+    if not path.is_file():
+        raise ModelLoadError(f"The model file {str(path)!r} does not exist. Check [model] path "
+                             "(relative paths are resolved against the config file's folder).")
+    suffix = path.suffix.lower()
+    if suffix in (".skops", ".pkl", ".pickle", ".joblib"):
+        return load_sklearn_model(path, task=spec.task, encoding=encoding, raw=spec.raw_input,
+                                  threshold=spec.threshold, trust_pickle=trust_pickle,
+                                  trusted_types=spec.trusted_types)
+    if suffix in (".safetensors", ".pt", ".pth", ".bin", ".ts", ".torchscript"):
+        return load_torch_model(path, architecture=spec.architecture, task=spec.task,
+                                output=spec.output, threshold=spec.threshold,
+                                trust_pickle=trust_pickle, init_args=spec.init_args)
+    raise ModelLoadError(f"Unknown model format {suffix!r} for {str(path)!r}. Supported: .safetensors/"
+                         ".pt/.pth (torch weights + architecture), .pt/.ts (TorchScript), .skops "
+                         "(scikit-learn), .pkl/.joblib (with --trust-pickle).")
+
+
+
+
+def as_adapter(model: Any, *, task: Task = "binary", encoding: Encoding | None = None,
+               raw_input: bool = False, threshold: float = 0.5, output: str = "logit") -> ModelAdapter:
+    """Wrap a Python object as a :class:`ModelAdapter` (the Python-API entry point).
+
+    Accepts an adapter (returned as is), a torch ``nn.Module``, a fitted scikit-learn estimator
+    or Pipeline, or any callable returning probabilities / values.
+    """
+    if isinstance(model, ModelAdapter):
+        return model
+    try:
+        import torch.nn as nn
+
+        if isinstance(model, nn.Module):
+            return TorchAdapter(task=task, module=model, output_kind=output, threshold=threshold,
+                                description=f"torch model {type(model).__name__}")
+    except ImportError:  # pragma: no cover - torch is a dependency
+        pass
+    if hasattr(model, "predict") and hasattr(model, "fit"):
+        return SklearnAdapter(task=task, estimator=model, encoding=encoding, raw=raw_input,
+                              threshold=threshold,
+                              description=f"scikit-learn {type(model).__name__}")
+    if callable(model):
+        return CallableAdapter(task=task, fn=model, encoding=encoding, raw=raw_input,
+                               threshold=threshold, description=f"function {getattr(model, '__name__', 'model')}")
+    raise InvalidConfigError(f"Cannot audit a {type(model).__name__}: pass a torch module, a fitted "
+                             "scikit-learn estimator, a callable or a ModelAdapter.")
+
+
+__all__ = [
+    "CallableAdapter",
+    "LoadRecord",
+    "ModelAdapter",
+    "ModelSpec",
+    "Predictions",
+    "PredictionsAdapter",
+    "SklearnAdapter",
+    "TorchAdapter",
+    "as_adapter",
+    "build_mlp",
+    "linear_chain",
+    "load_model",
+    "sha256_file",
+    "tensor_digest",
+]

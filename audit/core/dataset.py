@@ -1,0 +1,693 @@
+"""Dataset specification, model-input encoding and the validated :class:`AuditData`.
+
+The encoding says how raw columns become the model's input columns (one-hot or ordinal
+categoricals, scaled numerics). It is stored as plain JSON beside the model, so nothing has to
+be unpickled, and it maps every encoded column back to its raw feature, so that every
+per-feature result can be reported in the user's own feature names.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from audit.errors import DataValidationError, InvalidConfigError, did_you_mean
+
+Task = Literal["binary", "multiclass", "regression"]
+TASKS: tuple[str, ...] = ("binary", "multiclass", "regression")
+ENCODING_FORMAT = "audit-suite/encoding@1"
+_MAX_SHOWN = 5
+
+
+def _show(values: Sequence[Any]) -> str:
+    """Render at most a few values for an error message."""
+    vals = [repr(v) for v in list(values)[:_MAX_SHOWN]]
+    more = len(values) - len(vals)
+    return ", ".join(vals) + (f" and {more} more" if more > 0 else "")
+
+
+def _rows(mask: np.ndarray) -> str:
+    """Describe the offending rows (0-based data rows, not counting the header)."""
+    idx = np.flatnonzero(mask)
+    return f"{idx.size} row(s) (first at data row {_show(idx.tolist())})"
+
+
+# --------------------------------------------------------------------------------------------
+# Feature encodings
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NumericFeature:
+    """A numeric input: ``(transform(x) - center) / scale``.
+
+    ``transform`` is ``None`` or ``"log1p"`` (for heavy-tailed, non-negative amounts).
+    """
+
+    name: str
+    center: float = 0.0
+    scale: float = 1.0
+    transform: str | None = None
+    integer: bool = False
+
+    type: str = field(default="numeric", init=False)
+
+    @property
+    def columns(self) -> list[str]:
+        return [self.name]
+
+    def encode(self, values: pd.Series) -> np.ndarray:
+        x = _as_numeric(values, self.name)
+        if self.transform == "log1p":
+            bad = x < 0
+            if bad.any():
+                raise DataValidationError(
+                    f"Column {self.name!r} has negative values in {_rows(bad)}, but its encoding "
+                    "applies log1p. Fix the data or change the feature's transform in the encoding."
+                )
+            x = np.log1p(x)
+        return ((x - self.center) / self.scale)[:, None]
+
+    def decode(self, block: np.ndarray) -> np.ndarray:
+        x = self.to_raw(block[:, 0])
+        return np.round(x) if self.integer else x
+
+    def to_raw(self, z: np.ndarray | float) -> np.ndarray:
+        """Map encoded values (or split thresholds) back to the raw unit."""
+        x = np.asarray(z, dtype=float) * self.scale + self.center
+        if self.transform == "log1p":
+            x = np.expm1(x)
+        return x
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "type": "numeric", "center": self.center, "scale": self.scale,
+                "transform": self.transform, "integer": self.integer}
+
+
+@dataclass(frozen=True)
+class CategoricalFeature:
+    """A categorical input, one-hot (one column per level) or ordinal (level index, scaled).
+
+    ``missing`` names the level that missing values map to; ``None`` makes them an error.
+    """
+
+    name: str
+    levels: tuple[str, ...]
+    encoding: Literal["onehot", "ordinal"] = "onehot"
+    missing: str | None = None
+    center: float = 0.0
+    scale: float = 1.0
+
+    type: str = field(default="categorical", init=False)
+
+    @property
+    def columns(self) -> list[str]:
+        if self.encoding == "onehot":
+            return [f"{self.name}={lvl}" for lvl in self.levels]
+        return [self.name]
+
+    def codes(self, values: pd.Series) -> np.ndarray:
+        """Level index of every value; raises naming the unknown levels."""
+        missing = values.isna().to_numpy()
+        if missing.any():
+            if self.missing is None:
+                raise DataValidationError(
+                    f"Column {self.name!r} has missing values in {_rows(missing)}. Fill them, or "
+                    f"set \"missing\" for {self.name!r} in the encoding to the level the model uses."
+                )
+            values = values.astype(object).where(~missing, self.missing)
+        text = values.astype(str).str.strip()
+        lookup = {lvl: i for i, lvl in enumerate(self.levels)}
+        codes = text.map(lookup)
+        unknown = codes.isna().to_numpy()
+        if unknown.any():
+            bad = sorted(set(text[unknown]))
+            raise DataValidationError(
+                f"Column {self.name!r} has level(s) the encoding does not know: {_show(bad)} in "
+                f"{_rows(unknown)}. Known levels: {_show(self.levels)}. Map them to a known level "
+                "or retrain the model with them."
+            )
+        return codes.to_numpy(dtype=np.int64)
+
+    def encode(self, values: pd.Series) -> np.ndarray:
+        codes = self.codes(values)
+        if self.encoding == "onehot":
+            out = np.zeros((codes.size, len(self.levels)))
+            out[np.arange(codes.size), codes] = 1.0
+            return out
+        return ((codes - self.center) / self.scale)[:, None]
+
+    def decode(self, block: np.ndarray) -> np.ndarray:
+        if self.encoding == "onehot":
+            idx = np.argmax(block, axis=1)
+        else:
+            idx = np.clip(np.rint(block[:, 0] * self.scale + self.center), 0, len(self.levels) - 1)
+        return np.asarray(self.levels, dtype=object)[idx.astype(int)]
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "type": "categorical", "levels": list(self.levels),
+                               "encoding": self.encoding, "missing": self.missing}
+        if self.encoding == "ordinal":
+            out.update(center=self.center, scale=self.scale)
+        return out
+
+
+Feature = NumericFeature | CategoricalFeature
+
+
+def _as_numeric(values: pd.Series, name: str) -> np.ndarray:
+    """Convert a column to float, naming unparsable and non-finite cells."""
+    if values.dtype == bool:
+        values = values.astype(float)
+    converted = pd.to_numeric(values, errors="coerce")
+    unparsable = converted.isna().to_numpy() & values.notna().to_numpy()
+    if unparsable.any():
+        bad = sorted(set(values[unparsable].astype(str)))
+        hint = (" They look like numbers with thousands separators; remove the separators."
+                if any("," in b for b in bad) else "")
+        raise DataValidationError(
+            f"Column {name!r} should be numeric but has text {_show(bad)} in {_rows(unparsable)}."
+            f"{hint} Or declare {name!r} categorical in the encoding."
+        )
+    x = converted.to_numpy(dtype=float)
+    nonfinite = ~np.isfinite(x)
+    if nonfinite.any():
+        kinds = "missing (NaN)" if np.isnan(x[nonfinite]).all() else "missing or infinite"
+        raise DataValidationError(
+            f"Column {name!r} has {kinds} values in {_rows(nonfinite)}. Impute or drop those rows "
+            "before the audit (the model cannot score them)."
+        )
+    return x
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """How raw feature columns become the model's input matrix, and back.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> enc = Encoding.fit(pd.DataFrame({"age": [20, 40], "sex": ["F", "M"]}))
+    >>> enc.columns
+    ['age', 'sex=F', 'sex=M']
+    >>> enc.encode(pd.DataFrame({"age": [30], "sex": ["M"]})).round(2).tolist()
+    [[0.0, 0.0, 1.0]]
+    """
+
+    features: tuple[Feature, ...]
+    classes: tuple[str, ...] | None = None
+
+    # ---- construction ----------------------------------------------------------------------
+    @classmethod
+    def fit(cls, frame: pd.DataFrame, *, categorical: Sequence[str] | None = None,
+            missing_level: str | None = None) -> Encoding:
+        """Derive an encoding from data: numerics standardized, categoricals one-hot.
+
+        Columns with object, string, category or bool dtype are categorical unless
+        ``categorical`` lists the categorical columns explicitly.
+        """
+        feats: list[Feature] = []
+        for name in frame.columns:
+            col = frame[name]
+            is_cat = (name in categorical) if categorical is not None else not (
+                pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col))
+            if is_cat:
+                present = col.dropna().astype(str).str.strip()
+                levels = sorted(set(present))
+                if col.isna().any() and missing_level is not None and missing_level not in levels:
+                    levels.append(missing_level)
+                feats.append(CategoricalFeature(str(name), tuple(levels),
+                                                missing=missing_level if col.isna().any() else None))
+            else:
+                x = _as_numeric(col, str(name))
+                sd = float(np.std(x))
+                integer = bool(np.all(np.equal(np.mod(x, 1), 0)))
+                feats.append(NumericFeature(str(name), float(np.mean(x)), sd if sd > 0 else 1.0,
+                                            integer=integer))
+        return cls(tuple(feats))
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any], *, source: str = "encoding") -> Encoding:
+        if not isinstance(doc, Mapping) or not isinstance(doc.get("features"), list):
+            raise InvalidConfigError(
+                f"The encoding in {source} must be a JSON object with a \"features\" list.")
+        feats: list[Feature] = []
+        for i, f in enumerate(doc["features"]):
+            where = f"feature #{i} of {source}"
+            if not isinstance(f, Mapping) or "name" not in f:
+                raise InvalidConfigError(f"The {where} must be an object with a \"name\".")
+            kind = f.get("type", "numeric")
+            try:
+                if kind == "numeric":
+                    scale = float(f.get("scale", 1.0))
+                    if not math.isfinite(scale) or scale <= 0:
+                        raise InvalidConfigError(
+                            f"The 'scale' of {where} must be a positive number. Got {scale} instead.")
+                    if f.get("transform") not in (None, "log1p"):
+                        raise InvalidConfigError(
+                            f"The 'transform' of {where} must be null or \"log1p\". "
+                            f"Got {f.get('transform')!r} instead.")
+                    feats.append(NumericFeature(str(f["name"]), float(f.get("center", 0.0)), scale,
+                                                f.get("transform"), bool(f.get("integer", False))))
+                elif kind == "categorical":
+                    enc = f.get("encoding", "onehot")
+                    if enc not in ("onehot", "ordinal"):
+                        raise InvalidConfigError(
+                            f"The 'encoding' of {where} must be \"onehot\" or \"ordinal\". "
+                            f"Got {enc!r} instead.")
+                    levels = tuple(str(v) for v in f.get("levels", ()))
+                    if not levels or len(set(levels)) != len(levels):
+                        raise InvalidConfigError(
+                            f"The 'levels' of {where} must be a non-empty list of distinct values.")
+                    feats.append(CategoricalFeature(str(f["name"]), levels, enc, f.get("missing"),
+                                                    float(f.get("center", 0.0)),
+                                                    float(f.get("scale", 1.0))))
+                else:
+                    raise InvalidConfigError(
+                        f"The 'type' of {where} must be \"numeric\" or \"categorical\". "
+                        f"Got {kind!r} instead.")
+            except (TypeError, ValueError) as exc:
+                if isinstance(exc, InvalidConfigError):
+                    raise
+                raise InvalidConfigError(f"The {where} has a malformed value: {exc}.") from None
+        names = [f.name for f in feats]
+        if len(set(names)) != len(names):
+            raise InvalidConfigError(f"The encoding in {source} names a feature twice.")
+        classes = doc.get("classes")
+        return cls(tuple(feats), tuple(str(c) for c in classes) if classes else None)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Encoding:
+        path = Path(path)
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise InvalidConfigError(f"The encoding file {str(path)!r} does not exist.") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InvalidConfigError(f"The encoding file {str(path)!r} is not valid JSON: {exc}.") from None
+        return cls.from_dict(doc, source=str(path))
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"format": ENCODING_FORMAT,
+                               "features": [f.to_json() for f in self.features]}
+        if self.classes is not None:
+            out["classes"] = list(self.classes)
+        return out
+
+    # ---- structure ---------------------------------------------------------------------------
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    @property
+    def columns(self) -> list[str]:
+        return [c for f in self.features for c in f.columns]
+
+    @property
+    def groups(self) -> dict[str, list[int]]:
+        """Raw feature name -> indices of its encoded columns."""
+        out, start = {}, 0
+        for f in self.features:
+            width = len(f.columns)
+            out[f.name] = list(range(start, start + width))
+            start += width
+        return out
+
+    @property
+    def column_feature(self) -> np.ndarray:
+        """For each encoded column, the index of its raw feature."""
+        return np.concatenate([np.full(len(f.columns), i) for i, f in enumerate(self.features)])
+
+    def feature(self, name: str) -> Feature:
+        for f in self.features:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    # ---- transforms --------------------------------------------------------------------------
+    def encode(self, frame: pd.DataFrame) -> np.ndarray:
+        """Raw frame -> float32 model input; raises naming the column, rows and fix."""
+        missing = [f.name for f in self.features if f.name not in frame.columns]
+        if missing:
+            raise DataValidationError(
+                f"The data lacks column(s) {_show(missing)} that the model's encoding needs."
+                f"{did_you_mean(missing[0], frame.columns)} Available columns: {_show(list(frame.columns))}.")
+        blocks = [f.encode(frame[f.name]) for f in self.features]
+        return np.hstack(blocks).astype(np.float32) if blocks else np.zeros((len(frame), 0), np.float32)
+
+    def decode(self, X: np.ndarray) -> pd.DataFrame:
+        """Encoded rows -> raw frame (one-hot groups by argmax, numerics unscaled)."""
+        X = np.asarray(X, dtype=float)
+        out = {}
+        for f, idx in zip(self.features, self.groups.values(), strict=True):
+            out[f.name] = f.decode(X[:, idx])
+        return pd.DataFrame(out)
+
+    def aggregate(self, values: np.ndarray, how: Literal["sum", "max_abs"] = "sum",
+                  axis: int = -1) -> np.ndarray:
+        """Collapse encoded columns to raw features along ``axis``.
+
+        ``"sum"`` is exact for additive attributions (SHAP, integrated gradients);
+        ``"max_abs"`` keeps the strongest column of each group.
+        """
+        values = np.moveaxis(np.asarray(values, dtype=float), axis, -1)
+        parts = []
+        for idx in self.groups.values():
+            block = values[..., idx]
+            parts.append(block.sum(-1) if how == "sum" else np.abs(block).max(-1))
+        return np.moveaxis(np.stack(parts, axis=-1), -1, axis)
+
+
+# --------------------------------------------------------------------------------------------
+# Dataset specification and validated audit data
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What the columns of a data set mean for the audit.
+
+    Parameters
+    ----------
+    target : str or None
+        Column with the true outcome (None when auditing predictions without outcomes).
+    features : tuple of str or None
+        Raw model inputs; default: the encoding's features, else every other column.
+    sensitive : tuple of str
+        Attributes audited for fairness; kept out of the model input unless also in ``features``.
+    positive_label : object
+        The favourable / positive class for binary tasks (required when labels are text).
+    task : {"binary", "multiclass", "regression"}
+    predictions : str or None
+        Column holding precomputed model predictions (scores or labels), if any.
+    na_values : tuple of str
+        Extra strings to read as missing (e.g. ``"?"`` in the Adult data).
+    """
+
+    target: str | None
+    features: tuple[str, ...] | None = None
+    sensitive: tuple[str, ...] = ()
+    positive_label: Any = None
+    task: Task = "binary"
+    predictions: str | None = None
+    na_values: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise InvalidConfigError(
+                f"The 'task' parameter of DatasetSpec must be one of {TASKS}. Got {self.task!r} instead.")
+
+
+def read_table(path: str | Path, *, na_values: Sequence[str] = ()) -> pd.DataFrame:
+    """Read a CSV (optionally compressed) or Parquet file with clear errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataValidationError(
+            f"The data file {str(path)!r} does not exist. Check the path (relative paths are "
+            "resolved against the config file's folder).")
+    name = path.name.lower()
+    try:
+        if name.endswith((".parquet", ".pq")):
+            frame = pd.read_parquet(path)
+        else:
+            header = pd.read_csv(path, nrows=0, encoding="utf-8-sig")
+            raw_names = _raw_header(path)
+            dupes = sorted({c for c in raw_names if raw_names.count(c) > 1})
+            if dupes:
+                raise DataValidationError(
+                    f"The data file {str(path)!r} has duplicated column name(s) {_show(dupes)}. "
+                    "Rename them so every column is unique.")
+            frame = pd.read_csv(path, na_values=list(na_values), skipinitialspace=True,
+                                encoding="utf-8-sig", low_memory=False)
+            del header
+    except DataValidationError:
+        raise
+    except UnicodeDecodeError as exc:
+        raise DataValidationError(
+            f"The data file {str(path)!r} is not UTF-8 text ({exc.reason} at byte {exc.start}). "
+            "Re-save it as UTF-8.") from None
+    except pd.errors.EmptyDataError:
+        raise DataValidationError(f"The data file {str(path)!r} is empty.") from None
+    except pd.errors.ParserError as exc:
+        raise DataValidationError(
+            f"The data file {str(path)!r} is not a well-formed CSV: {str(exc).strip()}. "
+            "Check the delimiter (a comma is expected) and that every row has the same number "
+            "of fields.") from None
+    except (OSError, ValueError) as exc:
+        raise DataValidationError(f"The data file {str(path)!r} could not be read: {exc}.") from None
+    if len(frame) == 0:
+        raise DataValidationError(f"The data file {str(path)!r} has a header but no rows.")
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return frame
+
+
+def _raw_header(path: Path) -> list[str]:
+    import csv
+    import gzip
+
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rt", encoding="utf-8-sig", newline="") as fh:
+            return [c.strip() for c in next(csv.reader(fh), [])]
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return []
+
+
+@dataclass(frozen=True, eq=False)
+class AuditData:
+    """Validated, encoded data ready for the audit methods.
+
+    ``X`` is the model input (float32; rows x encoded columns for tabular data), ``y`` the
+    encoded target (0/1 for binary, class index for multiclass, float for regression),
+    ``classes`` the original labels in index order (for binary: negative, positive), and
+    ``sensitive`` the sensitive attributes as text, one column per attribute.
+    """
+
+    spec: DatasetSpec
+    encoding: Encoding
+    frame: pd.DataFrame
+    X: np.ndarray
+    y: np.ndarray | None
+    classes: tuple[str, ...] | None
+    sensitive: pd.DataFrame
+    predictions: np.ndarray | None = None
+    source: str | None = None
+    modality: str = "tabular"
+
+    @property
+    def task(self) -> Task:
+        return self.spec.task
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.X.shape[0])
+
+    @property
+    def feature_names(self) -> list[str]:
+        return self.encoding.feature_names
+
+    @property
+    def columns(self) -> list[str]:
+        return self.encoding.columns
+
+    @property
+    def groups(self) -> dict[str, list[int]]:
+        return self.encoding.groups
+
+    def subset(self, rows: np.ndarray) -> AuditData:
+        """The same data restricted to ``rows`` (indices or boolean mask)."""
+        rows = np.asarray(rows)
+        return AuditData(
+            self.spec, self.encoding, self.frame.iloc[rows].reset_index(drop=True), self.X[rows],
+            None if self.y is None else self.y[rows], self.classes,
+            self.sensitive.iloc[rows].reset_index(drop=True),
+            None if self.predictions is None else self.predictions[rows], self.source, self.modality)
+
+
+def _encode_target(values: pd.Series, spec: DatasetSpec, classes: tuple[str, ...] | None,
+                   where: str) -> tuple[np.ndarray, tuple[str, ...] | None]:
+    name = spec.target
+    missing = values.isna().to_numpy()
+    if missing.any():
+        raise DataValidationError(
+            f"The target column {name!r} in {where} has missing values in {_rows(missing)}. "
+            "Drop those rows: an outcome is needed to judge the model.")
+    if spec.task == "regression":
+        return _as_numeric(values, str(name)), None
+    text = _label_text(values)
+    if spec.task == "binary":
+        present = sorted(set(text))
+        if spec.positive_label is None:
+            if set(present) <= {"0", "1"} or set(present) <= {"False", "True"}:
+                pos = "1" if "1" in present or "0" in present else "True"
+            elif classes is not None and len(classes) == 2:
+                pos = classes[1]
+            else:
+                raise DataValidationError(
+                    f"The target column {name!r} in {where} has text labels {_show(present)}; say "
+                    "which one is the positive outcome with positive_label = \"...\" in [data].")
+        else:
+            pos = _label_text(pd.Series([spec.positive_label]))[0]
+        if len(present) > 2:
+            raise DataValidationError(
+                f"The target column {name!r} in {where} has {len(present)} distinct values "
+                f"({_show(present)}) but the task is binary. Set task = \"multiclass\" or map the "
+                "labels to two values.")
+        if pos not in present:
+            raise DataValidationError(
+                f"The positive label {pos!r} does not occur in the target column {name!r} of {where} "
+                f"(values: {_show(present)}). Fix positive_label in [data].")
+        negatives = [p for p in present if p != pos]
+        neg = negatives[0] if negatives else (
+            next((c for c in (classes or ()) if c != pos), f"not {pos}"))
+        return (text == pos).astype(np.int64), (neg, pos)
+    # multiclass
+    labels = classes if classes is not None else tuple(sorted(set(text)))
+    lookup = {c: i for i, c in enumerate(labels)}
+    codes = pd.Series(text).map(lookup)
+    unknown = codes.isna().to_numpy()
+    if unknown.any():
+        raise DataValidationError(
+            f"The target column {name!r} in {where} has label(s) {_show(sorted(set(text[unknown])))} "
+            f"that the model's classes {_show(labels)} do not include, in {_rows(unknown)}.")
+    return codes.to_numpy(dtype=np.int64), labels
+
+
+def _label_text(values: pd.Series) -> np.ndarray:
+    """Labels as text, with 1.0 and 1 (and True) spelled the same way."""
+    def norm(v: Any) -> str:
+        if isinstance(v, (bool, np.bool_)):
+            return str(bool(v))
+        if isinstance(v, (int, np.integer)):
+            return str(int(v))
+        if isinstance(v, (float, np.floating)) and float(v).is_integer():
+            return str(int(v))
+        return str(v).strip()
+    return np.array([norm(v) for v in values.tolist()], dtype=object)
+
+
+def build_audit_data(frame: pd.DataFrame, spec: DatasetSpec, encoding: Encoding | None = None,
+                     *, source: str | None = None) -> AuditData:
+    """Validate ``frame`` against ``spec`` and encode it.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        Raw data, one row per example.
+    spec : DatasetSpec
+    encoding : Encoding, optional
+        The model's input encoding; derived from the data when omitted.
+    source : str, optional
+        File name used in error messages.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "g": list("abab"), "y": [0, 1, 0, 1]})
+    >>> data = build_audit_data(df, DatasetSpec(target="y", sensitive=("g",)))
+    >>> data.X.shape, data.feature_names
+    ((4, 1), ['x'])
+    """
+    where = repr(source) if source else "the data"
+    if not isinstance(frame, pd.DataFrame):
+        raise DataValidationError(f"The data must be a pandas DataFrame. Got {type(frame).__name__} instead.")
+    if len(frame) == 0:
+        raise DataValidationError(f"The data in {where} has no rows.")
+    frame = frame.reset_index(drop=True)
+    cols = list(frame.columns)
+    named = [c for c in [spec.target, spec.predictions, *spec.sensitive, *(spec.features or ())] if c]
+    for col in named:
+        if col not in cols:
+            raise DataValidationError(
+                f"The column {col!r} named in the config is not in {where}.{did_you_mean(col, cols)} "
+                f"Available columns: {_show(cols)}.")
+    if spec.features is not None:
+        features = list(spec.features)
+    elif encoding is not None:
+        features = encoding.feature_names
+    else:
+        reserved = {spec.target, spec.predictions, *spec.sensitive}
+        features = [c for c in cols if c not in reserved]
+    if spec.target in features:
+        raise InvalidConfigError(
+            f"The target {spec.target!r} is also listed as a feature; remove it from 'features'.")
+    if not features:
+        raise DataValidationError(f"No feature columns are left in {where} after removing the target "
+                                  "and sensitive columns.")
+    if encoding is None:
+        encoding = Encoding.fit(frame[features])
+    elif sorted(encoding.feature_names) != sorted(features):
+        extra = sorted(set(features) - set(encoding.feature_names))
+        lacking = sorted(set(encoding.feature_names) - set(features))
+        raise DataValidationError(
+            "The features do not match the model's encoding: "
+            + (f"not in the encoding: {_show(extra)}; " if extra else "")
+            + (f"needed by the encoding but not listed: {_show(lacking)}; " if lacking else "")
+            + "list exactly the encoding's features (or omit 'features' to use them).")
+    X = encoding.encode(frame)
+
+    y = classes = None
+    if spec.target is not None:
+        y, classes = _encode_target(frame[spec.target], spec, encoding.classes, where)
+
+    sensitive = pd.DataFrame(index=frame.index)
+    for col in spec.sensitive:
+        values = frame[col]
+        missing = values.isna().to_numpy()
+        if missing.any():
+            raise DataValidationError(
+                f"The sensitive column {col!r} in {where} has missing values in {_rows(missing)}. "
+                "Fill them (for example with an explicit \"missing\" level) or drop those rows.")
+        sensitive[col] = _label_text(values)
+
+    predictions = None
+    if spec.predictions is not None:
+        predictions = _precomputed(frame[spec.predictions], spec, classes, where)
+
+    keep = list(dict.fromkeys([*features, *(c for c in [spec.target, spec.predictions] if c),
+                               *spec.sensitive]))
+    return AuditData(spec, encoding, frame[keep], X, y, classes, sensitive, predictions, source)
+
+
+def _precomputed(values: pd.Series, spec: DatasetSpec, classes: tuple[str, ...] | None,
+                 where: str) -> np.ndarray:
+    """Precomputed predictions: scores in [0, 1] or labels (binary), labels (multiclass), values."""
+    name = spec.predictions
+    if values.isna().any():
+        raise DataValidationError(
+            f"The predictions column {name!r} in {where} has missing values in "
+            f"{_rows(values.isna().to_numpy())}. Every audited row needs a prediction.")
+    if spec.task == "regression":
+        return _as_numeric(values, str(name))
+    text = _label_text(values)
+    if classes is not None and set(text) <= set(classes):
+        return np.array([classes.index(t) for t in text], dtype=np.int64)
+    if spec.task == "binary":
+        x = _as_numeric(values, str(name))
+        if x.min() < 0 or x.max() > 1:
+            raise DataValidationError(
+                f"The predictions column {name!r} in {where} must hold labels of the target or "
+                f"scores in [0, 1]; found values from {x.min():g} to {x.max():g}.")
+        return x
+    raise DataValidationError(
+        f"The predictions column {name!r} in {where} has labels {_show(sorted(set(text)))} that are "
+        f"not classes of the target ({_show(classes or ())}).")
+
+
+__all__ = [
+    "AuditData",
+    "CategoricalFeature",
+    "DatasetSpec",
+    "Encoding",
+    "NumericFeature",
+    "TASKS",
+    "build_audit_data",
+    "read_table",
+]

@@ -1,0 +1,240 @@
+"""The audit-method interface: frozen configs and results, skipped records, findings.
+
+A method is a class with a ``name`` (== its module name == its template partial), a frozen
+``Config`` dataclass of options, and ``run`` returning one frozen result dataclass. Methods only
+compute: figures are drawn by ``figures`` from the result, HTML lives in templates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, Literal, TypeVar
+
+import numpy as np
+
+from audit.core.adapter import ModelAdapter
+from audit.core.dataset import TASKS, AuditData
+from audit.errors import InvalidConfigError, did_you_mean
+
+Progress = Callable[[int, int], None]
+
+
+def _no_progress(done: int, total: int) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """Base of every method's options. Subclasses add typed fields with defaults and may
+    override :meth:`validate`."""
+
+    @classmethod
+    def from_dict(cls, options: Mapping[str, Any], *, method: str) -> MethodConfig:
+        """Build the config from a TOML table, rejecting unknown keys and wrong types."""
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        hints = typing.get_type_hints(cls)
+        values = {}
+        for key, value in options.items():
+            if key not in fields:
+                raise InvalidConfigError(
+                    f"[methods.{method}] has no option {key!r}.{did_you_mean(key, fields)} "
+                    f"Options: {', '.join(sorted(fields)) or 'none'}.")
+            values[key] = _coerce(value, hints[key], f"[methods.{method}] {key}")
+        config = cls(**values)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        """Raise InvalidConfigError for values that are well-typed but not allowed."""
+
+    def to_json(self) -> dict[str, Any]:
+        return to_jsonable(self)
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    """Check a TOML value against a dataclass field's type hint."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except InvalidConfigError as exc:
+                errors.append(exc)
+        raise errors[0]
+    if origin is Literal:
+        if value not in args:
+            raise InvalidConfigError(f"The {where!r} option must be one of {list(args)}. Got {value!r} instead.")
+        return value
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise InvalidConfigError(f"The {where!r} option must be a list. Got {value!r} instead.")
+        item = args[0] if args else Any
+        return tuple(_coerce(v, item, where) for v in value)
+    if hint is Any:
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise InvalidConfigError(f"The {where!r} option must be true or false. Got {value!r} instead.")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidConfigError(f"The {where!r} option must be an integer. Got {value!r} instead.")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InvalidConfigError(f"The {where!r} option must be a number. Got {value!r} instead.")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise InvalidConfigError(f"The {where!r} option must be a string. Got {value!r} instead.")
+        return value
+    if origin is dict or hint is dict:
+        if not isinstance(value, Mapping):
+            raise InvalidConfigError(f"The {where!r} option must be a table. Got {value!r} instead.")
+        return dict(value)
+    return value
+
+
+@dataclass(frozen=True)
+class MethodResult:
+    """Base of every method's result: a frozen dataclass whose ``to_json`` holds every number."""
+
+    def to_json(self) -> dict[str, Any]:
+        return to_jsonable(self)
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A method that did not run, and why (shown in the report; nothing is dropped silently)."""
+
+    method: str
+    title: str
+    reason: str
+    failed: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"status": "failed" if self.failed else "skipped", "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One sentence for the executive summary. ``level`` orders and colours it."""
+
+    level: Literal["info", "warning", "alert"]
+    text: str
+    method: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"level": self.level, "text": self.text, "method": self.method}
+
+
+C = TypeVar("C", bound=MethodConfig)
+R = TypeVar("R", bound=MethodResult)
+
+
+class AuditMethod(ABC, Generic[C, R]):
+    """Base class of every audit method.
+
+    Class attributes
+    ----------------
+    name : str
+        Module name, results key and template partial name.
+    title : str
+        Section heading in the report.
+    requires : frozenset of str
+        Model capabilities needed (see :mod:`audit.core.adapter`).
+    tasks, modalities : frozenset of str
+        Tasks and data modalities the method supports.
+    needs_target : bool
+        Whether the true outcome must be present.
+    Config : type
+        The method's frozen options dataclass.
+    """
+
+    name: ClassVar[str]
+    title: ClassVar[str]
+    requires: ClassVar[frozenset[str]] = frozenset()
+    tasks: ClassVar[frozenset[str]] = frozenset(TASKS)
+    modalities: ClassVar[frozenset[str]] = frozenset({"tabular"})
+    needs_target: ClassVar[bool] = False
+    Config: ClassVar[type[MethodConfig]] = MethodConfig
+
+    def skip_reason(self, model: ModelAdapter, data: AuditData, config: C) -> str | None:
+        """Why this method cannot run on this model and data, or None when it can."""
+        missing = sorted(self.requires - model.capabilities)
+        if missing:
+            return (f"needs a model with {', '.join(missing)}; {model.description} offers "
+                    f"{', '.join(sorted(model.capabilities)) or 'nothing beyond its predictions'}")
+        if data.task not in self.tasks:
+            return f"not defined for {data.task} tasks"
+        if data.modality not in self.modalities:
+            return f"not available for {data.modality} data"
+        if self.needs_target and data.y is None:
+            return "needs the true outcome (a target column)"
+        return None
+
+    @abstractmethod
+    def run(self, model: ModelAdapter, data: AuditData, config: C, *,
+            rng: np.random.Generator, progress: Progress = _no_progress,
+            train: AuditData | None = None) -> R:
+        """Compute the method's result. Must not render anything.
+
+        ``data`` is the audited data; ``train`` the model's training data when the config names
+        it (methods that refit the model use it); ``rng`` is the method's own random stream.
+        """
+
+    def findings(self, result: R, config: C) -> list[Finding]:
+        """Sentences for the executive summary (plain text; the template escapes them)."""
+        return []
+
+    def figures(self, result: R, data: AuditData) -> dict[str, Any]:
+        """Matplotlib figures keyed by name; the report embeds them as images."""
+        return {}
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Convert results to JSON-native values; NaN and inf become None (JSON has neither)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+                if not f.name.startswith("_")}
+    if isinstance(obj, Mapping):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        x = float(obj)
+        return x if math.isfinite(x) else None
+    if obj is None or isinstance(obj, str):
+        return obj
+    if hasattr(obj, "to_json"):
+        return obj.to_json()
+    return str(obj)
+
+
+__all__ = [
+    "AuditMethod",
+    "Finding",
+    "MethodConfig",
+    "MethodResult",
+    "Progress",
+    "Skipped",
+    "to_jsonable",
+]

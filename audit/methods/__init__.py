@@ -1,0 +1,1 @@
+"""One module per audit method; each module's name is its method's name."""

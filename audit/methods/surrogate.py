@@ -1,0 +1,270 @@
+"""Global surrogate: a shallow decision tree that imitates the model, with its fidelity.
+
+The tree is fitted to the *model's predictions* (not the true outcome) on part of the audited
+rows, and its fidelity is measured on the held-out rest: agreement with the model's predicted
+class for classifiers, R² against the model's output for regression. A sweep of depths shows the
+trade-off between readability and fidelity; the chosen depth is the shallowest whose held-out
+fidelity is within ``tolerance`` of the best. Rules are written in raw feature names and units.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from audit.core.adapter import ModelAdapter
+from audit.core.dataset import AuditData, CategoricalFeature, NumericFeature
+from audit.core.method import AuditMethod, Finding, MethodConfig, MethodResult, Progress
+from audit.errors import InvalidConfigError
+
+
+@dataclass(frozen=True)
+class SurrogateConfig(MethodConfig):
+    """Options of the surrogate tree.
+
+    depths : depths tried in the sweep; max_depth : fix the depth instead of choosing;
+    test_fraction : share of rows held out to measure fidelity; tolerance : fidelity a shallower
+    tree may give up against the best; min_leaf_fraction : smallest leaf as a share of rows.
+    """
+
+    depths: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 8)
+    max_depth: int | None = None
+    test_fraction: float = 0.3
+    tolerance: float = 0.01
+    min_leaf_fraction: float = 0.005
+    max_rows: int = 200_000
+
+    def validate(self) -> None:
+        if not self.depths or any(d < 1 for d in self.depths):
+            raise InvalidConfigError(f"The 'depths' option of surrogate must be positive integers. Got {list(self.depths)} instead.")
+        if self.max_depth is not None and self.max_depth < 1:
+            raise InvalidConfigError(f"The 'max_depth' option of surrogate must be at least 1. Got {self.max_depth} instead.")
+        if not 0.05 <= self.test_fraction <= 0.8:
+            raise InvalidConfigError(f"The 'test_fraction' option of surrogate must be in [0.05, 0.8]. Got {self.test_fraction} instead.")
+        if not 0 <= self.tolerance < 1 or not 0 <= self.min_leaf_fraction < 0.5:
+            raise InvalidConfigError("The 'tolerance' and 'min_leaf_fraction' options of surrogate must be in [0, 1) and [0, 0.5).")
+        if self.max_rows < 20:
+            raise InvalidConfigError(f"The 'max_rows' option of surrogate must be at least 20. Got {self.max_rows} instead.")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One leaf as IF/THEN: the conditions on the path, the prediction and its support."""
+
+    conditions: tuple[str, ...]
+    prediction: str
+    rows: int
+    share: float
+    purity: float  # share of the leaf's training rows where the model agrees (classifier) / R² n/a
+
+
+@dataclass(frozen=True)
+class SurrogateResult(MethodResult):
+    fidelity_metric: str                 # "agreement" or "r2"
+    depths: tuple[int, ...]
+    train_fidelity: tuple[float, ...]
+    test_fidelity: tuple[float, ...]
+    chosen_depth: int
+    fidelity: float                      # held-out fidelity at the chosen depth
+    n_leaves: int
+    n_train: int
+    n_test: int
+    rules: tuple[Rule, ...]
+    feature_importance: dict[str, float]  # impurity decrease by raw feature
+    sampled: bool
+    _tree: Any = None                     # the fitted tree, for the figure (not serialised)
+
+
+class Surrogate(AuditMethod[SurrogateConfig, SurrogateResult]):
+    name = "surrogate"
+    title = "Global surrogate tree"
+    requires = frozenset({"predictions"})
+    Config = SurrogateConfig
+
+    def run(self, model: ModelAdapter, data: AuditData, config: SurrogateConfig, *,
+            rng: np.random.Generator, progress: Progress = lambda d, t: None,
+            train: AuditData | None = None) -> SurrogateResult:
+        from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
+
+        preds = model.predictions(data)
+        target = preds.labels if data.task != "regression" else preds.labels.astype(float)
+        n = data.n_rows
+        rows = np.arange(n)
+        sampled = n > config.max_rows
+        if sampled:
+            rows = np.sort(rng.choice(n, config.max_rows, replace=False))
+        perm = rng.permutation(rows)
+        n_test = max(1, int(round(config.test_fraction * len(perm))))
+        test, fit = perm[:n_test], perm[n_test:]
+        if len(fit) < 2:
+            raise InvalidConfigError(f"The surrogate needs at least 3 rows; the data has {n}.")
+        X = data.X.reshape(n, -1)
+        classify = data.task != "regression"
+        depths = (config.max_depth,) if config.max_depth else tuple(sorted(set(config.depths)))
+        min_leaf = max(1, int(config.min_leaf_fraction * len(fit)))
+        seed = int(rng.integers(2**31 - 1))
+
+        def make(depth: int) -> Any:
+            cls = DecisionTreeClassifier if classify else DecisionTreeRegressor
+            return cls(max_depth=depth, min_samples_leaf=min_leaf, random_state=seed)
+
+        def fidelity(tree: Any, idx: np.ndarray) -> float:
+            pred = tree.predict(X[idx])
+            if classify:
+                return float(np.mean(pred == target[idx]))
+            resid = np.sum((target[idx] - pred) ** 2)
+            total = np.sum((target[idx] - target[idx].mean()) ** 2)
+            return float(1 - resid / total) if total > 0 else float(resid == 0)
+
+        trees, train_fid, test_fid = [], [], []
+        for i, depth in enumerate(depths):
+            tree = make(depth).fit(X[fit], target[fit])
+            trees.append(tree)
+            train_fid.append(fidelity(tree, fit))
+            test_fid.append(fidelity(tree, test))
+            progress(i + 1, len(depths))
+        best = max(test_fid)
+        pick = next(i for i, f in enumerate(test_fid) if f >= best - config.tolerance)
+        tree = trees[pick]
+        labels = [str(c) for c in data.classes] if (classify and data.classes) else None
+        rules = extract_rules(tree, data, labels, X[fit], target[fit], classify)
+        importance = data.encoding.aggregate(tree.feature_importances_[None, :], "sum")[0]
+        return SurrogateResult(
+            fidelity_metric="agreement" if classify else "r2", depths=depths,
+            train_fidelity=tuple(train_fid), test_fidelity=tuple(test_fid),
+            chosen_depth=int(depths[pick]), fidelity=test_fid[pick], n_leaves=int(tree.get_n_leaves()),
+            n_train=len(fit), n_test=len(test), rules=rules,
+            feature_importance={f: float(v) for f, v in zip(data.feature_names, importance, strict=True)},
+            sampled=sampled, _tree=tree)
+
+    def findings(self, result: SurrogateResult, config: SurrogateConfig) -> list[Finding]:
+        what = "agrees with the model on" if result.fidelity_metric == "agreement" else "explains R² ="
+        amount = (f"{100 * result.fidelity:.1f}% of held-out rows" if result.fidelity_metric == "agreement"
+                  else f"{result.fidelity:.3f} of the model's output on held-out rows")
+        level = "info" if result.fidelity >= 0.9 else "warning"
+        tail = "" if level == "info" else (" — too low for its rules to be read as a faithful "
+                                           "summary of the model")
+        top = sorted(result.feature_importance.items(), key=lambda kv: -kv[1])[:3]
+        names = ", ".join(k for k, v in top if v > 0)
+        return [Finding(level, f"A depth-{result.chosen_depth} surrogate tree {what} {amount}{tail}. "
+                               f"Its splits rely most on: {names or 'no feature'}.")]
+
+    def figures(self, result: SurrogateResult, data: AuditData) -> dict[str, Any]:
+        from audit.core.plots import NEGATIVE, POSITIVE, new_figure
+
+        fig, ax = new_figure(6.5, 2.8)
+        ax.plot(result.depths, result.train_fidelity, "o-", color=NEGATIVE, label="fitting rows")
+        ax.plot(result.depths, result.test_fidelity, "s-", color=POSITIVE, label="held-out rows")
+        ax.axvline(result.chosen_depth, color="#555555", ls=":", lw=1)
+        ax.set_xlabel("tree depth")
+        ax.set_ylabel("fidelity (agreement)" if result.fidelity_metric == "agreement" else "fidelity (R²)")
+        ax.set_title("Surrogate fidelity by depth (dotted line: chosen depth)")
+        ax.legend(frameon=False)
+        figs = {"fidelity": fig}
+        if result._tree is not None and result.n_leaves <= 32:
+            figs["tree"] = _draw_tree(result, data)
+        return figs
+
+
+def _split_text(data: AuditData, column: int, threshold: float) -> tuple[str, str]:
+    """Readable (left, right) conditions for ``x[column] <= threshold`` in raw units."""
+    enc = data.encoding
+    feat = enc.features[int(enc.column_feature[column])]
+    col_name = enc.columns[column]
+    if isinstance(feat, CategoricalFeature) and feat.encoding == "onehot":
+        level = col_name[len(feat.name) + 1:]
+        return f"{feat.name} ≠ {level}", f"{feat.name} = {level}"
+    if isinstance(feat, CategoricalFeature):
+        cut = int(np.floor(threshold * feat.scale + feat.center))
+        left = feat.levels[: cut + 1]
+        right = feat.levels[cut + 1:]
+        return f"{feat.name} in {{{', '.join(left)}}}", f"{feat.name} in {{{', '.join(right)}}}"
+    assert isinstance(feat, NumericFeature)
+    raw = float(feat.to_raw(threshold))
+    if feat.integer:
+        lo = int(np.floor(raw))
+        return f"{feat.name} ≤ {lo}", f"{feat.name} ≥ {lo + 1}"
+    return f"{feat.name} ≤ {raw:.4g}", f"{feat.name} > {raw:.4g}"
+
+
+def extract_rules(tree: Any, data: AuditData, labels: list[str] | None, X: np.ndarray,
+                  target: np.ndarray, classify: bool) -> tuple[Rule, ...]:
+    """Every leaf as an IF/THEN rule in raw feature names, largest leaves first."""
+    t = tree.tree_
+    leaf_of = tree.apply(X)
+    rules: list[Rule] = []
+
+    def walk(node: int, conds: tuple[str, ...]) -> None:
+        if t.children_left[node] == -1:
+            members = leaf_of == node
+            count = int(members.sum())
+            if classify:
+                k = int(np.argmax(t.value[node][0]))
+                cls = tree.classes_[k]
+                pred = labels[int(cls)] if labels is not None else str(cls)
+                purity = float(np.mean(target[members] == cls)) if count else float("nan")
+                rules.append(Rule(conds, pred, count, count / len(X), purity))
+            else:
+                rules.append(Rule(conds, f"{float(t.value[node][0][0]):.4g}", count, count / len(X),
+                                  float("nan")))
+            return
+        left, right = _split_text(data, int(t.feature[node]), float(t.threshold[node]))
+        walk(int(t.children_left[node]), (*conds, left))
+        walk(int(t.children_right[node]), (*conds, right))
+
+    walk(0, ())
+    return tuple(sorted(rules, key=lambda r: -r.rows))
+
+
+def _draw_tree(result: SurrogateResult, data: AuditData) -> Any:
+    """The tree as a figure: each box shows the split in raw units, leaves the prediction."""
+    from audit.core.plots import pyplot
+
+    plt = pyplot()
+    tree = result._tree
+    t = tree.tree_
+    depth = tree.get_depth()
+    n_leaves = result.n_leaves
+    width = min(11.0, max(6.5, 1.25 * n_leaves))
+    fig, ax = plt.subplots(figsize=(width, 1.0 + 1.1 * (depth + 1)))
+    ax.set_axis_off()
+    positions: dict[int, tuple[float, float]] = {}
+    counter = [0]
+
+    def place(node: int, level: int) -> float:
+        if t.children_left[node] == -1:
+            x = counter[0] + 0.5
+            counter[0] += 1
+        else:
+            x = (place(int(t.children_left[node]), level + 1)
+                 + place(int(t.children_right[node]), level + 1)) / 2
+        positions[node] = (x, -level)
+        return x
+
+    place(0, 0)
+    labels = [str(c) for c in data.classes] if data.classes else None
+    for node, (x, y) in positions.items():
+        if t.children_left[node] != -1:
+            for child in (int(t.children_left[node]), int(t.children_right[node])):
+                cx, cy = positions[child]
+                ax.plot([x, cx], [y - 0.15, cy + 0.15], color="#888888", lw=0.8)
+            left, _ = _split_text(data, int(t.feature[node]), float(t.threshold[node]))
+            text = f"{left}?\n(yes ← · → no)"
+            face = "#F2F2F2"
+        else:
+            if tree.__class__.__name__.endswith("Classifier"):
+                k = int(np.argmax(t.value[node][0]))
+                cls = tree.classes_[k]
+                text = labels[int(cls)] if labels else str(cls)
+            else:
+                text = f"{float(t.value[node][0][0]):.3g}"
+            text += f"\n{int(t.n_node_samples[node]):,} rows"
+            face = "#DCEBF7"
+        ax.text(x, y, text, ha="center", va="center", fontsize=6.5,
+                bbox={"boxstyle": "round,pad=0.3", "fc": face, "ec": "#777777", "lw": 0.6})
+    ax.set_xlim(0, n_leaves)
+    ax.set_ylim(-depth - 0.5, 0.5)
+    ax.set_title(f"Surrogate tree (depth {result.chosen_depth}); left branch = condition true", fontsize=8)
+    return fig

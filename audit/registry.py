@@ -1,0 +1,31 @@
+"""The explicit list of audit methods, in report order (no import-time magic).
+
+A test fails when a module in :mod:`audit.methods` is missing here or has no test module.
+"""
+
+from __future__ import annotations
+
+from audit.core.method import AuditMethod
+from audit.errors import InvalidConfigError, did_you_mean
+from audit.methods.fairness import Fairness
+from audit.methods.surrogate import Surrogate
+
+METHODS: tuple[type[AuditMethod], ...] = (
+    Fairness,
+    Surrogate,
+)
+
+
+def method_names() -> list[str]:
+    return [m.name for m in METHODS]
+
+
+def get_method(name: str) -> type[AuditMethod]:
+    for m in METHODS:
+        if m.name == name:
+            return m
+    raise InvalidConfigError(f"Unknown audit method {name!r}.{did_you_mean(name, method_names())} "
+                             f"Methods: {', '.join(method_names())}.")
+
+
+__all__ = ["METHODS", "get_method", "method_names"]

@@ -1,0 +1,131 @@
+"""The :class:`AuditReport`: every result of a run plus its provenance, and its JSON form."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from audit.core.dataset import AuditData
+from audit.core.method import AuditMethod, Finding, MethodConfig, MethodResult, Skipped, to_jsonable
+
+RESULTS_SCHEMA = "audit-suite/results@1"
+_PACKAGES = ("audit-suite", "numpy", "scipy", "pandas", "scikit-learn", "torch", "captum", "shap",
+             "lime", "fairlearn", "jinja2", "weasyprint", "matplotlib", "skops", "safetensors")
+
+
+@dataclass
+class MethodOutcome:
+    """One method's entry in the report: its result or the reason it was skipped."""
+
+    method: AuditMethod[Any, Any]
+    config: MethodConfig
+    result: MethodResult | Skipped
+    seconds: float = 0.0
+
+    @property
+    def name(self) -> str:
+        return self.method.name
+
+    @property
+    def title(self) -> str:
+        return self.method.title
+
+    @property
+    def ok(self) -> bool:
+        return not isinstance(self.result, Skipped)
+
+    def to_json(self) -> dict[str, Any]:
+        if isinstance(self.result, Skipped):
+            return {"title": self.title, **self.result.to_json()}
+        return {"title": self.title, "status": "ok", "config": self.config.to_json(),
+                "result": self.result.to_json()}
+
+
+@dataclass
+class AuditReport:
+    """Everything one audit run produced, ready to render."""
+
+    name: str
+    title: str
+    model: dict[str, Any]
+    data_summary: dict[str, Any]
+    outcomes: list[MethodOutcome]
+    findings: list[Finding]
+    provenance: dict[str, Any]
+    data: AuditData | None = field(default=None, repr=False)
+    limitations: list[str] = field(default_factory=list)
+
+    def outcome(self, name: str) -> MethodOutcome | None:
+        return next((o for o in self.outcomes if o.name == name), None)
+
+    def to_json(self) -> dict[str, Any]:
+        """The machine-readable report: every number in the HTML, under stable keys."""
+        return {
+            "schema": RESULTS_SCHEMA,
+            "name": self.name,
+            "title": self.title,
+            "model": to_jsonable(self.model),
+            "data": to_jsonable(self.data_summary),
+            "findings": [f.to_json() for f in self.findings],
+            "methods": {o.name: o.to_json() for o in self.outcomes},
+            "limitations": list(self.limitations),
+            "provenance": to_jsonable(self.provenance),
+        }
+
+    def json_bytes(self) -> bytes:
+        return (json.dumps(self.to_json(), indent=2, sort_keys=False, allow_nan=False) + "\n").encode()
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def git_commit(path: Path) -> str | None:
+    """The commit of the git checkout holding ``path``, if any (never fails the run)."""
+    try:
+        out = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def file_record(role: str, path: str | Path) -> dict[str, Any]:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return {"role": role, "path": str(path), "sha256": h.hexdigest(), "loader": "read"}
+
+
+def provenance(*, seed: int, files: list[dict[str, Any]], trust_pickle: bool,
+               command: list[str] | None = None) -> dict[str, Any]:
+    """Who ran what, on which inputs, with which software."""
+    return {
+        "seed": seed,
+        "command": shlex.join(command if command is not None else ["audit", *sys.argv[1:]]),
+        "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "trust_pickle": trust_pickle,
+        "files": files,
+        "packages": package_versions(),
+        "platform": f"{platform.system()} {platform.machine()}",
+        "audit_suite_commit": git_commit(Path(__file__).resolve().parent),
+    }
+
+
+__all__ = ["AuditReport", "MethodOutcome", "RESULTS_SCHEMA", "provenance"]

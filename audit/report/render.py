@@ -1,0 +1,214 @@
+"""Render an :class:`AuditReport` to self-contained HTML, PDF and JSON, atomically.
+
+Safety rules kept here:
+
+- jinja2 autoescapes every value and fails on undefined names (StrictUndefined); templates
+  never use ``|safe`` on user data. Figures are PNG data URIs made from our own bytes.
+- WeasyPrint gets a URL fetcher that refuses everything except ``data:`` URIs: the HTML carries
+  its CSS inline, so nothing else is needed, and a path or URL smuggled in through the data
+  (``file:///etc/passwd``, an internal address) is never fetched.
+- Output is written to a temporary folder beside the target and renamed into place, so a failed
+  run leaves no partial report and an existing report is replaced only when asked.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from audit.errors import MissingDependencyError, ReportRenderError
+from audit.report.model import AuditReport
+
+
+def templates_dir() -> Path:
+    """The templates folder: inside an installed wheel, else the repository's copy."""
+    packaged = Path(__file__).resolve().parents[1] / "_templates"
+    if packaged.is_dir():
+        return packaged
+    repo = Path(__file__).resolve().parents[2] / "templates"
+    if repo.is_dir():
+        return repo
+    raise ReportRenderError("The report templates are missing from this installation of audit-suite.")
+
+
+def fmt_number(value: Any, digits: int = 3) -> str:
+    """Numbers for people: fixed digits, '—' for undefined."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if not math.isfinite(x):
+        return "—"
+    if x != 0 and abs(x) < 10 ** (-digits):
+        return f"{x:.{max(1, digits - 1)}e}"
+    return f"{x:,.{digits}f}"
+
+
+def fmt_pvalue(value: Any) -> str:
+    if value is None:
+        return "—"
+    x = float(value)
+    if not math.isfinite(x):
+        return "—"
+    return "< 0.001" if x < 0.001 else f"{x:.3f}"
+
+
+def fmt_pct(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "—"
+    x = float(value)
+    return "—" if not math.isfinite(x) else f"{100 * x:.{digits}f}%"
+
+
+@cache
+def _environment(folder: str) -> Any:
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(folder),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(num=fmt_number, pvalue=fmt_pvalue, pct=fmt_pct)
+    return env
+
+
+def figure_uri(fig: Any, *, dpi: int = 150) -> str:
+    """A matplotlib figure as a PNG data URI (the figure is closed)."""
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight",
+                metadata={"Software": None})  # no version string: identical bytes across runs
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _figures(report: AuditReport) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for o in report.outcomes:
+        if o.ok and report.data is not None:
+            try:
+                figs = o.method.figures(o.result, report.data)
+            except Exception as exc:  # a figure must never take the report down with it
+                report.limitations.append(f"Figures of '{o.title}' could not be drawn: {exc}.")
+                figs = {}
+            out[o.name] = {k: figure_uri(f) for k, f in figs.items()}
+        else:
+            out[o.name] = {}
+    return out
+
+
+def render_html(report: AuditReport) -> str:
+    """The report as one self-contained HTML document."""
+    folder = templates_dir()
+    env = _environment(str(folder))
+    css = (folder / "static" / "report.css").read_text(encoding="utf-8")
+    figures = _figures(report)
+    try:
+        return env.get_template("report.html.j2").render(report=report, css=css, figures=figures,
+                                                          json=report.to_json())
+    except Exception as exc:
+        raise ReportRenderError(f"The HTML report could not be rendered: {type(exc).__name__}: {exc}") from exc
+
+
+def safe_url_fetcher() -> Any:
+    """A WeasyPrint URL fetcher that serves ``data:`` URIs and refuses everything else."""
+    try:
+        from weasyprint import URLFetcher
+    except (ImportError, OSError) as exc:
+        raise MissingDependencyError(
+            f"WeasyPrint is needed for the PDF report but could not be loaded ({exc}). Install "
+            "the system's Pango library (Debian: libpango-1.0-0), or pass --format html,json.") from None
+
+    class DataOnlyFetcher(URLFetcher):
+        def fetch(self, url: str, headers: Any = None) -> Any:
+            if not url.lower().startswith("data:"):
+                raise ValueError(f"audit-suite refuses to fetch {url[:80]!r}: reports embed all assets")
+            return super().fetch(url, headers)
+
+    return DataOnlyFetcher(timeout=1, allowed_protocols=["data"], allow_redirects=False)
+
+
+def render_pdf(html: str) -> bytes:
+    """The PDF: WeasyPrint over the same HTML, with network and file access refused."""
+    fetcher = safe_url_fetcher()
+    from weasyprint import HTML
+
+    try:
+        return HTML(string=html, base_url=None, url_fetcher=fetcher).write_pdf()
+    except Exception as exc:
+        raise ReportRenderError(f"The PDF report could not be rendered: {type(exc).__name__}: {exc}") from exc
+
+
+def write_report(report: AuditReport, out_dir: str | Path, *, formats: Iterable[str],
+                 overwrite: bool = False) -> dict[str, Path]:
+    """Render and write ``report.html``, ``report.pdf``, ``results.json`` into ``out_dir``.
+
+    Everything is rendered into a temporary sibling folder first; only a complete set of files
+    is renamed into place. An existing ``out_dir`` is replaced only with ``overwrite=True``, and
+    even then the old report stays intact until the new one is complete.
+    """
+    out_dir = Path(out_dir)
+    formats = tuple(formats)
+    if out_dir.exists() and not overwrite:
+        raise ReportRenderError(
+            f"The output folder {str(out_dir)!r} already exists. Pass --overwrite to replace it, "
+            "or choose another folder with --out.")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    try:
+        files: dict[str, Path] = {}
+        html = render_html(report) if ("html" in formats or "pdf" in formats) else None
+        if "json" in formats:
+            (tmp / "results.json").write_bytes(report.json_bytes())
+            files["json"] = out_dir / "results.json"
+        if html is not None and "html" in formats:
+            (tmp / "report.html").write_text(html, encoding="utf-8")
+            files["html"] = out_dir / "report.html"
+        if html is not None and "pdf" in formats:
+            (tmp / "report.pdf").write_bytes(render_pdf(html))
+            files["pdf"] = out_dir / "report.pdf"
+        for f in tmp.iterdir():
+            os.chmod(f, 0o644)
+        os.chmod(tmp, 0o755)
+        _swap_into_place(tmp, out_dir)
+        return files
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _swap_into_place(new: Path, target: Path) -> None:
+    """Rename ``new`` to ``target``; an old ``target`` is moved aside first and removed last."""
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+    try:
+        os.replace(new, target)
+    except BaseException:
+        if old is not None:
+            os.replace(old, target)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+__all__ = ["render_html", "render_pdf", "safe_url_fetcher", "templates_dir", "write_report"]

@@ -1,0 +1,266 @@
+"""run_audit(): load, validate, run every method in order, collect findings and provenance."""
+
+from __future__ import annotations
+
+import time
+import traceback
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from audit.config import AuditPlan
+from audit.core.adapter import ModelAdapter, load_model
+from audit.core.dataset import AuditData, Encoding, build_audit_data, read_table
+from audit.core.method import AuditMethod, Finding, Progress, Skipped
+from audit.errors import AuditError, CapabilityError, DataValidationError, InvalidConfigError, did_you_mean
+from audit.registry import METHODS, get_method, method_names
+from audit.report.model import AuditReport, MethodOutcome, file_record, provenance
+
+# Called as (method name, method title) and returns the method's progress callback.
+ProgressFactory = Callable[[str, str], Progress]
+
+
+@dataclass(frozen=True)
+class LoadedInputs:
+    model: ModelAdapter
+    data: AuditData
+    train: AuditData | None
+    files: list[dict[str, Any]]
+    notes: list[str]
+
+
+def method_seed(seed: int, name: str) -> np.random.SeedSequence:
+    """Each method's own random stream: stable whichever other methods run."""
+    return np.random.SeedSequence([seed, zlib.crc32(name.encode())])
+
+
+def load_inputs(plan: AuditPlan, *, trust_pickle: bool = False) -> LoadedInputs:
+    """Read and validate the data and the model the plan names."""
+    files: list[dict[str, Any]] = []
+    notes: list[str] = []
+    if plan.config_path:
+        files.append(file_record("config", plan.config_path))
+    encoding = Encoding.load(plan.model.encoding) if plan.model.encoding else None
+    if plan.model.encoding:
+        files.append(file_record("encoding", plan.model.encoding))
+
+    frame = read_table(plan.data_path, na_values=plan.data.na_values)
+    files.append(file_record("data", plan.data_path))
+    if plan.max_rows is not None and len(frame) > plan.max_rows:
+        rows = np.sort(np.random.default_rng(plan.seed).choice(len(frame), plan.max_rows, replace=False))
+        notes.append(f"The audit used a random sample of {plan.max_rows:,} of the {len(frame):,} rows "
+                     f"of the data file (seed {plan.seed}).")
+        frame = frame.iloc[rows]
+    data = build_audit_data(frame, plan.data, encoding, source=Path(plan.data_path).name)
+
+    train = None
+    if plan.train_path:
+        train_frame = read_table(plan.train_path, na_values=plan.data.na_values)
+        files.append(file_record("training data", plan.train_path))
+        train = build_audit_data(train_frame, plan.data, data.encoding,
+                                 source=Path(plan.train_path).name)
+
+    model = load_model(plan.model, encoding=data.encoding, trust_pickle=trust_pickle)
+    for rec in model.loaded:
+        files.append({"role": rec.role, "path": rec.path, "sha256": rec.sha256, "loader": rec.loader,
+                      "tensor_sha256": rec.tensor_sha256})
+    check_compatible(model, data)
+    return LoadedInputs(model, data, train, files, notes)
+
+
+def check_compatible(model: ModelAdapter, data: AuditData) -> None:
+    """Fail early, with the fix, when the model cannot take this data."""
+    width = data.X.shape[1] if data.X.ndim == 2 else None
+    if model.n_inputs is not None and width is not None and model.n_inputs != width:
+        raise DataValidationError(
+            f"The model expects {model.n_inputs} input columns but the encoded data has {width} "
+            f"({len(data.feature_names)} raw features). Use the encoding JSON the model was trained "
+            "with (set [model] encoding).")
+    if data.task == "multiclass" and data.classes is not None and model.n_classes not in (len(data.classes), 2):
+        if model.n_classes != len(data.classes):
+            raise DataValidationError(
+                f"The model has {model.n_classes} outputs but the target has {len(data.classes)} "
+                "classes. List the model's classes in the encoding JSON (\"classes\").")
+    if "predict" in model.capabilities and data.n_rows:
+        try:
+            model.predictions(data.subset(np.arange(min(2, data.n_rows))))
+        except AuditError:
+            raise
+        except Exception as exc:
+            raise DataValidationError(
+                f"The model failed on the first rows of the encoded data ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''}). Check the encoding and the "
+                "model's input width.") from None
+
+
+def select_methods(names: Sequence[str] | None) -> list[type[AuditMethod]]:
+    if names is None:
+        return list(METHODS)
+    for n in names:
+        get_method(n)
+    return [m for m in METHODS if m.name in set(names)]
+
+
+def run_audit(plan: AuditPlan, *, trust_pickle: bool = False,
+              progress: ProgressFactory | None = None,
+              inputs: LoadedInputs | None = None) -> AuditReport:
+    """Run the plan's methods and return the report (nothing is written here).
+
+    Parameters
+    ----------
+    plan : AuditPlan
+    trust_pickle : bool
+        Allow pickle/joblib model files (runs code inside them; recorded in the report).
+    progress : callable, optional
+        ``progress(name, title)`` returns a per-method ``(done, total)`` callback.
+    inputs : LoadedInputs, optional
+        Pre-loaded model and data (the Python API path); loaded from the plan when omitted.
+    """
+    for key in plan.method_options:
+        if key not in method_names():
+            raise InvalidConfigError(f"Unknown method table [methods.{key}] in the config."
+                                     f"{did_you_mean(key, method_names())} Methods: {', '.join(method_names())}.")
+    inputs = inputs or load_inputs(plan, trust_pickle=trust_pickle)
+    model, data = inputs.model, inputs.data
+    classes = [cls() for cls in select_methods(plan.methods)]
+    configs = {m.name: m.Config.from_dict(plan.method_options.get(m.name, {}), method=m.name)
+               for m in classes}
+
+    import torch
+
+    torch.set_num_threads(1)  # measured: 1 thread beats 2 for the small models audited here
+    outcomes: list[MethodOutcome] = []
+    findings: list[Finding] = []
+    for method in classes:
+        config = configs[method.name]
+        reason = method.skip_reason(model, data, config)
+        start = time.perf_counter()
+        if reason is not None:
+            result: Any = Skipped(method.name, method.title, reason)
+        else:
+            seq = method_seed(plan.seed, method.name)
+            rng = np.random.default_rng(seq)
+            torch.manual_seed(int(seq.generate_state(1)[0]))
+            report_progress = progress(method.name, method.title) if progress else (lambda d, t: None)
+            try:
+                result = method.run(model, data, config, rng=rng, progress=report_progress,
+                                    train=inputs.train)
+            except CapabilityError as exc:
+                result = Skipped(method.name, method.title, str(exc))
+            except AuditError:
+                raise
+            except Exception as exc:  # a bug must show in the report, not vanish or abort it
+                detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
+                result = Skipped(method.name, method.title, f"failed with an internal error: {detail}",
+                                 failed=True)
+        outcome = MethodOutcome(method, config, result, time.perf_counter() - start)
+        outcomes.append(outcome)
+        if outcome.ok:
+            findings.extend(Finding(f.level, f.text, method.name)
+                            for f in method.findings(result, config))
+        elif isinstance(result, Skipped) and result.failed:
+            findings.append(Finding("alert", f"{method.title} failed: {result.reason}", method.name))
+    order = {"alert": 0, "warning": 1, "info": 2}
+    findings.sort(key=lambda f: order[f.level])
+
+    return AuditReport(
+        name=plan.name,
+        title=plan.title or f"Model audit: {plan.name}",
+        model=model_summary(model, plan),
+        data_summary=data_summary(data, inputs.train),
+        outcomes=outcomes,
+        findings=findings,
+        provenance=provenance(seed=plan.seed, files=inputs.files, trust_pickle=trust_pickle),
+        data=data,
+        limitations=[*inputs.notes, *standard_limitations(model, data)],
+    )
+
+
+def model_summary(model: ModelAdapter, plan: AuditPlan) -> dict[str, Any]:
+    return {"description": model.description, "task": model.task,
+            "capabilities": sorted(model.capabilities), "threshold": model.threshold,
+            "n_inputs": model.n_inputs}
+
+
+def data_summary(data: AuditData, train: AuditData | None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "source": data.source, "rows": data.n_rows, "task": data.task,
+        "target": data.spec.target, "classes": list(data.classes) if data.classes else None,
+        "features": data.feature_names, "encoded_columns": len(data.columns),
+        "sensitive": list(data.spec.sensitive), "modality": data.modality,
+        "training_rows": train.n_rows if train is not None else None,
+    }
+    if data.y is not None and data.task == "binary":
+        out["positive_rate"] = float(np.mean(data.y))
+    return out
+
+
+def standard_limitations(model: ModelAdapter, data: AuditData) -> list[str]:
+    notes = [
+        f"All results describe this model on these {data.n_rows:,} rows"
+        f"{' of ' + repr(data.source) if data.source else ''}; they carry over to other populations "
+        "only as far as those rows represent them.",
+        "Explanations describe what the model computes, not causal effects in the world: a feature "
+        "the model relies on may stand in for another (a proxy), and removing it need not remove "
+        "the dependence.",
+        "Group fairness metrics compare rates between groups; no single metric captures fairness, "
+        "and several of them cannot all be equal at once when base rates differ.",
+    ]
+    if "predict" not in model.capabilities:
+        notes.append("Only precomputed predictions were available, so methods that must query the "
+                     "model on new inputs were skipped (listed in their sections).")
+    return notes
+
+
+
+
+def audit_model(model: Any, frame: Any, *, target: str | None, sensitive: Sequence[str] = (),
+                features: Sequence[str] | None = None, positive_label: Any = None,
+                task: str = "binary", encoding: Encoding | None = None, raw_input: bool = False,
+                threshold: float = 0.5, methods: Sequence[str] | None = None,
+                method_options: dict[str, dict[str, Any]] | None = None, seed: int = 0,
+                name: str = "audit", train_frame: Any = None,
+                progress: ProgressFactory | None = None) -> AuditReport:
+    """Audit an in-memory model on a data frame (the Python API).
+
+    Parameters
+    ----------
+    model : torch.nn.Module, scikit-learn estimator, callable or ModelAdapter
+        Callables and estimators receive the encoded matrix, or the raw frame with
+        ``raw_input=True``.
+    frame : pandas.DataFrame
+        The rows to audit.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> df = pd.DataFrame({"x": np.linspace(-2, 2, 60), "g": ["a", "b"] * 30})
+    >>> df["y"] = (df.x > 0).astype(int)
+    >>> report = audit_model(lambda X: 1 / (1 + np.exp(-4 * X[:, 0])), df, target="y",
+    ...                      sensitive=["g"], methods=["surrogate"])
+    >>> round(report.outcome("surrogate").result.fidelity, 2)
+    1.0
+    """
+    from audit.core.adapter import as_adapter
+    from audit.core.adapter import ModelSpec
+    from audit.core.dataset import DatasetSpec
+
+    spec = DatasetSpec(target=target, features=tuple(features) if features is not None else None,
+                       sensitive=tuple(sensitive), positive_label=positive_label, task=task)  # type: ignore[arg-type]
+    data = build_audit_data(frame, spec, encoding, source=None)
+    train = build_audit_data(train_frame, spec, data.encoding) if train_frame is not None else None
+    adapter = as_adapter(model, task=task, encoding=data.encoding, raw_input=raw_input,  # type: ignore[arg-type]
+                         threshold=threshold)
+    check_compatible(adapter, data)
+    plan = AuditPlan(name=name, seed=seed, model=ModelSpec(task=task, threshold=threshold),  # type: ignore[arg-type]
+                     data=spec, data_path="", methods=tuple(methods) if methods else None,
+                     method_options=method_options or {})
+    inputs = LoadedInputs(adapter, data, train, [], [])
+    return run_audit(plan, progress=progress, inputs=inputs)
+
+
+__all__ = ["LoadedInputs", "audit_model", "load_inputs", "method_seed", "run_audit"]

@@ -1,0 +1,1 @@
+"""Shared statistics: permutation tests, bootstrap intervals, multiple-testing corrections."""

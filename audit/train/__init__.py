@@ -1,0 +1,1 @@
+"""Training: the batched trainer that fits many small networks at once."""
