@@ -15,7 +15,7 @@ import numpy as np
 from audit.config import AuditPlan
 from audit.core.adapter import ModelAdapter, load_model
 from audit.core.dataset import AuditData, Encoding, build_audit_data, read_table
-from audit.core.method import AuditMethod, Finding, Progress, Skipped
+from audit.core.method import AuditMethod, Finding, MethodResult, Progress, RunContext, Skipped
 from audit.errors import AuditError, CapabilityError, DataValidationError, InvalidConfigError, did_you_mean
 from audit.registry import METHODS, get_method, method_names
 from audit.report.model import AuditReport, MethodOutcome, file_record, provenance
@@ -135,6 +135,7 @@ def run_audit(plan: AuditPlan, *, trust_pickle: bool = False,
     torch.set_num_threads(1)  # measured: 1 thread beats 2 for the small models audited here
     outcomes: list[MethodOutcome] = []
     findings: list[Finding] = []
+    earlier: dict[str, MethodResult] = {}
     for method in classes:
         config = configs[method.name]
         reason = method.skip_reason(model, data, config)
@@ -147,8 +148,9 @@ def run_audit(plan: AuditPlan, *, trust_pickle: bool = False,
             torch.manual_seed(int(seq.generate_state(1)[0]))
             report_progress = progress(method.name, method.title) if progress else (lambda d, t: None)
             try:
-                result = method.run(model, data, config, rng=rng, progress=report_progress,
-                                    train=inputs.train)
+                ctx = RunContext(rng=rng, progress=report_progress, train=inputs.train,
+                                 earlier=dict(earlier), seed=plan.seed)
+                result = method.run(model, data, config, ctx)
             except CapabilityError as exc:
                 result = Skipped(method.name, method.title, str(exc))
             except AuditError:
@@ -160,6 +162,7 @@ def run_audit(plan: AuditPlan, *, trust_pickle: bool = False,
         outcome = MethodOutcome(method, config, result, time.perf_counter() - start)
         outcomes.append(outcome)
         if outcome.ok:
+            earlier[method.name] = result
             findings.extend(Finding(f.level, f.text, method.name)
                             for f in method.findings(result, config))
         elif isinstance(result, Skipped) and result.failed:

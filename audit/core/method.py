@@ -30,6 +30,30 @@ def _no_progress(done: int, total: int) -> None:
 
 
 @dataclass(frozen=True)
+class RunContext:
+    """What a method gets besides the model, data and its config.
+
+    rng : the method's own random stream (derived from the run's seed and the method's name);
+    progress : ``progress(done, total)`` for the progress display;
+    train : the model's training data, when the config names it (methods that refit use it);
+    earlier : results of the methods that ran before this one, by name (e.g. for cross-method
+    agreement); a method must cope with any of them being absent.
+    seed : the run's seed (for libraries that take an integer seed).
+    """
+
+    rng: np.random.Generator
+    progress: Progress = _no_progress
+    train: AuditData | None = None
+    earlier: Mapping[str, MethodResult] = dataclasses.field(default_factory=dict)
+    seed: int = 0
+
+    @classmethod
+    def default(cls, seed: int = 0) -> RunContext:
+        """A context for calling a method directly (tests, the Python API)."""
+        return cls(rng=np.random.default_rng(seed), seed=seed)
+
+
+@dataclass(frozen=True)
 class MethodConfig:
     """Base of every method's options. Subclasses add typed fields with defaults and may
     override :meth:`validate`."""
@@ -186,14 +210,8 @@ class AuditMethod(ABC, Generic[C, R]):
         return None
 
     @abstractmethod
-    def run(self, model: ModelAdapter, data: AuditData, config: C, *,
-            rng: np.random.Generator, progress: Progress = _no_progress,
-            train: AuditData | None = None) -> R:
-        """Compute the method's result. Must not render anything.
-
-        ``data`` is the audited data; ``train`` the model's training data when the config names
-        it (methods that refit the model use it); ``rng`` is the method's own random stream.
-        """
+    def run(self, model: ModelAdapter, data: AuditData, config: C, ctx: RunContext) -> R:
+        """Compute the method's result from the audited ``data``. Must not render anything."""
 
     def findings(self, result: R, config: C) -> list[Finding]:
         """Sentences for the executive summary (plain text; the template escapes them)."""
@@ -235,6 +253,7 @@ __all__ = [
     "MethodConfig",
     "MethodResult",
     "Progress",
+    "RunContext",
     "Skipped",
     "to_jsonable",
 ]

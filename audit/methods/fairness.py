@@ -16,7 +16,7 @@ import numpy as np
 
 from audit.core.adapter import ModelAdapter
 from audit.core.dataset import AuditData
-from audit.core.method import AuditMethod, Finding, MethodConfig, MethodResult, Progress
+from audit.core.method import AuditMethod, Finding, MethodConfig, MethodResult, RunContext
 from audit.errors import DataValidationError, InvalidConfigError
 
 # name -> (function of (y_true, y_pred) on 0/1 arrays, why it can be undefined)
@@ -104,9 +104,7 @@ class Fairness(AuditMethod[FairnessConfig, FairnessResult]):
             return "no sensitive attributes were named ([data] sensitive)"
         return super().skip_reason(model, data, config)
 
-    def run(self, model: ModelAdapter, data: AuditData, config: FairnessConfig, *,
-            rng: np.random.Generator, progress: Progress = lambda d, t: None,
-            train: AuditData | None = None) -> FairnessResult:
+    def run(self, model: ModelAdapter, data: AuditData, config: FairnessConfig, ctx: RunContext) -> FairnessResult:
         from fairlearn.metrics import MetricFrame
 
         preds = model.predictions(data)
@@ -145,7 +143,7 @@ class Fairness(AuditMethod[FairnessConfig, FairnessResult]):
                 rows.append(GroupRow(str(g), counts[str(g)], metrics, undefined,
                                      counts[str(g)] < config.min_group_size))
             attributes[attr] = _disparities(attr, tuple(rows), data.task, config)
-            progress(i + 1, len(data.spec.sensitive))
+            ctx.progress(i + 1, len(data.spec.sensitive))
         positive = data.classes[1] if data.task == "binary" and data.classes else None
         labels = {k: METRIC_LABELS.get(k, k.replace("_", " ")) for k in funcs}
         return FairnessResult(data.task, positive, tuple(funcs), attributes, config.min_group_size, labels)

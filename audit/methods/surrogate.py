@@ -16,7 +16,7 @@ import numpy as np
 
 from audit.core.adapter import ModelAdapter
 from audit.core.dataset import AuditData, CategoricalFeature, NumericFeature
-from audit.core.method import AuditMethod, Finding, MethodConfig, MethodResult, Progress
+from audit.core.method import AuditMethod, Finding, MethodConfig, MethodResult, RunContext
 from audit.errors import InvalidConfigError
 
 
@@ -83,9 +83,7 @@ class Surrogate(AuditMethod[SurrogateConfig, SurrogateResult]):
     requires = frozenset({"predictions"})
     Config = SurrogateConfig
 
-    def run(self, model: ModelAdapter, data: AuditData, config: SurrogateConfig, *,
-            rng: np.random.Generator, progress: Progress = lambda d, t: None,
-            train: AuditData | None = None) -> SurrogateResult:
+    def run(self, model: ModelAdapter, data: AuditData, config: SurrogateConfig, ctx: RunContext) -> SurrogateResult:
         from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
         preds = model.predictions(data)
@@ -94,8 +92,8 @@ class Surrogate(AuditMethod[SurrogateConfig, SurrogateResult]):
         rows = np.arange(n)
         sampled = n > config.max_rows
         if sampled:
-            rows = np.sort(rng.choice(n, config.max_rows, replace=False))
-        perm = rng.permutation(rows)
+            rows = np.sort(ctx.rng.choice(n, config.max_rows, replace=False))
+        perm = ctx.rng.permutation(rows)
         n_test = max(1, int(round(config.test_fraction * len(perm))))
         test, fit = perm[:n_test], perm[n_test:]
         if len(fit) < 2:
@@ -104,7 +102,7 @@ class Surrogate(AuditMethod[SurrogateConfig, SurrogateResult]):
         classify = data.task != "regression"
         depths = (config.max_depth,) if config.max_depth else tuple(sorted(set(config.depths)))
         min_leaf = max(1, int(config.min_leaf_fraction * len(fit)))
-        seed = int(rng.integers(2**31 - 1))
+        seed = int(ctx.rng.integers(2**31 - 1))
 
         def make(depth: int) -> Any:
             cls = DecisionTreeClassifier if classify else DecisionTreeRegressor
@@ -124,7 +122,7 @@ class Surrogate(AuditMethod[SurrogateConfig, SurrogateResult]):
             trees.append(tree)
             train_fid.append(fidelity(tree, fit))
             test_fid.append(fidelity(tree, test))
-            progress(i + 1, len(depths))
+            ctx.progress(i + 1, len(depths))
         best = max(test_fid)
         pick = next(i for i, f in enumerate(test_fid) if f >= best - config.tolerance)
         tree = trees[pick]
@@ -181,8 +179,7 @@ def _split_text(data: AuditData, column: int, threshold: float) -> tuple[str, st
         left = feat.levels[: cut + 1]
         right = feat.levels[cut + 1:]
         return f"{feat.name} in {{{', '.join(left)}}}", f"{feat.name} in {{{', '.join(right)}}}"
-    assert isinstance(feat, NumericFeature)
-    raw = float(feat.to_raw(threshold))
+    raw = float(feat.to_raw(threshold)) if isinstance(feat, NumericFeature) else threshold
     if feat.integer:
         lo = int(np.floor(raw))
         return f"{feat.name} ≤ {lo}", f"{feat.name} ≥ {lo + 1}"
