@@ -8,11 +8,13 @@ from __future__ import annotations
 from audit.core.method import AuditMethod
 from audit.errors import InvalidConfigError, did_you_mean
 from audit.methods.fairness import Fairness
+from audit.methods.saliency import Saliency
 from audit.methods.surrogate import Surrogate
 
 METHODS: tuple[type[AuditMethod], ...] = (
     Fairness,
     Surrogate,
+    Saliency,
 )
 
 
