@@ -123,7 +123,7 @@ class CategoricalFeature:
                     f"set \"missing\" for {self.name!r} in the encoding to the level the model uses."
                 )
             values = values.astype(object).where(~missing, self.missing)
-        text = values.astype(str).str.strip()
+        text = pd.Series(_label_text(values), index=values.index)
         lookup = {lvl: i for i, lvl in enumerate(self.levels)}
         codes = text.map(lookup)
         unknown = codes.isna().to_numpy()
@@ -238,6 +238,10 @@ class Encoding:
         if not isinstance(doc, Mapping) or not isinstance(doc.get("features"), list):
             raise InvalidConfigError(
                 f"The encoding in {source} must be a JSON object with a \"features\" list.")
+        if doc.get("format", ENCODING_FORMAT) != ENCODING_FORMAT:
+            raise InvalidConfigError(
+                f"The encoding in {source} has format {doc.get('format')!r}; this version of "
+                f"audit-suite reads {ENCODING_FORMAT!r}.")
         feats: list[Feature] = []
         for i, f in enumerate(doc["features"]):
             where = f"feature #{i} of {source}"
@@ -266,6 +270,10 @@ class Encoding:
                     if not levels or len(set(levels)) != len(levels):
                         raise InvalidConfigError(
                             f"The 'levels' of {where} must be a non-empty list of distinct values.")
+                    if f.get("missing") is not None and str(f["missing"]) not in levels:
+                        raise InvalidConfigError(
+                            f"The 'missing' level of {where} must be one of its levels. "
+                            f"Got {f['missing']!r} instead.")
                     feats.append(CategoricalFeature(str(f["name"]), levels, enc, f.get("missing"),
                                                     float(f.get("center", 0.0)),
                                                     float(f.get("scale", 1.0))))
@@ -417,16 +425,16 @@ def read_table(path: str | Path, *, na_values: Sequence[str] = ()) -> pd.DataFra
         if name.endswith((".parquet", ".pq")):
             frame = pd.read_parquet(path)
         else:
-            header = pd.read_csv(path, nrows=0, encoding="utf-8-sig")
             raw_names = _raw_header(path)
             dupes = sorted({c for c in raw_names if raw_names.count(c) > 1})
             if dupes:
                 raise DataValidationError(
                     f"The data file {str(path)!r} has duplicated column name(s) {_show(dupes)}. "
                     "Rename them so every column is unique.")
-            frame = pd.read_csv(path, na_values=list(na_values), skipinitialspace=True,
-                                encoding="utf-8-sig", low_memory=False)
-            del header
+            # Only empty cells and the declared na_values are missing: pandas' defaults would
+            # silently turn real values such as "NA" (Namibia) or "None" into NaN.
+            frame = pd.read_csv(path, na_values=["", *na_values], keep_default_na=False,
+                                skipinitialspace=True, encoding="utf-8-sig", low_memory=False)
     except DataValidationError:
         raise
     except UnicodeDecodeError as exc:
@@ -480,6 +488,9 @@ class AuditData:
     predictions: np.ndarray | None = None
     source: str | None = None
     modality: str = "tabular"
+    # Images and sequences: an ImageLayout / SequenceLayout (audit.core.modalities) naming the
+    # element groups (patches, channels, features, lags); None for tabular data.
+    layout: Any = None
 
     @property
     def task(self) -> Task:
@@ -508,7 +519,22 @@ class AuditData:
             self.spec, self.encoding, self.frame.iloc[rows].reset_index(drop=True), self.X[rows],
             None if self.y is None else self.y[rows], self.classes,
             self.sensitive.iloc[rows].reset_index(drop=True),
-            None if self.predictions is None else self.predictions[rows], self.source, self.modality)
+            None if self.predictions is None else self.predictions[rows], self.source, self.modality,
+            self.layout)
+
+    def tabular_view(self) -> AuditData:
+        """The data as a flat table of named features, for methods that need one.
+
+        Tabular data returns itself. Images become the mean raw intensity of each patch and
+        sequences every lag of every feature (``layout.tabular_view``); ``encoding`` then names
+        those columns, while ``modality`` and everything else stay as they were. Predictions
+        must still be taken on the original data: the model never sees the view.
+        """
+        if self.layout is None:
+            return self
+        X, encoding = self.layout.tabular_view(self.X)
+        return AuditData(self.spec, encoding, self.frame, X, self.y, self.classes, self.sensitive,
+                         self.predictions, self.source, self.modality, None)
 
 
 def _encode_target(values: pd.Series, spec: DatasetSpec, classes: tuple[str, ...] | None,

@@ -20,7 +20,7 @@ Recipe (all values from training.json):
    weights go to model.safetensors and its initial weights (theta_0, the starting point of the
    randomization test's null networks) to model_init.safetensors.
 5. Score data/adult_test.csv.gz and write metrics.json (accuracy, ROC AUC, and accuracy,
-   selection rate and true-positive rate by sex and by race, at threshold 0.5).
+   selection rate, true- and false-positive rate by sex and by race, at threshold 0.5).
 
 Runs on one CPU thread with ``torch.use_deterministic_algorithms(True)``; rerunning on the same
 machine and library versions gives byte-identical weight files.
@@ -93,6 +93,7 @@ def logits(model: torch.nn.Module, X: torch.Tensor) -> torch.Tensor:
 
 
 def rates(y: np.ndarray, pred: np.ndarray) -> dict:
+    y, pred = y.astype(np.float64), pred.astype(np.float64)
     pos = y == 1
     return {
         "n": int(y.size),
@@ -101,6 +102,7 @@ def rates(y: np.ndarray, pred: np.ndarray) -> dict:
         "selection_rate": float(pred.mean()),
         # undefined (null), not zero, for a group without positives
         "tpr": float(pred[pos].mean()) if pos.any() else None,
+        "fpr": float(pred[~pos].mean()) if (~pos).any() else None,
         "n_positive": int(pos.sum()),
     }
 
@@ -167,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         "base_rate": overall["base_rate"],
         "selection_rate": overall["selection_rate"],
         "tpr": overall["tpr"],
+        "fpr": overall["fpr"],
         "by_group": {
             col: {str(g): rates(y_test[m], pred[m]) for g, m in
                   ((g, (test[col].astype(str) == g).to_numpy()) for g in sorted(test[col].astype(str).unique()))}

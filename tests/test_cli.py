@@ -1,0 +1,128 @@
+"""The command line: exit codes, one-line errors (never a traceback), files written."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from audit.cli import app
+
+runner = CliRunner()
+
+
+def _run(*args: str):
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+def test_run_writes_the_report_files_and_exits_zero(model_dir):
+    out = model_dir / "out"
+    result = _run("run", str(model_dir / "audit.toml"), "--out", str(out), "-q")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["report.html", "results.json"]
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["methods"]["surrogate"]["status"] == "ok"
+
+
+def test_flags_override_the_config(model_dir):
+    out = model_dir / "out"
+    result = _run("run", str(model_dir / "audit.toml"), "--out", str(out), "--methods", "surrogate",
+                  "--seed", "7", "--format", "json", "--json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads((out / "results.json").read_text())
+    assert list(doc["methods"]) == ["surrogate"] and doc["provenance"]["seed"] == 7
+    assert json.loads(result.stdout)["failed_methods"] == []
+
+
+def _error_line(result) -> str:
+    assert result.exit_code == 2, result.output
+    text = result.output.strip()
+    assert "Traceback" not in text and text.startswith("error:")
+    return text
+
+
+@pytest.mark.parametrize(
+    ("edit", "fragment"),
+    [
+        (lambda t: t.replace('path = "data.csv"', 'path = "nope.csv"'), "does not exist"),
+        (lambda t: t.replace('target = "income"', 'target = "incme"'), "Did you mean 'income'"),
+        (lambda t: t.replace('[data]', 'colour = "red"\n[data]'), "Unknown key 'colour' in [model]"),
+        (lambda t: t.replace('seed = 0', 'seed = "zero"'), "'seed' value must be int"),
+        (lambda t: t + '\n[methods.surogate]\n', "Did you mean 'surrogate'"),
+        (lambda t: t + '\n[methods.surrogate]\nmax_deph = 3\n', "Did you mean 'max_depth'"),
+        (lambda t: t.replace('task = "binary"', 'task = "ranking"'), "'task' must be one of"),
+        (lambda t: t.replace("[model]", "[model"), "not valid TOML"),
+    ],
+)
+def test_config_and_input_errors_exit_2_with_one_line(model_dir, edit, fragment):
+    cfg = model_dir / "audit.toml"
+    cfg.write_text(edit(cfg.read_text()))
+    text = _error_line(_run("run", str(cfg), "--out", str(model_dir / "out")))
+    assert fragment in text
+    assert not (model_dir / "out").exists()
+
+
+def test_bad_data_values_exit_2_naming_column_and_rows(model_dir):
+    data = model_dir / "data.csv"
+    lines = data.read_text().splitlines()
+    lines[3] = lines[3].replace("clerk", "pilot").replace("exec", "pilot").replace("tech", "pilot")
+    data.write_text("\n".join(lines) + "\n")
+    text = _error_line(_run("run", str(model_dir / "audit.toml"), "--out", str(model_dir / "out")))
+    assert "'job'" in text and "'pilot'" in text and "data row 2" in text
+
+
+def test_model_width_mismatch_exits_2(model_dir):
+    enc = json.loads((model_dir / "encoding.json").read_text())
+    enc["features"] = [f for f in enc["features"] if f["name"] != "hours"]
+    (model_dir / "encoding.json").write_text(json.dumps(enc))
+    text = _error_line(_run("run", str(model_dir / "audit.toml"), "--out", str(model_dir / "out")))
+    assert "expects 5 input columns but the encoded data has 4" in text
+
+
+def test_pickle_without_trust_exits_2_and_trust_is_recorded(model_dir, frame, encoding):
+    from sklearn.linear_model import LogisticRegression
+
+    est = LogisticRegression().fit(encoding.encode(frame), frame.income)
+    (model_dir / "model.pkl").write_bytes(pickle.dumps(est))
+    cfg = model_dir / "audit.toml"
+    cfg.write_text(cfg.read_text().replace('path = "model.safetensors"', 'path = "model.pkl"')
+                   .replace('architecture = "architecture.json"\n', ""))
+    text = _error_line(_run("run", str(cfg), "--out", str(model_dir / "out")))
+    assert "--trust-pickle" in text
+    ok = _run("run", str(cfg), "--out", str(model_dir / "out"), "--trust-pickle", "-q")
+    assert ok.exit_code == 0, ok.output
+    assert json.loads((model_dir / "out" / "results.json").read_text())["provenance"]["trust_pickle"] is True
+
+
+def test_existing_output_is_kept_unless_overwrite(model_dir):
+    out = model_dir / "out"
+    assert _run("run", str(model_dir / "audit.toml"), "--out", str(out), "-q").exit_code == 0
+    before = (out / "results.json").read_bytes()
+    text = _error_line(_run("run", str(model_dir / "audit.toml"), "--out", str(out)))
+    assert "--overwrite" in text and (out / "results.json").read_bytes() == before
+    assert _run("run", str(model_dir / "audit.toml"), "--out", str(out), "--overwrite", "-q").exit_code == 0
+
+
+def test_unknown_method_and_format_flags_exit_2(model_dir):
+    assert "Did you mean 'fairness'" in _error_line(
+        _run("run", str(model_dir / "audit.toml"), "--methods", "fairnes"))
+    assert "formats" in _error_line(_run("run", str(model_dir / "audit.toml"), "--format", "docx"))
+
+
+def test_methods_lists_every_registered_method():
+    from audit.registry import METHODS
+
+    result = _run("methods")
+    assert result.exit_code == 0
+    for m in METHODS:
+        assert m.name in result.output
+
+
+def test_version_and_module_entry_point():
+    assert _run("--version").output.startswith("audit-suite ")
+    proc = subprocess.run([sys.executable, "-m", "audit", "--version"], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.startswith("audit-suite ")
