@@ -1,15 +1,37 @@
-"""Group fairness: per-group rates (fairlearn ``MetricFrame``) and the gaps between groups.
+"""Group fairness with honest uncertainty: per-group metrics, disparities, intervals, tests.
 
-Labels are encoded to 0/1 with the declared positive label before fairlearn sees them (with
-string labels fairlearn silently reports 0.0 selection rates). A rate whose denominator is empty
-in a group (TPR without positives, FPR without negatives) is *undefined*, reported as such with
-the reason, and left out of the disparities, never counted as 0.
+What is computed, for every sensitive attribute and every configured intersection (``sex*race``):
+
+- per group (fairlearn ``MetricFrame`` for the point estimates): count, base rate, selection rate,
+  accuracy, balanced accuracy, TPR, FPR, FNR, TNR, PPV, NPV; with scores also AUC and calibration
+  (expected calibration error and a reliability curve); for regression mean prediction, mean
+  error and MAE; for multiclass accuracy and each class's selection rate;
+- between groups: demographic parity, equalized odds, equal opportunity and predictive parity as
+  differences and ratios, the disparate-impact ratio with the four-fifths rule, accuracy and AUC
+  differences; each relative to a reference group (``reference``) or as max − min (min / max);
+- a percentile bootstrap interval for every group metric and every disparity, resampling within
+  groups (:mod:`audit.stats.bootstrap`: exact multinomial draws of the confusion counts);
+- a permutation test for every difference-type disparity (group labels shuffled, conditionally
+  on the true outcome for TPR/FPR and on the decision for PPV), with Holm and Benjamini–Hochberg
+  adjustment across everything tested (:mod:`audit.stats.fairness_tests`);
+- a power note per group (the smallest gap a two-sided test at ``alpha`` would detect with 80 %
+  probability);
+- threshold curves per group and a what-if with fairlearn's ThresholdOptimizer (information only).
+
+Labels are encoded to 0/1 with the declared positive label before fairlearn sees them (with string
+labels fairlearn silently reports 0.0 selection rates). A rate whose denominator is empty in a
+group is *undefined* (``None`` with the reason), never 0, and is left out of the disparities.
+Groups smaller than ``min_group_size`` are "too small to judge": they get no numbers and are
+left out of disparities (the gate reports insufficient evidence for them).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import dataclasses
+import itertools
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -17,69 +39,266 @@ import numpy as np
 from audit.core.adapter import ModelAdapter
 from audit.core.dataset import AuditData
 from audit.core.method import AuditMethod, Finding, MethodConfig, MethodResult, RunContext
-from audit.errors import DataValidationError, InvalidConfigError
+from audit.errors import DataValidationError, InvalidConfigError, did_you_mean
+from audit.stats.bootstrap import (
+    RATE_METRICS,
+    bootstrap_cells,
+    bootstrap_score_metrics,
+    confusion_cells,
+    group_codes,
+    multiclass_rates_from_cells,
+    percentile_interval,
+    rates_from_cells,
+    row_weights,
+    weighted_auc,
+    weighted_calibration,
+    weighted_means,
+)
+from audit.stats.fairness_tests import (
+    benjamini_hochberg,
+    holm,
+    min_detectable_difference,
+    min_detectable_mean_difference,
+    permutation_pvalue,
+    permute_cells,
+)
 
-# name -> (function of (y_true, y_pred) on 0/1 arrays, why it can be undefined)
-_BINARY_METRICS: dict[str, tuple[Callable[[np.ndarray, np.ndarray], float], str | None]] = {}
+#: Separator of attribute names in an intersection's name (``"sex*race"``); ``×`` and ``&``
+#: are accepted as synonyms in gate keys and config.
+INTERSECTION_SEP = "*"
+_GROUP_SEP = " × "
+TOO_SMALL = "too small to judge"
 
-
-def _rate(num_mask: Callable[[np.ndarray, np.ndarray], np.ndarray],
-          den_mask: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Callable[[np.ndarray, np.ndarray], float]:
-    def metric(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-        den = den_mask(np.asarray(y_true), np.asarray(y_pred))
-        if not den.any():
-            return float("nan")
-        return float(np.sum(num_mask(np.asarray(y_true), np.asarray(y_pred)) & den) / np.sum(den))
-    return metric
-
-
-_ALL = lambda t, p: np.ones_like(t, dtype=bool)  # noqa: E731
-_BINARY_METRICS.update({
-    "base_rate": (_rate(lambda t, p: t == 1, _ALL), None),
-    "selection_rate": (_rate(lambda t, p: p == 1, _ALL), None),
-    "accuracy": (_rate(lambda t, p: t == p, _ALL), None),
-    "tpr": (_rate(lambda t, p: p == 1, lambda t, p: t == 1), "no positive outcomes in the group"),
-    "fpr": (_rate(lambda t, p: p == 1, lambda t, p: t == 0), "no negative outcomes in the group"),
-    "fnr": (_rate(lambda t, p: p == 0, lambda t, p: t == 1), "no positive outcomes in the group"),
-})
 METRIC_LABELS = {
     "count": "rows", "base_rate": "base rate", "selection_rate": "selection rate",
-    "accuracy": "accuracy", "tpr": "TPR", "fpr": "FPR", "fnr": "FNR",
+    "accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "tpr": "TPR", "fpr": "FPR",
+    "fnr": "FNR", "tnr": "TNR", "ppv": "PPV", "npv": "NPV", "auc": "AUC",
+    "ece": "ECE (calibration error)",
     "mean_prediction": "mean prediction", "mean_error": "mean error (pred − true)", "mae": "MAE",
 }
+
+#: Disparities per task: name -> (label, group metric it compares).
+BINARY_DISPARITIES: dict[str, tuple[str, str]] = {
+    "demographic_parity_difference": ("demographic parity difference", "selection_rate"),
+    "demographic_parity_ratio": ("demographic parity ratio", "selection_rate"),
+    "disparate_impact_ratio": ("disparate impact ratio (four-fifths rule)", "selection_rate"),
+    "equalized_odds_difference": ("equalized odds difference (max of TPR, FPR)", "tpr,fpr"),
+    "equalized_odds_ratio": ("equalized odds ratio (min of TPR, FPR)", "tpr,fpr"),
+    "equal_opportunity_difference": ("equal opportunity difference (TPR)", "tpr"),
+    "equal_opportunity_ratio": ("equal opportunity ratio (TPR)", "tpr"),
+    "predictive_parity_difference": ("predictive parity difference (PPV)", "ppv"),
+    "predictive_parity_ratio": ("predictive parity ratio (PPV)", "ppv"),
+    "accuracy_difference": ("accuracy difference", "accuracy"),
+    "auc_difference": ("AUC difference", "auc"),
+}
+REGRESSION_DISPARITIES: dict[str, tuple[str, str]] = {
+    "mean_prediction_difference": ("mean prediction difference", "mean_prediction"),
+    "mean_error_difference": ("mean error difference", "mean_error"),
+    "mae_difference": ("MAE difference", "mae"),
+}
+MULTICLASS_DISPARITIES: dict[str, tuple[str, str]] = {
+    "accuracy_difference": ("accuracy difference", "accuracy"),
+    "demographic_parity_difference": ("demographic parity difference (largest over classes)",
+                                      "selection_rate[*]"),
+}
+
+# Permutation schemes of the binary tests, as strata of confusion cells (tn, fp, fn, tp).
+_ALL_CELLS = [[0, 1, 2, 3]]
+_BY_OUTCOME = [[0, 1], [2, 3]]      # shuffle within y = 0 and within y = 1
+_BY_DECISION = [[0, 2], [1, 3]]     # shuffle within ŷ = 0 and within ŷ = 1
+_BINARY_TESTS = {
+    "demographic_parity_difference": (_ALL_CELLS, "group labels shuffled over all rows"),
+    "accuracy_difference": (_ALL_CELLS, "group labels shuffled over all rows"),
+    "equalized_odds_difference": (_BY_OUTCOME, "group labels shuffled within each true outcome"),
+    "equal_opportunity_difference": (_BY_OUTCOME, "group labels shuffled within each true outcome"),
+    "predictive_parity_difference": (_BY_DECISION, "group labels shuffled within each decision"),
+}
+
+
+def disparity_names(task: str) -> list[str]:
+    """The disparity metrics reported (and usable in the gate) for a task."""
+    table = {"binary": BINARY_DISPARITIES, "regression": REGRESSION_DISPARITIES}.get(
+        task, MULTICLASS_DISPARITIES)
+    return list(table)
 
 
 @dataclass(frozen=True)
 class FairnessConfig(MethodConfig):
-    """Options: ``min_group_size`` — groups smaller than this are marked too small to judge;
-    ``dp_warn`` / ``eo_warn`` — differences above these are named in the summary."""
+    """Options of the fairness method.
+
+    min_group_size : groups with fewer rows are "too small to judge" (no numbers, no disparity).
+    confidence : level of the bootstrap intervals (two-sided); the gate judges on them.
+    alpha : significance level for the power note and the findings.
+    power : power of the minimum-detectable-difference note.
+    n_boot : bootstrap resamples (0 disables intervals; the gate then cannot pass).
+    n_permutations : permutations per test (0 disables the tests).
+    reference : attribute (or intersection) -> reference group; others use max − min.
+    intersections : lists of attributes to cross; default: every pair of sensitive attributes.
+    max_groups : an attribute with more distinct values is an error (bin it first).
+    calibration_bins : equal-width score bins of the reliability curves.
+    what_if : run fairlearn's ThresholdOptimizer what-if (needs scores).
+    dp_warn, eo_warn : differences whose whole interval lies above these are named in the summary.
+    """
 
     min_group_size: int = 30
+    confidence: float = 0.95
+    alpha: float = 0.05
+    power: float = 0.8
+    n_boot: int = 1000
+    n_permutations: int = 999
+    reference: dict[str, str] = field(default_factory=dict)
+    intersections: tuple[tuple[str, ...], ...] | None = None
+    max_groups: int = 50
+    calibration_bins: int = 10
+    what_if: bool = True
     dp_warn: float = 0.1
     eo_warn: float = 0.1
 
     def validate(self) -> None:
+        def bad(name: str, rule: str, value: Any) -> InvalidConfigError:
+            return InvalidConfigError(f"The {name!r} option of fairness must be {rule}. Got {value!r} instead.")
+
         if self.min_group_size < 1:
-            raise InvalidConfigError(f"The 'min_group_size' option of fairness must be at least 1. Got {self.min_group_size} instead.")
-        if not (0 < self.dp_warn < 1 and 0 < self.eo_warn < 1):
-            raise InvalidConfigError("The 'dp_warn' and 'eo_warn' options of fairness must be in (0, 1).")
+            raise bad("min_group_size", "at least 1", self.min_group_size)
+        for name in ("confidence", "alpha", "power", "dp_warn", "eo_warn"):
+            if not 0 < getattr(self, name) < 1:
+                raise bad(name, "between 0 and 1", getattr(self, name))
+        if self.n_boot < 0 or 0 < self.n_boot < 100:
+            raise bad("n_boot", "0 (no intervals) or at least 100", self.n_boot)
+        if self.n_permutations < 0 or 0 < self.n_permutations < 99:
+            raise bad("n_permutations", "0 (no tests) or at least 99", self.n_permutations)
+        if self.max_groups < 2:
+            raise bad("max_groups", "at least 2", self.max_groups)
+        if self.calibration_bins < 2:
+            raise bad("calibration_bins", "at least 2", self.calibration_bins)
+        for combo in self.intersections or ():
+            if len(combo) < 2 or len(set(combo)) != len(combo):
+                raise bad("intersections", "a list of lists of at least two distinct attributes",
+                          list(combo))
+        for key, value in self.reference.items():
+            if not isinstance(value, str):
+                raise bad(f"reference.{key}", "a group name (text)", value)
+
+
+def set_name(columns: Sequence[str]) -> str:
+    """The name of an attribute or intersection (``"sex"``, ``"sex*race"``)."""
+    return INTERSECTION_SEP.join(columns)
+
+
+def normalize_set_name(name: str) -> str:
+    """Accept ``×``, ``&`` and spaces around the separator as synonyms of ``*``."""
+    for sep in ("×", "&"):
+        name = name.replace(sep, INTERSECTION_SEP)
+    return INTERSECTION_SEP.join(p.strip() for p in name.split(INTERSECTION_SEP))
+
+
+def attribute_sets(sensitive: Sequence[str], config: FairnessConfig) -> list[tuple[str, ...]]:
+    """Every attribute alone, then the intersections (default: every pair)."""
+    singles = [(a,) for a in sensitive]
+    if config.intersections is None:
+        crosses = list(itertools.combinations(sensitive, 2)) if len(sensitive) >= 2 else []
+    else:
+        crosses = [tuple(c) for c in config.intersections]
+        for combo in crosses:
+            for a in combo:
+                if a not in sensitive:
+                    raise InvalidConfigError(
+                        f"The fairness intersection {list(combo)} names {a!r}, which is not a "
+                        f"sensitive attribute.{did_you_mean(a, sensitive)} Sensitive: {list(sensitive)}.")
+    return singles + crosses
+
+
+# --------------------------------------------------------------------------------------------
+# Result types
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A point estimate with its bootstrap interval; ``undefined`` says why there is no value."""
+
+    value: float | None
+    lower: float | None = None
+    upper: float | None = None
+    undefined: str | None = None
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Reliability curve of one group: per score bin, rows, mean score and fraction positive."""
+
+    bin_edges: tuple[float, ...]
+    count: tuple[int, ...]
+    mean_score: tuple[float | None, ...]
+    fraction_positive: tuple[float | None, ...]
 
 
 @dataclass(frozen=True)
 class GroupRow:
     group: str
     count: int
-    metrics: dict[str, float | None]
-    undefined: dict[str, str]  # metric -> why it is undefined for this group
     too_small: bool
+    metrics: dict[str, Estimate]
+    mdd: dict[str, float | None]  # metric -> minimum detectable difference (power note)
+    calibration: Calibration | None = None
+
+    @property
+    def undefined(self) -> dict[str, str]:
+        return {k: e.undefined for k, e in self.metrics.items() if e.undefined}
+
+
+@dataclass(frozen=True)
+class Disparity:
+    name: str
+    label: str
+    estimate: Estimate
+    p_value: float | None = None
+    p_holm: float | None = None
+    p_bh: float | None = None
+    test: str | None = None
+    groups_used: tuple[str, ...] = ()
+    excluded_small: tuple[str, ...] = ()
+    excluded_undefined: tuple[str, ...] = ()
+
+    @property
+    def value(self) -> float | None:
+        return self.estimate.value
+
+
+@dataclass(frozen=True)
+class ThresholdCurves:
+    thresholds: tuple[float, ...]
+    curves: dict[str, dict[str, tuple[float | None, ...]]]  # group -> metric -> values
+
+
+@dataclass(frozen=True)
+class WhatIf:
+    constraint: str
+    accuracy_before: float | None
+    accuracy_after: float | None
+    disparity: str
+    disparity_before: float | None
+    disparity_after: float | None
+    selection_rate_after: dict[str, float | None]
+    error: str | None = None
 
 
 @dataclass(frozen=True)
 class AttributeResult:
-    attribute: str
+    attribute: str  # set name: "sex" or "sex*race"
+    columns: tuple[str, ...]
+    reference: str | None
     groups: tuple[GroupRow, ...]
-    disparities: dict[str, float | None]
+    disparities: dict[str, Disparity]
+    impact_ratios: dict[str, float | None]
+    four_fifths_fail: tuple[str, ...]
     notes: tuple[str, ...]
+    curves: ThresholdCurves | None = None
+    what_if: tuple[WhatIf, ...] = ()
+
+    @property
+    def title(self) -> str:
+        return " × ".join(self.columns)
 
 
 @dataclass(frozen=True)
@@ -87,16 +306,130 @@ class FairnessResult(MethodResult):
     task: str
     positive_label: str | None
     metrics: tuple[str, ...]
+    labels: dict[str, str]
     attributes: dict[str, AttributeResult]
     min_group_size: int
-    labels: dict[str, str]  # metric key -> column heading
+    confidence: float
+    alpha: float
+    power: float
+    n_boot: int
+    n_permutations: int
+    has_scores: bool
+    n_tests: int
+    notes: tuple[str, ...] = ()
+    threshold: float = 0.5
+
+
+# --------------------------------------------------------------------------------------------
+# Vectorized disparity formulas over (..., G) arrays (NaN = undefined or excluded)
+# --------------------------------------------------------------------------------------------
+
+
+def _quiet(fn: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
+    def wrapped(*args: Any, **kwargs: Any) -> np.ndarray:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return fn(*args, **kwargs)
+    return wrapped
+
+
+@_quiet
+def spread_difference(v: np.ndarray, ref: int | None = None) -> np.ndarray:
+    """max − min over defined groups, or the largest |group − reference| when ``ref`` is set."""
+    v = np.asarray(v, dtype=float)
+    defined = np.isfinite(v).sum(axis=-1)
+    if ref is None:
+        out = np.nanmax(v, axis=-1) - np.nanmin(v, axis=-1)
+        return np.where(defined >= 2, out, np.nan)
+    d = np.abs(v - v[..., ref:ref + 1])
+    d[..., ref] = np.nan
+    out = np.nanmax(d, axis=-1)
+    return np.where(np.isfinite(v[..., ref]) & (defined >= 2), out, np.nan)
+
+
+@_quiet
+def spread_ratio(v: np.ndarray, ref: int | None = None) -> np.ndarray:
+    """min / max over defined groups, or the smallest of min(g/ref, ref/g) with a reference.
+    Undefined (NaN) when the larger rate is 0 (0/0)."""
+    v = np.asarray(v, dtype=float)
+    defined = np.isfinite(v).sum(axis=-1)
+    if ref is None:
+        hi, lo = np.nanmax(v, axis=-1), np.nanmin(v, axis=-1)
+        out = np.where(hi > 0, lo / hi, np.nan)
+        return np.where(defined >= 2, out, np.nan)
+    r = v[..., ref:ref + 1]
+    big, small = np.maximum(v, r), np.minimum(v, r)
+    q = np.where(big > 0, small / big, np.nan)
+    q[..., ref] = np.nan
+    out = np.nanmin(q, axis=-1)
+    return np.where(np.isfinite(v[..., ref]) & (defined >= 2), out, np.nan)
+
+
+@_quiet
+def impact_ratios(v: np.ndarray, ref: int | None = None) -> np.ndarray:
+    """Each group's rate over the reference group's (default: the highest rate), (..., G)."""
+    v = np.asarray(v, dtype=float)
+    base = np.nanmax(v, axis=-1, keepdims=True) if ref is None else v[..., ref:ref + 1]
+    return np.where(base > 0, v / base, np.nan)
+
+
+@_quiet
+def disparate_impact(v: np.ndarray, ref: int | None = None) -> np.ndarray:
+    """The smallest impact ratio over the other groups (four-fifths rule: below 0.8 fails)."""
+    r = impact_ratios(v, ref)
+    if ref is not None:
+        r = r.copy()
+        r[..., ref] = np.nan
+    defined = np.isfinite(np.asarray(v, dtype=float)).sum(axis=-1)
+    return np.where(defined >= 2, np.nanmin(r, axis=-1), np.nan)
+
+
+def binary_disparities(rates: dict[str, np.ndarray], ref: int | None) -> dict[str, np.ndarray]:
+    """All binary disparities from group rates (each (..., G)); AUC handled separately."""
+    d, r = spread_difference, spread_ratio
+    return {
+        "demographic_parity_difference": d(rates["selection_rate"], ref),
+        "demographic_parity_ratio": r(rates["selection_rate"], ref),
+        "disparate_impact_ratio": disparate_impact(rates["selection_rate"], ref),
+        "equalized_odds_difference": np.maximum(d(rates["tpr"], ref), d(rates["fpr"], ref)),
+        "equalized_odds_ratio": np.minimum(r(rates["tpr"], ref), r(rates["fpr"], ref)),
+        "equal_opportunity_difference": d(rates["tpr"], ref),
+        "equal_opportunity_ratio": r(rates["tpr"], ref),
+        "predictive_parity_difference": d(rates["ppv"], ref),
+        "predictive_parity_ratio": r(rates["ppv"], ref),
+        "accuracy_difference": d(rates["accuracy"], ref),
+    }
+
+
+def _mask_groups(rates: dict[str, np.ndarray], keep: np.ndarray) -> dict[str, np.ndarray]:
+    out = {}
+    for k, v in rates.items():
+        v = np.array(v, dtype=float, copy=True)
+        v[..., ~keep] = np.nan
+        out[k] = v
+    return out
+
+
+def _f(x: Any) -> float | None:
+    if x is None:
+        return None
+    x = float(x)
+    return x if np.isfinite(x) else None
+
+
+# --------------------------------------------------------------------------------------------
+# The method
+# --------------------------------------------------------------------------------------------
 
 
 class Fairness(AuditMethod[FairnessConfig, FairnessResult]):
+    """Group fairness audit (see the module docstring)."""
+
     name = "fairness"
     title = "Group fairness"
     requires = frozenset({"predictions"})
     needs_target = True
+    modalities = frozenset({"tabular", "image", "sequence"})  # uses only labels and groups
     Config = FairnessConfig
 
     def skip_reason(self, model: ModelAdapter, data: AuditData, config: FairnessConfig) -> str | None:
@@ -105,133 +438,631 @@ class Fairness(AuditMethod[FairnessConfig, FairnessResult]):
         return super().skip_reason(model, data, config)
 
     def run(self, model: ModelAdapter, data: AuditData, config: FairnessConfig, ctx: RunContext) -> FairnessResult:
-        from fairlearn.metrics import MetricFrame
-
         preds = model.predictions(data)
         y_true = np.asarray(data.y)
         y_pred = np.asarray(preds.labels)
+        scores = None
+        if data.task == "binary" and preds.scores is not None:
+            scores = np.asarray(preds.scores, dtype=float).reshape(-1)
         if data.task == "binary":
-            funcs = {k: f for k, (f, _) in _BINARY_METRICS.items()}
-        elif data.task == "regression":
-            funcs = {"mean_prediction": lambda t, p: float(np.mean(p)),
-                     "mean_error": lambda t, p: float(np.mean(p - t)),
-                     "mae": lambda t, p: float(np.mean(np.abs(p - t)))}
-        else:
-            funcs = {"accuracy": _BINARY_METRICS["accuracy"][0]}
-            for k, label in enumerate(data.classes or ()):
-                funcs[f"selection_rate[{label}]"] = (lambda kk: lambda t, p: float(np.mean(p == kk)))(k)
+            y_pred = y_pred.astype(np.int64)
+            if not set(np.unique(y_pred)) <= {0, 1}:
+                raise DataValidationError("Binary predictions must be 0/1 class indices after encoding.")
+        check_sensitive(data, config)
+        sets = attribute_sets(data.spec.sensitive, config)
+        names = [set_name(s) for s in sets]
+        for key in config.reference:
+            if normalize_set_name(key) not in names:
+                raise InvalidConfigError(
+                    f"The fairness 'reference' names {key!r}, which is not an attribute or "
+                    f"intersection.{did_you_mean(key, names)} Choices: {', '.join(names)}.")
+        refs = {normalize_set_name(k): v for k, v in config.reference.items()}
+
         attributes: dict[str, AttributeResult] = {}
-        for i, attr in enumerate(data.spec.sensitive):
-            values = data.sensitive[attr].to_numpy()
-            levels = np.unique(values)
-            if len(levels) < 2:
-                raise DataValidationError(
-                    f"The sensitive column {attr!r} has a single group ({levels[0]!r}); fairness "
-                    "compares groups, so it needs at least two. Remove it from [data] sensitive.")
-            if len(levels) > 200:
-                raise DataValidationError(
-                    f"The sensitive column {attr!r} has {len(levels)} distinct values; group it into "
-                    "fewer bins (e.g. age ranges) before the audit.")
-            frame = MetricFrame(metrics=funcs, y_true=y_true, y_pred=y_pred, sensitive_features=values)
-            table = frame.by_group
-            counts = {str(g): int(np.sum(values == g)) for g in levels}
-            rows = []
-            for g in table.index:
-                metrics = {k: _none_if_nan(table.loc[g, k]) for k in funcs}
-                undefined = {k: _BINARY_METRICS[k][1] or "undefined"
-                             for k, v in metrics.items() if v is None and k in _BINARY_METRICS}
-                rows.append(GroupRow(str(g), counts[str(g)], metrics, undefined,
-                                     counts[str(g)] < config.min_group_size))
-            attributes[attr] = _disparities(attr, tuple(rows), data.task, config)
-            ctx.progress(i + 1, len(data.spec.sensitive))
+        for i, cols in enumerate(sets):
+            values = group_values(data, cols)
+            ref = refs.get(set_name(cols))
+            if data.task == "binary":
+                res = _analyse_binary(cols, values, y_true, y_pred, scores, config, ref, ctx.rng)
+            elif data.task == "regression":
+                res = _analyse_regression(cols, values, y_true.astype(float),
+                                          y_pred.astype(float), config, ref, ctx.rng)
+            else:
+                res = _analyse_multiclass(cols, values, y_true, y_pred, len(data.classes or ()),
+                                          data.classes or (), config, ref, ctx.rng)
+            attributes[set_name(cols)] = res
+            ctx.progress(i + 1, len(sets))
+        attributes, n_tests = _adjust(attributes)
+
+        if data.task == "binary":
+            metrics = ("base_rate", "selection_rate", "accuracy", "balanced_accuracy", "tpr", "fpr",
+                       "fnr", "tnr", "ppv", "npv") + (("auc", "ece") if scores is not None else ())
+        elif data.task == "regression":
+            metrics = ("mean_prediction", "mean_error", "mae")
+        else:
+            metrics = ("accuracy",) + tuple(f"selection_rate[{c}]" for c in data.classes or ())
+        labels = {k: METRIC_LABELS.get(k, k.replace("_", " ")) for k in metrics}
+        notes = []
+        if data.task == "binary" and scores is None:
+            notes.append("The predictions are labels without scores, so AUC, calibration, threshold "
+                         "curves and the threshold what-if are not available.")
         positive = data.classes[1] if data.task == "binary" and data.classes else None
-        labels = {k: METRIC_LABELS.get(k, k.replace("_", " ")) for k in funcs}
-        return FairnessResult(data.task, positive, tuple(funcs), attributes, config.min_group_size, labels)
+        return FairnessResult(
+            task=data.task, positive_label=positive, metrics=metrics, labels=labels,
+            attributes=attributes, min_group_size=config.min_group_size,
+            confidence=config.confidence, alpha=config.alpha, power=config.power,
+            n_boot=config.n_boot, n_permutations=config.n_permutations,
+            has_scores=scores is not None, n_tests=n_tests, notes=tuple(notes),
+            threshold=float(model.threshold))
 
     def findings(self, result: FairnessResult, config: FairnessConfig) -> list[Finding]:
         out = []
-        for attr, res in result.attributes.items():
-            dp = res.disparities.get("demographic_parity_difference")
-            eo = res.disparities.get("equalized_odds_difference")
-            if dp is not None and dp > config.dp_warn:
-                out.append(Finding("warning", f"Selection rates differ by {dp:.3f} between groups of "
-                                              f"{attr!r} (demographic parity difference; point estimate)."))
-            if eo is not None and eo > config.eo_warn:
-                out.append(Finding("warning", f"Error rates differ by {eo:.3f} between groups of {attr!r} "
-                                              "(equalized odds difference; point estimate)."))
+        conf = f"{result.confidence:.0%}"
+        for res in result.attributes.values():
+            for name, limit in (("demographic_parity_difference", config.dp_warn),
+                                ("equalized_odds_difference", config.eo_warn)):
+                d = res.disparities.get(name)
+                if d is None or d.value is None:
+                    continue
+                e = d.estimate
+                what = "Selection rates" if name.startswith("demographic") else "Error rates"
+                ci = (f"{conf} CI {e.lower:.3f}–{e.upper:.3f}" if e.lower is not None and e.upper is not None
+                      else "no interval")
+                p = f"; Holm-adjusted p = {d.p_holm:.3g}" if d.p_holm is not None else ""
+                if e.lower is not None and e.lower > limit:
+                    out.append(Finding("warning", f"{what} differ between groups of {res.title}: "
+                                                  f"{d.label} {e.value:.3f} ({ci}{p}), clearly above {limit}."))
+                elif e.value > limit:
+                    out.append(Finding("info", f"{what} differ between groups of {res.title}: "
+                                               f"{d.label} {e.value:.3f} ({ci}{p}); above {limit} as a "
+                                               "point estimate, but the interval reaches below it."))
+            if res.four_fifths_fail:
+                out.append(Finding("warning", f"Four-fifths rule: the selection rate of "
+                                              f"{', '.join(res.four_fifths_fail[:5])} ({res.title}) is below "
+                                              "80% of the reference group's (point estimate)."))
             small = [g.group for g in res.groups if g.too_small]
             if small:
-                out.append(Finding("info", f"{len(small)} group(s) of {attr!r} have fewer than "
+                out.append(Finding("info", f"{len(small)} group(s) of {res.title} have fewer than "
                                            f"{result.min_group_size} rows and are too small to judge: "
-                                           f"{', '.join(small[:5])}."))
+                                           f"{', '.join(small[:5])}{' …' if len(small) > 5 else ''}."))
         return out
 
     def figures(self, result: FairnessResult, data: AuditData) -> dict[str, Any]:
-        if result.task != "binary":
-            return {}
         from audit.core.plots import PALETTE, new_figure
 
-        figs = {}
+        figs: dict[str, Any] = {}
+        if result.task != "binary":
+            return figs
         shown = ("selection_rate", "tpr", "fpr")
-        for attr, res in result.attributes.items():
-            groups = [g for g in res.groups]
-            fig, ax = new_figure(6.5, 0.6 + 0.32 * len(groups) * 1.2)
+        for key, res in result.attributes.items():
+            groups = [g for g in res.groups if not g.too_small]
+            if not groups:
+                continue
+            fig, ax = new_figure(6.5, 0.8 + 0.4 * len(groups))
             height = 0.8 / len(shown)
             for k, metric in enumerate(shown):
-                vals = [g.metrics.get(metric) for g in groups]
                 ys = np.arange(len(groups)) + k * height
-                ax.barh(ys, [v if v is not None else 0 for v in vals], height=height,
-                        color=PALETTE[k], label=METRIC_LABELS[metric])
+                vals = [g.metrics[metric].value for g in groups]
+                lo = [g.metrics[metric].lower for g in groups]
+                hi = [g.metrics[metric].upper for g in groups]
+                x = np.array([v if v is not None else np.nan for v in vals])
+                err = np.array([[v - lo_ if v is not None and lo_ is not None else 0 for v, lo_ in zip(vals, lo)],
+                                [hi_ - v if v is not None and hi_ is not None else 0 for v, hi_ in zip(vals, hi)]])
+                ax.barh(ys, np.nan_to_num(x), height=height, color=PALETTE[k],
+                        label=METRIC_LABELS[metric], xerr=err, error_kw={"lw": 0.8, "capsize": 2})
             ax.set_yticks(np.arange(len(groups)) + height)
             ax.set_yticklabels([f"{g.group} (n={g.count:,})" for g in groups])
             ax.invert_yaxis()
             ax.set_xlim(0, 1)
-            ax.set_xlabel("rate")
-            ax.set_title(f"Rates by {attr}")
+            ax.set_xlabel(f"rate ({result.confidence:.0%} bootstrap interval)")
+            ax.set_title(f"Rates by {res.title}")
             ax.legend(frameon=False, fontsize=7, loc="lower right")
-            figs[attr] = fig
+            figs[f"rates:{key}"] = fig
+            if res.curves is not None:
+                fig, axes = new_figure(7.5, 2.6, ncols=3, sharey=True)
+                for ax, metric in zip(axes, shown, strict=True):
+                    for k, (g, curve) in enumerate(res.curves.curves.items()):
+                        vals = np.array([v if v is not None else np.nan for v in curve[metric]])
+                        ax.plot(res.curves.thresholds, vals, color=PALETTE[k % len(PALETTE)], lw=1.2,
+                                label=g)
+                    ax.axvline(result.threshold, color="#999999", lw=0.8, ls="--")
+                    ax.set_title(METRIC_LABELS[metric])
+                    ax.set_xlabel("decision threshold")
+                    ax.set_ylim(0, 1)
+                axes[0].legend(frameon=False, fontsize=6)
+                figs[f"curves:{key}"] = fig
+            cal = [g for g in groups if g.calibration is not None]
+            if cal:
+                fig, ax = new_figure(3.6, 3.4)
+                ax.plot([0, 1], [0, 1], color="#999999", lw=0.8, ls="--")
+                for k, g in enumerate(cal):
+                    c = g.calibration
+                    xs = np.array([v if v is not None else np.nan for v in c.mean_score])
+                    ys = np.array([v if v is not None else np.nan for v in c.fraction_positive])
+                    ax.plot(xs, ys, marker="o", ms=3, lw=1.2, color=PALETTE[k % len(PALETTE)], label=g.group)
+                ax.set_xlabel("mean predicted probability")
+                ax.set_ylabel("fraction positive")
+                ax.set_xlim(0, 1)
+                ax.set_ylim(0, 1)
+                ax.set_title(f"Reliability by {res.title}")
+                ax.legend(frameon=False, fontsize=6)
+                figs[f"calibration:{key}"] = fig
         return figs
 
 
-def _none_if_nan(x: Any) -> float | None:
-    x = float(x)
-    return None if not np.isfinite(x) else x
+# --------------------------------------------------------------------------------------------
+# Input checks and grouping
+# --------------------------------------------------------------------------------------------
 
 
-def _disparities(attr: str, rows: tuple[GroupRow, ...], task: str,
-                 config: FairnessConfig) -> AttributeResult:
-    """Max–min differences and min/max ratios over the groups large enough to judge."""
-    judged = [r for r in rows if not r.too_small]
+def check_sensitive(data: AuditData, config: FairnessConfig) -> None:
+    """One group only, or too many distinct values: errors with the fix."""
+    for attr in data.spec.sensitive:
+        levels = np.unique(data.sensitive[attr].to_numpy())
+        if len(levels) < 2:
+            raise DataValidationError(
+                f"The sensitive column {attr!r} has a single group ({levels[0]!r}) in "
+                f"{data.source or 'the data'}; fairness compares groups, so it needs at least two. "
+                "Remove it from [data] sensitive.")
+        if len(levels) > config.max_groups:
+            raise DataValidationError(
+                f"The sensitive column {attr!r} has {len(levels)} distinct values (more than "
+                f"max_groups = {config.max_groups}); group it into fewer bins (e.g. age ranges such "
+                "as 18-25, 26-40, ...) in the data before the audit, or raise [methods.fairness] "
+                "max_groups.")
+
+
+def group_values(data: AuditData, columns: Sequence[str]) -> np.ndarray:
+    """Each row's group label for an attribute or an intersection ("Female × White")."""
+    parts = [data.sensitive[c].astype(str).to_numpy() for c in columns]
+    if len(parts) == 1:
+        return parts[0].astype(object)
+    out = parts[0].astype(object)
+    for p in parts[1:]:
+        out = out + _GROUP_SEP + p.astype(object)
+    return out
+
+
+def _reference_index(levels: np.ndarray, ref: str | None, small: np.ndarray, name: str) -> int | None:
+    if ref is None:
+        return None
+    lv = [str(v) for v in levels]
+    if ref not in lv:
+        raise InvalidConfigError(
+            f"The fairness reference group {ref!r} of {name!r} does not occur in the data."
+            f"{did_you_mean(ref, lv)} Groups: {', '.join(lv[:10])}.")
+    idx = lv.index(ref)
+    if small[idx]:
+        raise InvalidConfigError(
+            f"The fairness reference group {ref!r} of {name!r} is too small to judge; choose a "
+            "larger group as the reference.")
+    return idx
+
+
+# --------------------------------------------------------------------------------------------
+# Binary classification
+# --------------------------------------------------------------------------------------------
+
+
+def _metric_frame_cells(y_true: np.ndarray, y_pred: np.ndarray, values: np.ndarray,
+                       levels: np.ndarray) -> np.ndarray:
+    """Per-group confusion counts through fairlearn's MetricFrame (0/1 labels), (G, 4).
+
+    One metric returning the whole count table: MetricFrame's cost grows with rows x metrics,
+    and every rate (with NaN where undefined) follows from the counts.
+    """
+    from fairlearn.metrics import MetricFrame
+
+    def cells(t: np.ndarray, p: np.ndarray) -> np.ndarray:
+        return confusion_cells(t, p, np.zeros(len(t), dtype=np.int64), 1)[0]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # Integer group codes: MetricFrame is several times slower on text features.
+        codes = np.searchsorted(levels, values)
+        table = MetricFrame(metrics={"cells": cells}, y_true=y_true, y_pred=y_pred,
+                            sensitive_features=codes).by_group
+    out = np.zeros((len(levels), 4), dtype=np.int64)
+    for g in table.index:
+        out[int(g)] = np.asarray(table.loc[g, "cells"])
+    return out
+
+
+def _analyse_binary(cols: Sequence[str], values: np.ndarray, y: np.ndarray, yhat: np.ndarray,
+                    scores: np.ndarray | None, config: FairnessConfig, ref_name: str | None,
+                    rng: np.random.Generator) -> AttributeResult:
+    name = set_name(cols)
+    levels, codes = group_codes(values)
+    G = len(levels)
+    counts = np.bincount(codes, minlength=G)
+    small = counts < config.min_group_size
+    judged = ~small
+    ref = _reference_index(levels, ref_name, small, name)
+    cells = _metric_frame_cells(y, yhat, values, levels)
+    point = rates_from_cells(cells)
+    B = config.n_boot
+    boot = rates_from_cells(bootstrap_cells(cells, B, rng)) if B else None
+    notes: list[str] = []
+
+    # Score-based metrics: AUC and calibration, bootstrapped with row weights within groups.
+    auc_point = np.full(G, np.nan)
+    ece_point = np.full(G, np.nan)
+    auc_boot = np.full((B, G), np.nan) if B else None
+    ece_boot = np.full((B, G), np.nan) if B else None
+    calib: dict[int, Calibration] = {}
+    if scores is not None:
+        edges = tuple(np.linspace(0, 1, config.calibration_bins + 1).round(6).tolist())
+        order = np.argsort(codes, kind="stable")
+        bounds = np.searchsorted(codes[order], np.arange(G + 1))
+        for g in range(G):
+            rows = order[bounds[g]:bounds[g + 1]]
+            if small[g] or rows.size == 0:
+                continue
+            s, t = scores[rows], y[rows]
+            ones = np.ones(rows.size)
+            auc_point[g] = weighted_auc(s, t, ones)
+            ece, cnt, ms, fp = weighted_calibration(s, t, ones, config.calibration_bins)
+            ece_point[g] = ece[0]
+            calib[g] = Calibration(edges, tuple(int(c) for c in cnt[0]),
+                                   tuple(_f(v) for v in ms[0]), tuple(_f(v) for v in fp[0]))
+            if B:
+                # Resampled from compressed score cells, re-centred on the exact estimate.
+                a_b, e_b, a_c, e_c = bootstrap_score_metrics(s, t, B, rng, n_bins=config.calibration_bins)
+                auc_boot[:, g] = a_b + (auc_point[g] - a_c) if np.isfinite(a_c) else a_b
+                ece_boot[:, g] = e_b + (ece_point[g] - e_c)
+
+    all_point = {**point, "auc": auc_point, "ece": ece_point}
+    all_boot = {**boot, "auc": auc_boot, "ece": ece_boot} if B else None
+    reasons = {**RATE_METRICS, "auc": "needs both positive and negative outcomes in the group",
+               "ece": None}
+    metric_keys = list(RATE_METRICS) + (["auc", "ece"] if scores is not None else [])
+    intervals = {k: percentile_interval(all_boot[k], config.confidence) for k in metric_keys} if B else {}
+
+    # Power note: smallest gap vs the rest (or the reference group) detectable at alpha.
+    pooled = rates_from_cells(cells[judged].sum(axis=0))
+    denominators = {"selection_rate": counts, "tpr": cells[:, 2] + cells[:, 3],
+                    "fpr": cells[:, 0] + cells[:, 1]}
+    rows_out = []
+    for g, lv in enumerate(levels):
+        if small[g]:
+            metrics = {k: Estimate(None, undefined=TOO_SMALL) for k in metric_keys}
+            rows_out.append(GroupRow(str(lv), int(counts[g]), True, metrics, {}))
+            continue
+        metrics = {}
+        for k in metric_keys:
+            v = _f(all_point[k][g])
+            lo, hi = (intervals[k][0][g], intervals[k][1][g]) if B else (None, None)
+            why = None if v is not None else (reasons.get(k) or "undefined")
+            metrics[k] = Estimate(v, _f(lo) if v is not None else None,
+                                  _f(hi) if v is not None else None, why)
+        mdd = {}
+        for k, den in denominators.items():
+            n_g = den[g]
+            n_other = den[ref] if ref is not None and ref != g else den[judged].sum() - n_g
+            mdd[k] = _f(min_detectable_difference(float(pooled[k]), n_g, n_other,
+                                                  alpha=config.alpha, power=config.power))
+        rows_out.append(GroupRow(str(lv), int(counts[g]), False, metrics, mdd, calib.get(g)))
+
+    # Disparities over the judged groups.
+    masked_point = _mask_groups(all_point, judged)
+    disp_point = binary_disparities(masked_point, ref)
+    disp_point["auc_difference"] = spread_difference(masked_point["auc"], ref)
+    disp_boot = None
+    if B:
+        masked_boot = _mask_groups(all_boot, judged)
+        disp_boot = binary_disparities(masked_boot, ref)
+        disp_boot["auc_difference"] = spread_difference(masked_boot["auc"], ref)
+    names = [k for k in BINARY_DISPARITIES if k != "auc_difference" or scores is not None]
+    judged_names = tuple(str(levels[g]) for g in np.flatnonzero(judged))
+    small_names = tuple(str(levels[g]) for g in np.flatnonzero(small))
+    disparities: dict[str, Disparity] = {}
+    n_judged = int(judged.sum())
+    perm_cache: dict[int, np.ndarray] = {}
+    for k in names:
+        label, base = BINARY_DISPARITIES[k]
+        bases = base.split(",")
+        undefined_groups = tuple(sorted({str(levels[g]) for b in bases for g in np.flatnonzero(judged)
+                                         if not np.isfinite(all_point[b][g])}))
+        v = _f(disp_point[k])
+        lo = hi = None
+        if v is not None and disp_boot is not None:
+            lo_a, hi_a = percentile_interval(disp_boot[k], config.confidence)
+            lo, hi = _f(lo_a), _f(hi_a)
+        why = None
+        if v is None:
+            why = (f"fewer than two groups with at least {config.min_group_size} rows"
+                   if n_judged < 2 else
+                   "the reference group's rate is undefined" if ref is not None and not np.isfinite(all_point[bases[0]][ref])
+                   else "fewer than two groups with a defined value, or a ratio of zero rates")
+        p = None
+        test = None
+        if k in _BINARY_TESTS and v is not None and config.n_permutations and n_judged >= 2:
+            strata, test = _BINARY_TESTS[k]
+            key = id(strata)
+            if key not in perm_cache:
+                sub = cells[judged]
+                perm_cache[key] = permute_cells(sub, strata, config.n_permutations, rng)
+            perm = perm_cache[key]
+            full = np.zeros((perm.shape[0], G, 4), dtype=np.int64)
+            full[:, judged] = perm
+            prates = _mask_groups(rates_from_cells(full), judged)
+            null = binary_disparities(prates, ref)[k]
+            p = _f(permutation_pvalue(float(disp_point[k]), null))
+        disparities[k] = Disparity(k, label, Estimate(v, lo, hi, why), p, None, None, test,
+                                   judged_names, small_names, undefined_groups)
+        if undefined_groups and n_judged >= 2:
+            notes.append(f"{' and '.join(METRIC_LABELS.get(b, b) for b in bases)} undefined for "
+                         f"{', '.join(undefined_groups)}: left out of the {label}.")
+
+    ratios = impact_ratios(masked_point["selection_rate"], ref)
+    impact = {str(levels[g]): _f(ratios[g]) for g in range(G) if judged[g]}
+    four_fifths = tuple(g for g, r in impact.items() if r is not None and r < 0.8)
+
+    curves = None
+    what_if: tuple[WhatIf, ...] = ()
+    if scores is not None and len(cols) == 1:
+        curves = _threshold_curves(scores, y, codes, levels, judged)
+        if config.what_if and n_judged >= 2:
+            what_if = _what_if(scores, y, yhat, values, judged[codes], ref)
+    if small.any():
+        notes.append(f"{int(small.sum())} group(s) with fewer than {config.min_group_size} rows are "
+                     "too small to judge and left out of the disparities.")
+    return AttributeResult(name, tuple(cols), str(levels[ref]) if ref is not None else None,
+                           tuple(rows_out), disparities, impact, four_fifths,
+                           tuple(dict.fromkeys(notes)), curves, what_if)
+
+
+def _threshold_curves(scores: np.ndarray, y: np.ndarray, codes: np.ndarray, levels: np.ndarray,
+                      judged: np.ndarray, n_points: int = 51) -> ThresholdCurves:
+    """Selection rate, TPR and FPR of each judged group as the threshold moves over [0, 1]."""
+    t = np.linspace(0, 1, n_points)
+    curves = {}
+    for g in np.flatnonzero(judged):
+        s = scores[codes == g]
+        yy = y[codes == g]
+
+        def above(x: np.ndarray) -> tuple[float | None, ...]:
+            if x.size == 0:
+                return tuple(None for _ in t)
+            xs = np.sort(x)
+            return tuple(float(v) for v in (x.size - np.searchsorted(xs, t, side="left")) / x.size)
+        curves[str(levels[g])] = {"selection_rate": above(s), "tpr": above(s[yy == 1]),
+                                  "fpr": above(s[yy == 0])}
+    return ThresholdCurves(tuple(float(v) for v in t.round(4)), curves)
+
+
+def _score_model() -> Any:
+    """A prefit scikit-learn 'estimator' whose prediction is its single input column."""
+    from sklearn.base import BaseEstimator
+
+    class ScoreModel(BaseEstimator):
+        def fit(self, X: Any, y: Any = None) -> Any:
+            self.fitted_ = True
+            return self
+
+        def predict(self, X: Any) -> np.ndarray:
+            return np.asarray(X, dtype=float)[:, 0]
+
+        def __sklearn_is_fitted__(self) -> bool:
+            return True
+
+    return ScoreModel().fit(None)
+
+
+def _what_if(scores: np.ndarray, y: np.ndarray, yhat: np.ndarray, values: np.ndarray,
+             keep: np.ndarray, ref: int | None) -> tuple[WhatIf, ...]:
+    """fairlearn ThresholdOptimizer per constraint, fitted and evaluated on the audited rows."""
+    try:
+        from fairlearn.postprocessing import ThresholdOptimizer
+    except ImportError:  # pragma: no cover - fairlearn is a dependency
+        return ()
+    # Scores rounded to 0.001: the optimizer's cost grows with the number of distinct scores.
+    s, t, p, v = np.round(scores[keep], 3), y[keep], yhat[keep], values[keep]
+    levels, codes = group_codes(v)
+    G = len(levels)
+    before_rates = rates_from_cells(confusion_cells(t, p, codes, G))
+    out = []
+    for constraint, disp in (("demographic_parity", "demographic_parity_difference"),
+                             ("equalized_odds", "equalized_odds_difference")):
+        before = binary_disparities(before_rates, None)[disp]
+        try:
+            opt = ThresholdOptimizer(estimator=_score_model(), constraints=constraint,
+                                     predict_method="predict", prefit=True)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                opt.fit(s[:, None], t, sensitive_features=v)
+                new = np.asarray(opt.predict(s[:, None], sensitive_features=v, random_state=0)).astype(np.int64)
+        except Exception as exc:  # fairlearn raises ValueError etc. on degenerate groups
+            out.append(WhatIf(constraint, _f(np.mean(p == t)), None, disp, _f(before), None, {},
+                              f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"))
+            continue
+        after_rates = rates_from_cells(confusion_cells(t, new, codes, G))
+        after = binary_disparities(after_rates, None)[disp]
+        out.append(WhatIf(constraint, _f(np.mean(p == t)), _f(np.mean(new == t)), disp, _f(before),
+                          _f(after), {str(lv): _f(after_rates["selection_rate"][g])
+                                      for g, lv in enumerate(levels)}))
+    return tuple(out)
+
+
+# --------------------------------------------------------------------------------------------
+# Regression and multiclass
+# --------------------------------------------------------------------------------------------
+
+
+def _analyse_regression(cols: Sequence[str], values: np.ndarray, y: np.ndarray, yhat: np.ndarray,
+                        config: FairnessConfig, ref_name: str | None,
+                        rng: np.random.Generator) -> AttributeResult:
+    from fairlearn.metrics import MetricFrame
+
+    name = set_name(cols)
+    levels, codes = group_codes(values)
+    G = len(levels)
+    counts = np.bincount(codes, minlength=G)
+    small = counts < config.min_group_size
+    judged = ~small
+    ref = _reference_index(levels, ref_name, small, name)
+    keys = ("mean_prediction", "mean_error", "mae")
+    funcs = {"mean_prediction": lambda t, p: float(np.mean(p)),
+             "mean_error": lambda t, p: float(np.mean(p - t)),
+             "mae": lambda t, p: float(np.mean(np.abs(p - t)))}
+    table = MetricFrame(metrics=funcs, y_true=y, y_pred=yhat, sensitive_features=values).by_group
+    point = {k: np.array([float(table.loc[lv, k]) for lv in levels]) for k in keys}
+    cols_vals = np.column_stack([yhat, yhat - y, np.abs(yhat - y)])
+    B = config.n_boot
+    boot = {k: np.full((B, G), np.nan) for k in keys} if B else None
+    if B:
+        for g, rows, w in row_weights(codes, G, B, rng):
+            if small[g] or rows.size == 0:
+                continue
+            m = weighted_means(cols_vals[rows], w)
+            for j, k in enumerate(keys):
+                boot[k][:, g] = m[:, j]
+    intervals = {k: percentile_interval(boot[k], config.confidence) for k in keys} if B else {}
+    sds = cols_vals[judged[codes]].std(axis=0)
+    rows_out = []
+    for g, lv in enumerate(levels):
+        if small[g]:
+            rows_out.append(GroupRow(str(lv), int(counts[g]), True,
+                                     {k: Estimate(None, undefined=TOO_SMALL) for k in keys}, {}))
+            continue
+        metrics = {k: Estimate(_f(point[k][g]), _f(intervals[k][0][g]) if B else None,
+                               _f(intervals[k][1][g]) if B else None) for k in keys}
+        n_other = counts[ref] if ref is not None and ref != g else counts[judged].sum() - counts[g]
+        mdd = {k: _f(min_detectable_mean_difference(float(sds[j]), counts[g], n_other,
+                                                     alpha=config.alpha, power=config.power))
+               for j, k in enumerate(keys)}
+        rows_out.append(GroupRow(str(lv), int(counts[g]), False, metrics, mdd))
+    masked = _mask_groups(point, judged)
+    judged_names = tuple(str(levels[g]) for g in np.flatnonzero(judged))
+    small_names = tuple(str(levels[g]) for g in np.flatnonzero(small))
+    # Permutation: shuffle group labels over the judged rows, recompute group means.
+    null = None
+    P = config.n_permutations
+    keep_rows = np.flatnonzero(judged[codes])
+    if P and judged.sum() >= 2:
+        sub_codes = codes[keep_rows]
+        vals = cols_vals[keep_rows]
+        null = {k: np.empty(P) for k in keys}
+        chunk = max(1, 2_000_000 // max(1, keep_rows.size))
+        for start in range(0, P, chunk):
+            b = min(chunk, P - start)
+            perm = np.stack([rng.permutation(sub_codes) for _ in range(b)])
+            flat = (perm + (np.arange(b) * G)[:, None]).ravel()
+            n = np.bincount(flat, minlength=b * G).reshape(b, G)
+            for j, k in enumerate(keys):
+                sums = np.bincount(flat, weights=np.tile(vals[:, j], b), minlength=b * G).reshape(b, G)
+                with np.errstate(all="ignore"):
+                    means = np.where(n > 0, sums / np.maximum(n, 1), np.nan)
+                means[:, ~judged] = np.nan
+                null[k][start:start + b] = spread_difference(means, ref)
+    disparities = {}
+    for k, (label, base) in REGRESSION_DISPARITIES.items():
+        v = _f(spread_difference(masked[base], ref))
+        lo = hi = None
+        if v is not None and B:
+            lo_a, hi_a = percentile_interval(spread_difference(_mask_groups(boot, judged)[base], ref),
+                                             config.confidence)
+            lo, hi = _f(lo_a), _f(hi_a)
+        p = _f(permutation_pvalue(v, null[base])) if null is not None and v is not None else None
+        why = None if v is not None else f"fewer than two groups with at least {config.min_group_size} rows"
+        disparities[k] = Disparity(k, label, Estimate(v, lo, hi, why), p, None, None,
+                                   "group labels shuffled over all rows" if p is not None else None,
+                                   judged_names, small_names)
     notes = []
-    if len(judged) < 2:
-        notes.append(f"Fewer than two groups of {attr!r} have at least {config.min_group_size} rows; "
-                     "no disparity is computed.")
-        return AttributeResult(attr, rows, {}, tuple(notes))
+    if small.any():
+        notes.append(f"{int(small.sum())} group(s) with fewer than {config.min_group_size} rows are "
+                     "too small to judge and left out of the disparities.")
+    return AttributeResult(name, tuple(cols), str(levels[ref]) if ref is not None else None,
+                           tuple(rows_out), disparities, {}, (), tuple(notes))
 
-    def spread(metric: str) -> tuple[float | None, float | None]:
-        vals = [r.metrics.get(metric) for r in judged]
-        missing = [r.group for r, v in zip(judged, vals, strict=True) if v is None]
-        if missing:
-            notes.append(f"{METRIC_LABELS.get(metric, metric)} is undefined for {', '.join(missing)} "
-                         "and left out of its disparity.")
-        vals = [v for v in vals if v is not None]
-        if len(vals) < 2:
-            return None, None
-        hi, lo = max(vals), min(vals)
-        return hi - lo, (lo / hi if hi > 0 else None)
 
-    out: dict[str, float | None] = {}
-    if task == "binary":
-        out["demographic_parity_difference"], out["demographic_parity_ratio"] = spread("selection_rate")
-        tpr_d, tpr_r = spread("tpr")
-        fpr_d, fpr_r = spread("fpr")
-        out["equal_opportunity_difference"], out["equal_opportunity_ratio"] = tpr_d, tpr_r
-        out["equalized_odds_difference"] = None if tpr_d is None or fpr_d is None else max(tpr_d, fpr_d)
-        out["equalized_odds_ratio"] = None if tpr_r is None or fpr_r is None else min(tpr_r, fpr_r)
-        out["accuracy_difference"], _ = spread("accuracy")
-    elif task == "regression":
-        out["mean_prediction_difference"], _ = spread("mean_prediction")
-        out["mae_difference"], _ = spread("mae")
-    else:
-        out["accuracy_difference"], _ = spread("accuracy")
-    return AttributeResult(attr, rows, out, tuple(dict.fromkeys(notes)))
+def _analyse_multiclass(cols: Sequence[str], values: np.ndarray, y: np.ndarray, yhat: np.ndarray,
+                        K: int, classes: Sequence[str], config: FairnessConfig, ref_name: str | None,
+                        rng: np.random.Generator) -> AttributeResult:
+    name = set_name(cols)
+    levels, codes = group_codes(values)
+    G = len(levels)
+    counts = np.bincount(codes, minlength=G)
+    small = counts < config.min_group_size
+    judged = ~small
+    ref = _reference_index(levels, ref_name, small, name)
+    cells = confusion_cells(y, yhat, codes, G, K)
+
+    def named(r: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {("accuracy" if k == "accuracy" else f"selection_rate[{classes[int(k[15:-1])]}]"): v
+                for k, v in r.items()}
+
+    point = named(multiclass_rates_from_cells(cells, K))
+    keys = list(point)
+    B = config.n_boot
+    boot = named(multiclass_rates_from_cells(bootstrap_cells(cells, B, rng), K)) if B else None
+    intervals = {k: percentile_interval(boot[k], config.confidence) for k in keys} if B else {}
+
+    def disp(rates: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        m = _mask_groups(rates, judged)
+        sel = np.stack([spread_difference(m[k], ref) for k in keys if k != "accuracy"], axis=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return {"accuracy_difference": spread_difference(m["accuracy"], ref),
+                    "demographic_parity_difference": np.nanmax(sel, axis=0)}
+
+    dpoint = disp(point)
+    dboot = disp(boot) if B else None
+    null = None
+    if config.n_permutations and judged.sum() >= 2:
+        perm = permute_cells(cells[judged], [list(range(K * K))], config.n_permutations, rng)
+        full = np.zeros((perm.shape[0], G, K * K), dtype=np.int64)
+        full[:, judged] = perm
+        null = disp(named(multiclass_rates_from_cells(full, K)))
+    rows_out = []
+    for g, lv in enumerate(levels):
+        if small[g]:
+            rows_out.append(GroupRow(str(lv), int(counts[g]), True,
+                                     {k: Estimate(None, undefined=TOO_SMALL) for k in keys}, {}))
+            continue
+        rows_out.append(GroupRow(str(lv), int(counts[g]), False,
+                                 {k: Estimate(_f(point[k][g]), _f(intervals[k][0][g]) if B else None,
+                                              _f(intervals[k][1][g]) if B else None) for k in keys}, {}))
+    judged_names = tuple(str(levels[g]) for g in np.flatnonzero(judged))
+    small_names = tuple(str(levels[g]) for g in np.flatnonzero(small))
+    disparities = {}
+    for k, (label, _) in MULTICLASS_DISPARITIES.items():
+        v = _f(dpoint[k])
+        lo = hi = None
+        if v is not None and dboot is not None:
+            lo_a, hi_a = percentile_interval(dboot[k], config.confidence)
+            lo, hi = _f(lo_a), _f(hi_a)
+        p = _f(permutation_pvalue(v, null[k])) if null is not None and v is not None else None
+        why = None if v is not None else f"fewer than two groups with at least {config.min_group_size} rows"
+        disparities[k] = Disparity(k, label, Estimate(v, lo, hi, why), p, None, None,
+                                   "group labels shuffled over all rows" if p is not None else None,
+                                   judged_names, small_names)
+    return AttributeResult(name, tuple(cols), str(levels[ref]) if ref is not None else None,
+                           tuple(rows_out), disparities, {}, (), ())
+
+
+def _adjust(attributes: dict[str, AttributeResult]) -> tuple[dict[str, AttributeResult], int]:
+    """Holm and Benjamini–Hochberg across every disparity tested, over all attributes."""
+    keys = [(a, k) for a, res in attributes.items() for k, d in res.disparities.items()
+            if d.p_value is not None]
+    p = [attributes[a].disparities[k].p_value for a, k in keys]
+    h, bh = holm(p), benjamini_hochberg(p)
+    out = {a: dataclasses.replace(res, disparities=dict(res.disparities)) for a, res in attributes.items()}
+    for (a, k), ph, pb in zip(keys, h, bh, strict=True):
+        out[a].disparities[k] = dataclasses.replace(out[a].disparities[k], p_holm=_f(ph), p_bh=_f(pb))
+    return out, len(keys)
+
+
+__all__ = [
+    "AttributeResult",
+    "Disparity",
+    "Estimate",
+    "Fairness",
+    "FairnessConfig",
+    "FairnessResult",
+    "GroupRow",
+    "attribute_sets",
+    "disparity_names",
+    "normalize_set_name",
+    "set_name",
+]

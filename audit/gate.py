@@ -1,0 +1,299 @@
+"""The deployment gate: fairness thresholds from ``[gate]``, judged on confidence bounds.
+
+Key format
+----------
+``"fairness.<set>.<metric>" = { max = 0.10 }`` (or ``{ min = 0.8 }``, or both), where
+
+- ``<set>`` is a sensitive attribute from ``[data] sensitive`` (``sex``) or an intersection of
+  them joined by ``*`` (``sex*race``; ``×`` and ``&`` are accepted too; order does not matter);
+  intersections default to every pair (``[methods.fairness] intersections``);
+- ``<metric>`` is a disparity the fairness method reports for the task, e.g.
+  ``demographic_parity_difference``, ``equalized_odds_ratio``, ``disparate_impact_ratio``
+  (see :func:`audit.methods.fairness.disparity_names`).
+
+A rule may also set ``inconclusive = "fail" | "warn"`` and ``small_groups = "insufficient" |
+"ignore"``; the same keys at the top of ``[gate]`` set the defaults (``"fail"``,
+``"insufficient"``).
+
+Verdicts (interval = the fairness method's two-sided bootstrap interval at its ``confidence``)
+------------------------------------------------------------------------------------------
+- ``breach``: the whole interval lies outside the threshold (``lower > max`` or ``upper < min``);
+- ``pass``: the whole interval lies inside it;
+- ``inconclusive``: the interval straddles the threshold; fails the gate unless ``"warn"``;
+- ``insufficient``: no interval can be computed (too few groups of ``min_group_size`` rows, an
+  undefined metric, no bootstrap), or some group was too small to judge and the judged groups
+  do not already breach (unless ``small_groups = "ignore"``).
+
+Exit code of ``audit check``: 1 if any rule breaches or is a failing inconclusive, else 3 if any
+is insufficient, else 0 (usage or input errors are 2, before any verdict).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from xml.sax.saxutils import escape, quoteattr
+
+from audit.errors import InvalidConfigError, did_you_mean
+
+EXIT_PASS, EXIT_BREACH, EXIT_USAGE, EXIT_INSUFFICIENT = 0, 1, 2, 3
+_OPTIONS = {"inconclusive": ("fail", "warn"), "small_groups": ("insufficient", "ignore")}
+_RULE_KEYS = {"max", "min", *_OPTIONS}
+
+
+@dataclass(frozen=True)
+class GateRule:
+    """One parsed threshold."""
+
+    key: str
+    attribute: str  # canonical set name ("sex", "sex*race")
+    metric: str
+    max: float | None = None
+    min: float | None = None
+    inconclusive: str = "fail"
+    small_groups: str = "insufficient"
+
+    @property
+    def text(self) -> str:
+        parts = []
+        if self.min is not None:
+            parts.append(f">= {self.min:g}")
+        if self.max is not None:
+            parts.append(f"<= {self.max:g}")
+        return f"{self.attribute}.{self.metric} {' and '.join(parts)}"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of one rule."""
+
+    key: str
+    rule: str
+    status: str  # "pass" | "breach" | "inconclusive" | "insufficient"
+    fails: bool  # whether this verdict fails the gate
+    value: float | None
+    lower: float | None
+    upper: float | None
+    confidence: float | None
+    message: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"key": self.key, "rule": self.rule, "status": self.status, "fails": self.fails,
+                "value": self.value, "lower": self.lower, "upper": self.upper,
+                "confidence": self.confidence, "message": self.message}
+
+
+@dataclass(frozen=True)
+class GateResult:
+    verdicts: tuple[Verdict, ...]
+
+    @property
+    def exit_code(self) -> int:
+        if any(v.fails for v in self.verdicts):
+            return EXIT_BREACH
+        if any(v.status == "insufficient" for v in self.verdicts):
+            return EXIT_INSUFFICIENT
+        return EXIT_PASS
+
+    @property
+    def outcome(self) -> str:
+        return {EXIT_PASS: "pass", EXIT_BREACH: "fail", EXIT_INSUFFICIENT: "insufficient evidence"}[self.exit_code]
+
+    def counts(self) -> dict[str, int]:
+        out = {"pass": 0, "breach": 0, "inconclusive": 0, "insufficient": 0}
+        for v in self.verdicts:
+            out[v.status] += 1
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {"outcome": self.outcome, "exit_code": self.exit_code, "counts": self.counts(),
+                "verdicts": [v.to_json() for v in self.verdicts]}
+
+
+def parse_gate(gate: Mapping[str, Any], *, sensitive: Sequence[str], task: str,
+               fairness_options: Mapping[str, Any] | None = None) -> list[GateRule]:
+    """Validate ``[gate]`` against the config's attributes and task; raise InvalidConfigError.
+
+    Examples
+    --------
+    >>> rules = parse_gate({"fairness.sex.demographic_parity_difference": {"max": 0.1}},
+    ...                    sensitive=["sex"], task="binary")
+    >>> rules[0].attribute, rules[0].max
+    ('sex', 0.1)
+    """
+    from audit.methods.fairness import (
+        FairnessConfig,
+        attribute_sets,
+        disparity_names,
+        normalize_set_name,
+        set_name,
+    )
+
+    config = FairnessConfig.from_dict(fairness_options or {}, method="fairness")
+    sets = [set_name(s) for s in attribute_sets(list(sensitive), config)]
+    by_members = {frozenset(s.split("*")): s for s in sets}
+    metrics = disparity_names(task)
+    defaults = {}
+    for opt, allowed in _OPTIONS.items():
+        value = gate.get(opt, allowed[0])
+        if value not in allowed:
+            raise InvalidConfigError(f"The [gate] option {opt!r} must be one of {list(allowed)}. "
+                                     f"Got {value!r} instead.")
+        defaults[opt] = value
+    rules = []
+    for key, spec in gate.items():
+        if key in _OPTIONS:
+            continue
+        if not key.startswith("fairness."):
+            raise InvalidConfigError(
+                f"Unknown [gate] key {key!r}: keys look like \"fairness.<attribute>.<metric>\" "
+                f"(e.g. \"fairness.{sets[0] if sets else 'sex'}.demographic_parity_difference\").")
+        body = key[len("fairness."):]
+        attr, _, metric = body.rpartition(".")
+        if not attr or not metric:
+            raise InvalidConfigError(f"The [gate] key {key!r} must look like \"fairness.<attribute>.<metric>\".")
+        canonical = normalize_set_name(attr)
+        canonical = by_members.get(frozenset(canonical.split("*")), canonical)
+        if canonical not in sets:
+            hint = did_you_mean(attr, sets)
+            extra = ""
+            members = canonical.split("*")
+            if len(members) > 1 and all(m in sensitive for m in members):
+                extra = (f" Add {members} to [methods.fairness] intersections to audit this "
+                         "intersection.")
+            raise InvalidConfigError(
+                f"The [gate] key {key!r} names the attribute {attr!r}, which the fairness audit does "
+                f"not cover.{hint}{extra} Attributes and intersections: {', '.join(sets) or 'none'}.")
+        if metric not in metrics:
+            raise InvalidConfigError(
+                f"The [gate] key {key!r} names the metric {metric!r}, which is not reported for "
+                f"{task} tasks.{did_you_mean(metric, metrics)} Metrics: {', '.join(metrics)}.")
+        if not isinstance(spec, Mapping):
+            raise InvalidConfigError(f"The [gate] value of {key!r} must be a table like {{ max = 0.1 }}. "
+                                     f"Got {spec!r} instead.")
+        for k in spec:
+            if k not in _RULE_KEYS:
+                raise InvalidConfigError(f"The [gate] rule {key!r} has an unknown option {k!r}."
+                                         f"{did_you_mean(k, _RULE_KEYS)} Options: max, min, inconclusive, small_groups.")
+        bounds = {}
+        for b in ("max", "min"):
+            if b in spec:
+                v = spec[b]
+                if isinstance(v, bool) or not isinstance(v, (int, float)):
+                    raise InvalidConfigError(f"The {b!r} of [gate] {key!r} must be a number. Got {v!r} instead.")
+                bounds[b] = float(v)
+        if not bounds:
+            raise InvalidConfigError(f"The [gate] rule {key!r} needs 'max' and/or 'min'.")
+        if "max" in bounds and "min" in bounds and bounds["min"] > bounds["max"]:
+            raise InvalidConfigError(f"The [gate] rule {key!r} has min > max.")
+        opts = dict(defaults)
+        for opt, allowed in _OPTIONS.items():
+            if opt in spec:
+                if spec[opt] not in allowed:
+                    raise InvalidConfigError(f"The {opt!r} of [gate] {key!r} must be one of "
+                                             f"{list(allowed)}. Got {spec[opt]!r} instead.")
+                opts[opt] = spec[opt]
+        rules.append(GateRule(key, canonical, metric, bounds.get("max"), bounds.get("min"), **opts))
+    return rules
+
+
+def evaluate(rules: Sequence[GateRule], result: Any, *, unavailable: str | None = None) -> GateResult:
+    """Judge every rule on a :class:`~audit.methods.fairness.FairnessResult` (None: not run)."""
+    verdicts = []
+    for rule in rules:
+        if result is None:
+            verdicts.append(Verdict(rule.key, rule.text, "insufficient", False, None, None, None, None,
+                                    unavailable or "the fairness audit did not run"))
+            continue
+        verdicts.append(_judge(rule, result))
+    return GateResult(tuple(verdicts))
+
+
+def _judge(rule: GateRule, result: Any) -> Verdict:
+    conf = result.confidence
+    res = result.attributes.get(rule.attribute)
+    d = res.disparities.get(rule.metric) if res is not None else None
+    if d is None:
+        return Verdict(rule.key, rule.text, "insufficient", False, None, None, None, conf,
+                       f"{rule.metric} was not computed for {rule.attribute}")
+    e = d.estimate
+
+    def verdict(status: str, message: str) -> Verdict:
+        fails = status == "breach" or (status == "inconclusive" and rule.inconclusive == "fail")
+        return Verdict(rule.key, rule.text, status, fails, e.value, e.lower, e.upper, conf, message)
+
+    if e.value is None:
+        return verdict("insufficient", f"undefined: {e.undefined or 'no value'}")
+    if e.lower is None or e.upper is None:
+        return verdict("insufficient", "no confidence interval (too unstable, or n_boot = 0); the "
+                                       "point estimate alone cannot pass the gate")
+    ci = f"{e.value:.3f} ({conf:.0%} CI {e.lower:.3f} to {e.upper:.3f})"
+    outside = (rule.max is not None and e.lower > rule.max) or (rule.min is not None and e.upper < rule.min)
+    inside = (rule.max is None or e.upper <= rule.max) and (rule.min is None or e.lower >= rule.min)
+    small = d.excluded_small if rule.small_groups == "insufficient" else ()
+    if outside:
+        return verdict("breach", f"{ci}: the whole interval is outside {_bound_text(rule)}")
+    if small:
+        names = ", ".join(small[:5]) + (" …" if len(small) > 5 else "")
+        return verdict("insufficient", f"{ci} over the judged groups, but {len(small)} group(s) are "
+                                       f"too small to judge ({names}); set small_groups = \"ignore\" "
+                                       "to judge on the larger groups only")
+    if inside:
+        return verdict("pass", f"{ci}: the whole interval is within {_bound_text(rule)}")
+    return verdict("inconclusive", f"{ci}: the interval straddles {_bound_text(rule)}; more data "
+                                   "would settle it" + (" (counted as a failure)" if rule.inconclusive == "fail"
+                                                        else " (warning only)"))
+
+
+def _bound_text(rule: GateRule) -> str:
+    parts = []
+    if rule.min is not None:
+        parts.append(f"min {rule.min:g}")
+    if rule.max is not None:
+        parts.append(f"max {rule.max:g}")
+    return " / ".join(parts)
+
+
+def summary_lines(gate: GateResult) -> list[tuple[str, str]]:
+    """(status, text) per verdict, for the terminal."""
+    return [(v.status, f"{v.rule}: {v.message}") for v in gate.verdicts]
+
+
+def to_junit(gate: GateResult, *, name: str = "audit-gate") -> str:
+    """JUnit XML: one test case per rule; breaches and failing inconclusives are failures,
+    warning inconclusives and insufficient evidence are skipped with the reason."""
+    failures = sum(v.fails for v in gate.verdicts)
+    skipped = sum((not v.fails) and v.status != "pass" for v in gate.verdicts)
+    out = ['<?xml version="1.0" encoding="UTF-8"?>',
+           f'<testsuites name={quoteattr(name)} tests="{len(gate.verdicts)}" failures="{failures}" errors="0" skipped="{skipped}">',
+           f'  <testsuite name={quoteattr(name)} tests="{len(gate.verdicts)}" failures="{failures}" errors="0" skipped="{skipped}">']
+    for v in gate.verdicts:
+        out.append(f'    <testcase classname="audit.gate" name={quoteattr(v.key)}>')
+        if v.fails:
+            out.append(f'      <failure type={quoteattr(v.status)} message={quoteattr(v.message)}>'
+                       f'{escape(v.rule)}: {escape(v.message)}</failure>')
+        elif v.status != "pass":
+            out.append(f'      <skipped message={quoteattr(v.status + ": " + v.message)}/>')
+        out.append(f'      <system-out>{escape(json.dumps(v.to_json()))}</system-out>')
+        out.append('    </testcase>')
+    out += ['  </testsuite>', '</testsuites>', '']
+    return "\n".join(out)
+
+
+def gate_for_plan(plan: Any, outcomes: Sequence[Any]) -> GateResult | None:
+    """The verdicts of a run's ``[gate]`` (None when the plan has no gate)."""
+    if not plan.gate:
+        return None
+    rules = parse_gate(plan.gate, sensitive=plan.data.sensitive, task=plan.model.task,
+                       fairness_options=plan.method_options.get("fairness"))
+    outcome = next((o for o in outcomes if o.name == "fairness"), None)
+    if outcome is None:
+        return evaluate(rules, None, unavailable="the fairness method was not selected for this run")
+    if not outcome.ok:
+        return evaluate(rules, None, unavailable=f"the fairness method did not run: {outcome.result.reason}")
+    return evaluate(rules, outcome.result)
+
+
+__all__ = ["GateResult", "GateRule", "Verdict", "evaluate", "gate_for_plan", "parse_gate", "to_junit"]

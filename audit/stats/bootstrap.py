@@ -1,0 +1,335 @@
+"""Vectorized stratified bootstrap for group metrics.
+
+Two engines, both resampling *within* groups so that every group keeps its size in every
+resample (a group can never vanish, unlike a bootstrap over all rows):
+
+- **Count tables** (:func:`bootstrap_cells`). Every rate metric of a classifier (selection rate,
+  TPR, FPR, PPV, accuracy, ...) is a function of the group's confusion-cell counts, so
+  resampling ``n_g`` rows with replacement from group ``g`` is *exactly* a multinomial draw of
+  its cell counts with probabilities equal to the observed cell frequencies. One
+  ``Generator.multinomial`` call replaces a resample of a million rows.
+- **Row weights** (:func:`row_weights`). Metrics that need the rows themselves (AUC, calibration,
+  regression errors) use bootstrap multiplicities ``w[b, i]`` = how often row ``i`` appears in
+  resample ``b`` (drawn within the group), and weighted formulas.
+
+Undefined values are ``NaN`` throughout (a rate with an empty denominator is undefined, never 0).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+#: Cell order of a binary confusion table: index ``2 * y_true + y_pred``.
+CELLS = ("tn", "fp", "fn", "tp")
+
+#: Rate metrics computed from a binary confusion table, with why each can be undefined.
+RATE_METRICS: dict[str, str | None] = {
+    "base_rate": None,
+    "selection_rate": None,
+    "accuracy": None,
+    "balanced_accuracy": "needs both positive and negative outcomes in the group",
+    "tpr": "no positive outcomes in the group",
+    "fpr": "no negative outcomes in the group",
+    "fnr": "no positive outcomes in the group",
+    "tnr": "no negative outcomes in the group",
+    "ppv": "no positive decisions in the group",
+    "npv": "no negative decisions in the group",
+}
+
+
+def group_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Levels (sorted) and the integer code of every row."""
+    levels, codes = np.unique(np.asarray(values), return_inverse=True)
+    return levels, codes.reshape(-1)
+
+
+def confusion_cells(y_true: np.ndarray, y_pred: np.ndarray, codes: np.ndarray, n_groups: int,
+                    n_classes: int = 2) -> np.ndarray:
+    """Per-group confusion counts, shape ``(n_groups, n_classes ** 2)``; cell ``K * y + ŷ``.
+
+    Examples
+    --------
+    >>> confusion_cells(np.array([0, 1, 1]), np.array([0, 1, 0]), np.array([0, 0, 1]), 2)
+    array([[1, 0, 0, 1],
+           [0, 0, 1, 0]])
+    """
+    k = n_classes
+    cell = np.asarray(y_true, dtype=np.int64) * k + np.asarray(y_pred, dtype=np.int64)
+    flat = np.bincount(np.asarray(codes, dtype=np.int64) * k * k + cell, minlength=n_groups * k * k)
+    return flat.reshape(n_groups, k * k)
+
+
+def bootstrap_cells(cells: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """Stratified bootstrap of per-group cell counts, shape ``(n_boot, G, C)``.
+
+    Resampling ``n_g`` rows with replacement within group ``g`` gives cell counts that are
+    multinomial(``n_g``, observed cell frequencies), so this is exactly the row bootstrap.
+    """
+    cells = np.asarray(cells, dtype=np.int64)
+    n = cells.sum(axis=1)
+    p = cells / np.maximum(n, 1)[:, None]
+    p[n == 0] = 1.0 / cells.shape[1]  # an empty group stays empty (n = 0 draws)
+    return rng.multinomial(n, p, size=(n_boot, cells.shape[0]))
+
+
+def _div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    num = np.asarray(num, dtype=float)
+    den = np.asarray(den, dtype=float)
+    out = np.full(np.broadcast(num, den).shape, np.nan)
+    np.divide(num, den, out=out, where=den > 0)
+    return out
+
+
+def rates_from_cells(cells: np.ndarray) -> dict[str, np.ndarray]:
+    """Every rate metric of :data:`RATE_METRICS` from binary cell counts ``(..., 4)``.
+
+    Examples
+    --------
+    >>> r = rates_from_cells(np.array([[3, 1, 0, 0]]))
+    >>> float(r["fpr"][0]), bool(np.isnan(r["tpr"][0]))
+    (0.25, True)
+    """
+    c = np.asarray(cells, dtype=float)
+    tn, fp, fn, tp = c[..., 0], c[..., 1], c[..., 2], c[..., 3]
+    n = tn + fp + fn + tp
+    pos, neg = tp + fn, tn + fp
+    out = {
+        "base_rate": _div(pos, n),
+        "selection_rate": _div(tp + fp, n),
+        "accuracy": _div(tp + tn, n),
+        "tpr": _div(tp, pos),
+        "fpr": _div(fp, neg),
+        "fnr": _div(fn, pos),
+        "tnr": _div(tn, neg),
+        "ppv": _div(tp, tp + fp),
+        "npv": _div(tn, tn + fn),
+    }
+    out["balanced_accuracy"] = (out["tpr"] + out["tnr"]) / 2  # NaN when either is undefined
+    return {k: out[k] for k in RATE_METRICS}
+
+
+def multiclass_rates_from_cells(cells: np.ndarray, n_classes: int) -> dict[str, np.ndarray]:
+    """Accuracy and the selection rate of each class from ``(..., K*K)`` cell counts."""
+    c = np.asarray(cells, dtype=float).reshape(*np.shape(cells)[:-1], n_classes, n_classes)
+    n = c.sum(axis=(-1, -2))
+    out = {"accuracy": _div(np.trace(c, axis1=-2, axis2=-1), n)}
+    for k in range(n_classes):
+        out[f"selection_rate[{k}]"] = _div(c[..., :, k].sum(-1), n)
+    return out
+
+
+def percentile_interval(samples: np.ndarray, confidence: float, *, axis: int = 0,
+                        max_undefined: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile bootstrap interval over ``axis``, ignoring undefined (NaN) resamples.
+
+    Where more than ``max_undefined`` of the resamples are undefined, the interval is NaN
+    (undefined): the statistic is too unstable in that group for an interval to mean much.
+    """
+    samples = np.asarray(samples, dtype=float)
+    a = (1 - confidence) / 2
+    undefined = np.mean(np.isnan(samples), axis=axis)
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            lo = np.nanquantile(samples, a, axis=axis)
+            hi = np.nanquantile(samples, 1 - a, axis=axis)
+    bad = undefined > max_undefined
+    lo = np.where(bad, np.nan, lo)
+    hi = np.where(bad, np.nan, hi)
+    return lo, hi
+
+
+def row_weights(codes: np.ndarray, n_groups: int, n_boot: int, rng: np.random.Generator, *,
+                chunk_rows: int = 4_000_000) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """Bootstrap multiplicities resampled within each group.
+
+    Yields ``(g, rows, w)`` per group ``g``: ``rows`` the indices of its rows and ``w`` of
+    shape ``(n_boot, n_g)`` how often each row appears in each resample (each row of ``w``
+    sums to ``n_g``). Drawn as uniform indices plus one ``bincount`` (faster than a
+    multinomial with ``n_g`` categories).
+    """
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(n_groups + 1))
+    for g in range(n_groups):
+        rows = order[bounds[g]:bounds[g + 1]]
+        n_g = rows.size
+        if n_g == 0:
+            yield g, rows, np.zeros((n_boot, 0), dtype=np.int32)
+            continue
+        w = np.empty((n_boot, n_g), dtype=np.int32)
+        step = max(1, chunk_rows // n_g)
+        for start in range(0, n_boot, step):
+            b = min(step, n_boot - start)
+            idx = rng.integers(0, n_g, size=(b, n_g), dtype=np.int64)
+            idx += (np.arange(b, dtype=np.int64) * n_g)[:, None]
+            w[start:start + b] = np.bincount(idx.ravel(), minlength=b * n_g).reshape(b, n_g)
+        yield g, rows, w
+
+
+def weighted_auc(scores: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """ROC AUC under row weights ``w`` (shape ``(B, n)`` or ``(n,)``); ties count one half.
+
+    AUC = P(score of a positive > score of a negative) + ½ P(tie), each pair weighted by the
+    product of its rows' weights. NaN where a resample has no positive or no negative.
+
+    Examples
+    --------
+    >>> float(weighted_auc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1]), np.ones(4)))
+    0.75
+    """
+    scores = np.asarray(scores, dtype=float)
+    y = np.asarray(y).astype(bool)
+    single = np.ndim(w) == 1
+    w = np.atleast_2d(np.asarray(w, dtype=float))
+    order = np.argsort(scores, kind="stable")
+    s = scores[order]
+    yy = y[order]
+    ww = w[:, order]
+    wpos = np.where(yy, ww, 0.0)
+    wneg = ww - wpos
+    # Tie blocks: equal scores share one block; within a block a pair counts 1/2.
+    start = np.r_[True, s[1:] != s[:-1]]
+    block = np.cumsum(start) - 1
+    n_blocks = int(block[-1]) + 1 if block.size else 0
+    neg_block = np.zeros((w.shape[0], n_blocks))
+    pos_block = np.zeros((w.shape[0], n_blocks))
+    for arr, out in ((wneg, neg_block), (wpos, pos_block)):
+        # Sum weights per block along the rows (reduceat over sorted, contiguous blocks).
+        out[:] = np.add.reduceat(arr, np.flatnonzero(start), axis=1) if block.size else 0
+    neg_below = np.cumsum(neg_block, axis=1) - neg_block
+    num = np.sum(pos_block * (neg_below + 0.5 * neg_block), axis=1)
+    den = pos_block.sum(axis=1) * neg_block.sum(axis=1)
+    out = _div(num, den)
+    return out[0] if single else out
+
+
+def weighted_calibration(scores: np.ndarray, y: np.ndarray, w: np.ndarray, n_bins: int
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Expected calibration error and the reliability curve under row weights.
+
+    Bins are ``n_bins`` equal-width intervals of the score on [0, 1]. Returns ``(ece, count,
+    mean_score, frac_positive)``; ``ece`` has shape ``(B,)``, the others ``(B, n_bins)``
+    (NaN in empty bins). ECE = Σ_b (n_b / n) |mean score_b − fraction positive_b|.
+    """
+    scores = np.asarray(scores, dtype=float)
+    y = np.asarray(y, dtype=float)
+    w = np.atleast_2d(np.asarray(w, dtype=float))
+    b = np.clip((scores * n_bins).astype(np.int64), 0, n_bins - 1)
+    onehot = np.zeros((scores.size, n_bins))
+    onehot[np.arange(scores.size), b] = 1.0
+    count = w @ onehot
+    s_sum = w @ (onehot * scores[:, None])
+    y_sum = w @ (onehot * y[:, None])
+    mean_s = _div(s_sum, count)
+    frac = _div(y_sum, count)
+    total = count.sum(axis=1, keepdims=True)
+    gap = np.where(count > 0, np.abs(mean_s - frac), 0.0)
+    ece = _div((count * gap).sum(axis=1), total[:, 0])
+    return ece, count, mean_s, frac
+
+
+def score_cells(scores: np.ndarray, y: np.ndarray, *, n_bins: int, n_fine: int = 256
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Compress one group's (score, outcome) rows into ordered score cells.
+
+    Cells are the distinct scores when there are at most ``n_fine`` of them (then the compression
+    is lossless), else ``n_fine`` quantile bins of the score, split at the calibration bin edges.
+    Returns ``counts`` (K, 2) of negatives / positives per cell, ``score_sum`` (K, 2) and each
+    cell's calibration bin (K,). Cells are in increasing score order; rows that share a cell
+    count as tied for AUC.
+    """
+    scores = np.asarray(scores, dtype=float)
+    y = np.asarray(y).astype(np.int64)
+    distinct, inverse = np.unique(scores, return_inverse=True)
+    cal_bin_of = lambda s: np.clip((s * n_bins).astype(np.int64), 0, n_bins - 1)  # noqa: E731
+    if distinct.size <= n_fine:
+        key = inverse.reshape(-1)
+        cal = cal_bin_of(distinct)
+        K = distinct.size
+    else:
+        order = np.argsort(scores, kind="stable")
+        rank = np.empty(scores.size, dtype=np.int64)
+        rank[order] = np.arange(scores.size)
+        # Equal scores share the rank of their first occurrence, so ties never split.
+        first = np.searchsorted(scores[order], scores, side="left")
+        q = (first * n_fine) // scores.size
+        raw = cal_bin_of(scores) * n_fine + q
+        uniq, key = np.unique(raw, return_inverse=True)
+        key = key.reshape(-1)
+        cal = uniq // n_fine
+        K = uniq.size
+        del rank
+    counts = np.bincount(key * 2 + y, minlength=2 * K).reshape(K, 2)
+    score_sum = np.bincount(key * 2 + y, weights=scores, minlength=2 * K).reshape(K, 2)
+    return counts, score_sum, cal
+
+
+def auc_from_cells(counts: np.ndarray) -> np.ndarray:
+    """AUC from ordered cell counts ``(..., K, 2)`` (negatives, positives); ties count 1/2."""
+    c = np.asarray(counts, dtype=float)
+    neg, pos = c[..., 0], c[..., 1]
+    below = np.cumsum(neg, axis=-1) - neg
+    num = np.sum(pos * (below + 0.5 * neg), axis=-1)
+    return _div(num, pos.sum(-1) * neg.sum(-1))
+
+
+def ece_from_cells(counts: np.ndarray, mean_score: np.ndarray, cal: np.ndarray,
+                   n_bins: int) -> np.ndarray:
+    """Expected calibration error from cell counts ``(..., K, 2)`` and cell mean scores (K, 2)."""
+    c = np.asarray(counts, dtype=float)
+    onehot = np.zeros((cal.size, n_bins))
+    onehot[np.arange(cal.size), cal] = 1.0
+    n_b = c.sum(-1) @ onehot
+    s_b = (c * np.nan_to_num(mean_score)).sum(-1) @ onehot
+    y_b = c[..., 1] @ onehot
+    gap = np.where(n_b > 0, np.abs(_div(s_b, n_b) - _div(y_b, n_b)), 0.0)
+    return _div((n_b * gap).sum(-1), n_b.sum(-1))
+
+
+def bootstrap_score_metrics(scores: np.ndarray, y: np.ndarray, n_boot: int,
+                            rng: np.random.Generator, *, n_bins: int, n_fine: int = 256
+                            ) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Bootstrap AUC and ECE of one group from its compressed score cells.
+
+    A row resample is a multinomial draw over the cells, so this costs O(n_boot · cells)
+    whatever the group's size; it is exact when the group has at most ``n_fine`` distinct
+    scores. Returns ``(auc, ece, auc_cells, ece_cells)``: the resampled values and the values
+    of the compressed data itself (to re-centre on the exact point estimate).
+    """
+    counts, score_sum, cal = score_cells(scores, y, n_bins=n_bins, n_fine=n_fine)
+    mean = _div(score_sum, counts)
+    flat = counts.reshape(-1)
+    n = int(flat.sum())
+    draws = rng.multinomial(n, flat / max(n, 1), size=n_boot).reshape(n_boot, *counts.shape)
+    return (auc_from_cells(draws), ece_from_cells(draws, mean, cal, n_bins),
+            float(auc_from_cells(counts)), float(ece_from_cells(counts, mean, cal, n_bins)))
+
+
+def weighted_means(values: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Weighted means of the columns of ``values`` (n, k) per resample: shape ``(B, k)``."""
+    w = np.atleast_2d(np.asarray(w, dtype=float))
+    return _div(w @ np.asarray(values, dtype=float), w.sum(axis=1, keepdims=True))
+
+
+__all__ = [
+    "CELLS",
+    "RATE_METRICS",
+    "bootstrap_cells",
+    "confusion_cells",
+    "group_codes",
+    "multiclass_rates_from_cells",
+    "auc_from_cells",
+    "bootstrap_score_metrics",
+    "ece_from_cells",
+    "percentile_interval",
+    "rates_from_cells",
+    "row_weights",
+    "score_cells",
+    "weighted_auc",
+    "weighted_calibration",
+    "weighted_means",
+]
