@@ -615,9 +615,13 @@ def load_model(spec: ModelSpec, *, encoding: Encoding | None, trust_pickle: bool
         return load_torch_model(path, architecture=spec.architecture, task=spec.task,
                                 output=spec.output, threshold=spec.threshold,
                                 trust_pickle=trust_pickle, init_args=spec.init_args)
+    if suffix == ".onnx":
+        from audit.core.onnx import load_onnx_model
+
+        return load_onnx_model(path, task=spec.task, output=spec.output, threshold=spec.threshold)
     raise ModelLoadError(f"Unknown model format {suffix!r} for {str(path)!r}. Supported: .safetensors/"
                          ".pt/.pth (torch weights + architecture), .pt/.ts (TorchScript), .skops "
-                         "(scikit-learn), .pkl/.joblib (with --trust-pickle).")
+                         "(scikit-learn), .onnx (onnxruntime), .pkl/.joblib (with --trust-pickle).")
 
 
 
