@@ -1,0 +1,4 @@
+"""Internals of the counterfactual method (search space, searches, quality, recourse statistics).
+
+Private: the public surface is :mod:`audit.methods.counterfactuals`.
+"""

@@ -1,0 +1,576 @@
+"""Counterfactual explanations and recourse: the smallest realistic change that flips a decision.
+
+For rows the model does not assign to the target class (by default: the positive label of a
+binary task), the method searches for up to ``n_counterfactuals`` nearby rows that the model
+does assign to it, under the user's constraints, and measures their quality. It then compares
+the cost of the cheapest counterfactual between the groups of every sensitive attribute
+(recourse fairness, "burden" in the sense of Sharma et al., 2020).
+
+Distance is the L1 distance with every numeric feature divided by its median absolute
+deviation (MAD) in raw units (Wachter et al., 2017), plus ``categorical_cost`` for each
+categorical feature that changes. A zero MAD is replaced by a floor (see
+:func:`audit.methods._cf.space.mad_floor`) so that a mostly-constant feature never looks free.
+
+Search: differentiable models get a batched gradient search (all rows at once, one-hot groups
+relaxed to a softmax over permitted levels and projected to a real level, integers rounded);
+other models a batched genetic search over permitted values; rows the gradient search leaves
+without a counterfactual get the genetic search too. Both end with a sparsity pass (revert
+every change the flip does not need) and a shrink pass (move numeric changes back to the
+boundary). Every counterfactual is re-scored by the real model: an invalid one is never shown.
+
+Example
+-------
+>>> import numpy as np, pandas as pd
+>>> from audit.core.adapter import CallableAdapter
+>>> from audit.core.dataset import DatasetSpec, build_audit_data
+>>> from audit.core.method import RunContext
+>>> df = pd.DataFrame({"x": np.linspace(-2, 2, 40), "g": ["a", "b"] * 20})
+>>> df["y"] = (df.x > 0).astype(int)
+>>> data = build_audit_data(df, DatasetSpec(target="y", features=("x",), sensitive=("g",)))
+>>> model = CallableAdapter(task="binary", fn=lambda X: 1 / (1 + np.exp(-3 * X[:, 0])))
+>>> method = Counterfactuals()
+>>> cfg = CounterfactualsConfig(n_counterfactuals=1, n_permutations=99, n_bootstrap=99)
+>>> res = method.run(model, data, cfg, RunContext.default())
+>>> res.quality.validity
+1.0
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from audit.core.adapter import ModelAdapter
+from audit.core.dataset import AuditData
+from audit.core.method import AuditMethod, Finding, MethodConfig, MethodResult, RunContext
+from audit.errors import InvalidConfigError
+from audit.methods._cf.quality import Quality, measure
+from audit.methods._cf.recourse import AttributeRecourse, holm, recourse_by_group
+from audit.methods._cf.space import Constraints, Space
+
+_WHERE = "[methods.counterfactuals]"
+
+
+@dataclass(frozen=True)
+class CounterfactualsConfig(MethodConfig):
+    """Options of the counterfactual search.
+
+    target_class : the class to reach (default: the positive label of a binary task; required
+        for multiclass); search : "auto" (gradient when the model has gradients, else genetic),
+        "gradient" or "genetic"; max_rows : rows searched, a seeded random sample of the rows
+        not predicted as the target class; n_counterfactuals : diverse counterfactuals per row
+        (sequential exclusion: each further search makes the features used so far
+        ``diversity_penalty`` times dearer per use).
+    Constraints: immutable (plus every sensitive attribute that is a model feature while
+        sensitive_immutable is true), monotone (feature -> "increase" | "decrease"; categoricals
+        need a level_order), ranges (feature -> [low, high] a changed value must lie in, raw
+        units), allowed_levels (feature -> levels a changed value may take).
+    Plausibility: clip_to_observed keeps numeric values inside the observed range;
+        min_level_share excludes levels rarer than this share of the reference rows, overall and
+        among rows sharing the row's immutable attributes.
+    Gradient search: steps, learning_rate, margin (logit units past the threshold the relaxed
+        search aims for). Genetic search: population, generations.
+    Recourse fairness: n_bootstrap, n_permutations, alpha, min_group_size.
+    """
+
+    target_class: str | None = None
+    search: Literal["auto", "gradient", "genetic"] = "auto"
+    max_rows: int = 500
+    n_counterfactuals: int = 3
+    immutable: tuple[str, ...] = ()
+    sensitive_immutable: bool = True
+    monotone: dict[str, str] = field(default_factory=dict)
+    ranges: dict[str, Any] = field(default_factory=dict)
+    allowed_levels: dict[str, Any] = field(default_factory=dict)
+    level_order: dict[str, Any] = field(default_factory=dict)
+    categorical_cost: float = 1.0
+    clip_to_observed: bool = True
+    min_level_share: float = 0.01
+    diversity_penalty: float = 4.0
+    sparsity_weight: float = 1.0
+    steps: int = 200
+    learning_rate: float = 0.05
+    margin: float = 0.5
+    population: int = 60
+    generations: int = 12
+    n_bootstrap: int = 1000
+    n_permutations: int = 999
+    alpha: float = 0.05
+    min_group_size: int = 20
+    n_examples: int = 5
+
+    def validate(self) -> None:
+        def bad(option: str, rule: str, value: Any) -> InvalidConfigError:
+            return InvalidConfigError(f"The {option!r} option of {_WHERE} must be {rule}. Got {value!r} instead.")
+
+        if self.max_rows < 1:
+            raise bad("max_rows", "at least 1", self.max_rows)
+        if not 1 <= self.n_counterfactuals <= 10:
+            raise bad("n_counterfactuals", "between 1 and 10", self.n_counterfactuals)
+        if self.categorical_cost <= 0:
+            raise bad("categorical_cost", "positive", self.categorical_cost)
+        if not 0 <= self.min_level_share < 0.5:
+            raise bad("min_level_share", "in [0, 0.5)", self.min_level_share)
+        if self.sparsity_weight < 0:
+            raise bad("sparsity_weight", "non-negative", self.sparsity_weight)
+        if self.diversity_penalty < 0:
+            raise bad("diversity_penalty", "non-negative", self.diversity_penalty)
+        if self.steps < 1 or self.learning_rate <= 0 or self.margin < 0:
+            raise InvalidConfigError(f"The 'steps', 'learning_rate' and 'margin' options of {_WHERE} "
+                                     "must be positive (margin may be 0).")
+        if self.population < 4 or self.generations < 0:
+            raise InvalidConfigError(f"The 'population' option of {_WHERE} must be at least 4 and "
+                                     f"'generations' non-negative. Got {self.population} and "
+                                     f"{self.generations} instead.")
+        if self.n_bootstrap < 0 or self.n_permutations < 0:
+            raise InvalidConfigError(f"The 'n_bootstrap' and 'n_permutations' options of {_WHERE} must "
+                                     "be non-negative.")
+        if not 0 < self.alpha < 1:
+            raise bad("alpha", "in (0, 1)", self.alpha)
+        if self.min_group_size < 2:
+            raise bad("min_group_size", "at least 2", self.min_group_size)
+        if self.n_examples < 0:
+            raise bad("n_examples", "non-negative", self.n_examples)
+        for name, d in self.monotone.items():
+            if d not in ("increase", "decrease"):
+                raise InvalidConfigError(
+                    f"The 'monotone' option of {_WHERE} must map features to \"increase\" or "
+                    f"\"decrease\". Got {d!r} for {name!r} instead.")
+        overlap = sorted(set(self.immutable) & (set(self.monotone) | set(self.ranges) | set(self.allowed_levels)))
+        if overlap:
+            raise InvalidConfigError(
+                f"The feature {overlap[0]!r} is immutable but {_WHERE} also constrains how it may "
+                "change (monotone, ranges or allowed_levels); remove it from one of them.")
+
+
+@dataclass(frozen=True)
+class Change:
+    feature: str
+    original: str
+    counterfactual: str
+
+
+@dataclass(frozen=True)
+class Counterfactual:
+    row: int                     # index of the row in the audited data
+    rank: int                    # 0 = cheapest of the row
+    cost: float
+    p_original: float            # model's probability of the target class, before and after
+    p_counterfactual: float
+    changes: tuple[Change, ...]
+
+
+@dataclass(frozen=True)
+class RowOutcome:
+    row: int
+    found: bool
+    cost: float | None           # cheapest counterfactual's cost; None when none was found
+    n_changed: int | None
+    reason: str                  # why none was found ("" when found)
+
+
+@dataclass(frozen=True)
+class ExampleCell:
+    feature: str
+    values: tuple[str, ...]      # original, then each counterfactual
+    changed: tuple[bool, ...]    # per counterfactual: does it change this feature?
+
+
+@dataclass(frozen=True)
+class Example:
+    row: int
+    p_values: tuple[float, ...]  # probability of the target class: original, then each counterfactual
+    costs: tuple[float, ...]
+    cells: tuple[ExampleCell, ...]
+
+
+@dataclass(frozen=True)
+class CounterfactualsResult(MethodResult):
+    search: str                              # "gradient" or "genetic" (with genetic fallback noted)
+    target_class: str
+    threshold: float | None
+    n_rows: int                              # audited rows
+    n_unfavourable: int                      # rows not predicted as the target class
+    n_searched: int
+    sampled: bool
+    seed: int
+    immutable: tuple[str, ...]
+    monotone: dict[str, str]
+    ranges: dict[str, tuple[float, float]]
+    allowed_levels: dict[str, tuple[str, ...]]
+    excluded_levels: dict[str, tuple[str, ...]]   # levels never offered (rarer than min_level_share)
+    mad: dict[str, float]
+    mad_fallback: dict[str, str]             # features whose MAD was 0, and the floor used
+    reference: str                           # where MADs, ranges and level shares come from
+    quality: Quality
+    quality_first: Quality | None            # the first counterfactual per row only (k > 1)
+    n_fallback: int                          # rows handed from the gradient to the genetic search
+    counterfactuals: tuple[Counterfactual, ...]
+    rows: tuple[RowOutcome, ...]
+    examples: tuple[Example, ...]
+    feature_use: dict[str, float]            # share of cheapest counterfactuals changing each feature
+    recourse: tuple[AttributeRecourse, ...]
+    seconds: float
+    n_model_rows: int                        # rows scored by the real model during the search
+    note: str = ""
+
+
+class Counterfactuals(AuditMethod[CounterfactualsConfig, CounterfactualsResult]):
+    name = "counterfactuals"
+    title = "Counterfactual explanations and recourse"
+    requires = frozenset({"predict", "proba"})
+    tasks = frozenset({"binary", "multiclass"})
+    Config = CounterfactualsConfig
+
+    def skip_reason(self, model: ModelAdapter, data: AuditData, config: CounterfactualsConfig) -> str | None:
+        reason = super().skip_reason(model, data, config)
+        if reason is None and data.task == "multiclass" and config.target_class is None:
+            return ("multiclass models need the class to reach: set target_class in "
+                    "[methods.counterfactuals]")
+        return reason
+
+    def run(self, model: ModelAdapter, data: AuditData, config: CounterfactualsConfig,
+            ctx: RunContext) -> CounterfactualsResult:
+        t0 = time.perf_counter()
+        from audit.methods._cf.refine import Scorer
+
+        target, target_name = _target_index(data, model, config)
+        names = data.feature_names
+        sensitive_features = [s for s in data.spec.sensitive if s in names] if config.sensitive_immutable else []
+        immutable = tuple(dict.fromkeys([*config.immutable, *sensitive_features]))
+        constraints = Constraints(immutable=immutable, monotone=dict(config.monotone),
+                                  ranges={k: tuple(v) for k, v in config.ranges.items()},
+                                  allowed_levels={k: tuple(v) for k, v in config.allowed_levels.items()},
+                                  level_order={k: tuple(v) for k, v in config.level_order.items()})
+        ref = ctx.train if ctx.train is not None else data
+        space = Space(data.encoding, ref.X.reshape(ref.n_rows, -1), constraints,
+                      categorical_cost=config.categorical_cost,
+                      min_level_share=config.min_level_share,
+                      clip_to_observed=config.clip_to_observed)
+        ref_num, ref_cat = space.split(ref.X.reshape(ref.n_rows, -1))
+        context_names = [s.name for s in space.cat if not s.mutable]
+        space.set_context(_context(space, ref_cat, ref, context_names))
+
+        preds = model.predictions(data)
+        labels = np.asarray(preds.labels)
+        ref_labels = labels if ref is data else np.asarray(model.predictions(ref).labels)
+        if not (labels == target).any() and not (ref_labels == target).any():
+            raise InvalidConfigError(
+                f"The model never predicts the target class {target_name!r} on the {data.n_rows:,} "
+                f"audited rows{'' if ref is data else f' or the {ref.n_rows:,} training rows'}, so no "
+                f"realistic counterfactual can reach it. Check target_class in {_WHERE} and the "
+                "model's threshold.")
+        candidates = np.flatnonzero(labels != target)
+        sampled = candidates.size > config.max_rows
+        rows = np.sort(ctx.rng.choice(candidates, config.max_rows, replace=False)) if sampled else candidates
+        X = data.X.reshape(data.n_rows, -1)
+        num0_all, cat0_all = space.split(X)
+        num0, cat0 = num0_all[rows], cat0_all[rows]
+        context = _context(space, cat0, data.subset(rows) if rows.size else data, context_names)
+
+        lo, hi = space.numeric_bounds(num0, search=True)
+        masks = space.level_masks(cat0, search=True, context=context)
+        _check_satisfiable(space, config, num0, cat0, lo, hi, masks, rows.size)
+        from audit.methods._cf.genetic import movable_features
+
+        movable = movable_features(space, lo, hi, masks)
+        feasible = movable.any(axis=1)
+
+        use_gradient = (config.search == "gradient" or
+                        (config.search == "auto" and {"torch", "gradients"} <= model.capabilities))
+        if config.search == "gradient":
+            model.require("gradients", "The gradient counterfactual search")
+        scorer = Scorer(model, space, target)
+        n = rows.size
+        weights = np.ones((n, space.n_features))
+        cf_row: list[np.ndarray] = []
+        cf_num: list[np.ndarray] = []
+        cf_cat: list[np.ndarray] = []
+        n_fallback = 0
+        seen: dict[int, set[tuple[bytes, bytes]]] = {}
+        total_steps = config.n_counterfactuals
+        for k in range(config.n_counterfactuals):
+            idx = np.flatnonzero(feasible)
+            num, cat, found = num0.copy(), cat0.copy(), np.zeros(n, bool)
+            if idx.size:
+                a, b, f = self._search(space, model, scorer, num0[idx], cat0[idx], lo[idx], hi[idx],
+                                       [m[idx] for m in masks], weights[idx], ref_num, config,
+                                       ctx.rng, use_gradient)
+                num[idx], cat[idx], found[idx] = a, b, f[0]
+                n_fallback += int(f[1]) if k == 0 else 0
+            # final check by the real model's own decision rule
+            ok = found & (model.predict(space.encode(num, cat)) == target)
+            changed = space.changed(num, cat, num0, cat0)
+            for i in np.flatnonzero(ok):
+                key = (num[i].tobytes(), cat[i].tobytes())
+                if key in seen.setdefault(int(i), set()):
+                    ok[i] = False
+                seen[int(i)].add(key)
+            cf_row.append(np.flatnonzero(ok))
+            cf_num.append(num[ok])
+            cf_cat.append(cat[ok])
+            weights = weights + config.diversity_penalty * changed * ok[:, None]
+            ctx.progress(k + 1, total_steps)
+
+        r_idx = np.concatenate(cf_row) if cf_row else np.zeros(0, int)
+        c_num = np.concatenate(cf_num) if cf_num else np.zeros((0, len(space.num)))
+        c_cat = np.concatenate(cf_cat) if cf_cat else np.zeros((0, len(space.cat)), int)
+        p_cf = _p_target(model, space.encode(c_num, c_cat), target) if len(r_idx) else np.zeros(0)
+        valid = (model.predict(space.encode(c_num, c_cat)) == target) if len(r_idx) else np.zeros(0, bool)
+        p0 = _p_target(model, space.encode(num0, cat0), target) if n else np.zeros(0)
+        ref_target = ref_labels == target
+        quality = measure(space, num0, cat0, r_idx, c_num, c_cat, valid,
+                          ref_num=ref_num[ref_target], ref_cat=ref_cat[ref_target], rng=ctx.rng)
+        first = np.concatenate([np.ones(len(cf_row[0]), bool),
+                                np.zeros(len(r_idx) - len(cf_row[0]), bool)]) if cf_row else np.zeros(0, bool)
+        quality_first = (measure(space, num0, cat0, r_idx[first], c_num[first], c_cat[first], valid[first],
+                                 ref_num=ref_num[ref_target], ref_cat=ref_cat[ref_target], rng=ctx.rng)
+                         if config.n_counterfactuals > 1 else None)
+
+        cost = space.cost(c_num, c_cat, num0[r_idx], cat0[r_idx]) if len(r_idx) else np.zeros(0)
+        best_cost = np.full(n, np.inf)
+        np.minimum.at(best_cost, r_idx[valid], cost[valid])
+        has_cf = np.isfinite(best_cost)
+        changed_cf = space.changed(c_num, c_cat, num0[r_idx], cat0[r_idx])
+
+        # counterfactual records, ranked by cost within their row
+        order = np.lexsort((cost, r_idx))
+        records, ranks = [], np.zeros(len(r_idx), int)
+        prev, rank = -1, 0
+        for i in order:
+            if not valid[i]:
+                continue
+            rank = rank + 1 if r_idx[i] == prev else 0
+            prev = r_idx[i]
+            ranks[i] = rank
+            changes = tuple(Change(space.names[fi], space.value_text(fi, num0[r_idx[i]], cat0[r_idx[i]]),
+                                   space.value_text(fi, c_num[i], c_cat[i]))
+                            for fi in np.flatnonzero(changed_cf[i]))
+            records.append(Counterfactual(int(rows[r_idx[i]]), rank, float(cost[i]), float(p0[r_idx[i]]),
+                                          float(p_cf[i]), changes))
+
+        best_i = {}
+        for i in range(len(r_idx)):
+            if valid[i] and cost[i] == best_cost[r_idx[i]] and r_idx[i] not in best_i:
+                best_i[int(r_idx[i])] = i
+        outcomes = []
+        for j in range(n):
+            if has_cf[j]:
+                i = best_i[j]
+                outcomes.append(RowOutcome(int(rows[j]), True, float(best_cost[j]),
+                                           int(changed_cf[i].sum()), ""))
+            else:
+                reason = ("no feature can change under the constraints" if not feasible[j] else
+                          "no valid counterfactual found within the constraints and search budget")
+                outcomes.append(RowOutcome(int(rows[j]), False, None, None, reason))
+        use = np.zeros(space.n_features)
+        if best_i:
+            use = changed_cf[list(best_i.values())].mean(axis=0)
+
+        examples = _examples(space, rows, num0, cat0, r_idx, c_num, c_cat, valid, cost, p0, p_cf,
+                             changed_cf, config.n_examples, ctx.rng)
+
+        recourse = []
+        for attr in data.spec.sensitive:
+            groups = data.sensitive[attr].to_numpy()[rows]
+            recourse.append(recourse_by_group(attr, groups, np.where(has_cf, best_cost, np.nan), has_cf,
+                                              ctx.rng, n_bootstrap=config.n_bootstrap,
+                                              n_permutations=config.n_permutations,
+                                              min_group_size=config.min_group_size))
+        adjusted = holm([r.p_value for r in recourse])
+        recourse = [_with_adjusted(r, p) for r, p in zip(recourse, adjusted, strict=True)]
+
+        excluded = {s.name: tuple(lv for lv, sh in zip(s.levels, s.share, strict=True)
+                                  if sh < config.min_level_share and s.allowed[s.levels.index(lv)])
+                    for s in space.cat if s.mutable}
+        note = ""
+        if n == 0:
+            note = f"Every audited row is already predicted as {target_name!r}; nothing to search."
+        return CounterfactualsResult(
+            search=("gradient" if use_gradient else "genetic"), target_class=target_name,
+            threshold=model.threshold if data.task == "binary" else None, n_rows=data.n_rows,
+            n_unfavourable=int(candidates.size), n_searched=int(n), sampled=bool(sampled), seed=ctx.seed,
+            immutable=immutable, monotone=dict(config.monotone),
+            ranges={k: (float(v[0]), float(v[1])) for k, v in config.ranges.items()},
+            allowed_levels={k: tuple(v) for k, v in config.allowed_levels.items()},
+            excluded_levels={k: v for k, v in excluded.items() if v},
+            mad={s.name: float(s.mad) for s in space.num},
+            mad_fallback={s.name: s.mad_source for s in space.num if s.mad_source != "mad"},
+            reference=("the training data" if ctx.train is not None else "the audited rows"),
+            quality=quality, quality_first=quality_first, n_fallback=n_fallback,
+            counterfactuals=tuple(records), rows=tuple(outcomes), examples=examples,
+            feature_use={name: float(u) for name, u in zip(space.names, use, strict=True)},
+            recourse=tuple(recourse), seconds=time.perf_counter() - t0,
+            n_model_rows=scorer.n_scored, note=note)
+
+    @staticmethod
+    def _search(space: Space, model: ModelAdapter, scorer: Any, num0: np.ndarray, cat0: np.ndarray,
+                lo: np.ndarray, hi: np.ndarray, masks: list[np.ndarray], weights: np.ndarray,
+                ref_num: np.ndarray, config: CounterfactualsConfig, rng: np.random.Generator,
+                use_gradient: bool) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, int]]:
+        from audit.methods._cf.pipeline import SearchSettings, find
+
+        settings = SearchSettings(use_gradient=use_gradient, steps=config.steps,
+                                  learning_rate=config.learning_rate, margin=config.margin,
+                                  population=config.population, generations=config.generations,
+                                  sparsity_weight=config.sparsity_weight)
+        num, cat, found, n_fallback = find(space, model, scorer, num0, cat0, lo=lo, hi=hi,
+                                           masks=masks, weights=weights, ref_num=ref_num, rng=rng,
+                                           settings=settings)
+        return num, cat, (found, n_fallback)
+
+    def findings(self, result: CounterfactualsResult, config: CounterfactualsConfig) -> list[Finding]:
+        q = result.quality
+        out: list[Finding] = []
+        if result.n_searched == 0:
+            return out
+        no_cf = sum(not r.found for r in result.rows)
+        level = "info" if (q.validity or 0) >= 0.95 else "warning"
+        out.append(Finding(level, (
+            f"A counterfactual reaching {result.target_class!r} was found for "
+            f"{100 * (q.validity or 0):.1f}% of {result.n_searched:,} searched rows"
+            + (f" ({no_cf:,} without one)" if no_cf else "")
+            + (f"; the cheapest changes {q.sparsity:.1f} feature(s) on average" if q.sparsity is not None else "")
+            + ".")))
+        for r in result.recourse:
+            if r.p_adjusted is not None and r.p_adjusted < config.alpha and r.mean_gap is not None:
+                by = {g.group: g for g in r.groups}
+                hi_g, lo_g = by[r.highest], by[r.lowest]
+                out.append(Finding("warning", (
+                    f"Recourse gap for {r.attribute!r}: rows of group {r.highest!r} need a mean "
+                    f"counterfactual cost of {hi_g.mean_cost:.2f} against {lo_g.mean_cost:.2f} for "
+                    f"{r.lowest!r} (difference {r.mean_gap:.2f}, permutation p = "
+                    f"{_p(r.p_adjusted)}, Holm-adjusted) to reach {result.target_class!r}.")))
+            if (r.no_cf_p_value is not None and r.no_cf_p_value < config.alpha and r.no_cf_gap
+                    and r.no_cf_gap > 0):
+                out.append(Finding("warning", (
+                    f"The share of rows with no counterfactual differs between groups of "
+                    f"{r.attribute!r} by {100 * r.no_cf_gap:.1f} percentage points (permutation p = "
+                    f"{_p(r.no_cf_p_value)}).")))
+        if q.violations:
+            out.append(Finding("alert", f"{q.violations} counterfactual constraint violation(s) — a bug; "
+                                        "please report it."))
+        return out
+
+    def figures(self, result: CounterfactualsResult, data: AuditData) -> dict[str, Any]:
+        from audit.core.plots import NEGATIVE, new_figure
+
+        figs: dict[str, Any] = {}
+        use = {k: v for k, v in result.feature_use.items() if v > 0}
+        if use:
+            items = sorted(use.items(), key=lambda kv: kv[1])
+            fig, ax = new_figure(6.5, 0.35 * len(items) + 1.0)
+            ax.barh([k for k, _ in items], [v for _, v in items], color=NEGATIVE)
+            ax.set_xlabel("share of cheapest counterfactuals that change the feature")
+            ax.set_title("Which features the counterfactuals change")
+            figs["feature_use"] = fig
+        tested = [r for r in result.recourse if any(g.mean_cost is not None for g in r.groups)]
+        if tested:
+            rows = [(r.attribute, g) for r in tested for g in r.groups if g.mean_cost is not None]
+            fig, ax = new_figure(6.5, 0.32 * len(rows) + 1.0)
+            ys = np.arange(len(rows))[::-1]
+            means = [g.mean_cost for _, g in rows]
+            lo = [g.mean_cost - (g.mean_ci[0] if g.mean_ci[0] is not None else g.mean_cost) for _, g in rows]
+            hi = [(g.mean_ci[1] if g.mean_ci[1] is not None else g.mean_cost) - g.mean_cost for _, g in rows]
+            ax.errorbar(means, ys, xerr=[lo, hi], fmt="o", color=NEGATIVE, capsize=3)
+            ax.set_yticks(ys, [f"{a}: {g.group}" for a, g in rows])
+            ax.set_xlabel("mean cost of the cheapest counterfactual (95% bootstrap interval)")
+            ax.set_title("Recourse cost by group")
+            figs["recourse"] = fig
+        return figs
+
+
+def _p(p: float) -> str:
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _with_adjusted(r: AttributeRecourse, p: float | None) -> AttributeRecourse:
+    from dataclasses import replace
+
+    return replace(r, p_adjusted=p)
+
+
+def _target_index(data: AuditData, model: ModelAdapter, config: CounterfactualsConfig) -> tuple[int, str]:
+    classes = [str(c) for c in (data.classes or data.encoding.classes or ())]
+    if config.target_class is None:
+        if data.task != "binary":
+            raise InvalidConfigError(f"Multiclass models need target_class in {_WHERE}.")
+        return 1, classes[1] if len(classes) == 2 else "1"
+    if classes and config.target_class in classes:
+        return classes.index(config.target_class), config.target_class
+    if not classes and config.target_class.isdigit() and int(config.target_class) < model.n_classes:
+        return int(config.target_class), config.target_class
+    raise InvalidConfigError(
+        f"The 'target_class' option of {_WHERE} must be one of the classes "
+        f"{', '.join(map(repr, classes)) or '(unknown)'}. Got {config.target_class!r} instead.")
+
+
+def _p_target(model: ModelAdapter, X: np.ndarray, target: int) -> np.ndarray:
+    return model.predict_proba(X)[:, target]
+
+
+def _context(space: Space, cat: np.ndarray, data: AuditData, names: list[str]) -> dict[str, np.ndarray]:
+    """Values of the attributes the plausibility guard conditions on: immutable categorical
+    features and sensitive attributes (as text)."""
+    out: dict[str, np.ndarray] = {}
+    for g, s in enumerate(space.cat):
+        if s.name in names:
+            out[s.name] = np.asarray(s.levels, dtype=object)[cat[:, g]].astype(str)
+    for attr in data.spec.sensitive:
+        if attr not in out and attr in data.sensitive:
+            out[attr] = data.sensitive[attr].to_numpy().astype(str)
+    return out
+
+
+def _check_satisfiable(space: Space, config: CounterfactualsConfig, num0: np.ndarray, cat0: np.ndarray,
+                       lo: np.ndarray, hi: np.ndarray, masks: list[np.ndarray], n: int) -> None:
+    """A constraint that leaves no searched row any permitted change is an error, not an empty
+    result: it is almost always a typo or a unit mistake."""
+    if n == 0:
+        return
+    for name in [*config.ranges, *config.monotone, *config.allowed_levels]:
+        kind, j = space.kind[space.names.index(name)]
+        if kind == "num":
+            can = lo[:, j] <= hi[:, j]
+            # a changed value must also differ from the original
+            can &= ~((lo[:, j] == hi[:, j]) & (lo[:, j] == num0[:, j]))
+            detail = ""
+            s = space.num[j]
+            if name in config.ranges:
+                detail = (f" (permitted range {list(config.ranges[name])}, observed "
+                          f"[{s.obs_lo:g}, {s.obs_hi:g}])")
+        else:
+            can = masks[j].sum(axis=1) > 1
+            detail = ""
+        if not can.any():
+            raise InvalidConfigError(
+                f"No searched row can change {name!r} under the constraints of {_WHERE}{detail}: "
+                "the constraint cannot be satisfied. Widen it or make the feature immutable.")
+
+
+def _examples(space: Space, rows: np.ndarray, num0: np.ndarray, cat0: np.ndarray, r_idx: np.ndarray,
+              c_num: np.ndarray, c_cat: np.ndarray, valid: np.ndarray, cost: np.ndarray,
+              p0: np.ndarray, p_cf: np.ndarray, changed: np.ndarray, k: int,
+              rng: np.random.Generator) -> tuple[Example, ...]:
+    with_cf = np.unique(r_idx[valid])
+    if k == 0 or with_cf.size == 0:
+        return ()
+    pick = np.sort(rng.choice(with_cf, min(k, with_cf.size), replace=False))
+    out = []
+    for j in pick:
+        idx = np.flatnonzero((r_idx == j) & valid)
+        idx = idx[np.argsort(cost[idx])]
+        cells = []
+        for fi in range(space.n_features):
+            vals = [space.value_text(fi, num0[j], cat0[j])]
+            vals += [space.value_text(fi, c_num[i], c_cat[i]) for i in idx]
+            cells.append(ExampleCell(space.names[fi], tuple(vals), tuple(bool(changed[i, fi]) for i in idx)))
+        out.append(Example(int(rows[j]), (float(p0[j]), *(float(p_cf[i]) for i in idx)),
+                           tuple(float(cost[i]) for i in idx), tuple(cells)))
+    return tuple(out)
+
+
+__all__ = ["Counterfactuals", "CounterfactualsConfig", "CounterfactualsResult"]
