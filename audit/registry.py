@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from audit.core.method import AuditMethod
 from audit.errors import InvalidConfigError, did_you_mean
+from audit.methods.counterfactuals import Counterfactuals
 from audit.methods.fairness import Fairness
 from audit.methods.saliency import Saliency
 from audit.methods.surrogate import Surrogate
@@ -15,6 +16,7 @@ METHODS: tuple[type[AuditMethod], ...] = (
     Fairness,
     Surrogate,
     Saliency,
+    Counterfactuals,
 )
 
 
