@@ -10,6 +10,8 @@ from typing import Any
 
 from audit.core.adapter import ModelSpec
 from audit.core.dataset import TASKS, DatasetSpec
+from audit.core.modalities import DATA_KEYS as _MODAL_KEYS
+from audit.core.modalities import ModalSpec, spec_from_table
 from audit.errors import InvalidConfigError, did_you_mean
 
 FORMATS = ("html", "pdf", "json")
@@ -48,6 +50,8 @@ class AuditPlan:
     formats: tuple[str, ...] = FORMATS
     out_dir: str | None = None
     config_path: str | None = None
+    # Images / sequences: how to read them ([data] modality and its keys); None for tabular.
+    modal: ModalSpec | None = None
 
     @classmethod
     def load(cls, path: str | Path) -> AuditPlan:
@@ -70,7 +74,7 @@ class AuditPlan:
         data = _table(doc, "data")
         report = _table(doc, "report")
         _check_keys(model, _MODEL_KEYS, "[model]")
-        _check_keys(data, _DATA_KEYS, "[data]")
+        _check_keys(data, _DATA_KEYS | _MODAL_KEYS, "[data]")
         _check_keys(report, _REPORT_KEYS, "[report]")
 
         def resolve(value: Any, key: str) -> str | None:
@@ -105,7 +109,7 @@ class AuditPlan:
             raw_input=_typed(model, "raw_input", bool, False),
             trusted_types=tuple(_typed(model, "trusted_types", list, [])),
             init_args=dict(_typed(model, "init_args", dict, {})),
-            training=dict(_typed(model, "training", dict, {})))
+            training=dict(_typed(model, "training", dict, {})), base_dir=str(base_dir))
         if model_spec.path is None and model_spec.predictions is None:
             raise InvalidConfigError("[model] needs either 'path' (a model file) or 'predictions' "
                                      "(the data column holding precomputed predictions).")
@@ -130,6 +134,7 @@ class AuditPlan:
             raise InvalidConfigError("[gate] must be a table of metric = { max = ... } rules.")
         formats = tuple(_str_list(report.get("formats", list(FORMATS)), "[report] formats"))
         check_formats(formats)
+        modal = spec_from_table(data, resolve)
         max_rows = _typed(data, "max_rows", int, None)
         if max_rows is not None and max_rows < 1:
             raise InvalidConfigError(f"The [data] 'max_rows' must be positive. Got {max_rows} instead.")
@@ -138,7 +143,7 @@ class AuditPlan:
                    train_path=resolve(data.get("train_path"), "train_path"), max_rows=max_rows,
                    method_options={k: dict(v) for k, v in methods.items()}, gate=dict(gate),
                    title=_typed(report, "title", str, None), formats=formats,
-                   out_dir=resolve(report.get("out"), "out"), config_path=config_path)
+                   out_dir=resolve(report.get("out"), "out"), config_path=config_path, modal=modal)
 
     def with_overrides(self, **changes: Any) -> AuditPlan:
         """A copy with CLI flags applied (None values leave the config's value)."""

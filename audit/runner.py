@@ -48,6 +48,8 @@ def load_inputs(plan: AuditPlan, *, trust_pickle: bool = False) -> LoadedInputs:
     if plan.model.encoding:
         files.append(file_record("encoding", plan.model.encoding))
 
+    if plan.modal is not None:  # images and sequences: audit.core.modalities
+        return _load_modal_inputs(plan, encoding, files, notes, trust_pickle=trust_pickle)
     frame = read_table(plan.data_path, na_values=plan.data.na_values)
     files.append(file_record("data", plan.data_path))
     if plan.max_rows is not None and len(frame) > plan.max_rows:
@@ -65,6 +67,38 @@ def load_inputs(plan: AuditPlan, *, trust_pickle: bool = False) -> LoadedInputs:
                                  source=Path(plan.train_path).name)
 
     model = load_model(plan.model, encoding=data.encoding, trust_pickle=trust_pickle)
+    for rec in model.loaded:
+        files.append({"role": rec.role, "path": rec.path, "sha256": rec.sha256, "loader": rec.loader,
+                      "tensor_sha256": rec.tensor_sha256})
+    check_compatible(model, data)
+    return LoadedInputs(model, data, train, files, notes)
+
+
+def _load_modal_inputs(plan: AuditPlan, encoding: Encoding | None, files: list[dict[str, Any]],
+                       notes: list[str], *, trust_pickle: bool) -> LoadedInputs:
+    """load_inputs for image and sequence data (``[data] modality``)."""
+    import dataclasses
+
+    from audit.core.modalities import ImageSpec, build_modal_data
+
+    data = build_modal_data(plan.modal, plan.data, encoding=encoding)
+    if not Path(plan.modal.path).is_dir():
+        files.append(file_record("data", plan.modal.path))
+    if isinstance(plan.modal, ImageSpec) and plan.modal.labels:
+        files.append(file_record("labels", plan.modal.labels))
+    if plan.max_rows is not None and data.n_rows > plan.max_rows:
+        rows = np.sort(np.random.default_rng(plan.seed).choice(data.n_rows, plan.max_rows, replace=False))
+        notes.append(f"The audit used a random sample of {plan.max_rows:,} of the {data.n_rows:,} "
+                     f"examples (seed {plan.seed}).")
+        data = data.subset(rows)
+    train = None
+    if plan.train_path:
+        changes: dict[str, Any] = {"path": plan.train_path}
+        if not isinstance(plan.modal, ImageSpec):
+            changes["time_range"] = None
+        train = build_modal_data(dataclasses.replace(plan.modal, **changes), plan.data, encoding=encoding)
+        files.append(file_record("training data", plan.train_path))
+    model = load_model(plan.model, encoding=encoding, trust_pickle=trust_pickle)
     for rec in model.loaded:
         files.append({"role": rec.role, "path": rec.path, "sha256": rec.sha256, "loader": rec.loader,
                       "tensor_sha256": rec.tensor_sha256})
@@ -193,10 +227,13 @@ def data_summary(data: AuditData, train: AuditData | None) -> dict[str, Any]:
     out: dict[str, Any] = {
         "source": data.source, "rows": data.n_rows, "task": data.task,
         "target": data.spec.target, "classes": list(data.classes) if data.classes else None,
-        "features": data.feature_names, "encoded_columns": len(data.columns),
+        "features": data.feature_names if data.layout is None else data.layout.raw_features,
+        "encoded_columns": len(data.columns),
         "sensitive": list(data.spec.sensitive), "modality": data.modality,
         "training_rows": train.n_rows if train is not None else None,
     }
+    if data.layout is not None:
+        out["input_shape"] = list(data.X.shape[1:])
     if data.y is not None and data.task == "binary":
         out["positive_rate"] = float(np.mean(data.y))
     return out

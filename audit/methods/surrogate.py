@@ -5,6 +5,8 @@ rows, and its fidelity is measured on the held-out rest: agreement with the mode
 class for classifiers, R² against the model's output for regression. A sweep of depths shows the
 trade-off between readability and fidelity; the chosen depth is the shallowest whose held-out
 fidelity is within ``tolerance`` of the best. Rules are written in raw feature names and units.
+Images and sequences are described through ``AuditData.tabular_view()``: the tree splits on the
+mean raw intensity of image patches, or on each lag of each sequence feature.
 """
 
 from __future__ import annotations
@@ -81,12 +83,15 @@ class Surrogate(AuditMethod[SurrogateConfig, SurrogateResult]):
     name = "surrogate"
     title = "Global surrogate tree"
     requires = frozenset({"predictions"})
+    # Images and sequences are fitted on AuditData.tabular_view(): patch means / lag features.
+    modalities = frozenset({"tabular", "image", "sequence"})
     Config = SurrogateConfig
 
     def run(self, model: ModelAdapter, data: AuditData, config: SurrogateConfig, ctx: RunContext) -> SurrogateResult:
         from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
         preds = model.predictions(data)
+        data = data.tabular_view()  # named features for the tree; predictions came from the input
         target = preds.labels if data.task != "regression" else preds.labels.astype(float)
         n = data.n_rows
         rows = np.arange(n)
@@ -151,6 +156,8 @@ class Surrogate(AuditMethod[SurrogateConfig, SurrogateResult]):
 
     def figures(self, result: SurrogateResult, data: AuditData) -> dict[str, Any]:
         from audit.core.plots import NEGATIVE, POSITIVE, new_figure
+
+        data = data.tabular_view()
 
         fig, ax = new_figure(6.5, 2.8)
         ax.plot(result.depths, result.train_fidelity, "o-", color=NEGATIVE, label="fitting rows")
