@@ -106,6 +106,74 @@ def run(
     raise typer.Exit(EXIT_METHOD_FAILED if failed else EXIT_OK)
 
 
+@app.command()
+def check(
+    config: Annotated[Path, typer.Argument(help="The audit.toml with a [gate] table of fairness thresholds.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the verdicts as JSON on stdout.")] = False,
+    junit: Annotated[Path | None, typer.Option("--junit", help="Also write JUnit XML (one test case per threshold) to this file.")] = None,
+    inconclusive: Annotated[str | None, typer.Option("--inconclusive", help="Treat an interval that straddles a threshold as 'fail' or 'warn' (overrides [gate]).")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Random seed (overrides the config).")] = None,
+    trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="Allow pickle/joblib model files; they can run arbitrary code.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+) -> None:
+    """Deployment gate: judge the [gate] fairness thresholds on confidence intervals.
+
+    Exit codes: 0 every threshold passes, 1 a threshold is breached (or inconclusive, when
+    counted as a failure), 2 usage or input error, 3 insufficient evidence (a group too small).
+    """
+    from audit.config import AuditPlan
+    from audit.errors import InvalidConfigError
+    from audit.gate import gate_for_plan, parse_gate, to_junit
+    from audit.runner import run_audit
+
+    try:
+        plan = AuditPlan.load(config)
+        if not plan.gate:
+            raise InvalidConfigError(
+                f"The config {str(config)!r} has no [gate] table; add thresholds such as "
+                "\"fairness.sex.demographic_parity_difference\" = { max = 0.10 }.")
+        gate_table = dict(plan.gate)
+        if inconclusive is not None:
+            if inconclusive not in ("fail", "warn"):
+                raise InvalidConfigError(f"The '--inconclusive' option must be 'fail' or 'warn'. Got {inconclusive!r} instead.")
+            gate_table = {k: ({**v, "inconclusive": inconclusive} if isinstance(v, dict) else v)
+                          for k, v in gate_table.items() if k != "inconclusive"}
+        plan = plan.with_overrides(seed=seed, methods=("fairness",), gate=gate_table)
+        parse_gate(plan.gate, sensitive=plan.data.sensitive, task=plan.model.task,
+                   fairness_options=plan.method_options.get("fairness"))
+        with _progress(quiet or as_json) as factory:
+            report = run_audit(plan, trust_pickle=trust_pickle, progress=factory)
+        gate = gate_for_plan(plan, report.outcomes)
+        if junit is not None:
+            try:
+                junit.parent.mkdir(parents=True, exist_ok=True)
+                junit.write_text(to_junit(gate, name=f"audit-gate:{plan.name}"), encoding="utf-8")
+            except OSError as exc:
+                from audit.errors import ReportRenderError
+
+                raise ReportRenderError(f"Could not write the JUnit file {str(junit)!r}: {exc}.") from None
+    except AuditError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        typer.echo(json.dumps({"name": plan.name, **gate.to_json()}, indent=2, allow_nan=False))
+    else:
+        _print_gate(gate, plan.name)
+    raise typer.Exit(gate.exit_code)
+
+
+def _print_gate(gate, name: str) -> None:  # noqa: ANN001
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = Console(stderr=False, highlight=False, soft_wrap=True)
+    style = {"pass": "green", "breach": "red", "inconclusive": "yellow", "insufficient": "magenta"}
+    for v in gate.verdicts:
+        tag = v.status.upper() + (" (warn)" if v.status == "inconclusive" and not v.fails else "")
+        console.print(f"  [{style[v.status]}]{tag:<18}[/{style[v.status]}] {escape(v.rule)}: {escape(v.message)}")
+    counts = ", ".join(f"{n} {k}" for k, n in gate.counts().items() if n)
+    console.print(f"gate {escape(name)}: [bold]{gate.outcome}[/bold] ({counts}; exit {gate.exit_code})")
+
+
 @app.command("methods")
 def list_methods() -> None:
     """List the available audit methods and what each needs."""

@@ -19,7 +19,7 @@ FORMATS = ("html", "pdf", "json")
 _TOP_KEYS = {"name", "seed", "model", "data", "methods", "gate", "report"}
 _MODEL_KEYS = {"path", "architecture", "encoding", "predictions", "task", "threshold", "output",
                "raw_input", "trusted_types", "init_args", "training"}
-_DATA_KEYS = {"path", "target", "positive_label", "features", "sensitive", "na_values",
+_DATA_KEYS = {"path", "target", "positive_label", "features", "sensitive", "na_values", "missing_sensitive",
               "train_path", "max_rows"}
 _REPORT_KEYS = {"title", "formats", "out"}
 
@@ -122,7 +122,8 @@ class AuditPlan:
             sensitive=tuple(_str_list(data.get("sensitive", []), "[data] sensitive")),
             positive_label=data.get("positive_label"), task=task,  # type: ignore[arg-type]
             predictions=model_spec.predictions,
-            na_values=tuple(_str_list(data.get("na_values", []), "[data] na_values")))
+            na_values=tuple(_str_list(data.get("na_values", []), "[data] na_values")),
+            missing_sensitive=_typed(data, "missing_sensitive", str, "error"))
         methods = doc.get("methods", {})
         if not isinstance(methods, Mapping):
             raise InvalidConfigError("[methods] must be a table of per-method tables.")

@@ -158,6 +158,11 @@ def run_audit(plan: AuditPlan, *, trust_pickle: bool = False,
         if key not in method_names():
             raise InvalidConfigError(f"Unknown method table [methods.{key}] in the config."
                                      f"{did_you_mean(key, method_names())} Methods: {', '.join(method_names())}.")
+    if plan.gate:  # a malformed [gate] is a usage error before any work (audit.gate)
+        from audit.gate import parse_gate
+
+        parse_gate(plan.gate, sensitive=plan.data.sensitive, task=plan.model.task,
+                   fairness_options=plan.method_options.get("fairness"))
     inputs = inputs or load_inputs(plan, trust_pickle=trust_pickle)
     model, data = inputs.model, inputs.data
     classes = [cls() for cls in select_methods(plan.methods)]
@@ -201,6 +206,14 @@ def run_audit(plan: AuditPlan, *, trust_pickle: bool = False,
                             for f in method.findings(result, config))
         elif isinstance(result, Skipped) and result.failed:
             findings.append(Finding("alert", f"{method.title} failed: {result.reason}", method.name))
+    from audit.gate import gate_for_plan
+
+    gate = gate_for_plan(plan, outcomes)  # the verdicts `audit check` would give
+    if gate is not None:
+        level = {"breach": "alert", "inconclusive": "warning", "insufficient": "warning"}
+        findings.extend(Finding("alert" if v.fails else level[v.status],
+                                f"Gate {v.status}: {v.rule} — {v.message}.", "gate")
+                        for v in gate.verdicts if v.status != "pass")
     order = {"alert": 0, "warning": 1, "info": 2}
     findings.sort(key=lambda f: order[f.level])
 
@@ -214,6 +227,7 @@ def run_audit(plan: AuditPlan, *, trust_pickle: bool = False,
         provenance=provenance(seed=plan.seed, files=inputs.files, trust_pickle=trust_pickle),
         data=data,
         limitations=[*inputs.notes, *standard_limitations(model, data)],
+        gate=gate.to_json() if gate is not None else None,
     )
 
 

@@ -406,11 +406,16 @@ class DatasetSpec:
     task: Task = "binary"
     predictions: str | None = None
     na_values: tuple[str, ...] = ()
+    missing_sensitive: str = "error"  # "error", or "group": missing values form a "missing" group
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
             raise InvalidConfigError(
                 f"The 'task' parameter of DatasetSpec must be one of {TASKS}. Got {self.task!r} instead.")
+        if self.missing_sensitive not in ("error", "group"):
+            raise InvalidConfigError(
+                "The 'missing_sensitive' parameter of DatasetSpec must be \"error\" or \"group\". "
+                f"Got {self.missing_sensitive!r} instead.")
 
 
 def read_table(path: str | Path, *, na_values: Sequence[str] = ()) -> pd.DataFrame:
@@ -644,7 +649,7 @@ def build_audit_data(frame: pd.DataFrame, spec: DatasetSpec, encoding: Encoding 
     if spec.target in features:
         raise InvalidConfigError(
             f"The target {spec.target!r} is also listed as a feature; remove it from 'features'.")
-    if not features:
+    if not features and spec.predictions is None:  # precomputed predictions need no features
         raise DataValidationError(f"No feature columns are left in {where} after removing the target "
                                   "and sensitive columns.")
     if encoding is None:
@@ -667,10 +672,13 @@ def build_audit_data(frame: pd.DataFrame, spec: DatasetSpec, encoding: Encoding 
     for col in spec.sensitive:
         values = frame[col]
         missing = values.isna().to_numpy()
-        if missing.any():
+        if missing.any() and spec.missing_sensitive == "group":
+            values = values.astype(object).where(~missing, "missing")
+        elif missing.any():
             raise DataValidationError(
                 f"The sensitive column {col!r} in {where} has missing values in {_rows(missing)}. "
-                "Fill them (for example with an explicit \"missing\" level) or drop those rows.")
+                "Fill them or drop those rows, or set missing_sensitive = \"group\" in [data] to "
+                "audit them as an explicit \"missing\" group.")
         sensitive[col] = _label_text(values)
 
     predictions = None
