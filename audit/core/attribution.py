@@ -6,6 +6,7 @@ from the run's seed:
 - :func:`sample_rows` picks the rows to explain (uniformly, without replacement, sorted);
 - :func:`sample_background` draws the reference rows that "removed" features take their values
   from, clipping to the rows available and saying so;
+- :func:`check_finite` refuses rows with missing or infinite inputs, with their count;
 - :func:`bootstrap_mean_abs` gives the global importance (mean |attribution| per raw feature)
   with percentile bootstrap intervals, rows resampled, fully vectorised.
 
@@ -21,7 +22,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from audit.errors import InvalidConfigError
+from audit.errors import DataValidationError, InvalidConfigError
+
+
+def check_finite(X: np.ndarray, method: str) -> None:
+    """Refuse rows whose encoded input is missing or infinite, naming their count.
+
+    The dataset layer already rejects missing values when it encodes a file; this guards the
+    Python API path, where a caller may hand over arrays directly.
+    """
+    flat = np.asarray(X).reshape(len(X), -1)
+    bad = ~np.isfinite(flat).all(axis=1)
+    if bad.any():
+        first = np.flatnonzero(bad)[:5].tolist()
+        raise DataValidationError(
+            f"{method} cannot explain rows with missing or infinite inputs: {int(bad.sum())} row(s) "
+            f"(first at data rows {first}). Impute or drop them before the audit.")
 
 
 def sample_rows(n: int, n_rows: int, rng: np.random.Generator) -> tuple[np.ndarray, bool]:
@@ -139,4 +155,4 @@ def top_features(importance: dict[str, float], k: int) -> list[str]:
     return [name for name, _ in sorted(importance.items(), key=lambda kv: (-kv[1], kv[0]))[:k]]
 
 
-__all__ = ["BootstrapImportance", "bootstrap_mean_abs", "sample_background", "sample_rows", "top_features"]
+__all__ = ["BootstrapImportance", "bootstrap_mean_abs", "check_finite", "sample_background", "sample_rows", "top_features"]

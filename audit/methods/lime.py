@@ -1,0 +1,432 @@
+"""LIME: local linear surrogates for chosen rows, with local fidelity and seed stability.
+
+LIME sees the *raw* features, not the encoded matrix: numerics in their own units, each
+categorical as one column of level codes (declared categorical, with its level names). Its
+perturbed samples are re-encoded to the model's input by a ``predict_fn``, so a one-hot group is
+always switched as a whole (no row with two levels "on") and explanations read in the user's
+feature names ("marital-status=Married-civ-spouse", "age > 47.00").
+
+With ``discretize=True`` (LIME's default) a numeric feature enters the local model as the
+indicator "x is in this row's quartile bin", so its weight is the change in the explained output
+associated with being in that bin rather than another; a categorical's weight is the change for
+having this row's level rather than another. The local model is a weighted ridge regression on
+``num_samples`` perturbed samples; its R² on those samples is the *local fidelity*.
+
+Rows (reproducible from the seed): the most confident row of each class, the most borderline row,
+and ``n_random`` random rows; regression: the highest, lowest and median predictions. Each is
+explained ``n_seeds`` times with different seeds; *stability* is the mean pairwise Jaccard overlap
+of the top-``top_k`` feature sets (1 = the same features every time).
+
+For other methods (``ctx.earlier["lime"]``): :class:`LimeResult` ``global_importance`` is mean
+|LIME weight| per raw feature over all explained rows (the selected rows plus ``n_global_rows``
+random ones), and ``values`` (explained rows x raw features, in ``features`` order) are the
+per-row weights of the data rows ``rows``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from itertools import combinations
+from typing import Any
+
+import numpy as np
+
+from audit.core.adapter import ModelAdapter
+from audit.core.attribution import bootstrap_mean_abs, check_finite, sample_rows, top_features
+from audit.core.dataset import AuditData, CategoricalFeature, Encoding
+from audit.core.method import AuditMethod, Finding, MethodConfig, MethodResult, RunContext
+from audit.errors import InvalidConfigError
+
+
+@dataclass(frozen=True)
+class LimeConfig(MethodConfig):
+    """Options of the LIME method.
+
+    num_samples : perturbed samples per explanation; n_random : random rows besides the
+    confident/borderline ones; n_seeds : explanations per selected row for the stability check;
+    top_k : size of the compared top-feature sets; n_global_rows : extra random rows explained
+    once for the global importance; discretize : LIME's quartile discretization of numerics;
+    kernel_width : LIME's kernel width (None: 0.75·sqrt(number of features));
+    max_training_rows : rows LIME's sampling statistics are computed from;
+    n_bootstrap, confidence : bootstrap of the global importances (explained rows resampled);
+    min_fidelity : local R² below which an explanation is flagged.
+    """
+
+    num_samples: int = 5000
+    n_random: int = 3
+    n_seeds: int = 5
+    top_k: int = 5
+    n_global_rows: int = 200
+    discretize: bool = True
+    kernel_width: float | None = None
+    max_training_rows: int = 5000
+    n_bootstrap: int = 1000
+    confidence: float = 0.95
+    min_fidelity: float = 0.5
+    min_stability: float = 0.6
+
+    def validate(self) -> None:
+        if self.num_samples < 100:
+            raise InvalidConfigError(f"The 'num_samples' option of lime must be at least 100. "
+                                     f"Got {self.num_samples} instead.")
+        if self.n_seeds < 2:
+            raise InvalidConfigError(f"The 'n_seeds' option of lime must be at least 2 (stability "
+                                     f"compares runs). Got {self.n_seeds} instead.")
+        if self.top_k < 1 or self.n_random < 0 or self.n_global_rows < 0:
+            raise InvalidConfigError("The 'top_k' option of lime must be >= 1 and 'n_random', "
+                                     "'n_global_rows' >= 0.")
+        if self.kernel_width is not None and self.kernel_width <= 0:
+            raise InvalidConfigError(f"The 'kernel_width' option of lime must be positive. "
+                                     f"Got {self.kernel_width} instead.")
+        if self.max_training_rows < 10:
+            raise InvalidConfigError(f"The 'max_training_rows' option of lime must be at least 10. "
+                                     f"Got {self.max_training_rows} instead.")
+        if not 0.5 <= self.confidence < 1:
+            raise InvalidConfigError(f"The 'confidence' option of lime must be in [0.5, 1). "
+                                     f"Got {self.confidence} instead.")
+
+
+@dataclass(frozen=True)
+class LimeRow:
+    """One explained row: why it was chosen and its explanation (from the first seed)."""
+
+    row: int
+    reason: str
+    label: str                     # the class explained (or "value")
+    prediction: float              # the model's explained output at the row
+    local_prediction: float        # the local model's prediction at the row
+    intercept: float
+    fidelity: float                # R² of the local model on its weighted perturbed samples
+    weights: dict[str, float]      # raw feature -> weight, largest |weight| first
+    conditions: dict[str, str]     # raw feature -> LIME's condition text ("age > 47.00")
+    values: dict[str, str]         # raw feature -> the row's value
+    stability: float               # mean pairwise Jaccard of top-k sets over the seeds
+    stability_min: float
+    top_sets: tuple[tuple[str, ...], ...]
+
+
+@dataclass(frozen=True)
+class LimeResult(MethodResult):
+    """LIME explanations of the selected rows plus global importance over all explained rows."""
+
+    explained: str
+    features: tuple[str, ...]
+    selected: tuple[LimeRow, ...]
+    rows: tuple[int, ...]                # every explained row (selected first)
+    values: np.ndarray                   # (len(rows), n_features) weights
+    fidelity: np.ndarray                 # (len(rows),) local R²
+    global_importance: dict[str, float]
+    importance_low: dict[str, float]
+    importance_high: dict[str, float]
+    ranking: tuple[str, ...]
+    n_bootstrap: int
+    confidence: float
+    mean_fidelity: float
+    median_fidelity: float
+    low_fidelity_share: float            # share of explained rows with R² < min_fidelity
+    mean_stability: float
+    num_samples: int
+    n_seeds: int
+    top_k: int
+    discretize: bool
+    kernel_width: float
+    training_source: str
+    training_rows: int
+    min_fidelity: float
+    min_stability: float
+    notes: tuple[str, ...]
+    _seconds: float = 0.0                # wall time of the explanations (not serialised)
+    _n_explanations: int = 0
+
+
+class Lime(AuditMethod[LimeConfig, LimeResult]):
+    """LIME explanations in raw features, with local fidelity and seed stability.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from audit.core.adapter import as_adapter
+    >>> from audit.core.dataset import DatasetSpec, build_audit_data
+    >>> rng = np.random.default_rng(0)
+    >>> df = pd.DataFrame({"a": rng.normal(size=60), "b": rng.normal(size=60), "y": [0, 1] * 30})
+    >>> data = build_audit_data(df, DatasetSpec(target="y"))
+    >>> model = as_adapter(lambda X: 1 / (1 + np.exp(-3 * X[:, 0])))
+    >>> cfg = LimeConfig(num_samples=500, n_global_rows=5, n_bootstrap=0)
+    >>> Lime().run(model, data, cfg, RunContext.default()).ranking[0]
+    'a'
+    """
+
+    name = "lime"
+    title = "LIME local explanations"
+    requires = frozenset({"predict"})
+    Config = LimeConfig
+
+    def run(self, model: ModelAdapter, data: AuditData, config: LimeConfig, ctx: RunContext) -> LimeResult:
+        from lime.lime_tabular import LimeTabularExplainer
+
+        check_finite(data.X, "LIME")
+        notes: list[str] = []
+        enc = data.encoding
+        names = data.feature_names
+        cats = [i for i, f in enumerate(enc.features) if isinstance(f, CategoricalFeature)]
+        source, pool = ("the training data", ctx.train.X) if ctx.train is not None else (
+            "the audited data", data.X)
+        stats_rows, stats_sampled = sample_rows(len(pool), config.max_training_rows, ctx.rng)
+        if stats_sampled:
+            notes.append(f"LIME's sampling statistics (quartiles, level frequencies) come from "
+                         f"{len(stats_rows):,} random rows of {source}.")
+        Z_train = to_raw(enc, pool[stats_rows])
+        Z = to_raw(enc, data.X)
+        classify = data.task != "regression"
+        width = config.kernel_width if config.kernel_width is not None else 0.75 * np.sqrt(len(names))
+        explainer = LimeTabularExplainer(
+            Z_train, mode="classification" if classify else "regression", feature_names=names,
+            categorical_features=cats,
+            categorical_names={i: list(enc.features[i].levels) for i in cats},  # type: ignore[union-attr]
+            discretize_continuous=config.discretize, kernel_width=width,
+            random_state=int(ctx.rng.integers(2**31 - 1)))
+
+        def predict_fn(Zs: np.ndarray) -> np.ndarray:
+            Xs = from_raw(enc, Zs)
+            return model.predict_proba(Xs) if classify else model.predict(Xs)
+
+        out_all = model.predict_proba(data.X) if classify else model.predict(data.X)
+        chosen = select_rows(out_all, data, model, config.n_random, ctx.rng)
+        others = np.setdiff1d(np.arange(data.n_rows), [r for r, _ in chosen])
+        extra = np.sort(ctx.rng.choice(others, min(config.n_global_rows, len(others)), replace=False))
+        labels = data.classes or (None if not classify else tuple(str(i) for i in range(out_all.shape[1])))
+
+        def label_of(row: int) -> int:
+            if not classify:
+                return 0
+            return 1 if data.task == "binary" else int(np.argmax(out_all[row]))
+
+        def explain(row: int, seed: int | None) -> Any:
+            if seed is not None:
+                explainer.random_state.seed(seed)  # shared by the sampler and the discretizer
+            lab = label_of(row)
+            return explainer.explain_instance(Z[row], predict_fn, labels=(lab,) if classify else None,
+                                              num_features=len(names), num_samples=config.num_samples)
+
+        start = time.perf_counter()
+        n_expl = len(chosen) * config.n_seeds + len(extra)
+        done = 0
+        selected: list[LimeRow] = []
+        all_rows: list[int] = []
+        weights_all: list[np.ndarray] = []
+        fidelity_all: list[float] = []
+        seeds = [int(s) for s in ctx.rng.integers(2**31 - 1, size=config.n_seeds)]
+        for row, reason in chosen:
+            runs = []
+            for s in seeds:
+                runs.append(explain(row, s))
+                done += 1
+                ctx.progress(done, n_expl)
+            first = runs[0]
+            lab = label_of(row) if classify else 1
+            w = _weights(first, lab, len(names))
+            top_sets = [tuple(sorted(names[j] for j in np.argsort(-np.abs(_weights(e, lab, len(names))),
+                                                                  kind="stable")[:config.top_k]))
+                        for e in runs]
+            jac = [len(set(a) & set(b)) / len(set(a) | set(b)) for a, b in combinations(top_sets, 2)]
+            order = np.argsort(-np.abs(w), kind="stable")
+            cond = {names[j]: text for j, text in _conditions(first, lab)}
+            raw_row = enc.decode(data.X[row:row + 1]).iloc[0]
+            selected.append(LimeRow(
+                row=int(row), reason=reason,
+                label=str(labels[lab]) if classify and labels else "value",
+                prediction=float(out_all[row, lab] if classify else out_all[row]),
+                local_prediction=float(np.ravel(first.local_pred)[0]),
+                intercept=float(first.intercept[lab] if classify else first.intercept[1]),
+                fidelity=float(first.score[lab] if isinstance(first.score, dict) else first.score),
+                weights={names[j]: float(w[j]) for j in order},
+                conditions={names[j]: cond.get(names[j], names[j]) for j in order},
+                values={n: _fmt(raw_row[n]) for n in names},
+                stability=float(np.mean(jac)), stability_min=float(np.min(jac)),
+                top_sets=tuple(top_sets)))
+            all_rows.append(int(row))
+            weights_all.append(w)
+            fidelity_all.append(selected[-1].fidelity)
+        for row in extra:
+            e = explain(int(row), None)
+            lab = label_of(int(row)) if classify else 1
+            all_rows.append(int(row))
+            weights_all.append(_weights(e, lab, len(names)))
+            fidelity_all.append(float(e.score[lab] if isinstance(e.score, dict) else e.score))
+            done += 1
+            ctx.progress(done, n_expl)
+        seconds = time.perf_counter() - start
+        values = np.vstack(weights_all)
+        fid = np.asarray(fidelity_all)
+        boot = bootstrap_mean_abs(values, n_bootstrap=config.n_bootstrap,
+                                  confidence=config.confidence, rng=ctx.rng)
+        importance = {f: float(v) for f, v in zip(names, boot.mean, strict=True)}
+        return LimeResult(
+            explained=_explained_text(data), features=tuple(names), selected=tuple(selected),
+            rows=tuple(all_rows), values=values, fidelity=fid, global_importance=importance,
+            importance_low={f: float(v) for f, v in zip(names, boot.low, strict=True)},
+            importance_high={f: float(v) for f, v in zip(names, boot.high, strict=True)},
+            ranking=tuple(top_features(importance, len(names))), n_bootstrap=boot.n_bootstrap,
+            confidence=config.confidence, mean_fidelity=float(fid.mean()),
+            median_fidelity=float(np.median(fid)),
+            low_fidelity_share=float(np.mean(fid < config.min_fidelity)),
+            mean_stability=float(np.mean([s.stability for s in selected])) if selected else float("nan"),
+            num_samples=config.num_samples, n_seeds=config.n_seeds, top_k=min(config.top_k, len(names)),
+            discretize=config.discretize, kernel_width=float(width), training_source=source,
+            training_rows=len(stats_rows), _seconds=seconds, _n_explanations=n_expl,
+            min_fidelity=config.min_fidelity,
+            min_stability=config.min_stability, notes=tuple(notes))
+
+    def findings(self, result: LimeResult, config: LimeConfig) -> list[Finding]:
+        out = []
+        if result.selected and result.mean_stability < result.min_stability:
+            out.append(Finding("warning", f"LIME explanations are unstable: re-running with "
+                                          f"{result.n_seeds} seeds, the top-{result.top_k} features "
+                                          f"overlap by only {result.mean_stability:.2f} (Jaccard) on "
+                                          "average; read single LIME explanations with caution."))
+        if result.low_fidelity_share > 0.25:
+            out.append(Finding("warning", f"LIME's local linear models fit poorly: "
+                                          f"{100 * result.low_fidelity_share:.0f}% of "
+                                          f"{len(result.rows)} explanations have local R² below "
+                                          f"{result.min_fidelity:g} (median {result.median_fidelity:.2f})."))
+        top = ", ".join(result.ranking[:3])
+        out.append(Finding("info", f"Aggregated over {len(result.rows)} rows, LIME weighs most: {top} "
+                                   f"(mean local R² {result.mean_fidelity:.2f}, top-{result.top_k} "
+                                   f"stability {result.mean_stability:.2f})."))
+        return out
+
+    def figures(self, result: LimeResult, data: AuditData) -> dict[str, Any]:
+        from audit.core.plots import NEGATIVE, POSITIVE, new_figure, shorten
+
+        figs: dict[str, Any] = {}
+        names = list(result.ranking[:15])[::-1]
+        fig, ax = new_figure(6.5, 0.9 + 0.3 * len(names))
+        mean = [result.global_importance[n] for n in names]
+        lo = [result.global_importance[n] - result.importance_low[n] for n in names]
+        hi = [result.importance_high[n] - result.global_importance[n] for n in names]
+        err = None if result.n_bootstrap == 0 else [lo, hi]
+        ax.barh(range(len(names)), mean, xerr=err, color=NEGATIVE, height=0.6, ecolor="#333333")
+        ax.set_yticks(range(len(names)))
+        ax.set_yticklabels([shorten(n) for n in names])
+        ax.set_xlabel(f"mean |LIME weight| over {len(result.rows)} rows")
+        ax.set_title("LIME global importance (bars: bootstrap interval over rows)")
+        fig.tight_layout()
+        figs["global"] = fig
+        for i, sel in enumerate(result.selected):
+            items = list(sel.weights.items())[:10][::-1]
+            fig, ax = new_figure(6.5, 0.8 + 0.28 * len(items))
+            ax.barh(range(len(items)), [v for _, v in items],
+                    color=[POSITIVE if v >= 0 else NEGATIVE for _, v in items], height=0.6)
+            ax.set_yticks(range(len(items)))
+            ax.set_yticklabels([shorten(sel.conditions[k], 45) for k, _ in items], fontsize=7)
+            ax.axvline(0, color="#999999", lw=0.8)
+            ax.set_xlabel(f"weight on {result.explained} ({sel.label})")
+            ax.set_title(f"Row {sel.row} ({sel.reason}): local R² {sel.fidelity:.2f}, "
+                         f"stability {sel.stability:.2f}", fontsize=8)
+            fig.tight_layout()
+            figs[f"row_{i}"] = fig
+        return figs
+
+
+# --------------------------------------------------------------------------------------------
+# Raw representation <-> model input
+# --------------------------------------------------------------------------------------------
+
+
+def to_raw(enc: Encoding, X: np.ndarray) -> np.ndarray:
+    """Encoded rows -> raw matrix: numerics in their own units (unrounded), categoricals as
+    level codes (0, 1, ...). The inverse of :func:`from_raw` on valid rows."""
+    X = np.asarray(X, dtype=float).reshape(len(X), -1)
+    cols = []
+    for f, idx in zip(enc.features, enc.groups.values(), strict=True):
+        block = X[:, idx]
+        if isinstance(f, CategoricalFeature):
+            if f.encoding == "onehot":
+                cols.append(np.argmax(block, axis=1).astype(float))
+            else:
+                cols.append(np.clip(np.rint(block[:, 0] * f.scale + f.center), 0, len(f.levels) - 1))
+        else:
+            x = f.to_raw(block[:, 0])
+            # expm1 of a rounded zero can give -1e-17: clip so LIME's bins read "<= 0.00".
+            cols.append(np.maximum(x, 0.0) if f.transform == "log1p" else x)
+    return np.column_stack(cols)
+
+
+def from_raw(enc: Encoding, Z: np.ndarray) -> np.ndarray:
+    """Raw matrix (see :func:`to_raw`) -> the model's float32 input (vectorised re-encoding)."""
+    Z = np.asarray(Z, dtype=float)
+    out = np.zeros((len(Z), len(enc.columns)), dtype=np.float32)
+    for j, (f, idx) in enumerate(zip(enc.features, enc.groups.values(), strict=True)):
+        z = Z[:, j]
+        if isinstance(f, CategoricalFeature):
+            code = np.clip(np.rint(z), 0, len(f.levels) - 1).astype(int)
+            if f.encoding == "onehot":
+                out[np.arange(len(Z)), np.asarray(idx)[code]] = 1.0
+            else:
+                out[:, idx[0]] = (code - f.center) / f.scale
+        else:
+            x = np.log1p(np.maximum(z, 0.0)) if f.transform == "log1p" else z
+            out[:, idx[0]] = (x - f.center) / f.scale
+    return out
+
+
+def select_rows(out: np.ndarray, data: AuditData, model: ModelAdapter, n_random: int,
+                rng: np.random.Generator) -> list[tuple[int, str]]:
+    """The rows LIME explains, each with the reason it was chosen (no duplicates)."""
+    picks: list[tuple[int, str]] = []
+    if data.task == "regression":
+        order = np.argsort(out, kind="stable")
+        picks += [(int(order[-1]), "highest prediction"), (int(order[0]), "lowest prediction"),
+                  (int(order[len(order) // 2]), "median prediction")]
+    else:
+        labels = data.classes or tuple(str(i) for i in range(out.shape[1]))
+        pred = model.predict(data.X) if data.task == "multiclass" else (out[:, 1] >= model.threshold).astype(int)
+        for c in range(out.shape[1]):
+            members = np.flatnonzero(pred == c)
+            if len(members):
+                best = members[np.argmax(out[members, c])]
+                picks.append((int(best), f"most confident {labels[c]}"))
+        if data.task == "binary":
+            border = int(np.argmin(np.abs(out[:, 1] - model.threshold)))
+        else:
+            top2 = np.sort(out, axis=1)[:, -2:]
+            border = int(np.argmin(top2[:, 1] - top2[:, 0]))
+        picks.append((border, "most borderline"))
+    seen: dict[int, str] = {}
+    for r, why in picks:
+        seen.setdefault(r, why)
+    rest = np.setdiff1d(np.arange(data.n_rows), list(seen))
+    for r in np.sort(rng.choice(rest, min(n_random, len(rest)), replace=False)):
+        seen[int(r)] = "random"
+    return list(seen.items())
+
+
+def _weights(exp: Any, label: int, d: int) -> np.ndarray:
+    w = np.zeros(d)
+    for j, v in exp.local_exp[label]:
+        w[int(j)] = float(v)
+    return w
+
+
+def _conditions(exp: Any, label: int) -> list[tuple[int, str]]:
+    """(feature index, LIME's readable condition) for every feature in the explanation."""
+    names = exp.domain_mapper.discretized_feature_names or exp.domain_mapper.feature_names
+    return [(int(j), str(names[int(j)])) for j, _ in exp.local_exp[label]]
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, (float, np.floating)):
+        return f"{float(value):.4g}"
+    return str(value)
+
+
+def _explained_text(data: AuditData) -> str:
+    if data.task == "regression":
+        return "the predicted value"
+    if data.task == "binary":
+        return f"P({data.classes[1] if data.classes else 'positive'})"
+    return "the probability of the row's predicted class"
+
+
+__all__ = ["Lime", "LimeConfig", "LimeResult", "LimeRow", "from_raw", "select_rows", "to_raw"]

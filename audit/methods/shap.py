@@ -1,0 +1,618 @@
+"""SHAP values: per-row attributions and global importance, with an additivity check.
+
+The explainer follows the model's capabilities (``explainer="auto"``):
+
+- differentiable torch models: shap's ``DeepExplainer`` (DeepLIFT rescale rule averaged over the
+  background rows; about 2 ms per row on the Adult MLP). Its values add up exactly to
+  ``f(x) - E_background[f]`` for chains of Linear layers and elementwise activations; models
+  with modules DeepLIFT does not know (or TorchScript) use ``GradientExplainer`` (expected
+  gradients, a Monte Carlo estimate whose additivity is only approximate);
+- scikit-learn tree models (``TreeExplainer``, interventional, on the background rows);
+- anything else that can score new inputs: ``KernelExplainer`` over *raw features* (the one-hot
+  columns of a categorical are switched on and off together, so every coalition is a valid
+  input), with ``l1_reg=False`` (no feature selection).
+
+What is explained (``scale="auto"``): P(positive class) for binary models, the predicted value for
+regression, and for multiclass models the probability of each row's *predicted* class.
+``scale="logit"`` explains log-odds instead (binary), or centred logits (multiclass, torch).
+
+Every value is relative to the background: a feature's SHAP value is how far it moves this row's
+output from the expected output over the background rows, with "absent" features filled in from
+the background independently of the present ones (interventional SHAP; it describes the model,
+including on feature combinations that do not occur in the data).
+
+For other methods (``ctx.earlier["shap"]``): :class:`ShapResult` ``global_importance`` is mean
+|SHAP| per raw feature (one-hot columns summed per row first, which is exact for SHAP), and
+``values`` (explained rows x raw features, in ``features`` order) are the per-row attributions of
+the data rows ``rows``.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from audit.core.adapter import ModelAdapter
+from audit.core.attribution import bootstrap_mean_abs, check_finite, sample_background, sample_rows, top_features
+from audit.core.dataset import AuditData, CategoricalFeature
+from audit.core.method import AuditMethod, Finding, MethodConfig, MethodResult, RunContext
+from audit.errors import InvalidConfigError
+
+Explainer = Literal["auto", "deep", "gradient", "tree", "kernel"]
+_CHUNK = 100
+
+
+@dataclass(frozen=True)
+class ShapConfig(MethodConfig):
+    """Options of the SHAP method.
+
+    explainer : "auto" picks from the model's capabilities (see the module docstring).
+    scale : "auto" (probability / predicted value), "probability" or "logit".
+    n_rows : rows explained by the fast explainers (deep, gradient, tree); a uniform random sample
+        from the run's seed when the data has more.
+    kernel_n_rows : rows explained by KernelSHAP (about 0.1 s per row on a small MLP).
+    background_size : background rows for deep/gradient/tree; kernel_background_size for kernel.
+    background : "random" real rows, or "kmeans" weighted centres (kernel only).
+    kernel_nsamples : model evaluations per row for KernelSHAP (None: shap's 2·d + 2048).
+    gradient_nsamples : samples per row for GradientExplainer.
+    n_bootstrap, confidence : percentile bootstrap of the global importances (rows resampled).
+    additivity_tolerance : largest |base + Σ SHAP − output| accepted, in the explained units.
+    n_dependence, n_waterfall, max_display : figures.
+    """
+
+    explainer: Explainer = "auto"
+    scale: Literal["auto", "probability", "logit"] = "auto"
+    n_rows: int = 1000
+    kernel_n_rows: int = 100
+    background_size: int = 100
+    kernel_background_size: int = 50
+    background: Literal["random", "kmeans"] = "random"
+    kernel_nsamples: int | None = None
+    gradient_nsamples: int = 200
+    n_bootstrap: int = 1000
+    confidence: float = 0.95
+    additivity_tolerance: float = 0.01
+    n_dependence: int = 3
+    n_waterfall: int = 3
+    max_display: int = 15
+
+    def validate(self) -> None:
+        for key in ("n_rows", "kernel_n_rows", "background_size", "kernel_background_size",
+                    "gradient_nsamples"):
+            if getattr(self, key) < 1:
+                raise InvalidConfigError(f"The {key!r} option of shap must be at least 1. "
+                                         f"Got {getattr(self, key)} instead.")
+        if self.kernel_nsamples is not None and self.kernel_nsamples < 10:
+            raise InvalidConfigError(f"The 'kernel_nsamples' option of shap must be at least 10. "
+                                     f"Got {self.kernel_nsamples} instead.")
+        if not 0.5 <= self.confidence < 1:
+            raise InvalidConfigError(f"The 'confidence' option of shap must be in [0.5, 1). "
+                                     f"Got {self.confidence} instead.")
+        if self.n_bootstrap < 0 or self.additivity_tolerance <= 0:
+            raise InvalidConfigError("The 'n_bootstrap' option of shap must be >= 0 and "
+                                     "'additivity_tolerance' > 0.")
+        if min(self.n_dependence, self.n_waterfall) < 0 or self.max_display < 1:
+            raise InvalidConfigError("The figure counts of shap must be >= 0 (max_display >= 1).")
+
+
+@dataclass(frozen=True)
+class ShapResult(MethodResult):
+    """SHAP attributions of the explained rows, in raw features.
+
+    ``values[i, j]`` is the SHAP value of feature ``features[j]`` for data row ``rows[i]``;
+    ``base_values[i] + values[i].sum() ≈ outputs[i]`` (the additivity check). ``global_importance``
+    is mean |SHAP| per raw feature with bootstrap interval ``importance_low``/``importance_high``.
+    """
+
+    explainer: str                       # "deep" | "gradient" | "tree" | "kernel"
+    scale: str                           # "probability" | "logit" | "value"
+    explained: str                       # what the values explain, in words
+    per_row_class: bool                  # multiclass: each row's predicted class is explained
+    features: tuple[str, ...]
+    rows: tuple[int, ...]
+    n_rows_total: int
+    sampled: bool
+    background_size: int
+    background_source: str
+    background_kind: str
+    base_value: float                    # mean of base_values (per class for multiclass: varies)
+    base_values: np.ndarray              # (n,) expected output over the background, per row
+    outputs: np.ndarray                  # (n,) the explained model output, per row
+    values: np.ndarray                   # (n, n_features)
+    explained_class: tuple[str, ...] | None   # per row, for multiclass
+    global_importance: dict[str, float]
+    importance_low: dict[str, float]
+    importance_high: dict[str, float]
+    ranking: tuple[str, ...]
+    n_bootstrap: int
+    confidence: float
+    additivity_max_error: float
+    additivity_mean_error: float
+    additivity_tolerance: float
+    additivity_ok: bool
+    waterfall_rows: tuple[int, ...]      # positions in ``rows``
+    n_dependence: int
+    max_display: int
+    notes: tuple[str, ...]
+    _seconds: float = 0.0                # explainer wall time (not serialised: not reproducible)
+
+
+class Shap(AuditMethod[ShapConfig, ShapResult]):
+    """SHAP attributions with bootstrap intervals and an additivity check.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd, torch
+    >>> from audit.core.adapter import as_adapter
+    >>> from audit.core.dataset import DatasetSpec, build_audit_data
+    >>> df = pd.DataFrame({"a": np.arange(20.0), "b": np.ones(20), "y": [0, 1] * 10})
+    >>> data = build_audit_data(df, DatasetSpec(target="y"))
+    >>> net = torch.nn.Sequential(torch.nn.Linear(2, 1))
+    >>> r = Shap().run(as_adapter(net), data, ShapConfig(n_bootstrap=0), RunContext.default())
+    >>> r.explainer, r.additivity_ok
+    ('deep', True)
+    """
+
+    name = "shap"
+    title = "SHAP feature attributions"
+    requires = frozenset({"predict"})
+    Config = ShapConfig
+
+    def run(self, model: ModelAdapter, data: AuditData, config: ShapConfig, ctx: RunContext) -> ShapResult:
+        check_finite(data.X, "SHAP")
+        notes: list[str] = []
+        kind = choose_explainer(model, config, notes)
+        scale = _scale(model, config)
+        slow = kind == "kernel"
+        rows, sampled = sample_rows(data.n_rows, config.kernel_n_rows if slow else config.n_rows, ctx.rng)
+        if sampled:
+            notes.append(f"{len(rows):,} of the {data.n_rows:,} rows were explained: a uniform random "
+                         f"sample (seed {ctx.seed}, the method's own stream).")
+        source, pool = ("the training data", ctx.train.X) if ctx.train is not None else (
+            "the audited data", data.X)
+        size = config.kernel_background_size if slow else config.background_size
+        bkind = config.background if slow else "random"
+        if config.background == "kmeans" and not slow:
+            notes.append("background = \"kmeans\" applies to KernelSHAP only; random rows were used.")
+        bg, weights, clip = sample_background(pool, size, ctx.rng, kind=bkind, source=source)
+        if clip:
+            notes.append(clip)
+        X = data.X[rows]
+        start = time.perf_counter()
+        if kind in ("deep", "gradient"):
+            enc_values, base, outputs, kind = _explain_torch(model, X, bg, kind, scale, config, ctx, notes)
+        elif kind == "tree":
+            enc_values, base, outputs = _explain_tree(model, X, bg, scale, notes)
+        else:
+            enc_values, base, outputs = None, None, None
+            raw_values, base, outputs = _explain_kernel(model, data, X, bg, weights, scale, config, ctx)
+        seconds = time.perf_counter() - start
+        # enc_values: (n, d_enc, k) or kernel's raw (n, d_raw, k); base (k,); outputs (n, k)
+        if enc_values is not None:
+            raw_values = data.encoding.aggregate(enc_values, "sum", axis=1)
+        k = raw_values.shape[2]
+        classes = None
+        if data.task == "multiclass":
+            pick = model.predict(X)
+            if k != raw_values.shape[2] or pick.max() >= k:
+                raise InvalidConfigError("The multiclass model's outputs do not match its classes.")
+            labels = data.classes or tuple(str(i) for i in range(k))
+            classes = tuple(str(labels[c]) for c in pick)
+        else:
+            pick = np.zeros(len(rows), dtype=int)
+        take = np.arange(len(rows))
+        values = raw_values[take, :, pick]
+        base_values = np.asarray(base, dtype=float)[pick]
+        out = outputs[take, pick]
+        err = np.abs(base_values + values.sum(axis=1) - out)
+        boot = bootstrap_mean_abs(values, n_bootstrap=config.n_bootstrap,
+                                  confidence=config.confidence, rng=ctx.rng)
+        names = data.feature_names
+        importance = {f: float(v) for f, v in zip(names, boot.mean, strict=True)}
+        waterfall = _waterfall_rows(out, model, data.task, config.n_waterfall)
+        return ShapResult(
+            explainer=kind, scale=scale, explained=_explained_text(data, scale),
+            per_row_class=data.task == "multiclass", features=tuple(names),
+            rows=tuple(int(r) for r in rows), n_rows_total=data.n_rows, sampled=sampled,
+            background_size=len(bg), background_source=source, background_kind=bkind,
+            base_value=float(base_values.mean()), base_values=base_values, outputs=out,
+            values=values, explained_class=classes, global_importance=importance,
+            importance_low={f: float(v) for f, v in zip(names, boot.low, strict=True)},
+            importance_high={f: float(v) for f, v in zip(names, boot.high, strict=True)},
+            ranking=tuple(top_features(importance, len(names))), n_bootstrap=boot.n_bootstrap,
+            confidence=config.confidence, additivity_max_error=float(err.max()),
+            additivity_mean_error=float(err.mean()), additivity_tolerance=config.additivity_tolerance,
+            additivity_ok=bool(err.max() <= config.additivity_tolerance),
+            waterfall_rows=waterfall, _seconds=seconds,
+            n_dependence=config.n_dependence, max_display=config.max_display, notes=tuple(notes))
+
+    def findings(self, result: ShapResult, config: ShapConfig) -> list[Finding]:
+        out = []
+        top = ", ".join(f"{f} ({result.global_importance[f]:.3g})" for f in result.ranking[:3])
+        out.append(Finding("info", f"By mean |SHAP| ({result.explainer} explainer, "
+                                   f"{len(result.rows):,} rows, {result.explained}), the most "
+                                   f"influential features are: {top}."))
+        if not result.additivity_ok:
+            exact = result.explainer in ("deep", "tree", "kernel")
+            level = "alert" if exact and result.additivity_max_error > 10 * result.additivity_tolerance else "warning"
+            why = ("the explainer is exact for supported models, so the model likely contains "
+                   "operations it does not handle; treat its SHAP values as approximate"
+                   if exact else "expected gradients is a Monte Carlo estimate; raise "
+                   "gradient_nsamples or background_size for tighter values")
+            out.append(Finding(level, f"SHAP values do not add up to the model output: base value + "
+                                      f"Σ SHAP differs from the output by up to "
+                                      f"{result.additivity_max_error:.3g} (tolerance "
+                                      f"{result.additivity_tolerance:g}); {why}."))
+        return out
+
+    def figures(self, result: ShapResult, data: AuditData) -> dict[str, Any]:
+        figs: dict[str, Any] = {"beeswarm": _beeswarm(result, data)}
+        for i, feat in enumerate(result.ranking[:result.n_dependence]):
+            figs[f"dependence_{i}"] = _dependence(result, data, feat)
+        for i, pos in enumerate(result.waterfall_rows):
+            figs[f"waterfall_{i}"] = _waterfall(result, pos, data)
+        return figs
+
+
+# --------------------------------------------------------------------------------------------
+# Choosing and running the explainer
+# --------------------------------------------------------------------------------------------
+
+
+def choose_explainer(model: ModelAdapter, config: ShapConfig, notes: list[str]) -> str:
+    """The explainer to use, with a note whenever the request could not be honoured."""
+    want = config.explainer
+    torch_ok = {"torch", "gradients"} <= model.capabilities
+    tree_ok = _is_tree(model)
+    if want == "auto":
+        return "deep" if torch_ok else "tree" if tree_ok else "kernel"
+    if want in ("deep", "gradient") and not torch_ok:
+        notes.append(f"The {want} explainer needs a differentiable torch model; "
+                     f"{model.description} is not one, so KernelSHAP was used.")
+        return "tree" if tree_ok else "kernel"
+    if want == "tree" and not tree_ok:
+        notes.append(f"TreeExplainer needs a scikit-learn tree model on the encoded input; "
+                     f"{model.description} is not one, so KernelSHAP was used.")
+        return "kernel"
+    return want
+
+
+def _is_tree(model: ModelAdapter) -> bool:
+    est = getattr(model, "estimator", None)
+    if est is None or getattr(model, "raw", False) or "sklearn" not in model.capabilities:
+        return False
+    mod = type(est).__module__
+    return mod.startswith(("sklearn.tree", "sklearn.ensemble")) and (
+        hasattr(est, "tree_") or hasattr(est, "estimators_"))
+
+
+def _scale(model: ModelAdapter, config: ShapConfig) -> str:
+    if model.task == "regression":
+        return "value"
+    if config.scale == "logit" and model.task == "multiclass" and "torch" not in model.capabilities:
+        raise InvalidConfigError("The 'scale' option of shap may be \"logit\" for multiclass models "
+                                 "only with torch models. Got \"logit\" instead.")
+    return "logit" if config.scale == "logit" else "probability"
+
+
+def _explained_text(data: AuditData, scale: str) -> str:
+    if data.task == "regression":
+        return "the predicted value"
+    if data.task == "binary":
+        pos = data.classes[1] if data.classes else "the positive class"
+        return f"the log-odds of {pos}" if scale == "logit" else f"P({pos})"
+    return ("the centred logit of each row's predicted class" if scale == "logit"
+            else "the probability of each row's predicted class")
+
+
+def _explained_module(model: ModelAdapter, scale: str, probe: Any) -> Any:
+    """A torch module whose outputs (n, k) are exactly what is explained, built from the model's
+    own layers plus a head made of modules DeepLIFT handles exactly (Linear, Sigmoid)."""
+    import torch
+    from torch import nn
+
+    module = model.module  # type: ignore[attr-defined]
+    kind = getattr(model, "output_kind", "logit")
+    with torch.no_grad():
+        width = module(probe).reshape(len(probe), -1).shape[1]
+
+    def pick(weights: list[list[float]]) -> nn.Module:
+        lin = nn.Linear(width, len(weights), bias=False)
+        with torch.no_grad():
+            lin.weight.copy_(torch.tensor(weights, dtype=lin.weight.dtype))
+        return lin
+
+    head: list[nn.Module] = []
+    if model.task == "regression":
+        if width != 1:
+            head.append(pick([[1.0] + [0.0] * (width - 1)]))
+    elif kind == "probability":
+        if scale == "logit":
+            raise InvalidConfigError("The 'scale' option of shap cannot be \"logit\" for a torch model "
+                                     "that outputs probabilities. Got \"logit\" instead.")
+        if model.task == "binary" and width == 2:
+            head.append(pick([[0.0, 1.0]]))
+    elif model.task == "binary":
+        if width == 2:                      # softmax over two logits: p1 = sigmoid(z1 - z0)
+            head.append(pick([[-1.0, 1.0]]))
+        if scale == "probability":
+            head.append(nn.Sigmoid())
+    elif scale == "logit":                  # centred logits: identifiable under softmax shifts
+        head.append(pick((np.eye(width) - 1.0 / width).tolist()))
+    else:
+        head.append(nn.Softmax(dim=1))
+    return nn.Sequential(module, *head)
+
+
+def _deep_supported(module: Any) -> tuple[bool, str]:
+    import torch
+    from shap.explainers._deep.deep_pytorch import op_handler
+
+    if isinstance(module, torch.jit.ScriptModule) or any(
+            isinstance(m, torch.jit.ScriptModule) for m in module.modules()):
+        return False, "TorchScript models cannot carry DeepExplainer's hooks"
+    unknown = sorted({type(m).__name__ for m in module.modules()
+                      if not list(m.children()) and type(m).__name__ not in op_handler})
+    if unknown:
+        return False, f"DeepExplainer does not handle the module(s) {', '.join(unknown)}"
+    if any(isinstance(m, torch.nn.Softmax) for m in module.modules()):
+        return False, "DeepExplainer's rule for Softmax is not exact (it is not elementwise)"
+    return True, ""
+
+
+def _explain_torch(model: ModelAdapter, X: np.ndarray, bg: np.ndarray, kind: str, scale: str,
+                   config: ShapConfig, ctx: RunContext, notes: list[str]
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    import copy
+
+    import shap
+    import torch
+
+    dtype = next(iter(model.module.parameters())).dtype  # type: ignore[attr-defined]
+    bg_t = torch.as_tensor(bg, dtype=dtype)
+    module = _explained_module(model, scale, bg_t[:2])
+    if kind == "deep":
+        ok, why = _deep_supported(module)
+        if not ok:
+            notes.append(f"{why}; GradientExplainer (expected gradients) was used instead.")
+            kind = "gradient"
+    # DeepExplainer hooks every leaf module: work on a copy so the audited model stays untouched.
+    module = copy.deepcopy(module).eval()
+    if kind == "deep":
+        explainer = shap.DeepExplainer(module, bg_t)
+    else:
+        explainer = shap.GradientExplainer(module, bg_t, batch_size=max(50, config.gradient_nsamples))
+    with torch.no_grad():
+        base = module(bg_t).double().numpy().mean(axis=0)
+    parts, outs = [], []
+    n = len(X)
+    seed = int(ctx.rng.integers(2**31 - 1))
+    for i, start in enumerate(range(0, n, _CHUNK)):
+        xb = torch.as_tensor(X[start:start + _CHUNK], dtype=dtype)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if kind == "deep":
+                sv = explainer.shap_values(xb, check_additivity=False)
+            else:
+                sv = explainer.shap_values(xb, nsamples=config.gradient_nsamples, rseed=seed + i)
+        sv = np.asarray(sv, dtype=float)
+        parts.append(sv.reshape(len(xb), -1, sv.shape[-1]) if sv.ndim >= 3 else sv.reshape(len(xb), -1, 1))
+        with torch.no_grad():
+            outs.append(module(xb).double().numpy().reshape(len(xb), -1))
+        ctx.progress(min(n, start + _CHUNK), n)
+    outputs = np.vstack(outs)
+    if scale == "probability" and model.task == "binary":
+        # Check against the adapter's own output, not the wrapper's: catches a wrong head.
+        outputs = model.output(X).reshape(-1, 1).astype(float)
+    elif scale == "logit" and model.task == "binary":
+        p = np.clip(model.output(X).astype(float), 1e-12, 1 - 1e-12)
+        outputs = np.log(p / (1 - p)).reshape(-1, 1)
+    elif model.task == "multiclass" and scale == "probability":
+        outputs = model.predict_proba(X).astype(float)
+    return np.concatenate(parts, axis=0), np.atleast_1d(base), outputs, kind
+
+
+def _explain_tree(model: ModelAdapter, X: np.ndarray, bg: np.ndarray, scale: str,
+                  notes: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    import shap
+
+    if scale == "logit":
+        raise InvalidConfigError("The 'scale' option of shap must be \"probability\" for tree models "
+                                 "(their log-odds differ between forests and boosting). Got \"logit\" instead.")
+    est = model.estimator  # type: ignore[attr-defined]
+    output = "raw" if model.task == "regression" else "probability"
+    explainer = shap.TreeExplainer(est, data=np.asarray(bg, dtype=float),
+                                   feature_perturbation="interventional", model_output=output)
+    sv = np.asarray(explainer.shap_values(np.asarray(X, dtype=float), check_additivity=False), dtype=float)
+    if sv.ndim == 2:
+        sv = sv[:, :, None]
+    base = np.atleast_1d(np.asarray(explainer.expected_value, dtype=float))
+    if model.task == "regression":
+        outputs = model.predict(X).astype(float).reshape(-1, 1)
+    else:
+        outputs = model.predict_proba(X).astype(float)
+    if model.task == "binary":
+        sv, base, outputs = sv[:, :, 1:2], base[1:2], outputs[:, 1:2]
+    return sv, base, outputs
+
+
+def _explain_kernel(model: ModelAdapter, data: AuditData, X: np.ndarray, bg: np.ndarray,
+                    weights: np.ndarray | None, scale: str, config: ShapConfig, ctx: RunContext
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """KernelSHAP with the one-hot columns of each raw feature as one player (shap's groups)."""
+    import shap
+    from shap.utils._legacy import DenseData
+
+    flat_bg = bg.reshape(len(bg), -1).astype(float)
+    groups = [np.asarray(v) for v in data.encoding.groups.values()]
+    args: list[Any] = [groups] + ([np.asarray(weights, dtype=float)] if weights is not None else [])
+    background = DenseData(flat_bg, list(data.feature_names), *args)
+
+    def f(Z: np.ndarray) -> np.ndarray:
+        return np.asarray(model.output(Z.astype(np.float32)), dtype=float)
+
+    link = "logit" if scale == "logit" else "identity"
+    if scale == "logit" and data.task != "binary":
+        raise InvalidConfigError("The 'scale' option of shap may be \"logit\" with KernelSHAP only "
+                                 "for binary models. Got \"logit\" instead.")
+    explainer = shap.KernelExplainer(f, background, link=link)
+    # shap's KernelExplainer draws coalitions from numpy's global stream: seed it from ours.
+    np.random.seed(int(ctx.rng.integers(2**31 - 1)))
+    parts = []
+    n = len(X)
+    nsamples = config.kernel_nsamples if config.kernel_nsamples is not None else "auto"
+    for start in range(0, n, 10):
+        sv = explainer.shap_values(X[start:start + 10].astype(float), nsamples=nsamples,
+                                   l1_reg=False, silent=True)
+        sv = np.asarray(sv, dtype=float)
+        parts.append(sv if sv.ndim == 3 else sv[:, :, None])
+        ctx.progress(min(n, start + 10), n)
+    values = np.concatenate(parts, axis=0)
+    base = np.atleast_1d(np.asarray(explainer.expected_value, dtype=float))
+    out = f(X.astype(float))
+    out = out.reshape(len(X), -1)
+    if link == "logit":
+        p = np.clip(out, 1e-12, 1 - 1e-12)
+        out = np.log(p / (1 - p))
+    return values, base, out
+
+
+def _waterfall_rows(out: np.ndarray, model: ModelAdapter, task: str, k: int) -> tuple[int, ...]:
+    """Positions (in the explained rows) of the highest, lowest and most borderline outputs."""
+    if k == 0 or len(out) == 0:
+        return ()
+    order = np.argsort(out, kind="stable")
+    centre = model.threshold if task == "binary" else float(np.median(out))
+    picks = [int(order[-1]), int(order[0]), int(np.argmin(np.abs(out - centre)))]
+    return tuple(dict.fromkeys(picks))[:k]
+
+
+# --------------------------------------------------------------------------------------------
+# Figures (matplotlib, drawn from the result; raw feature names and units)
+# --------------------------------------------------------------------------------------------
+
+
+def _raw_column(data: AuditData, rows: np.ndarray, feat: str) -> tuple[np.ndarray | None, list[str] | None]:
+    """(numeric values, None) for numeric features; (level codes, levels) for categoricals."""
+    f = data.encoding.feature(feat)
+    col = data.frame[feat].iloc[rows] if feat in data.frame.columns else None
+    if isinstance(f, CategoricalFeature):
+        idx = data.encoding.groups[feat]
+        decoded = f.decode(data.X[rows][:, idx])
+        lookup = {lvl: i for i, lvl in enumerate(f.levels)}
+        return np.array([lookup[str(v)] for v in decoded], dtype=float), list(f.levels)
+    if col is None:
+        return f.decode(data.X[rows][:, data.encoding.groups[feat]]), None
+    return np.asarray(col, dtype=float), None
+
+
+def _beeswarm(result: ShapResult, data: AuditData) -> Any:
+    from audit.core.plots import new_figure, shorten
+
+    shown = list(result.ranking[:result.max_display])[::-1]
+    fig, ax = new_figure(6.5, 0.9 + 0.32 * len(shown))
+    rows = np.asarray(result.rows)
+    rng = np.random.default_rng(0)  # jitter only; not part of any result
+    values = result.values
+    index = {f: j for j, f in enumerate(result.features)}
+    scatter = None
+    for y, feat in enumerate(shown):
+        v = values[:, index[feat]]
+        jitter = _swarm_offsets(v, rng) * 0.35
+        raw, levels = _raw_column(data, rows, feat)
+        if levels is None and raw is not None and np.ptp(raw) > 0:
+            lo, hi = np.nanpercentile(raw, [5, 95])
+            colour = np.clip((raw - lo) / (hi - lo if hi > lo else 1.0), 0, 1)
+            scatter = ax.scatter(v, y + jitter, c=colour, cmap="coolwarm", s=5, lw=0, alpha=0.8,
+                                 vmin=0, vmax=1, rasterized=True)
+        else:
+            ax.scatter(v, y + jitter, color="#777777", s=5, lw=0, alpha=0.6, rasterized=True)
+    ax.axvline(0, color="#999999", lw=0.8)
+    ax.set_yticks(range(len(shown)))
+    ax.set_yticklabels([shorten(f) + (" (cat.)" if isinstance(data.encoding.feature(f), CategoricalFeature) else "")
+                        for f in shown])
+    ax.set_xlabel(f"SHAP value (effect on {result.explained})")
+    ax.set_title("SHAP values per row (colour: feature value, blue low → red high; grey: categorical)")
+    if scatter is not None:
+        cb = fig.colorbar(scatter, ax=ax, pad=0.01, aspect=30)
+        cb.set_ticks([0, 1])
+        cb.set_ticklabels(["low", "high"])
+    fig.tight_layout()
+    return fig
+
+
+def _swarm_offsets(v: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Vertical offsets that widen with local density (a cheap beeswarm)."""
+    if len(v) < 2 or np.ptp(v) == 0:
+        return rng.uniform(-0.5, 0.5, len(v)) * 0.3
+    bins = np.clip(((v - v.min()) / np.ptp(v) * 50).astype(int), 0, 50)
+    counts = np.bincount(bins, minlength=51)
+    density = counts[bins] / counts.max()
+    return rng.uniform(-1, 1, len(v)) * density
+
+
+def _dependence(result: ShapResult, data: AuditData, feat: str) -> Any:
+    from audit.core.plots import NEGATIVE, new_figure
+
+    rows = np.asarray(result.rows)
+    v = result.values[:, result.features.index(feat)]
+    raw, levels = _raw_column(data, rows, feat)
+    fig, ax = new_figure(6.5, 2.6)
+    if levels is not None:
+        rng = np.random.default_rng(0)
+        ax.scatter(raw + rng.uniform(-0.25, 0.25, len(raw)), v, s=5, lw=0, alpha=0.6, color=NEGATIVE,
+                   rasterized=True)
+        present = sorted({int(c) for c in raw})
+        ax.set_xticks(present)
+        ax.set_xticklabels([levels[c] for c in present], rotation=45, ha="right", fontsize=7)
+    else:
+        ax.scatter(raw, v, s=5, lw=0, alpha=0.6, color=NEGATIVE, rasterized=True)
+        ax.set_xlabel(feat)
+    ax.axhline(0, color="#999999", lw=0.8)
+    ax.set_ylabel("SHAP value")
+    ax.set_title(f"Dependence: SHAP value of {feat} against its value")
+    fig.tight_layout()
+    return fig
+
+
+def _waterfall(result: ShapResult, pos: int, data: AuditData) -> Any:
+    from audit.core.plots import NEGATIVE, POSITIVE, new_figure, shorten
+
+    v = result.values[pos]
+    order = np.argsort(-np.abs(v), kind="stable")
+    k = min(10, len(v))
+    shown = list(order[:k])
+    rest = float(v[order[k:]].sum()) if len(v) > k else None
+    labels = []
+    row = result.rows[pos]
+    for j in shown:
+        feat = result.features[j]
+        value = data.encoding.decode(data.X[row:row + 1]).iloc[0][feat]
+        shown_value = f"{value:.4g}" if isinstance(value, (float, np.floating)) else str(value)
+        labels.append(f"{shorten(feat, 24)} = {shorten(shown_value, 20)}")
+    contrib = [float(v[j]) for j in shown]
+    if rest is not None:
+        labels.append(f"{len(v) - k} other features")
+        contrib.append(rest)
+    fig, ax = new_figure(6.5, 0.9 + 0.3 * len(contrib))
+    left = float(result.base_values[pos])
+    for i, c in enumerate(contrib):
+        ax.barh(len(contrib) - 1 - i, c, left=left, color=POSITIVE if c >= 0 else NEGATIVE, height=0.6)
+        left += c
+    ax.axvline(float(result.base_values[pos]), color="#555555", ls=":", lw=0.8)
+    ax.axvline(float(result.outputs[pos]), color="#000000", lw=0.8)
+    ax.set_yticks(range(len(contrib)))
+    ax.set_yticklabels(labels[::-1], fontsize=7)
+    cls = f" [{result.explained_class[pos]}]" if result.explained_class else ""
+    ax.set_xlabel(f"{result.explained}{cls}: base {result.base_values[pos]:.3g} (dotted) → "
+                  f"output {result.outputs[pos]:.3g} (solid)")
+    ax.set_title(f"Row {row}: how each feature moves the output from the background mean")
+    fig.tight_layout()
+    return fig
+
+
+__all__ = ["Shap", "ShapConfig", "ShapResult"]

@@ -1,0 +1,153 @@
+"""Known-answer tests of the LIME method: planted linear models, raw categorical handling,
+row selection, stability and bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from audit.core.adapter import as_adapter
+from audit.core.dataset import DatasetSpec, Encoding, build_audit_data
+from audit.core.method import RunContext
+from audit.errors import DataValidationError, InvalidConfigError
+from audit.methods.lime import Lime, LimeConfig, from_raw, to_raw
+from tests.conftest import fit_torch_mlp
+
+FAST = dict(num_samples=1000, n_seeds=3, n_global_rows=20, n_bootstrap=100)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """As the runner does: on these small models one intra-op thread is much faster than two."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _planted(n: int = 400, seed: int = 0, task: str = "regression"):
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({"x1": rng.normal(0, 1, n), "x2": rng.normal(5, 2, n),
+                          "x3": rng.normal(0, 1, n)})
+    frame["y"] = rng.normal(size=n) if task == "regression" else rng.integers(0, 2, n)
+    return build_audit_data(frame, DatasetSpec(target="y", task=task))
+
+
+COEF = np.array([3.0, -1.0, 0.4])  # per raw unit; times sd (1, 2, 1): 3, -2, 0.4
+
+
+def test_lime_recovers_signs_and_ranking_of_a_linear_regression():
+    data = _planted()
+    model = as_adapter(lambda X: to_raw(data.encoding, X) @ COEF, task="regression")
+    r = Lime().run(model, data, LimeConfig(discretize=False, **FAST), RunContext.default(0))
+    assert r.ranking == ("x1", "x2", "x3")
+    for sel in r.selected:
+        signs = np.sign([sel.weights[f] for f in ("x1", "x2", "x3")])
+        assert signs.tolist() == [1.0, -1.0, 1.0]
+        assert sel.fidelity > 0.99  # a linear model is exactly linear around every row
+    # without discretization LIME's weight is the slope per training standard deviation
+    sd = np.std(to_raw(data.encoding, data.X), axis=0)
+    w = np.array([r.selected[0].weights[f] for f in ("x1", "x2", "x3")])
+    np.testing.assert_allclose(w, COEF * sd, rtol=0.05)
+
+
+def test_lime_with_quartile_bins_ranks_a_planted_logistic_model():
+    data = _planted(task="binary")
+
+    def f(X):
+        z = to_raw(data.encoding, X) @ COEF - COEF[1] * 5
+        return 1 / (1 + np.exp(-z))
+
+    r = Lime().run(as_adapter(f), data, LimeConfig(**FAST), RunContext.default(0))
+    assert r.ranking == ("x1", "x2", "x3")
+    assert r.explained == "P(1)"
+    # the row with the highest P(1) sits in x1's top bin and x2's bottom bin
+    top = next(s for s in r.selected if s.reason == "most confident 1")
+    assert top.weights["x1"] > 0 and top.weights["x2"] > 0
+    assert top.conditions["x1"].startswith("x1 >")
+
+
+def test_raw_representation_round_trips_onehot_ordinal_and_log1p():
+    from audit.core.dataset import CategoricalFeature, NumericFeature
+
+    enc = Encoding((NumericFeature("gain", 1.0, 2.0, "log1p"), CategoricalFeature("job", ("a", "b", "c")),
+                    CategoricalFeature("grade", ("lo", "mid", "hi"), "ordinal", center=1.0, scale=0.5),
+                    NumericFeature("age", 40.0, 10.0, integer=True)))
+    frame = pd.DataFrame({"gain": [0, 10, 5000], "job": ["c", "a", "b"], "grade": ["hi", "lo", "mid"],
+                          "age": [20, 35, 71]})
+    X = enc.encode(frame)
+    Z = to_raw(enc, X)
+    np.testing.assert_allclose(Z[:, 1], [2, 0, 1])
+    np.testing.assert_allclose(Z[:, 0], [0, 10, 5000], rtol=1e-5)
+    np.testing.assert_allclose(from_raw(enc, Z), X, atol=1e-6)
+
+
+def test_string_categoricals_are_explained_by_level_and_rows_chosen_reproducibly(frame, encoding):
+    net, _ = fit_torch_mlp(frame, encoding)
+    data = build_audit_data(frame, DatasetSpec(target="income", positive_label=">50K"), encoding)
+    cfg = LimeConfig(**FAST)
+    a = Lime().run(as_adapter(net), data, cfg, RunContext.default(3))
+    b = Lime().run(as_adapter(net), data, cfg, RunContext.default(3))
+    assert [s.row for s in a.selected] == [s.row for s in b.selected]
+    np.testing.assert_array_equal(a.values, b.values)
+    reasons = [s.reason for s in a.selected]
+    assert reasons[:3] == ["most confident <=50K", "most confident >50K", "most borderline"]
+    assert reasons.count("random") == 3
+    p = as_adapter(net).output(data.X)
+    assert a.selected[1].row == int(np.argmax(p)) and a.selected[2].row == int(np.argmin(np.abs(p - 0.5)))
+    for s in a.selected:
+        assert s.conditions["job"] == f"job={data.frame['job'][s.row]}"
+        assert 0 <= s.stability_min <= s.stability <= 1 and len(s.top_sets) == 3
+        assert np.isfinite(s.fidelity)
+    assert a.values.shape == (len(a.rows), 3) and len(a.rows) == 6 + 20
+    assert set(a.global_importance) == {"age", "hours", "job"}
+    assert a.ranking[-1] == "hours"  # the planted rule ignores hours
+
+
+def test_multiclass_explains_each_rows_predicted_class():
+    import torch
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=90), "b": rng.normal(size=90),
+                          "y": rng.choice(["x", "y", "z"], 90)})
+    data = build_audit_data(frame, DatasetSpec(target="y", task="multiclass"))
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(2, 3)).eval()
+    model = as_adapter(net, task="multiclass")
+    r = Lime().run(model, data, LimeConfig(**FAST), RunContext.default(0))
+    pred = model.predict(data.X)
+    for s in r.selected:
+        assert s.label == data.classes[pred[s.row]]
+    assert any(s.reason == "most borderline" for s in r.selected)
+
+
+def test_rows_with_missing_values_are_rejected_with_their_count():
+    data = _planted(n=50)
+    X = data.X.copy()
+    X[[2, 5], 1] = np.inf
+    bad = dataclasses.replace(data, X=X)
+    with pytest.raises(DataValidationError, match=r"LIME cannot explain .* 2 row\(s\)"):
+        Lime().run(as_adapter(lambda X: X[:, 0], task="regression"), bad, LimeConfig(), RunContext.default(0))
+
+
+def test_config_validation_findings_and_figures():
+    with pytest.raises(InvalidConfigError, match="'n_seeds' option of lime must be at least 2"):
+        LimeConfig.from_dict({"n_seeds": 1}, method="lime")
+    data = _planted(n=120, task="binary")
+    rng = np.random.default_rng(1)
+    noise = as_adapter(lambda X: rng.uniform(size=len(X)))  # no local structure at all
+    cfg = LimeConfig(**FAST)
+    r = Lime().run(noise, data, cfg, RunContext.default(0))
+    texts = " ".join(f.text for f in Lime().findings(r, cfg))
+    assert "fit poorly" in texts
+    figs = Lime().figures(r, data)
+    assert "global" in figs and "row_0" in figs
+    import matplotlib.pyplot as plt
+
+    for f in figs.values():
+        plt.close(f)

@@ -1,0 +1,224 @@
+"""Known-answer tests of the SHAP method: exact values of linear models, additivity, planted
+importance, the explainer fall-backs and bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from audit.core.adapter import as_adapter
+from audit.core.dataset import DatasetSpec, build_audit_data
+from audit.core.method import RunContext
+from audit.errors import DataValidationError, InvalidConfigError
+from audit.methods.shap import Shap, ShapConfig
+from tests.conftest import fit_torch_mlp, make_frame
+
+torch = pytest.importorskip("torch")
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """As the runner does: on these small models one intra-op thread is much faster than two."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+FAST = dict(n_bootstrap=200, kernel_n_rows=20, n_rows=200)
+
+
+def _linear_data(n: int = 120, seed: int = 0, task: str = "binary"):
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({"a": rng.normal(2, 1.5, n), "b": rng.normal(-1, 0.5, n),
+                          "job": rng.choice(["clerk", "exec", "tech"], n)})
+    frame["y"] = rng.integers(0, 2, n) if task == "binary" else rng.normal(size=n)
+    return build_audit_data(frame, DatasetSpec(target="y", task=task))
+
+
+def _linear_net(width: int, seed: int = 1):
+    torch.manual_seed(seed)
+    net = torch.nn.Sequential(torch.nn.Linear(width, 1))
+    return net.eval()
+
+
+def _expected_linear(data, w: np.ndarray, rows) -> np.ndarray:
+    """w·(x − E[x]) per encoded column, summed per raw feature (E over every audited row)."""
+    X = data.X.astype(np.float64)
+    contrib = w[None, :] * (X[list(rows)] - X.mean(axis=0))
+    return data.encoding.aggregate(contrib, "sum")
+
+
+def test_deep_shap_of_a_linear_logit_model_is_w_times_x_minus_mean():
+    data = _linear_data()
+    net = _linear_net(data.X.shape[1])
+    w = net[0].weight.detach().double().numpy()[0]
+    cfg = ShapConfig(scale="logit", background_size=10_000, **FAST)  # background = every row
+    r = Shap().run(as_adapter(net), data, cfg, RunContext.default(0))
+    assert r.explainer == "deep" and r.scale == "logit"
+    np.testing.assert_allclose(r.values, _expected_linear(data, w, r.rows), atol=2e-5)
+    assert r.additivity_max_error < 1e-4
+
+
+def test_deep_shap_of_a_linear_regression_net_is_exact():
+    data = _linear_data(task="regression")
+    net = _linear_net(data.X.shape[1], seed=3)
+    w = net[0].weight.detach().double().numpy()[0]
+    r = Shap().run(as_adapter(net, task="regression"), data,
+                   ShapConfig(background_size=10_000, **FAST), RunContext.default(0))
+    assert r.scale == "value" and r.explained == "the predicted value"
+    np.testing.assert_allclose(r.values, _expected_linear(data, w, r.rows), atol=2e-5)
+
+
+def test_kernel_shap_of_sklearn_linear_regression_is_exact_and_used_without_gradients():
+    from sklearn.linear_model import LinearRegression
+
+    data = _linear_data(task="regression")
+    y = data.X @ np.array([1.5, -2.0, 0.3, 0.0, 0.7])
+    est = LinearRegression().fit(data.X, y)
+    cfg = ShapConfig(kernel_background_size=10_000, **FAST)
+    r = Shap().run(as_adapter(est, task="regression"), data, cfg, RunContext.default(0))
+    assert r.explainer == "kernel"
+    # 3 raw features: every coalition is enumerated, so KernelSHAP is exact here.
+    np.testing.assert_allclose(r.values, _expected_linear(data, est.coef_, r.rows), atol=1e-5)
+    assert r.additivity_ok
+
+
+def test_additivity_holds_for_the_mlp_on_string_categoricals(frame, encoding):
+    net, _ = fit_torch_mlp(frame, encoding)
+    data = build_audit_data(frame, DatasetSpec(target="income", positive_label=">50K"), encoding)
+    assert not pd.api.types.is_numeric_dtype(data.frame["job"])  # raw strings; shap gets encoded arrays
+    r = Shap().run(as_adapter(net), data, ShapConfig(**FAST), RunContext.default(0))
+    assert r.explainer == "deep" and r.explained == "P(>50K)"
+    assert r.features == ("age", "hours", "job") and r.values.shape == (200, 3)
+    assert r.additivity_max_error < 1e-5 and r.additivity_ok
+    np.testing.assert_allclose(r.outputs, as_adapter(net).output(data.X[list(r.rows)]), atol=1e-6)
+    # mean |SHAP| is computed after summing the one-hot columns of 'job' per row
+    assert r.global_importance["job"] == pytest.approx(np.abs(r.values[:, 2]).mean())
+    assert r.ranking[0] in {"age", "job"} and r.ranking[-1] == "hours"
+
+
+def test_planted_dominant_feature_ranks_first_with_separated_interval():
+    rng = np.random.default_rng(0)
+    n = 300
+    frame = pd.DataFrame({"weak": rng.normal(size=n), "dominant": rng.normal(size=n),
+                          "noise": rng.normal(size=n), "y": rng.integers(0, 2, n)})
+    data = build_audit_data(frame, DatasetSpec(target="y"))
+    net = torch.nn.Sequential(torch.nn.Linear(3, 1))
+    with torch.no_grad():
+        net[0].weight.copy_(torch.tensor([[0.3, 3.0, 0.05]]))
+        net[0].bias.zero_()
+    r = Shap().run(as_adapter(net), data, ShapConfig(**FAST), RunContext.default(0))
+    assert r.ranking == ("dominant", "weak", "noise")
+    assert r.importance_low["dominant"] > r.importance_high["weak"]
+    assert r.importance_low["dominant"] <= r.global_importance["dominant"] <= r.importance_high["dominant"]
+
+
+def test_same_seed_same_values_and_rows_are_a_stated_sample(frame, encoding):
+    net, _ = fit_torch_mlp(frame, encoding)
+    data = build_audit_data(frame, DatasetSpec(target="income", positive_label=">50K"), encoding)
+    a = Shap().run(as_adapter(net), data, ShapConfig(n_rows=50, n_bootstrap=50), RunContext.default(7))
+    b = Shap().run(as_adapter(net), data, ShapConfig(n_rows=50, n_bootstrap=50), RunContext.default(7))
+    assert a.rows == b.rows and a.sampled and len(a.rows) == 50
+    np.testing.assert_array_equal(a.values, b.values)
+    assert a.importance_low == b.importance_low
+    assert any("50 of the 600 rows" in n for n in a.notes)
+
+
+def test_background_larger_than_the_data_is_clipped_with_a_note():
+    data = _linear_data(n=40)
+    r = Shap().run(as_adapter(_linear_net(data.X.shape[1])), data,
+                   ShapConfig(background_size=500, n_bootstrap=0), RunContext.default(0))
+    assert r.background_size == 40
+    assert any("asked for 500 rows" in n and "all 40 rows were used" in n for n in r.notes)
+
+
+def test_model_without_gradients_falls_back_to_kernel_with_a_note(frame, encoding):
+    from sklearn.linear_model import LogisticRegression
+
+    data = build_audit_data(frame, DatasetSpec(target="income", positive_label=">50K"), encoding)
+    est = LogisticRegression(max_iter=500).fit(data.X, data.y)
+    r = Shap().run(as_adapter(est), data, ShapConfig(explainer="deep", **FAST), RunContext.default(0))
+    assert r.explainer == "kernel" and len(r.rows) == 20
+    assert any("needs a differentiable torch model" in n for n in r.notes)
+    assert r.additivity_ok
+
+
+def test_tree_explainer_for_sklearn_forests(frame, encoding):
+    from sklearn.ensemble import RandomForestClassifier
+
+    data = build_audit_data(frame, DatasetSpec(target="income", positive_label=">50K"), encoding)
+    est = RandomForestClassifier(n_estimators=10, max_depth=4, random_state=0).fit(data.X, data.y)
+    r = Shap().run(as_adapter(est), data, ShapConfig(background_size=50, n_rows=100, n_bootstrap=50),
+                   RunContext.default(0))
+    assert r.explainer == "tree" and r.additivity_max_error < 1e-6
+    assert r.ranking[0] in {"age", "job"}
+
+
+def test_additivity_failure_is_a_flagged_finding_not_a_silent_pass():
+    class Squares(torch.nn.Module):
+        """x² through a functional op DeepLIFT cannot see: its rule is then not exact."""
+
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(2, 1)
+
+        def forward(self, x):
+            return self.lin(x ** 2)
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=80), "b": rng.normal(size=80), "y": [0, 1] * 40})
+    data = build_audit_data(frame, DatasetSpec(target="y"))
+    torch.manual_seed(0)
+    model = as_adapter(Squares().eval(), task="regression")
+    cfg = ShapConfig(n_bootstrap=0, additivity_tolerance=1e-3)
+    r = Shap().run(model, data, cfg, RunContext.default(0))
+    assert r.explainer == "deep" and not r.additivity_ok
+    levels = [f.level for f in Shap().findings(r, cfg) if "do not add up" in f.text]
+    assert levels and levels[0] in {"warning", "alert"}
+
+
+def test_multiclass_explains_the_predicted_class():
+    rng = np.random.default_rng(0)
+    n = 150
+    frame = pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n),
+                          "y": rng.choice(["x", "y", "z"], n)})
+    data = build_audit_data(frame, DatasetSpec(target="y", task="multiclass"))
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3)).eval()
+    model = as_adapter(net, task="multiclass")
+    logit = Shap().run(model, data, ShapConfig(scale="logit", n_bootstrap=0), RunContext.default(0))
+    assert logit.explainer == "deep" and logit.additivity_max_error < 1e-5
+    assert logit.explained_class == tuple(str(data.classes[c]) for c in model.predict(data.X))
+    prob = Shap().run(model, data, ShapConfig(n_bootstrap=0, n_rows=30), RunContext.default(0))
+    assert prob.explainer == "gradient" and any("Softmax" in n for n in prob.notes)
+
+
+def test_rows_with_missing_values_are_rejected_with_their_count():
+    frame = make_frame(50)
+    frame.loc[[3, 7], "hours"] = np.nan
+    with pytest.raises(DataValidationError, match=r"missing \(NaN\) values in 2 row\(s\)"):
+        build_audit_data(frame, DatasetSpec(target="income", positive_label=">50K", sensitive=("sex",)))
+    data = _linear_data(n=30)
+    X = data.X.copy()
+    X[[1, 4, 9], 0] = np.nan
+    bad = dataclasses.replace(data, X=X)
+    with pytest.raises(DataValidationError, match=r"3 row\(s\) \(first at data rows \[1, 4, 9\]\)"):
+        Shap().run(as_adapter(_linear_net(X.shape[1])), bad, ShapConfig(), RunContext.default(0))
+
+
+def test_config_validation_and_figures(frame, encoding):
+    with pytest.raises(InvalidConfigError, match="'n_rows' option of shap must be at least 1"):
+        ShapConfig.from_dict({"n_rows": 0}, method="shap")
+    net, _ = fit_torch_mlp(frame, encoding)
+    data = build_audit_data(frame, DatasetSpec(target="income", positive_label=">50K"), encoding)
+    r = Shap().run(as_adapter(net), data, ShapConfig(n_rows=60, n_bootstrap=20), RunContext.default(0))
+    figs = Shap().figures(r, data)
+    assert {"beeswarm", "dependence_0", "waterfall_0"} <= set(figs)
+    import matplotlib.pyplot as plt
+
+    for f in figs.values():
+        plt.close(f)
+    assert r.to_json()["global_importance"].keys() == set(r.features)
