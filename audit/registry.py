@@ -9,12 +9,16 @@ from audit.core.method import AuditMethod
 from audit.errors import InvalidConfigError, did_you_mean
 from audit.methods.counterfactuals import Counterfactuals
 from audit.methods.fairness import Fairness
+from audit.methods.lime import Lime
 from audit.methods.saliency import Saliency
+from audit.methods.shap import Shap
 from audit.methods.surrogate import Surrogate
 
 METHODS: tuple[type[AuditMethod], ...] = (
     Fairness,
     Surrogate,
+    Shap,
+    Lime,
     Saliency,
     Counterfactuals,
 )
