@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from audit.core.method import AuditMethod
 from audit.errors import InvalidConfigError, did_you_mean
+from audit.methods.agreement import Agreement
 from audit.methods.counterfactuals import Counterfactuals
 from audit.methods.fairness import Fairness
 from audit.methods.lime import Lime
@@ -21,6 +22,7 @@ METHODS: tuple[type[AuditMethod], ...] = (
     Lime,
     Saliency,
     Counterfactuals,
+    Agreement,  # must stay last: it compares the attribution methods that ran before it
 )
 
 

@@ -1,0 +1,812 @@
+"""Across attribution methods: agreement, consensus, a sanity check and faithfulness.
+
+This method runs after the attribution methods (it reads their results from ``ctx.earlier``)
+and adds permutation importance of its own, so it has something to say even for a black box.
+
+- **Agreement**: every method's global ranking of the raw features (mean |attribution|; |Olden|
+  for connection weights) and their Spearman and Kendall rank-correlation matrices.
+- **Consensus**: features ordered by their mean rank over one method per family, with bootstrap
+  intervals on the consensus position (the rows behind each per-row method are resampled).
+- **Sanity check** (Adebayo et al. 2018, model-parameter randomization): the gradient
+  attributions are recomputed on a copy of the network whose layers are re-initialized one
+  after another from the output layer down ("cascading"); the last stage has every layer
+  re-initialized. Attributions that stay rank-correlated with the original ones do not depend on
+  what the model learned and are flagged.
+- **Faithfulness** (deletion curves): for every row, raw features are removed in the order a
+  method ranks them (most supportive of the predicted class first) and the model's score for
+  the originally predicted class is recorded; a faithful ranking makes it fall fast (small area
+  under the curve). "Removed" is made concrete twice: replaced by a fixed baseline row, or
+  replaced by each of several background rows and averaged. The two favour different methods
+  (a method built around the same baseline wins the first), so both are reported.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from audit.core.adapter import ModelAdapter
+from audit.core.attribution import sample_background, sample_rows
+from audit.core.dataset import AuditData
+from audit.core.method import AuditMethod, Finding, MethodConfig, MethodResult, RunContext
+from audit.errors import InvalidConfigError
+
+_SALIENCY_KEYS = ("saliency", "input_x_gradient", "integrated_gradients", "smoothgrad",
+                  "gradient_shap", "occlusion")
+LABELS: dict[str, str] = {
+    "connection_weights": "Olden connection weights",
+    "shap": "SHAP",
+    "lime": "LIME (aggregated)",
+    "saliency": "Saliency (gradient)",
+    "input_x_gradient": "Input × Gradient",
+    "integrated_gradients": "Integrated Gradients",
+    "smoothgrad": "SmoothGrad",
+    "gradient_shap": "GradientSHAP (captum)",
+    "occlusion": "Occlusion",
+    "permutation": "Permutation importance",
+    "random": "Random order (reference)",
+}
+
+
+@dataclass(frozen=True)
+class AgreementConfig(MethodConfig):
+    """Options of the cross-method comparison.
+
+    n_rows, n_repeats : rows and repeats for permutation importance.
+    n_bootstrap : bootstrap resamples for the intervals on consensus ranks.
+    consensus : the methods whose ranks are averaged (one per family; absent ones are left out).
+    disagreement_threshold : a Spearman correlation below this between two consensus methods is
+        reported as disagreement.
+    sanity_check, sanity_rows, sanity_methods, sanity_threshold, sanity_repeats : the randomization
+        check; a method whose mean per-row Spearman correlation (of |attributions|) with the fully
+        randomized model's, averaged over ``sanity_repeats`` independent re-initializations, is at
+        least the threshold is flagged.
+    faithfulness_rows, faithfulness_background : rows per deletion curve and background rows
+        averaged over by the second replacement strategy.
+    """
+
+    n_rows: int = 1000
+    n_repeats: int = 5
+    n_bootstrap: int = 200
+    consensus: tuple[str, ...] = ("connection_weights", "shap", "lime", "integrated_gradients",
+                                  "permutation")
+    disagreement_threshold: float = 0.5
+    sanity_check: bool = True
+    sanity_rows: int = 200
+    sanity_methods: tuple[str, ...] = ("saliency", "input_x_gradient", "integrated_gradients",
+                                       "gradient_shap")
+    sanity_threshold: float = 0.5
+    sanity_repeats: int = 3
+    faithfulness: bool = True
+    faithfulness_rows: int = 200
+    faithfulness_background: int = 20
+    baseline_data: Literal["train", "audited"] = "train"
+
+    def validate(self) -> None:
+        for key in ("n_rows", "n_repeats", "sanity_rows", "sanity_repeats", "faithfulness_rows", "faithfulness_background"):
+            if getattr(self, key) < 1:
+                raise InvalidConfigError(f"The '{key}' option of agreement must be at least 1. "
+                                         f"Got {getattr(self, key)} instead.")
+        if self.n_bootstrap < 0:
+            raise InvalidConfigError(f"The 'n_bootstrap' option of agreement must be non-negative. "
+                                     f"Got {self.n_bootstrap} instead.")
+        bad = [m for m in self.sanity_methods if m not in _SALIENCY_KEYS]
+        if bad:
+            raise InvalidConfigError(f"The 'sanity_methods' option of agreement must be names from "
+                                     f"{list(_SALIENCY_KEYS)}. Got {list(self.sanity_methods)} instead.")
+        for key in ("disagreement_threshold", "sanity_threshold"):
+            if not -1 <= getattr(self, key) <= 1:
+                raise InvalidConfigError(f"The '{key}' option of agreement must be in [-1, 1]. "
+                                         f"Got {getattr(self, key)} instead.")
+
+
+@dataclass(frozen=True)
+class MethodRanking:
+    """One method's global ranking: importance per raw feature and rank (1 = most important)."""
+
+    key: str
+    label: str
+    importance: dict[str, float]
+    ranks: dict[str, float]
+    n_rows: int | None           # rows behind it (None: a global quantity such as Olden's)
+
+
+@dataclass(frozen=True)
+class ConsensusRank:
+    feature: str
+    mean_rank: float             # mean over the consensus methods (1 = most important)
+    position: int                # 1 = most important by mean rank (ties share the lower)
+    low: float | None            # 95 % bootstrap percentile interval of the mean rank
+    high: float | None
+
+
+@dataclass(frozen=True)
+class SanityStage:
+    randomized: tuple[str, ...]                  # layers re-initialized so far (top first)
+    row_spearman: dict[str, float | None]        # mean per-row Spearman of |attr|, per method
+    global_spearman: dict[str, float | None]     # Spearman of mean |attr| per feature
+
+
+@dataclass(frozen=True)
+class SanityCheck:
+    order: str
+    layers: tuple[str, ...]
+    methods: tuple[str, ...]
+    n_rows: int
+    repeats: int                                # independent re-initializations averaged
+    stages: tuple[SanityStage, ...]
+    final_row_spearman: dict[str, float | None]
+    final_global_spearman: dict[str, float | None]
+    threshold: float
+    flagged: tuple[str, ...]
+    output_change: float                        # mean |f(x) - f_random(x)| (the model did change)
+
+
+@dataclass(frozen=True)
+class DeletionCurve:
+    key: str
+    label: str
+    strategy: str                 # "baseline" | "background"
+    n_rows: int
+    fractions: tuple[float, ...]  # share of raw features removed
+    score: tuple[float, ...]      # mean score of the originally predicted class
+    random_score: tuple[float, ...]
+    auc: float
+    auc_random: float
+    ratio: float | None           # auc / auc_random (< 1: better than a random order)
+
+
+@dataclass(frozen=True)
+class AgreementResult(MethodResult):
+    features: tuple[str, ...]
+    rankings: tuple[MethodRanking, ...]
+    sources: dict[str, str]                              # key -> where its values came from
+    missing: dict[str, str]                              # expected method -> why it is absent
+    spearman: dict[str, dict[str, float | None]]
+    kendall: dict[str, dict[str, float | None]]
+    consensus_methods: tuple[str, ...]
+    consensus: tuple[ConsensusRank, ...]
+    n_bootstrap: int
+    weakest_pair: tuple[str, str, float] | None          # lowest Spearman among consensus methods
+    permutation_rows: int
+    permutation_repeats: int
+    explained: str
+    sanity: SanityCheck | None
+    sanity_skipped: str | None
+    deletion: tuple[DeletionCurve, ...]
+    deletion_order: dict[str, tuple[str, ...]]           # strategy -> keys, most faithful first
+    deletion_skipped: str | None
+    baseline: str
+    background: str
+    notes: tuple[str, ...]
+    seconds: dict[str, float]
+
+
+# --------------------------------------------------------------------------------------------
+# Reading earlier results
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Source:
+    key: str
+    importance: np.ndarray                 # (F,) non-negative
+    per_row: np.ndarray | None = None      # (n, F) signed attributions of the primary output
+    rows: np.ndarray | None = None         # (n,) audited-row indices
+    origin: str = ""
+
+
+def _vector(mapping: Any, features: list[str]) -> np.ndarray | None:
+    """Feature -> value (or feature -> per-output values, or output -> feature -> value) as |.|."""
+    if not isinstance(mapping, Mapping) or not mapping:
+        return None
+    if all(f in mapping for f in features):
+        vals = []
+        for f in features:
+            v = mapping[f]
+            if isinstance(v, Mapping):
+                v = np.mean(np.abs([float(x) for x in v.values()]))
+            elif isinstance(v, (list, tuple, np.ndarray)):
+                v = np.mean(np.abs(np.asarray(v, dtype=float)))
+            vals.append(abs(float(v)))
+        return np.array(vals)
+    inner = [v for v in mapping.values() if isinstance(v, Mapping)]
+    if inner and all(all(f in v for f in features) for v in inner):
+        return np.mean([[abs(float(v[f])) for f in features] for v in inner], axis=0)
+    return None
+
+
+def _per_row(result: Any, features: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per-row raw-feature attributions (``values`` + ``rows``) if the result carries them."""
+    values, rows = getattr(result, "values", None), getattr(result, "rows", None)
+    feats = getattr(result, "features", None)
+    if not isinstance(values, np.ndarray) or values.ndim != 2 or rows is None:
+        return None
+    rows = np.asarray(rows, dtype=int)
+    if len(rows) != len(values):
+        return None
+    if feats is not None and list(feats) != features:
+        if sorted(feats) != sorted(features):
+            return None
+        order = [list(feats).index(f) for f in features]
+        values = values[:, order]
+    if values.shape[1] != len(features):
+        return None
+    return np.asarray(values, dtype=float), rows
+
+
+def collect_sources(earlier: Mapping[str, Any], features: list[str]) -> tuple[list[_Source], dict[str, str]]:
+    """Global (and per-row, where available) importances from the methods that ran before."""
+    sources: list[_Source] = []
+    missing: dict[str, str] = {}
+    for key in ("connection_weights", "shap", "lime"):
+        res = earlier.get(key)
+        if res is None:
+            missing[key] = "did not run (not selected, skipped or not available for this model)"
+            continue
+        vec = None
+        for attr in ("global_importance", "importance", "olden"):
+            vec = _vector(getattr(res, attr, None), features)
+            if vec is not None:
+                break
+        if vec is None:
+            missing[key] = "its result has no per-feature global importance this method can read"
+            continue
+        pr = _per_row(res, features)
+        src = _Source(key, vec, origin=f"{key} result ({'per-row values' if pr else 'global values'})")
+        if pr is not None:
+            src.per_row, src.rows = pr
+        sources.append(src)
+    sal = earlier.get("saliency")
+    if sal is None:
+        missing["saliency"] = "did not run (needs a model with gradients)"
+    else:
+        per_row = getattr(sal, "_per_row", None) or {}
+        rows = getattr(sal, "_row_index", None)
+        for m, imp in sal.global_importance.items():
+            vec = _vector(imp, features)
+            if vec is None:
+                continue
+            src = _Source(m, vec, origin="saliency result")
+            if m in per_row and rows is not None and per_row[m].shape[1] == len(features):
+                src.per_row, src.rows = per_row[m], np.asarray(rows)
+            sources.append(src)
+    return sources, missing
+
+
+# --------------------------------------------------------------------------------------------
+# Pieces
+# --------------------------------------------------------------------------------------------
+
+
+def primary_output(model: ModelAdapter, X: np.ndarray, task: str, classes: np.ndarray | None = None) -> np.ndarray:
+    """The explained scalar per row: P(positive), the value, or P(class ``classes[i]``)."""
+    out = model.output(X)
+    if task == "multiclass":
+        return out[np.arange(len(X)), classes]
+    return np.asarray(out, dtype=float).reshape(len(X))
+
+
+def permutation_importance(model: ModelAdapter, data: AuditData, rows: np.ndarray, n_repeats: int,
+                           rng: np.random.Generator) -> np.ndarray:
+    """Per-row |f(x) − f(x with one raw feature permuted across rows)|, averaged over repeats.
+
+    A one-hot feature's columns are permuted together (a whole level moves, never a mix), so
+    every perturbed row is a valid input. Returns (len(rows), n_features); its column means are
+    the permutation importances in the units of the explained output.
+    """
+    X = data.X[rows]
+    n = len(X)
+    cls = np.argmax(model.output(X), axis=1) if data.task == "multiclass" else None
+    f0 = primary_output(model, X, data.task, cls)
+    groups = list(data.encoding.groups.values())
+    out = np.zeros((n, len(groups)))
+    for j, idx in enumerate(groups):
+        batch = np.repeat(X[None], n_repeats, axis=0)
+        for r in range(n_repeats):
+            batch[r][:, idx] = X[rng.permutation(n)][:, idx]
+        f = primary_output(model, batch.reshape(n_repeats * n, -1), data.task,
+                           None if cls is None else np.tile(cls, n_repeats))
+        out[:, j] = np.abs(f.reshape(n_repeats, n) - f0).mean(axis=0)
+    return out
+
+
+def ranks_of(importance: np.ndarray) -> np.ndarray:
+    """Rank 1 = largest; ties share their average rank."""
+    from scipy.stats import rankdata
+
+    return rankdata(-np.asarray(importance, dtype=float), method="average")
+
+
+def _corr(a: np.ndarray, b: np.ndarray, kind: str) -> float | None:
+    from scipy.stats import kendalltau, spearmanr
+
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        return None
+    value = (spearmanr(a, b) if kind == "spearman" else kendalltau(a, b))[0]
+    return float(value) if np.isfinite(value) else None
+
+
+def consensus_ranks(sources: list[_Source], keys: list[str], n_bootstrap: int,
+                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Mean rank over ``keys``, the consensus position, and bootstrap intervals (2, F) of the
+    mean rank.
+
+    Each replicate resamples the rows behind every per-row method independently (each method
+    explained its own rows); global-only methods keep their ranks.
+    """
+    chosen = [s for s in sources if s.key in keys]
+    rank_mat = np.array([ranks_of(s.importance) for s in chosen])
+    mean_rank = rank_mat.mean(axis=0)
+    position = ranks_of(-mean_rank)
+    if n_bootstrap < 1 or not any(s.per_row is not None for s in chosen):
+        return mean_rank, position, None
+    reps = np.empty((n_bootstrap, len(mean_rank)))
+    abs_rows = [np.abs(s.per_row) if s.per_row is not None else None for s in chosen]
+    for b in range(n_bootstrap):
+        rr = []
+        for s, a in zip(chosen, abs_rows, strict=True):
+            if a is None:
+                rr.append(ranks_of(s.importance))
+            else:
+                counts = rng.multinomial(len(a), np.full(len(a), 1.0 / len(a)))
+                rr.append(ranks_of(counts @ a / len(a)))
+        reps[b] = np.mean(rr, axis=0)
+    return mean_rank, position, np.quantile(reps, [0.025, 0.975], axis=0)
+
+
+def _reinit_layers(module: Any) -> list[tuple[str, Any]]:
+    """Leaf modules that own parameters, in registration order (input side first)."""
+    out = []
+    for name, sub in module.named_modules():
+        if any(True for _ in sub.parameters(recurse=False)):
+            out.append((name or type(sub).__name__, sub))
+    return out
+
+
+def _reinit(sub: Any) -> None:
+    """Re-initialize one layer: its own ``reset_parameters`` (PyTorch's default init), else
+    Gaussian values with each parameter's current standard deviation."""
+    import torch
+
+    if hasattr(sub, "reset_parameters"):
+        sub.reset_parameters()
+        return
+    with torch.no_grad():
+        for p in sub.parameters(recurse=False):
+            sd = float(p.std()) if p.numel() > 1 else 1.0
+            p.normal_(0.0, sd if sd > 0 else 1.0)
+
+
+def _rowwise_spearman(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Mean over rows of the Spearman correlation of |a| and |b|.
+
+    Features that are exactly zero in both (for Integrated Gradients and occlusion: a feature
+    already at its baseline value) are left out of that row's correlation: their agreement is
+    fixed by the input, whatever the weights, and would otherwise inflate the similarity. Rows
+    with fewer than three remaining features are skipped.
+    """
+    from scipy.stats import spearmanr
+
+    a, b = np.abs(a), np.abs(b)
+    tol = 1e-12 * max(float(a.max(initial=0)), float(b.max(initial=0)), 1e-300)
+    values = []
+    for ra, rb in zip(a, b, strict=True):
+        keep = (ra > tol) | (rb > tol)
+        if keep.sum() < 3 or np.ptp(ra[keep]) == 0 or np.ptp(rb[keep]) == 0:
+            continue
+        v = spearmanr(ra[keep], rb[keep])[0]
+        if np.isfinite(v):
+            values.append(float(v))
+    return float(np.mean(values)) if values else None
+
+
+def sanity_check(model: ModelAdapter, data: AuditData, rows: np.ndarray, config: AgreementConfig, *,
+                 baseline: np.ndarray, background: np.ndarray, seed: int) -> SanityCheck:
+    """Cascading model-parameter randomization (Adebayo et al. 2018) of the gradient methods."""
+    import torch
+
+    from audit.methods.saliency import SaliencyConfig, explain_rows, to_raw_features
+
+    module = getattr(model, "module", None)
+    if not isinstance(module, torch.nn.Module):
+        raise _SanitySkip("the model's torch module is not accessible, so its weights cannot be re-initialized")
+    layers = _reinit_layers(module)
+    if not layers:
+        raise _SanitySkip("the model has no parameters to re-initialize")
+    cfg = SaliencyConfig(methods=tuple(config.sanity_methods), smoothgrad_samples=10,
+                         gradient_shap_samples=20, n_background=len(background))
+    X = data.X[rows]
+    targets = np.argmax(model.output(X), axis=1) if data.task == "multiclass" else None
+
+    def raw_attr(m: ModelAdapter) -> dict[str, np.ndarray]:
+        enc, _, _ = explain_rows(m, data, rows, cfg, baseline=baseline, background=background,
+                                 seed=seed, forward=m.forward, targets=targets)
+        return {k: to_raw_features(v, data.encoding, k) for k, v in enc.items()}
+
+    original = raw_attr(model)
+    # One random draw can correlate with the original by chance when there are few features:
+    # average the correlations over several independent re-initializations.
+    row_s: list[list[dict[str, float | None]]] = []
+    glob_s: list[list[dict[str, float | None]]] = []
+    names: list[str] = []
+    change = []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for _ in range(config.sanity_repeats):
+            try:
+                random_module = copy.deepcopy(module)
+            except Exception as exc:  # TorchScript and exotic modules may refuse to be copied
+                raise _SanitySkip(f"the model could not be copied ({type(exc).__name__})") from None
+            random_model = copy.copy(model)
+            random_model.module = random_module  # type: ignore[attr-defined]
+            rs, gs = [], []
+            names = []
+            for name, sub in reversed(_reinit_layers(random_module)):
+                _reinit(sub)
+                names.append(name)
+                rand = raw_attr(random_model)
+                rs.append({k: _rowwise_spearman(original[k], rand[k]) for k in original})
+                gs.append({k: _corr(np.abs(original[k]).mean(0), np.abs(rand[k]).mean(0), "spearman")
+                           for k in original})
+            row_s.append(rs)
+            glob_s.append(gs)
+            change.append(float(np.mean(np.abs(np.asarray(model.output(X), float)
+                                               - np.asarray(random_model.output(X), float)))))
+
+    def avg(values: list[float | None]) -> float | None:
+        vals = [v for v in values if v is not None]
+        return float(np.mean(vals)) if vals else None
+
+    stages = [SanityStage(
+        randomized=tuple(names[: i + 1]),
+        row_spearman={k: avg([rep[i][k] for rep in row_s]) for k in original},
+        global_spearman={k: avg([rep[i][k] for rep in glob_s]) for k in original})
+        for i in range(len(names))]
+    final = stages[-1]
+    flagged = tuple(k for k, v in final.row_spearman.items() if v is not None and v >= config.sanity_threshold)
+    return SanityCheck(
+        order="cascading from the output layer down; the last stage has every layer re-initialized",
+        layers=tuple(n for n, _ in layers), methods=tuple(config.sanity_methods), n_rows=len(rows),
+        repeats=config.sanity_repeats, stages=tuple(stages), final_row_spearman=final.row_spearman,
+        final_global_spearman=final.global_spearman, threshold=config.sanity_threshold,
+        flagged=flagged, output_change=float(np.mean(change)))
+
+
+class _SanitySkip(Exception):
+    pass
+
+
+def deletion_curves(model: ModelAdapter, data: AuditData, rows: np.ndarray, order: np.ndarray, *,
+                    baseline: np.ndarray, background: np.ndarray) -> dict[str, np.ndarray]:
+    """Mean score of the originally predicted class as raw features are removed in ``order``.
+
+    ``order`` is (n, F): per row, raw-feature indices, first removed first. Returns, for the
+    strategies "baseline" and "background", the mean score after removing 0..F features.
+    """
+    X = data.X[rows].astype(np.float32)
+    n, F = order.shape
+    groups = list(data.encoding.groups.values())
+    col_of = [np.asarray(g) for g in groups]
+    scores = model.output(X)
+    if data.task == "binary":
+        cls = (np.asarray(scores) >= model.threshold).astype(int)
+    elif data.task == "multiclass":
+        cls = np.argmax(scores, axis=1)
+    else:
+        cls = None
+
+    def score(Z: np.ndarray, reps: int = 1) -> np.ndarray:
+        out = model.output(Z)
+        if data.task == "binary":
+            c = np.tile(cls, reps)
+            return np.where(c == 1, out, 1 - out)
+        if data.task == "multiclass":
+            return out[np.arange(len(Z)), np.tile(cls, reps)]
+        return np.asarray(out, float).reshape(len(Z))
+
+    mask = np.zeros_like(X, dtype=bool)
+    base_curve, bg_curve = [score(X).mean()], [score(X).mean()]
+    B = len(background)
+    for k in range(F):
+        for i in range(n):  # mark the k-th removed feature's columns of every row
+            mask[i, col_of[order[i, k]]] = True
+        Zb = np.where(mask, baseline, X)
+        base_curve.append(score(Zb).mean())
+        Zg = np.where(mask[None], background[:, None, :], X[None]).reshape(B * n, -1)
+        bg_curve.append(score(Zg, B).reshape(B, n).mean())
+    return {"baseline": np.array(base_curve), "background": np.array(bg_curve)}
+
+
+def _auc(curve: np.ndarray) -> float:
+    x = np.linspace(0, 1, len(curve))
+    return float(np.sum((curve[1:] + curve[:-1]) / 2 * np.diff(x)))
+
+
+# --------------------------------------------------------------------------------------------
+# The method
+# --------------------------------------------------------------------------------------------
+
+
+class Agreement(AuditMethod[AgreementConfig, AgreementResult]):
+    """Compares the attribution methods that ran before it. Must stay last in the registry."""
+
+    name = "agreement"
+    title = "Attribution agreement, sanity check and faithfulness"
+    requires = frozenset({"predict"})
+    Config = AgreementConfig
+
+    def run(self, model: ModelAdapter, data: AuditData, config: AgreementConfig,
+            ctx: RunContext) -> AgreementResult:
+        from audit.methods.saliency import baseline_row, explained_output, reference_data
+
+        seconds: dict[str, float] = {}
+        notes: list[str] = []
+        feats = data.feature_names
+        t0 = time.perf_counter()
+        sources, missing = collect_sources(ctx.earlier, feats)
+
+        perm_rows, _ = sample_rows(data.n_rows, config.n_rows, ctx.rng)
+        perm = permutation_importance(model, data, perm_rows, config.n_repeats, ctx.rng)
+        sources.append(_Source("permutation", perm.mean(axis=0), perm, perm_rows,
+                               origin="computed here"))
+        seconds["permutation"] = time.perf_counter() - t0
+        ctx.progress(1, 4)
+
+        keys = [s.key for s in sources]
+        rankings = tuple(MethodRanking(
+            key=s.key, label=LABELS.get(s.key, s.key),
+            importance=dict(zip(feats, s.importance.tolist(), strict=True)),
+            ranks=dict(zip(feats, ranks_of(s.importance).tolist(), strict=True)),
+            n_rows=None if s.per_row is None else len(s.per_row)) for s in sources)
+        spearman: dict[str, dict[str, float | None]] = {}
+        kendall: dict[str, dict[str, float | None]] = {}
+        for a in sources:
+            spearman[a.key] = {b.key: _corr(a.importance, b.importance, "spearman") for b in sources}
+            kendall[a.key] = {b.key: _corr(a.importance, b.importance, "kendall") for b in sources}
+
+        cons_keys = [k for k in config.consensus if k in keys] or keys
+        if not [k for k in config.consensus if k in keys]:
+            notes.append("None of the configured consensus methods ran; the consensus uses every "
+                         "available ranking.")
+        t0 = time.perf_counter()
+        mean_rank, position, band = consensus_ranks(sources, cons_keys, config.n_bootstrap, ctx.rng)
+        consensus = tuple(sorted((ConsensusRank(
+            feature=f, mean_rank=float(mean_rank[j]), position=int(np.floor(position[j])),
+            low=None if band is None else float(band[0, j]),
+            high=None if band is None else float(band[1, j])) for j, f in enumerate(feats)),
+            key=lambda c: (c.mean_rank, c.feature)))
+        seconds["consensus"] = time.perf_counter() - t0
+        weakest = None
+        for i, a in enumerate(cons_keys):
+            for b in cons_keys[i + 1:]:
+                v = spearman[a][b]
+                if v is not None and (weakest is None or v < weakest[2]):
+                    weakest = (a, b, v)
+        ctx.progress(2, 4)
+
+        ref, ref_name = reference_data(data, ctx, config.baseline_data)
+        base, _, base_how = baseline_row(ref, "mean_mode")
+        background, _, bg_note = sample_background(ref.X, config.faithfulness_background, ctx.rng,
+                                                   source=ref_name)
+        if bg_note:
+            notes.append(bg_note)
+        seed = int(ctx.rng.integers(2**31 - 1))
+
+        sanity, sanity_skipped = None, None
+        t0 = time.perf_counter()
+        if not config.sanity_check:
+            sanity_skipped = "turned off in the config (sanity_check = false)"
+        elif "gradients" not in model.capabilities:
+            sanity_skipped = (f"needs a differentiable torch model; {model.description} offers no "
+                              "gradients, so gradient attributions cannot be recomputed")
+        else:
+            s_rows, _ = sample_rows(data.n_rows, config.sanity_rows, ctx.rng)
+            try:
+                sanity = sanity_check(model, data, s_rows, config, baseline=base,
+                                      background=background, seed=seed)
+            except _SanitySkip as exc:
+                sanity_skipped = str(exc)
+        seconds["sanity"] = time.perf_counter() - t0
+        ctx.progress(3, 4)
+
+        deletion: list[DeletionCurve] = []
+        order_by: dict[str, tuple[str, ...]] = {}
+        deletion_skipped = None
+        t0 = time.perf_counter()
+        if not config.faithfulness:
+            deletion_skipped = "turned off in the config (faithfulness = false)"
+        else:
+            deletion = self._deletion(model, data, sources, config, base, background, ctx.rng)
+            for strategy in ("baseline", "background"):
+                curves = [c for c in deletion if c.strategy == strategy and c.key != "random"]
+                order_by[strategy] = tuple(c.key for c in sorted(
+                    curves, key=lambda c: (c.ratio if c.ratio is not None else np.inf, c.key)))
+        seconds["faithfulness"] = time.perf_counter() - t0
+        ctx.progress(4, 4)
+
+        explained, _ = explained_output(model, data)
+        return AgreementResult(
+            features=tuple(feats), rankings=rankings,
+            sources={s.key: s.origin for s in sources}, missing=missing,
+            spearman=spearman, kendall=kendall, consensus_methods=tuple(cons_keys),
+            consensus=consensus, n_bootstrap=config.n_bootstrap if band is not None else 0,
+            weakest_pair=weakest, permutation_rows=len(perm_rows),
+            permutation_repeats=config.n_repeats, explained=explained, sanity=sanity,
+            sanity_skipped=sanity_skipped, deletion=tuple(deletion), deletion_order=order_by,
+            deletion_skipped=deletion_skipped,
+            baseline=f"{base_how}, computed on {ref_name}",
+            background=f"{len(background):,} rows drawn at random from {ref_name}",
+            notes=tuple(notes), seconds=seconds)
+
+    def _deletion(self, model: ModelAdapter, data: AuditData, sources: list[_Source],
+                  config: AgreementConfig, base: np.ndarray, background: np.ndarray,
+                  rng: np.random.Generator) -> list[DeletionCurve]:
+        F = len(data.feature_names)
+        fractions = tuple(float(x) for x in np.linspace(0, 1, F + 1))
+        subsets: dict[bytes, np.ndarray] = {}
+        out: list[DeletionCurve] = []
+
+        def rows_for(rows: np.ndarray) -> np.ndarray:
+            key = np.asarray(rows, dtype=np.int64).tobytes()
+            if key not in subsets:  # methods that explained the same rows share a subsample
+                pick, _ = sample_rows(len(rows), config.faithfulness_rows, rng)
+                subsets[key] = pick
+            return subsets[key]
+
+        default_rows, _ = sample_rows(data.n_rows, config.faithfulness_rows, rng)
+        random_cache: dict[bytes, dict[str, np.ndarray]] = {}
+        for s in sources:
+            if s.per_row is not None and s.rows is not None:
+                pick = rows_for(s.rows)
+                rows = s.rows[pick]
+                values = s.per_row[pick]
+                if s.key == "permutation":  # per-row |Δ| has no sign: order by the global means
+                    order = np.tile(np.argsort(-s.importance, kind="stable"), (len(rows), 1))
+                else:
+                    toward = self._toward_prediction(model, data, rows, values)
+                    order = np.argsort(-toward, axis=1, kind="stable")
+            else:
+                rows = default_rows
+                order = np.tile(np.argsort(-s.importance, kind="stable"), (len(rows), 1))
+            curves = deletion_curves(model, data, rows, order, baseline=base, background=background)
+            key = rows.astype(np.int64).tobytes()
+            if key not in random_cache:
+                rand_order = np.argsort(rng.random((len(rows), F)), axis=1)
+                random_cache[key] = deletion_curves(model, data, rows, rand_order, baseline=base,
+                                                    background=background)
+            rand = random_cache[key]
+            for strategy in ("baseline", "background"):
+                auc, auc_r = _auc(curves[strategy]), _auc(rand[strategy])
+                # Lower is better; compare with the random order on the same rows, since
+                # different methods explained different rows.
+                start = curves[strategy][0]
+                ratio = ((auc - 0) / auc_r) if auc_r > 0 and start > 0 else None
+                out.append(DeletionCurve(
+                    key=s.key, label=LABELS.get(s.key, s.key), strategy=strategy, n_rows=len(rows),
+                    fractions=fractions, score=tuple(curves[strategy].tolist()),
+                    random_score=tuple(rand[strategy].tolist()), auc=auc, auc_random=auc_r,
+                    ratio=ratio))
+        return out
+
+    @staticmethod
+    def _toward_prediction(model: ModelAdapter, data: AuditData, rows: np.ndarray,
+                           values: np.ndarray) -> np.ndarray:
+        """Signed attributions toward each row's predicted class (binary: flip for negatives)."""
+        if data.task != "binary":
+            return values
+        p = model.output(data.X[rows])
+        sign = np.where(np.asarray(p) >= model.threshold, 1.0, -1.0)
+        return values * sign[:, None]
+
+    def findings(self, result: AgreementResult, config: AgreementConfig) -> list[Finding]:
+        out: list[Finding] = []
+        top = ", ".join(c.feature for c in result.consensus[:3])
+        names = ", ".join(LABELS.get(k, k) for k in result.consensus_methods)
+        out.append(Finding("info", f"Consensus of {names}: the most influential features are {top}."))
+        if result.weakest_pair is not None and result.weakest_pair[2] < config.disagreement_threshold:
+            a, b, v = result.weakest_pair
+            out.append(Finding("warning", f"Attribution methods disagree: {LABELS.get(a, a)} and "
+                                          f"{LABELS.get(b, b)} rank the features with Spearman "
+                                          f"correlation {v:.2f} (below {config.disagreement_threshold:.2f}); "
+                                          "read any single method's ranking with care."))
+        s = result.sanity
+        if s is not None and s.flagged:
+            flagged = ", ".join(LABELS.get(k, k) for k in s.flagged)
+            level = "alert" if len(s.flagged) == len(s.methods) else "warning"
+            out.append(Finding(level, f"Sanity check failed for {flagged}: with every layer of the network "
+                                      "re-initialized, their attributions stay rank-correlated with the "
+                                      f"trained model's (Spearman ≥ {s.threshold:.2f}), so they reflect the "
+                                      "input or the architecture more than what the model learned."))
+        order = result.deletion_order
+        if order.get("baseline") and order.get("background"):
+            a, b = order["baseline"][0], order["background"][0]
+            flip = "" if a == b else " — the ranking of methods depends on how a feature is removed"
+            out.append(Finding("info", f"Deletion faithfulness: {LABELS.get(a, a)} is most faithful when "
+                                       f"removed features take a fixed baseline value, {LABELS.get(b, b)} "
+                                       f"when they take background rows' values{flip}."))
+        return out
+
+    def figures(self, result: AgreementResult, data: AuditData) -> dict[str, Any]:
+        from audit.core.plots import NEUTRAL, PALETTE, new_figure, pyplot, shorten
+
+        figs: dict[str, Any] = {}
+        keys = [r.key for r in result.rankings]
+        if len(keys) >= 2:
+            mat = np.array([[np.nan if result.spearman[a][b] is None else result.spearman[a][b]
+                             for b in keys] for a in keys])
+            fig, ax = new_figure(6.5, 5.2)
+            im = ax.imshow(mat, vmin=-1, vmax=1, cmap="RdBu_r")
+            labels = [shorten(LABELS.get(k, k), 22) for k in keys]
+            ax.set_xticks(range(len(keys)), labels, rotation=45, ha="right", fontsize=7)
+            ax.set_yticks(range(len(keys)), labels, fontsize=7)
+            for i in range(len(keys)):
+                for j in range(len(keys)):
+                    if np.isfinite(mat[i, j]):
+                        ax.text(j, i, f"{mat[i, j]:.2f}", ha="center", va="center", fontsize=6.5,
+                                color="white" if abs(mat[i, j]) > 0.6 else "black")
+            fig.colorbar(im, ax=ax, shrink=0.8, label="Spearman correlation")
+            ax.set_title("Rank agreement of global importances")
+            fig.tight_layout()
+            figs["correlation"] = fig
+
+        if result.consensus:
+            cons = list(result.consensus)[:15][::-1]
+            fig, ax = new_figure(6.5, 0.6 + 0.3 * len(cons))
+            y = np.arange(len(cons))
+            ax.scatter([c.mean_rank for c in cons], y, color=PALETTE[0], zorder=3, label="mean rank")
+            if cons[0].low is not None:
+                for yy, c in zip(y, cons, strict=True):
+                    ax.plot([c.low, c.high], [yy, yy], color=NEUTRAL, lw=3, alpha=0.6)
+            ax.set_yticks(y, [shorten(c.feature, 28) for c in cons])
+            ax.set_xlabel("mean rank (1 = most important); grey: 95% bootstrap interval")
+            ax.set_title("Consensus ranking")
+            fig.tight_layout()
+            figs["consensus"] = fig
+
+        if result.sanity is not None and result.sanity.stages:
+            s = result.sanity
+            fig, ax = new_figure(6.5, 2.8)
+            x = np.arange(len(s.stages) + 1)
+            for i, m in enumerate(s.methods):
+                vals = [1.0] + [np.nan if st.row_spearman[m] is None else st.row_spearman[m] for st in s.stages]
+                ax.plot(x, vals, "o-", color=PALETTE[i % len(PALETTE)], label=LABELS.get(m, m))
+            ax.axhline(s.threshold, color="#555555", ls=":", lw=1)
+            ax.set_xticks(x, ["trained"] + [f"+{shorten(st.randomized[-1], 14)}" for st in s.stages],
+                          fontsize=7)
+            ax.set_ylim(-1.05, 1.05)
+            ax.set_ylabel("mean per-row Spearman\nwith the trained model")
+            ax.set_title("Cascading randomization (layers re-initialized from the output down)")
+            ax.legend(frameon=False, fontsize=7)
+            fig.tight_layout()
+            figs["sanity"] = fig
+
+        if result.deletion:
+            plt = pyplot()
+            fig, axes = plt.subplots(1, 2, figsize=(6.8, 3.0), sharey=True)
+            for ax, strategy, title in zip(axes, ("baseline", "background"),
+                                           ("removed → fixed baseline row", "removed → background rows (averaged)"),
+                                           strict=True):
+                curves = [c for c in result.deletion if c.strategy == strategy]
+                for i, c in enumerate(curves):
+                    ax.plot(c.fractions, c.score, color=PALETTE[i % len(PALETTE)], lw=1.2, label=c.label)
+                if curves:
+                    ax.plot(curves[0].fractions, curves[0].random_score, color="black", ls=":", lw=1,
+                            label="random order")
+                ax.set_title(title, fontsize=8)
+                ax.set_xlabel("share of raw features removed")
+            axes[0].set_ylabel("score of the predicted class")
+            axes[1].legend(frameon=False, fontsize=6, loc="upper right")
+            fig.tight_layout()
+            figs["deletion"] = fig
+        return figs
+
+
+__all__ = ["Agreement", "AgreementConfig", "AgreementResult", "ConsensusRank", "DeletionCurve",
+           "MethodRanking", "SanityCheck", "SanityStage", "deletion_curves", "permutation_importance",
+           "sanity_check"]
