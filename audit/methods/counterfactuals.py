@@ -234,6 +234,19 @@ class Counterfactuals(AuditMethod[CounterfactualsConfig, CounterfactualsResult])
 
     def run(self, model: ModelAdapter, data: AuditData, config: CounterfactualsConfig,
             ctx: RunContext) -> CounterfactualsResult:
+        import torch
+
+        # The search scores many small batches: one intra-op thread is faster than two here
+        # and does not fight other processes for the cores (restored afterwards).
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return self._run(model, data, config, ctx)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _run(self, model: ModelAdapter, data: AuditData, config: CounterfactualsConfig,
+             ctx: RunContext) -> CounterfactualsResult:
         t0 = time.perf_counter()
         from audit.methods._cf.refine import Scorer
 
@@ -298,7 +311,7 @@ class Counterfactuals(AuditMethod[CounterfactualsConfig, CounterfactualsResult])
             if idx.size:
                 a, b, f = self._search(space, model, scorer, num0[idx], cat0[idx], lo[idx], hi[idx],
                                        [m[idx] for m in masks], weights[idx], ref_num, config,
-                                       ctx.rng, use_gradient)
+                                       ctx.rng, use_gradient, pairs=k == 0)
                 num[idx], cat[idx], found[idx] = a, b, f[0]
                 n_fallback += int(f[1]) if k == 0 else 0
             # final check by the real model's own decision rule
@@ -410,10 +423,12 @@ class Counterfactuals(AuditMethod[CounterfactualsConfig, CounterfactualsResult])
     def _search(space: Space, model: ModelAdapter, scorer: Any, num0: np.ndarray, cat0: np.ndarray,
                 lo: np.ndarray, hi: np.ndarray, masks: list[np.ndarray], weights: np.ndarray,
                 ref_num: np.ndarray, config: CounterfactualsConfig, rng: np.random.Generator,
-                use_gradient: bool) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, int]]:
+                use_gradient: bool, pairs: bool) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, int]]:
         from audit.methods._cf.pipeline import SearchSettings, find
 
-        settings = SearchSettings(use_gradient=use_gradient, steps=config.steps,
+        # Later (diversity) rounds try single changes only in the exhaustive pass: pairs are the
+        # expensive part and the first round has already found the cheapest sparse route.
+        settings = SearchSettings(use_gradient=use_gradient, pairs=pairs, steps=config.steps,
                                   learning_rate=config.learning_rate, margin=config.margin,
                                   population=config.population, generations=config.generations,
                                   sparsity_weight=config.sparsity_weight)

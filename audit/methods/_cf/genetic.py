@@ -102,7 +102,7 @@ def _search(space: Space, scorer: Scorer, num0: np.ndarray, cat0: np.ndarray, lo
     k = rng.integers(1, max_changes + 1, n * P)
     keys = np.where(movable[owner], rng.random((n * P, F)), -1.0)
     order = np.argsort(-keys, axis=1)
-    for r in range(max_changes):
+    for r in range(min(max_changes, F)):
         fis = order[:, r]
         use = (k > r) & (keys[np.arange(n * P), fis] >= 0)
         for fi in np.unique(fis[use]):

@@ -34,6 +34,7 @@ class SearchSettings:
     generations: int = 12
     sparsity_weight: float = 1.0
     small_supports: bool = True
+    pairs: bool = True
 
 
 def find(space: Space, model: ModelAdapter, scorer: Scorer, num0: np.ndarray, cat0: np.ndarray, *,
@@ -47,7 +48,8 @@ def find(space: Space, model: ModelAdapter, scorer: Scorer, num0: np.ndarray, ca
     num, cat = sparsify(space, scorer, num0, cat0, num, cat, found)
     if settings.small_supports:
         a, b, pcost = small_supports(space, scorer, num0, cat0, lo=lo, hi=hi, masks=masks,
-                                     weights=weights, sparsity_weight=settings.sparsity_weight)
+                                     weights=weights, sparsity_weight=settings.sparsity_weight,
+                                     pairs=settings.pairs)
         old = np.where(found, _penalised(space, num, cat, num0, cat0, weights, settings), np.inf)
         better = pcost < old
         num[better], cat[better] = a[better], b[better]

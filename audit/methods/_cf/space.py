@@ -165,6 +165,8 @@ class Space:
                 spec.obs_lo, spec.obs_hi = float(raw.min()), float(raw.max())
                 if spec.mad_source != "mad":
                     spec.spike, spec.gap = spike_gap(raw)
+                    if spec.integer:
+                        spec.gap = (float(np.floor(spec.gap[0])), float(np.ceil(spec.gap[1])))
                 if f.name in constraints.ranges:
                     spec.lo, spec.hi = (float(x) for x in constraints.ranges[f.name])
                 direction = constraints.monotone.get(f.name)
@@ -221,8 +223,8 @@ class Space:
 
     def encode(self, num: np.ndarray, cat: np.ndarray) -> np.ndarray:
         """(numeric raw values, level codes) -> the model's float32 input matrix."""
-        num = np.asarray(num, dtype=float).reshape(-1, len(self.num))
-        cat = np.asarray(cat, dtype=np.int64).reshape(-1, len(self.cat))
+        num = np.asarray(num, dtype=float)
+        cat = np.asarray(cat, dtype=np.int64)
         X = np.zeros((max(len(num), len(cat)), self.D), dtype=np.float32)
         for j, s in enumerate(self.num):
             X[:, s.col] = s.to_encoded(num[:, j])
