@@ -689,7 +689,7 @@ def _window_long_csv(spec: SequenceSpec, data: DatasetSpec) -> tuple[np.ndarray,
     id_label = f"id {{}} (column {spec.id_column!r})" if spec.id_column else "the series"
     need = spec.window + spec.horizon
     windows, rows = [], []
-    for key, series in frame.groupby("_id", sort=False):
+    for key, series in frame.groupby("_id", sort=True):  # windows ordered by id, then time
         who = id_label.format(repr(key)) if spec.id_column else id_label
         series = series.sort_values("_t", kind="stable")
         dup = series["_t"].duplicated()

@@ -1,0 +1,140 @@
+"""The bundled CNN and LSTM examples audit end to end, and image data with per-example sensitive
+attributes flows through the runner (fairness applies unchanged)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from audit.config import AuditPlan
+from audit.report.render import render_html
+from audit.runner import load_inputs, run_audit
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def _plan(name: str, methods: tuple[str, ...] | None = ("surrogate", "fairness")) -> AuditPlan:
+    plan = AuditPlan.load(EXAMPLES / name / "audit.toml")
+    return plan.with_overrides(methods=methods)
+
+
+def test_digits_cnn_audit_produces_a_report():
+    inputs = load_inputs(_plan("digits_cnn"))
+    assert inputs.data.X.shape == (540, 1, 8, 8) and inputs.data.modality == "image"
+    # the shipped weights reproduce the accuracy the model card states
+    acc = float(np.mean(inputs.model.predict(inputs.data.X) == inputs.data.y))
+    assert acc == pytest.approx(json.loads((EXAMPLES / "digits_cnn/metrics.json").read_text())["accuracy"])
+    report = run_audit(_plan("digits_cnn"), inputs=inputs)
+    sur = report.outcome("surrogate").result
+    assert sur.fidelity_metric == "agreement" and 0.5 < sur.fidelity <= 1.0
+    assert all(name.startswith("patch[") for name in sur.feature_importance)
+    assert "no sensitive attributes" in report.outcome("fairness").result.reason
+    html = render_html(report)
+    assert "Global surrogate tree" in html and "patch[" in html
+    assert any(f["role"] == "architecture" and f["path"].endswith("model.py") for f in inputs.files)
+
+
+def test_macro_lstm_audit_produces_a_report():
+    inputs = load_inputs(_plan("macro_lstm"))
+    data = inputs.data
+    assert data.X.shape == (194, 8, 5) and data.modality == "sequence" and data.task == "regression"
+    assert data.frame["target_time"].iloc[0] == "1961-04-01"
+    # a window's last unemployment value is the quarter before its target
+    raw = pd.read_csv(EXAMPLES / "macro_lstm/data/macro_quarterly.csv")
+    assert data.y[0] == raw.loc[raw.date == "1961-04-01", "unemp"].item()
+    report = run_audit(_plan("macro_lstm"), inputs=inputs)
+    sur = report.outcome("surrogate").result
+    assert sur.fidelity_metric == "r2" and sur.fidelity > 0.5
+    assert "unemp[t-1]" in sur.feature_importance
+    assert report.data_summary["features"] == ["unemp", "gdp_growth", "inv_growth", "infl", "tbilrate"]
+    assert "Global surrogate tree" in render_html(report)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["digits_cnn", "macro_lstm"])
+def test_example_cli_run_writes_every_format(name, tmp_path):
+    from typer.testing import CliRunner
+
+    from audit.cli import app
+
+    result = CliRunner().invoke(app, ["run", str(EXAMPLES / name / "audit.toml"), "--out",
+                                      str(tmp_path / name), "-q"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / name).iterdir()) == ["report.html", "report.pdf", "results.json"]
+    doc = json.loads((tmp_path / name / "results.json").read_text())
+    assert doc["methods"]["surrogate"]["status"] == "ok"
+    assert not [m for m, r in doc["methods"].items() if r.get("status") == "failed"]
+
+
+TINY_CNN = '''
+import torch
+from torch import nn
+
+class Tiny(nn.Module):
+    """Logit of class 1 = mean brightness of the left half minus the right half."""
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(1, 1, 4, 4))
+    def forward(self, x):
+        s = (x * self.w).sum(dim=(1, 2, 3))
+        return torch.stack([-s, s], dim=1)
+'''
+
+
+def _image_project(folder: Path, *, cls_source: str, weight: float) -> Path:
+    """A user's folder: PNGs + labels.csv with a sensitive column, model.py, weights, audit.toml."""
+    import torch
+    from PIL import Image
+    from safetensors.torch import save_file
+
+    folder.mkdir()
+    (folder / "imgs").mkdir()
+    rng = np.random.default_rng(1)
+    rows = []
+    for i in range(80):
+        img = rng.integers(0, 100, (4, 4))
+        bright_left = i % 2 == 0
+        if bright_left:
+            img[:, :2] += 150
+        else:
+            img[:, 2:] += 150
+        Image.fromarray(img.astype(np.uint8), mode="L").save(folder / "imgs" / f"{i}.png")
+        rows.append({"file": f"{i}.png", "label": int(bright_left), "site": "north" if i < 40 else "south"})
+    pd.DataFrame(rows).to_csv(folder / "labels.csv", index=False)
+    (folder / "model.py").write_text(cls_source)
+    w = torch.zeros(1, 1, 4, 4)
+    w[..., :2], w[..., 2:] = weight, -weight
+    save_file({"w": w}, str(folder / "model.safetensors"))
+    (folder / "audit.toml").write_text(
+        'name = "tiny"\n[model]\npath = "model.safetensors"\narchitecture = "model:Tiny"\n'
+        'task = "binary"\n[data]\nmodality = "image"\npath = "imgs"\nlabels = "labels.csv"\n'
+        'target = "label"\nsensitive = ["site"]\nchannels = 1\nscaling = { scale = 255 }\n'
+        'patch_size = 2\n[report]\nformats = ["html", "json"]\n')
+    return folder
+
+
+def test_png_folder_audit_with_sensitive_attribute(tmp_path):
+    folder = _image_project(tmp_path / "proj", cls_source=TINY_CNN, weight=1.0)
+    plan = AuditPlan.load(folder / "audit.toml").with_overrides(methods=("fairness", "surrogate"))
+    report = run_audit(plan)
+    fair = report.outcome("fairness")
+    assert fair.ok, fair.result
+    groups = {g.group: g for g in fair.result.attributes["site"].groups}
+    assert set(groups) == {"north", "south"} and groups["north"].count == 40
+    acc = groups["north"].metrics["accuracy"]
+    assert getattr(acc, "value", acc) == pytest.approx(1.0)
+    assert report.outcome("surrogate").result.fidelity == pytest.approx(1.0)
+
+
+def test_two_folders_with_the_same_module_name_do_not_shadow_each_other(tmp_path):
+    a = _image_project(tmp_path / "a", cls_source=TINY_CNN, weight=1.0)
+    flipped = TINY_CNN.replace("torch.stack([-s, s]", "torch.stack([s, -s]")
+    b = _image_project(tmp_path / "b", cls_source=flipped, weight=1.0)
+    ya = load_inputs(AuditPlan.load(a / "audit.toml"))
+    yb = load_inputs(AuditPlan.load(b / "audit.toml"))
+    pa, pb = ya.model.predict(ya.data.X), yb.model.predict(yb.data.X)
+    assert np.array_equal(pa, 1 - pb) and np.array_equal(pa, ya.data.y)
