@@ -264,6 +264,12 @@ def standard_limitations(model: ModelAdapter, data: AuditData) -> list[str]:
         "Group fairness metrics compare rates between groups; no single metric captures fairness, "
         "and several of them cannot all be equal at once when base rates differ.",
     ]
+    constant = [f for f in (data.feature_names if data.layout is None else [])
+                if f in data.frame.columns and data.frame[f].nunique(dropna=False) <= 1]
+    if constant:
+        notes.append(f"Feature(s) {', '.join(repr(f) for f in constant)} are constant in the audited "
+                     "rows, so no method here can measure the model's dependence on them: an "
+                     "importance of zero for them is by construction, not evidence of no effect.")
     if "predict" not in model.capabilities:
         notes.append("Only precomputed predictions were available, so methods that must query the "
                      "model on new inputs were skipped (listed in their sections).")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -162,6 +163,9 @@ class CategoricalFeature:
 Feature = NumericFeature | CategoricalFeature
 
 
+_NA_LIKE = frozenset({"nan", "na", "n/a", "null", "none", "?", "-", "--", "#n/a", "missing"})
+
+
 def _as_numeric(values: pd.Series, name: str) -> np.ndarray:
     """Convert a column to float, naming unparsable and non-finite cells."""
     if values.dtype == bool:
@@ -172,6 +176,10 @@ def _as_numeric(values: pd.Series, name: str) -> np.ndarray:
         bad = sorted(set(values[unparsable].astype(str)))
         hint = (" They look like numbers with thousands separators; remove the separators."
                 if any("," in b for b in bad) else "")
+        if all(b.strip().lower() in _NA_LIKE for b in bad):
+            # pandas would have read these as NaN by default; audit-suite only does when told
+            hint = (" They look like missing-value markers: list them in [data] na_values "
+                    f"(e.g. na_values = [{json.dumps(bad[0])}]) and impute or drop those rows.")
         raise DataValidationError(
             f"Column {name!r} should be numeric but has text {_show(bad)} in {_rows(unparsable)}."
             f"{hint} Or declare {name!r} categorical in the encoding."
@@ -442,6 +450,10 @@ def read_table(path: str | Path, *, na_values: Sequence[str] = ()) -> pd.DataFra
                                 skipinitialspace=True, encoding="utf-8-sig", low_memory=False)
     except DataValidationError:
         raise
+    except (EOFError, zlib.error) as exc:  # a truncated .gz; click would turn EOFError into "Aborted."
+        raise DataValidationError(
+            f"The data file {str(path)!r} could not be read: it is truncated or corrupt ({exc}). "
+            "Re-create or re-download it.") from None
     except UnicodeDecodeError as exc:
         raise DataValidationError(
             f"The data file {str(path)!r} is not UTF-8 text ({exc.reason} at byte {exc.start}). "
@@ -458,6 +470,13 @@ def read_table(path: str | Path, *, na_values: Sequence[str] = ()) -> pd.DataFra
     if len(frame) == 0:
         raise DataValidationError(f"The data file {str(path)!r} has a header but no rows.")
     frame.columns = [str(c).strip() for c in frame.columns]
+    if frame.shape[1] == 1:  # a file with another delimiter parses as one wide column
+        for sep, label in ((";", "semicolon"), ("\t", "tab"), ("|", "pipe")):
+            if sep in frame.columns[0]:
+                raise DataValidationError(
+                    f"The data file {str(path)!r} reads as a single column whose header contains "
+                    f"{label}s ({frame.columns[0][:60]!r}): it looks {label}-delimited. Save it "
+                    "with a comma as the delimiter (audit-suite reads comma-separated files).")
     return frame
 
 
@@ -469,7 +488,7 @@ def _raw_header(path: Path) -> list[str]:
     try:
         with opener(path, "rt", encoding="utf-8-sig", newline="") as fh:
             return [c.strip() for c in next(csv.reader(fh), [])]
-    except (OSError, UnicodeDecodeError, csv.Error):
+    except (OSError, EOFError, UnicodeDecodeError, csv.Error):
         return []
 
 
@@ -571,6 +590,11 @@ def _encode_target(values: pd.Series, spec: DatasetSpec, classes: tuple[str, ...
                 f"The target column {name!r} in {where} has {len(present)} distinct values "
                 f"({_show(present)}) but the task is binary. Set task = \"multiclass\" or map the "
                 "labels to two values.")
+        if pos not in present and len(present) == 1:
+            raise DataValidationError(
+                f"The target column {name!r} in {where} has only one class ({present[0]!r}); the "
+                f"positive label {pos!r} never occurs, so error rates cannot be judged. Audit rows "
+                "with both outcomes, or fix positive_label in [data].")
         if pos not in present:
             raise DataValidationError(
                 f"The positive label {pos!r} does not occur in the target column {name!r} of {where} "
@@ -631,6 +655,10 @@ def build_audit_data(frame: pd.DataFrame, spec: DatasetSpec, encoding: Encoding 
         raise DataValidationError(f"The data must be a pandas DataFrame. Got {type(frame).__name__} instead.")
     if len(frame) == 0:
         raise DataValidationError(f"The data in {where} has no rows.")
+    if len(frame) < 2:
+        raise DataValidationError(
+            f"The data in {where} has only 1 row; an audit compares predictions across rows and "
+            "needs at least 2 (in practice hundreds). Audit a larger sample.")
     frame = frame.reset_index(drop=True)
     cols = list(frame.columns)
     named = [c for c in [spec.target, spec.predictions, *spec.sensitive, *(spec.features or ())] if c]
@@ -662,7 +690,12 @@ def build_audit_data(frame: pd.DataFrame, spec: DatasetSpec, encoding: Encoding 
             + (f"not in the encoding: {_show(extra)}; " if extra else "")
             + (f"needed by the encoding but not listed: {_show(lacking)}; " if lacking else "")
             + "list exactly the encoding's features (or omit 'features' to use them).")
-    X = encoding.encode(frame)
+    try:
+        X = encoding.encode(frame)
+    except DataValidationError as exc:  # the encoding names the column; say which file too
+        if source is None:
+            raise
+        raise DataValidationError(f"In {where}: {exc}") from None
 
     y = classes = None
     if spec.target is not None:

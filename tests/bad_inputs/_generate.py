@@ -1,0 +1,319 @@
+"""Regenerate the bad-input corpus: ``python tests/bad_inputs/_generate.py``.
+
+Every case is a folder with the input files that differ from ``_shared/`` (the model, its
+architecture and encoding, a clean ``data.csv`` and the default ``audit.toml``) and an
+``expect.toml``:
+
+    exit = 2                         # the CLI's exit code
+    fragments = ["...", "..."]       # each must appear in the one-line error (exit 2) or,
+                                     # for a run that succeeds, in results.json
+    methods = "fairness,surrogate"   # optional: the --methods flag (default in the test)
+
+The files are committed; this script documents how each was made and rewrites them all.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[1]))
+
+from tests.conftest import make_frame  # noqa: E402
+
+SHARED = HERE / "_shared"
+BASE_TOML = """name = "bad"
+seed = 0
+
+[model]
+path = "model.safetensors"
+architecture = "architecture.json"
+encoding = "encoding.json"
+task = "binary"
+
+[data]
+path = "data.csv"
+target = "income"
+positive_label = ">50K"
+sensitive = ["sex"]
+
+[report]
+formats = ["json"]
+"""
+
+
+def shared() -> None:
+    """The model every case uses unless it brings its own (trained on the planted rule)."""
+    from safetensors.torch import save_file
+
+    from audit.core.dataset import Encoding
+    from tests.conftest import fit_torch_mlp
+
+    SHARED.mkdir(exist_ok=True)
+    train = make_frame(600)
+    enc = Encoding.fit(train[["age", "hours", "job"]])
+    net, spec = fit_torch_mlp(train, enc, hidden=4)
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(SHARED / "model.safetensors"))
+    (SHARED / "architecture.json").write_text(json.dumps(spec, indent=1) + "\n")
+    (SHARED / "encoding.json").write_text(json.dumps(enc.to_dict(), indent=1) + "\n")
+    (SHARED / "data.csv").write_text(clean_csv())
+    (SHARED / "audit.toml").write_text(BASE_TOML)
+
+
+def clean_csv(n: int = 120) -> str:
+    return make_frame(n, seed=1).to_csv(index=False, lineterminator="\n")
+
+
+def lines() -> list[str]:
+    return clean_csv().splitlines()
+
+
+def join(rows: list[str]) -> str:
+    return "\n".join(rows) + "\n"
+
+
+def replace_cell(col: str, row: int, value: str, text: str | None = None) -> str:
+    rows = (text or clean_csv()).splitlines()
+    header = rows[0].split(",")
+    cells = rows[row + 1].split(",")
+    cells[header.index(col)] = value
+    rows[row + 1] = ",".join(cells)
+    return join(rows)
+
+
+def map_column(col: str, fn, text: str | None = None) -> str:
+    rows = (text or clean_csv()).splitlines()
+    header = rows[0].split(",")
+    i = header.index(col) if col in header else 3  # a renamed 'sex' column stays 4th
+    out = [rows[0]]
+    for r, line in enumerate(rows[1:]):
+        cells = line.split(",")
+        cells[i] = fn(r, cells[i])
+        out.append(",".join(cells))
+    return join(out)
+
+
+def toml_with(*edits: tuple[str, str]) -> str:
+    text = BASE_TOML
+    for old, new in edits:
+        assert old in text, old
+        text = text.replace(old, new)
+    return text
+
+
+LONG = "x" * 3000
+RTL = "\u05de\u05d2\u05d3\u05e8 \u202egender\u202c \u0627\u0644\u062c\u0646\u0633"  # Hebrew, RLO, Arabic
+
+
+def cases() -> dict[str, dict]:
+    c: dict[str, dict] = {}
+
+    def case(name, expect, **files):
+        c[name] = {"expect": expect, "files": files}
+
+    def err(*fragments, **extra):
+        return {"exit": 2, "fragments": list(fragments), **extra}
+
+    def ok(*fragments, **extra):
+        return {"exit": 0, "fragments": list(fragments), **extra}
+
+    # ---- malformed CSV ------------------------------------------------------------------
+    case("csv_ragged_row", err("data.csv", "not a well-formed CSV", "same number of fields"),
+         **{"data.csv": join(lines()[:5] + [lines()[5] + ",extra,fields"] + lines()[6:])})
+    case("csv_semicolon_delimiter", err("data.csv", "semicolon", "comma"),
+         **{"data.csv": clean_csv().replace(",", ";")})
+    case("csv_tab_delimiter", err("data.csv", "tab", "comma"),
+         **{"data.csv": clean_csv().replace(",", "\t")})
+    case("csv_utf8_bom", ok('"status": "ok"'),
+         **{"data.csv": "\ufeff" + clean_csv()})
+    case("csv_crlf_line_endings", ok('"status": "ok"'),
+         **{"data.csv": clean_csv().replace("\n", "\r\n")})
+    case("csv_latin1_not_utf8", err("data.csv", "not UTF-8", "Re-save it as UTF-8"),
+         **{"data.csv": map_column("job", lambda r, v: "caf\u00e9" if r == 3 else v).encode("latin-1")})
+    case("csv_binary_garbage", err("data.csv", "not UTF-8"),
+         **{"data.csv": bytes(range(256)) * 4})
+    case("csv_empty_file", err("data.csv", "is empty"), **{"data.csv": b""})
+    case("csv_blank_lines_only", err("data.csv", "is empty"), **{"data.csv": "\n\n  \n"})
+    case("csv_header_only", err("data.csv", "header but no rows"),
+         **{"data.csv": lines()[0] + "\n"})
+    case("csv_duplicated_columns", err("data.csv", "duplicated column", "'age'"),
+         **{"data.csv": join([lines()[0].replace("hours", "age")] + lines()[1:])})
+    case("csv_unclosed_quote", err("data.csv", "not a well-formed CSV"),
+         **{"data.csv": join(lines()[:4] + ['40,"41.2,clerk,Male,<=50K'] + lines()[5:])})
+    case("csv_gzip_corrupt", err("data.csv.gz", "could not be read"),
+         **{"data.csv.gz": gzip.compress(clean_csv().encode())[:60],
+            "audit.toml": toml_with(('path = "data.csv"', 'path = "data.csv.gz"'))})
+    case("parquet_that_is_csv", err("data.parquet", "could not be read"),
+         **{"data.parquet": clean_csv(),
+            "audit.toml": toml_with(('path = "data.csv"', 'path = "data.parquet"'))})
+
+    # ---- missing and non-finite values ---------------------------------------------------
+    case("nan_in_feature", err("In 'data.csv'", "'age'", "missing", "1 row(s)", "data row 7", "Impute or drop"),
+         **{"data.csv": replace_cell("age", 7, "")})
+    case("nan_text_in_feature", err("In 'data.csv'", "'hours'", "'NaN'", "missing-value markers", "na_values", "data row 2"),
+         **{"data.csv": replace_cell("hours", 2, "NaN")})
+    case("inf_in_feature", err("In 'data.csv'", "'hours'", "infinite", "data row 4"),
+         **{"data.csv": replace_cell("hours", 4, "inf")})
+    case("nan_in_target", err("target column 'income'", "missing", "data row 9", "Drop those rows"),
+         **{"data.csv": replace_cell("income", 9, "")})
+    case("nan_in_sensitive", err("sensitive column 'sex'", "missing", "data row 0"),
+         **{"data.csv": replace_cell("sex", 0, "")})
+    case("nan_in_categorical_feature", err("In 'data.csv'", "'job'", "missing values", "data row 11"),
+         **{"data.csv": replace_cell("job", 11, "")})
+
+    # ---- values the model or the config cannot take ---------------------------------------
+    case("unseen_category", err("In 'data.csv'", "'job'", "'pilot'", "encoding does not know", "data row 3"),
+         **{"data.csv": replace_cell("job", 3, "pilot")})
+    case("numbers_with_thousands_separators", err("In 'data.csv'", "'hours'", "thousands separators", "3 row(s)"),
+         **{"data.csv": map_column("hours", lambda r, v: '"1,040.5"' if r < 3 else v)})
+    case("numbers_with_units", err("In 'data.csv'", "'age'", "should be numeric", "'42 years'"),
+         **{"data.csv": replace_cell("age", 5, "42 years")})
+    case("target_three_classes_for_binary", err("'income'", "3 distinct values", "multiclass"),
+         **{"data.csv": replace_cell("income", 0, "unknown")})
+    case("positive_label_absent", err("positive label", "'>100K'", "positive_label"),
+         **{"audit.toml": toml_with(('positive_label = ">50K"', 'positive_label = ">100K"'))})
+    case("single_class_target", err("'income'", "only one class", "'<=50K'", "both outcomes"),
+         **{"data.csv": map_column("income", lambda r, v: "<=50K")})
+    case("model_input_width_mismatch", err("expects 5 input columns", "encoded data has 6"),
+         **{"encoding.json": (lambda e: json.dumps({**e, "features": e["features"] + [
+             {"name": "hours2", "type": "numeric", "center": 40.0, "scale": 8.0}]}))(
+             json.loads((SHARED / "encoding.json").read_text())),
+            "data.csv": join([lines()[0] + ",hours2"] + [l + ",40" for l in lines()[1:]])})
+    case("feature_missing_from_data", err("In 'data.csv'", "'hours'", "lacks column", "Available columns"),
+         **{"data.csv": join([",".join(x for i, x in enumerate(l.split(",")) if i != 1)
+                              for l in lines()])})
+    case("target_also_feature", err("target 'income'", "also listed as a feature"),
+         **{"audit.toml": toml_with(('sensitive = ["sex"]',
+                                     'sensitive = ["sex"]\nfeatures = ["age", "hours", "job", "income"]'))})
+    case("sensitive_column_misspelt", err("'gender'", "not in", "Available columns"),
+         **{"audit.toml": toml_with(('sensitive = ["sex"]', 'sensitive = ["gender"]'))})
+
+    # ---- groups ----------------------------------------------------------------------------
+    case("high_cardinality_sensitive", err("'sex'", "120 distinct values"),
+         **{"data.csv": map_column("sex", lambda r, v: f"person-{r:03d}")})
+    case("single_group_sensitive", err("'sex'", "single group"),
+         **{"data.csv": map_column("sex", lambda r, v: "Female")})
+    case("tiny_group", ok("too small to judge"),
+         **{"data.csv": map_column("sex", lambda r, v: "Other" if r < 2 else v)})
+    case("one_row", err("data.csv", "only 1 row", "at least 2"),
+         **{"data.csv": join(lines()[:2])})
+    case("constant_feature", ok("'hours'", "constant"),
+         **{"data.csv": map_column("hours", lambda r, v: "40.0")})
+
+    # ---- names -----------------------------------------------------------------------------
+    case("very_long_column_name", ok('"status": "ok"', LONG),
+         **{"data.csv": join([lines()[0].replace("sex", LONG)] + lines()[1:]),
+            "audit.toml": toml_with(('sensitive = ["sex"]', f'sensitive = ["{LONG}"]'))})
+    case("unicode_rtl_names", ok('"status": "ok"', RTL, "\u0630\u0643\u0631"),
+         **{"data.csv": map_column("sex", lambda r, v: "\u0630\u0643\u0631" if v == "Male" else "\u05e0\u05e7\u05d1\u05d4",
+                                   join([lines()[0].replace("sex", RTL)] + lines()[1:])),
+            "audit.toml": toml_with(('sensitive = ["sex"]', f'sensitive = ["{RTL}"]'))})
+
+    # ---- model files -----------------------------------------------------------------------
+    weights = (SHARED / "model.safetensors").read_bytes()
+    case("model_is_text", err("model.safetensors", "not a readable safetensors file"),
+         **{"model.safetensors": "this is not a model\n"})
+    case("model_truncated_safetensors", err("model.safetensors", "truncated"),
+         **{"model.safetensors": weights[: len(weights) // 2]})
+    case("model_truncated_torch_pt", err("model.pt", "Could not load the weights file"),
+         **{"model.pt": truncated_pt(),
+            "audit.toml": toml_with(('path = "model.safetensors"', 'path = "model.pt"'))})
+    case("model_csv_as_skops", err("model.skops", "not a readable skops file"),
+         **{"model.skops": clean_csv(),
+            "audit.toml": toml_with(('path = "model.safetensors"', 'path = "model.skops"'),
+                                    ('architecture = "architecture.json"\n', ""))})
+    case("model_unknown_suffix", err("Unknown model format '.h5'"),
+         **{"model.h5": b"\x89HDF\r\n\x1a\n",
+            "audit.toml": toml_with(('path = "model.safetensors"', 'path = "model.h5"'))})
+    case("model_pickle_refused", err("model.pkl", "--trust-pickle"),
+         **{"model.pkl": b"\x80\x04K\x01.",
+            "audit.toml": toml_with(('path = "model.safetensors"', 'path = "model.pkl"'),
+                                    ('architecture = "architecture.json"\n', ""))})
+    case("weights_do_not_fit_architecture", err("do not fit the architecture", "size mismatch"),
+         **{"architecture.json": json.dumps({"type": "mlp", "input_dim": 5, "hidden": [7],
+                                             "activation": "relu", "output_dim": 1})})
+    case("architecture_not_json", err("architecture.json", "not valid JSON"),
+         **{"architecture.json": "{type: mlp"})
+    case("encoding_not_json", err("encoding.json", "JSON"),
+         **{"encoding.json": "[1, 2,"})
+    case("encoding_wrong_shape", err("encoding", "\"features\" list"),
+         **{"encoding.json": json.dumps({"columns": ["age"]})})
+    case("model_file_missing", err("model.safetensors", "does not exist"),
+         **{"audit.toml": toml_with(('path = "model.safetensors"', 'path = "model.safetensors"'))},
+         _delete=["model.safetensors"])
+
+    # ---- config files ----------------------------------------------------------------------
+    case("config_unknown_key", err("Unknown key 'trget' in [data]", "Did you mean 'target'"),
+         **{"audit.toml": toml_with(('target = "income"', 'trget = "income"'))})
+    case("config_unknown_top_level_table", err("Unknown key 'modle'", "Did you mean 'model'"),
+         **{"audit.toml": BASE_TOML + '\n[modle]\nx = 1\n'})
+    case("config_wrong_type_threshold", err("'threshold'", "must be a number", "'high'"),
+         **{"audit.toml": toml_with(('task = "binary"', 'task = "binary"\nthreshold = "high"'))})
+    case("config_threshold_out_of_range", err("'threshold'", "between 0 and 1", "1.5"),
+         **{"audit.toml": toml_with(('task = "binary"', 'task = "binary"\nthreshold = 1.5'))})
+    case("config_sensitive_not_a_list", err("[data] sensitive", "list of strings"),
+         **{"audit.toml": toml_with(('sensitive = ["sex"]', 'sensitive = "sex"'))})
+    case("config_not_toml", err("audit.toml", "not valid TOML"),
+         **{"audit.toml": BASE_TOML.replace("[data]", "[data")})
+    case("config_not_utf8", err("audit.toml", "not UTF-8"),
+         **{"audit.toml": BASE_TOML.replace('"bad"', '"caf\u00e9"').encode("latin-1")})
+    case("config_unknown_method_option", err("max_deph", "Did you mean 'max_depth'"),
+         **{"audit.toml": BASE_TOML + "\n[methods.surrogate]\nmax_deph = 3\n"})
+    case("config_max_rows_zero", err("'max_rows'", "positive"),
+         **{"audit.toml": toml_with(('target = "income"', 'target = "income"\nmax_rows = 0'))})
+    case("config_bad_run_name", err("'name'", "plain folder name"),
+         **{"audit.toml": toml_with(('name = "bad"', 'name = "../escape"'))})
+    return c
+
+
+def truncated_pt() -> bytes:
+    import io
+
+    import torch
+    from safetensors.torch import load_file
+
+    buf = io.BytesIO()
+    torch.save(load_file(str(SHARED / "model.safetensors")), buf)
+    data = buf.getvalue()
+    return data[: len(data) // 2]
+
+
+def to_toml(expect: dict) -> str:
+    out = [f"exit = {expect['exit']}"]
+    out.append("fragments = [" + ", ".join(json.dumps(f, ensure_ascii=False) for f in expect["fragments"]) + "]")
+    for k in ("methods",):
+        if k in expect:
+            out.append(f"{k} = {json.dumps(expect[k])}")
+    return "\n".join(out) + "\n"
+
+
+def main() -> None:
+    if "--shared" in sys.argv or not (SHARED / "model.safetensors").exists():
+        shared()
+    for old in HERE.iterdir():
+        if old.is_dir() and not old.name.startswith(("_", ".")):
+            shutil.rmtree(old)
+    for name, spec in cases().items():
+        folder = HERE / name
+        folder.mkdir()
+        for fname, content in spec["files"].items():
+            if fname == "_delete":
+                continue
+            path = folder / fname
+            path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
+        expect = dict(spec["expect"])
+        (folder / "expect.toml").write_text(to_toml(expect), encoding="utf-8")
+        if spec["files"].get("_delete"):
+            (folder / "delete.txt").write_text("\n".join(spec["files"]["_delete"]) + "\n")
+    print(f"{len(cases())} cases written to {HERE}")
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()
