@@ -391,19 +391,27 @@ def _rowwise_spearman(a: np.ndarray, b: np.ndarray) -> float | None:
     fixed by the input, whatever the weights, and would otherwise inflate the similarity. Rows
     with fewer than three remaining features are skipped.
     """
-    from scipy.stats import spearmanr
+    from scipy.stats import rankdata
 
-    a, b = np.abs(a), np.abs(b)
+    a, b = np.abs(np.asarray(a, float)), np.abs(np.asarray(b, float))
     tol = 1e-12 * max(float(a.max(initial=0)), float(b.max(initial=0)), 1e-300)
-    values = []
-    for ra, rb in zip(a, b, strict=True):
-        keep = (ra > tol) | (rb > tol)
-        if keep.sum() < 3 or np.ptp(ra[keep]) == 0 or np.ptp(rb[keep]) == 0:
+    keep = (a > tol) | (b > tol)
+    values: list[np.ndarray] = []
+    # Rows sharing a pattern of kept features are ranked together (vectorized per pattern).
+    patterns, inverse = np.unique(keep, axis=0, return_inverse=True)
+    for p, pattern in enumerate(patterns):
+        if pattern.sum() < 3:
             continue
-        v = spearmanr(ra[keep], rb[keep])[0]
-        if np.isfinite(v):
-            values.append(float(v))
-    return float(np.mean(values)) if values else None
+        members = np.flatnonzero(inverse.reshape(-1) == p)
+        ra = rankdata(a[np.ix_(members, np.flatnonzero(pattern))], axis=1)
+        rb = rankdata(b[np.ix_(members, np.flatnonzero(pattern))], axis=1)
+        ra -= ra.mean(axis=1, keepdims=True)
+        rb -= rb.mean(axis=1, keepdims=True)
+        den = np.sqrt((ra ** 2).sum(axis=1) * (rb ** 2).sum(axis=1))
+        ok = den > 0
+        values.append((ra * rb).sum(axis=1)[ok] / den[ok])
+    flat = np.concatenate(values) if values else np.array([])
+    return float(flat.mean()) if flat.size else None
 
 
 def sanity_check(model: ModelAdapter, data: AuditData, rows: np.ndarray, config: AgreementConfig, *,
