@@ -192,8 +192,10 @@ def test_multiclass_explains_the_predicted_class():
     logit = Shap().run(model, data, ShapConfig(scale="logit", n_bootstrap=0), RunContext.default(0))
     assert logit.explainer == "deep" and logit.additivity_max_error < 1e-5
     assert logit.explained_class == tuple(str(data.classes[c]) for c in model.predict(data.X))
-    prob = Shap().run(model, data, ShapConfig(n_bootstrap=0, n_rows=30), RunContext.default(0))
+    prob = Shap().run(model, data, ShapConfig(n_bootstrap=0, gradient_n_rows=30), RunContext.default(0))
     assert prob.explainer == "gradient" and any("Softmax" in n for n in prob.notes)
+    assert len(prob.rows) == 30 and prob.sampled  # the slower explainer has its own row budget
+    assert prob.additivity_max_error < 0.2  # expected gradients: only approximately additive
 
 
 def test_rows_with_missing_values_are_rejected_with_their_count():

@@ -52,9 +52,10 @@ class ShapConfig(MethodConfig):
 
     explainer : "auto" picks from the model's capabilities (see the module docstring).
     scale : "auto" (probability / predicted value), "probability" or "logit".
-    n_rows : rows explained by the fast explainers (deep, gradient, tree); a uniform random sample
+    n_rows : rows explained by the fast explainers (deep, tree); a uniform random sample
         from the run's seed when the data has more.
-    kernel_n_rows : rows explained by KernelSHAP (about 0.1 s per row on a small MLP).
+    kernel_n_rows : rows explained by KernelSHAP (about 0.1 s per row on a small MLP);
+        gradient_n_rows : by GradientExplainer (about 15 ms per row).
     background_size : background rows for deep/gradient/tree; kernel_background_size for kernel.
     background : "random" real rows, or "kmeans" weighted centres (kernel only).
     kernel_nsamples : model evaluations per row for KernelSHAP (None: shap's 2·d + 2048).
@@ -68,6 +69,7 @@ class ShapConfig(MethodConfig):
     scale: Literal["auto", "probability", "logit"] = "auto"
     n_rows: int = 1000
     kernel_n_rows: int = 100
+    gradient_n_rows: int = 300
     background_size: int = 100
     kernel_background_size: int = 50
     background: Literal["random", "kmeans"] = "random"
@@ -81,7 +83,7 @@ class ShapConfig(MethodConfig):
     max_display: int = 15
 
     def validate(self) -> None:
-        for key in ("n_rows", "kernel_n_rows", "background_size", "kernel_background_size",
+        for key in ("n_rows", "kernel_n_rows", "gradient_n_rows", "background_size", "kernel_background_size",
                     "gradient_nsamples"):
             if getattr(self, key) < 1:
                 raise InvalidConfigError(f"The {key!r} option of shap must be at least 1. "
@@ -167,8 +169,11 @@ class Shap(AuditMethod[ShapConfig, ShapResult]):
         notes: list[str] = []
         kind = choose_explainer(model, config, notes)
         scale = _scale(model, config)
+        if kind == "deep":
+            kind = _check_deep(model, scale, data.X[:2], notes)
         slow = kind == "kernel"
-        rows, sampled = sample_rows(data.n_rows, config.kernel_n_rows if slow else config.n_rows, ctx.rng)
+        budget = {"kernel": config.kernel_n_rows, "gradient": config.gradient_n_rows}.get(kind, config.n_rows)
+        rows, sampled = sample_rows(data.n_rows, budget, ctx.rng)
         if sampled:
             notes.append(f"{len(rows):,} of the {data.n_rows:,} rows were explained: a uniform random "
                          f"sample (seed {ctx.seed}, the method's own stream).")
@@ -184,7 +189,7 @@ class Shap(AuditMethod[ShapConfig, ShapResult]):
         X = data.X[rows]
         start = time.perf_counter()
         if kind in ("deep", "gradient"):
-            enc_values, base, outputs, kind = _explain_torch(model, X, bg, kind, scale, config, ctx, notes)
+            enc_values, base, outputs = _explain_torch(model, X, bg, kind, scale, config, ctx)
         elif kind == "tree":
             enc_values, base, outputs = _explain_tree(model, X, bg, scale, notes)
         else:
@@ -198,8 +203,9 @@ class Shap(AuditMethod[ShapConfig, ShapResult]):
         classes = None
         if data.task == "multiclass":
             pick = model.predict(X)
-            if k != raw_values.shape[2] or pick.max() >= k:
-                raise InvalidConfigError("The multiclass model's outputs do not match its classes.")
+            if pick.max() >= k:
+                raise InvalidConfigError(f"The multiclass model predicts class {int(pick.max())} but "
+                                         f"its explained output has only {k} columns.")
             labels = data.classes or tuple(str(i) for i in range(k))
             classes = tuple(str(labels[c]) for c in pick)
         else:
@@ -364,9 +370,20 @@ def _deep_supported(module: Any) -> tuple[bool, str]:
     return True, ""
 
 
+def _check_deep(model: ModelAdapter, scale: str, probe: np.ndarray, notes: list[str]) -> str:
+    """"deep" when DeepExplainer handles every module of the explained model, else "gradient"."""
+    import torch
+
+    dtype = next(iter(model.module.parameters())).dtype  # type: ignore[attr-defined]
+    ok, why = _deep_supported(_explained_module(model, scale, torch.as_tensor(probe, dtype=dtype)))
+    if ok:
+        return "deep"
+    notes.append(f"{why}; GradientExplainer (expected gradients) was used instead.")
+    return "gradient"
+
+
 def _explain_torch(model: ModelAdapter, X: np.ndarray, bg: np.ndarray, kind: str, scale: str,
-                   config: ShapConfig, ctx: RunContext, notes: list[str]
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+                   config: ShapConfig, ctx: RunContext) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     import copy
 
     import shap
@@ -375,11 +392,6 @@ def _explain_torch(model: ModelAdapter, X: np.ndarray, bg: np.ndarray, kind: str
     dtype = next(iter(model.module.parameters())).dtype  # type: ignore[attr-defined]
     bg_t = torch.as_tensor(bg, dtype=dtype)
     module = _explained_module(model, scale, bg_t[:2])
-    if kind == "deep":
-        ok, why = _deep_supported(module)
-        if not ok:
-            notes.append(f"{why}; GradientExplainer (expected gradients) was used instead.")
-            kind = "gradient"
     # DeepExplainer hooks every leaf module: work on a copy so the audited model stays untouched.
     module = copy.deepcopy(module).eval()
     if kind == "deep":
@@ -413,7 +425,9 @@ def _explain_torch(model: ModelAdapter, X: np.ndarray, bg: np.ndarray, kind: str
         outputs = np.log(p / (1 - p)).reshape(-1, 1)
     elif model.task == "multiclass" and scale == "probability":
         outputs = model.predict_proba(X).astype(float)
-    return np.concatenate(parts, axis=0), np.atleast_1d(base), outputs, kind
+    elif model.task == "regression":
+        outputs = model.predict(X).astype(float).reshape(-1, 1)
+    return np.concatenate(parts, axis=0), np.atleast_1d(base), outputs
 
 
 def _explain_tree(model: ModelAdapter, X: np.ndarray, bg: np.ndarray, scale: str,
