@@ -107,7 +107,7 @@ def test_sanity_check_passes_a_model_that_uses_its_weights(planted):
     _, _, result = planted
     s = result.sanity
     assert s is not None and result.sanity_skipped is None
-    assert len(s.stages) == 2 and s.stages[-1].randomized == ("2", "0")
+    assert len(s.stages) == 2 and s.stages[-1].randomized == ("2 (Linear)", "0 (Linear)")
     assert "saliency" not in s.flagged
     assert s.output_change > 0
 
@@ -141,7 +141,7 @@ def _with_sanity(s):
     from audit.methods.agreement import AgreementResult
 
     blank = {f.name: None for f in dataclasses.fields(AgreementResult)}
-    blank.update(features=(), rankings=(), sources={}, missing={}, spearman={}, kendall={},
+    blank.update(features=(), rankings=(), short={}, sources={}, missing={}, spearman={}, kendall={},
                  consensus_methods=(), consensus=(), deletion=(), deletion_order={}, notes=(),
                  seconds={}, sanity=s)
     return AgreementResult(**blank)

@@ -51,6 +51,12 @@ LABELS: dict[str, str] = {
     "permutation": "Permutation importance",
     "random": "Random order (reference)",
 }
+# Column headers for the wide tables (the full names are listed under them).
+SHORT: dict[str, str] = {
+    "connection_weights": "Olden", "shap": "SHAP", "lime": "LIME", "saliency": "Grad",
+    "input_x_gradient": "I×G", "integrated_gradients": "IG", "smoothgrad": "SmoothG",
+    "gradient_shap": "GradSHAP", "occlusion": "Occl", "permutation": "Perm",
+}
 
 
 @dataclass(frozen=True)
@@ -165,6 +171,7 @@ class DeletionCurve:
 class AgreementResult(MethodResult):
     features: tuple[str, ...]
     rankings: tuple[MethodRanking, ...]
+    short: dict[str, str]                                # key -> short column header
     sources: dict[str, str]                              # key -> where its values came from
     missing: dict[str, str]                              # expected method -> why it is absent
     spearman: dict[str, dict[str, float | None]]
@@ -365,7 +372,7 @@ def _reinit_layers(module: Any) -> list[tuple[str, Any]]:
     out = []
     for name, sub in module.named_modules():
         if any(True for _ in sub.parameters(recurse=False)):
-            out.append((name or type(sub).__name__, sub))
+            out.append((f"{name} ({type(sub).__name__})" if name else type(sub).__name__, sub))
     return out
 
 
@@ -641,6 +648,7 @@ class Agreement(AuditMethod[AgreementConfig, AgreementResult]):
         explained, _ = explained_output(model, data)
         return AgreementResult(
             features=tuple(feats), rankings=rankings,
+            short={k: SHORT.get(k, k) for k in [*keys, *config.sanity_methods]},
             sources={s.key: s.origin for s in sources}, missing=missing,
             spearman=spearman, kendall=kendall, consensus_methods=tuple(cons_keys),
             consensus=consensus, n_bootstrap=config.n_bootstrap if band is not None else 0,
@@ -796,7 +804,7 @@ class Agreement(AuditMethod[AgreementConfig, AgreementResult]):
 
         if result.deletion:
             plt = pyplot()
-            fig, axes = plt.subplots(1, 2, figsize=(6.8, 3.0), sharey=True)
+            fig, axes = plt.subplots(1, 2, figsize=(6.8, 3.8), sharey=True)
             for ax, strategy, title in zip(axes, ("baseline", "background"),
                                            ("removed → fixed baseline row", "removed → background rows (averaged)"),
                                            strict=True):
@@ -809,8 +817,10 @@ class Agreement(AuditMethod[AgreementConfig, AgreementResult]):
                 ax.set_title(title, fontsize=8)
                 ax.set_xlabel("share of raw features removed")
             axes[0].set_ylabel("score of the predicted class")
-            axes[1].legend(frameon=False, fontsize=6, loc="upper right")
-            fig.tight_layout()
+            handles, labels = axes[0].get_legend_handles_labels()
+            fig.legend(handles, labels, frameon=False, fontsize=6.5, loc="lower center", ncol=4,
+                       bbox_to_anchor=(0.5, -0.02))
+            fig.tight_layout(rect=(0, 0.16, 1, 1))
             figs["deletion"] = fig
         return figs
 
