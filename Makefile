@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 CONSTRAINTS := constraints.txt
-EXAMPLES := adult_mlp
+EXAMPLES := adult_mlp digits_cnn macro_lstm
 
 .PHONY: demo test install install-dev bench clean
 
