@@ -188,7 +188,8 @@ def run_audit(plan: AuditPlan, *, trust_pickle: bool = False,
             report_progress = progress(method.name, method.title) if progress else (lambda d, t: None)
             try:
                 ctx = RunContext(rng=rng, progress=report_progress, train=inputs.train,
-                                 earlier=dict(earlier), seed=plan.seed)
+                                 earlier=dict(earlier), seed=plan.seed,
+                                 training=dict(plan.model.training))
                 result = method.run(model, data, config, ctx)
             except CapabilityError as exc:
                 result = Skipped(method.name, method.title, str(exc))

@@ -39,6 +39,8 @@ class RunContext:
     earlier : results of the methods that ran before this one, by name (e.g. for cross-method
     agreement); a method must cope with any of them being absent.
     seed : the run's seed (for libraries that take an integer seed).
+    training : the ``[model] training`` table of the config (a training recipe for methods that
+    refit the model); empty when the config has none.
     """
 
     rng: np.random.Generator
@@ -46,6 +48,7 @@ class RunContext:
     train: AuditData | None = None
     earlier: Mapping[str, MethodResult] = dataclasses.field(default_factory=dict)
     seed: int = 0
+    training: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def default(cls, seed: int = 0) -> RunContext:
