@@ -423,13 +423,48 @@ def tensor_digest(state: Mapping[str, Any]) -> str:
     return h.hexdigest()
 
 
-def _import_object(ref: str) -> Any:
+def _import_object(ref: str, search_dir: str | Path | None = None) -> tuple[Any, Path | None]:
+    """The object ``"package.module:Class"`` names, and the module file when it was found in
+    ``search_dir`` (the config's folder, so a bundled example's ``model.py`` needs no install).
+
+    A module found there is loaded under a name unique to its path, so two folders that both
+    define ``model.py`` do not shadow each other in ``sys.modules``; the folder is on ``sys.path``
+    while it loads, so it may import its siblings.
+    """
     module_name, _, attr = ref.partition(":")
     if not module_name or not attr:
         raise InvalidConfigError(f"An architecture reference must look like \"package.module:Class\". Got {ref!r} instead.")
+    if search_dir is not None:
+        file = Path(search_dir, *module_name.split("."))
+        file = file.with_name(file.name + ".py")
+        if file.is_file():
+            import importlib.util
+            import sys
+
+            unique = f"_audit_arch_{hashlib.sha256(str(file.resolve()).encode()).hexdigest()[:12]}_{module_name.replace('.', '_')}"
+            try:
+                module = sys.modules.get(unique)
+                if module is None:
+                    spec = importlib.util.spec_from_file_location(unique, file)
+                    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+                    sys.modules[unique] = module
+                    sys.path.insert(0, str(Path(search_dir)))
+                    try:
+                        spec.loader.exec_module(module)  # type: ignore[union-attr]
+                    except BaseException:
+                        sys.modules.pop(unique, None)
+                        raise
+                    finally:
+                        sys.path.remove(str(Path(search_dir)))
+                return getattr(module, attr), file
+            except AttributeError:
+                raise ModelLoadError(f"Could not import {ref!r}: {str(file)!r} defines no {attr!r}.") from None
+            except Exception as exc:
+                raise ModelLoadError(f"Could not import {ref!r} from {str(file)!r}: "
+                                     f"{type(exc).__name__}: {exc}.") from None
     try:
         module = importlib.import_module(module_name)
-        return getattr(module, attr)
+        return getattr(module, attr), None
     except (ImportError, AttributeError) as exc:
         raise ModelLoadError(f"Could not import {ref!r}: {exc}. Make sure the module is on the "
                              "Python path (e.g. run from the project that defines it).") from None
@@ -470,8 +505,13 @@ def load_state_dict(path: Path, *, trust_pickle: bool) -> tuple[dict[str, Any], 
 
 def load_torch_model(path: Path, *, architecture: str | Path | Mapping[str, Any] | None,
                      task: Task, output: str = "logit", threshold: float = 0.5,
-                     trust_pickle: bool = False, init_args: Mapping[str, Any] | None = None) -> TorchAdapter:
-    """Load a torch model: TorchScript, or an architecture plus a state dict."""
+                     trust_pickle: bool = False, init_args: Mapping[str, Any] | None = None,
+                     search_dir: str | Path | None = None) -> TorchAdapter:
+    """Load a torch model: TorchScript, or an architecture plus a state dict.
+
+    A ``"module:Class"`` architecture whose module file lies in ``search_dir`` (the config's
+    folder) is loaded from there; otherwise it is imported from the Python path.
+    """
     import torch
 
     records = []
@@ -508,7 +548,10 @@ def load_torch_model(path: Path, *, architecture: str | Path | Mapping[str, Any]
         records.append(LoadRecord("architecture", str(arch_path), sha256_file(arch_path), "json"))
         arch_name = arch_path.name
     else:
-        cls = _import_object(str(architecture))
+        cls, arch_file = _import_object(str(architecture), search_dir)
+        if arch_file is not None:
+            records.append(LoadRecord("architecture", str(arch_file), sha256_file(arch_file),
+                                      "python module"))
         try:
             module = cls(**dict(init_args or {}))
         except TypeError as exc:
@@ -593,6 +636,8 @@ class ModelSpec:
     trusted_types: tuple[str, ...] = ()
     init_args: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
+    # The config file's folder: "module:Class" architectures are looked up there first.
+    base_dir: str | None = None
 
 
 def load_model(spec: ModelSpec, *, encoding: Encoding | None, trust_pickle: bool = False) -> ModelAdapter:
@@ -614,7 +659,8 @@ def load_model(spec: ModelSpec, *, encoding: Encoding | None, trust_pickle: bool
     if suffix in (".safetensors", ".pt", ".pth", ".bin", ".ts", ".torchscript"):
         return load_torch_model(path, architecture=spec.architecture, task=spec.task,
                                 output=spec.output, threshold=spec.threshold,
-                                trust_pickle=trust_pickle, init_args=spec.init_args)
+                                trust_pickle=trust_pickle, init_args=spec.init_args,
+                                search_dir=spec.base_dir)
     if suffix == ".onnx":
         from audit.core.onnx import load_onnx_model
 
