@@ -167,8 +167,8 @@ class ImageLayout:
 
     @property
     def raw_features(self) -> list[str]:
-        """What the report lists as the input's raw features: the channels."""
-        return list(self.channel_names)
+        """What the report lists as the input's raw features: the channels, with the image size."""
+        return [f"{name} ({self.height}×{self.width} pixels)" for name in self.channel_names]
 
     @property
     def columns(self) -> list[str]:
