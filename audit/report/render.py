@@ -167,12 +167,14 @@ def write_report(report: AuditReport, out_dir: str | Path, *, formats: Iterable[
     """
     out_dir = Path(out_dir)
     formats = tuple(formats)
+    _clean_stale(out_dir)  # first: it may move back a report that a killed run had moved aside
     if out_dir.exists() and not overwrite:
         raise ReportRenderError(
             f"The output folder {str(out_dir)!r} already exists. Pass --overwrite to replace it, "
             "or choose another folder with --out.")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    # The pid in the name tells a later run whether the writer is still alive (see _clean_stale).
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-{os.getpid()}-", dir=out_dir.parent))
     try:
         files: dict[str, Path] = {}
         html = render_html(report) if ("html" in formats or "pdf" in formats) else None
@@ -193,6 +195,42 @@ def write_report(report: AuditReport, out_dir: str | Path, *, formats: Iterable[
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists but belongs to someone else: leave its folders alone
+    return True
+
+
+def _clean_stale(target: Path) -> None:
+    """Remove what a killed run (SIGKILL, power loss) left beside ``target``.
+
+    ``.name.partial-<pid>-*`` folders of dead processes are incomplete renders: removed. A
+    ``.name.old-<pid>`` folder of a dead process is a previous report moved aside by
+    :func:`_swap_into_place`; if the kill came before the new report took its place, it is
+    the only copy, so it is moved back instead of removed. Folders of live processes (a
+    concurrent run) and of other names are never touched.
+    """
+    import re
+
+    pattern = re.compile(rf"^\.{re.escape(target.name)}\.(partial|old)-(\d+)(?:-.*)?$")
+    try:
+        siblings = sorted(target.parent.iterdir())
+    except OSError:
+        return
+    for p in siblings:
+        m = pattern.match(p.name)
+        if m is None or not p.is_dir() or _pid_alive(int(m.group(2))):
+            continue
+        if m.group(1) == "old" and not target.exists():
+            os.replace(p, target)
+        else:
+            shutil.rmtree(p, ignore_errors=True)
 
 
 def _swap_into_place(new: Path, target: Path) -> None:
