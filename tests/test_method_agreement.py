@@ -143,7 +143,7 @@ def _with_sanity(s):
     blank = {f.name: None for f in dataclasses.fields(AgreementResult)}
     blank.update(features=(), rankings=(), short={}, sources={}, missing={}, spearman={}, kendall={},
                  consensus_methods=(), consensus=(), deletion=(), deletion_order={}, notes=(),
-                 seconds={}, sanity=s)
+                 sanity=s)
     return AgreementResult(**blank)
 
 

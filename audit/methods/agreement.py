@@ -191,7 +191,7 @@ class AgreementResult(MethodResult):
     baseline: str
     background: str
     notes: tuple[str, ...]
-    seconds: dict[str, float]
+    _seconds: dict[str, float] | None = None   # wall times (not serialised: not reproducible)
 
 
 # --------------------------------------------------------------------------------------------
@@ -658,7 +658,7 @@ class Agreement(AuditMethod[AgreementConfig, AgreementResult]):
             deletion_skipped=deletion_skipped,
             baseline=f"{base_how}, computed on {ref_name}",
             background=f"{len(background):,} rows drawn at random from {ref_name}",
-            notes=tuple(notes), seconds=seconds)
+            notes=tuple(notes), _seconds=seconds)
 
     def _deletion(self, model: ModelAdapter, data: AuditData, sources: list[_Source],
                   config: AgreementConfig, base: np.ndarray, background: np.ndarray,

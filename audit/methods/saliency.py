@@ -150,8 +150,8 @@ class SaliencyResult(MethodResult):
     per_class_importance: dict[str, dict[str, dict[str, float]]] | None
     ig_delta: ConvergenceDelta | None
     rows: tuple[RowAttribution, ...]
-    seconds: dict[str, float]
     torch_threads: int
+    _seconds: dict[str, float] | None = None   # wall times (not serialised: not reproducible)
     # Not serialised: per-row raw-feature attributions of the primary explained output, for the
     # agreement method (bootstrap of ranks, deletion curves). Shape (n_rows, n_features).
     _per_row: dict[str, np.ndarray] | None = None
@@ -525,7 +525,7 @@ class Saliency(AuditMethod[SaliencyConfig, SaliencyResult]):
                         + (f" ({bg_note})" if bg_note else "")),
             global_importance=global_imp, global_ci=ci_out,
             per_class_importance=per_class or None, ig_delta=ig_delta, rows=tuple(row_results),
-            seconds=seconds, torch_threads=int(torch.get_num_threads()),
+            _seconds=seconds, torch_threads=int(torch.get_num_threads()),
             _per_row=per_row_raw, _row_index=rows)
 
     def findings(self, result: SaliencyResult, config: SaliencyConfig) -> list[Finding]:
