@@ -37,7 +37,6 @@ Example
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -213,7 +212,6 @@ class CounterfactualsResult(MethodResult):
     examples: tuple[Example, ...]
     feature_use: dict[str, float]            # share of cheapest counterfactuals changing each feature
     recourse: tuple[AttributeRecourse, ...]
-    seconds: float
     n_model_rows: int                        # rows scored by the real model during the search
     note: str = ""
 
@@ -247,7 +245,6 @@ class Counterfactuals(AuditMethod[CounterfactualsConfig, CounterfactualsResult])
 
     def _run(self, model: ModelAdapter, data: AuditData, config: CounterfactualsConfig,
              ctx: RunContext) -> CounterfactualsResult:
-        t0 = time.perf_counter()
         from audit.methods._cf.refine import Scorer
 
         target, target_name = _target_index(data, model, config)
@@ -416,7 +413,7 @@ class Counterfactuals(AuditMethod[CounterfactualsConfig, CounterfactualsResult])
             quality=quality, quality_first=quality_first, n_fallback=n_fallback,
             counterfactuals=tuple(records), rows=tuple(outcomes), examples=examples,
             feature_use={name: float(u) for name, u in zip(space.names, use, strict=True)},
-            recourse=tuple(recourse), seconds=time.perf_counter() - t0,
+            recourse=tuple(recourse),
             n_model_rows=scorer.n_scored, note=note)
 
     @staticmethod
