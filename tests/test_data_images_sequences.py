@@ -125,6 +125,9 @@ def test_image_layout_groups_and_patch_view():
     view, enc = lay.tabular_view(X)
     assert view.shape == (1, 8) and enc.columns[:2] == ["ch0 patch[0-1,0-1] mean", "ch1 patch[0-1,0-1] mean"]
     np.testing.assert_allclose(view[0, :2], [2.0, 11.0])  # raw units: 1*2+0 and 1*1+10
+    grid, rows, cols = lay.view_grid(np.arange(8.0))  # (patch, channel) pairs: 0+1, 2+3, 4+5, 6+7
+    np.testing.assert_allclose(grid[:, 0], [1, 1, 9, 9]) and len(rows) == len(cols) == 4
+    np.testing.assert_allclose(grid[0], [1, 1, 5, 5])
 
 
 def test_tabular_view_and_subset_keep_the_layout(tmp_path):
@@ -198,6 +201,8 @@ def test_sequence_layout_aggregates_per_feature_and_lag():
     np.testing.assert_allclose(lay.aggregate(attr, by="lag"), [[1, 5, 9]])
     assert list(lay.groups("lag")) == ["t-3", "t-2", "t-1"]
     assert lay.aggregate(attr.reshape(1, -1), by="cell").shape == (1, 6)
+    grid, rows, cols = lay.view_grid(attr.reshape(-1))
+    assert rows == ["a", "b"] and cols == ["t-3", "t-2", "t-1"] and grid.tolist() == [[0, 2, 4], [1, 3, 5]]
 
 
 def test_sequence_shorter_than_window_names_the_id(tmp_path):
@@ -264,3 +269,5 @@ def test_config_rejects_keys_of_another_modality():
         _plan({"modality": "images"})
     with pytest.raises(InvalidConfigError, match=r"positive"):
         _plan({"modality": "image", "scaling": {"scale": 0}})
+    with pytest.raises(InvalidConfigError, match=r"'features' key does not apply to images"):
+        _plan({"modality": "image", "features": ["a"]})

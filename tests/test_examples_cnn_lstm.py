@@ -35,6 +35,8 @@ def test_digits_cnn_audit_produces_a_report():
     assert "no sensitive attributes" in report.outcome("fairness").result.reason
     html = render_html(report)
     assert "Global surrogate tree" in html and "patch[" in html
+    assert "impurity decrease from each input region" in html
+    assert "importance_map" in _figure_names(inputs.data, sur)
     assert any(f["role"] == "architecture" and f["path"].endswith("model.py") for f in inputs.files)
 
 
@@ -52,6 +54,17 @@ def test_macro_lstm_audit_produces_a_report():
     assert "unemp[t-1]" in sur.feature_importance
     assert report.data_summary["features"] == ["unemp", "gdp_growth", "inv_growth", "infl", "tbilrate"]
     assert "Global surrogate tree" in render_html(report)
+    assert "importance_map" in _figure_names(data, sur)
+
+
+def _figure_names(data, result) -> list[str]:
+    from audit.core.plots import pyplot
+    from audit.methods.surrogate import Surrogate
+
+    figs = Surrogate().figures(result, data)
+    for fig in figs.values():
+        pyplot().close(fig)
+    return list(figs)
 
 
 @pytest.mark.slow

@@ -43,7 +43,9 @@ summarise magnitudes.
 ``layout.tabular_view(X)`` is the *feature view* for methods that need a flat table of named
 features (the surrogate tree, lag-feature LIME): for images, the mean raw intensity of every
 patch (per channel); for sequences, every lag of every feature. ``AuditData.tabular_view()``
-returns the data with ``X`` replaced by that view (tabular data returns itself).
+returns the data with ``X`` replaced by that view (tabular data returns itself), and
+``layout.view_grid(values)`` lays per-view-column values back out as a 2-D grid for heatmaps
+(pixels for images; features x lags for sequences).
 
 Examples
 --------
@@ -224,6 +226,16 @@ class ImageLayout:
                 feats.append(NumericFeature(f"{label} mean"))
         return np.column_stack(cols).astype(np.float32), Encoding(tuple(feats))
 
+    def view_grid(self, values: Sequence[float]) -> tuple[np.ndarray, list[str], list[str]]:
+        """Per-view-column values (one per patch and channel, as ``tabular_view`` orders them)
+        painted onto the (H, W) pixel grid, summed over channels, with row and column labels."""
+        values = np.asarray(values, dtype=float).reshape(-1, self.channels).sum(axis=1)
+        grid = np.zeros((self.height, self.width))
+        for v, (_, cells) in zip(values, self._patches(), strict=True):
+            for r, c in cells:
+                grid[r, c] = v
+        return grid, [str(r) for r in range(self.height)], [str(c) for c in range(self.width)]
+
 
 @dataclass(frozen=True)
 class SequenceLayout:
@@ -299,6 +311,12 @@ class SequenceLayout:
         thresholds back to raw units)."""
         return np.asarray(X, dtype=np.float32).reshape(X.shape[0], -1), self.encoding()
 
+    def view_grid(self, values: Sequence[float]) -> tuple[np.ndarray, list[str], list[str]]:
+        """Per-view-column values (one per lag and feature) as a (F, T) grid: one row per
+        feature, one column per lag (oldest first), with row and column labels."""
+        grid = np.asarray(values, dtype=float).reshape(self.length, len(self.features)).T
+        return grid, list(self.features), self.lags
+
 
 Layout = ImageLayout | SequenceLayout
 
@@ -340,7 +358,8 @@ class SequenceSpec:
     end at every step (``stride`` apart) whose target, ``horizon`` steps later, exists; the target
     is the ``target`` column at that later step (``horizon = 0``: at the window's last step).
     ``time_range`` keeps windows whose target time lies in [start, end] (either may be "").
-    ``scaling`` maps feature -> (center, scale).
+    ``scaling`` maps feature -> (center, scale). Sensitive attributes are read at the window's
+    last step. Windows are ordered by id, then time.
     """
 
     path: str
@@ -412,6 +431,9 @@ def spec_from_table(data: Mapping[str, Any], resolve: Any) -> ModalSpec | None:
     if not isinstance(scaling, Mapping):
         raise InvalidConfigError(f"The [data] 'scaling' must be a table. Got {scaling!r} instead.")
     if modality == "image":
+        if "features" in data:
+            raise InvalidConfigError("The [data] 'features' key does not apply to images (every pixel "
+                                     "is an input); remove it.")
         bad = sorted(set(scaling) - {"center", "scale"})
         if bad:
             raise InvalidConfigError(
@@ -622,7 +644,7 @@ def _bound(value: str, like: pd.Series) -> Any:
     return value
 
 
-def read_sequences(spec: SequenceSpec, data: DatasetSpec, encoding: Encoding | None = None
+def read_sequences(spec: SequenceSpec, data: DatasetSpec
                    ) -> tuple[np.ndarray, pd.DataFrame, list[str], str]:
     """Raw windows (N, T, F), one metadata row per window, the feature names and a source label."""
     path = spec.path
@@ -829,7 +851,7 @@ def build_sequence_data(spec: SequenceSpec, data: DatasetSpec, *, encoding: Enco
     The per-feature scaling comes from ``spec.scaling`` or else from the numeric features of
     ``encoding`` (the model's encoding JSON); features named in neither are used unscaled.
     """
-    X_raw, meta, names, source = read_sequences(spec, data, encoding)
+    X_raw, meta, names, source = read_sequences(spec, data)
     center, scale = [], []
     for name in names:
         if name in spec.scaling:

@@ -157,6 +157,7 @@ class Surrogate(AuditMethod[SurrogateConfig, SurrogateResult]):
     def figures(self, result: SurrogateResult, data: AuditData) -> dict[str, Any]:
         from audit.core.plots import NEGATIVE, POSITIVE, new_figure
 
+        layout = data.layout
         data = data.tabular_view()
 
         fig, ax = new_figure(6.5, 2.8)
@@ -170,7 +171,29 @@ class Surrogate(AuditMethod[SurrogateConfig, SurrogateResult]):
         figs = {"fidelity": fig}
         if result._tree is not None and result.n_leaves <= 32:
             figs["tree"] = _draw_tree(result, data)
+        if layout is not None:  # images / sequences: where the splits fall, on the input grid
+            figs["importance_map"] = _importance_map(result, layout)
         return figs
+
+
+def _importance_map(result: SurrogateResult, layout: Any) -> Any:
+    """The tree's impurity-decrease shares laid out on the pixel grid (images) or as
+    feature x lag (sequences), via ``layout.view_grid``."""
+    from audit.core.plots import new_figure
+
+    grid, rows, cols = layout.view_grid(list(result.feature_importance.values()))
+    image = layout.kind == "image"
+    fig, ax = new_figure(3.6 if image else 6.5, 3.2 if image else 0.6 + 0.35 * len(rows))
+    im = ax.imshow(grid, cmap="Greys", vmin=0.0, vmax=max(float(grid.max()), 1e-12),
+                   aspect="equal" if image else "auto")
+    ax.set_xticks(range(len(cols)), cols, fontsize=7)
+    ax.set_yticks(range(len(rows)), rows, fontsize=7)
+    ax.set_xlabel("pixel column" if image else "lag (oldest left)")
+    ax.set_ylabel("pixel row" if image else "")
+    bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    bar.set_label("share of impurity decrease", fontsize=7)
+    ax.set_title("Where the surrogate tree splits", fontsize=9)
+    return fig
 
 
 def _split_text(data: AuditData, column: int, threshold: float) -> tuple[str, str]:
