@@ -8,6 +8,7 @@ from __future__ import annotations
 from audit.core.method import AuditMethod
 from audit.errors import InvalidConfigError, did_you_mean
 from audit.methods.agreement import Agreement
+from audit.methods.connection_weights import ConnectionWeights
 from audit.methods.counterfactuals import Counterfactuals
 from audit.methods.fairness import Fairness
 from audit.methods.lime import Lime
@@ -22,6 +23,7 @@ METHODS: tuple[type[AuditMethod], ...] = (
     Lime,
     Saliency,
     Counterfactuals,
+    ConnectionWeights,
     Agreement,  # must stay last: it compares the attribution methods that ran before it
 )
 

@@ -412,9 +412,11 @@ def train_batched(X: np.ndarray, targets: Targets, spec: MLPSpec, recipe: Recipe
     n_out = spec.sizes[-1]
     chunk = chunk_size_for(spec, recipe, n, chunk_mb=chunk_mb * (64 if cuda else 1))
     chunk = max(1, min(chunk, B))
-    starts = list(range(0, B, chunk))
     if n_workers is None:
-        n_workers = 1 if cuda else max(1, min(len(starts), os.cpu_count() or 1))
+        n_workers = 1 if cuda else max(1, os.cpu_count() or 1)
+    if not cuda and n_workers > 1:
+        chunk = min(chunk, -(-B // n_workers))   # give every worker a share
+    starts = list(range(0, B, chunk))
     n_workers = max(1, min(n_workers, len(starts)))
     orders = batch_order(n, recipe, schedule_seed)
 
@@ -787,6 +789,18 @@ def train_looped(X: np.ndarray, targets: Targets, spec: MLPSpec, recipe: Recipe,
     init = init.broadcast(B) if init.n_networks == 1 else init
     networks = list(range(B)) if networks is None else list(networks)
     orders = batch_order(len(X), recipe, schedule_seed)
+    prev_threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the fair baseline on small networks (2 threads measured slower)
+    try:
+        return _looped(X, targets, spec, recipe, init, orders, networks, shuffle)
+    finally:
+        torch.set_num_threads(prev_threads)
+
+
+def _looped(X: np.ndarray, targets: Targets, spec: MLPSpec, recipe: Recipe, init: Weights,
+            orders: list[np.ndarray], networks: list[int], shuffle: ColumnShuffle | None) -> FitResult:
+    import torch
+
     t0 = time.perf_counter()
     Ws = [np.zeros((len(networks), i, o), np.float32) for i, o in zip(spec.sizes, spec.sizes[1:])]
     bs = [np.zeros((len(networks), o), np.float32) for o in spec.sizes[1:]]

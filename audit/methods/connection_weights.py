@@ -1,0 +1,1067 @@
+"""Connection-weight importance (Olden) and Garson's algorithm, tested with the Olden & Jackson
+(2002) randomization test on the batched trainer.
+
+Statistics
+----------
+- Olden's importance of input ``i`` for output ``k`` is ``CW[i, k] = (W1 W2 ... WL)[i, k]`` — the
+  product of the weight matrices (input-major, biases excluded), summed over every path. The
+  per-connection contributions ``c[i, j, k] = W1[i, j] (W2 ... WL)[j, k]`` route it through each
+  first-layer hidden unit and sum to ``CW``. Signs are kept.
+- Garson's relative importance (Goh's form) for one hidden layer and one output:
+  ``P_ij = |w_ij| |v_j|``, ``Q_ij = P_ij / sum_r P_rj``, ``RI_i = sum_j Q_ij / sum_ij Q_ij``.
+- Inputs on a common scale: importances are multiplied by each input's standard deviation in the
+  fitting rows, which equals computing them on standardized inputs (a network on
+  ``z_i = x_i / s_i`` has first-layer weights ``s_i w_ij``).
+- Softmax outputs: per-class values are not identifiable, so class-centred values
+  ``CW[:, k] - mean_k CW[:, k]`` are reported and tested (for two softmax logits: the contrast
+  positive minus negative).
+- One-hot groups: every encoded column is tested, and each raw feature gets the group statistic
+  ``max |CW|`` over its columns (and classes), tested on the upper tail with the same networks.
+
+The randomization test (Olden & Jackson 2002)
+---------------------------------------------
+1. Fit ``M`` networks from different random starts with the training recipe; keep the one with
+   the lowest validation loss and record its initial weights θ₀.
+2. ``B`` times: permute the response among the fitting rows and retrain from θ₀ with the same
+   deterministic mini-batch schedule (one batched tensor program; the observed network is slot 0).
+3. ``p = (1 + #{null at least as extreme}) / (B + 1)``: two-sided from the empirical tails by
+   default, one-sided in the observed direction on request; upper tail for Garson and max |CW|.
+4. Benjamini–Hochberg and Westfall–Young max-T over the inputs, from the same null networks.
+
+Permuting the response tests "y is unrelated to every input". The per-input null (permute only
+the columns of one raw feature, keep y, retrain from θ₀) asks whether that input matters beyond
+the others; it is offered for the top few features because it costs ``B`` networks per feature —
+kept cheap because only those columns differ, so the shared wide product gets a low-rank
+correction (see :class:`audit.train.batched.ColumnShuffle`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from audit.core.adapter import ModelAdapter
+from audit.core.dataset import AuditData
+from audit.core.method import AuditMethod, Finding, MethodConfig, MethodResult, RunContext
+from audit.errors import CapabilityError, InvalidConfigError
+from audit.stats.multiplicity import benjamini_hochberg, maxt_stepdown
+from audit.stats.permutation import check_n_permutations, null_summary, permutation_pvalues
+
+_SKLEARN_ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
+
+
+# --------------------------------------------------------------------------------------------
+# Config and result
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConnectionWeightsConfig(MethodConfig):
+    """Options of the connection-weight randomization test.
+
+    n_permutations : null networks B (an integer, at least 19; 999 gives p down to 0.001);
+    n_restarts : random starts M (default: the recipe's ``n_restarts``, else 10);
+    alternative : "two-sided" (default; from the empirical tails) or "observed" (one-sided in the
+    observed direction, as in Olden & Jackson 2002);
+    alpha : level for the significance marks (after Benjamini–Hochberg);
+    scale : "sd" (importances on standardized inputs) or "none" (raw weights products);
+    per_input : number of top raw features given the per-input null (0 turns it off);
+    per_input_permutations : null networks per feature for the per-input null;
+    recipe : training-recipe keys overriding [model] training / training.json;
+    max_rows : use at most this many training rows (a random sample), None for all;
+    device : "cpu", "cuda" or "auto"; n_workers : CPU threads (default one per core).
+    """
+
+    n_permutations: int = 999
+    n_restarts: int | None = None
+    alternative: Literal["two-sided", "observed"] = "two-sided"
+    alpha: float = 0.05
+    scale: Literal["sd", "none"] = "sd"
+    per_input: int = 3
+    per_input_permutations: int = 199
+    recipe: dict = field(default_factory=dict)
+    max_rows: int | None = None
+    device: str = "cpu"
+    n_workers: int | None = None
+
+    def validate(self) -> None:
+        check_n_permutations(self.n_permutations, where="n_permutations")
+        if self.per_input:
+            check_n_permutations(self.per_input_permutations, where="per_input_permutations")
+        if self.per_input < 0:
+            raise InvalidConfigError(f"The 'per_input' option of connection_weights must be 0 or more. Got {self.per_input} instead.")
+        if self.n_restarts is not None and (isinstance(self.n_restarts, bool) or not isinstance(self.n_restarts, int) or self.n_restarts < 1):
+            raise InvalidConfigError(f"The 'n_restarts' option of connection_weights must be a positive integer. Got {self.n_restarts!r} instead.")
+        if not 0 < self.alpha < 1:
+            raise InvalidConfigError(f"The 'alpha' option of connection_weights must be in (0, 1). Got {self.alpha} instead.")
+        if self.alternative not in ("two-sided", "observed"):
+            raise InvalidConfigError(f"The 'alternative' option of connection_weights must be \"two-sided\" or \"observed\". Got {self.alternative!r} instead.")
+        if self.scale not in ("sd", "none"):
+            raise InvalidConfigError(f"The 'scale' option of connection_weights must be \"sd\" or \"none\". Got {self.scale!r} instead.")
+        if self.max_rows is not None and self.max_rows < 50:
+            raise InvalidConfigError(f"The 'max_rows' option of connection_weights must be at least 50. Got {self.max_rows} instead.")
+        if self.device not in ("cpu", "cuda", "auto") and not str(self.device).startswith("cuda:"):
+            raise InvalidConfigError(f"The 'device' option of connection_weights must be \"cpu\", \"cuda\" or \"auto\". Got {self.device!r} instead.")
+
+
+@dataclass(frozen=True)
+class InputTest:
+    """One encoded input (and output) of the randomization test."""
+
+    name: str
+    feature: str
+    output: str
+    importance: float            # Olden's CW of the observed (refitted) network, scaled
+    submitted: float             # the same for the submitted model's weights
+    null_mean: float
+    null_low: float              # 2.5% and 97.5% quantiles of the null
+    null_high: float
+    p_upper: float
+    p_lower: float
+    p_two_sided: float
+    p: float                     # the configured alternative
+    p_bh: float
+    p_maxt: float
+    significant: bool            # p_bh <= alpha
+    restart_mean: float
+    restart_sd: float
+    garson: float | None = None
+    garson_p: float | None = None
+
+
+@dataclass(frozen=True)
+class FeatureTest:
+    """A raw feature: the group statistic max |CW| over its encoded columns (and classes)."""
+
+    feature: str
+    n_columns: int
+    statistic: float
+    p: float                     # upper tail, response-permutation null
+    p_bh: float
+    p_maxt: float
+    significant: bool
+    per_input_p: float | None = None       # per-input null (only this feature permuted)
+    per_input_null_mean: float | None = None
+    per_input_n: int | None = None
+
+
+@dataclass(frozen=True)
+class Connection:
+    """An input -> first-layer hidden unit -> output contribution c_ijk and its test."""
+
+    input: str
+    hidden: int
+    output: str
+    contribution: float
+    p: float
+    p_bh: float
+
+
+@dataclass(frozen=True)
+class ConnectionWeightsResult(MethodResult):
+    model_kind: str                          # "torch" or "sklearn"
+    architecture: tuple[int, ...]
+    activations: tuple[str, ...]
+    output_mode: str                         # "logit" | "contrast" | "centred" | "value"
+    outputs: tuple[str, ...]
+    scale: str
+    recipe: dict[str, Any]
+    recipe_source: str
+    recipe_defaults: tuple[str, ...]
+    train_source: str
+    n_fit: int
+    n_validation: int
+    n_permutations: int
+    n_null_used: int
+    diverged: tuple[int, ...]                # null networks excluded (non-finite)
+    alternative: str
+    alpha: float
+    inputs: tuple[InputTest, ...]
+    features: tuple[FeatureTest, ...]
+    n_significant_raw: int
+    n_significant_bh: int
+    n_significant_maxt: int
+    n_features_significant: int
+    per_input_features: tuple[str, ...]
+    per_input_permutations: int | None
+    garson_available: bool
+    garson_note: str
+    n_restarts: int
+    selected_restart: int
+    restart_validation_loss: tuple[float, ...]
+    kendall_w: float | None
+    sign_agreement: float | None             # share of inputs whose CW sign agrees across restarts
+    refit_metrics: dict[str, dict[str, float | None]]   # metric -> {"submitted", "refit"}
+    importance_spearman: float | None        # submitted vs refit importances
+    connections_tested: int
+    connections_significant: int
+    top_connections: tuple[Connection, ...]
+    skip_connections: str
+    device: str
+    seconds: dict[str, float]
+    notes: tuple[str, ...]
+    _null: Any = None                        # [B, m] null importances (for the histograms)
+    _conn: Any = None                        # (c_obs [D, H, O], p_bh [D, H, O])
+    _weights: Any = None                     # the observed network's weights (diagram)
+
+
+# --------------------------------------------------------------------------------------------
+# Network extraction
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Network:
+    kind: str
+    spec: Any                     # MLPSpec
+    weights: Any                  # Weights (one network)
+    loss: str
+    output_mode: str
+    outputs: tuple[str, ...]
+    derived_recipe: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _torch_chain(module: Any) -> tuple[list[Any], list[tuple[str, float]], str | None] | str:
+    """Linear layers, hidden activations and the trailing output activation of a chain, or a
+    reason why the module is not a plain chain."""
+    import torch.nn as nn
+
+    acts = {nn.ReLU: "relu", nn.Sigmoid: "sigmoid", nn.Tanh: "tanh", nn.GELU: "gelu", nn.ELU: "elu",
+            nn.LeakyReLU: "leaky_relu", nn.Softplus: "softplus", nn.SiLU: "silu", nn.Identity: "identity"}
+    seq: list[tuple[str, Any]] = []
+    for sub in module.modules():
+        if sub is module and not isinstance(sub, nn.Linear):
+            continue
+        if isinstance(sub, (nn.Sequential, nn.ModuleList)):
+            continue
+        if isinstance(sub, nn.Linear):
+            seq.append(("linear", sub))
+        elif isinstance(sub, (nn.Dropout, nn.Flatten)) or type(sub) is nn.Identity:
+            continue
+        elif type(sub) in acts:
+            if isinstance(sub, nn.GELU) and getattr(sub, "approximate", "none") != "none":
+                return "its GELU uses the tanh approximation, which the batched trainer does not implement"
+            slope = float(getattr(sub, "negative_slope", getattr(sub, "alpha", 1.0)))
+            if isinstance(sub, nn.Softplus) and (sub.beta != 1 or sub.threshold != 20):
+                return "its Softplus has non-default beta/threshold"
+            seq.append(("act", (acts[type(sub)], slope)))
+        elif isinstance(sub, (nn.Softmax, nn.LogSoftmax)):
+            seq.append(("out", "softmax" if isinstance(sub, nn.Softmax) else "log_softmax"))
+        else:
+            return (f"it contains a {type(sub).__name__} layer; connection weights are defined for "
+                    "fully connected chains of Linear layers and elementwise activations")
+    linears = [m for k, m in seq if k == "linear"]
+    if not linears:
+        return "it has no Linear layers"
+    hidden: list[tuple[str, float]] = []
+    trailing: str | None = None
+    seen = 0
+    pending: tuple[str, float] | None = None
+    for k, v in seq:
+        if k == "linear":
+            if seen:
+                hidden.append(pending or ("identity", 1.0))
+            pending = None
+            seen += 1
+        elif k == "act":
+            if pending is not None:
+                return "two activations follow one Linear layer"
+            pending = v
+        else:
+            if seen != len(linears):
+                return "a softmax sits between Linear layers"
+            trailing = v
+    if pending is not None:
+        if pending[0] != "sigmoid":
+            return f"its output passes through {pending[0]}, which is not a link function"
+        trailing = "sigmoid"
+    for a, b in zip(linears, linears[1:]):
+        if a.out_features != b.in_features:
+            return "its Linear layers do not form a chain"
+    return linears, hidden, trailing
+
+
+def extract_network(model: ModelAdapter, data: AuditData) -> _Network:
+    """The model as an :class:`~audit.train.batched.MLPSpec` plus its weights, or raise
+    CapabilityError saying why it is not a fully connected network."""
+    from audit.train.batched import MLPSpec, Weights
+
+    task = data.task
+    estimator = getattr(model, "estimator", None)
+    if estimator is not None and hasattr(estimator, "coefs_"):
+        cls = type(estimator).__name__
+        act = getattr(estimator, "activation", None)
+        if act not in _SKLEARN_ACTIVATIONS:
+            raise CapabilityError(f"the {cls} uses activation {act!r}, which is not supported")
+        if getattr(model, "raw", False):
+            raise CapabilityError("the scikit-learn MLP consumes raw columns through its own "
+                                  "preprocessing, so its weights do not map to the encoded inputs")
+        W = [np.asarray(c, dtype=np.float32)[None] for c in estimator.coefs_]
+        b = [np.asarray(c, dtype=np.float32)[None] for c in estimator.intercepts_]
+        sizes = (W[0].shape[1], *(w.shape[2] for w in W))
+        spec = MLPSpec(sizes, tuple(_SKLEARN_ACTIVATIONS[act] for _ in W[:-1]))
+        out_act = getattr(estimator, "out_activation_", "identity")
+        if out_act == "logistic" and sizes[-1] == 1:
+            loss, mode = "bce", "logit"
+        elif out_act == "softmax":
+            loss, mode = "ce", "centred" if sizes[-1] > 2 else "contrast"
+        elif out_act == "identity" and task == "regression":
+            loss, mode = "mse", "value"
+        else:
+            raise CapabilityError(f"the {cls} has output activation {out_act!r} with {sizes[-1]} "
+                                  "outputs (multi-label models are not supported)")
+        derived = _sklearn_recipe(estimator, data.n_rows)
+        net = _Network("sklearn", spec, Weights(W, b), loss, mode, _output_names(data, mode, sizes[-1]),
+                       derived)
+        net.notes.append(
+            f"The {cls} is refitted with the batched trainer on a recipe translated from its "
+            "parameters (solver, learning rate, iterations, batch size; alpha as weight decay "
+            "alpha/batch_size on weights only), not by scikit-learn itself: no early stopping or "
+            "tolerance-based stop, and PyTorch's initialisation.")
+        return net
+    if "weights" not in model.capabilities or getattr(model, "module", None) is None:
+        raise CapabilityError(
+            f"{model.description} is not a fully connected network with readable weights (a torch "
+            "chain of Linear layers or a scikit-learn MLP); use the model-agnostic "
+            "permutation_significance method for refittable scikit-learn estimators")
+    found = _torch_chain(model.module)
+    if isinstance(found, str):
+        raise CapabilityError(f"{model.description} is not a plain MLP: {found}")
+    linears, hidden, trailing = found
+    sizes = (linears[0].in_features, *(lin.out_features for lin in linears))
+    spec = MLPSpec(sizes, tuple(h[0] for h in hidden), tuple(h[1] for h in hidden))
+    W = [lin.weight.detach().cpu().double().numpy().T[None].astype(np.float32) for lin in linears]
+    b = [(lin.bias.detach().cpu().numpy()[None].astype(np.float32) if lin.bias is not None
+          else np.zeros((1, lin.out_features), np.float32)) for lin in linears]
+    weights = Weights(W, b)
+    _verify_forward(model, spec, weights, data, trailing)
+    O = sizes[-1]
+    if task == "regression":
+        loss, mode = "mse", "value"
+    elif task == "binary" and O == 1:
+        loss, mode = "bce", "logit"
+    elif O >= 2 and (task == "multiclass" or O == 2):
+        loss, mode = "ce", "contrast" if O == 2 else "centred"
+    else:
+        raise CapabilityError(f"the network has {O} outputs, which does not fit a {task} task")
+    net = _Network("torch", spec, weights, loss, mode, _output_names(data, mode, O))
+    if any(lin.bias is None for lin in linears):
+        net.notes.append("Some Linear layers have no bias; the refit gives them a zero bias that is trained.")
+    return net
+
+
+def _verify_forward(model: ModelAdapter, spec: Any, weights: Any, data: AuditData, trailing: str | None) -> None:
+    """Rebuild the network from its Linear layers and check it computes what the model does."""
+    import torch
+
+    from audit.train.batched import build_module
+
+    x = torch.from_numpy(np.ascontiguousarray(data.X[: min(64, data.n_rows)], dtype=np.float32))
+    module = model.module
+    was_training = module.training
+    module.eval()
+    with torch.no_grad():
+        theirs = module(x)
+        ours = build_module(spec, weights, 0)(x)
+    module.train(was_training)
+    if trailing == "sigmoid":
+        ours = torch.sigmoid(ours)
+    elif trailing == "softmax":
+        ours = torch.softmax(ours, 1)
+    elif trailing == "log_softmax":
+        ours = torch.log_softmax(ours, 1)
+    if theirs.shape != ours.shape and theirs.numel() == ours.numel():
+        theirs = theirs.reshape(ours.shape)
+    if theirs.shape != ours.shape or not torch.allclose(theirs.float(), ours, rtol=1e-4, atol=1e-4):
+        raise CapabilityError(
+            f"{model.description} does not compute the chain of its Linear layers and activations "
+            "in registration order (its forward() does something else), so connection weights "
+            "would not describe it")
+
+
+def _output_names(data: AuditData, mode: str, O: int) -> tuple[str, ...]:
+    classes = list(data.classes) if data.classes else None
+    if mode == "value":
+        return (str(data.spec.target or "output"),)
+    if mode == "logit" or mode == "contrast":
+        pos = classes[1] if classes and len(classes) == 2 else "positive class"
+        return (f"{pos}" if mode == "logit" else f"{pos} (logit contrast)",)
+    return tuple(str(c) for c in (classes or [f"class {k}" for k in range(O)]))
+
+
+def _sklearn_recipe(est: Any, n_rows: int) -> dict[str, Any] | None:
+    solver = getattr(est, "solver", "adam")
+    if solver not in ("adam", "sgd"):
+        return None
+    bs = est.batch_size
+    bs = min(200, n_rows) if bs == "auto" else int(bs)
+    return {"optimizer": solver, "lr": float(est.learning_rate_init),
+            "betas": [float(est.beta_1), float(est.beta_2)], "eps": float(est.epsilon),
+            "momentum": float(est.momentum) if solver == "sgd" else 0.0,
+            "epochs": int(getattr(est, "n_iter_", est.max_iter)), "batch_size": bs,
+            "weight_decay": float(est.alpha) / bs, "decay_biases": False,
+            "seed": int(est.random_state) if isinstance(est.random_state, int) else 0}
+
+
+def resolve_recipe(model: ModelAdapter, net: _Network, config: ConnectionWeightsConfig,
+                   ctx: RunContext) -> tuple[Any, str]:
+    """The training recipe: method option ``recipe`` over ``[model] training`` over a
+    ``training.json`` beside the model file (over a scikit-learn MLP's own parameters)."""
+    from audit.train.batched import REQUIRED_KEYS, Recipe
+
+    merged: dict[str, Any] = {}
+    sources: list[str] = []
+    if net.derived_recipe is not None:
+        merged.update(net.derived_recipe)
+        sources.append("the scikit-learn estimator's parameters")
+    for rec in getattr(model, "loaded", ()):
+        path = Path(rec.path).parent / "training.json"
+        if rec.role in ("weights", "model") and path.is_file():
+            try:
+                doc = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError) as exc:
+                raise InvalidConfigError(f"The training recipe {str(path)!r} is not valid JSON: {exc}.") from None
+            if not isinstance(doc, dict):
+                raise InvalidConfigError(f"The training recipe {str(path)!r} must be a JSON object.")
+            merged.update(doc)
+            sources.append(f"{path.name} beside the model")
+            break
+    if ctx.training:
+        merged.update(dict(ctx.training))
+        sources.append("[model.training]")
+    if config.recipe:
+        merged.update(dict(config.recipe))
+        sources.append("[methods.connection_weights] recipe")
+    if not sources:
+        raise CapabilityError(
+            "refitting the network needs its training recipe, and none was found: give the keys "
+            f"{', '.join(REQUIRED_KEYS)} (and loss, weight_decay, ...) in [model.training], in a "
+            "training.json beside the model, or in [methods.connection_weights] recipe")
+    source = " < ".join(sources)
+    recipe = Recipe.from_mapping(merged, source=source, loss=net.loss)
+    if recipe.loss != net.loss:
+        raise InvalidConfigError(
+            f"The training recipe from {source} uses loss {recipe.loss!r}, but the network's output "
+            f"({net.output_mode}, {net.spec.sizes[-1]} unit(s)) needs {net.loss!r}.")
+    if config.n_restarts is not None:
+        from dataclasses import replace
+
+        recipe = replace(recipe, n_restarts=config.n_restarts)
+    elif "n_restarts" in recipe.defaulted:
+        pass  # Recipe's default (10 restarts) applies and is reported as a default
+    return recipe, source
+
+
+# --------------------------------------------------------------------------------------------
+# Statistics from weights
+# --------------------------------------------------------------------------------------------
+
+
+def _output_transform(M: np.ndarray, mode: str) -> np.ndarray:
+    """Map the last axis (raw outputs) to the identifiable outputs."""
+    if mode == "contrast":
+        return M[..., 1:2] - M[..., 0:1]
+    if mode == "centred":
+        return M - M.mean(axis=-1, keepdims=True)
+    return M
+
+
+def olden_importance(weights: Any, *, scale: np.ndarray | None = None, mode: str = "logit") -> np.ndarray:
+    """Olden's connection-weight importance ``[B, D, O]``: ``W1 W2 ... WL`` (biases excluded),
+    times each input's scale ``s_i`` when given, with the output transform of ``mode``.
+
+    Examples
+    --------
+    >>> from audit.train.batched import Weights
+    >>> W1 = np.array([[[1.0, -2.0], [0.5, 1.0]]])      # 2 inputs, 2 hidden
+    >>> W2 = np.array([[[3.0], [1.0]]])                  # 2 hidden, 1 output
+    >>> w = Weights([W1, W2], [np.zeros((1, 2)), np.zeros((1, 1))])
+    >>> olden_importance(w)[0, :, 0].tolist()
+    [1.0, 2.5]
+    """
+    M = np.asarray(weights.W[0], dtype=np.float64)
+    for W in weights.W[1:]:
+        M = M @ np.asarray(W, dtype=np.float64)
+    if scale is not None:
+        M = M * scale[None, :, None]
+    return _output_transform(M, mode)
+
+
+def connection_contributions(weights: Any, *, scale: np.ndarray | None = None, mode: str = "logit") -> np.ndarray:
+    """``c[b, i, j, k] = W1[i, j] (W2 ... WL)[j, k]`` (scaled), summing over ``j`` to Olden's CW."""
+    W1 = np.asarray(weights.W[0], dtype=np.float64)
+    if scale is not None:
+        W1 = W1 * scale[None, :, None]
+    R = np.broadcast_to(np.eye(W1.shape[2]), (W1.shape[0], W1.shape[2], W1.shape[2]))
+    for W in weights.W[1:]:
+        R = R @ np.asarray(W, dtype=np.float64)
+    return _output_transform(W1[:, :, :, None] * R[:, None, :, :], mode)
+
+
+def garson_importance(weights: Any, *, scale: np.ndarray | None = None, mode: str = "logit") -> np.ndarray:
+    """Garson's relative importance ``[B, D]`` (Goh's form), one hidden layer and one output.
+
+    Examples
+    --------
+    >>> from audit.train.batched import Weights
+    >>> W1 = np.array([[[1.0, -2.0], [0.5, 1.0]]])
+    >>> W2 = np.array([[[3.0], [1.0]]])
+    >>> w = Weights([W1, W2], [np.zeros((1, 2)), np.zeros((1, 1))])
+    >>> garson_importance(w)[0].round(4).tolist()
+    [0.6667, 0.3333]
+    """
+    if len(weights.W) != 2:
+        raise InvalidConfigError(f"Garson's algorithm is defined for one hidden layer; this network has {len(weights.W) - 1}.")
+    W1 = np.abs(np.asarray(weights.W[0], dtype=np.float64))
+    if scale is not None:
+        W1 = W1 * np.abs(scale)[None, :, None]
+    V = _output_transform(np.asarray(weights.W[1], dtype=np.float64), mode)
+    if V.shape[2] != 1:
+        raise InvalidConfigError(f"Garson's algorithm is defined for one output; this network has {V.shape[2]}.")
+    P = W1 * np.abs(V[:, None, :, 0])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        Q = P / P.sum(axis=1, keepdims=True)
+        S = Q.sum(axis=2)
+        return S / S.sum(axis=1, keepdims=True)
+
+
+def kendall_w(scores: np.ndarray) -> float | None:
+    """Kendall's coefficient of concordance of ``M`` rankings (rows) of ``m`` items (columns)."""
+    from scipy.stats import rankdata
+
+    M, m = scores.shape
+    if M < 2 or m < 2:
+        return None
+    R = np.vstack([rankdata(row) for row in scores])
+    S = ((R.sum(0) - M * (m + 1) / 2) ** 2).sum()
+    return float(12 * S / (M ** 2 * (m ** 3 - m)))
+
+
+# --------------------------------------------------------------------------------------------
+# The method
+# --------------------------------------------------------------------------------------------
+
+
+class ConnectionWeights(AuditMethod[ConnectionWeightsConfig, ConnectionWeightsResult]):
+    name = "connection_weights"
+    title = "Connection-weight importance with the Olden–Jackson randomization test"
+    requires = frozenset({"weights"})
+    needs_target = True
+    Config = ConnectionWeightsConfig
+
+    def skip_reason(self, model: ModelAdapter, data: AuditData, config: ConnectionWeightsConfig) -> str | None:
+        estimator = getattr(model, "estimator", None)
+        if estimator is not None and hasattr(estimator, "coefs_") and "weights" not in model.capabilities:
+            # a fitted scikit-learn MLPClassifier/MLPRegressor: weights come from coefs_
+            reason = super().skip_reason(model, data, config)
+            if reason is None or reason.startswith("needs a model with weights"):
+                if data.task not in self.tasks:
+                    return f"not defined for {data.task} tasks"
+                if data.modality not in self.modalities:
+                    return f"not available for {data.modality} data"
+                if data.y is None:
+                    return "needs the true outcome (a target column)"
+                return None
+            return reason
+        reason = super().skip_reason(model, data, config)
+        if reason is not None and reason.startswith("needs a model with weights"):
+            return (f"needs a fully connected network with readable weights (a torch chain of Linear "
+                    f"layers and elementwise activations, or a scikit-learn MLP); {model.description} "
+                    "is not one. For other refittable scikit-learn estimators use the model-agnostic "
+                    "permutation_significance method")
+        return reason
+
+    def run(self, model: ModelAdapter, data: AuditData, config: ConnectionWeightsConfig,
+            ctx: RunContext) -> ConnectionWeightsResult:
+        config.validate()
+        net = extract_network(model, data)
+        recipe, source = resolve_recipe(model, net, config, ctx)
+        return randomization_test(model, data, net, recipe, source, config, ctx)
+
+    # ---- summary --------------------------------------------------------------------------
+    def findings(self, result: ConnectionWeightsResult, config: ConnectionWeightsConfig) -> list[Finding]:
+        out: list[Finding] = []
+        n_in = len(result.inputs)
+        out.append(Finding(
+            "info",
+            f"Olden–Jackson randomization test (response permuted, {result.n_null_used} null networks "
+            f"retrained from the same start): 'no association between the outcome and any input' is "
+            f"rejected for {result.n_significant_bh} of {n_in} encoded inputs "
+            f"({result.n_features_significant} of {len(result.features)} raw features) after "
+            f"Benjamini–Hochberg at {result.alpha:g}; {result.n_significant_maxt} survive Westfall–Young "
+            "max-T. This null says little about any single input."))
+        pi = [f for f in result.features if f.per_input_p is not None]
+        if pi:
+            parts = ", ".join(f"{f.feature} (p = {f.per_input_p:.3g})" for f in pi)
+            out.append(Finding("info", "Per-input null (only that feature permuted, a different "
+                                       f"question — does it matter beyond the others?): {parts}."))
+        top = sorted(result.features, key=lambda f: -f.statistic)[:3]
+        if top:
+            out.append(Finding("info", "Largest connection-weight importances (standardized inputs): "
+                                       + ", ".join(f.feature for f in top) + "."))
+        if result.diverged:
+            out.append(Finding("warning", f"{len(result.diverged)} of {result.n_permutations} null "
+                                          "networks diverged (non-finite loss) and were excluded from "
+                                          "the p-values."))
+        if result.kendall_w is not None and result.kendall_w < 0.7:
+            out.append(Finding("warning", f"Importance rankings disagree across the {result.n_restarts} "
+                                          f"random restarts (Kendall's W = {result.kendall_w:.2f}): "
+                                          "equally accurate networks weigh the inputs differently."))
+        for metric, vals in result.refit_metrics.items():
+            s, r = vals.get("submitted"), vals.get("refit")
+            if s is not None and r is not None and abs(s - r) > 0.02:
+                out.append(Finding("warning", f"The refitted network's {metric} ({r:.3f}) differs from "
+                                              f"the submitted model's ({s:.3f}): the test describes "
+                                              "networks trained with the stated recipe, which may not "
+                                              "be how the submitted model was trained."))
+                break
+        return out
+
+    def figures(self, result: ConnectionWeightsResult, data: AuditData) -> dict[str, Any]:
+        return _figures(result)
+
+
+# --------------------------------------------------------------------------------------------
+# The procedure
+# --------------------------------------------------------------------------------------------
+
+
+def _validation_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(fit, validation)`` rows, drawn as ``examples/adult_mlp/train.py`` does."""
+    perm = np.random.default_rng(seed).permutation(n)
+    n_val = int(round(fraction * n))
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def _loss_value(logits: np.ndarray, y: np.ndarray, loss: str) -> float:
+    logits = np.asarray(logits, dtype=np.float64)
+    if loss == "bce":
+        z = logits[:, 0]
+        return float(np.mean(np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))))
+    if loss == "ce":
+        m = logits.max(1, keepdims=True)
+        lse = (m + np.log(np.exp(logits - m).sum(1, keepdims=True)))[:, 0]
+        return float(np.mean(lse - logits[np.arange(len(y)), y.astype(int)]))
+    return float(np.mean((logits[:, 0] - y) ** 2))
+
+
+def _targets_for(y: np.ndarray, loss: str) -> np.ndarray:
+    return y.astype(np.int64) if loss == "ce" else y.astype(np.float32)
+
+
+def randomization_test(model: ModelAdapter | None, data: AuditData, net: _Network, recipe: Any,
+                       source: str, config: ConnectionWeightsConfig, ctx: RunContext) -> ConnectionWeightsResult:
+    """Olden & Jackson's procedure on ``ctx.train`` (or ``data`` when there is no training data)."""
+    import torch
+
+    from audit.train.batched import (ColumnShuffle, FixedTargets, PermutedTargets, forward_numpy,
+                                     torch_default_init, train_batched)
+
+    notes = list(net.notes)
+    seconds: dict[str, float] = {}
+    t_start = time.perf_counter()
+    train = ctx.train
+    if train is None or train.y is None:
+        train = data
+        train_source = (f"the audited data ({data.n_rows:,} rows; no training data was given — set "
+                        "[data] train_path to refit on the rows the model was trained on)")
+        notes.append("No training data was given, so the networks were refitted on the audited rows.")
+    else:
+        train_source = f"the training data ({train.n_rows:,} rows{', ' + repr(train.source) if train.source else ''})"
+    X = np.ascontiguousarray(train.X.reshape(train.n_rows, -1), dtype=np.float32)
+    y = np.asarray(train.y)
+    if config.max_rows is not None and len(X) > config.max_rows:
+        rows = np.sort(ctx.rng.choice(len(X), config.max_rows, replace=False))
+        X, y = X[rows], y[rows]
+        notes.append(f"A random sample of {config.max_rows:,} training rows was used (max_rows).")
+    if X.shape[1] != net.spec.sizes[0]:
+        raise CapabilityError(f"the network has {net.spec.sizes[0]} inputs but the data has {X.shape[1]} columns")
+    y = _targets_for(y, net.loss)
+    fit, val = _validation_split(len(X), recipe.validation_fraction, recipe.seed)
+    Xf, yf, Xv, yv = X[fit], y[fit], X[val], y[val]
+    device = config.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InvalidConfigError("The 'device' option of connection_weights is \"cuda\" but no CUDA device is available.")
+    scale = X[fit].std(0).astype(np.float64) if config.scale == "sd" else np.ones(X.shape[1])
+    mode = net.output_mode
+    spec = net.spec
+    total_work = recipe.n_restarts + config.n_permutations + 1 + config.per_input * (config.per_input_permutations if config.per_input else 0)
+    done = [0]
+
+    def tick(k: int) -> None:
+        done[0] += k
+        ctx.progress(min(done[0], total_work), total_work)
+
+    # ---- step 1: random restarts ----------------------------------------------------------
+    t0 = time.perf_counter()
+    # Each restart has its own initialisation and schedule (seed + r), so they are separate
+    # training runs; they run side by side on the CPU threads.
+    inits = [torch_default_init(spec, recipe.seed + r) for r in range(recipe.n_restarts)]
+
+    def restart(r: int) -> tuple[Any, float]:
+        fitr = train_batched(Xf, FixedTargets(yf, 1), spec, recipe, inits[r], schedule_seed=recipe.seed + r,
+                             device=device, n_workers=1)
+        vl = _loss_value(forward_numpy(fitr.weights, spec, Xv), yv, net.loss) if not fitr.diverged[0] else np.inf
+        tick(1)
+        return fitr.weights, (vl if np.isfinite(vl) else np.inf)
+
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    workers = 1 if device != "cpu" else max(1, min(config.n_workers or os.cpu_count() or 1, recipe.n_restarts))
+    prev_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            outs = list(pool.map(restart, range(recipe.n_restarts)))
+    finally:
+        torch.set_num_threads(prev_threads)
+    restart_weights = [o[0] for o in outs]
+    val_losses = [o[1] for o in outs]
+    if not np.isfinite(val_losses).any():
+        raise CapabilityError("every random restart diverged (non-finite loss) with the given training "
+                              "recipe; lower the learning rate")
+    best = int(np.argmin(val_losses))
+    theta0 = inits[best]
+    seconds["restarts"] = time.perf_counter() - t0
+    restart_cw = np.concatenate([olden_importance(w, scale=scale, mode=mode) for w in restart_weights])
+    ok_r = np.isfinite(restart_cw.reshape(len(restart_cw), -1)).all(1)
+    rcw = restart_cw[ok_r].reshape(ok_r.sum(), -1)
+    kw = kendall_w(np.abs(rcw)) if len(rcw) >= 2 else None
+    sign_agree = (float(np.mean(np.abs(np.sign(rcw).mean(0)) == 1)) if len(rcw) >= 2 else None)
+
+    # ---- step 2: the null networks (slot 0 = observed, identity permutation) ------------------
+    t0 = time.perf_counter()
+    B = config.n_permutations
+    seeds = np.concatenate([[-1], ctx.rng.integers(0, 2**62, size=B)])
+    fitn = train_batched(Xf, PermutedTargets(yf, seeds), spec, recipe, theta0, schedule_seed=recipe.seed + best,
+                         device=device, n_workers=config.n_workers,
+                         progress=lambda d, t: ctx.progress(min(done[0] + d, total_work), total_work))
+    tick(B + 1)
+    seconds["null_networks"] = time.perf_counter() - t0
+    if fitn.diverged[0]:
+        raise CapabilityError("the observed network (retrained from θ₀ on the real data) diverged; "
+                              "check the training recipe")
+    diverged = tuple(int(i) for i in np.flatnonzero(fitn.diverged[1:]))
+    cw_all = olden_importance(fitn.weights, scale=scale, mode=mode)          # [B+1, D, O]
+    cw_all[1:][fitn.diverged[1:]] = np.nan
+    obs = cw_all[0]
+    null = cw_all[1:]
+    D, O = obs.shape
+    flat_obs, flat_null = obs.reshape(-1), null.reshape(B, -1)
+    pv = permutation_pvalues(flat_obs, flat_null)
+    if config.alternative == "two-sided":
+        p_sel, alt = pv.two_sided, "two-sided"
+        p_maxt = maxt_stepdown(flat_obs, flat_null, "two-sided")
+    else:
+        # one-sided in the observed direction (Olden & Jackson): above or below the null mean
+        mean0 = np.nanmean(flat_null, axis=0)
+        greater = flat_obs >= mean0
+        p_sel = np.where(greater, pv.upper, pv.lower)
+        alt = "one-sided in the observed direction"
+        z = np.where(greater, 1.0, -1.0)
+        p_maxt = maxt_stepdown(flat_obs * z, flat_null * z[None, :], "greater")
+    p_bh = benjamini_hochberg(p_sel)
+    nmean, _, nlow, nhigh = null_summary(flat_null)
+
+    # Garson
+    garson_ok = len(spec.sizes) == 3 and O == 1
+    if garson_ok:
+        g_all = garson_importance(fitn.weights, scale=scale, mode=mode)
+        g_all[1:][fitn.diverged[1:]] = np.nan
+        g_p = permutation_pvalues(g_all[0], g_all[1:]).upper
+        garson_note = "Garson's relative importance, upper-tail test (it has no sign)."
+    else:
+        g_all = g_p = None
+        garson_note = ("Garson's algorithm is defined for one hidden layer and one output; this "
+                       f"network has {len(spec.sizes) - 2} hidden layer(s) and {O} tested output(s).")
+
+    # Submitted model's own importances
+    sub_cw = olden_importance(net.weights, scale=scale, mode=mode)[0]
+    from scipy.stats import spearmanr
+
+    rho = spearmanr(np.abs(sub_cw.ravel()), np.abs(obs.ravel())).statistic if obs.size > 2 else np.nan
+    rmean = rcw.mean(0) if len(rcw) else np.full(D * O, np.nan)
+    rsd = rcw.std(0, ddof=1) if len(rcw) > 1 else np.full(D * O, np.nan)
+
+    columns = list(train.columns)
+    col_feature = [train.feature_names[int(i)] for i in train.encoding.column_feature]
+    inputs = []
+    for i in range(D):
+        for k in range(O):
+            f = i * O + k
+            inputs.append(InputTest(
+                name=columns[i], feature=col_feature[i], output=net.outputs[k],
+                importance=float(obs[i, k]), submitted=float(sub_cw[i, k]),
+                null_mean=float(nmean[f]), null_low=float(nlow[f]), null_high=float(nhigh[f]),
+                p_upper=float(pv.upper[f]), p_lower=float(pv.lower[f]), p_two_sided=float(pv.two_sided[f]),
+                p=float(p_sel[f]), p_bh=float(p_bh[f]), p_maxt=float(p_maxt[f]),
+                significant=bool(p_bh[f] <= config.alpha),
+                restart_mean=float(rmean[f]), restart_sd=float(rsd[f]),
+                garson=float(g_all[0][i]) if garson_ok else None,
+                garson_p=float(g_p[i]) if garson_ok else None))
+
+    # ---- raw features: max |CW| over the group's columns (and classes) ----------------------
+    groups = train.groups
+    names = list(groups)
+    def group_stat(cw: np.ndarray) -> np.ndarray:   # cw [N, D, O] -> [N, F]
+        return np.stack([np.abs(cw[:, idx, :]).reshape(len(cw), -1).max(1) for idx in groups.values()], axis=1)
+    gs_all = group_stat(cw_all)
+    gs_all[1:][fitn.diverged[1:]] = np.nan
+    gp = permutation_pvalues(gs_all[0], gs_all[1:]).upper
+    g_bh = benjamini_hochberg(gp)
+    g_maxt = maxt_stepdown(gs_all[0], gs_all[1:], "greater")
+
+    # ---- per-input null for the top features --------------------------------------------------
+    per_input: dict[str, tuple[float, float, int]] = {}
+    t0 = time.perf_counter()
+    if config.per_input:
+        order = np.argsort(-gs_all[0])[: config.per_input]
+        Bp = config.per_input_permutations
+        for fi in order:
+            fname = names[fi]
+            cols = groups[fname]
+            pseeds = ctx.rng.integers(0, 2**62, size=Bp)
+            fitp = train_batched(Xf, FixedTargets(yf, Bp), spec, recipe, theta0,
+                                 schedule_seed=recipe.seed + best, shuffle=ColumnShuffle(cols, pseeds),
+                                 device=device, n_workers=config.n_workers)
+            cwp = olden_importance(fitp.weights, scale=scale, mode=mode)
+            stat = np.abs(cwp[:, cols, :]).reshape(Bp, -1).max(1)
+            stat[fitp.diverged] = np.nan
+            pp = permutation_pvalues(np.array([gs_all[0, fi]]), stat[:, None])
+            per_input[fname] = (float(pp.upper[0]), float(np.nanmean(stat)), pp.n_null)
+            tick(Bp)
+    seconds["per_input_null"] = time.perf_counter() - t0
+
+    features = []
+    for fi, fname in enumerate(names):
+        pi = per_input.get(fname)
+        features.append(FeatureTest(
+            feature=fname, n_columns=len(groups[fname]), statistic=float(gs_all[0, fi]), p=float(gp[fi]),
+            p_bh=float(g_bh[fi]), p_maxt=float(g_maxt[fi]), significant=bool(g_bh[fi] <= config.alpha),
+            per_input_p=pi[0] if pi else None, per_input_null_mean=pi[1] if pi else None,
+            per_input_n=pi[2] if pi else None))
+
+    # ---- connections --------------------------------------------------------------------------
+    H1 = spec.sizes[1]
+    conn_tested = 0
+    conn_sig = 0
+    top_conn: list[Connection] = []
+    conn_private = None
+    if len(spec.sizes) >= 3 and D * H1 * O <= 50_000:
+        c_all = connection_contributions(fitn.weights, scale=scale, mode=mode)    # [B+1, D, H, O]
+        c_all[1:][fitn.diverged[1:]] = np.nan
+        c_obs = c_all[0]
+        cp = permutation_pvalues(c_obs.reshape(-1), c_all[1:].reshape(B, -1)).two_sided
+        c_bh = benjamini_hochberg(cp).reshape(c_obs.shape)
+        conn_tested = int(c_obs.size)
+        conn_sig = int((c_bh <= config.alpha).sum())
+        flat = np.argsort(-np.abs(c_obs).ravel())
+        for f in flat:
+            i, j, k = np.unravel_index(f, c_obs.shape)
+            if c_bh[i, j, k] <= config.alpha:
+                top_conn.append(Connection(columns[i], int(j), net.outputs[k], float(c_obs[i, j, k]),
+                                           float(cp.reshape(c_obs.shape)[i, j, k]), float(c_bh[i, j, k])))
+            if len(top_conn) >= 20:
+                break
+        conn_private = (c_obs, c_bh)
+        del c_all
+
+    # ---- refit vs submitted -----------------------------------------------------------------
+    refit_metrics = _compare(model, data, net, fitn.weights, spec)
+    seconds["total"] = time.perf_counter() - t_start
+    rec_json = recipe.to_json()
+    rec_json.pop("defaulted", None)
+    return ConnectionWeightsResult(
+        model_kind=net.kind, architecture=tuple(spec.sizes), activations=tuple(spec.activations),
+        output_mode=mode, outputs=net.outputs,
+        scale=("standardized inputs (each input's importance times its standard deviation in the fitting rows)"
+               if config.scale == "sd" else "raw encoded inputs (no rescaling)"),
+        recipe=rec_json, recipe_source=source, recipe_defaults=tuple(recipe.defaulted),
+        train_source=train_source, n_fit=len(fit), n_validation=len(val), n_permutations=B,
+        n_null_used=pv.n_null, diverged=diverged, alternative=alt, alpha=config.alpha,
+        inputs=tuple(inputs), features=tuple(features),
+        n_significant_raw=int((p_sel <= config.alpha).sum()),
+        n_significant_bh=int((p_bh <= config.alpha).sum()),
+        n_significant_maxt=int((p_maxt <= config.alpha).sum()),
+        n_features_significant=int((g_bh <= config.alpha).sum()),
+        per_input_features=tuple(per_input), per_input_permutations=config.per_input_permutations if per_input else None,
+        garson_available=garson_ok, garson_note=garson_note,
+        n_restarts=recipe.n_restarts, selected_restart=best,
+        restart_validation_loss=tuple(float(v) for v in val_losses), kendall_w=kw, sign_agreement=sign_agree,
+        refit_metrics=refit_metrics, importance_spearman=float(rho) if np.isfinite(rho) else None,
+        connections_tested=conn_tested, connections_significant=conn_sig, top_connections=tuple(top_conn),
+        skip_connections=("The network has no skip connections (a plain chain), so the importance is the "
+                          "product of its weight matrices. (For networks with skip connections the direct "
+                          "weights add to the path sum; NeuralNetTools documents but does not implement this.)"),
+        device=f"{fitn.device}, {fitn.n_workers} worker(s), chunks of {fitn.chunk_size} networks",
+        seconds={k: round(v, 2) for k, v in seconds.items()}, notes=tuple(notes),
+        _null=(flat_null, flat_obs), _conn=conn_private, _weights=(fitn.weights.take(slice(0, 1)), columns, D, O),
+    )
+
+
+def _compare(model: ModelAdapter | None, data: AuditData, net: _Network, weights: Any, spec: Any) -> dict[str, dict[str, float | None]]:
+    """Submitted model vs the refitted observed network on the audited rows."""
+    from audit.train.batched import forward_numpy
+
+    if model is None or data.y is None:
+        return {}
+    X = np.asarray(data.X.reshape(data.n_rows, -1), dtype=np.float32)
+    z = forward_numpy(weights, spec, X, 0)
+    out: dict[str, dict[str, float | None]] = {}
+    y = data.y
+    try:
+        sub = model.predictions(data)
+    except Exception:  # the comparison is informative only; never fail the method on it
+        return {}
+    if data.task == "regression":
+        def r2(pred: np.ndarray) -> float:
+            return float(1 - np.sum((y - pred) ** 2) / max(np.sum((y - y.mean()) ** 2), 1e-300))
+        out["R²"] = {"submitted": r2(np.asarray(sub.labels, float)), "refit": r2(z[:, 0])}
+        return out
+    if net.loss == "bce":
+        p1 = 1 / (1 + np.exp(-z[:, 0]))
+    else:
+        e = np.exp(z - z.max(1, keepdims=True))
+        p = e / e.sum(1, keepdims=True)
+        p1 = p[:, 1] if data.task == "binary" else None
+    if data.task == "binary":
+        refit_labels = (p1 >= model.threshold).astype(int)
+    else:
+        refit_labels = np.argmax(p, axis=1)
+    out["accuracy"] = {"submitted": float(np.mean(sub.labels == y)), "refit": float(np.mean(refit_labels == y))}
+    if data.task == "binary" and len(np.unique(y)) == 2:
+        from sklearn.metrics import roc_auc_score
+
+        out["ROC AUC"] = {"submitted": float(roc_auc_score(y, sub.scores)) if sub.scores is not None else None,
+                          "refit": float(roc_auc_score(y, p1))}
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Figures
+# --------------------------------------------------------------------------------------------
+
+
+def _figures(result: ConnectionWeightsResult) -> dict[str, Any]:
+    from audit.core.plots import NEGATIVE, NEUTRAL, POSITIVE, new_figure, pyplot, shorten
+
+    figs: dict[str, Any] = {}
+    rows = sorted(result.inputs, key=lambda r: -abs(r.importance))[:25][::-1]
+    if rows:
+        fig, ax = new_figure(6.5, 0.6 + 0.22 * len(rows))
+        ypos = np.arange(len(rows))
+        vals = [r.importance for r in rows]
+        ax.barh(ypos, vals, color=[POSITIVE if v > 0 else NEGATIVE for v in vals], height=0.7)
+        lo = [r.null_low for r in rows]
+        hi = [r.null_high for r in rows]
+        ax.hlines(ypos, lo, hi, color=NEUTRAL, lw=3, alpha=0.6, label="null 95% range")
+        labels = []
+        for r in rows:
+            mark = "**" if r.p_maxt <= result.alpha else ("*" if r.significant else "")
+            out = f" [{r.output}]" if len(result.outputs) > 1 else ""
+            labels.append(shorten(f"{r.name}{out} {mark}", 45))
+        ax.set_yticks(ypos, labels, fontsize=7)
+        ax.axvline(0, color="#444444", lw=0.6)
+        ax.set_xlabel("Olden connection-weight importance (standardized inputs)")
+        ax.set_title("Top inputs by |importance|: * BH-significant, ** also max-T; grey: null 95% range", fontsize=8)
+        figs["importance"] = fig
+    if result._null is not None:
+        flat_null, flat_obs = result._null
+        top = np.argsort(-np.abs(flat_obs))[:6]
+        plt = pyplot()
+        fig, axes = plt.subplots(2, 3, figsize=(7.0, 3.8))
+        for ax, f in zip(axes.ravel(), top):
+            col = flat_null[:, f]
+            col = col[np.isfinite(col)]
+            ax.hist(col, bins=30, color=NEUTRAL)
+            ax.axvline(flat_obs[f], color=POSITIVE, lw=1.5)
+            r = result.inputs[f]
+            ax.set_title(shorten(r.name, 28) + f"\np = {r.p:.3g}", fontsize=7)
+            ax.tick_params(labelsize=6)
+        for ax in axes.ravel()[len(top):]:
+            ax.set_axis_off()
+        fig.suptitle("Null distributions (response permuted) with the observed value (line)", fontsize=8)
+        fig.tight_layout()
+        figs["null"] = fig
+    if result._conn is not None and result._weights is not None:
+        figs["diagram"] = _diagram(result)
+    return figs
+
+
+def _diagram(result: ConnectionWeightsResult) -> Any:
+    """Olden & Jackson's pruned neural interpretation diagram: only connections whose
+    contribution c_ij is significant (BH) are drawn; width ~ |c|, colour = sign."""
+    from audit.core.plots import NEGATIVE, POSITIVE, pyplot, shorten
+
+    plt = pyplot()
+    c_obs, c_bh = result._conn
+    weights, columns, D, O = result._weights
+    sig = c_bh <= result.alpha                                # [D, H, O]
+    inputs_any = np.flatnonzero(sig.any(axis=(1, 2)))
+    if inputs_any.size > 20:
+        strength = np.abs(c_obs * sig).sum(axis=(1, 2))[inputs_any]
+        inputs_any = np.sort(inputs_any[np.argsort(-strength)[:20]])
+    H = c_obs.shape[1]
+    fig, ax = plt.subplots(figsize=(7.0, max(3.0, 0.25 * max(len(inputs_any), H) + 1)))
+    ax.set_axis_off()
+    n_in = max(len(inputs_any), 1)
+    yin = {i: 1 - (k + 0.5) / n_in for k, i in enumerate(inputs_any)}
+    yh = {j: 1 - (j + 0.5) / H for j in range(H)}
+    yo = {k: 1 - (k + 0.5) / O for k in range(O)}
+    cmax = np.abs(c_obs[sig]).max() if sig.any() else 1.0
+    used_hidden = set()
+    for i in inputs_any:
+        for j in range(H):
+            if sig[i, j].any():
+                c = c_obs[i, j, int(np.argmax(np.abs(c_obs[i, j])))]
+                ax.plot([0, 1], [yin[i], yh[j]], color=POSITIVE if c > 0 else NEGATIVE,
+                        lw=0.3 + 3 * abs(c) / cmax, alpha=0.8)
+                used_hidden.add(j)
+    W = weights.W
+    R = np.asarray(W[1][0], dtype=float)
+    for Wl in W[2:]:
+        R = R @ np.asarray(Wl[0], dtype=float)
+    R = _output_transform(R, result.output_mode)
+    rmax = np.abs(R).max() or 1.0
+    for j in used_hidden:
+        for k in range(R.shape[1]):
+            ax.plot([1, 2], [yh[j], yo[k]], color=POSITIVE if R[j, k] > 0 else NEGATIVE,
+                    lw=0.3 + 3 * abs(R[j, k]) / rmax, alpha=0.8)
+    for i in inputs_any:
+        ax.text(-0.03, yin[i], shorten(columns[i], 30), ha="right", va="center", fontsize=6.5)
+    ax.scatter([0] * len(inputs_any), [yin[i] for i in inputs_any], s=14, color="#333333", zorder=3)
+    ax.scatter([1] * H, [yh[j] for j in range(H)], s=20, color=["#333333" if j in used_hidden else "#CCCCCC" for j in range(H)], zorder=3)
+    ax.scatter([2] * R.shape[1], [yo[k] for k in range(R.shape[1])], s=24, color="#333333", zorder=3)
+    for k in range(R.shape[1]):
+        ax.text(2.05, yo[k], shorten(result.outputs[k], 20), ha="left", va="center", fontsize=7)
+    ax.set_xlim(-1.2, 2.6)
+    ax.set_title("Neural interpretation diagram: significant input→hidden contributions (BH); "
+                 "orange positive, blue negative", fontsize=8)
+    if not len(inputs_any):
+        ax.text(0.7, 0.5, "no connection is significant", ha="center", fontsize=8)
+    return fig
+
+
+__all__ = [
+    "ConnectionWeights",
+    "ConnectionWeightsConfig",
+    "ConnectionWeightsResult",
+    "FeatureTest",
+    "InputTest",
+    "connection_contributions",
+    "extract_network",
+    "garson_importance",
+    "kendall_w",
+    "olden_importance",
+    "randomization_test",
+    "resolve_recipe",
+]
