@@ -79,7 +79,7 @@ class AuditReport:
             "findings": [f.to_json() for f in self.findings],
             "methods": {o.name: o.to_json() for o in self.outcomes},
             "limitations": list(self.limitations),
-            "gate": to_jsonable(self.gate),
+            **({"gate": to_jsonable(self.gate)} if self.gate is not None else {}),  # iff [gate]
             "provenance": to_jsonable(self.provenance),
         }
 
