@@ -224,3 +224,20 @@ def test_config_validation_and_figures(frame, encoding):
     for f in figs.values():
         plt.close(f)
     assert r.to_json()["global_importance"].keys() == set(r.features)
+
+
+@pytest.mark.slow
+def test_deep_and_kernel_shap_agree_on_the_mlp(frame, encoding):
+    """Two independent estimators of the same (interventional) SHAP values on the same rows and
+    background: DeepLIFT's rule is not exact SHAP for a ReLU network, but close to it."""
+    net, _ = fit_torch_mlp(frame, encoding)
+    data = build_audit_data(frame, DatasetSpec(target="income", positive_label=">50K"), encoding)
+    sub = data.subset(np.arange(30))
+    cfg = dict(n_bootstrap=0, background_size=40, kernel_background_size=40, n_rows=30, kernel_n_rows=30)
+    deep = Shap().run(as_adapter(net), sub, ShapConfig(**cfg), RunContext.default(0))
+    kern = Shap().run(as_adapter(net), sub, ShapConfig(explainer="kernel", **cfg), RunContext.default(0))
+    assert deep.rows == kern.rows and deep.explainer == "deep" and kern.explainer == "kernel"
+    np.testing.assert_allclose(deep.base_values, kern.base_values, atol=1e-6)  # same background
+    corr = np.corrcoef(deep.values.ravel(), kern.values.ravel())[0, 1]
+    assert corr > 0.95
+    assert deep.ranking[0] == kern.ranking[0]

@@ -321,7 +321,8 @@ class Lime(AuditMethod[LimeConfig, LimeResult]):
             ax.set_yticks(range(len(items)))
             ax.set_yticklabels([shorten(sel.conditions[k], 45) for k, _ in items], fontsize=7)
             ax.axvline(0, color="#999999", lw=0.8)
-            ax.set_xlabel(f"weight on {result.explained} ({sel.label})")
+            label = f" (class {sel.label})" if result.explained.startswith("the probability") else ""
+            ax.set_xlabel(f"weight on {result.explained}{label}")
             ax.set_title(f"Row {sel.row} ({sel.reason}): local R² {sel.fidelity:.2f}, "
                          f"stability {sel.stability:.2f}", fontsize=8)
             fig.tight_layout()

@@ -606,7 +606,8 @@ def _waterfall(result: ShapResult, pos: int, data: AuditData) -> Any:
     for j in shown:
         feat = result.features[j]
         value = data.encoding.decode(data.X[row:row + 1]).iloc[0][feat]
-        shown_value = f"{value:.4g}" if isinstance(value, (float, np.floating)) else str(value)
+        shown_value = (f"{value:,.6g}" if isinstance(value, (int, float, np.integer, np.floating))
+                       else str(value))
         labels.append(f"{shorten(feat, 24)} = {shorten(shown_value, 20)}")
     contrib = [float(v[j]) for j in shown]
     if rest is not None:
