@@ -21,7 +21,7 @@ def _run(*args: str):
 
 def test_run_writes_the_report_files_and_exits_zero(model_dir):
     out = model_dir / "out"
-    result = _run("run", str(model_dir / "audit.toml"), "--out", str(out), "-q")
+    result = _run("run", str(model_dir / "audit.toml"), "--out", str(out), "-q", "-m", "surrogate,fairness")
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == ["report.html", "results.json"]
     doc = json.loads((out / "results.json").read_text())
@@ -93,18 +93,19 @@ def test_pickle_without_trust_exits_2_and_trust_is_recorded(model_dir, frame, en
                    .replace('architecture = "architecture.json"\n', ""))
     text = _error_line(_run("run", str(cfg), "--out", str(model_dir / "out")))
     assert "--trust-pickle" in text
-    ok = _run("run", str(cfg), "--out", str(model_dir / "out"), "--trust-pickle", "-q")
+    ok = _run("run", str(cfg), "--out", str(model_dir / "out"), "--trust-pickle", "-q", "-m", "surrogate")
     assert ok.exit_code == 0, ok.output
     assert json.loads((model_dir / "out" / "results.json").read_text())["provenance"]["trust_pickle"] is True
 
 
 def test_existing_output_is_kept_unless_overwrite(model_dir):
     out = model_dir / "out"
-    assert _run("run", str(model_dir / "audit.toml"), "--out", str(out), "-q").exit_code == 0
+    assert _run("run", str(model_dir / "audit.toml"), "--out", str(out), "-q", "-m", "surrogate").exit_code == 0
     before = (out / "results.json").read_bytes()
     text = _error_line(_run("run", str(model_dir / "audit.toml"), "--out", str(out)))
     assert "--overwrite" in text and (out / "results.json").read_bytes() == before
-    assert _run("run", str(model_dir / "audit.toml"), "--out", str(out), "--overwrite", "-q").exit_code == 0
+    assert _run("run", str(model_dir / "audit.toml"), "--out", str(out), "--overwrite", "-q",
+                "-m", "surrogate").exit_code == 0
 
 
 def test_unknown_method_and_format_flags_exit_2(model_dir):

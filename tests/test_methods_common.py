@@ -25,7 +25,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # method name -> options that keep the common checks quick (defaults are sized for real audits).
 FAST_OPTIONS: dict[str, dict] = {
-    "connection_weights": {"n_permutations": 19, "n_restarts": 2},
+    "connection_weights": {"n_permutations": 19, "n_restarts": 2, "per_input": 1,
+                           "per_input_permutations": 19},
+    "fairness": {"n_boot": 200, "n_permutations": 199},
+    "shap": {"n_rows": 100, "n_bootstrap": 100},
+    "lime": {"num_samples": 500, "n_seeds": 2, "n_global_rows": 20, "n_bootstrap": 100},
+    "saliency": {"n_rows": 200, "n_bootstrap": 50},
+    "counterfactuals": {"max_rows": 60, "n_bootstrap": 200, "n_permutations": 199},
+    "agreement": {"n_rows": 200, "n_bootstrap": 50, "sanity_rows": 100, "faithfulness_rows": 100},
 }
 
 

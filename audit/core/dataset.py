@@ -617,6 +617,19 @@ def _encode_target(values: pd.Series, spec: DatasetSpec, classes: tuple[str, ...
 
 def _label_text(values: pd.Series) -> np.ndarray:
     """Labels as text, with 1.0 and 1 (and True) spelled the same way."""
+    values = pd.Series(values)
+    kind = pd.api.types.infer_dtype(values, skipna=False)
+    if kind == "string":  # the common case, vectorized
+        return values.str.strip().to_numpy(dtype=object)
+    if kind == "integer":
+        return values.astype(np.int64).astype(str).to_numpy(dtype=object)
+    if kind == "boolean":
+        return values.astype(bool).astype(str).to_numpy(dtype=object)
+    if kind == "floating":
+        x = values.to_numpy(dtype=float)
+        if np.all(np.isfinite(x) & (x == np.round(x))):
+            return x.astype(np.int64).astype(str).astype(object)
+
     def norm(v: Any) -> str:
         if isinstance(v, (bool, np.bool_)):
             return str(bool(v))
