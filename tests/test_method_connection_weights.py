@@ -1,0 +1,309 @@
+"""Known answers for connection-weight importance and the Olden–Jackson randomization test."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from audit.core.adapter import SklearnAdapter, TorchAdapter
+from audit.core.dataset import DatasetSpec, build_audit_data
+from audit.core.method import RunContext
+from audit.errors import CapabilityError, InvalidConfigError
+from audit.methods.connection_weights import (ConnectionWeights, ConnectionWeightsConfig,
+                                              connection_contributions, garson_importance,
+                                              kendall_w, olden_importance)
+from audit.train.batched import MLPSpec, Weights
+
+# A hand-set network: 3 inputs, 2 hidden units, 1 output.
+W1 = np.array([[1.0, -2.0], [0.5, 1.0], [0.0, 3.0]])
+W2 = np.array([[2.0], [-1.0]])
+
+
+def _w(*Ws):
+    return Weights([np.asarray(W, float)[None] for W in Ws], [np.zeros((1, np.shape(W)[1])) for W in Ws])
+
+
+def test_olden_equals_the_hand_computation():
+    # CW_i = sum_j w_ij v_j: input 0: 1*2 + (-2)(-1) = 4; input 1: 0.5*2 + 1*(-1) = 0; input 2: -3
+    cw = olden_importance(_w(W1, W2))[0, :, 0]
+    assert cw.tolist() == pytest.approx([4.0, 0.0, -3.0])
+    c = connection_contributions(_w(W1, W2))[0, :, :, 0]
+    assert np.allclose(c, [[2.0, 2.0], [1.0, -1.0], [0.0, -3.0]])
+    assert c.sum(1) == pytest.approx(cw)
+    # inputs on a common scale: multiplying x_i's sd into its importance
+    scaled = olden_importance(_w(W1, W2), scale=np.array([2.0, 1.0, 0.5]))[0, :, 0]
+    assert scaled.tolist() == pytest.approx([8.0, 0.0, -1.5])
+
+
+def test_olden_for_two_hidden_layers_is_the_product_of_the_weight_matrices():
+    W2b = np.array([[1.0, 0.0], [2.0, -1.0]])
+    W3 = np.array([[1.0], [3.0]])
+    cw = olden_importance(_w(W1, W2b, W3))[0, :, 0]
+    assert cw == pytest.approx((W1 @ W2b @ W3)[:, 0])
+    c = connection_contributions(_w(W1, W2b, W3))[0, :, :, 0]
+    assert c.sum(1) == pytest.approx(cw)
+
+
+def test_garson_equals_the_hand_computation():
+    # P = |w||v|: [[2, 2], [1, 1], [0, 3]]; column sums 3, 6; Q = [[2/3, 1/3], [1/3, 1/6], [0, 1/2]]
+    # S = [1, 0.5, 0.5], RI = S / 2
+    ri = garson_importance(_w(W1, W2))[0]
+    assert ri.tolist() == pytest.approx([0.5, 0.25, 0.25])
+    with pytest.raises(InvalidConfigError, match="one hidden layer"):
+        garson_importance(_w(W1, np.eye(2), W2))
+
+
+def test_softmax_importances_are_class_centred():
+    V = np.array([[1.0, 2.0, 3.0], [0.0, -1.0, 1.0]])
+    cw = olden_importance(_w(W1, V), mode="centred")[0]
+    assert cw.sum(1) == pytest.approx(np.zeros(3))
+    # adding a vector to every class's output weights changes nothing identifiable
+    shifted = olden_importance(_w(W1, V + np.array([[5.0], [-2.0]])), mode="centred")[0]
+    assert shifted == pytest.approx(cw)
+
+
+def test_kendall_w_is_one_for_identical_rankings():
+    assert kendall_w(np.array([[1, 2, 3], [10, 20, 30]])) == pytest.approx(1.0)
+    assert kendall_w(np.array([[1, 2, 3], [3, 2, 1]])) == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("bad", [{"n_permutations": 18}, {"n_permutations": 99.5},
+                                 {"per_input_permutations": 5}, {"alpha": 1.5}])
+def test_bad_config_is_refused(bad):
+    with pytest.raises(InvalidConfigError):
+        ConnectionWeightsConfig.from_dict(bad, method="connection_weights")
+
+
+# ---- end to end on planted data -----------------------------------------------------------------
+
+BETA = np.array([1.0, -0.6, 0.35, 0.15, 0.0])     # decreasing effects, the last one null
+
+
+def planted(n=400, seed=0, beta=BETA):
+    """Olden, Joy & Death (2004) style: correlated normal predictors, y linear in them."""
+    rng = np.random.default_rng(seed)
+    d = len(beta)
+    cov = 0.3 + 0.7 * np.eye(d)
+    X = rng.multivariate_normal(np.zeros(d), cov, size=n)
+    y = X @ beta + 0.5 * rng.normal(size=n)
+    frame = pd.DataFrame(X, columns=[f"x{i}" for i in range(d)])
+    frame["y"] = y
+    return frame
+
+
+def _torch_regressor(d, hidden=4, seed=0):
+    import torch
+
+    from audit.core.adapter import build_mlp
+
+    torch.manual_seed(seed)
+    return build_mlp({"type": "mlp", "input_dim": d, "hidden": [hidden], "activation": "sigmoid",
+                      "output_dim": 1, "output": "identity"})
+
+
+RECIPE = {"loss": "mse", "optimizer": "adam", "lr": 0.05, "epochs": 60, "batch_size": 400,
+          "weight_decay": 1e-3, "validation_fraction": 0.25, "seed": 0}
+
+
+def _run(frame, model, options, task="regression", target="y", train=None):
+    spec = DatasetSpec(target=target, task=task)
+    data = build_audit_data(frame, spec)
+    adapter = model if not hasattr(model, "parameters") else TorchAdapter(task=task, module=model, output_kind="identity" if task == "regression" else "logit")
+    cfg = ConnectionWeightsConfig.from_dict(options, method="connection_weights")
+    ctx = RunContext(rng=np.random.default_rng(0), train=train)
+    method = ConnectionWeights()
+    assert method.skip_reason(adapter, data, cfg) is None
+    return method, method.run(adapter, data, cfg, ctx), data, cfg
+
+
+def test_planted_effects_are_found_and_the_report_renders():
+    frame = planted()
+    method, r, data, cfg = _run(frame, _torch_regressor(5), {
+        "n_permutations": 99, "n_restarts": 3, "per_input": 2, "per_input_permutations": 39,
+        "recipe": RECIPE})
+    by = {t.name: t for t in r.inputs}
+    for strong in ("x0", "x1", "x2"):
+        assert by[strong].p_bh <= 0.05, by[strong]
+    assert by["x0"].importance > 0 and by["x1"].importance < 0      # signs kept
+    assert r.n_null_used == 99 and r.diverged == ()
+    assert r.garson_available and by["x0"].garson is not None
+    assert len(r.per_input_features) == 2 and r.features[0].per_input_p is not None
+    assert "no training data" in " ".join(r.notes).lower()                  # fell back to audited rows
+    assert r.recipe["weight_decay"] == 1e-3
+    figs = method.figures(r, data)
+    assert set(figs) == {"importance", "null", "diagram"}
+    html = _render(r, cfg, figs)
+    assert "the outcome is unrelated to every input" in html.replace("\n", " ")
+    assert "x0" in html
+
+
+def _render(result, cfg, figs):
+    from audit.report.render import _environment, templates_dir
+
+    env = _environment(str(templates_dir()))
+    uris = {k: "data:image/png;base64,AAAA" for k in figs}
+    return env.get_template("partials/connection_weights.html.j2").render(r=result, cfg=cfg, figs=uris, report=None)
+
+
+def test_olden_ranks_planted_effects_better_than_garson():
+    from scipy.stats import spearmanr
+
+    from audit.train.batched import FixedTargets, Recipe, torch_default_init, train_batched
+
+    truth = np.abs(BETA)
+    rho_olden, rho_garson = [], []
+    for seed in range(4):
+        frame = planted(seed=seed)
+        X = frame[[f"x{i}" for i in range(5)]].to_numpy(np.float32)
+        X = (X - X.mean(0)) / X.std(0)
+        y = frame["y"].to_numpy(np.float32)
+        spec = MLPSpec((5, 4, 1), ("sigmoid",))
+        recipe = Recipe(loss="mse", lr=0.05, epochs=60, batch_size=400, weight_decay=1e-3)
+        inits = [torch_default_init(spec, s) for s in range(10)]
+        init = Weights([np.concatenate([i.W[l] for i in inits]) for l in range(2)],
+                       [np.concatenate([i.b[l] for i in inits]) for l in range(2)])
+        fit = train_batched(X, FixedTargets(y, 10), spec, recipe, init, schedule_seed=seed)
+        cw = np.abs(olden_importance(fit.weights)[:, :, 0])
+        ga = garson_importance(fit.weights)
+        rho_olden += [spearmanr(c, truth).statistic for c in cw]
+        rho_garson += [spearmanr(g, truth).statistic for g in ga]
+    assert np.mean(rho_olden) > np.mean(rho_garson)
+    assert np.mean(rho_olden) > 0.9
+
+
+def test_binary_torch_mlp_with_training_data_and_sklearn_mlp():
+    from sklearn.neural_network import MLPClassifier
+
+    rng = np.random.default_rng(3)
+    n = 300
+    frame = pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n),
+                          "g": rng.choice(["u", "v", "w"], n)})
+    frame["t"] = np.where(frame.a + (frame.g == "u") + 0.3 * rng.normal(size=n) > 0.5, "yes", "no")
+    spec = DatasetSpec(target="t", positive_label="yes")
+    data = build_audit_data(frame, spec)
+    est = MLPClassifier(hidden_layer_sizes=(4,), max_iter=30, random_state=0, learning_rate_init=0.05)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.fit(data.X, data.y)
+    adapter = SklearnAdapter(task="binary", estimator=est)
+    method = ConnectionWeights()
+    cfg = ConnectionWeightsConfig(n_permutations=19, n_restarts=2, per_input=1, per_input_permutations=19)
+    assert method.skip_reason(adapter, data, cfg) is None
+    r = method.run(adapter, data, cfg, RunContext(rng=np.random.default_rng(0), train=data))
+    assert r.model_kind == "sklearn" and r.recipe["decay_biases"] is False
+    assert [f.feature for f in r.features] == ["a", "b", "g"]
+    assert {t.name for t in r.inputs} == {"a", "b", "g=u", "g=v", "g=w"}
+    assert set(r.refit_metrics) == {"accuracy", "ROC AUC"}
+    assert r.inputs[0].p >= 1 / 20
+
+
+def test_multiclass_softmax_is_class_centred():
+    import torch
+
+    rng = np.random.default_rng(4)
+    n = 240
+    frame = pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n)})
+    frame["c"] = np.select([frame.a > 0.5, frame.b > 0], ["p", "q"], "r")
+    data = build_audit_data(frame, DatasetSpec(target="c", task="multiclass"))
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(2, 5), torch.nn.Tanh(), torch.nn.Linear(5, 3))
+    adapter = TorchAdapter(task="multiclass", module=net)
+    cfg = ConnectionWeightsConfig(n_permutations=19, n_restarts=2, per_input=0,
+                                  recipe={"optimizer": "adam", "lr": 0.05, "epochs": 5, "batch_size": 60})
+    r = ConnectionWeights().run(adapter, data, cfg, RunContext(rng=np.random.default_rng(0)))
+    assert r.output_mode == "centred" and r.outputs == ("p", "q", "r")
+    assert not r.garson_available and "one output" in r.garson_note
+    imp = np.array([t.importance for t in r.inputs]).reshape(2, 3)
+    assert imp.sum(1) == pytest.approx(np.zeros(2), abs=1e-9)
+
+
+# ---- bad input ----------------------------------------------------------------------------------
+
+
+def test_non_mlp_torch_model_is_skipped_with_the_reason():
+    import torch
+
+    class Conv(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv1d(1, 2, 2)
+            self.out = torch.nn.Linear(2 * 4, 1)
+
+        def forward(self, x):
+            return self.out(self.conv(x[:, None, :]).flatten(1))
+
+    frame = planted(n=60)
+    data = build_audit_data(frame, DatasetSpec(target="y", task="regression"))
+    adapter = TorchAdapter(task="regression", module=Conv(), output_kind="identity")
+    reason = ConnectionWeights().skip_reason(adapter, data, ConnectionWeightsConfig())
+    assert reason is not None and "fully connected" in reason and "permutation_significance" in reason
+
+
+def test_model_without_a_recipe_is_refused_naming_the_keys():
+    frame = planted(n=80)
+    data = build_audit_data(frame, DatasetSpec(target="y", task="regression"))
+    adapter = TorchAdapter(task="regression", module=_torch_regressor(5), output_kind="identity")
+    method = ConnectionWeights()
+    with pytest.raises(CapabilityError, match="optimizer, lr, epochs, batch_size"):
+        method.run(adapter, data, ConnectionWeightsConfig(n_permutations=19), RunContext.default())
+    with pytest.raises(InvalidConfigError, match="lacks the key\\(s\\) 'lr', 'epochs'"):
+        method.run(adapter, data, ConnectionWeightsConfig(n_permutations=19, recipe={"optimizer": "adam", "batch_size": 8}),
+                   RunContext.default())
+
+
+def test_recipe_comes_from_model_training_table():
+    frame = planted(n=120)
+    data = build_audit_data(frame, DatasetSpec(target="y", task="regression"))
+    adapter = TorchAdapter(task="regression", module=_torch_regressor(5), output_kind="identity")
+    ctx = RunContext(rng=np.random.default_rng(0), training={**RECIPE, "epochs": 3})
+    r = ConnectionWeights().run(adapter, data, ConnectionWeightsConfig(n_permutations=19, n_restarts=2, per_input=0), ctx)
+    assert r.recipe_source == "[model.training]" and r.recipe["epochs"] == 3
+
+
+def test_diverging_null_networks_are_reported_and_excluded(monkeypatch):
+    import audit.train.batched as tb
+
+    real = tb.train_batched
+
+    def flaky(*args, **kwargs):
+        fit = real(*args, **kwargs)
+        if fit.weights.n_networks > 10:           # the null batch: break networks 3 and 5
+            for b in (3, 5):
+                fit.weights.W[0][b, 0, 0] = np.nan
+                fit.diverged[b] = True
+        return fit
+
+    monkeypatch.setattr(tb, "train_batched", flaky)
+    frame = planted(n=120)
+    method, r, _, _ = _run(frame, _torch_regressor(5), {"n_permutations": 29, "n_restarts": 2, "per_input": 0,
+                                                         "recipe": {**RECIPE, "epochs": 5}})
+    assert r.diverged == (2, 4)                      # indices among the null networks
+    assert r.n_null_used == 27
+    assert any("diverged" in f.text for f in method.findings(r, ConnectionWeightsConfig()))
+
+
+@pytest.mark.slow
+def test_type_one_error_is_within_the_binomial_band():
+    """y independent of X: input 0 is rejected (two-sided, alpha 0.05) in about 5% of data sets."""
+    from audit.methods.connection_weights import _Network, randomization_test
+    from audit.train.batched import Recipe
+
+    n_sets = 200
+    rejections = 0
+    recipe = Recipe(loss="mse", lr=0.05, epochs=15, batch_size=60, weight_decay=1e-3, n_restarts=2)
+    cfg = ConnectionWeightsConfig(n_permutations=39, per_input=0)
+    spec = MLPSpec((3, 3, 1), ("sigmoid",))
+    for s in range(n_sets):
+        rng = np.random.default_rng(1000 + s)
+        frame = pd.DataFrame(rng.normal(size=(60, 3)), columns=["a", "b", "c"])
+        frame["y"] = rng.normal(size=60)
+        data = build_audit_data(frame, DatasetSpec(target="y", task="regression"))
+        net = _Network("torch", spec, _w(np.zeros((3, 3)), np.zeros((3, 1))), "mse", "value", ("y",))
+        r = randomization_test(None, data, net, recipe, "test", cfg, RunContext(rng=rng))
+        rejections += r.inputs[0].p_two_sided <= 0.05
+    rate = rejections / n_sets
+    band = 3 * np.sqrt(0.05 * 0.95 / n_sets)
+    assert abs(rate - 0.05) <= band, rate
