@@ -97,44 +97,29 @@ def permutation_pvalue(observed: float, null: np.ndarray) -> float:
 
 
 def holm(pvalues: Sequence[float]) -> np.ndarray:
-    """Holm's step-down adjusted p-values (family-wise error); NaN entries stay NaN.
+    """Holm's step-down adjusted p-values; NaN entries stay NaN (see :mod:`audit.stats.multiplicity`).
 
     Examples
     --------
     >>> holm([0.01, 0.04, 0.03]).round(3).tolist()
     [0.03, 0.06, 0.06]
     """
-    p = np.asarray(pvalues, dtype=float)
-    out = np.full(p.shape, np.nan)
-    ok = np.flatnonzero(np.isfinite(p))
-    m = ok.size
-    if m == 0:
-        return out
-    order = ok[np.argsort(p[ok], kind="stable")]
-    adj = np.maximum.accumulate((m - np.arange(m)) * p[order])
-    out[order] = np.minimum(adj, 1.0)
-    return out
+    from audit.stats.multiplicity import holm as _holm
+
+    return _holm(np.asarray(pvalues, dtype=float))
 
 
 def benjamini_hochberg(pvalues: Sequence[float]) -> np.ndarray:
-    """Benjamini–Hochberg adjusted p-values (false discovery rate); NaN entries stay NaN.
+    """Benjamini–Hochberg adjusted p-values; NaN entries stay NaN (see :mod:`audit.stats.multiplicity`).
 
     Examples
     --------
     >>> benjamini_hochberg([0.01, 0.04, 0.03]).round(3).tolist()
     [0.03, 0.04, 0.04]
     """
-    p = np.asarray(pvalues, dtype=float)
-    out = np.full(p.shape, np.nan)
-    ok = np.flatnonzero(np.isfinite(p))
-    m = ok.size
-    if m == 0:
-        return out
-    order = ok[np.argsort(p[ok], kind="stable")]
-    raw = p[order] * m / np.arange(1, m + 1)
-    adj = np.minimum.accumulate(raw[::-1])[::-1]
-    out[order] = np.minimum(adj, 1.0)
-    return out
+    from audit.stats.multiplicity import benjamini_hochberg as _bh
+
+    return _bh(np.asarray(pvalues, dtype=float))
 
 
 def min_detectable_difference(p: float, n_group: float, n_other: float, *, alpha: float,
