@@ -68,3 +68,12 @@ def test_same_seed_gives_the_same_tree():
 def test_invalid_options_are_config_errors(options):
     with pytest.raises(InvalidConfigError):
         SurrogateConfig.from_dict(options, method="surrogate")
+
+
+def test_predictions_only_data_without_features_is_skipped_with_a_reason():
+    frame = pd.DataFrame({"y": [0, 1] * 20, "score": np.linspace(0, 1, 40), "g": ["a", "b"] * 20})
+    from audit.core.adapter import PredictionsAdapter
+
+    data = build_audit_data(frame, DatasetSpec(target="y", predictions="score", sensitive=("g",), features=()))
+    model = PredictionsAdapter(task="binary", column="score")
+    assert "no feature columns" in Surrogate().skip_reason(model, data, SurrogateConfig())

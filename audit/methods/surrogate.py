@@ -87,6 +87,11 @@ class Surrogate(AuditMethod[SurrogateConfig, SurrogateResult]):
     modalities = frozenset({"tabular", "image", "sequence"})
     Config = SurrogateConfig
 
+    def skip_reason(self, model: ModelAdapter, data: AuditData, config: SurrogateConfig) -> str | None:
+        if data.modality == "tabular" and not data.feature_names:
+            return "the data has no feature columns to build the tree from"
+        return super().skip_reason(model, data, config)
+
     def run(self, model: ModelAdapter, data: AuditData, config: SurrogateConfig, ctx: RunContext) -> SurrogateResult:
         from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
