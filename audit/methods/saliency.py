@@ -219,41 +219,48 @@ def attribute(forward: Callable[[Any], Any], inputs: Any, *, methods: Sequence[s
     deltas: list[np.ndarray] = []
     n = int(inputs.shape[0])
     width = int(np.prod(inputs.shape[1:])) if inputs.ndim > 1 else 1
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        for start in range(0, n, batch_rows):
-            x = inputs[start:start + batch_rows].detach().clone().float().requires_grad_()
-            tgt = target[start:start + batch_rows] if isinstance(target, torch.Tensor) and target.ndim else target
-            for m in methods:
-                t0 = time.perf_counter()
-                if m == "saliency":
-                    a = Saliency(forward).attribute(x, target=tgt, abs=False)
-                elif m == "input_x_gradient":
-                    a = InputXGradient(forward).attribute(x, target=tgt)
-                elif m == "integrated_gradients":
-                    # Bound the expanded batch (rows x steps) for wide inputs such as images.
-                    internal = max(ig_steps, (1 << 20) // max(width, 1))
-                    a, d = IntegratedGradients(forward).attribute(
-                        x, baselines=baseline, target=tgt, n_steps=ig_steps,
-                        internal_batch_size=internal, return_convergence_delta=True)
-                    deltas.append(d.detach().double().numpy().reshape(-1))
-                elif m == "smoothgrad":
-                    a = NoiseTunnel(Saliency(forward)).attribute(
-                        x, nt_type="smoothgrad", nt_samples=smoothgrad_samples,
-                        nt_samples_batch_size=smoothgrad_samples, stdevs=smoothgrad_stdev,
-                        target=tgt, abs=False)
-                elif m == "gradient_shap":
-                    a = GradientShap(forward).attribute(x, baselines=background, target=tgt,
-                                                        n_samples=gradient_shap_samples, stdevs=0.0)
-                elif m == "occlusion":
-                    groups = int(feature_mask.max()) + 1 if feature_mask is not None else width
-                    a = FeatureAblation(forward).attribute(
-                        x, baselines=baseline, target=tgt, feature_mask=feature_mask,
-                        perturbations_per_eval=max(1, min(groups, (1 << 22) // max(1, len(x) * width))))
-                else:  # validated in the config; kept for direct callers
-                    raise InvalidConfigError(f"Unknown attribution method {m!r}. Known: {list(METHODS)}.")
-                out[m].append(a.detach().double().numpy())
-                seconds[m] += time.perf_counter() - t0
+    # captum draws GradientSHAP's baselines with numpy's global generator and noise with torch's:
+    # seed both for reproducible results, and give the caller's global states back afterwards.
+    np_state = np.random.get_state()
+    np.random.seed(seed % 2**32)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            for start in range(0, n, batch_rows):
+                x = inputs[start:start + batch_rows].detach().clone().float().requires_grad_()
+                tgt = target[start:start + batch_rows] if isinstance(target, torch.Tensor) and target.ndim else target
+                for m in methods:
+                    t0 = time.perf_counter()
+                    if m == "saliency":
+                        a = Saliency(forward).attribute(x, target=tgt, abs=False)
+                    elif m == "input_x_gradient":
+                        a = InputXGradient(forward).attribute(x, target=tgt)
+                    elif m == "integrated_gradients":
+                        # Bound the expanded batch (rows x steps) for wide inputs such as images.
+                        internal = max(ig_steps, (1 << 20) // max(width, 1))
+                        a, d = IntegratedGradients(forward).attribute(
+                            x, baselines=baseline, target=tgt, n_steps=ig_steps,
+                            internal_batch_size=internal, return_convergence_delta=True)
+                        deltas.append(d.detach().double().numpy().reshape(-1))
+                    elif m == "smoothgrad":
+                        a = NoiseTunnel(Saliency(forward)).attribute(
+                            x, nt_type="smoothgrad", nt_samples=smoothgrad_samples,
+                            nt_samples_batch_size=smoothgrad_samples, stdevs=smoothgrad_stdev,
+                            target=tgt, abs=False)
+                    elif m == "gradient_shap":
+                        a = GradientShap(forward).attribute(x, baselines=background, target=tgt,
+                                                            n_samples=gradient_shap_samples, stdevs=0.0)
+                    elif m == "occlusion":
+                        groups = int(feature_mask.max()) + 1 if feature_mask is not None else width
+                        a = FeatureAblation(forward).attribute(
+                            x, baselines=baseline, target=tgt, feature_mask=feature_mask,
+                            perturbations_per_eval=max(1, min(groups, (1 << 22) // max(1, len(x) * width))))
+                    else:  # validated in the config; kept for direct callers
+                        raise InvalidConfigError(f"Unknown attribution method {m!r}. Known: {list(METHODS)}.")
+                    out[m].append(a.detach().double().numpy())
+                    seconds[m] += time.perf_counter() - t0
+    finally:
+        np.random.set_state(np_state)
     arrays = {m: np.concatenate(v, axis=0) for m, v in out.items()}
     return arrays, (np.concatenate(deltas) if deltas else None), seconds
 
