@@ -231,3 +231,25 @@ def test_figures_and_json(planted):
     figs = Agreement().figures(result, data)
     assert {"correlation", "consensus", "sanity", "deletion"} <= set(figs)
     json.dumps(result.to_json(), allow_nan=False)
+
+
+def test_reads_olden_importance_from_a_connection_weights_result(planted):
+    """The submitted model's |CW|, largest over a feature's columns, ranks like the others."""
+    from types import SimpleNamespace
+
+    from audit.methods.agreement import collect_sources
+
+    model, data, _ = planted
+    w1 = model.module[0].weight.detach().numpy().T          # (d, hidden)
+    v = model.module[2].weight.detach().numpy().T           # (hidden, 1)
+    cw = (w1 @ v)[:, 0]
+    cols = data.encoding.columns
+    feature_of = [data.feature_names[i] for i in data.encoding.column_feature]
+    fake = SimpleNamespace(inputs=tuple(SimpleNamespace(name=c, feature=f, output="P", submitted=float(x))
+                                        for c, f, x in zip(cols, feature_of, cw, strict=True)))
+    sources, missing = collect_sources({"connection_weights": fake}, data.feature_names)
+    olden = next(s for s in sources if s.key == "connection_weights")
+    assert "connection_weights" not in missing and olden.per_row is None
+    assert data.feature_names[int(np.argmax(olden.importance))] == "age"
+    assert olden.importance[data.feature_names.index("noise")] == 0.0
+    assert olden.importance[data.feature_names.index("job")] == pytest.approx(0.3 * 1.0)

@@ -228,6 +228,24 @@ def _vector(mapping: Any, features: list[str]) -> np.ndarray | None:
     return None
 
 
+def _olden_vector(result: Any, features: list[str]) -> np.ndarray | None:
+    """Olden importance per raw feature from a connection_weights result: the largest |CW| of
+    the *submitted* model over the feature's encoded columns (and outputs) — the same group
+    statistic that method tests; falls back to its per-feature statistic."""
+    inputs = getattr(result, "inputs", None) or ()
+    best: dict[str, float] = {}
+    for t in inputs:
+        f, v = getattr(t, "feature", None), getattr(t, "submitted", None)
+        if f is not None and v is not None and np.isfinite(v):
+            best[f] = max(best.get(f, 0.0), abs(float(v)))
+    if not all(f in best for f in features):
+        best = {getattr(t, "feature", ""): abs(float(getattr(t, "statistic", np.nan)))
+                for t in (getattr(result, "features", None) or ())}
+    if not all(f in best and np.isfinite(best[f]) for f in features):
+        return None
+    return np.array([best[f] for f in features])
+
+
 def _per_row(result: Any, features: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
     """Per-row raw-feature attributions (``values`` + ``rows``) if the result carries them."""
     values, rows = getattr(result, "values", None), getattr(result, "rows", None)
@@ -261,6 +279,8 @@ def collect_sources(earlier: Mapping[str, Any], features: list[str]) -> tuple[li
             vec = _vector(getattr(res, attr, None), features)
             if vec is not None:
                 break
+        if vec is None and key == "connection_weights":
+            vec = _olden_vector(res, features)
         if vec is None:
             missing[key] = "its result has no per-feature global importance this method can read"
             continue
