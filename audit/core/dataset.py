@@ -694,7 +694,12 @@ def build_audit_data(frame: pd.DataFrame, spec: DatasetSpec, encoding: Encoding 
         raise DataValidationError(f"No feature columns are left in {where} after removing the target "
                                   "and sensitive columns.")
     if encoding is None:
-        encoding = Encoding.fit(frame[features])
+        try:
+            encoding = Encoding.fit(frame[features])
+        except DataValidationError as exc:
+            if source is None:
+                raise
+            raise DataValidationError(f"In {where}: {exc}") from None
     elif sorted(encoding.feature_names) != sorted(features):
         extra = sorted(set(features) - set(encoding.feature_names))
         lacking = sorted(set(encoding.feature_names) - set(features))
