@@ -12,6 +12,7 @@ from audit.methods.connection_weights import ConnectionWeights
 from audit.methods.counterfactuals import Counterfactuals
 from audit.methods.fairness import Fairness
 from audit.methods.lime import Lime
+from audit.methods.permutation_significance import PermutationSignificance
 from audit.methods.saliency import Saliency
 from audit.methods.shap import Shap
 from audit.methods.surrogate import Surrogate
@@ -24,6 +25,7 @@ METHODS: tuple[type[AuditMethod], ...] = (
     Saliency,
     Counterfactuals,
     ConnectionWeights,
+    PermutationSignificance,
     Agreement,  # must stay last: it compares the attribution methods that ran before it
 )
 

@@ -788,7 +788,9 @@ def randomization_test(model: ModelAdapter | None, data: AuditData, net: _Networ
     sub_cw = olden_importance(net.weights, scale=scale, mode=mode)[0]
     from scipy.stats import spearmanr
 
-    rho = spearmanr(np.abs(sub_cw.ravel()), np.abs(obs.ravel())).statistic if obs.size > 2 else np.nan
+    a_sub, a_obs = np.abs(sub_cw.ravel()), np.abs(obs.ravel())
+    rho = (spearmanr(a_sub, a_obs).statistic
+           if obs.size > 2 and np.ptp(a_sub) > 0 and np.ptp(a_obs) > 0 else np.nan)
     rmean = rcw.mean(0) if len(rcw) else np.full(D * O, np.nan)
     rsd = rcw.std(0, ddof=1) if len(rcw) > 1 else np.full(D * O, np.nan)
 
