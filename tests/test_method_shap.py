@@ -93,7 +93,7 @@ def test_additivity_holds_for_the_mlp_on_string_categoricals(frame, encoding):
     r = Shap().run(as_adapter(net), data, ShapConfig(**FAST), RunContext.default(0))
     assert r.explainer == "deep" and r.explained == "P(>50K)"
     assert r.features == ("age", "hours", "job") and r.values.shape == (200, 3)
-    assert r.additivity_max_error < 1e-5 and r.additivity_ok
+    assert r.additivity_max_error < 1e-5 and r.additivity_ok and r.additivity_tolerance == 0.01
     np.testing.assert_allclose(r.outputs, as_adapter(net).output(data.X[list(r.rows)]), atol=1e-6)
     # mean |SHAP| is computed after summing the one-hot columns of 'job' per row
     assert r.global_importance["job"] == pytest.approx(np.abs(r.values[:, 2]).mean())
@@ -155,6 +155,26 @@ def test_tree_explainer_for_sklearn_forests(frame, encoding):
                    RunContext.default(0))
     assert r.explainer == "tree" and r.additivity_max_error < 1e-6
     assert r.ranking[0] in {"age", "job"}
+
+
+def test_tree_explainer_additivity_for_boosting_and_bootstrapped_forest_regression(frame, encoding):
+    from sklearn.ensemble import GradientBoostingClassifier, RandomForestRegressor
+
+    data = build_audit_data(frame, DatasetSpec(target="income", positive_label=">50K"), encoding)
+    gbm = GradientBoostingClassifier(n_estimators=20, random_state=0).fit(data.X, data.y)
+    r = Shap().run(as_adapter(gbm), data, ShapConfig(background_size=50, n_rows=100, n_bootstrap=0),
+                   RunContext.default(0))
+    assert r.explainer == "tree" and r.additivity_max_error < 1e-6
+    np.testing.assert_allclose(r.outputs, gbm.predict_proba(data.X[list(r.rows)])[:, 1], atol=1e-9)
+    # bootstrapped, fully grown trees on float32 inputs: without the float32 threshold fix,
+    # shap's interventional Tree SHAP sent rows down the wrong branch (errors of ~20 here)
+    reg = build_audit_data(frame.assign(v=np.arange(len(frame), dtype=float)),
+                           DatasetSpec(target="v", task="regression", features=("age", "hours", "job")),
+                           encoding)
+    rf = RandomForestRegressor(n_estimators=10, random_state=0).fit(reg.X, reg.y)
+    r = Shap().run(as_adapter(rf, task="regression"), reg,
+                   ShapConfig(background_size=50, n_rows=200, n_bootstrap=0), RunContext.default(0))
+    assert r.explainer == "tree" and r.additivity_max_error < 1e-3 and r.additivity_ok
 
 
 def test_additivity_failure_is_a_flagged_finding_not_a_silent_pass():
