@@ -288,8 +288,9 @@ def to_raw_features(attr: np.ndarray, encoding: Encoding, method: str) -> np.nda
 def baseline_row(data: AuditData, kind: str) -> tuple[np.ndarray, dict[str, str], str]:
     """The reference row: encoded (1, d), its raw values as text, and a sentence saying how."""
     X = data.X.reshape(data.n_rows, -1).astype(np.float64)
+    shape = (1, *data.X.shape[1:])  # images / sequences keep their input shape
     if kind == "zeros":
-        return (np.zeros((1, X.shape[1]), np.float32), {f: "0 (encoded)" for f in data.feature_names},
+        return (np.zeros(shape, np.float32), {f: "0 (encoded)" for f in data.feature_names},
                 "the all-zero encoded row")
     row = X.mean(axis=0)
     text: dict[str, str] = {}
@@ -308,7 +309,7 @@ def baseline_row(data: AuditData, kind: str) -> tuple[np.ndarray, dict[str, str]
             text[feat.name] = feat.levels[level]
         else:
             text[feat.name] = f"{float(feat.to_raw(row[idx[0]])):.4g}"
-    return (row[None, :].astype(np.float32), text,
+    return (row.reshape(shape).astype(np.float32), text,
             "numeric features at their mean (in the model's encoded scale), categorical features "
             "at their most frequent level")
 
