@@ -83,7 +83,7 @@ class ConnectionWeightsConfig(MethodConfig):
     alpha: float = 0.05
     scale: Literal["sd", "none"] = "sd"
     per_input: int = 3
-    per_input_permutations: int = 199
+    per_input_permutations: int = 99
     recipe: dict = field(default_factory=dict)
     max_rows: int | None = None
     device: str = "cpu"
@@ -769,6 +769,9 @@ def randomization_test(model: ModelAdapter | None, data: AuditData, net: _Networ
         alt = "one-sided in the observed direction"
         z = np.where(greater, 1.0, -1.0)
         p_maxt = maxt_stepdown(flat_obs * z, flat_null * z[None, :], "greater")
+    # An adjusted p-value is never below the raw one: max-T standardizes |t - mean| / sd, whose
+    # two-sided p can undercut the doubled empirical tail, so take the larger of the two.
+    p_maxt = np.maximum(p_maxt, p_sel)
     p_bh = benjamini_hochberg(p_sel)
     nmean, _, nlow, nhigh = null_summary(flat_null)
 
@@ -820,7 +823,7 @@ def randomization_test(model: ModelAdapter | None, data: AuditData, net: _Networ
     gs_all[1:][fitn.diverged[1:]] = np.nan
     gp = permutation_pvalues(gs_all[0], gs_all[1:]).upper
     g_bh = benjamini_hochberg(gp)
-    g_maxt = maxt_stepdown(gs_all[0], gs_all[1:], "greater")
+    g_maxt = np.maximum(maxt_stepdown(gs_all[0], gs_all[1:], "greater"), gp)
 
     # ---- per-input null for the top features --------------------------------------------------
     per_input: dict[str, tuple[float, float, int]] = {}
@@ -975,6 +978,7 @@ def _figures(result: ConnectionWeightsResult) -> dict[str, Any]:
         ax.axvline(0, color="#444444", lw=0.6)
         ax.set_xlabel("Olden connection-weight importance (standardized inputs)")
         ax.set_title("Top inputs by |importance|: * BH-significant, ** also max-T; grey: null 95% range", fontsize=8)
+        fig.tight_layout()
         figs["importance"] = fig
     if result._null is not None:
         flat_null, flat_obs = result._null
@@ -999,6 +1003,10 @@ def _figures(result: ConnectionWeightsResult) -> dict[str, Any]:
     return figs
 
 
+_DIAGRAM_INPUTS = 12        # inputs drawn (largest |importance| among those with a significant connection)
+_DIAGRAM_MIN_SHARE = 0.05   # connections weaker than this share of the strongest are not drawn
+
+
 def _diagram(result: ConnectionWeightsResult) -> Any:
     """Olden & Jackson's pruned neural interpretation diagram: only connections whose
     contribution c_ij is significant (BH) are drawn; width ~ |c|, colour = sign."""
@@ -1009,9 +1017,9 @@ def _diagram(result: ConnectionWeightsResult) -> Any:
     weights, columns, D, O = result._weights
     sig = c_bh <= result.alpha                                # [D, H, O]
     inputs_any = np.flatnonzero(sig.any(axis=(1, 2)))
-    if inputs_any.size > 20:
-        strength = np.abs(c_obs * sig).sum(axis=(1, 2))[inputs_any]
-        inputs_any = np.sort(inputs_any[np.argsort(-strength)[:20]])
+    if inputs_any.size > _DIAGRAM_INPUTS:
+        strength = np.abs(c_obs.sum(axis=1)).max(axis=1)[inputs_any]      # |CW| of each input
+        inputs_any = np.sort(inputs_any[np.argsort(-strength)[:_DIAGRAM_INPUTS]])
     H = c_obs.shape[1]
     fig, ax = plt.subplots(figsize=(7.0, max(3.0, 0.25 * max(len(inputs_any), H) + 1)))
     ax.set_axis_off()
@@ -1023,8 +1031,8 @@ def _diagram(result: ConnectionWeightsResult) -> Any:
     used_hidden = set()
     for i in inputs_any:
         for j in range(H):
-            if sig[i, j].any():
-                c = c_obs[i, j, int(np.argmax(np.abs(c_obs[i, j])))]
+            c = c_obs[i, j, int(np.argmax(np.abs(c_obs[i, j])))]
+            if sig[i, j].any() and abs(c) >= _DIAGRAM_MIN_SHARE * cmax:
                 ax.plot([0, 1], [yin[i], yh[j]], color=POSITIVE if c > 0 else NEGATIVE,
                         lw=0.3 + 3 * abs(c) / cmax, alpha=0.8)
                 used_hidden.add(j)
@@ -1046,8 +1054,8 @@ def _diagram(result: ConnectionWeightsResult) -> Any:
     for k in range(R.shape[1]):
         ax.text(2.05, yo[k], shorten(result.outputs[k], 20), ha="left", va="center", fontsize=7)
     ax.set_xlim(-1.2, 2.6)
-    ax.set_title("Neural interpretation diagram: significant input→hidden contributions (BH); "
-                 "orange positive, blue negative", fontsize=8)
+    ax.set_title("Neural interpretation diagram: significant input→hidden contributions (BH), "
+                 f"top {_DIAGRAM_INPUTS} inputs; orange positive, blue negative", fontsize=8)
     if not len(inputs_any):
         ax.text(0.7, 0.5, "no connection is significant", ha="center", fontsize=8)
     return fig
