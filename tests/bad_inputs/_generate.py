@@ -8,6 +8,7 @@ architecture and encoding, a clean ``data.csv`` and the default ``audit.toml``) 
     fragments = ["...", "..."]       # each must appear in the one-line error (exit 2) or,
                                      # for a run that succeeds, in results.json
     methods = "fairness,surrogate"   # optional: the --methods flag (default in the test)
+    requires = ["onnxruntime"]       # optional: modules without which the case is skipped
 
 The files are committed; this script documents how each was made and rewrites them all.
 """
@@ -147,7 +148,7 @@ def cases() -> dict[str, dict]:
     case("csv_unclosed_quote", err("data.csv", "not a well-formed CSV"),
          **{"data.csv": join(lines()[:4] + ['40,"41.2,clerk,Male,<=50K'] + lines()[5:])})
     case("csv_gzip_corrupt", err("data.csv.gz", "could not be read"),
-         **{"data.csv.gz": gzip.compress(clean_csv().encode())[:60],
+         **{"data.csv.gz": gzip.compress(clean_csv().encode(), mtime=0)[:60],
             "audit.toml": toml_with(('path = "data.csv"', 'path = "data.csv.gz"'))})
     case("parquet_that_is_csv", err("data.parquet", "could not be read"),
          **{"data.parquet": clean_csv(),
@@ -248,6 +249,16 @@ def cases() -> dict[str, dict]:
          **{"audit.toml": toml_with(('path = "model.safetensors"', 'path = "model.safetensors"'))},
          _delete=["model.safetensors"])
 
+    # ---- ONNX models (optional extra: skipped where onnxruntime is not installed) ------------
+    onnx_toml = toml_with(('path = "model.safetensors"', 'path = "model.onnx"'),
+                          ('architecture = "architecture.json"\n', ""))
+    case("onnx_truncated", err("model.onnx", "not a loadable ONNX model", "truncated"),
+         **{"model.onnx": onnx_model(5)[:200], "audit.toml": onnx_toml}, _requires=["onnxruntime"])
+    case("onnx_input_width_mismatch", err("expects 4 input columns", "encoded data has 5"),
+         **{"model.onnx": onnx_model(4), "audit.toml": onnx_toml}, _requires=["onnxruntime"])
+    case("onnx_fine", ok('"status": "ok"', "onnxruntime"),
+         **{"model.onnx": onnx_model(5), "audit.toml": onnx_toml}, _requires=["onnxruntime"])
+
     # ---- config files ----------------------------------------------------------------------
     case("config_unknown_key", err("Unknown key 'trget' in [data]", "Did you mean 'target'"),
          **{"audit.toml": toml_with(('target = "income"', 'trget = "income"'))})
@@ -272,6 +283,21 @@ def cases() -> dict[str, dict]:
     return c
 
 
+def onnx_model(width: int) -> bytes:
+    """A logistic regression on the first ``width`` encoded columns, converted by skl2onnx."""
+    from skl2onnx import to_onnx
+    from sklearn.linear_model import LogisticRegression
+
+    from audit.core.dataset import Encoding
+
+    frame = make_frame(600)
+    enc = Encoding.from_dict(json.loads((SHARED / "encoding.json").read_text()))
+    X = enc.encode(frame).astype(np.float32)[:, :width]
+    est = LogisticRegression().fit(X, frame.income)
+    return to_onnx(est, X[:1], options={id(est): {"zipmap": False}},
+                   target_opset=17).SerializeToString()
+
+
 def truncated_pt() -> bytes:
     import io
 
@@ -287,7 +313,7 @@ def truncated_pt() -> bytes:
 def to_toml(expect: dict) -> str:
     out = [f"exit = {expect['exit']}"]
     out.append("fragments = [" + ", ".join(json.dumps(f, ensure_ascii=False) for f in expect["fragments"]) + "]")
-    for k in ("methods",):
+    for k in ("methods", "requires"):
         if k in expect:
             out.append(f"{k} = {json.dumps(expect[k])}")
     return "\n".join(out) + "\n"
@@ -303,11 +329,13 @@ def main() -> None:
         folder = HERE / name
         folder.mkdir()
         for fname, content in spec["files"].items():
-            if fname == "_delete":
+            if fname in ("_delete", "_requires"):
                 continue
             path = folder / fname
             path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
         expect = dict(spec["expect"])
+        if spec["files"].get("_requires"):
+            expect["requires"] = spec["files"]["_requires"]
         (folder / "expect.toml").write_text(to_toml(expect), encoding="utf-8")
         if spec["files"].get("_delete"):
             (folder / "delete.txt").write_text("\n".join(spec["files"]["_delete"]) + "\n")
