@@ -114,6 +114,26 @@ def test_png_unreadable_and_missing_files(png_folder):
         build_image_data(spec, DatasetSpec(target="label", positive_label="cat"))
 
 
+def test_png_paths_must_stay_inside_the_folder(png_folder):
+    labels = pd.read_csv(png_folder / "labels.csv")
+    labels.loc[1, "file"] = "../outside.png"
+    labels.to_csv(png_folder / "labels.csv", index=False)
+    spec = ImageSpec(str(png_folder), labels=str(png_folder / "labels.csv"))
+    with pytest.raises(DataValidationError, match=r"outside the image folder"):
+        build_image_data(spec, DatasetSpec(target="label", positive_label="cat"))
+
+
+def test_npz_images_with_a_labels_csv(tmp_path):
+    np.savez(tmp_path / "d.npz", X=np.zeros((3, 1, 2, 2)))
+    pd.DataFrame({"y": ["a", "b", "a"], "site": ["n", "s", "s"]}).to_csv(tmp_path / "l.csv", index=False)
+    spec = ImageSpec(str(tmp_path / "d.npz"), labels=str(tmp_path / "l.csv"))
+    data = build_image_data(spec, DatasetSpec(target="y", sensitive=("site",), positive_label="b"))
+    assert data.y.tolist() == [0, 1, 0] and data.sensitive["site"].tolist() == ["n", "s", "s"]
+    pd.DataFrame({"y": ["a", "b"]}).to_csv(tmp_path / "l.csv", index=False)
+    with pytest.raises(DataValidationError, match=r"2 rows but .*3 images.*same order"):
+        build_image_data(spec, DatasetSpec(target="y", positive_label="b"))
+
+
 def test_image_layout_groups_and_patch_view():
     lay = ImageLayout(2, 4, 4, center=(0.0, 10.0), scale=(2.0, 1.0), patch=2)
     assert len(lay.groups("patch")) == 4 and len(lay.groups("patch")["patch[0-1,0-1]"]) == 8

@@ -579,8 +579,13 @@ def _read_image_files(folder: Path, names: list[str], channels: int | None) -> n
 
     images: list[np.ndarray] = []
     first: tuple[str, tuple[int, ...]] | None = None
+    root = folder.resolve()
     for name in names:
         file = folder / name
+        if not file.resolve().is_relative_to(root):
+            raise DataValidationError(
+                f"The image {name!r} listed in the labels file lies outside the image folder "
+                f"{str(folder)!r}. List paths relative to that folder, without '..'.")
         if not file.is_file():
             raise DataValidationError(
                 f"The image {name!r} listed in the labels file does not exist in {str(folder)!r}. "
