@@ -253,3 +253,31 @@ def test_reads_olden_importance_from_a_connection_weights_result(planted):
     assert data.feature_names[int(np.argmax(olden.importance))] == "age"
     assert olden.importance[data.feature_names.index("noise")] == 0.0
     assert olden.importance[data.feature_names.index("job")] == pytest.approx(0.3 * 1.0)
+
+
+@pytest.mark.parametrize("task", ["multiclass", "regression"])
+def test_runs_for_multiclass_and_regression(task):
+    import torch
+
+    data0 = _planted_data(300)
+    frame = data0.frame.copy()
+    if task == "multiclass":
+        frame["y"] = np.where(frame.age > 50, "old", np.where(frame.age > 35, "mid", "young"))
+    else:
+        frame["y"] = frame.age * 0.1
+    data = build_audit_data(frame, DatasetSpec(target="y", task=task), data0.encoding)
+    d, k = data.X.shape[1], (3 if task == "multiclass" else 1)
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(d, 4), torch.nn.Tanh(), torch.nn.Linear(4, k))
+    with torch.no_grad():
+        net[0].weight[:, data.encoding.columns.index("age")] *= 8
+    model = TorchAdapter(task=task, module=net, n_classes=k if k > 1 else 2,
+                         output_kind="logit" if task == "multiclass" else "identity")
+    sal = Saliency().run(model, data, dataclasses.replace(FAST_SAL, n_rows=80), RunContext.default(0))
+    result = Agreement().run(model, data, FAST, RunContext(rng=np.random.default_rng(0),
+                                                           earlier={"saliency": sal}))
+    assert result.consensus[0].feature == "age"
+    assert result.sanity is not None and {c.strategy for c in result.deletion} == {"baseline", "background"}
+    import json
+
+    json.dumps(result.to_json(), allow_nan=False)
