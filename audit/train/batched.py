@@ -421,8 +421,11 @@ def train_batched(X: np.ndarray, targets: Targets, spec: MLPSpec, recipe: Recipe
     orders = batch_order(n, recipe, schedule_seed)
 
     t0 = time.perf_counter()
-    Xt = torch.from_numpy(X).to(device)
-    density = float(np.count_nonzero(X)) / max(X.size, 1)
+    # A column of ones folds the first layer's bias into its weight matrix: the flat buffer holds
+    # W1 [D, B*H] followed by b1 [B*H], i.e. exactly [W1; b1] of shape [D+1, B*H], so the forward
+    # product and the weight gradient include the bias with no separate pass.
+    Xt = torch.from_numpy(np.hstack([X, np.ones((n, 1), np.float32)])).to(device)
+    density = float(np.count_nonzero(X) + n) / max(X.size + n, 1)
     use_sparse = (sparse is True) or (sparse == "auto" and density < 0.25 and not cuda)
     batches = _make_batches(Xt, orders, recipe.batch_size, use_sparse, device)
     done = [0]
@@ -492,12 +495,12 @@ def _act_backward(g: Any, a: Any, z: Any, name: str, slope: float) -> Any:
     """``g * f'(z)`` given the activation ``a`` (and the pre-activation ``z`` where needed)."""
     import torch
 
-    if name == "sigmoid":
-        return g.mul_(torch.addcmul(a, a, a, value=-1))
+    if name == "sigmoid":   # aten's fused kernels: g * a * (1 - a) in one pass
+        return torch.ops.aten.sigmoid_backward(g, a)
     if name == "tanh":
-        return g.mul_(torch.addcmul(torch.ones_like(a), a, a, value=-1))
+        return torch.ops.aten.tanh_backward(g, a)
     if name == "relu":
-        return g.mul_(a > 0)
+        return torch.ops.aten.threshold_backward(g, a, 0.0)
     if name == "identity":
         return g
     if name == "leaky_relu":
@@ -594,6 +597,8 @@ def _train_chunk(Xt: Any, Y: np.ndarray, delta: np.ndarray | None, shuffle: Colu
         return out
 
     pv, gv = views(P), views(G)
+    W1b = P[: (sizes[0] + 1) * Bc * sizes[1]].view(sizes[0] + 1, Bc * sizes[1])   # [W1; b1]
+    G1b = G[: (sizes[0] + 1) * Bc * sizes[1]].view(sizes[0] + 1, Bc * sizes[1])
     for l in range(L):
         w = torch.from_numpy(np.ascontiguousarray(init.W[l], dtype=np.float32))   # [Bc, i, o]
         bb = torch.from_numpy(np.ascontiguousarray(init.b[l], dtype=np.float32))  # [Bc, o]
@@ -652,7 +657,7 @@ def _train_chunk(Xt: Any, Y: np.ndarray, delta: np.ndarray | None, shuffle: Colu
             # ---- forward ------------------------------------------------------------------
             a_list: list[Any] = [xb]
             z_list: list[Any] = [None]
-            z = torch.addmm(pv[1], xb, pv[0])
+            z = torch.mm(xb, W1b)
             if Dt is not None:
                 db_ = Dt.index_select(0, idx)                                  # [nb, Bc, k]
                 w_rows = pv[0].index_select(0, cols).view(-1, Bc, sizes[1])    # [k, Bc, H]
@@ -691,10 +696,9 @@ def _train_chunk(Xt: Any, Y: np.ndarray, delta: np.ndarray | None, shuffle: Colu
                 g = _act_backward(g, a_prev, z_list[l], acts[l - 1], slopes[l - 1])
             g2 = g.reshape(nb, Bc * H1)
             if sparse:
-                gv[0].copy_(torch.mm(xbt, g2))
+                G1b.copy_(torch.mm(xbt, g2))
             else:
-                torch.mm(xbt, g2, out=gv[0])
-            torch.sum(g2, 0, out=gv[1])
+                torch.mm(xbt, g2, out=G1b)
             if Dt is not None:
                 corr = torch.einsum("nbk,nbh->kbh", db_, g.reshape(nb, Bc, H1))
                 gv[0].view(sizes[0], Bc, H1).index_add_(0, cols, corr)
