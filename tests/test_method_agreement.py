@@ -281,3 +281,18 @@ def test_runs_for_multiclass_and_regression(task):
     import json
 
     json.dumps(result.to_json(), allow_nan=False)
+
+
+def test_label_only_classifier_still_gets_permutation_importance():
+    from sklearn.tree import DecisionTreeClassifier
+
+    from audit.core.adapter import SklearnAdapter
+
+    data = _planted_data(300)
+    y = (data.X[:, data.encoding.columns.index("age")] > 0).astype(int)
+    est = DecisionTreeClassifier(max_depth=2, random_state=0).fit(data.X, y)
+    model = SklearnAdapter(task="binary", estimator=est)
+    model.capabilities = model.capabilities - {"proba"}
+    result = Agreement().run(model, data, FAST, RunContext.default(0))
+    assert result.consensus[0].feature == "age"
+    assert result.sanity is None and result.deletion

@@ -311,9 +311,20 @@ def collect_sources(earlier: Mapping[str, Any], features: list[str]) -> tuple[li
 # --------------------------------------------------------------------------------------------
 
 
+def model_scores(model: ModelAdapter, X: np.ndarray) -> np.ndarray:
+    """``model.output``; for classifiers without probabilities, the predicted label as a 0/1
+    score (binary) or one-hot row (multiclass), so that label-only models can be compared too."""
+    if model.task == "regression" or "proba" in model.capabilities:
+        return model.output(X)
+    labels = model.predict(X)
+    if model.task == "binary":
+        return labels.astype(float)
+    return np.eye(model.n_classes)[labels]
+
+
 def primary_output(model: ModelAdapter, X: np.ndarray, task: str, classes: np.ndarray | None = None) -> np.ndarray:
     """The explained scalar per row: P(positive), the value, or P(class ``classes[i]``)."""
-    out = model.output(X)
+    out = model_scores(model, X)
     if task == "multiclass":
         return out[np.arange(len(X)), classes]
     return np.asarray(out, dtype=float).reshape(len(X))
@@ -329,7 +340,7 @@ def permutation_importance(model: ModelAdapter, data: AuditData, rows: np.ndarra
     """
     X = data.X[rows]
     n = len(X)
-    cls = np.argmax(model.output(X), axis=1) if data.task == "multiclass" else None
+    cls = np.argmax(model_scores(model, X), axis=1) if data.task == "multiclass" else None
     f0 = primary_output(model, X, data.task, cls)
     groups = list(data.encoding.groups.values())
     out = np.zeros((n, len(groups)))
@@ -528,7 +539,7 @@ def deletion_curves(model: ModelAdapter, data: AuditData, rows: np.ndarray, orde
     n, F = order.shape
     groups = list(data.encoding.groups.values())
     col_of = [np.asarray(g) for g in groups]
-    scores = model.output(X)
+    scores = model_scores(model, X)
     if data.task == "binary":
         cls = (np.asarray(scores) >= model.threshold).astype(int)
     elif data.task == "multiclass":
@@ -537,7 +548,7 @@ def deletion_curves(model: ModelAdapter, data: AuditData, rows: np.ndarray, orde
         cls = None
 
     def score(Z: np.ndarray, reps: int = 1) -> np.ndarray:
-        out = model.output(Z)
+        out = model_scores(model, Z)
         if data.task == "binary":
             c = np.tile(cls, reps)
             return np.where(c == 1, out, 1 - out)
@@ -736,7 +747,7 @@ class Agreement(AuditMethod[AgreementConfig, AgreementResult]):
         """Signed attributions toward each row's predicted class (binary: flip for negatives)."""
         if data.task != "binary":
             return values
-        p = model.output(data.X[rows])
+        p = model_scores(model, data.X[rows])
         sign = np.where(np.asarray(p) >= model.threshold, 1.0, -1.0)
         return values * sign[:, None]
 
