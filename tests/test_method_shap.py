@@ -261,3 +261,14 @@ def test_deep_and_kernel_shap_agree_on_the_mlp(frame, encoding):
     corr = np.corrcoef(deep.values.ravel(), kern.values.ravel())[0, 1]
     assert corr > 0.95
     assert deep.ranking[0] == kern.ranking[0]
+
+
+def test_kernel_with_a_kmeans_background_states_it_and_stays_additive(frame, encoding):
+    from sklearn.linear_model import LogisticRegression
+
+    data = build_audit_data(frame, DatasetSpec(target="income", positive_label=">50K"), encoding)
+    est = LogisticRegression(max_iter=500).fit(data.X, data.y)
+    cfg = ShapConfig(background="kmeans", kernel_background_size=8, kernel_n_rows=10, n_bootstrap=0)
+    r = Shap().run(as_adapter(est), data, cfg, RunContext.default(0))
+    assert r.explainer == "kernel" and r.background_kind == "kmeans" and r.background_size == 8
+    assert r.additivity_ok and r.additivity_max_error < 1e-6
