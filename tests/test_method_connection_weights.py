@@ -254,6 +254,19 @@ def test_model_without_a_recipe_is_refused_naming_the_keys():
                    RunContext.default())
 
 
+def test_result_is_reproducible_and_one_sided_option_works():
+    frame = planted(n=120)
+    opts = {"n_permutations": 19, "n_restarts": 2, "per_input": 1, "per_input_permutations": 19,
+            "recipe": {**RECIPE, "epochs": 5}}
+    _, r1, _, _ = _run(frame, _torch_regressor(5), opts)
+    _, r2, _, _ = _run(frame, _torch_regressor(5), opts)
+    assert r1.to_json() == r2.to_json()
+    _, r3, _, _ = _run(frame, _torch_regressor(5), {**opts, "alternative": "observed"})
+    for a, b in zip(r1.inputs, r3.inputs):
+        assert b.p <= a.p + 1e-12 and b.p in (a.p_upper, a.p_lower)
+    assert r3.alternative == "one-sided in the observed direction"
+
+
 def test_recipe_comes_from_model_training_table():
     frame = planted(n=120)
     data = build_audit_data(frame, DatasetSpec(target="y", task="regression"))

@@ -203,8 +203,8 @@ class ConnectionWeightsResult(MethodResult):
     top_connections: tuple[Connection, ...]
     skip_connections: str
     device: str
-    seconds: dict[str, float]
     notes: tuple[str, ...]
+    _seconds: Any = None                     # timings (not serialised: results stay reproducible)
     _null: Any = None                        # [B, m] null importances (for the histograms)
     _conn: Any = None                        # (c_obs [D, H, O], p_bh [D, H, O])
     _weights: Any = None                     # the observed network's weights (diagram)
@@ -908,7 +908,7 @@ def randomization_test(model: ModelAdapter | None, data: AuditData, net: _Networ
                           "product of its weight matrices. (For networks with skip connections the direct "
                           "weights add to the path sum; NeuralNetTools documents but does not implement this.)"),
         device=f"{fitn.device}, {fitn.n_workers} worker(s), chunks of {fitn.chunk_size} networks",
-        seconds={k: round(v, 2) for k, v in seconds.items()}, notes=tuple(notes),
+        notes=tuple(notes), _seconds={k: round(v, 2) for k, v in seconds.items()},
         _null=(flat_null, flat_obs), _conn=conn_private, _weights=(fitn.weights.take(slice(0, 1)), columns, D, O),
     )
 

@@ -97,9 +97,9 @@ class PermutationSignificanceResult(MethodResult):
     n_significant_bh: int
     n_significant_maxt: int
     alpha: float
-    seconds: float
     notes: tuple[str, ...]
     _null: Any = None
+    _seconds: float | None = None            # not serialised: results stay reproducible
 
 
 def _score(est: Any, X: Any, y: np.ndarray, scoring: str) -> float:
@@ -213,8 +213,8 @@ class PermutationSignificance(AuditMethod[PermutationSignificanceConfig, Permuta
             n_fit=len(fit), n_held_out=len(held), n_permutations=B, n_null_used=pv.n_null,
             failed_refits=pv.n_excluded, train_source=source, features=feats,
             n_significant_bh=int((p_bh <= config.alpha).sum()), n_significant_maxt=int((p_maxt <= config.alpha).sum()),
-            alpha=config.alpha, seconds=round(time.perf_counter() - t0, 2), notes=tuple(notes),
-            _null=(null, obs))
+            alpha=config.alpha, notes=tuple(notes), _null=(null, obs),
+            _seconds=round(time.perf_counter() - t0, 2))
 
     def findings(self, result: PermutationSignificanceResult, config: PermutationSignificanceConfig) -> list[Finding]:
         sig = [f.feature for f in sorted(result.features, key=lambda f: f.p) if f.significant]
