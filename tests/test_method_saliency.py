@@ -187,3 +187,16 @@ def test_zero_baseline_is_stated(mlp_case):
     result = Saliency().run(model, data, cfg, RunContext.default(0))
     assert "all-zero" in result.baseline and result.rows == ()
     assert isinstance(pd.Series(result.global_importance["integrated_gradients"]).sum(), float)
+
+
+def test_rows_with_missing_inputs_are_rejected_with_their_count(mlp_case):
+    import dataclasses
+
+    from audit.errors import DataValidationError
+
+    model, data = mlp_case
+    X = data.X.copy()
+    X[[3, 7], 0] = np.nan
+    bad = dataclasses.replace(data, X=X)
+    with pytest.raises(DataValidationError, match="2 row"):
+        Saliency().run(model, bad, FAST, RunContext.default(0))

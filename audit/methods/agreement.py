@@ -31,7 +31,7 @@ from typing import Any, Literal
 import numpy as np
 
 from audit.core.adapter import ModelAdapter
-from audit.core.attribution import sample_background, sample_rows
+from audit.core.attribution import check_finite, sample_background, sample_rows
 from audit.core.dataset import AuditData
 from audit.core.method import AuditMethod, Finding, MethodConfig, MethodResult, RunContext
 from audit.errors import InvalidConfigError
@@ -594,6 +594,7 @@ class Agreement(AuditMethod[AgreementConfig, AgreementResult]):
         seconds: dict[str, float] = {}
         notes: list[str] = []
         feats = data.feature_names
+        check_finite(data.X, "Agreement")
         t0 = time.perf_counter()
         sources, missing = collect_sources(ctx.earlier, feats)
 

@@ -27,7 +27,7 @@ from typing import Any, Literal
 import numpy as np
 
 from audit.core.adapter import ModelAdapter
-from audit.core.attribution import bootstrap_mean_abs, sample_background, sample_rows
+from audit.core.attribution import bootstrap_mean_abs, check_finite, sample_background, sample_rows
 from audit.core.dataset import AuditData, CategoricalFeature, Encoding
 from audit.core.method import AuditMethod, Finding, MethodConfig, MethodResult, RunContext
 from audit.errors import InvalidConfigError
@@ -415,6 +415,7 @@ class Saliency(AuditMethod[SaliencyConfig, SaliencyResult]):
         import torch
 
         t_all = time.perf_counter()
+        check_finite(data.X, "Saliency")
         ref, ref_name = reference_data(data, ctx, config.baseline_data)
         base, base_text, base_how = baseline_row(ref, config.baseline)
         background, _, bg_note = sample_background(ref.X, config.n_background, ctx.rng, source=ref_name)
