@@ -352,7 +352,7 @@ def chunk_size_for(spec: MLPSpec, recipe: Recipe, n_rows: int, *, chunk_mb: floa
 
 def train_batched(X: np.ndarray, targets: Targets, spec: MLPSpec, recipe: Recipe, init: Weights, *,
                   schedule_seed: int, shuffle: ColumnShuffle | None = None, device: str = "cpu",
-                  chunk_mb: float = 4.0, n_workers: int | None = None, sparse: bool | str = "auto",
+                  chunk_mb: float = 2.0, n_workers: int | None = None, sparse: bool | str = "auto",
                   progress: Callable[[int, int], None] | None = None) -> FitResult:
     """Train ``targets.n_networks`` networks of architecture ``spec`` on the shared inputs ``X``.
 
@@ -378,7 +378,7 @@ def train_batched(X: np.ndarray, targets: Targets, spec: MLPSpec, recipe: Recipe
     n_workers : int, optional
         Threads sharing the chunks (CPU). Default: one per core, at most the number of chunks.
     sparse : bool or "auto"
-        Use sparse CSR mini-batches for the first layer ("auto": when under 25% of ``X`` is
+        Use gather-and-sum (embedding-bag) mini-batches for the first layer ("auto": when under 25% of ``X`` is
         non-zero, on CPU).
 
     Returns
@@ -545,7 +545,7 @@ def _make_batches(Xt: Any, orders: list[np.ndarray], batch_size: int, sparse: bo
                   device: str) -> list[list[tuple[Any, Any, Any]]]:
     """Every epoch's mini-batches as (row indices, X_batch, X_batch transposed), built once and
     shared by all chunks. Mostly-zero inputs (one-hot encodings: 13 of Adult's 107 columns are
-    non-zero per row) are stored as sparse CSR for the first layer's two products."""
+    non-zero per row) are stored as embedding-bag index lists for the first layer."""
     import torch
 
     n = Xt.shape[0]
@@ -557,13 +557,25 @@ def _make_batches(Xt: Any, orders: list[np.ndarray], batch_size: int, sparse: bo
             idx = order_t[s0:s0 + batch_size]
             xb = Xt.index_select(0, idx)
             if sparse:
-                with warnings.catch_warnings():  # "sparse CSR support is in beta"
-                    warnings.simplefilter("ignore", UserWarning)
-                    row.append((idx, xb.to_sparse_csr(), xb.t().contiguous().to_sparse_csr()))
+                row.append((idx, _bags(xb), _bags(xb.t().contiguous())))
             else:
                 row.append((idx, xb, xb.t()))
         batches.append(row)
     return batches
+
+
+def _bags(M: Any) -> tuple[Any, Any, Any]:
+    """The rows of a mostly-zero matrix as ``embedding_bag`` bags: (column indices, row offsets,
+    values). ``embedding_bag(cols, W, offsets, per_sample_weights=values, mode="sum")`` is then
+    ``M @ W``: a gather-and-sum over the non-zeros, measured ~3x faster than a dense or CSR
+    product for Adult's one-hot batches."""
+    import torch
+
+    with warnings.catch_warnings():  # "sparse CSR support is in beta"
+        warnings.simplefilter("ignore", UserWarning)
+        csr = M.to_sparse_csr()
+    return (csr.col_indices().to(torch.int64), csr.crow_indices()[:-1].to(torch.int64).contiguous(),
+            csr.values().contiguous())
 
 
 def _train_chunk(Xt: Any, Y: np.ndarray, delta: np.ndarray | None, shuffle: ColumnShuffle | None,
@@ -571,6 +583,7 @@ def _train_chunk(Xt: Any, Y: np.ndarray, delta: np.ndarray | None, shuffle: Colu
                  batches: list[list[tuple[Any, Any, Any]]], device: str, sparse: bool) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
     """Train one chunk of networks with hand-written backpropagation and optimizer."""
     import torch
+    import torch.nn.functional as F
 
     Bc = init.n_networks
     sizes = spec.sizes
@@ -657,7 +670,10 @@ def _train_chunk(Xt: Any, Y: np.ndarray, delta: np.ndarray | None, shuffle: Colu
             # ---- forward ------------------------------------------------------------------
             a_list: list[Any] = [xb]
             z_list: list[Any] = [None]
-            z = torch.mm(xb, W1b)
+            if sparse:
+                z = F.embedding_bag(xb[0], W1b, xb[1], mode="sum", per_sample_weights=xb[2])
+            else:
+                z = torch.mm(xb, W1b)
             if Dt is not None:
                 db_ = Dt.index_select(0, idx)                                  # [nb, Bc, k]
                 w_rows = pv[0].index_select(0, cols).view(-1, Bc, sizes[1])    # [k, Bc, H]
@@ -696,7 +712,7 @@ def _train_chunk(Xt: Any, Y: np.ndarray, delta: np.ndarray | None, shuffle: Colu
                 g = _act_backward(g, a_prev, z_list[l], acts[l - 1], slopes[l - 1])
             g2 = g.reshape(nb, Bc * H1)
             if sparse:
-                G1b.copy_(torch.mm(xbt, g2))
+                G1b.copy_(F.embedding_bag(xbt[0], g2, xbt[1], mode="sum", per_sample_weights=xbt[2]))
             else:
                 torch.mm(xbt, g2, out=G1b)
             if Dt is not None:
