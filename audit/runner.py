@@ -171,7 +171,20 @@ def run_audit(plan: AuditPlan, *, trust_pickle: bool = False,
 
     import torch
 
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)  # measured: 1 thread beats 2 for the small models audited here
+    try:
+        return _run_methods(plan, inputs, classes, configs, trust_pickle, progress)
+    finally:
+        torch.set_num_threads(threads)  # leave the caller's setting as it was
+
+
+def _run_methods(plan: AuditPlan, inputs: LoadedInputs, classes: list[AuditMethod],
+                 configs: dict[str, Any], trust_pickle: bool,
+                 progress: ProgressFactory | None) -> AuditReport:
+    import torch
+
+    model, data = inputs.model, inputs.data
     outcomes: list[MethodOutcome] = []
     findings: list[Finding] = []
     earlier: dict[str, MethodResult] = {}

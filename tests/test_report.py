@@ -135,3 +135,26 @@ def test_same_seed_gives_identical_results_json_apart_from_the_timestamp(hostile
     for r in runs:
         r["provenance"].pop("timestamp")
     assert json.dumps(runs[0]) == json.dumps(runs[1])
+
+
+def test_a_figure_that_fails_to_draw_is_a_limitation_not_a_broken_report(hostile_report, monkeypatch):
+    from audit.methods.surrogate import Surrogate
+
+    def broken(self, result, data):
+        raise RuntimeError("no canvas")
+
+    monkeypatch.setattr(Surrogate, "figures", broken)
+    html = render_html(hostile_report)
+    assert "Figures of &#39;Global surrogate tree&#39; could not be drawn: no canvas." in html
+
+
+def test_run_audit_leaves_the_callers_torch_thread_count_alone():
+    import torch
+
+    torch.set_num_threads(2)
+    try:
+        audit_model(lambda X: 1 / (1 + np.exp(-X[:, 0])), make_frame(100), target="income",
+                    positive_label=">50K", methods=["surrogate"])
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)

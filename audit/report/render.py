@@ -100,6 +100,14 @@ def figure_uri(fig: Any, *, dpi: int = 150) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+class _Figures(dict):
+    """A method's figures by name; a figure that was not drawn is None, not an error, so a
+    partial's ``{% if figs.x %}`` works under StrictUndefined."""
+
+    def __missing__(self, key: str) -> None:
+        return None
+
+
 def _figures(report: AuditReport) -> dict[str, dict[str, str]]:
     out: dict[str, dict[str, str]] = {}
     for o in report.outcomes:
@@ -109,9 +117,9 @@ def _figures(report: AuditReport) -> dict[str, dict[str, str]]:
             except Exception as exc:  # a figure must never take the report down with it
                 report.limitations.append(f"Figures of '{o.title}' could not be drawn: {exc}.")
                 figs = {}
-            out[o.name] = {k: figure_uri(f) for k, f in figs.items()}
+            out[o.name] = _Figures({k: figure_uri(f) for k, f in figs.items()})
         else:
-            out[o.name] = {}
+            out[o.name] = _Figures()
     return out
 
 
