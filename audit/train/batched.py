@@ -13,6 +13,10 @@ network ``b`` follows exactly the trajectory it would follow when trained alone.
 sequential reference loop (:func:`train_looped`, ``torch.nn`` + ``torch.optim``) implements the
 same recipe and a test checks that the two agree to float tolerance.
 
+Mostly-zero inputs (one-hot encodings) skip the dense product: each mini-batch is stored as
+embedding-bag index lists, and both the forward product and the first layer's weight gradient
+become gather-and-sum operations over the non-zeros.
+
 Work is split into chunks of networks whose per-step temporaries stay near ``chunk_mb``
 (cache-sized chunks measured fastest on CPU), and chunks are spread over ``n_workers`` threads,
 each running torch with one intra-op thread (measured here: one worker per core, one thread
@@ -352,7 +356,8 @@ def chunk_size_for(spec: MLPSpec, recipe: Recipe, n_rows: int, *, chunk_mb: floa
 
 def train_batched(X: np.ndarray, targets: Targets, spec: MLPSpec, recipe: Recipe, init: Weights, *,
                   schedule_seed: int, shuffle: ColumnShuffle | None = None, device: str = "cpu",
-                  chunk_mb: float = 2.0, n_workers: int | None = None, sparse: bool | str = "auto",
+                  chunk_mb: float = 2.0, memory_mb: float = 1024.0, n_workers: int | None = None,
+                  sparse: bool | str = "auto",
                   progress: Callable[[int, int], None] | None = None) -> FitResult:
     """Train ``targets.n_networks`` networks of architecture ``spec`` on the shared inputs ``X``.
 
@@ -375,6 +380,9 @@ def train_batched(X: np.ndarray, targets: Targets, spec: MLPSpec, recipe: Recipe
         ``"cpu"`` or a CUDA device.
     chunk_mb : float
         Target size of one chunk's per-step temporaries (CPU); on CUDA chunks are 64× larger.
+    memory_mb : float
+        Budget for the chunks' row-sized arrays (per-network targets and shuffled columns) held
+        at once by all workers; chunks shrink to stay within it.
     n_workers : int, optional
         Threads sharing the chunks (CPU). Default: one per core, at most the number of chunks.
     sparse : bool or "auto"
@@ -411,6 +419,11 @@ def train_batched(X: np.ndarray, targets: Targets, spec: MLPSpec, recipe: Recipe
     cuda = str(device).startswith("cuda")
     n_out = spec.sizes[-1]
     chunk = chunk_size_for(spec, recipe, n, chunk_mb=chunk_mb * (64 if cuda else 1))
+    # Per-chunk arrays that grow with the rows (targets, and the shuffled columns' differences)
+    # must fit the memory budget together with the other workers' chunks.
+    per_net_rows = n * 4 * (1 + (len(shuffle.columns) if shuffle is not None else 0))
+    workers_guess = n_workers or (1 if cuda else (os.cpu_count() or 1))
+    chunk = min(chunk, max(1, int(memory_mb * 1e6 // (per_net_rows * max(workers_guess, 1)))))
     chunk = max(1, min(chunk, B))
     if n_workers is None:
         n_workers = 1 if cuda else max(1, os.cpu_count() or 1)
