@@ -493,6 +493,10 @@ def load_state_dict(path: Path, *, trust_pickle: bool) -> tuple[dict[str, Any], 
             hint = (" It contains objects beyond plain tensors; re-save the weights with "
                     "safetensors, or pass --trust-pickle if you trust the file's author."
                     if "weights_only" in str(exc).lower() or "unpickl" in str(exc).lower() else "")
+            if "zip archive" in msg or isinstance(exc, EOFError):
+                # torch's own text for this goes on about miniz internals; say what it means
+                msg = f"{type(exc).__name__}: the file is truncated or not a torch save file"
+                hint = " Re-save or re-download the weights (safetensors is preferred)."
             raise ModelLoadError(f"Could not load the weights file {str(path)!r}: {msg}.{hint}") from None
         loader = "torch.load(weights_only=False) [trusted pickle]" if trust_pickle else "torch.load(weights_only=True)"
         if hasattr(state, "state_dict") and not isinstance(state, Mapping):

@@ -222,7 +222,7 @@ def cases() -> dict[str, dict]:
          **{"model.safetensors": "this is not a model\n"})
     case("model_truncated_safetensors", err("model.safetensors", "truncated"),
          **{"model.safetensors": weights[: len(weights) // 2]})
-    case("model_truncated_torch_pt", err("model.pt", "Could not load the weights file"),
+    case("model_truncated_torch_pt", err("model.pt", "Could not load the weights file", "truncated"),
          **{"model.pt": truncated_pt(),
             "audit.toml": toml_with(('path = "model.safetensors"', 'path = "model.pt"'))})
     case("model_csv_as_skops", err("model.skops", "not a readable skops file"),
