@@ -70,3 +70,28 @@ def test_bad_input(case, tmp_path):
         # no method may have failed with an internal error on a bad input
         assert not [m for m, v in doc["methods"].items() if v.get("status") == "failed"], \
             {m: v.get("reason") for m, v in doc["methods"].items()}
+
+
+def test_bidi_overrides_in_names_cannot_reorder_the_report():
+    """A right-to-left override in a column or category name (unterminated) is isolated: in
+    the HTML every such character sits inside FSI ... PDI, so it cannot reverse the text
+    that follows it on the reader's screen."""
+    import numpy as np
+
+    from audit.report.render import render_html
+    from audit.runner import audit_model
+    from tests.conftest import make_frame
+
+    rlo = "\u202e"
+    frame = make_frame(200).rename(columns={"hours": f"hours{rlo}sruoh"})
+    frame["sex"] = frame["sex"].map({"Female": f"{rlo}elameF", "Male": "Male"})
+    report = audit_model(lambda X: 1 / (1 + np.exp(-X[:, 0])), frame, target="income",
+                         positive_label=">50K", sensitive=["sex"], methods=["fairness", "surrogate"])
+    html = render_html(report)
+    positions = [i for i, c in enumerate(html) if c == rlo]
+    assert positions
+    for i in positions:
+        before = html[:i]
+        assert before.rfind("\u2068") > before.rfind("\u2069"), html[max(0, i - 80):i + 20]
+        after = html[i:]
+        assert "\u2069" in after

@@ -84,9 +84,31 @@ def _environment(folder: str) -> Any:
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        finalize=_isolate_bidi,
     )
     env.filters.update(num=fmt_number, pvalue=fmt_pvalue, pct=fmt_pct)
     return env
+
+
+# Unicode bidi controls (LRE, RLE, PDF, LRO, RLO, LRI, RLI, FSI, PDI, ALM, LRM, RLM).
+_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u061c\u200e\u200f")
+
+
+def _isolate_bidi(value: Any) -> Any:
+    """Wrap a string holding bidi controls in FSI ... PDI (what ``<bdi>`` does).
+
+    Escaping leaves U+202E (right-to-left override) and friends alone, so a column or category
+    named with one would reverse the text after it on the reader's screen ("Trojan source" in
+    a report). Inside an isolate an unterminated override ends at the PDI. Strings without such
+    characters, i.e. nearly all, are passed through unchanged.
+    """
+    if isinstance(value, str) and not _BIDI.isdisjoint(value):
+        import markupsafe
+
+        if isinstance(value, markupsafe.Markup):
+            return markupsafe.Markup("\u2068") + value + markupsafe.Markup("\u2069")
+        return "\u2068" + value + "\u2069"
+    return value
 
 
 def figure_uri(fig: Any, *, dpi: int = 150) -> str:
