@@ -198,3 +198,31 @@ def test_regression_and_multiclass_torch_outputs():
 
 def digest_is_stable(module: torch.nn.Module) -> bool:
     return tensor_digest(module.state_dict()) == tensor_digest(dict(module.state_dict()))
+
+
+class _NotAChain(torch.nn.Module):
+    """Linear layers only, but the forward is not their chain: logit = w * sum(x**2)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.out = torch.nn.Linear(1, 1)
+
+    def forward(self, x):
+        return self.out((x ** 2).sum(dim=1, keepdim=True))
+
+
+class _ReorderedChain(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.b = torch.nn.Linear(3, 3)
+        self.a = torch.nn.Linear(3, 3)
+
+    def forward(self, x):
+        return self.b(torch.relu(self.a(x)))
+
+
+def test_modules_whose_forward_is_not_their_layer_chain_expose_no_weights():
+    assert linear_chain(_NotAChain()) is None
+    assert linear_chain(_ReorderedChain()) is None
+    adapter = TorchAdapter(task="binary", module=_NotAChain(), n_inputs=4)
+    assert "weights" not in adapter.capabilities and adapter.n_inputs == 4

@@ -346,7 +346,9 @@ def linear_chain(module: Any) -> list[Any] | None:
     """The Linear layers of ``module`` if they form a simple chain (an MLP), else None.
 
     A chain means: the module contains only Linear layers, elementwise activations, dropout and
-    containers, and each Linear's input width equals the previous one's output width.
+    containers, each Linear's input width equals the previous one's output width, and applying
+    those layers in registration order reproduces the module's output (checked on random
+    input, because a custom ``forward`` may use its layers in any order or add other operations).
     """
     import torch.nn as nn
 
@@ -365,7 +367,31 @@ def linear_chain(module: Any) -> list[Any] | None:
     for a, b in zip(linears, linears[1:]):
         if a.out_features != b.in_features:
             return None
-    return linears
+    return linears if _runs_as_chain(module, linears[0].in_features) else None
+
+
+def _runs_as_chain(module: Any, width: int) -> bool:
+    """Whether ``module(x)`` equals its leaf layers applied one after another."""
+    import torch
+
+    leaves = [m for m in module.modules() if not any(True for _ in m.children())]
+    gen = torch.Generator().manual_seed(0)
+    dtype = next(module.parameters()).dtype
+    x = torch.randn(4, width, generator=gen, dtype=dtype)
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            expected = module(x)
+            out = x
+            for leaf in leaves:
+                out = leaf(out)
+    except Exception:  # a forward that cannot take a plain batch is not a chain
+        return False
+    finally:
+        module.train(was_training)
+    return (isinstance(expected, torch.Tensor) and expected.shape == out.shape
+            and bool(torch.allclose(expected, out, rtol=1e-5, atol=1e-6)))
 
 
 def build_mlp(spec: Mapping[str, Any], *, source: str = "architecture") -> Any:
