@@ -184,7 +184,7 @@ def list_methods() -> None:
 
     table = Table(box=None, header_style="bold")
     for col in ("name", "title", "needs", "tasks"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col == "name")  # a wrapped name cannot be copied
     for m in METHODS:
         table.add_row(m.name, m.title, ", ".join(sorted(m.requires)) or "-", ", ".join(sorted(m.tasks)))
     Console().print(table)
