@@ -18,7 +18,10 @@ before* taking absolute values.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -155,4 +158,270 @@ def top_features(importance: dict[str, float], k: int) -> list[str]:
     return [name for name, _ in sorted(importance.items(), key=lambda kv: (-kv[1], kv[0]))[:k]]
 
 
-__all__ = ["BootstrapImportance", "bootstrap_mean_abs", "check_finite", "sample_background", "sample_rows", "top_features"]
+# --------------------------------------------------------------------------------------------
+# Images and sequences: maps, group totals and heatmap figures
+# --------------------------------------------------------------------------------------------
+
+RED_BLUE = ("Red: the region pushes {unit} up; blue: it pushes it down; white: no effect. "
+            "The colour scale is centred at 0 and shared by every panel of the figure.")
+
+
+@dataclass(frozen=True)
+class HeatMap:
+    """One 2-D attribution map: image pixels (H x W, channels summed) or features x lags (F x T).
+
+    ``row`` is the audited row it explains (None for averages); ``image`` the raw image under the
+    overlay (images only, channels averaged).
+    """
+
+    title: str
+    values: list[list[float]]
+    row: int | None = None
+    image: list[list[float]] | None = None
+
+
+@dataclass(frozen=True)
+class ModalAttribution:
+    """Attributions of one method on images or sequences, laid out for a reader.
+
+    group_importance : grouping ("patch"; or "feature" and "lag") -> group -> mean over rows of
+        |the group's total attribution| (additive methods: the exact share of f(x) - f(baseline)
+        carried by the group; gradients: mean |gradient| over the group's elements).
+    average_maps : class-average signed maps (classifiers: rows grouped by predicted class), or
+        the mean and the mean |attribution| map (regression).
+    examples : maps of chosen rows (images: a few per predicted class).
+    """
+
+    kind: str
+    method: str
+    unit: str
+    row_labels: tuple[str, ...]
+    col_labels: tuple[str, ...]
+    group_importance: dict[str, dict[str, float]]
+    average_maps: tuple[HeatMap, ...]
+    examples: tuple[HeatMap, ...]
+
+
+def element_grid(values: np.ndarray, data: Any) -> np.ndarray:
+    """Per-element values of one row -> a 2-D grid: (H, W) for images (channels summed), (F, T)
+    for sequences (one row per feature, oldest lag first)."""
+    lay = data.layout
+    v = np.asarray(values, dtype=float).reshape(-1)
+    if data.modality == "image":
+        return v.reshape(lay.channels, lay.height, lay.width).sum(axis=0)
+    return v.reshape(lay.length, len(lay.features)).T
+
+
+def grid_labels(data: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    lay = data.layout
+    if data.modality == "image":
+        return tuple(str(r) for r in range(lay.height)), tuple(str(c) for c in range(lay.width))
+    return tuple(lay.features), tuple(lay.lags)
+
+
+def groupings(data: Any) -> tuple[str, ...]:
+    """The readable groupings of a modality: patches for images; features and lags for sequences."""
+    return ("patch",) if data.modality == "image" else ("feature", "lag")
+
+
+def group_values(values: np.ndarray, data: Any, by: str, *, how: str = "sum") -> np.ndarray:
+    """Per-row group totals (n, G) of per-element values (n, ...).
+
+    ``how``: "sum" (additive attributions: exact), "mean" (group-level values repeated on every
+    element of the group, e.g. occlusion with a patch mask), "mean_abs" (gradients).
+    """
+    lay = data.layout
+    v = np.asarray(values, dtype=float).reshape(len(values), -1)
+    if how == "mean":
+        sizes = np.array([len(ix) for ix in lay.groups(by).values()], dtype=float)
+        return lay.aggregate(v, by=by, how="sum") / sizes
+    return lay.aggregate(v, by=by, how=how)
+
+
+def modal_attribution(values: np.ndarray, data: Any, rows: np.ndarray, *, method: str, unit: str,
+                      how: str = "sum", classes: np.ndarray | None = None,
+                      outputs: np.ndarray | None = None, n_per_class: int = 2,
+                      n_examples: int = 4) -> ModalAttribution:
+    """Group totals, average maps and example maps of per-element attributions.
+
+    Parameters
+    ----------
+    values : array (n, ...)
+        Signed per-element attributions of the audited rows ``rows``.
+    classes : array (n,), optional
+        Predicted class index per row (classifiers): average maps per class, examples per class.
+    outputs : array (n,), optional
+        The explained output per row (regression): examples are the highest, lowest and median.
+    """
+    v = np.asarray(values, dtype=float).reshape(len(values), -1)
+    rows = np.asarray(rows, dtype=int)
+    grids = np.stack([element_grid(x, data) for x in v]) if len(v) else np.zeros((0, 1, 1))
+    imp = {by: dict(zip(data.layout.groups(by), np.abs(group_values(v, data, by, how=how)).mean(0).tolist(),
+                        strict=True)) for by in groupings(data)}
+
+    def raw_image(r: int) -> list[list[float]] | None:
+        if data.modality != "image":
+            return None
+        lay = data.layout
+        x = np.asarray(data.X[r], dtype=float) * np.asarray(lay.scale)[:, None, None] + np.asarray(
+            lay.center)[:, None, None]
+        return x.mean(axis=0).tolist()
+
+    averages: list[HeatMap] = []
+    examples: list[HeatMap] = []
+    names = [str(c) for c in (data.classes or ())]
+    if classes is not None:
+        classes = np.asarray(classes, dtype=int)
+        for k in np.unique(classes):
+            members = np.flatnonzero(classes == k)
+            label = names[k] if k < len(names) else str(k)
+            averages.append(HeatMap(f"class {label} (n={len(members)})", grids[members].mean(0).tolist()))
+            for i in members[:n_per_class]:
+                examples.append(HeatMap(f"row {rows[i]}: predicted {label}", grids[i].tolist(),
+                                        int(rows[i]), raw_image(int(rows[i]))))
+    else:
+        averages.append(HeatMap("mean attribution", grids.mean(0).tolist()))
+        averages.append(HeatMap("mean |attribution|", np.abs(grids).mean(0).tolist()))
+        if outputs is not None and len(outputs):
+            o = np.asarray(outputs, dtype=float).reshape(-1)
+            order = np.argsort(o, kind="stable")
+            picks = [(int(order[-1]), "highest prediction"), (int(order[0]), "lowest prediction"),
+                     (int(order[len(order) // 2]), "median prediction")]
+            seen: set[int] = set()
+            for i, why in picks[:n_examples]:
+                if i not in seen:
+                    seen.add(i)
+                    examples.append(HeatMap(f"row {rows[i]} ({why}: {o[i]:.3g})", grids[i].tolist(),
+                                            int(rows[i]), raw_image(int(rows[i]))))
+    row_labels, col_labels = grid_labels(data)
+    return ModalAttribution(kind=data.modality, method=method, unit=unit, row_labels=row_labels,
+                            col_labels=col_labels, group_importance=imp, average_maps=tuple(averages),
+                            examples=tuple(examples))
+
+
+def heatmap_figure(maps: Sequence[HeatMap], *, kind: str, row_labels: Sequence[str],
+                   col_labels: Sequence[str], unit: str, title: str, ncols: int | None = None) -> Any:
+    """Heatmaps on one diverging scale centred at 0 (red > 0, blue < 0), with a colour bar.
+
+    Images: the raw image in grey with the attribution overlaid (where ``HeatMap.image`` is set);
+    sequences: features (rows) x lags (columns, oldest first).
+    """
+    from matplotlib.colors import TwoSlopeNorm
+
+    from audit.core.plots import pyplot
+
+    plt = pyplot()
+    maps = list(maps)
+    n = max(1, len(maps))
+    if ncols is None:
+        ncols = min(n, 5 if kind == "image" else 2)
+    nrows = int(np.ceil(n / ncols))
+    if kind == "image":
+        size = (min(6.5, 1.35 * ncols + 1.0), 1.45 * nrows + 0.7)
+    else:
+        size = (6.5, (0.32 * len(row_labels) + 0.9) * nrows + 0.6)
+    fig, axes = plt.subplots(nrows, ncols, figsize=size, squeeze=False)
+    # One scale for every panel; the 99th percentile of |value| keeps one extreme cell from
+    # washing out the rest (larger values saturate; the colour bar's ends say so).
+    every = np.concatenate([np.abs(np.asarray(m.values, dtype=float)).ravel() for m in maps] or [np.zeros(1)])
+    vmax = float(np.nanquantile(every, 0.99)) or float(np.nanmax(every)) or 1.0
+    norm = TwoSlopeNorm(vcenter=0.0, vmin=-vmax, vmax=vmax)
+    im = None
+    for ax, m in zip(axes.flat, maps):
+        vals = np.asarray(m.values, dtype=float)
+        if kind == "image":
+            im = ax.imshow(vals, cmap="RdBu_r", norm=norm, interpolation="nearest")
+            if m.image is not None:  # the digit's outline over the heatmap (half its peak intensity)
+                img = np.asarray(m.image, dtype=float)
+                if float(img.max()) > float(img.min()):
+                    ax.contour(img, levels=[0.5 * (img.max() + img.min())], colors="k",
+                               linewidths=0.7)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        else:
+            im = ax.imshow(vals, cmap="RdBu_r", norm=norm, aspect="auto", interpolation="nearest")
+            ax.set_yticks(range(len(row_labels)), list(row_labels), fontsize=7)
+            ax.set_xticks(range(len(col_labels)), list(col_labels), fontsize=6, rotation=90)
+        ax.set_title(m.title, fontsize=7)
+    for ax in list(axes.flat)[len(maps):]:
+        ax.axis("off")
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout(rect=(0, 0, 0.88, 0.97))
+    cax = fig.add_axes((0.9, 0.12, 0.025, 0.76))
+    cb = fig.colorbar(im, cax=cax, extend="both")
+    cb.set_label(f"attribution to {unit}\n(red: up, blue: down)", fontsize=7)
+    cb.ax.tick_params(labelsize=6)
+    return fig
+
+
+def bar_totals_figure(totals: dict[str, dict[str, float]], *, unit: str, title: str) -> Any:
+    """Horizontal bars of mean |group total| per grouping (one panel per grouping)."""
+    from audit.core.plots import NEGATIVE, pyplot, shorten
+
+    plt = pyplot()
+    keys = list(totals)
+    height = max(2.0, 0.22 * max(len(v) for v in totals.values()) + 0.8)
+    fig, axes = plt.subplots(1, len(keys), figsize=(6.5, height), squeeze=False)
+    for ax, by in zip(axes[0], keys, strict=True):
+        items = list(totals[by].items())[::-1]
+        ax.barh(range(len(items)), [v for _, v in items], color=NEGATIVE, height=0.6)
+        ax.set_yticks(range(len(items)), [shorten(k, 22) for k, _ in items], fontsize=6)
+        ax.set_xlabel(f"mean |total per {by}|", fontsize=7)
+    fig.suptitle(f"{title} ({unit})", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# Gradients through recurrent layers on CUDA
+# --------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def rnn_backward_mode(module: Any, *, force: bool = False) -> Iterator[list[Any]]:
+    """Let gradients flow through cuDNN RNNs of a model kept in eval mode.
+
+    cuDNN's RNN backward refuses to run in eval mode ("cudnn RNN backward can only be called in
+    training mode"). While the block runs, and only when the module's parameters live on a CUDA
+    device (or ``force``), every ``torch.nn.RNNBase`` submodule (RNN, LSTM, GRU) is put in
+    training mode with its inter-layer dropout set to 0 -- the only thing training mode changes
+    in these modules -- so the outputs equal eval mode's; the modes and dropouts are restored
+    afterwards. Other modules (Dropout, BatchNorm) stay as they were. Yields the switched modules.
+
+    Examples
+    --------
+    >>> import torch
+    >>> lstm = torch.nn.LSTM(2, 3, num_layers=2, dropout=0.5).eval()
+    >>> with rnn_backward_mode(lstm, force=True) as switched:
+    ...     lstm.training, lstm.dropout, len(switched)
+    (True, 0.0, 1)
+    >>> lstm.training, lstm.dropout
+    (False, 0.5)
+    """
+    import torch
+
+    if not isinstance(module, torch.nn.Module):
+        yield []
+        return
+    rnns = [m for m in module.modules() if isinstance(m, torch.nn.RNNBase)]
+    first = next(iter(module.parameters()), None)
+    on_cuda = first is not None and first.device.type == "cuda"
+    if not rnns or not (on_cuda or force):
+        yield []
+        return
+    saved = [(m, m.training, m.dropout) for m in rnns]
+    try:
+        for m in rnns:
+            m.dropout = 0.0
+            m.train(True)
+        yield rnns
+    finally:
+        for m, training, dropout in saved:
+            m.dropout = dropout
+            m.train(training)
+
+
+__all__ = ["BootstrapImportance", "HeatMap", "ModalAttribution", "RED_BLUE", "bar_totals_figure",
+           "bootstrap_mean_abs", "check_finite", "element_grid", "grid_labels", "group_values",
+           "groupings", "heatmap_figure", "modal_attribution", "rnn_backward_mode",
+           "sample_background", "sample_rows", "top_features"]

@@ -27,7 +27,9 @@ from typing import Any, Literal
 import numpy as np
 
 from audit.core.adapter import ModelAdapter
-from audit.core.attribution import bootstrap_mean_abs, check_finite, sample_background, sample_rows
+from audit.core.attribution import (RED_BLUE, ModalAttribution, bootstrap_mean_abs, check_finite,
+                                    group_values, groupings, modal_attribution, rnn_backward_mode,
+                                    sample_background, sample_rows)
 from audit.core.dataset import AuditData, CategoricalFeature, Encoding
 from audit.core.method import AuditMethod, Finding, MethodConfig, MethodResult, RunContext
 from audit.errors import InvalidConfigError
@@ -42,6 +44,9 @@ LABELS: dict[str, str] = {
     "gradient_shap": "GradientSHAP",
     "occlusion": "Occlusion (feature ablation)",
 }
+SHORT: dict[str, str] = {"saliency": "gradient", "input_x_gradient": "input×grad",
+                         "integrated_gradients": "IG", "smoothgrad": "SmoothGrad",
+                         "gradient_shap": "GradientSHAP", "occlusion": "occlusion"}
 # Plain gradients are sensitivities, not shares of f(x) - f(b): summing them over a one-hot
 # group would be the derivative along a direction no real row can move in, so a raw feature
 # keeps its most sensitive column (with its sign) instead.
@@ -70,6 +75,11 @@ class SaliencyConfig(MethodConfig):
     delta_tolerance : relative IG convergence error, |Δ| / |f(x) − f(b)|, above which the report
         warns that the integral is inaccurate.
     batch_rows : rows per captum call (bounds memory: IG expands each row ``ig_steps`` times).
+    occlusion_window : images and sequences: what occlusion removes at once. ``"auto"``: the
+        layout's patches for images (e.g. 2 x 2 pixels on 8 x 8 digits), one (lag, feature) cell for
+        sequences; or ``"pixel"``, ``"patch"``, ``"cell"``, ``"lag"`` (every feature at one step),
+        ``"feature"`` (every step of one indicator).
+    n_per_class : images: example heatmaps per predicted class.
     """
 
     methods: tuple[str, ...] = METHODS
@@ -86,6 +96,8 @@ class SaliencyConfig(MethodConfig):
     n_bootstrap: int = 200
     delta_tolerance: float = 0.05
     batch_rows: int = 1000
+    occlusion_window: Literal["auto", "pixel", "patch", "cell", "lag", "feature"] = "auto"
+    n_per_class: int = 2
 
     def validate(self) -> None:
         unknown = [m for m in self.methods if m not in METHODS]
@@ -151,6 +163,11 @@ class SaliencyResult(MethodResult):
     ig_delta: ConvergenceDelta | None
     rows: tuple[RowAttribution, ...]
     torch_threads: int
+    # Images and sequences: heatmaps of the main method, and every method's group totals
+    # (method -> grouping -> group -> mean |group total|); None for tabular data.
+    modal: ModalAttribution | None = None
+    group_importance: dict[str, dict[str, dict[str, float]]] | None = None
+    occlusion_window: str | None = None
     _seconds: dict[str, float] | None = None   # wall times (not serialised: not reproducible)
     # Not serialised: per-row raw-feature attributions of the primary explained output, for the
     # agreement method (bootstrap of ranks, deletion curves). Shape (n_rows, n_features).
@@ -290,8 +307,23 @@ def baseline_row(data: AuditData, kind: str) -> tuple[np.ndarray, dict[str, str]
     X = data.X.reshape(data.n_rows, -1).astype(np.float64)
     shape = (1, *data.X.shape[1:])  # images / sequences keep their input shape
     if kind == "zeros":
+        if data.modality != "tabular":
+            what = ("the all-zero image (every pixel at the scaling's centre)" if data.modality == "image"
+                    else "the all-zero window (every indicator at its scaling centre, e.g. its training mean)")
+            return np.zeros(shape, np.float32), {}, what
         return (np.zeros(shape, np.float32), {f: "0 (encoded)" for f in data.feature_names},
                 "the all-zero encoded row")
+    if data.modality == "image":
+        return (X.mean(axis=0).reshape(shape).astype(np.float32), {},
+                "the mean image (pixel-wise mean)")
+    if data.modality == "sequence":
+        # A flat window at each indicator's mean over every step: no lag is singled out.
+        per_feature = X.reshape(len(X), *data.X.shape[1:]).mean(axis=(0, 1))
+        row = np.broadcast_to(per_feature, data.X.shape[1:])[None]
+        text = {f: f"{float(v) * s + c:.4g}" for f, v, c, s in zip(
+            data.layout.features, per_feature, data.layout.center, data.layout.scale, strict=True)}
+        return (row.astype(np.float32), text,
+                "a flat window with every indicator at its mean over all steps")
     row = X.mean(axis=0)
     text: dict[str, str] = {}
     enc = data.encoding
@@ -386,13 +418,40 @@ def explain_rows(model: ModelAdapter, data: AuditData, rows: np.ndarray, config:
     mask = None
     if data.modality == "tabular":
         mask = torch.as_tensor(data.encoding.column_feature[None, :].astype(np.int64))
-    return attribute(
-        forward or model.forward, torch.as_tensor(X, dtype=torch.float32),
-        methods=tuple(methods or config.methods), baseline=torch.as_tensor(baseline),
-        background=torch.as_tensor(background, dtype=torch.float32), target=target,
-        feature_mask=mask, ig_steps=config.ig_steps, smoothgrad_samples=config.smoothgrad_samples,
-        smoothgrad_stdev=config.smoothgrad_stdev, gradient_shap_samples=config.gradient_shap_samples,
-        batch_rows=config.batch_rows, seed=seed)
+    else:
+        ids = occlusion_ids(data, config.occlusion_window)
+        mask = None if ids is None else torch.as_tensor(ids)
+    # cuDNN RNN backward needs training mode: switch RNN layers (dropout off) while on CUDA.
+    with rnn_backward_mode(getattr(model, "module", None)):
+        return attribute(
+            forward or model.forward, torch.as_tensor(X, dtype=torch.float32),
+            methods=tuple(methods or config.methods), baseline=torch.as_tensor(baseline),
+            background=torch.as_tensor(background, dtype=torch.float32), target=target,
+            feature_mask=mask, ig_steps=config.ig_steps, smoothgrad_samples=config.smoothgrad_samples,
+            smoothgrad_stdev=config.smoothgrad_stdev, gradient_shap_samples=config.gradient_shap_samples,
+            batch_rows=config.batch_rows, seed=seed)
+
+
+def occlusion_window(data: AuditData, window: str) -> str:
+    """The resolved occlusion window of image/sequence data ("patch", "cell", ...)."""
+    if window == "auto":
+        return "patch" if data.modality == "image" else "cell"
+    allowed = ("pixel", "patch") if data.modality == "image" else ("cell", "lag", "feature")
+    if window not in allowed:
+        raise InvalidConfigError(f"The 'occlusion_window' option of saliency must be \"auto\" or one "
+                                 f"of {list(allowed)} for {data.modality} data. Got {window!r} instead.")
+    return window
+
+
+def occlusion_ids(data: AuditData, window: str) -> np.ndarray | None:
+    """Occlusion mask (1, *shape) of group ids for images/sequences; None = every element alone."""
+    by = occlusion_window(data, window)
+    if by in ("pixel", "cell") and data.layout.kind == "sequence":
+        return None
+    ids = np.zeros(data.layout.n_elements, dtype=np.int64)
+    for g, idx in enumerate(data.layout.groups(by).values()):
+        ids[idx] = g
+    return ids.reshape((1, *data.X.shape[1:]))
 
 
 def reference_data(data: AuditData, ctx: RunContext, which: str) -> tuple[AuditData, str]:
@@ -408,6 +467,7 @@ class Saliency(AuditMethod[SaliencyConfig, SaliencyResult]):
     name = "saliency"
     title = "Gradient attributions (captum)"
     requires = frozenset({"gradients"})
+    modalities = frozenset({"tabular", "image", "sequence"})
     Config = SaliencyConfig
 
     def run(self, model: ModelAdapter, data: AuditData, config: SaliencyConfig,
@@ -471,6 +531,21 @@ class Saliency(AuditMethod[SaliencyConfig, SaliencyResult]):
                 if band.n_bootstrap:
                     ci_out[m] = {f: (float(band.low[j]), float(band.high[j])) for j, f in enumerate(feats)}
 
+        modal, group_imp, occ = None, None, None
+        if data.modality != "tabular":
+            occ = occlusion_window(data, config.occlusion_window) if "occlusion" in config.methods else None
+            group_imp = {m: {by: dict(zip(data.layout.groups(by), np.abs(group_values(
+                v, data, by, how=_group_how(m, occ))).mean(0).tolist(), strict=True))
+                for by in groupings(data)} for m, v in per_row_raw.items()}
+            main_m = "integrated_gradients" if "integrated_gradients" in per_row_raw else config.methods[0]
+            modal = modal_attribution(
+                per_row_raw[main_m], data, rows, method=main_m,
+                unit=("the predicted value" if data.task == "regression" else
+                      outputs[0] if data.task == "binary" else "P(predicted class)"),
+                how=_group_how(main_m, occ), classes=pred_class,
+                outputs=(np.asarray(scores_all).reshape(-1)[rows] if data.task == "regression" else None),
+                n_per_class=config.n_per_class, n_examples=max(config.n_selected, 1))
+
         # Baseline output and the IG completeness check, relative to |f(x) - f(b)|.
         with torch.no_grad():
             fb = model.forward(torch.as_tensor(base)).double().numpy()[0]
@@ -507,7 +582,7 @@ class Saliency(AuditMethod[SaliencyConfig, SaliencyResult]):
             enc_attr, _, _ = explain_rows(model, data, idx, config, baseline=base,
                                           background=background, seed=seed + 7919)
             raw = {m: to_raw_features(a, enc, m) for m, a in enc_attr.items()}
-            decoded = enc.decode(data.X[idx])
+            decoded = enc.decode(data.X[idx].reshape(len(idx), -1))
             for j, (i, why) in enumerate(picks):
                 if data.task == "multiclass":
                     k = int(np.argmax(scores_all[i]))
@@ -535,6 +610,7 @@ class Saliency(AuditMethod[SaliencyConfig, SaliencyResult]):
             global_importance=global_imp, global_ci=ci_out,
             per_class_importance=per_class or None, ig_delta=ig_delta, rows=tuple(row_results),
             _seconds=seconds, torch_threads=int(torch.get_num_threads()),
+            modal=modal, group_importance=group_imp, occlusion_window=occ,
             _per_row=per_row_raw, _row_index=rows)
 
     def findings(self, result: SaliencyResult, config: SaliencyConfig) -> list[Finding]:
@@ -559,6 +635,8 @@ class Saliency(AuditMethod[SaliencyConfig, SaliencyResult]):
         feats = result.features
         if not feats:
             return figs
+        if result.modal is not None:
+            return modal_figures(result, data)
         # Methods are in different units (gradients vs shares of f(x) - f(b)): show each
         # method's importances as shares of its own total so the bars are comparable.
         main = "integrated_gradients" if "integrated_gradients" in result.global_importance else result.methods[0]
@@ -604,6 +682,57 @@ class Saliency(AuditMethod[SaliencyConfig, SaliencyResult]):
                 fig.tight_layout()
                 figs["rows"] = fig
         return figs
+
+
+def _group_how(method: str, occlusion: str | None) -> str:
+    """How per-element values of ``method`` add up to a group total (see group_values)."""
+    if method in GRADIENT_ONLY:
+        return "mean_abs"
+    if method in GROUP_LEVEL and occlusion in ("patch", "lag", "feature"):
+        return "mean"  # every element of an occluded group carries the group's effect
+    return "sum"
+
+
+def modal_figures(result: SaliencyResult, data: AuditData) -> dict[str, Any]:
+    """Heatmaps (examples, class averages, every method side by side) and group totals."""
+    from audit.core.attribution import HeatMap, bar_totals_figure, element_grid, heatmap_figure
+
+    m = result.modal
+    if m is None:
+        return {}
+    figs: dict[str, Any] = {}
+    label = LABELS.get(m.method, m.method)
+    common = {"kind": m.kind, "row_labels": m.row_labels, "col_labels": m.col_labels, "unit": m.unit}
+    if m.examples:
+        figs["examples"] = heatmap_figure(m.examples, title=f"{label} on chosen examples", **common)
+    figs["averages"] = heatmap_figure(
+        m.average_maps, title=f"{label}: " + ("class-average maps (rows grouped by predicted class)"
+                                              if m.kind == "image" else "average over the explained rows"),
+        **common)
+    per_row, index = result._per_row or {}, result._row_index
+    if per_row and index is not None and m.examples:
+        pos = {int(r): i for i, r in enumerate(np.asarray(index))}
+        picks = [e for e in m.examples if e.row is not None and int(e.row) in pos][:2]
+        maps = []
+        for e in picks:
+            for meth in result.methods:
+                if meth in GRADIENT_ONLY:  # a rate, not a share: its own scale would dwarf the others
+                    continue
+                grid = element_grid(per_row[meth][pos[int(e.row)]], data)
+                maps.append(HeatMap(f"row {e.row}: {SHORT.get(meth, meth)}", grid.tolist(), e.row, e.image))
+        if maps:
+            n_m = len(maps) // max(len(picks), 1)
+            figs["methods"] = heatmap_figure(maps, title="Additive methods side by side (same rows)",
+                                             ncols=min(n_m, 4) if m.kind == "image" else 2, **common)
+    if result.group_importance:
+        main = result.group_importance.get(m.method)
+        if main:
+            figs["totals"] = bar_totals_figure(main, unit=m.unit, title=f"{label}: totals per group")
+    return figs
+
+
+def modal_caption(unit: str) -> str:
+    return RED_BLUE.format(unit=unit)
 
 
 def _fmt_value(v: Any) -> str:
