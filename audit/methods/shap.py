@@ -37,7 +37,8 @@ from typing import Any, Literal
 import numpy as np
 
 from audit.core.adapter import ModelAdapter
-from audit.core.attribution import bootstrap_mean_abs, check_finite, sample_background, sample_rows, top_features
+from audit.core.attribution import (ModalAttribution, bootstrap_mean_abs, check_finite, modal_attribution,
+                                    rnn_backward_mode, sample_background, sample_rows, top_features)
 from audit.core.dataset import AuditData, CategoricalFeature
 from audit.core.method import AuditMethod, Finding, MethodConfig, MethodResult, RunContext
 from audit.errors import InvalidConfigError
@@ -63,7 +64,8 @@ class ShapConfig(MethodConfig):
     n_bootstrap, confidence : percentile bootstrap of the global importances (rows resampled).
     additivity_tolerance : largest |base + Σ SHAP − output| accepted, in the explained units
         (probability or log-odds); for regression, as a fraction of the outputs' standard deviation.
-    n_dependence, n_waterfall, max_display : figures.
+    n_dependence, n_waterfall, max_display : figures (tabular data).
+    n_per_class : images: example heatmaps per predicted class.
     """
 
     explainer: Explainer = "auto"
@@ -82,6 +84,7 @@ class ShapConfig(MethodConfig):
     n_dependence: int = 3
     n_waterfall: int = 3
     max_display: int = 15
+    n_per_class: int = 2
 
     def validate(self) -> None:
         for key in ("n_rows", "kernel_n_rows", "gradient_n_rows", "background_size", "kernel_background_size",
@@ -141,6 +144,8 @@ class ShapResult(MethodResult):
     n_dependence: int
     max_display: int
     notes: tuple[str, ...]
+    # Images and sequences: heatmaps and totals per patch / feature / lag (None for tabular).
+    modal: ModalAttribution | None = None
     _seconds: float = 0.0                # explainer wall time (not serialised: not reproducible)
 
 
@@ -163,6 +168,7 @@ class Shap(AuditMethod[ShapConfig, ShapResult]):
     name = "shap"
     title = "SHAP feature attributions"
     requires = frozenset({"predict"})
+    modalities = frozenset({"tabular", "image", "sequence"})
     Config = ShapConfig
 
     def run(self, model: ModelAdapter, data: AuditData, config: ShapConfig, ctx: RunContext) -> ShapResult:
@@ -219,6 +225,15 @@ class Shap(AuditMethod[ShapConfig, ShapResult]):
         names = data.feature_names
         importance = {f: float(v) for f, v in zip(names, boot.mean, strict=True)}
         waterfall = _waterfall_rows(out, model, data.task, config.n_waterfall)
+        modal = None
+        if data.modality != "tabular":
+            # values are per element (pixel, or lag x feature): SHAP sums exactly to groups.
+            modal = modal_attribution(
+                values, data, rows, method="shap",
+                unit=("the predicted value" if data.task == "regression" else
+                      "P(predicted class)" if data.task == "multiclass" else _explained_text(data, scale)),
+                how="sum", classes=pick if data.task == "multiclass" else None,
+                outputs=out if data.task == "regression" else None, n_per_class=config.n_per_class)
         return ShapResult(
             explainer=kind, scale=scale, explained=_explained_text(data, scale),
             per_row_class=data.task == "multiclass", features=tuple(names),
@@ -233,7 +248,8 @@ class Shap(AuditMethod[ShapConfig, ShapResult]):
             additivity_mean_error=float(err.mean()), additivity_tolerance=tol,
             additivity_ok=bool(err.max() <= tol),
             waterfall_rows=waterfall, _seconds=seconds,
-            n_dependence=config.n_dependence, max_display=config.max_display, notes=tuple(notes))
+            n_dependence=config.n_dependence, max_display=config.max_display, notes=tuple(notes),
+            modal=modal)
 
     def findings(self, result: ShapResult, config: ShapConfig) -> list[Finding]:
         out = []
@@ -255,6 +271,8 @@ class Shap(AuditMethod[ShapConfig, ShapResult]):
         return out
 
     def figures(self, result: ShapResult, data: AuditData) -> dict[str, Any]:
+        if result.modal is not None:
+            return _modal_figures(result.modal)
         figs: dict[str, Any] = {"beeswarm": _beeswarm(result, data)}
         for i, feat in enumerate(result.ranking[:result.n_dependence]):
             figs[f"dependence_{i}"] = _dependence(result, data, feat)
@@ -421,7 +439,8 @@ def _explain_torch(model: ModelAdapter, X: np.ndarray, bg: np.ndarray, kind: str
     seed = int(ctx.rng.integers(2**31 - 1))
     for i, start in enumerate(range(0, n, _CHUNK)):
         xb = torch.as_tensor(X[start:start + _CHUNK], dtype=dtype)
-        with warnings.catch_warnings():
+        # cuDNN RNN backward needs training mode: switch RNN layers (dropout off) while on CUDA.
+        with warnings.catch_warnings(), rnn_backward_mode(module):
             warnings.simplefilter("ignore")
             if kind == "deep":
                 sv = explainer.shap_values(xb, check_additivity=False)
@@ -528,6 +547,21 @@ def _explain_kernel(model: ModelAdapter, data: AuditData, X: np.ndarray, bg: np.
         p = np.clip(out, 1e-12, 1 - 1e-12)
         out = np.log(p / (1 - p))
     return values, base, out
+
+
+def _modal_figures(m: ModalAttribution) -> dict[str, Any]:
+    from audit.core.attribution import bar_totals_figure, heatmap_figure
+
+    common = {"kind": m.kind, "row_labels": m.row_labels, "col_labels": m.col_labels, "unit": m.unit}
+    figs: dict[str, Any] = {}
+    if m.examples:
+        figs["examples"] = heatmap_figure(m.examples, title="SHAP values on chosen examples", **common)
+    figs["averages"] = heatmap_figure(
+        m.average_maps, title="SHAP: " + ("class-average maps (rows grouped by predicted class)"
+                                          if m.kind == "image" else "average over the explained rows"),
+        **common)
+    figs["totals"] = bar_totals_figure(m.group_importance, unit=m.unit, title="SHAP: totals per group")
+    return figs
 
 
 def _waterfall_rows(out: np.ndarray, model: ModelAdapter, task: str, k: int) -> tuple[int, ...]:
