@@ -25,10 +25,12 @@ per-row weights of the data rows ``rows``.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import time
 from dataclasses import dataclass
 from itertools import combinations
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -51,6 +53,12 @@ class LimeConfig(MethodConfig):
     max_training_rows : rows LIME's sampling statistics are computed from;
     n_bootstrap, confidence : bootstrap of the global importances (explained rows resampled);
     min_fidelity : local R² below which an explanation is flagged.
+    image_hide : images: what a switched-off patch shows, ``"zero"`` (blank: raw intensity 0)
+        or ``"segment_mean"`` (the patch's own mean, LIME's default).
+
+    Images are explained with ``lime_image`` over the layout's patch grid (each interpretable
+    feature is one patch kept or hidden); sequences through the lag-feature view (every lag of
+    every indicator a numeric column, re-encoded into the (T, F) model input).
     """
 
     num_samples: int = 5000
@@ -65,6 +73,7 @@ class LimeConfig(MethodConfig):
     confidence: float = 0.95
     min_fidelity: float = 0.5
     min_stability: float = 0.6
+    image_hide: Literal["zero", "segment_mean"] = "zero"
 
     def validate(self) -> None:
         if self.num_samples < 100:
@@ -160,12 +169,16 @@ class Lime(AuditMethod[LimeConfig, LimeResult]):
     name = "lime"
     title = "LIME local explanations"
     requires = frozenset({"predict"})
+    modalities = frozenset({"tabular", "image", "sequence"})
     Config = LimeConfig
 
     def run(self, model: ModelAdapter, data: AuditData, config: LimeConfig, ctx: RunContext) -> LimeResult:
         from lime.lime_tabular import LimeTabularExplainer
 
         check_finite(data.X, "LIME")
+        if data.modality == "image":
+            return self._run_image(model, data, config, ctx)
+        shape = data.X.shape[1:]
         notes: list[str] = []
         enc = data.encoding
         names = data.feature_names
@@ -188,7 +201,7 @@ class Lime(AuditMethod[LimeConfig, LimeResult]):
             random_state=int(ctx.rng.integers(2**31 - 1)))
 
         def predict_fn(Zs: np.ndarray) -> np.ndarray:
-            Xs = from_raw(enc, Zs)
+            Xs = from_raw(enc, Zs).reshape((len(Zs), *shape))  # sequences: back to (T, F)
             return model.predict_proba(Xs) if classify else model.predict(Xs)
 
         out_all = model.predict_proba(data.X) if classify else model.predict(data.X)
@@ -232,7 +245,7 @@ class Lime(AuditMethod[LimeConfig, LimeResult]):
             jac = [len(set(a) & set(b)) / len(set(a) | set(b)) for a, b in combinations(top_sets, 2)]
             order = np.argsort(-np.abs(w), kind="stable")
             cond = {names[j]: text for j, text in _conditions(first, lab)}
-            raw_row = enc.decode(data.X[row:row + 1]).iloc[0]
+            raw_row = enc.decode(data.X[row:row + 1].reshape(1, -1)).iloc[0]
             selected.append(LimeRow(
                 row=int(row), reason=reason,
                 label=str(labels[lab]) if classify and labels else "value",
@@ -278,6 +291,129 @@ class Lime(AuditMethod[LimeConfig, LimeResult]):
             min_fidelity=config.min_fidelity,
             min_stability=config.min_stability, notes=tuple(notes))
 
+    def _run_image(self, model: ModelAdapter, data: AuditData, config: LimeConfig,
+                   ctx: RunContext) -> LimeResult:
+        """lime_image over the layout's patch grid (one interpretable feature per patch)."""
+        from lime.lime_image import LimeImageExplainer
+
+        lay = data.layout
+        names = list(lay.groups("patch"))
+        segments = np.zeros((lay.height, lay.width), dtype=int)
+        for g, idx in enumerate(lay.groups("patch").values()):
+            for i in idx:
+                if i < lay.height * lay.width:  # channel 0's elements carry the grid
+                    segments[i // lay.width, i % lay.width] = g
+        center = np.asarray(lay.center, dtype=float)
+        scale = np.asarray(lay.scale, dtype=float)
+        raw = (data.X.astype(float) * scale[None, :, None, None] + center[None, :, None, None])
+        width = 0.25  # lime_image's default kernel width (cosine distance on the on/off vector)
+        explainer = LimeImageExplainer(kernel_width=width, random_state=int(ctx.rng.integers(2**31 - 1)))
+        n_classes = None
+
+        def predict_fn(images: np.ndarray) -> np.ndarray:
+            x = images[..., :lay.channels] if lay.channels > 1 else images[..., :1]
+            x = np.transpose(x, (0, 3, 1, 2))
+            Xs = ((x - center[None, :, None, None]) / scale[None, :, None, None]).astype(np.float32)
+            out = model.predict_proba(Xs) if data.task != "regression" else model.predict(Xs).reshape(-1, 1)
+            return np.asarray(out, dtype=float)
+
+        classify = data.task != "regression"
+        out_all = model.predict_proba(data.X) if classify else model.predict(data.X)
+        chosen = select_rows(out_all, data, model, config.n_random, ctx.rng)
+        others = np.setdiff1d(np.arange(data.n_rows), [r for r, _ in chosen])
+        extra = np.sort(ctx.rng.choice(others, min(config.n_global_rows, len(others)), replace=False))
+        labels = data.classes or (tuple(str(i) for i in range(out_all.shape[1])) if classify else None)
+        hide = 0.0 if config.image_hide == "zero" else None
+        del n_classes
+
+        def label_of(row: int) -> int:
+            if not classify:
+                return 0
+            return 1 if data.task == "binary" else int(np.argmax(out_all[row]))
+
+        def explain(row: int, seed: int | None) -> Any:
+            if seed is not None:
+                explainer.random_state.seed(seed)
+            img = raw[row].transpose(1, 2, 0)
+            img = img[..., 0] if lay.channels == 1 else img
+            with contextlib.redirect_stderr(io.StringIO()):  # lime_image's tqdm progress bar
+                return explainer.explain_instance(
+                img, predict_fn, labels=(label_of(row),), top_labels=None, hide_color=hide,
+                num_features=len(names), num_samples=config.num_samples, batch_size=1000,
+                segmentation_fn=lambda _image: segments)
+
+        patch_means, _ = lay.tabular_view(data.X)
+        start = time.perf_counter()
+        n_expl = len(chosen) * config.n_seeds + len(extra)
+        done = 0
+        selected: list[LimeRow] = []
+        all_rows: list[int] = []
+        weights_all: list[np.ndarray] = []
+        fidelity_all: list[float] = []
+        seeds = [int(s) for s in ctx.rng.integers(2**31 - 1, size=config.n_seeds)]
+        d = len(names)
+        for row, reason in chosen:
+            runs = []
+            for sd in seeds:
+                runs.append(explain(row, sd))
+                done += 1
+                ctx.progress(done, n_expl)
+            lab = label_of(row)
+            first = runs[0]
+            w = _weights(first, lab, d)
+            top_sets = [tuple(sorted(names[j] for j in np.argsort(-np.abs(_weights(e, lab, d)),
+                                                                  kind="stable")[:config.top_k]))
+                        for e in runs]
+            jac = [len(set(a) & set(b)) / len(set(a) | set(b)) for a, b in combinations(top_sets, 2)]
+            order = np.argsort(-np.abs(w), kind="stable")
+            selected.append(LimeRow(
+                row=int(row), reason=reason,
+                label=str(labels[lab]) if classify and labels else "value",
+                prediction=float(out_all[row, lab] if classify else out_all[row]),
+                local_prediction=float(np.ravel(first.local_pred)[0]),
+                intercept=float(first.intercept[lab]), fidelity=float(first.score),
+                weights={names[j]: float(w[j]) for j in order},
+                conditions={names[j]: f"{names[j]} shown" for j in order},
+                values={n: _fmt(float(v)) for n, v in zip(names, patch_means[row].reshape(d, -1).mean(1),
+                                                          strict=True)},
+                stability=float(np.mean(jac)), stability_min=float(np.min(jac)),
+                top_sets=tuple(top_sets)))
+            all_rows.append(int(row))
+            weights_all.append(w)
+            fidelity_all.append(selected[-1].fidelity)
+        for row in extra:
+            e = explain(int(row), None)
+            lab = label_of(int(row))
+            all_rows.append(int(row))
+            weights_all.append(_weights(e, lab, d))
+            fidelity_all.append(float(e.score))
+            done += 1
+            ctx.progress(done, n_expl)
+        seconds = time.perf_counter() - start
+        values = np.vstack(weights_all)
+        fid = np.asarray(fidelity_all)
+        boot = bootstrap_mean_abs(values, n_bootstrap=config.n_bootstrap,
+                                  confidence=config.confidence, rng=ctx.rng)
+        importance = {f: float(v) for f, v in zip(names, boot.mean, strict=True)}
+        hidden = ("blank (raw intensity 0)" if hide is not None else "filled with the patch's own mean")
+        notes = (f"Images: each interpretable feature is one {lay.patch}×{lay.patch} patch of the "
+                 f"{lay.height}×{lay.width} grid, kept or hidden ({hidden}); a weight is the change in "
+                 "the explained probability when the patch is shown.",)
+        return LimeResult(
+            explained=_explained_text(data), features=tuple(names), selected=tuple(selected),
+            rows=tuple(all_rows), values=values, fidelity=fid, global_importance=importance,
+            importance_low={f: float(v) for f, v in zip(names, boot.low, strict=True)},
+            importance_high={f: float(v) for f, v in zip(names, boot.high, strict=True)},
+            ranking=tuple(top_features(importance, len(names))), n_bootstrap=boot.n_bootstrap,
+            confidence=config.confidence, mean_fidelity=float(fid.mean()),
+            median_fidelity=float(np.median(fid)),
+            low_fidelity_share=float(np.mean(fid < config.min_fidelity)),
+            mean_stability=float(np.mean([s.stability for s in selected])) if selected else float("nan"),
+            num_samples=config.num_samples, n_seeds=config.n_seeds, top_k=min(config.top_k, d),
+            discretize=False, kernel_width=width, training_source="not used (patches are switched on and off)",
+            training_rows=0, _seconds=seconds, _n_explanations=n_expl,
+            min_fidelity=config.min_fidelity, min_stability=config.min_stability, notes=notes)
+
     def findings(self, result: LimeResult, config: LimeConfig) -> list[Finding]:
         out = []
         if result.selected and result.mean_stability < result.min_stability:
@@ -313,7 +449,9 @@ class Lime(AuditMethod[LimeConfig, LimeResult]):
         ax.set_title("LIME global importance (bars: bootstrap interval over rows)")
         fig.tight_layout()
         figs["global"] = fig
-        for i, sel in enumerate(result.selected):
+        if data.modality != "tabular" and result.selected:
+            figs["maps"] = _maps_figure(result, data)
+        for i, sel in enumerate(result.selected if data.modality == "tabular" else ()):
             items = list(sel.weights.items())[:10][::-1]
             fig, ax = new_figure(6.5, 0.8 + 0.28 * len(items))
             ax.barh(range(len(items)), [v for _, v in items],
@@ -401,6 +539,29 @@ def select_rows(out: np.ndarray, data: AuditData, model: ModelAdapter, n_random:
     for r in np.sort(rng.choice(rest, min(n_random, len(rest)), replace=False)):
         seen[int(r)] = "random"
     return list(seen.items())
+
+
+def _maps_figure(result: LimeResult, data: AuditData) -> Any:
+    """LIME weights of the selected rows painted on the patch grid (images) or the
+    features x lags grid (sequences), on one diverging scale centred at 0."""
+    from audit.core.attribution import HeatMap, grid_labels, heatmap_figure
+
+    lay = data.layout
+    maps = []
+    for sel in result.selected:
+        w = np.array([sel.weights[f] for f in result.features])
+        if data.modality == "image":
+            grid, _, _ = lay.view_grid(np.repeat(w, lay.channels) / lay.channels)
+            img = (np.asarray(data.X[sel.row], float) * np.asarray(lay.scale)[:, None, None]
+                   + np.asarray(lay.center)[:, None, None]).mean(0).tolist()
+        else:
+            grid, _, _ = lay.view_grid(w)
+            img = None
+        maps.append(HeatMap(f"row {sel.row} ({sel.label}), R² {sel.fidelity:.2f}", grid.tolist(), sel.row, img))
+    rows, cols = grid_labels(data)
+    unit = result.explained if data.task != "multiclass" else "P(explained class)"
+    return heatmap_figure(maps, kind=data.modality, row_labels=rows, col_labels=cols, unit=unit,
+                          title="LIME weights of the selected rows")
 
 
 def _weights(exp: Any, label: int, d: int) -> np.ndarray:
