@@ -494,7 +494,17 @@ def olden_importance(weights: Any, *, scale: np.ndarray | None = None, mode: str
 
 
 def connection_contributions(weights: Any, *, scale: np.ndarray | None = None, mode: str = "logit") -> np.ndarray:
-    """``c[b, i, j, k] = W1[i, j] (W2 ... WL)[j, k]`` (scaled), summing over ``j`` to Olden's CW."""
+    """``c[b, i, j, k] = W1[i, j] (W2 ... WL)[j, k]`` (scaled), summing over ``j`` to Olden's CW.
+
+    Examples
+    --------
+    >>> from audit.train.batched import Weights
+    >>> W1 = np.array([[[1.0, -2.0], [0.5, 1.0]]])
+    >>> W2 = np.array([[[3.0], [1.0]]])
+    >>> w = Weights([W1, W2], [np.zeros((1, 2)), np.zeros((1, 1))])
+    >>> connection_contributions(w)[0, :, :, 0].tolist()
+    [[3.0, -2.0], [1.5, 1.0]]
+    """
     W1 = np.asarray(weights.W[0], dtype=np.float64)
     if scale is not None:
         W1 = W1 * scale[None, :, None]
@@ -532,7 +542,14 @@ def garson_importance(weights: Any, *, scale: np.ndarray | None = None, mode: st
 
 
 def kendall_w(scores: np.ndarray) -> float | None:
-    """Kendall's coefficient of concordance of ``M`` rankings (rows) of ``m`` items (columns)."""
+    """Kendall's coefficient of concordance of ``M`` rankings (rows) of ``m`` items (columns):
+    1 when every row ranks the items identically, 0 when the rankings cancel out.
+
+    Examples
+    --------
+    >>> kendall_w(np.array([[1.0, 2.0, 3.0], [0.1, 0.5, 0.9]]))
+    1.0
+    """
     from scipy.stats import rankdata
 
     M, m = scores.shape

@@ -93,7 +93,15 @@ class Recipe:
 
     @classmethod
     def from_mapping(cls, doc: Mapping[str, Any], *, source: str, loss: str | None = None) -> Recipe:
-        """Build a recipe from a JSON/TOML table, naming missing or malformed keys."""
+        """Build a recipe from a JSON/TOML table, naming missing or malformed keys.
+
+        Examples
+        --------
+        >>> r = Recipe.from_mapping({"optimizer": "adam", "lr": 0.01, "epochs": 8, "batch_size": 256},
+        ...                         source="training.json", loss="bce")
+        >>> r.loss, r.weight_decay, "weight_decay" in r.defaulted
+        ('bce', 0.0001, True)
+        """
         known = {f for f in cls.__dataclass_fields__ if f != "defaulted"}
         ignored = {"selection", "notes", "description"}
         missing = [k for k in REQUIRED_KEYS if k not in doc]
