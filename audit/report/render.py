@@ -82,7 +82,7 @@ def _environment(folder: str) -> Any:
         loader=jinja2.FileSystemLoader(folder),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
+        trim_blocks=False,  # a newline after a block tag is a space in prose: keep it
         lstrip_blocks=True,
         finalize=_isolate_bidi,
     )
