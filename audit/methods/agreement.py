@@ -31,7 +31,7 @@ from typing import Any, Literal
 import numpy as np
 
 from audit.core.adapter import ModelAdapter
-from audit.core.attribution import check_finite, sample_background, sample_rows
+from audit.core.attribution import HeatMap, check_finite, group_values, sample_background, sample_rows
 from audit.core.dataset import AuditData
 from audit.core.method import AuditMethod, Finding, MethodConfig, MethodResult, RunContext
 from audit.errors import InvalidConfigError
@@ -151,6 +151,9 @@ class SanityCheck:
     threshold: float
     flagged: tuple[str, ...]
     output_change: float                        # mean |f(x) - f_random(x)| (the model did change)
+    # Images and sequences: per row, the original and the fully randomized model's map of the
+    # first sanity method, side by side (pairs: original, randomized); None for tabular data.
+    maps: tuple[HeatMap, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -191,6 +194,7 @@ class AgreementResult(MethodResult):
     baseline: str
     background: str
     notes: tuple[str, ...]
+    grouping: str | None = None   # images/sequences: the level compared ("patch" or "lag")
     _seconds: dict[str, float] | None = None   # wall times (not serialised: not reproducible)
 
 
@@ -303,6 +307,100 @@ def collect_sources(earlier: Mapping[str, Any], features: list[str]) -> tuple[li
             if m in per_row and rows is not None and per_row[m].shape[1] == len(features):
                 src.per_row, src.rows = per_row[m], np.asarray(rows)
             sources.append(src)
+    return sources, missing
+
+
+class _FlatModel:
+    """The audited model seen through flattened inputs (n, d) -> reshaped to (n, *shape)."""
+
+    def __init__(self, model: ModelAdapter, shape: tuple[int, ...]) -> None:
+        self._model, self._shape = model, tuple(shape)
+
+    def __getattr__(self, key: str) -> Any:
+        return getattr(self._model, key)
+
+    def _x(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X)
+        return X.reshape((len(X), *self._shape)).astype(np.float32, copy=False)
+
+    def output(self, X: np.ndarray) -> np.ndarray:
+        return self._model.output(self._x(X))
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self._model.predict(self._x(X))
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return self._model.predict_proba(self._x(X))
+
+
+@dataclass(frozen=True)
+class _Groups:
+    groups: dict[str, list[int]]
+
+
+@dataclass(frozen=True)
+class _GroupedData:
+    """Image/sequence data as flattened rows whose "raw features" are the layout's groups."""
+
+    X: np.ndarray
+    encoding: _Groups
+    feature_names: list[str]
+    task: str
+    classes: Any
+    n_rows: int
+    modality: str = "tabular"
+
+
+def _grouped_data(data: AuditData, by: str) -> _GroupedData:
+    groups = data.layout.groups(by)
+    return _GroupedData(np.asarray(data.X).reshape(data.n_rows, -1), _Groups(groups), list(groups),
+                        data.task, data.classes, data.n_rows)
+
+
+def collect_modal_sources(earlier: Mapping[str, Any], data: AuditData, by: str
+                          ) -> tuple[list[_Source], dict[str, str]]:
+    """Per-group importances (and per-row group totals) from earlier image/sequence results."""
+    from audit.methods.saliency import _group_how
+
+    groups = list(data.layout.groups(by))
+    sources: list[_Source] = []
+    missing: dict[str, str] = {}
+    shap_r = earlier.get("shap")
+    if shap_r is not None and getattr(shap_r, "values", None) is not None:
+        per = group_values(shap_r.values, data, by, how="sum")
+        sources.append(_Source("shap", np.abs(per).mean(0), per, np.asarray(shap_r.rows, dtype=int),
+                               origin="shap result (per-element values summed per group)"))
+    else:
+        missing["shap"] = "did not run (not selected, skipped or not available for this model)"
+    lime_r = earlier.get("lime")
+    if lime_r is not None:
+        vals = np.asarray(lime_r.values, dtype=float)
+        if list(lime_r.features) == groups:
+            per = vals
+        elif vals.shape[1] == data.layout.n_elements:
+            per = group_values(vals, data, by, how="sum")
+        else:
+            per = None
+        if per is not None:
+            sources.append(_Source("lime", np.abs(per).mean(0), per, np.asarray(lime_r.rows, dtype=int),
+                                   origin="lime result (weights per group)"))
+        else:
+            missing["lime"] = f"its features do not map onto the {by} grouping"
+    else:
+        missing["lime"] = "did not run (not selected, skipped or not available for this model)"
+    missing["connection_weights"] = "not defined for convolutional or recurrent models"
+    sal = earlier.get("saliency")
+    if sal is None:
+        missing["saliency"] = "did not run (needs a model with gradients)"
+    else:
+        per_row = getattr(sal, "_per_row", None) or {}
+        rows = getattr(sal, "_row_index", None)
+        occ = getattr(sal, "occlusion_window", None)
+        for m, v in per_row.items():
+            if m == "occlusion" and occ not in (None, by, "cell", "pixel"):
+                continue  # occluded at another grouping: its values do not split into these groups
+            per = group_values(v, data, by, how=_group_how(m, occ if occ == by else None))
+            sources.append(_Source(m, np.abs(per).mean(0), per, np.asarray(rows), origin="saliency result"))
     return sources, missing
 
 
@@ -497,6 +595,7 @@ def sanity_check(model: ModelAdapter, data: AuditData, rows: np.ndarray, config:
                 _reinit(sub)
                 names.append(name)
                 rand = raw_attr(random_model)
+                last_rand = rand
                 rs.append({k: _rowwise_spearman(original[k], rand[k]) for k in original})
                 gs.append({k: _corr(np.abs(original[k]).mean(0), np.abs(rand[k]).mean(0), "spearman")
                            for k in original})
@@ -516,12 +615,29 @@ def sanity_check(model: ModelAdapter, data: AuditData, rows: np.ndarray, config:
         for i in range(len(names))]
     final = stages[-1]
     flagged = tuple(k for k, v in final.row_spearman.items() if v is not None and v >= config.sanity_threshold)
+    maps = None
+    if data.modality != "tabular":
+        from audit.core.attribution import element_grid
+
+        first = config.sanity_methods[0]
+        raw_img = None
+        pairs: list[HeatMap] = []
+        for i in range(min(3, len(rows))):
+            if data.modality == "image":
+                lay = data.layout
+                raw_img = (np.asarray(data.X[rows[i]], float) * np.asarray(lay.scale)[:, None, None]
+                           + np.asarray(lay.center)[:, None, None]).mean(0).tolist()
+            pairs.append(HeatMap(f"row {rows[i]}: trained model", element_grid(original[first][i], data).tolist(),
+                                 int(rows[i]), raw_img))
+            pairs.append(HeatMap(f"row {rows[i]}: randomized", element_grid(last_rand[first][i], data).tolist(),
+                                 int(rows[i]), raw_img))
+        maps = tuple(pairs)
     return SanityCheck(
         order="cascading from the output layer down; the last stage has every layer re-initialized",
         layers=tuple(n for n, _ in layers), methods=tuple(config.sanity_methods), n_rows=len(rows),
         repeats=config.sanity_repeats, stages=tuple(stages), final_row_spearman=final.row_spearman,
         final_global_spearman=final.global_spearman, threshold=config.sanity_threshold,
-        flagged=flagged, output_change=float(np.mean(change)))
+        flagged=flagged, output_change=float(np.mean(change)), maps=maps)
 
 
 class _SanitySkip(Exception):
@@ -585,6 +701,7 @@ class Agreement(AuditMethod[AgreementConfig, AgreementResult]):
     name = "agreement"
     title = "Attribution agreement, sanity check and faithfulness"
     requires = frozenset({"predict"})
+    modalities = frozenset({"tabular", "image", "sequence"})
     Config = AgreementConfig
 
     def run(self, model: ModelAdapter, data: AuditData, config: AgreementConfig,
@@ -593,10 +710,21 @@ class Agreement(AuditMethod[AgreementConfig, AgreementResult]):
 
         seconds: dict[str, float] = {}
         notes: list[str] = []
-        feats = data.feature_names
         check_finite(data.X, "Agreement")
+        real_model, real_data, grouping = model, data, None
+        if data.modality != "tabular":
+            # Compare methods on readable groups (patches; lags), on flattened inputs.
+            grouping = "patch" if data.modality == "image" else "lag"
+            model, data = _FlatModel(model, data.X.shape[1:]), _grouped_data(data, grouping)  # type: ignore[assignment]
+            notes.append(f"Images and sequences are compared per {grouping}: each method's per-element "
+                         f"attributions are summed per {grouping} (gradients: mean |gradient|), and "
+                         f"permutation importance and deletion move whole {grouping}es together.")
+        feats = data.feature_names
         t0 = time.perf_counter()
-        sources, missing = collect_sources(ctx.earlier, feats)
+        if grouping is None:
+            sources, missing = collect_sources(ctx.earlier, feats)
+        else:
+            sources, missing = collect_modal_sources(ctx.earlier, real_data, grouping)
 
         perm_rows, _ = sample_rows(data.n_rows, config.n_rows, ctx.rng)
         perm = permutation_importance(model, data, perm_rows, config.n_repeats, ctx.rng)
@@ -637,10 +765,13 @@ class Agreement(AuditMethod[AgreementConfig, AgreementResult]):
                     weakest = (a, b, v)
         ctx.progress(2, 4)
 
-        ref, ref_name = reference_data(data, ctx, config.baseline_data)
+        ref, ref_name = reference_data(real_data, ctx, config.baseline_data)
         base, _, base_how = baseline_row(ref, "mean_mode")
         background, _, bg_note = sample_background(ref.X, config.faithfulness_background, ctx.rng,
                                                    source=ref_name)
+        real_base, real_background = base, background
+        if grouping is not None:
+            base, background = base.reshape(1, -1), background.reshape(len(background), -1)
         if bg_note:
             notes.append(bg_note)
         seed = int(ctx.rng.integers(2**31 - 1))
@@ -655,8 +786,8 @@ class Agreement(AuditMethod[AgreementConfig, AgreementResult]):
         else:
             s_rows, _ = sample_rows(data.n_rows, config.sanity_rows, ctx.rng)
             try:
-                sanity = sanity_check(model, data, s_rows, config, baseline=base,
-                                      background=background, seed=seed)
+                sanity = sanity_check(real_model, real_data, s_rows, config, baseline=real_base,
+                                      background=real_background, seed=seed)
             except _SanitySkip as exc:
                 sanity_skipped = str(exc)
         seconds["sanity"] = time.perf_counter() - t0
@@ -690,7 +821,7 @@ class Agreement(AuditMethod[AgreementConfig, AgreementResult]):
             deletion_skipped=deletion_skipped,
             baseline=f"{base_how}, computed on {ref_name}",
             background=f"{len(background):,} rows drawn at random from {ref_name}",
-            notes=tuple(notes), _seconds=seconds)
+            notes=tuple(notes), grouping=grouping, _seconds=seconds)
 
     def _deletion(self, model: ModelAdapter, data: AuditData, sources: list[_Source],
                   config: AgreementConfig, base: np.ndarray, background: np.ndarray,
@@ -854,6 +985,16 @@ class Agreement(AuditMethod[AgreementConfig, AgreementResult]):
                        bbox_to_anchor=(0.5, -0.02))
             fig.tight_layout(rect=(0, 0.16, 1, 1))
             figs["deletion"] = fig
+        if result.sanity is not None and result.sanity.maps:
+            from audit.core.attribution import grid_labels, heatmap_figure
+
+            rows, cols = grid_labels(data)
+            m0 = result.sanity.methods[0]
+            figs["sanity_maps"] = heatmap_figure(
+                result.sanity.maps, kind=data.modality, row_labels=rows, col_labels=cols,
+                unit=result.explained if data.task != "multiclass" else "P(predicted class)",
+                title=f"{LABELS.get(m0, m0)}: trained model vs every layer re-initialized",
+                ncols=2 if data.modality == "sequence" else 6)
         return figs
 
 
