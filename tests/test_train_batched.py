@@ -56,8 +56,9 @@ def test_batched_equals_looped(loss, acts, opt, sparse):
     assert not batched.diverged.any()
 
 
-def test_per_input_shuffle_equals_looped_with_the_column_permuted():
-    X, y = _data()
+@pytest.mark.parametrize("onehot", [False, True])
+def test_per_input_shuffle_equals_looped_with_the_column_permuted(onehot):
+    X, y = _data(onehot=onehot)
     spec = MLPSpec((X.shape[1], 4, 1), ("sigmoid",))
     recipe = Recipe(epochs=2, batch_size=40, lr=0.05)
     shuffle = ColumnShuffle([1, 2], np.array([-1, 7, 8, 9]))
