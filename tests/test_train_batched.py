@@ -110,6 +110,9 @@ def test_recipe_names_missing_and_malformed_keys():
         Recipe.from_mapping({"optimizer": "lbfgs", "lr": 0.1, "epochs": 2, "batch_size": 10}, source="x")
     with pytest.raises(InvalidConfigError, match="unknown key 'epoch'"):
         Recipe.from_mapping({"optimizer": "adam", "lr": 0.1, "epochs": 2, "epoch": 3, "batch_size": 10}, source="x")
+    with pytest.raises(InvalidConfigError, match="selection"):
+        Recipe.from_mapping({"optimizer": "adam", "lr": 0.1, "epochs": 2, "batch_size": 10,
+                             "selection": "accuracy"}, source="x")
     r = Recipe.from_mapping({"optimizer": "adam", "lr": 0.1, "epochs": 2, "batch_size": 10}, source="x", loss="bce")
     assert "weight_decay" in r.defaulted and r.weight_decay > 0
 

@@ -110,6 +110,10 @@ class Recipe:
                 f"The training recipe from {source} lacks the key(s) {', '.join(map(repr, missing))}; "
                 "a refit must use the recipe the model was trained with. Add them to [model.training], "
                 "to training.json beside the model, or to the method's 'recipe' option.")
+        if doc.get("selection", "validation_loss") != "validation_loss":
+            raise InvalidConfigError(
+                f"The 'selection' of the training recipe from {source} must be \"validation_loss\" "
+                f"(restarts are compared by validation loss). Got {doc['selection']!r} instead.")
         unknown = sorted(set(doc) - known - ignored)
         if unknown:
             from audit.errors import did_you_mean
