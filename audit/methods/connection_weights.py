@@ -182,6 +182,7 @@ class ConnectionWeightsResult(MethodResult):
     alternative: str
     alpha: float
     inputs: tuple[InputTest, ...]
+    input_rank: tuple[int, ...]              # indices of ``inputs`` by |importance|, largest first
     features: tuple[FeatureTest, ...]
     n_significant_raw: int
     n_significant_bh: int
@@ -910,7 +911,8 @@ def randomization_test(model: ModelAdapter | None, data: AuditData, net: _Networ
         recipe=rec_json, recipe_source=source, recipe_defaults=tuple(recipe.defaulted),
         train_source=train_source, n_fit=len(fit), n_validation=len(val), n_permutations=B,
         n_null_used=pv.n_null, diverged=diverged, alternative=alt, alpha=config.alpha,
-        inputs=tuple(inputs), features=tuple(features),
+        inputs=tuple(inputs), input_rank=tuple(int(i) for i in np.argsort(-np.abs(flat_obs), kind="stable")),
+        features=tuple(features),
         n_significant_raw=int((p_sel <= config.alpha).sum()),
         n_significant_bh=int((p_bh <= config.alpha).sum()),
         n_significant_maxt=int((p_maxt <= config.alpha).sum()),
