@@ -542,7 +542,10 @@ class Saliency(AuditMethod[SaliencyConfig, SaliencyResult]):
                 per_row_raw[main_m], data, rows, method=main_m,
                 unit=("the predicted value" if data.task == "regression" else
                       outputs[0] if data.task == "binary" else "P(predicted class)"),
-                how=_group_how(main_m, occ), classes=pred_class,
+                how=_group_how(main_m, occ),
+                classes=(pred_class if data.task == "multiclass" else
+                         (np.asarray(scores_all)[rows] >= model.threshold).astype(int)
+                         if data.task == "binary" else None),
                 outputs=(np.asarray(scores_all).reshape(-1)[rows] if data.task == "regression" else None),
                 n_per_class=config.n_per_class, n_examples=max(config.n_selected, 1))
 

@@ -232,7 +232,9 @@ class Shap(AuditMethod[ShapConfig, ShapResult]):
                 values, data, rows, method="shap",
                 unit=("the predicted value" if data.task == "regression" else
                       "P(predicted class)" if data.task == "multiclass" else _explained_text(data, scale)),
-                how="sum", classes=pick if data.task == "multiclass" else None,
+                how="sum", classes=(pick if data.task == "multiclass" else
+                                    (np.asarray(model.output(X)) >= model.threshold).astype(int)
+                                    if data.task == "binary" else None),
                 outputs=out if data.task == "regression" else None, n_per_class=config.n_per_class)
         return ShapResult(
             explainer=kind, scale=scale, explained=_explained_text(data, scale),
