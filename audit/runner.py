@@ -16,7 +16,7 @@ from audit.config import AuditPlan
 from audit.core.adapter import ModelAdapter, load_model
 from audit.core.dataset import AuditData, Encoding, build_audit_data, read_table
 from audit.core.method import AuditMethod, Finding, MethodResult, Progress, RunContext, Skipped
-from audit.errors import AuditError, CapabilityError, DataValidationError, InvalidConfigError, did_you_mean
+from audit.errors import AuditError, DataValidationError, InvalidConfigError, did_you_mean
 from audit.registry import METHODS, get_method, method_names
 from audit.report.model import AuditReport, MethodOutcome, file_record, provenance
 
@@ -204,10 +204,12 @@ def _run_methods(plan: AuditPlan, inputs: LoadedInputs, classes: list[AuditMetho
                                  earlier=dict(earlier), seed=plan.seed,
                                  training=dict(plan.model.training))
                 result = method.run(model, data, config, ctx)
-            except CapabilityError as exc:
-                result = Skipped(method.name, method.title, str(exc))
-            except AuditError:
-                raise
+            except InvalidConfigError:
+                raise  # the user's options are wrong: stop, say which (exit 2)
+            except AuditError as exc:
+                # the model or data cannot support this method (e.g. a class the model never
+                # predicts): the other methods still run and the report says why this one did not
+                result = Skipped(method.name, method.title, str(exc).rstrip("."))
             except Exception as exc:  # a bug must show in the report, not vanish or abort it
                 detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
                 result = Skipped(method.name, method.title, f"failed with an internal error: {detail}",

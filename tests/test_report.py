@@ -159,3 +159,19 @@ def test_run_audit_leaves_the_callers_torch_thread_count_alone():
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(1)
+
+
+def test_a_method_the_data_cannot_support_is_skipped_and_the_others_still_run(monkeypatch):
+    from audit.errors import DataValidationError
+    from audit.methods.surrogate import Surrogate
+
+    def refuse(self, model, data, config, ctx):
+        raise DataValidationError("the model never predicts the target class")
+
+    monkeypatch.setattr(Surrogate, "run", refuse)
+    report = audit_model(lambda X: 1 / (1 + np.exp(-X[:, 0])), make_frame(200), target="income",
+                         positive_label=">50K", sensitive=["sex"], methods=["surrogate", "fairness"],
+                         method_options={"fairness": {"n_boot": 100, "n_permutations": 99}})
+    skipped = report.outcome("surrogate").result
+    assert not skipped.failed and "never predicts" in skipped.reason
+    assert report.outcome("fairness").ok
