@@ -183,10 +183,10 @@ def test_regression_and_multiclass():
 
 def test_bad_sensitive_input():
     df = planted_frame()
-    with pytest.raises(DataValidationError, match="single group"):
+    with pytest.raises(InvalidConfigError, match="single group"):
         run(df.assign(g="A"))
     many = df.assign(g=[f"v{i}" for i in range(len(df))])
-    with pytest.raises(DataValidationError, match="bins"):
+    with pytest.raises(InvalidConfigError, match="bins"):
         run(many)
     missing = df.astype({"g": object})
     missing.loc[[3, 7, 9], "g"] = None

@@ -606,16 +606,17 @@ class Fairness(AuditMethod[FairnessConfig, FairnessResult]):
 
 
 def check_sensitive(data: AuditData, config: FairnessConfig) -> None:
-    """One group only, or too many distinct values: errors with the fix."""
+    """One group only, or too many distinct values: the config's choice of sensitive attribute
+    cannot be audited as it stands, so these stop the run (exit 2) with the fix."""
     for attr in data.spec.sensitive:
         levels = np.unique(data.sensitive[attr].to_numpy())
         if len(levels) < 2:
-            raise DataValidationError(
+            raise InvalidConfigError(
                 f"The sensitive column {attr!r} has a single group ({levels[0]!r}) in "
                 f"{data.source or 'the data'}; fairness compares groups, so it needs at least two. "
                 "Remove it from [data] sensitive.")
         if len(levels) > config.max_groups:
-            raise DataValidationError(
+            raise InvalidConfigError(
                 f"The sensitive column {attr!r} has {len(levels)} distinct values (more than "
                 f"max_groups = {config.max_groups}); group it into fewer bins (e.g. age ranges such "
                 "as 18-25, 26-40, ...) in the data before the audit, or raise [methods.fairness] "
