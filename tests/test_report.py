@@ -175,3 +175,10 @@ def test_a_method_the_data_cannot_support_is_skipped_and_the_others_still_run(mo
     skipped = report.outcome("surrogate").result
     assert not skipped.failed and "never predicts" in skipped.reason
     assert report.outcome("fairness").ok
+
+
+def test_the_stylesheet_is_inlined_verbatim(hostile_report):
+    from audit.report.render import templates_dir
+
+    css = (templates_dir() / "static" / "report.css").read_text(encoding="utf-8")
+    assert css in render_html(hostile_report)

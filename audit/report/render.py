@@ -149,7 +149,11 @@ def render_html(report: AuditReport) -> str:
     """The report as one self-contained HTML document."""
     folder = templates_dir()
     env = _environment(str(folder))
-    css = (folder / "static" / "report.css").read_text(encoding="utf-8")
+    from markupsafe import Markup
+
+    # Our own stylesheet, not user data: escaping it would turn its quotes into entities, which
+    # <style> does not decode, and silently drop rules (e.g. the font family).
+    css = Markup((folder / "static" / "report.css").read_text(encoding="utf-8"))
     figures = _figures(report)
     try:
         return env.get_template("report.html.j2").render(report=report, css=css, figures=figures,
