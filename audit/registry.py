@@ -8,6 +8,7 @@ from __future__ import annotations
 from audit.core.method import AuditMethod
 from audit.errors import InvalidConfigError, did_you_mean
 from audit.methods.agreement import Agreement
+from audit.methods.attribution_significance import AttributionSignificance
 from audit.methods.connection_weights import ConnectionWeights
 from audit.methods.counterfactuals import Counterfactuals
 from audit.methods.fairness import Fairness
@@ -26,6 +27,7 @@ METHODS: tuple[type[AuditMethod], ...] = (
     Counterfactuals,
     ConnectionWeights,
     PermutationSignificance,
+    AttributionSignificance,
     Agreement,  # must stay last: it compares the attribution methods that ran before it
 )
 

@@ -147,6 +147,14 @@ class PermutationSignificance(AuditMethod[PermutationSignificanceConfig, Permuta
     needs_target = True
     Config = PermutationSignificanceConfig
 
+    def skip_reason(self, model: ModelAdapter, data: AuditData, config: PermutationSignificanceConfig) -> str | None:
+        reason = super().skip_reason(model, data, config)
+        if reason is not None and reason.startswith("needs a model with sklearn"):
+            return (f"is for refittable scikit-learn (sklearn) estimators; {model.description} is not one. For "
+                    "torch models (CNN, LSTM, any nn.Module with a training recipe) use "
+                    "attribution_significance")
+        return reason
+
     def run(self, model: ModelAdapter, data: AuditData, config: PermutationSignificanceConfig,
             ctx: RunContext) -> PermutationSignificanceResult:
         from joblib import Parallel, delayed

@@ -1,0 +1,500 @@
+"""Batched retraining of arbitrary torch modules from the same initial weights.
+
+The response-permutation test retrains one architecture ``B + 1`` times from the same θ₀ on
+different targets (slot 0: the real ones) with the identical schedule. This module does that as
+one tensor program for any ``nn.Module``:
+
+- every parameter is stacked along a new leading axis ``[B, ...]`` and the module is evaluated
+  with ``torch.func.functional_call`` under ``torch.func.vmap`` (a convolution becomes one grouped
+  convolution, a Linear one batched matmul);
+- ``aten::lstm`` has no vmap batching rule, so every ``nn.LSTM`` in a copy of the module is swapped
+  for :class:`UnrolledLSTM`, the same equations written out step by step with matmuls and
+  elementwise gates (which vmap batches), keeping the parameter names;
+- when vmap still fails (an op without a batching rule), a loop over the networks inside one
+  autograd graph is the fallback (``mode == "loop"``): still one optimizer over stacked tensors,
+  correct, just not faster.
+
+One optimizer (Adam/AdamW/SGD, all elementwise) updates the stacked tensors, and the loss is the
+*sum* of per-network mean losses, so every network gets exactly the update it would get alone
+(no cross-network reductions: no gradient clipping, no shared statistics). :func:`train_sequential`
+is the plain loop (one module, one optimizer per network) used to check that.
+
+Examples
+--------
+>>> import torch
+>>> net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1))
+>>> X = torch.randn(20, 3); Y = torch.randn(5, 20)
+>>> rec = FunctionalRecipe.from_mapping({"optimizer": "adam", "lr": 0.01, "epochs": 2,
+...                                      "batch_size": 8, "loss": "mse"}, source="doc")
+>>> fit = train_functional(net, dict(net.state_dict()), X, Y, rec)
+>>> fit.params["0.weight"].shape, fit.mode
+(torch.Size([5, 4, 3]), 'vmap')
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from audit.errors import InvalidConfigError
+
+REQUIRED_KEYS = ("optimizer", "lr", "epochs", "batch_size")
+_LOSSES = {"ce": "ce", "cross_entropy": "ce", "crossentropy": "ce", "bce": "bce",
+           "binary_cross_entropy": "bce", "mse": "mse"}
+_FIELDS = ("loss", "optimizer", "lr", "betas", "eps", "momentum", "weight_decay", "epochs",
+           "batch_size", "validation_fraction", "seed", "schedule_seed", "loss_scale")
+
+
+@dataclass(frozen=True)
+class FunctionalRecipe:
+    """How an arbitrary torch module was trained (the keys of ``training.json``).
+
+    ``batch_size`` is an integer or ``"full"`` (one full-batch step per epoch); mini-batch epochs
+    reshuffle the rows with ``torch.randperm`` from one generator seeded ``schedule_seed``
+    (default: ``seed``). ``loss_scale`` divides the residual of an MSE loss: a number or the name
+    of a buffer of the module (e.g. ``"target_scale"``). ``validation_fraction``, when given, holds
+    out ``default_rng(seed).permutation(n)[:round(f n)]`` and fits on the rest in that order.
+    Keys outside the recipe (data descriptions, notes) are kept in ``ignored``.
+    """
+
+    loss: str
+    optimizer: str
+    lr: float
+    epochs: int
+    batch_size: int | None          # None = full batch
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    validation_fraction: float | None = None
+    seed: int = 0
+    schedule_seed: int | None = None
+    loss_scale: float | str | None = None
+    defaulted: tuple[str, ...] = field(default=(), compare=False)
+    ignored: tuple[str, ...] = field(default=(), compare=False)
+
+    @classmethod
+    def from_mapping(cls, doc: Mapping[str, Any], *, source: str, loss: str | None = None) -> FunctionalRecipe:
+        """Parse a recipe table, naming missing or malformed keys.
+
+        Examples
+        --------
+        >>> FunctionalRecipe.from_mapping({"optimizer": "adam", "lr": 0.1, "epochs": 3,
+        ...     "batch_size": "full", "loss": "mse (standardized)"}, source="x").batch_size is None
+        True
+        """
+        missing = [k for k in REQUIRED_KEYS if k not in doc]
+        if missing:
+            raise InvalidConfigError(
+                f"The training recipe from {source} lacks the key(s) {', '.join(map(repr, missing))}; "
+                "a refit must follow the recipe the model was trained with. Add them to "
+                "[model.training], to training.json beside the model, or to the method's 'recipe' "
+                "option (batch_size may be \"full\").")
+
+        def bad(key: str, rule: str) -> InvalidConfigError:
+            return InvalidConfigError(f"The {key!r} of the training recipe from {source} must be "
+                                      f"{rule}. Got {doc.get(key)!r} instead.")
+
+        raw_loss = doc.get("loss", loss)
+        if raw_loss is None:
+            raise bad("loss", "one of \"cross_entropy\", \"bce\", \"mse\"")
+        word = str(raw_loss).strip().lower().split(" ")[0].split("(")[0]
+        if word not in _LOSSES:
+            raise bad("loss", "one of \"cross_entropy\", \"bce\", \"mse\"")
+        opt = str(doc["optimizer"]).lower()
+        if opt not in ("adam", "adamw", "sgd"):
+            raise bad("optimizer", "one of \"adam\", \"adamw\", \"sgd\"")
+
+        def num(key: str, default: Any, *, integer: bool = False, positive: bool = False) -> Any:
+            if key not in doc:
+                return default
+            v = doc[key]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and int(v) != v):
+                raise bad(key, "an integer" if integer else "a number")
+            if positive and not v > 0:
+                raise bad(key, "positive")
+            return int(v) if integer else float(v)
+
+        bs = doc["batch_size"]
+        if isinstance(bs, str) and bs.lower() == "full":
+            batch = None
+        else:
+            batch = num("batch_size", None, integer=True, positive=True)
+        epochs = num("epochs", None, integer=True, positive=True)
+        vf = num("validation_fraction", None)
+        if vf is not None and not 0 < vf < 0.9:
+            raise bad("validation_fraction", "in (0, 0.9)")
+        wd = num("weight_decay", 0.0)
+        if wd < 0:
+            raise bad("weight_decay", "non-negative")
+        betas = doc.get("betas", (0.9, 0.999))
+        try:
+            betas = tuple(float(b) for b in betas)
+            if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+                raise ValueError
+        except (TypeError, ValueError):
+            raise bad("betas", "two numbers in [0, 1)") from None
+        ls = doc.get("loss_scale")
+        if ls is not None and not isinstance(ls, str):
+            ls = num("loss_scale", None, positive=True)
+        return cls(loss=_LOSSES[word], optimizer=opt, lr=num("lr", None, positive=True), epochs=epochs,
+                   batch_size=batch, betas=betas, eps=num("eps", 1e-8, positive=True),
+                   momentum=num("momentum", 0.0), weight_decay=wd, validation_fraction=vf,
+                   seed=num("seed", 0, integer=True),
+                   schedule_seed=num("schedule_seed", None, integer=True), loss_scale=ls,
+                   defaulted=tuple(k for k in _FIELDS if k not in doc and k != "loss" or
+                                   (k == "loss" and "loss" not in doc)),
+                   ignored=tuple(sorted(set(doc) - set(_FIELDS) - {"n_restarts", "selection"})))
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()
+                if k not in ("defaulted", "ignored")} | {"batch_size": self.batch_size or "full"}
+
+    def fit_rows(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(fit, validation)`` row indices, the fit rows in the order train.py uses them."""
+        if self.validation_fraction is None:
+            return np.arange(n), np.arange(0)
+        perm = np.random.default_rng(self.seed).permutation(n)
+        n_val = int(round(self.validation_fraction * n))
+        return perm[n_val:], perm[:n_val]
+
+    def batches(self, n: int) -> list[Any]:
+        """Row indices of every optimizer step, in order (None = all rows)."""
+        import torch
+
+        if self.batch_size is None:
+            return [None] * self.epochs
+        gen = torch.Generator().manual_seed(int(self.seed if self.schedule_seed is None else self.schedule_seed))
+        out = []
+        for _ in range(self.epochs):
+            order = torch.randperm(n, generator=gen)
+            out += [order[s:s + self.batch_size] for s in range(0, n, self.batch_size)]
+        return out
+
+
+# --------------------------------------------------------------------------------------------
+# A vmap-able LSTM
+# --------------------------------------------------------------------------------------------
+
+
+def _unrolled_lstm_class() -> type:
+    import torch
+    from torch import nn
+
+    class UnrolledLSTM(nn.Module):
+        """``nn.LSTM``'s equations written out (gates [i, f, g, o]; c = σ(f)c + σ(i)tanh(g);
+        h = σ(o)tanh(c)) with the same parameter names, so ``vmap`` can batch it.
+        Unidirectional, no projection; inter-layer dropout is not applied."""
+
+        def __init__(self, lstm: Any) -> None:
+            super().__init__()
+            self.num_layers, self.hidden_size = lstm.num_layers, lstm.hidden_size
+            self.batch_first, self.bias = lstm.batch_first, lstm.bias
+            for name, p in lstm.named_parameters(recurse=False):
+                self.register_parameter(name, p)
+
+        def forward(self, x: Any, hx: Any = None) -> Any:
+            if self.batch_first:
+                x = x.transpose(0, 1)                                   # (T, N, F)
+            T, N = x.shape[0], x.shape[1]
+            hs, cs = [], []
+            for layer in range(self.num_layers):
+                W_ih = getattr(self, f"weight_ih_l{layer}")
+                W_hh = getattr(self, f"weight_hh_l{layer}")
+                pre = x @ W_ih.T
+                if self.bias:
+                    pre = pre + getattr(self, f"bias_ih_l{layer}") + getattr(self, f"bias_hh_l{layer}")
+                if hx is None:
+                    h = x.new_zeros(N, self.hidden_size)
+                    c = x.new_zeros(N, self.hidden_size)
+                else:
+                    h, c = hx[0][layer], hx[1][layer]
+                outs = []
+                for t in range(T):
+                    gates = pre[t] + h @ W_hh.T
+                    i, f, g, o = gates.chunk(4, dim=-1)
+                    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+                    h = torch.sigmoid(o) * torch.tanh(c)
+                    outs.append(h)
+                x = torch.stack(outs)
+                hs.append(h)
+                cs.append(c)
+            out = x.transpose(0, 1) if self.batch_first else x
+            return out, (torch.stack(hs), torch.stack(cs))
+
+    return UnrolledLSTM
+
+
+def vmappable_copy(module: Any) -> tuple[Any, list[str]]:
+    """A deep copy of ``module`` with every unidirectional ``nn.LSTM`` swapped for the written-out
+    recurrence; returns the copy and the swapped submodules' names."""
+    from torch import nn
+
+    Unrolled = _unrolled_lstm_class()
+    mod = copy.deepcopy(module)
+    swapped = []
+    for name, sub in list(mod.named_modules()):
+        for cname, child in list(sub.named_children()):
+            if isinstance(child, nn.LSTM) and not child.bidirectional and not getattr(child, "proj_size", 0):
+                setattr(sub, cname, Unrolled(child))
+                swapped.append(f"{name}.{cname}".lstrip("."))
+    return mod, swapped
+
+
+# --------------------------------------------------------------------------------------------
+# Batched forward
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class BatchedModule:
+    """``forward(params, x)`` for stacked parameters ``{name: [B, ...]}``: ``x`` shared
+    ``(N, ...)`` or per network ``(B, N, ...)`` -> ``(B, N, ...)``."""
+
+    module: Any
+    buffers: dict[str, Any]
+    mode: str                    # "vmap" | "loop"
+    swapped: list[str]
+
+    def __call__(self, params: Mapping[str, Any], x: Any, *, per_network: bool = False) -> Any:
+        import torch
+        from torch.func import functional_call, vmap
+
+        def one(p: Mapping[str, Any], xb: Any) -> Any:
+            return functional_call(self.module, {**p, **self.buffers}, (xb,))
+
+        if self.mode == "vmap":
+            return vmap(one, in_dims=(0, 0 if per_network else None), randomness="different")(dict(params), x)
+        B = next(iter(params.values())).shape[0]
+        return torch.stack([one({k: v[b] for k, v in params.items()}, x[b] if per_network else x)
+                            for b in range(B)])
+
+
+def batched_module(module: Any, theta0: Mapping[str, Any], example: Any, *, mode: str = "auto") -> BatchedModule:
+    """Wrap ``module`` for stacked parameters, probing whether ``vmap`` works on ``example``
+    (a small input batch); ``mode="loop"`` forces the fallback."""
+    import torch
+
+    names = {k for k, _ in module.named_parameters()}
+    buffers = {k: v for k, v in theta0.items() if k not in names}
+    if mode == "loop":
+        return BatchedModule(module, buffers, "loop", [])
+    mod, swapped = vmappable_copy(module)
+    bm = BatchedModule(mod, buffers, "vmap", swapped)
+    probe = {k: torch.stack([theta0[k], theta0[k]]) for k in names}
+    try:
+        with torch.no_grad():
+            out = bm(probe, example)
+            ref = module_call(module, theta0, example)
+        if not torch.allclose(out[0], ref, rtol=1e-4, atol=1e-5):
+            raise RuntimeError("batched output differs from the module's")
+    except (RuntimeError, NotImplementedError, ValueError):
+        return BatchedModule(module, buffers, "loop", [])
+    return bm
+
+
+def module_call(module: Any, state: Mapping[str, Any], x: Any) -> Any:
+    from torch.func import functional_call
+
+    return functional_call(module, dict(state), (x,))
+
+
+# --------------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------------
+
+
+def _loss(out: Any, y: Any, recipe: FunctionalRecipe, scale: Any) -> Any:
+    """Per-network mean loss: ``out`` (B, n, k), ``y`` (B, n) -> (B,)."""
+    import torch.nn.functional as F
+
+    if recipe.loss == "ce":
+        B, n, k = out.shape
+        return F.cross_entropy(out.reshape(B * n, k), y.reshape(-1), reduction="none").reshape(B, n).mean(1)
+    z = out.reshape(out.shape[0], out.shape[1])
+    if recipe.loss == "bce":
+        return F.binary_cross_entropy_with_logits(z, y, reduction="none").mean(1)
+    r = z - y
+    if scale is not None:
+        r = r / scale
+    return (r * r).mean(1)
+
+
+def _loss_scale(recipe: FunctionalRecipe, theta0: Mapping[str, Any]) -> Any:
+    if recipe.loss_scale is None or recipe.loss != "mse":
+        return None
+    if isinstance(recipe.loss_scale, str):
+        if recipe.loss_scale not in theta0:
+            raise InvalidConfigError(
+                f"The 'loss_scale' of the training recipe names the buffer {recipe.loss_scale!r}, "
+                f"which the model does not have. Buffers and parameters: {', '.join(sorted(theta0))}.")
+        return theta0[recipe.loss_scale]
+    return float(recipe.loss_scale)
+
+
+def _optimizer(params: list[Any], recipe: FunctionalRecipe) -> Any:
+    import torch
+
+    if recipe.optimizer == "adam":
+        return torch.optim.Adam(params, lr=recipe.lr, betas=recipe.betas, eps=recipe.eps,
+                                weight_decay=recipe.weight_decay)
+    if recipe.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=recipe.lr, betas=recipe.betas, eps=recipe.eps,
+                                 weight_decay=recipe.weight_decay)
+    return torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
+
+
+@dataclass
+class FunctionalFit:
+    """Trained stacked parameters ``{name: [B, ...]}``; ``diverged[b]`` when network ``b``'s
+    loss or weights became non-finite; ``loss[b]`` its mean loss at the last step."""
+
+    params: dict[str, Any]
+    buffers: dict[str, Any]
+    loss: np.ndarray
+    diverged: np.ndarray
+    mode: str
+    swapped: list[str]
+    seconds: float
+    forward: BatchedModule
+
+
+def train_functional(module: Any, theta0: Mapping[str, Any], X: Any, Y: Any, recipe: FunctionalRecipe, *,
+                     mode: str = "auto", chunk: int | None = None,
+                     progress: Callable[[int, int], None] | None = None) -> FunctionalFit:
+    """Train ``B = len(Y)`` copies of ``module`` from ``theta0`` at once, network ``b`` on
+    targets ``Y[b]`` (rows of ``X`` shared), with ``recipe``'s schedule.
+
+    ``chunk`` trains at most that many networks at a time (a memory budget); the schedule and
+    results do not depend on it.
+    """
+    import torch
+
+    t0 = time.perf_counter()
+    B = int(Y.shape[0])
+    if chunk is not None and chunk < B:
+        parts = [train_functional(module, theta0, X, Y[s:s + chunk], recipe, mode=mode)
+                 for s in range(0, B, chunk)]
+        first = parts[0]
+        return FunctionalFit({k: torch.cat([p.params[k] for p in parts]) for k in first.params},
+                             first.buffers, np.concatenate([p.loss for p in parts]),
+                             np.concatenate([p.diverged for p in parts]), first.mode, first.swapped,
+                             time.perf_counter() - t0, first.forward)
+    module.train()
+    names = [k for k, _ in module.named_parameters()]
+    fwd = batched_module(module, theta0, X[: min(4, len(X))], mode=mode)
+    params = {k: theta0[k].detach().unsqueeze(0).repeat(B, *[1] * theta0[k].ndim).clone().requires_grad_(True)
+              for k in names}
+    opt = _optimizer(list(params.values()), recipe)
+    scale = _loss_scale(recipe, theta0)
+    steps = recipe.batches(len(X))
+    last = torch.zeros(B)
+    for s, idx in enumerate(steps):
+        xb, yb = (X, Y) if idx is None else (X[idx], Y[:, idx])
+        opt.zero_grad(set_to_none=True)
+        per = _loss(fwd(params, xb), yb, recipe, scale)
+        # sum of per-network means: each network's gradient is its own; a non-finite network
+        # must not poison the others, so its loss is masked out of the sum (reported as diverged)
+        finite = torch.isfinite(per)
+        per_sum = torch.where(finite, per, torch.zeros_like(per)).sum()
+        per_sum.backward()
+        for p in params.values():
+            if p.grad is not None:
+                p.grad.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
+        opt.step()
+        last = torch.where(finite, per.detach(), torch.full_like(per.detach(), float("nan")))
+        if progress is not None and (s % 20 == 0 or s == len(steps) - 1):
+            progress(s + 1, len(steps))
+    module.eval()
+    out = {k: v.detach() for k, v in params.items()}
+    bad = ~torch.isfinite(last)
+    for v in out.values():
+        bad |= ~torch.isfinite(v.reshape(B, -1)).all(1)
+    return FunctionalFit(out, fwd.buffers, last.numpy().astype(float), bad.numpy(), fwd.mode, fwd.swapped,
+                         time.perf_counter() - t0, fwd)
+
+
+def train_sequential(module: Any, theta0: Mapping[str, Any], X: Any, Y: Any, recipe: FunctionalRecipe,
+                     networks: Any = None) -> list[dict[str, Any]]:
+    """The plain loop: for each network, a fresh copy of ``module`` loaded with ``theta0`` and
+    its own optimizer, trained on ``Y[b]`` with the same schedule (the reference for the
+    batched trainer)."""
+    import torch
+
+    scale = _loss_scale(recipe, theta0)
+    steps = recipe.batches(len(X))
+    out = []
+    for b in (range(len(Y)) if networks is None else networks):
+        net = copy.deepcopy(module)
+        net.load_state_dict(dict(theta0))
+        net.train()
+        opt = _optimizer(list(net.parameters()), recipe)
+        for idx in steps:
+            xb, yb = (X, Y[b]) if idx is None else (X[idx], Y[b, idx])
+            opt.zero_grad(set_to_none=True)
+            _loss(net(xb)[None], yb[None], recipe, scale).sum().backward()
+            opt.step()
+        out.append({k: v.detach().clone() for k, v in net.named_parameters()})
+    return out
+
+
+def explained_output(out: Any, link: str, target: Any = None) -> Any:
+    """The explained scalar per network and row from raw outputs ``(B, n, k)``: for
+    ``link="softmax"``/``"sigmoid"`` the probability of ``target`` (``(B, n)`` class indices;
+    default each network's own predicted class), for ``"identity"`` the first output."""
+    import torch
+
+    if link == "identity":
+        return out.reshape(out.shape[0], out.shape[1], -1)[..., 0]
+    if link == "sigmoid" and out.shape[-1] == 1:
+        p1 = torch.sigmoid(out[..., 0])
+        if target is None:
+            target = (p1 > 0.5).long()
+        return torch.where(target == 1, p1, 1 - p1)
+    prob = torch.softmax(out, dim=-1)
+    if target is None:
+        target = out.argmax(-1)
+    return prob.gather(-1, target[..., None])[..., 0]
+
+
+def batched_integrated_gradients(fwd: BatchedModule, params: Mapping[str, Any], X: Any, baseline: Any, *,
+                                 link: str, steps: int = 16, chunk_rows: int = 64) -> Any:
+    """Integrated Gradients of every network at every row: ``(B, N, *X.shape[1:])``.
+
+    The explained output is :func:`explained_output` (a classifier's probability of the class
+    each network predicts at the row; a regressor's value). The path integral uses the midpoint
+    rule with ``steps`` points; each network's gradient is taken with respect to its own copy
+    of the inputs, in one backward pass for all networks.
+    """
+    import torch
+
+    B = next(iter(params.values())).shape[0]
+    alphas = (torch.arange(steps, dtype=X.dtype) + 0.5) / steps
+    parts = []
+    for s in range(0, len(X), chunk_rows):
+        x = X[s:s + chunk_rows]
+        n = len(x)
+        with torch.no_grad():
+            raw = fwd(params, x)                                                 # (B, n, k)
+            target = None if link == "identity" else (
+                (raw[..., 0] > 0).long() if raw.shape[-1] == 1 else raw.argmax(-1))
+        diff = x - baseline
+        path = baseline[None] + alphas.view(-1, *[1] * x.ndim) * diff[None]       # (m, n, ...)
+        inp = path.reshape(steps * n, *x.shape[1:]).unsqueeze(0).repeat(B, *[1] * x.ndim)
+        inp.requires_grad_(True)
+        tgt = None if target is None else target.repeat(1, steps)
+        with torch.enable_grad():
+            val = explained_output(fwd(params, inp, per_network=True), link, tgt)  # (B, m n)
+            (g,) = torch.autograd.grad(val.sum(), inp)
+        g = g.reshape(B, steps, n, *x.shape[1:]).mean(1)
+        parts.append((g * diff[None]).detach())
+    return torch.cat(parts, dim=1)
+
+
+__all__ = ["BatchedModule", "FunctionalFit", "FunctionalRecipe", "REQUIRED_KEYS", "batched_integrated_gradients",
+           "batched_module", "explained_output", "train_functional", "train_sequential", "vmappable_copy"]
