@@ -305,3 +305,19 @@ def test_predict_only_models_use_the_genetic_search():
     model = CallableAdapter(task="binary", fn=lambda X: 1 / (1 + np.exp(-4 * (X[:, 0] - 0.8))))
     res = _run(model, data, n_counterfactuals=2)
     assert res.search == "genetic" and res.quality.validity == 1.0
+
+
+def test_sparsity_weight_prefers_one_change_over_cheaper_two_and_reports_distribution():
+    """x1 alone flips at a cost of ~2 MADs; x2 plus x3 together flip more cheaply. A weight of 0
+    chooses by cost (two changes), the default L0 price chooses the single change."""
+    df = _numeric_frame(400, seed=3)
+    data = build_audit_data(df, DatasetSpec(target=None, features=("x1", "x2", "x3"), sensitive=("g",)))
+    enc = data.encoding
+    model = _linear_torch(enc, {"x1": 1.0, "x2": 1.4, "x3": 1.4}, -1.5)
+    by_cost = _run(model, data, n_counterfactuals=1, sparsity_weight=0.0)
+    sparse = _run(model, data, n_counterfactuals=1)
+    assert sparse.quality.sparsity <= by_cost.quality.sparsity
+    assert sparse.quality.validity == 1.0 and sparse.quality.violations == 0
+    dist = sparse.quality.share_by_changes
+    assert dist is not None and len(dist) == 4 and abs(sum(dist) - 1) < 1e-9
+    assert dist[0] == pytest.approx(sum(r.n_changed == 1 for r in sparse.rows) / len(sparse.rows))

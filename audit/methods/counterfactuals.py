@@ -70,6 +70,12 @@ class CounterfactualsConfig(MethodConfig):
     Plausibility: clip_to_observed keeps numeric values inside the observed range;
         min_level_share excludes levels rarer than this share of the reference rows, overall and
         among rows sharing the row's immutable attributes.
+    Sparsity: sparsity_weight is the price of each changed feature, in cost units, when the
+        search chooses among valid counterfactuals (an L0 penalty): a counterfactual that
+        changes one feature fewer is preferred unless it costs more than this much extra. The
+        default 10 makes sparse counterfactuals win (Adult MLP benchmark: 1.97 features changed
+        on average against 2.39 at a weight of 1, at a mean cost of 4.4 against 2.6); 0 chooses
+        by cost alone. Reported costs are always the plain cost, without the penalty.
     Gradient search: steps, learning_rate, margin (logit units past the threshold the relaxed
         search aims for). Genetic search: population, generations.
     Recourse fairness: n_bootstrap, n_permutations, alpha, min_group_size.
@@ -89,7 +95,7 @@ class CounterfactualsConfig(MethodConfig):
     clip_to_observed: bool = True
     min_level_share: float = 0.01
     diversity_penalty: float = 4.0
-    sparsity_weight: float = 1.0
+    sparsity_weight: float = 10.0
     steps: int = 200
     learning_rate: float = 0.05
     margin: float = 0.5
@@ -333,11 +339,13 @@ class Counterfactuals(AuditMethod[CounterfactualsConfig, CounterfactualsResult])
         p0 = _p_target(model, space.encode(num0, cat0), target) if n else np.zeros(0)
         ref_target = ref_labels == target
         quality = measure(space, num0, cat0, r_idx, c_num, c_cat, valid,
-                          ref_num=ref_num[ref_target], ref_cat=ref_cat[ref_target], rng=ctx.rng)
+                          ref_num=ref_num[ref_target], ref_cat=ref_cat[ref_target], rng=ctx.rng,
+                          sparsity_weight=config.sparsity_weight)
         first = np.concatenate([np.ones(len(cf_row[0]), bool),
                                 np.zeros(len(r_idx) - len(cf_row[0]), bool)]) if cf_row else np.zeros(0, bool)
         quality_first = (measure(space, num0, cat0, r_idx[first], c_num[first], c_cat[first], valid[first],
-                                 ref_num=ref_num[ref_target], ref_cat=ref_cat[ref_target], rng=ctx.rng)
+                                 ref_num=ref_num[ref_target], ref_cat=ref_cat[ref_target], rng=ctx.rng,
+                                 sparsity_weight=config.sparsity_weight)
                          if config.n_counterfactuals > 1 else None)
 
         cost = space.cost(c_num, c_cat, num0[r_idx], cat0[r_idx]) if len(r_idx) else np.zeros(0)

@@ -5,7 +5,9 @@
 2. Sparsity pass: revert every change the flip does not need.
 3. Smallest supports: every one- and two-change counterfactual of the batched exhaustive search
    (:mod:`audit.methods._cf.supports`) replaces the search's result when its cost plus
-   ``sparsity_weight`` per changed feature is lower.
+   ``sparsity_weight`` per changed feature is lower; rows still changing more than three
+   features get a three-change search around their counterfactual (every pair of its changes
+   plus one further move), judged the same way.
 4. Shrink pass: move each numeric change back towards the original while the flip holds.
 """
 
@@ -20,7 +22,7 @@ from audit.core.adapter import ModelAdapter
 from audit.methods._cf.genetic import genetic_search
 from audit.methods._cf.gradient import gradient_search
 from audit.methods._cf.refine import Scorer, shrink, sparsify
-from audit.methods._cf.supports import small_supports
+from audit.methods._cf.supports import small_supports, third_change
 from audit.methods._cf.space import Space
 
 
@@ -54,6 +56,16 @@ def find(space: Space, model: ModelAdapter, scorer: Scorer, num0: np.ndarray, ca
         better = pcost < old
         num[better], cat[better] = a[better], b[better]
         found = found | np.isfinite(pcost)
+        # rows still changing more than three features: try every pair of their changes plus
+        # one further move
+        many = np.flatnonzero(found & (space.changed(num, cat, num0, cat0).sum(axis=1) > 3))
+        if many.size:
+            a, b, pcost = third_change(space, scorer, num0, cat0, num, cat, many, lo=lo, hi=hi,
+                                       masks=masks, weights=weights,
+                                       sparsity_weight=settings.sparsity_weight)
+            old = np.where(found, _penalised(space, num, cat, num0, cat0, weights, settings), np.inf)
+            better = pcost < old
+            num[better], cat[better] = a[better], b[better]
     num, cat = shrink(space, scorer, num0, cat0, num, cat, found, lo, hi, masks)
     return num, cat, found, n_fallback
 

@@ -37,6 +37,7 @@ class Quality:
     diversity_distance: float | None     # mean pairwise distance between a row's counterfactuals
     diversity_jaccard: float | None      # mean Jaccard distance of their changed-feature sets
     violations: int                      # constraint violations among returned ones (must be 0)
+    share_by_changes: tuple[float, ...] | None = None  # share of rows changing 1, 2, 3, 4+ features
 
 
 def mixed_distance_nn(space: Space, num: np.ndarray, cat: np.ndarray, ref_num: np.ndarray,
@@ -61,11 +62,13 @@ def mixed_distance_nn(space: Space, num: np.ndarray, cat: np.ndarray, ref_num: n
 def measure(space: Space, num0: np.ndarray, cat0: np.ndarray, cf_row: np.ndarray,
             cf_num: np.ndarray, cf_cat: np.ndarray, cf_valid: np.ndarray, *,
             ref_num: np.ndarray, ref_cat: np.ndarray, rng: np.random.Generator,
-            max_reference: int = 4000) -> Quality:
+            max_reference: int = 4000, sparsity_weight: float = 0.0) -> Quality:
     """Quality of counterfactuals ``cf_*`` of the searched rows ``num0``/``cat0``.
 
     ``cf_row`` gives each counterfactual's row; ``ref_*`` are real rows the model assigns to
     the target class (subsampled to ``max_reference`` for the nearest-neighbour distances).
+    Each row's *chosen* counterfactual is the one with the lowest cost plus ``sparsity_weight``
+    per changed feature (the search's own criterion; 0: the cheapest).
     """
     n = len(num0)
     m = len(cf_row)
@@ -74,8 +77,9 @@ def measure(space: Space, num0: np.ndarray, cat0: np.ndarray, cf_row: np.ndarray
         return Quality(n, 0, 0.0 if n else None, None, None, None, None, None, None, None, None,
                        None, None, None, None, None, None, viol)
     cost = space.cost(cf_num, cf_cat, num0[cf_row], cat0[cf_row])
-    # cheapest valid counterfactual per row
-    key = np.where(cf_valid, cost, np.inf)
+    # chosen (cheapest after the sparsity penalty) valid counterfactual per row
+    n_ch_all = space.changed(cf_num, cf_cat, num0[cf_row], cat0[cf_row]).sum(axis=1)
+    key = np.where(cf_valid, cost + sparsity_weight * n_ch_all, np.inf)
     order = np.lexsort((key, cf_row))
     first = order[np.r_[True, cf_row[order][1:] != cf_row[order][:-1]]]
     best = first[np.isfinite(key[first])]
@@ -132,4 +136,6 @@ def measure(space: Space, num0: np.ndarray, cat0: np.ndarray, cf_row: np.ndarray
         inside_observed_range=mean(inside), nn_distance=nn, nn_distance_real=nn_real,
         nn_distance_original=nn_orig, per_row=mean(per_row),
         diversity_distance=mean(np.array(dists)), diversity_jaccard=mean(np.array(jacc)),
-        violations=viol)
+        violations=viol,
+        share_by_changes=(tuple(float(np.mean(n_changed == k)) for k in (1, 2, 3))
+                          + (float(np.mean(n_changed >= 4)),)) if len(n_changed) else None)

@@ -1,13 +1,16 @@
 """Exhaustive, batched search over the smallest supports (model-agnostic).
 
-For every row it tries each single change and each pair made of a categorical change and one
-more change: every permitted level of every categorical (alone and with every permitted
-level of another categorical), and for every numeric feature and direction the smallest move
-that flips the prediction (bisection from the end of the row's permitted range), alone and on
-top of each categorical change. Counterfactuals with one or two changes are what a person can
-act on, and gradient or genetic searches under an L1 cost tend to add small helper changes
-instead; this search finds the sparse ones directly. Pairs of two numeric changes are left to
-the gradient / genetic search.
+For every row it tries each single change and each pair of changes: every permitted level of
+every categorical (alone and with every permitted level of another categorical); every numeric
+feature moved to each point of an ``NUM_GRID``-point grid over its permitted range; and for
+every numeric feature and direction the smallest move that flips the prediction (bisection from
+the end of the row's permitted range), alone, on top of each categorical change and on top of
+each other numeric feature's grid point. Counterfactuals with one or two changes are what a
+person can act on, and gradient or genetic searches under an L1 cost tend to add small helper
+changes instead; this search finds the sparse ones directly.
+
+:func:`third_change` then looks for three-change counterfactuals around a found one that
+changes more: every pair of its changes plus one further move.
 """
 
 from __future__ import annotations
@@ -18,6 +21,10 @@ import numpy as np
 
 from audit.methods._cf.refine import SAFETY, Scorer
 from audit.methods._cf.space import Space
+
+# Points of the grid over each numeric feature's permitted range tried as single changes and as
+# the first change of numeric-numeric pairs.
+NUM_GRID = 8
 
 
 def small_supports(space: Space, scorer: Scorer, num0: np.ndarray, cat0: np.ndarray, *,
@@ -50,22 +57,12 @@ def small_supports(space: Space, scorer: Scorer, num0: np.ndarray, cat0: np.ndar
 
 def _candidates(space: Space, scorer: Scorer, num0: np.ndarray, cat0: np.ndarray, rows: np.ndarray,
                 lo: np.ndarray, hi: np.ndarray, masks: Sequence[np.ndarray], pairs: bool,
-                steps: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                steps: int, grid: int = NUM_GRID) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     # categorical moves: (row, group, level) for every permitted level other than the original
-    mv_row, mv_g, mv_lv = [], [], []
-    for g, m in enumerate(masks):
-        mm = m[rows].copy()
-        mm[np.arange(rows.size), cat0[rows, g]] = False
-        r, lv = np.nonzero(mm)
-        mv_row.append(rows[r])
-        mv_g.append(np.full(r.size, g))
-        mv_lv.append(lv)
-    mv_row_a = np.concatenate(mv_row) if mv_row else np.zeros(0, int)
-    mv_g_a = np.concatenate(mv_g) if mv_g else np.zeros(0, int)
-    mv_lv_a = np.concatenate(mv_lv) if mv_lv else np.zeros(0, int)
-
+    mv_row_a, mv_g_a, mv_lv_a = _cat_moves(space, cat0[rows], rows, masks)
     out_row, out_num, out_cat = [], [], []
-    # bases: the original row, and (for pairs) the row after one categorical move
+    # bases: the original row, and (for pairs) the row after one categorical move or after one
+    # numeric move to a point of a grid over its permitted range
     base_row = [rows]
     base_num = [num0[rows]]
     base_cat = [cat0[rows]]
@@ -93,14 +90,78 @@ def _candidates(space: Space, scorer: Scorer, num0: np.ndarray, cat0: np.ndarray
                 out_row.append(mv_row_a[a])
                 out_num.append(num0[mv_row_a[a]])
                 out_cat.append(cc)
-    b_row = np.concatenate(base_row)
-    b_num = np.concatenate(base_num)
-    b_cat = np.concatenate(base_cat)
-    # numeric moves on every base: the smallest flip towards each end of the permitted range
+    if pairs and grid > 0:
+        # numeric grid points: single changes (interior values an end-point bisection misses
+        # when the model is not monotone) and bases for numeric-numeric pairs
+        g_row, g_num = _numeric_grid(space, num0, rows, lo, hi, grid)
+        if g_row.size:
+            g_num, g_cat = space.project(g_num, cat0[g_row], num0[g_row], cat0[g_row], lo[g_row], hi[g_row],
+                                         [m[g_row] for m in masks])
+            out_row.append(g_row)
+            out_num.append(g_num)
+            out_cat.append(g_cat)
+            base_row.append(g_row)
+            base_num.append(g_num)
+            base_cat.append(g_cat)
+    r, nm, ct = _numeric_moves(space, scorer, num0, cat0, np.concatenate(base_row), np.concatenate(base_num),
+                               np.concatenate(base_cat), lo, hi, masks, steps)
+    out_row.append(r)
+    out_num.append(nm)
+    out_cat.append(ct)
+    return np.concatenate(out_row), np.concatenate(out_num), np.concatenate(out_cat)
+
+
+def _cat_moves(space: Space, base_cat: np.ndarray, b_row: np.ndarray,
+               masks: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(base index, group, level) for every permitted level other than the base's own."""
+    mv_b, mv_g, mv_lv = [], [], []
+    for g, m in enumerate(masks):
+        mm = m[b_row].copy()
+        mm[np.arange(b_row.size), base_cat[:, g]] = False
+        b, lv = np.nonzero(mm)
+        mv_b.append(b_row[b])
+        mv_g.append(np.full(b.size, g))
+        mv_lv.append(lv)
+    if not mv_b:
+        return np.zeros(0, int), np.zeros(0, int), np.zeros(0, int)
+    return np.concatenate(mv_b), np.concatenate(mv_g), np.concatenate(mv_lv)
+
+
+def _numeric_grid(space: Space, num0: np.ndarray, rows: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+                  grid: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row with one numeric feature moved to each of ``grid`` evenly spaced points of its
+    permitted range (the original value excluded)."""
+    out_row, out_num = [], []
+    t = np.linspace(0.0, 1.0, grid)
+    for j in range(len(space.num)):
+        a, b = lo[rows, j], hi[rows, j]
+        ok = (a <= b) & np.isfinite(a) & np.isfinite(b)
+        r = rows[ok]
+        if r.size == 0:
+            continue
+        vals = a[ok, None] + t[None, :] * (b[ok] - a[ok])[:, None]
+        rr = np.repeat(r, grid)
+        nm = num0[rr].copy()
+        nm[:, j] = vals.ravel()
+        keep = np.abs(nm[:, j] - num0[rr, j]) > 1e-6 * space.mad[j]
+        out_row.append(rr[keep])
+        out_num.append(nm[keep])
+    if not out_row:
+        return np.zeros(0, int), np.zeros((0, len(space.num)))
+    return np.concatenate(out_row), np.concatenate(out_num)
+
+
+def _numeric_moves(space: Space, scorer: Scorer, num0: np.ndarray, cat0: np.ndarray, b_row: np.ndarray,
+                   b_num: np.ndarray, b_cat: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+                   masks: Sequence[np.ndarray], steps: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """On every base: for each numeric feature the base leaves at its original value and each
+    end of its permitted range, the smallest move that flips (bisection from the end)."""
+    out_row, out_num, out_cat = [], [], []
     for j, s in enumerate(space.num):
         for end in (hi, lo):
             e = end[b_row, j]
-            movable = (lo[b_row, j] <= hi[b_row, j]) & np.isfinite(e) & (e != num0[b_row, j])
+            movable = ((lo[b_row, j] <= hi[b_row, j]) & np.isfinite(e) & (e != num0[b_row, j])
+                       & (np.abs(b_num[:, j] - num0[b_row, j]) <= 1e-6 * s.mad))
             idx = np.flatnonzero(movable)
             if idx.size == 0:
                 continue
@@ -135,4 +196,58 @@ def _candidates(space: Space, scorer: Scorer, num0: np.ndarray, cat0: np.ndarray
     return np.concatenate(out_row), np.concatenate(out_num), np.concatenate(out_cat)
 
 
-__all__ = ["SAFETY", "small_supports"]
+def third_change(space: Space, scorer: Scorer, num0: np.ndarray, cat0: np.ndarray, num: np.ndarray,
+                 cat: np.ndarray, rows: np.ndarray, *, lo: np.ndarray, hi: np.ndarray,
+                 masks: Sequence[np.ndarray], weights: np.ndarray, sparsity_weight: float,
+                 steps: int = 12) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Three-change counterfactuals around a found one: for each of ``rows`` (whose current
+    counterfactual ``num``/``cat`` changes more than three features), every pair of its changes
+    is kept and every single further move (each permitted level, each numeric feature's smallest
+    flipping move) is tried. Returns (num, cat, penalised cost) per row, +inf where none flips."""
+    n = len(num0)
+    best = np.full(n, np.inf)
+    best_num, best_cat = num.copy(), cat.copy()
+    if rows.size == 0:
+        return best_num, best_cat, best
+    changed = space.changed(num[rows], cat[rows], num0[rows], cat0[rows])
+    b_row, b_num, b_cat = [], [], []
+    for k, r in enumerate(rows):
+        feats = np.flatnonzero(changed[k])
+        for x in range(len(feats)):
+            for y in range(x + 1, len(feats)):
+                nm, ct = num0[r].copy(), cat0[r].copy()
+                for fi in (feats[x], feats[y]):
+                    kind, j = space.kind[fi]
+                    if kind == "num":
+                        nm[j] = num[r, j]
+                    else:
+                        ct[j] = cat[r, j]
+                b_row.append(r)
+                b_num.append(nm)
+                b_cat.append(ct)
+    if not b_row:
+        return best_num, best_cat, best
+    b_row_a, b_num_a, b_cat_a = np.array(b_row), np.array(b_num), np.array(b_cat)
+    mv_b, mv_g, mv_lv = _cat_moves(space, b_cat_a, np.arange(len(b_row_a)), [m[b_row_a] for m in masks])
+    c_num = b_num_a[mv_b]
+    c_cat = b_cat_a[mv_b].copy()
+    c_cat[np.arange(mv_b.size), mv_g] = mv_lv
+    c_row = b_row_a[mv_b]
+    r2, n2, k2 = _numeric_moves(space, scorer, num0, cat0, b_row_a, b_num_a, b_cat_a, lo, hi, masks, steps)
+    cand_row = np.concatenate([c_row, r2])
+    cand_num = np.concatenate([c_num, n2])
+    cand_cat = np.concatenate([c_cat, k2])
+    ok = scorer.accept(cand_num, cand_cat)
+    cost = space.cost(cand_num, cand_cat, num0[cand_row], cat0[cand_row], weights[cand_row])
+    cost += sparsity_weight * space.changed(cand_num, cand_cat, num0[cand_row], cat0[cand_row]).sum(axis=1)
+    cost = np.where(ok, cost, np.inf)
+    order = np.lexsort((cost, cand_row))
+    first = order[np.r_[True, cand_row[order][1:] != cand_row[order][:-1]]]
+    first = first[np.isfinite(cost[first])]
+    r = cand_row[first]
+    best[r] = cost[first]
+    best_num[r], best_cat[r] = cand_num[first], cand_cat[first]
+    return best_num, best_cat, best
+
+
+__all__ = ["SAFETY", "small_supports", "third_change"]
