@@ -92,12 +92,14 @@ def _load_modal_inputs(plan: AuditPlan, encoding: Encoding | None, files: list[d
                      f"examples (seed {plan.seed}).")
         data = data.subset(rows)
     train = None
-    if plan.train_path:
-        changes: dict[str, Any] = {"path": plan.train_path}
+    train_range = getattr(plan.modal, "train_time_range", None)
+    if plan.train_path or train_range:
+        changes: dict[str, Any] = {"path": plan.train_path or plan.modal.path}
         if not isinstance(plan.modal, ImageSpec):
-            changes["time_range"] = None
+            changes["time_range"] = train_range
         train = build_modal_data(dataclasses.replace(plan.modal, **changes), plan.data, encoding=encoding)
-        files.append(file_record("training data", plan.train_path))
+        if plan.train_path:
+            files.append(file_record("training data", plan.train_path))
     model = load_model(plan.model, encoding=encoding, trust_pickle=trust_pickle)
     for rec in model.loaded:
         files.append({"role": rec.role, "path": rec.path, "sha256": rec.sha256, "loader": rec.loader,

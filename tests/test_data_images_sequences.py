@@ -291,3 +291,15 @@ def test_config_rejects_keys_of_another_modality():
         _plan({"modality": "image", "scaling": {"scale": 0}})
     with pytest.raises(InvalidConfigError, match=r"'features' key does not apply to images"):
         _plan({"modality": "image", "features": ["a"]})
+
+
+def test_train_time_range_selects_the_training_windows_of_a_series():
+    from pathlib import Path
+
+    from audit.config import AuditPlan
+    from audit.runner import load_inputs
+
+    root = Path(__file__).resolve().parents[1]
+    inputs = load_inputs(AuditPlan.load(root / "examples" / "macro_lstm" / "audit.toml"))
+    assert inputs.train is not None and inputs.train.n_rows < inputs.data.n_rows
+    assert inputs.train.n_rows == 135  # target quarters 1961Q2-1994Q4, as train.py fitted

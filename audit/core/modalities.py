@@ -357,7 +357,9 @@ class SequenceSpec:
     ``time_column`` (and ``id_column`` when it holds several series). Windows of ``window`` steps
     end at every step (``stride`` apart) whose target, ``horizon`` steps later, exists; the target
     is the ``target`` column at that later step (``horizon = 0``: at the window's last step).
-    ``time_range`` keeps windows whose target time lies in [start, end] (either may be "").
+    ``time_range`` keeps windows whose target time lies in [start, end] (either may be "");
+    ``train_time_range`` does the same for the model's training windows (methods that retrain
+    the model use them; without it they need ``train_path``).
     ``scaling`` maps feature -> (center, scale). Sensitive attributes are read at the window's
     last step. Windows are ordered by id, then time.
     """
@@ -369,6 +371,7 @@ class SequenceSpec:
     id_column: str | None = None
     time_column: str | None = None
     time_range: tuple[str, str] | None = None
+    train_time_range: tuple[str, str] | None = None
     array: str = "X"
     scaling: Mapping[str, tuple[float, float]] = field(default_factory=dict)
     modality: str = field(default="sequence", init=False)
@@ -379,7 +382,7 @@ ModalSpec = ImageSpec | SequenceSpec
 # [data] keys that only images / only sequences accept (config.py adds them to its key set).
 IMAGE_KEYS = frozenset({"labels", "file_column", "array", "channels", "scaling", "patch_size"})
 SEQUENCE_KEYS = frozenset({"window", "horizon", "stride", "id_column", "time_column", "time_range",
-                           "array", "scaling"})
+                           "train_time_range", "array", "scaling"})
 DATA_KEYS = frozenset({"modality"}) | IMAGE_KEYS | SEQUENCE_KEYS
 
 
@@ -458,20 +461,24 @@ def spec_from_table(data: Mapping[str, Any], resolve: Any) -> ModalSpec | None:
         if s <= 0:
             raise InvalidConfigError(f"The [data] scaling scale of {name!r} must be positive. Got {s} instead.")
         per_feature[str(name)] = (c, s)
-    time_range = data.get("time_range")
-    if time_range is not None:
-        if (not isinstance(time_range, list) or len(time_range) != 2
-                or not all(isinstance(v, str) for v in time_range)):
-            raise InvalidConfigError(
-                "The [data] 'time_range' must be a list [start, end] of two strings (\"\" for open). "
-                f"Got {time_range!r} instead.")
-        time_range = (time_range[0], time_range[1])
+    ranges = {key: _time_range(data.get(key), key) for key in ("time_range", "train_time_range")}
     return SequenceSpec(path=path, window=_int_opt(data, "window", None, 1),
                         horizon=_int_opt(data, "horizon", 1, 0) or 0,
                         stride=_int_opt(data, "stride", 1, 1) or 1,
                         id_column=_str_opt(data, "id_column", None),
-                        time_column=_str_opt(data, "time_column", None), time_range=time_range,
+                        time_column=_str_opt(data, "time_column", None),
+                        time_range=ranges["time_range"], train_time_range=ranges["train_time_range"],
                         array=array, scaling=per_feature)
+
+
+def _time_range(value: Any, key: str) -> tuple[str, str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) != 2 or not all(isinstance(v, str) for v in value):
+        raise InvalidConfigError(
+            f"The [data] {key!r} must be a list [start, end] of two strings (\"\" for open). "
+            f"Got {value!r} instead.")
+    return (value[0], value[1])
 
 
 # --------------------------------------------------------------------------------------------
