@@ -10,6 +10,7 @@ from audit.errors import InvalidConfigError, did_you_mean
 from audit.methods.agreement import Agreement
 from audit.methods.attribution_significance import AttributionSignificance
 from audit.methods.connection_weights import ConnectionWeights
+from audit.methods.counterfactual_sensitivity import CounterfactualSensitivity
 from audit.methods.counterfactuals import Counterfactuals
 from audit.methods.fairness import Fairness
 from audit.methods.lime import Lime
@@ -25,6 +26,7 @@ METHODS: tuple[type[AuditMethod], ...] = (
     Lime,
     Saliency,
     Counterfactuals,
+    CounterfactualSensitivity,
     ConnectionWeights,
     PermutationSignificance,
     AttributionSignificance,
