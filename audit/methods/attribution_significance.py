@@ -24,7 +24,6 @@ Procedure
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,33 +149,10 @@ class AttributionSignificanceResult(MethodResult):
 
 def _recipe(model: ModelAdapter, config: AttributionSignificanceConfig, ctx: RunContext, loss: str) -> tuple[Any, str]:
     from audit.train.functional import REQUIRED_KEYS, FunctionalRecipe
+    from audit.train.recipe import gather_recipe
 
-    merged: dict[str, Any] = {}
-    sources: list[str] = []
-    for rec in getattr(model, "loaded", ()):
-        path = Path(rec.path).parent / "training.json"
-        if rec.role in ("weights", "model") and path.is_file():
-            try:
-                doc = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError) as exc:
-                raise InvalidConfigError(f"The training recipe {str(path)!r} is not valid JSON: {exc}.") from None
-            if not isinstance(doc, dict):
-                raise InvalidConfigError(f"The training recipe {str(path)!r} must be a JSON object.")
-            merged.update(doc)
-            sources.append(f"{path.name} beside the model")
-            break
-    if ctx.training:
-        merged.update(dict(ctx.training))
-        sources.append("[model.training]")
-    if config.recipe:
-        merged.update(dict(config.recipe))
-        sources.append("[methods.attribution_significance] recipe")
-    if not sources:
-        raise CapabilityError(
-            "retraining the model needs its training recipe, and none was found: give the keys "
-            f"{', '.join(REQUIRED_KEYS)} (and loss, weight_decay, ...) in [model.training], in a "
-            "training.json beside the model, or in [methods.attribution_significance] recipe")
-    source = " < ".join(sources)
+    merged, source = gather_recipe(model, ctx.training, config.recipe, method="attribution_significance",
+                                   required=REQUIRED_KEYS, action="retraining the model")
     return FunctionalRecipe.from_mapping(merged, source=source, loss=loss), source
 
 

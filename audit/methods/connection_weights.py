@@ -37,10 +37,8 @@ correction (see :class:`audit.train.batched.ColumnShuffle`).
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -415,36 +413,11 @@ def resolve_recipe(model: ModelAdapter, net: _Network, config: ConnectionWeights
     """The training recipe: method option ``recipe`` over ``[model] training`` over a
     ``training.json`` beside the model file (over a scikit-learn MLP's own parameters)."""
     from audit.train.batched import REQUIRED_KEYS, Recipe
+    from audit.train.recipe import gather_recipe
 
-    merged: dict[str, Any] = {}
-    sources: list[str] = []
-    if net.derived_recipe is not None:
-        merged.update(net.derived_recipe)
-        sources.append("the scikit-learn estimator's parameters")
-    for rec in getattr(model, "loaded", ()):
-        path = Path(rec.path).parent / "training.json"
-        if rec.role in ("weights", "model") and path.is_file():
-            try:
-                doc = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError) as exc:
-                raise InvalidConfigError(f"The training recipe {str(path)!r} is not valid JSON: {exc}.") from None
-            if not isinstance(doc, dict):
-                raise InvalidConfigError(f"The training recipe {str(path)!r} must be a JSON object.")
-            merged.update(doc)
-            sources.append(f"{path.name} beside the model")
-            break
-    if ctx.training:
-        merged.update(dict(ctx.training))
-        sources.append("[model.training]")
-    if config.recipe:
-        merged.update(dict(config.recipe))
-        sources.append("[methods.connection_weights] recipe")
-    if not sources:
-        raise CapabilityError(
-            "refitting the network needs its training recipe, and none was found: give the keys "
-            f"{', '.join(REQUIRED_KEYS)} (and loss, weight_decay, ...) in [model.training], in a "
-            "training.json beside the model, or in [methods.connection_weights] recipe")
-    source = " < ".join(sources)
+    merged, source = gather_recipe(model, ctx.training, config.recipe, method="connection_weights",
+                                   required=REQUIRED_KEYS, action="refitting the network",
+                                   derived=net.derived_recipe)
     recipe = Recipe.from_mapping(merged, source=source, loss=net.loss)
     if recipe.loss != net.loss:
         raise InvalidConfigError(
