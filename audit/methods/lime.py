@@ -269,27 +269,10 @@ class Lime(AuditMethod[LimeConfig, LimeResult]):
             fidelity_all.append(float(e.score[lab] if isinstance(e.score, dict) else e.score))
             done += 1
             ctx.progress(done, n_expl)
-        seconds = time.perf_counter() - start
-        values = np.vstack(weights_all)
-        fid = np.asarray(fidelity_all)
-        boot = bootstrap_mean_abs(values, n_bootstrap=config.n_bootstrap,
-                                  confidence=config.confidence, rng=ctx.rng)
-        importance = {f: float(v) for f, v in zip(names, boot.mean, strict=True)}
-        return LimeResult(
-            explained=_explained_text(data), features=tuple(names), selected=tuple(selected),
-            rows=tuple(all_rows), values=values, fidelity=fid, global_importance=importance,
-            importance_low={f: float(v) for f, v in zip(names, boot.low, strict=True)},
-            importance_high={f: float(v) for f, v in zip(names, boot.high, strict=True)},
-            ranking=tuple(top_features(importance, len(names))), n_bootstrap=boot.n_bootstrap,
-            confidence=config.confidence, mean_fidelity=float(fid.mean()),
-            median_fidelity=float(np.median(fid)),
-            low_fidelity_share=float(np.mean(fid < config.min_fidelity)),
-            mean_stability=float(np.mean([s.stability for s in selected])) if selected else float("nan"),
-            num_samples=config.num_samples, n_seeds=config.n_seeds, top_k=min(config.top_k, len(names)),
-            discretize=config.discretize, kernel_width=float(width), training_source=source,
-            training_rows=len(stats_rows), _seconds=seconds, _n_explanations=n_expl,
-            min_fidelity=config.min_fidelity,
-            min_stability=config.min_stability, notes=tuple(notes))
+        return _result(data, config, ctx, names=names, selected=selected, rows=all_rows,
+                       weights=weights_all, fidelity=fidelity_all, start=start, n_expl=n_expl,
+                       discretize=config.discretize, kernel_width=float(width),
+                       training_source=source, training_rows=len(stats_rows), notes=tuple(notes))
 
     def _run_image(self, model: ModelAdapter, data: AuditData, config: LimeConfig,
                    ctx: RunContext) -> LimeResult:
@@ -389,30 +372,15 @@ class Lime(AuditMethod[LimeConfig, LimeResult]):
             fidelity_all.append(float(e.score))
             done += 1
             ctx.progress(done, n_expl)
-        seconds = time.perf_counter() - start
-        values = np.vstack(weights_all)
-        fid = np.asarray(fidelity_all)
-        boot = bootstrap_mean_abs(values, n_bootstrap=config.n_bootstrap,
-                                  confidence=config.confidence, rng=ctx.rng)
-        importance = {f: float(v) for f, v in zip(names, boot.mean, strict=True)}
         hidden = ("blank (raw intensity 0)" if hide is not None else "filled with the patch's own mean")
         notes = (f"Images: each interpretable feature is one {lay.patch}×{lay.patch} patch of the "
                  f"{lay.height}×{lay.width} grid, kept or hidden ({hidden}); a weight is the change in "
                  "the explained probability when the patch is shown.",)
-        return LimeResult(
-            explained=_explained_text(data), features=tuple(names), selected=tuple(selected),
-            rows=tuple(all_rows), values=values, fidelity=fid, global_importance=importance,
-            importance_low={f: float(v) for f, v in zip(names, boot.low, strict=True)},
-            importance_high={f: float(v) for f, v in zip(names, boot.high, strict=True)},
-            ranking=tuple(top_features(importance, len(names))), n_bootstrap=boot.n_bootstrap,
-            confidence=config.confidence, mean_fidelity=float(fid.mean()),
-            median_fidelity=float(np.median(fid)),
-            low_fidelity_share=float(np.mean(fid < config.min_fidelity)),
-            mean_stability=float(np.mean([s.stability for s in selected])) if selected else float("nan"),
-            num_samples=config.num_samples, n_seeds=config.n_seeds, top_k=min(config.top_k, d),
-            discretize=False, kernel_width=width, training_source="not used (patches are switched on and off)",
-            training_rows=0, _seconds=seconds, _n_explanations=n_expl,
-            min_fidelity=config.min_fidelity, min_stability=config.min_stability, notes=notes)
+        return _result(data, config, ctx, names=names, selected=selected, rows=all_rows,
+                       weights=weights_all, fidelity=fidelity_all, start=start, n_expl=n_expl,
+                       discretize=False, kernel_width=width,
+                       training_source="not used (patches are switched on and off)",
+                       training_rows=0, notes=notes)
 
     def findings(self, result: LimeResult, config: LimeConfig) -> list[Finding]:
         out = []
@@ -582,6 +550,34 @@ def _fmt(value: Any) -> str:
         return f"{float(value):.4g}"
     return str(value)
 
+
+
+def _result(data: AuditData, config: LimeConfig, ctx: RunContext, *, names: list[str],
+            selected: list[Any], rows: list[int], weights: list[np.ndarray], fidelity: list[float],
+            start: float, n_expl: int, discretize: bool, kernel_width: float,
+            training_source: str, training_rows: int, notes: tuple[str, ...]) -> LimeResult:
+    """The result shared by the tabular and image paths: global importance with bootstrap
+    intervals over every explained row, fidelity and stability summaries."""
+    seconds = time.perf_counter() - start
+    values = np.vstack(weights)
+    fid = np.asarray(fidelity)
+    boot = bootstrap_mean_abs(values, n_bootstrap=config.n_bootstrap, confidence=config.confidence,
+                              rng=ctx.rng)
+    importance = {f: float(v) for f, v in zip(names, boot.mean, strict=True)}
+    return LimeResult(
+        explained=_explained_text(data), features=tuple(names), selected=tuple(selected),
+        rows=tuple(rows), values=values, fidelity=fid, global_importance=importance,
+        importance_low={f: float(v) for f, v in zip(names, boot.low, strict=True)},
+        importance_high={f: float(v) for f, v in zip(names, boot.high, strict=True)},
+        ranking=tuple(top_features(importance, len(names))), n_bootstrap=boot.n_bootstrap,
+        confidence=config.confidence, mean_fidelity=float(fid.mean()),
+        median_fidelity=float(np.median(fid)),
+        low_fidelity_share=float(np.mean(fid < config.min_fidelity)),
+        mean_stability=float(np.mean([s.stability for s in selected])) if selected else float("nan"),
+        num_samples=config.num_samples, n_seeds=config.n_seeds, top_k=min(config.top_k, len(names)),
+        discretize=discretize, kernel_width=kernel_width, training_source=training_source,
+        training_rows=training_rows, _seconds=seconds, _n_explanations=n_expl,
+        min_fidelity=config.min_fidelity, min_stability=config.min_stability, notes=notes)
 
 def _explained_text(data: AuditData) -> str:
     if data.task == "regression":
