@@ -45,6 +45,7 @@ from audit.stats.bootstrap import (
     bootstrap_cells,
     bootstrap_score_metrics,
     confusion_cells,
+    disparity_interval,
     group_codes,
     multiclass_rates_from_cells,
     percentile_interval,
@@ -399,6 +400,26 @@ def binary_disparities(rates: dict[str, np.ndarray], ref: int | None) -> dict[st
         "predictive_parity_ratio": r(rates["ppv"], ref),
         "accuracy_difference": d(rates["accuracy"], ref),
     }
+
+
+def _disparity_bounds(key: str, bases: list[str], point: dict[str, np.ndarray],
+                      boot: dict[str, np.ndarray], ref: int | None,
+                      confidence: float, *, cap: float | None = 1.0) -> tuple[float | None, float | None]:
+    """The disparity's interval from jointly valid pairwise group intervals
+    (:func:`audit.stats.bootstrap.disparity_interval`). Two rates (equalized odds: TPR and FPR)
+    each get the Sidak-adjusted level and combine as the max of differences / min of ratios.
+    ``cap`` bounds a difference of rates (None for unbounded values such as regression means)."""
+    kind = ("impact" if key == "disparate_impact_ratio" else
+            "difference" if key.endswith("_difference") else "ratio")
+    level = confidence ** (1.0 / len(bases))
+    parts = [disparity_interval(point[b], boot[b], kind, ref, level) for b in bases]
+    los, his = np.array([p[0] for p in parts]), np.array([p[1] for p in parts])
+    if np.isnan(los).any() or np.isnan(his).any():
+        return None, None
+    if kind == "difference":
+        hi = his.max() if cap is None else min(cap, his.max())
+        return _f(los.max()), _f(hi)
+    return _f(los.min()), _f(his.min())
 
 
 def _mask_groups(rates: dict[str, np.ndarray], keep: np.ndarray) -> dict[str, np.ndarray]:
@@ -758,11 +779,7 @@ def _analyse_binary(cols: Sequence[str], values: np.ndarray, y: np.ndarray, yhat
     masked_point = _mask_groups(all_point, judged)
     disp_point = binary_disparities(masked_point, ref)
     disp_point["auc_difference"] = spread_difference(masked_point["auc"], ref)
-    disp_boot = None
-    if B:
-        masked_boot = _mask_groups(all_boot, judged)
-        disp_boot = binary_disparities(masked_boot, ref)
-        disp_boot["auc_difference"] = spread_difference(masked_boot["auc"], ref)
+    masked_boot = _mask_groups(all_boot, judged) if B else None
     names = [k for k in BINARY_DISPARITIES if k != "auc_difference" or scores is not None]
     judged_names = tuple(str(levels[g]) for g in np.flatnonzero(judged))
     small_names = tuple(str(levels[g]) for g in np.flatnonzero(small))
@@ -776,9 +793,8 @@ def _analyse_binary(cols: Sequence[str], values: np.ndarray, y: np.ndarray, yhat
                                          if not np.isfinite(all_point[b][g])}))
         v = _f(disp_point[k])
         lo = hi = None
-        if v is not None and disp_boot is not None:
-            lo_a, hi_a = percentile_interval(disp_boot[k], config.confidence)
-            lo, hi = _f(lo_a), _f(hi_a)
+        if v is not None and masked_boot is not None:
+            lo, hi = _disparity_bounds(k, bases, masked_point, masked_boot, ref, config.confidence)
         why = None
         if v is None:
             why = (f"fewer than two groups with at least {config.min_group_size} rows"
@@ -971,9 +987,8 @@ def _analyse_regression(cols: Sequence[str], values: np.ndarray, y: np.ndarray, 
         v = _f(spread_difference(masked[base], ref))
         lo = hi = None
         if v is not None and B:
-            lo_a, hi_a = percentile_interval(spread_difference(_mask_groups(boot, judged)[base], ref),
-                                             config.confidence)
-            lo, hi = _f(lo_a), _f(hi_a)
+            lo, hi = _disparity_bounds(k, [base], masked, _mask_groups(boot, judged), ref,
+                                       config.confidence, cap=None)
         p = _f(permutation_pvalue(v, null[base])) if null is not None and v is not None else None
         why = None if v is not None else f"fewer than two groups with at least {config.min_group_size} rows"
         disparities[k] = Disparity(k, label, Estimate(v, lo, hi, why), p, None, None,
@@ -1018,7 +1033,6 @@ def _analyse_multiclass(cols: Sequence[str], values: np.ndarray, y: np.ndarray, 
                     "demographic_parity_difference": np.nanmax(sel, axis=0)}
 
     dpoint = disp(point)
-    dboot = disp(boot) if B else None
     null = None
     if config.n_permutations and judged.sum() >= 2:
         perm = permute_cells(cells[judged], [list(range(K * K))], config.n_permutations, rng)
@@ -1040,9 +1054,11 @@ def _analyse_multiclass(cols: Sequence[str], values: np.ndarray, y: np.ndarray, 
     for k, (label, _) in MULTICLASS_DISPARITIES.items():
         v = _f(dpoint[k])
         lo = hi = None
-        if v is not None and dboot is not None:
-            lo_a, hi_a = percentile_interval(dboot[k], config.confidence)
-            lo, hi = _f(lo_a), _f(hi_a)
+        if v is not None and B:
+            # demographic parity here is the largest gap over the classes' selection rates
+            bases = ["accuracy"] if k == "accuracy_difference" else [c for c in keys if c != "accuracy"]
+            lo, hi = _disparity_bounds(k, bases, _mask_groups(point, judged), _mask_groups(boot, judged),
+                                       ref, config.confidence)
         p = _f(permutation_pvalue(v, null[k])) if null is not None and v is not None else None
         why = None if v is not None else f"fewer than two groups with at least {config.min_group_size} rows"
         disparities[k] = Disparity(k, label, Estimate(v, lo, hi, why), p, None, None,

@@ -315,6 +315,78 @@ def weighted_means(values: np.ndarray, w: np.ndarray) -> np.ndarray:
     return _div(w @ np.asarray(values, dtype=float), w.sum(axis=1, keepdims=True))
 
 
+
+
+# --------------------------------------------------------------------------------------------
+# Intervals for between-group disparities (max - min, min / max, vs a reference group)
+# --------------------------------------------------------------------------------------------
+# A max - min over several groups is a non-smooth statistic: its bootstrap distribution sits
+# above the estimate, and with many small groups the percentile interval of the statistic itself
+# misses the truth almost always (simulated: 10 groups of 60 rows, true gap 0.10 -> coverage
+# 0.3%). Instead, every pairwise difference of group rates (of log rates, for ratios) gets an
+# interval from one studentized max-|t| bootstrap quantile, so that all of them hold jointly at
+# the nominal level; the disparity's interval is what those pairwise intervals allow. With two
+# groups this is the ordinary bootstrap-t interval of the difference; with many groups it widens,
+# as it must.
+
+
+def _pairs(ok: np.ndarray, ref: int | None) -> list[tuple[int, int]]:
+    idx = np.flatnonzero(ok)
+    if ref is None:
+        return [(int(a), int(b)) for k, a in enumerate(idx) for b in idx[k + 1:]]
+    return [(int(g), int(ref)) for g in idx if g != ref] if ok[ref] else []
+
+
+def disparity_interval(point: np.ndarray, boot: np.ndarray, kind: str, ref: int | None,
+                       confidence: float, *, max_undefined: float = 0.1) -> tuple[float, float]:
+    """Interval of a between-group disparity from jointly valid pairwise intervals.
+
+    ``point`` (G,) and ``boot`` (B, G) are one rate per group (NaN where undefined or not
+    judged). ``kind``: "difference" (max - min, or max |g - ref|), "ratio" (min / max, or the
+    smallest min(g, ref) / max(g, ref)) or "impact" (the smallest g / ref; "ratio" without a
+    reference). Returns (nan, nan) when fewer than two groups are defined or the resamples are
+    too often undefined.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> boot = np.column_stack([rng.normal(0.45, 0.02, 2000), rng.normal(0.30, 0.02, 2000)])
+    >>> lo, hi = disparity_interval(np.array([0.45, 0.30]), boot, "difference", None, 0.95)
+    >>> 0.08 < lo < 0.12 and 0.18 < hi < 0.22
+    True
+    """
+    point = np.asarray(point, dtype=float)
+    boot = np.asarray(boot, dtype=float)
+    log = kind in ("ratio", "impact")
+    with np.errstate(all="ignore"):
+        x = np.log(point) if log else point
+        xb = np.log(boot) if log else boot
+    xb = np.where(np.isfinite(xb), xb, np.nan)
+    ok = np.isfinite(x) & (np.mean(np.isnan(xb), axis=0) <= max_undefined)
+    pairs = _pairs(ok, ref)
+    if not pairs:
+        return np.nan, np.nan
+    a = np.array([p[0] for p in pairs])
+    b = np.array([p[1] for p in pairs])
+    d = x[a] - x[b]
+    db = xb[:, a] - xb[:, b]
+    with np.errstate(all="ignore"), __import__("warnings").catch_warnings():
+        __import__("warnings").simplefilter("ignore", RuntimeWarning)
+        sd = np.nanstd(db, axis=0, ddof=1)
+        t = np.abs(db - d) / np.where(sd > 0, sd, np.inf)
+        c = float(np.nanquantile(np.nanmax(t, axis=1), confidence))
+    lo_p, hi_p = d - c * sd, d + c * sd
+    # |x_a - x_b| lies in [max(0, lo, -hi), max(hi, -lo)] for each pair
+    abs_lo = np.maximum(0.0, np.maximum(lo_p, -hi_p))
+    abs_hi = np.maximum(hi_p, -lo_p)
+    if kind == "difference":
+        return float(abs_lo.max()), float(abs_hi.max())
+    if kind == "impact" and ref is not None:  # min over g of exp(x_g - x_ref)
+        return float(np.exp(lo_p.min())), float(np.exp(hi_p.min()))
+    # min / max = exp(-(max - min) of the logs); vs a reference: exp(-max_g |x_g - x_ref|)
+    return float(np.exp(-abs_hi.max())), float(min(1.0, np.exp(-abs_lo.max())))
+
+
 __all__ = [
     "CELLS",
     "RATE_METRICS",
@@ -325,6 +397,7 @@ __all__ = [
     "auc_from_cells",
     "bootstrap_score_metrics",
     "ece_from_cells",
+    "disparity_interval",
     "percentile_interval",
     "rates_from_cells",
     "row_weights",
