@@ -174,8 +174,7 @@ class Space:
                 spec.mutable = f.name not in imm
                 self.kind.append(("num", len(self.num)))
                 self.num.append(spec)
-            else:
-                assert isinstance(f, CategoricalFeature)
+            else:  # a CategoricalFeature: the encoding has no third kind
                 L = len(f.levels)
                 if f.encoding == "onehot":
                     E = np.eye(L)

@@ -42,16 +42,8 @@ def small_supports(space: Space, scorer: Scorer, num0: np.ndarray, cat0: np.ndar
                                                    pairs, steps)
         if cand_row.size == 0:
             continue
-        ok = scorer.accept(cand_num, cand_cat)
-        cost = space.cost(cand_num, cand_cat, num0[cand_row], cat0[cand_row], weights[cand_row])
-        cost += sparsity_weight * space.changed(cand_num, cand_cat, num0[cand_row], cat0[cand_row]).sum(axis=1)
-        cost = np.where(ok, cost, np.inf)
-        order = np.lexsort((cost, cand_row))
-        first = order[np.r_[True, cand_row[order][1:] != cand_row[order][:-1]]]
-        first = first[np.isfinite(cost[first])]
-        r = cand_row[first]
-        best[r] = cost[first]
-        best_num[r], best_cat[r] = cand_num[first], cand_cat[first]
+        _keep_cheapest(space, scorer, num0, cat0, weights, sparsity_weight, cand_row, cand_num,
+                       cand_cat, best, best_num, best_cat)
     return best_num, best_cat, best
 
 
@@ -237,6 +229,17 @@ def third_change(space: Space, scorer: Scorer, num0: np.ndarray, cat0: np.ndarra
     cand_row = np.concatenate([c_row, r2])
     cand_num = np.concatenate([c_num, n2])
     cand_cat = np.concatenate([c_cat, k2])
+    _keep_cheapest(space, scorer, num0, cat0, weights, sparsity_weight, cand_row, cand_num, cand_cat,
+                   best, best_num, best_cat)
+    return best_num, best_cat, best
+
+
+def _keep_cheapest(space: Space, scorer: Scorer, num0: np.ndarray, cat0: np.ndarray, weights: np.ndarray,
+                   sparsity_weight: float, cand_row: np.ndarray, cand_num: np.ndarray,
+                   cand_cat: np.ndarray, best: np.ndarray, best_num: np.ndarray,
+                   best_cat: np.ndarray) -> None:
+    """Score candidates with the real model and store, per row, the cheapest valid one (cost plus
+    the sparsity price per changed feature) into ``best*`` in place."""
     ok = scorer.accept(cand_num, cand_cat)
     cost = space.cost(cand_num, cand_cat, num0[cand_row], cat0[cand_row], weights[cand_row])
     cost += sparsity_weight * space.changed(cand_num, cand_cat, num0[cand_row], cat0[cand_row]).sum(axis=1)
@@ -247,7 +250,5 @@ def third_change(space: Space, scorer: Scorer, num0: np.ndarray, cat0: np.ndarra
     r = cand_row[first]
     best[r] = cost[first]
     best_num[r], best_cat[r] = cand_num[first], cand_cat[first]
-    return best_num, best_cat, best
-
 
 __all__ = ["SAFETY", "small_supports", "third_change"]
