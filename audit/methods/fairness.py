@@ -700,16 +700,22 @@ def _metric_frame_cells(y_true: np.ndarray, y_pred: np.ndarray, values: np.ndarr
     return out
 
 
-def _analyse_binary(cols: Sequence[str], values: np.ndarray, y: np.ndarray, yhat: np.ndarray,
-                    scores: np.ndarray | None, config: FairnessConfig, ref_name: str | None,
-                    rng: np.random.Generator) -> AttributeResult:
+def _groups(cols: Sequence[str], values: np.ndarray, config: FairnessConfig, ref_name: str | None
+            ) -> tuple[str, np.ndarray, np.ndarray, int, np.ndarray, np.ndarray, np.ndarray, int | None]:
+    """The attribute set's name, its groups (levels, each row's code, count), which are too small
+    to judge, which are judged, and the reference group's index (or None for max − min)."""
     name = set_name(cols)
     levels, codes = group_codes(values)
     G = len(levels)
     counts = np.bincount(codes, minlength=G)
     small = counts < config.min_group_size
-    judged = ~small
-    ref = _reference_index(levels, ref_name, small, name)
+    return name, levels, codes, G, counts, small, ~small, _reference_index(levels, ref_name, small, name)
+
+
+def _analyse_binary(cols: Sequence[str], values: np.ndarray, y: np.ndarray, yhat: np.ndarray,
+                    scores: np.ndarray | None, config: FairnessConfig, ref_name: str | None,
+                    rng: np.random.Generator) -> AttributeResult:
+    name, levels, codes, G, counts, small, judged, ref = _groups(cols, values, config, ref_name)
     cells = _metric_frame_cells(y, yhat, values, levels)
     point = rates_from_cells(cells)
     B = config.n_boot
@@ -921,13 +927,7 @@ def _analyse_regression(cols: Sequence[str], values: np.ndarray, y: np.ndarray, 
                         rng: np.random.Generator) -> AttributeResult:
     from fairlearn.metrics import MetricFrame
 
-    name = set_name(cols)
-    levels, codes = group_codes(values)
-    G = len(levels)
-    counts = np.bincount(codes, minlength=G)
-    small = counts < config.min_group_size
-    judged = ~small
-    ref = _reference_index(levels, ref_name, small, name)
+    name, levels, codes, G, counts, small, judged, ref = _groups(cols, values, config, ref_name)
     keys = ("mean_prediction", "mean_error", "mae")
     funcs = {"mean_prediction": lambda t, p: float(np.mean(p)),
              "mean_error": lambda t, p: float(np.mean(p - t)),
@@ -1005,13 +1005,7 @@ def _analyse_regression(cols: Sequence[str], values: np.ndarray, y: np.ndarray, 
 def _analyse_multiclass(cols: Sequence[str], values: np.ndarray, y: np.ndarray, yhat: np.ndarray,
                         K: int, classes: Sequence[str], config: FairnessConfig, ref_name: str | None,
                         rng: np.random.Generator) -> AttributeResult:
-    name = set_name(cols)
-    levels, codes = group_codes(values)
-    G = len(levels)
-    counts = np.bincount(codes, minlength=G)
-    small = counts < config.min_group_size
-    judged = ~small
-    ref = _reference_index(levels, ref_name, small, name)
+    name, levels, codes, G, counts, small, judged, ref = _groups(cols, values, config, ref_name)
     cells = confusion_cells(y, yhat, codes, G, K)
 
     def named(r: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
