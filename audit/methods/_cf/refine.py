@@ -53,6 +53,20 @@ class Scorer:
         return self.margin(num, cat) >= SAFETY
 
 
+def _revert_one(space: Space, num0: np.ndarray, cat0: np.ndarray, num: np.ndarray, cat: np.ndarray,
+                rows: np.ndarray, feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate k is row ``rows[k]`` with feature ``feats[k]`` alone set back to its original."""
+    cn, cc = num[rows].copy(), cat[rows].copy()
+    for fi in np.unique(feats):
+        sel = feats == fi
+        kind, j = space.kind[fi]
+        if kind == "num":
+            cn[sel, j] = num0[rows[sel], j]
+        else:
+            cc[sel, j] = cat0[rows[sel], j]
+    return cn, cc
+
+
 def sparsify(space: Space, scorer: Scorer, num0: np.ndarray, cat0: np.ndarray,
              num: np.ndarray, cat: np.ndarray, found: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Greedily revert changed features while the flip holds.
@@ -70,14 +84,7 @@ def sparsify(space: Space, scorer: Scorer, num0: np.ndarray, cat0: np.ndarray,
         rows, feats = np.nonzero(changed)
         if rows.size == 0:
             break
-        cn, cc = num[rows].copy(), cat[rows].copy()
-        for fi in np.unique(feats):
-            sel = feats == fi
-            kind, j = space.kind[fi]
-            if kind == "num":
-                cn[sel, j] = num0[rows[sel], j]
-            else:
-                cc[sel, j] = cat0[rows[sel], j]
+        cn, cc = _revert_one(space, num0, cat0, num, cat, rows, feats)
         marg = scorer.margin(cn, cc)
         ok = marg >= SAFETY
         saving = np.where(ok, marg, -np.inf)
@@ -140,14 +147,7 @@ def revert_margins(space: Space, scorer: Scorer, num0: np.ndarray, cat0: np.ndar
     rows, feats = np.nonzero(changed)
     if rows.size == 0:
         return out
-    cn, cc = num[rows].copy(), cat[rows].copy()
-    for fi in np.unique(feats):
-        sel = feats == fi
-        kind, j = space.kind[fi]
-        if kind == "num":
-            cn[sel, j] = num0[rows[sel], j]
-        else:
-            cc[sel, j] = cat0[rows[sel], j]
+    cn, cc = _revert_one(space, num0, cat0, num, cat, rows, feats)
     out[rows, feats] = scorer.margin(cn, cc)
     return out
 
