@@ -84,3 +84,64 @@ def model_dir(tmp_path: Path, frame: pd.DataFrame, encoding: Encoding) -> Path:
         '[data]\npath = "data.csv"\ntarget = "income"\npositive_label = ">50K"\n'
         'sensitive = ["sex"]\n\n[report]\nformats = ["html", "json"]\n')
     return tmp_path
+
+
+# Planted images and sequences: one input alone decides the outcome, so every attribution and
+# counterfactual method must point at it (used by the image/sequence tests of several methods).
+PIXEL = (3, 5)          # the planted pixel of the 8x8 images
+LAG, FEATURE = 3, "f0"  # the planted lag (t-3) of the planted indicator
+
+
+@pytest.fixture(scope="session")
+def planted_images(tmp_path_factory):
+    """Noise images whose label is 1 exactly when the planted pixel is bright, and a CNN (one
+    8x8 convolution) that reads only that pixel."""
+    import torch
+    from torch import nn
+
+    from audit.core.adapter import as_adapter
+    from audit.core.dataset import DatasetSpec
+    from audit.core.modalities import ImageSpec, build_image_data
+
+    rng = np.random.default_rng(0)
+    X = rng.uniform(0, 16, size=(120, 8, 8)).round()
+    y = (X[:, PIXEL[0], PIXEL[1]] > 8).astype(int)
+    path = tmp_path_factory.mktemp("img") / "planted.npz"
+    np.savez(path, X=X, y=y)
+    data = build_image_data(ImageSpec(str(path), scale=(16.0,), patch=2), DatasetSpec(target="y"))
+    conv = nn.Conv2d(1, 2, kernel_size=8)
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.bias.copy_(torch.tensor([4.0, -4.0]))
+        conv.weight[0, 0, PIXEL[0], PIXEL[1]] = -8.0
+        conv.weight[1, 0, PIXEL[0], PIXEL[1]] = 8.0
+    model = as_adapter(nn.Sequential(conv, nn.Flatten()).eval(), task="binary")
+    return model, data
+
+
+@pytest.fixture(scope="session")
+def planted_sequences(tmp_path_factory):
+    """Random windows (T = 6, two indicators) whose target is 3 x f0 at lag t-3, and a model
+    reading only that value through an LSTM-free linear read-out."""
+    import torch
+    from torch import nn
+
+    from audit.core.adapter import as_adapter
+    from audit.core.dataset import DatasetSpec
+    from audit.core.modalities import SequenceSpec, build_sequence_data
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(80, 6, 2))
+    t = 6 - LAG
+    y = 3.0 * X[:, t, 0]
+    path = tmp_path_factory.mktemp("seq") / "planted.npz"
+    np.savez(path, X=X, y=y)
+    data = build_sequence_data(SequenceSpec(str(path)), DatasetSpec(target="y", features=("f0", "f1"),
+                                                                      task="regression"))
+    lin = nn.Linear(12, 1)
+    with torch.no_grad():
+        lin.weight.zero_()
+        lin.bias.zero_()
+        lin.weight[0, t * 2 + 0] = 3.0
+    model = as_adapter(nn.Sequential(nn.Flatten(), lin).eval(), task="regression")
+    return model, data

@@ -17,15 +17,15 @@ from audit.core.adapter import as_adapter
 from audit.core.attribution import rnn_backward_mode
 from audit.core.dataset import DatasetSpec
 from audit.core.method import RunContext
-from audit.core.modalities import ImageSpec, SequenceSpec, build_image_data, build_sequence_data
+from audit.core.modalities import SequenceSpec, build_sequence_data
 from audit.methods.agreement import Agreement, AgreementConfig, sanity_check
 from audit.methods.lime import Lime, LimeConfig
 from audit.methods.saliency import Saliency, SaliencyConfig
 from audit.methods.shap import Shap, ShapConfig
 
-PIXEL = (3, 5)             # the planted pixel; its 2x2 patch is patch[2-3,4-5]
-PATCH = "patch[2-3,4-5]"
-LAG, FEATURE = 3, "f0"     # the planted lag (t-3) of the planted indicator
+from tests.conftest import FEATURE, LAG, PIXEL
+
+PATCH = "patch[2-3,4-5]"   # the 2x2 patch holding the planted pixel
 
 
 def _close(*figs):
@@ -33,47 +33,6 @@ def _close(*figs):
 
     for f in figs:
         pyplot().close(f)
-
-
-@pytest.fixture(scope="module")
-def planted_images(tmp_path_factory):
-    """Noise images whose label is 1 exactly when the planted pixel is bright, and a CNN (one
-    8x8 convolution) that reads only that pixel."""
-    rng = np.random.default_rng(0)
-    X = rng.uniform(0, 16, size=(120, 8, 8)).round()
-    y = (X[:, PIXEL[0], PIXEL[1]] > 8).astype(int)
-    path = tmp_path_factory.mktemp("img") / "planted.npz"
-    np.savez(path, X=X, y=y)
-    data = build_image_data(ImageSpec(str(path), scale=(16.0,), patch=2), DatasetSpec(target="y"))
-    conv = nn.Conv2d(1, 2, kernel_size=8)
-    with torch.no_grad():
-        conv.weight.zero_()
-        conv.bias.copy_(torch.tensor([4.0, -4.0]))
-        conv.weight[0, 0, PIXEL[0], PIXEL[1]] = -8.0
-        conv.weight[1, 0, PIXEL[0], PIXEL[1]] = 8.0
-    model = as_adapter(nn.Sequential(conv, nn.Flatten()).eval(), task="binary")
-    return model, data
-
-
-@pytest.fixture(scope="module")
-def planted_sequences(tmp_path_factory):
-    """Random windows (T = 6, two indicators) whose target is 3 x f0 at lag t-3, and a model
-    reading only that value through an LSTM-free linear read-out."""
-    rng = np.random.default_rng(1)
-    X = rng.normal(size=(80, 6, 2))
-    t = 6 - LAG
-    y = 3.0 * X[:, t, 0]
-    path = tmp_path_factory.mktemp("seq") / "planted.npz"
-    np.savez(path, X=X, y=y)
-    data = build_sequence_data(SequenceSpec(str(path)), DatasetSpec(target="y", features=("f0", "f1"),
-                                                                      task="regression"))
-    lin = nn.Linear(12, 1)
-    with torch.no_grad():
-        lin.weight.zero_()
-        lin.bias.zero_()
-        lin.weight[0, t * 2 + 0] = 3.0
-    model = as_adapter(nn.Sequential(nn.Flatten(), lin).eval(), task="regression")
-    return model, data
 
 
 def _argmax(d: dict[str, float]) -> str:
