@@ -10,18 +10,23 @@ from typing import Any
 
 from audit.core.adapter import ModelSpec
 from audit.core.dataset import TASKS, DatasetSpec
+from audit.core.limits import parse_size
 from audit.core.modalities import DATA_KEYS as _MODAL_KEYS
 from audit.core.modalities import ModalSpec, spec_from_table
 from audit.errors import InvalidConfigError, did_you_mean
 
 FORMATS = ("html", "pdf", "json")
 
-_TOP_KEYS = {"name", "seed", "model", "data", "methods", "gate", "report"}
+_TOP_KEYS = {"name", "seed", "model", "data", "methods", "gate", "report", "limits"}
 _MODEL_KEYS = {"path", "architecture", "encoding", "predictions", "task", "threshold", "output",
                "raw_input", "trusted_types", "init_args", "training"}
 _DATA_KEYS = {"path", "target", "positive_label", "features", "sensitive", "na_values", "missing_sensitive",
               "train_path", "max_rows"}
 _REPORT_KEYS = {"title", "formats", "out"}
+_LIMITS_KEYS = {"memory"}
+# numpy's SeedSequence takes any non-negative integer, torch.manual_seed only 64-bit ones;
+# seeds are recorded and compared, so one 32-bit range everywhere.
+MAX_SEED = 2**32 - 1
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,8 @@ class AuditPlan:
     config_path: str | None = None
     # Images / sequences: how to read them ([data] modality and its keys); None for tabular.
     modal: ModalSpec | None = None
+    # [limits] memory in bytes (audit.core.limits); None: AUDIT_MEMORY_LIMIT or half the RAM.
+    memory_limit: int | None = None
 
     @classmethod
     def load(cls, path: str | Path) -> AuditPlan:
@@ -73,6 +80,8 @@ class AuditPlan:
         model = _table(doc, "model")
         data = _table(doc, "data")
         report = _table(doc, "report")
+        limits = _table(doc, "limits")
+        _check_keys(limits, _LIMITS_KEYS, "[limits]")
         _check_keys(model, _MODEL_KEYS, "[model]")
         _check_keys(data, _DATA_KEYS | _MODAL_KEYS, "[data]")
         _check_keys(report, _REPORT_KEYS, "[report]")
@@ -88,7 +97,7 @@ class AuditPlan:
         name = _typed(doc, "name", str, "audit")
         if not name or any(c in name for c in "/\\\0") or name in (".", ".."):
             raise InvalidConfigError(f"The 'name' must be a plain folder name. Got {name!r} instead.")
-        seed = _typed(doc, "seed", int, 0)
+        seed = check_seed(_typed(doc, "seed", int, 0), "seed")
         task = _typed(model, "task", str, "binary")
         if task not in TASKS:
             raise InvalidConfigError(f"The [model] 'task' must be one of {list(TASKS)}. Got {task!r} instead.")
@@ -144,11 +153,22 @@ class AuditPlan:
                    train_path=resolve(data.get("train_path"), "train_path"), max_rows=max_rows,
                    method_options={k: dict(v) for k, v in methods.items()}, gate=dict(gate),
                    title=_typed(report, "title", str, None), formats=formats,
-                   out_dir=resolve(report.get("out"), "out"), config_path=config_path, modal=modal)
+                   out_dir=resolve(report.get("out"), "out"), config_path=config_path, modal=modal,
+                   memory_limit=parse_size(limits["memory"]) if "memory" in limits else None)
 
     def with_overrides(self, **changes: Any) -> AuditPlan:
         """A copy with CLI flags applied (None values leave the config's value)."""
+        if changes.get("seed") is not None:
+            check_seed(changes["seed"], "--seed")
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def check_seed(seed: object, where: str) -> int:
+    """A seed is an integer in [0, 2**32 - 1]; anything else is a config error (exit 2)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise InvalidConfigError(f"The {where!r} must be an integer from 0 to {MAX_SEED:,} "
+                                 f"(2**32 - 1). Got {seed!r} instead.")
+    return seed
 
 
 def check_formats(formats: tuple[str, ...]) -> None:

@@ -12,9 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from audit.config import AuditPlan
+from audit.config import AuditPlan, check_seed
 from audit.core.adapter import ModelAdapter, load_model
 from audit.core.dataset import AuditData, Encoding, build_audit_data, read_table
+from audit.core.limits import memory_limit
 from audit.core.method import AuditMethod, Finding, MethodResult, Progress, RunContext, Skipped
 from audit.errors import AuditError, DataValidationError, InvalidConfigError, did_you_mean
 from audit.registry import METHODS, get_method, method_names
@@ -123,7 +124,9 @@ def check_compatible(model: ModelAdapter, data: AuditData) -> None:
                 "classes. List the model's classes in the encoding JSON (\"classes\").")
     if "predict" in model.capabilities and data.n_rows:
         try:
-            model.predictions(data.subset(np.arange(min(2, data.n_rows))))
+            # Every audited row once: outputs that are NaN, out of range or of the wrong shape
+            # on any row are an input error (exit 2) before a method can report on them.
+            model.predictions(data)
         except AuditError:
             raise
         except Exception as exc:
@@ -165,20 +168,23 @@ def run_audit(plan: AuditPlan, *, trust_pickle: bool = False,
 
         parse_gate(plan.gate, sensitive=plan.data.sensitive, task=plan.model.task,
                    fairness_options=plan.method_options.get("fairness"))
-    inputs = inputs or load_inputs(plan, trust_pickle=trust_pickle)
-    model, data = inputs.model, inputs.data
+    check_seed(plan.seed, "seed")
+    # Options are checked before any file is read: a bad option is a config error (exit 2)
+    # whatever the data, and costs no loading time.
     classes = [cls() for cls in select_methods(plan.methods)]
     configs = {m.name: m.Config.from_dict(plan.method_options.get(m.name, {}), method=m.name)
                for m in classes}
+    with memory_limit(plan.memory_limit):  # every reader checks sizes against this budget
+        inputs = inputs or load_inputs(plan, trust_pickle=trust_pickle)
 
-    import torch
+        import torch
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # measured: 1 thread beats 2 for the small models audited here
-    try:
-        return _run_methods(plan, inputs, classes, configs, trust_pickle, progress)
-    finally:
-        torch.set_num_threads(threads)  # leave the caller's setting as it was
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # measured: 1 thread beats 2 for the small models audited here
+        try:
+            return _run_methods(plan, inputs, classes, configs, trust_pickle, progress)
+        finally:
+            torch.set_num_threads(threads)  # leave the caller's setting as it was
 
 
 def _run_methods(plan: AuditPlan, inputs: LoadedInputs, classes: list[AuditMethod],

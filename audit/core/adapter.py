@@ -107,19 +107,25 @@ class ModelAdapter:
     def _scores(self, X: np.ndarray) -> np.ndarray:
         raise CapabilityError(f"{self.description} cannot score new inputs.")
 
+    def scores(self, X: np.ndarray) -> np.ndarray:
+        """``_scores`` checked by :func:`check_outputs`: every adapter's outputs pass here."""
+        n_classes = self.n_classes if self.task == "multiclass" and self.n_classes > 2 else None
+        return check_outputs(self._scores(X), task=self.task, n_rows=len(X), what=self.description,
+                             n_classes=n_classes)
+
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Class probabilities, shape (n, n_classes)."""
         if "proba" not in self.capabilities:
             raise CapabilityError(f"{self.description} gives no class probabilities.")
         X = np.asarray(X, dtype=np.float32)
         self._check_width(X)
-        return self._scores(X)
+        return self.scores(X)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Class indices (classification) or predicted values (regression)."""
         X = np.asarray(X, dtype=np.float32)
         self._check_width(X)
-        s = self._scores(X)
+        s = self.scores(X)
         if self.task == "regression":
             return s.reshape(len(X))
         if self.task == "binary":
@@ -142,9 +148,87 @@ class ModelAdapter:
         if "proba" not in self.capabilities:
             return Predictions(self.predict(data.X))
         p = self.predict_proba(data.X)
+        if self.task == "multiclass" and data.classes is not None and p.shape[1] != len(data.classes):
+            raise ModelLoadError(
+                f"{self.description} returned {p.shape[1]} class probabilities per row but the "
+                f"target has {len(data.classes)} classes ({', '.join(map(str, data.classes[:5]))}"
+                f"{', ...' if len(data.classes) > 5 else ''}). Use the model trained for these "
+                "classes, or list its classes in the encoding JSON (\"classes\").")
         if self.task == "binary":
             return Predictions((p[:, 1] >= self.threshold).astype(np.int64), p[:, 1])
         return Predictions(np.argmax(p, axis=1).astype(np.int64), p)
+
+
+# Tolerances of check_outputs: float32 softmax rows sum to 1 within ~1e-6 and sigmoid/softmax
+# stay inside [0, 1]; a model whose "probabilities" miss by more than this is not giving them.
+PROBA_TOLERANCE = 1e-4
+SUM_TOLERANCE = 1e-3
+
+
+def check_outputs(out: Any, *, task: str, n_rows: int, what: str,
+                  n_classes: int | None = None) -> np.ndarray:
+    """The one validation point of model outputs; returns them as float (n, k).
+
+    Every adapter's scores pass here before any method sees them: numbers, shape (n_rows, k)
+    with one output row per input row, k = 1 for regression, 2 for binary (a single P(positive)
+    column is widened by the adapter first), ``n_classes`` for multiclass when known; finite;
+    for classification probabilities in [0, 1] (within ``PROBA_TOLERANCE``, then clipped) and
+    rows summing to 1 (within ``SUM_TOLERANCE``). Anything else raises ModelLoadError (exit 2)
+    naming the model and what it returned, e.g. "412 of 1,000 rows had NaN".
+
+    Examples
+    --------
+    >>> check_outputs(np.array([[0.2, 0.8], [0.6, 0.4]]), task="binary", n_rows=2, what="m").shape
+    (2, 2)
+    """
+    arr = np.asarray(out)
+    if arr.dtype.kind not in "biuf":
+        raise ModelLoadError(f"{what} returned values of type {arr.dtype}, not numbers.")
+    arr = arr.astype(float, copy=False)
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2:
+        raise ModelLoadError(f"{what} returned an array of shape {arr.shape}; a model must return "
+                             "one row of outputs per input row, shape (rows, outputs).")
+    n, k = arr.shape
+    if n != n_rows:
+        raise ModelLoadError(f"{what} returned {n:,} rows of output for {n_rows:,} input rows; a model "
+                             "must return exactly one output row per input row.")
+    if task == "regression" and k != 1:
+        raise ModelLoadError(f"{what} returned {k} outputs per row but the task is regression (one "
+                             "value per row). Set [model] task, or export a single-output model.")
+    if task == "binary" and k != 2:
+        raise ModelLoadError(f"{what} returned {k} outputs per row but the task is binary (1 or 2 "
+                             f"outputs). Set task = \"multiclass\" if the model has {k} classes.")
+    if task == "multiclass" and (k < 2 or (n_classes is not None and k != n_classes)):
+        raise ModelLoadError(f"{what} returned {k} class probabilities per row; the task is multiclass "
+                             f"with {n_classes if n_classes is not None else 'at least 2'} classes.")
+    finite = np.isfinite(arr)
+    if not finite.all():
+        bad = ~finite.all(axis=1)
+        kinds = " and ".join(name for name, hit in (("NaN", np.isnan(arr).any()),
+                                                    ("infinite values", np.isinf(arr).any())) if hit)
+        raise ModelLoadError(
+            f"{what} returned {kinds}: {int(bad.sum()):,} of {n:,} rows had them (first at row "
+            f"{int(np.flatnonzero(bad)[0])}). Check the model's weights and inputs; no audit number "
+            "can be computed from non-finite outputs.")
+    if task == "regression" or n == 0:
+        return arr
+    lo, hi = float(arr.min()), float(arr.max())
+    if lo < -PROBA_TOLERANCE or hi > 1 + PROBA_TOLERANCE:
+        bad = ((arr < -PROBA_TOLERANCE) | (arr > 1 + PROBA_TOLERANCE)).any(axis=1)
+        raise ModelLoadError(
+            f"{what} returned probabilities outside [0, 1]: values from {lo:.4g} to {hi:.4g} in "
+            f"{int(bad.sum()):,} of {n:,} rows. If the model outputs logits or scores, set [model] "
+            "output = \"logit\" (sigmoid / softmax are then applied).")
+    dev = np.abs(arr.sum(axis=1) - 1)
+    if float(dev.max()) > SUM_TOLERANCE:
+        bad = dev > SUM_TOLERANCE
+        raise ModelLoadError(
+            f"{what} returned class probabilities that do not sum to 1 (within {SUM_TOLERANCE:g}) in "
+            f"{int(bad.sum()):,} of {n:,} rows (largest deviation {float(dev.max()):.4g}). If the "
+            "model outputs logits, set [model] output = \"logit\".")
+    return np.clip(arr, 0.0, 1.0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -175,16 +259,18 @@ class CallableAdapter(ModelAdapter):
         if self.fn is None:
             raise CapabilityError("CallableAdapter was given no function.")
         arg = self.encoding.decode(X) if self.raw and self.encoding is not None else X
-        out = np.asarray(self.fn(arg), dtype=float)
+        try:
+            out = np.asarray(self.fn(arg), dtype=float)
+        except (TypeError, ValueError) as exc:
+            raise ModelLoadError(f"{self.description} returned something that is not an array of "
+                                 f"numbers ({type(exc).__name__}: {exc}).") from None
         return _as_scores(out, self.task, len(X), self.description)
 
 
 def _as_scores(out: np.ndarray, task: str, n: int, what: str) -> np.ndarray:
-    if out.shape[0] != n:
-        raise ModelLoadError(f"{what} returned {out.shape[0]} outputs for {n} rows.")
-    if task == "regression":
-        return out.reshape(n, -1)[:, :1]
-    if out.ndim == 1 or out.shape[1] == 1:
+    """A single P(positive) column widened to (1 - p, p); everything else is left to
+    :func:`check_outputs`, which names what is wrong."""
+    if task == "binary" and out.ndim in (1, 2) and out.shape[0] == n and (out.ndim == 1 or out.shape[1] == 1):
         p = out.reshape(n)
         return np.column_stack([1 - p, p])
     return out
@@ -206,7 +292,11 @@ class PredictionsAdapter(ModelAdapter):
         if raw is None:
             raise CapabilityError(f"The data has no predictions column {self.column!r}.")
         if self.task == "binary" and raw.dtype.kind == "f":
+            check_outputs(np.column_stack([1 - raw, raw]), task="binary", n_rows=data.n_rows,
+                          what=self.description)
             return Predictions((raw >= self.threshold).astype(np.int64), raw)
+        if self.task == "regression":
+            check_outputs(raw, task="regression", n_rows=data.n_rows, what=self.description)
         return Predictions(raw)
 
 
@@ -252,7 +342,8 @@ class SklearnAdapter(ModelAdapter):
         for start in range(0, len(X), _BATCH):
             chunk = self._input(X[start:start + _BATCH])
             if self.task == "regression":
-                out.append(np.asarray(self.estimator.predict(chunk), dtype=float).reshape(-1, 1))
+                pred = np.asarray(self.estimator.predict(chunk), dtype=float)
+                out.append(pred.reshape(len(pred), -1) if pred.ndim else pred.reshape(1, 1))
             elif "proba" in self.capabilities:
                 out.append(np.asarray(self.estimator.predict_proba(chunk), dtype=float))
             else:
@@ -265,9 +356,10 @@ class SklearnAdapter(ModelAdapter):
     def predict(self, X: np.ndarray) -> np.ndarray:
         if self.task == "multiclass" or "proba" not in self.capabilities:
             X = np.asarray(X, dtype=np.float32)
+            self._check_width(X)
             if self.task == "regression":
-                return self._scores(X).reshape(len(X))
-            return np.argmax(self._scores(X), axis=1).astype(np.int64)
+                return self.scores(X).reshape(len(X))
+            return np.argmax(self.scores(X), axis=1).astype(np.int64)
         return super().predict(X)
 
 
@@ -424,11 +516,24 @@ def build_mlp(spec: Mapping[str, Any], *, source: str = "architecture") -> Any:
     acts = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "gelu": nn.GELU,
             "elu": nn.ELU, "leaky_relu": nn.LeakyReLU, "softplus": nn.Softplus,
             "identity": nn.Identity}
+    for key, value in (("input_dim", d_in), ("output_dim", d_out)):
+        if value < 1:
+            raise InvalidConfigError(f"The {key!r} of the architecture in {source} must be a positive "
+                                     f"integer. Got {value!r} instead.")
+    for h in hidden:
+        if isinstance(h, bool) or not isinstance(h, int) or h < 1:
+            raise InvalidConfigError(f"The 'hidden' widths in {source} must be positive integers. "
+                                     f"Got {h!r} instead.")
+    from audit.core.limits import check_size
+
+    widths = [d_in, *hidden, d_out]
+    n_params = sum((a + 1) * b for a, b in zip(widths, widths[1:]))
+    check_size(8 * n_params, f"The architecture in {source} (widths {widths}) has {n_params:,} "
+               "parameters; the network and its loaded weights (float32) need", error=InvalidConfigError,
+               fix="Check the 'input_dim', 'hidden' and 'output_dim' widths.")
     layers: list[Any] = []
     width = d_in
     for h in hidden:
-        if not isinstance(h, int) or h < 1:
-            raise InvalidConfigError(f"The 'hidden' widths in {source} must be positive integers.")
         layers += [nn.Linear(width, h), acts[act]()]
         width = h
     layers.append(nn.Linear(width, d_out))
@@ -741,6 +846,7 @@ __all__ = [
     "TorchAdapter",
     "as_adapter",
     "build_mlp",
+    "check_outputs",
     "linear_chain",
     "load_model",
     "sha256_file",

@@ -163,6 +163,18 @@ class CategoricalFeature:
 Feature = NumericFeature | CategoricalFeature
 
 
+def _encoding_number(f: Mapping[str, Any], key: str, default: float, where: str, *,
+                     positive: bool = False) -> float:
+    """A number of an encoding feature: finite (JSON's NaN/Infinity are refused), and > 0 for
+    scales (a NaN centre would make every model input NaN)."""
+    value = f.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or (positive and value <= 0):
+        rule = "a positive finite number" if positive else "a finite number"
+        raise InvalidConfigError(f"The {key!r} of {where} must be {rule}. Got {value!r} instead.")
+    return float(value)
+
+
 _NA_LIKE = frozenset({"nan", "na", "n/a", "null", "none", "?", "-", "--", "#n/a", "missing"})
 
 
@@ -255,26 +267,36 @@ class Encoding:
             where = f"feature #{i} of {source}"
             if not isinstance(f, Mapping) or "name" not in f:
                 raise InvalidConfigError(f"The {where} must be an object with a \"name\".")
+            if not isinstance(f["name"], str) or not f["name"]:
+                raise InvalidConfigError(f"The 'name' of {where} must be a non-empty string. "
+                                         f"Got {f['name']!r} instead.")
+            where = f"feature {f['name']!r} (#{i}) of {source}"
             kind = f.get("type", "numeric")
             try:
                 if kind == "numeric":
-                    scale = float(f.get("scale", 1.0))
-                    if not math.isfinite(scale) or scale <= 0:
-                        raise InvalidConfigError(
-                            f"The 'scale' of {where} must be a positive number. Got {scale} instead.")
+                    scale = _encoding_number(f, "scale", 1.0, where, positive=True)
                     if f.get("transform") not in (None, "log1p"):
                         raise InvalidConfigError(
                             f"The 'transform' of {where} must be null or \"log1p\". "
                             f"Got {f.get('transform')!r} instead.")
-                    feats.append(NumericFeature(str(f["name"]), float(f.get("center", 0.0)), scale,
-                                                f.get("transform"), bool(f.get("integer", False))))
+                    if not isinstance(f.get("integer", False), bool):
+                        raise InvalidConfigError(f"The 'integer' of {where} must be true or false. "
+                                                 f"Got {f.get('integer')!r} instead.")
+                    feats.append(NumericFeature(str(f["name"]), _encoding_number(f, "center", 0.0, where),
+                                                scale, f.get("transform"), bool(f.get("integer", False))))
                 elif kind == "categorical":
                     enc = f.get("encoding", "onehot")
                     if enc not in ("onehot", "ordinal"):
                         raise InvalidConfigError(
                             f"The 'encoding' of {where} must be \"onehot\" or \"ordinal\". "
                             f"Got {enc!r} instead.")
-                    levels = tuple(str(v) for v in f.get("levels", ()))
+                    raw_levels = f.get("levels", ())
+                    if not isinstance(raw_levels, list) or not all(
+                            isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in raw_levels):
+                        raise InvalidConfigError(
+                            f"The 'levels' of {where} must be a list of strings or numbers. "
+                            f"Got {str(raw_levels)[:80]} instead.")
+                    levels = tuple(str(v) for v in raw_levels)
                     if not levels or len(set(levels)) != len(levels):
                         raise InvalidConfigError(
                             f"The 'levels' of {where} must be a non-empty list of distinct values.")
@@ -283,8 +305,9 @@ class Encoding:
                             f"The 'missing' level of {where} must be one of its levels. "
                             f"Got {f['missing']!r} instead.")
                     feats.append(CategoricalFeature(str(f["name"]), levels, enc, f.get("missing"),
-                                                    float(f.get("center", 0.0)),
-                                                    float(f.get("scale", 1.0))))
+                                                    _encoding_number(f, "center", 0.0, where),
+                                                    _encoding_number(f, "scale", 1.0, where,
+                                                                     positive=True)))
                 else:
                     raise InvalidConfigError(
                         f"The 'type' of {where} must be \"numeric\" or \"categorical\". "
@@ -297,6 +320,11 @@ class Encoding:
         if len(set(names)) != len(names):
             raise InvalidConfigError(f"The encoding in {source} names a feature twice.")
         classes = doc.get("classes")
+        if classes is not None and (not isinstance(classes, list) or not all(
+                isinstance(c, (str, int, float)) and not isinstance(c, bool) for c in classes)
+                or len({str(c) for c in classes}) != len(classes)):
+            raise InvalidConfigError(f"The \"classes\" of the encoding in {source} must be a list of "
+                                     f"distinct labels. Got {str(classes)[:80]} instead.")
         return cls(tuple(feats), tuple(str(c) for c in classes) if classes else None)
 
     @classmethod
@@ -355,6 +383,12 @@ class Encoding:
             raise DataValidationError(
                 f"The data lacks column(s) {_show(missing)} that the model's encoding needs."
                 f"{did_you_mean(missing[0], frame.columns)} Available columns: {_show(list(frame.columns))}.")
+        from audit.core.limits import check_size
+
+        # float64 blocks plus the float32 result: 12 bytes per encoded cell
+        check_size(12 * len(frame) * len(self.columns),
+                   f"Encoding {len(frame):,} rows into {len(self.columns):,} model-input columns needs",
+                   fix="Audit fewer rows ([data] max_rows), or use fewer one-hot levels.")
         blocks = [f.encode(frame[f.name]) for f in self.features]
         return np.hstack(blocks).astype(np.float32) if blocks else np.zeros((len(frame), 0), np.float32)
 
@@ -435,11 +469,12 @@ def read_table(path: str | Path, *, na_values: Sequence[str] = ()) -> pd.DataFra
             "resolved against the config file's folder).")
     name = path.name.lower()
     try:
+        _check_data_size(path)
         if name.endswith((".parquet", ".pq")):
             frame = pd.read_parquet(path)
         else:
             raw_names = _raw_header(path)
-            dupes = sorted({c for c in raw_names if raw_names.count(c) > 1})
+            dupes = duplicates(raw_names)
             if dupes:
                 raise DataValidationError(
                     f"The data file {str(path)!r} has duplicated column name(s) {_show(dupes)}. "
@@ -450,6 +485,8 @@ def read_table(path: str | Path, *, na_values: Sequence[str] = ()) -> pd.DataFra
                                 skipinitialspace=True, encoding="utf-8-sig", low_memory=False)
     except DataValidationError:
         raise
+    except MemoryError:
+        _out_of_memory(path)
     except (EOFError, zlib.error) as exc:  # a truncated .gz; click would turn EOFError into "Aborted."
         raise DataValidationError(
             f"The data file {str(path)!r} could not be read: it is truncated or corrupt ({exc}). "
@@ -461,6 +498,8 @@ def read_table(path: str | Path, *, na_values: Sequence[str] = ()) -> pd.DataFra
     except pd.errors.EmptyDataError:
         raise DataValidationError(f"The data file {str(path)!r} is empty.") from None
     except pd.errors.ParserError as exc:
+        if "out of memory" in str(exc).lower():  # pandas' C parser reports a failed allocation so
+            _out_of_memory(path)
         raise DataValidationError(
             f"The data file {str(path)!r} is not a well-formed CSV: {str(exc).strip()}. "
             "Check the delimiter (a comma is expected) and that every row has the same number "
@@ -478,6 +517,75 @@ def read_table(path: str | Path, *, na_values: Sequence[str] = ()) -> pd.DataFra
                     f"{label}s ({frame.columns[0][:60]!r}): it looks {label}-delimited. Save it "
                     "with a comma as the delimiter (audit-suite reads comma-separated files).")
     return frame
+
+
+def duplicates(names: Sequence[str]) -> list[str]:
+    """The names that occur more than once, sorted (one pass: a 100,000-column header is fine)."""
+    from collections import Counter
+
+    return sorted(n for n, count in Counter(names).items() if count > 1)
+
+
+_STREAMS = {".gz": "gzip", ".bz2": "bz2", ".xz": "lzma"}
+
+
+def _check_data_size(path: Path) -> None:
+    """Refuse a data file whose content exceeds the memory budget, before pandas reads it.
+
+    Compressed CSVs are decompressed as a stream and counted, stopping at the budget (a small
+    ``.gz`` can expand a thousandfold); Parquet's footer states the uncompressed size; plain
+    files are measured on disk.
+    """
+    from audit.core.limits import check_size, memory_budget
+
+    budget = memory_budget()[0]
+    name = path.name.lower()
+    fix = "Audit a sample of the rows (e.g. a smaller file)."
+    if name.endswith((".parquet", ".pq")):
+        try:
+            import pyarrow.parquet as pq
+
+            meta = pq.ParquetFile(path).metadata
+        except Exception:  # not Parquet: pandas says so with the usual message
+            return
+        size = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+        check_size(size, f"The data file {str(path)!r} holds", fix=fix)
+        return
+    suffix = next((s for s in _STREAMS if name.endswith(s)), None)
+    if suffix is None:
+        if name.endswith(".zip"):
+            import zipfile
+
+            try:
+                with zipfile.ZipFile(path) as zf:
+                    size = sum(i.file_size for i in zf.infolist())
+            except (zipfile.BadZipFile, OSError):
+                return
+            check_size(size, f"The data file {str(path)!r} decompresses to", fix=fix)
+            return
+        check_size(path.stat().st_size, f"The data file {str(path)!r} is", fix=fix)
+        return
+    import importlib
+
+    module = importlib.import_module(_STREAMS[suffix])
+    total = 0
+    with module.open(path, "rb") as fh:
+        while total <= budget:
+            chunk = fh.read(1 << 20)
+            if not chunk:
+                return
+            total += len(chunk)
+    check_size(total, f"The data file {str(path)!r} decompresses to at least", fix=fix)
+
+
+def _out_of_memory(path: Path) -> None:
+    from audit.core.limits import format_size, memory_budget
+
+    budget, source = memory_budget()
+    raise DataValidationError(
+        f"The data file {str(path)!r} ({format_size(path.stat().st_size)} on disk) ran out of memory "
+        f"while being read (memory budget {format_size(budget)}, {source}). Audit a sample of the "
+        "rows, or run on a machine with more memory.")
 
 
 def _raw_header(path: Path) -> list[str]:

@@ -74,6 +74,7 @@ class MethodConfig:
                     f"Options: {', '.join(sorted(fields)) or 'none'}.")
             values[key] = _coerce(value, hints[key], f"[methods.{method}] {key}")
         config = cls(**values)
+        check_bounds(config, method=method)
         config.validate()
         return config
 
@@ -132,6 +133,90 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             raise InvalidConfigError(f"The {where!r} option must be a table. Got {value!r} instead.")
         return dict(value)
     return value
+
+
+@dataclass(frozen=True)
+class Interval:
+    """Declarative bounds of a numeric option (scikit-learn's ``Interval``): ``low <= x <= high``.
+
+    ``why`` says what the upper bound protects (shown in the error). Lower bounds here are the
+    loosest sensible ones; a method's ``validate()`` may demand more (e.g. B >= 19).
+    """
+
+    low: float | None
+    high: float | None
+    why: str = ""
+
+    def check(self, value: Any, where: str) -> None:
+        if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+            return
+        if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
+            rule = (f"from {self.low:,} to {self.high:,}" if self.low is not None and self.high is not None
+                    else f"at most {self.high:,}" if self.high is not None else f"at least {self.low:,}")
+            why = f" ({self.why})" if self.why else ""
+            raise InvalidConfigError(f"The {where!r} option must be {rule}{why}. Got {value!r} instead.")
+
+
+_ROWS = 10_000_000
+_RESAMPLES = Interval(0, 100_000, "p-values and intervals gain nothing measurable beyond 100,000 "
+                                  "resamples; each costs a pass over the data")
+_SAMPLES = Interval(1, 100_000, "each sample is a model evaluation per explained row")
+_FIGURES = Interval(0, 1_000, "figures and examples shown in the report")
+
+# One bound per option name, used by every method (an option name means one thing across the
+# package). from_dict checks every option whose name is here, plus a method's own ``bounds``.
+OPTION_BOUNDS: dict[str, Interval] = {
+    "n_permutations": _RESAMPLES, "per_input_permutations": _RESAMPLES,
+    "n_boot": _RESAMPLES, "n_bootstrap": _RESAMPLES,
+    "calibration_bins": Interval(2, 1_000, "a reliability bin needs rows; more bins than this "
+                                           "leave most of them empty"),
+    "max_rows": Interval(1, _ROWS, "rows processed; bound the audit with [data] max_rows instead"),
+    "n_rows": Interval(1, _ROWS, "rows explained"), "kernel_n_rows": Interval(1, _ROWS, "rows explained"),
+    "gradient_n_rows": Interval(1, _ROWS, "rows explained"), "sanity_rows": Interval(1, _ROWS, "rows explained"),
+    "faithfulness_rows": Interval(1, _ROWS, "rows explained"),
+    "n_global_rows": Interval(0, _ROWS, "rows explained"),
+    "max_training_rows": Interval(1, _ROWS, "rows held in memory"),
+    "num_samples": Interval(1, 1_000_000, "perturbed rows per explanation, held in memory"),
+    "kernel_nsamples": Interval(1, 1_000_000, "model evaluations per explained row"),
+    "gradient_nsamples": _SAMPLES, "smoothgrad_samples": _SAMPLES, "gradient_shap_samples": _SAMPLES,
+    "background_size": Interval(1, 100_000, "background rows, each evaluated per explained row"),
+    "kernel_background_size": Interval(1, 100_000, "background rows, each evaluated per explained row"),
+    "n_background": Interval(1, 100_000, "background rows, each evaluated per explained row"),
+    "faithfulness_background": Interval(1, 100_000, "background rows averaged per deletion step"),
+    "ig_steps": Interval(1, 10_000, "IG evaluates the model ig_steps times per row"),
+    "steps": Interval(1, 100_000, "gradient steps per search"),
+    "population": Interval(1, 100_000, "candidates scored per generation"),
+    "generations": Interval(1, 10_000, "genetic search rounds"),
+    "depths": Interval(1, 64, "a tree deeper than 64 levels cannot be read as rules"),
+    "max_depth": Interval(1, 64, "a tree deeper than 64 levels cannot be read as rules"),
+    "n_repeats": Interval(1, 1_000, "column permutations per feature"),
+    "sanity_repeats": Interval(1, 1_000, "re-initializations of the model"),
+    "n_seeds": Interval(1, 1_000, "explanations per row"),
+    "n_restarts": Interval(1, 1_000, "networks trained from random starts"),
+    "n_random": Interval(0, 10_000, "rows explained"), "top_k": Interval(1, 10_000, "features compared"),
+    "max_groups": Interval(2, 10_000, "groups per attribute"),
+    "per_input": Interval(0, 10_000, "features given their own null"),
+    "batch_rows": Interval(1, 1_000_000, "rows per batch, held in memory at once"),
+    "chunk": Interval(1, 1_000_000, "networks trained at once, held in memory at once"),
+    "n_jobs": Interval(1, 256, "parallel processes"), "n_workers": Interval(1, 256, "parallel threads"),
+    "n_examples": _FIGURES, "n_selected": _FIGURES, "n_per_class": _FIGURES,
+    "n_dependence": _FIGURES, "n_waterfall": _FIGURES, "max_display": _FIGURES,
+}
+
+
+def check_bounds(config: MethodConfig, *, method: str) -> None:
+    """Check every numeric option of ``config`` against :data:`OPTION_BOUNDS` (and the class's
+    own ``bounds``), and that every float option is finite (TOML allows ``nan`` and ``inf``)."""
+    bounds = {**OPTION_BOUNDS, **getattr(type(config), "bounds", {})}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        where = f"[methods.{method}] {f.name}"
+        items = value if isinstance(value, tuple) else (value,)
+        for v in items:
+            if isinstance(v, float) and not math.isfinite(v):
+                raise InvalidConfigError(f"The {where!r} option must be a finite number. Got {v!r} instead.")
+            if f.name in bounds:
+                bounds[f.name].check(v, where)
 
 
 @dataclass(frozen=True)
@@ -253,10 +338,13 @@ def to_jsonable(obj: Any) -> Any:
 __all__ = [
     "AuditMethod",
     "Finding",
+    "Interval",
     "MethodConfig",
     "MethodResult",
+    "OPTION_BOUNDS",
     "Progress",
     "RunContext",
     "Skipped",
+    "check_bounds",
     "to_jsonable",
 ]

@@ -60,6 +60,7 @@ Examples
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -491,9 +492,13 @@ def _load_npz(path: str) -> dict[str, np.ndarray]:
     if not p.is_file():
         raise DataValidationError(f"The data file {path!r} does not exist. Check [data] path (relative "
                                   "paths are resolved against the config file's folder).")
+    _check_npz_size(p)
     try:
         with np.load(p, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
+    except MemoryError:
+        raise DataValidationError(f"The data file {path!r} could not be loaded: out of memory. "
+                                  "Store fewer examples per file.") from None
     except ValueError as exc:
         raise DataValidationError(
             f"The data file {path!r} holds Python objects ({exc}); store plain numeric or string "
@@ -501,6 +506,59 @@ def _load_npz(path: str) -> dict[str, np.ndarray]:
     except (OSError, EOFError) as exc:
         raise DataValidationError(f"The data file {path!r} is not a readable .npz archive ({exc}). "
                                   "Re-save it with numpy.savez_compressed.") from None
+
+
+def npz_sizes(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype, int]]:
+    """Shape, dtype and bytes of every array in an ``.npz`` (or ``.npy``), read from the array
+    headers alone: nothing is decompressed or allocated, so a header claiming terabytes costs
+    nothing to inspect."""
+    import zipfile
+
+    from numpy.lib import format as npformat
+
+    def header(fh: Any) -> tuple[tuple[int, ...], np.dtype]:
+        version = npformat.read_magic(fh)
+        reader = {(1, 0): npformat.read_array_header_1_0,
+                  (2, 0): npformat.read_array_header_2_0}.get(version)
+        if reader is None:
+            raise ValueError(f"unsupported .npy format version {version}")
+        shape, _, dtype = reader(fh, max_header_size=100_000)
+        return tuple(int(d) for d in shape), dtype
+
+    def entry(fh: Any) -> tuple[tuple[int, ...], np.dtype, int]:
+        shape, dtype = header(fh)
+        return shape, dtype, math.prod(shape) * max(dtype.itemsize, 1)
+
+    if path.suffix.lower() == ".npy":
+        with open(path, "rb") as fh:
+            return {"arr_0": entry(fh)}
+    out = {}
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            if info.filename.endswith(".npy"):
+                with zf.open(info) as fh:
+                    out[info.filename[:-4]] = entry(fh)
+    return out
+
+
+def _check_npz_size(p: Path) -> None:
+    """Refuse an archive whose arrays (by their headers) exceed the memory budget."""
+    import zipfile
+
+    from audit.core.limits import check_size
+
+    try:
+        sizes = npz_sizes(p)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, SyntaxError):
+        return  # np.load reports a damaged archive with the usual message
+    if not sizes:
+        return
+    biggest = max(sizes, key=lambda k: sizes[k][2])
+    shape, dtype, _ = sizes[biggest]
+    # the arrays as stored, plus the largest converted to float64 for the model
+    need = sum(n for _, _, n in sizes.values()) + 8 * math.prod(shape)
+    check_size(need, f"The arrays in {str(p)!r} (largest: {biggest!r}, shape {shape}, {dtype}) "
+               "would need", fix="Store fewer examples per file.")
 
 
 def _npz_array(arrays: Mapping[str, np.ndarray], key: str, path: str) -> np.ndarray:
@@ -584,6 +642,11 @@ def read_images(spec: ImageSpec, data: DatasetSpec) -> tuple[np.ndarray, pd.Data
 def _read_image_files(folder: Path, names: list[str], channels: int | None) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
+    from audit.core.limits import check_size
+
+    # PIL's own decompression-bomb guard raises at 2 x MAX_IMAGE_PIXELS; the budget check above
+    # it comes first, and a bomb below the budget is caught as DecompressionBombError below.
+
     images: list[np.ndarray] = []
     first: tuple[str, tuple[int, ...]] | None = None
     root = folder.resolve()
@@ -599,6 +662,13 @@ def _read_image_files(folder: Path, names: list[str], channels: int | None) -> n
                 "Fix the file name or remove its row.")
         try:
             with Image.open(file) as img:
+                # the header's dimensions, checked before any pixel is decompressed
+                w, h = img.size
+                bands = max(len(img.getbands()), 3 if img.mode not in ("L", "I", "I;16", "F", "1") else 1)
+                check_size(8 * w * h * bands * len(names),
+                           f"The image {str(file)!r} is {w:,} x {h:,} pixels; {len(names):,} images of "
+                           "that size as float64 need",
+                           fix="Resize the images to the model's input size.")
                 img.load()
                 mode = img.mode
                 if mode in ("L", "I", "I;16", "F", "1"):
@@ -609,6 +679,10 @@ def _read_image_files(folder: Path, names: list[str], channels: int | None) -> n
                 else:
                     raise DataValidationError(f"The image {str(file)!r} has an unsupported mode {mode!r}; "
                                               "save it as 8-bit grayscale or RGB.")
+        except Image.DecompressionBombError as exc:
+            raise DataValidationError(
+                f"The image {str(file)!r} was refused as a possible decompression bomb ({exc}). "
+                "Resize it to the model's input size.") from None
         except (UnidentifiedImageError, OSError, SyntaxError) as exc:
             raise DataValidationError(
                 f"The image {str(file)!r} could not be read ({type(exc).__name__}: {exc}). It may be "

@@ -891,6 +891,7 @@ def _what_if(scores: np.ndarray, y: np.ndarray, yhat: np.ndarray, values: np.nda
         return ()
     # Scores rounded to 0.001: the optimizer's cost grows with the number of distinct scores.
     s, t, p, v = np.round(scores[keep], 3), y[keep], yhat[keep], values[keep]
+    finite = bool(np.all(np.isfinite(s)))  # fairlearn loops without end on NaN scores (17 GB in 15 min)
     levels, codes = group_codes(v)
     G = len(levels)
     before_rates = rates_from_cells(confusion_cells(t, p, codes, G))
@@ -898,6 +899,10 @@ def _what_if(scores: np.ndarray, y: np.ndarray, yhat: np.ndarray, values: np.nda
     for constraint, disp in (("demographic_parity", "demographic_parity_difference"),
                              ("equalized_odds", "equalized_odds_difference")):
         before = binary_disparities(before_rates, None)[disp]
+        if not finite:
+            out.append(WhatIf(constraint, _f(np.mean(p == t)), None, disp, _f(before), None, {},
+                              "not run: the scores contain NaN or infinite values"))
+            continue
         try:
             opt = ThresholdOptimizer(estimator=_score_model(), constraints=constraint,
                                      predict_method="predict", prefit=True)
