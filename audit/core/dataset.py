@@ -548,8 +548,12 @@ def _check_data_size(path: Path) -> None:
             meta = pq.ParquetFile(path).metadata
         except Exception:  # not Parquet: pandas says so with the usual message
             return
-        size = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
-        check_size(size, f"The data file {str(path)!r} holds", fix=fix)
+        # The footer's uncompressed size is after dictionary/run-length encoding, which a
+        # column of repeated values shrinks to nothing; in memory every cell takes >= 8 bytes.
+        size = max(sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups)),
+                   8 * meta.num_rows * meta.num_columns)
+        check_size(size, f"The data file {str(path)!r} holds {meta.num_rows:,} rows x "
+                   f"{meta.num_columns:,} columns; in memory that is at least", fix=fix)
         return
     suffix = next((s for s in _STREAMS if name.endswith(s)), None)
     if suffix is None:

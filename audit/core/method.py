@@ -195,6 +195,8 @@ OPTION_BOUNDS: dict[str, Interval] = {
     "n_restarts": Interval(1, 1_000, "networks trained from random starts"),
     "n_random": Interval(0, 10_000, "rows explained"), "top_k": Interval(1, 10_000, "features compared"),
     "max_groups": Interval(2, 10_000, "groups per attribute"),
+    "min_group_size": Interval(1, _ROWS, "rows a group needs to be judged"),
+    "n_counterfactuals": Interval(1, 10, "searches per row"),
     "per_input": Interval(0, 10_000, "features given their own null"),
     "batch_rows": Interval(1, 1_000_000, "rows per batch, held in memory at once"),
     "chunk": Interval(1, 1_000_000, "networks trained at once, held in memory at once"),

@@ -666,7 +666,7 @@ def _read_image_files(folder: Path, names: list[str], channels: int | None) -> n
                 w, h = img.size
                 bands = max(len(img.getbands()), 3 if img.mode not in ("L", "I", "I;16", "F", "1") else 1)
                 check_size(8 * w * h * bands * len(names),
-                           f"The image {str(file)!r} is {w:,} x {h:,} pixels; {len(names):,} images of "
+                           f"The image {str(file)!r} is {w:,} x {h:,} pixels; {len(names):,} image(s) of "
                            "that size as float64 need",
                            fix="Resize the images to the model's input size.")
                 img.load()

@@ -280,7 +280,153 @@ def cases() -> dict[str, dict]:
          **{"audit.toml": toml_with(('target = "income"', 'target = "income"\nmax_rows = 0'))})
     case("config_bad_run_name", err("'name'", "plain folder name"),
          **{"audit.toml": toml_with(('name = "bad"', 'name = "../escape"'))})
+    resource_cases(case, err)
     return c
+
+
+# ---- hangs, memory and out-of-range outputs (issue 12): hostile files are generated small ------
+TINY_BUDGET = '\n[limits]\nmemory = "1MiB"\n'
+FOUR_GIB = '\n[limits]\nmemory = "4GiB"\n'  # explicit, so the case does not depend on the RAM
+IMAGE_TOML = toml_with(('[data]\npath = "data.csv"', '[data]\nmodality = "image"\npath = "."\nlabels = "labels.csv"'))
+
+
+def resource_cases(case, err) -> None:
+    weights = _shared_state()
+    arch = json.loads((SHARED / "architecture.json").read_text())
+    enc = json.loads((SHARED / "encoding.json").read_text())
+
+    def feature_edit(name, **changes):
+        return json.dumps({**enc, "features": [{**f, **changes} if f["name"] == name else f
+                                               for f in enc["features"]]})
+
+    big_csv = (lines()[0] + "\n" + (lines()[1] + "\n") * 80_000).encode()  # 2 MiB of text
+    case("limits_gzip_bomb", err("data.csv.gz", "decompresses to at least", "memory budget of 1 MiB",
+                                 "[limits] memory"),
+         **{"data.csv.gz": gzip.compress(big_csv, 9, mtime=0),
+            "audit.toml": toml_with(('path = "data.csv"', 'path = "data.csv.gz"')) + TINY_BUDGET})
+    case("limits_parquet_over_budget", err("data.parquet", "200,000 rows x 5 columns", "memory budget of 1 MiB"),
+         **{"data.parquet": parquet_of(make_frame(1, seed=2).loc[[0] * 200_000]),
+            "audit.toml": toml_with(('path = "data.csv"', 'path = "data.parquet"')) + TINY_BUDGET})
+    case("limits_memory_not_a_size", err("[limits] memory", "\"4GiB\"", "'lots'"),
+         **{"audit.toml": BASE_TOML + '\n[limits]\nmemory = "lots"\n'})
+    case("limits_npz_forged_header", err("data.npz", "shape (1000000, 1, 1000, 1000)", "14.6 TiB", "memory budget of 4 GiB"),
+         **{"data.npz": forged_npz((1_000_000, 1, 1000, 1000)),
+            "audit.toml": toml_with(('[data]\npath = "data.csv"',
+                                     '[data]\nmodality = "image"\npath = "data.npz"')) + FOUR_GIB})
+    case("limits_png_decompression_bomb", err("bomb.png", "decompression bomb"),
+         **{"bomb.png": png_header(100_000, 100_000), "labels.csv": "file,income,sex\nbomb.png,>50K,Male\n",
+            "audit.toml": IMAGE_TOML})
+    case("limits_png_over_budget", err("big.png", "2,000 x 2,000 pixels", "memory budget of 1 MiB"),
+         **{"big.png": png_header(2000, 2000), "labels.csv": "file,income,sex\nbig.png,>50K,Male\n",
+            "audit.toml": IMAGE_TOML + TINY_BUDGET})
+    case("architecture_billion_hidden_units", err("architecture.json", "7,000,000,001 parameters",
+                                                  "52.2 GiB", "memory budget of 4 GiB"),
+         **{"architecture.json": json.dumps({**arch, "hidden": [1_000_000_000]}),
+            "audit.toml": BASE_TOML + FOUR_GIB})
+    case("architecture_float_width", err("'hidden' widths", "positive integers", "1000000000.0"),
+         **{"architecture.json": json.dumps({**arch, "hidden": [1e9]})})
+    case("architecture_negative_width", err("'hidden' widths", "positive integers", "-4"),
+         **{"architecture.json": json.dumps({**arch, "hidden": [-4]})})
+    case("encoding_nan_center", err("encoding.json", "'center'", "'age'", "finite number", "nan"),
+         **{"encoding.json": feature_edit("age", center=float("nan"))})
+    case("encoding_center_is_text", err("encoding.json", "'center'", "'hours'", "'40'"),
+         **{"encoding.json": feature_edit("hours", center="40")})
+    case("encoding_infinite_scale", err("encoding.json", "'scale'", "positive finite number", "inf"),
+         **{"encoding.json": feature_edit("hours", scale=float("inf"))})
+    nan_weights = {k: v.clone() for k, v in weights.items()}
+    nan_weights["0.bias"][0] = float("nan")
+    case("model_nan_weights", err("model.safetensors", "returned NaN", "120 of 120 rows"),
+         **{"model.safetensors": safetensors_bytes(nan_weights)})
+    case("model_probabilities_out_of_range", err("model.safetensors", "outside [0, 1]", "output = \"logit\""),
+         **{"architecture.json": json.dumps({**arch, "output": "probability"})})
+    three = {k: v.clone() for k, v in weights.items()}
+    three["2.weight"] = three["2.weight"].repeat(3, 1)
+    three["2.bias"] = three["2.bias"].repeat(3)
+    case("model_three_outputs_for_binary", err("model.safetensors", "3 outputs per row", "task is binary"),
+         **{"model.safetensors": safetensors_bytes(three),
+            "architecture.json": json.dumps({**arch, "output_dim": 3})})
+    case("model_returns_an_extra_row", err("model.safetensors", "121 rows of output for 120 input rows"),
+         **{"model.py": EXTRA_ROW_MODEL,
+            "audit.toml": toml_with(('architecture = "architecture.json"', 'architecture = "model:ExtraRow"'))})
+    case("config_n_permutations_huge", err("[methods.fairness] n_permutations", "100,000", "1000000000"),
+         **{"audit.toml": BASE_TOML + "\n[methods.fairness]\nn_permutations = 1000000000\n"})
+    case("config_n_boot_huge", err("[methods.fairness] n_boot", "100,000", "10000000"),
+         **{"audit.toml": BASE_TOML + "\n[methods.fairness]\nn_boot = 10000000\n"})
+    case("config_calibration_bins_huge", err("[methods.fairness] calibration_bins", "1,000", "1000000000"),
+         **{"audit.toml": BASE_TOML + "\n[methods.fairness]\ncalibration_bins = 1000000000\n"})
+    case("config_max_depth_huge", err("[methods.surrogate] max_depth", "64", "1000000"),
+         **{"audit.toml": BASE_TOML + "\n[methods.surrogate]\nmax_depth = 1000000\n"})
+    case("config_option_infinite", err("[methods.counterfactuals] learning_rate", "finite number", "inf"),
+         **{"audit.toml": BASE_TOML + "\n[methods.counterfactuals]\nlearning_rate = inf\n"},
+         _methods="counterfactuals")
+    case("config_seed_negative", err("'seed'", "0 to 4,294,967,295", "-1"),
+         **{"audit.toml": toml_with(("seed = 0", "seed = -1"))})
+    case("config_seed_huge", err("'seed'", "0 to 4,294,967,295", "1099511627776"),
+         **{"audit.toml": toml_with(("seed = 0", f"seed = {2**40}"))})
+    case("config_seed_not_integer", err("'seed'", "int", "1.5"),
+         **{"audit.toml": toml_with(("seed = 0", "seed = 1.5"))})
+
+
+EXTRA_ROW_MODEL = '''"""The bad-input model: the shared MLP, but it returns one row more than it was given."""
+import torch
+import torch.nn as nn
+
+
+class ExtraRow(nn.Sequential):
+    def __init__(self):
+        super().__init__(nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 1))
+
+    def forward(self, x):
+        out = super().forward(x)
+        return torch.cat([out, out[:1]])
+'''
+
+
+def _shared_state():
+    from safetensors.torch import load_file
+
+    return load_file(str(SHARED / "model.safetensors"))
+
+
+def safetensors_bytes(state) -> bytes:
+    from safetensors.torch import save
+
+    return save({k: v.contiguous() for k, v in state.items()})
+
+
+def parquet_of(frame) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    frame.to_parquet(buf, index=False)
+    return buf.getvalue()
+
+
+def forged_npz(shape: tuple[int, ...]) -> bytes:
+    """An .npz whose X.npy header claims ``shape`` (float64) but holds no data at all."""
+    import io
+    import zipfile
+
+    npy = io.BytesIO()
+    np.lib.format.write_array_header_1_0(npy, {"descr": "<f8", "fortran_order": False, "shape": shape})
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as zf:
+        info = zipfile.ZipInfo("X.npy", date_time=(1980, 1, 1, 0, 0, 0))
+        zf.writestr(info, npy.getvalue())
+    return out.getvalue()
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A grayscale PNG whose IHDR claims width x height, with one tiny IDAT (not the pixels)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+            + chunk(b"IEND", b""))
 
 
 def onnx_model(width: int) -> bytes:
@@ -320,20 +466,26 @@ def to_toml(expect: dict) -> str:
 
 
 def main() -> None:
+    """Rewrite every case; ``_generate.py NAME...`` rewrites only the named cases."""
+    only = [a for a in sys.argv[1:] if not a.startswith("-")]
     if "--shared" in sys.argv or not (SHARED / "model.safetensors").exists():
         shared()
     for old in HERE.iterdir():
-        if old.is_dir() and not old.name.startswith(("_", ".")):
+        if old.is_dir() and not old.name.startswith(("_", ".")) and (not only or old.name in only):
             shutil.rmtree(old)
     for name, spec in cases().items():
+        if only and name not in only:
+            continue
         folder = HERE / name
         folder.mkdir()
         for fname, content in spec["files"].items():
-            if fname in ("_delete", "_requires"):
+            if fname in ("_delete", "_requires", "_methods"):
                 continue
             path = folder / fname
             path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
         expect = dict(spec["expect"])
+        if spec["files"].get("_methods"):
+            expect["methods"] = spec["files"]["_methods"]
         if spec["files"].get("_requires"):
             expect["requires"] = spec["files"]["_requires"]
         (folder / "expect.toml").write_text(to_toml(expect), encoding="utf-8")
