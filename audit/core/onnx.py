@@ -90,7 +90,9 @@ class OnnxAdapter(ModelAdapter):
                 out.append(p)
                 continue
             s = np.asarray(self._run(chunk, self.score_output or ""), dtype=float).reshape(len(chunk), -1)
-            if self.task == "regression" or self.output_kind == "identity":
+            if self.task == "regression":
+                out.append(s)  # more than one value per row is refused by check_outputs
+            elif self.output_kind == "identity":
                 out.append(s[:, :1])
             elif self.output_kind == "probability":
                 out.append(np.column_stack([1 - s[:, 0], s[:, 0]]) if s.shape[1] == 1 else s)

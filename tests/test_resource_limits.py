@@ -1,0 +1,274 @@
+"""Issue 12, hangs / memory / silent wrong results: no input hangs, allocates without bound or is
+accepted out of range. The hostile files of the bad-input corpus (tests/bad_inputs/limits_*,
+model_*, encoding_*, config_*) run through the real CLI in test_bad_inputs.py; this module
+covers what the corpus cannot: `audit check`, the environment variable, every adapter's output
+check, the declarative option bounds over every registered method, and the helpers on their own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import typing
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from audit.cli import app
+from audit.core.adapter import CallableAdapter, SklearnAdapter, check_outputs
+from audit.core.limits import ENV_VAR, format_size, memory_budget, memory_limit, parse_size
+from audit.core.method import OPTION_BOUNDS, check_bounds
+from audit.errors import DataValidationError, InvalidConfigError, ModelLoadError
+from audit.registry import METHODS
+
+CORPUS = Path(__file__).resolve().parent / "bad_inputs"
+
+
+def _case(name: str, tmp_path: Path) -> Path:
+    """A corpus case staged over the shared files (as test_bad_inputs does)."""
+    work = tmp_path / name
+    shutil.copytree(CORPUS / "_shared", work)
+    for f in (CORPUS / name).iterdir():
+        if f.name != "expect.toml":
+            shutil.copy(f, work / f.name)
+    return work
+
+
+def _cli(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, list(args), catch_exceptions=False)
+    return result.exit_code, result.output.strip()
+
+
+# ---- the deployment gate: NaN weights used to hang fairlearn's ThresholdOptimizer --------------
+
+
+def test_audit_check_with_nan_weights_is_an_input_error_not_a_hang(tmp_path):
+    work = _case("model_nan_weights", tmp_path)
+    toml = work / "audit.toml"
+    toml.write_text(toml.read_text() + '\n[gate]\n"fairness.sex.demographic_parity_difference" = { max = 0.1 }\n')
+    code, text = _cli("check", str(toml), "-q")
+    assert code == 2, text
+    assert text.startswith("error:") and "returned NaN" in text and "120 of 120 rows" in text
+
+
+def test_threshold_optimizer_what_if_is_not_run_on_non_finite_scores():
+    """Defence in depth behind the adapter check: fairness' what-if never hands NaN scores to
+    fairlearn (which loops without end on them); it says why it did not run."""
+    from audit.methods.fairness import _what_if
+
+    rng = np.random.default_rng(0)
+    scores = rng.random(200)
+    scores[[3, 50]] = np.nan
+    y = rng.integers(0, 2, 200)
+    groups = np.array(["a", "b"] * 100)
+    out = _what_if(scores, y, (np.nan_to_num(scores) > 0.5).astype(np.int64), groups,
+                   np.ones(200, bool), None)
+    assert [w.constraint for w in out] == ["demographic_parity", "equalized_odds"]
+    assert all(w.accuracy_after is None and "NaN" in w.error for w in out)
+
+
+# ---- the memory budget -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, expected", [("4GiB", 4 * 1024**3), ("512MB", 512 * 1000**2),
+                                            ("2G", 2 * 1024**3), ("1.5 MiB", 1572864),
+                                            (3_000_000, 3_000_000)])
+def test_memory_sizes_parse_with_binary_and_decimal_units(text, expected):
+    assert parse_size(text) == expected
+
+
+@pytest.mark.parametrize("bad", ["lots", "4 parsecs", "-1GiB", True, "100KiB", 12])
+def test_unreadable_or_tiny_memory_sizes_are_config_errors(bad):
+    with pytest.raises(InvalidConfigError, match="memory"):
+        parse_size(bad)
+
+
+def test_the_default_budget_is_half_the_ram_and_the_environment_and_config_override_it(monkeypatch):
+    import os
+
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    assert memory_budget() == (ram // 2, f"the default: half of the {format_size(ram)} of RAM")
+    monkeypatch.setenv(ENV_VAR, "2GiB")
+    assert memory_budget()[0] == 2 * 1024**3
+    with memory_limit(parse_size("3GiB")):  # [limits] memory wins over the environment
+        assert memory_budget()[0] == 3 * 1024**3
+    assert memory_budget()[0] == 2 * 1024**3
+
+
+def test_the_environment_variable_budget_refuses_a_gzip_bomb_through_the_cli(tmp_path, monkeypatch):
+    work = _case("limits_gzip_bomb", tmp_path)
+    toml = work / "audit.toml"
+    toml.write_text(toml.read_text().split("[limits]")[0])  # no [limits]: the variable decides
+    monkeypatch.setenv(ENV_VAR, "1MiB")
+    code, text = _cli("run", str(toml), "--out", str(tmp_path / "out"), "-q")
+    assert code == 2 and "decompresses to at least" in text and f"{ENV_VAR}=1MiB" in text, text
+    monkeypatch.setenv(ENV_VAR, "64MiB")  # the same file is fine under a larger budget
+    code, text = _cli("run", str(toml), "--out", str(tmp_path / "out"), "-q", "--methods", "surrogate")
+    assert code == 0, text
+
+
+def test_npz_headers_are_read_without_allocating_the_declared_array(tmp_path):
+    from audit.core.modalities import npz_sizes
+
+    path = tmp_path / "forged.npz"
+    path.write_bytes((CORPUS / "limits_npz_forged_header" / "data.npz").read_bytes())
+    (shape, dtype, nbytes), = npz_sizes(path).values()
+    assert shape == (1_000_000, 1, 1000, 1000) and dtype == np.float64
+    assert nbytes == 8 * 10**12  # 7.3 TiB declared; the file is a few hundred bytes
+    real = tmp_path / "real.npz"
+    np.savez_compressed(real, X=np.zeros((3, 4), np.uint8), y=np.arange(3))
+    sizes = npz_sizes(real)
+    assert sizes["X"][2] == 12 and sizes["y"][0] == (3,)
+
+
+def test_a_100000_column_header_with_a_duplicate_is_named_at_once(tmp_path):
+    """The duplicate-header check counted each name with list.count (O(n^2): 221 s for 100,000
+    columns); it is now one pass."""
+    from audit.core.dataset import duplicates, read_table
+
+    names = [f"c{i}" for i in range(100_000)] + ["c77"]
+    assert duplicates(names) == ["c77"]
+    path = tmp_path / "wide.csv"
+    path.write_text(",".join(names) + "\n" + ",".join("1" * len(names)) + "\n")
+    with pytest.raises(DataValidationError, match="duplicated column name.*'c77'"):
+        read_table(path)
+
+
+def test_encoding_more_cells_than_the_budget_is_refused_before_allocating():
+    import pandas as pd
+
+    from audit.core.dataset import Encoding
+
+    frame = pd.DataFrame({"job": [f"level{i}" for i in range(1000)]})
+    enc = Encoding.fit(frame)  # 1,000 one-hot columns
+    with memory_limit(parse_size("1MiB")), pytest.raises(DataValidationError, match="1,000 model-input columns"):
+        enc.encode(frame)  # 1,000 x 1,000 cells x 12 bytes = 11.4 MiB
+
+
+# ---- one output check for every adapter ---------------------------------------------------------
+
+
+def test_callable_outputs_name_how_many_rows_are_nan():
+    def fn(X):
+        p = 1 / (1 + np.exp(-X[:, 0]))
+        p[:412] = np.nan
+        return p
+    model = CallableAdapter(task="binary", fn=fn, description="function f")
+    with pytest.raises(ModelLoadError, match=r"function f returned NaN: 412 of 1,000 rows"):
+        model.predict_proba(np.random.default_rng(0).normal(size=(1000, 2)))
+
+
+@pytest.mark.parametrize("output, match", [
+    (lambda X: np.full(len(X), 3.7), r"outside \[0, 1\]: values from -2.7 to 3.7 in 5 of 5 rows"),
+    (lambda X: np.full((len(X), 2), 0.3), r"do not sum to 1 .* 5 of 5 rows"),
+    (lambda X: np.full((len(X), 3), 1 / 3), r"3 outputs per row but the task is binary"),
+    (lambda X: np.full(len(X) + 1, 0.5), r"6 rows of output for 5 input rows"),
+    (lambda X: np.full((len(X), 2, 2), 0.5), r"shape \(5, 2, 2\)"),
+    (lambda X: ["yes"] * len(X), r"not an array of numbers"),
+    (lambda X: np.where(np.arange(len(X)) == 2, np.inf, 0.5), r"infinite values: 1 of 5 rows .*row 2"),
+])
+def test_callable_outputs_out_of_range_or_of_the_wrong_shape_are_refused(output, match):
+    model = CallableAdapter(task="binary", fn=output, description="function f")
+    with pytest.raises(ModelLoadError, match=match):
+        model.predict(np.zeros((5, 2), np.float32))
+
+
+def test_float32_softmax_rows_pass_the_sum_tolerance():
+    """The tolerances (1e-4 on the range, 1e-3 on row sums) do not reject real probabilities:
+    float32 softmax over 10 classes of logits up to +-30, 100,000 rows."""
+    rng = np.random.default_rng(1)
+    z = rng.normal(scale=10, size=(100_000, 10)).astype(np.float32)
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    p = (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+    out = check_outputs(p, task="multiclass", n_rows=100_000, what="m", n_classes=10)
+    assert out.shape == (100_000, 10) and out.min() >= 0 and out.max() <= 1
+
+
+def test_a_sklearn_regressor_with_two_outputs_is_refused_for_a_regression_task():
+    from sklearn.linear_model import LinearRegression
+
+    X = np.random.default_rng(0).normal(size=(50, 3))
+    est = LinearRegression().fit(X, np.column_stack([X[:, 0], X[:, 1]]))
+    model = SklearnAdapter(task="regression", estimator=est, description="scikit-learn LinearRegression (m.skops)")
+    with pytest.raises(ModelLoadError, match=r"m.skops\) returned 2 outputs per row but the task is regression"):
+        model.predict(X.astype(np.float32))
+
+
+def test_an_onnx_score_read_as_a_probability_outside_0_1_is_refused(tmp_path):
+    pytest.importorskip("onnxruntime")
+    skl2onnx = pytest.importorskip("skl2onnx")
+    from sklearn.linear_model import LinearRegression
+
+    from audit.core.adapter import ModelSpec, load_model
+
+    X = np.random.default_rng(0).normal(size=(50, 3)).astype(np.float32)
+    est = LinearRegression().fit(X, 5 * X[:, 0])
+    (tmp_path / "m.onnx").write_bytes(skl2onnx.to_onnx(est, X[:1], target_opset=17).SerializeToString())
+    model = load_model(ModelSpec(path=str(tmp_path / "m.onnx"), task="binary", output="probability"),
+                       encoding=None)
+    with pytest.raises(ModelLoadError, match=r"ONNX model m.onnx returned probabilities outside \[0, 1\]"):
+        model.predict_proba(X)
+
+
+def test_a_torch_multiclass_model_with_the_wrong_number_of_classes_is_refused():
+    import pandas as pd
+    import torch
+
+    from audit.core.adapter import TorchAdapter
+    from audit.core.dataset import DatasetSpec, build_audit_data
+
+    frame = pd.DataFrame({"x": np.linspace(0, 1, 30), "y": ["a", "b", "c"] * 10})
+    data = build_audit_data(frame, DatasetSpec(target="y", task="multiclass"))
+    model = TorchAdapter(task="multiclass", module=torch.nn.Linear(1, 4), description="torch model m.pt")
+    with pytest.raises(ModelLoadError, match="4 class probabilities per row but the target has 3 classes"):
+        model.predictions(data)
+
+
+# ---- declarative option bounds -------------------------------------------------------------------
+
+
+def _options(method):
+    hints = typing.get_type_hints(method.Config)
+    return [(f, str(hints[f.name])) for f in dataclasses.fields(method.Config)]
+
+
+@pytest.mark.parametrize("method", METHODS, ids=lambda m: m.name)
+def test_every_integer_option_of_every_method_has_an_upper_bound(method):
+    unbounded = [f.name for f, hint in _options(method) if "int" in hint and f.name not in OPTION_BOUNDS]
+    assert not unbounded, f"{method.name}: add {unbounded} to audit.core.method.OPTION_BOUNDS"
+    for f, hint in _options(method):
+        if f.name in OPTION_BOUNDS:
+            assert OPTION_BOUNDS[f.name].high is not None
+
+
+@pytest.mark.parametrize("method", METHODS, ids=lambda m: m.name)
+def test_every_method_default_is_inside_the_bounds_and_just_past_them_is_refused(method):
+    check_bounds(method.Config(), method=method.name)
+    for f, hint in _options(method):
+        if f.name not in OPTION_BOUNDS or "int" not in hint:
+            continue
+        too_big = OPTION_BOUNDS[f.name].high + 1
+        value = (too_big,) if "tuple" in hint else too_big
+        with pytest.raises(InvalidConfigError, match=rf"\[methods.{method.name}\] {f.name}.*Got"):
+            method.Config.from_dict({f.name: value}, method=method.name)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_float_options_are_refused(value):
+    from audit.methods.counterfactuals import CounterfactualsConfig
+
+    with pytest.raises(InvalidConfigError, match="must be a finite number"):
+        CounterfactualsConfig.from_dict({"margin": value}, method="counterfactuals")
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**32)])
+def test_a_seed_flag_outside_0_to_2_32_is_a_usage_error(seed, tmp_path):
+    work = _case("config_seed_negative", tmp_path)
+    toml = work / "audit.toml"
+    toml.write_text(toml.read_text().replace("seed = -1", "seed = 0"))
+    code, text = _cli("run", str(toml), "--out", str(tmp_path / "out"), "-q", "--seed", seed)
+    assert code == 2 and "'--seed'" in text and seed in text, text
+    assert not (tmp_path / "out").exists()
