@@ -272,3 +272,18 @@ def test_a_seed_flag_outside_0_to_2_32_is_a_usage_error(seed, tmp_path):
     code, text = _cli("run", str(toml), "--out", str(tmp_path / "out"), "-q", "--seed", seed)
     assert code == 2 and "'--seed'" in text and seed in text, text
     assert not (tmp_path / "out").exists()
+
+
+def test_sequence_windows_over_the_budget_are_refused_before_they_are_stacked(tmp_path):
+    import pandas as pd
+
+    from audit.core.dataset import DatasetSpec
+    from audit.core.modalities import SequenceSpec, build_sequence_data
+
+    n = 2000
+    pd.DataFrame({"t": np.arange(n), "x": np.sin(np.arange(n) / 10.0)}).to_csv(tmp_path / "s.csv", index=False)
+    spec = SequenceSpec(path=str(tmp_path / "s.csv"), window=200, time_column="t")
+    with memory_limit(parse_size("1MiB")), pytest.raises(DataValidationError,
+                                                          match="1,800 windows of 200 steps x 1 feature"):
+        build_sequence_data(spec, DatasetSpec(target="x", task="regression"))
+    assert build_sequence_data(spec, DatasetSpec(target="x", task="regression")).X.shape == (1800, 200, 1)

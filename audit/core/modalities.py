@@ -833,6 +833,12 @@ def _window_long_csv(spec: SequenceSpec, data: DatasetSpec) -> tuple[np.ndarray,
             for s in data.sensitive:
                 row[s] = series[s].iloc[end]
             rows.append(row)
+    from audit.core.limits import check_size
+
+    # the windows so far are views of each series; stacking them copies every step `window` times
+    check_size(8 * len(windows) * spec.window * len(features),
+               f"{len(windows):,} windows of {spec.window} steps x {len(features)} feature(s) from "
+               f"{source!r} need", fix="Use a larger [data] stride or a smaller window.")
     X = np.stack(windows)
     meta = pd.DataFrame(rows)
     if spec.time_range is not None:
