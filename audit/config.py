@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -165,10 +166,10 @@ class AuditPlan:
 
 def check_seed(seed: object, where: str) -> int:
     """A seed is an integer in [0, 2**32 - 1]; anything else is a config error (exit 2)."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed <= MAX_SEED:
         raise InvalidConfigError(f"The {where!r} must be an integer from 0 to {MAX_SEED:,} "
                                  f"(2**32 - 1). Got {seed!r} instead.")
-    return seed
+    return int(seed)
 
 
 def check_formats(formats: tuple[str, ...]) -> None:
