@@ -287,3 +287,35 @@ def test_sequence_windows_over_the_budget_are_refused_before_they_are_stacked(tm
                                                           match="1,800 windows of 200 steps x 1 feature"):
         build_sequence_data(spec, DatasetSpec(target="x", task="regression"))
     assert build_sequence_data(spec, DatasetSpec(target="x", task="regression")).X.shape == (1800, 200, 1)
+
+
+_OOM_SCRIPT = """
+import os, resource, sys
+import numpy as np, pandas as pd
+from audit.core.dataset import read_table
+from audit.errors import AuditError
+n = 400_000
+pd.DataFrame({"a": np.arange(n), "b": ["x" * 40] * n}).to_csv(sys.argv[1], index=False)
+vm = int(open("/proc/self/status").read().split("VmSize:")[1].split()[0]) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (vm + 30_000_000, resource.RLIM_INFINITY))
+try:
+    read_table(sys.argv[1])
+except AuditError as exc:
+    print("AuditError:", exc)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+def test_running_out_of_memory_while_parsing_says_so_not_check_the_delimiter(tmp_path):
+    """Under an OS memory limit below what pandas needs (the budget itself allows the file),
+    the error names memory, not the delimiter (pandas' C parser reports it as a ParserError)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, ENV_VAR: "8GiB", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run([sys.executable, "-c", _OOM_SCRIPT, str(tmp_path / "big.csv")], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert "ran out of memory while being read" in done.stdout, done.stdout + done.stderr[-2000:]
+    assert "delimiter" not in done.stdout
