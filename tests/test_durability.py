@@ -68,6 +68,7 @@ main()
 """
 
 
+@pytest.mark.slow  # a subprocess: ~15-30 s on the 2-core machine
 def test_sigkill_while_rendering_keeps_the_previous_report_and_its_lock_does_not_block(case, tmp_path):
     out = tmp_path / "reports" / "r"
     cfg = str(case / "audit.toml")
@@ -198,13 +199,13 @@ def test_report_out_in_the_config_may_not_be_an_input_or_an_ancestor(case, out, 
     cfg = case / "audit.toml"
     cfg.write_text(cfg.read_text().replace('formats = ["json"]', f'formats = ["json"]\nout = "{out}"'))
     before = _tree(case.parent)
-    res = _cli("run", str(cfg), "-q", "--overwrite", "--methods", "fairness")
+    res = _cli("run", str(cfg), "-q", "--overwrite", "--methods", "surrogate")
     _refused(res, "A report folder is replaced as a whole")
     assert _tree(case.parent) == before
 
 
 def _report(case: Path, out: Path, *extra: str) -> None:
-    res = _cli("run", str(case / "audit.toml"), "--out", str(out), "-q", "--methods", "fairness",
+    res = _cli("run", str(case / "audit.toml"), "--out", str(out), "-q", "--methods", "surrogate",
                "--format", "json", *extra)
     assert res.exit_code == 0, res.output
 
@@ -318,7 +319,7 @@ def test_a_write_error_after_the_audit_exits_2_with_path_and_cause_and_keeps_the
         real(path, data)
 
     monkeypatch.setattr(output, "_write_durable", failing)
-    res = _cli("run", str(case / "audit.toml"), "--out", str(out), "-q", "--methods", "fairness",
+    res = _cli("run", str(case / "audit.toml"), "--out", str(out), "-q", "--methods", "surrogate",
                "--format", "json,html", "--overwrite", "--seed", "4")
     text = _refused(res, "could not be written", os.strerror(code), errno.errorcode[code],
                     "report.html", "any previous report there is unchanged")
@@ -337,7 +338,7 @@ def test_a_failed_final_rename_puts_the_old_report_back(case, tmp_path, monkeypa
         raise OSError(errno.EIO, os.strerror(errno.EIO), str(dst))
 
     monkeypatch.setattr(output, "rename_noreplace", failing)
-    res = _cli("run", str(case / "audit.toml"), "--out", str(out), "-q", "--methods", "fairness",
+    res = _cli("run", str(case / "audit.toml"), "--out", str(out), "-q", "--methods", "surrogate",
                "--format", "json", "--overwrite", "--seed", "4")
     _refused(res, "could not be written", "Input/output error (EIO)")
     assert _tree(tmp_path) == before
@@ -367,7 +368,7 @@ def test_a_kill_in_the_swap_window_is_recovered_before_the_rerun_does_any_work(
     old = (out / "results.json").read_bytes()
     proc = subprocess.run(
         [sys.executable, "-c", _KILL_IN_SWAP, "run", str(case / "audit.toml"), "--out", str(out), "-q",
-         "--methods", "fairness", "--format", "json", "--overwrite", "--seed", "2"],
+         "--methods", "surrogate", "--format", "json", "--overwrite", "--seed", "2"],
         cwd=Path(__file__).resolve().parents[1], capture_output=True, timeout=120)
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
     names = sorted(p.name for p in tmp_path.iterdir())
@@ -415,7 +416,7 @@ def test_a_second_run_to_the_same_folder_fails_at_once_while_the_first_is_runnin
     started, release = tmp_path / "started", tmp_path / "release"
     first = subprocess.Popen(
         [sys.executable, "-c", _HOLD_RENDER, str(started), str(release), "run", str(case / "audit.toml"),
-         "--out", str(out), "-q", "--methods", "fairness", "--format", "json,html"],
+         "--out", str(out), "-q", "--methods", "surrogate", "--format", "json,html"],
         cwd=Path(__file__).resolve().parents[1], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 120
@@ -439,7 +440,7 @@ def test_a_second_run_to_the_same_folder_fails_at_once_while_the_first_is_runnin
 def test_two_racing_processes_never_both_report_success(case, tmp_path):
     out = tmp_path / "r"
     cmd = [sys.executable, "-m", "audit", "run", str(case / "audit.toml"), "--out", str(out), "-q",
-           "--methods", "fairness", "--format", "json"]
+           "--methods", "surrogate", "--format", "json"]
     procs = [subprocess.Popen(cmd, cwd=Path(__file__).resolve().parents[1], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE) for _ in range(2)]
     results = [(p.wait(120), p.stderr.read().decode()) for p in procs]
@@ -465,7 +466,7 @@ def test_results_json_is_identical_whichever_formats_are_written(case, tmp_path,
     for fmt in ("json", "html,json"):
         out = tmp_path / fmt.replace(",", "_")
         res = _cli("run", str(case / "audit.toml"), "--out", str(out), "-q", "--methods",
-                   "fairness,surrogate", "--format", fmt, "--seed", "3")
+                   "surrogate", "--format", fmt, "--seed", "3")
         assert res.exit_code == 0, res.output
         docs[fmt] = re.sub(rb'"(timestamp|audit_suite_commit|command)": "[^"]*"', rb'"\1": ""',
                            (out / "results.json").read_bytes())
@@ -489,3 +490,45 @@ def test_rendering_twice_gives_the_same_html_and_leaves_the_report_unchanged(mon
     first, second = render_html(report), render_html(report)
     assert first == second and first.count("could not be drawn") == 1
     assert report.json_bytes() == before
+
+
+def test_the_final_rename_never_replaces_anything_not_even_an_empty_folder(tmp_path):
+    from audit.report.output import rename_noreplace
+
+    src, dst = tmp_path / "new", tmp_path / "dst"
+    src.mkdir()
+    dst.mkdir()  # plain os.rename would silently replace an empty folder
+    with pytest.raises(FileExistsError):
+        rename_noreplace(src, dst)
+    assert src.is_dir() and dst.is_dir()
+    dst.rmdir()
+    rename_noreplace(src, dst)
+    assert dst.is_dir() and not src.exists()
+
+
+def test_two_threads_of_one_process_cannot_hold_one_output_folder(tmp_path):
+    import threading
+
+    from audit.errors import ReportRenderError
+    from audit.report.output import reserve_output
+
+    out = tmp_path / "r"
+    seen: list[str] = []
+    with reserve_output(out, overwrite=False) as target:
+        with reserve_output(out, overwrite=False) as again:  # the same thread may re-enter
+            assert again == target
+
+        def other():
+            try:
+                with reserve_output(out, overwrite=False):
+                    seen.append("held")
+            except ReportRenderError as exc:
+                seen.append(str(exc))
+
+        t = threading.Thread(target=other)
+        t.start()
+        t.join()
+    assert len(seen) == 1 and "is being written by another audit run in this process" in seen[0]
+    assert not any(tmp_path.iterdir())  # the lock file is gone once released
+    with reserve_output(out, overwrite=False):  # and the folder is free again
+        pass

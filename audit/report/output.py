@@ -87,14 +87,17 @@ def _input_conflict(target: Path, inputs: Iterable[tuple[str, str]]) -> str | No
             return f"is the run's {role} file {raw!r}"
         if target in path.parents:
             return f"holds the run's {role} {raw!r}"
-        if path.is_dir() and path in target.parents:
+        if os.path.isdir(path) and path in target.parents:
             return f"lies inside the run's {role} folder {raw!r}"
     return None
 
 
 def _place_conflict(target: Path) -> str | None:
-    for what, where in (("current folder", Path.cwd()), ("home folder", Path.home())):
-        where = Path(os.path.realpath(where))
+    for what, where in (("current folder", os.curdir), ("home folder", os.path.expanduser("~"))):
+        try:
+            where = Path(os.path.realpath(where))
+        except OSError:  # the current folder was deleted: nothing there to protect
+            continue
         if target == where:
             return f"is the {what}"
         if target in where.parents:
@@ -447,7 +450,7 @@ def _swap_into_place(out_dir: str | os.PathLike[str], new: Path, target: Path, *
         except FileExistsError:
             raise _fail(out_dir, "appeared while the report was being written",
                         "Run again with another --out.") from None
-        _fsync_dir(target.parent)
+        _synced(out_dir, target)
         return
     if not overwrite:  # created since the preflight check by something that takes no lock
         raise _fail(out_dir, "already exists", "Pass --overwrite to replace it, or choose "
@@ -459,8 +462,17 @@ def _swap_into_place(out_dir: str | os.PathLike[str], new: Path, target: Path, *
     except BaseException:
         os.rename(old, target)
         raise
-    _fsync_dir(target.parent)
     shutil.rmtree(old, ignore_errors=True)
+    _synced(out_dir, target)
+
+
+def _synced(out_dir: str | os.PathLike[str], target: Path) -> None:
+    """fsync the folder holding the renamed report; the report is in place whatever happens."""
+    try:
+        _fsync_dir(target.parent)
+    except OSError as exc:
+        raise _fail(out_dir, f"was written, but the disk did not confirm it ({target.parent}: "
+                             f"{_cause(exc)})", "Check the disk before relying on the report.") from None
 
 
 __all__ = ["MARKER", "check_target", "clean_stale", "locate", "place_report", "recognised_report",
