@@ -426,7 +426,7 @@ def test_a_second_run_to_the_same_folder_fails_at_once_while_the_first_is_runnin
             time.sleep(0.05)
         for extra in ([], ["--overwrite"]):
             _refused(_cli("run", str(case / "audit.toml"), "--out", str(out), "-q", *extra),
-                     f"is being written by another audit run right now (process {first.pid})")
+                     f"is the output folder of another audit run that is still going (process {first.pid})")
         release.write_text("go")
         assert first.wait(60) == 0, first.stdout.read().decode()
     finally:
@@ -447,7 +447,7 @@ def test_two_racing_processes_never_both_report_success(case, tmp_path):
     codes = sorted(rc for rc, _ in results)
     assert codes == [0, 2], results
     loser = next(err for rc, err in results if rc == 2)
-    assert loser.startswith("error:") and ("is being written by another audit run" in loser
+    assert loser.startswith("error:") and ("is the output folder of another audit run" in loser
                                            or "already exists" in loser), loser
     assert sorted(p.name for p in tmp_path.iterdir()) == ["case", "r"]
     assert json.loads((out / "results.json").read_text())["schema"] == "audit-suite/results@1"
@@ -528,7 +528,7 @@ def test_two_threads_of_one_process_cannot_hold_one_output_folder(tmp_path):
         t = threading.Thread(target=other)
         t.start()
         t.join()
-    assert len(seen) == 1 and "is being written by another audit run in this process" in seen[0]
+    assert len(seen) == 1 and "of another audit run in this process that is still going" in seen[0]
     assert not any(tmp_path.iterdir())  # the lock file is gone once released
     with reserve_output(out, overwrite=False):  # and the folder is free again
         pass

@@ -116,7 +116,8 @@ def recognised_report(folder: Path) -> str | None:
     if foreign:
         shown = ", ".join(repr(e) for e in foreign[:3]) + (f" and {len(foreign) - 3} more"
                                                            if len(foreign) > 3 else "")
-        return f"holds {len(foreign)} entr{'y' if len(foreign) == 1 else 'ies'} that audit-suite did not write ({shown})"
+        entries_word = "entry" if len(foreign) == 1 else "entries"
+        return f"holds {len(foreign)} {entries_word} that audit-suite did not write ({shown})"
     if not entries or _has_marker(folder):
         return None
     try:
@@ -270,7 +271,7 @@ def _acquire(out: str | os.PathLike[str], target: Path) -> int | None:
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
             os.close(fd)
-            raise _fail(out, "is being written by another audit run right now"
+            raise _fail(out, "is the output folder of another audit run that is still going"
                         + (f" (process {holder})" if holder.isdigit() else ""),
                         "Wait for it to finish, or choose another folder with --out.") from None
         except BaseException:
@@ -308,13 +309,23 @@ def reserve_output(out_dir: str | os.PathLike[str], *, overwrite: bool,
         Whether an existing report folder of this tool may be replaced.
     inputs : iterable of (role, path)
         The run's input files; the target may not be, hold or lie inside any of them.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> out = os.path.join(tempfile.mkdtemp(), "r")
+    >>> with reserve_output(out, overwrite=False) as target:
+    ...     place_report(out, target, {"results.json": b"{}"}, overwrite=False)
+    >>> sorted(os.listdir(out))
+    ['.audit-report', 'results.json']
     """
     target = locate(out_dir)
     key = str(target)
     with _held_guard:
         mine = _held.get(key)
         if mine is not None and mine[0] != threading.get_ident():
-            raise _fail(out_dir, "is being written by another audit run in this process right now",
+            raise _fail(out_dir, "is the output folder of another audit run in this process that "
+                                 "is still going",
                         "Wait for it to finish, or choose another folder with --out.")
         if mine is not None:
             mine[1] += 1
