@@ -532,3 +532,17 @@ def test_two_threads_of_one_process_cannot_hold_one_output_folder(tmp_path):
     assert not any(tmp_path.iterdir())  # the lock file is gone once released
     with reserve_output(out, overwrite=False):  # and the folder is free again
         pass
+
+
+@pytest.mark.parametrize("out, why", [("data.csv", "is the run's data file"),
+                                      (".", "holds the run's data"),
+                                      ("images/r", "lies inside the run's images folder")])
+def test_a_report_folder_may_not_be_hold_or_lie_inside_an_input(tmp_path, out, why):
+    from audit.errors import ReportRenderError
+    from audit.report.output import check_target, locate
+
+    (tmp_path / "data.csv").write_text("x")
+    (tmp_path / "images").mkdir()  # e.g. a folder of PNG files ([data] modality = "image")
+    inputs = [("data", str(tmp_path / "data.csv")), ("images", str(tmp_path / "images"))]
+    with pytest.raises(ReportRenderError, match=why):
+        check_target(out, locate(tmp_path / out), overwrite=True, inputs=inputs)
