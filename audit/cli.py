@@ -69,14 +69,15 @@ def run(
     seed: Annotated[int | None, typer.Option("--seed", help="Random seed (overrides the config).")] = None,
     formats: Annotated[str | None, typer.Option("--format", "-f", help="Comma-separated subset of html,pdf,json.")] = None,
     trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="Allow pickle/joblib model files; they can run arbitrary code. Recorded in the report.")] = False,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing report folder (atomically, once the new report is complete).")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing report folder of audit-suite (atomically, once the new report is complete); a folder holding inputs or other files is never replaced.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a machine-readable summary on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
 ) -> None:
     """Run an audit and write report.html, report.pdf and results.json."""
     from audit.config import AuditPlan, check_formats
+    from audit.report.output import reserve_output
     from audit.report.render import write_report
-    from audit.runner import run_audit
+    from audit.runner import input_paths, run_audit
 
     try:
         plan = AuditPlan.load(config)
@@ -85,13 +86,9 @@ def run(
             check_formats(fmt)
         plan = plan.with_overrides(seed=seed, methods=_split(methods), formats=fmt)
         out_dir = out or (Path(plan.out_dir) if plan.out_dir else Path("reports") / plan.name)
-        if out_dir.exists() and not overwrite:
-            from audit.errors import ReportRenderError
-
-            raise ReportRenderError(
-                f"The output folder {str(out_dir)!r} already exists. Pass --overwrite to replace it, "
-                "or choose another folder with --out.")
-        with _progress(quiet or as_json) as factory:
+        # Before any work: the folder must be writable and replaceable, and held until written.
+        with reserve_output(out_dir, overwrite=overwrite, inputs=input_paths(plan)), \
+                _progress(quiet or as_json) as factory:
             report = run_audit(plan, trust_pickle=trust_pickle, progress=factory)
             files = write_report(report, out_dir, formats=plan.formats, overwrite=overwrite)
     except AuditError as exc:

@@ -109,6 +109,18 @@ def _load_modal_inputs(plan: AuditPlan, encoding: Encoding | None, files: list[d
     return LoadedInputs(model, data, train, files, notes)
 
 
+def input_paths(plan: AuditPlan) -> list[tuple[str, str]]:
+    """(role, path) of every file the plan reads, for the output-folder preflight check."""
+    paths = [("config", plan.config_path), ("data", plan.data_path), ("training data", plan.train_path),
+             ("model", plan.model.path), ("encoding", plan.model.encoding),
+             ("labels", getattr(plan.modal, "labels", None))]
+    if plan.modal is not None:
+        paths.append(("data", plan.modal.path))
+    if isinstance(plan.model.architecture, str) and plan.model.architecture.endswith(".json"):
+        paths.append(("architecture", plan.model.architecture))
+    return [(role, str(p)) for role, p in paths if p]
+
+
 def check_compatible(model: ModelAdapter, data: AuditData) -> None:
     """Fail early, with the fix, when the model cannot take this data."""
     width = data.X.shape[1] if data.X.ndim == 2 else None
@@ -347,4 +359,4 @@ def audit_model(model: Any, frame: Any, *, target: str | None, sensitive: Sequen
     return run_audit(plan, progress=progress, inputs=inputs)
 
 
-__all__ = ["LoadedInputs", "audit_model", "load_inputs", "method_seed", "run_audit"]
+__all__ = ["LoadedInputs", "audit_model", "input_paths", "load_inputs", "method_seed", "run_audit"]

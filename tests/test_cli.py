@@ -23,7 +23,7 @@ def test_run_writes_the_report_files_and_exits_zero(model_dir):
     out = model_dir / "out"
     result = _run("run", str(model_dir / "audit.toml"), "--out", str(out), "-q", "-m", "surrogate,fairness")
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in out.iterdir()) == ["report.html", "results.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".audit-report", "report.html", "results.json"]
     doc = json.loads((out / "results.json").read_text())
     assert doc["methods"]["surrogate"]["status"] == "ok"
 

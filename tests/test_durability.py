@@ -1,14 +1,20 @@
-"""Durability and determinism of whole CLI runs.
+"""Durability, safety and determinism of whole CLI runs (issue 12, "Losing data").
 
-- A run killed with SIGKILL while it renders leaves the previous report intact; what it leaves
-  behind is a hidden ``.name.partial-<pid>-*`` folder, which the next run removes.
-- A report that a killed run had already moved aside (``.name.old-<pid>``) is moved back.
+- ``--overwrite`` replaces only a folder this tool wrote (marker, nothing foreign); never an
+  input, a folder holding one, the current or home folder, a link, a file ([report] out alike).
+- The output location is checked before any method runs (parent a file, names too long,
+  read-only or full disk); a late I/O error exits 2 with path and cause, the old report intact.
+- One writer per folder: a second run fails at once (exit 2); a killed run's lock never blocks.
+- A run killed while rendering or between the two renames of the swap is recovered by the next
+  run before it does any work; hidden ``.name.partial-<pid>-*`` / ``.name.old-<pid>`` are removed.
+- Rendering is pure: results.json is the same whichever formats are written.
 - The same config and seed give byte-identical results.json apart from the timestamp.
 - ``[data] max_rows`` sampling is stated in the report with its size and seed.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -18,6 +24,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from typer.testing import CliRunner
@@ -26,6 +33,14 @@ from audit.cli import app
 
 SHARED = Path(__file__).resolve().parent / "bad_inputs" / "_shared"  # a tiny pretrained model
 DEAD_PID = 2**31 - 2  # above any pid_max, so never a live process
+
+
+@pytest.fixture
+def no_methods(monkeypatch):
+    """Proves a refusal comes before the audit: running any method fails the test."""
+    def ran(*args, **kwargs):
+        raise AssertionError("the audit ran although the output folder could not be written")
+    monkeypatch.setattr("audit.runner._run_methods", ran)
 
 
 @pytest.fixture
@@ -43,7 +58,7 @@ _SLOW_PDF = """
 import pathlib, sys, time
 import audit.report.render as render
 marker = pathlib.Path(sys.argv[1])
-def slow_pdf(html):  # stands in for a long PDF render, after json and html are written
+def slow_pdf(html):  # stands in for a long PDF render (nothing is written before it ends)
     marker.write_text("rendering")
     time.sleep(120)
 render.render_pdf = slow_pdf
@@ -53,7 +68,8 @@ main()
 """
 
 
-def test_sigkill_while_rendering_keeps_the_previous_report(case, tmp_path):
+@pytest.mark.slow  # a subprocess: ~15-30 s on the 2-core machine
+def test_sigkill_while_rendering_keeps_the_previous_report_and_its_lock_does_not_block(case, tmp_path):
     out = tmp_path / "reports" / "r"
     cfg = str(case / "audit.toml")
     first = _cli("run", cfg, "--out", str(out), "-q", "--methods", "fairness", "--format", "json,html")
@@ -78,22 +94,21 @@ def test_sigkill_while_rendering_keeps_the_previous_report(case, tmp_path):
             proc.kill()
     assert proc.returncode == -signal.SIGKILL
 
-    # The previous report is untouched, and nothing new is visible as a report.
+    # The previous report is untouched; rendering happens before anything is written, so the
+    # killed run left only its lock file, whose lock died with it.
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
-    leftovers = [p for p in out.parent.iterdir() if p != out]
-    assert leftovers and all(p.name.startswith(f".r.partial-{proc.pid}-") for p in leftovers)
-    assert not any((p / "report.pdf").exists() for p in leftovers)
+    assert sorted(p.name for p in out.parent.iterdir()) == [".r.lock", "r"]
 
-    # The next run removes the dead run's partial folder and writes a complete report.
+    # The dead run's lock does not block the next run, which writes a complete report.
     again = _cli("run", cfg, "--out", str(out), "-q", "--methods", "fairness", "--format", "json",
                  "--overwrite")
     assert again.exit_code == 0, again.output
     assert sorted(p.name for p in out.parent.iterdir()) == ["r"]
-    assert sorted(p.name for p in out.iterdir()) == ["results.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".audit-report", "results.json"]
 
 
-def test_stale_folders_are_cleaned_and_a_moved_aside_report_is_restored(case, tmp_path):
-    from audit.report.render import _clean_stale
+def test_stale_folders_are_cleaned_and_a_moved_aside_report_is_restored(case, tmp_path, no_methods):
+    from audit.report.output import clean_stale
 
     root = tmp_path / "reports"
     root.mkdir()
@@ -105,15 +120,20 @@ def test_stale_folders_are_cleaned_and_a_moved_aside_report_is_restored(case, tm
     aside = root / f".r.old-{DEAD_PID}"  # killed between the two renames of _swap_into_place
     aside.mkdir()
     (aside / "results.json").write_text("{}")
-    _clean_stale(root / "r")
+    # Without the lock only dead processes' leftovers are touched ...
+    clean_stale(root / "r", locked=False)
     assert sorted(p.name for p in root.iterdir()) == sorted(["r", live.name, other.name])
     assert (root / "r" / "results.json").read_text() == "{}"
+    # ... with it (no audit-suite run can be writing "r"), every leftover of "r" is stale.
+    clean_stale(root / "r", locked=True)
+    assert sorted(p.name for p in root.iterdir()) == sorted(["r", other.name])
 
-    # Through the CLI: the report is moved back and then protected like any other (exit 2
-    # without --overwrite), never silently replaced.
+    # Through the CLI: the report is moved back before any method runs, and then protected like
+    # any other (exit 2 without --overwrite), never silently replaced.
     shutil.rmtree(root / "r")
     aside.mkdir()
     (aside / "results.json").write_text("{}")
+    (aside / ".audit-report").write_text('{"schema": "audit-suite/report-folder@1"}')
     res = _cli("run", str(case / "audit.toml"), "--out", str(root / "r"), "-q", "--methods", "fairness")
     assert res.exit_code == 2 and "already exists" in res.output
     assert (root / "r" / "results.json").read_text() == "{}" and not aside.exists()
@@ -147,3 +167,382 @@ def test_max_rows_sampling_is_stated_in_the_report(case, tmp_path):
     note = "random sample of 50 of the 120 rows of the data file (seed 5)"
     assert any(note in n for n in doc["limitations"])
     assert note in (out / "report.html").read_text()
+
+
+# --- Which folders a report may replace -------------------------------------------------------
+
+def _tree(root: Path) -> dict[str, bytes | None]:
+    """Every path under ``root`` with its bytes (None for folders): a folder's full state."""
+    return {str(p.relative_to(root)): (None if p.is_dir() else p.read_bytes())
+            for p in sorted(root.rglob("*"))}
+
+
+def _refused(res, *fragments: str) -> str:
+    text = res.output.strip()
+    assert res.exit_code == 2, text
+    assert text.startswith("error:") and "\n" not in text and "Traceback" not in text, text
+    for fragment in fragments:
+        assert fragment in text, f"{fragment!r} not in {text!r}"
+    return text
+
+
+def test_overwrite_never_replaces_the_folder_that_holds_the_config(case, no_methods):
+    before = _tree(case.parent)
+    res = _cli("run", str(case / "audit.toml"), "--out", str(case), "-q", "--overwrite")
+    _refused(res, repr(str(case)), "holds the run's config", "choose a new one with --out")
+    assert _tree(case.parent) == before
+
+
+@pytest.mark.parametrize("out", [".", "..", "data.csv", "/", "ABS_PARENT"])
+def test_report_out_in_the_config_may_not_be_an_input_or_an_ancestor(case, out, no_methods):
+    out = str(case.parent) if out == "ABS_PARENT" else out
+    cfg = case / "audit.toml"
+    cfg.write_text(cfg.read_text().replace('formats = ["json"]', f'formats = ["json"]\nout = "{out}"'))
+    before = _tree(case.parent)
+    res = _cli("run", str(cfg), "-q", "--overwrite", "--methods", "surrogate")
+    _refused(res, "A report folder is replaced as a whole")
+    assert _tree(case.parent) == before
+
+
+def _report(case: Path, out: Path, *extra: str) -> None:
+    res = _cli("run", str(case / "audit.toml"), "--out", str(out), "-q", "--methods", "surrogate",
+               "--format", "json", *extra)
+    assert res.exit_code == 0, res.output
+
+
+@pytest.mark.parametrize("intruder", ["notes.txt", "figures/", "report.html/"])
+def test_overwrite_refuses_a_report_folder_holding_anything_else(case, tmp_path, intruder, no_methods):
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "results.json").write_bytes(b'{\n  "schema": "audit-suite/results@1"}')
+    if intruder.endswith("/"):
+        (out / intruder).mkdir()
+        (out / intruder / "keep.png").write_bytes(b"png")
+    else:
+        (out / intruder).write_text("my notes")
+    before = _tree(out)
+    res = _cli("run", str(case / "audit.toml"), "--out", str(out), "-q", "--overwrite")
+    _refused(res, f"that audit-suite did not write ('{intruder.rstrip('/')}')", "even with --overwrite")
+    assert _tree(out) == before
+
+
+def test_overwrite_refuses_a_folder_that_is_not_recognisably_a_report(case, tmp_path, no_methods):
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "results.json").write_text('{"my": "own results"}')  # same name, not this tool's schema
+    res = _cli("run", str(case / "audit.toml"), "--out", str(out), "-q", "--overwrite")
+    _refused(res, "is not recognisably an audit-suite report")
+    assert (out / "results.json").read_text() == '{"my": "own results"}'
+
+    link = tmp_path / "link"
+    link.symlink_to(out, target_is_directory=True)
+    res = _cli("run", str(case / "audit.toml"), "--out", str(link), "-q", "--overwrite")
+    _refused(res, "is a symbolic link")
+
+
+def test_overwrite_replaces_folders_this_tool_wrote_empty_ones_and_pre_marker_reports(case, tmp_path):
+    out = tmp_path / "r"
+    _report(case, out, "--seed", "1")
+    marker = json.loads((out / ".audit-report").read_text())
+    assert marker == {"schema": "audit-suite/report-folder@1", "files": ["results.json"]}
+    _report(case, out, "--seed", "2", "--overwrite")
+    assert json.loads((out / "results.json").read_text())["provenance"]["seed"] == 2
+
+    (out / ".audit-report").unlink()  # a report written before the marker existed
+    _report(case, out, "--seed", "3", "--overwrite")
+    assert json.loads((out / "results.json").read_text())["provenance"]["seed"] == 3
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    _report(case, empty, "--overwrite")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["case", "empty", "r"]
+
+
+def test_the_current_and_home_folders_are_never_replaced(case, tmp_path, monkeypatch, no_methods):
+    out = tmp_path / "r"
+    out.mkdir()  # empty: replaceable in itself, but not while it is where the user stands
+    monkeypatch.chdir(out)
+    _refused(_cli("run", str(case / "audit.toml"), "--out", ".", "-q", "--overwrite"),
+             "is the current folder")
+    (out / "sub").mkdir()
+    monkeypatch.chdir(out / "sub")
+    _refused(_cli("run", str(case / "audit.toml"), "--out", "..", "-q", "--overwrite"),
+             "holds the current folder")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(out / "sub"))
+    _refused(_cli("run", str(case / "audit.toml"), "--out", str(out / "sub"), "-q", "--overwrite"),
+             "is the home folder")
+    assert [p.name for p in out.iterdir()] == ["sub"] and not any((out / "sub").iterdir())
+
+
+# --- The output location is checked before any method runs; late failures are clean ------------
+
+def _statvfs(flag: int = 0, free: int = 1 << 30):
+    return lambda path: SimpleNamespace(f_flag=flag, f_bavail=free // 4096, f_frsize=4096)
+
+
+@pytest.mark.parametrize("where", ["parent_is_a_file", "name_300_chars", "parent_name_300_chars",
+                                   "read_only_fs", "disk_full"])
+def test_an_unwritable_output_location_is_refused_before_any_method_runs(
+        case, tmp_path, monkeypatch, where, no_methods):
+    (tmp_path / "afile").write_text("x")
+    out = {"parent_is_a_file": tmp_path / "afile" / "r",
+           "name_300_chars": tmp_path / ("n" * 300),
+           "parent_name_300_chars": tmp_path / ("p" * 300) / "r"}.get(where, tmp_path / "r")
+    if where == "read_only_fs":
+        monkeypatch.setattr("audit.report.output._statvfs", _statvfs(flag=os.ST_RDONLY))
+    if where == "disk_full":
+        monkeypatch.setattr("audit.report.output._statvfs", _statvfs(free=100_000))
+    expected = {"parent_is_a_file": "is a file, not a folder", "name_300_chars": "has a name of 300 bytes",
+                "parent_name_300_chars": "is longer than 255 bytes",
+                "read_only_fs": "is on a read-only file system", "disk_full": "only 0.1 MiB are free"}
+    before = _tree(tmp_path)
+    _refused(_cli("run", str(case / "audit.toml"), "--out", str(out), "-q"), expected[where])
+    assert _tree(tmp_path) == before  # nothing created, no lock file left
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS, errno.EIO])
+def test_a_write_error_after_the_audit_exits_2_with_path_and_cause_and_keeps_the_old_report(
+        case, tmp_path, monkeypatch, code):
+    import audit.report.output as output
+
+    out = tmp_path / "r"
+    _report(case, out, "--format", "json,html")
+    before = _tree(tmp_path)
+    written = []
+    real = output._write_durable
+
+    def failing(path, data):
+        written.append(path.name)
+        if len(written) == 2:
+            raise OSError(code, os.strerror(code), str(path))
+        real(path, data)
+
+    monkeypatch.setattr(output, "_write_durable", failing)
+    res = _cli("run", str(case / "audit.toml"), "--out", str(out), "-q", "--methods", "surrogate",
+               "--format", "json,html", "--overwrite", "--seed", "4")
+    text = _refused(res, "could not be written", os.strerror(code), errno.errorcode[code],
+                    "report.html", "any previous report there is unchanged")
+    assert ".r.partial-" in text  # the path that failed
+    assert _tree(tmp_path) == before
+
+
+def test_a_failed_final_rename_puts_the_old_report_back(case, tmp_path, monkeypatch):
+    import audit.report.output as output
+
+    out = tmp_path / "r"
+    _report(case, out)
+    before = _tree(tmp_path)
+
+    def failing(src, dst):
+        raise OSError(errno.EIO, os.strerror(errno.EIO), str(dst))
+
+    monkeypatch.setattr(output, "rename_noreplace", failing)
+    res = _cli("run", str(case / "audit.toml"), "--out", str(out), "-q", "--methods", "surrogate",
+               "--format", "json", "--overwrite", "--seed", "4")
+    _refused(res, "could not be written", "Input/output error (EIO)")
+    assert _tree(tmp_path) == before
+
+
+_KILL_IN_SWAP = """
+import os, signal, sys
+import audit.report.output as output
+real = output.rename_noreplace
+def crash(src, dst):  # the old report has been moved aside and the new one is not yet in place
+    if any(p.name.startswith(f".{dst.name}.old-") for p in dst.parent.iterdir()):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(src, dst)
+output.rename_noreplace = crash
+sys.argv = ["audit", *sys.argv[1:]]
+from audit.cli import main
+main()
+"""
+
+
+@pytest.mark.slow  # a subprocess: ~10 s on the 2-core machine
+@pytest.mark.parametrize("new_complete", [True, False])
+def test_a_kill_in_the_swap_window_is_recovered_before_the_rerun_does_any_work(
+        case, tmp_path, monkeypatch, new_complete):
+    out = tmp_path / "r"
+    _report(case, out, "--seed", "1")
+    old = (out / "results.json").read_bytes()
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILL_IN_SWAP, "run", str(case / "audit.toml"), "--out", str(out), "-q",
+         "--methods", "surrogate", "--format", "json", "--overwrite", "--seed", "2"],
+        cwd=Path(__file__).resolve().parents[1], capture_output=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert not out.exists() and ".r.lock" in names
+    assert [n for n in names if n.startswith(".r.old-")] and [n for n in names if n.startswith(".r.partial-")]
+    if not new_complete:  # as if killed before the new report was complete
+        for p in tmp_path.glob(".r.partial-*"):
+            (p / ".audit-report").unlink()
+
+    # The rerun (no --overwrite) finishes or undoes the swap first, so it says "already exists"
+    # at once instead of after an audit, and leaves nothing hidden behind.
+    monkeypatch.setattr("audit.runner._run_methods", lambda *a, **k: pytest.fail("the audit ran"))
+    _refused(_cli("run", str(case / "audit.toml"), "--out", str(out), "-q"), "already exists")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["case", "r"]
+    doc = json.loads((out / "results.json").read_bytes())
+    assert doc["provenance"]["seed"] == (2 if new_complete else 1)
+    if not new_complete:
+        assert (out / "results.json").read_bytes() == old
+
+
+# --- Concurrent runs ---------------------------------------------------------------------------
+
+_HOLD_RENDER = """
+import pathlib, sys, time
+import audit.report.render as render
+started, release = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+real = render.render_html
+def held(report):  # holds the run between the audit and the write until the test releases it
+    started.write_text("rendering")
+    deadline = time.monotonic() + 60
+    while not release.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return real(report)
+render.render_html = held
+sys.argv = ["audit", *sys.argv[3:]]
+from audit.cli import main
+main()
+"""
+
+
+@pytest.mark.slow  # a subprocess: ~10 s on the 2-core machine
+def test_a_second_run_to_the_same_folder_fails_at_once_while_the_first_is_running(
+        case, tmp_path, no_methods):
+    out = tmp_path / "r"
+    started, release = tmp_path / "started", tmp_path / "release"
+    first = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_RENDER, str(started), str(release), "run", str(case / "audit.toml"),
+         "--out", str(out), "-q", "--methods", "surrogate", "--format", "json,html"],
+        cwd=Path(__file__).resolve().parents[1], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while not started.exists():
+            assert first.poll() is None, first.stdout.read().decode()
+            assert time.monotonic() < deadline, "the first run never reached rendering"
+            time.sleep(0.05)
+        for extra in ([], ["--overwrite"]):
+            _refused(_cli("run", str(case / "audit.toml"), "--out", str(out), "-q", *extra),
+                     f"is the output folder of another audit run that is still going (process {first.pid})")
+        release.write_text("go")
+        assert first.wait(60) == 0, first.stdout.read().decode()
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert sorted(p.name for p in out.iterdir()) == [".audit-report", "report.html", "results.json"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".r.")]
+
+
+@pytest.mark.slow
+def test_two_racing_processes_never_both_report_success(case, tmp_path):
+    out = tmp_path / "r"
+    cmd = [sys.executable, "-m", "audit", "run", str(case / "audit.toml"), "--out", str(out), "-q",
+           "--methods", "surrogate", "--format", "json"]
+    procs = [subprocess.Popen(cmd, cwd=Path(__file__).resolve().parents[1], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE) for _ in range(2)]
+    results = [(p.wait(120), p.stderr.read().decode()) for p in procs]
+    codes = sorted(rc for rc, _ in results)
+    assert codes == [0, 2], results
+    loser = next(err for rc, err in results if rc == 2)
+    assert loser.startswith("error:") and ("is the output folder of another audit run" in loser
+                                           or "already exists" in loser), loser
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["case", "r"]
+    assert json.loads((out / "results.json").read_text())["schema"] == "audit-suite/results@1"
+
+
+# --- Rendering is pure -------------------------------------------------------------------------
+
+def test_results_json_is_identical_whichever_formats_are_written(case, tmp_path, monkeypatch):
+    from audit.methods.surrogate import Surrogate
+
+    def broken(self, result, data):
+        raise RuntimeError("no canvas")
+
+    monkeypatch.setattr(Surrogate, "figures", broken)  # a figure note appears in the HTML only
+    docs = {}
+    for fmt in ("json", "html,json"):
+        out = tmp_path / fmt.replace(",", "_")
+        res = _cli("run", str(case / "audit.toml"), "--out", str(out), "-q", "--methods",
+                   "surrogate", "--format", fmt, "--seed", "3")
+        assert res.exit_code == 0, res.output
+        docs[fmt] = re.sub(rb'"(timestamp|audit_suite_commit|command)": "[^"]*"', rb'"\1": ""',
+                           (out / "results.json").read_bytes())
+    assert docs["json"] == docs["html,json"]
+    assert b"could not be drawn" not in docs["json"]
+    assert "could not be drawn: no canvas" in (tmp_path / "html_json" / "report.html").read_text()
+
+
+def test_rendering_twice_gives_the_same_html_and_leaves_the_report_unchanged(monkeypatch):
+    import numpy as np
+
+    from audit.methods.surrogate import Surrogate
+    from audit.report.render import render_html
+    from audit.runner import audit_model
+    from tests.conftest import make_frame
+
+    monkeypatch.setattr(Surrogate, "figures", lambda self, result, data: 1 / 0)
+    report = audit_model(lambda X: 1 / (1 + np.exp(-X[:, 0])), make_frame(200), target="income",
+                         positive_label=">50K", sensitive=["sex"], methods=["surrogate"])
+    before = report.json_bytes()
+    first, second = render_html(report), render_html(report)
+    assert first == second and first.count("could not be drawn") == 1
+    assert report.json_bytes() == before
+
+
+def test_the_final_rename_never_replaces_anything_not_even_an_empty_folder(tmp_path):
+    from audit.report.output import rename_noreplace
+
+    src, dst = tmp_path / "new", tmp_path / "dst"
+    src.mkdir()
+    dst.mkdir()  # plain os.rename would silently replace an empty folder
+    with pytest.raises(FileExistsError):
+        rename_noreplace(src, dst)
+    assert src.is_dir() and dst.is_dir()
+    dst.rmdir()
+    rename_noreplace(src, dst)
+    assert dst.is_dir() and not src.exists()
+
+
+def test_two_threads_of_one_process_cannot_hold_one_output_folder(tmp_path):
+    import threading
+
+    from audit.errors import ReportRenderError
+    from audit.report.output import reserve_output
+
+    out = tmp_path / "r"
+    seen: list[str] = []
+    with reserve_output(out, overwrite=False) as target:
+        with reserve_output(out, overwrite=False) as again:  # the same thread may re-enter
+            assert again == target
+
+        def other():
+            try:
+                with reserve_output(out, overwrite=False):
+                    seen.append("held")
+            except ReportRenderError as exc:
+                seen.append(str(exc))
+
+        t = threading.Thread(target=other)
+        t.start()
+        t.join()
+    assert len(seen) == 1 and "of another audit run in this process that is still going" in seen[0]
+    assert not any(tmp_path.iterdir())  # the lock file is gone once released
+    with reserve_output(out, overwrite=False):  # and the folder is free again
+        pass
+
+
+@pytest.mark.parametrize("out, why", [("data.csv", "is the run's data file"),
+                                      (".", "holds the run's data"),
+                                      ("images/r", "lies inside the run's images folder")])
+def test_a_report_folder_may_not_be_hold_or_lie_inside_an_input(tmp_path, out, why):
+    from audit.errors import ReportRenderError
+    from audit.report.output import check_target, locate
+
+    (tmp_path / "data.csv").write_text("x")
+    (tmp_path / "images").mkdir()  # e.g. a folder of PNG files ([data] modality = "image")
+    inputs = [("data", str(tmp_path / "data.csv")), ("images", str(tmp_path / "images"))]
+    with pytest.raises(ReportRenderError, match=why):
+        check_target(out, locate(tmp_path / out), overwrite=True, inputs=inputs)

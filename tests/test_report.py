@@ -114,7 +114,7 @@ def test_overwrite_replaces_the_report_completely(hostile_report, tmp_path):
     out = tmp_path / "r"
     write_report(hostile_report, out, formats=("json", "html"))
     write_report(hostile_report, out, formats=("json",), overwrite=True)
-    assert sorted(p.name for p in out.iterdir()) == ["results.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".audit-report", "results.json"]
 
 
 def test_results_json_holds_the_reported_numbers_under_stable_keys(hostile_report):

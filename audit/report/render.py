@@ -7,18 +7,16 @@ Safety rules kept here:
 - WeasyPrint gets a URL fetcher that refuses everything except ``data:`` URIs: the HTML carries
   its CSS inline, so nothing else is needed, and a path or URL smuggled in through the data
   (``file:///etc/passwd``, an internal address) is never fetched.
-- Output is written to a temporary folder beside the target and renamed into place, so a failed
-  run leaves no partial report and an existing report is replaced only when asked.
+- Rendering is pure: it never changes the report, so results.json is the same whichever
+  formats are written. Writing (checks, lock, fsync, atomic swap) is ``audit.report.output``.
 """
 
 from __future__ import annotations
 
 import base64
 import io
+import dataclasses
 import math
-import os
-import shutil
-import tempfile
 from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
@@ -130,14 +128,14 @@ class _Figures(dict):
         return None
 
 
-def _figures(report: AuditReport) -> dict[str, dict[str, str]]:
+def _figures(report: AuditReport, notes: list[str]) -> dict[str, dict[str, str]]:
     out: dict[str, dict[str, str]] = {}
     for o in report.outcomes:
         if o.ok and report.data is not None:
             try:
                 figs = o.method.figures(o.result, report.data)
             except Exception as exc:  # a figure must never take the report down with it
-                report.limitations.append(f"Figures of '{o.title}' could not be drawn: {exc}.")
+                notes.append(f"Figures of '{o.title}' could not be drawn: {exc}.")
                 figs = {}
             out[o.name] = _Figures({k: figure_uri(f) for k, f in figs.items()})
         else:
@@ -154,9 +152,12 @@ def render_html(report: AuditReport) -> str:
     # Our own stylesheet, not user data: escaping it would turn its quotes into entities, which
     # <style> does not decode, and silently drop rules (e.g. the font family).
     css = Markup((folder / "static" / "report.css").read_text(encoding="utf-8"))
-    figures = _figures(report)
+    notes: list[str] = []
+    figures = _figures(report, notes)
+    # The notes belong to this rendering only: the report itself (and results.json) stays as it was.
+    shown = dataclasses.replace(report, limitations=[*report.limitations, *notes]) if notes else report
     try:
-        return env.get_template("report.html.j2").render(report=report, css=css, figures=figures,
+        return env.get_template("report.html.j2").render(report=shown, css=css, figures=figures,
                                                           json=report.to_json())
     except Exception as exc:
         raise ReportRenderError(f"The HTML report could not be rendered: {type(exc).__name__}: {exc}") from exc
@@ -195,92 +196,35 @@ def write_report(report: AuditReport, out_dir: str | Path, *, formats: Iterable[
                  overwrite: bool = False) -> dict[str, Path]:
     """Render and write ``report.html``, ``report.pdf``, ``results.json`` into ``out_dir``.
 
-    Everything is rendered into a temporary sibling folder first; only a complete set of files
-    is renamed into place. An existing ``out_dir`` is replaced only with ``overwrite=True``, and
-    even then the old report stays intact until the new one is complete.
+    Everything is rendered first, then written and fsynced into a hidden folder beside the
+    target and renamed into place, so a failed run leaves no partial output. An existing
+    ``out_dir`` is replaced only with ``overwrite=True`` and only when it is an audit-suite
+    report folder (never one holding the run's inputs or other files); the old report stays
+    intact until the new one is complete. See :mod:`audit.report.output`.
+
+    Examples
+    --------
+    >>> write_report(report, "reports/my_model", formats=("html", "json"))  # doctest: +SKIP
+    {'json': PosixPath('reports/my_model/results.json'), 'html': ...}
     """
-    out_dir = Path(out_dir)
+    from audit.report.output import place_report, reserve_output
+
     formats = tuple(formats)
-    _clean_stale(out_dir)  # first: it may move back a report that a killed run had moved aside
-    if out_dir.exists() and not overwrite:
-        raise ReportRenderError(
-            f"The output folder {str(out_dir)!r} already exists. Pass --overwrite to replace it, "
-            "or choose another folder with --out.")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    # The pid in the name tells a later run whether the writer is still alive (see _clean_stale).
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-{os.getpid()}-", dir=out_dir.parent))
-    try:
-        files: dict[str, Path] = {}
+    out_dir = Path(out_dir)
+    inputs = [(str(f.get("role", "input")), str(f["path"]))
+              for f in report.provenance.get("files", []) if f.get("path")]
+    with reserve_output(out_dir, overwrite=overwrite, inputs=inputs) as target:
+        contents: dict[str, bytes] = {}
         html = render_html(report) if ("html" in formats or "pdf" in formats) else None
         if "json" in formats:
-            (tmp / "results.json").write_bytes(report.json_bytes())
-            files["json"] = out_dir / "results.json"
+            contents["results.json"] = report.json_bytes()
         if html is not None and "html" in formats:
-            (tmp / "report.html").write_text(html, encoding="utf-8")
-            files["html"] = out_dir / "report.html"
+            contents["report.html"] = html.encode("utf-8")
         if html is not None and "pdf" in formats:
-            (tmp / "report.pdf").write_bytes(render_pdf(html))
-            files["pdf"] = out_dir / "report.pdf"
-        for f in tmp.iterdir():
-            os.chmod(f, 0o644)
-        os.chmod(tmp, 0o755)
-        _swap_into_place(tmp, out_dir)
-        return files
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True  # exists but belongs to someone else: leave its folders alone
-    return True
-
-
-def _clean_stale(target: Path) -> None:
-    """Remove what a killed run (SIGKILL, power loss) left beside ``target``.
-
-    ``.name.partial-<pid>-*`` folders of dead processes are incomplete renders: removed. A
-    ``.name.old-<pid>`` folder of a dead process is a previous report moved aside by
-    :func:`_swap_into_place`; if the kill came before the new report took its place, it is
-    the only copy, so it is moved back instead of removed. Folders of live processes (a
-    concurrent run) and of other names are never touched.
-    """
-    import re
-
-    pattern = re.compile(rf"^\.{re.escape(target.name)}\.(partial|old)-(\d+)(?:-.*)?$")
-    try:
-        siblings = sorted(target.parent.iterdir())
-    except OSError:
-        return
-    for p in siblings:
-        m = pattern.match(p.name)
-        if m is None or not p.is_dir() or _pid_alive(int(m.group(2))):
-            continue
-        if m.group(1) == "old" and not target.exists():
-            os.replace(p, target)
-        else:
-            shutil.rmtree(p, ignore_errors=True)
-
-
-def _swap_into_place(new: Path, target: Path) -> None:
-    """Rename ``new`` to ``target``; an old ``target`` is moved aside first and removed last."""
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, old)
-    try:
-        os.replace(new, target)
-    except BaseException:
-        if old is not None:
-            os.replace(old, target)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+            contents["report.pdf"] = render_pdf(html)
+        place_report(out_dir, target, contents, overwrite=overwrite)
+    kinds = {"results.json": "json", "report.html": "html", "report.pdf": "pdf"}
+    return {kinds[name]: out_dir / name for name in contents}
 
 
 __all__ = ["render_html", "render_pdf", "safe_url_fetcher", "templates_dir", "write_report"]
