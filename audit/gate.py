@@ -185,9 +185,11 @@ def parse_gate(gate: Mapping[str, Any], *, sensitive: Sequence[str], task: str,
                 if isinstance(v, bool) or not isinstance(v, (int, float)):
                     raise InvalidConfigError(f"The {b!r} of [gate] {key!r} must be a number. Got {v!r} instead.")
                 if not math.isfinite(v):  # TOML allows nan and inf; nan never compares, so never breaches
+                    why = ("nan compares false with every value, so the rule could never be "
+                           "breached" if math.isnan(v) else "an infinite bound tests nothing")
                     raise InvalidConfigError(
-                        f"The {b!r} of [gate] {key!r} must be a finite number. Got {v!r} instead: a "
-                        "nan threshold can never be breached and an infinite one tests nothing.")
+                        f"The {b!r} of [gate] {key!r} must be a finite number. Got {v!r} instead "
+                        f"({why}). Set a threshold such as 0.1, or remove the rule.")
                 bounds[b] = float(v)
         if not bounds:
             raise InvalidConfigError(f"The [gate] rule {key!r} needs 'max' and/or 'min'.")
