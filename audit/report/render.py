@@ -150,17 +150,14 @@ def _figures(report: AuditReport) -> dict[str, dict[str, str]]:
             try:
                 figs = o.method.figures(o.result, report.data)
             except Exception as exc:
-                report.limitations.append(
-                    f"The figures of '{o.title}' could not be drawn ({type(exc).__name__}: {exc}); "
-                    "its tables and numbers are unaffected.")
+                report.limitations.append(f"Figures of '{o.title}' could not be drawn: {exc}.")
                 figs = {}
             for k, f in figs.items():
                 try:
                     drawn[k] = figure_uri(f)
                 except Exception as exc:
                     report.limitations.append(
-                        f"The figure '{k}' of '{o.title}' could not be drawn ({type(exc).__name__}: "
-                        f"{exc}); its tables and numbers are unaffected.")
+                        f"Figure '{k}' of '{o.title}' could not be drawn: {exc}.")
             out[o.name] = drawn
         else:
             out[o.name] = _Figures()
