@@ -74,11 +74,6 @@ def xml_text(value: Any) -> str:
                    else c for c in text)
 
 
-def isolate(value: str) -> str:
-    """``value`` wrapped in FSI ... PDI when it holds a bidi control (else unchanged)."""
-    return FSI + value + PDI if has_bidi(value) else value
-
-
 def bidi_fragments(strings: Iterable[Any]) -> tuple[str, ...]:
     """The user strings that hold bidi controls (the only ones that need isolating)."""
     return tuple(sorted({str(s) for s in strings if isinstance(s, str) and has_bidi(s)},
@@ -118,5 +113,5 @@ def user_strings(data: Any) -> tuple[str, ...]:
     return bidi_fragments(found)
 
 
-__all__ = ["BIDI", "bidi_fragments", "has_bidi", "isolate", "isolate_fragments", "user_strings",
+__all__ = ["BIDI", "FSI", "PDI", "bidi_fragments", "has_bidi", "isolate_fragments", "user_strings",
            "visible", "xml_text"]
