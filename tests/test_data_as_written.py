@@ -22,15 +22,16 @@ from audit.errors import DataValidationError, InvalidConfigError
 CODES = ["01", "001", "1", "02"]
 
 
-def _codes_csv(tmp_path):
+def _codes_csv(tmp_path, header="grp,code,x,y"):
     rows = [f"{CODES[i % 4]},{('01', '02', '1')[i % 3]},{i % 7}.5,{i % 2}" for i in range(40)]
     path = tmp_path / "d.csv"
-    path.write_text("grp,code,x,y\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    path.write_text(header + "\n" + "\n".join(rows) + "\n", encoding="utf-8")
     return path
 
 
-def test_codes_with_leading_zeros_are_distinct_groups_and_levels(tmp_path):
-    path = _codes_csv(tmp_path)
+@pytest.mark.parametrize("header", ["grp,code,x,y", " grp , code,x,y", "grp ,code  ,x,y"])
+def test_codes_with_leading_zeros_are_distinct_groups_and_levels(tmp_path, header):
+    path = _codes_csv(tmp_path, header)
     spec = DatasetSpec(target="y", sensitive=("grp",))
     enc = Encoding((NumericFeature("x"), CategoricalFeature("code", ("01", "02", "1"))))
     # the hazard: parsed as numbers, 01, 001 and 1 are one group and level "01" is unknown

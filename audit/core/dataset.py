@@ -487,13 +487,15 @@ def read_table(path: str | Path, *, na_values: Sequence[str] = (),
             _check_column_names(_parquet_names(path), path)
             frame = pd.read_parquet(path)
         else:
-            raw_names = _raw_header(path)
+            raw_names = _raw_header(path)  # as written, surrounding spaces included
             _check_column_names(raw_names, path)  # before pandas renames a duplicate to "x.1"
+            # pandas keys a column by its header as written (less leading spaces)
+            as_text = {key: str for c in raw_names if c.strip() in text for key in (c, c.lstrip())}
             # Only empty cells and the declared na_values are missing: pandas' defaults would
             # silently turn real values such as "NA" (Namibia) or "None" into NaN.
             frame = pd.read_csv(path, na_values=["", *na_values], keep_default_na=False,
                                 skipinitialspace=True, encoding="utf-8-sig", low_memory=False,
-                                dtype={c: str for c in text if c in raw_names} or None)
+                                dtype=as_text or None)
     except DataValidationError:
         raise
     except (EOFError, zlib.error) as exc:  # a truncated .gz; click would turn EOFError into "Aborted."
@@ -546,7 +548,7 @@ def _raw_header(path: Path) -> list[str]:
     opener = gzip.open if path.name.lower().endswith(".gz") else open
     try:
         with opener(path, "rt", encoding="utf-8-sig", newline="") as fh:
-            return [c.strip() for c in next(csv.reader(fh), [])]
+            return list(next(csv.reader(fh), []))
     except (OSError, EOFError, UnicodeDecodeError, csv.Error):
         return []
 
