@@ -38,6 +38,7 @@ _LINE_SEPARATORS = frozenset("\u2028\u2029\u0085")
 
 
 def has_bidi(value: str) -> bool:
+    """Whether ``value`` holds a bidi control."""
     return not BIDI.isdisjoint(value)
 
 
