@@ -29,11 +29,21 @@ EXIT_OK, EXIT_BREACH, EXIT_USAGE, EXIT_INSUFFICIENT, EXIT_METHOD_FAILED = 0, 1, 
 
 def _fail(exc: AuditError) -> typer.Exit:
     from rich.console import Console
-    from rich.markup import escape
 
     Console(stderr=True, highlight=False, soft_wrap=True).print(
-        f"[bold red]error:[/bold red] {escape(str(exc))}")
+        f"[bold red]error:[/bold red] {_plain(exc)}")
     return typer.Exit(exc.exit_code)
+
+
+def _plain(value: object) -> str:
+    """A user-derived string for the terminal: control characters and bidi controls spelled
+    out (an ESC sequence in a column name cannot recolour or rewrite the screen, an override
+    cannot reverse the line) and rich markup ("[bold]" in a name) escaped."""
+    from rich.markup import escape
+
+    from audit.core.text import visible
+
+    return escape(visible(value))
 
 
 def _version(value: bool) -> None:
@@ -160,15 +170,14 @@ def check(
 
 def _print_gate(gate, name: str) -> None:  # noqa: ANN001
     from rich.console import Console
-    from rich.markup import escape
 
     console = Console(stderr=False, highlight=False, soft_wrap=True)
     style = {"pass": "green", "breach": "red", "inconclusive": "yellow", "insufficient": "magenta"}
     for v in gate.verdicts:
         tag = v.status.upper() + (" (warn)" if v.status == "inconclusive" and not v.fails else "")
-        console.print(f"  [{style[v.status]}]{tag:<18}[/{style[v.status]}] {escape(v.rule)}: {escape(v.message)}")
+        console.print(f"  [{style[v.status]}]{tag:<18}[/{style[v.status]}] {_plain(v.rule)}: {_plain(v.message)}")
     counts = ", ".join(f"{n} {k}" for k, n in gate.counts().items() if n)
-    console.print(f"gate {escape(name)}: [bold]{gate.outcome}[/bold] ({counts}; exit {gate.exit_code})")
+    console.print(f"gate {_plain(name)}: [bold]{gate.outcome}[/bold] ({counts}; exit {gate.exit_code})")
 
 
 @app.command("methods")
@@ -219,19 +228,18 @@ class _progress:
 
 def _print_summary(report, files) -> None:  # noqa: ANN001
     from rich.console import Console
-    from rich.markup import escape
 
     console = Console(stderr=False, highlight=False, soft_wrap=True)
     colour = {"alert": "red", "warning": "yellow", "info": "cyan"}
     for o in report.outcomes:
         status = "[green]ran[/green]" if o.ok else (
             "[red]failed[/red]" if o.result.failed else "[yellow]skipped[/yellow]")
-        extra = "" if o.ok else f" — {escape(o.result.reason)}"
-        console.print(f"  {escape(o.title)}: {status} ({o.seconds:.1f} s){extra}")
+        extra = "" if o.ok else f" — {_plain(o.result.reason)}"
+        console.print(f"  {_plain(o.title)}: {status} ({o.seconds:.1f} s){extra}")
     for f in report.findings:
-        console.print(f"  [{colour[f.level]}]{f.level}[/{colour[f.level]}] {escape(f.text)}")
+        console.print(f"  [{colour[f.level]}]{f.level}[/{colour[f.level]}] {_plain(f.text)}")
     for kind, path in files.items():
-        console.print(f"  wrote {kind}: {escape(str(path))}")
+        console.print(f"  wrote {kind}: {_plain(path)}")
 
 
 def main() -> None:

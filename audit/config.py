@@ -67,7 +67,8 @@ class AuditPlan:
         if not path.is_file():
             raise InvalidConfigError(f"The config file {str(path)!r} does not exist.")
         try:
-            doc = tomllib.loads(path.read_text(encoding="utf-8"))
+            # utf-8-sig: a byte-order mark (Windows Notepad writes one) is not part of the TOML
+            doc = tomllib.loads(path.read_text(encoding="utf-8-sig"))
         except UnicodeDecodeError:
             raise InvalidConfigError(f"The config file {str(path)!r} is not UTF-8 text.") from None
         except tomllib.TOMLDecodeError as exc:

@@ -31,6 +31,7 @@ is insufficient, else 0 (usage or input errors are 2, before any verdict).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -183,6 +184,12 @@ def parse_gate(gate: Mapping[str, Any], *, sensitive: Sequence[str], task: str,
                 v = spec[b]
                 if isinstance(v, bool) or not isinstance(v, (int, float)):
                     raise InvalidConfigError(f"The {b!r} of [gate] {key!r} must be a number. Got {v!r} instead.")
+                if not math.isfinite(v):  # TOML allows nan and inf; nan never compares, so never breaches
+                    why = ("nan compares false with every value, so the rule could never be "
+                           "breached" if math.isnan(v) else "an infinite bound tests nothing")
+                    raise InvalidConfigError(
+                        f"The {b!r} of [gate] {key!r} must be a finite number. Got {v!r} instead "
+                        f"({why}). Set a threshold such as 0.1, or remove the rule.")
                 bounds[b] = float(v)
         if not bounds:
             raise InvalidConfigError(f"The [gate] rule {key!r} needs 'max' and/or 'min'.")
@@ -196,6 +203,11 @@ def parse_gate(gate: Mapping[str, Any], *, sensitive: Sequence[str], task: str,
                                              f"{list(allowed)}. Got {spec[opt]!r} instead.")
                 opts[opt] = spec[opt]
         rules.append(GateRule(key, canonical, metric, bounds.get("max"), bounds.get("min"), **opts))
+    if not rules:  # a gate that tests nothing must not pass
+        raise InvalidConfigError(
+            "The [gate] table has no thresholds (only options), so a check would pass having tested "
+            "nothing. Add rules such as \"fairness.<attribute>.demographic_parity_difference\" = "
+            "{ max = 0.10 }, or remove [gate].")
     return rules
 
 
@@ -263,19 +275,34 @@ def summary_lines(gate: GateResult) -> list[tuple[str, str]]:
 
 def to_junit(gate: GateResult, *, name: str = "audit-gate") -> str:
     """JUnit XML: one test case per rule; breaches and failing inconclusives are failures,
-    warning inconclusives and insufficient evidence are skipped with the reason."""
+    warning inconclusives and insufficient evidence are skipped with the reason.
+
+    User strings (attribute and group names inside keys and messages) pass through
+    :func:`audit.core.text.xml_text`: control characters, which XML 1.0 forbids, and bidi
+    controls, which would re-order a CI page, are written as visible escapes (``\\x1b``,
+    ``\\u202e``); then ``<``, ``&`` and quotes are escaped as usual.
+    """
+    from audit.core.text import xml_text
+
+    def attr(value: str) -> str:
+        return quoteattr(xml_text(value))
+
+    def body(value: str) -> str:
+        return escape(xml_text(value))
+
     failures = sum(v.fails for v in gate.verdicts)
     skipped = sum((not v.fails) and v.status != "pass" for v in gate.verdicts)
     out = ['<?xml version="1.0" encoding="UTF-8"?>',
-           f'<testsuites name={quoteattr(name)} tests="{len(gate.verdicts)}" failures="{failures}" errors="0" skipped="{skipped}">',
-           f'  <testsuite name={quoteattr(name)} tests="{len(gate.verdicts)}" failures="{failures}" errors="0" skipped="{skipped}">']
+           f'<testsuites name={attr(name)} tests="{len(gate.verdicts)}" failures="{failures}" errors="0" skipped="{skipped}">',
+           f'  <testsuite name={attr(name)} tests="{len(gate.verdicts)}" failures="{failures}" errors="0" skipped="{skipped}">']
     for v in gate.verdicts:
-        out.append(f'    <testcase classname="audit.gate" name={quoteattr(v.key)}>')
+        out.append(f'    <testcase classname="audit.gate" name={attr(v.key)}>')
         if v.fails:
-            out.append(f'      <failure type={quoteattr(v.status)} message={quoteattr(v.message)}>'
-                       f'{escape(v.rule)}: {escape(v.message)}</failure>')
+            out.append(f'      <failure type={attr(v.status)} message={attr(v.message)}>'
+                       f'{body(v.rule)}: {body(v.message)}</failure>')
         elif v.status != "pass":
-            out.append(f'      <skipped message={quoteattr(v.status + ": " + v.message)}/>')
+            out.append(f'      <skipped message={attr(v.status + ": " + v.message)}/>')
+        # json.dumps writes every non-ASCII character as \uXXXX: legal XML as it stands
         out.append(f'      <system-out>{escape(json.dumps(v.to_json()))}</system-out>')
         out.append('    </testcase>')
     out += ['  </testsuite>', '</testsuites>', '']

@@ -14,7 +14,7 @@ import numpy as np
 
 from audit.config import AuditPlan, check_seed
 from audit.core.adapter import ModelAdapter, load_model
-from audit.core.dataset import AuditData, Encoding, build_audit_data, read_table
+from audit.core.dataset import AuditData, Encoding, build_audit_data, read_table, text_columns
 from audit.core.limits import memory_limit
 from audit.core.method import AuditMethod, Finding, MethodResult, Progress, RunContext, Skipped
 from audit.errors import AuditError, DataValidationError, InvalidConfigError, did_you_mean
@@ -51,7 +51,8 @@ def load_inputs(plan: AuditPlan, *, trust_pickle: bool = False) -> LoadedInputs:
 
     if plan.modal is not None:  # images and sequences: audit.core.modalities
         return _load_modal_inputs(plan, encoding, files, notes, trust_pickle=trust_pickle)
-    frame = read_table(plan.data_path, na_values=plan.data.na_values)
+    text = text_columns(plan.data, encoding)  # codes such as "01" stay as written
+    frame = read_table(plan.data_path, na_values=plan.data.na_values, text=text)
     files.append(file_record("data", plan.data_path))
     if plan.max_rows is not None and len(frame) > plan.max_rows:
         rows = np.sort(np.random.default_rng(plan.seed).choice(len(frame), plan.max_rows, replace=False))
@@ -62,7 +63,7 @@ def load_inputs(plan: AuditPlan, *, trust_pickle: bool = False) -> LoadedInputs:
 
     train = None
     if plan.train_path:
-        train_frame = read_table(plan.train_path, na_values=plan.data.na_values)
+        train_frame = read_table(plan.train_path, na_values=plan.data.na_values, text=text)
         files.append(file_record("training data", plan.train_path))
         train = build_audit_data(train_frame, plan.data, data.encoding,
                                  source=Path(plan.train_path).name)

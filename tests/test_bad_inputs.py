@@ -50,11 +50,15 @@ def test_bad_input(case, tmp_path):
     out = tmp_path / "out"
     args = ["run", str(work / "audit.toml"), "--out", str(out), "-q",
             "--methods", expect.get("methods", DEFAULT_METHODS)]
+    if expect.get("command") == "check":  # the deployment gate: `audit check CONFIG`
+        args = ["check", str(work / "audit.toml"), "-q"]
     # catch_exceptions=False: anything but an AuditError escapes and fails the test with its
     # traceback (a bug), instead of passing as some exit code.
     result = CliRunner().invoke(app, args, catch_exceptions=False)
     text = result.output.strip()
     assert "Traceback" not in text
+    # nothing from a user string reaches the terminal raw: no escape sequences, no bidi controls
+    assert not {"\x1b", "\x07", "\u202e", "\u202b", "\u2066"} & set(text), ascii(text)
     assert result.exit_code == expect["exit"], text
     if expect["exit"] == 2:
         assert text.startswith("error:") and "\n" not in text, text
@@ -67,6 +71,8 @@ def test_bad_input(case, tmp_path):
         haystack = json.dumps(doc, ensure_ascii=False)
         for fragment in expect["fragments"]:
             assert fragment in haystack, f"{fragment!r} not in results.json"
+        for fragment in expect.get("absent", []):
+            assert fragment not in haystack, f"{fragment!r} in results.json"
         # no method may have failed with an internal error on a bad input
         assert not [m for m, v in doc["methods"].items() if v.get("status") == "failed"], \
             {m: v.get("reason") for m, v in doc["methods"].items()}

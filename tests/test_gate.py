@@ -141,3 +141,90 @@ def test_run_shows_gate_in_report(tmp_path):
     assert doc["gate"]["verdicts"][0]["status"] == "breach"
     html = (out / "report.html").read_text()
     assert "Deployment gate: fail" in html
+
+
+# ---- the gate cannot be defused; user strings in JUnit and on the terminal (issue 12) -------
+
+@pytest.mark.parametrize("bound", ["max = nan", "max = inf", "min = -inf", "min = nan, max = 0.1",
+                                   "max = +inf, min = 0.0"])
+def test_exit_2_threshold_that_is_not_finite(tmp_path, bound):
+    """nan compares false with everything (a rule that can never breach); inf tests nothing."""
+    cfg = write_case(tmp_path, [100, 100], [0.7, 0.3], f"{DP} = {{ {bound} }}")
+    res = check(cfg)
+    text = " ".join(res.output.split())
+    assert res.exit_code == 2, res.output
+    assert "must be a finite number" in text
+    assert "'fairness.group.demographic_parity_difference'" in text
+
+
+@pytest.mark.parametrize("table, flags", [
+    ('inconclusive = "warn"', ()),
+    ('small_groups = "ignore"\ninconclusive = "fail"', ()),
+    ('inconclusive = "fail"', ("--inconclusive", "warn")),  # the flag drops the table's option
+])
+def test_exit_2_gate_with_options_but_no_rules_never_passes(tmp_path, table, flags):
+    cfg = write_case(tmp_path, [100, 100], [0.7, 0.3], table)
+    res = check(cfg, *flags)
+    assert res.exit_code == 2, res.output
+    assert "no thresholds" in " ".join(res.output.split())
+
+
+def test_parse_gate_refuses_empty_rules_and_non_finite_bounds():
+    with pytest.raises(InvalidConfigError, match="no thresholds"):
+        parse_gate({"inconclusive": "warn"}, sensitive=["sex"], task="binary")
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        with pytest.raises(InvalidConfigError, match="finite number"):
+            parse_gate({"fairness.sex.demographic_parity_difference": {"max": bad}},
+                       sensitive=["sex"], task="binary")
+
+
+HOSTILE = "grp\x1b[31m\x07\x0b<\"[bold]\u202e"  # ESC sequence, BEL, VT, XML specials, markup, RLO
+RAW = {"\x1b", "\x07", "\x0b", "\u202e"}
+
+
+def test_control_characters_in_names_give_well_formed_junit_and_a_clean_terminal(tmp_path):
+    """An attribute and group names with an escape sequence, BEL, a vertical tab (forbidden in
+    XML 1.0), rich markup and an unterminated RLO: the JUnit file parses, shows the names with
+    visible escapes, and the terminal gets no raw control character."""
+    from audit.core.text import visible
+
+    rng = np.random.default_rng(0)
+    sizes = [1000, 1000, 10]  # the small group is named in the verdict's message
+    frame = pd.concat([pd.DataFrame({HOSTILE: f"g{i}\x1b[2J\u202e", "y": rng.integers(0, 2, n),
+                                     "pred": (rng.random(n) < 0.4).astype(int)})
+                       for i, n in enumerate(sizes)], ignore_index=True)
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    toml_name = HOSTILE.encode("unicode_escape").decode().replace('"', '\\"').replace("\\x", "\\u00")
+    key = f'"fairness.{toml_name}.demographic_parity_difference"'
+    cfg = tmp_path / "audit.toml"
+    cfg.write_text('name = "gate"\n[model]\npredictions = "pred"\n[data]\npath = "d.csv"\n'
+                   f'target = "y"\nsensitive = ["{toml_name}"]\n{FAST}[gate]\n{key} = {{ max = 0.5 }}\n',
+                   encoding="utf-8")
+    junit = tmp_path / "gate.xml"
+    res = check(cfg, "--junit", str(junit))
+    assert res.exit_code == 3, res.output
+    assert not RAW & set(res.output), ascii(res.output)
+    assert "[bold]" in res.output and "\\x1b[31m" in res.output and "\\u202e" in res.output
+
+    raw = junit.read_text(encoding="utf-8")
+    assert not RAW & set(raw)
+    case = ET.parse(junit).getroot().find("testsuite/testcase")
+    assert case.get("name") == visible(f"fairness.{HOSTILE}.demographic_parity_difference")
+    skipped = case.find("skipped").get("message")
+    assert "g2\\x1b[2J\\u202e" in skipped
+    detail = json.loads(case.find("system-out").text)  # the verdict itself, exactly as judged
+    assert HOSTILE in detail["key"]
+
+
+def test_to_junit_is_well_formed_for_every_code_point_xml_forbids():
+    from audit.core.text import xml_text
+    from audit.gate import GateResult, Verdict, to_junit
+
+    nasty = "".join(map(chr, range(32))) + "\x7f\x85\ud800\udfff\ufffe\uffff<>&'\"]]>\u202e"
+    v = Verdict(f"fairness.{nasty}.demographic_parity_difference", nasty, "breach", True, 0.4,
+                0.3, 0.5, 0.95, f"{nasty} breached")
+    root = ET.fromstring(to_junit(GateResult((v,)), name=nasty).encode("utf-8"))
+    assert root.get("name") == xml_text(nasty)
+    failure = root.find("testsuite/testcase/failure")
+    assert failure.get("message") == xml_text(f"{nasty} breached")
+    assert failure.text == f"{xml_text(nasty)}: {xml_text(nasty + ' breached')}"

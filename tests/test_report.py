@@ -182,3 +182,167 @@ def test_the_stylesheet_is_inlined_verbatim(hostile_report):
 
     css = (templates_dir() / "static" / "report.css").read_text(encoding="utf-8")
     assert css in render_html(hostile_report)
+
+
+# ---- user strings: bidi isolation per value, literal text in figures (issue 12) ------------
+
+RLO, RLE, LRO, LRI, RLI = "\u202e", "\u202b", "\u202d", "\u2066", "\u2067"
+FAST = {"fairness": {"n_boot": 200, "n_permutations": 0, "what_if": False}}
+
+
+def _gap_report(level: str = "Female", column: str = "sex"):
+    """A planted selection-rate gap (the model scores age; the first group is 25 years
+    younger), so the fairness findings name the group in the middle of a sentence."""
+    frame = make_frame(400)
+    young = frame["sex"] == "Female"
+    frame.loc[young, "age"] = frame.loc[young, "age"] - 25
+    frame["sex"] = frame["sex"].map({"Female": level, "Male": "Male"})
+    frame = frame.rename(columns={"sex": column})
+    return audit_model(lambda X: 1 / (1 + np.exp(-X[:, 0])), frame, target="income",
+                       positive_label=">50K", sensitive=[column], methods=["fairness"],
+                       method_options=FAST)
+
+
+def _isolated_everywhere(html: str, value: str) -> None:
+    from audit.core.text import FSI, PDI
+
+    hits = [i for i in range(len(html)) if html.startswith(value, i)]
+    assert hits
+    for i in hits:
+        assert html[i - 1] == FSI, ascii(html[max(0, i - 40):i + 40])
+        assert html[i + len(value)] == PDI, ascii(html[max(0, i - 40):i + 40])
+
+
+@pytest.mark.parametrize("control", [RLO, RLE, LRO, LRI, RLI])
+def test_isolate_fragments_closes_each_value_before_the_next_word(control):
+    from audit.core.text import FSI, PDI, isolate_fragments
+
+    value = f"{control}elameF"
+    out = isolate_fragments(f"the selection rate of {value} (sex) is below 80%", [value])
+    assert out == f"the selection rate of {FSI}{value}{PDI} (sex) is below 80%"
+    # a longer value that contains a shorter one is isolated once, as a whole
+    both = isolate_fragments(f"{value}*Male{control} and {value}", [value, f"{value}*Male{control}"])
+    assert both == f"{FSI}{value}*Male{control}{PDI} and {FSI}{value}{PDI}"
+
+
+def test_an_unterminated_override_in_a_level_ends_with_the_level_in_finding_sentences():
+    """"... the selection rate of <level> (sex) is below ...": in the HTML the override closes
+    right after the level, so the words that follow it are not reversed."""
+    level = f"{RLO}elameF"
+    report = _gap_report(level)
+    composed = [f.text for f in report.findings if level in f.text and not f.text.endswith(level)]
+    assert composed, [f.text for f in report.findings]  # the sentence this test is about
+    _isolated_everywhere(render_html(report), level)
+
+
+def test_an_unterminated_override_in_a_column_name_ends_with_the_name():
+    name = f"se{RLO}x"
+    _isolated_everywhere(render_html(_gap_report(column=name)), name)
+
+
+def test_visible_spells_out_controls_and_keeps_letters_of_every_script():
+    from audit.core.text import visible, xml_text
+
+    assert visible("sex\x1b[2J\x07\r\n\t") == "sex\\x1b[2J\\x07\\x0d\\x0a\\x09"
+    assert visible(f"a{RLO}b\u2069\u200fc\x85") == "a\\u202eb\\u2069\\u200fc\\x85"
+    letters = "\u05de\u05d2\u05d3\u05e8 \u0627\u0644\u062c\u0646\u0633 \u00e9\u4e2d \U0001f600"
+    assert visible(letters) == letters
+    assert xml_text("a\ud800b\ufffe") == "a\\ud800b\\ufffe"
+
+
+MATH = ["a$^$b", "$\\frac{$", "$\\frac{", "x_1$ and $\\undefined$"]
+
+
+def test_mathtext_in_user_names_raises_in_plain_matplotlib():
+    """The hazard is real: with mathtext on, savefig raises on such a name."""
+    import io
+
+    import matplotlib
+
+    from audit.core.plots import pyplot
+
+    plt = pyplot()
+    with matplotlib.rc_context({"text.parse_math": True}):
+        fig, ax = plt.subplots()
+        ax.set_title(MATH[0])
+        with pytest.raises(ValueError):
+            fig.savefig(io.BytesIO(), format="png")
+    plt.close(fig)
+
+
+def test_figures_with_mathtext_names_are_drawn_as_literal_text():
+    import base64
+
+    import matplotlib
+
+    from audit.core.plots import pyplot
+    from audit.report.render import figure_uri
+
+    # texts created while mathtext was on (as a library or a style context may do)
+    plt = pyplot()
+    with matplotlib.rc_context({"text.parse_math": True}):
+        fig, ax = plt.subplots()
+        ax.barh(range(len(MATH)), [1, 2, 3, 4], label=MATH[1])
+        ax.set_yticks(range(len(MATH)), labels=MATH)
+        ax.set_title(f"Rates by {MATH[0]}")
+        ax.legend()
+    png = base64.b64decode(figure_uri(fig).split(",", 1)[1])
+    assert png.startswith(b"\x89PNG")
+
+
+def test_a_figure_matplotlib_cannot_save_is_a_stated_note_and_the_report_is_written(
+        monkeypatch, tmp_path):
+    """savefig refuses a 10-million-pixel-high figure: the HTML and JSON are still written and
+    name the missing figure; the other figures of the method are kept."""
+    from audit.core.plots import new_figure
+    from audit.methods.fairness import Fairness
+
+    def figures(self, result, data):
+        huge, ax = new_figure()
+        ax.plot([0, 1], [0, 1])
+        huge.set_size_inches(6.5, 70000)
+        fine, ax = new_figure()
+        ax.plot([0, 1], [0, 1])
+        return {"huge": huge, "fine": fine}
+
+    monkeypatch.setattr(Fairness, "figures", figures)
+    report = _gap_report()
+    files = write_report(report, tmp_path / "out", formats=("html", "json"))
+    html = files["html"].read_text(encoding="utf-8")
+    assert "Figure &#39;huge&#39; of &#39;Group fairness&#39; could not be drawn: Image size" in html
+    assert "could not be drawn" in files["json"].read_text(encoding="utf-8")
+    assert not any("'fine'" in n for n in report.limitations)
+
+
+@pytest.mark.slow
+def test_every_methods_figures_draw_names_with_mathtext(tmp_path):
+    """Every registered method on a torch MLP whose feature, level and group names are mathtext
+    ("a$^$b", "$\\frac{$", ...): every figure is drawn, none becomes a 'could not be drawn'."""
+    from safetensors.torch import save_file
+
+    from audit.config import AuditPlan
+    from audit.core.dataset import Encoding
+    from audit.registry import METHODS
+    from audit.runner import run_audit
+    from tests.conftest import fit_torch_mlp
+    from tests.test_methods_common import FAST_OPTIONS
+
+    frame = make_frame(400).rename(columns={"hours": "a$^$b", "job": "$\\frac{$"})
+    frame["$\\frac{$"] = frame["$\\frac{$"].map({"clerk": "$x$", "exec": "$\\frac{$", "tech": "t$"})
+    frame["sex"] = frame["sex"].map({"Female": "$\\frac{$", "Male": "x_1$ and $\\undefined$"})
+    enc = Encoding.fit(frame[["age", "a$^$b", "$\\frac{$"]])
+    net, spec = fit_torch_mlp(frame, enc)
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp_path / "model.safetensors"))
+    (tmp_path / "architecture.json").write_text(json.dumps(spec))
+    (tmp_path / "encoding.json").write_text(json.dumps(enc.to_dict()))
+    frame.to_csv(tmp_path / "data.csv", index=False)
+    (tmp_path / "audit.toml").write_text(
+        'name = "math"\n[model]\npath = "model.safetensors"\narchitecture = "architecture.json"\n'
+        'encoding = "encoding.json"\n[data]\npath = "data.csv"\ntrain_path = "data.csv"\n'
+        'target = "income"\npositive_label = ">50K"\nsensitive = ["sex"]\n', encoding="utf-8")
+    plan = AuditPlan.load(tmp_path / "audit.toml").with_overrides(
+        method_options={m.name: FAST_OPTIONS.get(m.name, {}) for m in METHODS})
+    report = run_audit(plan)
+    html = render_html(report)
+    assert not [n for n in report.limitations if "could not be drawn" in n], report.limitations
+    assert html.count("data:image/png;base64,") >= 10

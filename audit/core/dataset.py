@@ -178,8 +178,21 @@ def _encoding_number(f: Mapping[str, Any], key: str, default: float, where: str,
 _NA_LIKE = frozenset({"nan", "na", "n/a", "null", "none", "?", "-", "--", "#n/a", "missing"})
 
 
+def _refuse_time(values: pd.Series, name: str) -> None:
+    """Dates and durations are not numbers: pandas would turn them into nanosecond counts."""
+    dtype = values.dtype
+    if (pd.api.types.is_datetime64_any_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype)
+            or isinstance(dtype, pd.PeriodDtype)):
+        raise DataValidationError(
+            f"Column {name!r} holds dates or times ({dtype}); read as a number it would be a count "
+            "of nanoseconds, which no model was trained on. Convert it before the audit to the "
+            "number the model expects (e.g. days since a fixed date, or the year), or declare it "
+            "categorical in the encoding.")
+
+
 def _as_numeric(values: pd.Series, name: str) -> np.ndarray:
     """Convert a column to float, naming unparsable and non-finite cells."""
+    _refuse_time(values, name)
     if values.dtype == bool:
         values = values.astype(float)
     converted = pd.to_numeric(values, errors="coerce")
@@ -236,6 +249,8 @@ class Encoding:
         feats: list[Feature] = []
         for name in frame.columns:
             col = frame[name]
+            if categorical is None or name not in categorical:
+                _refuse_time(col, str(name))
             is_cat = (name in categorical) if categorical is not None else not (
                 pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col))
             if is_cat:
@@ -454,14 +469,46 @@ class DatasetSpec:
         if self.task not in TASKS:
             raise InvalidConfigError(
                 f"The 'task' parameter of DatasetSpec must be one of {TASKS}. Got {self.task!r} instead.")
+        if self.target is not None and self.target in self.sensitive:
+            raise InvalidConfigError(
+                f"The target {self.target!r} is also listed as a sensitive attribute; its groups "
+                "would be the outcomes themselves (a demographic parity difference of 1). Remove "
+                f"{self.target!r} from [data] sensitive.")
         if self.missing_sensitive not in ("error", "group"):
             raise InvalidConfigError(
                 "The 'missing_sensitive' parameter of DatasetSpec must be \"error\" or \"group\". "
                 f"Got {self.missing_sensitive!r} instead.")
 
 
-def read_table(path: str | Path, *, na_values: Sequence[str] = ()) -> pd.DataFrame:
-    """Read a CSV (optionally compressed) or Parquet file with clear errors."""
+def text_columns(spec: DatasetSpec, encoding: Encoding | None) -> tuple[str, ...]:
+    """Columns to read as text: the sensitive attributes and the encoding's categoricals.
+
+    Codes such as "01", "001" and "1" are different groups or levels; parsed as numbers they
+    would all become 1. Columns the encoding declares numeric are left to the number parser.
+    """
+    numeric = {f.name for f in (encoding.features if encoding else ()) if f.type == "numeric"}
+    cats = [f.name for f in (encoding.features if encoding else ()) if f.type == "categorical"]
+    return tuple(dict.fromkeys([*(c for c in spec.sensitive if c not in numeric), *cats]))
+
+
+def _check_column_names(names: Sequence[Any], path: Path) -> None:
+    """One check for every reader: column names must be unique once surrounding spaces go."""
+    dupes = duplicates([str(c).strip() for c in names])
+    if dupes:
+        spelled = sorted({repr(str(c)) for c in names if str(c).strip() in dupes})
+        raise DataValidationError(
+            f"The data file {str(path)!r} has duplicated column name(s) {_show(dupes)} "
+            f"(as written: {', '.join(spelled[:_MAX_SHOWN])}; names are compared without "
+            "surrounding spaces). Rename them so every column is unique.")
+
+
+def read_table(path: str | Path, *, na_values: Sequence[str] = (),
+               text: Sequence[str] = ()) -> pd.DataFrame:
+    """Read a CSV (optionally compressed) or Parquet file with clear errors.
+
+    ``text`` names columns read as text exactly as written (see :func:`text_columns`); CSV
+    columns not named there are parsed by pandas (numbers where every cell is one).
+    """
     path = Path(path)
     if not path.is_file():
         raise DataValidationError(
@@ -471,18 +518,18 @@ def read_table(path: str | Path, *, na_values: Sequence[str] = ()) -> pd.DataFra
     try:
         _check_data_size(path)
         if name.endswith((".parquet", ".pq")):
+            _check_column_names(_parquet_names(path), path)
             frame = pd.read_parquet(path)
         else:
-            raw_names = _raw_header(path)
-            dupes = duplicates(raw_names)
-            if dupes:
-                raise DataValidationError(
-                    f"The data file {str(path)!r} has duplicated column name(s) {_show(dupes)}. "
-                    "Rename them so every column is unique.")
+            raw_names = _raw_header(path)  # as written, surrounding spaces included
+            _check_column_names(raw_names, path)  # before pandas renames a duplicate to "x.1"
+            # pandas keys a column by its header as written (less leading spaces)
+            as_text = {key: str for c in raw_names if c.strip() in text for key in (c, c.lstrip())}
             # Only empty cells and the declared na_values are missing: pandas' defaults would
             # silently turn real values such as "NA" (Namibia) or "None" into NaN.
             frame = pd.read_csv(path, na_values=["", *na_values], keep_default_na=False,
-                                skipinitialspace=True, encoding="utf-8-sig", low_memory=False)
+                                skipinitialspace=True, encoding="utf-8-sig", low_memory=False,
+                                dtype=as_text or None)
     except DataValidationError:
         raise
     except MemoryError:
@@ -508,6 +555,7 @@ def read_table(path: str | Path, *, na_values: Sequence[str] = ()) -> pd.DataFra
         raise DataValidationError(f"The data file {str(path)!r} could not be read: {exc}.") from None
     if len(frame) == 0:
         raise DataValidationError(f"The data file {str(path)!r} has a header but no rows.")
+    _check_column_names(frame.columns, path)
     frame.columns = [str(c).strip() for c in frame.columns]
     if frame.shape[1] == 1:  # a file with another delimiter parses as one wide column
         for sep, label in ((";", "semicolon"), ("\t", "tab"), ("|", "pipe")):
@@ -600,6 +648,18 @@ def _out_of_memory(path: Path) -> None:
         "rows, or run on a machine with more memory.")
 
 
+def _parquet_names(path: Path) -> list[str]:
+    """The column names stored in a Parquet file (its schema only; no data is read)."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        from audit.errors import MissingDependencyError
+
+        raise MissingDependencyError(
+            f"Reading the Parquet file {str(path)!r} needs pyarrow: pip install pyarrow.") from None
+    return list(pq.read_schema(path).names)
+
+
 def _raw_header(path: Path) -> list[str]:
     import csv
     import gzip
@@ -607,7 +667,7 @@ def _raw_header(path: Path) -> list[str]:
     opener = gzip.open if path.name.lower().endswith(".gz") else open
     try:
         with opener(path, "rt", encoding="utf-8-sig", newline="") as fh:
-            return [c.strip() for c in next(csv.reader(fh), [])]
+            return list(next(csv.reader(fh), []))
     except (OSError, EOFError, UnicodeDecodeError, csv.Error):
         return []
 
@@ -895,4 +955,5 @@ __all__ = [
     "TASKS",
     "build_audit_data",
     "read_table",
+    "text_columns",
 ]

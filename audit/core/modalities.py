@@ -76,6 +76,8 @@ from audit.core.dataset import (
     NumericFeature,
     _encode_target,
     _label_text,
+    _refuse_time,
+    _rows,
     _show,
     read_table,
 )
@@ -712,14 +714,27 @@ def _read_image_files(folder: Path, names: list[str], channels: int | None) -> n
     return np.stack(images)
 
 
-def _time_key(values: pd.Series) -> pd.Series:
-    """A sortable version of a time column: numbers, else dates, else text."""
-    if pd.api.types.is_numeric_dtype(values):
-        return values.astype(float)
-    try:
-        return pd.to_datetime(values, format="mixed")
-    except (ValueError, TypeError):
-        return values.astype(str)
+def _time_key(values: pd.Series, name: str, source: str) -> pd.Series:
+    """A sortable version of a time column: numbers or dates, every cell of them.
+
+    Anything else is an error naming the rows: one unparsable timestamp must not turn the
+    whole column into text, whose order ("2000-10-01" < "2000-2-01") is silently wrong.
+    """
+    missing = values.isna().to_numpy()
+    if missing.any():
+        raise DataValidationError(
+            f"The time column {name!r} in {source!r} has missing values in {_rows(missing)}. "
+            "Every step needs its time; fill or drop those rows.")
+    if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_datetime64_any_dtype(values):
+        return values.astype(float) if pd.api.types.is_numeric_dtype(values) else values
+    parsed = pd.to_datetime(values, format="mixed", errors="coerce")
+    bad = parsed.isna().to_numpy()
+    if bad.any():
+        raise DataValidationError(
+            f"The time column {name!r} in {source!r} has value(s) that are neither numbers nor "
+            f"dates: {_show(sorted(set(values[bad].astype(str))))} in {_rows(bad)}. Fix them (e.g. "
+            "ISO dates such as 2000-01-01) so the steps sort in time order, not as text.")
+    return parsed
 
 
 def _bound(value: str, like: pd.Series) -> Any:
@@ -787,13 +802,15 @@ def _window_long_csv(spec: SequenceSpec, data: DatasetSpec) -> tuple[np.ndarray,
     if not features:
         raise DataValidationError(f"No feature columns are left in {source!r}; list them in [data] features.")
     for col in features:
+        _refuse_time(frame[col], col)
         if not pd.api.types.is_numeric_dtype(frame[col]):
             sample = frame[col][pd.to_numeric(frame[col], errors="coerce").isna() & frame[col].notna()]
             raise DataValidationError(
                 f"The feature column {col!r} in {source!r} must be numeric but holds text such as "
                 f"{_show(sorted(set(sample.astype(str)))[:3])}. Convert it before the audit.")
     ids = frame[spec.id_column].astype(str) if spec.id_column else pd.Series(["series"] * len(frame))
-    frame = frame.assign(_id=ids.to_numpy(), _t=_time_key(frame[spec.time_column]))
+    frame = frame.assign(_id=ids.to_numpy(), _t=_time_key(frame[spec.time_column], spec.time_column,
+                                                           source).to_numpy())
     id_label = f"id {{}} (column {spec.id_column!r})" if spec.id_column else "the series"
     need = spec.window + spec.horizon
     windows, rows = [], []

@@ -20,8 +20,28 @@ def pyplot() -> Any:
     import matplotlib.pyplot as plt
 
     plt.rcParams.update({"font.size": 9, "axes.spines.top": False, "axes.spines.right": False,
-                         "svg.hashsalt": "audit-suite", "figure.dpi": 100})
+                         "svg.hashsalt": "audit-suite", "figure.dpi": 100,
+                         # Names come from the user's data: "a$^$b" is a column name, not
+                         # mathtext (which raises in savefig), and never a LaTeX run.
+                         "text.parse_math": False, "text.usetex": False})
     return plt
+
+
+def plain_text(fig: Any) -> Any:
+    """Make every text of ``fig`` literal: no mathtext, no LaTeX (returns ``fig``).
+
+    The one place where user strings (feature names, levels, group names, titles) are made
+    safe for matplotlib. :func:`pyplot` sets the same defaults for texts created afterwards;
+    this pass also covers texts that a library (shap, scikit-learn's ``plot_tree``) or a
+    style context created with ``parse_math=True``. It runs on every figure before it is
+    saved (``audit.report.render.figure_uri``). A dollar sign is then drawn as a dollar sign.
+    """
+    from matplotlib.text import Text
+
+    for text in fig.findobj(Text):
+        text.set_parse_math(False)
+        text.set_usetex(False)
+    return fig
 
 
 def new_figure(width: float = 6.5, height: float = 3.5, **kwargs: Any) -> tuple[Any, Any]:
@@ -35,4 +55,5 @@ def shorten(label: str, limit: int = 40) -> str:
     return label if len(label) <= limit else label[: limit - 1] + "…"
 
 
-__all__ = ["HIGHLIGHT", "NEGATIVE", "NEUTRAL", "PALETTE", "POSITIVE", "new_figure", "pyplot", "shorten"]
+__all__ = ["HIGHLIGHT", "NEGATIVE", "NEUTRAL", "PALETTE", "POSITIVE", "new_figure", "plain_text", "pyplot",
+           "shorten"]

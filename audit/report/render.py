@@ -18,10 +18,12 @@ import io
 import dataclasses
 import math
 from collections.abc import Iterable
+from contextvars import ContextVar
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+from audit.core.text import FSI, PDI, has_bidi, isolate_fragments, user_strings
 from audit.errors import MissingDependencyError, ReportRenderError
 from audit.report.model import AuditReport
 
@@ -88,35 +90,43 @@ def _environment(folder: str) -> Any:
     return env
 
 
-# Unicode bidi controls (LRE, RLE, PDF, LRO, RLO, LRI, RLI, FSI, PDI, ALM, LRM, RLM).
-_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u061c\u200e\u200f")
+# The user strings with bidi controls of the report being rendered (see render_html).
+_FRAGMENTS: ContextVar[tuple[str, ...]] = ContextVar("bidi_fragments", default=())
 
 
 def _isolate_bidi(value: Any) -> Any:
-    """Wrap a string holding bidi controls in FSI ... PDI (what ``<bdi>`` does).
+    """Isolate bidi controls in every rendered value (jinja ``finalize``).
 
     Escaping leaves U+202E (right-to-left override) and friends alone, so a column or category
     named with one would reverse the text after it on the reader's screen ("Trojan source" in
-    a report). Inside an isolate an unterminated override ends at the PDI. Strings without such
-    characters, i.e. nearly all, are passed through unchanged.
+    a report). Each user value inside a composed sentence (a finding, a gate message) is wrapped
+    in FSI ... PDI (what ``<bdi>`` does) so an unterminated override ends with its value, and
+    the whole string is isolated as well. Strings without such characters, i.e. nearly all,
+    are passed through unchanged.
     """
-    if isinstance(value, str) and not _BIDI.isdisjoint(value):
+    if isinstance(value, str) and has_bidi(value):
         import markupsafe
 
         if isinstance(value, markupsafe.Markup):
-            return markupsafe.Markup("\u2068") + value + markupsafe.Markup("\u2069")
-        return "\u2068" + value + "\u2069"
+            frags = [markupsafe.escape(f) for f in _FRAGMENTS.get()]
+            return markupsafe.Markup(FSI + isolate_fragments(str(value), frags) + PDI)
+        return FSI + isolate_fragments(value, _FRAGMENTS.get()) + PDI
     return value
 
 
 def figure_uri(fig: Any, *, dpi: int = 150) -> str:
-    """A matplotlib figure as a PNG data URI (the figure is closed)."""
+    """A matplotlib figure as a PNG data URI (the figure is closed, also when drawing fails)."""
     import matplotlib.pyplot as plt
 
+    from audit.core.plots import plain_text
+
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight",
-                metadata={"Software": None})  # no version string: identical bytes across runs
-    plt.close(fig)
+    try:
+        plain_text(fig)  # user names with "$" are text, never mathtext
+        fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight",
+                    metadata={"Software": None})  # no version string: identical bytes across runs
+    finally:
+        plt.close(fig)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
@@ -132,12 +142,20 @@ def _figures(report: AuditReport, notes: list[str]) -> dict[str, dict[str, str]]
     out: dict[str, dict[str, str]] = {}
     for o in report.outcomes:
         if o.ok and report.data is not None:
+            # A figure must never take the report down with it: a failure (in the method's
+            # figures() or in drawing one figure) becomes a stated note, the rest is kept.
+            drawn = _Figures()
             try:
                 figs = o.method.figures(o.result, report.data)
-            except Exception as exc:  # a figure must never take the report down with it
+            except Exception as exc:
                 notes.append(f"Figures of '{o.title}' could not be drawn: {exc}.")
                 figs = {}
-            out[o.name] = _Figures({k: figure_uri(f) for k, f in figs.items()})
+            for k, f in figs.items():
+                try:
+                    drawn[k] = figure_uri(f)
+                except Exception as exc:
+                    notes.append(f"Figure '{k}' of '{o.title}' could not be drawn: {exc}.")
+            out[o.name] = drawn
         else:
             out[o.name] = _Figures()
     return out
@@ -156,11 +174,14 @@ def render_html(report: AuditReport) -> str:
     figures = _figures(report, notes)
     # The notes belong to this rendering only: the report itself (and results.json) stays as it was.
     shown = dataclasses.replace(report, limitations=[*report.limitations, *notes]) if notes else report
+    token = _FRAGMENTS.set(user_strings(report.data))
     try:
         return env.get_template("report.html.j2").render(report=shown, css=css, figures=figures,
                                                           json=report.to_json())
     except Exception as exc:
         raise ReportRenderError(f"The HTML report could not be rendered: {type(exc).__name__}: {exc}") from exc
+    finally:
+        _FRAGMENTS.reset(token)
 
 
 def safe_url_fetcher() -> Any:

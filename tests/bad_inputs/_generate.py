@@ -9,6 +9,8 @@ architecture and encoding, a clean ``data.csv`` and the default ``audit.toml``) 
                                      # for a run that succeeds, in results.json
     methods = "fairness,surrogate"   # optional: the --methods flag (default in the test)
     requires = ["onnxruntime"]       # optional: modules without which the case is skipped
+    command = "check"                # optional: run `audit check CONFIG` instead of `audit run`
+    absent = ["..."]                 # optional: text that must not be in results.json
 
 The files are committed; this script documents how each was made and rewrites them all.
 """
@@ -22,6 +24,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
@@ -281,6 +284,7 @@ def cases() -> dict[str, dict]:
     case("config_bad_run_name", err("'name'", "plain folder name"),
          **{"audit.toml": toml_with(('name = "bad"', 'name = "../escape"'))})
     resource_cases(case, err)
+    trust_boundary_cases(case, err, ok)
     return c
 
 
@@ -429,6 +433,87 @@ def png_header(width: int, height: int) -> bytes:
             + chunk(b"IEND", b""))
 
 
+
+GATE = '\n[gate]\n'  # every gate case is refused before any method runs
+DP_SEX = '"fairness.sex.demographic_parity_difference"'
+
+
+def trust_boundary_cases(case, err, ok) -> None:
+    """Issue 12: data read as written, user strings escaped wherever they go, the gate."""
+    enc = json.loads((SHARED / "encoding.json").read_text())
+
+    def renamed(old: str, new: str) -> str:
+        return json.dumps({**enc, "features": [{**f, "name": new} if f["name"] == old else f
+                                               for f in enc["features"]]}, indent=1)
+
+    def parquet(frame) -> bytes:
+        import io
+
+        buf = io.BytesIO()
+        frame.to_parquet(buf, index=False)
+        return buf.getvalue()
+
+    frame = make_frame(120, seed=1)
+    parquet_toml = toml_with(('path = "data.csv"', 'path = "data.parquet"'))
+
+    # ---- data read as written ----------------------------------------------------------------
+    when = frame.assign(hours=pd.date_range("2020-01-01", periods=len(frame), freq="D"))
+    case("parquet_datetime_feature", err("data.parquet", "'hours'", "dates or times", "nanoseconds"),
+         **{"data.parquet": parquet(when), "audit.toml": parquet_toml})
+    codes = {"clerk": "01", "exec": "02", "tech": "03"}
+    case("category_codes_with_leading_zeros", ok('"status": "ok"'),
+         **{"data.csv": map_column("job", lambda r, v: codes[v]),
+            "encoding.json": json.dumps({**enc, "features": [
+                {**f, "levels": [codes[x] for x in f["levels"]]} if f["name"] == "job" else f
+                for f in enc["features"]]}, indent=1)})
+    case("sensitive_codes_with_leading_zeros", ok('"01"', '"001"', '"1"'),
+         **{"data.csv": map_column("sex", lambda r, v: ("01", "001", "1")[r % 3])})
+    case("target_also_sensitive", err("target 'income'", "sensitive attribute", "Remove 'income'"),
+         **{"audit.toml": toml_with(('sensitive = ["sex"]', 'sensitive = ["sex", "income"]'))})
+    case("parquet_columns_collide_after_strip",
+         err("data.parquet", "duplicated column", "'age'", "'age '"),
+         **{"data.parquet": parquet(frame.assign(**{"age ": frame["age"]})), "audit.toml": parquet_toml})
+    series = "date,x,y\n" + "".join(
+        f"{d},{i % 7}.5,{i % 5}.0\n" for i, d in enumerate(
+            [f"2000-{m:02d}-01" for m in range(1, 13)] + ["2001-13-01"] + [f"2002-{m:02d}-01" for m in range(1, 6)]))
+    case("sequence_time_unparsable",
+         err("time column 'date'", "series.csv", "'2001-13-01'", "data row 12", "sort in time order"),
+         **{"series.csv": series,
+            "audit.toml": toml_with(('path = "data.csv"', 'path = "series.csv"\nmodality = "sequence"\n'
+                                     'time_column = "date"\nwindow = 3'),
+                                    ('target = "income"', 'target = "y"'),
+                                    ('positive_label = ">50K"\n', ""), ('sensitive = ["sex"]\n', ""),
+                                    ('task = "binary"', 'task = "regression"'))})
+
+    # ---- user strings that reach matplotlib, the terminal and the report ---------------------
+    both = toml_with(('formats = ["json"]', 'formats = ["json", "html"]'))
+    # the attribute name reaches the figure titles, the group name the tick labels and legends
+    drawn = {"absent": ["could not be drawn"]}
+    case("mathtext_in_column_name", ok('"status": "ok"', "a$^$b", **drawn),
+         **{"data.csv": join([lines()[0].replace("sex", "a$^$b")] + lines()[1:]),
+            "audit.toml": toml_with(('formats = ["json"]', 'formats = ["json", "html"]'),
+                                    ('sensitive = ["sex"]', 'sensitive = ["a$^$b"]'))})
+    case("mathtext_in_group_name", ok('"status": "ok"', "frac{$", **drawn),
+         **{"data.csv": map_column("sex", lambda r, v: "$\\frac{$" if v == "Female" else v),
+            "audit.toml": both})
+    esc = "sex\x1b[2J\x07[bold]x"
+    case("escape_sequences_in_names", ok('"status": "ok"', "[bold]x"),
+         **{"data.csv": join([lines()[0].replace("sex", esc)] + lines()[1:]),
+            "audit.toml": toml_with(('sensitive = ["sex"]', 'sensitive = ["sex\\u001b[2J\\u0007[bold]x"]'))})
+    case("config_utf8_bom", ok('"status": "ok"'), **{"audit.toml": "\ufeff" + BASE_TOML})
+
+    # ---- the gate (audit check) ----------------------------------------------------------------
+    check = {"command": "check"}
+    case("gate_threshold_nan", err(DP_SEX.replace('"', "'"), "'max'", "finite number", "nan", "never be breached", **check),
+         **{"audit.toml": BASE_TOML + GATE + f"{DP_SEX} = {{ max = nan }}\n"})
+    case("gate_threshold_infinite", err(DP_SEX.replace('"', "'"), "'min'", "finite number", "-inf", "tests nothing", **check),
+         **{"audit.toml": BASE_TOML + GATE + f"{DP_SEX} = {{ min = -inf, max = 0.2 }}\n"})
+    case("gate_without_rules", err("[gate]", "no thresholds", "tested nothing", **check),
+         **{"audit.toml": BASE_TOML + GATE + 'inconclusive = "warn"\n'})
+    case("gate_without_rules_in_run", err("[gate]", "no thresholds"),
+         **{"audit.toml": BASE_TOML + GATE + 'small_groups = "ignore"\n'})
+
+
 def onnx_model(width: int) -> bytes:
     """A logistic regression on the first ``width`` encoded columns, converted by skl2onnx."""
     from skl2onnx import to_onnx
@@ -459,7 +544,7 @@ def truncated_pt() -> bytes:
 def to_toml(expect: dict) -> str:
     out = [f"exit = {expect['exit']}"]
     out.append("fragments = [" + ", ".join(json.dumps(f, ensure_ascii=False) for f in expect["fragments"]) + "]")
-    for k in ("methods", "requires"):
+    for k in ("methods", "requires", "command", "absent"):
         if k in expect:
             out.append(f"{k} = {json.dumps(expect[k])}")
     return "\n".join(out) + "\n"

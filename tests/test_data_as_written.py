@@ -1,0 +1,135 @@
+"""Data is read as written: codes stay text, dates are never nanosecond integers, a time column
+sorts in time order or is refused, column names are unique in every format, and the target
+cannot be a sensitive attribute. (The same cases run through the CLI in tests/bad_inputs/.)"""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from audit.core.dataset import (
+    CategoricalFeature,
+    DatasetSpec,
+    Encoding,
+    NumericFeature,
+    build_audit_data,
+    read_table,
+    text_columns,
+)
+from audit.core.modalities import SequenceSpec, build_sequence_data
+from audit.errors import DataValidationError, InvalidConfigError
+
+CODES = ["01", "001", "1", "02"]
+
+
+def _codes_csv(tmp_path, header="grp,code,x,y"):
+    rows = [f"{CODES[i % 4]},{('01', '02', '1')[i % 3]},{i % 7}.5,{i % 2}" for i in range(40)]
+    path = tmp_path / "d.csv"
+    path.write_text(header + "\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("header", ["grp,code,x,y", " grp , code,x,y", "grp ,code  ,x,y"])
+def test_codes_with_leading_zeros_are_distinct_groups_and_levels(tmp_path, header):
+    path = _codes_csv(tmp_path, header)
+    spec = DatasetSpec(target="y", sensitive=("grp",))
+    enc = Encoding((NumericFeature("x"), CategoricalFeature("code", ("01", "02", "1"))))
+    # the hazard: parsed as numbers, 01, 001 and 1 are one group and level "01" is unknown
+    plain = read_table(path)
+    assert sorted(plain["grp"].astype(str).unique()) == ["1", "2"]
+    text = text_columns(spec, enc)
+    assert text == ("grp", "code")
+    data = build_audit_data(read_table(path, text=text), spec, enc)
+    assert sorted(data.sensitive["grp"].unique()) == ["001", "01", "02", "1"]
+    assert data.sensitive["grp"].value_counts().to_dict() == {c: 10 for c in CODES}
+    assert data.X[:, 1:].sum(axis=0).tolist() == [14.0, 13.0, 13.0]  # one-hot of 01 / 02 / 1
+
+
+def test_a_sensitive_column_declared_numeric_in_the_encoding_is_still_parsed_as_a_number():
+    spec = DatasetSpec(target="y", sensitive=("age", "sex"))
+    enc = Encoding((NumericFeature("age"),))
+    assert text_columns(spec, enc) == ("sex",)
+
+
+@pytest.mark.parametrize("values", [
+    pd.date_range("2020-01-01", periods=6, freq="D"),
+    pd.date_range("2020-01-01", periods=6, freq="D", tz="UTC"),
+    pd.to_timedelta(range(6), unit="h"),
+])
+def test_dates_and_durations_are_refused_never_nanosecond_integers(tmp_path, values):
+    frame = pd.DataFrame({"when": values, "x": range(6), "y": [0, 1] * 3})
+    frame.to_parquet(tmp_path / "d.parquet")
+    read = read_table(tmp_path / "d.parquet")
+    spec = DatasetSpec(target="y")
+    enc = Encoding((NumericFeature("when"), NumericFeature("x")))
+    with pytest.raises(DataValidationError, match=r"Column 'when' holds dates or times.*nanoseconds"):
+        build_audit_data(read, spec, enc, source="d.parquet")
+    with pytest.raises(DataValidationError, match="Column 'when' holds dates or times"):
+        build_audit_data(read, spec)  # no encoding: the data's own encoding is not derived either
+
+
+def test_dates_declared_categorical_are_compared_as_text(tmp_path):
+    frame = pd.DataFrame({"when": pd.to_datetime(["2020-01-01", "2020-01-02"] * 3), "y": [0, 1] * 3})
+    enc = Encoding((CategoricalFeature("when", ("2020-01-01 00:00:00", "2020-01-02 00:00:00")),))
+    data = build_audit_data(frame, DatasetSpec(target="y"), enc)
+    assert data.X.sum(axis=0).tolist() == [3.0, 3.0]
+
+
+def test_target_listed_as_sensitive_is_a_config_error():
+    with pytest.raises(InvalidConfigError, match="target 'y' is also listed as a sensitive attribute"):
+        DatasetSpec(target="y", sensitive=("sex", "y"))
+
+
+@pytest.mark.parametrize("names, shown", [(["age", "age "], "'age'"), ([" x", "x", "y"], "'x'")])
+def test_parquet_column_names_that_collide_after_stripping_are_refused(tmp_path, names, shown):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table([pa.array([1, 2])] * len(names), names=names)
+    pq.write_table(table, tmp_path / "d.parquet")
+    with pytest.raises(DataValidationError, match=f"duplicated column name.*{shown}"):
+        read_table(tmp_path / "d.parquet")
+
+
+def test_exact_duplicate_parquet_names_are_refused_by_the_same_check(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table([pa.array([1, 2]), pa.array([3, 4])], names=["a", "a"]),
+                   tmp_path / "d.parquet")
+    with pytest.raises(DataValidationError, match="duplicated column name.*'a'"):
+        read_table(tmp_path / "d.parquet")
+
+
+def _series(tmp_path, times):
+    rows = [f"{t},{i}.0,{i % 3}.0" for i, t in enumerate(times)]
+    path = tmp_path / "s.csv"
+    path.write_text("t,x,z\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    return SequenceSpec(path=str(path), window=2, time_column="t")
+
+
+SPEC = DatasetSpec(target="x", features=("x", "z"), task="regression")
+MONTHS = [f"2000-{m}-01" for m in range(1, 13)]  # "2000-10-01" < "2000-2-01" as text
+
+
+def test_a_time_column_of_dates_sorts_in_time_order_not_as_text(tmp_path):
+    data = build_sequence_data(_series(tmp_path, MONTHS[::-1]), SPEC)
+    assert data.y.tolist() == [float(i) for i in range(9, -1, -1)]  # target times Mar..Dec
+
+
+@pytest.mark.parametrize("times, bad, row", [
+    (MONTHS[:5] + ["2000-13-01"] + MONTHS[6:], "'2000-13-01'", "data row 5"),
+    (MONTHS[:3] + ["soon"] + MONTHS[4:], "'soon'", "data row 3"),
+    ([f"step-{i}" for i in range(12)], "'step-0'", "12 row(s)"),  # as text "step-10" < "step-2"
+])
+def test_a_time_value_that_is_neither_number_nor_date_is_refused_naming_the_rows(
+        tmp_path, times, bad, row):
+    with pytest.raises(DataValidationError) as err:
+        build_sequence_data(_series(tmp_path, times), SPEC)
+    msg = str(err.value)
+    assert "time column 't'" in msg and bad in msg and row in msg and "s.csv" in msg
+
+
+def test_a_missing_time_is_refused_naming_the_row(tmp_path):
+    with pytest.raises(DataValidationError, match=r"time column 't'.*missing.*data row 4"):
+        build_sequence_data(_series(tmp_path, MONTHS[:4] + [""] + MONTHS[5:]), SPEC)
