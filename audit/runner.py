@@ -38,8 +38,15 @@ def method_seed(seed: int, name: str) -> np.random.SeedSequence:
     return np.random.SeedSequence([seed, zlib.crc32(name.encode())])
 
 
-def load_inputs(plan: AuditPlan, *, trust_pickle: bool = False) -> LoadedInputs:
-    """Read and validate the data and the model the plan names."""
+def load_inputs(plan: AuditPlan, *, trust_code: bool = False, untrusted_config: bool = False,
+                trust_pickle: bool | None = None) -> LoadedInputs:
+    """Read and validate the data and the model the plan names.
+
+    ``trust_code`` lets model files that are programs run (pickle, TorchScript, ...);
+    ``untrusted_config`` refuses every code import the config names (see ``load_model``);
+    ``trust_pickle`` is the former name of ``trust_code``.
+    """
+    trust = _CodeTrust(trust_code or bool(trust_pickle), untrusted_config)
     files: list[dict[str, Any]] = []
     notes: list[str] = []
     if plan.config_path:
@@ -49,7 +56,7 @@ def load_inputs(plan: AuditPlan, *, trust_pickle: bool = False) -> LoadedInputs:
         files.append(file_record("encoding", plan.model.encoding))
 
     if plan.modal is not None:  # images and sequences: audit.core.modalities
-        return _load_modal_inputs(plan, encoding, files, notes, trust_pickle=trust_pickle)
+        return _load_modal_inputs(plan, encoding, files, notes, trust=trust)
     frame = read_table(plan.data_path, na_values=plan.data.na_values)
     files.append(file_record("data", plan.data_path))
     if plan.max_rows is not None and len(frame) > plan.max_rows:
@@ -66,16 +73,30 @@ def load_inputs(plan: AuditPlan, *, trust_pickle: bool = False) -> LoadedInputs:
         train = build_audit_data(train_frame, plan.data, data.encoding,
                                  source=Path(plan.train_path).name)
 
-    model = load_model(plan.model, encoding=data.encoding, trust_pickle=trust_pickle)
-    for rec in model.loaded:
-        files.append({"role": rec.role, "path": rec.path, "sha256": rec.sha256, "loader": rec.loader,
-                      "tensor_sha256": rec.tensor_sha256})
+    model = _load_model(plan, data.encoding, files, trust)
     check_compatible(model, data)
     return LoadedInputs(model, data, train, files, notes)
 
 
+@dataclass(frozen=True)
+class _CodeTrust:
+    trust_code: bool = False
+    untrusted_config: bool = False
+
+
+def _load_model(plan: AuditPlan, encoding: Encoding | None, files: list[dict[str, Any]],
+                trust: _CodeTrust) -> ModelAdapter:
+    """Load the plan's model and add every file it read (and any code that ran) to ``files``."""
+    model = load_model(plan.model, encoding=encoding, trust_code=trust.trust_code,
+                       untrusted_config=trust.untrusted_config)
+    for rec in model.loaded:
+        files.append({"role": rec.role, "path": rec.path, "sha256": rec.sha256, "loader": rec.loader,
+                      "tensor_sha256": rec.tensor_sha256, "code": rec.code})
+    return model
+
+
 def _load_modal_inputs(plan: AuditPlan, encoding: Encoding | None, files: list[dict[str, Any]],
-                       notes: list[str], *, trust_pickle: bool) -> LoadedInputs:
+                       notes: list[str], *, trust: _CodeTrust) -> LoadedInputs:
     """load_inputs for image and sequence data (``[data] modality``)."""
     import dataclasses
 
@@ -100,10 +121,7 @@ def _load_modal_inputs(plan: AuditPlan, encoding: Encoding | None, files: list[d
         train = build_modal_data(dataclasses.replace(plan.modal, **changes), plan.data, encoding=encoding)
         if plan.train_path:
             files.append(file_record("training data", plan.train_path))
-    model = load_model(plan.model, encoding=encoding, trust_pickle=trust_pickle)
-    for rec in model.loaded:
-        files.append({"role": rec.role, "path": rec.path, "sha256": rec.sha256, "loader": rec.loader,
-                      "tensor_sha256": rec.tensor_sha256})
+    model = _load_model(plan, encoding, files, trust)
     check_compatible(model, data)
     return LoadedInputs(model, data, train, files, notes)
 
@@ -141,16 +159,21 @@ def select_methods(names: Sequence[str] | None) -> list[type[AuditMethod]]:
     return [m for m in METHODS if m.name in set(names)]
 
 
-def run_audit(plan: AuditPlan, *, trust_pickle: bool = False,
+def run_audit(plan: AuditPlan, *, trust_code: bool = False, untrusted_config: bool = False,
               progress: ProgressFactory | None = None,
-              inputs: LoadedInputs | None = None) -> AuditReport:
+              inputs: LoadedInputs | None = None, trust_pickle: bool | None = None) -> AuditReport:
     """Run the plan's methods and return the report (nothing is written here).
 
     Parameters
     ----------
     plan : AuditPlan
-    trust_pickle : bool
-        Allow pickle/joblib model files (runs code inside them; recorded in the report).
+    trust_code : bool
+        Let model files that are programs load: pickle/joblib, TorchScript, torch pickles beyond
+        plain tensors, skops types outside its safe list (their code runs; recorded in the
+        report). The CLI's ``--trust-code``; ``trust_pickle`` is its former name.
+    untrusted_config : bool
+        Refuse every Python import the config names (``"module:Class"`` architectures, a
+        ``model.py`` beside it) and its ``trusted_types``: the CLI's ``--untrusted-config``.
     progress : callable, optional
         ``progress(name, title)`` returns a per-method ``(done, total)`` callback.
     inputs : LoadedInputs, optional
@@ -165,7 +188,8 @@ def run_audit(plan: AuditPlan, *, trust_pickle: bool = False,
 
         parse_gate(plan.gate, sensitive=plan.data.sensitive, task=plan.model.task,
                    fairness_options=plan.method_options.get("fairness"))
-    inputs = inputs or load_inputs(plan, trust_pickle=trust_pickle)
+    trust_code = trust_code or bool(trust_pickle)
+    inputs = inputs or load_inputs(plan, trust_code=trust_code, untrusted_config=untrusted_config)
     model, data = inputs.model, inputs.data
     classes = [cls() for cls in select_methods(plan.methods)]
     configs = {m.name: m.Config.from_dict(plan.method_options.get(m.name, {}), method=m.name)
@@ -176,13 +200,14 @@ def run_audit(plan: AuditPlan, *, trust_pickle: bool = False,
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # measured: 1 thread beats 2 for the small models audited here
     try:
-        return _run_methods(plan, inputs, classes, configs, trust_pickle, progress)
+        return _run_methods(plan, inputs, classes, configs, _CodeTrust(trust_code, untrusted_config),
+                            progress)
     finally:
         torch.set_num_threads(threads)  # leave the caller's setting as it was
 
 
 def _run_methods(plan: AuditPlan, inputs: LoadedInputs, classes: list[AuditMethod],
-                 configs: dict[str, Any], trust_pickle: bool,
+                 configs: dict[str, Any], trust: _CodeTrust,
                  progress: ProgressFactory | None) -> AuditReport:
     import torch
 
@@ -242,7 +267,8 @@ def _run_methods(plan: AuditPlan, inputs: LoadedInputs, classes: list[AuditMetho
         data_summary=data_summary(data, inputs.train),
         outcomes=outcomes,
         findings=findings,
-        provenance=provenance(seed=plan.seed, files=inputs.files, trust_pickle=trust_pickle),
+        provenance=provenance(seed=plan.seed, files=inputs.files, trust_code=trust.trust_code,
+                              untrusted_config=trust.untrusted_config),
         data=data,
         limitations=[*inputs.notes, *standard_limitations(model, data)],
         gate=gate.to_json() if gate is not None else None,

@@ -232,7 +232,7 @@ def cases() -> dict[str, dict]:
     case("model_unknown_suffix", err("Unknown model format '.h5'"),
          **{"model.h5": b"\x89HDF\r\n\x1a\n",
             "audit.toml": toml_with(('path = "model.safetensors"', 'path = "model.h5"'))})
-    case("model_pickle_refused", err("model.pkl", "--trust-pickle"),
+    case("model_pickle_refused", err("model.pkl", "--trust-code"),
          **{"model.pkl": b"\x80\x04K\x01.",
             "audit.toml": toml_with(('path = "model.safetensors"', 'path = "model.pkl"'),
                                     ('architecture = "architecture.json"\n', ""))})
