@@ -521,10 +521,12 @@ def _import_object(ref: str, search_dir: str | Path | None = None, *,
         try:
             module = importlib.import_module(module_name)
         except Exception as exc:  # ImportError, or whatever the module's own code raised
-            raise ModelLoadError(
-                f"Could not import the [model] architecture {ref!r}: {type(exc).__name__}: {exc}. "
-                f"Put {module_name.replace('.', '/')}.py beside the config, or install the package "
-                "that defines it.") from None
+            fix = (f"Name the module without its suffix ('{module_name[:-3]}:{attr}')"
+                   if module_name.endswith(".py") else
+                   f"Put {module_name.replace('.', '/')}.py beside the config, or install the "
+                   "package that defines it")
+            raise ModelLoadError(f"Could not import the [model] architecture {ref!r}: "
+                                 f"{type(exc).__name__}: {exc}. {fix}.") from None
         origin = getattr(module, "__file__", None)
         is_file = bool(origin) and Path(origin).is_file()
         record = LoadRecord("architecture", str(origin) if is_file else f"<module {module_name}>",
@@ -584,6 +586,15 @@ def _is_torchscript(path: Path) -> bool:
     return any(n.endswith("constants.pkl") or "/code/" in n for n in names)
 
 
+def _refuse_torchscript(path: Path, trust_code: bool) -> None:
+    if not trust_code:
+        raise ModelLoadError(
+            f"{str(path)!r} is TorchScript, a compiled program: loading it runs code its author "
+            "put in it (e.g. __setstate__). Save the weights with safetensors and set [model] "
+            f"architecture, or pass {TRUST_CODE_FLAG} if you trust the file's author "
+            "(recorded in the report).")
+
+
 def load_state_dict(path: Path, *, trust_code: bool = False,
                     trust_pickle: bool | None = None) -> tuple[dict[str, Any], LoadRecord]:
     """Read torch weights without executing code (safetensors or weights-only torch.load).
@@ -606,6 +617,15 @@ def load_state_dict(path: Path, *, trust_code: bool = False,
             raise ModelLoadError(f"The weights file {str(path)!r} is not a readable safetensors "
                                  f"file ({exc}). Is it truncated or another format?") from None
         loader = "safetensors"
+    elif _is_torchscript(path):
+        _refuse_torchscript(path, trust_code)
+        try:
+            state = torch.jit.load(str(path), map_location="cpu").state_dict()
+        except Exception as exc:
+            raise ModelLoadError(f"Could not load the TorchScript weights {str(path)!r}: "
+                                 f"{str(exc).splitlines()[0] if str(exc) else exc!r}.") from None
+        loader = f"torch.jit.load [{TRUST_CODE_FLAG}]"
+        code = "TorchScript program: its compiled code ran at load"
     else:
         loader = "torch.load(weights_only=True)"
         try:
@@ -662,12 +682,7 @@ def load_torch_model(path: Path, *, architecture: str | Path | Mapping[str, Any]
             raise ModelLoadError(
                 f"{str(path)!r} is not a TorchScript archive. For plain weights set 'architecture' "
                 "in [model].")
-        if not trust_code:
-            raise ModelLoadError(
-                f"{str(path)!r} is TorchScript, a compiled program: loading it runs code its author "
-                "put in it (e.g. __setstate__). Save the weights with safetensors and set [model] "
-                f"architecture, or pass {TRUST_CODE_FLAG} if you trust the file's author "
-                "(recorded in the report).")
+        _refuse_torchscript(path, trust_code)
         try:
             module = torch.jit.load(str(path), map_location="cpu")
         except Exception as exc:
