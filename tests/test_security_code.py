@@ -221,6 +221,34 @@ def test_skops_types_outside_the_safe_list_need_trusted_types_and_are_recorded(m
     assert "trusted_types" in text and "--untrusted-config" in text
 
 
+def test_safe_loaders_with_known_bypasses_are_treated_as_code(model_dir, encoding, monkeypatch):
+    """torch < 2.10 (weights_only bypasses) and skops < 0.12 (trusted-type bypass) cannot be
+    relied on to run nothing: their files need --trust-code; safetensors still loads."""
+    import skops
+    import skops.io as sio
+    import torch
+    from sklearn.linear_model import LogisticRegression
+
+    from audit import ModelLoadError, load_model
+    from audit.core.adapter import ModelSpec
+
+    net = load_model(ModelSpec(path=str(model_dir / "model.safetensors"),
+                               architecture=str(model_dir / "architecture.json")), encoding=encoding)
+    torch.save(net.module.state_dict(), model_dir / "weights.pt")
+    sio.dump(LogisticRegression().fit([[0.0], [1.0]], [0, 1]), model_dir / "m.skops")
+    monkeypatch.setattr(torch, "__version__", "2.5.1")
+    monkeypatch.setattr(skops, "__version__", "0.11.0")
+    pt = ModelSpec(path=str(model_dir / "weights.pt"), architecture=str(model_dir / "architecture.json"))
+    with pytest.raises(ModelLoadError, match=r"CVE-2025-32434.*--trust-code"):
+        load_model(pt, encoding=encoding)
+    with pytest.raises(ModelLoadError, match=r"CVE-2025-54412.*--trust-code"):
+        load_model(ModelSpec(path=str(model_dir / "m.skops")), encoding=None)
+    trusted = load_model(pt, encoding=encoding, trust_code=True)
+    assert "known bypasses" in trusted.loaded[-1].code
+    load_model(ModelSpec(path=str(model_dir / "model.safetensors"),
+                         architecture=str(model_dir / "architecture.json")), encoding=encoding)
+
+
 # ---------------------------------------------------------------------------------------------
 # The config is code: "module:Class" architectures
 # ---------------------------------------------------------------------------------------------
@@ -318,6 +346,19 @@ def test_model_py_beside_the_config_runs_by_default_and_is_recorded_with_sha256(
     assert [(c["path"], c["sha256"]) for c in ran] == [(str(model_dir / "model.py"), _sha256(model_dir / "model.py"))]
     assert "top-level code ran" in ran[0]["what"]
     assert str(model_dir / "model.py") in (out / "report.html").read_text()
+
+
+def test_sibling_files_that_model_py_imports_are_recorded_too(model_dir, encoding):
+    (model_dir / "layers_for_audit_test.py").write_text("import torch.nn as nn\nWIDTH = 8\n")
+    (model_dir / "model.py").write_text("from layers_for_audit_test import WIDTH\n" + _net_py())
+    cfg = _net_config(model_dir, "model:Net", len(encoding.columns))
+    out = model_dir / "out"
+    result = _run("run", cfg, "--out", out, "-q", "-m", "surrogate")
+    assert result.exit_code == 0, result.output
+    ran = json.loads((out / "results.json").read_text())["provenance"]["code_ran"]
+    assert {Path(c["path"]).name: c["sha256"] for c in ran} == {
+        "model.py": _sha256(model_dir / "model.py"),
+        "layers_for_audit_test.py": _sha256(model_dir / "layers_for_audit_test.py")}
 
 
 def test_installed_package_class_loads_and_is_recorded(model_dir, encoding):

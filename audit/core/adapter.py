@@ -465,8 +465,9 @@ def _is_identifier_path(text: str) -> bool:
 
 
 def _import_object(ref: str, search_dir: str | Path | None = None, *,
-                   allow_import: bool = True) -> tuple[Any, LoadRecord]:
-    """The object ``"package.module:Class"`` names, and a record of the code that was imported.
+                   allow_import: bool = True) -> tuple[Any, list[LoadRecord]]:
+    """The object ``"package.module:Class"`` names, and records of the code that was imported
+    (the module, and any sibling file of the config's folder that it imported in turn).
 
     The module is looked up first as a file in ``search_dir`` (the config's folder, so a bundled
     example's ``model.py`` needs no install), then on the Python path. Importing a module runs
@@ -497,6 +498,8 @@ def _import_object(ref: str, search_dir: str | Path | None = None, *,
     if file is not None:
         unique = f"_audit_arch_{hashlib.sha256(str(file.resolve()).encode()).hexdigest()[:12]}_{module_name.replace('.', '_')}"
         digest = sha256_file(file)
+        folder = Path(search_dir).resolve()  # type: ignore[arg-type]
+        before = set(sys.modules)
         try:
             module = sys.modules.get(unique)
             if module is None:
@@ -514,9 +517,15 @@ def _import_object(ref: str, search_dir: str | Path | None = None, *,
         except Exception as exc:
             raise ModelLoadError(f"Could not import {ref!r} from {str(file)!r}: "
                                  f"{type(exc).__name__}: {exc}.") from None
-        record = LoadRecord("architecture", str(file), digest,
-                            f"python module {module_name} from the config's folder",
-                            code=f"imported {file.name}: its top-level code ran")
+        records = [LoadRecord("architecture", str(file), digest,
+                              f"python module {module_name} from the config's folder",
+                              code=f"imported {file.name}: its top-level code ran")]
+        for name in sorted(set(sys.modules) - before - {unique}):
+            origin = getattr(sys.modules[name], "__file__", None)
+            if origin and Path(origin).is_file() and Path(origin).resolve().is_relative_to(folder):
+                records.append(LoadRecord("architecture", origin, sha256_file(origin),
+                                          f"python module {name}, imported by {file.name}",
+                                          code=f"imported by {file.name}: its top-level code ran"))
     else:
         try:
             module = importlib.import_module(module_name)
@@ -529,17 +538,17 @@ def _import_object(ref: str, search_dir: str | Path | None = None, *,
                                  f"{type(exc).__name__}: {exc}. {fix}.") from None
         origin = getattr(module, "__file__", None)
         is_file = bool(origin) and Path(origin).is_file()
-        record = LoadRecord("architecture", str(origin) if is_file else f"<module {module_name}>",
-                            sha256_file(origin) if is_file else "",
-                            f"python module {module_name} (installed)",
-                            code=f"imported {module_name} from the Python path: its code ran")
+        records = [LoadRecord("architecture", str(origin) if is_file else f"<module {module_name}>",
+                              sha256_file(origin) if is_file else "",  # type: ignore[arg-type]
+                              f"python module {module_name} (installed)",
+                              code=f"imported {module_name} from the Python path: its code ran")]
     obj: Any = module
     for part in attr.split("."):
         if not hasattr(obj, part):
             where = str(file) if file is not None else f"module {module_name!r}"
             raise ModelLoadError(f"Could not import {ref!r}: {where} defines no {attr!r}.")
         obj = getattr(obj, part)
-    return obj, record
+    return obj, records
 
 
 def _check_module_class(obj: Any, ref: str) -> None:
@@ -586,6 +595,35 @@ def _is_torchscript(path: Path) -> bool:
     return any(n.endswith("constants.pkl") or "/code/" in n for n in names)
 
 
+# Safe loaders with published code-execution bypasses before these versions: below them, a file
+# read by that loader is treated as code (needs --trust-code).
+SAFE_LOADER_VERSIONS = {
+    "torch": ((2, 10), "torch.load(weights_only=True)", "CVE-2025-32434, CVE-2026-24747"),
+    "skops": ((0, 12), "skops.io.load", "CVE-2025-54412"),
+}
+
+
+def _require_safe_loader(module: Any, path: Path, trust_code: bool) -> str | None:
+    """Refuse (without ``trust_code``) a file whose loader version has known bypasses; returns
+    the code note for the record when the file is loaded anyway."""
+    import re
+
+    name = module.__name__.split(".")[0]
+    minimum, loader, cves = SAFE_LOADER_VERSIONS[name]
+    version = str(getattr(module, "__version__", ""))
+    numbers = tuple(int(x) for x in re.findall(r"\d+", version)[:2])
+    if len(numbers) == 2 and numbers >= minimum:
+        return None
+    need = ".".join(map(str, minimum))
+    if not trust_code:
+        raise ModelLoadError(
+            f"{str(path)!r} would be read by {loader} of {name} {version or '(unknown version)'}, "
+            f"which has known code-execution bypasses ({cves}; fixed in {name} {need}). Upgrade "
+            f"(pip install '{name}>={need}'), use safetensors, or pass {TRUST_CODE_FLAG} if you "
+            "trust the file.")
+    return f"read by {name} {version}, whose safe loader has known bypasses ({cves})"
+
+
 def _refuse_torchscript(path: Path, trust_code: bool) -> None:
     if not trust_code:
         raise ModelLoadError(
@@ -628,6 +666,7 @@ def load_state_dict(path: Path, *, trust_code: bool = False,
         code = "TorchScript program: its compiled code ran at load"
     else:
         loader = "torch.load(weights_only=True)"
+        code = _require_safe_loader(torch, path, trust_code)
         try:
             try:
                 state = torch.load(path, map_location="cpu", weights_only=True)
@@ -714,8 +753,8 @@ def load_torch_model(path: Path, *, architecture: str | Path | Mapping[str, Any]
         arch_name = arch_path.name
     else:
         _check_plain_args(dict(init_args or {}))
-        cls, record = _import_object(str(architecture), search_dir, allow_import=allow_import)
-        records.append(record)
+        cls, imported = _import_object(str(architecture), search_dir, allow_import=allow_import)
+        records.extend(imported)
         _check_module_class(cls, str(architecture))
         try:
             module = cls(**dict(init_args or {}))
@@ -759,6 +798,9 @@ def load_sklearn_model(path: Path, *, task: Task, encoding: Encoding | None, raw
     if suffix == ".skops":
         import skops.io as sio
 
+        import skops
+
+        code = _require_safe_loader(skops, path, trust_code)
         try:
             untrusted = sio.get_untrusted_types(file=str(path))
         except Exception as exc:
@@ -777,8 +819,9 @@ def load_sklearn_model(path: Path, *, task: Task, encoding: Encoding | None, raw
         estimator = sio.load(str(path), trusted=list(untrusted))
         loader = f"skops (trusted extra types: {', '.join(untrusted) or 'none'})"
         if untrusted:
-            via = f"[model] trusted_types" if not unknown else TRUST_CODE_FLAG
-            code = f"built types outside skops' safe list ({via}): {', '.join(untrusted)}"
+            via = "[model] trusted_types" if not unknown else TRUST_CODE_FLAG
+            code = "; ".join(filter(None, [code, f"built types outside skops' safe list ({via}): "
+                                                 f"{', '.join(untrusted)}"]))
     elif suffix in (".pkl", ".pickle", ".joblib"):
         if not trust_code:
             raise ModelLoadError(
