@@ -89,10 +89,14 @@ def _load_model(plan: AuditPlan, encoding: Encoding | None, files: list[dict[str
     """Load the plan's model and add every file it read (and any code that ran) to ``files``."""
     model = load_model(plan.model, encoding=encoding, trust_code=trust.trust_code,
                        untrusted_config=trust.untrusted_config)
-    for rec in model.loaded:
-        files.append({"role": rec.role, "path": rec.path, "sha256": rec.sha256, "loader": rec.loader,
-                      "tensor_sha256": rec.tensor_sha256, "code": rec.code})
+    files.extend(_file_entry(rec) for rec in model.loaded)
     return model
+
+
+def _file_entry(rec: Any) -> dict[str, Any]:
+    """A :class:`~audit.core.adapter.LoadRecord` as a provenance file entry."""
+    return {"role": rec.role, "path": rec.path, "sha256": rec.sha256, "loader": rec.loader,
+            "tensor_sha256": rec.tensor_sha256, "code": rec.code}
 
 
 def _load_modal_inputs(plan: AuditPlan, encoding: Encoding | None, files: list[dict[str, Any]],
@@ -363,8 +367,12 @@ def audit_model(model: Any, frame: Any, *, target: str | None, sensitive: Sequen
     plan = AuditPlan(name=name, seed=seed, model=ModelSpec(task=task, threshold=threshold),  # type: ignore[arg-type]
                      data=spec, data_path="", methods=tuple(methods) if methods else None,
                      method_options=method_options or {})
-    inputs = LoadedInputs(adapter, data, train, [], [])
-    return run_audit(plan, progress=progress, inputs=inputs)
+    # a model loaded with audit.load_model keeps its load records: its provenance (and any
+    # code that ran, e.g. with trust_code=True) reaches the report
+    loaded = getattr(adapter, "loaded", ())
+    inputs = LoadedInputs(adapter, data, train, [_file_entry(rec) for rec in loaded], [])
+    return run_audit(plan, progress=progress, inputs=inputs,
+                     trust_code=any(rec.trusted_pickle for rec in loaded))
 
 
 __all__ = ["LoadedInputs", "audit_model", "load_inputs", "method_seed", "run_audit"]

@@ -168,6 +168,19 @@ def test_python_api_load_model_refuses_torchscript_without_trust_code(evil_ts, e
     assert marker.read_bytes() == b"XXXX" and model.loaded[0].code is not None
 
 
+def test_python_api_report_records_code_that_ran_in_a_trusted_load(evil_ts, frame, encoding):
+    from audit import audit_model, load_model
+    from audit.core.adapter import ModelSpec
+
+    path, marker = evil_ts
+    model = load_model(ModelSpec(path=str(path)), encoding=encoding, trust_code=True)
+    report = audit_model(model, frame, target="income", positive_label=">50K", sensitive=["sex"],
+                         encoding=encoding, methods=["surrogate"])
+    prov = report.provenance
+    assert prov["trust_code"] is True
+    assert [(c["path"], c["sha256"]) for c in prov["code_ran"]] == [(str(path), _sha256(path))]
+
+
 # ---------------------------------------------------------------------------------------------
 # Pickles (torch and joblib)
 # ---------------------------------------------------------------------------------------------

@@ -795,6 +795,7 @@ def load_sklearn_model(path: Path, *, task: Task, encoding: Encoding | None, raw
     digest = sha256_file(path)
     suffix = path.suffix.lower()
     code = None
+    unknown: list[str] = []
     if suffix == ".skops":
         import skops.io as sio
 
@@ -841,7 +842,9 @@ def load_sklearn_model(path: Path, *, task: Task, encoding: Encoding | None, raw
                              f"use .skops (or .pkl/.joblib with {TRUST_CODE_FLAG}).")
     if not hasattr(estimator, "predict"):
         raise ModelLoadError(f"{str(path)!r} holds a {type(estimator).__name__}, not a fitted estimator.")
-    rec = LoadRecord("model", str(path), digest, loader, trusted_pickle=code is not None, code=code)
+    # trusted_pickle: the load needed trust_code (types the config itself listed do not)
+    needed = suffix != ".skops" or bool(unknown) or "known bypasses" in (code or "")
+    rec = LoadRecord("model", str(path), digest, loader, trusted_pickle=needed, code=code)
     return SklearnAdapter(task=task, estimator=estimator, encoding=encoding, raw=raw,
                           threshold=threshold, loaded=(rec,),
                           description=f"scikit-learn {type(estimator).__name__} ({path.name})")
