@@ -461,6 +461,34 @@ def test_onnx_external_data_outside_the_model_folder_is_refused(tmp_path, locati
 
 
 # ---------------------------------------------------------------------------------------------
+# Image folders: only the PNG and JPEG decoders
+# ---------------------------------------------------------------------------------------------
+
+
+def test_a_postscript_file_named_png_never_reaches_ghostscript(tmp_path, monkeypatch):
+    """Pillow chooses a decoder by content; its EPS decoder runs Ghostscript on the file's
+    PostScript (a program). The image reader allows only PNG and JPEG, so it is never called."""
+    import pandas as pd
+    from PIL import EpsImagePlugin, Image
+
+    from audit.core.dataset import DatasetSpec
+    from audit.core.modalities import ImageSpec, build_image_data
+    from audit.errors import DataValidationError
+
+    called = []
+    monkeypatch.setattr(EpsImagePlugin.EpsImageFile, "load", lambda self: called.append(self.filename))
+    Image.new("L", (4, 4)).save(tmp_path / "a.png")
+    (tmp_path / "b.png").write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 4 4\nshowpage\n")
+    with Image.open(tmp_path / "b.png") as probe:  # what Pillow would do left to itself
+        assert probe.format == "EPS"
+    pd.DataFrame({"file": ["a.png", "b.png"], "label": ["x", "y"]}).to_csv(tmp_path / "labels.csv", index=False)
+    spec = ImageSpec(str(tmp_path), labels=str(tmp_path / "labels.csv"))
+    with pytest.raises(DataValidationError, match=r"b\.png.*could not be read.*PNG/JPEG"):
+        build_image_data(spec, DatasetSpec(target="label", task="binary", positive_label="y"))
+    assert called == []
+
+
+# ---------------------------------------------------------------------------------------------
 # Stated where users look
 # ---------------------------------------------------------------------------------------------
 
