@@ -32,7 +32,8 @@ _TRUST_CODE_HELP = ("Let model files that are programs load: pickle/joblib, Torc
                     "runs; the report records it. (--trust-pickle is the former name.)")
 _UNTRUSTED_CONFIG_HELP = ("Audit a config from an untrusted source: refuse every Python import it "
                           "names (an architecture \"module:Class\", a model.py beside it) and its "
-                          "trusted_types key. Cannot be combined with --trust-code.")
+                          "trusted_types key, and any file or report folder it names outside its "
+                          "own folder. Cannot be combined with --trust-code.")
 CODE_NOTE = ("Code from the inputs: an architecture \"module:Class\" imports that module, which runs "
              "its code (a model.py beside the config included); only torch.nn.Module subclasses are "
              "then constructed. --untrusted-config refuses every such import. Pickle/joblib, "
@@ -104,6 +105,10 @@ def run(
             check_formats(fmt)
         plan = plan.with_overrides(seed=seed, methods=_split(methods), formats=fmt)
         out_dir = out or (Path(plan.out_dir) if plan.out_dir else Path("reports") / plan.name)
+        if untrusted_config and out is None and plan.out_dir:
+            from audit.runner import check_untrusted_paths
+
+            check_untrusted_paths(plan, out_dir=plan.out_dir)
         if out_dir.exists() and not overwrite:
             from audit.errors import ReportRenderError
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from audit.config import AuditPlan
-from audit.core.adapter import ModelAdapter, load_model
+from audit.core.adapter import ModelAdapter, check_trust_flags, load_model
 from audit.core.dataset import AuditData, Encoding, build_audit_data, read_table
 from audit.core.method import AuditMethod, Finding, MethodResult, Progress, RunContext, Skipped
 from audit.errors import AuditError, DataValidationError, InvalidConfigError, did_you_mean
@@ -47,6 +47,9 @@ def load_inputs(plan: AuditPlan, *, trust_code: bool = False, untrusted_config: 
     ``trust_pickle`` is the former name of ``trust_code``.
     """
     trust = _CodeTrust(trust_code or bool(trust_pickle), untrusted_config)
+    check_trust_flags(trust_code=trust.trust_code, untrusted_config=untrusted_config)
+    if untrusted_config:
+        check_untrusted_paths(plan)
     files: list[dict[str, Any]] = []
     notes: list[str] = []
     if plan.config_path:
@@ -76,6 +79,29 @@ def load_inputs(plan: AuditPlan, *, trust_code: bool = False, untrusted_config: 
     model = _load_model(plan, data.encoding, files, trust)
     check_compatible(model, data)
     return LoadedInputs(model, data, train, files, notes)
+
+
+def check_untrusted_paths(plan: AuditPlan, *, out_dir: str | Path | None = None) -> None:
+    """Under ``--untrusted-config`` every file the config names (and its ``[report] out``) must
+    lie inside the config's folder, so a config from elsewhere cannot read other files on the
+    machine into a report, or point the report at another folder."""
+    if not plan.config_path and not plan.model.base_dir:
+        return
+    folder = (Path(plan.config_path).resolve().parent if plan.config_path
+              else Path(plan.model.base_dir).resolve())  # type: ignore[arg-type]
+    arch = plan.model.architecture
+    named = {"[data] path": plan.data_path, "[data] train_path": plan.train_path,
+             "[model] path": plan.model.path, "[model] encoding": plan.model.encoding,
+             "[model] architecture": arch if isinstance(arch, str) and arch.endswith(".json") else None,
+             "[data] labels": getattr(plan.modal, "labels", None), "[report] out": out_dir}
+    if plan.modal is not None:
+        named["[data] path"] = plan.modal.path
+    for key, value in named.items():
+        if value and not Path(value).resolve().is_relative_to(folder):
+            raise InvalidConfigError(
+                f"The config's {key} {str(value)!r} lies outside the config's folder {str(folder)!r}, "
+                "and --untrusted-config allows only files inside it (symbolic links are followed). "
+                "Copy the file into that folder, or drop --untrusted-config if you trust this config.")
 
 
 @dataclass(frozen=True)
@@ -375,4 +401,4 @@ def audit_model(model: Any, frame: Any, *, target: str | None, sensitive: Sequen
                      trust_code=any(rec.trusted_pickle for rec in loaded))
 
 
-__all__ = ["LoadedInputs", "audit_model", "load_inputs", "method_seed", "run_audit"]
+__all__ = ["LoadedInputs", "audit_model", "check_untrusted_paths", "load_inputs", "method_seed", "run_audit"]

@@ -346,6 +346,40 @@ def test_untrusted_config_still_audits_a_model_without_code(model_dir):
     assert "refused (--untrusted-config)" in (out / "report.html").read_text()
 
 
+def _config_folder_below(model_dir: Path) -> Path:
+    """A copy of the fixture's config folder one level down, so files can lie outside it."""
+    sub = model_dir / "cfg"
+    sub.mkdir()
+    for f in ("audit.toml", "architecture.json", "encoding.json", "data.csv", "model.safetensors"):
+        (sub / f).write_bytes((model_dir / f).read_bytes())
+    return sub
+
+
+@pytest.mark.parametrize("where", ["data", "symlink", "encoding", "report"])
+def test_untrusted_config_reads_and_writes_only_inside_its_folder(model_dir, where):
+    sub = _config_folder_below(model_dir)
+    secret = model_dir / "secret.csv"
+    secret.write_bytes((model_dir / "data.csv").read_bytes())
+    cfg = sub / "audit.toml"
+    text = cfg.read_text()
+    if where == "data":
+        text = text.replace('path = "data.csv"', f'path = "{secret.as_posix()}"')
+    elif where == "symlink":
+        (sub / "link.csv").symlink_to(secret)
+        text = text.replace('path = "data.csv"', 'path = "link.csv"')
+    elif where == "encoding":
+        text = text.replace('encoding = "encoding.json"', 'encoding = "../encoding.json"')
+    else:
+        text = text.replace('formats = ["html", "json"]', 'formats = ["json"]\nout = "../elsewhere"')
+    cfg.write_text(text)
+    text = _error_line(_run("run", cfg, "-q", "-m", "surrogate", "--untrusted-config"))
+    assert "outside the config's folder" in text and "--untrusted-config" in text
+    assert not (model_dir / "elsewhere").exists()
+    # the same config is the user's own business without the flag
+    args = ("--out", model_dir / "out") if where != "report" else ()
+    assert _run("run", cfg, *args, "-q", "-m", "surrogate").exit_code == 0
+
+
 def test_model_py_beside_the_config_runs_by_default_and_is_recorded_with_sha256(model_dir, encoding):
     marker = model_dir / "imported.txt"
     (model_dir / "model.py").write_text(_net_py(marker))
@@ -404,10 +438,7 @@ def test_a_missing_module_is_a_one_line_error(model_dir):
 @pytest.mark.parametrize("ref", ["../evil:Net", "a/../../evil:Net", "/tmp/evil:Net", "evil-x:Net", "evil:"])
 def test_an_architecture_reference_cannot_name_a_file_path(model_dir, ref):
     marker = model_dir / "pwned.txt"
-    sub = model_dir / "cfg"
-    sub.mkdir()
-    for f in ("audit.toml", "architecture.json", "encoding.json", "data.csv", "model.safetensors"):
-        (sub / f).write_bytes((model_dir / f).read_bytes())
+    sub = _config_folder_below(model_dir)
     (model_dir / "evil.py").write_text(f"open({str(marker)!r}, 'w')\nNet = 1\n")
     cfg = _use_model(sub, f'path = "model.safetensors"\narchitecture = "{ref}"\n')
     text = _error_line(_run("run", cfg, "--out", model_dir / "out", "-q"))

@@ -869,6 +869,14 @@ class ModelSpec:
     base_dir: str | None = None
 
 
+def check_trust_flags(*, trust_code: bool, untrusted_config: bool) -> None:
+    """The two trust flags contradict each other: refuse them together."""
+    if untrusted_config and trust_code:
+        raise InvalidConfigError(
+            f"{UNTRUSTED_CONFIG_FLAG} and {TRUST_CODE_FLAG} cannot be combined: an untrusted config "
+            "also names untrusted model files. Drop one of them.")
+
+
 def load_model(spec: ModelSpec, *, encoding: Encoding | None, trust_code: bool = False,
                untrusted_config: bool = False, trust_pickle: bool | None = None) -> ModelAdapter:
     """Load the model a :class:`ModelSpec` describes (paths already resolved).
@@ -887,10 +895,7 @@ def load_model(spec: ModelSpec, *, encoding: Encoding | None, trust_code: bool =
     audit.errors.ModelLoadError: 'model.pkl' is a pickle, ... pass --trust-code if you trust the file.
     """
     trust_code = trust_code or bool(trust_pickle)
-    if untrusted_config and trust_code:
-        raise InvalidConfigError(
-            f"{UNTRUSTED_CONFIG_FLAG} and {TRUST_CODE_FLAG} cannot be combined: an untrusted config "
-            "also names untrusted model files. Drop one of them.")
+    check_trust_flags(trust_code=trust_code, untrusted_config=untrusted_config)
     if spec.predictions is not None:
         return PredictionsAdapter(task=spec.task, threshold=spec.threshold, column=spec.predictions)
     if spec.path is None:

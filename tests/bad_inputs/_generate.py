@@ -334,6 +334,9 @@ def code_cases(case, err) -> None:
             "audit.toml": toml_with(('path = "model.safetensors"', 'path = "model.skops"'), weights_only)})
     case("code_untrusted_config_with_trust_code", err("--untrusted-config", "--trust-code", "cannot be combined"),
          _flags=["--untrusted-config", "--trust-code"])
+    case("code_untrusted_config_reads_outside_folder", err("[data] path", "outside the config's folder"),
+         _flags=["--untrusted-config"],
+         **{"audit.toml": toml_with(('path = "data.csv"', 'path = "../outside.csv"'))})
     case("code_onnx_external_data_outside_folder", err("model.onnx", "outside the model's folder"),
          _requires=["onnx", "onnxruntime"],
          **{"model.onnx": onnx_external_data("../secret.bin"),
