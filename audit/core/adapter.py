@@ -62,10 +62,6 @@ class LoadRecord:
 # outside its safe list), and the flag that refuses every Python import a config names.
 TRUST_CODE_FLAG = "--trust-code"
 UNTRUSTED_CONFIG_FLAG = "--untrusted-config"
-# Formats that are code (loading them can run anything their author wrote), for messages/docs.
-CODE_FORMATS = ("pickle/joblib (.pkl, .pickle, .joblib)", "TorchScript (.pt/.pth/.bin/.ts without an "
-                "architecture)", "torch pickles beyond plain tensors", "skops files with types "
-                "outside skops' safe list")
 
 
 @dataclass(frozen=True)
@@ -957,7 +953,6 @@ def as_adapter(model: Any, *, task: Task = "binary", encoding: Encoding | None =
 
 
 __all__ = [
-    "CODE_FORMATS",
     "CallableAdapter",
     "LoadRecord",
     "ModelAdapter",
@@ -968,6 +963,7 @@ __all__ = [
     "TRUST_CODE_FLAG",
     "TorchAdapter",
     "UNTRUSTED_CONFIG_FLAG",
+    "check_trust_flags",
     "as_adapter",
     "build_mlp",
     "linear_chain",
