@@ -124,6 +124,7 @@ def test_torchscript_archive_code_does_not_run_without_trust_code(model_dir, evi
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_torchscript_archive_runs_only_with_trust_code_and_the_report_records_it(model_dir, evil_ts):
     path, marker = evil_ts
     cfg = _use_model(model_dir, 'path = "model.pt"\n')
@@ -206,6 +207,7 @@ def test_joblib_pickle_payload_never_runs_without_trust_code(model_dir):
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_skops_types_outside_the_safe_list_need_trusted_types_and_are_recorded(model_dir, frame, encoding):
     import operator
 
