@@ -26,6 +26,21 @@ app = typer.Typer(
 
 EXIT_OK, EXIT_BREACH, EXIT_USAGE, EXIT_INSUFFICIENT, EXIT_METHOD_FAILED = 0, 1, 2, 3, 4
 
+# The trust model, in one place for --help and `audit methods` (README: "What runs code").
+_TRUST_CODE_HELP = ("Let model files that are programs load: pickle/joblib, TorchScript, torch "
+                    "pickles beyond plain tensors, skops types outside its safe list. Their code "
+                    "runs; the report records it. (--trust-pickle is the former name.)")
+_UNTRUSTED_CONFIG_HELP = ("Audit a config from an untrusted source: refuse every Python import it "
+                          "names (an architecture \"module:Class\", a model.py beside it) and its "
+                          "trusted_types key, and any file or report folder it names outside its "
+                          "own folder. Cannot be combined with --trust-code.")
+CODE_NOTE = ("Code from the inputs: an architecture \"module:Class\" imports that module, which runs "
+             "its code (a model.py beside the config included); only torch.nn.Module subclasses are "
+             "then constructed. --untrusted-config refuses every such import. Pickle/joblib, "
+             "TorchScript and skops types outside its safe list are code too and load only with "
+             "--trust-code. Every file whose code ran is listed, with SHA-256, in the report's "
+             "provenance.")
+
 
 def _fail(exc: AuditError) -> typer.Exit:
     from rich.console import Console
@@ -78,12 +93,17 @@ def run(
     methods: Annotated[list[str] | None, typer.Option("--methods", "-m", help="Only these methods (comma-separated).")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Random seed (overrides the config).")] = None,
     formats: Annotated[str | None, typer.Option("--format", "-f", help="Comma-separated subset of html,pdf,json.")] = None,
-    trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="Allow pickle/joblib model files; they can run arbitrary code. Recorded in the report.")] = False,
+    trust_code: Annotated[bool, typer.Option("--trust-code", "--trust-pickle", help=_TRUST_CODE_HELP)] = False,
+    untrusted_config: Annotated[bool, typer.Option("--untrusted-config", help=_UNTRUSTED_CONFIG_HELP)] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing report folder of audit-suite (atomically, once the new report is complete); a folder holding inputs or other files is never replaced.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a machine-readable summary on stdout.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
 ) -> None:
-    """Run an audit and write report.html, report.pdf and results.json."""
+    """Run an audit and write report.html, report.pdf and results.json.
+
+    An architecture "module:Class" in the config imports that module (a model.py beside the
+    config included), which runs its code; --untrusted-config refuses every such import.
+    """
     from audit.config import AuditPlan, check_formats
     from audit.report.output import reserve_output
     from audit.report.render import write_report
@@ -96,10 +116,15 @@ def run(
             check_formats(fmt)
         plan = plan.with_overrides(seed=seed, methods=_split(methods), formats=fmt)
         out_dir = out or (Path(plan.out_dir) if plan.out_dir else Path("reports") / plan.name)
+        if untrusted_config and out is None and plan.out_dir:
+            from audit.runner import check_untrusted_paths
+
+            check_untrusted_paths(plan, out_dir=plan.out_dir)
         # Before any work: the folder must be writable and replaceable, and held until written.
         with reserve_output(out_dir, overwrite=overwrite, inputs=input_paths(plan)), \
                 _progress(quiet or as_json) as factory:
-            report = run_audit(plan, trust_pickle=trust_pickle, progress=factory)
+            report = run_audit(plan, trust_code=trust_code, untrusted_config=untrusted_config,
+                               progress=factory)
             files = write_report(report, out_dir, formats=plan.formats, overwrite=overwrite)
     except AuditError as exc:
         raise _fail(exc) from None
@@ -120,7 +145,8 @@ def check(
     junit: Annotated[Path | None, typer.Option("--junit", help="Also write JUnit XML (one test case per threshold) to this file.")] = None,
     inconclusive: Annotated[str | None, typer.Option("--inconclusive", help="Treat an interval that straddles a threshold as 'fail' or 'warn' (overrides [gate]).")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Random seed (overrides the config).")] = None,
-    trust_pickle: Annotated[bool, typer.Option("--trust-pickle", help="Allow pickle/joblib model files; they can run arbitrary code.")] = False,
+    trust_code: Annotated[bool, typer.Option("--trust-code", "--trust-pickle", help=_TRUST_CODE_HELP)] = False,
+    untrusted_config: Annotated[bool, typer.Option("--untrusted-config", help=_UNTRUSTED_CONFIG_HELP)] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
 ) -> None:
     """Deployment gate: judge the [gate] fairness thresholds on confidence intervals.
@@ -149,7 +175,8 @@ def check(
         parse_gate(plan.gate, sensitive=plan.data.sensitive, task=plan.model.task,
                    fairness_options=plan.method_options.get("fairness"))
         with _progress(quiet or as_json) as factory:
-            report = run_audit(plan, trust_pickle=trust_pickle, progress=factory)
+            report = run_audit(plan, trust_code=trust_code, untrusted_config=untrusted_config,
+                               progress=factory)
         gate = gate_for_plan(plan, report.outcomes)
         if junit is not None:
             try:
@@ -182,7 +209,7 @@ def _print_gate(gate, name: str) -> None:  # noqa: ANN001
 
 @app.command("methods")
 def list_methods() -> None:
-    """List the available audit methods and what each needs."""
+    """List the available audit methods and what each needs (and what in the inputs is code)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -193,7 +220,9 @@ def list_methods() -> None:
         table.add_column(col, no_wrap=col == "name")  # a wrapped name cannot be copied
     for m in METHODS:
         table.add_row(m.name, m.title, ", ".join(sorted(m.requires)) or "-", ", ".join(sorted(m.tasks)))
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    console.print(f"\n{CODE_NOTE}", highlight=False, markup=False)
 
 
 class _progress:

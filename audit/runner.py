@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from audit.config import AuditPlan, check_seed
-from audit.core.adapter import ModelAdapter, load_model
+from audit.core.adapter import ModelAdapter, check_trust_flags, load_model
 from audit.core.dataset import AuditData, Encoding, build_audit_data, read_table, text_columns
 from audit.core.limits import memory_limit
 from audit.core.method import AuditMethod, Finding, MethodResult, Progress, RunContext, Skipped
@@ -39,8 +39,18 @@ def method_seed(seed: int, name: str) -> np.random.SeedSequence:
     return np.random.SeedSequence([seed, zlib.crc32(name.encode())])
 
 
-def load_inputs(plan: AuditPlan, *, trust_pickle: bool = False) -> LoadedInputs:
-    """Read and validate the data and the model the plan names."""
+def load_inputs(plan: AuditPlan, *, trust_code: bool = False, untrusted_config: bool = False,
+                trust_pickle: bool | None = None) -> LoadedInputs:
+    """Read and validate the data and the model the plan names.
+
+    ``trust_code`` lets model files that are programs run (pickle, TorchScript, ...);
+    ``untrusted_config`` refuses every code import the config names (see ``load_model``);
+    ``trust_pickle`` is the former name of ``trust_code``.
+    """
+    trust = _CodeTrust(trust_code or bool(trust_pickle), untrusted_config)
+    check_trust_flags(trust_code=trust.trust_code, untrusted_config=untrusted_config)
+    if untrusted_config:
+        check_untrusted_paths(plan)
     files: list[dict[str, Any]] = []
     notes: list[str] = []
     if plan.config_path:
@@ -50,7 +60,7 @@ def load_inputs(plan: AuditPlan, *, trust_pickle: bool = False) -> LoadedInputs:
         files.append(file_record("encoding", plan.model.encoding))
 
     if plan.modal is not None:  # images and sequences: audit.core.modalities
-        return _load_modal_inputs(plan, encoding, files, notes, trust_pickle=trust_pickle)
+        return _load_modal_inputs(plan, encoding, files, notes, trust=trust)
     text = text_columns(plan.data, encoding)  # codes such as "01" stay as written
     frame = read_table(plan.data_path, na_values=plan.data.na_values, text=text)
     files.append(file_record("data", plan.data_path))
@@ -68,16 +78,57 @@ def load_inputs(plan: AuditPlan, *, trust_pickle: bool = False) -> LoadedInputs:
         train = build_audit_data(train_frame, plan.data, data.encoding,
                                  source=Path(plan.train_path).name)
 
-    model = load_model(plan.model, encoding=data.encoding, trust_pickle=trust_pickle)
-    for rec in model.loaded:
-        files.append({"role": rec.role, "path": rec.path, "sha256": rec.sha256, "loader": rec.loader,
-                      "tensor_sha256": rec.tensor_sha256})
+    model = _load_model(plan, data.encoding, files, trust)
     check_compatible(model, data)
     return LoadedInputs(model, data, train, files, notes)
 
 
+def check_untrusted_paths(plan: AuditPlan, *, out_dir: str | Path | None = None) -> None:
+    """Under ``--untrusted-config`` every file the config names (and its ``[report] out``) must
+    lie inside the config's folder, so a config from elsewhere cannot read other files on the
+    machine into a report, or point the report at another folder."""
+    if not plan.config_path and not plan.model.base_dir:
+        return
+    folder = (Path(plan.config_path).resolve().parent if plan.config_path
+              else Path(plan.model.base_dir).resolve())  # type: ignore[arg-type]
+    arch = plan.model.architecture
+    named = {"[data] path": plan.data_path, "[data] train_path": plan.train_path,
+             "[model] path": plan.model.path, "[model] encoding": plan.model.encoding,
+             "[model] architecture": arch if isinstance(arch, str) and arch.endswith(".json") else None,
+             "[data] labels": getattr(plan.modal, "labels", None), "[report] out": out_dir}
+    if plan.modal is not None:
+        named["[data] path"] = plan.modal.path
+    for key, value in named.items():
+        if value and not Path(value).resolve().is_relative_to(folder):
+            raise InvalidConfigError(
+                f"The config's {key} {str(value)!r} lies outside the config's folder {str(folder)!r}, "
+                "and --untrusted-config allows only files inside it (symbolic links are followed). "
+                "Copy the file into that folder, or drop --untrusted-config if you trust this config.")
+
+
+@dataclass(frozen=True)
+class _CodeTrust:
+    trust_code: bool = False
+    untrusted_config: bool = False
+
+
+def _load_model(plan: AuditPlan, encoding: Encoding | None, files: list[dict[str, Any]],
+                trust: _CodeTrust) -> ModelAdapter:
+    """Load the plan's model and add every file it read (and any code that ran) to ``files``."""
+    model = load_model(plan.model, encoding=encoding, trust_code=trust.trust_code,
+                       untrusted_config=trust.untrusted_config)
+    files.extend(_file_entry(rec) for rec in model.loaded)
+    return model
+
+
+def _file_entry(rec: Any) -> dict[str, Any]:
+    """A :class:`~audit.core.adapter.LoadRecord` as a provenance file entry."""
+    return {"role": rec.role, "path": rec.path, "sha256": rec.sha256, "loader": rec.loader,
+            "tensor_sha256": rec.tensor_sha256, "code": rec.code}
+
+
 def _load_modal_inputs(plan: AuditPlan, encoding: Encoding | None, files: list[dict[str, Any]],
-                       notes: list[str], *, trust_pickle: bool) -> LoadedInputs:
+                       notes: list[str], *, trust: _CodeTrust) -> LoadedInputs:
     """load_inputs for image and sequence data (``[data] modality``)."""
     import dataclasses
 
@@ -102,10 +153,7 @@ def _load_modal_inputs(plan: AuditPlan, encoding: Encoding | None, files: list[d
         train = build_modal_data(dataclasses.replace(plan.modal, **changes), plan.data, encoding=encoding)
         if plan.train_path:
             files.append(file_record("training data", plan.train_path))
-    model = load_model(plan.model, encoding=encoding, trust_pickle=trust_pickle)
-    for rec in model.loaded:
-        files.append({"role": rec.role, "path": rec.path, "sha256": rec.sha256, "loader": rec.loader,
-                      "tensor_sha256": rec.tensor_sha256})
+    model = _load_model(plan, encoding, files, trust)
     check_compatible(model, data)
     return LoadedInputs(model, data, train, files, notes)
 
@@ -157,16 +205,21 @@ def select_methods(names: Sequence[str] | None) -> list[type[AuditMethod]]:
     return [m for m in METHODS if m.name in set(names)]
 
 
-def run_audit(plan: AuditPlan, *, trust_pickle: bool = False,
+def run_audit(plan: AuditPlan, *, trust_code: bool = False, untrusted_config: bool = False,
               progress: ProgressFactory | None = None,
-              inputs: LoadedInputs | None = None) -> AuditReport:
+              inputs: LoadedInputs | None = None, trust_pickle: bool | None = None) -> AuditReport:
     """Run the plan's methods and return the report (nothing is written here).
 
     Parameters
     ----------
     plan : AuditPlan
-    trust_pickle : bool
-        Allow pickle/joblib model files (runs code inside them; recorded in the report).
+    trust_code : bool
+        Let model files that are programs load: pickle/joblib, TorchScript, torch pickles beyond
+        plain tensors, skops types outside its safe list (their code runs; recorded in the
+        report). The CLI's ``--trust-code``; ``trust_pickle`` is its former name.
+    untrusted_config : bool
+        Refuse every Python import the config names (``"module:Class"`` architectures, a
+        ``model.py`` beside it) and its ``trusted_types``: the CLI's ``--untrusted-config``.
     progress : callable, optional
         ``progress(name, title)`` returns a per-method ``(done, total)`` callback.
     inputs : LoadedInputs, optional
@@ -184,24 +237,26 @@ def run_audit(plan: AuditPlan, *, trust_pickle: bool = False,
     check_seed(plan.seed, "seed")
     # Options are checked before any file is read: a bad option is a config error (exit 2)
     # whatever the data, and costs no loading time.
+    trust_code = trust_code or bool(trust_pickle)
     classes = [cls() for cls in select_methods(plan.methods)]
     configs = {m.name: m.Config.from_dict(plan.method_options.get(m.name, {}), method=m.name)
                for m in classes}
     with memory_limit(plan.memory_limit):  # every reader checks sizes against this budget
-        inputs = inputs or load_inputs(plan, trust_pickle=trust_pickle)
+        inputs = inputs or load_inputs(plan, trust_code=trust_code, untrusted_config=untrusted_config)
 
         import torch
 
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # measured: 1 thread beats 2 for the small models audited here
         try:
-            return _run_methods(plan, inputs, classes, configs, trust_pickle, progress)
+            return _run_methods(plan, inputs, classes, configs,
+                                _CodeTrust(trust_code, untrusted_config), progress)
         finally:
             torch.set_num_threads(threads)  # leave the caller's setting as it was
 
 
 def _run_methods(plan: AuditPlan, inputs: LoadedInputs, classes: list[AuditMethod],
-                 configs: dict[str, Any], trust_pickle: bool,
+                 configs: dict[str, Any], trust: _CodeTrust,
                  progress: ProgressFactory | None) -> AuditReport:
     import torch
 
@@ -261,7 +316,8 @@ def _run_methods(plan: AuditPlan, inputs: LoadedInputs, classes: list[AuditMetho
         data_summary=data_summary(data, inputs.train),
         outcomes=outcomes,
         findings=findings,
-        provenance=provenance(seed=plan.seed, files=inputs.files, trust_pickle=trust_pickle),
+        provenance=provenance(seed=plan.seed, files=inputs.files, trust_code=trust.trust_code,
+                              untrusted_config=trust.untrusted_config),
         data=data,
         limitations=[*inputs.notes, *standard_limitations(model, data)],
         gate=gate.to_json() if gate is not None else None,
@@ -356,8 +412,13 @@ def audit_model(model: Any, frame: Any, *, target: str | None, sensitive: Sequen
     plan = AuditPlan(name=name, seed=seed, model=ModelSpec(task=task, threshold=threshold),  # type: ignore[arg-type]
                      data=spec, data_path="", methods=tuple(methods) if methods else None,
                      method_options=method_options or {})
-    inputs = LoadedInputs(adapter, data, train, [], [])
-    return run_audit(plan, progress=progress, inputs=inputs)
+    # a model loaded with audit.load_model keeps its load records: its provenance (and any
+    # code that ran, e.g. with trust_code=True) reaches the report
+    loaded = getattr(adapter, "loaded", ())
+    inputs = LoadedInputs(adapter, data, train, [_file_entry(rec) for rec in loaded], [])
+    return run_audit(plan, progress=progress, inputs=inputs,
+                     trust_code=any(rec.trusted_pickle for rec in loaded))
 
 
-__all__ = ["LoadedInputs", "audit_model", "input_paths", "load_inputs", "method_seed", "run_audit"]
+__all__ = ["LoadedInputs", "audit_model", "check_untrusted_paths", "input_paths", "load_inputs",
+           "method_seed", "run_audit"]

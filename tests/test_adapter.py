@@ -48,7 +48,8 @@ def test_weights_only_torch_load_and_torchscript_give_identical_predictions(mode
     torch.save(ref.module.state_dict(), model_dir / "weights.pt")
     pt = load_model(_spec(model_dir, path=str(model_dir / "weights.pt")), encoding=encoding)
     torch.jit.save(torch.jit.script(ref.module), str(model_dir / "model.ts"))
-    ts = load_model(ModelSpec(path=str(model_dir / "model.ts"), task="binary"), encoding=encoding)
+    ts = load_model(ModelSpec(path=str(model_dir / "model.ts"), task="binary"), encoding=encoding,
+                    trust_code=True)  # TorchScript is a program: only with the opt-in
     np.testing.assert_allclose(pt.predict_proba(X), ref.predict_proba(X), atol=1e-7)
     np.testing.assert_allclose(ts.predict_proba(X), ref.predict_proba(X), atol=1e-6)
     assert pt.loaded[-1].loader == "torch.load(weights_only=True)"
@@ -76,7 +77,7 @@ def test_pickle_is_refused_without_trust_and_its_payload_never_runs(tmp_path, en
     marker = tmp_path / "marker.txt"
     for name in ("model.pkl", "model.joblib"):
         (tmp_path / name).write_bytes(pickle.dumps(_Payload(str(marker))))
-        with pytest.raises(ModelLoadError, match="--trust-pickle"):
+        with pytest.raises(ModelLoadError, match="--trust-code"):
             load_model(ModelSpec(path=str(tmp_path / name)), encoding=encoding)
     torch.save({"w": _Payload(str(marker))}, tmp_path / "evil.pt")
     with pytest.raises(ModelLoadError, match="weights"):
@@ -96,8 +97,9 @@ def test_skops_sklearn_pipeline_loads_and_pickle_loads_only_when_trusted(tmp_pat
     model = load_model(ModelSpec(path=str(tmp_path / "m.skops")), encoding=encoding)
     np.testing.assert_allclose(model.predict_proba(X), est.predict_proba(X))
     (tmp_path / "m.pkl").write_bytes(pickle.dumps(est))
-    trusted = load_model(ModelSpec(path=str(tmp_path / "m.pkl")), encoding=encoding, trust_pickle=True)
-    assert trusted.loaded[0].trusted_pickle and "trusted pickle" in trusted.loaded[0].loader
+    trusted = load_model(ModelSpec(path=str(tmp_path / "m.pkl")), encoding=encoding, trust_code=True)
+    assert trusted.loaded[0].trusted_pickle and "--trust-code" in trusted.loaded[0].loader
+    assert trusted.loaded[0].code is not None and model.loaded[0].code is None
 
 
 def test_raw_input_pipeline_receives_decoded_data_frames(frame, encoding):

@@ -49,9 +49,9 @@ def test_bad_input(case, tmp_path):
         pytest.importorskip(module, reason=f"optional dependency {module} is not installed")
     out = tmp_path / "out"
     args = ["run", str(work / "audit.toml"), "--out", str(out), "-q",
-            "--methods", expect.get("methods", DEFAULT_METHODS)]
+            "--methods", expect.get("methods", DEFAULT_METHODS), *expect.get("flags", [])]
     if expect.get("command") == "check":  # the deployment gate: `audit check CONFIG`
-        args = ["check", str(work / "audit.toml"), "-q"]
+        args = ["check", str(work / "audit.toml"), "-q", *expect.get("flags", [])]
     # catch_exceptions=False: anything but an AuditError escapes and fails the test with its
     # traceback (a bug), instead of passing as some exit code.
     result = CliRunner().invoke(app, args, catch_exceptions=False)

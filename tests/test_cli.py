@@ -92,10 +92,15 @@ def test_pickle_without_trust_exits_2_and_trust_is_recorded(model_dir, frame, en
     cfg.write_text(cfg.read_text().replace('path = "model.safetensors"', 'path = "model.pkl"')
                    .replace('architecture = "architecture.json"\n', ""))
     text = _error_line(_run("run", str(cfg), "--out", str(model_dir / "out")))
-    assert "--trust-pickle" in text
-    ok = _run("run", str(cfg), "--out", str(model_dir / "out"), "--trust-pickle", "-q", "-m", "surrogate")
+    assert "--trust-code" in text
+    ok = _run("run", str(cfg), "--out", str(model_dir / "out"), "--trust-code", "-q", "-m", "surrogate")
     assert ok.exit_code == 0, ok.output
-    assert json.loads((model_dir / "out" / "results.json").read_text())["provenance"]["trust_pickle"] is True
+    prov = json.loads((model_dir / "out" / "results.json").read_text())["provenance"]
+    assert prov["trust_code"] is True and prov["trust_pickle"] is True
+    assert [c["path"] for c in prov["code_ran"]] == [str(model_dir / "model.pkl")]
+    # --trust-pickle, the former name, is the same flag
+    again = _run("run", str(cfg), "--out", str(model_dir / "out2"), "--trust-pickle", "-q", "-m", "surrogate")
+    assert again.exit_code == 0, again.output
 
 
 def test_existing_output_is_kept_unless_overwrite(model_dir):

@@ -663,7 +663,9 @@ def _read_image_files(folder: Path, names: list[str], channels: int | None) -> n
                 f"The image {name!r} listed in the labels file does not exist in {str(folder)!r}. "
                 "Fix the file name or remove its row.")
         try:
-            with Image.open(file) as img:
+            # only the PNG and JPEG decoders: Pillow picks a decoder by content, and some
+            # (EPS) hand the file to Ghostscript, an interpreter of the PostScript inside it
+            with Image.open(file, formats=("PNG", "JPEG")) as img:
                 # the header's dimensions, checked before any pixel is decompressed
                 w, h = img.size
                 bands = max(len(img.getbands()), 3 if img.mode not in ("L", "I", "I;16", "F", "1") else 1)

@@ -1,7 +1,11 @@
 """ONNX models through onnxruntime (the optional ``onnx`` extra).
 
 An ONNX file is a graph of operators, not code: loading it with onnxruntime runs nothing the
-file's author wrote, so it needs no ``--trust-pickle``. The adapter scores the encoded matrix
+file's author wrote, so it needs no ``--trust-code``. Two ways a graph could reach beyond
+itself are closed: no custom-operator library is ever registered (an unknown operator is a load
+error), and tensors stored as external data must be relative files inside the model's folder
+(checked here with the ``onnx`` package before onnxruntime opens anything, and again by
+onnxruntime ≥ 1.17's own path validation), so a model cannot read other files on the machine. The adapter scores the encoded matrix
 (``predict`` / ``predict_proba``); methods that need gradients, weights or a refittable
 estimator are skipped with the reason, as for any black box.
 
@@ -111,12 +115,53 @@ class OnnxAdapter(ModelAdapter):
         return scores
 
 
+def _check_external_data(path: Path) -> list[str]:
+    """The external-data files a model names, each checked to be a file inside its folder.
+
+    Read with ``onnx`` (protobuf parsing only, no tensors loaded); when ``onnx`` is missing the
+    check is left to onnxruntime's own validation.
+    """
+    try:
+        import onnx
+    except ImportError:
+        return []
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:
+        return []  # onnxruntime reports an unreadable file with its own message
+    from onnx.external_data_helper import uses_external_data
+
+    try:  # every tensor, subgraphs included (a private helper of onnx; the top graph otherwise)
+        from onnx.external_data_helper import _get_all_tensors
+    except ImportError:  # pragma: no cover - depends on the onnx version
+        def _get_all_tensors(m: Any) -> list[Any]:
+            return list(m.graph.initializer)
+
+    folder = path.resolve().parent
+    names: list[str] = []
+    for tensor in _get_all_tensors(model):
+        if not uses_external_data(tensor):
+            continue
+        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        target = (folder / location).resolve()
+        if (not location or Path(location).is_absolute() or ".." in Path(location).parts
+                or not target.is_relative_to(folder)):
+            raise ModelLoadError(
+                f"The ONNX model {str(path)!r} stores tensor {tensor.name!r} as external data at "
+                f"{location!r}, outside the model's folder; audit-suite reads external data only "
+                "from files beside the model. Re-export it with the data embedded or beside it.")
+        if location not in names:
+            names.append(location)
+    return names
+
+
 def load_onnx_model(path: Path, *, task: Task, output: str = "logit",
                     threshold: float = 0.5) -> OnnxAdapter:
     """Load an ONNX file with onnxruntime (CPU) and pick the outputs to read."""
     ort = _onnxruntime()
     path = Path(path)
     digest = sha256_file(path)
+    external = _check_external_data(path)
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1  # the audited models are small; 1 thread is fastest here
     options.inter_op_num_threads = 1
@@ -168,7 +213,8 @@ def load_onnx_model(path: Path, *, task: Task, output: str = "logit",
                                         input_name=inp.name, input_dtype=_DTYPES[inp.type],
                                         proba_output=proba, score_output=score)
             n_classes = probe_adapter._scores(np.zeros((1, width), dtype=np.float32)).shape[1]
-    rec = LoadRecord("model", str(path), digest, f"onnxruntime {ort.__version__} (CPU)")
+    rec = LoadRecord("model", str(path), digest, f"onnxruntime {ort.__version__} (CPU)"
+                     + (f"; external data: {', '.join(external)}" if external else ""))
     return OnnxAdapter(task=task, n_classes=n_classes, threshold=threshold, session=session,
                        output_kind=output, input_name=inp.name, input_dtype=_DTYPES[inp.type],
                        proba_output=proba, score_output=score, n_inputs=width, loaded=(rec,),

@@ -115,14 +115,26 @@ def file_record(role: str, path: str | Path) -> dict[str, Any]:
     return {"role": role, "path": str(path), "sha256": h.hexdigest(), "loader": "read"}
 
 
-def provenance(*, seed: int, files: list[dict[str, Any]], trust_pickle: bool,
-               command: list[str] | None = None) -> dict[str, Any]:
-    """Who ran what, on which inputs, with which software."""
+def provenance(*, seed: int, files: list[dict[str, Any]], trust_code: bool = False,
+               untrusted_config: bool = False, command: list[str] | None = None,
+               trust_pickle: bool | None = None) -> dict[str, Any]:
+    """Who ran what, on which inputs, with which software.
+
+    ``trust_code`` (``--trust-code``), ``untrusted_config`` (``--untrusted-config``) and
+    ``code_ran`` (every input whose code ran while loading: imported modules, trusted pickles,
+    TorchScript, with SHA-256) record the trust decisions; ``trust_pickle`` repeats
+    ``trust_code`` under its former key.
+    """
+    trust_code = trust_code or bool(trust_pickle)
     return {
         "seed": seed,
         "command": shlex.join(command if command is not None else ["audit", *sys.argv[1:]]),
         "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "trust_pickle": trust_pickle,
+        "trust_code": trust_code,
+        "trust_pickle": trust_code,
+        "untrusted_config": untrusted_config,
+        "code_ran": [{"role": f["role"], "path": f["path"], "sha256": f["sha256"], "what": f["code"]}
+                     for f in files if f.get("code")],
         "files": files,
         "packages": package_versions(),
         "platform": f"{platform.system()} {platform.machine()}",

@@ -11,6 +11,7 @@ architecture and encoding, a clean ``data.csv`` and the default ``audit.toml``) 
     requires = ["onnxruntime"]       # optional: modules without which the case is skipped
     command = "check"                # optional: run `audit check CONFIG` instead of `audit run`
     absent = ["..."]                 # optional: text that must not be in results.json
+    flags = ["--untrusted-config"]   # optional: extra flags for `audit run`
 
 The files are committed; this script documents how each was made and rewrites them all.
 """
@@ -235,7 +236,7 @@ def cases() -> dict[str, dict]:
     case("model_unknown_suffix", err("Unknown model format '.h5'"),
          **{"model.h5": b"\x89HDF\r\n\x1a\n",
             "audit.toml": toml_with(('path = "model.safetensors"', 'path = "model.h5"'))})
-    case("model_pickle_refused", err("model.pkl", "--trust-pickle"),
+    case("model_pickle_refused", err("model.pkl", "--trust-code"),
          **{"model.pkl": b"\x80\x04K\x01.",
             "audit.toml": toml_with(('path = "model.safetensors"', 'path = "model.pkl"'),
                                     ('architecture = "architecture.json"\n', ""))})
@@ -285,6 +286,7 @@ def cases() -> dict[str, dict]:
          **{"audit.toml": toml_with(('name = "bad"', 'name = "../escape"'))})
     resource_cases(case, err)
     trust_boundary_cases(case, err, ok)
+    code_cases(case, err)
     return c
 
 
@@ -514,6 +516,131 @@ def trust_boundary_cases(case, err, ok) -> None:
          **{"audit.toml": BASE_TOML + GATE + 'small_groups = "ignore"\n'})
 
 
+
+def code_cases(case, err) -> None:
+    """Inputs that would run code: refused unless the user opts in (tests/test_security_code.py
+    runs the real attacks with marker files; these are their one-line errors)."""
+    weights_only = ('architecture = "architecture.json"\n', "")
+
+    def arch(ref: str, init_args: str = "") -> str:
+        extra = f"\n[model.init_args]\n{init_args}\n" if init_args else ""
+        return toml_with(('architecture = "architecture.json"', f'architecture = "{ref}"'),
+                         ("\n[data]", f"{extra}\n[data]"))
+
+    case("code_torchscript_refused", err("model.pt", "TorchScript", "--trust-code"),
+         **{"model.pt": torchscript_model(),
+            "audit.toml": toml_with(('path = "model.safetensors"', 'path = "model.pt"'), weights_only)})
+    case("code_torchscript_as_weights_refused", err("model.pt", "TorchScript", "--trust-code"),
+         **{"model.pt": torchscript_model(),
+            "audit.toml": toml_with(('path = "model.safetensors"', 'path = "model.pt"'))})
+    case("code_torch_pickle_object_refused", err("model.pt", "beyond plain tensors", "--trust-code"),
+         **{"model.pt": pickled_object_pt(),
+            "audit.toml": toml_with(('path = "model.safetensors"', 'path = "model.pt"'))})
+    case("code_arch_subprocess_run", err("'subprocess:run'", "not a torch.nn.Module subclass"),
+         **{"audit.toml": arch("subprocess:run", 'args = ["false"]')})
+    case("code_arch_subprocess_popen", err("'subprocess:Popen'", "not a torch.nn.Module subclass"),
+         **{"audit.toml": arch("subprocess:Popen", 'args = ["false"]')})
+    case("code_arch_os_system", err("'os:system'", "not a torch.nn.Module subclass"),
+         **{"audit.toml": arch("os:system", 'command = "false"')})
+    case("code_arch_builtins_eval", err("'builtins:eval'", "not a torch.nn.Module subclass"),
+         **{"audit.toml": arch("builtins:eval", 'source = "1"')})
+    case("code_arch_model_py_function", err("'model:make_net'", "not a torch.nn.Module subclass"),
+         **{"model.py": "def make_net(**kwargs):\n    raise SystemExit('called')\n",
+            "audit.toml": arch("model:make_net")})
+    case("code_arch_missing_module", err("no_such_pkg_for_audit", "Could not import"),
+         **{"audit.toml": arch("no_such_pkg_for_audit:Net")})
+    case("code_arch_file_path", err("'../model:Net'", "dotted identifiers only"),
+         **{"audit.toml": arch("../model:Net")})
+    case("code_untrusted_config_model_py", err("'model:Net'", "--untrusted-config"),
+         _flags=["--untrusted-config"],
+         **{"model.py": ("import torch.nn as nn\n\nclass Net(nn.Sequential):\n    def __init__(self):\n"
+                         "        super().__init__(nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 1))\n"),
+            "audit.toml": arch("model:Net")})
+    case("code_untrusted_config_trusted_types", err("trusted_types", "--untrusted-config"),
+         _flags=["--untrusted-config"],
+         **{"model.skops": skops_with_extra_type(),
+            "audit.toml": toml_with(('path = "model.safetensors"', 'path = "model.skops"'), weights_only,
+                                    ('task = "binary"', 'task = "binary"\ntrusted_types = ["_operator.pos"]'))})
+    case("code_skops_extra_type_refused", err("model.skops", "_operator.pos", "trusted_types", "--trust-code"),
+         **{"model.skops": skops_with_extra_type(),
+            "audit.toml": toml_with(('path = "model.safetensors"', 'path = "model.skops"'), weights_only)})
+    case("code_untrusted_config_with_trust_code", err("--untrusted-config", "--trust-code", "cannot be combined"),
+         _flags=["--untrusted-config", "--trust-code"])
+    case("code_untrusted_config_reads_outside_folder", err("[data] path", "outside the config's folder"),
+         _flags=["--untrusted-config"],
+         **{"audit.toml": toml_with(('path = "data.csv"', 'path = "../outside.csv"'))})
+    case("code_onnx_external_data_outside_folder", err("model.onnx", "outside the model's folder"),
+         _requires=["onnx", "onnxruntime"],
+         **{"model.onnx": onnx_external_data("../secret.bin"),
+            "audit.toml": toml_with(('path = "model.safetensors"', 'path = "model.onnx"'), weights_only)})
+
+
+def _shared_mlp():
+    from safetensors.torch import load_file
+
+    from audit.core.adapter import build_mlp
+
+    net = build_mlp(json.loads((SHARED / "architecture.json").read_text()))
+    net.load_state_dict(load_file(str(SHARED / "model.safetensors")))
+    return net.eval()
+
+
+def torchscript_model() -> bytes:
+    """The shared MLP as a (harmless) TorchScript archive: refused all the same, as TorchScript."""
+    import io
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.jit.save(torch.jit.script(_shared_mlp()), buf)
+    return buf.getvalue()
+
+
+def pickled_object_pt() -> bytes:
+    """The shared weights plus one (harmless) non-tensor object that a weights-only load refuses."""
+    import fractions
+    import io
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save({**_shared_mlp().state_dict(), "note": fractions.Fraction(1, 3)}, buf)
+    return buf.getvalue()
+
+
+def skops_with_extra_type() -> bytes:
+    """A pipeline whose FunctionTransformer holds operator.pos, a type outside skops' safe list."""
+    import operator
+
+    import skops.io as sio
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    from audit.core.dataset import Encoding
+
+    frame = make_frame(600)
+    enc = Encoding.from_dict(json.loads((SHARED / "encoding.json").read_text()))
+    pipe = make_pipeline(FunctionTransformer(operator.pos), LogisticRegression(max_iter=500))
+    return sio.dumps(pipe.fit(enc.encode(frame), frame.income == ">50K"))
+
+
+def onnx_external_data(location: str) -> bytes:
+    """A 5-input linear ONNX graph whose weight tensor is external data at ``location``."""
+    from onnx import TensorProto, helper
+
+    w = TensorProto(name="W", data_type=TensorProto.FLOAT, dims=[5, 1])
+    w.data_location = TensorProto.EXTERNAL
+    for k, v in (("location", location), ("offset", "0"), ("length", "20")):
+        w.external_data.add(key=k, value=v)
+    graph = helper.make_graph([helper.make_node("MatMul", ["X", "W"], ["Y"])], "g",
+                              [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 5])],
+                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None, 1])],
+                              initializer=[w])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)],
+                             ir_version=8).SerializeToString()
+
+
 def onnx_model(width: int) -> bytes:
     """A logistic regression on the first ``width`` encoded columns, converted by skl2onnx."""
     from skl2onnx import to_onnx
@@ -544,7 +671,7 @@ def truncated_pt() -> bytes:
 def to_toml(expect: dict) -> str:
     out = [f"exit = {expect['exit']}"]
     out.append("fragments = [" + ", ".join(json.dumps(f, ensure_ascii=False) for f in expect["fragments"]) + "]")
-    for k in ("methods", "requires", "command", "absent"):
+    for k in ("methods", "requires", "command", "absent", "flags"):
         if k in expect:
             out.append(f"{k} = {json.dumps(expect[k])}")
     return "\n".join(out) + "\n"
@@ -564,7 +691,7 @@ def main() -> None:
         folder = HERE / name
         folder.mkdir()
         for fname, content in spec["files"].items():
-            if fname in ("_delete", "_requires", "_methods"):
+            if fname in ("_delete", "_requires", "_methods", "_flags"):
                 continue
             path = folder / fname
             path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
@@ -573,6 +700,8 @@ def main() -> None:
             expect["methods"] = spec["files"]["_methods"]
         if spec["files"].get("_requires"):
             expect["requires"] = spec["files"]["_requires"]
+        if spec["files"].get("_flags"):
+            expect["flags"] = spec["files"]["_flags"]
         (folder / "expect.toml").write_text(to_toml(expect), encoding="utf-8")
         if spec["files"].get("_delete"):
             (folder / "delete.txt").write_text("\n".join(spec["files"]["_delete"]) + "\n")

@@ -1,0 +1,2 @@
+def make_net(**kwargs):
+    raise SystemExit('called')
