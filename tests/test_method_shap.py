@@ -51,13 +51,14 @@ def _expected_linear(data, w: np.ndarray, rows) -> np.ndarray:
     return data.encoding.aggregate(contrib, "sum")
 
 
-def test_deep_shap_of_a_linear_logit_model_is_w_times_x_minus_mean():
+@pytest.mark.parametrize("explainer", ["deep", "exact"])
+def test_deep_and_exact_shap_of_a_linear_logit_model_are_w_times_x_minus_mean(explainer):
     data = _linear_data()
     net = _linear_net(data.X.shape[1])
     w = net[0].weight.detach().double().numpy()[0]
-    cfg = ShapConfig(scale="logit", background_size=10_000, **FAST)  # background = every row
+    cfg = ShapConfig(explainer=explainer, scale="logit", background_size=10_000, **FAST)  # every row
     r = Shap().run(as_adapter(net), data, cfg, RunContext.default(0))
-    assert r.explainer == "deep" and r.scale == "logit"
+    assert r.explainer == explainer and r.scale == "logit"
     np.testing.assert_allclose(r.values, _expected_linear(data, w, r.rows), atol=2e-5)
     assert r.additivity_max_error < 1e-4
 
@@ -67,18 +68,18 @@ def test_deep_shap_of_a_linear_regression_net_is_exact():
     net = _linear_net(data.X.shape[1], seed=3)
     w = net[0].weight.detach().double().numpy()[0]
     r = Shap().run(as_adapter(net, task="regression"), data,
-                   ShapConfig(background_size=10_000, **FAST), RunContext.default(0))
+                   ShapConfig(explainer="deep", background_size=10_000, **FAST), RunContext.default(0))
     assert r.scale == "value" and r.explained == "the predicted value"
     np.testing.assert_allclose(r.values, _expected_linear(data, w, r.rows), atol=2e-5)
 
 
-def test_kernel_shap_of_sklearn_linear_regression_is_exact_and_used_without_gradients():
+def test_kernel_shap_of_sklearn_linear_regression_is_exact():
     from sklearn.linear_model import LinearRegression
 
     data = _linear_data(task="regression")
     y = data.X @ np.array([1.5, -2.0, 0.3, 0.0, 0.7])
     est = LinearRegression().fit(data.X, y)
-    cfg = ShapConfig(kernel_background_size=10_000, **FAST)
+    cfg = ShapConfig(explainer="kernel", kernel_background_size=10_000, **FAST)
     r = Shap().run(as_adapter(est, task="regression"), data, cfg, RunContext.default(0))
     assert r.explainer == "kernel"
     # 3 raw features: every coalition is enumerated, so KernelSHAP is exact here.
@@ -90,7 +91,7 @@ def test_additivity_holds_for_the_mlp_on_string_categoricals(frame, encoding):
     net, _ = fit_torch_mlp(frame, encoding)
     data = build_audit_data(frame, DatasetSpec(target="income", positive_label=">50K"), encoding)
     assert not pd.api.types.is_numeric_dtype(data.frame["job"])  # raw strings; shap gets encoded arrays
-    r = Shap().run(as_adapter(net), data, ShapConfig(**FAST), RunContext.default(0))
+    r = Shap().run(as_adapter(net), data, ShapConfig(explainer="deep", **FAST), RunContext.default(0))
     assert r.explainer == "deep" and r.explained == "P(>50K)"
     assert r.features == ("age", "hours", "job") and r.values.shape == (200, 3)
     assert r.additivity_max_error < 1e-5 and r.additivity_ok and r.additivity_tolerance == 0.01
@@ -193,7 +194,7 @@ def test_additivity_failure_is_a_flagged_finding_not_a_silent_pass():
     data = build_audit_data(frame, DatasetSpec(target="y"))
     torch.manual_seed(0)
     model = as_adapter(Squares().eval(), task="regression")
-    cfg = ShapConfig(n_bootstrap=0, additivity_tolerance=1e-3)
+    cfg = ShapConfig(explainer="deep", n_bootstrap=0, additivity_tolerance=1e-3)
     r = Shap().run(model, data, cfg, RunContext.default(0))
     assert r.explainer == "deep" and not r.additivity_ok
     levels = [f.level for f in Shap().findings(r, cfg) if "do not add up" in f.text]
@@ -209,10 +210,12 @@ def test_multiclass_explains_the_predicted_class():
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3)).eval()
     model = as_adapter(net, task="multiclass")
-    logit = Shap().run(model, data, ShapConfig(scale="logit", n_bootstrap=0), RunContext.default(0))
+    logit = Shap().run(model, data, ShapConfig(explainer="deep", scale="logit", n_bootstrap=0),
+                       RunContext.default(0))
     assert logit.explainer == "deep" and logit.additivity_max_error < 1e-5
     assert logit.explained_class == tuple(str(data.classes[c]) for c in model.predict(data.X))
-    prob = Shap().run(model, data, ShapConfig(n_bootstrap=0, gradient_n_rows=30), RunContext.default(0))
+    prob = Shap().run(model, data, ShapConfig(explainer="deep", n_bootstrap=0, gradient_n_rows=30),
+                      RunContext.default(0))
     assert prob.explainer == "gradient" and any("Softmax" in n for n in prob.notes)
     assert len(prob.rows) == 30 and prob.sampled  # the slower explainer has its own row budget
     assert prob.additivity_max_error < 0.2  # expected gradients: only approximately additive
@@ -254,7 +257,7 @@ def test_deep_and_kernel_shap_agree_on_the_mlp(frame, encoding):
     data = build_audit_data(frame, DatasetSpec(target="income", positive_label=">50K"), encoding)
     sub = data.subset(np.arange(30))
     cfg = dict(n_bootstrap=0, background_size=40, kernel_background_size=40, n_rows=30, kernel_n_rows=30)
-    deep = Shap().run(as_adapter(net), sub, ShapConfig(**cfg), RunContext.default(0))
+    deep = Shap().run(as_adapter(net), sub, ShapConfig(explainer="deep", **cfg), RunContext.default(0))
     kern = Shap().run(as_adapter(net), sub, ShapConfig(explainer="kernel", **cfg), RunContext.default(0))
     assert deep.rows == kern.rows and deep.explainer == "deep" and kern.explainer == "kernel"
     np.testing.assert_allclose(deep.base_values, kern.base_values, atol=1e-6)  # same background
@@ -268,7 +271,8 @@ def test_kernel_with_a_kmeans_background_states_it_and_stays_additive(frame, enc
 
     data = build_audit_data(frame, DatasetSpec(target="income", positive_label=">50K"), encoding)
     est = LogisticRegression(max_iter=500).fit(data.X, data.y)
-    cfg = ShapConfig(background="kmeans", kernel_background_size=8, kernel_n_rows=10, n_bootstrap=0)
+    cfg = ShapConfig(explainer="kernel", background="kmeans", kernel_background_size=8, kernel_n_rows=10,
+                     n_bootstrap=0)
     r = Shap().run(as_adapter(est), data, cfg, RunContext.default(0))
     assert r.explainer == "kernel" and r.background_kind == "kmeans" and r.background_size == 8
     assert r.additivity_ok and r.additivity_max_error < 1e-6
