@@ -146,6 +146,7 @@ class ShapDeviation:
     raw feature, in the explained units.
     """
 
+    why: str                              # why these values are not exact Shapley values
     reference: str
     reference_label: str
     rows: tuple[int, ...]                 # data rows compared (a seeded sample of the explained rows)
@@ -241,7 +242,8 @@ class Shap(AuditMethod[ShapConfig, ShapResult]):
         # background row: affordable for tabular data with few features.
         exact_cost = None if data.modality != "tabular" else (
             2 ** len(groups) * min(config.background_size, len(pool)) * min(config.n_rows, data.n_rows))
-        kind = choose_explainer(model, config, notes, exact_cost=exact_cost)
+        tree_why = _tree_inexact(model, groups)
+        kind = choose_explainer(model, config, notes, exact_cost=exact_cost, tree_exact=tree_why is None)
         scale = _scale(model, config)
         if kind == "deep":
             kind = _check_deep(model, scale, data.X[:2], notes)
@@ -290,14 +292,15 @@ class Shap(AuditMethod[ShapConfig, ShapResult]):
         spread = (float(np.std(out)) or 1.0) if data.task == "regression" else 1.0
         tol = config.additivity_tolerance * spread
         deviation, deviation_skipped = None, None
-        if kind in ("deep", "gradient"):
+        if kind in ("deep", "gradient") or (kind == "tree" and tree_why is not None):
             if data.modality != "tabular":
                 deviation_skipped = (f"not measured: {data.modality} data has {len(groups):,} inputs, too many "
                                      "coalitions for an exact or KernelSHAP reference in a run")
             else:
                 deviation = _measure_deviation(
                     _explained_fn(model, scale, bg), X, rows, values, pick, bg, groups, names=data.feature_names,
-                    tolerance=config.deviation_tolerance * spread, config=config, ctx=ctx)
+                    tolerance=config.deviation_tolerance * spread, config=config, ctx=ctx,
+                    why=tree_why if kind == "tree" else _WHY[kind])
         boot = bootstrap_mean_abs(values, n_bootstrap=config.n_bootstrap,
                                   confidence=config.confidence, rng=ctx.rng)
         names = data.feature_names
@@ -354,12 +357,11 @@ class Shap(AuditMethod[ShapConfig, ShapResult]):
                      f"{'agree' if d.top_agree else 'disagree'} on the top features "
                      f"({', '.join(d.top_method)} vs {', '.join(d.top_reference)})")
             if d.within_tolerance and d.top_agree:
-                out.append(Finding("info", f"{result.label} values are not Shapley values by construction; "
-                                           f"{where}."))
+                out.append(Finding("info", f"{result.label} values {d.why}; {where}."))
             else:
-                out.append(Finding("warning", f"{result.label} values are not Shapley values: {where}. "
-                                              "Read them as DeepLIFT/gradient attributions, not SHAP values, "
-                                              "or set explainer = \"kernel\" (or \"exact\") for Shapley values."))
+                out.append(Finding("warning", f"{result.label} values {d.why}: {where}. Do not read them as "
+                                              "Shapley values; set explainer = \"exact\" (few features) or "
+                                              "\"kernel\" for Shapley values."))
         return out
 
     def figures(self, result: ShapResult, data: AuditData) -> dict[str, Any]:
@@ -396,12 +398,13 @@ def _draw(kind: str, data: AuditData, pool: np.ndarray, source: str, config: Sha
 
 
 def choose_explainer(model: ModelAdapter, config: ShapConfig, notes: list[str], *,
-                     exact_cost: int | None = None) -> str:
+                     exact_cost: int | None = None, tree_exact: bool = True) -> str:
     """The explainer to use, with a note whenever the request could not be honoured.
 
     ``exact_cost`` is the number of model evaluations exact Shapley values would take
     (None: not possible, e.g. images); "auto" prefers exact values within
-    ``exact_max_evaluations`` (after TreeExplainer, which is exact and faster).
+    ``exact_max_evaluations``, except for tree models whose TreeExplainer values are exact
+    (``tree_exact``; see :func:`_tree_inexact`): those use TreeExplainer, which is faster.
     """
     want = config.explainer
     torch_ok = {"torch", "gradients"} <= model.capabilities
@@ -420,7 +423,9 @@ def choose_explainer(model: ModelAdapter, config: ShapConfig, notes: list[str], 
                 f"exact_max_evaluations, or use explainer = \"auto\".")
         return "exact"
     if want == "auto":
-        return "tree" if tree_ok else "exact" if affordable else "deep" if torch_ok else "kernel"
+        if tree_ok and (tree_exact or not affordable):
+            return "tree"
+        return "exact" if affordable else "deep" if torch_ok else "kernel"
     if want in ("deep", "gradient") and not torch_ok:
         notes.append(f"The {want} explainer needs a differentiable torch model; "
                      f"{model.description} is not one, so KernelSHAP was used.")
@@ -524,7 +529,7 @@ def _explained_fn(model: ModelAdapter, scale: str, probe: np.ndarray) -> Any:
 
 def _measure_deviation(f: Any, X: np.ndarray, rows: np.ndarray, values: np.ndarray, pick: np.ndarray,
                        bg: np.ndarray, groups: list[np.ndarray], *, names: list[str], tolerance: float,
-                       config: ShapConfig, ctx: RunContext) -> ShapDeviation:
+                       config: ShapConfig, ctx: RunContext, why: str) -> ShapDeviation:
     """Compare an approximate explainer's values with Shapley values on a seeded sample of rows."""
     check, _ = sample_rows(len(rows), config.check_n_rows, ctx.rng)
     Xc = X[check]
@@ -545,7 +550,7 @@ def _measure_deviation(f: Any, X: np.ndarray, rows: np.ndarray, values: np.ndarr
     top_m = tuple(top_features(dict(zip(names, np.abs(mine).mean(axis=0).tolist(), strict=True)), 3))
     top_r = tuple(top_features(dict(zip(names, np.abs(ref).mean(axis=0).tolist(), strict=True)), 3))
     return ShapDeviation(
-        reference=reference,
+        why=why, reference=reference,
         reference_label=("exact interventional Shapley values" if reference == "exact" else
                          f"KernelSHAP ({config.check_nsamples:,} coalitions per row, two independent runs averaged)"),
         rows=tuple(int(r) for r in np.asarray(rows)[check]), max_abs=float(diff.max()),
@@ -553,6 +558,29 @@ def _measure_deviation(f: Any, X: np.ndarray, rows: np.ndarray, values: np.ndarr
         top_feature_agreement=float(np.mean(np.argmax(np.abs(mine), axis=1) == np.argmax(np.abs(ref), axis=1))),
         top_method=top_m, top_reference=top_r, top_agree=top_m == top_r, reference_spread=spread,
         evaluations=int(evaluations))
+
+
+_WHY = {"deep": "are DeepLIFT attributions, not Shapley values",
+        "gradient": "are Monte Carlo estimates of expected gradients, not exact Shapley values"}
+
+
+def _tree_inexact(model: ModelAdapter, groups: list[np.ndarray]) -> str | None:
+    """Why TreeExplainer's values would not be the raw features' exact Shapley values (None: exact).
+
+    Its players are the encoded columns, so summing a one-hot group gives an additive attribution
+    that is not the categorical's Shapley value; and for boosted classifiers its "probability"
+    output is not exact (measured: 0.086 off brute-force values, while its log-odds were exact
+    to 1e-8), since the probability is a nonlinear function of the trees' sum.
+    """
+    if not _is_tree(model):
+        return None
+    why = []
+    if any(len(g) > 1 for g in groups):
+        why.append("are Shapley values of the encoded columns, so summed per one-hot group they are "
+                   "not the categorical features' Shapley values")
+    if model.task != "regression" and "Boosting" in type(model.estimator).__name__:  # type: ignore[attr-defined]
+        why.append("for a boosted classifier are not exact on the probability scale")
+    return " and ".join(why) or None
 
 
 def _is_tree(model: ModelAdapter) -> bool:
