@@ -459,3 +459,19 @@ def test_exact_explainer_over_budget_is_a_config_error_naming_the_cost():
         Shap().run(as_adapter(_tanh_mlp()), data, cfg, RunContext.default(0))
     with pytest.raises(InvalidConfigError, match="'check_n_rows' option of shap must be at least 1"):
         ShapConfig.from_dict({"check_n_rows": 0}, method="shap")
+
+
+def test_agreement_names_the_explainer_that_ran_never_plain_shap_for_deeplift(frame, encoding):
+    from audit.methods.agreement import Agreement, AgreementConfig
+
+    net, _ = fit_torch_mlp(frame, encoding)
+    data = build_audit_data(frame, DatasetSpec(target="income", positive_label=">50K"), encoding)
+    deep = Shap().run(as_adapter(net), data, ShapConfig(explainer="deep", n_rows=60, n_bootstrap=0),
+                      RunContext.default(0))
+    ctx = dataclasses.replace(RunContext.default(0), earlier={"shap": deep})
+    cfg = AgreementConfig(n_rows=60, n_repeats=1, n_bootstrap=0, sanity_check=False, faithfulness_rows=20)
+    r = Agreement().run(as_adapter(net), data, cfg, ctx)
+    ranking = next(m for m in r.rankings if m.key == "shap")
+    assert ranking.label == "DeepLIFT (DeepExplainer)" and r.short["shap"] == "DeepLIFT"
+    assert {c.label for c in r.deletion if c.key == "shap"} == {"DeepLIFT (DeepExplainer)"}
+    assert any("DeepLIFT (DeepExplainer)" in f.text for f in Agreement().findings(r, cfg))

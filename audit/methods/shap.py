@@ -227,7 +227,7 @@ class Shap(AuditMethod[ShapConfig, ShapResult]):
     """
 
     name = "shap"
-    title = "SHAP feature attributions"
+    title = "Feature attributions: SHAP values (exact, Tree, Kernel) or DeepLIFT"
     requires = frozenset({"predict"})
     modalities = frozenset({"tabular", "image", "sequence"})
     Config = ShapConfig
@@ -292,10 +292,14 @@ class Shap(AuditMethod[ShapConfig, ShapResult]):
         spread = (float(np.std(out)) or 1.0) if data.task == "regression" else 1.0
         tol = config.additivity_tolerance * spread
         deviation, deviation_skipped = None, None
-        if kind in ("deep", "gradient") or (kind == "tree" and tree_why is not None):
+        if kind in ("deep", "gradient", "kernel") or (kind == "tree" and tree_why is not None):
             if data.modality != "tabular":
                 deviation_skipped = (f"not measured: {data.modality} data has {len(groups):,} inputs, too many "
                                      "coalitions for an exact or KernelSHAP reference in a run")
+            elif kind == "kernel" and scale == "logit":
+                deviation_skipped = ("not measured: KernelSHAP on the log-odds scale explains logit(E[P]) "
+                                     "over the background, a different quantity from the exact reference's "
+                                     "E[log-odds]")
             else:
                 deviation = _measure_deviation(
                     _explained_fn(model, scale, bg), X, rows, values, pick, bg, groups, names=data.feature_names,
@@ -366,7 +370,7 @@ class Shap(AuditMethod[ShapConfig, ShapResult]):
 
     def figures(self, result: ShapResult, data: AuditData) -> dict[str, Any]:
         if result.modal is not None:
-            return _modal_figures(result.modal)
+            return _modal_figures(result.modal, value_name(result.explainer))
         figs: dict[str, Any] = {"beeswarm": _beeswarm(result, data)}
         for i, feat in enumerate(result.ranking[:result.n_dependence]):
             figs[f"dependence_{i}"] = _dependence(result, data, feat)
@@ -561,7 +565,13 @@ def _measure_deviation(f: Any, X: np.ndarray, rows: np.ndarray, values: np.ndarr
 
 
 _WHY = {"deep": "are DeepLIFT attributions, not Shapley values",
-        "gradient": "are Monte Carlo estimates of expected gradients, not exact Shapley values"}
+        "gradient": "are Monte Carlo estimates of expected gradients, not exact Shapley values",
+        "kernel": "are sampled estimates of Shapley values (a regression over sampled coalitions)"}
+
+
+def value_name(explainer: str) -> str:
+    """What one attribution is called in figures: only Shapley-value explainers say "SHAP"."""
+    return {"deep": "DeepLIFT", "gradient": "expected-gradients"}.get(explainer, "SHAP")
 
 
 def _tree_inexact(model: ModelAdapter, groups: list[np.ndarray]) -> str | None:
@@ -822,18 +832,18 @@ def _kernel_values(f: Any, X: np.ndarray, bg: np.ndarray, weights: np.ndarray | 
     return np.concatenate(parts, axis=0), np.atleast_1d(np.asarray(explainer.expected_value, dtype=float))
 
 
-def _modal_figures(m: ModalAttribution) -> dict[str, Any]:
+def _modal_figures(m: ModalAttribution, name: str = "SHAP") -> dict[str, Any]:
     from audit.core.attribution import bar_totals_figure, heatmap_figure
 
     common = {"kind": m.kind, "row_labels": m.row_labels, "col_labels": m.col_labels, "unit": m.unit}
     figs: dict[str, Any] = {}
     if m.examples:
-        figs["examples"] = heatmap_figure(m.examples, title="SHAP values on chosen examples", **common)
+        figs["examples"] = heatmap_figure(m.examples, title=f"{name} values on chosen examples", **common)
     figs["averages"] = heatmap_figure(
-        m.average_maps, title="SHAP: " + ("class-average maps (rows grouped by predicted class)"
+        m.average_maps, title=f"{name}: " + ("class-average maps (rows grouped by predicted class)"
                                           if m.kind == "image" else "average over the explained rows"),
         **common)
-    figs["totals"] = bar_totals_figure(m.group_importance, unit=m.unit, title="SHAP: totals per group")
+    figs["totals"] = bar_totals_figure(m.group_importance, unit=m.unit, title=f"{name}: totals per group")
     return figs
 
 
@@ -891,8 +901,9 @@ def _beeswarm(result: ShapResult, data: AuditData) -> Any:
     ax.set_yticks(range(len(shown)))
     ax.set_yticklabels([shorten(f) + (" (cat.)" if isinstance(data.encoding.feature(f), CategoricalFeature) else "")
                         for f in shown])
-    ax.set_xlabel(f"SHAP value (effect on {result.explained})")
-    ax.set_title("SHAP values per row (colour: feature value, blue low → red high; grey: categorical)")
+    ax.set_xlabel(f"{value_name(result.explainer)} value (effect on {result.explained})")
+    ax.set_title(f"{value_name(result.explainer)} values per row (colour: feature value, blue low → red high; "
+                 "grey: categorical)")
     if scatter is not None:
         cb = fig.colorbar(scatter, ax=ax, pad=0.01, aspect=30)
         cb.set_ticks([0, 1])
@@ -929,8 +940,8 @@ def _dependence(result: ShapResult, data: AuditData, feat: str) -> Any:
         ax.scatter(raw, v, s=5, lw=0, alpha=0.6, color=NEGATIVE, rasterized=True)
         ax.set_xlabel(feat)
     ax.axhline(0, color="#999999", lw=0.8)
-    ax.set_ylabel("SHAP value")
-    ax.set_title(f"Dependence: SHAP value of {feat} against its value")
+    ax.set_ylabel(f"{value_name(result.explainer)} value")
+    ax.set_title(f"Dependence: {value_name(result.explainer)} value of {feat} against its value")
     fig.tight_layout()
     return fig
 
