@@ -475,3 +475,16 @@ def test_agreement_names_the_explainer_that_ran_never_plain_shap_for_deeplift(fr
     assert ranking.label == "DeepLIFT (DeepExplainer)" and r.short["shap"] == "DeepLIFT"
     assert {c.label for c in r.deletion if c.key == "shap"} == {"DeepLIFT (DeepExplainer)"}
     assert any("DeepLIFT (DeepExplainer)" in f.text for f in Agreement().findings(r, cfg))
+
+
+def test_images_say_why_the_distance_from_shapley_values_is_not_measured(planted_images):
+    from audit.report.render import _environment, templates_dir
+
+    model, data = planted_images
+    cfg = ShapConfig(gradient_n_rows=10, background_size=10, gradient_nsamples=20, n_bootstrap=0)
+    r = Shap().run(model, data, cfg, RunContext.default())
+    assert r.explainer == "deep" and r.deviation is None and "not measured" in r.deviation_skipped
+    assert r.label == "DeepLIFT (DeepExplainer)"
+    html = " ".join(_environment(str(templates_dir())).get_template("partials/shap.html.j2").render(
+        r=r, cfg=cfg, figs={}, report=None).split())
+    assert "DeepLIFT attributions, not Shapley values" in html and "Distance from Shapley values: not measured" in html
