@@ -219,6 +219,10 @@ def test_multiclass_explains_the_predicted_class():
     assert prob.explainer == "gradient" and any("Softmax" in n for n in prob.notes)
     assert len(prob.rows) == 30 and prob.sampled  # the slower explainer has its own row budget
     assert prob.additivity_max_error < 0.2  # expected gradients: only approximately additive
+    assert prob.deviation.reference == "exact" and prob.label == "Expected gradients (GradientExplainer)"
+    exact = Shap().run(model, data, ShapConfig(n_bootstrap=0), RunContext.default(0))   # 2 features: exact
+    assert exact.explainer == "exact" and exact.additivity_max_error < 1e-6
+    assert exact.explained_class == logit.explained_class
 
 
 def test_rows_with_missing_values_are_rejected_with_their_count():
@@ -276,6 +280,9 @@ def test_kernel_with_a_kmeans_background_states_it_and_stays_additive(frame, enc
     r = Shap().run(as_adapter(est), data, cfg, RunContext.default(0))
     assert r.explainer == "kernel" and r.background_kind == "kmeans" and r.background_size == 8
     assert r.additivity_ok and r.additivity_max_error < 1e-6
+    # 3 raw features: KernelSHAP enumerates every coalition, so it equals the exact values over the
+    # weighted centres (the check weights them too)
+    assert r.deviation.reference == "exact" and r.deviation.max_abs < 1e-6 and r.deviation.within_tolerance
 
 
 # --------------------------------------------------------------------------------------------
@@ -341,10 +348,10 @@ def test_tree_explainer_uses_all_400_background_rows_and_equals_brute_force_shap
 
 
 @pytest.mark.parametrize("case", ["one_hot", "boosted_probability"])
-def test_inexact_tree_shap_is_checked_against_raw_feature_shapley_and_auto_prefers_exact(case, frame, encoding):
+def test_inexact_tree_shap_is_checked_against_brute_force_raw_feature_shapley(case, frame, encoding):
     """Tree SHAP's players are the encoded columns (a one-hot sum is additive but not the
     categorical's Shapley value), and a boosted classifier's probabilities are not exact in shap:
-    the deviation is measured and stated, and "auto" computes exact values instead."""
+    the deviation is measured and stated; explainer = "exact" gives the exact values."""
     from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
 
     if case == "one_hot":
@@ -354,14 +361,21 @@ def test_inexact_tree_shap_is_checked_against_raw_feature_shapley_and_auto_prefe
         num = frame.assign(job=frame.job.map({"clerk": 0, "exec": 1, "tech": 2}))
         data = build_audit_data(num, DatasetSpec(target="income", positive_label=">50K", sensitive=("sex",)))
         est = GradientBoostingClassifier(n_estimators=30, max_depth=3, random_state=0).fit(data.X, data.y)
-    cfg = ShapConfig(explainer="tree", background_size=200, n_rows=60, n_bootstrap=0)
+    cfg = ShapConfig(background_size=200, n_rows=60, n_bootstrap=0)
     r = Shap().run(as_adapter(est), data, cfg, RunContext.default(0))
     d = r.deviation
     assert r.explainer == "tree" and d is not None and d.reference == "exact" and r.additivity_ok
+    assert len(d.rows) == cfg.check_n_rows
     assert d.max_abs > 1e-3   # measured: ~0.01 (one-hot), ~0.09 (boosted probabilities)
     assert ("one-hot" in d.why) == (case == "one_hot") and ("boosted" in d.why) == (case != "one_hot")
-    auto = Shap().run(as_adapter(est), data, dataclasses.replace(cfg, explainer="auto"), RunContext.default(0))
-    assert auto.explainer == "exact" and auto.deviation is None and auto.additivity_max_error < 1e-6
+    exact = Shap().run(as_adapter(est), data, dataclasses.replace(cfg, explainer="exact"), RunContext.default(0))
+    assert exact.deviation is None and exact.additivity_max_error < 1e-6
+    pos = [exact.rows.index(i) for i in d.rows]
+    assert np.abs(exact.values[pos] - r.values[pos]).max() == pytest.approx(d.max_abs, abs=1e-9)
+    # a check that would not fit the tree budget is skipped with the reason, not run for minutes
+    small = Shap().run(as_adapter(est), data, dataclasses.replace(cfg, exact_max_evaluations=2000),
+                       RunContext.default(0))
+    assert small.deviation is None and "over its check budget" in small.deviation_skipped
 
 
 def _tanh_mlp(seed: int = 3):

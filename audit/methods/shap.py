@@ -2,12 +2,14 @@
 
 The explainer follows what the report can promise (``explainer="auto"``):
 
-- tabular data with few raw features: **exact** interventional Shapley values, computed by
-  enumerating all 2^p coalitions of the p raw features against every background row
+- scikit-learn tree models: ``TreeExplainer`` (exact interventional Tree SHAP of the encoded
+  columns over *all* the background rows: shap's default masker would silently keep only 100 of
+  them). With one-hot groups, or a boosted classifier's probabilities, these are not the raw
+  features' exact Shapley values: their deviation is then measured like DeepLIFT's (below);
+- other tabular models with few raw features: **exact** interventional Shapley values, computed
+  by enumerating all 2^p coalitions of the p raw features against every background row
   (:func:`exact_shapley`), whenever 2^p × background rows × explained rows model evaluations
   fit in ``exact_max_evaluations``;
-- scikit-learn tree models: ``TreeExplainer`` (exact interventional Tree SHAP over *all* the
-  background rows: shap's default masker would silently keep only 100 of them);
 - otherwise differentiable torch models: shap's ``DeepExplainer``, i.e. **DeepLIFT** (rescale
   rule averaged over the background rows; about 2 ms per row on the Adult MLP). Its values add
   up to ``f(x) - E_background[f]`` for chains of Linear layers and elementwise activations, but
@@ -243,7 +245,7 @@ class Shap(AuditMethod[ShapConfig, ShapResult]):
         exact_cost = None if data.modality != "tabular" else (
             2 ** len(groups) * min(config.background_size, len(pool)) * min(config.n_rows, data.n_rows))
         tree_why = _tree_inexact(model, groups)
-        kind = choose_explainer(model, config, notes, exact_cost=exact_cost, tree_exact=tree_why is None)
+        kind = choose_explainer(model, config, notes, exact_cost=exact_cost)
         scale = _scale(model, config)
         if kind == "deep":
             kind = _check_deep(model, scale, data.X[:2], notes)
@@ -300,11 +302,19 @@ class Shap(AuditMethod[ShapConfig, ShapResult]):
                 deviation_skipped = ("not measured: KernelSHAP on the log-odds scale explains logit(E[P]) "
                                      "over the background, a different quantity from the exact reference's "
                                      "E[log-odds]")
+            elif kind == "tree" and 2 ** len(groups) * len(bg) > config.exact_max_evaluations // _TREE_SHARE:
+                deviation_skipped = (
+                    f"not measured: exact values of one row would take {2 ** len(groups) * len(bg):,} evaluations "
+                    f"of the tree model, over its check budget of {config.exact_max_evaluations // _TREE_SHARE:,} "
+                    f"(exact_max_evaluations / {_TREE_SHARE}: tree ensembles evaluate slowly). These values "
+                    f"{tree_why}")
             else:
                 deviation = _measure_deviation(
-                    _explained_fn(model, scale, bg), X, rows, values, pick, bg, groups, names=data.feature_names,
-                    tolerance=config.deviation_tolerance * spread, config=config, ctx=ctx,
-                    why=tree_why if kind == "tree" else _WHY[kind])
+                    _explained_fn(model, scale, bg), X, rows, values, pick, bg, weights, groups,
+                    names=data.feature_names, tolerance=config.deviation_tolerance * spread, config=config,
+                    ctx=ctx, why=tree_why if kind == "tree" else _WHY[kind],
+                    budget=config.exact_max_evaluations // (_TREE_SHARE if kind == "tree" else 1),
+                    exact_only=kind == "tree")
         boot = bootstrap_mean_abs(values, n_bootstrap=config.n_bootstrap,
                                   confidence=config.confidence, rng=ctx.rng)
         names = data.feature_names
@@ -402,13 +412,14 @@ def _draw(kind: str, data: AuditData, pool: np.ndarray, source: str, config: Sha
 
 
 def choose_explainer(model: ModelAdapter, config: ShapConfig, notes: list[str], *,
-                     exact_cost: int | None = None, tree_exact: bool = True) -> str:
+                     exact_cost: int | None = None) -> str:
     """The explainer to use, with a note whenever the request could not be honoured.
 
     ``exact_cost`` is the number of model evaluations exact Shapley values would take
     (None: not possible, e.g. images); "auto" prefers exact values within
-    ``exact_max_evaluations``, except for tree models whose TreeExplainer values are exact
-    (``tree_exact``; see :func:`_tree_inexact`): those use TreeExplainer, which is faster.
+    ``exact_max_evaluations``, except for tree models: TreeExplainer is exact per encoded column
+    and fast, while a forest evaluates slowly (~20 s per million rows for 100 trees here); where
+    its values are not exact per raw feature (:func:`_tree_inexact`) their deviation is measured.
     """
     want = config.explainer
     torch_ok = {"torch", "gradients"} <= model.capabilities
@@ -427,9 +438,7 @@ def choose_explainer(model: ModelAdapter, config: ShapConfig, notes: list[str], 
                 f"exact_max_evaluations, or use explainer = \"auto\".")
         return "exact"
     if want == "auto":
-        if tree_ok and (tree_exact or not affordable):
-            return "tree"
-        return "exact" if affordable else "deep" if torch_ok else "kernel"
+        return "tree" if tree_ok else "exact" if affordable else "deep" if torch_ok else "kernel"
     if want in ("deep", "gradient") and not torch_ok:
         notes.append(f"The {want} explainer needs a differentiable torch model; "
                      f"{model.description} is not one, so KernelSHAP was used.")
@@ -442,7 +451,8 @@ def choose_explainer(model: ModelAdapter, config: ShapConfig, notes: list[str], 
 
 
 def exact_shapley(f: Any, X: np.ndarray, background: np.ndarray, groups: list[np.ndarray], *,
-                  chunk: int = 1 << 14, progress: Any = None) -> tuple[np.ndarray, np.ndarray]:
+                  weights: np.ndarray | None = None, chunk: int = 1 << 14,
+                  progress: Any = None) -> tuple[np.ndarray, np.ndarray]:
     """Exact interventional Shapley values of groups of input columns, by brute force.
 
     For each row x and each of the 2^p coalitions S of the p groups, the value of S is the mean
@@ -461,6 +471,8 @@ def exact_shapley(f: Any, X: np.ndarray, background: np.ndarray, groups: list[np
         Background rows ("absent" groups take their values, independently of the present ones).
     groups : list of index arrays
         The columns of each player (e.g. the one-hot columns of a categorical).
+    weights : array (b,), optional
+        Weights of the background rows (k-means centres); the mean over them is then weighted.
 
     Returns
     -------
@@ -492,7 +504,8 @@ def exact_shapley(f: Any, X: np.ndarray, background: np.ndarray, groups: list[np
             Z = buf[:len(mask)]
             Z[:] = bg[None]
             np.copyto(Z, x[None, None, :], where=mask[:, None, :])
-            parts.append(np.asarray(f(Z.reshape(-1, d)), dtype=float).reshape(len(mask), m, -1).mean(axis=1))
+            out_b = np.asarray(f(Z.reshape(-1, d)), dtype=float).reshape(len(mask), m, -1)
+            parts.append(np.average(out_b, axis=1, weights=weights))
         v = np.concatenate(parts)                                   # (2^p, k)
         phi = np.empty((p, v.shape[1]))
         for j in range(p):
@@ -532,20 +545,24 @@ def _explained_fn(model: ModelAdapter, scale: str, probe: np.ndarray) -> Any:
 
 
 def _measure_deviation(f: Any, X: np.ndarray, rows: np.ndarray, values: np.ndarray, pick: np.ndarray,
-                       bg: np.ndarray, groups: list[np.ndarray], *, names: list[str], tolerance: float,
-                       config: ShapConfig, ctx: RunContext, why: str) -> ShapDeviation:
-    """Compare an approximate explainer's values with Shapley values on a seeded sample of rows."""
-    check, _ = sample_rows(len(rows), config.check_n_rows, ctx.rng)
+                       bg: np.ndarray, weights: np.ndarray | None, groups: list[np.ndarray], *, names: list[str],
+                       tolerance: float, config: ShapConfig, ctx: RunContext, why: str, budget: int,
+                       exact_only: bool) -> ShapDeviation:
+    """Compare an approximate explainer's values with Shapley values on a seeded sample of rows:
+    exact values when ``check_n_rows`` rows fit in ``budget`` model evaluations, else KernelSHAP
+    (``exact_only``: as many rows as fit, at least one)."""
+    per_row = 2 ** len(groups) * len(bg)
+    n_check = max(1, min(config.check_n_rows, budget // per_row)) if exact_only else config.check_n_rows
+    check, _ = sample_rows(len(rows), n_check, ctx.rng)
     Xc = X[check]
-    cost = 2 ** len(groups) * len(bg) * len(check)
     spread = None
-    if cost <= config.exact_max_evaluations:
-        ref_all, _ = exact_shapley(f, Xc, bg, groups)
-        reference, evaluations = "exact", cost
+    if exact_only or per_row * len(check) <= budget:
+        ref_all, _ = exact_shapley(f, Xc, bg, groups, weights=weights)
+        reference, evaluations = "exact", per_row * len(check)
     else:
         seeds = ctx.rng.integers(2**31 - 1, size=2)
-        a, _ = _kernel_values(f, Xc, bg, None, groups, names, config.check_nsamples, "identity", int(seeds[0]))
-        b, _ = _kernel_values(f, Xc, bg, None, groups, names, config.check_nsamples, "identity", int(seeds[1]))
+        a, _ = _kernel_values(f, Xc, bg, weights, groups, names, config.check_nsamples, "identity", int(seeds[0]))
+        b, _ = _kernel_values(f, Xc, bg, weights, groups, names, config.check_nsamples, "identity", int(seeds[1]))
         ref_all, spread = (a + b) / 2, float(np.abs(a - b).max())
         reference, evaluations = "kernel", 2 * config.check_nsamples * len(bg) * len(check)
     ref = ref_all[np.arange(len(check)), :, pick[check]]
@@ -564,6 +581,7 @@ def _measure_deviation(f: Any, X: np.ndarray, rows: np.ndarray, values: np.ndarr
         evaluations=int(evaluations))
 
 
+_TREE_SHARE = 20   # the tree check's share of exact_max_evaluations (~20 µs per row for 100 trees)
 _WHY = {"deep": "are DeepLIFT attributions, not Shapley values",
         "gradient": "are Monte Carlo estimates of expected gradients, not exact Shapley values",
         "kernel": "are sampled estimates of Shapley values (a regression over sampled coalitions)"}
