@@ -159,7 +159,7 @@ class ShapDeviation:
     top_feature_agreement: float          # share of rows whose largest-|value| feature is the same
     top_method: tuple[str, ...]           # top 3 features by mean |value| over these rows
     top_reference: tuple[str, ...]
-    top_agree: bool                       # the same top features in the same order
+    top_agree: bool                       # the same two most important features, in the same order
     reference_spread: float | None        # kernel: max |run 1 − run 2|; exact: None
     evaluations: int                      # model evaluations the reference took
 
@@ -368,7 +368,7 @@ class Shap(AuditMethod[ShapConfig, ShapResult]):
         if d is not None:
             where = (f"on {len(d.rows):,} seeded rows they differ from {d.reference_label} by up to "
                      f"{d.max_abs:.3g} (mean {d.mean_abs:.3g}; tolerance {d.tolerance:.3g}) and "
-                     f"{'agree' if d.top_agree else 'disagree'} on the top features "
+                     f"{'agree' if d.top_agree else 'disagree'} on the two most important features "
                      f"({', '.join(d.top_method)} vs {', '.join(d.top_reference)})")
             if d.within_tolerance and d.top_agree:
                 out.append(Finding("info", f"{result.label} values {d.why}; {where}."))
@@ -577,7 +577,7 @@ def _measure_deviation(f: Any, X: np.ndarray, rows: np.ndarray, values: np.ndarr
         rows=tuple(int(r) for r in np.asarray(rows)[check]), max_abs=float(diff.max()),
         mean_abs=float(diff.mean()), tolerance=float(tolerance), within_tolerance=bool(diff.max() <= tolerance),
         top_feature_agreement=float(np.mean(np.argmax(np.abs(mine), axis=1) == np.argmax(np.abs(ref), axis=1))),
-        top_method=top_m, top_reference=top_r, top_agree=top_m == top_r, reference_spread=spread,
+        top_method=top_m, top_reference=top_r, top_agree=top_m[:2] == top_r[:2], reference_spread=spread,
         evaluations=int(evaluations))
 
 
