@@ -469,7 +469,8 @@ def test_auto_uses_exact_values_when_affordable_and_deeplift_with_a_measured_dev
 def test_exact_explainer_over_budget_is_a_config_error_naming_the_cost():
     data = _four_normals(50)
     cfg = ShapConfig(explainer="exact", exact_max_evaluations=1000)
-    with pytest.raises(InvalidConfigError, match=r"2\^p × background rows × rows = 40,000 .* exact_max_evaluations = 1,000"):
+    with pytest.raises(InvalidConfigError,
+                       match=r"2\^p × background rows × rows = 40,000 .* exact_max_evaluations = 1,000"):
         Shap().run(as_adapter(_tanh_mlp()), data, cfg, RunContext.default(0))
     with pytest.raises(InvalidConfigError, match="'check_n_rows' option of shap must be at least 1"):
         ShapConfig.from_dict({"check_n_rows": 0}, method="shap")
