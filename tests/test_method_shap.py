@@ -458,8 +458,14 @@ def test_deeplift_deviation_falls_back_to_kernel_shap_when_exact_is_over_budget(
 def test_auto_uses_exact_values_when_affordable_and_deeplift_with_a_measured_deviation_otherwise(frame, encoding):
     net, _ = fit_torch_mlp(frame, encoding)
     data = build_audit_data(frame, DatasetSpec(target="income", positive_label=">50K"), encoding)
+    from audit.report.render import _environment, templates_dir
+
     small = Shap().run(as_adapter(net), data, ShapConfig(n_rows=50, n_bootstrap=0), RunContext.default(0))
     assert small.explainer == "exact" and small.deviation is None and small.additivity_max_error < 1e-5
+    html = " ".join(_environment(str(templates_dir())).get_template("partials/shap.html.j2").render(
+        r=small, cfg=ShapConfig(), figs={}, report=None).split())
+    assert "exact interventional Shapley values of the raw features" in html and "DeepLIFT" not in html
+    assert "all 2<sup>3</sup> coalitions" in html and "Distance from Shapley values" not in html
     big = Shap().run(as_adapter(net), data, ShapConfig(n_rows=50, n_bootstrap=0, exact_max_evaluations=1000),
                      RunContext.default(0))
     assert big.explainer == "deep" and big.deviation is not None
