@@ -32,7 +32,8 @@ the background independently of the present ones (interventional SHAP; it descri
 including on feature combinations that do not occur in the data).
 
 For other methods (``ctx.earlier["shap"]``): :class:`ShapResult` ``global_importance`` is mean
-|SHAP| per raw feature (one-hot columns summed per row first, which is exact for SHAP), and
+|value| per raw feature (explainers whose players are encoded columns have their one-hot columns
+summed per row first: additive, but not the categorical's Shapley value), and
 ``values`` (explained rows x raw features, in ``features`` order) are the per-row attributions of
 the data rows ``rows``.
 """
