@@ -51,13 +51,14 @@ def _expected_linear(data, w: np.ndarray, rows) -> np.ndarray:
     return data.encoding.aggregate(contrib, "sum")
 
 
-def test_deep_shap_of_a_linear_logit_model_is_w_times_x_minus_mean():
+@pytest.mark.parametrize("explainer", ["deep", "exact"])
+def test_deep_and_exact_shap_of_a_linear_logit_model_are_w_times_x_minus_mean(explainer):
     data = _linear_data()
     net = _linear_net(data.X.shape[1])
     w = net[0].weight.detach().double().numpy()[0]
-    cfg = ShapConfig(scale="logit", background_size=10_000, **FAST)  # background = every row
+    cfg = ShapConfig(explainer=explainer, scale="logit", background_size=10_000, **FAST)  # every row
     r = Shap().run(as_adapter(net), data, cfg, RunContext.default(0))
-    assert r.explainer == "deep" and r.scale == "logit"
+    assert r.explainer == explainer and r.scale == "logit"
     np.testing.assert_allclose(r.values, _expected_linear(data, w, r.rows), atol=2e-5)
     assert r.additivity_max_error < 1e-4
 
@@ -67,18 +68,18 @@ def test_deep_shap_of_a_linear_regression_net_is_exact():
     net = _linear_net(data.X.shape[1], seed=3)
     w = net[0].weight.detach().double().numpy()[0]
     r = Shap().run(as_adapter(net, task="regression"), data,
-                   ShapConfig(background_size=10_000, **FAST), RunContext.default(0))
+                   ShapConfig(explainer="deep", background_size=10_000, **FAST), RunContext.default(0))
     assert r.scale == "value" and r.explained == "the predicted value"
     np.testing.assert_allclose(r.values, _expected_linear(data, w, r.rows), atol=2e-5)
 
 
-def test_kernel_shap_of_sklearn_linear_regression_is_exact_and_used_without_gradients():
+def test_kernel_shap_of_sklearn_linear_regression_is_exact():
     from sklearn.linear_model import LinearRegression
 
     data = _linear_data(task="regression")
     y = data.X @ np.array([1.5, -2.0, 0.3, 0.0, 0.7])
     est = LinearRegression().fit(data.X, y)
-    cfg = ShapConfig(kernel_background_size=10_000, **FAST)
+    cfg = ShapConfig(explainer="kernel", kernel_background_size=10_000, **FAST)
     r = Shap().run(as_adapter(est, task="regression"), data, cfg, RunContext.default(0))
     assert r.explainer == "kernel"
     # 3 raw features: every coalition is enumerated, so KernelSHAP is exact here.
@@ -90,7 +91,7 @@ def test_additivity_holds_for_the_mlp_on_string_categoricals(frame, encoding):
     net, _ = fit_torch_mlp(frame, encoding)
     data = build_audit_data(frame, DatasetSpec(target="income", positive_label=">50K"), encoding)
     assert not pd.api.types.is_numeric_dtype(data.frame["job"])  # raw strings; shap gets encoded arrays
-    r = Shap().run(as_adapter(net), data, ShapConfig(**FAST), RunContext.default(0))
+    r = Shap().run(as_adapter(net), data, ShapConfig(explainer="deep", **FAST), RunContext.default(0))
     assert r.explainer == "deep" and r.explained == "P(>50K)"
     assert r.features == ("age", "hours", "job") and r.values.shape == (200, 3)
     assert r.additivity_max_error < 1e-5 and r.additivity_ok and r.additivity_tolerance == 0.01
@@ -151,7 +152,7 @@ def test_tree_explainer_for_sklearn_forests(frame, encoding):
 
     data = build_audit_data(frame, DatasetSpec(target="income", positive_label=">50K"), encoding)
     est = RandomForestClassifier(n_estimators=10, max_depth=4, random_state=0).fit(data.X, data.y)
-    r = Shap().run(as_adapter(est), data, ShapConfig(background_size=50, n_rows=100, n_bootstrap=50),
+    r = Shap().run(as_adapter(est), data, ShapConfig(explainer="tree", background_size=50, n_rows=100, n_bootstrap=50),
                    RunContext.default(0))
     assert r.explainer == "tree" and r.additivity_max_error < 1e-6
     assert r.ranking[0] in {"age", "job"}
@@ -162,7 +163,7 @@ def test_tree_explainer_additivity_for_boosting_and_bootstrapped_forest_regressi
 
     data = build_audit_data(frame, DatasetSpec(target="income", positive_label=">50K"), encoding)
     gbm = GradientBoostingClassifier(n_estimators=20, random_state=0).fit(data.X, data.y)
-    r = Shap().run(as_adapter(gbm), data, ShapConfig(background_size=50, n_rows=100, n_bootstrap=0),
+    r = Shap().run(as_adapter(gbm), data, ShapConfig(explainer="tree", background_size=50, n_rows=100, n_bootstrap=0),
                    RunContext.default(0))
     assert r.explainer == "tree" and r.additivity_max_error < 1e-6
     np.testing.assert_allclose(r.outputs, gbm.predict_proba(data.X[list(r.rows)])[:, 1], atol=1e-9)
@@ -173,7 +174,7 @@ def test_tree_explainer_additivity_for_boosting_and_bootstrapped_forest_regressi
                            encoding)
     rf = RandomForestRegressor(n_estimators=10, random_state=0).fit(reg.X, reg.y)
     r = Shap().run(as_adapter(rf, task="regression"), reg,
-                   ShapConfig(background_size=50, n_rows=200, n_bootstrap=0), RunContext.default(0))
+                   ShapConfig(explainer="tree", background_size=50, n_rows=200, n_bootstrap=0), RunContext.default(0))
     assert r.explainer == "tree" and r.additivity_max_error < 1e-3 and r.additivity_ok
 
 
@@ -193,7 +194,7 @@ def test_additivity_failure_is_a_flagged_finding_not_a_silent_pass():
     data = build_audit_data(frame, DatasetSpec(target="y"))
     torch.manual_seed(0)
     model = as_adapter(Squares().eval(), task="regression")
-    cfg = ShapConfig(n_bootstrap=0, additivity_tolerance=1e-3)
+    cfg = ShapConfig(explainer="deep", n_bootstrap=0, additivity_tolerance=1e-3)
     r = Shap().run(model, data, cfg, RunContext.default(0))
     assert r.explainer == "deep" and not r.additivity_ok
     levels = [f.level for f in Shap().findings(r, cfg) if "do not add up" in f.text]
@@ -209,13 +210,19 @@ def test_multiclass_explains_the_predicted_class():
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3)).eval()
     model = as_adapter(net, task="multiclass")
-    logit = Shap().run(model, data, ShapConfig(scale="logit", n_bootstrap=0), RunContext.default(0))
+    logit = Shap().run(model, data, ShapConfig(explainer="deep", scale="logit", n_bootstrap=0),
+                       RunContext.default(0))
     assert logit.explainer == "deep" and logit.additivity_max_error < 1e-5
     assert logit.explained_class == tuple(str(data.classes[c]) for c in model.predict(data.X))
-    prob = Shap().run(model, data, ShapConfig(n_bootstrap=0, gradient_n_rows=30), RunContext.default(0))
+    prob = Shap().run(model, data, ShapConfig(explainer="deep", n_bootstrap=0, gradient_n_rows=30),
+                      RunContext.default(0))
     assert prob.explainer == "gradient" and any("Softmax" in n for n in prob.notes)
     assert len(prob.rows) == 30 and prob.sampled  # the slower explainer has its own row budget
     assert prob.additivity_max_error < 0.2  # expected gradients: only approximately additive
+    assert prob.deviation.reference == "exact" and prob.label == "Expected gradients (GradientExplainer)"
+    exact = Shap().run(model, data, ShapConfig(n_bootstrap=0), RunContext.default(0))   # 2 features: exact
+    assert exact.explainer == "exact" and exact.additivity_max_error < 1e-6
+    assert exact.explained_class == logit.explained_class
 
 
 def test_rows_with_missing_values_are_rejected_with_their_count():
@@ -254,7 +261,7 @@ def test_deep_and_kernel_shap_agree_on_the_mlp(frame, encoding):
     data = build_audit_data(frame, DatasetSpec(target="income", positive_label=">50K"), encoding)
     sub = data.subset(np.arange(30))
     cfg = dict(n_bootstrap=0, background_size=40, kernel_background_size=40, n_rows=30, kernel_n_rows=30)
-    deep = Shap().run(as_adapter(net), sub, ShapConfig(**cfg), RunContext.default(0))
+    deep = Shap().run(as_adapter(net), sub, ShapConfig(explainer="deep", **cfg), RunContext.default(0))
     kern = Shap().run(as_adapter(net), sub, ShapConfig(explainer="kernel", **cfg), RunContext.default(0))
     assert deep.rows == kern.rows and deep.explainer == "deep" and kern.explainer == "kernel"
     np.testing.assert_allclose(deep.base_values, kern.base_values, atol=1e-6)  # same background
@@ -268,7 +275,237 @@ def test_kernel_with_a_kmeans_background_states_it_and_stays_additive(frame, enc
 
     data = build_audit_data(frame, DatasetSpec(target="income", positive_label=">50K"), encoding)
     est = LogisticRegression(max_iter=500).fit(data.X, data.y)
-    cfg = ShapConfig(background="kmeans", kernel_background_size=8, kernel_n_rows=10, n_bootstrap=0)
+    cfg = ShapConfig(explainer="kernel", background="kmeans", kernel_background_size=8, kernel_n_rows=10,
+                     n_bootstrap=0)
     r = Shap().run(as_adapter(est), data, cfg, RunContext.default(0))
     assert r.explainer == "kernel" and r.background_kind == "kmeans" and r.background_size == 8
     assert r.additivity_ok and r.additivity_max_error < 1e-6
+    # 3 raw features: KernelSHAP enumerates every coalition, so it equals the exact values over the
+    # weighted centres (the check weights them too)
+    assert r.deviation.reference == "exact" and r.deviation.max_abs < 1e-6 and r.deviation.within_tolerance
+
+
+# --------------------------------------------------------------------------------------------
+# Known answers against brute-force interventional Shapley values (issue 11, part 4)
+# --------------------------------------------------------------------------------------------
+
+
+def _groups(data):
+    return [np.asarray(v) for v in data.encoding.groups.values()]
+
+
+def test_exact_shapley_reproduces_the_closed_form_of_a_product_and_a_linear_term():
+    """f = x0·x1 + 2·x2 against a skewed background: φ0 = ½[(x0·b̄1 − mean(b0·b1)) + (x0·x1 − b̄0·x1)],
+    φ1 symmetric, φ2 = 2(x2 − b̄2), with groups {0}, {1}, {2, 3} (column 3 is ignored by f)."""
+    from audit.methods.shap import exact_shapley
+
+    rng = np.random.default_rng(3)
+    bg = np.column_stack([rng.exponential(size=50), rng.normal(1, 2, 50), rng.normal(size=50), rng.normal(size=50)])
+    X = rng.normal(size=(6, 4))
+    values, base = exact_shapley(lambda Z: Z[:, 0] * Z[:, 1] + 2 * Z[:, 2], X, bg,
+                                 [np.array([0]), np.array([1]), np.array([2, 3])])
+    b0, b1, b01 = bg[:, 0].mean(), bg[:, 1].mean(), (bg[:, 0] * bg[:, 1]).mean()
+    x0, x1 = X[:, 0].astype(np.float32).astype(float), X[:, 1].astype(np.float32).astype(float)
+    phi0 = 0.5 * ((x0 * b1 - b01) + (x0 * x1 - b0 * x1))
+    phi1 = 0.5 * ((x1 * b0 - b01) + (x0 * x1 - x0 * b1))
+    phi2 = 2 * (X[:, 2] - bg[:, 2].mean())
+    np.testing.assert_allclose(values[:, :, 0], np.column_stack([phi0, phi1, phi2]), atol=1e-5)
+    assert base[0] == pytest.approx(b01 + 2 * bg[:, 2].mean(), abs=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["forest", "boosting_regression"])
+def test_tree_explainer_uses_all_400_background_rows_and_equals_brute_force_shapley(kind):
+    """shap's default masker silently kept 100 of 400 background rows (values off by ~0.02);
+    every row is used now, and the values are the exact interventional Shapley values."""
+    from sklearn.ensemble import GradientBoostingRegressor, RandomForestClassifier
+
+    from audit.methods.shap import exact_shapley
+    from audit.report.render import _environment, templates_dir
+
+    frame = make_frame(400)
+    frame["job"] = frame.job.map({"clerk": 0, "exec": 1, "tech": 2})  # numeric: one column per player
+    data = build_audit_data(frame, DatasetSpec(target="income", positive_label=">50K", sensitive=("sex",)))
+    if kind == "forest":
+        est = RandomForestClassifier(n_estimators=20, max_depth=5, random_state=0).fit(data.X, data.y)
+        model, f = as_adapter(est), (lambda Z: est.predict_proba(Z)[:, 1])
+    else:  # boosting is exact on its raw scale (regression); see the next test for probabilities
+        est = GradientBoostingRegressor(n_estimators=30, max_depth=3, random_state=0).fit(data.X, data.y)
+        model, f = as_adapter(est, task="regression"), est.predict
+    cfg = ShapConfig(explainer="tree", background_size=400, n_rows=40, n_bootstrap=0)
+    r = Shap().run(model, data, cfg, RunContext.default(0))
+    assert r.explainer == "tree" and r.background_size == 400  # every audited row is background
+    assert Shap().run(model, data, dataclasses.replace(cfg, explainer="auto"),
+                      RunContext.default(0)).explainer == "tree"  # numeric features: tree is exact and fast
+    X = data.X[list(r.rows)]
+    truth, base = exact_shapley(f, X, data.X, _groups(data))
+    np.testing.assert_allclose(r.values, truth[:, :, 0], atol=1e-6)
+    assert r.base_value == pytest.approx(base[0], abs=1e-9) and r.additivity_max_error < 1e-6
+    assert r.deviation is None and r.to_json()["background_size"] == 400
+    assert r.to_json()["label"] == "Interventional Tree SHAP (TreeExplainer)"
+    html = _environment(str(templates_dir())).get_template("partials/shap.html.j2").render(
+        r=r, cfg=cfg, figs={}, report=None)
+    assert "400 background rows" in " ".join(html.split())
+
+
+@pytest.mark.parametrize("case", ["one_hot", "boosted_probability"])
+def test_inexact_tree_shap_is_checked_against_brute_force_raw_feature_shapley(case, frame, encoding):
+    """Tree SHAP's players are the encoded columns (a one-hot sum is additive but not the
+    categorical's Shapley value), and a boosted classifier's probabilities are not exact in shap:
+    the deviation is measured and stated; explainer = "exact" gives the exact values."""
+    from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
+
+    if case == "one_hot":
+        data = build_audit_data(frame, DatasetSpec(target="income", positive_label=">50K"), encoding)
+        est = RandomForestClassifier(n_estimators=20, max_depth=5, random_state=0).fit(data.X, data.y)
+    else:
+        num = frame.assign(job=frame.job.map({"clerk": 0, "exec": 1, "tech": 2}))
+        data = build_audit_data(num, DatasetSpec(target="income", positive_label=">50K", sensitive=("sex",)))
+        est = GradientBoostingClassifier(n_estimators=30, max_depth=3, random_state=0).fit(data.X, data.y)
+    cfg = ShapConfig(background_size=200, n_rows=60, n_bootstrap=0)
+    r = Shap().run(as_adapter(est), data, cfg, RunContext.default(0))
+    d = r.deviation
+    assert r.explainer == "tree" and d is not None and d.reference == "exact" and r.additivity_ok
+    assert len(d.rows) == cfg.check_n_rows
+    assert d.max_abs > 1e-3   # measured: ~0.01 (one-hot), ~0.09 (boosted probabilities)
+    assert ("one-hot" in d.why) == (case == "one_hot") and ("boosted" in d.why) == (case != "one_hot")
+    exact = Shap().run(as_adapter(est), data, dataclasses.replace(cfg, explainer="exact"), RunContext.default(0))
+    assert exact.deviation is None and exact.additivity_max_error < 1e-6
+    pos = [exact.rows.index(i) for i in d.rows]
+    assert np.abs(exact.values[pos] - r.values[pos]).max() == pytest.approx(d.max_abs, abs=1e-9)
+    # a check that would not fit the tree budget is skipped with the reason, not run for minutes
+    small = Shap().run(as_adapter(est), data, dataclasses.replace(cfg, exact_max_evaluations=2000),
+                       RunContext.default(0))
+    assert small.deviation is None and "over its check budget" in small.deviation_skipped
+
+
+def _tanh_mlp(seed: int = 3):
+    torch.manual_seed(seed)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+    with torch.no_grad():  # steep units: DeepLIFT's rescale rule is far from Shapley there
+        net[0].weight.mul_(4)
+        net[2].weight.mul_(4)
+    return net.eval()
+
+
+def _four_normals(n: int = 300):
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({f"x{i}": rng.normal(size=n) for i in range(4)})
+    frame["y"] = rng.integers(0, 2, n)
+    return build_audit_data(frame, DatasetSpec(target="y"))
+
+
+def test_deeplift_on_a_tanh_mlp_passes_additivity_but_deviates_from_exact_shapley_and_is_flagged():
+    from audit.methods.shap import exact_shapley
+
+    data = _four_normals()
+    net = _tanh_mlp()
+    cfg = ShapConfig(explainer="deep", background_size=10_000, n_rows=100, n_bootstrap=0, check_n_rows=20)
+    r = Shap().run(as_adapter(net), data, cfg, RunContext.default(0))
+    assert r.explainer == "deep" and r.label == "DeepLIFT (DeepExplainer)"
+    assert r.additivity_ok and r.additivity_max_error < 1e-5     # additivity does not reveal it
+    d = r.deviation
+    assert d is not None and d.reference == "exact" and len(d.rows) == 20 and set(d.rows) <= set(r.rows)
+    # the reported deviation is the real one: recompute exact values on those rows (background = all rows)
+    f = lambda Z: torch.sigmoid(net(torch.as_tensor(Z))).detach().double().numpy()  # noqa: E731
+    truth, _ = exact_shapley(f, data.X[list(d.rows)], data.X, _groups(data))
+    pos = [r.rows.index(i) for i in d.rows]
+    diff = np.abs(r.values[pos] - truth[:, :, 0])
+    assert d.max_abs == pytest.approx(diff.max(), abs=1e-6) and d.mean_abs == pytest.approx(diff.mean(), abs=1e-6)
+    assert d.max_abs > 0.1 >= 5 * cfg.deviation_tolerance and not d.within_tolerance
+    assert not d.top_agree and d.top_method[:2] == d.top_reference[:2][::-1]  # top two swapped
+    warn = [f for f in Shap().findings(r, cfg) if "not Shapley values" in f.text]
+    assert len(warn) == 1 and warn[0].level == "warning" and "DeepLIFT (DeepExplainer)" in warn[0].text
+    exact = Shap().run(as_adapter(net), data, dataclasses.replace(cfg, explainer="exact"), RunContext.default(0))
+    assert exact.deviation is None and exact.ranking[:2] == d.top_reference[:2]
+
+
+def test_deeplift_deviation_is_measured_and_labelled_in_every_run_on_a_sigmoid_mlp(frame, encoding):
+    from audit.report.render import _environment, templates_dir
+
+    net, _ = fit_torch_mlp(frame, encoding)
+    data = build_audit_data(frame, DatasetSpec(target="income", positive_label=">50K"), encoding)
+    cfg = ShapConfig(explainer="deep", n_rows=100, n_bootstrap=0)
+    r = Shap().run(as_adapter(net), data, cfg, RunContext.default(0))
+    d = r.deviation
+    assert d.reference == "exact" and len(d.rows) == cfg.check_n_rows and d.reference_spread is None
+    assert 0 <= d.mean_abs <= d.max_abs and d.within_tolerance == (d.max_abs <= d.tolerance)
+    js = r.to_json()
+    assert js["label"] == "DeepLIFT (DeepExplainer)" and js["deviation"]["max_abs"] == d.max_abs
+    assert {"mean_abs", "top_feature_agreement", "top_method", "top_reference"} <= set(js["deviation"])
+    html = " ".join(_environment(str(templates_dir())).get_template("partials/shap.html.j2").render(
+        r=r, cfg=cfg, figs={}, report=None).split())
+    assert "DeepLIFT (DeepExplainer)" in html and "not Shapley values" in html
+    assert f"{d.max_abs:.4f}" in html and "SHAP values split" not in html
+    b = Shap().run(as_adapter(net), data, cfg, RunContext.default(0))
+    assert b.deviation == d  # the checked rows and the reference are seeded
+
+
+def test_deeplift_deviation_falls_back_to_kernel_shap_when_exact_is_over_budget(frame, encoding):
+    net, _ = fit_torch_mlp(frame, encoding)
+    data = build_audit_data(frame, DatasetSpec(target="income", positive_label=">50K"), encoding)
+    cfg = ShapConfig(explainer="deep", n_rows=60, n_bootstrap=0, background_size=50, check_n_rows=4,
+                     exact_max_evaluations=100, check_nsamples=64)
+    r = Shap().run(as_adapter(net), data, cfg, RunContext.default(0))
+    d = r.deviation
+    assert d.reference == "kernel" and "KernelSHAP" in d.reference_label
+    # 3 raw features: 64 samples enumerate every coalition, so KernelSHAP is exact and both runs agree
+    assert d.reference_spread < 1e-6
+    exact = dataclasses.replace(cfg, exact_max_evaluations=10**9)
+    assert Shap().run(as_adapter(net), data, exact, RunContext.default(0)).deviation.max_abs == pytest.approx(
+        d.max_abs, abs=1e-6)
+
+
+def test_auto_uses_exact_values_when_affordable_and_deeplift_with_a_measured_deviation_otherwise(frame, encoding):
+    net, _ = fit_torch_mlp(frame, encoding)
+    data = build_audit_data(frame, DatasetSpec(target="income", positive_label=">50K"), encoding)
+    from audit.report.render import _environment, templates_dir
+
+    small = Shap().run(as_adapter(net), data, ShapConfig(n_rows=50, n_bootstrap=0), RunContext.default(0))
+    assert small.explainer == "exact" and small.deviation is None and small.additivity_max_error < 1e-5
+    html = " ".join(_environment(str(templates_dir())).get_template("partials/shap.html.j2").render(
+        r=small, cfg=ShapConfig(), figs={}, report=None).split())
+    assert "exact interventional Shapley values of the raw features" in html and "DeepLIFT" not in html
+    assert "all 2<sup>3</sup> coalitions" in html and "Distance from Shapley values" not in html
+    big = Shap().run(as_adapter(net), data, ShapConfig(n_rows=50, n_bootstrap=0, exact_max_evaluations=1000),
+                     RunContext.default(0))
+    assert big.explainer == "deep" and big.deviation is not None
+    assert any("DeepLIFT (DeepExplainer)" in f.text for f in Shap().findings(big, ShapConfig()))
+
+
+def test_exact_explainer_over_budget_is_a_config_error_naming_the_cost():
+    data = _four_normals(50)
+    cfg = ShapConfig(explainer="exact", exact_max_evaluations=1000)
+    with pytest.raises(InvalidConfigError,
+                       match=r"2\^p × background rows × rows = 40,000 .* exact_max_evaluations = 1,000"):
+        Shap().run(as_adapter(_tanh_mlp()), data, cfg, RunContext.default(0))
+    with pytest.raises(InvalidConfigError, match="'check_n_rows' option of shap must be at least 1"):
+        ShapConfig.from_dict({"check_n_rows": 0}, method="shap")
+
+
+def test_agreement_names_the_explainer_that_ran_never_plain_shap_for_deeplift(frame, encoding):
+    from audit.methods.agreement import Agreement, AgreementConfig
+
+    net, _ = fit_torch_mlp(frame, encoding)
+    data = build_audit_data(frame, DatasetSpec(target="income", positive_label=">50K"), encoding)
+    deep = Shap().run(as_adapter(net), data, ShapConfig(explainer="deep", n_rows=60, n_bootstrap=0),
+                      RunContext.default(0))
+    ctx = dataclasses.replace(RunContext.default(0), earlier={"shap": deep})
+    cfg = AgreementConfig(n_rows=60, n_repeats=1, n_bootstrap=0, sanity_check=False, faithfulness_rows=20)
+    r = Agreement().run(as_adapter(net), data, cfg, ctx)
+    ranking = next(m for m in r.rankings if m.key == "shap")
+    assert ranking.label == "DeepLIFT (DeepExplainer)" and r.short["shap"] == "DeepLIFT"
+    assert {c.label for c in r.deletion if c.key == "shap"} == {"DeepLIFT (DeepExplainer)"}
+    assert any("DeepLIFT (DeepExplainer)" in f.text for f in Agreement().findings(r, cfg))
+
+
+def test_images_say_why_the_distance_from_shapley_values_is_not_measured(planted_images):
+    from audit.report.render import _environment, templates_dir
+
+    model, data = planted_images
+    cfg = ShapConfig(gradient_n_rows=10, background_size=10, gradient_nsamples=20, n_bootstrap=0)
+    r = Shap().run(model, data, cfg, RunContext.default())
+    assert r.explainer == "deep" and r.deviation is None and "not measured" in r.deviation_skipped
+    assert r.label == "DeepLIFT (DeepExplainer)"
+    html = " ".join(_environment(str(templates_dir())).get_template("partials/shap.html.j2").render(
+        r=r, cfg=cfg, figs={}, report=None).split())
+    assert "DeepLIFT attributions, not Shapley values" in html and "Distance from Shapley values: not measured" in html

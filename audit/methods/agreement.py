@@ -59,6 +59,17 @@ SHORT: dict[str, str] = {
 }
 
 
+def explainer_labels(earlier: Mapping[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
+    """LABELS and SHORT, with the shap method's entries naming the explainer that actually ran
+    (its DeepLIFT values are not SHAP values)."""
+    res = earlier.get("shap")
+    if getattr(res, "label", None) is None:
+        return LABELS, SHORT
+    from audit.methods.shap import value_name
+
+    return {**LABELS, "shap": res.label}, {**SHORT, "shap": value_name(res.explainer)}
+
+
 @dataclass(frozen=True)
 class AgreementConfig(MethodConfig):
     """Options of the cross-method comparison.
@@ -734,8 +745,9 @@ class Agreement(AuditMethod[AgreementConfig, AgreementResult]):
         ctx.progress(1, 4)
 
         keys = [s.key for s in sources]
+        labels, short = explainer_labels(ctx.earlier)
         rankings = tuple(MethodRanking(
-            key=s.key, label=LABELS.get(s.key, s.key),
+            key=s.key, label=labels.get(s.key, s.key),
             importance=dict(zip(feats, s.importance.tolist(), strict=True)),
             ranks=dict(zip(feats, ranks_of(s.importance).tolist(), strict=True)),
             n_rows=None if s.per_row is None else len(s.per_row)) for s in sources)
@@ -800,7 +812,7 @@ class Agreement(AuditMethod[AgreementConfig, AgreementResult]):
         if not config.faithfulness:
             deletion_skipped = "turned off in the config (faithfulness = false)"
         else:
-            deletion = self._deletion(model, data, sources, config, base, background, ctx.rng)
+            deletion = self._deletion(model, data, sources, config, base, background, ctx.rng, labels)
             for strategy in ("baseline", "background"):
                 curves = [c for c in deletion if c.strategy == strategy and c.key != "random"]
                 order_by[strategy] = tuple(c.key for c in sorted(
@@ -811,7 +823,7 @@ class Agreement(AuditMethod[AgreementConfig, AgreementResult]):
         explained, _ = explained_output(model, data)
         return AgreementResult(
             features=tuple(feats), rankings=rankings,
-            short={k: SHORT.get(k, k) for k in [*keys, *config.sanity_methods]},
+            short={k: short.get(k, k) for k in [*keys, *config.sanity_methods]},
             sources={s.key: s.origin for s in sources}, missing=missing,
             spearman=spearman, kendall=kendall, consensus_methods=tuple(cons_keys),
             consensus=consensus, n_bootstrap=config.n_bootstrap if band is not None else 0,
@@ -825,7 +837,7 @@ class Agreement(AuditMethod[AgreementConfig, AgreementResult]):
 
     def _deletion(self, model: ModelAdapter, data: AuditData, sources: list[_Source],
                   config: AgreementConfig, base: np.ndarray, background: np.ndarray,
-                  rng: np.random.Generator) -> list[DeletionCurve]:
+                  rng: np.random.Generator, labels: dict[str, str]) -> list[DeletionCurve]:
         F = len(data.feature_names)
         fractions = tuple(float(x) for x in np.linspace(0, 1, F + 1))
         subsets: dict[bytes, np.ndarray] = {}
@@ -867,7 +879,7 @@ class Agreement(AuditMethod[AgreementConfig, AgreementResult]):
                 start = curves[strategy][0]
                 ratio = ((auc - 0) / auc_r) if auc_r > 0 and start > 0 else None
                 out.append(DeletionCurve(
-                    key=s.key, label=LABELS.get(s.key, s.key), strategy=strategy, n_rows=len(rows),
+                    key=s.key, label=labels.get(s.key, s.key), strategy=strategy, n_rows=len(rows),
                     fractions=fractions, score=tuple(curves[strategy].tolist()),
                     random_score=tuple(rand[strategy].tolist()), auc=auc, auc_random=auc_r,
                     ratio=ratio))
@@ -885,18 +897,19 @@ class Agreement(AuditMethod[AgreementConfig, AgreementResult]):
 
     def findings(self, result: AgreementResult, config: AgreementConfig) -> list[Finding]:
         out: list[Finding] = []
+        labels = {**LABELS, **{m.key: m.label for m in result.rankings}}
         top = ", ".join(c.feature for c in result.consensus[:3])
-        names = ", ".join(LABELS.get(k, k) for k in result.consensus_methods)
+        names = ", ".join(labels.get(k, k) for k in result.consensus_methods)
         out.append(Finding("info", f"Consensus of {names}: the most influential features are {top}."))
         if result.weakest_pair is not None and result.weakest_pair[2] < config.disagreement_threshold:
             a, b, v = result.weakest_pair
-            out.append(Finding("warning", f"Attribution methods disagree: {LABELS.get(a, a)} and "
-                                          f"{LABELS.get(b, b)} rank the features with Spearman "
+            out.append(Finding("warning", f"Attribution methods disagree: {labels.get(a, a)} and "
+                                          f"{labels.get(b, b)} rank the features with Spearman "
                                           f"correlation {v:.2f} (below {config.disagreement_threshold:.2f}); "
                                           "read any single method's ranking with care."))
         s = result.sanity
         if s is not None and s.flagged:
-            flagged = ", ".join(LABELS.get(k, k) for k in s.flagged)
+            flagged = ", ".join(labels.get(k, k) for k in s.flagged)
             level = "alert" if len(s.flagged) == len(s.methods) else "warning"
             out.append(Finding(level, f"Sanity check failed for {flagged}: with every layer of the network "
                                       "re-initialized, their attributions stay rank-correlated with the "
@@ -906,8 +919,8 @@ class Agreement(AuditMethod[AgreementConfig, AgreementResult]):
         if order.get("baseline") and order.get("background"):
             a, b = order["baseline"][0], order["background"][0]
             flip = "" if a == b else " — the ranking of methods depends on how a feature is removed"
-            out.append(Finding("info", f"Deletion faithfulness: {LABELS.get(a, a)} is most faithful when "
-                                       f"removed features take a fixed baseline value, {LABELS.get(b, b)} "
+            out.append(Finding("info", f"Deletion faithfulness: {labels.get(a, a)} is most faithful when "
+                                       f"removed features take a fixed baseline value, {labels.get(b, b)} "
                                        f"when they take background rows' values{flip}."))
         return out
 
@@ -921,7 +934,7 @@ class Agreement(AuditMethod[AgreementConfig, AgreementResult]):
                              for b in keys] for a in keys])
             fig, ax = new_figure(6.5, 5.2)
             im = ax.imshow(mat, vmin=-1, vmax=1, cmap="RdBu_r")
-            labels = [shorten(LABELS.get(k, k), 22) for k in keys]
+            labels = [shorten(r.label, 22) for r in result.rankings]
             ax.set_xticks(range(len(keys)), labels, rotation=45, ha="right", fontsize=7)
             ax.set_yticks(range(len(keys)), labels, fontsize=7)
             for i in range(len(keys)):
