@@ -80,13 +80,16 @@ def _setup(seed: int, signal: bool):
     return build_audit_data(frame, DatasetSpec(target="y", task="regression")), rng
 
 
+EPOCHS = [15]     # set from --epochs
+
+
 def _library(data, rng, selection: str, n_restarts: int, B: int):
     from audit.core.method import RunContext
     from audit.methods.connection_weights import ConnectionWeightsConfig, _Network, randomization_test
     from audit.train.batched import MLPSpec, Recipe, Weights
 
     spec = MLPSpec((3, 3, 1), ("sigmoid",))
-    recipe = Recipe(loss="mse", lr=0.05, epochs=15, batch_size=60, weight_decay=1e-3, n_restarts=n_restarts)
+    recipe = Recipe(loss="mse", lr=0.05, epochs=EPOCHS[0], batch_size=60, weight_decay=1e-3, n_restarts=n_restarts)
     net = _Network("torch", spec, Weights([np.zeros((1, 3, 3)), np.zeros((1, 3, 1))],
                                           [np.zeros((1, 3)), np.zeros((1, 1))]), "mse", "value", ("y",))
     cfg = ConnectionWeightsConfig(n_permutations=B, per_input=0, selection=selection, n_workers=1)
@@ -103,7 +106,7 @@ def _before(data, rng, n_restarts: int, B: int):
                                      torch_default_init, train_batched)
 
     spec = MLPSpec((3, 3, 1), ("sigmoid",))
-    recipe = Recipe(loss="mse", lr=0.05, epochs=15, batch_size=60, weight_decay=1e-3, n_restarts=n_restarts)
+    recipe = Recipe(loss="mse", lr=0.05, epochs=EPOCHS[0], batch_size=60, weight_decay=1e-3, n_restarts=n_restarts)
     X = data.X.astype(np.float32)
     y = data.y.astype(np.float32)
     fit, val = _validation_split(len(X), recipe.validation_fraction, recipe.seed)
@@ -129,8 +132,9 @@ def part_olden(args: argparse.Namespace, signal: bool = False) -> None:
     torch.set_num_threads(1)
     modes = args.modes.split(",")
     what = "x2 is pure noise, x0 carries signal" if signal else "y independent of X"
-    print(f"Olden–Jackson test, two-sided, alpha 0.05, B = {args.B}, {args.restarts} restarts, {what}, "
-          f"{args.reps} data sets")
+    EPOCHS[0] = args.epochs
+    print(f"Olden–Jackson test, two-sided, alpha 0.05, B = {args.B}, {args.restarts} restarts, {args.epochs} "
+          f"full-batch epochs, {what}, {args.reps} data sets")
     for mode in modes:
         t0 = time.perf_counter()
         raw, bh, pvals = [], [], []
@@ -162,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=300)
     parser.add_argument("--B", type=int, default=99)
     parser.add_argument("--restarts", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=15, help="full-batch Adam steps (lr 0.05)")
     parser.add_argument("--modes", default="before,first,per_network")
     args = parser.parse_args(argv)
     if args.part == "maxt":
