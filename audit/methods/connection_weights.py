@@ -31,9 +31,10 @@ The randomization test (Olden & Jackson 2002)
 
 Why θ₀ must not be picked with the outcome alone: Olden & Jackson keep the restart with the best
 validation loss on the real ``y``, which the null networks never get, so the observed network is
-selected and the null ones are not. That made the two-sided test conservative (size about 0.03 at
-0.05 with 10 restarts, ``benchmarks/permutation_size.py``). With either selection above the
-observed and null networks go through the same procedure and the test is exact.
+selected and the null ones are not. That made the two-sided test conservative (size 0.044 ± 0.004
+and 0.037 ± 0.005 at 0.05 with 10 restarts in ``benchmarks/permutation_size.py``, the more the
+longer the networks train; 0.050 with the first restart). With either selection above the observed
+and null networks go through the same procedure and the test is exact.
 3. ``p = (1 + #{null at least as extreme}) / (B + 1)``: two-sided from the empirical tails by
    default, one-sided in the observed direction on request; upper tail for Garson and max |CW|.
 4. Benjamini–Hochberg and Westfall–Young max-T over the inputs, from the same null networks.
