@@ -98,6 +98,8 @@ def test_planted_lag_gets_small_p_noise_does_not():
     by = {(t.grouping, t.group): t for t in res.tests}
     assert by[("feature", "a")].p == pytest.approx(1 / 20)
     assert by[("feature", "b")].p > 0.5              # (with B = 19 and 2 features BH cannot reach 0.05)
+    # ... and the report says so, naming the B that can (2/(B+1) <= 0.05 from B = 39)
+    assert any("2 features" in m and "at least 39" in m for m in res.reachability)
     lags = [t for t in res.tests if t.grouping == "lag"]
     assert min(lags, key=lambda t: t.p).group == lags[-1].group     # the last lag carries it
     assert "No training data" in " ".join(res.notes)                 # fell back to audited rows

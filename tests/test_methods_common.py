@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # method name -> options that keep the common checks quick (defaults are sized for real audits).
 FAST_OPTIONS: dict[str, dict] = {
-    "connection_weights": {"n_permutations": 19, "n_restarts": 2, "per_input": 1,
+    "connection_weights": {"n_permutations": 39, "n_restarts": 2, "per_input": 1,
                            "per_input_permutations": 19},
     "attribution_significance": {"enabled": True, "n_permutations": 19, "n_rows": 20, "ig_steps": 4,
                                  "recipe": {"optimizer": "adam", "lr": 0.01, "epochs": 1,

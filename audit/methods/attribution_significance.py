@@ -36,7 +36,7 @@ from audit.core.dataset import AuditData
 from audit.core.method import AuditMethod, Finding, MethodConfig, MethodResult, RunContext
 from audit.errors import CapabilityError, InvalidConfigError
 from audit.stats.multiplicity import benjamini_hochberg, maxt_stepdown
-from audit.stats.permutation import check_n_permutations, null_summary, permutation_pvalues
+from audit.stats.permutation import check_n_permutations, null_summary, permutation_pvalues, reachability
 
 
 @dataclass(frozen=True)
@@ -77,11 +77,12 @@ class AttributionSignificanceConfig(MethodConfig):
 
     def validate(self) -> None:
         where = "attribution_significance"
-        check_n_permutations(self.n_permutations, where="n_permutations")
         if self.alternative not in ("upper", "two-sided"):
             raise InvalidConfigError(f"The 'alternative' option of {where} must be \"upper\" or \"two-sided\". Got {self.alternative!r} instead.")
         if not 0 < self.alpha < 1:
             raise InvalidConfigError(f"The 'alpha' option of {where} must be in (0, 1). Got {self.alpha} instead.")
+        check_n_permutations(self.n_permutations, where="n_permutations", alpha=self.alpha,
+                             alternative="two-sided" if self.alternative == "two-sided" else "greater")
         for key, low in (("n_rows", 5), ("ig_steps", 2)):
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, int) or v < low:
@@ -141,6 +142,7 @@ class AttributionSignificanceResult(MethodResult):
     refit: dict[str, float | None]   # how close slot 0 comes to the submitted model
     n_significant_bh: dict[str, int]
     n_significant_maxt: dict[str, int]
+    reachability: tuple[str, ...]    # groupings whose BH / max-T cannot reach alpha with this B
     notes: tuple[str, ...]
     _seconds: Any = None         # wall-clock cost (not serialised: results stay reproducible)
     _null: Any = None            # grouping -> (observed [G], null [B, G])
@@ -329,6 +331,7 @@ class AttributionSignificance(AuditMethod[AttributionSignificanceConfig, Attribu
         private_null: dict[str, Any] = {}
         n_bh: dict[str, int] = {}
         n_mt: dict[str, int] = {}
+        reach: list[str] = []
         for gname, groups in _groupings(data).items():
             stat = np.stack([np.abs(flat[:, :, idx].sum(-1)).mean(1) for idx in groups.values()], axis=1)
             if config.statistic == "share":
@@ -352,6 +355,9 @@ class AttributionSignificance(AuditMethod[AttributionSignificanceConfig, Attribu
                                        float(p_bh[j]), float(p_mt[j]), bool(p_bh[j] <= config.alpha)))
             private_null[gname] = (obs, null, list(groups))
             n_bh[gname] = int((p_bh <= config.alpha).sum())
+            side = "greater" if config.alternative == "upper" else "two-sided"
+            reach.extend(msg for corr in ("bh", "maxt")
+                         if (msg := reachability(pv.n_null, len(groups), config.alpha, side, corr).message(f"{gname}s")))
             n_mt[gname] = int((p_mt <= config.alpha).sum())
         if recipe.ignored:
             notes.append("Recipe keys not used by the retraining (data descriptions): " + ", ".join(recipe.ignored) + ".")
@@ -366,7 +372,7 @@ class AttributionSignificance(AuditMethod[AttributionSignificanceConfig, Attribu
             n_permutations=B, n_null_used=B - len(diverged), diverged=diverged,
             alternative=config.alternative, alpha=config.alpha, trainer_mode=fitn.mode,
             swapped_recurrences=tuple(fitn.swapped), refit=refit, n_significant_bh=n_bh,
-            n_significant_maxt=n_mt, notes=tuple(notes), _seconds=seconds, _null=private_null,
+            n_significant_maxt=n_mt, reachability=tuple(reach), notes=tuple(notes), _seconds=seconds, _null=private_null,
             _grids=_grid_shape(data))
 
     def findings(self, result: AttributionSignificanceResult, config: AttributionSignificanceConfig) -> list[Finding]:
@@ -383,6 +389,7 @@ class AttributionSignificance(AuditMethod[AttributionSignificanceConfig, Attribu
                 f"Benjamini–Hochberg at {result.alpha:g} ({result.n_significant_maxt[g]} after max-T)"
                 + (f", e.g. {', '.join(t.group for t in sig[:3])}" if sig else "")
                 + f". Smallest attainable p: {1 / (result.n_null_used + 1):.3g}."))
+        out += [Finding("warning", msg) for msg in result.reachability]
         if result.diverged:
             out.append(Finding("warning", f"{len(result.diverged)} of {result.n_permutations} null networks "
                                           "diverged and were excluded from the p-values."))

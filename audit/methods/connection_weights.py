@@ -20,10 +20,21 @@ Statistics
 
 The randomization test (Olden & Jackson 2002)
 ---------------------------------------------
-1. Fit ``M`` networks from different random starts with the training recipe; keep the one with
-   the lowest validation loss and record its initial weights θ₀.
+1. Fit ``M`` networks from different random starts with the training recipe. By default
+   (``selection = "first"``) θ₀ is the first restart's initial weights, chosen without looking at
+   the outcome; the other restarts only measure how stable the importances are.
 2. ``B`` times: permute the response among the fitting rows and retrain from θ₀ with the same
    deterministic mini-batch schedule (one batched tensor program; the observed network is slot 0).
+   With ``selection = "per_network"`` the observed network and every null network each train all
+   ``M`` restarts on their own outcome and keep the one with the lowest validation loss
+   (``M`` times the cost).
+
+Why θ₀ must not be picked with the outcome alone: Olden & Jackson keep the restart with the best
+validation loss on the real ``y``, which the null networks never get, so the observed network is
+selected and the null ones are not. That made the two-sided test conservative (size 0.044 ± 0.004
+and 0.037 ± 0.005 at 0.05 with 10 restarts in ``benchmarks/permutation_size.py``, the more the
+longer the networks train; 0.050 with the first restart). With either selection above the observed
+and null networks go through the same procedure and the test is exact.
 3. ``p = (1 + #{null at least as extreme}) / (B + 1)``: two-sided from the empirical tails by
    default, one-sided in the observed direction on request; upper tail for Garson and max |CW|.
 4. Benjamini–Hochberg and Westfall–Young max-T over the inputs, from the same null networks.
@@ -48,7 +59,7 @@ from audit.core.dataset import AuditData
 from audit.core.method import AuditMethod, Finding, MethodConfig, MethodResult, RunContext
 from audit.errors import CapabilityError, InvalidConfigError
 from audit.stats.multiplicity import benjamini_hochberg, maxt_stepdown
-from audit.stats.permutation import check_n_permutations, null_summary, permutation_pvalues
+from audit.stats.permutation import check_n_permutations, null_summary, permutation_pvalues, reachability
 
 _SKLEARN_ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
 
@@ -66,6 +77,9 @@ class ConnectionWeightsConfig(MethodConfig):
     n_restarts : random starts M (default: the recipe's ``n_restarts``, else 10);
     alternative : "two-sided" (default; from the empirical tails) or "observed" (one-sided in the
     observed direction, as in Olden & Jackson 2002);
+    selection : how θ₀ is chosen: "first" (default; the first restart, without looking at the
+    outcome) or "per_network" (the observed and every null network keep their best of the M
+    restarts by validation loss on their own outcome; M times the cost);
     alpha : level for the significance marks (after Benjamini–Hochberg);
     scale : "sd" (importances on standardized inputs) or "none" (raw weights products);
     per_input : number of top raw features given the per-input null (0 turns it off);
@@ -78,6 +92,7 @@ class ConnectionWeightsConfig(MethodConfig):
     n_permutations: int = 999
     n_restarts: int | None = None
     alternative: Literal["two-sided", "observed"] = "two-sided"
+    selection: Literal["first", "per_network"] = "first"
     alpha: float = 0.05
     scale: Literal["sd", "none"] = "sd"
     per_input: int = 3
@@ -88,9 +103,14 @@ class ConnectionWeightsConfig(MethodConfig):
     n_workers: int | None = None
 
     def validate(self) -> None:
-        check_n_permutations(self.n_permutations, where="n_permutations")
+        if not 0 < self.alpha < 1:
+            raise InvalidConfigError(f"The 'alpha' option of connection_weights must be in (0, 1). Got {self.alpha} instead.")
+        check_n_permutations(self.n_permutations, where="n_permutations", alpha=self.alpha,
+                             alternative="two-sided" if self.alternative == "two-sided" else "greater")
         if self.per_input:
             check_n_permutations(self.per_input_permutations, where="per_input_permutations")
+        if self.selection not in ("first", "per_network"):
+            raise InvalidConfigError(f"The 'selection' option of connection_weights must be \"first\" or \"per_network\". Got {self.selection!r} instead.")
         if self.per_input < 0:
             raise InvalidConfigError(f"The 'per_input' option of connection_weights must be 0 or more. Got {self.per_input} instead.")
         if self.n_restarts is not None and (isinstance(self.n_restarts, bool) or not isinstance(self.n_restarts, int) or self.n_restarts < 1):
@@ -191,7 +211,10 @@ class ConnectionWeightsResult(MethodResult):
     garson_available: bool
     garson_note: str
     n_restarts: int
-    selected_restart: int
+    selection: str                           # "first" | "per_network"
+    selected_restart: int                    # the observed network's restart
+    null_restarts: tuple[int, ...] | None    # per_network: how many null networks kept each restart
+    reachability: tuple[str, ...]            # why some family cannot reach alpha with this B
     restart_validation_loss: tuple[float, ...]
     kendall_w: float | None
     sign_agreement: float | None             # share of inputs whose CW sign agrees across restarts
@@ -596,6 +619,8 @@ class ConnectionWeights(AuditMethod[ConnectionWeightsConfig, ConnectionWeightsRe
         if top:
             out.append(Finding("info", "Largest connection-weight importances (standardized inputs): "
                                        + ", ".join(f.feature for f in top) + "."))
+        for msg in result.reachability:
+            out.append(Finding("warning", msg))
         if result.diverged:
             out.append(Finding("warning", f"{len(result.diverged)} of {result.n_permutations} null "
                                           "networks diverged (non-finite loss) and were excluded from "
@@ -630,16 +655,57 @@ def _validation_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, n
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
-def _loss_value(logits: np.ndarray, y: np.ndarray, loss: str) -> float:
+def _loss_values(logits: np.ndarray, y: np.ndarray, loss: str) -> np.ndarray:
+    """Mean loss of each network: ``logits`` ``[N, n, out]`` against the shared targets ``y``."""
     logits = np.asarray(logits, dtype=np.float64)
     if loss == "bce":
-        z = logits[:, 0]
-        return float(np.mean(np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))))
+        z = logits[..., 0]
+        return np.mean(np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z))), axis=-1)
     if loss == "ce":
-        m = logits.max(1, keepdims=True)
-        lse = (m + np.log(np.exp(logits - m).sum(1, keepdims=True)))[:, 0]
-        return float(np.mean(lse - logits[np.arange(len(y)), y.astype(int)]))
-    return float(np.mean((logits[:, 0] - y) ** 2))
+        m = logits.max(-1, keepdims=True)
+        lse = (m + np.log(np.exp(logits - m).sum(-1, keepdims=True)))[..., 0]
+        return np.mean(lse - logits[..., np.arange(len(y)), y.astype(int)], axis=-1)
+    return np.mean((logits[..., 0] - y) ** 2, axis=-1)
+
+
+def _loss_value(logits: np.ndarray, y: np.ndarray, loss: str) -> float:
+    return float(_loss_values(np.asarray(logits)[None], y, loss)[0])
+
+
+def _fit_selected(Xf: np.ndarray, targets: Any, inits: list[Any], Xv: np.ndarray, yv: np.ndarray, spec: Any,
+                  recipe: Any, loss: str, *, shuffle: Any = None, device: str = "cpu",
+                  n_workers: int | None = None) -> tuple[Any, np.ndarray]:
+    """Every network trains each of the ``M`` restarts (initial weights ``inits[r]``, schedule
+    ``seed + r``) on its own targets and keeps the one with the lowest validation loss — the
+    observed network's selection, repeated for each null network so that both are selected alike.
+
+    Returns the kept networks (a :class:`~audit.train.batched.FitResult`) and which restart each
+    kept. Networks keep their weights from one restart at a time, so memory stays that of one
+    batch."""
+    from dataclasses import replace
+
+    from audit.train.batched import forward_many, train_batched
+
+    kept = None
+    best_loss = None
+    chosen = None
+    for r, init in enumerate(inits):
+        fit = train_batched(Xf, targets, spec, recipe, init, schedule_seed=recipe.seed + r, shuffle=shuffle,
+                            device=device, n_workers=n_workers)
+        with np.errstate(all="ignore"):
+            vl = _loss_values(forward_many(fit.weights, spec, Xv), yv, loss)
+        vl = np.where(fit.diverged | ~np.isfinite(vl), np.inf, vl)
+        if kept is None:
+            kept, best_loss, chosen = fit, vl, np.zeros(len(vl), dtype=int)
+            continue
+        better = vl < best_loss
+        for W, Wn in zip(kept.weights.W + kept.weights.b, fit.weights.W + fit.weights.b):
+            W[better] = Wn[better]
+        kept.loss[better] = fit.loss[better]
+        best_loss = np.where(better, vl, best_loss)
+        chosen[better] = r
+    kept = replace(kept, diverged=~np.isfinite(best_loss))
+    return kept, chosen
 
 
 def _targets_for(y: np.ndarray, loss: str) -> np.ndarray:
@@ -684,7 +750,8 @@ def randomization_test(model: ModelAdapter | None, data: AuditData, net: _Networ
     scale = X[fit].std(0).astype(np.float64) if config.scale == "sd" else np.ones(X.shape[1])
     mode = net.output_mode
     spec = net.spec
-    total_work = recipe.n_restarts + config.n_permutations + 1 + config.per_input * (config.per_input_permutations if config.per_input else 0)
+    fits_per_net = recipe.n_restarts if config.selection == "per_network" else 1
+    total_work = recipe.n_restarts + fits_per_net * (config.n_permutations + 1 + config.per_input * (config.per_input_permutations if config.per_input else 0))
     done = [0]
 
     def tick(k: int) -> None:
@@ -720,8 +787,6 @@ def randomization_test(model: ModelAdapter | None, data: AuditData, net: _Networ
     if not np.isfinite(val_losses).any():
         raise CapabilityError("every random restart diverged (non-finite loss) with the given training "
                               "recipe; lower the learning rate")
-    best = int(np.argmin(val_losses))
-    theta0 = inits[best]
     seconds["restarts"] = time.perf_counter() - t0
     restart_cw = np.concatenate([olden_importance(w, scale=scale, mode=mode) for w in restart_weights])
     ok_r = np.isfinite(restart_cw.reshape(len(restart_cw), -1)).all(1)
@@ -733,10 +798,25 @@ def randomization_test(model: ModelAdapter | None, data: AuditData, net: _Networ
     t0 = time.perf_counter()
     B = config.n_permutations
     seeds = np.concatenate([[-1], ctx.rng.integers(0, 2**62, size=B)])
-    fitn = train_batched(Xf, PermutedTargets(yf, seeds), spec, recipe, theta0, schedule_seed=recipe.seed + best,
-                         device=device, n_workers=config.n_workers,
-                         progress=lambda d, t: ctx.progress(min(done[0] + d, total_work), total_work))
-    tick(B + 1)
+    train_kw = dict(device=device, n_workers=config.n_workers)
+    null_restarts = None
+    if config.selection == "first":
+        # θ₀ chosen without the outcome: the observed network is the first restart's
+        if not np.isfinite(val_losses[0]):
+            raise CapabilityError("the first random restart diverged (non-finite loss) with the given "
+                                  "training recipe; lower the learning rate")
+        best = 0
+        fitn = train_batched(Xf, PermutedTargets(yf, seeds), spec, recipe, inits[0], schedule_seed=recipe.seed,
+                             progress=lambda d, t: ctx.progress(min(done[0] + d, total_work), total_work),
+                             **train_kw)
+    else:
+        fitn, chosen = _fit_selected(Xf, PermutedTargets(yf, seeds), inits, Xv, yv, spec, recipe, net.loss,
+                                     **train_kw)
+        best = int(chosen[0])
+        null_restarts = tuple(int(c) for c in np.bincount(chosen[1:][~fitn.diverged[1:]],
+                                                          minlength=recipe.n_restarts))
+    theta0 = inits[best]
+    tick(fits_per_net * (B + 1))
     seconds["null_networks"] = time.perf_counter() - t0
     if fitn.diverged[0]:
         raise CapabilityError("the observed network (retrained from θ₀ on the real data) diverged; "
@@ -826,15 +906,19 @@ def randomization_test(model: ModelAdapter | None, data: AuditData, net: _Networ
             fname = names[fi]
             cols = groups[fname]
             pseeds = ctx.rng.integers(0, 2**62, size=Bp)
-            fitp = train_batched(Xf, FixedTargets(yf, Bp), spec, recipe, theta0,
-                                 schedule_seed=recipe.seed + best, shuffle=ColumnShuffle(cols, pseeds),
-                                 device=device, n_workers=config.n_workers)
+            if config.selection == "first":
+                fitp = train_batched(Xf, FixedTargets(yf, Bp), spec, recipe, theta0,
+                                     schedule_seed=recipe.seed + best, shuffle=ColumnShuffle(cols, pseeds),
+                                     **train_kw)
+            else:
+                fitp, _ = _fit_selected(Xf, FixedTargets(yf, Bp), inits, Xv, yv, spec, recipe, net.loss,
+                                        shuffle=ColumnShuffle(cols, pseeds), **train_kw)
             cwp = olden_importance(fitp.weights, scale=scale, mode=mode)
             stat = np.abs(cwp[:, cols, :]).reshape(Bp, -1).max(1)
             stat[fitp.diverged] = np.nan
             pp = permutation_pvalues(np.array([gs_all[0, fi]]), stat[:, None])
             per_input[fname] = (float(pp.upper[0]), float(np.nanmean(stat)), pp.n_null)
-            tick(Bp)
+            tick(fits_per_net * Bp)
     seconds["per_input_null"] = time.perf_counter() - t0
 
     features = []
@@ -871,6 +955,16 @@ def randomization_test(model: ModelAdapter | None, data: AuditData, net: _Networ
         conn_private = (c_obs, c_bh)
         del c_all
 
+    # ---- can each family reach alpha with this many null networks? ----------------------------
+    side = "two-sided" if config.alternative == "two-sided" else "greater"
+    families = [(int(np.isfinite(flat_obs).sum()), side, "bh", "encoded inputs", "n_permutations"),
+                (len(names), "greater", "bh", "raw features", "n_permutations")]
+    if conn_tested:
+        families.append((conn_tested, "two-sided", "bh", "input→hidden connections", "n_permutations"))
+    reach = tuple(dict.fromkeys(
+        msg for m, alt_, corr, what, opt in families
+        if (msg := reachability(pv.n_null, m, config.alpha, alt_, corr).message(what, opt))))
+
     # ---- refit vs submitted -----------------------------------------------------------------
     refit_metrics = _compare(model, data, net, fitn.weights, spec)
     seconds["total"] = time.perf_counter() - t_start
@@ -892,7 +986,8 @@ def randomization_test(model: ModelAdapter | None, data: AuditData, net: _Networ
         n_features_significant=int((g_bh <= config.alpha).sum()),
         per_input_features=tuple(per_input), per_input_permutations=config.per_input_permutations if per_input else None,
         garson_available=garson_ok, garson_note=garson_note,
-        n_restarts=recipe.n_restarts, selected_restart=best,
+        n_restarts=recipe.n_restarts, selection=config.selection, selected_restart=best,
+        null_restarts=null_restarts, reachability=reach,
         restart_validation_loss=tuple(float(v) for v in val_losses), kendall_w=kw, sign_agreement=sign_agree,
         refit_metrics=refit_metrics, importance_spearman=float(rho) if np.isfinite(rho) else None,
         connections_tested=conn_tested, connections_significant=conn_sig, top_connections=tuple(top_conn),

@@ -15,7 +15,15 @@ estimator and refit it", and connection weights replaced by permutation importan
 Why a separate method rather than a mode of ``connection_weights``: it needs a different
 capability (an estimator that can be cloned and refitted, not readable weights), computes a
 different statistic with its own result type, and costs a full refit per null draw, so its default
-``B`` is smaller (99: p down to 0.01) and its report section states different assumptions.
+``B`` is chosen from the number of features rather than fixed at 999 (see below), and its report
+section states different assumptions.
+
+Choosing B: with ``m`` features and ``B`` refits a lone effect's smallest Benjamini–Hochberg-adjusted
+p-value is ``m / (B + 1)``; at the former fixed ``B = 99`` six or more features could never pass BH
+at 0.05 on their own (the headline said "0 features" while max-T found one or two). By default
+``B`` is the smallest with ``m / (B + 1) <= alpha / 2`` (so a strong effect need not be the single
+most extreme draw), at least 99 and at most 999; a configured ``B`` that cannot reach ``alpha`` is
+reported with the smallest ``B`` that can.
 """
 
 from __future__ import annotations
@@ -31,14 +39,16 @@ from audit.core.dataset import AuditData
 from audit.core.method import AuditMethod, Finding, MethodConfig, MethodResult, RunContext
 from audit.errors import CapabilityError, InvalidConfigError
 from audit.stats.multiplicity import benjamini_hochberg, maxt_stepdown
-from audit.stats.permutation import check_n_permutations, null_summary, permutation_pvalues
+from audit.stats.permutation import (check_n_permutations, default_n_permutations, null_summary,
+                                     permutation_pvalues, reachability)
 
 
 @dataclass(frozen=True)
 class PermutationSignificanceConfig(MethodConfig):
     """Options.
 
-    n_permutations : refits on permuted outcomes (integer, at least 19);
+    n_permutations : refits on permuted outcomes (integer, at least 19); default (None): chosen
+    from the number of features F, the smallest B with F/(B+1) <= alpha/2, between 99 and 999;
     n_repeats : column permutations per feature when measuring importance;
     scoring : "auto" (accuracy for classifiers, R² for regression), "accuracy", "roc_auc", "r2";
     test_fraction : share of rows held out for measuring importance;
@@ -46,7 +56,7 @@ class PermutationSignificanceConfig(MethodConfig):
     n_jobs : parallel refits; alpha : level after Benjamini–Hochberg.
     """
 
-    n_permutations: int = 99
+    n_permutations: int | None = None
     n_repeats: int = 5
     scoring: Literal["auto", "accuracy", "roc_auc", "r2"] = "auto"
     test_fraction: float = 0.3
@@ -55,7 +65,10 @@ class PermutationSignificanceConfig(MethodConfig):
     alpha: float = 0.05
 
     def validate(self) -> None:
-        check_n_permutations(self.n_permutations, where="n_permutations")
+        if not 0 < self.alpha < 1:
+            raise InvalidConfigError(f"The 'alpha' option of permutation_significance must be in (0, 1). Got {self.alpha} instead.")
+        if self.n_permutations is not None:
+            check_n_permutations(self.n_permutations, where="n_permutations", alternative="greater", alpha=self.alpha)
         if self.n_repeats < 1:
             raise InvalidConfigError(f"The 'n_repeats' option of permutation_significance must be at least 1. Got {self.n_repeats} instead.")
         if not 0.1 <= self.test_fraction <= 0.5:
@@ -64,8 +77,6 @@ class PermutationSignificanceConfig(MethodConfig):
             raise InvalidConfigError(f"The 'max_rows' option of permutation_significance must be at least 50. Got {self.max_rows} instead.")
         if self.n_jobs < 1:
             raise InvalidConfigError(f"The 'n_jobs' option of permutation_significance must be at least 1. Got {self.n_jobs} instead.")
-        if not 0 < self.alpha < 1:
-            raise InvalidConfigError(f"The 'alpha' option of permutation_significance must be in (0, 1). Got {self.alpha} instead.")
 
 
 @dataclass(frozen=True)
@@ -90,6 +101,7 @@ class PermutationSignificanceResult(MethodResult):
     n_fit: int
     n_held_out: int
     n_permutations: int
+    n_permutations_chosen: str               # why this B ("configured" or how the default was chosen)
     n_null_used: int
     failed_refits: int
     train_source: str
@@ -97,6 +109,7 @@ class PermutationSignificanceResult(MethodResult):
     n_significant_bh: int
     n_significant_maxt: int
     alpha: float
+    reachability: tuple[str, ...]            # why BH / max-T cannot reach alpha with this B
     notes: tuple[str, ...]
     _null: Any = None
     _seconds: float | None = None            # not serialised: results stay reproducible
@@ -191,7 +204,15 @@ class PermutationSignificance(AuditMethod[PermutationSignificanceConfig, Permuta
         held, fit = np.sort(order[:n_held]), np.sort(order[n_held:])
         perms = np.stack([ctx.rng.permutation(n_held) for _ in range(config.n_repeats)])
         groups = list(train.groups.values())
-        B = config.n_permutations
+        F = len(groups)
+        if config.n_permutations is not None:
+            B = config.n_permutations
+            chosen = "configured (n_permutations)"
+        else:
+            B = default_n_permutations(F, config.alpha)
+            chosen = (f"chosen from the {F} features: the smallest B (at least 99, at most 999) with which a "
+                      f"lone effect's Benjamini–Hochberg-adjusted p-value, {F}/(B+1), can reach alpha/2 = "
+                      f"{config.alpha / 2:g}" + (" (capped at 999)" if F / 1000 > config.alpha / 2 else ""))
         ys = [y] + [y[ctx.rng.permutation(len(y))] for _ in range(B)]
         done = [0]
 
@@ -204,7 +225,6 @@ class PermutationSignificance(AuditMethod[PermutationSignificanceConfig, Permuta
         res = np.vstack(out)
         if not np.isfinite(res[0]).all():
             raise CapabilityError("refitting the estimator on the real outcome failed")
-        F = len(groups)
         obs, null = res[0, 1:1 + F], res[1:, 1:1 + F]
         pv = permutation_pvalues(obs, null)
         p_bh = benjamini_hochberg(pv.upper)
@@ -214,23 +234,32 @@ class PermutationSignificance(AuditMethod[PermutationSignificanceConfig, Permuta
             FeatureSignificance(name, float(obs[i]), float(res[0, 1 + F + i]), float(nmean[i]), float(nhigh[i]),
                                 float(pv.upper[i]), float(p_bh[i]), float(p_maxt[i]), bool(p_bh[i] <= config.alpha))
             for i, name in enumerate(train.feature_names))
+        reach = tuple(msg for corr in ("bh", "maxt")
+                      if (msg := reachability(pv.n_null, F, config.alpha, "greater", corr).message("features")))
         null_scores = res[1:, 0][np.isfinite(res[1:, 0])]
         return PermutationSignificanceResult(
             estimator=type(estimator).__name__, scoring=scoring, score_observed=float(res[0, 0]),
             score_null_mean=float(null_scores.mean()) if null_scores.size else float("nan"),
-            n_fit=len(fit), n_held_out=len(held), n_permutations=B, n_null_used=pv.n_null,
+            n_fit=len(fit), n_held_out=len(held), n_permutations=B, n_permutations_chosen=chosen,
+            n_null_used=pv.n_null,
             failed_refits=pv.n_excluded, train_source=source, features=feats,
             n_significant_bh=int((p_bh <= config.alpha).sum()), n_significant_maxt=int((p_maxt <= config.alpha).sum()),
-            alpha=config.alpha, notes=tuple(notes), _null=(null, obs),
+            alpha=config.alpha, reachability=reach, notes=tuple(notes), _null=(null, obs),
             _seconds=round(time.perf_counter() - t0, 2))
 
     def findings(self, result: PermutationSignificanceResult, config: PermutationSignificanceConfig) -> list[Finding]:
-        sig = [f.feature for f in sorted(result.features, key=lambda f: f.p) if f.significant]
+        def listed(names: list[str]) -> str:
+            return f" ({', '.join(names[:5])}{', ...' if len(names) > 5 else ''})" if names else ""
+
+        ranked = sorted(result.features, key=lambda f: f.p)
+        bh = [f.feature for f in ranked if f.p_bh <= result.alpha]
+        mt = [f.feature for f in ranked if f.p_maxt <= result.alpha]
         out = [Finding("info", f"Response-permutation test of permutation importance ({result.n_null_used} "
-                               f"refits of the {result.estimator} on permuted outcomes): "
-                               f"{len(sig)} of {len(result.features)} features have importance above the "
-                               f"null after Benjamini–Hochberg at {result.alpha:g}"
-                               + (f" ({', '.join(sig[:5])}{', ...' if len(sig) > 5 else ''})." if sig else "."))]
+                               f"refits of the {result.estimator} on permuted outcomes): of "
+                               f"{len(result.features)} features, {len(bh)} have importance above the null "
+                               f"after Benjamini–Hochberg at {result.alpha:g} (false discovery rate){listed(bh)} "
+                               f"and {len(mt)} after Westfall–Young max-T (family-wise error){listed(mt)}.")]
+        out += [Finding("warning", msg) for msg in result.reachability]
         if result.failed_refits:
             out.append(Finding("warning", f"{result.failed_refits} refits on permuted outcomes failed and were excluded."))
         return out

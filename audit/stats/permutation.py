@@ -15,6 +15,7 @@ network) are excluded, and how many were excluded is reported with the p-values.
 
 from __future__ import annotations
 
+import math
 import numbers
 from dataclasses import dataclass
 from typing import Literal
@@ -28,23 +29,155 @@ ALTERNATIVES: tuple[str, ...] = ("two-sided", "greater", "less")
 MIN_PERMUTATIONS = 19
 
 
-def check_n_permutations(value: object, *, where: str = "n_permutations") -> int:
-    """Validate a number of permutations: an integer of at least 19.
+def check_n_permutations(value: object, *, where: str = "n_permutations", alternative: str = "greater",
+                         alpha: float = 0.05) -> int:
+    """Validate a number of permutations: an integer large enough that one test can reach ``alpha``.
 
-    With fewer than 19 permutations the smallest attainable p-value, ``1/(B+1)``, exceeds 0.05.
+    With ``B`` permutations the smallest attainable p-value is ``1/(B+1)`` one-sided and
+    ``2/(B+1)`` two-sided, so fewer than 19 (one-sided) or 39 (two-sided) permutations can never
+    give p <= 0.05. Whether a whole *family* of tests can reach ``alpha`` after a multiplicity
+    correction depends on its size, known only at run time: see :func:`reachability`.
 
     Examples
     --------
     >>> check_n_permutations(999)
     999
+    >>> check_n_permutations(39, alternative="two-sided")
+    39
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise InvalidConfigError(f"The {where!r} parameter must be an integer. Got {value!r} instead.")
-    if value < MIN_PERMUTATIONS:
+    least = max(MIN_PERMUTATIONS, smallest_reaching_b(1, alpha, alternative, "none"))
+    if value < least:
+        sided = "two-sided" if alternative == "two-sided" else "one-sided"
+        floor = "2/(B+1)" if alternative == "two-sided" else "1/(B+1)"
         raise InvalidConfigError(
-            f"The {where!r} parameter must be at least {MIN_PERMUTATIONS} (with B permutations the "
-            f"smallest p-value is 1/(B+1), which cannot reach 0.05 below 19). Got {value} instead.")
+            f"The {where!r} parameter must be at least {least} (with B permutations the smallest "
+            f"{sided} p-value is {floor}, which cannot reach {alpha:g} below {least}). Got {value} instead.")
     return int(value)
+
+
+CORRECTIONS: tuple[str, ...] = ("none", "bonferroni", "holm", "bh", "maxt")
+_CORRECTION_NAMES = {"none": "unadjusted", "bonferroni": "Bonferroni", "holm": "Holm",
+                     "bh": "Benjamini–Hochberg", "maxt": "Westfall–Young max-T"}
+
+
+def _tails(alternative: str) -> int:
+    return 2 if alternative == "two-sided" else 1
+
+
+def _floor_numerator(family_size: int, alternative: str, correction: str) -> int:
+    """``k`` such that the smallest adjusted p of a lone effect is ``k / (B + 1)``.
+
+    Bonferroni, Holm and BH multiply a lone smallest p by the family size; max-T compares with the
+    null maxima, whose smallest p is that of one test (adjusted p-values are reported no lower
+    than the raw ones, so a two-sided max-T floor is ``2/(B+1)`` too).
+    """
+    if correction not in CORRECTIONS:
+        raise ValueError(f"unknown correction {correction!r}; expected one of {CORRECTIONS}")
+    m = max(1, int(family_size)) if correction in ("bonferroni", "holm", "bh") else 1
+    return m * _tails(alternative)
+
+
+def smallest_reaching_b(family_size: int, alpha: float, alternative: str = "greater",
+                        correction: str = "bh") -> int:
+    """The smallest number of permutations ``B`` with which a lone effect can reach ``alpha``:
+    the smallest ``B`` with ``k / (B + 1) <= alpha`` (``k`` from :func:`_floor_numerator`).
+
+    Examples
+    --------
+    >>> smallest_reaching_b(1, 0.05, "two-sided", "none")
+    39
+    >>> smallest_reaching_b(6, 0.05, "greater", "bh")      # 6/120 = 0.05
+    119
+    >>> smallest_reaching_b(6, 0.05, "greater", "maxt")
+    19
+    """
+    k = _floor_numerator(family_size, alternative, correction)
+    b = max(1, math.ceil(k / alpha) - 1)
+    while k / (b + 1) > alpha:       # guard the float rounding of k / alpha both ways
+        b += 1
+    while b > 1 and k / b <= alpha:
+        b -= 1
+    return b
+
+
+@dataclass(frozen=True)
+class Reachability:
+    """Whether ``B`` permutations can make a test of a family significant after a correction.
+
+    ``smallest_p`` is the smallest adjusted p-value a *lone* effect can get (its raw p at the
+    floor ``1/(B+1)`` or ``2/(B+1)``, every other test unremarkable). Holm and Bonferroni can
+    never go below it; Benjamini–Hochberg can, but only when at least ``needed_together`` tests
+    reach the floor together; max-T does not depend on the family size.
+    """
+
+    n_permutations: int
+    family_size: int
+    alpha: float
+    alternative: str
+    correction: str
+    smallest_p: float
+    reachable: bool
+    smallest_b: int              # smallest B with which a lone effect can reach alpha
+    needed_together: int         # tests that must reach the floor together (BH); 1 when reachable
+
+    def message(self, what: str = "tests", option: str = "n_permutations") -> str:
+        """One sentence for a report note / finding (empty when reachable)."""
+        if self.reachable:
+            return ""
+        name = _CORRECTION_NAMES[self.correction]
+        sided = "two-sided" if self.alternative == "two-sided" else "one-sided"
+        text = (f"With B = {self.n_permutations:,} permutations and {self.family_size} {what}, the "
+                f"smallest {name}-adjusted p-value a lone effect can get is {self.smallest_p:.3g} "
+                f"({sided}), above alpha = {self.alpha:g}")
+        if self.correction == "bh" and self.needed_together <= self.family_size:
+            text += (f": a test can be significant only if at least {self.needed_together} of the "
+                     f"{what} reach the smallest p-value together")
+        elif self.correction in ("bh", "holm", "bonferroni", "none", "maxt"):
+            text += f": none of the {what} can be significant"
+        return text + f". Set {option} to at least {self.smallest_b:,} to make a lone effect detectable."
+
+
+def reachability(n_permutations: int, family_size: int, alpha: float, alternative: str = "greater",
+                 correction: str = "bh") -> Reachability:
+    """Can ``B = n_permutations`` permutations reach ``alpha`` for a family of ``family_size``
+    tests after ``correction`` ("none", "bonferroni", "holm", "bh", "maxt")?
+
+    Examples
+    --------
+    >>> r = reachability(99, 6, 0.05, "greater", "bh")      # 6 features, B = 99: floor 0.06
+    >>> round(r.smallest_p, 3), r.reachable, r.smallest_b, r.needed_together
+    (0.06, False, 119, 2)
+    >>> reachability(99, 6, 0.05, "greater", "maxt").reachable
+    True
+    """
+    B = int(n_permutations)
+    k = _floor_numerator(family_size, alternative, correction)
+    smallest = min(1.0, k / (B + 1))
+    ok = smallest <= alpha
+    raw_floor = _tails(alternative) / (B + 1)
+    # BH: with j tests at the raw floor, their adjusted p is m * floor / j
+    together = 1 if ok else (math.ceil(max(1, family_size) * raw_floor / alpha - 1e-12)
+                             if correction == "bh" and raw_floor <= alpha else max(1, family_size) + 1)
+    return Reachability(B, int(family_size), float(alpha), alternative, correction, smallest, ok,
+                        smallest_reaching_b(family_size, alpha, alternative, correction), together)
+
+
+def default_n_permutations(family_size: int, alpha: float, alternative: str = "greater", *,
+                           correction: str = "bh", least: int = 99, cap: int = 999) -> int:
+    """A default ``B`` for a family: the smallest with which a lone effect reaches ``alpha / 2``
+    after ``correction`` (so an effect need not be the most extreme of all draws), at least
+    ``least`` and at most ``cap``.
+
+    Examples
+    --------
+    >>> default_n_permutations(6, 0.05)          # 6 / (B + 1) <= 0.025
+    239
+    >>> default_n_permutations(1, 0.05), default_n_permutations(500, 0.05)
+    (99, 999)
+    """
+    return int(min(cap, max(least, smallest_reaching_b(family_size, alpha / 2, alternative, correction))))
 
 
 @dataclass(frozen=True)
@@ -125,10 +258,15 @@ def null_summary(null: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
 __all__ = [
     "ALTERNATIVES",
     "Alternative",
+    "CORRECTIONS",
     "MIN_PERMUTATIONS",
     "PermutationPValues",
+    "Reachability",
     "check_n_permutations",
+    "default_n_permutations",
     "null_summary",
     "permutation_pvalues",
+    "reachability",
+    "smallest_reaching_b",
     "valid_null_rows",
 ]

@@ -910,6 +910,39 @@ def forward_numpy(weights: Weights, spec: MLPSpec, X: np.ndarray, index: int = 0
         return model(torch.from_numpy(np.asarray(X, dtype=np.float64))).numpy()
 
 
+def forward_many(weights: Weights, spec: MLPSpec, X: np.ndarray, *, chunk: int = 256) -> np.ndarray:
+    """Outputs of every network of ``weights`` on the shared rows ``X``: ``[B, n, out]``, float64.
+
+    Used to score each of many networks on validation rows (e.g. the randomization test's null
+    networks each picking their best restart) without building one module per network.
+
+    Examples
+    --------
+    >>> spec = MLPSpec((3, 4, 1), ("sigmoid",))
+    >>> w = torch_default_init(spec, 0)
+    >>> X = np.ones((2, 3))
+    >>> bool(np.allclose(forward_many(w, spec, X)[0], forward_numpy(w, spec, X)))
+    True
+    """
+    import torch
+
+    Xt = torch.from_numpy(np.asarray(X, dtype=np.float64))
+    n = Xt.shape[0]
+    out = []
+    with torch.no_grad():
+        for s in range(0, weights.n_networks, chunk):
+            e = min(weights.n_networks, s + chunk)
+            a = Xt[:, None, :].expand(n, e - s, Xt.shape[1])
+            for l in range(len(weights.W)):
+                W = torch.from_numpy(np.asarray(weights.W[l][s:e], dtype=np.float64))
+                b = torch.from_numpy(np.asarray(weights.b[l][s:e], dtype=np.float64))
+                a = _layer_forward(a, W, b)
+                if l < len(spec.activations):
+                    a = _act_forward(a, spec.activations[l], spec.slopes[l])
+            out.append(a.transpose(0, 1).numpy())
+    return np.concatenate(out) if out else np.empty((0, n, spec.sizes[-1]))
+
+
 __all__ = [
     "ACTIVATIONS",
     "ColumnShuffle",
@@ -926,6 +959,7 @@ __all__ = [
     "batch_order",
     "build_module",
     "chunk_size_for",
+    "forward_many",
     "forward_numpy",
     "torch_default_init",
     "train_batched",
