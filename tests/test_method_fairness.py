@@ -58,7 +58,12 @@ def test_planted_gaps_measured_exactly():
     assert res.four_fifths_fail == ("B",)
     dp = res.disparities["demographic_parity_difference"]
     assert dp.estimate.lower < 0.3 < dp.estimate.upper
-    assert dp.p_value is not None and dp.p_value < 0.05 and dp.p_holm >= dp.p_value
+    # known answer: MOVER on Clopper-Pearson limits of 60/100 vs 30/100 (one pair, m = 1)
+    assert (dp.estimate.lower, dp.estimate.upper) == pytest.approx((0.1369, 0.4305), abs=5e-4)
+    assert dp.p_value < 0.001 and dp.p_adjusted == pytest.approx(2 * dp.p_value)
+    assert dp.significance == "significant after correction" and dp.n_comparisons == 1
+    assert dp.family == "equal selection rates"
+    assert res.disparities["equalized_odds_difference"].n_comparisons == 2  # TPR and FPR
     # every group metric has an interval around its value
     for g in res.groups:
         e = g.metrics["selection_rate"]

@@ -13,12 +13,12 @@ rate is 0 or 1 in the sample (bootstrap SD 0); the intervals here cannot:
   of ``r`` for which the MOVER interval of ``p_a − r p_b`` contains 0 (found by bisection, so a
   zero rate gives a finite lower or an infinite upper limit, never a collapse);
 - **a disparity** over several groups (max − min, min / max, largest gap to a reference group,
-  and equalized odds = the same over TPR *and* FPR): every pair (or every group vs the
-  reference) and every component rate gets its interval at the Bonferroni level
-  ``1 − (1 − confidence) / m`` (``m`` = pairs × components), so that all hold jointly with
-  probability at least ``confidence``; the disparity's interval is the range those pairwise
-  intervals allow. Its test (``p_adjusted``) is the inversion of the same intervals: the
-  disparity's interval at level ``1 − α`` excludes "no gap" exactly when ``p_adjusted < α``.
+  and equalized odds = the same over TPR *and* FPR): the range that the pairwise intervals
+  allow, with a Bonferroni correction over the ``m`` pairs × components on the bound away from
+  parity, so that *each* bound misses with probability at most ``(1 − confidence) / 2``
+  (see :func:`disparity_score_interval`). Its test (``p_adjusted``) is the inversion of the
+  same intervals: the interval at level ``1 − α`` excludes "no gap" exactly when
+  ``p_adjusted < α``.
 
 Simulated coverage over 2–10 groups of 30–5,000 rows and rates 0.01–0.99 is in
 ``benchmarks/fairness_coverage.py`` (and checked by ``tests/test_stats_bootstrap.py``).
@@ -34,6 +34,8 @@ import numpy as np
 #: Per-group interval methods; the fairness report uses :data:`GROUP_METHOD`.
 GROUP_METHODS = ("clopper-pearson", "wilson", "jeffreys")
 GROUP_METHOD = "clopper-pearson"
+#: Limits of each group's rate inside the MOVER intervals of differences and ratios.
+MOVER_LIMITS = "clopper-pearson"
 
 
 def _z(confidence: float | np.ndarray) -> np.ndarray:
@@ -62,6 +64,23 @@ def wilson_interval(x: np.ndarray, n: np.ndarray, confidence: float | np.ndarray
         half = z / (1 + z2 / n) * np.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
         lo = np.where(x <= 0, 0.0, np.clip(centre - half, 0.0, 1.0))
         hi = np.where(x >= n, 1.0, np.clip(centre + half, 0.0, 1.0))
+    bad = ~(n > 0)
+    return np.where(bad, np.nan, lo), np.where(bad, np.nan, hi)
+
+
+def _limits(x: np.ndarray, n: np.ndarray, z: np.ndarray, limits: str) -> tuple[np.ndarray, np.ndarray]:
+    """Each proportion's own two-sided limits at normal quantile ``z`` (tail ``1 − Φ(z)``)."""
+    if limits == "wilson":
+        return wilson_interval(x, n, z=z)
+    from scipy.special import betaincinv
+    from scipy.stats import norm
+
+    x = np.asarray(x, dtype=float)
+    n = np.asarray(n, dtype=float)
+    tail = norm.sf(z)
+    with np.errstate(all="ignore"):
+        lo = np.where(x <= 0, 0.0, betaincinv(np.maximum(x, 1e-300), n - x + 1, tail))
+        hi = np.where(x >= n, 1.0, betaincinv(x + 1, np.maximum(n - x, 1e-300), 1 - tail))
     bad = ~(n > 0)
     return np.where(bad, np.nan, lo), np.where(bad, np.nan, hi)
 
@@ -112,7 +131,8 @@ def _mover(pa: np.ndarray, la: np.ndarray, ua: np.ndarray, pb: np.ndarray, lb: n
 
 
 def newcombe_difference(xa: np.ndarray, na: np.ndarray, xb: np.ndarray, nb: np.ndarray,
-                        confidence: float | np.ndarray = 0.95) -> tuple[np.ndarray, np.ndarray]:
+                        confidence: float | np.ndarray = 0.95, *, limits: str = "wilson"
+                        ) -> tuple[np.ndarray, np.ndarray]:
     """Newcombe's hybrid score interval of ``x_a/n_a − x_b/n_b`` (MOVER-Wilson).
 
     Examples
@@ -122,15 +142,15 @@ def newcombe_difference(xa: np.ndarray, na: np.ndarray, xb: np.ndarray, nb: np.n
     (0.0524, 0.3339)
     """
     z = _z(confidence)
-    la, ua = wilson_interval(xa, na, z=z)
-    lb, ub = wilson_interval(xb, nb, z=z)
+    la, ua = _limits(xa, na, z, limits)
+    lb, ub = _limits(xb, nb, z, limits)
     with np.errstate(all="ignore"):
         return _mover(np.asarray(xa) / na, la, ua, np.asarray(xb) / nb, lb, ub)
 
 
 def mover_ratio(xa: np.ndarray, na: np.ndarray, xb: np.ndarray, nb: np.ndarray,
-                confidence: float | np.ndarray = 0.95, *, iterations: int = 60
-                ) -> tuple[np.ndarray, np.ndarray]:
+                confidence: float | np.ndarray = 0.95, *, iterations: int = 60,
+                limits: str = "wilson") -> tuple[np.ndarray, np.ndarray]:
     """MOVER-R interval of ``p_a / p_b``: ``{r ≥ 0 : MOVER interval of p_a − r p_b ∋ 0}``.
 
     The MOVER lower limit of ``p_a − r p_b`` decreases in ``r`` and so does the upper one, so
@@ -145,8 +165,8 @@ def mover_ratio(xa: np.ndarray, na: np.ndarray, xb: np.ndarray, nb: np.ndarray,
     """
     z = _z(confidence)
     xa, na, xb, nb = (np.asarray(v, dtype=float) for v in (xa, na, xb, nb))
-    la, ua = wilson_interval(xa, na, z=z)
-    lb, ub = wilson_interval(xb, nb, z=z)
+    la, ua = _limits(xa, na, z, limits)
+    lb, ub = _limits(xb, nb, z, limits)
     with np.errstate(all="ignore"):
         pa, pb = xa / na, xb / nb
     shape = np.broadcast(pa, pb, la).shape
@@ -172,7 +192,7 @@ def mover_ratio(xa: np.ndarray, na: np.ndarray, xb: np.ndarray, nb: np.ndarray,
 
 
 def newcombe_pvalue(xa: np.ndarray, na: np.ndarray, xb: np.ndarray, nb: np.ndarray,
-                    *, iterations: int = 60) -> np.ndarray:
+                    *, iterations: int = 40, limits: str = "wilson") -> np.ndarray:
     """Two-sided p-value of ``p_a = p_b`` by inverting Newcombe's interval: the largest
     ``α`` at which the ``1 − α`` interval of the difference still contains 0. NaN where a
     group is empty.
@@ -187,11 +207,11 @@ def newcombe_pvalue(xa: np.ndarray, na: np.ndarray, xb: np.ndarray, nb: np.ndarr
 
     xa, na, xb, nb = (np.asarray(v, dtype=float) for v in (xa, na, xb, nb))
     shape = np.broadcast(xa, na, xb, nb).shape
-    lo_z, hi_z = np.zeros(shape), np.full(shape, 40.0)
+    lo_z, hi_z = np.zeros(shape), np.full(shape, 12.0)
     for _ in range(iterations):
         z = (lo_z + hi_z) / 2
-        la, ua = wilson_interval(xa, na, z=z)
-        lb, ub = wilson_interval(xb, nb, z=z)
+        la, ua = _limits(xa, na, z, limits)
+        lb, ub = _limits(xb, nb, z, limits)
         with np.errstate(all="ignore"):
             lo, hi = _mover(xa / na, la, ua, xb / nb, lb, ub)
         excludes = (lo > 0) | (hi < 0)
@@ -211,8 +231,8 @@ def pairs_of(ok: np.ndarray, ref: int | None) -> list[tuple[int, int]]:
 
 
 def disparity_score_interval(components: Sequence[tuple[np.ndarray, np.ndarray]], kind: str,
-                             ref: int | None, confidence: float
-                             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                             ref: int | None, confidence: float, *, limits: str | None = None,
+                             test: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Simultaneous score interval and test of a between-group disparity of proportions.
 
     ``components``: one ``(x, n)`` pair of count arrays of shape (..., G) per rate compared (one
@@ -223,21 +243,32 @@ def disparity_score_interval(components: Sequence[tuple[np.ndarray, np.ndarray]]
     the largest difference (smallest ratio) over them. Leading axes are independent data sets
     (the simulations use them for replications).
 
-    Returns ``(lower, upper, p_adjusted, p_raw, m)``, each of shape (...): the interval at
-    ``confidence`` built from the ``m`` pairwise intervals (pairs × components), each at level
-    ``1 − (1 − confidence) / m`` (Bonferroni), so that all hold jointly with probability at least
-    ``confidence``; ``p_raw`` the smallest unadjusted pairwise p-value (inverted Newcombe
-    interval, a test of equal proportions) and ``p_adjusted = min(1, m · p_raw)``, which is below
-    ``1 − confidence`` exactly when the interval excludes "no gap" (0, or 1 for ratios). NaN
-    where no pair is defined.
+    With ``α = 1 − confidence`` and ``m`` compared pairs (× components), each bound of the
+    interval misses the truth with probability at most ``α/2`` (so the interval covers with
+    probability at least ``1 − α``):
+
+    - the bound *away from parity* (the lower bound of a difference, the upper bound of a ratio)
+      is the most extreme value that the pairwise intervals at level ``1 − α/(2m)`` allow: it
+      lies beyond the truth only if one of the ``2m`` one-sided pairwise statements fails (a
+      gap is folded, |d|, so each pair can fail on either side), each with probability
+      ``α/(4m)``, Bonferroni;
+    - the bound *towards parity* needs only the pair that attains the true disparity to hold,
+      so it comes from the pairwise intervals at level ``1 − α``.
+
+    Returns ``(lower, upper, p_adjusted, p_raw, m)``, each of shape (...): ``p_raw`` the smallest
+    unadjusted pairwise p-value (inverted Newcombe interval: a score test of equal proportions)
+    and ``p_adjusted = min(1, 2m · p_raw)``, which is below ``α`` exactly when the ``1 − α``
+    interval excludes "no gap" (0, or 1 for ratios). NaN where no pair is defined, and for the
+    p-values when ``test`` is False (the simulations need only the interval).
 
     Examples
     --------
     >>> lo, hi, p, p_raw, m = disparity_score_interval(
     ...     [(np.array([60, 30]), np.array([100, 100]))], "difference", None, 0.95)
-    >>> bool(0.15 < lo < 0.3 < hi < 0.45), int(m), bool(p < 0.001)
-    (True, 1, True)
+    >>> round(float(lo), 3), round(float(hi), 3), int(m), bool(p < 0.001)
+    (0.143, 0.422, 1, True)
     """
+    limits = limits or MOVER_LIMITS
     comps = [(np.asarray(x, dtype=float), np.asarray(n, dtype=float)) for x, n in components]
     G = comps[0][0].shape[-1]
     pairs = pairs_of(np.ones(G, dtype=bool), ref)
@@ -249,27 +280,36 @@ def disparity_score_interval(components: Sequence[tuple[np.ndarray, np.ndarray]]
     b = np.array([p[1] for p in pairs])
     valid = [(n[..., a] > 0) & (n[..., b] > 0) for _, n in comps]
     m = sum(v.sum(axis=-1) for v in valid)
-    level = (1 - (1 - confidence) / np.maximum(m, 1))[..., None]
+    far = (1 - (1 - confidence) / (2 * np.maximum(m, 1)))[..., None]
     los, his, praw = [], [], []
     for (x, n), ok in zip(comps, valid, strict=True):
         xa, na, xb, nb = x[..., a], n[..., a], x[..., b], n[..., b]
         if kind == "difference":
-            lo, hi = newcombe_difference(xa, na, xb, nb, level)
-            lo_s = np.maximum(0.0, np.maximum(lo, -hi))
-            hi_s = np.minimum(1.0, np.maximum(hi, -lo))
+            lo_far, hi_far = newcombe_difference(xa, na, xb, nb, far, limits=limits)
+            lo_near, hi_near = newcombe_difference(xa, na, xb, nb, confidence, limits=limits)
+            lo_s = np.maximum(0.0, np.maximum(lo_far, -hi_far))      # |d| at least
+            hi_s = np.minimum(1.0, np.maximum(hi_near, -lo_near))    # |d| at most
         else:
-            r_lo, r_hi = mover_ratio(xa, na, xb, nb, level)
-            if kind == "impact" and ref is not None:
-                lo_s, hi_s = r_lo, r_hi
-            else:  # q = min(ρ, 1/ρ) for ρ in [r_lo, r_hi]
+            bounds = []
+            for level in (far, confidence):
+                r_lo, r_hi = mover_ratio(xa, na, xb, nb, level, limits=limits)
+                if kind == "impact" and ref is not None:
+                    bounds.append((r_lo, r_hi))
+                    continue
+                # q = min(ρ, 1/ρ) for ρ in [r_lo, r_hi]
                 with np.errstate(divide="ignore", invalid="ignore"):
                     inv_of_hi = np.where(np.isinf(r_hi), 0.0, 1 / r_hi)
                     inv_of_lo = np.where(r_lo > 0, 1 / r_lo, np.inf)
-                lo_s = np.where(r_hi < 1, r_lo, np.where(r_lo > 1, inv_of_hi, np.minimum(r_lo, inv_of_hi)))
-                hi_s = np.where(r_hi < 1, r_hi, np.where(r_lo > 1, inv_of_lo, 1.0))
+                q_lo = np.where(r_hi < 1, r_lo, np.where(r_lo > 1, inv_of_hi, np.minimum(r_lo, inv_of_hi)))
+                q_hi = np.where(r_hi < 1, r_hi, np.where(r_lo > 1, inv_of_lo, 1.0))
+                bounds.append((q_lo, q_hi))
+            lo_s, hi_s = bounds[1][0], bounds[0][1]  # towards parity: near level; away: far
         los.append(np.where(ok, lo_s, np.nan))
         his.append(np.where(ok, hi_s, np.nan))
-        praw.append(np.where(ok, newcombe_pvalue(xa, na, xb, nb), np.nan))
+        if test:
+            praw.append(np.where(ok, newcombe_pvalue(xa, na, xb, nb, limits=limits), np.nan))
+        else:
+            praw.append(np.full(ok.shape, np.nan))
     lo_all, hi_all = np.concatenate(los, axis=-1), np.concatenate(his, axis=-1)
     p_all = np.concatenate(praw, axis=-1)
     none = m == 0
@@ -279,7 +319,7 @@ def disparity_score_interval(components: Sequence[tuple[np.ndarray, np.ndarray]]
         lower = np.where(none, np.nan, reduce(lo_all, axis=-1))
         upper = np.where(none, np.nan, reduce(hi_all, axis=-1))
         p_raw = np.where(none, np.nan, np.nanmin(p_all, axis=-1))
-    return lower, upper, np.minimum(1.0, m * p_raw), p_raw, m
+    return lower, upper, np.minimum(1.0, 2 * m * p_raw), p_raw, m
 
 
 __all__ = [
