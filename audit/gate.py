@@ -253,7 +253,7 @@ def _judge(rule: GateRule, result: Any) -> Verdict:
         return verdict("insufficient", "no confidence interval (too unstable, or n_boot = 0); the "
                                        "point estimate alone cannot pass the gate")
     err = (1 - conf) / 2
-    ci = f"{e.value:.3f} ({conf:.4g} CI {lower:.3f} to {upper:.3f})"
+    ci = f"{e.value:.3f} ({100 * conf:.4g}% CI {lower:.3f} to {upper:.3f})"
     outside = (rule.max is not None and lower > rule.max) or (rule.min is not None and upper < rule.min)
     inside = (rule.max is None or upper <= rule.max) and (rule.min is None or lower >= rule.min)
     small = d.excluded_small if rule.small_groups == "insufficient" else ()
