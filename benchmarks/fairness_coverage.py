@@ -13,6 +13,9 @@ it measures, at 95 %:
   P(upper bound short of the truth) = the false-"pass" rate for a threshold just below it;
 - ``gate10``: the breach rate of ``equalized_odds_difference <= 0.10`` (the issue's case).
 
+Cells marked "ref" compare every group with the first (largest) group instead of max − min;
+there the disparate-impact ratio is the smallest g / ref.
+
 ``--method old`` runs the previous procedure (percentile bootstrap per group; studentized
 max-|t| bootstrap over pairs for disparities; B = 1000), ``--method new`` the score intervals of
 :mod:`audit.stats.proportions` as used by the fairness method and the gate.
@@ -42,14 +45,19 @@ RATES = {  # π, TPR, FPR of the reference groups; the gap moves TPR and FPR tow
     "high": (0.5, 0.99, 0.97),
 }
 GAPS = (0.0, 0.08)
-DISPARITIES = ("demographic_parity_difference", "demographic_parity_ratio",
+DISPARITIES = ("demographic_parity_difference", "demographic_parity_ratio", "disparate_impact_ratio",
                "equalized_odds_difference", "equalized_odds_ratio",
                "equal_opportunity_difference", "equal_opportunity_ratio",
                "predictive_parity_difference", "predictive_parity_ratio")
 
 
-def cells_grid() -> list[tuple[str, str, float]]:
-    return [(s, r, g) for s in SIZES for r in RATES for g in GAPS]
+#: Cells also run against a reference group (the first, largest group): "vs reference" gaps.
+REFERENCE_SIZES = ("5000+30", "8 mixed")
+
+
+def cells_grid() -> list[tuple[str, str, float, int | None]]:
+    return ([(s, r, g, None) for s in SIZES for r in RATES for g in GAPS]
+            + [(s, r, g, 0) for s in REFERENCE_SIZES for r in RATES for g in GAPS])
 
 
 def true_rates(sizes: str, rates: str, gap: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -73,7 +81,7 @@ def simulate(n, pi, tpr, fpr, reps, rng) -> np.ndarray:
     return np.stack([n - pos - fp, fp, pos - tp, tp], axis=-1)
 
 
-def truth_of(pi, tpr, fpr, defined) -> dict[str, np.ndarray]:
+def truth_of(pi, tpr, fpr, defined, ref=None) -> dict[str, np.ndarray]:
     """True disparities over the groups defined in each replication (defined: key -> (R, G))."""
     from audit.methods.fairness import binary_disparities
 
@@ -81,15 +89,15 @@ def truth_of(pi, tpr, fpr, defined) -> dict[str, np.ndarray]:
     ppv = pi * tpr / sel
     rates = {"selection_rate": sel, "tpr": tpr, "fpr": fpr, "ppv": ppv, "accuracy": sel * 0 + 0.5}
     masked = {k: np.where(defined.get(k, np.ones_like(defined["tpr"])), v, np.nan) for k, v in rates.items()}
-    return binary_disparities(masked, None)
+    return binary_disparities(masked, ref)
 
 
-def new_method(cells: np.ndarray, conf: float) -> tuple[dict, dict]:
+def new_method(cells: np.ndarray, conf: float, ref: int | None = None) -> tuple[dict, dict]:
     from audit.methods.fairness import score_disparities
     from audit.stats.bootstrap import rates_from_cells
     from audit.stats.proportions import group_interval
 
-    out = score_disparities(cells, None, conf, test=False)
+    out = score_disparities(cells, ref, conf, test=False)
     rates = rates_from_cells(cells)
     c = cells
     grp = {"tpr": group_interval(c[..., 3], c[..., 2] + c[..., 3], conf),
@@ -97,8 +105,8 @@ def new_method(cells: np.ndarray, conf: float) -> tuple[dict, dict]:
     return {k: (v[0], v[1]) for k, v in out.items()}, (grp, rates)
 
 
-def old_method(cells: np.ndarray, conf: float, rng: np.random.Generator, n_boot: int = 1000
-               ) -> tuple[dict, dict]:
+def old_method(cells: np.ndarray, conf: float, rng: np.random.Generator, n_boot: int = 1000,
+               ref: int | None = None) -> tuple[dict, dict]:
     """The procedure before this change: percentile bootstrap per group, studentized max-|t|
     bootstrap over pairs for the disparities (Šidák over TPR/FPR for equalized odds)."""
     from audit.stats.bootstrap import (
@@ -113,7 +121,7 @@ def old_method(cells: np.ndarray, conf: float, rng: np.random.Generator, n_boot:
     grp = {k: (np.full(cells.shape[:2], np.nan), np.full(cells.shape[:2], np.nan))
            for k in ("tpr", "selection_rate")}
     bases = {"demographic_parity": ["selection_rate"], "equalized_odds": ["tpr", "fpr"],
-             "equal_opportunity": ["tpr"], "predictive_parity": ["ppv"]}
+             "equal_opportunity": ["tpr"], "predictive_parity": ["ppv"], "disparate_impact": ["selection_rate"]}
     for r in range(R):
         point = rates_from_cells(cells[r])
         boot = rates_from_cells(bootstrap_cells(cells[r], n_boot, rng))
@@ -122,9 +130,10 @@ def old_method(cells: np.ndarray, conf: float, rng: np.random.Generator, n_boot:
             grp[k][0][r], grp[k][1][r] = lo, hi
         for key in DISPARITIES:
             fam, kind = key.rsplit("_", 1)
+            kind = "impact" if fam == "disparate_impact" else kind
             bs = bases[fam]
             level = conf ** (1 / len(bs))
-            parts = [disparity_interval(point[b], boot[b], kind, None, level) for b in bs]
+            parts = [disparity_interval(point[b], boot[b], kind, ref, level) for b in bs]
             los, his = np.array([p[0] for p in parts]), np.array([p[1] for p in parts])
             if np.isnan(los).any() or np.isnan(his).any():
                 continue
@@ -136,16 +145,16 @@ def old_method(cells: np.ndarray, conf: float, rng: np.random.Generator, n_boot:
 
 
 def run_cell(sizes: str, rates: str, gap: float, method: str, reps: int, conf: float,
-             seed: int) -> dict[str, float]:
+             seed: int, ref: int | None = None) -> dict[str, float]:
     rng = np.random.default_rng(seed)
     n, pi, tpr, fpr = true_rates(sizes, rates, gap)
     cells = simulate(n, pi, tpr, fpr, reps, rng)
     if method == "new":
-        intervals, (grp, rates_s) = new_method(cells, conf)
+        intervals, (grp, rates_s) = new_method(cells, conf, ref)
     else:
-        intervals, (grp, rates_s) = old_method(cells, conf, rng)
+        intervals, (grp, rates_s) = old_method(cells, conf, rng, ref=ref)
     defined = {k: np.isfinite(rates_s[k]) for k in ("tpr", "fpr", "ppv", "selection_rate")}
-    truth = truth_of(pi, tpr, fpr, defined)
+    truth = truth_of(pi, tpr, fpr, defined, ref)
     row: dict[str, float] = {}
     sel_true = pi * tpr + (1 - pi) * fpr
     for k, true_g in (("tpr", tpr), ("selection_rate", sel_true)):
@@ -179,17 +188,18 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     short = {"demographic_parity": "DP", "equalized_odds": "EO", "equal_opportunity": "EOpp",
-             "predictive_parity": "PP"}
+             "predictive_parity": "PP", "disparate_impact": "DI"}
     cols = [(k, short[k.rsplit("_", 1)[0]] + ("d" if k.endswith("difference") else "r")) for k in DISPARITIES]
+    cols = [(k, "DI" if k.startswith("disparate") else c) for k, c in cols]
     print(f"method={args.method} reps={args.reps} confidence={args.confidence}; per disparity: "
           "coverage / P(false breach at a threshold = truth) / P(false pass just outside)")
-    head = f"{'sizes':<12}{'rates':<5}{'gap':>5} {'grpTPR':>6} {'grpSR':>6} " + " ".join(
+    head = f"{'sizes':<16}{'rates':<5}{'gap':>5} {'grpTPR':>6} {'grpSR':>6} " + " ".join(
         f"{c:>15}" for _, c in cols) + f" {'EO<=.1 breach':>13}"
     print(head)
     start = time.perf_counter()
     worst = {"cov": 1.0, "brk": 0.0, "pas": 0.0, "grp": 1.0}
-    for i, (s, r, g) in enumerate(cells_grid()):
-        row = run_cell(s, r, g, args.method, args.reps, args.confidence, args.seed + i)
+    for i, (s, r, g, ref) in enumerate(cells_grid()):
+        row = run_cell(s, r, g, args.method, args.reps, args.confidence, args.seed + i, ref)
         parts = []
         for k, _ in cols:
             cov, brk, pas = row[f"{k}:cov"], row[f"{k}:brk"], row[f"{k}:pas"]
@@ -199,7 +209,8 @@ def main() -> None:
                 worst["brk"] = max(worst["brk"], brk)
                 worst["pas"] = max(worst["pas"], pas)
         worst["grp"] = min(worst["grp"], row["grp_tpr"], row["grp_selection_rate"])
-        print(f"{s:<12}{r:<5}{g:>5.2f} {row['grp_tpr']:6.3f} {row['grp_selection_rate']:6.3f} "
+        name = s if ref is None else f"{s} ref"
+        print(f"{name:<16}{r:<5}{g:>5.2f} {row['grp_tpr']:6.3f} {row['grp_selection_rate']:6.3f} "
               + " ".join(f"{p:>15}" for p in parts) + f" {row['gate10']:13.3f}", flush=True)
     print(f"worst over the grid: disparity coverage {worst['cov']:.3f}, false breach {worst['brk']:.3f}, "
           f"false pass {worst['pas']:.3f}, per-group coverage {worst['grp']:.3f} "

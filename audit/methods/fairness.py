@@ -65,7 +65,6 @@ from audit.stats.fairness_tests import (
     min_detectable_difference,
     min_detectable_mean_difference,
     permutation_pvalue,
-    permute_cells,
 )
 from audit.stats.proportions import GROUP_METHOD, disparity_score_interval, group_interval
 
@@ -106,18 +105,6 @@ MULTICLASS_DISPARITIES: dict[str, tuple[str, str]] = {
     "accuracy_difference": ("accuracy difference", "accuracy"),
     "demographic_parity_difference": ("demographic parity difference (largest over classes)",
                                       "selection_rate[*]"),
-}
-
-# Permutation schemes of the binary tests, as strata of confusion cells (tn, fp, fn, tp).
-_ALL_CELLS = [[0, 1, 2, 3]]
-_BY_OUTCOME = [[0, 1], [2, 3]]      # shuffle within y = 0 and within y = 1
-_BY_DECISION = [[0, 2], [1, 3]]     # shuffle within ŷ = 0 and within ŷ = 1
-_BINARY_TESTS = {
-    "demographic_parity_difference": (_ALL_CELLS, "group labels shuffled over all rows"),
-    "accuracy_difference": (_ALL_CELLS, "group labels shuffled over all rows"),
-    "equalized_odds_difference": (_BY_OUTCOME, "group labels shuffled within each true outcome"),
-    "equal_opportunity_difference": (_BY_OUTCOME, "group labels shuffled within each true outcome"),
-    "predictive_parity_difference": (_BY_DECISION, "group labels shuffled within each decision"),
 }
 
 
