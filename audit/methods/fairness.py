@@ -1043,26 +1043,47 @@ def _analyse_regression(cols: Sequence[str], values: np.ndarray, y: np.ndarray, 
     masked = _mask_groups(point, judged)
     judged_names = tuple(str(levels[g]) for g in np.flatnonzero(judged))
     small_names = tuple(str(levels[g]) for g in np.flatnonzero(small))
-    # Permutation: shuffle group labels over the judged rows, recompute group means.
+    # Permutation: shuffle group labels over the judged rows. The statistic is the largest
+    # studentized pairwise gap (Welch t), matching the pairwise bootstrap-t interval; the raw
+    # max − min would let the noisiest (smallest) group dominate the null.
+    from audit.stats.proportions import pairs_of
+
+    pairs = pairs_of(judged, ref)
+    pa = np.array([p[0] for p in pairs], dtype=np.int64)
+    pb = np.array([p[1] for p in pairs], dtype=np.int64)
+
+    @_quiet
+    def max_t(n: np.ndarray, s1: np.ndarray, s2: np.ndarray) -> np.ndarray:
+        mean = s1 / n
+        var = np.maximum(s2 / n - mean ** 2, 0.0) * n / np.maximum(n - 1, 1)
+        se = np.sqrt(var[..., pa] / n[..., pa] + var[..., pb] / n[..., pb])
+        # a zero spread within both groups: any gap is decisive, no gap is not (finite, so
+        # that permutation_pvalue can rank it)
+        t = np.abs(mean[..., pa] - mean[..., pb]) / np.maximum(se, 1e-12)
+        return np.nanmax(t, axis=-1)
+
     null = None
+    observed_t = {}
     P = config.n_permutations
     keep_rows = np.flatnonzero(judged[codes])
-    if P and judged.sum() >= 2:
+    if P and pairs:
         sub_codes = codes[keep_rows]
         vals = cols_vals[keep_rows]
+        n_obs = np.bincount(sub_codes, minlength=G).astype(float)
+        for j, k in enumerate(keys):
+            observed_t[k] = float(max_t(n_obs, np.bincount(sub_codes, vals[:, j], minlength=G),
+                                        np.bincount(sub_codes, vals[:, j] ** 2, minlength=G)))
         null = {k: np.empty(P) for k in keys}
         chunk = max(1, 2_000_000 // max(1, keep_rows.size))
         for start in range(0, P, chunk):
             b = min(chunk, P - start)
             perm = np.stack([rng.permutation(sub_codes) for _ in range(b)])
             flat = (perm + (np.arange(b) * G)[:, None]).ravel()
-            n = np.bincount(flat, minlength=b * G).reshape(b, G)
+            n = np.bincount(flat, minlength=b * G).reshape(b, G).astype(float)
             for j, k in enumerate(keys):
-                sums = np.bincount(flat, weights=np.tile(vals[:, j], b), minlength=b * G).reshape(b, G)
-                with np.errstate(all="ignore"):
-                    means = np.where(n > 0, sums / np.maximum(n, 1), np.nan)
-                means[:, ~judged] = np.nan
-                null[k][start:start + b] = spread_difference(means, ref)
+                s1 = np.bincount(flat, weights=np.tile(vals[:, j], b), minlength=b * G).reshape(b, G)
+                s2 = np.bincount(flat, weights=np.tile(vals[:, j] ** 2, b), minlength=b * G).reshape(b, G)
+                null[k][start:start + b] = max_t(n, s1, s2)
     disparities = {}
     masked_boot = _mask_groups(boot, judged) if B else None
 
@@ -1076,10 +1097,12 @@ def _analyse_regression(cols: Sequence[str], values: np.ndarray, y: np.ndarray, 
     for k, (label, base) in REGRESSION_DISPARITIES.items():
         v = _f(spread_difference(masked[base], ref))
         lo, hi = bounds_at(k, config.confidence) if v is not None else (None, None)
-        raw[k] = _f(permutation_pvalue(v, null[base])) if null is not None and v is not None else None
+        raw[k] = (_f(permutation_pvalue(observed_t[base], null[base]))
+                  if null is not None and v is not None else None)
         why = None if v is not None else f"fewer than two groups with at least {config.min_group_size} rows"
         disparities[k] = Disparity(k, label, Estimate(v, lo, hi, why), raw[k], None,
-                                   "group labels shuffled over all rows" if raw[k] is not None else None,
+                                   "group labels shuffled over all rows; statistic: the largest "
+                                   "pairwise Welch t" if raw[k] is not None else None,
                                    judged_names, small_names)
     # One family per attribute: its regression disparities, Holm-adjusted together.
     tested = [k for k, p in raw.items() if p is not None]
