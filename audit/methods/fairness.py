@@ -293,14 +293,18 @@ def test_sentence(d: Disparity, alpha: float) -> str:
         return "No test was run for it."
     m = d.n_comparisons or 0
     fam = f"{m} comparison{'s' if m != 1 else ''}"
+
+    def fmt(p: float | None) -> str:  # the tail beyond 1e-10 is not computed precisely
+        return "< 1e-10" if p is not None and p < 1e-10 else f"= {p:.2g}"
+
     if d.significance == SIGNIFICANT:
         return (f"The gap is significant after correcting for the {fam} of its family "
-                f"({d.family}; adjusted p = {d.p_adjusted:.2g} < {alpha:.3g}).")
+                f"({d.family}; adjusted p {fmt(d.p_adjusted)} < {alpha:.3g}).")
     if d.significance == RAW_ONLY:
-        return (f"The smallest raw p = {d.p_value:.2g} is small but not significant after "
-                f"correcting for the {fam} of its family (adjusted p = {d.p_adjusted:.2g}); this "
+        return (f"The smallest raw p {fmt(d.p_value)} is small but not significant after "
+                f"correcting for the {fam} of its family (adjusted p {fmt(d.p_adjusted)}); this "
                 "is not evidence that there is no gap.")
-    return (f"No evidence of a gap at this sample size (smallest raw p = {d.p_value:.2g} over "
+    return (f"No evidence of a gap at this sample size (smallest raw p {fmt(d.p_value)} over "
             f"{fam}); this does not show the groups are equal: see the detectable gap per group.")
 
 
