@@ -476,8 +476,17 @@ def score_disparities(cells: np.ndarray, ref: int | None, confidence: float,
     counts = rate_counts(np.asarray(cells))
     if judged is not None:
         counts = {k: (np.where(judged, x, 0), np.where(judged, n, 0)) for k, (x, n) in counts.items()}
-    return {k: disparity_score_interval([counts[c] for c in comps], kind, ref, confidence, test=test)
-            for k, (_, comps, kind) in SCORE_DISPARITIES.items() if keys is None or k in keys}
+    out: dict[str, tuple[np.ndarray, ...]] = {}
+    tested: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # a family's test is computed once
+    for k, (family, comps, kind) in SCORE_DISPARITIES.items():
+        if keys is not None and k not in keys:
+            continue
+        lo, hi, p_adj, p_raw, m = disparity_score_interval(
+            [counts[c] for c in comps], kind, ref, confidence, test=test and family not in tested)
+        if test:
+            p_adj, p_raw = tested.setdefault(family, (p_adj, p_raw))
+        out[k] = (lo, hi, p_adj, p_raw, m)
+    return out
 
 
 def _disparity_bounds(key: str, bases: list[str], point: dict[str, np.ndarray],

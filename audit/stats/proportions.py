@@ -280,8 +280,11 @@ def disparity_score_interval(components: Sequence[tuple[np.ndarray, np.ndarray]]
     """
     limits = limits or MOVER_LIMITS
     comps = [(np.asarray(x, dtype=float), np.asarray(n, dtype=float)) for x, n in components]
-    G = comps[0][0].shape[-1]
-    pairs = pairs_of(np.ones(G, dtype=bool), ref)
+    # only groups defined somewhere (in any component and any leading index) can form a pair
+    present = np.zeros(comps[0][0].shape[-1], dtype=bool)
+    for _, n in comps:
+        present |= (n > 0).reshape(-1, n.shape[-1]).any(axis=0)
+    pairs = pairs_of(present, ref)
     lead = np.broadcast_shapes(*(x.shape for x, _ in comps))[:-1]
     nan = np.full(lead, np.nan)
     if not pairs:
