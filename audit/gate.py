@@ -24,7 +24,9 @@ beyond the true value with probability at most ``(1 − c) / 2``)
 ------------------------------------------------------------------------------------------
 - ``breach``: the whole interval lies outside the threshold (``lower > max`` or ``upper < min``);
   when the true disparity is within the threshold this happens at most ``(1 − c) / 2`` of the
-  time (2.5 % at c = 0.95), whatever the group sizes;
+  time (2.5 % at c = 0.95), whatever the group sizes (checked by simulation for the rate
+  disparities, benchmarks/fairness_coverage.py; approximate for AUC and regression disparities,
+  whose intervals come from a bootstrap);
 - ``pass``: the whole interval lies inside it; when the true disparity is outside the threshold
   this happens at most ``(1 − c) / 2`` of the time;
 - ``inconclusive``: the interval straddles the threshold; fails the gate unless ``"warn"``;
