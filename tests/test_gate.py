@@ -228,3 +228,26 @@ def test_to_junit_is_well_formed_for_every_code_point_xml_forbids():
     failure = root.find("testsuite/testcase/failure")
     assert failure.get("message") == xml_text(f"{nasty} breached")
     assert failure.text == f"{xml_text(nasty)}: {xml_text(nasty + ' breached')}"
+
+
+def test_bonferroni_correction_judges_each_rule_at_its_share(tmp_path):
+    """[gate] correction = "bonferroni": each of m rules is judged on its interval at level
+    1 − 0.05/m, so the chance of any false breach over all rules stays at most 2.5 %."""
+    rules = (f'{DP} = {{ max = 0.10 }}\n"fairness.group.demographic_parity_ratio" = {{ min = 0.5 }}\n'
+             '"fairness.group.equalized_odds_difference" = { max = 0.5 }\n')
+    cfg = write_case(tmp_path, [400, 400], [0.55, 0.35], rules)
+    plain = json.loads(check(cfg, "--json").output)["verdicts"]
+    cfg = write_case(tmp_path, [400, 400], [0.55, 0.35], 'correction = "bonferroni"\n' + rules)
+    res = check(cfg, "--json")
+    corrected = json.loads(res.output)["verdicts"]
+    assert [v["confidence"] for v in plain] == [0.95] * 3
+    assert [v["confidence"] for v in corrected] == [pytest.approx(1 - 0.05 / 3)] * 3
+    for a, b in zip(plain, corrected, strict=True):
+        assert b["lower"] < a["lower"] and b["upper"] > a["upper"] and a["value"] == b["value"]
+    assert corrected[0]["status"] == "breach" and "at most 0.83% of the time" in corrected[0]["message"]
+
+
+def test_exit_2_unknown_correction(tmp_path):
+    cfg = write_case(tmp_path, [100, 100], [0.4, 0.4], f'correction = "holm"\n{DP} = {{ max = 0.1 }}')
+    res = check(cfg)
+    assert res.exit_code == 2 and "correction" in res.output and "bonferroni" in res.output

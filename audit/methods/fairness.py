@@ -9,13 +9,17 @@ What is computed, for every sensitive attribute and every configured intersectio
 - between groups: demographic parity, equalized odds, equal opportunity and predictive parity as
   differences and ratios, the disparate-impact ratio with the four-fifths rule, accuracy and AUC
   differences; each relative to a reference group (``reference``) or as max − min (min / max);
-- a percentile bootstrap interval for every group metric and every disparity, resampling within
-  groups (:mod:`audit.stats.bootstrap`: exact multinomial draws of the confusion counts);
-- a permutation test for every difference-type disparity (group labels shuffled, conditionally
-  on the true outcome for TPR/FPR and on the decision for PPV), with Holm and Benjamini–Hochberg
-  adjustment across everything tested (:mod:`audit.stats.fairness_tests`);
-- a power note per group (the smallest gap a two-sided test at ``alpha`` would detect with 80 %
-  probability);
+- for every rate (a proportion of a group's rows): the Clopper–Pearson interval; for every
+  disparity of rates: the simultaneous score interval of :mod:`audit.stats.proportions` (MOVER
+  differences / ratios of every compared pair, Bonferroni over the pairs on the bound away from
+  parity: each bound misses with probability at most (1 − confidence) / 2 in every regime), and
+  its test, the inversion of the same intervals, so that the findings and the gate cannot
+  disagree; families (one null hypothesis per attribute and criterion) are explicit;
+- percentile bootstrap intervals (resampling within groups, :mod:`audit.stats.bootstrap`) for what
+  is not a proportion: balanced accuracy, AUC, calibration error, regression means; regression
+  disparities keep a permutation test, Holm-adjusted over the attribute's three disparities;
+- a power note per group (the smallest gap to its best partner that the pairwise test, at its
+  corrected level, detects with probability ``power``; normal approximation);
 - threshold curves per group and a what-if with fairlearn's ThresholdOptimizer (information only).
 
 Labels are encoded to 0/1 with the declared positive label before fairlearn sees them (with string
@@ -49,6 +53,7 @@ from audit.stats.bootstrap import (
     group_codes,
     multiclass_rates_from_cells,
     percentile_interval,
+    rate_counts,
     rates_from_cells,
     row_weights,
     weighted_auc,
@@ -56,13 +61,12 @@ from audit.stats.bootstrap import (
     weighted_means,
 )
 from audit.stats.fairness_tests import (
-    benjamini_hochberg,
     holm,
     min_detectable_difference,
     min_detectable_mean_difference,
     permutation_pvalue,
-    permute_cells,
 )
+from audit.stats.proportions import GROUP_METHOD, disparity_score_interval, group_interval
 
 #: Separator of attribute names in an intersection's name (``"sex*race"``); ``×`` and ``&``
 #: are accepted as synonyms in gate keys and config.
@@ -103,18 +107,6 @@ MULTICLASS_DISPARITIES: dict[str, tuple[str, str]] = {
                                       "selection_rate[*]"),
 }
 
-# Permutation schemes of the binary tests, as strata of confusion cells (tn, fp, fn, tp).
-_ALL_CELLS = [[0, 1, 2, 3]]
-_BY_OUTCOME = [[0, 1], [2, 3]]      # shuffle within y = 0 and within y = 1
-_BY_DECISION = [[0, 2], [1, 3]]     # shuffle within ŷ = 0 and within ŷ = 1
-_BINARY_TESTS = {
-    "demographic_parity_difference": (_ALL_CELLS, "group labels shuffled over all rows"),
-    "accuracy_difference": (_ALL_CELLS, "group labels shuffled over all rows"),
-    "equalized_odds_difference": (_BY_OUTCOME, "group labels shuffled within each true outcome"),
-    "equal_opportunity_difference": (_BY_OUTCOME, "group labels shuffled within each true outcome"),
-    "predictive_parity_difference": (_BY_DECISION, "group labels shuffled within each decision"),
-}
-
 
 def disparity_names(task: str) -> list[str]:
     """The disparity metrics reported (and usable in the gate) for a task."""
@@ -128,11 +120,14 @@ class FairnessConfig(MethodConfig):
     """Options of the fairness method.
 
     min_group_size : groups with fewer rows are "too small to judge" (no numbers, no disparity).
-    confidence : level of the bootstrap intervals (two-sided); the gate judges on them.
-    alpha : significance level for the power note and the findings.
+    confidence : level c of the intervals (two-sided; each bound errs at most (1 − c)/2); the gate
+        judges on them, and for rates and their disparities the tests use α = 1 − c (the
+        interval's own test), so that findings and gate verdicts agree.
+    alpha : significance level of the regression permutation tests and their power note.
     power : power of the minimum-detectable-difference note.
-    n_boot : bootstrap resamples (0 disables intervals; the gate then cannot pass).
-    n_permutations : permutations per test (0 disables the tests).
+    n_boot : bootstrap resamples for what is not a proportion (AUC, calibration, balanced
+        accuracy, regression); 0 disables those intervals (rates keep their exact intervals).
+    n_permutations : permutations per regression test (0 disables them).
     reference : attribute (or intersection) -> reference group; others use max − min.
     intersections : lists of attributes to cross; default: every pair of sensitive attributes.
     max_groups : an attribute with more distinct values is an error (bin it first).
@@ -216,7 +211,7 @@ def attribute_sets(sensitive: Sequence[str], config: FairnessConfig) -> list[tup
 
 @dataclass(frozen=True)
 class Estimate:
-    """A point estimate with its bootstrap interval; ``undefined`` says why there is no value."""
+    """A point estimate with its interval; ``undefined`` says why there is no value."""
 
     value: float | None
     lower: float | None = None
@@ -248,22 +243,69 @@ class GroupRow:
         return {k: e.undefined for k, e in self.metrics.items() if e.undefined}
 
 
+#: How a finding words a disparity's test (the three cases of the report and README).
+SIGNIFICANT = "significant after correction"
+RAW_ONLY = "raw p small but not significant after correction"
+NO_EVIDENCE = "no evidence of a gap at this sample size"
+
+
 @dataclass(frozen=True)
 class Disparity:
+    """One disparity, its interval and its test.
+
+    ``p_value`` is the smallest unadjusted p-value among the compared pairs (and components),
+    ``p_adjusted`` the p-value corrected for the ``n_comparisons`` hypotheses of its ``family``,
+    ``significance`` one of :data:`SIGNIFICANT`, :data:`RAW_ONLY`, :data:`NO_EVIDENCE` at the
+    level ``1 − confidence`` (None when untested).
+    """
+
     name: str
     label: str
     estimate: Estimate
     p_value: float | None = None
-    p_holm: float | None = None
-    p_bh: float | None = None
+    p_adjusted: float | None = None
     test: str | None = None
     groups_used: tuple[str, ...] = ()
     excluded_small: tuple[str, ...] = ()
     excluded_undefined: tuple[str, ...] = ()
+    family: str | None = None
+    n_comparisons: int | None = None
+    significance: str | None = None
 
     @property
     def value(self) -> float | None:
         return self.estimate.value
+
+
+def significance(p_raw: float | None, p_adjusted: float | None, alpha: float) -> str | None:
+    """The wording of a test result: significant after correction, raw p small but not after
+    correction, or no evidence of a gap (never the last when the raw p is small)."""
+    if p_raw is None or p_adjusted is None:
+        return None
+    if p_adjusted < alpha:
+        return SIGNIFICANT
+    return RAW_ONLY if p_raw < alpha else NO_EVIDENCE
+
+
+def test_sentence(d: Disparity, alpha: float) -> str:
+    """One sentence saying what the disparity's test showed, in the three cases of the report."""
+    if d.significance is None:
+        return "No test was run for it."
+    m = d.n_comparisons or 0
+    fam = f"{m} comparison{'s' if m != 1 else ''}"
+
+    def fmt(p: float | None) -> str:  # the tail beyond 1e-10 is not computed precisely
+        return "< 1e-10" if p is not None and p < 1e-10 else f"= {p:.2g}"
+
+    if d.significance == SIGNIFICANT:
+        return (f"The gap is significant after correcting for the {fam} of its family "
+                f"({d.family}; adjusted p {fmt(d.p_adjusted)} < {alpha:.3g}).")
+    if d.significance == RAW_ONLY:
+        return (f"The smallest raw p {fmt(d.p_value)} is small but not significant after "
+                f"correcting for the {fam} of its family (adjusted p {fmt(d.p_adjusted)}); this "
+                "is not evidence that there is no gap.")
+    return (f"No evidence of a gap at this sample size (smallest raw p {fmt(d.p_value)} over "
+            f"{fam}); this does not show the groups are equal: see the detectable gap per group.")
 
 
 @dataclass(frozen=True)
@@ -296,6 +338,9 @@ class AttributeResult:
     notes: tuple[str, ...]
     curves: ThresholdCurves | None = None
     what_if: tuple[WhatIf, ...] = ()
+    #: (metric, confidence) -> (lower, upper): the disparity's interval at another level, for the
+    #: gate's correction across rules (not serialised).
+    _bounds: Callable[[str, float], tuple[float | None, float | None]] | None = None
 
     @property
     def title(self) -> str:
@@ -402,6 +447,48 @@ def binary_disparities(rates: dict[str, np.ndarray], ref: int | None) -> dict[st
     }
 
 
+#: The score-interval disparities of a binary classifier: name -> (test family, the rates
+#: compared, kind). A family is one null hypothesis ("these rates are equal in every compared
+#: pair"); a difference, its ratio and the disparate-impact ratio test the same one. Equal
+#: opportunity (TPR) is one half of equalized odds (TPR and FPR), not a separate hypothesis.
+SCORE_DISPARITIES: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "demographic_parity_difference": ("equal selection rates", ("selection_rate",), "difference"),
+    "demographic_parity_ratio": ("equal selection rates", ("selection_rate",), "ratio"),
+    "disparate_impact_ratio": ("equal selection rates", ("selection_rate",), "impact"),
+    "equalized_odds_difference": ("equal TPR and FPR", ("tpr", "fpr"), "difference"),
+    "equalized_odds_ratio": ("equal TPR and FPR", ("tpr", "fpr"), "ratio"),
+    "equal_opportunity_difference": ("equal TPR", ("tpr",), "difference"),
+    "equal_opportunity_ratio": ("equal TPR", ("tpr",), "ratio"),
+    "predictive_parity_difference": ("equal PPV", ("ppv",), "difference"),
+    "predictive_parity_ratio": ("equal PPV", ("ppv",), "ratio"),
+    "accuracy_difference": ("equal accuracy", ("accuracy",), "difference"),
+}
+SCORE_TEST = ("score test of equal proportions for every compared pair (inverted Newcombe "
+              "interval), Bonferroni over the pairs")
+
+
+def score_disparities(cells: np.ndarray, ref: int | None, confidence: float,
+                      judged: np.ndarray | None = None, keys: Sequence[str] | None = None,
+                      *, test: bool = True) -> dict[str, tuple[np.ndarray, ...]]:
+    """Simultaneous score intervals and tests of the binary disparities from confusion counts
+    ``(..., G, 4)`` (:func:`audit.stats.proportions.disparity_score_interval`); groups outside
+    ``judged`` are left out. Returns name -> ``(lower, upper, p_adjusted, p_raw, m)``."""
+    counts = rate_counts(np.asarray(cells))
+    if judged is not None:
+        counts = {k: (np.where(judged, x, 0), np.where(judged, n, 0)) for k, (x, n) in counts.items()}
+    out: dict[str, tuple[np.ndarray, ...]] = {}
+    tested: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # a family's test is computed once
+    for k, (family, comps, kind) in SCORE_DISPARITIES.items():
+        if keys is not None and k not in keys:
+            continue
+        lo, hi, p_adj, p_raw, m = disparity_score_interval(
+            [counts[c] for c in comps], kind, ref, confidence, test=test and family not in tested)
+        if test:
+            p_adj, p_raw = tested.setdefault(family, (p_adj, p_raw))
+        out[k] = (lo, hi, p_adj, p_raw, m)
+    return out
+
+
 def _disparity_bounds(key: str, bases: list[str], point: dict[str, np.ndarray],
                       boot: dict[str, np.ndarray], ref: int | None,
                       confidence: float, *, cap: float | None = 1.0) -> tuple[float | None, float | None]:
@@ -493,7 +580,10 @@ class Fairness(AuditMethod[FairnessConfig, FairnessResult]):
                                           data.classes or (), config, ref, ctx.rng)
             attributes[set_name(cols)] = res
             ctx.progress(i + 1, len(sets))
-        attributes, n_tests = _adjust(attributes)
+        # one test per family (attribute × null hypothesis): a difference, its ratio and the
+        # disparate-impact ratio test the same hypothesis
+        n_tests = len({(a, d.family) for a, res in attributes.items()
+                       for d in res.disparities.values() if d.p_value is not None})
 
         if data.task == "binary":
             metrics = ("base_rate", "selection_rate", "accuracy", "balanced_accuracy", "tpr", "fpr",
@@ -519,6 +609,7 @@ class Fairness(AuditMethod[FairnessConfig, FairnessResult]):
     def findings(self, result: FairnessResult, config: FairnessConfig) -> list[Finding]:
         out = []
         conf = f"{result.confidence:.0%}"
+        alpha = 1 - result.confidence
         for res in result.attributes.values():
             for name, limit in (("demographic_parity_difference", config.dp_warn),
                                 ("equalized_odds_difference", config.eo_warn)):
@@ -529,24 +620,16 @@ class Fairness(AuditMethod[FairnessConfig, FairnessResult]):
                 what = "Selection rates" if name.startswith("demographic") else "Error rates"
                 ci = (f"{conf} CI {e.lower:.3f}–{e.upper:.3f}" if e.lower is not None and e.upper is not None
                       else "no interval")
-                p = f"; Holm-adjusted p = {d.p_holm:.3g}" if d.p_holm is not None else ""
-                significant = d.p_holm is None or d.p_holm < result.alpha
-                if e.lower is not None and e.lower > limit and not significant:
-                    # A max-min over many (small) groups is inflated by noise, and so is its
-                    # percentile interval; the permutation test is the fairer judge here.
-                    out.append(Finding("info", f"{what} differ between groups of {res.title}: "
-                                               f"{d.label} {e.value:.3f} ({ci}{p}). The interval lies "
-                                               f"above {limit}, but shuffling group membership produces "
-                                               "gaps this large too: with small groups the largest-minus-"
-                                               "smallest spread is inflated by noise, so this is not "
-                                               "evidence of a real gap."))
-                elif e.lower is not None and e.lower > limit:
+                test = test_sentence(d, alpha)
+                if e.lower is not None and e.lower > limit:
+                    # lower > limit >= 0 implies p_adjusted < alpha: the same intervals decide
                     out.append(Finding("warning", f"{what} differ between groups of {res.title}: "
-                                                  f"{d.label} {e.value:.3f} ({ci}{p}), clearly above {limit}."))
+                                                  f"{d.label} {e.value:.3f} ({ci}), clearly above {limit}: "
+                                                  f"the whole interval lies above it. {test}"))
                 elif e.value > limit:
                     out.append(Finding("info", f"{what} differ between groups of {res.title}: "
-                                               f"{d.label} {e.value:.3f} ({ci}{p}); above {limit} as a "
-                                               "point estimate, but the interval reaches below it."))
+                                               f"{d.label} {e.value:.3f} ({ci}); above {limit} as a "
+                                               f"point estimate, but the interval reaches below it. {test}"))
             if res.four_fifths_fail:
                 out.append(Finding("warning", f"Four-fifths rule: the selection rate of "
                                               f"{', '.join(res.four_fifths_fail[:5])} ({res.title}) is below "
@@ -585,7 +668,7 @@ class Fairness(AuditMethod[FairnessConfig, FairnessResult]):
             ax.set_yticklabels([f"{g.group} (n={g.count:,})" for g in groups])
             ax.invert_yaxis()
             ax.set_xlim(0, 1)
-            ax.set_xlabel(f"rate ({result.confidence:.0%} bootstrap interval)")
+            ax.set_xlabel(f"rate ({result.confidence:.0%} Clopper–Pearson interval)")
             ax.set_title(f"Rates by {res.title}")
             ax.legend(frameon=False, fontsize=7, loc="lower right")
             figs[f"rates:{key}"] = fig
@@ -754,12 +837,20 @@ def _analyse_binary(cols: Sequence[str], values: np.ndarray, y: np.ndarray, yhat
     reasons = {**RATE_METRICS, "auc": "needs both positive and negative outcomes in the group",
                "ece": None}
     metric_keys = list(RATE_METRICS) + (["auc", "ece"] if scores is not None else [])
-    intervals = {k: percentile_interval(all_boot[k], config.confidence) for k in metric_keys} if B else {}
+    # Proportions: exact (Clopper-Pearson) intervals from the counts; the rest: percentile bootstrap.
+    counts_of = rate_counts(cells)
+    intervals = {k: group_interval(*counts_of[k], config.confidence, GROUP_METHOD) for k in counts_of}
+    if B:
+        intervals.update({k: percentile_interval(all_boot[k], config.confidence)
+                          for k in metric_keys if k not in counts_of})
+    alpha = 1 - config.confidence
+    scored = score_disparities(cells, ref, config.confidence, judged)
 
-    # Power note: smallest gap vs the rest (or the reference group) detectable at alpha.
+    # Power note: the smallest gap between this group and its best partner (the reference, or
+    # the largest other group) that the pairwise score test at its corrected level detects.
     pooled = rates_from_cells(cells[judged].sum(axis=0))
-    denominators = {"selection_rate": counts, "tpr": cells[:, 2] + cells[:, 3],
-                    "fpr": cells[:, 0] + cells[:, 1]}
+    family_of_mdd = {"selection_rate": "demographic_parity_difference",
+                     "tpr": "equal_opportunity_difference"}
     rows_out = []
     for g, lv in enumerate(levels):
         if small[g]:
@@ -769,16 +860,18 @@ def _analyse_binary(cols: Sequence[str], values: np.ndarray, y: np.ndarray, yhat
         metrics = {}
         for k in metric_keys:
             v = _f(all_point[k][g])
-            lo, hi = (intervals[k][0][g], intervals[k][1][g]) if B else (None, None)
+            lo, hi = (intervals[k][0][g], intervals[k][1][g]) if k in intervals else (None, None)
             why = None if v is not None else (reasons.get(k) or "undefined")
             metrics[k] = Estimate(v, _f(lo) if v is not None else None,
                                   _f(hi) if v is not None else None, why)
         mdd = {}
-        for k, den in denominators.items():
-            n_g = den[g]
-            n_other = den[ref] if ref is not None and ref != g else den[judged].sum() - n_g
-            mdd[k] = _f(min_detectable_difference(float(pooled[k]), n_g, n_other,
-                                                  alpha=config.alpha, power=config.power))
+        for k, key in family_of_mdd.items():
+            den = counts_of[k][1] * judged
+            m = int(scored[key][4])
+            partners = [ref] if ref is not None and ref != g else [h for h in np.flatnonzero(judged) if h != g]
+            n_other = max((den[h] for h in partners), default=0)
+            mdd[k] = _f(min_detectable_difference(float(pooled[k]), den[g], n_other,
+                                                  alpha=alpha / (2 * max(m, 1)), power=config.power))
         rows_out.append(GroupRow(str(lv), int(counts[g]), False, metrics, mdd, calib.get(g)))
 
     # Disparities over the judged groups.
@@ -791,38 +884,39 @@ def _analyse_binary(cols: Sequence[str], values: np.ndarray, y: np.ndarray, yhat
     small_names = tuple(str(levels[g]) for g in np.flatnonzero(small))
     disparities: dict[str, Disparity] = {}
     n_judged = int(judged.sum())
-    perm_cache: dict[int, np.ndarray] = {}
+
+    def bounds_at(k: str, level: float) -> tuple[float | None, float | None]:
+        if k in SCORE_DISPARITIES:
+            lo, hi, *_ = score_disparities(cells, ref, level, judged, keys=[k], test=False)[k]
+            return _f(lo), _f(hi)
+        if masked_boot is None:
+            return None, None
+        return _disparity_bounds(k, BINARY_DISPARITIES[k][1].split(","), masked_point, masked_boot,
+                                 ref, level)
+
     for k in names:
         label, base = BINARY_DISPARITIES[k]
         bases = base.split(",")
         undefined_groups = tuple(sorted({str(levels[g]) for b in bases for g in np.flatnonzero(judged)
                                          if not np.isfinite(all_point[b][g])}))
         v = _f(disp_point[k])
-        lo = hi = None
-        if v is not None and masked_boot is not None:
-            lo, hi = _disparity_bounds(k, bases, masked_point, masked_boot, ref, config.confidence)
+        lo = hi = p_raw = p_adj = m = None
+        family = test = None
+        if v is not None and k in SCORE_DISPARITIES:
+            lo_, hi_, p_adj_, p_raw_, m_ = scored[k]
+            lo, hi, p_adj, p_raw, m = _f(lo_), _f(hi_), _f(p_adj_), _f(p_raw_), int(m_)
+            family, test = SCORE_DISPARITIES[k][0], SCORE_TEST
+        elif v is not None and masked_boot is not None:
+            lo, hi = bounds_at(k, config.confidence)
         why = None
         if v is None:
             why = (f"fewer than two groups with at least {config.min_group_size} rows"
                    if n_judged < 2 else
                    "the reference group's rate is undefined" if ref is not None and not np.isfinite(all_point[bases[0]][ref])
                    else "fewer than two groups with a defined value, or a ratio of zero rates")
-        p = None
-        test = None
-        if k in _BINARY_TESTS and v is not None and config.n_permutations and n_judged >= 2:
-            strata, test = _BINARY_TESTS[k]
-            key = id(strata)
-            if key not in perm_cache:
-                sub = cells[judged]
-                perm_cache[key] = permute_cells(sub, strata, config.n_permutations, rng)
-            perm = perm_cache[key]
-            full = np.zeros((perm.shape[0], G, 4), dtype=np.int64)
-            full[:, judged] = perm
-            prates = _mask_groups(rates_from_cells(full), judged)
-            null = binary_disparities(prates, ref)[k]
-            p = _f(permutation_pvalue(float(disp_point[k]), null))
-        disparities[k] = Disparity(k, label, Estimate(v, lo, hi, why), p, None, None, test,
-                                   judged_names, small_names, undefined_groups)
+        disparities[k] = Disparity(k, label, Estimate(v, lo, hi, why), p_raw, p_adj, test,
+                                   judged_names, small_names, undefined_groups, family, m,
+                                   significance(p_raw, p_adj, alpha))
         if undefined_groups and n_judged >= 2:
             notes.append(f"{' and '.join(METRIC_LABELS.get(b, b) for b in bases)} undefined for "
                          f"{', '.join(undefined_groups)}: left out of the {label}.")
@@ -842,7 +936,7 @@ def _analyse_binary(cols: Sequence[str], values: np.ndarray, y: np.ndarray, yhat
                      "too small to judge and left out of the disparities.")
     return AttributeResult(name, tuple(cols), str(levels[ref]) if ref is not None else None,
                            tuple(rows_out), disparities, impact, four_fifths,
-                           tuple(dict.fromkeys(notes)), curves, what_if)
+                           tuple(dict.fromkeys(notes)), curves, what_if, bounds_at)
 
 
 def _threshold_curves(scores: np.ndarray, y: np.ndarray, codes: np.ndarray, levels: np.ndarray,
@@ -967,44 +1061,79 @@ def _analyse_regression(cols: Sequence[str], values: np.ndarray, y: np.ndarray, 
     masked = _mask_groups(point, judged)
     judged_names = tuple(str(levels[g]) for g in np.flatnonzero(judged))
     small_names = tuple(str(levels[g]) for g in np.flatnonzero(small))
-    # Permutation: shuffle group labels over the judged rows, recompute group means.
+    # Permutation: shuffle group labels over the judged rows. The statistic is the largest
+    # studentized pairwise gap (Welch t), matching the pairwise bootstrap-t interval; the raw
+    # max − min would let the noisiest (smallest) group dominate the null.
+    from audit.stats.proportions import pairs_of
+
+    pairs = pairs_of(judged, ref)
+    pa = np.array([p[0] for p in pairs], dtype=np.int64)
+    pb = np.array([p[1] for p in pairs], dtype=np.int64)
+
+    @_quiet
+    def max_t(n: np.ndarray, s1: np.ndarray, s2: np.ndarray) -> np.ndarray:
+        mean = s1 / n
+        var = np.maximum(s2 / n - mean ** 2, 0.0) * n / np.maximum(n - 1, 1)
+        se = np.sqrt(var[..., pa] / n[..., pa] + var[..., pb] / n[..., pb])
+        # a zero spread within both groups: any gap is decisive, no gap is not (finite, so
+        # that permutation_pvalue can rank it)
+        t = np.abs(mean[..., pa] - mean[..., pb]) / np.maximum(se, 1e-12)
+        return np.nanmax(t, axis=-1)
+
     null = None
+    observed_t = {}
     P = config.n_permutations
     keep_rows = np.flatnonzero(judged[codes])
-    if P and judged.sum() >= 2:
+    if P and pairs:
         sub_codes = codes[keep_rows]
         vals = cols_vals[keep_rows]
+        n_obs = np.bincount(sub_codes, minlength=G).astype(float)
+        for j, k in enumerate(keys):
+            observed_t[k] = float(max_t(n_obs, np.bincount(sub_codes, vals[:, j], minlength=G),
+                                        np.bincount(sub_codes, vals[:, j] ** 2, minlength=G)))
         null = {k: np.empty(P) for k in keys}
         chunk = max(1, 2_000_000 // max(1, keep_rows.size))
         for start in range(0, P, chunk):
             b = min(chunk, P - start)
             perm = np.stack([rng.permutation(sub_codes) for _ in range(b)])
             flat = (perm + (np.arange(b) * G)[:, None]).ravel()
-            n = np.bincount(flat, minlength=b * G).reshape(b, G)
+            n = np.bincount(flat, minlength=b * G).reshape(b, G).astype(float)
             for j, k in enumerate(keys):
-                sums = np.bincount(flat, weights=np.tile(vals[:, j], b), minlength=b * G).reshape(b, G)
-                with np.errstate(all="ignore"):
-                    means = np.where(n > 0, sums / np.maximum(n, 1), np.nan)
-                means[:, ~judged] = np.nan
-                null[k][start:start + b] = spread_difference(means, ref)
+                s1 = np.bincount(flat, weights=np.tile(vals[:, j], b), minlength=b * G).reshape(b, G)
+                s2 = np.bincount(flat, weights=np.tile(vals[:, j] ** 2, b), minlength=b * G).reshape(b, G)
+                null[k][start:start + b] = max_t(n, s1, s2)
     disparities = {}
+    masked_boot = _mask_groups(boot, judged) if B else None
+
+    def bounds_at(k: str, level: float) -> tuple[float | None, float | None]:
+        if masked_boot is None:
+            return None, None
+        return _disparity_bounds(k, [REGRESSION_DISPARITIES[k][1]], masked, masked_boot, ref, level,
+                                 cap=None)
+
+    raw = {}
     for k, (label, base) in REGRESSION_DISPARITIES.items():
         v = _f(spread_difference(masked[base], ref))
-        lo = hi = None
-        if v is not None and B:
-            lo, hi = _disparity_bounds(k, [base], masked, _mask_groups(boot, judged), ref,
-                                       config.confidence, cap=None)
-        p = _f(permutation_pvalue(v, null[base])) if null is not None and v is not None else None
+        lo, hi = bounds_at(k, config.confidence) if v is not None else (None, None)
+        raw[k] = (_f(permutation_pvalue(observed_t[base], null[base]))
+                  if null is not None and v is not None else None)
         why = None if v is not None else f"fewer than two groups with at least {config.min_group_size} rows"
-        disparities[k] = Disparity(k, label, Estimate(v, lo, hi, why), p, None, None,
-                                   "group labels shuffled over all rows" if p is not None else None,
+        disparities[k] = Disparity(k, label, Estimate(v, lo, hi, why), raw[k], None,
+                                   "group labels shuffled over all rows; statistic: the largest "
+                                   "pairwise Welch t" if raw[k] is not None else None,
                                    judged_names, small_names)
+    # One family per attribute: its regression disparities, Holm-adjusted together.
+    tested = [k for k, p in raw.items() if p is not None]
+    for k, adj in zip(tested, holm([raw[k] for k in tested]), strict=True):
+        disparities[k] = dataclasses.replace(
+            disparities[k], p_adjusted=_f(adj), family="regression disparities (Holm)",
+            n_comparisons=len(tested), significance=significance(raw[k], _f(adj), config.alpha))
     notes = []
     if small.any():
         notes.append(f"{int(small.sum())} group(s) with fewer than {config.min_group_size} rows are "
                      "too small to judge and left out of the disparities.")
     return AttributeResult(name, tuple(cols), str(levels[ref]) if ref is not None else None,
-                           tuple(rows_out), disparities, {}, (), tuple(notes))
+                           tuple(rows_out), disparities, {}, (), tuple(notes), None, (), bounds_at)
 
 
 def _analyse_multiclass(cols: Sequence[str], values: np.ndarray, y: np.ndarray, yhat: np.ndarray,
@@ -1019,9 +1148,12 @@ def _analyse_multiclass(cols: Sequence[str], values: np.ndarray, y: np.ndarray, 
 
     point = named(multiclass_rates_from_cells(cells, K))
     keys = list(point)
-    B = config.n_boot
-    boot = named(multiclass_rates_from_cells(bootstrap_cells(cells, B, rng), K)) if B else None
-    intervals = {k: percentile_interval(boot[k], config.confidence) for k in keys} if B else {}
+    c = cells.reshape(G, K, K)
+    n_rows = c.sum(axis=(1, 2))
+    # every multiclass rate is a proportion of the group's rows: exact per-group intervals
+    num = {"accuracy": np.trace(c, axis1=1, axis2=2)}
+    num.update({k: c[:, :, j].sum(axis=1) for j, k in enumerate(keys[1:])})
+    intervals = {k: group_interval(num[k], n_rows, config.confidence, GROUP_METHOD) for k in keys}
 
     def disp(rates: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         m = _mask_groups(rates, judged)
@@ -1032,12 +1164,6 @@ def _analyse_multiclass(cols: Sequence[str], values: np.ndarray, y: np.ndarray, 
                     "demographic_parity_difference": np.nanmax(sel, axis=0)}
 
     dpoint = disp(point)
-    null = None
-    if config.n_permutations and judged.sum() >= 2:
-        perm = permute_cells(cells[judged], [list(range(K * K))], config.n_permutations, rng)
-        full = np.zeros((perm.shape[0], G, K * K), dtype=np.int64)
-        full[:, judged] = perm
-        null = disp(named(multiclass_rates_from_cells(full, K)))
     rows_out = []
     for g, lv in enumerate(levels):
         if small[g]:
@@ -1045,38 +1171,38 @@ def _analyse_multiclass(cols: Sequence[str], values: np.ndarray, y: np.ndarray, 
                                      {k: Estimate(None, undefined=TOO_SMALL) for k in keys}, {}))
             continue
         rows_out.append(GroupRow(str(lv), int(counts[g]), False,
-                                 {k: Estimate(_f(point[k][g]), _f(intervals[k][0][g]) if B else None,
-                                              _f(intervals[k][1][g]) if B else None) for k in keys}, {}))
+                                 {k: Estimate(_f(point[k][g]), _f(intervals[k][0][g]),
+                                              _f(intervals[k][1][g])) for k in keys}, {}))
     judged_names = tuple(str(levels[g]) for g in np.flatnonzero(judged))
     small_names = tuple(str(levels[g]) for g in np.flatnonzero(small))
+    n_judged = np.where(judged, n_rows, 0)
+    # demographic parity here is the largest gap over the classes' selection rates: one family
+    # of pairs × classes
+    comps = {"accuracy_difference": [(num["accuracy"], n_judged)],
+             "demographic_parity_difference": [(num[k], n_judged) for k in keys[1:]]}
+    families = {"accuracy_difference": "equal accuracy",
+                "demographic_parity_difference": "equal selection rate of every class"}
+
+    def bounds_at(k: str, level: float) -> tuple[float | None, float | None]:
+        lo, hi, *_ = disparity_score_interval(comps[k], "difference", ref, level)
+        return _f(lo), _f(hi)
+
     disparities = {}
+    alpha = 1 - config.confidence
     for k, (label, _) in MULTICLASS_DISPARITIES.items():
         v = _f(dpoint[k])
-        lo = hi = None
-        if v is not None and B:
-            # demographic parity here is the largest gap over the classes' selection rates
-            bases = ["accuracy"] if k == "accuracy_difference" else [c for c in keys if c != "accuracy"]
-            lo, hi = _disparity_bounds(k, bases, _mask_groups(point, judged), _mask_groups(boot, judged),
-                                       ref, config.confidence)
-        p = _f(permutation_pvalue(v, null[k])) if null is not None and v is not None else None
+        lo = hi = p_adj = p_raw = m = None
+        if v is not None:
+            lo_, hi_, p_adj_, p_raw_, m_ = disparity_score_interval(comps[k], "difference", ref,
+                                                                    config.confidence)
+            lo, hi, p_adj, p_raw, m = _f(lo_), _f(hi_), _f(p_adj_), _f(p_raw_), int(m_)
         why = None if v is not None else f"fewer than two groups with at least {config.min_group_size} rows"
-        disparities[k] = Disparity(k, label, Estimate(v, lo, hi, why), p, None, None,
-                                   "group labels shuffled over all rows" if p is not None else None,
-                                   judged_names, small_names)
+        disparities[k] = Disparity(k, label, Estimate(v, lo, hi, why), p_raw, p_adj,
+                                   SCORE_TEST if p_raw is not None else None, judged_names,
+                                   small_names, (), families[k] if p_raw is not None else None, m,
+                                   significance(p_raw, p_adj, alpha))
     return AttributeResult(name, tuple(cols), str(levels[ref]) if ref is not None else None,
-                           tuple(rows_out), disparities, {}, (), ())
-
-
-def _adjust(attributes: dict[str, AttributeResult]) -> tuple[dict[str, AttributeResult], int]:
-    """Holm and Benjamini–Hochberg across every disparity tested, over all attributes."""
-    keys = [(a, k) for a, res in attributes.items() for k, d in res.disparities.items()
-            if d.p_value is not None]
-    p = [attributes[a].disparities[k].p_value for a, k in keys]
-    h, bh = holm(p), benjamini_hochberg(p)
-    out = {a: dataclasses.replace(res, disparities=dict(res.disparities)) for a, res in attributes.items()}
-    for (a, k), ph, pb in zip(keys, h, bh, strict=True):
-        out[a].disparities[k] = dataclasses.replace(out[a].disparities[k], p_holm=_f(ph), p_bh=_f(pb))
-    return out, len(keys)
+                           tuple(rows_out), disparities, {}, (), (), None, (), bounds_at)
 
 
 __all__ = [

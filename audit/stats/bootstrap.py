@@ -82,6 +82,33 @@ def _div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return out
 
 
+def rate_counts(cells: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Numerator and denominator counts ``(x, n)`` of every proportion among the rate metrics
+    (all of :data:`RATE_METRICS` but balanced accuracy, which is a mean of two proportions).
+
+    Examples
+    --------
+    >>> x, n = rate_counts(np.array([[3, 1, 0, 2]]))["tpr"]
+    >>> int(x[0]), int(n[0])
+    (2, 2)
+    """
+    c = np.asarray(cells)
+    tn, fp, fn, tp = c[..., 0], c[..., 1], c[..., 2], c[..., 3]
+    n = tn + fp + fn + tp
+    pos, neg = tp + fn, tn + fp
+    return {
+        "base_rate": (pos, n),
+        "selection_rate": (tp + fp, n),
+        "accuracy": (tp + tn, n),
+        "tpr": (tp, pos),
+        "fpr": (fp, neg),
+        "fnr": (fn, pos),
+        "tnr": (tn, neg),
+        "ppv": (tp, tp + fp),
+        "npv": (tn, tn + fn),
+    }
+
+
 def rates_from_cells(cells: np.ndarray) -> dict[str, np.ndarray]:
     """Every rate metric of :data:`RATE_METRICS` from binary cell counts ``(..., 4)``.
 
@@ -91,21 +118,7 @@ def rates_from_cells(cells: np.ndarray) -> dict[str, np.ndarray]:
     >>> float(r["fpr"][0]), bool(np.isnan(r["tpr"][0]))
     (0.25, True)
     """
-    c = np.asarray(cells, dtype=float)
-    tn, fp, fn, tp = c[..., 0], c[..., 1], c[..., 2], c[..., 3]
-    n = tn + fp + fn + tp
-    pos, neg = tp + fn, tn + fp
-    out = {
-        "base_rate": _div(pos, n),
-        "selection_rate": _div(tp + fp, n),
-        "accuracy": _div(tp + tn, n),
-        "tpr": _div(tp, pos),
-        "fpr": _div(fp, neg),
-        "fnr": _div(fn, pos),
-        "tnr": _div(tn, neg),
-        "ppv": _div(tp, tp + fp),
-        "npv": _div(tn, tn + fn),
-    }
+    out = {k: _div(x, n) for k, (x, n) in rate_counts(cells).items()}
     out["balanced_accuracy"] = (out["tpr"] + out["tnr"]) / 2  # NaN when either is undefined
     return {k: out[k] for k in RATE_METRICS}
 
@@ -327,14 +340,10 @@ def weighted_means(values: np.ndarray, w: np.ndarray) -> np.ndarray:
 # interval from one studentized max-|t| bootstrap quantile, so that all of them hold jointly at
 # the nominal level; the disparity's interval is what those pairwise intervals allow. With two
 # groups this is the ordinary bootstrap-t interval of the difference; with many groups it widens,
-# as it must.
-
-
-def _pairs(ok: np.ndarray, ref: int | None) -> list[tuple[int, int]]:
-    idx = np.flatnonzero(ok)
-    if ref is None:
-        return [(int(a), int(b)) for k, a in enumerate(idx) for b in idx[k + 1:]]
-    return [(int(g), int(ref)) for g in idx if g != ref] if ok[ref] else []
+# as it must. It is used only for statistics that are not proportions (AUC, regression means):
+# when a small group's rate is 0 or 1 its bootstrap SD is 0 and the pairwise interval collapses,
+# so rates of a classifier use the score intervals of :mod:`audit.stats.proportions` instead
+# (benchmarks/fairness_coverage.py: EO coverage 0.05-0.88 here vs >= 0.95 there).
 
 
 def disparity_interval(point: np.ndarray, boot: np.ndarray, kind: str, ref: int | None,
@@ -363,7 +372,9 @@ def disparity_interval(point: np.ndarray, boot: np.ndarray, kind: str, ref: int 
         xb = np.log(boot) if log else boot
     xb = np.where(np.isfinite(xb), xb, np.nan)
     ok = np.isfinite(x) & (np.mean(np.isnan(xb), axis=0) <= max_undefined)
-    pairs = _pairs(ok, ref)
+    from audit.stats.proportions import pairs_of
+
+    pairs = pairs_of(ok, ref)
     if not pairs:
         return np.nan, np.nan
     a = np.array([p[0] for p in pairs])
@@ -399,6 +410,7 @@ __all__ = [
     "ece_from_cells",
     "disparity_interval",
     "percentile_interval",
+    "rate_counts",
     "rates_from_cells",
     "row_weights",
     "score_cells",

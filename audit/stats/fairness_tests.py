@@ -18,6 +18,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from audit.stats.multiplicity import benjamini_hochberg, holm  # noqa: F401  (re-exported)
+
 
 def permute_cells(cells: np.ndarray, strata: Sequence[Sequence[int]], n_permutations: int,
                   rng: np.random.Generator) -> np.ndarray:
@@ -94,32 +96,6 @@ def permutation_pvalue(observed: float, null: np.ndarray) -> float:
         return float("nan")
     tol = 1e-12 * max(1.0, abs(observed))
     return float((1 + np.sum(null >= observed - tol)) / (1 + null.size))
-
-
-def holm(pvalues: Sequence[float]) -> np.ndarray:
-    """Holm's step-down adjusted p-values; NaN entries stay NaN (see :mod:`audit.stats.multiplicity`).
-
-    Examples
-    --------
-    >>> holm([0.01, 0.04, 0.03]).round(3).tolist()
-    [0.03, 0.06, 0.06]
-    """
-    from audit.stats.multiplicity import holm as _holm
-
-    return _holm(np.asarray(pvalues, dtype=float))
-
-
-def benjamini_hochberg(pvalues: Sequence[float]) -> np.ndarray:
-    """Benjamini–Hochberg adjusted p-values; NaN entries stay NaN (see :mod:`audit.stats.multiplicity`).
-
-    Examples
-    --------
-    >>> benjamini_hochberg([0.01, 0.04, 0.03]).round(3).tolist()
-    [0.03, 0.04, 0.04]
-    """
-    from audit.stats.multiplicity import benjamini_hochberg as _bh
-
-    return _bh(np.asarray(pvalues, dtype=float))
 
 
 def min_detectable_difference(p: float, n_group: float, n_other: float, *, alpha: float,

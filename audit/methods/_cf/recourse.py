@@ -127,16 +127,8 @@ def recourse_by_group(attribute: str, groups: np.ndarray, cost: np.ndarray, foun
 
 
 def holm(p_values: list[float | None]) -> list[float | None]:
-    """Holm's step-down adjustment; None stays None."""
-    idx = [i for i, p in enumerate(p_values) if p is not None]
-    ps = np.array([p_values[i] for i in idx], dtype=float)
-    out: list[float | None] = [None] * len(p_values)
-    if not idx:
-        return out
-    order = np.argsort(ps)
-    m = len(ps)
-    running = 0.0
-    for rank, k in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * ps[k]))
-        out[idx[k]] = float(running)
-    return out
+    """Holm's step-down adjustment (:func:`audit.stats.multiplicity.holm`); None stays None."""
+    from audit.stats.multiplicity import holm as _holm
+
+    adj = _holm(np.array([np.nan if p is None else p for p in p_values], dtype=float))
+    return [None if p is None else float(a) for p, a in zip(p_values, adj, strict=True)]
