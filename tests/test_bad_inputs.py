@@ -26,7 +26,7 @@ DEFAULT_METHODS = "fairness,surrogate"
 
 
 def test_the_corpus_is_large_enough():
-    assert len(CASES) >= 40
+    assert len(CASES) >= 100
 
 
 def _stage(case: str, tmp_path: Path) -> tuple[Path, dict]:

@@ -220,7 +220,7 @@ def test_rowwise_spearman_ignores_features_zero_in_both():
 def test_config_validation():
     with pytest.raises(InvalidConfigError, match="'sanity_methods' option of agreement"):
         AgreementConfig.from_dict({"sanity_methods": ["lrp"]}, method="agreement")
-    with pytest.raises(InvalidConfigError, match="'n_rows' option of agreement"):
+    with pytest.raises(InvalidConfigError, match=r"'\[methods.agreement\] n_rows' option"):
         AgreementConfig.from_dict({"n_rows": 0}, method="agreement")
 
 
