@@ -71,19 +71,26 @@ def fit_torch_mlp(frame: pd.DataFrame, encoding: Encoding, hidden: int = 8, seed
 @pytest.fixture
 def model_dir(tmp_path: Path, frame: pd.DataFrame, encoding: Encoding) -> Path:
     """A folder laid out like a user's: data CSV, weights, architecture, encoding, audit.toml."""
-    from safetensors.torch import save_file
-
-    net, spec = fit_torch_mlp(frame, encoding)
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp_path / "model.safetensors"))
-    (tmp_path / "architecture.json").write_text(json.dumps(spec))
-    (tmp_path / "encoding.json").write_text(json.dumps(encoding.to_dict()))
-    frame.to_csv(tmp_path / "data.csv", index=False)
-    (tmp_path / "audit.toml").write_text(
+    return write_model_dir(
+        tmp_path, frame, encoding,
         'name = "toy"\nseed = 0\n\n[model]\npath = "model.safetensors"\n'
         'architecture = "architecture.json"\nencoding = "encoding.json"\ntask = "binary"\n\n'
         '[data]\npath = "data.csv"\ntarget = "income"\npositive_label = ">50K"\n'
         'sensitive = ["sex"]\n\n[report]\nformats = ["html", "json"]\n')
-    return tmp_path
+
+
+def write_model_dir(folder: Path, frame: pd.DataFrame, encoding: Encoding, toml: str) -> Path:
+    """Lay ``folder`` out like a user's: a torch MLP fitted to ``frame`` (model.safetensors,
+    architecture.json), encoding.json, data.csv and the given audit.toml."""
+    from safetensors.torch import save_file
+
+    net, spec = fit_torch_mlp(frame, encoding)
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(folder / "model.safetensors"))
+    (folder / "architecture.json").write_text(json.dumps(spec))
+    (folder / "encoding.json").write_text(json.dumps(encoding.to_dict()))
+    frame.to_csv(folder / "data.csv", index=False)
+    (folder / "audit.toml").write_text(toml, encoding="utf-8")
+    return folder
 
 
 # Planted images and sequences: one input alone decides the outcome, so every attribution and

@@ -71,28 +71,16 @@ def _plan(model_dir: Path, **changes) -> AuditPlan:
 @pytest.fixture(scope="module")
 def toy_reports(tmp_path_factory):
     """Two runs of every method with the same seed on a small torch MLP."""
-    from tests.conftest import make_frame
-
-    import json as _json
-
-    from safetensors.torch import save_file
-
     from audit.core.dataset import Encoding
-    from tests.conftest import fit_torch_mlp
+    from tests.conftest import make_frame, write_model_dir
 
     d = tmp_path_factory.mktemp("toy")
     frame = make_frame(400)
-    enc = Encoding.fit(frame[["age", "hours", "job"]])
-    net, spec = fit_torch_mlp(frame, enc)
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(d / "model.safetensors"))
-    (d / "architecture.json").write_text(_json.dumps(spec))
-    (d / "encoding.json").write_text(_json.dumps(enc.to_dict()))
-    frame.to_csv(d / "data.csv", index=False)
+    write_model_dir(d, frame, Encoding.fit(frame[["age", "hours", "job"]]),
+                    'name = "toy"\n[model]\npath = "model.safetensors"\narchitecture = "architecture.json"\n'
+                    'encoding = "encoding.json"\n[data]\npath = "data.csv"\ntrain_path = "train.csv"\n'
+                    'target = "income"\npositive_label = ">50K"\nsensitive = ["sex"]\n')
     frame.to_csv(d / "train.csv", index=False)
-    (d / "audit.toml").write_text(
-        'name = "toy"\n[model]\npath = "model.safetensors"\narchitecture = "architecture.json"\n'
-        'encoding = "encoding.json"\n[data]\npath = "data.csv"\ntrain_path = "train.csv"\n'
-        'target = "income"\npositive_label = ">50K"\nsensitive = ["sex"]\n')
     plan = _plan(d)
     return d, run_audit(plan), run_audit(plan)
 

@@ -319,28 +319,20 @@ def test_a_figure_matplotlib_cannot_save_is_a_stated_note_and_the_report_is_writ
 def test_every_methods_figures_draw_names_with_mathtext(tmp_path):
     """Every registered method on a torch MLP whose feature, level and group names are mathtext
     ("a$^$b", "$\\frac{$", ...): every figure is drawn, none becomes a 'could not be drawn'."""
-    from safetensors.torch import save_file
-
     from audit.config import AuditPlan
     from audit.core.dataset import Encoding
     from audit.registry import METHODS
     from audit.runner import run_audit
-    from tests.conftest import fit_torch_mlp
+    from tests.conftest import write_model_dir
     from tests.test_methods_common import FAST_OPTIONS
 
     frame = make_frame(400).rename(columns={"hours": "a$^$b", "job": "$\\frac{$"})
     frame["$\\frac{$"] = frame["$\\frac{$"].map({"clerk": "$x$", "exec": "$\\frac{$", "tech": "t$"})
     frame["sex"] = frame["sex"].map({"Female": "$\\frac{$", "Male": "x_1$ and $\\undefined$"})
-    enc = Encoding.fit(frame[["age", "a$^$b", "$\\frac{$"]])
-    net, spec = fit_torch_mlp(frame, enc)
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp_path / "model.safetensors"))
-    (tmp_path / "architecture.json").write_text(json.dumps(spec))
-    (tmp_path / "encoding.json").write_text(json.dumps(enc.to_dict()))
-    frame.to_csv(tmp_path / "data.csv", index=False)
-    (tmp_path / "audit.toml").write_text(
-        'name = "math"\n[model]\npath = "model.safetensors"\narchitecture = "architecture.json"\n'
-        'encoding = "encoding.json"\n[data]\npath = "data.csv"\ntrain_path = "data.csv"\n'
-        'target = "income"\npositive_label = ">50K"\nsensitive = ["sex"]\n', encoding="utf-8")
+    write_model_dir(tmp_path, frame, Encoding.fit(frame[["age", "a$^$b", "$\\frac{$"]]),
+                    'name = "math"\n[model]\npath = "model.safetensors"\narchitecture = "architecture.json"\n'
+                    'encoding = "encoding.json"\n[data]\npath = "data.csv"\ntrain_path = "data.csv"\n'
+                    'target = "income"\npositive_label = ">50K"\nsensitive = ["sex"]\n')
     plan = AuditPlan.load(tmp_path / "audit.toml").with_overrides(
         method_options={m.name: FAST_OPTIONS.get(m.name, {}) for m in METHODS})
     report = run_audit(plan)
