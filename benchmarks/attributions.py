@@ -4,7 +4,7 @@ Run from the repository root:  .venv/bin/python benchmarks/attributions.py [--ro
 
 What is timed (the same 1,000 audited rows, drawn with seed 0; background/statistics from the
 training data, as in an audit):
-- global SHAP with the method's default (DeepExplainer, 100 background rows), whole method
+- global attributions with the shap method's default for this MLP (DeepLIFT through shap's DeepExplainer, 100 background rows, plus its per-run deviation check against exact Shapley values), whole method
   (explainer + bootstrap intervals) and explainer alone;
 - GradientExplainer (expected gradients, 200 samples per row) on a subset of rows, scaled;
 - KernelSHAP (the baseline; raw-feature groups, 50 background rows, shap's automatic number of
@@ -109,7 +109,7 @@ def main() -> None:
 
         n = len(rows)
         print(f"\n== torch.set_num_threads({threads})")
-        print(f"  SHAP DeepExplainer, {n:,} rows: explainer {res['deep_explainer_s']:.2f} s "
+        print(f"  DeepLIFT (shap DeepExplainer), {n:,} rows: explainer {res['deep_explainer_s']:.2f} s "
               f"({1000 * res['deep_explainer_s'] / n:.2f} ms/row); whole method incl. bootstrap "
               f"{res['deep_method_s']:.2f} s (target < 5 s; CPU {res['deep_method_cpu_s']:.2f} s); "
               f"additivity max error "
