@@ -663,3 +663,67 @@ def test_a_report_folder_may_not_be_hold_or_lie_inside_an_input(tmp_path, out, w
     inputs = [("data", str(tmp_path / "data.csv")), ("images", str(tmp_path / "images"))]
     with pytest.raises(ReportRenderError, match=why):
         check_target(out, locate(tmp_path / out), overwrite=True, inputs=inputs)
+
+
+# --- audit check --junit -----------------------------------------------------------------------
+
+def _gate_case(case: Path) -> Path:
+    cfg = case / "audit.toml"
+    cfg.write_text(cfg.read_text() + '\n[gate]\n"fairness.sex.demographic_parity_difference" = { max = 0.9 }\n')
+    return cfg
+
+
+@pytest.mark.parametrize("junit, why", [
+    ("data.csv", "is the run's data file"), ("audit.toml", "is the run's config file"),
+    ("model.safetensors", "is the run's model file"), ("link.xml", "is a symbolic link"),
+    ("dangling.xml", "is a symbolic link"), ("folder", "is a folder"), ("fifo.xml", "is not a regular file"),
+    ("foreign.xml", "is not a JUnit file written by audit-suite"),
+    ("other-junit.xml", "is not a JUnit file written by audit-suite"),
+    ("entities.xml", "is not a JUnit file written by audit-suite"),
+    ("notes.txt/gate.xml", "is a file, not a folder")])
+def test_junit_path_that_is_an_input_a_link_or_a_foreign_file_is_refused_before_the_audit(
+        case, tmp_path, junit, why, no_methods, monkeypatch):
+    cfg = _gate_case(case)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (case / "link.xml").symlink_to(victim)
+    (case / "dangling.xml").symlink_to(tmp_path / "would-be-created.xml")
+    (case / "folder").mkdir()
+    os.mkfifo(case / "fifo.xml")
+    (case / "foreign.xml").write_text("my own notes, not XML")
+    (case / "other-junit.xml").write_text('<testsuites name="pytest"><testsuite name="t"/></testsuites>')
+    (case / "entities.xml").write_text('<?xml version="1.0"?><!DOCTYPE t [<!ENTITY a "b">]>'
+                                       '<testsuites name="audit-gate:bad"><testsuite/></testsuites>')
+    (case / "notes.txt").write_text("notes")
+    before = _tree(tmp_path)
+    res = _cli("check", str(cfg), "--junit", str(case / junit), "-q")
+    _refused(res, "The JUnit file", repr(str(case / junit)), why)
+    assert _tree(tmp_path) == before
+    # a relative path naming an input is the same file
+    monkeypatch.chdir(case)
+    _refused(_cli("check", "audit.toml", "--junit", "./data.csv", "-q"), "is the run's data file")
+    assert _tree(tmp_path) == before
+
+
+def test_junit_file_is_written_atomically_and_replaces_only_its_own_junit(case, tmp_path, monkeypatch):
+    import xml.etree.ElementTree as ET
+
+    cfg = _gate_case(case)
+    junit = tmp_path / "ci" / "gate.xml"  # missing folders are created
+    for _ in range(2):  # the second run replaces the first run's file: it is one of ours
+        res = _cli("check", str(cfg), "--junit", str(junit), "-q")
+        assert res.exit_code == 0, res.output
+        root = ET.parse(junit).getroot()
+        assert root.tag == "testsuites" and root.get("name") == "audit-gate:bad"
+        assert sorted(p.name for p in junit.parent.iterdir()) == ["gate.xml"]  # no temp file left
+    assert oct(junit.stat().st_mode & 0o777) == "0o644"
+    # an interrupted write leaves the previous file whole
+    previous = junit.read_bytes()
+
+    def failing(path, data):  # the disk fills up while the new file is written
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+    monkeypatch.setattr("audit.report.output._write_durable", failing)
+    res = _cli("check", str(cfg), "--junit", str(junit), "-q")
+    _refused(res, "Could not write the JUnit file", "No space left on device")
+    assert junit.read_bytes() == previous
+    assert sorted(p.name for p in junit.parent.iterdir()) == ["gate.xml"]
