@@ -188,19 +188,20 @@ def test_a_config_folder_named_like_a_leftover_is_never_touched(case, tmp_path):
     assert sorted(p.name for p in (tmp_path / "rep").iterdir()) == [".audit-report", "results.json"]
 
 
-def test_leftovers_that_hold_or_are_an_input_are_never_touched():
+def test_leftovers_that_hold_or_are_an_input_are_never_touched(tmp_path):
     from audit.report.output import clean_stale
 
-    import tempfile
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        aside = _marked_report(root / f".r.old-{DEAD_PID}-{TOKEN}", "{}")  # only report files ...
-        partial = _marked_report(root / f".r.partial-{DEAD_PID}-{TOKEN}", "{}")
-        before = _tree(root)
-        # ... but the run reads them (e.g. [data] path = ".r.old-.../results.json")
-        inputs = [("data", str(aside / "results.json")), ("model", str(partial / "results.json"))]
-        clean_stale(root / "r", (DEAD_PID, TOKEN), inputs=inputs)
-        assert _tree(root) == before
+    aside = _marked_report(tmp_path / f".r.old-{DEAD_PID}-{TOKEN}", "{}")  # only report files ...
+    partial = _marked_report(tmp_path / f".r.partial-{DEAD_PID}-{TOKEN}", "{}")
+    before = _tree(tmp_path)
+    # ... but the run reads them (e.g. [data] path = ".r.old-.../results.json")
+    inputs = [("data", str(aside / "results.json")), ("model", str(partial / "results.json"))]
+    clean_stale(tmp_path / "r", (DEAD_PID, TOKEN), inputs=inputs)
+    assert _tree(tmp_path) == before
+    # Only the work folder is no input: it alone is deleted; the input is neither moved nor deleted.
+    clean_stale(tmp_path / "r", (DEAD_PID, TOKEN), inputs=inputs[:1])
+    assert sorted(p.name for p in tmp_path.iterdir()) == [aside.name]
+    assert _tree(aside) == {k[len(aside.name) + 1:]: v for k, v in before.items() if k.startswith(aside.name + "/")}
 
 
 # --- The lock file -----------------------------------------------------------------------------
