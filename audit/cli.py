@@ -178,17 +178,19 @@ def check(
             from audit.report.output import check_output_file, is_our_junit, write_file_atomic
             from audit.runner import input_paths
 
-            def junit_target() -> Path:
-                return check_output_file(junit, what="JUnit file", inputs=input_paths(plan),
+            def junit_target(read: list[tuple[str, str]]) -> Path:
+                return check_output_file(junit, what="JUnit file", inputs=[*input_paths(plan), *read],
                                          ours=is_our_junit)
-            junit_target()
+            junit_target([])
         with _progress(quiet or as_json) as factory:
             report = run_audit(plan, trust_code=trust_code, untrusted_config=untrusted_config,
                                progress=factory)
         gate = gate_for_plan(plan, report.outcomes)
         if junit is not None:
             try:
-                write_file_atomic(junit_target(), to_junit(gate, name=f"audit-gate:{plan.name}").encode())
+                read = [(str(f.get("role", "input")), str(f["path"]))  # e.g. a model.py that ran
+                        for f in report.provenance.get("files", []) if f.get("path")]
+                write_file_atomic(junit_target(read), to_junit(gate, name=f"audit-gate:{plan.name}").encode())
             except OSError as exc:
                 from audit.errors import ReportRenderError
 
