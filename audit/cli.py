@@ -174,14 +174,23 @@ def check(
         plan = plan.with_overrides(seed=seed, methods=("fairness",), gate=gate_table)
         parse_gate(plan.gate, sensitive=plan.data.sensitive, task=plan.model.task,
                    fairness_options=plan.method_options.get("fairness"))
+        if junit is not None:  # before the audit: never an input, a link or someone else's file
+            from audit.report.output import check_output_file, is_our_junit, write_file_atomic
+            from audit.runner import input_paths
+
+            def junit_target(read: list[tuple[str, str]]) -> Path:
+                return check_output_file(junit, what="JUnit file", inputs=[*input_paths(plan), *read],
+                                         ours=is_our_junit)
+            junit_target([])
         with _progress(quiet or as_json) as factory:
             report = run_audit(plan, trust_code=trust_code, untrusted_config=untrusted_config,
                                progress=factory)
         gate = gate_for_plan(plan, report.outcomes)
         if junit is not None:
             try:
-                junit.parent.mkdir(parents=True, exist_ok=True)
-                junit.write_text(to_junit(gate, name=f"audit-gate:{plan.name}"), encoding="utf-8")
+                read = [(str(f.get("role", "input")), str(f["path"]))  # e.g. a model.py that ran
+                        for f in report.provenance.get("files", []) if f.get("path")]
+                write_file_atomic(junit_target(read), to_junit(gate, name=f"audit-gate:{plan.name}").encode())
             except OSError as exc:
                 from audit.errors import ReportRenderError
 

@@ -6,7 +6,12 @@
   read-only or full disk); a late I/O error exits 2 with path and cause, the old report intact.
 - One writer per folder: a second run fails at once (exit 2); a killed run's lock never blocks.
 - A run killed while rendering or between the two renames of the swap is recovered by the next
-  run before it does any work; hidden ``.name.partial-<pid>-*`` / ``.name.old-<pid>`` are removed.
+  run before it does any work; only the hidden ``.name.partial-<pid>-<token>`` /
+  ``.name.old-<pid>-<token>`` folders that the killed run's lock file names, holding only report
+  files and no input, are moved or removed; look-alike folders are never touched.
+- The lock file is never followed, truncated or deleted unless it is a lock file of this tool.
+- ``audit check --junit`` refuses an input, a link, a folder or a foreign file before the audit
+  and writes the file atomically.
 - Rendering is pure: results.json is the same whichever formats are written.
 - The same config and seed give byte-identical results.json apart from the timestamp.
 - ``[data] max_rows`` sampling is stated in the report with its size and seed.
@@ -107,36 +112,147 @@ def test_sigkill_while_rendering_keeps_the_previous_report_and_its_lock_does_not
     assert sorted(p.name for p in out.iterdir()) == [".audit-report", "results.json"]
 
 
-def test_stale_folders_are_cleaned_and_a_moved_aside_report_is_restored(case, tmp_path, no_methods):
-    from audit.report.output import clean_stale
+TOKEN = "0123456789abcdef"
 
+
+def _killed_runs_lock(root: Path, name: str, pid: int = DEAD_PID, token: str = TOKEN) -> Path:
+    """The lock file a run killed by SIGKILL leaves: it names that run's PID and token."""
+    lock = root / f".{name}.lock"
+    lock.write_text(json.dumps({"schema": "audit-suite/lock@1", "pid": pid, "token": token}) + "\n")
+    return lock
+
+
+def _marked_report(folder: Path, results: str = "{}") -> Path:
+    folder.mkdir()
+    (folder / "results.json").write_text(results)
+    (folder / ".audit-report").write_text('{"schema": "audit-suite/report-folder@1"}')
+    return folder
+
+
+def test_a_killed_runs_own_leftovers_are_recovered_and_nothing_else_is_touched(case, tmp_path, no_methods):
     root = tmp_path / "reports"
     root.mkdir()
-    (root / f".r.partial-{DEAD_PID}-abc").mkdir()
-    live = root / f".r.partial-{os.getpid()}-xyz"  # a concurrent run that is still writing
-    live.mkdir()
-    other = root / f".s.partial-{DEAD_PID}-abc"  # another report's leftovers
-    other.mkdir()
-    aside = root / f".r.old-{DEAD_PID}"  # killed between the two renames of _swap_into_place
-    aside.mkdir()
-    (aside / "results.json").write_text("{}")
-    # Without the lock only dead processes' leftovers are touched ...
-    clean_stale(root / "r", locked=False)
-    assert sorted(p.name for p in root.iterdir()) == sorted(["r", live.name, other.name])
-    assert (root / "r" / "results.json").read_text() == "{}"
-    # ... with it (no audit-suite run can be writing "r"), every leftover of "r" is stale.
-    clean_stale(root / "r", locked=True)
-    assert sorted(p.name for p in root.iterdir()) == sorted(["r", other.name])
-
-    # Through the CLI: the report is moved back before any method runs, and then protected like
-    # any other (exit 2 without --overwrite), never silently replaced.
-    shutil.rmtree(root / "r")
-    aside.mkdir()
-    (aside / "results.json").write_text("{}")
-    (aside / ".audit-report").write_text('{"schema": "audit-suite/report-folder@1"}')
+    _killed_runs_lock(root, "r")
+    aside = _marked_report(root / f".r.old-{DEAD_PID}-{TOKEN}", "old")  # killed between the renames
+    (root / f".r.partial-{DEAD_PID}-{TOKEN}").mkdir()  # its work folder, not yet complete
+    (root / f".r.partial-{DEAD_PID}-{TOKEN}" / "results.json").write_text("half")
+    # Look-alikes the killed run did not write: another token, hand-made names, foreign files.
+    _marked_report(root / f".r.old-{DEAD_PID}-{'f' * 16}", "someone's copy")
+    _marked_report(root / ".r.old-2023", "backup")
+    (root / ".r.old-2023" / "thesis.txt").write_text("backup")
+    (root / ".r.partial-7-mine").mkdir()
+    (root / ".r.partial-7-mine" / "notes.txt").write_text("notes")
+    keep = {k: v for k, v in _tree(root).items() if not k.startswith((f".r.old-{DEAD_PID}-{TOKEN}",
+                                                                        f".r.partial-{DEAD_PID}-{TOKEN}",
+                                                                        ".r.lock"))}
+    # The old report is moved back before any method runs, then protected like any other
+    # (exit 2 without --overwrite); the work folder is deleted; the look-alikes stay as they were.
     res = _cli("run", str(case / "audit.toml"), "--out", str(root / "r"), "-q", "--methods", "fairness")
-    assert res.exit_code == 2 and "already exists" in res.output
-    assert (root / "r" / "results.json").read_text() == "{}" and not aside.exists()
+    _refused(res, "already exists")
+    assert (root / "r" / "results.json").read_text() == "old" and not aside.exists()
+    after = _tree(root)
+    assert {k: v for k, v in after.items() if not k.startswith("r")} == keep
+
+
+@pytest.mark.parametrize("target_exists", [True, False])
+def test_folders_named_like_leftovers_are_never_moved_or_deleted(case, tmp_path, target_exists):
+    root = tmp_path / "q3"
+    out = root / "reports"
+    root.mkdir()
+    if target_exists:
+        _report(case, out)
+    backup = root / ".reports.old-2023"
+    backup.mkdir()
+    (backup / "thesis.txt").write_text("backup")
+    (root / ".reports.partial-7-mine").mkdir()
+    (root / ".reports.partial-7-mine" / "notes.txt").write_text("notes")
+    _marked_report(root / ".reports.old-1", "a copy of a report the user keeps")
+    _marked_report(root / f".reports.old-{DEAD_PID}-{TOKEN}", "a copy under a name of ours")
+    before = {k: v for k, v in _tree(root).items() if not k.startswith("reports")}
+    _report(case, out, "--overwrite")
+    assert {k: v for k, v in _tree(root).items() if not k.startswith("reports")} == before
+    assert sorted(p.name for p in out.iterdir()) == [".audit-report", "results.json"]
+
+
+def test_a_config_folder_named_like_a_leftover_is_never_touched(case, tmp_path):
+    # The red team's worst case: the run's own config folder carries a leftover's name, and the
+    # lock file of a "killed run" names it, so only the input check stands between it and rmtree.
+    cfg_dir = tmp_path / f".rep.old-{DEAD_PID}-{TOKEN}"
+    shutil.copytree(case, cfg_dir)
+    _killed_runs_lock(tmp_path, "rep")
+    before = _tree(cfg_dir)
+    res = _cli("run", str(cfg_dir / "audit.toml"), "--out", str(tmp_path / "rep"), "-q", "--methods",
+               "surrogate", "--format", "json", "--overwrite")
+    assert res.exit_code == 0, res.output
+    assert _tree(cfg_dir) == before
+    assert sorted(p.name for p in (tmp_path / "rep").iterdir()) == [".audit-report", "results.json"]
+
+
+def test_leftovers_that_hold_or_are_an_input_are_never_touched(tmp_path):
+    from audit.report.output import clean_stale
+
+    aside = _marked_report(tmp_path / f".r.old-{DEAD_PID}-{TOKEN}", "{}")  # only report files ...
+    partial = _marked_report(tmp_path / f".r.partial-{DEAD_PID}-{TOKEN}", "{}")
+    before = _tree(tmp_path)
+    # ... but the run reads them (e.g. [data] path = ".r.old-.../results.json")
+    inputs = [("data", str(aside / "results.json")), ("model", str(partial / "results.json"))]
+    clean_stale(tmp_path / "r", (DEAD_PID, TOKEN), inputs=inputs)
+    assert _tree(tmp_path) == before
+    # Only the work folder is no input: it alone is deleted; the input is neither moved nor deleted.
+    clean_stale(tmp_path / "r", (DEAD_PID, TOKEN), inputs=inputs[:1])
+    assert sorted(p.name for p in tmp_path.iterdir()) == [aside.name]
+    assert _tree(aside) == {k[len(aside.name) + 1:]: v for k, v in before.items() if k.startswith(aside.name + "/")}
+
+
+# --- The lock file -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["link_to_victim", "link_to_sibling", "dangling_link", "foreign_file",
+                                  "empty_file", "folder", "fifo", "old_format_pid"])
+def test_a_lock_path_that_is_not_our_lock_file_is_refused_and_left_as_it_was(case, tmp_path, kind, no_methods):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    work = tmp_path / "lk"
+    work.mkdir()
+    lock = work / ".x.lock"
+    if kind == "link_to_victim":
+        lock.symlink_to(victim)
+    elif kind == "link_to_sibling":
+        (work / "important.txt").write_text("important")
+        lock.symlink_to("important.txt")
+    elif kind == "dangling_link":
+        lock.symlink_to(tmp_path / "would-be-created")
+    elif kind == "foreign_file":
+        lock.write_text("precious2")
+    elif kind == "empty_file":
+        lock.write_text("")
+    elif kind == "folder":
+        lock.mkdir()
+        (lock / "keep.txt").write_text("keep")
+    elif kind == "fifo":
+        os.mkfifo(lock)
+    else:
+        lock.write_text("12345\n")
+    before = _tree(tmp_path)
+    res = _cli("run", str(case / "audit.toml"), "--out", str(work / "x"), "-q", "--methods", "fairness",
+               "--overwrite")
+    _refused(res, "cannot be locked", repr(str(lock)), "not a lock file of audit-suite",
+             "Move", "away")
+    assert _tree(tmp_path) == before
+    assert os.path.islink(lock) == ("link" in kind)
+    assert not (tmp_path / "would-be-created").exists()
+
+
+def test_a_lock_file_is_released_only_if_it_is_still_ours(tmp_path):
+    from audit.report.output import reserve_output
+
+    out = tmp_path / "r"
+    with reserve_output(out, overwrite=False):
+        lock = tmp_path / ".r.lock"
+        doc = json.loads(lock.read_text())
+        assert doc["schema"] == "audit-suite/lock@1" and doc["pid"] == os.getpid()
+        lock.unlink()  # replaced by someone else's file while the run holds the old one
+        lock.write_text("someone else's")
+    assert lock.read_text() == "someone else's"  # not deleted on release
 
 
 def test_same_seed_gives_identical_results_json_through_the_cli(case, tmp_path):
@@ -173,7 +289,9 @@ def test_max_rows_sampling_is_stated_in_the_report(case, tmp_path):
 
 def _tree(root: Path) -> dict[str, bytes | None]:
     """Every path under ``root`` with its bytes (None for folders): a folder's full state."""
-    return {str(p.relative_to(root)): (None if p.is_dir() else p.read_bytes())
+    return {str(p.relative_to(root)): (f"-> {os.readlink(p)}" if p.is_symlink() else
+                                        None if p.is_dir() else
+                                        p.read_bytes() if p.is_file() else "special")
             for p in sorted(root.rglob("*"))}
 
 
@@ -546,3 +664,67 @@ def test_a_report_folder_may_not_be_hold_or_lie_inside_an_input(tmp_path, out, w
     inputs = [("data", str(tmp_path / "data.csv")), ("images", str(tmp_path / "images"))]
     with pytest.raises(ReportRenderError, match=why):
         check_target(out, locate(tmp_path / out), overwrite=True, inputs=inputs)
+
+
+# --- audit check --junit -----------------------------------------------------------------------
+
+def _gate_case(case: Path) -> Path:
+    cfg = case / "audit.toml"
+    cfg.write_text(cfg.read_text() + '\n[gate]\n"fairness.sex.demographic_parity_difference" = { max = 0.9 }\n')
+    return cfg
+
+
+@pytest.mark.parametrize("junit, why", [
+    ("data.csv", "is the run's data file"), ("audit.toml", "is the run's config file"),
+    ("model.safetensors", "is the run's model file"), ("link.xml", "is a symbolic link"),
+    ("dangling.xml", "is a symbolic link"), ("folder", "is a folder"), ("fifo.xml", "is not a regular file"),
+    ("foreign.xml", "is not a JUnit file written by audit-suite"),
+    ("other-junit.xml", "is not a JUnit file written by audit-suite"),
+    ("entities.xml", "is not a JUnit file written by audit-suite"),
+    ("notes.txt/gate.xml", "is a file, not a folder")])
+def test_junit_path_that_is_an_input_a_link_or_a_foreign_file_is_refused_before_the_audit(
+        case, tmp_path, junit, why, no_methods, monkeypatch):
+    cfg = _gate_case(case)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (case / "link.xml").symlink_to(victim)
+    (case / "dangling.xml").symlink_to(tmp_path / "would-be-created.xml")
+    (case / "folder").mkdir()
+    os.mkfifo(case / "fifo.xml")
+    (case / "foreign.xml").write_text("my own notes, not XML")
+    (case / "other-junit.xml").write_text('<testsuites name="pytest"><testsuite name="t"/></testsuites>')
+    (case / "entities.xml").write_text('<?xml version="1.0"?><!DOCTYPE t [<!ENTITY a "b">]>'
+                                       '<testsuites name="audit-gate:bad"><testsuite/></testsuites>')
+    (case / "notes.txt").write_text("notes")
+    before = _tree(tmp_path)
+    res = _cli("check", str(cfg), "--junit", str(case / junit), "-q")
+    _refused(res, "The JUnit file", repr(str(case / junit)), why)
+    assert _tree(tmp_path) == before
+    # a relative path naming an input is the same file
+    monkeypatch.chdir(case)
+    _refused(_cli("check", "audit.toml", "--junit", "./data.csv", "-q"), "is the run's data file")
+    assert _tree(tmp_path) == before
+
+
+def test_junit_file_is_written_atomically_and_replaces_only_its_own_junit(case, tmp_path, monkeypatch):
+    import xml.etree.ElementTree as ET
+
+    cfg = _gate_case(case)
+    junit = tmp_path / "ci" / "gate.xml"  # missing folders are created
+    for _ in range(2):  # the second run replaces the first run's file: it is one of ours
+        res = _cli("check", str(cfg), "--junit", str(junit), "-q")
+        assert res.exit_code == 0, res.output
+        root = ET.parse(junit).getroot()
+        assert root.tag == "testsuites" and root.get("name") == "audit-gate:bad"
+        assert sorted(p.name for p in junit.parent.iterdir()) == ["gate.xml"]  # no temp file left
+    assert oct(junit.stat().st_mode & 0o777) == "0o644"
+    # an interrupted write leaves the previous file whole
+    previous = junit.read_bytes()
+
+    def failing(path, data):  # the disk fills up while the new file is written
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+    monkeypatch.setattr("audit.report.output._write_durable", failing)
+    res = _cli("check", str(cfg), "--junit", str(junit), "-q")
+    _refused(res, "Could not write the JUnit file", "No space left on device")
+    assert junit.read_bytes() == previous
+    assert sorted(p.name for p in junit.parent.iterdir()) == ["gate.xml"]

@@ -540,3 +540,16 @@ def test_every_safety_claim_in_the_readme_names_a_test_that_exists():
     assert len(named) >= 6, named
     here = {name for name in globals() if name.startswith("test_")}
     assert set(named) <= here, set(named) - here
+
+
+def test_untrusted_config_cannot_write_through_a_link_at_its_lock_path(model_dir, tmp_path_factory):
+    # The red team's repro: a config folder from elsewhere ships ".rep.lock" -> a file of the user's.
+    victim = tmp_path_factory.mktemp("home") / "victim.txt"
+    victim.write_bytes(b"the user's file")
+    cfg = model_dir / "audit.toml"
+    cfg.write_text(cfg.read_text().replace('formats = ["html", "json"]', 'formats = ["json"]\nout = "rep"'))
+    (model_dir / ".rep.lock").symlink_to(victim)
+    text = _error_line(_run("run", cfg, "-q", "-m", "fairness", "--untrusted-config"))
+    assert f"{str(model_dir / '.rep.lock')!r} is a symbolic link" in text and "never writes through" in text
+    assert victim.read_bytes() == b"the user's file"
+    assert (model_dir / ".rep.lock").is_symlink() and not (model_dir / "rep").exists()

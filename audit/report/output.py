@@ -16,14 +16,26 @@ One writer at a time: :func:`reserve_output` holds an exclusive ``flock`` on ``.
 the target from the preflight check to the final rename, so a second run aimed at the same folder
 fails at once with exit 2 instead of silently replacing the first run's report. The kernel drops
 the lock when its process dies, so a lock file left by a killed run never blocks the next one.
+The lock file is created whole, with its content, by ``link`` (never through a symbolic link,
+never over an existing file) and holds ``{"schema": "audit-suite/lock@1", "pid", "token"}``. An
+existing ``.NAME.lock`` is opened with ``O_NOFOLLOW`` and used only if it is a regular file in
+that form; a link, a folder or any other file there is refused (exit 2), never truncated or
+deleted. On release the lock file is unlinked only if it is still the file this run holds.
 
-Durability: files are written and fsynced into ``.NAME.partial-PID-*``, the ``.audit-report``
+Durability: files are written and fsynced into ``.NAME.partial-PID-TOKEN``, the ``.audit-report``
 marker last (so a work folder with the marker is a complete report); the folder is fsynced and
 renamed into place with ``renameat2(RENAME_NOREPLACE)``. An old report is first renamed aside to
-``.NAME.old-PID`` and deleted only after the new one is in place. A run killed between those two
-renames leaves the old report aside and the complete new one in its work folder: the next run
-(under the lock, before any work) moves the complete new report into place; had the new one not
-been complete, it moves the old one back. Other leftovers are deleted.
+``.NAME.old-PID-TOKEN`` and deleted only after the new one is in place. TOKEN is a random token
+the run records in its lock file before it creates either folder.
+
+Recovery touches only what it can prove is its own: the lock file left by a killed run names that
+run's PID and TOKEN, and only the two folders with exactly those names are candidates, and only if
+they hold nothing but report files (regular files, no links) and are not, do not hold and do not
+lie inside an input of the run. A run killed between the two renames leaves the old report aside
+and the complete new one in its work folder: the next run (under the lock, after the input checks,
+before any work) moves the complete new report into place; had the new one not been complete, it
+moves the old one back; the work folder left by a run killed while writing is deleted. Any other
+folder, whatever its name, is never renamed or deleted.
 """
 
 from __future__ import annotations
@@ -33,10 +45,12 @@ import errno
 import json
 import os
 import re
+import secrets
 import shutil
+import stat
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
 from audit.errors import ReportRenderError
@@ -45,11 +59,13 @@ MARKER = ".audit-report"
 MARKER_SCHEMA = "audit-suite/report-folder@1"
 REPORT_FILES = frozenset({"report.html", "report.pdf", "results.json", MARKER})
 RESULTS_SCHEMA_PREFIX = b'{\n  "schema": "audit-suite/results@'  # how model.AuditReport.json_bytes starts
-# Bytes the hidden siblings add to the folder's name: ".NAME.partial-<pid>-<8 random>".
-_SIBLING_ROOM = len("..partial--") + 10 + 8
+LOCK_SCHEMA = "audit-suite/lock@1"
+_TOKEN_BYTES = 8  # 16 hex digits
+# Bytes the hidden siblings add to the folder's name: ".NAME.partial-<pid>-<16 hex>".
+_SIBLING_ROOM = len("..partial--") + 10 + 2 * _TOKEN_BYTES
 MIN_FREE_BYTES = 4 << 20  # a report is rarely below 100 kB; refuse up front when less than this is left
 
-_held: dict[str, list[int]] = {}  # target -> [owner thread id, depth] for the locks this process holds
+_held: dict[str, list] = {}  # target -> [owner thread id, depth, token] for the locks this process holds
 _held_guard = threading.Lock()
 
 
@@ -211,83 +227,163 @@ def check_target(out: str | os.PathLike[str], target: Path, *, overwrite: bool,
                                            "folder with --out.")
 
 
-_STALE = r"^\.{name}\.(partial|old)-(\d+)(?:-.*)?$"
+def _work_names(target: Path, pid: int, token: str) -> tuple[Path, Path]:
+    """The work folder and the moved-aside folder of the run (``pid``, ``token``)."""
+    return (target.with_name(f".{target.name}.partial-{pid}-{token}"),
+            target.with_name(f".{target.name}.old-{pid}-{token}"))
 
 
-def clean_stale(target: Path, *, locked: bool = True) -> None:
+def _only_report_files(folder: Path) -> bool:
+    """True when ``folder`` is a real folder (not a link) holding only report files (regular
+    files, no links), which is all a work folder or a moved-aside report of this tool holds."""
+    try:
+        if not stat.S_ISDIR(os.lstat(folder).st_mode):
+            return False
+        return all(e.name in REPORT_FILES and e.is_file(follow_symlinks=False)
+                   for e in os.scandir(folder))
+    except OSError:
+        return False
+
+
+def clean_stale(target: Path, previous: tuple[int, str] | None, *,
+                inputs: Iterable[tuple[str, str]] = ()) -> None:
     """Finish or undo what a killed run (SIGKILL, power loss) left beside ``target``.
 
-    Called with the target's lock held, so no live audit-suite run is writing this target and
-    every leftover is stale. A ``.NAME.old-PID`` folder with no report at the target is a previous
-    report moved aside by a run killed in the swap window: when that run's work folder is complete
-    (it holds the marker), the new report is moved into place; otherwise the old one is moved back.
-    Everything else is deleted. Without the lock (``locked=False``) only leftovers of dead
-    processes are touched.
+    Called with the target's lock held, after the input checks. ``previous`` is the (PID, TOKEN)
+    that the lock file of a killed run named (None when the lock file was new): only
+    ``.NAME.partial-PID-TOKEN`` and ``.NAME.old-PID-TOKEN`` are candidates, and each only when it
+    holds nothing but report files and is not, does not hold and does not lie inside an input.
+    With no report at the target, a moved-aside old report is replaced by the killed run's new
+    one if that is complete (it holds the marker), else moved back; the work folder is deleted.
+    Nothing else is renamed or deleted.
     """
-    pattern = re.compile(_STALE.format(name=re.escape(target.name)))
-    try:
-        siblings = sorted(target.parent.iterdir())
-    except OSError:
+    if previous is None:
         return
-    found = [(p, m.group(1), int(m.group(2))) for p in siblings
-             if (m := pattern.match(p.name)) and p.is_dir() and not p.is_symlink()]
-    if not locked:
-        found = [f for f in found if not _pid_alive(f[2])]
-    for old, kind, pid in found:
-        if kind != "old" or os.path.lexists(target):
-            continue
-        done = [p for p, k, q in found if k == "partial" and q == pid and _has_marker(p)]
-        os.rename(done[0] if done else old, target)
-    for p, _, _ in found:
-        if os.path.lexists(p):
-            shutil.rmtree(p, ignore_errors=True)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # exists but belongs to someone else
-    return True
+    inputs = list(inputs)
+    partial, old = _work_names(target, *previous)
+    ours = {p: _only_report_files(p) and _input_conflict(p, inputs) is None for p in (partial, old)}
+    if ours[old] and not os.path.lexists(target):
+        os.rename(partial if ours[partial] and _has_marker(partial) else old, target)
+    for p in (partial, old):
+        if ours[p] and os.path.lexists(p):
+            shutil.rmtree(p)
 
 
 def _lock_path(target: Path) -> Path:
     return target.with_name(f".{target.name}.lock")
 
 
-def _acquire(out: str | os.PathLike[str], target: Path) -> int | None:
-    """An exclusive flock on ``.NAME.lock``; None where the platform has no flock."""
+def _lock_bytes(token: str) -> bytes:
+    return (json.dumps({"schema": LOCK_SCHEMA, "pid": os.getpid(), "token": token}) + "\n").encode()
+
+
+def _parse_lock(raw: bytes) -> tuple[int, str] | None:
+    """(pid, token) of a lock file of this tool, else None."""
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return None
+    if not (isinstance(doc, dict) and doc.get("schema") == LOCK_SCHEMA
+            and type(doc.get("pid")) is int and isinstance(doc.get("token"), str)
+            and re.fullmatch(r"[0-9a-f]{%d}" % (2 * _TOKEN_BYTES), doc["token"])):
+        return None
+    return doc["pid"], doc["token"]
+
+
+def _not_our_lock(out: str | os.PathLike[str], path: Path, what: str) -> ReportRenderError:
+    return _fail(out, f"cannot be locked: {str(path)!r} {what}, not a lock file of audit-suite, and "
+                      "audit-suite never writes through or deletes a file it did not create",
+                 f"Move {str(path)!r} away, or choose another folder with --out.")
+
+
+def _create_lock(path: Path, token: str) -> int | None:
+    """Create ``path`` whole (content included) with ``link``, which never follows a link and
+    never replaces anything; the open descriptor, or None when something is already there."""
+    fd, tmp = tempfile.mkstemp(prefix=f"{path.name}-", dir=path.parent)
+    try:
+        os.write(fd, _lock_bytes(token))
+        os.fsync(fd)  # a lock file is never seen empty, even after a power loss
+        try:
+            os.link(tmp, path, follow_symlinks=False)
+        except FileExistsError:
+            os.close(fd)
+            return None
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+    finally:
+        os.unlink(tmp)
+
+
+def _acquire(out: str | os.PathLike[str], target: Path,
+             token: str) -> tuple[int, tuple[int, str] | None] | None:
+    """An exclusive flock on ``.NAME.lock``: (descriptor, the (pid, token) a killed run left in
+    it, or None for a new lock file). None where the platform has no flock."""
     try:
         import fcntl
     except ImportError:  # not POSIX: the no-replace rename is then the only guard
         return None
     path = _lock_path(target)
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = _create_lock(path, token)
+        created = fd is not None
+        if fd is None:
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue  # released by its holder since: create it
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise _not_our_lock(out, path, "is a symbolic link") from None
+                if exc.errno == errno.EISDIR:
+                    raise _not_our_lock(out, path, "is a folder") from None
+                raise
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-            os.close(fd)
-            raise _fail(out, "is the output folder of another audit run that is still going"
-                        + (f" (process {holder})" if holder.isdigit() else ""),
-                        "Wait for it to finish, or choose another folder with --out.") from None
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise _not_our_lock(out, path, "is not a regular file")
+            previous = None if created else _parse_lock(os.pread(fd, 4096, 0))
+            if not created and previous is None:
+                raise _not_our_lock(out, path, "is a file")
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _parse_lock(os.pread(fd, 4096, 0))
+                raise _fail(out, "is the output folder of another audit run that is still going"
+                            + (f" (process {holder[0]})" if holder else ""),
+                            "Wait for it to finish, or choose another folder with --out.") from None
         except BaseException:
             os.close(fd)
             raise
         # The previous holder unlinks the file on release: a lock on an unlinked file guards
         # nothing, so take it again on the file that is there now.
-        try:
-            same = os.stat(path).st_ino == os.fstat(fd).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-            return fd
+        if _is_held_file(path, fd):
+            if not created:  # read again under the lock: the holder may have written since
+                previous = _parse_lock(os.pread(fd, 4096, 0))
+            return fd, previous
         os.close(fd)
+
+
+def _is_held_file(path: Path, fd: int) -> bool:
+    try:
+        st, held = os.lstat(path), os.fstat(fd)
+    except OSError:
+        return False
+    return (st.st_dev, st.st_ino) == (held.st_dev, held.st_ino)
+
+
+def _record_lock(fd: int, token: str) -> None:
+    """Name this run in its own lock file (after the previous holder's leftovers are dealt with)."""
+    data = _lock_bytes(token)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, data, 0)
+
+
+def _held_token(target: Path) -> str | None:
+    with _held_guard:
+        mine = _held.get(str(target))
+        return mine[2] if mine is not None else None
 
 
 @contextlib.contextmanager
@@ -343,19 +439,25 @@ def reserve_output(out_dir: str | os.PathLike[str], *, overwrite: bool,
     _, missing = _check_location(out_dir, target)
     created: list[Path] = []
     fd = None
+    token = secrets.token_hex(_TOKEN_BYTES)
     try:
         try:
             for folder in missing:
                 os.mkdir(folder)
                 created.append(folder)
-            fd = _acquire(out_dir, target)
-            clean_stale(target, locked=fd is not None)
+            lock = _acquire(out_dir, target, token)
+            if lock is not None:
+                fd, previous = lock
+                if previous is not None:
+                    # A killed run's leftovers: checked against the inputs before anything moves.
+                    clean_stale(target, previous, inputs=inputs)
+                    _record_lock(fd, token)
         except OSError as exc:
             raise _fail(out_dir, f"cannot be prepared: {exc.filename or target}: {_cause(exc)}",
                         "Choose a folder on a writable disk with free space.") from None
         check_target(out_dir, target, overwrite=overwrite, inputs=inputs)  # under the lock
         with _held_guard:
-            _held[key] = [threading.get_ident(), 1]
+            _held[key] = [threading.get_ident(), 1, token]
         try:
             yield target
         finally:
@@ -375,8 +477,10 @@ def reserve_output(out_dir: str | os.PathLike[str], *, overwrite: bool,
 def _release(target: Path, fd: int | None) -> None:
     if fd is None:
         return
-    with contextlib.suppress(OSError):
-        os.unlink(_lock_path(target))  # while holding it: see _acquire
+    path = _lock_path(target)
+    if _is_held_file(path, fd):  # only the file this run holds, never what replaced it
+        with contextlib.suppress(OSError):
+            os.unlink(path)  # while holding it: see _acquire
     os.close(fd)
 
 
@@ -429,8 +533,10 @@ def place_report(out_dir: str | os.PathLike[str], target: Path, files: Mapping[s
     Call inside :func:`reserve_output`. Any I/O error becomes a :class:`ReportRenderError` naming
     the path and the cause; the work folder is removed and a previous report is left as it was.
     """
+    token = _held_token(target) or secrets.token_hex(_TOKEN_BYTES)  # recorded in the lock file
+    tmp, _ = _work_names(target, os.getpid(), token)
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-{os.getpid()}-", dir=target.parent))
+        os.mkdir(tmp, 0o700)
     except OSError as exc:
         raise _late(out_dir, exc, target.parent) from None
     try:
@@ -440,7 +546,7 @@ def place_report(out_dir: str | os.PathLike[str], target: Path, files: Mapping[s
         _write_durable(tmp / MARKER, (json.dumps(marker) + "\n").encode())  # last: marks it complete
         os.chmod(tmp, 0o755)
         _fsync_dir(tmp)
-        _swap_into_place(out_dir, tmp, target, overwrite=overwrite)
+        _swap_into_place(out_dir, tmp, target, overwrite=overwrite, token=token)
     except OSError as exc:
         raise _late(out_dir, exc, tmp) from None
     finally:
@@ -453,7 +559,8 @@ def _late(out_dir: str | os.PathLike[str], exc: OSError, where: Path) -> ReportR
                           "there is unchanged", "Fix the cause (disk space, permissions) and run again.")
 
 
-def _swap_into_place(out_dir: str | os.PathLike[str], new: Path, target: Path, *, overwrite: bool) -> None:
+def _swap_into_place(out_dir: str | os.PathLike[str], new: Path, target: Path, *, overwrite: bool,
+                     token: str) -> None:
     """Rename ``new`` to ``target``; an old ``target`` is renamed aside first and removed last."""
     if not os.path.lexists(target):
         try:
@@ -466,7 +573,7 @@ def _swap_into_place(out_dir: str | os.PathLike[str], new: Path, target: Path, *
     if not overwrite:  # created since the preflight check by something that takes no lock
         raise _fail(out_dir, "already exists", "Pass --overwrite to replace it, or choose "
                                                "another folder with --out.")
-    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    _, old = _work_names(target, os.getpid(), token)
     os.rename(target, old)
     try:
         rename_noreplace(new, target)
@@ -486,5 +593,88 @@ def _synced(out_dir: str | os.PathLike[str], target: Path) -> None:
                              f"{_cause(exc)})", "Check the disk before relying on the report.") from None
 
 
-__all__ = ["MARKER", "check_target", "clean_stale", "locate", "place_report", "recognised_report",
+# --- Single files (the gate's JUnit XML) -------------------------------------------------------
+
+JUNIT_MAX_BYTES = 64 << 20  # far above any gate's JUnit file; a larger file is not one of ours
+
+
+def is_our_junit(path: Path) -> bool:
+    """True when ``path`` holds JUnit XML as :func:`audit.gate.to_junit` writes it: a
+    ``<testsuites name="audit-gate...">`` root whose test cases all have classname
+    ``audit.gate``, and no document type declaration (so no entity can expand)."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(JUNIT_MAX_BYTES + 1)
+    except OSError:
+        return False
+    if len(raw) > JUNIT_MAX_BYTES or b"<!DOCTYPE" in raw or b"<!ENTITY" in raw:
+        return False
+    try:
+        root = ET.fromstring(raw)
+    except ET.ParseError:
+        return False
+    name = root.get("name", "")
+    cases = root.findall("./testsuite/testcase")
+    return (root.tag == "testsuites" and (name == "audit-gate" or name.startswith("audit-gate:"))
+            and all(c.get("classname") == "audit.gate" for c in cases))
+
+
+def check_output_file(path: str | os.PathLike[str], *, what: str,
+                      inputs: Iterable[tuple[str, str]], ours: Callable[[Path], bool]) -> Path:
+    """Raise unless ``path`` may receive ``what`` (a file this tool replaces whole); returns its
+    absolute location. Refused: an input of the run, a symbolic link, a folder or anything that
+    is not a regular file, an existing file for which ``ours`` is false, a parent that is a file
+    or not writable. Call before the work, and again just before writing."""
+    target = locate(path)
+
+    def refuse(why: str, fix: str) -> ReportRenderError:
+        return ReportRenderError(f"The {what} {str(path)!r} {why}. {fix}")
+
+    for role, raw in inputs:
+        if raw and target == Path(os.path.realpath(raw)):
+            raise refuse(f"is the run's {role} file, which audit-suite never overwrites",
+                         f"Choose another file name for the {what}.")
+    if os.path.islink(target):
+        raise refuse("is a symbolic link, which audit-suite never writes through",
+                     "Give the path of the file itself, or another file name.")
+    if os.path.lexists(target):
+        if os.path.isdir(target):
+            raise refuse("is a folder", "Give a file name inside it, such as gate.xml.")
+        if not stat.S_ISREG(os.lstat(target).st_mode):
+            raise refuse("is not a regular file", f"Choose another file name for the {what}.")
+        if not ours(target):
+            raise refuse(f"exists and is not a {what} written by audit-suite, so it is not replaced",
+                         "Choose another file name, or move the file away.")
+    existing = target.parent
+    while not os.path.lexists(existing):
+        existing = existing.parent
+    if not existing.is_dir():
+        raise refuse(f"cannot be created: {str(existing)!r} is a file, not a folder",
+                     "Choose a path whose parent is a folder.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise refuse(f"cannot be created: {str(existing)!r} is not writable",
+                     "Choose a folder you can write to.")
+    return target
+
+
+def write_file_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` durably and atomically: a fresh temporary file beside it
+    (``O_EXCL``, fsynced), renamed over ``path`` (a rename replaces a link that appeared since,
+    never writes through it), then the folder fsynced. Missing parent folders are created.
+    Readers see the old file or the new one, never a mix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}-{secrets.token_hex(_TOKEN_BYTES)}")
+    try:
+        _write_durable(tmp, data)
+        os.rename(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+__all__ = ["MARKER", "check_output_file", "is_our_junit", "write_file_atomic", "check_target", "clean_stale", "locate", "place_report", "recognised_report",
            "rename_noreplace", "reserve_output"]
