@@ -471,3 +471,18 @@ def test_the_red_team_file_finishes_in_bounded_output():
     r = run(df, sensitive=tuple(f"s{j}" for j in range(6)), n_boot=0)
     assert len(r.attributes) == 6 and len(r.skipped) == 15
     assert sum(len(a.groups) for a in r.attributes.values()) == 300
+
+
+def test_the_report_names_the_skipped_intersections_and_why():
+    from audit.report.render import render_html
+    from audit.runner import audit_model
+
+    df = _many_groups_frame().drop(columns="pred")
+    df["y"] = np.where(df["y"] == 1, "yes", "no")
+    report = audit_model(lambda X: 1 / (1 + np.exp(-X[:, 0])), df, target="y", positive_label="yes",
+                         sensitive=["a", "b"], methods=["fairness"],
+                         method_options={"fairness": {**FAST, "max_groups": 20}})
+    html = render_html(report)
+    assert "Intersections not analysed" in html
+    assert "and of their intersections" not in html  # none was analysed
+    assert f"a × b: {df.groupby(['a', 'b']).ngroups} groups, more than max_groups = 20" in html
