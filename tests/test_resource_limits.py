@@ -387,3 +387,16 @@ def test_running_out_of_memory_while_parsing_says_so_not_check_the_delimiter(tmp
                           capture_output=True, text=True, timeout=120)
     assert "ran out of memory while being read" in done.stdout, done.stdout + done.stderr[-2000:]
     assert "delimiter" not in done.stdout
+
+
+def test_rows_with_missing_fields_are_counted_not_a_reason_to_give_up(tmp_path):
+    """pandas pads a short row with missing values where pyarrow refuses it: the scan counts
+    such rows (charged as text) and still sees every other row."""
+    from audit.core.dataset import _scan_csv, read_table
+
+    path = tmp_path / "short_rows.csv"
+    path.write_text("a,b,c\n" + "1,2,3\n" * 5000 + "4,5\n" * 3 + "6,7,8\n" * 5000)
+    assert len(read_table(path)) == 10_003
+    estimate, what = _scan_csv(path, (), (), 1 << 40)
+    assert what.startswith("10,003 rows x 3 columns") and "3 of them text" in what, what
+    assert estimate >= (24 + 64) * 3 * 10_003

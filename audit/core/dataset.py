@@ -645,8 +645,9 @@ def _scan_csv(path: Path, text: Sequence[str], na_values: Sequence[str], budget:
     """Stream the CSV: the bytes pandas will need to read it, and what they are made of.
 
     pyarrow parses it block by block with every column as text (bounded memory); a column is
-    numeric only when every cell looks like a number or is missing. A file pyarrow cannot parse
-    is counted by commas and newlines instead, every cell charged as text.
+    numeric only when every cell looks like a number or is missing. A row with another number of
+    fields (pandas pads a short one) is charged as a row of text cells; a file pyarrow cannot
+    parse at all is counted by commas and newlines instead, every cell charged as text.
     """
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -656,11 +657,25 @@ def _scan_csv(path: Path, text: Sequence[str], na_values: Sequence[str], budget:
 
     pool = pa.default_memory_pool()
     read = pacsv.ReadOptions(block_size=_SCAN_BLOCK, use_threads=False)
-    parse = pacsv.ParseOptions(newlines_in_values=True)
+    odd_rows = [0]
+
+    def odd_row(row: Any) -> str:  # pyarrow refuses these; pandas pads short rows
+        odd_rows[0] += 1
+        return "skip"
+
+    parse = pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=odd_row)
+    # pyarrow decodes an odd row as UTF-8 before calling odd_row; on other bytes it reports the
+    # UnicodeDecodeError through sys.unraisablehook ("Exception ignored in ...") and then fails,
+    # which the fallback below handles: keep that report off the user's terminal.
+    import sys
+
+    hook = sys.unraisablehook
+    sys.unraisablehook = lambda u: None if u.object is odd_row else hook(u)
     try:
         with _open_text(path) as fh:
             names = pacsv.open_csv(_Counted(fh, budget), read_options=read,
                                    parse_options=parse, memory_pool=pool).schema.names
+        odd_rows[0] = 0
         with _open_text(path) as fh:
             stream = _Counted(fh, budget)
             reader = pacsv.open_csv(stream, read_options=read, parse_options=parse,
@@ -695,16 +710,21 @@ def _scan_csv(path: Path, text: Sequence[str], na_values: Sequence[str], budget:
             return estimate, (f"about {cells:,} cells (counted by commas and newlines, "
                               f"each charged as text) in {format_size(stream.total)} of text")
     finally:  # give the scan's blocks back before pandas allocates (the pool keeps them)
+        sys.unraisablehook = hook
         pa.default_memory_pool().release_unused()
+    text_chars = sum(c for c, t in zip(chars, is_text) if t)
+    if odd_rows[0]:
+        rows += odd_rows[0]
+        is_text, text_chars = [True] * len(names), total
     cells = rows * len(names)
     text_cells = rows * sum(is_text)
-    text_chars = sum(c for c, t in zip(chars, is_text) if t)
     estimate = (total + _CELL_BYTES * cells + _TEXT_CELL_BYTES * text_cells
                 + _TEXT_CHAR_BYTES * text_chars)
     shown = _show([str(n).strip() for n, t in zip(names, is_text) if t])
     return estimate, (f"{rows:,} rows x {len(names):,} columns in {format_size(total)} of text"
                       f" ({sum(is_text):,} of them text: {shown})" if any(is_text) else
                       f"{rows:,} rows x {len(names):,} columns in {format_size(total)} of text")
+
 
 def _check_data_size(path: Path, text: Sequence[str] = (), na_values: Sequence[str] = ()) -> None:
     """Refuse a data file whose content exceeds the memory budget, before pandas reads it.
