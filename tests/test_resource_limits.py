@@ -400,3 +400,14 @@ def test_rows_with_missing_fields_are_counted_not_a_reason_to_give_up(tmp_path):
     estimate, what = _scan_csv(path, (), (), 1 << 40)
     assert what.startswith("10,003 rows x 3 columns") and "3 of them text" in what, what
     assert estimate >= (24 + 64) * 3 * 10_003
+
+
+@pytest.mark.parametrize("name, content", [("bad.csv.xz", b"not xz at all"),
+                                           ("bad.csv.zip", b"PK\x03\x04garbage")])
+def test_a_corrupt_xz_or_zip_is_an_input_error_not_a_traceback(tmp_path, name, content):
+    from audit.core.dataset import read_table
+
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(DataValidationError, match=f"{name}' could not be read: it is truncated or corrupt"):
+        read_table(path)

@@ -760,7 +760,11 @@ def _check_data_size(path: Path, text: Sequence[str] = (), na_values: Sequence[s
         try:
             with zipfile.ZipFile(path) as zf:
                 size = sum(i.file_size for i in zf.infolist())
-        except (zipfile.BadZipFile, OSError):
+        except zipfile.BadZipFile as exc:  # pandas would let it through as a traceback
+            raise DataValidationError(
+                f"The data file {str(path)!r} could not be read: it is truncated or corrupt "
+                f"({exc}). Re-create or re-download it.") from None
+        except OSError:
             return
         check_size(size, f"The data file {str(path)!r} decompresses to {format_size(size)} of "
                    "text; reading it needs at least", fix=fix)
@@ -776,6 +780,14 @@ def _check_data_size(path: Path, text: Sequence[str] = (), na_values: Sequence[s
         return
     except (OSError, EOFError, zlib.error, ValueError):  # pandas reports these with its messages
         return
+    except Exception as exc:  # lzma.LZMAError (not xz at all), which pandas would let through
+        import lzma
+
+        if not isinstance(exc, lzma.LZMAError):
+            raise
+        raise DataValidationError(
+            f"The data file {str(path)!r} could not be read: it is truncated or corrupt ({exc}). "
+            "Re-create or re-download it.") from None
     check_size(estimate, f"The data file {str(path)!r} holds {what}; reading it into a data "
                "frame needs about", fix=fix)
 
