@@ -248,7 +248,9 @@ def _judge(rule: GateRule, result: Any) -> Verdict:
     res = result.attributes.get(rule.attribute)
     d = res.disparities.get(rule.metric) if res is not None else None
     if d is None:
+        why = getattr(result, "skipped", {}).get(rule.attribute)
         return Verdict(rule.key, rule.text, "insufficient", False, None, None, None, conf,
+                       f"{rule.attribute} was not analysed ({why})" if why else
                        f"{rule.metric} was not computed for {rule.attribute}")
     e = d.estimate
     lower, upper = e.lower, e.upper

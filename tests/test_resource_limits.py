@@ -148,6 +148,74 @@ def test_encoding_more_cells_than_the_budget_is_refused_before_allocating():
         enc.encode(frame)  # 1,000 x 1,000 cells x 12 bytes = 11.4 MiB
 
 
+def _short_strings_csv(path: Path, n: int, *, late_text: bool = False) -> Path:
+    """``n`` rows: two small integers and two columns of unique short strings (f"{i:x}"); with
+    ``late_text`` the integer column ``x`` holds one word in its last row only."""
+    rows = "\n".join(f"{i % 97},{i % 2},{i:x},{i + 7:x}" for i in range(n))
+    tail = "\nword,1,zz,zz" if late_text else ""
+    path.write_text("x,y,sex,race\n" + rows + tail + "\n")
+    return path
+
+
+@pytest.mark.parametrize("declared", [("sex", "race"), ()])
+def test_the_csv_estimate_covers_a_frame_of_many_short_strings(tmp_path, declared):
+    """Short strings cost ~60 bytes each in memory; the old estimate (twice the text) was below
+    the parsed frame itself. Declared text columns and inferred ones are both charged."""
+    import pandas as pd
+
+    from audit.core.dataset import _scan_csv, read_table
+
+    path = _short_strings_csv(tmp_path / "short.csv", 100_000)
+    frame = read_table(path, text=declared)
+    in_memory = int(frame.memory_usage(deep=True).sum())
+    estimate, what = _scan_csv(path, declared, (), 1 << 40)
+    assert "100,000 rows x 4 columns" in what and "'sex', 'race'" in what, what
+    assert estimate >= in_memory, (estimate, in_memory)
+    # the case discriminates: pandas' own object-string frame (what its parser builds on the
+    # way) is beyond twice the text, and the estimate covers it as well
+    as_objects = int(pd.read_csv(path, dtype=object).memory_usage(deep=True).sum())
+    assert 2 * path.stat().st_size < as_objects <= estimate, (path.stat().st_size, as_objects)
+
+
+def test_the_budget_refuses_a_csv_of_short_strings_before_pandas_reads_it(tmp_path):
+    from audit.core.dataset import read_table
+
+    path = _short_strings_csv(tmp_path / "short.csv", 60_000)  # 0.8 MiB of text
+    assert 2 * path.stat().st_size < parse_size("2MiB")  # the old estimate let it through
+    with memory_limit(parse_size("2MiB")), pytest.raises(
+            DataValidationError, match=r"60,000 rows x 4 columns .*text: 'sex', 'race'.*needs about"):
+        read_table(path, text=("sex", "race"))
+    with memory_limit(parse_size("64MiB")):
+        assert len(read_table(path, text=("sex", "race"))) == 60_000
+
+
+def test_one_word_in_the_last_row_makes_a_numeric_column_count_as_text(tmp_path):
+    """The scan reads every block (1 MiB each), not a sample: a column pandas will hold as text
+    because of its last cell is charged as text."""
+    from audit.core.dataset import _scan_csv
+
+    path = _short_strings_csv(tmp_path / "late.csv", 200_000, late_text=True)
+    assert path.stat().st_size > 3 * 2**20
+    numeric_x, what = _scan_csv(path, (), (), 1 << 40)
+    assert "3 of them text: 'x', 'sex', 'race'" in what, what
+    path.write_text(path.read_text().replace("\nword,", "\n5,"))
+    all_numbers, what = _scan_csv(path, (), (), 1 << 40)
+    assert "2 of them text: 'sex', 'race'" in what, what
+    assert numeric_x - all_numbers >= 64 * 200_000
+
+
+def test_a_gzip_csv_of_short_strings_is_counted_as_a_stream(tmp_path):
+    import gzip
+
+    from audit.core.dataset import read_table
+
+    plain = _short_strings_csv(tmp_path / "short.csv", 60_000)
+    packed = tmp_path / "short.csv.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    with memory_limit(parse_size("2MiB")), pytest.raises(DataValidationError, match="60,000 rows"):
+        read_table(packed, text=("sex",))
+
+
 # ---- one output check for every adapter ---------------------------------------------------------
 
 
@@ -319,3 +387,27 @@ def test_running_out_of_memory_while_parsing_says_so_not_check_the_delimiter(tmp
                           capture_output=True, text=True, timeout=120)
     assert "ran out of memory while being read" in done.stdout, done.stdout + done.stderr[-2000:]
     assert "delimiter" not in done.stdout
+
+
+def test_rows_with_missing_fields_are_counted_not_a_reason_to_give_up(tmp_path):
+    """pandas pads a short row with missing values where pyarrow refuses it: the scan counts
+    such rows (charged as text) and still sees every other row."""
+    from audit.core.dataset import _scan_csv, read_table
+
+    path = tmp_path / "short_rows.csv"
+    path.write_text("a,b,c\n" + "1,2,3\n" * 5000 + "4,5\n" * 3 + "6,7,8\n" * 5000)
+    assert len(read_table(path)) == 10_003
+    estimate, what = _scan_csv(path, (), (), 1 << 40)
+    assert what.startswith("10,003 rows x 3 columns") and "3 of them text" in what, what
+    assert estimate >= (24 + 64) * 3 * 10_003
+
+
+@pytest.mark.parametrize("name, content", [("bad.csv.xz", b"not xz at all"),
+                                           ("bad.csv.zip", b"PK\x03\x04garbage")])
+def test_a_corrupt_xz_or_zip_is_an_input_error_not_a_traceback(tmp_path, name, content):
+    from audit.core.dataset import read_table
+
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(DataValidationError, match=f"{name}' could not be read: it is truncated or corrupt"):
+        read_table(path)

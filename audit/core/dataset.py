@@ -516,7 +516,7 @@ def read_table(path: str | Path, *, na_values: Sequence[str] = (),
             "resolved against the config file's folder).")
     name = path.name.lower()
     try:
-        _check_data_size(path)
+        _check_data_size(path, text, na_values)
         if name.endswith((".parquet", ".pq")):
             _check_column_names(_parquet_names(path), path)
             frame = pd.read_parquet(path)
@@ -575,22 +575,169 @@ def duplicates(names: Sequence[str]) -> list[str]:
 
 
 _STREAMS = {".gz": "gzip", ".bz2": "bz2", ".xz": "lzma"}
-# Memory of the parsed frame per byte of CSV text (measured: Adult's 1.68 MiB of text became a
-# 3.09 MiB frame, pandas memory_usage(deep=True)); the budget is checked against twice the text.
-_FRAME_PER_TEXT = 2
+# Peak memory of read_table's pandas.read_csv (C parser, low_memory=False) over the interpreter's
+# baseline, measured with pandas 3.1 / pyarrow 26 (resource.getrusage in a subprocess):
+#   2M rows x 5 numeric columns, 32 MiB of text: 217 MiB (estimate below: 261 MiB)
+#   5M rows, 4 numeric + 1 text column of unique short strings, 98 MiB: 984 MiB (estimate 1.10 GiB)
+#   2M rows, 3 numeric + 4 such text columns, 70 MiB: 585 MiB (estimate 1.03 GiB)
+#   2M rows, 2 numeric + 1 text column of 41-character strings, 94 MiB: 641 MiB (estimate 741 MiB)
+# The tokenizer keeps the whole text plus two 8-byte words per cell, and a parsed number takes 8
+# bytes: text + 24 bytes per cell. A text column passes through one Python str object per cell
+# (~50 bytes + its characters, and an 8-byte pointer) before pandas stores it as pyarrow strings,
+# so its cells are charged 64 bytes plus 5 per character on top. (The old estimate, twice the
+# text, let the second file through a 256 MiB budget at 3.8x the budget.)
+_CELL_BYTES = 24
+_TEXT_CELL_BYTES = 64
+_TEXT_CHAR_BYTES = 5
+_SCAN_BLOCK = 1 << 20
+# A cell pandas may parse as a number (or leave empty): any other cell makes its column text.
+_NUMBER = r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$|^\s*$"
 
 
-def _check_data_size(path: Path) -> None:
+class _OverBudget(Exception):
+    def __init__(self, total: int) -> None:
+        self.total = total
+
+
+class _Counted:
+    """A binary stream that counts the bytes read through it and stops past ``limit``."""
+
+    def __init__(self, fh: Any, limit: int) -> None:
+        self.fh, self.limit, self.total, self.closed = fh, limit, 0, False
+
+    def read(self, n: int = -1) -> bytes:
+        chunk = self.fh.read(_SCAN_BLOCK if n is None or n < 0 else n)
+        self.total += len(chunk)
+        if self.total > self.limit:
+            raise _OverBudget(self.total)
+        return chunk
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _open_text(path: Path) -> Any:
+    """The CSV's bytes, decompressed as a stream (gzip, bz2, xz, or a zip's first member)."""
+    import contextlib
+    import importlib
+
+    name = path.name.lower()
+    suffix = next((s for s in _STREAMS if name.endswith(s)), None)
+    if suffix is not None:
+        return importlib.import_module(_STREAMS[suffix]).open(path, "rb")
+    if name.endswith(".zip"):
+        import zipfile
+
+        zf = zipfile.ZipFile(path)
+        stack = contextlib.ExitStack()
+        stack.enter_context(zf)
+        member = stack.enter_context(zf.open(zf.infolist()[0]))
+        member.close = stack.close  # closing the member closes the archive too
+        return member
+    return open(path, "rb")
+
+
+def _scan_csv(path: Path, text: Sequence[str], na_values: Sequence[str], budget: int
+              ) -> tuple[int, str]:
+    """Stream the CSV: the bytes pandas will need to read it, and what they are made of.
+
+    pyarrow parses it block by block with every column as text (bounded memory); a column is
+    numeric only when every cell looks like a number or is missing. A row with another number of
+    fields (pandas pads a short one) is charged as a row of text cells; a file pyarrow cannot
+    parse at all is counted by commas and newlines instead, every cell charged as text.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
+
+    from audit.core.limits import format_size
+
+    pool = pa.default_memory_pool()
+    read = pacsv.ReadOptions(block_size=_SCAN_BLOCK, use_threads=False)
+    odd_rows = [0]
+
+    def odd_row(row: Any) -> str:  # pyarrow refuses these; pandas pads short rows
+        odd_rows[0] += 1
+        return "skip"
+
+    parse = pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=odd_row)
+    # pyarrow decodes an odd row as UTF-8 before calling odd_row; on other bytes it reports the
+    # UnicodeDecodeError through sys.unraisablehook ("Exception ignored in ...") and then fails,
+    # which the fallback below handles: keep that report off the user's terminal.
+    import sys
+
+    hook = sys.unraisablehook
+    sys.unraisablehook = lambda u: None if u.object is odd_row else hook(u)
+    try:
+        with _open_text(path) as fh:
+            names = pacsv.open_csv(_Counted(fh, budget), read_options=read,
+                                   parse_options=parse, memory_pool=pool).schema.names
+        odd_rows[0] = 0
+        with _open_text(path) as fh:
+            stream = _Counted(fh, budget)
+            reader = pacsv.open_csv(stream, read_options=read, parse_options=parse,
+                                    convert_options=pacsv.ConvertOptions(
+                                        column_types=dict.fromkeys(names, pa.string()),
+                                        strings_can_be_null=False, quoted_strings_can_be_null=False),
+                                    memory_pool=pool)
+            wanted = {str(c).strip() for c in text}
+            is_text = [str(n).strip() in wanted for n in names]
+            missing = pa.array(["", *na_values], pa.string())
+            rows, chars = 0, [0] * len(names)
+            for batch in reader:
+                rows += batch.num_rows
+                for j in range(len(names)):
+                    col = batch.column(j)
+                    length = pc.binary_length(col, memory_pool=pool)
+                    chars[j] += int(pc.sum(length, memory_pool=pool).as_py() or 0)
+                    if not is_text[j]:
+                        ok = pc.or_(pc.match_substring_regex(col, _NUMBER, memory_pool=pool),
+                                    pc.is_in(col, missing, memory_pool=pool), memory_pool=pool)
+                        is_text[j] = not pc.all(ok, memory_pool=pool).as_py()
+            total = stream.total
+    except _OverBudget:
+        raise
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, IndexError, KeyError):
+        with _open_text(path) as fh:
+            stream, cells = _Counted(fh, budget), 0
+            while chunk := stream.read(_SCAN_BLOCK):
+                cells += chunk.count(b",") + chunk.count(b"\n")
+            estimate = (stream.total + (_CELL_BYTES + _TEXT_CELL_BYTES) * cells
+                        + _TEXT_CHAR_BYTES * stream.total)
+            return estimate, (f"about {cells:,} cells (counted by commas and newlines, "
+                              f"each charged as text) in {format_size(stream.total)} of text")
+    finally:  # give the scan's blocks back before pandas allocates (the pool keeps them)
+        sys.unraisablehook = hook
+        pa.default_memory_pool().release_unused()
+    text_chars = sum(c for c, t in zip(chars, is_text) if t)
+    if odd_rows[0]:
+        rows += odd_rows[0]
+        is_text, text_chars = [True] * len(names), total
+    cells = rows * len(names)
+    text_cells = rows * sum(is_text)
+    estimate = (total + _CELL_BYTES * cells + _TEXT_CELL_BYTES * text_cells
+                + _TEXT_CHAR_BYTES * text_chars)
+    shown = _show([str(n).strip() for n, t in zip(names, is_text) if t])
+    return estimate, (f"{rows:,} rows x {len(names):,} columns in {format_size(total)} of text"
+                      f" ({sum(is_text):,} of them text: {shown})" if any(is_text) else
+                      f"{rows:,} rows x {len(names):,} columns in {format_size(total)} of text")
+
+
+def _check_data_size(path: Path, text: Sequence[str] = (), na_values: Sequence[str] = ()) -> None:
     """Refuse a data file whose content exceeds the memory budget, before pandas reads it.
 
-    Compressed CSVs are decompressed as a stream and counted, stopping at the budget (a small
-    ``.gz`` can expand a thousandfold); Parquet's footer states the uncompressed size; plain
-    files are measured on disk.
+    Parquet's footer states the uncompressed size. A CSV (plain or compressed) is streamed once
+    before pandas sees it, stopping as soon as its text alone passes the budget (a small ``.gz``
+    can expand a thousandfold); the estimate charges every cell and, per cell of a text column,
+    the Python string pandas builds on the way (see ``_TEXT_CELL_BYTES``). ``text`` names the
+    columns read as text whatever they hold; ``na_values`` the extra missing-value markers.
     """
     from audit.core.limits import check_size, format_size, memory_budget
 
     budget = memory_budget()[0]
-    as_frame = f"read into a data frame (about {_FRAME_PER_TEXT}x the text) that is"
     name = path.name.lower()
     fix = "Audit a sample of the rows (e.g. a smaller file)."
     if name.endswith((".parquet", ".pq")):
@@ -607,35 +754,42 @@ def _check_data_size(path: Path) -> None:
         check_size(size, f"The data file {str(path)!r} holds {meta.num_rows:,} rows x "
                    f"{meta.num_columns:,} columns; in memory that is at least", fix=fix)
         return
-    suffix = next((s for s in _STREAMS if name.endswith(s)), None)
-    if suffix is None:
-        if name.endswith(".zip"):
-            import zipfile
+    if name.endswith(".zip"):
+        import zipfile
 
-            try:
-                with zipfile.ZipFile(path) as zf:
-                    size = sum(i.file_size for i in zf.infolist())
-            except (zipfile.BadZipFile, OSError):
-                return
-            check_size(_FRAME_PER_TEXT * size, f"The data file {str(path)!r} decompresses to "
-                       f"{format_size(size)} of text; {as_frame}", fix=fix)
+        try:
+            with zipfile.ZipFile(path) as zf:
+                size = sum(i.file_size for i in zf.infolist())
+        except zipfile.BadZipFile as exc:  # pandas would let it through as a traceback
+            raise DataValidationError(
+                f"The data file {str(path)!r} could not be read: it is truncated or corrupt "
+                f"({exc}). Re-create or re-download it.") from None
+        except OSError:
             return
+        check_size(size, f"The data file {str(path)!r} decompresses to {format_size(size)} of "
+                   "text; reading it needs at least", fix=fix)
+    elif not any(name.endswith(s) for s in _STREAMS):
         size = path.stat().st_size
-        check_size(_FRAME_PER_TEXT * size, f"The data file {str(path)!r} is {format_size(size)} of "
-                   f"text; {as_frame}", fix=fix)
+        check_size(size, f"The data file {str(path)!r} is {format_size(size)} of text; reading "
+                   "it needs at least", fix=fix)
+    try:
+        estimate, what = _scan_csv(path, text, na_values, budget)
+    except _OverBudget as over:
+        check_size(over.total, f"The data file {str(path)!r} decompresses to at least "
+                   f"{format_size(over.total)} of text; reading it needs at least", fix=fix)
         return
-    import importlib
+    except (OSError, EOFError, zlib.error, ValueError):  # pandas reports these with its messages
+        return
+    except Exception as exc:  # lzma.LZMAError (not xz at all), which pandas would let through
+        import lzma
 
-    module = importlib.import_module(_STREAMS[suffix])
-    total = 0
-    with module.open(path, "rb") as fh:
-        while _FRAME_PER_TEXT * total <= budget:
-            chunk = fh.read(1 << 20)
-            if not chunk:
-                return
-            total += len(chunk)
-    check_size(_FRAME_PER_TEXT * total, f"The data file {str(path)!r} decompresses to at least "
-               f"{format_size(total)} of text; {as_frame}", fix=fix)
+        if not isinstance(exc, lzma.LZMAError):
+            raise
+        raise DataValidationError(
+            f"The data file {str(path)!r} could not be read: it is truncated or corrupt ({exc}). "
+            "Re-create or re-download it.") from None
+    check_size(estimate, f"The data file {str(path)!r} holds {what}; reading it into a data "
+               "frame needs about", fix=fix)
 
 
 def _out_of_memory(path: Path) -> None:

@@ -130,7 +130,9 @@ class FairnessConfig(MethodConfig):
     n_permutations : permutations per regression test (0 disables them).
     reference : attribute (or intersection) -> reference group; others use max − min.
     intersections : lists of attributes to cross; default: every pair of sensitive attributes.
-    max_groups : an attribute with more distinct values is an error (bin it first).
+    max_groups : an attribute with more distinct values is an error (bin it first); so is an
+        intersection listed in ``intersections`` with more groups, and a default (pairwise)
+        intersection with more is skipped, the reason stated in the report.
     calibration_bins : equal-width score bins of the reliability curves.
     what_if : run fairlearn's ThresholdOptimizer what-if (needs scores).
     dp_warn, eo_warn : differences whose whole interval lies above these are named in the summary.
@@ -364,6 +366,8 @@ class FairnessResult(MethodResult):
     n_tests: int
     notes: tuple[str, ...] = ()
     threshold: float = 0.5
+    #: intersection -> why it was not analysed (more groups than max_groups)
+    skipped: dict[str, str] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------------------------
@@ -567,9 +571,15 @@ class Fairness(AuditMethod[FairnessConfig, FairnessResult]):
         refs = {normalize_set_name(k): v for k, v in config.reference.items()}
 
         attributes: dict[str, AttributeResult] = {}
+        skipped: dict[str, str] = {}
         for i, cols in enumerate(sets):
             values = group_values(data, cols)
             ref = refs.get(set_name(cols))
+            too_many = intersection_too_large(cols, values, config, ref is not None, data.source)
+            if too_many:
+                skipped[set_name(cols)] = too_many
+                ctx.progress(i + 1, len(sets))
+                continue
             if data.task == "binary":
                 res = _analyse_binary(cols, values, y_true, y_pred, scores, config, ref, ctx.rng)
             elif data.task == "regression":
@@ -604,7 +614,7 @@ class Fairness(AuditMethod[FairnessConfig, FairnessResult]):
             confidence=config.confidence, alpha=config.alpha, power=config.power,
             n_boot=config.n_boot, n_permutations=config.n_permutations,
             has_scores=scores is not None, n_tests=n_tests, notes=tuple(notes),
-            threshold=float(model.threshold))
+            threshold=float(model.threshold), skipped=skipped)
 
     def findings(self, result: FairnessResult, config: FairnessConfig) -> list[Finding]:
         out = []
@@ -639,6 +649,13 @@ class Fairness(AuditMethod[FairnessConfig, FairnessResult]):
                 out.append(Finding("info", f"{len(small)} group(s) of {res.title} have fewer than "
                                            f"{result.min_group_size} rows and are too small to judge: "
                                            f"{', '.join(small[:5])}{' …' if len(small) > 5 else ''}."))
+        if result.skipped:
+            names = [k.replace(INTERSECTION_SEP, " × ") for k in result.skipped]
+            out.append(Finding("warning", f"{len(names)} intersection(s) not analysed, each with more "
+                                          f"groups than max_groups = {config.max_groups}: "
+                                          f"{', '.join(names[:5])}{' …' if len(names) > 5 else ''}. Bin "
+                                          "the attributes into fewer groups, raise max_groups, or "
+                                          "list the intersections to analyse."))
         return out
 
     def figures(self, result: FairnessResult, data: AuditData) -> dict[str, Any]:
@@ -725,6 +742,30 @@ def check_sensitive(data: AuditData, config: FairnessConfig) -> None:
                 f"max_groups = {config.max_groups}); group it into fewer bins (e.g. age ranges such "
                 "as 18-25, 26-40, ...) in the data before the audit, or raise [methods.fairness] "
                 "max_groups.")
+
+
+def intersection_too_large(cols: Sequence[str], values: np.ndarray, config: FairnessConfig,
+                           has_reference: bool, source: str | None) -> str | None:
+    """Why an intersection is not analysed: more groups than ``max_groups``, or None.
+
+    Time, memory and the report grow with the groups (and the pairwise intervals with their
+    square), so ``max_groups`` bounds intersections as it bounds attributes. A default
+    intersection over the bound is skipped with this reason; one the config asks for by name
+    (``intersections`` or ``reference``) is a config error.
+    """
+    if len(cols) < 2:
+        return None
+    n_groups = len(np.unique(values))
+    if n_groups <= config.max_groups:
+        return None
+    name = set_name(cols)
+    if config.intersections is not None or has_reference:
+        asked = "[methods.fairness] intersections" if config.intersections is not None else "reference"
+        raise InvalidConfigError(
+            f"The fairness intersection {name!r} named in {asked} has {n_groups:,} groups in "
+            f"{source or 'the data'}, more than max_groups = {config.max_groups}. Remove it, bin "
+            "its attributes into fewer groups, or raise [methods.fairness] max_groups.")
+    return f"{n_groups:,} groups, more than max_groups = {config.max_groups}"
 
 
 def group_values(data: AuditData, columns: Sequence[str]) -> np.ndarray:

@@ -27,7 +27,7 @@ Simulated coverage over 2–10 groups of 30–5,000 rows and rates 0.01–0.99 i
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -240,6 +240,36 @@ def pairs_of(ok: np.ndarray, ref: int | None) -> list[tuple[int, int]]:
     return [(int(g), int(ref)) for g in idx if g != ref] if ok[ref] else []
 
 
+# Array cells (pairs x leading replications) per block of pairs: memory stays bounded (a few
+# dozen float arrays of this size, ~50 MiB) however many groups there are; 2,500 groups are
+# 3.1 million pairs.
+_PAIR_BLOCK_CELLS = 1 << 17
+
+
+def _pair_blocks(ok: np.ndarray, ref: int | None, size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The pairs of :func:`pairs_of` as ``(a, b)`` index arrays, at most about ``size`` at a time."""
+    idx = np.flatnonzero(ok)
+    if ref is not None:
+        others = idx[idx != ref] if ok[ref] else idx[:0]
+        for start in range(0, len(others), size):
+            block = others[start:start + size]
+            yield block, np.full(len(block), ref)
+        return
+    a_parts: list[np.ndarray] = []
+    b_parts: list[np.ndarray] = []
+    count = 0
+    for k in range(len(idx) - 1):
+        rest = idx[k + 1:]
+        a_parts.append(np.full(len(rest), idx[k]))
+        b_parts.append(rest)
+        count += len(rest)
+        if count >= size:
+            yield np.concatenate(a_parts), np.concatenate(b_parts)
+            a_parts, b_parts, count = [], [], 0
+    if count:
+        yield np.concatenate(a_parts), np.concatenate(b_parts)
+
+
 def disparity_score_interval(components: Sequence[tuple[np.ndarray, np.ndarray]], kind: str,
                              ref: int | None, confidence: float, *, limits: str | None = None,
                              test: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -284,18 +314,65 @@ def disparity_score_interval(components: Sequence[tuple[np.ndarray, np.ndarray]]
     present = np.zeros(comps[0][0].shape[-1], dtype=bool)
     for _, n in comps:
         present |= (n > 0).reshape(-1, n.shape[-1]).any(axis=0)
-    pairs = pairs_of(present, ref)
     lead = np.broadcast_shapes(*(x.shape for x, _ in comps))[:-1]
     nan = np.full(lead, np.nan)
-    if not pairs:
+    if present.sum() < 2 or (ref is not None and not present[ref]):
         return nan, nan, nan, nan, np.zeros(lead, dtype=int)
-    a = np.array([p[0] for p in pairs])
-    b = np.array([p[1] for p in pairs])
-    valid = [(n[..., a] > 0) & (n[..., b] > 0) for _, n in comps]
-    m = sum(v.sum(axis=-1) for v in valid)
+    # m, the number of defined pairs, counted without listing them
+    m = np.zeros(lead, dtype=int)
+    for _, n in comps:
+        defined = np.broadcast_to(n > 0, (*lead, n.shape[-1]))
+        k = defined.sum(axis=-1)
+        m = m + (k * (k - 1) // 2 if ref is None else defined[..., ref] * (k - defined[..., ref]))
     far = (1 - (1 - confidence) / (2 * np.maximum(m, 1)))[..., None]
-    los, his, praw = [], [], []
-    for (x, n), ok in zip(comps, valid, strict=True):
+    # the pairs in blocks, each reduced at once: memory is O(block), not O(groups²)
+    size = max(1, _PAIR_BLOCK_CELLS // max(1, int(np.prod(lead))))
+    lower, upper, p_raw = nan, nan, nan
+    reduce = np.fmax if kind == "difference" else np.fmin
+    for a, b in _pair_blocks(present, ref, size):
+        lo_b, hi_b = _pair_block(comps, a, b, kind, ref, confidence, far, limits)
+        lower, upper = reduce(lower, lo_b), reduce(upper, hi_b)
+    if test:
+        p_raw = _smallest_pair_pvalue(comps, present, ref, size, lead, limits)
+    none = m == 0
+    lower, upper = np.where(none, np.nan, lower), np.where(none, np.nan, upper)
+    p_raw = np.where(none, np.nan, p_raw)
+    return lower, upper, np.minimum(1.0, 2 * m * p_raw), p_raw, m[()]
+
+
+def _smallest_pair_pvalue(comps: list[tuple[np.ndarray, np.ndarray]], present: np.ndarray,
+                          ref: int | None, size: int, lead: tuple[int, ...], limits: str,
+                          iterations: int = 40) -> np.ndarray:
+    """The smallest :func:`newcombe_pvalue` over the defined pairs (and components), the same
+    number: one bisection on ``z`` for all pairs at once ("does some pair's interval exclude
+    0?" holds exactly below the largest pairwise root, so it visits the same midpoints as that
+    pair's own bisection). Each step computes every group's limits once, not every pair's."""
+    from scipy.stats import norm
+
+    lo_z, hi_z = np.zeros(lead), np.full(lead, 12.0)
+    for _ in range(iterations):
+        z = (lo_z + hi_z) / 2
+        excludes = np.zeros(lead, dtype=bool)
+        bounds = [_limits(x, n, z[..., None], limits) for x, n in comps]
+        for a, b in _pair_blocks(present, ref, size):
+            for (x, n), (lo, hi) in zip(comps, bounds, strict=True):
+                ok = (n[..., a] > 0) & (n[..., b] > 0)
+                with np.errstate(all="ignore"):
+                    d_lo, d_hi = _mover(x[..., a] / n[..., a], lo[..., a], hi[..., a],
+                                        x[..., b] / n[..., b], lo[..., b], hi[..., b])
+                excludes |= (ok & ((d_lo > 0) | (d_hi < 0))).any(axis=-1)
+        lo_z = np.where(excludes, z, lo_z)
+        hi_z = np.where(excludes, hi_z, z)
+    return 2 * norm.sf(lo_z)
+
+
+def _pair_block(comps: list[tuple[np.ndarray, np.ndarray]], a: np.ndarray, b: np.ndarray, kind: str,
+                ref: int | None, confidence: float, far: np.ndarray, limits: str
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """One block of pairs of :func:`disparity_score_interval`, reduced over its pairs."""
+    los, his = [], []
+    for x, n in comps:
+        ok = (n[..., a] > 0) & (n[..., b] > 0)
         xa, na, xb, nb = x[..., a], n[..., a], x[..., b], n[..., b]
         if kind == "difference":
             lo_far, hi_far = newcombe_difference(xa, na, xb, nb, far, limits=limits)
@@ -319,20 +396,11 @@ def disparity_score_interval(components: Sequence[tuple[np.ndarray, np.ndarray]]
             lo_s, hi_s = bounds[1][0], bounds[0][1]  # towards parity: near level; away: far
         los.append(np.where(ok, lo_s, np.nan))
         his.append(np.where(ok, hi_s, np.nan))
-        if test:
-            praw.append(np.where(ok, newcombe_pvalue(xa, na, xb, nb, limits=limits), np.nan))
-        else:
-            praw.append(np.full(ok.shape, np.nan))
     lo_all, hi_all = np.concatenate(los, axis=-1), np.concatenate(his, axis=-1)
-    p_all = np.concatenate(praw, axis=-1)
-    none = m == 0
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         reduce = np.nanmax if kind == "difference" else np.nanmin
-        lower = np.where(none, np.nan, reduce(lo_all, axis=-1))
-        upper = np.where(none, np.nan, reduce(hi_all, axis=-1))
-        p_raw = np.where(none, np.nan, np.nanmin(p_all, axis=-1))
-    return lower, upper, np.minimum(1.0, 2 * m * p_raw), p_raw, m
+        return reduce(lo_all, axis=-1), reduce(hi_all, axis=-1)
 
 
 __all__ = [

@@ -310,6 +310,13 @@ def resource_cases(case, err) -> None:
                                  "[limits] memory"),
          **{"data.csv.gz": gzip.compress(big_csv, 9, mtime=0),
             "audit.toml": toml_with(('path = "data.csv"', 'path = "data.csv.gz"')) + TINY_BUDGET})
+    # 15,000 unique short 'sex' codes: 0.3 MiB of text (twice that passed the old estimate), but a
+    # Python string per cell in pandas: the stream scan charges per cell and refuses it
+    short = [lines()[0]] + [f"47,37.5,tech,{i:x},>50K" for i in range(15_000)]
+    case("limits_csv_short_strings_over_budget",
+         err("data.csv.gz", "15,000 rows x 5 columns", "text: 'job', 'sex'", "memory budget of 1 MiB"),
+         **{"data.csv.gz": gzip.compress(join(short).encode(), 9, mtime=0),
+            "audit.toml": toml_with(('path = "data.csv"', 'path = "data.csv.gz"')) + TINY_BUDGET})
     case("limits_parquet_over_budget", err("data.parquet", "200,000 rows x 5 columns", "memory budget of 1 MiB"),
          **{"data.parquet": parquet_of(make_frame(1, seed=2).loc[[0] * 200_000]),
             "audit.toml": toml_with(('path = "data.csv"', 'path = "data.parquet"')) + TINY_BUDGET})
