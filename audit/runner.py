@@ -183,10 +183,11 @@ def check_compatible(model: ModelAdapter, data: AuditData) -> None:
             raise DataValidationError(
                 f"The model has {model.n_classes} outputs but the target has {len(data.classes)} "
                 "classes. List the model's classes in the encoding JSON (\"classes\").")
-    if "predict" in model.capabilities and data.n_rows:
+    if {"predict", "predictions"} & model.capabilities and data.n_rows:
         try:
             # Every audited row once: outputs that are NaN, out of range or of the wrong shape
-            # on any row are an input error (exit 2) before a method can report on them.
+            # on any row are an input error (exit 2) before a method can report on them; a
+            # predictions column passes the same check (scores within tolerance of [0, 1]).
             model.predictions(data)
         except AuditError:
             raise
