@@ -210,3 +210,13 @@ def test_values_that_overflow_float32_once_encoded_are_refused_naming_column_and
     # the largest float32 itself is accepted
     edge = frame.assign(x=[1.0, float(np.finfo(np.float32).max), 2.0, 3.0])
     assert np.isfinite(build_audit_data(edge, DatasetSpec(target="y"), enc).X).all()
+
+
+@pytest.mark.parametrize("predictions", [["TRUE", "FALSE"], [True, False]])
+def test_true_false_predictions_beside_other_labels_are_refused_not_read_as_scores(tmp_path, predictions):
+    frame = pd.DataFrame({"x": [1.0, 2.0] * 5, "y": ["0", "1"] * 5, "p": predictions * 5})
+    spec = DatasetSpec(target="y", predictions="p")
+    with pytest.raises(DataValidationError, match=r"predictions column 'p'.*('TRUE'|true/false)"):
+        build_audit_data(frame, spec)
+    same = frame.assign(y=predictions * 5)  # the target's own labels: predictions as labels
+    assert build_audit_data(same, spec).predictions.tolist() == [1, 0] * 5

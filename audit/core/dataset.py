@@ -1010,6 +1010,11 @@ def _precomputed(values: pd.Series, spec: DatasetSpec, classes: tuple[str, ...] 
     text = _label_text(values)
     if classes is not None and set(text) <= set(classes):
         return np.array([classes.index(t) for t in text], dtype=np.int64)
+    if pd.api.types.is_bool_dtype(values):  # e.g. a Parquet boolean: not a score of 0 or 1
+        raise DataValidationError(
+            f"The predictions column {name!r} in {where} holds true/false values, which are "
+            f"neither scores in [0, 1] nor the target's labels ({_show(classes or ())}). Write the "
+            "predictions as the target's labels, or as scores.")
     if spec.task == "binary":
         # scores: the range ([0, 1] within PROBA_TOLERANCE, then clipped) is checked with every
         # other model output, by audit.core.adapter.check_outputs (PredictionsAdapter)
