@@ -15,10 +15,10 @@ Examples
 >>> import tempfile, pathlib
 >>> p = pathlib.Path(tempfile.mkdtemp()) / "a.json"
 >>> _ = p.write_text('{"a": [1, 2]}')
->>> load_json(p, "encoding file")
+>>> load_json(p, "encoding file")  # doctest: +ELLIPSIS
 {'a': [1, 2]}
 >>> _ = p.write_text("[" * 200 + "]" * 200)
->>> load_json(p, "encoding file")
+>>> load_json(p, "encoding file")  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
 audit.errors.InvalidConfigError: The encoding file '...a.json' is nested too deeply: more than 64 levels of arrays or objects. No audit file needs more than a few; check that this is the right file.
