@@ -220,3 +220,19 @@ def test_true_false_predictions_beside_other_labels_are_refused_not_read_as_scor
         build_audit_data(frame, spec)
     same = frame.assign(y=predictions * 5)  # the target's own labels: predictions as labels
     assert build_audit_data(same, spec).predictions.tolist() == [1, 0] * 5
+
+
+def test_an_image_labels_csv_reads_groups_and_labels_as_written_too(tmp_path):
+    import numpy as np
+
+    from audit.core.modalities import ImageSpec, build_image_data
+
+    np.savez(tmp_path / "d.npz", X=np.zeros((6, 1, 2, 2)))
+    (tmp_path / "l.csv").write_text("y,site\n1,01\n0,1\n1,001\n0,01\n1,1\n0,001\n", encoding="utf-8")
+    spec = ImageSpec(str(tmp_path / "d.npz"), labels=str(tmp_path / "l.csv"))
+    data = build_image_data(spec, DatasetSpec(target="y", sensitive=("site",), positive_label="1"))
+    assert sorted(data.sensitive["site"].unique()) == ["001", "01", "1"]
+    assert data.y.tolist() == [1, 0, 1, 0, 1, 0]
+    (tmp_path / "l.csv").write_text("y,site\n1,a\n01,b\n1,a\n0,b\n1,a\n0,b\n", encoding="utf-8")
+    with pytest.raises(DataValidationError, match="'01' in 1 rows, '1' in 3 rows"):
+        build_image_data(spec, DatasetSpec(target="y", sensitive=("site",), positive_label="1"))
