@@ -17,6 +17,7 @@ from audit.core.adapter import ModelAdapter, check_trust_flags, load_model
 from audit.core.dataset import AuditData, Encoding, build_audit_data, read_table, text_columns
 from audit.core.limits import memory_limit
 from audit.core.method import AuditMethod, Finding, MethodResult, Progress, RunContext, Skipped
+from audit.core.text import escape_warnings
 from audit.errors import AuditError, DataValidationError, InvalidConfigError, did_you_mean
 from audit.registry import METHODS, get_method, method_names
 from audit.report.model import AuditReport, MethodOutcome, file_record, provenance
@@ -236,6 +237,7 @@ def run_audit(plan: AuditPlan, *, trust_code: bool = False, untrusted_config: bo
         parse_gate(plan.gate, sensitive=plan.data.sensitive, task=plan.model.task,
                    fairness_options=plan.method_options.get("fairness"))
     check_seed(plan.seed, "seed")
+    escape_warnings()  # a warning quoting a user's name never carries raw control bytes
     # Options are checked before any file is read: a bad option is a config error (exit 2)
     # whatever the data, and costs no loading time.
     trust_code = trust_code or bool(trust_pickle)

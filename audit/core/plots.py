@@ -13,33 +13,13 @@ HIGHLIGHT = "#009E73"
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
 
 
-def _escape_warnings() -> None:
-    """Warnings about figure text (matplotlib's "Glyph 27 (\x1b) missing from font(s)") quote
-    the user's string: print them with control characters as visible escapes, so a raw ESC or
-    BEL in a group name never reaches the terminal. Idempotent; wraps ``warnings.formatwarning``,
-    which the standard ``showwarning`` uses."""
-    import warnings
-
-    from audit.core.text import visible
-
-    current = warnings.formatwarning
-    if getattr(current, "_audit_visible", False):
-        return
-
-    def formatwarning(message: Any, category: Any, filename: str, lineno: int,
-                      line: str | None = None) -> str:
-        return current(visible(message), category, filename, lineno,
-                       None if line is None else visible(line))
-
-    formatwarning._audit_visible = True  # type: ignore[attr-defined]
-    warnings.formatwarning = formatwarning
-
-
 def pyplot() -> Any:
     """matplotlib.pyplot on the non-interactive Agg backend."""
     import matplotlib
 
-    _escape_warnings()
+    from audit.core.text import escape_warnings
+
+    escape_warnings()
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
@@ -66,9 +46,9 @@ def plain_text(fig: Any) -> Any:
     """
     from matplotlib.text import Text
 
-    from audit.core.text import visible
+    from audit.core.text import escape_warnings, visible
 
-    _escape_warnings()
+    escape_warnings()
     visible_formatter = _visible_formatter_class()
     for ax in fig.get_axes():  # tick labels are re-made from the formatter at every draw
         for axis in (getattr(ax, n) for n in ("xaxis", "yaxis", "zaxis") if hasattr(ax, n)):
