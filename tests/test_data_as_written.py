@@ -236,3 +236,22 @@ def test_an_image_labels_csv_reads_groups_and_labels_as_written_too(tmp_path):
     (tmp_path / "l.csv").write_text("y,site\n1,a\n01,b\n1,a\n0,b\n1,a\n0,b\n", encoding="utf-8")
     with pytest.raises(DataValidationError, match="'01' in 1 rows, '1' in 3 rows"):
         build_image_data(spec, DatasetSpec(target="y", sensitive=("site",), positive_label="1"))
+
+
+
+def test_image_values_that_overflow_float32_once_scaled_are_refused(tmp_path):
+    import numpy as np
+
+    from audit.core.modalities import ImageSpec, build_image_data
+
+    X = np.zeros((4, 1, 2, 2))
+    X[2, 0, 1, 0] = 1e300  # finite as float64, inf as float32
+    np.savez(tmp_path / "d.npz", X=X, y=np.array([0, 1, 0, 1]))
+    spec = ImageSpec(str(tmp_path / "d.npz"))
+    with pytest.raises(DataValidationError,
+                       match=r"image values in 'd.npz' overflow the model's float32 input.*1 value\(s\), "
+                             r"first at index \[2, 0, 1, 0\]"):
+        build_image_data(spec, DatasetSpec(target="y"))
+    X[2, 0, 1, 0] = 1e30  # large but representable: accepted
+    np.savez(tmp_path / "d.npz", X=X, y=np.array([0, 1, 0, 1]))
+    assert np.isfinite(build_image_data(spec, DatasetSpec(target="y")).X).all()

@@ -920,7 +920,15 @@ def _finish(X_raw: np.ndarray, meta: pd.DataFrame, data: DatasetSpec, layout: La
     else:
         c = np.asarray(layout.center)[None, None, :]
         s = np.asarray(layout.scale)[None, None, :]
-    X = ((X_raw - c) / s).astype(np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        X = ((X_raw - c) / s).astype(np.float32)
+    overflow = ~np.isfinite(X)  # finite raw values (checked on reading) beyond float32 once scaled
+    if overflow.any():
+        raise DataValidationError(
+            f"The {modality} values in {source!r} overflow the model's float32 input once scaled "
+            f"((x - center) / scale): {int(overflow.sum()):,} value(s), first at index "
+            f"{np.argwhere(overflow)[0].tolist()}. float32 holds magnitudes up to 3.4e38; fix those "
+            "values, or the scaling's center/scale.")
     predictions = None
     if data.predictions is not None:
         from audit.core.dataset import _precomputed
