@@ -587,6 +587,8 @@ def red_team_cases(case, err, ok) -> None:
     case("sensitive_listed_twice_gate_self_intersection", err("[data] sensitive", "'sex'", "more than once", **check),
          **{"audit.toml": toml_with(('sensitive = ["sex"]', 'sensitive = ["sex", "sex"]')) + GATE
             + '"fairness.sex*sex.demographic_parity_difference" = { max = 0.5 }\n'})
+    case("intersection_of_an_attribute_with_itself", err("'intersections' option of fairness", "distinct", "['sex', 'sex']"),
+         **{"audit.toml": BASE_TOML + '\n[methods.fairness]\nintersections = [["sex", "sex"]]\n'})
     case("features_listed_twice", err("[data] features", "'age'", "more than once"),
          **{"audit.toml": toml_with(('sensitive = ["sex"]',
                                      'sensitive = ["sex"]\nfeatures = ["age", "hours", "job", "age"]'))})
