@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numbers
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -14,6 +13,7 @@ from audit.core.dataset import TASKS, DatasetSpec
 from audit.core.limits import parse_size
 from audit.core.modalities import DATA_KEYS as _MODAL_KEYS
 from audit.core.modalities import ModalSpec, spec_from_table
+from audit.core.userfiles import load_toml
 from audit.errors import InvalidConfigError, did_you_mean
 
 FORMATS = ("html", "pdf", "json")
@@ -64,15 +64,7 @@ class AuditPlan:
     @classmethod
     def load(cls, path: str | Path) -> AuditPlan:
         path = Path(path)
-        if not path.is_file():
-            raise InvalidConfigError(f"The config file {str(path)!r} does not exist.")
-        try:
-            # utf-8-sig: a byte-order mark (Windows Notepad writes one) is not part of the TOML
-            doc = tomllib.loads(path.read_text(encoding="utf-8-sig"))
-        except UnicodeDecodeError:
-            raise InvalidConfigError(f"The config file {str(path)!r} is not UTF-8 text.") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise InvalidConfigError(f"The config file {str(path)!r} is not valid TOML: {exc}.") from None
+        doc = load_toml(path, "config file")
         return cls.from_dict(doc, base_dir=path.resolve().parent, config_path=str(path))
 
     @classmethod

@@ -17,6 +17,7 @@ from audit.core.adapter import ModelAdapter, check_trust_flags, load_model
 from audit.core.dataset import AuditData, Encoding, build_audit_data, read_table, text_columns
 from audit.core.limits import memory_limit
 from audit.core.method import AuditMethod, Finding, MethodResult, Progress, RunContext, Skipped
+from audit.core.text import escape_warnings
 from audit.errors import AuditError, DataValidationError, InvalidConfigError, did_you_mean
 from audit.registry import METHODS, get_method, method_names
 from audit.report.model import AuditReport, MethodOutcome, file_record, provenance
@@ -183,10 +184,11 @@ def check_compatible(model: ModelAdapter, data: AuditData) -> None:
             raise DataValidationError(
                 f"The model has {model.n_classes} outputs but the target has {len(data.classes)} "
                 "classes. List the model's classes in the encoding JSON (\"classes\").")
-    if "predict" in model.capabilities and data.n_rows:
+    if {"predict", "predictions"} & model.capabilities and data.n_rows:
         try:
             # Every audited row once: outputs that are NaN, out of range or of the wrong shape
-            # on any row are an input error (exit 2) before a method can report on them.
+            # on any row are an input error (exit 2) before a method can report on them; a
+            # predictions column passes the same check (scores within tolerance of [0, 1]).
             model.predictions(data)
         except AuditError:
             raise
@@ -235,6 +237,7 @@ def run_audit(plan: AuditPlan, *, trust_code: bool = False, untrusted_config: bo
         parse_gate(plan.gate, sensitive=plan.data.sensitive, task=plan.model.task,
                    fairness_options=plan.method_options.get("fairness"))
     check_seed(plan.seed, "seed")
+    escape_warnings()  # a warning quoting a user's name never carries raw control bytes
     # Options are checked before any file is read: a bad option is a config error (exit 2)
     # whatever the data, and costs no loading time.
     trust_code = trust_code or bool(trust_pickle)

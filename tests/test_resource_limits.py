@@ -411,3 +411,99 @@ def test_a_corrupt_xz_or_zip_is_an_input_error_not_a_traceback(tmp_path, name, c
     path.write_bytes(content)
     with pytest.raises(DataValidationError, match=f"{name}' could not be read: it is truncated or corrupt"):
         read_table(path)
+
+
+# ---- red-team follow-ups: the environment variable, nesting, non-regular files, figures -------
+
+
+@pytest.mark.parametrize("value", ["nan", "-5", "1.5e3MiB"])
+def test_a_malformed_memory_variable_is_blamed_in_one_line_before_any_file_is_read(
+        value, tmp_path, monkeypatch):
+    work = _case("csv_utf8_bom", tmp_path)
+    (work / "data.csv").unlink()  # were any file read first, this would be "does not exist"
+    toml = work / "audit.toml"
+    toml.write_text(toml.read_text() + '\n[gate]\n"fairness.sex.demographic_parity_difference" = { max = 0.5 }\n')
+    monkeypatch.setenv(ENV_VAR, value)
+    for args in (["run", str(work / "audit.toml"), "--out", str(tmp_path / "out"), "-q"],
+                 ["check", str(work / "audit.toml"), "-q"]):
+        code, text = _cli(*args)
+        assert code == 2, text
+        assert text.startswith(f"error: The environment variable {ENV_VAR} must be a size"), text
+        assert repr(value) in text and "data file" not in text and ".." not in text and "\n" not in text
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists() or not hasattr(__import__("os"), "mkfifo"),
+                    reason="needs POSIX devices and FIFOs")
+@pytest.mark.parametrize("kind", ["fifo", "dev_zero", "folder"])
+@pytest.mark.parametrize("name", ["data.csv", "audit.toml", "encoding.json", "architecture.json"])
+def test_a_fifo_device_or_folder_is_refused_as_not_a_regular_file_without_reading_it(
+        kind, name, tmp_path):
+    import os
+
+    work = _case("csv_utf8_bom", tmp_path)
+    config = work / "audit.toml"
+    if name == "audit.toml":  # the config itself: point the CLI at the odd path
+        config = work / "odd.toml"
+        target = config
+    else:
+        target = work / name
+        target.unlink()
+    if kind == "fifo":
+        os.mkfifo(target)  # opening it for reading would block forever: no writer
+    elif kind == "dev_zero":
+        target.symlink_to("/dev/zero")  # reading it would never end
+    else:
+        target.mkdir()
+    code, text = _cli("run", str(config), "--out", str(tmp_path / "out"), "-q")
+    assert code == 2, text
+    assert f"{target.name}' is not a regular file" in text and "does not exist" not in text, text
+    assert not (tmp_path / "out").exists()
+
+
+def test_every_user_json_and_toml_is_read_by_the_one_loader_with_a_nesting_bound(tmp_path):
+    from types import SimpleNamespace
+
+    from audit.core.userfiles import MAX_NESTING, load_json, load_toml
+    from audit.train.recipe import gather_recipe
+
+    ok = tmp_path / "ok.json"
+    ok.write_text("[" * MAX_NESTING + "]" * MAX_NESTING)
+    assert load_json(ok, "x") is not None
+    for depth in (MAX_NESTING + 1, 900, 100_000):  # under and past the interpreter's recursion limit
+        deep = tmp_path / "training.json"
+        deep.write_text('{"a":' * depth + "1" + "}" * depth)
+        with pytest.raises(InvalidConfigError, match=r"training recipe '.*training.json' is nested too deeply"):
+            gather_recipe(SimpleNamespace(loaded=[SimpleNamespace(role="weights", path=str(tmp_path / "m.pt"))]),
+                          {}, {}, method="m", required=("epochs",), action="refitting")
+        toml = tmp_path / "a.toml"
+        toml.write_text("x = " + "[" * depth + "]" * depth + "\n")
+        with pytest.raises(InvalidConfigError, match="nested too deeply"):
+            load_toml(toml)
+    dotted = tmp_path / "d.toml"  # dotted keys nest tables without recursing in the parser
+    dotted.write_text("a." * 1000 + "b = 1\n")
+    with pytest.raises(InvalidConfigError, match=r"more than 64 levels of arrays or tables"):
+        load_toml(dotted)
+
+
+def test_control_characters_in_figure_text_are_drawn_as_escapes_and_never_warned_raw():
+    import io
+    import warnings
+
+    from audit.core.plots import new_figure, plain_text
+
+    fig, ax = new_figure()
+    ax.bar(["Female\x1b[31m", "Male\x07"], [0.4, 0.6])  # group names become category tick labels
+    ax.set_title("sex\x1b[2J")
+    ax.legend(["rate\u202e"])
+    plain_text(fig)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
+    assert not [w for w in caught if "Glyph" in str(w.message)], [str(w.message) for w in caught]
+    shown = [t.get_text() for t in ax.get_xticklabels()] + [ax.get_title()] + \
+        [t.get_text() for t in ax.get_legend().get_texts()]
+    assert shown == ["Female\\x1b[31m", "Male\\x07", "sex\\x1b[2J", "rate\\u202e"]
+    # and any warning that still quotes such a string is printed with visible escapes
+    line = warnings.formatwarning(UserWarning("Glyph 27 (\x1b) missing"), UserWarning, "f.py", 1, "x\x07")
+    assert "\x1b" not in line and "\x07" not in line and "\\x1b" in line

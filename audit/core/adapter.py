@@ -19,7 +19,6 @@ Capabilities (``adapter.capabilities``):
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from audit.core.dataset import TASKS, AuditData, Encoding, Task
+from audit.core.userfiles import load_json
 from audit.errors import CapabilityError, InvalidConfigError, ModelLoadError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -172,8 +172,13 @@ PROBA_TOLERANCE = 1e-4
 SUM_TOLERANCE = 1e-3
 
 
+_LOGIT_HINT = "If the model outputs logits or scores, set [model] output = \"logit\" (sigmoid / softmax are then applied)."
+_WEIGHTS_HINT = "Check the model's weights and inputs; no audit number can be computed from non-finite outputs."
+
+
 def check_outputs(out: Any, *, task: str, n_rows: int, what: str,
-                  n_classes: int | None = None) -> np.ndarray:
+                  n_classes: int | None = None, range_hint: str = _LOGIT_HINT,
+                  finite_hint: str = _WEIGHTS_HINT) -> np.ndarray:
     """The one validation point of model outputs; returns them as float (n, k).
 
     Every adapter's scores pass here before any method sees them: numbers, shape (n_rows, k)
@@ -217,8 +222,7 @@ def check_outputs(out: Any, *, task: str, n_rows: int, what: str,
                                                     ("infinite values", np.isinf(arr).any())) if hit)
         raise ModelLoadError(
             f"{what} returned {kinds}: {int(bad.sum()):,} of {n:,} rows had them (first at row "
-            f"{int(np.flatnonzero(bad)[0])}). Check the model's weights and inputs; no audit number "
-            "can be computed from non-finite outputs.")
+            f"{int(np.flatnonzero(bad)[0])}). {finite_hint}")
     if task == "regression" or n == 0:
         return arr
     lo, hi = float(arr.min()), float(arr.max())
@@ -226,8 +230,7 @@ def check_outputs(out: Any, *, task: str, n_rows: int, what: str,
         bad = ((arr < -PROBA_TOLERANCE) | (arr > 1 + PROBA_TOLERANCE)).any(axis=1)
         raise ModelLoadError(
             f"{what} returned probabilities outside [0, 1]: values from {lo:.4g} to {hi:.4g} in "
-            f"{int(bad.sum()):,} of {n:,} rows. If the model outputs logits or scores, set [model] "
-            "output = \"logit\" (sigmoid / softmax are then applied).")
+            f"{int(bad.sum()):,} of {n:,} rows. {range_hint}")
     dev = np.abs(arr.sum(axis=1) - 1)
     if float(dev.max()) > SUM_TOLERANCE:
         bad = dev > SUM_TOLERANCE
@@ -283,6 +286,10 @@ def _as_scores(out: np.ndarray, task: str, n: int, what: str) -> np.ndarray:
     return out
 
 
+_SCORES_HINT = ("A binary predictions column holds the target's labels or scores in [0, 1] "
+                "(probabilities of the positive label).")
+
+
 @dataclass
 class PredictionsAdapter(ModelAdapter):
     """Precomputed predictions only: no new inputs can be scored."""
@@ -299,9 +306,11 @@ class PredictionsAdapter(ModelAdapter):
         if raw is None:
             raise CapabilityError(f"The data has no predictions column {self.column!r}.")
         if self.task == "binary" and raw.dtype.kind == "f":
-            check_outputs(np.column_stack([1 - raw, raw]), task="binary", n_rows=data.n_rows,
-                          what=self.description)
-            return Predictions((raw >= self.threshold).astype(np.int64), raw)
+            # the same rule as every model's probabilities: within PROBA_TOLERANCE of [0, 1],
+            # then clipped
+            p = check_outputs(np.column_stack([1 - raw, raw]), task="binary", n_rows=data.n_rows,
+                              what=self.description, range_hint=_SCORES_HINT)[:, 1]
+            return Predictions((p >= self.threshold).astype(np.int64), p)
         if self.task == "regression":
             check_outputs(raw, task="regression", n_rows=data.n_rows, what=self.description)
         return Predictions(raw)
@@ -842,12 +851,7 @@ def load_torch_model(path: Path, *, architecture: str | Path | Mapping[str, Any]
         arch_name = "inline MLP spec"
     elif str(architecture).endswith(".json"):
         arch_path = Path(architecture)
-        try:
-            spec = json.loads(arch_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise InvalidConfigError(f"The architecture file {str(arch_path)!r} does not exist.") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InvalidConfigError(f"The architecture file {str(arch_path)!r} is not valid JSON: {exc}.") from None
+        spec = load_json(arch_path, "architecture file")
         module = build_mlp(spec, source=str(arch_path))
         output = spec.get("output", output)
         records.append(LoadRecord("architecture", str(arch_path), sha256_file(arch_path), "json"))

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from audit.errors import DataValidationError, InvalidConfigError, did_you_mean
+from audit.errors import AuditError, DataValidationError, InvalidConfigError, did_you_mean
 
 Task = Literal["binary", "multiclass", "regression"]
 TASKS: tuple[str, ...] = ("binary", "multiclass", "regression")
@@ -190,8 +190,23 @@ def _refuse_time(values: pd.Series, name: str) -> None:
             "categorical in the encoding.")
 
 
-def _as_numeric(values: pd.Series, name: str) -> np.ndarray:
+# What _as_numeric says about a column, by its role: a model-input feature, a target, or a
+# predictions column (no model, no encoding: "declare it categorical" would not apply).
+_NUMERIC_ROLES = {
+    "feature": ("Column {name!r}{where}", " Or declare {name!r} categorical in the encoding.",
+                "Impute or drop those rows before the audit (the model cannot score them)."),
+    "target": ("The target column {name!r}{where}", " A regression target must be numbers.",
+               "Drop those rows: an outcome is needed to judge the model."),
+    "predictions": ("The predictions column {name!r}{where}",
+                    " It must hold numbers (scores, or values for regression) or the target's labels.",
+                    "Every audited row needs a finite prediction; fix or drop those rows."),
+}
+
+
+def _as_numeric(values: pd.Series, name: str, role: str = "feature", where: str = "") -> np.ndarray:
     """Convert a column to float, naming unparsable and non-finite cells."""
+    at = f" in {where}" if where else ""
+    label, text_fix, nonfinite_fix = (t.format(name=name, where=at) for t in _NUMERIC_ROLES[role])
     _refuse_time(values, name)
     if values.dtype == bool:
         values = values.astype(float)
@@ -206,17 +221,14 @@ def _as_numeric(values: pd.Series, name: str) -> np.ndarray:
             hint = (" They look like missing-value markers: list them in [data] na_values "
                     f"(e.g. na_values = [{json.dumps(bad[0])}]) and impute or drop those rows.")
         raise DataValidationError(
-            f"Column {name!r} should be numeric but has text {_show(bad)} in {_rows(unparsable)}."
-            f"{hint} Or declare {name!r} categorical in the encoding."
+            f"{label} should be numeric but has text {_show(bad)} in {_rows(unparsable)}."
+            f"{hint}{text_fix}"
         )
     x = converted.to_numpy(dtype=float)
     nonfinite = ~np.isfinite(x)
     if nonfinite.any():
         kinds = "missing (NaN)" if np.isnan(x[nonfinite]).all() else "missing or infinite"
-        raise DataValidationError(
-            f"Column {name!r} has {kinds} values in {_rows(nonfinite)}. Impute or drop those rows "
-            "before the audit (the model cannot score them)."
-        )
+        raise DataValidationError(f"{label} has {kinds} values in {_rows(nonfinite)}. {nonfinite_fix}")
     return x
 
 
@@ -344,13 +356,10 @@ class Encoding:
 
     @classmethod
     def load(cls, path: str | Path) -> Encoding:
+        from audit.core.userfiles import load_json
+
         path = Path(path)
-        try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise InvalidConfigError(f"The encoding file {str(path)!r} does not exist.") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InvalidConfigError(f"The encoding file {str(path)!r} is not valid JSON: {exc}.") from None
+        doc = load_json(path, "encoding file")
         return cls.from_dict(doc, source=str(path))
 
     def to_dict(self) -> dict[str, Any]:
@@ -405,7 +414,35 @@ class Encoding:
                    f"Encoding {len(frame):,} rows into {len(self.columns):,} model-input columns needs",
                    fix="Audit fewer rows ([data] max_rows), or use fewer one-hot levels.")
         blocks = [f.encode(frame[f.name]) for f in self.features]
-        return np.hstack(blocks).astype(np.float32) if blocks else np.zeros((len(frame), 0), np.float32)
+        if not blocks:
+            return np.zeros((len(frame), 0), np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):
+            X = np.hstack(blocks).astype(np.float32)
+        self._check_finite(X, frame)
+        return X
+
+    def _check_finite(self, X: np.ndarray, frame: pd.DataFrame) -> None:
+        """Every encoded value must be a finite float32: the one check after encoding.
+
+        A finite cell can still overflow: 1e308 is a float64, but (1e308 - 40) / 8 is beyond
+        float32's largest value (3.4e38) and becomes inf, as does any value divided by a tiny
+        ``scale``. The model would then score an infinite input (or return NaN).
+        """
+        finite = np.isfinite(X)
+        if finite.all():
+            return
+        col = int(np.flatnonzero(~finite.all(axis=0))[0])
+        f = self.features[int(self.column_feature[col])]
+        bad = ~finite[:, self.groups[f.name]].all(axis=1)
+        raw = frame[f.name].to_numpy()[bad]
+        how = ""
+        if isinstance(f, NumericFeature):
+            how = (f" ((x{' after ' + f.transform if f.transform else ''} - center {f.center:g}) "
+                   f"/ scale {f.scale:g})")
+        raise DataValidationError(
+            f"Column {f.name!r} has values that overflow the model's float32 input once encoded"
+            f"{how}: {_show(sorted({str(v) for v in raw}))} in {_rows(bad)}. float32 holds "
+            "magnitudes up to 3.4e38; fix or drop those rows, or correct the encoding's center/scale.")
 
     def decode(self, X: np.ndarray) -> pd.DataFrame:
         """Encoded rows -> raw frame (one-hot groups by argmax, numerics unscaled)."""
@@ -474,6 +511,18 @@ class DatasetSpec:
                 f"The target {self.target!r} is also listed as a sensitive attribute; its groups "
                 "would be the outcomes themselves (a demographic parity difference of 1). Remove "
                 f"{self.target!r} from [data] sensitive.")
+        for key in ("sensitive", "features"):
+            dupes = duplicates(list(getattr(self, key) or ()))
+            if dupes:
+                raise InvalidConfigError(
+                    f"[data] {key} lists {_show(dupes)} more than once; each column may appear "
+                    f"once (a repeated sensitive attribute would be crossed with itself). Remove "
+                    "the repetition.")
+        if self.predictions is not None and self.predictions == self.target:
+            raise InvalidConfigError(
+                f"The predictions column {self.predictions!r} is also the target; the audit would "
+                "compare the outcomes with themselves. Set [model] predictions to the column "
+                "holding the model's predictions.")
         if self.missing_sensitive not in ("error", "group"):
             raise InvalidConfigError(
                 "The 'missing_sensitive' parameter of DatasetSpec must be \"error\" or \"group\". "
@@ -481,14 +530,17 @@ class DatasetSpec:
 
 
 def text_columns(spec: DatasetSpec, encoding: Encoding | None) -> tuple[str, ...]:
-    """Columns to read as text: the sensitive attributes and the encoding's categoricals.
+    """Columns to read as text: sensitive attributes, the encoding's categoricals, class labels.
 
     Codes such as "01", "001" and "1" are different groups or levels; parsed as numbers they
     would all become 1. Columns the encoding declares numeric are left to the number parser.
     """
     numeric = {f.name for f in (encoding.features if encoding else ()) if f.type == "numeric"}
     cats = [f.name for f in (encoding.features if encoding else ()) if f.type == "categorical"]
-    return tuple(dict.fromkeys([*(c for c in spec.sensitive if c not in numeric), *cats]))
+    # Class labels (target, and predictions given as labels) are compared as written too:
+    # parsed as numbers, "1", "01" and "1.0" would all be the positive label 1.
+    labels = [c for c in (spec.target, spec.predictions) if c and spec.task != "regression"]
+    return tuple(dict.fromkeys([*(c for c in spec.sensitive if c not in numeric), *cats, *labels]))
 
 
 def _check_column_names(names: Sequence[Any], path: Path) -> None:
@@ -509,11 +561,11 @@ def read_table(path: str | Path, *, na_values: Sequence[str] = (),
     ``text`` names columns read as text exactly as written (see :func:`text_columns`); CSV
     columns not named there are parsed by pandas (numbers where every cell is one).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DataValidationError(
-            f"The data file {str(path)!r} does not exist. Check the path (relative paths are "
-            "resolved against the config file's folder).")
+    from audit.core.userfiles import check_regular_file
+
+    path = check_regular_file(path, "data file", error=DataValidationError,
+                              hint="Check the path (relative paths are resolved against the "
+                                   "config file's folder).")
     name = path.name.lower()
     try:
         _check_data_size(path, text, na_values)
@@ -530,7 +582,7 @@ def read_table(path: str | Path, *, na_values: Sequence[str] = (),
             frame = pd.read_csv(path, na_values=["", *na_values], keep_default_na=False,
                                 skipinitialspace=True, encoding="utf-8-sig", low_memory=False,
                                 dtype=as_text or None)
-    except DataValidationError:
+    except AuditError:  # already one line naming the problem (e.g. the memory budget)
         raise
     except MemoryError:
         _out_of_memory(path)
@@ -904,13 +956,17 @@ def _encode_target(values: pd.Series, spec: DatasetSpec, classes: tuple[str, ...
             f"The target column {name!r} in {where} has missing values in {_rows(missing)}. "
             "Drop those rows: an outcome is needed to judge the model.")
     if spec.task == "regression":
-        return _as_numeric(values, str(name)), None
+        return _as_numeric(values, str(name), "target", where), None
     text = _label_text(values)
+    _refuse_same_number(text, f"The target column {name!r} in {where}")
     if spec.task == "binary":
         present = sorted(set(text))
         if spec.positive_label is None:
-            if set(present) <= {"0", "1"} or set(present) <= {"False", "True"}:
-                pos = "1" if "1" in present or "0" in present else "True"
+            if set(present) <= {"0", "1"}:
+                pos = "1"
+            elif ({p.lower() for p in present} <= {"false", "true"}
+                  and len({p.lower() for p in present}) == len(present)):
+                pos = next((p for p in present if p.lower() == "true"), "True")
             elif classes is not None and len(classes) == 2:
                 pos = classes[1]
             else:
@@ -947,6 +1003,26 @@ def _encode_target(values: pd.Series, spec: DatasetSpec, classes: tuple[str, ...
             f"The target column {name!r} in {where} has label(s) {_show(sorted(set(text[unknown])))} "
             f"that the model's classes {_show(labels)} do not include, in {_rows(unknown)}.")
     return codes.to_numpy(dtype=np.int64), labels
+
+
+def _refuse_same_number(text: np.ndarray, what: str) -> None:
+    """Labels are compared as written; two spellings of one number ("1" and "01", "1" and
+    "1.0") would be two classes that the writer almost surely meant as one: refuse them."""
+    by_number: dict[float, list[str]] = {}
+    for label in set(text):
+        try:
+            number = float(label)
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(number):
+            by_number.setdefault(number, []).append(label)
+    clash = next((sorted(v) for v in by_number.values() if len(v) > 1), None)
+    if clash:
+        counts = ", ".join(f"{v!r} in {int(np.sum(text == v))} rows" for v in clash)
+        raise DataValidationError(
+            f"{what} writes one number in several ways ({counts}); labels are compared as written, "
+            "so these would be different classes. Write each label one way in the data (and "
+            "positive_label the same way).")
 
 
 def _label_text(values: pd.Series) -> np.ndarray:
@@ -1084,17 +1160,19 @@ def _precomputed(values: pd.Series, spec: DatasetSpec, classes: tuple[str, ...] 
             f"The predictions column {name!r} in {where} has missing values in "
             f"{_rows(values.isna().to_numpy())}. Every audited row needs a prediction.")
     if spec.task == "regression":
-        return _as_numeric(values, str(name))
+        return _as_numeric(values, str(name), "predictions", where)
     text = _label_text(values)
     if classes is not None and set(text) <= set(classes):
         return np.array([classes.index(t) for t in text], dtype=np.int64)
+    if pd.api.types.is_bool_dtype(values):  # e.g. a Parquet boolean: not a score of 0 or 1
+        raise DataValidationError(
+            f"The predictions column {name!r} in {where} holds true/false values, which are "
+            f"neither scores in [0, 1] nor the target's labels ({_show(classes or ())}). Write the "
+            "predictions as the target's labels, or as scores.")
     if spec.task == "binary":
-        x = _as_numeric(values, str(name))
-        if x.min() < 0 or x.max() > 1:
-            raise DataValidationError(
-                f"The predictions column {name!r} in {where} must hold labels of the target or "
-                f"scores in [0, 1]; found values from {x.min():g} to {x.max():g}.")
-        return x
+        # scores: the range ([0, 1] within PROBA_TOLERANCE, then clipped) is checked with every
+        # other model output, by audit.core.adapter.check_outputs (PredictionsAdapter)
+        return _as_numeric(values, str(name), "predictions", where)
     raise DataValidationError(
         f"The predictions column {name!r} in {where} has labels {_show(sorted(set(text)))} that are "
         f"not classes of the target ({_show(classes or ())}).")

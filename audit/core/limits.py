@@ -102,8 +102,13 @@ def memory_budget() -> tuple[int, str]:
 
 @contextlib.contextmanager
 def memory_limit(nbytes: int | None, source: str = "[limits] memory in the config") -> Iterator[None]:
-    """Apply a budget for the duration of a ``with`` block (``None`` leaves the current one)."""
+    """Apply a budget for the duration of a ``with`` block (``None`` leaves the current one).
+
+    With ``None`` the current budget is resolved on entry, so a malformed ``AUDIT_MEMORY_LIMIT``
+    is a config error naming the variable before any file is read, never a reader's error.
+    """
     if nbytes is None:
+        memory_budget()
         yield
         return
     token = _override.set((int(nbytes), source))

@@ -80,6 +80,7 @@ from audit.core.dataset import (
     _rows,
     _show,
     read_table,
+    text_columns,
 )
 from audit.errors import DataValidationError, InvalidConfigError, did_you_mean
 
@@ -602,7 +603,7 @@ def read_images(spec: ImageSpec, data: DatasetSpec) -> tuple[np.ndarray, pd.Data
             raise InvalidConfigError(
                 f"The image folder {path!r} needs a labels CSV: set [data] labels to a CSV with a "
                 f"{spec.file_column!r} column (file names) and the target column.")
-        meta = read_table(spec.labels)
+        meta = read_table(spec.labels, text=text_columns(data, None))  # labels as written
         if spec.file_column not in meta.columns:
             raise DataValidationError(
                 f"The labels file {spec.labels!r} has no column {spec.file_column!r} with the image "
@@ -629,7 +630,7 @@ def read_images(spec: ImageSpec, data: DatasetSpec) -> tuple[np.ndarray, pd.Data
                 f"The images in {path!r} have {X.shape[1]} channel(s) (shape {X.shape}) but "
                 f"[data] channels = {spec.channels}.{hint} Or fix [data] channels.")
         if spec.labels is not None:
-            meta = read_table(spec.labels)
+            meta = read_table(spec.labels, text=text_columns(data, None))  # labels as written
             if len(meta) != len(X):
                 raise DataValidationError(
                     f"The labels file {spec.labels!r} has {len(meta)} rows but {path!r} holds "
@@ -919,7 +920,15 @@ def _finish(X_raw: np.ndarray, meta: pd.DataFrame, data: DatasetSpec, layout: La
     else:
         c = np.asarray(layout.center)[None, None, :]
         s = np.asarray(layout.scale)[None, None, :]
-    X = ((X_raw - c) / s).astype(np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        X = ((X_raw - c) / s).astype(np.float32)
+    overflow = ~np.isfinite(X)  # finite raw values (checked on reading) beyond float32 once scaled
+    if overflow.any():
+        raise DataValidationError(
+            f"The {modality} values in {source!r} overflow the model's float32 input once scaled "
+            f"((x - center) / scale): {int(overflow.sum()):,} value(s), first at index "
+            f"{np.argwhere(overflow)[0].tolist()}. float32 holds magnitudes up to 3.4e38; fix those "
+            "values, or the scaling's center/scale.")
     predictions = None
     if data.predictions is not None:
         from audit.core.dataset import _precomputed

@@ -64,6 +64,29 @@ def visible(value: Any) -> str:
     return "".join(_escape_char(c) if _hidden(c) else c for c in text)
 
 
+def escape_warnings() -> None:
+    """Print every Python warning with :func:`visible` applied to its message and source line.
+
+    Warnings quote user strings (matplotlib: "Glyph 27 (\\x1b) missing from font(s)"); printed
+    raw, an ESC or BEL in a group name would act on the terminal. Wraps
+    ``warnings.formatwarning``, which the standard ``showwarning`` uses; idempotent. Installed
+    by the runner and by the figure helpers (:mod:`audit.core.plots`).
+    """
+    import warnings
+
+    current = warnings.formatwarning
+    if getattr(current, "_audit_visible", False):
+        return
+
+    def formatwarning(message: Any, category: Any, filename: str, lineno: int,
+                      line: str | None = None) -> str:
+        return current(visible(message), category, filename, lineno,
+                       None if line is None else visible(line))
+
+    formatwarning._audit_visible = True  # type: ignore[attr-defined]
+    warnings.formatwarning = formatwarning
+
+
 def xml_text(value: Any) -> str:
     """:func:`visible`, plus escapes for what XML 1.0 forbids (surrogates, U+FFFE, U+FFFF).
 
@@ -114,5 +137,5 @@ def user_strings(data: Any) -> tuple[str, ...]:
     return bidi_fragments(found)
 
 
-__all__ = ["BIDI", "FSI", "PDI", "bidi_fragments", "has_bidi", "isolate_fragments", "user_strings",
+__all__ = ["BIDI", "FSI", "PDI", "bidi_fragments", "escape_warnings", "has_bidi", "isolate_fragments", "user_strings",
            "visible", "xml_text"]

@@ -7,12 +7,12 @@ method's own ``recipe`` option. The returned source string names the layers used
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from audit.core.adapter import ModelAdapter
+from audit.core.userfiles import load_json
 from audit.errors import CapabilityError, InvalidConfigError
 
 
@@ -32,10 +32,7 @@ def gather_recipe(model: ModelAdapter, training: Mapping[str, Any], option: Mapp
     for rec in getattr(model, "loaded", ()):
         path = Path(rec.path).parent / "training.json"
         if rec.role in ("weights", "model") and path.is_file():
-            try:
-                doc = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise InvalidConfigError(f"The training recipe {str(path)!r} is not valid JSON: {exc}.") from None
+            doc = load_json(path, "training recipe")
             if not isinstance(doc, dict):
                 raise InvalidConfigError(f"The training recipe {str(path)!r} must be a JSON object.")
             merged.update(doc)

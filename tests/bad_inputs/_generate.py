@@ -287,6 +287,7 @@ def cases() -> dict[str, dict]:
     resource_cases(case, err)
     trust_boundary_cases(case, err, ok)
     code_cases(case, err)
+    red_team_cases(case, err, ok)
     return c
 
 
@@ -522,6 +523,111 @@ def trust_boundary_cases(case, err, ok) -> None:
     case("gate_without_rules_in_run", err("[gate]", "no thresholds"),
          **{"audit.toml": BASE_TOML + GATE + 'small_groups = "ignore"\n'})
 
+
+
+DEEP = 100_000  # the red team's depth; any depth past the parsers' recursion limit is the same
+
+
+def predictions_csv(score) -> str:
+    """The clean data plus a 'score' column (precomputed predictions): ``score(row) -> text``."""
+    rows = lines()
+    return join([rows[0] + ",score"] + [l + "," + score(r) for r, l in enumerate(rows[1:])])
+
+
+PREDICTIONS_TOML = toml_with(('path = "model.safetensors"\narchitecture = "architecture.json"\n'
+                              'encoding = "encoding.json"\n', 'predictions = "score"\n'))
+
+
+def red_team_cases(case, err, ok) -> None:
+    """Input-validation holes found by the red team after issue 12 (numbers as in its report)."""
+    enc = json.loads((SHARED / "encoding.json").read_text())
+    arch = json.loads((SHARED / "architecture.json").read_text())
+    check = {"command": "check"}
+    gate = GATE + f"{DP_SEX} = {{ max = 0.5 }}\n"
+
+    # 4. nesting past the parsers' recursion limit: one helper (audit.core.userfiles) for all
+    deep_toml = "x = " + "[" * DEEP + "]" * DEEP + "\n" + BASE_TOML
+    case("config_nested_too_deeply", err("audit.toml", "nested too deeply"), **{"audit.toml": deep_toml})
+    case("config_nested_too_deeply_check", err("audit.toml", "nested too deeply", **check),
+         **{"audit.toml": deep_toml + gate})
+    case("config_nested_under_the_recursion_limit",
+         err("audit.toml", "nested too deeply", "more than 64 levels"),
+         **{"audit.toml": BASE_TOML + "\n[model.init_args]\nx = " + "[" * 500 + "]" * 500 + "\n"})
+    case("encoding_nested_too_deeply", err("encoding.json", "nested too deeply"),
+         **{"encoding.json": "[" * DEEP + "]" * DEEP})
+    case("encoding_nested_too_deeply_check", err("encoding.json", "nested too deeply", **check),
+         **{"encoding.json": "[" * DEEP + "]" * DEEP, "audit.toml": BASE_TOML + gate})
+    case("architecture_nested_too_deeply", err("architecture.json", "nested too deeply"),
+         **{"architecture.json": '{"a":' * DEEP + "1" + "}" * DEEP})
+
+    # 5. finite cells whose encoded value overflows float32
+    def feature_edit(name, **changes):
+        return json.dumps({**enc, "features": [{**f, **changes} if f["name"] == name else f
+                                               for f in enc["features"]]})
+
+    case("encoded_value_overflows_float32",
+         err("In 'data.csv'", "'hours'", "overflow", "float32", "'1e+308'", "data row 4", "fix or drop"),
+         **{"data.csv": replace_cell("hours", 4, "1e308")})
+    case("encoded_value_overflows_float32_negative",
+         err("In 'data.csv'", "'hours'", "overflow", "'-1e+300'", "data row 6"),
+         **{"data.csv": replace_cell("hours", 6, "-1e300")})
+    case("encoding_scale_tiny_overflows_float32",
+         err("In 'data.csv'", "'hours'", "overflow", "scale 1e-300", "120 row(s)", "center/scale"),
+         **{"encoding.json": feature_edit("hours", scale=1e-300)})
+
+    # 6. target labels compared as written
+    case("target_labels_one_number_two_spellings",
+         err("target column 'income'", "'01' in 69 rows", "'1' in 51 rows", "compared as written"),
+         **{"data.csv": map_column("income", lambda r, v: "1" if r < 51 else "01"),
+            "audit.toml": toml_with(('positive_label = ">50K"', 'positive_label = "1"'))})
+    case("target_float_labels_integer_positive_label",
+         err("positive label '1' does not occur", "'0.0'", "'1.0'"),
+         **{"data.csv": map_column("income", lambda r, v: "1.0" if v == ">50K" else "0.0"),
+            "audit.toml": toml_with(('positive_label = ">50K"', 'positive_label = "1"'))})
+    case("target_integer_labels_as_written", ok('"status": "ok"', '"positive_label": "1"'),
+         **{"data.csv": map_column("income", lambda r, v: "1" if v == ">50K" else "0"),
+            "audit.toml": toml_with(('positive_label = ">50K"', 'positive_label = "1"'))})
+
+    # 7. a column listed twice
+    case("sensitive_listed_twice", err("[data] sensitive", "'sex'", "more than once"),
+         **{"audit.toml": toml_with(('sensitive = ["sex"]', 'sensitive = ["sex", "sex"]'))})
+    case("sensitive_listed_twice_gate_self_intersection", err("[data] sensitive", "'sex'", "more than once", **check),
+         **{"audit.toml": toml_with(('sensitive = ["sex"]', 'sensitive = ["sex", "sex"]')) + GATE
+            + '"fairness.sex*sex.demographic_parity_difference" = { max = 0.5 }\n'})
+    case("intersection_of_an_attribute_with_itself", err("'intersections' option of fairness", "distinct", "['sex', 'sex']"),
+         **{"audit.toml": BASE_TOML + '\n[methods.fairness]\nintersections = [["sex", "sex"]]\n'})
+    case("features_listed_twice", err("[data] features", "'age'", "more than once"),
+         **{"audit.toml": toml_with(('sensitive = ["sex"]',
+                                     'sensitive = ["sex"]\nfeatures = ["age", "hours", "job", "age"]'))})
+    case("predictions_column_is_the_target", err("predictions column 'income'", "also the target"),
+         **{"audit.toml": toml_with(('path = "model.safetensors"\narchitecture = "architecture.json"\n'
+                                     'encoding = "encoding.json"\n', 'predictions = "income"\n'))})
+
+    # 10. control characters in names drawn into figures (html)
+    case("escape_sequences_in_figures", ok('"status": "ok"', **{"absent": ["could not be drawn"]}),
+         **{"data.csv": map_column("sex", lambda r, v: v + "\x1b[31m\x07"),
+            "audit.toml": toml_with(('formats = ["json"]', 'formats = ["json", "html"]'))})
+
+    # 11. (a) predictions within the documented tolerance of [0, 1] are clipped, beyond it refused
+    case("predictions_score_within_tolerance", ok('"status": "ok"'), _methods="fairness",
+         **{"data.csv": predictions_csv(lambda r: "1.00005" if r == 0 else f"{(r % 10) / 10:.1f}"),
+            "audit.toml": PREDICTIONS_TOML})
+    case("predictions_score_beyond_tolerance",
+         err("'score'", "outside [0, 1]", "1.01", "labels or scores in [0, 1]"), _methods="fairness",
+         **{"data.csv": predictions_csv(lambda r: "1.01" if r == 0 else f"{(r % 10) / 10:.1f}"),
+            "audit.toml": PREDICTIONS_TOML})
+    # (d) no model: the messages do not speak of a model or an encoding
+    case("predictions_only_infinite_score",
+         err("predictions column 'score'", "'data.csv'", "infinite", "data row 3", "finite prediction"),
+         _methods="fairness",
+         **{"data.csv": predictions_csv(lambda r: "inf" if r == 3 else "0.5"), "audit.toml": PREDICTIONS_TOML})
+    case("predictions_only_hex_score",
+         err("predictions column 'score'", "'0x1p-1'", "target's labels"), _methods="fairness",
+         **{"data.csv": predictions_csv(lambda r: "0x1p-1" if r == 3 else "0.5"), "audit.toml": PREDICTIONS_TOML})
+    # (f) TRUE/FALSE are neither scores nor the target's labels (">50K"/"<=50K"): refused
+    case("predictions_true_false_refused",
+         err("predictions column 'score'", "'FALSE'", "'TRUE'", "target's labels"), _methods="fairness",
+         **{"data.csv": predictions_csv(lambda r: "TRUE" if r % 2 else "FALSE"), "audit.toml": PREDICTIONS_TOML})
 
 
 def code_cases(case, err) -> None:

@@ -1,0 +1,129 @@
+"""Reading the user's small text files (audit.toml, encoding/architecture/training JSON).
+
+One helper per format, so every such file gets the same checks and the same one-line errors:
+
+- the path must be a regular file: a FIFO or a device (``/dev/zero``, a symlink to one) is
+  refused from its metadata and never opened, since reading it can hang or never end;
+- the text must be UTF-8 (a byte-order mark is allowed);
+- the document must parse, and nest arrays/objects/tables at most :data:`MAX_NESTING` levels
+  deep: the parsers recurse once per level, so ``[[[...]]]`` 100,000 deep would otherwise end
+  in a ``RecursionError`` traceback, and a document that parses just under the interpreter's
+  limit would fail later in whatever walks it.
+
+Examples
+--------
+>>> import tempfile, pathlib
+>>> p = pathlib.Path(tempfile.mkdtemp()) / "a.json"
+>>> _ = p.write_text('{"a": [1, 2]}')
+>>> load_json(p, "encoding file")  # doctest: +ELLIPSIS
+{'a': [1, 2]}
+>>> _ = p.write_text("[" * 200 + "]" * 200)
+>>> load_json(p, "encoding file")  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+audit.errors.InvalidConfigError: The encoding file '...a.json' is nested too deeply: more than 64 levels of arrays or objects. No audit file needs more than a few; check that this is the right file.
+"""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+from typing import Any
+
+from audit.errors import AuditError, InvalidConfigError
+
+# Audit files nest a few levels (a [methods.x] table holding a list of lists); 64 leaves room
+# and stays far below Python's recursion limit (1,000) for code that walks the result.
+MAX_NESTING = 64
+
+
+def check_regular_file(path: str | Path, what: str, *,
+                       error: type[AuditError] = InvalidConfigError, hint: str = "") -> Path:
+    """``path`` if it is a regular file (symlinks followed); otherwise raise ``error``.
+
+    Only metadata is read (``stat``): a FIFO or character device is refused without being
+    opened. ``what`` names the file ("config file"); ``hint`` is added to "does not exist".
+    """
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise error(f"The {what} {str(path)!r} does not exist.{(' ' + hint) if hint else ''}") from None
+    except OSError as exc:
+        raise error(f"The {what} {str(path)!r} could not be read ({exc.strerror or exc}).") from None
+    if not stat.S_ISREG(mode):
+        kind = ("a folder" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
+                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket"
+                if stat.S_ISSOCK(mode) else "not a plain file")
+        raise error(f"The {what} {str(path)!r} is not a regular file: it is {kind}. Give the path "
+                    "of a regular file (a pipe or device is never read: it can block forever).")
+    return path
+
+
+def _read_text(path: Path, what: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise InvalidConfigError(f"The {what} {str(path)!r} is not UTF-8 text.") from None
+    except OSError as exc:
+        raise InvalidConfigError(f"The {what} {str(path)!r} could not be read ({exc.strerror or exc}).") from None
+
+
+def _too_deep(path: Path, what: str, kinds: str) -> InvalidConfigError:
+    return InvalidConfigError(
+        f"The {what} {str(path)!r} is nested too deeply: more than {MAX_NESTING} levels of {kinds}. "
+        "No audit file needs more than a few; check that this is the right file.")
+
+
+def nesting_depth(doc: Any) -> int:
+    """How many list/dict levels ``doc`` nests (iteratively: any depth is safe to measure)."""
+    deepest, stack = 0, [(doc, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        deepest = max(deepest, depth)
+        if deepest > MAX_NESTING:
+            return deepest
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def load_json(path: str | Path, what: str) -> Any:
+    """Parse the JSON file ``path`` (``what`` names it in errors: "encoding file")."""
+    path = check_regular_file(path, what)
+    text = _read_text(path, what)
+    try:
+        doc = json.loads(text)
+    except RecursionError:
+        raise _too_deep(path, what, "arrays or objects") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidConfigError(f"The {what} {str(path)!r} is not valid JSON: {exc}.") from None
+    if nesting_depth(doc) > MAX_NESTING:
+        raise _too_deep(path, what, "arrays or objects")
+    return doc
+
+
+def load_toml(path: str | Path, what: str = "config file") -> dict[str, Any]:
+    """Parse the TOML file ``path`` (a byte-order mark, as Windows Notepad writes, is allowed)."""
+    import tomllib
+
+    path = check_regular_file(path, what)
+    text = _read_text(path, what)
+    try:
+        doc = tomllib.loads(text)
+    except RecursionError:
+        raise _too_deep(path, what, "arrays or tables") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidConfigError(f"The {what} {str(path)!r} is not valid TOML: {exc}.") from None
+    if nesting_depth(doc) > MAX_NESTING:
+        raise _too_deep(path, what, "arrays or tables")
+    return doc
+
+
+__all__ = ["MAX_NESTING", "check_regular_file", "load_json", "load_toml", "nesting_depth"]
