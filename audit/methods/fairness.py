@@ -472,18 +472,28 @@ def score_disparities(cells: np.ndarray, ref: int | None, confidence: float,
                       *, test: bool = True) -> dict[str, tuple[np.ndarray, ...]]:
     """Simultaneous score intervals and tests of the binary disparities from confusion counts
     ``(..., G, 4)`` (:func:`audit.stats.proportions.disparity_score_interval`); groups outside
-    ``judged`` are left out. Returns name -> ``(lower, upper, p_adjusted, p_raw, m)``."""
-    counts = rate_counts(np.asarray(cells))
+    ``judged`` (default: every group with rows) are left out. A judged group whose rate is
+    undefined (no positives for TPR, no positive decisions for PPV, ...) is not left out: its
+    rate is unknown, so the bound towards parity allows any value of it (see ``counted`` there).
+    Returns name -> ``(lower, upper, p_adjusted, p_raw, m)``."""
+    cells = np.asarray(cells)
+    counts = rate_counts(cells)
+    counted = cells.sum(axis=-1) > 0
     if judged is not None:
+        counted = counted & judged
         counts = {k: (np.where(judged, x, 0), np.where(judged, n, 0)) for k, (x, n) in counts.items()}
     out: dict[str, tuple[np.ndarray, ...]] = {}
     tested: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # a family's test is computed once
     for k, (family, comps, kind) in SCORE_DISPARITIES.items():
         if keys is not None and k not in keys:
             continue
+        # the disparate-impact ratio against a reference is signed (a group may lie above the
+        # reference): its interval excludes 1 by its own test, computed for it alone
+        own = kind == "impact" and ref is not None
         lo, hi, p_adj, p_raw, m = disparity_score_interval(
-            [counts[c] for c in comps], kind, ref, confidence, test=test and family not in tested)
-        if test:
+            [counts[c] for c in comps], kind, ref, confidence, counted=counted,
+            test=test and (own or family not in tested))
+        if test and not own:
             p_adj, p_raw = tested.setdefault(family, (p_adj, p_raw))
         out[k] = (lo, hi, p_adj, p_raw, m)
     return out

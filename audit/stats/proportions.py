@@ -242,7 +242,7 @@ def pairs_of(ok: np.ndarray, ref: int | None) -> list[tuple[int, int]]:
 
 def disparity_score_interval(components: Sequence[tuple[np.ndarray, np.ndarray]], kind: str,
                              ref: int | None, confidence: float, *, limits: str | None = None,
-                             test: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                             test: bool = True, counted: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Simultaneous score interval and test of a between-group disparity of proportions.
 
     ``components``: one ``(x, n)`` pair of count arrays of shape (..., G) per rate compared (one
@@ -264,6 +264,22 @@ def disparity_score_interval(components: Sequence[tuple[np.ndarray, np.ndarray]]
       ``α/(4m)``, Bonferroni;
     - the bound *towards parity* needs only the pair that attains the true disparity to hold,
       so it comes from the pairwise intervals at level ``1 − α``.
+
+    ``counted`` (bool, broadcastable to (..., G)): groups that belong to the disparity even where
+    a component's denominator is empty. Such a group's rate is *unknown* (anywhere in [0, 1]),
+    not absent: the true disparity over all counted groups may then be as large as the rates
+    allow, so the bound towards parity becomes the trivial one (upper bound 1 of a difference,
+    lower bound 0 of a ratio) and no bound is claimed that the missing group could break. The
+    bound away from parity stays valid (a missing group can only enlarge the disparity).
+
+    For the disparate-impact ratio against a reference (the smallest ``g / ref``, which may lie
+    above 1 when every group is selected more often than the reference) the interval excludes
+    1 from below when some group's Bonferroni-level upper limit is below 1, and from above only
+    when every group's lower limit at level ``1 − α`` is above 1 (intersection–union: only the
+    group attaining the minimum matters for that bound). ``p_adjusted`` is the inversion of
+    exactly that: ``min(2m · p_below, p_above)``, ``p_below`` the smallest pairwise p of a group
+    below the reference, ``p_above`` the largest pairwise p when every group lies above it (1
+    otherwise).
 
     Returns ``(lower, upper, p_adjusted, p_raw, m)``, each of shape (...): ``p_raw`` the smallest
     unadjusted pairwise p-value (inverted Newcombe interval: a score test of equal proportions)
@@ -326,13 +342,34 @@ def disparity_score_interval(components: Sequence[tuple[np.ndarray, np.ndarray]]
     lo_all, hi_all = np.concatenate(los, axis=-1), np.concatenate(his, axis=-1)
     p_all = np.concatenate(praw, axis=-1)
     none = m == 0
+    # a counted group with an empty denominator in some component: its rate is unknown
+    unknown = np.zeros(lead, dtype=bool)
+    if counted is not None:
+        for _, n in comps:
+            unknown |= (np.broadcast_to(counted, n.shape) & ~(n > 0)).any(axis=-1)
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         reduce = np.nanmax if kind == "difference" else np.nanmin
         lower = np.where(none, np.nan, reduce(lo_all, axis=-1))
         upper = np.where(none, np.nan, reduce(hi_all, axis=-1))
         p_raw = np.where(none, np.nan, np.nanmin(p_all, axis=-1))
-    return lower, upper, np.minimum(1.0, 2 * m * p_raw), p_raw, m
+        p_adj = np.minimum(1.0, 2 * m * p_raw)
+        if kind == "impact" and ref is not None and test:
+            x, n = comps[0]
+            ok = valid[0]
+            with np.errstate(all="ignore"):
+                above = x[..., a] / n[..., a] > x[..., b] / n[..., b]
+            p_pair = p_all  # one component: one p per pair
+            p_below = np.nanmin(np.where(ok & ~above, p_pair, np.nan), axis=-1)
+            all_above = ((ok & above).sum(axis=-1) == m) & ~unknown
+            p_above = np.where(all_above, np.nanmax(np.where(ok, p_pair, np.nan), axis=-1), 1.0)
+            p_adj = np.fmin(np.minimum(1.0, 2 * m * p_below), p_above)
+            p_adj = np.where(none, np.nan, p_adj)
+        if kind == "difference":
+            upper = np.where(unknown & ~none, 1.0, upper)
+        else:
+            lower = np.where(unknown & ~none, 0.0, lower)
+    return lower, upper, p_adj, p_raw, m
 
 
 __all__ = [
