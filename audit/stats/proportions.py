@@ -272,14 +272,14 @@ def disparity_score_interval(components: Sequence[tuple[np.ndarray, np.ndarray]]
     lower bound 0 of a ratio) and no bound is claimed that the missing group could break. The
     bound away from parity stays valid (a missing group can only enlarge the disparity).
 
-    For the disparate-impact ratio against a reference (the smallest ``g / ref``, which may lie
-    above 1 when every group is selected more often than the reference) the interval excludes
-    1 from below when some group's Bonferroni-level upper limit is below 1, and from above only
-    when every group's lower limit at level ``1 − α`` is above 1 (intersection–union: only the
-    group attaining the minimum matters for that bound). ``p_adjusted`` is the inversion of
-    exactly that: ``min(2m · p_below, p_above)``, ``p_below`` the smallest pairwise p of a group
-    below the reference, ``p_above`` the largest pairwise p when every group lies above it (1
-    otherwise).
+    The disparate-impact ratio against a reference (the smallest ``g / ref``) is signed: it lies
+    above 1 when every group is selected more often than the reference, so *both* its bounds can
+    be the one away from parity and both take the Bonferroni level ``1 − α/(2m)``. Its interval
+    excludes 1 from below when some group's upper limit is below 1, and from above when every
+    group's lower limit is above 1; ``p_adjusted`` is the inversion of exactly that,
+    ``min(1, 2m · min(p_below, p_above))`` with ``p_below`` the smallest pairwise p of a group
+    below the reference and ``p_above`` the largest pairwise p when every group lies above it
+    (else 1). It is never below the family's ``2m · p_raw``.
 
     Returns ``(lower, upper, p_adjusted, p_raw, m)``, each of shape (...): ``p_raw`` the smallest
     unadjusted pairwise p-value (inverted Newcombe interval: a score test of equal proportions)
@@ -333,6 +333,10 @@ def disparity_score_interval(components: Sequence[tuple[np.ndarray, np.ndarray]]
                 q_hi = np.where(r_hi < 1, r_hi, np.where(r_lo > 1, inv_of_lo, 1.0))
                 bounds.append((q_lo, q_hi))
             lo_s, hi_s = bounds[1][0], bounds[0][1]  # towards parity: near level; away: far
+            if kind == "impact" and ref is not None:
+                # signed: its lower bound is away from parity too when the groups lie above the
+                # reference, so it takes the Bonferroni level as well
+                lo_s = bounds[0][0]
         los.append(np.where(ok, lo_s, np.nan))
         his.append(np.where(ok, hi_s, np.nan))
         if test:
@@ -363,7 +367,7 @@ def disparity_score_interval(components: Sequence[tuple[np.ndarray, np.ndarray]]
             p_below = np.nanmin(np.where(ok & ~above, p_pair, np.nan), axis=-1)
             all_above = ((ok & above).sum(axis=-1) == m) & ~unknown
             p_above = np.where(all_above, np.nanmax(np.where(ok, p_pair, np.nan), axis=-1), 1.0)
-            p_adj = np.fmin(np.minimum(1.0, 2 * m * p_below), p_above)
+            p_adj = np.minimum(1.0, 2 * m * np.fmin(p_below, p_above))
             p_adj = np.where(none, np.nan, p_adj)
         if kind == "difference":
             upper = np.where(unknown & ~none, 1.0, upper)
