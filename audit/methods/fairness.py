@@ -950,7 +950,8 @@ def _analyse_binary(cols: Sequence[str], values: np.ndarray, y: np.ndarray, yhat
             towards = "upper bound is 1" if k.endswith("_difference") else "lower bound is 0"
             notes.append(f"{what}: the {label} point estimate is over the other groups, but the true "
                          f"rate there is unknown (anywhere from 0 to 1), so its interval's {towards} "
-                         "and the gate reports insufficient evidence rather than a pass.")
+                         "and a gate rule on it cannot pass (insufficient evidence, unless the other "
+                         "groups already breach).")
 
     ratios = impact_ratios(masked_point["selection_rate"], ref)
     impact = {str(levels[g]): _f(ratios[g]) for g in range(G) if judged[g]}
