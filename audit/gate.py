@@ -32,7 +32,11 @@ beyond the true value with probability at most ``(1 − c) / 2``)
 - ``inconclusive``: the interval straddles the threshold; fails the gate unless ``"warn"``;
 - ``insufficient``: no interval can be computed (too few groups of ``min_group_size`` rows, an
   undefined metric, no bootstrap), or some group was too small to judge and the judged groups
-  do not already breach (unless ``small_groups = "ignore"``).
+  do not already breach (unless ``small_groups = "ignore"``), or a judged group's rate is
+  undefined (TPR with no positives, PPV with no positive decisions, ...) and the others do not
+  already breach: that rate is unknown, anywhere in [0, 1], so the disparity over all groups
+  cannot be shown to be within the threshold (the interval's bound towards parity is then the
+  trivial 1 for a difference, 0 for a ratio); ``small_groups`` does not change this.
 
 Exit code of ``audit check``: 1 if any rule breaches or is a failing inconclusive, else 3 if any
 is insufficient, else 0 (usage or input errors are 2, before any verdict).
@@ -269,7 +273,9 @@ def _judge(rule: GateRule, result: Any) -> Verdict:
         return verdict("insufficient", "no confidence interval (too unstable, or n_boot = 0); the "
                                        "point estimate alone cannot pass the gate")
     err = (1 - conf) / 2
-    ci = f"{e.value:.3f} ({100 * conf:.4g}% CI {lower:.3f} to {upper:.3f})"
+    level = (f"{100 * conf:.4g}% CI, Bonferroni over {rule.family_size} rules; the report's findings "
+             f"use {100 * result.confidence:.4g}%" if rule.family_size > 1 else f"{100 * conf:.4g}% CI")
+    ci = f"{e.value:.3f} ({level} {lower:.3f} to {upper:.3f})"
     outside = (rule.max is not None and lower > rule.max) or (rule.min is not None and upper < rule.min)
     inside = (rule.max is None or upper <= rule.max) and (rule.min is None or lower >= rule.min)
     small = d.excluded_small if rule.small_groups == "insufficient" else ()
@@ -281,6 +287,15 @@ def _judge(rule: GateRule, result: Any) -> Verdict:
         return verdict("insufficient", f"{ci} over the judged groups, but {len(small)} group(s) are "
                                        f"too small to judge ({names}); set small_groups = \"ignore\" "
                                        "to judge on the larger groups only")
+    unknown = getattr(d, "undefined_why", ()) or tuple(f"{g}: undefined" for g in d.excluded_undefined)
+    if unknown:
+        # the rate of a judged group is unknown (anywhere in [0, 1]): the disparity over all
+        # groups could be anything the others allow, so only a breach can be concluded
+        names = "; ".join(unknown[:5]) + (" …" if len(unknown) > 5 else "")
+        return verdict("insufficient", f"{ci}, but the rate is undefined for {len(d.excluded_undefined)} "
+                                       f"judged group(s) ({names}), so the disparity over all groups "
+                                       "cannot be shown to be within the bound; more data for those "
+                                       "groups would settle it")
     if inside:
         return verdict("pass", f"{ci}: the whole interval is within {_bound_text(rule)} (were the true "
                                f"value outside it, this would happen at most {err:.2%} of the time)")

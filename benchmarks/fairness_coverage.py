@@ -7,14 +7,17 @@ it measures, at 95 %:
 
 - ``grp``: the coverage of the per-group TPR / selection-rate intervals (worst group);
 - for each disparity (DP, EO, equal opportunity, predictive parity; differences and ratios):
-  ``cov`` the coverage of the true disparity (over the groups defined in that sample),
+  ``cov`` the coverage of the true disparity (the population's, over *all* groups: a group
+  whose rate is undefined in a sample, e.g. no positives for TPR, still has a true rate),
   ``brk`` P(lower bound beyond the truth) = the gate's false-"breach" rate for a threshold
   placed exactly at the truth (the worst case of a truth inside the threshold), and ``pas``
   P(upper bound short of the truth) = the false-"pass" rate for a threshold just below it;
 - ``gate10``: the breach rate of ``equalized_odds_difference <= 0.10`` (the issue's case).
 
 Cells marked "ref" compare every group with the first (largest) group instead of max − min;
-there the disparate-impact ratio is the smallest g / ref.
+there the disparate-impact ratio is the smallest g / ref. Cells marked "rare" give the last
+(smallest) group a base rate of 0.005, so that its TPR (and often its PPV) is undefined in most
+samples: the case where dropping the group made the gate pass falsely 13–44 % of the time.
 
 ``--method old`` runs the previous procedure (percentile bootstrap per group; studentized
 max-|t| bootstrap over pairs for disparities; B = 1000), ``--method new`` the score intervals of
@@ -53,19 +56,26 @@ DISPARITIES = ("demographic_parity_difference", "demographic_parity_ratio", "dis
 
 #: Cells also run against a reference group (the first, largest group): "vs reference" gaps.
 REFERENCE_SIZES = ("5000+30", "8 mixed")
+#: Sizes whose last group has base rate :data:`RARE_PI` (undefined TPR in most samples).
+RARE_SIZES = {"2x3000+40 rare": [3000, 3000, 40], "2x3000+400 rare": [3000, 3000, 400]}
+RARE_PI = 0.005
 
 
 def cells_grid() -> list[tuple[str, str, float, int | None]]:
     return ([(s, r, g, None) for s in SIZES for r in RATES for g in GAPS]
-            + [(s, r, g, 0) for s in REFERENCE_SIZES for r in RATES for g in GAPS])
+            + [(s, r, g, 0) for s in REFERENCE_SIZES for r in RATES for g in GAPS]
+            + [(s, r, g, ref) for s in RARE_SIZES for r in ("mid", "high") for g in GAPS
+               for ref in (None, 0)])
 
 
 def true_rates(sizes: str, rates: str, gap: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    n = np.array(SIZES[sizes])
+    n = np.array(SIZES[sizes] if sizes in SIZES else RARE_SIZES[sizes])
     G = len(n)
     pi, tpr, fpr = RATES[rates]
     sign = -1.0 if tpr > 0.5 else 1.0
     pi_g = np.full(G, pi)
+    if sizes in RARE_SIZES:
+        pi_g[-1] = RARE_PI
     tpr_g = np.full(G, tpr)
     fpr_g = np.full(G, fpr)
     tpr_g[-1] += sign * gap
@@ -81,15 +91,15 @@ def simulate(n, pi, tpr, fpr, reps, rng) -> np.ndarray:
     return np.stack([n - pos - fp, fp, pos - tp, tp], axis=-1)
 
 
-def truth_of(pi, tpr, fpr, defined, ref=None) -> dict[str, np.ndarray]:
-    """True disparities over the groups defined in each replication (defined: key -> (R, G))."""
+def truth_of(pi, tpr, fpr, ref=None) -> dict[str, float]:
+    """The population's disparities over all groups (every rate is defined in the population,
+    whether or not a sample happens to contain the group's positives)."""
     from audit.methods.fairness import binary_disparities
 
     sel = pi * tpr + (1 - pi) * fpr
     ppv = pi * tpr / sel
     rates = {"selection_rate": sel, "tpr": tpr, "fpr": fpr, "ppv": ppv, "accuracy": sel * 0 + 0.5}
-    masked = {k: np.where(defined.get(k, np.ones_like(defined["tpr"])), v, np.nan) for k, v in rates.items()}
-    return binary_disparities(masked, ref)
+    return {k: float(v) for k, v in binary_disparities(rates, ref).items()}
 
 
 def new_method(cells: np.ndarray, conf: float, ref: int | None = None) -> tuple[dict, dict]:
@@ -150,11 +160,10 @@ def run_cell(sizes: str, rates: str, gap: float, method: str, reps: int, conf: f
     n, pi, tpr, fpr = true_rates(sizes, rates, gap)
     cells = simulate(n, pi, tpr, fpr, reps, rng)
     if method == "new":
-        intervals, (grp, rates_s) = new_method(cells, conf, ref)
+        intervals, (grp, _rates) = new_method(cells, conf, ref)
     else:
-        intervals, (grp, rates_s) = old_method(cells, conf, rng, ref=ref)
-    defined = {k: np.isfinite(rates_s[k]) for k in ("tpr", "fpr", "ppv", "selection_rate")}
-    truth = truth_of(pi, tpr, fpr, defined, ref)
+        intervals, (grp, _rates) = old_method(cells, conf, rng, ref=ref)
+    truth = truth_of(pi, tpr, fpr, ref)
     row: dict[str, float] = {}
     sel_true = pi * tpr + (1 - pi) * fpr
     for k, true_g in (("tpr", tpr), ("selection_rate", sel_true)):

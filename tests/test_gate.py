@@ -251,3 +251,70 @@ def test_exit_2_unknown_correction(tmp_path):
     cfg = write_case(tmp_path, [100, 100], [0.4, 0.4], f'correction = "holm"\n{DP} = {{ max = 0.1 }}')
     res = check(cfg)
     assert res.exit_code == 2 and "correction" in res.output and "bonferroni" in res.output
+
+
+def write_rows(tmp_path, groups, gate: str, *, extra: str = ""):
+    """Decisions CSV from exact confusion counts per group: name -> (tn, fp, fn, tp)."""
+    parts = []
+    for name, (tn, fp, fn, tp) in groups.items():
+        y = np.r_[np.zeros(tn + fp), np.ones(fn + tp)].astype(int)
+        pred = np.r_[np.zeros(tn), np.ones(fp), np.zeros(fn), np.ones(tp)].astype(int)
+        parts.append(pd.DataFrame({"group": name, "y": y, "pred": pred}))
+    pd.concat(parts, ignore_index=True).to_csv(tmp_path / "d.csv", index=False)
+    cfg = tmp_path / "audit.toml"
+    cfg.write_text('name = "gate"\n[model]\npredictions = "pred"\n[data]\npath = "d.csv"\n'
+                   f'target = "y"\npositive_label = "1"\nsensitive = ["group"]\n'
+                   f'[methods.fairness]\nn_boot = 0\nwhat_if = false\n{extra}[gate]\n{gate}\n',
+                   encoding="utf-8")
+    return cfg
+
+
+def test_a_judged_group_with_an_undefined_rate_is_insufficient_evidence_never_a_pass(tmp_path):
+    """The statistician's repro (/tmp/sr2/undef2): A and B 3,000 rows (900 positives, TP 720,
+    FP 210), C 40 rows with no positives and no positive decisions. C's TPR and PPV are unknown,
+    not absent: before, both rules passed (95% CI 0.000 to 0.038, exit 0); now the interval's
+    upper bound is 1 and the verdict is insufficient evidence naming C and why (exit 3)."""
+    ab = (2100 - 210, 210, 180, 720)
+    cfg = write_rows(tmp_path, {"A": ab, "B": ab, "C": (40, 0, 0, 0)},
+                     '"fairness.group.equal_opportunity_difference" = { max = 0.10 }\n'
+                     '"fairness.group.predictive_parity_difference" = { max = 0.10 }\n')
+    res = check(cfg, "--json")
+    assert res.exit_code == 3, res.output
+    eo, pp = json.loads(res.output)["verdicts"]
+    for v, rate, why in ((eo, "TPR", "no positive outcomes"), (pp, "PPV", "no positive decisions")):
+        assert v["status"] == "insufficient" and v["value"] == pytest.approx(0.0) and v["upper"] == 1.0
+        assert f"C: {rate} undefined ({why} in the group)" in v["message"], v["message"]
+    # C's FPR is defined: the note names only the rate that is undefined
+    res = CliRunner().invoke(app, ["check", str(cfg), "--junit", str(tmp_path / "g.xml")])
+    assert "C: TPR undefined" in (tmp_path / "g.xml").read_text(encoding="utf-8")
+
+
+def test_undefined_rate_in_a_group_does_not_hide_a_breach_among_the_others(tmp_path):
+    """A breach among the groups that can be judged is still a breach (as with small groups)."""
+    cfg = write_rows(tmp_path, {"A": (1900, 100, 200, 800), "B": (1900, 100, 700, 300),
+                                "C": (40, 0, 0, 0)},
+                     '"fairness.group.equal_opportunity_difference" = { max = 0.10 }\n')
+    res = check(cfg, "--json")
+    v = json.loads(res.output)["verdicts"][0]
+    assert res.exit_code == 1 and v["status"] == "breach" and v["lower"] > 0.1, res.output
+
+
+def test_disparate_impact_breach_above_the_reference_comes_with_a_significant_gap(tmp_path):
+    """The statistician's repro (/tmp/sr2/di): A 5,000 rows with 165 selected (reference), B 30
+    rows with 4 selected. Before: gate "breach … 95% CI 1.132 to 10.310" while the finding said
+    "not significant after correcting (adjusted p = 0.067)". Now both bounds of the signed ratio
+    take the Bonferroni level: the interval reaches below 1.1 and the verdict is inconclusive,
+    in agreement with the test."""
+    cfg = write_rows(tmp_path, {"A": (2400, 100, 2435, 65), "B": (13, 2, 13, 2)},
+                     '"fairness.group.disparate_impact_ratio" = { min = 0.9, max = 1.1 }\n',
+                     extra='reference = { group = "A" }\n')
+    v = json.loads(check(cfg, "--json").output)["verdicts"][0]
+    assert v["status"] == "inconclusive" and v["lower"] < 1.0 < v["upper"], v
+
+
+def test_bonferroni_gate_message_names_its_level_and_the_findings_level(tmp_path):
+    rules = (f'{DP} = {{ max = 0.10 }}\n"fairness.group.demographic_parity_ratio" = {{ min = 0.5 }}\n'
+             '"fairness.group.equalized_odds_difference" = { max = 0.5 }\n')
+    cfg = write_case(tmp_path, [400, 400], [0.55, 0.35], 'correction = "bonferroni"\n' + rules)
+    v = json.loads(check(cfg, "--json").output)["verdicts"][0]
+    assert "98.33% CI, Bonferroni over 3 rules; the report's findings use 95%" in v["message"]

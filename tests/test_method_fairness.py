@@ -106,12 +106,37 @@ def test_undefined_stays_undefined():
     assert c.metrics["tpr"].value is None and "no positive" in c.metrics["tpr"].undefined
     assert c.metrics["tpr"].lower is None
     assert c.metrics["fpr"].value == pytest.approx(0.25)
-    # TPR gap among A and B only; C is named as left out
+    # TPR gap among A and B only as a point estimate; C is named as left out
     eo = res.disparities["equal_opportunity_difference"]
     assert eo.value == pytest.approx(0.3)
     assert eo.excluded_undefined == ("C",)
+    assert eo.undefined_why == ("C: TPR undefined (no positive outcomes in the group)",)
     doc = json.loads(json.dumps(r.to_json()))
     assert doc["attributes"]["g"]["groups"][2]["metrics"]["tpr"]["value"] is None
+
+
+def test_undefined_rate_of_a_judged_group_is_unknown_so_the_interval_allows_any_value():
+    """C (40 rows, no positives) has an undefined TPR: its true TPR is unknown, anywhere in
+    [0, 1], so the upper bound of every TPR difference is 1 and the lower bound of every TPR
+    ratio 0 (before, C was dropped and the bound came from A and B alone, and the gate passed);
+    the bound away from parity still comes from A and B. The note names only the rate that is
+    undefined (C's FPR is defined) and says what that does to the interval."""
+    df = planted_frame()
+    extra = pd.DataFrame({"g": "C", "y": [0] * 40, "pred": [1] * 10 + [0] * 30})
+    extra["x"] = 0.0
+    base = run(df).attributes["g"].disparities
+    res = run(pd.concat([df, extra], ignore_index=True)).attributes["g"]
+    d = res.disparities
+    for k in ("equal_opportunity_difference", "equalized_odds_difference"):
+        assert d[k].estimate.upper == 1.0 and base[k].estimate.upper < 0.6
+    assert d["equal_opportunity_difference"].estimate.lower == pytest.approx(base["equal_opportunity_difference"].estimate.lower, abs=0.05)
+    for k in ("equal_opportunity_ratio", "equalized_odds_ratio"):
+        assert d[k].estimate.lower == 0.0 and base[k].estimate.lower > 0
+    # defined everywhere: unaffected
+    assert d["demographic_parity_difference"].estimate.upper < 1 and not d["demographic_parity_difference"].excluded_undefined
+    eo_note = [n for n in res.notes if "equalized odds difference" in n]
+    assert eo_note and eo_note[0].startswith("TPR undefined for C (no positive outcomes in the group)")
+    assert "FPR undefined" not in eo_note[0] and "upper bound is 1" in eo_note[0]
 
 
 def test_string_boolean_and_01_labels_agree():

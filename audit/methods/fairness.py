@@ -24,7 +24,9 @@ What is computed, for every sensitive attribute and every configured intersectio
 
 Labels are encoded to 0/1 with the declared positive label before fairlearn sees them (with string
 labels fairlearn silently reports 0.0 selection rates). A rate whose denominator is empty in a
-group is *undefined* (``None`` with the reason), never 0, and is left out of the disparities.
+group is *undefined* (``None`` with the reason), never 0; it is left out of the disparities'
+point estimates, but its rate counts as unknown (anywhere in [0, 1]) in their intervals, so the
+gate cannot pass on the other groups alone.
 Groups smaller than ``min_group_size`` are "too small to judge": they get no numbers and are
 left out of disparities (the gate reports insufficient evidence for them).
 """
@@ -273,6 +275,9 @@ class Disparity:
     family: str | None = None
     n_comparisons: int | None = None
     significance: str | None = None
+    #: Why each group of ``excluded_undefined`` has no value ("C: TPR undefined (no positive
+    #: outcomes in the group)"): judged groups whose rate is unknown, so no pass is possible.
+    undefined_why: tuple[str, ...] = ()
 
     @property
     def value(self) -> float | None:
@@ -469,6 +474,10 @@ SCORE_DISPARITIES: dict[str, tuple[str, tuple[str, ...], str]] = {
 }
 SCORE_TEST = ("score test of equal proportions for every compared pair (inverted Newcombe "
               "interval), Bonferroni over the pairs")
+#: The disparate-impact ratio against a reference is signed; its test is its own interval's.
+IMPACT_TEST = ("score test of each group's selection rate against the reference's (inverted Newcombe "
+               "interval), Bonferroni over the groups; a gap above the reference needs every group "
+               "above it (the largest p), a gap below it one group (the smallest p)")
 
 
 def score_disparities(cells: np.ndarray, ref: int | None, confidence: float,
@@ -476,18 +485,28 @@ def score_disparities(cells: np.ndarray, ref: int | None, confidence: float,
                       *, test: bool = True) -> dict[str, tuple[np.ndarray, ...]]:
     """Simultaneous score intervals and tests of the binary disparities from confusion counts
     ``(..., G, 4)`` (:func:`audit.stats.proportions.disparity_score_interval`); groups outside
-    ``judged`` are left out. Returns name -> ``(lower, upper, p_adjusted, p_raw, m)``."""
-    counts = rate_counts(np.asarray(cells))
+    ``judged`` (default: every group with rows) are left out. A judged group whose rate is
+    undefined (no positives for TPR, no positive decisions for PPV, ...) is not left out: its
+    rate is unknown, so the bound towards parity allows any value of it (see ``counted`` there).
+    Returns name -> ``(lower, upper, p_adjusted, p_raw, m)``."""
+    cells = np.asarray(cells)
+    counts = rate_counts(cells)
+    counted = cells.sum(axis=-1) > 0
     if judged is not None:
+        counted = counted & judged
         counts = {k: (np.where(judged, x, 0), np.where(judged, n, 0)) for k, (x, n) in counts.items()}
     out: dict[str, tuple[np.ndarray, ...]] = {}
     tested: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # a family's test is computed once
     for k, (family, comps, kind) in SCORE_DISPARITIES.items():
         if keys is not None and k not in keys:
             continue
+        # the disparate-impact ratio against a reference is signed (a group may lie above the
+        # reference): its interval excludes 1 by its own test, computed for it alone
+        own = kind == "impact" and ref is not None
         lo, hi, p_adj, p_raw, m = disparity_score_interval(
-            [counts[c] for c in comps], kind, ref, confidence, test=test and family not in tested)
-        if test:
+            [counts[c] for c in comps], kind, ref, confidence, counted=counted,
+            test=test and (own or family not in tested))
+        if test and not own:
             p_adj, p_raw = tested.setdefault(family, (p_adj, p_raw))
         out[k] = (lo, hi, p_adj, p_raw, m)
     return out
@@ -932,21 +951,29 @@ def _analyse_binary(cols: Sequence[str], values: np.ndarray, y: np.ndarray, yhat
             return _f(lo), _f(hi)
         if masked_boot is None:
             return None, None
-        return _disparity_bounds(k, BINARY_DISPARITIES[k][1].split(","), masked_point, masked_boot,
-                                 ref, level)
+        bases_k = BINARY_DISPARITIES[k][1].split(",")
+        lo, hi = _disparity_bounds(k, bases_k, masked_point, masked_boot, ref, level)
+        if lo is not None and any(not np.isfinite(all_point[b][g]) for b in bases_k for g in np.flatnonzero(judged)):
+            # a judged group's value is unknown (e.g. AUC without both outcomes): as for the rates
+            lo, hi = (lo, 1.0) if k.endswith("_difference") else (0.0, hi)
+        return lo, hi
 
     for k in names:
         label, base = BINARY_DISPARITIES[k]
         bases = base.split(",")
-        undefined_groups = tuple(sorted({str(levels[g]) for b in bases for g in np.flatnonzero(judged)
-                                         if not np.isfinite(all_point[b][g])}))
+        undefined_in = {b: [str(levels[g]) for g in np.flatnonzero(judged) if not np.isfinite(all_point[b][g])]
+                        for b in bases}
+        undefined_groups = tuple(sorted({g for gs in undefined_in.values() for g in gs}))
+        undefined_why = tuple(f"{g}: {METRIC_LABELS.get(b, b)} undefined ({reasons.get(b) or 'no value'})"
+                              for b in bases for g in undefined_in[b])
         v = _f(disp_point[k])
         lo = hi = p_raw = p_adj = m = None
         family = test = None
         if v is not None and k in SCORE_DISPARITIES:
             lo_, hi_, p_adj_, p_raw_, m_ = scored[k]
             lo, hi, p_adj, p_raw, m = _f(lo_), _f(hi_), _f(p_adj_), _f(p_raw_), int(m_)
-            family, test = SCORE_DISPARITIES[k][0], SCORE_TEST
+            family = SCORE_DISPARITIES[k][0]
+            test = IMPACT_TEST if k == "disparate_impact_ratio" and ref is not None else SCORE_TEST
         elif v is not None and masked_boot is not None:
             lo, hi = bounds_at(k, config.confidence)
         why = None
@@ -957,10 +984,15 @@ def _analyse_binary(cols: Sequence[str], values: np.ndarray, y: np.ndarray, yhat
                    else "fewer than two groups with a defined value, or a ratio of zero rates")
         disparities[k] = Disparity(k, label, Estimate(v, lo, hi, why), p_raw, p_adj, test,
                                    judged_names, small_names, undefined_groups, family, m,
-                                   significance(p_raw, p_adj, alpha))
+                                   significance(p_raw, p_adj, alpha), undefined_why)
         if undefined_groups and n_judged >= 2:
-            notes.append(f"{' and '.join(METRIC_LABELS.get(b, b) for b in bases)} undefined for "
-                         f"{', '.join(undefined_groups)}: left out of the {label}.")
+            what = "; ".join(f"{METRIC_LABELS.get(b, b)} undefined for {', '.join(gs)} ({reasons.get(b) or 'no value'})"
+                             for b, gs in undefined_in.items() if gs)
+            towards = "upper bound is 1" if k.endswith("_difference") else "lower bound is 0"
+            notes.append(f"{what}: the {label} point estimate is over the other groups, but the true "
+                         f"rate there is unknown (anywhere from 0 to 1), so its interval's {towards} "
+                         "and a gate rule on it cannot pass (insufficient evidence, unless the other "
+                         "groups already breach).")
 
     ratios = impact_ratios(masked_point["selection_rate"], ref)
     impact = {str(levels[g]): _f(ratios[g]) for g in range(G) if judged[g]}

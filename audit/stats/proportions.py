@@ -272,7 +272,7 @@ def _pair_blocks(ok: np.ndarray, ref: int | None, size: int) -> Iterator[tuple[n
 
 def disparity_score_interval(components: Sequence[tuple[np.ndarray, np.ndarray]], kind: str,
                              ref: int | None, confidence: float, *, limits: str | None = None,
-                             test: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                             test: bool = True, counted: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Simultaneous score interval and test of a between-group disparity of proportions.
 
     ``components``: one ``(x, n)`` pair of count arrays of shape (..., G) per rate compared (one
@@ -294,6 +294,22 @@ def disparity_score_interval(components: Sequence[tuple[np.ndarray, np.ndarray]]
       ``α/(4m)``, Bonferroni;
     - the bound *towards parity* needs only the pair that attains the true disparity to hold,
       so it comes from the pairwise intervals at level ``1 − α``.
+
+    ``counted`` (bool, broadcastable to (..., G)): groups that belong to the disparity even where
+    a component's denominator is empty. Such a group's rate is *unknown* (anywhere in [0, 1]),
+    not absent: the true disparity over all counted groups may then be as large as the rates
+    allow, so the bound towards parity becomes the trivial one (upper bound 1 of a difference,
+    lower bound 0 of a ratio) and no bound is claimed that the missing group could break. The
+    bound away from parity stays valid (a missing group can only enlarge the disparity).
+
+    The disparate-impact ratio against a reference (the smallest ``g / ref``) is signed: it lies
+    above 1 when every group is selected more often than the reference, so *both* its bounds can
+    be the one away from parity and both take the Bonferroni level ``1 − α/(2m)``. Its interval
+    excludes 1 from below when some group's upper limit is below 1, and from above when every
+    group's lower limit is above 1; ``p_adjusted`` is the inversion of exactly that,
+    ``min(1, 2m · min(p_below, p_above))`` with ``p_below`` the smallest pairwise p of a group
+    below the reference and ``p_above`` the largest pairwise p when every group lies above it
+    (else 1). It is never below the family's ``2m · p_raw``.
 
     Returns ``(lower, upper, p_adjusted, p_raw, m)``, each of shape (...): ``p_raw`` the smallest
     unadjusted pairwise p-value (inverted Newcombe interval: a score test of equal proportions)
@@ -335,9 +351,41 @@ def disparity_score_interval(components: Sequence[tuple[np.ndarray, np.ndarray]]
     if test:
         p_raw = _smallest_pair_pvalue(comps, present, ref, size, lead, limits)
     none = m == 0
+    # a counted group with an empty denominator in some component: its rate is unknown
+    unknown = np.zeros(lead, dtype=bool)
+    if counted is not None:
+        for _, n in comps:
+            unknown |= (np.broadcast_to(counted, n.shape) & ~(n > 0)).any(axis=-1)
+    if kind == "difference":
+        upper = np.where(unknown, 1.0, upper)
+    else:
+        lower = np.where(unknown, 0.0, lower)
     lower, upper = np.where(none, np.nan, lower), np.where(none, np.nan, upper)
     p_raw = np.where(none, np.nan, p_raw)
-    return lower, upper, np.minimum(1.0, 2 * m * p_raw), p_raw, m[()]
+    p_adj = np.minimum(1.0, 2 * m * p_raw)
+    if kind == "impact" and ref is not None and test:
+        p_adj = np.where(none, np.nan, _impact_pvalue(comps[0], present, ref, m, unknown, limits))
+    return lower, upper, p_adj, p_raw, m[()]
+
+
+def _impact_pvalue(comp: tuple[np.ndarray, np.ndarray], present: np.ndarray, ref: int, m: np.ndarray,
+                   unknown: np.ndarray, limits: str) -> np.ndarray:
+    """The adjusted p of the disparate-impact ratio against a reference: the inversion of its
+    signed interval (see :func:`disparity_score_interval`); only the k − 1 pairs with the
+    reference, so it needs no blocks."""
+    x, n = comp
+    a = np.flatnonzero(present)
+    a = a[a != ref]
+    b = np.full(len(a), ref)
+    ok = (n[..., a] > 0) & (n[..., b] > 0)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p_pair = np.where(ok, newcombe_pvalue(x[..., a], n[..., a], x[..., b], n[..., b], limits=limits), np.nan)
+        above = x[..., a] / n[..., a] > x[..., b] / n[..., b]
+        p_below = np.nanmin(np.where(ok & ~above, p_pair, np.nan), axis=-1)
+        all_above = ((ok & above).sum(axis=-1) == m) & ~unknown
+        p_above = np.where(all_above, np.nanmax(np.where(ok, p_pair, np.nan), axis=-1), 1.0)
+        return np.minimum(1.0, 2 * m * np.fmin(p_below, p_above))
 
 
 def _smallest_pair_pvalue(comps: list[tuple[np.ndarray, np.ndarray]], present: np.ndarray,
@@ -394,6 +442,10 @@ def _pair_block(comps: list[tuple[np.ndarray, np.ndarray]], a: np.ndarray, b: np
                 q_hi = np.where(r_hi < 1, r_hi, np.where(r_lo > 1, inv_of_lo, 1.0))
                 bounds.append((q_lo, q_hi))
             lo_s, hi_s = bounds[1][0], bounds[0][1]  # towards parity: near level; away: far
+            if kind == "impact" and ref is not None:
+                # signed: its lower bound is away from parity too when the groups lie above the
+                # reference, so it takes the Bonferroni level as well
+                lo_s = bounds[0][0]
         los.append(np.where(ok, lo_s, np.nan))
         his.append(np.where(ok, hi_s, np.nan))
     lo_all, hi_all = np.concatenate(los, axis=-1), np.concatenate(his, axis=-1)
