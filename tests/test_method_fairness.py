@@ -511,3 +511,15 @@ def test_the_report_names_the_skipped_intersections_and_why():
     assert "Intersections not analysed" in html
     assert "and of their intersections" not in html  # none was analysed
     assert f"a × b: {df.groupby(['a', 'b']).ngroups} groups, more than max_groups = 20" in html
+
+
+def test_the_same_intersection_listed_twice_in_any_order_is_a_config_error():
+    """[["sex", "race"], ["race", "sex"]] would analyse one family twice (and count its tests
+    twice): refused, naming both spellings."""
+    from audit.methods.fairness import attribute_sets
+
+    cfg = FairnessConfig(intersections=(("sex", "race"), ("race", "sex")))
+    with pytest.raises(InvalidConfigError, match=r"\['race', 'sex'\] and \['sex', 'race'\].*once"):
+        attribute_sets(["sex", "race"], cfg)
+    assert attribute_sets(["sex", "race"], FairnessConfig(intersections=(("sex", "race"),))) == [
+        ("sex",), ("race",), ("sex", "race")]

@@ -205,6 +205,13 @@ def attribute_sets(sensitive: Sequence[str], config: FairnessConfig) -> list[tup
                     raise InvalidConfigError(
                         f"The fairness intersection {list(combo)} names {a!r}, which is not a "
                         f"sensitive attribute.{did_you_mean(a, sensitive)} Sensitive: {list(sensitive)}.")
+        seen: dict[frozenset[str], tuple[str, ...]] = {}
+        for combo in crosses:  # the same groups twice would count one family twice
+            if frozenset(combo) in seen:
+                raise InvalidConfigError(
+                    f"The fairness intersections list {list(combo)} and {list(seen[frozenset(combo)])}, "
+                    "which are the same groups. List each intersection once.")
+            seen[frozenset(combo)] = combo
     return singles + crosses
 
 
