@@ -94,36 +94,31 @@ def nesting_depth(doc: Any) -> int:
     return deepest
 
 
-def load_json(path: str | Path, what: str) -> Any:
-    """Parse the JSON file ``path`` (``what`` names it in errors: "encoding file")."""
+def _load(path: str | Path, what: str, parse: Any, error: type[Exception], language: str,
+          containers: str) -> Any:
     path = check_regular_file(path, what)
     text = _read_text(path, what)
     try:
-        doc = json.loads(text)
+        doc = parse(text)
     except RecursionError:
-        raise _too_deep(path, what, "arrays or objects") from None
-    except json.JSONDecodeError as exc:
-        raise InvalidConfigError(f"The {what} {str(path)!r} is not valid JSON: {exc}.") from None
+        raise _too_deep(path, what, containers) from None
+    except error as exc:
+        raise InvalidConfigError(f"The {what} {str(path)!r} is not valid {language}: {exc}.") from None
     if nesting_depth(doc) > MAX_NESTING:
-        raise _too_deep(path, what, "arrays or objects")
+        raise _too_deep(path, what, containers)
     return doc
+
+
+def load_json(path: str | Path, what: str) -> Any:
+    """Parse the JSON file ``path`` (``what`` names it in errors: "encoding file")."""
+    return _load(path, what, json.loads, json.JSONDecodeError, "JSON", "arrays or objects")
 
 
 def load_toml(path: str | Path, what: str = "config file") -> dict[str, Any]:
     """Parse the TOML file ``path`` (a byte-order mark, as Windows Notepad writes, is allowed)."""
     import tomllib
 
-    path = check_regular_file(path, what)
-    text = _read_text(path, what)
-    try:
-        doc = tomllib.loads(text)
-    except RecursionError:
-        raise _too_deep(path, what, "arrays or tables") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise InvalidConfigError(f"The {what} {str(path)!r} is not valid TOML: {exc}.") from None
-    if nesting_depth(doc) > MAX_NESTING:
-        raise _too_deep(path, what, "arrays or tables")
-    return doc
+    return _load(path, what, tomllib.loads, tomllib.TOMLDecodeError, "TOML", "arrays or tables")
 
 
 __all__ = ["MAX_NESTING", "check_regular_file", "load_json", "load_toml", "nesting_depth"]
