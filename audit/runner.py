@@ -92,19 +92,27 @@ def check_untrusted_paths(plan: AuditPlan, *, out_dir: str | Path | None = None)
         return
     folder = (Path(plan.config_path).resolve().parent if plan.config_path
               else Path(plan.model.base_dir).resolve())  # type: ignore[arg-type]
-    arch = plan.model.architecture
-    named = {"[data] path": plan.data_path, "[data] train_path": plan.train_path,
-             "[model] path": plan.model.path, "[model] encoding": plan.model.encoding,
-             "[model] architecture": arch if isinstance(arch, str) and arch.endswith(".json") else None,
-             "[data] labels": getattr(plan.modal, "labels", None), "[report] out": out_dir}
-    if plan.modal is not None:
-        named["[data] path"] = plan.modal.path
-    for key, value in named.items():
+    named = [(key, path) for key, _, path in _named_inputs(plan) if key != "config"]
+    for key, value in [*named, ("[report] out", out_dir)]:
         if value and not Path(value).resolve().is_relative_to(folder):
             raise InvalidConfigError(
                 f"The config's {key} {str(value)!r} lies outside the config's folder {str(folder)!r}, "
                 "and --untrusted-config allows only files inside it (symbolic links are followed). "
                 "Copy the file into that folder, or drop --untrusted-config if you trust this config.")
+
+
+def _named_inputs(plan: AuditPlan) -> list[tuple[str, str, str]]:
+    """(config key, role, path) of every file the plan reads: one list for the output-folder
+    preflight (:func:`input_paths`) and the ``--untrusted-config`` check."""
+    arch = plan.model.architecture
+    named = [("config", "config", plan.config_path),
+             ("[data] path", "data", plan.data_path),  # an image folder / npz / series too
+             ("[data] train_path", "training data", plan.train_path),
+             ("[model] path", "model", plan.model.path), ("[model] encoding", "encoding", plan.model.encoding),
+             ("[data] labels", "labels", getattr(plan.modal, "labels", None)),
+             ("[model] architecture", "architecture",
+              arch if isinstance(arch, str) and arch.endswith(".json") else None)]
+    return [(key, role, str(path)) for key, role, path in named if path]
 
 
 @dataclass(frozen=True)
@@ -161,14 +169,7 @@ def _load_modal_inputs(plan: AuditPlan, encoding: Encoding | None, files: list[d
 
 def input_paths(plan: AuditPlan) -> list[tuple[str, str]]:
     """(role, path) of every file the plan reads, for the output-folder preflight check."""
-    paths = [("config", plan.config_path), ("data", plan.data_path), ("training data", plan.train_path),
-             ("model", plan.model.path), ("encoding", plan.model.encoding),
-             ("labels", getattr(plan.modal, "labels", None))]
-    if plan.modal is not None:
-        paths.append(("data", plan.modal.path))
-    if isinstance(plan.model.architecture, str) and plan.model.architecture.endswith(".json"):
-        paths.append(("architecture", plan.model.architecture))
-    return [(role, str(p)) for role, p in paths if p]
+    return [(role, path) for _, role, path in _named_inputs(plan)]
 
 
 def check_compatible(model: ModelAdapter, data: AuditData) -> None:

@@ -16,9 +16,8 @@ from audit.stats.bootstrap import (
     weighted_auc,
     weighted_calibration,
 )
+from audit.stats.multiplicity import benjamini_hochberg, holm
 from audit.stats.fairness_tests import (
-    benjamini_hochberg,
-    holm,
     min_detectable_difference,
     permutation_pvalue,
     permute_cells,

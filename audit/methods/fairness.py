@@ -63,11 +63,11 @@ from audit.stats.bootstrap import (
     weighted_means,
 )
 from audit.stats.fairness_tests import (
-    holm,
     min_detectable_difference,
     min_detectable_mean_difference,
     permutation_pvalue,
 )
+from audit.stats.multiplicity import holm
 from audit.stats.proportions import GROUP_METHOD, disparity_score_interval, group_interval
 
 #: Separator of attribute names in an intersection's name (``"sex*race"``); ``×`` and ``&``

@@ -1,4 +1,4 @@
-"""Permutation tests for between-group disparities, multiplicity corrections, power.
+"""Permutation tests for between-group disparities, power (multiplicity: audit.stats.multiplicity).
 
 Permutation of group membership, done on count tables: shuffling which rows belong to which
 group, with every group's size fixed, makes each group's cell counts a multivariate
@@ -18,7 +18,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from audit.stats.multiplicity import benjamini_hochberg, holm  # noqa: F401  (re-exported)
 
 
 def permute_cells(cells: np.ndarray, strata: Sequence[Sequence[int]], n_permutations: int,
@@ -131,8 +130,6 @@ def min_detectable_mean_difference(sd: float, n_group: float, n_other: float, *,
 
 
 __all__ = [
-    "benjamini_hochberg",
-    "holm",
     "min_detectable_difference",
     "min_detectable_mean_difference",
     "permutation_pvalue",
