@@ -22,6 +22,8 @@ app = typer.Typer(
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
+    # Help texts are plain text: rich markup would eat "[gate]", "[model]", "[methods.NAME]".
+    rich_markup_mode=None,
 )
 
 EXIT_OK, EXIT_BREACH, EXIT_USAGE, EXIT_INSUFFICIENT, EXIT_METHOD_FAILED = 0, 1, 2, 3, 4
@@ -217,13 +219,18 @@ def _print_gate(gate, name: str) -> None:  # noqa: ANN001
 
 
 @app.command("methods")
-def list_methods() -> None:
+def list_methods(
+    name: Annotated[str | None, typer.Argument(help="A method's name: list its options (the [methods.NAME] table), with type, default, bounds and meaning.")] = None,
+) -> None:
     """List the available audit methods and what each needs (and what in the inputs is code)."""
     from rich.console import Console
     from rich.table import Table
 
     from audit.registry import METHODS
 
+    if name is not None:
+        _method_options(name)
+        return
     table = Table(box=None, header_style="bold")
     for col in ("name", "title", "needs", "tasks"):
         table.add_column(col, no_wrap=col == "name")  # a wrapped name cannot be copied
@@ -232,6 +239,37 @@ def list_methods() -> None:
     console = Console()
     console.print(table)
     console.print(f"\n{CODE_NOTE}", highlight=False, markup=False)
+
+
+def _method_options(name: str) -> None:
+    """``audit methods NAME``: the method's options from its Config (types, defaults, bounds,
+    the one-line help of its docstring) and what it supports; every cell is plain text."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from audit.errors import InvalidConfigError, did_you_mean
+    from audit.registry import METHODS
+
+    by_name = {m.name: m for m in METHODS}
+    if name not in by_name:
+        raise _fail(InvalidConfigError(f"Unknown method {name!r}.{did_you_mean(name, by_name)} "
+                                       f"Methods: {', '.join(by_name)}."))
+    m = by_name[name]
+    console = Console(highlight=False, soft_wrap=False)
+    console.print(Text(f"{m.name}: {m.title}", style="bold"))
+    for label, values in (("tasks", m.tasks), ("modalities", m.modalities),
+                          ("needs a model with", m.requires)):
+        console.print(Text(f"{label}: {', '.join(sorted(values)) or '-'}"))
+    if m.needs_target:
+        console.print(Text("needs the true outcome (a target column)"))
+    console.print(Text(f"\nOptions ([methods.{m.name}] in audit.toml; omitted ones take the default):"))
+    table = Table(box=None, header_style="bold")
+    for col in ("option", "type", "default", "bounds", "meaning"):
+        table.add_column(col, no_wrap=col == "option", overflow="fold")
+    for o in m.Config.options():
+        table.add_row(*(Text(v) for v in (o.name, o.type, o.default, o.bounds or "-", o.help)))
+    console.print(table)
 
 
 class _progress:

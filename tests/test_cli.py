@@ -132,3 +132,58 @@ def test_version_and_module_entry_point():
     assert _run("--version").output.startswith("audit-suite ")
     proc = subprocess.run([sys.executable, "-m", "audit", "--version"], capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout.startswith("audit-suite ")
+
+
+def _wide(*args: str):
+    """A run whose rich tables fit on one line per row (COLUMNS is read by rich)."""
+    return runner.invoke(app, list(args), env={"COLUMNS": "3000"}, catch_exceptions=False)
+
+
+@pytest.mark.parametrize("name", ["fairness", "surrogate", "shap", "counterfactuals", "connection_weights"])
+def test_methods_name_lists_each_option_with_type_default_bounds_and_help(name):
+    from audit.registry import METHODS
+
+    method = next(m for m in METHODS if m.name == name)
+    result = _wide("methods", name)
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[0]: " ".join(line.split()) for line in result.output.splitlines() if line.strip()}
+    for o in method.Config.options():
+        row = rows[o.name]
+        for part in (o.type, o.default, o.bounds or "-", o.help):
+            assert part in row, (o.name, part, row)
+    text = " ".join(result.output.split())
+    assert f"tasks: {', '.join(sorted(method.tasks))}" in text
+    assert f"modalities: {', '.join(sorted(method.modalities))}" in text
+
+
+def test_methods_name_shows_bounds_from_option_bounds():
+    row = next(line for line in _wide("methods", "surrogate").output.splitlines() if line.split()[:1] == ["max_depth"])
+    assert "1 to 64" in row  # OPTION_BOUNDS["max_depth"]
+    row = next(line for line in _wide("methods", "fairness").output.splitlines() if line.split()[:1] == ["n_boot"])
+    assert "0 to 100,000" in row and "1000" in row
+
+
+def test_methods_unknown_name_suggests_the_nearest_and_exits_2():
+    result = _wide("methods", "fairnes")
+    assert result.exit_code == 2
+    assert "Did you mean 'fairness'?" in result.output and "Traceback" not in result.output
+    markup = _wide("methods", "[bold]shap[/bold]")
+    assert markup.exit_code == 2 and "'[bold]shap[/bold]'" in markup.output
+
+
+def test_every_square_bracket_in_a_help_text_survives_in_help_output():
+    import re
+
+    import typer
+
+    root = typer.main.get_command(app)
+    seen = {}
+    for name, command in root.commands.items():
+        texts = [command.help or ""] + [getattr(p, "help", None) or "" for p in command.params]
+        tokens = set(re.findall(r"\[[^\]\s]+\]", " ".join(texts)))
+        output = " ".join(_wide(name, "--help").output.split())
+        for token in tokens:
+            assert token in output, (name, token)
+        seen[name] = tokens
+    assert "[gate]" in seen["check"] and "[methods.NAME]" in seen["methods"]
+    assert "[gate]" in " ".join(_wide("check", "--help").output.split())

@@ -62,6 +62,13 @@ def test_method_declares_its_interface(method: type[AuditMethod]):
         method.Config.from_dict({"no_such_option": 1}, method=method.name)
 
 
+@pytest.mark.parametrize("method", METHODS, ids=lambda m: m.name)
+def test_every_option_has_one_line_help_in_the_config_docstring(method: type[AuditMethod]):
+    """`audit methods NAME` prints it: a docstring line "name : help" on the Config class."""
+    missing = [o.name for o in method.Config.options() if not o.help]
+    assert not missing, f"add 'name : help' lines to {method.Config.__name__}'s docstring for {missing}"
+
+
 def _plan(model_dir: Path, **changes) -> AuditPlan:
     plan = AuditPlan.load(model_dir / "audit.toml")
     options = {m.name: _fast(m.name) for m in METHODS}

@@ -8,7 +8,10 @@ compute: figures are drawn by ``figures`` from the result, HTML lives in templat
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import json
 import math
+import re
 import types
 import typing
 from abc import ABC, abstractmethod
@@ -84,6 +87,94 @@ class MethodConfig:
     def to_json(self) -> dict[str, Any]:
         return to_jsonable(self)
 
+    @classmethod
+    def options(cls) -> tuple[OptionDoc, ...]:
+        """Every option with its TOML type, default, bounds and help, in field order.
+
+        The help of an option comes from one place, the class docstring: a line
+        ``name : help`` (or ``name1, name2 : help``), continued on lines indented deeper.
+        ``audit methods NAME`` prints these; an option without a line has ``help == ""``.
+
+        Examples
+        --------
+        >>> from audit.methods.surrogate import SurrogateConfig
+        >>> SurrogateConfig.options()[1].name, SurrogateConfig.options()[1].bounds
+        ('max_depth', '1 to 64')
+        """
+        helps = _docstring_help(cls)
+        hints = typing.get_type_hints(cls)
+        bounds = {**OPTION_BOUNDS, **getattr(cls, "bounds", {})}
+        docs = []
+        for f in dataclasses.fields(cls):
+            default = f.default if f.default is not dataclasses.MISSING else (
+                f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+            docs.append(OptionDoc(f.name, _type_text(hints[f.name]), _toml_text(default),
+                                  bounds[f.name].text() if f.name in bounds else "",
+                                  helps.get(f.name, "")))
+        return tuple(docs)
+
+
+@dataclass(frozen=True)
+class OptionDoc:
+    """One method option as ``audit methods NAME`` lists it (all fields plain text)."""
+
+    name: str
+    type: str
+    default: str
+    bounds: str
+    help: str
+
+
+_ENTRY = re.compile(r"^\s*([A-Za-z_]\w*(?:\s*,\s*[A-Za-z_]\w*)*)\s+:\s+(\S.*)$")
+
+
+def _docstring_help(cls: type) -> dict[str, str]:
+    """``name : help`` entries of a class docstring (names must be fields of the class); an
+    entry runs on over the following lines up to the next entry or a blank line."""
+    fields = {f.name for f in dataclasses.fields(cls)}
+    helps: dict[str, str] = {}
+    names: list[str] = []
+    for line in inspect.cleandoc(cls.__doc__ or "").splitlines():
+        match = _ENTRY.match(line)
+        entry = [n.strip() for n in match.group(1).split(",")] if match else []
+        if entry and set(entry) <= fields:
+            names = entry
+            for n in names:
+                helps[n] = match.group(2).strip()
+        elif names and line.strip():
+            for n in names:
+                helps[n] += " " + line.strip()
+        else:
+            names = []
+    return {n: h.replace("``", "").rstrip(";").strip() for n, h in helps.items()}
+
+
+def _type_text(hint: Any) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_text(a) for a in args if a is not type(None))
+    if origin is Literal:
+        return " | ".join(f'"{a}"' if isinstance(a, str) else str(a) for a in args)
+    if origin in (tuple, list):
+        return f"list of {_type_text(args[0]) if args else 'values'}"
+    if origin is dict or hint is dict:
+        return "table"
+    return {bool: "true/false", int: "integer", float: "number", str: "text"}.get(hint, str(hint))
+
+
+def _toml_text(value: Any) -> str:
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(_toml_text(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k} = {_toml_text(v)}" for k, v in value.items()) + "}"
+    return repr(value)
+
 
 def _coerce(value: Any, hint: Any, where: str) -> Any:
     """Check a TOML value against a dataclass field's type hint."""
@@ -151,10 +242,15 @@ class Interval:
         if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
             return
         if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
-            rule = (f"from {self.low:,} to {self.high:,}" if self.low is not None and self.high is not None
-                    else f"at most {self.high:,}" if self.high is not None else f"at least {self.low:,}")
+            rule = ("from " if self.low is not None and self.high is not None else "") + self.text()
             why = f" ({self.why})" if self.why else ""
             raise InvalidConfigError(f"The {where!r} option must be {rule}{why}. Got {value!r} instead.")
+
+    def text(self) -> str:
+        """The bound as ``audit methods`` shows it: "1 to 64", "at least 0", "at most 10"."""
+        if self.low is not None and self.high is not None:
+            return f"{self.low:,} to {self.high:,}"
+        return f"at most {self.high:,}" if self.high is not None else f"at least {self.low:,}"
 
 
 _ROWS = 10_000_000
@@ -347,6 +443,7 @@ __all__ = [
     "MethodConfig",
     "MethodResult",
     "OPTION_BOUNDS",
+    "OptionDoc",
     "Progress",
     "RunContext",
     "Skipped",

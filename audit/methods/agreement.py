@@ -83,8 +83,11 @@ class AgreementConfig(MethodConfig):
         check; a method whose mean per-row Spearman correlation (of |attributions|) with the fully
         randomized model's, averaged over ``sanity_repeats`` independent re-initializations, is at
         least the threshold is flagged.
+    faithfulness : compute the deletion-curve faithfulness.
     faithfulness_rows, faithfulness_background : rows per deletion curve and background rows
         averaged over by the second replacement strategy.
+    baseline_data : where the fixed baseline row comes from: the training data ("train", when
+        the config names it) or the audited rows.
     """
 
     n_rows: int = 1000

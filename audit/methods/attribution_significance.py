@@ -53,12 +53,14 @@ class AttributionSignificanceConfig(MethodConfig):
     groups) or "mean_abs" (the raw mean |IG|). Networks that memorise a permuted outcome have
     larger gradients everywhere, which inflates the raw statistic's null (measured in the tests:
     a planted lag got p = 0.2 with "mean_abs" and 19 nulls); the share is scale-free;
-    n_rows : audited rows whose IG is averaged; ig_steps : midpoint-rule steps of IG;
+    n_rows : audited rows whose IG is averaged;
+    ig_steps : midpoint-rule steps of IG;
     baseline : "zeros" or "mean" (the fitting rows' mean input);
     recipe : training-recipe keys over [model.training] over training.json beside the model;
     init : path of θ₀ (safetensors), default model_init.safetensors beside the model;
     max_rows : fit on at most this many training rows (a seeded sample; changes the refit);
-    mode : "auto" (vmap, loop when vmap fails), "vmap" or "loop"; chunk : networks per pass.
+    mode : "auto" (vmap, loop when vmap fails), "vmap" or "loop";
+    chunk : networks trained per pass, a memory bound (default: all at once).
     """
 
     enabled: bool = False

@@ -86,7 +86,8 @@ class ConnectionWeightsConfig(MethodConfig):
     per_input_permutations : null networks per feature for the per-input null;
     recipe : training-recipe keys overriding [model] training / training.json;
     max_rows : use at most this many training rows (a random sample), None for all;
-    device : "cpu", "cuda" or "auto"; n_workers : CPU threads (default one per core).
+    device : "cpu", "cuda" or "auto".
+    n_workers : CPU threads (default one per core).
     """
 
     n_permutations: int = 999

@@ -24,9 +24,14 @@ from audit.errors import InvalidConfigError
 
 @dataclass(frozen=True)
 class SensitivityConfig(MethodConfig):
-    """Options: max_rows (rows searched, a seeded sample), target_class (the class to reach;
-    default each row's second most likely), shift (regression: how far up the forecast must move,
-    target units), steps / learning_rate / margin (the gradient search), n_examples (shown)."""
+    """Options of the sensitivity search.
+
+    max_rows : rows searched, a seeded sample.
+    target_class : the class to reach (default: each row's second most likely).
+    shift : regression: how far up the forecast must move, in target units.
+    steps, learning_rate, margin : the gradient search: steps, step size, logit margin.
+    n_examples : examples shown in the report.
+    """
 
     max_rows: int = 100
     target_class: str | None = None

@@ -58,27 +58,37 @@ class CounterfactualsConfig(MethodConfig):
     """Options of the counterfactual search.
 
     target_class : the class to reach (default: the positive label of a binary task; required
-        for multiclass); search : "auto" (gradient when the model has gradients, else genetic),
-        "gradient" or "genetic"; max_rows : rows searched, a seeded random sample of the rows
-        not predicted as the target class; n_counterfactuals : diverse counterfactuals per row
-        (sequential exclusion: each further search makes the features used so far
-        ``diversity_penalty`` times dearer per use).
-    Constraints: immutable (plus every sensitive attribute that is a model feature while
-        sensitive_immutable is true), monotone (feature -> "increase" | "decrease"; categoricals
-        need a level_order), ranges (feature -> [low, high] a changed value must lie in, raw
-        units), allowed_levels (feature -> levels a changed value may take).
-    Plausibility: clip_to_observed keeps numeric values inside the observed range;
-        min_level_share excludes levels rarer than this share of the reference rows, overall and
-        among rows sharing the row's immutable attributes.
-    Sparsity: sparsity_weight is the price of each changed feature, in cost units, when the
-        search chooses among valid counterfactuals (an L0 penalty): a counterfactual that
-        changes one feature fewer is preferred unless it costs more than this much extra. The
-        default 10 makes sparse counterfactuals win (Adult MLP benchmark: 1.97 features changed
-        on average against 2.39 at a weight of 1, at a mean cost of 4.4 against 2.6); 0 chooses
-        by cost alone. Reported costs are always the plain cost, without the penalty.
-    Gradient search: steps, learning_rate, margin (logit units past the threshold the relaxed
-        search aims for). Genetic search: population, generations.
-    Recourse fairness: n_bootstrap, n_permutations, alpha, min_group_size.
+        for multiclass).
+    search : "auto" (gradient when the model has gradients, else genetic), "gradient" or
+        "genetic".
+    max_rows : rows searched, a seeded random sample of the rows not predicted as the target class.
+    n_counterfactuals : diverse counterfactuals per row (sequential exclusion: each further
+        search makes the features used so far ``diversity_penalty`` times dearer per use).
+    immutable : features that may not change (constraint).
+    sensitive_immutable : also keep every sensitive attribute that is a model feature unchanged.
+    monotone : feature -> "increase" | "decrease" (categoricals need a level_order).
+    ranges : feature -> [low, high] a changed value must lie in, raw units.
+    allowed_levels : feature -> levels a changed value may take.
+    level_order : categorical feature -> its levels in order (for monotone).
+    categorical_cost : cost of changing one categorical feature (numerics cost |change| / MAD).
+    clip_to_observed : keep numeric values inside the observed range (plausibility).
+    min_level_share : exclude levels rarer than this share of the reference rows, overall and
+        among rows sharing the row's immutable attributes (plausibility).
+    diversity_penalty : factor by which each further search makes already used features dearer.
+    sparsity_weight : price of each changed feature, in cost units, when the search chooses
+        among valid counterfactuals (an L0 penalty): a counterfactual that changes one feature
+        fewer is preferred unless it costs more than this much extra. The default 10 makes
+        sparse counterfactuals win (Adult MLP benchmark: 1.97 features changed on average
+        against 2.39 at a weight of 1, at a mean cost of 4.4 against 2.6); 0 chooses by cost
+        alone. Reported costs are always the plain cost, without the penalty.
+    steps, learning_rate : gradient search: steps and step size.
+    margin : gradient search: logit units past the threshold the relaxed search aims for.
+    population, generations : genetic search: candidates per row and rounds.
+    n_bootstrap : recourse fairness: bootstrap resamples of each group's cost intervals.
+    n_permutations : recourse fairness: permutations per cost-gap test (Holm-adjusted).
+    alpha : recourse fairness: level at which a cost gap is reported.
+    min_group_size : recourse fairness: groups with fewer costed rows are not tested.
+    n_examples : example counterfactuals shown in the report.
     """
 
     target_class: str | None = None

@@ -45,14 +45,17 @@ from audit.errors import InvalidConfigError
 class LimeConfig(MethodConfig):
     """Options of the LIME method.
 
-    num_samples : perturbed samples per explanation; n_random : random rows besides the
-    confident/borderline ones; n_seeds : explanations per selected row for the stability check;
-    top_k : size of the compared top-feature sets; n_global_rows : extra random rows explained
-    once for the global importance; discretize : LIME's quartile discretization of numerics;
-    kernel_width : LIME's kernel width (None: 0.75·sqrt(number of features));
-    max_training_rows : rows LIME's sampling statistics are computed from;
-    n_bootstrap, confidence : bootstrap of the global importances (explained rows resampled);
+    num_samples : perturbed samples per explanation.
+    n_random : random rows besides the confident/borderline ones.
+    n_seeds : explanations per selected row for the stability check (at least 2).
+    top_k : size of the compared top-feature sets.
+    n_global_rows : extra random rows explained once for the global importance.
+    discretize : LIME's quartile discretization of numerics.
+    kernel_width : LIME's kernel width (None: 0.75·sqrt(number of features)).
+    max_training_rows : rows LIME's sampling statistics are computed from.
+    n_bootstrap, confidence : bootstrap of the global importances (explained rows resampled).
     min_fidelity : local R² below which an explanation is flagged.
+    min_stability : mean top-k Jaccard overlap below which the explanations are called unstable.
     image_hide : images: what a switched-off patch shows, ``"zero"`` (blank: raw intensity 0)
         or ``"segment_mean"`` (the patch's own mean, LIME's default).
 

@@ -53,7 +53,8 @@ class PermutationSignificanceConfig(MethodConfig):
     scoring : "auto" (accuracy for classifiers, R² for regression), "accuracy", "roc_auc", "r2";
     test_fraction : share of rows held out for measuring importance;
     max_rows : use at most this many rows (a random sample) — every null draw is a full refit;
-    n_jobs : parallel refits; alpha : level after Benjamini–Hochberg.
+    n_jobs : parallel refits.
+    alpha : level after Benjamini–Hochberg.
     """
 
     n_permutations: int | None = None

@@ -84,9 +84,10 @@ class ShapConfig(MethodConfig):
     scale : "auto" (probability / predicted value), "probability" or "logit".
     n_rows : rows explained by the fast explainers (deep, tree); a uniform random sample
         from the run's seed when the data has more.
-    kernel_n_rows : rows explained by KernelSHAP (about 0.1 s per row on a small MLP);
-        gradient_n_rows : by GradientExplainer (about 15 ms per row).
-    background_size : background rows for deep/gradient/tree; kernel_background_size for kernel.
+    kernel_n_rows : rows explained by KernelSHAP (about 0.1 s per row on a small MLP).
+    gradient_n_rows : rows explained by GradientExplainer (about 15 ms per row).
+    background_size : background rows for deep/gradient/tree.
+    kernel_background_size : background rows for KernelSHAP.
     background : "random" real rows, or "kmeans" weighted centres (kernel only).
     kernel_nsamples : model evaluations per row for KernelSHAP (None: shap's 2·d + 2048).
     gradient_nsamples : samples per row for GradientExplainer.

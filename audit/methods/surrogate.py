@@ -26,9 +26,12 @@ from audit.errors import InvalidConfigError
 class SurrogateConfig(MethodConfig):
     """Options of the surrogate tree.
 
-    depths : depths tried in the sweep; max_depth : fix the depth instead of choosing;
-    test_fraction : share of rows held out to measure fidelity; tolerance : fidelity a shallower
-    tree may give up against the best; min_leaf_fraction : smallest leaf as a share of rows.
+    depths : depths tried in the sweep.
+    max_depth : fix the depth instead of choosing it from the sweep.
+    test_fraction : share of rows held out to measure fidelity (0.05 to 0.8).
+    tolerance : fidelity a shallower tree may give up against the best.
+    min_leaf_fraction : smallest leaf as a share of rows.
+    max_rows : fit on at most this many rows (a seeded sample; at least 20).
     """
 
     depths: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 8)
