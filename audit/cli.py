@@ -222,7 +222,8 @@ def _print_gate(gate, name: str) -> None:  # noqa: ANN001
 def list_methods(
     name: Annotated[str | None, typer.Argument(help="A method's name: list its options (the [methods.NAME] table), with type, default, bounds and meaning.")] = None,
 ) -> None:
-    """List the available audit methods and what each needs (and what in the inputs is code)."""
+    """List the available audit methods and what each needs (and what in the inputs is code);
+    with NAME, that method's options."""
     from rich.console import Console
     from rich.table import Table
 
