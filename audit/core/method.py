@@ -92,7 +92,8 @@ class MethodConfig:
         """Every option with its TOML type, default, bounds and help, in field order.
 
         The help of an option comes from one place, the class docstring: a line
-        ``name : help`` (or ``name1, name2 : help``), continued on lines indented deeper.
+        ``name : help`` (or ``name1, name2 : help``), running on over the following lines up
+        to the next entry or a blank line.
         ``audit methods NAME`` prints these; an option without a line has ``help == ""``.
 
         Examples
