@@ -158,7 +158,7 @@ def _type_text(hint: Any) -> str:
         return " | ".join(f'"{a}"' if isinstance(a, str) else str(a) for a in args)
     if origin in (tuple, list):
         return f"list of {_type_text(args[0]) if args else 'values'}"
-    if origin is dict or hint is dict:
+    if origin in (dict, Mapping) or hint in (dict, Mapping):
         return "table"
     return {bool: "true/false", int: "integer", float: "number", str: "text"}.get(hint, str(hint))
 
