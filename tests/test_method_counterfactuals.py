@@ -321,3 +321,60 @@ def test_sparsity_weight_prefers_one_change_over_cheaper_two_and_reports_distrib
     dist = sparse.quality.share_by_changes
     assert dist is not None and len(dist) == 4 and abs(sum(dist) - 1) < 1e-9
     assert dist[0] == pytest.approx(sum(r.n_changed == 1 for r in sparse.rows) / len(sparse.rows))
+
+
+# ---- one definition of "inside the observed range" ----------------------------------------------
+
+def _range_problem(x1_train_max: float):
+    """Training rows with x1 in [0, x1_train_max] and x2 in [0, 1]; audited rows whose x2 lies far
+    outside the training range. The model looks at x1 only."""
+    import dataclasses
+
+    rng = np.random.default_rng(3)
+    train_df = pd.DataFrame({"x1": rng.uniform(0, x1_train_max, 400), "x2": rng.uniform(0, 1, 400)})
+    audit_df = pd.DataFrame({"x1": rng.uniform(0, 6, 150), "x2": rng.uniform(5, 9, 150)})
+    spec = DatasetSpec(target=None, features=("x1", "x2"))
+    train = build_audit_data(train_df, spec)
+    data = build_audit_data(audit_df, spec, train.encoding)
+    enc = train.encoding
+    w = enc.feature("x1").scale  # logit = x1 - 5 in raw units
+    model = _linear_torch(enc, {"x1": w}, enc.feature("x1").center - 5.0)
+    ctx = dataclasses.replace(RunContext.default(0), train=train)
+    return model, data, train, ctx
+
+
+def test_inside_observed_range_judges_changed_values_as_the_guard_does():
+    model, data, train, ctx = _range_problem(x1_train_max=10.0)
+    res = Counterfactuals().run(model, data, CounterfactualsConfig(**FAST, n_counterfactuals=1), ctx)
+    assert res.n_searched > 50 and res.quality.validity == 1.0
+    # every audited x2 lies outside the training range, yet no counterfactual changes it: the
+    # guard held for every counterfactual, and the reported share says so
+    assert all(c.feature == "x1" for cf in res.counterfactuals for c in cf.changes)
+    assert all(float(c.counterfactual) <= train.frame["x1"].max() for cf in res.counterfactuals
+               for c in cf.changes)
+    assert res.quality.inside_observed_range == 1.0
+
+
+def test_inside_observed_range_drops_when_the_guard_is_off():
+    # training x1 only reaches 4, so a flip needs x1 > 5: outside the observed range
+    model, data, train, ctx = _range_problem(x1_train_max=4.0)
+    res = Counterfactuals().run(model, data, CounterfactualsConfig(**FAST, n_counterfactuals=1,
+                                                                   clip_to_observed=False), ctx)
+    assert res.quality.validity == 1.0
+    assert res.quality.inside_observed_range == 0.0
+
+
+def test_listed_tasks_are_exactly_the_tasks_it_runs_on():
+    """`audit methods` prints ``tasks``: a task listed there must not be skipped."""
+    df = _numeric_frame(60)
+    df["y"] = (df.x1 > 5).astype(int)
+    method = Counterfactuals()
+    model = CallableAdapter(task="binary", fn=lambda X: 1 / (1 + np.exp(-X[:, 0])))
+    reg = CallableAdapter(task="regression", fn=lambda X: X[:, 0])
+    binary = build_audit_data(df, DatasetSpec(target="y", features=("x1", "x2")))
+    regression = build_audit_data(df.assign(y=df.x3), DatasetSpec(target="y", features=("x1", "x2"),
+                                                                   task="regression"))
+    cfg = CounterfactualsConfig()
+    assert "regression" not in method.tasks
+    assert method.skip_reason(model, binary, cfg) is None
+    assert "classifiers only" in method.skip_reason(reg, regression, cfg)

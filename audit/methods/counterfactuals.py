@@ -226,16 +226,16 @@ class Counterfactuals(AuditMethod[CounterfactualsConfig, CounterfactualsResult])
     name = "counterfactuals"
     title = "Counterfactual explanations and recourse"
     requires = frozenset({"predict"})
-    tasks = frozenset({"binary", "multiclass", "regression"})
+    tasks = frozenset({"binary", "multiclass"})  # `audit methods` lists these; regression is skipped
     Config = CounterfactualsConfig
 
     def skip_reason(self, model: ModelAdapter, data: AuditData, config: CounterfactualsConfig) -> str | None:
         if data.modality != "tabular":
             return ("recourse needs named, actionable features; for images and sequences see the "
                     "counterfactual_sensitivity diagnostic")
-        reason = super().skip_reason(model, data, config)
-        if reason is None and data.task == "regression":
+        if data.task == "regression":  # before the base's generic "not defined for regression"
             return "recourse counterfactuals on tabular data are defined for classifiers only"
+        reason = super().skip_reason(model, data, config)
         if reason is None and "proba" not in model.capabilities:
             return f"needs a model with proba; {model.description} offers {', '.join(sorted(model.capabilities))}"
         if reason is None and data.task == "multiclass" and config.target_class is None:
