@@ -378,3 +378,46 @@ def test_listed_tasks_are_exactly_the_tasks_it_runs_on():
     assert "regression" not in method.tasks
     assert method.skip_reason(model, binary, cfg) is None
     assert "classifiers only" in method.skip_reason(reg, regression, cfg)
+
+
+# ---- batched model calls ---------------------------------------------------------------------
+
+def _supports_setup(n_rows: int):
+    from audit.methods._cf.refine import Scorer
+    from audit.methods._cf.space import Constraints, Space
+
+    data, _ = _mixed_data(seed=1, n=300)
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=data.X.shape[1]).astype(np.float32)
+    calls = []
+
+    def fn(X):
+        calls.append(len(X))
+        return 1 / (1 + np.exp(-((X * w).sum(axis=1) - 1.0)))  # row by row: no batch effects
+
+    model = CallableAdapter(task="binary", fn=fn)
+    space = Space(data.encoding, data.X, Constraints(immutable=("sex",)))
+    num0, cat0 = space.split(data.X[:n_rows])
+    lo, hi = space.numeric_bounds(num0, search=True)
+    masks = space.level_masks(cat0, search=True)
+    kw = dict(lo=lo, hi=hi, masks=masks, weights=np.ones((n_rows, space.n_features)), sparsity_weight=1.0)
+    return space, Scorer(model, space, 1), num0, cat0, kw, calls
+
+
+def test_small_supports_calls_the_model_per_step_not_per_row_and_chunks_do_not_change_results():
+    from audit.methods._cf.supports import small_supports
+
+    space, scorer, num0, cat0, kw, calls = _supports_setup(20)
+    few = small_supports(space, scorer, num0, cat0, **kw)
+    n_few = len(calls)
+    space, scorer, num0, cat0, kw, calls = _supports_setup(120)
+    many = small_supports(space, scorer, num0, cat0, **kw)
+    assert len(calls) == n_few  # six times the rows, the same number of model calls
+    for a, b in zip(few, many, strict=True):
+        np.testing.assert_array_equal(a, b[:20])
+    calls.clear()
+    one_by_one = small_supports(space, scorer, num0, cat0, **kw, max_candidates=1)
+    assert len(calls) == 120 * n_few  # one chunk per row
+    assert np.isfinite(many[2]).sum() > 60
+    for a, b in zip(many, one_by_one, strict=True):
+        np.testing.assert_array_equal(a, b)
