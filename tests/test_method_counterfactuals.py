@@ -421,3 +421,89 @@ def test_small_supports_calls_the_model_per_step_not_per_row_and_chunks_do_not_c
     assert np.isfinite(many[2]).sum() > 60
     for a, b in zip(many, one_by_one, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+# ---- [data] sensitive_sources ---------------------------------------------------------------------
+
+def _age_group(age):
+    return np.where(np.asarray(age, float) < 30, "under 30", "30 or over")
+
+
+def _age_problem():
+    """The model's decision leans on age more cheaply than on x; age_group is derived from age."""
+    rng = np.random.default_rng(5)
+    n = 600
+    df = pd.DataFrame({"age": rng.integers(18, 70, n), "x": rng.normal(0, 1, n)})
+    df["age_group"] = _age_group(df.age)
+    spec = DatasetSpec(target=None, features=("age", "x"), sensitive=("age_group",),
+                       sensitive_sources={"age_group": ["age"]})
+    data = build_audit_data(df, spec)
+    enc = data.encoding
+    a, x = enc.feature("age"), enc.feature("x")
+    # logit = 0.15 (age - 40) + 0.8 x - 0.5, written on the encoded columns
+    model = _linear_torch(enc, {"age": 0.15 * a.scale, "x": 0.8 * x.scale},
+                          0.15 * (a.center - 40) + 0.8 * x.center - 0.5)
+    return model, data
+
+
+def _age_changes(res, data):
+    moved_age, moved_group = 0, 0
+    for cf in res.counterfactuals:
+        for c in cf.changes:
+            if c.feature == "age":
+                moved_age += 1
+                old = data.frame["age"][cf.row]
+                moved_group += _age_group([old])[0] != _age_group([float(c.counterfactual.replace(",", ""))])[0]
+    return moved_age, moved_group
+
+
+@pytest.mark.parametrize("search", ["gradient", "genetic"])
+def test_sources_of_a_sensitive_attribute_never_change(search):
+    model, data = _age_problem()
+    res = _run(model, data, search=search, n_counterfactuals=2)
+    assert res.quality.validity > 0.5 and len(res.counterfactuals) > 100
+    assert "age" in res.immutable and res.sensitive_sources == {"age_group": ("age",)}
+    assert _age_changes(res, data) == (0, 0)
+    assert res.source_changed_share == 0.0
+
+
+def test_sources_may_change_only_when_explicitly_allowed():
+    model, data = _age_problem()
+    res = _run(model, data, n_counterfactuals=1, sensitive_sources_immutable=False)
+    moved_age, moved_group = _age_changes(res, data)
+    # age is the cheaper route here: without the rule counterfactuals use it and move rows
+    # out of their age group -- the failure the default prevents
+    assert moved_age > 50 and moved_group > 10
+    assert "age" not in res.immutable and res.source_changed_share > 0.5
+
+
+def test_a_constraint_on_a_fixed_source_is_a_clear_error():
+    model, data = _age_problem()
+    with pytest.raises(InvalidConfigError, match="source of the sensitive attribute 'age_group'"):
+        _run(model, data, monotone={"age": "increase"})
+
+
+@pytest.mark.parametrize(("sources", "fragment"), [
+    ('{ age_grup = ["age"] }', "not a sensitive attribute. Did you mean 'age_group'?"),
+    ('{ age_group = ["agee"] }', "names the column 'agee', which is not in 'data.csv'. Did you mean 'age'?"),
+    ('{ age_group = [] }', "must be a non-empty list of column names"),
+    ('["age"]', "'sensitive_sources' value must be dict"),
+])
+def test_bad_sensitive_sources_exit_2_with_the_fix(tmp_path, sources, fragment):
+    from typer.testing import CliRunner
+
+    from audit.cli import app
+
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"age": rng.integers(18, 70, 50), "x": rng.normal(size=50)})
+    df["age_group"] = _age_group(df.age)
+    df["y"] = rng.integers(0, 2, 50)
+    df["score"] = rng.random(50)
+    df.to_csv(tmp_path / "data.csv", index=False)
+    (tmp_path / "audit.toml").write_text(
+        '[model]\npredictions = "score"\n[data]\npath = "data.csv"\ntarget = "y"\n'
+        f'sensitive = ["age_group"]\nsensitive_sources = {sources}\n')
+    result = CliRunner().invoke(app, ["run", str(tmp_path / "audit.toml"), "--out", str(tmp_path / "out"),
+                                      "-q", "-m", "fairness"], catch_exceptions=False)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and fragment in " ".join(result.output.split())
