@@ -26,10 +26,11 @@ from audit.methods._cf.space import Space
 # the first change of numeric-numeric pairs.
 NUM_GRID = 8
 
-# Candidates scored together: rows are searched in chunks this large, so that a model with a
-# high cost per call (a scikit-learn pipeline) is called a few times for all rows, while memory
-# stays bounded (Adult: about 60 rows per chunk; German credit: 300 rows in one).
-MAX_CANDIDATES = 400_000
+# Candidates scored together: rows are searched in chunks of about this many candidates, so that
+# a model with a high cost per call (a scikit-learn pipeline) is called a few times for all rows
+# while the arrays stay small enough to be fast (Adult MLP: about 57 rows per chunk, and 4x this
+# budget was 2x slower there; German credit: about 175 rows per chunk).
+MAX_CANDIDATES = 100_000
 
 
 def small_supports(space: Space, scorer: Scorer, num0: np.ndarray, cat0: np.ndarray, *,
