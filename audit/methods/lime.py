@@ -233,7 +233,8 @@ class Lime(AuditMethod[LimeConfig, LimeResult]):
         exps = iter(explain_batched(
             explainer, Z, jobs, predict_fn, num_samples=config.num_samples, num_features=len(names),
             labels_of=lambda row: (label_of(row),) if classify else None,
-            max_cells=min(config.batch_samples * len(names), _MAX_CELLS), progress=lambda k: ctx.progress(k, n_expl)))
+            max_cells=min(config.batch_samples * len(names), _MAX_CELLS),
+            progress=lambda k: ctx.progress(k, n_expl)))
         for row, reason in chosen:
             runs = [next(exps) for _ in seeds]
             first = runs[0]
