@@ -82,6 +82,8 @@ def random_baseline(space, scorer, num0, cat0, lo, hi, masks, rng, *, batch=50, 
 
 
 # ---- German credit, scikit-learn pipeline: batched against the base commit --------------------
+# (timed with age free to change, as the base commit allowed; the sensitive_sources default is
+# run once more for the share of counterfactuals leaving their age group)
 
 def german_setup(seed: int = 0):
     """HistGB pipeline on the raw frame, trained on 700 rows; the other 300 audited."""
@@ -132,7 +134,7 @@ def _group_moves(res, data) -> float | None:
     return moved / total if total else None
 
 
-def german_worker(sources_free: bool) -> dict:
+def german_worker(sources_free: bool, lime: bool = True) -> dict:
     """Time counterfactuals and LIME with whichever `audit` is importable; digests of the results."""
     import dataclasses
     import hashlib
@@ -155,6 +157,8 @@ def german_worker(sources_free: bool) -> dict:
     out["cf_group_moves"] = _group_moves(res, data)
     out["cf_digest"] = hashlib.sha256(repr([(c.row, c.cost, c.changes) for c in res.counterfactuals])
                                       .encode()).hexdigest()[:12]
+    if not lime:
+        return out
     ctx = dataclasses.replace(RunContext.default(0), train=train)
     calls[0] = 0
     t = time.perf_counter()
@@ -172,8 +176,9 @@ def german_main() -> None:
 
     print(f"\n== German credit, HistGradientBoosting pipeline on the raw frame (700 training rows, 300 "
           f"audited); baseline: the code of commit {BASE_COMMIT}")
-    now = german_worker(sources_free=False)
-    free = german_worker(sources_free=True)
+    # timed with the base commit's constraints (it had no sensitive_sources: age could change)
+    now = german_worker(sources_free=True)
+    fixed = german_worker(sources_free=False, lime=False)
     # LIME's row-by-row path in this process: one model call per explanation
     model, data, train, calls = german_setup()
     ctx = dataclasses.replace(RunContext.default(0), train=train)
@@ -210,12 +215,12 @@ def german_main() -> None:
           f"{per_row_digest == now['lime_digest']}")
     if base:
         print(f"identical to the base commit: LIME {base['lime_digest'] == now['lime_digest']}, counterfactuals "
-              f"{base['cf_digest'] == now['cf_digest']} (the base commit clipped a row's own unchanged "
-              "out-of-range values into the training range, forcing needless changes)")
+              f"{base['cf_digest'] == now['cf_digest']}")
     print(f"validity: this code {_pct(now['cf_validity'])}, base {_pct(base['cf_validity']) if base else '—'}")
     print(f"counterfactuals moving a row out of its age group (under 25 / 25 or over): with "
-          f"sensitive_sources (default) {_pct(now['cf_group_moves'])}; sources allowed to change "
-          f"{_pct(free['cf_group_moves'])}; base commit {_pct(base['cf_group_moves']) if base else '—'}")
+          f"sensitive_sources (the default) {_pct(fixed['cf_group_moves'])} ({fixed['cf_s']:.1f} s, validity "
+          f"{_pct(fixed['cf_validity'])}); sources allowed to change {_pct(now['cf_group_moves'])}; base commit "
+          f"{_pct(base['cf_group_moves']) if base else '—'}")
 
 
 def main() -> None:
