@@ -22,7 +22,7 @@ _TOP_KEYS = {"name", "seed", "model", "data", "methods", "gate", "report", "limi
 _MODEL_KEYS = {"path", "architecture", "encoding", "predictions", "task", "threshold", "output",
                "raw_input", "trusted_types", "init_args", "training"}
 _DATA_KEYS = {"path", "target", "positive_label", "features", "sensitive", "na_values", "missing_sensitive",
-              "train_path", "max_rows"}
+              "train_path", "max_rows", "sensitive_sources"}
 _REPORT_KEYS = {"title", "formats", "out"}
 _LIMITS_KEYS = {"memory"}
 # numpy's SeedSequence takes any non-negative integer, torch.manual_seed only 64-bit ones;
@@ -126,7 +126,8 @@ class AuditPlan:
             positive_label=data.get("positive_label"), task=task,  # type: ignore[arg-type]
             predictions=model_spec.predictions,
             na_values=tuple(_str_list(data.get("na_values", []), "[data] na_values")),
-            missing_sensitive=_typed(data, "missing_sensitive", str, "error"))
+            missing_sensitive=_typed(data, "missing_sensitive", str, "error"),
+            sensitive_sources=_typed(data, "sensitive_sources", dict, {}))
         methods = doc.get("methods", {})
         if not isinstance(methods, Mapping):
             raise InvalidConfigError("[methods] must be a table of per-method tables.")

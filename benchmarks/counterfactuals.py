@@ -11,20 +11,40 @@ change 1-3 random mutable features to random permitted values (uniform over the 
 and over every permitted level, rare ones included) in batches of 50, and stop at the first
 candidate the model flips (at most 40 batches).
 
-Run: ``.venv/bin/python benchmarks/counterfactuals.py [--rows 1000] [--k 1]``
+Second part (issue 13): an ordinary scikit-learn model, where every model call costs a few
+milliseconds whatever its size -- a HistGradientBoosting pipeline (one-hot encoder + trees, fed
+the raw data frame) trained on 70% of German credit (``benchmarks/data/german_credit.csv``),
+audited on the other 300 rows, with ``sex`` and ``age_group`` (age under 25, derived from
+``age``) as sensitive attributes. Counterfactuals (default options) and LIME (default options)
+are timed with the current code and with the code of ``BASE_COMMIT`` (the last commit before they
+batched their model calls, extracted with ``git archive`` into a temporary folder and run in a
+subprocess of this run), and LIME also with its row-by-row path (``batch_samples`` =
+``num_samples``) in this process. It prints the time ratios, the number of model calls, whether
+the results are identical, and the share of counterfactuals that move a row out of its age
+group with and without ``[data] sensitive_sources = { age_group = ["age"] }``.
+
+Run: ``.venv/bin/python benchmarks/counterfactuals.py [--rows 1000] [--k 1] [--only adult|german]``
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+# the baseline worker imports `audit` from the extracted base commit instead
+sys.path.insert(0, os.environ.get("AUDIT_BENCH_SRC") or str(ROOT))
+
+# The last commit before LIME and the counterfactual search batched their model calls.
+BASE_COMMIT = "d384842"
 
 
 def random_baseline(space, scorer, num0, cat0, lo, hi, masks, rng, *, batch=50, max_batches=40):
@@ -61,8 +81,152 @@ def random_baseline(space, scorer, num0, cat0, lo, hi, masks, rng, *, batch=50, 
     return out_num, out_cat, found
 
 
+# ---- German credit, scikit-learn pipeline: batched against the base commit --------------------
+# (timed with age free to change, as the base commit allowed; the sensitive_sources default is
+# run once more for the share of counterfactuals leaving their age group)
+
+def german_setup(seed: int = 0):
+    """HistGB pipeline on the raw frame, trained on 700 rows; the other 300 audited."""
+    import pandas as pd
+    from sklearn.compose import make_column_transformer
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    from audit.core.adapter import as_adapter
+    from audit.core.dataset import DatasetSpec, build_audit_data
+
+    df = pd.read_csv(ROOT / "benchmarks" / "data" / "german_credit.csv")
+    df["age_group"] = np.where(df.age < 25, "under 25", "25 or over")
+    idx = np.random.default_rng(seed).permutation(len(df))
+    tr, te = df.iloc[idx[:700]].reset_index(drop=True), df.iloc[idx[700:]].reset_index(drop=True)
+    feats = [c for c in df.columns if c not in ("risk", "age_group")]
+    cats = [c for c in feats if not pd.api.types.is_numeric_dtype(df[c])]
+    pipe = make_pipeline(make_column_transformer((OneHotEncoder(handle_unknown="ignore"), cats),
+                                                 remainder="passthrough"),
+                         HistGradientBoostingClassifier(random_state=0)).fit(tr[feats], tr["risk"])
+    kw = dict(target="risk", features=tuple(feats), sensitive=("sex", "age_group"))
+    if "sensitive_sources" in DatasetSpec.__dataclass_fields__:
+        kw["sensitive_sources"] = {"age_group": ["age"]}
+    spec = DatasetSpec(**kw)
+    train = build_audit_data(tr, spec)
+    data = build_audit_data(te, spec, train.encoding)
+    calls = [0]
+    predict_proba = pipe.predict_proba
+
+    def counted(X):
+        calls[0] += 1
+        return predict_proba(X)
+
+    pipe.predict_proba = counted
+    return as_adapter(pipe, task="binary", encoding=data.encoding, raw_input=True), data, train, calls
+
+
+def _group_moves(res, data) -> float | None:
+    """Share of counterfactuals whose age change crosses 25 (moves the row's age group)."""
+    moved = total = 0
+    for cf in res.counterfactuals:
+        total += 1
+        for c in cf.changes:
+            if c.feature == "age":
+                a, b = float(c.original.replace(",", "")), float(c.counterfactual.replace(",", ""))
+                moved += (a < 25) != (b < 25)
+    return moved / total if total else None
+
+
+def german_worker(sources_free: bool, lime: bool = True) -> dict:
+    """Time counterfactuals and LIME with whichever `audit` is importable; digests of the results."""
+    import dataclasses
+    import hashlib
+
+    from audit.core.method import RunContext
+    from audit.methods.counterfactuals import Counterfactuals, CounterfactualsConfig
+    from audit.methods.lime import Lime, LimeConfig
+
+    model, data, train, calls = german_setup()
+    out: dict = {}
+    cfg = CounterfactualsConfig()
+    if sources_free and "sensitive_sources_immutable" in CounterfactualsConfig.__dataclass_fields__:
+        cfg = dataclasses.replace(cfg, sensitive_sources_immutable=False)
+    ctx = dataclasses.replace(RunContext.default(0), train=train)
+    calls[0] = 0
+    t = time.perf_counter()
+    res = Counterfactuals().run(model, data, cfg, ctx)
+    out["cf_s"], out["cf_calls"] = time.perf_counter() - t, calls[0]
+    out["cf_rows"], out["cf_validity"] = res.n_searched, res.quality.validity
+    out["cf_group_moves"] = _group_moves(res, data)
+    out["cf_digest"] = hashlib.sha256(repr([(c.row, c.cost, c.changes) for c in res.counterfactuals])
+                                      .encode()).hexdigest()[:12]
+    if not lime:
+        return out
+    ctx = dataclasses.replace(RunContext.default(0), train=train)
+    calls[0] = 0
+    t = time.perf_counter()
+    lime = Lime().run(model, data, LimeConfig(), ctx)
+    out["lime_s"], out["lime_calls"], out["lime_n"] = time.perf_counter() - t, calls[0], lime._n_explanations
+    out["lime_digest"] = hashlib.sha256(lime.values.tobytes() + lime.fidelity.tobytes()).hexdigest()[:12]
+    return out
+
+
+def german_main() -> None:
+    import dataclasses
+
+    from audit.core.method import RunContext
+    from audit.methods.lime import Lime, LimeConfig
+
+    print(f"\n== German credit, HistGradientBoosting pipeline on the raw frame (700 training rows, 300 "
+          f"audited); baseline: the code of commit {BASE_COMMIT}")
+    # timed with the base commit's constraints (it had no sensitive_sources: age could change)
+    now = german_worker(sources_free=True)
+    fixed = german_worker(sources_free=False, lime=False)
+    # LIME's row-by-row path in this process: one model call per explanation
+    model, data, train, calls = german_setup()
+    ctx = dataclasses.replace(RunContext.default(0), train=train)
+    calls[0] = 0
+    t = time.perf_counter()
+    per_row = Lime().run(model, data, LimeConfig(batch_samples=LimeConfig().num_samples), ctx)
+    t_per_row, c_per_row = time.perf_counter() - t, calls[0]
+    import hashlib
+    per_row_digest = hashlib.sha256(per_row.values.tobytes() + per_row.fidelity.tobytes()).hexdigest()[:12]
+    base = None
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            archive = subprocess.run(["git", "-C", str(ROOT), "archive", BASE_COMMIT, "audit", "templates"],
+                                     check=True, capture_output=True).stdout
+            subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+            proc = subprocess.run([sys.executable, __file__, "--german-worker"], capture_output=True,
+                                  text=True, env={**os.environ, "AUDIT_BENCH_SRC": tmp}, check=True)
+            base = json.loads(proc.stdout.strip().splitlines()[-1])
+        except (subprocess.CalledProcessError, OSError, ValueError) as exc:
+            print(f"baseline commit {BASE_COMMIT} could not be run ({exc}); only this code is timed")
+    print(f"{'':44s} {'this code':>12s} {'base commit':>12s} {'ratio':>7s}")
+
+    def line(name, key, fmt="{:.1f}"):
+        b = base[key] if base else None
+        ratio = f"{b / now[key]:.2f}x" if b and now[key] else "—"
+        print(f"{name:44s} {fmt.format(now[key]):>12s} {fmt.format(b) if b is not None else '—':>12s} {ratio:>7s}")
+
+    line(f"counterfactuals, {now['cf_rows']} searched rows (s)", "cf_s")
+    line("  model calls", "cf_calls", "{:,}")
+    line(f"LIME, {now['lime_n']} explanations (s)", "lime_s")
+    line("  model calls", "lime_calls", "{:,}")
+    print(f"LIME row by row in this run (batch_samples = num_samples): {t_per_row:.1f} s, {c_per_row:,} model "
+          f"calls; batched/row-by-row time ratio {t_per_row / now['lime_s']:.2f}x; identical results: "
+          f"{per_row_digest == now['lime_digest']}")
+    if base:
+        print(f"identical to the base commit: LIME {base['lime_digest'] == now['lime_digest']}, counterfactuals "
+              f"{base['cf_digest'] == now['cf_digest']}")
+    print(f"validity: this code {_pct(now['cf_validity'])}, base {_pct(base['cf_validity']) if base else '—'}")
+    print(f"counterfactuals moving a row out of its age group (under 25 / 25 or over): with "
+          f"sensitive_sources (the default) {_pct(fixed['cf_group_moves'])} ({fixed['cf_s']:.1f} s, validity "
+          f"{_pct(fixed['cf_validity'])}); sources allowed to change {_pct(now['cf_group_moves'])}; base commit "
+          f"{_pct(base['cf_group_moves']) if base else '—'}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", choices=("adult", "german"), default=None)
+    ap.add_argument("--german-worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--rows", type=int, default=1000)
     ap.add_argument("--k", type=int, default=1, help="counterfactuals per row for the method")
     ap.add_argument("--seed", type=int, default=0)
@@ -70,7 +234,16 @@ def main() -> None:
     ap.add_argument("--exhaustive", type=int, default=0, metavar="N",
                     help="exhaustive 1/2-change check on the first N rows (about 0.15 s per row)")
     args = ap.parse_args()
+    if args.german_worker:
+        print(json.dumps(german_worker(sources_free=False)))
+        return
+    if args.only != "german":
+        adult_main(args)
+    if args.only != "adult":
+        german_main()
 
+
+def adult_main(args) -> None:
     import torch
 
     torch.set_num_threads(1)

@@ -321,3 +321,189 @@ def test_sparsity_weight_prefers_one_change_over_cheaper_two_and_reports_distrib
     dist = sparse.quality.share_by_changes
     assert dist is not None and len(dist) == 4 and abs(sum(dist) - 1) < 1e-9
     assert dist[0] == pytest.approx(sum(r.n_changed == 1 for r in sparse.rows) / len(sparse.rows))
+
+
+# ---- one definition of "inside the observed range" ----------------------------------------------
+
+def _range_problem(x1_train_max: float):
+    """Training rows with x1 in [0, x1_train_max] and x2 in [0, 1]; audited rows whose x2 lies far
+    outside the training range. The model looks at x1 only."""
+    import dataclasses
+
+    rng = np.random.default_rng(3)
+    train_df = pd.DataFrame({"x1": rng.uniform(0, x1_train_max, 400), "x2": rng.uniform(0, 1, 400)})
+    audit_df = pd.DataFrame({"x1": rng.uniform(0, 6, 150), "x2": rng.uniform(5, 9, 150)})
+    spec = DatasetSpec(target=None, features=("x1", "x2"))
+    train = build_audit_data(train_df, spec)
+    data = build_audit_data(audit_df, spec, train.encoding)
+    enc = train.encoding
+    w = enc.feature("x1").scale  # logit = x1 - 5 in raw units
+    model = _linear_torch(enc, {"x1": w}, enc.feature("x1").center - 5.0)
+    ctx = dataclasses.replace(RunContext.default(0), train=train)
+    return model, data, train, ctx
+
+
+def test_inside_observed_range_judges_changed_values_as_the_guard_does():
+    model, data, train, ctx = _range_problem(x1_train_max=10.0)
+    res = Counterfactuals().run(model, data, CounterfactualsConfig(**FAST, n_counterfactuals=1), ctx)
+    assert res.n_searched > 50 and res.quality.validity == 1.0
+    # every audited x2 lies outside the training range, yet no counterfactual changes it: the
+    # guard held for every counterfactual, and the reported share says so
+    assert all(c.feature == "x1" for cf in res.counterfactuals for c in cf.changes)
+    assert all(float(c.counterfactual) <= train.frame["x1"].max() for cf in res.counterfactuals
+               for c in cf.changes)
+    assert res.quality.inside_observed_range == 1.0
+
+
+def test_inside_observed_range_drops_when_the_guard_is_off():
+    # training x1 only reaches 4, so a flip needs x1 > 5: outside the observed range
+    model, data, train, ctx = _range_problem(x1_train_max=4.0)
+    res = Counterfactuals().run(model, data, CounterfactualsConfig(**FAST, n_counterfactuals=1,
+                                                                   clip_to_observed=False), ctx)
+    assert res.quality.validity == 1.0
+    assert res.quality.inside_observed_range == 0.0
+
+
+def test_listed_tasks_are_exactly_the_tasks_it_runs_on():
+    """`audit methods` prints ``tasks``: a task listed there must not be skipped."""
+    df = _numeric_frame(60)
+    df["y"] = (df.x1 > 5).astype(int)
+    method = Counterfactuals()
+    model = CallableAdapter(task="binary", fn=lambda X: 1 / (1 + np.exp(-X[:, 0])))
+    reg = CallableAdapter(task="regression", fn=lambda X: X[:, 0])
+    binary = build_audit_data(df, DatasetSpec(target="y", features=("x1", "x2")))
+    regression = build_audit_data(df.assign(y=df.x3), DatasetSpec(target="y", features=("x1", "x2"),
+                                                                   task="regression"))
+    cfg = CounterfactualsConfig()
+    assert "regression" not in method.tasks
+    assert method.skip_reason(model, binary, cfg) is None
+    assert "classifiers only" in method.skip_reason(reg, regression, cfg)
+
+
+# ---- batched model calls ---------------------------------------------------------------------
+
+def _supports_setup(n_rows: int):
+    from audit.methods._cf.refine import Scorer
+    from audit.methods._cf.space import Constraints, Space
+
+    data, _ = _mixed_data(seed=1, n=300)
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=data.X.shape[1]).astype(np.float32)
+    calls = []
+
+    def fn(X):
+        calls.append(len(X))
+        return 1 / (1 + np.exp(-((X * w).sum(axis=1) - 1.0)))  # row by row: no batch effects
+
+    model = CallableAdapter(task="binary", fn=fn)
+    space = Space(data.encoding, data.X, Constraints(immutable=("sex",)))
+    num0, cat0 = space.split(data.X[:n_rows])
+    lo, hi = space.numeric_bounds(num0, search=True)
+    masks = space.level_masks(cat0, search=True)
+    kw = dict(lo=lo, hi=hi, masks=masks, weights=np.ones((n_rows, space.n_features)), sparsity_weight=1.0)
+    return space, Scorer(model, space, 1), num0, cat0, kw, calls
+
+
+def test_small_supports_calls_the_model_per_step_not_per_row_and_chunks_do_not_change_results():
+    from audit.methods._cf.supports import small_supports
+
+    space, scorer, num0, cat0, kw, calls = _supports_setup(20)
+    few = small_supports(space, scorer, num0, cat0, **kw)
+    n_few = len(calls)
+    space, scorer, num0, cat0, kw, calls = _supports_setup(120)
+    many = small_supports(space, scorer, num0, cat0, **kw)
+    assert len(calls) == n_few  # six times the rows, the same number of model calls
+    for a, b in zip(few, many, strict=True):
+        np.testing.assert_array_equal(a, b[:20])
+    calls.clear()
+    one_by_one = small_supports(space, scorer, num0, cat0, **kw, max_candidates=1)
+    assert len(calls) == 120 * n_few  # one chunk per row
+    assert np.isfinite(many[2]).sum() > 60
+    for a, b in zip(many, one_by_one, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+# ---- [data] sensitive_sources ---------------------------------------------------------------------
+
+def _age_group(age):
+    return np.where(np.asarray(age, float) < 30, "under 30", "30 or over")
+
+
+def _age_problem():
+    """The model's decision leans on age more cheaply than on x; age_group is derived from age."""
+    rng = np.random.default_rng(5)
+    n = 600
+    df = pd.DataFrame({"age": rng.integers(18, 70, n), "x": rng.normal(0, 1, n)})
+    df["age_group"] = _age_group(df.age)
+    spec = DatasetSpec(target=None, features=("age", "x"), sensitive=("age_group",),
+                       sensitive_sources={"age_group": ["age"]})
+    data = build_audit_data(df, spec)
+    enc = data.encoding
+    a, x = enc.feature("age"), enc.feature("x")
+    # logit = 0.15 (age - 40) + 0.8 x - 0.5, written on the encoded columns
+    model = _linear_torch(enc, {"age": 0.15 * a.scale, "x": 0.8 * x.scale},
+                          0.15 * (a.center - 40) + 0.8 * x.center - 0.5)
+    return model, data
+
+
+def _age_changes(res, data):
+    moved_age, moved_group = 0, 0
+    for cf in res.counterfactuals:
+        for c in cf.changes:
+            if c.feature == "age":
+                moved_age += 1
+                old = data.frame["age"][cf.row]
+                moved_group += _age_group([old])[0] != _age_group([float(c.counterfactual.replace(",", ""))])[0]
+    return moved_age, moved_group
+
+
+@pytest.mark.parametrize("search", ["gradient", "genetic"])
+def test_sources_of_a_sensitive_attribute_never_change(search):
+    model, data = _age_problem()
+    res = _run(model, data, search=search, n_counterfactuals=2)
+    assert res.quality.validity > 0.5 and len(res.counterfactuals) > 100
+    assert "age" in res.immutable and res.sensitive_sources == {"age_group": ("age",)}
+    assert _age_changes(res, data) == (0, 0)
+    assert res.source_changed_share == 0.0
+
+
+def test_sources_may_change_only_when_explicitly_allowed():
+    model, data = _age_problem()
+    res = _run(model, data, n_counterfactuals=1, sensitive_sources_immutable=False)
+    moved_age, moved_group = _age_changes(res, data)
+    # age is the cheaper route here: without the rule counterfactuals use it and move rows
+    # out of their age group -- the failure the default prevents
+    assert moved_age > 50 and moved_group > 10
+    assert "age" not in res.immutable and res.source_changed_share > 0.5
+
+
+def test_a_constraint_on_a_fixed_source_is_a_clear_error():
+    model, data = _age_problem()
+    with pytest.raises(InvalidConfigError, match="source of the sensitive attribute 'age_group'"):
+        _run(model, data, monotone={"age": "increase"})
+
+
+@pytest.mark.parametrize(("sources", "fragment"), [
+    ('{ age_grup = ["age"] }', "not a sensitive attribute. Did you mean 'age_group'?"),
+    ('{ age_group = ["agee"] }', "names the column 'agee', which is not in 'data.csv'. Did you mean 'age'?"),
+    ('{ age_group = [] }', "must be a non-empty list of column names"),
+    ('["age"]', "'sensitive_sources' value must be dict"),
+])
+def test_bad_sensitive_sources_exit_2_with_the_fix(tmp_path, sources, fragment):
+    from typer.testing import CliRunner
+
+    from audit.cli import app
+
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"age": rng.integers(18, 70, 50), "x": rng.normal(size=50)})
+    df["age_group"] = _age_group(df.age)
+    df["y"] = rng.integers(0, 2, 50)
+    df["score"] = rng.random(50)
+    df.to_csv(tmp_path / "data.csv", index=False)
+    (tmp_path / "audit.toml").write_text(
+        '[model]\npredictions = "score"\n[data]\npath = "data.csv"\ntarget = "y"\n'
+        f'sensitive = ["age_group"]\nsensitive_sources = {sources}\n')
+    result = CliRunner().invoke(app, ["run", str(tmp_path / "audit.toml"), "--out", str(tmp_path / "out"),
+                                      "-q", "-m", "fairness"], catch_exceptions=False)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and fragment in " ".join(result.output.split())

@@ -77,3 +77,59 @@ def test_predictions_only_data_without_features_is_skipped_with_a_reason():
     data = build_audit_data(frame, DatasetSpec(target="y", predictions="score", sensitive=("g",), features=()))
     model = PredictionsAdapter(task="binary", column="score")
     assert "no feature columns" in Surrogate().skip_reason(model, data, SurrogateConfig())
+
+
+# ---- which rows fit, choose and judge the tree --------------------------------------------------
+
+def _assert_fidelity_of(result, model, data):
+    """The reported fidelity is the chosen tree's agreement on exactly the held-out rows."""
+    test = result._rows["test"]
+    labels = model.predictions(data).labels
+    tree_says = result._tree.predict(data.X[test])
+    assert result.fidelity == float(np.mean(tree_says == labels[test]))
+
+
+def test_without_training_data_fit_validation_and_held_out_rows_are_disjoint():
+    model, data = _planted()
+    result = Surrogate().run(model, data, SurrogateConfig(), RunContext.default(3))
+    fit, val, test = (set(result._rows[k].tolist()) for k in ("fit", "validation", "test"))
+    assert not (fit & val) and not (fit & test) and not (val & test)
+    assert fit | val | test == set(range(data.n_rows))
+    assert (len(fit), len(val), len(test)) == (result.n_train, result.n_validation, result.n_test)
+    assert result.n_test == 600 and result.n_validation == 350
+    assert result.fit_source == "the audited rows not held out"
+    _assert_fidelity_of(result, model, data)
+    # the depth is the shallowest within tolerance of the best *validation* fidelity
+    best = max(result.validation_fidelity)
+    first = next(d for d, f in zip(result.depths, result.validation_fidelity, strict=True) if f >= best - 0.01)
+    assert result.chosen_depth == first
+
+
+def test_with_training_data_the_tree_never_sees_the_audited_rows():
+    """Training rows cover x in [-1, 1], where the model flips at 0; the audited rows lie in
+    [2, 3], where it flips at 2.5. A tree fitted (or its depth chosen) on the audited rows would
+    find the 2.5 split and agree on ~100% of them; fitted on the training rows, it cannot."""
+    import dataclasses
+
+    rng = np.random.default_rng(0)
+    spec = DatasetSpec(target=None, features=("x", "z"))
+    train = build_audit_data(pd.DataFrame({"x": rng.uniform(-1, 1, 1500), "z": rng.normal(size=1500)}), spec)
+    data = build_audit_data(pd.DataFrame({"x": rng.uniform(2, 3, 800), "z": rng.normal(size=800)}), spec,
+                            train.encoding)
+    enc = train.encoding
+
+    def fn(X):
+        x = enc.decode(X)["x"].to_numpy(float)
+        return np.where(x < 1.5, x > 0, x > 2.5).astype(float)
+
+    model = CallableAdapter(task="binary", fn=fn)
+    ctx = dataclasses.replace(RunContext.default(0), train=train)
+    result = Surrogate().run(model, data, SurrogateConfig(), ctx)
+    assert result.fit_source == "the training data (train_path)"
+    assert result.n_test == data.n_rows and result.n_train + result.n_validation == train.n_rows
+    assert result.validation_fidelity[result.depths.index(result.chosen_depth)] == 1.0
+    assert 0.4 < result.fidelity < 0.6  # the audited rows' own split was never learnt
+    _assert_fidelity_of(result, model, data)
+    # the same rows without training data: the tree learns their split
+    alone = Surrogate().run(model, data, SurrogateConfig(), RunContext.default(0))
+    assert alone.fidelity > 0.98

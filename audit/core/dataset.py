@@ -491,6 +491,11 @@ class DatasetSpec:
         Column holding precomputed model predictions (scores or labels), if any.
     na_values : tuple of str
         Extra strings to read as missing (e.g. ``"?"`` in the Adult data).
+    sensitive_sources : mapping of str to sequence of str
+        For a sensitive attribute derived from other columns, those columns
+        (``{"age_group": ["age"]}``): changing them can move a row to another group, so the
+        counterfactual search keeps them fixed by default. Stored as a tuple of
+        ``(attribute, columns)`` pairs; :meth:`sources` gives the mapping.
     """
 
     target: str | None
@@ -501,8 +506,10 @@ class DatasetSpec:
     predictions: str | None = None
     na_values: tuple[str, ...] = ()
     missing_sensitive: str = "error"  # "error", or "group": missing values form a "missing" group
+    sensitive_sources: Any = ()
 
     def __post_init__(self) -> None:
+        self._check_sources()
         if self.task not in TASKS:
             raise InvalidConfigError(
                 f"The 'task' parameter of DatasetSpec must be one of {TASKS}. Got {self.task!r} instead.")
@@ -527,6 +534,38 @@ class DatasetSpec:
             raise InvalidConfigError(
                 "The 'missing_sensitive' parameter of DatasetSpec must be \"error\" or \"group\". "
                 f"Got {self.missing_sensitive!r} instead.")
+
+
+    def sources(self) -> dict[str, tuple[str, ...]]:
+        """Sensitive attribute -> the columns it is derived from (``[data] sensitive_sources``)."""
+        return dict(self.sensitive_sources)
+
+    def _check_sources(self) -> None:
+        """Normalise ``sensitive_sources`` to (attribute, columns) pairs, checking each name
+        against ``sensitive`` (the data columns are checked by :func:`build_audit_data`)."""
+        raw = self.sensitive_sources
+        items = list(raw.items()) if isinstance(raw, Mapping) else list(raw or ())
+        pairs = []
+        for item in items:
+            if not (isinstance(item, tuple | list) and len(item) == 2):
+                raise InvalidConfigError(
+                    "[data] sensitive_sources must map each sensitive attribute to the list of "
+                    f"columns it is derived from, e.g. {{ age_group = [\"age\"] }}. Got {raw!r} instead.")
+            attr, cols = item
+            if attr not in self.sensitive:
+                raise InvalidConfigError(
+                    f"[data] sensitive_sources names {attr!r}, which is not a sensitive attribute."
+                    f"{did_you_mean(attr, self.sensitive)} Sensitive attributes: "
+                    f"{_show(list(self.sensitive)) if self.sensitive else '(none: add it to [data] sensitive)'}.")
+            if isinstance(cols, str):
+                cols = [cols]
+            if (not isinstance(cols, Sequence) or not cols
+                    or not all(isinstance(c, str) and c for c in cols)):
+                raise InvalidConfigError(
+                    f"[data] sensitive_sources.{attr} must be a non-empty list of column names. "
+                    f"Got {cols!r} instead.")
+            pairs.append((str(attr), tuple(dict.fromkeys(cols))))
+        object.__setattr__(self, "sensitive_sources", tuple(pairs))
 
 
 def text_columns(spec: DatasetSpec, encoding: Encoding | None) -> tuple[str, ...]:
@@ -1090,6 +1129,12 @@ def build_audit_data(frame: pd.DataFrame, spec: DatasetSpec, encoding: Encoding 
             raise DataValidationError(
                 f"The column {col!r} named in the config is not in {where}.{did_you_mean(col, cols)} "
                 f"Available columns: {_show(cols)}.")
+    for attr, sources in spec.sensitive_sources:
+        for col in sources:
+            if col not in cols:
+                raise InvalidConfigError(
+                    f"[data] sensitive_sources.{attr} names the column {col!r}, which is not in "
+                    f"{where}.{did_you_mean(col, cols)} Available columns: {_show(cols)}.")
     if spec.features is not None:
         features = list(spec.features)
     elif encoding is not None:

@@ -66,6 +66,8 @@ class CounterfactualsConfig(MethodConfig):
         search makes the features used so far ``diversity_penalty`` times dearer per use).
     immutable : features that may not change (constraint).
     sensitive_immutable : also keep every sensitive attribute that is a model feature unchanged.
+    sensitive_sources_immutable : also keep every feature a sensitive attribute is derived from
+        (``[data] sensitive_sources``) unchanged: changing one could move the row to another group.
     monotone : feature -> "increase" | "decrease" (categoricals need a level_order).
     ranges : feature -> [low, high] a changed value must lie in, raw units.
     allowed_levels : feature -> levels a changed value may take.
@@ -97,6 +99,7 @@ class CounterfactualsConfig(MethodConfig):
     n_counterfactuals: int = 3
     immutable: tuple[str, ...] = ()
     sensitive_immutable: bool = True
+    sensitive_sources_immutable: bool = True
     monotone: dict[str, str] = field(default_factory=dict)
     ranges: dict[str, Any] = field(default_factory=dict)
     allowed_levels: dict[str, Any] = field(default_factory=dict)
@@ -230,22 +233,26 @@ class CounterfactualsResult(MethodResult):
     recourse: tuple[AttributeRecourse, ...]
     n_model_rows: int                        # rows scored by the real model during the search
     note: str = ""
+    # [data] sensitive_sources among the model features: attribute -> features it is derived from
+    sensitive_sources: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    sources_immutable: bool = True
+    source_changed_share: float | None = None  # share of counterfactuals changing a source
 
 
 class Counterfactuals(AuditMethod[CounterfactualsConfig, CounterfactualsResult]):
     name = "counterfactuals"
     title = "Counterfactual explanations and recourse"
     requires = frozenset({"predict"})
-    tasks = frozenset({"binary", "multiclass", "regression"})
+    tasks = frozenset({"binary", "multiclass"})  # `audit methods` lists these; regression is skipped
     Config = CounterfactualsConfig
 
     def skip_reason(self, model: ModelAdapter, data: AuditData, config: CounterfactualsConfig) -> str | None:
         if data.modality != "tabular":
             return ("recourse needs named, actionable features; for images and sequences see the "
                     "counterfactual_sensitivity diagnostic")
-        reason = super().skip_reason(model, data, config)
-        if reason is None and data.task == "regression":
+        if data.task == "regression":  # before the base's generic "not defined for regression"
             return "recourse counterfactuals on tabular data are defined for classifiers only"
+        reason = super().skip_reason(model, data, config)
         if reason is None and "proba" not in model.capabilities:
             return f"needs a model with proba; {model.description} offers {', '.join(sorted(model.capabilities))}"
         if reason is None and data.task == "multiclass" and config.target_class is None:
@@ -273,7 +280,13 @@ class Counterfactuals(AuditMethod[CounterfactualsConfig, CounterfactualsResult])
         target, target_name = _target_index(data, model, config)
         names = data.feature_names
         sensitive_features = [s for s in data.spec.sensitive if s in names] if config.sensitive_immutable else []
-        immutable = tuple(dict.fromkeys([*config.immutable, *sensitive_features]))
+        sources = {attr: tuple(c for c in cols if c in names) for attr, cols in data.spec.sensitive_sources}
+        source_features = [c for cols in sources.values() for c in cols]
+        if config.sensitive_sources_immutable:
+            _check_sources_unconstrained(sources, config)
+        else:
+            source_features = []
+        immutable = tuple(dict.fromkeys([*config.immutable, *sensitive_features, *source_features]))
         constraints = Constraints(immutable=immutable, monotone=dict(config.monotone),
                                   ranges={k: tuple(v) for k, v in config.ranges.items()},
                                   allowed_levels={k: tuple(v) for k, v in config.allowed_levels.items()},
@@ -439,7 +452,12 @@ class Counterfactuals(AuditMethod[CounterfactualsConfig, CounterfactualsResult])
             counterfactuals=tuple(records), rows=tuple(outcomes), examples=examples,
             feature_use={name: float(u) for name, u in zip(space.names, use, strict=True)},
             recourse=tuple(recourse),
-            n_model_rows=scorer.n_scored, note=note)
+            n_model_rows=scorer.n_scored, note=note,
+            sensitive_sources={a: c for a, c in sources.items() if c},
+            sources_immutable=config.sensitive_sources_immutable,
+            source_changed_share=(float(changed_cf[valid][:, [space.names.index(c) for cols in sources.values()
+                                                              for c in cols]].any(axis=1).mean())
+                                  if valid.any() and any(sources.values()) else None))
 
     @staticmethod
     def _search(space: Space, model: ModelAdapter, scorer: Any, num0: np.ndarray, cat0: np.ndarray,
@@ -560,6 +578,21 @@ def _context(space: Space, cat: np.ndarray, data: AuditData, names: list[str]) -
         if attr not in out and attr in data.sensitive:
             out[attr] = data.sensitive[attr].to_numpy().astype(str)
     return out
+
+
+def _check_sources_unconstrained(sources: dict[str, tuple[str, ...]], config: CounterfactualsConfig) -> None:
+    """A source of a sensitive attribute is kept fixed: a constraint on how it may change
+    contradicts that, so say which setting to change."""
+    for attr, cols in sources.items():
+        for col in cols:
+            for option in ("monotone", "ranges", "allowed_levels"):
+                if col in getattr(config, option):
+                    raise InvalidConfigError(
+                        f"The feature {col!r} is a source of the sensitive attribute {attr!r} ([data] "
+                        f"sensitive_sources), so counterfactuals keep it fixed, but the {option!r} "
+                        f"option of {_WHERE} constrains how it may change. Remove it from {option!r}, "
+                        "or set sensitive_sources_immutable = false to let it change (a counterfactual "
+                        "may then move the row to another group).")
 
 
 def _check_satisfiable(space: Space, config: CounterfactualsConfig, num0: np.ndarray, cat0: np.ndarray,

@@ -58,6 +58,9 @@ class LimeConfig(MethodConfig):
     min_stability : mean top-k Jaccard overlap below which the explanations are called unstable.
     image_hide : images: what a switched-off patch shows, ``"zero"`` (blank: raw intensity 0)
         or ``"segment_mean"`` (the patch's own mean, LIME's default).
+    batch_samples : tabular and sequence data: perturbed samples (of several rows) scored by one
+        model call, at least one row's ``num_samples`` (a row's samples are never split); the
+        explanations do not depend on it for a model that scores rows independently.
 
     Images are explained with ``lime_image`` over the layout's patch grid (each interpretable
     feature is one patch kept or hidden); sequences through the lag-feature view (every lag of
@@ -77,6 +80,7 @@ class LimeConfig(MethodConfig):
     min_fidelity: float = 0.5
     min_stability: float = 0.6
     image_hide: Literal["zero", "segment_mean"] = "zero"
+    batch_samples: int = 100_000
 
     def validate(self) -> None:
         if self.num_samples < 100:
@@ -91,6 +95,9 @@ class LimeConfig(MethodConfig):
         if self.kernel_width is not None and self.kernel_width <= 0:
             raise InvalidConfigError(f"The 'kernel_width' option of lime must be positive. "
                                      f"Got {self.kernel_width} instead.")
+        if self.batch_samples < 1:
+            raise InvalidConfigError(f"The 'batch_samples' option of lime must be at least 1. "
+                                     f"Got {self.batch_samples} instead.")
         if self.max_training_rows < 10:
             raise InvalidConfigError(f"The 'max_training_rows' option of lime must be at least 10. "
                                      f"Got {self.max_training_rows} instead.")
@@ -218,27 +225,21 @@ class Lime(AuditMethod[LimeConfig, LimeResult]):
                 return 0
             return 1 if data.task == "binary" else int(np.argmax(out_all[row]))
 
-        def explain(row: int, seed: int | None) -> Any:
-            if seed is not None:
-                explainer.random_state.seed(seed)  # shared by the sampler and the discretizer
-            lab = label_of(row)
-            return explainer.explain_instance(Z[row], predict_fn, labels=(lab,) if classify else None,
-                                              num_features=len(names), num_samples=config.num_samples)
-
         start = time.perf_counter()
         n_expl = len(chosen) * config.n_seeds + len(extra)
-        done = 0
         selected: list[LimeRow] = []
         all_rows: list[int] = []
         weights_all: list[np.ndarray] = []
         fidelity_all: list[float] = []
         seeds = [int(s) for s in ctx.rng.integers(2**31 - 1, size=config.n_seeds)]
+        jobs = [(int(row), s) for row, _ in chosen for s in seeds] + [(int(row), None) for row in extra]
+        exps = iter(explain_batched(
+            explainer, Z, jobs, predict_fn, num_samples=config.num_samples, num_features=len(names),
+            labels_of=lambda row: (label_of(row),) if classify else None,
+            max_cells=min(config.batch_samples * len(names), _MAX_CELLS),
+            progress=lambda k: ctx.progress(k, n_expl)))
         for row, reason in chosen:
-            runs = []
-            for s in seeds:
-                runs.append(explain(row, s))
-                done += 1
-                ctx.progress(done, n_expl)
+            runs = [next(exps) for _ in seeds]
             first = runs[0]
             lab = label_of(row) if classify else 1
             w = _weights(first, lab, len(names))
@@ -265,13 +266,11 @@ class Lime(AuditMethod[LimeConfig, LimeResult]):
             weights_all.append(w)
             fidelity_all.append(selected[-1].fidelity)
         for row in extra:
-            e = explain(int(row), None)
+            e = next(exps)
             lab = label_of(int(row)) if classify else 1
             all_rows.append(int(row))
             weights_all.append(_weights(e, lab, len(names)))
             fidelity_all.append(float(e.score[lab] if isinstance(e.score, dict) else e.score))
-            done += 1
-            ctx.progress(done, n_expl)
         return _result(data, config, ctx, names=names, selected=selected, rows=all_rows,
                        weights=weights_all, fidelity=fidelity_all, start=start, n_expl=n_expl,
                        discretize=config.discretize, kernel_width=float(width),
@@ -481,6 +480,68 @@ def from_raw(enc: Encoding, Z: np.ndarray) -> np.ndarray:
     return out
 
 
+# lime_tabular's sampler (name-mangled private method): drawing the samples of many rows first
+# lets one model call score them all. Without it (another lime version) each explanation scores
+# its own samples, as lime does.
+_SAMPLER = "_LimeTabularExplainer__data_inverse"
+# Sampled values held at once by a batch (about 64 MB per array): wide sequence lag views get
+# fewer rows per model call.
+_MAX_CELLS = 2**23
+
+
+def explain_batched(explainer: Any, Z: np.ndarray, jobs: list[tuple[int, int | None]],
+                    predict_fn: Any, *, num_samples: int, num_features: int, labels_of: Any,
+                    max_cells: int, progress: Any = None) -> list[Any]:
+    """LIME explanations of ``jobs`` (row, seed or None to continue the sampler's stream), in
+    order, scoring the perturbed samples of many rows with one ``predict_fn`` call.
+
+    The explanations are those of ``explainer.explain_instance`` row by row with the same
+    seeds: the samples are drawn in the same order from the same random stream (fitting the
+    local models draws nothing), and each row's local model sees the model's outputs on its own
+    samples. They are identical whenever the model scores each row independently of the others
+    in its batch; a model whose float rounding depends on the batch size (a torch network) can
+    differ in the last bits. A chunk holds as many explanations as fit in ``max_cells`` sampled
+    values (at least one).
+    """
+    draw = getattr(explainer, _SAMPLER, None)
+    per_call = max(1, max_cells // (num_samples * Z.shape[1])) if draw is not None else 1
+    out: list[Any] = []
+    for start in range(0, len(jobs), per_call):
+        chunk = jobs[start:start + per_call]
+        if draw is None:
+            for row, seed in chunk:
+                if seed is not None:
+                    explainer.random_state.seed(seed)  # shared by the sampler and the discretizer
+                out.append(explainer.explain_instance(Z[row], predict_fn, labels=labels_of(row),
+                                                      num_features=num_features, num_samples=num_samples))
+                if progress is not None:
+                    progress(len(out))
+            continue
+        samples = []
+        for row, seed in chunk:
+            if seed is not None:
+                explainer.random_state.seed(seed)  # shared by the sampler and the discretizer
+            samples.append(draw(Z[row], num_samples))
+        scores = np.asarray(predict_fn(np.concatenate([inv for _, inv in samples])))
+        for k, ((row, _), sample) in enumerate(zip(chunk, samples, strict=True)):
+            ys = scores[k * num_samples:(k + 1) * num_samples]
+
+            def given(inverse: np.ndarray, ys: np.ndarray = ys, sample: Any = sample) -> np.ndarray:
+                if inverse is not sample[1]:
+                    raise RuntimeError("lime did not explain the samples drawn for this row")
+                return ys
+
+            setattr(explainer, _SAMPLER, lambda *_args, sample=sample: sample)
+            try:
+                out.append(explainer.explain_instance(Z[row], given, labels=labels_of(row),
+                                                      num_features=num_features, num_samples=num_samples))
+            finally:
+                delattr(explainer, _SAMPLER)
+            if progress is not None:
+                progress(len(out))
+    return out
+
+
 def select_rows(out: np.ndarray, data: AuditData, model: ModelAdapter, n_random: int,
                 rng: np.random.Generator) -> list[tuple[int, str]]:
     """The rows LIME explains, each with the reason it was chosen (no duplicates)."""
@@ -590,4 +651,5 @@ def _explained_text(data: AuditData) -> str:
     return "the probability of the row's predicted class"
 
 
-__all__ = ["Lime", "LimeConfig", "LimeResult", "LimeRow", "from_raw", "select_rows", "to_raw"]
+__all__ = ["Lime", "LimeConfig", "LimeResult", "LimeRow", "explain_batched", "from_raw", "select_rows",
+           "to_raw"]

@@ -1,12 +1,20 @@
 """Global surrogate: a shallow decision tree that imitates the model, with its fidelity.
 
-The tree is fitted to the *model's predictions* (not the true outcome) on part of the audited
-rows, and its fidelity is measured on the held-out rest: agreement with the model's predicted
-class for classifiers, R² against the model's output for regression. A sweep of depths shows the
-trade-off between readability and fidelity; the chosen depth is the shallowest whose held-out
-fidelity is within ``tolerance`` of the best. Rules are written in raw feature names and units.
-Images and sequences are described through ``AuditData.tabular_view()``: the tree splits on the
-mean raw intensity of image patches, or on each lag of each sequence feature.
+The tree is fitted to the *model's predictions* (not the true outcome) and judged on rows it
+never saw: agreement with the model's predicted class for classifiers, R² against the model's
+output for regression. Three disjoint sets of rows play three parts:
+
+- *fitting rows* grow a tree of each depth in the sweep;
+- *validation rows* choose the depth: the shallowest whose validation fidelity is within
+  ``tolerance`` of the best;
+- *held-out rows* give the reported fidelity of the chosen tree (and of every depth, for the
+  sweep figure); they are never used to fit a tree or to choose its depth.
+
+With training data (``[data] train_path``) the fitting and validation rows are training rows and
+the fidelity is measured on the audited rows; otherwise the audited rows are split three ways
+(seeded). Rules are written in raw feature names and units. Images and sequences are described
+through ``AuditData.tabular_view()``: the tree splits on the mean raw intensity of image patches,
+or on each lag of each sequence feature.
 """
 
 from __future__ import annotations
@@ -28,15 +36,19 @@ class SurrogateConfig(MethodConfig):
 
     depths : depths tried in the sweep.
     max_depth : fix the depth instead of choosing it from the sweep.
-    test_fraction : share of rows held out to measure fidelity (0.05 to 0.8).
+    test_fraction : share of the audited rows held out to measure fidelity (0.05 to 0.8; without
+        training data; with it every audited row is held out).
+    validation_fraction : share of the remaining fitting pool (training rows, or audited rows not
+        held out) that chooses the depth.
     tolerance : fidelity a shallower tree may give up against the best.
-    min_leaf_fraction : smallest leaf as a share of rows.
-    max_rows : fit on at most this many rows (a seeded sample; at least 20).
+    min_leaf_fraction : smallest leaf as a share of the fitting rows.
+    max_rows : rows sampled from each source (a seeded sample; at least 20).
     """
 
     depths: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 8)
     max_depth: int | None = None
     test_fraction: float = 0.3
+    validation_fraction: float = 0.25
     tolerance: float = 0.01
     min_leaf_fraction: float = 0.005
     max_rows: int = 200_000
@@ -48,6 +60,9 @@ class SurrogateConfig(MethodConfig):
             raise InvalidConfigError(f"The 'max_depth' option of surrogate must be at least 1. Got {self.max_depth} instead.")
         if not 0.05 <= self.test_fraction <= 0.8:
             raise InvalidConfigError(f"The 'test_fraction' option of surrogate must be in [0.05, 0.8]. Got {self.test_fraction} instead.")
+        if not 0.05 <= self.validation_fraction <= 0.8:
+            raise InvalidConfigError(f"The 'validation_fraction' option of surrogate must be in [0.05, 0.8]. "
+                                     f"Got {self.validation_fraction} instead.")
         if not 0 <= self.tolerance < 1 or not 0 <= self.min_leaf_fraction < 0.5:
             raise InvalidConfigError("The 'tolerance' and 'min_leaf_fraction' options of surrogate must be in [0, 1) and [0, 0.5).")
         if self.max_rows < 20:
@@ -69,17 +84,23 @@ class Rule:
 class SurrogateResult(MethodResult):
     fidelity_metric: str                 # "agreement" or "r2"
     depths: tuple[int, ...]
-    train_fidelity: tuple[float, ...]
-    test_fidelity: tuple[float, ...]
+    train_fidelity: tuple[float, ...]     # on the fitting rows
+    validation_fidelity: tuple[float, ...]  # on the validation rows (these choose the depth)
+    test_fidelity: tuple[float, ...]      # on the held-out rows (never used to fit or choose)
     chosen_depth: int
     fidelity: float                      # held-out fidelity at the chosen depth
     n_leaves: int
-    n_train: int
-    n_test: int
+    n_train: int                         # fitting rows
+    n_validation: int                    # validation rows
+    n_test: int                          # held-out rows
+    fit_source: str                      # where the fitting and validation rows come from
+    test_source: str                     # where the held-out rows come from
     rules: tuple[Rule, ...]
     feature_importance: dict[str, float]  # impurity decrease by raw feature
     sampled: bool
     _tree: Any = None                     # the fitted tree, for the figure (not serialised)
+    # row indices of each part (fit/validation index fit_source's rows, test the audited rows)
+    _rows: Any = None
 
 
 class Surrogate(AuditMethod[SurrogateConfig, SurrogateResult]):
@@ -98,20 +119,39 @@ class Surrogate(AuditMethod[SurrogateConfig, SurrogateResult]):
     def run(self, model: ModelAdapter, data: AuditData, config: SurrogateConfig, ctx: RunContext) -> SurrogateResult:
         from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
-        preds = model.predictions(data)
-        data = data.tabular_view()  # named features for the tree; predictions came from the input
-        target = preds.labels if data.task != "regression" else preds.labels.astype(float)
-        n = data.n_rows
-        rows = np.arange(n)
+        labels_of = (lambda d: model.predictions(d).labels if d.task != "regression"
+                     else model.predictions(d).labels.astype(float))
+        target = labels_of(data)
+        view = data.tabular_view()  # named features for the tree; predictions came from the input
+        n = view.n_rows
         sampled = n > config.max_rows
-        if sampled:
-            rows = np.sort(ctx.rng.choice(n, config.max_rows, replace=False))
+        rows = np.sort(ctx.rng.choice(n, config.max_rows, replace=False)) if sampled else np.arange(n)
         perm = ctx.rng.permutation(rows)
-        n_test = max(1, int(round(config.test_fraction * len(perm))))
-        test, fit = perm[:n_test], perm[n_test:]
+        X = view.X.reshape(n, -1)
+        # precomputed predictions cover only the audited rows: the training rows cannot be scored
+        if ctx.train is not None and "predict" in model.capabilities:
+            train = ctx.train.tabular_view()
+            Xf, target_f = train.X.reshape(train.n_rows, -1), labels_of(ctx.train)
+            pool = np.arange(train.n_rows)
+            if train.n_rows > config.max_rows:
+                sampled = True
+                pool = np.sort(ctx.rng.choice(train.n_rows, config.max_rows, replace=False))
+            pool = ctx.rng.permutation(pool)
+            test = perm
+            fit_source = "the training data (train_path)"
+            test_source = "every audited row" + (" (a random sample)" if len(rows) < n else "")
+        else:
+            Xf, target_f = X, target
+            n_test = max(1, int(round(config.test_fraction * len(perm))))
+            test, pool = perm[:n_test], perm[n_test:]
+            fit_source = "the audited rows not held out"
+            test_source = f"{100 * config.test_fraction:.0f}% of the audited rows, held out"
+        n_val = max(1, int(round(config.validation_fraction * len(pool))))
+        val, fit = pool[:n_val], pool[n_val:]
         if len(fit) < 2:
-            raise InvalidConfigError(f"The surrogate needs at least 3 rows; the data has {n}.")
-        X = data.X.reshape(n, -1)
+            raise InvalidConfigError(
+                f"The surrogate needs at least 2 fitting rows besides the validation and held-out rows; "
+                f"{fit_source} give {len(fit)}. Audit more rows.")
         classify = data.task != "regression"
         depths = (config.max_depth,) if config.max_depth else tuple(sorted(set(config.depths)))
         min_leaf = max(1, int(config.min_leaf_fraction * len(fit)))
@@ -121,34 +161,38 @@ class Surrogate(AuditMethod[SurrogateConfig, SurrogateResult]):
             cls = DecisionTreeClassifier if classify else DecisionTreeRegressor
             return cls(max_depth=depth, min_samples_leaf=min_leaf, random_state=seed)
 
-        def fidelity(tree: Any, idx: np.ndarray) -> float:
-            pred = tree.predict(X[idx])
+        def fidelity(tree: Any, Xs: np.ndarray, ts: np.ndarray) -> float:
+            pred = tree.predict(Xs)
             if classify:
-                return float(np.mean(pred == target[idx]))
-            resid = np.sum((target[idx] - pred) ** 2)
-            total = np.sum((target[idx] - target[idx].mean()) ** 2)
+                return float(np.mean(pred == ts))
+            resid = np.sum((ts - pred) ** 2)
+            total = np.sum((ts - ts.mean()) ** 2)
             return float(1 - resid / total) if total > 0 else float(resid == 0)
 
-        trees, train_fid, test_fid = [], [], []
+        trees, train_fid, val_fid, test_fid = [], [], [], []
         for i, depth in enumerate(depths):
-            tree = make(depth).fit(X[fit], target[fit])
+            tree = make(depth).fit(Xf[fit], target_f[fit])
             trees.append(tree)
-            train_fid.append(fidelity(tree, fit))
-            test_fid.append(fidelity(tree, test))
+            train_fid.append(fidelity(tree, Xf[fit], target_f[fit]))
+            val_fid.append(fidelity(tree, Xf[val], target_f[val]))
+            test_fid.append(fidelity(tree, X[test], target[test]))
             ctx.progress(i + 1, len(depths))
-        best = max(test_fid)
-        pick = next(i for i, f in enumerate(test_fid) if f >= best - config.tolerance)
+        best = max(val_fid)
+        pick = next(i for i, f in enumerate(val_fid) if f >= best - config.tolerance)
         tree = trees[pick]
-        labels = [str(c) for c in data.classes] if (classify and data.classes) else None
-        rules = extract_rules(tree, data, labels, X[fit], target[fit], classify)
-        importance = data.encoding.aggregate(tree.feature_importances_[None, :], "sum")[0]
+        labels = [str(c) for c in view.classes] if (classify and view.classes) else None
+        rules = extract_rules(tree, view, labels, Xf[fit], target_f[fit], classify)
+        importance = view.encoding.aggregate(tree.feature_importances_[None, :], "sum")[0]
         return SurrogateResult(
             fidelity_metric="agreement" if classify else "r2", depths=depths,
-            train_fidelity=tuple(train_fid), test_fidelity=tuple(test_fid),
+            train_fidelity=tuple(train_fid), validation_fidelity=tuple(val_fid),
+            test_fidelity=tuple(test_fid),
             chosen_depth=int(depths[pick]), fidelity=test_fid[pick], n_leaves=int(tree.get_n_leaves()),
-            n_train=len(fit), n_test=len(test), rules=rules,
-            feature_importance={f: float(v) for f, v in zip(data.feature_names, importance, strict=True)},
-            sampled=sampled, _tree=tree)
+            n_train=len(fit), n_validation=len(val), n_test=len(test), fit_source=fit_source,
+            test_source=test_source, rules=rules,
+            feature_importance={f: float(v) for f, v in zip(view.feature_names, importance, strict=True)},
+            sampled=sampled, _tree=tree,
+            _rows={"fit": np.sort(fit), "validation": np.sort(val), "test": np.sort(test)})
 
     def findings(self, result: SurrogateResult, config: SurrogateConfig) -> list[Finding]:
         what = "agrees with the model on" if result.fidelity_metric == "agreement" else "explains R² ="
@@ -170,6 +214,7 @@ class Surrogate(AuditMethod[SurrogateConfig, SurrogateResult]):
 
         fig, ax = new_figure(6.5, 2.8)
         ax.plot(result.depths, result.train_fidelity, "o-", color=NEGATIVE, label="fitting rows")
+        ax.plot(result.depths, result.validation_fidelity, "^--", color="#777777", label="validation rows (choose the depth)")
         ax.plot(result.depths, result.test_fidelity, "s-", color=POSITIVE, label="held-out rows")
         ax.axvline(result.chosen_depth, color="#555555", ls=":", lw=1)
         ax.set_xlabel("tree depth")

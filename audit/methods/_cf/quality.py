@@ -29,7 +29,7 @@ class Quality:
     sparsity: float | None               # mean number of features changed
     share_at_most_two: float | None      # share changing at most two features
     rare_level_share: float | None       # share using a level rarer than min_level_share
-    inside_observed_range: float | None  # share with every numeric value inside the observed range
+    inside_observed_range: float | None  # share whose changed numeric values lie in the observed range
     nn_distance: float | None            # mean distance to the nearest real row of the target class
     nn_distance_real: float | None       # the same for real rows of that class (reference scale)
     nn_distance_original: float | None   # the same for the original rows
@@ -93,9 +93,7 @@ def measure(space: Space, num0: np.ndarray, cat0: np.ndarray, cf_row: np.ndarray
     for g, s in enumerate(space.cat):
         is_rare = s.share[b_cat[:, g]] < space.min_level_share
         rare |= is_rare & (b_cat[:, g] != cat0[b_row, g])
-    inside = np.ones(len(best), bool)
-    for j, s in enumerate(space.num):
-        inside &= (b_num[:, j] >= s.obs_lo - 1e-9) & (b_num[:, j] <= s.obs_hi + 1e-9)
+    inside = space.inside_observed(b_num, num0[b_row])
     nn = nn_real = nn_orig = None
     if len(ref_num) or len(ref_cat):
         k = len(ref_num) if space.num else len(ref_cat)

@@ -301,6 +301,18 @@ class Space:
             masks.append(m)
         return masks
 
+    def inside_observed(self, num: np.ndarray, num0: np.ndarray) -> np.ndarray:
+        """(n,) bool: every numeric value the row *changes* lies inside the observed range of the
+        reference rows. This is the one definition of the "observed range" plausibility guard:
+        :meth:`numeric_bounds` (``search=True``) enforces it and the reported share measures it.
+        Values a counterfactual leaves unchanged are not judged: an audited row may itself lie
+        outside the training rows' range, and keeping its own value is no change."""
+        ok = np.ones(len(num), bool)
+        for j, s in enumerate(self.num):
+            changed = np.abs(num[:, j] - num0[:, j]) > 1e-6 * s.mad
+            ok &= ~changed | ((num[:, j] >= s.obs_lo - 1e-9) & (num[:, j] <= s.obs_hi + 1e-9))
+        return ok
+
     # ---- costs and checks ----------------------------------------------------------------
     def changed(self, num: np.ndarray, cat: np.ndarray, num0: np.ndarray, cat0: np.ndarray) -> np.ndarray:
         """(n, n_features) bool: which raw features differ from the original row."""
@@ -347,6 +359,9 @@ class Space:
             v = num[:, j]
             if s.integer:
                 v = np.round(v)
+            # an unchanged value is kept as it is, even outside the permitted range (an audited
+            # row may lie outside the training rows' range): clipping it would force a change
+            kept = np.abs(v - num0[:, j]) <= 1e-6 * s.mad
             v = np.clip(v, lo[:, j], hi[:, j])  # where lo > hi clip yields hi; fixed below
             if guard and s.gap is not None and s.spike is not None:
                 a, b = s.gap
@@ -358,7 +373,7 @@ class Space:
                 v = np.where(inside, np.where(out, num0[:, j], snapped), v)
             same = np.abs(v - num0[:, j]) <= 1e-6 * s.mad
             stuck = lo[:, j] > hi[:, j]
-            num[:, j] = np.where(same | stuck | ~np.isfinite(v), num0[:, j], v)
+            num[:, j] = np.where(kept | same | stuck | ~np.isfinite(v), num0[:, j], v)
         for g, m in enumerate(masks):
             ok = m[np.arange(len(cat)), cat[:, g]]
             cat[:, g] = np.where(ok, cat[:, g], cat0[:, g])
