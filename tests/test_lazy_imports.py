@@ -126,3 +126,12 @@ def test_templates_are_compiled_once_per_process(monkeypatch):
                         lambda self, *a, **k: compiled.append(a[1] if len(a) > 1 else None) or original(self, *a, **k))
     render_html(report)
     assert compiled == []
+
+
+def test_public_names_are_resolved_on_first_use_and_import_audit_stays_light():
+    code = ("import sys, audit; light = 'pandas' not in sys.modules and 'numpy' not in sys.modules; "
+            "from audit import run_audit, AuditPlan, render_html; "
+            "print(light, sorted(audit._EXPORTS) == sorted(audit.__all__), set(audit.__all__) <= set(dir(audit)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert out.stdout.split() == ["True", "True", "True"]
