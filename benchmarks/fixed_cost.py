@@ -7,6 +7,8 @@ interpreter (imports included, as a user pays them):
 - ``full``: ``--rows`` rows (default 100,000);
 - ``fixed``: the same command on 100 rows, the cost that does not grow with the data (imports,
   loading, rendering the report); its share of ``full`` is printed;
+- ``json``: the 100-row command writing results.json only (no figures, HTML or PDF), so the
+  difference to ``fixed`` is what rendering the report costs;
 - ``help``: ``audit --help``.
 
 Each command runs under this checkout and under ``--baseline`` (a git commit, default the last
@@ -107,6 +109,9 @@ def main() -> int:
                                                "--out", str(work / "out"), "--overwrite", "--quiet"],
             "audit run, 100 rows (fixed cost)": ["run", str(cases["fixed"]), "--methods", "fairness",
                                                  "--out", str(work / "out"), "--overwrite", "--quiet"],
+            "audit run, 100 rows, JSON only": ["run", str(cases["fixed"]), "--methods", "fairness",
+                                               "--format", "json", "--out", str(work / "out"),
+                                               "--overwrite", "--quiet"],
             "audit --help": ["--help"],
         }
         print(f"decisions-only audit, fairness only, HTML + PDF + JSON; {args.repeats} alternating "
@@ -124,7 +129,10 @@ def main() -> int:
                 print(f"{cmd:<34} {tree:<20} wall {wall[(cmd, tree)]:6.2f} s, CPU {cpu[(cmd, tree)]:6.2f} s"
                       f"  (wall of each run: {runs})")
         full, fixed = list(commands)[:2]
+        json_only = list(commands)[2]
         for tree in trees:
+            print(f"{tree}: rendering the report (HTML + PDF) costs {wall[(fixed, tree)] - wall[(json_only, tree)]:.2f} s "
+                  f"wall, {cpu[(fixed, tree)] - cpu[(json_only, tree)]:.2f} s CPU of the 100-row run")
             print(f"{tree}: fixed cost {wall[(fixed, tree)]:.2f} s wall = "
                   f"{100 * wall[(fixed, tree)] / wall[(full, tree)]:.0f}% of the {args.rows:,}-row run "
                   f"(CPU: {100 * cpu[(fixed, tree)] / cpu[(full, tree)]:.0f}%)")
