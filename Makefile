@@ -1,5 +1,6 @@
 # make demo: set up .venv and render the bundled example reports.
 # make test: install the dev extras and run the whole test suite.
+# make bench: time every benchmark against its baseline (prints ratios and the machine load).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -33,8 +34,17 @@ demo: install
 test: install-dev
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
+# Every benchmark, each after the machine's load average and cores (benchmarks/_common.py).
+# scale_limits.py runs the parts README quotes (its csv part writes a 5M-row file: by hand);
+# the statistical simulations (fairness_coverage.py, permutation_size.py) run by hand too.
+BENCH_BY_HAND := benchmarks/_common.py benchmarks/scale_limits.py benchmarks/fairness_coverage.py \
+	benchmarks/permutation_size.py
+BENCH := $(filter-out $(BENCH_BY_HAND),$(sort $(wildcard benchmarks/*.py))) \
+	"benchmarks/scale_limits.py pairs" "benchmarks/scale_limits.py fairness"
+
 bench: install
-	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit $$?; done
+	@for b in $(BENCH); do echo "== $$b"; $(BIN)/python benchmarks/_common.py; \
+		$(BIN)/python $$b || exit $$?; done
 
 clean:
 	rm -rf $(VENV) reports/*/ .pytest_cache

@@ -24,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+from _common import machine
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -36,6 +38,7 @@ def main() -> None:
     parser.add_argument("--lime-rows", type=int, default=40, help="LIME explanations timed")
     parser.add_argument("--threads", default="1,2", help="torch thread counts to compare")
     args = parser.parse_args()
+    print(machine())
 
     import numpy as np
     import torch
@@ -129,13 +132,11 @@ def main() -> None:
              "occlusion")) + f"; whole saliency method {res['captum_method_s']:.2f} s "
               f"(CPU {res['captum_method_cpu_s']:.2f} s)")
         print(f"  ratio KernelSHAP / captum Integrated Gradients per row: "
-              f"{res['kernel_per_row_s'] / (res['captum_integrated_gradients_s'] / n):.0f}x")
+              f"{res['kernel_per_row_s'] / (res['captum_integrated_gradients_s'] / n):.0f}x [{machine()}]")
         print(f"  ratio KernelSHAP / DeepExplainer per row: "
-              f"{res['kernel_per_row_s'] / (res['deep_explainer_s'] / n):.0f}x")
+              f"{res['kernel_per_row_s'] / (res['deep_explainer_s'] / n):.0f}x [{machine()}]")
 
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"\n1-minute load average at the end: {load:.1f} on {os.cpu_count()} CPUs "
-          "(above the CPU count, wall times are inflated by other processes)")
+    print(f"\nat the end: {machine()}")
     if len(table) > 1:
         t1, *others = sorted(table)
         for t2 in others:

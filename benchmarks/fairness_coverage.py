@@ -33,6 +33,8 @@ import time
 
 import numpy as np
 
+from _common import machine
+
 # name -> (sizes, π, TPR, FPR, planted gap on the last (smallest) group: (dTPR, dFPR))
 SIZES = {
     "2x30": [30, 30],
@@ -196,6 +198,7 @@ def main() -> None:
     ap.add_argument("--confidence", type=float, default=0.95)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
+    print(machine())
     short = {"demographic_parity": "DP", "equalized_odds": "EO", "equal_opportunity": "EOpp",
              "predictive_parity": "PP", "disparate_impact": "DI"}
     cols = [(k, short[k.rsplit("_", 1)[0]] + ("d" if k.endswith("difference") else "r")) for k in DISPARITIES]

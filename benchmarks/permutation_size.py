@@ -38,6 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
+from _common import machine
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -169,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=15, help="full-batch Adam steps (lr 0.05)")
     parser.add_argument("--modes", default="before,first,per_network")
     args = parser.parse_args(argv)
+    print(machine())
     if args.part == "maxt":
         part_maxt(args)
     else:

@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import machine
+
 PEAK = """
 import resource, sys, time
 def peak(): return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -99,6 +101,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument("--groups", type=int, default=1000)
     args = parser.parse_args()
+    print(machine())
     import numpy as np
     import pandas as pd
 
@@ -126,6 +129,7 @@ def main() -> None:
             start = time.time()
             child(FAIRNESS_CHILD, str(work))
             print(f"(wall {time.time() - start:.1f} s)")
+    print(machine())
 
 
 if __name__ == "__main__":

@@ -375,6 +375,10 @@ class AuditMethod(ABC, Generic[C, R]):
         Whether the true outcome must be present.
     Config : type
         The method's frozen options dataclass.
+    uses_torch : bool
+        Whether ``run`` may use torch (its random generator or threads). The runner imports,
+        seeds and single-threads torch only for such methods or when torch is loaded already;
+        set False only for a method that never touches torch (a test checks it stays unloaded).
     """
 
     name: ClassVar[str]
@@ -384,6 +388,7 @@ class AuditMethod(ABC, Generic[C, R]):
     modalities: ClassVar[frozenset[str]] = frozenset({"tabular"})
     needs_target: ClassVar[bool] = False
     Config: ClassVar[type[MethodConfig]] = MethodConfig
+    uses_torch: ClassVar[bool] = True
 
     def skip_reason(self, model: ModelAdapter, data: AuditData, config: C) -> str | None:
         """Why this method cannot run on this model and data, or None when it can."""

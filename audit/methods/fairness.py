@@ -569,6 +569,7 @@ class Fairness(AuditMethod[FairnessConfig, FairnessResult]):
     needs_target = True
     modalities = frozenset({"tabular", "image", "sequence"})  # uses only labels and groups
     Config = FairnessConfig
+    uses_torch = False  # numpy, fairlearn and scikit-learn only
 
     def skip_reason(self, model: ModelAdapter, data: AuditData, config: FairnessConfig) -> str | None:
         if not data.spec.sensitive:

@@ -110,6 +110,7 @@ class Surrogate(AuditMethod[SurrogateConfig, SurrogateResult]):
     # Images and sequences are fitted on AuditData.tabular_view(): patch means / lag features.
     modalities = frozenset({"tabular", "image", "sequence"})
     Config = SurrogateConfig
+    uses_torch = False  # a scikit-learn tree on the model's predictions
 
     def skip_reason(self, model: ModelAdapter, data: AuditData, config: SurrogateConfig) -> str | None:
         if data.modality == "tabular" and not data.feature_names:
