@@ -40,6 +40,7 @@ the data rows ``rows``.
 
 from __future__ import annotations
 
+import functools
 import time
 import warnings
 from dataclasses import dataclass
@@ -836,7 +837,7 @@ def _kernel_values(f: Any, X: np.ndarray, bg: np.ndarray, weights: np.ndarray | 
 
     flat_bg = bg.reshape(len(bg), -1).astype(float)
     args: list[Any] = [groups] + ([np.asarray(weights, dtype=float)] if weights is not None else [])
-    explainer = shap.KernelExplainer(f, DenseData(flat_bg, list(names), *args), link=link)
+    explainer = _grouped_kernel_class()(f, DenseData(flat_bg, list(names), *args), link=link)
     # shap's KernelExplainer draws coalitions from numpy's global stream: seed it from ours.
     np.random.seed(seed)
     parts = []
@@ -849,6 +850,50 @@ def _kernel_values(f: Any, X: np.ndarray, bg: np.ndarray, weights: np.ndarray | 
         if progress is not None:
             progress(min(n, start + 10), n)
     return np.concatenate(parts, axis=0), np.atleast_1d(np.asarray(explainer.expected_value, dtype=float))
+
+
+@functools.cache
+def _grouped_kernel_class() -> Any:
+    """shap's KernelExplainer with its two per-column Python loops vectorised (issue 17).
+
+    It computes the same estimator as ``shap.KernelExplainer``, call for call: the same coalitions
+    (drawn from numpy's global stream in the same order), the same kernel weights and the same
+    regression; only where each coalition's present columns are written into the synthetic rows
+    (once for every coalition, just before the model runs, instead of one column at a time per
+    coalition) and how varying groups are found (one comparison of the whole background) change.
+    With grouped features (one-hot categoricals) those loops cost as much as the model itself.
+    """
+    import shap
+    import scipy.sparse
+
+    class GroupedKernelExplainer(shap.KernelExplainer):  # type: ignore[misc]
+        def varying_groups(self, x: Any) -> np.ndarray:
+            if scipy.sparse.issparse(x) or self.data.groups is None or scipy.sparse.issparse(self.data.data):
+                return super().varying_groups(x)
+            # shap: a group varies unless np.allclose(x[group], background[:, group], equal_nan=True)
+            close = np.isclose(np.asarray(x)[0][None, :], self.data.data, equal_nan=True).all(axis=0)
+            return np.flatnonzero([not close[np.asarray(g, dtype=int)].all() for g in self.data.groups])
+
+        def addsample(self, x: Any, m: np.ndarray, w: float) -> None:
+            if scipy.sparse.issparse(x) or scipy.sparse.issparse(self.synth_data):
+                return super().addsample(x, m, w)
+            self._x = np.asarray(x)[0]
+            self.maskMatrix[self.nsamplesAdded, :] = m
+            self.kernelWeights[self.nsamplesAdded] = w
+            self.nsamplesAdded += 1
+
+        def run(self) -> None:
+            a, b, n = self.nsamplesRun, self.nsamplesAdded, self.N
+            if b > a and not scipy.sparse.issparse(self.synth_data):
+                member = np.zeros((self.M, self.synth_data.shape[1]))
+                for j, g in enumerate(self.varyingFeatureGroups):
+                    member[j, np.atleast_1d(np.asarray(g, dtype=int))] = 1.0
+                present = ((self.maskMatrix[a:b] == 1.0).astype(float) @ member) > 0   # (samples, columns)
+                block = self.synth_data[a * n:b * n].reshape(b - a, n, -1)            # a view
+                np.copyto(block, self._x[None, None, :], where=present[:, None, :])
+            super().run()
+
+    return GroupedKernelExplainer
 
 
 def _modal_figures(m: ModalAttribution, name: str = "SHAP") -> dict[str, Any]:
