@@ -684,3 +684,49 @@ def test_grouped_kernel_shap_enumerating_every_coalition_equals_brute_force_shap
     values, _ = _kernel_values(f, X, bg, None, groups, list("abcd"), 100, "identity", 0)   # 2^4 - 2 <= 100
     truth, _ = exact_shapley(lambda Z: f(Z.astype(float)), X, bg, groups)
     np.testing.assert_allclose(values, truth, atol=1e-5)
+
+
+def test_cli_audit_of_a_skops_histgb_pipeline_on_raw_columns_uses_tree_shap_summed_per_raw_feature(tmp_path):
+    """`audit run` on a skops-saved Pipeline(ColumnTransformer(one-hot), HistGradientBoosting)
+    that reads raw data-frame columns: results.json says TreeExplainer explained the final
+    estimator, and each raw feature's values are the sums of its one-hot columns' Tree SHAP
+    values, computed here independently with shap on the pipeline's own transform."""
+    import json
+
+    import shap
+    import skops.io as sio
+    from typer.testing import CliRunner
+
+    from audit.cli import app
+
+    _, _, cats = _german(120)
+    csv = pd.read_csv(__import__("pathlib").Path(__file__).resolve().parents[1] / GERMAN).iloc[:120]
+    pipe = _tree_pipeline("hgb", cats, "onehot").fit(csv.drop(columns="risk"), csv.risk)
+    sio.dump(pipe, tmp_path / "model.skops")
+    csv.to_csv(tmp_path / "data.csv", index=False)
+    (tmp_path / "audit.toml").write_text(
+        'name = "hgb"\nseed = 0\n[model]\npath = "model.skops"\nraw_input = true\ntask = "binary"\n'
+        'trusted_types = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]\n'
+        '[data]\npath = "data.csv"\ntarget = "risk"\npositive_label = "1"\n'
+        '[methods.shap]\nn_rows = 1000\nbackground_size = 1000\nn_bootstrap = 0\ncheck_n_rows = 1\n'
+        '[report]\nformats = ["json"]\n', encoding="utf-8")
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, ["run", str(tmp_path / "audit.toml"), "--out", str(out), "-q", "-m", "shap"],
+                             catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    doc = json.loads((out / "results.json").read_text())["methods"]["shap"]
+    assert doc["status"] == "ok", doc
+    r = doc["result"]
+    assert r["explainer"] == "tree" and r["label"] == "Interventional Tree SHAP (TreeExplainer)"
+    assert "HistGradientBoostingClassifier" in r["tree_model"] and "Pipeline" in r["tree_model"]
+    assert r["summed_columns"]["purpose"][0].startswith("cat__purpose_") and r["additivity_max_error"] < 1e-5
+    # independently: shap on the pipeline's transform of every row (all rows are the background)
+    X = pipe[:-1].transform(csv.drop(columns="risk")).astype(float)
+    ex = shap.TreeExplainer(pipe[-1], data=shap.maskers.Independent(X, max_samples=len(X)),
+                            feature_perturbation="interventional", model_output="raw")
+    cols = ex.shap_values(X[r["rows"]], check_additivity=False)
+    names = list(pipe[:-1].get_feature_names_out())
+    values = np.asarray(r["values"])
+    for j, feat in enumerate(r["features"]):
+        idx = [names.index(c) for c in r["summed_columns"][feat]]
+        np.testing.assert_allclose(values[:, j], cols[:, idx].sum(axis=1), atol=1e-6)
