@@ -318,12 +318,15 @@ class Shap(AuditMethod[ShapConfig, ShapResult]):
                     f"(exact_max_evaluations / {_TREE_SHARE}: tree ensembles evaluate slowly). These values "
                     f"{tree_why}")
             else:
+                # a tree model's check runs in its own input space (no decoding or preprocessing
+                # per evaluation): each raw feature is the group of the columns it produces
                 deviation = _measure_deviation(
-                    tree.f if tree is not None else _explained_fn(model, scale, bg), X, rows, values, pick, bg, weights, groups,
+                    *((tree.f, tree.X, rows, values, pick, tree.bg, weights, tree.groups) if tree is not None else
+                      (_explained_fn(model, scale, bg), X, rows, values, pick, bg, weights, groups)),
                     names=data.feature_names, tolerance=config.deviation_tolerance * spread, config=config,
                     ctx=ctx, why=tree_why if kind == "tree" else _WHY[kind],
                     budget=config.exact_max_evaluations // (_TREE_SHARE if kind == "tree" else 1),
-                    exact_only=kind == "tree")
+                    exact_only=kind == "tree", dtype=np.float64 if tree is not None else np.float32)
         boot = bootstrap_mean_abs(values, n_bootstrap=config.n_bootstrap,
                                   confidence=config.confidence, rng=ctx.rng)
         names = data.feature_names
@@ -465,7 +468,7 @@ def choose_explainer(model: ModelAdapter, config: ShapConfig, notes: list[str], 
 
 def exact_shapley(f: Any, X: np.ndarray, background: np.ndarray, groups: list[np.ndarray], *,
                   weights: np.ndarray | None = None, chunk: int = 1 << 14,
-                  progress: Any = None) -> tuple[np.ndarray, np.ndarray]:
+                  progress: Any = None, dtype: Any = np.float32) -> tuple[np.ndarray, np.ndarray]:
     """Exact interventional Shapley values of groups of input columns, by brute force.
 
     For each row x and each of the 2^p coalitions S of the p groups, the value of S is the mean
@@ -486,6 +489,8 @@ def exact_shapley(f: Any, X: np.ndarray, background: np.ndarray, groups: list[np
         The columns of each player (e.g. the one-hot columns of a categorical).
     weights : array (b,), optional
         Weights of the background rows (k-means centres); the mean over them is then weighted.
+    dtype : the inputs' type (float32, as the encoded model input; float64 for a tree model's
+        own float64 input).
 
     Returns
     -------
@@ -498,8 +503,8 @@ def exact_shapley(f: Any, X: np.ndarray, background: np.ndarray, groups: list[np
     >>> values[0, :, 0].tolist(), base.tolist()
     ([1.0, 1.0], [0.0])
     """
-    X = np.asarray(X, dtype=np.float32).reshape(len(X), -1)
-    bg = np.asarray(background, dtype=np.float32).reshape(len(background), -1)
+    X = np.asarray(X, dtype=dtype).reshape(len(X), -1)
+    bg = np.asarray(background, dtype=dtype).reshape(len(background), -1)
     d, p, m = X.shape[1], len(groups), len(bg)
     coalitions = ((np.arange(2 ** p)[:, None] >> np.arange(p)[None, :]) & 1).astype(bool)
     present = np.zeros((2 ** p, d), dtype=bool)
@@ -508,7 +513,7 @@ def exact_shapley(f: Any, X: np.ndarray, background: np.ndarray, groups: list[np
     size = coalitions.sum(axis=1)
     weight = np.array([factorial(k) * factorial(p - k - 1) / factorial(p) for k in range(p)])
     per = max(1, chunk // m)
-    buf = np.empty((min(per, 2 ** p), m, d), dtype=np.float32)
+    buf = np.empty((min(per, 2 ** p), m, d), dtype=dtype)
     out, base = [], None
     for i, x in enumerate(X):
         parts = []
@@ -560,7 +565,7 @@ def _explained_fn(model: ModelAdapter, scale: str, probe: np.ndarray) -> Any:
 def _measure_deviation(f: Any, X: np.ndarray, rows: np.ndarray, values: np.ndarray, pick: np.ndarray,
                        bg: np.ndarray, weights: np.ndarray | None, groups: list[np.ndarray], *, names: list[str],
                        tolerance: float, config: ShapConfig, ctx: RunContext, why: str, budget: int,
-                       exact_only: bool) -> ShapDeviation:
+                       exact_only: bool, dtype: Any = np.float32) -> ShapDeviation:
     """Compare an approximate explainer's values with Shapley values on a seeded sample of rows:
     exact values when ``check_n_rows`` rows fit in ``budget`` model evaluations, else KernelSHAP
     (``exact_only``: as many rows as fit, at least one)."""
@@ -570,7 +575,7 @@ def _measure_deviation(f: Any, X: np.ndarray, rows: np.ndarray, values: np.ndarr
     Xc = X[check]
     spread = None
     if exact_only or per_row * len(check) <= budget:
-        ref_all, _ = exact_shapley(f, Xc, bg, groups, weights=weights)
+        ref_all, _ = exact_shapley(f, Xc, bg, groups, weights=weights, dtype=dtype)
         reference, evaluations = "exact", per_row * len(check)
     else:
         seeds = ctx.rng.integers(2**31 - 1, size=2)
@@ -778,7 +783,10 @@ class _TreeValues:
     values: np.ndarray    # (n, raw features, k): TreeExplainer's column values summed per raw feature
     base: np.ndarray      # (k,) mean explained output over the background (computed by the model)
     outputs: np.ndarray   # (n, k) explained output of the explained rows (computed by the model)
-    f: Any                # encoded rows -> explained output (for the brute-force check)
+    f: Any                # the tree model's input rows -> explained output (for the brute-force check)
+    X: np.ndarray         # the explained rows and background rows in the tree model's input space
+    bg: np.ndarray
+    groups: list[np.ndarray]   # per raw feature, its columns there
     why: str | None       # why these are not the raw features' exact Shapley values (None: they are)
     description: str
     summed: dict[str, tuple[str, ...]]
@@ -865,6 +873,26 @@ def _ranked(ensemble: Any, X: np.ndarray, bg: np.ndarray) -> tuple[np.ndarray, n
         thr[at] = np.searchsorted(levels, thr[at])
     ensemble.thresholds = thr.astype(ensemble.thresholds.dtype)
     return Xr, bgr
+
+
+def _tree_output(tree: _Tree, task: str, scale: str, Z: np.ndarray) -> np.ndarray:
+    """What is explained (n, k), computed by the tree model on its own input."""
+    if scale in ("logit", "margin") or (task == "regression" and tree.name.split(".")[0] != "sklearn"):
+        return _margin(tree, Z)
+    if task == "regression":
+        return np.asarray(tree.final.predict(Z), dtype=float).reshape(len(Z), -1)
+    if tree.name == "xgboost.Booster":
+        import xgboost
+
+        p = np.asarray(tree.final.predict(xgboost.DMatrix(Z)), dtype=float)
+    elif tree.name == "lightgbm.Booster":
+        p = np.asarray(tree.final.predict(Z), dtype=float)
+    else:
+        p = np.asarray(tree.final.predict_proba(Z), dtype=float)
+    p = p.reshape(len(Z), -1)
+    if task == "binary":
+        return p[:, -1:]
+    return p
 
 
 def _margin(tree: _Tree, Z: np.ndarray) -> np.ndarray:
@@ -1041,12 +1069,11 @@ def _explain_tree(tree: _Tree, model: ModelAdapter, data: AuditData, X: np.ndarr
         notes.append(f"TreeExplainer could not explain {where} ({type(exc).__name__}: "
                      f"{str(exc).splitlines()[0][:120] if str(exc) else ''}).")
         return None
-    if scale == "margin":
-        def f(Z: np.ndarray) -> np.ndarray:
-            return _margin(tree, _tree_input(tree, model, data, np.asarray(Z)))
-    else:
-        f = _explained_fn(model, scale, bg)
-    outputs, base = f(X), f(bg).mean(axis=0)
+    def f(Z: np.ndarray) -> np.ndarray:
+        return _tree_output(tree, model.task, scale, np.asarray(Z, dtype=float))
+    # additivity is checked against the audited model's own output (decoding, preprocessing and all)
+    g = (lambda Z: _margin(tree, _tree_input(tree, model, data, Z))) if scale == "margin" else _explained_fn(model, scale, bg)
+    outputs, base = g(X), g(bg).mean(axis=0)
     if sv.ndim == 2:
         sv = sv[:, :, None]
     elif model.task == "binary":           # forests: both classes' probabilities; keep the positive
@@ -1069,7 +1096,9 @@ def _explain_tree(tree: _Tree, model: ModelAdapter, data: AuditData, X: np.ndarr
     if tree.prefix is not None:
         notes.append(f"TreeExplainer explained {where} on the {len(sets):,} columns the Pipeline's preprocessing "
                      f"produces; each raw feature's value is the sum of its columns' values (summed_columns).")
-    return _TreeValues(values, np.atleast_1d(base), outputs, f, " and ".join(why) or None, description, summed)
+    return _TreeValues(values, np.atleast_1d(base), outputs, f, Xt, bgt,
+                       [np.flatnonzero(member[:, j]) for j in range(member.shape[1])],
+                       " and ".join(why) or None, description, summed)
 
 def _explain_kernel(model: ModelAdapter, data: AuditData, X: np.ndarray, bg: np.ndarray,
                     weights: np.ndarray | None, scale: str, config: ShapConfig, ctx: RunContext
