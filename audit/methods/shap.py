@@ -2,10 +2,18 @@
 
 The explainer follows what the report can promise (``explainer="auto"``):
 
-- scikit-learn tree models: ``TreeExplainer`` (exact interventional Tree SHAP of the encoded
-  columns over *all* the background rows: shap's default masker would silently keep only 100 of
-  them). With one-hot groups, or a boosted classifier's probabilities, these are not the raw
-  features' exact Shapley values: their deviation is then measured like DeepLIFT's (below);
+- tree models (scikit-learn trees, forests, gradient boosting and HistGradientBoosting, XGBoost
+  and LightGBM estimators or Boosters), alone or as the last step of a scikit-learn ``Pipeline``:
+  ``TreeExplainer`` (exact interventional Tree SHAP over *all* the background rows: shap's default
+  masker would silently keep only 100 of them) of the columns the tree model reads, i.e. after the
+  Pipeline's preprocessing. Each column is traced through the fitted steps to the one raw feature
+  it depends on and its values are summed into that feature's (``summed_columns``); a step that
+  mixes raw features (PCA, polynomial features, unknown transformers) falls back to exact values
+  or KernelSHAP with a note. Boosted classifiers are explained on their margin (log-odds), where
+  Tree SHAP is exact; forests on probability. Where a raw feature is one column these are its
+  exact interventional Shapley values; with one-hot groups, or a boosted classifier's
+  probabilities (``scale = "probability"``), they are not: their deviation is then measured like
+  DeepLIFT's (below);
 - other tabular models with few raw features: **exact** interventional Shapley values, computed
   by enumerating all 2^p coalitions of the p raw features against every background row
   (:func:`exact_shapley`), whenever 2^p × background rows × explained rows model evaluations
@@ -20,10 +28,12 @@ The explainer follows what the report can promise (``explainer="auto"``):
   the same way);
 - anything else that can score new inputs: ``KernelExplainer`` over *raw features* (the one-hot
   columns of a categorical are switched on and off together, so every coalition is a valid
-  input), with ``l1_reg=False`` (no feature selection).
+  input), with ``l1_reg=False`` (no feature selection); shap's estimator call for call, without
+  its per-column Python loops (:func:`_grouped_kernel_class`).
 
 What is explained (``scale="auto"``): P(positive class) for binary models, the predicted value for
-regression, and for multiclass models the probability of each row's *predicted* class.
+regression, and for multiclass models the probability of each row's *predicted* class; for boosted
+tree classifiers, their margin (the log-odds, or the predicted class's pre-softmax score).
 ``scale="logit"`` explains log-odds instead (binary), or centred logits (multiclass, torch).
 
 Every value is relative to the background: a feature's SHAP value is how far it moves this row's
