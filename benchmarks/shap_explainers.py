@@ -202,7 +202,8 @@ def kernel_vs_shap(args) -> None:
         print(f"{name}: {len(groups)} raw features as groups of {data.X.shape[1]} encoded columns, "
               f"{len(X)} rows x {args.nsamples} coalitions x {len(bg)} background rows")
         print(f"  project KernelSHAP {tp:.2f} s, shap.KernelExplainer directly {ts:.2f} s: ratio project/shap "
-              f"{tp / ts:.2f} (median of {args.repeats}); max |value difference| {np.abs(vp - vs.reshape(vp.shape)).max():.1e}")
+              f"{tp / ts:.2f} (median of {args.repeats}); "
+              f"max |value difference| {np.abs(vp - vs.reshape(vp.shape)).max():.1e}")
 
     hgb = as_adapter(pipeline(HistGradientBoostingClassifier(max_iter=100, random_state=0)),
                      encoding=german.encoding, raw_input=True)
@@ -216,7 +217,8 @@ def kernel_vs_shap(args) -> None:
                                                                  kernel_n_rows=10), RunContext.default(0))
     t_kern = (time.perf_counter() - t) / 10 * 300
     print(f"German credit HistGradientBoosting Pipeline, 300 rows: shap method default ({tree.explainer}, "
-          f"{tree.explained}) {t_tree:.1f} s incl. its exact check of {len(tree.deviation.rows) if tree.deviation else 0} "
+          f"{tree.explained}) {t_tree:.1f} s incl. its exact check of "
+          f"{len(tree.deviation.rows) if tree.deviation else 0} "
           f"rows; additivity max error {tree.additivity_max_error:.1e}. KernelSHAP path ({kern.explainer}) "
           f"{t_kern:.0f} s (timed on 10 rows, scaled): ratio {t_kern / t_tree:.0f}x")
     print(f"load average at end: {os.getloadavg()}")

@@ -1082,7 +1082,8 @@ def _explain_tree(tree: _Tree, model: ModelAdapter, data: AuditData, X: np.ndarr
     def f(Z: np.ndarray) -> np.ndarray:
         return _tree_output(tree, model.task, scale, np.asarray(Z, dtype=float))
     # additivity is checked against the audited model's own output (decoding, preprocessing and all)
-    g = (lambda Z: _margin(tree, _tree_input(tree, model, data, Z))) if scale == "margin" else _explained_fn(model, scale, bg)
+    g = ((lambda Z: _margin(tree, _tree_input(tree, model, data, Z))) if scale == "margin"
+         else _explained_fn(model, scale, bg))
     outputs, base = g(X), g(bg).mean(axis=0)
     if sv.ndim == 2:
         sv = sv[:, :, None]
