@@ -608,7 +608,7 @@ def test_a_pipeline_step_that_mixes_raw_features_falls_back_with_a_note():
     assert any("PCA step combines the raw features" in n and "was used instead" in n for n in r.notes)
 
 
-@pytest.mark.parametrize("kind", ["hgb_multiclass", "xgb_regression", "lgbm_binary", "xgb_booster"])
+@pytest.mark.parametrize("kind", ["hgb_multiclass", "xgb_regression", "lgbm_binary", "xgb_booster", "lgbm_booster"])
 def test_boosted_models_on_encoded_input_are_explained_on_their_margin_additively(kind):
     import lightgbm
     import xgboost
@@ -637,6 +637,12 @@ def test_boosted_models_on_encoded_input_are_explained_on_their_margin_additivel
         adapter = as_adapter(lambda X: booster.predict(xgboost.DMatrix(X)))
         adapter.booster = booster
         assert _find_tree(adapter).boosted and _find_tree(adapter).name == "xgboost.Booster"
+        model = adapter
+    elif kind == "lgbm_booster":
+        booster = est.booster_
+        adapter = as_adapter(lambda X: booster.predict(X))
+        adapter.booster = booster
+        assert _find_tree(adapter).name == "lightgbm.Booster"
         model = adapter
     else:
         model = as_adapter(est, task=task)
@@ -730,3 +736,20 @@ def test_cli_audit_of_a_skops_histgb_pipeline_on_raw_columns_uses_tree_shap_summ
     for j, feat in enumerate(r["features"]):
         idx = [names.index(c) for c in r["summed_columns"][feat]]
         np.testing.assert_allclose(values[:, j], cols[:, idx].sum(axis=1), atol=1e-6)
+
+
+def test_histgb_with_native_categorical_splits_is_not_given_to_tree_explainer():
+    """shap's TreeExplainer does not read HistGradientBoosting's categorical bitset splits."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OrdinalEncoder
+
+    data, raw, cats = _german(200)
+    ct = ColumnTransformer([("cat", OrdinalEncoder(), cats)], remainder="passthrough")
+    hgb = HistGradientBoostingClassifier(max_iter=10, categorical_features=list(range(len(cats))), random_state=0)
+    pipe = make_pipeline(ct, hgb).fit(raw, data.y)
+    cfg = ShapConfig(n_rows=5, background_size=10, n_bootstrap=0)
+    r = Shap().run(as_adapter(pipe, encoding=data.encoding, raw_input=True), data, cfg, RunContext.default(0))
+    assert r.explainer == "exact" and r.additivity_max_error < 1e-6
+    assert any("native categorical" in n and "was used instead" in n for n in r.notes)
