@@ -753,3 +753,33 @@ def test_histgb_with_native_categorical_splits_is_not_given_to_tree_explainer():
     r = Shap().run(as_adapter(pipe, encoding=data.encoding, raw_input=True), data, cfg, RunContext.default(0))
     assert r.explainer == "exact" and r.additivity_max_error < 1e-6
     assert any("native categorical" in n and "was used instead" in n for n in r.notes)
+
+
+def test_tree_shap_traces_columns_through_imputer_selector_and_scaler_on_encoded_input():
+    """A Pipeline on the encoded matrix (raw_input = false) that imputes, drops a column and
+    scales: the kept columns map to their raw features, the dropped feature's value is 0, and the
+    values equal brute-force raw-feature Shapley values."""
+    from pathlib import Path
+
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.feature_selection import SelectKBest, f_classif
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from audit.methods.shap import _draw, exact_shapley
+
+    frame = pd.read_csv(Path(__file__).resolve().parents[1] / GERMAN).iloc[:300]
+    data = build_audit_data(frame, DatasetSpec(target="risk", positive_label="1",
+                                               features=("job", "credit_amount", "duration", "age")))
+    pipe = make_pipeline(SimpleImputer(), SelectKBest(f_classif, k=3), StandardScaler(),
+                         RandomForestClassifier(n_estimators=10, max_depth=4, random_state=0)).fit(data.X, data.y)
+    dropped = data.feature_names[int(np.flatnonzero(~pipe[1].get_support())[0])]
+    cfg = ShapConfig(explainer="tree", n_rows=8, background_size=40, n_bootstrap=0)
+    r = Shap().run(as_adapter(pipe), data, cfg, RunContext.default(0))
+    assert r.explainer == "tree" and r.deviation is None and r.summed_columns[dropped] == ()
+    assert np.all(r.values[:, data.feature_names.index(dropped)] == 0)
+    rows, _, bg, _, _ = _draw("tree", data, data.X, "the audited data", cfg, RunContext.default(0), [])
+    truth, _ = exact_shapley(lambda Z: pipe.predict_proba(Z)[:, 1], data.X[rows], bg,
+                             [np.asarray(g) for g in data.encoding.groups.values()])
+    np.testing.assert_allclose(r.values, truth[:, :, 0], atol=1e-6)
