@@ -17,6 +17,14 @@ evaluations: this script times, on the same rows and background (one torch threa
   2p + 2,048), each timed on --sample-rows rows and scaled linearly to --rows (stated);
 and prints DeepLIFT's deviation from the exact values on those rows, and on a steep tanh MLP.
 Timings are wall-clock on whatever else the machine is doing: compare ratios within one run.
+
+``--kernel`` (issue 17) times only the project's KernelSHAP path (:func:`_kernel_values`) against
+``shap.KernelExplainer`` called directly on the same grouped problem (raw features as groups of
+encoded columns, same model function, rows, background, nsamples and seed), alternating the two
+``--repeats`` times, and checks that their values are identical; on the Adult MLP (13 raw features,
+one-hot groups) and on a raw-input scikit-learn Pipeline (ColumnTransformer + LogisticRegression)
+of the German credit data. It also times the shap method's default on a HistGradientBoosting
+Pipeline of the German credit data (TreeExplainer, issue 13) against KernelSHAP on the same rows.
 """
 
 from __future__ import annotations
@@ -35,7 +43,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1000, help="rows explained (as in the audit)")
     parser.add_argument("--sample-rows", type=int, default=10, help="rows exact/KernelSHAP are timed on")
+    parser.add_argument("--kernel", action="store_true", help="only: project KernelSHAP vs shap directly")
+    parser.add_argument("--nsamples", type=int, default=2048, help="KernelSHAP coalitions per row (--kernel)")
+    parser.add_argument("--repeats", type=int, default=3, help="alternating timings per path (--kernel)")
     args = parser.parse_args()
+    if args.kernel:
+        kernel_vs_shap(args)
+        return
 
     import numpy as np
     import torch
@@ -110,6 +124,104 @@ def main() -> None:
     print(f"tanh MLP (4 features, 300 rows): DeepLIFT additivity error {t.additivity_max_error:.1e}; vs exact "
           f"Shapley max |diff| {t.deviation.max_abs:.3f}, mean {t.deviation.mean_abs:.4f}, top 3 "
           f"{t.deviation.top_method} vs {t.deviation.top_reference}")
+
+
+def _alternate(paths: dict, repeats: int) -> dict:
+    """Median wall time of each path, run in turn ``repeats`` times (noise hits both alike)."""
+    import statistics
+
+    times: dict = {k: [] for k in paths}
+    out = {}
+    for _ in range(repeats):
+        for k, fn in paths.items():
+            t = time.perf_counter()
+            out[k] = fn()
+            times[k].append(time.perf_counter() - t)
+    return {k: (statistics.median(v), out[k]) for k, v in times.items()}
+
+
+def kernel_vs_shap(args) -> None:
+    import os
+
+    import numpy as np
+    import pandas as pd
+    import shap
+    import torch
+    from shap.utils._legacy import DenseData
+
+    from audit.config import AuditPlan
+    from audit.core.adapter import as_adapter
+    from audit.core.dataset import DatasetSpec, build_audit_data
+    from audit.core.method import RunContext
+    from audit.methods.shap import Shap, ShapConfig, _explained_fn, _kernel_values
+
+    torch.set_num_threads(1)
+    print(f"load average at start (1, 5, 15 min): {os.getloadavg()}; shap {shap.__version__}")
+    problems = []
+    if (ROOT / "examples" / "adult_mlp" / "model.safetensors").is_file():
+        from audit.runner import load_inputs
+
+        inputs = load_inputs(AuditPlan.load(ROOT / "examples" / "adult_mlp" / "audit.toml"))
+        problems.append(("Adult MLP", inputs.data, inputs.model))
+    frame = pd.read_csv(ROOT / "benchmarks" / "data" / "german_credit.csv")
+    german = build_audit_data(frame, DatasetSpec(target="risk", positive_label="1"))
+    raw = german.encoding.decode(german.X)
+    cats = [c for c in german.feature_names if not pd.api.types.is_numeric_dtype(raw[c])]
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    def pipeline(est):
+        ct = ColumnTransformer([("cat", OneHotEncoder(handle_unknown="ignore"), cats)],
+                               remainder=StandardScaler())
+        return make_pipeline(ct, est).fit(raw, german.y)
+
+    logit = as_adapter(pipeline(LogisticRegression(max_iter=1000)), encoding=german.encoding, raw_input=True)
+    problems.append(("German credit LogisticRegression Pipeline (raw input)", german, logit))
+    rng = np.random.default_rng(0)
+    for name, data, model in problems:
+        groups = [np.asarray(v) for v in data.encoding.groups.values()]
+        bg = data.X[rng.choice(data.n_rows, 50, replace=False)]
+        X = data.X[rng.choice(data.n_rows, args.sample_rows, replace=False)]
+        f = _explained_fn(model, "probability", bg)
+        names = list(data.feature_names)
+
+        def project():
+            return _kernel_values(f, X, bg, None, groups, names, args.nsamples, "identity", 0)[0]
+
+        def direct():
+            np.random.seed(0)
+            explainer = shap.KernelExplainer(f, DenseData(bg.astype(float), names, groups))
+            return np.asarray(explainer.shap_values(X.astype(float), nsamples=args.nsamples, l1_reg=False,
+                                                    silent=True))
+
+        res = _alternate({"project": project, "shap": direct}, args.repeats)
+        (tp, vp), (ts, vs) = res["project"], res["shap"]
+        print(f"{name}: {len(groups)} raw features as groups of {data.X.shape[1]} encoded columns, "
+              f"{len(X)} rows x {args.nsamples} coalitions x {len(bg)} background rows")
+        print(f"  project KernelSHAP {tp:.2f} s, shap.KernelExplainer directly {ts:.2f} s: ratio project/shap "
+              f"{tp / ts:.2f} (median of {args.repeats}); "
+              f"max |value difference| {np.abs(vp - vs.reshape(vp.shape)).max():.1e}")
+
+    hgb = as_adapter(pipeline(HistGradientBoostingClassifier(max_iter=100, random_state=0)),
+                     encoding=german.encoding, raw_input=True)
+    cfg = ShapConfig(n_rows=300, kernel_n_rows=300, n_bootstrap=0)
+    sub = german.subset(np.arange(300))
+    t = time.perf_counter()
+    tree = Shap().run(hgb, sub, cfg, RunContext.default(0))
+    t_tree = time.perf_counter() - t
+    t = time.perf_counter()
+    kern = Shap().run(hgb, sub.subset(np.arange(10)), ShapConfig(explainer="kernel", n_bootstrap=0,
+                                                                 kernel_n_rows=10), RunContext.default(0))
+    t_kern = (time.perf_counter() - t) / 10 * 300
+    print(f"German credit HistGradientBoosting Pipeline, 300 rows: shap method default ({tree.explainer}, "
+          f"{tree.explained}) {t_tree:.1f} s (TreeExplainer alone {tree._seconds:.1f} s) incl. its exact check of "
+          f"{len(tree.deviation.rows) if tree.deviation else 0} "
+          f"rows; additivity max error {tree.additivity_max_error:.1e}. KernelSHAP path ({kern.explainer}) "
+          f"{t_kern:.0f} s (timed on 10 rows, scaled): ratio {t_kern / t_tree:.0f}x")
+    print(f"load average at end: {os.getloadavg()}")
 
 
 if __name__ == "__main__":

@@ -163,10 +163,14 @@ def test_tree_explainer_additivity_for_boosting_and_bootstrapped_forest_regressi
 
     data = build_audit_data(frame, DatasetSpec(target="income", positive_label=">50K"), encoding)
     gbm = GradientBoostingClassifier(n_estimators=20, random_state=0).fit(data.X, data.y)
-    r = Shap().run(as_adapter(gbm), data, ShapConfig(explainer="tree", background_size=50, n_rows=100, n_bootstrap=0),
-                   RunContext.default(0))
+    cfg = ShapConfig(explainer="tree", background_size=50, n_rows=100, n_bootstrap=0)
+    r = Shap().run(as_adapter(gbm), data, dataclasses.replace(cfg, scale="probability"), RunContext.default(0))
     assert r.explainer == "tree" and r.additivity_max_error < 1e-6
     np.testing.assert_allclose(r.outputs, gbm.predict_proba(data.X[list(r.rows)])[:, 1], atol=1e-9)
+    # by default a boosted classifier is explained on its margin (the log-odds), where Tree SHAP is exact
+    r = Shap().run(as_adapter(gbm), data, cfg, RunContext.default(0))
+    assert r.scale == "logit" and r.explained == "the log-odds of >50K" and r.additivity_max_error < 1e-6
+    np.testing.assert_allclose(r.outputs, gbm.decision_function(data.X[list(r.rows)]), atol=1e-6)
     # bootstrapped, fully grown trees on float32 inputs: without the float32 threshold fix,
     # shap's interventional Tree SHAP sent rows down the wrong branch (errors of ~20 here)
     reg = build_audit_data(frame.assign(v=np.arange(len(frame), dtype=float)),
@@ -361,7 +365,8 @@ def test_inexact_tree_shap_is_checked_against_brute_force_raw_feature_shapley(ca
         num = frame.assign(job=frame.job.map({"clerk": 0, "exec": 1, "tech": 2}))
         data = build_audit_data(num, DatasetSpec(target="income", positive_label=">50K", sensitive=("sex",)))
         est = GradientBoostingClassifier(n_estimators=30, max_depth=3, random_state=0).fit(data.X, data.y)
-    cfg = ShapConfig(background_size=200, n_rows=60, n_bootstrap=0)
+    cfg = ShapConfig(background_size=200, n_rows=60, n_bootstrap=0,
+                     scale="auto" if case == "one_hot" else "probability")
     r = Shap().run(as_adapter(est), data, cfg, RunContext.default(0))
     d = r.deviation
     assert r.explainer == "tree" and d is not None and d.reference == "exact" and r.additivity_ok
@@ -509,3 +514,272 @@ def test_images_say_why_the_distance_from_shapley_values_is_not_measured(planted
     html = " ".join(_environment(str(templates_dir())).get_template("partials/shap.html.j2").render(
         r=r, cfg=cfg, figs={}, report=None).split())
     assert "DeepLIFT attributions, not Shapley values" in html and "Distance from Shapley values: not measured" in html
+
+
+# --------------------------------------------------------------------------------------------
+# Tree models inside Pipelines, XGBoost / LightGBM / HistGradientBoosting (issue 13)
+# --------------------------------------------------------------------------------------------
+
+GERMAN = "benchmarks/data/german_credit.csv"
+
+
+def _german(n: int = 300):
+    from pathlib import Path
+
+    frame = pd.read_csv(Path(__file__).resolve().parents[1] / GERMAN).iloc[:n]
+    data = build_audit_data(frame, DatasetSpec(target="risk", positive_label="1"))
+    raw = data.encoding.decode(data.X)
+    cats = [c for c in data.feature_names if not pd.api.types.is_numeric_dtype(raw[c])]
+    return data, raw, cats
+
+
+def _tree_pipeline(kind: str, cats: list[str], encoder: str):
+    import lightgbm
+    import xgboost
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
+
+    enc = OneHotEncoder(handle_unknown="ignore") if encoder == "onehot" else OrdinalEncoder()
+    est = {"hgb": HistGradientBoostingClassifier(max_iter=20, random_state=0),
+           "rf": RandomForestClassifier(n_estimators=15, max_depth=5, random_state=0),
+           "xgb": xgboost.XGBClassifier(n_estimators=20, max_depth=3, n_jobs=1),
+           "lgbm": lightgbm.LGBMClassifier(n_estimators=20, num_leaves=8, verbose=-1, n_jobs=1)}[kind]
+    ct = ColumnTransformer([("cat", enc, cats), ("num", StandardScaler(), ["age", "duration"])],
+                           remainder="passthrough")
+    return make_pipeline(ct, est)
+
+
+@pytest.mark.parametrize("kind", ["hgb", "rf", "xgb", "lgbm"])
+def test_tree_shap_of_a_pipeline_with_one_column_per_raw_feature_equals_brute_force_raw_shapley(kind):
+    """Ordinal-encoded categoricals, scaled and passed-through numerics: every column the tree
+    model reads depends on one raw feature, so the values are the raw features' exact
+    interventional Shapley values of the pipeline (in its margin for boosted models)."""
+    from audit.methods.shap import exact_shapley
+
+    data, raw, cats = _german()
+    pipe = _tree_pipeline(kind, cats, "ordinal").fit(raw, data.y)
+    model = as_adapter(pipe, encoding=data.encoding, raw_input=True)
+    cfg = ShapConfig(n_rows=6, background_size=30, n_bootstrap=0)
+    r = Shap().run(model, data, cfg, RunContext.default(0))
+    assert r.explainer == "tree" and r.deviation is None and "Pipeline" in r.tree_model
+    assert r.scale == ("probability" if kind == "rf" else "logit")
+    assert r.summed_columns["purpose"] == ("cat__purpose",) and r.summed_columns["job"] == ("remainder__job",)
+    assert r.additivity_max_error < 2e-5
+    p = lambda Z: model.output(Z)  # noqa: E731
+    f = p if kind == "rf" else (lambda Z: np.log(p(Z) / (1 - p(Z))))
+    # the same seeded draw of rows and background rows as the method's
+    from audit.methods.shap import _draw
+
+    rows, _, bg, _, _ = _draw("tree", data, data.X, "the audited data", cfg, RunContext.default(0), [])
+    assert tuple(int(i) for i in rows) == r.rows
+    truth, base = exact_shapley(f, data.X[list(r.rows)], bg, [np.asarray(g) for g in data.encoding.groups.values()])
+    np.testing.assert_allclose(r.values, truth[:, :, 0], atol=2e-5)
+    assert r.base_value == pytest.approx(base[0], abs=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["hgb", "xgb", "lgbm"])
+def test_tree_shap_of_a_one_hot_pipeline_sums_columns_per_raw_feature_and_measures_the_gap(kind):
+    data, raw, cats = _german()
+    pipe = _tree_pipeline(kind, cats, "onehot").fit(raw, data.y)
+    cfg = ShapConfig(n_rows=40, background_size=30, n_bootstrap=0, check_n_rows=2)
+    r = Shap().run(as_adapter(pipe, encoding=data.encoding, raw_input=True), data, cfg, RunContext.default(0))
+    assert r.explainer == "tree" and r.additivity_ok and r.additivity_max_error < 2e-5
+    assert r.summed_columns["housing"] == ("cat__housing_free", "cat__housing_own", "cat__housing_rent")
+    assert r.summed_columns["age"] == ("num__age",)
+    assert any("sum of its columns' values" in n for n in r.notes)
+    # one-hot sums are additive but not the categorical's Shapley value: the gap is measured
+    assert r.deviation is not None and r.deviation.reference == "exact" and "one-hot" in r.deviation.why
+    js = r.to_json()
+    assert js["explainer"] == "tree" and js["summed_columns"]["sex"] == ["cat__sex_female", "cat__sex_male"]
+
+
+def test_a_pipeline_step_that_mixes_raw_features_falls_back_with_a_note():
+    from sklearn.decomposition import PCA
+    from sklearn.pipeline import make_pipeline
+
+    data, raw, cats = _german(200)
+    pipe = _tree_pipeline("hgb", cats, "onehot")
+    pipe = make_pipeline(pipe[0], PCA(4, random_state=0), pipe[-1]).fit(raw, data.y)
+    cfg = ShapConfig(n_rows=5, background_size=10, n_bootstrap=0)
+    r = Shap().run(as_adapter(pipe, encoding=data.encoding, raw_input=True), data, cfg, RunContext.default(0))
+    assert r.explainer == "exact" and r.summed_columns is None and r.additivity_max_error < 1e-6
+    assert any("PCA step combines the raw features" in n and "was used instead" in n for n in r.notes)
+
+
+@pytest.mark.parametrize("kind", ["hgb_multiclass", "xgb_regression", "lgbm_binary", "xgb_booster", "lgbm_booster"])
+def test_boosted_models_on_encoded_input_are_explained_on_their_margin_additively(kind):
+    import lightgbm
+    import xgboost
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from audit.methods.shap import _find_tree
+
+    data, raw, cats = _german()
+    y = data.y
+    if kind == "hgb_multiclass":
+        task, y = "multiclass", np.digitize(raw["credit_amount"], [1500, 4000])
+        frame = pd.read_csv(__import__("pathlib").Path(__file__).resolve().parents[1] / GERMAN).iloc[:300]
+        data = build_audit_data(frame.assign(risk=np.array(["low", "mid", "high"])[y]),
+                                DatasetSpec(target="risk", task="multiclass"))
+        est = HistGradientBoostingClassifier(max_iter=15, random_state=0).fit(data.X, data.y)
+    elif kind == "xgb_regression":
+        task = "regression"
+        frame = pd.read_csv(__import__("pathlib").Path(__file__).resolve().parents[1] / GERMAN).iloc[:300]
+        data = build_audit_data(frame, DatasetSpec(target="credit_amount", task="regression"))
+        est = xgboost.XGBRegressor(n_estimators=20, max_depth=3, n_jobs=1).fit(data.X, data.y)
+    else:
+        task = "binary"
+        est = lightgbm.LGBMClassifier(n_estimators=20, num_leaves=8, verbose=-1, n_jobs=1).fit(data.X, y)
+    if kind == "xgb_booster":   # a bare Booster, as a loader of XGBoost model files exposes it
+        booster = xgboost.XGBClassifier(n_estimators=20, max_depth=3, n_jobs=1).fit(data.X, y).get_booster()
+        adapter = as_adapter(lambda X: booster.predict(xgboost.DMatrix(X)))
+        adapter.booster = booster
+        assert _find_tree(adapter).boosted and _find_tree(adapter).name == "xgboost.Booster"
+        model = adapter
+    elif kind == "lgbm_booster":
+        booster = est.booster_
+        adapter = as_adapter(lambda X: booster.predict(X))
+        adapter.booster = booster
+        assert _find_tree(adapter).name == "lightgbm.Booster"
+        model = adapter
+    else:
+        model = as_adapter(est, task=task)
+    cfg = ShapConfig(n_rows=50, background_size=40, n_bootstrap=0, check_n_rows=2)
+    r = Shap().run(model, data, cfg, RunContext.default(0))
+    # XGBoost sums its trees in float32: ~1e-7 relative to outputs in the thousands (regression)
+    assert r.explainer == "tree" and r.additivity_max_error < (1e-6 * np.std(r.outputs) if task == "regression"
+                                                               else 2e-5)
+    assert r.scale == {"multiclass": "margin", "regression": "value", "binary": "logit"}[task]
+    if task == "multiclass":
+        assert "raw margin" in r.explained and r.explained_class is not None
+
+
+def test_grouped_kernel_shap_equals_shap_kernel_explainer_value_for_value():
+    """The fast path is the same estimator: same coalitions from the same seed, same weights."""
+    import shap
+    from shap.utils._legacy import DenseData
+
+    from audit.methods.shap import _kernel_values
+
+    rng = np.random.default_rng(0)
+    groups = [np.arange(i, i + 3) for i in range(0, 24, 3)] + [np.array([24])]
+    W = rng.normal(size=(25, 2))
+    f = lambda Z: np.tanh(Z @ W)  # noqa: E731
+    bg, X = rng.normal(size=(15, 25)), rng.normal(size=(4, 25))
+    X[1, groups[2]] = 0.0
+    bg[:, groups[2]] = 0.0      # a group equal to the whole background does not vary: value 0
+    names = [f"g{i}" for i in range(len(groups))]
+    mine, base = _kernel_values(f, X, bg, None, groups, names, 200, "identity", 7)
+    np.random.seed(7)
+    ref = shap.KernelExplainer(f, DenseData(bg, names, groups)).shap_values(X, nsamples=200, l1_reg=False,
+                                                                            silent=True)
+    np.testing.assert_allclose(mine, np.asarray(ref), rtol=1e-12, atol=1e-12)
+    assert np.all(mine[1, 2] == 0) and np.abs(mine[:, 2]).max() > 0
+    np.testing.assert_allclose(base, f(bg).mean(axis=0), atol=1e-12)
+
+
+def test_grouped_kernel_shap_enumerating_every_coalition_equals_brute_force_shapley():
+    from audit.methods.shap import _kernel_values, exact_shapley
+
+    rng = np.random.default_rng(1)
+    groups = [np.array([0, 1]), np.array([2]), np.array([3, 4, 5]), np.array([6])]
+    f = lambda Z: Z[:, 0] * Z[:, 2] + np.sin(Z[:, 3] * Z[:, 6]) + Z[:, 1] ** 2  # noqa: E731
+    bg, X = rng.normal(size=(12, 7)), rng.normal(size=(5, 7))
+    values, _ = _kernel_values(f, X, bg, None, groups, list("abcd"), 100, "identity", 0)   # 2^4 - 2 <= 100
+    truth, _ = exact_shapley(lambda Z: f(Z.astype(float)), X, bg, groups)
+    np.testing.assert_allclose(values, truth, atol=1e-5)
+
+
+def test_cli_audit_of_a_skops_histgb_pipeline_on_raw_columns_uses_tree_shap_summed_per_raw_feature(tmp_path):
+    """`audit run` on a skops-saved Pipeline(ColumnTransformer(one-hot), HistGradientBoosting)
+    that reads raw data-frame columns: results.json says TreeExplainer explained the final
+    estimator, and each raw feature's values are the sums of its one-hot columns' Tree SHAP
+    values, computed here independently with shap on the pipeline's own transform."""
+    import json
+
+    import shap
+    import skops.io as sio
+    from typer.testing import CliRunner
+
+    from audit.cli import app
+
+    _, _, cats = _german(120)
+    csv = pd.read_csv(__import__("pathlib").Path(__file__).resolve().parents[1] / GERMAN).iloc[:120]
+    pipe = _tree_pipeline("hgb", cats, "onehot").fit(csv.drop(columns="risk"), csv.risk)
+    sio.dump(pipe, tmp_path / "model.skops")
+    csv.to_csv(tmp_path / "data.csv", index=False)
+    (tmp_path / "audit.toml").write_text(
+        'name = "hgb"\nseed = 0\n[model]\npath = "model.skops"\nraw_input = true\ntask = "binary"\n'
+        'trusted_types = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]\n'
+        '[data]\npath = "data.csv"\ntarget = "risk"\npositive_label = "1"\n'
+        '[methods.shap]\nn_rows = 1000\nbackground_size = 1000\nn_bootstrap = 0\ncheck_n_rows = 1\n'
+        '[report]\nformats = ["json"]\n', encoding="utf-8")
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, ["run", str(tmp_path / "audit.toml"), "--out", str(out), "-q", "-m", "shap"],
+                             catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    doc = json.loads((out / "results.json").read_text())["methods"]["shap"]
+    assert doc["status"] == "ok", doc
+    r = doc["result"]
+    assert r["explainer"] == "tree" and r["label"] == "Interventional Tree SHAP (TreeExplainer)"
+    assert "HistGradientBoostingClassifier" in r["tree_model"] and "Pipeline" in r["tree_model"]
+    assert r["summed_columns"]["purpose"][0].startswith("cat__purpose_") and r["additivity_max_error"] < 1e-5
+    # independently: shap on the pipeline's transform of every row (all rows are the background)
+    X = pipe[:-1].transform(csv.drop(columns="risk")).astype(float)
+    ex = shap.TreeExplainer(pipe[-1], data=shap.maskers.Independent(X, max_samples=len(X)),
+                            feature_perturbation="interventional", model_output="raw")
+    cols = ex.shap_values(X[r["rows"]], check_additivity=False)
+    names = list(pipe[:-1].get_feature_names_out())
+    values = np.asarray(r["values"])
+    for j, feat in enumerate(r["features"]):
+        idx = [names.index(c) for c in r["summed_columns"][feat]]
+        np.testing.assert_allclose(values[:, j], cols[:, idx].sum(axis=1), atol=1e-6)
+
+
+def test_histgb_with_native_categorical_splits_is_not_given_to_tree_explainer():
+    """shap's TreeExplainer does not read HistGradientBoosting's categorical bitset splits."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OrdinalEncoder
+
+    data, raw, cats = _german(200)
+    ct = ColumnTransformer([("cat", OrdinalEncoder(), cats)], remainder="passthrough")
+    hgb = HistGradientBoostingClassifier(max_iter=10, categorical_features=list(range(len(cats))), random_state=0)
+    pipe = make_pipeline(ct, hgb).fit(raw, data.y)
+    cfg = ShapConfig(n_rows=5, background_size=10, n_bootstrap=0)
+    r = Shap().run(as_adapter(pipe, encoding=data.encoding, raw_input=True), data, cfg, RunContext.default(0))
+    assert r.explainer == "exact" and r.additivity_max_error < 1e-6
+    assert any("native categorical" in n and "was used instead" in n for n in r.notes)
+
+
+def test_tree_shap_traces_columns_through_imputer_selector_and_scaler_on_encoded_input():
+    """A Pipeline on the encoded matrix (raw_input = false) that imputes, drops a column and
+    scales: the kept columns map to their raw features, the dropped feature's value is 0, and the
+    values equal brute-force raw-feature Shapley values."""
+    from pathlib import Path
+
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.feature_selection import SelectKBest, f_classif
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from audit.methods.shap import _draw, exact_shapley
+
+    frame = pd.read_csv(Path(__file__).resolve().parents[1] / GERMAN).iloc[:300]
+    data = build_audit_data(frame, DatasetSpec(target="risk", positive_label="1",
+                                               features=("job", "credit_amount", "duration", "age")))
+    pipe = make_pipeline(SimpleImputer(), SelectKBest(f_classif, k=3), StandardScaler(),
+                         RandomForestClassifier(n_estimators=10, max_depth=4, random_state=0)).fit(data.X, data.y)
+    dropped = data.feature_names[int(np.flatnonzero(~pipe[1].get_support())[0])]
+    cfg = ShapConfig(explainer="tree", n_rows=8, background_size=40, n_bootstrap=0)
+    r = Shap().run(as_adapter(pipe), data, cfg, RunContext.default(0))
+    assert r.explainer == "tree" and r.deviation is None and r.summed_columns[dropped] == ()
+    assert np.all(r.values[:, data.feature_names.index(dropped)] == 0)
+    rows, _, bg, _, _ = _draw("tree", data, data.X, "the audited data", cfg, RunContext.default(0), [])
+    truth, _ = exact_shapley(lambda Z: pipe.predict_proba(Z)[:, 1], data.X[rows], bg,
+                             [np.asarray(g) for g in data.encoding.groups.values()])
+    np.testing.assert_allclose(r.values, truth[:, :, 0], atol=1e-6)

@@ -2,10 +2,18 @@
 
 The explainer follows what the report can promise (``explainer="auto"``):
 
-- scikit-learn tree models: ``TreeExplainer`` (exact interventional Tree SHAP of the encoded
-  columns over *all* the background rows: shap's default masker would silently keep only 100 of
-  them). With one-hot groups, or a boosted classifier's probabilities, these are not the raw
-  features' exact Shapley values: their deviation is then measured like DeepLIFT's (below);
+- tree models (scikit-learn trees, forests, gradient boosting and HistGradientBoosting, XGBoost
+  and LightGBM estimators or Boosters), alone or as the last step of a scikit-learn ``Pipeline``:
+  ``TreeExplainer`` (exact interventional Tree SHAP over *all* the background rows: shap's default
+  masker would silently keep only 100 of them) of the columns the tree model reads, i.e. after the
+  Pipeline's preprocessing. Each column is traced through the fitted steps to the one raw feature
+  it depends on and its values are summed into that feature's (``summed_columns``); a step that
+  mixes raw features (PCA, polynomial features, unknown transformers) falls back to exact values
+  or KernelSHAP with a note. Boosted classifiers are explained on their margin (log-odds), where
+  Tree SHAP is exact; forests on probability. Where a raw feature is one column these are its
+  exact interventional Shapley values; with one-hot groups, or a boosted classifier's
+  probabilities (``scale = "probability"``), they are not: their deviation is then measured like
+  DeepLIFT's (below);
 - other tabular models with few raw features: **exact** interventional Shapley values, computed
   by enumerating all 2^p coalitions of the p raw features against every background row
   (:func:`exact_shapley`), whenever 2^p × background rows × explained rows model evaluations
@@ -20,10 +28,12 @@ The explainer follows what the report can promise (``explainer="auto"``):
   the same way);
 - anything else that can score new inputs: ``KernelExplainer`` over *raw features* (the one-hot
   columns of a categorical are switched on and off together, so every coalition is a valid
-  input), with ``l1_reg=False`` (no feature selection).
+  input), with ``l1_reg=False`` (no feature selection); shap's estimator call for call, without
+  its per-column Python loops (:func:`_grouped_kernel_class`).
 
 What is explained (``scale="auto"``): P(positive class) for binary models, the predicted value for
-regression, and for multiclass models the probability of each row's *predicted* class.
+regression, and for multiclass models the probability of each row's *predicted* class; for boosted
+tree classifiers, their margin (the log-odds, or the predicted class's pre-softmax score).
 ``scale="logit"`` explains log-odds instead (binary), or centred logits (multiclass, torch).
 
 Every value is relative to the background: a feature's SHAP value is how far it moves this row's
@@ -40,6 +50,7 @@ the data rows ``rows``.
 
 from __future__ import annotations
 
+import functools
 import time
 import warnings
 from dataclasses import dataclass
@@ -211,6 +222,10 @@ class ShapResult(MethodResult):
     # DeepLIFT / expected gradients on tabular data: measured deviation from Shapley values.
     deviation: ShapDeviation | None = None
     deviation_skipped: str | None = None  # why it was not measured, for those explainers
+    # TreeExplainer: the tree model explained (e.g. a Pipeline's final estimator) and, per raw
+    # feature, the columns of its input whose values were summed into the raw feature's value.
+    tree_model: str | None = None
+    summed_columns: dict[str, tuple[str, ...]] | None = None
     _seconds: float = 0.0                # explainer wall time (not serialised: not reproducible)
 
 
@@ -246,9 +261,9 @@ class Shap(AuditMethod[ShapConfig, ShapResult]):
         # background row: affordable for tabular data with few features.
         exact_cost = None if data.modality != "tabular" else (
             2 ** len(groups) * min(config.background_size, len(pool)) * min(config.n_rows, data.n_rows))
-        tree_why = _tree_inexact(model, groups)
-        kind = choose_explainer(model, config, notes, exact_cost=exact_cost)
-        scale = _scale(model, config)
+        found = _find_tree(model)
+        kind = choose_explainer(model, config, notes, exact_cost=exact_cost, tree=found)
+        scale = _tree_scale(found, model, config) if kind == "tree" and found else _scale(model, config)
         if kind == "deep":
             kind = _check_deep(model, scale, data.X[:2], notes)
         if config.background == "kmeans" and kind != "kernel":
@@ -257,15 +272,18 @@ class Shap(AuditMethod[ShapConfig, ShapResult]):
         X = data.X[rows]
         start = time.perf_counter()
         enc_values = None
-        tree = _explain_tree(model, X, bg, scale, notes) if kind == "tree" else None
-        if kind == "tree" and tree is None:      # shap could not handle this tree model
+        tree = _explain_tree(found, model, data, X, bg, scale, notes) if kind == "tree" and found else None
+        if kind == "tree" and tree is None:      # no column mapping, or shap could not handle the model
             kind = "exact" if exact_cost is not None and exact_cost <= config.exact_max_evaluations else "kernel"
+            notes[-1] += f" {LABELS[kind]} was used instead."
+            scale = _scale(model, config)
             rows, sampled, bg, weights, bkind = _draw(kind, data, pool, source, config, ctx, notes)
             X = data.X[rows]
+        tree_why = tree.why if tree is not None else None
         if kind in ("deep", "gradient"):
             enc_values, base, outputs = _explain_torch(model, X, bg, kind, scale, config, ctx)
         elif tree is not None:
-            enc_values, base, outputs = tree
+            raw_values, base, outputs = tree.values, tree.base, tree.outputs
         elif kind == "exact":
             f = _explained_fn(model, scale, bg)
             raw_values, base = exact_shapley(f, X, bg, groups, progress=ctx.progress)
@@ -311,12 +329,15 @@ class Shap(AuditMethod[ShapConfig, ShapResult]):
                     f"(exact_max_evaluations / {_TREE_SHARE}: tree ensembles evaluate slowly). These values "
                     f"{tree_why}")
             else:
+                # a tree model's check runs in its own input space (no decoding or preprocessing
+                # per evaluation): each raw feature is the group of the columns it produces
                 deviation = _measure_deviation(
-                    _explained_fn(model, scale, bg), X, rows, values, pick, bg, weights, groups,
+                    *((tree.f, tree.X, rows, values, pick, tree.bg, weights, tree.groups) if tree is not None else
+                      (_explained_fn(model, scale, bg), X, rows, values, pick, bg, weights, groups)),
                     names=data.feature_names, tolerance=config.deviation_tolerance * spread, config=config,
                     ctx=ctx, why=tree_why if kind == "tree" else _WHY[kind],
                     budget=config.exact_max_evaluations // (_TREE_SHARE if kind == "tree" else 1),
-                    exact_only=kind == "tree")
+                    exact_only=kind == "tree", dtype=np.float64 if tree is not None else np.float32)
         boot = bootstrap_mean_abs(values, n_bootstrap=config.n_bootstrap,
                                   confidence=config.confidence, rng=ctx.rng)
         names = data.feature_names
@@ -348,7 +369,9 @@ class Shap(AuditMethod[ShapConfig, ShapResult]):
             additivity_ok=bool(err.max() <= tol),
             waterfall_rows=waterfall, _seconds=seconds,
             n_dependence=config.n_dependence, max_display=config.max_display, notes=tuple(notes),
-            modal=modal, deviation=deviation, deviation_skipped=deviation_skipped)
+            modal=modal, deviation=deviation, deviation_skipped=deviation_skipped,
+            tree_model=tree.description if tree is not None else None,
+            summed_columns=tree.summed if tree is not None else None)
 
     def findings(self, result: ShapResult, config: ShapConfig) -> list[Finding]:
         out = []
@@ -414,18 +437,19 @@ def _draw(kind: str, data: AuditData, pool: np.ndarray, source: str, config: Sha
 
 
 def choose_explainer(model: ModelAdapter, config: ShapConfig, notes: list[str], *,
-                     exact_cost: int | None = None) -> str:
+                     exact_cost: int | None = None, tree: Any = None) -> str:
     """The explainer to use, with a note whenever the request could not be honoured.
 
     ``exact_cost`` is the number of model evaluations exact Shapley values would take
     (None: not possible, e.g. images); "auto" prefers exact values within
     ``exact_max_evaluations``, except for tree models: TreeExplainer is exact per encoded column
     and fast, while a forest evaluates slowly (~20 s per million rows for 100 trees here); where
-    its values are not exact per raw feature (:func:`_tree_inexact`) their deviation is measured.
+    its values are not exact per raw feature (:class:`_TreeValues` ``why``) their deviation is
+    measured. ``tree`` is the tree model :func:`_find_tree` found (None: not a tree model).
     """
     want = config.explainer
     torch_ok = {"torch", "gradients"} <= model.capabilities
-    tree_ok = _is_tree(model)
+    tree_ok = tree is not None
     affordable = exact_cost is not None and exact_cost <= config.exact_max_evaluations
     if want == "exact":
         if exact_cost is None:
@@ -446,7 +470,8 @@ def choose_explainer(model: ModelAdapter, config: ShapConfig, notes: list[str], 
                      f"{model.description} is not one, so KernelSHAP was used.")
         return "tree" if tree_ok else "kernel"
     if want == "tree" and not tree_ok:
-        notes.append(f"TreeExplainer needs a scikit-learn tree model on the encoded input; "
+        notes.append(f"TreeExplainer needs a tree model (scikit-learn, XGBoost or LightGBM, alone or as "
+                     f"a Pipeline's last step); "
                      f"{model.description} is not one, so KernelSHAP was used.")
         return "kernel"
     return want
@@ -454,7 +479,7 @@ def choose_explainer(model: ModelAdapter, config: ShapConfig, notes: list[str], 
 
 def exact_shapley(f: Any, X: np.ndarray, background: np.ndarray, groups: list[np.ndarray], *,
                   weights: np.ndarray | None = None, chunk: int = 1 << 14,
-                  progress: Any = None) -> tuple[np.ndarray, np.ndarray]:
+                  progress: Any = None, dtype: Any = np.float32) -> tuple[np.ndarray, np.ndarray]:
     """Exact interventional Shapley values of groups of input columns, by brute force.
 
     For each row x and each of the 2^p coalitions S of the p groups, the value of S is the mean
@@ -475,6 +500,8 @@ def exact_shapley(f: Any, X: np.ndarray, background: np.ndarray, groups: list[np
         The columns of each player (e.g. the one-hot columns of a categorical).
     weights : array (b,), optional
         Weights of the background rows (k-means centres); the mean over them is then weighted.
+    dtype : the inputs' type (float32, as the encoded model input; float64 for a tree model's
+        own float64 input).
 
     Returns
     -------
@@ -487,8 +514,8 @@ def exact_shapley(f: Any, X: np.ndarray, background: np.ndarray, groups: list[np
     >>> values[0, :, 0].tolist(), base.tolist()
     ([1.0, 1.0], [0.0])
     """
-    X = np.asarray(X, dtype=np.float32).reshape(len(X), -1)
-    bg = np.asarray(background, dtype=np.float32).reshape(len(background), -1)
+    X = np.asarray(X, dtype=dtype).reshape(len(X), -1)
+    bg = np.asarray(background, dtype=dtype).reshape(len(background), -1)
     d, p, m = X.shape[1], len(groups), len(bg)
     coalitions = ((np.arange(2 ** p)[:, None] >> np.arange(p)[None, :]) & 1).astype(bool)
     present = np.zeros((2 ** p, d), dtype=bool)
@@ -497,7 +524,7 @@ def exact_shapley(f: Any, X: np.ndarray, background: np.ndarray, groups: list[np
     size = coalitions.sum(axis=1)
     weight = np.array([factorial(k) * factorial(p - k - 1) / factorial(p) for k in range(p)])
     per = max(1, chunk // m)
-    buf = np.empty((min(per, 2 ** p), m, d), dtype=np.float32)
+    buf = np.empty((min(per, 2 ** p), m, d), dtype=dtype)
     out, base = [], None
     for i, x in enumerate(X):
         parts = []
@@ -549,7 +576,7 @@ def _explained_fn(model: ModelAdapter, scale: str, probe: np.ndarray) -> Any:
 def _measure_deviation(f: Any, X: np.ndarray, rows: np.ndarray, values: np.ndarray, pick: np.ndarray,
                        bg: np.ndarray, weights: np.ndarray | None, groups: list[np.ndarray], *, names: list[str],
                        tolerance: float, config: ShapConfig, ctx: RunContext, why: str, budget: int,
-                       exact_only: bool) -> ShapDeviation:
+                       exact_only: bool, dtype: Any = np.float32) -> ShapDeviation:
     """Compare an approximate explainer's values with Shapley values on a seeded sample of rows:
     exact values when ``check_n_rows`` rows fit in ``budget`` model evaluations, else KernelSHAP
     (``exact_only``: as many rows as fit, at least one)."""
@@ -559,7 +586,7 @@ def _measure_deviation(f: Any, X: np.ndarray, rows: np.ndarray, values: np.ndarr
     Xc = X[check]
     spread = None
     if exact_only or per_row * len(check) <= budget:
-        ref_all, _ = exact_shapley(f, Xc, bg, groups, weights=weights)
+        ref_all, _ = exact_shapley(f, Xc, bg, groups, weights=weights, dtype=dtype)
         reference, evaluations = "exact", per_row * len(check)
     else:
         seeds = ctx.rng.integers(2**31 - 1, size=2)
@@ -594,34 +621,6 @@ def value_name(explainer: str) -> str:
     return {"deep": "DeepLIFT", "gradient": "expected-gradients"}.get(explainer, "SHAP")
 
 
-def _tree_inexact(model: ModelAdapter, groups: list[np.ndarray]) -> str | None:
-    """Why TreeExplainer's values would not be the raw features' exact Shapley values (None: exact).
-
-    Its players are the encoded columns, so summing a one-hot group gives an additive attribution
-    that is not the categorical's Shapley value; and for boosted classifiers its "probability"
-    output is not exact (measured: 0.086 off brute-force values, while its log-odds were exact
-    to 1e-8), since the probability is a nonlinear function of the trees' sum.
-    """
-    if not _is_tree(model):
-        return None
-    why = []
-    if any(len(g) > 1 for g in groups):
-        why.append("are Shapley values of the encoded columns, so summed per one-hot group they are "
-                   "not the categorical features' Shapley values")
-    if model.task != "regression" and "Boosting" in type(model.estimator).__name__:  # type: ignore[attr-defined]
-        why.append("for a boosted classifier are not exact on the probability scale")
-    return " and ".join(why) or None
-
-
-def _is_tree(model: ModelAdapter) -> bool:
-    est = getattr(model, "estimator", None)
-    if est is None or getattr(model, "raw", False) or "sklearn" not in model.capabilities:
-        return False
-    mod = type(est).__module__
-    return mod.startswith(("sklearn.tree", "sklearn.ensemble")) and (
-        hasattr(est, "tree_") or hasattr(est, "estimators_"))
-
-
 def _scale(model: ModelAdapter, config: ShapConfig) -> str:
     if model.task == "regression":
         return "value"
@@ -637,6 +636,8 @@ def _explained_text(data: AuditData, scale: str) -> str:
     if data.task == "binary":
         pos = data.classes[1] if data.classes else "the positive class"
         return f"the log-odds of {pos}" if scale == "logit" else f"P({pos})"
+    if scale == "margin":   # boosted multiclass trees
+        return "the raw margin (score before the softmax) of each row's predicted class"
     return ("the centred logit of each row's predicted class" if scale == "logit"
             else "the probability of each row's predicted class")
 
@@ -757,52 +758,359 @@ def _explain_torch(model: ModelAdapter, X: np.ndarray, bg: np.ndarray, kind: str
     return np.concatenate(parts, axis=0), np.atleast_1d(base), outputs
 
 
-def _explain_tree(model: ModelAdapter, X: np.ndarray, bg: np.ndarray, scale: str, notes: list[str]
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """Interventional Tree SHAP, or None (with a note) when shap cannot handle the model."""
+# --------------------------------------------------------------------------------------------
+# TreeExplainer: tree models alone or as the last step of a scikit-learn Pipeline
+# --------------------------------------------------------------------------------------------
+
+# The tree models shap's TreeExplainer reads, by library (a subclass counts as its base class).
+_TREE_CLASSES: dict[str, frozenset[str]] = {
+    "sklearn": frozenset({
+        "DecisionTreeClassifier", "DecisionTreeRegressor", "ExtraTreeClassifier", "ExtraTreeRegressor",
+        "RandomForestClassifier", "RandomForestRegressor", "ExtraTreesClassifier", "ExtraTreesRegressor",
+        "GradientBoostingClassifier", "GradientBoostingRegressor",
+        "HistGradientBoostingClassifier", "HistGradientBoostingRegressor"}),
+    "xgboost": frozenset({"XGBClassifier", "XGBRegressor", "XGBModel", "Booster"}),
+    "lightgbm": frozenset({"LGBMClassifier", "LGBMRegressor", "LGBMModel", "Booster"}),
+}
+# Transformers whose output column i is a function of input column i alone.
+_ELEMENTWISE = frozenset({"StandardScaler", "MinMaxScaler", "MaxAbsScaler", "RobustScaler", "QuantileTransformer",
+                          "PowerTransformer", "Binarizer", "OrdinalEncoder", "TargetEncoder"})
+
+
+@dataclass(frozen=True)
+class _Tree:
+    """A tree model found in the audited model: ``final`` is what TreeExplainer reads, ``prefix``
+    the Pipeline steps before it (None: the model is the tree itself)."""
+
+    final: Any
+    name: str             # the tree class (e.g. "xgboost.XGBClassifier")
+    boosted: bool         # a sum of trees through a link (log-odds / softmax margins)
+    prefix: Any | None
+    raw: bool             # the model reads the decoded raw data frame
+
+
+@dataclass(frozen=True)
+class _TreeValues:
+    values: np.ndarray    # (n, raw features, k): TreeExplainer's column values summed per raw feature
+    base: np.ndarray      # (k,) mean explained output over the background (computed by the model)
+    outputs: np.ndarray   # (n, k) explained output of the explained rows (computed by the model)
+    f: Any                # the tree model's input rows -> explained output (for the brute-force check)
+    X: np.ndarray         # the explained rows and background rows in the tree model's input space
+    bg: np.ndarray
+    groups: list[np.ndarray]   # per raw feature, its columns there
+    why: str | None       # why these are not the raw features' exact Shapley values (None: they are)
+    description: str
+    summed: dict[str, tuple[str, ...]]
+
+
+def _tree_class(est: Any) -> str | None:
+    for cls in type(est).__mro__:
+        lib = cls.__module__.split(".")[0]
+        if cls.__name__ in _TREE_CLASSES.get(lib, ()):
+            return f"{lib}.{cls.__name__}"
+    return None
+
+
+def _find_tree(model: ModelAdapter) -> _Tree | None:
+    """The tree model TreeExplainer can explain, alone or as the last step of a Pipeline."""
+    est = getattr(model, "estimator", None)
+    if est is None:
+        est = getattr(model, "booster", None)
+    if est is None or "predict" not in model.capabilities:
+        return None
+    prefix = None
+    if type(est).__name__ == "Pipeline" and type(est).__module__.startswith("sklearn"):
+        if not est.steps:
+            return None
+        final = est.steps[-1][1]
+        prefix = est[:-1] if len(est.steps) > 1 else None
+    else:
+        final = est
+    name = _tree_class(final)
+    if name is None:
+        return None
+    boosted = not name.startswith("sklearn") or "Boosting" in name
+    return _Tree(final, name, boosted, prefix, bool(getattr(model, "raw", False)))
+
+
+def _tree_scale(tree: _Tree, model: ModelAdapter, config: ShapConfig) -> str:
+    """What TreeExplainer explains: the trees' own additive output. Forests average
+    probabilities (explained as probabilities); boosted classifiers sum trees into a margin, the
+    log-odds (binary) or the pre-softmax score of each class (multiclass), which is explained by
+    default; ``scale = "probability"`` explains a boosted binary model's probability instead
+    (shap's transform of the margin: additive, but not exact Shapley values)."""
+    if model.task == "regression":
+        return "value"
+    if not tree.boosted:
+        if config.scale == "logit":
+            raise InvalidConfigError("The 'scale' option of shap must be \"probability\" or \"auto\" for "
+                                     "forests and single trees explained by TreeExplainer (their log-odds "
+                                     "are not additive over trees). Got \"logit\" instead.")
+        return "probability"
+    if config.scale == "probability":
+        if model.task == "multiclass":
+            raise InvalidConfigError(
+                "The 'scale' option of shap cannot be \"probability\" for a boosted multiclass tree "
+                "model: TreeExplainer explains its margins (scale = \"auto\"). Got \"probability\" "
+                "instead; use scale = \"auto\", or explainer = \"kernel\" for probabilities.")
+        return "probability"
+    return "logit" if model.task == "binary" else "margin"
+
+
+def _tree_input(tree: _Tree, model: ModelAdapter, data: AuditData, X: np.ndarray) -> np.ndarray:
+    """Encoded rows -> the dense float matrix the tree model reads."""
+    Z: Any = data.encoding.decode(X) if tree.raw else np.asarray(X, dtype=np.float32)
+    if tree.prefix is not None:
+        Z = tree.prefix.transform(Z)
+    if hasattr(Z, "toarray"):
+        Z = Z.toarray()
+    return np.asarray(Z, dtype=float)
+
+
+def _ranked(ensemble: Any, X: np.ndarray, bg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Replace, per feature, the values of X and bg and the ensemble's thresholds on that feature
+    by their ranks among all of them (in place for the thresholds): every comparison of a value
+    with a threshold is unchanged, and ranks are exact in float32."""
+    thr = np.array(ensemble.thresholds, dtype=float)
+    feat = np.asarray(ensemble.features)
+    Xr, bgr = np.empty_like(X), np.empty_like(bg)
+    for j in range(X.shape[1]):
+        at = feat == j
+        levels = np.unique(np.concatenate([X[:, j], bg[:, j], thr[at]]))
+        if len(levels) >= 2 ** 24:
+            raise ValueError(f"column {j} has {len(levels):,} distinct values and thresholds, too many "
+                             "to compare exactly in float32")
+        Xr[:, j], bgr[:, j] = np.searchsorted(levels, X[:, j]), np.searchsorted(levels, bg[:, j])
+        thr[at] = np.searchsorted(levels, thr[at])
+    ensemble.thresholds = thr.astype(ensemble.thresholds.dtype)
+    return Xr, bgr
+
+
+def _tree_output(tree: _Tree, task: str, scale: str, Z: np.ndarray) -> np.ndarray:
+    """What is explained (n, k), computed by the tree model on its own input."""
+    if scale in ("logit", "margin") or (task == "regression" and tree.name.split(".")[0] != "sklearn"):
+        return _margin(tree, Z)
+    if task == "regression":
+        return np.asarray(tree.final.predict(Z), dtype=float).reshape(len(Z), -1)
+    if tree.name == "xgboost.Booster":
+        import xgboost
+
+        p = np.asarray(tree.final.predict(xgboost.DMatrix(Z)), dtype=float)
+    elif tree.name == "lightgbm.Booster":
+        p = np.asarray(tree.final.predict(Z), dtype=float)
+    else:
+        p = np.asarray(tree.final.predict_proba(Z), dtype=float)
+    p = p.reshape(len(Z), -1)
+    if task == "binary":
+        return p[:, -1:]
+    return p
+
+
+def _margin(tree: _Tree, Z: np.ndarray) -> np.ndarray:
+    """A boosted classifier's raw margins (n, k) on its own input."""
+    lib = tree.name.split(".")[0]
+    if tree.name == "xgboost.Booster":
+        import xgboost
+
+        out = tree.final.predict(xgboost.DMatrix(Z), output_margin=True)
+    elif lib == "xgboost":
+        out = tree.final.predict(Z, output_margin=True)
+    elif lib == "lightgbm":
+        out = tree.final.predict(Z, raw_score=True)
+    else:
+        out = tree.final.decision_function(Z)
+    return np.asarray(out, dtype=float).reshape(len(Z), -1)
+
+
+def _column_features(tree: _Tree, data: AuditData, probe: np.ndarray) -> tuple[list[frozenset[int]], list[str]]:
+    """The raw features (indices in ``data.feature_names``) each column of the tree model's input
+    depends on, traced through the Pipeline's fitted steps; and the reasons where one column
+    depends on several (a transformer that mixes columns, or one whose mapping is unknown)."""
+    Z: Any = data.encoding.decode(probe) if tree.raw else np.asarray(probe, dtype=np.float32)
+    if tree.raw:
+        sets = [frozenset({i}) for i in range(len(data.feature_names))]
+    else:
+        sets = [frozenset({int(j)}) for j in data.encoding.column_feature]
+    mixers: list[str] = []
+    if tree.prefix is not None:
+        sets = _trace(tree.prefix, sets, Z, data.feature_names, mixers)
+    return sets, mixers
+
+
+def _width(Z: Any) -> int:
+    return int(Z.shape[1]) if getattr(Z, "ndim", 2) == 2 else 1
+
+
+def _take(Z: Any, idx: list[int]) -> Any:
+    return Z.iloc[:, idx] if hasattr(Z, "iloc") else Z[:, idx]
+
+
+def _trace(step: Any, sets: list[frozenset[int]], Z: Any, names: list[str],
+           mixers: list[str]) -> list[frozenset[int]]:
+    """Raw features of each output column of a fitted step, from those of its input columns."""
+    kind = type(step).__name__
+    if step is None or (isinstance(step, str) and step == "passthrough"):
+        return sets
+    if kind == "Pipeline":
+        for _, sub in step.steps:
+            if sub is None or isinstance(sub, str):
+                continue
+            sets = _trace(sub, sets, Z, names, mixers)
+            Z = sub.transform(Z)
+        return sets
+    if kind == "ColumnTransformer":
+        width = max([sl.stop for sl in step.output_indices_.values()] + [0])
+        out: list[frozenset[int]] = [frozenset()] * width
+        for name, sub, _ in step.transformers_:
+            sl = step.output_indices_[name]
+            if sl.stop == sl.start:
+                continue
+            idx = list(step._transformer_to_input_indices[name])
+            part = _trace(sub, [sets[i] for i in idx], _take(Z, idx), names, mixers)
+            if len(part) != sl.stop - sl.start:
+                raise ValueError(f"the ColumnTransformer's {name!r} output has an unexpected width")
+            out[sl] = part
+        return out
+    n_out = _width(step.transform(Z))
+    union = frozenset().union(*sets)
+    if len(union) <= 1:                    # every output depends on (at most) one raw feature
+        return [union] * n_out
+    per = _per_column(step, len(sets))
+    if per is None or len(per) != n_out:
+        mixers.append(f"its {kind} step combines the raw features "
+                      f"{', '.join(names[i] for i in sorted(union)[:6])}{' ...' if len(union) > 6 else ''}")
+        return [union] * n_out
+    return [frozenset().union(*(sets[i] for i in src)) for src in per]
+
+
+def _per_column(step: Any, n_in: int) -> list[list[int]] | None:
+    """For a transformer that works column by column: the input columns of each output column."""
+    kind = type(step).__name__
+    if kind == "FunctionTransformer" and step.func is None:
+        return [[i] for i in range(n_in)]
+    if kind in _ELEMENTWISE or (kind == "KBinsDiscretizer" and step.encode == "ordinal"):
+        return [[i] for i in range(n_in)]
+    counts = None
+    if kind == "OneHotEncoder":
+        counts = getattr(step, "_n_features_outs", None)
+    elif kind == "KBinsDiscretizer":
+        counts = list(step.n_bins_)
+    if counts is not None:
+        return [[i] for i, c in enumerate(counts) for _ in range(int(c))]
+    if hasattr(step, "get_support"):          # feature selectors keep some input columns
+        return [[int(i)] for i in step.get_support(indices=True)]
+    if kind == "SimpleImputer":               # kept columns, then missing indicators, by name
+        inputs = [str(c) for c in getattr(step, "feature_names_in_", [f"x{i}" for i in range(n_in)])]
+        pos = {c: i for i, c in enumerate(inputs)}
+        out = []
+        for c in step.get_feature_names_out(inputs):
+            c = str(c).removeprefix("missingindicator_") if str(c) not in pos else str(c)
+            if c not in pos:
+                return None
+            out.append([pos[c]])
+        return out
+    return None
+
+
+def _column_names(tree: _Tree, data: AuditData, width: int) -> list[str]:
+    if tree.prefix is None:
+        names = data.feature_names if tree.raw else data.encoding.columns
+        return list(names) if len(names) == width else [f"column {i}" for i in range(width)]
+    try:
+        names = [str(c) for c in (tree.prefix.get_feature_names_out() if tree.raw else
+                                  tree.prefix.get_feature_names_out(data.encoding.columns))]
+    except Exception:  # noqa: BLE001 - a step without feature names
+        names = []
+    return names if len(names) == width else [f"column {i}" for i in range(width)]
+
+
+def _explain_tree(tree: _Tree, model: ModelAdapter, data: AuditData, X: np.ndarray, bg: np.ndarray,
+                  scale: str, notes: list[str]) -> _TreeValues | None:
+    """Interventional Tree SHAP of the tree model's input columns over every background row,
+    summed per raw feature; None (with a note) when the columns cannot be traced back to single
+    raw features or shap cannot handle the model."""
     import shap
 
-    if scale == "logit":
-        raise InvalidConfigError("The 'scale' option of shap must be \"probability\" for tree models "
-                                 "(their log-odds differ between forests and boosting). Got \"logit\" instead.")
-    est = model.estimator  # type: ignore[attr-defined]
-    output = "raw" if model.task == "regression" else "probability"
-    bg64, X64 = np.asarray(bg, dtype=float), np.asarray(X, dtype=float)
+    short = tree.name.split(".")[-1]
+    where = f"the Pipeline's final {short}" if tree.prefix is not None else short
+    if tree.raw and tree.prefix is None and any(
+            isinstance(f, CategoricalFeature) for f in data.encoding.features):
+        notes.append(f"TreeExplainer was not used: {short} reads raw text columns itself.")
+        return None
+    if getattr(tree.final, "is_categorical_", None) is not None and np.any(tree.final.is_categorical_):
+        notes.append(f"TreeExplainer was not used: {where} splits on native categorical features, "
+                     "which shap's TreeExplainer does not read.")
+        return None
+    try:
+        sets, mixers = _column_features(tree, data, bg[:2])
+        Xt, bgt = _tree_input(tree, model, data, X), _tree_input(tree, model, data, bg)
+        if len(sets) != Xt.shape[1]:
+            raise ValueError(f"traced {len(sets)} columns but the pipeline produced {Xt.shape[1]}")
+    except Exception as exc:  # noqa: BLE001 - any step that cannot be traced
+        notes.append(f"TreeExplainer was not used: the columns {where} reads could not be traced back to "
+                     f"raw features ({type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}).")
+        return None
+    if any(len(s) > 1 for s in sets):
+        notes.append(f"TreeExplainer was not used: {where} reads columns that depend on several raw "
+                     f"features ({mixers[0] if mixers else 'unknown step'}), so its values cannot be summed "
+                     "back to raw features.")
+        return None
+    output = "probability" if scale == "probability" else "raw"
     try:
         # A bare array would be wrapped in maskers.Independent(max_samples=100), which silently
         # keeps only 100 background rows (values off by 0.02 with 400); pass every row.
-        explainer = shap.TreeExplainer(est, data=shap.maskers.Independent(bg64, max_samples=len(bg64)),
+        explainer = shap.TreeExplainer(tree.final, data=shap.maskers.Independent(bgt, max_samples=len(bgt)),
                                        feature_perturbation="interventional", model_output=output)
-        if len(explainer.data) != len(bg64):
-            raise RuntimeError(f"shap kept {len(explainer.data)} of {len(bg64)} background rows")
-        # scikit-learn splits float32 inputs at float64 midpoints; shap's interventional code
-        # compares in float32, where a midpoint can round onto a data value and send a row down
-        # the other branch (measured: additivity errors of 20 on a forest). Rounding thresholds
-        # down to float32 keeps every float32 comparison identical to scikit-learn's.
-        thr = explainer.model.thresholds
-        t32 = thr.astype(np.float32)
-        explainer.model.thresholds = np.where(t32.astype(np.float64) > thr,
-                                              np.nextafter(t32, np.float32(-np.inf)), t32).astype(thr.dtype)
-        sv = np.asarray(explainer.shap_values(X64, check_additivity=False), dtype=float)
+        if len(explainer.data) != len(bgt):
+            raise RuntimeError(f"shap kept {len(explainer.data)} of {len(bgt)} background rows")
+        # shap's C code compares float32 inputs with the thresholds, while HistGradientBoosting
+        # and LightGBM compare float64 inputs and scikit-learn's other trees float32 inputs with
+        # float64 midpoints: a value within float32 rounding of a threshold then goes down the other
+        # branch (measured: additivity errors of 0.06-0.6 on HistGradientBoosting, 20 on a forest).
+        # Replacing every value and threshold of a feature by its rank among them keeps each of
+        # the model's own comparisons and is exact in float32.
+        lib = tree.name.split(".")[0]
+        dtype = np.float64 if lib == "lightgbm" or "HistGradientBoosting" in tree.name else np.float32
+        Xr, bgr = _ranked(explainer.model, Xt.astype(dtype).astype(float), bgt.astype(dtype).astype(float))
+        explainer.data, explainer.data_missing = bgr, np.zeros(bgr.shape, dtype=bool)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")   # feature-name warnings of models fitted on frames
+            sv = np.asarray(explainer.shap_values(Xr, check_additivity=False), dtype=float)
     except Exception as exc:  # shap raises assorted errors for models it does not support
-        notes.append(f"TreeExplainer could not explain {type(est).__name__} ({type(exc).__name__}: "
-                     f"{str(exc).splitlines()[0][:120] if str(exc) else ''}); KernelSHAP was used.")
+        notes.append(f"TreeExplainer could not explain {where} ({type(exc).__name__}: "
+                     f"{str(exc).splitlines()[0][:120] if str(exc) else ''}).")
         return None
-    if model.task == "regression":
-        outputs = model.predict(X).astype(float).reshape(-1, 1)
-        base = np.atleast_1d(model.predict(bg).astype(float).mean())
-    else:
-        outputs = model.predict_proba(X).astype(float)
-        base = model.predict_proba(bg).astype(float).mean(axis=0)
-    if sv.ndim == 2:   # one output: the positive class of a binary model, or the regression value
+    def f(Z: np.ndarray) -> np.ndarray:
+        return _tree_output(tree, model.task, scale, np.asarray(Z, dtype=float))
+    # additivity is checked against the audited model's own output (decoding, preprocessing and all)
+    g = ((lambda Z: _margin(tree, _tree_input(tree, model, data, Z))) if scale == "margin"
+         else _explained_fn(model, scale, bg))
+    outputs, base = g(X), g(bg).mean(axis=0)
+    if sv.ndim == 2:
         sv = sv[:, :, None]
-        if model.task == "binary":
-            outputs, base = outputs[:, 1:2], base[1:2]
-    elif model.task == "binary":
-        sv, base, outputs = sv[:, :, 1:2], base[1:2], outputs[:, 1:2]
-    # the base value is the mean model output over the background, computed by the model itself
-    return sv, base, outputs
-
+    elif model.task == "binary":           # forests: both classes' probabilities; keep the positive
+        sv = sv[:, :, 1:2]
+    # the mapping: input column -> its raw feature; summing keeps additivity
+    member = np.zeros((len(sets), len(data.feature_names)))
+    for c, s in enumerate(sets):
+        member[c, list(s)] = 1.0
+    values = np.einsum("ntk,tp->npk", sv, member)
+    names = _column_names(tree, data, len(sets))
+    summed = {feat: tuple(names[c] for c in np.flatnonzero(member[:, j])) for j, feat in enumerate(data.feature_names)}
+    why = []
+    if any(len(cols) > 1 for cols in summed.values()):
+        why.append("are Shapley values of the model's input columns, so summed per one-hot (or otherwise "
+                   "split) feature they are not that feature's Shapley value")
+    if scale == "probability" and tree.boosted:
+        why.append("for a boosted classifier are not exact on the probability scale")
+    description = (f"{short} (the last step of a scikit-learn Pipeline, explained on the {len(sets):,} columns "
+                   f"its preprocessing produces)" if tree.prefix is not None else short)
+    if tree.prefix is not None:
+        notes.append(f"TreeExplainer explained {where} on the {len(sets):,} columns the Pipeline's preprocessing "
+                     f"produces; each raw feature's value is the sum of its columns' values (summed_columns).")
+    return _TreeValues(values, np.atleast_1d(base), outputs, f, Xt, bgt,
+                       [np.flatnonzero(member[:, j]) for j in range(member.shape[1])],
+                       " and ".join(why) or None, description, summed)
 
 def _explain_kernel(model: ModelAdapter, data: AuditData, X: np.ndarray, bg: np.ndarray,
                     weights: np.ndarray | None, scale: str, config: ShapConfig, ctx: RunContext
@@ -837,7 +1145,7 @@ def _kernel_values(f: Any, X: np.ndarray, bg: np.ndarray, weights: np.ndarray | 
 
     flat_bg = bg.reshape(len(bg), -1).astype(float)
     args: list[Any] = [groups] + ([np.asarray(weights, dtype=float)] if weights is not None else [])
-    explainer = shap.KernelExplainer(f, DenseData(flat_bg, list(names), *args), link=link)
+    explainer = _grouped_kernel_class()(f, DenseData(flat_bg, list(names), *args), link=link)
     # shap's KernelExplainer draws coalitions from numpy's global stream: seed it from ours.
     np.random.seed(seed)
     parts = []
@@ -850,6 +1158,50 @@ def _kernel_values(f: Any, X: np.ndarray, bg: np.ndarray, weights: np.ndarray | 
         if progress is not None:
             progress(min(n, start + 10), n)
     return np.concatenate(parts, axis=0), np.atleast_1d(np.asarray(explainer.expected_value, dtype=float))
+
+
+@functools.cache
+def _grouped_kernel_class() -> Any:
+    """shap's KernelExplainer with its two per-column Python loops vectorised (issue 17).
+
+    It computes the same estimator as ``shap.KernelExplainer``, call for call: the same coalitions
+    (drawn from numpy's global stream in the same order), the same kernel weights and the same
+    regression; only where each coalition's present columns are written into the synthetic rows
+    (once for every coalition, just before the model runs, instead of one column at a time per
+    coalition) and how varying groups are found (one comparison of the whole background) change.
+    With grouped features (one-hot categoricals) those loops cost as much as the model itself.
+    """
+    import shap
+    import scipy.sparse
+
+    class GroupedKernelExplainer(shap.KernelExplainer):  # type: ignore[misc]
+        def varying_groups(self, x: Any) -> np.ndarray:
+            if scipy.sparse.issparse(x) or self.data.groups is None or scipy.sparse.issparse(self.data.data):
+                return super().varying_groups(x)
+            # shap: a group varies unless np.allclose(x[group], background[:, group], equal_nan=True)
+            close = np.isclose(np.asarray(x)[0][None, :], self.data.data, equal_nan=True).all(axis=0)
+            return np.flatnonzero([not close[np.asarray(g, dtype=int)].all() for g in self.data.groups])
+
+        def addsample(self, x: Any, m: np.ndarray, w: float) -> None:
+            if scipy.sparse.issparse(x) or scipy.sparse.issparse(self.synth_data):
+                return super().addsample(x, m, w)
+            self._x = np.asarray(x)[0]
+            self.maskMatrix[self.nsamplesAdded, :] = m
+            self.kernelWeights[self.nsamplesAdded] = w
+            self.nsamplesAdded += 1
+
+        def run(self) -> None:
+            a, b, n = self.nsamplesRun, self.nsamplesAdded, self.N
+            if b > a and not scipy.sparse.issparse(self.synth_data):
+                member = np.zeros((self.M, self.synth_data.shape[1]))
+                for j, g in enumerate(self.varyingFeatureGroups):
+                    member[j, np.atleast_1d(np.asarray(g, dtype=int))] = 1.0
+                present = ((self.maskMatrix[a:b] == 1.0).astype(float) @ member) > 0   # (samples, columns)
+                block = self.synth_data[a * n:b * n].reshape(b - a, n, -1)            # a view
+                np.copyto(block, self._x[None, None, :], where=present[:, None, :])
+            super().run()
+
+    return GroupedKernelExplainer
 
 
 def _modal_figures(m: ModalAttribution, name: str = "SHAP") -> dict[str, Any]:
