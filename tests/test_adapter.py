@@ -253,10 +253,20 @@ def test_width_error_says_raw_input_when_a_pipeline_takes_the_raw_columns(frame,
     from audit.core.adapter import check_width
     from audit.errors import DataValidationError
 
-    model = SklearnAdapter(task="binary", estimator=_raw_pipeline(frame), encoding=encoding)
+    from sklearn.linear_model import LogisticRegression
+
+    # fitted on an array of 3 columns (no names): the width says it
+    codes = np.column_stack([frame.age, frame.hours, frame.job.astype("category").cat.codes])
+    model = SklearnAdapter(task="binary", estimator=LogisticRegression().fit(codes, frame.income),
+                           encoding=encoding)
     with pytest.raises(DataValidationError,
                        match=r"expects 3 input columns, one per raw column \(age, hours, job\), but the "
                              r"encoding gives 5: this model takes the raw columns: set `\[model\] raw_input = true`"):
+        check_width(model, _audit_data(frame, encoding))
+    # fitted on the data frame: scikit-learn's feature_names_in_ say it
+    model = SklearnAdapter(task="binary", estimator=_raw_pipeline(frame), encoding=encoding)
+    with pytest.raises(DataValidationError, match=r"fitted on a data frame of the raw columns \(age, hours, "
+                                                  r"job; .*this model takes the raw columns: set `\[model\] raw_input = true`"):
         check_width(model, _audit_data(frame, encoding))
     check_width(SklearnAdapter(task="binary", estimator=_raw_pipeline(frame), encoding=encoding, raw=True),
                 _audit_data(frame, encoding))  # the fix works
@@ -339,3 +349,22 @@ def test_cli_says_raw_input_for_a_saved_raw_pipeline(tmp_path, frame, encoding):
                                                       'encoding = "encoding.json"\nraw_input = true\n'))
     result = CliRunner().invoke(app, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
+
+
+def test_model_fitted_on_raw_numeric_columns_of_the_same_width_is_refused_without_raw_input(frame):
+    from sklearn.linear_model import LogisticRegression
+
+    from audit.core.adapter import check_width
+    from audit.core.dataset import Encoding
+    from audit.errors import DataValidationError
+
+    encoding = Encoding.fit(frame[["age", "hours"]])           # standardizes: encoded != raw values
+    data = build_audit_data(frame, DatasetSpec(target="income", positive_label=">50K",
+                                               features=("age", "hours")), encoding)
+    est = LogisticRegression().fit(frame[["age", "hours"]], frame.income)   # a data frame: names kept
+    with pytest.raises(DataValidationError, match=r"fitted on a data frame of the raw columns \(age, hours.*"
+                                                  r"set `\[model\] raw_input = true`"):
+        check_width(SklearnAdapter(task="binary", estimator=est, encoding=encoding), data)
+    check_width(SklearnAdapter(task="binary", estimator=est, encoding=encoding, raw=True), data)
+    plain = LogisticRegression().fit(encoding.encode(frame), frame.income)  # an array: no names
+    check_width(SklearnAdapter(task="binary", estimator=plain, encoding=encoding), data)

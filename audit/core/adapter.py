@@ -204,6 +204,14 @@ def check_width(model: ModelAdapter, data: AuditData) -> None:
             f"columns ({shown}) and the encoding would give {width}. Check that [data] features lists "
             "the columns the model was trained on.")
     n = model.n_inputs
+    if named_raw and hasattr(model, "raw") and not _identity_encoding(data):
+        # fitted on a data frame of the raw columns (scikit-learn kept their names) but handed the
+        # encoded matrix: even at the same width its inputs would be silently wrong
+        raise DataValidationError(
+            f"{model.description} was fitted on a data frame of the raw columns ({shown}; scikit-learn "
+            f"kept their names), but the audit would hand it the encoded columns: this model takes the "
+            f"raw columns: set `{_RAW_KEY}`. (If it was fitted on encoded values under these names, fit "
+            "it on the encoded array instead.)")
     if n is None or n == width:
         return
     if n == len(raw) or named_raw:
@@ -222,6 +230,14 @@ def check_width(model: ModelAdapter, data: AuditData) -> None:
         f"{model.description} expects {n} input columns but the encoded data has {width} "
         f"({len(raw)} raw features: {shown}). Use the encoding JSON the model was trained with (set "
         "[model] encoding), and check that [data] features lists the columns it was trained on.")
+
+
+def _identity_encoding(data: AuditData) -> bool:
+    """Whether the encoded columns equal the raw ones (numeric, centre 0, scale 1, no transform)."""
+    from audit.core.dataset import NumericFeature
+
+    return all(isinstance(f, NumericFeature) and f.center == 0 and f.scale == 1 and f.transform is None
+               for f in data.encoding.features)
 
 
 # Tolerances of check_outputs: float32 softmax rows sum to 1 within ~1e-6 and sigmoid/softmax
