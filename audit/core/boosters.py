@@ -76,10 +76,14 @@ def booster_format(path: Path, fmt: str | None) -> str | None:
 # ones, large values) so that tree traversal is exercised too. Isolated mode (-I): nothing from
 # the working directory or PYTHON* variables is imported.
 _PROBE = r"""
-import resource, sys
+import sys
 limit = int(sys.argv[2])
-if limit > 0:
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+try:
+    import resource
+    if limit > 0:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+except (ImportError, ValueError, OSError):  # no address-space limits on this platform
+    pass
 # the libraries import these only if present (for data frames and their scikit-learn wrappers);
 # the probe needs none of them, and they are most of the start-up time (measured ~4x)
 for name in ("pandas", "sklearn", "scipy.stats", "pyarrow", "polars", "dask", "cudf", "cupy",
