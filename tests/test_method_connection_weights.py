@@ -504,3 +504,41 @@ def test_raw_input_scaler_mlp_pipeline_folds_the_decoding_too_and_runs():
     with pytest.raises(CapabilityError, match="'g' is not a plain numeric column"):
         extract_network(SklearnAdapter(task="binary", estimator=pipe_cat, encoding=data_cat.encoding, raw=True),
                         data_cat)
+
+
+def test_cli_runs_connection_weights_on_a_saved_standard_scaler_mlp_pipeline(tmp_path):
+    import json
+
+    import skops.io as sio
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from typer.testing import CliRunner
+
+    from audit.cli import app
+    from audit.core.dataset import Encoding
+
+    frame = _pipeline_data(n=300)
+    features = ["a", "b", "c", "g"]
+    enc = Encoding.fit(frame[features])
+    pipe = _fit_quietly(make_pipeline(StandardScaler(), MLPClassifier(hidden_layer_sizes=(4,), max_iter=20,
+                                                                      random_state=0)),
+                        enc.encode(frame), frame.t)
+    sio.dump(pipe, tmp_path / "model.skops")
+    (tmp_path / "encoding.json").write_text(json.dumps(enc.to_dict()))
+    frame.to_csv(tmp_path / "data.csv", index=False)
+    trusted = sio.get_untrusted_types(file=str(tmp_path / "model.skops"))
+    (tmp_path / "audit.toml").write_text(
+        f'[model]\npath = "model.skops"\nencoding = "encoding.json"\ntrusted_types = {json.dumps(trusted)}\n\n'
+        '[data]\npath = "data.csv"\ntarget = "t"\npositive_label = "yes"\nfeatures = ["a", "b", "c", "g"]\n\n'
+        '[methods.connection_weights]\nn_permutations = 39\nn_restarts = 1\nper_input = 0\n\n'
+        '[report]\nformats = ["html", "json"]\n')
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["run", str(tmp_path / "audit.toml"), "--out", str(out), "-q",
+                                      "-m", "connection_weights"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    cw = json.loads((out / "results.json").read_text())["methods"]["connection_weights"]
+    assert cw["status"] == "ok" and cw["result"]["model_kind"] == "sklearn"
+    assert any("StandardScaler was folded into the first layer" in n for n in cw["result"]["notes"])
+    assert any("stopped at max_iter = 20" in n for n in cw["result"]["notes"])
+    assert "StandardScaler was folded into the first layer" in (out / "report.html").read_text()

@@ -1288,9 +1288,11 @@ __all__ = [
     "InputTest",
     "connection_contributions",
     "extract_network",
+    "fold_input_affine",
     "garson_importance",
     "kendall_w",
     "olden_importance",
     "randomization_test",
     "resolve_recipe",
+    "sklearn_mlp",
 ]
