@@ -231,3 +231,14 @@ def test_cli_corrupted_booster_exits_2_with_one_line(tmp_path):
                                       "--methods", "fairness"], catch_exceptions=False)
     assert result.exit_code == 2
     assert "Traceback" not in result.output and "not a readable LightGBM model file" in result.output
+
+
+@pytest.mark.parametrize("classes", [["a"], ["a", "a"], "ab", [True, False], [1.5, 2]])
+def test_config_classes_must_be_distinct_labels(tmp_path, classes):
+    from audit.config import AuditPlan
+
+    doc = {"model": {"path": "m.json", "classes": classes}, "data": {"path": "d.csv", "target": "y"}}
+    with pytest.raises(InvalidConfigError, match=r"\[model\] 'classes' must be a list of at least two distinct"):
+        AuditPlan.from_dict(doc, base_dir=tmp_path)
+    doc["model"]["classes"] = ["no", 1]
+    assert AuditPlan.from_dict(doc, base_dir=tmp_path).model.classes == ("no", "1")
