@@ -20,7 +20,7 @@ FORMATS = ("html", "pdf", "json")
 
 _TOP_KEYS = {"name", "seed", "model", "data", "methods", "gate", "report", "limits"}
 _MODEL_KEYS = {"path", "architecture", "encoding", "predictions", "task", "threshold", "output",
-               "raw_input", "trusted_types", "init_args", "training"}
+               "raw_input", "trusted_types", "init_args", "training", "format", "classes"}
 _DATA_KEYS = {"path", "target", "positive_label", "features", "sensitive", "na_values", "missing_sensitive",
               "train_path", "max_rows", "sensitive_sources"}
 _REPORT_KEYS = {"title", "formats", "out"}
@@ -110,6 +110,8 @@ class AuditPlan:
             predictions=_typed(model, "predictions", str, None), task=task, threshold=threshold,
             output=_typed(model, "output", str, "logit"),
             raw_input=_typed(model, "raw_input", bool, False),
+            format=_typed(model, "format", str, None),
+            classes=_classes(model.get("classes")),
             trusted_types=tuple(_typed(model, "trusted_types", list, [])),
             init_args=dict(_typed(model, "init_args", dict, {})),
             training=dict(_typed(model, "training", dict, {})), base_dir=str(base_dir))
@@ -178,6 +180,18 @@ def _table(doc: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise InvalidConfigError(f"[{key}] must be a table. Got {value!r} instead.")
     return value
+
+
+def _classes(value: Any) -> tuple[str, ...] | None:
+    """[model] classes: distinct labels (text or numbers, compared as written in the data)."""
+    if value is None:
+        return None
+    if (not isinstance(value, list) or len(value) < 2
+            or not all(isinstance(c, (str, int)) and not isinstance(c, bool) for c in value)
+            or len({str(c) for c in value}) != len(value)):
+        raise InvalidConfigError("The [model] 'classes' must be a list of at least two distinct labels "
+                                 f"(strings or integers), in the model's output order. Got {value!r} instead.")
+    return tuple(str(c) for c in value)
 
 
 def _check_keys(table: Mapping[str, Any], allowed: set[str], where: str) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from audit.config import AuditPlan, check_seed
-from audit.core.adapter import ModelAdapter, check_trust_flags, load_model
+from audit.core.adapter import ModelAdapter, check_trust_flags, check_width, load_model
 from audit.core.dataset import AuditData, Encoding, build_audit_data, read_table, text_columns
 from audit.core.limits import memory_limit
 from audit.core.method import AuditMethod, Finding, MethodResult, Progress, RunContext, Skipped
@@ -176,12 +176,8 @@ def input_paths(plan: AuditPlan) -> list[tuple[str, str]]:
 
 def check_compatible(model: ModelAdapter, data: AuditData) -> None:
     """Fail early, with the fix, when the model cannot take this data."""
-    width = data.X.shape[1] if data.X.ndim == 2 else None
-    if model.n_inputs is not None and width is not None and model.n_inputs != width:
-        raise DataValidationError(
-            f"The model expects {model.n_inputs} input columns but the encoded data has {width} "
-            f"({len(data.feature_names)} raw features). Use the encoding JSON the model was trained "
-            "with (set [model] encoding).")
+    check_width(model, data)
+    model.bind(data)
     if data.task == "multiclass" and data.classes is not None and model.n_classes not in (len(data.classes), 2):
         if model.n_classes != len(data.classes):
             raise DataValidationError(

@@ -228,3 +228,143 @@ def test_modules_whose_forward_is_not_their_layer_chain_expose_no_weights():
     assert linear_chain(_ReorderedChain()) is None
     adapter = TorchAdapter(task="binary", module=_NotAChain(), n_inputs=4)
     assert "weights" not in adapter.capabilities and adapter.n_inputs == 4
+
+
+# ---- input width: encoded columns or raw columns ---------------------------------------------
+
+
+def _raw_pipeline(frame):
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    pipe = make_pipeline(ColumnTransformer([("cat", OneHotEncoder(), ["job"])], remainder="passthrough"),
+                         LogisticRegression(max_iter=1000))
+    return pipe.fit(frame[["age", "hours", "job"]], frame.income)
+
+
+def _audit_data(frame, encoding):
+    return build_audit_data(frame, DatasetSpec(target="income", positive_label=">50K",
+                                               features=("age", "hours", "job")), encoding)
+
+
+def test_width_error_says_raw_input_when_a_pipeline_takes_the_raw_columns(frame, encoding):
+    from audit.core.adapter import check_width
+    from audit.errors import DataValidationError
+
+    from sklearn.linear_model import LogisticRegression
+
+    # fitted on an array of 3 columns (no names): the width says it
+    codes = np.column_stack([frame.age, frame.hours, frame.job.astype("category").cat.codes])
+    model = SklearnAdapter(task="binary", estimator=LogisticRegression().fit(codes, frame.income),
+                           encoding=encoding)
+    with pytest.raises(DataValidationError,
+                       match=r"expects 3 input columns, one per raw column \(age, hours, job\), but the "
+                             r"encoding gives 5: this model takes the raw columns: set `\[model\] raw_input = true`"):
+        check_width(model, _audit_data(frame, encoding))
+    # fitted on the data frame: scikit-learn's feature_names_in_ say it
+    model = SklearnAdapter(task="binary", estimator=_raw_pipeline(frame), encoding=encoding)
+    with pytest.raises(DataValidationError, match=r"fitted on a data frame of the raw columns \(age, hours, "
+                                                  r"job; .*this model takes the raw columns: set `\[model\] raw_input = true`"):
+        check_width(model, _audit_data(frame, encoding))
+    check_width(SklearnAdapter(task="binary", estimator=_raw_pipeline(frame), encoding=encoding, raw=True),
+                _audit_data(frame, encoding))  # the fix works
+
+
+def test_width_error_says_remove_raw_input_when_the_model_takes_encoded_columns(frame, encoding):
+    from sklearn.linear_model import LogisticRegression
+
+    from audit.core.adapter import check_width
+    from audit.errors import DataValidationError
+
+    est = LogisticRegression().fit(encoding.encode(frame), frame.income)
+    model = SklearnAdapter(task="binary", estimator=est, encoding=encoding, raw=True)
+    with pytest.raises(DataValidationError, match="this model takes the encoded columns: remove raw_input"):
+        check_width(model, _audit_data(frame, encoding))
+
+
+def test_width_error_with_raw_input_and_neither_width_names_the_features(frame, encoding):
+    from sklearn.linear_model import LogisticRegression
+
+    from audit.core.adapter import check_width
+    from audit.errors import DataValidationError
+
+    X = np.column_stack([encoding.encode(frame), np.ones((len(frame), 2))])
+    model = SklearnAdapter(task="binary", estimator=LogisticRegression().fit(X, frame.income),
+                           encoding=encoding, raw=True)
+    with pytest.raises(DataValidationError, match=r"expects 7 input columns, but \[model\] raw_input = true "
+                                                  r"hands it 3 raw columns .* would give 5. Check that \[data\] features"):
+        check_width(model, _audit_data(frame, encoding))
+
+
+def test_width_error_for_a_torch_model_of_raw_width_asks_for_its_encoding(frame, encoding):
+    from audit.core.adapter import check_width
+    from audit.errors import DataValidationError
+
+    model = TorchAdapter(task="binary", module=torch.nn.Linear(3, 1))
+    with pytest.raises(DataValidationError, match=r"one per raw column .* Use the encoding JSON the model was "
+                                                  r"trained with .* raw_input applies only to scikit-learn"):
+        check_width(model, _audit_data(frame, encoding))
+
+
+def test_width_error_when_no_width_fits_names_both_and_the_encoding(frame, encoding):
+    from audit.core.adapter import check_width
+    from audit.errors import DataValidationError
+
+    model = TorchAdapter(task="binary", module=torch.nn.Linear(7, 1))
+    with pytest.raises(DataValidationError, match=r"expects 7 input columns but the encoded data has 5 "
+                                                  r"\(3 raw features: age, hours, job\)\. Use the encoding JSON"):
+        check_width(model, _audit_data(frame, encoding))
+
+
+def test_scoring_a_matrix_of_the_wrong_width_names_both_widths(frame, encoding):
+    model = TorchAdapter(task="binary", module=torch.nn.Linear(5, 1))
+    with pytest.raises(ModelLoadError, match="expects 5 input columns but was given 4"):
+        model.predict_proba(np.zeros((2, 4), np.float32))
+
+
+def test_raw_input_is_refused_for_models_that_read_the_encoded_matrix(model_dir, encoding):
+    with pytest.raises(InvalidConfigError, match="raw_input = true applies only to scikit-learn"):
+        load_model(_spec(model_dir, raw_input=True), encoding=encoding)
+
+
+def test_cli_says_raw_input_for_a_saved_raw_pipeline(tmp_path, frame, encoding):
+    import skops.io as sio
+    from typer.testing import CliRunner
+
+    from audit.cli import app
+
+    sio.dump(_raw_pipeline(frame), tmp_path / "model.skops")
+    frame.to_csv(tmp_path / "data.csv", index=False)
+    (tmp_path / "encoding.json").write_text(json.dumps(encoding.to_dict()))
+    toml = ('[model]\npath = "model.skops"\nencoding = "encoding.json"\n\n[data]\npath = "data.csv"\n'
+            'target = "income"\npositive_label = ">50K"\nfeatures = ["age", "hours", "job"]\n'
+            'sensitive = ["sex"]\n\n[report]\nformats = ["json"]\n')
+    (tmp_path / "audit.toml").write_text(toml)
+    args = ["run", str(tmp_path / "audit.toml"), "--out", str(tmp_path / "out"), "-q", "--methods", "fairness"]
+    result = CliRunner().invoke(app, args, catch_exceptions=False)
+    assert result.exit_code == 2 and "set `[model] raw_input = true`" in result.output
+    (tmp_path / "audit.toml").write_text(toml.replace('encoding = "encoding.json"\n',
+                                                      'encoding = "encoding.json"\nraw_input = true\n'))
+    result = CliRunner().invoke(app, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+
+
+def test_model_fitted_on_raw_numeric_columns_of_the_same_width_is_refused_without_raw_input(frame):
+    from sklearn.linear_model import LogisticRegression
+
+    from audit.core.adapter import check_width
+    from audit.core.dataset import Encoding
+    from audit.errors import DataValidationError
+
+    encoding = Encoding.fit(frame[["age", "hours"]])           # standardizes: encoded != raw values
+    data = build_audit_data(frame, DatasetSpec(target="income", positive_label=">50K",
+                                               features=("age", "hours")), encoding)
+    est = LogisticRegression().fit(frame[["age", "hours"]], frame.income)   # a data frame: names kept
+    with pytest.raises(DataValidationError, match=r"fitted on a data frame of the raw columns \(age, hours.*"
+                                                  r"set `\[model\] raw_input = true`"):
+        check_width(SklearnAdapter(task="binary", estimator=est, encoding=encoding), data)
+    check_width(SklearnAdapter(task="binary", estimator=est, encoding=encoding, raw=True), data)
+    plain = LogisticRegression().fit(encoding.encode(frame), frame.income)  # an array: no names
+    check_width(SklearnAdapter(task="binary", estimator=plain, encoding=encoding), data)

@@ -367,3 +367,178 @@ def test_reachability_warns_when_b_cannot_make_a_lone_input_significant():
     assert not any("raw features" in m for m in r.reachability)       # 5 one-sided: 5/100 <= 0.05
     assert [f.text for f in method.findings(r, cfg) if f.level == "warning"][: len(r.reachability)] == list(r.reachability)
     assert "at least 199" in _render(r, cfg, {})
+
+
+# ---- scikit-learn pipelines: scalers before the MLP ------------------------------------------
+
+
+def _pipeline_data(n=300, seed=5):
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n), "c": rng.normal(size=n),
+                          "g": rng.choice(["u", "v"], n)})
+    frame["t"] = np.where(2 * frame.a - frame.b + (frame.g == "u") + 0.3 * rng.normal(size=n) > 0, "yes", "no")
+    frame["v"] = 2 * frame.a - frame.b + 0.1 * rng.normal(size=n)
+    return frame
+
+
+def _fit_quietly(est, X, y):
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return est.fit(X, y)
+
+
+@pytest.mark.parametrize("scalers", [("standard",), ("minmax",), ("maxabs",), ("robust",),
+                                     ("standard", "minmax"), ("passthrough", "robust")])
+def test_folding_scalers_into_the_first_layer_reproduces_the_pipeline_exactly(scalers):
+    from sklearn.neural_network import MLPClassifier, MLPRegressor
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, RobustScaler, StandardScaler
+
+    from audit.methods.connection_weights import extract_network, fold_input_affine
+    from audit.train.batched import forward_numpy
+
+    make = {"standard": StandardScaler, "minmax": lambda: MinMaxScaler((-1, 2)), "maxabs": MaxAbsScaler,
+            "robust": RobustScaler, "passthrough": lambda: "passthrough"}
+    frame = _pipeline_data()
+    for task, target, mlp in (("binary", "t", MLPClassifier(hidden_layer_sizes=(5, 3), max_iter=40, random_state=0)),
+                              ("regression", "v", MLPRegressor(hidden_layer_sizes=(4,), max_iter=40, random_state=0))):
+        data = build_audit_data(frame, DatasetSpec(target=target, task=task, positive_label="yes" if task == "binary" else None))
+        # raw-looking scales so that the scaler matters: column j multiplied by 10**j, shifted
+        X = data.X.astype(np.float64) * (10.0 ** np.arange(data.X.shape[1])) + 3.0
+        pipe = _fit_quietly(make_pipeline(*(make[s]() for s in scalers), mlp), X, data.y)
+        net = extract_network(SklearnAdapter(task=task, estimator=pipe), data)
+        assert net.input_affine is not None
+        z = forward_numpy(fold_input_affine(net.weights, net.input_affine), net.spec, X)
+        if task == "binary":
+            np.testing.assert_allclose(1 / (1 + np.exp(-z[:, 0])), pipe.predict_proba(X)[:, 1], atol=2e-6)
+        else:
+            np.testing.assert_allclose(z[:, 0], pipe.predict(X), rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("step", ["quantile", "minmax_clip", "polynomial"])
+def test_pipeline_steps_that_are_not_affine_scalers_are_skipped_with_the_reason(step):
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import MinMaxScaler, PolynomialFeatures, QuantileTransformer
+
+    frame = _pipeline_data()
+    data = build_audit_data(frame, DatasetSpec(target="t", positive_label="yes"))
+    first = {"quantile": QuantileTransformer(n_quantiles=50), "minmax_clip": MinMaxScaler(clip=True),
+             "polynomial": PolynomialFeatures(2)}[step]
+    pipe = _fit_quietly(make_pipeline(first, MLPClassifier(hidden_layer_sizes=(3,), max_iter=20, random_state=0)), data.X, data.y)
+    adapter = SklearnAdapter(task="binary", estimator=pipe)
+    reason = ConnectionWeights().skip_reason(adapter, data, ConnectionWeightsConfig(n_permutations=39))
+    assert reason is not None and ("not a per-feature affine scaler" in reason or "clips" in reason)
+    with pytest.raises(CapabilityError, match="not a plain MLP"):
+        ConnectionWeights().run(adapter, data, ConnectionWeightsConfig(n_permutations=39), RunContext.default())
+
+
+def test_standard_scaler_mlp_pipeline_end_to_end_gives_importances_on_the_encoded_inputs():
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from audit.methods.connection_weights import fold_input_affine
+
+    from dataclasses import replace
+
+    frame = _pipeline_data(n=400)
+    data = build_audit_data(frame, DatasetSpec(target="t", positive_label="yes", features=("a", "b", "c", "g")))
+    X = data.X * np.array([100.0, 1.0, 0.01, 1.0, 1.0], dtype=np.float32)   # scales the MLP never sees
+    data = replace(data, X=X)
+    mlp = MLPClassifier(hidden_layer_sizes=(4,), max_iter=15, random_state=0, learning_rate_init=0.05)
+    pipe = _fit_quietly(make_pipeline(StandardScaler(), mlp), X, data.y)
+    adapter = SklearnAdapter(task="binary", estimator=pipe)
+    cfg = ConnectionWeightsConfig(n_permutations=39, n_restarts=1, per_input=0, scale="none")
+    method = ConnectionWeights()
+    assert method.skip_reason(adapter, data, cfg) is None
+    r = method.run(adapter, data, cfg, RunContext(rng=np.random.default_rng(0), train=data))
+    # the submitted model's importance (scale "none") = Olden's CW of the folded network
+    sc = pipe[0]
+    folded = fold_input_affine(_sk_weights(mlp), (1 / sc.scale_, -sc.mean_ / sc.scale_))
+    expected = olden_importance(folded)[0, :, 0]
+    np.testing.assert_allclose([t.submitted for t in r.inputs], expected, rtol=1e-5)
+    # times the scaler's σ it is the MLP's own W1 W2 on the standardized inputs
+    np.testing.assert_allclose(olden_importance(folded, scale=sc.scale_)[0, :, 0],
+                               (mlp.coefs_[0] @ mlp.coefs_[1])[:, 0], rtol=1e-6)
+    assert any("folded into the first layer" in n for n in r.notes)
+    assert any("stopped at max_iter = 15" in n and "ConvergenceWarning" in n for n in r.notes)
+    # the refitted network trained on the scaled inputs fits as well as the submitted one
+    assert r.refit_metrics["accuracy"]["refit"] > 0.8
+
+
+def _sk_weights(mlp):
+    return Weights([np.asarray(c, np.float64)[None] for c in mlp.coefs_],
+                   [np.asarray(c, np.float64)[None] for c in mlp.intercepts_])
+
+
+def test_raw_input_scaler_mlp_pipeline_folds_the_decoding_too_and_runs():
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from audit.methods.connection_weights import extract_network, fold_input_affine
+    from audit.train.batched import forward_numpy
+
+    frame = _pipeline_data(n=300)
+    frame["a"] = 50 + 10 * frame.a     # raw units the encoding standardizes
+    numeric = ["a", "b", "c"]
+    data = build_audit_data(frame, DatasetSpec(target="t", positive_label="yes", features=tuple(numeric)))
+    pipe = _fit_quietly(make_pipeline(StandardScaler(), MLPClassifier(hidden_layer_sizes=(4,), max_iter=50,
+                                                                      random_state=0)), frame[numeric], data.y)
+    adapter = SklearnAdapter(task="binary", estimator=pipe, encoding=data.encoding, raw=True)
+    net = extract_network(adapter, data)
+    z = forward_numpy(fold_input_affine(net.weights, net.input_affine), net.spec, data.X)
+    np.testing.assert_allclose(1 / (1 + np.exp(-z[:, 0])), pipe.predict_proba(frame[numeric])[:, 1], atol=2e-6)
+    r = ConnectionWeights().run(adapter, data, ConnectionWeightsConfig(n_permutations=39, n_restarts=1, per_input=0),
+                                RunContext(rng=np.random.default_rng(0), train=data))
+    assert [f.feature for f in r.features] == numeric
+    # a categorical raw column cannot be folded: the reason says which
+    data_cat = build_audit_data(frame, DatasetSpec(target="t", positive_label="yes", features=("a", "g")))
+    pipe_cat = _fit_quietly(make_pipeline(MLPClassifier(hidden_layer_sizes=(2,), max_iter=5, random_state=0)),
+                            data_cat.X, data_cat.y)
+    with pytest.raises(CapabilityError, match="'g' is not a plain numeric column"):
+        extract_network(SklearnAdapter(task="binary", estimator=pipe_cat, encoding=data_cat.encoding, raw=True),
+                        data_cat)
+
+
+def test_cli_runs_connection_weights_on_a_saved_standard_scaler_mlp_pipeline(tmp_path):
+    import json
+
+    import skops.io as sio
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from typer.testing import CliRunner
+
+    from audit.cli import app
+    from audit.core.dataset import Encoding
+
+    frame = _pipeline_data(n=300)
+    features = ["a", "b", "c", "g"]
+    enc = Encoding.fit(frame[features])
+    pipe = _fit_quietly(make_pipeline(StandardScaler(), MLPClassifier(hidden_layer_sizes=(4,), max_iter=20,
+                                                                      random_state=0)),
+                        enc.encode(frame), frame.t)
+    sio.dump(pipe, tmp_path / "model.skops")
+    (tmp_path / "encoding.json").write_text(json.dumps(enc.to_dict()))
+    frame.to_csv(tmp_path / "data.csv", index=False)
+    trusted = sio.get_untrusted_types(file=str(tmp_path / "model.skops"))
+    (tmp_path / "audit.toml").write_text(
+        f'[model]\npath = "model.skops"\nencoding = "encoding.json"\ntrusted_types = {json.dumps(trusted)}\n\n'
+        '[data]\npath = "data.csv"\ntarget = "t"\npositive_label = "yes"\nfeatures = ["a", "b", "c", "g"]\n\n'
+        '[methods.connection_weights]\nn_permutations = 39\nn_restarts = 1\nper_input = 0\n\n'
+        '[report]\nformats = ["html", "json"]\n')
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["run", str(tmp_path / "audit.toml"), "--out", str(out), "-q",
+                                      "-m", "connection_weights"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    cw = json.loads((out / "results.json").read_text())["methods"]["connection_weights"]
+    assert cw["status"] == "ok" and cw["result"]["model_kind"] == "sklearn"
+    assert any("StandardScaler was folded into the first layer" in n for n in cw["result"]["notes"])
+    assert any("stopped at max_iter = 20" in n for n in cw["result"]["notes"])
+    assert "StandardScaler was folded into the first layer" in (out / "report.html").read_text()

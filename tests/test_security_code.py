@@ -553,3 +553,33 @@ def test_untrusted_config_cannot_write_through_a_link_at_its_lock_path(model_dir
     assert f"{str(model_dir / '.rep.lock')!r} is a symbolic link" in text and "never writes through" in text
     assert victim.read_bytes() == b"the user's file"
     assert (model_dir / ".rep.lock").is_symlink() and not (model_dir / "rep").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# XGBoost / LightGBM model files are data
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["model.json", "model.ubj", "model.txt"])
+def test_a_pickle_named_like_a_booster_file_is_never_unpickled(model_dir, name):
+    pytest.importorskip("xgboost" if name != "model.txt" else "lightgbm")
+    marker = model_dir / "pwned.txt"
+    (model_dir / name).write_bytes(pickle.dumps(_Payload(str(marker))))
+    cfg = _use_model(model_dir, f'path = "{name}"\n')
+    for flags in ([], ["--trust-code"]):  # even the opt-in does not make a booster file a pickle
+        text = _error_line(_run("run", cfg, "--out", model_dir / "out", "-q", "-m", "fairness", *flags))
+        assert name in text and "not a readable" in text
+    assert not marker.exists()
+
+
+def test_booster_files_load_under_untrusted_config_and_record_that_no_code_ran(model_dir, frame, encoding):
+    xgb = pytest.importorskip("xgboost")
+    X, y = encoding.encode(frame), (frame.income == ">50K").astype(int)
+    xgb.XGBClassifier(n_estimators=5, max_depth=2).fit(X, y).save_model(model_dir / "model.json")
+    cfg = _use_model(model_dir, 'path = "model.json"\n')
+    result = _run("run", cfg, "--out", model_dir / "out", "-q", "-m", "fairness", "--untrusted-config")
+    assert result.exit_code == 0, result.output
+    doc = json.loads((model_dir / "out" / "results.json").read_text())
+    model = [f for f in doc["provenance"]["files"] if f["role"] == "model"]
+    assert model and model[0]["code"] is None and model[0]["loader"].startswith("xgboost")
+    assert model[0]["sha256"] == _sha256(model_dir / "model.json")

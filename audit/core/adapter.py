@@ -13,6 +13,8 @@ Capabilities (``adapter.capabilities``):
 - ``"gradients"``: gradients of the output with respect to the input are meaningful;
 - ``"weights"``: a chain of fully connected layers exposes its weight matrices;
 - ``"sklearn"``: an unfitted clone of the estimator can be refitted;
+- ``"trees"``: a gradient-boosted tree ensemble whose library object is ``estimator``
+  (XGBoost / LightGBM, :mod:`audit.core.boosters`), readable by shap's ``TreeExplainer``;
 - ``"predictions"``: predictions on the audited rows are available (every adapter).
 """
 
@@ -28,7 +30,7 @@ import numpy as np
 
 from audit.core.dataset import TASKS, AuditData, Encoding, Task
 from audit.core.userfiles import load_json
-from audit.errors import CapabilityError, InvalidConfigError, ModelLoadError
+from audit.errors import CapabilityError, DataValidationError, InvalidConfigError, ModelLoadError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -105,11 +107,15 @@ class ModelAdapter:
             raise CapabilityError(f"{method} needs a model with {capability!r}; {self.description} "
                                   f"offers {sorted(self.capabilities)}.")
 
+    def bind(self, data: AuditData) -> None:
+        """Match the model to the audited data before anything is scored (called by
+        ``check_compatible``); adapters whose outputs need the data's classes override it."""
+
     def _check_width(self, X: np.ndarray) -> None:
         if self.n_inputs is not None and X.ndim == 2 and X.shape[1] != self.n_inputs:
             raise ModelLoadError(
-                f"The model expects {self.n_inputs} input columns but the encoded data has "
-                f"{X.shape[1]}. Check that the encoding JSON is the one the model was trained with.")
+                f"{self.description} expects {self.n_inputs} input columns but was given {X.shape[1]}. "
+                "Check that the encoding JSON is the one the model was trained with.")
 
     def _scores(self, X: np.ndarray) -> np.ndarray:
         raise CapabilityError(f"{self.description} cannot score new inputs.")
@@ -164,6 +170,74 @@ class ModelAdapter:
         if self.task == "binary":
             return Predictions((p[:, 1] >= self.threshold).astype(np.int64), p[:, 1])
         return Predictions(np.argmax(p, axis=1).astype(np.int64), p)
+
+
+_RAW_KEY = "[model] raw_input = true"
+
+
+def check_width(model: ModelAdapter, data: AuditData) -> None:
+    """Refuse a model whose input width does not fit the data, saying which input it does take.
+
+    A model reads either the encoded matrix (one-hot columns, ...) or, with ``[model] raw_input
+    = true`` (scikit-learn pipelines and Python functions), the raw columns. When the model's
+    width (or a scikit-learn model's ``feature_names_in_``) matches the other one, the error says
+    to switch; otherwise it names both widths and the encoding to check.
+    """
+    if data.X.ndim != 2:
+        return
+    width, raw = data.X.shape[1], [str(f) for f in data.feature_names]
+    estimator = getattr(model, "estimator", None)
+    names = getattr(estimator, "feature_names_in_", None)
+    named_raw = names is not None and sorted(map(str, names)) == sorted(raw)
+    shown = ", ".join(raw[:6]) + (", ..." if len(raw) > 6 else "")
+    if getattr(model, "raw", False):
+        n = getattr(estimator, "n_features_in_", None) if estimator is not None else None
+        if n is None or n == len(raw) or named_raw:
+            return
+        if n == width:
+            raise DataValidationError(
+                f"{model.description} expects {n} input columns, as many as the encoding gives, but "
+                f"{_RAW_KEY} hands it the {len(raw)} raw columns ({shown}): this model takes the "
+                "encoded columns: remove raw_input from [model] (or set it to false).")
+        raise DataValidationError(
+            f"{model.description} expects {n} input columns, but {_RAW_KEY} hands it {len(raw)} raw "
+            f"columns ({shown}) and the encoding would give {width}. Check that [data] features lists "
+            "the columns the model was trained on.")
+    n = model.n_inputs
+    if named_raw and hasattr(model, "raw") and not _identity_encoding(data):
+        # fitted on a data frame of the raw columns (scikit-learn kept their names) but handed the
+        # encoded matrix: even at the same width its inputs would be silently wrong
+        raise DataValidationError(
+            f"{model.description} was fitted on a data frame of the raw columns ({shown}; scikit-learn "
+            f"kept their names), but the audit would hand it the encoded columns: this model takes the "
+            f"raw columns: set `{_RAW_KEY}`. (If it was fitted on encoded values under these names, fit "
+            "it on the encoded array instead.)")
+    if n is None or n == width:
+        return
+    if n == len(raw) or named_raw:
+        if hasattr(model, "raw"):  # a scikit-learn model or a Python function can take them
+            raise DataValidationError(
+                f"{model.description} expects {n} input columns, one per raw column ({shown}), but the "
+                f"encoding gives {width}: this model takes the raw columns: set `{_RAW_KEY}` "
+                "(the model then receives the data frame, as a scikit-learn Pipeline with its own "
+                "preprocessing does).")
+        raise DataValidationError(
+            f"{model.description} expects {n} input columns, one per raw column ({shown}), but the "
+            f"encoding gives {width} (one-hot columns). Use the encoding JSON the model was trained "
+            "with (set [model] encoding; e.g. ordinal codes for its categories); [model] raw_input "
+            "applies only to scikit-learn models and Python functions.")
+    raise DataValidationError(
+        f"{model.description} expects {n} input columns but the encoded data has {width} "
+        f"({len(raw)} raw features: {shown}). Use the encoding JSON the model was trained with (set "
+        "[model] encoding), and check that [data] features lists the columns it was trained on.")
+
+
+def _identity_encoding(data: AuditData) -> bool:
+    """Whether the encoded columns equal the raw ones (numeric, centre 0, scale 1, no transform)."""
+    from audit.core.dataset import NumericFeature
+
+    return all(isinstance(f, NumericFeature) and f.center == 0 and f.scale == 1 and f.transform is None
+               for f in data.encoding.features)
 
 
 # Tolerances of check_outputs: float32 softmax rows sum to 1 within ~1e-6 and sigmoid/softmax
@@ -967,6 +1041,10 @@ class ModelSpec:
     threshold: float = 0.5
     output: str = "logit"
     raw_input: bool = False
+    # "xgboost" | "lightgbm": read path with that library (default: by suffix, audit.core.boosters)
+    format: str | None = None
+    # the model's class labels in output order (boosters, whose files do not name them)
+    classes: tuple[str, ...] | None = None
     trusted_types: tuple[str, ...] = ()
     init_args: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
@@ -1011,11 +1089,22 @@ def load_model(spec: ModelSpec, *, encoding: Encoding | None, trust_code: bool =
         raise ModelLoadError(f"The model file {str(path)!r} does not exist. Check [model] path "
                              "(relative paths are resolved against the config file's folder).")
     suffix = path.suffix.lower()
+    from audit.core.boosters import booster_format, load_booster
+
+    fmt = booster_format(path, spec.format)
+    if fmt is not None:  # XGBoost / LightGBM files are data: no trust needed
+        return load_booster(path, fmt=fmt, task=spec.task, threshold=spec.threshold,
+                            classes=spec.classes, raw_input=spec.raw_input)
     if suffix in (".skops", ".pkl", ".pickle", ".joblib"):
         return load_sklearn_model(path, task=spec.task, encoding=encoding, raw=spec.raw_input,
                                   threshold=spec.threshold, trust_code=trust_code,
                                   trusted_types=spec.trusted_types,
                                   allow_trusted_types=not untrusted_config)
+    if spec.raw_input and suffix not in (".skops", ".pkl", ".pickle", ".joblib"):
+        raise InvalidConfigError(
+            f"[model] raw_input = true applies only to scikit-learn models (and Python functions), "
+            f"which can take a data frame; {str(path)!r} reads the encoded numeric matrix. Remove "
+            "raw_input from [model].")
     if suffix in (".safetensors", ".pt", ".pth", ".bin", ".ts", ".torchscript"):
         return load_torch_model(path, architecture=spec.architecture, task=spec.task,
                                 output=spec.output, threshold=spec.threshold,
@@ -1028,6 +1117,7 @@ def load_model(spec: ModelSpec, *, encoding: Encoding | None, trust_code: bool =
     raise ModelLoadError(f"Unknown model format {suffix!r} for {str(path)!r}. Supported: .safetensors/"
                          ".pt/.pth (torch weights + architecture), .pt/.ts (TorchScript, with "
                          f"{TRUST_CODE_FLAG}), .skops (scikit-learn), .onnx (onnxruntime), "
+                         ".json/.ubj (XGBoost), .txt (LightGBM; or set [model] format), "
                          f".pkl/.joblib (with {TRUST_CODE_FLAG}).")
 
 
@@ -1076,6 +1166,7 @@ __all__ = [
     "as_adapter",
     "build_mlp",
     "check_outputs",
+    "check_width",
     "linear_chain",
     "load_model",
     "sha256_file",

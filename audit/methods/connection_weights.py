@@ -248,6 +248,8 @@ class _Network:
     outputs: tuple[str, ...]
     derived_recipe: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
+    # (a, d): the network's input is a * x + d (a scikit-learn scaler before the MLP); None: x
+    input_affine: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def _torch_chain(module: Any) -> tuple[list[Any], list[tuple[str, float]], str | None] | str:
@@ -310,21 +312,128 @@ def _torch_chain(module: Any) -> tuple[list[Any], list[tuple[str, float]], str |
     return linears, hidden, trailing
 
 
+_AFFINE_SCALERS = ("StandardScaler", "MinMaxScaler", "MaxAbsScaler", "RobustScaler")
+
+
+def _scaler_affine(step: Any, name: str) -> tuple[np.ndarray, np.ndarray] | str:
+    """(a, d) with ``step.transform(x) == a * x + d`` for a fitted per-feature scaler, or why the
+    step is not one."""
+    cls = type(step).__name__
+    module = type(step).__module__
+    if not module.startswith("sklearn.preprocessing") or cls not in _AFFINE_SCALERS:
+        return (f"its pipeline step {name!r} is a {cls}, not a per-feature affine scaler "
+                f"({', '.join(_AFFINE_SCALERS)}), so the MLP's weights do not map to the encoded inputs")
+    n = int(step.n_features_in_)
+    one, zero = np.ones(n), np.zeros(n)
+
+    def arr(v: Any, default: np.ndarray) -> np.ndarray:
+        return default if v is None else np.asarray(v, dtype=np.float64)
+
+    if cls == "StandardScaler":      # (x - mean_) / scale_
+        a = 1.0 / arr(getattr(step, "scale_", None), one)
+        return a, -arr(getattr(step, "mean_", None), zero) * a
+    if cls == "RobustScaler":        # (x - center_) / scale_
+        a = 1.0 / arr(getattr(step, "scale_", None), one)
+        return a, -arr(getattr(step, "center_", None), zero) * a
+    if cls == "MaxAbsScaler":        # x / scale_
+        return 1.0 / arr(step.scale_, one), zero
+    if getattr(step, "clip", False):  # MinMaxScaler(clip=True) is not affine
+        return f"its MinMaxScaler step {name!r} clips to the feature range, which is not an affine map"
+    return arr(step.scale_, one), arr(step.min_, zero)   # MinMaxScaler: x * scale_ + min_
+
+
+def sklearn_mlp(estimator: Any) -> tuple[Any, tuple[np.ndarray, np.ndarray] | None, list[str]] | str | None:
+    """A scikit-learn MLP, alone or as the last step of a Pipeline of per-feature scalers.
+
+    Returns ``(mlp, affine, scaler names)`` where the MLP's input is ``a * x + d`` (``affine``,
+    the scalers composed; None without any), a reason string when a Pipeline ends in an MLP but
+    another step is not a per-feature affine scaler, or None when there is no scikit-learn MLP.
+    """
+    if estimator is None:
+        return None
+    if hasattr(estimator, "coefs_"):
+        return estimator, None, []
+    steps = getattr(estimator, "steps", None)
+    if not isinstance(steps, list) or not steps or not hasattr(steps[-1][1], "coefs_"):
+        return None
+    affine: tuple[np.ndarray, np.ndarray] | None = None
+    names = []
+    for name, step in steps[:-1]:
+        if step is None or step == "passthrough":
+            continue
+        found = _scaler_affine(step, str(name))
+        if isinstance(found, str):
+            return found
+        a, d = found
+        affine = (a, d) if affine is None else (a * affine[0], a * affine[1] + d)
+        names.append(type(step).__name__)
+    return steps[-1][1], affine, names
+
+
+def _decode_affine(data: AuditData, pipeline: Any) -> tuple[np.ndarray, np.ndarray] | str:
+    """(s, c) with raw column = s * encoded column + c, when every raw feature is numeric without
+    a transform (so decoding is affine, one column each), in the pipeline's column order; else
+    why not."""
+    from audit.core.dataset import NumericFeature
+
+    feats = list(data.encoding.features)
+    bad = [f.name for f in feats if not isinstance(f, NumericFeature) or f.transform is not None]
+    if bad:
+        return (f"its input {', '.join(map(repr, bad[:3]))} is not a plain numeric column (categorical "
+                "or log-transformed), so its weights do not map to the encoded inputs")
+    names = getattr(pipeline, "feature_names_in_", None)
+    if names is not None and [str(n) for n in names] != [f.name for f in feats]:
+        return "its columns are not in the encoding's order"
+    return (np.array([f.scale for f in feats], dtype=np.float64),
+            np.array([f.center for f in feats], dtype=np.float64))
+
+
+def fold_input_affine(weights: Any, affine: tuple[np.ndarray, np.ndarray]) -> Any:
+    """The same network on the unscaled inputs: a first layer on ``a * x + d`` becomes
+    ``W1' = diag(a) W1`` and ``b1' = b1 + d W1`` (for a StandardScaler ``W1 / σ`` row-wise and
+    ``b1 - (μ/σ) W1``); every later layer is unchanged.
+
+    Examples
+    --------
+    >>> from audit.train.batched import Weights
+    >>> w = Weights([np.array([[[2.0], [1.0]]])], [np.array([[0.5]])])
+    >>> f = fold_input_affine(w, (np.array([0.5, 1.0]), np.array([-1.0, 0.0])))
+    >>> f.W[0][0, :, 0].tolist(), f.b[0].tolist()
+    ([1.0, 1.0], [[-1.5]])
+    """
+    from audit.train.batched import Weights
+
+    a, d = (np.asarray(v, dtype=np.float64) for v in affine)
+    W1 = np.asarray(weights.W[0], dtype=np.float64)
+    W = [(W1 * a[None, :, None]).astype(weights.W[0].dtype), *weights.W[1:]]
+    b = [(np.asarray(weights.b[0], np.float64) + np.einsum("i,bio->bo", d, W1)).astype(weights.b[0].dtype),
+         *weights.b[1:]]
+    return Weights(W, b)
+
+
 def extract_network(model: ModelAdapter, data: AuditData) -> _Network:
     """The model as an :class:`~audit.train.batched.MLPSpec` plus its weights, or raise
     CapabilityError saying why it is not a fully connected network."""
     from audit.train.batched import MLPSpec, Weights
 
     task = data.task
-    estimator = getattr(model, "estimator", None)
-    if estimator is not None and hasattr(estimator, "coefs_"):
+    found_mlp = sklearn_mlp(getattr(model, "estimator", None))
+    if isinstance(found_mlp, str):
+        raise CapabilityError(f"{model.description} is not a plain MLP: {found_mlp}")
+    if found_mlp is not None:
+        estimator, affine, scalers = found_mlp
         cls = type(estimator).__name__
         act = getattr(estimator, "activation", None)
         if act not in _SKLEARN_ACTIVATIONS:
             raise CapabilityError(f"the {cls} uses activation {act!r}, which is not supported")
         if getattr(model, "raw", False):
-            raise CapabilityError("the scikit-learn MLP consumes raw columns through its own "
-                                  "preprocessing, so its weights do not map to the encoded inputs")
+            # raw_input: the model reads the decoded columns x = s * e + c of the encoded e
+            decoded = _decode_affine(data, getattr(model, "estimator", None))
+            if isinstance(decoded, str):
+                raise CapabilityError(f"the scikit-learn MLP reads the raw columns (raw_input) and {decoded}")
+            s_, c_ = decoded
+            affine = (s_, c_) if affine is None else (affine[0] * s_, affine[0] * c_ + affine[1])
+            scalers = ["raw columns' decoding (encoding scale and center)", *scalers]
         W = [np.asarray(c, dtype=np.float32)[None] for c in estimator.coefs_]
         b = [np.asarray(c, dtype=np.float32)[None] for c in estimator.intercepts_]
         sizes = (W[0].shape[1], *(w.shape[2] for w in W))
@@ -341,7 +450,20 @@ def extract_network(model: ModelAdapter, data: AuditData) -> _Network:
                                   "outputs (multi-label models are not supported)")
         derived = _sklearn_recipe(estimator, data.n_rows)
         net = _Network("sklearn", spec, Weights(W, b), loss, mode, _output_names(data, mode, sizes[-1]),
-                       derived)
+                       derived, input_affine=affine)
+        if affine is not None:
+            net.notes.append(
+                f"The {' and the '.join(scalers)} {'were' if len(scalers) > 1 else 'was'} folded into "
+                "the first layer exactly "
+                "(W₁′ = diag(a)·W₁, b₁′ = b₁ + d·W₁ for the scaler's x ↦ a·x + d), so the importances "
+                "are on the encoded inputs; the refits train on the scaled inputs, as the pipeline "
+                "did, with the scaler as fitted (it does not depend on the outcome).")
+        if derived is not None and getattr(estimator, "n_iter_", 0) >= getattr(estimator, "max_iter", np.inf):
+            net.notes.append(
+                f"The submitted {cls} stopped at max_iter = {estimator.max_iter} without meeting its "
+                "tolerance (scikit-learn's ConvergenceWarning at its fit). The refits run the same "
+                f"{estimator.n_iter_} epochs with the batched trainer, which has no convergence test: "
+                "none of them raises that warning, and none is stopped early.")
         net.notes.append(
             f"The {cls} is refitted with the batched trainer on a recipe translated from its "
             "parameters (solver, learning rate, iterations, batch size; alpha as weight decay "
@@ -571,9 +693,11 @@ class ConnectionWeights(AuditMethod[ConnectionWeightsConfig, ConnectionWeightsRe
     Config = ConnectionWeightsConfig
 
     def skip_reason(self, model: ModelAdapter, data: AuditData, config: ConnectionWeightsConfig) -> str | None:
-        estimator = getattr(model, "estimator", None)
-        if estimator is not None and hasattr(estimator, "coefs_") and "weights" not in model.capabilities:
-            # a fitted scikit-learn MLPClassifier/MLPRegressor: weights come from coefs_
+        found = sklearn_mlp(getattr(model, "estimator", None))
+        if isinstance(found, str):
+            return f"needs a plain MLP: {found}"
+        if found is not None and "weights" not in model.capabilities:
+            # a fitted scikit-learn MLPClassifier/MLPRegressor (after scalers): weights from coefs_
             reason = super().skip_reason(model, data, config)
             if reason is None or reason.startswith("needs a model with weights"):
                 if data.task not in self.tasks:
@@ -742,13 +866,17 @@ def randomization_test(model: ModelAdapter | None, data: AuditData, net: _Networ
         raise CapabilityError(f"the network has {net.spec.sizes[0]} inputs but the data has {X.shape[1]} columns")
     y = _targets_for(y, net.loss)
     fit, val = _validation_split(len(X), recipe.validation_fraction, recipe.seed)
-    Xf, yf, Xv, yv = X[fit], y[fit], X[val], y[val]
+    # With a scaler before the MLP the networks train on its output a*x + d (as the pipeline did)
+    # and their first layers are read folded, diag(a) W1: importances stay on the encoded inputs.
+    a_in = np.ones(X.shape[1]) if net.input_affine is None else net.input_affine[0]
+    Xm = X if net.input_affine is None else (X * a_in + net.input_affine[1]).astype(np.float32)
+    Xf, yf, Xv, yv = Xm[fit], y[fit], Xm[val], y[val]
     device = config.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise InvalidConfigError("The 'device' option of connection_weights is \"cuda\" but no CUDA device is available.")
-    scale = X[fit].std(0).astype(np.float64) if config.scale == "sd" else np.ones(X.shape[1])
+    scale = (X[fit].std(0).astype(np.float64) if config.scale == "sd" else np.ones(X.shape[1])) * a_in
     mode = net.output_mode
     spec = net.spec
     fits_per_net = recipe.n_restarts if config.selection == "per_network" else 1
@@ -997,7 +1125,9 @@ def randomization_test(model: ModelAdapter | None, data: AuditData, net: _Networ
                           "weights add to the path sum; NeuralNetTools documents but does not implement this.)"),
         device=f"{fitn.device}, {fitn.n_workers} worker(s), chunks of {fitn.chunk_size} networks",
         notes=tuple(notes), _seconds={k: round(v, 2) for k, v in seconds.items()},
-        _null=(flat_null, flat_obs), _conn=conn_private, _weights=(fitn.weights.take(slice(0, 1)), columns, D, O),
+        _null=(flat_null, flat_obs), _conn=conn_private,
+        _weights=(fitn.weights.take(slice(0, 1)) if net.input_affine is None
+                  else fold_input_affine(fitn.weights.take(slice(0, 1)), net.input_affine), columns, D, O),
     )
 
 
@@ -1008,6 +1138,8 @@ def _compare(model: ModelAdapter | None, data: AuditData, net: _Network, weights
     if model is None or data.y is None:
         return {}
     X = np.asarray(data.X.reshape(data.n_rows, -1), dtype=np.float32)
+    if net.input_affine is not None:
+        weights = fold_input_affine(weights.take(slice(0, 1)), net.input_affine)
     z = forward_numpy(weights, spec, X, 0)
     out: dict[str, dict[str, float | None]] = {}
     y = data.y
@@ -1157,9 +1289,11 @@ __all__ = [
     "InputTest",
     "connection_contributions",
     "extract_network",
+    "fold_input_affine",
     "garson_importance",
     "kendall_w",
     "olden_importance",
     "randomization_test",
     "resolve_recipe",
+    "sklearn_mlp",
 ]

@@ -288,6 +288,7 @@ def cases() -> dict[str, dict]:
     trust_boundary_cases(case, err, ok)
     code_cases(case, err)
     red_team_cases(case, err, ok)
+    booster_cases(case, err, ok)
     return c
 
 
@@ -779,6 +780,77 @@ def truncated_pt() -> bytes:
     torch.save(load_file(str(SHARED / "model.safetensors")), buf)
     data = buf.getvalue()
     return data[: len(data) // 2]
+
+
+# ---- XGBoost / LightGBM in their own formats (issue 13): data, not code, yet parsed in C++ ------
+def _boosters() -> dict[str, bytes]:
+    """A small XGBoost classifier (JSON, UBJSON), an XGBoost regressor and a LightGBM classifier
+    (text), trained on the shared encoding's columns."""
+    import tempfile
+
+    import lightgbm
+    import xgboost
+
+    from audit.core.dataset import Encoding
+
+    train = make_frame(600)
+    enc = Encoding.load(SHARED / "encoding.json")
+    X, y = enc.encode(train), (train.income == ">50K").astype(int).to_numpy()
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        clf = xgboost.XGBClassifier(n_estimators=8, max_depth=3, random_state=0).fit(X, y)
+        for name in ("model.json", "model.ubj"):
+            clf.save_model(Path(tmp, name))
+            out[name] = Path(tmp, name).read_bytes()
+        xgboost.XGBRegressor(n_estimators=4, random_state=0).fit(X, train.age).save_model(Path(tmp, "r.json"))
+        out["regressor.json"] = Path(tmp, "r.json").read_bytes()
+        lgbm = lightgbm.LGBMClassifier(n_estimators=8, random_state=0, verbose=-1).fit(X, y)
+        lgbm.booster_.save_model(str(Path(tmp, "model.txt")))
+        out["model.txt"] = Path(tmp, "model.txt").read_bytes()
+    return out
+
+
+def booster_cases(case, err, ok) -> None:
+    b = _boosters()
+    path_is = lambda name, extra="": toml_with(  # noqa: E731
+        ('path = "model.safetensors"', f'path = "{name}"{extra}'), ('architecture = "architecture.json"\n', ""))
+    xgb, lgb = ["xgboost"], ["lightgbm"]
+    unreadable_xgb = ("model.json", "not a readable XGBoost model file", "save_model")
+    case("booster_xgboost_json_fine", ok('"status": "ok"', "xgboost", "no code"),
+         **{"model.json": b["model.json"], "audit.toml": path_is("model.json"), "_requires": xgb,
+            "_flags": ["--untrusted-config"]})
+    case("booster_lightgbm_txt_fine", ok('"status": "ok"', "lightgbm", "no code"),
+         **{"model.txt": b["model.txt"], "audit.toml": path_is("model.txt"), "_requires": lgb})
+    case("booster_xgboost_json_truncated", err(*unreadable_xgb, "EOF"),
+         **{"model.json": b["model.json"][: len(b["model.json"]) // 2], "audit.toml": path_is("model.json"),
+            "_requires": xgb})
+    # each of these crashed the C++ parser in-process (SIGABRT / SIGSEGV) before the child probe
+    case("booster_xgboost_json_empty_aborts_parser", err(*unreadable_xgb, "crashed"),
+         **{"model.json": b"", "audit.toml": path_is("model.json"), "_requires": xgb})
+    case("booster_xgboost_json_deeply_nested", err(*unreadable_xgb, "crashed", "SIGSEGV"),
+         **{"model.json": b'{"learner":' * 30_000 + b"1" + b"}" * 30_000, "audit.toml": path_is("model.json"),
+            "_requires": xgb})
+    case("booster_xgboost_json_not_a_model", err(*unreadable_xgb, "Invalid cast"),
+         **{"model.json": b'{"learner": 5, "version": [3, 2, 0]}', "audit.toml": path_is("model.json"),
+            "_requires": xgb})
+    case("booster_xgboost_ubj_truncated", err("model.ubj", "not a readable XGBoost model file"),
+         **{"model.ubj": b["model.ubj"][: len(b["model.ubj"]) // 2], "audit.toml": path_is("model.ubj"),
+            "_requires": xgb})
+    case("booster_xgboost_regressor_for_binary_task", err("reg:squarederror", 'task = "regression"'),
+         **{"model.json": b["regressor.json"], "audit.toml": path_is("model.json"), "_requires": xgb})
+    case("booster_xgboost_classes_not_the_targets", err("[model] classes", "'no'", "'yes'"),
+         **{"model.json": b["model.json"], "audit.toml": path_is("model.json", '\nclasses = ["no", "yes"]'),
+            "_requires": xgb})
+    case("booster_lightgbm_txt_truncated", err("model.txt", "not a readable LightGBM model file", "crashed"),
+         **{"model.txt": b["model.txt"][: len(b["model.txt"]) // 2], "audit.toml": path_is("model.txt"),
+            "_requires": lgb})
+    case("booster_lightgbm_txt_not_utf8", err("model.txt", "not a readable LightGBM model file", "utf-8"),
+         **{"model.txt": b"tree\n\xff\xfe\x00", "audit.toml": path_is("model.txt"), "_requires": lgb})
+    case("booster_lightgbm_huge_class_count", err("model.txt", "not a readable LightGBM model file", "memory"),
+         **{"model.txt": b["model.txt"].replace(b"num_class=1", b"num_class=2000000000"),
+            "audit.toml": path_is("model.txt"), "_requires": lgb})
+    case("booster_format_unknown", err("'format' must be one of", "'catboost'"),
+         **{"model.json": b["model.json"], "audit.toml": path_is("model.json", '\nformat = "catboost"')})
 
 
 def to_toml(expect: dict) -> str:
