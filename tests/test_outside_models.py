@@ -196,8 +196,6 @@ def test_scaled_mlp_pipeline_runs_and_its_selection_rates_match_sklearn(mlp_run)
     assert cw["status"] == "ok" or cw["reason"]
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="connection_weights skips an MLP behind a StandardScaler in a "
-                                       "raw-input pipeline (issue 13: scaler+MLP in Olden)")
 def test_scaled_mlp_pipeline_gets_connection_weights(mlp_run):
     _, _, doc = mlp_run
     assert doc["methods"]["connection_weights"]["status"] == "ok"
@@ -293,10 +291,6 @@ def test_decisions_only_run_matches_pandas_selection_rates_and_tpr(german, tmp_p
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="not fixed yet (adapter): a scikit-learn model fitted on a DataFrame of raw "
-                          "columns, configured without raw_input, is fed the standardized encoding and "
-                          "mispredicts silently (only scikit-learn's feature-names warning)")
 def test_model_fitted_on_raw_columns_without_raw_input_is_refused_not_mispredicted(german, tmp_path):
     import skops.io as sio
     from sklearn.ensemble import RandomForestClassifier
