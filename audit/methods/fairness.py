@@ -647,6 +647,8 @@ class Fairness(AuditMethod[FairnessConfig, FairnessResult]):
         conf = f"{result.confidence:.0%}"
         alpha = 1 - result.confidence
         for res in result.attributes.values():
+            if result.task == "regression":
+                out += _regression_findings(res, result)
             for name, limit in (("demographic_parity_difference", config.dp_warn),
                                 ("equalized_odds_difference", config.eo_warn)):
                 d = res.disparities.get(name)
@@ -745,6 +747,31 @@ class Fairness(AuditMethod[FairnessConfig, FairnessResult]):
                 ax.legend(frameon=False, fontsize=6)
                 figs[f"calibration:{key}"] = fig
         return figs
+
+
+#: What each regression disparity compares, in the words of a finding.
+_REGRESSION_WHAT = {"mean_prediction_difference": "Mean predictions",
+                    "mean_error_difference": "Mean errors (prediction − true value)",
+                    "mae_difference": "Mean absolute errors"}
+
+
+def _regression_findings(res: AttributeResult, result: FairnessResult) -> list[Finding]:
+    """A regression disparity whose permutation test is significant after Holm (at ``alpha``)
+    is a warning; one whose raw p alone is small is information. (Before, only the binary
+    disparities were read here, so a regression gap never made a finding.)"""
+    out = []
+    conf = f"{result.confidence:.0%}"
+    for name, what in _REGRESSION_WHAT.items():
+        d = res.disparities.get(name)
+        if d is None or d.value is None or d.significance not in (SIGNIFICANT, RAW_ONLY):
+            continue
+        e = d.estimate
+        ci = (f"{conf} bootstrap CI {e.lower:.3g}–{e.upper:.3g}" if e.lower is not None and e.upper is not None
+              else "no interval")
+        level = "warning" if d.significance == SIGNIFICANT else "info"
+        out.append(Finding(level, f"{what} differ between groups of {res.title}: {d.label} "
+                                  f"{e.value:.3g} ({ci}). {test_sentence(d, result.alpha)}"))
+    return out
 
 
 # --------------------------------------------------------------------------------------------
