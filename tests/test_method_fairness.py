@@ -186,7 +186,7 @@ def test_intersections_and_scores():
 
     m = (df.a == "p").to_numpy()
     assert a.groups[0].metrics["auc"].value == pytest.approx(roc_auc_score(df.y[m], df.pred[m]))
-    assert r.n_tests == 3 * 5
+    assert r.n_tests == 3 * 7  # selection, TPR+FPR, TPR, PPV, accuracy, FPR alone, NPV
     fig = Fairness().figures(r, None)
     assert {"rates:a", "curves:a", "calibration:a", "rates:a*b"} <= set(fig)
 

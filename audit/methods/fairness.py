@@ -38,7 +38,7 @@ import itertools
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -81,6 +81,7 @@ METRIC_LABELS = {
     "accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "tpr": "TPR", "fpr": "FPR",
     "fnr": "FNR", "tnr": "TNR", "ppv": "PPV", "npv": "NPV", "auc": "AUC",
     "ece": "ECE (calibration error)",
+    "favourable_rate": "favourable outcome rate",
     "mean_prediction": "mean prediction", "mean_error": "mean error (pred − true)", "mae": "MAE",
 }
 
@@ -98,6 +99,22 @@ BINARY_DISPARITIES: dict[str, tuple[str, str]] = {
     "accuracy_difference": ("accuracy difference", "accuracy"),
     "auc_difference": ("AUC difference", "auc"),
 }
+#: Each group rate's own disparity (for the gate): rate name -> (group metric, label, the null
+#: hypothesis it tests). FNR = 1 − TPR and TNR = 1 − FPR, so they test the same hypotheses.
+RATE_DISPARITY_BASES: dict[str, tuple[str, str, str]] = {
+    "selection_rate": ("selection_rate", "selection rate", "equal selection rates"),
+    "true_positive_rate": ("tpr", "TPR", "equal TPR"),
+    "false_positive_rate": ("fpr", "FPR", "equal FPR"),
+    "false_negative_rate": ("fnr", "FNR", "equal TPR"),
+    "true_negative_rate": ("tnr", "TNR", "equal FPR"),
+    "positive_predictive_value": ("ppv", "PPV", "equal PPV"),
+    "negative_predictive_value": ("npv", "NPV", "equal NPV"),
+}
+for _rate, (_base, _label, _) in RATE_DISPARITY_BASES.items():
+    BINARY_DISPARITIES[f"{_rate}_difference"] = (f"{_label} difference", _base)
+    BINARY_DISPARITIES[f"{_rate}_ratio"] = (f"{_label} ratio", _base)
+#: The per-rate disparities, shown apart from the headline criteria in the report.
+RATE_DISPARITIES = tuple(f"{r}_{kind}" for r in RATE_DISPARITY_BASES for kind in ("difference", "ratio"))
 REGRESSION_DISPARITIES: dict[str, tuple[str, str]] = {
     "mean_prediction_difference": ("mean prediction difference", "mean_prediction"),
     "mean_error_difference": ("mean error difference", "mean_error"),
@@ -138,6 +155,12 @@ class FairnessConfig(MethodConfig):
     calibration_bins : equal-width score bins of the reliability curves.
     what_if : run fairlearn's ThresholdOptimizer what-if (needs scores).
     dp_warn, eo_warn : differences whose whole interval lies above these are named in the summary.
+    favourable : which decision of a binary classifier is the favourable outcome, "positive"
+        (default: the positive label, e.g. a loan granted) or "negative" (an adverse decision
+        such as a "high risk" score is the positive label). Demographic parity, the
+        disparate-impact ratio and the four-fifths rule then compare the rate of the favourable
+        outcome (for a difference this changes nothing; for a ratio it does).
+    favourable_label : the same, by the label's name (one of the target's two classes).
     """
 
     min_group_size: int = 30
@@ -153,6 +176,8 @@ class FairnessConfig(MethodConfig):
     what_if: bool = True
     dp_warn: float = 0.1
     eo_warn: float = 0.1
+    favourable: Literal["positive", "negative"] = "positive"
+    favourable_label: str | None = None
 
     def validate(self) -> None:
         def bad(name: str, rule: str, value: Any) -> InvalidConfigError:
@@ -380,6 +405,11 @@ class FairnessResult(MethodResult):
     threshold: float = 0.5
     #: intersection -> why it was not analysed (more groups than max_groups)
     skipped: dict[str, str] = field(default_factory=dict)
+    #: which decision is favourable ("positive" or "negative") and its label (binary only)
+    favourable: str = "positive"
+    favourable_label: str | None = None
+    #: each group rate's own disparities (for the gate), shown apart from the headline criteria
+    rate_disparities: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------------------------
@@ -447,12 +477,16 @@ def disparate_impact(v: np.ndarray, ref: int | None = None) -> np.ndarray:
 
 
 def binary_disparities(rates: dict[str, np.ndarray], ref: int | None) -> dict[str, np.ndarray]:
-    """All binary disparities from group rates (each (..., G)); AUC handled separately."""
+    """All binary disparities from group rates (each (..., G)); AUC handled separately.
+    Demographic parity and disparate impact compare ``favourable_rate`` where the rates have
+    one (the rate of the favourable outcome, see ``FairnessConfig.favourable``), else the
+    selection rate."""
     d, r = spread_difference, spread_ratio
-    return {
-        "demographic_parity_difference": d(rates["selection_rate"], ref),
-        "demographic_parity_ratio": r(rates["selection_rate"], ref),
-        "disparate_impact_ratio": disparate_impact(rates["selection_rate"], ref),
+    fav = rates.get("favourable_rate", rates["selection_rate"])
+    out = {
+        "demographic_parity_difference": d(fav, ref),
+        "demographic_parity_ratio": r(fav, ref),
+        "disparate_impact_ratio": disparate_impact(fav, ref),
         "equalized_odds_difference": np.maximum(d(rates["tpr"], ref), d(rates["fpr"], ref)),
         "equalized_odds_ratio": np.minimum(r(rates["tpr"], ref), r(rates["fpr"], ref)),
         "equal_opportunity_difference": d(rates["tpr"], ref),
@@ -461,6 +495,10 @@ def binary_disparities(rates: dict[str, np.ndarray], ref: int | None) -> dict[st
         "predictive_parity_ratio": r(rates["ppv"], ref),
         "accuracy_difference": d(rates["accuracy"], ref),
     }
+    for rate, (base, _, _) in RATE_DISPARITY_BASES.items():
+        out[f"{rate}_difference"] = d(rates[base], ref)
+        out[f"{rate}_ratio"] = r(rates[base], ref)
+    return out
 
 
 #: The score-interval disparities of a binary classifier: name -> (test family, the rates
@@ -468,9 +506,9 @@ def binary_disparities(rates: dict[str, np.ndarray], ref: int | None) -> dict[st
 #: pair"); a difference, its ratio and the disparate-impact ratio test the same one. Equal
 #: opportunity (TPR) is one half of equalized odds (TPR and FPR), not a separate hypothesis.
 SCORE_DISPARITIES: dict[str, tuple[str, tuple[str, ...], str]] = {
-    "demographic_parity_difference": ("equal selection rates", ("selection_rate",), "difference"),
-    "demographic_parity_ratio": ("equal selection rates", ("selection_rate",), "ratio"),
-    "disparate_impact_ratio": ("equal selection rates", ("selection_rate",), "impact"),
+    "demographic_parity_difference": ("equal selection rates", ("favourable_rate",), "difference"),
+    "demographic_parity_ratio": ("equal selection rates", ("favourable_rate",), "ratio"),
+    "disparate_impact_ratio": ("equal selection rates", ("favourable_rate",), "impact"),
     "equalized_odds_difference": ("equal TPR and FPR", ("tpr", "fpr"), "difference"),
     "equalized_odds_ratio": ("equal TPR and FPR", ("tpr", "fpr"), "ratio"),
     "equal_opportunity_difference": ("equal TPR", ("tpr",), "difference"),
@@ -479,6 +517,9 @@ SCORE_DISPARITIES: dict[str, tuple[str, tuple[str, ...], str]] = {
     "predictive_parity_ratio": ("equal PPV", ("ppv",), "ratio"),
     "accuracy_difference": ("equal accuracy", ("accuracy",), "difference"),
 }
+SCORE_DISPARITIES.update({f"{rate}_{kind}": (family, (base,), kind)
+                          for rate, (base, _, family) in RATE_DISPARITY_BASES.items()
+                          for kind in ("difference", "ratio")})
 SCORE_TEST = ("score test of equal proportions for every compared pair (inverted Newcombe "
               "interval), Bonferroni over the pairs")
 #: The disparate-impact ratio against a reference is signed; its test is its own interval's.
@@ -489,15 +530,16 @@ IMPACT_TEST = ("score test of each group's selection rate against the reference'
 
 def score_disparities(cells: np.ndarray, ref: int | None, confidence: float,
                       judged: np.ndarray | None = None, keys: Sequence[str] | None = None,
-                      *, test: bool = True) -> dict[str, tuple[np.ndarray, ...]]:
+                      *, test: bool = True, favourable: str = "positive") -> dict[str, tuple[np.ndarray, ...]]:
     """Simultaneous score intervals and tests of the binary disparities from confusion counts
     ``(..., G, 4)`` (:func:`audit.stats.proportions.disparity_score_interval`); groups outside
     ``judged`` (default: every group with rows) are left out. A judged group whose rate is
     undefined (no positives for TPR, no positive decisions for PPV, ...) is not left out: its
     rate is unknown, so the bound towards parity allows any value of it (see ``counted`` there).
-    Returns name -> ``(lower, upper, p_adjusted, p_raw, m)``."""
+    ``favourable`` ("positive" or "negative"): the decision whose rate demographic parity and
+    disparate impact compare. Returns name -> ``(lower, upper, p_adjusted, p_raw, m)``."""
     cells = np.asarray(cells)
-    counts = rate_counts(cells)
+    counts = favourable_counts(rate_counts(cells), favourable)
     counted = cells.sum(axis=-1) > 0
     if judged is not None:
         counted = counted & judged
@@ -517,6 +559,15 @@ def score_disparities(cells: np.ndarray, ref: int | None, confidence: float,
             p_adj, p_raw = tested.setdefault(family, (p_adj, p_raw))
         out[k] = (lo, hi, p_adj, p_raw, m)
     return out
+
+
+def favourable_counts(counts: dict[str, tuple[np.ndarray, np.ndarray]], favourable: str
+                      ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``counts`` with ``favourable_rate``: the selection rate's counts, or with the negative
+    class favourable (an adverse decision such as "high risk" is the positive label) the
+    count of negative decisions over the same rows."""
+    x, n = counts["selection_rate"]
+    return {**counts, "favourable_rate": (x, n) if favourable == "positive" else (n - x, n)}
 
 
 def _disparity_bounds(key: str, bases: list[str], point: dict[str, np.ndarray],
@@ -587,6 +638,7 @@ class Fairness(AuditMethod[FairnessConfig, FairnessResult]):
             if not set(np.unique(y_pred)) <= {0, 1}:
                 raise DataValidationError("Binary predictions must be 0/1 class indices after encoding.")
         check_sensitive(data, config)
+        favourable, favourable_label = resolve_favourable(data, config)
         sets = attribute_sets(data.spec.sensitive, config)
         names = [set_name(s) for s in sets]
         for key in config.reference:
@@ -607,7 +659,8 @@ class Fairness(AuditMethod[FairnessConfig, FairnessResult]):
                 ctx.progress(i + 1, len(sets))
                 continue
             if data.task == "binary":
-                res = _analyse_binary(cols, values, y_true, y_pred, scores, config, ref, ctx.rng)
+                res = _analyse_binary(cols, values, y_true, y_pred, scores, config, ref, ctx.rng,
+                                      favourable=favourable, favourable_label=favourable_label)
             elif data.task == "regression":
                 res = _analyse_regression(cols, values, y_true.astype(float),
                                           y_pred.astype(float), config, ref, ctx.rng)
@@ -622,13 +675,17 @@ class Fairness(AuditMethod[FairnessConfig, FairnessResult]):
                        for d in res.disparities.values() if d.p_value is not None})
 
         if data.task == "binary":
-            metrics = ("base_rate", "selection_rate", "accuracy", "balanced_accuracy", "tpr", "fpr",
-                       "fnr", "tnr", "ppv", "npv") + (("auc", "ece") if scores is not None else ())
+            metrics = (("base_rate", "selection_rate")
+                       + (("favourable_rate",) if favourable == "negative" else ())
+                       + ("accuracy", "balanced_accuracy", "tpr", "fpr", "fnr", "tnr", "ppv", "npv")
+                       + (("auc", "ece") if scores is not None else ()))
         elif data.task == "regression":
             metrics = ("mean_prediction", "mean_error", "mae")
         else:
             metrics = ("accuracy",) + tuple(f"selection_rate[{c}]" for c in data.classes or ())
         labels = {k: METRIC_LABELS.get(k, k.replace("_", " ")) for k in metrics}
+        if "favourable_rate" in labels:
+            labels["favourable_rate"] = f"favourable outcome rate ({favourable_label})"
         notes = []
         if data.task == "binary" and scores is None:
             notes.append("The predictions are labels without scores, so AUC, calibration, threshold "
@@ -640,7 +697,9 @@ class Fairness(AuditMethod[FairnessConfig, FairnessResult]):
             confidence=config.confidence, alpha=config.alpha, power=config.power,
             n_boot=config.n_boot, n_permutations=config.n_permutations,
             has_scores=scores is not None, n_tests=n_tests, notes=tuple(notes),
-            threshold=float(model.threshold), skipped=skipped)
+            threshold=float(model.threshold), skipped=skipped, favourable=favourable,
+            favourable_label=favourable_label,
+            rate_disparities=RATE_DISPARITIES if data.task == "binary" else ())
 
     def findings(self, result: FairnessResult, config: FairnessConfig) -> list[Finding]:
         out = []
@@ -669,7 +728,9 @@ class Fairness(AuditMethod[FairnessConfig, FairnessResult]):
                                                f"{d.label} {e.value:.3f} ({ci}); above {limit} as a "
                                                f"point estimate, but the interval reaches below it. {test}"))
             if res.four_fifths_fail:
-                out.append(Finding("warning", f"Four-fifths rule: the selection rate of "
+                rate = ("selection rate" if result.favourable_label is None else
+                        f"rate of the favourable outcome ({result.favourable_label})")
+                out.append(Finding("warning", f"Four-fifths rule: the {rate} of "
                                               f"{', '.join(res.four_fifths_fail[:5])} ({res.title}) is below "
                                               "80% of the reference group's (point estimate)."))
             small = [g.group for g in res.groups if g.too_small]
@@ -797,6 +858,32 @@ def check_sensitive(data: AuditData, config: FairnessConfig) -> None:
                 "max_groups.")
 
 
+def resolve_favourable(data: AuditData, config: FairnessConfig) -> tuple[str, str | None]:
+    """Which decision is favourable ("positive" or "negative") and its label; the label is None
+    for a binary task left at the default (texts then speak of selection rates)."""
+    chosen = config.favourable_label is not None or config.favourable != "positive"
+    if data.task != "binary":
+        if chosen:
+            raise InvalidConfigError(
+                f"The fairness options 'favourable' and 'favourable_label' apply to binary "
+                f"classifiers; this audit's task is {data.task}. Remove them from [methods.fairness].")
+        return "positive", None
+    classes = [str(c) for c in (data.classes or ("0", "1"))]
+    if config.favourable_label is None:
+        return config.favourable, (classes[1] if config.favourable == "positive" else classes[0]) if chosen else None
+    if config.favourable_label not in classes:
+        raise InvalidConfigError(
+            f"The fairness option 'favourable_label' is {config.favourable_label!r}, which is not a "
+            f"class of the target.{did_you_mean(config.favourable_label, classes)} Classes: "
+            f"{', '.join(classes)} (positive: {classes[1]}).")
+    favourable = "positive" if config.favourable_label == classes[1] else "negative"
+    if config.favourable != "positive" and config.favourable != favourable:
+        raise InvalidConfigError(
+            f"The fairness options disagree: favourable_label = {config.favourable_label!r} is the "
+            f"{favourable} class, but favourable = {config.favourable!r}. Set only one of them.")
+    return favourable, config.favourable_label
+
+
 def intersection_too_large(cols: Sequence[str], values: np.ndarray, config: FairnessConfig,
                            has_reference: bool, source: str | None) -> str | None:
     """Why an intersection is not analysed: more groups than ``max_groups``, or None.
@@ -853,30 +940,6 @@ def _reference_index(levels: np.ndarray, ref: str | None, small: np.ndarray, nam
 # --------------------------------------------------------------------------------------------
 
 
-def _metric_frame_cells(y_true: np.ndarray, y_pred: np.ndarray, values: np.ndarray,
-                       levels: np.ndarray) -> np.ndarray:
-    """Per-group confusion counts through fairlearn's MetricFrame (0/1 labels), (G, 4).
-
-    One metric returning the whole count table: MetricFrame's cost grows with rows x metrics,
-    and every rate (with NaN where undefined) follows from the counts.
-    """
-    from fairlearn.metrics import MetricFrame
-
-    def cells(t: np.ndarray, p: np.ndarray) -> np.ndarray:
-        return confusion_cells(t, p, np.zeros(len(t), dtype=np.int64), 1)[0]
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        # Integer group codes: MetricFrame is several times slower on text features.
-        codes = np.searchsorted(levels, values)
-        table = MetricFrame(metrics={"cells": cells}, y_true=y_true, y_pred=y_pred,
-                            sensitive_features=codes).by_group
-    out = np.zeros((len(levels), 4), dtype=np.int64)
-    for g in table.index:
-        out[int(g)] = np.asarray(table.loc[g, "cells"])
-    return out
-
-
 def _groups(cols: Sequence[str], values: np.ndarray, config: FairnessConfig, ref_name: str | None
             ) -> tuple[str, np.ndarray, np.ndarray, int, np.ndarray, np.ndarray, np.ndarray, int | None]:
     """The attribute set's name, its groups (levels, each row's code, count), which are too small
@@ -889,14 +952,20 @@ def _groups(cols: Sequence[str], values: np.ndarray, config: FairnessConfig, ref
     return name, levels, codes, G, counts, small, ~small, _reference_index(levels, ref_name, small, name)
 
 
+def _with_favourable(rates: dict[str, np.ndarray], favourable: str) -> dict[str, np.ndarray]:
+    sel = rates["selection_rate"]
+    return {**rates, "favourable_rate": sel if favourable == "positive" else 1 - sel}
+
+
 def _analyse_binary(cols: Sequence[str], values: np.ndarray, y: np.ndarray, yhat: np.ndarray,
                     scores: np.ndarray | None, config: FairnessConfig, ref_name: str | None,
-                    rng: np.random.Generator) -> AttributeResult:
+                    rng: np.random.Generator, *, favourable: str = "positive",
+                    favourable_label: str | None = None) -> AttributeResult:
     name, levels, codes, G, counts, small, judged, ref = _groups(cols, values, config, ref_name)
-    cells = _metric_frame_cells(y, yhat, values, levels)
-    point = rates_from_cells(cells)
+    cells = confusion_cells(y, yhat, codes, G)
+    point = _with_favourable(rates_from_cells(cells), favourable)
     B = config.n_boot
-    boot = rates_from_cells(bootstrap_cells(cells, B, rng)) if B else None
+    boot = _with_favourable(rates_from_cells(bootstrap_cells(cells, B, rng)), favourable) if B else None
     notes: list[str] = []
 
     # Score-based metrics: AUC and calibration, bootstrapped with row weights within groups.
@@ -929,16 +998,17 @@ def _analyse_binary(cols: Sequence[str], values: np.ndarray, y: np.ndarray, yhat
     all_point = {**point, "auc": auc_point, "ece": ece_point}
     all_boot = {**boot, "auc": auc_boot, "ece": ece_boot} if B else None
     reasons = {**RATE_METRICS, "auc": "needs both positive and negative outcomes in the group",
-               "ece": None}
-    metric_keys = list(RATE_METRICS) + (["auc", "ece"] if scores is not None else [])
+               "ece": None, "favourable_rate": None}
+    metric_keys = (list(RATE_METRICS) + (["favourable_rate"] if favourable == "negative" else [])
+                   + (["auc", "ece"] if scores is not None else []))
     # Proportions: exact (Clopper-Pearson) intervals from the counts; the rest: percentile bootstrap.
-    counts_of = rate_counts(cells)
+    counts_of = favourable_counts(rate_counts(cells), favourable)
     intervals = {k: group_interval(*counts_of[k], config.confidence, GROUP_METHOD) for k in counts_of}
     if B:
         intervals.update({k: percentile_interval(all_boot[k], config.confidence)
                           for k in metric_keys if k not in counts_of})
     alpha = 1 - config.confidence
-    scored = score_disparities(cells, ref, config.confidence, judged)
+    scored = score_disparities(cells, ref, config.confidence, judged, favourable=favourable)
 
     # Power note: the smallest gap between this group and its best partner (the reference, or
     # the largest other group) that the pairwise score test at its corrected level detects.
@@ -981,7 +1051,8 @@ def _analyse_binary(cols: Sequence[str], values: np.ndarray, y: np.ndarray, yhat
 
     def bounds_at(k: str, level: float) -> tuple[float | None, float | None]:
         if k in SCORE_DISPARITIES:
-            lo, hi, *_ = score_disparities(cells, ref, level, judged, keys=[k], test=False)[k]
+            lo, hi, *_ = score_disparities(cells, ref, level, judged, keys=[k], test=False,
+                                           favourable=favourable)[k]
             return _f(lo), _f(hi)
         if masked_boot is None:
             return None, None
@@ -995,6 +1066,9 @@ def _analyse_binary(cols: Sequence[str], values: np.ndarray, y: np.ndarray, yhat
     for k in names:
         label, base = BINARY_DISPARITIES[k]
         bases = base.split(",")
+        if favourable_label is not None and k in ("demographic_parity_difference",
+                                                  "demographic_parity_ratio", "disparate_impact_ratio"):
+            label, bases = f"{label}, favourable outcome ({favourable_label})", ["favourable_rate"]
         undefined_in = {b: [str(levels[g]) for g in np.flatnonzero(judged) if not np.isfinite(all_point[b][g])]
                         for b in bases}
         undefined_groups = tuple(sorted({g for gs in undefined_in.values() for g in gs}))
@@ -1028,7 +1102,7 @@ def _analyse_binary(cols: Sequence[str], values: np.ndarray, y: np.ndarray, yhat
                          "and a gate rule on it cannot pass (insufficient evidence, unless the other "
                          "groups already breach).")
 
-    ratios = impact_ratios(masked_point["selection_rate"], ref)
+    ratios = impact_ratios(masked_point["favourable_rate"], ref)
     impact = {str(levels[g]): _f(ratios[g]) for g in range(G) if judged[g]}
     four_fifths = tuple(g for g, r in impact.items() if r is not None and r < 0.8)
 
