@@ -564,3 +564,68 @@ def test_no_regression_gap_makes_a_warning_at_most_at_the_tests_level():
         r = run(_regression_frame(gap=0.0, n=60, seed=seed), task="regression", n_boot=0)
         warned += any(f.level == "warning" for f in Fairness().findings(r, cfg))
     assert warned / reps <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / reps)
+
+
+# ---- favourable outcome: adverse decisions read the right way ---------------------------------
+
+
+def _risk_frame() -> pd.DataFrame:
+    """COMPAS-like decisions only: "high" risk (the positive label) is the adverse decision.
+    Group A: 100 rows, 60 "high"; group B: 100 rows, 30 "high". Favourable ("low") rates:
+    A 0.4, B 0.7, so the disparate impact on the favourable outcome is 0.4 / 0.7 (A fails the
+    four-fifths rule), while on the selection of "high" it would be 0.3 / 0.6 = 0.5 for B."""
+    df = planted_frame()
+    return df.assign(y=np.where(df.y == 1, "high", "low"), pred=np.where(df.pred == 1, "high", "low"))
+
+
+def test_favourable_negative_class_makes_disparate_impact_read_the_favourable_rate():
+    for option in ({"favourable_label": "low"}, {"favourable": "negative"}):
+        r = run(_risk_frame(), positive="high", **option)
+        res = r.attributes["g"]
+        assert r.favourable == "negative" and r.favourable_label == "low"
+        d = res.disparities
+        assert d["disparate_impact_ratio"].value == pytest.approx(0.4 / 0.7)
+        assert d["demographic_parity_ratio"].value == pytest.approx(0.4 / 0.7)
+        assert d["demographic_parity_difference"].value == pytest.approx(0.3)  # symmetric
+        assert res.impact_ratios == pytest.approx({"A": 0.4 / 0.7, "B": 1.0})
+        assert res.four_fifths_fail == ("A",)
+        assert "favourable outcome (low)" in d["disparate_impact_ratio"].label
+        # its interval is the MOVER-R interval of the favourable counts (40/100 vs 70/100)
+        e = d["disparate_impact_ratio"].estimate
+        assert e.lower < 0.4 / 0.7 < e.upper < 0.8
+        a = res.groups[0]
+        assert a.metrics["favourable_rate"].value == pytest.approx(0.4)
+        assert a.metrics["selection_rate"].value == pytest.approx(0.6)  # still the "high" rate
+        assert r.labels["favourable_rate"] == "favourable outcome rate (low)"
+        found = [f.text for f in Fairness().findings(r, FairnessConfig(**FAST))]
+        assert any("Four-fifths rule: the rate of the favourable outcome (low) of A (g)" in t for t in found), found
+    # the default reads the positive label as favourable: B fails on the "high" rate
+    r = run(_risk_frame(), positive="high")
+    assert r.attributes["g"].disparities["disparate_impact_ratio"].value == pytest.approx(0.5)
+    assert r.attributes["g"].four_fifths_fail == ("B",) and r.favourable_label is None
+
+
+def test_favourable_options_are_checked_against_the_classes_and_the_task():
+    with pytest.raises(InvalidConfigError, match="Did you mean 'low'"):
+        run(_risk_frame(), positive="high", favourable_label="lo")
+    with pytest.raises(InvalidConfigError, match="Set only one of them"):
+        run(_risk_frame(), positive="high", favourable_label="high", favourable="negative")
+    df = planted_frame().assign(y=lambda d: d.y.astype(float), pred=lambda d: d.pred.astype(float))
+    with pytest.raises(InvalidConfigError, match="binary classifiers"):
+        run(df, task="regression", favourable="negative")
+
+
+def test_favourable_outcome_is_named_in_the_report(tmp_path):
+    from audit.config import AuditPlan
+    from audit.report.render import render_html
+    from audit.runner import run_audit
+
+    _risk_frame().to_csv(tmp_path / "decisions.csv", index=False)
+    (tmp_path / "audit.toml").write_text(
+        'name = "risk"\n[model]\npredictions = "pred"\n[data]\npath = "decisions.csv"\n'
+        'target = "y"\npositive_label = "high"\nsensitive = ["g"]\n'
+        '[methods.fairness]\nn_boot = 0\nn_permutations = 0\nfavourable_label = "low"\n', encoding="utf-8")
+    plan = AuditPlan.load(tmp_path / "audit.toml").with_overrides(methods=("fairness",))
+    html = " ".join(render_html(run_audit(plan)).split())
+    assert "favourable outcome: <strong>low</strong>" in html
+    assert "Disparate impact (rate of the favourable outcome (low) relative to" in html
