@@ -629,3 +629,70 @@ def test_favourable_outcome_is_named_in_the_report(tmp_path):
     html = " ".join(render_html(run_audit(plan)).split())
     assert "favourable outcome: <strong>low</strong>" in html
     assert "Disparate impact (rate of the favourable outcome (low) relative to" in html
+
+
+# ---- counts, not MetricFrame cells (issue 17): fairlearn stays the cross-check ----------------
+
+
+def test_every_group_rate_and_regression_mean_equals_fairlearns_metricframe():
+    from fairlearn.metrics import (
+        MetricFrame,
+        false_negative_rate,
+        false_positive_rate,
+        selection_rate,
+        true_negative_rate,
+        true_positive_rate,
+    )
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score
+
+    rng = np.random.default_rng(7)
+    n = 3000
+    df = pd.DataFrame({"g": rng.choice(["b", "a", "c"], n, p=[.5, .3, .2]),
+                       "h": rng.choice(["x", "y"], n), "x": 0.0})
+    df["y"] = (rng.random(n) < np.where(df.g == "a", .3, .5)).astype(int)
+    df["pred"] = np.where(rng.random(n) < .75, df.y, 1 - df.y)
+    r = run(df, sensitive=("g", "h"))
+    funcs = {"selection_rate": selection_rate, "tpr": true_positive_rate, "fpr": false_positive_rate,
+             "fnr": false_negative_rate, "tnr": true_negative_rate, "accuracy": accuracy_score,
+             "balanced_accuracy": balanced_accuracy_score}
+    for key, cols in (("g", ["g"]), ("g*h", ["g", "h"])):
+        mf = MetricFrame(metrics=funcs, y_true=df.y, y_pred=df.pred, sensitive_features=df[cols]).by_group
+        for row in r.attributes[key].groups:
+            idx = tuple(row.group.split(" × ")) if len(cols) > 1 else row.group
+            for k in funcs:
+                assert row.metrics[k].value == pytest.approx(float(mf.loc[idx, k]), abs=1e-12), (key, row.group, k)
+    reg = df.assign(y=rng.normal(size=n), pred=rng.normal(size=n))
+    rr = run(reg, task="regression", n_permutations=0)
+    mf = MetricFrame(metrics={"mean_prediction": lambda t, p: np.mean(p), "mean_error": lambda t, p: np.mean(p - t),
+                              "mae": lambda t, p: np.mean(np.abs(p - t))},
+                     y_true=reg.y, y_pred=reg.pred, sensitive_features=reg.g).by_group
+    for row in rr.attributes["g"].groups:
+        for k in ("mean_prediction", "mean_error", "mae"):
+            assert row.metrics[k].value == pytest.approx(float(mf.loc[row.group, k]), abs=1e-12)
+
+
+def test_what_if_sample_keeps_every_group_and_weights_back_to_their_sizes():
+    from audit.methods.fairness import what_if_sample
+
+    codes = np.repeat([0, 1, 2], [90_000, 9_000, 40])
+    rows, w = what_if_sample(codes, 10_000, np.random.default_rng(0))
+    taken = np.bincount(codes[rows], minlength=3)
+    assert taken.tolist() == [9088, 909, 40]  # proportional (ceil), at least 500 or all rows
+    assert np.unique(rows).size == rows.size
+    # weights restore each group's share: the weighted mean of a per-group constant is exact
+    value = np.array([0.9, 0.5, 0.1])[codes[rows]]
+    assert np.average(value, weights=w) == pytest.approx(np.mean(np.array([0.9, 0.5, 0.1])[codes]))
+    rows, w = what_if_sample(codes[:5000], 10_000, np.random.default_rng(0))
+    assert rows.size == 5000 and np.all(w == 1)
+
+
+def test_what_if_on_many_rows_is_fitted_on_a_stated_sample():
+    rng = np.random.default_rng(2)
+    n = 6000
+    df = pd.DataFrame({"g": rng.choice(["A", "B"], n), "x": 0.0})
+    df["y"] = (rng.random(n) < .4).astype(int)
+    df["pred"] = np.clip(df.y * .3 + rng.random(n) * .7 + np.where(df.g == "A", .1, 0), 0, 1)
+    r = run(df, what_if=True, what_if_rows=2000)
+    w = r.attributes["g"].what_if[0]
+    assert w.error is None and w.rows_total == n and 2000 <= w.rows_used < n
+    assert w.disparity_after is not None and w.disparity_after < w.disparity_before

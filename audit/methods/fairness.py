@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
+import pandas as pd
 
 from audit.core.adapter import ModelAdapter
 from audit.core.dataset import AuditData
@@ -154,6 +155,8 @@ class FairnessConfig(MethodConfig):
         intersection with more is skipped, the reason stated in the report.
     calibration_bins : equal-width score bins of the reliability curves.
     what_if : run fairlearn's ThresholdOptimizer what-if (needs scores).
+    what_if_rows : above this many judged rows the what-if is fitted and evaluated on a
+        stratified random sample of them (its cost grows with the rows; it is information only).
     dp_warn, eo_warn : differences whose whole interval lies above these are named in the summary.
     favourable : which decision of a binary classifier is the favourable outcome, "positive"
         (default: the positive label, e.g. a loan granted) or "negative" (an adverse decision
@@ -174,6 +177,7 @@ class FairnessConfig(MethodConfig):
     max_groups: int = 50
     calibration_bins: int = 10
     what_if: bool = True
+    what_if_rows: int = 20_000
     dp_warn: float = 0.1
     eo_warn: float = 0.1
     favourable: Literal["positive", "negative"] = "positive"
@@ -194,6 +198,8 @@ class FairnessConfig(MethodConfig):
             raise bad("n_permutations", "0 (no tests) or at least 99", self.n_permutations)
         if self.max_groups < 2:
             raise bad("max_groups", "at least 2", self.max_groups)
+        if self.what_if_rows < 1000:
+            raise bad("what_if_rows", "at least 1000", self.what_if_rows)
         if self.calibration_bins < 2:
             raise bad("calibration_bins", "at least 2", self.calibration_bins)
         for combo in self.intersections or ():
@@ -363,6 +369,9 @@ class WhatIf:
     disparity_after: float | None
     selection_rate_after: dict[str, float | None]
     error: str | None = None
+    #: rows it was fitted and evaluated on, of the judged rows (a stratified sample when fewer)
+    rows_used: int | None = None
+    rows_total: int | None = None
 
 
 @dataclass(frozen=True)
@@ -844,7 +853,7 @@ def check_sensitive(data: AuditData, config: FairnessConfig) -> None:
     """One group only, or too many distinct values: the config's choice of sensitive attribute
     cannot be audited as it stands, so these stop the run (exit 2) with the fix."""
     for attr in data.spec.sensitive:
-        levels = np.unique(data.sensitive[attr].to_numpy())
+        levels = np.sort(np.asarray(data.sensitive[attr].unique(), dtype=object))
         if len(levels) < 2:
             raise InvalidConfigError(
                 f"The sensitive column {attr!r} has a single group ({levels[0]!r}) in "
@@ -895,7 +904,7 @@ def intersection_too_large(cols: Sequence[str], values: np.ndarray, config: Fair
     """
     if len(cols) < 2:
         return None
-    n_groups = len(np.unique(values))
+    n_groups = len(pd.unique(values))
     if n_groups <= config.max_groups:
         return None
     name = set_name(cols)
@@ -909,14 +918,20 @@ def intersection_too_large(cols: Sequence[str], values: np.ndarray, config: Fair
 
 
 def group_values(data: AuditData, columns: Sequence[str]) -> np.ndarray:
-    """Each row's group label for an attribute or an intersection ("Female × White")."""
-    parts = [data.sensitive[c].astype(str).to_numpy() for c in columns]
-    if len(parts) == 1:
-        return parts[0].astype(object)
-    out = parts[0].astype(object)
-    for p in parts[1:]:
-        out = out + _GROUP_SEP + p.astype(object)
-    return out
+    """Each row's group label for an attribute or an intersection ("Female × White").
+
+    The columns are factorized and their codes combined, so that only the distinct groups'
+    labels are built as text (joining a million rows' strings took most of the time)."""
+    codes = np.zeros(data.n_rows, dtype=np.int64)
+    labels = np.array([""], dtype=object)
+    for i, c in enumerate(columns):
+        # factorized as a Series: pandas' text columns need no conversion to objects first
+        col_codes, col_levels = pd.factorize(data.sensitive[c].astype(str), use_na_sentinel=False)
+        col_levels = np.asarray(col_levels, dtype=object)
+        labels = (labels[:, None] + (_GROUP_SEP if i else "") + col_levels[None, :]).ravel()
+        codes, present = pd.factorize(codes * len(col_levels) + col_codes)  # only groups that occur
+        labels = labels[np.asarray(present)]
+    return labels[codes]
 
 
 def _reference_index(levels: np.ndarray, ref: str | None, small: np.ndarray, name: str) -> int | None:
@@ -1111,7 +1126,8 @@ def _analyse_binary(cols: Sequence[str], values: np.ndarray, y: np.ndarray, yhat
     if scores is not None and len(cols) == 1:
         curves = _threshold_curves(scores, y, codes, levels, judged)
         if config.what_if and n_judged >= 2:
-            what_if = _what_if(scores, y, yhat, values, judged[codes], ref)
+            what_if = _what_if(scores, y, yhat, values, judged[codes], ref,
+                               max_rows=config.what_if_rows, rng=rng)
     if small.any():
         notes.append(f"{int(small.sum())} group(s) with fewer than {config.min_group_size} rows are "
                      "too small to judge and left out of the disparities.")
@@ -1157,26 +1173,57 @@ def _score_model() -> Any:
     return ScoreModel().fit(None)
 
 
+def what_if_sample(codes: np.ndarray, max_rows: int, rng: np.random.Generator,
+                   min_per_group: int = 500) -> tuple[np.ndarray, np.ndarray]:
+    """Rows for the what-if (all of them up to ``max_rows``) and each row's weight.
+
+    Above ``max_rows``: a stratified random sample, each group in proportion to its size but
+    with at least ``min_per_group`` rows (or all of its rows), so that no judged group drops
+    out; the weight ``n_g / k_g`` of a sampled row restores the groups' shares in an overall
+    mean (accuracy)."""
+    n = codes.size
+    if n <= max_rows:
+        return np.arange(n), np.ones(n)
+    G = int(codes.max()) + 1
+    sizes = np.bincount(codes, minlength=G)
+    take = np.minimum(sizes, np.maximum(np.ceil(max_rows * sizes / n), min_per_group)).astype(np.int64)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.concatenate([[0], np.cumsum(sizes)])
+    rows = np.concatenate([rng.choice(order[bounds[g]:bounds[g + 1]], take[g], replace=False)
+                           for g in range(G) if take[g]])
+    rows.sort()
+    return rows, (sizes / np.maximum(take, 1))[codes[rows]]
+
+
 def _what_if(scores: np.ndarray, y: np.ndarray, yhat: np.ndarray, values: np.ndarray,
-             keep: np.ndarray, ref: int | None) -> tuple[WhatIf, ...]:
-    """fairlearn ThresholdOptimizer per constraint, fitted and evaluated on the audited rows."""
+             keep: np.ndarray, ref: int | None, *, max_rows: int = 20_000,
+             rng: np.random.Generator | None = None) -> tuple[WhatIf, ...]:
+    """fairlearn ThresholdOptimizer per constraint, fitted and evaluated on the audited rows
+    (above ``max_rows`` on a stratified sample of them, :func:`what_if_sample`: its cost grows
+    with the rows and it is information only)."""
     try:
         from fairlearn.postprocessing import ThresholdOptimizer
     except ImportError:  # pragma: no cover - fairlearn is a dependency
         return ()
     # Scores rounded to 0.001: the optimizer's cost grows with the number of distinct scores.
     s, t, p, v = np.round(scores[keep], 3), y[keep], yhat[keep], values[keep]
-    finite = bool(np.all(np.isfinite(s)))  # fairlearn loops without end on NaN scores (17 GB in 15 min)
     levels, codes = group_codes(v)
+    rows, w = what_if_sample(codes, max_rows, rng if rng is not None else np.random.default_rng(0))
+    s, t, p, v, codes = s[rows], t[rows], p[rows], v[rows], codes[rows]
+    n_total = int(keep.sum())
+    finite = bool(np.all(np.isfinite(scores[keep])))  # fairlearn loops without end on NaN scores (17 GB in 15 min)
     G = len(levels)
     before_rates = rates_from_cells(confusion_cells(t, p, codes, G))
+
+    def acc(pred: np.ndarray) -> float | None:
+        return _f(np.average(pred == t, weights=w))
     out = []
     for constraint, disp in (("demographic_parity", "demographic_parity_difference"),
                              ("equalized_odds", "equalized_odds_difference")):
         before = binary_disparities(before_rates, None)[disp]
         if not finite:
-            out.append(WhatIf(constraint, _f(np.mean(p == t)), None, disp, _f(before), None, {},
-                              "not run: the scores contain NaN or infinite values"))
+            out.append(WhatIf(constraint, acc(p), None, disp, _f(before), None, {},
+                              "not run: the scores contain NaN or infinite values", rows.size, n_total))
             continue
         try:
             opt = ThresholdOptimizer(estimator=_score_model(), constraints=constraint,
@@ -1186,14 +1233,15 @@ def _what_if(scores: np.ndarray, y: np.ndarray, yhat: np.ndarray, values: np.nda
                 opt.fit(s[:, None], t, sensitive_features=v)
                 new = np.asarray(opt.predict(s[:, None], sensitive_features=v, random_state=0)).astype(np.int64)
         except Exception as exc:  # fairlearn raises ValueError etc. on degenerate groups
-            out.append(WhatIf(constraint, _f(np.mean(p == t)), None, disp, _f(before), None, {},
-                              f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"))
+            out.append(WhatIf(constraint, acc(p), None, disp, _f(before), None, {},
+                              f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+                              rows.size, n_total))
             continue
         after_rates = rates_from_cells(confusion_cells(t, new, codes, G))
         after = binary_disparities(after_rates, None)[disp]
-        out.append(WhatIf(constraint, _f(np.mean(p == t)), _f(np.mean(new == t)), disp, _f(before),
+        out.append(WhatIf(constraint, acc(p), acc(new), disp, _f(before),
                           _f(after), {str(lv): _f(after_rates["selection_rate"][g])
-                                      for g, lv in enumerate(levels)}))
+                                      for g, lv in enumerate(levels)}, None, rows.size, n_total))
     return tuple(out)
 
 
@@ -1205,16 +1253,12 @@ def _what_if(scores: np.ndarray, y: np.ndarray, yhat: np.ndarray, values: np.nda
 def _analyse_regression(cols: Sequence[str], values: np.ndarray, y: np.ndarray, yhat: np.ndarray,
                         config: FairnessConfig, ref_name: str | None,
                         rng: np.random.Generator) -> AttributeResult:
-    from fairlearn.metrics import MetricFrame
-
     name, levels, codes, G, counts, small, judged, ref = _groups(cols, values, config, ref_name)
     keys = ("mean_prediction", "mean_error", "mae")
-    funcs = {"mean_prediction": lambda t, p: float(np.mean(p)),
-             "mean_error": lambda t, p: float(np.mean(p - t)),
-             "mae": lambda t, p: float(np.mean(np.abs(p - t)))}
-    table = MetricFrame(metrics=funcs, y_true=y, y_pred=yhat, sensitive_features=values).by_group
-    point = {k: np.array([float(table.loc[lv, k]) for lv in levels]) for k in keys}
     cols_vals = np.column_stack([yhat, yhat - y, np.abs(yhat - y)])
+    # per-group means from sums (np.bincount; fairlearn's MetricFrame gives the same, slowly)
+    point = {k: np.bincount(codes, cols_vals[:, j], minlength=G) / np.maximum(counts, 1)
+             for j, k in enumerate(keys)}
     B = config.n_boot
     boot = {k: np.full((B, G), np.nan) for k in keys} if B else None
     if B:
