@@ -257,15 +257,16 @@ def weighted_calibration(scores: np.ndarray, y: np.ndarray, w: np.ndarray, n_bin
     return ece, count, mean_s, frac
 
 
-def score_cells(scores: np.ndarray, y: np.ndarray, *, n_bins: int, n_fine: int = 256
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def score_cells(scores: np.ndarray, y: np.ndarray, *, n_bins: int, n_fine: int = 256,
+                values: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
     """Compress one group's (score, outcome) rows into ordered score cells.
 
     Cells are the distinct scores when there are at most ``n_fine`` of them (then the compression
     is lossless), else ``n_fine`` quantile bins of the score, split at the calibration bin edges.
     Returns ``counts`` (K, 2) of negatives / positives per cell, ``score_sum`` (K, 2) and each
     cell's calibration bin (K,). Cells are in increasing score order; rows that share a cell
-    count as tied for AUC.
+    count as tied for AUC. With ``values`` (n, m) per-row values (losses), a fourth array
+    (K, 2, m) holds their sums per cell and outcome.
     """
     scores = np.asarray(scores, dtype=float)
     y = np.asarray(y).astype(np.int64)
@@ -290,7 +291,12 @@ def score_cells(scores: np.ndarray, y: np.ndarray, *, n_bins: int, n_fine: int =
         del rank
     counts = np.bincount(key * 2 + y, minlength=2 * K).reshape(K, 2)
     score_sum = np.bincount(key * 2 + y, weights=scores, minlength=2 * K).reshape(K, 2)
-    return counts, score_sum, cal
+    if values is None:
+        return counts, score_sum, cal
+    v = np.asarray(values, dtype=float).reshape(scores.size, -1)
+    sums = np.stack([np.bincount(key * 2 + y, weights=v[:, j], minlength=2 * K).reshape(K, 2)
+                     for j in range(v.shape[1])], axis=-1)
+    return counts, score_sum, cal, sums
 
 
 def auc_from_cells(counts: np.ndarray) -> np.ndarray:
@@ -332,6 +338,25 @@ def bootstrap_score_metrics(scores: np.ndarray, y: np.ndarray, n_boot: int,
     draws = rng.multinomial(n, flat / max(n, 1), size=n_boot).reshape(n_boot, *counts.shape)
     return (auc_from_cells(draws), ece_from_cells(draws, mean, cal, n_bins),
             float(auc_from_cells(counts)), float(ece_from_cells(counts, mean, cal, n_bins)))
+
+
+def bootstrap_means(values: np.ndarray, n_boot: int, rng: np.random.Generator, *,
+                    chunk_cells: int = 4_000_000) -> np.ndarray:
+    """Row bootstrap of the column means of ``values`` (n, k): shape ``(n_boot, k)``.
+
+    Resamples are drawn as multiplicities (uniform indices plus one ``bincount``), a chunk of
+    resamples at a time so that memory stays O(``chunk_cells``) whatever n."""
+    values = np.asarray(values, dtype=float).reshape(len(values), -1)
+    n = values.shape[0]
+    out = np.empty((n_boot, values.shape[1]))
+    step = max(1, chunk_cells // max(n, 1))
+    for start in range(0, n_boot, step):
+        b = min(step, n_boot - start)
+        idx = rng.integers(0, n, size=(b, n), dtype=np.int64)
+        idx += (np.arange(b, dtype=np.int64) * n)[:, None]
+        w = np.bincount(idx.ravel(), minlength=b * n).reshape(b, n)
+        out[start:start + b] = (w @ values) / n
+    return out
 
 
 def weighted_means(values: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -415,6 +440,7 @@ __all__ = [
     "RATE_METRICS",
     "bootstrap_cells",
     "confusion_cells",
+    "bootstrap_means",
     "group_codes",
     "multiclass_rates_from_cells",
     "auc_from_cells",
