@@ -2,13 +2,17 @@
 
 What is computed, for every sensitive attribute and every configured intersection (``sex*race``):
 
-- per group (fairlearn ``MetricFrame`` for the point estimates): count, base rate, selection rate,
+- per group (every count-based cell from the group's confusion counts, ``np.bincount``; the
+  tests check them against fairlearn's ``MetricFrame``): count, base rate, selection rate,
   accuracy, balanced accuracy, TPR, FPR, FNR, TNR, PPV, NPV; with scores also AUC and calibration
   (expected calibration error and a reliability curve); for regression mean prediction, mean
   error and MAE; for multiclass accuracy and each class's selection rate;
 - between groups: demographic parity, equalized odds, equal opportunity and predictive parity as
   differences and ratios, the disparate-impact ratio with the four-fifths rule, accuracy and AUC
   differences; each relative to a reference group (``reference``) or as max − min (min / max);
+  and each group rate's own disparity (``false_positive_rate_difference``, ``…_ratio``, ...,
+  :data:`RATE_DISPARITY_BASES`) for the gate; with ``favourable = "negative"`` demographic parity
+  and disparate impact compare the rate of the favourable (negative) decision;
 - for every rate (a proportion of a group's rows): the Clopper–Pearson interval; for every
   disparity of rates: the simultaneous score interval of :mod:`audit.stats.proportions` (MOVER
   differences / ratios of every compared pair, Bonferroni over the pairs on the bound away from
@@ -20,7 +24,8 @@ What is computed, for every sensitive attribute and every configured intersectio
   disparities keep a permutation test, Holm-adjusted over the attribute's three disparities;
 - a power note per group (the smallest gap to its best partner that the pairwise test, at its
   corrected level, detects with probability ``power``; normal approximation);
-- threshold curves per group and a what-if with fairlearn's ThresholdOptimizer (information only).
+- threshold curves per group and a what-if with fairlearn's ThresholdOptimizer (information only;
+  above ``what_if_rows`` rows on a stratified sample, its cost grows with the rows).
 
 Labels are encoded to 0/1 with the declared positive label before fairlearn sees them (with string
 labels fairlearn silently reports 0.0 selection rates). A rate whose denominator is empty in a
