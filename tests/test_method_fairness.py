@@ -370,7 +370,8 @@ def test_a_breach_always_comes_with_a_significant_gap():
 
     rng = np.random.default_rng(8)
     keys = ["demographic_parity_difference", "equalized_odds_difference",
-            "equal_opportunity_difference", "predictive_parity_difference"]
+            "equal_opportunity_difference", "predictive_parity_difference",
+            "false_positive_rate_difference", "false_negative_rate_difference"]
     breaches = 0
     for _ in range(6):
         G = int(rng.integers(2, 7))
