@@ -9,7 +9,11 @@ Key format
   intersections default to every pair (``[methods.fairness] intersections``);
 - ``<metric>`` is a disparity the fairness method reports for the task, e.g.
   ``demographic_parity_difference``, ``equalized_odds_ratio``, ``disparate_impact_ratio``
-  (see :func:`audit.methods.fairness.disparity_names`).
+  (see :func:`audit.methods.fairness.disparity_names`), or for a binary classifier one group
+  rate's own disparity, ``<rate>_difference`` / ``<rate>_ratio`` with ``<rate>`` one of
+  ``selection_rate``, ``true_positive_rate``, ``false_positive_rate``, ``false_negative_rate``,
+  ``true_negative_rate``, ``positive_predictive_value``, ``negative_predictive_value`` (the same
+  simultaneous score intervals as the other rate disparities, so the same verdict semantics).
 
 A rule may also set ``inconclusive = "fail" | "warn"`` and ``small_groups = "insufficient" |
 "ignore"``; the same keys at the top of ``[gate]`` set the defaults (``"fail"``,

@@ -14,12 +14,14 @@ from audit.methods.counterfactual_sensitivity import CounterfactualSensitivity
 from audit.methods.counterfactuals import Counterfactuals
 from audit.methods.fairness import Fairness
 from audit.methods.lime import Lime
+from audit.methods.performance import Performance
 from audit.methods.permutation_significance import PermutationSignificance
 from audit.methods.saliency import Saliency
 from audit.methods.shap import Shap
 from audit.methods.surrogate import Surrogate
 
 METHODS: tuple[type[AuditMethod], ...] = (
+    Performance,  # first: the report opens with the model's overall performance
     Fairness,
     Surrogate,
     Shap,

@@ -318,3 +318,48 @@ def test_bonferroni_gate_message_names_its_level_and_the_findings_level(tmp_path
     cfg = write_case(tmp_path, [400, 400], [0.55, 0.35], 'correction = "bonferroni"\n' + rules)
     v = json.loads(check(cfg, "--json").output)["verdicts"][0]
     assert "98.33% CI, Bonferroni over 3 rules; the report's findings use 95%" in v["message"]
+
+
+# ---- each group rate's own disparity --------------------------------------------------------
+
+
+def test_gate_judges_each_group_rate_on_its_own_score_interval(tmp_path):
+    """A and B share TPR (0.8) but not FPR (0.05 vs 0.25) or FNR ratio: the FPR rules breach,
+    the TPR rule passes, with the verdicts of the existing rules (interval vs threshold)."""
+    groups = {"A": (1900, 100, 200, 800), "B": (1500, 500, 200, 800)}
+    gate = ('"fairness.group.false_positive_rate_difference" = { max = 0.10 }\n'
+            '"fairness.group.false_positive_rate_ratio" = { min = 0.8 }\n'
+            '"fairness.group.true_positive_rate_difference" = { max = 0.10 }\n'
+            '"fairness.group.false_negative_rate_ratio" = { min = 0.5 }\n'
+            '"fairness.group.selection_rate_difference" = { max = 0.5 }\n')
+    res = check(write_rows(tmp_path, groups, gate), "--json")
+    assert res.exit_code == 1, res.output
+    fpr_d, fpr_r, tpr_d, fnr_r, sel_d = json.loads(res.output)["verdicts"]
+    assert fpr_d["status"] == "breach" and fpr_d["value"] == pytest.approx(0.20) and fpr_d["lower"] > 0.1
+    assert fpr_r["status"] == "breach" and fpr_r["value"] == pytest.approx(0.2) and fpr_r["upper"] < 0.8
+    assert tpr_d["status"] == "pass" and tpr_d["value"] == pytest.approx(0.0) and tpr_d["upper"] < 0.1
+    assert fnr_r["status"] == "pass" and fnr_r["value"] == pytest.approx(1.0) and fnr_r["lower"] > 0.5
+    assert sel_d["status"] == "pass" and sel_d["value"] == pytest.approx(1300 / 3000 - 900 / 3000)
+
+
+def test_per_rate_intervals_are_the_newcombe_and_mover_intervals_of_the_two_groups():
+    from audit.methods.fairness import score_disparities
+    from audit.stats.proportions import MOVER_LIMITS, mover_ratio, newcombe_difference
+
+    cells = np.array([[1900, 100, 200, 800], [1500, 500, 200, 800]])
+    out = score_disparities(cells, None, 0.95)
+    lo, hi = newcombe_difference(np.array([500]), np.array([2000]), np.array([100]), np.array([2000]),
+                                 0.975, limits=MOVER_LIMITS)  # one pair, m = 1: away from parity at 1 − α/2
+    assert out["false_positive_rate_difference"][0] == pytest.approx(max(lo[0], -hi[0]))
+    r_lo, r_hi = mover_ratio(np.array([100]), np.array([2000]), np.array([500]), np.array([2000]), 0.975,
+                              limits=MOVER_LIMITS)
+    assert out["false_positive_rate_ratio"][1] == pytest.approx(r_hi[0])
+    # FNR = 1 − TPR: the same null hypothesis, one family, one p-value
+    assert out["false_negative_rate_difference"][2] == pytest.approx(out["true_positive_rate_difference"][2])
+
+
+@pytest.mark.parametrize("metric, hint", [("false_positive_rate_diference", "false_positive_rate_difference"),
+                                          ("false_negativ_rate_ratio", "false_negative_rate_ratio")])
+def test_unknown_per_rate_gate_names_keep_their_did_you_mean(metric, hint):
+    with pytest.raises(InvalidConfigError, match=f"Did you mean '{hint}'"):
+        parse_gate({f"fairness.sex.{metric}": {"max": 0.1}}, sensitive=["sex"], task="binary")

@@ -186,7 +186,7 @@ def test_intersections_and_scores():
 
     m = (df.a == "p").to_numpy()
     assert a.groups[0].metrics["auc"].value == pytest.approx(roc_auc_score(df.y[m], df.pred[m]))
-    assert r.n_tests == 3 * 5
+    assert r.n_tests == 3 * 7  # selection, TPR+FPR, TPR, PPV, accuracy, FPR alone, NPV
     fig = Fairness().figures(r, None)
     assert {"rates:a", "curves:a", "calibration:a", "rates:a*b"} <= set(fig)
 
@@ -370,7 +370,8 @@ def test_a_breach_always_comes_with_a_significant_gap():
 
     rng = np.random.default_rng(8)
     keys = ["demographic_parity_difference", "equalized_odds_difference",
-            "equal_opportunity_difference", "predictive_parity_difference"]
+            "equal_opportunity_difference", "predictive_parity_difference",
+            "false_positive_rate_difference", "false_negative_rate_difference"]
     breaches = 0
     for _ in range(6):
         G = int(rng.integers(2, 7))
@@ -523,3 +524,176 @@ def test_the_same_intersection_listed_twice_in_any_order_is_a_config_error():
         attribute_sets(["sex", "race"], cfg)
     assert attribute_sets(["sex", "race"], FairnessConfig(intersections=(("sex", "race"),))) == [
         ("sex",), ("race",), ("sex", "race")]
+
+
+# ---- regression gaps make findings, worded in regression quantities ----------------------------
+
+
+def _regression_frame(gap: float, n: int = 150, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({"g": np.repeat(["A", "B"], n), "x": 0.0})
+    df["y"] = rng.normal(100, 50, 2 * n)
+    df["pred"] = df.y + rng.normal(0, 60, 2 * n) + np.where(df.g == "A", gap, 0.0)
+    return df
+
+
+def test_a_planted_regression_gap_makes_a_finding_in_regression_words():
+    """The outside trial's case: a mean-error gap of about 25 with a Holm p near 0.03 made no
+    finding, because only demographic parity and equalized odds were read for findings."""
+    cfg = {**FAST, "n_permutations": 199}
+    df = _regression_frame(gap=25.3, seed=3)
+    r = run(df, task="regression", n_permutations=199)
+    d = r.attributes["g"].disparities["mean_error_difference"]
+    assert d.significance == "significant after correction"
+    found = Fairness().findings(r, FairnessConfig(**cfg))
+    texts = [f.text for f in found if f.level == "warning"]
+    assert any(t.startswith("Mean errors (prediction − true value) differ between groups of g: "
+                            "mean error difference") for t in texts), texts
+    for f in found:
+        for word in ("TPR", "FPR", "Selection rate", "Error rates"):
+            assert word not in f.text
+
+
+@pytest.mark.slow
+def test_no_regression_gap_makes_a_warning_at_most_at_the_tests_level():
+    """No gap in any of the three regression quantities: a warning (significant after Holm over
+    the three) comes at most at rate alpha = 0.05; 300 data sets, 3 binomial SE of slack."""
+    cfg = FairnessConfig(**{**FAST, "n_boot": 0})
+    reps = 300
+    warned = 0
+    for seed in range(reps):
+        r = run(_regression_frame(gap=0.0, n=60, seed=seed), task="regression", n_boot=0)
+        warned += any(f.level == "warning" for f in Fairness().findings(r, cfg))
+    assert warned / reps <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / reps)
+
+
+# ---- favourable outcome: adverse decisions read the right way ---------------------------------
+
+
+def _risk_frame() -> pd.DataFrame:
+    """COMPAS-like decisions only: "high" risk (the positive label) is the adverse decision.
+    Group A: 100 rows, 60 "high"; group B: 100 rows, 30 "high". Favourable ("low") rates:
+    A 0.4, B 0.7, so the disparate impact on the favourable outcome is 0.4 / 0.7 (A fails the
+    four-fifths rule), while on the selection of "high" it would be 0.3 / 0.6 = 0.5 for B."""
+    df = planted_frame()
+    return df.assign(y=np.where(df.y == 1, "high", "low"), pred=np.where(df.pred == 1, "high", "low"))
+
+
+def test_favourable_negative_class_makes_disparate_impact_read_the_favourable_rate():
+    for option in ({"favourable_label": "low"}, {"favourable": "negative"}):
+        r = run(_risk_frame(), positive="high", **option)
+        res = r.attributes["g"]
+        assert r.favourable == "negative" and r.favourable_label == "low"
+        d = res.disparities
+        assert d["disparate_impact_ratio"].value == pytest.approx(0.4 / 0.7)
+        assert d["demographic_parity_ratio"].value == pytest.approx(0.4 / 0.7)
+        assert d["demographic_parity_difference"].value == pytest.approx(0.3)  # symmetric
+        assert res.impact_ratios == pytest.approx({"A": 0.4 / 0.7, "B": 1.0})
+        assert res.four_fifths_fail == ("A",)
+        assert "favourable outcome (low)" in d["disparate_impact_ratio"].label
+        # its interval is the MOVER-R interval of the favourable counts (40/100 vs 70/100)
+        e = d["disparate_impact_ratio"].estimate
+        assert e.lower < 0.4 / 0.7 < e.upper < 0.8
+        a = res.groups[0]
+        assert a.metrics["favourable_rate"].value == pytest.approx(0.4)
+        assert a.metrics["selection_rate"].value == pytest.approx(0.6)  # still the "high" rate
+        assert r.labels["favourable_rate"] == "favourable outcome rate (low)"
+        found = [f.text for f in Fairness().findings(r, FairnessConfig(**FAST))]
+        assert any("Four-fifths rule: the rate of the favourable outcome (low) of A (g)" in t for t in found), found
+    # the default reads the positive label as favourable: B fails on the "high" rate
+    r = run(_risk_frame(), positive="high")
+    assert r.attributes["g"].disparities["disparate_impact_ratio"].value == pytest.approx(0.5)
+    assert r.attributes["g"].four_fifths_fail == ("B",) and r.favourable_label is None
+
+
+def test_favourable_options_are_checked_against_the_classes_and_the_task():
+    with pytest.raises(InvalidConfigError, match="Did you mean 'low'"):
+        run(_risk_frame(), positive="high", favourable_label="lo")
+    with pytest.raises(InvalidConfigError, match="Set only one of them"):
+        run(_risk_frame(), positive="high", favourable_label="high", favourable="negative")
+    df = planted_frame().assign(y=lambda d: d.y.astype(float), pred=lambda d: d.pred.astype(float))
+    with pytest.raises(InvalidConfigError, match="binary classifiers"):
+        run(df, task="regression", favourable="negative")
+
+
+def test_favourable_outcome_is_named_in_the_report(tmp_path):
+    from audit.config import AuditPlan
+    from audit.report.render import render_html
+    from audit.runner import run_audit
+
+    _risk_frame().to_csv(tmp_path / "decisions.csv", index=False)
+    (tmp_path / "audit.toml").write_text(
+        'name = "risk"\n[model]\npredictions = "pred"\n[data]\npath = "decisions.csv"\n'
+        'target = "y"\npositive_label = "high"\nsensitive = ["g"]\n'
+        '[methods.fairness]\nn_boot = 0\nn_permutations = 0\nfavourable_label = "low"\n', encoding="utf-8")
+    plan = AuditPlan.load(tmp_path / "audit.toml").with_overrides(methods=("fairness",))
+    html = " ".join(render_html(run_audit(plan)).split())
+    assert "favourable outcome: <strong>low</strong>" in html
+    assert "Disparate impact (rate of the favourable outcome (low) relative to" in html
+
+
+# ---- counts, not MetricFrame cells (issue 17): fairlearn stays the cross-check ----------------
+
+
+def test_every_group_rate_and_regression_mean_equals_fairlearns_metricframe():
+    from fairlearn.metrics import (
+        MetricFrame,
+        false_negative_rate,
+        false_positive_rate,
+        selection_rate,
+        true_negative_rate,
+        true_positive_rate,
+    )
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score
+
+    rng = np.random.default_rng(7)
+    n = 3000
+    df = pd.DataFrame({"g": rng.choice(["b", "a", "c"], n, p=[.5, .3, .2]),
+                       "h": rng.choice(["x", "y"], n), "x": 0.0})
+    df["y"] = (rng.random(n) < np.where(df.g == "a", .3, .5)).astype(int)
+    df["pred"] = np.where(rng.random(n) < .75, df.y, 1 - df.y)
+    r = run(df, sensitive=("g", "h"))
+    funcs = {"selection_rate": selection_rate, "tpr": true_positive_rate, "fpr": false_positive_rate,
+             "fnr": false_negative_rate, "tnr": true_negative_rate, "accuracy": accuracy_score,
+             "balanced_accuracy": balanced_accuracy_score}
+    for key, cols in (("g", ["g"]), ("g*h", ["g", "h"])):
+        mf = MetricFrame(metrics=funcs, y_true=df.y, y_pred=df.pred, sensitive_features=df[cols]).by_group
+        for row in r.attributes[key].groups:
+            idx = tuple(row.group.split(" × ")) if len(cols) > 1 else row.group
+            for k in funcs:
+                assert row.metrics[k].value == pytest.approx(float(mf.loc[idx, k]), abs=1e-12), (key, row.group, k)
+    reg = df.assign(y=rng.normal(size=n), pred=rng.normal(size=n))
+    rr = run(reg, task="regression", n_permutations=0)
+    mf = MetricFrame(metrics={"mean_prediction": lambda t, p: np.mean(p), "mean_error": lambda t, p: np.mean(p - t),
+                              "mae": lambda t, p: np.mean(np.abs(p - t))},
+                     y_true=reg.y, y_pred=reg.pred, sensitive_features=reg.g).by_group
+    for row in rr.attributes["g"].groups:
+        for k in ("mean_prediction", "mean_error", "mae"):
+            assert row.metrics[k].value == pytest.approx(float(mf.loc[row.group, k]), abs=1e-12)
+
+
+def test_what_if_sample_keeps_every_group_and_weights_back_to_their_sizes():
+    from audit.methods.fairness import what_if_sample
+
+    codes = np.repeat([0, 1, 2], [90_000, 9_000, 40])
+    rows, w = what_if_sample(codes, 10_000, np.random.default_rng(0))
+    taken = np.bincount(codes[rows], minlength=3)
+    assert taken.tolist() == [9088, 909, 40]  # proportional (ceil), at least 500 or all rows
+    assert np.unique(rows).size == rows.size
+    # weights restore each group's share: the weighted mean of a per-group constant is exact
+    value = np.array([0.9, 0.5, 0.1])[codes[rows]]
+    assert np.average(value, weights=w) == pytest.approx(np.mean(np.array([0.9, 0.5, 0.1])[codes]))
+    rows, w = what_if_sample(codes[:5000], 10_000, np.random.default_rng(0))
+    assert rows.size == 5000 and np.all(w == 1)
+
+
+def test_what_if_on_many_rows_is_fitted_on_a_stated_sample():
+    rng = np.random.default_rng(2)
+    n = 6000
+    df = pd.DataFrame({"g": rng.choice(["A", "B"], n), "x": 0.0})
+    df["y"] = (rng.random(n) < .4).astype(int)
+    df["pred"] = np.clip(df.y * .3 + rng.random(n) * .7 + np.where(df.g == "A", .1, 0), 0, 1)
+    r = run(df, what_if=True, what_if_rows=2000)
+    w = r.attributes["g"].what_if[0]
+    assert w.error is None and w.rows_total == n and 2000 <= w.rows_used < n
+    assert w.disparity_after is not None and w.disparity_after < w.disparity_before

@@ -40,9 +40,21 @@ RATE_METRICS: dict[str, str | None] = {
 
 
 def group_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Levels (sorted) and the integer code of every row."""
-    levels, codes = np.unique(np.asarray(values), return_inverse=True)
-    return levels, codes.reshape(-1)
+    """Levels (sorted) and the integer code of every row.
+
+    pandas' hash-based ``factorize`` (about 20x faster than ``np.unique``'s sort on text labels
+    of a million rows), then the levels sorted as ``np.unique`` sorts them.
+
+    Examples
+    --------
+    >>> levels, codes = group_codes(np.array(["b", "a", "b"], dtype=object))
+    >>> levels.tolist(), codes.tolist()
+    (['a', 'b'], [1, 0, 1])
+    """
+    import pandas as pd
+
+    codes, uniques = pd.factorize(np.asarray(values).reshape(-1), sort=True, use_na_sentinel=False)
+    return np.asarray(uniques), codes.astype(np.int64, copy=False)
 
 
 def confusion_cells(y_true: np.ndarray, y_pred: np.ndarray, codes: np.ndarray, n_groups: int,
@@ -245,15 +257,16 @@ def weighted_calibration(scores: np.ndarray, y: np.ndarray, w: np.ndarray, n_bin
     return ece, count, mean_s, frac
 
 
-def score_cells(scores: np.ndarray, y: np.ndarray, *, n_bins: int, n_fine: int = 256
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def score_cells(scores: np.ndarray, y: np.ndarray, *, n_bins: int, n_fine: int = 256,
+                values: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
     """Compress one group's (score, outcome) rows into ordered score cells.
 
     Cells are the distinct scores when there are at most ``n_fine`` of them (then the compression
     is lossless), else ``n_fine`` quantile bins of the score, split at the calibration bin edges.
     Returns ``counts`` (K, 2) of negatives / positives per cell, ``score_sum`` (K, 2) and each
     cell's calibration bin (K,). Cells are in increasing score order; rows that share a cell
-    count as tied for AUC.
+    count as tied for AUC. With ``values`` (n, m) per-row values (losses), a fourth array
+    (K, 2, m) holds their sums per cell and outcome.
     """
     scores = np.asarray(scores, dtype=float)
     y = np.asarray(y).astype(np.int64)
@@ -278,7 +291,12 @@ def score_cells(scores: np.ndarray, y: np.ndarray, *, n_bins: int, n_fine: int =
         del rank
     counts = np.bincount(key * 2 + y, minlength=2 * K).reshape(K, 2)
     score_sum = np.bincount(key * 2 + y, weights=scores, minlength=2 * K).reshape(K, 2)
-    return counts, score_sum, cal
+    if values is None:
+        return counts, score_sum, cal
+    v = np.asarray(values, dtype=float).reshape(scores.size, -1)
+    sums = np.stack([np.bincount(key * 2 + y, weights=v[:, j], minlength=2 * K).reshape(K, 2)
+                     for j in range(v.shape[1])], axis=-1)
+    return counts, score_sum, cal, sums
 
 
 def auc_from_cells(counts: np.ndarray) -> np.ndarray:
@@ -320,6 +338,26 @@ def bootstrap_score_metrics(scores: np.ndarray, y: np.ndarray, n_boot: int,
     draws = rng.multinomial(n, flat / max(n, 1), size=n_boot).reshape(n_boot, *counts.shape)
     return (auc_from_cells(draws), ece_from_cells(draws, mean, cal, n_bins),
             float(auc_from_cells(counts)), float(ece_from_cells(counts, mean, cal, n_bins)))
+
+
+def bootstrap_means(values: np.ndarray, n_boot: int, rng: np.random.Generator, *,
+                    chunk_cells: int = 4_000_000) -> np.ndarray:
+    """Row bootstrap of the column means of ``values`` (n, k): shape ``(n_boot, k)``.
+
+    Resamples are drawn as multiplicities (uniform indices plus one ``bincount``), a chunk of
+    resamples at a time so that memory stays O(``chunk_cells``) whatever n."""
+    values = np.asarray(values, dtype=float).reshape(len(values), -1)
+    n = values.shape[0]
+    out = np.empty((n_boot, values.shape[1]))
+    step = max(1, chunk_cells // max(n, 1))
+    for start in range(0, n_boot, step):
+        b = min(step, n_boot - start)
+        idx = rng.integers(0, n, size=(b, n), dtype=np.int64)
+        idx += (np.arange(b, dtype=np.int64) * n)[:, None]
+        # float weights: an integer matmul is ~8x slower (no BLAS)
+        w = np.bincount(idx.ravel(), minlength=b * n).reshape(b, n).astype(np.float64)
+        out[start:start + b] = (w @ values) / n
+    return out
 
 
 def weighted_means(values: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -403,6 +441,7 @@ __all__ = [
     "RATE_METRICS",
     "bootstrap_cells",
     "confusion_cells",
+    "bootstrap_means",
     "group_codes",
     "multiclass_rates_from_cells",
     "auc_from_cells",

@@ -1,0 +1,322 @@
+"""Overall performance of the model on the audited rows, every number with its interval.
+
+- **binary**: accuracy (Clopper–Pearson, exact: coverage at least nominal for every n and
+  accuracy, 1.0 included); balanced accuracy = (1 + TPR − FPR) / 2, from Newcombe's MOVER
+  interval of TPR − FPR (:mod:`audit.stats.proportions`, the fairness method's machinery); with
+  scores also ROC AUC, log loss, Brier score and the expected calibration error (ECE, equal-width
+  score bins, ``calibration_bins``), each with a percentile bootstrap interval (``n_boot``
+  resamples of the rows, drawn as multinomial counts over compressed score cells,
+  :func:`audit.stats.bootstrap.score_cells`; AUC and ECE re-centred on their exact values);
+- **multiclass**: accuracy (Clopper–Pearson); balanced accuracy (mean recall over the classes
+  present; percentile bootstrap of the K × K confusion counts, which is the row bootstrap
+  exactly); with class probabilities also macro one-vs-rest AUC, log loss, multiclass Brier
+  score (Σ_k (p_k − 1{y = k})², from 0 to 2) and top-label ECE (percentile bootstrap of rows);
+- **regression**: R² (1 − mean squared error / variance of the outcome on these rows), RMSE,
+  MAE and mean error (prediction − true), percentile bootstrap of rows.
+
+Decisions-only audits (labels without scores) get the label metrics; the score metrics are
+listed as "needs scores" rather than left out. Log loss clips probabilities to
+[1e-15, 1 − 1e-15] (a confident wrong 0 or 1 would otherwise be infinite).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from audit.core.adapter import ModelAdapter
+from audit.core.dataset import AuditData
+from audit.core.method import AuditMethod, Finding, MethodConfig, MethodResult, RunContext
+from audit.errors import InvalidConfigError
+from audit.stats.bootstrap import (
+    auc_from_cells,
+    bootstrap_cells,
+    bootstrap_means,
+    confusion_cells,
+    ece_from_cells,
+    percentile_interval,
+    row_weights,
+    score_cells,
+    weighted_auc,
+    weighted_calibration,
+)
+from audit.stats.proportions import MOVER_LIMITS, group_interval, newcombe_difference
+
+#: Probabilities are clipped to [EPS, 1 − EPS] for the log loss.
+EPS = 1e-15
+NEEDS_SCORES = "needs scores (probabilities); these predictions are labels only"
+EXACT = "Clopper–Pearson (exact)"
+MOVER = "Newcombe MOVER interval of TPR − FPR (Clopper–Pearson limits), mapped to (1 + d) / 2"
+
+
+@dataclass(frozen=True)
+class PerformanceConfig(MethodConfig):
+    """Options of the performance method.
+
+    confidence : level of every interval (two-sided).
+    n_boot : bootstrap resamples for the metrics without an exact interval; 0 disables those
+        intervals (accuracy and balanced accuracy keep theirs).
+    calibration_bins : equal-width score bins of the expected calibration error.
+    """
+
+    confidence: float = 0.95
+    n_boot: int = 1000
+    calibration_bins: int = 10
+
+    def validate(self) -> None:
+        if not 0 < self.confidence < 1:
+            raise InvalidConfigError("The 'confidence' option of performance must be between 0 and 1. "
+                                     f"Got {self.confidence!r} instead.")
+        if 0 < self.n_boot < 100:
+            raise InvalidConfigError("The 'n_boot' option of performance must be 0 (no bootstrap "
+                                     f"intervals) or at least 100. Got {self.n_boot!r} instead.")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One overall metric: value, interval and how the interval was made (or why none)."""
+
+    name: str
+    label: str
+    value: float | None
+    lower: float | None = None
+    upper: float | None = None
+    interval: str | None = None
+    needs_scores: bool = False
+    undefined: str | None = None
+
+
+@dataclass(frozen=True)
+class PerformanceResult(MethodResult):
+    task: str
+    n_rows: int
+    confidence: float
+    n_boot: int
+    calibration_bins: int
+    has_scores: bool
+    metrics: dict[str, Metric]
+    positive_label: str | None = None
+    notes: tuple[str, ...] = ()
+
+
+def _f(x: Any) -> float | None:
+    if x is None:
+        return None
+    x = float(x)
+    return x if np.isfinite(x) else None
+
+
+class Performance(AuditMethod[PerformanceConfig, PerformanceResult]):
+    """Overall performance with intervals (see the module docstring)."""
+
+    name = "performance"
+    title = "Overall performance"
+    requires = frozenset({"predictions"})
+    needs_target = True
+    modalities = frozenset({"tabular", "image", "sequence"})  # uses only labels and scores
+    Config = PerformanceConfig
+
+    def run(self, model: ModelAdapter, data: AuditData, config: PerformanceConfig,
+            ctx: RunContext) -> PerformanceResult:
+        preds = model.predictions(data)
+        y = np.asarray(data.y)
+        yhat = np.asarray(preds.labels)
+        scores = None if preds.scores is None else np.asarray(preds.scores, dtype=float)
+        if data.task == "regression":
+            metrics = _regression(y.astype(float), yhat.astype(float), config, ctx.rng)
+        elif data.task == "binary":
+            metrics = _binary(y.astype(np.int64), yhat.astype(np.int64),
+                              None if scores is None else scores.reshape(-1), config, ctx.rng)
+        else:
+            metrics = _multiclass(y.astype(np.int64), yhat.astype(np.int64), len(data.classes or ()),
+                                  scores, config, ctx.rng)
+        notes = []
+        if data.task != "regression" and scores is None:
+            notes.append("The predictions are labels without scores, so AUC, log loss, Brier score "
+                         "and calibration error cannot be computed (listed as needing scores).")
+        positive = str(data.classes[1]) if data.task == "binary" and data.classes else None
+        return PerformanceResult(data.task, int(len(y)), config.confidence, config.n_boot,
+                                 config.calibration_bins, scores is not None, metrics, positive,
+                                 tuple(notes))
+
+    def findings(self, result: PerformanceResult, config: PerformanceConfig) -> list[Finding]:
+        keys = ("r2", "rmse") if result.task == "regression" else ("accuracy", "auc")
+        parts = []
+        for k in keys:
+            m = result.metrics.get(k)
+            if m is None or m.value is None:
+                continue
+            ci = (f" ({result.confidence:.0%} CI {m.lower:.3f}–{m.upper:.3f})"
+                  if m.lower is not None and m.upper is not None else "")
+            parts.append(f"{m.label} {m.value:.3f}{ci}")
+        if not parts:
+            return []
+        return [Finding("info", f"Overall performance on the {result.n_rows:,} audited rows: "
+                                f"{'; '.join(parts)}.")]
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def _interval(samples: np.ndarray | None, confidence: float) -> tuple[float | None, float | None]:
+    if samples is None:
+        return None, None
+    lo, hi = percentile_interval(np.asarray(samples, dtype=float), confidence)
+    return _f(lo), _f(hi)
+
+
+def _boot_text(B: int) -> str:
+    return f"percentile bootstrap, {B:,} resamples of the rows"
+
+
+def _binary(y: np.ndarray, yhat: np.ndarray, s: np.ndarray | None, config: PerformanceConfig,
+            rng: np.random.Generator) -> dict[str, Metric]:
+    n = y.size
+    tn, fp, fn, tp = (int(v) for v in confusion_cells(y, yhat, np.zeros(n, dtype=np.int64), 1)[0])
+    c = config.confidence
+    out: dict[str, Metric] = {}
+    lo, hi = group_interval(np.array([tp + tn]), np.array([n]), c, "clopper-pearson")
+    out["accuracy"] = Metric("accuracy", "accuracy", _f((tp + tn) / n), _f(lo[0]), _f(hi[0]), EXACT)
+    pos, neg = tp + fn, tn + fp
+    if pos and neg:
+        d_lo, d_hi = newcombe_difference(np.array([tp]), np.array([pos]), np.array([fp]), np.array([neg]),
+                                         c, limits=MOVER_LIMITS)
+        out["balanced_accuracy"] = Metric("balanced_accuracy", "balanced accuracy",
+                                          _f((1 + tp / pos - fp / neg) / 2), _f((1 + d_lo[0]) / 2),
+                                          _f((1 + d_hi[0]) / 2), MOVER)
+    else:
+        out["balanced_accuracy"] = Metric("balanced_accuracy", "balanced accuracy", None,
+                                          undefined="needs both positive and negative outcomes")
+    labels = {"auc": "ROC AUC", "log_loss": "log loss", "brier": "Brier score",
+              "ece": f"expected calibration error ({config.calibration_bins} equal-width bins)"}
+    if s is None:
+        out.update({k: Metric(k, v, None, needs_scores=True, undefined=NEEDS_SCORES) for k, v in labels.items()})
+        return out
+    p = np.clip(s, EPS, 1 - EPS)
+    losses = np.column_stack([-(y * np.log(p) + (1 - y) * np.log1p(-p)), (s - y) ** 2])
+    ones = np.ones(n)
+    point = {"auc": _f(weighted_auc(s, y, ones)),
+             "log_loss": _f(losses[:, 0].mean()), "brier": _f(losses[:, 1].mean()),
+             "ece": _f(weighted_calibration(s, y, ones, config.calibration_bins)[0][0])}
+    boot: dict[str, np.ndarray | None] = dict.fromkeys(labels)
+    B = config.n_boot
+    if B:
+        # a row resample is a multinomial draw over the compressed score cells (each cell's
+        # rows share its mean loss); AUC and ECE re-centred on their exact values
+        counts, score_sum, cal, sums = score_cells(s, y, n_bins=config.calibration_bins, n_fine=1024,
+                                                   values=losses)
+        with np.errstate(all="ignore"):
+            mean_score = np.where(counts > 0, score_sum / np.maximum(counts, 1), np.nan)
+            mean_loss = np.where(counts[..., None] > 0, sums / np.maximum(counts, 1)[..., None], 0.0)
+        flat = counts.reshape(-1)
+        draws = rng.multinomial(n, flat / n, size=B).reshape(B, *counts.shape)
+        auc_cells = auc_from_cells(counts)
+        ece_cells = ece_from_cells(counts, mean_score, cal, config.calibration_bins)
+        if point["auc"] is not None:
+            boot["auc"] = auc_from_cells(draws) + (point["auc"] - auc_cells)
+        boot["ece"] = ece_from_cells(draws, mean_score, cal, config.calibration_bins) + (point["ece"] - ece_cells)
+        loss_b = np.einsum("bkc,kcm->bm", draws, mean_loss) / n
+        boot["log_loss"], boot["brier"] = loss_b[:, 0], loss_b[:, 1]
+    for k, label in labels.items():
+        lo_, hi_ = _interval(boot[k], config.confidence)
+        why = "needs both positive and negative outcomes" if point[k] is None else None
+        out[k] = Metric(k, label, point[k], lo_, hi_, _boot_text(B) if lo_ is not None else None,
+                        True, why)
+    return out
+
+
+def _multiclass(y: np.ndarray, yhat: np.ndarray, K: int, P: np.ndarray | None,
+                config: PerformanceConfig, rng: np.random.Generator) -> dict[str, Metric]:
+    n = y.size
+    K = max(K, int(max(y.max(initial=0), yhat.max(initial=0))) + 1)
+    c = config.confidence
+    cells = confusion_cells(y, yhat, np.zeros(n, dtype=np.int64), 1, K)
+    out: dict[str, Metric] = {}
+    correct = int(np.sum(y == yhat))
+    lo, hi = group_interval(np.array([correct]), np.array([n]), c, "clopper-pearson")
+    out["accuracy"] = Metric("accuracy", "accuracy", _f(correct / n), _f(lo[0]), _f(hi[0]), EXACT)
+
+    def balanced(cc: np.ndarray) -> np.ndarray:
+        m = cc.reshape(*cc.shape[:-1], K, K).astype(float)
+        support = m.sum(-1)
+        with np.errstate(all="ignore"):
+            recall = np.diagonal(m, axis1=-2, axis2=-1) / support
+        present = support[..., :] > 0
+        return np.where(present, recall, 0).sum(-1) / np.maximum(present.sum(-1), 1)
+
+    B = config.n_boot
+    ba_boot = balanced(bootstrap_cells(cells, B, rng)[:, 0]) if B else None
+    ba_lo, ba_hi = _interval(ba_boot, c)
+    out["balanced_accuracy"] = Metric("balanced_accuracy", "balanced accuracy (mean recall)",
+                                      _f(balanced(cells[0])), ba_lo, ba_hi,
+                                      "percentile bootstrap of the confusion counts" if ba_lo is not None else None)
+    labels = {"auc": "macro one-vs-rest ROC AUC", "log_loss": "log loss", "brier": "Brier score (multiclass)",
+              "ece": f"top-label expected calibration error ({config.calibration_bins} equal-width bins)"}
+    if P is None:
+        out.update({k: Metric(k, v, None, needs_scores=True, undefined=NEEDS_SCORES) for k, v in labels.items()})
+        return out
+    P = np.asarray(P, dtype=float).reshape(n, -1)
+    onehot = np.eye(P.shape[1])[y]
+    losses = np.column_stack([-np.log(np.clip(P[np.arange(n), y], EPS, 1.0)),
+                              ((P - onehot) ** 2).sum(axis=1)])
+    conf_top = P.max(axis=1)
+    hit = (P.argmax(axis=1) == y).astype(float)
+    classes = [k for k in range(P.shape[1]) if 0 < onehot[:, k].sum() < n]
+    ones = np.ones(n)
+
+    def auc_macro(w: np.ndarray) -> np.ndarray:
+        return np.mean([weighted_auc(P[:, k], onehot[:, k], w) for k in classes], axis=0)
+
+    point = {"auc": _f(auc_macro(ones)) if classes else None, "log_loss": _f(losses[:, 0].mean()),
+             "brier": _f(losses[:, 1].mean()),
+             "ece": _f(weighted_calibration(conf_top, hit, ones, config.calibration_bins)[0][0])}
+    boot: dict[str, np.ndarray | None] = dict.fromkeys(labels)
+    if B:
+        lb = bootstrap_means(losses, B, rng)
+        boot["log_loss"], boot["brier"] = lb[:, 0], lb[:, 1]
+        # AUC and ECE need the rows themselves: row multiplicities, a chunk of resamples at a
+        # time (memory O(4e6) weights whatever n)
+        auc_b, ece_b = np.full(B, np.nan), np.empty(B)
+        step = max(1, 4_000_000 // n)
+        for start in range(0, B, step):
+            b = min(step, B - start)
+            _, _, w = next(row_weights(np.zeros(n, dtype=np.int64), 1, b, rng))
+            if classes:
+                auc_b[start:start + b] = auc_macro(w)
+            ece_b[start:start + b] = weighted_calibration(conf_top, hit, w, config.calibration_bins)[0]
+        boot["auc"], boot["ece"] = (auc_b if classes else None), ece_b
+    for k, label in labels.items():
+        lo_, hi_ = _interval(boot[k], c)
+        why = "needs at least one class with both its rows and others" if point[k] is None else None
+        out[k] = Metric(k, label, point[k], lo_, hi_, _boot_text(B) if lo_ is not None else None, True, why)
+    return out
+
+
+def _regression(y: np.ndarray, yhat: np.ndarray, config: PerformanceConfig,
+                rng: np.random.Generator) -> dict[str, Metric]:
+    e = yhat - y
+    cols = np.column_stack([e ** 2, np.abs(e), e, y, y ** 2])
+
+    def metrics(m: np.ndarray) -> dict[str, np.ndarray]:
+        m = np.atleast_2d(m)
+        var = m[:, 4] - m[:, 3] ** 2
+        with np.errstate(all="ignore"):
+            r2 = np.where(var > 0, 1 - m[:, 0] / var, np.nan)
+        return {"r2": r2, "rmse": np.sqrt(m[:, 0]), "mae": m[:, 1], "mean_error": m[:, 2]}
+
+    point = metrics(cols.mean(axis=0))
+    B = config.n_boot
+    boot = metrics(bootstrap_means(cols, B, rng)) if B else None
+    labels = {"r2": "R²", "rmse": "RMSE", "mae": "MAE", "mean_error": "mean error (prediction − true)"}
+    out = {}
+    for k, label in labels.items():
+        lo, hi = _interval(boot[k] if boot else None, config.confidence)
+        v = _f(point[k][0])
+        out[k] = Metric(k, label, v, lo, hi, _boot_text(B) if lo is not None else None, False,
+                        None if v is not None else "the outcome is constant on these rows")
+    return out
+
+
+__all__ = ["Metric", "Performance", "PerformanceConfig", "PerformanceResult"]
