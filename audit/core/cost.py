@@ -39,6 +39,7 @@ class Reducible:
     minimum: int
     kind: Kind = "rows"
     alpha: float = 0.05  # permutations: the level the floor still reaches
+    current: int | None = None  # the value in effect when the option's default is None ("auto")
 
 
 @dataclass(frozen=True)
@@ -48,8 +49,10 @@ class Plan:
     description : one line for the plan, e.g. "KernelSHAP, 100 rows × 2,070 samples × 50 background".
     model_rows : rows the audited model evaluates in this process (counted at the adapter).
     model_calls : separate calls of the model (each pays a fixed overhead).
+    uncounted_rows : work priced like that many model rows but done outside the adapter, so
+        not counted (a tree explainer walking row × background pairs, torch gradients).
     refits : full refits of the estimator (each on ``refit_rows`` rows, then scoring
-        ``refit_model_rows`` rows), run on ``n_jobs`` workers.
+        ``refit_model_rows`` rows in ``refit_model_calls`` calls), run on ``n_jobs`` workers.
     fixed_seconds : work priced by the method itself (e.g. a tree explainer that reads the trees).
     reducible : option name -> :class:`Reducible`, the sample sizes a budget may lower.
     """
@@ -57,16 +60,19 @@ class Plan:
     description: str
     model_rows: float = 0.0
     model_calls: float = 0.0
+    uncounted_rows: float = 0.0
     refits: int = 0
     refit_rows: int = 0
     refit_model_rows: float = 0.0
+    refit_model_calls: float = 0.0
     n_jobs: int = 1
     fixed_seconds: float = 0.0
     reducible: Mapping[str, Reducible] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {"description": self.description, "model_rows": int(self.model_rows),
-                "model_calls": int(self.model_calls), "refits": self.refits,
+                "model_calls": int(self.model_calls),
+                "uncounted_rows": int(self.uncounted_rows), "refits": self.refits,
                 "refit_rows": self.refit_rows, "n_jobs": self.n_jobs,
                 "fixed_seconds": round(self.fixed_seconds, 3)}
 
@@ -86,16 +92,23 @@ class UnitCosts:
                 "seconds_per_refit": self.refit, "refit_rows": self.refit_rows, "cores": self.cores}
 
 
+# Starting worker processes that import audit-suite and its model libraries: measured 3-8 s
+# on this project's 2-core machine under load. Used only to estimate durations.
+POOL_STARTUP_SECONDS = 5.0
+
+
 def seconds(plan: Plan, costs: UnitCosts) -> float:
     """The plan's estimated wall time under ``costs``."""
-    serial = plan.fixed_seconds + plan.model_rows * costs.per_row + plan.model_calls * costs.per_call
+    serial = (plan.fixed_seconds + (plan.model_rows + plan.uncounted_rows) * costs.per_row
+              + plan.model_calls * costs.per_call)
     if not plan.refits:
         return serial
     # fitting is roughly linear in rows for the estimators audited here
     fit = costs.refit * (plan.refit_rows / costs.refit_rows if costs.refit_rows else 1.0)
-    each = fit + plan.refit_model_rows * costs.per_row
+    each = fit + plan.refit_model_rows * costs.per_row + plan.refit_model_calls * costs.per_call
     workers = max(1, min(plan.n_jobs, costs.cores, plan.refits))
-    return serial + plan.refits * each / workers
+    startup = POOL_STARTUP_SECONDS if workers > 1 else 0.0
+    return serial + startup + plan.refits * each / workers
 
 
 def _time(fn: Callable[[], Any], repeats: int) -> float:
@@ -107,11 +120,13 @@ def _time(fn: Callable[[], Any], repeats: int) -> float:
     return best
 
 
-def measure_unit_costs(model: Any, X: np.ndarray, *, batch: int = 256, cores: int = 1) -> UnitCosts:
+def measure_unit_costs(model: Any, X: np.ndarray, *, batch: int = 2048, cores: int = 1) -> UnitCosts:
     """Time the model on one row and on ``batch`` rows (best of a few): the per-call overhead
     and the per-row cost. The rows are the audited rows (tiled when there are fewer)."""
     if "predict" not in getattr(model, "capabilities", ()) or len(X) == 0:
         return UnitCosts(cores=cores)
+    row_bytes = max(1, int(np.prod(X.shape[1:])) * 4)
+    batch = int(max(16, min(batch, (64 << 20) // row_bytes)))  # images: at most ~64 MB at once
     reps = int(math.ceil(batch / len(X)))
     big = np.concatenate([X] * reps)[:batch] if reps > 1 else X[:batch]
     one = X[:1]
@@ -203,10 +218,12 @@ def scaled(config: Any, plan: Plan, factor: float, user_set: set[str]) -> dict[s
     an option the user set, never above the current value)."""
     out = {}
     for opt, spec in plan.reducible.items():
-        cur = getattr(config, opt, None)
+        cur = spec.current if spec.current is not None else getattr(config, opt, None)
         if opt in user_set or not isinstance(cur, int) or cur <= spec.minimum:
             continue
-        out[opt] = max(spec.minimum, min(cur, int(math.floor(cur * factor))))
+        new = max(spec.minimum, min(cur, int(math.floor(cur * factor))))
+        if new < cur:
+            out[opt] = new
     return out
 
 
@@ -245,7 +262,8 @@ def fit_budget(entries: list[tuple[str, Any, Any, set[str]]], price: Callable[[A
     for name, method, config, _ in entries:
         plan, _ = price(method, config)
         for opt, spec in plan.reducible.items():
-            old, new = getattr(config, opt, None), getattr(configs[name], opt, None)
+            old = spec.current if spec.current is not None else getattr(config, opt, None)
+            new = getattr(configs[name], opt, None)
             if isinstance(old, int) and isinstance(new, int) and new < old:
                 lowered.append(Lowered(name, opt, old, new, precision_cost(opt, old, new, spec)))
     return configs, lowered, tot

@@ -53,7 +53,8 @@ class PermutationSignificanceConfig(MethodConfig):
     scoring : "auto" (accuracy for classifiers, R² for regression), "accuracy", "roc_auc", "r2";
     test_fraction : share of rows held out for measuring importance;
     max_rows : use at most this many rows (a random sample) — every null draw is a full refit;
-    n_jobs : parallel refits; alpha : level after Benjamini–Hochberg.
+    n_jobs : parallel refits (default: every usable core); results do not depend on it;
+    alpha : level after Benjamini–Hochberg.
     """
 
     n_permutations: int | None = None
@@ -61,7 +62,7 @@ class PermutationSignificanceConfig(MethodConfig):
     scoring: Literal["auto", "accuracy", "roc_auc", "r2"] = "auto"
     test_fraction: float = 0.3
     max_rows: int | None = 5000
-    n_jobs: int = 2
+    n_jobs: int | None = None
     alpha: float = 0.05
 
     def validate(self) -> None:
@@ -75,7 +76,7 @@ class PermutationSignificanceConfig(MethodConfig):
             raise InvalidConfigError(f"The 'test_fraction' option of permutation_significance must be in [0.1, 0.5]. Got {self.test_fraction} instead.")
         if self.max_rows is not None and self.max_rows < 50:
             raise InvalidConfigError(f"The 'max_rows' option of permutation_significance must be at least 50. Got {self.max_rows} instead.")
-        if self.n_jobs < 1:
+        if self.n_jobs is not None and self.n_jobs < 1:
             raise InvalidConfigError(f"The 'n_jobs' option of permutation_significance must be at least 1. Got {self.n_jobs} instead.")
 
 
@@ -170,7 +171,7 @@ class PermutationSignificance(AuditMethod[PermutationSignificanceConfig, Permuta
 
     def run(self, model: ModelAdapter, data: AuditData, config: PermutationSignificanceConfig,
             ctx: RunContext) -> PermutationSignificanceResult:
-        from joblib import Parallel, delayed
+        from audit import execution
 
         config.validate()
         estimator = getattr(model, "estimator", None)
@@ -213,15 +214,14 @@ class PermutationSignificance(AuditMethod[PermutationSignificanceConfig, Permuta
             chosen = (f"chosen from the {F} features: the smallest B (at least 99, at most 999) with which a "
                       f"lone effect's Benjamini–Hochberg-adjusted p-value, {F}/(B+1), can reach alpha/2 = "
                       f"{config.alpha / 2:g}" + (" (capped at 999)" if F / 1000 > config.alpha / 2 else ""))
+        # Each null draw's permutation is drawn here, in order, from the method's stream: the
+        # refits are independent chunks whose results do not depend on the number of workers.
         ys = [y] + [y[ctx.rng.permutation(len(y))] for _ in range(B)]
-        done = [0]
 
         def job(yb: np.ndarray) -> np.ndarray:
             return _pipeline(estimator, X, yb, fit, held, groups, perms, scoring, to_input)
 
-        out = Parallel(n_jobs=config.n_jobs, prefer="processes")(delayed(job)(yb) for yb in ys)
-        done[0] = len(out)
-        ctx.progress(done[0], B + 1)
+        out = execution.map(job, ys, n_jobs=config.n_jobs, backend="processes", progress=ctx.progress)
         res = np.vstack(out)
         if not np.isfinite(res[0]).all():
             raise CapabilityError("refitting the estimator on the real outcome failed")
@@ -246,6 +246,27 @@ class PermutationSignificance(AuditMethod[PermutationSignificanceConfig, Permuta
             n_significant_bh=int((p_bh <= config.alpha).sum()), n_significant_maxt=int((p_maxt <= config.alpha).sum()),
             alpha=config.alpha, reachability=reach, notes=tuple(notes), _null=(null, obs),
             _seconds=round(time.perf_counter() - t0, 2))
+
+    def plan(self, model: ModelAdapter, data: AuditData, config: PermutationSignificanceConfig,
+             ctx: RunContext) -> Any:
+        """B + 1 refits, each scored on the held-out rows once plus once per feature and repeat.
+        Above a budget B may go down to the smallest with which a lone effect still reaches alpha
+        after Benjamini–Hochberg."""
+        from audit.core.cost import Plan, Reducible
+        from audit.execution import resolve_n_jobs
+        from audit.stats.permutation import MIN_PERMUTATIONS, smallest_reaching_b
+
+        train = ctx.train if ctx.train is not None and ctx.train.y is not None else data
+        n = min(train.n_rows, config.max_rows) if config.max_rows is not None else train.n_rows
+        held = max(2, int(round(config.test_fraction * n)))
+        F = len(train.groups)
+        B = config.n_permutations if config.n_permutations is not None else default_n_permutations(F, config.alpha)
+        floor = min(B, max(MIN_PERMUTATIONS, smallest_reaching_b(F, config.alpha, "greater", "bh")))
+        jobs = resolve_n_jobs(config.n_jobs)
+        return Plan(f"{B + 1:,} refits of {n - held:,} rows on {jobs} worker(s)", refits=B + 1,
+                    refit_rows=n - held, refit_model_rows=held * (1 + F * config.n_repeats),
+                    refit_model_calls=1 + F * config.n_repeats, n_jobs=jobs,
+                    reducible={"n_permutations": Reducible(floor, "permutations", config.alpha, current=B)})
 
     def findings(self, result: PermutationSignificanceResult, config: PermutationSignificanceConfig) -> list[Finding]:
         def listed(names: list[str]) -> str:
