@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from audit.config import AuditPlan, check_seed
-from audit.core.cost import (Lowered, Plan, UnitCosts, fit_budget, format_seconds, measure_refit,
+from audit.core.cost import (Lowered, Plan, UnitCosts, fit_budget, format_budget, format_seconds, measure_refit,
                              measure_unit_costs, seconds)
 from audit.core.adapter import ModelAdapter, check_trust_flags, load_model
 from audit.core.dataset import AuditData, Encoding, build_audit_data, read_table, text_columns
@@ -57,7 +57,7 @@ class RunPlan:
         return sum(m.estimate for m in self.methods)
 
     def lines(self) -> list[str]:
-        budget = "none (--full)" if self.budget is None else format_seconds(self.budget).lstrip("~")
+        budget = "none (--full)" if self.budget is None else format_budget(self.budget)
         return ([f"plan (budget {budget}, estimated total {format_seconds(self.total)}):"]
                 + [f"  {m.line()}" for m in self.methods]
                 + [f"  lowered: {x.text()}" for x in self.lowered])
@@ -348,7 +348,7 @@ def plan_run(plan: AuditPlan, inputs: LoadedInputs, classes: list[AuditMethod],
         new, lowered, total = fit_budget(entries, price, plan.budget)
         if total > plan.budget:
             raise InvalidConfigError(
-                f"The audit cannot fit the time budget of {format_seconds(plan.budget).lstrip('~')}: "
+                f"The audit cannot fit the time budget of {format_budget(plan.budget)}: "
                 f"with every defaulted sample size at its floor it is estimated at "
                 f"{format_seconds(total)} ({_costliest(entries, new, price)}). Nothing was run or "
                 "written. Give a larger budget (--budget 30m, or [run] budget), run everything as "

@@ -184,6 +184,11 @@ def format_seconds(s: float) -> str:
     return f"~{s / 3600:.1f} h"
 
 
+def format_budget(s: float) -> str:
+    """A budget as given: '0.5 s', '90 s', '5 min', '1.5 h'."""
+    return f"{s:g} s" if s < 90 else f"{s / 60:g} min" if s < 5400 else f"{s / 3600:g} h"
+
+
 def precision_cost(option: str, old: int, new: int, spec: Reducible) -> str:
     """What lowering ``option`` from ``old`` to ``new`` costs, in one clause."""
     factor = math.sqrt(old / new)
@@ -269,5 +274,5 @@ def fit_budget(entries: list[tuple[str, Any, Any, set[str]]], price: Callable[[A
     return configs, lowered, tot
 
 
-__all__ = ["Lowered", "Plan", "Reducible", "UnitCosts", "fit_budget", "format_seconds",
+__all__ = ["Lowered", "Plan", "Reducible", "UnitCosts", "fit_budget", "format_budget", "format_seconds",
            "measure_refit", "measure_unit_costs", "parse_duration", "precision_cost", "seconds"]
