@@ -116,9 +116,18 @@ class PermutationSignificanceResult(MethodResult):
     _seconds: float | None = None            # not serialised: results stay reproducible
 
 
-def _score(est: Any, X: Any, y: np.ndarray, scoring: str) -> float:
+def _predict(est: Any, X: Any, scoring: str) -> np.ndarray:
+    """What ``scoring`` needs from the estimator: P(positive) for roc_auc, else predictions."""
+    if scoring == "roc_auc":
+        proba = est.predict_proba(X)
+        classes = list(getattr(est, "classes_", [0, 1]))
+        return proba[:, classes.index(1) if 1 in classes else proba.shape[1] - 1]
+    return np.asarray(est.predict(X))
+
+
+def _score_of(pred: np.ndarray, y: np.ndarray, scoring: str) -> float:
     if scoring == "r2":
-        pred = np.asarray(est.predict(X), dtype=float)
+        pred = np.asarray(pred, dtype=float)
         tot = np.sum((y - y.mean()) ** 2)
         return float(1 - np.sum((y - pred) ** 2) / tot) if tot > 0 else float("nan")
     if scoring == "roc_auc":
@@ -126,29 +135,37 @@ def _score(est: Any, X: Any, y: np.ndarray, scoring: str) -> float:
 
         if len(np.unique(y)) < 2:
             return float("nan")
-        proba = est.predict_proba(X)
-        classes = list(getattr(est, "classes_", [0, 1]))
-        col = classes.index(1) if 1 in classes else proba.shape[1] - 1
-        return float(roc_auc_score(y, proba[:, col]))
-    return float(np.mean(np.asarray(est.predict(X)) == y))
+        return float(roc_auc_score(y, pred))
+    return float(np.mean(pred == y))
+
+
+def _score(est: Any, X: Any, y: np.ndarray, scoring: str) -> float:
+    return _score_of(_predict(est, X, scoring), y, scoring)
 
 
 def _pipeline(estimator: Any, X: np.ndarray, y: np.ndarray, fit: np.ndarray, held: np.ndarray,
               groups: list[list[int]], perms: np.ndarray, scoring: str, to_input: Any) -> np.ndarray:
-    """Refit a clone and return [score, importance_repeat_mean per feature, sd per feature]."""
+    """Refit a clone and return [score, importance_repeat_mean per feature, sd per feature].
+
+    A feature's permuted copies of the held-out rows are scored in one call (row-wise
+    predictions are the same in one call or several; one call per copy cost most of the time
+    of a pipeline that decodes its input)."""
     from sklearn.base import clone
 
     est = clone(estimator)
     try:
         est.fit(to_input(X[fit]), y[fit])
         Xh, yh = X[held], y[held]
+        n, R = len(held), perms.shape[0]
         base = _score(est, to_input(Xh), yh, scoring)
-        imp = np.empty((len(groups), perms.shape[0]))
+        imp = np.empty((len(groups), R))
         for g, cols in enumerate(groups):
+            Xp = np.repeat(Xh[None], R, axis=0)
             for r, perm in enumerate(perms):
-                Xp = Xh.copy()
-                Xp[:, cols] = Xh[perm][:, cols]
-                imp[g, r] = base - _score(est, to_input(Xp), yh, scoring)
+                Xp[r][:, cols] = Xh[perm][:, cols]
+            pred = _predict(est, to_input(Xp.reshape(R * n, -1)), scoring)
+            for r in range(R):
+                imp[g, r] = base - _score_of(pred[r * n:(r + 1) * n], yh, scoring)
         return np.concatenate([[base], imp.mean(1), imp.std(1, ddof=1) if perms.shape[0] > 1 else np.zeros(len(groups))])
     except Exception:  # a refit that fails on a permuted outcome is excluded and counted
         return np.full(1 + 2 * len(groups), np.nan)
@@ -265,7 +282,7 @@ class PermutationSignificance(AuditMethod[PermutationSignificanceConfig, Permuta
         jobs = resolve_n_jobs(config.n_jobs)
         return Plan(f"{B + 1:,} refits of {n - held:,} rows on {jobs} worker(s)", refits=B + 1,
                     refit_rows=n - held, refit_model_rows=held * (1 + F * config.n_repeats),
-                    refit_model_calls=1 + F * config.n_repeats, n_jobs=jobs,
+                    refit_model_calls=1 + F, n_jobs=jobs,
                     reducible={"n_permutations": Reducible(floor, "permutations", config.alpha, current=B)})
 
     def findings(self, result: PermutationSignificanceResult, config: PermutationSignificanceConfig) -> list[Finding]:

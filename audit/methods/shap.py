@@ -362,7 +362,8 @@ class Shap(AuditMethod[ShapConfig, ShapResult]):
         kind = choose_explainer(model, config, [], exact_cost=exact_cost)
         option = {"kernel": "kernel_n_rows", "gradient": "gradient_n_rows"}.get(kind, "n_rows")
         rows = min(getattr(config, option), data.n_rows)
-        bg = min(config.kernel_background_size if kind == "kernel" else config.background_size, len(pool))
+        bg_option = "kernel_background_size" if kind == "kernel" else "background_size"
+        bg = min(getattr(config, bg_option), len(pool))
         counted = uncounted = 0.0
         if kind == "exact":
             counted, what = rows * (2 ** p * bg + 1), f"exact, {rows:,} rows × 2^{p} coalitions × {bg} background"
@@ -383,7 +384,8 @@ class Shap(AuditMethod[ShapConfig, ShapResult]):
             k = bg if kind == "deep" else config.gradient_nsamples
             uncounted, what = 3 * rows * k, f"{LABELS[kind].split(' (')[0]}, {rows:,} rows × {k} samples"
         return Plan(what, model_rows=counted, model_calls=rows + 1, uncounted_rows=uncounted,
-                    reducible={option: Reducible(min(100 if kind != "kernel" else 20, rows), "rows", current=rows)})
+                    reducible={option: Reducible(min(100 if kind != "kernel" else 20, rows), "rows", current=rows),
+                               bg_option: Reducible(min(25 if kind != "kernel" else 10, bg), "samples", current=bg)})
 
     def findings(self, result: ShapResult, config: ShapConfig) -> list[Finding]:
         out = []
