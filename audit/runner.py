@@ -325,7 +325,12 @@ def plan_run(plan: AuditPlan, inputs: LoadedInputs, classes: list[AuditMethod],
     runs = {m.name: m.skip_reason(model, data, configs[m.name]) is None for m in classes}
 
     def plan_of(method: AuditMethod, config: Any) -> Plan:
-        return method.plan(model, data, config, _context(plan, inputs, method.name, lambda d, t: None, {}))
+        try:
+            return method.plan(model, data, config, _context(plan, inputs, method.name, lambda d, t: None, {}))
+        except InvalidConfigError:
+            raise  # the same options would stop the method itself: say so before any work
+        except Exception as exc:  # a planning bug must not stop the audit: no estimate for it
+            return Plan(f"no estimate ({type(exc).__name__} while planning)")
 
     costs = measure_unit_costs(model, data.X, cores=usable_cores())
     refit_plans = [plan_of(m, configs[m.name]) for m in classes if runs[m.name]]

@@ -352,3 +352,23 @@ def test_counts_are_not_disturbed_by_the_counter(sk_dir):
     assert (c.rows, c.calls) == (14, 2)
     assert "scores" not in vars(model)
     pd.testing.assert_frame_equal(pd.DataFrame(model.predict_proba(X)), pd.DataFrame(model.predict_proba(X)))
+
+
+@pytest.mark.parametrize("kind", ["torch", "sklearn"])
+def test_every_registered_method_plans_without_error_in_countable_units(kind, model_dir, sk_dir):
+    from audit.core.cost import Plan as PlanType
+    from audit.registry import METHODS
+    from audit.runner import _context, load_inputs
+
+    plan = AuditPlan.load((model_dir if kind == "torch" else sk_dir) / "audit.toml")
+    inputs = load_inputs(plan)
+    for cls in METHODS:
+        method = cls()
+        config = cls.Config.from_dict({}, method=cls.name)
+        if method.skip_reason(inputs.model, inputs.data, config) is not None:
+            continue
+        p = method.plan(inputs.model, inputs.data, config, _context(plan, inputs, cls.name, lambda d, t: None, {}))
+        assert isinstance(p, PlanType) and p.description, cls.name
+        assert min(p.model_rows, p.model_calls, p.uncounted_rows, p.refits, p.fixed_seconds) >= 0, cls.name
+        for option, spec in p.reducible.items():
+            assert hasattr(config, option) and spec.minimum >= 1, (cls.name, option)
