@@ -383,6 +383,8 @@ class Shap(AuditMethod[ShapConfig, ShapResult]):
         else:  # deep / gradient: forward and backward passes through torch, not the adapter
             k = bg if kind == "deep" else config.gradient_nsamples
             uncounted, what = 3 * rows * k, f"{LABELS[kind].split(' (')[0]}, {rows:,} rows × {k} samples"
+        if "torch" in model.capabilities:  # torch models are evaluated through the module itself
+            counted, uncounted = 0.0, counted + uncounted
         return Plan(what, model_rows=counted, model_calls=rows + 1, uncounted_rows=uncounted,
                     reducible={option: Reducible(min(100 if kind != "kernel" else 20, rows), "rows", current=rows),
                                bg_option: Reducible(min(25 if kind != "kernel" else 10, bg), "samples", current=bg)})
