@@ -289,14 +289,12 @@ class _progress:
         sys.stderr.flush()
 
     def plan(self, run_plan) -> None:  # noqa: ANN001
+        """Print the plan (before any method runs)."""
         if not self.show_plan:
             return
-        if self.live:
-            from rich.console import Console
-
-            console = Console(stderr=True, highlight=False, soft_wrap=True)
+        if self.bar is not None:  # above the live bars, through their console
             for line in run_plan.lines():
-                console.print(_plain(line))
+                self.bar.console.print(_plain(line), highlight=False, soft_wrap=True)
         else:
             for line in run_plan.lines():
                 sys.stderr.write(_visible(line) + "\n")
