@@ -332,7 +332,13 @@ def plan_run(plan: AuditPlan, inputs: LoadedInputs, classes: list[AuditMethod],
         except Exception as exc:  # a planning bug must not stop the audit: no estimate for it
             return Plan(f"no estimate ({type(exc).__name__} while planning)")
 
-    costs = measure_unit_costs(model, data.X, cores=usable_cores())
+    # Workers beyond the cores other processes leave free add nothing: parallel work is priced
+    # on the free cores (the 1-minute load average; all usable cores on an idle machine).
+    import os
+
+    cores = usable_cores()
+    free = max(1, min(cores, int(round(cores + 1 - os.getloadavg()[0]))))
+    costs = measure_unit_costs(model, data.X, cores=free)
     refit_plans = [plan_of(m, configs[m.name]) for m in classes if runs[m.name]]
     refit_rows = max((p.refit_rows for p in refit_plans if p.refits), default=0)
     if refit_rows and hasattr(model, "estimator"):

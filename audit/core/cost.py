@@ -79,7 +79,8 @@ class Plan:
 
 @dataclass(frozen=True)
 class UnitCosts:
-    """Measured once per run: seconds per evaluated row, per model call, per refit."""
+    """Measured once per run: seconds per evaluated row, per model call, per refit; ``cores``:
+    the cores parallel work may count on (those not busy with other processes)."""
 
     per_row: float = 0.0
     per_call: float = 0.0

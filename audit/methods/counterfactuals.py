@@ -472,7 +472,8 @@ class Counterfactuals(AuditMethod[CounterfactualsConfig, CounterfactualsResult])
         evals = rows * config.n_counterfactuals * config.population * (config.generations + 1)
         return Plan(f"genetic search, {rows:,} rows × {config.n_counterfactuals} × {config.population} × "
                     f"{config.generations + 1} generations", model_rows=n + evals,
-                    model_calls=1 + config.n_counterfactuals * (config.generations + 1),
+                    # a call per generation and search, and refinement's (about one per search)
+                    model_calls=1 + config.n_counterfactuals * (config.generations + 1 + rows),
                     fixed_seconds=evals * 4e-6,  # the search's own work: ~3-4 µs per candidate here
                     reducible={"max_rows": Reducible(min(100, rows), "rows", current=rows)})
 

@@ -365,7 +365,9 @@ class Shap(AuditMethod[ShapConfig, ShapResult]):
         bg_option = "kernel_background_size" if kind == "kernel" else "background_size"
         bg = min(getattr(config, bg_option), len(pool))
         counted = uncounted = 0.0
-        if kind == "exact":
+        calls = rows + 1
+        if kind == "exact":  # exact_shapley evaluates a row's coalitions in chunks of 16,384 rows
+            calls = rows * -(-(2 ** p * bg) // 16384) + 1
             counted, what = rows * (2 ** p * bg + 1), f"exact, {rows:,} rows × 2^{p} coalitions × {bg} background"
         elif kind == "kernel":
             ns = config.kernel_nsamples or (min(2 * p + 2048, 2 ** p - 2) if p <= 30 else 2 * p + 2048)
@@ -385,7 +387,7 @@ class Shap(AuditMethod[ShapConfig, ShapResult]):
             uncounted, what = 3 * rows * k, f"{LABELS[kind].split(' (')[0]}, {rows:,} rows × {k} samples"
         if "torch" in model.capabilities:  # torch models are evaluated through the module itself
             counted, uncounted = 0.0, counted + uncounted
-        return Plan(what, model_rows=counted, model_calls=rows + 1, uncounted_rows=uncounted,
+        return Plan(what, model_rows=counted, model_calls=calls, uncounted_rows=uncounted,
                     reducible={option: Reducible(min(100 if kind != "kernel" else 20, rows), "rows", current=rows),
                                bg_option: Reducible(min(25 if kind != "kernel" else 10, bg), "samples", current=bg)})
 
