@@ -113,16 +113,18 @@ def seconds(plan: Plan, costs: UnitCosts) -> float:
 
 
 def _time(fn: Callable[[], Any], repeats: int) -> float:
-    best = math.inf
+    """The median of ``repeats`` timings: on a shared machine the fastest is the luckiest
+    moment, and estimates from it ran 2.5x short under load (benchmarks/newcomer.py)."""
+    times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
 
 
 def measure_unit_costs(model: Any, X: np.ndarray, *, batch: int = 2048, cores: int = 1) -> UnitCosts:
-    """Time the model on one row and on ``batch`` rows (best of a few): the per-call overhead
+    """Time the model on one row and on ``batch`` rows (median of three): the per-call overhead
     and the per-row cost. The rows are the audited rows (tiled when there are fewer)."""
     if "predict" not in getattr(model, "capabilities", ()) or len(X) == 0:
         return UnitCosts(cores=cores)
@@ -134,7 +136,7 @@ def measure_unit_costs(model: Any, X: np.ndarray, *, batch: int = 2048, cores: i
     try:
         model.scores(np.asarray(big, dtype=np.float32))  # warm-up (lazy imports, caches)
         t1 = _time(lambda: model.scores(np.asarray(one, dtype=np.float32)), 3)
-        tb = _time(lambda: model.scores(np.asarray(big, dtype=np.float32)), 2)
+        tb = _time(lambda: model.scores(np.asarray(big, dtype=np.float32)), 3)
     except Exception:  # check_compatible ran the model already; a method will report a failure
         return UnitCosts(cores=cores)
     per_row = max((tb - t1) / max(len(big) - 1, 1), 0.0)
