@@ -28,6 +28,13 @@ app = typer.Typer(
 
 EXIT_OK, EXIT_BREACH, EXIT_USAGE, EXIT_INSUFFICIENT, EXIT_METHOD_FAILED = 0, 1, 2, 3, 4
 
+# Without --budget or [run] budget, a run is planned to fit this many seconds (audit.core.cost).
+DEFAULT_BUDGET = "5m"
+_BUDGET_HELP = (f"Time budget, e.g. 90s, 5m, 1h (default: [run] budget, else {DEFAULT_BUDGET}). Above "
+                "it, sample sizes the config leaves at their defaults are lowered (printed, and stated "
+                "in the report with the precision lost); a run that cannot fit stops before any work.")
+_FULL_HELP = "No time budget: run every method with its configured and default sample sizes."
+
 # The trust model, in one place for --help and `audit methods` (README: "What runs code").
 _TRUST_CODE_HELP = ("Let model files that are programs load: pickle/joblib, TorchScript, torch "
                     "pickles beyond plain tensors, skops types outside its safe list. Their code "
@@ -99,7 +106,9 @@ def run(
     untrusted_config: Annotated[bool, typer.Option("--untrusted-config", help=_UNTRUSTED_CONFIG_HELP)] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing report folder of audit-suite (atomically, once the new report is complete); a folder holding inputs or other files is never replaced.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a machine-readable summary on stdout.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No plan, no progress display.")] = False,
+    budget: Annotated[str | None, typer.Option("--budget", help=_BUDGET_HELP)] = None,
+    full: Annotated[bool, typer.Option("--full", help=_FULL_HELP)] = False,
 ) -> None:
     """Run an audit and write report.html, report.pdf and results.json.
 
@@ -116,7 +125,8 @@ def run(
         fmt = _split([formats]) if formats else None
         if fmt is not None:
             check_formats(fmt)
-        plan = plan.with_overrides(seed=seed, methods=_split(methods), formats=fmt)
+        plan = _with_budget(plan.with_overrides(seed=seed, methods=_split(methods), formats=fmt),
+                            budget, full)
         out_dir = out or (Path(plan.out_dir) if plan.out_dir else Path("reports") / plan.name)
         if untrusted_config and out is None and plan.out_dir:
             from audit.runner import check_untrusted_paths
@@ -124,9 +134,9 @@ def run(
             check_untrusted_paths(plan, out_dir=plan.out_dir)
         # Before any work: the folder must be writable and replaceable, and held until written.
         with reserve_output(out_dir, overwrite=overwrite, inputs=input_paths(plan)), \
-                _progress(quiet or as_json) as factory:
+                _progress(quiet or as_json, show_plan=not quiet) as display:
             report = run_audit(plan, trust_code=trust_code, untrusted_config=untrusted_config,
-                               progress=factory)
+                               progress=display.factory, on_plan=display.plan)
             files = write_report(report, out_dir, formats=plan.formats, overwrite=overwrite)
     except AuditError as exc:
         raise _fail(exc) from None
@@ -149,7 +159,9 @@ def check(
     seed: Annotated[int | None, typer.Option("--seed", help="Random seed (overrides the config).")] = None,
     trust_code: Annotated[bool, typer.Option("--trust-code", "--trust-pickle", help=_TRUST_CODE_HELP)] = False,
     untrusted_config: Annotated[bool, typer.Option("--untrusted-config", help=_UNTRUSTED_CONFIG_HELP)] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No plan, no progress display.")] = False,
+    budget: Annotated[str | None, typer.Option("--budget", help=_BUDGET_HELP)] = None,
+    full: Annotated[bool, typer.Option("--full", help=_FULL_HELP)] = False,
 ) -> None:
     """Deployment gate: judge the [gate] fairness thresholds on confidence intervals.
 
@@ -173,7 +185,8 @@ def check(
                 raise InvalidConfigError(f"The '--inconclusive' option must be 'fail' or 'warn'. Got {inconclusive!r} instead.")
             gate_table = {k: ({**v, "inconclusive": inconclusive} if isinstance(v, dict) else v)
                           for k, v in gate_table.items() if k != "inconclusive"}
-        plan = plan.with_overrides(seed=seed, methods=("fairness",), gate=gate_table)
+        plan = _with_budget(plan.with_overrides(seed=seed, methods=("fairness",), gate=gate_table),
+                            budget, full)
         parse_gate(plan.gate, sensitive=plan.data.sensitive, task=plan.model.task,
                    fairness_options=plan.method_options.get("fairness"))
         if junit is not None:  # before the audit: never an input, a link or someone else's file
@@ -184,9 +197,9 @@ def check(
                 return check_output_file(junit, what="JUnit file", inputs=[*input_paths(plan), *read],
                                          ours=is_our_junit)
             junit_target([])
-        with _progress(quiet or as_json) as factory:
+        with _progress(quiet or as_json, show_plan=not quiet) as display:
             report = run_audit(plan, trust_code=trust_code, untrusted_config=untrusted_config,
-                               progress=factory)
+                               progress=display.factory, on_plan=display.plan)
         gate = gate_for_plan(plan, report.outcomes)
         if junit is not None:
             try:
@@ -273,16 +286,88 @@ def _method_options(name: str) -> None:
     console.print(table)
 
 
-class _progress:
-    """A rich progress display with one bar per method (a no-op when quiet)."""
+def _with_budget(plan, budget: str | None, full: bool):  # noqa: ANN001, ANN202
+    """The plan with the run's time budget: --full (none), --budget, [run] budget, the default."""
+    import dataclasses
 
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet or not sys.stderr.isatty()
+    from audit.core.cost import parse_duration
+    from audit.errors import InvalidConfigError
+
+    if full and budget is not None:
+        raise InvalidConfigError("The '--full' and '--budget' options cannot be combined: --full runs "
+                                 "without a budget. Got both instead.")
+    if full:
+        return dataclasses.replace(plan, budget=None)
+    if budget is not None:
+        return dataclasses.replace(plan, budget=parse_duration(budget, "--budget"))
+    return plan if plan.budget is not None else dataclasses.replace(plan, budget=parse_duration(DEFAULT_BUDGET))
+
+
+class _progress:
+    """The plan and the progress of a run on stderr.
+
+    On a terminal: a rich progress bar per method. Otherwise (CI, ``> log``): plain log lines —
+    a method's start, its progress at most every ``interval`` seconds, its end with the elapsed
+    time, and the total. ``quiet`` silences the progress (``show_plan`` the plan).
+    """
+
+    interval = 10.0
+
+    def __init__(self, quiet: bool, *, show_plan: bool = True) -> None:
+        self.quiet = quiet
+        self.show_plan = show_plan
+        self.live = not quiet and sys.stderr.isatty()
         self.bar = None
+        self.factory = None
+        self.current: tuple[str, float] | None = None
+
+    def _log(self, text: str) -> None:
+        import time
+
+        sys.stderr.write(f"[{time.perf_counter() - self.t0:7.1f} s] {_visible(text)}\n")
+        sys.stderr.flush()
+
+    def plan(self, run_plan) -> None:  # noqa: ANN001
+        """Print the plan (before any method runs)."""
+        if not self.show_plan:
+            return
+        if self.bar is not None:  # above the live bars, through their console
+            for line in run_plan.lines():
+                self.bar.console.print(_plain(line), highlight=False, soft_wrap=True)
+        else:
+            for line in run_plan.lines():
+                sys.stderr.write(_visible(line) + "\n")
+            sys.stderr.flush()
+
+    def _finish_current(self) -> None:
+        import time
+
+        if self.current is not None:
+            name, started = self.current
+            self._log(f"{name}: finished in {time.perf_counter() - started:.1f} s")
+            self.current = None
 
     def __enter__(self):  # noqa: ANN204
+        import time
+
+        self.t0 = time.perf_counter()
         if self.quiet:
-            return None
+            return self
+        if not self.live:
+            def log_factory(name: str, title: str):  # noqa: ANN202
+                self._finish_current()
+                self.current = (name, time.perf_counter())
+                self._log(f"{name}: started")
+                last = [time.perf_counter()]
+
+                def update(done: int, total: int) -> None:
+                    now = time.perf_counter()
+                    if now - last[0] >= self.interval:
+                        last[0] = now
+                        self._log(f"{name}: {done:,} of {total:,} done")
+                return update
+            self.factory = log_factory
+            return self
         from rich.console import Console
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -296,11 +381,22 @@ class _progress:
             def update(done: int, total: int) -> None:
                 self.bar.update(task, completed=done, total=total)
             return update
-        return factory
+        self.factory = factory
+        return self
 
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
             self.bar.__exit__(*exc)
+        elif not self.quiet and not self.live:
+            self._finish_current()
+            if exc[0] is None:
+                self._log("audit finished")
+
+
+def _visible(value: object) -> str:
+    from audit.core.text import visible
+
+    return visible(value)
 
 
 def _print_summary(report, files) -> None:  # noqa: ANN001

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from audit.core.adapter import ModelSpec
+from audit.core.cost import parse_duration
 from audit.core.dataset import TASKS, DatasetSpec
 from audit.core.limits import parse_size
 from audit.core.modalities import DATA_KEYS as _MODAL_KEYS
@@ -18,13 +19,14 @@ from audit.errors import InvalidConfigError, did_you_mean
 
 FORMATS = ("html", "pdf", "json")
 
-_TOP_KEYS = {"name", "seed", "model", "data", "methods", "gate", "report", "limits"}
+_TOP_KEYS = {"name", "seed", "model", "data", "methods", "gate", "report", "limits", "run"}
 _MODEL_KEYS = {"path", "architecture", "encoding", "predictions", "task", "threshold", "output",
                "raw_input", "trusted_types", "init_args", "training", "format", "classes"}
 _DATA_KEYS = {"path", "target", "positive_label", "features", "sensitive", "na_values", "missing_sensitive",
               "train_path", "max_rows", "sensitive_sources"}
 _REPORT_KEYS = {"title", "formats", "out"}
 _LIMITS_KEYS = {"memory"}
+_RUN_KEYS = {"budget"}
 # numpy's SeedSequence takes any non-negative integer, torch.manual_seed only 64-bit ones;
 # seeds are recorded and compared, so one 32-bit range everywhere.
 MAX_SEED = 2**32 - 1
@@ -60,6 +62,9 @@ class AuditPlan:
     modal: ModalSpec | None = None
     # [limits] memory in bytes (audit.core.limits); None: AUDIT_MEMORY_LIMIT or half the RAM.
     memory_limit: int | None = None
+    # [run] budget in seconds: above it the defaulted sample sizes are lowered (audit.core.cost);
+    # None: no budget (the Python API's default; the CLI applies its own default, or --full).
+    budget: float | None = None
 
     @classmethod
     def load(cls, path: str | Path) -> AuditPlan:
@@ -76,6 +81,8 @@ class AuditPlan:
         report = _table(doc, "report")
         limits = _table(doc, "limits")
         _check_keys(limits, _LIMITS_KEYS, "[limits]")
+        run = _table(doc, "run")
+        _check_keys(run, _RUN_KEYS, "[run]")
         _check_keys(model, _MODEL_KEYS, "[model]")
         _check_keys(data, _DATA_KEYS | _MODAL_KEYS, "[data]")
         _check_keys(report, _REPORT_KEYS, "[report]")
@@ -151,7 +158,8 @@ class AuditPlan:
                    method_options={k: dict(v) for k, v in methods.items()}, gate=dict(gate),
                    title=_typed(report, "title", str, None), formats=formats,
                    out_dir=resolve(report.get("out"), "out"), config_path=config_path, modal=modal,
-                   memory_limit=parse_size(limits["memory"]) if "memory" in limits else None)
+                   memory_limit=parse_size(limits["memory"]) if "memory" in limits else None,
+                   budget=parse_duration(run["budget"], "[run] budget") if "budget" in run else None)
 
     def with_overrides(self, **changes: Any) -> AuditPlan:
         """A copy with CLI flags applied (None values leave the config's value)."""

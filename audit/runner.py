@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 
 from audit.config import AuditPlan, check_seed
+from audit.core.cost import (Lowered, Plan, UnitCosts, fit_budget, format_budget, format_seconds, measure_refit,
+                             measure_unit_costs, seconds)
 from audit.core.adapter import ModelAdapter, check_trust_flags, check_width, load_model
 from audit.core.dataset import AuditData, Encoding, build_audit_data, read_table, text_columns
 from audit.core.limits import memory_limit
@@ -26,6 +28,41 @@ from audit.report.model import AuditReport, MethodOutcome, file_record, provenan
 
 # Called as (method name, method title) and returns the method's progress callback.
 ProgressFactory = Callable[[str, str], Progress]
+
+
+@dataclass(frozen=True)
+class PlannedMethod:
+    """One line of the run's plan: what the method will do and what that should cost."""
+
+    name: str
+    plan: Plan | None          # None: the method will be skipped
+    estimate: float            # seconds
+    skip_reason: str | None = None
+
+    def line(self) -> str:
+        if self.plan is None:
+            return f"{self.name}: skipped ({self.skip_reason})"
+        return f"{self.name}: {self.plan.description}, {format_seconds(self.estimate)}"
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """The plan printed before any work: per method, the budget and what was lowered to fit it."""
+
+    methods: tuple[PlannedMethod, ...]
+    costs: UnitCosts
+    budget: float | None
+    lowered: tuple[Lowered, ...]
+
+    @property
+    def total(self) -> float:
+        return sum(m.estimate for m in self.methods)
+
+    def lines(self) -> list[str]:
+        budget = "none (--full)" if self.budget is None else format_budget(self.budget)
+        return ([f"plan (budget {budget}, estimated total {format_seconds(self.total)}):"]
+                + [f"  {m.line()}" for m in self.methods]
+                + [f"  lowered: {x.text()}" for x in self.lowered])
 
 
 @dataclass(frozen=True)
@@ -208,7 +245,8 @@ def select_methods(names: Sequence[str] | None) -> list[type[AuditMethod]]:
 
 def run_audit(plan: AuditPlan, *, trust_code: bool = False, untrusted_config: bool = False,
               progress: ProgressFactory | None = None,
-              inputs: LoadedInputs | None = None, trust_pickle: bool | None = None) -> AuditReport:
+              inputs: LoadedInputs | None = None, trust_pickle: bool | None = None,
+              on_plan: Callable[[RunPlan], None] | None = None) -> AuditReport:
     """Run the plan's methods and return the report (nothing is written here).
 
     Parameters
@@ -225,6 +263,11 @@ def run_audit(plan: AuditPlan, *, trust_code: bool = False, untrusted_config: bo
         ``progress(name, title)`` returns a per-method ``(done, total)`` callback.
     inputs : LoadedInputs, optional
         Pre-loaded model and data (the Python API path); loaded from the plan when omitted.
+    on_plan : callable, optional
+        Called with the :class:`RunPlan` (per-method estimates, what the budget lowered) after
+        the inputs are loaded and before any method runs. Above ``plan.budget`` the defaulted
+        sample sizes are lowered; when even their floors exceed it, InvalidConfigError (exit 2)
+        is raised before any method runs.
     """
     for key in plan.method_options:
         if key not in method_names():
@@ -245,8 +288,11 @@ def run_audit(plan: AuditPlan, *, trust_code: bool = False, untrusted_config: bo
                for m in classes}
     with memory_limit(plan.memory_limit):  # every reader checks sizes against this budget
         inputs = inputs or load_inputs(plan, trust_code=trust_code, untrusted_config=untrusted_config)
+        run_plan, configs = plan_run(plan, inputs, classes, configs)
+        if on_plan is not None:
+            on_plan(run_plan)
         return _run_methods(plan, inputs, classes, configs,
-                            _CodeTrust(trust_code, untrusted_config), progress)
+                            _CodeTrust(trust_code, untrusted_config), progress, run_plan)
 
 
 @contextmanager
@@ -273,16 +319,125 @@ def _torch_state(method: AuditMethod, seq: np.random.SeedSequence) -> Iterator[N
         torch.set_num_threads(threads)
 
 
+def _context(plan: AuditPlan, inputs: LoadedInputs, name: str, progress: Progress,
+             earlier: dict[str, MethodResult]) -> RunContext:
+    rng = np.random.default_rng(method_seed(plan.seed, name))
+    return RunContext(rng=rng, progress=progress, train=inputs.train, earlier=dict(earlier),
+                      seed=plan.seed, training=dict(plan.model.training))
+
+
+def plan_run(plan: AuditPlan, inputs: LoadedInputs, classes: list[AuditMethod],
+             configs: dict[str, Any]) -> tuple[RunPlan, dict[str, Any]]:
+    """Each method's plan, priced with unit costs measured once on this model; above
+    ``plan.budget``, the defaulted sample sizes lowered to fit (:func:`audit.core.cost.fit_budget`).
+
+    Raises InvalidConfigError when even the lowest sample sizes cannot fit the budget.
+    """
+    from audit.execution import usable_cores
+
+    model, data = inputs.model, inputs.data
+    runs = {m.name: m.skip_reason(model, data, configs[m.name]) is None for m in classes}
+
+    def plan_of(method: AuditMethod, config: Any) -> Plan:
+        try:
+            return method.plan(model, data, config, _context(plan, inputs, method.name, lambda d, t: None, {}))
+        except InvalidConfigError:
+            raise  # the same options would stop the method itself: say so before any work
+        except Exception as exc:  # a planning bug must not stop the audit: no estimate for it
+            return Plan(f"no estimate ({type(exc).__name__} while planning)")
+
+    # Workers beyond the cores other processes leave free add nothing: parallel work is priced
+    # on the free cores (the 1-minute load average; all usable cores on an idle machine).
+    import os
+
+    cores = usable_cores()
+    free = max(1, min(cores, int(round(cores + 1 - os.getloadavg()[0]))))
+    costs = measure_unit_costs(model, data.X, cores=free)
+    refit_plans = [plan_of(m, configs[m.name]) for m in classes if runs[m.name]]
+    refit_rows = max((p.refit_rows for p in refit_plans if p.refits), default=0)
+    if refit_rows and hasattr(model, "estimator"):
+        source = inputs.train if inputs.train is not None and inputs.train.y is not None else data
+        if source.y is not None:
+            rows = min(refit_rows, source.n_rows)
+            costs = measure_refit(model, np.asarray(source.X[:rows].reshape(rows, -1), dtype=np.float64),
+                                  np.asarray(source.y[:rows]), costs)
+
+    def price(method: AuditMethod, config: Any) -> tuple[Plan, float]:
+        p = plan_of(method, config)
+        return p, seconds(p, costs)
+
+    entries = [(m.name, m, configs[m.name], set(plan.method_options.get(m.name, {})))
+               for m in classes if runs[m.name]]
+    lowered: list[Lowered] = []
+    if plan.budget is not None:
+        new, lowered, total = fit_budget(entries, price, plan.budget)
+        if total > plan.budget:
+            raise InvalidConfigError(
+                f"The audit cannot fit the time budget of {format_budget(plan.budget)}: "
+                f"with every defaulted sample size at its floor it is estimated at "
+                f"{format_seconds(total)} ({_costliest(entries, new, price)}). Nothing was run or "
+                "written. Give a larger budget (--budget 30m, or [run] budget), run everything as "
+                "configured with --full, or choose fewer methods (--methods).")
+        configs = {**configs, **new}
+    methods = []
+    for m in classes:
+        if not runs[m.name]:
+            methods.append(PlannedMethod(m.name, None, 0.0, m.skip_reason(model, data, configs[m.name])))
+            continue
+        p, est = price(m, configs[m.name])
+        methods.append(PlannedMethod(m.name, p, est))
+    return RunPlan(tuple(methods), costs, plan.budget, tuple(lowered)), configs
+
+
+def _costliest(entries: list[Any], configs: dict[str, Any], price: Any) -> str:
+    costs = sorted(((price(m, configs[name])[1], name) for name, m, _, _ in entries), reverse=True)
+    return ", ".join(f"{name} {format_seconds(s)}" for s, name in costs[:3])
+
+
+class _Counted:
+    """Counts the rows and calls the audited model evaluates while a method runs (the plan's
+    units, compared with the plan in results.json)."""
+
+    def __init__(self, model: ModelAdapter) -> None:
+        import threading
+
+        self.rows = 0
+        self.calls = 0
+        self._lock = threading.Lock()
+        self._model = model
+        self._scores = model.scores
+
+    def __enter__(self) -> _Counted:
+        def scores(X: np.ndarray) -> np.ndarray:
+            with self._lock:
+                self.rows += len(X)
+                self.calls += 1
+            return self._scores(X)
+        try:
+            self._model.scores = scores  # type: ignore[method-assign]
+        except (AttributeError, TypeError):  # a frozen or slotted adapter: nothing is counted
+            pass
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            del self._model.scores
+        except AttributeError:
+            pass
+
+
 def _run_methods(plan: AuditPlan, inputs: LoadedInputs, classes: list[AuditMethod],
                  configs: dict[str, Any], trust: _CodeTrust,
-                 progress: ProgressFactory | None) -> AuditReport:
+                 progress: ProgressFactory | None, run_plan: RunPlan | None = None) -> AuditReport:
     model, data = inputs.model, inputs.data
     outcomes: list[MethodOutcome] = []
     findings: list[Finding] = []
     earlier: dict[str, MethodResult] = {}
+    performed: dict[str, dict[str, int]] = {}
     for method in classes:
         config = configs[method.name]
         reason = method.skip_reason(model, data, config)
+        counted = _Counted(model)
         start = time.perf_counter()
         if reason is not None:
             result: Any = Skipped(method.name, method.title, reason)
@@ -294,7 +449,7 @@ def _run_methods(plan: AuditPlan, inputs: LoadedInputs, classes: list[AuditMetho
                 ctx = RunContext(rng=rng, progress=report_progress, train=inputs.train,
                                  earlier=dict(earlier), seed=plan.seed,
                                  training=dict(plan.model.training))
-                with _torch_state(method, seq):
+                with _torch_state(method, seq), counted:
                     result = method.run(model, data, config, ctx)
             except InvalidConfigError:
                 raise  # the user's options are wrong: stop, say which (exit 2)
@@ -308,6 +463,7 @@ def _run_methods(plan: AuditPlan, inputs: LoadedInputs, classes: list[AuditMetho
                                  failed=True)
         outcome = MethodOutcome(method, config, result, time.perf_counter() - start)
         outcomes.append(outcome)
+        performed[method.name] = {"model_rows": counted.rows, "model_calls": counted.calls}
         if outcome.ok:
             earlier[method.name] = result
             findings.extend(Finding(f.level, f.text, method.name)
@@ -325,6 +481,16 @@ def _run_methods(plan: AuditPlan, inputs: LoadedInputs, classes: list[AuditMetho
     order = {"alert": 0, "warning": 1, "info": 2}
     findings.sort(key=lambda f: order[f.level])
 
+    prov = provenance(seed=plan.seed, files=inputs.files, trust_code=trust.trust_code,
+                      untrusted_config=trust.untrusted_config)
+    lowered: list[str] = []
+    if run_plan is not None:
+        prov["plan"] = plan_record(run_plan, outcomes, performed)
+        lowered = [x.text() for x in run_plan.lowered]
+        if lowered:
+            lowered.append("Sample sizes lowered to fit the time budget depend on the measured speed of "
+                           "this machine, so a rerun elsewhere may lower them differently; run with "
+                           "--full, or set the options explicitly, for results that do not depend on it.")
     return AuditReport(
         name=plan.name,
         title=plan.title or f"Model audit: {plan.name}",
@@ -332,12 +498,28 @@ def _run_methods(plan: AuditPlan, inputs: LoadedInputs, classes: list[AuditMetho
         data_summary=data_summary(data, inputs.train),
         outcomes=outcomes,
         findings=findings,
-        provenance=provenance(seed=plan.seed, files=inputs.files, trust_code=trust.trust_code,
-                              untrusted_config=trust.untrusted_config),
+        provenance=prov,
         data=data,
-        limitations=[*inputs.notes, *standard_limitations(model, data)],
+        limitations=[*inputs.notes, *lowered, *standard_limitations(model, data)],
         gate=gate.to_json() if gate is not None else None,
     )
+
+
+def plan_record(run_plan: RunPlan, outcomes: list[MethodOutcome],
+                performed: dict[str, dict[str, int]]) -> dict[str, Any]:
+    """The plan as results.json's provenance records it: estimate next to what happened."""
+    actual = {o.name: o for o in outcomes}
+    methods = []
+    for m in run_plan.methods:
+        if m.plan is None:
+            continue
+        o = actual.get(m.name)
+        methods.append({"method": m.name, **m.plan.to_json(), "estimated_seconds": round(m.estimate, 3),
+                        "actual_seconds": round(o.seconds, 3) if o is not None else None,
+                        "performed": performed.get(m.name)})
+    return {"budget_seconds": run_plan.budget, "estimated_total_seconds": round(run_plan.total, 3),
+            "unit_costs": run_plan.costs.to_json(), "methods": methods,
+            "lowered": [x.to_json() for x in run_plan.lowered]}
 
 
 def model_summary(model: ModelAdapter, plan: AuditPlan) -> dict[str, Any]:
@@ -436,5 +618,5 @@ def audit_model(model: Any, frame: Any, *, target: str | None, sensitive: Sequen
                      trust_code=any(rec.trusted_pickle for rec in loaded))
 
 
-__all__ = ["LoadedInputs", "audit_model", "check_untrusted_paths", "input_paths", "load_inputs",
-           "method_seed", "run_audit"]
+__all__ = ["LoadedInputs", "PlannedMethod", "RunPlan", "audit_model", "check_untrusted_paths", "input_paths", "load_inputs",
+           "method_seed", "plan_run", "run_audit"]

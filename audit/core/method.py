@@ -22,6 +22,7 @@ from typing import Any, ClassVar, Generic, Literal, TypeVar
 import numpy as np
 
 from audit.core.adapter import ModelAdapter
+from audit.core.cost import Plan
 from audit.core.dataset import TASKS, AuditData
 from audit.errors import InvalidConfigError, did_you_mean
 
@@ -408,6 +409,12 @@ class AuditMethod(ABC, Generic[C, R]):
     def run(self, model: ModelAdapter, data: AuditData, config: C, ctx: RunContext) -> R:
         """Compute the method's result from the audited ``data``. Must not render anything."""
 
+    def plan(self, model: ModelAdapter, data: AuditData, config: C, ctx: RunContext) -> Plan:
+        """What ``run`` will do, in countable units (rows the model evaluates, calls, refits),
+        before it runs; the runner prices it with measured unit costs (:mod:`audit.core.cost`).
+        The default is one pass of the model over the audited rows."""
+        return Plan(f"one pass over {data.n_rows:,} rows", model_rows=data.n_rows, model_calls=1)
+
     def findings(self, result: R, config: C) -> list[Finding]:
         """Sentences for the executive summary (plain text; the template escapes them)."""
         return []
@@ -450,6 +457,7 @@ __all__ = [
     "MethodResult",
     "OPTION_BOUNDS",
     "OptionDoc",
+    "Plan",
     "Progress",
     "RunContext",
     "Skipped",

@@ -88,6 +88,8 @@ class AgreementConfig(MethodConfig):
         averaged over by the second replacement strategy.
     baseline_data : where the fixed baseline row comes from: the training data ("train", when
         the config names it) or the audited rows.
+    n_jobs : threads evaluating permutation importance's features (default: every usable core);
+        results do not depend on it.
     """
 
     n_rows: int = 1000
@@ -106,6 +108,7 @@ class AgreementConfig(MethodConfig):
     faithfulness_rows: int = 200
     faithfulness_background: int = 20
     baseline_data: Literal["train", "audited"] = "train"
+    n_jobs: int | None = None
 
     def validate(self) -> None:
         for key in ("n_rows", "n_repeats", "sanity_rows", "sanity_repeats", "faithfulness_rows", "faithfulness_background"):
@@ -443,27 +446,35 @@ def primary_output(model: ModelAdapter, X: np.ndarray, task: str, classes: np.nd
 
 
 def permutation_importance(model: ModelAdapter, data: AuditData, rows: np.ndarray, n_repeats: int,
-                           rng: np.random.Generator) -> np.ndarray:
+                           rng: np.random.Generator, *, n_jobs: int | None = 1) -> np.ndarray:
     """Per-row |f(x) − f(x with one raw feature permuted across rows)|, averaged over repeats.
 
     A one-hot feature's columns are permuted together (a whole level moves, never a mix), so
     every perturbed row is a valid input. Returns (len(rows), n_features); its column means are
-    the permutation importances in the units of the explained output.
+    the permutation importances in the units of the explained output. The features are
+    independent chunks evaluated on ``n_jobs`` threads (the loaded model is shared, never
+    pickled); every permutation is drawn first, in order, so the result does not depend on it.
     """
+    from audit import execution
+
     X = data.X[rows]
     n = len(X)
     cls = np.argmax(model_scores(model, X), axis=1) if data.task == "multiclass" else None
     f0 = primary_output(model, X, data.task, cls)
     groups = list(data.encoding.groups.values())
-    out = np.zeros((n, len(groups)))
-    for j, idx in enumerate(groups):
+    perms = [[rng.permutation(n) for _ in range(n_repeats)] for _ in groups]
+
+    def feature(j: int) -> np.ndarray:
+        idx = groups[j]
         batch = np.repeat(X[None], n_repeats, axis=0)
         for r in range(n_repeats):
-            batch[r][:, idx] = X[rng.permutation(n)][:, idx]
+            batch[r][:, idx] = X[perms[j][r]][:, idx]
         f = primary_output(model, batch.reshape(n_repeats * n, -1), data.task,
                            None if cls is None else np.tile(cls, n_repeats))
-        out[:, j] = np.abs(f.reshape(n_repeats, n) - f0).mean(axis=0)
-    return out
+        return np.abs(f.reshape(n_repeats, n) - f0).mean(axis=0)
+
+    cols = execution.map(feature, range(len(groups)), n_jobs=n_jobs, backend="threads")
+    return np.stack(cols, axis=1) if cols else np.zeros((n, 0))
 
 
 def ranks_of(importance: np.ndarray) -> np.ndarray:
@@ -741,7 +752,8 @@ class Agreement(AuditMethod[AgreementConfig, AgreementResult]):
             sources, missing = collect_modal_sources(ctx.earlier, real_data, grouping)
 
         perm_rows, _ = sample_rows(data.n_rows, config.n_rows, ctx.rng)
-        perm = permutation_importance(model, data, perm_rows, config.n_repeats, ctx.rng)
+        perm = permutation_importance(model, data, perm_rows, config.n_repeats, ctx.rng,
+                                      n_jobs=config.n_jobs)
         sources.append(_Source("permutation", perm.mean(axis=0), perm, perm_rows,
                                origin="computed here"))
         seconds["permutation"] = time.perf_counter() - t0
@@ -897,6 +909,29 @@ class Agreement(AuditMethod[AgreementConfig, AgreementResult]):
         p = model_scores(model, data.X[rows])
         sign = np.where(np.asarray(p) >= model.threshold, 1.0, -1.0)
         return values * sign[:, None]
+
+    def plan(self, model: ModelAdapter, data: AuditData, config: AgreementConfig, ctx: RunContext) -> Any:
+        """Permutation importance (rows × features × repeats) and deletion curves ((2 + features ×
+        (1 + background)) × rows per attribution source and per random order). The sources are the
+        methods that run before it: counted as three (SHAP, LIME, permutation), six with gradients."""
+        from audit.core.cost import Plan, Reducible
+
+        n, F = data.n_rows, len(data.feature_names) if data.modality == "tabular" else 16
+        perm = min(config.n_rows, n)
+        rows = perm * (1 + F * config.n_repeats)
+        calls = 1 + F
+        if config.faithfulness:
+            sources = 6 if "gradients" in model.capabilities else 3
+            fr = min(config.faithfulness_rows, n)
+            rows += (sources + 2) * (2 + F * (1 + config.faithfulness_background)) * fr + 2 * fr
+            calls += (sources + 2) * (2 + 2 * F) + 2
+        uncounted = 0.0
+        if config.sanity_check and "gradients" in model.capabilities:
+            uncounted = config.sanity_repeats * len(config.sanity_methods) * min(config.sanity_rows, n) * 50
+        return Plan(f"permutation importance on {perm:,} rows × {F} features × {config.n_repeats}, "
+                    f"deletion curves", model_rows=rows, model_calls=calls, uncounted_rows=uncounted,
+                    reducible={"n_rows": Reducible(min(200, perm), "rows", current=perm),
+                               "faithfulness_rows": Reducible(min(50, n), "rows", current=min(config.faithfulness_rows, n))})
 
     def findings(self, result: AgreementResult, config: AgreementConfig) -> list[Finding]:
         out: list[Finding] = []

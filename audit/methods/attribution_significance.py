@@ -377,6 +377,20 @@ class AttributionSignificance(AuditMethod[AttributionSignificanceConfig, Attribu
             n_significant_maxt=n_mt, reachability=tuple(reach), notes=tuple(notes), _seconds=seconds, _null=private_null,
             _grids=_grid_shape(data))
 
+    def plan(self, model: ModelAdapter, data: AuditData, config: AttributionSignificanceConfig,
+             ctx: RunContext) -> Any:
+        """Only when enabled: networks retrained on permuted outcomes, then integrated gradients."""
+        from audit.core.cost import Plan
+
+        if not config.enabled:
+            return Plan("off (enabled = false)")
+        train = ctx.train if ctx.train is not None else data
+        n = min(train.n_rows, config.max_rows) if config.max_rows is not None else train.n_rows
+        nets = config.n_permutations + 1
+        epochs = int(config.recipe.get("epochs", 20)) if isinstance(config.recipe.get("epochs", 20), int) else 20
+        return Plan(f"{nets:,} networks retrained on {n:,} rows",
+                    uncounted_rows=3 * nets * (epochs * n + config.ig_steps * min(config.n_rows, data.n_rows)))
+
     def findings(self, result: AttributionSignificanceResult, config: AttributionSignificanceConfig) -> list[Finding]:
         out: list[Finding] = []
         cost = result._seconds.get("retraining") if result._seconds else None

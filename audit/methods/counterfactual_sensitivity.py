@@ -113,6 +113,14 @@ class CounterfactualSensitivity(AuditMethod[SensitivityConfig, SensitivityResult
         finally:
             torch.set_num_threads(threads)
 
+    def plan(self, model: ModelAdapter, data: AuditData, config: SensitivityConfig, ctx: RunContext) -> Any:
+        """A gradient search per row (torch forward and backward passes, not counted)."""
+        from audit.core.cost import Plan
+
+        rows = min(config.max_rows, data.n_rows)
+        return Plan(f"gradient search, {rows:,} rows × {config.steps} steps", model_rows=data.n_rows,
+                    model_calls=1, uncounted_rows=3 * rows * config.steps)
+
     def findings(self, result: SensitivityResult, config: SensitivityConfig) -> list[Finding]:
         if result.validity is None or result.mean_l1 is None:
             return []

@@ -716,6 +716,13 @@ class Fairness(AuditMethod[FairnessConfig, FairnessResult]):
             favourable_label=favourable_label,
             rate_disparities=RATE_DISPARITIES if data.task == "binary" else ())
 
+    def plan(self, model: ModelAdapter, data: AuditData, config: FairnessConfig, ctx: RunContext) -> Any:
+        """One pass of the model over the rows; the rest is counting and resampling labels."""
+        from audit.core.cost import Plan
+
+        return Plan(f"predictions on {data.n_rows:,} rows, {config.n_boot:,} bootstrap resamples",
+                    model_rows=data.n_rows, model_calls=1)
+
     def findings(self, result: FairnessResult, config: FairnessConfig) -> list[Finding]:
         out = []
         conf = f"{result.confidence:.0%}"

@@ -53,7 +53,7 @@ class PermutationSignificanceConfig(MethodConfig):
     scoring : "auto" (accuracy for classifiers, R² for regression), "accuracy", "roc_auc", "r2";
     test_fraction : share of rows held out for measuring importance;
     max_rows : use at most this many rows (a random sample) — every null draw is a full refit;
-    n_jobs : parallel refits.
+    n_jobs : parallel refits (default: every usable core); results do not depend on it;
     alpha : level after Benjamini–Hochberg.
     """
 
@@ -62,7 +62,7 @@ class PermutationSignificanceConfig(MethodConfig):
     scoring: Literal["auto", "accuracy", "roc_auc", "r2"] = "auto"
     test_fraction: float = 0.3
     max_rows: int | None = 5000
-    n_jobs: int = 2
+    n_jobs: int | None = None
     alpha: float = 0.05
 
     def validate(self) -> None:
@@ -76,7 +76,7 @@ class PermutationSignificanceConfig(MethodConfig):
             raise InvalidConfigError(f"The 'test_fraction' option of permutation_significance must be in [0.1, 0.5]. Got {self.test_fraction} instead.")
         if self.max_rows is not None and self.max_rows < 50:
             raise InvalidConfigError(f"The 'max_rows' option of permutation_significance must be at least 50. Got {self.max_rows} instead.")
-        if self.n_jobs < 1:
+        if self.n_jobs is not None and self.n_jobs < 1:
             raise InvalidConfigError(f"The 'n_jobs' option of permutation_significance must be at least 1. Got {self.n_jobs} instead.")
 
 
@@ -116,9 +116,18 @@ class PermutationSignificanceResult(MethodResult):
     _seconds: float | None = None            # not serialised: results stay reproducible
 
 
-def _score(est: Any, X: Any, y: np.ndarray, scoring: str) -> float:
+def _predict(est: Any, X: Any, scoring: str) -> np.ndarray:
+    """What ``scoring`` needs from the estimator: P(positive) for roc_auc, else predictions."""
+    if scoring == "roc_auc":
+        proba = est.predict_proba(X)
+        classes = list(getattr(est, "classes_", [0, 1]))
+        return proba[:, classes.index(1) if 1 in classes else proba.shape[1] - 1]
+    return np.asarray(est.predict(X))
+
+
+def _score_of(pred: np.ndarray, y: np.ndarray, scoring: str) -> float:
     if scoring == "r2":
-        pred = np.asarray(est.predict(X), dtype=float)
+        pred = np.asarray(pred, dtype=float)
         tot = np.sum((y - y.mean()) ** 2)
         return float(1 - np.sum((y - pred) ** 2) / tot) if tot > 0 else float("nan")
     if scoring == "roc_auc":
@@ -126,29 +135,37 @@ def _score(est: Any, X: Any, y: np.ndarray, scoring: str) -> float:
 
         if len(np.unique(y)) < 2:
             return float("nan")
-        proba = est.predict_proba(X)
-        classes = list(getattr(est, "classes_", [0, 1]))
-        col = classes.index(1) if 1 in classes else proba.shape[1] - 1
-        return float(roc_auc_score(y, proba[:, col]))
-    return float(np.mean(np.asarray(est.predict(X)) == y))
+        return float(roc_auc_score(y, pred))
+    return float(np.mean(pred == y))
+
+
+def _score(est: Any, X: Any, y: np.ndarray, scoring: str) -> float:
+    return _score_of(_predict(est, X, scoring), y, scoring)
 
 
 def _pipeline(estimator: Any, X: np.ndarray, y: np.ndarray, fit: np.ndarray, held: np.ndarray,
               groups: list[list[int]], perms: np.ndarray, scoring: str, to_input: Any) -> np.ndarray:
-    """Refit a clone and return [score, importance_repeat_mean per feature, sd per feature]."""
+    """Refit a clone and return [score, importance_repeat_mean per feature, sd per feature].
+
+    A feature's permuted copies of the held-out rows are scored in one call (row-wise
+    predictions are the same in one call or several; one call per copy cost most of the time
+    of a pipeline that decodes its input)."""
     from sklearn.base import clone
 
     est = clone(estimator)
     try:
         est.fit(to_input(X[fit]), y[fit])
         Xh, yh = X[held], y[held]
+        n, R = len(held), perms.shape[0]
         base = _score(est, to_input(Xh), yh, scoring)
-        imp = np.empty((len(groups), perms.shape[0]))
+        imp = np.empty((len(groups), R))
         for g, cols in enumerate(groups):
+            Xp = np.repeat(Xh[None], R, axis=0)
             for r, perm in enumerate(perms):
-                Xp = Xh.copy()
-                Xp[:, cols] = Xh[perm][:, cols]
-                imp[g, r] = base - _score(est, to_input(Xp), yh, scoring)
+                Xp[r][:, cols] = Xh[perm][:, cols]
+            pred = _predict(est, to_input(Xp.reshape(R * n, -1)), scoring)
+            for r in range(R):
+                imp[g, r] = base - _score_of(pred[r * n:(r + 1) * n], yh, scoring)
         return np.concatenate([[base], imp.mean(1), imp.std(1, ddof=1) if perms.shape[0] > 1 else np.zeros(len(groups))])
     except Exception:  # a refit that fails on a permuted outcome is excluded and counted
         return np.full(1 + 2 * len(groups), np.nan)
@@ -171,7 +188,7 @@ class PermutationSignificance(AuditMethod[PermutationSignificanceConfig, Permuta
 
     def run(self, model: ModelAdapter, data: AuditData, config: PermutationSignificanceConfig,
             ctx: RunContext) -> PermutationSignificanceResult:
-        from joblib import Parallel, delayed
+        from audit import execution
 
         config.validate()
         estimator = getattr(model, "estimator", None)
@@ -214,15 +231,14 @@ class PermutationSignificance(AuditMethod[PermutationSignificanceConfig, Permuta
             chosen = (f"chosen from the {F} features: the smallest B (at least 99, at most 999) with which a "
                       f"lone effect's Benjamini–Hochberg-adjusted p-value, {F}/(B+1), can reach alpha/2 = "
                       f"{config.alpha / 2:g}" + (" (capped at 999)" if F / 1000 > config.alpha / 2 else ""))
+        # Each null draw's permutation is drawn here, in order, from the method's stream: the
+        # refits are independent chunks whose results do not depend on the number of workers.
         ys = [y] + [y[ctx.rng.permutation(len(y))] for _ in range(B)]
-        done = [0]
 
         def job(yb: np.ndarray) -> np.ndarray:
             return _pipeline(estimator, X, yb, fit, held, groups, perms, scoring, to_input)
 
-        out = Parallel(n_jobs=config.n_jobs, prefer="processes")(delayed(job)(yb) for yb in ys)
-        done[0] = len(out)
-        ctx.progress(done[0], B + 1)
+        out = execution.map(job, ys, n_jobs=config.n_jobs, backend="processes", progress=ctx.progress)
         res = np.vstack(out)
         if not np.isfinite(res[0]).all():
             raise CapabilityError("refitting the estimator on the real outcome failed")
@@ -247,6 +263,27 @@ class PermutationSignificance(AuditMethod[PermutationSignificanceConfig, Permuta
             n_significant_bh=int((p_bh <= config.alpha).sum()), n_significant_maxt=int((p_maxt <= config.alpha).sum()),
             alpha=config.alpha, reachability=reach, notes=tuple(notes), _null=(null, obs),
             _seconds=round(time.perf_counter() - t0, 2))
+
+    def plan(self, model: ModelAdapter, data: AuditData, config: PermutationSignificanceConfig,
+             ctx: RunContext) -> Any:
+        """B + 1 refits, each scored on the held-out rows once plus once per feature and repeat.
+        Above a budget B may go down to the smallest with which a lone effect still reaches alpha
+        after Benjamini–Hochberg."""
+        from audit.core.cost import Plan, Reducible
+        from audit.execution import resolve_n_jobs
+        from audit.stats.permutation import MIN_PERMUTATIONS, smallest_reaching_b
+
+        train = ctx.train if ctx.train is not None and ctx.train.y is not None else data
+        n = min(train.n_rows, config.max_rows) if config.max_rows is not None else train.n_rows
+        held = max(2, int(round(config.test_fraction * n)))
+        F = len(train.groups)
+        B = config.n_permutations if config.n_permutations is not None else default_n_permutations(F, config.alpha)
+        floor = min(B, max(MIN_PERMUTATIONS, smallest_reaching_b(F, config.alpha, "greater", "bh")))
+        jobs = resolve_n_jobs(config.n_jobs)
+        return Plan(f"{B + 1:,} refits of {n - held:,} rows on {jobs} worker(s)", refits=B + 1,
+                    refit_rows=n - held, refit_model_rows=held * (1 + F * config.n_repeats),
+                    refit_model_calls=1 + F, n_jobs=jobs,
+                    reducible={"n_permutations": Reducible(floor, "permutations", config.alpha, current=B)})
 
     def findings(self, result: PermutationSignificanceResult, config: PermutationSignificanceConfig) -> list[Finding]:
         def listed(names: list[str]) -> str:

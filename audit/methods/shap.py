@@ -373,6 +373,48 @@ class Shap(AuditMethod[ShapConfig, ShapResult]):
             tree_model=tree.description if tree is not None else None,
             summed_columns=tree.summed if tree is not None else None)
 
+    def plan(self, model: ModelAdapter, data: AuditData, config: ShapConfig, ctx: RunContext) -> Any:
+        """Model evaluations of the chosen explainer: exact values 2^p × background per row,
+        KernelSHAP nsamples × background per row, a tree explainer's row × background pairs
+        (priced like model rows, not counted: it reads the trees), plus the deviation check."""
+        from audit.core.cost import Plan, Reducible
+
+        pool = ctx.train.X if ctx.train is not None else data.X
+        p = len(data.encoding.groups)
+        exact_cost = None if data.modality != "tabular" else (
+            2 ** p * min(config.background_size, len(pool)) * min(config.n_rows, data.n_rows))
+        kind = choose_explainer(model, config, [], exact_cost=exact_cost)
+        option = {"kernel": "kernel_n_rows", "gradient": "gradient_n_rows"}.get(kind, "n_rows")
+        rows = min(getattr(config, option), data.n_rows)
+        bg_option = "kernel_background_size" if kind == "kernel" else "background_size"
+        bg = min(getattr(config, bg_option), len(pool))
+        counted = uncounted = 0.0
+        calls = rows + 1
+        if kind == "exact":  # exact_shapley evaluates a row's coalitions in chunks of 16,384 rows
+            calls = rows * -(-(2 ** p * bg) // 16384) + 1
+            counted, what = rows * (2 ** p * bg + 1), f"exact, {rows:,} rows × 2^{p} coalitions × {bg} background"
+        elif kind == "kernel":
+            ns = config.kernel_nsamples or (min(2 * p + 2048, 2 ** p - 2) if p <= 30 else 2 * p + 2048)
+            counted, what = rows * (ns + 1) * bg, f"KernelSHAP, {rows:,} rows × {ns:,} samples × {bg} background"
+            per_row = 2 ** p * bg
+            if _scale(model, config) != "logit":
+                counted += (per_row * min(config.check_n_rows, rows) if per_row * min(config.check_n_rows, rows)
+                            <= config.exact_max_evaluations else 2 * config.check_nsamples * bg * config.check_n_rows)
+        elif kind == "tree":
+            uncounted, what = rows * bg, f"TreeExplainer, {rows:,} rows × {bg} background"
+            if _tree_inexact(model, [np.asarray(v) for v in data.encoding.groups.values()]) is not None:
+                per_row = 2 ** p * bg
+                if per_row <= config.exact_max_evaluations // _TREE_SHARE:
+                    counted += per_row * max(1, min(config.check_n_rows, config.exact_max_evaluations // _TREE_SHARE // per_row))
+        else:  # deep / gradient: forward and backward passes through torch, not the adapter
+            k = bg if kind == "deep" else config.gradient_nsamples
+            uncounted, what = 3 * rows * k, f"{LABELS[kind].split(' (')[0]}, {rows:,} rows × {k} samples"
+        if "torch" in model.capabilities:  # torch models are evaluated through the module itself
+            counted, uncounted = 0.0, counted + uncounted
+        return Plan(what, model_rows=counted, model_calls=calls, uncounted_rows=uncounted,
+                    reducible={option: Reducible(min(100 if kind != "kernel" else 20, rows), "rows", current=rows),
+                               bg_option: Reducible(min(25 if kind != "kernel" else 10, bg), "samples", current=bg)})
+
     def findings(self, result: ShapResult, config: ShapConfig) -> list[Finding]:
         out = []
         top = ", ".join(f"{f} ({result.global_importance[f]:.3g})" for f in result.ranking[:3])

@@ -195,6 +195,13 @@ class Surrogate(AuditMethod[SurrogateConfig, SurrogateResult]):
             sampled=sampled, _tree=tree,
             _rows={"fit": np.sort(fit), "validation": np.sort(val), "test": np.sort(test)})
 
+    def plan(self, model: ModelAdapter, data: AuditData, config: SurrogateConfig, ctx: RunContext) -> Any:
+        """One pass of the model over the rows, then small trees fitted to its predictions."""
+        from audit.core.cost import Plan
+
+        return Plan(f"predictions on {data.n_rows:,} rows, {len(config.depths)} trees",
+                    model_rows=data.n_rows, model_calls=1)
+
     def findings(self, result: SurrogateResult, config: SurrogateConfig) -> list[Finding]:
         what = "agrees with the model on" if result.fidelity_metric == "agreement" else "explains R² ="
         amount = (f"{100 * result.fidelity:.1f}% of held-out rows" if result.fidelity_metric == "agreement"
