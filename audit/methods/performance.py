@@ -112,6 +112,7 @@ class Performance(AuditMethod[PerformanceConfig, PerformanceResult]):
     """Overall performance with intervals (see the module docstring)."""
 
     name = "performance"
+    uses_torch = False
     title = "Overall performance"
     requires = frozenset({"predictions"})
     needs_target = True
