@@ -100,7 +100,9 @@ def truth_of(pi, tpr, fpr, ref=None) -> dict[str, float]:
 
     sel = pi * tpr + (1 - pi) * fpr
     ppv = pi * tpr / sel
-    rates = {"selection_rate": sel, "tpr": tpr, "fpr": fpr, "ppv": ppv, "accuracy": sel * 0 + 0.5}
+    npv = (1 - pi) * (1 - fpr) / (1 - sel)
+    rates = {"selection_rate": sel, "tpr": tpr, "fpr": fpr, "ppv": ppv, "accuracy": sel * 0 + 0.5,
+             "fnr": 1 - tpr, "tnr": 1 - fpr, "npv": npv}
     return {k: float(v) for k, v in binary_disparities(rates, ref).items()}
 
 

@@ -300,10 +300,16 @@ def _coverage_grid():
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "fairness_coverage.py"
-    spec = importlib.util.spec_from_file_location("fairness_coverage", path)
+    import sys
+
+    bench = Path(__file__).resolve().parents[1] / "benchmarks"
+    spec = importlib.util.spec_from_file_location("fairness_coverage", bench / "fairness_coverage.py")
     mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    sys.path.insert(0, str(bench))  # the benchmark imports its sibling _common
+    try:
+        spec.loader.exec_module(mod)
+    finally:
+        sys.path.remove(str(bench))
     return mod
 
 

@@ -272,6 +272,8 @@ OPTION_BOUNDS: dict[str, Interval] = {
     "n_rows": Interval(1, _ROWS, "rows explained"), "kernel_n_rows": Interval(1, _ROWS, "rows explained"),
     "gradient_n_rows": Interval(1, _ROWS, "rows explained"), "sanity_rows": Interval(1, _ROWS, "rows explained"),
     "faithfulness_rows": Interval(1, _ROWS, "rows explained"),
+    "what_if_rows": Interval(1, _ROWS, "rows the what-if thresholds are judged on"),
+    "batch_samples": Interval(1, 10_000_000, "perturbed samples scored by one model call, held in memory"),
     "n_global_rows": Interval(0, _ROWS, "rows explained"),
     "max_training_rows": Interval(1, _ROWS, "rows held in memory"),
     "num_samples": Interval(1, 1_000_000, "perturbed rows per explanation, held in memory"),
