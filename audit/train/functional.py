@@ -258,8 +258,9 @@ class BatchedModule:
 
     module: Any
     buffers: dict[str, Any]
-    mode: str                    # "vmap" | "loop"
+    mode: str                    # "graph" | "vmap" | "loop"
     swapped: list[str]
+    traced: Any = None           # the TracedBatched program (mode "graph")
 
     def __call__(self, params: Mapping[str, Any], x: Any, *, per_network: bool = False) -> Any:
         import torch
@@ -268,6 +269,8 @@ class BatchedModule:
         def one(p: Mapping[str, Any], xb: Any) -> Any:
             return functional_call(self.module, {**p, **self.buffers}, (xb,))
 
+        if self.mode == "graph":
+            return self.traced(dict(params), x, per_network=per_network)
         if self.mode == "vmap":
             return vmap(one, in_dims=(0, 0 if per_network else None), randomness="different")(dict(params), x)
         B = next(iter(params.values())).shape[0]
@@ -276,26 +279,62 @@ class BatchedModule:
 
 
 def batched_module(module: Any, theta0: Mapping[str, Any], example: Any, *, mode: str = "auto") -> BatchedModule:
-    """Wrap ``module`` for stacked parameters, probing whether ``vmap`` works on ``example``
-    (a small input batch); ``mode="loop"`` forces the fallback."""
+    """Wrap ``module`` for stacked parameters: the traced program of :mod:`audit.train.traced`
+    (``"graph"``), else ``vmap``, else a loop over the networks, each probed on ``example`` (a small
+    input batch) with two networks of different weights against the module itself, outputs and
+    parameter gradients; ``mode`` forces one of them (``"auto"``: the first that passes)."""
     import torch
 
-    names = {k for k, _ in module.named_parameters()}
+    from audit.train.traced import TracedBatched, Unsupported
+
+    names = [k for k, _ in module.named_parameters()]
     buffers = {k: v for k, v in theta0.items() if k not in names}
     if mode == "loop":
         return BatchedModule(module, buffers, "loop", [])
-    mod, swapped = vmappable_copy(module)
-    bm = BatchedModule(mod, buffers, "vmap", swapped)
-    probe = {k: torch.stack([theta0[k], theta0[k]]) for k in names}
-    try:
-        with torch.no_grad():
-            out = bm(probe, example)
-            ref = module_call(module, theta0, example)
-        if not torch.allclose(out[0], ref, rtol=1e-4, atol=1e-5):
-            raise RuntimeError("batched output differs from the module's")
-    except (RuntimeError, NotImplementedError, ValueError):
-        return BatchedModule(module, buffers, "loop", [])
-    return bm
+    candidates = []
+    if mode in ("auto", "graph"):
+        try:
+            candidates.append(BatchedModule(module, buffers, "graph", [], TracedBatched(module, buffers)))
+        except Unsupported:
+            pass
+    if mode in ("auto", "vmap"):
+        mod, swapped = vmappable_copy(module)
+        candidates.append(BatchedModule(mod, buffers, "vmap", swapped))
+    gen = torch.Generator().manual_seed(0)
+    other = {k: theta0[k] + 0.1 * torch.randn(theta0[k].shape, generator=gen) for k in names}
+    refs = []
+    for state in ({k: theta0[k] for k in names}, other):
+        p = {k: v.detach().clone().requires_grad_(True) for k, v in state.items()}
+        xi = example.detach().clone().requires_grad_(True)
+        out = module_call(module, {**theta0, **p}, xi)
+        (out * out).sum().backward()
+        refs.append((out.detach(), {k: v.grad for k, v in p.items()}, xi.grad))
+
+    def close(a: Any, b: Any) -> bool:
+        return a is not None and b is not None and torch.allclose(a, b, rtol=1e-3, atol=1e-5)
+
+    def passes(bm: BatchedModule) -> bool:
+        # shared inputs (training) and per-network inputs with input gradients (Integrated Gradients)
+        for per_network in (False, True):
+            probe = {k: torch.stack([theta0[k], other[k]]).requires_grad_(True) for k in names}
+            xi = example.detach().clone().expand(2, *example.shape).clone().requires_grad_(True) \
+                if per_network else example
+            out = bm(probe, xi, per_network=per_network)
+            (out * out).sum().backward()
+            for b in range(2):
+                if not (close(out[b], refs[b][0]) and all(close(probe[k].grad[b], refs[b][1][k]) for k in names)):
+                    return False
+                if per_network and refs[b][2] is not None and not close(xi.grad[b], refs[b][2]):
+                    return False
+        return True
+
+    for bm in candidates:
+        try:
+            if passes(bm):
+                return bm
+        except (RuntimeError, NotImplementedError, ValueError, TypeError, KeyError, IndexError, Unsupported):
+            pass
+    return BatchedModule(module, buffers, "loop", [])
 
 
 def module_call(module: Any, state: Mapping[str, Any], x: Any) -> Any:
