@@ -252,5 +252,7 @@ def test_bundled_network_batched_retraining_does_less_work_than_sequential_at_B_
             run()
         counts[way] = (Count.n, flops.get_total_flops())
     (ops_b, flops_b), (ops_s, _), (_, flops_s) = counts["batched"], counts["sequential"], counts["unrolled"]
-XX
+    # no extra arithmetic beyond the LSTM's bias column (K = 22 instead of 21) and its input-gradient
+    # product over all K rows (22 instead of 16): 1.14x measured for the LSTM, 1.0x for the CNN
+    assert flops_b <= 1.2 * flops_s
     assert ops_b < ops_s / 2                 # in less than half the operations (aten::lstm is one)
