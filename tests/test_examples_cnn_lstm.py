@@ -208,10 +208,9 @@ def test_bundled_network_batched_retraining_equals_sequential(name):
 
 @pytest.mark.parametrize("name", ["digits_cnn", "macro_lstm"])
 def test_bundled_network_batched_retraining_does_less_work_than_sequential_at_B_8(name):
-    """The work counts behind "batched beats sequential from B = 8": the same floating-point
-    operations (counted by torch's FlopCounterMode, forward and backward) in fewer dispatched
-    operations. Per-operation dispatch dominates these small networks; the time itself is
-    measured by benchmarks/retrain_cnn_lstm.py."""
+    """The work counts behind "batched beats sequential from B = 8": per epoch (CNN) or step
+    (LSTM), the same floating-point operations (torch's FlopCounterMode, forward and backward)
+    in fewer dispatched operations. The time itself is measured by benchmarks/retrain_cnn_lstm.py."""
     import dataclasses
 
     from torch.utils._python_dispatch import TorchDispatchMode
@@ -237,22 +236,25 @@ def test_bundled_network_batched_retraining_does_less_work_than_sequential_at_B_
             return func(*args, **(kwargs or {}))
 
     module, theta0, X, y, recipe = _bundled(name)
-    recipe = dataclasses.replace(recipe, epochs=2)
+    X, y = X[:256], y[:256]
     Y = _permuted(y, 8)
     batched_module(module, theta0, X[:4])               # trace and probe outside the counts
     # the LSTM written out as matrix products (aten::lstm has no FLOP formula), for the FLOP count
     unrolled = vmappable_copy(module)[0]
     counts = {}
-    for way, run in (("batched", lambda: train_functional(module, theta0, X, Y, recipe, n_workers=1)),
-                     ("sequential", lambda: train_sequential(module, theta0, X, Y, recipe)),
-                     ("unrolled", lambda: train_sequential(unrolled, theta0, X, Y, recipe))):
-        Count.n = 0
-        with FlopCounterMode(display=False, custom_mapping={
-                torch.ops.aten.convolution_backward: conv_backward_flops}) as flops, Count():
-            run()
-        counts[way] = (Count.n, flops.get_total_flops())
+    for way, mod, fn in (("batched", module, lambda m, r: train_functional(m, theta0, X, Y, r, n_workers=1)),
+                         ("sequential", module, lambda m, r: train_sequential(m, theta0, X, Y, r)),
+                         ("unrolled", unrolled, lambda m, r: train_sequential(m, theta0, X, Y, r))):
+        per_length = []
+        for epochs in (1, 3):                           # the difference: two epochs, no set-up
+            Count.n = 0
+            with FlopCounterMode(display=False, custom_mapping={
+                    torch.ops.aten.convolution_backward: conv_backward_flops}) as flops, Count():
+                fn(mod, dataclasses.replace(recipe, epochs=epochs))
+            per_length.append((Count.n, flops.get_total_flops()))
+        counts[way] = tuple(b - a for a, b in zip(*per_length))
     (ops_b, flops_b), (ops_s, _), (_, flops_s) = counts["batched"], counts["sequential"], counts["unrolled"]
     # no extra arithmetic beyond the LSTM's bias column (K = 22 instead of 21) and its input-gradient
-    # product over all K rows (22 instead of 16): 1.14x measured for the LSTM, 1.0x for the CNN
+    # product over all K rows (22 instead of 16)
     assert flops_b <= 1.2 * flops_s
-    assert ops_b < ops_s / 2                 # in less than half the operations (aten::lstm is one)
+    assert ops_b < ops_s                     # per epoch / step, probe and tracing excluded
