@@ -422,8 +422,8 @@ def train_functional(module: Any, theta0: Mapping[str, Any], X: Any, Y: Any, rec
 
     t0 = time.perf_counter()
     B = int(Y.shape[0])
-    # below ~8 networks a worker's step is mostly per-operation overhead: give each at least 8
-    n_workers = max(1, min(os.cpu_count() or 1 if n_workers is None else n_workers, B // 8))
+    # below ~4 networks a worker's step is mostly per-operation overhead: give each at least 4
+    n_workers = max(1, min(os.cpu_count() or 1 if n_workers is None else n_workers, B // 4))
     size = min(chunk or B, -(-B // n_workers))
     module.train()
     # built (traced, probed) once, before any worker starts: fx tracing patches torch globally
