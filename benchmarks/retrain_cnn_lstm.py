@@ -1,37 +1,52 @@
-"""Cost of retraining the bundled CNN and LSTM B = 99 times (the response-permutation null).
+"""Cost of retraining the bundled CNN and LSTM B = 99 times (the response-permutation null),
+against the compute floor measured in the same run.
 
 Each null network starts from the example's theta_0 (``model_init.safetensors``), sees the
-training labels permuted (one permutation per network) and follows the example's own schedule
-(train.py: optimizer, learning rate, weight decay, batch order). Two ways are timed in the same
-run, on the same threads:
+training labels permuted (one permutation per network) and follows the example's own recipe
+(training.json, as ``attribution_significance`` reads it). Two ways are timed, on the same cores:
 
-- sequential: one ``nn.Module`` and one ``torch.optim.Adam`` after another (what a plain loop does);
-- batched: all B networks' parameters stacked along a leading axis and trained at once by one
-  Adam over the stacked tensors (Adam is elementwise, and the loss is the *sum* of per-network
-  mean losses, so every network gets exactly its own update):
-  * CNN: ``torch.func.vmap`` over ``torch.func.functional_call`` of the example's DigitsCNN;
-  * LSTM: ``vmap`` has no batching rule for ``aten::lstm``, so the LSTM recurrence is written out
-    with batched matrix products over the B networks (PyTorch's gate order and equations).
+- sequential: :func:`audit.train.functional.train_sequential`, one ``nn.Module`` and one
+  ``torch.optim`` optimizer per network (what a plain loop does), the networks shared out over
+  the same worker threads as the batched run, one torch thread each;
+- batched: :func:`audit.train.functional.train_functional`, the code the audit runs.
 
-Measured here (2 shared cores, 1 thread): the batched CNN gains only ~1.3-1.8x and the batched
-LSTM ~1.0-1.2x. Both are compute-bound on CPU: one DigitsCNN forward+backward on a batch of 64
-costs ~2.3 ms, and the vmapped step for 99 networks ~0.22 s, i.e. the same work; what batching
-saves is per-network Python, dispatch and optimizer overhead. (An explicit im2col + bmm CNN was
-~4x slower than vmap, which already lowers the batched convolution to one grouped convolution.)
+The floor is FLOPs x B / R: FLOPs counted analytically from the layer shapes (convolution
+2 Cin Cout k^2 Hout Wout per sample, Linear 2 in out, LSTM gates 2 4H (I + H) per step per sample,
+x3 for forward + backward, times the samples the schedule visits), R the fp32 rate of a
+1024 x 1024 torch matmul on the same number of threads, timed in this run before and after each
+case (the best of several repeats, the higher of the two: a peak, so the floor is a strict one). Only ratios are meaningful: on a shared machine
+the load average (printed before and after) moves every number.
 
-The batched result is checked against the sequential one (largest parameter difference after
-training, which should be float round-off). The full schedules (CNN: 40 epochs of batch-64 Adam;
-LSTM: 400 full-batch steps) take minutes sequentially on 2 cores, so by default a prefix of the
-schedule is timed (--cnn-epochs, --lstm-steps; every epoch/step costs the same) and the full cost
-is extrapolated linearly; pass --full to time the whole schedule.
+What the profiles showed (torch.profiler, one thread, B = 100; a prefix of each schedule)
+-----------------------------------------------------------------------------------------
+* CNN under ``vmap``: ReLU's backward (30 %), zero fills (14 %), max pooling (11 % + 15 %
+  backward) on the strided layouts vmap leaves, the convolutions only ~26 %. oneDNN's grouped
+  convolution itself runs near the matmul rate on channels-last maps (forward 70-80 GFLOP/s on
+  one thread against 80 for the matmul) but 2.5x slower on NCHW, and max pooling 5x slower.
+  Hence :mod:`audit.train.traced`: feature maps of the B networks as the channels of one
+  channels-last batch, the first convolution (shared input) as one wide product that lands in
+  channels-last order, ReLU moved after the pooling, and the input gradient of the grouped
+  convolution as a forward convolution with flipped filters (59 vs 35 GFLOP/s for oneDNN's
+  backward-data kernel). Then glibc returning the 26 MB temporaries to the system at every
+  step and faulting them in again cost ~20 % (the trainer now keeps freed memory while it runs).
+  What remains: the grouped convolution's three passes at 50-70 GFLOP/s and ~10 elementwise /
+  layout passes over the feature maps per step.
+* LSTM (H = 16, 5 inputs, 8 steps, 135 windows, full batch): the gate products are tiny
+  (K = 22), so the elementwise gate arithmetic and per-operation dispatch cost more than the
+  products: under ``vmap`` or autograd over an unrolled loop ~75 operations per step, half the
+  time in ``aten::mul``. The hand-written backward through time (one product per step over
+  ``[x_t, 1, h_{t-1}]``, one product for all steps' weight gradient, gate derivatives taken
+  while the gates are in cache) cut the operations to ~20 per time step, but the rest is
+  memory-bound elementwise work over (B, N, H) arrays that the floor does not count.
 
-Usage: python benchmarks/retrain_cnn_lstm.py [--B 99] [--threads 1] [--device cpu] [--full]
+Usage: python benchmarks/retrain_cnn_lstm.py [--B 99] [--workers 2] [--seq-networks 10] [--full]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -39,219 +54,197 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors.torch import load_file
-from torch.func import functional_call, vmap
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from audit.train.functional import (FunctionalRecipe, batched_module, train_functional,  # noqa: E402
+                                    train_sequential)
+
 
 def _import(example: str, cls: str):
-    """The example's model class (model.py in its folder; both examples use that name)."""
+    """The example's model class (model.py in its folder)."""
     import importlib.util
 
-    path = ROOT / "examples" / example / "model.py"
-    spec = importlib.util.spec_from_file_location(f"_bench_{example}", path)
+    spec = importlib.util.spec_from_file_location(f"_bench_{example}", ROOT / "examples" / example / "model.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return getattr(module, cls)
 
 
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
+def matmul_rate(threads: int, n: int = 1024, repeats: int = 7) -> float:
+    """Best fp32 GFLOP/s of an n x n matmul on ``threads`` torch threads."""
+    prev = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(5):
+            a @ b
+        best = min(best, (time.perf_counter() - t0) / 5)
+    torch.set_num_threads(prev)
+    return 2 * n ** 3 / best / 1e9
 
 
-# ------------------------------------------------------------------------------------------
-# CNN
-# ------------------------------------------------------------------------------------------
+def cnn_flops_per_sample(net: torch.nn.Module, shape: tuple[int, ...]) -> int:
+    """Forward FLOPs of one sample, from the layer shapes (convolutions and Linear layers)."""
+    total = 0
+    hooks = []
 
-def cnn_case(B: int, epochs: int, device: str, check: int) -> dict:
-    DigitsCNN = _import("digits_cnn", "DigitsCNN")
+    def conv(m, inp, out):
+        nonlocal total
+        cin, cout = m.in_channels, m.out_channels
+        k = m.kernel_size[0] * m.kernel_size[1]
+        total += 2 * (cin // m.groups) * cout * k * out.shape[-2] * out.shape[-1]
+
+    def lin(m, inp, out):
+        nonlocal total
+        total += 2 * m.in_features * m.out_features
+
+    for m in net.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            hooks.append(m.register_forward_hook(conv))
+        elif isinstance(m, torch.nn.Linear):
+            hooks.append(m.register_forward_hook(lin))
+    with torch.no_grad():
+        net(torch.zeros(1, *shape))
+    for h in hooks:
+        h.remove()
+    return total
+
+
+def cnn_case() -> dict:
     ex = ROOT / "examples" / "digits_cnn"
-    cfg = json.loads((ex / "training.json").read_text())
+    doc = json.loads((ex / "training.json").read_text())
+    recipe = FunctionalRecipe.from_mapping(doc, source="training.json")
     with np.load(ex / "data" / "digits_train.npz") as z:
-        X = torch.from_numpy(z["X"].astype(np.float32) / cfg["pixel_scale"]).to(device)
-        y = torch.from_numpy(z["y"].astype(np.int64)).to(device)
-    theta0 = {k: v.to(device) for k, v in load_file(str(ex / "model_init.safetensors")).items()}
-    rng = np.random.default_rng(12345)
-    Y = torch.stack([y[torch.from_numpy(rng.permutation(len(y))).to(device)] for _ in range(B)])
-    bs = cfg["batch_size"]
-    orders = [torch.randperm(len(y), generator=torch.Generator().manual_seed(cfg["seed"] + e)).to(device)
-              for e in range(epochs)]
-
-    def sequential(models: range) -> list[dict]:
-        out = []
-        for b in models:
-            net = DigitsCNN().to(device)
-            net.load_state_dict(theta0)
-            opt = torch.optim.Adam(net.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
-            for order in orders:
-                for s in range(0, len(y), bs):
-                    idx = order[s:s + bs]
-                    opt.zero_grad()
-                    torch.nn.functional.cross_entropy(net(X[idx]), Y[b, idx]).backward()
-                    opt.step()
-            out.append({k: v.detach().clone() for k, v in net.named_parameters()})
-        return out
-
-    def batched() -> dict:
-        base = DigitsCNN().to(device)
-        params = {k: theta0[k].unsqueeze(0).repeat(B, *[1] * theta0[k].ndim).clone().requires_grad_(True)
-                  for k, _ in base.named_parameters()}
-        opt = torch.optim.Adam(params.values(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
-
-        def loss_one(p, xb, yb):
-            return torch.nn.functional.cross_entropy(functional_call(base, p, (xb,)), yb)
-
-        batched_loss = vmap(loss_one, in_dims=(0, None, 0))
-        for order in orders:
-            for s in range(0, len(y), bs):
-                idx = order[s:s + bs]
-                opt.zero_grad()
-                batched_loss(params, X[idx], Y[:, idx]).sum().backward()
-                opt.step()
-        return {k: v.detach() for k, v in params.items()}
-
-    return _time_both(sequential, batched, B, check, device)
+        X = torch.from_numpy(z["X"].astype(np.float32) / doc["pixel_scale"])
+        y = torch.from_numpy(z["y"].astype(np.int64))
+    fit, _ = recipe.fit_rows(len(X))
+    X, y = X[fit], y[fit]
+    net = _import("digits_cnn", "DigitsCNN")()
+    per_sample = cnn_flops_per_sample(net, tuple(X.shape[1:]))
+    return {"name": "digits_cnn", "net": net, "X": X, "y": y, "recipe": recipe,
+            "theta0": load_file(str(ex / "model_init.safetensors")),
+            "flops_per_epoch": 3 * per_sample * len(X), "unit": "epochs",
+            "detail": f"{per_sample / 1e3:.1f} kFLOP forward per sample, {len(X)} rows x {recipe.epochs} epochs"}
 
 
-# ------------------------------------------------------------------------------------------
-# LSTM
-# ------------------------------------------------------------------------------------------
-
-def _tanh(x: torch.Tensor) -> torch.Tensor:
-    """tanh(x) = 2 sigmoid(2x) - 1: the same function, but CPU sigmoid is much faster than tanh
-    here (NOTES.md measured ~9x), which matters once B networks' gates are one large tensor."""
-    return 2 * torch.sigmoid(2 * x) - 1
-
-
-def batched_lstm_forward(p: dict, x: torch.Tensor, center: torch.Tensor, scale: torch.Tensor,
-                         target_index: int) -> torch.Tensor:
-    """MacroLSTM's forward for B stacked networks: x (N, T, F) shared -> (B, N, 1).
-
-    Gates as in torch.nn.LSTM: [i, f, g, o] = W_ih x + b_ih + W_hh h + b_hh;
-    c = sigmoid(f) c + sigmoid(i) tanh(g); h = sigmoid(o) tanh(c).
-    """
-    W_ih, W_hh = p["lstm.weight_ih_l0"], p["lstm.weight_hh_l0"]      # (B, 4H, F), (B, 4H, H)
-    bias = (p["lstm.bias_ih_l0"] + p["lstm.bias_hh_l0"])[:, None, :]  # (B, 1, 4H)
-    B, H = W_hh.shape[0], W_hh.shape[2]
-    N, T, _ = x.shape
-    pre = torch.einsum("ntf,bgf->btng", x, W_ih) + bias[:, None]     # (B, T, N, 4H)
-    h = x.new_zeros(B, N, H)
-    c = x.new_zeros(B, N, H)
-    W_hh_t = W_hh.transpose(1, 2)                                     # (B, H, 4H)
-    for t in range(T):
-        gates = pre[:, t] + torch.bmm(h, W_hh_t)
-        i, f, g, o = gates.chunk(4, dim=2)
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * _tanh(g)
-        h = torch.sigmoid(o) * _tanh(c)
-    head = torch.baddbmm(p["head.bias"][:, None, :], h, p["head.weight"].transpose(1, 2))  # (B, N, 1)
-    last = x[:, -1, target_index] * scale + center
-    return last[None, :, None] + scale * head
-
-
-def lstm_case(B: int, steps: int, device: str, check: int) -> dict:
-    MacroLSTM = _import("macro_lstm", "MacroLSTM")
+def lstm_case() -> dict:
     from audit.core.dataset import DatasetSpec, Encoding
     from audit.core.modalities import SequenceSpec, build_sequence_data
 
     ex = ROOT / "examples" / "macro_lstm"
     cfg = json.loads((ex / "training.json").read_text())
-    enc = Encoding.load(ex / "encoding.json")
     data = build_sequence_data(
-        SequenceSpec(path=str(ex / "data" / "macro_quarterly.csv"), window=cfg["window"],
-                     horizon=cfg["horizon"], time_column="date",
-                     time_range=("", cfg["train_end"])),
+        SequenceSpec(path=str(ex / "data" / "macro_quarterly.csv"), window=cfg["window"], horizon=cfg["horizon"],
+                     time_column="date", time_range=("", cfg["train_end"])),
         DatasetSpec(target=cfg["target"], features=tuple(cfg["features"]), task="regression"),
-        encoding=enc)
-    X = torch.from_numpy(data.X).to(device)
-    y = torch.from_numpy(data.y.astype(np.float32)).to(device)
-    theta0 = {k: v.to(device) for k, v in load_file(str(ex / "model_init.safetensors")).items()}
-    ti = cfg["features"].index(cfg["target"])
-    center, scale = theta0["target_center"], theta0["target_scale"]
+        encoding=Encoding.load(ex / "encoding.json"))
+    # the recipe as examples/macro_lstm/audit.toml completes it
+    recipe = FunctionalRecipe.from_mapping(cfg | {"batch_size": "full", "loss": "mse", "loss_scale": "target_scale"},
+                                           source="training.json")
+    X = torch.from_numpy(data.X)
+    y = torch.from_numpy(data.y.astype(np.float32))
+    net = _import("macro_lstm", "MacroLSTM")(n_features=len(cfg["features"]),
+                                            target_index=cfg["features"].index(cfg["target"]))
+    H, I, T = net.lstm.hidden_size, net.lstm.input_size, X.shape[1]
+    per_sample = 2 * 4 * H * (I + H) * T + 2 * H * 1
+    return {"name": "macro_lstm", "net": net, "X": X, "y": y, "recipe": recipe,
+            "theta0": load_file(str(ex / "model_init.safetensors")),
+            "flops_per_epoch": 3 * per_sample * len(X), "unit": "steps",
+            "detail": f"{per_sample / 1e3:.1f} kFLOP forward per sample, {len(X)} windows x {recipe.epochs} full-batch steps"}
+
+
+def _sequential(case: dict, recipe: FunctionalRecipe, Y: torch.Tensor, networks: list[int], workers: int) -> list:
+    """train_sequential over ``networks``, shared out over ``workers`` threads (one torch thread each)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(nets: list[int]) -> list:
+        torch.set_num_threads(1)
+        return train_sequential(case["net"], case["theta0"], case["X"], Y, recipe, networks=nets)
+
+    shares = [networks[w::workers] for w in range(workers) if networks[w::workers]]
+    with ThreadPoolExecutor(max_workers=len(shares)) as pool:
+        parts = list(pool.map(one, shares))
+    out = {}
+    for share, part in zip(shares, parts):
+        out.update(zip(share, part))
+    return [out[b] for b in networks]
+
+
+def run_case(case: dict, B: int, units: int, workers: int, seq_networks: int, rate: float) -> dict:
+    import dataclasses
+
+    recipe = dataclasses.replace(case["recipe"], epochs=units)
     rng = np.random.default_rng(12345)
-    Y = torch.stack([y[torch.from_numpy(rng.permutation(len(y))).to(device)] for _ in range(B)])
-
-    def sequential(models: range) -> list[dict]:
-        out = []
-        for b in models:
-            net = MacroLSTM(n_features=len(cfg["features"]), target_index=ti).to(device)
-            net.load_state_dict(theta0)
-            opt = torch.optim.Adam(net.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
-            for _ in range(steps):
-                opt.zero_grad()
-                torch.mean(((net(X)[:, 0] - Y[b]) / scale) ** 2).backward()
-                opt.step()
-            out.append({k: v.detach().clone() for k, v in net.named_parameters()})
-        return out
-
-    def batched() -> dict:
-        names = [k for k, _ in MacroLSTM(n_features=len(cfg["features"])).named_parameters()]
-        params = {k: theta0[k].unsqueeze(0).repeat(B, *[1] * theta0[k].ndim).clone().requires_grad_(True)
-                  for k in names}
-        opt = torch.optim.Adam(params.values(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
-        for _ in range(steps):
-            opt.zero_grad()
-            pred = batched_lstm_forward(params, X, center, scale, ti)[:, :, 0]   # (B, N)
-            (((pred - Y) / scale) ** 2).mean(dim=1).sum().backward()
-            opt.step()
-        return {k: v.detach() for k, v in params.items()}
-
-    return _time_both(sequential, batched, B, check, device)
-
-
-def _time_both(sequential, batched, B: int, check: int, device: str) -> dict:
-    sequential(range(1))  # warm-up (first-call allocations and kernel setup) outside the timing
-    # The sequential loop is timed in two halves around the batched run, so that a change in
-    # machine load during the benchmark affects both sides alike.
-    half = B // 2
-    _sync(device)
+    y = case["y"]
+    Y = torch.stack([y] + [y[torch.from_numpy(rng.permutation(len(y)))] for _ in range(B - 1)])
+    k = min(seq_networks, B)
+    # warm-up outside the timing (first-call allocations, tracing)
+    train_functional(case["net"], case["theta0"], case["X"], Y[:2], dataclasses.replace(recipe, epochs=1), n_workers=1)
     t0 = time.perf_counter()
-    seq = sequential(range(half))
-    _sync(device)
-    t_seq = time.perf_counter() - t0
+    seq = _sequential(case, recipe, Y, list(range(k)), workers)
+    t_seq = (time.perf_counter() - t0) * B / k
+    # the one-off set-up of a batched run (tracing, the probe against the module) is timed on its
+    # own: it is paid once, not once per timed epoch, so it is left out of the scaling
     t0 = time.perf_counter()
-    stacked = batched()
-    _sync(device)
-    t_bat = time.perf_counter() - t0
+    batched_module(case["net"], case["theta0"], case["X"][:4])
+    setup = time.perf_counter() - t0
     t0 = time.perf_counter()
-    seq += sequential(range(half, B))
-    _sync(device)
-    t_seq += time.perf_counter() - t0
-    diff = max(float((stacked[k][b] - seq[b][k]).abs().max()) for b in range(min(check, B)) for k in seq[b])
-    return {"sequential_s": t_seq, "batched_s": t_bat, "max_param_diff": diff}
+    fit = train_functional(case["net"], case["theta0"], case["X"], Y, recipe, n_workers=workers)
+    t_bat = time.perf_counter() - t0 - setup
+    diff = max(float((fit.params[n][b] - seq[b][n]).abs().max()) for b in range(k) for n in seq[b])
+    flops = case["flops_per_epoch"] * units * B
+    return {"sequential_s": t_seq, "batched_s": t_bat, "floor_s": flops / (rate * 1e9), "flops": flops,
+            "mode": fit.mode, "max_param_diff": diff, "seq_timed": k, "setup_s": setup}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--B", type=int, default=99)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                    help="threads (one torch thread each) for both ways; the floor uses as many")
     ap.add_argument("--cnn-epochs", type=int, default=2)
     ap.add_argument("--lstm-steps", type=int, default=100)
-    ap.add_argument("--check", type=int, default=5, help="networks compared batched vs sequential")
+    ap.add_argument("--seq-networks", type=int, default=10,
+                    help="networks timed sequentially (the cost per network is the same for all; scaled to B)")
     ap.add_argument("--full", action="store_true", help="time the full schedules (slow)")
+    ap.add_argument("--only", choices=("digits_cnn", "macro_lstm"))
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    full_epochs = json.loads((ROOT / "examples/digits_cnn/training.json").read_text())["epochs"]
-    full_steps = json.loads((ROOT / "examples/macro_lstm/training.json").read_text())["epochs"]
-    cnn_epochs = full_epochs if args.full else args.cnn_epochs
-    lstm_steps = full_steps if args.full else args.lstm_steps
-    import os
-
-    print(f"B = {args.B} null networks, device {args.device}, {args.threads} thread(s), torch "
-          f"{torch.__version__}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} "
-          "(timings are only comparable on an otherwise idle machine)")
-    for name, fn, done, full, unit in (
-            ("digits_cnn", cnn_case, cnn_epochs, full_epochs, "epochs"),
-            ("macro_lstm", lstm_case, lstm_steps, full_steps, "steps")):
-        r = fn(args.B, done, args.device, args.check)
-        k = full / done
-        print(f"{name}: {done} of {full} {unit} timed | sequential {r['sequential_s']:.1f} s, "
-              f"batched {r['batched_s']:.1f} s, ratio {r['sequential_s'] / r['batched_s']:.2f}x | "
-              f"full schedule est. sequential {k * r['sequential_s']:.0f} s, batched "
-              f"{k * r['batched_s']:.0f} s | max |param diff| batched vs sequential "
-              f"{r['max_param_diff']:.1e}")
+    load0 = os.getloadavg()
+    rate = matmul_rate(args.workers)
+    print(f"B = {args.B} networks, {args.workers} worker(s) x 1 torch thread, torch {torch.__version__}, "
+          f"{os.cpu_count()} CPUs; load average {load0[0]:.2f} (1 min) at the start")
+    print(f"fp32 matmul 1024x1024 on {args.workers} thread(s): {rate:.0f} GFLOP/s (best of 7, this run)")
+    for case_fn, short in ((cnn_case, args.cnn_epochs), (lstm_case, args.lstm_steps)):
+        case = case_fn()
+        if args.only and case["name"] != args.only:
+            continue
+        full = case["recipe"].epochs
+        units = full if args.full else min(short, full)
+        r = run_case(case, args.B, units, args.workers, args.seq_networks, rate)
+        # the rate again after the timings: on a shared machine it moves, and so does the floor
+        after = matmul_rate(args.workers)
+        if after > rate:
+            r["floor_s"] *= rate / after
+            print(f"  (matmul after this case: {after:.0f} GFLOP/s; the floor below uses the higher rate)")
+        rate = max(rate, after)
+        k = full / units
+        per_net = case["flops_per_epoch"] * full
+        print(f"\n{case['name']}: {case['detail']}")
+        print(f"  FLOPs per network per schedule (x3 fwd+bwd): {per_net / 1e9:.2f} GFLOP; x B = "
+              f"{per_net * args.B / 1e12:.3f} TFLOP; floor at {rate:.0f} GFLOP/s: {k * r['floor_s']:.1f} s")
+        print(f"  timed {units} of {full} {case['unit']} (full schedule = x{k:g}); sequential timed on "
+              f"{r['seq_timed']} networks and scaled to B")
+        print(f"  batched ({r['mode']}) {k * r['batched_s'] + r['setup_s']:.1f} s (set-up {r['setup_s']:.1f} s) = "
+              f"{r['batched_s'] / r['floor_s']:.2f}x floor "
+              f"({r['flops'] / r['batched_s'] / 1e9:.1f} GFLOP/s) | sequential {k * r['sequential_s']:.1f} s = "
+              f"{r['sequential_s'] / r['floor_s']:.2f}x floor | sequential / batched "
+              f"{r['sequential_s'] / r['batched_s']:.2f}x | max |param diff| {r['max_param_diff']:.1e}")
+    print(f"\nload average {os.getloadavg()[0]:.2f} (1 min) at the end")
 
 
 if __name__ == "__main__":

@@ -59,7 +59,8 @@ class AttributionSignificanceConfig(MethodConfig):
     recipe : training-recipe keys over [model.training] over training.json beside the model;
     init : path of θ₀ (safetensors), default model_init.safetensors beside the model;
     max_rows : fit on at most this many training rows (a seeded sample; changes the refit);
-    mode : "auto" (vmap, loop when vmap fails), "vmap" or "loop";
+    mode : "auto" (the traced program of audit.train.traced, else vmap, else a loop: the first that
+        reproduces the module on a probe), "graph", "vmap" or "loop".
     chunk : networks trained per pass, a memory bound (default: all at once).
     """
 
@@ -74,7 +75,7 @@ class AttributionSignificanceConfig(MethodConfig):
     recipe: dict = field(default_factory=dict)
     init: str | None = None
     max_rows: int | None = None
-    mode: Literal["auto", "vmap", "loop"] = "auto"
+    mode: Literal["auto", "graph", "vmap", "loop"] = "auto"
     chunk: int | None = None
 
     def validate(self) -> None:
@@ -93,8 +94,8 @@ class AttributionSignificanceConfig(MethodConfig):
             raise InvalidConfigError(f"The 'statistic' option of {where} must be \"share\" or \"mean_abs\". Got {self.statistic!r} instead.")
         if self.baseline not in ("zeros", "mean"):
             raise InvalidConfigError(f"The 'baseline' option of {where} must be \"zeros\" or \"mean\". Got {self.baseline!r} instead.")
-        if self.mode not in ("auto", "vmap", "loop"):
-            raise InvalidConfigError(f"The 'mode' option of {where} must be \"auto\", \"vmap\" or \"loop\". Got {self.mode!r} instead.")
+        if self.mode not in ("auto", "graph", "vmap", "loop"):
+            raise InvalidConfigError(f"The 'mode' option of {where} must be \"auto\", \"graph\", \"vmap\" or \"loop\". Got {self.mode!r} instead.")
         if self.max_rows is not None and (not isinstance(self.max_rows, int) or self.max_rows < 20):
             raise InvalidConfigError(f"The 'max_rows' option of {where} must be an integer of at least 20. Got {self.max_rows!r} instead.")
         if self.chunk is not None and (not isinstance(self.chunk, int) or self.chunk < 1):
@@ -139,7 +140,7 @@ class AttributionSignificanceResult(MethodResult):
     diverged: tuple[int, ...]
     alternative: str
     alpha: float
-    trainer_mode: str            # "vmap" or "loop"
+    trainer_mode: str            # "graph", "vmap" or "loop"
     swapped_recurrences: tuple[str, ...]
     refit: dict[str, float | None]   # how close slot 0 comes to the submitted model
     n_significant_bh: dict[str, int]

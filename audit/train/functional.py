@@ -33,6 +33,7 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 from collections.abc import Callable, Mapping
@@ -258,8 +259,9 @@ class BatchedModule:
 
     module: Any
     buffers: dict[str, Any]
-    mode: str                    # "vmap" | "loop"
+    mode: str                    # "graph" | "vmap" | "loop"
     swapped: list[str]
+    traced: Any = None           # the TracedBatched program (mode "graph")
 
     def __call__(self, params: Mapping[str, Any], x: Any, *, per_network: bool = False) -> Any:
         import torch
@@ -268,6 +270,8 @@ class BatchedModule:
         def one(p: Mapping[str, Any], xb: Any) -> Any:
             return functional_call(self.module, {**p, **self.buffers}, (xb,))
 
+        if self.mode == "graph":
+            return self.traced(dict(params), x, per_network=per_network)
         if self.mode == "vmap":
             return vmap(one, in_dims=(0, 0 if per_network else None), randomness="different")(dict(params), x)
         B = next(iter(params.values())).shape[0]
@@ -276,26 +280,62 @@ class BatchedModule:
 
 
 def batched_module(module: Any, theta0: Mapping[str, Any], example: Any, *, mode: str = "auto") -> BatchedModule:
-    """Wrap ``module`` for stacked parameters, probing whether ``vmap`` works on ``example``
-    (a small input batch); ``mode="loop"`` forces the fallback."""
+    """Wrap ``module`` for stacked parameters: the traced program of :mod:`audit.train.traced`
+    (``"graph"``), else ``vmap``, else a loop over the networks, each probed on ``example`` (a small
+    input batch) with two networks of different weights against the module itself, outputs and
+    parameter gradients; ``mode`` forces one of them (``"auto"``: the first that passes)."""
     import torch
 
-    names = {k for k, _ in module.named_parameters()}
+    from audit.train.traced import TracedBatched, Unsupported
+
+    names = [k for k, _ in module.named_parameters()]
     buffers = {k: v for k, v in theta0.items() if k not in names}
     if mode == "loop":
         return BatchedModule(module, buffers, "loop", [])
-    mod, swapped = vmappable_copy(module)
-    bm = BatchedModule(mod, buffers, "vmap", swapped)
-    probe = {k: torch.stack([theta0[k], theta0[k]]) for k in names}
-    try:
-        with torch.no_grad():
-            out = bm(probe, example)
-            ref = module_call(module, theta0, example)
-        if not torch.allclose(out[0], ref, rtol=1e-4, atol=1e-5):
-            raise RuntimeError("batched output differs from the module's")
-    except (RuntimeError, NotImplementedError, ValueError):
-        return BatchedModule(module, buffers, "loop", [])
-    return bm
+    candidates = []
+    if mode in ("auto", "graph"):
+        try:
+            candidates.append(BatchedModule(module, buffers, "graph", [], TracedBatched(module, buffers)))
+        except Unsupported:
+            pass
+    if mode in ("auto", "vmap"):
+        mod, swapped = vmappable_copy(module)
+        candidates.append(BatchedModule(mod, buffers, "vmap", swapped))
+    gen = torch.Generator().manual_seed(0)
+    other = {k: theta0[k] + 0.1 * torch.randn(theta0[k].shape, generator=gen) for k in names}
+    refs = []
+    for state in ({k: theta0[k] for k in names}, other):
+        p = {k: v.detach().clone().requires_grad_(True) for k, v in state.items()}
+        xi = example.detach().clone().requires_grad_(True)
+        out = module_call(module, {**theta0, **p}, xi)
+        (out * out).sum().backward()
+        refs.append((out.detach(), {k: v.grad for k, v in p.items()}, xi.grad))
+
+    def close(a: Any, b: Any) -> bool:
+        return a is not None and b is not None and torch.allclose(a, b, rtol=1e-3, atol=1e-5)
+
+    def passes(bm: BatchedModule) -> bool:
+        # shared inputs (training) and per-network inputs with input gradients (Integrated Gradients)
+        for per_network in (False, True):
+            probe = {k: torch.stack([theta0[k], other[k]]).requires_grad_(True) for k in names}
+            xi = example.detach().clone().expand(2, *example.shape).clone().requires_grad_(True) \
+                if per_network else example
+            out = bm(probe, xi, per_network=per_network)
+            (out * out).sum().backward()
+            for b in range(2):
+                if not (close(out[b], refs[b][0]) and all(close(probe[k].grad[b], refs[b][1][k]) for k in names)):
+                    return False
+                if per_network and refs[b][2] is not None and not close(xi.grad[b], refs[b][2]):
+                    return False
+        return True
+
+    for bm in candidates:
+        try:
+            if passes(bm):
+                return bm
+        except Exception:  # noqa: BLE001 - whatever a user's module raises, the next candidate is tried
+            pass
+    return BatchedModule(module, buffers, "loop", [])
 
 
 def module_call(module: Any, state: Mapping[str, Any], x: Any) -> Any:
@@ -365,29 +405,96 @@ class FunctionalFit:
 
 
 def train_functional(module: Any, theta0: Mapping[str, Any], X: Any, Y: Any, recipe: FunctionalRecipe, *,
-                     mode: str = "auto", chunk: int | None = None,
+                     mode: str = "auto", chunk: int | None = None, n_workers: int | None = None,
                      progress: Callable[[int, int], None] | None = None) -> FunctionalFit:
     """Train ``B = len(Y)`` copies of ``module`` from ``theta0`` at once, network ``b`` on
     targets ``Y[b]`` (rows of ``X`` shared), with ``recipe``'s schedule.
 
-    ``chunk`` trains at most that many networks at a time (a memory budget); the schedule and
-    results do not depend on it.
+    ``chunk`` trains at most that many networks at a time (a memory budget); ``n_workers``
+    threads (default: one per core) share the networks, each running torch on one thread (as in
+    :mod:`audit.train.batched`: one worker per core, one thread each). The schedule and the
+    results do not depend on either.
     """
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
     import torch
 
     t0 = time.perf_counter()
     B = int(Y.shape[0])
-    if chunk is not None and chunk < B:
-        parts = [train_functional(module, theta0, X, Y[s:s + chunk], recipe, mode=mode)
-                 for s in range(0, B, chunk)]
-        first = parts[0]
-        return FunctionalFit({k: torch.cat([p.params[k] for p in parts]) for k in first.params},
-                             first.buffers, np.concatenate([p.loss for p in parts]),
-                             np.concatenate([p.diverged for p in parts]), first.mode, first.swapped,
-                             time.perf_counter() - t0, first.forward)
+    # below ~4 networks a worker's step is mostly per-operation overhead: give each at least 4
+    n_workers = max(1, min(os.cpu_count() or 1 if n_workers is None else n_workers, B // 4))
+    size = min(chunk or B, -(-B // n_workers))
     module.train()
-    names = [k for k, _ in module.named_parameters()]
+    # built (traced, probed) once, before any worker starts: fx tracing patches torch globally
     fwd = batched_module(module, theta0, X[: min(4, len(X))], mode=mode)
+    names = [k for k, _ in module.named_parameters()]
+    if fwd.mode != "graph":
+        size = min(chunk or B, B)     # functional_call swaps the module's tensors: one thread only
+        n_workers = 1
+    starts = list(range(0, B, size))
+
+    def part(s: int) -> tuple[dict[str, Any], Any]:
+        prev = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return _train_part(fwd, names, theta0, X, Y[s:s + size], recipe, progress if s == 0 else None)
+        finally:
+            torch.set_num_threads(prev)
+
+    with _keep_freed_memory():
+        if n_workers > 1 and len(starts) > 1:
+            with ThreadPoolExecutor(max_workers=min(n_workers, len(starts))) as pool:
+                parts = list(pool.map(part, starts))
+        else:
+            parts = [part(s) for s in starts]
+    module.eval()
+    out = {k: torch.cat([p[0][k] for p in parts]) for k in names}
+    last = torch.cat([p[1] for p in parts])
+    bad = ~torch.isfinite(last)
+    for v in out.values():
+        bad |= ~torch.isfinite(v.reshape(B, -1)).all(1)
+    return FunctionalFit(out, fwd.buffers, last.numpy().astype(float), bad.numpy(), fwd.mode, fwd.swapped,
+                         time.perf_counter() - t0, fwd)
+
+
+@contextlib.contextmanager
+def _keep_freed_memory() -> Any:
+    """While training, let glibc keep freed memory instead of returning it to the system.
+
+    Every step allocates the same large temporaries (26 MB feature maps for the digits CNN at
+    B = 100); when glibc trims them at ``free`` they are page-faulted in again on the next step,
+    which cost ~20 % of the CNN's retraining time here. Afterwards the memory is released
+    (``malloc_trim``) and the trim threshold set back to glibc's default. Elsewhere a no-op.
+    """
+    libc = None
+    try:
+        import ctypes
+        import ctypes.util
+        import platform
+
+        if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            libc.mallopt(-1, 1 << 30)           # M_TRIM_THRESHOLD
+            libc.mallopt(-3, 32 << 20)          # M_MMAP_THRESHOLD (glibc's maximum)
+            libc.mallopt(-2, 256 << 20)         # M_TOP_PAD: grow the heap in large steps
+    except (OSError, AttributeError):
+        libc = None
+    try:
+        yield
+    finally:
+        if libc is not None:
+            libc.mallopt(-1, 128 << 10)
+            libc.mallopt(-2, 128 << 10)
+            libc.malloc_trim(0)
+
+
+def _train_part(fwd: BatchedModule, names: list[str], theta0: Mapping[str, Any], X: Any, Y: Any,
+                recipe: FunctionalRecipe, progress: Callable[[int, int], None] | None) -> tuple[dict[str, Any], Any]:
+    """Train ``len(Y)`` networks with one optimizer over their stacked parameters."""
+    import torch
+
+    B = int(Y.shape[0])
     params = {k: theta0[k].detach().unsqueeze(0).repeat(B, *[1] * theta0[k].ndim).clone().requires_grad_(True)
               for k in names}
     opt = _optimizer(list(params.values()), recipe)
@@ -410,13 +517,7 @@ def train_functional(module: Any, theta0: Mapping[str, Any], X: Any, Y: Any, rec
         last = torch.where(finite, per.detach(), torch.full_like(per.detach(), float("nan")))
         if progress is not None and (s % 20 == 0 or s == len(steps) - 1):
             progress(s + 1, len(steps))
-    module.eval()
-    out = {k: v.detach() for k, v in params.items()}
-    bad = ~torch.isfinite(last)
-    for v in out.values():
-        bad |= ~torch.isfinite(v.reshape(B, -1)).all(1)
-    return FunctionalFit(out, fwd.buffers, last.numpy().astype(float), bad.numpy(), fwd.mode, fwd.swapped,
-                         time.perf_counter() - t0, fwd)
+    return {k: v.detach() for k, v in params.items()}, last
 
 
 def train_sequential(module: Any, theta0: Mapping[str, Any], X: Any, Y: Any, recipe: FunctionalRecipe,

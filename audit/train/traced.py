@@ -1,0 +1,494 @@
+"""B copies of a torch module evaluated as one program, from its ``torch.fx`` graph.
+
+:mod:`audit.train.functional` retrains one architecture ``B`` times at once. ``vmap`` does that
+for any module but leaves its batched dimension wherever its batching rules put it, and on CPU
+that layout costs more than the arithmetic: for the bundled digits CNN, ReLU's backward, max
+pooling and the zero fills of strided temporaries took 55 % of a step and the convolutions 26 %
+(``benchmarks/retrain_cnn_lstm.py`` says what was measured). Here the module is traced once with
+``torch.fx`` and each call in its graph is replaced by one operation over all ``B`` networks with
+a layout chosen for it:
+
+- convolution feature maps of the ``B`` networks are the channels of one image batch,
+  ``(N, B*C, H, W)`` in channels-last memory: a convolution of the shared input is one ordinary
+  convolution with ``B*C_out`` filters, later ones are one grouped convolution (``groups=B``),
+  and activations and pooling (per channel) run on that batch unchanged;
+- everything else is ``(B, N, ...)``: a Linear layer is one batched matrix product (one wide
+  product when its input is shared), elementwise arithmetic broadcasts a shared operand;
+- an ``nn.LSTM`` runs :class:`BatchedLSTM`: the input projections of all time steps and all
+  networks as one product, then the recurrence as one batched product per step, with a
+  hand-written backward through time (autograd's per-step bookkeeping over ~40 small operations
+  per step would cost more than the products);
+- a ReLU whose only use is a max pooling is applied after the pooling (max commutes with a
+  non-decreasing function; the gradient reaches the same element, ties included), on a tensor a
+  quarter the size.
+
+Anything outside this vocabulary (a parameter used directly, shape arithmetic, an unknown module
+with parameters, dropout) raises :class:`Unsupported` and the caller falls back to ``vmap``;
+:func:`audit.train.functional.batched_module` also checks every traced program against the
+module itself on two networks with different weights before using it.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+# Parameter-free modules / functions that act on every channel (and every sample) separately:
+# valid on the stacked (N, B*C, H, W) layout as they are.
+_CHANNELWISE_MODULES = ("ReLU", "ReLU6", "LeakyReLU", "ELU", "GELU", "SiLU", "Sigmoid", "Tanh", "Softplus",
+                        "Hardtanh", "Identity", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d",
+                        "AdaptiveMaxPool2d")
+_ELEMENTWISE_METHODS = ("add", "sub", "mul", "div", "neg", "relu", "sigmoid", "tanh", "exp", "log", "abs",
+                        "pow", "clamp", "__add__", "__mul__", "__sub__", "__truediv__")
+
+
+class Unsupported(Exception):
+    """The module's graph uses something the traced program cannot batch (fall back to vmap)."""
+
+
+class _Net:
+    """A per-network value: a tensor ``(B, N, ...)``."""
+
+    __slots__ = ("t",)
+
+    def __init__(self, t: Any) -> None:
+        self.t = t
+
+
+class _Maps:
+    """Convolution feature maps of ``B`` networks as the channels of one batch: ``(N, B*C, H, W)``."""
+
+    __slots__ = ("t", "B")
+
+    def __init__(self, t: Any, B: int) -> None:
+        self.t, self.B = t, B
+
+
+def _net(v: Any, B: int) -> Any:
+    """``v`` as a ``(B, N, ...)`` tensor (shared values are broadcast)."""
+    if isinstance(v, _Net):
+        return v.t
+    if isinstance(v, _Maps):
+        N, BC, H, W = v.t.shape
+        return v.t.view(N, B, BC // B, H, W).transpose(0, 1)
+    return v.expand(B, *v.shape)
+
+
+def _maps(v: Any, B: int) -> Any:
+    import torch
+
+    if isinstance(v, _Maps):
+        return v.t.contiguous(memory_format=torch.channels_last)
+    t = v.t                                                     # (B, N, C, H, W)
+    return t.transpose(0, 1).reshape(t.shape[1], B * t.shape[2], *t.shape[3:]).contiguous(
+        memory_format=torch.channels_last)
+
+
+# --------------------------------------------------------------------------------------------
+# The LSTM recurrence with a hand-written backward
+# --------------------------------------------------------------------------------------------
+
+def _lstm_function() -> Any:
+    import torch
+
+    class BatchedLSTM(torch.autograd.Function):
+        """One LSTM layer of ``B`` networks with a zero initial state (gate order i, f, g, o and
+        the equations of ``nn.LSTM``). ``x`` (B, T, N, F) (may be a broadcast view), ``Wcat``
+        (B, F+1+H, 4H) = ``[W_ih | b_ih + b_hh | W_hh]`` transposed. Returns every hidden state
+        as ``(T, B, H, N)``.
+
+        Everything is kept feature-major, ``(B, features, N)``: each step's gates are one batched
+        product ``Wcat^T [x_t; 1; h_{t-1}]`` (the column block kept in one buffer ``z``), each
+        gate is then a contiguous slab, and the weight gradient of all steps is one product.
+        tanh is evaluated as ``2 sigmoid(2x) - 1`` (torch's CPU tanh ran ~10x slower than
+        sigmoid here, and ~6x slower again when writing into a strided slice).
+        """
+
+        @staticmethod
+        def forward(ctx: Any, x: Any, Wcat: Any) -> Any:
+            B, T, N, F = x.shape
+            K, G = Wcat.shape[1], Wcat.shape[2]
+            H = G // 4
+            WT = Wcat.transpose(1, 2).clone()                         # (B, 4H, K)
+            WT[:, 2 * H:3 * H] *= 2.0                                 # the g gate as 2 sigmoid(2u) - 1
+            z = x.new_empty(B, K, T, N)
+            z[:, :F] = x.permute(0, 3, 1, 2)
+            z[:, F] = 1.0
+            z[:, F + 1:, 0] = 0.0
+            acts = x.new_empty(T, B, G, N)
+            dact = torch.empty_like(acts)
+            cs = x.new_empty(T, B, H, N)
+            tcs = torch.empty_like(cs)
+            otc = torch.empty_like(cs)        # o (1 - tanh(c)^2), the factor of dc in the backward
+            hs = torch.empty_like(cs)
+            one = x.new_ones(())
+            for t in range(T):
+                a = acts[t]
+                torch.bmm(WT, z[:, :, t], out=a)
+                a.sigmoid_()
+                i, f, g, o = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
+                g.mul_(2.0).sub_(1.0)
+                # each gate's derivative with respect to its pre-activation, while a is in cache:
+                # sigmoid' = a (1 - a), tanh' = 1 - g^2
+                da = dact[t]
+                torch.addcmul(a, a, a, value=-1.0, out=da)
+                torch.addcmul(one, g, g, value=-1.0, out=da[:, 2 * H:3 * H])
+                c = cs[t]
+                torch.mul(i, g, out=c)
+                if t:
+                    c.addcmul_(f, cs[t - 1])
+                tc = tcs[t]
+                torch.mul(c, 2.0, out=tc)
+                tc.sigmoid_().mul_(2.0).sub_(1.0)
+                torch.mul(o, tc, out=hs[t])
+                torch.addcmul(o, hs[t], tc, value=-1.0, out=otc[t])
+                if t + 1 < T:
+                    z[:, F + 1:, t + 1] = hs[t]
+            ctx.save_for_backward(z, acts, dact, cs, tcs, otc, Wcat)
+            ctx.x_grad = ctx.needs_input_grad[0]
+            return hs
+
+        @staticmethod
+        def backward(ctx: Any, dhs: Any) -> Any:
+            z, acts, dact, cs, tcs, otc, Wcat = ctx.saved_tensors
+            T, B, G, N = acts.shape
+            H = G // 4
+            K = Wcat.shape[1]
+            F = K - H - 1
+            dG = acts.new_empty(B, G, T, N)
+            dx = acts.new_empty(B, T, N, F) if ctx.x_grad else None
+            dh = None
+            dc = None
+            for t in range(T - 1, -1, -1):
+                a = acts[t]
+                i, f, g = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H]
+                dh = dhs[t] if dh is None else dh + dhs[t]
+                d = dG[:, :, t]
+                torch.mul(dh, tcs[t], out=d[:, 3 * H:])                    # d o
+                dct = dh * otc[t] if dc is None else torch.addcmul(dc, dh, otc[t])
+                torch.mul(dct, g, out=d[:, :H])                            # d i
+                torch.mul(dct, i, out=d[:, 2 * H:3 * H])                   # d g
+                if t:
+                    torch.mul(dct, cs[t - 1], out=d[:, H:2 * H])           # d f
+                else:
+                    d[:, H:2 * H].zero_()
+                d.mul_(dact[t])
+                dc = dct * f
+                if t or dx is not None:
+                    dz = torch.bmm(Wcat, d)                                # (B, K, N)
+                    dh = dz[:, F + 1:]
+                    if dx is not None:
+                        dx[:, t] = dz[:, :F].transpose(1, 2)
+            dW = torch.bmm(z.view(B, K, T * N), dG.view(B, G, T * N).transpose(1, 2))   # (B, K, 4H)
+            return dx, dW
+
+    return BatchedLSTM
+
+
+def _conv_function() -> Any:
+    import torch
+    import torch.nn.functional as F
+
+    class GroupedConv(torch.autograd.Function):
+        """A stride-1 grouped convolution whose input gradient is itself a forward convolution
+        with the flipped, transposed filters: oneDNN's forward kernel on channels-last maps ran
+        1.7x faster than its backward-data kernel here (59 vs 35 GFLOP/s, one thread)."""
+
+        @staticmethod
+        def forward(ctx: Any, x: Any, w: Any, b: Any, padding: tuple[int, int], groups: int) -> Any:
+            ctx.save_for_backward(x, w)
+            ctx.padding, ctx.groups, ctx.has_bias = padding, groups, b is not None
+            return F.conv2d(x, w, b, 1, padding, 1, groups)
+
+        @staticmethod
+        def backward(ctx: Any, gy: Any) -> Any:
+            x, w = ctx.saved_tensors
+            G = ctx.groups
+            gy = gy.contiguous(memory_format=torch.channels_last)
+            dx = None
+            if ctx.needs_input_grad[0]:
+                co, ci, kh, kw = w.shape
+                wt = w.view(G, co // G, ci, kh, kw).transpose(1, 2).flip(-1, -2).reshape(G * ci, co // G, kh, kw)
+                dx = F.conv2d(gy, wt, None, 1, (kh - 1 - ctx.padding[0], kw - 1 - ctx.padding[1]), 1, G)
+            _, dw, _ = torch.ops.aten.convolution_backward(
+                gy, x, w, None, [1, 1], list(ctx.padding), [1, 1], False, [0, 0], G, (False, True, False))
+            db = gy.sum((0, 2, 3)) if ctx.has_bias else None
+            return dx, dw, db, None, None
+
+    return GroupedConv
+
+
+_CONV_FN: Any = None
+
+
+_LSTM_FN: Any = None
+
+
+def batched_lstm(lstm: Any, name: str, params: dict[str, Any], x: Any, B: int) -> tuple[Any, Any]:
+    """``nn.LSTM``'s output ``(out, (h_n, c_n))`` for ``B`` networks; ``x`` shared or ``_Net``."""
+    import torch
+
+    global _LSTM_FN
+    if _LSTM_FN is None:
+        _LSTM_FN = _lstm_function()
+    if lstm.bidirectional or getattr(lstm, "proj_size", 0) or (lstm.dropout and lstm.training
+                                                                and lstm.num_layers > 1):
+        raise Unsupported("bidirectional, projected or dropout LSTM")
+    if isinstance(x, _Maps):
+        raise Unsupported("LSTM on feature maps")
+    xs = x.t if isinstance(x, _Net) else x
+    if xs.ndim != (4 if isinstance(x, _Net) else 3):
+        raise Unsupported("LSTM input must be batched (N, T, F)")
+    H = lstm.hidden_size
+    # to (B, T, N, F)
+    if isinstance(x, _Net):
+        seq = xs.transpose(1, 2) if lstm.batch_first else xs
+    else:
+        tm = xs.transpose(0, 1) if lstm.batch_first else xs                 # (T, N, F)
+        seq = tm.expand(B, *tm.shape)
+    hs_last = []
+    for layer in range(lstm.num_layers):
+        W_ih = params[f"{name}.weight_ih_l{layer}"]                     # (B, 4H, F)
+        W_hh = params[f"{name}.weight_hh_l{layer}"]                     # (B, 4H, H)
+        bias = (params[f"{name}.bias_ih_l{layer}"] + params[f"{name}.bias_hh_l{layer}"] if lstm.bias
+                else W_ih.new_zeros(B, 4 * H))
+        Wcat = torch.cat([W_ih, bias[..., None], W_hh], dim=2).transpose(1, 2).contiguous()
+        hs = _LSTM_FN.apply(seq, Wcat)                                  # (T, B, H, N)
+        seq = hs.permute(1, 0, 3, 2)                                    # (B, T, N, H)
+        hs_last.append(hs[-1].transpose(1, 2))
+    out = hs.permute(1, 3, 0, 2) if lstm.batch_first else hs.permute(1, 0, 3, 2)   # (B, N, T, H) / (B, T, N, H)
+    h_n = torch.stack(hs_last, dim=1)                                   # (B, L, N, H)
+    return _Net(out), (_Net(h_n), _CellUnavailable())
+
+
+class _CellUnavailable:
+    """The final cell state, which the batched LSTM does not return: using it is Unsupported."""
+
+
+# --------------------------------------------------------------------------------------------
+# The interpreter
+# --------------------------------------------------------------------------------------------
+
+class TracedBatched:
+    """``forward(params, x)`` for stacked parameters ``{name: [B, ...]}`` from ``module``'s fx graph.
+
+    ``x`` is shared ``(N, ...)`` or, with ``per_network=True``, ``(B, N, ...)``; the result is
+    ``(B, N, ...)``. Raises :class:`Unsupported` at construction when the module cannot be traced.
+    """
+
+    def __init__(self, module: Any, buffers: dict[str, Any]) -> None:
+        import torch.fx
+
+        try:
+            self.gm = torch.fx.symbolic_trace(module)
+        except Exception as e:  # noqa: BLE001 - any tracing failure means "use vmap"
+            raise Unsupported(f"torch.fx cannot trace the module: {e}") from None
+        self.modules = dict(self.gm.named_modules())
+        self.buffers = buffers
+        self.param_names = {k for k, _ in module.named_parameters()}
+        placeholders = [n for n in self.gm.graph.nodes if n.op == "placeholder"]
+        if len(placeholders) != 1:
+            raise Unsupported("the module's forward takes more than one input")
+        # ReLU modules/functions whose only user is a max pooling: applied after the pooling
+        self.relu_after_pool: dict[Any, Any] = {}
+        for node in self.gm.graph.nodes:
+            if self._is_relu(node) and len(node.users) == 1:
+                (user,) = node.users
+                if (user.op == "call_module" and type(self.modules[user.target]).__name__ == "MaxPool2d"
+                        and not self.modules[user.target].return_indices):
+                    self.relu_after_pool[user] = node
+
+    def _is_relu(self, node: Any) -> bool:
+        import torch
+        import torch.nn.functional as F
+
+        if node.op == "call_module":
+            return type(self.modules[node.target]).__name__ == "ReLU"
+        if node.op == "call_function":
+            return node.target in (torch.relu, F.relu) and not node.kwargs.get("inplace", False)
+        return node.op == "call_method" and node.target == "relu"
+
+    def __call__(self, params: dict[str, Any], x: Any, *, per_network: bool = False) -> Any:
+        import torch.fx
+
+        B = next(iter(params.values())).shape[0]
+        env: dict[Any, Any] = {}
+        skipped = set(self.relu_after_pool.values())
+        for node in self.gm.graph.nodes:
+            def load(a: Any) -> Any:
+                return env[a]
+            args = torch.fx.node.map_arg(node.args, load)
+            kwargs = torch.fx.node.map_arg(node.kwargs, load)
+            if node.op == "placeholder":
+                env[node] = _Net(x) if per_network else x
+            elif node.op == "get_attr":
+                if node.target in self.param_names or node.target not in self.buffers:
+                    raise Unsupported(f"direct use of {node.target!r}")
+                env[node] = self.buffers[node.target]
+            elif node in skipped:
+                env[node] = args[0]
+            elif node.op == "call_module":
+                env[node] = self._module(node, args, kwargs, params, B)
+            elif node.op in ("call_function", "call_method"):
+                env[node] = self._function(node, args, kwargs, B)
+            elif node.op == "output":
+                out = args[0]
+                if isinstance(out, (tuple, list)):
+                    raise Unsupported("several outputs")
+                return _net(out, B)
+        raise Unsupported("no output")  # pragma: no cover
+
+    # ---- modules --------------------------------------------------------------------------
+    def _module(self, node: Any, args: tuple, kwargs: dict, params: dict[str, Any], B: int) -> Any:
+        import torch
+        import torch.nn.functional as F
+
+        name = node.target
+        sub = self.modules[name]
+        kind = type(sub).__name__
+        if kwargs or len(args) != 1:
+            raise Unsupported(f"{name}: extra arguments")
+        x = args[0]
+        if kind == "Conv2d":
+            if sub.padding_mode != "zeros":
+                raise Unsupported("padding mode")
+            w = params[f"{name}.weight"]
+            w = w.reshape(B * w.shape[1], *w.shape[2:])
+            b = params[f"{name}.bias"].reshape(-1) if sub.bias is not None else None
+            if not isinstance(x, (_Net, _Maps)):
+                if sub.groups != 1 or x.ndim != 4:
+                    raise Unsupported("grouped convolution of a shared input")
+                if not isinstance(sub.padding, str):
+                    # one wide product of the shared patches with every network's filters, which
+                    # lands in channels-last order: (N Ho Wo, Cin k k) @ (Cin k k, B Cout)
+                    N, _, Hh, Ww = x.shape
+                    (kh, kw), (ph, pw), (dh, dw), (sh, sw) = sub.kernel_size, sub.padding, sub.dilation, sub.stride
+                    Ho, Wo = (Hh + 2 * ph - dh * (kh - 1) - 1) // sh + 1, (Ww + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+                    cols = F.unfold(x, sub.kernel_size, sub.dilation, sub.padding, sub.stride)   # (N, Cin k k, L)
+                    cols = cols.transpose(1, 2).reshape(N * Ho * Wo, -1)
+                    Wm = w.reshape(w.shape[0], -1).T
+                    y = torch.addmm(b, cols, Wm) if b is not None else cols @ Wm
+                    return _Maps(y.view(N, Ho, Wo, -1).permute(0, 3, 1, 2), B)
+                inp, groups = x.contiguous(memory_format=torch.channels_last), 1
+            else:
+                inp, groups = _maps(x, B), B * sub.groups
+            pad = sub.padding
+            if (groups > 1 and tuple(sub.stride) == (1, 1) and tuple(sub.dilation) == (1, 1)
+                    and not isinstance(pad, str) and all(p <= k - 1 for p, k in zip(pad, sub.kernel_size))):
+                global _CONV_FN
+                if _CONV_FN is None:
+                    _CONV_FN = _conv_function()
+                y = _CONV_FN.apply(inp, w, b, tuple(pad), groups)
+            else:
+                y = F.conv2d(inp, w, b, sub.stride, pad, sub.dilation, groups)
+            # channels-last throughout: oneDNN's grouped convolution and the pooling kernels are
+            # several times faster on it (a 1-channel input makes oneDNN answer in NCHW)
+            return _Maps(y.contiguous(memory_format=torch.channels_last), B)
+        if kind == "Linear":
+            W = params[f"{name}.weight"]                                   # (B, out, in)
+            b = params.get(f"{name}.bias")
+            if isinstance(x, _Maps):
+                raise Unsupported("Linear on feature maps")
+            if isinstance(x, _Net):
+                t = x.t
+                flat = t.reshape(B, -1, t.shape[-1])
+                y = torch.bmm(flat, W.transpose(1, 2)) if b is None else torch.baddbmm(b[:, None, :], flat, W.transpose(1, 2))
+                return _Net(y.view(*t.shape[:-1], W.shape[1]))
+            out = W.shape[1]
+            flat = x.reshape(-1, x.shape[-1])
+            y = flat @ W.reshape(B * out, -1).T                             # one wide product
+            if b is not None:
+                y = y + b.reshape(-1)
+            return _Net(y.view(-1, B, out).transpose(0, 1).reshape(B, *x.shape[:-1], out))
+        if kind == "LSTM":
+            return batched_lstm(sub, name, params, x, B)
+        if any(True for _ in sub.parameters()) or any(True for _ in sub.buffers()):
+            raise Unsupported(f"{name}: a {kind} module with parameters or buffers")
+        if kind == "Dropout" or kind.startswith("Dropout"):
+            if sub.training and sub.p > 0:
+                raise Unsupported("dropout")
+            return x
+        if kind == "Flatten":
+            return self._flatten(x, sub.start_dim, sub.end_dim, B)
+        if kind in _CHANNELWISE_MODULES:
+            if isinstance(x, _Maps):
+                y = sub(x.t)
+                if node in self.relu_after_pool:
+                    y = torch.relu(y)
+                return _Maps(y, B)
+            if isinstance(x, _Net):
+                t = x.t
+                y = sub(t.reshape(-1, *t.shape[2:]))
+                if node in self.relu_after_pool:
+                    y = torch.relu(y)
+                return _Net(y.view(*t.shape[:2], *y.shape[1:]))
+            y = sub(x)
+            return torch.relu(y) if node in self.relu_after_pool else y
+        raise Unsupported(f"{name}: {kind}")
+
+    def _flatten(self, x: Any, start: int, end: int, B: int) -> Any:
+        if not isinstance(x, (_Net, _Maps)):
+            return x.flatten(start, end)
+        t = _net(x, B)
+        nd = t.ndim - 1
+        s = start if start >= 0 else nd + start
+        e = end if end >= 0 else nd + end
+        if s == 0:
+            raise Unsupported("flatten over the batch")
+        return _Net(t.flatten(s + 1, e + 1))
+
+    # ---- functions and methods ------------------------------------------------------------
+    def _function(self, node: Any, args: tuple, kwargs: dict, B: int) -> Any:
+        import torch
+        import torch.nn.functional as F
+
+        fn = node.target
+        batched = [a for a in list(args) + list(kwargs.values()) if isinstance(a, (_Net, _Maps, _CellUnavailable))]
+        if any(isinstance(a, _CellUnavailable) for a in batched):
+            raise Unsupported("the LSTM's final cell state")
+        if not batched:                                                  # shared: evaluate as written
+            if node.op == "call_method":
+                return getattr(args[0], fn)(*args[1:], **kwargs)
+            return fn(*args, **kwargs)
+        if fn is operator.getitem:
+            x, idx = args
+            if isinstance(x, (tuple, list)):
+                return x[idx]
+            t = _net(x, B)
+            idx = idx if isinstance(idx, tuple) else (idx,)
+            if any(isinstance(i, (_Net, _Maps)) or not isinstance(i, (int, slice, type(None), type(Ellipsis)))
+                   for i in idx):
+                raise Unsupported("advanced indexing")
+            return _Net(t[(slice(None), *idx)])
+        name = fn if node.op == "call_method" else getattr(fn, "__name__", "")
+        if fn in (torch.flatten,) or (node.op == "call_method" and fn == "flatten"):
+            start = args[1] if len(args) > 1 else kwargs.get("start_dim", 0)
+            end = args[2] if len(args) > 2 else kwargs.get("end_dim", -1)
+            return self._flatten(args[0], start, end, B)
+        elementwise = (fn in (operator.add, operator.sub, operator.mul, operator.truediv, operator.neg,
+                              torch.add, torch.sub, torch.mul, torch.div, torch.relu, torch.sigmoid,
+                              torch.tanh, torch.exp, torch.abs, F.relu, F.gelu, F.silu, F.leaky_relu,
+                              F.elu, F.softplus, torch.sigmoid)
+                       or (node.op == "call_method" and name in _ELEMENTWISE_METHODS))
+        if not elementwise or any(v is True for k, v in kwargs.items() if k == "inplace"):
+            raise Unsupported(f"{name}")
+        # a single batched operand keeps its layout (elementwise with scalars); otherwise (B, N, ...)
+        only_maps = len(batched) == 1 and isinstance(batched[0], _Maps) and all(
+            isinstance(a, (int, float, _Maps)) for a in list(args) + list(kwargs.values()))
+        if only_maps:
+            conv = lambda a: a.t if isinstance(a, _Maps) else a  # noqa: E731
+        else:
+            nd = max(_net(a, B).ndim for a in batched) - 1
+            for a in list(args) + list(kwargs.values()):
+                if hasattr(a, "ndim") and not isinstance(a, (_Net, _Maps)) and a.ndim > nd:
+                    raise Unsupported("shared operand with more dimensions than the batched one")
+            conv = lambda a: _net(a, B) if isinstance(a, (_Net, _Maps)) else a  # noqa: E731
+        cargs = [conv(a) for a in args]
+        ckw = {k: conv(v) for k, v in kwargs.items()}
+        out = getattr(cargs[0], fn)(*cargs[1:], **ckw) if node.op == "call_method" else fn(*cargs, **ckw)
+        if only_maps:
+            return _Maps(out, B)
+        return _Net(out)
+
+
+__all__ = ["TracedBatched", "Unsupported", "batched_lstm"]
