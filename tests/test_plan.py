@@ -97,6 +97,11 @@ def test_map_reports_progress_in_order_and_n_jobs_defaults_to_usable_cores():
         execution.resolve_n_jobs(0)
 
 
+def test_n_jobs_beyond_the_usable_cores_is_capped_at_them():
+    assert execution.resolve_n_jobs(256) == execution.usable_cores()
+    assert execution.resolve_n_jobs(1) == 1
+
+
 def test_permutation_significance_is_byte_identical_for_n_jobs_1_and_2():
     from sklearn.linear_model import LogisticRegression
 

@@ -303,7 +303,7 @@ OPTION_BOUNDS: dict[str, Interval] = {
     "per_input": Interval(0, 10_000, "features given their own null"),
     "batch_rows": Interval(1, 1_000_000, "rows per batch, held in memory at once"),
     "chunk": Interval(1, 1_000_000, "networks trained at once, held in memory at once"),
-    "n_jobs": Interval(1, 256, "parallel processes"), "n_workers": Interval(1, 256, "parallel threads"),
+    "n_jobs": Interval(1, 256, "parallel workers (capped at the usable cores)"), "n_workers": Interval(1, 256, "parallel threads"),
     "n_examples": _FIGURES, "n_selected": _FIGURES, "n_per_class": _FIGURES,
     "n_dependence": _FIGURES, "n_waterfall": _FIGURES, "max_display": _FIGURES,
 }
