@@ -133,6 +133,8 @@ def test_planted_effects_are_found_and_the_report_renders():
     assert len(r.per_input_features) == 2 and r.features[0].per_input_p is not None
     assert "no training data" in " ".join(r.notes).lower()                  # fell back to audited rows
     assert r.recipe["weight_decay"] == 1e-3
+    top = [f.text for f in method.findings(r, cfg) if f.text.startswith("Largest connection-weight")]
+    assert len(top) == 1 and "retrains from θ₀" in top[0] and "submitted model's own weights" in top[0]
     figs = method.figures(r, data)
     assert set(figs) == {"importance", "null", "diagram"}
     html = _render(r, cfg, figs)

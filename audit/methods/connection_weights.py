@@ -753,8 +753,14 @@ class ConnectionWeights(AuditMethod[ConnectionWeightsConfig, ConnectionWeightsRe
                                        f"question — does it matter beyond the others?): {parts}."))
         top = sorted(result.features, key=lambda f: -f.statistic)[:3]
         if top:
-            out.append(Finding("info", "Largest connection-weight importances (standardized inputs): "
-                                       + ", ".join(f.feature for f in top) + "."))
+            submitted: dict[str, float] = {}
+            for t in result.inputs:  # the submitted weights' own ranking, by raw feature (max |CW|)
+                submitted[t.feature] = max(submitted.get(t.feature, 0.0), abs(t.submitted))
+            own = sorted(submitted, key=lambda f: -submitted[f])[:3]
+            out.append(Finding("info", "Largest connection-weight importances (standardized inputs) of "
+                                       "the network the test retrains from θ₀ (the statistic tested): "
+                                       + ", ".join(f.feature for f in top) + "; of the submitted "
+                                       "model's own weights: " + ", ".join(own) + "."))
         for msg in result.reachability:
             out.append(Finding("warning", msg))
         if result.diverged:
