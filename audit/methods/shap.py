@@ -435,8 +435,9 @@ class Shap(AuditMethod[ShapConfig, ShapResult]):
         if d is not None:
             where = (f"on {len(d.rows):,} seeded rows they differ from {d.reference_label} by up to "
                      f"{d.max_abs:.3g} (mean {d.mean_abs:.3g}; tolerance {d.tolerance:.3g}) and "
-                     f"{'agree' if d.top_agree else 'disagree'} on the two most important features "
-                     f"({', '.join(d.top_method)} vs {', '.join(d.top_reference)})")
+                     f"{'rank' if d.top_agree else 'do not rank'} the same two features first, in the "
+                     f"same order (top {len(d.top_method)}: {', '.join(d.top_method)} vs "
+                     f"{', '.join(d.top_reference)})")
             if d.within_tolerance and d.top_agree:
                 out.append(Finding("info", f"{result.label} values {d.why}; {where}."))
             else:
