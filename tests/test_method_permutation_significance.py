@@ -98,3 +98,20 @@ def test_default_b_is_chosen_from_the_family_size_so_a_lone_effect_passes_bh():
     html = _environment(str(templates_dir())).get_template("partials/permutation_significance.html.j2").render(
         r=r, cfg=cfg, figs={}, report=None)
     assert "B = 239 times (chosen from the 6 features" in html and "after Westfall–Young" in html
+
+
+def test_refits_that_do_not_converge_are_counted_not_printed(recwarn):
+    """An MLP limited to 2 iterations never converges: every refit is counted, no warning leaks."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPRegressor
+
+    data = _six_features()
+    est = MLPRegressor(hidden_layer_sizes=(4,), max_iter=2, random_state=0).fit(data.X, data.y)
+    model = SklearnAdapter(task="regression", estimator=est)
+    cfg = PermutationSignificanceConfig(n_permutations=19, n_repeats=1, n_jobs=1)
+    method = PermutationSignificance()
+    recwarn.clear()
+    r = method.run(model, data, cfg, RunContext(rng=np.random.default_rng(0)))
+    assert r.unconverged_refits == 20
+    assert not [w for w in recwarn if issubclass(w.category, ConvergenceWarning)]
+    assert any("20 of 20 refits stopped" in f.text for f in method.findings(r, cfg))

@@ -112,6 +112,7 @@ class PermutationSignificanceResult(MethodResult):
     alpha: float
     reachability: tuple[str, ...]            # why BH / max-T cannot reach alpha with this B
     notes: tuple[str, ...]
+    unconverged_refits: int = 0              # refits that raised ConvergenceWarning (counted, silenced)
     _null: Any = None
     _seconds: float | None = None            # not serialised: results stay reproducible
 
@@ -152,9 +153,16 @@ def _pipeline(estimator: Any, X: np.ndarray, y: np.ndarray, fit: np.ndarray, hel
     of a pipeline that decodes its input)."""
     from sklearn.base import clone
 
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
     est = clone(estimator)
     try:
-        est.fit(to_input(X[fit]), y[fit])
+        with warnings.catch_warnings(record=True) as caught:  # counted, not printed once per refit
+            warnings.simplefilter("always", ConvergenceWarning)
+            est.fit(to_input(X[fit]), y[fit])
+        unconverged = float(any(issubclass(w.category, ConvergenceWarning) for w in caught))
         Xh, yh = X[held], y[held]
         n, R = len(held), perms.shape[0]
         base = _score(est, to_input(Xh), yh, scoring)
@@ -166,9 +174,10 @@ def _pipeline(estimator: Any, X: np.ndarray, y: np.ndarray, fit: np.ndarray, hel
             pred = _predict(est, to_input(Xp.reshape(R * n, -1)), scoring)
             for r in range(R):
                 imp[g, r] = base - _score_of(pred[r * n:(r + 1) * n], yh, scoring)
-        return np.concatenate([[base], imp.mean(1), imp.std(1, ddof=1) if perms.shape[0] > 1 else np.zeros(len(groups))])
+        return np.concatenate([[base], imp.mean(1), imp.std(1, ddof=1) if perms.shape[0] > 1 else np.zeros(len(groups)),
+                               [unconverged]])
     except Exception:  # a refit that fails on a permuted outcome is excluded and counted
-        return np.full(1 + 2 * len(groups), np.nan)
+        return np.concatenate([np.full(1 + 2 * len(groups), np.nan), [0.0]])
 
 
 class PermutationSignificance(AuditMethod[PermutationSignificanceConfig, PermutationSignificanceResult]):
@@ -240,6 +249,7 @@ class PermutationSignificance(AuditMethod[PermutationSignificanceConfig, Permuta
 
         out = execution.map(job, ys, n_jobs=config.n_jobs, backend="processes", progress=ctx.progress)
         res = np.vstack(out)
+        unconverged, res = int(res[:, -1].sum()), res[:, :-1]
         if not np.isfinite(res[0]).all():
             raise CapabilityError("refitting the estimator on the real outcome failed")
         obs, null = res[0, 1:1 + F], res[1:, 1:1 + F]
@@ -261,7 +271,7 @@ class PermutationSignificance(AuditMethod[PermutationSignificanceConfig, Permuta
             n_null_used=pv.n_null,
             failed_refits=pv.n_excluded, train_source=source, features=feats,
             n_significant_bh=int((p_bh <= config.alpha).sum()), n_significant_maxt=int((p_maxt <= config.alpha).sum()),
-            alpha=config.alpha, reachability=reach, notes=tuple(notes), _null=(null, obs),
+            alpha=config.alpha, reachability=reach, notes=tuple(notes), unconverged_refits=unconverged, _null=(null, obs),
             _seconds=round(time.perf_counter() - t0, 2))
 
     def plan(self, model: ModelAdapter, data: AuditData, config: PermutationSignificanceConfig,
@@ -298,6 +308,11 @@ class PermutationSignificance(AuditMethod[PermutationSignificanceConfig, Permuta
                                f"after Benjamini–Hochberg at {result.alpha:g} (false discovery rate){listed(bh)} "
                                f"and {len(mt)} after Westfall–Young max-T (family-wise error){listed(mt)}.")]
         out += [Finding("warning", msg) for msg in result.reachability]
+        if result.unconverged_refits:
+            out.append(Finding("info", f"{result.unconverged_refits} of {result.n_permutations + 1} refits stopped "
+                                       f"at the estimator's iteration limit before converging (scikit-learn's "
+                                       f"ConvergenceWarning, counted here instead of printed): the refits are "
+                                       f"trained exactly as the submitted settings train them."))
         if result.failed_refits:
             out.append(Finding("warning", f"{result.failed_refits} refits on permuted outcomes failed and were excluded."))
         return out
