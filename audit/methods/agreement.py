@@ -212,6 +212,7 @@ class AgreementResult(MethodResult):
     background: str
     notes: tuple[str, ...]
     grouping: str | None = None   # images/sequences: the level compared ("patch" or "lag")
+    task: str = "binary"          # how the deletion curves read (a class's score, or the prediction)
     _seconds: dict[str, float] | None = None   # wall times (not serialised: not reproducible)
 
 
@@ -848,7 +849,7 @@ class Agreement(AuditMethod[AgreementConfig, AgreementResult]):
             deletion_skipped=deletion_skipped,
             baseline=f"{base_how}, computed on {ref_name}",
             background=f"{len(background):,} rows drawn at random from {ref_name}",
-            notes=tuple(notes), grouping=grouping, _seconds=seconds)
+            notes=tuple(notes), grouping=grouping, task=data.task, _seconds=seconds)
 
     def _deletion(self, model: ModelAdapter, data: AuditData, sources: list[_Source],
                   config: AgreementConfig, base: np.ndarray, background: np.ndarray,
@@ -1030,7 +1031,7 @@ class Agreement(AuditMethod[AgreementConfig, AgreementResult]):
                             label="random order")
                 ax.set_title(title, fontsize=8)
                 ax.set_xlabel("share of raw features removed")
-            axes[0].set_ylabel("score of the predicted class")
+            axes[0].set_ylabel("prediction" if result.task == "regression" else "score of the predicted class")
             handles, labels = axes[0].get_legend_handles_labels()
             fig.legend(handles, labels, frameon=False, fontsize=6.5, loc="lower center", ncol=4,
                        bbox_to_anchor=(0.5, -0.02))
