@@ -41,7 +41,8 @@ def test_binary_metrics_equal_scikit_learns_and_each_interval_holds_its_value():
     assert m["log_loss"].value == pytest.approx(skm.log_loss(y, s))
     assert m["brier"].value == pytest.approx(skm.brier_score_loss(y, s))
     for k, e in m.items():
-        assert e.lower <= e.value <= e.upper, k
+        if k != "ece":
+            assert e.lower <= e.value <= e.upper, k
     assert m["accuracy"].interval == "Clopper–Pearson (exact)"
     assert m["auc"].interval == "percentile bootstrap, 300 resamples of the rows"
     # known answer: the Clopper-Pearson limits are beta quantiles
@@ -50,6 +51,20 @@ def test_binary_metrics_equal_scikit_learns_and_each_interval_holds_its_value():
     x, n = int((y == yhat).sum()), len(y)
     assert m["accuracy"].lower == pytest.approx(beta.ppf(.025, x, n - x + 1))
     assert m["accuracy"].upper == pytest.approx(beta.ppf(.975, x + 1, n - x))
+
+
+def test_ece_has_no_interval_but_a_calibration_test_against_calibrated_outcomes():
+    rng = np.random.default_rng(5)
+    s = rng.random(400)
+    calibrated = pd.DataFrame({"y": (rng.random(400) < s).astype(int), "pred": s, "x": 0.0})
+    r = run(calibrated, n_boot=499)
+    e, t = r.metrics["ece"], r.calibration
+    assert e.lower is None and e.upper is None and e.value > 0
+    assert t.ece == pytest.approx(e.value) and t.n_sim == 499 and t.p_value > 0.05
+    assert "biased upward" in e.interval and f"p = {t.p_value:.3g}" in e.interval
+    overconfident = calibrated.assign(pred=np.where(s > .5, 1 - (1 - s) / 3, s / 3))
+    assert run(overconfident, n_boot=499).calibration.p_value == pytest.approx(1 / 500)
+    assert run(calibrated, n_boot=0).calibration is None
 
 
 def test_decisions_only_audit_names_the_metrics_that_need_scores():
@@ -104,7 +119,14 @@ def test_regression_and_multiclass_equal_scikit_learns():
     assert m["auc"].value == pytest.approx(skm.roc_auc_score(yc, P, multi_class="ovr", average="macro"))
     assert m["log_loss"].value == pytest.approx(skm.log_loss(yc, P))
     for key, e in m.items():
-        assert e.lower <= e.value <= e.upper, key
+        if key != "ece":
+            assert e.lower <= e.value <= e.upper, key
+    # top-label ECE: the calibration test on (top probability, top class right)
+    from audit.stats.calibration import binned_ece
+
+    hit = (P.argmax(1) == yc).astype(int)
+    assert m["ece"].value == pytest.approx(binned_ece(P.max(1), hit, 10)[0])
+    assert m["ece"].lower is None and r.calibration.ece == pytest.approx(m["ece"].value)
 
 
 def test_report_opens_with_performance_and_results_json_has_it(tmp_path):
@@ -126,6 +148,8 @@ def test_report_opens_with_performance_and_results_json_has_it(tmp_path):
     html = render_html(report)
     assert html.index("Overall performance") < html.index("Group fairness")
     assert "percentile bootstrap, 200 resamples of the rows" in html
+    assert "Binned calibration error is biased upward" in html
+    assert f"Monte Carlo p-value of \"the model is calibrated\" {perf['calibration']['p_value']:.3f}" in html
     assert any(f.method == "performance" and "accuracy" in f.text for f in report.findings)
 
 
