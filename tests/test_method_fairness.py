@@ -191,6 +191,29 @@ def test_intersections_and_scores():
     assert {"rates:a", "curves:a", "calibration:a", "rates:a*b"} <= set(fig)
 
 
+def test_group_ece_has_no_interval_but_a_calibration_test_per_group():
+    rng = np.random.default_rng(4)
+    n = 1200
+    g = np.where(np.arange(n) % 2, "calibrated", "overconfident")
+    s = rng.random(n)
+    y = (rng.random(n) < s).astype(int)
+    pred = np.where(g == "calibrated", s, np.clip(0.5 + 2 * (s - 0.5), 0, 1))
+    r = run(pd.DataFrame({"g": g, "y": y, "pred": pred, "x": 0.0}), n_boot=299)
+    cal, over = r.attributes["g"].groups
+    from audit.stats.calibration import binned_ece
+
+    for row in (cal, over):
+        e = row.metrics["ece"]
+        assert e.lower is None and e.upper is None
+        m = g == row.group
+        assert e.value == pytest.approx(binned_ece(pred[m], y[m], 10)[0])
+        assert row.calibration.test.ece == pytest.approx(e.value) and row.calibration.test.n_sim == 299
+    assert cal.calibration.test.p_value > 0.05
+    assert over.calibration.test.p_value == pytest.approx(1 / 300)
+    assert run(pd.DataFrame({"g": g, "y": y, "pred": pred, "x": 0.0}), n_boot=0).attributes["g"] \
+        .groups[0].calibration.test is None
+
+
 def test_regression_and_multiclass():
     rng = np.random.default_rng(1)
     n = 400

@@ -20,7 +20,9 @@ What is computed, for every sensitive attribute and every configured intersectio
   its test, the inversion of the same intervals, so that the findings and the gate cannot
   disagree; families (one null hypothesis per attribute and criterion) are explicit;
 - percentile bootstrap intervals (resampling within groups, :mod:`audit.stats.bootstrap`) for what
-  is not a proportion: balanced accuracy, AUC, calibration error, regression means; regression
+  is not a proportion: balanced accuracy, AUC, regression means; the calibration error (binned
+  ECE, biased upward) gets no interval but each group's Monte Carlo test of calibration
+  (:mod:`audit.stats.calibration`, ``n_boot`` simulations; on the reliability curve); regression
   disparities keep a permutation test, Holm-adjusted over the attribute's three disparities;
 - a power note per group (the smallest gap to its best partner that the pairwise test, at its
   corrected level, detects with probability ``power``; normal approximation);
@@ -68,6 +70,7 @@ from audit.stats.bootstrap import (
     weighted_calibration,
     weighted_means,
 )
+from audit.stats.calibration import CalibrationTest, calibration_test
 from audit.stats.fairness_tests import (
     min_detectable_difference,
     min_detectable_mean_difference,
@@ -268,12 +271,14 @@ class Estimate:
 
 @dataclass(frozen=True)
 class Calibration:
-    """Reliability curve of one group: per score bin, rows, mean score and fraction positive."""
+    """Reliability curve of one group: per score bin, rows, mean score and fraction positive;
+    with ``n_boot`` the group's Monte Carlo test of calibration (:mod:`audit.stats.calibration`)."""
 
     bin_edges: tuple[float, ...]
     count: tuple[int, ...]
     mean_score: tuple[float | None, ...]
     fraction_positive: tuple[float | None, ...]
+    test: CalibrationTest | None = None
 
 
 @dataclass(frozen=True)
@@ -1000,7 +1005,6 @@ def _analyse_binary(cols: Sequence[str], values: np.ndarray, y: np.ndarray, yhat
     auc_point = np.full(G, np.nan)
     ece_point = np.full(G, np.nan)
     auc_boot = np.full((B, G), np.nan) if B else None
-    ece_boot = np.full((B, G), np.nan) if B else None
     calib: dict[int, Calibration] = {}
     if scores is not None:
         edges = tuple(np.linspace(0, 1, config.calibration_bins + 1).round(6).tolist())
@@ -1015,16 +1019,18 @@ def _analyse_binary(cols: Sequence[str], values: np.ndarray, y: np.ndarray, yhat
             auc_point[g] = weighted_auc(s, t, ones)
             ece, cnt, ms, fp = weighted_calibration(s, t, ones, config.calibration_bins)
             ece_point[g] = ece[0]
-            calib[g] = Calibration(edges, tuple(int(c) for c in cnt[0]),
-                                   tuple(_f(v) for v in ms[0]), tuple(_f(v) for v in fp[0]))
+            test = None
             if B:
-                # Resampled from compressed score cells, re-centred on the exact estimate.
-                a_b, e_b, a_c, e_c = bootstrap_score_metrics(s, t, B, rng, n_bins=config.calibration_bins)
+                # AUC resampled from compressed score cells, re-centred on the exact estimate;
+                # ECE (biased upward): no interval, a test against calibrated outcomes instead
+                a_b, _, a_c, _ = bootstrap_score_metrics(s, t, B, rng, n_bins=config.calibration_bins)
                 auc_boot[:, g] = a_b + (auc_point[g] - a_c) if np.isfinite(a_c) else a_b
-                ece_boot[:, g] = e_b + (ece_point[g] - e_c)
+                test = calibration_test(s, t, n_bins=config.calibration_bins, n_sim=B, rng=rng)
+            calib[g] = Calibration(edges, tuple(int(c) for c in cnt[0]),
+                                   tuple(_f(v) for v in ms[0]), tuple(_f(v) for v in fp[0]), test)
 
     all_point = {**point, "auc": auc_point, "ece": ece_point}
-    all_boot = {**boot, "auc": auc_boot, "ece": ece_boot} if B else None
+    all_boot = {**boot, "auc": auc_boot} if B else None
     reasons = {**RATE_METRICS, "auc": "needs both positive and negative outcomes in the group",
                "ece": None, "favourable_rate": None}
     metric_keys = (list(RATE_METRICS) + (["favourable_rate"] if favourable == "negative" else [])
@@ -1034,7 +1040,7 @@ def _analyse_binary(cols: Sequence[str], values: np.ndarray, y: np.ndarray, yhat
     intervals = {k: group_interval(*counts_of[k], config.confidence, GROUP_METHOD) for k in counts_of}
     if B:
         intervals.update({k: percentile_interval(all_boot[k], config.confidence)
-                          for k in metric_keys if k not in counts_of})
+                          for k in metric_keys if k not in counts_of and k != "ece"})
     alpha = 1 - config.confidence
     scored = score_disparities(cells, ref, config.confidence, judged, favourable=favourable)
 
