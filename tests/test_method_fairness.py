@@ -303,9 +303,11 @@ def test_noise_inflated_max_min_gap_is_not_reported_as_a_real_gap():
     report = audit_model(lambda X: (X[:, 0] > 0).astype(float), frame, target="y", sensitive=["g"],
                          methods=["fairness"], method_options={"fairness": {"n_permutations": 199,
                                                                              "n_boot": 400}})
-    texts = [f for f in report.findings if "Selection rates differ" in f.text]
+    texts = [f for f in report.findings if "selection-rate gap" in f.text]
     assert texts, "the spread should be described"
-    assert all(f.level == "info" and "clearly above" not in f.text for f in texts), texts
+    assert all(f.level == "info" and "clearly above" not in f.text and "differ between" not in f.text
+               and "point estimate" in f.text for f in texts), texts
+    assert not any("Selection rates differ" in f.text for f in report.findings)
     d = report.outcome("fairness").result.attributes["g"].disparities["demographic_parity_difference"]
     assert d.estimate.lower < 0.1 < d.estimate.value  # the honest interval reaches below the limit
 
@@ -325,7 +327,8 @@ def frame_from_cells(groups: dict[str, tuple[int, int, int, int]], attr: str = "
 def dp_finding(groups):
     r = run(frame_from_cells(groups))
     cfg = FairnessConfig(**FAST)
-    texts = [f.text for f in Fairness().findings(r, cfg) if "Selection rates differ" in f.text]
+    texts = [f.text for f in Fairness().findings(r, cfg)
+             if "Selection rates differ" in f.text or "selection-rate gap" in f.text]
     return r.attributes["g"].disparities["demographic_parity_difference"], " ".join(texts)
 
 
@@ -344,6 +347,21 @@ def test_findings_word_the_three_cases_of_a_test():
     d, text = dp_finding({"A": (15, 5, 15, 5), "B": (12, 8, 13, 7)})
     assert d.p_value > 0.05 and d.significance == "no evidence of a gap at this sample size"
     assert "No evidence of a gap at this sample size" in text
+
+
+def test_a_gap_that_is_not_significant_is_never_worded_as_groups_differing():
+    """The outside statistician's case: a fair model on 2 x 30 rows has a selection-rate gap above
+    dp_warn = 0.1 as a point estimate with probability 0.37; the finding must say it is the
+    observed point estimate, not that selection rates differ."""
+    d, text = dp_finding({"A": (10, 5, 10, 5), "B": (12, 3, 12, 3)})  # 10/30 vs 6/30
+    assert d.value == pytest.approx(0.1 + 1 / 30) and d.significance != "significant after correction"
+    assert "differ between" not in text
+    assert text.startswith("The observed selection-rate gap between groups of g is 0.133 "
+                           "(demographic parity difference, point estimate;")
+    groups = {f"g{i}": (21, 9, 21, 9) for i in range(9)} | {"g9": (15, 15, 15, 15)}
+    d, text = dp_finding(groups)  # raw p small, not significant after correction
+    assert d.significance == "raw p small but not significant after correction"
+    assert "differ between" not in text and "The observed selection-rate gap" in text
 
 
 def test_many_attributes_do_not_make_a_large_gap_unreportable():
@@ -575,6 +593,8 @@ def test_a_planted_regression_gap_makes_a_finding_in_regression_words():
     for f in found:
         for word in ("TPR", "FPR", "Selection rate", "Error rates"):
             assert word not in f.text
+        if f.level == "info":  # raw p small only: no claim that groups differ
+            assert "differ between" not in f.text and f.text.startswith("The observed ")
 
 
 @pytest.mark.slow
@@ -622,7 +642,12 @@ def test_favourable_negative_class_makes_disparate_impact_read_the_favourable_ra
         assert a.metrics["selection_rate"].value == pytest.approx(0.6)  # still the "high" rate
         assert r.labels["favourable_rate"] == "favourable outcome rate (low)"
         found = [f.text for f in Fairness().findings(r, FairnessConfig(**FAST))]
-        assert any("Four-fifths rule: the rate of the favourable outcome (low) of A (g)" in t for t in found), found
+        assert any("Four-fifths rule: the rate of the favourable outcome (low) of A (g) is below 80% of "
+                   "the group with the highest rate's (point estimate)." in t for t in found), found
+    # with a reference group, the finding names it
+    r = run(_risk_frame(), positive="high", reference={"g": "A"})
+    found = [f.text for f in Fairness().findings(r, FairnessConfig(**FAST))]
+    assert any("of B (g) is below 80% of the reference group's (A)" in t for t in found), found
     # the default reads the positive label as favourable: B fails on the "high" rate
     r = run(_risk_frame(), positive="high")
     assert r.attributes["g"].disparities["disparate_impact_ratio"].value == pytest.approx(0.5)
