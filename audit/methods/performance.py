@@ -3,14 +3,17 @@
 - **binary**: accuracy (Clopper–Pearson, exact: coverage at least nominal for every n and
   accuracy, 1.0 included); balanced accuracy = (1 + TPR − FPR) / 2, from Newcombe's MOVER
   interval of TPR − FPR (:mod:`audit.stats.proportions`, the fairness method's machinery); with
-  scores also ROC AUC, log loss, Brier score and the expected calibration error (ECE, equal-width
-  score bins, ``calibration_bins``), each with a percentile bootstrap interval (``n_boot``
-  resamples of the rows, drawn as multinomial counts over compressed score cells,
-  :func:`audit.stats.bootstrap.score_cells`; AUC and ECE re-centred on their exact values);
+  scores also ROC AUC, log loss and Brier score, each with a percentile bootstrap interval
+  (``n_boot`` resamples of the rows, drawn as multinomial counts over compressed score cells,
+  :func:`audit.stats.bootstrap.score_cells`; AUC re-centred on its exact value), and the
+  expected calibration error (ECE, equal-width score bins, ``calibration_bins``) with no
+  interval but a Monte Carlo test of calibration (:mod:`audit.stats.calibration`: binned ECE
+  is biased upward, so an interval around it would not contain the true ECE);
 - **multiclass**: accuracy (Clopper–Pearson); balanced accuracy (mean recall over the classes
   present; percentile bootstrap of the K × K confusion counts, which is the row bootstrap
   exactly); with class probabilities also macro one-vs-rest AUC, log loss, multiclass Brier
-  score (Σ_k (p_k − 1{y = k})², from 0 to 2) and top-label ECE (percentile bootstrap of rows);
+  score (Σ_k (p_k − 1{y = k})², from 0 to 2), percentile bootstrap of rows, and top-label ECE
+  with the same calibration test (the top class's probability against "top class is right");
 - **regression**: R² (1 − mean squared error / variance of the outcome on these rows), RMSE,
   MAE and mean error (prediction − true), percentile bootstrap of rows.
 
@@ -35,18 +38,22 @@ from audit.stats.bootstrap import (
     bootstrap_cells,
     bootstrap_means,
     confusion_cells,
-    ece_from_cells,
     percentile_interval,
     row_weights,
     score_cells,
     weighted_auc,
     weighted_calibration,
 )
+from audit.stats.calibration import CalibrationTest, calibration_test
 from audit.stats.proportions import MOVER_LIMITS, group_interval, newcombe_difference
 
 #: Probabilities are clipped to [EPS, 1 − EPS] for the log loss.
 EPS = 1e-15
 NEEDS_SCORES = "needs scores (probabilities); these predictions are labels only"
+#: Bootstrap intervals with fewer rows than this in a class (or this many times 5 rows in all)
+#: are marked unreliable: simulated 95% coverage 0.67-0.74 with 5-6 positives, 0.25 (AUC) and
+#: 0.63-0.67 (log loss, Brier) at 30 rows.
+MIN_PER_CLASS = 10
 EXACT = "Clopper–Pearson (exact)"
 MOVER = "Newcombe MOVER interval of TPR − FPR (Clopper–Pearson limits), mapped to (1 + d) / 2"
 
@@ -56,8 +63,9 @@ class PerformanceConfig(MethodConfig):
     """Options of the performance method.
 
     confidence : level of every interval (two-sided).
-    n_boot : bootstrap resamples for the metrics without an exact interval; 0 disables those
-        intervals (accuracy and balanced accuracy keep theirs).
+    n_boot : bootstrap resamples for the metrics without an exact interval, and simulated
+        calibrated outcome vectors of the calibration test; 0 disables both (accuracy and
+        balanced accuracy keep their intervals).
     calibration_bins : equal-width score bins of the expected calibration error.
     """
 
@@ -86,6 +94,8 @@ class Metric:
     interval: str | None = None
     needs_scores: bool = False
     undefined: str | None = None
+    #: Why the interval is unreliable (few rows of a class: simulated coverage far below nominal).
+    unreliable: str | None = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +109,8 @@ class PerformanceResult(MethodResult):
     metrics: dict[str, Metric]
     positive_label: str | None = None
     notes: tuple[str, ...] = ()
+    #: Monte Carlo test of calibration behind the ECE row (None without scores or n_boot = 0).
+    calibration: CalibrationTest | None = None
 
 
 def _f(x: Any) -> float | None:
@@ -125,14 +137,15 @@ class Performance(AuditMethod[PerformanceConfig, PerformanceResult]):
         y = np.asarray(data.y)
         yhat = np.asarray(preds.labels)
         scores = None if preds.scores is None else np.asarray(preds.scores, dtype=float)
+        cal = None
         if data.task == "regression":
             metrics = _regression(y.astype(float), yhat.astype(float), config, ctx.rng)
         elif data.task == "binary":
-            metrics = _binary(y.astype(np.int64), yhat.astype(np.int64),
-                              None if scores is None else scores.reshape(-1), config, ctx.rng)
+            metrics, cal = _binary(y.astype(np.int64), yhat.astype(np.int64),
+                                   None if scores is None else scores.reshape(-1), config, ctx.rng)
         else:
-            metrics = _multiclass(y.astype(np.int64), yhat.astype(np.int64), len(data.classes or ()),
-                                  scores, config, ctx.rng)
+            metrics, cal = _multiclass(y.astype(np.int64), yhat.astype(np.int64), len(data.classes or ()),
+                                       scores, config, ctx.rng)
         notes = []
         if data.task != "regression" and scores is None:
             notes.append("The predictions are labels without scores, so AUC, log loss, Brier score "
@@ -140,7 +153,7 @@ class Performance(AuditMethod[PerformanceConfig, PerformanceResult]):
         positive = str(data.classes[1]) if data.task == "binary" and data.classes else None
         return PerformanceResult(data.task, int(len(y)), config.confidence, config.n_boot,
                                  config.calibration_bins, scores is not None, metrics, positive,
-                                 tuple(notes))
+                                 tuple(notes), cal)
 
     def findings(self, result: PerformanceResult, config: PerformanceConfig) -> list[Finding]:
         keys = ("r2", "rmse") if result.task == "regression" else ("accuracy", "auc")
@@ -149,7 +162,8 @@ class Performance(AuditMethod[PerformanceConfig, PerformanceResult]):
             m = result.metrics.get(k)
             if m is None or m.value is None:
                 continue
-            ci = (f" ({result.confidence:.0%} CI {m.lower:.3f}–{m.upper:.3f})"
+            ci = (f" ({result.confidence:.0%} CI {m.lower:.3f}–{m.upper:.3f}"
+                  f"{'; unreliable: too few rows of a class' if m.unreliable else ''})"
                   if m.lower is not None and m.upper is not None else "")
             parts.append(f"{m.label} {m.value:.3f}{ci}")
         if not parts:
@@ -173,7 +187,7 @@ def _boot_text(B: int) -> str:
 
 
 def _binary(y: np.ndarray, yhat: np.ndarray, s: np.ndarray | None, config: PerformanceConfig,
-            rng: np.random.Generator) -> dict[str, Metric]:
+            rng: np.random.Generator) -> tuple[dict[str, Metric], CalibrationTest | None]:
     n = y.size
     tn, fp, fn, tp = (int(v) for v in confusion_cells(y, yhat, np.zeros(n, dtype=np.int64), 1)[0])
     c = config.confidence
@@ -194,7 +208,7 @@ def _binary(y: np.ndarray, yhat: np.ndarray, s: np.ndarray | None, config: Perfo
               "ece": f"expected calibration error ({config.calibration_bins} equal-width bins)"}
     if s is None:
         out.update({k: Metric(k, v, None, needs_scores=True, undefined=NEEDS_SCORES) for k, v in labels.items()})
-        return out
+        return out, None
     p = np.clip(s, EPS, 1 - EPS)
     losses = np.column_stack([-(y * np.log(p) + (1 - y) * np.log1p(-p)), (s - y) ** 2])
     ones = np.ones(n)
@@ -205,7 +219,7 @@ def _binary(y: np.ndarray, yhat: np.ndarray, s: np.ndarray | None, config: Perfo
     B = config.n_boot
     if B:
         # a row resample is a multinomial draw over the compressed score cells (each cell's
-        # rows share its mean loss); AUC and ECE re-centred on their exact values
+        # rows share its mean loss); AUC re-centred on its exact value
         counts, score_sum, cal, sums = score_cells(s, y, n_bins=config.calibration_bins, n_fine=1024,
                                                    values=losses)
         with np.errstate(all="ignore"):
@@ -214,22 +228,46 @@ def _binary(y: np.ndarray, yhat: np.ndarray, s: np.ndarray | None, config: Perfo
         flat = counts.reshape(-1)
         draws = rng.multinomial(n, flat / n, size=B).reshape(B, *counts.shape)
         auc_cells = auc_from_cells(counts)
-        ece_cells = ece_from_cells(counts, mean_score, cal, config.calibration_bins)
         if point["auc"] is not None:
             boot["auc"] = auc_from_cells(draws) + (point["auc"] - auc_cells)
-        boot["ece"] = ece_from_cells(draws, mean_score, cal, config.calibration_bins) + (point["ece"] - ece_cells)
         loss_b = np.einsum("bkc,kcm->bm", draws, mean_loss) / n
         boot["log_loss"], boot["brier"] = loss_b[:, 0], loss_b[:, 1]
+    caution = _few_rows(n, min(pos, neg), "positive or negative outcomes")
     for k, label in labels.items():
         lo_, hi_ = _interval(boot[k], config.confidence)
         why = "needs both positive and negative outcomes" if point[k] is None else None
         out[k] = Metric(k, label, point[k], lo_, hi_, _boot_text(B) if lo_ is not None else None,
-                        True, why)
-    return out
+                        True, why, caution if lo_ is not None else None)
+    return _with_calibration_test(out, s, y, config, rng)
+
+
+def _few_rows(n: int, smallest_class: int, what: str) -> str | None:
+    if smallest_class < MIN_PER_CLASS or n < 5 * MIN_PER_CLASS:
+        return (f"unreliable: {n:,} rows, {smallest_class:,} in the smallest class of {what} (the "
+                f"bootstrap needs at least {MIN_PER_CLASS} per class and {5 * MIN_PER_CLASS} rows; "
+                "simulated coverage of a 95% interval fell to 0.25-0.74 below that)")
+    return None
+
+
+def _with_calibration_test(out: dict[str, Metric], s: np.ndarray, hit: np.ndarray,
+                           config: PerformanceConfig, rng: np.random.Generator
+                           ) -> tuple[dict[str, Metric], CalibrationTest | None]:
+    # binned ECE is biased upward: no interval around it, a test against calibrated outcomes
+    if not config.n_boot:
+        return out, None
+    test = calibration_test(s, hit, n_bins=config.calibration_bins, n_sim=config.n_boot, rng=rng)
+    m = out["ece"]
+    out["ece"] = Metric(m.name, m.label, m.value, None, None,
+                        f"no interval (binned ECE is biased upward); a calibrated model with these scores "
+                        f"gives {test.null_mean:.3f} on average (95th percentile {test.null_q95:.3f}); "
+                        f"Monte Carlo p = {test.p_value:.3g} for \"the model is calibrated\" "
+                        f"({test.n_sim:,} simulations)", m.needs_scores, m.undefined)
+    return out, test
 
 
 def _multiclass(y: np.ndarray, yhat: np.ndarray, K: int, P: np.ndarray | None,
-                config: PerformanceConfig, rng: np.random.Generator) -> dict[str, Metric]:
+                config: PerformanceConfig, rng: np.random.Generator
+                ) -> tuple[dict[str, Metric], CalibrationTest | None]:
     n = y.size
     K = max(K, int(max(y.max(initial=0), yhat.max(initial=0))) + 1)
     c = config.confidence
@@ -257,7 +295,7 @@ def _multiclass(y: np.ndarray, yhat: np.ndarray, K: int, P: np.ndarray | None,
               "ece": f"top-label expected calibration error ({config.calibration_bins} equal-width bins)"}
     if P is None:
         out.update({k: Metric(k, v, None, needs_scores=True, undefined=NEEDS_SCORES) for k, v in labels.items()})
-        return out
+        return out, None
     P = np.asarray(P, dtype=float).reshape(n, -1)
     onehot = np.eye(P.shape[1])[y]
     losses = np.column_stack([-np.log(np.clip(P[np.arange(n), y], EPS, 1.0)),
@@ -277,22 +315,24 @@ def _multiclass(y: np.ndarray, yhat: np.ndarray, K: int, P: np.ndarray | None,
     if B:
         lb = bootstrap_means(losses, B, rng)
         boot["log_loss"], boot["brier"] = lb[:, 0], lb[:, 1]
-        # AUC and ECE need the rows themselves: row multiplicities, a chunk of resamples at a
+        # AUC needs the rows themselves: row multiplicities, a chunk of resamples at a
         # time (memory O(4e6) weights whatever n)
-        auc_b, ece_b = np.full(B, np.nan), np.empty(B)
-        step = max(1, 4_000_000 // n)
-        for start in range(0, B, step):
-            b = min(step, B - start)
-            _, _, w = next(row_weights(np.zeros(n, dtype=np.int64), 1, b, rng))
-            if classes:
+        if classes:
+            auc_b = np.full(B, np.nan)
+            step = max(1, 4_000_000 // n)
+            for start in range(0, B, step):
+                b = min(step, B - start)
+                _, _, w = next(row_weights(np.zeros(n, dtype=np.int64), 1, b, rng))
                 auc_b[start:start + b] = auc_macro(w)
-            ece_b[start:start + b] = weighted_calibration(conf_top, hit, w, config.calibration_bins)[0]
-        boot["auc"], boot["ece"] = (auc_b if classes else None), ece_b
+            boot["auc"] = auc_b
+    present = np.bincount(y, minlength=P.shape[1])
+    caution = _few_rows(n, int(present[present > 0].min()), "outcomes")
     for k, label in labels.items():
         lo_, hi_ = _interval(boot[k], c)
         why = "needs at least one class with both its rows and others" if point[k] is None else None
-        out[k] = Metric(k, label, point[k], lo_, hi_, _boot_text(B) if lo_ is not None else None, True, why)
-    return out
+        out[k] = Metric(k, label, point[k], lo_, hi_, _boot_text(B) if lo_ is not None else None, True, why,
+                        caution if lo_ is not None else None)
+    return _with_calibration_test(out, conf_top, hit, config, rng)
 
 
 def _regression(y: np.ndarray, yhat: np.ndarray, config: PerformanceConfig,
