@@ -242,3 +242,34 @@ def test_config_classes_must_be_distinct_labels(tmp_path, classes):
         AuditPlan.from_dict(doc, base_dir=tmp_path)
     doc["model"]["classes"] = ["no", 1]
     assert AuditPlan.from_dict(doc, base_dir=tmp_path).model.classes == ("no", "1")
+
+
+def test_xgboost_saved_after_early_stopping_scores_best_iteration_like_xgbclassifier(setup, tmp_path):
+    frame, enc, X = setup
+    y = (frame.income == ">50K").astype(int).to_numpy()
+    est = xgb.XGBClassifier(n_estimators=300, learning_rate=0.8, max_depth=5, early_stopping_rounds=3)
+    est.fit(X[:400], y[:400], eval_set=[(X[400:], y[400:])], verbose=False)
+    path = _save_xgb(est, tmp_path / "es.json")
+    deployed = xgb.XGBClassifier()
+    deployed.load_model(path)
+    full = xgb.Booster()
+    full.load_model(path)
+    assert full.num_boosted_rounds() > est.best_iteration + 1   # the file holds trees past the best
+    model = _load(path, _data(frame, enc))
+    np.testing.assert_allclose(model.predict_proba(X)[:, 1], deployed.predict_proba(X)[:, 1], atol=1e-6)
+    assert f"{est.best_iteration + 1} of {full.num_boosted_rounds()} boosting rounds" in model.description
+    assert "best_iteration" in model.loaded[0].loader
+    assert model.estimator.num_boosted_rounds() == est.best_iteration + 1   # shap explains the same trees
+
+
+def test_lightgbm_saved_with_all_trees_scores_every_tree_like_its_booster(setup, tmp_path):
+    frame, enc, X = setup
+    y = (frame.income == ">50K").astype(int).to_numpy()
+    est = lgb.LGBMClassifier(n_estimators=200, learning_rate=0.8, verbose=-1)
+    est.fit(X[:400], y[:400], eval_set=[(X[400:], y[400:])], callbacks=[lgb.early_stopping(3, verbose=False)])
+    path = tmp_path / "es.txt"
+    est.booster_.save_model(str(path), num_iteration=-1)
+    deployed = lgb.Booster(model_file=str(path))
+    model = _load(path, _data(frame, enc))
+    np.testing.assert_allclose(model.predict_proba(X)[:, 1], deployed.predict(X), atol=1e-9)
+    assert f"all {deployed.current_iteration()} boosting rounds saved" in model.description

@@ -286,9 +286,9 @@ def load_booster(path: Path, *, fmt: str, task: Task, threshold: float = 0.5,
     _probe(fmt, blob, path)
     try:
         if fmt == "xgboost":
-            booster, objective, n_out, n_features, names = _read_xgboost(lib, blob)
+            booster, objective, n_out, n_features, names, used = _read_xgboost(lib, blob)
         else:
-            booster, objective, n_out, n_features, names = _read_lightgbm(lib, blob)
+            booster, objective, n_out, n_features, names, used = _read_lightgbm(lib, blob)
     except ModelLoadError:
         raise
     except Exception as exc:  # XGBoostError, LightGBMError, KeyError, ... (the probe passed)
@@ -301,16 +301,17 @@ def load_booster(path: Path, *, fmt: str, task: Task, threshold: float = 0.5,
     if classes is not None and task != "regression" and len(classes) != n_classes:
         raise InvalidConfigError(f"[model] classes lists {len(classes)} labels but {str(path)!r} has "
                                  f"{n_classes} classes. List one label per booster output, in order.")
-    rec = LoadRecord("model", str(path), digest, f"{fmt} {lib.__version__} (model file format; no code)")
+    rec = LoadRecord("model", str(path), digest, f"{fmt} {lib.__version__} (model file format; no code; {used})")
     return BoosterAdapter(task=task, threshold=threshold, n_classes=n_classes, n_inputs=n_features,
-                          loaded=(rec,), description=f"{name} model {path.name} ({objective})",
+                          loaded=(rec,), description=f"{name} model {path.name} ({objective}; {used})",
                           estimator=booster, library=fmt, objective=objective, link=link,
                           model_classes=classes if task != "regression" else None,
                           feature_names=names)
 
 
-def _read_xgboost(xgb: Any, blob: bytes) -> tuple[Any, str, int, int, tuple[str, ...] | None]:
+def _read_xgboost(xgb: Any, blob: bytes) -> tuple[Any, str, int, int, tuple[str, ...] | None, str]:
     import json
+    import re
 
     booster = xgb.Booster()
     booster.load_model(bytearray(blob))   # JSON or UBJSON, told apart by its first byte
@@ -320,14 +321,26 @@ def _read_xgboost(xgb: Any, blob: bytes) -> tuple[Any, str, int, int, tuple[str,
     n_out = max(1, int(learner["learner_model_param"].get("num_class", "0") or 0))
     n_features = int(booster.num_features())
     names = tuple(booster.feature_names) if booster.feature_names else None
+    rounds = int(booster.num_boosted_rounds())
+    used = f"all {rounds} boosting rounds"
+    best = booster.attr("best_iteration")
+    if best is not None:
+        # saved after early stopping: XGBClassifier.load_model (the deployed model) predicts with
+        # iteration_range=(0, best_iteration + 1); the slice is that model for scoring and shap alike
+        if not re.fullmatch(r"[0-9]{1,9}", best, re.ASCII) or int(best) >= rounds:
+            raise ModelLoadError(f"The XGBoost model's best_iteration {best!r} is not a round of its "
+                                 f"{rounds} boosting rounds. Re-save the model.")
+        booster = booster[: int(best) + 1]
+        used = (f"{int(best) + 1} of {rounds} boosting rounds: best_iteration = {best} from early "
+                "stopping, as XGBClassifier uses")
     if booster.feature_types and any(t == "c" for t in booster.feature_types):
         raise ModelLoadError("The XGBoost model uses categorical splits (enable_categorical), which "
                              "read pandas category codes, not the audit's encoded columns. Train it on "
                              "the encoded matrix.")
-    return booster, objective, n_out, n_features, names
+    return booster, objective, n_out, n_features, names, used
 
 
-def _read_lightgbm(lgb: Any, blob: bytes) -> tuple[Any, str, int, int, tuple[str, ...] | None]:
+def _read_lightgbm(lgb: Any, blob: bytes) -> tuple[Any, str, int, int, tuple[str, ...] | None, str]:
     text = blob.decode("utf-8")
     if not text.startswith("tree\n") and not text.startswith("tree\r\n"):
         raise ValueError("a LightGBM text model starts with the line 'tree'")
@@ -345,7 +358,9 @@ def _read_lightgbm(lgb: Any, blob: bytes) -> tuple[Any, str, int, int, tuple[str
     # LightGBM names unnamed columns Column_0, Column_1, ...: not names to compare
     if names and all(n == f"Column_{i}" for i, n in enumerate(names)):
         names = None
-    return booster, objective, n_out, int(booster.num_feature()), names
+    # the text format stores no best_iteration: a loaded Booster's predict uses every saved tree
+    used = f"all {booster.current_iteration()} boosting rounds saved"
+    return booster, objective, n_out, int(booster.num_feature()), names, used
 
 
 def _link(fmt: str, objective: str, task: str, n_out: int, path: Path) -> str:
