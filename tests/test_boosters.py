@@ -273,3 +273,81 @@ def test_lightgbm_saved_with_all_trees_scores_every_tree_like_its_booster(setup,
     model = _load(path, _data(frame, enc))
     np.testing.assert_allclose(model.predict_proba(X)[:, 1], deployed.predict(X), atol=1e-9)
     assert f"all {deployed.current_iteration()} boosting rounds saved" in model.description
+
+
+@pytest.fixture(scope="module")
+def lgb_text(setup, tmp_path_factory):
+    frame, enc, X = setup
+    y = (frame.income == ">50K").astype(int)
+    path = tmp_path_factory.mktemp("lgb") / "model.txt"
+    _save_lgb(lgb.LGBMClassifier(n_estimators=4, num_leaves=4, verbose=-1).fit(X, y), path)
+    return path.read_text()
+
+
+def _tree0(text: str, key: str) -> str:
+    block = text.split("Tree=0\n", 1)[1]
+    return next(ln for ln in block.splitlines() if ln.startswith(key + "="))
+
+
+@pytest.mark.parametrize("key, edit, says", [
+    ("left_child", lambda v: v[:-1] + [str(-(len(v) + 2))], "out of range"),       # leaf num_leaves: one past
+    ("right_child", lambda v: v[:-1] + ["0"], "reached twice"),                      # a cycle back to the root
+    ("split_feature", lambda v: ["999"] + v[1:], "split_feature 999"),
+    ("leaf_value", lambda v: v[:-1], "'leaf_value' has"),
+    ("num_leaves", lambda v: ["0"], "num_leaves must be one number >= 1"),
+    ("left_child", lambda v: ["1_0"] + v[1:], "integers separated by single spaces"),
+])
+def test_lightgbm_tree_that_would_read_outside_its_arrays_is_refused_naming_tree_and_field(
+        setup, tmp_path, lgb_text, key, edit, says):
+    frame, enc, _ = setup
+    line = _tree0(lgb_text, key)
+    bad = f"{key}=" + " ".join(edit(line.split("=", 1)[1].split(" ")))
+    path = tmp_path / "model.txt"
+    path.write_text(lgb_text.replace(line, bad, 1))
+    with pytest.raises(ModelLoadError, match="not a readable LightGBM model file: tree 0") as err:
+        _load(path, _data(frame, enc))
+    assert says in str(err.value) and key.split("_")[0] in str(err.value)
+
+
+def test_lightgbm_tree_sizes_that_disagree_with_the_trees_are_refused(setup, tmp_path, lgb_text):
+    frame, enc, _ = setup
+    sizes = next(ln for ln in lgb_text.splitlines() if ln.startswith("tree_sizes="))
+    path = tmp_path / "model.txt"
+    path.write_text(lgb_text.replace(sizes, sizes + "0", 1))
+    with pytest.raises(ModelLoadError, match="tree_sizes"):
+        _load(path, _data(frame, enc))
+
+
+def test_booster_file_over_the_memory_budget_is_refused_before_it_is_read(setup, tmp_path, lgb_text):
+    from audit.core.limits import memory_limit
+
+    frame, enc, _ = setup
+    path = tmp_path / "model.txt"
+    path.write_text(lgb_text + " " * 2 * 1024**2)
+    with memory_limit(1024**2), pytest.raises(ModelLoadError, match=r"model file .* is 2(\.\d+)? MiB, more than "
+                                                                     r"the memory budget of 1 MiB"):
+        _load(path, _data(frame, enc))
+
+
+def test_bound_booster_scores_every_audited_row_in_the_child_process_first(setup, tmp_path, lgb_text, monkeypatch):
+    import audit.core.boosters as boosters
+
+    frame, enc, _ = setup
+    path = tmp_path / "model.txt"
+    path.write_text(lgb_text)
+    data = _data(frame, enc)
+    seen = []
+    real = boosters._probe
+    monkeypatch.setattr(boosters, "_probe", lambda fmt, blob, p, X=None: (seen.append(X), real(fmt, blob, p, X)))
+    _load(path, data)
+    assert seen[0] is None and seen[-1] is data.X
+
+
+def test_probe_reports_a_crash_while_scoring_the_audited_rows(tmp_path, monkeypatch, lgb_text):
+    import audit.core.boosters as boosters
+
+    # a child that dies on the real rows only: stands in for a tree path no synthetic row takes
+    monkeypatch.setattr(boosters, "_PROBE", boosters._PROBE.replace(
+        'X = np.load(sys.argv[3], mmap_mode="r")', 'import os, signal; os.kill(os.getpid(), signal.SIGSEGV)'))
+    with pytest.raises(ModelLoadError, match="crashed scoring the audited rows with it .SIGSEGV"):
+        boosters._probe("lightgbm", lgb_text.encode(), tmp_path / "m.txt", np.zeros((3, 2)))
