@@ -670,6 +670,12 @@ def code_cases(case, err) -> None:
          **{"model.py": ("import torch.nn as nn\n\nclass Net(nn.Sequential):\n    def __init__(self):\n"
                          "        super().__init__(nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 1))\n"),
             "audit.toml": arch("model:Net")})
+    for name, value, says in (("config_trusted_types_wildcard", '["*"]', "'*' is not a type path"),
+                              ("config_trusted_types_not_strings", "[1]", "must be a list of strings")):
+        case(name, err("trusted_types", says),
+             **{"model.skops": skops_with_extra_type(),
+                "audit.toml": toml_with(('path = "model.safetensors"', 'path = "model.skops"'), weights_only,
+                                        ('task = "binary"', f'task = "binary"\ntrusted_types = {value}'))})
     case("code_untrusted_config_trusted_types", err("trusted_types", "--untrusted-config"),
          _flags=["--untrusted-config"],
          **{"model.skops": skops_with_extra_type(),
