@@ -351,3 +351,17 @@ def test_probe_reports_a_crash_while_scoring_the_audited_rows(tmp_path, monkeypa
         'X = np.load(sys.argv[3], mmap_mode="r")', 'import os, signal; os.kill(os.getpid(), signal.SIGSEGV)'))
     with pytest.raises(ModelLoadError, match="crashed scoring the audited rows with it .SIGSEGV"):
         boosters._probe("lightgbm", lgb_text.encode(), tmp_path / "m.txt", np.zeros((3, 2)))
+
+
+def test_xgboost_tree_whose_children_loop_back_is_refused_before_it_is_scored(setup, tmp_path):
+    frame, enc, X = setup
+    y = (frame.income == ">50K").astype(int)
+    path = _save_xgb(xgb.XGBClassifier(n_estimators=2, max_depth=3).fit(X, y), tmp_path / "m.json")
+    doc = json.loads(path.read_text())
+    tree = doc["learner"]["gradient_booster"]["model"]["trees"][0]
+    node = next(i for i in range(1, len(tree["left_children"])) if tree["left_children"][i] != -1)
+    tree["left_children"][node] = tree["parents"][node]      # a cycle: the traversal would never end
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ModelLoadError, match=rf"tree 0: left_children\[{node}\] = {tree['parents'][node]} is not "
+                                             "a child node"):
+        _load(path, _data(frame, enc))

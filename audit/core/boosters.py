@@ -108,6 +108,24 @@ if sys.argv[1] == "xgboost":
     b.load_model(bytearray(blob))
     n = b.num_features()
     predict = lambda X: b.inplace_predict(X, predict_type="margin")
+    import json
+    trees = json.loads(b.save_raw("json"))["learner"]["gradient_booster"]["model"].get("trees", [])
+    for k, t in enumerate(trees):   # each node reached once from the root, children and parents agree
+        m, left, right, up = len(t["parents"]), t["left_children"], t["right_children"], t["parents"]
+        if not (len(left) == len(right) == m == int(t["tree_param"]["num_nodes"]) >= 1):
+            raise ValueError(f"tree {k}: num_nodes and its node arrays disagree")
+        seen, stack = {0}, [0]
+        while stack:
+            i = stack.pop()
+            for side, c in (("left_children", left[i]), ("right_children", right[i])):
+                if (c == -1) != (left[i] == -1) or (c != -1 and not (0 < c < m and c not in seen and up[c] == i)):
+                    raise ValueError(f"tree {k}: {side}[{i}] = {c} is not a child node in 1..{m - 1} "
+                                     "reached once whose parent it is")
+                if c != -1:
+                    seen.add(c)
+                    stack.append(c)
+        if len(seen) != m:
+            raise ValueError(f"tree {k}: {m - len(seen)} node(s) not reachable from the root")
 else:
     b = lightgbm.Booster(model_str=blob.decode("utf-8"))
     n = b.num_feature()
