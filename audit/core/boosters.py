@@ -14,10 +14,21 @@ suffix decides: ``.json`` and ``.ubj`` are XGBoost, ``.txt`` is LightGBM (what e
 ``save_model`` writes by convention); no content is guessed at.
 
 A crafted or damaged file can still crash the C++ parsers (measured: an empty XGBoost buffer
-and some truncated LightGBM files abort the process; deeply nested JSON overflows the stack), so
-the file is first parsed and scored on a few rows in a child Python process with the memory
-budget as its address-space limit: a crash or a hang there is a clear error (exit 2), never
-the audit's own crash.
+and some truncated LightGBM files abort the process; deeply nested JSON overflows the stack; a
+LightGBM child index past its leaves segfaults or silently reads other memory), so: the file's
+size is checked against the memory budget before it is read; every LightGBM ``Tree=`` block is
+validated in Python (:func:`_check_lightgbm_text`); and the file is parsed, its XGBoost trees
+checked, and scored on a few synthetic rows (at load) and on every audited row (at :meth:`bind`)
+in a child Python process whose address space is its start-up size plus the memory budget: a
+crash or a hang there is a clear error (exit 2), never the audit's own crash.
+
+Early stopping
+--------------
+XGBoost saves ``best_iteration`` with a model trained with early stopping, and its scikit-learn
+wrapper predicts with ``iteration_range=(0, best_iteration + 1)``; the audit slices the booster to
+those rounds (for scoring and for shap alike) and says so in the description and provenance.
+LightGBM's text format has no best iteration (``save_model`` writes up to it by default) and a
+loaded ``Booster`` predicts with every saved tree, which the audit does too.
 
 Class labels
 ------------
