@@ -174,7 +174,7 @@ def _probe(fmt: str, blob: bytes, path: Path, X: np.ndarray | None = None) -> No
         with tempfile.TemporaryDirectory(prefix="audit-probe-") as tmp:
             args = [sys.executable, "-I", "-c", _PROBE, fmt, str(budget)]
             if X is not None:
-                np.save(Path(tmp) / "rows.npy", np.asarray(X, dtype=np.float32))
+                np.save(Path(tmp) / "rows.npy", np.asarray(X))   # the child converts chunk by chunk
                 args.append(str(Path(tmp) / "rows.npy"))
             done = subprocess.run(args, input=blob, capture_output=True, timeout=PROBE_SECONDS, env=env)
     except subprocess.TimeoutExpired:
