@@ -428,9 +428,9 @@ def _lightgbm_blocks(text: str, where: str) -> list[tuple[int, dict[str, str]]]:
     for line in re.split(r"(?<=\n)|(?<=\r)(?!\n)", text):
         body = line.rstrip("\r\n")
         if body.startswith("Tree="):
-            blocks.append((len(text[:offset].encode("utf-8")), {}))
+            blocks.append((offset, {}))
         elif body == "end of trees":
-            blocks.append((len(text[:offset].encode("utf-8")), {}))
+            blocks.append((offset, {}))
             break
         key, sep, value = body.partition("=")
         if sep:
@@ -439,7 +439,7 @@ def _lightgbm_blocks(text: str, where: str) -> list[tuple[int, dict[str, str]]]:
                 raise ModelLoadError(f"{where}its {part} gives {key.strip()!r} twice; "
                                      "LightGBM reads the last, so the file is ambiguous. Re-save the model.")
             blocks[-1][1][key.strip()] = value.strip()
-        offset += len(line)
+        offset += len(line.encode("utf-8"))   # byte offsets, as tree_sizes counts
     return blocks
 
 
