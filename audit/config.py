@@ -119,7 +119,7 @@ class AuditPlan:
             raw_input=_typed(model, "raw_input", bool, False),
             format=_typed(model, "format", str, None),
             classes=_classes(model.get("classes")),
-            trusted_types=tuple(_typed(model, "trusted_types", list, [])),
+            trusted_types=_trusted_types(model.get("trusted_types", [])),
             init_args=dict(_typed(model, "init_args", dict, {})),
             training=dict(_typed(model, "training", dict, {})), base_dir=str(base_dir))
         if model_spec.path is None and model_spec.predictions is None:
@@ -219,6 +219,18 @@ def _typed(table: Mapping[str, Any], key: str, kind: Any, default: Any) -> Any:
         name = kind.__name__ if isinstance(kind, type) else "a number"
         raise InvalidConfigError(f"The {key!r} value must be {name}. Got {value!r} instead.")
     return value
+
+
+def _trusted_types(value: Any) -> tuple[str, ...]:
+    """``[model] trusted_types``: exact type paths, as skops compares them (it has no patterns)."""
+    names = _str_list(value, "The [model] 'trusted_types'")
+    bad = next((n for n in names if not n or any(c in n for c in "*?[] \t\n") or "." not in n.strip(".")), None)
+    if bad is not None:
+        raise InvalidConfigError(
+            f"The [model] 'trusted_types' entry {bad!r} is not a type path: list each type exactly as skops "
+            "names it (e.g. \"sklearn.tree._tree.Tree\"); skops compares whole names, so a pattern such as "
+            "\"*\" would trust nothing it appears to.")
+    return tuple(names)
 
 
 def _str_list(value: Any, where: str) -> list[str]:

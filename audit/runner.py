@@ -482,7 +482,7 @@ def _run_methods(plan: AuditPlan, inputs: LoadedInputs, classes: list[AuditMetho
     findings.sort(key=lambda f: order[f.level])
 
     prov = provenance(seed=plan.seed, files=inputs.files, trust_code=trust.trust_code,
-                      untrusted_config=trust.untrusted_config)
+                      untrusted_config=trust.untrusted_config, trusted_types=plan.model.trusted_types)
     lowered: list[str] = []
     if run_plan is not None:
         prov["plan"] = plan_record(run_plan, outcomes, performed)

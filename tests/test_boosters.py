@@ -242,3 +242,126 @@ def test_config_classes_must_be_distinct_labels(tmp_path, classes):
         AuditPlan.from_dict(doc, base_dir=tmp_path)
     doc["model"]["classes"] = ["no", 1]
     assert AuditPlan.from_dict(doc, base_dir=tmp_path).model.classes == ("no", "1")
+
+
+def test_xgboost_saved_after_early_stopping_scores_best_iteration_like_xgbclassifier(setup, tmp_path):
+    frame, enc, X = setup
+    y = (frame.income == ">50K").astype(int).to_numpy()
+    est = xgb.XGBClassifier(n_estimators=300, learning_rate=0.8, max_depth=5, early_stopping_rounds=3)
+    est.fit(X[:400], y[:400], eval_set=[(X[400:], y[400:])], verbose=False)
+    path = _save_xgb(est, tmp_path / "es.json")
+    deployed = xgb.XGBClassifier()
+    deployed.load_model(path)
+    full = xgb.Booster()
+    full.load_model(path)
+    assert full.num_boosted_rounds() > est.best_iteration + 1   # the file holds trees past the best
+    model = _load(path, _data(frame, enc))
+    np.testing.assert_allclose(model.predict_proba(X)[:, 1], deployed.predict_proba(X)[:, 1], atol=1e-6)
+    assert f"{est.best_iteration + 1} of {full.num_boosted_rounds()} boosting rounds" in model.description
+    assert "best_iteration" in model.loaded[0].loader
+    assert model.estimator.num_boosted_rounds() == est.best_iteration + 1   # shap explains the same trees
+
+
+def test_lightgbm_saved_with_all_trees_scores_every_tree_like_its_booster(setup, tmp_path):
+    frame, enc, X = setup
+    y = (frame.income == ">50K").astype(int).to_numpy()
+    est = lgb.LGBMClassifier(n_estimators=200, learning_rate=0.8, verbose=-1)
+    est.fit(X[:400], y[:400], eval_set=[(X[400:], y[400:])], callbacks=[lgb.early_stopping(3, verbose=False)])
+    path = tmp_path / "es.txt"
+    est.booster_.save_model(str(path), num_iteration=-1)
+    deployed = lgb.Booster(model_file=str(path))
+    model = _load(path, _data(frame, enc))
+    np.testing.assert_allclose(model.predict_proba(X)[:, 1], deployed.predict(X), atol=1e-9)
+    assert f"all {deployed.current_iteration()} boosting rounds saved" in model.description
+
+
+@pytest.fixture(scope="module")
+def lgb_text(setup, tmp_path_factory):
+    frame, enc, X = setup
+    y = (frame.income == ">50K").astype(int)
+    path = tmp_path_factory.mktemp("lgb") / "model.txt"
+    _save_lgb(lgb.LGBMClassifier(n_estimators=4, num_leaves=4, verbose=-1).fit(X, y), path)
+    return path.read_text()
+
+
+def _tree0(text: str, key: str) -> str:
+    block = text.split("Tree=0\n", 1)[1]
+    return next(ln for ln in block.splitlines() if ln.startswith(key + "="))
+
+
+@pytest.mark.parametrize("key, edit, says", [
+    ("left_child", lambda v: v[:-1] + [str(-(len(v) + 2))], "out of range"),       # leaf num_leaves: one past
+    ("right_child", lambda v: v[:-1] + ["0"], "reached twice"),                      # a cycle back to the root
+    ("split_feature", lambda v: ["999"] + v[1:], "split_feature 999"),
+    ("leaf_value", lambda v: v[:-1], "'leaf_value' has"),
+    ("num_leaves", lambda v: ["0"], "num_leaves must be one number >= 1"),
+    ("left_child", lambda v: ["1_0"] + v[1:], "integers separated by single spaces"),
+])
+def test_lightgbm_tree_that_would_read_outside_its_arrays_is_refused_naming_tree_and_field(
+        setup, tmp_path, lgb_text, key, edit, says):
+    frame, enc, _ = setup
+    line = _tree0(lgb_text, key)
+    bad = f"{key}=" + " ".join(edit(line.split("=", 1)[1].split(" ")))
+    path = tmp_path / "model.txt"
+    path.write_text(lgb_text.replace(line, bad, 1))
+    with pytest.raises(ModelLoadError, match="not a readable LightGBM model file: tree 0") as err:
+        _load(path, _data(frame, enc))
+    assert says in str(err.value) and key.split("_")[0] in str(err.value)
+
+
+def test_lightgbm_tree_sizes_that_disagree_with_the_trees_are_refused(setup, tmp_path, lgb_text):
+    frame, enc, _ = setup
+    sizes = next(ln for ln in lgb_text.splitlines() if ln.startswith("tree_sizes="))
+    path = tmp_path / "model.txt"
+    path.write_text(lgb_text.replace(sizes, sizes + "0", 1))
+    with pytest.raises(ModelLoadError, match="tree_sizes"):
+        _load(path, _data(frame, enc))
+
+
+def test_booster_file_over_the_memory_budget_is_refused_before_it_is_read(setup, tmp_path, lgb_text):
+    from audit.core.limits import memory_limit
+
+    frame, enc, _ = setup
+    path = tmp_path / "model.txt"
+    path.write_text(lgb_text + " " * 2 * 1024**2)
+    with memory_limit(1024**2), pytest.raises(ModelLoadError, match=r"model file .* is 2(\.\d+)? MiB, more than "
+                                                                     r"the memory budget of 1 MiB"):
+        _load(path, _data(frame, enc))
+
+
+def test_bound_booster_scores_every_audited_row_in_the_child_process_first(setup, tmp_path, lgb_text, monkeypatch):
+    import audit.core.boosters as boosters
+
+    frame, enc, _ = setup
+    path = tmp_path / "model.txt"
+    path.write_text(lgb_text)
+    data = _data(frame, enc)
+    seen = []
+    real = boosters._probe
+    monkeypatch.setattr(boosters, "_probe", lambda fmt, blob, p, X=None: (seen.append(X), real(fmt, blob, p, X)))
+    _load(path, data)
+    assert seen[0] is None and seen[-1] is data.X
+
+
+def test_probe_reports_a_crash_while_scoring_the_audited_rows(tmp_path, monkeypatch, lgb_text):
+    import audit.core.boosters as boosters
+
+    # a child that dies on the real rows only: stands in for a tree path no synthetic row takes
+    monkeypatch.setattr(boosters, "_PROBE", boosters._PROBE.replace(
+        'X = np.load(sys.argv[3], mmap_mode="r")', 'import os, signal; os.kill(os.getpid(), signal.SIGSEGV)'))
+    with pytest.raises(ModelLoadError, match="crashed scoring the audited rows with it .SIGSEGV"):
+        boosters._probe("lightgbm", lgb_text.encode(), tmp_path / "m.txt", np.zeros((3, 2)))
+
+
+def test_xgboost_tree_whose_children_loop_back_is_refused_before_it_is_scored(setup, tmp_path):
+    frame, enc, X = setup
+    y = (frame.income == ">50K").astype(int)
+    path = _save_xgb(xgb.XGBClassifier(n_estimators=2, max_depth=3).fit(X, y), tmp_path / "m.json")
+    doc = json.loads(path.read_text())
+    tree = doc["learner"]["gradient_booster"]["model"]["trees"][0]
+    node = next(i for i in range(1, len(tree["left_children"])) if tree["left_children"][i] != -1)
+    tree["left_children"][node] = tree["parents"][node]      # a cycle: the traversal would never end
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ModelLoadError, match=rf"tree 0: left_children\[{node}\] = {tree['parents'][node]} is not "
+                                             "a child node"):
+        _load(path, _data(frame, enc))

@@ -207,6 +207,27 @@ def test_joblib_pickle_payload_never_runs_without_trust_code(model_dir):
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("types, says", [
+    ([1], "must be a list of strings"), ("sklearn.Tree", "must be a list of strings"),
+    (["*"], "'*' is not a type path"), (["sklearn.*"], "'sklearn.*' is not a type path"),
+    ([""], "'' is not a type path"), (["Tree"], "'Tree' is not a type path")])
+def test_trusted_types_must_be_exact_type_paths(tmp_path, types, says):
+    from audit.config import AuditPlan
+    from audit.errors import InvalidConfigError
+
+    doc = {"model": {"path": "m.skops", "trusted_types": types}, "data": {"path": "d.csv", "target": "y"}}
+    with pytest.raises(InvalidConfigError, match=re.escape(says)):
+        AuditPlan.from_dict(doc, base_dir=tmp_path)
+
+
+def test_trusted_types_are_recorded_in_provenance(tmp_path):
+    from audit.report.model import provenance
+
+    prov = provenance(seed=0, files=[], trusted_types=("_operator.pos", "<b>x.y</b>"))
+    assert prov["trusted_types"] == ["_operator.pos", "<b>x.y</b>"]
+    assert provenance(seed=0, files=[])["trusted_types"] == []
+
+
 @pytest.mark.slow
 def test_skops_types_outside_the_safe_list_need_trusted_types_and_are_recorded(model_dir, frame, encoding):
     import operator
@@ -225,9 +246,10 @@ def test_skops_types_outside_the_safe_list_need_trusted_types_and_are_recorded(m
 
     cfg.write_text(cfg.read_text().replace('task = "binary"', 'task = "binary"\ntrusted_types = ["_operator.pos"]'))
     out = model_dir / "out"
-    assert _run("run", cfg, "--out", out, "-q", "-m", "surrogate").exit_code == 0
+    assert _run("run", cfg, "--out", out, "-q", "-m", "surrogate", "-f", "json,html").exit_code == 0
     prov = json.loads((out / "results.json").read_text())["provenance"]
-    assert prov["trust_code"] is False
+    assert prov["trust_code"] is False and prov["trusted_types"] == ["_operator.pos"]
+    assert "<td>_operator.pos</td>" in (out / "report.html").read_text()
     assert [c["what"] for c in prov["code_ran"]] == [
         "built types outside skops' safe list ([model] trusted_types): _operator.pos"]
 

@@ -14,10 +14,21 @@ suffix decides: ``.json`` and ``.ubj`` are XGBoost, ``.txt`` is LightGBM (what e
 ``save_model`` writes by convention); no content is guessed at.
 
 A crafted or damaged file can still crash the C++ parsers (measured: an empty XGBoost buffer
-and some truncated LightGBM files abort the process; deeply nested JSON overflows the stack), so
-the file is first parsed and scored on a few rows in a child Python process with the memory
-budget as its address-space limit: a crash or a hang there is a clear error (exit 2), never
-the audit's own crash.
+and some truncated LightGBM files abort the process; deeply nested JSON overflows the stack; a
+LightGBM child index past its leaves segfaults or silently reads other memory), so: the file's
+size is checked against the memory budget before it is read; every LightGBM ``Tree=`` block is
+validated in Python (:func:`_check_lightgbm_text`); and the file is parsed, its XGBoost trees
+checked, and scored on a few synthetic rows (at load) and on every audited row (at :meth:`bind`)
+in a child Python process whose address space is its start-up size plus the memory budget: a
+crash or a hang there is a clear error (exit 2), never the audit's own crash.
+
+Early stopping
+--------------
+XGBoost saves ``best_iteration`` with a model trained with early stopping, and its scikit-learn
+wrapper predicts with ``iteration_range=(0, best_iteration + 1)``; the audit slices the booster to
+those rounds (for scoring and for shap alike) and says so in the description and provenance.
+LightGBM's text format has no best iteration (``save_model`` writes up to it by default) and a
+loaded ``Booster`` predicts with every saved tree, which the audit does too.
 
 Class labels
 ------------
@@ -31,7 +42,7 @@ order (for binary: negative, positive) when it is bound to the data (:meth:`bind
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +50,7 @@ import numpy as np
 
 from audit.core.adapter import LoadRecord, ModelAdapter, sha256_file
 from audit.core.dataset import AuditData, Task
+from audit.core.limits import check_size
 from audit.errors import (CapabilityError, DataValidationError, InvalidConfigError, MissingDependencyError,
                           ModelLoadError)
 
@@ -72,63 +84,99 @@ def booster_format(path: Path, fmt: str | None) -> str | None:
     return SUFFIXES.get(path.suffix.lower())
 
 
-# The child process: parse the file from stdin with the library and score a few rows (zeros,
-# ones, large values) so that tree traversal is exercised too. Isolated mode (-I): nothing from
-# the working directory or PYTHON* variables is imported.
+# The child process: parse the file from stdin with the library and score rows: a few synthetic
+# ones (zeros, ones, large values) at load time, every audited row (argv[4], a .npy file, in
+# chunks) when bound to the data, so that any path real rows take through the trees runs here
+# first. Its address space is what the interpreter and library take plus the memory budget
+# (argv[2]). Isolated mode (-I): nothing from the working directory or PYTHON* variables is imported.
 _PROBE = r"""
 import sys
-limit = int(sys.argv[2])
-try:
-    import resource
-    if limit > 0:
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-except (ImportError, ValueError, OSError):  # no address-space limits on this platform
-    pass
+budget = int(sys.argv[2])
 # the libraries import these only if present (for data frames and their scikit-learn wrappers);
 # the probe needs none of them, and they are most of the start-up time (measured ~4x)
 for name in ("pandas", "sklearn", "scipy.stats", "pyarrow", "polars", "dask", "cudf", "cupy",
              "matplotlib", "graphviz"):
     sys.modules[name] = None
 import numpy as np
-blob = sys.stdin.buffer.read()
 if sys.argv[1] == "xgboost":
     import xgboost
+else:
+    import lightgbm
+try:
+    import resource
+    with open("/proc/self/status") as f:
+        base = next(int(ln.split()[1]) * 1024 for ln in f if ln.startswith("VmSize:"))
+except (ImportError, OSError, StopIteration, ValueError):
+    base = 2 * 1024**3
+try:
+    if budget > 0:
+        resource.setrlimit(resource.RLIMIT_AS, (base + budget, base + budget))
+except (NameError, ValueError, OSError):  # no address-space limits on this platform
+    pass
+blob = sys.stdin.buffer.read()
+if sys.argv[1] == "xgboost":
     b = xgboost.Booster()
     b.load_model(bytearray(blob))
     n = b.num_features()
     predict = lambda X: b.inplace_predict(X, predict_type="margin")
+    import json
+    trees = json.loads(b.save_raw("json"))["learner"]["gradient_booster"]["model"].get("trees", [])
+    for k, t in enumerate(trees):   # each node reached once from the root, children and parents agree
+        m, left, right, up = len(t["parents"]), t["left_children"], t["right_children"], t["parents"]
+        if not (len(left) == len(right) == m == int(t["tree_param"]["num_nodes"]) >= 1):
+            raise ValueError(f"tree {k}: num_nodes and its node arrays disagree")
+        seen, stack = {0}, [0]
+        while stack:
+            i = stack.pop()
+            for side, c in (("left_children", left[i]), ("right_children", right[i])):
+                if (c == -1) != (left[i] == -1) or (c != -1 and not (0 < c < m and c not in seen and up[c] == i)):
+                    raise ValueError(f"tree {k}: {side}[{i}] = {c} is not a child node in 1..{m - 1} "
+                                     "reached once whose parent it is")
+                if c != -1:
+                    seen.add(c)
+                    stack.append(c)
+        if len(seen) != m:
+            raise ValueError(f"tree {k}: {m - len(seen)} node(s) not reachable from the root")
 else:
-    import lightgbm
     b = lightgbm.Booster(model_str=blob.decode("utf-8"))
     n = b.num_feature()
     predict = lambda X: b.predict(X, raw_score=True, num_threads=1)
+del blob
 if 0 < n <= 100000:
     X = np.zeros((4, n), np.float32)
     X[1], X[2], X[3] = 1, -3e38, 3e38
     predict(X)
+if len(sys.argv) > 3:
+    X = np.load(sys.argv[3], mmap_mode="r")
+    for start in range(0, len(X), 65536):
+        predict(np.ascontiguousarray(X[start:start + 65536], dtype=np.float32))
 print("ok")
 """
 PROBE_SECONDS = 120
 
 
-def _probe(fmt: str, blob: bytes, path: Path) -> None:
-    """Parse and score the file in a child process; raise ModelLoadError if that fails."""
+def _probe(fmt: str, blob: bytes, path: Path, X: np.ndarray | None = None) -> None:
+    """Parse the file and score synthetic rows (and the rows ``X`` when given) in a child process;
+    raise ModelLoadError if that fails."""
     import os
     import signal
     import subprocess
     import sys
+    import tempfile
 
     from audit.core.limits import memory_budget
 
     name = _NAMES[fmt]
     budget = memory_budget()[0]
-    # the child's address space holds the interpreter and the library (~1 GB mapped) too
-    limit = max(budget, 2 * 1024**3)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env.update(OMP_NUM_THREADS="1")
     try:
-        done = subprocess.run([sys.executable, "-I", "-c", _PROBE, fmt, str(limit)], input=blob,
-                              capture_output=True, timeout=PROBE_SECONDS, env=env)
+        with tempfile.TemporaryDirectory(prefix="audit-probe-") as tmp:
+            args = [sys.executable, "-I", "-c", _PROBE, fmt, str(budget)]
+            if X is not None:
+                np.save(Path(tmp) / "rows.npy", np.asarray(X))   # the child converts chunk by chunk
+                args.append(str(Path(tmp) / "rows.npy"))
+            done = subprocess.run(args, input=blob, capture_output=True, timeout=PROBE_SECONDS, env=env)
     except subprocess.TimeoutExpired:
         raise ModelLoadError(f"Reading {str(path)!r} with {name} took more than {PROBE_SECONDS} s and was "
                              "stopped. Is it a damaged or hostile file? Re-save the model.") from None
@@ -136,7 +184,7 @@ def _probe(fmt: str, blob: bytes, path: Path) -> None:
         return
     if done.returncode < 0:
         sig = signal.Signals(-done.returncode).name if -done.returncode in signal.valid_signals() else str(-done.returncode)
-        what = f"the {name} library crashed reading it ({sig})"
+        what = f"the {name} library crashed {'scoring the audited rows with' if X is not None else 'reading'} it ({sig})"
     else:
         what = _library_message(done.stderr.decode("utf-8", "replace")) or f"exit status {done.returncode}"
         if "MemoryError" in what or "bad_alloc" in what:
@@ -200,6 +248,7 @@ class BoosterAdapter(ModelAdapter):
     model_classes: tuple[str, ...] | None = None   # [model] classes, in the booster's output order
     class_order: tuple[int, ...] | None = None     # set by bind(): booster column of audit class j
     feature_names: tuple[str, ...] | None = None
+    blob: bytes = field(default=b"", repr=False)   # the file as read (for the child-process probe)
 
     def __post_init__(self) -> None:
         self.capabilities = frozenset({"predict", "proba", "predictions", "trees"})
@@ -217,6 +266,8 @@ class BoosterAdapter(ModelAdapter):
                 f"{list(data.columns[:6])}{'...' if len(data.columns) > 6 else ''} (first difference at "
                 f"column {bad}: {self.feature_names[bad]!r} vs {data.columns[bad]!r}). Use the encoding "
                 "JSON the model was trained with (set [model] encoding).")
+        if self.blob and len(data.X):   # every audited row through the trees in a child first
+            _probe(self.library, self.blob, Path(self.loaded[0].path), data.X)
         if self.task == "regression" or data.classes is None:
             return
         audit = tuple(data.classes)
@@ -281,14 +332,17 @@ def load_booster(path: Path, *, fmt: str, task: Task, threshold: float = 0.5,
         raise InvalidConfigError(f"[model] raw_input = true does not apply to {name} models: a booster "
                                  "reads the encoded numeric matrix. Remove raw_input.")
     lib = _library(fmt)
+    check_size(path.stat().st_size, f"The {name} model file {str(path)!r} is", error=ModelLoadError)
     blob = path.read_bytes()
     digest = sha256_file(path)
+    if fmt == "lightgbm":
+        _check_lightgbm_text(blob, path)
     _probe(fmt, blob, path)
     try:
         if fmt == "xgboost":
-            booster, objective, n_out, n_features, names = _read_xgboost(lib, blob)
+            booster, objective, n_out, n_features, names, used = _read_xgboost(lib, blob)
         else:
-            booster, objective, n_out, n_features, names = _read_lightgbm(lib, blob)
+            booster, objective, n_out, n_features, names, used = _read_lightgbm(lib, blob)
     except ModelLoadError:
         raise
     except Exception as exc:  # XGBoostError, LightGBMError, KeyError, ... (the probe passed)
@@ -301,16 +355,17 @@ def load_booster(path: Path, *, fmt: str, task: Task, threshold: float = 0.5,
     if classes is not None and task != "regression" and len(classes) != n_classes:
         raise InvalidConfigError(f"[model] classes lists {len(classes)} labels but {str(path)!r} has "
                                  f"{n_classes} classes. List one label per booster output, in order.")
-    rec = LoadRecord("model", str(path), digest, f"{fmt} {lib.__version__} (model file format; no code)")
+    rec = LoadRecord("model", str(path), digest, f"{fmt} {lib.__version__} (model file format; no code; {used})")
     return BoosterAdapter(task=task, threshold=threshold, n_classes=n_classes, n_inputs=n_features,
-                          loaded=(rec,), description=f"{name} model {path.name} ({objective})",
+                          loaded=(rec,), description=f"{name} model {path.name} ({objective}; {used})",
                           estimator=booster, library=fmt, objective=objective, link=link,
                           model_classes=classes if task != "regression" else None,
-                          feature_names=names)
+                          feature_names=names, blob=blob)
 
 
-def _read_xgboost(xgb: Any, blob: bytes) -> tuple[Any, str, int, int, tuple[str, ...] | None]:
+def _read_xgboost(xgb: Any, blob: bytes) -> tuple[Any, str, int, int, tuple[str, ...] | None, str]:
     import json
+    import re
 
     booster = xgb.Booster()
     booster.load_model(bytearray(blob))   # JSON or UBJSON, told apart by its first byte
@@ -320,24 +375,30 @@ def _read_xgboost(xgb: Any, blob: bytes) -> tuple[Any, str, int, int, tuple[str,
     n_out = max(1, int(learner["learner_model_param"].get("num_class", "0") or 0))
     n_features = int(booster.num_features())
     names = tuple(booster.feature_names) if booster.feature_names else None
+    rounds = int(booster.num_boosted_rounds())
+    used = f"all {rounds} boosting rounds"
+    best = booster.attr("best_iteration")
+    if best is not None:
+        # saved after early stopping: XGBClassifier.load_model (the deployed model) predicts with
+        # iteration_range=(0, best_iteration + 1); the slice is that model for scoring and shap alike
+        if not re.fullmatch(r"[0-9]{1,9}", best, re.ASCII) or int(best) >= rounds:
+            raise ModelLoadError(f"The XGBoost model's best_iteration {best!r} is not a round of its "
+                                 f"{rounds} boosting rounds. Re-save the model.")
+        booster = booster[: int(best) + 1]
+        used = (f"{int(best) + 1} of {rounds} boosting rounds: best_iteration = {best} from early "
+                "stopping, as XGBClassifier uses")
     if booster.feature_types and any(t == "c" for t in booster.feature_types):
         raise ModelLoadError("The XGBoost model uses categorical splits (enable_categorical), which "
                              "read pandas category codes, not the audit's encoded columns. Train it on "
                              "the encoded matrix.")
-    return booster, objective, n_out, n_features, names
+    return booster, objective, n_out, n_features, names, used
 
 
-def _read_lightgbm(lgb: Any, blob: bytes) -> tuple[Any, str, int, int, tuple[str, ...] | None]:
+def _read_lightgbm(lgb: Any, blob: bytes) -> tuple[Any, str, int, int, tuple[str, ...] | None, str]:
     text = blob.decode("utf-8")
     if not text.startswith("tree\n") and not text.startswith("tree\r\n"):
         raise ValueError("a LightGBM text model starts with the line 'tree'")
-    header = {}
-    for line in text.splitlines()[:64]:
-        key, sep, value = line.partition("=")
-        if sep:
-            header.setdefault(key.strip(), value.strip())
-        if line.startswith("Tree="):
-            break
+    header = _lightgbm_blocks(text, "")[0][1]
     booster = lgb.Booster(model_str=text)
     objective = header.get("objective", "").split(" ")[0]
     n_out = int(booster.num_model_per_iteration())
@@ -345,7 +406,148 @@ def _read_lightgbm(lgb: Any, blob: bytes) -> tuple[Any, str, int, int, tuple[str
     # LightGBM names unnamed columns Column_0, Column_1, ...: not names to compare
     if names and all(n == f"Column_{i}" for i, n in enumerate(names)):
         names = None
-    return booster, objective, n_out, int(booster.num_feature()), names
+    # the text format stores no best_iteration: a loaded Booster's predict uses every saved tree
+    used = f"all {booster.current_iteration()} boosting rounds saved"
+    return booster, objective, n_out, int(booster.num_feature()), names, used
+
+
+_INT = None  # compiled on first use: a plain ASCII integer, as LightGBM's parser reads it
+_NODE_ARRAYS = ("split_feature", "split_gain", "threshold", "decision_type", "left_child", "right_child",
+                "internal_value", "internal_weight", "internal_count")
+_LEAF_ARRAYS = ("leaf_value", "leaf_weight", "leaf_count")
+
+
+def _lightgbm_blocks(text: str, where: str) -> list[tuple[int, dict[str, str]]]:
+    """The header and each ``Tree=`` block of a LightGBM text model as (byte offset, key -> value),
+    split into lines as LightGBM does; a key given twice in one block is refused (LightGBM keeps
+    the last, the audit would otherwise read the first)."""
+    import re
+
+    blocks: list[tuple[int, dict[str, str]]] = [(0, {})]
+    offset = 0
+    for line in re.split(r"(?<=\n)|(?<=\r)(?!\n)", text):
+        body = line.rstrip("\r\n")
+        if body.startswith("Tree="):
+            blocks.append((offset, {}))
+        elif body == "end of trees":
+            blocks.append((offset, {}))
+            break
+        key, sep, value = body.partition("=")
+        if sep:
+            if key.strip() in blocks[-1][1]:
+                part = "header" if len(blocks) == 1 else f"tree {len(blocks) - 2}"
+                raise ModelLoadError(f"{where}its {part} gives {key.strip()!r} twice; "
+                                     "LightGBM reads the last, so the file is ambiguous. Re-save the model.")
+            blocks[-1][1][key.strip()] = value.strip()
+        offset += len(line.encode("utf-8"))   # byte offsets, as tree_sizes counts
+    return blocks
+
+
+def _check_lightgbm_text(blob: bytes, path: Path) -> None:
+    """Refuse a LightGBM text model whose trees would make the library read outside its arrays.
+
+    LightGBM's parser trusts the file: a child index past the node arrays reads (or crashes on)
+    memory that is not the tree. Every ``Tree=`` block is checked: num_leaves >= 1; each array as
+    long as num_leaves says; every left/right child an internal node in [0, num_leaves - 2] or a leaf
+    ``~i`` with i in [0, num_leaves - 1], each node reached exactly once from the root; split
+    features below max_feature_idx + 1; categorical thresholds inside cat_boundaries; and
+    ``tree_sizes`` (byte offsets LightGBM jumps to) equal to the blocks' sizes.
+    """
+    import re
+
+    global _INT
+    _INT = _INT or re.compile(r"-?[0-9]{1,10}", re.ASCII)
+    where = f"{str(path)!r} is not a readable LightGBM model file: "
+    try:
+        text = blob.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ModelLoadError(f"{where}it is not utf-8 text (byte {exc.start}). "
+                             "Re-save the model.") from None
+    blocks = _lightgbm_blocks(text, where)
+    header, trees = blocks[0][1], blocks[1:]
+    ended = bool(trees) and not trees[-1][1] and text.encode("utf-8")[trees[-1][0]:].startswith(b"end of trees")
+    if ended:
+        trees, end = trees[:-1], blocks[-1][0]
+    else:
+        end = len(blob)
+
+    def ints(tree: str, values: dict[str, str], key: str) -> list[int]:
+        raw = values.get(key, "")
+        items = raw.split(" ") if raw else []
+        if not all(_INT.fullmatch(v) for v in items):
+            raise ModelLoadError(f"{where}{tree}: {key!r} must be integers separated by single spaces. "
+                                 "Re-save the model.")
+        return [int(v) for v in items]
+
+    n_features = ints("the header", header, "max_feature_idx")
+    if len(n_features) != 1 or n_features[0] < 0:
+        raise ModelLoadError(f"{where}the header needs max_feature_idx = a number >= 0. Re-save the model.")
+    n_features = n_features[0] + 1
+    for k, (_, tree) in enumerate(trees):
+        name = f"tree {k}"
+        leaves = ints(name, tree, "num_leaves")
+        if len(leaves) != 1 or leaves[0] < 1:
+            raise ModelLoadError(f"{where}{name}: num_leaves must be one number >= 1. Re-save the model.")
+        n = leaves[0]
+        arrays = {key: ints(name, tree, key) if key not in ("split_gain", "threshold", "internal_value",
+                                                             "internal_weight", "leaf_value", "leaf_weight")
+                  else tree.get(key, "").split(" ") if tree.get(key) else []
+                  for key in _NODE_ARRAYS + _LEAF_ARRAYS}
+        need = _NODE_ARRAYS[:6] + ("leaf_value",) if n > 1 else ("leaf_value",)
+        for key in _NODE_ARRAYS + _LEAF_ARRAYS:
+            size = n - 1 if key in _NODE_ARRAYS else n
+            if (key in need or arrays[key]) and len(arrays[key]) != size:
+                raise ModelLoadError(f"{where}{name}: {key!r} has {len(arrays[key])} values but num_leaves = "
+                                     f"{n} needs {size}. Re-save the model.")
+        bad = next((f for f in arrays["split_feature"] if not 0 <= f < n_features), None)
+        if bad is not None:
+            raise ModelLoadError(f"{where}{name}: split_feature {bad} is not a feature index below "
+                                 f"max_feature_idx + 1 = {n_features}. Re-save the model.")
+        seen_nodes, seen_leaves, stack = {0} if n > 1 else set(), set() if n > 1 else {0}, [0] if n > 1 else []
+        while stack:
+            node = stack.pop()
+            for side in ("left_child", "right_child"):
+                child = arrays[side][node]
+                if child >= 0:
+                    ok, seen, idx = child <= n - 2, seen_nodes, child
+                else:
+                    ok, seen, idx = ~child <= n - 1, seen_leaves, ~child
+                if not ok or idx in seen:
+                    what = "is out of range" if not ok else "is reached twice"
+                    raise ModelLoadError(
+                        f"{where}{name}: {side}[{node}] = {child} {what} (children are internal nodes "
+                        f"0..{n - 2} or leaves ~0..~{n - 1}, i.e. -1..-{n}, each reached once). The file "
+                        "is damaged or crafted; re-save the model.")
+                seen.add(idx)
+                if child >= 0:
+                    stack.append(child)
+        if len(seen_nodes) != n - 1 or len(seen_leaves) != n:
+            raise ModelLoadError(f"{where}{name}: {n - 1 - len(seen_nodes)} internal node(s) and "
+                                 f"{n - len(seen_leaves)} leaf/leaves are not reachable from the root. "
+                                 "Re-save the model.")
+        cats = ints(name, tree, "num_cat") or [0]
+        bounds = ints(name, tree, "cat_boundaries")
+        words = len(tree.get("cat_threshold", "").split(" ")) if tree.get("cat_threshold") else 0
+        if cats[0] < 0 or (cats[0] and (len(bounds) != cats[0] + 1 or bounds[0] != 0 or bounds[-1] != words
+                                        or any(a > b for a, b in zip(bounds, bounds[1:])))):
+            raise ModelLoadError(f"{where}{name}: num_cat / cat_boundaries / cat_threshold do not agree. "
+                                 "Re-save the model.")
+        for node, kind in enumerate(arrays["decision_type"]):
+            if kind & 1:   # categorical split: threshold is an index into cat_boundaries
+                t = arrays["threshold"][node]
+                if not (_INT.fullmatch(t.split(".")[0]) and 0 <= float(t) < cats[0]):
+                    raise ModelLoadError(f"{where}{name}: categorical threshold[{node}] = {t} is not one of "
+                                         f"its {cats[0]} category sets. Re-save the model.")
+        if tree.get("is_linear", "0") != "0":
+            raise ModelLoadError(f"{where}{name}: linear trees (linear_tree=true) are not supported: their "
+                                 "leaf models are not checked. Train without linear_tree.")
+    if "tree_sizes" in header:
+        sizes = ints("the header", header, "tree_sizes")
+        actual = [b - a for (a, _), b in zip(trees, [t[0] for t in trees[1:]] + [end])]
+        if sizes != actual:
+            raise ModelLoadError(f"{where}the header's tree_sizes {sizes[:5]}... do not match the sizes of "
+                                 f"its {len(trees)} Tree= blocks {actual[:5]}...; LightGBM would read trees "
+                                 "at the wrong offsets. Re-save the model (or delete the tree_sizes line).")
 
 
 def _link(fmt: str, objective: str, task: str, n_out: int, path: Path) -> str:

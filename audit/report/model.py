@@ -117,12 +117,13 @@ def file_record(role: str, path: str | Path) -> dict[str, Any]:
 
 def provenance(*, seed: int, files: list[dict[str, Any]], trust_code: bool = False,
                untrusted_config: bool = False, command: list[str] | None = None,
-               trust_pickle: bool | None = None) -> dict[str, Any]:
+               trust_pickle: bool | None = None, trusted_types: tuple[str, ...] = ()) -> dict[str, Any]:
     """Who ran what, on which inputs, with which software.
 
     ``trust_code`` (``--trust-code``), ``untrusted_config`` (``--untrusted-config``) and
     ``code_ran`` (every input whose code ran while loading: imported modules, trusted pickles,
-    TorchScript, with SHA-256) record the trust decisions; ``trust_pickle`` repeats
+    TorchScript, with SHA-256) and ``trusted_types`` (the config's ``[model] trusted_types``, the
+    skops types it let load) record the trust decisions; ``trust_pickle`` repeats
     ``trust_code`` under its former key.
     """
     trust_code = trust_code or bool(trust_pickle)
@@ -133,6 +134,7 @@ def provenance(*, seed: int, files: list[dict[str, Any]], trust_code: bool = Fal
         "trust_code": trust_code,
         "trust_pickle": trust_code,
         "untrusted_config": untrusted_config,
+        "trusted_types": list(trusted_types),
         "code_ran": [{"role": f["role"], "path": f["path"], "sha256": f["sha256"], "what": f["code"]}
                      for f in files if f.get("code")],
         "files": files,

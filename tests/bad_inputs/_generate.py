@@ -670,6 +670,12 @@ def code_cases(case, err) -> None:
          **{"model.py": ("import torch.nn as nn\n\nclass Net(nn.Sequential):\n    def __init__(self):\n"
                          "        super().__init__(nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 1))\n"),
             "audit.toml": arch("model:Net")})
+    for name, value, says in (("config_trusted_types_wildcard", '["*"]', "'*' is not a type path"),
+                              ("config_trusted_types_not_strings", "[1]", "must be a list of strings")):
+        case(name, err("trusted_types", says),
+             **{"model.skops": skops_with_extra_type(),
+                "audit.toml": toml_with(('path = "model.safetensors"', 'path = "model.skops"'), weights_only,
+                                        ('task = "binary"', f'task = "binary"\ntrusted_types = {value}'))})
     case("code_untrusted_config_trusted_types", err("trusted_types", "--untrusted-config"),
          _flags=["--untrusted-config"],
          **{"model.skops": skops_with_extra_type(),
@@ -841,13 +847,30 @@ def booster_cases(case, err, ok) -> None:
     case("booster_xgboost_classes_not_the_targets", err("[model] classes", "'no'", "'yes'"),
          **{"model.json": b["model.json"], "audit.toml": path_is("model.json", '\nclasses = ["no", "yes"]'),
             "_requires": xgb})
-    case("booster_lightgbm_txt_truncated", err("model.txt", "not a readable LightGBM model file", "crashed"),
+    case("booster_lightgbm_txt_truncated", err("model.txt", "not a readable LightGBM model file"),
          **{"model.txt": b["model.txt"][: len(b["model.txt"]) // 2], "audit.toml": path_is("model.txt"),
             "_requires": lgb})
     case("booster_lightgbm_txt_not_utf8", err("model.txt", "not a readable LightGBM model file", "utf-8"),
          **{"model.txt": b"tree\n\xff\xfe\x00", "audit.toml": path_is("model.txt"), "_requires": lgb})
     case("booster_lightgbm_huge_class_count", err("model.txt", "not a readable LightGBM model file", "memory"),
          **{"model.txt": b["model.txt"].replace(b"num_class=1", b"num_class=2000000000"),
+            "audit.toml": path_is("model.txt"), "_requires": lgb})
+    # red team: crafted child indices crashed LightGBM (SIGSEGV) or read past the leaves silently;
+    # a second objective= line was read first by the audit, last by LightGBM
+    tree0 = b["model.txt"].split(b"Tree=0\n", 1)[1].split(b"\n\n", 1)[0]
+    left = next(ln for ln in tree0.split(b"\n") if ln.startswith(b"left_child="))
+    n_leaves = int(next(ln for ln in tree0.split(b"\n") if ln.startswith(b"num_leaves=")).split(b"=")[1])
+    for name, child in (("booster_lightgbm_child_far_out_of_range", -100_000_000),
+                        ("booster_lightgbm_leaf_one_past_the_end", -(n_leaves + 1))):
+        bad = left.split(b" ")
+        bad[-1] = str(child).encode() if bad[-1].startswith(b"-") else bad[-1]
+        bad = bad if bad[-1] != left.split(b" ")[-1] else bad[:-2] + [str(child).encode(), bad[-1]]
+        case(name, err("model.txt", "not a readable LightGBM model file", "tree 0", "left_child", str(child),
+                       "out of range"),
+             **{"model.txt": b["model.txt"].replace(left, b" ".join(bad), 1), "audit.toml": path_is("model.txt"),
+                "_requires": lgb})
+    case("booster_lightgbm_objective_twice", err("model.txt", "'objective' twice"),
+         **{"model.txt": b["model.txt"].replace(b"objective=binary", b"objective=regression\nobjective=binary", 1),
             "audit.toml": path_is("model.txt"), "_requires": lgb})
     case("booster_format_unknown", err("'format' must be one of", "'catboost'"),
          **{"model.json": b["model.json"], "audit.toml": path_is("model.json", '\nformat = "catboost"')})
