@@ -227,3 +227,13 @@ def test_intervals_with_few_rows_of_a_class_are_marked_unreliable_in_table_and_f
     text = Performance().findings(r, PerformanceConfig())[0].text
     assert "unreliable: too few rows of a class" in text
     assert run(scored(400), n_boot=200).metrics["auc"].unreliable is None
+
+
+def test_scores_read_the_wrong_way_round_raise_an_alert_and_sound_scores_do_not():
+    df = scored()
+    sound = run(df, n_boot=200)
+    assert not [f for f in Performance().findings(sound, PerformanceConfig()) if f.level == "alert"]
+    flipped = df.assign(pred=1 - df.pred)  # e.g. [model] classes given in the wrong order
+    r = run(flipped, n_boot=200)
+    alerts = [f.text for f in Performance().findings(r, PerformanceConfig()) if f.level == "alert"]
+    assert len(alerts) == 1 and "worse than chance" in alerts[0] and "positive_label" in alerts[0]

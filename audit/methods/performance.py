@@ -168,8 +168,15 @@ class Performance(AuditMethod[PerformanceConfig, PerformanceResult]):
             parts.append(f"{m.label} {m.value:.3f}{ci}")
         if not parts:
             return []
-        return [Finding("info", f"Overall performance on the {result.n_rows:,} audited rows: "
-                                f"{'; '.join(parts)}.")]
+        out = [Finding("info", f"Overall performance on the {result.n_rows:,} audited rows: "
+                               f"{'; '.join(parts)}.")]
+        auc = result.metrics.get("auc")
+        if auc is not None and auc.value is not None and auc.upper is not None and auc.upper < 0.5:
+            out.append(Finding("alert", f"The scores rank the rows worse than chance (ROC AUC {auc.value:.3f}, "
+                                        f"whole interval below 0.5): the model's outputs are probably read "
+                                        f"the wrong way round — check `positive_label`, `[model] classes` "
+                                        f"or what the model outputs."))
+        return out
 
 
 # --------------------------------------------------------------------------------------------
