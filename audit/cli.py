@@ -7,6 +7,7 @@ Exit codes: 0 success, 1 a gate threshold is breached, 2 usage or input error,
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -417,6 +418,9 @@ def _print_summary(report, files) -> None:  # noqa: ANN001
 
 def main() -> None:
     """Console-script entry point."""
+    # Libraries' own tqdm bars (shap's explainers) would write raw bars into a CI log and over the
+    # live display: the CLI reports progress itself. tqdm reads this when it is imported.
+    os.environ.setdefault("TQDM_DISABLE", "1")
     try:
         app()
     except AuditError as exc:  # raised outside a command (should not happen, but never a traceback)

@@ -187,3 +187,20 @@ def test_every_square_bracket_in_a_help_text_survives_in_help_output():
         seen[name] = tokens
     assert "[gate]" in seen["check"] and "[methods.NAME]" in seen["methods"]
     assert "[gate]" in " ".join(_wide("check", "--help").output.split())
+
+
+def test_cli_turns_off_the_libraries_own_tqdm_bars(monkeypatch):
+    """shap's explainers draw tqdm bars; the CLI reports progress itself (plain lines in a log)."""
+    import os
+    import subprocess
+    import sys
+
+    from audit import cli
+
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    monkeypatch.setattr(cli, "app", lambda: None)
+    cli.main()
+    assert os.environ["TQDM_DISABLE"] == "1"
+    probe = subprocess.run([sys.executable, "-c", "import tqdm; print(tqdm.tqdm(range(3)).disable)"],
+                           env={**os.environ}, capture_output=True, text=True, check=True)
+    assert probe.stdout.strip() == "True"
