@@ -68,6 +68,16 @@ from audit.errors import InvalidConfigError
 
 Explainer = Literal["auto", "exact", "deep", "gradient", "tree", "kernel"]
 _CHUNK = 100
+# shap's own Python work per explained row and output, in units of the runner's measured
+# forward+backward call (UnitCosts.grad_per_call, so that it follows the machine's speed and
+# load): DeepExplainer builds each row's joint input, hooks every module and hands autograd
+# one scalar per joint row; GradientExplainer interpolates each sample in a Python loop.
+# Measured on the Adult MLP (108 inputs) against background 25 and 100, 2 cores, one thread,
+# benchmarks/plan_accuracy.py checks the totals: ~13 calls per row plus ~0.3 per background
+# row for DeepLIFT, ~1.5 calls per sample for expected gradients.
+DEEP_CALLS_PER_ROW = 13.0
+DEEP_CALLS_PER_BACKGROUND_ROW = 0.3
+GRADIENT_CALLS_PER_SAMPLE = 1.5
 # What each explainer computes, as the report and results.json name it.
 LABELS: dict[str, str] = {
     "exact": "Exact interventional Shapley values",
@@ -407,8 +417,34 @@ class Shap(AuditMethod[ShapConfig, ShapResult]):
                 if per_row <= config.exact_max_evaluations // _TREE_SHARE:
                     counted += per_row * max(1, min(config.check_n_rows, config.exact_max_evaluations // _TREE_SHARE // per_row))
         else:  # deep / gradient: forward and backward passes through torch, not the adapter
-            k = bg if kind == "deep" else config.gradient_nsamples
-            uncounted, what = 3 * rows * k, f"{LABELS[kind].split(' (')[0]}, {rows:,} rows × {k} samples"
+            if kind == "deep":
+                kind = _check_deep(model, _scale(model, config), data.X[:2], [])
+                option = {"gradient": "gradient_n_rows"}.get(kind, "n_rows")
+                rows = min(getattr(config, option), data.n_rows)
+            # shap explains every output (k classes) one row at a time: DeepExplainer in one pass
+            # of the row against its background (2 × background rows), GradientExplainer in
+            # passes of batch_size samples; plus the explainer's own Python work (see the constants)
+            outs = model.n_classes if data.task == "multiclass" else 1
+            if kind == "deep":
+                grad_rows, grad_calls = rows * outs * 2 * bg, rows * outs * (1 + DEEP_CALLS_PER_ROW)
+                fixed_calls = rows * outs * bg * DEEP_CALLS_PER_BACKGROUND_ROW
+                what = f"{LABELS[kind].split(' (')[0]}, {rows:,} rows × {bg} background"
+            else:
+                ns = config.gradient_nsamples
+                grad_rows = rows * outs * ns
+                grad_calls = rows * outs * -(-ns // max(50, ns))
+                fixed_calls = rows * outs * ns * GRADIENT_CALLS_PER_SAMPLE
+                what = f"{LABELS[kind].split(' (')[0]}, {rows:,} rows × {ns} samples"
+            grad_calls += fixed_calls
+            calls = 2 * -(-rows // _CHUNK) + 1  # the module's outputs, the adapter's check
+            counted = 2 * rows
+            p_check = 2 ** p * bg
+            if data.modality == "tabular":  # the deviation check against Shapley values
+                counted += (p_check * min(config.check_n_rows, rows) if p_check * min(config.check_n_rows, rows)
+                            <= config.exact_max_evaluations else 2 * config.check_nsamples * bg * config.check_n_rows)
+            return Plan(what, model_rows=counted, model_calls=calls, grad_rows=grad_rows, grad_calls=grad_calls,
+                        reducible={option: Reducible(min(100, rows), "rows", current=rows),
+                                   bg_option: Reducible(min(25, bg), "samples", current=bg)})
         if "torch" in model.capabilities:  # torch models are evaluated through the module itself
             counted, uncounted = 0.0, counted + uncounted
         return Plan(what, model_rows=counted, model_calls=calls, uncounted_rows=uncounted,
