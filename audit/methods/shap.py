@@ -68,16 +68,16 @@ from audit.errors import InvalidConfigError
 
 Explainer = Literal["auto", "exact", "deep", "gradient", "tree", "kernel"]
 _CHUNK = 100
-# shap's own Python work per explained row and output, in units of the runner's measured
-# forward+backward call (UnitCosts.grad_per_call, so that it follows the machine's speed and
-# load): DeepExplainer builds each row's joint input, hooks every module and hands autograd
-# one scalar per joint row; GradientExplainer interpolates each sample in a Python loop.
-# Measured on the Adult MLP (108 inputs) against background 25 and 100, 2 cores, one thread,
-# benchmarks/plan_accuracy.py checks the totals: ~13 calls per row plus ~0.3 per background
-# row for DeepLIFT, ~1.5 calls per sample for expected gradients.
-DEEP_CALLS_PER_ROW = 13.0
-DEEP_CALLS_PER_BACKGROUND_ROW = 0.3
-GRADIENT_CALLS_PER_SAMPLE = 1.5
+# shap's own Python work per explained row and output (used only to estimate durations), on
+# top of its forward+backward passes (priced by the runner's measured unit): DeepExplainer
+# builds each row's joint input and hands autograd one scalar per joint row (2 × background);
+# GradientExplainer interpolates each sample in a Python loop. It does not grow with the model:
+# measured on this project's 2-core machine, one thread, load 4-6 — DeepLIFT on the Adult MLP
+# at background 25 and 100 (~1 ms per row plus ~25 µs per background row), expected gradients
+# on the digits CNN (10 outputs) and the macro LSTM (~30-90 µs per sample; 50 taken).
+DEEP_SECONDS_PER_ROW = 1e-3
+DEEP_SECONDS_PER_BACKGROUND_ROW = 2.5e-5
+GRADIENT_SECONDS_PER_SAMPLE = 5e-5
 # What each explainer computes, as the report and results.json name it.
 LABELS: dict[str, str] = {
     "exact": "Exact interventional Shapley values",
@@ -424,25 +424,24 @@ class Shap(AuditMethod[ShapConfig, ShapResult]):
             # shap explains every output (k classes) one row at a time: DeepExplainer in one pass
             # of the row against its background (2 × background rows), GradientExplainer in
             # passes of batch_size samples; plus the explainer's own Python work (see the constants)
-            outs = model.n_classes if data.task == "multiclass" else 1
+            outs = _n_outputs(model, _scale(model, config), data.X[:2])
             if kind == "deep":
-                grad_rows, grad_calls = rows * outs * 2 * bg, rows * outs * (1 + DEEP_CALLS_PER_ROW)
-                fixed_calls = rows * outs * bg * DEEP_CALLS_PER_BACKGROUND_ROW
+                grad_rows, grad_calls = rows * outs * 2 * bg, rows * outs
+                fixed = rows * outs * (DEEP_SECONDS_PER_ROW + bg * DEEP_SECONDS_PER_BACKGROUND_ROW)
                 what = f"{LABELS[kind].split(' (')[0]}, {rows:,} rows × {bg} background"
             else:
                 ns = config.gradient_nsamples
-                grad_rows = rows * outs * ns
-                grad_calls = rows * outs * -(-ns // max(50, ns))
-                fixed_calls = rows * outs * ns * GRADIENT_CALLS_PER_SAMPLE
+                grad_rows, grad_calls = rows * outs * ns, rows * outs * -(-ns // max(50, ns))
+                fixed = rows * outs * ns * GRADIENT_SECONDS_PER_SAMPLE
                 what = f"{LABELS[kind].split(' (')[0]}, {rows:,} rows × {ns} samples"
-            grad_calls += fixed_calls
-            calls = 2 * -(-rows // _CHUNK) + 1  # the module's outputs, the adapter's check
-            counted = 2 * rows
+            # the module's outputs per chunk (not counted) and the adapter's check of them
+            uncounted, counted, calls = rows, rows, -(-rows // _CHUNK) + 1
             p_check = 2 ** p * bg
-            if data.modality == "tabular":  # the deviation check against Shapley values
-                counted += (p_check * min(config.check_n_rows, rows) if p_check * min(config.check_n_rows, rows)
-                            <= config.exact_max_evaluations else 2 * config.check_nsamples * bg * config.check_n_rows)
-            return Plan(what, model_rows=counted, model_calls=calls, grad_rows=grad_rows, grad_calls=grad_calls,
+            if data.modality == "tabular":  # the deviation check against Shapley values (module)
+                uncounted += (p_check * min(config.check_n_rows, rows) if p_check * min(config.check_n_rows, rows)
+                              <= config.exact_max_evaluations else 2 * config.check_nsamples * bg * config.check_n_rows)
+            return Plan(what, model_rows=counted, model_calls=calls, uncounted_rows=uncounted,
+                        grad_rows=grad_rows, grad_calls=grad_calls, fixed_seconds=fixed,
                         reducible={option: Reducible(min(100, rows), "rows", current=rows),
                                    bg_option: Reducible(min(25, bg), "samples", current=bg)})
         if "torch" in model.capabilities:  # torch models are evaluated through the module itself
@@ -773,6 +772,17 @@ def _deep_supported(module: Any) -> tuple[bool, str]:
     if any(isinstance(m, torch.nn.Softmax) for m in module.modules()):
         return False, "DeepExplainer's rule for Softmax is not exact (it is not elementwise)"
     return True, ""
+
+
+def _n_outputs(model: ModelAdapter, scale: str, probe: np.ndarray) -> int:
+    """The outputs shap explains (one pass per row and output): those of the explained module."""
+    import torch
+
+    dtype = next(iter(model.module.parameters())).dtype  # type: ignore[attr-defined]
+    x = torch.as_tensor(probe, dtype=dtype)
+    with torch.no_grad():
+        out = _explained_module(model, scale, x)(x)
+    return int(out.reshape(len(x), -1).shape[1])
 
 
 def _check_deep(model: ModelAdapter, scale: str, probe: np.ndarray, notes: list[str]) -> str:
