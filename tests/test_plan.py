@@ -475,12 +475,16 @@ def test_counts_are_not_disturbed_by_the_counter(sk_dir):
 
 
 @pytest.mark.parametrize("kind", ["torch", "sklearn"])
-def test_every_registered_method_plans_without_error_in_countable_units(kind, model_dir, sk_dir):
+def test_every_registered_method_plans_without_error_in_countable_units(kind, request):
     from audit.core.cost import Plan as PlanType
     from audit.registry import METHODS
     from audit.runner import _context, load_inputs
 
-    plan = AuditPlan.load((model_dir if kind == "torch" else sk_dir) / "audit.toml")
+    # one fixture only: model_dir and sk_dir write into the same tmp_path, so asking for both
+    # left the "torch" case auditing the scikit-learn model
+    folder = request.getfixturevalue("model_dir" if kind == "torch" else "sk_dir")
+    plan = AuditPlan.load(folder / "audit.toml")
+    assert ("torch" in load_inputs(plan).model.capabilities) == (kind == "torch")
     inputs = load_inputs(plan)
     for cls in METHODS:
         method = cls()
@@ -489,6 +493,7 @@ def test_every_registered_method_plans_without_error_in_countable_units(kind, mo
             continue
         p = method.plan(inputs.model, inputs.data, config, _context(plan, inputs, cls.name, lambda d, t: None, {}))
         assert isinstance(p, PlanType) and p.description, cls.name
-        assert min(p.model_rows, p.model_calls, p.uncounted_rows, p.refits, p.fixed_seconds) >= 0, cls.name
+        assert min(p.model_rows, p.model_calls, p.uncounted_rows, p.grad_rows, p.grad_calls, p.refits,
+                   p.fixed_seconds) >= 0, cls.name
         for option, spec in p.reducible.items():
             assert hasattr(config, option) and spec.minimum >= 1, (cls.name, option)

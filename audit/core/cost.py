@@ -17,8 +17,10 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -156,17 +158,34 @@ def measure_unit_costs(model: Any, X: np.ndarray, *, batch: int = 2048, cores: i
     reps = int(math.ceil(batch / len(X)))
     big = np.concatenate([X] * reps)[:batch] if reps > 1 else X[:batch]
     one = X[:1]
-    try:
-        model.scores(np.asarray(big, dtype=np.float32))  # warm-up (lazy imports, caches)
-        t1 = _time(lambda: model.scores(np.asarray(one, dtype=np.float32)), 3)
-        tb = _time(lambda: model.scores(np.asarray(big, dtype=np.float32)), 3)
-    except Exception:  # check_compatible ran the model already; a method will report a failure
-        return UnitCosts(cores=cores)
-    per_row = max((tb - t1) / max(len(big) - 1, 1), 0.0)
-    costs = UnitCosts(per_row=per_row, per_call=t1, cores=cores)
-    if "gradients" in model.capabilities and hasattr(model, "forward"):
-        costs = _measure_gradients(model, X, costs)
+    with _one_torch_thread():
+        try:
+            model.scores(np.asarray(big, dtype=np.float32))  # warm-up (lazy imports, caches)
+            t1 = _time(lambda: model.scores(np.asarray(one, dtype=np.float32)), 3)
+            tb = _time(lambda: model.scores(np.asarray(big, dtype=np.float32)), 3)
+        except Exception:  # check_compatible ran the model already; a method will report a failure
+            return UnitCosts(cores=cores)
+        per_row = max((tb - t1) / max(len(big) - 1, 1), 0.0)
+        costs = UnitCosts(per_row=per_row, per_call=t1, cores=cores)
+        if "gradients" in model.capabilities and hasattr(model, "forward"):
+            costs = _measure_gradients(model, X, costs)
     return costs
+
+
+@contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    """Measure as the methods run: the runner gives each method one torch thread, and two
+    threads on a loaded 2-core machine made the measured per-row cost swing 5x between runs."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _measure_gradients(model: Any, X: np.ndarray, costs: UnitCosts, batch: int = 256) -> UnitCosts:

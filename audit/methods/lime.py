@@ -164,10 +164,10 @@ class LimeResult(MethodResult):
 # normal per quartile bin), so the cost grows with the continuous features: ~0.4-0.6 µs per
 # sample and feature on this project's 2-core machine (Adult MLP, 6 continuous: 2.6 s for 1.15M
 # samples; macro LSTM, 40: 2.0 s for 84,000 samples). Images: lime_image masks each sample's
-# patches in a Python loop, ~100 µs per sample (digits CNN, 16 patches). The earlier flat 10 µs
-# per sample priced the Adult run at 4.5x its duration.
+# patches in a Python loop, 44-105 µs per sample (digits CNN, 16 patches, load 2.7-6). The
+# earlier flat 10 µs per sample priced the Adult run at 4.5x its duration.
 LIME_SECONDS_PER_SAMPLE_FEATURE = 5e-7
-LIME_IMAGE_SECONDS_PER_SAMPLE = 1e-4
+LIME_IMAGE_SECONDS_PER_SAMPLE = 6e-5
 
 
 class Lime(AuditMethod[LimeConfig, LimeResult]):
