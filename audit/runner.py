@@ -446,9 +446,11 @@ def _run_methods(plan: AuditPlan, inputs: LoadedInputs, classes: list[AuditMetho
             rng = np.random.default_rng(seq)
             report_progress = progress(method.name, method.title) if progress else (lambda d, t: None)
             try:
+                budget_lowered = frozenset(x.option for x in (run_plan.lowered if run_plan else ())
+                                    if x.method == method.name)
                 ctx = RunContext(rng=rng, progress=report_progress, train=inputs.train,
                                  earlier=dict(earlier), seed=plan.seed,
-                                 training=dict(plan.model.training))
+                                 training=dict(plan.model.training), lowered=budget_lowered)
                 with _torch_state(method, seq), counted:
                     result = method.run(model, data, config, ctx)
             except InvalidConfigError:

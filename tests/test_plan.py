@@ -157,6 +157,95 @@ def test_seconds_price_counted_units_with_measured_costs():
     assert seconds(dataclasses.replace(p, n_jobs=64), costs) == pytest.approx(9 * 4 / 4 + POOL_STARTUP_SECONDS)
 
 
+def test_gradient_work_is_priced_by_the_measured_forward_backward_unit():
+    costs = UnitCosts(per_row=1e-9, per_call=1e-9, grad_per_row=2e-6, grad_per_call=1e-4)
+    p = Plan("g", grad_rows=1e6, grad_calls=100)
+    assert seconds(p, costs) == pytest.approx(2.0 + 0.01)
+
+
+def test_unit_costs_measure_a_backward_pass_for_torch_models(model_dir):
+    """The runner's measurement differentiates the model through ``forward``."""
+    from audit.core.cost import measure_unit_costs
+    from audit.runner import load_inputs
+
+    inputs = load_inputs(AuditPlan.load(model_dir / "audit.toml"))
+    model, seen = inputs.model, []
+    real = model.forward
+
+    def forward(x):  # noqa: ANN001, ANN202
+        seen.append(bool(x.requires_grad))
+        return real(x)
+
+    model.forward = forward
+    costs = measure_unit_costs(model, inputs.data.X)
+    assert any(seen) and costs.grad_per_call > 0
+
+
+def test_unit_costs_leave_the_gradient_unit_at_zero_without_gradients(sk_dir):
+    from audit.core.cost import measure_unit_costs
+    from audit.runner import load_inputs
+
+    sk = load_inputs(AuditPlan.load(sk_dir / "audit.toml"))
+    costs = measure_unit_costs(sk.model, sk.data.X)
+    assert costs.per_call > 0 and costs.grad_per_call == costs.grad_per_row == 0.0
+
+
+@pytest.mark.parametrize("explainer", ["deep", "gradient"])
+def test_shap_plans_the_backward_passes_shap_then_performs(explainer, model_dir):
+    """Every torch.autograd.grad call shap makes, and the rows it differentiates, are counted
+    and compared with the plan's gradient passes (the explainer's own Python work is priced on
+    top by named constants in audit.methods.shap)."""
+    import torch
+
+    from audit.methods import shap as shap_method
+    from audit.runner import _context, load_inputs
+
+    plan = AuditPlan.load(model_dir / "audit.toml")
+    inputs = load_inputs(plan)
+    options = {"explainer": explainer, "n_rows": 30, "gradient_n_rows": 20, "background_size": 12,
+               "gradient_nsamples": 40, "n_bootstrap": 50}
+    config = shap_method.ShapConfig.from_dict(options, method="shap")
+    method = shap_method.Shap()
+    ctx = _context(plan, inputs, "shap", lambda d, t: None, {})
+    p = method.plan(inputs.model, inputs.data, config, ctx)
+    calls, rows = [], []
+    real = torch.autograd.grad
+
+    def grad(outputs, inputs_, *a, **k):  # noqa: ANN001, ANN002, ANN003, ANN202
+        first = inputs_[0] if isinstance(inputs_, (list, tuple)) else inputs_
+        calls.append(1)
+        rows.append(len(first))
+        return real(outputs, inputs_, *a, **k)
+
+    torch.autograd.grad = grad
+    try:
+        method.run(inputs.model, inputs.data, config, _context(plan, inputs, "shap", lambda d, t: None, {}))
+    finally:
+        torch.autograd.grad = real
+    n = 30 if explainer == "deep" else 20  # n_rows (DeepLIFT) or gradient_n_rows
+    # one pass per row (one output): of the row against 2 × 12 background rows, or of 40 samples
+    assert len(calls) == n and sum(rows) == p.grad_rows == n * (2 * 12 if explainer == "deep" else 40)
+    assert p.grad_calls == n
+    overhead = (shap_method.DEEP_SECONDS_PER_ROW + 12 * shap_method.DEEP_SECONDS_PER_BACKGROUND_ROW
+                if explainer == "deep" else 40 * shap_method.GRADIENT_SECONDS_PER_SAMPLE)
+    assert p.fixed_seconds == pytest.approx(n * overhead)
+
+
+def test_lime_prices_its_own_work_per_continuous_feature_and_sample(model_dir):
+    from audit.methods import lime as lime_method
+    from audit.runner import _context, load_inputs
+
+    plan = AuditPlan.load(model_dir / "audit.toml")
+    inputs = load_inputs(plan)
+    config = lime_method.LimeConfig.from_dict({"num_samples": 500}, method="lime")
+    p = lime_method.Lime().plan(inputs.model, inputs.data, config,
+                                      _context(plan, inputs, "lime", lambda d, t: None, {}))
+    continuous = sum(len(c) == 1 for c in inputs.data.encoding.groups.values())
+    samples = p.model_rows - inputs.data.n_rows
+    assert 0 < continuous < len(inputs.data.encoding.groups)  # the fixture has a categorical feature
+    assert p.fixed_seconds == pytest.approx(samples * lime_method.LIME_SECONDS_PER_SAMPLE_FEATURE * continuous)
+
+
 @pytest.mark.parametrize("text, value", [("90s", 90), ("5m", 300), ("2.5min", 150), ("1h", 3600), (12, 12)])
 def test_durations_parse(text, value):
     assert parse_duration(text) == value
@@ -172,6 +261,20 @@ def test_precision_cost_states_the_monte_carlo_error_and_interval_widening():
     b = precision_cost("n_permutations", 999, 99, Reducible(99, "permutations", 0.05))
     assert "0.0069 to 0.0219" in b and "0.0010 to 0.0100" in b
     assert "×2.00" in precision_cost("n_rows", 400, 100, Reducible(50, "rows"))
+
+
+def test_precision_cost_states_what_the_permutation_floor_guarantees_after_bh():
+    """At the floor B = F/alpha - 1 a lone effect reaches alpha after Benjamini–Hochberg over F
+    features only with zero exceedances: adjusted p = F (k + 1)/(B + 1)."""
+    F = 5
+    floor = smallest_reaching_b(F, 0.05, "greater", "bh")
+    assert F / (floor + 1) <= 0.05 < 2 * F / (floor + 1)
+    at_floor = precision_cost("n_permutations", 999, floor, Reducible(floor, "permutations", 0.05, family=F))
+    assert f"Benjamini–Hochberg over {F} features only a lone effect with zero exceedances" in at_floor
+    above = precision_cost("n_permutations", 999, 399, Reducible(floor, "permutations", 0.05, family=F))
+    assert "at most 3 exceedances" in above  # 5 (k + 1)/400 <= 0.05  <=>  k <= 3
+    below = precision_cost("n_permutations", 999, 49, Reducible(19, "permutations", 0.05, family=F))
+    assert "no lone effect can reach" in below
 
 
 class _Toy:
@@ -280,6 +383,23 @@ def test_lowered_permutations_still_reach_the_configured_level(sk_dir):
     assert B is not None and smallest_reaching_b(3, 0.05, "greater", "bh") <= B < 119  # default 119
     (x,) = run_plan.lowered
     assert x.option == "n_permutations" and "Monte Carlo standard error" in x.cost
+    assert "Benjamini–Hochberg over 3 features" in x.cost  # what the lowered B still guarantees
+
+
+def test_a_budget_lowered_permutation_count_says_so_in_the_result(sk_dir):
+    from audit.methods.permutation_significance import PermutationSignificance, PermutationSignificanceConfig
+    from audit.runner import _context, load_inputs
+
+    plan = AuditPlan.load(sk_dir / "audit.toml")
+    inputs = load_inputs(plan)
+    config = PermutationSignificanceConfig.from_dict({"n_jobs": 1, "n_permutations": 59},
+                                                     method="permutation_significance")
+    method = PermutationSignificance()
+    ctx = _context(plan, inputs, method.name, lambda d, t: None, {})
+    lowered = method.run(inputs.model, inputs.data, config, dataclasses.replace(ctx, lowered=frozenset({"n_permutations"})))
+    assert lowered.n_permutations_chosen == "lowered to fit the time budget (n_permutations)"
+    ctx = _context(plan, inputs, method.name, lambda d, t: None, {})
+    assert method.run(inputs.model, inputs.data, config, ctx).n_permutations_chosen == "configured (n_permutations)"
 
 
 def test_a_budget_that_cannot_fit_exits_2_before_any_work_and_writes_nothing(sk_dir):
@@ -360,12 +480,16 @@ def test_counts_are_not_disturbed_by_the_counter(sk_dir):
 
 
 @pytest.mark.parametrize("kind", ["torch", "sklearn"])
-def test_every_registered_method_plans_without_error_in_countable_units(kind, model_dir, sk_dir):
+def test_every_registered_method_plans_without_error_in_countable_units(kind, request):
     from audit.core.cost import Plan as PlanType
     from audit.registry import METHODS
     from audit.runner import _context, load_inputs
 
-    plan = AuditPlan.load((model_dir if kind == "torch" else sk_dir) / "audit.toml")
+    # one fixture only: model_dir and sk_dir write into the same tmp_path, so asking for both
+    # left the "torch" case auditing the scikit-learn model
+    folder = request.getfixturevalue("model_dir" if kind == "torch" else "sk_dir")
+    plan = AuditPlan.load(folder / "audit.toml")
+    assert ("torch" in load_inputs(plan).model.capabilities) == (kind == "torch")
     inputs = load_inputs(plan)
     for cls in METHODS:
         method = cls()
@@ -374,6 +498,7 @@ def test_every_registered_method_plans_without_error_in_countable_units(kind, mo
             continue
         p = method.plan(inputs.model, inputs.data, config, _context(plan, inputs, cls.name, lambda d, t: None, {}))
         assert isinstance(p, PlanType) and p.description, cls.name
-        assert min(p.model_rows, p.model_calls, p.uncounted_rows, p.refits, p.fixed_seconds) >= 0, cls.name
+        assert min(p.model_rows, p.model_calls, p.uncounted_rows, p.grad_rows, p.grad_calls, p.refits,
+                   p.fixed_seconds) >= 0, cls.name
         for option, spec in p.reducible.items():
             assert hasattr(config, option) and spec.minimum >= 1, (cls.name, option)

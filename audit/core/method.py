@@ -45,6 +45,8 @@ class RunContext:
     seed : the run's seed (for libraries that take an integer seed).
     training : the ``[model] training`` table of the config (a training recipe for methods that
     refit the model); empty when the config has none.
+    lowered : the options of this method the time budget lowered (their values are in the
+    config); empty when nothing was lowered.
     """
 
     rng: np.random.Generator
@@ -53,6 +55,7 @@ class RunContext:
     earlier: Mapping[str, MethodResult] = dataclasses.field(default_factory=dict)
     seed: int = 0
     training: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    lowered: frozenset[str] = frozenset()
 
     @classmethod
     def default(cls, seed: int = 0) -> RunContext:

@@ -388,7 +388,17 @@ class AttributionSignificance(AuditMethod[AttributionSignificanceConfig, Attribu
         train = ctx.train if ctx.train is not None else data
         n = min(train.n_rows, config.max_rows) if config.max_rows is not None else train.n_rows
         nets = config.n_permutations + 1
-        epochs = int(config.recipe.get("epochs", 20)) if isinstance(config.recipe.get("epochs", 20), int) else 20
+        # the epochs of the recipe the run will use (config over [model.training] over
+        # training.json): the config's alone priced the macro LSTM's 400 epochs as 20 (33x short)
+        from audit.train.recipe import gather_recipe
+
+        try:
+            merged, _ = gather_recipe(model, ctx.training, config.recipe, method="attribution_significance",
+                                      required=(), action="retraining the model")
+        except Exception:  # the method itself will say what is missing
+            merged = dict(config.recipe)
+        epochs = merged.get("epochs", 20)
+        epochs = epochs if isinstance(epochs, int) and not isinstance(epochs, bool) and epochs > 0 else 20
         return Plan(f"{nets:,} networks retrained on {n:,} rows",
                     uncounted_rows=3 * nets * (epochs * n + config.ig_steps * min(config.n_rows, data.n_rows)))
 

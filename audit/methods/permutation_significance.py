@@ -234,7 +234,8 @@ class PermutationSignificance(AuditMethod[PermutationSignificanceConfig, Permuta
         F = len(groups)
         if config.n_permutations is not None:
             B = config.n_permutations
-            chosen = "configured (n_permutations)"
+            chosen = ("lowered to fit the time budget (n_permutations)" if "n_permutations" in ctx.lowered
+                      else "configured (n_permutations)")
         else:
             B = default_n_permutations(F, config.alpha)
             chosen = (f"chosen from the {F} features: the smallest B (at least 99, at most 999) with which a "
@@ -293,7 +294,7 @@ class PermutationSignificance(AuditMethod[PermutationSignificanceConfig, Permuta
         return Plan(f"{B + 1:,} refits of {n - held:,} rows on {jobs} worker(s)", refits=B + 1,
                     refit_rows=n - held, refit_model_rows=held * (1 + F * config.n_repeats),
                     refit_model_calls=1 + F, n_jobs=jobs,
-                    reducible={"n_permutations": Reducible(floor, "permutations", config.alpha, current=B)})
+                    reducible={"n_permutations": Reducible(floor, "permutations", config.alpha, current=B, family=F)})
 
     def findings(self, result: PermutationSignificanceResult, config: PermutationSignificanceConfig) -> list[Finding]:
         def listed(names: list[str]) -> str:

@@ -68,6 +68,16 @@ from audit.errors import InvalidConfigError
 
 Explainer = Literal["auto", "exact", "deep", "gradient", "tree", "kernel"]
 _CHUNK = 100
+# shap's own Python work per explained row and output (used only to estimate durations), on
+# top of its forward+backward passes (priced by the runner's measured unit): DeepExplainer
+# builds each row's joint input and hands autograd one scalar per joint row (2 × background);
+# GradientExplainer interpolates each sample in a Python loop. It does not grow with the model:
+# measured on this project's 2-core machine, one thread, load 4-6 — DeepLIFT on the Adult MLP
+# at background 25 and 100 (~1 ms per row plus ~25 µs per background row), expected gradients
+# on the digits CNN (10 outputs) and the macro LSTM (~30-90 µs per sample; 50 taken).
+DEEP_SECONDS_PER_ROW = 1e-3
+DEEP_SECONDS_PER_BACKGROUND_ROW = 2.5e-5
+GRADIENT_SECONDS_PER_SAMPLE = 5e-5
 # What each explainer computes, as the report and results.json name it.
 LABELS: dict[str, str] = {
     "exact": "Exact interventional Shapley values",
@@ -383,7 +393,10 @@ class Shap(AuditMethod[ShapConfig, ShapResult]):
         p = len(data.encoding.groups)
         exact_cost = None if data.modality != "tabular" else (
             2 ** p * min(config.background_size, len(pool)) * min(config.n_rows, data.n_rows))
-        kind = choose_explainer(model, config, [], exact_cost=exact_cost)
+        # the explainer the run will choose: a tree model gets TreeExplainer (without ``tree`` the
+        # plan priced the German-credit pipeline's exact values, 24x the TreeExplainer run)
+        found = _find_tree(model)
+        kind = choose_explainer(model, config, [], exact_cost=exact_cost, tree=found)
         option = {"kernel": "kernel_n_rows", "gradient": "gradient_n_rows"}.get(kind, "n_rows")
         rows = min(getattr(config, option), data.n_rows)
         bg_option = "kernel_background_size" if kind == "kernel" else "background_size"
@@ -402,13 +415,40 @@ class Shap(AuditMethod[ShapConfig, ShapResult]):
                             <= config.exact_max_evaluations else 2 * config.check_nsamples * bg * config.check_n_rows)
         elif kind == "tree":
             uncounted, what = rows * bg, f"TreeExplainer, {rows:,} rows × {bg} background"
-            if _tree_inexact(model, [np.asarray(v) for v in data.encoding.groups.values()]) is not None:
-                per_row = 2 ** p * bg
-                if per_row <= config.exact_max_evaluations // _TREE_SHARE:
-                    counted += per_row * max(1, min(config.check_n_rows, config.exact_max_evaluations // _TREE_SHARE // per_row))
+            # the deviation check runs when the values are not exact per raw feature (known only
+            # once the trees are read): planned whenever it fits, an upper bound; it evaluates the
+            # trees in their own input space, not through the adapter
+            per_row = 2 ** p * bg
+            if per_row <= config.exact_max_evaluations // _TREE_SHARE:
+                uncounted += per_row * max(1, min(config.check_n_rows, config.exact_max_evaluations // _TREE_SHARE // per_row))
         else:  # deep / gradient: forward and backward passes through torch, not the adapter
-            k = bg if kind == "deep" else config.gradient_nsamples
-            uncounted, what = 3 * rows * k, f"{LABELS[kind].split(' (')[0]}, {rows:,} rows × {k} samples"
+            if kind == "deep":
+                kind = _check_deep(model, _scale(model, config), data.X[:2], [])
+                option = {"gradient": "gradient_n_rows"}.get(kind, "n_rows")
+                rows = min(getattr(config, option), data.n_rows)
+            # shap explains every output (k classes) one row at a time: DeepExplainer in one pass
+            # of the row against its background (2 × background rows), GradientExplainer in
+            # passes of batch_size samples; plus the explainer's own Python work (see the constants)
+            outs = _n_outputs(model, _scale(model, config), data.X[:2])
+            if kind == "deep":
+                grad_rows, grad_calls = rows * outs * 2 * bg, rows * outs
+                fixed = rows * outs * (DEEP_SECONDS_PER_ROW + bg * DEEP_SECONDS_PER_BACKGROUND_ROW)
+                what = f"{LABELS[kind].split(' (')[0]}, {rows:,} rows × {bg} background"
+            else:
+                ns = config.gradient_nsamples
+                grad_rows, grad_calls = rows * outs * ns, rows * outs * -(-ns // max(50, ns))
+                fixed = rows * outs * ns * GRADIENT_SECONDS_PER_SAMPLE
+                what = f"{LABELS[kind].split(' (')[0]}, {rows:,} rows × {ns} samples"
+            # the module's outputs per chunk (not counted) and the adapter's check of them
+            uncounted, counted, calls = rows, rows, -(-rows // _CHUNK) + 1
+            p_check = 2 ** p * bg
+            if data.modality == "tabular":  # the deviation check against Shapley values (module)
+                uncounted += (p_check * min(config.check_n_rows, rows) if p_check * min(config.check_n_rows, rows)
+                              <= config.exact_max_evaluations else 2 * config.check_nsamples * bg * config.check_n_rows)
+            return Plan(what, model_rows=counted, model_calls=calls, uncounted_rows=uncounted,
+                        grad_rows=grad_rows, grad_calls=grad_calls, fixed_seconds=fixed,
+                        reducible={option: Reducible(min(100, rows), "rows", current=rows),
+                                   bg_option: Reducible(min(25, bg), "samples", current=bg)})
         if "torch" in model.capabilities:  # torch models are evaluated through the module itself
             counted, uncounted = 0.0, counted + uncounted
         return Plan(what, model_rows=counted, model_calls=calls, uncounted_rows=uncounted,
@@ -738,6 +778,17 @@ def _deep_supported(module: Any) -> tuple[bool, str]:
     if any(isinstance(m, torch.nn.Softmax) for m in module.modules()):
         return False, "DeepExplainer's rule for Softmax is not exact (it is not elementwise)"
     return True, ""
+
+
+def _n_outputs(model: ModelAdapter, scale: str, probe: np.ndarray) -> int:
+    """The outputs shap explains (one pass per row and output): those of the explained module."""
+    import torch
+
+    dtype = next(iter(model.module.parameters())).dtype  # type: ignore[attr-defined]
+    x = torch.as_tensor(probe, dtype=dtype)
+    with torch.no_grad():
+        out = _explained_module(model, scale, x)(x)
+    return int(out.reshape(len(x), -1).shape[1])
 
 
 def _check_deep(model: ModelAdapter, scale: str, probe: np.ndarray, notes: list[str]) -> str:
