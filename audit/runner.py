@@ -6,9 +6,9 @@ import sys
 import time
 import traceback
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,7 @@ class RunPlan:
     costs: UnitCosts
     budget: float | None
     lowered: tuple[Lowered, ...]
+    over_budget: Mapping[str, str] = field(default_factory=dict)  # method -> why it is not run
 
     @property
     def total(self) -> float:
@@ -369,24 +370,50 @@ def plan_run(plan: AuditPlan, inputs: LoadedInputs, classes: list[AuditMethod],
     entries = [(m.name, m, configs[m.name], set(plan.method_options.get(m.name, {})))
                for m in classes if runs[m.name]]
     lowered: list[Lowered] = []
+    over_budget: dict[str, str] = {}
     if plan.budget is not None:
-        new, lowered, total = fit_budget(entries, price, plan.budget)
+        new, lowered, total = floors = fit_budget(entries, price, plan.budget)
+        # A default audit leaves out, costliest first, the methods that cannot fit even at their
+        # smallest sample sizes (each is listed as not run, with how to run it); a method the
+        # user chose (--methods, or enabled = true in its table) is never left out.
+        everything = list(entries)
+        chosen = set(plan.methods or ()) | {n for n, o in plan.method_options.items() if o.get("enabled") is True}
+        while total > plan.budget:
+            droppable = [(price(m, new[name])[1], name) for name, m, _, _ in entries if name not in chosen]
+            if not droppable:
+                break
+            cost, name = max(droppable)
+            over_budget[name] = (f"not run: estimated at {format_seconds(cost)} even at its smallest sample "
+                                 f"sizes, over the time budget of {format_budget(plan.budget)} with the "
+                                 f"other methods; run it with --full, a larger --budget, or on its own "
+                                 f"with --methods {name}")
+            entries = [e for e in entries if e[0] != name]
+            new, lowered, total = fit_budget(entries, price, plan.budget)
+        if not entries and everything:  # nothing left to run is no audit: say what all would cost
+            entries, (new, lowered, total) = everything, floors
         if total > plan.budget:
             raise InvalidConfigError(
                 f"The audit cannot fit the time budget of {format_budget(plan.budget)}: "
                 f"with every defaulted sample size at its floor it is estimated at "
                 f"{format_seconds(total)} ({_costliest(entries, new, price)}). Nothing was run or "
-                "written. Give a larger budget (--budget 30m, or [run] budget), run everything as "
-                "configured with --full, or choose fewer methods (--methods).")
+                f"written. Give a budget above that (--budget {_budget_above(total)}, or "
+                "[run] budget), run everything as configured with --full, or choose fewer methods "
+                "(--methods).")
         configs = {**configs, **new}
     methods = []
     for m in classes:
-        if not runs[m.name]:
-            methods.append(PlannedMethod(m.name, None, 0.0, m.skip_reason(model, data, configs[m.name])))
+        if not runs[m.name] or m.name in over_budget:
+            reason = over_budget.get(m.name) or m.skip_reason(model, data, configs[m.name])
+            methods.append(PlannedMethod(m.name, None, 0.0, reason))
             continue
         p, est = price(m, configs[m.name])
         methods.append(PlannedMethod(m.name, p, est))
-    return RunPlan(tuple(methods), costs, plan.budget, tuple(lowered)), configs
+    return RunPlan(tuple(methods), costs, plan.budget, tuple(lowered), over_budget), configs
+
+
+def _budget_above(seconds: float) -> str:
+    """A --budget value comfortably above ``seconds``: 1.5× rounded up to whole 5 minutes."""
+    return f"{int(5 * np.ceil(1.5 * seconds / 300.0))}m"
 
 
 def _costliest(entries: list[Any], configs: dict[str, Any], price: Any) -> str:
@@ -437,6 +464,8 @@ def _run_methods(plan: AuditPlan, inputs: LoadedInputs, classes: list[AuditMetho
     for method in classes:
         config = configs[method.name]
         reason = method.skip_reason(model, data, config)
+        if reason is None and run_plan is not None:
+            reason = run_plan.over_budget.get(method.name)
         counted = _Counted(model)
         start = time.perf_counter()
         if reason is not None:

@@ -404,7 +404,8 @@ def test_a_budget_lowered_permutation_count_says_so_in_the_result(sk_dir):
 
 def test_a_budget_that_cannot_fit_exits_2_before_any_work_and_writes_nothing(sk_dir):
     out = sk_dir / "nested" / "out"
-    result = _run("run", str(sk_dir / "audit.toml"), "--out", str(out), "--budget", "0.001s")
+    result = _run("run", str(sk_dir / "audit.toml"), "--out", str(out), "--budget", "0.001s",
+                  "--methods", "permutation_significance")  # chosen: never left out
     assert result.exit_code == 2
     text = result.output
     assert "cannot fit the time budget" in text and "--full" in text and "Traceback" not in text
@@ -502,3 +503,35 @@ def test_every_registered_method_plans_without_error_in_countable_units(kind, re
                    p.fixed_seconds) >= 0, cls.name
         for option, spec in p.reducible.items():
             assert hasattr(config, option) and spec.minimum >= 1, (cls.name, option)
+
+
+def _plan_with_slow_refits(sk_dir, methods):
+    from audit.runner import load_inputs, plan_run, select_methods
+
+    plan = dataclasses.replace(AuditPlan.load(sk_dir / "audit.toml"), budget=60.0, methods=methods)
+    inputs = load_inputs(plan)
+    classes = [c() for c in select_methods(plan.methods)]
+    configs = {m.name: m.Config.from_dict(plan.method_options.get(m.name, {}), method=m.name) for m in classes}
+    import audit.runner as runner
+
+    real = (runner.measure_unit_costs, runner.measure_refit)
+    runner.measure_unit_costs = lambda model, X, **kw: UnitCosts(per_row=1e-7, per_call=1e-5, cores=1)
+    runner.measure_refit = lambda model, X, y, costs: dataclasses.replace(costs, refit=10.0, refit_rows=len(X))
+    try:
+        return plan_run(plan, inputs, classes, configs)
+    finally:
+        runner.measure_unit_costs, runner.measure_refit = real
+
+
+def test_a_default_audit_leaves_out_a_method_that_cannot_fit_and_says_how_to_run_it(sk_dir):
+    run_plan, _ = _plan_with_slow_refits(sk_dir, None)   # default methods: ~20 refits of 10 s minimum
+    reason = run_plan.over_budget["permutation_significance"]
+    assert "not run" in reason and "--methods permutation_significance" in reason and "--full" in reason
+    line = next(m for m in run_plan.methods if m.name == "permutation_significance")
+    assert line.plan is None and "not run" in line.line()
+    assert run_plan.total <= 60.0 and any(m.plan is not None for m in run_plan.methods)
+
+
+def test_a_method_the_user_chose_is_never_left_out_the_run_stops_instead(sk_dir):
+    with pytest.raises(InvalidConfigError, match=r"cannot fit the time budget of 60 s.*--budget \d+m"):
+        _plan_with_slow_refits(sk_dir, ("permutation_significance", "fairness"))
