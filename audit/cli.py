@@ -30,7 +30,7 @@ app = typer.Typer(
 EXIT_OK, EXIT_BREACH, EXIT_USAGE, EXIT_INSUFFICIENT, EXIT_METHOD_FAILED = 0, 1, 2, 3, 4
 
 # Without --budget or [run] budget, a run is planned to fit this many seconds (audit.core.cost).
-DEFAULT_BUDGET = "5m"
+DEFAULT_BUDGET = "3m"  # issue 13: every default audit of an ordinary model within 3 minutes
 _BUDGET_HELP = (f"Time budget, e.g. 90s, 5m, 1h (default: [run] budget, else {DEFAULT_BUDGET}). Above "
                 "it, sample sizes the config leaves at their defaults are lowered (printed, and stated "
                 "in the report with the precision lost); a run that cannot fit stops before any work.")

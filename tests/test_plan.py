@@ -440,7 +440,7 @@ def test_without_a_terminal_the_plan_and_plain_log_lines_go_to_stderr(sk_dir):
     assert result.exit_code == 0, result.output
     err = _stderr(result)
     lines = err.splitlines()
-    assert lines[0].startswith("plan (budget 5 min")
+    assert lines[0].startswith("plan (budget 3 min")
     assert any(line.strip().startswith("fairness: predictions on 240 rows") for line in lines)
     for needle in ("fairness: started", "fairness: finished in", "surrogate: finished in", "audit finished"):
         assert needle in err, err
