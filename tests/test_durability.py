@@ -260,6 +260,7 @@ def _without_timings(raw: bytes) -> bytes:
     the load left free, each method's estimated and actual seconds) blanked: everything else,
     the plan's counted work included, must be byte-identical."""
     keys = rb"estimated_seconds|actual_seconds|estimated_total_seconds|seconds_per_row|seconds_per_call|" \
+           rb"seconds_per_gradient_row|seconds_per_gradient_call|" \
            rb"seconds_per_refit|cores"
     return re.sub(rb'"(' + keys + rb')": [-0-9.eE+]+', rb'"\1": 0', raw)
 

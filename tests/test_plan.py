@@ -149,12 +149,15 @@ def test_agreement_permutation_importance_is_identical_for_n_jobs_1_and_2():
 def test_seconds_price_counted_units_with_measured_costs():
     costs = UnitCosts(per_row=1e-6, per_call=1e-3, refit=2.0, refit_rows=100, cores=4)
     assert seconds(Plan("x", model_rows=1e6, model_calls=10, fixed_seconds=3), costs) == pytest.approx(4.01)
-    # 9 refits of 200 rows (twice the measured 100) on 3 workers: 9 × 4 s / 3
+    # 9 refits of 200 rows (twice the measured 100) on 3 workers, each beyond the first adding
+    # PARALLEL_EFFICIENCY of one (measured): 9 × 4 s / (1 + 2e)
     p = Plan("r", refits=9, refit_rows=200, n_jobs=3)
+    from audit.core.cost import PARALLEL_EFFICIENCY as e
     from audit.core.cost import POOL_STARTUP_SECONDS
-    assert seconds(p, costs) == pytest.approx(12 + POOL_STARTUP_SECONDS)
+    assert seconds(p, costs) == pytest.approx(36 / (1 + 2 * e) + POOL_STARTUP_SECONDS)
     # never more workers than cores
-    assert seconds(dataclasses.replace(p, n_jobs=64), costs) == pytest.approx(9 * 4 / 4 + POOL_STARTUP_SECONDS)
+    assert seconds(dataclasses.replace(p, n_jobs=64), costs) == pytest.approx(36 / (1 + 3 * e) + POOL_STARTUP_SECONDS)
+    assert seconds(dataclasses.replace(p, n_jobs=1), costs) == pytest.approx(36)
 
 
 def test_gradient_work_is_priced_by_the_measured_forward_backward_unit():
