@@ -346,15 +346,17 @@ def test_a_small_budget_lowers_defaults_states_the_precision_and_keeps_user_opti
     # hand-set unit costs: each model row costs 10 µs, so only the sample sizes decide
     import audit.runner as runner
 
-    real = runner.measure_unit_costs
+    real = (runner.measure_unit_costs, runner.measure_refit)
     runner.measure_unit_costs = lambda model, X, **kw: UnitCosts(per_row=1e-5, per_call=1e-4, cores=1)
+    # a measured refit would differ between the two plans below: hand-set it too
+    runner.measure_refit = lambda model, X, y, costs: dataclasses.replace(costs, refit=0.05, refit_rows=len(X))
     try:
         full, same = plan_run(plan, inputs, classes, configs)          # no budget: nothing lowered
         assert full.lowered == () and same == configs
         budget = 0.8 * full.total
         run_plan, new = plan_run(dataclasses.replace(plan, budget=budget), inputs, classes, configs)
     finally:
-        runner.measure_unit_costs = real
+        runner.measure_unit_costs, runner.measure_refit = real
     lowered = {(x.method, x.option): x for x in run_plan.lowered}
     assert lowered and run_plan.total <= budget
     assert ("lime", "num_samples") not in lowered            # set in the config: the user's

@@ -155,6 +155,26 @@ class Performance(AuditMethod[PerformanceConfig, PerformanceResult]):
                                  config.calibration_bins, scores is not None, metrics, positive,
                                  tuple(notes), cal)
 
+    def figures(self, result: PerformanceResult, data: AuditData) -> dict[str, Any]:
+        """The metrics on a 0–1 scale (R² for regression) as points with their intervals."""
+        from audit.core.plots import NEGATIVE, POSITIVE, new_figure
+
+        keys = ("r2",) if result.task == "regression" else ("accuracy", "balanced_accuracy", "auc", "brier")
+        shown = [result.metrics[k] for k in keys if k in result.metrics and result.metrics[k].value is not None]
+        if not shown:
+            return {}
+        fig, ax = new_figure(6.5, 0.5 + 0.45 * len(shown))
+        for i, m in enumerate(shown):
+            if m.lower is not None and m.upper is not None:
+                ax.plot([m.lower, m.upper], [i, i], color=POSITIVE if m.unreliable else NEGATIVE, lw=2)
+            ax.plot([m.value], [i], "o", color="black", ms=4)
+        ax.set_yticks(range(len(shown)), [m.label for m in shown])
+        ax.invert_yaxis()
+        low = min(0.0, *(m.lower if m.lower is not None else m.value for m in shown))
+        ax.set_xlim(low, 1.0)
+        ax.set_xlabel(f"value and {result.confidence:.0%} interval (orange: few rows of a class, unreliable)")
+        return {"metrics": fig}
+
     def findings(self, result: PerformanceResult, config: PerformanceConfig) -> list[Finding]:
         keys = ("r2", "rmse") if result.task == "regression" else ("accuracy", "auc")
         parts = []
