@@ -321,10 +321,11 @@ def _torch_state(method: AuditMethod, seq: np.random.SeedSequence) -> Iterator[N
 
 
 def _context(plan: AuditPlan, inputs: LoadedInputs, name: str, progress: Progress,
-             earlier: dict[str, MethodResult]) -> RunContext:
+             earlier: dict[str, MethodResult], lowered: frozenset[str] = frozenset()) -> RunContext:
+    """The context a method runs (or is planned) with: its own seeded stream and the run's inputs."""
     rng = np.random.default_rng(method_seed(plan.seed, name))
     return RunContext(rng=rng, progress=progress, train=inputs.train, earlier=dict(earlier),
-                      seed=plan.seed, training=dict(plan.model.training))
+                      seed=plan.seed, training=dict(plan.model.training), lowered=lowered)
 
 
 def plan_run(plan: AuditPlan, inputs: LoadedInputs, classes: list[AuditMethod],
@@ -472,14 +473,11 @@ def _run_methods(plan: AuditPlan, inputs: LoadedInputs, classes: list[AuditMetho
             result: Any = Skipped(method.name, method.title, reason)
         else:
             seq = method_seed(plan.seed, method.name)
-            rng = np.random.default_rng(seq)
             report_progress = progress(method.name, method.title) if progress else (lambda d, t: None)
             try:
                 budget_lowered = frozenset(x.option for x in (run_plan.lowered if run_plan else ())
-                                    if x.method == method.name)
-                ctx = RunContext(rng=rng, progress=report_progress, train=inputs.train,
-                                 earlier=dict(earlier), seed=plan.seed,
-                                 training=dict(plan.model.training), lowered=budget_lowered)
+                                           if x.method == method.name)
+                ctx = _context(plan, inputs, method.name, report_progress, earlier, budget_lowered)
                 with _torch_state(method, seq), counted:
                     result = method.run(model, data, config, ctx)
             except InvalidConfigError:
