@@ -236,6 +236,42 @@ def check_compatible(model: ModelAdapter, data: AuditData) -> None:
                 "model's input width.") from None
 
 
+@dataclass(frozen=True)
+class ResolvedPlan:
+    """What a run's config means, resolved once: the methods to run, each one's options and the
+    parsed ``[gate]`` rules (empty without a gate). Every later step reads these; no option is
+    parsed twice."""
+
+    methods: tuple[AuditMethod, ...]
+    configs: Mapping[str, Any]
+    gate: tuple[Any, ...] = ()  # audit.gate.GateRule
+
+
+def resolve_plan(plan: AuditPlan, *, gate_required: bool = False) -> ResolvedPlan:
+    """Check the plan's method tables, options, gate and seed before any file is read: a bad
+    option is a config error (exit 2) whatever the data, and costs no loading time.
+    ``gate_required`` (``audit check``): a ``[gate]`` without rules is an error too."""
+    for key in plan.method_options:
+        if key not in method_names():
+            raise InvalidConfigError(f"Unknown method table [methods.{key}] in the config."
+                                     f"{did_you_mean(key, method_names())} Methods: {', '.join(method_names())}.")
+    check_seed(plan.seed, "seed")
+    methods = tuple(cls() for cls in select_methods(plan.methods))
+    configs = {m.name: m.Config.from_dict(plan.method_options.get(m.name, {}), method=m.name)
+               for m in methods}
+    rules: tuple[Any, ...] = ()
+    if plan.gate or gate_required:  # a malformed [gate] is a usage error before any work (audit.gate)
+        from audit.gate import parse_gate
+
+        fairness = configs.get("fairness")
+        if fairness is None:  # the gate names attribute sets even when fairness does not run
+            fairness = get_method("fairness").Config.from_dict(plan.method_options.get("fairness", {}),
+                                                                method="fairness")
+        rules = tuple(parse_gate(plan.gate, sensitive=plan.data.sensitive, task=plan.model.task,
+                                 fairness=fairness))
+    return ResolvedPlan(methods, configs, rules)
+
+
 def select_methods(names: Sequence[str] | None) -> list[type[AuditMethod]]:
     if names is None:
         return list(METHODS)
@@ -247,7 +283,8 @@ def select_methods(names: Sequence[str] | None) -> list[type[AuditMethod]]:
 def run_audit(plan: AuditPlan, *, trust_code: bool = False, untrusted_config: bool = False,
               progress: ProgressFactory | None = None,
               inputs: LoadedInputs | None = None, trust_pickle: bool | None = None,
-              on_plan: Callable[[RunPlan], None] | None = None) -> AuditReport:
+              on_plan: Callable[[RunPlan], None] | None = None,
+              resolved: ResolvedPlan | None = None) -> AuditReport:
     """Run the plan's methods and return the report (nothing is written here).
 
     Parameters
@@ -269,31 +306,21 @@ def run_audit(plan: AuditPlan, *, trust_code: bool = False, untrusted_config: bo
         the inputs are loaded and before any method runs. Above ``plan.budget`` the defaulted
         sample sizes are lowered; when even their floors exceed it, InvalidConfigError (exit 2)
         is raised before any method runs.
+    resolved : ResolvedPlan, optional
+        The plan already resolved by :func:`resolve_plan` (``audit check`` resolves it before it
+        reserves its output); resolved here when omitted.
     """
-    for key in plan.method_options:
-        if key not in method_names():
-            raise InvalidConfigError(f"Unknown method table [methods.{key}] in the config."
-                                     f"{did_you_mean(key, method_names())} Methods: {', '.join(method_names())}.")
-    if plan.gate:  # a malformed [gate] is a usage error before any work (audit.gate)
-        from audit.gate import parse_gate
-
-        parse_gate(plan.gate, sensitive=plan.data.sensitive, task=plan.model.task,
-                   fairness_options=plan.method_options.get("fairness"))
-    check_seed(plan.seed, "seed")
+    resolved = resolved or resolve_plan(plan)
     escape_warnings()  # a warning quoting a user's name never carries raw control bytes
-    # Options are checked before any file is read: a bad option is a config error (exit 2)
-    # whatever the data, and costs no loading time.
     trust_code = trust_code or bool(trust_pickle)
-    classes = [cls() for cls in select_methods(plan.methods)]
-    configs = {m.name: m.Config.from_dict(plan.method_options.get(m.name, {}), method=m.name)
-               for m in classes}
+    classes = list(resolved.methods)
     with memory_limit(plan.memory_limit):  # every reader checks sizes against this budget
         inputs = inputs or load_inputs(plan, trust_code=trust_code, untrusted_config=untrusted_config)
-        run_plan, configs = plan_run(plan, inputs, classes, configs)
+        run_plan, configs = plan_run(plan, inputs, classes, dict(resolved.configs))
         if on_plan is not None:
             on_plan(run_plan)
         return _run_methods(plan, inputs, classes, configs,
-                            _CodeTrust(trust_code, untrusted_config), progress, run_plan)
+                            _CodeTrust(trust_code, untrusted_config), progress, run_plan, resolved.gate)
 
 
 @contextmanager
@@ -456,7 +483,8 @@ class _Counted:
 
 def _run_methods(plan: AuditPlan, inputs: LoadedInputs, classes: list[AuditMethod],
                  configs: dict[str, Any], trust: _CodeTrust,
-                 progress: ProgressFactory | None, run_plan: RunPlan | None = None) -> AuditReport:
+                 progress: ProgressFactory | None, run_plan: RunPlan | None = None,
+                 rules: Sequence[Any] = ()) -> AuditReport:
     model, data = inputs.model, inputs.data
     outcomes: list[MethodOutcome] = []
     findings: list[Finding] = []
@@ -499,9 +527,11 @@ def _run_methods(plan: AuditPlan, inputs: LoadedInputs, classes: list[AuditMetho
                             for f in method.findings(result, config))
         elif isinstance(result, Skipped) and result.failed:
             findings.append(Finding("alert", f"{method.title} failed: {result.reason}", method.name))
-    from audit.gate import gate_for_plan
+    gate = None
+    if rules:
+        from audit.gate import judge_outcomes
 
-    gate = gate_for_plan(plan, outcomes)  # the verdicts `audit check` would give
+        gate = judge_outcomes(rules, outcomes)  # the verdicts `audit check` gives
     if gate is not None:
         level = {"breach": "alert", "inconclusive": "warning", "insufficient": "warning"}
         findings.extend(Finding("alert" if v.fails else level[v.status],
@@ -530,7 +560,7 @@ def _run_methods(plan: AuditPlan, inputs: LoadedInputs, classes: list[AuditMetho
         provenance=prov,
         data=data,
         limitations=[*inputs.notes, *lowered, *standard_limitations(model, data)],
-        gate=gate.to_json() if gate is not None else None,
+        gate=gate,
     )
 
 
@@ -647,5 +677,5 @@ def audit_model(model: Any, frame: Any, *, target: str | None, sensitive: Sequen
                      trust_code=any(rec.trusted_pickle for rec in loaded))
 
 
-__all__ = ["LoadedInputs", "PlannedMethod", "RunPlan", "audit_model", "check_untrusted_paths", "input_paths", "load_inputs",
-           "method_seed", "plan_run", "run_audit"]
+__all__ = ["LoadedInputs", "PlannedMethod", "ResolvedPlan", "RunPlan", "audit_model", "check_untrusted_paths",
+           "input_paths", "load_inputs", "method_seed", "plan_run", "resolve_plan", "run_audit"]

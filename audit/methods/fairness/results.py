@@ -149,12 +149,19 @@ class AttributeResult:
     curves: ThresholdCurves | None = None
     what_if: tuple[WhatIf, ...] = ()
     #: (metric, confidence) -> (lower, upper): the disparity's interval at another level, for the
-    #: gate's correction across rules (not serialised).
+    #: gate's correction across rules (not serialised; read through :meth:`interval_at`).
     _bounds: Callable[[str, float], tuple[float | None, float | None]] | None = None
 
     @property
     def title(self) -> str:
         return " × ".join(self.columns)
+
+    def interval_at(self, metric: str, confidence: float) -> tuple[float | None, float | None]:
+        """The disparity ``metric``'s interval at another ``confidence`` (the gate's Bonferroni
+        correction across rules); ``(None, None)`` when it has none."""
+        if self._bounds is None:
+            return None, None
+        return self._bounds(metric, confidence)
 
 
 @dataclass(frozen=True)
@@ -164,12 +171,6 @@ class FairnessResult(MethodResult):
     metrics: tuple[str, ...]
     labels: dict[str, str]
     attributes: dict[str, AttributeResult]
-    min_group_size: int
-    confidence: float
-    alpha: float
-    power: float
-    n_boot: int
-    n_permutations: int
     has_scores: bool
     n_tests: int
     notes: tuple[str, ...] = ()
