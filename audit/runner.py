@@ -17,7 +17,8 @@ import numpy as np
 from audit.config import AuditPlan, check_seed
 from audit.core.cost import (Lowered, Plan, UnitCosts, fit_budget, format_budget, format_seconds, measure_refit,
                              measure_unit_costs, seconds)
-from audit.core.adapter import ModelAdapter, check_trust_flags, check_width, load_model
+from audit.core.adapter import ModelAdapter, check_width
+from audit.core.loading import check_trust_flags, load_model
 from audit.core.dataset import AuditData, Encoding, build_audit_data, read_table, text_columns
 from audit.core.limits import memory_limit
 from audit.core.method import AuditMethod, Finding, MethodResult, Progress, RunContext, Skipped
@@ -100,28 +101,43 @@ def load_inputs(plan: AuditPlan, *, trust_code: bool = False, untrusted_config: 
     if plan.model.encoding:
         files.append(file_record("encoding", plan.model.encoding))
 
-    if plan.modal is not None:  # images and sequences: audit.core.modalities
-        return _load_modal_inputs(plan, encoding, files, notes, trust=trust)
+    read = _read_table_data if plan.modal is None else _read_modal_data  # images, sequences
+    data, train, model_encoding = read(plan, encoding, files, notes)
+    model = load_model(plan.model, encoding=model_encoding, trust_code=trust.trust_code,
+                       untrusted_config=trust.untrusted_config)
+    files.extend(_file_entry(rec) for rec in model.loaded)  # every file it read, any code that ran
+    check_compatible(model, data)
+    return LoadedInputs(model, data, train, files, notes)
+
+
+def _sample_rows(plan: AuditPlan, n_rows: int, what: str, notes: list[str]) -> np.ndarray | None:
+    """The rows audited under ``max_rows`` (a seeded random sample, stated in ``notes``), or
+    None for all of them."""
+    if plan.max_rows is None or n_rows <= plan.max_rows:
+        return None
+    notes.append(f"The audit used a random sample of {plan.max_rows:,} of the {n_rows:,} {what} "
+                 f"(seed {plan.seed}).")
+    return np.sort(np.random.default_rng(plan.seed).choice(n_rows, plan.max_rows, replace=False))
+
+
+def _read_table_data(plan: AuditPlan, encoding: Encoding | None, files: list[dict[str, Any]],
+                     notes: list[str]) -> tuple[AuditData, AuditData | None, Encoding | None]:
+    """A CSV / Parquet table (and its training table): the audited data, the training data and
+    the encoding the model is loaded with."""
     text = text_columns(plan.data, encoding)  # codes such as "01" stay as written
     frame = read_table(plan.data_path, na_values=plan.data.na_values, text=text)
     files.append(file_record("data", plan.data_path))
-    if plan.max_rows is not None and len(frame) > plan.max_rows:
-        rows = np.sort(np.random.default_rng(plan.seed).choice(len(frame), plan.max_rows, replace=False))
-        notes.append(f"The audit used a random sample of {plan.max_rows:,} of the {len(frame):,} rows "
-                     f"of the data file (seed {plan.seed}).")
+    rows = _sample_rows(plan, len(frame), "rows of the data file", notes)
+    if rows is not None:  # sampled before encoding: only the audited rows are validated
         frame = frame.iloc[rows]
     data = build_audit_data(frame, plan.data, encoding, source=Path(plan.data_path).name)
-
     train = None
     if plan.train_path:
         train_frame = read_table(plan.train_path, na_values=plan.data.na_values, text=text)
         files.append(file_record("training data", plan.train_path))
         train = build_audit_data(train_frame, plan.data, data.encoding,
                                  source=Path(plan.train_path).name)
-
-    model = _load_model(plan, data.encoding, files, trust)
-    check_compatible(model, data)
-    return LoadedInputs(model, data, train, files, notes)
+    return data, train, data.encoding
 
 
 def check_untrusted_paths(plan: AuditPlan, *, out_dir: str | Path | None = None) -> None:
@@ -161,24 +177,15 @@ class _CodeTrust:
     untrusted_config: bool = False
 
 
-def _load_model(plan: AuditPlan, encoding: Encoding | None, files: list[dict[str, Any]],
-                trust: _CodeTrust) -> ModelAdapter:
-    """Load the plan's model and add every file it read (and any code that ran) to ``files``."""
-    model = load_model(plan.model, encoding=encoding, trust_code=trust.trust_code,
-                       untrusted_config=trust.untrusted_config)
-    files.extend(_file_entry(rec) for rec in model.loaded)
-    return model
-
-
 def _file_entry(rec: Any) -> dict[str, Any]:
     """A :class:`~audit.core.adapter.LoadRecord` as a provenance file entry."""
     return {"role": rec.role, "path": rec.path, "sha256": rec.sha256, "loader": rec.loader,
             "tensor_sha256": rec.tensor_sha256, "code": rec.code}
 
 
-def _load_modal_inputs(plan: AuditPlan, encoding: Encoding | None, files: list[dict[str, Any]],
-                       notes: list[str], *, trust: _CodeTrust) -> LoadedInputs:
-    """load_inputs for image and sequence data (``[data] modality``)."""
+def _read_modal_data(plan: AuditPlan, encoding: Encoding | None, files: list[dict[str, Any]],
+                     notes: list[str]) -> tuple[AuditData, AuditData | None, Encoding | None]:
+    """An image folder / array file or a series (``[data] modality``): as :func:`_read_table_data`."""
     import dataclasses
 
     from audit.core.modalities import ImageSpec, build_modal_data
@@ -188,10 +195,8 @@ def _load_modal_inputs(plan: AuditPlan, encoding: Encoding | None, files: list[d
         files.append(file_record("data", plan.modal.path))
     if isinstance(plan.modal, ImageSpec) and plan.modal.labels:
         files.append(file_record("labels", plan.modal.labels))
-    if plan.max_rows is not None and data.n_rows > plan.max_rows:
-        rows = np.sort(np.random.default_rng(plan.seed).choice(data.n_rows, plan.max_rows, replace=False))
-        notes.append(f"The audit used a random sample of {plan.max_rows:,} of the {data.n_rows:,} "
-                     f"examples (seed {plan.seed}).")
+    rows = _sample_rows(plan, data.n_rows, "examples", notes)
+    if rows is not None:
         data = data.subset(rows)
     train = None
     train_range = getattr(plan.modal, "train_time_range", None)
@@ -202,9 +207,7 @@ def _load_modal_inputs(plan: AuditPlan, encoding: Encoding | None, files: list[d
         train = build_modal_data(dataclasses.replace(plan.modal, **changes), plan.data, encoding=encoding)
         if plan.train_path:
             files.append(file_record("training data", plan.train_path))
-    model = _load_model(plan, encoding, files, trust)
-    check_compatible(model, data)
-    return LoadedInputs(model, data, train, files, notes)
+    return data, train, encoding
 
 
 def input_paths(plan: AuditPlan) -> list[tuple[str, str]]:
@@ -656,7 +659,7 @@ def audit_model(model: Any, frame: Any, *, target: str | None, sensitive: Sequen
     1.0
     """
     from audit.core.adapter import as_adapter
-    from audit.core.adapter import ModelSpec
+    from audit.core.loading import ModelSpec
     from audit.core.dataset import DatasetSpec
 
     spec = DatasetSpec(target=target, features=tuple(features) if features is not None else None,
