@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -116,6 +117,7 @@ def run(
     An architecture "module:Class" in the config imports that module (a model.py beside the
     config included), which runs its code; --untrusted-config refuses every such import.
     """
+    started = time.perf_counter()  # the time budget counts from here (audit.runner.plan_run)
     from audit.config import AuditPlan, check_formats
     from audit.report.output import reserve_output
     from audit.report.render import write_report
@@ -137,7 +139,7 @@ def run(
         with reserve_output(out_dir, overwrite=overwrite, inputs=input_paths(plan)), \
                 _progress(quiet or as_json, show_plan=not quiet) as display:
             report = run_audit(plan, trust_code=trust_code, untrusted_config=untrusted_config,
-                               progress=display.factory, on_plan=display.plan)
+                               progress=display.factory, on_plan=display.plan, started=started)
             files = write_report(report, out_dir, formats=plan.formats, overwrite=overwrite)
     except AuditError as exc:
         raise _fail(exc) from None
@@ -169,6 +171,7 @@ def check(
     Exit codes: 0 every threshold passes, 1 a threshold is breached (or inconclusive, when
     counted as a failure), 2 usage or input error, 3 insufficient evidence (a group too small).
     """
+    started = time.perf_counter()
     from audit.config import AuditPlan
     from audit.errors import InvalidConfigError
     from audit.gate import gate_for_plan, parse_gate, to_junit
@@ -186,8 +189,8 @@ def check(
                 raise InvalidConfigError(f"The '--inconclusive' option must be 'fail' or 'warn'. Got {inconclusive!r} instead.")
             gate_table = {k: ({**v, "inconclusive": inconclusive} if isinstance(v, dict) else v)
                           for k, v in gate_table.items() if k != "inconclusive"}
-        plan = _with_budget(plan.with_overrides(seed=seed, methods=("fairness",), gate=gate_table),
-                            budget, full)
+        plan = _with_budget(plan.with_overrides(seed=seed, methods=("fairness",), gate=gate_table,
+                                                formats=("json",)), budget, full)  # no report to write
         parse_gate(plan.gate, sensitive=plan.data.sensitive, task=plan.model.task,
                    fairness_options=plan.method_options.get("fairness"))
         if junit is not None:  # before the audit: never an input, a link or someone else's file
@@ -200,7 +203,7 @@ def check(
             junit_target([])
         with _progress(quiet or as_json, show_plan=not quiet) as display:
             report = run_audit(plan, trust_code=trust_code, untrusted_config=untrusted_config,
-                               progress=display.factory, on_plan=display.plan)
+                               progress=display.factory, on_plan=display.plan, started=started)
         gate = gate_for_plan(plan, report.outcomes)
         if junit is not None:
             try:

@@ -16,7 +16,7 @@ import numpy as np
 
 from audit.config import AuditPlan, check_seed
 from audit.core.cost import (Lowered, Plan, UnitCosts, fit_budget, format_budget, format_seconds, measure_refit,
-                             measure_unit_costs, seconds)
+                             measure_unit_costs, render_seconds, seconds)
 from audit.core.adapter import ModelAdapter, check_trust_flags, check_width, load_model
 from audit.core.dataset import AuditData, Encoding, build_audit_data, read_table, text_columns
 from audit.core.limits import memory_limit
@@ -54,15 +54,21 @@ class RunPlan:
     budget: float | None
     lowered: tuple[Lowered, ...]
     over_budget: Mapping[str, str] = field(default_factory=dict)  # method -> why it is not run
+    # Seconds of the budget not spent in methods: loading and measuring (already spent when
+    # the plan is made) and writing the report (estimated, audit.core.cost.render_seconds).
+    spent: float = 0.0
+    writing: float = 0.0
 
     @property
     def total(self) -> float:
-        return sum(m.estimate for m in self.methods)
+        return self.spent + sum(m.estimate for m in self.methods) + self.writing
 
     def lines(self) -> list[str]:
         budget = "none (--full)" if self.budget is None else format_budget(self.budget)
+        overhead = ([f"  loading and measuring: {format_seconds(self.spent)} (spent)"] if self.spent else []) + \
+            ([f"  writing the report: {format_seconds(self.writing)}"] if self.writing else [])
         return ([f"plan (budget {budget}, estimated total {format_seconds(self.total)}):"]
-                + [f"  {m.line()}" for m in self.methods]
+                + overhead + [f"  {m.line()}" for m in self.methods]
                 + [f"  lowered: {x.text()}" for x in self.lowered])
 
 
@@ -247,7 +253,8 @@ def select_methods(names: Sequence[str] | None) -> list[type[AuditMethod]]:
 def run_audit(plan: AuditPlan, *, trust_code: bool = False, untrusted_config: bool = False,
               progress: ProgressFactory | None = None,
               inputs: LoadedInputs | None = None, trust_pickle: bool | None = None,
-              on_plan: Callable[[RunPlan], None] | None = None) -> AuditReport:
+              on_plan: Callable[[RunPlan], None] | None = None,
+              started: float | None = None) -> AuditReport:
     """Run the plan's methods and return the report (nothing is written here).
 
     Parameters
@@ -269,7 +276,11 @@ def run_audit(plan: AuditPlan, *, trust_code: bool = False, untrusted_config: bo
         the inputs are loaded and before any method runs. Above ``plan.budget`` the defaulted
         sample sizes are lowered; when even their floors exceed it, InvalidConfigError (exit 2)
         is raised before any method runs.
+    started : float, optional
+        ``time.perf_counter()`` when the run began (the CLI's command start); the time budget
+        counts from it, loading and writing the report included. Default: this call.
     """
+    started = time.perf_counter() if started is None else started
     for key in plan.method_options:
         if key not in method_names():
             raise InvalidConfigError(f"Unknown method table [methods.{key}] in the config."
@@ -289,7 +300,8 @@ def run_audit(plan: AuditPlan, *, trust_code: bool = False, untrusted_config: bo
                for m in classes}
     with memory_limit(plan.memory_limit):  # every reader checks sizes against this budget
         inputs = inputs or load_inputs(plan, trust_code=trust_code, untrusted_config=untrusted_config)
-        run_plan, configs = plan_run(plan, inputs, classes, configs)
+        run_plan, configs = plan_run(plan, inputs, classes, configs,
+                                     started=started)
         if on_plan is not None:
             on_plan(run_plan)
         return _run_methods(plan, inputs, classes, configs,
@@ -329,9 +341,13 @@ def _context(plan: AuditPlan, inputs: LoadedInputs, name: str, progress: Progres
 
 
 def plan_run(plan: AuditPlan, inputs: LoadedInputs, classes: list[AuditMethod],
-             configs: dict[str, Any]) -> tuple[RunPlan, dict[str, Any]]:
+             configs: dict[str, Any], *, started: float | None = None) -> tuple[RunPlan, dict[str, Any]]:
     """Each method's plan, priced with unit costs measured once on this model; above
     ``plan.budget``, the defaulted sample sizes lowered to fit (:func:`audit.core.cost.fit_budget`).
+
+    The budget covers the whole run: with ``started`` (a ``time.perf_counter()`` reading when
+    the run began), the time spent loading and measuring so far and the estimated time to write
+    the report in ``plan.formats`` are taken from it before the methods are fitted to the rest.
 
     Raises InvalidConfigError when even the lowest sample sizes cannot fit the budget.
     """
@@ -372,14 +388,17 @@ def plan_run(plan: AuditPlan, inputs: LoadedInputs, classes: list[AuditMethod],
                for m in classes if runs[m.name]]
     lowered: list[Lowered] = []
     over_budget: dict[str, str] = {}
+    spent = time.perf_counter() - started if started is not None else 0.0
+    writing = render_seconds(plan.formats, len(entries)) if started is not None else 0.0
     if plan.budget is not None:
-        new, lowered, total = floors = fit_budget(entries, price, plan.budget)
+        left = plan.budget - spent - writing  # what the methods may use
+        new, lowered, total = floors = fit_budget(entries, price, left)
         # A default audit leaves out, costliest first, the methods that cannot fit even at their
         # smallest sample sizes (each is listed as not run, with how to run it); a method the
         # user chose (--methods, or enabled = true in its table) is never left out.
         everything = list(entries)
         chosen = set(plan.methods or ()) | {n for n, o in plan.method_options.items() if o.get("enabled") is True}
-        while total > plan.budget:
+        while total > left:
             droppable = [(price(m, new[name])[1], name) for name, m, _, _ in entries if name not in chosen]
             if not droppable:
                 break
@@ -389,15 +408,17 @@ def plan_run(plan: AuditPlan, inputs: LoadedInputs, classes: list[AuditMethod],
                                  f"other methods; run it with --full, a larger --budget, or on its own "
                                  f"with --methods {name}")
             entries = [e for e in entries if e[0] != name]
-            new, lowered, total = fit_budget(entries, price, plan.budget)
+            new, lowered, total = fit_budget(entries, price, left)
         if not entries and everything:  # nothing left to run is no audit: say what all would cost
             entries, (new, lowered, total) = everything, floors
-        if total > plan.budget:
+        if total > left:
+            overhead = (f", plus {format_seconds(spent + writing)} to load, measure and write the report"
+                        if started is not None else "")
             raise InvalidConfigError(
                 f"The audit cannot fit the time budget of {format_budget(plan.budget)}: "
-                f"with every defaulted sample size at its floor it is estimated at "
-                f"{format_seconds(total)} ({_costliest(entries, new, price)}). Nothing was run or "
-                f"written. Give a budget above that (--budget {_budget_above(total)}, or "
+                f"with every defaulted sample size at its floor its methods are estimated at "
+                f"{format_seconds(total)} ({_costliest(entries, new, price)}){overhead}. Nothing was run or "
+                f"written. Give a budget above that (--budget {_budget_above(total + spent + writing)}, or "
                 "[run] budget), run everything as configured with --full, or choose fewer methods "
                 "(--methods).")
         configs = {**configs, **new}
@@ -409,7 +430,7 @@ def plan_run(plan: AuditPlan, inputs: LoadedInputs, classes: list[AuditMethod],
             continue
         p, est = price(m, configs[m.name])
         methods.append(PlannedMethod(m.name, p, est))
-    return RunPlan(tuple(methods), costs, plan.budget, tuple(lowered), over_budget), configs
+    return RunPlan(tuple(methods), costs, plan.budget, tuple(lowered), over_budget, spent, writing), configs
 
 
 def _budget_above(seconds: float) -> str:
@@ -547,6 +568,7 @@ def plan_record(run_plan: RunPlan, outcomes: list[MethodOutcome],
                         "actual_seconds": round(o.seconds, 3) if o is not None else None,
                         "performed": performed.get(m.name)})
     return {"budget_seconds": run_plan.budget, "estimated_total_seconds": round(run_plan.total, 3),
+            "loading_seconds": round(run_plan.spent, 3), "estimated_writing_seconds": round(run_plan.writing, 3),
             "unit_costs": run_plan.costs.to_json(), "methods": methods,
             "lowered": [x.to_json() for x in run_plan.lowered]}
 
