@@ -24,12 +24,14 @@ METHODS: tuple[type[AuditMethod], ...] = (
     Performance,  # first: the report opens with the model's overall performance
     Fairness,
     Surrogate,
+    # Attribution methods: agreement reads their Attributions in this order (its seeded
+    # faithfulness curves draw their rows in it), so a new one goes after the existing ones.
+    ConnectionWeights,
     Shap,
     Lime,
     Saliency,
     Counterfactuals,
     CounterfactualSensitivity,
-    ConnectionWeights,
     PermutationSignificance,
     AttributionSignificance,
     Agreement,  # must stay last: it compares the attribution methods that ran before it
