@@ -13,6 +13,7 @@ from audit.methods.connection_weights import ConnectionWeights
 from audit.methods.counterfactual_sensitivity import CounterfactualSensitivity
 from audit.methods.counterfactuals import Counterfactuals
 from audit.methods.fairness import Fairness
+from audit.methods.gradcam import GradCam
 from audit.methods.lime import Lime
 from audit.methods.performance import Performance
 from audit.methods.permutation_significance import PermutationSignificance
@@ -30,6 +31,7 @@ METHODS: tuple[type[AuditMethod], ...] = (
     Shap,
     Lime,
     Saliency,
+    GradCam,
     Counterfactuals,
     CounterfactualSensitivity,
     PermutationSignificance,
