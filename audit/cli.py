@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -114,6 +115,7 @@ def run(
     An architecture "module:Class" in the config imports that module (a model.py beside the
     config included), which runs its code; --untrusted-config refuses every such import.
     """
+    started = time.perf_counter()  # the time budget counts from here (audit.runner.plan_run)
     from audit.config import AuditPlan, check_formats
     from audit.report.output import reserve_output
     from audit.report.render import write_report
@@ -135,7 +137,7 @@ def run(
         with reserve_output(out_dir, overwrite=overwrite, inputs=input_paths(plan)), \
                 _progress(quiet or as_json, show_plan=not quiet) as display:
             report = run_audit(plan, trust_code=trust_code, untrusted_config=untrusted_config,
-                               progress=display.factory, on_plan=display.plan)
+                               progress=display.factory, on_plan=display.plan, started=started)
             files = write_report(report, out_dir, formats=plan.formats, overwrite=overwrite)
     except AuditError as exc:
         raise _fail(exc) from None
@@ -167,6 +169,7 @@ def check(
     Exit codes: 0 every threshold passes, 1 a threshold is breached (or inconclusive, when
     counted as a failure), 2 usage or input error, 3 insufficient evidence (a group too small).
     """
+    started = time.perf_counter()
     from audit.config import AuditPlan
     from audit.errors import InvalidConfigError
     from audit.gate import to_junit
@@ -184,8 +187,8 @@ def check(
                 raise InvalidConfigError(f"The '--inconclusive' option must be 'fail' or 'warn'. Got {inconclusive!r} instead.")
             gate_table = {k: ({**v, "inconclusive": inconclusive} if isinstance(v, dict) else v)
                           for k, v in gate_table.items() if k != "inconclusive"}
-        plan = _with_budget(plan.with_overrides(seed=seed, methods=("fairness",), gate=gate_table),
-                            budget, full)
+        plan = _with_budget(plan.with_overrides(seed=seed, methods=("fairness",), gate=gate_table,
+                                                formats=("json",)), budget, full)  # no report to write
         resolved = resolve_plan(plan, gate_required=True)  # options and gate rules, once for the whole run
         if junit is not None:  # before the audit: never an input, a link or someone else's file
             from audit.report.output import check_output_file, is_our_junit, write_file_atomic
@@ -197,7 +200,8 @@ def check(
             junit_target([])
         with _progress(quiet or as_json, show_plan=not quiet) as display:
             report = run_audit(plan, trust_code=trust_code, untrusted_config=untrusted_config,
-                               progress=display.factory, on_plan=display.plan, resolved=resolved)
+                               progress=display.factory, on_plan=display.plan, resolved=resolved,
+                               started=started)
         gate = report.gate
         if junit is not None:
             try:

@@ -16,7 +16,7 @@ import numpy as np
 
 from audit.config import AuditPlan, check_seed
 from audit.core.cost import (Lowered, Plan, UnitCosts, fit_budget, format_budget, format_seconds, measure_refit,
-                             measure_unit_costs, seconds)
+                             measure_unit_costs, render_seconds, seconds)
 from audit.core.adapter import ModelAdapter, check_width
 from audit.core.loading import check_trust_flags, load_model
 from audit.core.dataset import AuditData, Encoding, build_audit_data, read_table, text_columns
@@ -55,15 +55,21 @@ class RunPlan:
     budget: float | None
     lowered: tuple[Lowered, ...]
     over_budget: Mapping[str, str] = field(default_factory=dict)  # method -> why it is not run
+    # Seconds of the budget not spent in methods: loading and measuring (already spent when
+    # the plan is made) and writing the report (estimated, audit.core.cost.render_seconds).
+    spent: float = 0.0
+    writing: float = 0.0
 
     @property
     def total(self) -> float:
-        return sum(m.estimate for m in self.methods)
+        return self.spent + sum(m.estimate for m in self.methods) + self.writing
 
     def lines(self) -> list[str]:
         budget = "none (--full)" if self.budget is None else format_budget(self.budget)
+        overhead = ([f"  loading and measuring: {format_seconds(self.spent)} (spent)"] if self.spent else []) + \
+            ([f"  writing the report: {format_seconds(self.writing)}"] if self.writing else [])
         return ([f"plan (budget {budget}, estimated total {format_seconds(self.total)}):"]
-                + [f"  {m.line()}" for m in self.methods]
+                + overhead + [f"  {m.line()}" for m in self.methods]
                 + [f"  lowered: {x.text()}" for x in self.lowered])
 
 
@@ -287,7 +293,8 @@ def run_audit(plan: AuditPlan, *, trust_code: bool = False, untrusted_config: bo
               progress: ProgressFactory | None = None,
               inputs: LoadedInputs | None = None, trust_pickle: bool | None = None,
               on_plan: Callable[[RunPlan], None] | None = None,
-              resolved: ResolvedPlan | None = None) -> AuditReport:
+              resolved: ResolvedPlan | None = None,
+              started: float | None = None) -> AuditReport:
     """Run the plan's methods and return the report (nothing is written here).
 
     Parameters
@@ -312,14 +319,18 @@ def run_audit(plan: AuditPlan, *, trust_code: bool = False, untrusted_config: bo
     resolved : ResolvedPlan, optional
         The plan already resolved by :func:`resolve_plan` (``audit check`` resolves it before it
         reserves its output); resolved here when omitted.
+    started : float, optional
+        ``time.perf_counter()`` when the run began (the CLI's command start); the time budget
+        counts from it, loading and writing the report included. Default: this call.
     """
+    started = time.perf_counter() if started is None else started
     resolved = resolved or resolve_plan(plan)
     escape_warnings()  # a warning quoting a user's name never carries raw control bytes
     trust_code = trust_code or bool(trust_pickle)
     classes = list(resolved.methods)
     with memory_limit(plan.memory_limit):  # every reader checks sizes against this budget
         inputs = inputs or load_inputs(plan, trust_code=trust_code, untrusted_config=untrusted_config)
-        run_plan, configs = plan_run(plan, inputs, classes, dict(resolved.configs))
+        run_plan, configs = plan_run(plan, inputs, classes, dict(resolved.configs), started=started)
         if on_plan is not None:
             on_plan(run_plan)
         return _run_methods(plan, inputs, classes, configs,
@@ -359,9 +370,13 @@ def _context(plan: AuditPlan, inputs: LoadedInputs, name: str, progress: Progres
 
 
 def plan_run(plan: AuditPlan, inputs: LoadedInputs, classes: list[AuditMethod],
-             configs: dict[str, Any]) -> tuple[RunPlan, dict[str, Any]]:
+             configs: dict[str, Any], *, started: float | None = None) -> tuple[RunPlan, dict[str, Any]]:
     """Each method's plan, priced with unit costs measured once on this model; above
     ``plan.budget``, the defaulted sample sizes lowered to fit (:func:`audit.core.cost.fit_budget`).
+
+    The budget covers the whole run: with ``started`` (a ``time.perf_counter()`` reading when
+    the run began), the time spent loading and measuring so far and the estimated time to write
+    the report in ``plan.formats`` are taken from it before the methods are fitted to the rest.
 
     Raises InvalidConfigError when even the lowest sample sizes cannot fit the budget.
     """
@@ -402,14 +417,17 @@ def plan_run(plan: AuditPlan, inputs: LoadedInputs, classes: list[AuditMethod],
                for m in classes if runs[m.name]]
     lowered: list[Lowered] = []
     over_budget: dict[str, str] = {}
+    spent = time.perf_counter() - started if started is not None else 0.0
+    writing = render_seconds(plan.formats, len(entries)) if started is not None else 0.0
     if plan.budget is not None:
-        new, lowered, total = floors = fit_budget(entries, price, plan.budget)
+        left = plan.budget - spent - writing  # what the methods may use
+        new, lowered, total = floors = fit_budget(entries, price, left)
         # A default audit leaves out, costliest first, the methods that cannot fit even at their
         # smallest sample sizes (each is listed as not run, with how to run it); a method the
         # user chose (--methods, or enabled = true in its table) is never left out.
         everything = list(entries)
         chosen = set(plan.methods or ()) | {n for n, o in plan.method_options.items() if o.get("enabled") is True}
-        while total > plan.budget:
+        while total > left:
             droppable = [(price(m, new[name])[1], name) for name, m, _, _ in entries if name not in chosen]
             if not droppable:
                 break
@@ -419,15 +437,17 @@ def plan_run(plan: AuditPlan, inputs: LoadedInputs, classes: list[AuditMethod],
                                  f"other methods; run it with --full, a larger --budget, or on its own "
                                  f"with --methods {name}")
             entries = [e for e in entries if e[0] != name]
-            new, lowered, total = fit_budget(entries, price, plan.budget)
+            new, lowered, total = fit_budget(entries, price, left)
         if not entries and everything:  # nothing left to run is no audit: say what all would cost
             entries, (new, lowered, total) = everything, floors
-        if total > plan.budget:
+        if total > left:
+            overhead = (f", plus {format_seconds(spent + writing)} to load, measure and write the report"
+                        if started is not None else "")
             raise InvalidConfigError(
                 f"The audit cannot fit the time budget of {format_budget(plan.budget)}: "
-                f"with every defaulted sample size at its floor it is estimated at "
-                f"{format_seconds(total)} ({_costliest(entries, new, price)}). Nothing was run or "
-                f"written. Give a budget above that (--budget {_budget_above(total)}, or "
+                f"with every defaulted sample size at its floor its methods are estimated at "
+                f"{format_seconds(total)} ({_costliest(entries, new, price)}){overhead}. Nothing was run or "
+                f"written. Give a budget above that (--budget {_budget_above(total + spent + writing)}, or "
                 "[run] budget), run everything as configured with --full, or choose fewer methods "
                 "(--methods).")
         configs = {**configs, **new}
@@ -439,7 +459,7 @@ def plan_run(plan: AuditPlan, inputs: LoadedInputs, classes: list[AuditMethod],
             continue
         p, est = price(m, configs[m.name])
         methods.append(PlannedMethod(m.name, p, est))
-    return RunPlan(tuple(methods), costs, plan.budget, tuple(lowered), over_budget), configs
+    return RunPlan(tuple(methods), costs, plan.budget, tuple(lowered), over_budget, spent, writing), configs
 
 
 def _budget_above(seconds: float) -> str:
@@ -580,6 +600,7 @@ def plan_record(run_plan: RunPlan, outcomes: list[MethodOutcome],
                         "actual_seconds": round(o.seconds, 3) if o is not None else None,
                         "performed": performed.get(m.name)})
     return {"budget_seconds": run_plan.budget, "estimated_total_seconds": round(run_plan.total, 3),
+            "loading_seconds": round(run_plan.spent, 3), "estimated_writing_seconds": round(run_plan.writing, 3),
             "unit_costs": run_plan.costs.to_json(), "methods": methods,
             "lowered": [x.to_json() for x in run_plan.lowered]}
 
