@@ -156,6 +156,10 @@ class Attributions:
         The explainer, to run again on a re-initialized copy of the model (see
         :class:`Recompute`); None when the method cannot (it refits, or reads the weights).
         Not serialised.
+    recompute_by_default : bool
+        Whether a check that re-runs explainers (agreement's sanity check) includes these
+        attributions when it is not told which: False for explainers too noisy or costly to re-run
+        once per layer and repeat.
     """
 
     key: str
@@ -174,6 +178,7 @@ class Attributions:
     window: str | None = None
     recompute: Callable[..., np.ndarray] | None = dataclasses.field(
         default=None, compare=False, repr=False, metadata=NOT_SERIALISED)
+    recompute_by_default: bool = dataclasses.field(default=True, metadata=NOT_SERIALISED)
 
     def importance_vector(self, features: Sequence[str] | None = None) -> np.ndarray:
         """Global importance in ``features``' order (default: this object's)."""
