@@ -56,7 +56,7 @@ def test_audit_check_with_nan_weights_is_an_input_error_not_a_hang(tmp_path):
 def test_threshold_optimizer_what_if_is_not_run_on_non_finite_scores():
     """Defence in depth behind the adapter check: fairness' what-if never hands NaN scores to
     fairlearn (which loops without end on them); it says why it did not run."""
-    from audit.methods.fairness import _what_if
+    from audit.methods.fairness.what_if import _what_if
 
     rng = np.random.default_rng(0)
     scores = rng.random(200)
