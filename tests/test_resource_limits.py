@@ -270,7 +270,7 @@ def test_an_onnx_score_read_as_a_probability_outside_0_1_is_refused(tmp_path):
     skl2onnx = pytest.importorskip("skl2onnx")
     from sklearn.linear_model import LinearRegression
 
-    from audit.core.adapter import ModelSpec, load_model
+    from audit.core.loading import ModelSpec, load_model
 
     X = np.random.default_rng(0).normal(size=(50, 3)).astype(np.float32)
     est = LinearRegression().fit(X, 5 * X[:, 0])

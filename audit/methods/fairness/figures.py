@@ -39,7 +39,7 @@ def figures(result: FairnessResult, data: AuditData) -> dict[str, Any]:
         ax.set_yticklabels([f"{g.group} (n={g.count:,})" for g in groups])
         ax.invert_yaxis()
         ax.set_xlim(0, 1)
-        ax.set_xlabel(f"rate ({result.confidence:.0%} Clopper–Pearson interval)")
+        ax.set_xlabel("rate (with its Clopper–Pearson interval)")
         ax.set_title(f"Rates by {res.title}")
         ax.legend(frameon=False, fontsize=7, loc="lower right")
         figs[f"rates:{key}"] = fig

@@ -148,14 +148,10 @@ class Fairness(AuditMethod[FairnessConfig, FairnessResult]):
         positive = data.classes[1] if data.task == "binary" and data.classes else None
         return FairnessResult(
             task=data.task, positive_label=positive, metrics=metrics, labels=labels,
-            attributes=attributes, min_group_size=config.min_group_size,
-            confidence=config.confidence, alpha=config.alpha, power=config.power,
-            n_boot=config.n_boot, n_permutations=config.n_permutations,
-            has_scores=has_scores, n_tests=n_tests, notes=tuple(notes),
+            attributes=attributes, has_scores=has_scores, n_tests=n_tests, notes=tuple(notes),
             threshold=float(model.threshold), skipped=skipped, favourable=favourable,
             favourable_label=favourable_label,
             rate_disparities=RATE_DISPARITIES if data.task == "binary" else (),
-            score_bins=config.score_bins if has_scores else 0,
             auc_error_bound=max((a.auc_error_bound for a in attributes.values()
                                  if a.auc_error_bound is not None), default=None))
 
@@ -168,11 +164,11 @@ class Fairness(AuditMethod[FairnessConfig, FairnessResult]):
 
     def findings(self, result: FairnessResult, config: FairnessConfig) -> list[Finding]:
         out = []
-        conf = f"{result.confidence:.0%}"
-        alpha = 1 - result.confidence
+        conf = f"{config.confidence:.0%}"
+        alpha = 1 - config.confidence
         for res in result.attributes.values():
             if result.task == "regression":
-                out += _regression_findings(res, result)
+                out += _regression_findings(res, config)
             for name, limit in (("demographic_parity_difference", config.dp_warn),
                                 ("equalized_odds_difference", config.eo_warn)):
                 d = res.disparities.get(name)
@@ -207,7 +203,7 @@ class Fairness(AuditMethod[FairnessConfig, FairnessResult]):
             small = [g.group for g in res.groups if g.too_small]
             if small:
                 out.append(Finding("info", f"{len(small)} group(s) of {res.title} have fewer than "
-                                           f"{result.min_group_size} rows and are too small to judge: "
+                                           f"{config.min_group_size} rows and are too small to judge: "
                                            f"{', '.join(small[:5])}{' …' if len(small) > 5 else ''}."))
         if result.skipped:
             names = [k.replace(INTERSECTION_SEP, " × ") for k in result.skipped]
@@ -246,12 +242,12 @@ def _skew_caveat(res: AttributeResult) -> str:
             "simulation: confirm on more rows.")
 
 
-def _regression_findings(res: AttributeResult, result: FairnessResult) -> list[Finding]:
+def _regression_findings(res: AttributeResult, config: FairnessConfig) -> list[Finding]:
     """A regression disparity whose permutation test is significant after Holm (at ``alpha``)
     is a warning; one whose raw p alone is small is information. (Before, only the binary
     disparities were read here, so a regression gap never made a finding.)"""
     out = []
-    conf = f"{result.confidence:.0%}"
+    conf = f"{config.confidence:.0%}"
     for name, (what, gap) in _REGRESSION_WHAT.items():
         d = res.disparities.get(name)
         if d is None or d.value is None or d.significance not in (SIGNIFICANT, RAW_ONLY):
@@ -261,10 +257,10 @@ def _regression_findings(res: AttributeResult, result: FairnessResult) -> list[F
               else "no interval")
         if d.significance == SIGNIFICANT:
             out.append(Finding("warning", f"{what} differ between groups of {res.title}: {d.label} "
-                                          f"{e.value:.3g} ({ci}). {test_sentence(d, result.alpha)}"
+                                          f"{e.value:.3g} ({ci}). {test_sentence(d, config.alpha)}"
                                           f"{_skew_caveat(res)}"))
         else:  # not significant after correction: no claim that the groups differ
             out.append(Finding("info", f"The observed {gap} between groups of {res.title} is "
                                        f"{e.value:.3g} ({d.label}, point estimate; {ci}). "
-                                       f"{test_sentence(d, result.alpha)}"))
+                                       f"{test_sentence(d, config.alpha)}"))
     return out

@@ -12,8 +12,9 @@ from audit.methods.fairness.formulas import _disparity_bounds, _f, _mask_groups,
 from audit.methods.fairness.groups import _groups
 from audit.methods.fairness.results import TOO_SMALL, AttributeResult, Disparity, Estimate, GroupRow, significance
 from audit.stats.bootstrap import group_codes, percentile_interval, row_weights, weighted_means
-from audit.stats.fairness_tests import min_detectable_mean_difference, permutation_pvalue
+from audit.stats.fairness_tests import min_detectable_mean_difference
 from audit.stats.multiplicity import holm
+from audit.stats.permutation import permutation_pvalues
 
 
 def _analyse_regression(cols: Sequence[str], values: np.ndarray, y: np.ndarray, yhat: np.ndarray,
@@ -69,7 +70,7 @@ def _analyse_regression(cols: Sequence[str], values: np.ndarray, y: np.ndarray, 
         var = np.maximum(s2 / n - mean ** 2, 0.0) * n / np.maximum(n - 1, 1)
         se = np.sqrt(var[..., pa] / n[..., pa] + var[..., pb] / n[..., pb])
         # a zero spread within both groups: any gap is decisive, no gap is not (finite, so
-        # that permutation_pvalue can rank it)
+        # that permutation_pvalues can rank it)
         t = np.abs(mean[..., pa] - mean[..., pb]) / np.maximum(se, 1e-12)
         return np.nanmax(t, axis=-1)
 
@@ -108,7 +109,7 @@ def _analyse_regression(cols: Sequence[str], values: np.ndarray, y: np.ndarray, 
     for k, (label, base) in REGRESSION_DISPARITIES.items():
         v = _f(spread_difference(masked[base], ref))
         lo, hi = bounds_at(k, config.confidence) if v is not None else (None, None)
-        raw[k] = (_f(permutation_pvalue(observed_t[base], null[base]))
+        raw[k] = (_f(permutation_pvalues(observed_t[base], null[base]).upper)
                   if null is not None and v is not None else None)
         why = None if v is not None else f"fewer than two groups with at least {config.min_group_size} rows"
         disparities[k] = Disparity(k, label, Estimate(v, lo, hi, why), raw[k], None,

@@ -149,7 +149,7 @@ class AttributeResult:
     curves: ThresholdCurves | None = None
     what_if: tuple[WhatIf, ...] = ()
     #: (metric, confidence) -> (lower, upper): the disparity's interval at another level, for the
-    #: gate's correction across rules (not serialised).
+    #: gate's correction across rules (not serialised; read through :meth:`interval_at`).
     _bounds: Callable[[str, float], tuple[float | None, float | None]] | None = None
     #: AUC from a score histogram (streamed data): the largest distance from any judged group's
     #: histogram AUC to its exact AUC (None: exact, computed from the rows).
@@ -159,6 +159,13 @@ class AttributeResult:
     def title(self) -> str:
         return " × ".join(self.columns)
 
+    def interval_at(self, metric: str, confidence: float) -> tuple[float | None, float | None]:
+        """The disparity ``metric``'s interval at another ``confidence`` (the gate's Bonferroni
+        correction across rules); ``(None, None)`` when it has none."""
+        if self._bounds is None:
+            return None, None
+        return self._bounds(metric, confidence)
+
 
 @dataclass(frozen=True)
 class FairnessResult(MethodResult):
@@ -167,12 +174,6 @@ class FairnessResult(MethodResult):
     metrics: tuple[str, ...]
     labels: dict[str, str]
     attributes: dict[str, AttributeResult]
-    min_group_size: int
-    confidence: float
-    alpha: float
-    power: float
-    n_boot: int
-    n_permutations: int
     has_scores: bool
     n_tests: int
     notes: tuple[str, ...] = ()
@@ -184,8 +185,5 @@ class FairnessResult(MethodResult):
     favourable_label: str | None = None
     #: each group rate's own disparities (for the gate), shown apart from the headline criteria
     rate_disparities: tuple[str, ...] = ()
-    #: equal-width bins of the score histograms behind AUC, calibration and threshold curves
-    #: (0 without scores)
-    score_bins: int = 0
     #: the largest ``auc_error_bound`` of the attributes (None: every AUC exact)
     auc_error_bound: float | None = None
