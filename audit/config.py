@@ -19,7 +19,8 @@ from audit.errors import InvalidConfigError, did_you_mean
 
 FORMATS = ("html", "pdf", "json")
 
-_TOP_KEYS = {"name", "seed", "model", "data", "methods", "gate", "report", "limits", "run"}
+_TOP_KEYS = {"name", "seed", "model", "data", "methods", "gate", "report", "limits", "run",
+             "compare"}  # [compare]: read by `audit compare` (audit.compare.options)
 _MODEL_KEYS = {"path", "architecture", "encoding", "predictions", "task", "threshold", "output",
                "raw_input", "trusted_types", "init_args", "training", "format", "classes"}
 _DATA_KEYS = {"path", "target", "positive_label", "features", "sensitive", "na_values", "missing_sensitive",

@@ -625,6 +625,23 @@ def audit_model(model: Any, frame: Any, *, target: str | None, sensitive: Sequen
     >>> round(report.outcome("surrogate").result.fidelity, 2)
     1.0
     """
+    plan, inputs = memory_inputs(model, frame, target=target, sensitive=sensitive, features=features,
+                                 positive_label=positive_label, task=task, encoding=encoding,
+                                 raw_input=raw_input, threshold=threshold, methods=methods,
+                                 method_options=method_options, seed=seed, name=name,
+                                 train_frame=train_frame)
+    return run_audit(plan, progress=progress, inputs=inputs,
+                     trust_code=any(rec.trusted_pickle for rec in getattr(inputs.model, "loaded", ())))
+
+
+def memory_inputs(model: Any, frame: Any, *, target: str | None, sensitive: Sequence[str] = (),
+                  features: Sequence[str] | None = None, positive_label: Any = None,
+                  task: str = "binary", encoding: Encoding | None = None, raw_input: bool = False,
+                  threshold: float = 0.5, methods: Sequence[str] | None = None,
+                  method_options: dict[str, dict[str, Any]] | None = None, seed: int = 0,
+                  name: str = "audit", train_frame: Any = None) -> tuple[AuditPlan, LoadedInputs]:
+    """The plan and validated inputs of an in-memory audit (:func:`audit_model`, and
+    :func:`audit.compare_models` for each of its two models)."""
     from audit.core.adapter import as_adapter
     from audit.core.adapter import ModelSpec
     from audit.core.dataset import DatasetSpec
@@ -642,10 +659,8 @@ def audit_model(model: Any, frame: Any, *, target: str | None, sensitive: Sequen
     # a model loaded with audit.load_model keeps its load records: its provenance (and any
     # code that ran, e.g. with trust_code=True) reaches the report
     loaded = getattr(adapter, "loaded", ())
-    inputs = LoadedInputs(adapter, data, train, [_file_entry(rec) for rec in loaded], [])
-    return run_audit(plan, progress=progress, inputs=inputs,
-                     trust_code=any(rec.trusted_pickle for rec in loaded))
+    return plan, LoadedInputs(adapter, data, train, [_file_entry(rec) for rec in loaded], [])
 
 
 __all__ = ["LoadedInputs", "PlannedMethod", "RunPlan", "audit_model", "check_untrusted_paths", "input_paths", "load_inputs",
-           "method_seed", "plan_run", "run_audit"]
+           "memory_inputs", "method_seed", "plan_run", "run_audit"]

@@ -1,0 +1,76 @@
+"""The result types of a comparison: frozen dataclasses, JSON through ``to_jsonable``.
+
+``Estimate`` has the fields of the planned shared ``audit.core.results.Estimate`` (issue 14),
+so that the comparison can switch to it when it lands without changing results.json.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A value with its interval at ``level``, how it was computed, and why it is missing."""
+
+    value: float | None
+    lower: float | None
+    upper: float | None
+    level: float
+    method: str
+    undefined_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Change:
+    """One metric of both models and its change (challenger − champion) with its test.
+
+    ``p_value`` is the paired permutation test's, ``p_adjusted`` Holm's over the family the
+    change belongs to (performance, or every disparity change)."""
+
+    metric: str
+    label: str
+    champion: float | None
+    challenger: float | None
+    change: Estimate
+    p_value: float | None
+    p_adjusted: float | None
+    test: str
+    excluded_small: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DecisionChange:
+    """How many rows of a group change decision from the champion to the challenger."""
+
+    group: str
+    rows: int
+    changed: int
+    to_positive: int
+    to_negative: int
+    share: Estimate
+
+
+@dataclass(frozen=True)
+class MovedFeature:
+    feature: str
+    champion_rank: int
+    challenger_rank: int
+
+
+@dataclass(frozen=True)
+class ImportanceComparison:
+    """Global importances of one attribution method for both models, and their agreement."""
+
+    method: str
+    origin: str
+    features: tuple[str, ...]
+    champion: tuple[float, ...]
+    challenger: tuple[float, ...]
+    spearman: Estimate
+    kendall: Estimate
+    moved: tuple[MovedFeature, ...]
+    paired_rows: int | None      # rows explained for both models (the bootstrap's rows), or None
+
+
+__all__ = ["Change", "DecisionChange", "Estimate", "ImportanceComparison", "MovedFeature"]

@@ -1,0 +1,171 @@
+"""Paired comparisons of two classifiers evaluated on the same rows.
+
+Because both models score the same rows, their errors are correlated, and a comparison that
+resamples each model separately would count the shared noise twice. Everything here is paired:
+
+- **Paired bootstrap** (:func:`paired_bootstrap`): one set of bootstrap multiplicities per
+  resample, drawn within strata (:func:`audit.stats.bootstrap.row_weights`, the fairness
+  method's stratification: every group keeps its size), applied to *both* models; the interval
+  of a change (challenger − champion) is the percentile interval of the resampled changes.
+- **Paired permutation test** (:func:`sign_flip_pvalue`): under the null hypothesis that the two
+  models' outputs are exchangeable on every row, swapping them on any subset of rows leaves the
+  distribution of the data unchanged, so swapping each row's pair with probability ½ (a sign
+  flip of the per-row difference) draws from the null distribution; the p-value
+  ``(1 + #{|T*| >= |T|}) / (B + 1)`` has size at most α for every sample size. For AUC the
+  scores are first replaced by each model's own normalised ranks (AUC depends on the ranks
+  only), so that two models whose scores live on different scales are still exchangeable
+  under the null (Bandos, Rockette & Gur 2005).
+- **McNemar's test** (:func:`mcnemar`) of equal accuracy from the discordant rows: exact
+  binomial when fewer than :data:`MCNEMAR_EXACT_BELOW` rows disagree, else the continuity-
+  corrected chi-square.
+
+Undefined values are NaN (a resample with no positives has no AUC), never 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from audit.stats.bootstrap import row_weights
+
+#: Below this many discordant rows McNemar's test is the exact binomial test.
+MCNEMAR_EXACT_BELOW = 25
+#: Resamples (or permutations) drawn at once: bounds memory at about CHUNK · n values.
+CHUNK = 100
+
+
+def weight_chunks(codes: np.ndarray, n_groups: int, n_boot: int, rng: np.random.Generator
+                  ) -> Iterator[np.ndarray]:
+    """Stratified bootstrap multiplicities ``(b, n)`` in chunks of at most :data:`CHUNK`.
+
+    Within each stratum ``g`` the ``n_g`` rows are resampled with replacement, so each stratum
+    keeps its size in every resample (the weights of a chunk's rows sum to ``n``)."""
+    codes = np.asarray(codes, dtype=np.int64)
+    n = codes.size
+    for start in range(0, n_boot, CHUNK):
+        b = min(CHUNK, n_boot - start)
+        w = np.zeros((b, n))
+        for _, rows, wg in row_weights(codes, n_groups, b, rng):
+            w[:, rows] = wg
+        yield w
+
+
+def paired_bootstrap(statistic: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+                     codes: np.ndarray, n_groups: int, n_boot: int, rng: np.random.Generator
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """The champion's and challenger's statistic under the same resamples.
+
+    ``statistic(w)`` maps weights ``(b, n)`` to the two models' values ``(b, ...)`` each;
+    returns both stacked over all ``n_boot`` resamples."""
+    a_parts, b_parts = [], []
+    for w in weight_chunks(codes, n_groups, n_boot, rng):
+        a, b = statistic(w)
+        a_parts.append(np.asarray(a, dtype=float))
+        b_parts.append(np.asarray(b, dtype=float))
+    return np.concatenate(a_parts), np.concatenate(b_parts)
+
+
+def swap_masks(n: int, n_permutations: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
+    """Boolean masks ``(b, n)``: which rows swap the two models' outputs, each with prob. ½."""
+    for start in range(0, n_permutations, CHUNK):
+        b = min(CHUNK, n_permutations - start)
+        yield rng.random((b, n)) < 0.5
+
+
+def sign_flip_pvalue(observed: np.ndarray, null: np.ndarray) -> np.ndarray:
+    """Two-sided permutation p-value ``(1 + #{|T*| >= |T|}) / (B + 1)`` per column.
+
+    ``observed`` (k,) and ``null`` (B, k); NaN null draws are left out of B, an undefined
+    observed value gets NaN. A relative tolerance keeps rounding from splitting exact ties."""
+    observed = np.atleast_1d(np.asarray(observed, dtype=float))
+    null = np.asarray(null, dtype=float).reshape(len(null), -1)
+    tol = 1e-9 * np.maximum(1.0, np.abs(observed))
+    valid = np.isfinite(null)
+    hits = (np.abs(null) >= np.abs(observed) - tol) & valid
+    b = valid.sum(axis=0)
+    p = (1 + hits.sum(axis=0)) / (b + 1)
+    return np.where(np.isfinite(observed) & (b > 0), p, np.nan)
+
+
+def normalised_ranks(scores: np.ndarray) -> np.ndarray:
+    """Average ranks divided by n: a model's scores on a common scale, ties kept."""
+    from scipy.stats import rankdata
+
+    s = np.asarray(scores, dtype=float)
+    return rankdata(s) / max(s.size, 1)
+
+
+def auc_rows(scores: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """ROC AUC of each row of ``scores`` (b, n) against ``y`` (ties count ½)."""
+    from scipy.stats import rankdata
+
+    y = np.asarray(y).astype(bool)
+    n1 = int(y.sum())
+    n0 = y.size - n1
+    if n1 == 0 or n0 == 0:
+        return np.full(len(scores), np.nan)
+    r = rankdata(np.asarray(scores, dtype=float), axis=1)
+    return (r[:, y].sum(axis=1) - n1 * (n1 + 1) / 2) / (n1 * n0)
+
+
+def ece_rows(scores: np.ndarray, y: np.ndarray, n_bins: int) -> np.ndarray:
+    """Expected calibration error (equal-width bins) of each row of ``scores`` (b, n)."""
+    s = np.asarray(scores, dtype=float)
+    b, n = s.shape
+    bins = np.clip((s * n_bins).astype(np.int64), 0, n_bins - 1) + (np.arange(b) * n_bins)[:, None]
+    flat = bins.ravel()
+    count = np.bincount(flat, minlength=b * n_bins).reshape(b, n_bins)
+    s_sum = np.bincount(flat, weights=s.ravel(), minlength=b * n_bins).reshape(b, n_bins)
+    y_sum = np.bincount(flat, weights=np.broadcast_to(np.asarray(y, float), s.shape).ravel(),
+                        minlength=b * n_bins).reshape(b, n_bins)
+    return np.abs(s_sum - y_sum).sum(axis=1) / max(n, 1)
+
+
+@dataclass(frozen=True)
+class McNemar:
+    """McNemar's test of equal accuracy on paired decisions.
+
+    ``champion_only`` rows the champion gets right and the challenger wrong, ``challenger_only``
+    the reverse; ``method`` says whether the exact binomial or the chi-square form was used."""
+
+    champion_only: int
+    challenger_only: int
+    statistic: float | None
+    p_value: float | None
+    method: str
+
+
+def mcnemar(champion_correct: np.ndarray, challenger_correct: np.ndarray) -> McNemar:
+    """McNemar's test from two boolean vectors of correct decisions on the same rows.
+
+    Examples
+    --------
+    >>> r = mcnemar(np.array([1, 1, 1, 0, 1], bool), np.array([1, 0, 0, 0, 1], bool))
+    >>> r.champion_only, r.challenger_only, r.method
+    (2, 0, 'exact binomial (discordant rows < 25)')
+    >>> r.p_value
+    0.5
+    """
+    a = np.asarray(champion_correct, dtype=bool)
+    b = np.asarray(challenger_correct, dtype=bool)
+    n10 = int(np.sum(a & ~b))
+    n01 = int(np.sum(~a & b))
+    m = n10 + n01
+    if m == 0:
+        return McNemar(n10, n01, None, 1.0, "no discordant rows: the decisions agree on every row")
+    if m < MCNEMAR_EXACT_BELOW:
+        from scipy.stats import binomtest
+
+        p = float(binomtest(n01, m, 0.5).pvalue)
+        return McNemar(n10, n01, None, min(1.0, p), f"exact binomial (discordant rows < {MCNEMAR_EXACT_BELOW})")
+    from scipy.stats import chi2
+
+    stat = (abs(n10 - n01) - 1.0) ** 2 / m
+    return McNemar(n10, n01, float(stat), float(chi2.sf(stat, 1)), "chi-square with continuity correction")
+
+
+__all__ = ["MCNEMAR_EXACT_BELOW", "McNemar", "auc_rows", "ece_rows", "mcnemar", "normalised_ranks",
+           "paired_bootstrap", "sign_flip_pvalue", "swap_masks", "weight_chunks"]
