@@ -36,9 +36,6 @@ from audit.stats.paired import McNemar
 
 COMPARE_SCHEMA = "audit-suite/compare@1"
 ROLES = ("champion", "challenger")
-#: What each model's audit runs unless --methods says otherwise: the paired statistics need only
-#: predictions; these attribution methods give the importances to compare.
-DEFAULT_METHODS = ("performance", "fairness", "shap", "saliency", "connection_weights")
 
 
 @dataclass(frozen=True)
@@ -308,7 +305,9 @@ def compare_models(champion: Any, challenger: Any, data: Any, *, target: str, se
         raw frame with ``raw_input=True``).
     data : pandas.DataFrame
         The rows both models are audited and compared on.
-    methods : the methods each model's audit runs (default: performance and fairness only).
+    methods : the methods each model's audit runs (default: every method, as ``audit_model``); the
+        paired statistics need only the predictions, the importance comparison needs attribution
+        methods (shap, lime, saliency, connection_weights).
     compare : the ``[compare]`` table as a dict (options and ``"gate"``).
 
     Examples
@@ -318,7 +317,8 @@ def compare_models(champion: Any, challenger: Any, data: Any, *, target: str, se
     >>> df = pd.DataFrame({"x": rng.normal(size=400), "g": ["a", "b"] * 200})
     >>> df["y"] = (df.x + rng.normal(size=400) > 0).astype(int)
     >>> f = lambda X: 1 / (1 + np.exp(-2 * X[:, 0]))
-    >>> r = compare_models(f, f, df, target="y", sensitive=["g"], compare={"n_boot": 200, "n_permutations": 99})
+    >>> r = compare_models(f, f, df, target="y", sensitive=["g"], methods=["performance"],
+    ...                    compare={"n_boot": 200, "n_permutations": 99})
     >>> r.performance["accuracy"].change.value, r.decisions.changed
     (0.0, 0)
     """
@@ -328,7 +328,7 @@ def compare_models(champion: Any, challenger: Any, data: Any, *, target: str, se
     options, gate = parse_compare(compare or {}, (method_options or {}).get("fairness"))
     runs = [memory_inputs(m, data, target=target, sensitive=sensitive, features=features,
                           positive_label=positive_label, threshold=threshold, raw_input=raw_input,
-                          methods=tuple(methods) if methods else ("performance", "fairness"),
+                          methods=methods,
                           method_options=method_options, seed=seed, name=f"{name}-{role}")
             for m, role in zip((champion, challenger), ROLES)]
     row_hash, shared = check_same_rows(runs[0][1].data, runs[1][1].data, ROLES)  # type: ignore[arg-type]
@@ -340,5 +340,5 @@ def compare_models(champion: Any, challenger: Any, data: Any, *, target: str, se
                         provenance=provenance(seed=seed, files=[], command=["audit.compare_models"]))
 
 
-__all__ = ["COMPARE_SCHEMA", "DEFAULT_METHODS", "ComparisonResult", "check_same_rows", "compare_models",
+__all__ = ["COMPARE_SCHEMA", "ComparisonResult", "check_same_rows", "compare_models",
            "compare_runs", "load_pair", "rows_digest", "run_comparison"]
