@@ -65,13 +65,19 @@ class CompareOptions:
             raise bad("n_permutations", "0 (no tests) or at least 99", self.n_permutations)
         if self.calibration_bins < 2:
             raise bad("calibration_bins", "at least 2", self.calibration_bins)
-        from audit.methods.fairness import BINARY_DISPARITIES
-
         for d in self.disparities:
-            if d not in BINARY_DISPARITIES or d == "auc_difference":
-                names = [k for k in BINARY_DISPARITIES if k != "auc_difference"]
+            if d not in comparable_disparities():
+                names = comparable_disparities()
                 raise bad("disparities", f"a list of disparities ({', '.join(names)})"
                           f"{did_you_mean(d, names)}", d)
+
+
+def comparable_disparities() -> list[str]:
+    """The disparities whose change is compared: the differences of group rates (a ratio's
+    change has no interval here, and an AUC gap needs the per-group AUC bootstrap)."""
+    from audit.methods.fairness import BINARY_DISPARITIES
+
+    return [k for k in BINARY_DISPARITIES if k.endswith("_difference") and k != "auc_difference"]
 
 
 def parse_compare(table: Mapping[str, Any], fairness: Mapping[str, Any] | None = None
@@ -110,4 +116,4 @@ def parse_compare(table: Mapping[str, Any], fairness: Mapping[str, Any] | None =
     return options, dict(gate)
 
 
-__all__ = ["DEFAULT_DISPARITIES", "CompareOptions", "parse_compare"]
+__all__ = ["DEFAULT_DISPARITIES", "CompareOptions", "comparable_disparities", "parse_compare"]

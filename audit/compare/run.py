@@ -279,7 +279,8 @@ def run_comparison(plans: Sequence[Any], compare: Mapping[str, Any], *, trust_co
         fair = FairnessConfig.from_dict(plan_a.method_options.get("fairness") or {}, method="fairness")
         parse_compare_gate(gate, sets=[set_name(s) for s in attribute_sets(list(plan_a.data.sensitive), fair)])
     reports = [run_audit(p, trust_code=trust_code, untrusted_config=untrusted_config, progress=progress,
-                         inputs=i, on_plan=on_plan) for p, i in zip((plan_a, plan_b), inputs)]
+                         inputs=i, on_plan=None if on_plan is None else _labelled(on_plan, role))
+               for p, i, role in zip((plan_a, plan_b), inputs, ROLES)]
     preds = [i.model.predictions(i.data) for i in inputs]
     files = [dict(f, role=f"{role} {f['role']}") for role, i in zip(ROLES, inputs) for f in i.files]
     prov = provenance(seed=plan_a.seed, files=files, trust_code=trust_code, untrusted_config=untrusted_config)
@@ -287,6 +288,22 @@ def run_comparison(plans: Sequence[Any], compare: Mapping[str, Any], *, trust_co
                         fairness_options=plan_a.method_options.get("fairness"), seed=plan_a.seed,
                         name=name or f"{plan_a.name}-vs-{plan_b.name}", row_hash=row_hash,
                         features=features, provenance=prov)
+
+
+@dataclass(frozen=True)
+class _LabelledPlan:
+    """A model's run plan as printed by ``audit compare``: the first line names its role."""
+
+    role: str
+    plan: Any
+
+    def lines(self) -> list[str]:
+        first, *rest = self.plan.lines()
+        return [f"{self.role}: {first}", *rest]
+
+
+def _labelled(on_plan: Any, role: str) -> Any:
+    return lambda run_plan: on_plan(_LabelledPlan(role, run_plan))
 
 
 def compare_models(champion: Any, challenger: Any, data: Any, *, target: str, sensitive: Sequence[str] = (),

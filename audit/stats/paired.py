@@ -19,6 +19,16 @@ resamples each model separately would count the shared noise twice. Everything h
   binomial when fewer than :data:`MCNEMAR_EXACT_BELOW` rows disagree, else the continuity-
   corrected chi-square.
 
+- **Projection intervals** for the change of a max − min disparity
+  (:func:`projection_interval`). Such a disparity is not smooth where groups tie (the
+  champion's gap is zero), so the bootstrap distribution of its change is biased there and the
+  percentile interval missed the true change in 14% of samples at 4,000 rows (simulated:
+  groups of 2,000, a fair champion, a challenger 0.03 less fair). Instead the group rates of
+  the champion and their paired changes, which are smooth, get one simultaneous studentized
+  bootstrap box (:func:`simultaneous_box`), and the interval of the disparity's change is its
+  range over that box, found by linear programs (a max − min of rates is a maximum of linear
+  functions). It holds its level wherever the box does, at the price of being conservative.
+
 Undefined values are NaN (a resample with no positives has no AUC), never 0.
 """
 
@@ -124,6 +134,99 @@ def ece_rows(scores: np.ndarray, y: np.ndarray, n_bins: int) -> np.ndarray:
     return np.abs(s_sum - y_sum).sum(axis=1) / max(n, 1)
 
 
+def simultaneous_box(point: np.ndarray, boot: np.ndarray, confidence: float, *,
+                     max_undefined: float = 0.1) -> tuple[np.ndarray, np.ndarray] | None:
+    """A box that holds every coordinate of ``point`` (d,) jointly at ``confidence``, from
+    bootstrap draws ``boot`` (B, d): studentized max-|t| over the coordinates. A coordinate
+    that never varies is fixed. None when more than ``max_undefined`` of the draws are undefined.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> lo, hi = simultaneous_box(np.zeros(2), rng.normal(size=(4000, 2)), 0.95)
+    >>> bool(2.1 < hi[0] < 2.5)  # wider than 1.96: both coordinates hold at once
+    True
+    """
+    point = np.asarray(point, dtype=float)
+    boot = np.asarray(boot, dtype=float)
+    ok = np.isfinite(boot).all(axis=1)
+    if ok.mean() < 1 - max_undefined or ok.sum() < 2:
+        return None
+    dev = boot[ok] - point
+    sd = dev.std(axis=0, ddof=1)
+    moving = sd > 1e-12
+    if not moving.any():
+        return point.copy(), point.copy()
+    t = np.abs(dev[:, moving]) / sd[moving]
+    crit = float(np.quantile(t.max(axis=1), confidence))
+    half = np.where(moving, crit * sd, 0.0)
+    return point - half, point + half
+
+
+def spread_pieces(n_groups: int, n_rates: int, ref: int | None = None) -> np.ndarray:
+    """Rows L (K, n_rates · n_groups) such that ``max_k L_k · r`` is the largest over the rate
+    types of max − min over groups (or of max |g − ref| with a reference group), for rates
+    ``r`` stacked type by type.
+
+    Examples
+    --------
+    >>> L = spread_pieces(2, 1)
+    >>> float((L @ np.array([0.3, 0.5])).max())
+    0.2
+    """
+    G = n_groups
+    pairs = ([(i, j) for i in range(G) for j in range(G) if i != j] if ref is None
+             else [pair for g in range(G) if g != ref for pair in ((g, ref), (ref, g))])
+    rows = []
+    for t in range(n_rates):
+        for i, j in pairs:
+            row = np.zeros(n_rates * G)
+            row[t * G + i], row[t * G + j] = 1.0, -1.0
+            rows.append(row)
+    return np.array(rows).reshape(len(rows), n_rates * G)
+
+
+def projection_interval(pieces: np.ndarray, lo_rates: np.ndarray, hi_rates: np.ndarray,
+                        lo_change: np.ndarray, hi_change: np.ndarray) -> tuple[float, float]:
+    """The range of ``max_k L_k·(r + c) − max_k L_k·r`` over the box r ∈ [lo_rates, hi_rates],
+    c ∈ [lo_change, hi_change] (the change of a spread when rates r change by c).
+
+    The largest value is the best over k of a linear program in (r, c, t): maximise t subject
+    to t <= L_k·(r + c) − L_m·r for every m; the smallest the best over m of: minimise
+    s − L_m·r subject to s >= L_k·(r + c) for every k.
+
+    Examples
+    --------
+    >>> L = spread_pieces(2, 1)
+    >>> lo, hi = projection_interval(L, np.array([0.4, 0.4]), np.array([0.45, 0.45]),
+    ...                              np.array([0.1, 0.0]), np.array([0.1, 0.0]))
+    >>> round(lo, 6), round(hi, 6)  # champion rates within 0.05; group 0's rate up by exactly 0.1
+    (0.0, 0.1)
+    """
+    from scipy.optimize import linprog
+
+    L = np.asarray(pieces, dtype=float)
+    K, d = L.shape
+    bounds = ([(float(a), float(b)) for a, b in zip(lo_rates, hi_rates)]
+              + [(float(a), float(b)) for a, b in zip(lo_change, hi_change)] + [(None, None)])
+    # variables z = (r (d), c (d), t)
+    highest = -np.inf
+    for k in range(K):
+        # t − L_k·r − L_k·c + L_m·r <= 0 for every m
+        A = np.hstack([L - L[k], np.tile(-L[k], (K, 1)), np.ones((K, 1))])
+        res = linprog(np.r_[np.zeros(2 * d), -1.0], A_ub=A, b_ub=np.zeros(K), bounds=bounds, method="highs")
+        if res.status == 0:
+            highest = max(highest, -res.fun)
+    lowest = np.inf
+    for m in range(K):
+        # minimise s − L_m·r subject to L_k·r + L_k·c − s <= 0 for every k
+        A = np.hstack([L, L, -np.ones((K, 1))])
+        res = linprog(np.r_[-L[m], np.zeros(d), 1.0], A_ub=A, b_ub=np.zeros(K), bounds=bounds, method="highs")
+        if res.status == 0:
+            lowest = min(lowest, res.fun)
+    return float(lowest), float(highest)
+
+
 @dataclass(frozen=True)
 class McNemar:
     """McNemar's test of equal accuracy on paired decisions.
@@ -168,4 +271,5 @@ def mcnemar(champion_correct: np.ndarray, challenger_correct: np.ndarray) -> McN
 
 
 __all__ = ["MCNEMAR_EXACT_BELOW", "McNemar", "auc_rows", "ece_rows", "mcnemar", "normalised_ranks",
-           "paired_bootstrap", "sign_flip_pvalue", "swap_masks", "weight_chunks"]
+           "paired_bootstrap", "projection_interval", "sign_flip_pvalue", "simultaneous_box",
+           "spread_pieces", "swap_masks", "weight_chunks"]
