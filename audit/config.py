@@ -25,7 +25,7 @@ _MODEL_KEYS = {"path", "architecture", "encoding", "predictions", "task", "thres
                "raw_input", "trusted_types", "init_args", "training", "format", "classes"}
 _DATA_KEYS = {"path", "target", "positive_label", "features", "sensitive", "na_values", "missing_sensitive",
               "train_path", "max_rows", "sensitive_sources"}
-_REPORT_KEYS = {"title", "formats", "out"}
+_REPORT_KEYS = {"title", "formats", "out", "save_predictions"}
 _LIMITS_KEYS = {"memory"}
 _RUN_KEYS = {"budget"}
 # numpy's SeedSequence takes any non-negative integer, torch.manual_seed only 64-bit ones;
@@ -66,6 +66,9 @@ class AuditPlan:
     # [run] budget in seconds: above it the defaulted sample sizes are lowered (audit.core.cost);
     # None: no budget (the Python API's default; the CLI applies its own default, or --full).
     budget: float | None = None
+    # [report] save_predictions: also write predictions.parquet (per-row outcome, decision, score,
+    # sensitive groups), so that `audit compare` can compare two saved reports without the models.
+    save_predictions: bool = False
 
     @classmethod
     def load(cls, path: str | Path) -> AuditPlan:
@@ -160,7 +163,8 @@ class AuditPlan:
                    title=_typed(report, "title", str, None), formats=formats,
                    out_dir=resolve(report.get("out"), "out"), config_path=config_path, modal=modal,
                    memory_limit=parse_size(limits["memory"]) if "memory" in limits else None,
-                   budget=parse_duration(run["budget"], "[run] budget") if "budget" in run else None)
+                   budget=parse_duration(run["budget"], "[run] budget") if "budget" in run else None,
+                   save_predictions=_typed(report, "save_predictions", bool, False))
 
     def with_overrides(self, **changes: Any) -> AuditPlan:
         """A copy with CLI flags applied (None values leave the config's value)."""

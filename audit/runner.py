@@ -25,6 +25,7 @@ from audit.core.text import escape_warnings
 from audit.errors import AuditError, DataValidationError, InvalidConfigError, did_you_mean
 from audit.registry import METHODS, get_method, method_names
 from audit.report.model import AuditReport, MethodOutcome, file_record, provenance
+from audit.report.predictions import predictions_frame
 
 # Called as (method name, method title) and returns the method's progress callback.
 ProgressFactory = Callable[[str, str], Progress]
@@ -531,6 +532,7 @@ def _run_methods(plan: AuditPlan, inputs: LoadedInputs, classes: list[AuditMetho
         data=data,
         limitations=[*inputs.notes, *lowered, *standard_limitations(model, data)],
         gate=gate.to_json() if gate is not None else None,
+        predictions=predictions_frame(model, data) if plan.save_predictions else None,
     )
 
 

@@ -249,3 +249,36 @@ def test_small_groups_are_left_out_and_the_gate_says_insufficient():
     rules = parse_compare_gate({"fairness.g.demographic_parity_difference": {"max_increase": 0.05}}, sets=["g"])
     verdict = judge(rules, {rules[0].key: res.disparities["demographic_parity_difference"]}).verdicts[0]
     assert verdict.status == "insufficient" and "too small" in verdict.message
+
+
+def test_two_saved_reports_compare_like_their_configs_and_say_what_needs_the_models(tmp_path):
+    frame = planted(n=4000, extra=200)
+    a, b = write_pair(tmp_path, frame, GATE)
+    for cfg in (a, b):  # both audits save their per-row predictions
+        cfg.write_text(cfg.read_text().replace("[compare]", "[report]\nsave_predictions = true\n[compare]")
+                       if "[compare]" in cfg.read_text() else cfg.read_text() + "[report]\nsave_predictions = true\n")
+    for cfg, out in ((a, "ra"), (b, "rb")):
+        res = CliRunner().invoke(app, ["run", str(cfg), "--out", str(tmp_path / out), "--quiet", "--format", "json",
+                                       "--methods", "performance,fairness"])
+        assert res.exit_code == 0, res.output
+    saved = json.loads((tmp_path / "ra" / "results.json").read_text())["predictions"]
+    assert saved["file"] == "predictions.parquet" and saved["rows"] == 4000
+    res = compare_cli(tmp_path / "ra" / "results.json", tmp_path / "rb", b, "--out", tmp_path / "cmp")
+    live = compare_cli(a, b, "--out", tmp_path / "live", "--methods", "performance,fairness")
+    assert res.exit_code == live.exit_code == 1, res.output
+    from_saved = json.loads((tmp_path / "cmp" / "results.json").read_text())
+    from_models = json.loads((tmp_path / "live" / "results.json").read_text())
+    assert from_saved["data"]["row_sha256"] == saved["rows_sha256"]
+    for key in ("performance", "mcnemar", "decisions", "fairness", "gate"):
+        assert from_saved[key] == from_models[key], key
+    assert any("predictions.parquet does not hold the features" in n for n in from_saved["limitations"])
+
+
+def test_a_saved_report_without_predictions_cannot_be_compared(tmp_path):
+    a, b = write_pair(tmp_path, planted(n=400, extra=0))
+    for cfg, out in ((a, "ra"), (b, "rb")):
+        CliRunner().invoke(app, ["run", str(cfg), "--out", str(tmp_path / out), "--quiet", "--format", "json",
+                                 "--methods", "performance"])
+    res = compare_cli(tmp_path / "ra", tmp_path / "rb", "--out", tmp_path / "cmp")
+    assert res.exit_code == 2 and "save_predictions = true" in res.output
+    assert not (tmp_path / "cmp").exists()

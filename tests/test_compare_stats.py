@@ -44,6 +44,7 @@ def true_dp_change(ra, rb, q):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sizes, ra, rb, q", [
+    ((2000, 2000), (0.5, 0.5), (0.6, 0.5), 0.3),            # a fair champion (the percentile bootstrap: 0.86)
     ((40, 400), (0.3, 0.5), (0.6, 0.5), 0.3),               # a tiny group, a real change
     ((30, 30, 30), (0.4, 0.5, 0.6), (0.4, 0.5, 0.6), 0.3),  # three tiny groups, no change
     ((300, 300), (0.06, 0.06), (0.36, 0.06), 0.3),          # rates near 0, a change
@@ -56,6 +57,7 @@ def test_disparity_change_intervals_cover_the_true_change(sizes, ra, rb, q):
     opts = CompareOptions(n_boot=300, n_permutations=0)
     truth = true_dp_change(ra, rb, q)
     hits = given = 0
+    widths = []
     for _ in range(200):
         values, p = draw_decisions(rng, sizes, ra, rb, q)
         c = compare_disparities("g", values, p, [DP], opts, rng).disparities[DP].change
@@ -63,8 +65,9 @@ def test_disparity_change_intervals_cover_the_true_change(sizes, ra, rb, q):
             continue
         given += 1
         hits += c.lower - 1e-12 <= truth <= c.upper + 1e-12
+        widths.append(c.upper - c.lower)
     print(f"DP change {sizes} {ra}->{rb} q={q}: truth {truth:+.4f}, coverage {hits / given:.3f} "
-          f"of {given} intervals ({200 - given} withheld)")
+          f"of {given} intervals ({200 - given} withheld), mean width {np.mean(widths):.3f}")
     assert given >= 100, f"the interval was withheld in {200 - given} of 200 samples"
     assert hits / given >= band(given), (hits / given, given, truth)
 
@@ -185,3 +188,27 @@ def test_the_paired_interval_is_narrower_than_the_unpaired_one_on_correlated_mod
     perf, _ = compare_performance(p, CompareOptions(n_boot=400, n_permutations=0), rng)
     e = perf["accuracy"].change
     assert e.upper - e.lower < 0.85 * unpaired_w
+
+
+def test_the_paired_disparity_interval_is_narrower_than_the_unpaired_one_on_correlated_models():
+    """The projection over (champion rates, paired changes) against the same projection over
+    (champion rates, challenger rates) boxed separately, i.e. without using the pairing."""
+    from audit.stats.paired import paired_bootstrap, projection_interval, simultaneous_box, spread_pieces
+
+    rng = np.random.default_rng(9)
+    paired_w, unpaired_w = [], []
+    for _ in range(20):
+        values, p = draw_decisions(rng, (500, 500), (0.4, 0.5), (0.6, 0.5), 0.1)
+        codes = values.astype(int)
+        oh = lambda d: np.eye(2)[codes] * d[:, None]  # noqa: E731
+        sel_a, sel_b, ones = oh(p.champion), oh(p.challenger), np.eye(2)[codes]
+        rate = lambda w, sel: (w @ sel) / (w @ ones)  # noqa: E731
+        ba, bb = paired_bootstrap(lambda w: (rate(w, sel_a), rate(w, sel_b)), codes, 2, 400, rng)
+        ra, rb = rate(np.ones((1, 1000)), sel_a)[0], rate(np.ones((1, 1000)), sel_b)[0]
+        L = spread_pieces(2, 1)
+        lo, hi = simultaneous_box(np.r_[ra, rb - ra], np.hstack([ba, bb - ba]), 0.975)
+        paired_w.append(np.subtract(*projection_interval(L, lo[:2], hi[:2], lo[2:], hi[2:])[::-1]))
+        lo, hi = simultaneous_box(np.r_[ra, rb], np.hstack([ba, bb]), 0.975)
+        unpaired_w.append(np.subtract(*projection_interval(L, lo[:2], hi[:2], lo[2:] - hi[:2], hi[2:] - lo[:2])[::-1]))
+    print(f"DP change, mean 95% width: paired {np.mean(paired_w):.4f}, unpaired {np.mean(unpaired_w):.4f}")
+    assert np.mean(paired_w) < 0.75 * np.mean(unpaired_w)

@@ -235,18 +235,24 @@ def write_report(report: AuditReport, out_dir: str | Path, *, formats: Iterable[
     >>> write_report(report, "reports/my_model", formats=("html", "json"))  # doctest: +SKIP
     {'json': PosixPath('reports/my_model/results.json'), 'html': ...}
     """
+    extra = {}
+    if report.predictions is not None:
+        from audit.report.predictions import FILE, parquet_bytes
+
+        extra[FILE] = parquet_bytes(report.predictions)
     return write_rendered(out_dir, formats=formats, overwrite=overwrite, provenance=report.provenance,
-                          html=lambda: render_html(report), json_bytes=report.json_bytes)
+                          html=lambda: render_html(report), json_bytes=report.json_bytes, extra=extra)
 
 
 def write_rendered(out_dir: str | Path, *, formats: Iterable[str], overwrite: bool,
                    provenance: Mapping[str, Any], html: Callable[[], str],
-                   json_bytes: Callable[[], bytes]) -> dict[str, Path]:
+                   json_bytes: Callable[[], bytes], extra: Mapping[str, bytes] | None = None) -> dict[str, Path]:
     """Write ``results.json`` (``json_bytes()``), ``report.html`` (``html()``) and ``report.pdf``
     (WeasyPrint over the same HTML) into ``out_dir``, atomically: everything is rendered first,
     inside :func:`audit.report.output.reserve_output`, then swapped into place. Used by audit
     reports and comparison reports alike. The folder may not be, hold or lie inside any file of
-    ``provenance["files"]`` (the run's inputs)."""
+    ``provenance["files"]`` (the run's inputs). ``extra``: further files (name -> bytes), e.g.
+    predictions.parquet, written with whichever formats."""
     from audit.report.output import place_report, reserve_output
 
     formats = tuple(formats)
@@ -262,8 +268,9 @@ def write_rendered(out_dir: str | Path, *, formats: Iterable[str], overwrite: bo
             contents["report.html"] = page.encode("utf-8")
         if page is not None and "pdf" in formats:
             contents["report.pdf"] = render_pdf(page)
+        contents.update(extra or {})
         place_report(out_dir, target, contents, overwrite=overwrite)
-    kinds = {"results.json": "json", "report.html": "html", "report.pdf": "pdf"}
+    kinds = {"results.json": "json", "report.html": "html", "report.pdf": "pdf", "predictions.parquet": "predictions"}
     return {kinds[name]: out_dir / name for name in contents}
 
 
