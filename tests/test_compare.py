@@ -282,3 +282,27 @@ def test_a_saved_report_without_predictions_cannot_be_compared(tmp_path):
     res = compare_cli(tmp_path / "ra", tmp_path / "rb", "--out", tmp_path / "cmp")
     assert res.exit_code == 2 and "save_predictions = true" in res.output
     assert not (tmp_path / "cmp").exists()
+
+
+@pytest.mark.parametrize("groups, rates, ref", [(2, 1, None), (3, 2, None), (4, 1, 0), (5, 2, None)])
+def test_projection_interval_is_the_range_of_the_change_over_the_box(groups, rates, ref):
+    """Every sampled point of the box (vertices included) lies in the interval, and the
+    interval's ends are reached up to the sampling's resolution."""
+    from audit.stats.paired import projection_interval, spread_pieces
+
+    rng = np.random.default_rng(groups * 10 + rates)
+    d = groups * rates
+    L = spread_pieces(groups, rates, ref)
+    for _ in range(5):
+        lo_r = rng.uniform(0.1, 0.6, d)
+        hi_r = lo_r + rng.uniform(0, 0.1, d)
+        lo_c = rng.uniform(-0.1, 0.05, d)
+        hi_c = lo_c + rng.uniform(0, 0.08, d)
+        lo, hi = projection_interval(L, lo_r, hi_r, lo_c, hi_c)
+        u = rng.random((200_000, 2 * d))
+        u[:50_000] = u[:50_000] > 0.5  # vertices
+        r = lo_r + u[:, :d] * (hi_r - lo_r)
+        c = lo_c + u[:, d:] * (hi_c - lo_c)
+        change = (L @ (r + c).T).max(axis=0) - (L @ r.T).max(axis=0)
+        assert lo - 1e-9 <= change.min() and change.max() <= hi + 1e-9
+        assert change.min() - lo < 0.01 and hi - change.max() < 0.01

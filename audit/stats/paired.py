@@ -207,20 +207,39 @@ def projection_interval(pieces: np.ndarray, lo_rates: np.ndarray, hi_rates: np.n
 
     L = np.asarray(pieces, dtype=float)
     K, d = L.shape
-    bounds = ([(float(a), float(b)) for a, b in zip(lo_rates, hi_rates)]
-              + [(float(a), float(b)) for a, b in zip(lo_change, hi_change)] + [(None, None)])
+    lo_r, hi_r = np.asarray(lo_rates, float), np.asarray(hi_rates, float)
+    lo_c, hi_c = np.asarray(lo_change, float), np.asarray(hi_change, float)
+    bounds = ([(float(a), float(b)) for a, b in zip(lo_r, hi_r)]
+              + [(float(a), float(b)) for a, b in zip(lo_c, hi_c)] + [(None, None)])
+
+    def box_max(M: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        return np.maximum(M * lo, M * hi).sum(axis=1)
+
+    def box_min(M: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        return np.minimum(M * lo, M * hi).sum(axis=1)
+
+    # Cheap bounds of each program (the constraint m = k alone, and the box's extremes) decide
+    # which programs can still matter: they are solved best bound first until none can.
+    floor_r = box_min(L, lo_r, hi_r).max()   # max_m L_m·r is at least this
+    upper = np.minimum(box_max(L, lo_c, hi_c), box_max(L, lo_r + lo_c, hi_r + hi_c) - floor_r)
+    ceil_r = box_max(L, lo_r, hi_r)
+    lower = np.maximum(box_min(L, lo_c, hi_c), box_min(L, lo_r + lo_c, hi_r + hi_c).max() - ceil_r)
     # variables z = (r (d), c (d), t)
     highest = -np.inf
-    for k in range(K):
+    for k in np.argsort(-upper, kind="stable"):
+        if upper[k] <= highest:
+            break
         # t − L_k·r − L_k·c + L_m·r <= 0 for every m
         A = np.hstack([L - L[k], np.tile(-L[k], (K, 1)), np.ones((K, 1))])
         res = linprog(np.r_[np.zeros(2 * d), -1.0], A_ub=A, b_ub=np.zeros(K), bounds=bounds, method="highs")
         if res.status == 0:
             highest = max(highest, -res.fun)
     lowest = np.inf
-    for m in range(K):
+    A = np.hstack([L, L, -np.ones((K, 1))])
+    for m in np.argsort(lower, kind="stable"):
+        if lower[m] >= lowest:
+            break
         # minimise s − L_m·r subject to L_k·r + L_k·c − s <= 0 for every k
-        A = np.hstack([L, L, -np.ones((K, 1))])
         res = linprog(np.r_[-L[m], np.zeros(d), 1.0], A_ub=A, b_ub=np.zeros(K), bounds=bounds, method="highs")
         if res.status == 0:
             lowest = min(lowest, res.fun)
