@@ -97,7 +97,7 @@ def true_performance_change(base, sep, rho, shift):
 @pytest.mark.parametrize("n, base, sep, rho, shift", [
     (80, 0.5, 1.0, 0.9, 0.0),     # few rows, same model distribution
     (80, 0.5, 1.0, 0.9, 0.5),     # few rows, a better challenger
-    (400, 0.15, 2.5, 0.7, -0.8),  # rare positives, accuracy near 1, a worse challenger
+    (800, 0.3, 1.5, 0.7, -0.4),   # fewer positives, a worse challenger
     (400, 0.5, 0.5, 0.95, 0.3),   # weak models, highly correlated
 ])
 def test_accuracy_and_auc_change_intervals_cover_the_true_change(n, base, sep, rho, shift):
@@ -118,6 +118,15 @@ def test_accuracy_and_auc_change_intervals_cover_the_true_change(n, base, sep, r
               f"coverage {hits[k] / given[k]:.3f} of {given[k]}")
         assert given[k] >= 100, (k, given[k])
         assert hits[k] / given[k] >= band(given[k]), (k, hits[k] / given[k], truth[k])
+
+
+def test_an_auc_change_near_one_with_few_positives_gets_no_interval_but_accuracy_does():
+    """60 positives, AUC 0.99: the percentile bootstrap covered the AUC change 0.85 there."""
+    rng = np.random.default_rng(5)
+    perf, _ = compare_performance(draw_scores(rng, 400, 0.15, 2.5, 0.7, -0.8),
+                                  CompareOptions(n_boot=200, n_permutations=0), rng)
+    assert perf["auc"].change.lower is None and "misranked" in perf["auc"].change.undefined_reason
+    assert perf["accuracy"].change.lower is not None
 
 
 @pytest.mark.slow
