@@ -1,11 +1,12 @@
 """What drives the two models' decisions: their global importances side by side, per
 attribution method that ran on both, and how well the rankings agree.
 
-The importances are read the way the agreement method reads them
-(:func:`audit.methods.agreement.collect_sources`: mean |attribution| per raw feature). Where
-both models' results carry per-row attributions of the same rows, the rank correlations get a
-paired bootstrap interval over those rows (the same resampled rows for both models); where only
-a global vector exists (Olden's connection weights), the correlation has no interval and says so.
+The importances are read from the results' :class:`audit.core.results.Attributions` (their
+global importance per raw feature), as every cross-method feature reads them. Where both
+models' attributions carry per-row values of the same rows, the rank correlations get a paired
+bootstrap interval over those rows (the same resampled rows for both models; importance =
+mean |value|); where only a global vector exists (Olden's connection weights), the correlation
+has no interval and says so.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from audit.compare.results import Estimate, ImportanceComparison, MovedFeature
+from audit.compare.results import ImportanceComparison, MovedFeature
+from audit.core.results import Estimate
 from audit.stats.bootstrap import percentile_interval
 
 SPEARMAN = "Spearman rank correlation of the global importances"
@@ -44,38 +46,36 @@ def _correlations(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
 def compare_importances(champion: Mapping[str, Any], challenger: Mapping[str, Any],
                         features: Sequence[str], *, n_boot: int, confidence: float,
                         rng: np.random.Generator) -> tuple[dict[str, ImportanceComparison], dict[str, str]]:
-    """Per attribution method that ran on both models: values, correlations, moved features.
+    """Per attribution (method and variant) that ran on both models: values, correlations,
+    the features that moved most.
 
-    ``champion`` and ``challenger`` map method names to their results (``ctx.earlier`` form);
-    ``features`` are the raw features both models use. Returns the comparisons and, per method
-    that is not compared, why."""
-    from audit.methods.agreement import collect_sources
+    ``champion`` and ``challenger`` map method names to their results; ``features`` are the
+    raw features both models read. Returns the comparisons and, per attribution not compared,
+    why."""
+    from audit.core.results import collect
 
     feats = list(features)
-    src_a, miss_a = collect_sources(champion, feats)
-    src_b, miss_b = collect_sources(challenger, feats)
-    by_b = {s.key: s for s in src_b}
+    by = [{a.key: a for a in collect(r) if a.grouping == "feature"} for r in (champion, challenger)]
     out: dict[str, ImportanceComparison] = {}
     missing: dict[str, str] = {}
-    for key, why in {**miss_a, **miss_b}.items():
-        who = "the champion" if key in miss_a else "the challenger"
-        missing[key] = f"not compared: for {who}, {why}"
-    for a in src_a:
-        b = by_b.get(a.key)
-        if b is None:
-            missing.setdefault(a.key, "not compared: ran for the champion only")
+    for key in [*by[0], *(k for k in by[1] if k not in by[0])]:
+        a, b = by[0].get(key), by[1].get(key)
+        if a is None or b is None:
+            missing[key] = f"not compared: ran for the {'champion' if b is None else 'challenger'} only"
             continue
-        if len(feats) < 3:
-            missing[a.key] = "not compared: a rank correlation needs at least three shared features"
+        if len(feats) < 3 or not all(f in a.importance and f in b.importance for f in feats):
+            missing[key] = "not compared: a rank correlation needs at least three features both models read"
             continue
-        rho, tau = _correlations(a.importance, b.importance)
+        ia, ib = a.importance_vector(feats), b.importance_vector(feats)
+        rho, tau = _correlations(ia, ib)
         paired = None
         lo_r = hi_r = lo_t = hi_t = None
         why = GLOBAL_ONLY
-        if a.per_row is not None and b.per_row is not None and n_boot:
-            common, ia, ib = np.intersect1d(a.rows, b.rows, return_indices=True)
+        pa, pb = a.reordered(feats) if a.values is not None else None, b.reordered(feats) if b.values is not None else None
+        if pa is not None and pb is not None and a.rows is not None and b.rows is not None and n_boot:
+            common, ja, jb = np.intersect1d(np.asarray(a.rows), np.asarray(b.rows), return_indices=True)
             if common.size >= 2:
-                va, vb = np.abs(a.per_row[ia]), np.abs(b.per_row[ib])
+                va, vb = np.abs(np.asarray(pa.values, float)[ja]), np.abs(np.asarray(pb.values, float)[jb])
                 paired = int(common.size)
                 rs, ts = [], []
                 for _ in range(n_boot):
@@ -90,18 +90,15 @@ def compare_importances(champion: Mapping[str, Any], challenger: Mapping[str, An
                 why = "the two models' explained rows do not overlap, so the correlation has no interval"
         method_r = SPEARMAN + (PAIRED_ROWS if why is None else "")
         method_t = KENDALL + (PAIRED_ROWS if why is None else "")
-        ra, rb = _ranks(a.importance), _ranks(b.importance)
+        ra, rb = _ranks(ia), _ranks(ib)
         order = sorted(range(len(feats)), key=lambda j: (-abs(int(ra[j]) - int(rb[j])), feats[j]))
         moved = tuple(MovedFeature(feats[j], int(ra[j]), int(rb[j])) for j in order[:MOVED] if ra[j] != rb[j])
-        out[a.key] = ImportanceComparison(
-            a.key, a.origin, tuple(feats), tuple(float(x) for x in a.importance),
-            tuple(float(x) for x in b.importance),
-            Estimate(_f(rho), _f(lo_r), _f(hi_r), confidence, method_r, why if _f(lo_r) is None else None),
-            Estimate(_f(tau), _f(lo_t), _f(hi_t), confidence, method_t, why if _f(lo_t) is None else None),
+        level = confidence if _f(lo_r) is not None else None
+        out[key] = ImportanceComparison(
+            key, a.origin, tuple(feats), tuple(float(x) for x in ia), tuple(float(x) for x in ib),
+            Estimate(_f(rho), _f(lo_r), _f(hi_r), level, method_r, why if level is None else None),
+            Estimate(_f(tau), _f(lo_t), _f(hi_t), level, method_t, why if level is None else None),
             moved, paired)
-    for key in by_b:
-        if key not in out and key not in missing:
-            missing[key] = "not compared: ran for the challenger only"
     return out, missing
 
 

@@ -75,7 +75,7 @@ class CompareOptions:
 def comparable_disparities() -> list[str]:
     """The disparities whose change is compared: the differences of group rates (a ratio's
     change has no interval here, and an AUC gap needs the per-group AUC bootstrap)."""
-    from audit.methods.fairness import BINARY_DISPARITIES
+    from audit.methods.fairness.config import BINARY_DISPARITIES
 
     return [k for k in BINARY_DISPARITIES if k.endswith("_difference") and k != "auc_difference"]
 

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from audit.compare.options import CompareOptions
-from audit.compare.results import Change, DecisionChange, Estimate
+from audit.compare.results import Change, DecisionChange
+from audit.core.results import Estimate
 from audit.stats.bootstrap import (
     group_codes,
     percentile_interval,
@@ -99,7 +100,7 @@ def _change(metric: str, label: str, a: float, b: float, boot_a: np.ndarray, boo
     value = b - a
     if not np.isfinite(value):
         why = undefined or "undefined for at least one model"
-        return Change(metric, label, _f(a), _f(b), Estimate(None, None, None, options.confidence, method, why),
+        return Change(metric, label, _f(a), _f(b), Estimate(None, None, None, None, method, why),
                       None, None, test, excluded_small)
     lo, hi = (None, None)
     why = None
@@ -112,7 +113,7 @@ def _change(metric: str, label: str, a: float, b: float, boot_a: np.ndarray, boo
             why = "more than 10% of the resamples were undefined: too unstable for an interval"
     else:
         why = "n_boot = 0: no interval"
-    return Change(metric, label, _f(a), _f(b), Estimate(_f(value), lo, hi, options.confidence, method, why),
+    return Change(metric, label, _f(a), _f(b), Estimate(_f(value), lo, hi, options.confidence if lo is not None else None, method, why),
                   _f(p), None, test, excluded_small)
 
 
@@ -244,7 +245,8 @@ def compare_disparities(name: str, values: np.ndarray, p: Paired, metrics: Seque
                         reference: str | None = None) -> AttributeComparison:
     """The change of every disparity in ``metrics`` (differences of group rates) for one
     attribute or intersection: point estimates, projection intervals, permutation tests."""
-    from audit.methods.fairness import BINARY_DISPARITIES, binary_disparities
+    from audit.methods.fairness.config import BINARY_DISPARITIES
+    from audit.methods.fairness.formulas import binary_disparities
 
     levels, codes, groups = decision_changes(values, p, options.confidence)
     G = len(levels)
@@ -336,13 +338,13 @@ def compare_disparities(name: str, values: np.ndarray, p: Paired, metrics: Seque
         undefined = ("fewer than two judged groups with a defined rate" if judged.size >= 2
                      else f"fewer than two groups of at least {options.min_group_size} rows")
         if not np.isfinite(value):
-            e = Estimate(None, None, None, options.confidence, PROJECTION, undefined)
+            e = Estimate(None, None, None, None, PROJECTION, undefined)
         elif not options.n_boot:
-            e = Estimate(float(value), None, None, options.confidence, PROJECTION, "n_boot = 0: no interval")
+            e = Estimate(float(value), None, None, None, PROJECTION, "n_boot = 0: no interval")
         elif few_events(m):
-            e = Estimate(float(value), None, None, options.confidence, PROJECTION, few_events(m))
+            e = Estimate(float(value), None, None, None, PROJECTION, few_events(m))
         elif boxes.get(m) is None:
-            e = Estimate(float(value), None, None, options.confidence, PROJECTION,
+            e = Estimate(float(value), None, None, None, PROJECTION,
                          "more than 10% of the resamples left a rate undefined: too unstable for an interval")
         else:
             d, n_rates = judged.size, len(bases[m])

@@ -1,32 +1,20 @@
-"""The result types of a comparison: frozen dataclasses, JSON through ``to_jsonable``.
-
-``Estimate`` has the fields of the planned shared ``audit.core.results.Estimate`` (issue 14),
-so that the comparison can switch to it when it lands without changing results.json.
-"""
+"""The result types of a comparison: frozen dataclasses, JSON through ``to_jsonable``; every
+value with an interval is an :class:`audit.core.results.Estimate`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-
-@dataclass(frozen=True)
-class Estimate:
-    """A value with its interval at ``level``, how it was computed, and why it is missing."""
-
-    value: float | None
-    lower: float | None
-    upper: float | None
-    level: float
-    method: str
-    undefined_reason: str | None = None
+from audit.core.results import Estimate
 
 
 @dataclass(frozen=True)
 class Change:
     """One metric of both models and its change (challenger − champion) with its test.
 
-    ``p_value`` is the paired permutation test's, ``p_adjusted`` Holm's over the family the
-    change belongs to (performance, or every disparity change)."""
+    ``change.undefined_reason`` says why there is no value, or, when there is a value but no
+    interval, why none is given. ``p_value`` is the paired permutation test's, ``p_adjusted``
+    Holm's over the family the change belongs to (performance, or every disparity change)."""
 
     metric: str
     label: str

@@ -137,14 +137,8 @@ def compare_runs(reports: Sequence[Any], predictions: Sequence[Any], data: Any, 
                  name: str = "compare", title: str | None = None, row_hash: str,
                  features: Sequence[str], provenance: dict[str, Any] | None = None) -> ComparisonResult:
     """Compare two audited models whose ``predictions`` (:class:`Predictions`) are on ``data``."""
-    from audit.methods.fairness import (
-        FairnessConfig,
-        attribute_sets,
-        group_values,
-        intersection_too_large,
-        normalize_set_name,
-        set_name,
-    )
+    from audit.methods.fairness import FairnessConfig, attribute_sets, normalize_set_name, set_name
+    from audit.methods.fairness.groups import group_values, intersection_too_large
 
     fair = FairnessConfig.from_dict(fairness_options or {}, method="fairness")
     sets = attribute_sets(list(data.spec.sensitive), fair)

@@ -19,8 +19,8 @@ import numpy as np
 
 from audit.errors import DataValidationError, InvalidConfigError
 
-NEEDS_MODELS = ("per-row attributions are not saved in results.json, so the rank correlations have no "
-                "interval; run audit compare on the two configs (with the models) for those")
+NEEDS_MODELS = ("not compared from saved reports: attributions are not saved in results.json; run audit "
+                "compare on the two configs (with the models) to compare what drives the decisions")
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,10 @@ class _Result:
 
     def __getattr__(self, key: str) -> Any:
         return self._doc.get(key)
+
+    def attributions(self) -> tuple[Any, ...]:
+        """Attributions are not saved in results.json: importances need the models."""
+        return ()
 
 
 @dataclass(frozen=True)
@@ -194,9 +198,7 @@ def compare_saved(paths: tuple[str | Path, str | Path], compare: Mapping[str, An
     result = compare_runs(reports, preds, data, options=options, gate=gate, fairness_options=fairness, seed=seed,
                           name=name or f"{reports[0].name}-vs-{reports[1].name}", row_hash=row_hash,
                           features=features, provenance=provenance(seed=seed, files=files))
-    missing = dict(result.importance_missing)
-    for key in result.importance:
-        missing.setdefault(f"{key} (interval)", NEEDS_MODELS)
+    missing = {**result.importance_missing, "attributions": NEEDS_MODELS}
     notes = [*result.limitations,
              "Compared from saved reports: the rows were matched on their order, outcome and sensitive groups "
              "(predictions.parquet does not hold the features)."]
