@@ -96,7 +96,7 @@ def true_performance_change(base, sep, rho, shift):
 @pytest.mark.slow
 @pytest.mark.parametrize("n, base, sep, rho, shift", [
     (80, 0.5, 1.0, 0.9, 0.0),     # few rows, same model distribution
-    (80, 0.5, 1.0, 0.9, 0.5),     # few rows, a better challenger
+    (200, 0.5, 1.0, 0.9, 0.5),    # a better challenger (AUC 0.88 -> 0.94)
     (800, 0.3, 1.5, 0.7, -0.4),   # fewer positives, a worse challenger
     (400, 0.5, 0.5, 0.95, 0.3),   # weak models, highly correlated
 ])
