@@ -28,7 +28,7 @@ install-dev: $(VENV)/.installed-dev
 demo: install
 	@for ex in $(EXAMPLES); do \
 		echo "== auditing examples/$$ex"; \
-		$(BIN)/audit run examples/$$ex/audit.toml --out reports/$$ex --overwrite || exit $$?; \
+		$(BIN)/audit run examples/$$ex/audit.toml --out reports/$$ex --overwrite --full || exit $$?; \
 	done
 
 test: install-dev

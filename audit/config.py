@@ -76,8 +76,11 @@ class AuditPlan:
     @property
     def streams(self) -> bool:
         """Whether the audit reads its data in batches, keeping only counts: ``[data] stream =
-        true``, or by default a folder of Parquet files (which is never loaded into memory)."""
-        return self.stream if self.stream is not None else Path(self.data_path).is_dir()
+        true``, or by default a decisions-only audit of a tabular folder (a folder of Parquet
+        files is never loaded into memory; image and sequence folders are read as such)."""
+        if self.stream is not None:
+            return self.stream
+        return self.modal is None and self.model.predictions is not None and Path(self.data_path).is_dir()
 
     @classmethod
     def load(cls, path: str | Path) -> AuditPlan:

@@ -75,7 +75,7 @@ def test_example_cli_run_writes_every_format(name, tmp_path):
     from audit.cli import app
 
     result = CliRunner().invoke(app, ["run", str(EXAMPLES / name / "audit.toml"), "--out",
-                                      str(tmp_path / name), "-q"], catch_exceptions=False)
+                                      str(tmp_path / name), "-q", "--full"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (tmp_path / name).iterdir()) == [".audit-report", "report.html", "report.pdf",
                                                                   "results.json"]

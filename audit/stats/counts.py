@@ -45,6 +45,8 @@ def score_bin(scores: np.ndarray, n_bins: int) -> np.ndarray:
     [0, 0, 1, 9]
     """
     s = np.asarray(scores, dtype=float)
+    if not np.isfinite(s).all():  # readers refuse them with the rows; NaN would land in bin 0
+        raise ValueError("a score to bin is NaN or infinite")
     return np.clip((s * n_bins).astype(np.int64), 0, n_bins - 1)
 
 
