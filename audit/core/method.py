@@ -272,6 +272,7 @@ OPTION_BOUNDS: dict[str, Interval] = {
     "n_boot": _RESAMPLES, "n_bootstrap": _RESAMPLES,
     "calibration_bins": Interval(2, 1_000, "a reliability bin needs rows; more bins than this "
                                            "leave most of them empty"),
+    "score_bins": Interval(2, 100_000, "each group keeps 4 counts and a score sum per bin"),
     "max_rows": Interval(1, _ROWS, "rows processed; bound the audit with [data] max_rows instead"),
     "n_rows": Interval(1, _ROWS, "rows explained"), "kernel_n_rows": Interval(1, _ROWS, "rows explained"),
     "gradient_n_rows": Interval(1, _ROWS, "rows explained"), "sanity_rows": Interval(1, _ROWS, "rows explained"),
@@ -393,6 +394,9 @@ class AuditMethod(ABC, Generic[C, R]):
         Whether ``run`` may use torch (its random generator or threads). The runner imports,
         seeds and single-threads torch only for such methods or when torch is loaded already;
         set False only for a method that never touches torch (a test checks it stays unloaded).
+    from_counts : bool
+        Whether ``run`` needs only count tables (:class:`audit.stats.counts.GroupTable`), so
+        that it runs on streamed data (:mod:`audit.core.stream`); other methods skip it.
     """
 
     name: ClassVar[str]
@@ -403,9 +407,14 @@ class AuditMethod(ABC, Generic[C, R]):
     needs_target: ClassVar[bool] = False
     Config: ClassVar[type[MethodConfig]] = MethodConfig
     uses_torch: ClassVar[bool] = True
+    from_counts: ClassVar[bool] = False
 
     def skip_reason(self, model: ModelAdapter, data: AuditData, config: C) -> str | None:
         """Why this method cannot run on this model and data, or None when it can."""
+        if getattr(data, "streamed", None) is not None and not self.from_counts:
+            from audit.core.stream import NEEDS_ROWS
+
+            return NEEDS_ROWS
         missing = sorted(self.requires - model.capabilities)
         if missing:
             return (f"needs a model with {', '.join(missing)}; {model.description} offers "
