@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -114,17 +114,14 @@ Explains = Literal["output", "predicted_class", "margin"]
 GroupHow = Literal["sum", "mean_abs", "mean"]
 
 
-class Recompute:
-    """The attribution's explainer, to run again on another model (the sanity check's
-    re-initialized copies). ``__call__(model, rows, *, baseline, background, seed, targets)``
-    returns per-row values laid out as the :class:`Attributions` it belongs to.
+class Recompute(Protocol):
+    """The explainer behind an :class:`Attributions`, to run again on another model (the sanity
+    check's re-initialized copies): per-row values of ``data``'s ``rows``, laid out as the
+    Attributions it belongs to, with the caller's baseline, background, seed and explained
+    classes (``targets``, one per row, or None for the explainer's own choice)."""
 
-    A protocol for documentation; any callable with that signature will do.
-    """
-
-    def __call__(self, model: Any, rows: np.ndarray, *, baseline: np.ndarray,
-                 background: np.ndarray, seed: int, targets: np.ndarray | None) -> np.ndarray:
-        raise NotImplementedError
+    def __call__(self, model: Any, data: Any, rows: np.ndarray, *, baseline: np.ndarray,
+                 background: np.ndarray, seed: int, targets: np.ndarray | None) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -187,7 +184,7 @@ class Attributions:
     signed: bool = True
     how: GroupHow = "sum"
     window: str | None = None
-    recompute: Callable[..., np.ndarray] | None = dataclasses.field(
+    recompute: Recompute | Callable[..., np.ndarray] | None = dataclasses.field(
         default=None, compare=False, repr=False, metadata=NOT_SERIALISED)
     recompute_by_default: bool = dataclasses.field(default=True, metadata=NOT_SERIALISED)
 
