@@ -42,7 +42,7 @@ class Estimate:
     Examples
     --------
     >>> e = Estimate(0.42, 0.30, 0.55, level=0.95, method="Wilson score interval")
-    >>> e.to_json()["level"], e.has_interval
+    >>> e.level, e.has_interval
     (0.95, True)
     >>> Estimate(None, undefined_reason="group too small").defined
     False
@@ -79,11 +79,6 @@ class Estimate:
     @property
     def has_interval(self) -> bool:
         return self.lower is not None and self.upper is not None
-
-    def to_json(self) -> dict[str, Any]:
-        from audit.core.method import to_jsonable
-
-        return {f.name: to_jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
 
 def estimates(names: Sequence[str], values: Sequence[float], lower: Sequence[float] | None = None,
