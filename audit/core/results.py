@@ -11,6 +11,7 @@ knowing its name).
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -79,6 +80,9 @@ class Estimate:
     @property
     def has_interval(self) -> bool:
         return self.lower is not None and self.upper is not None
+
+    def to_json(self) -> dict[str, Any]:
+        return {f.name: to_jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
 
 def estimates(names: Sequence[str], values: Sequence[float], lower: Sequence[float] | None = None,
@@ -227,5 +231,33 @@ def collect(results: Mapping[str, Any]) -> list[Attributions]:
     return out
 
 
+def to_jsonable(obj: Any) -> Any:
+    """Convert results to JSON-native values; NaN and inf become None (JSON has neither).
+
+    Here, below :mod:`audit.core.method` (which re-exports it), so that the result vocabulary
+    needs nothing from the method layer."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+                if not f.name.startswith("_") and f.metadata.get("json", True)}
+    if isinstance(obj, Mapping):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        x = float(obj)
+        return x if math.isfinite(x) else None
+    if obj is None or isinstance(obj, str):
+        return obj
+    if hasattr(obj, "to_json"):
+        return obj.to_json()
+    return str(obj)
+
+
 __all__ = ["Attributions", "Estimate", "Explains", "GroupHow", "NOT_SERIALISED", "Recompute",
-           "collect", "estimates", "mean_abs_importance"]
+           "collect", "estimates", "mean_abs_importance", "to_jsonable"]

@@ -11,15 +11,15 @@ from audit.methods.fairness.config import MULTICLASS_DISPARITIES, FairnessConfig
 from audit.methods.fairness.formulas import SCORE_INTERVAL, SCORE_TEST, _f, _mask_groups, spread_difference
 from audit.methods.fairness.groups import _groups
 from audit.methods.fairness.results import TOO_SMALL, AttributeResult, Disparity, Estimate, GroupRow, significance
-from audit.stats.bootstrap import confusion_cells, multiclass_rates_from_cells
+from audit.stats.bootstrap import multiclass_rates_from_cells
+from audit.stats.counts import GroupTable
 from audit.stats.proportions import GROUP_METHOD, disparity_score_interval, group_interval
 
 
-def _analyse_multiclass(cols: Sequence[str], values: np.ndarray, y: np.ndarray, yhat: np.ndarray,
-                        K: int, classes: Sequence[str], config: FairnessConfig, ref_name: str | None,
-                        rng: np.random.Generator) -> AttributeResult:
-    name, levels, codes, G, counts, small, judged, ref = _groups(cols, values, config, ref_name)
-    cells = confusion_cells(y, yhat, codes, G, K)
+def _analyse_multiclass(cols: Sequence[str], table: GroupTable, K: int, classes: Sequence[str],
+                        config: FairnessConfig, ref_name: str | None) -> AttributeResult:
+    name, levels, G, counts, small, judged, ref = _groups(cols, table.levels, table.counts, config, ref_name)
+    cells = table.cells
 
     def named(r: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {("accuracy" if k == "accuracy" else f"selection_rate[{classes[int(k[15:-1])]}]"): v

@@ -11,7 +11,7 @@ from audit.methods.fairness.config import REGRESSION_DISPARITIES, FairnessConfig
 from audit.methods.fairness.formulas import _disparity_bounds, _f, _mask_groups, _quiet, spread_difference
 from audit.methods.fairness.groups import _groups
 from audit.methods.fairness.results import TOO_SMALL, AttributeResult, Disparity, Estimate, GroupRow, significance
-from audit.stats.bootstrap import percentile_interval, row_weights, weighted_means
+from audit.stats.bootstrap import group_codes, percentile_interval, row_weights, weighted_means
 from audit.stats.fairness_tests import min_detectable_mean_difference
 from audit.stats.multiplicity import holm
 from audit.stats.permutation import permutation_pvalues
@@ -20,7 +20,9 @@ from audit.stats.permutation import permutation_pvalues
 def _analyse_regression(cols: Sequence[str], values: np.ndarray, y: np.ndarray, yhat: np.ndarray,
                         config: FairnessConfig, ref_name: str | None,
                         rng: np.random.Generator) -> AttributeResult:
-    name, levels, codes, G, counts, small, judged, ref = _groups(cols, values, config, ref_name)
+    levels, codes = group_codes(values)
+    name, levels, G, counts, small, judged, ref = _groups(
+        cols, levels, np.bincount(codes, minlength=len(levels)), config, ref_name)
     keys = ("mean_prediction", "mean_error", "mae")
     cols_vals = np.column_stack([yhat, yhat - y, np.abs(yhat - y)])
     # per-group means from sums (np.bincount; fairlearn's MetricFrame gives the same, slowly)

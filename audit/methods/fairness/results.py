@@ -142,6 +142,9 @@ class AttributeResult:
     #: (metric, confidence) -> (lower, upper): the disparity's interval at another level, for the
     #: gate's correction across rules (not serialised; read through :meth:`interval_at`).
     _bounds: Callable[[str, float], tuple[float | None, float | None]] | None = None
+    #: AUC from a score histogram (streamed data): the largest distance from any judged group's
+    #: histogram AUC to its exact AUC (None: exact, computed from the rows).
+    auc_error_bound: float | None = None
 
     @property
     def title(self) -> str:
@@ -173,3 +176,5 @@ class FairnessResult(MethodResult):
     favourable_label: str | None = None
     #: each group rate's own disparities (for the gate), shown apart from the headline criteria
     rate_disparities: tuple[str, ...] = ()
+    #: the largest ``auc_error_bound`` of the attributes (None: every AUC exact)
+    auc_error_bound: float | None = None
