@@ -780,7 +780,8 @@ class Agreement(AuditMethod[AgreementConfig, AgreementResult]):
     def plan(self, model: ModelAdapter, data: AuditData, config: AgreementConfig, ctx: RunContext) -> Any:
         """Permutation importance (rows × features × repeats) and deletion curves ((2 + features ×
         (1 + background)) × rows per attribution source and per random order). The sources are the
-        methods that run before it: counted as three (SHAP, LIME, permutation), six with gradients."""
+        methods that run before it: counted as four (SHAP, LIME, a significance method's,
+        permutation), six with gradients."""
         from audit.core.cost import Plan, Reducible
 
         n, F = data.n_rows, len(data.feature_names) if data.modality == "tabular" else 16
@@ -788,7 +789,9 @@ class Agreement(AuditMethod[AgreementConfig, AgreementResult]):
         rows = perm * (1 + F * config.n_repeats)
         calls = 1 + F
         if config.faithfulness:
-            sources = 6 if "gradients" in model.capabilities else 3
+            # gradients: SHAP, LIME, the captum methods, permutation; otherwise SHAP, LIME, a
+            # significance method's importance (Olden, refit permutation), permutation
+            sources = 6 if "gradients" in model.capabilities else 4
             fr = min(config.faithfulness_rows, n)
             rows += (sources + 2) * (2 + F * (1 + config.faithfulness_background)) * fr + 2 * fr
             calls += (sources + 2) * (2 + 2 * F) + 2

@@ -3,7 +3,7 @@
 Every number of OLD must appear, equal, at its (renamed) path in NEW; numbers only in NEW are
 listed as additions. Run-to-run timings (provenance seconds, dates) are left out.
 
-    python benchmarks/results_diff.py OLD/results.json NEW/results.json
+    python scripts/results_diff.py OLD/results.json NEW/results.json
 
 Exit 0 when every old number is kept, 1 otherwise. ``RENAMES`` is the list of renamed keys
 (issue 14's result vocabulary: every value with an interval is an Estimate).
