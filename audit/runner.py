@@ -285,7 +285,8 @@ def run_audit(plan: AuditPlan, *, trust_code: bool = False, untrusted_config: bo
     # whatever the data, and costs no loading time.
     trust_code = trust_code or bool(trust_pickle)
     classes = [cls() for cls in select_methods(plan.methods)]
-    configs = {m.name: m.Config.from_dict(plan.method_options.get(m.name, {}), method=m.name)
+    configs = {m.name: m.Config.from_dict(plan.method_options.get(m.name, {}), method=m.name,
+                                          source=plan.config_path)
                for m in classes}
     with memory_limit(plan.memory_limit):  # every reader checks sizes against this budget
         inputs = inputs or load_inputs(plan, trust_code=trust_code, untrusted_config=untrusted_config)

@@ -218,9 +218,9 @@ def test_rowwise_spearman_ignores_features_zero_in_both():
 
 
 def test_config_validation():
-    with pytest.raises(InvalidConfigError, match="'sanity_methods' option of agreement"):
+    with pytest.raises(InvalidConfigError, match=r"'sanity_methods' option in \[methods.agreement\] must be one of \"saliency\".*Got \['lrp'\]"):
         AgreementConfig.from_dict({"sanity_methods": ["lrp"]}, method="agreement")
-    with pytest.raises(InvalidConfigError, match=r"'\[methods.agreement\] n_rows' option"):
+    with pytest.raises(InvalidConfigError, match=r"'n_rows' option in \[methods.agreement\] must be from 1"):
         AgreementConfig.from_dict({"n_rows": 0}, method="agreement")
 
 

@@ -34,7 +34,7 @@ FAST_OPTIONS: dict[str, dict] = {
     "shap": {"n_rows": 100, "n_bootstrap": 100},
     "lime": {"num_samples": 500, "n_seeds": 2, "n_global_rows": 20, "n_bootstrap": 100},
     "saliency": {"n_rows": 200, "n_bootstrap": 50},
-    "counterfactuals": {"max_rows": 60, "n_bootstrap": 200, "n_permutations": 199},
+    "counterfactuals": {"max_search_rows": 60, "n_bootstrap": 200, "n_permutations": 199},
     "agreement": {"n_rows": 200, "n_bootstrap": 50, "sanity_rows": 100, "faithfulness_rows": 100},
 }
 
@@ -60,6 +60,17 @@ def test_method_declares_its_interface(method: type[AuditMethod]):
     assert default == method.Config()
     with pytest.raises(InvalidConfigError, match="has no option 'no_such_option'"):
         method.Config.from_dict({"no_such_option": 1}, method=method.name)
+
+
+RENAMED = [(m, old, new) for m in METHODS for old, new in m.Config.renamed.items()]
+
+
+@pytest.mark.parametrize("method, old, new", RENAMED, ids=lambda x: getattr(x, "name", x))
+def test_an_old_option_name_is_an_error_that_names_the_new_one(method, old, new):
+    assert new in {o.name for o in method.Config.options()} and old not in {o.name for o in method.Config.options()}
+    with pytest.raises(InvalidConfigError, match=rf"The '{old}' option in \[methods.{method.name}\] of a.toml was "
+                                                 rf"renamed '{new}' .*write {new} = 100"):
+        method.Config.from_dict({old: 100}, method=method.name, source="a.toml")
 
 
 @pytest.mark.parametrize("method", METHODS, ids=lambda m: m.name)

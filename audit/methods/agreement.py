@@ -26,15 +26,15 @@ import copy
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
 from audit.core.adapter import ModelAdapter
 from audit.core.attribution import HeatMap, check_finite, group_values, sample_background, sample_rows
 from audit.core.dataset import AuditData
-from audit.core.method import AuditMethod, Finding, MethodConfig, MethodResult, RunContext
-from audit.errors import InvalidConfigError
+from audit.core.method import (AuditMethod, Constraint, Finding, Interval, MethodConfig, MethodResult,
+                               Options, RunContext)
 
 _SALIENCY_KEYS = ("saliency", "input_x_gradient", "integrated_gradients", "smoothgrad",
                   "gradient_shap", "occlusion")
@@ -110,22 +110,11 @@ class AgreementConfig(MethodConfig):
     baseline_data: Literal["train", "audited"] = "train"
     n_jobs: int | None = None
 
-    def validate(self) -> None:
-        for key in ("n_rows", "n_repeats", "sanity_rows", "sanity_repeats", "faithfulness_rows", "faithfulness_background"):
-            if getattr(self, key) < 1:
-                raise InvalidConfigError(f"The '{key}' option of agreement must be at least 1. "
-                                         f"Got {getattr(self, key)} instead.")
-        if self.n_bootstrap < 0:
-            raise InvalidConfigError(f"The 'n_bootstrap' option of agreement must be non-negative. "
-                                     f"Got {self.n_bootstrap} instead.")
-        bad = [m for m in self.sanity_methods if m not in _SALIENCY_KEYS]
-        if bad:
-            raise InvalidConfigError(f"The 'sanity_methods' option of agreement must be names from "
-                                     f"{list(_SALIENCY_KEYS)}. Got {list(self.sanity_methods)} instead.")
-        for key in ("disagreement_threshold", "sanity_threshold"):
-            if not -1 <= getattr(self, key) <= 1:
-                raise InvalidConfigError(f"The '{key}' option of agreement must be in [-1, 1]. "
-                                         f"Got {getattr(self, key)} instead.")
+    bounds: ClassVar[Mapping[str, Constraint]] = {
+        "sanity_methods": Options(_SALIENCY_KEYS),
+        "disagreement_threshold": Interval(-1, 1, "a rank correlation"),
+        "sanity_threshold": Interval(-1, 1, "a rank correlation"),
+    }
 
 
 @dataclass(frozen=True)
