@@ -49,8 +49,9 @@ from audit.core.method import (AuditMethod, Constraint, Finding, Interval, Metho
                                OptionError, RunContext)
 from audit.errors import InvalidConfigError
 from audit.methods._cf.quality import Quality, measure
-from audit.methods._cf.recourse import AttributeRecourse, holm, recourse_by_group
+from audit.methods._cf.recourse import AttributeRecourse, recourse_by_group
 from audit.methods._cf.space import Constraints, Space
+from audit.stats.multiplicity import holm
 
 _WHERE = "[methods.counterfactuals]"
 
@@ -411,8 +412,9 @@ class Counterfactuals(AuditMethod[CounterfactualsConfig, CounterfactualsResult])
                                               ctx.rng, n_bootstrap=config.n_bootstrap,
                                               n_permutations=config.n_permutations,
                                               min_group_size=config.min_group_size))
-        adjusted = holm([r.p_value for r in recourse])
-        recourse = [_with_adjusted(r, p) for r, p in zip(recourse, adjusted, strict=True)]
+        adjusted = holm(np.array([np.nan if r.p_value is None else r.p_value for r in recourse]))
+        recourse = [_with_adjusted(r, None if r.p_value is None else float(p))
+                    for r, p in zip(recourse, adjusted, strict=True)]
 
         excluded = {s.name: tuple(lv for lv, sh in zip(s.levels, s.share, strict=True)
                                   if sh < config.min_level_share and s.allowed[s.levels.index(lv)])

@@ -63,7 +63,7 @@ class AuditReport:
     provenance: dict[str, Any]
     data: AuditData | None = field(default=None, repr=False)
     limitations: list[str] = field(default_factory=list)
-    gate: dict[str, Any] | None = None  # [gate] verdicts (audit.gate.GateResult.to_json())
+    gate: Any = None  # the [gate] verdicts (audit.gate.GateResult), None without a gate
 
     def outcome(self, name: str) -> MethodOutcome | None:
         return next((o for o in self.outcomes if o.name == name), None)
@@ -79,7 +79,7 @@ class AuditReport:
             "findings": [f.to_json() for f in self.findings],
             "methods": {o.name: o.to_json() for o in self.outcomes},
             "limitations": list(self.limitations),
-            **({"gate": to_jsonable(self.gate)} if self.gate is not None else {}),  # iff [gate]
+            **({"gate": to_jsonable(self.gate.to_json())} if self.gate is not None else {}),  # iff [gate]
             "provenance": to_jsonable(self.provenance),
         }
 

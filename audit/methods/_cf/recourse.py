@@ -11,9 +11,11 @@ Procedures
   the group, ``n_bootstrap`` resamples).
 - Gap: the largest minus the smallest group mean among groups with at least
   ``min_group_size`` costed rows; its p-value is a permutation test (group labels shuffled
-  among costed rows, ``n_permutations`` shuffles, p = (1 + #{null >= observed}) / (B + 1)).
+  among costed rows, ``n_permutations`` shuffles, p = (1 + #{null >= observed}) / (B + 1),
+  :func:`audit.stats.permutation.permutation_pvalues`).
   The same shuffles of all searched rows test the gap in the share without a counterfactual.
-- Across sensitive attributes, Holm's step-down adjustment of the cost-gap p-values.
+- Across sensitive attributes, Holm's step-down adjustment of the cost-gap p-values (by the
+  caller, :func:`audit.stats.multiplicity.holm`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from audit.stats.permutation import permutation_pvalues
 
 
 @dataclass(frozen=True)
@@ -112,7 +116,7 @@ def recourse_by_group(attribute: str, groups: np.ndarray, cost: np.ndarray, foun
     B = n_permutations
     perms = np.stack([rng.permutation(codes) for _ in range(B)]) if B else np.zeros((0, codes.size), int)
     null = _spread(values, perms, len(tested)) if B else np.zeros(0)
-    p = float((1 + np.sum(null >= observed - 1e-12)) / (B + 1)) if B else None
+    p = float(permutation_pvalues(observed, null).upper) if B else None
     # share-without-counterfactual gap among all searched rows of tested groups
     codes_all = np.array([lookup[g] for g in groups[keep]])
     missing = (~found[keep]).astype(float)
@@ -120,15 +124,7 @@ def recourse_by_group(attribute: str, groups: np.ndarray, cost: np.ndarray, foun
     if B and obs_nc > 0:
         perms_all = np.stack([rng.permutation(codes_all) for _ in range(B)])
         null_nc = _spread(missing, perms_all, len(tested))
-        p_nc: float | None = float((1 + np.sum(null_nc >= obs_nc - 1e-12)) / (B + 1))
+        p_nc: float | None = float(permutation_pvalues(obs_nc, null_nc).upper)
     else:
         p_nc = 1.0 if B else None
     return AttributeRecourse(attribute, tuple(out), hi_g, lo_g, observed, p, None, obs_nc, p_nc)
-
-
-def holm(p_values: list[float | None]) -> list[float | None]:
-    """Holm's step-down adjustment (:func:`audit.stats.multiplicity.holm`); None stays None."""
-    from audit.stats.multiplicity import holm as _holm
-
-    adj = _holm(np.array([np.nan if p is None else p for p in p_values], dtype=float))
-    return [None if p is None else float(a) for p, a in zip(p_values, adj, strict=True)]
