@@ -139,7 +139,7 @@ def test_report_opens_with_performance_and_results_json_has_it(tmp_path):
     (tmp_path / "audit.toml").write_text(
         'name = "p"\n[model]\npredictions = "pred"\n[data]\npath = "d.csv"\ntarget = "y"\n'
         'sensitive = ["g"]\n[methods.performance]\nn_bootstrap = 200\n'
-        '[methods.fairness]\nn_boot = 0\nn_permutations = 0\nwhat_if = false\n', encoding="utf-8")
+        '[methods.fairness]\nn_bootstrap = 0\nn_permutations = 0\nwhat_if = false\n', encoding="utf-8")
     report = run_audit(AuditPlan.load(tmp_path / "audit.toml"))
     doc = json.loads(report.json_bytes())
     perf = doc["methods"]["performance"]["result"]

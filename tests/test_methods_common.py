@@ -30,7 +30,7 @@ FAST_OPTIONS: dict[str, dict] = {
     "attribution_significance": {"enabled": True, "n_permutations": 19, "n_rows": 20, "ig_steps": 4,
                                  "recipe": {"optimizer": "adam", "lr": 0.01, "epochs": 1,
                                             "batch_size": 128}},
-    "fairness": {"n_boot": 200, "n_permutations": 199},
+    "fairness": {"n_bootstrap": 200, "n_permutations": 199},
     "shap": {"n_rows": 100, "n_bootstrap": 100},
     "lime": {"num_samples": 500, "n_seeds": 2, "n_global_rows": 20, "n_bootstrap": 100},
     "saliency": {"n_rows": 200, "n_bootstrap": 50},

@@ -424,7 +424,7 @@ OPTION_BOUNDS: dict[str, Interval] = {
     "alpha": Interval(0, 1, "a significance level", closed="neither"),
     "confidence": Interval(0, 1, "the level of the intervals", closed="neither"),
     "n_permutations": _RESAMPLES, "per_input_permutations": _RESAMPLES,
-    "n_boot": _RESAMPLES, "n_bootstrap": _RESAMPLES,
+    "n_bootstrap": _RESAMPLES,
     "calibration_bins": Interval(2, 1_000, "a reliability bin needs rows; more bins than this "
                                            "leave most of them empty"),
     "max_rows": Interval(1, _ROWS, "data rows sampled; bound the audit with [data] max_rows instead"),

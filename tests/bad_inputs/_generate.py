@@ -373,8 +373,9 @@ def resource_cases(case, err) -> None:
             "audit.toml": toml_with(('architecture = "architecture.json"', 'architecture = "model:ExtraRow"'))})
     case("config_n_permutations_huge", err("'n_permutations' option in [methods.fairness] of", "audit.toml", "100,000", "1000000000"),
          **{"audit.toml": BASE_TOML + "\n[methods.fairness]\nn_permutations = 1000000000\n"})
-    case("config_n_boot_huge", err("'n_boot' option in [methods.fairness] of", "audit.toml", "100,000", "10000000"),
-         **{"audit.toml": BASE_TOML + "\n[methods.fairness]\nn_boot = 10000000\n"})
+    case("config_n_bootstrap_huge", err("'n_bootstrap' option in [methods.fairness] of", "audit.toml", "100,000",
+                                        "10000000"),
+         **{"audit.toml": BASE_TOML + "\n[methods.fairness]\nn_bootstrap = 10000000\n"})
     case("config_calibration_bins_huge", err("'calibration_bins' option in [methods.fairness] of", "audit.toml", "1,000", "1000000000"),
          **{"audit.toml": BASE_TOML + "\n[methods.fairness]\ncalibration_bins = 1000000000\n"})
     case("config_max_depth_huge", err("'max_depth' option in [methods.surrogate] of", "audit.toml", "64", "1000000"),
@@ -603,7 +604,7 @@ def red_team_cases(case, err, ok) -> None:
     case("sensitive_listed_twice_gate_self_intersection", err("[data] sensitive", "'sex'", "more than once", **check),
          **{"audit.toml": toml_with(('sensitive = ["sex"]', 'sensitive = ["sex", "sex"]')) + GATE
             + '"fairness.sex*sex.demographic_parity_difference" = { max = 0.5 }\n'})
-    case("intersection_of_an_attribute_with_itself", err("'intersections' option of fairness", "distinct", "['sex', 'sex']"),
+    case("intersection_of_an_attribute_with_itself", err("'intersections' option in [methods.fairness]", "distinct", "['sex', 'sex']"),
          **{"audit.toml": BASE_TOML + '\n[methods.fairness]\nintersections = [["sex", "sex"]]\n'})
     case("features_listed_twice", err("[data] features", "'age'", "more than once"),
          **{"audit.toml": toml_with(('sensitive = ["sex"]',

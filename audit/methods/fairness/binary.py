@@ -61,7 +61,7 @@ def _analyse_binary(cols: Sequence[str], values: np.ndarray, y: np.ndarray, yhat
     name, levels, codes, G, counts, small, judged, ref = _groups(cols, values, config, ref_name)
     cells = confusion_cells(y, yhat, codes, G)
     point = _with_favourable(rates_from_cells(cells), favourable)
-    B = config.n_boot
+    B = config.n_bootstrap
     boot = _with_favourable(rates_from_cells(bootstrap_cells(cells, B, rng)), favourable) if B else None
     notes: list[str] = []
 
