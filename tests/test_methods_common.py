@@ -124,6 +124,9 @@ EXPECTED_SKIPS: dict[tuple[str, str], tuple[str, str]] = {
     ("sequences", "connection_weights"): ("not available for sequence data",
                                           "Olden's weights are per input column of tabular data"),
     ("sequences", "permutation_significance"): _NO_SKLEARN,
+    ("torch_mlp", "gradcam"): ("not available for tabular data", "Grad-CAM weighs a CNN's convolutional maps"),
+    ("sklearn_mlp", "gradcam"): ("needs a model with gradients", "Grad-CAM needs a torch CNN"),
+    ("sequences", "gradcam"): ("not defined for regression tasks", "Grad-CAM explains a predicted class"),
 }
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from audit.core.results import Estimate
 from audit.stats.permutation import permutation_pvalues
 
 
@@ -33,10 +34,8 @@ class GroupRecourse:
     n_rows: int                  # searched rows (unfavourable prediction) in the group
     n_with_cf: int
     share_without_cf: float | None
-    mean_cost: float | None
-    mean_ci: tuple[float | None, float | None]
-    median_cost: float | None
-    median_ci: tuple[float | None, float | None]
+    mean_cost: Estimate          # over the group's rows with a counterfactual, bootstrap interval
+    median_cost: Estimate
     tested: bool                 # large enough to enter the gap test
 
 
@@ -54,14 +53,20 @@ class AttributeRecourse:
     note: str = ""
 
 
-def _boot(values: np.ndarray, stat: str, rng: np.random.Generator, B: int, level: float = 0.95) -> tuple[float | None, float | None]:
+def _boot(values: np.ndarray, stat: str, rng: np.random.Generator, B: int, level: float = 0.95) -> Estimate:
+    """The group's mean or median cost with its percentile bootstrap interval (rows resampled;
+    none for fewer than two rows)."""
+    if values.size == 0:
+        return Estimate(None, undefined_reason="no row of the group has a counterfactual")
+    value = float(values.mean() if stat == "mean" else np.median(values))
     if values.size < 2 or B < 1:
-        return None, None
+        return Estimate(value)
     idx = rng.integers(0, values.size, (B, values.size))
     draws = values[idx]
     stats = draws.mean(axis=1) if stat == "mean" else np.median(draws, axis=1)
     a = (1 - level) / 2
-    return float(np.quantile(stats, a)), float(np.quantile(stats, 1 - a))
+    return Estimate(value, float(np.quantile(stats, a)), float(np.quantile(stats, 1 - a)), level,
+                    f"percentile bootstrap of the group's rows, {B:,} resamples")
 
 
 def _spread(values: np.ndarray, codes: np.ndarray, k: int) -> np.ndarray:
@@ -96,14 +101,13 @@ def recourse_by_group(attribute: str, groups: np.ndarray, cost: np.ndarray, foun
         out.append(GroupRecourse(
             group=g, n_rows=n_rows, n_with_cf=int(c.size),
             share_without_cf=float(1 - c.size / n_rows) if n_rows else None,
-            mean_cost=float(c.mean()) if c.size else None, mean_ci=_boot(c, "mean", rng, n_bootstrap),
-            median_cost=float(np.median(c)) if c.size else None,
-            median_ci=_boot(c, "median", rng, n_bootstrap), tested=ok))
+            mean_cost=_boot(c, "mean", rng, n_bootstrap), median_cost=_boot(c, "median", rng, n_bootstrap),
+            tested=ok))
     if len(tested) < 2:
         note = (f"Fewer than two groups have {min_group_size} or more rows with a counterfactual; "
                 "no gap is tested.")
         return AttributeRecourse(attribute, tuple(out), None, None, None, None, None, None, None, note)
-    means = {r.group: r.mean_cost for r in out if r.group in tested}
+    means = {r.group: r.mean_cost.value for r in out if r.group in tested}
     hi_g = max(means, key=lambda g: means[g])  # type: ignore[arg-type, return-value]
     lo_g = min(means, key=lambda g: means[g])  # type: ignore[arg-type, return-value]
     keep = np.isin(groups, tested)
