@@ -66,6 +66,41 @@ def test_method_declares_its_interface(method: type[AuditMethod]):
         method.Config.from_dict({"no_such_option": 1}, method=method.name)
 
 
+def _violations(method):
+    """For every option with a declared rule, the first of a few plain values the rule refuses."""
+    import typing
+
+    hints = typing.get_type_hints(method.Config)
+    for name, rule in method.Config.constraints().items():
+        hint = hints[name]
+        listed = typing.get_origin(hint) in (tuple, list)
+        kinds = set(typing.get_args(hint)[:1] if listed else typing.get_args(hint) or (hint,)) - {type(None)}
+        candidates = {int: [-1, 0, 1, 2, 50, 10**12], float: [-1.0, 0.0, 0.5, 1.0, 2.0, 1e12]}
+        values = next((candidates[k] for k in (int, float) if k in kinds), ["no_such_value"])
+        bad = next((v for v in values if not rule.allows(v)), None)
+        if bad is not None:
+            yield name, rule, [bad] if listed else bad
+
+
+VIOLATIONS = [(m, name, rule, bad) for m in METHODS for name, rule, bad in _violations(m)]
+
+
+@pytest.mark.parametrize("method, option, rule, value", VIOLATIONS,
+                         ids=lambda x: getattr(x, "name", x) if not hasattr(x, "allows") else "")
+def test_a_value_outside_an_options_declared_rule_is_one_sentence_naming_option_section_and_file(
+        method, option, rule, value):
+    from audit.core.method import option_message
+
+    with pytest.raises(InvalidConfigError) as info:
+        method.Config.from_dict({option: value}, method=method.name, source="a.toml")
+    assert str(info.value) == option_message(option, rule.rule(), value, section=f"[methods.{method.name}]",
+                                             source="a.toml")
+
+
+def test_the_declared_rules_cover_every_method():
+    assert {m.name for m, *_ in VIOLATIONS} == {m.name for m in METHODS}
+
+
 RENAMED = [(m, old, new) for m in METHODS for old, new in m.Config.renamed.items()]
 
 
