@@ -301,14 +301,14 @@ def test_method_without_a_queryable_model_is_skipped_with_a_reason_or_runs(metho
         json.dumps(outcome.result.to_json(), allow_nan=False)
 
 
+@pytest.mark.parametrize("kind", FIXTURES)
 @pytest.mark.parametrize("method", METHODS, ids=lambda m: m.name)
-def test_attributions_follow_the_shared_vocabulary(method, toy_reports):
+def test_attributions_follow_the_shared_vocabulary(method, kind, reports):
     """Whatever a method attributes reaches other methods only as Attributions: unique keys,
     one global Estimate per feature, per-row values shaped (rows, features)."""
     from audit.core.results import Attributions, Estimate
 
-    _, report, _ = toy_reports
-    result = report.outcome(method.name).result
+    result = reports(kind).outcome(method.name).result
     if isinstance(result, Skipped):
         return
     attributions = result.attributions()
