@@ -339,7 +339,8 @@ def resolve_plan(plan: AuditPlan, *, gate_required: bool = False) -> ResolvedPla
                                      f"{did_you_mean(key, method_names())} Methods: {', '.join(method_names())}.")
     check_seed(plan.seed, "seed")
     methods = tuple(cls() for cls in select_methods(plan.methods))
-    configs = {m.name: m.Config.from_dict(plan.method_options.get(m.name, {}), method=m.name)
+    configs = {m.name: m.Config.from_dict(plan.method_options.get(m.name, {}), method=m.name,
+                                          source=plan.config_path)
                for m in methods}
     rules: tuple[Any, ...] = ()
     if plan.gate or gate_required:  # a malformed [gate] is a usage error before any work (audit.gate)
@@ -348,7 +349,7 @@ def resolve_plan(plan: AuditPlan, *, gate_required: bool = False) -> ResolvedPla
         fairness = configs.get("fairness")
         if fairness is None:  # the gate names attribute sets even when fairness does not run
             fairness = get_method("fairness").Config.from_dict(plan.method_options.get("fairness", {}),
-                                                                method="fairness")
+                                                                method="fairness", source=plan.config_path)
         rules = tuple(parse_gate(plan.gate, sensitive=plan.data.sensitive, task=plan.model.task,
                                  fairness=fairness))
     return ResolvedPlan(methods, configs, rules)

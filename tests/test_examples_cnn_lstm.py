@@ -163,15 +163,15 @@ def _bundled(name: str):
     import torch
     from safetensors.torch import load_file
 
-    from audit.train.functional import FunctionalRecipe
+    from audit.train.recipe import Recipe
 
     plan = AuditPlan.load(EXAMPLES / name / "audit.toml")
     inputs = load_inputs(plan)
     train = inputs.train
     doc = json.loads((EXAMPLES / name / "training.json").read_text())
     doc |= dict(plan.method_options.get("attribution_significance", {}).get("recipe", {}))
-    recipe = FunctionalRecipe.from_mapping(doc, source="training.json",
-                                           loss="mse" if name == "macro_lstm" else "cross_entropy")
+    recipe = Recipe.from_mapping(doc, source="training.json",
+                                 loss="mse" if name == "macro_lstm" else "cross_entropy")
     fit, _ = recipe.fit_rows(len(train.X))
     X = torch.from_numpy(np.ascontiguousarray(train.X[fit], dtype=np.float32))
     y = train.y[fit]

@@ -317,14 +317,14 @@ def test_every_integer_option_of_every_method_has_an_upper_bound(method):
 
 @pytest.mark.parametrize("method", METHODS, ids=lambda m: m.name)
 def test_every_method_default_is_inside_the_bounds_and_just_past_them_is_refused(method):
-    check_bounds(method.Config(), method=method.name)
+    check_bounds(method.Config())
     for f, hint in _options(method):
         if f.name not in OPTION_BOUNDS or "int" not in hint:
             continue
-        too_big = OPTION_BOUNDS[f.name].high + 1
+        too_big = OPTION_BOUNDS[f.name].high + 1  # a method may narrow the package-wide bound, never widen it
         value = (too_big,) if "tuple" in hint else too_big
-        with pytest.raises(InvalidConfigError, match=rf"\[methods.{method.name}\] {f.name}.*Got"):
-            method.Config.from_dict({f.name: value}, method=method.name)
+        with pytest.raises(InvalidConfigError, match=rf"'{f.name}' option in \[methods.{method.name}\] of c.toml must.*Got"):
+            method.Config.from_dict({f.name: value}, method=method.name, source="c.toml")
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
@@ -477,7 +477,7 @@ def test_every_user_json_and_toml_is_read_by_the_one_loader_with_a_nesting_bound
         deep.write_text('{"a":' * depth + "1" + "}" * depth)
         with pytest.raises(InvalidConfigError, match=r"training recipe '.*training.json' is nested too deeply"):
             gather_recipe(SimpleNamespace(loaded=[SimpleNamespace(role="weights", path=str(tmp_path / "m.pt"))]),
-                          {}, {}, method="m", required=("epochs",), action="refitting")
+                          {}, {}, method="m", action="refitting")
         toml = tmp_path / "a.toml"
         toml.write_text("x = " + "[" * depth + "]" * depth + "\n")
         with pytest.raises(InvalidConfigError, match="nested too deeply"):

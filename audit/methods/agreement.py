@@ -25,8 +25,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
@@ -34,9 +35,9 @@ from audit.core.adapter import ModelAdapter
 from audit.core.attribution import (HeatMap, baseline_row, check_finite, explained_output,
                                     raw_image_of, reference_data, sample_background, sample_rows)
 from audit.core.dataset import AuditData
-from audit.core.method import AuditMethod, Finding, MethodConfig, MethodResult, RunContext
+from audit.core.method import (AuditMethod, Constraint, Finding, Interval, MethodConfig, MethodResult,
+                               RunContext)
 from audit.core.results import Attributions, Estimate, collect, estimates
-from audit.errors import InvalidConfigError
 
 #: Labels of what this method computes itself; every other method's come with its Attributions.
 LABELS: dict[str, str] = {"permutation": "Permutation importance", "random": "Random order (reference)"}
@@ -86,18 +87,10 @@ class AgreementConfig(MethodConfig):
     baseline_data: Literal["train", "audited"] = "train"
     n_jobs: int | None = None
 
-    def validate(self) -> None:
-        for key in ("n_rows", "n_repeats", "sanity_rows", "sanity_repeats", "faithfulness_rows", "faithfulness_background"):
-            if getattr(self, key) < 1:
-                raise InvalidConfigError(f"The '{key}' option of agreement must be at least 1. "
-                                         f"Got {getattr(self, key)} instead.")
-        if self.n_bootstrap < 0:
-            raise InvalidConfigError(f"The 'n_bootstrap' option of agreement must be non-negative. "
-                                     f"Got {self.n_bootstrap} instead.")
-        for key in ("disagreement_threshold", "sanity_threshold"):
-            if not -1 <= getattr(self, key) <= 1:
-                raise InvalidConfigError(f"The '{key}' option of agreement must be in [-1, 1]. "
-                                         f"Got {getattr(self, key)} instead.")
+    bounds: ClassVar[Mapping[str, Constraint]] = {
+        "disagreement_threshold": Interval(-1, 1, "a rank correlation"),
+        "sanity_threshold": Interval(-1, 1, "a rank correlation"),
+    }
 
 
 @dataclass(frozen=True)
