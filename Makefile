@@ -19,7 +19,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml $(CONSTRAINTS)
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(PIP) install --quiet -c $(CONSTRAINTS) -e '.[dev,onnx]'
+	$(PIP) install --quiet -c $(CONSTRAINTS) -e '.[dev,onnx,ray]'
 	touch $@
 
 install: $(VENV)/.installed

@@ -474,7 +474,7 @@ def permutation_importance(model: ModelAdapter, data: AuditData, rows: np.ndarra
                            None if cls is None else np.tile(cls, n_repeats))
         return np.abs(f.reshape(n_repeats, n) - f0).mean(axis=0)
 
-    cols = execution.map(feature, range(len(groups)), n_jobs=n_jobs, backend="threads")
+    cols = execution.map(feature, range(len(groups)), n_jobs=n_jobs, prefer="threads")
     return np.stack(cols, axis=1) if cols else np.zeros((n, 0))
 
 
