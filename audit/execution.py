@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import builtins
 import os
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -171,6 +172,15 @@ def chunk_rng(seed: np.random.SeedSequence | int, index: int) -> np.random.Gener
     return np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(*key, index)))
 
 
+_BY_VALUE: set[str] = set()  # modules that exist only in this process (a config's model.py)
+
+
+def ship_by_value(module: str) -> None:
+    """Send ``module``'s code along with what a Ray task needs from it: it was imported from a
+    file under a name that Ray workers cannot import (the config's ``model.py``)."""
+    _BY_VALUE.add(module)
+
+
 def _import_ray() -> Any:
     try:
         import ray
@@ -197,7 +207,14 @@ def session(config: ExecutionConfig | None = None) -> Iterator[Cluster]:
     global _active
     config = config or ExecutionConfig()
     if config.backend == "local":
-        yield _LOCAL
+        torch = sys.modules.get("torch")  # counted only where the run already uses torch
+        gpus = torch.cuda.device_count() if torch is not None and torch.cuda.is_available() else 0
+        cluster = Cluster("local", cpus=float(usable_cores()), gpus=float(gpus))
+        previous, _active = _active, cluster
+        try:
+            yield cluster
+        finally:
+            _active = previous
         return
     ray = _import_ray()
     started = False
@@ -248,6 +265,7 @@ def map(fn: Callable[[Any], T], chunks: Sequence[Any], *, n_jobs: int | None = N
         out = _ray_map(fn, chunks, gpus, progress)
         if out is not None:
             return out
+        prefer = "threads"  # what Ray could not pickle, local worker processes could not either
     n = len(chunks)
     jobs = min(resolve_n_jobs(n_jobs), max(n, 1))
     results: list[T] = []
@@ -280,6 +298,11 @@ def _ray_map(fn: Callable[[Any], T], chunks: list[Any], gpus: float,
     """The Ray backend of :func:`map`; None when ``fn`` cannot be shipped (then it runs locally,
     and the provenance says so)."""
     ray = _import_ray()
+    from ray import cloudpickle
+
+    for name in _BY_VALUE:
+        if name in sys.modules:
+            cloudpickle.register_pickle_by_value(sys.modules[name])
     try:
         fn_ref = ray.put(fn)  # once: every task gets the same reference
     except Exception as exc:  # e.g. a model holding an unpicklable native session
@@ -341,4 +364,4 @@ def split_by(n: int, size: int) -> list[range]:
 
 
 __all__ = ["BACKENDS", "ChunkFailed", "Cluster", "ExecutionConfig", "Tally", "active", "chunk_rng", "map",
-           "resolve_n_jobs", "session", "split", "split_by", "usable_cores"]
+           "resolve_n_jobs", "session", "ship_by_value", "split", "split_by", "usable_cores"]

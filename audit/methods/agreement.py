@@ -335,6 +335,8 @@ class _FlatModel:
         self._model, self._shape = model, tuple(shape)
 
     def __getattr__(self, key: str) -> Any:
+        if key == "_model":  # while unpickling (a Ray task), before __dict__ is filled
+            raise AttributeError(key)
         return getattr(self._model, key)
 
     def _x(self, X: np.ndarray) -> np.ndarray:

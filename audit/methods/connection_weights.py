@@ -850,6 +850,76 @@ def _fit_selected(Xf: np.ndarray, targets: Any, inits: list[Any], Xv: np.ndarray
     return kept, chosen
 
 
+class _NullFits:
+    """The randomization test's networks as independent chunks for :func:`audit.execution.map`.
+
+    A job is ``(columns, seeds)``: with ``columns`` None, network ``b`` trains on ``y`` permuted
+    by ``seeds[b]`` (the observed network has seed -1); otherwise on the real ``y`` with those
+    input columns permuted (the per-input null). Each job is cut into blocks of the trainer's own
+    chunk size (set by the network's and the data's size, never by the number of workers), so
+    every network trains in the same company, and gives the same weights, on every backend. Each
+    network starts from θ₀ (``selection = "first"``) or repeats the restarts' selection."""
+
+    def __init__(self, Xf: np.ndarray, yf: np.ndarray, Xv: np.ndarray, yv: np.ndarray, spec: Any, recipe: Any,
+                 inits: list[Any], loss: str, selection: str, device: str) -> None:
+        self.Xf, self.yf, self.Xv, self.yv = Xf, yf, Xv, yv
+        self.spec, self.recipe, self.inits, self.loss = spec, recipe, inits, loss
+        self.selection, self.device = selection, device
+
+    def block_size(self, n_columns: int) -> int:
+        """The networks that :func:`~audit.train.batched.train_batched` trains at once on one worker."""
+        from audit.train.batched import chunk_size_for
+
+        cuda = str(self.device).startswith("cuda")
+        n = len(self.Xf)
+        size = chunk_size_for(self.spec, self.recipe, n, chunk_mb=2.0 * (64 if cuda else 1))
+        return max(1, min(size, int(1024.0 * 1e6 // (n * 4 * (1 + n_columns)))))
+
+    def fit(self, task: tuple[Any, np.ndarray]) -> tuple[Any, np.ndarray, np.ndarray | None]:
+        from audit.train.batched import ColumnShuffle, FixedTargets, PermutedTargets, train_batched
+
+        columns, seeds = task
+        if columns is None:
+            targets, shuffle = PermutedTargets(self.yf, seeds), None
+        else:
+            targets, shuffle = FixedTargets(self.yf, len(seeds)), ColumnShuffle(columns, seeds)
+        kw = dict(shuffle=shuffle, device=self.device, n_workers=1)
+        if self.selection == "first":
+            f = train_batched(self.Xf, targets, self.spec, self.recipe, self.inits[0],
+                              schedule_seed=self.recipe.seed, **kw)
+            return f.weights, f.diverged, None
+        f, chosen = _fit_selected(self.Xf, targets, self.inits, self.Xv, self.yv, self.spec, self.recipe,
+                                  self.loss, **kw)
+        return f.weights, f.diverged, chosen
+
+    def run(self, jobs: list[tuple[Any, np.ndarray]], n_workers: int | None,
+            progress: Any) -> list[tuple[Any, np.ndarray | None]]:
+        """Per job, its networks' fit (``weights``, ``diverged``) and, with per-network
+        selection, the restart each kept."""
+        from audit import execution
+        from audit.train.batched import FitResult, Weights
+
+        tasks, owner = [], []
+        for j, (columns, seeds) in enumerate(jobs):
+            for r in execution.split_by(len(seeds), self.block_size(0 if columns is None else len(columns))):
+                tasks.append((columns, np.asarray(seeds)[r.start:r.stop]))
+                owner.append(j)
+        cpu = self.device == "cpu"
+        parts = execution.map(self.fit, tasks, n_jobs=n_workers if cpu else 1, prefer="threads",
+                              gpus=0 if cpu else 1, progress=progress)
+        out = []
+        for j in range(len(jobs)):
+            mine = [p for p, o in zip(parts, owner) if o == j]
+            weights = Weights([np.concatenate([p[0].W[i] for p in mine]) for i in range(self.spec.n_layers)],
+                              [np.concatenate([p[0].b[i] for p in mine]) for i in range(self.spec.n_layers)])
+            diverged = np.concatenate([p[1] for p in mine])
+            chosen = None if mine[0][2] is None else np.concatenate([p[2] for p in mine])
+            fit = FitResult(weights, np.full(len(diverged), np.nan), diverged, 0.0,
+                            self.block_size(0 if jobs[j][0] is None else len(jobs[j][0])), 1, str(self.device))
+            out.append((fit, chosen))
+        return out
+
+
 def _targets_for(y: np.ndarray, loss: str) -> np.ndarray:
     return y.astype(np.int64) if loss == "ce" else y.astype(np.float32)
 
@@ -859,7 +929,7 @@ def randomization_test(model: ModelAdapter | None, data: AuditData, net: _Networ
     """Olden & Jackson's procedure on ``ctx.train`` (or ``data`` when there is no training data)."""
     import torch
 
-    from audit.train.batched import (ColumnShuffle, FixedTargets, PermutedTargets, forward_numpy,
+    from audit.train.batched import (FixedTargets, forward_numpy,
                                      torch_default_init, train_batched)
 
     notes = list(net.notes)
@@ -914,20 +984,20 @@ def randomization_test(model: ModelAdapter | None, data: AuditData, net: _Networ
         fitr = train_batched(Xf, FixedTargets(yf, 1), spec, recipe, inits[r], schedule_seed=recipe.seed + r,
                              device=device, n_workers=1)
         vl = _loss_value(forward_numpy(fitr.weights, spec, Xv), yv, net.loss) if not fitr.diverged[0] else np.inf
-        tick(1)
         return fitr.weights, (vl if np.isfinite(vl) else np.inf)
 
-    import os
-    from concurrent.futures import ThreadPoolExecutor
+    from audit import execution
 
-    workers = 1 if device != "cpu" else max(1, min(config.n_workers or os.cpu_count() or 1, recipe.n_restarts))
+    cpu = device == "cpu"
     prev_threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            outs = list(pool.map(restart, range(recipe.n_restarts)))
+        outs = execution.map(restart, range(recipe.n_restarts), n_jobs=config.n_workers if cpu else 1,
+                             prefer="threads", gpus=0 if cpu else 1,
+                             progress=lambda d, t: ctx.progress(min(done[0] + d, total_work), total_work))
     finally:
         torch.set_num_threads(prev_threads)
+    tick(recipe.n_restarts)
     restart_weights = [o[0] for o in outs]
     val_losses = [o[1] for o in outs]
     if not np.isfinite(val_losses).any():
@@ -944,24 +1014,19 @@ def randomization_test(model: ModelAdapter | None, data: AuditData, net: _Networ
     t0 = time.perf_counter()
     B = config.n_permutations
     seeds = np.concatenate([[-1], ctx.rng.integers(0, 2**62, size=B)])
-    train_kw = dict(device=device, n_workers=config.n_workers)
     null_restarts = None
-    if config.selection == "first":
+    if config.selection == "first" and not np.isfinite(val_losses[0]):
         # θ₀ chosen without the outcome: the observed network is the first restart's
-        if not np.isfinite(val_losses[0]):
-            raise CapabilityError("the first random restart diverged (non-finite loss) with the given "
-                                  "training recipe; lower the learning rate")
-        best = 0
-        fitn = train_batched(Xf, PermutedTargets(yf, seeds), spec, recipe, inits[0], schedule_seed=recipe.seed,
-                             progress=lambda d, t: ctx.progress(min(done[0] + d, total_work), total_work),
-                             **train_kw)
-    else:
-        fitn, chosen = _fit_selected(Xf, PermutedTargets(yf, seeds), inits, Xv, yv, spec, recipe, net.loss,
-                                     **train_kw)
-        best = int(chosen[0])
+        raise CapabilityError("the first random restart diverged (non-finite loss) with the given "
+                              "training recipe; lower the learning rate")
+    nulls = _NullFits(Xf, yf, Xv, yv, spec, recipe, inits, net.loss, config.selection, device)
+    fitn, chosen = nulls.run([(None, seeds)], config.n_workers,
+                             lambda d, t: ctx.progress(min(done[0] + fits_per_net * (B + 1) * d // t, total_work),
+                                                       total_work))[0]
+    best = 0 if chosen is None else int(chosen[0])
+    if chosen is not None:
         null_restarts = tuple(int(c) for c in np.bincount(chosen[1:][~fitn.diverged[1:]],
                                                           minlength=recipe.n_restarts))
-    theta0 = inits[best]
     tick(fits_per_net * (B + 1))
     seconds["null_networks"] = time.perf_counter() - t0
     if fitn.diverged[0]:
@@ -1048,23 +1113,22 @@ def randomization_test(model: ModelAdapter | None, data: AuditData, net: _Networ
     if config.per_input:
         order = np.argsort(-gs_all[0])[: config.per_input]
         Bp = config.per_input_permutations
-        for fi in order:
+        # every block of every feature's null networks is one chunk: the features run side by side
+        work0 = done[0]
+        fits = nulls.run([(groups[names[fi]], ctx.rng.integers(0, 2**62, size=Bp)) for fi in order],
+                         config.n_workers,
+                         lambda d, t: ctx.progress(min(work0 + fits_per_net * Bp * len(order) * d // t, total_work),
+                                                   total_work))
+        for j, fi in enumerate(order):
             fname = names[fi]
             cols = groups[fname]
-            pseeds = ctx.rng.integers(0, 2**62, size=Bp)
-            if config.selection == "first":
-                fitp = train_batched(Xf, FixedTargets(yf, Bp), spec, recipe, theta0,
-                                     schedule_seed=recipe.seed + best, shuffle=ColumnShuffle(cols, pseeds),
-                                     **train_kw)
-            else:
-                fitp, _ = _fit_selected(Xf, FixedTargets(yf, Bp), inits, Xv, yv, spec, recipe, net.loss,
-                                        shuffle=ColumnShuffle(cols, pseeds), **train_kw)
+            fitp, _ = fits[j]
             cwp = olden_importance(fitp.weights, scale=scale, mode=mode)
             stat = np.abs(cwp[:, cols, :]).reshape(Bp, -1).max(1)
             stat[fitp.diverged] = np.nan
             pp = permutation_pvalues(np.array([gs_all[0, fi]]), stat[:, None])
             per_input[fname] = (float(pp.upper[0]), float(np.nanmean(stat)), pp.n_null)
-            tick(fits_per_net * Bp)
+        tick(fits_per_net * Bp * len(order))
     seconds["per_input_null"] = time.perf_counter() - t0
 
     features = []
@@ -1140,7 +1204,7 @@ def randomization_test(model: ModelAdapter | None, data: AuditData, net: _Networ
         skip_connections=("The network has no skip connections (a plain chain), so the importance is the "
                           "product of its weight matrices. (For networks with skip connections the direct "
                           "weights add to the path sum; NeuralNetTools documents but does not implement this.)"),
-        device=f"{fitn.device}, {fitn.n_workers} worker(s), chunks of {fitn.chunk_size} networks",
+        device=f"{fitn.device}, chunks of {fitn.chunk_size} networks",
         notes=tuple(notes), _seconds={k: round(v, 2) for k, v in seconds.items()},
         _null=(flat_null, flat_obs), _conn=conn_private,
         _weights=(fitn.weights.take(slice(0, 1)) if net.input_affine is None
