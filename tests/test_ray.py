@@ -233,13 +233,62 @@ def test_torch_methods_give_byte_identical_results_json_on_ray_and_local(model_d
         "[data]", '[model.training]\nloss = "bce"\noptimizer = "adam"\nlr = 0.05\nepochs = 3\n'
                   'batch_size = 64\nweight_decay = 1e-3\nn_restarts = 2\nseed = 0\n\n[data]')
         + "\n[methods.connection_weights]\nn_permutations = 39\nper_input = 2\nper_input_permutations = 19\n")
-    local, on_ray, doc = _both_backends(cfg, "connection_weights,agreement", tmp_path)
-    assert local == on_ray
-    for name in ("connection_weights", "agreement"):
+    methods = ("connection_weights", "shap", "saliency", "agreement")
+    cfg.write_text(cfg.read_text() + '\n[methods.shap]\nexplainer = "kernel"\nkernel_n_rows = 25\n'
+                   "kernel_nsamples = 64\n")
+    local, on_ray, doc = _both_backends(cfg, ",".join(methods), tmp_path)
+    if local != on_ray:
+        i = next(k for k in range(min(len(local), len(on_ray))) if local[k] != on_ray[k])
+        raise AssertionError((local[i - 300:i + 100], on_ray[i - 300:i + 100]))
+    for name in methods:
         assert doc["methods"][name]["status"] == "ok", doc["methods"][name]
     prov = doc["provenance"]["execution"]
     assert prov["backend"] == "ray" and prov["cpus"] == 2.0 and prov["nodes"] == 1
-    assert set(prov["method_seconds"]) == {"connection_weights", "agreement"}
+    assert set(prov["method_seconds"]) == set(methods) and prov["ran_locally"] == []
+
+
+def test_refits_of_a_scikit_learn_model_give_byte_identical_results_json_on_ray_and_local(model_dir, frame, encoding,
+                                                                                          tmp_path):
+    import skops.io as sio
+    from sklearn.linear_model import LogisticRegression
+
+    est = LogisticRegression(max_iter=500).fit(encoding.encode(frame), frame.income == ">50K")
+    sio.dump(est, model_dir / "model.skops")
+    cfg = model_dir / "audit.toml"
+    cfg.write_text(cfg.read_text().replace('path = "model.safetensors"\narchitecture = "architecture.json"\n',
+                                           'path = "model.skops"\n')
+                   + "\n[methods.permutation_significance]\nn_permutations = 19\nn_repeats = 2\n")
+    local, on_ray, doc = _both_backends(cfg, "permutation_significance,agreement", tmp_path)
+    assert local == on_ray
+    assert doc["methods"]["permutation_significance"]["status"] == "ok", doc["methods"]["permutation_significance"]
+
+
+@pytest.mark.parametrize("make, shape, loss", [("TinyCNN", (1, 4, 4), "cross_entropy"),
+                                              ("TinyLSTM", (5, 2), "mse")], ids=["cnn", "lstm"])
+def test_networks_retrained_as_ray_tasks_equal_those_retrained_locally(make, shape, loss):
+    """attribution_significance's retraining (audit.train.functional): blocks of networks as Ray
+    tasks, each rebuilding the traced program, give exactly the local weights."""
+    import torch
+
+    from audit.train.functional import FunctionalRecipe, train_functional
+    from tests import test_method_attribution_significance as tiny
+
+    torch.manual_seed(0)
+    net = getattr(tiny, make)()
+    X = torch.rand(40, *shape)
+    Y = torch.randint(0, 2, (10, 40)) if loss == "cross_entropy" else torch.randn(10, 40)
+    theta0 = {k: v.clone() for k, v in net.state_dict().items()}
+    recipe = FunctionalRecipe.from_mapping({"optimizer": "adam", "lr": 0.02, "epochs": 2, "batch_size": 16,
+                                            "loss": loss}, source="test")
+    seen = []
+    on_ray = train_functional(net, theta0, X, Y, recipe, progress=lambda d, t: seen.append((d, t)))
+    with execution.session(execution.ExecutionConfig("local")):
+        local = train_functional(net, theta0, X, Y, recipe)
+    assert on_ray.mode == local.mode == "graph"
+    assert seen == [(1, 3), (2, 3), (3, 3)]  # 10 networks: blocks of 4, 4, 2
+    for k in local.params:
+        assert torch.equal(on_ray.params[k], local.params[k]), k
+    assert np.array_equal(on_ray.diverged, local.diverged)
 
 
 def test_a_method_whose_chunks_fail_on_ray_is_marked_failed_and_the_report_is_written(model_dir, encoding):

@@ -1277,12 +1277,10 @@ def _kernel_values(f: Any, X: np.ndarray, bg: np.ndarray, weights: np.ndarray | 
     args: list[Any] = [groups] + ([np.asarray(weights, dtype=float)] if weights is not None else [])
     from audit import execution
 
-    built: dict[str, Any] = {}  # the explainer, built once in each process that runs shards
-
     def shard(i: int) -> tuple[np.ndarray, np.ndarray]:
-        if "explainer" not in built:
-            built["explainer"] = _grouped_kernel_class()(f, DenseData(flat_bg, list(names), *args), link=link)
-        explainer = built["explainer"]
+        # built per shard (one model call on the background), so the counted model calls do not
+        # depend on how many processes ran the shards
+        explainer = _grouped_kernel_class()(f, DenseData(flat_bg, list(names), *args), link=link)
         # shap's KernelExplainer draws coalitions from numpy's global stream: each shard of rows
         # seeds it from ours and its index, so a shard's values do not depend on where it runs.
         np.random.seed((seed + i) % 2**32)
