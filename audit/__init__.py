@@ -19,12 +19,14 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS = {
     "AuditPlan": "audit.config",
     **dict.fromkeys(("CallableAdapter", "ModelAdapter", "PredictionsAdapter", "SklearnAdapter",
-                     "TorchAdapter", "as_adapter", "load_model"), "audit.core.adapter"),
+                     "TorchAdapter", "as_adapter"), "audit.core.adapter"),
+    "load_model": "audit.core.loading",
     **dict.fromkeys(("AuditData", "DatasetSpec", "Encoding", "build_audit_data", "read_table"),
                     "audit.core.dataset"),
     **dict.fromkeys(("AuditError", "CapabilityError", "DataValidationError", "InvalidConfigError",
                      "MissingDependencyError", "ModelLoadError", "ReportRenderError"), "audit.errors"),
     "AuditReport": "audit.report.model",
+    **dict.fromkeys(("ComparisonResult", "compare_models"), "audit.compare"),
     **dict.fromkeys(("render_html", "render_pdf", "write_report"), "audit.report.render"),
     **dict.fromkeys(("audit_model", "run_audit"), "audit.runner"),
 }
@@ -38,9 +40,9 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
         SklearnAdapter,
         TorchAdapter,
         as_adapter,
-        load_model,
     )
     from audit.core.dataset import AuditData, DatasetSpec, Encoding, build_audit_data, read_table
+    from audit.core.loading import load_model
     from audit.errors import (
         AuditError,
         CapabilityError,
@@ -50,6 +52,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
         ModelLoadError,
         ReportRenderError,
     )
+    from audit.compare import ComparisonResult, compare_models
     from audit.report.model import AuditReport
     from audit.report.render import render_html, render_pdf, write_report
     from audit.runner import audit_model, run_audit
@@ -77,6 +80,7 @@ __all__ = [
     "AuditReport",
     "CallableAdapter",
     "CapabilityError",
+    "ComparisonResult",
     "DataValidationError",
     "DatasetSpec",
     "Encoding",
@@ -91,6 +95,7 @@ __all__ = [
     "as_adapter",
     "audit_model",
     "build_audit_data",
+    "compare_models",
     "load_model",
     "read_table",
     "render_html",

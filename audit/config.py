@@ -8,10 +8,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from audit.core.adapter import ModelSpec
 from audit.core.cost import parse_duration
 from audit.core.dataset import TASKS, DatasetSpec
 from audit.core.limits import parse_size
+from audit.core.loading import ModelSpec
 from audit.core.modalities import DATA_KEYS as _MODAL_KEYS
 from audit.core.modalities import ModalSpec, spec_from_table
 from audit.core.userfiles import load_toml
@@ -20,12 +20,13 @@ from audit.execution import ExecutionConfig
 
 FORMATS = ("html", "pdf", "json")
 
-_TOP_KEYS = {"name", "seed", "model", "data", "methods", "gate", "report", "limits", "run", "execution"}
+_TOP_KEYS = {"name", "seed", "model", "data", "methods", "gate", "report", "limits", "run", "execution",
+             "compare"}  # [compare]: read by `audit compare` (audit.compare.options)
 _MODEL_KEYS = {"path", "architecture", "encoding", "predictions", "task", "threshold", "output",
                "raw_input", "trusted_types", "init_args", "training", "format", "classes"}
 _DATA_KEYS = {"path", "target", "positive_label", "features", "sensitive", "na_values", "missing_sensitive",
-              "train_path", "max_rows", "sensitive_sources"}
-_REPORT_KEYS = {"title", "formats", "out"}
+              "train_path", "max_rows", "sensitive_sources", "stream"}
+_REPORT_KEYS = {"title", "formats", "out", "save_predictions"}
 _LIMITS_KEYS = {"memory"}
 _RUN_KEYS = {"budget"}
 _EXECUTION_KEYS = {"backend", "address"}
@@ -69,6 +70,18 @@ class AuditPlan:
     budget: float | None = None
     # [execution]: the backend that runs the methods' chunks (audit.execution): local or Ray.
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
+    # [data] stream: read the data in batches into count tables (decisions-only audits,
+    # audit.core.stream); None: only when [data] path is a folder.
+    stream: bool | None = None
+    # [report] save_predictions: also write predictions.parquet (per-row outcome, decision, score,
+    # sensitive groups), so that `audit compare` can compare two saved reports without the models.
+    save_predictions: bool = False
+
+    @property
+    def streams(self) -> bool:
+        """Whether the audit reads its data in batches, keeping only counts: ``[data] stream =
+        true``, or by default a folder of Parquet files (which is never loaded into memory)."""
+        return self.stream if self.stream is not None else Path(self.data_path).is_dir()
 
     @classmethod
     def load(cls, path: str | Path) -> AuditPlan:
@@ -158,6 +171,16 @@ class AuditPlan:
         max_rows = _typed(data, "max_rows", int, None)
         if max_rows is not None and max_rows < 1:
             raise InvalidConfigError(f"The [data] 'max_rows' must be positive. Got {max_rows} instead.")
+        stream = _typed(data, "stream", bool, None)
+        if stream and model_spec.predictions is None:
+            raise InvalidConfigError(
+                "[data] stream = true reads the data in batches and keeps only counts, which needs "
+                "precomputed decisions: set [model] predictions to the column holding them (a model "
+                "file needs the rows). Remove stream to audit the model in memory.")
+        if stream and (modal is not None or max_rows is not None):
+            raise InvalidConfigError(
+                f"[data] stream = true reads a CSV or Parquet table in batches; it cannot be combined "
+                f"with [data] {'max_rows' if max_rows is not None else 'modality'}. Remove one of them.")
         return cls(name=name, seed=seed, model=model_spec, data=data_spec,
                    data_path=resolve(data["path"], "path") or "",
                    train_path=resolve(data.get("train_path"), "train_path"), max_rows=max_rows,
@@ -166,6 +189,8 @@ class AuditPlan:
                    out_dir=resolve(report.get("out"), "out"), config_path=config_path, modal=modal,
                    memory_limit=parse_size(limits["memory"]) if "memory" in limits else None,
                    budget=parse_duration(run["budget"], "[run] budget") if "budget" in run else None,
+                   stream=stream,
+                   save_predictions=_typed(report, "save_predictions", bool, False),
                    execution=ExecutionConfig(_typed(execution, "backend", str, "local"),
                                              _typed(execution, "address", str, None)))
 

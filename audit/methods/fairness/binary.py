@@ -1,0 +1,249 @@
+"""Fairness of a binary classifier for one attribute set."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from audit.methods.fairness.config import BINARY_DISPARITIES, METRIC_LABELS, FairnessConfig
+from audit.methods.fairness.formulas import (
+    IMPACT_TEST,
+    SCORE_DISPARITIES,
+    SCORE_INTERVAL,
+    SCORE_TEST,
+    _disparity_bounds,
+    _f,
+    _mask_groups,
+    binary_disparities,
+    favourable_counts,
+    impact_ratios,
+    score_disparities,
+    spread_difference,
+)
+from audit.methods.fairness.groups import _groups
+from audit.methods.fairness.results import (
+    TOO_SMALL,
+    AttributeResult,
+    Calibration,
+    Disparity,
+    Estimate,
+    GroupRow,
+    ThresholdCurves,
+    WhatIf,
+    significance,
+)
+from audit.methods.fairness.what_if import _what_if
+from audit.stats.bootstrap import (
+    RATE_METRICS,
+    bootstrap_cells,
+    percentile_interval,
+    rate_counts,
+    rates_from_cells,
+)
+from audit.stats.calibration import histogram_calibration_test
+from audit.stats.counts import (
+    GroupTable,
+    bootstrap_histogram_auc,
+    calibration_bins,
+    histogram_auc,
+    threshold_rates,
+)
+from audit.stats.fairness_tests import min_detectable_difference
+from audit.stats.proportions import GROUP_METHOD, group_interval
+
+
+def _with_favourable(rates: dict[str, np.ndarray], favourable: str) -> dict[str, np.ndarray]:
+    sel = rates["selection_rate"]
+    return {**rates, "favourable_rate": sel if favourable == "positive" else 1 - sel}
+
+
+def _analyse_binary(cols: Sequence[str], table: GroupTable, config: FairnessConfig, ref_name: str | None,
+                    rng: np.random.Generator, *, exact_auc: np.ndarray | None = None,
+                    favourable: str = "positive", favourable_label: str | None = None) -> AttributeResult:
+    """Everything for one attribute set from its count table (and score histogram).
+
+    ``exact_auc`` (per group, from the rows) replaces the histogram's AUC where the rows were at
+    hand; without it each group's AUC is the histogram's, within its stated bound."""
+    name, levels, G, counts, small, judged, ref = _groups(cols, table.levels, table.counts, config, ref_name)
+    cells = table.cells
+    point = _with_favourable(rates_from_cells(cells), favourable)
+    B = config.n_boot
+    boot = _with_favourable(rates_from_cells(bootstrap_cells(cells, B, rng)), favourable) if B else None
+    notes: list[str] = []
+    scores = table.hist is not None
+
+    # Score-based metrics from each group's histogram: AUC (bootstrapped as multinomial draws of
+    # its cells, re-centred on the point estimate) and calibration (exact; no interval for the
+    # upward-biased ECE, a Monte Carlo test against calibrated outcomes instead).
+    auc_point = np.full(G, np.nan)
+    ece_point = np.full(G, np.nan)
+    auc_bound = np.full(G, np.nan)
+    auc_boot = np.full((B, G), np.nan) if B else None
+    calib: dict[int, Calibration] = {}
+    if scores:
+        edges = tuple(np.linspace(0, 1, config.calibration_bins + 1).round(6).tolist())
+        for g in range(G):
+            if small[g] or counts[g] == 0:
+                continue
+            by_outcome = table.by_outcome(g)
+            auc_hist, auc_bound[g] = histogram_auc(by_outcome)
+            auc_point[g] = exact_auc[g] if exact_auc is not None else auc_hist
+            cnt, pos, ssum = calibration_bins(table, g, config.calibration_bins)
+            ece_point[g] = np.abs(ssum - pos).sum() / cnt.sum()
+            test = None
+            if B:
+                a_b = bootstrap_histogram_auc(by_outcome, B, rng)
+                auc_boot[:, g] = a_b + (auc_point[g] - auc_hist) if np.isfinite(auc_hist) else a_b
+                test = histogram_calibration_test(table.hist[g].sum(axis=(0, 1)), table.hist[g, 1].sum(axis=0),
+                                                  table.score_sum[g], n_bins=config.calibration_bins,
+                                                  n_sim=B, rng=rng)
+            with np.errstate(all="ignore"):
+                ms, fp = ssum / cnt, pos / cnt
+            calib[g] = Calibration(edges, tuple(int(c) for c in cnt), tuple(_f(v) for v in ms),
+                                   tuple(_f(v) for v in fp), test)
+
+    all_point = {**point, "auc": auc_point, "ece": ece_point}
+    all_boot = {**boot, "auc": auc_boot} if B else None
+    reasons = {**RATE_METRICS, "auc": "needs both positive and negative outcomes in the group",
+               "ece": None, "favourable_rate": None}
+    metric_keys = (list(RATE_METRICS) + (["favourable_rate"] if favourable == "negative" else [])
+                   + (["auc", "ece"] if scores else []))
+    # Proportions: exact (Clopper-Pearson) intervals from the counts; the rest: percentile bootstrap.
+    counts_of = favourable_counts(rate_counts(cells), favourable)
+    intervals = {k: group_interval(*counts_of[k], config.confidence, GROUP_METHOD) for k in counts_of}
+    if B:
+        intervals.update({k: percentile_interval(all_boot[k], config.confidence)
+                          for k in metric_keys if k not in counts_of and k != "ece"})
+    alpha = 1 - config.confidence
+    scored = score_disparities(cells, ref, config.confidence, judged, favourable=favourable)
+
+    # Power note: the smallest gap between this group and its best partner (the reference, or
+    # the largest other group) that the pairwise score test at its corrected level detects.
+    pooled = rates_from_cells(cells[judged].sum(axis=0))
+    family_of_mdd = {"selection_rate": "demographic_parity_difference",
+                     "tpr": "equal_opportunity_difference"}
+    rows_out = []
+    for g, lv in enumerate(levels):
+        if small[g]:
+            metrics = {k: Estimate(None, undefined_reason=TOO_SMALL) for k in metric_keys}
+            rows_out.append(GroupRow(str(lv), int(counts[g]), True, metrics, {}))
+            continue
+        metrics = {}
+        for k in metric_keys:
+            v = _f(all_point[k][g])
+            lo, hi = (intervals[k][0][g], intervals[k][1][g]) if k in intervals else (None, None)
+            why = None if v is not None else (reasons.get(k) or "undefined")
+            how = f"Clopper–Pearson ({GROUP_METHOD})" if k in counts_of else f"percentile bootstrap, {B:,} resamples"
+            metrics[k] = Estimate.of(v, _f(lo), _f(hi), level=config.confidence, method=how,
+                                     undefined_reason=why)
+        mdd = {}
+        for k, key in family_of_mdd.items():
+            den = counts_of[k][1] * judged
+            m = int(scored[key][4])
+            partners = [ref] if ref is not None and ref != g else [h for h in np.flatnonzero(judged) if h != g]
+            n_other = max((den[h] for h in partners), default=0)
+            mdd[k] = _f(min_detectable_difference(float(pooled[k]), den[g], n_other,
+                                                  alpha=alpha / (2 * max(m, 1)), power=config.power))
+        rows_out.append(GroupRow(str(lv), int(counts[g]), False, metrics, mdd, calib.get(g)))
+
+    # Disparities over the judged groups.
+    masked_point = _mask_groups(all_point, judged)
+    disp_point = binary_disparities(masked_point, ref)
+    disp_point["auc_difference"] = spread_difference(masked_point["auc"], ref)
+    masked_boot = _mask_groups(all_boot, judged) if B else None
+    names = [k for k in BINARY_DISPARITIES if k != "auc_difference" or scores]
+    judged_names = tuple(str(levels[g]) for g in np.flatnonzero(judged))
+    small_names = tuple(str(levels[g]) for g in np.flatnonzero(small))
+    disparities: dict[str, Disparity] = {}
+    n_judged = int(judged.sum())
+
+    def bounds_at(k: str, level: float) -> tuple[float | None, float | None]:
+        if k in SCORE_DISPARITIES:
+            lo, hi, *_ = score_disparities(cells, ref, level, judged, keys=[k], test=False,
+                                           favourable=favourable)[k]
+            return _f(lo), _f(hi)
+        if masked_boot is None:
+            return None, None
+        bases_k = BINARY_DISPARITIES[k][1].split(",")
+        lo, hi = _disparity_bounds(k, bases_k, masked_point, masked_boot, ref, level)
+        if lo is not None and any(not np.isfinite(all_point[b][g]) for b in bases_k for g in np.flatnonzero(judged)):
+            # a judged group's value is unknown (e.g. AUC without both outcomes): as for the rates
+            lo, hi = (lo, 1.0) if k.endswith("_difference") else (0.0, hi)
+        return lo, hi
+
+    for k in names:
+        label, base = BINARY_DISPARITIES[k]
+        bases = base.split(",")
+        if favourable_label is not None and k in ("demographic_parity_difference",
+                                                  "demographic_parity_ratio", "disparate_impact_ratio"):
+            label, bases = f"{label}, favourable outcome ({favourable_label})", ["favourable_rate"]
+        undefined_in = {b: [str(levels[g]) for g in np.flatnonzero(judged) if not np.isfinite(all_point[b][g])]
+                        for b in bases}
+        undefined_groups = tuple(sorted({g for gs in undefined_in.values() for g in gs}))
+        undefined_why = tuple(f"{g}: {METRIC_LABELS.get(b, b)} undefined ({reasons.get(b) or 'no value'})"
+                              for b in bases for g in undefined_in[b])
+        v = _f(disp_point[k])
+        lo = hi = p_raw = p_adj = m = None
+        family = test = None
+        if v is not None and k in SCORE_DISPARITIES:
+            lo_, hi_, p_adj_, p_raw_, m_ = scored[k]
+            lo, hi, p_adj, p_raw, m = _f(lo_), _f(hi_), _f(p_adj_), _f(p_raw_), int(m_)
+            family = SCORE_DISPARITIES[k][0]
+            test = IMPACT_TEST if k == "disparate_impact_ratio" and ref is not None else SCORE_TEST
+        elif v is not None and masked_boot is not None:
+            lo, hi = bounds_at(k, config.confidence)
+        why = None
+        if v is None:
+            why = (f"fewer than two groups with at least {config.min_group_size} rows"
+                   if n_judged < 2 else
+                   "the reference group's rate is undefined" if ref is not None and not np.isfinite(all_point[bases[0]][ref])
+                   else "fewer than two groups with a defined value, or a ratio of zero rates")
+        how = (SCORE_INTERVAL if k in SCORE_DISPARITIES
+               else f"percentile bootstrap of the groups' rates, {B:,} resamples")
+        disparities[k] = Disparity(k, label, Estimate.of(v, lo, hi, level=config.confidence, method=how,
+                                                         undefined_reason=why), p_raw, p_adj, test,
+                                   judged_names, small_names, undefined_groups, family, m,
+                                   significance(p_raw, p_adj, alpha), undefined_why)
+        if undefined_groups and n_judged >= 2:
+            what = "; ".join(f"{METRIC_LABELS.get(b, b)} undefined for {', '.join(gs)} ({reasons.get(b) or 'no value'})"
+                             for b, gs in undefined_in.items() if gs)
+            towards = "upper bound is 1" if k.endswith("_difference") else "lower bound is 0"
+            notes.append(f"{what}: the {label} point estimate is over the other groups, but the true "
+                         f"rate there is unknown (anywhere from 0 to 1), so its interval's {towards} "
+                         "and a gate rule on it cannot pass (insufficient evidence, unless the other "
+                         "groups already breach).")
+
+    ratios = impact_ratios(masked_point["favourable_rate"], ref)
+    impact = {str(levels[g]): _f(ratios[g]) for g in range(G) if judged[g]}
+    four_fifths = tuple(g for g, r in impact.items() if r is not None and r < 0.8)
+
+    curves = None
+    what_if: tuple[WhatIf, ...] = ()
+    if scores and len(cols) == 1:
+        curves = _threshold_curves(table, judged)
+        if config.what_if and n_judged >= 2:
+            what_if = _what_if(table, judged, max_rows=config.what_if_rows, rng=rng)
+    bound = None
+    if scores and exact_auc is None and np.isfinite(auc_bound[judged]).any():
+        bound = float(np.nanmax(auc_bound[judged]))
+        notes.append(f"AUC from a histogram of {table.n_bins:,} score bins (the rows were read in batches, "
+                     f"not kept): each group's AUC is within {bound:.1e} of the exact value (pairs of "
+                     "rows in one bin count as ties); every other number is exact.")
+    if small.any():
+        notes.append(f"{int(small.sum())} group(s) with fewer than {config.min_group_size} rows are "
+                     "too small to judge and left out of the disparities.")
+    return AttributeResult(name, tuple(cols), str(levels[ref]) if ref is not None else None,
+                           tuple(rows_out), disparities, impact, four_fifths,
+                           tuple(dict.fromkeys(notes)), curves, what_if, bounds_at, bound)
+
+
+def _threshold_curves(table: GroupTable, judged: np.ndarray, n_points: int = 51) -> ThresholdCurves:
+    """Selection rate, TPR and FPR of each judged group as the threshold moves over [0, 1], at
+    ``n_points`` edges of the score histogram (exact there: a row counts when its score is at
+    least the threshold)."""
+    step = max(1, table.n_bins // (n_points - 1))
+    edges = np.arange(0, table.n_bins + 1, step)
+    curves = {table.levels[g]: {k: tuple(_f(v) for v in r) for k, r in threshold_rates(table, g, step).items()}
+              for g in np.flatnonzero(judged)}
+    return ThresholdCurves(tuple(float(v) for v in (edges / table.n_bins).round(4)), curves)
