@@ -200,8 +200,7 @@ def test_the_cli_shuts_down_the_ray_instance_it_started(model_dir):
 # Same answer on every backend, through the CLI
 # --------------------------------------------------------------------------------------------
 
-_TIMINGS = (rb"estimated_seconds|actual_seconds|estimated_total_seconds|seconds_per_row|seconds_per_call|"
-            rb"seconds_per_gradient_row|seconds_per_gradient_call|seconds_per_refit|cores")
+_TIMINGS = rb"[a-z_]*seconds[a-z_]*|cores"  # clock times (estimates, actuals, unit costs) and free cores
 
 
 def _comparable(out: Path) -> bytes:
