@@ -8,7 +8,7 @@ import traceback
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -758,7 +758,7 @@ def audit_model(model: Any, frame: Any, *, target: str | None, sensitive: Sequen
                 threshold: float = 0.5, methods: Sequence[str] | None = None,
                 method_options: dict[str, dict[str, Any]] | None = None, seed: int = 0,
                 name: str = "audit", train_frame: Any = None,
-                progress: ProgressFactory | None = None) -> AuditReport:
+                progress: ProgressFactory | None = None, execution: Any = None) -> AuditReport:
     """Audit an in-memory model on a data frame (the Python API).
 
     Parameters
@@ -768,6 +768,8 @@ def audit_model(model: Any, frame: Any, *, target: str | None, sensitive: Sequen
         ``raw_input=True``.
     frame : pandas.DataFrame
         The rows to audit.
+    execution : audit.execution.ExecutionConfig, optional
+        Where the methods' chunks run (``ExecutionConfig("ray", "ray://host:10001")``); default local.
 
     Examples
     --------
@@ -784,6 +786,8 @@ def audit_model(model: Any, frame: Any, *, target: str | None, sensitive: Sequen
                                  raw_input=raw_input, threshold=threshold, methods=methods,
                                  method_options=method_options, seed=seed, name=name,
                                  train_frame=train_frame)
+    if execution is not None:
+        plan = replace(plan, execution=execution)
     return run_audit(plan, progress=progress, inputs=inputs,
                      trust_code=any(rec.trusted_pickle for rec in getattr(inputs.model, "loaded", ())))
 

@@ -116,6 +116,19 @@ def test_a_function_ray_cannot_ship_runs_locally_and_the_provenance_says_so(clus
     cluster.ran_locally.clear()
 
 
+def test_the_python_api_runs_on_ray_when_asked(frame):
+    from audit.runner import audit_model
+
+    def model(X):
+        return 1 / (1 + np.exp(-(X[:, 0] - 40) / 5))
+
+    report = audit_model(model, frame, target="income", positive_label=">50K", sensitive=["sex"],
+                         features=["age", "hours"], methods=["agreement"],
+                         execution=execution.ExecutionConfig("ray"))
+    assert report.provenance["execution"]["backend"] == "ray"
+    assert report.outcome("agreement").ok
+
+
 def test_tallies_from_ray_workers_add_up_as_they_do_locally():
     tally = execution.Tally()
 
