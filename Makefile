@@ -19,7 +19,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml $(CONSTRAINTS)
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(PIP) install --quiet -c $(CONSTRAINTS) -e '.[dev,onnx]'
+	$(PIP) install --quiet -c $(CONSTRAINTS) -e '.[dev,onnx,ray]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -37,7 +37,7 @@ test: install-dev
 # Every benchmark, each after the machine's load average and cores (benchmarks/_common.py).
 # scale_limits.py runs the parts README quotes (its csv part writes a 5M-row file: by hand);
 # the statistical simulations (fairness_coverage.py, permutation_size.py) run by hand too.
-BENCH_BY_HAND := benchmarks/_common.py benchmarks/scale_limits.py benchmarks/fairness_coverage.py \
+BENCH_BY_HAND := benchmarks/_common.py benchmarks/scale_limits.py benchmarks/fairness_coverage.py benchmarks/scale_ray.py \
 	benchmarks/permutation_size.py
 BENCH := $(filter-out $(BENCH_BY_HAND),$(sort $(wildcard benchmarks/*.py))) \
 	"benchmarks/scale_limits.py pairs" "benchmarks/scale_limits.py fairness"

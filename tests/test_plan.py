@@ -81,15 +81,15 @@ def _draw(index: int) -> bytes:
 
 @pytest.mark.parametrize("backend", ["threads", "processes"])
 def test_map_gives_byte_identical_results_for_one_and_two_workers(backend):
-    one = execution.map(_draw, list(range(9)), n_jobs=1, backend=backend)
-    two = execution.map(_draw, list(range(9)), n_jobs=2, backend=backend)
+    one = execution.map(_draw, list(range(9)), n_jobs=1, prefer=backend)
+    two = execution.map(_draw, list(range(9)), n_jobs=2, prefer=backend)
     assert one == two
     assert len(set(one)) == 9  # every chunk has its own stream
 
 
 def test_map_reports_progress_in_order_and_n_jobs_defaults_to_usable_cores():
     seen = []
-    assert execution.map(lambda c: c + 1, [1, 2, 3], n_jobs=2, backend="threads",
+    assert execution.map(lambda c: c + 1, [1, 2, 3], n_jobs=2, prefer="threads",
                          progress=lambda d, t: seen.append((d, t))) == [2, 3, 4]
     assert seen == [(1, 3), (2, 3), (3, 3)]
     assert execution.resolve_n_jobs(None) == execution.usable_cores() >= 1

@@ -31,6 +31,7 @@ TABLES = {
     "`[data]` keys": config_module._DATA_KEYS | {"modality"},
     "`[data]` keys for images and sequences": modalities.DATA_KEYS - {"modality"},
     "`[report]` and `[limits]` keys": config_module._REPORT_KEYS | config_module._LIMITS_KEYS,
+    "`[execution]` keys": config_module._EXECUTION_KEYS,
 }
 # What a snippet that shows one part of a config is completed with before validation.
 BASE = {"model": {"predictions": "score"},

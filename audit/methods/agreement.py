@@ -237,6 +237,8 @@ class _FlatModel:
         self._model, self._shape = model, tuple(shape)
 
     def __getattr__(self, key: str) -> Any:
+        if key == "_model":  # while unpickling (a Ray task), before __dict__ is filled
+            raise AttributeError(key)
         return getattr(self._model, key)
 
     def _x(self, X: np.ndarray) -> np.ndarray:
@@ -329,7 +331,7 @@ def permutation_importance(model: ModelAdapter, data: AuditData, rows: np.ndarra
                            None if cls is None else np.tile(cls, n_repeats))
         return np.abs(f.reshape(n_repeats, n) - f0).mean(axis=0)
 
-    cols = execution.map(feature, range(len(groups)), n_jobs=n_jobs, backend="threads")
+    cols = execution.map(feature, range(len(groups)), n_jobs=n_jobs, prefer="threads")
     return np.stack(cols, axis=1) if cols else np.zeros((n, 0))
 
 

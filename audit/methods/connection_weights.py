@@ -856,6 +856,77 @@ def _fit_selected(Xf: np.ndarray, targets: Any, inits: list[Any], Xv: np.ndarray
     return kept, chosen
 
 
+class _NullFits:
+    """The randomization test's networks as independent chunks for :func:`audit.execution.map`.
+
+    A job is ``(columns, seeds)``: with ``columns`` None, network ``b`` trains on ``y`` permuted
+    by ``seeds[b]`` (the observed network has seed -1); otherwise on the real ``y`` with those
+    input columns permuted (the per-input null). Each job is cut into blocks of the trainer's own
+    chunk size (set by the network's and the data's size, never by the number of workers), so
+    every network trains in the same company, and gives the same weights, on every backend. Each
+    network starts from θ₀ (``selection = "first"``) or repeats the restarts' selection."""
+
+    def __init__(self, rows: _RefitRows, net: _Network, recipe: Any, inits: list[Any], selection: str,
+                 device: str) -> None:
+        # the arrays alone (what a Ray task needs), not the whole training data
+        self.Xf, self.yf, self.Xv, self.yv = rows.Xf, rows.yf, rows.Xv, rows.yv
+        self.spec, self.recipe, self.inits, self.loss = net.spec, recipe, inits, net.loss
+        self.selection, self.device = selection, device
+
+    def block_size(self, n_columns: int) -> int:
+        """The networks that :func:`~audit.train.batched.train_batched` trains at once on one worker."""
+        from audit.train.batched import chunk_size_for
+
+        cuda = str(self.device).startswith("cuda")
+        n = len(self.Xf)
+        size = chunk_size_for(self.spec, self.recipe, n, chunk_mb=2.0 * (64 if cuda else 1))
+        return max(1, min(size, int(1024.0 * 1e6 // (n * 4 * (1 + n_columns)))))
+
+    def fit(self, task: tuple[Any, np.ndarray]) -> tuple[Any, np.ndarray, np.ndarray | None]:
+        from audit.train.batched import ColumnShuffle, FixedTargets, PermutedTargets, train_batched
+
+        columns, seeds = task
+        if columns is None:
+            targets, shuffle = PermutedTargets(self.yf, seeds), None
+        else:
+            targets, shuffle = FixedTargets(self.yf, len(seeds)), ColumnShuffle(columns, seeds)
+        kw = dict(shuffle=shuffle, device=self.device, n_workers=1)
+        if self.selection == "first":
+            f = train_batched(self.Xf, targets, self.spec, self.recipe, self.inits[0],
+                              schedule_seed=self.recipe.shuffle_seed, **kw)
+            return f.weights, f.diverged, None
+        f, chosen = _fit_selected(self.Xf, targets, self.inits, self.Xv, self.yv, self.spec, self.recipe,
+                                  self.loss, **kw)
+        return f.weights, f.diverged, chosen
+
+    def run(self, jobs: list[tuple[Any, np.ndarray]], n_workers: int | None,
+            progress: Any) -> list[tuple[Any, np.ndarray | None]]:
+        """Per job, its networks' fit (``weights``, ``diverged``) and, with per-network
+        selection, the restart each kept."""
+        from audit import execution
+        from audit.train.batched import FitResult, Weights
+
+        tasks, owner = [], []
+        for j, (columns, seeds) in enumerate(jobs):
+            for r in execution.split_by(len(seeds), self.block_size(0 if columns is None else len(columns))):
+                tasks.append((columns, np.asarray(seeds)[r.start:r.stop]))
+                owner.append(j)
+        cpu = self.device == "cpu"
+        parts = execution.map(self.fit, tasks, n_jobs=n_workers if cpu else 1, prefer="threads",
+                              gpus=0 if cpu else 1, progress=progress)
+        out = []
+        for j in range(len(jobs)):
+            mine = [p for p, o in zip(parts, owner) if o == j]
+            weights = Weights([np.concatenate([p[0].W[i] for p in mine]) for i in range(self.spec.n_layers)],
+                              [np.concatenate([p[0].b[i] for p in mine]) for i in range(self.spec.n_layers)])
+            diverged = np.concatenate([p[1] for p in mine])
+            chosen = None if mine[0][2] is None else np.concatenate([p[2] for p in mine])
+            fit = FitResult(weights, np.full(len(diverged), np.nan), diverged, 0.0,
+                            self.block_size(0 if jobs[j][0] is None else len(jobs[j][0])), 1, str(self.device))
+            out.append((fit, chosen))
+        return out
+
+
 def _targets_for(y: np.ndarray, loss: str) -> np.ndarray:
     return y.astype(np.int64) if loss == "ce" else y.astype(np.float32)
 
@@ -926,11 +997,9 @@ def _restarts(rows: _RefitRows, net: _Network, recipe: Any, device: str, n_worke
               tick: Callable[[int], None]) -> tuple[list[Any], list[Any], list[float]]:
     """Step 1: ``recipe.n_restarts`` fits of the real data from random starts. Returns each
     restart's initial weights, fitted weights and validation loss (inf when it diverged)."""
-    import os
-    from concurrent.futures import ThreadPoolExecutor
-
     import torch
 
+    from audit import execution
     from audit.train.batched import FixedTargets, forward_numpy, torch_default_init, train_batched
 
     spec = net.spec
@@ -941,17 +1010,16 @@ def _restarts(rows: _RefitRows, net: _Network, recipe: Any, device: str, n_worke
                              schedule_seed=recipe.shuffle_seed + r, device=device, n_workers=1)
         vl = (_loss_value(forward_numpy(fitr.weights, spec, rows.Xv), rows.yv, net.loss)
               if not fitr.diverged[0] else np.inf)
-        tick(1)
         return fitr.weights, (vl if np.isfinite(vl) else np.inf)
 
     # Each restart has its own initialisation and schedule (seed + r), so they are separate
-    # training runs; they run side by side on the CPU threads.
-    workers = 1 if device != "cpu" else max(1, min(n_workers or os.cpu_count() or 1, recipe.n_restarts))
+    # training runs: chunks of execution.map (side by side on the CPU threads, or Ray tasks).
+    cpu = device == "cpu"
     prev_threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            outs = list(pool.map(restart, range(recipe.n_restarts)))
+        outs = execution.map(restart, range(recipe.n_restarts), n_jobs=n_workers if cpu else 1,
+                             prefer="threads", gpus=0 if cpu else 1, progress=lambda d, t: tick(1))
     finally:
         torch.set_num_threads(prev_threads)
     val_losses = [o[1] for o in outs]
@@ -980,21 +1048,15 @@ def _null_networks(rows: _RefitRows, net: _Network, recipe: Any, inits: list[Any
     networks on permuted outcomes, each selected among the restarts as configured. Returns the
     fitted networks, the observed network's restart (θ₀) and, per restart, how many null
     networks kept it (per-network selection only)."""
-    from audit.train.batched import PermutedTargets, train_batched
-
     seeds = np.concatenate([[-1], ctx.rng.integers(0, 2**62, size=config.n_permutations)])
-    targets = PermutedTargets(rows.yf, seeds)
-    if config.selection == "first":
+    if config.selection == "first" and not np.isfinite(val_losses[0]):
         # θ₀ chosen without the outcome: the observed network is the first restart's
-        if not np.isfinite(val_losses[0]):
-            raise CapabilityError("the first random restart diverged (non-finite loss) with the given "
-                                  "training recipe; lower the learning rate")
-        fitn = train_batched(rows.Xf, targets, net.spec, recipe, inits[0], schedule_seed=recipe.shuffle_seed,
-                             progress=progress, **train_kw)
-        best, null_restarts = 0, None
-    else:
-        fitn, chosen = _fit_selected(rows.Xf, targets, inits, rows.Xv, rows.yv, net.spec, recipe, net.loss,
-                                     **train_kw)
+        raise CapabilityError("the first random restart diverged (non-finite loss) with the given "
+                              "training recipe; lower the learning rate")
+    nulls = _NullFits(rows, net, recipe, inits, config.selection, train_kw["device"])
+    fitn, chosen = nulls.run([(None, seeds)], train_kw["n_workers"], progress)[0]
+    best, null_restarts = 0, None
+    if chosen is not None:
         best = int(chosen[0])
         null_restarts = tuple(int(c) for c in np.bincount(chosen[1:][~fitn.diverged[1:]],
                                                           minlength=recipe.n_restarts))
@@ -1095,8 +1157,6 @@ def _feature_tests(rows: _RefitRows, net: _Network, recipe: Any, inits: list[Any
     """Raw features: the largest |importance| over each feature's columns (and classes), tested
     on the same null networks; for the top ``per_input`` features also against a per-input null
     (only that feature's columns permuted). Returns the tests and the per-input results."""
-    from audit.train.batched import ColumnShuffle, FixedTargets, train_batched
-
     groups = rows.train.groups
     names = list(groups)
 
@@ -1112,21 +1172,19 @@ def _feature_tests(rows: _RefitRows, net: _Network, recipe: Any, inits: list[Any
     per_input: dict[str, tuple[float, float, int]] = {}
     fits_per_net = recipe.n_restarts if config.selection == "per_network" else 1
     Bp = config.per_input_permutations
-    for fi in (np.argsort(-gs_all[0])[: config.per_input] if config.per_input else ()):
+    order = np.argsort(-gs_all[0])[: config.per_input] if config.per_input else ()
+    # every block of every feature's null networks is one chunk: the features run side by side
+    nulls = _NullFits(rows, net, recipe, inits, config.selection, train_kw["device"])
+    fits = nulls.run([(groups[names[fi]], ctx.rng.integers(0, 2**62, size=Bp)) for fi in order],
+                     train_kw["n_workers"], lambda d, t: None) if len(order) else []
+    for fi, (fitp, _) in zip(order, fits):
         cols = groups[names[fi]]
-        shuffle = ColumnShuffle(cols, ctx.rng.integers(0, 2**62, size=Bp))
-        if config.selection == "first":
-            fitp = train_batched(rows.Xf, FixedTargets(rows.yf, Bp), net.spec, recipe, inits[best],
-                                 schedule_seed=recipe.shuffle_seed + best, shuffle=shuffle, **train_kw)
-        else:
-            fitp, _ = _fit_selected(rows.Xf, FixedTargets(rows.yf, Bp), inits, rows.Xv, rows.yv, net.spec,
-                                    recipe, net.loss, shuffle=shuffle, **train_kw)
         cwp = olden_importance(fitp.weights, scale=rows.scale, mode=net.output_mode)
         stat = np.abs(cwp[:, cols, :]).reshape(Bp, -1).max(1)
         stat[fitp.diverged] = np.nan
         pp = permutation_pvalues(np.array([gs_all[0, fi]]), stat[:, None])
         per_input[names[fi]] = (float(pp.upper[0]), float(np.nanmean(stat)), pp.n_null)
-        tick(fits_per_net * Bp)
+    tick(fits_per_net * Bp * len(order))
 
     features = []
     for fi, fname in enumerate(names):
@@ -1250,7 +1308,7 @@ def randomization_test(model: ModelAdapter | None, data: AuditData, net: _Networ
         skip_connections=("The network has no skip connections (a plain chain), so the importance is the "
                           "product of its weight matrices. (For networks with skip connections the direct "
                           "weights add to the path sum; NeuralNetTools documents but does not implement this.)"),
-        device=f"{fitn.device}, {fitn.n_workers} worker(s), chunks of {fitn.chunk_size} networks",
+        device=f"{fitn.device}, chunks of {fitn.chunk_size} networks",
         notes=tuple(notes), _seconds={k: round(v, 2) for k, v in seconds.items()},
         _null=(tests.flat_null, tests.flat_obs), _conn=conn_private,
         _weights=(fitn.weights.take(slice(0, 1)) if net.input_affine is None

@@ -257,7 +257,7 @@ class PermutationSignificance(AuditMethod[PermutationSignificanceConfig, Permuta
         def job(yb: np.ndarray) -> np.ndarray:
             return _pipeline(estimator, X, yb, fit, held, groups, perms, scoring, to_input)
 
-        out = execution.map(job, ys, n_jobs=config.n_jobs, backend="processes", progress=ctx.progress)
+        out = execution.map(job, ys, n_jobs=config.n_jobs, prefer="processes", progress=ctx.progress)
         res = np.vstack(out)
         unconverged, res = int(res[:, -1].sum()), res[:, :-1]
         if not np.isfinite(res[0]).all():

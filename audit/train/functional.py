@@ -285,44 +285,30 @@ def train_functional(module: Any, theta0: Mapping[str, Any], X: Any, Y: Any, rec
     """Train ``B = len(Y)`` copies of ``module`` from ``theta0`` at once, network ``b`` on
     targets ``Y[b]`` (rows of ``X`` shared), with ``recipe``'s schedule.
 
-    ``chunk`` trains at most that many networks at a time (a memory budget); ``n_workers``
-    threads (default: one per core) share the networks, each running torch on one thread (as in
-    :mod:`audit.train.batched`: one worker per core, one thread each). The schedule and the
-    results do not depend on either.
+    The networks train in blocks (:func:`audit.execution.map` chunks: at most ``_BLOCKS`` of at
+    least ``_MIN_NETWORKS``, and at most ``chunk``, a memory bound); locally ``n_workers``
+    threads (default: one per core) share the blocks of a traced program, each running torch on
+    one thread (as in :mod:`audit.train.batched`), on Ray they are tasks. The blocks do not
+    depend on the workers, so neither do the results. ``progress(done, total)`` counts blocks.
     """
-    import os
-    from concurrent.futures import ThreadPoolExecutor
-
     import torch
+
+    from audit import execution
 
     t0 = time.perf_counter()
     B = int(Y.shape[0])
-    # below ~4 networks a worker's step is mostly per-operation overhead: give each at least 4
-    n_workers = max(1, min(os.cpu_count() or 1 if n_workers is None else n_workers, B // 4))
-    size = min(chunk or B, -(-B // n_workers))
     module.train()
     # built (traced, probed) once, before any worker starts: fx tracing patches torch globally
     fwd = batched_module(module, theta0, X[: min(4, len(X))], mode=mode)
     names = [k for k, _ in module.named_parameters()]
-    if fwd.mode != "graph":
-        size = min(chunk or B, B)     # functional_call swaps the module's tensors: one thread only
-        n_workers = 1
-    starts = list(range(0, B, size))
-
-    def part(s: int) -> tuple[dict[str, Any], Any]:
-        prev = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            return _train_part(fwd, names, theta0, X, Y[s:s + size], recipe, progress if s == 0 else None)
-        finally:
-            torch.set_num_threads(prev)
-
+    # Blocks of networks whose size depends on B (and the memory bound ``chunk``) alone, never on
+    # the workers: every network trains in the same company on every backend.
+    size = min(chunk or B, max(_MIN_NETWORKS, -(-B // _BLOCKS)))
+    part = _Part(module, theta0, X, Y, recipe, names, fwd)
     with _keep_freed_memory():
-        if n_workers > 1 and len(starts) > 1:
-            with ThreadPoolExecutor(max_workers=min(n_workers, len(starts))) as pool:
-                parts = list(pool.map(part, starts))
-        else:
-            parts = [part(s) for s in starts]
+        # functional_call (vmap, loop) swaps the module's tensors: in this process one block at a time
+        parts = execution.map(part, execution.split_by(B, size), prefer="threads",
+                              n_jobs=n_workers if fwd.mode == "graph" else 1, progress=progress)
     module.eval()
     out = {k: torch.cat([p[0][k] for p in parts]) for k in names}
     last = torch.cat([p[1] for p in parts])
@@ -331,6 +317,39 @@ def train_functional(module: Any, theta0: Mapping[str, Any], X: Any, Y: Any, rec
         bad |= ~torch.isfinite(v.reshape(B, -1)).all(1)
     return FunctionalFit(out, fwd.buffers, last.numpy().astype(float), bad.numpy(), fwd.mode, fwd.swapped,
                          time.perf_counter() - t0, fwd)
+
+
+# Networks are trained in at most _BLOCKS blocks of at least _MIN_NETWORKS (below ~4 networks a
+# block's step is mostly per-operation overhead): the blocks are execution.map's chunks.
+_BLOCKS = 8
+_MIN_NETWORKS = 4
+
+
+class _Part:
+    """One block of networks (a ``range`` of ``Y``'s rows) trained by :func:`_train_part`; a chunk
+    for :func:`audit.execution.map`. A Ray worker rebuilds the batched module (a traced program
+    does not pickle) in the mode this process chose."""
+
+    def __init__(self, module: Any, theta0: Mapping[str, Any], X: Any, Y: Any, recipe: FunctionalRecipe,
+                 names: list[str], fwd: BatchedModule) -> None:
+        self.module, self.theta0, self.X, self.Y, self.recipe, self.names = module, theta0, X, Y, recipe, names
+        self.mode, self._fwd = fwd.mode, fwd
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_fwd": None}
+
+    def __call__(self, block: range) -> tuple[dict[str, Any], Any]:
+        import torch
+
+        if self._fwd is None:
+            self._fwd = batched_module(self.module, self.theta0, self.X[: min(4, len(self.X))], mode=self.mode)
+        prev = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return _train_part(self._fwd, self.names, self.theta0, self.X, self.Y[block.start:block.stop],
+                               self.recipe, None)
+        finally:
+            torch.set_num_threads(prev)
 
 
 @contextlib.contextmanager
