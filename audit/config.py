@@ -19,12 +19,13 @@ from audit.errors import InvalidConfigError, did_you_mean
 
 FORMATS = ("html", "pdf", "json")
 
-_TOP_KEYS = {"name", "seed", "model", "data", "methods", "gate", "report", "limits", "run"}
+_TOP_KEYS = {"name", "seed", "model", "data", "methods", "gate", "report", "limits", "run",
+             "compare"}  # [compare]: read by `audit compare` (audit.compare.options)
 _MODEL_KEYS = {"path", "architecture", "encoding", "predictions", "task", "threshold", "output",
                "raw_input", "trusted_types", "init_args", "training", "format", "classes"}
 _DATA_KEYS = {"path", "target", "positive_label", "features", "sensitive", "na_values", "missing_sensitive",
               "train_path", "max_rows", "sensitive_sources", "stream"}
-_REPORT_KEYS = {"title", "formats", "out"}
+_REPORT_KEYS = {"title", "formats", "out", "save_predictions"}
 _LIMITS_KEYS = {"memory"}
 _RUN_KEYS = {"budget"}
 # numpy's SeedSequence takes any non-negative integer, torch.manual_seed only 64-bit ones;
@@ -68,6 +69,9 @@ class AuditPlan:
     # [data] stream: read the data in batches into count tables (decisions-only audits,
     # audit.core.stream); None: only when [data] path is a folder.
     stream: bool | None = None
+    # [report] save_predictions: also write predictions.parquet (per-row outcome, decision, score,
+    # sensitive groups), so that `audit compare` can compare two saved reports without the models.
+    save_predictions: bool = False
 
     @property
     def streams(self) -> bool:
@@ -179,7 +183,8 @@ class AuditPlan:
                    out_dir=resolve(report.get("out"), "out"), config_path=config_path, modal=modal,
                    memory_limit=parse_size(limits["memory"]) if "memory" in limits else None,
                    budget=parse_duration(run["budget"], "[run] budget") if "budget" in run else None,
-                   stream=stream)
+                   stream=stream,
+                   save_predictions=_typed(report, "save_predictions", bool, False))
 
     def with_overrides(self, **changes: Any) -> AuditPlan:
         """A copy with CLI flags applied (None values leave the config's value)."""

@@ -26,6 +26,7 @@ from audit.core.text import escape_warnings
 from audit.errors import AuditError, DataValidationError, InvalidConfigError, did_you_mean
 from audit.registry import METHODS, get_method, method_names
 from audit.report.model import AuditReport, MethodOutcome, file_record, provenance
+from audit.report.predictions import predictions_frame
 
 # Called as (method name, method title) and returns the method's progress callback.
 ProgressFactory = Callable[[str, str], Progress]
@@ -660,6 +661,7 @@ def _run_methods(plan: AuditPlan, inputs: LoadedInputs, classes: list[AuditMetho
         data=data,
         limitations=[*inputs.notes, *lowered, *standard_limitations(model, data)],
         gate=gate,
+        predictions=predictions_frame(model, data) if plan.save_predictions else None,
     )
 
 
@@ -755,6 +757,23 @@ def audit_model(model: Any, frame: Any, *, target: str | None, sensitive: Sequen
     >>> round(report.outcome("surrogate").result.fidelity, 2)
     1.0
     """
+    plan, inputs = memory_inputs(model, frame, target=target, sensitive=sensitive, features=features,
+                                 positive_label=positive_label, task=task, encoding=encoding,
+                                 raw_input=raw_input, threshold=threshold, methods=methods,
+                                 method_options=method_options, seed=seed, name=name,
+                                 train_frame=train_frame)
+    return run_audit(plan, progress=progress, inputs=inputs,
+                     trust_code=any(rec.trusted_pickle for rec in getattr(inputs.model, "loaded", ())))
+
+
+def memory_inputs(model: Any, frame: Any, *, target: str | None, sensitive: Sequence[str] = (),
+                  features: Sequence[str] | None = None, positive_label: Any = None,
+                  task: str = "binary", encoding: Encoding | None = None, raw_input: bool = False,
+                  threshold: float = 0.5, methods: Sequence[str] | None = None,
+                  method_options: dict[str, dict[str, Any]] | None = None, seed: int = 0,
+                  name: str = "audit", train_frame: Any = None) -> tuple[AuditPlan, LoadedInputs]:
+    """The plan and validated inputs of an in-memory audit (:func:`audit_model`, and
+    :func:`audit.compare_models` for each of its two models)."""
     from audit.core.adapter import as_adapter
     from audit.core.loading import ModelSpec
     from audit.core.dataset import DatasetSpec
@@ -772,11 +791,9 @@ def audit_model(model: Any, frame: Any, *, target: str | None, sensitive: Sequen
     # a model loaded with audit.load_model keeps its load records: its provenance (and any
     # code that ran, e.g. with trust_code=True) reaches the report
     loaded = getattr(adapter, "loaded", ())
-    inputs = LoadedInputs(adapter, data, train, [_file_entry(rec) for rec in loaded], [])
-    return run_audit(plan, progress=progress, inputs=inputs,
-                     trust_code=any(rec.trusted_pickle for rec in loaded))
+    return plan, LoadedInputs(adapter, data, train, [_file_entry(rec) for rec in loaded], [])
 
 
 __all__ = ["LoadedInputs", "PlannedMethod", "ResolvedPlan", "RunPlan", "audit_model", "check_untrusted_paths",
-           "input_paths", "load_inputs", "load_streamed_inputs", "method_seed", "plan_run", "resolve_plan",
-           "run_audit"]
+           "input_paths", "load_inputs", "load_streamed_inputs", "memory_inputs", "method_seed", "plan_run",
+           "resolve_plan", "run_audit"]

@@ -103,7 +103,7 @@ def test_undefined_stays_undefined():
     r = run(pd.concat([df, extra], ignore_index=True))
     res = r.attributes["g"]
     c = res.groups[2]
-    assert c.metrics["tpr"].value is None and "no positive" in c.metrics["tpr"].undefined
+    assert c.metrics["tpr"].value is None and "no positive" in c.metrics["tpr"].undefined_reason
     assert c.metrics["tpr"].lower is None
     assert c.metrics["fpr"].value == pytest.approx(0.25)
     # TPR gap among A and B only as a point estimate; C is named as left out

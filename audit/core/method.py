@@ -24,7 +24,7 @@ import numpy as np
 from audit.core.adapter import ModelAdapter
 from audit.core.cost import Plan
 from audit.core.dataset import TASKS, AuditData
-from audit.core.results import Attributions
+from audit.core.results import Attributions, to_jsonable
 from audit.errors import InvalidConfigError, did_you_mean
 
 Progress = Callable[[int, int], None]
@@ -444,31 +444,6 @@ class AuditMethod(ABC, Generic[C, R]):
     def figures(self, result: R, data: AuditData) -> dict[str, Any]:
         """Matplotlib figures keyed by name; the report embeds them as images."""
         return {}
-
-
-def to_jsonable(obj: Any) -> Any:
-    """Convert results to JSON-native values; NaN and inf become None (JSON has neither)."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)
-                if not f.name.startswith("_") and f.metadata.get("json", True)}
-    if isinstance(obj, Mapping):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return to_jsonable(obj.tolist())
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        x = float(obj)
-        return x if math.isfinite(x) else None
-    if obj is None or isinstance(obj, str):
-        return obj
-    if hasattr(obj, "to_json"):
-        return obj.to_json()
-    return str(obj)
 
 
 __all__ = [

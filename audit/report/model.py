@@ -16,6 +16,7 @@ from typing import Any
 
 from audit.core.dataset import AuditData
 from audit.core.method import AuditMethod, Finding, MethodConfig, MethodResult, Skipped, to_jsonable
+from audit.report.predictions import predictions_record
 
 RESULTS_SCHEMA = "audit-suite/results@1"
 _PACKAGES = ("audit-suite", "numpy", "scipy", "pandas", "scikit-learn", "torch", "captum", "shap",
@@ -64,6 +65,9 @@ class AuditReport:
     data: AuditData | None = field(default=None, repr=False)
     limitations: list[str] = field(default_factory=list)
     gate: Any = None  # the [gate] verdicts (audit.gate.GateResult), None without a gate
+    # [report] save_predictions: the per-row predictions written to predictions.parquet
+    # (audit.report.predictions); results.json then describes that file under "predictions".
+    predictions: Any = field(default=None, repr=False)
 
     def outcome(self, name: str) -> MethodOutcome | None:
         return next((o for o in self.outcomes if o.name == name), None)
@@ -80,6 +84,7 @@ class AuditReport:
             "methods": {o.name: o.to_json() for o in self.outcomes},
             "limitations": list(self.limitations),
             **({"gate": to_jsonable(self.gate.to_json())} if self.gate is not None else {}),  # iff [gate]
+            **({"predictions": predictions_record(self.predictions)} if self.predictions is not None else {}),
             "provenance": to_jsonable(self.provenance),
         }
 

@@ -10,6 +10,7 @@ from audit.methods.fairness.config import BINARY_DISPARITIES, METRIC_LABELS, Fai
 from audit.methods.fairness.formulas import (
     IMPACT_TEST,
     SCORE_DISPARITIES,
+    SCORE_INTERVAL,
     SCORE_TEST,
     _disparity_bounds,
     _f,
@@ -125,7 +126,7 @@ def _analyse_binary(cols: Sequence[str], table: GroupTable, config: FairnessConf
     rows_out = []
     for g, lv in enumerate(levels):
         if small[g]:
-            metrics = {k: Estimate(None, undefined=TOO_SMALL) for k in metric_keys}
+            metrics = {k: Estimate(None, undefined_reason=TOO_SMALL) for k in metric_keys}
             rows_out.append(GroupRow(str(lv), int(counts[g]), True, metrics, {}))
             continue
         metrics = {}
@@ -133,8 +134,9 @@ def _analyse_binary(cols: Sequence[str], table: GroupTable, config: FairnessConf
             v = _f(all_point[k][g])
             lo, hi = (intervals[k][0][g], intervals[k][1][g]) if k in intervals else (None, None)
             why = None if v is not None else (reasons.get(k) or "undefined")
-            metrics[k] = Estimate(v, _f(lo) if v is not None else None,
-                                  _f(hi) if v is not None else None, why)
+            how = f"Clopper–Pearson ({GROUP_METHOD})" if k in counts_of else f"percentile bootstrap, {B:,} resamples"
+            metrics[k] = Estimate.of(v, _f(lo), _f(hi), level=config.confidence, method=how,
+                                     undefined_reason=why)
         mdd = {}
         for k, key in family_of_mdd.items():
             den = counts_of[k][1] * judged
@@ -197,7 +199,10 @@ def _analyse_binary(cols: Sequence[str], table: GroupTable, config: FairnessConf
                    if n_judged < 2 else
                    "the reference group's rate is undefined" if ref is not None and not np.isfinite(all_point[bases[0]][ref])
                    else "fewer than two groups with a defined value, or a ratio of zero rates")
-        disparities[k] = Disparity(k, label, Estimate(v, lo, hi, why), p_raw, p_adj, test,
+        how = (SCORE_INTERVAL if k in SCORE_DISPARITIES
+               else f"percentile bootstrap of the groups' rates, {B:,} resamples")
+        disparities[k] = Disparity(k, label, Estimate.of(v, lo, hi, level=config.confidence, method=how,
+                                                         undefined_reason=why), p_raw, p_adj, test,
                                    judged_names, small_names, undefined_groups, family, m,
                                    significance(p_raw, p_adj, alpha), undefined_why)
         if undefined_groups and n_judged >= 2:

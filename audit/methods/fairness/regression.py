@@ -43,10 +43,11 @@ def _analyse_regression(cols: Sequence[str], values: np.ndarray, y: np.ndarray, 
     for g, lv in enumerate(levels):
         if small[g]:
             rows_out.append(GroupRow(str(lv), int(counts[g]), True,
-                                     {k: Estimate(None, undefined=TOO_SMALL) for k in keys}, {}))
+                                     {k: Estimate(None, undefined_reason=TOO_SMALL) for k in keys}, {}))
             continue
-        metrics = {k: Estimate(_f(point[k][g]), _f(intervals[k][0][g]) if B else None,
-                               _f(intervals[k][1][g]) if B else None) for k in keys}
+        metrics = {k: Estimate.of(_f(point[k][g]), _f(intervals[k][0][g]) if B else None,
+                                  _f(intervals[k][1][g]) if B else None, level=config.confidence,
+                                  method=f"percentile bootstrap, {B:,} resamples") for k in keys}
         n_other = counts[ref] if ref is not None and ref != g else counts[judged].sum() - counts[g]
         mdd = {k: _f(min_detectable_mean_difference(float(sds[j]), counts[g], n_other,
                                                      alpha=config.alpha, power=config.power))
@@ -112,7 +113,9 @@ def _analyse_regression(cols: Sequence[str], values: np.ndarray, y: np.ndarray, 
         raw[k] = (_f(permutation_pvalues(observed_t[base], null[base]).upper)
                   if null is not None and v is not None else None)
         why = None if v is not None else f"fewer than two groups with at least {config.min_group_size} rows"
-        disparities[k] = Disparity(k, label, Estimate(v, lo, hi, why), raw[k], None,
+        disparities[k] = Disparity(k, label, Estimate.of(v, lo, hi, level=config.confidence,
+                                                         method=f"percentile bootstrap of the groups' means, {B:,} resamples",
+                                                         undefined_reason=why), raw[k], None,
                                    "group labels shuffled over all rows; statistic: the largest "
                                    "pairwise Welch t" if raw[k] is not None else None,
                                    judged_names, small_names)

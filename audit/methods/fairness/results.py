@@ -6,19 +6,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from audit.core.method import MethodResult
+from audit.core.results import Estimate
 from audit.stats.calibration import CalibrationTest
 
 TOO_SMALL = "too small to judge"
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """A point estimate with its interval; ``undefined`` says why there is no value."""
-
-    value: float | None
-    lower: float | None = None
-    upper: float | None = None
-    undefined: str | None = None
 
 
 @dataclass(frozen=True)
@@ -44,7 +35,7 @@ class GroupRow:
 
     @property
     def undefined(self) -> dict[str, str]:
-        return {k: e.undefined for k, e in self.metrics.items() if e.undefined}
+        return {k: e.undefined_reason for k, e in self.metrics.items() if e.undefined_reason}
 
 
 #: How a finding words a disparity's test (the three cases of the report and README).
