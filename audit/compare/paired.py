@@ -204,7 +204,7 @@ def discordant_interval(n10: int, n01: int, n: int, confidence: float) -> Estima
     --------
     >>> e = discordant_interval(0, 0, 4000, 0.95)
     >>> e.value, e.lower < 0 < e.upper, round(e.upper, 5)
-    (0.0, True, 0.00104)
+    (0.0, True, 0.00109)
     """
     lo, hi = group_interval(np.array([n01, n10]), np.array([n, n]), 1 - (1 - confidence) / 2)
     return Estimate((n01 - n10) / n, float(lo[0] - hi[1]), float(hi[0] - lo[1]), confidence,
