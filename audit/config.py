@@ -16,10 +16,11 @@ from audit.core.modalities import DATA_KEYS as _MODAL_KEYS
 from audit.core.modalities import ModalSpec, spec_from_table
 from audit.core.userfiles import load_toml
 from audit.errors import InvalidConfigError, did_you_mean
+from audit.report.card import check_card
 
-FORMATS = ("html", "pdf", "json")
+FORMATS = ("html", "pdf", "json", "card")  # "card": model_card.md (audit.report.card)
 
-_TOP_KEYS = {"name", "seed", "model", "data", "methods", "gate", "report", "limits", "run"}
+_TOP_KEYS = {"name", "seed", "model", "data", "methods", "gate", "report", "limits", "run", "card"}
 _MODEL_KEYS = {"path", "architecture", "encoding", "predictions", "task", "threshold", "output",
                "raw_input", "trusted_types", "init_args", "training", "format", "classes"}
 _DATA_KEYS = {"path", "target", "positive_label", "features", "sensitive", "na_values", "missing_sensitive",
@@ -65,6 +66,8 @@ class AuditPlan:
     # [run] budget in seconds: above it the defaulted sample sizes are lowered (audit.core.cost);
     # None: no budget (the Python API's default; the CLI applies its own default, or --full).
     budget: float | None = None
+    # [card]: what only a person knows for the model card (audit.report.card.CARD_FIELDS).
+    card: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: str | Path) -> AuditPlan:
@@ -86,6 +89,7 @@ class AuditPlan:
         _check_keys(model, _MODEL_KEYS, "[model]")
         _check_keys(data, _DATA_KEYS | _MODAL_KEYS, "[data]")
         _check_keys(report, _REPORT_KEYS, "[report]")
+        card = check_card(doc.get("card", {}))
 
         def resolve(value: Any, key: str) -> str | None:
             if value is None:
@@ -159,7 +163,8 @@ class AuditPlan:
                    title=_typed(report, "title", str, None), formats=formats,
                    out_dir=resolve(report.get("out"), "out"), config_path=config_path, modal=modal,
                    memory_limit=parse_size(limits["memory"]) if "memory" in limits else None,
-                   budget=parse_duration(run["budget"], "[run] budget") if "budget" in run else None)
+                   budget=parse_duration(run["budget"], "[run] budget") if "budget" in run else None,
+                   card=card)
 
     def with_overrides(self, **changes: Any) -> AuditPlan:
         """A copy with CLI flags applied (None values leave the config's value)."""

@@ -24,6 +24,7 @@ from audit.core.method import AuditMethod, Finding, MethodResult, Progress, RunC
 from audit.core.text import escape_warnings
 from audit.errors import AuditError, DataValidationError, InvalidConfigError, did_you_mean
 from audit.registry import METHODS, get_method, method_names
+from audit.report.card import check_card
 from audit.report.model import AuditReport, MethodOutcome, file_record, provenance
 
 # Called as (method name, method title) and returns the method's progress callback.
@@ -531,6 +532,7 @@ def _run_methods(plan: AuditPlan, inputs: LoadedInputs, classes: list[AuditMetho
         data=data,
         limitations=[*inputs.notes, *lowered, *standard_limitations(model, data)],
         gate=gate.to_json() if gate is not None else None,
+        card=dict(plan.card) or None,
     )
 
 
@@ -604,7 +606,8 @@ def audit_model(model: Any, frame: Any, *, target: str | None, sensitive: Sequen
                 threshold: float = 0.5, methods: Sequence[str] | None = None,
                 method_options: dict[str, dict[str, Any]] | None = None, seed: int = 0,
                 name: str = "audit", train_frame: Any = None,
-                progress: ProgressFactory | None = None) -> AuditReport:
+                progress: ProgressFactory | None = None,
+                card: Mapping[str, Any] | None = None) -> AuditReport:
     """Audit an in-memory model on a data frame (the Python API).
 
     Parameters
@@ -614,6 +617,9 @@ def audit_model(model: Any, frame: Any, *, target: str | None, sensitive: Sequen
         ``raw_input=True``.
     frame : pandas.DataFrame
         The rows to audit.
+    card : mapping, optional
+        The authors' part of the model card, with the keys of the config's ``[card]`` table
+        (``intended_use``, ``owners``, ``license``, ...); see :meth:`AuditReport.model_card`.
 
     Examples
     --------
@@ -638,7 +644,7 @@ def audit_model(model: Any, frame: Any, *, target: str | None, sensitive: Sequen
     check_compatible(adapter, data)
     plan = AuditPlan(name=name, seed=seed, model=ModelSpec(task=task, threshold=threshold),  # type: ignore[arg-type]
                      data=spec, data_path="", methods=tuple(methods) if methods else None,
-                     method_options=method_options or {})
+                     method_options=method_options or {}, card=check_card(card or {}))
     # a model loaded with audit.load_model keeps its load records: its provenance (and any
     # code that ran, e.g. with trust_code=True) reaches the report
     loaded = getattr(adapter, "loaded", ())

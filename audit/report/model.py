@@ -64,6 +64,7 @@ class AuditReport:
     data: AuditData | None = field(default=None, repr=False)
     limitations: list[str] = field(default_factory=list)
     gate: dict[str, Any] | None = None  # [gate] verdicts (audit.gate.GateResult.to_json())
+    card: dict[str, Any] | None = None  # the [card] table: the authors' part of the model card
 
     def outcome(self, name: str) -> MethodOutcome | None:
         return next((o for o in self.outcomes if o.name == name), None)
@@ -80,11 +81,53 @@ class AuditReport:
             "methods": {o.name: o.to_json() for o in self.outcomes},
             "limitations": list(self.limitations),
             **({"gate": to_jsonable(self.gate)} if self.gate is not None else {}),  # iff [gate]
+            **({"card": to_jsonable(self.card)} if self.card else {}),  # iff [card]
             "provenance": to_jsonable(self.provenance),
         }
 
     def json_bytes(self) -> bytes:
         return (json.dumps(self.to_json(), indent=2, sort_keys=False, allow_nan=False) + "\n").encode()
+
+    def model_card(self) -> str:
+        """The model card (Markdown) that ``model_card.md`` holds: measured sections filled
+        from this report's results, each line naming its results.json key, and the authors'
+        sections from ``card`` (the config's ``[card]`` table), marked missing where absent.
+
+        Examples
+        --------
+        >>> print(report.model_card()[:40])  # doctest: +SKIP
+        # Model card: adult_mlp
+        """
+        from audit.report.card import render_card
+
+        return render_card(self.to_json())
+
+    def summary(self) -> Any:
+        """The measured quantities that the model card quotes, as a pandas DataFrame.
+
+        One row per quantity: ``method``, ``what``, ``value``, ``lower``, ``upper``, ``level``
+        (of the interval), ``interval`` (how it was made), ``verdict`` (the gate's verdict, a
+        disparity's test result, or why a value is undefined or unreliable), ``group`` (the
+        attribute or explainer) and ``key`` (where results.json holds it, a JSON Pointer).
+        Missing values are NaN or None. The sentences of the executive summary stay in
+        ``report.findings``.
+
+        Examples
+        --------
+        >>> report.summary().query("method == 'performance'")[["what", "value", "lower", "upper"]]  # doctest: +SKIP
+        """
+        import pandas as pd
+
+        from audit.report.card import SUMMARY_COLUMNS, summary_rows
+
+        frame = pd.DataFrame(summary_rows(self.to_json()), columns=list(SUMMARY_COLUMNS))
+        return frame.astype({c: "float64" for c in ("value", "lower", "upper", "level")})
+
+    def _repr_html_(self) -> str:
+        """Jupyter's rich display: title, executive summary, gate, method table and figures."""
+        from audit.report.render import render_notebook
+
+        return render_notebook(self)
 
 
 def package_versions() -> dict[str, str]:

@@ -163,23 +163,31 @@ def _figures(report: AuditReport, notes: list[str]) -> dict[str, dict[str, str]]
 
 def render_html(report: AuditReport) -> str:
     """The report as one self-contained HTML document."""
-    folder = templates_dir()
-    env = _environment(str(folder))
     from markupsafe import Markup
 
     # Our own stylesheet, not user data: escaping it would turn its quotes into entities, which
     # <style> does not decode, and silently drop rules (e.g. the font family).
-    css = Markup((folder / "static" / "report.css").read_text(encoding="utf-8"))
+    css = Markup((templates_dir() / "static" / "report.css").read_text(encoding="utf-8"))
+    return _render("report.html.j2", report, "HTML report", css=css, json=report.to_json())
+
+
+def render_notebook(report: AuditReport) -> str:
+    """The report as an HTML fragment for Jupyter (``AuditReport._repr_html_``): title, executive
+    summary, gate, method table and every figure, with the same escaping as the report."""
+    return _render("notebook.html.j2", report, "notebook display")
+
+
+def _render(template: str, report: AuditReport, what: str, **extra: Any) -> str:
+    env = _environment(str(templates_dir()))
     notes: list[str] = []
     figures = _figures(report, notes)
     # The notes belong to this rendering only: the report itself (and results.json) stays as it was.
     shown = dataclasses.replace(report, limitations=[*report.limitations, *notes]) if notes else report
     token = _FRAGMENTS.set(user_strings(report.data))
     try:
-        return env.get_template("report.html.j2").render(report=shown, css=css, figures=figures,
-                                                          json=report.to_json())
+        return env.get_template(template).render(report=shown, figures=figures, **extra)
     except Exception as exc:
-        raise ReportRenderError(f"The HTML report could not be rendered: {type(exc).__name__}: {exc}") from exc
+        raise ReportRenderError(f"The {what} could not be rendered: {type(exc).__name__}: {exc}") from exc
     finally:
         _FRAGMENTS.reset(token)
 
@@ -243,9 +251,11 @@ def write_report(report: AuditReport, out_dir: str | Path, *, formats: Iterable[
             contents["report.html"] = html.encode("utf-8")
         if html is not None and "pdf" in formats:
             contents["report.pdf"] = render_pdf(html)
+        if "card" in formats:
+            contents["model_card.md"] = report.model_card().encode("utf-8")
         place_report(out_dir, target, contents, overwrite=overwrite)
-    kinds = {"results.json": "json", "report.html": "html", "report.pdf": "pdf"}
+    kinds = {"results.json": "json", "report.html": "html", "report.pdf": "pdf", "model_card.md": "card"}
     return {kinds[name]: out_dir / name for name in contents}
 
 
-__all__ = ["render_html", "render_pdf", "safe_url_fetcher", "templates_dir", "write_report"]
+__all__ = ["render_html", "render_notebook", "render_pdf", "safe_url_fetcher", "templates_dir", "write_report"]
