@@ -27,7 +27,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import Any
 
 from audit.core.text import visible
@@ -298,8 +298,9 @@ def attribution_facts(results: Mapping[str, Any], top: int = 5) -> list[Fact]:
         imp = res["global_importance"]
         label = results["methods"][name].get("title", name)
         for feat in sorted(imp, key=lambda f: -(_num(imp[f]) or 0.0))[:top]:
-            keys = tuple(pointer("methods", name, "result", table, feat)
-                         for table in ("global_importance", "importance_low", "importance_high"))
+            keys = (*(pointer("methods", name, "result", table, feat)
+                      for table in ("global_importance", "importance_low", "importance_high")),
+                    pointer("methods", name, "result", "confidence"))
             out.append(Fact(name, feat, _num(imp[feat]),
                             _num(res.get("importance_low", {}).get(feat)),
                             _num(res.get("importance_high", {}).get(feat)), _num(res.get("confidence")),
@@ -392,18 +393,28 @@ def front_matter(results: Mapping[str, Any], card: Mapping[str, Any]) -> dict[st
     return meta
 
 
-_YAML_UNSAFE = re.compile("[^\t\n\r\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+# Characters YAML may not carry raw, or reads as line breaks inside a quoted scalar (NEL, LS, PS).
+_YAML_UNSAFE = re.compile("[^\t\n\r\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]")
+
+
+_YAML_WORDS = {"y", "n", "yes", "no", "on", "off", "true", "false", "null"}  # YAML 1.1 reads these
 
 
 def _yaml_key(key: str) -> str:
-    return key if re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", key) else _yaml_scalar(key)
+    plain = re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", key) and key.lower() not in _YAML_WORDS
+    return key if plain else _yaml_scalar(key)
 
 
 def _yaml_scalar(value: Any) -> str:
     """A YAML scalar that cannot be anything but itself: strings double-quoted (JSON's quoting,
     which YAML reads alike) with every character YAML may not carry raw escaped."""
-    if isinstance(value, bool) or value is None or isinstance(value, (int, float)):
+    if isinstance(value, float):  # YAML 1.1 reads 1e-06 as text: the mantissa needs a dot
+        mantissa, e, exp = repr(value).partition("e")
+        return mantissa + (".0" if e and "." not in mantissa else "") + e + exp
+    if isinstance(value, bool) or value is None or isinstance(value, int):
         return json.dumps(value)
+    if isinstance(value, (Mapping, list)):  # only empty ones reach here
+        return "{}" if isinstance(value, Mapping) else "[]"
     text = json.dumps(str(value), ensure_ascii=False)
     return _YAML_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}" if ord(m.group()) < 0x10000
                             else f"\\U{ord(m.group()):08x}", text)
@@ -419,7 +430,7 @@ def to_yaml(value: Any, indent: int = 0) -> str:
                 lines.append(f"{pad}{_yaml_key(k)}:")
                 lines.append(to_yaml(v, indent + 2))
             else:
-                lines.append(f"{pad}{_yaml_key(k)}: {_yaml_scalar(v) if not isinstance(v, (Mapping, list)) else ('{}' if isinstance(v, Mapping) else '[]')}")
+                lines.append(f"{pad}{_yaml_key(k)}: {_yaml_scalar(v)}")
     else:
         for v in value:
             if isinstance(v, (Mapping, list)) and v:
@@ -491,6 +502,46 @@ def render_card(results: Mapping[str, Any], card: Mapping[str, Any] | None = Non
     if not card.get("front_matter"):
         return body
     return f"---\n{to_yaml(front_matter(results, card))}\n---\n\n{body}"
+
+
+def card_from_files(results_path: str | Path, config_path: str | Path | None = None) -> str:
+    """The model card of a finished audit, from its results.json (``audit card``); the
+    ``[card]`` table of ``config_path``, when given, replaces the one stored in the results."""
+    from audit.core.userfiles import load_json, load_toml
+    from audit.report.model import RESULTS_SCHEMA
+
+    results = load_json(results_path, "results file")
+    schema = results.get("schema") if isinstance(results, dict) else None
+    if schema != RESULTS_SCHEMA:
+        raise InvalidConfigError(f"The results file {str(results_path)!r} is not a results.json of this "
+                                 f"version of audit-suite (schema {schema!r}, expected {RESULTS_SCHEMA!r}). "
+                                 "Write it again with 'audit run'.")
+    card = None
+    if config_path is not None:
+        card = check_card(load_toml(config_path).get("card", {}), f"[card] of {str(config_path)!r}")
+    import jinja2
+
+    try:
+        return render_card(results, card)
+    except InvalidConfigError:  # a bad [card] table stored in the results: its own message
+        raise
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, jinja2.TemplateError) as exc:
+        raise InvalidConfigError(f"The results file {str(results_path)!r} does not have the shape 'audit run' "
+                                 f"writes ({type(exc).__name__}: {exc}). Write it again with 'audit run'.") from None
+
+
+def is_model_card(path: Path) -> bool:
+    """True when ``path`` holds a model card as :func:`render_card` writes it (so ``audit card``
+    may replace it): after any front matter, the first line is its title and the card says who
+    wrote it."""
+    try:
+        with open(path, "rb") as fh:
+            text = fh.read(1 << 20).decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    if text.startswith("---\n"):
+        text = text.split("\n---\n", 1)[-1].lstrip("\n")
+    return text.startswith("# Model card: ") and "\nWritten by audit-suite " in text
 
 
 SUMMARY_COLUMNS = ("method", "what", "value", "lower", "upper", "level", "interval", "verdict", "group", "key")
