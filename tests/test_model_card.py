@@ -187,7 +187,7 @@ def test_a_card_value_cannot_inject_headings_html_links_or_tables(run):
                "https://evil.example www.evil.example a@evil.example $x^2$ `code` **bold** ~~s~~ "
                "&amp; [^1]\n| a | b |\n|---|---|\n=====\n    indented code\n1. list\n- item\n> quote\n"
                "```\nfence\n```\n\u202eevil\x1b[2J")
-    card = {k: hostile for k, f in CARD_FIELDS.items() if f.kind == "text" and k != "dataset_id"}
+    card = {k: hostile for k, f in CARD_FIELDS.items() if f.kind == "text" and f.section != "front_matter"}
     card["out_of_scope_uses"] = [hostile, "1. two"]
     clean = render_card(results, {})
     dirty = render_card({**results, "card": card})
@@ -282,21 +282,6 @@ def test_summary_has_one_row_per_measured_quantity_with_its_key(run):
         assert value == row.value or (value is None and pd.isna(row.value))
 
 
-def test_example_cards_are_generated_from_their_audits():
-    """Each bundled MODEL_CARD.md is the generator's output: it quotes the [card] table of its
-    audit.toml as the generator renders it, and measured lines name results.json keys."""
-    for folder in sorted(p for p in EXAMPLES.iterdir() if (p / "audit.toml").exists()):
-        card = (folder / "MODEL_CARD.md").read_text(encoding="utf-8")
-        table = tomllib.loads((folder / "audit.toml").read_text(encoding="utf-8"))["card"]
-        assert "Written by audit-suite" in card and "`/methods/performance/result/metrics/" in card, folder
-        for key, value in table.items():
-            if CARD_FIELDS[key].kind == "text" and key != "dataset_id":
-                assert md_block(value) in card, (folder.name, key)
-        if table.get("front_matter"):
-            meta = yaml.safe_load(card.split("\n---\n", 1)[0][4:])
-            assert meta["model-index"][0]["name"] == folder.name
-
-
 def test_audit_card_rewrites_the_card_from_results_json_and_a_newer_card_table(run, tmp_path):
     card, results = run
     res_path = tmp_path / "results.json"
@@ -309,7 +294,7 @@ def test_audit_card_rewrites_the_card_from_results_json_and_a_newer_card_table(r
     assert out.read_text(encoding="utf-8") == card  # the stored [card] table: the same card
     res = CliRunner().invoke(app, ["card", str(res_path), "--config", str(cfg), "--out", str(out)])
     assert res.exit_code == 0, res.output
-    assert "Changed after the run\\." in out.read_text(encoding="utf-8")
+    assert "\nChanged after the run.\n" in out.read_text(encoding="utf-8")
     assert "**Missing:** Owners" in out.read_text(encoding="utf-8")
 
 
@@ -356,7 +341,8 @@ def test_notebook_display_and_summary_of_an_in_memory_audit():
     df = pd.DataFrame({"x": rng.normal(size=200), "g": rng.choice(["<script>alert(1)</script>", "b"], 200)})
     df["y"] = (df.x + rng.normal(size=200) > 0).astype(int)
     report = audit.audit_model(lambda X: 1 / (1 + np.exp(-2 * X[:, 0])), df, target="y", sensitive=["g"],
-                               methods=["performance", "fairness"], card={"intended_use": "A test."})
+                               methods=["performance", "fairness"], card={"intended_use": "A test."},
+                               name="<script>alert(1)</script>")
     html = report._repr_html_()
     assert "<script" not in html and "&lt;script&gt;" in html
     assert "Executive summary" in html and "data:image/png;base64," in html
@@ -366,7 +352,7 @@ def test_notebook_display_and_summary_of_an_in_memory_audit():
     acc = frame.set_index("key").loc["/methods/performance/result/metrics/accuracy"]
     assert acc.value == results["methods"]["performance"]["result"]["metrics"]["accuracy"]["value"]
     assert acc.level == 0.95 and acc.lower < acc.value < acc.upper
-    assert results["card"] == {"intended_use": "A test."} and "A test\\." in report.model_card()
+    assert results["card"] == {"intended_use": "A test."} and "\nA test.\n" in report.model_card()
     with pytest.raises(InvalidConfigError, match="Unknown key 'owner' in \\[card\\]"):
         audit.audit_model(lambda X: X[:, 0] * 0 + 0.5, df, target="y", methods=["performance"],
                           card={"owner": "x"})

@@ -75,6 +75,8 @@ CARD_FIELDS: dict[str, CardField] = {
                               "in Hugging Face's model-card metadata format (default false)"),
     "dataset_id": CardField("front_matter", "text", False, "front matter: the evaluation data's "
                             "dataset id (default: the audited file's name)"),
+    "dataset_split": CardField("front_matter", "text", False, "front matter: which part of the data the "
+                               "audited rows are (\"test\", ...); default: not stated"),
     "tags": CardField("front_matter", "tags", False, "front matter: tags beside \"audit-suite\""),
 }
 _MAX_TEXT = 20_000  # characters per [card] string: prose, not data
@@ -87,10 +89,10 @@ def check_card(table: Any, where: str = "[card]") -> dict[str, Any]:
     --------
     >>> check_card({"intended_use": "Teaching.", "out_of_scope_uses": ["Credit", "Hiring"]})
     {'intended_use': 'Teaching.', 'out_of_scope_uses': ['Credit', 'Hiring']}
-    >>> check_card({"intended_uses": "x"})
+    >>> check_card({"intnded_use": "x"})
     Traceback (most recent call last):
     ...
-    audit.errors.InvalidConfigError: Unknown key 'intended_uses' in [card]. Did you mean 'intended_use'? ...
+    audit.errors.InvalidConfigError: Unknown key 'intnded_use' in [card]. Did you mean 'intended_use'? ...
     """
     if not isinstance(table, Mapping):
         raise InvalidConfigError(f"{where} must be a table of model-card entries. Got {table!r} instead.")
@@ -105,11 +107,9 @@ def check_card(table: Any, where: str = "[card]") -> dict[str, Any]:
                 raise InvalidConfigError(f"The {where} {key!r} must be true or false. Got {value!r} instead.")
             out[key] = value
             continue
-        items = value if isinstance(value, list) and field.kind in ("text", "tags") else [value]
-        if field.kind == "tags" and not isinstance(value, list):
-            items = [object()]  # a tags value must be a list
-        bad = next((v for v in items if not isinstance(v, str) or not v.strip() or len(v) > _MAX_TEXT), None)
-        if bad is not None or not items:
+        items = value if isinstance(value, list) else [value]
+        ok = all(isinstance(v, str) and v.strip() and len(v) <= _MAX_TEXT for v in items)
+        if not ok or not items or (field.kind == "tags" and not isinstance(value, list)):
             shape = ("a list of non-empty strings" if field.kind == "tags" else
                      f"non-empty text (a string, or a list of strings for a bulleted list) of at most "
                      f"{_MAX_TEXT:,} characters each")
@@ -239,6 +239,17 @@ def _num(x: Any) -> float | None:
     return float(x)
 
 
+def _bounds(estimate: Mapping[str, Any], result: Mapping[str, Any]) -> tuple[float | None, ...]:
+    """value, lower, upper, level of an estimate in results.json (its own level, else the
+    method's confidence)."""
+    level = estimate.get("level", result.get("confidence"))
+    return tuple(_num(x) for x in (estimate.get("value"), estimate.get("lower"), estimate.get("upper"), level))
+
+
+def _undefined(estimate: Mapping[str, Any]) -> str | None:
+    return estimate.get("undefined") or estimate.get("undefined_reason")
+
+
 def _ok(results: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
     entry = results.get("methods", {}).get(name)
     return entry["result"] if entry and entry.get("status") == "ok" else None
@@ -250,9 +261,8 @@ def performance_facts(results: Mapping[str, Any]) -> list[Fact]:
         return []
     out = []
     for name, m in res["metrics"].items():
-        out.append(Fact("performance", m.get("label", name), _num(m.get("value")), _num(m.get("lower")),
-                        _num(m.get("upper")), _num(res.get("confidence")), m.get("interval"),
-                        m.get("undefined") or m.get("unreliable"),
+        out.append(Fact("performance", m.get("label", name), *_bounds(m, res), m.get("interval") or m.get("method"),
+                        _undefined(m) or m.get("unreliable"),
                         (pointer("methods", "performance", "result", "metrics", name),)))
     return out
 
@@ -269,9 +279,8 @@ def disparity_facts(results: Mapping[str, Any]) -> list[Fact]:
             if name in per_rate:
                 continue
             est = d.get("estimate", d)
-            out.append(Fact("fairness", d.get("label", name), _num(est.get("value")), _num(est.get("lower")),
-                            _num(est.get("upper")), _num(res.get("confidence")), d.get("test"),
-                            d.get("significance") or est.get("undefined"),
+            out.append(Fact("fairness", d.get("label", name), *_bounds(est, res), d.get("test"),
+                            d.get("significance") or _undefined(est),
                             (pointer("methods", "fairness", "result", "attributes", attr, "disparities", name),),
                             group=attr))
     return out
@@ -356,7 +365,7 @@ def _hf_task(results: Mapping[str, Any]) -> str:
     modality = results.get("data", {}).get("modality", "tabular")
     if modality == "image":
         return "image-classification" if task != "regression" else "image-regression"
-    if modality == "sequence":
+    if modality == "sequence" and task == "regression":
         return "time-series-forecasting"
     return "tabular-regression" if task == "regression" else "tabular-classification"
 
@@ -386,7 +395,8 @@ def front_matter(results: Mapping[str, Any], card: Mapping[str, Any]) -> dict[st
         "name": results.get("name", "model"),
         "results": [{
             "task": {"type": _hf_task(results)},
-            "dataset": {"type": card.get("dataset_id", data_name), "name": data_name},
+            "dataset": {"type": card.get("dataset_id", data_name), "name": data_name,
+                        **({"split": card["dataset_split"]} if "dataset_split" in card else {})},
             "metrics": metrics,
         }],
     }]
