@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS = {
     "AuditPlan": "audit.config",
     **dict.fromkeys(("CallableAdapter", "ModelAdapter", "PredictionsAdapter", "SklearnAdapter",
-                     "TorchAdapter", "as_adapter", "load_model"), "audit.core.adapter"),
+                     "TorchAdapter", "as_adapter"), "audit.core.adapter"),
+    "load_model": "audit.core.loading",
     **dict.fromkeys(("AuditData", "DatasetSpec", "Encoding", "build_audit_data", "read_table"),
                     "audit.core.dataset"),
     **dict.fromkeys(("AuditError", "CapabilityError", "DataValidationError", "InvalidConfigError",
@@ -38,9 +39,9 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
         SklearnAdapter,
         TorchAdapter,
         as_adapter,
-        load_model,
     )
     from audit.core.dataset import AuditData, DatasetSpec, Encoding, build_audit_data, read_table
+    from audit.core.loading import load_model
     from audit.errors import (
         AuditError,
         CapabilityError,

@@ -9,12 +9,13 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from audit.errors import AuditError
+from audit.errors import EXIT_METHOD_FAILED, EXIT_OK, AuditError
 
 app = typer.Typer(
     name="audit",
@@ -26,8 +27,6 @@ app = typer.Typer(
     # Help texts are plain text: rich markup would eat "[gate]", "[model]", "[methods.NAME]".
     rich_markup_mode=None,
 )
-
-EXIT_OK, EXIT_BREACH, EXIT_USAGE, EXIT_INSUFFICIENT, EXIT_METHOD_FAILED = 0, 1, 2, 3, 4
 
 # Without --budget or [run] budget, a run is planned to fit this many seconds (audit.core.cost).
 DEFAULT_BUDGET = "3m"  # issue 13: every default audit of an ordinary model within 3 minutes
@@ -79,7 +78,7 @@ def _version(value: bool) -> None:
             typer.echo(f"audit-suite {version('audit-suite')}")
         except PackageNotFoundError:
             typer.echo("audit-suite (not installed)")
-        raise typer.Exit(0)
+        raise typer.Exit(EXIT_OK)
 
 
 @app.callback()
@@ -116,6 +115,7 @@ def run(
     An architecture "module:Class" in the config imports that module (a model.py beside the
     config included), which runs its code; --untrusted-config refuses every such import.
     """
+    started = time.perf_counter()  # the time budget counts from here (audit.runner.plan_run)
     from audit.config import AuditPlan, check_formats
     from audit.report.output import reserve_output
     from audit.report.render import write_report
@@ -137,7 +137,7 @@ def run(
         with reserve_output(out_dir, overwrite=overwrite, inputs=input_paths(plan)), \
                 _progress(quiet or as_json, show_plan=not quiet) as display:
             report = run_audit(plan, trust_code=trust_code, untrusted_config=untrusted_config,
-                               progress=display.factory, on_plan=display.plan)
+                               progress=display.factory, on_plan=display.plan, started=started)
             files = write_report(report, out_dir, formats=plan.formats, overwrite=overwrite)
     except AuditError as exc:
         raise _fail(exc) from None
@@ -169,10 +169,11 @@ def check(
     Exit codes: 0 every threshold passes, 1 a threshold is breached (or inconclusive, when
     counted as a failure), 2 usage or input error, 3 insufficient evidence (a group too small).
     """
+    started = time.perf_counter()
     from audit.config import AuditPlan
     from audit.errors import InvalidConfigError
-    from audit.gate import gate_for_plan, parse_gate, to_junit
-    from audit.runner import run_audit
+    from audit.gate import to_junit
+    from audit.runner import resolve_plan, run_audit
 
     try:
         plan = AuditPlan.load(config)
@@ -186,10 +187,9 @@ def check(
                 raise InvalidConfigError(f"The '--inconclusive' option must be 'fail' or 'warn'. Got {inconclusive!r} instead.")
             gate_table = {k: ({**v, "inconclusive": inconclusive} if isinstance(v, dict) else v)
                           for k, v in gate_table.items() if k != "inconclusive"}
-        plan = _with_budget(plan.with_overrides(seed=seed, methods=("fairness",), gate=gate_table),
-                            budget, full)
-        parse_gate(plan.gate, sensitive=plan.data.sensitive, task=plan.model.task,
-                   fairness_options=plan.method_options.get("fairness"))
+        plan = _with_budget(plan.with_overrides(seed=seed, methods=("fairness",), gate=gate_table,
+                                                formats=("json",)), budget, full)  # no report to write
+        resolved = resolve_plan(plan, gate_required=True)  # options and gate rules, once for the whole run
         if junit is not None:  # before the audit: never an input, a link or someone else's file
             from audit.report.output import check_output_file, is_our_junit, write_file_atomic
             from audit.runner import input_paths
@@ -200,8 +200,9 @@ def check(
             junit_target([])
         with _progress(quiet or as_json, show_plan=not quiet) as display:
             report = run_audit(plan, trust_code=trust_code, untrusted_config=untrusted_config,
-                               progress=display.factory, on_plan=display.plan)
-        gate = gate_for_plan(plan, report.outcomes)
+                               progress=display.factory, on_plan=display.plan, resolved=resolved,
+                               started=started)
+        gate = report.gate
         if junit is not None:
             try:
                 read = [(str(f.get("role", "input")), str(f["path"]))  # e.g. a model.py that ran
@@ -243,14 +244,15 @@ def card(
     Measured sections come from the results, each line naming its results.json key; the
     authors' sections from the [card] table (of --config, else the one the run stored).
     """
-    from audit.report.card import card_from_files, is_model_card
+    from audit.report.card import is_model_card
+    from audit.report.model import model_card_from_files
     from audit.report.output import check_output_file, write_file_atomic
 
     target = out if out is not None else results.parent / "model_card.md"
     inputs = [("results", str(results))] + ([("config", str(config))] if config is not None else [])
     try:
         check_output_file(target, what="model card", inputs=inputs, ours=is_model_card)
-        text = card_from_files(results, config)
+        text = model_card_from_files(results, config)
         try:
             write_file_atomic(check_output_file(target, what="model card", inputs=inputs, ours=is_model_card),
                               text.encode("utf-8"))

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from audit.core.adapter import ModelSpec
 from audit.core.cost import parse_duration
 from audit.core.dataset import TASKS, DatasetSpec
 from audit.core.limits import parse_size
+from audit.core.loading import ModelSpec
 from audit.core.modalities import DATA_KEYS as _MODAL_KEYS
 from audit.core.modalities import ModalSpec, spec_from_table
 from audit.core.userfiles import load_toml

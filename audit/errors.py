@@ -10,11 +10,16 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
+#: The CLI's exit codes, defined here only (README "Exit codes"): success, a gate threshold
+#: breached, a usage or input error (every :class:`AuditError`), insufficient evidence for the
+#: gate, a method that failed with an internal error (the report is still written).
+EXIT_OK, EXIT_BREACH, EXIT_USAGE, EXIT_INSUFFICIENT, EXIT_METHOD_FAILED = 0, 1, 2, 3, 4
+
 
 class AuditError(Exception):
     """Base class of every error caused by user input; carries the CLI exit code."""
 
-    exit_code = 2
+    exit_code = EXIT_USAGE
 
 
 class InvalidConfigError(AuditError, ValueError):

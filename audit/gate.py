@@ -56,9 +56,8 @@ from dataclasses import dataclass
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
-from audit.errors import InvalidConfigError, did_you_mean
+from audit.errors import EXIT_BREACH, EXIT_INSUFFICIENT, EXIT_OK, InvalidConfigError, did_you_mean
 
-EXIT_PASS, EXIT_BREACH, EXIT_USAGE, EXIT_INSUFFICIENT = 0, 1, 2, 3
 _OPTIONS = {"inconclusive": ("fail", "warn"), "small_groups": ("insufficient", "ignore")}
 #: Options only at the top of [gate]: "bonferroni" judges each of m rules at level 1 − (1 − c)/m.
 _GATE_OPTIONS = {"correction": ("none", "bonferroni")}
@@ -118,11 +117,11 @@ class GateResult:
             return EXIT_BREACH
         if any(v.status == "insufficient" for v in self.verdicts):
             return EXIT_INSUFFICIENT
-        return EXIT_PASS
+        return EXIT_OK
 
     @property
     def outcome(self) -> str:
-        return {EXIT_PASS: "pass", EXIT_BREACH: "fail", EXIT_INSUFFICIENT: "insufficient evidence"}[self.exit_code]
+        return {EXIT_OK: "pass", EXIT_BREACH: "fail", EXIT_INSUFFICIENT: "insufficient evidence"}[self.exit_code]
 
     def counts(self) -> dict[str, int]:
         out = {"pass": 0, "breach": 0, "inconclusive": 0, "insufficient": 0}
@@ -136,8 +135,13 @@ class GateResult:
 
 
 def parse_gate(gate: Mapping[str, Any], *, sensitive: Sequence[str], task: str,
-               fairness_options: Mapping[str, Any] | None = None) -> list[GateRule]:
+               fairness: Any = None) -> list[GateRule]:
     """Validate ``[gate]`` against the config's attributes and task; raise InvalidConfigError.
+
+    ``fairness`` is the run's resolved :class:`~audit.methods.fairness.FairnessConfig` (its
+    intersections decide which attribute sets a rule may name; default: the defaults). The
+    runner resolves it once per run (:func:`audit.runner.resolve_plan`), so an option is never
+    parsed twice.
 
     Examples
     --------
@@ -146,15 +150,9 @@ def parse_gate(gate: Mapping[str, Any], *, sensitive: Sequence[str], task: str,
     >>> rules[0].attribute, rules[0].max
     ('sex', 0.1)
     """
-    from audit.methods.fairness import (
-        FairnessConfig,
-        attribute_sets,
-        disparity_names,
-        normalize_set_name,
-        set_name,
-    )
+    from audit.methods.fairness import FairnessConfig, attribute_sets, disparity_names, normalize_set_name, set_name
 
-    config = FairnessConfig.from_dict(fairness_options or {}, method="fairness")
+    config = fairness if fairness is not None else FairnessConfig()
     sets = [set_name(s) for s in attribute_sets(list(sensitive), config)]
     by_members = {frozenset(s.split("*")): s for s in sets}
     metrics = disparity_names(task)
@@ -239,33 +237,36 @@ def parse_gate(gate: Mapping[str, Any], *, sensitive: Sequence[str], task: str,
     return rules
 
 
-def evaluate(rules: Sequence[GateRule], result: Any, *, unavailable: str | None = None) -> GateResult:
-    """Judge every rule on a :class:`~audit.methods.fairness.FairnessResult` (None: not run)."""
+def evaluate(rules: Sequence[GateRule], result: Any, *, confidence: float | None = None,
+             unavailable: str | None = None) -> GateResult:
+    """Judge every rule on a :class:`~audit.methods.fairness.FairnessResult` (None: not run)
+    whose intervals were computed at ``confidence`` (its config's)."""
+    if result is not None and confidence is None:
+        raise ValueError("evaluate() needs the confidence of the fairness result's intervals")
     verdicts = []
     for rule in rules:
         if result is None:
             verdicts.append(Verdict(rule.key, rule.text, "insufficient", False, None, None, None, None,
                                     unavailable or "the fairness audit did not run"))
             continue
-        verdicts.append(_judge(rule, result))
+        verdicts.append(_judge(rule, result, confidence))  # type: ignore[arg-type]
     return GateResult(tuple(verdicts))
 
 
-def _judge(rule: GateRule, result: Any) -> Verdict:
-    conf = result.confidence
+def _judge(rule: GateRule, result: Any, confidence: float) -> Verdict:
+    conf = confidence
     res = result.attributes.get(rule.attribute)
     d = res.disparities.get(rule.metric) if res is not None else None
     if d is None:
-        why = getattr(result, "skipped", {}).get(rule.attribute)
+        why = result.skipped.get(rule.attribute)
         return Verdict(rule.key, rule.text, "insufficient", False, None, None, None, conf,
                        f"{rule.attribute} was not analysed ({why})" if why else
                        f"{rule.metric} was not computed for {rule.attribute}")
     e = d.estimate
     lower, upper = e.lower, e.upper
     if rule.family_size > 1:  # [gate] correction = "bonferroni": this rule's share of the error
-        conf = 1 - (1 - result.confidence) / rule.family_size
-        bounds_at = getattr(res, "_bounds", None)
-        lower, upper = bounds_at(rule.metric, conf) if bounds_at is not None and e.value is not None else (None, None)
+        conf = 1 - (1 - confidence) / rule.family_size
+        lower, upper = res.interval_at(rule.metric, conf) if e.value is not None else (None, None)
 
     def verdict(status: str, message: str) -> Verdict:
         fails = status == "breach" or (status == "inconclusive" and rule.inconclusive == "fail")
@@ -278,7 +279,7 @@ def _judge(rule: GateRule, result: Any) -> Verdict:
                                        "point estimate alone cannot pass the gate")
     err = (1 - conf) / 2
     level = (f"{100 * conf:.4g}% CI, Bonferroni over {rule.family_size} rules; the report's findings "
-             f"use {100 * result.confidence:.4g}%" if rule.family_size > 1 else f"{100 * conf:.4g}% CI")
+             f"use {100 * confidence:.4g}%" if rule.family_size > 1 else f"{100 * conf:.4g}% CI")
     ci = f"{e.value:.3f} ({level} {lower:.3f} to {upper:.3f})"
     outside = (rule.max is not None and lower > rule.max) or (rule.min is not None and upper < rule.min)
     inside = (rule.max is None or upper <= rule.max) and (rule.min is None or lower >= rule.min)
@@ -291,7 +292,7 @@ def _judge(rule: GateRule, result: Any) -> Verdict:
         return verdict("insufficient", f"{ci} over the judged groups, but {len(small)} group(s) are "
                                        f"too small to judge ({names}); set small_groups = \"ignore\" "
                                        "to judge on the larger groups only")
-    unknown = getattr(d, "undefined_why", ()) or tuple(f"{g}: undefined" for g in d.excluded_undefined)
+    unknown = d.undefined_why or tuple(f"{g}: undefined" for g in d.excluded_undefined)
     if unknown:
         # the rate of a judged group is unknown (anywhere in [0, 1]): the disparity over all
         # groups could be anything the others allow, so only a breach can be concluded
@@ -358,18 +359,14 @@ def to_junit(gate: GateResult, *, name: str = "audit-gate") -> str:
     return "\n".join(out)
 
 
-def gate_for_plan(plan: Any, outcomes: Sequence[Any]) -> GateResult | None:
-    """The verdicts of a run's ``[gate]`` (None when the plan has no gate)."""
-    if not plan.gate:
-        return None
-    rules = parse_gate(plan.gate, sensitive=plan.data.sensitive, task=plan.model.task,
-                       fairness_options=plan.method_options.get("fairness"))
+def judge_outcomes(rules: Sequence[GateRule], outcomes: Sequence[Any]) -> GateResult:
+    """The verdicts of a run's parsed ``[gate]`` rules on its method outcomes."""
     outcome = next((o for o in outcomes if o.name == "fairness"), None)
     if outcome is None:
         return evaluate(rules, None, unavailable="the fairness method was not selected for this run")
     if not outcome.ok:
         return evaluate(rules, None, unavailable=f"the fairness method did not run: {outcome.result.reason}")
-    return evaluate(rules, outcome.result)
+    return evaluate(rules, outcome.result, confidence=outcome.config.confidence)
 
 
-__all__ = ["GateResult", "GateRule", "Verdict", "evaluate", "gate_for_plan", "parse_gate", "to_junit"]
+__all__ = ["GateResult", "GateRule", "Verdict", "evaluate", "judge_outcomes", "parse_gate", "to_junit"]

@@ -13,6 +13,7 @@ from audit.methods.connection_weights import ConnectionWeights
 from audit.methods.counterfactual_sensitivity import CounterfactualSensitivity
 from audit.methods.counterfactuals import Counterfactuals
 from audit.methods.fairness import Fairness
+from audit.methods.gradcam import GradCam
 from audit.methods.lime import Lime
 from audit.methods.performance import Performance
 from audit.methods.permutation_significance import PermutationSignificance
@@ -24,12 +25,15 @@ METHODS: tuple[type[AuditMethod], ...] = (
     Performance,  # first: the report opens with the model's overall performance
     Fairness,
     Surrogate,
+    # Attribution methods: agreement reads their Attributions in this order (its seeded
+    # faithfulness curves draw their rows in it), so a new one goes after the existing ones.
+    ConnectionWeights,
     Shap,
     Lime,
     Saliency,
+    GradCam,
     Counterfactuals,
     CounterfactualSensitivity,
-    ConnectionWeights,
     PermutationSignificance,
     AttributionSignificance,
     Agreement,  # must stay last: it compares the attribution methods that ran before it

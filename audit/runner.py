@@ -16,8 +16,9 @@ import numpy as np
 
 from audit.config import AuditPlan, check_seed
 from audit.core.cost import (Lowered, Plan, UnitCosts, fit_budget, format_budget, format_seconds, measure_refit,
-                             measure_unit_costs, seconds)
-from audit.core.adapter import ModelAdapter, check_trust_flags, check_width, load_model
+                             measure_unit_costs, render_seconds, seconds)
+from audit.core.adapter import ModelAdapter, check_width
+from audit.core.loading import check_trust_flags, load_model
 from audit.core.dataset import AuditData, Encoding, build_audit_data, read_table, text_columns
 from audit.core.limits import memory_limit
 from audit.core.method import AuditMethod, Finding, MethodResult, Progress, RunContext, Skipped
@@ -55,15 +56,21 @@ class RunPlan:
     budget: float | None
     lowered: tuple[Lowered, ...]
     over_budget: Mapping[str, str] = field(default_factory=dict)  # method -> why it is not run
+    # Seconds of the budget not spent in methods: loading and measuring (already spent when
+    # the plan is made) and writing the report (estimated, audit.core.cost.render_seconds).
+    spent: float = 0.0
+    writing: float = 0.0
 
     @property
     def total(self) -> float:
-        return sum(m.estimate for m in self.methods)
+        return self.spent + sum(m.estimate for m in self.methods) + self.writing
 
     def lines(self) -> list[str]:
         budget = "none (--full)" if self.budget is None else format_budget(self.budget)
+        overhead = ([f"  loading and measuring: {format_seconds(self.spent)} (spent)"] if self.spent else []) + \
+            ([f"  writing the report: {format_seconds(self.writing)}"] if self.writing else [])
         return ([f"plan (budget {budget}, estimated total {format_seconds(self.total)}):"]
-                + [f"  {m.line()}" for m in self.methods]
+                + overhead + [f"  {m.line()}" for m in self.methods]
                 + [f"  lowered: {x.text()}" for x in self.lowered])
 
 
@@ -101,28 +108,43 @@ def load_inputs(plan: AuditPlan, *, trust_code: bool = False, untrusted_config: 
     if plan.model.encoding:
         files.append(file_record("encoding", plan.model.encoding))
 
-    if plan.modal is not None:  # images and sequences: audit.core.modalities
-        return _load_modal_inputs(plan, encoding, files, notes, trust=trust)
+    read = _read_table_data if plan.modal is None else _read_modal_data  # images, sequences
+    data, train, model_encoding = read(plan, encoding, files, notes)
+    model = load_model(plan.model, encoding=model_encoding, trust_code=trust.trust_code,
+                       untrusted_config=trust.untrusted_config)
+    files.extend(_file_entry(rec) for rec in model.loaded)  # every file it read, any code that ran
+    check_compatible(model, data)
+    return LoadedInputs(model, data, train, files, notes)
+
+
+def _sample_rows(plan: AuditPlan, n_rows: int, what: str, notes: list[str]) -> np.ndarray | None:
+    """The rows audited under ``max_rows`` (a seeded random sample, stated in ``notes``), or
+    None for all of them."""
+    if plan.max_rows is None or n_rows <= plan.max_rows:
+        return None
+    notes.append(f"The audit used a random sample of {plan.max_rows:,} of the {n_rows:,} {what} "
+                 f"(seed {plan.seed}).")
+    return np.sort(np.random.default_rng(plan.seed).choice(n_rows, plan.max_rows, replace=False))
+
+
+def _read_table_data(plan: AuditPlan, encoding: Encoding | None, files: list[dict[str, Any]],
+                     notes: list[str]) -> tuple[AuditData, AuditData | None, Encoding | None]:
+    """A CSV / Parquet table (and its training table): the audited data, the training data and
+    the encoding the model is loaded with."""
     text = text_columns(plan.data, encoding)  # codes such as "01" stay as written
     frame = read_table(plan.data_path, na_values=plan.data.na_values, text=text)
     files.append(file_record("data", plan.data_path))
-    if plan.max_rows is not None and len(frame) > plan.max_rows:
-        rows = np.sort(np.random.default_rng(plan.seed).choice(len(frame), plan.max_rows, replace=False))
-        notes.append(f"The audit used a random sample of {plan.max_rows:,} of the {len(frame):,} rows "
-                     f"of the data file (seed {plan.seed}).")
+    rows = _sample_rows(plan, len(frame), "rows of the data file", notes)
+    if rows is not None:  # sampled before encoding: only the audited rows are validated
         frame = frame.iloc[rows]
     data = build_audit_data(frame, plan.data, encoding, source=Path(plan.data_path).name)
-
     train = None
     if plan.train_path:
         train_frame = read_table(plan.train_path, na_values=plan.data.na_values, text=text)
         files.append(file_record("training data", plan.train_path))
         train = build_audit_data(train_frame, plan.data, data.encoding,
                                  source=Path(plan.train_path).name)
-
-    model = _load_model(plan, data.encoding, files, trust)
-    check_compatible(model, data)
-    return LoadedInputs(model, data, train, files, notes)
+    return data, train, data.encoding
 
 
 def check_untrusted_paths(plan: AuditPlan, *, out_dir: str | Path | None = None) -> None:
@@ -162,24 +184,15 @@ class _CodeTrust:
     untrusted_config: bool = False
 
 
-def _load_model(plan: AuditPlan, encoding: Encoding | None, files: list[dict[str, Any]],
-                trust: _CodeTrust) -> ModelAdapter:
-    """Load the plan's model and add every file it read (and any code that ran) to ``files``."""
-    model = load_model(plan.model, encoding=encoding, trust_code=trust.trust_code,
-                       untrusted_config=trust.untrusted_config)
-    files.extend(_file_entry(rec) for rec in model.loaded)
-    return model
-
-
 def _file_entry(rec: Any) -> dict[str, Any]:
     """A :class:`~audit.core.adapter.LoadRecord` as a provenance file entry."""
     return {"role": rec.role, "path": rec.path, "sha256": rec.sha256, "loader": rec.loader,
             "tensor_sha256": rec.tensor_sha256, "code": rec.code}
 
 
-def _load_modal_inputs(plan: AuditPlan, encoding: Encoding | None, files: list[dict[str, Any]],
-                       notes: list[str], *, trust: _CodeTrust) -> LoadedInputs:
-    """load_inputs for image and sequence data (``[data] modality``)."""
+def _read_modal_data(plan: AuditPlan, encoding: Encoding | None, files: list[dict[str, Any]],
+                     notes: list[str]) -> tuple[AuditData, AuditData | None, Encoding | None]:
+    """An image folder / array file or a series (``[data] modality``): as :func:`_read_table_data`."""
     import dataclasses
 
     from audit.core.modalities import ImageSpec, build_modal_data
@@ -189,10 +202,8 @@ def _load_modal_inputs(plan: AuditPlan, encoding: Encoding | None, files: list[d
         files.append(file_record("data", plan.modal.path))
     if isinstance(plan.modal, ImageSpec) and plan.modal.labels:
         files.append(file_record("labels", plan.modal.labels))
-    if plan.max_rows is not None and data.n_rows > plan.max_rows:
-        rows = np.sort(np.random.default_rng(plan.seed).choice(data.n_rows, plan.max_rows, replace=False))
-        notes.append(f"The audit used a random sample of {plan.max_rows:,} of the {data.n_rows:,} "
-                     f"examples (seed {plan.seed}).")
+    rows = _sample_rows(plan, data.n_rows, "examples", notes)
+    if rows is not None:
         data = data.subset(rows)
     train = None
     train_range = getattr(plan.modal, "train_time_range", None)
@@ -203,9 +214,7 @@ def _load_modal_inputs(plan: AuditPlan, encoding: Encoding | None, files: list[d
         train = build_modal_data(dataclasses.replace(plan.modal, **changes), plan.data, encoding=encoding)
         if plan.train_path:
             files.append(file_record("training data", plan.train_path))
-    model = _load_model(plan, encoding, files, trust)
-    check_compatible(model, data)
-    return LoadedInputs(model, data, train, files, notes)
+    return data, train, encoding
 
 
 def input_paths(plan: AuditPlan) -> list[tuple[str, str]]:
@@ -237,6 +246,42 @@ def check_compatible(model: ModelAdapter, data: AuditData) -> None:
                 "model's input width.") from None
 
 
+@dataclass(frozen=True)
+class ResolvedPlan:
+    """What a run's config means, resolved once: the methods to run, each one's options and the
+    parsed ``[gate]`` rules (empty without a gate). Every later step reads these; no option is
+    parsed twice."""
+
+    methods: tuple[AuditMethod, ...]
+    configs: Mapping[str, Any]
+    gate: tuple[Any, ...] = ()  # audit.gate.GateRule
+
+
+def resolve_plan(plan: AuditPlan, *, gate_required: bool = False) -> ResolvedPlan:
+    """Check the plan's method tables, options, gate and seed before any file is read: a bad
+    option is a config error (exit 2) whatever the data, and costs no loading time.
+    ``gate_required`` (``audit check``): a ``[gate]`` without rules is an error too."""
+    for key in plan.method_options:
+        if key not in method_names():
+            raise InvalidConfigError(f"Unknown method table [methods.{key}] in the config."
+                                     f"{did_you_mean(key, method_names())} Methods: {', '.join(method_names())}.")
+    check_seed(plan.seed, "seed")
+    methods = tuple(cls() for cls in select_methods(plan.methods))
+    configs = {m.name: m.Config.from_dict(plan.method_options.get(m.name, {}), method=m.name)
+               for m in methods}
+    rules: tuple[Any, ...] = ()
+    if plan.gate or gate_required:  # a malformed [gate] is a usage error before any work (audit.gate)
+        from audit.gate import parse_gate
+
+        fairness = configs.get("fairness")
+        if fairness is None:  # the gate names attribute sets even when fairness does not run
+            fairness = get_method("fairness").Config.from_dict(plan.method_options.get("fairness", {}),
+                                                                method="fairness")
+        rules = tuple(parse_gate(plan.gate, sensitive=plan.data.sensitive, task=plan.model.task,
+                                 fairness=fairness))
+    return ResolvedPlan(methods, configs, rules)
+
+
 def select_methods(names: Sequence[str] | None) -> list[type[AuditMethod]]:
     if names is None:
         return list(METHODS)
@@ -248,7 +293,9 @@ def select_methods(names: Sequence[str] | None) -> list[type[AuditMethod]]:
 def run_audit(plan: AuditPlan, *, trust_code: bool = False, untrusted_config: bool = False,
               progress: ProgressFactory | None = None,
               inputs: LoadedInputs | None = None, trust_pickle: bool | None = None,
-              on_plan: Callable[[RunPlan], None] | None = None) -> AuditReport:
+              on_plan: Callable[[RunPlan], None] | None = None,
+              resolved: ResolvedPlan | None = None,
+              started: float | None = None) -> AuditReport:
     """Run the plan's methods and return the report (nothing is written here).
 
     Parameters
@@ -270,31 +317,25 @@ def run_audit(plan: AuditPlan, *, trust_code: bool = False, untrusted_config: bo
         the inputs are loaded and before any method runs. Above ``plan.budget`` the defaulted
         sample sizes are lowered; when even their floors exceed it, InvalidConfigError (exit 2)
         is raised before any method runs.
+    resolved : ResolvedPlan, optional
+        The plan already resolved by :func:`resolve_plan` (``audit check`` resolves it before it
+        reserves its output); resolved here when omitted.
+    started : float, optional
+        ``time.perf_counter()`` when the run began (the CLI's command start); the time budget
+        counts from it, loading and writing the report included. Default: this call.
     """
-    for key in plan.method_options:
-        if key not in method_names():
-            raise InvalidConfigError(f"Unknown method table [methods.{key}] in the config."
-                                     f"{did_you_mean(key, method_names())} Methods: {', '.join(method_names())}.")
-    if plan.gate:  # a malformed [gate] is a usage error before any work (audit.gate)
-        from audit.gate import parse_gate
-
-        parse_gate(plan.gate, sensitive=plan.data.sensitive, task=plan.model.task,
-                   fairness_options=plan.method_options.get("fairness"))
-    check_seed(plan.seed, "seed")
+    started = time.perf_counter() if started is None else started
+    resolved = resolved or resolve_plan(plan)
     escape_warnings()  # a warning quoting a user's name never carries raw control bytes
-    # Options are checked before any file is read: a bad option is a config error (exit 2)
-    # whatever the data, and costs no loading time.
     trust_code = trust_code or bool(trust_pickle)
-    classes = [cls() for cls in select_methods(plan.methods)]
-    configs = {m.name: m.Config.from_dict(plan.method_options.get(m.name, {}), method=m.name)
-               for m in classes}
+    classes = list(resolved.methods)
     with memory_limit(plan.memory_limit):  # every reader checks sizes against this budget
         inputs = inputs or load_inputs(plan, trust_code=trust_code, untrusted_config=untrusted_config)
-        run_plan, configs = plan_run(plan, inputs, classes, configs)
+        run_plan, configs = plan_run(plan, inputs, classes, dict(resolved.configs), started=started)
         if on_plan is not None:
             on_plan(run_plan)
         return _run_methods(plan, inputs, classes, configs,
-                            _CodeTrust(trust_code, untrusted_config), progress, run_plan)
+                            _CodeTrust(trust_code, untrusted_config), progress, run_plan, resolved.gate)
 
 
 @contextmanager
@@ -330,9 +371,13 @@ def _context(plan: AuditPlan, inputs: LoadedInputs, name: str, progress: Progres
 
 
 def plan_run(plan: AuditPlan, inputs: LoadedInputs, classes: list[AuditMethod],
-             configs: dict[str, Any]) -> tuple[RunPlan, dict[str, Any]]:
+             configs: dict[str, Any], *, started: float | None = None) -> tuple[RunPlan, dict[str, Any]]:
     """Each method's plan, priced with unit costs measured once on this model; above
     ``plan.budget``, the defaulted sample sizes lowered to fit (:func:`audit.core.cost.fit_budget`).
+
+    The budget covers the whole run: with ``started`` (a ``time.perf_counter()`` reading when
+    the run began), the time spent loading and measuring so far and the estimated time to write
+    the report in ``plan.formats`` are taken from it before the methods are fitted to the rest.
 
     Raises InvalidConfigError when even the lowest sample sizes cannot fit the budget.
     """
@@ -373,14 +418,17 @@ def plan_run(plan: AuditPlan, inputs: LoadedInputs, classes: list[AuditMethod],
                for m in classes if runs[m.name]]
     lowered: list[Lowered] = []
     over_budget: dict[str, str] = {}
+    spent = time.perf_counter() - started if started is not None else 0.0
+    writing = render_seconds(plan.formats, len(entries)) if started is not None else 0.0
     if plan.budget is not None:
-        new, lowered, total = floors = fit_budget(entries, price, plan.budget)
+        left = plan.budget - spent - writing  # what the methods may use
+        new, lowered, total = floors = fit_budget(entries, price, left)
         # A default audit leaves out, costliest first, the methods that cannot fit even at their
         # smallest sample sizes (each is listed as not run, with how to run it); a method the
         # user chose (--methods, or enabled = true in its table) is never left out.
         everything = list(entries)
         chosen = set(plan.methods or ()) | {n for n, o in plan.method_options.items() if o.get("enabled") is True}
-        while total > plan.budget:
+        while total > left:
             droppable = [(price(m, new[name])[1], name) for name, m, _, _ in entries if name not in chosen]
             if not droppable:
                 break
@@ -390,15 +438,17 @@ def plan_run(plan: AuditPlan, inputs: LoadedInputs, classes: list[AuditMethod],
                                  f"other methods; run it with --full, a larger --budget, or on its own "
                                  f"with --methods {name}")
             entries = [e for e in entries if e[0] != name]
-            new, lowered, total = fit_budget(entries, price, plan.budget)
+            new, lowered, total = fit_budget(entries, price, left)
         if not entries and everything:  # nothing left to run is no audit: say what all would cost
             entries, (new, lowered, total) = everything, floors
-        if total > plan.budget:
+        if total > left:
+            overhead = (f", plus {format_seconds(spent + writing)} to load, measure and write the report"
+                        if started is not None else "")
             raise InvalidConfigError(
                 f"The audit cannot fit the time budget of {format_budget(plan.budget)}: "
-                f"with every defaulted sample size at its floor it is estimated at "
-                f"{format_seconds(total)} ({_costliest(entries, new, price)}). Nothing was run or "
-                f"written. Give a budget above that (--budget {_budget_above(total)}, or "
+                f"with every defaulted sample size at its floor its methods are estimated at "
+                f"{format_seconds(total)} ({_costliest(entries, new, price)}){overhead}. Nothing was run or "
+                f"written. Give a budget above that (--budget {_budget_above(total + spent + writing)}, or "
                 "[run] budget), run everything as configured with --full, or choose fewer methods "
                 "(--methods).")
         configs = {**configs, **new}
@@ -410,7 +460,7 @@ def plan_run(plan: AuditPlan, inputs: LoadedInputs, classes: list[AuditMethod],
             continue
         p, est = price(m, configs[m.name])
         methods.append(PlannedMethod(m.name, p, est))
-    return RunPlan(tuple(methods), costs, plan.budget, tuple(lowered), over_budget), configs
+    return RunPlan(tuple(methods), costs, plan.budget, tuple(lowered), over_budget, spent, writing), configs
 
 
 def _budget_above(seconds: float) -> str:
@@ -457,7 +507,8 @@ class _Counted:
 
 def _run_methods(plan: AuditPlan, inputs: LoadedInputs, classes: list[AuditMethod],
                  configs: dict[str, Any], trust: _CodeTrust,
-                 progress: ProgressFactory | None, run_plan: RunPlan | None = None) -> AuditReport:
+                 progress: ProgressFactory | None, run_plan: RunPlan | None = None,
+                 rules: Sequence[Any] = ()) -> AuditReport:
     model, data = inputs.model, inputs.data
     outcomes: list[MethodOutcome] = []
     findings: list[Finding] = []
@@ -500,9 +551,11 @@ def _run_methods(plan: AuditPlan, inputs: LoadedInputs, classes: list[AuditMetho
                             for f in method.findings(result, config))
         elif isinstance(result, Skipped) and result.failed:
             findings.append(Finding("alert", f"{method.title} failed: {result.reason}", method.name))
-    from audit.gate import gate_for_plan
+    gate = None
+    if rules:
+        from audit.gate import judge_outcomes
 
-    gate = gate_for_plan(plan, outcomes)  # the verdicts `audit check` would give
+        gate = judge_outcomes(rules, outcomes)  # the verdicts `audit check` gives
     if gate is not None:
         level = {"breach": "alert", "inconclusive": "warning", "insufficient": "warning"}
         findings.extend(Finding("alert" if v.fails else level[v.status],
@@ -531,7 +584,7 @@ def _run_methods(plan: AuditPlan, inputs: LoadedInputs, classes: list[AuditMetho
         provenance=prov,
         data=data,
         limitations=[*inputs.notes, *lowered, *standard_limitations(model, data)],
-        gate=gate.to_json() if gate is not None else None,
+        gate=gate,
         card=dict(plan.card) or None,
     )
 
@@ -549,6 +602,7 @@ def plan_record(run_plan: RunPlan, outcomes: list[MethodOutcome],
                         "actual_seconds": round(o.seconds, 3) if o is not None else None,
                         "performed": performed.get(m.name)})
     return {"budget_seconds": run_plan.budget, "estimated_total_seconds": round(run_plan.total, 3),
+            "loading_seconds": round(run_plan.spent, 3), "estimated_writing_seconds": round(run_plan.writing, 3),
             "unit_costs": run_plan.costs.to_json(), "methods": methods,
             "lowered": [x.to_json() for x in run_plan.lowered]}
 
@@ -632,7 +686,7 @@ def audit_model(model: Any, frame: Any, *, target: str | None, sensitive: Sequen
     1.0
     """
     from audit.core.adapter import as_adapter
-    from audit.core.adapter import ModelSpec
+    from audit.core.loading import ModelSpec
     from audit.core.dataset import DatasetSpec
 
     spec = DatasetSpec(target=target, features=tuple(features) if features is not None else None,
@@ -653,5 +707,5 @@ def audit_model(model: Any, frame: Any, *, target: str | None, sensitive: Sequen
                      trust_code=any(rec.trusted_pickle for rec in loaded))
 
 
-__all__ = ["LoadedInputs", "PlannedMethod", "RunPlan", "audit_model", "check_untrusted_paths", "input_paths", "load_inputs",
-           "method_seed", "plan_run", "run_audit"]
+__all__ = ["LoadedInputs", "PlannedMethod", "ResolvedPlan", "RunPlan", "audit_model", "check_untrusted_paths",
+           "input_paths", "load_inputs", "method_seed", "plan_run", "resolve_plan", "run_audit"]

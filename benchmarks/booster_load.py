@@ -5,7 +5,7 @@ Run from the repository root:  .venv/bin/python benchmarks/booster_load.py [--tr
 audit-suite parses and scores a booster file once in an isolated child process before loading it
 (a crafted file crashed both libraries' C++ parsers in-process). Timed in the same run, each the
 median of 3: the library's own load of the file in this process (the baseline), and
-``audit.core.adapter.load_model`` (child check + load); then scoring the German-credit-sized
+``audit.core.loading.load_model`` (child check + load); then scoring the German-credit-sized
 matrix (1,000 rows) for scale. Wall-clock on whatever else the machine is doing: compare ratios.
 """
 
@@ -37,7 +37,7 @@ def main() -> None:
     import lightgbm
     import xgboost
 
-    from audit.core.adapter import ModelSpec, load_model
+    from audit.core.loading import ModelSpec, load_model
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--trees", type=int, default=200)

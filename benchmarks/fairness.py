@@ -118,7 +118,7 @@ def fairlearn_method(df, n_boot: int, fairlearn_boot: int) -> tuple[float, str]:
     from fairlearn.postprocessing import ThresholdOptimizer
     from sklearn.metrics import accuracy_score, balanced_accuracy_score, precision_score, roc_auc_score
 
-    from audit.methods.fairness import _score_model
+    from audit.methods.fairness.what_if import _score_model
 
     def npv(t, p):
         return precision_score(1 - t, 1 - p, zero_division=np.nan)

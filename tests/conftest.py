@@ -152,3 +152,17 @@ def planted_sequences(tmp_path_factory):
         lin.weight[0, t * 2 + 0] = 3.0
     model = as_adapter(nn.Sequential(nn.Flatten(), lin).eval(), task="regression")
     return model, data
+
+
+def captum_explainers(*keys: str, window: str = "auto") -> list:
+    """The saliency method's captum explainers as recomputable Attributions without values:
+    what the agreement method's sanity check re-runs on re-initialized copies of a model."""
+    import functools
+
+    from audit.core.results import Attributions
+    from audit.methods import saliency
+
+    return [Attributions(key=k, label=saliency.LABELS[k], short=saliency.SHORT[k], origin="test",
+                         features=(), grouping="feature", explains="output", explained="", importance={},
+                         recompute=functools.partial(saliency.recompute, method=k, window=window))
+            for k in keys]

@@ -12,16 +12,14 @@ import torch
 
 from audit.core.adapter import (
     CallableAdapter,
-    ModelSpec,
     PredictionsAdapter,
     SklearnAdapter,
     TorchAdapter,
     as_adapter,
     linear_chain,
-    load_model,
-    tensor_digest,
 )
 from audit.core.dataset import DatasetSpec, build_audit_data
+from audit.core.loading import ModelSpec, load_model, tensor_digest
 from audit.errors import CapabilityError, InvalidConfigError, ModelLoadError
 from tests.conftest import fit_torch_mlp
 

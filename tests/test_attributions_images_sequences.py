@@ -23,7 +23,7 @@ from audit.methods.lime import Lime, LimeConfig
 from audit.methods.saliency import Saliency, SaliencyConfig
 from audit.methods.shap import Shap, ShapConfig
 
-from tests.conftest import FEATURE, LAG, PIXEL
+from tests.conftest import FEATURE, LAG, PIXEL, captum_explainers
 
 PATCH = "patch[2-3,4-5]"   # the 2x2 patch holding the planted pixel
 
@@ -48,7 +48,7 @@ def test_saliency_on_images_concentrates_on_the_planted_pixel(planted_images):
         assert _argmax(r.group_importance[m]["patch"]) == PATCH, m
         others = [v for k, v in r.group_importance[m]["patch"].items() if k != PATCH]
         assert max(others) <= 1e-6 * r.group_importance[m]["patch"][PATCH], m
-    assert _argmax(r.global_importance["integrated_gradients"]) == f"px[{PIXEL[0]},{PIXEL[1]}]"
+    assert _argmax(r.importance_values("integrated_gradients")) == f"px[{PIXEL[0]},{PIXEL[1]}]"
     assert r.occlusion_window == "patch" and r.modal is not None
     # the class-average and example maps peak at the planted pixel
     for hm in (*r.modal.average_maps, *r.modal.examples):
@@ -138,7 +138,8 @@ def test_sanity_check_flags_weight_insensitive_attributions_on_images(planted_im
     base = np.zeros((1, 1, 8, 8), np.float32)
     bg = data.X[:10]
     rows = np.arange(20)
-    flagged = sanity_check(as_adapter(_Square().eval(), task="binary"), data, rows, cfg, baseline=base,
+    flagged = sanity_check(as_adapter(_Square().eval(), task="binary"), data, rows, cfg,
+                           attributions=captum_explainers(*cfg.sanity_methods), baseline=base,
                            background=bg, seed=0)
     assert set(flagged.flagged) == {"input_x_gradient", "integrated_gradients"}
     assert flagged.maps is not None and len(flagged.maps) == 6  # trained / randomized pairs

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from audit.cli import app
-from audit.core.adapter import ModelSpec, load_model
+from audit.core.loading import ModelSpec, load_model
 from audit.core.dataset import DatasetSpec, Encoding, build_audit_data
 from audit.errors import DataValidationError, InvalidConfigError, MissingDependencyError, ModelLoadError
 from audit.runner import check_compatible

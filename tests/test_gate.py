@@ -363,3 +363,41 @@ def test_per_rate_intervals_are_the_newcombe_and_mover_intervals_of_the_two_grou
 def test_unknown_per_rate_gate_names_keep_their_did_you_mean(metric, hint):
     with pytest.raises(InvalidConfigError, match=f"Did you mean '{hint}'"):
         parse_gate({f"fairness.sex.{metric}": {"max": 0.1}}, sensitive=["sex"], task="binary")
+
+
+# --- Options and gate rules are resolved once per run; results do not copy them ---------------
+
+def _count_fairness_parses(monkeypatch) -> list[int]:
+    from audit.methods.fairness import FairnessConfig
+
+    calls = [0]
+    original = FairnessConfig.from_dict.__func__
+
+    def counted(cls, *args, **kwargs):
+        calls[0] += 1
+        return original(cls, *args, **kwargs)
+
+    monkeypatch.setattr(FairnessConfig, "from_dict", classmethod(counted))
+    return calls
+
+
+@pytest.mark.parametrize("command", ["check", "run"])
+def test_a_fairness_option_is_parsed_once_per_run_with_a_gate(tmp_path, monkeypatch, command):
+    cfg = write_case(tmp_path, [300, 300], [0.4, 0.41], f"{DP} = {{ max = 0.10 }}")
+    calls = _count_fairness_parses(monkeypatch)
+    args = ["--methods", "fairness", "--format", "json", "--out", str(tmp_path / "r")] if command == "run" else []
+    res = CliRunner().invoke(app, [command, str(cfg), "--quiet", *args])
+    assert res.exit_code in (0, 3), res.output
+    assert calls[0] == 1
+
+
+def test_results_json_keeps_the_fairness_options_in_the_config_only(tmp_path):
+    cfg = write_case(tmp_path, [300, 300], [0.4, 0.41], f"{DP} = {{ max = 0.10 }}")
+    res = CliRunner().invoke(app, ["run", str(cfg), "--quiet", "--methods", "fairness", "--format", "json",
+                                   "--out", str(tmp_path / "r")])
+    assert res.exit_code == 0, res.output
+    entry = json.loads((tmp_path / "r" / "results.json").read_text())["methods"]["fairness"]
+    options = ("min_group_size", "confidence", "alpha", "power", "n_boot", "n_permutations")
+    assert all(k in entry["config"] for k in options)
+    assert not [k for k in options if k in entry["result"]]
+    assert entry["config"]["n_boot"] == 300

@@ -17,6 +17,7 @@ from audit.errors import InvalidConfigError
 from audit.methods.agreement import (Agreement, AgreementConfig, _rowwise_spearman, deletion_curves,
                                      permutation_importance, sanity_check)
 from audit.methods.saliency import Saliency, SaliencyConfig, baseline_row
+from tests.conftest import captum_explainers
 
 FAST_SAL = SaliencyConfig(n_rows=200, n_bootstrap=0, smoothgrad_samples=5, gradient_shap_samples=10,
                           n_background=30, n_selected=0)
@@ -98,7 +99,8 @@ def test_planted_dominant_feature_ranks_first_for_every_method(planted):
     assert {"permutation", "integrated_gradients", "saliency", "occlusion", "gradient_shap"} <= keys
     _assert_age_first(result)
     top = result.consensus[0]
-    assert top.low is not None and top.low <= top.mean_rank <= top.high
+    e = top.mean_rank
+    assert e.has_interval and e.lower <= e.value <= e.upper and e.level == 0.95
     for a in result.spearman:
         assert result.spearman[a][a] == pytest.approx(1.0)
 
@@ -129,8 +131,10 @@ def test_sanity_check_flags_a_model_whose_attributions_ignore_its_weights():
     torch.manual_seed(0)
     model = TorchAdapter(task="binary", module=SumOfSquares(), n_inputs=data.X.shape[1])
     base, _, _ = baseline_row(data, "mean_mode")
-    cfg = AgreementConfig(sanity_methods=("saliency", "input_x_gradient", "integrated_gradients"))
-    s = sanity_check(model, data, np.arange(60), cfg, baseline=base, background=data.X[:10], seed=0)
+    keys = ("saliency", "input_x_gradient", "integrated_gradients")
+    cfg = AgreementConfig(sanity_methods=keys)
+    s = sanity_check(model, data, np.arange(60), cfg, attributions=captum_explainers(*keys),
+                     baseline=base, background=data.X[:10], seed=0)
     assert set(s.flagged) == {"saliency", "input_x_gradient", "integrated_gradients"}
     assert all(v is not None and v > 0.8 for v in s.final_row_spearman.values())
     finding = [f for f in Agreement().findings(_with_sanity(s), cfg) if "Sanity check failed" in f.text]
@@ -207,7 +211,7 @@ def test_black_box_gets_permutation_and_skips_the_sanity_check():
     result = Agreement().run(model, data, FAST, RunContext.default(0))
     assert [r.key for r in result.rankings] == ["permutation"]
     assert result.sanity is None and "gradients" in result.sanity_skipped
-    assert "saliency" in result.missing
+    assert "integrated_gradients" in result.missing and "shap" in result.missing
     assert result.consensus[0].feature == "age"
 
 
@@ -217,9 +221,16 @@ def test_rowwise_spearman_ignores_features_zero_in_both():
     assert _rowwise_spearman(a, b) == pytest.approx(-1.0)
 
 
+def test_sanity_check_names_the_methods_when_none_of_them_ran():
+    data = _planted_data(200)
+    model = _planted_mlp(data)
+    earlier = {"saliency": Saliency().run(model, data, FAST_SAL, RunContext.default(1))}
+    cfg = dataclasses.replace(FAST, sanity_methods=("lrp",))
+    result = Agreement().run(model, data, cfg, RunContext(rng=np.random.default_rng(0), earlier=earlier))
+    assert result.sanity is None and "lrp" in result.sanity_skipped
+
+
 def test_config_validation():
-    with pytest.raises(InvalidConfigError, match="'sanity_methods' option of agreement"):
-        AgreementConfig.from_dict({"sanity_methods": ["lrp"]}, method="agreement")
     with pytest.raises(InvalidConfigError, match=r"'\[methods.agreement\] n_rows' option"):
         AgreementConfig.from_dict({"n_rows": 0}, method="agreement")
 
@@ -238,6 +249,7 @@ def test_reads_olden_importance_from_a_connection_weights_result(planted):
     from types import SimpleNamespace
 
     from audit.methods.agreement import collect_sources
+    from audit.methods.connection_weights import ConnectionWeightsResult
 
     model, data, _ = planted
     w1 = model.module[0].weight.detach().numpy().T          # (d, hidden)
@@ -246,8 +258,12 @@ def test_reads_olden_importance_from_a_connection_weights_result(planted):
     cols = data.encoding.columns
     feature_of = [data.feature_names[i] for i in data.encoding.column_feature]
     fake = SimpleNamespace(inputs=tuple(SimpleNamespace(name=c, feature=f, output="P", submitted=float(x))
-                                        for c, f, x in zip(cols, feature_of, cw, strict=True)))
-    sources, missing = collect_sources({"connection_weights": fake}, data.feature_names)
+                                        for c, f, x in zip(cols, feature_of, cw, strict=True)),
+                           features=tuple(SimpleNamespace(feature=f, statistic=np.nan)
+                                          for f in reversed(data.feature_names)),
+                           scale="sd", outputs=("P",))
+    attributions = ConnectionWeightsResult.attributions(fake)  # type: ignore[arg-type]
+    sources, missing = collect_sources(list(attributions), data.feature_names)
     olden = next(s for s in sources if s.key == "connection_weights")
     assert "connection_weights" not in missing and olden.per_row is None
     assert data.feature_names[int(np.argmax(olden.importance))] == "age"

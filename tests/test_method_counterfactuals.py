@@ -215,10 +215,10 @@ def test_planted_recourse_gap_is_detected():
     res = method.run(model, data, cfg, RunContext.default(0))
     (rec,) = res.recourse
     by = {g.group: g for g in rec.groups}
-    assert by["B"].mean_cost > by["A"].mean_cost
+    assert by["B"].mean_cost.value > by["A"].mean_cost.value
     assert rec.highest == "B" and rec.p_value is not None and rec.p_value < 0.01
-    lo, hi = by["B"].mean_ci
-    assert lo <= by["B"].mean_cost <= hi
+    e = by["B"].mean_cost
+    assert e.lower <= e.value <= e.upper and e.level == 0.95
     texts = [f.text for f in method.findings(res, cfg)]
     assert any("Recourse gap" in t and "'B'" in t for t in texts)
 

@@ -280,7 +280,7 @@ def test_audit_without_a_model(tmp_path):
     assert report.outcome("fairness").ok
     res = report.outcome("fairness").result
     assert res.attributes["g"].disparities["demographic_parity_difference"].value == pytest.approx(0.3)
-    assert report.gate["outcome"] == "fail"
+    assert report.gate.outcome == "fail"
     html = render_html(report)
     assert "Deployment gate" in html and "breach" in html
     assert any(f.method == "gate" for f in report.findings)
@@ -397,7 +397,7 @@ def test_small_group_does_not_mask_a_large_gap_and_gate_agrees():
     assert eo.significance == "significant after correction" and eo.estimate.lower > 0.1
     rules = parse_gate({"fairness.g.equalized_odds_difference": {"max": 0.10, "small_groups": "ignore"}},
                        sensitive=["g"], task="binary")
-    verdict = evaluate(rules, r).verdicts[0]
+    verdict = evaluate(rules, r, confidence=0.95).verdicts[0]
     assert verdict.status == "breach" and "at most 2.50% of the time" in verdict.message
     texts = [f.text for f in Fairness().findings(r, FairnessConfig(**FAST)) if "Error rates" in f.text]
     assert texts and "significant after correcting" in texts[0] and "clearly above" in texts[0]
@@ -426,7 +426,7 @@ def test_a_breach_always_comes_with_a_significant_gap():
         r = run(frame_from_cells(groups))
         for t in (0.02, 0.05, 0.15):
             rules = parse_gate({f"fairness.g.{k}": {"max": t} for k in keys}, sensitive=["g"], task="binary")
-            for rule, v in zip(rules, evaluate(rules, r).verdicts, strict=True):
+            for rule, v in zip(rules, evaluate(rules, r, confidence=0.95).verdicts, strict=True):
                 d = r.attributes["g"].disparities[rule.metric]
                 if v.status == "breach":
                     breaches += 1
@@ -510,7 +510,7 @@ def test_default_intersections_over_max_groups_are_skipped_with_the_reason():
     # a gate rule on a skipped intersection is insufficient evidence, never a pass
     rules = parse_gate({"fairness.a*b.demographic_parity_difference": {"max": 0.1}},
                        sensitive=["a", "b", "c"], task="binary")
-    verdict = evaluate(rules, r).verdicts[0]
+    verdict = evaluate(rules, r, confidence=0.95).verdicts[0]
     assert verdict.status == "insufficient" and "more than max_groups = 20" in verdict.message
     # under a bound the intersections hold, they are analysed as before
     wide = run(df, sensitive=("a", "b", "c"), max_groups=64)

@@ -134,10 +134,10 @@ def test_run_on_a_torch_mlp_reports_every_method_and_selected_rows(mlp_case):
     assert result.rows[0].reason == "most confident positive"
     # The planted rule uses age and job only: hours must come last for the additive methods.
     for m in ("integrated_gradients", "occlusion", "gradient_shap"):
-        imp = result.global_importance[m]
+        imp = result.importance_values(m)
         assert min(imp, key=imp.get) == "hours", (m, imp)
-    ci = result.global_ci["integrated_gradients"]["age"]
-    assert ci[0] <= result.global_importance["integrated_gradients"]["age"] <= ci[1]
+    e = result.global_importance["integrated_gradients"]["age"]
+    assert e.lower <= e.value <= e.upper and e.level == 0.95 and "bootstrap" in e.method
     assert result._per_row["integrated_gradients"].shape == (150, 3)
     figs = Saliency().figures(result, data)
     assert set(figs) == {"global", "rows"}
@@ -186,7 +186,8 @@ def test_zero_baseline_is_stated(mlp_case):
                          n_selected=0)
     result = Saliency().run(model, data, cfg, RunContext.default(0))
     assert "all-zero" in result.baseline and result.rows == ()
-    assert isinstance(pd.Series(result.global_importance["integrated_gradients"]).sum(), float)
+    assert isinstance(pd.Series(result.importance_values("integrated_gradients")).sum(), float)
+    assert not result.global_importance["integrated_gradients"]["age"].has_interval  # n_bootstrap = 0
 
 
 def test_rows_with_missing_inputs_are_rejected_with_their_count(mlp_case):

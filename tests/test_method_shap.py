@@ -97,7 +97,7 @@ def test_additivity_holds_for_the_mlp_on_string_categoricals(frame, encoding):
     assert r.additivity_max_error < 1e-5 and r.additivity_ok and r.additivity_tolerance == 0.01
     np.testing.assert_allclose(r.outputs, as_adapter(net).output(data.X[list(r.rows)]), atol=1e-6)
     # mean |SHAP| is computed after summing the one-hot columns of 'job' per row
-    assert r.global_importance["job"] == pytest.approx(np.abs(r.values[:, 2]).mean())
+    assert r.global_importance["job"].value == pytest.approx(np.abs(r.values[:, 2]).mean())
     assert r.ranking[0] in {"age", "job"} and r.ranking[-1] == "hours"
 
 
@@ -113,8 +113,9 @@ def test_planted_dominant_feature_ranks_first_with_separated_interval():
         net[0].bias.zero_()
     r = Shap().run(as_adapter(net), data, ShapConfig(**FAST), RunContext.default(0))
     assert r.ranking == ("dominant", "weak", "noise")
-    assert r.importance_low["dominant"] > r.importance_high["weak"]
-    assert r.importance_low["dominant"] <= r.global_importance["dominant"] <= r.importance_high["dominant"]
+    dominant, weak = r.global_importance["dominant"], r.global_importance["weak"]
+    assert dominant.lower > weak.upper
+    assert dominant.lower <= dominant.value <= dominant.upper and dominant.level == r.confidence
 
 
 def test_same_seed_same_values_and_rows_are_a_stated_sample(frame, encoding):
@@ -124,7 +125,7 @@ def test_same_seed_same_values_and_rows_are_a_stated_sample(frame, encoding):
     b = Shap().run(as_adapter(net), data, ShapConfig(n_rows=50, n_bootstrap=50), RunContext.default(7))
     assert a.rows == b.rows and a.sampled and len(a.rows) == 50
     np.testing.assert_array_equal(a.values, b.values)
-    assert a.importance_low == b.importance_low
+    assert a.global_importance == b.global_importance
     assert any("50 of the 600 rows" in n for n in a.notes)
 
 

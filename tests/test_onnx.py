@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from audit.cli import app
-from audit.core.adapter import ModelSpec, load_model
+from audit.core.loading import ModelSpec, load_model
 from audit.errors import ModelLoadError
 
 ort = pytest.importorskip("onnxruntime", reason="the optional 'onnx' extra is not installed")

@@ -366,6 +366,40 @@ def test_a_small_budget_lowers_defaults_states_the_precision_and_keeps_user_opti
         assert getattr(new[name], option) == x.new < x.old
 
 
+def test_the_budget_counts_the_time_already_spent_loading_and_the_time_to_write_the_report(sk_dir):
+    import time
+
+    from audit.core.cost import render_seconds
+    from audit.runner import load_inputs, plan_run, select_methods
+
+    plan = AuditPlan.load(sk_dir / "audit.toml")
+    inputs = load_inputs(plan)
+    classes = [c() for c in select_methods(None)]
+    configs = {m.name: m.Config.from_dict(plan.method_options.get(m.name, {}), method=m.name) for m in classes}
+    import audit.runner as runner
+
+    real = (runner.measure_unit_costs, runner.measure_refit)
+    runner.measure_unit_costs = lambda model, X, **kw: UnitCosts(per_row=1e-5, per_call=1e-4, cores=1)
+    runner.measure_refit = lambda model, X, y, costs: dataclasses.replace(costs, refit=0.05, refit_rows=len(X))
+    try:
+        free, _ = plan_run(plan, inputs, classes, configs)  # methods alone, nothing lowered
+        writing = render_seconds(plan.formats, sum(m.plan is not None for m in free.methods))
+        spent = 10 + 0.2 * free.total
+        budget = free.total + writing + 10  # the methods alone would fit; with loading, not
+        run_plan, new = plan_run(dataclasses.replace(plan, budget=budget), inputs, classes, configs,
+                                 started=time.perf_counter() - spent)
+    finally:
+        runner.measure_unit_costs, runner.measure_refit = real
+    assert free.spent == free.writing == 0.0                     # no start given: methods only
+    assert run_plan.spent >= spent and run_plan.writing == pytest.approx(writing) and writing > 0
+    assert run_plan.lowered and run_plan.total <= budget          # spent + methods + writing
+    assert run_plan.total == pytest.approx(run_plan.spent + run_plan.writing
+                                           + sum(m.estimate for m in run_plan.methods))
+    text = "\n".join(run_plan.lines())
+    assert "loading and measuring" in text and "writing the report" in text
+    assert render_seconds(("json",), 5) == 0.0
+
+
 def test_lowered_permutations_still_reach_the_configured_level(sk_dir):
     from audit.runner import load_inputs, plan_run, select_methods
 

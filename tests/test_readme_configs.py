@@ -19,8 +19,7 @@ from audit import config as config_module
 from audit.cli import app
 from audit.config import AuditPlan
 from audit.core import modalities
-from audit.gate import parse_gate
-from audit.registry import METHODS
+from audit.runner import resolve_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -118,13 +117,7 @@ def test_readme_points_to_audit_methods_name_for_method_options():
 def test_readme_toml_example_parses_and_validates(block, tmp_path):
     doc = tomllib.loads(block)
     plan = AuditPlan.from_dict({**BASE, **doc}, base_dir=tmp_path)  # a snippet's tables win
-    registry = {m.name: m for m in METHODS}
-    for name, options in plan.method_options.items():
-        assert name in registry, f"README example names an unknown method {name!r}"
-        registry[name].Config.from_dict(options, method=name)
-    if plan.gate:
-        parse_gate(plan.gate, sensitive=plan.data.sensitive, task=plan.model.task,
-                   fairness_options=plan.method_options.get("fairness"))
+    resolve_plan(plan)  # what a run resolves first: method tables, every option, the [gate] rules
 
 
 def test_readme_quick_start_config_runs_with_audit_run(tmp_path):

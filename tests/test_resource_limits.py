@@ -56,7 +56,7 @@ def test_audit_check_with_nan_weights_is_an_input_error_not_a_hang(tmp_path):
 def test_threshold_optimizer_what_if_is_not_run_on_non_finite_scores():
     """Defence in depth behind the adapter check: fairness' what-if never hands NaN scores to
     fairlearn (which loops without end on them); it says why it did not run."""
-    from audit.methods.fairness import _what_if
+    from audit.methods.fairness.what_if import _what_if
 
     rng = np.random.default_rng(0)
     scores = rng.random(200)
@@ -270,7 +270,7 @@ def test_an_onnx_score_read_as_a_probability_outside_0_1_is_refused(tmp_path):
     skl2onnx = pytest.importorskip("skl2onnx")
     from sklearn.linear_model import LinearRegression
 
-    from audit.core.adapter import ModelSpec, load_model
+    from audit.core.loading import ModelSpec, load_model
 
     X = np.random.default_rng(0).normal(size=(50, 3)).astype(np.float32)
     est = LinearRegression().fit(X, 5 * X[:, 0])

@@ -159,7 +159,7 @@ def test_check_command_refuses_torchscript_without_trust_code(model_dir, evil_ts
 
 def test_python_api_load_model_refuses_torchscript_without_trust_code(evil_ts, encoding):
     from audit import ModelLoadError, load_model
-    from audit.core.adapter import ModelSpec
+    from audit.core.loading import ModelSpec
 
     path, marker = evil_ts
     with pytest.raises(ModelLoadError, match="--trust-code"):
@@ -171,7 +171,7 @@ def test_python_api_load_model_refuses_torchscript_without_trust_code(evil_ts, e
 
 def test_python_api_report_records_code_that_ran_in_a_trusted_load(evil_ts, frame, encoding):
     from audit import audit_model, load_model
-    from audit.core.adapter import ModelSpec
+    from audit.core.loading import ModelSpec
 
     path, marker = evil_ts
     model = load_model(ModelSpec(path=str(path)), encoding=encoding, trust_code=True)
@@ -267,7 +267,7 @@ def test_safe_loaders_with_known_bypasses_are_treated_as_code(model_dir, encodin
     from sklearn.linear_model import LogisticRegression
 
     from audit import ModelLoadError, load_model
-    from audit.core.adapter import ModelSpec
+    from audit.core.loading import ModelSpec
 
     net = load_model(ModelSpec(path=str(model_dir / "model.safetensors"),
                                architecture=str(model_dir / "architecture.json")), encoding=encoding)
@@ -472,7 +472,7 @@ def test_an_architecture_reference_cannot_name_a_file_path(model_dir, ref):
 
 def test_init_args_must_be_plain_data(model_dir, encoding):
     from audit import InvalidConfigError, load_model
-    from audit.core.adapter import ModelSpec
+    from audit.core.loading import ModelSpec
 
     marker = model_dir / "imported.txt"
     (model_dir / "model.py").write_text(_net_py(marker))
@@ -495,7 +495,7 @@ def test_onnx_external_data_outside_the_model_folder_is_refused(tmp_path, locati
     from onnx import TensorProto, helper
 
     from audit import ModelLoadError, load_model
-    from audit.core.adapter import ModelSpec
+    from audit.core.loading import ModelSpec
 
     secret = tmp_path / "secret.bin"
     secret.write_bytes(b"SECRETSECRETSECR")

@@ -165,3 +165,51 @@ def test_maxt_controls_familywise_error_under_the_null():
         obs, null = draws[0], draws[1:]
         rejections += bool((maxt_stepdown(obs, null) <= 0.05).any())
     assert rejections / 200 <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / 200)
+
+
+# --- One permutation p-value for the whole package ---------------------------------------------
+
+def test_a_null_draw_equal_to_the_observed_up_to_rounding_counts_as_a_tie():
+    null = np.full((9, 1), 0.3)
+    p = permutation_pvalues(np.array([0.1 + 0.2]), null)  # 0.30000000000000004
+    assert p.upper[0] == 1.0 and p.lower[0] == 1.0 and p.two_sided[0] == 1.0
+    clearly_above = permutation_pvalues(np.array([0.3 + 1e-9]), null)
+    assert clearly_above.upper[0] == pytest.approx(1 / 10)
+
+
+def _recourse_p(rng: np.random.Generator) -> float:
+    from audit.methods._cf.recourse import recourse_by_group
+
+    # both groups hold the same costs: every shuffle's gap is at least the observed one (0 up
+    # to rounding), so a test that counts ties as extreme must give p = 1 exactly
+    cost = np.tile([0.1, 0.2, 0.7], 20)
+    groups = np.repeat(["a", "b"], 30)
+    res = recourse_by_group("g", groups, cost, np.ones(60, bool), rng, n_bootstrap=0,
+                            n_permutations=99, min_group_size=5)
+    return res.p_value
+
+
+def _fairness_regression_p(rng: np.random.Generator) -> float:
+    from audit.methods.fairness import FairnessConfig
+    from audit.methods.fairness.regression import _analyse_regression
+
+    err = np.tile([0.1, 0.2, 0.7], 20)  # the same errors in both groups: Welch t = 0 up to rounding
+    values = np.repeat(["a", "b"], 30).astype(object)
+    res = _analyse_regression(("g",), values, np.zeros(60), err, FairnessConfig(n_boot=0, n_permutations=99),
+                              None, rng)
+    return res.disparities["mean_error_difference"].p_value
+
+
+def _calibration_p(rng: np.random.Generator) -> float:
+    from audit.stats.calibration import calibration_test
+
+    # scores of 1 and outcomes of 1: the observed and every simulated ECE are exactly 0
+    return calibration_test(np.ones(50), np.ones(50, int), n_bins=10, n_sim=99, rng=rng).p_value
+
+
+@pytest.mark.parametrize("caller", [_recourse_p, _fairness_regression_p, _calibration_p],
+                         ids=["counterfactual_recourse", "fairness_regression", "calibration"])
+def test_every_caller_counts_ties_as_extreme_like_permutation_pvalues(caller):
+    """Each test that builds its own null hands it to audit.stats.permutation: on a null that ties
+    with the observed statistic (exactly or up to rounding), all give (1 + B) / (B + 1) = 1."""
+    assert caller(np.random.default_rng(0)) == 1.0

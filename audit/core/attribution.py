@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from audit.core.dataset import AuditData, CategoricalFeature
+from audit.core.results import Estimate, estimates
 from audit.errors import DataValidationError, InvalidConfigError
 
 
@@ -112,6 +114,62 @@ def sample_background(X: np.ndarray, size: int, rng: np.random.Generator, *,
     raise InvalidConfigError(f"The background kind must be \"random\" or \"kmeans\". Got {kind!r} instead.")
 
 
+def baseline_row(data: AuditData, kind: str) -> tuple[np.ndarray, dict[str, str], str]:
+    """The reference row: encoded (1, d), its raw values as text, and a sentence saying how.
+
+    Images and sequences: the layout's baseline (``layout.baseline``). Tabular rows:
+    ``"zeros"`` (the all-zero encoded row) or ``"mean_mode"`` (numeric features at their mean,
+    categorical features at their most frequent level).
+    """
+    if data.layout is not None:
+        return data.layout.baseline(data.X, kind)
+    X = data.X.reshape(data.n_rows, -1).astype(np.float64)
+    shape = (1, *data.X.shape[1:])
+    if kind == "zeros":
+        return (np.zeros(shape, np.float32), {f: "0 (encoded)" for f in data.feature_names},
+                "the all-zero encoded row")
+    row = X.mean(axis=0)
+    text: dict[str, str] = {}
+    enc = data.encoding
+    for feat, idx in zip(enc.features, enc.groups.values(), strict=True):
+        if isinstance(feat, CategoricalFeature):
+            if feat.encoding == "onehot":
+                counts = X[:, idx].sum(axis=0)
+                level = int(np.argmax(counts))
+                row[idx] = 0.0
+                row[idx[level]] = 1.0
+            else:
+                codes = np.clip(np.rint(X[:, idx[0]] * feat.scale + feat.center), 0, len(feat.levels) - 1)
+                level = int(np.bincount(codes.astype(int), minlength=len(feat.levels)).argmax())
+                row[idx[0]] = (level - feat.center) / feat.scale
+            text[feat.name] = feat.levels[level]
+        else:
+            text[feat.name] = f"{float(feat.to_raw(row[idx[0]])):.4g}"
+    return (row.reshape(shape).astype(np.float32), text,
+            "numeric features at their mean (in the model's encoded scale), categorical features "
+            "at their most frequent level")
+
+
+def explained_output(model: Any, data: AuditData) -> tuple[str, list[str]]:
+    """A sentence naming the explained output, and the output names."""
+    classes = [str(c) for c in (data.classes or ())]
+    if data.task == "binary":
+        pos = classes[1] if len(classes) == 2 else "positive class"
+        return f"the predicted probability of the positive class, P({pos})", [f"P({pos})"]
+    if data.task == "regression":
+        return "the predicted value", ["prediction"]
+    names = classes or [f"class {k}" for k in range(model.n_classes)]
+    return "the predicted probability of each row's predicted class", [f"P({c})" for c in names]
+
+
+def reference_data(data: AuditData, ctx: Any, which: str) -> tuple[AuditData, str]:
+    """The data the baseline and background come from (``ctx.train`` for ``"train"`` when the
+    config names training data), and its name for the report."""
+    if which == "train" and ctx.train is not None:
+        return ctx.train, f"the training data ({ctx.train.n_rows:,} rows)"
+    return data, f"the audited data ({data.n_rows:,} rows)"
+
+
 @dataclass(frozen=True)
 class BootstrapImportance:
     """Mean |attribution| per feature with a percentile bootstrap interval (rows resampled)."""
@@ -121,6 +179,11 @@ class BootstrapImportance:
     high: np.ndarray
     n_bootstrap: int
     confidence: float
+
+    def estimates(self, names: Sequence[str]) -> dict[str, Estimate]:
+        """Feature -> :class:`~audit.core.results.Estimate` (no interval without resamples)."""
+        return estimates(names, self.mean, self.low, self.high, level=self.confidence,
+                         method=f"percentile bootstrap of the explained rows, {self.n_bootstrap:,} resamples")
 
 
 def bootstrap_mean_abs(values: np.ndarray, *, n_bootstrap: int = 1000, confidence: float = 0.95,
@@ -207,37 +270,32 @@ class ModalAttribution:
 def element_grid(values: np.ndarray, data: Any) -> np.ndarray:
     """Per-element values of one row -> a 2-D grid: (H, W) for images (channels summed), (F, T)
     for sequences (one row per feature, oldest lag first)."""
-    lay = data.layout
-    v = np.asarray(values, dtype=float).reshape(-1)
-    if data.modality == "image":
-        return v.reshape(lay.channels, lay.height, lay.width).sum(axis=0)
-    return v.reshape(lay.length, len(lay.features)).T
+    return data.layout.grid(values)
 
 
 def grid_labels(data: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    lay = data.layout
-    if data.modality == "image":
-        return tuple(str(r) for r in range(lay.height)), tuple(str(c) for c in range(lay.width))
-    return tuple(lay.features), tuple(lay.lags)
+    return data.layout.grid_labels
 
 
 def groupings(data: Any) -> tuple[str, ...]:
     """The readable groupings of a modality: patches for images; features and lags for sequences."""
-    return ("patch",) if data.modality == "image" else ("feature", "lag")
+    return data.layout.groupings
 
 
 def group_values(values: np.ndarray, data: Any, by: str, *, how: str = "sum") -> np.ndarray:
-    """Per-row group totals (n, G) of per-element values (n, ...).
+    """Per-row group totals (n, G) of per-element values (n, ...) (see the layout's
+    ``group_values``)."""
+    return data.layout.group_values(values, by, how)
 
-    ``how``: "sum" (additive attributions stay additive), "mean" (group-level values repeated on every
-    element of the group, e.g. occlusion with a patch mask), "mean_abs" (gradients).
-    """
+
+def raw_image_of(data: Any, row: int) -> list[list[float]] | None:
+    """The raw image (channels averaged) under an overlay of ``row``; None for sequences."""
     lay = data.layout
-    v = np.asarray(values, dtype=float).reshape(len(values), -1)
-    if how == "mean":
-        sizes = np.array([len(ix) for ix in lay.groups(by).values()], dtype=float)
-        return lay.aggregate(v, by=by, how="sum") / sizes
-    return lay.aggregate(v, by=by, how=how)
+    if lay.kind != "image":
+        return None
+    x = np.asarray(data.X[row], dtype=float) * np.asarray(lay.scale)[:, None, None] + np.asarray(
+        lay.center)[:, None, None]
+    return x.mean(axis=0).tolist()
 
 
 def modal_attribution(values: np.ndarray, data: Any, rows: np.ndarray, *, method: str, unit: str,
@@ -262,12 +320,7 @@ def modal_attribution(values: np.ndarray, data: Any, rows: np.ndarray, *, method
                         strict=True)) for by in groupings(data)}
 
     def raw_image(r: int) -> list[list[float]] | None:
-        if data.modality != "image":
-            return None
-        lay = data.layout
-        x = np.asarray(data.X[r], dtype=float) * np.asarray(lay.scale)[:, None, None] + np.asarray(
-            lay.center)[:, None, None]
-        return x.mean(axis=0).tolist()
+        return raw_image_of(data, r)
 
     averages: list[HeatMap] = []
     examples: list[HeatMap] = []

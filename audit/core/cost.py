@@ -113,6 +113,11 @@ POOL_STARTUP_SECONDS = 5.0
 # 300-tree RandomForest ran 361 refits on 2 worker processes 1.18x faster than one refit after
 # another would (scikit-learn fits contend for memory bandwidth; each worker unpickles the data).
 PARALLEL_EFFICIENCY = 0.25
+# Writing the report is inside the budget too: figures, HTML and PDF. Measured as CPU time
+# on benchmarks/newcomer.py's RandomForest audit: 1.3 s for one method, 5.6 s for four
+# (figures dominate). Used only to estimate durations.
+RENDER_FIXED_SECONDS = 1.0
+RENDER_SECONDS_PER_METHOD = 1.2
 # A first refit faster than this is repeated (median of three) to measure a warm refit.
 REFIT_WARM_SECONDS = 2.0
 
@@ -131,6 +136,13 @@ def seconds(plan: Plan, costs: UnitCosts) -> float:
     startup = POOL_STARTUP_SECONDS if workers > 1 else 0.0
     speedup = 1.0 + (workers - 1) * PARALLEL_EFFICIENCY
     return serial + startup + plan.refits * each / speedup
+
+
+def render_seconds(formats: Any, n_methods: int) -> float:
+    """The estimated time to write the report in ``formats`` for ``n_methods`` methods."""
+    if not {"html", "pdf"} & set(formats or ()):
+        return 0.0  # results.json alone: serialising is fast
+    return RENDER_FIXED_SECONDS + RENDER_SECONDS_PER_METHOD * n_methods
 
 
 def _time(fn: Callable[[], Any], repeats: int) -> float:

@@ -24,6 +24,7 @@ import numpy as np
 from audit.core.adapter import ModelAdapter
 from audit.core.cost import Plan
 from audit.core.dataset import TASKS, AuditData
+from audit.core.results import Attributions
 from audit.errors import InvalidConfigError, did_you_mean
 
 Progress = Callable[[int, int], None]
@@ -334,6 +335,13 @@ class MethodResult:
     def to_json(self) -> dict[str, Any]:
         return to_jsonable(self)
 
+    def attributions(self) -> tuple[Attributions, ...]:
+        """The method's attributions in the shared vocabulary (:mod:`audit.core.results`): one
+        :class:`~audit.core.results.Attributions` per variant (e.g. per captum method); empty
+        for a method that attributes nothing. Cross-method features (agreement, its sanity check
+        and faithfulness curves) read only this."""
+        return ()
+
 
 @dataclass(frozen=True)
 class Skipped:
@@ -433,7 +441,7 @@ def to_jsonable(obj: Any) -> Any:
     """Convert results to JSON-native values; NaN and inf become None (JSON has neither)."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)
-                if not f.name.startswith("_")}
+                if not f.name.startswith("_") and f.metadata.get("json", True)}
     if isinstance(obj, Mapping):
         return {str(k): to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):

@@ -122,6 +122,19 @@ def _collapse(values: np.ndarray, groups: Mapping[str, list[int]], n_elements: i
     return np.stack(parts, axis=-1)
 
 
+def group_values(layout: Any, values: np.ndarray, by: str, how: str = "sum") -> np.ndarray:
+    """Per-row group values (n, G) of per-element values (n, ...) of an image/sequence layout.
+
+    ``how``: "sum" (additive attributions stay additive), "mean" (a group-level value repeated on
+    every element of the group, e.g. occlusion with a patch mask), "mean_abs" (gradients).
+    """
+    v = np.asarray(values, dtype=float).reshape(len(values), -1)
+    if how == "mean":
+        sizes = np.array([len(ix) for ix in layout.groups(by).values()], dtype=float)
+        return layout.aggregate(v, by=by, how="sum") / sizes
+    return layout.aggregate(v, by=by, how=how)
+
+
 @dataclass(frozen=True)
 class ImageLayout:
     """Shape, scaling and groupings of (C, H, W) images.
@@ -151,6 +164,13 @@ class ImageLayout:
     patch: int = 2
     channel_names: tuple[str, ...] = ()
     kind: str = field(default="image", init=False)
+    #: The readable groupings (reports, significance tests), the one methods are compared at
+    #: (agreement), the level of one element, and what occlusion may remove at once.
+    groupings: tuple[str, ...] = field(default=("patch",), init=False)
+    comparison_grouping: str = field(default="patch", init=False)
+    element_grouping: str = field(default="pixel", init=False)
+    occlusion_windows: tuple[str, ...] = field(default=("pixel", "patch"), init=False)
+    default_occlusion_window: str = field(default="patch", init=False)
 
     def __post_init__(self) -> None:
         if not self.channel_names:
@@ -216,6 +236,27 @@ class ImageLayout:
         """Collapse per-element values (..., C, H, W) or (..., C*H*W) to one value per group."""
         return _collapse(values, self.groups(by), self.n_elements, how)
 
+    def group_values(self, values: np.ndarray, by: str, how: str = "sum") -> np.ndarray:
+        """Per-row group values (n, G) of per-element values (n, ...); see :func:`group_values`."""
+        return group_values(self, values, by, how)
+
+    def grid(self, values: np.ndarray) -> np.ndarray:
+        """One row's per-element values as the (H, W) pixel grid, channels summed."""
+        return np.asarray(values, dtype=float).reshape(self.channels, self.height, self.width).sum(axis=0)
+
+    @property
+    def grid_labels(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        return tuple(str(r) for r in range(self.height)), tuple(str(c) for c in range(self.width))
+
+    def baseline(self, X: np.ndarray, kind: str) -> tuple[np.ndarray, dict[str, str], str]:
+        """The reference image (1, C, H, W) of model inputs ``X``, its values as text (none for
+        images) and a sentence saying how: ``"zeros"`` or the pixel-wise mean."""
+        shape = (1, *self.shape)
+        if kind == "zeros":
+            return np.zeros(shape, np.float32), {}, "the all-zero image (every pixel at the scaling's centre)"
+        X = np.asarray(X, dtype=np.float64).reshape(len(X), -1)
+        return X.mean(axis=0).reshape(shape).astype(np.float32), {}, "the mean image (pixel-wise mean)"
+
     def tabular_view(self, X: np.ndarray) -> tuple[np.ndarray, Encoding]:
         """Mean *raw* intensity of every patch and channel, as a named feature table."""
         n = X.shape[0]
@@ -260,6 +301,11 @@ class SequenceLayout:
     center: tuple[float, ...] = ()
     scale: tuple[float, ...] = ()
     kind: str = field(default="sequence", init=False)
+    groupings: tuple[str, ...] = field(default=("feature", "lag"), init=False)
+    comparison_grouping: str = field(default="lag", init=False)
+    element_grouping: str = field(default="cell", init=False)
+    occlusion_windows: tuple[str, ...] = field(default=("cell", "lag", "feature"), init=False)
+    default_occlusion_window: str = field(default="cell", init=False)
 
     def __post_init__(self) -> None:
         f = len(self.features)
@@ -309,6 +355,31 @@ class SequenceLayout:
                   how: Aggregate = "sum") -> np.ndarray:
         """Collapse per-element values (..., T, F) or (..., T*F) to totals per feature or lag."""
         return _collapse(values, self.groups(by), self.n_elements, how)
+
+    def group_values(self, values: np.ndarray, by: str, how: str = "sum") -> np.ndarray:
+        """Per-row group values (n, G) of per-element values (n, ...); see :func:`group_values`."""
+        return group_values(self, values, by, how)
+
+    def grid(self, values: np.ndarray) -> np.ndarray:
+        """One row's per-element values as a (F, T) grid: one row per feature, oldest lag first."""
+        return np.asarray(values, dtype=float).reshape(self.length, len(self.features)).T
+
+    @property
+    def grid_labels(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        return tuple(self.features), tuple(self.lags)
+
+    def baseline(self, X: np.ndarray, kind: str) -> tuple[np.ndarray, dict[str, str], str]:
+        """The reference window (1, T, F) of model inputs ``X``, each indicator's raw value as
+        text and a sentence saying how: ``"zeros"`` or a flat window at each indicator's mean
+        over every step (no lag is singled out)."""
+        if kind == "zeros":
+            return (np.zeros((1, *self.shape), np.float32), {},
+                    "the all-zero window (every indicator at its scaling centre, e.g. its training mean)")
+        per_feature = np.asarray(X, dtype=np.float64).reshape(len(X), *self.shape).mean(axis=(0, 1))
+        row = np.broadcast_to(per_feature, self.shape)[None]
+        text = {f: f"{float(v) * s + c:.4g}" for f, v, c, s in zip(
+            self.features, per_feature, self.center, self.scale, strict=True)}
+        return row.astype(np.float32), text, "a flat window with every indicator at its mean over all steps"
 
     def tabular_view(self, X: np.ndarray) -> tuple[np.ndarray, Encoding]:
         """Every lag of every feature as a column (the model's scaled inputs; the encoding maps

@@ -23,51 +23,26 @@ and adds permutation importance of its own, so it has something to say even for 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
 from audit.core.adapter import ModelAdapter
-from audit.core.attribution import HeatMap, check_finite, group_values, sample_background, sample_rows
+from audit.core.attribution import (HeatMap, baseline_row, check_finite, explained_output,
+                                    raw_image_of, reference_data, sample_background, sample_rows)
 from audit.core.dataset import AuditData
 from audit.core.method import AuditMethod, Finding, MethodConfig, MethodResult, RunContext
+from audit.core.results import Attributions, Estimate, collect, estimates
 from audit.errors import InvalidConfigError
 
-_SALIENCY_KEYS = ("saliency", "input_x_gradient", "integrated_gradients", "smoothgrad",
-                  "gradient_shap", "occlusion")
-LABELS: dict[str, str] = {
-    "connection_weights": "Olden connection weights",
-    "shap": "SHAP",
-    "lime": "LIME (aggregated)",
-    "saliency": "Saliency (gradient)",
-    "input_x_gradient": "Input × Gradient",
-    "integrated_gradients": "Integrated Gradients",
-    "smoothgrad": "SmoothGrad",
-    "gradient_shap": "GradientSHAP (captum)",
-    "occlusion": "Occlusion",
-    "permutation": "Permutation importance",
-    "random": "Random order (reference)",
-}
-# Column headers for the wide tables (the full names are listed under them).
-SHORT: dict[str, str] = {
-    "connection_weights": "Olden", "shap": "SHAP", "lime": "LIME", "saliency": "Grad",
-    "input_x_gradient": "I×G", "integrated_gradients": "IG", "smoothgrad": "SmoothG",
-    "gradient_shap": "GradSHAP", "occlusion": "Occl", "permutation": "Perm",
-}
-
-
-def explainer_labels(earlier: Mapping[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
-    """LABELS and SHORT, with the shap method's entries naming the explainer that actually ran
-    (its DeepLIFT values are not SHAP values)."""
-    res = earlier.get("shap")
-    if getattr(res, "label", None) is None:
-        return LABELS, SHORT
-    from audit.methods.shap import value_name
-
-    return {**LABELS, "shap": res.label}, {**SHORT, "shap": value_name(res.explainer)}
+#: Labels of what this method computes itself; every other method's come with its Attributions.
+LABELS: dict[str, str] = {"permutation": "Permutation importance", "random": "Random order (reference)"}
+SHORT: dict[str, str] = {"permutation": "Perm"}
+#: Nominal coverage of the consensus ranks' bootstrap intervals (2.5 % and 97.5 % quantiles).
+CONSENSUS_LEVEL = 0.95
 
 
 @dataclass(frozen=True)
@@ -80,9 +55,10 @@ class AgreementConfig(MethodConfig):
     disagreement_threshold : a Spearman correlation below this between two consensus methods is
         reported as disagreement.
     sanity_check, sanity_rows, sanity_methods, sanity_threshold, sanity_repeats : the randomization
-        check; a method whose mean per-row Spearman correlation (of |attributions|) with the fully
-        randomized model's, averaged over ``sanity_repeats`` independent re-initializations, is at
-        least the threshold is flagged.
+        check of the attributions named in ``sanity_methods`` that ran and can be recomputed on
+        another model (names that did not run are left out); a method whose mean per-row Spearman
+        correlation (of |attributions|) with the fully randomized model's, averaged over
+        ``sanity_repeats`` independent re-initializations, is at least the threshold is flagged.
     faithfulness : compute the deletion-curve faithfulness.
     faithfulness_rows, faithfulness_background : rows per deletion curve and background rows
         averaged over by the second replacement strategy.
@@ -101,7 +77,7 @@ class AgreementConfig(MethodConfig):
     sanity_check: bool = True
     sanity_rows: int = 200
     sanity_methods: tuple[str, ...] = ("saliency", "input_x_gradient", "integrated_gradients",
-                                       "gradient_shap")
+                                       "gradient_shap", "gradcam")
     sanity_threshold: float = 0.5
     sanity_repeats: int = 3
     faithfulness: bool = True
@@ -118,10 +94,6 @@ class AgreementConfig(MethodConfig):
         if self.n_bootstrap < 0:
             raise InvalidConfigError(f"The 'n_bootstrap' option of agreement must be non-negative. "
                                      f"Got {self.n_bootstrap} instead.")
-        bad = [m for m in self.sanity_methods if m not in _SALIENCY_KEYS]
-        if bad:
-            raise InvalidConfigError(f"The 'sanity_methods' option of agreement must be names from "
-                                     f"{list(_SALIENCY_KEYS)}. Got {list(self.sanity_methods)} instead.")
         for key in ("disagreement_threshold", "sanity_threshold"):
             if not -1 <= getattr(self, key) <= 1:
                 raise InvalidConfigError(f"The '{key}' option of agreement must be in [-1, 1]. "
@@ -142,10 +114,9 @@ class MethodRanking:
 @dataclass(frozen=True)
 class ConsensusRank:
     feature: str
-    mean_rank: float             # mean over the consensus methods (1 = most important)
+    mean_rank: Estimate          # mean over the consensus methods (1 = most important), with
+                                 # its percentile bootstrap interval (rows resampled)
     position: int                # 1 = most important by mean rank (ties share the lower)
-    low: float | None            # 95 % bootstrap percentile interval of the mean rank
-    high: float | None
 
 
 @dataclass(frozen=True)
@@ -168,6 +139,7 @@ class SanityCheck:
     threshold: float
     flagged: tuple[str, ...]
     output_change: float                        # mean |f(x) - f_random(x)| (the model did change)
+    labels: dict[str, str] = dataclasses.field(default_factory=dict)   # method -> its name
     # Images and sequences: per row, the original and the fully randomized model's map of the
     # first sanity method, side by side (pairs: original, randomized); None for tabular data.
     maps: tuple[HeatMap, ...] | None = None
@@ -223,108 +195,45 @@ class AgreementResult(MethodResult):
 
 @dataclass
 class _Source:
+    """One ranking as this method uses it: an :class:`Attributions` in the compared features."""
+
     key: str
+    label: str
+    short: str
     importance: np.ndarray                 # (F,) non-negative
-    per_row: np.ndarray | None = None      # (n, F) signed attributions of the primary output
+    per_row: np.ndarray | None = None      # (n, F) attributions of the explained output
     rows: np.ndarray | None = None         # (n,) audited-row indices
     origin: str = ""
+    signed: bool = True                    # per-row signs say which way a feature pushes
+    toward_output: bool = True             # binary: values explain P(positive), not the prediction
+
+    @classmethod
+    def of(cls, a: Attributions) -> _Source:
+        return cls(a.key, a.label, a.short, np.abs(a.importance_vector()),
+                   None if a.values is None else np.asarray(a.values, dtype=float),
+                   None if a.rows is None else np.asarray(a.rows, dtype=int),
+                   origin=f"{a.origin} ({'per-row values' if a.values is not None else 'global values'})",
+                   signed=a.signed, toward_output=a.explains == "output")
 
 
-def _vector(mapping: Any, features: list[str]) -> np.ndarray | None:
-    """Feature -> value (or feature -> per-output values, or output -> feature -> value) as |.|."""
-    if not isinstance(mapping, Mapping) or not mapping:
-        return None
-    if all(f in mapping for f in features):
-        vals = []
-        for f in features:
-            v = mapping[f]
-            if isinstance(v, Mapping):
-                v = np.mean(np.abs([float(x) for x in v.values()]))
-            elif isinstance(v, (list, tuple, np.ndarray)):
-                v = np.mean(np.abs(np.asarray(v, dtype=float)))
-            vals.append(abs(float(v)))
-        return np.array(vals)
-    inner = [v for v in mapping.values() if isinstance(v, Mapping)]
-    if inner and all(all(f in v for f in features) for v in inner):
-        return np.mean([[abs(float(v[f])) for f in features] for v in inner], axis=0)
-    return None
-
-
-def _olden_vector(result: Any, features: list[str]) -> np.ndarray | None:
-    """Olden importance per raw feature from a connection_weights result: the largest |CW| of
-    the *submitted* model over the feature's encoded columns (and outputs) — the same group
-    statistic that method tests; falls back to its per-feature statistic."""
-    inputs = getattr(result, "inputs", None) or ()
-    best: dict[str, float] = {}
-    for t in inputs:
-        f, v = getattr(t, "feature", None), getattr(t, "submitted", None)
-        if f is not None and v is not None and np.isfinite(v):
-            best[f] = max(best.get(f, 0.0), abs(float(v)))
-    if not all(f in best for f in features):
-        best = {getattr(t, "feature", ""): abs(float(getattr(t, "statistic", np.nan)))
-                for t in (getattr(result, "features", None) or ())}
-    if not all(f in best and np.isfinite(best[f]) for f in features):
-        return None
-    return np.array([best[f] for f in features])
-
-
-def _per_row(result: Any, features: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
-    """Per-row raw-feature attributions (``values`` + ``rows``) if the result carries them."""
-    values, rows = getattr(result, "values", None), getattr(result, "rows", None)
-    feats = getattr(result, "features", None)
-    if not isinstance(values, np.ndarray) or values.ndim != 2 or rows is None:
-        return None
-    rows = np.asarray(rows, dtype=int)
-    if len(rows) != len(values):
-        return None
-    if feats is not None and list(feats) != features:
-        if sorted(feats) != sorted(features):
-            return None
-        order = [list(feats).index(f) for f in features]
-        values = values[:, order]
-    if values.shape[1] != len(features):
-        return None
-    return np.asarray(values, dtype=float), rows
-
-
-def collect_sources(earlier: Mapping[str, Any], features: list[str]) -> tuple[list[_Source], dict[str, str]]:
-    """Global (and per-row, where available) importances from the methods that ran before."""
+def collect_sources(attributions: list[Attributions], features: list[str], *, layout: Any = None,
+                    by: str | None = None) -> tuple[list[_Source], dict[str, str]]:
+    """The attributions comparable on ``features``: raw features (tabular), or the groups ``by``
+    of an image/sequence ``layout`` (per-element values are summed per group the way each
+    method's values add up). Returns the sources and, per attribution left out, why."""
     sources: list[_Source] = []
     missing: dict[str, str] = {}
-    for key in ("connection_weights", "shap", "lime"):
-        res = earlier.get(key)
-        if res is None:
-            missing[key] = "did not run (not selected, skipped or not available for this model)"
+    for a in attributions:
+        b = a.grouped(layout, by) if layout is not None and by is not None else a
+        b = None if b is None else b.reordered(features)
+        if b is None:
+            missing[a.key] = (f"its values do not split into the {by} grouping" if by else
+                              "its features are not the audited raw features")
             continue
-        vec = None
-        for attr in ("global_importance", "importance", "olden"):
-            vec = _vector(getattr(res, attr, None), features)
-            if vec is not None:
-                break
-        if vec is None and key == "connection_weights":
-            vec = _olden_vector(res, features)
-        if vec is None:
-            missing[key] = "its result has no per-feature global importance this method can read"
+        if not np.all(np.isfinite(b.importance_vector())):
+            missing[a.key] = "its global importance is not finite for every feature"
             continue
-        pr = _per_row(res, features)
-        src = _Source(key, vec, origin=f"{key} result ({'per-row values' if pr else 'global values'})")
-        if pr is not None:
-            src.per_row, src.rows = pr
-        sources.append(src)
-    sal = earlier.get("saliency")
-    if sal is None:
-        missing["saliency"] = "did not run (needs a model with gradients)"
-    else:
-        per_row = getattr(sal, "_per_row", None) or {}
-        rows = getattr(sal, "_row_index", None)
-        for m, imp in sal.global_importance.items():
-            vec = _vector(imp, features)
-            if vec is None:
-                continue
-            src = _Source(m, vec, origin="saliency result")
-            if m in per_row and rows is not None and per_row[m].shape[1] == len(features):
-                src.per_row, src.rows = per_row[m], np.asarray(rows)
-            sources.append(src)
+        sources.append(_Source.of(b))
     return sources, missing
 
 
@@ -373,53 +282,6 @@ def _grouped_data(data: AuditData, by: str) -> _GroupedData:
     groups = data.layout.groups(by)
     return _GroupedData(np.asarray(data.X).reshape(data.n_rows, -1), _Groups(groups), list(groups),
                         data.task, data.classes, data.n_rows)
-
-
-def collect_modal_sources(earlier: Mapping[str, Any], data: AuditData, by: str
-                          ) -> tuple[list[_Source], dict[str, str]]:
-    """Per-group importances (and per-row group totals) from earlier image/sequence results."""
-    from audit.methods.saliency import _group_how
-
-    groups = list(data.layout.groups(by))
-    sources: list[_Source] = []
-    missing: dict[str, str] = {}
-    shap_r = earlier.get("shap")
-    if shap_r is not None and getattr(shap_r, "values", None) is not None:
-        per = group_values(shap_r.values, data, by, how="sum")
-        sources.append(_Source("shap", np.abs(per).mean(0), per, np.asarray(shap_r.rows, dtype=int),
-                               origin="shap result (per-element values summed per group)"))
-    else:
-        missing["shap"] = "did not run (not selected, skipped or not available for this model)"
-    lime_r = earlier.get("lime")
-    if lime_r is not None:
-        vals = np.asarray(lime_r.values, dtype=float)
-        if list(lime_r.features) == groups:
-            per = vals
-        elif vals.shape[1] == data.layout.n_elements:
-            per = group_values(vals, data, by, how="sum")
-        else:
-            per = None
-        if per is not None:
-            sources.append(_Source("lime", np.abs(per).mean(0), per, np.asarray(lime_r.rows, dtype=int),
-                                   origin="lime result (weights per group)"))
-        else:
-            missing["lime"] = f"its features do not map onto the {by} grouping"
-    else:
-        missing["lime"] = "did not run (not selected, skipped or not available for this model)"
-    missing["connection_weights"] = "not defined for convolutional or recurrent models"
-    sal = earlier.get("saliency")
-    if sal is None:
-        missing["saliency"] = "did not run (needs a model with gradients)"
-    else:
-        per_row = getattr(sal, "_per_row", None) or {}
-        rows = getattr(sal, "_row_index", None)
-        occ = getattr(sal, "occlusion_window", None)
-        for m, v in per_row.items():
-            if m == "occlusion" and occ not in (None, by, "cell", "pixel"):
-                continue  # occluded at another grouping: its values do not split into these groups
-            per = group_values(v, data, by, how=_group_how(m, occ if occ == by else None))
-            sources.append(_Source(m, np.abs(per).mean(0), per, np.asarray(rows), origin="saliency result"))
-    return sources, missing
 
 
 # --------------------------------------------------------------------------------------------
@@ -519,7 +381,7 @@ def consensus_ranks(sources: list[_Source], keys: list[str], n_bootstrap: int,
                 counts = rng.multinomial(len(a), np.full(len(a), 1.0 / len(a)))
                 rr.append(ranks_of(counts @ a / len(a)))
         reps[b] = np.mean(rr, axis=0)
-    return mean_rank, position, np.quantile(reps, [0.025, 0.975], axis=0)
+    return mean_rank, position, np.quantile(reps, [0.025, 0.975], axis=0)  # CONSENSUS_LEVEL
 
 
 def _reinit_layers(module: Any) -> list[tuple[str, Any]]:
@@ -577,11 +439,12 @@ def _rowwise_spearman(a: np.ndarray, b: np.ndarray) -> float | None:
 
 
 def sanity_check(model: ModelAdapter, data: AuditData, rows: np.ndarray, config: AgreementConfig, *,
-                 baseline: np.ndarray, background: np.ndarray, seed: int) -> SanityCheck:
-    """Cascading model-parameter randomization (Adebayo et al. 2018) of the gradient methods."""
+                 attributions: list[Attributions], baseline: np.ndarray, background: np.ndarray,
+                 seed: int) -> SanityCheck:
+    """Cascading model-parameter randomization (Adebayo et al. 2018) of every attribution in
+    ``attributions`` (each recomputed through its ``recompute``, with this baseline, background
+    and seed, on the trained model and on every re-initialized copy)."""
     import torch
-
-    from audit.methods.saliency import SaliencyConfig, explain_rows, to_raw_features
 
     module = getattr(model, "module", None)
     if not isinstance(module, torch.nn.Module):
@@ -589,15 +452,12 @@ def sanity_check(model: ModelAdapter, data: AuditData, rows: np.ndarray, config:
     layers = _reinit_layers(module)
     if not layers:
         raise _SanitySkip("the model has no parameters to re-initialize")
-    cfg = SaliencyConfig(methods=tuple(config.sanity_methods), smoothgrad_samples=10,
-                         gradient_shap_samples=20, n_background=len(background))
     X = data.X[rows]
     targets = np.argmax(model.output(X), axis=1) if data.task == "multiclass" else None
 
     def raw_attr(m: ModelAdapter) -> dict[str, np.ndarray]:
-        enc, _, _ = explain_rows(m, data, rows, cfg, baseline=baseline, background=background,
-                                 seed=seed, forward=m.forward, targets=targets)
-        return {k: to_raw_features(v, data.encoding, k) for k, v in enc.items()}
+        return {a.key: a.recompute(m, data, rows, baseline=baseline, background=background,  # type: ignore[misc]
+                                   seed=seed, targets=targets) for a in attributions}
 
     original = raw_attr(model)
     # One random draw can correlate with the original by chance when there are few features:
@@ -642,28 +502,23 @@ def sanity_check(model: ModelAdapter, data: AuditData, rows: np.ndarray, config:
     final = stages[-1]
     flagged = tuple(k for k, v in final.row_spearman.items() if v is not None and v >= config.sanity_threshold)
     maps = None
-    if data.modality != "tabular":
-        from audit.core.attribution import element_grid
-
-        first = config.sanity_methods[0]
-        raw_img = None
+    if data.layout is not None:
+        first = attributions[0].key
         pairs: list[HeatMap] = []
         for i in range(min(3, len(rows))):
-            if data.modality == "image":
-                lay = data.layout
-                raw_img = (np.asarray(data.X[rows[i]], float) * np.asarray(lay.scale)[:, None, None]
-                           + np.asarray(lay.center)[:, None, None]).mean(0).tolist()
-            pairs.append(HeatMap(f"row {rows[i]}: trained model", element_grid(original[first][i], data).tolist(),
+            raw_img = raw_image_of(data, int(rows[i]))
+            pairs.append(HeatMap(f"row {rows[i]}: trained model", data.layout.grid(original[first][i]).tolist(),
                                  int(rows[i]), raw_img))
-            pairs.append(HeatMap(f"row {rows[i]}: randomized", element_grid(last_rand[first][i], data).tolist(),
+            pairs.append(HeatMap(f"row {rows[i]}: randomized", data.layout.grid(last_rand[first][i]).tolist(),
                                  int(rows[i]), raw_img))
         maps = tuple(pairs)
     return SanityCheck(
         order="cascading from the output layer down; the last stage has every layer re-initialized",
-        layers=tuple(n for n, _ in layers), methods=tuple(config.sanity_methods), n_rows=len(rows),
+        layers=tuple(n for n, _ in layers), methods=tuple(a.key for a in attributions), n_rows=len(rows),
         repeats=config.sanity_repeats, stages=tuple(stages), final_row_spearman=final.row_spearman,
         final_global_spearman=final.global_spearman, threshold=config.sanity_threshold,
-        flagged=flagged, output_change=float(np.mean(change)), maps=maps)
+        flagged=flagged, output_change=float(np.mean(change)), maps=maps,
+        labels={a.key: a.label for a in attributions})
 
 
 class _SanitySkip(Exception):
@@ -732,38 +587,36 @@ class Agreement(AuditMethod[AgreementConfig, AgreementResult]):
 
     def run(self, model: ModelAdapter, data: AuditData, config: AgreementConfig,
             ctx: RunContext) -> AgreementResult:
-        from audit.methods.saliency import baseline_row, explained_output, reference_data
-
         seconds: dict[str, float] = {}
         notes: list[str] = []
         check_finite(data.X, "Agreement")
         real_model, real_data, grouping = model, data, None
-        if data.modality != "tabular":
+        if data.layout is not None:
             # Compare methods on readable groups (patches; lags), on flattened inputs.
-            grouping = "patch" if data.modality == "image" else "lag"
+            grouping = data.layout.comparison_grouping
             model, data = _FlatModel(model, data.X.shape[1:]), _grouped_data(data, grouping)  # type: ignore[assignment]
             notes.append(f"Images and sequences are compared per {grouping}: each method's per-element "
                          f"attributions are summed per {grouping} (gradients: mean |gradient|), and "
                          f"permutation importance and deletion move whole {grouping}es together.")
         feats = data.feature_names
         t0 = time.perf_counter()
-        if grouping is None:
-            sources, missing = collect_sources(ctx.earlier, feats)
-        else:
-            sources, missing = collect_modal_sources(ctx.earlier, real_data, grouping)
+        attributions = collect(ctx.earlier)
+        sources, missing = collect_sources(attributions, feats, layout=real_data.layout, by=grouping)
+        for key in config.consensus:
+            if key != "permutation" and key not in {a.key for a in attributions}:
+                missing[key] = "did not run (not selected, skipped or not available for this model)"
 
         perm_rows, _ = sample_rows(data.n_rows, config.n_rows, ctx.rng)
         perm = permutation_importance(model, data, perm_rows, config.n_repeats, ctx.rng,
                                       n_jobs=config.n_jobs)
-        sources.append(_Source("permutation", perm.mean(axis=0), perm, perm_rows,
-                               origin="computed here"))
+        sources.append(_Source("permutation", LABELS["permutation"], SHORT["permutation"],
+                               perm.mean(axis=0), perm, perm_rows, origin="computed here", signed=False))
         seconds["permutation"] = time.perf_counter() - t0
         ctx.progress(1, 4)
 
         keys = [s.key for s in sources]
-        labels, short = explainer_labels(ctx.earlier)
         rankings = tuple(MethodRanking(
-            key=s.key, label=labels.get(s.key, s.key),
+            key=s.key, label=s.label,
             importance=dict(zip(feats, s.importance.tolist(), strict=True)),
             ranks=dict(zip(feats, ranks_of(s.importance).tolist(), strict=True)),
             n_rows=None if s.per_row is None else len(s.per_row)) for s in sources)
@@ -779,11 +632,13 @@ class Agreement(AuditMethod[AgreementConfig, AgreementResult]):
                          "available ranking.")
         t0 = time.perf_counter()
         mean_rank, position, band = consensus_ranks(sources, cons_keys, config.n_bootstrap, ctx.rng)
+        ranks = estimates(feats, mean_rank, None if band is None else band[0],
+                          None if band is None else band[1], level=CONSENSUS_LEVEL,
+                          method=f"percentile bootstrap, rows behind each method resampled, "
+                                 f"{config.n_bootstrap:,} resamples")
         consensus = tuple(sorted((ConsensusRank(
-            feature=f, mean_rank=float(mean_rank[j]), position=int(np.floor(position[j])),
-            low=None if band is None else float(band[0, j]),
-            high=None if band is None else float(band[1, j])) for j, f in enumerate(feats)),
-            key=lambda c: (c.mean_rank, c.feature)))
+            feature=f, mean_rank=ranks[f], position=int(np.floor(position[j])))
+            for j, f in enumerate(feats)), key=lambda c: (c.mean_rank.value, c.feature)))
         seconds["consensus"] = time.perf_counter() - t0
         weakest = None
         for i, a in enumerate(cons_keys):
@@ -805,6 +660,7 @@ class Agreement(AuditMethod[AgreementConfig, AgreementResult]):
         seed = int(ctx.rng.integers(2**31 - 1))
 
         sanity, sanity_skipped = None, None
+        checked: dict[str, Attributions] = {}
         t0 = time.perf_counter()
         if not config.sanity_check:
             sanity_skipped = "turned off in the config (sanity_check = false)"
@@ -813,11 +669,18 @@ class Agreement(AuditMethod[AgreementConfig, AgreementResult]):
                               "gradients, so gradient attributions cannot be recomputed")
         else:
             s_rows, _ = sample_rows(data.n_rows, config.sanity_rows, ctx.rng)
-            try:
-                sanity = sanity_check(real_model, real_data, s_rows, config, baseline=real_base,
-                                      background=real_background, seed=seed)
-            except _SanitySkip as exc:
-                sanity_skipped = str(exc)
+            checked = {a.key: a for a in attributions if a.recompute is not None}
+            chosen = [checked[k] for k in config.sanity_methods if k in checked]
+            if not chosen:
+                sanity_skipped = (f"none of the attributions named in sanity_methods "
+                                  f"({', '.join(config.sanity_methods) or 'none'}) ran with an explainer "
+                                  "that can be recomputed on a re-initialized model")
+            else:
+                try:
+                    sanity = sanity_check(real_model, real_data, s_rows, config, attributions=chosen,
+                                          baseline=real_base, background=real_background, seed=seed)
+                except _SanitySkip as exc:
+                    sanity_skipped = str(exc)
         seconds["sanity"] = time.perf_counter() - t0
         ctx.progress(3, 4)
 
@@ -828,7 +691,7 @@ class Agreement(AuditMethod[AgreementConfig, AgreementResult]):
         if not config.faithfulness:
             deletion_skipped = "turned off in the config (faithfulness = false)"
         else:
-            deletion = self._deletion(model, data, sources, config, base, background, ctx.rng, labels)
+            deletion = self._deletion(model, data, sources, config, base, background, ctx.rng)
             for strategy in ("baseline", "background"):
                 curves = [c for c in deletion if c.strategy == strategy and c.key != "random"]
                 order_by[strategy] = tuple(c.key for c in sorted(
@@ -839,7 +702,8 @@ class Agreement(AuditMethod[AgreementConfig, AgreementResult]):
         explained, _ = explained_output(model, data)
         return AgreementResult(
             features=tuple(feats), rankings=rankings,
-            short={k: short.get(k, k) for k in [*keys, *config.sanity_methods]},
+            short={**{s.key: s.short for s in sources},
+                   **({k: a.short for k, a in checked.items() if k in sanity.methods} if sanity else {})},
             sources={s.key: s.origin for s in sources}, missing=missing,
             spearman=spearman, kendall=kendall, consensus_methods=tuple(cons_keys),
             consensus=consensus, n_bootstrap=config.n_bootstrap if band is not None else 0,
@@ -853,7 +717,7 @@ class Agreement(AuditMethod[AgreementConfig, AgreementResult]):
 
     def _deletion(self, model: ModelAdapter, data: AuditData, sources: list[_Source],
                   config: AgreementConfig, base: np.ndarray, background: np.ndarray,
-                  rng: np.random.Generator, labels: dict[str, str]) -> list[DeletionCurve]:
+                  rng: np.random.Generator) -> list[DeletionCurve]:
         F = len(data.feature_names)
         fractions = tuple(float(x) for x in np.linspace(0, 1, F + 1))
         subsets: dict[bytes, np.ndarray] = {}
@@ -873,10 +737,10 @@ class Agreement(AuditMethod[AgreementConfig, AgreementResult]):
                 pick = rows_for(s.rows)
                 rows = s.rows[pick]
                 values = s.per_row[pick]
-                if s.key == "permutation":  # per-row |Δ| has no sign: order by the global means
+                if not s.signed:  # e.g. per-row |Δ|: no sign, so order by the global means
                     order = np.tile(np.argsort(-s.importance, kind="stable"), (len(rows), 1))
                 else:
-                    toward = self._toward_prediction(model, data, rows, values)
+                    toward = self._toward_prediction(model, data, rows, values) if s.toward_output else values
                     order = np.argsort(-toward, axis=1, kind="stable")
             else:
                 rows = default_rows
@@ -895,7 +759,7 @@ class Agreement(AuditMethod[AgreementConfig, AgreementResult]):
                 start = curves[strategy][0]
                 ratio = ((auc - 0) / auc_r) if auc_r > 0 and start > 0 else None
                 out.append(DeletionCurve(
-                    key=s.key, label=labels.get(s.key, s.key), strategy=strategy, n_rows=len(rows),
+                    key=s.key, label=s.label, strategy=strategy, n_rows=len(rows),
                     fractions=fractions, score=tuple(curves[strategy].tolist()),
                     random_score=tuple(rand[strategy].tolist()), auc=auc, auc_random=auc_r,
                     ratio=ratio))
@@ -936,7 +800,8 @@ class Agreement(AuditMethod[AgreementConfig, AgreementResult]):
 
     def findings(self, result: AgreementResult, config: AgreementConfig) -> list[Finding]:
         out: list[Finding] = []
-        labels = {**LABELS, **{m.key: m.label for m in result.rankings}}
+        labels = {**LABELS, **{m.key: m.label for m in result.rankings},
+                  **(result.sanity.labels if result.sanity is not None else {})}
         top = ", ".join(c.feature for c in result.consensus[:3])
         names = ", ".join(labels.get(k, k) for k in result.consensus_methods)
         out.append(Finding("info", f"Consensus of {names}: the most influential features are {top}."))
@@ -990,12 +855,12 @@ class Agreement(AuditMethod[AgreementConfig, AgreementResult]):
             cons = list(result.consensus)[:15][::-1]
             fig, ax = new_figure(6.5, 0.6 + 0.3 * len(cons))
             y = np.arange(len(cons))
-            ax.scatter([c.mean_rank for c in cons], y, color=PALETTE[0], zorder=3, label="mean rank")
-            if cons[0].low is not None:
+            ax.scatter([c.mean_rank.value for c in cons], y, color=PALETTE[0], zorder=3, label="mean rank")
+            if cons[0].mean_rank.has_interval:
                 for yy, c in zip(y, cons, strict=True):
-                    ax.plot([c.low, c.high], [yy, yy], color=NEUTRAL, lw=3, alpha=0.6)
+                    ax.plot([c.mean_rank.lower, c.mean_rank.upper], [yy, yy], color=NEUTRAL, lw=3, alpha=0.6)
             ax.set_yticks(y, [shorten(c.feature, 28) for c in cons])
-            ax.set_xlabel("mean rank (1 = most important); grey: 95% bootstrap interval")
+            ax.set_xlabel(f"mean rank (1 = most important); grey: {100 * CONSENSUS_LEVEL:.0f}% bootstrap interval")
             ax.set_title("Consensus ranking")
             fig.tight_layout()
             figs["consensus"] = fig
@@ -1006,7 +871,7 @@ class Agreement(AuditMethod[AgreementConfig, AgreementResult]):
             x = np.arange(len(s.stages) + 1)
             for i, m in enumerate(s.methods):
                 vals = [1.0] + [np.nan if st.row_spearman[m] is None else st.row_spearman[m] for st in s.stages]
-                ax.plot(x, vals, "o-", color=PALETTE[i % len(PALETTE)], label=LABELS.get(m, m))
+                ax.plot(x, vals, "o-", color=PALETTE[i % len(PALETTE)], label=s.labels.get(m, m))
             ax.axhline(s.threshold, color="#555555", ls=":", lw=1)
             ax.set_xticks(x, ["trained"] + [f"+{shorten(st.randomized[-1], 14)}" for st in s.stages],
                           fontsize=7)
@@ -1045,7 +910,7 @@ class Agreement(AuditMethod[AgreementConfig, AgreementResult]):
             figs["sanity_maps"] = heatmap_figure(
                 result.sanity.maps, kind=data.modality, row_labels=rows, col_labels=cols,
                 unit=result.explained if data.task != "multiclass" else "P(predicted class)",
-                title=f"{LABELS.get(m0, m0)}: trained model vs every layer re-initialized",
+                title=f"{result.sanity.labels.get(m0, m0)}: trained model vs every layer re-initialized",
                 ncols=2 if data.modality == "sequence" else 6)
         return figs
 

@@ -34,6 +34,7 @@ import numpy as np
 from audit.core.adapter import ModelAdapter
 from audit.core.dataset import AuditData
 from audit.core.method import AuditMethod, Finding, MethodConfig, MethodResult, RunContext
+from audit.core.results import Attributions, estimates
 from audit.errors import CapabilityError, InvalidConfigError
 from audit.stats.multiplicity import benjamini_hochberg, maxt_stepdown
 from audit.stats.permutation import check_n_permutations, null_summary, permutation_pvalues, reachability
@@ -151,6 +152,20 @@ class AttributionSignificanceResult(MethodResult):
     _null: Any = None            # grouping -> (observed [G], null [B, G])
     _grids: Any = None           # grouping -> (rows, cols) for heatmaps
 
+    def attributions(self) -> tuple[Attributions, ...]:
+        """Per grouping, the submitted model's statistic per group (mean |IG| of the groups,
+        or their share): a global quantity, computed on a refit's rows, not recomputed."""
+        out = []
+        for g in self.groupings:
+            tests = [t for t in self.tests if t.grouping == g]
+            names = [t.group for t in tests]
+            out.append(Attributions(
+                key="attribution_significance", label="Integrated Gradients of the submitted model (refit test)",
+                short="IG-test", origin=f"attribution_significance: {self.statistic} of |IG| per {g}",
+                features=tuple(names), grouping=g, explains="output", explained=self.statistic,
+                importance=estimates(names, [t.submitted for t in tests]), signed=False))
+        return tuple(out)
+
 
 def _recipe(model: ModelAdapter, config: AttributionSignificanceConfig, ctx: RunContext, loss: str) -> tuple[Any, str]:
     from audit.train.functional import REQUIRED_KEYS, FunctionalRecipe
@@ -199,10 +214,8 @@ def _theta0(model: ModelAdapter, config: AttributionSignificanceConfig, seed: in
 
 
 def _groupings(data: AuditData) -> dict[str, dict[str, list[int]]]:
-    if data.modality == "image":
-        return {"patch": data.layout.groups("patch")}
-    if data.modality == "sequence":
-        return {"feature": data.layout.groups("feature"), "lag": data.layout.groups("lag")}
+    if data.layout is not None:
+        return {by: data.layout.groups(by) for by in data.layout.groupings}
     return {"feature": dict(data.groups)}
 
 

@@ -57,6 +57,7 @@ import numpy as np
 from audit.core.adapter import ModelAdapter
 from audit.core.dataset import AuditData
 from audit.core.method import AuditMethod, Finding, MethodConfig, MethodResult, RunContext
+from audit.core.results import Attributions, estimates
 from audit.errors import CapabilityError, InvalidConfigError
 from audit.stats.multiplicity import benjamini_hochberg, maxt_stepdown
 from audit.stats.permutation import check_n_permutations, null_summary, permutation_pvalues, reachability
@@ -231,6 +232,25 @@ class ConnectionWeightsResult(MethodResult):
     _null: Any = None                        # [B, m] null importances (for the histograms)
     _conn: Any = None                        # (c_obs [D, H, O], p_bh [D, H, O])
     _weights: Any = None                     # the observed network's weights (diagram)
+
+    def attributions(self) -> tuple[Attributions, ...]:
+        """Olden importance per raw feature: the largest |CW| of the *submitted* model over the
+        feature's encoded columns and outputs (the group statistic this method tests); the
+        tested statistic when a feature has no finite submitted value. A global quantity: no
+        per-row values, and nothing to recompute on another model (it reads the weights)."""
+        names = [t.feature for t in self.features]
+        best: dict[str, float] = {}
+        for t in self.inputs:
+            if t.submitted is not None and np.isfinite(t.submitted):
+                best[t.feature] = max(best.get(t.feature, 0.0), abs(float(t.submitted)))
+        if not all(f in best for f in names):
+            best = {t.feature: abs(float(t.statistic)) for t in self.features}
+        return (Attributions(
+            key="connection_weights", label="Olden connection weights", short="Olden",
+            origin=f"connection_weights: Olden's |CW| of the submitted model ({self.scale})",
+            features=tuple(names), grouping="feature", explains="output",
+            explained=", ".join(self.outputs), importance=estimates(names, [best[f] for f in names]),
+            signed=False),)
 
 
 # --------------------------------------------------------------------------------------------

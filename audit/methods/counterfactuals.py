@@ -47,8 +47,9 @@ from audit.core.dataset import AuditData
 from audit.core.method import AuditMethod, Finding, MethodConfig, MethodResult, RunContext
 from audit.errors import InvalidConfigError
 from audit.methods._cf.quality import Quality, measure
-from audit.methods._cf.recourse import AttributeRecourse, holm, recourse_by_group
+from audit.methods._cf.recourse import AttributeRecourse, recourse_by_group
 from audit.methods._cf.space import Constraints, Space
+from audit.stats.multiplicity import holm
 
 _WHERE = "[methods.counterfactuals]"
 
@@ -428,8 +429,9 @@ class Counterfactuals(AuditMethod[CounterfactualsConfig, CounterfactualsResult])
                                               ctx.rng, n_bootstrap=config.n_bootstrap,
                                               n_permutations=config.n_permutations,
                                               min_group_size=config.min_group_size))
-        adjusted = holm([r.p_value for r in recourse])
-        recourse = [_with_adjusted(r, p) for r, p in zip(recourse, adjusted, strict=True)]
+        adjusted = holm(np.array([np.nan if r.p_value is None else r.p_value for r in recourse]))
+        recourse = [_with_adjusted(r, None if r.p_value is None else float(p))
+                    for r, p in zip(recourse, adjusted, strict=True)]
 
         excluded = {s.name: tuple(lv for lv, sh in zip(s.levels, s.share, strict=True)
                                   if sh < config.min_level_share and s.allowed[s.levels.index(lv)])
@@ -525,7 +527,7 @@ class Counterfactuals(AuditMethod[CounterfactualsConfig, CounterfactualsResult])
                 hi_g, lo_g = by[r.highest], by[r.lowest]
                 out.append(Finding("warning", (
                     f"Recourse gap for {r.attribute!r}: rows of group {r.highest!r} need a mean "
-                    f"counterfactual cost of {hi_g.mean_cost:.2f} against {lo_g.mean_cost:.2f} for "
+                    f"counterfactual cost of {hi_g.mean_cost.value:.2f} against {lo_g.mean_cost.value:.2f} for "
                     f"{r.lowest!r} (difference {r.mean_gap:.2f}, permutation p = "
                     f"{_p(r.p_adjusted)}, Holm-adjusted) to reach {result.target_class!r}.")))
             if (r.no_cf_p_value is not None and r.no_cf_p_value < config.alpha and r.no_cf_gap
@@ -551,14 +553,15 @@ class Counterfactuals(AuditMethod[CounterfactualsConfig, CounterfactualsResult])
             ax.set_xlabel("share of cheapest counterfactuals that change the feature")
             ax.set_title("Which features the counterfactuals change")
             figs["feature_use"] = fig
-        tested = [r for r in result.recourse if any(g.mean_cost is not None for g in r.groups)]
+        tested = [r for r in result.recourse if any(g.mean_cost.defined for g in r.groups)]
         if tested:
-            rows = [(r.attribute, g) for r in tested for g in r.groups if g.mean_cost is not None]
+            rows = [(r.attribute, g) for r in tested for g in r.groups if g.mean_cost.defined]
             fig, ax = new_figure(6.5, 0.32 * len(rows) + 1.0)
             ys = np.arange(len(rows))[::-1]
-            means = [g.mean_cost for _, g in rows]
-            lo = [g.mean_cost - (g.mean_ci[0] if g.mean_ci[0] is not None else g.mean_cost) for _, g in rows]
-            hi = [(g.mean_ci[1] if g.mean_ci[1] is not None else g.mean_cost) - g.mean_cost for _, g in rows]
+            costs = [g.mean_cost for _, g in rows]
+            means = [e.value for e in costs]
+            lo = [e.value - e.lower if e.has_interval else 0.0 for e in costs]
+            hi = [e.upper - e.value if e.has_interval else 0.0 for e in costs]
             ax.errorbar(means, ys, xerr=[lo, hi], fmt="o", color=NEGATIVE, capsize=3)
             ax.set_yticks(ys, [f"{a}: {g.group}" for a, g in rows])
             ax.set_xlabel("mean cost of the cheapest counterfactual (95% bootstrap interval)")

@@ -38,6 +38,7 @@ from audit.core.adapter import ModelAdapter
 from audit.core.attribution import bootstrap_mean_abs, check_finite, sample_rows, top_features
 from audit.core.dataset import AuditData, CategoricalFeature, Encoding
 from audit.core.method import AuditMethod, Finding, MethodConfig, MethodResult, RunContext
+from audit.core.results import Attributions, Estimate
 from audit.errors import InvalidConfigError
 
 
@@ -135,9 +136,7 @@ class LimeResult(MethodResult):
     rows: tuple[int, ...]                # every explained row (selected first)
     values: np.ndarray                   # (len(rows), n_features) weights
     fidelity: np.ndarray                 # (len(rows),) local R²
-    global_importance: dict[str, float]
-    importance_low: dict[str, float]
-    importance_high: dict[str, float]
+    global_importance: dict[str, Estimate]   # mean |weight| over the explained rows
     ranking: tuple[str, ...]
     n_bootstrap: int
     confidence: float
@@ -155,8 +154,18 @@ class LimeResult(MethodResult):
     min_fidelity: float
     min_stability: float
     notes: tuple[str, ...]
+    grouping: str = "feature"            # what ``features`` are: "feature" (raw), "patch", "element"
     _seconds: float = 0.0                # wall time of the explanations (not serialised)
     _n_explanations: int = 0
+
+    def attributions(self) -> tuple[Attributions, ...]:
+        """The local models' weights per explained row and their mean |weight| with its interval."""
+        return (Attributions(
+            key="lime", label="LIME (aggregated)", short="LIME", origin="lime: local linear models",
+            features=self.features, grouping=self.grouping,
+            explains="predicted_class" if self.explained == MULTICLASS_EXPLAINED else "output",
+            explained=self.explained, importance=self.global_importance,
+            values=np.asarray(self.values, dtype=float), rows=np.asarray(self.rows, dtype=int)),)
 
 
 # LIME's own work per perturbed sample, whatever the model (used only to estimate durations).
@@ -285,7 +294,8 @@ class Lime(AuditMethod[LimeConfig, LimeResult]):
         return _result(data, config, ctx, names=names, selected=selected, rows=all_rows,
                        weights=weights_all, fidelity=fidelity_all, start=start, n_expl=n_expl,
                        discretize=config.discretize, kernel_width=float(width),
-                       training_source=source, training_rows=len(stats_rows), notes=tuple(notes))
+                       training_source=source, training_rows=len(stats_rows), notes=tuple(notes),
+                       grouping="feature" if data.layout is None else "element")
 
     def _run_image(self, model: ModelAdapter, data: AuditData, config: LimeConfig,
                    ctx: RunContext) -> LimeResult:
@@ -393,7 +403,7 @@ class Lime(AuditMethod[LimeConfig, LimeResult]):
                        weights=weights_all, fidelity=fidelity_all, start=start, n_expl=n_expl,
                        discretize=False, kernel_width=width,
                        training_source="not used (patches are switched on and off)",
-                       training_rows=0, notes=notes)
+                       training_rows=0, notes=notes, grouping="patch")
 
     def plan(self, model: ModelAdapter, data: AuditData, config: LimeConfig, ctx: RunContext) -> Any:
         """Each explanation evaluates the model once on ``num_samples`` perturbed rows; LIME's own
@@ -439,9 +449,10 @@ class Lime(AuditMethod[LimeConfig, LimeResult]):
         figs: dict[str, Any] = {}
         names = list(result.ranking[:15])[::-1]
         fig, ax = new_figure(6.5, 0.9 + 0.3 * len(names))
-        mean = [result.global_importance[n] for n in names]
-        lo = [result.global_importance[n] - result.importance_low[n] for n in names]
-        hi = [result.importance_high[n] - result.global_importance[n] for n in names]
+        imp = result.global_importance
+        mean = [imp[n].value for n in names]
+        lo = [imp[n].value - imp[n].lower if imp[n].has_interval else 0.0 for n in names]
+        hi = [imp[n].upper - imp[n].value if imp[n].has_interval else 0.0 for n in names]
         err = None if result.n_bootstrap == 0 else [lo, hi]
         ax.barh(range(len(names)), mean, xerr=err, color=NEGATIVE, height=0.6, ecolor="#333333")
         ax.set_yticks(range(len(names)))
@@ -650,7 +661,8 @@ def _fmt(value: Any) -> str:
 def _result(data: AuditData, config: LimeConfig, ctx: RunContext, *, names: list[str],
             selected: list[Any], rows: list[int], weights: list[np.ndarray], fidelity: list[float],
             start: float, n_expl: int, discretize: bool, kernel_width: float,
-            training_source: str, training_rows: int, notes: tuple[str, ...]) -> LimeResult:
+            training_source: str, training_rows: int, notes: tuple[str, ...],
+            grouping: str) -> LimeResult:
     """The result shared by the tabular and image paths: global importance with bootstrap
     intervals over every explained row, fidelity and stability summaries."""
     seconds = time.perf_counter() - start
@@ -661,9 +673,8 @@ def _result(data: AuditData, config: LimeConfig, ctx: RunContext, *, names: list
     importance = {f: float(v) for f, v in zip(names, boot.mean, strict=True)}
     return LimeResult(
         explained=_explained_text(data), features=tuple(names), selected=tuple(selected),
-        rows=tuple(rows), values=values, fidelity=fid, global_importance=importance,
-        importance_low={f: float(v) for f, v in zip(names, boot.low, strict=True)},
-        importance_high={f: float(v) for f, v in zip(names, boot.high, strict=True)},
+        rows=tuple(rows), values=values, fidelity=fid, global_importance=boot.estimates(names),
+        grouping=grouping,
         ranking=tuple(top_features(importance, len(names))), n_bootstrap=boot.n_bootstrap,
         confidence=config.confidence, mean_fidelity=float(fid.mean()),
         median_fidelity=float(np.median(fid)),
@@ -674,12 +685,15 @@ def _result(data: AuditData, config: LimeConfig, ctx: RunContext, *, names: list
         training_rows=training_rows, _seconds=seconds, _n_explanations=n_expl,
         min_fidelity=config.min_fidelity, min_stability=config.min_stability, notes=notes)
 
+MULTICLASS_EXPLAINED = "the probability of the row's predicted class"
+
+
 def _explained_text(data: AuditData) -> str:
     if data.task == "regression":
         return "the predicted value"
     if data.task == "binary":
         return f"P({data.classes[1] if data.classes else 'positive'})"
-    return "the probability of the row's predicted class"
+    return MULTICLASS_EXPLAINED
 
 
 __all__ = ["Lime", "LimeConfig", "LimeResult", "LimeRow", "explain_batched", "from_raw", "select_rows",

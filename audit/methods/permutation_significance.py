@@ -37,6 +37,7 @@ import numpy as np
 from audit.core.adapter import ModelAdapter
 from audit.core.dataset import AuditData
 from audit.core.method import AuditMethod, Finding, MethodConfig, MethodResult, RunContext
+from audit.core.results import Attributions, estimates
 from audit.errors import CapabilityError, InvalidConfigError
 from audit.stats.multiplicity import benjamini_hochberg, maxt_stepdown
 from audit.stats.permutation import (check_n_permutations, default_n_permutations, null_summary,
@@ -115,6 +116,17 @@ class PermutationSignificanceResult(MethodResult):
     unconverged_refits: int = 0              # refits that raised ConvergenceWarning (counted, silenced)
     _null: Any = None
     _seconds: float | None = None            # not serialised: results stay reproducible
+
+    def attributions(self) -> tuple[Attributions, ...]:
+        """Permutation importance (mean drop of the held-out score when a feature's values are
+        permuted) per raw feature: global, computed on refits, not recomputed."""
+        names = [f.feature for f in self.features]
+        return (Attributions(
+            key="permutation_significance", label=f"Permutation importance of the refit ({self.scoring})",
+            short="PermSig", origin=f"permutation_significance: drop in held-out {self.scoring}",
+            features=tuple(names), grouping="feature", explains="output",
+            explained=f"the held-out {self.scoring}",
+            importance=estimates(names, [f.importance for f in self.features]), signed=False),)
 
 
 def _predict(est: Any, X: Any, scoring: str) -> np.ndarray:

@@ -19,6 +19,7 @@ captum accepts); only :func:`to_raw_features` knows about tabular encodings.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,11 +28,13 @@ from typing import Any, Literal
 import numpy as np
 
 from audit.core.adapter import ModelAdapter
-from audit.core.attribution import (RED_BLUE, ModalAttribution, bootstrap_mean_abs, check_finite,
-                                    group_values, groupings, modal_attribution, rnn_backward_mode,
+from audit.core.attribution import (RED_BLUE, ModalAttribution, baseline_row, bootstrap_mean_abs,
+                                    check_finite, explained_output, group_values, groupings,
+                                    modal_attribution, reference_data, rnn_backward_mode,
                                     sample_background, sample_rows)
-from audit.core.dataset import AuditData, CategoricalFeature, Encoding
+from audit.core.dataset import AuditData, Encoding
 from audit.core.method import AuditMethod, Finding, MethodConfig, MethodResult, RunContext
+from audit.core.results import Attributions, Estimate, estimates
 from audit.errors import InvalidConfigError
 
 METHODS: tuple[str, ...] = ("saliency", "input_x_gradient", "integrated_gradients", "smoothgrad",
@@ -41,12 +44,14 @@ LABELS: dict[str, str] = {
     "input_x_gradient": "Input × Gradient",
     "integrated_gradients": "Integrated Gradients",
     "smoothgrad": "SmoothGrad",
-    "gradient_shap": "GradientSHAP",
+    "gradient_shap": "GradientSHAP (captum)",
     "occlusion": "Occlusion (feature ablation)",
 }
-SHORT: dict[str, str] = {"saliency": "gradient", "input_x_gradient": "input×grad",
-                         "integrated_gradients": "IG", "smoothgrad": "SmoothGrad",
-                         "gradient_shap": "GradientSHAP", "occlusion": "occlusion"}
+SHORT: dict[str, str] = {"saliency": "Grad", "input_x_gradient": "I×G", "integrated_gradients": "IG",
+                         "smoothgrad": "SmoothG", "gradient_shap": "GradSHAP", "occlusion": "Occl"}
+# A re-run on another model (the sanity check re-runs every method once per re-initialized
+# layer and repeat) draws fewer noisy samples than the report's own run.
+RECOMPUTE_SAMPLES = {"smoothgrad_samples": 10, "gradient_shap_samples": 20}
 # Plain gradients are sensitivities, not shares of f(x) - f(b): summing them over a one-hot
 # group would be the derivative along a direction no real row can move in, so a raw feature
 # keeps its most sensitive column (with its sign) instead.
@@ -157,8 +162,9 @@ class SaliencyResult(MethodResult):
     sampled: bool
     seed_note: str
     background: str                          # sentence: GradientSHAP's background sample
-    global_importance: dict[str, dict[str, float]]          # method -> feature -> mean |attr|
-    global_ci: dict[str, dict[str, tuple[float, float]]] | None  # 95 % bootstrap percentile CI
+    # method -> feature -> mean |attr|, with its bootstrap interval (none when every class is
+    # explained: the rows behind each class's mean differ)
+    global_importance: dict[str, dict[str, Estimate]]
     per_class_importance: dict[str, dict[str, dict[str, float]]] | None
     ig_delta: ConvergenceDelta | None
     rows: tuple[RowAttribution, ...]
@@ -174,10 +180,33 @@ class SaliencyResult(MethodResult):
     _per_row: dict[str, np.ndarray] | None = None
     _row_index: np.ndarray | None = None
 
+    _window: str | None = None                 # the occlusion window, for the attributions
+    _grouping: str = "feature"                 # "element" for images and sequences
+    _explains: str = "output"
+
     @property
     def features(self) -> list[str]:
         first = next(iter(self.global_importance.values()), {})
         return list(first)
+
+    def importance_values(self, method: str) -> dict[str, float]:
+        """Feature -> mean |attribution| of one captum method (the Estimates' values)."""
+        return {f: e.value for f, e in self.global_importance[method].items()}
+
+    def attributions(self) -> tuple[Attributions, ...]:
+        """One :class:`Attributions` per captum method, each able to recompute itself on another
+        model (the sanity check's re-initialized copies)."""
+        if self._per_row is None or self._row_index is None:
+            return ()
+        return tuple(Attributions(
+            key=m, label=LABELS[m], short=SHORT[m], origin=f"saliency: {LABELS[m]}",
+            features=tuple(self.features), grouping=self._grouping, explains=self._explains,  # type: ignore[arg-type]
+            explained=self.explained, importance=self.global_importance[m], values=v,
+            rows=np.asarray(self._row_index, dtype=int),
+            how="mean_abs" if m in GRADIENT_ONLY else "sum",
+            window=self._window if m in GROUP_LEVEL else None,
+            recompute=functools.partial(recompute, method=m, window=self._window or "auto"))
+            for m, v in self._per_row.items())
 
 
 # --------------------------------------------------------------------------------------------
@@ -302,62 +331,6 @@ def to_raw_features(attr: np.ndarray, encoding: Encoding, method: str) -> np.nda
     return encoding.aggregate(attr, "sum")
 
 
-def baseline_row(data: AuditData, kind: str) -> tuple[np.ndarray, dict[str, str], str]:
-    """The reference row: encoded (1, d), its raw values as text, and a sentence saying how."""
-    X = data.X.reshape(data.n_rows, -1).astype(np.float64)
-    shape = (1, *data.X.shape[1:])  # images / sequences keep their input shape
-    if kind == "zeros":
-        if data.modality != "tabular":
-            what = ("the all-zero image (every pixel at the scaling's centre)" if data.modality == "image"
-                    else "the all-zero window (every indicator at its scaling centre, e.g. its training mean)")
-            return np.zeros(shape, np.float32), {}, what
-        return (np.zeros(shape, np.float32), {f: "0 (encoded)" for f in data.feature_names},
-                "the all-zero encoded row")
-    if data.modality == "image":
-        return (X.mean(axis=0).reshape(shape).astype(np.float32), {},
-                "the mean image (pixel-wise mean)")
-    if data.modality == "sequence":
-        # A flat window at each indicator's mean over every step: no lag is singled out.
-        per_feature = X.reshape(len(X), *data.X.shape[1:]).mean(axis=(0, 1))
-        row = np.broadcast_to(per_feature, data.X.shape[1:])[None]
-        text = {f: f"{float(v) * s + c:.4g}" for f, v, c, s in zip(
-            data.layout.features, per_feature, data.layout.center, data.layout.scale, strict=True)}
-        return (row.astype(np.float32), text,
-                "a flat window with every indicator at its mean over all steps")
-    row = X.mean(axis=0)
-    text: dict[str, str] = {}
-    enc = data.encoding
-    for feat, idx in zip(enc.features, enc.groups.values(), strict=True):
-        if isinstance(feat, CategoricalFeature):
-            if feat.encoding == "onehot":
-                counts = X[:, idx].sum(axis=0)
-                level = int(np.argmax(counts))
-                row[idx] = 0.0
-                row[idx[level]] = 1.0
-            else:
-                codes = np.clip(np.rint(X[:, idx[0]] * feat.scale + feat.center), 0, len(feat.levels) - 1)
-                level = int(np.bincount(codes.astype(int), minlength=len(feat.levels)).argmax())
-                row[idx[0]] = (level - feat.center) / feat.scale
-            text[feat.name] = feat.levels[level]
-        else:
-            text[feat.name] = f"{float(feat.to_raw(row[idx[0]])):.4g}"
-    return (row.reshape(shape).astype(np.float32), text,
-            "numeric features at their mean (in the model's encoded scale), categorical features "
-            "at their most frequent level")
-
-
-def explained_output(model: ModelAdapter, data: AuditData) -> tuple[str, list[str]]:
-    """A sentence naming the explained output, and the output names."""
-    classes = [str(c) for c in (data.classes or ())]
-    if data.task == "binary":
-        pos = classes[1] if len(classes) == 2 else "positive class"
-        return f"the predicted probability of the positive class, P({pos})", [f"P({pos})"]
-    if data.task == "regression":
-        return "the predicted value", ["prediction"]
-    names = classes or [f"class {k}" for k in range(model.n_classes)]
-    return "the predicted probability of each row's predicted class", [f"P({c})" for c in names]
-
-
 def select_rows(scores: np.ndarray, task: str, n: int, rng: np.random.Generator,
                 threshold: float = 0.5) -> list[tuple[int, str]]:
     """Rows worth explaining one by one: the most confident of each outcome, the most borderline,
@@ -416,7 +389,7 @@ def explain_rows(model: ModelAdapter, data: AuditData, rows: np.ndarray, config:
             targets = np.argmax(model.predict_proba(X), axis=1)
         target = torch.as_tensor(np.asarray(targets), dtype=torch.long)
     mask = None
-    if data.modality == "tabular":
+    if data.layout is None:
         mask = torch.as_tensor(data.encoding.column_feature[None, :].astype(np.int64))
     else:
         ids = occlusion_ids(data, config.occlusion_window)
@@ -432,11 +405,24 @@ def explain_rows(model: ModelAdapter, data: AuditData, rows: np.ndarray, config:
             batch_rows=config.batch_rows, seed=seed)
 
 
+def recompute(model: ModelAdapter, data: AuditData, rows: np.ndarray, *, baseline: np.ndarray,
+              background: np.ndarray, seed: int, targets: np.ndarray | None, method: str,
+              window: str = "auto") -> np.ndarray:
+    """One captum method's raw-feature (or per-element) attributions of ``rows`` on ``model``,
+    with the caller's baseline, background and seed: :class:`Attributions.recompute`."""
+    cfg = SaliencyConfig(methods=(method,), n_background=len(background), occlusion_window=window,  # type: ignore[arg-type]
+                         **RECOMPUTE_SAMPLES)
+    enc, _, _ = explain_rows(model, data, rows, cfg, baseline=baseline, background=background,
+                             seed=seed, forward=model.forward, targets=targets)
+    return to_raw_features(enc[method], data.encoding, method)
+
+
 def occlusion_window(data: AuditData, window: str) -> str:
     """The resolved occlusion window of image/sequence data ("patch", "cell", ...)."""
+    lay = data.layout
     if window == "auto":
-        return "patch" if data.modality == "image" else "cell"
-    allowed = ("pixel", "patch") if data.modality == "image" else ("cell", "lag", "feature")
+        return lay.default_occlusion_window
+    allowed = lay.occlusion_windows
     if window not in allowed:
         raise InvalidConfigError(f"The 'occlusion_window' option of saliency must be \"auto\" or one "
                                  f"of {list(allowed)} for {data.modality} data. Got {window!r} instead.")
@@ -446,19 +432,12 @@ def occlusion_window(data: AuditData, window: str) -> str:
 def occlusion_ids(data: AuditData, window: str) -> np.ndarray | None:
     """Occlusion mask (1, *shape) of group ids for images/sequences; None = every element alone."""
     by = occlusion_window(data, window)
-    if by in ("pixel", "cell") and data.layout.kind == "sequence":
+    if by == "cell":  # one element at a time: captum's default
         return None
     ids = np.zeros(data.layout.n_elements, dtype=np.int64)
     for g, idx in enumerate(data.layout.groups(by).values()):
         ids[idx] = g
     return ids.reshape((1, *data.X.shape[1:]))
-
-
-def reference_data(data: AuditData, ctx: RunContext, which: str) -> tuple[AuditData, str]:
-    """The data the baseline and background come from, and its name for the report."""
-    if which == "train" and ctx.train is not None:
-        return ctx.train, f"the training data ({ctx.train.n_rows:,} rows)"
-    return data, f"the audited data ({data.n_rows:,} rows)"
 
 
 class Saliency(AuditMethod[SaliencyConfig, SaliencyResult]):
@@ -523,16 +502,17 @@ class Saliency(AuditMethod[SaliencyConfig, SaliencyResult]):
         else:
             global_imp = {m: dict(zip(feats, np.abs(v).mean(0).tolist(), strict=True))
                           for m, v in per_row_raw.items()}
-        ci_out: dict[str, dict[str, tuple[float, float]]] | None = None
+        importance = {m: estimates(feats, [global_imp[m][f] for f in feats]) for m in global_imp}
         if config.n_bootstrap and not per_class:
-            ci_out = {}
             for m, v in per_row_raw.items():
                 band = bootstrap_mean_abs(v, n_bootstrap=config.n_bootstrap, rng=ctx.rng)
                 if band.n_bootstrap:
-                    ci_out[m] = {f: (float(band.low[j]), float(band.high[j])) for j, f in enumerate(feats)}
+                    importance[m] = estimates(feats, [global_imp[m][f] for f in feats], band.low,
+                                              band.high, level=band.confidence,
+                                              method=band.estimates(feats)[feats[0]].method)
 
         modal, group_imp, occ = None, None, None
-        if data.modality != "tabular":
+        if data.layout is not None:
             occ = occlusion_window(data, config.occlusion_window) if "occlusion" in config.methods else None
             group_imp = {m: {by: dict(zip(data.layout.groups(by), np.abs(group_values(
                 v, data, by, how=_group_how(m, occ))).mean(0).tolist(), strict=True))
@@ -610,11 +590,13 @@ class Saliency(AuditMethod[SaliencyConfig, SaliencyResult]):
                        "stream" if sampled else f"all {data.n_rows:,} rows"),
             background=(f"{len(background):,} rows drawn at random from {ref_name}"
                         + (f" ({bg_note})" if bg_note else "")),
-            global_importance=global_imp, global_ci=ci_out,
+            global_importance=importance,
             per_class_importance=per_class or None, ig_delta=ig_delta, rows=tuple(row_results),
             _seconds=seconds, torch_threads=int(torch.get_num_threads()),
             modal=modal, group_importance=group_imp, occlusion_window=occ,
-            _per_row=per_row_raw, _row_index=rows)
+            _per_row=per_row_raw, _row_index=rows, _window=occ,
+            _grouping="feature" if data.layout is None else "element",
+            _explains="predicted_class" if data.task == "multiclass" else "output")
 
     def plan(self, model: ModelAdapter, data: AuditData, config: SaliencyConfig, ctx: RunContext) -> Any:
         """Forward and backward passes through torch (not counted at the adapter): per explained
@@ -636,7 +618,7 @@ class Saliency(AuditMethod[SaliencyConfig, SaliencyResult]):
     def findings(self, result: SaliencyResult, config: SaliencyConfig) -> list[Finding]:
         out: list[Finding] = []
         main = "integrated_gradients" if "integrated_gradients" in result.global_importance else result.methods[0]
-        top = sorted(result.global_importance[main].items(), key=lambda kv: -kv[1])[:3]
+        top = sorted(result.importance_values(main).items(), key=lambda kv: -kv[1])[:3]
         out.append(Finding("info", f"{LABELS[main]} (explaining {result.explained}) ranks "
                                    f"{', '.join(k for k, _ in top)} as the most influential features "
                                    f"over {result.n_rows:,} rows."))
@@ -660,16 +642,17 @@ class Saliency(AuditMethod[SaliencyConfig, SaliencyResult]):
         # Methods are in different units (gradients vs shares of f(x) - f(b)): show each
         # method's importances as shares of its own total so the bars are comparable.
         main = "integrated_gradients" if "integrated_gradients" in result.global_importance else result.methods[0]
-        order = sorted(feats, key=lambda f: result.global_importance[main][f])
+        imp = {m: result.importance_values(m) for m in result.global_importance}
+        order = sorted(feats, key=lambda f: imp[main][f])
         top = order[-15:]
         methods = list(result.global_importance)
         fig, ax = new_figure(6.5, 0.5 + 0.32 * len(top) * max(1.0, len(methods) / 3))
         h = 0.8 / len(methods)
         y = np.arange(len(top))
         for i, m in enumerate(methods):
-            vals = np.array([result.global_importance[m][f] for f in feats])
+            vals = np.array([imp[m][f] for f in feats])
             total = vals.sum()
-            share = {f: (result.global_importance[m][f] / total if total > 0 else 0.0) for f in top}
+            share = {f: (imp[m][f] / total if total > 0 else 0.0) for f in top}
             ax.barh(y + (i - (len(methods) - 1) / 2) * h, [share[f] for f in top], height=h,
                     color=PALETTE[i % len(PALETTE)], label=LABELS.get(m, m))
         ax.set_yticks(y, [shorten(f, 28) for f in top])

@@ -64,6 +64,7 @@ from audit.core.attribution import (ModalAttribution, bootstrap_mean_abs, check_
                                     rnn_backward_mode, sample_background, sample_rows, top_features)
 from audit.core.dataset import AuditData, CategoricalFeature
 from audit.core.method import AuditMethod, Finding, MethodConfig, MethodResult, RunContext
+from audit.core.results import Attributions, Estimate
 from audit.errors import InvalidConfigError
 
 Explainer = Literal["auto", "exact", "deep", "gradient", "tree", "kernel"]
@@ -193,7 +194,8 @@ class ShapResult(MethodResult):
 
     ``values[i, j]`` is the SHAP value of feature ``features[j]`` for data row ``rows[i]``;
     ``base_values[i] + values[i].sum() ≈ outputs[i]`` (the additivity check). ``global_importance``
-    is mean |SHAP| per raw feature with bootstrap interval ``importance_low``/``importance_high``.
+    is mean |SHAP| per raw feature, an :class:`~audit.core.results.Estimate` with its bootstrap
+    interval.
     """
 
     explainer: str                       # "exact" | "deep" | "gradient" | "tree" | "kernel"
@@ -213,9 +215,7 @@ class ShapResult(MethodResult):
     outputs: np.ndarray                  # (n,) the explained model output, per row
     values: np.ndarray                   # (n, n_features)
     explained_class: tuple[str, ...] | None   # per row, for multiclass
-    global_importance: dict[str, float]
-    importance_low: dict[str, float]
-    importance_high: dict[str, float]
+    global_importance: dict[str, Estimate]
     ranking: tuple[str, ...]
     n_bootstrap: int
     confidence: float
@@ -237,6 +237,16 @@ class ShapResult(MethodResult):
     tree_model: str | None = None
     summed_columns: dict[str, tuple[str, ...]] | None = None
     _seconds: float = 0.0                # explainer wall time (not serialised: not reproducible)
+
+    def attributions(self) -> tuple[Attributions, ...]:
+        """The per-row values and mean |value| with its interval (one :class:`Attributions`)."""
+        return (Attributions(
+            key="shap", label=self.label, short=value_name(self.explainer),
+            origin=f"shap: {self.label}", features=self.features,
+            grouping="element" if self.modal is not None else "feature",
+            explains="predicted_class" if self.per_row_class else "output", explained=self.explained,
+            importance=self.global_importance, values=np.asarray(self.values, dtype=float),
+            rows=np.asarray(self.rows, dtype=int)),)
 
 
 class Shap(AuditMethod[ShapConfig, ShapResult]):
@@ -370,9 +380,7 @@ class Shap(AuditMethod[ShapConfig, ShapResult]):
             rows=tuple(int(r) for r in rows), n_rows_total=data.n_rows, sampled=sampled,
             background_size=len(bg), background_source=source, background_kind=bkind,
             base_value=float(base_values.mean()), base_values=base_values, outputs=out,
-            values=values, explained_class=classes, global_importance=importance,
-            importance_low={f: float(v) for f, v in zip(names, boot.low, strict=True)},
-            importance_high={f: float(v) for f, v in zip(names, boot.high, strict=True)},
+            values=values, explained_class=classes, global_importance=boot.estimates(names),
             ranking=tuple(top_features(importance, len(names))), n_bootstrap=boot.n_bootstrap,
             confidence=config.confidence, additivity_max_error=float(err.max()),
             additivity_mean_error=float(err.mean()), additivity_tolerance=tol,
@@ -457,7 +465,7 @@ class Shap(AuditMethod[ShapConfig, ShapResult]):
 
     def findings(self, result: ShapResult, config: ShapConfig) -> list[Finding]:
         out = []
-        top = ", ".join(f"{f} ({result.global_importance[f]:.3g})" for f in result.ranking[:3])
+        top = ", ".join(f"{f} ({result.global_importance[f].value:.3g})" for f in result.ranking[:3])
         out.append(Finding("info", f"By mean |value| ({result.label}, {len(result.rows):,} rows, "
                                    f"{result.explained}), the most influential features are: {top}."))
         if not result.additivity_ok:

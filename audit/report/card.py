@@ -255,6 +255,21 @@ def _ok(results: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
     return entry["result"] if entry and entry.get("status") == "ok" else None
 
 
+def level_key(results: Mapping[str, Any], name: str) -> str | None:
+    """Where a method's interval level lives in results.json: its result's ``confidence``, else
+    its config's (the fairness method keeps it in the config only)."""
+    entry = results.get("methods", {}).get(name) or {}
+    for part in ("result", "config"):
+        if isinstance(entry.get(part), Mapping) and _num(entry[part].get("confidence")) is not None:
+            return pointer("methods", name, part, "confidence")
+    return None
+
+
+def _level(results: Mapping[str, Any], name: str) -> float | None:
+    key = level_key(results, name)
+    return resolve(results, key) if key else None
+
+
 def performance_facts(results: Mapping[str, Any]) -> list[Fact]:
     res = _ok(results, "performance")
     if res is None:
@@ -273,13 +288,14 @@ def disparity_facts(results: Mapping[str, Any]) -> list[Fact]:
     if res is None:
         return []
     per_rate = set(res.get("rate_disparities", ()))
+    level = _level(results, "fairness")
     out = []
     for attr, a in res["attributes"].items():
         for name, d in a.get("disparities", {}).items():
             if name in per_rate:
                 continue
             est = d.get("estimate", d)
-            out.append(Fact("fairness", d.get("label", name), *_bounds(est, res), d.get("test"),
+            out.append(Fact("fairness", d.get("label", name), *_bounds(est, {"confidence": level}), d.get("test"),
                             d.get("significance") or _undefined(est),
                             (pointer("methods", "fairness", "result", "attributes", attr, "disparities", name),),
                             group=attr))
@@ -293,28 +309,20 @@ def gate_facts(results: Mapping[str, Any]) -> list[Fact]:
             for i, v in enumerate(gate.get("verdicts", ()))]
 
 
-# Methods whose results carry mean |attribution| per raw feature with bootstrap bounds in
-# three parallel tables (global_importance, importance_low, importance_high).
-_ATTRIBUTION_TABLES = ("shap", "lime")
-
-
 def attribution_facts(results: Mapping[str, Any], top: int = 5) -> list[Fact]:
+    """The ``top`` features of every method whose results give a global importance per raw
+    feature as estimates (``global_importance``: feature -> value, lower, upper, level)."""
     out = []
-    for name in _ATTRIBUTION_TABLES:
+    for name, entry in results.get("methods", {}).items():
         res = _ok(results, name)
-        if res is None or not isinstance(res.get("global_importance"), Mapping):
+        imp = res.get("global_importance") if res is not None else None
+        if not isinstance(imp, Mapping) or not all(isinstance(e, Mapping) and "value" in e for e in imp.values()):
             continue
-        imp = res["global_importance"]
-        label = results["methods"][name].get("title", name)
-        for feat in sorted(imp, key=lambda f: -(_num(imp[f]) or 0.0))[:top]:
-            keys = (*(pointer("methods", name, "result", table, feat)
-                      for table in ("global_importance", "importance_low", "importance_high")),
-                    pointer("methods", name, "result", "confidence"))
-            out.append(Fact(name, feat, _num(imp[feat]),
-                            _num(res.get("importance_low", {}).get(feat)),
-                            _num(res.get("importance_high", {}).get(feat)), _num(res.get("confidence")),
-                            f"bootstrap over rows ({res.get('n_bootstrap')} resamples)", None, keys,
-                            group=res.get("label") or label))
+        label = res.get("label") or entry.get("title", name)
+        for feat in sorted(imp, key=lambda f: -(_num(imp[f]["value"]) or 0.0))[:top]:
+            est = imp[feat]
+            out.append(Fact(name, feat, *_bounds(est, res), est.get("method"), _undefined(est),
+                            (pointer("methods", name, "result", "global_importance", feat),), group=label))
     return out
 
 
@@ -505,39 +513,13 @@ def render_card(results: Mapping[str, Any], card: Mapping[str, Any] | None = Non
     body = _environment().get_template("model_card.md.j2").render(
         r=results, card=card, fields=CARD_FIELDS, performance=perf, disparities=disparity_facts(results),
         gate=gate_facts(results), attributions=attribution_facts(results), groups=group_tables(results),
-        methods=results.get("methods", {}),
+        methods=results.get("methods", {}), level_key=level_key, resolve=resolve,
         files=[(i, f) for i, f in enumerate(results.get("provenance", {}).get("files", []))],
         basename=lambda p: PurePath(str(p)).name)
     body = re.sub(r"\n{3,}", "\n\n", body).strip() + "\n"
     if not card.get("front_matter"):
         return body
     return f"---\n{to_yaml(front_matter(results, card))}\n---\n\n{body}"
-
-
-def card_from_files(results_path: str | Path, config_path: str | Path | None = None) -> str:
-    """The model card of a finished audit, from its results.json (``audit card``); the
-    ``[card]`` table of ``config_path``, when given, replaces the one stored in the results."""
-    from audit.core.userfiles import load_json, load_toml
-    from audit.report.model import RESULTS_SCHEMA
-
-    results = load_json(results_path, "results file")
-    schema = results.get("schema") if isinstance(results, dict) else None
-    if schema != RESULTS_SCHEMA:
-        raise InvalidConfigError(f"The results file {str(results_path)!r} is not a results.json of this "
-                                 f"version of audit-suite (schema {schema!r}, expected {RESULTS_SCHEMA!r}). "
-                                 "Write it again with 'audit run'.")
-    card = None
-    if config_path is not None:
-        card = check_card(load_toml(config_path).get("card", {}), f"[card] of {str(config_path)!r}")
-    import jinja2
-
-    try:
-        return render_card(results, card)
-    except InvalidConfigError:  # a bad [card] table stored in the results: its own message
-        raise
-    except (KeyError, IndexError, TypeError, ValueError, AttributeError, jinja2.TemplateError) as exc:
-        raise InvalidConfigError(f"The results file {str(results_path)!r} does not have the shape 'audit run' "
-                                 f"writes ({type(exc).__name__}: {exc}). Write it again with 'audit run'.") from None
 
 
 def is_model_card(path: Path) -> bool:

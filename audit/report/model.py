@@ -63,7 +63,7 @@ class AuditReport:
     provenance: dict[str, Any]
     data: AuditData | None = field(default=None, repr=False)
     limitations: list[str] = field(default_factory=list)
-    gate: dict[str, Any] | None = None  # [gate] verdicts (audit.gate.GateResult.to_json())
+    gate: Any = None  # the [gate] verdicts (audit.gate.GateResult), None without a gate
     card: dict[str, Any] | None = None  # the [card] table: the authors' part of the model card
 
     def outcome(self, name: str) -> MethodOutcome | None:
@@ -80,7 +80,7 @@ class AuditReport:
             "findings": [f.to_json() for f in self.findings],
             "methods": {o.name: o.to_json() for o in self.outcomes},
             "limitations": list(self.limitations),
-            **({"gate": to_jsonable(self.gate)} if self.gate is not None else {}),  # iff [gate]
+            **({"gate": to_jsonable(self.gate.to_json())} if self.gate is not None else {}),  # iff [gate]
             **({"card": to_jsonable(self.card)} if self.card else {}),  # iff [card]
             "provenance": to_jsonable(self.provenance),
         }
@@ -128,6 +128,33 @@ class AuditReport:
         from audit.report.render import render_notebook
 
         return render_notebook(self)
+
+
+def model_card_from_files(results_path: str | Path, config_path: str | Path | None = None) -> str:
+    """The model card of a finished audit, from its results.json (``audit card``); the
+    ``[card]`` table of ``config_path``, when given, replaces the one stored in the results."""
+    import jinja2
+
+    from audit.core.userfiles import load_json, load_toml
+    from audit.errors import InvalidConfigError
+    from audit.report.card import check_card, render_card
+
+    results = load_json(results_path, "results file")
+    schema = results.get("schema") if isinstance(results, dict) else None
+    if schema != RESULTS_SCHEMA:
+        raise InvalidConfigError(f"The results file {str(results_path)!r} is not a results.json of this "
+                                 f"version of audit-suite (schema {schema!r}, expected {RESULTS_SCHEMA!r}). "
+                                 "Write it again with 'audit run'.")
+    card = None
+    if config_path is not None:
+        card = check_card(load_toml(config_path).get("card", {}), f"[card] of {str(config_path)!r}")
+    try:
+        return render_card(results, card)
+    except InvalidConfigError:  # a bad [card] table stored in the results: its own message
+        raise
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, jinja2.TemplateError) as exc:
+        raise InvalidConfigError(f"The results file {str(results_path)!r} does not have the shape 'audit run' "
+                                 f"writes ({type(exc).__name__}: {exc}). Write it again with 'audit run'.") from None
 
 
 def package_versions() -> dict[str, str]:
@@ -187,4 +214,4 @@ def provenance(*, seed: int, files: list[dict[str, Any]], trust_code: bool = Fal
     }
 
 
-__all__ = ["AuditReport", "MethodOutcome", "RESULTS_SCHEMA", "provenance"]
+__all__ = ["AuditReport", "MethodOutcome", "RESULTS_SCHEMA", "model_card_from_files", "provenance"]

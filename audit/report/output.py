@@ -154,16 +154,26 @@ def _has_marker(folder: Path) -> bool:
     return isinstance(doc, dict) and doc.get("schema") == MARKER_SCHEMA
 
 
-def _check_location(out: str | os.PathLike[str], target: Path) -> tuple[Path, list[Path]]:
-    """Name lengths and the parent: returns the nearest existing ancestor and the folders to create."""
+def _nearest_folder(target: Path, refuse: Callable[[str, str], Exception]) -> tuple[Path, list[Path]]:
+    """The nearest existing ancestor of ``target`` (which must be a writable folder) and the
+    folders to create below it, outermost last; ``refuse(why, fix)`` builds the error."""
     existing = target.parent
     missing: list[Path] = []
     while not os.path.lexists(existing):
         missing.append(existing)
         existing = existing.parent
     if not existing.is_dir():
-        raise _fail(out, f"cannot be created: {str(existing)!r} is a file, not a folder",
-                    "Choose an output folder whose parent is a folder.")
+        raise refuse(f"cannot be created: {str(existing)!r} is a file, not a folder",
+                     "Choose a path whose parent is a folder.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise refuse(f"cannot be created: {str(existing)!r} is not writable",
+                     "Choose a folder you can write to.")
+    return existing, missing
+
+
+def _check_location(out: str | os.PathLike[str], target: Path) -> tuple[Path, list[Path]]:
+    """Name lengths and the parent: returns the nearest existing ancestor and the folders to create."""
+    existing, missing = _nearest_folder(target, lambda why, fix: _fail(out, why, fix))
     try:
         name_max = os.pathconf(existing, "PC_NAME_MAX")
         path_max = os.pathconf(existing, "PC_PATH_MAX")
@@ -181,9 +191,6 @@ def _check_location(out: str | os.PathLike[str], target: Path) -> tuple[Path, li
     if len(os.fsencode(str(target))) + _SIBLING_ROOM + 16 > path_max:
         raise _fail(out, f"has a path longer than the file system allows ({path_max} bytes)",
                     "Choose a shorter path.")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise _fail(out, f"cannot be created: {str(existing)!r} is not writable",
-                    "Choose a folder you can write to.")
     try:
         st = _statvfs(existing)
     except OSError:
@@ -211,8 +218,13 @@ def check_target(out: str | os.PathLike[str], target: Path, *, overwrite: bool,
     if conflict:
         raise _fail(out, conflict, "A report folder is replaced as a whole, so it must be a folder "
                                    "of its own: choose a new one with --out or [report] out.")
-    if not os.path.lexists(target):
-        return
+    if os.path.lexists(target):
+        _check_replaceable(out, target, overwrite=overwrite)
+
+
+def _check_replaceable(out: str | os.PathLike[str], target: Path, *, overwrite: bool) -> None:
+    """The one "the folder exists" check, before the run and again at the final rename: raise
+    unless the existing ``target`` is a report folder of audit-suite and ``overwrite`` is set."""
     if os.path.islink(target):
         why = "is a symbolic link"
     elif not target.is_dir():
@@ -570,9 +582,8 @@ def _swap_into_place(out_dir: str | os.PathLike[str], new: Path, target: Path, *
                         "Run again with another --out.") from None
         _synced(out_dir, target)
         return
-    if not overwrite:  # created since the preflight check by something that takes no lock
-        raise _fail(out_dir, "already exists", "Pass --overwrite to replace it, or choose "
-                                               "another folder with --out.")
+    # created or changed since the preflight check by something that takes no lock
+    _check_replaceable(out_dir, target, overwrite=overwrite)
     _, old = _work_names(target, os.getpid(), token)
     os.rename(target, old)
     try:
@@ -647,15 +658,7 @@ def check_output_file(path: str | os.PathLike[str], *, what: str,
         if not ours(target):
             raise refuse(f"exists and is not a {what} written by audit-suite, so it is not replaced",
                          "Choose another file name, or move the file away.")
-    existing = target.parent
-    while not os.path.lexists(existing):
-        existing = existing.parent
-    if not existing.is_dir():
-        raise refuse(f"cannot be created: {str(existing)!r} is a file, not a folder",
-                     "Choose a path whose parent is a folder.")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise refuse(f"cannot be created: {str(existing)!r} is not writable",
-                     "Choose a folder you can write to.")
+    _nearest_folder(target, refuse)
     return target
 
 

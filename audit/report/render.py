@@ -21,11 +21,13 @@ from collections.abc import Iterable
 from contextvars import ContextVar
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from audit.core.text import FSI, PDI, has_bidi, isolate_fragments, user_strings
 from audit.errors import MissingDependencyError, ReportRenderError
-from audit.report.model import AuditReport
+
+if TYPE_CHECKING:  # render never imports the report model: the model's methods import render
+    from audit.report.model import AuditReport
 
 
 def templates_dir() -> Path:

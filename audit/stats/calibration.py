@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from audit.stats.permutation import permutation_pvalues
+
 
 @dataclass(frozen=True)
 class CalibrationTest:
@@ -77,7 +79,7 @@ def calibration_test(scores: np.ndarray, outcomes: np.ndarray, *, n_bins: int, n
         b = min(step, n_sim - start)
         null[start:start + b] = binned_ece(s, rng.random((b, s.size)) < s, n_bins)
     # ties (discrete ECE values at small n) count against the model: exact size, conservative
-    p = (1 + int(np.sum(null >= obs - 1e-12))) / (n_sim + 1)
+    p = permutation_pvalues(obs, null).upper
     return CalibrationTest(obs, float(null.mean()), float(np.quantile(null, 0.95)), float(p),
                            int(n_sim), int(n_bins))
 

@@ -1,4 +1,5 @@
-"""Permutation tests for between-group disparities, power (multiplicity: audit.stats.multiplicity).
+"""Permutation of group membership on count tables, and power notes (p-values:
+:mod:`audit.stats.permutation`; multiplicity: :mod:`audit.stats.multiplicity`).
 
 Permutation of group membership, done on count tables: shuffling which rows belong to which
 group, with every group's size fixed, makes each group's cell counts a multivariate
@@ -83,20 +84,6 @@ def _hypergeometric(rng: np.random.Generator, good: np.ndarray, bad: np.ndarray,
     return out
 
 
-def permutation_pvalue(observed: float, null: np.ndarray) -> float:
-    """One-sided (upper) permutation p-value ``(1 + #{T* ≥ T}) / (1 + B)`` over defined draws.
-
-    Ties count as at least as extreme (with a relative tolerance for floating point), which
-    keeps the test valid (never anti-conservative) for discrete statistics.
-    """
-    null = np.asarray(null, dtype=float)
-    null = null[np.isfinite(null)]
-    if not np.isfinite(observed) or null.size == 0:
-        return float("nan")
-    tol = 1e-12 * max(1.0, abs(observed))
-    return float((1 + np.sum(null >= observed - tol)) / (1 + null.size))
-
-
 def min_detectable_difference(p: float, n_group: float, n_other: float, *, alpha: float,
                               power: float = 0.8) -> float:
     """Smallest difference in a proportion between a group and the rest that a two-sided
@@ -132,6 +119,5 @@ def min_detectable_mean_difference(sd: float, n_group: float, n_other: float, *,
 __all__ = [
     "min_detectable_difference",
     "min_detectable_mean_difference",
-    "permutation_pvalue",
     "permute_cells",
 ]

@@ -10,7 +10,12 @@ the observed ``t``,
   randomization test starts from the same initial weights).
 
 The smallest attainable p-value is ``1 / (B + 1)``. Null draws that are not finite (a diverged
-network) are excluded, and how many were excluded is reported with the p-values.
+network) are excluded, and how many were excluded is reported with the p-values. Ties count as at
+least as extreme, and so do draws within a relative ``1e-12`` of the observed value: the same
+statistic summed in another order (a shuffle that leaves every group's values as they were)
+differs in the last bits, and counting such a draw as less extreme would make the test
+anti-conservative for discrete statistics. This module holds the package's only implementation
+of these p-values (the fairness, recourse and calibration tests use it too).
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from audit.errors import InvalidConfigError
 Alternative = Literal["two-sided", "greater", "less"]
 ALTERNATIVES: tuple[str, ...] = ("two-sided", "greater", "less")
 MIN_PERMUTATIONS = 19
+#: Null draws within this relative distance of the observed statistic count as ties.
+TIE_TOLERANCE = 1e-12
 
 
 def check_n_permutations(value: object, *, where: str = "n_permutations", alternative: str = "greater",
@@ -224,6 +231,8 @@ def permutation_pvalues(observed: np.ndarray, null: np.ndarray) -> PermutationPV
     >>> p = permutation_pvalues(np.array([97.5]), null)
     >>> float(p.upper[0]), float(p.two_sided[0])
     (0.02, 0.04)
+    >>> float(permutation_pvalues(0.1 + 0.2, np.full(9, 0.3)).upper)   # a tie in the last bit
+    1.0
     """
     observed = np.asarray(observed, dtype=float)
     null = np.asarray(null, dtype=float)
@@ -235,8 +244,10 @@ def permutation_pvalues(observed: np.ndarray, null: np.ndarray) -> PermutationPV
     if B == 0:
         nan = np.full(observed.shape, np.nan)
         return PermutationPValues(nan, nan, nan, 0, int((~keep).sum()))
-    upper = (1 + (null >= observed).sum(axis=0)) / (B + 1)
-    lower = (1 + (null <= observed).sum(axis=0)) / (B + 1)
+    with np.errstate(invalid="ignore"):
+        tol = TIE_TOLERANCE * np.maximum(1.0, np.abs(observed))
+        upper = (1 + (null >= observed - tol).sum(axis=0)) / (B + 1)
+        lower = (1 + (null <= observed + tol).sum(axis=0)) / (B + 1)
     two = np.minimum(1.0, 2 * np.minimum(upper, lower))
     bad = ~np.isfinite(observed)
     if bad.any():
@@ -262,6 +273,7 @@ __all__ = [
     "MIN_PERMUTATIONS",
     "PermutationPValues",
     "Reachability",
+    "TIE_TOLERANCE",
     "check_n_permutations",
     "default_n_permutations",
     "null_summary",

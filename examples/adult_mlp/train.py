@@ -46,7 +46,8 @@ import torch  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
-from audit.core.adapter import build_mlp, tensor_digest  # noqa: E402
+from audit.core.adapter import build_mlp  # noqa: E402
+from audit.core.loading import tensor_digest  # noqa: E402
 from audit.core.dataset import Encoding, read_table  # noqa: E402
 
 NA_VALUES = ["?"]

@@ -42,7 +42,7 @@ except ImportError:  # running from a source checkout without `pip install -e .`
 import torch  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 
-from audit.core.adapter import tensor_digest  # noqa: E402
+from audit.core.loading import tensor_digest  # noqa: E402
 from model import DigitsCNN  # noqa: E402
 
 

@@ -45,7 +45,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 
-from audit.core.adapter import tensor_digest  # noqa: E402
+from audit.core.loading import tensor_digest  # noqa: E402
 from audit.core.dataset import DatasetSpec, Encoding, NumericFeature  # noqa: E402
 from audit.core.modalities import SequenceSpec, build_sequence_data  # noqa: E402
 from model import MacroLSTM  # noqa: E402

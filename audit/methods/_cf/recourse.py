@@ -11,9 +11,11 @@ Procedures
   the group, ``n_bootstrap`` resamples).
 - Gap: the largest minus the smallest group mean among groups with at least
   ``min_group_size`` costed rows; its p-value is a permutation test (group labels shuffled
-  among costed rows, ``n_permutations`` shuffles, p = (1 + #{null >= observed}) / (B + 1)).
+  among costed rows, ``n_permutations`` shuffles, p = (1 + #{null >= observed}) / (B + 1),
+  :func:`audit.stats.permutation.permutation_pvalues`).
   The same shuffles of all searched rows test the gap in the share without a counterfactual.
-- Across sensitive attributes, Holm's step-down adjustment of the cost-gap p-values.
+- Across sensitive attributes, Holm's step-down adjustment of the cost-gap p-values (by the
+  caller, :func:`audit.stats.multiplicity.holm`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from audit.core.results import Estimate
+from audit.stats.permutation import permutation_pvalues
+
 
 @dataclass(frozen=True)
 class GroupRecourse:
@@ -29,10 +34,8 @@ class GroupRecourse:
     n_rows: int                  # searched rows (unfavourable prediction) in the group
     n_with_cf: int
     share_without_cf: float | None
-    mean_cost: float | None
-    mean_ci: tuple[float | None, float | None]
-    median_cost: float | None
-    median_ci: tuple[float | None, float | None]
+    mean_cost: Estimate          # over the group's rows with a counterfactual, bootstrap interval
+    median_cost: Estimate
     tested: bool                 # large enough to enter the gap test
 
 
@@ -50,14 +53,20 @@ class AttributeRecourse:
     note: str = ""
 
 
-def _boot(values: np.ndarray, stat: str, rng: np.random.Generator, B: int, level: float = 0.95) -> tuple[float | None, float | None]:
+def _boot(values: np.ndarray, stat: str, rng: np.random.Generator, B: int, level: float = 0.95) -> Estimate:
+    """The group's mean or median cost with its percentile bootstrap interval (rows resampled;
+    none for fewer than two rows)."""
+    if values.size == 0:
+        return Estimate(None, undefined_reason="no row of the group has a counterfactual")
+    value = float(values.mean() if stat == "mean" else np.median(values))
     if values.size < 2 or B < 1:
-        return None, None
+        return Estimate(value)
     idx = rng.integers(0, values.size, (B, values.size))
     draws = values[idx]
     stats = draws.mean(axis=1) if stat == "mean" else np.median(draws, axis=1)
     a = (1 - level) / 2
-    return float(np.quantile(stats, a)), float(np.quantile(stats, 1 - a))
+    return Estimate(value, float(np.quantile(stats, a)), float(np.quantile(stats, 1 - a)), level,
+                    f"percentile bootstrap of the group's rows, {B:,} resamples")
 
 
 def _spread(values: np.ndarray, codes: np.ndarray, k: int) -> np.ndarray:
@@ -92,14 +101,13 @@ def recourse_by_group(attribute: str, groups: np.ndarray, cost: np.ndarray, foun
         out.append(GroupRecourse(
             group=g, n_rows=n_rows, n_with_cf=int(c.size),
             share_without_cf=float(1 - c.size / n_rows) if n_rows else None,
-            mean_cost=float(c.mean()) if c.size else None, mean_ci=_boot(c, "mean", rng, n_bootstrap),
-            median_cost=float(np.median(c)) if c.size else None,
-            median_ci=_boot(c, "median", rng, n_bootstrap), tested=ok))
+            mean_cost=_boot(c, "mean", rng, n_bootstrap), median_cost=_boot(c, "median", rng, n_bootstrap),
+            tested=ok))
     if len(tested) < 2:
         note = (f"Fewer than two groups have {min_group_size} or more rows with a counterfactual; "
                 "no gap is tested.")
         return AttributeRecourse(attribute, tuple(out), None, None, None, None, None, None, None, note)
-    means = {r.group: r.mean_cost for r in out if r.group in tested}
+    means = {r.group: r.mean_cost.value for r in out if r.group in tested}
     hi_g = max(means, key=lambda g: means[g])  # type: ignore[arg-type, return-value]
     lo_g = min(means, key=lambda g: means[g])  # type: ignore[arg-type, return-value]
     keep = np.isin(groups, tested)
@@ -112,7 +120,7 @@ def recourse_by_group(attribute: str, groups: np.ndarray, cost: np.ndarray, foun
     B = n_permutations
     perms = np.stack([rng.permutation(codes) for _ in range(B)]) if B else np.zeros((0, codes.size), int)
     null = _spread(values, perms, len(tested)) if B else np.zeros(0)
-    p = float((1 + np.sum(null >= observed - 1e-12)) / (B + 1)) if B else None
+    p = float(permutation_pvalues(observed, null).upper) if B else None
     # share-without-counterfactual gap among all searched rows of tested groups
     codes_all = np.array([lookup[g] for g in groups[keep]])
     missing = (~found[keep]).astype(float)
@@ -120,15 +128,7 @@ def recourse_by_group(attribute: str, groups: np.ndarray, cost: np.ndarray, foun
     if B and obs_nc > 0:
         perms_all = np.stack([rng.permutation(codes_all) for _ in range(B)])
         null_nc = _spread(missing, perms_all, len(tested))
-        p_nc: float | None = float((1 + np.sum(null_nc >= obs_nc - 1e-12)) / (B + 1))
+        p_nc: float | None = float(permutation_pvalues(obs_nc, null_nc).upper)
     else:
         p_nc = 1.0 if B else None
     return AttributeRecourse(attribute, tuple(out), hi_g, lo_g, observed, p, None, obs_nc, p_nc)
-
-
-def holm(p_values: list[float | None]) -> list[float | None]:
-    """Holm's step-down adjustment (:func:`audit.stats.multiplicity.holm`); None stays None."""
-    from audit.stats.multiplicity import holm as _holm
-
-    adj = _holm(np.array([np.nan if p is None else p for p in p_values], dtype=float))
-    return [None if p is None else float(a) for p, a in zip(p_values, adj, strict=True)]

@@ -1,0 +1,183 @@
+"""Options of the fairness method and its vocabulary: metric and disparity names, attribute sets."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from audit.core.method import MethodConfig
+from audit.errors import InvalidConfigError, did_you_mean
+
+#: Separator of attribute names in an intersection's name (``"sex*race"``); ``×`` and ``&``
+#: are accepted as synonyms in gate keys and config.
+INTERSECTION_SEP = "*"
+
+METRIC_LABELS = {
+    "count": "rows", "base_rate": "base rate", "selection_rate": "selection rate",
+    "accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "tpr": "TPR", "fpr": "FPR",
+    "fnr": "FNR", "tnr": "TNR", "ppv": "PPV", "npv": "NPV", "auc": "AUC",
+    "ece": "ECE (calibration error)",
+    "favourable_rate": "favourable outcome rate",
+    "mean_prediction": "mean prediction", "mean_error": "mean error (pred − true)", "mae": "MAE",
+}
+
+#: Disparities per task: name -> (label, group metric it compares).
+BINARY_DISPARITIES: dict[str, tuple[str, str]] = {
+    "demographic_parity_difference": ("demographic parity difference", "selection_rate"),
+    "demographic_parity_ratio": ("demographic parity ratio", "selection_rate"),
+    "disparate_impact_ratio": ("disparate impact ratio (four-fifths rule)", "selection_rate"),
+    "equalized_odds_difference": ("equalized odds difference (max of TPR, FPR)", "tpr,fpr"),
+    "equalized_odds_ratio": ("equalized odds ratio (min of TPR, FPR)", "tpr,fpr"),
+    "equal_opportunity_difference": ("equal opportunity difference (TPR)", "tpr"),
+    "equal_opportunity_ratio": ("equal opportunity ratio (TPR)", "tpr"),
+    "predictive_parity_difference": ("predictive parity difference (PPV)", "ppv"),
+    "predictive_parity_ratio": ("predictive parity ratio (PPV)", "ppv"),
+    "accuracy_difference": ("accuracy difference", "accuracy"),
+    "auc_difference": ("AUC difference", "auc"),
+}
+#: Each group rate's own disparity (for the gate): rate name -> (group metric, label, the null
+#: hypothesis it tests). FNR = 1 − TPR and TNR = 1 − FPR, so they test the same hypotheses.
+RATE_DISPARITY_BASES: dict[str, tuple[str, str, str]] = {
+    "selection_rate": ("selection_rate", "selection rate", "equal selection rates"),
+    "true_positive_rate": ("tpr", "TPR", "equal TPR"),
+    "false_positive_rate": ("fpr", "FPR", "equal FPR"),
+    "false_negative_rate": ("fnr", "FNR", "equal TPR"),
+    "true_negative_rate": ("tnr", "TNR", "equal FPR"),
+    "positive_predictive_value": ("ppv", "PPV", "equal PPV"),
+    "negative_predictive_value": ("npv", "NPV", "equal NPV"),
+}
+for _rate, (_base, _label, _) in RATE_DISPARITY_BASES.items():
+    BINARY_DISPARITIES[f"{_rate}_difference"] = (f"{_label} difference", _base)
+    BINARY_DISPARITIES[f"{_rate}_ratio"] = (f"{_label} ratio", _base)
+#: The per-rate disparities, shown apart from the headline criteria in the report.
+RATE_DISPARITIES = tuple(f"{r}_{kind}" for r in RATE_DISPARITY_BASES for kind in ("difference", "ratio"))
+REGRESSION_DISPARITIES: dict[str, tuple[str, str]] = {
+    "mean_prediction_difference": ("mean prediction difference", "mean_prediction"),
+    "mean_error_difference": ("mean error difference", "mean_error"),
+    "mae_difference": ("MAE difference", "mae"),
+}
+MULTICLASS_DISPARITIES: dict[str, tuple[str, str]] = {
+    "accuracy_difference": ("accuracy difference", "accuracy"),
+    "demographic_parity_difference": ("demographic parity difference (largest over classes)",
+                                      "selection_rate[*]"),
+}
+
+
+def disparity_names(task: str) -> list[str]:
+    """The disparity metrics reported (and usable in the gate) for a task."""
+    table = {"binary": BINARY_DISPARITIES, "regression": REGRESSION_DISPARITIES}.get(
+        task, MULTICLASS_DISPARITIES)
+    return list(table)
+
+
+@dataclass(frozen=True)
+class FairnessConfig(MethodConfig):
+    """Options of the fairness method.
+
+    min_group_size : groups with fewer rows are "too small to judge" (no numbers, no disparity).
+    confidence : level c of the intervals (two-sided; each bound errs at most (1 − c)/2); the gate
+        judges on them, and for rates and their disparities the tests use α = 1 − c (the
+        interval's own test), so that findings and gate verdicts agree.
+    alpha : significance level of the regression permutation tests and their power note.
+    power : power of the minimum-detectable-difference note.
+    n_boot : bootstrap resamples for what is not a proportion (AUC, calibration, balanced
+        accuracy, regression); 0 disables those intervals (rates keep their exact intervals).
+    n_permutations : permutations per regression test (0 disables them).
+    reference : attribute (or intersection) -> reference group; others use max − min.
+    intersections : lists of attributes to cross; default: every pair of sensitive attributes.
+    max_groups : an attribute with more distinct values is an error (bin it first); so is an
+        intersection listed in ``intersections`` with more groups, and a default (pairwise)
+        intersection with more is skipped, the reason stated in the report.
+    calibration_bins : equal-width score bins of the reliability curves.
+    what_if : run fairlearn's ThresholdOptimizer what-if (needs scores).
+    what_if_rows : above this many judged rows the what-if is fitted and evaluated on a
+        stratified random sample of them (its cost grows with the rows; it is information only).
+    dp_warn, eo_warn : differences whose whole interval lies above these are named in the summary.
+    favourable : which decision of a binary classifier is the favourable outcome, "positive"
+        (default: the positive label, e.g. a loan granted) or "negative" (an adverse decision
+        such as a "high risk" score is the positive label). Demographic parity, the
+        disparate-impact ratio and the four-fifths rule then compare the rate of the favourable
+        outcome (for a difference this changes nothing; for a ratio it does).
+    favourable_label : the same, by the label's name (one of the target's two classes).
+    """
+
+    min_group_size: int = 30
+    confidence: float = 0.95
+    alpha: float = 0.05
+    power: float = 0.8
+    n_boot: int = 1000
+    n_permutations: int = 999
+    reference: dict[str, str] = field(default_factory=dict)
+    intersections: tuple[tuple[str, ...], ...] | None = None
+    max_groups: int = 50
+    calibration_bins: int = 10
+    what_if: bool = True
+    what_if_rows: int = 20_000
+    dp_warn: float = 0.1
+    eo_warn: float = 0.1
+    favourable: Literal["positive", "negative"] = "positive"
+    favourable_label: str | None = None
+
+    def validate(self) -> None:
+        def bad(name: str, rule: str, value: Any) -> InvalidConfigError:
+            return InvalidConfigError(f"The {name!r} option of fairness must be {rule}. Got {value!r} instead.")
+
+        if self.min_group_size < 1:
+            raise bad("min_group_size", "at least 1", self.min_group_size)
+        for name in ("confidence", "alpha", "power", "dp_warn", "eo_warn"):
+            if not 0 < getattr(self, name) < 1:
+                raise bad(name, "between 0 and 1", getattr(self, name))
+        if self.n_boot < 0 or 0 < self.n_boot < 100:
+            raise bad("n_boot", "0 (no intervals) or at least 100", self.n_boot)
+        if self.n_permutations < 0 or 0 < self.n_permutations < 99:
+            raise bad("n_permutations", "0 (no tests) or at least 99", self.n_permutations)
+        if self.max_groups < 2:
+            raise bad("max_groups", "at least 2", self.max_groups)
+        if self.what_if_rows < 1000:
+            raise bad("what_if_rows", "at least 1000", self.what_if_rows)
+        if self.calibration_bins < 2:
+            raise bad("calibration_bins", "at least 2", self.calibration_bins)
+        for combo in self.intersections or ():
+            if len(combo) < 2 or len(set(combo)) != len(combo):
+                raise bad("intersections", "a list of lists of at least two distinct attributes",
+                          list(combo))
+        for key, value in self.reference.items():
+            if not isinstance(value, str):
+                raise bad(f"reference.{key}", "a group name (text)", value)
+
+
+def set_name(columns: Sequence[str]) -> str:
+    """The name of an attribute or intersection (``"sex"``, ``"sex*race"``)."""
+    return INTERSECTION_SEP.join(columns)
+
+
+def normalize_set_name(name: str) -> str:
+    """Accept ``×``, ``&`` and spaces around the separator as synonyms of ``*``."""
+    for sep in ("×", "&"):
+        name = name.replace(sep, INTERSECTION_SEP)
+    return INTERSECTION_SEP.join(p.strip() for p in name.split(INTERSECTION_SEP))
+
+
+def attribute_sets(sensitive: Sequence[str], config: FairnessConfig) -> list[tuple[str, ...]]:
+    """Every attribute alone, then the intersections (default: every pair)."""
+    singles = [(a,) for a in sensitive]
+    if config.intersections is None:
+        crosses = list(itertools.combinations(sensitive, 2)) if len(sensitive) >= 2 else []
+    else:
+        crosses = [tuple(c) for c in config.intersections]
+        for combo in crosses:
+            for a in combo:
+                if a not in sensitive:
+                    raise InvalidConfigError(
+                        f"The fairness intersection {list(combo)} names {a!r}, which is not a "
+                        f"sensitive attribute.{did_you_mean(a, sensitive)} Sensitive: {list(sensitive)}.")
+        seen: dict[frozenset[str], tuple[str, ...]] = {}
+        for combo in crosses:  # the same groups twice would count one family twice
+            if frozenset(combo) in seen:
+                raise InvalidConfigError(
+                    f"The fairness intersections list {list(combo)} and {list(seen[frozenset(combo)])}, "
+                    "which are the same groups. List each intersection once.")
+            seen[frozenset(combo)] = combo
+    return singles + crosses
