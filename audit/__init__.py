@@ -26,6 +26,7 @@ _EXPORTS = {
     **dict.fromkeys(("AuditError", "CapabilityError", "DataValidationError", "InvalidConfigError",
                      "MissingDependencyError", "ModelLoadError", "ReportRenderError"), "audit.errors"),
     "AuditReport": "audit.report.model",
+    **dict.fromkeys(("ComparisonResult", "compare_models"), "audit.compare"),
     **dict.fromkeys(("render_html", "render_pdf", "write_report"), "audit.report.render"),
     **dict.fromkeys(("audit_model", "run_audit"), "audit.runner"),
 }
@@ -51,6 +52,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
         ModelLoadError,
         ReportRenderError,
     )
+    from audit.compare import ComparisonResult, compare_models
     from audit.report.model import AuditReport
     from audit.report.render import render_html, render_pdf, write_report
     from audit.runner import audit_model, run_audit
@@ -78,6 +80,7 @@ __all__ = [
     "AuditReport",
     "CallableAdapter",
     "CapabilityError",
+    "ComparisonResult",
     "DataValidationError",
     "DatasetSpec",
     "Encoding",
@@ -92,6 +95,7 @@ __all__ = [
     "as_adapter",
     "audit_model",
     "build_audit_data",
+    "compare_models",
     "load_model",
     "read_table",
     "render_html",

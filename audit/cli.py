@@ -221,6 +221,152 @@ def check(
     raise typer.Exit(gate.exit_code)
 
 
+@app.command()
+def compare(
+    configs: Annotated[list[Path], typer.Argument(help="CHAMPION.toml CHALLENGER.toml, or one config with [models.champion] and [models.challenger], or two saved reports (results.json, saved with [report] save_predictions = true) and optionally a TOML with [compare].")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder (default: reports/<champion>-vs-<challenger>/).")] = None,
+    methods: Annotated[list[str] | None, typer.Option("--methods", "-m", help="Only these methods in each model's audit (comma-separated); the paired statistics need none.")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Random seed of both audits and the comparison (default: the champion's).")] = None,
+    formats: Annotated[str | None, typer.Option("--format", "-f", help="Comma-separated subset of html,pdf,json.")] = None,
+    junit: Annotated[Path | None, typer.Option("--junit", help="Also write JUnit XML (one test case per [compare.gate] rule) to this file.")] = None,
+    inconclusive: Annotated[str | None, typer.Option("--inconclusive", help="Treat an interval that straddles a margin as 'fail' or 'warn' (overrides [compare.gate]).")] = None,
+    trust_code: Annotated[bool, typer.Option("--trust-code", "--trust-pickle", help=_TRUST_CODE_HELP)] = False,
+    untrusted_config: Annotated[bool, typer.Option("--untrusted-config", help=_UNTRUSTED_CONFIG_HELP)] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing report folder of audit-suite (atomically, once the new report is complete).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the gate verdicts and the report's files as JSON on stdout.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No plan, no progress display.")] = False,
+    budget: Annotated[str | None, typer.Option("--budget", help=_BUDGET_HELP + " Applies to each model's audit.")] = None,
+    full: Annotated[bool, typer.Option("--full", help=_FULL_HELP)] = False,
+) -> None:
+    """Champion vs challenger: audit both models on the same rows and compare them, paired.
+
+    Writes report.html, report.pdf and results.json. With a [compare.gate] table the exit codes
+    are those of audit check: 0 every rule passes, 1 a margin is breached (or inconclusive,
+    when counted as a failure), 3 insufficient evidence; 2 usage or input error (e.g. the two
+    configs' data are not the same rows).
+    """
+    from audit.compare import load_pair, run_comparison
+    from audit.compare.report import write_comparison
+    from audit.config import check_formats
+    from audit.report.output import reserve_output
+    from audit.runner import input_paths
+
+    from audit.compare.saved import is_saved_report
+
+    if len(configs) in (2, 3) and all(is_saved_report(c) for c in configs[:2]):
+        _compare_saved(configs, out=out, formats=formats, junit=junit, inconclusive=inconclusive,
+                       overwrite=overwrite, as_json=as_json)
+    try:
+        plan_a, plan_b, table = load_pair(configs)
+        fmt = _split([formats]) if formats else None
+        if fmt is not None:
+            check_formats(fmt)
+        plans = [_with_budget(p.with_overrides(seed=seed, methods=_split(methods), formats=fmt), budget, full)
+                 for p in (plan_a, plan_b)]
+        table = _with_inconclusive(table, inconclusive)
+        name = f"{plans[0].name}-vs-{plans[1].name}"
+        out_dir = out or Path("reports") / name
+        inputs = [*input_paths(plans[0]), *input_paths(plans[1])]
+        _check_junit(junit, inputs)
+        with reserve_output(out_dir, overwrite=overwrite, inputs=inputs), \
+                _progress(quiet or as_json, show_plan=not quiet) as display:
+            result = run_comparison(plans, table, trust_code=trust_code, untrusted_config=untrusted_config,
+                                    progress=display.factory, on_plan=display.plan, name=name)
+            files = write_comparison(result, out_dir, formats=plans[0].formats, overwrite=overwrite)
+        _write_junit(junit, inputs, result, name)
+    except AuditError as exc:
+        raise _fail(exc) from None
+    _finish_comparison(result, files, name, as_json)
+
+
+def _compare_saved(paths: list[Path], *, out: Path | None, formats: str | None, junit: Path | None,
+                   inconclusive: str | None, overwrite: bool, as_json: bool) -> None:
+    """``audit compare A/results.json B/results.json [COMPARE.toml]``: from saved predictions."""
+    from audit.compare.report import write_comparison
+    from audit.compare.saved import compare_saved
+    from audit.config import FORMATS, check_formats
+    from audit.core.userfiles import load_toml
+
+    try:
+        table = load_toml(paths[2], "config file").get("compare", {}) if len(paths) == 3 else {}
+        fmt = _split([formats]) if formats else FORMATS
+        check_formats(fmt)
+        table = _with_inconclusive(table, inconclusive)
+        result = compare_saved((paths[0], paths[1]), table)
+        name = result.name
+        out_dir = out or Path("reports") / name
+        inputs = [(f["role"], f["path"]) for f in result.provenance["files"]]
+        _check_junit(junit, inputs)
+        files = write_comparison(result, out_dir, formats=fmt, overwrite=overwrite)
+        _write_junit(junit, inputs, result, name)
+    except AuditError as exc:
+        raise _fail(exc) from None
+    _finish_comparison(result, files, name, as_json)
+
+
+def _with_inconclusive(table: dict, inconclusive: str | None) -> dict:
+    """The [compare] table with --inconclusive applied to every gate rule."""
+    from audit.errors import InvalidConfigError
+
+    if inconclusive is None:
+        return table
+    if inconclusive not in ("fail", "warn"):
+        raise InvalidConfigError(f"The '--inconclusive' option must be 'fail' or 'warn'. Got {inconclusive!r} instead.")
+    gate = {k: ({**v, "inconclusive": inconclusive} if isinstance(v, dict) else v)
+            for k, v in table.get("gate", {}).items() if k != "inconclusive"}
+    return {**table, "gate": gate}
+
+
+def _check_junit(junit: Path | None, inputs: list) -> None:  # before any work: never an input or a foreign file
+    if junit is not None:
+        from audit.report.output import check_output_file, is_our_junit
+
+        check_output_file(junit, what="JUnit file", inputs=inputs, ours=is_our_junit)
+
+
+def _write_junit(junit: Path | None, inputs: list, result, name: str) -> None:  # noqa: ANN001
+    if junit is None or result.gate is None:
+        return
+    from audit.gate import to_junit
+    from audit.report.output import check_output_file, is_our_junit, write_file_atomic
+
+    try:
+        write_file_atomic(check_output_file(junit, what="JUnit file", inputs=inputs, ours=is_our_junit),
+                          to_junit(result.gate, name=f"audit-compare:{name}").encode())
+    except OSError as exc:
+        from audit.errors import ReportRenderError
+
+        raise ReportRenderError(f"Could not write the JUnit file {str(junit)!r}: {exc}.") from None
+
+
+def _finish_comparison(result, files, name: str, as_json: bool) -> None:  # noqa: ANN001
+    code = result.gate.exit_code if result.gate is not None else EXIT_OK
+    if as_json:
+        typer.echo(json.dumps({"name": name, "report": {k: str(v) for k, v in files.items()},
+                               **({"gate": result.gate.to_json()} if result.gate is not None else {})},
+                              indent=2, allow_nan=False))
+    else:
+        _print_comparison(result, files)
+        if result.gate is not None:
+            _print_gate(result.gate, name)
+    raise typer.Exit(code)
+
+
+def _print_comparison(result, files) -> None:  # noqa: ANN001
+    from rich.console import Console
+
+    console = Console(stderr=False, highlight=False, soft_wrap=True)
+    for c in result.performance.values():
+        e = c.change
+        ci = f" (paired CI {e.lower:+.4f} to {e.upper:+.4f})" if e.lower is not None else ""
+        value = f"{e.value:+.4f}" if e.value is not None else "undefined"
+        console.print(f"  {c.label}: change {value}{ci}")
+    d = result.decisions
+    console.print(f"  {d.changed:,} of {d.rows:,} rows change decision")
+    for kind, path in files.items():
+        console.print(f"  wrote {kind}: {_plain(path)}")
+
+
 def _print_gate(gate, name: str) -> None:  # noqa: ANN001
     from rich.console import Console
 

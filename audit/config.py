@@ -20,12 +20,13 @@ from audit.report.card import check_card
 
 FORMATS = ("html", "pdf", "json", "card")  # "card": model_card.md (audit.report.card)
 
-_TOP_KEYS = {"name", "seed", "model", "data", "methods", "gate", "report", "limits", "run", "card"}
+_TOP_KEYS = {"name", "seed", "model", "data", "methods", "gate", "report", "limits", "run", "card",
+             "compare"}  # [compare]: read by `audit compare` (audit.compare.options)
 _MODEL_KEYS = {"path", "architecture", "encoding", "predictions", "task", "threshold", "output",
                "raw_input", "trusted_types", "init_args", "training", "format", "classes"}
 _DATA_KEYS = {"path", "target", "positive_label", "features", "sensitive", "na_values", "missing_sensitive",
-              "train_path", "max_rows", "sensitive_sources"}
-_REPORT_KEYS = {"title", "formats", "out"}
+              "train_path", "max_rows", "sensitive_sources", "stream"}
+_REPORT_KEYS = {"title", "formats", "out", "save_predictions"}
 _LIMITS_KEYS = {"memory"}
 _RUN_KEYS = {"budget"}
 # numpy's SeedSequence takes any non-negative integer, torch.manual_seed only 64-bit ones;
@@ -68,6 +69,18 @@ class AuditPlan:
     budget: float | None = None
     # [card]: what only a person knows for the model card (audit.report.card.CARD_FIELDS).
     card: Mapping[str, Any] = field(default_factory=dict)
+    # [data] stream: read the data in batches into count tables (decisions-only audits,
+    # audit.core.stream); None: only when [data] path is a folder.
+    stream: bool | None = None
+    # [report] save_predictions: also write predictions.parquet (per-row outcome, decision, score,
+    # sensitive groups), so that `audit compare` can compare two saved reports without the models.
+    save_predictions: bool = False
+
+    @property
+    def streams(self) -> bool:
+        """Whether the audit reads its data in batches, keeping only counts: ``[data] stream =
+        true``, or by default a folder of Parquet files (which is never loaded into memory)."""
+        return self.stream if self.stream is not None else Path(self.data_path).is_dir()
 
     @classmethod
     def load(cls, path: str | Path) -> AuditPlan:
@@ -156,6 +169,16 @@ class AuditPlan:
         max_rows = _typed(data, "max_rows", int, None)
         if max_rows is not None and max_rows < 1:
             raise InvalidConfigError(f"The [data] 'max_rows' must be positive. Got {max_rows} instead.")
+        stream = _typed(data, "stream", bool, None)
+        if stream and model_spec.predictions is None:
+            raise InvalidConfigError(
+                "[data] stream = true reads the data in batches and keeps only counts, which needs "
+                "precomputed decisions: set [model] predictions to the column holding them (a model "
+                "file needs the rows). Remove stream to audit the model in memory.")
+        if stream and (modal is not None or max_rows is not None):
+            raise InvalidConfigError(
+                f"[data] stream = true reads a CSV or Parquet table in batches; it cannot be combined "
+                f"with [data] {'max_rows' if max_rows is not None else 'modality'}. Remove one of them.")
         return cls(name=name, seed=seed, model=model_spec, data=data_spec,
                    data_path=resolve(data["path"], "path") or "",
                    train_path=resolve(data.get("train_path"), "train_path"), max_rows=max_rows,
@@ -164,7 +187,8 @@ class AuditPlan:
                    out_dir=resolve(report.get("out"), "out"), config_path=config_path, modal=modal,
                    memory_limit=parse_size(limits["memory"]) if "memory" in limits else None,
                    budget=parse_duration(run["budget"], "[run] budget") if "budget" in run else None,
-                   card=card)
+                   card=card, stream=stream,
+                   save_predictions=_typed(report, "save_predictions", bool, False))
 
     def with_overrides(self, **changes: Any) -> AuditPlan:
         """A copy with CLI flags applied (None values leave the config's value)."""

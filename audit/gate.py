@@ -273,7 +273,7 @@ def _judge(rule: GateRule, result: Any, confidence: float) -> Verdict:
         return Verdict(rule.key, rule.text, status, fails, e.value, lower, upper, conf, message)
 
     if e.value is None:
-        return verdict("insufficient", f"undefined: {e.undefined or 'no value'}")
+        return verdict("insufficient", f"undefined: {e.undefined_reason or 'no value'}")
     if lower is None or upper is None:
         return verdict("insufficient", "no confidence interval (too unstable, or n_boot = 0); the "
                                        "point estimate alone cannot pass the gate")

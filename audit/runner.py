@@ -27,6 +27,7 @@ from audit.errors import AuditError, DataValidationError, InvalidConfigError, di
 from audit.registry import METHODS, get_method, method_names
 from audit.report.card import check_card
 from audit.report.model import AuditReport, MethodOutcome, file_record, provenance
+from audit.report.predictions import predictions_frame
 
 # Called as (method name, method title) and returns the method's progress callback.
 ProgressFactory = Callable[[str, str], Progress]
@@ -137,7 +138,15 @@ def _read_table_data(plan: AuditPlan, encoding: Encoding | None, files: list[dic
     rows = _sample_rows(plan, len(frame), "rows of the data file", notes)
     if rows is not None:  # sampled before encoding: only the audited rows are validated
         frame = frame.iloc[rows]
-    data = build_audit_data(frame, plan.data, encoding, source=Path(plan.data_path).name)
+    try:
+        data = build_audit_data(frame, plan.data, encoding, source=Path(plan.data_path).name)
+    except MemoryError:
+        n = len(frame)
+        del frame
+        raise DataValidationError(
+            f"The {n:,} rows of {Path(plan.data_path).name!r} ran out of memory while being checked "
+            "and encoded. Audit a sample of the rows ([data] max_rows), read precomputed decisions in "
+            "batches ([data] stream = true), or run on a machine with more memory.") from None
     train = None
     if plan.train_path:
         train_frame = read_table(plan.train_path, na_values=plan.data.na_values, text=text)
@@ -145,6 +154,70 @@ def _read_table_data(plan: AuditPlan, encoding: Encoding | None, files: list[dic
         train = build_audit_data(train_frame, plan.data, data.encoding,
                                  source=Path(plan.train_path).name)
     return data, train, data.encoding
+
+
+def load_streamed_inputs(plan: AuditPlan, classes: Sequence[AuditMethod], configs: Mapping[str, Any], *,
+                         progress: ProgressFactory | None = None) -> LoadedInputs:
+    """Read a decisions-only audit's data in batches into count tables (:mod:`audit.core.stream`).
+
+    Only methods that compute from counts run on it (the fairness method); one chosen by name
+    that needs the rows is a usage error, the others are listed as not run with the reason.
+    """
+    from audit.core.stream import AttributeSet, StreamedData, stream_tables
+    from audit.methods.fairness import FairnessConfig, attribute_sets, normalize_set_name, set_name
+
+    where = "[data] stream = true" if plan.stream else f"[data] path {Path(plan.data_path).name!r} (a folder)"
+    if plan.model.predictions is None:
+        raise InvalidConfigError(
+            f"{where} is read in batches keeping only counts, which needs precomputed decisions: set "
+            "[model] predictions to the column holding them, or audit the model on one CSV or Parquet file.")
+    if plan.model.task == "regression":
+        raise InvalidConfigError(
+            f"{where} is read in batches into count tables, which hold classification decisions; a "
+            "regression audit needs the rows: point [data] path at one CSV or Parquet file"
+            + (" and remove stream = true." if plan.stream else "."))
+    if plan.data.target is None:
+        raise InvalidConfigError(f"{where} is read in batches for the fairness method, which needs the "
+                                 "true outcome: set [data] target.")
+    rows_needed = [m.name for m in classes if not m.from_counts and plan.methods and m.name in plan.methods]
+    if rows_needed:
+        raise InvalidConfigError(
+            f"The method(s) {', '.join(rows_needed)} need the audited rows, but {where} is read in batches "
+            "keeping only counts (only fairness runs on it). Drop them from --methods, or audit a file "
+            "that fits in memory with [data] stream = false.")
+    if plan.stream is False:
+        raise InvalidConfigError(
+            f"[data] path {plan.data_path!r} is a folder, which is only read in batches: remove "
+            "[data] stream = false (or point [data] path at one CSV or Parquet file).")
+    fairness = configs.get("fairness") or FairnessConfig()
+    refs = {normalize_set_name(k) for k in fairness.reference}
+    sets = [AttributeSet(cols, named=len(cols) > 1 and (fairness.intersections is not None
+                                                         or set_name(cols) in refs))
+            for cols in attribute_sets(plan.data.sensitive, fairness)]
+    report = progress("data", "Reading the data in batches") if progress else None
+    total = _rows_in(plan.data_path)
+    streamed = stream_tables(plan.data_path, plan.data, threshold=plan.model.threshold, sets=sets,
+                             max_groups=fairness.max_groups, n_bins=fairness.score_bins,
+                             progress=None if report is None else (lambda n: report(n, max(total, n))))
+    files = [file_record("data", f) for f in streamed.files]
+    model = load_model(plan.model, encoding=None)
+    notes = [f"The {streamed.n_rows:,} rows of {len(streamed.files):,} file(s) were read in batches and "
+             "only their counts kept (per group: outcome × decision"
+             + (f", and a histogram of {streamed.n_bins:,} score bins" if streamed.has_scores else "")
+             + "); methods that need the rows were not run."]
+    return LoadedInputs(model, StreamedData.build(plan.data, streamed), None, files, notes)
+
+
+def _rows_in(path: str) -> int:
+    """Rows of a Parquet file or folder from the footers (0 when unknown, e.g. CSV)."""
+    try:
+        import pyarrow.parquet as pq
+
+        from audit.core.stream import data_files
+
+        return sum(pq.ParquetFile(f).metadata.num_rows for f in data_files(path))
+    except Exception:
+        return 0
 
 
 def check_untrusted_paths(plan: AuditPlan, *, out_dir: str | Path | None = None) -> None:
@@ -330,6 +403,10 @@ def run_audit(plan: AuditPlan, *, trust_code: bool = False, untrusted_config: bo
     trust_code = trust_code or bool(trust_pickle)
     classes = list(resolved.methods)
     with memory_limit(plan.memory_limit):  # every reader checks sizes against this budget
+        if inputs is None and plan.streams:
+            if untrusted_config:
+                check_untrusted_paths(plan)
+            inputs = load_streamed_inputs(plan, classes, resolved.configs, progress=progress)
         inputs = inputs or load_inputs(plan, trust_code=trust_code, untrusted_config=untrusted_config)
         run_plan, configs = plan_run(plan, inputs, classes, dict(resolved.configs), started=started)
         if on_plan is not None:
@@ -586,6 +663,7 @@ def _run_methods(plan: AuditPlan, inputs: LoadedInputs, classes: list[AuditMetho
         limitations=[*inputs.notes, *lowered, *standard_limitations(model, data)],
         gate=gate,
         card=dict(plan.card) or None,
+        predictions=predictions_frame(model, data) if plan.save_predictions else None,
     )
 
 
@@ -624,8 +702,8 @@ def data_summary(data: AuditData, train: AuditData | None) -> dict[str, Any]:
     }
     if data.layout is not None:
         out["input_shape"] = list(data.X.shape[1:])
-    if data.y is not None and data.task == "binary":
-        out["positive_rate"] = float(np.mean(data.y))
+    if data.positive_rate is not None:
+        out["positive_rate"] = data.positive_rate
     return out
 
 
@@ -685,6 +763,23 @@ def audit_model(model: Any, frame: Any, *, target: str | None, sensitive: Sequen
     >>> round(report.outcome("surrogate").result.fidelity, 2)
     1.0
     """
+    plan, inputs = memory_inputs(model, frame, target=target, sensitive=sensitive, features=features,
+                                 positive_label=positive_label, task=task, encoding=encoding,
+                                 raw_input=raw_input, threshold=threshold, methods=methods,
+                                 method_options=method_options, seed=seed, name=name,
+                                 train_frame=train_frame)
+    return run_audit(plan, progress=progress, inputs=inputs,
+                     trust_code=any(rec.trusted_pickle for rec in getattr(inputs.model, "loaded", ())))
+
+
+def memory_inputs(model: Any, frame: Any, *, target: str | None, sensitive: Sequence[str] = (),
+                  features: Sequence[str] | None = None, positive_label: Any = None,
+                  task: str = "binary", encoding: Encoding | None = None, raw_input: bool = False,
+                  threshold: float = 0.5, methods: Sequence[str] | None = None,
+                  method_options: dict[str, dict[str, Any]] | None = None, seed: int = 0,
+                  name: str = "audit", train_frame: Any = None) -> tuple[AuditPlan, LoadedInputs]:
+    """The plan and validated inputs of an in-memory audit (:func:`audit_model`, and
+    :func:`audit.compare_models` for each of its two models)."""
     from audit.core.adapter import as_adapter
     from audit.core.loading import ModelSpec
     from audit.core.dataset import DatasetSpec
@@ -702,10 +797,9 @@ def audit_model(model: Any, frame: Any, *, target: str | None, sensitive: Sequen
     # a model loaded with audit.load_model keeps its load records: its provenance (and any
     # code that ran, e.g. with trust_code=True) reaches the report
     loaded = getattr(adapter, "loaded", ())
-    inputs = LoadedInputs(adapter, data, train, [_file_entry(rec) for rec in loaded], [])
-    return run_audit(plan, progress=progress, inputs=inputs,
-                     trust_code=any(rec.trusted_pickle for rec in loaded))
+    return plan, LoadedInputs(adapter, data, train, [_file_entry(rec) for rec in loaded], [])
 
 
 __all__ = ["LoadedInputs", "PlannedMethod", "ResolvedPlan", "RunPlan", "audit_model", "check_untrusted_paths",
-           "input_paths", "load_inputs", "method_seed", "plan_run", "resolve_plan", "run_audit"]
+           "input_paths", "load_inputs", "load_streamed_inputs", "memory_inputs", "method_seed", "plan_run",
+           "resolve_plan", "run_audit"]

@@ -35,6 +35,9 @@ RENAMES: tuple[tuple[str, str], ...] = (
     (r"^(methods\.counterfactuals\.result\.recourse\.[^.]+\.groups\.[^.]+)\.(mean|median)_cost$", r"\1.\2_cost.value"),
     (r"^(methods\.counterfactuals\.result\.recourse\.[^.]+\.groups\.[^.]+)\.(mean|median)_ci\.0$", r"\1.\2_cost.lower"),
     (r"^(methods\.counterfactuals\.result\.recourse\.[^.]+\.groups\.[^.]+)\.(mean|median)_ci\.1$", r"\1.\2_cost.upper"),
+    # fairness: the result no longer copies six options; they stand once, in the method's config
+    (r"^methods\.fairness\.result\.(min_group_size|confidence|alpha|power|n_boot|n_permutations)$",
+     r"methods.fairness.config.\1"),
 )
 VARIES = re.compile(r"seconds|^provenance\.(created|started|finished|python|platform|host|load|plan\.unit_costs)")
 

@@ -591,14 +591,14 @@ def test_results_json_is_identical_whichever_formats_are_written(case, tmp_path,
 
     monkeypatch.setattr(Surrogate, "figures", broken)  # a figure note appears in the HTML only
     docs = {}
-    for fmt in ("json", "html,json"):
+    for fmt in ("json", "html,json", "pdf,json", "html,pdf,json"):
         out = tmp_path / fmt.replace(",", "_")
         res = _cli("run", str(case / "audit.toml"), "--out", str(out), "-q", "--methods",
                    "surrogate", "--format", fmt, "--seed", "3")
         assert res.exit_code == 0, res.output
         docs[fmt] = _without_timings(re.sub(rb'"(timestamp|audit_suite_commit|command)": "[^"]*"', rb'"\1": ""',
                                             (out / "results.json").read_bytes()))
-    assert docs["json"] == docs["html,json"]
+    assert docs["json"] == docs["html,json"] == docs["pdf,json"] == docs["html,pdf,json"]
     assert b"could not be drawn" not in docs["json"]
     assert "could not be drawn: no canvas" in (tmp_path / "html_json" / "report.html").read_text()
 

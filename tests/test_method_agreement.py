@@ -221,6 +221,12 @@ def test_rowwise_spearman_ignores_features_zero_in_both():
     assert _rowwise_spearman(a, b) == pytest.approx(-1.0)
 
 
+def test_sanity_check_by_default_reruns_the_attributions_that_ask_for_it(planted):
+    _, _, result = planted
+    assert result.sanity.methods == ("saliency", "input_x_gradient", "integrated_gradients", "gradient_shap")
+    assert result.sanity.labels["gradient_shap"] == "GradientSHAP (captum)"
+
+
 def test_sanity_check_names_the_methods_when_none_of_them_ran():
     data = _planted_data(200)
     model = _planted_mlp(data)

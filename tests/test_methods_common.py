@@ -135,3 +135,23 @@ def test_method_without_a_queryable_model_is_skipped_with_a_reason_or_runs(metho
         assert method.requires - {"predictions"}, "a method needing only predictions must run"
     else:
         json.dumps(outcome.result.to_json(), allow_nan=False)
+
+
+@pytest.mark.parametrize("method", METHODS, ids=lambda m: m.name)
+def test_attributions_follow_the_shared_vocabulary(method, toy_reports):
+    """Whatever a method attributes reaches other methods only as Attributions: unique keys,
+    one global Estimate per feature, per-row values shaped (rows, features)."""
+    from audit.core.results import Attributions, Estimate
+
+    _, report, _ = toy_reports
+    result = report.outcome(method.name).result
+    if isinstance(result, Skipped):
+        return
+    attributions = result.attributions()
+    assert len({(a.key, a.grouping) for a in attributions}) == len(attributions)
+    for a in attributions:
+        assert isinstance(a, Attributions) and a.label and a.short and a.origin
+        assert set(a.importance) == set(a.features)
+        assert all(isinstance(e, Estimate) for e in a.importance.values())
+        if a.values is not None:
+            assert a.values.shape == (len(a.rows), len(a.features))

@@ -890,7 +890,8 @@ def _out_of_memory(path: Path) -> None:
     raise DataValidationError(
         f"The data file {str(path)!r} ({format_size(path.stat().st_size)} on disk) ran out of memory "
         f"while being read (memory budget {format_size(budget)}, {source}). Audit a sample of the "
-        "rows, or run on a machine with more memory.")
+        "rows ([data] max_rows), read precomputed decisions in batches ([data] stream = true), or "
+        "run on a machine with more memory.")
 
 
 def _parquet_names(path: Path) -> list[str]:
@@ -948,6 +949,13 @@ class AuditData:
     @property
     def n_rows(self) -> int:
         return int(self.X.shape[0])
+
+    @property
+    def positive_rate(self) -> float | None:
+        """The share of positive outcomes of a binary task (None otherwise)."""
+        if self.y is None or self.task != "binary":
+            return None
+        return float(np.mean(self.y))
 
     @property
     def feature_names(self) -> list[str]:

@@ -24,7 +24,7 @@ import numpy as np
 from audit.core.adapter import ModelAdapter
 from audit.core.cost import Plan
 from audit.core.dataset import TASKS, AuditData
-from audit.core.results import Attributions
+from audit.core.results import Attributions, to_jsonable
 from audit.errors import InvalidConfigError, did_you_mean
 
 Progress = Callable[[int, int], None]
@@ -272,6 +272,7 @@ OPTION_BOUNDS: dict[str, Interval] = {
     "n_boot": _RESAMPLES, "n_bootstrap": _RESAMPLES,
     "calibration_bins": Interval(2, 1_000, "a reliability bin needs rows; more bins than this "
                                            "leave most of them empty"),
+    "score_bins": Interval(2, 100_000, "each group keeps 4 counts and a score sum per bin"),
     "max_rows": Interval(1, _ROWS, "rows processed; bound the audit with [data] max_rows instead"),
     "n_rows": Interval(1, _ROWS, "rows explained"), "kernel_n_rows": Interval(1, _ROWS, "rows explained"),
     "gradient_n_rows": Interval(1, _ROWS, "rows explained"), "sanity_rows": Interval(1, _ROWS, "rows explained"),
@@ -393,6 +394,9 @@ class AuditMethod(ABC, Generic[C, R]):
         Whether ``run`` may use torch (its random generator or threads). The runner imports,
         seeds and single-threads torch only for such methods or when torch is loaded already;
         set False only for a method that never touches torch (a test checks it stays unloaded).
+    from_counts : bool
+        Whether ``run`` needs only count tables (:class:`audit.stats.counts.GroupTable`), so
+        that it runs on streamed data (:mod:`audit.core.stream`); other methods skip it.
     """
 
     name: ClassVar[str]
@@ -403,9 +407,14 @@ class AuditMethod(ABC, Generic[C, R]):
     needs_target: ClassVar[bool] = False
     Config: ClassVar[type[MethodConfig]] = MethodConfig
     uses_torch: ClassVar[bool] = True
+    from_counts: ClassVar[bool] = False
 
     def skip_reason(self, model: ModelAdapter, data: AuditData, config: C) -> str | None:
         """Why this method cannot run on this model and data, or None when it can."""
+        if getattr(data, "streamed", None) is not None and not self.from_counts:
+            from audit.core.stream import NEEDS_ROWS
+
+            return NEEDS_ROWS
         missing = sorted(self.requires - model.capabilities)
         if missing:
             return (f"needs a model with {', '.join(missing)}; {model.description} offers "
@@ -435,31 +444,6 @@ class AuditMethod(ABC, Generic[C, R]):
     def figures(self, result: R, data: AuditData) -> dict[str, Any]:
         """Matplotlib figures keyed by name; the report embeds them as images."""
         return {}
-
-
-def to_jsonable(obj: Any) -> Any:
-    """Convert results to JSON-native values; NaN and inf become None (JSON has neither)."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)
-                if not f.name.startswith("_") and f.metadata.get("json", True)}
-    if isinstance(obj, Mapping):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return to_jsonable(obj.tolist())
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        x = float(obj)
-        return x if math.isfinite(x) else None
-    if obj is None or isinstance(obj, str):
-        return obj
-    if hasattr(obj, "to_json"):
-        return obj.to_json()
-    return str(obj)
 
 
 __all__ = [

@@ -11,6 +11,7 @@ knowing its name).
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -55,6 +56,23 @@ class Estimate:
     method: str = ""
     undefined_reason: str | None = None
 
+    @classmethod
+    def of(cls, value: float | None, lower: float | None = None, upper: float | None = None, *,
+           level: float | None = None, method: str = "", undefined_reason: str | None = None) -> Estimate:
+        """An Estimate that carries ``level`` and ``method`` only with an interval: both ends
+        finite (and a value); without a value, only ``undefined_reason``.
+
+        Examples
+        --------
+        >>> Estimate.of(0.5, None, None, level=0.95, method="bootstrap")
+        Estimate(value=0.5, lower=None, upper=None, level=None, method='', undefined_reason=None)
+        """
+        if value is None:
+            return cls(None, undefined_reason=undefined_reason)
+        if lower is None or upper is None or not (np.isfinite(lower) and np.isfinite(upper)):
+            return cls(float(value))
+        return cls(float(value), float(lower), float(upper), level, method)
+
     @property
     def defined(self) -> bool:
         return self.value is not None
@@ -64,8 +82,6 @@ class Estimate:
         return self.lower is not None and self.upper is not None
 
     def to_json(self) -> dict[str, Any]:
-        from audit.core.method import to_jsonable
-
         return {f.name: to_jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
 
@@ -82,15 +98,9 @@ def estimates(names: Sequence[str], values: Sequence[float], lower: Sequence[flo
     >>> estimates(["a"], [1.0], [float("nan")], [float("nan")], level=0.9)["a"].level is None
     True
     """
-    out: dict[str, Estimate] = {}
-    for j, name in enumerate(names):
-        lo = None if lower is None else float(lower[j])
-        hi = None if upper is None else float(upper[j])
-        if lo is None or hi is None or not (np.isfinite(lo) and np.isfinite(hi)):
-            out[name] = Estimate(float(values[j]))
-        else:
-            out[name] = Estimate(float(values[j]), lo, hi, level, method)
-    return out
+    return {name: Estimate.of(float(values[j]), None if lower is None else float(lower[j]),
+                              None if upper is None else float(upper[j]), level=level, method=method)
+            for j, name in enumerate(names)}
 
 
 #: What a per-row attribution explains: the model's primary output (P(positive class), the
@@ -156,6 +166,10 @@ class Attributions:
         The explainer, to run again on a re-initialized copy of the model (see
         :class:`Recompute`); None when the method cannot (it refits, or reads the weights).
         Not serialised.
+    recompute_by_default : bool
+        Whether a check that re-runs explainers (agreement's sanity check) includes these
+        attributions when it is not told which: False for explainers too noisy or costly to re-run
+        once per layer and repeat.
     """
 
     key: str
@@ -174,6 +188,7 @@ class Attributions:
     window: str | None = None
     recompute: Callable[..., np.ndarray] | None = dataclasses.field(
         default=None, compare=False, repr=False, metadata=NOT_SERIALISED)
+    recompute_by_default: bool = dataclasses.field(default=True, metadata=NOT_SERIALISED)
 
     def importance_vector(self, features: Sequence[str] | None = None) -> np.ndarray:
         """Global importance in ``features``' order (default: this object's)."""
@@ -219,5 +234,33 @@ def collect(results: Mapping[str, Any]) -> list[Attributions]:
     return out
 
 
+def to_jsonable(obj: Any) -> Any:
+    """Convert results to JSON-native values; NaN and inf become None (JSON has neither).
+
+    Here, below :mod:`audit.core.method` (which re-exports it), so that the result vocabulary
+    needs nothing from the method layer."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+                if not f.name.startswith("_") and f.metadata.get("json", True)}
+    if isinstance(obj, Mapping):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        x = float(obj)
+        return x if math.isfinite(x) else None
+    if obj is None or isinstance(obj, str):
+        return obj
+    if hasattr(obj, "to_json"):
+        return obj.to_json()
+    return str(obj)
+
+
 __all__ = ["Attributions", "Estimate", "Explains", "GroupHow", "NOT_SERIALISED", "Recompute",
-           "collect", "estimates", "mean_abs_importance"]
+           "collect", "estimates", "mean_abs_importance", "to_jsonable"]

@@ -55,8 +55,9 @@ class AgreementConfig(MethodConfig):
     disagreement_threshold : a Spearman correlation below this between two consensus methods is
         reported as disagreement.
     sanity_check, sanity_rows, sanity_methods, sanity_threshold, sanity_repeats : the randomization
-        check of the attributions named in ``sanity_methods`` that ran and can be recomputed on
-        another model (names that did not run are left out); a method whose mean per-row Spearman
+        check of the attributions named in ``sanity_methods`` (empty: every attribution that can
+        be recomputed on another model and asks to be by default — the captum gradient methods
+        but SmoothGrad, Grad-CAM) that ran (names that did not run are left out); a method whose mean per-row Spearman
         correlation (of |attributions|) with the fully randomized model's, averaged over
         ``sanity_repeats`` independent re-initializations, is at least the threshold is flagged.
     faithfulness : compute the deletion-curve faithfulness.
@@ -76,8 +77,7 @@ class AgreementConfig(MethodConfig):
     disagreement_threshold: float = 0.5
     sanity_check: bool = True
     sanity_rows: int = 200
-    sanity_methods: tuple[str, ...] = ("saliency", "input_x_gradient", "integrated_gradients",
-                                       "gradient_shap", "gradcam")
+    sanity_methods: tuple[str, ...] = ()
     sanity_threshold: float = 0.5
     sanity_repeats: int = 3
     faithfulness: bool = True
@@ -670,11 +670,13 @@ class Agreement(AuditMethod[AgreementConfig, AgreementResult]):
         else:
             s_rows, _ = sample_rows(data.n_rows, config.sanity_rows, ctx.rng)
             checked = {a.key: a for a in attributions if a.recompute is not None}
-            chosen = [checked[k] for k in config.sanity_methods if k in checked]
+            chosen = ([checked[k] for k in config.sanity_methods if k in checked] if config.sanity_methods
+                      else [a for a in checked.values() if a.recompute_by_default])
             if not chosen:
-                sanity_skipped = (f"none of the attributions named in sanity_methods "
-                                  f"({', '.join(config.sanity_methods) or 'none'}) ran with an explainer "
-                                  "that can be recomputed on a re-initialized model")
+                asked = (f"named in sanity_methods ({', '.join(config.sanity_methods)})"
+                         if config.sanity_methods else "that ran")
+                sanity_skipped = (f"none of the attributions {asked} has an explainer that can be "
+                                  "recomputed on a re-initialized model")
             else:
                 try:
                     sanity = sanity_check(real_model, real_data, s_rows, config, attributions=chosen,
@@ -792,7 +794,8 @@ class Agreement(AuditMethod[AgreementConfig, AgreementResult]):
             calls += (sources + 2) * (2 + 2 * F) + 2
         uncounted = 0.0
         if config.sanity_check and "gradients" in model.capabilities:
-            uncounted = config.sanity_repeats * len(config.sanity_methods) * min(config.sanity_rows, n) * 50
+            # by default the captum gradient methods are re-run: counted as four
+            uncounted = config.sanity_repeats * (len(config.sanity_methods) or 4) * min(config.sanity_rows, n) * 50
         return Plan(f"permutation importance on {perm:,} rows × {F} features × {config.n_repeats}, "
                     f"deletion curves", model_rows=rows, model_calls=calls, uncounted_rows=uncounted,
                     reducible={"n_rows": Reducible(min(200, perm), "rows", current=perm),

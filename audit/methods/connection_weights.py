@@ -49,6 +49,7 @@ correction (see :class:`audit.train.batched.ColumnShuffle`).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -874,25 +875,33 @@ def _targets_for(y: np.ndarray, loss: str) -> np.ndarray:
     return y.astype(np.int64) if loss == "ce" else y.astype(np.float32)
 
 
-def randomization_test(model: ModelAdapter | None, data: AuditData, net: _Network, recipe: Any,
-                       source: str, config: ConnectionWeightsConfig, ctx: RunContext) -> ConnectionWeightsResult:
-    """Olden & Jackson's procedure on ``ctx.train`` (or ``data`` when there is no training data)."""
-    import torch
+@dataclass(frozen=True)
+class _RefitRows:
+    """The rows the networks are refitted on: fitting and validation parts, model-space inputs."""
 
-    from audit.train.batched import (ColumnShuffle, FixedTargets, PermutedTargets, forward_numpy,
-                                     torch_default_init, train_batched)
+    train: AuditData
+    source: str                 # where the rows come from, in the report's words
+    fit: np.ndarray             # row indices of the fitting rows
+    val: np.ndarray             # ... and of the validation rows
+    Xf: np.ndarray              # fitting inputs as the network sees them (after a scaler)
+    yf: np.ndarray
+    Xv: np.ndarray
+    yv: np.ndarray
+    scale: np.ndarray           # each encoded input's importance multiplier (its sd, or 1)
 
-    notes = list(net.notes)
-    seconds: dict[str, float] = {}
-    t_start = time.perf_counter()
+
+def _refit_rows(data: AuditData, net: _Network, recipe: Any, config: ConnectionWeightsConfig,
+                ctx: RunContext, notes: list[str]) -> _RefitRows:
+    """``ctx.train`` (or ``data`` when there is none), sampled to ``max_rows``, split as the
+    recipe says."""
     train = ctx.train
     if train is None or train.y is None:
         train = data
-        train_source = (f"the audited data ({data.n_rows:,} rows; no training data was given — set "
-                        "[data] train_path to refit on the rows the model was trained on)")
+        source = (f"the audited data ({data.n_rows:,} rows; no training data was given — set "
+                  "[data] train_path to refit on the rows the model was trained on)")
         notes.append("No training data was given, so the networks were refitted on the audited rows.")
     else:
-        train_source = f"the training data ({train.n_rows:,} rows{', ' + repr(train.source) if train.source else ''})"
+        source = f"the training data ({train.n_rows:,} rows{', ' + repr(train.source) if train.source else ''})"
     X = np.ascontiguousarray(train.X.reshape(train.n_rows, -1), dtype=np.float32)
     y = np.asarray(train.y)
     if config.max_rows is not None and len(X) > config.max_rows:
@@ -907,40 +916,46 @@ def randomization_test(model: ModelAdapter | None, data: AuditData, net: _Networ
     # and their first layers are read folded, diag(a) W1: importances stay on the encoded inputs.
     a_in = np.ones(X.shape[1]) if net.input_affine is None else net.input_affine[0]
     Xm = X if net.input_affine is None else (X * a_in + net.input_affine[1]).astype(np.float32)
-    Xf, yf, Xv, yv = Xm[fit], y[fit], Xm[val], y[val]
+    scale = (X[fit].std(0).astype(np.float64) if config.scale == "sd" else np.ones(X.shape[1])) * a_in
+    return _RefitRows(train, source, fit, val, Xm[fit], y[fit], Xm[val], y[val], scale)
+
+
+def _device(config: ConnectionWeightsConfig) -> str:
+    import torch
+
     device = config.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise InvalidConfigError("The 'device' option of connection_weights is \"cuda\" but no CUDA device is available.")
-    scale = (X[fit].std(0).astype(np.float64) if config.scale == "sd" else np.ones(X.shape[1])) * a_in
-    mode = net.output_mode
-    spec = net.spec
-    fits_per_net = recipe.n_restarts if config.selection == "per_network" else 1
-    total_work = recipe.n_restarts + fits_per_net * (config.n_permutations + 1 + config.per_input * (config.per_input_permutations if config.per_input else 0))
-    done = [0]
+    return device
 
-    def tick(k: int) -> None:
-        done[0] += k
-        ctx.progress(min(done[0], total_work), total_work)
 
-    # ---- step 1: random restarts ----------------------------------------------------------
-    t0 = time.perf_counter()
-    # Each restart has its own initialisation and schedule (seed + r), so they are separate
-    # training runs; they run side by side on the CPU threads.
-    inits = [torch_default_init(spec, recipe.seed + r) for r in range(recipe.n_restarts)]
-
-    def restart(r: int) -> tuple[Any, float]:
-        fitr = train_batched(Xf, FixedTargets(yf, 1), spec, recipe, inits[r], schedule_seed=recipe.seed + r,
-                             device=device, n_workers=1)
-        vl = _loss_value(forward_numpy(fitr.weights, spec, Xv), yv, net.loss) if not fitr.diverged[0] else np.inf
-        tick(1)
-        return fitr.weights, (vl if np.isfinite(vl) else np.inf)
-
+def _restarts(rows: _RefitRows, net: _Network, recipe: Any, device: str, n_workers: int | None,
+              tick: Callable[[int], None]) -> tuple[list[Any], list[Any], list[float]]:
+    """Step 1: ``recipe.n_restarts`` fits of the real data from random starts. Returns each
+    restart's initial weights, fitted weights and validation loss (inf when it diverged)."""
     import os
     from concurrent.futures import ThreadPoolExecutor
 
-    workers = 1 if device != "cpu" else max(1, min(config.n_workers or os.cpu_count() or 1, recipe.n_restarts))
+    import torch
+
+    from audit.train.batched import FixedTargets, forward_numpy, torch_default_init, train_batched
+
+    spec = net.spec
+    inits = [torch_default_init(spec, recipe.seed + r) for r in range(recipe.n_restarts)]
+
+    def restart(r: int) -> tuple[Any, float]:
+        fitr = train_batched(rows.Xf, FixedTargets(rows.yf, 1), spec, recipe, inits[r],
+                             schedule_seed=recipe.seed + r, device=device, n_workers=1)
+        vl = (_loss_value(forward_numpy(fitr.weights, spec, rows.Xv), rows.yv, net.loss)
+              if not fitr.diverged[0] else np.inf)
+        tick(1)
+        return fitr.weights, (vl if np.isfinite(vl) else np.inf)
+
+    # Each restart has its own initialisation and schedule (seed + r), so they are separate
+    # training runs; they run side by side on the CPU threads.
+    workers = 1 if device != "cpu" else max(1, min(n_workers or os.cpu_count() or 1, recipe.n_restarts))
     prev_threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -948,60 +963,82 @@ def randomization_test(model: ModelAdapter | None, data: AuditData, net: _Networ
             outs = list(pool.map(restart, range(recipe.n_restarts)))
     finally:
         torch.set_num_threads(prev_threads)
-    restart_weights = [o[0] for o in outs]
     val_losses = [o[1] for o in outs]
     if not np.isfinite(val_losses).any():
         raise CapabilityError("every random restart diverged (non-finite loss) with the given training "
                               "recipe; lower the learning rate")
-    seconds["restarts"] = time.perf_counter() - t0
-    restart_cw = np.concatenate([olden_importance(w, scale=scale, mode=mode) for w in restart_weights])
-    ok_r = np.isfinite(restart_cw.reshape(len(restart_cw), -1)).all(1)
-    rcw = restart_cw[ok_r].reshape(ok_r.sum(), -1)
-    kw = kendall_w(np.abs(rcw)) if len(rcw) >= 2 else None
-    sign_agree = (float(np.mean(np.abs(np.sign(rcw).mean(0)) == 1)) if len(rcw) >= 2 else None)
+    return inits, [o[0] for o in outs], val_losses
 
-    # ---- step 2: the null networks (slot 0 = observed, identity permutation) ------------------
-    t0 = time.perf_counter()
-    B = config.n_permutations
-    seeds = np.concatenate([[-1], ctx.rng.integers(0, 2**62, size=B)])
-    train_kw = dict(device=device, n_workers=config.n_workers)
-    null_restarts = None
+
+def _restart_stability(weights: list[Any], scale: np.ndarray, mode: str
+                       ) -> tuple[np.ndarray, float | None, float | None]:
+    """The restarts' importances (finite ones, [R, D·O]), Kendall's W of their magnitudes and the
+    share of inputs whose sign every restart agrees on."""
+    restart_cw = np.concatenate([olden_importance(w, scale=scale, mode=mode) for w in weights])
+    ok = np.isfinite(restart_cw.reshape(len(restart_cw), -1)).all(1)
+    rcw = restart_cw[ok].reshape(ok.sum(), -1)
+    kw = kendall_w(np.abs(rcw)) if len(rcw) >= 2 else None
+    sign_agree = float(np.mean(np.abs(np.sign(rcw).mean(0)) == 1)) if len(rcw) >= 2 else None
+    return rcw, kw, sign_agree
+
+
+def _null_networks(rows: _RefitRows, net: _Network, recipe: Any, inits: list[Any], val_losses: list[float],
+                   config: ConnectionWeightsConfig, ctx: RunContext, train_kw: dict[str, Any],
+                   progress: Callable[[int, int], None]) -> tuple[Any, int, tuple[int, ...] | None]:
+    """Step 2: the observed network (slot 0, identity permutation) and ``n_permutations`` null
+    networks on permuted outcomes, each selected among the restarts as configured. Returns the
+    fitted networks, the observed network's restart (θ₀) and, per restart, how many null
+    networks kept it (per-network selection only)."""
+    from audit.train.batched import PermutedTargets, train_batched
+
+    seeds = np.concatenate([[-1], ctx.rng.integers(0, 2**62, size=config.n_permutations)])
+    targets = PermutedTargets(rows.yf, seeds)
     if config.selection == "first":
         # θ₀ chosen without the outcome: the observed network is the first restart's
         if not np.isfinite(val_losses[0]):
             raise CapabilityError("the first random restart diverged (non-finite loss) with the given "
                                   "training recipe; lower the learning rate")
-        best = 0
-        fitn = train_batched(Xf, PermutedTargets(yf, seeds), spec, recipe, inits[0], schedule_seed=recipe.seed,
-                             progress=lambda d, t: ctx.progress(min(done[0] + d, total_work), total_work),
-                             **train_kw)
+        fitn = train_batched(rows.Xf, targets, net.spec, recipe, inits[0], schedule_seed=recipe.seed,
+                             progress=progress, **train_kw)
+        best, null_restarts = 0, None
     else:
-        fitn, chosen = _fit_selected(Xf, PermutedTargets(yf, seeds), inits, Xv, yv, spec, recipe, net.loss,
+        fitn, chosen = _fit_selected(rows.Xf, targets, inits, rows.Xv, rows.yv, net.spec, recipe, net.loss,
                                      **train_kw)
         best = int(chosen[0])
         null_restarts = tuple(int(c) for c in np.bincount(chosen[1:][~fitn.diverged[1:]],
                                                           minlength=recipe.n_restarts))
-    theta0 = inits[best]
-    tick(fits_per_net * (B + 1))
-    seconds["null_networks"] = time.perf_counter() - t0
     if fitn.diverged[0]:
         raise CapabilityError("the observed network (retrained from θ₀ on the real data) diverged; "
                               "check the training recipe")
-    diverged = tuple(int(i) for i in np.flatnonzero(fitn.diverged[1:]))
+    return fitn, best, null_restarts
+
+
+@dataclass(frozen=True)
+class _EncodedTests:
+    """The tests of every encoded input × output from the null networks."""
+
+    cw_all: np.ndarray          # [B+1, D, O] importances, slot 0 observed, diverged nulls NaN
+    flat_obs: np.ndarray        # [D·O]
+    flat_null: np.ndarray       # [B, D·O]
+    pv: Any                     # audit.stats.permutation.PermutationPValues
+    p: np.ndarray               # the configured alternative's p-values
+    p_bh: np.ndarray
+    p_maxt: np.ndarray
+    alternative: str            # in the report's words
+
+
+def _encoded_tests(fitn: Any, scale: np.ndarray, mode: str, config: ConnectionWeightsConfig) -> _EncodedTests:
     cw_all = olden_importance(fitn.weights, scale=scale, mode=mode)          # [B+1, D, O]
     cw_all[1:][fitn.diverged[1:]] = np.nan
-    obs = cw_all[0]
-    null = cw_all[1:]
-    D, O = obs.shape
-    flat_obs, flat_null = obs.reshape(-1), null.reshape(B, -1)
+    B = len(cw_all) - 1
+    flat_obs, flat_null = cw_all[0].reshape(-1), cw_all[1:].reshape(B, -1)
     pv = permutation_pvalues(flat_obs, flat_null)
     if config.alternative == "two-sided":
         p_sel, alt = pv.two_sided, "two-sided"
         p_maxt = maxt_stepdown(flat_obs, flat_null, "two-sided")
     else:
         # one-sided in the observed direction (Olden & Jackson): above or below the null mean
-        mean0 = np.nanmean(flat_null, axis=0)
-        greater = flat_obs >= mean0
+        greater = flat_obs >= np.nanmean(flat_null, axis=0)
         p_sel = np.where(greater, pv.upper, pv.lower)
         alt = "one-sided in the observed direction"
         z = np.where(greater, 1.0, -1.0)
@@ -1009,33 +1046,41 @@ def randomization_test(model: ModelAdapter | None, data: AuditData, net: _Networ
     # An adjusted p-value is never below the raw one: max-T standardizes |t - mean| / sd, whose
     # two-sided p can undercut the doubled empirical tail, so take the larger of the two.
     p_maxt = np.maximum(p_maxt, p_sel)
-    p_bh = benjamini_hochberg(p_sel)
-    nmean, _, nlow, nhigh = null_summary(flat_null)
+    return _EncodedTests(cw_all, flat_obs, flat_null, pv, p_sel, benjamini_hochberg(p_sel), p_maxt, alt)
 
-    # Garson
-    garson_ok = len(spec.sizes) == 3 and O == 1
-    if garson_ok:
-        g_all = garson_importance(fitn.weights, scale=scale, mode=mode)
-        g_all[1:][fitn.diverged[1:]] = np.nan
-        g_p = permutation_pvalues(g_all[0], g_all[1:]).upper
-        garson_note = "Garson's relative importance, upper-tail test (it has no sign)."
-    else:
-        g_all = g_p = None
-        garson_note = ("Garson's algorithm is defined for one hidden layer and one output; this "
-                       f"network has {len(spec.sizes) - 2} hidden layer(s) and {O} tested output(s).")
 
-    # Submitted model's own importances
-    sub_cw = olden_importance(net.weights, scale=scale, mode=mode)[0]
+def _garson_tests(fitn: Any, spec: Any, scale: np.ndarray, mode: str, n_outputs: int
+                  ) -> tuple[np.ndarray | None, np.ndarray | None, str]:
+    """Garson's importances ([B+1, D]) and upper-tail p-values, where it is defined, and a note."""
+    if len(spec.sizes) != 3 or n_outputs != 1:
+        return None, None, ("Garson's algorithm is defined for one hidden layer and one output; this "
+                            f"network has {len(spec.sizes) - 2} hidden layer(s) and {n_outputs} tested output(s).")
+    g_all = garson_importance(fitn.weights, scale=scale, mode=mode)
+    g_all[1:][fitn.diverged[1:]] = np.nan
+    return (g_all, permutation_pvalues(g_all[0], g_all[1:]).upper,
+            "Garson's relative importance, upper-tail test (it has no sign).")
+
+
+def _input_rows(rows: _RefitRows, net: _Network, tests: _EncodedTests, rcw: np.ndarray,
+                garson: tuple[np.ndarray | None, np.ndarray | None], config: ConnectionWeightsConfig
+                ) -> tuple[list[InputTest], float]:
+    """One :class:`InputTest` per encoded input × output, and the Spearman correlation of the
+    submitted model's importance magnitudes with the observed network's."""
     from scipy.stats import spearmanr
 
+    obs = tests.cw_all[0]
+    D, O = obs.shape
+    sub_cw = olden_importance(net.weights, scale=rows.scale, mode=net.output_mode)[0]
     a_sub, a_obs = np.abs(sub_cw.ravel()), np.abs(obs.ravel())
     rho = (spearmanr(a_sub, a_obs).statistic
            if obs.size > 2 and np.ptp(a_sub) > 0 and np.ptp(a_obs) > 0 else np.nan)
     rmean = rcw.mean(0) if len(rcw) else np.full(D * O, np.nan)
     rsd = rcw.std(0, ddof=1) if len(rcw) > 1 else np.full(D * O, np.nan)
-
-    columns = list(train.columns)
-    col_feature = [train.feature_names[int(i)] for i in train.encoding.column_feature]
+    nmean, _, nlow, nhigh = null_summary(tests.flat_null)
+    g_all, g_p = garson
+    columns = list(rows.train.columns)
+    col_feature = [rows.train.feature_names[int(i)] for i in rows.train.encoding.column_feature]
+    pv = tests.pv
     inputs = []
     for i in range(D):
         for k in range(O):
@@ -1045,47 +1090,52 @@ def randomization_test(model: ModelAdapter | None, data: AuditData, net: _Networ
                 importance=float(obs[i, k]), submitted=float(sub_cw[i, k]),
                 null_mean=float(nmean[f]), null_low=float(nlow[f]), null_high=float(nhigh[f]),
                 p_upper=float(pv.upper[f]), p_lower=float(pv.lower[f]), p_two_sided=float(pv.two_sided[f]),
-                p=float(p_sel[f]), p_bh=float(p_bh[f]), p_maxt=float(p_maxt[f]),
-                significant=bool(p_bh[f] <= config.alpha),
+                p=float(tests.p[f]), p_bh=float(tests.p_bh[f]), p_maxt=float(tests.p_maxt[f]),
+                significant=bool(tests.p_bh[f] <= config.alpha),
                 restart_mean=float(rmean[f]), restart_sd=float(rsd[f]),
-                garson=float(g_all[0][i]) if garson_ok else None,
-                garson_p=float(g_p[i]) if garson_ok else None))
+                garson=float(g_all[0][i]) if g_all is not None else None,
+                garson_p=float(g_p[i]) if g_p is not None else None))
+    return inputs, float(rho)
 
-    # ---- raw features: max |CW| over the group's columns (and classes) ----------------------
-    groups = train.groups
+
+def _feature_tests(rows: _RefitRows, net: _Network, recipe: Any, inits: list[Any], best: int, fitn: Any,
+                   cw_all: np.ndarray, config: ConnectionWeightsConfig, ctx: RunContext,
+                   train_kw: dict[str, Any], tick: Callable[[int], None]) -> tuple[list[FeatureTest], dict[str, tuple[float, float, int]]]:
+    """Raw features: the largest |importance| over each feature's columns (and classes), tested
+    on the same null networks; for the top ``per_input`` features also against a per-input null
+    (only that feature's columns permuted). Returns the tests and the per-input results."""
+    from audit.train.batched import ColumnShuffle, FixedTargets, train_batched
+
+    groups = rows.train.groups
     names = list(groups)
+
     def group_stat(cw: np.ndarray) -> np.ndarray:   # cw [N, D, O] -> [N, F]
         return np.stack([np.abs(cw[:, idx, :]).reshape(len(cw), -1).max(1) for idx in groups.values()], axis=1)
+
     gs_all = group_stat(cw_all)
     gs_all[1:][fitn.diverged[1:]] = np.nan
     gp = permutation_pvalues(gs_all[0], gs_all[1:]).upper
     g_bh = benjamini_hochberg(gp)
     g_maxt = np.maximum(maxt_stepdown(gs_all[0], gs_all[1:], "greater"), gp)
 
-    # ---- per-input null for the top features --------------------------------------------------
     per_input: dict[str, tuple[float, float, int]] = {}
-    t0 = time.perf_counter()
-    if config.per_input:
-        order = np.argsort(-gs_all[0])[: config.per_input]
-        Bp = config.per_input_permutations
-        for fi in order:
-            fname = names[fi]
-            cols = groups[fname]
-            pseeds = ctx.rng.integers(0, 2**62, size=Bp)
-            if config.selection == "first":
-                fitp = train_batched(Xf, FixedTargets(yf, Bp), spec, recipe, theta0,
-                                     schedule_seed=recipe.seed + best, shuffle=ColumnShuffle(cols, pseeds),
-                                     **train_kw)
-            else:
-                fitp, _ = _fit_selected(Xf, FixedTargets(yf, Bp), inits, Xv, yv, spec, recipe, net.loss,
-                                        shuffle=ColumnShuffle(cols, pseeds), **train_kw)
-            cwp = olden_importance(fitp.weights, scale=scale, mode=mode)
-            stat = np.abs(cwp[:, cols, :]).reshape(Bp, -1).max(1)
-            stat[fitp.diverged] = np.nan
-            pp = permutation_pvalues(np.array([gs_all[0, fi]]), stat[:, None])
-            per_input[fname] = (float(pp.upper[0]), float(np.nanmean(stat)), pp.n_null)
-            tick(fits_per_net * Bp)
-    seconds["per_input_null"] = time.perf_counter() - t0
+    fits_per_net = recipe.n_restarts if config.selection == "per_network" else 1
+    Bp = config.per_input_permutations
+    for fi in (np.argsort(-gs_all[0])[: config.per_input] if config.per_input else ()):
+        cols = groups[names[fi]]
+        shuffle = ColumnShuffle(cols, ctx.rng.integers(0, 2**62, size=Bp))
+        if config.selection == "first":
+            fitp = train_batched(rows.Xf, FixedTargets(rows.yf, Bp), net.spec, recipe, inits[best],
+                                 schedule_seed=recipe.seed + best, shuffle=shuffle, **train_kw)
+        else:
+            fitp, _ = _fit_selected(rows.Xf, FixedTargets(rows.yf, Bp), inits, rows.Xv, rows.yv, net.spec,
+                                    recipe, net.loss, shuffle=shuffle, **train_kw)
+        cwp = olden_importance(fitp.weights, scale=rows.scale, mode=net.output_mode)
+        stat = np.abs(cwp[:, cols, :]).reshape(Bp, -1).max(1)
+        stat[fitp.diverged] = np.nan
+        pp = permutation_pvalues(np.array([gs_all[0, fi]]), stat[:, None])
+        per_input[names[fi]] = (float(pp.upper[0]), float(np.nanmean(stat)), pp.n_null)
+        tick(fits_per_net * Bp)
 
     features = []
     for fi, fname in enumerate(names):
@@ -1095,74 +1145,123 @@ def randomization_test(model: ModelAdapter | None, data: AuditData, net: _Networ
             p_bh=float(g_bh[fi]), p_maxt=float(g_maxt[fi]), significant=bool(g_bh[fi] <= config.alpha),
             per_input_p=pi[0] if pi else None, per_input_null_mean=pi[1] if pi else None,
             per_input_n=pi[2] if pi else None))
+    return features, per_input
 
-    # ---- connections --------------------------------------------------------------------------
-    H1 = spec.sizes[1]
-    conn_tested = 0
-    conn_sig = 0
-    top_conn: list[Connection] = []
-    conn_private = None
-    if len(spec.sizes) >= 3 and D * H1 * O <= 50_000:
-        c_all = connection_contributions(fitn.weights, scale=scale, mode=mode)    # [B+1, D, H, O]
-        c_all[1:][fitn.diverged[1:]] = np.nan
-        c_obs = c_all[0]
-        cp = permutation_pvalues(c_obs.reshape(-1), c_all[1:].reshape(B, -1)).two_sided
-        c_bh = benjamini_hochberg(cp).reshape(c_obs.shape)
-        conn_tested = int(c_obs.size)
-        conn_sig = int((c_bh <= config.alpha).sum())
-        flat = np.argsort(-np.abs(c_obs).ravel())
-        for f in flat:
-            i, j, k = np.unravel_index(f, c_obs.shape)
-            if c_bh[i, j, k] <= config.alpha:
-                top_conn.append(Connection(columns[i], int(j), net.outputs[k], float(c_obs[i, j, k]),
-                                           float(cp.reshape(c_obs.shape)[i, j, k]), float(c_bh[i, j, k])))
-            if len(top_conn) >= 20:
-                break
-        conn_private = (c_obs, c_bh)
-        del c_all
 
-    # ---- can each family reach alpha with this many null networks? ----------------------------
+def _connection_tests(fitn: Any, spec: Any, rows: _RefitRows, net: _Network, n_outputs: int, alpha: float
+                      ) -> tuple[int, int, tuple[Connection, ...], tuple[np.ndarray, np.ndarray] | None]:
+    """Each input→hidden→output path tested two-sided on the null networks (BH over all paths),
+    when there are at most 50,000 of them: how many were tested and significant, the 20 largest
+    significant ones, and (observed, BH p) for the figures."""
+    if len(spec.sizes) < 3 or spec.sizes[0] * spec.sizes[1] * n_outputs > 50_000:
+        return 0, 0, (), None
+    c_all = connection_contributions(fitn.weights, scale=rows.scale, mode=net.output_mode)    # [B+1, D, H, O]
+    c_all[1:][fitn.diverged[1:]] = np.nan
+    c_obs = c_all[0]
+    cp = permutation_pvalues(c_obs.reshape(-1), c_all[1:].reshape(len(c_all) - 1, -1)).two_sided
+    c_bh = benjamini_hochberg(cp).reshape(c_obs.shape)
+    columns = list(rows.train.columns)
+    top: list[Connection] = []
+    for f in np.argsort(-np.abs(c_obs).ravel()):
+        i, j, k = np.unravel_index(f, c_obs.shape)
+        if c_bh[i, j, k] <= alpha:
+            top.append(Connection(columns[i], int(j), net.outputs[k], float(c_obs[i, j, k]),
+                                  float(cp.reshape(c_obs.shape)[i, j, k]), float(c_bh[i, j, k])))
+        if len(top) >= 20:
+            break
+    return int(c_obs.size), int((c_bh <= alpha).sum()), tuple(top), (c_obs, c_bh)
+
+
+def _reachability(n_null: int, n_encoded: int, n_features: int, n_connections: int,
+                  config: ConnectionWeightsConfig) -> tuple[str, ...]:
+    """Can each family reach alpha with this many null networks? One sentence per family that cannot."""
     side = "two-sided" if config.alternative == "two-sided" else "greater"
-    families = [(int(np.isfinite(flat_obs).sum()), side, "bh", "encoded inputs", "n_permutations"),
-                (len(names), "greater", "bh", "raw features", "n_permutations")]
-    if conn_tested:
-        families.append((conn_tested, "two-sided", "bh", "input→hidden connections", "n_permutations"))
-    reach = tuple(dict.fromkeys(
-        msg for m, alt_, corr, what, opt in families
-        if (msg := reachability(pv.n_null, m, config.alpha, alt_, corr).message(what, opt))))
+    families = [(n_encoded, side, "encoded inputs"), (n_features, "greater", "raw features")]
+    if n_connections:
+        families.append((n_connections, "two-sided", "input→hidden connections"))
+    return tuple(dict.fromkeys(
+        msg for m, alt, what in families
+        if (msg := reachability(n_null, m, config.alpha, alt, "bh").message(what, "n_permutations"))))
 
-    # ---- refit vs submitted -----------------------------------------------------------------
+
+def randomization_test(model: ModelAdapter | None, data: AuditData, net: _Network, recipe: Any,
+                       source: str, config: ConnectionWeightsConfig, ctx: RunContext) -> ConnectionWeightsResult:
+    """Olden & Jackson's procedure on ``ctx.train`` (or ``data`` when there is no training data):
+    random restarts (step 1), the observed and the null networks (step 2), then the tests of
+    encoded inputs, Garson's importances, raw features (with optional per-input nulls) and
+    connections, all on the same null networks."""
+    notes = list(net.notes)
+    seconds: dict[str, float] = {}
+    t_start = time.perf_counter()
+    rows = _refit_rows(data, net, recipe, config, ctx, notes)
+    device = _device(config)
+    spec, mode, B = net.spec, net.output_mode, config.n_permutations
+    fits_per_net = recipe.n_restarts if config.selection == "per_network" else 1
+    total_work = recipe.n_restarts + fits_per_net * (B + 1 + config.per_input * (config.per_input_permutations if config.per_input else 0))
+    done = [0]
+
+    def tick(k: int) -> None:
+        done[0] += k
+        ctx.progress(min(done[0], total_work), total_work)
+
+    t0 = time.perf_counter()
+    inits, restart_weights, val_losses = _restarts(rows, net, recipe, device, config.n_workers, tick)
+    seconds["restarts"] = time.perf_counter() - t0
+    rcw, kw, sign_agree = _restart_stability(restart_weights, rows.scale, mode)
+
+    t0 = time.perf_counter()
+    train_kw = dict(device=device, n_workers=config.n_workers)
+    fitn, best, null_restarts = _null_networks(
+        rows, net, recipe, inits, val_losses, config, ctx, train_kw,
+        progress=lambda d, t: ctx.progress(min(done[0] + d, total_work), total_work))
+    tick(fits_per_net * (B + 1))
+    seconds["null_networks"] = time.perf_counter() - t0
+    diverged = tuple(int(i) for i in np.flatnonzero(fitn.diverged[1:]))
+    tests = _encoded_tests(fitn, rows.scale, mode, config)
+    D, O = tests.cw_all[0].shape
+    g_all, g_p, garson_note = _garson_tests(fitn, spec, rows.scale, mode, O)
+    inputs, rho = _input_rows(rows, net, tests, rcw, (g_all, g_p), config)
+
+    t0 = time.perf_counter()
+    features, per_input = _feature_tests(rows, net, recipe, inits, best, fitn, tests.cw_all, config, ctx,
+                                         train_kw, tick)
+    seconds["per_input_null"] = time.perf_counter() - t0
+    conn_tested, conn_sig, top_conn, conn_private = _connection_tests(fitn, spec, rows, net, O, config.alpha)
+    reach = _reachability(tests.pv.n_null, int(np.isfinite(tests.flat_obs).sum()), len(features),
+                          conn_tested, config)
+
     refit_metrics = _compare(model, data, net, fitn.weights, spec)
     seconds["total"] = time.perf_counter() - t_start
     rec_json = recipe.to_json()
     rec_json.pop("defaulted", None)
+    columns = list(rows.train.columns)
     return ConnectionWeightsResult(
         model_kind=net.kind, architecture=tuple(spec.sizes), activations=tuple(spec.activations),
         output_mode=mode, outputs=net.outputs,
         scale=("standardized inputs (each input's importance times its standard deviation in the fitting rows)"
                if config.scale == "sd" else "raw encoded inputs (no rescaling)"),
         recipe=rec_json, recipe_source=source, recipe_defaults=tuple(recipe.defaulted),
-        train_source=train_source, n_fit=len(fit), n_validation=len(val), n_permutations=B,
-        n_null_used=pv.n_null, diverged=diverged, alternative=alt, alpha=config.alpha,
-        inputs=tuple(inputs), input_rank=tuple(int(i) for i in np.argsort(-np.abs(flat_obs), kind="stable")),
+        train_source=rows.source, n_fit=len(rows.fit), n_validation=len(rows.val), n_permutations=B,
+        n_null_used=tests.pv.n_null, diverged=diverged, alternative=tests.alternative, alpha=config.alpha,
+        inputs=tuple(inputs), input_rank=tuple(int(i) for i in np.argsort(-np.abs(tests.flat_obs), kind="stable")),
         features=tuple(features),
-        n_significant_raw=int((p_sel <= config.alpha).sum()),
-        n_significant_bh=int((p_bh <= config.alpha).sum()),
-        n_significant_maxt=int((p_maxt <= config.alpha).sum()),
-        n_features_significant=int((g_bh <= config.alpha).sum()),
+        n_significant_raw=int((tests.p <= config.alpha).sum()),
+        n_significant_bh=int((tests.p_bh <= config.alpha).sum()),
+        n_significant_maxt=int((tests.p_maxt <= config.alpha).sum()),
+        n_features_significant=sum(f.significant for f in features),
         per_input_features=tuple(per_input), per_input_permutations=config.per_input_permutations if per_input else None,
-        garson_available=garson_ok, garson_note=garson_note,
+        garson_available=g_all is not None, garson_note=garson_note,
         n_restarts=recipe.n_restarts, selection=config.selection, selected_restart=best,
         null_restarts=null_restarts, reachability=reach,
         restart_validation_loss=tuple(float(v) for v in val_losses), kendall_w=kw, sign_agreement=sign_agree,
-        refit_metrics=refit_metrics, importance_spearman=float(rho) if np.isfinite(rho) else None,
-        connections_tested=conn_tested, connections_significant=conn_sig, top_connections=tuple(top_conn),
+        refit_metrics=refit_metrics, importance_spearman=rho if np.isfinite(rho) else None,
+        connections_tested=conn_tested, connections_significant=conn_sig, top_connections=top_conn,
         skip_connections=("The network has no skip connections (a plain chain), so the importance is the "
                           "product of its weight matrices. (For networks with skip connections the direct "
                           "weights add to the path sum; NeuralNetTools documents but does not implement this.)"),
         device=f"{fitn.device}, {fitn.n_workers} worker(s), chunks of {fitn.chunk_size} networks",
         notes=tuple(notes), _seconds={k: round(v, 2) for k, v in seconds.items()},
-        _null=(flat_null, flat_obs), _conn=conn_private,
+        _null=(tests.flat_null, tests.flat_obs), _conn=conn_private,
         _weights=(fitn.weights.take(slice(0, 1)) if net.input_affine is None
                   else fold_input_affine(fitn.weights.take(slice(0, 1)), net.input_affine), columns, D, O),
     )

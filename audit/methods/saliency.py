@@ -50,8 +50,10 @@ LABELS: dict[str, str] = {
 SHORT: dict[str, str] = {"saliency": "Grad", "input_x_gradient": "I×G", "integrated_gradients": "IG",
                          "smoothgrad": "SmoothG", "gradient_shap": "GradSHAP", "occlusion": "Occl"}
 # A re-run on another model (the sanity check re-runs every method once per re-initialized
-# layer and repeat) draws fewer noisy samples than the report's own run.
+# layer and repeat) draws fewer noisy samples than the report's own run; SmoothGrad (noise on
+# noise) and occlusion (one model pass per feature) are re-run only when asked for by name.
 RECOMPUTE_SAMPLES = {"smoothgrad_samples": 10, "gradient_shap_samples": 20}
+RECOMPUTE_BY_DEFAULT = frozenset({"saliency", "input_x_gradient", "integrated_gradients", "gradient_shap"})
 # Plain gradients are sensitivities, not shares of f(x) - f(b): summing them over a one-hot
 # group would be the derivative along a direction no real row can move in, so a raw feature
 # keeps its most sensitive column (with its sign) instead.
@@ -205,7 +207,8 @@ class SaliencyResult(MethodResult):
             rows=np.asarray(self._row_index, dtype=int),
             how="mean_abs" if m in GRADIENT_ONLY else "sum",
             window=self._window if m in GROUP_LEVEL else None,
-            recompute=functools.partial(recompute, method=m, window=self._window or "auto"))
+            recompute=functools.partial(recompute, method=m, window=self._window or "auto"),
+            recompute_by_default=m in RECOMPUTE_BY_DEFAULT)
             for m, v in self._per_row.items())
 
 

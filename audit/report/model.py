@@ -16,6 +16,7 @@ from typing import Any
 
 from audit.core.dataset import AuditData
 from audit.core.method import AuditMethod, Finding, MethodConfig, MethodResult, Skipped, to_jsonable
+from audit.report.predictions import predictions_record
 
 RESULTS_SCHEMA = "audit-suite/results@1"
 _PACKAGES = ("audit-suite", "numpy", "scipy", "pandas", "scikit-learn", "torch", "captum", "shap",
@@ -65,6 +66,9 @@ class AuditReport:
     limitations: list[str] = field(default_factory=list)
     gate: Any = None  # the [gate] verdicts (audit.gate.GateResult), None without a gate
     card: dict[str, Any] | None = None  # the [card] table: the authors' part of the model card
+    # [report] save_predictions: the per-row predictions written to predictions.parquet
+    # (audit.report.predictions); results.json then describes that file under "predictions".
+    predictions: Any = field(default=None, repr=False)
 
     def outcome(self, name: str) -> MethodOutcome | None:
         return next((o for o in self.outcomes if o.name == name), None)
@@ -82,6 +86,7 @@ class AuditReport:
             "limitations": list(self.limitations),
             **({"gate": to_jsonable(self.gate.to_json())} if self.gate is not None else {}),  # iff [gate]
             **({"card": to_jsonable(self.card)} if self.card else {}),  # iff [card]
+            **({"predictions": predictions_record(self.predictions)} if self.predictions is not None else {}),
             "provenance": to_jsonable(self.provenance),
         }
 

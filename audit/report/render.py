@@ -17,7 +17,7 @@ import base64
 import io
 import dataclasses
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
 from functools import cache
 from pathlib import Path
@@ -76,6 +76,11 @@ def fmt_pct(value: Any, digits: int = 1) -> str:
     return "—" if not math.isfinite(x) else f"{100 * x:.{digits}f}%"
 
 
+def environment() -> Any:
+    """The jinja2 environment of every report template (autoescape, StrictUndefined, filters)."""
+    return _environment(str(templates_dir()))
+
+
 @cache
 def _environment(folder: str) -> Any:
     import jinja2
@@ -94,6 +99,8 @@ def _environment(folder: str) -> Any:
 
 # The user strings with bidi controls of the report being rendered (see render_html).
 _FRAGMENTS: ContextVar[tuple[str, ...]] = ContextVar("bidi_fragments", default=())
+#: Public name of the same variable: a renderer sets it to the user strings of what it renders.
+BIDI_FRAGMENTS = _FRAGMENTS
 
 
 def _isolate_bidi(value: Any) -> Any:
@@ -225,7 +232,8 @@ def render_pdf(html: str) -> bytes:
 
 def write_report(report: AuditReport, out_dir: str | Path, *, formats: Iterable[str],
                  overwrite: bool = False) -> dict[str, Path]:
-    """Render and write ``report.html``, ``report.pdf``, ``results.json`` into ``out_dir``.
+    """Render and write ``report.html``, ``report.pdf``, ``results.json`` and ``model_card.md``
+    (the formats asked for) into ``out_dir``.
 
     Everything is rendered first, then written and fsynced into a hidden folder beside the
     target and renamed into place, so a failed run leaves no partial output. An existing
@@ -238,26 +246,48 @@ def write_report(report: AuditReport, out_dir: str | Path, *, formats: Iterable[
     >>> write_report(report, "reports/my_model", formats=("html", "json"))  # doctest: +SKIP
     {'json': PosixPath('reports/my_model/results.json'), 'html': ...}
     """
+    formats = tuple(formats)
+    extra = {}
+    if report.predictions is not None:
+        from audit.report.predictions import FILE, parquet_bytes
+
+        extra[FILE] = parquet_bytes(report.predictions)
+    if "card" in formats:
+        extra["model_card.md"] = report.model_card().encode("utf-8")
+    return write_rendered(out_dir, formats=formats, overwrite=overwrite, provenance=report.provenance,
+                          html=lambda: render_html(report), json_bytes=report.json_bytes, extra=extra)
+
+
+def write_rendered(out_dir: str | Path, *, formats: Iterable[str], overwrite: bool,
+                   provenance: Mapping[str, Any], html: Callable[[], str],
+                   json_bytes: Callable[[], bytes], extra: Mapping[str, bytes] | None = None) -> dict[str, Path]:
+    """Write ``results.json`` (``json_bytes()``), ``report.html`` (``html()``) and ``report.pdf``
+    (WeasyPrint over the same HTML) into ``out_dir``, atomically: everything is rendered first,
+    inside :func:`audit.report.output.reserve_output`, then swapped into place. Used by audit
+    reports and comparison reports alike. The folder may not be, hold or lie inside any file of
+    ``provenance["files"]`` (the run's inputs). ``extra``: further files (name -> bytes), e.g.
+    predictions.parquet, written with whichever formats."""
     from audit.report.output import place_report, reserve_output
 
     formats = tuple(formats)
     out_dir = Path(out_dir)
     inputs = [(str(f.get("role", "input")), str(f["path"]))
-              for f in report.provenance.get("files", []) if f.get("path")]
+              for f in provenance.get("files", []) if f.get("path")]
     with reserve_output(out_dir, overwrite=overwrite, inputs=inputs) as target:
         contents: dict[str, bytes] = {}
-        html = render_html(report) if ("html" in formats or "pdf" in formats) else None
+        page = html() if ("html" in formats or "pdf" in formats) else None
         if "json" in formats:
-            contents["results.json"] = report.json_bytes()
-        if html is not None and "html" in formats:
-            contents["report.html"] = html.encode("utf-8")
-        if html is not None and "pdf" in formats:
-            contents["report.pdf"] = render_pdf(html)
-        if "card" in formats:
-            contents["model_card.md"] = report.model_card().encode("utf-8")
+            contents["results.json"] = json_bytes()
+        if page is not None and "html" in formats:
+            contents["report.html"] = page.encode("utf-8")
+        if page is not None and "pdf" in formats:
+            contents["report.pdf"] = render_pdf(page)
+        contents.update(extra or {})
         place_report(out_dir, target, contents, overwrite=overwrite)
-    kinds = {"results.json": "json", "report.html": "html", "report.pdf": "pdf", "model_card.md": "card"}
+    kinds = {"results.json": "json", "report.html": "html", "report.pdf": "pdf", "predictions.parquet": "predictions",
+             "model_card.md": "card"}
     return {kinds[name]: out_dir / name for name in contents}
 
 
-__all__ = ["render_html", "render_notebook", "render_pdf", "safe_url_fetcher", "templates_dir", "write_report"]
+__all__ = ["BIDI_FRAGMENTS", "environment", "render_html", "render_notebook", "render_pdf", "safe_url_fetcher",
+           "templates_dir", "write_rendered", "write_report"]

@@ -10,6 +10,7 @@ from audit.methods.fairness.config import BINARY_DISPARITIES, METRIC_LABELS, Fai
 from audit.methods.fairness.formulas import (
     IMPACT_TEST,
     SCORE_DISPARITIES,
+    SCORE_INTERVAL,
     SCORE_TEST,
     _disparity_bounds,
     _f,
@@ -36,15 +37,18 @@ from audit.methods.fairness.what_if import _what_if
 from audit.stats.bootstrap import (
     RATE_METRICS,
     bootstrap_cells,
-    bootstrap_score_metrics,
-    confusion_cells,
     percentile_interval,
     rate_counts,
     rates_from_cells,
-    weighted_auc,
-    weighted_calibration,
 )
-from audit.stats.calibration import calibration_test
+from audit.stats.calibration import histogram_calibration_test
+from audit.stats.counts import (
+    GroupTable,
+    bootstrap_histogram_auc,
+    calibration_bins,
+    histogram_auc,
+    threshold_rates,
+)
 from audit.stats.fairness_tests import min_detectable_difference
 from audit.stats.proportions import GROUP_METHOD, group_interval
 
@@ -54,51 +58,57 @@ def _with_favourable(rates: dict[str, np.ndarray], favourable: str) -> dict[str,
     return {**rates, "favourable_rate": sel if favourable == "positive" else 1 - sel}
 
 
-def _analyse_binary(cols: Sequence[str], values: np.ndarray, y: np.ndarray, yhat: np.ndarray,
-                    scores: np.ndarray | None, config: FairnessConfig, ref_name: str | None,
-                    rng: np.random.Generator, *, favourable: str = "positive",
-                    favourable_label: str | None = None) -> AttributeResult:
-    name, levels, codes, G, counts, small, judged, ref = _groups(cols, values, config, ref_name)
-    cells = confusion_cells(y, yhat, codes, G)
+def _analyse_binary(cols: Sequence[str], table: GroupTable, config: FairnessConfig, ref_name: str | None,
+                    rng: np.random.Generator, *, exact_auc: np.ndarray | None = None,
+                    favourable: str = "positive", favourable_label: str | None = None) -> AttributeResult:
+    """Everything for one attribute set from its count table (and score histogram).
+
+    ``exact_auc`` (per group, from the rows) replaces the histogram's AUC where the rows were at
+    hand; without it each group's AUC is the histogram's, within its stated bound."""
+    name, levels, G, counts, small, judged, ref = _groups(cols, table.levels, table.counts, config, ref_name)
+    cells = table.cells
     point = _with_favourable(rates_from_cells(cells), favourable)
     B = config.n_boot
     boot = _with_favourable(rates_from_cells(bootstrap_cells(cells, B, rng)), favourable) if B else None
     notes: list[str] = []
+    scores = table.hist is not None
 
-    # Score-based metrics: AUC and calibration, bootstrapped with row weights within groups.
+    # Score-based metrics from each group's histogram: AUC (bootstrapped as multinomial draws of
+    # its cells, re-centred on the point estimate) and calibration (exact; no interval for the
+    # upward-biased ECE, a Monte Carlo test against calibrated outcomes instead).
     auc_point = np.full(G, np.nan)
     ece_point = np.full(G, np.nan)
+    auc_bound = np.full(G, np.nan)
     auc_boot = np.full((B, G), np.nan) if B else None
     calib: dict[int, Calibration] = {}
-    if scores is not None:
+    if scores:
         edges = tuple(np.linspace(0, 1, config.calibration_bins + 1).round(6).tolist())
-        order = np.argsort(codes, kind="stable")
-        bounds = np.searchsorted(codes[order], np.arange(G + 1))
         for g in range(G):
-            rows = order[bounds[g]:bounds[g + 1]]
-            if small[g] or rows.size == 0:
+            if small[g] or counts[g] == 0:
                 continue
-            s, t = scores[rows], y[rows]
-            ones = np.ones(rows.size)
-            auc_point[g] = weighted_auc(s, t, ones)
-            ece, cnt, ms, fp = weighted_calibration(s, t, ones, config.calibration_bins)
-            ece_point[g] = ece[0]
+            by_outcome = table.by_outcome(g)
+            auc_hist, auc_bound[g] = histogram_auc(by_outcome)
+            auc_point[g] = exact_auc[g] if exact_auc is not None else auc_hist
+            cnt, pos, ssum = calibration_bins(table, g, config.calibration_bins)
+            ece_point[g] = np.abs(ssum - pos).sum() / cnt.sum()
             test = None
             if B:
-                # AUC resampled from compressed score cells, re-centred on the exact estimate;
-                # ECE (biased upward): no interval, a test against calibrated outcomes instead
-                a_b, _, a_c, _ = bootstrap_score_metrics(s, t, B, rng, n_bins=config.calibration_bins)
-                auc_boot[:, g] = a_b + (auc_point[g] - a_c) if np.isfinite(a_c) else a_b
-                test = calibration_test(s, t, n_bins=config.calibration_bins, n_sim=B, rng=rng)
-            calib[g] = Calibration(edges, tuple(int(c) for c in cnt[0]),
-                                   tuple(_f(v) for v in ms[0]), tuple(_f(v) for v in fp[0]), test)
+                a_b = bootstrap_histogram_auc(by_outcome, B, rng)
+                auc_boot[:, g] = a_b + (auc_point[g] - auc_hist) if np.isfinite(auc_hist) else a_b
+                test = histogram_calibration_test(table.hist[g].sum(axis=(0, 1)), table.hist[g, 1].sum(axis=0),
+                                                  table.score_sum[g], n_bins=config.calibration_bins,
+                                                  n_sim=B, rng=rng)
+            with np.errstate(all="ignore"):
+                ms, fp = ssum / cnt, pos / cnt
+            calib[g] = Calibration(edges, tuple(int(c) for c in cnt), tuple(_f(v) for v in ms),
+                                   tuple(_f(v) for v in fp), test)
 
     all_point = {**point, "auc": auc_point, "ece": ece_point}
     all_boot = {**boot, "auc": auc_boot} if B else None
     reasons = {**RATE_METRICS, "auc": "needs both positive and negative outcomes in the group",
                "ece": None, "favourable_rate": None}
     metric_keys = (list(RATE_METRICS) + (["favourable_rate"] if favourable == "negative" else [])
-                   + (["auc", "ece"] if scores is not None else []))
+                   + (["auc", "ece"] if scores else []))
     # Proportions: exact (Clopper-Pearson) intervals from the counts; the rest: percentile bootstrap.
     counts_of = favourable_counts(rate_counts(cells), favourable)
     intervals = {k: group_interval(*counts_of[k], config.confidence, GROUP_METHOD) for k in counts_of}
@@ -116,7 +126,7 @@ def _analyse_binary(cols: Sequence[str], values: np.ndarray, y: np.ndarray, yhat
     rows_out = []
     for g, lv in enumerate(levels):
         if small[g]:
-            metrics = {k: Estimate(None, undefined=TOO_SMALL) for k in metric_keys}
+            metrics = {k: Estimate(None, undefined_reason=TOO_SMALL) for k in metric_keys}
             rows_out.append(GroupRow(str(lv), int(counts[g]), True, metrics, {}))
             continue
         metrics = {}
@@ -124,8 +134,9 @@ def _analyse_binary(cols: Sequence[str], values: np.ndarray, y: np.ndarray, yhat
             v = _f(all_point[k][g])
             lo, hi = (intervals[k][0][g], intervals[k][1][g]) if k in intervals else (None, None)
             why = None if v is not None else (reasons.get(k) or "undefined")
-            metrics[k] = Estimate(v, _f(lo) if v is not None else None,
-                                  _f(hi) if v is not None else None, why)
+            how = f"Clopper–Pearson ({GROUP_METHOD})" if k in counts_of else f"percentile bootstrap, {B:,} resamples"
+            metrics[k] = Estimate.of(v, _f(lo), _f(hi), level=config.confidence, method=how,
+                                     undefined_reason=why)
         mdd = {}
         for k, key in family_of_mdd.items():
             den = counts_of[k][1] * judged
@@ -141,7 +152,7 @@ def _analyse_binary(cols: Sequence[str], values: np.ndarray, y: np.ndarray, yhat
     disp_point = binary_disparities(masked_point, ref)
     disp_point["auc_difference"] = spread_difference(masked_point["auc"], ref)
     masked_boot = _mask_groups(all_boot, judged) if B else None
-    names = [k for k in BINARY_DISPARITIES if k != "auc_difference" or scores is not None]
+    names = [k for k in BINARY_DISPARITIES if k != "auc_difference" or scores]
     judged_names = tuple(str(levels[g]) for g in np.flatnonzero(judged))
     small_names = tuple(str(levels[g]) for g in np.flatnonzero(small))
     disparities: dict[str, Disparity] = {}
@@ -188,7 +199,10 @@ def _analyse_binary(cols: Sequence[str], values: np.ndarray, y: np.ndarray, yhat
                    if n_judged < 2 else
                    "the reference group's rate is undefined" if ref is not None and not np.isfinite(all_point[bases[0]][ref])
                    else "fewer than two groups with a defined value, or a ratio of zero rates")
-        disparities[k] = Disparity(k, label, Estimate(v, lo, hi, why), p_raw, p_adj, test,
+        how = (SCORE_INTERVAL if k in SCORE_DISPARITIES
+               else f"percentile bootstrap of the groups' rates, {B:,} resamples")
+        disparities[k] = Disparity(k, label, Estimate.of(v, lo, hi, level=config.confidence, method=how,
+                                                         undefined_reason=why), p_raw, p_adj, test,
                                    judged_names, small_names, undefined_groups, family, m,
                                    significance(p_raw, p_adj, alpha), undefined_why)
         if undefined_groups and n_judged >= 2:
@@ -206,33 +220,30 @@ def _analyse_binary(cols: Sequence[str], values: np.ndarray, y: np.ndarray, yhat
 
     curves = None
     what_if: tuple[WhatIf, ...] = ()
-    if scores is not None and len(cols) == 1:
-        curves = _threshold_curves(scores, y, codes, levels, judged)
+    if scores and len(cols) == 1:
+        curves = _threshold_curves(table, judged)
         if config.what_if and n_judged >= 2:
-            what_if = _what_if(scores, y, yhat, values, judged[codes], ref,
-                               max_rows=config.what_if_rows, rng=rng)
+            what_if = _what_if(table, judged, max_rows=config.what_if_rows, rng=rng)
+    bound = None
+    if scores and exact_auc is None and np.isfinite(auc_bound[judged]).any():
+        bound = float(np.nanmax(auc_bound[judged]))
+        notes.append(f"AUC from a histogram of {table.n_bins:,} score bins (the rows were read in batches, "
+                     f"not kept): each group's AUC is within {bound:.1e} of the exact value (pairs of "
+                     "rows in one bin count as ties); every other number is exact.")
     if small.any():
         notes.append(f"{int(small.sum())} group(s) with fewer than {config.min_group_size} rows are "
                      "too small to judge and left out of the disparities.")
     return AttributeResult(name, tuple(cols), str(levels[ref]) if ref is not None else None,
                            tuple(rows_out), disparities, impact, four_fifths,
-                           tuple(dict.fromkeys(notes)), curves, what_if, bounds_at)
+                           tuple(dict.fromkeys(notes)), curves, what_if, bounds_at, bound)
 
 
-def _threshold_curves(scores: np.ndarray, y: np.ndarray, codes: np.ndarray, levels: np.ndarray,
-                      judged: np.ndarray, n_points: int = 51) -> ThresholdCurves:
-    """Selection rate, TPR and FPR of each judged group as the threshold moves over [0, 1]."""
-    t = np.linspace(0, 1, n_points)
-    curves = {}
-    for g in np.flatnonzero(judged):
-        s = scores[codes == g]
-        yy = y[codes == g]
-
-        def above(x: np.ndarray) -> tuple[float | None, ...]:
-            if x.size == 0:
-                return tuple(None for _ in t)
-            xs = np.sort(x)
-            return tuple(float(v) for v in (x.size - np.searchsorted(xs, t, side="left")) / x.size)
-        curves[str(levels[g])] = {"selection_rate": above(s), "tpr": above(s[yy == 1]),
-                                  "fpr": above(s[yy == 0])}
-    return ThresholdCurves(tuple(float(v) for v in t.round(4)), curves)
+def _threshold_curves(table: GroupTable, judged: np.ndarray, n_points: int = 51) -> ThresholdCurves:
+    """Selection rate, TPR and FPR of each judged group as the threshold moves over [0, 1], at
+    ``n_points`` edges of the score histogram (exact there: a row counts when its score is at
+    least the threshold)."""
+    step = max(1, table.n_bins // (n_points - 1))
+    edges = np.arange(0, table.n_bins + 1, step)
+    curves = {table.levels[g]: {k: tuple(_f(v) for v in r) for k, r in threshold_rates(table, g, step).items()}
+              for g in np.flatnonzero(judged)}
+    return ThresholdCurves(tuple(float(v) for v in (edges / table.n_bins).round(4)), curves)

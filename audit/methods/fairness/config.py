@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from audit.core.method import MethodConfig
 from audit.errors import InvalidConfigError, did_you_mean
+from audit.stats.counts import DEFAULT_SCORE_BINS
 
 #: Separator of attribute names in an intersection's name (``"sex*race"``); ``×`` and ``&``
 #: are accepted as synonyms in gate keys and config.
@@ -91,6 +92,11 @@ class FairnessConfig(MethodConfig):
         intersection listed in ``intersections`` with more groups, and a default (pairwise)
         intersection with more is skipped, the reason stated in the report.
     calibration_bins : equal-width score bins of the reliability curves.
+    score_bins : equal-width bins of each group's score histogram, from which AUC (when the rows
+        are streamed; in memory AUC is exact), its bootstrap, the calibration error and test,
+        the threshold curves and the what-if's scores are computed; a multiple of
+        ``calibration_bins``. The calibration error and the curves (at the bin edges) are exact;
+        a streamed AUC is within its stated bound of the exact value.
     what_if : run fairlearn's ThresholdOptimizer what-if (needs scores).
     what_if_rows : above this many judged rows the what-if is fitted and evaluated on a
         stratified random sample of them (its cost grows with the rows; it is information only).
@@ -113,6 +119,7 @@ class FairnessConfig(MethodConfig):
     intersections: tuple[tuple[str, ...], ...] | None = None
     max_groups: int = 50
     calibration_bins: int = 10
+    score_bins: int = DEFAULT_SCORE_BINS
     what_if: bool = True
     what_if_rows: int = 20_000
     dp_warn: float = 0.1
@@ -139,6 +146,9 @@ class FairnessConfig(MethodConfig):
             raise bad("what_if_rows", "at least 1000", self.what_if_rows)
         if self.calibration_bins < 2:
             raise bad("calibration_bins", "at least 2", self.calibration_bins)
+        if self.score_bins % self.calibration_bins:
+            raise bad("score_bins", f"a multiple of calibration_bins ({self.calibration_bins}), whose bins "
+                      "merge its bins", self.score_bins)
         for combo in self.intersections or ():
             if len(combo) < 2 or len(set(combo)) != len(combo):
                 raise bad("intersections", "a list of lists of at least two distinct attributes",

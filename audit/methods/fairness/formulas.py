@@ -117,6 +117,9 @@ SCORE_DISPARITIES: dict[str, tuple[str, tuple[str, ...], str]] = {
 SCORE_DISPARITIES.update({f"{rate}_{kind}": (family, (base,), kind)
                           for rate, (base, _, family) in RATE_DISPARITY_BASES.items()
                           for kind in ("difference", "ratio")})
+#: How a disparity of proportions gets its interval (audit.stats.proportions.disparity_score_interval).
+SCORE_INTERVAL = ("simultaneous score interval from the pairwise Newcombe (MOVER) intervals, "
+                  "Bonferroni over the compared pairs on the bound away from parity")
 SCORE_TEST = ("score test of equal proportions for every compared pair (inverted Newcombe "
               "interval), Bonferroni over the pairs")
 #: The disparate-impact ratio against a reference is signed; its test is its own interval's.

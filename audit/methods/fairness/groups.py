@@ -117,13 +117,11 @@ def _reference_index(levels: np.ndarray, ref: str | None, small: np.ndarray, nam
 
 
 
-def _groups(cols: Sequence[str], values: np.ndarray, config: FairnessConfig, ref_name: str | None
-            ) -> tuple[str, np.ndarray, np.ndarray, int, np.ndarray, np.ndarray, np.ndarray, int | None]:
-    """The attribute set's name, its groups (levels, each row's code, count), which are too small
-    to judge, which are judged, and the reference group's index (or None for max − min)."""
+def _groups(cols: Sequence[str], levels: Sequence[str], counts: np.ndarray, config: FairnessConfig,
+            ref_name: str | None) -> tuple[str, Sequence[str], int, np.ndarray, np.ndarray, np.ndarray, int | None]:
+    """The attribute set's name, its groups (sorted labels and sizes), which are too small to
+    judge, which are judged, and the reference group's index (or None for max − min)."""
     name = set_name(cols)
-    levels, codes = group_codes(values)
-    G = len(levels)
-    counts = np.bincount(codes, minlength=G)
-    small = counts < config.min_group_size
-    return name, levels, codes, G, counts, small, ~small, _reference_index(levels, ref_name, small, name)
+    small = np.asarray(counts) < config.min_group_size
+    return name, levels, len(levels), np.asarray(counts), small, ~small, _reference_index(
+        np.asarray(levels, dtype=object), ref_name, small, name)

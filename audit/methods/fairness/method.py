@@ -31,6 +31,19 @@ from audit.methods.fairness.results import (
     FairnessResult,
     test_sentence,
 )
+from audit.stats.bootstrap import group_codes, weighted_auc
+from audit.stats.counts import GroupTable
+
+
+def _exact_auc(scores: np.ndarray, y: np.ndarray, codes: np.ndarray, small: np.ndarray) -> np.ndarray:
+    """Each judged group's AUC from its rows (ties count ½); NaN for groups too small to judge."""
+    out = np.full(small.size, np.nan)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(small.size + 1))
+    for g in np.flatnonzero(~small):
+        rows = order[bounds[g]:bounds[g + 1]]
+        out[g] = weighted_auc(scores[rows], y[rows], np.ones(rows.size))
+    return out
 
 
 class Fairness(AuditMethod[FairnessConfig, FairnessResult]):
@@ -43,6 +56,7 @@ class Fairness(AuditMethod[FairnessConfig, FairnessResult]):
     modalities = frozenset({"tabular", "image", "sequence"})  # uses only labels and groups
     Config = FairnessConfig
     uses_torch = False  # numpy, fairlearn and scikit-learn only
+    from_counts = True  # binary and multiclass: computed from count tables (streamed data too)
 
     def skip_reason(self, model: ModelAdapter, data: AuditData, config: FairnessConfig) -> str | None:
         if not data.spec.sensitive:
@@ -50,16 +64,21 @@ class Fairness(AuditMethod[FairnessConfig, FairnessResult]):
         return super().skip_reason(model, data, config)
 
     def run(self, model: ModelAdapter, data: AuditData, config: FairnessConfig, ctx: RunContext) -> FairnessResult:
-        preds = model.predictions(data)
-        y_true = np.asarray(data.y)
-        y_pred = np.asarray(preds.labels)
-        scores = None
-        if data.task == "binary" and preds.scores is not None:
-            scores = np.asarray(preds.scores, dtype=float).reshape(-1)
-        if data.task == "binary":
-            y_pred = y_pred.astype(np.int64)
-            if not set(np.unique(y_pred)) <= {0, 1}:
-                raise DataValidationError("Binary predictions must be 0/1 class indices after encoding.")
+        streamed = getattr(data, "streamed", None)
+        y_true = y_pred = scores = None
+        if streamed is None:
+            preds = model.predictions(data)
+            y_true = np.asarray(data.y)
+            y_pred = np.asarray(preds.labels)
+            if data.task == "binary" and preds.scores is not None:
+                scores = np.asarray(preds.scores, dtype=float).reshape(-1)
+            if data.task == "binary":
+                y_pred = y_pred.astype(np.int64)
+                if not set(np.unique(y_pred)) <= {0, 1}:
+                    raise DataValidationError("Binary predictions must be 0/1 class indices after encoding.")
+        elif streamed.n_bins and streamed.n_bins != config.score_bins:
+            raise InvalidConfigError(f"The data were counted with {streamed.n_bins} score bins, not the "
+                                     f"fairness option score_bins = {config.score_bins}.")
         check_sensitive(data, config)
         favourable, favourable_label = resolve_favourable(data, config)
         sets = attribute_sets(data.spec.sensitive, config)
@@ -70,28 +89,41 @@ class Fairness(AuditMethod[FairnessConfig, FairnessResult]):
                     f"The fairness 'reference' names {key!r}, which is not an attribute or "
                     f"intersection.{did_you_mean(key, names)} Choices: {', '.join(names)}.")
         refs = {normalize_set_name(k): v for k, v in config.reference.items()}
+        K = 2 if data.task == "binary" else len(data.classes or ())
 
         attributes: dict[str, AttributeResult] = {}
         skipped: dict[str, str] = {}
         for i, cols in enumerate(sets):
-            values = group_values(data, cols)
             ref = refs.get(set_name(cols))
-            too_many = intersection_too_large(cols, values, config, ref is not None, data.source)
+            exact_auc = values = table = None
+            if streamed is not None:  # the count tables are all there is (audit.core.stream)
+                too_many = (f"{streamed.too_many[set_name(cols)]:,} groups, more than max_groups = "
+                            f"{config.max_groups}" if set_name(cols) in streamed.too_many else None)
+                table = streamed.tables.get(set_name(cols))
+            else:
+                values = group_values(data, cols)
+                too_many = intersection_too_large(cols, values, config, ref is not None, data.source)
             if too_many:
                 skipped[set_name(cols)] = too_many
                 ctx.progress(i + 1, len(sets))
                 continue
+            if streamed is None and data.task != "regression":
+                levels, codes = group_codes(values)
+                table = GroupTable.from_rows(levels, codes, y_true, y_pred, scores, n_classes=K,
+                                             n_bins=config.score_bins)
+                if scores is not None:  # the rows are at hand: exact AUC, not the histogram's
+                    exact_auc = _exact_auc(scores, y_true, codes, table.counts < config.min_group_size)
             if data.task == "binary":
-                res = _analyse_binary(cols, values, y_true, y_pred, scores, config, ref, ctx.rng,
+                res = _analyse_binary(cols, table, config, ref, ctx.rng, exact_auc=exact_auc,
                                       favourable=favourable, favourable_label=favourable_label)
             elif data.task == "regression":
                 res = _analyse_regression(cols, values, y_true.astype(float),
                                           y_pred.astype(float), config, ref, ctx.rng)
             else:
-                res = _analyse_multiclass(cols, values, y_true, y_pred, len(data.classes or ()),
-                                          data.classes or (), config, ref, ctx.rng)
+                res = _analyse_multiclass(cols, table, K, data.classes or (), config, ref)
             attributes[set_name(cols)] = res
             ctx.progress(i + 1, len(sets))
+        has_scores = scores is not None if streamed is None else streamed.has_scores
         # one test per family (attribute × null hypothesis): a difference, its ratio and the
         # disparate-impact ratio test the same hypothesis
         n_tests = len({(a, d.family) for a, res in attributes.items()
@@ -101,7 +133,7 @@ class Fairness(AuditMethod[FairnessConfig, FairnessResult]):
             metrics = (("base_rate", "selection_rate")
                        + (("favourable_rate",) if favourable == "negative" else ())
                        + ("accuracy", "balanced_accuracy", "tpr", "fpr", "fnr", "tnr", "ppv", "npv")
-                       + (("auc", "ece") if scores is not None else ()))
+                       + (("auc", "ece") if has_scores else ()))
         elif data.task == "regression":
             metrics = ("mean_prediction", "mean_error", "mae")
         else:
@@ -110,16 +142,18 @@ class Fairness(AuditMethod[FairnessConfig, FairnessResult]):
         if "favourable_rate" in labels:
             labels["favourable_rate"] = f"favourable outcome rate ({favourable_label})"
         notes = []
-        if data.task == "binary" and scores is None:
+        if data.task == "binary" and not has_scores:
             notes.append("The predictions are labels without scores, so AUC, calibration, threshold "
                          "curves and the threshold what-if are not available.")
         positive = data.classes[1] if data.task == "binary" and data.classes else None
         return FairnessResult(
             task=data.task, positive_label=positive, metrics=metrics, labels=labels,
-            attributes=attributes, has_scores=scores is not None, n_tests=n_tests, notes=tuple(notes),
+            attributes=attributes, has_scores=has_scores, n_tests=n_tests, notes=tuple(notes),
             threshold=float(model.threshold), skipped=skipped, favourable=favourable,
             favourable_label=favourable_label,
-            rate_disparities=RATE_DISPARITIES if data.task == "binary" else ())
+            rate_disparities=RATE_DISPARITIES if data.task == "binary" else (),
+            auc_error_bound=max((a.auc_error_bound for a in attributes.values()
+                                 if a.auc_error_bound is not None), default=None))
 
     def plan(self, model: ModelAdapter, data: AuditData, config: FairnessConfig, ctx: RunContext) -> Any:
         """One pass of the model over the rows; the rest is counting and resampling labels."""

@@ -8,18 +8,18 @@ from collections.abc import Sequence
 import numpy as np
 
 from audit.methods.fairness.config import MULTICLASS_DISPARITIES, FairnessConfig
-from audit.methods.fairness.formulas import SCORE_TEST, _f, _mask_groups, spread_difference
+from audit.methods.fairness.formulas import SCORE_INTERVAL, SCORE_TEST, _f, _mask_groups, spread_difference
 from audit.methods.fairness.groups import _groups
 from audit.methods.fairness.results import TOO_SMALL, AttributeResult, Disparity, Estimate, GroupRow, significance
-from audit.stats.bootstrap import confusion_cells, multiclass_rates_from_cells
+from audit.stats.bootstrap import multiclass_rates_from_cells
+from audit.stats.counts import GroupTable
 from audit.stats.proportions import GROUP_METHOD, disparity_score_interval, group_interval
 
 
-def _analyse_multiclass(cols: Sequence[str], values: np.ndarray, y: np.ndarray, yhat: np.ndarray,
-                        K: int, classes: Sequence[str], config: FairnessConfig, ref_name: str | None,
-                        rng: np.random.Generator) -> AttributeResult:
-    name, levels, codes, G, counts, small, judged, ref = _groups(cols, values, config, ref_name)
-    cells = confusion_cells(y, yhat, codes, G, K)
+def _analyse_multiclass(cols: Sequence[str], table: GroupTable, K: int, classes: Sequence[str],
+                        config: FairnessConfig, ref_name: str | None) -> AttributeResult:
+    name, levels, G, counts, small, judged, ref = _groups(cols, table.levels, table.counts, config, ref_name)
+    cells = table.cells
 
     def named(r: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {("accuracy" if k == "accuracy" else f"selection_rate[{classes[int(k[15:-1])]}]"): v
@@ -47,11 +47,13 @@ def _analyse_multiclass(cols: Sequence[str], values: np.ndarray, y: np.ndarray, 
     for g, lv in enumerate(levels):
         if small[g]:
             rows_out.append(GroupRow(str(lv), int(counts[g]), True,
-                                     {k: Estimate(None, undefined=TOO_SMALL) for k in keys}, {}))
+                                     {k: Estimate(None, undefined_reason=TOO_SMALL) for k in keys}, {}))
             continue
         rows_out.append(GroupRow(str(lv), int(counts[g]), False,
-                                 {k: Estimate(_f(point[k][g]), _f(intervals[k][0][g]),
-                                              _f(intervals[k][1][g])) for k in keys}, {}))
+                                 {k: Estimate.of(_f(point[k][g]), _f(intervals[k][0][g]),
+                                                 _f(intervals[k][1][g]), level=config.confidence,
+                                                 method=f"Clopper–Pearson ({GROUP_METHOD})")
+                                  for k in keys}, {}))
     judged_names = tuple(str(levels[g]) for g in np.flatnonzero(judged))
     small_names = tuple(str(levels[g]) for g in np.flatnonzero(small))
     n_judged = np.where(judged, n_rows, 0)
@@ -76,7 +78,9 @@ def _analyse_multiclass(cols: Sequence[str], values: np.ndarray, y: np.ndarray, 
                                                                     config.confidence)
             lo, hi, p_adj, p_raw, m = _f(lo_), _f(hi_), _f(p_adj_), _f(p_raw_), int(m_)
         why = None if v is not None else f"fewer than two groups with at least {config.min_group_size} rows"
-        disparities[k] = Disparity(k, label, Estimate(v, lo, hi, why), p_raw, p_adj,
+        disparities[k] = Disparity(k, label, Estimate.of(v, lo, hi, level=config.confidence,
+                                                         method=SCORE_INTERVAL, undefined_reason=why),
+                                   p_raw, p_adj,
                                    SCORE_TEST if p_raw is not None else None, judged_names,
                                    small_names, (), families[k] if p_raw is not None else None, m,
                                    significance(p_raw, p_adj, alpha))

@@ -11,7 +11,7 @@ from audit.methods.fairness.config import REGRESSION_DISPARITIES, FairnessConfig
 from audit.methods.fairness.formulas import _disparity_bounds, _f, _mask_groups, _quiet, spread_difference
 from audit.methods.fairness.groups import _groups
 from audit.methods.fairness.results import TOO_SMALL, AttributeResult, Disparity, Estimate, GroupRow, significance
-from audit.stats.bootstrap import percentile_interval, row_weights, weighted_means
+from audit.stats.bootstrap import group_codes, percentile_interval, row_weights, weighted_means
 from audit.stats.fairness_tests import min_detectable_mean_difference
 from audit.stats.multiplicity import holm
 from audit.stats.permutation import permutation_pvalues
@@ -20,7 +20,9 @@ from audit.stats.permutation import permutation_pvalues
 def _analyse_regression(cols: Sequence[str], values: np.ndarray, y: np.ndarray, yhat: np.ndarray,
                         config: FairnessConfig, ref_name: str | None,
                         rng: np.random.Generator) -> AttributeResult:
-    name, levels, codes, G, counts, small, judged, ref = _groups(cols, values, config, ref_name)
+    levels, codes = group_codes(values)
+    name, levels, G, counts, small, judged, ref = _groups(
+        cols, levels, np.bincount(codes, minlength=len(levels)), config, ref_name)
     keys = ("mean_prediction", "mean_error", "mae")
     cols_vals = np.column_stack([yhat, yhat - y, np.abs(yhat - y)])
     # per-group means from sums (np.bincount; fairlearn's MetricFrame gives the same, slowly)
@@ -41,10 +43,11 @@ def _analyse_regression(cols: Sequence[str], values: np.ndarray, y: np.ndarray, 
     for g, lv in enumerate(levels):
         if small[g]:
             rows_out.append(GroupRow(str(lv), int(counts[g]), True,
-                                     {k: Estimate(None, undefined=TOO_SMALL) for k in keys}, {}))
+                                     {k: Estimate(None, undefined_reason=TOO_SMALL) for k in keys}, {}))
             continue
-        metrics = {k: Estimate(_f(point[k][g]), _f(intervals[k][0][g]) if B else None,
-                               _f(intervals[k][1][g]) if B else None) for k in keys}
+        metrics = {k: Estimate.of(_f(point[k][g]), _f(intervals[k][0][g]) if B else None,
+                                  _f(intervals[k][1][g]) if B else None, level=config.confidence,
+                                  method=f"percentile bootstrap, {B:,} resamples") for k in keys}
         n_other = counts[ref] if ref is not None and ref != g else counts[judged].sum() - counts[g]
         mdd = {k: _f(min_detectable_mean_difference(float(sds[j]), counts[g], n_other,
                                                      alpha=config.alpha, power=config.power))
@@ -110,7 +113,9 @@ def _analyse_regression(cols: Sequence[str], values: np.ndarray, y: np.ndarray, 
         raw[k] = (_f(permutation_pvalues(observed_t[base], null[base]).upper)
                   if null is not None and v is not None else None)
         why = None if v is not None else f"fewer than two groups with at least {config.min_group_size} rows"
-        disparities[k] = Disparity(k, label, Estimate(v, lo, hi, why), raw[k], None,
+        disparities[k] = Disparity(k, label, Estimate.of(v, lo, hi, level=config.confidence,
+                                                         method=f"percentile bootstrap of the groups' means, {B:,} resamples",
+                                                         undefined_reason=why), raw[k], None,
                                    "group labels shuffled over all rows; statistic: the largest "
                                    "pairwise Welch t" if raw[k] is not None else None,
                                    judged_names, small_names)

@@ -6,19 +6,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from audit.core.method import MethodResult
+from audit.core.results import Estimate
 from audit.stats.calibration import CalibrationTest
 
 TOO_SMALL = "too small to judge"
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """A point estimate with its interval; ``undefined`` says why there is no value."""
-
-    value: float | None
-    lower: float | None = None
-    upper: float | None = None
-    undefined: str | None = None
 
 
 @dataclass(frozen=True)
@@ -44,7 +35,7 @@ class GroupRow:
 
     @property
     def undefined(self) -> dict[str, str]:
-        return {k: e.undefined for k, e in self.metrics.items() if e.undefined}
+        return {k: e.undefined_reason for k, e in self.metrics.items() if e.undefined_reason}
 
 
 #: How a finding words a disparity's test (the three cases of the report and README).
@@ -151,6 +142,9 @@ class AttributeResult:
     #: (metric, confidence) -> (lower, upper): the disparity's interval at another level, for the
     #: gate's correction across rules (not serialised; read through :meth:`interval_at`).
     _bounds: Callable[[str, float], tuple[float | None, float | None]] | None = None
+    #: AUC from a score histogram (streamed data): the largest distance from any judged group's
+    #: histogram AUC to its exact AUC (None: exact, computed from the rows).
+    auc_error_bound: float | None = None
 
     @property
     def title(self) -> str:
@@ -182,3 +176,5 @@ class FairnessResult(MethodResult):
     favourable_label: str | None = None
     #: each group rate's own disparities (for the gate), shown apart from the headline criteria
     rate_disparities: tuple[str, ...] = ()
+    #: the largest ``auc_error_bound`` of the attributes (None: every AUC exact)
+    auc_error_bound: float | None = None

@@ -1,0 +1,190 @@
+"""The non-inferiority gate of ``audit compare`` (``[compare.gate]``), with the verdicts, exit
+codes and JUnit output of ``audit check`` (:mod:`audit.gate`).
+
+Keys: ``"performance.<metric>"`` (``accuracy``, ``auc``) and
+``"fairness.<attribute or intersection>.<disparity>"`` (a ``*_difference``); values ``{ max_increase = m }`` and/or
+``{ max_decrease = m }`` (``m >= 0``), optionally ``inconclusive = "fail" | "warn"`` and
+``small_groups = "insufficient" | "ignore"`` (the same keys at the top of ``[compare.gate]`` set
+the defaults).
+
+The rule, on the paired interval [L, U] of the change (challenger − champion) at the
+comparison's confidence c:
+
+- ``max_increase = m``: **pass** (non-inferior) only if U < m; **breach** if L > m;
+- ``max_decrease = m``: **pass** only if L > −m; **breach** if U < −m;
+- otherwise **inconclusive** (fails unless ``"warn"``); **insufficient** when there is no
+  interval, or a group too small to judge was left out (unless ``small_groups = "ignore"``).
+
+Each bound of a two-sided interval at level c errs at most (1 − c)/2 when its coverage is
+nominal, so a pass is a one-sided non-inferiority test at level (1 − c)/2 (2.5% at c = 0.95);
+for disparities the interval is a conservative projection (:func:`audit.stats.paired.projection_interval`),
+for accuracy and AUC a percentile bootstrap whose coverage was measured by simulation
+(tests/test_compare_stats.py).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from audit.errors import InvalidConfigError, did_you_mean
+from audit.gate import GateResult, Verdict
+
+#: ECE is not gated: binned ECE is biased upward by an amount that depends on each model's
+#: scores, so its change gets a test but no interval.
+PERFORMANCE_METRICS = ("accuracy", "auc")
+_OPTIONS = {"inconclusive": ("fail", "warn"), "small_groups": ("insufficient", "ignore")}
+_BOUNDS = ("max_increase", "max_decrease")
+
+
+@dataclass(frozen=True)
+class CompareRule:
+    key: str
+    section: str            # "performance" | "fairness"
+    attribute: str | None   # canonical set name for fairness
+    metric: str
+    max_increase: float | None = None
+    max_decrease: float | None = None
+    inconclusive: str = "fail"
+    small_groups: str = "insufficient"
+
+    @property
+    def text(self) -> str:
+        what = self.metric if self.attribute is None else f"{self.attribute}.{self.metric}"
+        parts = []
+        if self.max_increase is not None:
+            parts.append(f"increase < {self.max_increase:g}")
+        if self.max_decrease is not None:
+            parts.append(f"decrease < {self.max_decrease:g}")
+        return f"{what} {' and '.join(parts)}"
+
+
+def parse_compare_gate(gate: Mapping[str, Any], *, sets: Sequence[str]) -> list[CompareRule]:
+    """Validate ``[compare.gate]``; ``sets`` are the attribute and intersection names audited.
+
+    Examples
+    --------
+    >>> rules = parse_compare_gate({"performance.auc": {"max_decrease": 0.01}}, sets=["sex"])
+    >>> rules[0].text
+    'auc decrease < 0.01'
+    """
+    from audit.compare.options import comparable_disparities
+    from audit.methods.fairness import normalize_set_name
+
+    defaults = {}
+    for opt, allowed in _OPTIONS.items():
+        value = gate.get(opt, allowed[0])
+        if value not in allowed:
+            raise InvalidConfigError(f"The [compare.gate] option {opt!r} must be one of {list(allowed)}. "
+                                     f"Got {value!r} instead.")
+        defaults[opt] = value
+    by_members = {frozenset(s.split("*")): s for s in sets}
+    disparities = comparable_disparities()
+    rules = []
+    for key, spec in gate.items():
+        if key in _OPTIONS:
+            continue
+        section, _, rest = key.partition(".")
+        if section == "performance":
+            attr, metric = None, rest
+            if metric not in PERFORMANCE_METRICS:
+                raise InvalidConfigError(f"The [compare.gate] key {key!r} names the metric {metric!r}."
+                                         f"{did_you_mean(metric, PERFORMANCE_METRICS)} Performance metrics: "
+                                         f"{', '.join(PERFORMANCE_METRICS)}.")
+        elif section == "fairness":
+            attr, _, metric = rest.rpartition(".")
+            canonical = by_members.get(frozenset(normalize_set_name(attr).split("*"))) if attr else None
+            if canonical is None:
+                raise InvalidConfigError(
+                    f"The [compare.gate] key {key!r} names the attribute {attr!r}, which the comparison does "
+                    f"not cover.{did_you_mean(attr, sets)} Attributes and intersections: {', '.join(sets) or 'none'}.")
+            attr = canonical
+            if metric not in disparities:
+                raise InvalidConfigError(f"The [compare.gate] key {key!r} names the disparity {metric!r}."
+                                         f"{did_you_mean(metric, disparities)} Disparities: {', '.join(disparities)}.")
+        else:
+            raise InvalidConfigError(
+                f"Unknown [compare.gate] key {key!r}: keys look like \"performance.auc\" or "
+                f"\"fairness.<attribute>.<disparity>\" (e.g. \"fairness.{sets[0] if sets else 'sex'}."
+                "demographic_parity_difference\").")
+        if not isinstance(spec, Mapping):
+            raise InvalidConfigError(f"The [compare.gate] value of {key!r} must be a table like "
+                                     f"{{ max_increase = 0.02 }}. Got {spec!r} instead.")
+        for k in spec:
+            if k not in (*_BOUNDS, *_OPTIONS):
+                raise InvalidConfigError(f"The [compare.gate] rule {key!r} has an unknown option {k!r}."
+                                         f"{did_you_mean(k, (*_BOUNDS, *_OPTIONS))} Options: "
+                                         "max_increase, max_decrease, inconclusive, small_groups.")
+        bounds = {}
+        for b in _BOUNDS:
+            if b in spec:
+                v = spec[b]
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                    raise InvalidConfigError(f"The {b!r} of [compare.gate] {key!r} must be a finite number "
+                                             f"of at least 0 (a margin). Got {v!r} instead.")
+                bounds[b] = float(v)
+        if not bounds:
+            raise InvalidConfigError(f"The [compare.gate] rule {key!r} needs 'max_increase' and/or 'max_decrease'.")
+        opts = dict(defaults)
+        for opt, allowed in _OPTIONS.items():
+            if opt in spec:
+                if spec[opt] not in allowed:
+                    raise InvalidConfigError(f"The {opt!r} of [compare.gate] {key!r} must be one of "
+                                             f"{list(allowed)}. Got {spec[opt]!r} instead.")
+                opts[opt] = spec[opt]
+        rules.append(CompareRule(key, section, attr, metric, **bounds, **opts))
+    if not rules:
+        raise InvalidConfigError("The [compare.gate] table has no rules (only options), so it would pass "
+                                 "having tested nothing. Add rules such as \"performance.auc\" = "
+                                 "{ max_decrease = 0.01 }, or remove [compare.gate].")
+    return rules
+
+
+def judge(rules: Sequence[CompareRule], changes: Mapping[str, Any]) -> GateResult:
+    """Verdicts of the rules on the comparison's changes (key -> :class:`Change` or None)."""
+    return GateResult(tuple(_judge(r, changes.get(r.key)) for r in rules))
+
+
+def _judge(rule: CompareRule, change: Any) -> Verdict:
+    if change is None:
+        return Verdict(rule.key, rule.text, "insufficient", False, None, None, None, None,
+                       "not computed (the models have no scores, or the attribute was not analysed)")
+    e = change.change
+    conf = e.level
+
+    def verdict(status: str, message: str) -> Verdict:
+        fails = status == "breach" or (status == "inconclusive" and rule.inconclusive == "fail")
+        return Verdict(rule.key, rule.text, status, fails, e.value, e.lower, e.upper, conf, message)
+
+    if e.value is None:
+        return verdict("insufficient", f"undefined: {e.undefined_reason or 'no value'}")
+    if e.lower is None or e.upper is None:
+        return verdict("insufficient", f"no paired interval ({e.undefined_reason}); the point estimate "
+                                       "alone cannot pass the gate")
+    err = (1 - conf) / 2
+    ci = (f"change {e.value:+.4f} (paired {100 * conf:.4g}% CI {e.lower:+.4f} to {e.upper:+.4f}; "
+          f"champion {change.champion:.4f}, challenger {change.challenger:.4f})")
+    inc, dec = rule.max_increase, rule.max_decrease
+    breach = (inc is not None and e.lower > inc) or (dec is not None and e.upper < -dec)
+    inside = (inc is None or e.upper < inc) and (dec is None or e.lower > -dec)
+    margin = " and ".join(t for t in (f"an increase of {inc:g}" if inc is not None else "",
+                                      f"a decrease of {dec:g}" if dec is not None else "") if t)
+    small = change.excluded_small if rule.small_groups == "insufficient" else ()
+    if breach:
+        return verdict("breach", f"{ci}: the whole interval is beyond {margin} (were the true change "
+                                 f"within the margin, this would happen at most {err:.2%} of the time)")
+    if small:
+        names = ", ".join(small[:5]) + (" …" if len(small) > 5 else "")
+        return verdict("insufficient", f"{ci} over the judged groups, but {len(small)} group(s) are too small "
+                                       f"to judge ({names}); set small_groups = \"ignore\" to judge on the "
+                                       "larger groups only")
+    if inside:
+        return verdict("pass", f"{ci}: non-inferior, the whole interval is within {margin} (were the true "
+                               f"change beyond the margin, this would happen at most {err:.2%} of the time)")
+    return verdict("inconclusive", f"{ci}: the interval straddles {margin}; more data would settle it"
+                                   + (" (counted as a failure)" if rule.inconclusive == "fail" else " (warning only)"))
+
+
+__all__ = ["CompareRule", "PERFORMANCE_METRICS", "judge", "parse_compare_gate"]

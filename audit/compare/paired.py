@@ -1,0 +1,370 @@
+"""Paired differences of two binary classifiers on the same rows: performance, every disparity,
+McNemar's test and the decisions that change.
+
+Every change is challenger − champion, with a paired percentile bootstrap interval (one set of
+resampled rows for both models; within the groups of the attribute for disparities, as the
+fairness method resamples) and a paired sign-flip permutation test (:mod:`audit.stats.paired`).
+Groups smaller than the fairness method's ``min_group_size`` are left out of the disparities of
+both models, as in the fairness audit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from audit.compare.options import CompareOptions
+from audit.compare.results import Change, DecisionChange
+from audit.core.results import Estimate
+from audit.stats.bootstrap import (
+    group_codes,
+    percentile_interval,
+    rate_counts,
+    rates_from_cells,
+    weighted_auc,
+    weighted_calibration,
+)
+from audit.stats.multiplicity import holm
+from audit.stats.paired import (
+    McNemar,
+    auc_rows,
+    ece_rows,
+    mcnemar,
+    normalised_ranks,
+    paired_bootstrap,
+    projection_interval,
+    sign_flip_pvalue,
+    simultaneous_box,
+    spread_pieces,
+    swap_masks,
+)
+from audit.stats.proportions import group_interval
+
+BOOTSTRAP = "paired percentile bootstrap (the same resampled rows for both models)"
+PROJECTION = ("range of the change over a simultaneous box of the champion's group rates and their paired "
+              "changes (studentized bootstrap, the same rows resampled within the attribute's groups for "
+              "both models; each bound errs at most (1 − level)/2), conservative")
+SIGN_FLIP = "paired permutation test (each row's two outputs swapped with probability 1/2), two-sided"
+RANK_FLIP = SIGN_FLIP[:-len(", two-sided")] + " on each model's normalised ranks, two-sided"
+#: Fewer events than this (a group's rows counted in a compared rate's numerator, or not; an
+#: outcome class; discordant rows) and the percentile bootstrap under-covers: simulated coverage
+#: of a 95% disparity-change interval 0.74 with ~1 selected row in a group of 40, 0.88 with ~6
+#: of 300 (tests/test_compare_stats.py). Such a change gets no bootstrap interval.
+MIN_EVENTS = 10
+#: An AUC change gets no interval when (smaller class) × (1 − the larger AUC) is below this:
+#: near AUC 1 the percentile bootstrap of the change covered 0.85 (60 positives, AUC 0.99: 0.6
+#: there), 0.93 at 1.6 and 4 (simulations in tests/test_compare_stats.py and by hand).
+AUC_MIN_MISRANKED = 1
+PERFORMANCE_LABELS = {"accuracy": "accuracy", "auc": "ROC AUC",
+                      "ece": "expected calibration error (ECE)"}
+
+
+@dataclass(frozen=True)
+class Paired:
+    """The two models' outputs on the same rows (binary task)."""
+
+    y: np.ndarray                       # (n,) 0/1
+    champion: np.ndarray                # (n,) 0/1 decisions
+    challenger: np.ndarray
+    champion_scores: np.ndarray | None  # (n,) probabilities of the positive class
+    challenger_scores: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class AttributeComparison:
+    """One attribute (or intersection): every disparity's change and the decisions that changed."""
+
+    name: str
+    groups: tuple[DecisionChange, ...]
+    too_small: tuple[str, ...]
+    disparities: dict[str, Change] = field(default_factory=dict)
+
+
+def _f(x: Any) -> float | None:
+    if x is None:
+        return None
+    x = float(x)
+    return x if np.isfinite(x) else None
+
+
+def _change(metric: str, label: str, a: float, b: float, boot_a: np.ndarray, boot_b: np.ndarray,
+            p: float | None, options: CompareOptions, method: str, test: str, *,
+            undefined: str | None = None, excluded_small: tuple[str, ...] = (),
+            no_interval: str | None = None) -> Change:
+    """A change with its interval; undefined when either model's value is, and without an
+    interval (``no_interval`` says why) where the bootstrap is known to under-cover."""
+    value = b - a
+    if not np.isfinite(value):
+        why = undefined or "undefined for at least one model"
+        return Change(metric, label, _f(a), _f(b), Estimate(None, None, None, None, method, why),
+                      None, None, test, excluded_small)
+    lo, hi = (None, None)
+    why = None
+    if no_interval:
+        why = no_interval
+    elif options.n_boot:
+        lo_a, hi_a = percentile_interval((boot_b - boot_a)[:, None], options.confidence)
+        lo, hi = _f(lo_a[0]), _f(hi_a[0])
+        if lo is None:
+            why = "more than 10% of the resamples were undefined: too unstable for an interval"
+    else:
+        why = "n_boot = 0: no interval"
+    return Change(metric, label, _f(a), _f(b), Estimate(_f(value), lo, hi, options.confidence if lo is not None else None, method, why),
+                  _f(p), None, test, excluded_small)
+
+
+def compare_performance(p: Paired, options: CompareOptions, rng: np.random.Generator
+                        ) -> tuple[dict[str, Change], McNemar]:
+    """Accuracy, AUC and ECE of both models, their changes, and McNemar's test."""
+    y = p.y.astype(np.int64)
+    n = y.size
+    ca = (p.champion == y).astype(float)
+    cb = (p.challenger == y).astype(float)
+    scored = p.champion_scores is not None and p.challenger_scores is not None
+    sa = None if not scored else np.asarray(p.champion_scores, float)
+    sb = None if not scored else np.asarray(p.challenger_scores, float)
+    bins = options.calibration_bins
+
+    def stat(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        tot = w.sum(axis=1)
+        a = [w @ ca / tot]
+        b = [w @ cb / tot]
+        if scored:
+            a += [weighted_auc(sa, y, w), weighted_calibration(sa, y, w, bins)[0]]
+            b += [weighted_auc(sb, y, w), weighted_calibration(sb, y, w, bins)[0]]
+        return np.column_stack(a), np.column_stack(b)
+
+    point_a, point_b = (v[0] for v in stat(np.ones((1, n))))
+    if options.n_boot:
+        with np.errstate(all="ignore"):
+            boot_a, boot_b = paired_bootstrap(stat, np.zeros(n, np.int64), 1, options.n_boot, rng)
+    else:
+        boot_a = boot_b = np.full((0, point_a.size), np.nan)
+    names = ["accuracy"] + (["auc", "ece"] if scored else [])
+    pvals = [None] * len(names)
+    if options.n_permutations:
+        d = cb - ca
+        ra = rb = None
+        if scored:
+            ra, rb = normalised_ranks(sa), normalised_ranks(sb)
+        nulls = []
+        for m in swap_masks(n, options.n_permutations, rng):
+            sign = np.where(m, -1.0, 1.0)
+            row = [(sign * d).mean(axis=1)]  # swapping row i flips the sign of its difference
+            if scored:
+                row.append(auc_rows(np.where(m, ra, rb), y) - auc_rows(np.where(m, rb, ra), y))
+                row.append(ece_rows(np.where(m, sa, sb), y, bins) - ece_rows(np.where(m, sb, sa), y, bins))
+            nulls.append(np.column_stack(row))
+        null = np.concatenate(nulls)
+        pvals = list(sign_flip_pvalue(point_b - point_a, null))
+    out = {}
+    smallest = int(min(y.sum(), n - y.sum()))
+    for j, name in enumerate(names):
+        test = RANK_FLIP if name == "auc" else SIGN_FLIP
+        few = None
+        if name == "ece":
+            few = ("binned ECE is biased upward by an amount that depends on each model's scores, so a "
+                   "bootstrap interval of its change would not hold its level; the permutation test is given")
+        elif name != "accuracy" and smallest < MIN_EVENTS:
+            few = (f"only {smallest} rows in the smaller outcome class: the bootstrap needs at least "
+                   f"{MIN_EVENTS} (simulated coverage fell well below nominal with fewer)")
+        elif name == "auc" and smallest * (1 - max(point_a[j], point_b[j])) < AUC_MIN_MISRANKED:
+            few = (f"an AUC of {max(point_a[j], point_b[j]):.4f} with {smallest} rows in the smaller outcome "
+                   f"class leaves fewer than {AUC_MIN_MISRANKED} misranked rows' worth of evidence: the "
+                   "bootstrap interval of the change under-covers there (simulated 0.85 at AUC 0.99 with 60 "
+                   "positives)")
+        out[name] = _change(name, PERFORMANCE_LABELS[name], point_a[j], point_b[j], boot_a[:, j],
+                            boot_b[:, j], pvals[j] if options.n_permutations else None, options,
+                            BOOTSTRAP, test if options.n_permutations else "not tested (n_permutations = 0)",
+                            undefined="needs both positive and negative outcomes" if name == "auc" else None,
+                            no_interval=few)
+    n10, n01 = int(np.sum((ca == 1) & (cb == 0))), int(np.sum((ca == 0) & (cb == 1)))
+    if n10 + n01 < MIN_EVENTS:
+        out["accuracy"] = dataclasses.replace(out["accuracy"], change=discordant_interval(n10, n01, n, options.confidence))
+    out = _adjust(out)
+    return out, mcnemar(ca.astype(bool), cb.astype(bool))
+
+
+def discordant_interval(n10: int, n01: int, n: int, confidence: float) -> Estimate:
+    """The accuracy change (n01 − n10) / n with a conservative exact interval, for when few rows
+    are discordant (the bootstrap cannot see a discordance it never drew).
+
+    The true change is p01 − p10, the probabilities that only the challenger (only the
+    champion) is right; with Clopper–Pearson bounds of each at level 1 − (1 − c)/2, the
+    interval [L01 − U10, U01 − L10] misses on each side with probability at most (1 − c)/2.
+
+    Examples
+    --------
+    >>> e = discordant_interval(0, 0, 4000, 0.95)
+    >>> e.value, e.lower < 0 < e.upper, round(e.upper, 5)
+    (0.0, True, 0.00104)
+    """
+    lo, hi = group_interval(np.array([n01, n10]), np.array([n, n]), 1 - (1 - confidence) / 2)
+    return Estimate((n01 - n10) / n, float(lo[0] - hi[1]), float(hi[0] - lo[1]), confidence,
+                    f"fewer than {MIN_EVENTS} discordant rows: Clopper–Pearson bounds of the two discordant "
+                    "proportions (each at level 1 − (1 − c)/2), conservative")
+
+
+def _adjust(changes: dict[str, Change]) -> dict[str, Change]:
+    """Holm-adjusted p-values over one family of changes."""
+    keys = [k for k, c in changes.items() if c.p_value is not None]
+    if not keys:
+        return changes
+    adj = holm(np.array([changes[k].p_value for k in keys]))
+    return {**changes, **{k: dataclasses.replace(changes[k], p_adjusted=_f(a)) for k, a in zip(keys, adj)}}
+
+
+def decision_changes(values: np.ndarray, p: Paired, confidence: float
+                     ) -> tuple[np.ndarray, np.ndarray, tuple[DecisionChange, ...]]:
+    """Per group: rows, how many change decision (to positive, to negative), the share with its
+    Clopper–Pearson interval. Returns the group levels, each row's code and the changes."""
+    levels, codes = group_codes(values)
+    G = len(levels)
+    to_pos = np.bincount(codes, weights=(p.champion == 0) & (p.challenger == 1), minlength=G).astype(int)
+    to_neg = np.bincount(codes, weights=(p.champion == 1) & (p.challenger == 0), minlength=G).astype(int)
+    rows = np.bincount(codes, minlength=G)
+    lo, hi = group_interval(to_pos + to_neg, rows, confidence)
+    out = tuple(DecisionChange(str(lv), int(rows[g]), int(to_pos[g] + to_neg[g]), int(to_pos[g]), int(to_neg[g]),
+                               Estimate(_f((to_pos[g] + to_neg[g]) / rows[g]), _f(lo[g]), _f(hi[g]), confidence,
+                                        "Clopper–Pearson (exact)"))
+                for g, lv in enumerate(levels))
+    return levels, codes, out
+
+
+def overall_changes(p: Paired, confidence: float) -> DecisionChange:
+    """The decisions that change over all rows."""
+    return decision_changes(np.zeros(p.y.size, dtype=np.int64), p, confidence)[2][0]
+
+
+def compare_disparities(name: str, values: np.ndarray, p: Paired, metrics: Sequence[str],
+                        options: CompareOptions, rng: np.random.Generator,
+                        reference: str | None = None) -> AttributeComparison:
+    """The change of every disparity in ``metrics`` (differences of group rates) for one
+    attribute or intersection: point estimates, projection intervals, permutation tests."""
+    from audit.methods.fairness.config import BINARY_DISPARITIES
+    from audit.methods.fairness.formulas import binary_disparities
+
+    levels, codes, groups = decision_changes(values, p, options.confidence)
+    G = len(levels)
+    counts = np.bincount(codes, minlength=G)
+    small = counts < options.min_group_size
+    judged = np.flatnonzero(~small)
+    ref = None
+    if reference is not None:
+        lv = [str(v) for v in levels]
+        ref = lv.index(reference) if reference in lv and not small[lv.index(reference)] else None
+    y = p.y.astype(np.int64)
+    cell_a = codes * 4 + 2 * y + p.champion.astype(np.int64)
+    cell_b = codes * 4 + 2 * y + p.challenger.astype(np.int64)
+    bases = {m: BINARY_DISPARITIES[m][1].split(",") for m in metrics}
+
+    def rates(cells: np.ndarray) -> dict[str, np.ndarray]:
+        """(b, G*4) cell counts -> rate -> (b, G), NaN for groups too small to judge."""
+        with np.errstate(all="ignore"):
+            r = rates_from_cells(cells.reshape(len(cells), G, 4))
+        return {k: np.where(small, np.nan, v) for k, v in r.items()}
+
+    def disparities(cells: np.ndarray) -> np.ndarray:
+        """(b, G*4) cell counts -> (b, len(metrics)) disparities over the judged groups (a
+        difference of selection rates is the same for either favourable decision)."""
+        with np.errstate(all="ignore"):
+            d = binary_disparities(rates(cells), ref)
+        return np.column_stack([d[m] for m in metrics])
+
+    def stacked(cells: np.ndarray) -> np.ndarray:
+        """(b, G*4) -> (b, T·Gj): every rate any metric compares, judged groups only."""
+        r = rates(cells)
+        return np.concatenate([r[k][:, judged] for k in rate_keys], axis=1)
+
+    def onehot(cell: np.ndarray) -> np.ndarray:
+        out = np.zeros((cell.size, G * 4))
+        out[np.arange(cell.size), cell] = 1.0
+        return out
+
+    rate_keys = list(dict.fromkeys(k for m in metrics for k in bases[m]))
+    oa, ob = onehot(cell_a), onehot(cell_b)
+    point_a = disparities(oa.sum(axis=0)[None])[0]
+    point_b = disparities(ob.sum(axis=0)[None])[0]
+    k = len(metrics)
+    pvals = np.full(k, np.nan)
+    if options.n_permutations:
+        disc = np.flatnonzero(cell_a != cell_b)  # only rows where the decisions differ can move a cell
+        delta = ob[disc] - oa[disc]
+        base_a, base_b = oa.sum(axis=0), ob.sum(axis=0)
+        nulls = []
+        for m in swap_masks(disc.size, options.n_permutations, rng):
+            shift = m.astype(float) @ delta
+            nulls.append(disparities(base_b - shift) - disparities(base_a + shift))
+        pvals = sign_flip_pvalue(point_b - point_a, np.concatenate(nulls))
+    small_names = tuple(str(levels[g]) for g in np.flatnonzero(small))
+    test = SIGN_FLIP if options.n_permutations else "not tested (n_permutations = 0)"
+    counts = {role: rate_counts(o.sum(axis=0).reshape(G, 4)) for role, o in (("champion", oa), ("challenger", ob))}
+
+    def few_events(metric: str) -> str | None:
+        """Why the interval cannot be trusted for this disparity (too few events), or None."""
+        for base in bases[metric]:
+            for role, c in counts.items():
+                x, den = c[base]
+                events = np.minimum(x, den - x)
+                bad = [g for g in judged if events[g] < MIN_EVENTS]
+                if bad:
+                    g = bad[0]
+                    return (f"group {levels[g]} has {int(events[g])} row(s) on one side of its {base} for the "
+                            f"{role} ({int(x[g])} of {int(den[g])}): the bootstrap needs at least {MIN_EVENTS} "
+                            "on each side for an interval that holds its level")
+        return None
+
+    # One paired, stratified bootstrap of every compared group rate and its change; each
+    # disparity's interval is the range of its change over their simultaneous box.
+    boxes: dict[str, Any] = {}
+    if options.n_boot and judged.size >= 2:
+        ra0, rb0 = stacked(oa.sum(axis=0)[None])[0], stacked(ob.sum(axis=0)[None])[0]
+        boot_a, boot_b = paired_bootstrap(lambda w: (stacked(w @ oa), stacked(w @ ob)), codes, G, options.n_boot, rng)
+        width = judged.size
+        for m in metrics:
+            cols = np.concatenate([np.arange(width) + rate_keys.index(b) * width for b in bases[m]])
+            point = np.r_[ra0[cols], rb0[cols] - ra0[cols]]
+            draws = np.hstack([boot_a[:, cols], boot_b[:, cols] - boot_a[:, cols]])
+            boxes[m] = simultaneous_box(point, draws, 1 - (1 - options.confidence) / 2)
+    ref_j = None if ref is None else int(np.searchsorted(judged, ref))
+    changes = {}
+    for j, m in enumerate(metrics):
+        label = BINARY_DISPARITIES[m][0]
+        value = point_b[j] - point_a[j]
+        undefined = ("fewer than two judged groups with a defined rate" if judged.size >= 2
+                     else f"fewer than two groups of at least {options.min_group_size} rows")
+        if not np.isfinite(value):
+            e = Estimate(None, None, None, None, PROJECTION, undefined)
+        elif not options.n_boot:
+            e = Estimate(float(value), None, None, None, PROJECTION, "n_boot = 0: no interval")
+        elif few_events(m):
+            e = Estimate(float(value), None, None, None, PROJECTION, few_events(m))
+        elif boxes.get(m) is None:
+            e = Estimate(float(value), None, None, None, PROJECTION,
+                         "more than 10% of the resamples left a rate undefined: too unstable for an interval")
+        else:
+            d, n_rates = judged.size, len(bases[m])
+            lo, hi = boxes[m]
+            pieces = spread_pieces(d, n_rates, ref_j)
+            lo_v, hi_v = projection_interval(pieces, lo[:d * n_rates], hi[:d * n_rates], lo[d * n_rates:], hi[d * n_rates:])
+            e = Estimate(float(value), _f(min(lo_v, value)), _f(max(hi_v, value)), options.confidence, PROJECTION)
+        changes[m] = Change(m, label, _f(point_a[j]), _f(point_b[j]), e, _f(pvals[j]), None, test, small_names)
+    return AttributeComparison(name, groups, small_names, changes)
+
+
+def adjust_fairness(attributes: Mapping[str, AttributeComparison]) -> dict[str, AttributeComparison]:
+    """Holm over every disparity change tested (one family for the whole fairness comparison)."""
+    flat = {(a, m): c for a, res in attributes.items() for m, c in res.disparities.items()}
+    adjusted = _adjust({f"{a}\0{m}": c for (a, m), c in flat.items()})
+    out = {}
+    for a, res in attributes.items():
+        out[a] = dataclasses.replace(res, disparities={m: adjusted[f"{a}\0{m}"] for m in res.disparities})
+    return out
+
+
+__all__ = ["AttributeComparison", "Paired", "adjust_fairness", "compare_disparities", "compare_performance",
+           "decision_changes", "overall_changes"]

@@ -1,0 +1,208 @@
+"""Comparing two saved reports: ``audit compare A/results.json B/results.json``.
+
+Possible when both runs saved their per-row predictions (``[report] save_predictions = true``,
+:mod:`audit.report.predictions`). The paired statistics need only those; what needs the models
+is said in the result: rank-correlation intervals over rows (per-row attributions are not
+saved), and any method that did not run in the saved audits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from audit.errors import DataValidationError, InvalidConfigError
+
+NEEDS_MODELS = ("not compared from saved reports: attributions are not saved in results.json; run audit "
+                "compare on the two configs (with the models) to compare what drives the decisions")
+
+
+@dataclass(frozen=True)
+class SavedRun:
+    """One saved report: its results.json, predictions and where they came from."""
+
+    path: Path
+    doc: dict[str, Any]
+    frame: Any
+
+
+@dataclass(frozen=True)
+class _Spec:
+    sensitive: tuple[str, ...]
+    target: str | None
+
+
+@dataclass(frozen=True)
+class SavedData:
+    """The rows of saved predictions, shaped as the comparison reads an audit's data."""
+
+    y: np.ndarray
+    sensitive: Any
+    spec: _Spec
+    classes: tuple[str, ...] | None
+    source: str | None
+    task: str = "binary"
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.y.size)
+
+
+@dataclass(frozen=True)
+class _Predictions:
+    labels: np.ndarray
+    scores: np.ndarray | None
+
+
+class _Result:
+    """A method's saved result (a JSON object) read through attributes, as the importance
+    comparison reads live results."""
+
+    def __init__(self, doc: Mapping[str, Any]) -> None:
+        self._doc = doc
+
+    def __getattr__(self, key: str) -> Any:
+        return self._doc.get(key)
+
+    def attributions(self) -> tuple[Any, ...]:
+        """Attributions are not saved in results.json: importances need the models."""
+        return ()
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    name: str
+    result: Any
+    ok: bool = True
+
+
+@dataclass(frozen=True)
+class SavedReport:
+    """An audit report rebuilt from results.json, as far as the comparison needs one."""
+
+    name: str
+    model: dict[str, Any]
+    findings: tuple[Any, ...]
+    outcomes: tuple[_Outcome, ...]
+    data_summary: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _Finding:
+    doc: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return self.doc
+
+
+def is_saved_report(path: str | Path) -> bool:
+    """Whether a compare argument names a saved report (results.json, or a folder holding one)."""
+    p = Path(path)
+    return p.suffix == ".json" or (p.is_dir() and (p / "results.json").is_file())
+
+
+def load_saved(path: str | Path) -> SavedRun:
+    """Read results.json and its predictions.parquet; exit-2 errors say what is missing."""
+    from audit.core.userfiles import load_json
+
+    p = Path(path)
+    results = p / "results.json" if p.is_dir() else p
+    doc = load_json(results, "results file")
+    if not isinstance(doc, dict) or not str(doc.get("schema", "")).startswith("audit-suite/results@"):
+        raise InvalidConfigError(f"{str(results)!r} is not the results.json of an audit-suite report.")
+    record = doc.get("predictions")
+    if not isinstance(record, dict):
+        raise DataValidationError(
+            f"The report {str(results)!r} did not save its per-row predictions, so it cannot be compared "
+            "without the model: rerun its audit with [report] save_predictions = true, or run audit compare "
+            "on the two configs.")
+    parquet = results.parent / str(record.get("file", ""))
+    try:
+        raw = parquet.read_bytes()
+    except OSError as exc:
+        raise DataValidationError(f"The predictions file {str(parquet)!r} of {str(results)!r} cannot be read "
+                                  f"({exc.strerror or exc}). Keep it beside results.json.") from None
+    if hashlib.sha256(raw).hexdigest() != record.get("sha256"):
+        raise DataValidationError(f"The predictions file {str(parquet)!r} is not the one {str(results)!r} "
+                                  "describes (its SHA-256 differs): it was changed or replaced.")
+    import io
+
+    import pandas as pd
+
+    return SavedRun(results, doc, pd.read_parquet(io.BytesIO(raw)))
+
+
+def saved_inputs(runs: tuple[SavedRun, SavedRun]) -> tuple[list[SavedReport], list[_Predictions], SavedData, str]:
+    """The two saved reports, their predictions and the shared rows; refuses different rows."""
+    import pandas as pd
+
+    from audit.report.predictions import SENSITIVE_PREFIX, rows_sha256
+
+    a, b = runs
+    problems = []
+    for key in ("task", "target", "classes", "sensitive", "rows"):
+        if a.doc["data"].get(key) != b.doc["data"].get(key):
+            problems.append(f"{key} {a.doc['data'].get(key)!r} vs {b.doc['data'].get(key)!r}")
+    if a.doc["data"].get("task") != "binary":
+        raise InvalidConfigError(f"audit compare compares binary classifiers; {str(a.path)!r} audits a "
+                                 f"{a.doc['data'].get('task')} task.")
+    ha, hb = rows_sha256(a.frame), rows_sha256(b.frame)
+    if not problems and ha != hb:
+        problems.append(f"the rows differ in outcome, groups or order (SHA-256 {ha[:12]}… vs {hb[:12]}…)")
+    if problems:
+        raise DataValidationError(
+            f"The saved reports {str(a.path)!r} and {str(b.path)!r} are not of the same rows: {'; '.join(problems)}. "
+            "A paired comparison needs both models' predictions on identical rows.")
+    sens = [c[len(SENSITIVE_PREFIX):] for c in a.frame.columns if str(c).startswith(SENSITIVE_PREFIX)]
+    data = SavedData(a.frame["y"].to_numpy(), pd.DataFrame({c: a.frame[SENSITIVE_PREFIX + c] for c in sens}),
+                     _Spec(tuple(sens), a.doc["data"].get("target")), tuple(a.doc["data"].get("classes") or ()),
+                     a.doc["data"].get("source"))
+    reports = [SavedReport(r.doc.get("name", "saved"), r.doc.get("model", {}),
+                           tuple(_Finding(f) for f in r.doc.get("findings", [])),
+                           tuple(_Outcome(k, _Result(v.get("result", {}))) for k, v in r.doc.get("methods", {}).items()
+                                 if v.get("status") == "ok"),
+                           r.doc.get("data", {}))
+               for r in runs]
+    preds = [_Predictions(r.frame["decision"].to_numpy(), r.frame["score"].to_numpy() if "score" in r.frame else None)
+             for r in runs]
+    return reports, preds, data, ha
+
+
+def compare_saved(paths: tuple[str | Path, str | Path], compare: Mapping[str, Any], *,
+                  name: str | None = None) -> Any:
+    """Compare two saved reports (see the module docstring)."""
+    import dataclasses
+
+    from audit.compare.options import parse_compare
+    from audit.compare.run import compare_runs
+    from audit.report.model import file_record, provenance
+
+    runs = (load_saved(paths[0]), load_saved(paths[1]))
+    fairness = (runs[0].doc.get("methods", {}).get("fairness", {}) or {}).get("config") or {}
+    fairness = {k: v for k, v in fairness.items() if k in ("min_group_size", "intersections", "reference",
+                                                           "favourable", "max_groups")}
+    if fairness.get("intersections") is not None:
+        fairness["intersections"] = [list(x) for x in fairness["intersections"]]
+    options, gate = parse_compare(compare, fairness)
+    reports, preds, data, row_hash = saved_inputs(runs)
+    features = [f for f in reports[0].data_summary.get("features") or []
+                if f in (reports[1].data_summary.get("features") or [])]
+    files = [file_record(f"{role} results", r.path) for role, r in zip(("champion", "challenger"), runs)]
+    seed = int(runs[0].doc.get("provenance", {}).get("seed", 0))
+    result = compare_runs(reports, preds, data, options=options, gate=gate, fairness_options=fairness, seed=seed,
+                          name=name or f"{reports[0].name}-vs-{reports[1].name}", row_hash=row_hash,
+                          features=features, provenance=provenance(seed=seed, files=files))
+    missing = {**result.importance_missing, "attributions": NEEDS_MODELS}
+    notes = [*result.limitations,
+             "Compared from saved reports: the rows were matched on their order, outcome and sensitive groups "
+             "(predictions.parquet does not hold the features)."]
+    return dataclasses.replace(result, importance_missing=missing, limitations=notes)
+
+
+__all__ = ["compare_saved", "is_saved_report", "load_saved"]

@@ -1,0 +1,495 @@
+"""Decision logs of any length in bounded memory: read in batches, keep only counts.
+
+A decisions-only audit (``[model] predictions = "column"``) needs, for the fairness method, each
+group's confusion counts and score histogram (:class:`audit.stats.counts.GroupTable`), never
+the rows. :func:`stream_tables` reads a CSV (optionally compressed) or Parquet file, or a folder
+of Parquet files (hive partitions such as ``region=north/`` become columns), one batch of rows at
+a time with pyarrow, and adds each batch to those tables: memory is bounded by the batch, the
+groups and the score bins, not by the rows.
+
+The labels are read exactly as the in-memory path reads them (the same normalisation of each
+batch's distinct values, :func:`audit.core.dataset._label_text`; the same rules for the target's
+classes, the predictions and missing sensitive values), so a streamed audit and an in-memory
+audit of the same rows build identical tables. Every problem is an input error naming the file,
+the column and the rows (data rows counted from 0 within the file, header not counted).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from audit.core.dataset import (AuditData, DatasetSpec, Encoding, _encode_target, _label_text,
+                                _precomputed, _show)
+from audit.errors import DataValidationError, InvalidConfigError, did_you_mean
+from audit.stats.counts import DEFAULT_SCORE_BINS, GroupTable, score_bin
+
+#: Rows per batch: about 30 MB of decoded columns for a typical decision log.
+BATCH_ROWS = 1 << 20
+#: Separator of an intersection's group labels ("Female × White"), as the fairness method names them.
+GROUP_SEP = " × "
+_PARQUET = (".parquet", ".pq")
+#: Why a method that needs the rows does not run on a streamed audit.
+NEEDS_ROWS = ("needs the audited rows, and this audit read the data in batches keeping only counts "
+              "([data] stream, or a folder of Parquet files); to run it, audit a file that fits in "
+              "memory without stream")
+
+
+@dataclass(frozen=True)
+class AttributeSet:
+    """One attribute or intersection to count: its columns, and whether the config names it
+    (then more than ``max_groups`` groups is an error rather than a skipped intersection)."""
+
+    columns: tuple[str, ...]
+    named: bool = False
+
+    @property
+    def name(self) -> str:
+        return "*".join(self.columns)
+
+
+@dataclass(frozen=True)
+class StreamedTables:
+    """What a streamed pass over the data found."""
+
+    source: str
+    files: tuple[str, ...]
+    n_rows: int
+    classes: tuple[str, ...]
+    tables: dict[str, GroupTable]
+    #: intersection -> its number of groups, when more than ``max_groups`` (not counted)
+    too_many: dict[str, int]
+    has_scores: bool
+    positive_rate: float | None
+    n_bins: int
+
+
+def data_files(path: str | Path) -> list[Path]:
+    """The files of a data path: itself, or every Parquet file under a folder (sorted, hidden
+    and ``_``-prefixed files such as ``_SUCCESS`` left out, as Spark and pyarrow do)."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file()
+                       and not any(part.startswith((".", "_")) for part in p.relative_to(path).parts))
+        parquet = [p for p in files if p.name.lower().endswith(_PARQUET)]
+        if not parquet:
+            raise DataValidationError(
+                f"The data folder {str(path)!r} holds no Parquet files (*.parquet){'' if files else ' (it is empty)'}. "
+                "Point [data] path at a CSV or Parquet file, or at a folder of Parquet files.")
+        return parquet
+    from audit.core.userfiles import check_regular_file
+
+    return [check_regular_file(path, "data file", error=DataValidationError,
+                               hint="Check the path (relative paths are resolved against the config "
+                                    "file's folder).")]
+
+
+def _partition_values(file: Path, root: Path) -> dict[str, str]:
+    """Hive partition values of a file under ``root`` (``region=north/part-0.parquet``)."""
+    if file == root:
+        return {}
+    out = {}
+    for part in file.relative_to(root).parts[:-1]:
+        key, sep, value = part.partition("=")
+        if sep:
+            from urllib.parse import unquote
+
+            out[unquote(key)] = unquote(value)
+    return out
+
+
+class _Reader:
+    """Batches of the needed columns of one file, as pyarrow record batches."""
+
+    def __init__(self, file: Path, root: Path, columns: Sequence[str], spec: DatasetSpec, batch_rows: int):
+        self.file, self.columns, self.batch_rows = file, list(columns), batch_rows
+        self.partition = _partition_values(file, root)
+        self.where = repr(str(file.relative_to(root)) if file != root else file.name)
+        self.spec = spec
+        self.names = self._names()
+        missing = [c for c in self.columns if c not in self.names and c not in self.partition]
+        if missing:
+            raise DataValidationError(
+                f"The column {missing[0]!r} named in the config is not in {self.where}."
+                f"{did_you_mean(missing[0], self.names)} Available columns: {_show(self.names)}."
+                + (" Every file of the folder must hold the same columns." if file != root else ""))
+
+    def _names(self) -> list[str]:
+        import pyarrow.parquet as pq
+
+        try:
+            if self.file.name.lower().endswith(_PARQUET):
+                self.kinds = {f.name: f.type for f in pq.read_schema(self.file)}
+                return list(self.kinds)
+            import pyarrow.csv as pcsv
+
+            self.kinds = {}
+            reader = pcsv.open_csv(self.file, **self._csv_options(probe=True))
+            self.kinds = {f.name: f.type for f in reader.schema}
+            return list(self.kinds)
+        except DataValidationError:
+            raise
+        except Exception as exc:
+            raise DataValidationError(
+                f"The data file {self.where} could not be read ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''}). Check that it is a CSV or Parquet "
+                "file and not truncated.") from None
+
+    def _csv_options(self, probe: bool = False) -> dict[str, Any]:
+        import pyarrow as pa
+        import pyarrow.csv as pcsv
+
+        text = [c for c in (self.spec.target, *self.spec.sensitive) if c]
+        if self.spec.task != "binary" and self.spec.predictions:
+            text.append(self.spec.predictions)
+        return {"read_options": pcsv.ReadOptions(block_size=1 << 24, encoding="utf8"),
+                "convert_options": pcsv.ConvertOptions(
+                    null_values=["", *self.spec.na_values], strings_can_be_null=True,
+                    column_types={c: pa.string() for c in text},
+                    include_columns=None if probe else [c for c in self.columns if c in self.names])}
+
+    def batches(self) -> Any:
+        try:
+            if self.file.name.lower().endswith(_PARQUET):
+                import pyarrow.parquet as pq
+
+                import pyarrow as pa
+
+                text = [c for c in self.columns if c in self.kinds
+                        and (pa.types.is_string(self.kinds[c]) or pa.types.is_large_string(self.kinds[c]))]
+                pf = pq.ParquetFile(self.file, read_dictionary=text)
+                yield from pf.iter_batches(batch_size=self.batch_rows,
+                                           columns=[c for c in self.columns if c in self.names])
+            else:
+                import pyarrow.csv as pcsv
+
+                yield from pcsv.open_csv(self.file, **self._csv_options())
+        except DataValidationError:
+            raise
+        except Exception as exc:
+            raise DataValidationError(
+                f"The data file {self.where} could not be read to the end ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''}). Check that it is not truncated and "
+                "that every row has the same columns.") from None
+
+
+class _Labels:
+    """Text labels of one column, as global ids in the order first seen."""
+
+    def __init__(self) -> None:
+        self.ids: dict[str, int] = {}
+
+    def encode(self, array: Any, *, missing: str | None = None,
+               on_missing: Callable[[np.ndarray], None] | None = None) -> np.ndarray:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if not pa.types.is_dictionary(array.type):
+            array = pc.dictionary_encode(array)
+        if isinstance(array, pa.ChunkedArray):
+            array = array.combine_chunks()
+        idx = array.indices.to_numpy(zero_copy_only=False)
+        if array.null_count:
+            nulls = np.asarray(array.is_null().to_numpy(zero_copy_only=False))
+            if missing is None:
+                assert on_missing is not None
+                on_missing(nulls)
+            idx = np.where(nulls, len(array.dictionary), np.nan_to_num(idx)).astype(np.int64)
+        else:
+            idx = idx.astype(np.int64, copy=False)
+        names = list(_label_text(array.dictionary.to_pandas())) + ([missing] if array.null_count else [])
+        lut = np.array([self.ids.setdefault(str(n), len(self.ids)) for n in names], dtype=np.int64)
+        return lut[idx]
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.ids)
+
+
+class _Counter:
+    """Counts of one attribute set, over growing group / outcome / decision ids."""
+
+    def __init__(self, n_bins: int) -> None:
+        self.n_bins = n_bins
+        self.groups: dict[tuple[int, ...], int] = {}
+        self.hist = np.zeros((0, 0, 0, 0), dtype=np.int64)
+        self.ssum = np.zeros((0, 0))
+        self.stopped = False
+
+    def codes(self, parts: list[np.ndarray], sizes: list[int]) -> np.ndarray:
+        """Each row's group id from its attributes' label ids (``sizes``: labels of each so far);
+        counting over the small key space, not sorting the rows."""
+        key = parts[0]
+        for p, n in zip(parts[1:], sizes[1:], strict=True):
+            key = key * n + p
+        present = np.flatnonzero(np.bincount(key, minlength=int(np.prod(sizes))))
+        lut = np.zeros(int(np.prod(sizes)), dtype=np.int64)
+        for k in present.tolist():
+            combo = tuple(int(v) for v in np.unravel_index(k, sizes))
+            lut[k] = self.groups.setdefault(combo, len(self.groups))
+        return lut[key]
+
+    def add(self, g: np.ndarray, cell: np.ndarray, shape: tuple[int, int, int],
+            b: np.ndarray | None, s: np.ndarray | None) -> None:
+        """Add rows of groups ``g`` in cells ``cell`` = (outcome · D + decision) · B + bin of a
+        table of ``shape`` = (outcome ids, decision ids, bins) so far."""
+        shape = (len(self.groups), *shape)
+        if shape != self.hist.shape:  # more groups or labels than before: grow, keeping counts
+            hist = np.zeros(tuple(max(a, c) for a, c in zip(self.hist.shape, shape, strict=True)), dtype=np.int64)
+            hist[tuple(slice(0, n) for n in self.hist.shape)] = self.hist
+            ssum = np.zeros((hist.shape[0], hist.shape[3]))
+            ssum[:self.ssum.shape[0], :self.ssum.shape[1]] = self.ssum
+            self.hist, self.ssum = hist, ssum
+        G, Y, D, B = shape
+        self.hist += np.bincount(g * (Y * D * B) + cell, minlength=G * Y * D * B).reshape(shape)
+        if s is not None and b is not None:
+            self.ssum += np.bincount(g * B + b, weights=s, minlength=G * B).reshape(G, B)
+
+
+def stream_tables(path: str | Path, spec: DatasetSpec, *, threshold: float,
+                  sets: Sequence[AttributeSet], max_groups: int, n_bins: int = DEFAULT_SCORE_BINS,
+                  batch_rows: int | None = None,
+                  progress: Callable[[int], None] | None = None) -> StreamedTables:
+    """Read ``path`` (a CSV or Parquet file, or a folder of Parquet files) in batches into one
+    :class:`GroupTable` per attribute set.
+
+    ``spec`` names the target, the predictions column (scores in [0, 1] for a binary task, or
+    the target's labels) and the sensitive columns; ``threshold`` turns scores into decisions
+    (a score at or above it is the positive decision). An attribute with more than
+    ``max_groups`` groups is an error; so is a named intersection, while an unnamed one is left
+    out (``too_many``). ``progress(rows)`` is called after each batch.
+    """
+    if spec.predictions is None or spec.target is None:
+        raise InvalidConfigError("A streamed audit needs [model] predictions and [data] target.")
+    from audit.core.adapter import PROBA_TOLERANCE
+
+    batch_rows = batch_rows or BATCH_ROWS
+    root = Path(path)
+    files = data_files(root)
+    columns = list(dict.fromkeys([spec.target, spec.predictions, *spec.sensitive]))
+    readers = [_Reader(f, root, columns, spec, batch_rows) for f in files]
+    _check_same_kinds(readers, spec)
+    target, preds = _Labels(), _Labels()
+    attrs = {c: _Labels() for c in spec.sensitive}
+    counters = {s.name: _Counter(n_bins) for s in sets}
+    scored: bool | None = None
+    only_01 = True  # scores that are all exactly 0 or 1 are labels, as the in-memory path reads them
+    n_rows = 0
+    for reader in readers:
+        offset = 0
+        for batch in reader.batches():
+            n = batch.num_rows
+            if n == 0:
+                continue
+            cols = {name: batch.column(name) for name in batch.schema.names}
+
+            def rows_of(mask: np.ndarray, what: str, fix: str, *, _r: _Reader = reader, _o: int = offset) -> None:
+                idx = np.flatnonzero(mask)
+                raise DataValidationError(
+                    f"{what} in {_r.where} has missing values in {idx.size} row(s) of a batch (first at data row {_show((idx[:5] + _o).tolist())}). {fix}")
+
+            def column(name: str, *, _cols: dict = cols, _r: _Reader = reader, _n: int = n) -> Any:
+                if name in _cols:
+                    return _cols[name]
+                import pyarrow as pa
+
+                return pa.DictionaryArray.from_arrays(pa.array(np.zeros(_n, dtype=np.int32)),
+                                                      pa.array([_r.partition[name]], pa.string()))
+
+            y = target.encode(column(spec.target), on_missing=lambda m: rows_of(
+                m, f"The target column {spec.target!r}", "Drop those rows: an outcome is needed to judge the model."))
+            if spec.task == "binary" and len(target.ids) > 2:
+                raise DataValidationError(
+                    f"The target column {spec.target!r} in {reader.where} has {len(target.ids)} distinct "
+                    f"values ({_show(target.labels)}) but the task is binary. Set task = \"multiclass\" "
+                    "or map the labels to two values.")
+            raw = column(spec.predictions)
+            import pyarrow as pa
+
+            is_score = spec.task == "binary" and pa.types.is_floating(raw.type)
+            if scored is not None and scored != is_score:
+                raise DataValidationError(
+                    f"The predictions column {spec.predictions!r} holds scores (numbers with decimals) in "
+                    f"one file and labels in {reader.where}: every file must write them the same way.")
+            scored = is_score
+            b = s = None
+            if is_score:
+                s = raw.to_numpy(zero_copy_only=False).astype(float, copy=False)
+                bad = ~np.isfinite(s)
+                if bad.any():
+                    rows_of(bad, f"The predictions column {spec.predictions!r}",
+                            "Every audited row needs a score in [0, 1].")
+                out = (s < -PROBA_TOLERANCE) | (s > 1 + PROBA_TOLERANCE)
+                if out.any():
+                    idx = np.flatnonzero(out)
+                    raise DataValidationError(
+                        f"The predictions column {spec.predictions!r} in {reader.where} has scores outside "
+                        f"[0, 1] in {idx.size} row(s) of a batch (first at data row "
+                        f"{_show((idx[:5] + offset).tolist())}, e.g. {s[idx[0]]!r}). A binary predictions "
+                        "column holds the target's labels or scores in [0, 1] (probabilities of the "
+                        "positive label).")
+                s = np.clip(s, 0.0, 1.0)
+                only_01 = only_01 and bool(np.all((s == 0) | (s == 1)))
+                d = (s >= threshold).astype(np.int64)
+                b = score_bin(s, n_bins)
+            else:
+                d = preds.encode(raw, on_missing=lambda m: rows_of(
+                    m, f"The predictions column {spec.predictions!r}", "Every audited row needs a prediction."))
+            codes = {}
+            for c in spec.sensitive:
+                codes[c] = attrs[c].encode(
+                    column(c), missing="missing" if spec.missing_sensitive == "group" else None,
+                    on_missing=lambda m, _c=c: rows_of(
+                        m, f"The sensitive column {_c!r}",
+                        "Fill them or drop those rows, or set missing_sensitive = \"group\" in [data] to "
+                        "audit them as an explicit \"missing\" group."))
+                if len(attrs[c].ids) > max_groups:
+                    raise InvalidConfigError(
+                        f"The sensitive column {c!r} has more than {max_groups} distinct values (more than "
+                        f"max_groups = {max_groups}) in {reader.where}; group it into fewer bins (e.g. age "
+                        "ranges such as 18-25, 26-40, ...) in the data before the audit, or raise "
+                        "[methods.fairness] max_groups.")
+            Y, D, B = len(target.ids), 2 if is_score else len(preds.ids), max(n_bins, 1) if is_score else 1
+            cell = (y * D + d) * B + (b if b is not None else 0)
+            for st in sets:
+                counter = counters[st.name]
+                parts, sizes = [codes[c] for c in st.columns], [len(attrs[c].ids) for c in st.columns]
+                if counter.stopped:
+                    counter.codes(parts, sizes)  # keep counting its groups only
+                    continue
+                g = counter.codes(parts, sizes)
+                if len(counter.groups) > max_groups:
+                    if st.named:
+                        raise InvalidConfigError(
+                            f"The fairness intersection {st.name!r} named in [methods.fairness] has more "
+                            f"than {max_groups} groups in {reader.where}, more than max_groups = "
+                            f"{max_groups}. Remove it, bin its attributes into fewer groups, or raise "
+                            "[methods.fairness] max_groups.")
+                    counter.stopped = True
+                    counter.hist = counter.hist[:0]
+                    continue
+                counter.add(g, cell, (Y, D, B), b, s)
+            n_rows += n
+            offset += n
+            if progress is not None:
+                progress(n_rows)
+    if n_rows == 0:
+        raise DataValidationError(f"The data in {repr(str(root))} has no rows.")
+    return _finish(root, files, spec, sets, counters, target, preds, attrs, n_rows, bool(scored),
+                   bool(scored) and _scores_are_labels(only_01, target), n_bins)
+
+
+def _scores_are_labels(only_01: bool, target: _Labels) -> bool:
+    """A float column of 0.0 / 1.0 with a 0/1 target is read as labels in memory: the same here."""
+    return only_01 and set(target.ids) <= {"0", "1"}
+
+
+def _check_same_kinds(readers: list[_Reader], spec: DatasetSpec) -> None:
+    """Every file must give the predictions the same kind (scores or labels)."""
+    import pyarrow as pa
+
+    kinds = {}
+    for r in readers:
+        t = r.kinds.get(spec.predictions)
+        if t is not None:
+            kinds.setdefault(pa.types.is_floating(t), r.where)
+    if len(kinds) > 1:
+        raise DataValidationError(
+            f"The predictions column {spec.predictions!r} is a column of numbers with decimals (scores) in "
+            f"{kinds[True]} but of {'labels'} in {kinds[False]}: the files of the folder have different "
+            "schemas. Write the column the same way in every file.")
+
+
+def _finish(root: Path, files: list[Path], spec: DatasetSpec, sets: Sequence[AttributeSet],
+            counters: dict[str, _Counter], target: _Labels, preds: _Labels, attrs: dict[str, _Labels],
+            n_rows: int, scored: bool, as_labels: bool, n_bins: int) -> StreamedTables:
+    """The tables with outcome and decision ids turned into class indices and groups sorted;
+    ``scored``: the predictions were scores (decision ids 0/1), ``as_labels``: scores that were
+    all 0 or 1 with a 0/1 target, which the in-memory path reads as labels (no histogram)."""
+    where = repr(root.name)
+    # the target's classes by the in-memory rules, from its distinct labels
+    y_code, classes = _encode_target(pd.Series(target.labels, dtype=object), spec, None, where)
+    assert classes is not None
+    K = len(classes)
+    if scored:
+        d_code = np.array([0, 1])
+    else:
+        labels = pd.Series(preds.labels, dtype=object)
+        d_code = _precomputed(labels, spec, classes, where)
+        if d_code.dtype.kind != "i":
+            raise DataValidationError(
+                f"The predictions column {spec.predictions!r} in {where} holds labels "
+                f"{_show(preds.labels)} that are not the target's classes {_show(classes)}. Write the "
+                "predictions as the target's labels, or as scores in [0, 1] (numbers with decimals).")
+    tables: dict[str, GroupTable] = {}
+    too_many: dict[str, int] = {}
+    positives = None
+    for st in sets:
+        c = counters[st.name]
+        if c.stopped:
+            too_many[st.name] = len(c.groups)
+            continue
+        names = [GROUP_SEP.join(attrs[col].labels[i] for col, i in zip(st.columns, combo, strict=True))
+                 for combo in c.groups]
+        order = sorted(range(len(names)), key=lambda i: names[i])
+        hist = c.hist[order]
+        # outcome and decision ids -> class indices
+        G = hist.shape[0]
+        out = np.zeros((G, K, K if not scored else 2, hist.shape[3]), dtype=np.int64)
+        for yi in range(hist.shape[1]):
+            for di in range(hist.shape[2]):
+                out[:, y_code[yi], d_code[di]] += hist[:, yi, di]
+        levels = [names[i] for i in order]
+        if scored and not as_labels:
+            table = GroupTable.from_histogram(levels, out, c.ssum[order])
+        else:
+            table = GroupTable(tuple(levels), out.sum(axis=-1).reshape(G, K * K))
+        tables[st.name] = table
+        if positives is None and spec.task == "binary":
+            positives = int(table.cells[:, 2:].sum())
+    return StreamedTables(
+        source=root.name, files=tuple(str(f) for f in files), n_rows=n_rows, classes=tuple(classes),
+        tables=tables, too_many=too_many, has_scores=scored and not as_labels,
+        positive_rate=None if positives is None else positives / n_rows,
+        n_bins=n_bins if scored and not as_labels else 0)
+
+
+@dataclass(frozen=True, eq=False)
+class StreamedData(AuditData):
+    """The audited data of a streamed audit: its count tables, not its rows.
+
+    Methods that need rows skip it (:attr:`audit.core.method.AuditMethod.counts_only`); the
+    fairness method reads :attr:`tables`. ``sensitive`` lists each attribute's groups (for the
+    report's checks of user text), not one value per row.
+    """
+
+    streamed: StreamedTables | None = field(default=None, kw_only=True)
+
+    @property
+    def n_rows(self) -> int:
+        assert self.streamed is not None
+        return self.streamed.n_rows
+
+    @property
+    def positive_rate(self) -> float | None:
+        assert self.streamed is not None
+        return self.streamed.positive_rate
+
+    @classmethod
+    def build(cls, spec: DatasetSpec, streamed: StreamedTables) -> StreamedData:
+        levels = {c: list(streamed.tables[c].levels) if c in streamed.tables else [] for c in spec.sensitive}
+        width = max((len(v) for v in levels.values()), default=0)
+        sensitive = pd.DataFrame({c: (v + v[-1:] * (width - len(v))) if v else [None] * width
+                                  for c, v in levels.items()})
+        frame = pd.DataFrame(columns=[c for c in (spec.target, spec.predictions, *spec.sensitive) if c])
+        return cls(spec, Encoding(()), frame, np.empty((0, 0), dtype=np.float32),
+                   np.empty(0, dtype=np.int64), streamed.classes, sensitive, None, streamed.source,
+                   streamed=streamed)
+
+
+__all__ = ["AttributeSet", "BATCH_ROWS", "NEEDS_ROWS", "StreamedData", "StreamedTables", "data_files", "stream_tables"]

@@ -1,0 +1,190 @@
+"""Benchmark: audits past one machine's memory (issue 15).
+
+``--only decisions``: a decisions-only fairness audit (``[model] predictions = "score"``, two
+sensitive attributes, their intersection on) of generated Parquet shards of 10^6, 10^7 and 10^8
+rows, read in batches (``audit.core.stream``), beside the in-memory path on one Parquet file of
+the same rows, each in its own subprocess: wall time and peak RSS (``os.wait4``). The in-memory
+path runs under an address-space cap (``resource.setrlimit(RLIMIT_AS)``, ``--memory-cap``) so
+that running out of memory stops it, not the machine; a size is skipped for it once a smaller one
+ran out. Where both ran, their results.json are compared: every count-based number must be
+identical, and the histogram AUC's largest error against the exact AUC is printed.
+
+The data (one 10^6-row shard per seed, sex with 2 and race with 5 groups, outcomes and scores
+with planted group gaps) is written once under ``--data`` (default /tmp/audit-scale), never into
+the repository; the 10^8 run takes a few minutes and is run by hand::
+
+    PYTHONPATH=. python benchmarks/scale.py --only decisions --rows 1e6,1e7,1e8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from _common import machine
+
+SHARD_ROWS = 1_000_000
+RACES = ("Asian", "Black", "Other", "Pacific", "White")
+RACE_P = (0.05, 0.12, 0.03, 0.01, 0.79)
+
+
+def shard(seed: int, n: int = SHARD_ROWS):  # noqa: ANN201
+    """One shard of a decision log: group gaps planted in base rate and score."""
+    import pyarrow as pa
+
+    rng = np.random.default_rng(seed)
+    sex = (rng.random(n) < 0.67).astype(np.int32)                  # 0 Female, 1 Male
+    race = rng.choice(len(RACES), n, p=RACE_P).astype(np.int32)
+    logit = rng.normal(-1.2, 1.4, n) + 0.5 * sex + 0.15 * (race == 4)
+    y = rng.random(n) < 1 / (1 + np.exp(-logit))
+    score = 1 / (1 + np.exp(-(logit + rng.normal(0, 0.8, n) + 0.1 * sex)))
+    return pa.table({
+        "sex": pa.DictionaryArray.from_arrays(pa.array(sex), pa.array(["Female", "Male"])),
+        "race": pa.DictionaryArray.from_arrays(pa.array(race), pa.array(list(RACES))),
+        "income": pa.DictionaryArray.from_arrays(pa.array(y.astype(np.int32)), pa.array(["<=50K", ">50K"])),
+        "score": pa.array(score),
+    })
+
+
+def generate(root: Path, rows: int) -> tuple[Path, Path]:
+    """The folder of shards and the single file of the first ``rows`` rows (written once)."""
+    import pyarrow.parquet as pq
+
+    shards = root / "shards"
+    shards.mkdir(parents=True, exist_ok=True)
+    k = max(1, rows // SHARD_ROWS)
+    for i in range(k):
+        path = shards / f"part-{i:05d}.parquet"
+        if not path.exists():
+            tmp = path.with_suffix(".tmp")
+            pq.write_table(shard(i), tmp, row_group_size=SHARD_ROWS)
+            tmp.rename(path)
+    folder = root / f"rows-{rows:.0e}".replace("+", "")
+    folder.mkdir(exist_ok=True)
+    for i in range(k):
+        link = folder / f"part-{i:05d}.parquet"
+        if not link.exists():
+            os.link(shards / f"part-{i:05d}.parquet", link)
+    single = root / f"single-{rows:.0e}.parquet".replace("+", "")
+    if not single.exists():
+        tmp = single.with_suffix(".tmp")
+        with pq.ParquetWriter(tmp, shard(0, 1).schema) as writer:
+            for i in range(k):
+                writer.write_table(pq.read_table(shards / f"part-{i:05d}.parquet"))
+        tmp.rename(single)
+    return folder, single
+
+
+CONFIG = """name = "scale"
+seed = 0
+[model]
+predictions = "score"
+[data]
+path = {path}
+target = "income"
+positive_label = ">50K"
+sensitive = ["sex", "race"]
+stream = {stream}
+[limits]
+memory = "64GiB"
+"""
+
+
+def run(path: Path, *, stream: bool, out: Path, cap: int | None) -> dict:
+    """One ``audit run --methods fairness`` in a subprocess: wall seconds, peak RSS, exit code."""
+    out.mkdir(parents=True, exist_ok=True)
+    config = out / "audit.toml"
+    config.write_text(CONFIG.format(path=json.dumps(str(path)), stream=str(stream).lower()))
+    report = out / "report"
+
+    def limit() -> None:
+        if cap is not None:
+            resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "audit", "run", str(config), "--methods", "fairness",
+                             "--format", "json", "--out", str(report), "--overwrite", "--full", "--quiet"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=limit, env=env)
+    err = proc.stderr.read().decode(errors="replace")
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    rc = os.waitstatus_to_exitcode(status)
+    results = report / "results.json"
+    return {"rc": rc, "wall": wall, "rss_mb": usage.ru_maxrss / 1024,
+            "error": err.strip().splitlines()[-1] if rc else None,
+            "results": json.loads(results.read_text()) if rc == 0 and results.exists() else None}
+
+
+def compare(streamed: dict, memory: dict) -> tuple[int, int, float]:
+    """(count-based numbers compared, how many differ, largest |histogram AUC − exact AUC|)."""
+    a = streamed["methods"]["fairness"]["result"]["attributes"]
+    b = memory["methods"]["fairness"]["result"]["attributes"]
+    n = bad = 0
+    auc_err = 0.0
+    for attr in b:
+        for ga, gb in zip(a[attr]["groups"], b[attr]["groups"], strict=True):
+            for k, eb in gb["metrics"].items():
+                ea = ga["metrics"][k]
+                if k == "auc":
+                    if ea["value"] is not None:
+                        auc_err = max(auc_err, abs(ea["value"] - eb["value"]))
+                    continue
+                if k == "ece":
+                    continue
+                n += 1
+                bad += ea != eb
+        for k, db in b[attr]["disparities"].items():
+            if k != "auc_difference":
+                n += 1
+                bad += a[attr]["disparities"][k] != db
+    return n, bad, auc_err
+
+
+def decisions(rows: list[int], root: Path, cap: int) -> None:
+    print(f"decisions-only fairness, 2 sensitive attributes + their intersection [{machine()}]")
+    print(f"{'rows':>12} | {'streamed s':>10} {'peak MB':>8} | {'in memory s':>11} {'peak MB':>8} | note")
+    memory_failed = False
+    for n in rows:
+        t0 = time.perf_counter()
+        folder, single = generate(root, n)
+        gen = time.perf_counter() - t0
+        s = run(folder, stream=True, out=root / f"out-stream-{n}", cap=None)
+        m = None if memory_failed else run(single, stream=False, out=root / f"out-memory-{n}", cap=cap)
+        note = f"data written in {gen:.0f} s" if gen > 1 else ""
+        if s["rc"]:
+            note += f"; streamed failed (exit {s['rc']}): {s['error']}"
+        if m is not None and m["rc"]:
+            memory_failed = True
+            note += f"; in memory failed under the {cap / 2**30:.0f} GiB cap (exit {m['rc']}): {m['error']}"
+        elif m is not None and s["results"] is not None:
+            k, bad, auc = compare(s["results"], m["results"])
+            note += f"; {k} count-based numbers, {bad} differ; max |AUC hist - exact| {auc:.1e}"
+        mem = (f"{m['wall']:11.1f} {m['rss_mb']:8.0f}" if m is not None and not m["rc"]
+               else f"{'out of mem' if m is not None else 'not run':>11} {'':>8}")
+        print(f"{n:>12,} | {s['wall']:10.1f} {s['rss_mb']:8.0f} | {mem} | {note}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", choices=["decisions"], default="decisions",
+                        help="which benchmark to run (decisions: streamed decisions-only fairness)")
+    parser.add_argument("--rows", default="1e6,1e7", help="comma-separated row counts (multiples of 1e6)")
+    parser.add_argument("--data", default="/tmp/audit-scale", help="where the generated shards go")
+    parser.add_argument("--memory-cap", default="12", help="GiB of address space for the in-memory path")
+    args = parser.parse_args()
+    rows = [int(float(r)) for r in args.rows.split(",")]
+    if args.only == "decisions":
+        decisions(rows, Path(args.data), int(float(args.memory_cap) * 2**30))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,308 @@
+"""audit compare / audit.compare_models: known answers, the gate, data mismatch, the report."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from audit.cli import app
+from audit.compare.paired import Paired, compare_disparities, compare_performance
+from audit.compare.options import CompareOptions, parse_compare
+from audit.errors import InvalidConfigError
+from audit.stats.paired import mcnemar, sign_flip_pvalue
+
+FAST = "[methods.fairness]\nn_boot = 200\nn_permutations = 99\nwhat_if = false\n"
+COMPARE = "[compare]\nn_boot = 400\nn_permutations = 199\n"
+
+
+def planted(n: int = 20000, extra: int = 1000, seed: int = 1) -> pd.DataFrame:
+    """Scores of a champion and of a challenger that equals it except for ``extra`` negatives
+    of group g = "a" pushed over the threshold (a planted selection-rate gap in g only)."""
+    rng = np.random.default_rng(seed)
+    g = rng.choice(["a", "b"], n)
+    h = rng.choice(["u", "v", "w"], n)
+    x = rng.normal(size=n)
+    y = (x + rng.normal(size=n) > 0).astype(int)
+    sa = 1 / (1 + np.exp(-2 * x))
+    sb = sa.copy()
+    if extra:
+        idx = rng.choice(np.flatnonzero((g == "a") & (sa < 0.5)), extra, replace=False)
+        sb[idx] = 0.6
+    return pd.DataFrame({"x": x, "g": g, "h": h, "y": y, "sa": sa, "sb": sb})
+
+
+def write_pair(tmp_path, frame: pd.DataFrame, gate: str = "", *, champion: str = "sa",
+               challenger: str = "sb", data_b: str = "d.csv") -> tuple:
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    common = '[data]\npath = "{}"\ntarget = "y"\nsensitive = ["g", "h"]\n' + FAST
+    a = tmp_path / "champion.toml"
+    b = tmp_path / "challenger.toml"
+    a.write_text(f'name = "champ"\n[model]\npredictions = "{champion}"\n' + common.format("d.csv"), encoding="utf-8")
+    b.write_text(f'name = "chall"\n[model]\npredictions = "{challenger}"\n' + common.format(data_b) + COMPARE
+                 + (f"[compare.gate]\n{gate}\n" if gate else ""), encoding="utf-8")
+    return a, b
+
+
+def compare_cli(*args):
+    return CliRunner().invoke(app, ["compare", *map(str, args), "--quiet", "--format", "html,json"])
+
+
+GATE = ('"fairness.g.demographic_parity_difference" = { max_increase = 0.02 }\n'
+        '"fairness.h.demographic_parity_difference" = { max_increase = 0.03 }\n'
+        '"performance.accuracy" = { max_decrease = 0.05 }\n'
+        '"performance.auc" = { max_decrease = 0.02 }\n')
+
+
+def test_two_copies_of_one_model_give_zero_changes_intervals_at_zero_and_a_passing_gate(tmp_path):
+    a, b = write_pair(tmp_path, planted(n=4000, extra=0), GATE)
+    out = tmp_path / "out"
+    res = compare_cli(a, b, "--out", out, "--junit", tmp_path / "j.xml")
+    assert res.exit_code == 0, res.output
+    doc = json.loads((out / "results.json").read_text())
+    changes = list(doc["performance"].values()) + [c for a in doc["fairness"].values()
+                                                    for c in a["disparities"].values()]
+    assert len(changes) == 3 + 3 * 5
+    for c in changes:
+        assert c["change"]["value"] == 0.0 and c["p_value"] == 1.0
+        if c["metric"] == "ece":  # binned ECE is biased: a test, never an interval
+            assert c["change"]["lower"] is None and "biased upward" in c["change"]["undefined_reason"]
+            continue
+        assert c["change"]["lower"] <= 0.0 <= c["change"]["upper"]
+    assert doc["decisions"]["changed"] == 0 and doc["mcnemar"]["p_value"] == 1.0
+    assert doc["gate"]["outcome"] == "pass" and doc["gate"]["counts"]["pass"] == 4
+    suite = ET.parse(tmp_path / "j.xml").getroot()
+    assert suite.get("tests") == "4" and suite.get("failures") == "0"
+
+
+def test_a_planted_disparity_in_one_attribute_is_caught_by_its_rule_and_by_no_other(tmp_path):
+    a, b = write_pair(tmp_path, planted(), GATE)
+    res = compare_cli(a, b, "--out", tmp_path / "out", "--json")
+    assert res.exit_code == 1, res.output
+    verdicts = {v["key"]: v for v in json.loads(res.output)["gate"]["verdicts"]}
+    assert verdicts["fairness.g.demographic_parity_difference"]["status"] == "breach"
+    assert verdicts["fairness.g.demographic_parity_difference"]["lower"] > 0.02
+    for key in ("fairness.h.demographic_parity_difference", "performance.accuracy", "performance.auc"):
+        assert verdicts[key]["status"] == "pass", verdicts[key]
+    doc = json.loads((tmp_path / "out" / "results.json").read_text())
+    by_group = {g["group"]: g for g in doc["fairness"]["g"]["groups"]}
+    assert by_group["a"]["changed"] == by_group["a"]["to_positive"] == 1000 and by_group["b"]["changed"] == 0
+    assert doc["decisions"]["changed"] == 1000
+    # the planted gap: 1000 extra positive decisions among group a's rows
+    dp = doc["fairness"]["g"]["disparities"]["demographic_parity_difference"]
+    n_a = by_group["a"]["rows"]
+    assert abs(dp["challenger"] - dp["champion"] - dp["change"]["value"]) < 1e-12
+    assert abs(dp["change"]["value"] - 1000 / n_a) <= dp["champion"] + 1e-12  # |gap + 0.1| − |gap|
+
+
+def test_one_config_with_two_model_tables_compares_like_two_configs(tmp_path):
+    frame = planted(n=4000, extra=200)
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    cfg = tmp_path / "pair.toml"
+    cfg.write_text('name = "pair"\n[models.champion]\npredictions = "sa"\n[models.challenger]\npredictions = "sb"\n'
+                   '[data]\npath = "d.csv"\ntarget = "y"\nsensitive = ["g", "h"]\n' + FAST + COMPARE
+                   + "[compare.gate]\n" + GATE, encoding="utf-8")
+    res = compare_cli(cfg, "--out", tmp_path / "one")
+    assert res.exit_code in (1, 3), res.output
+    a, b = write_pair(tmp_path, frame, GATE)
+    compare_cli(a, b, "--out", tmp_path / "two")
+    one = json.loads((tmp_path / "one" / "results.json").read_text())
+    two = json.loads((tmp_path / "two" / "results.json").read_text())
+    assert one["performance"] == two["performance"] and one["fairness"] == two["fairness"]
+
+
+def test_configs_on_different_rows_exit_2_and_write_nothing(tmp_path):
+    frame = planted(extra=0)
+    other = frame.copy()
+    other.loc[7, "y"] = 1 - other.loc[7, "y"]  # one outcome differs
+    other.to_csv(tmp_path / "other.csv", index=False)
+    a, b = write_pair(tmp_path, frame, data_b="other.csv")
+    res = compare_cli(a, b, "--out", tmp_path / "out")
+    assert res.exit_code == 2, res.output
+    assert "not audited on the same rows" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "out").exists()
+    shuffled = frame.iloc[::-1]
+    shuffled.to_csv(tmp_path / "other.csv", index=False)
+    res = compare_cli(a, b, "--out", tmp_path / "out")
+    assert res.exit_code == 2 and "differ in content or order" in res.output
+
+
+@pytest.mark.parametrize("gate, fragment", [
+    ('"fairness.sx.demographic_parity_difference" = { max_increase = 0.02 }', "does not cover"),
+    ('"fairness.g.demographic_parity_diff" = { max_increase = 0.02 }', "demographic_parity_difference"),
+    ('"fairness.g.demographic_parity_ratio" = { max_decrease = 0.02 }', "Disparities:"),
+    ('"performance.ece" = { max_increase = 0.01 }', "Performance metrics: accuracy, auc"),
+    ('"performance.auc" = { max = 0.02 }', "unknown option 'max'"),
+    ('"performance.auc" = { max_decrease = -0.01 }', "at least 0"),
+    ('"model.auc" = { max_decrease = 0.01 }', "Unknown [compare.gate] key"),
+])
+def test_a_malformed_compare_gate_exits_2_before_any_audit(tmp_path, gate, fragment):
+    a, b = write_pair(tmp_path, planted(n=400, extra=0), gate)
+    res = compare_cli(a, b, "--out", tmp_path / "out")
+    assert res.exit_code == 2, res.output
+    assert fragment in res.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_html_report_shows_every_change_and_escapes_user_strings(tmp_path):
+    frame = planted(n=4000, extra=400)
+    frame["g"] = frame["g"].map({"a": "<script>alert(1)</script>", "b": "b&b"})
+    gate = '"fairness.g.demographic_parity_difference" = { max_increase = 0.02 }\n'
+    a, b = write_pair(tmp_path, frame, gate)
+    res = compare_cli(a, b, "--out", tmp_path / "out")
+    assert res.exit_code == 1, res.output
+    html = (tmp_path / "out" / "report.html").read_text()
+    doc = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert "<script" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "b&amp;b" in html
+    for section in ("Non-inferiority gate: fail", "Decisions that change", "Disparities", "What drives the decisions"):
+        assert section in html
+    dp = doc["fairness"]["g"]["disparities"]["demographic_parity_difference"]["change"]
+    assert f"{dp['value']:,.4f}" in html and f"{dp['lower']:,.4f}" in html
+    assert doc["data"]["row_sha256"] in html
+
+
+def test_compare_models_is_the_python_twin_and_compares_importances():
+    from sklearn.linear_model import LogisticRegression
+
+    from audit import compare_models
+    from audit.core.dataset import Encoding
+
+    rng = np.random.default_rng(3)
+    n = 1200
+    frame = pd.DataFrame({f"x{i}": rng.normal(size=n) for i in range(5)})
+    frame["g"] = rng.choice(["a", "b"], n)
+    frame["y"] = (frame.x0 + 0.5 * frame.x1 + rng.normal(size=n) > 0).astype(int)
+    features = [f"x{i}" for i in range(5)]
+    X = Encoding.fit(frame[features]).encode(frame)  # what compare_models hands the models
+    champion = LogisticRegression().fit(X, frame.y)
+    challenger = LogisticRegression().fit(X[:, ::-1] * [1, 1, 1, 1, 1], frame.y)  # trained on reversed columns
+    challenger.coef_ = challenger.coef_[:, ::-1].copy()  # the same model with its columns put back
+    challenger.coef_[0, 0] *= 0.3  # ...then leaning less on x0
+    r = compare_models(champion, challenger, frame, target="y", sensitive=["g"], features=features,
+                       methods=["performance", "shap"], method_options={"shap": {"n_rows": 150, "n_bootstrap": 200}},
+                       compare={"n_boot": 200, "n_permutations": 99,
+                                "gate": {"performance.accuracy": {"max_decrease": 0.2}}})
+    acc = r.performance["accuracy"]
+    assert acc.change.value == pytest.approx(acc.challenger - acc.champion)
+    pa, pb = champion.predict(X), challenger.predict(X)
+    assert r.decisions.changed == int(np.sum(pa != pb))
+    assert r.decisions.to_positive == int(np.sum((pa == 0) & (pb == 1)))
+    imp = r.importance["shap"]
+    assert imp.features == tuple(features) and imp.paired_rows == 150
+    assert imp.spearman.lower is not None and imp.spearman.lower <= imp.spearman.value <= imp.spearman.upper
+    # x0 dominates the champion; the challenger leans on it less, so its share of importance drops
+    assert imp.champion[0] / sum(imp.champion) > imp.challenger[0] / sum(imp.challenger)
+    assert r.gate is not None and r.gate.verdicts[0].status == "pass"
+    assert json.loads(r.json_bytes())["schema"] == "audit-suite/compare@1"
+
+
+def test_paired_statistics_on_hand_made_decisions():
+    y = np.array([1, 1, 0, 0, 1, 0, 1, 0] * 10)
+    a = y.copy()
+    b = y.copy()
+    b[:8] = 1 - b[:8]  # the challenger errs on the first 8 rows only
+    p = Paired(y, a, b, None, None)
+    opts = CompareOptions(n_boot=300, n_permutations=999)
+    perf, mc = compare_performance(p, opts, np.random.default_rng(0))
+    assert perf["accuracy"].change.value == pytest.approx(-8 / 80)
+    assert (mc.champion_only, mc.challenger_only) == (8, 0)
+    assert mc.p_value == pytest.approx(2 * 0.5 ** 8) and "exact" in mc.method
+    # every swap of the 8 discordant rows is equally likely: P(|T*| >= 8/80) = 2 / 2^8
+    assert perf["accuracy"].p_value == pytest.approx(2 / 256, abs=0.012)
+
+
+def test_sign_flip_pvalue_counts_the_observed_statistic_and_ties():
+    assert sign_flip_pvalue(np.array([0.5]), np.array([[0.5], [-0.5], [0.1], [0.0]]))[0] == pytest.approx(3 / 5)
+    assert np.isnan(sign_flip_pvalue(np.array([np.nan]), np.zeros((4, 1))))[0]
+
+
+def test_mcnemar_switches_to_the_chi_square_with_many_discordant_rows():
+    a = np.r_[np.ones(40), np.zeros(20)].astype(bool)
+    b = ~a
+    r = mcnemar(a, b)
+    assert r.method.startswith("chi-square") and r.statistic == pytest.approx((20 - 1) ** 2 / 60)
+
+
+def test_compare_options_are_validated():
+    with pytest.raises(InvalidConfigError, match="n_boot"):
+        parse_compare({"n_boot": 5})
+    with pytest.raises(InvalidConfigError, match="Unknown key 'gates'"):
+        parse_compare({"gates": {}})
+    with pytest.raises(InvalidConfigError, match="disparities"):
+        parse_compare({"disparities": ["auc_difference"]})
+
+
+def test_small_groups_are_left_out_and_the_gate_says_insufficient():
+    rng = np.random.default_rng(0)
+    g = np.r_[["a"] * 500, ["b"] * 500, ["c"] * 10]
+    y = rng.integers(0, 2, g.size)
+    a = rng.integers(0, 2, g.size)
+    res = compare_disparities("g", g, Paired(y, a, a.copy(), None, None), ["demographic_parity_difference"],
+                              CompareOptions(n_boot=200, n_permutations=99), rng)
+    assert res.too_small == ("c",)
+    from audit.compare.gate import judge, parse_compare_gate
+
+    rules = parse_compare_gate({"fairness.g.demographic_parity_difference": {"max_increase": 0.05}}, sets=["g"])
+    verdict = judge(rules, {rules[0].key: res.disparities["demographic_parity_difference"]}).verdicts[0]
+    assert verdict.status == "insufficient" and "too small" in verdict.message
+
+
+def test_two_saved_reports_compare_like_their_configs_and_say_what_needs_the_models(tmp_path):
+    frame = planted(n=4000, extra=200)
+    a, b = write_pair(tmp_path, frame, GATE)
+    for cfg in (a, b):  # both audits save their per-row predictions
+        cfg.write_text(cfg.read_text().replace("[compare]", "[report]\nsave_predictions = true\n[compare]")
+                       if "[compare]" in cfg.read_text() else cfg.read_text() + "[report]\nsave_predictions = true\n")
+    for cfg, out in ((a, "ra"), (b, "rb")):
+        res = CliRunner().invoke(app, ["run", str(cfg), "--out", str(tmp_path / out), "--quiet", "--format", "json",
+                                       "--methods", "performance,fairness"])
+        assert res.exit_code == 0, res.output
+    saved = json.loads((tmp_path / "ra" / "results.json").read_text())["predictions"]
+    assert saved["file"] == "predictions.parquet" and saved["rows"] == 4000
+    res = compare_cli(tmp_path / "ra" / "results.json", tmp_path / "rb", b, "--out", tmp_path / "cmp")
+    live = compare_cli(a, b, "--out", tmp_path / "live", "--methods", "performance,fairness")
+    assert res.exit_code == live.exit_code == 1, res.output
+    from_saved = json.loads((tmp_path / "cmp" / "results.json").read_text())
+    from_models = json.loads((tmp_path / "live" / "results.json").read_text())
+    assert from_saved["data"]["row_sha256"] == saved["rows_sha256"]
+    for key in ("performance", "mcnemar", "decisions", "fairness", "gate"):
+        assert from_saved[key] == from_models[key], key
+    assert any("predictions.parquet does not hold the features" in n for n in from_saved["limitations"])
+
+
+def test_a_saved_report_without_predictions_cannot_be_compared(tmp_path):
+    a, b = write_pair(tmp_path, planted(n=400, extra=0))
+    for cfg, out in ((a, "ra"), (b, "rb")):
+        CliRunner().invoke(app, ["run", str(cfg), "--out", str(tmp_path / out), "--quiet", "--format", "json",
+                                 "--methods", "performance"])
+    res = compare_cli(tmp_path / "ra", tmp_path / "rb", "--out", tmp_path / "cmp")
+    assert res.exit_code == 2 and "save_predictions = true" in res.output
+    assert not (tmp_path / "cmp").exists()
+
+
+@pytest.mark.parametrize("groups, rates, ref", [(2, 1, None), (3, 2, None), (4, 1, 0), (5, 2, None)])
+def test_projection_interval_is_the_range_of_the_change_over_the_box(groups, rates, ref):
+    """Every sampled point of the box (vertices included) lies in the interval, and the
+    interval's ends are reached up to the sampling's resolution."""
+    from audit.stats.paired import projection_interval, spread_pieces
+
+    rng = np.random.default_rng(groups * 10 + rates)
+    d = groups * rates
+    L = spread_pieces(groups, rates, ref)
+    for _ in range(5):
+        lo_r = rng.uniform(0.1, 0.6, d)
+        hi_r = lo_r + rng.uniform(0, 0.1, d)
+        lo_c = rng.uniform(-0.1, 0.05, d)
+        hi_c = lo_c + rng.uniform(0, 0.08, d)
+        lo, hi = projection_interval(L, lo_r, hi_r, lo_c, hi_c)
+        u = rng.random((200_000, 2 * d))
+        u[:50_000] = u[:50_000] > 0.5  # vertices
+        r = lo_r + u[:, :d] * (hi_r - lo_r)
+        c = lo_c + u[:, d:] * (hi_c - lo_c)
+        change = (L @ (r + c).T).max(axis=0) - (L @ r.T).max(axis=0)
+        assert lo - 1e-9 <= change.min() and change.max() <= hi + 1e-9
+        assert change.min() - lo < 0.01 and hi - change.max() < 0.01

@@ -1,0 +1,223 @@
+"""Simulations: the paired intervals cover, the paired tests hold their size, pairing pays.
+
+Grids include tiny groups (30-40 rows), rates near 0 and 1, and zero and non-zero true changes.
+Coverage is checked against the Monte Carlo band (nominal − 3 standard errors), sizes against
+α + 2.33 standard errors; each cell also reports how often the interval was withheld (too few
+events, audit.compare.paired.MIN_EVENTS), which is stated in the report instead of a number.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from audit.compare.options import CompareOptions
+from audit.compare.paired import Paired, compare_disparities, compare_performance
+from audit.stats.paired import mcnemar, weight_chunks
+
+DP = "demographic_parity_difference"
+EO = "equalized_odds_difference"
+
+
+def band(k: int, level: float = 0.95) -> float:
+    """Lowest coverage the Monte Carlo error allows with k intervals (3 standard errors)."""
+    return level - 3 * np.sqrt(level * (1 - level) / max(k, 1))
+
+
+def draw_decisions(rng, sizes, ra, rb, q, base=0.5):
+    """Groups of ``sizes``; the champion says yes with probability ra[g]; the challenger copies
+    it except on a fraction q of rows, where it draws afresh with probability rb[g]."""
+    g = np.repeat(np.arange(len(sizes)), sizes)
+    n = g.size
+    y = (rng.random(n) < base).astype(int)
+    a = (rng.random(n) < np.asarray(ra)[g]).astype(int)
+    fresh = (rng.random(n) < np.asarray(rb)[g]).astype(int)
+    b = np.where(rng.random(n) < q, fresh, a)
+    return g.astype(str), Paired(y, a, b, None, None)
+
+
+def true_dp_change(ra, rb, q):
+    pa = np.asarray(ra, float)
+    pb = (1 - q) * pa + q * np.asarray(rb, float)
+    return (pb.max() - pb.min()) - (pa.max() - pa.min())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sizes, ra, rb, q", [
+    ((2000, 2000), (0.5, 0.5), (0.6, 0.5), 0.3),            # a fair champion (the percentile bootstrap: 0.86)
+    ((40, 400), (0.3, 0.5), (0.6, 0.5), 0.3),               # a tiny group, a real change
+    ((30, 30, 30), (0.4, 0.5, 0.6), (0.4, 0.5, 0.6), 0.3),  # three tiny groups, no change
+    ((300, 300), (0.06, 0.06), (0.36, 0.06), 0.3),          # rates near 0, a change
+    ((300, 300), (0.95, 0.95), (0.65, 0.95), 0.3),          # rates near 1, a change
+    ((300, 300), (0.4, 0.6), (0.55, 0.6), 0.3),             # the champion's gap shrinks
+    ((100, 100, 100, 100), (0.3, 0.3, 0.3, 0.3), (0.3, 0.3, 0.3, 0.3), 0.5),  # no gap at all
+])
+def test_disparity_change_intervals_cover_the_true_change(sizes, ra, rb, q):
+    rng = np.random.default_rng(11)
+    opts = CompareOptions(n_boot=300, n_permutations=0)
+    truth = true_dp_change(ra, rb, q)
+    hits = given = 0
+    widths = []
+    for _ in range(200):
+        values, p = draw_decisions(rng, sizes, ra, rb, q)
+        c = compare_disparities("g", values, p, [DP], opts, rng).disparities[DP].change
+        if c.lower is None:
+            continue
+        given += 1
+        hits += c.lower - 1e-12 <= truth <= c.upper + 1e-12
+        widths.append(c.upper - c.lower)
+    print(f"DP change {sizes} {ra}->{rb} q={q}: truth {truth:+.4f}, coverage {hits / given:.3f} "
+          f"of {given} intervals ({200 - given} withheld), mean width {np.mean(widths):.3f}")
+    assert given >= 100, f"the interval was withheld in {200 - given} of 200 samples"
+    assert hits / given >= band(given), (hits / given, given, truth)
+
+
+def draw_scores(rng, n, base, sep, rho, shift):
+    """Outcomes with prevalence ``base``; two scores of correlated latent signals (correlation
+    rho), the challenger's with separation sep + shift (shift 0: the same distribution)."""
+    y = (rng.random(n) < base).astype(int)
+    z = rng.normal(size=n)
+    e = rho * z + np.sqrt(1 - rho ** 2) * rng.normal(size=n)
+    sa = 1 / (1 + np.exp(-(sep * (2 * y - 1) + z)))
+    sb = 1 / (1 + np.exp(-((sep + shift) * (2 * y - 1) + e)))
+    return Paired(y, (sa >= 0.5).astype(int), (sb >= 0.5).astype(int), sa, sb)
+
+
+def true_performance_change(base, sep, rho, shift):
+    """Accuracy and AUC changes from one very large sample (Monte Carlo error ~1e-4)."""
+    from audit.stats.paired import auc_rows
+
+    p = draw_scores(np.random.default_rng(0), 400_000, base, sep, rho, shift)
+    acc = np.mean(p.challenger == p.y) - np.mean(p.champion == p.y)
+    auc = auc_rows(p.challenger_scores[None], p.y)[0] - auc_rows(p.champion_scores[None], p.y)[0]
+    return {"accuracy": acc, "auc": auc}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("n, base, sep, rho, shift", [
+    (80, 0.5, 1.0, 0.9, 0.0),     # few rows, same model distribution
+    (200, 0.5, 1.0, 0.9, 0.5),    # a better challenger (AUC 0.88 -> 0.94)
+    (800, 0.3, 1.5, 0.7, -0.4),   # fewer positives, a worse challenger
+    (400, 0.5, 0.5, 0.95, 0.3),   # weak models, highly correlated
+])
+def test_accuracy_and_auc_change_intervals_cover_the_true_change(n, base, sep, rho, shift):
+    truth = true_performance_change(base, sep, rho, shift)
+    rng = np.random.default_rng(5)
+    opts = CompareOptions(n_boot=300, n_permutations=0)
+    hits = {k: 0 for k in truth}
+    given = {k: 0 for k in truth}
+    for _ in range(200):
+        perf, _ = compare_performance(draw_scores(rng, n, base, sep, rho, shift), opts, rng)
+        for k, t in truth.items():
+            e = perf[k].change
+            if e.lower is not None:
+                given[k] += 1
+                hits[k] += e.lower - 1e-12 <= t <= e.upper + 1e-12
+    for k in truth:
+        print(f"{k} change n={n} base={base} sep={sep} rho={rho} shift={shift}: truth {truth[k]:+.4f}, "
+              f"coverage {hits[k] / given[k]:.3f} of {given[k]}")
+        assert given[k] >= 100, (k, given[k])
+        assert hits[k] / given[k] >= band(given[k]), (k, hits[k] / given[k], truth[k])
+
+
+def test_an_auc_change_near_one_with_few_positives_gets_no_interval_but_accuracy_does():
+    """60 positives, AUC 0.99: the percentile bootstrap covered the AUC change 0.85 there."""
+    rng = np.random.default_rng(5)
+    perf, _ = compare_performance(draw_scores(rng, 400, 0.15, 2.5, 0.7, -0.8),
+                                  CompareOptions(n_boot=200, n_permutations=0), rng)
+    assert perf["auc"].change.lower is None and "misranked" in perf["auc"].change.undefined_reason
+    assert perf["accuracy"].change.lower is not None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sizes, rate, base", [
+    ((30, 30), 0.5, 0.5),        # tiny groups
+    ((30, 170), 0.05, 0.5),      # selection near 0
+    ((100, 100), 0.97, 0.9),     # selection and outcomes near 1
+])
+def test_paired_permutation_tests_hold_their_size_when_the_models_are_exchangeable(sizes, rate, base):
+    """Both models draw their score from the same distribution given the row: the null."""
+    rng = np.random.default_rng(2)
+    opts = CompareOptions(n_boot=0, n_permutations=99)
+    R = 300
+    rejections = {}
+    for _ in range(R):
+        g = np.repeat(np.arange(len(sizes)), sizes)
+        n = g.size
+        y = (rng.random(n) < base).astype(int)
+        shared = rng.normal(size=n)  # correlated models: a common part plus each one's own noise
+        logit = np.log(rate / (1 - rate)) + 0.8 * (2 * y - 1)
+        sa = 1 / (1 + np.exp(-(logit + shared + rng.normal(size=n))))
+        sb = 1 / (1 + np.exp(-(logit + shared + rng.normal(size=n))))
+        p = Paired(y, (sa >= 0.5).astype(int), (sb >= 0.5).astype(int), sa, sb)
+        perf, mc = compare_performance(p, opts, rng)
+        fair = compare_disparities("g", g.astype(str), p, [DP, EO], opts, rng).disparities
+        pvals = {**{k: c.p_value for k, c in perf.items()}, **{k: c.p_value for k, c in fair.items()},
+                 "mcnemar": mc.p_value}
+        for k, v in pvals.items():
+            rejections[k] = rejections.get(k, 0) + (v is not None and v <= 0.05)
+    limit = 0.05 + 2.33 * np.sqrt(0.05 * 0.95 / R)
+    print(f"size at alpha 0.05, {sizes} rate {rate} base {base}: "
+          + ", ".join(f"{k} {r / R:.3f}" for k, r in rejections.items()))
+    for k, r in rejections.items():
+        assert r / R <= limit, (k, r / R)
+
+
+def test_mcnemar_exact_test_holds_its_size_with_few_discordant_rows():
+    rng = np.random.default_rng(4)
+    R = 4000
+    rejected = 0
+    for _ in range(R):
+        kind = rng.choice(4, size=60, p=[0.88, 0.1, 0.01, 0.01])  # 2% discordant rows, no change
+        a = (kind == 0) | (kind == 2)
+        b = (kind == 0) | (kind == 3)
+        rejected += mcnemar(a, b).p_value <= 0.05
+    assert rejected / R <= 0.05 + 2.33 * np.sqrt(0.05 * 0.95 / R)
+
+
+def test_the_paired_interval_is_narrower_than_the_unpaired_one_on_correlated_models():
+    """Resampling the rows once for both models (paired) against resampling each model's rows
+    independently (unpaired): the same data, the same number of resamples."""
+    rng = np.random.default_rng(8)
+    widths = []
+    for _ in range(30):
+        p = draw_scores(rng, 600, 0.5, 1.0, 0.9, 0.2)
+        ca = (p.champion == p.y).astype(float)
+        cb = (p.challenger == p.y).astype(float)
+        codes = np.zeros(p.y.size, dtype=np.int64)
+        paired = np.concatenate([w @ cb / 600 - w @ ca / 600 for w in weight_chunks(codes, 1, 400, rng)])
+        unpaired = np.concatenate([wb @ cb / 600 - wa @ ca / 600 for wa, wb in
+                                   zip(weight_chunks(codes, 1, 400, rng), weight_chunks(codes, 1, 400, rng))])
+        q = [np.subtract(*np.quantile(x, [0.975, 0.025])) for x in (paired, unpaired)]
+        widths.append(q)
+    paired_w, unpaired_w = np.mean(widths, axis=0)
+    print(f"accuracy change, mean 95% width: paired {paired_w:.4f}, unpaired {unpaired_w:.4f}")
+    assert paired_w < 0.75 * unpaired_w, (paired_w, unpaired_w)
+    # and the interval the comparison reports is the paired one
+    perf, _ = compare_performance(p, CompareOptions(n_boot=400, n_permutations=0), rng)
+    e = perf["accuracy"].change
+    assert e.upper - e.lower < 0.85 * unpaired_w
+
+
+def test_the_paired_disparity_interval_is_narrower_than_the_unpaired_one_on_correlated_models():
+    """The projection over (champion rates, paired changes) against the same projection over
+    (champion rates, challenger rates) boxed separately, i.e. without using the pairing."""
+    from audit.stats.paired import paired_bootstrap, projection_interval, simultaneous_box, spread_pieces
+
+    rng = np.random.default_rng(9)
+    paired_w, unpaired_w = [], []
+    for _ in range(20):
+        values, p = draw_decisions(rng, (500, 500), (0.4, 0.5), (0.6, 0.5), 0.1)
+        codes = values.astype(int)
+        oh = lambda d: np.eye(2)[codes] * d[:, None]  # noqa: E731
+        sel_a, sel_b, ones = oh(p.champion), oh(p.challenger), np.eye(2)[codes]
+        rate = lambda w, sel: (w @ sel) / (w @ ones)  # noqa: E731
+        ba, bb = paired_bootstrap(lambda w: (rate(w, sel_a), rate(w, sel_b)), codes, 2, 400, rng)
+        ra, rb = rate(np.ones((1, 1000)), sel_a)[0], rate(np.ones((1, 1000)), sel_b)[0]
+        L = spread_pieces(2, 1)
+        lo, hi = simultaneous_box(np.r_[ra, rb - ra], np.hstack([ba, bb - ba]), 0.975)
+        paired_w.append(np.subtract(*projection_interval(L, lo[:2], hi[:2], lo[2:], hi[2:])[::-1]))
+        lo, hi = simultaneous_box(np.r_[ra, rb], np.hstack([ba, bb]), 0.975)
+        unpaired_w.append(np.subtract(*projection_interval(L, lo[:2], hi[:2], lo[2:] - hi[:2], hi[2:] - lo[:2])[::-1]))
+    print(f"DP change, mean 95% width: paired {np.mean(paired_w):.4f}, unpaired {np.mean(unpaired_w):.4f}")
+    assert np.mean(paired_w) < 0.75 * np.mean(unpaired_w)

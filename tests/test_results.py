@@ -1,0 +1,92 @@
+"""The shared result vocabulary (audit.core.results): Estimates serialise with their level and
+method, Attributions regroup per-element values the way each method's values add up, and the
+template macros take the interval's level from the result."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from audit.core.method import to_jsonable
+from audit.core.modalities import ImageLayout, SequenceLayout
+from audit.core.results import Attributions, Estimate, estimates
+
+
+def test_estimate_serialises_every_field_and_undefined_is_not_zero():
+    e = Estimate(0.4, 0.3, float("nan"), level=0.9, method="Wilson score interval")
+    assert to_jsonable(e) == {"value": 0.4, "lower": 0.3, "upper": None, "level": 0.9,
+                              "method": "Wilson score interval", "undefined_reason": None}
+    missing = Estimate(None, undefined_reason="no positives in the group")
+    assert not missing.defined and not missing.has_interval
+    json.dumps(to_jsonable(missing), allow_nan=False)
+
+
+def test_estimates_keep_an_interval_only_where_both_ends_are_finite():
+    out = estimates(["a", "b"], [1.0, 2.0], [0.5, np.nan], [1.5, np.nan], level=0.95, method="bootstrap")
+    assert out["a"] == Estimate(1.0, 0.5, 1.5, 0.95, "bootstrap")
+    assert out["b"] == Estimate(2.0)  # no interval: no level or method either
+
+
+def _element_attributions(layout, values, **kw) -> Attributions:
+    names = tuple(layout.columns)
+    return Attributions(key="m", label="M", short="M", origin="test", features=names, grouping="element",
+                        explains="output", explained="f", importance=estimates(names, np.abs(values).mean(0)),
+                        values=values, rows=np.arange(len(values)), **kw)
+
+
+def test_additive_values_are_summed_per_patch_and_repeated_group_values_averaged():
+    lay = ImageLayout(1, 4, 4, patch=2)
+    values = np.arange(32, dtype=float).reshape(2, 16)
+    summed = _element_attributions(lay, values).grouped(lay, "patch")
+    assert summed.features == tuple(lay.groups("patch")) and summed.grouping == "patch"
+    np.testing.assert_allclose(summed.values[0], [0 + 1 + 4 + 5, 2 + 3 + 6 + 7, 8 + 9 + 12 + 13, 10 + 11 + 14 + 15])
+    assert summed.importance["patch[0-1,0-1]"].value == pytest.approx((10 + 74) / 2)
+    occluded = _element_attributions(lay, np.ones((1, 16)), window="patch")
+    assert np.allclose(occluded.grouped(lay, "patch").values, 1.0)  # the group's value, not 4x it
+    gradients = _element_attributions(lay, -values, how="mean_abs").grouped(lay, "patch")
+    assert gradients.values[0, 0] == pytest.approx(np.mean([0, 1, 4, 5]))
+
+
+def test_values_at_another_window_do_not_split_into_a_grouping():
+    lay = SequenceLayout(("a", "b"), 3)
+    by_lag = _element_attributions(lay, np.ones((2, 6)), window="lag")
+    assert by_lag.grouped(lay, "feature") is None
+    assert by_lag.grouped(lay, "lag").values.shape == (2, 3)
+    assert _element_attributions(lay, np.ones((2, 6)), window="cell").grouped(lay, "feature") is not None
+
+
+def test_reordered_follows_names_and_refuses_other_features():
+    a = Attributions(key="m", label="M", short="M", origin="t", features=("x", "y"), grouping="feature",
+                     explains="output", explained="f", importance=estimates(["x", "y"], [1.0, 2.0]),
+                     values=np.array([[1.0, 2.0]]), rows=np.array([0]))
+    b = a.reordered(["y", "x"])
+    assert b.features == ("y", "x") and b.values.tolist() == [[2.0, 1.0]]
+    assert b.importance_vector().tolist() == [2.0, 1.0]
+    assert a.reordered(["x", "z"]) is None
+
+
+def test_the_recompute_hook_is_not_written_to_results_json():
+    a = Attributions(key="m", label="M", short="M", origin="t", features=("x",), grouping="feature",
+                     explains="output", explained="f", importance=estimates(["x"], [1.0]),
+                     recompute=lambda *a, **k: np.zeros((1, 1)))
+    assert "recompute" not in to_jsonable(a)
+
+
+def _macro(name: str, *args) -> str:
+    from audit.report.render import _environment, templates_dir
+
+    module = _environment(str(templates_dir())).get_template("macros.html.j2").module
+    return str(getattr(module, name)(*args))
+
+
+def test_macros_take_the_level_from_the_estimate():
+    e = Estimate(0.5, 0.25, 0.75, level=0.9, method="percentile bootstrap")
+    assert _macro("level", e) == "90%"
+    assert _macro("level", Estimate(0.5, 0.4, 0.6, level=0.995, method="x")) == "99.5%"
+    assert "0.250 – 0.750" in _macro("interval", e) and "90% interval: percentile bootstrap" in _macro("interval", e)
+    assert _macro("estimate", e).startswith("0.500 <span")
+    assert _macro("interval", Estimate(0.5)) == "—" and _macro("level", Estimate(0.5)) == ""
+    assert 'title="group &lt;too&gt; small"' in _macro("estimate", Estimate(None, undefined_reason="group <too> small"))
+    assert _macro("pvalue", 0.0004) == "&lt; 0.001" and _macro("pvalue", None) == "—"

@@ -1,0 +1,264 @@
+"""Streamed decisions-only audits (audit.core.stream): the same fairness numbers as in memory,
+from files, compressed CSV and partitioned Parquet folders, in bounded memory, with clear errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from audit.cli import app
+
+FAST = "[methods.fairness]\nn_boot = 200\nwhat_if_rows = 2000\n"
+
+
+def decision_log(n: int, seed: int = 0) -> pd.DataFrame:
+    """Decisions with planted gaps, a 45-row group (judged) and a 12-row one (too small)."""
+    rng = np.random.default_rng(seed)
+    race = rng.choice(["A", "B", "C"], n, p=[0.7, 0.2, 0.1]).astype(object)
+    race[:45] = "D"
+    race[45:57] = "E"
+    sex = rng.choice(["Female", "Male"], n)
+    logit = rng.normal(-0.8, 1.3, n) + 0.6 * (sex == "Male") - 0.4 * (race == "C")
+    y = np.where(rng.random(n) < 1 / (1 + np.exp(-logit)), "yes", "no")
+    score = 1 / (1 + np.exp(-(logit + rng.normal(0, 0.7, n))))
+    return pd.DataFrame({"sex": sex, "race": race, "outcome": y, "score": score})
+
+
+def write_config(folder: Path, data: str, *, stream: bool | None = None, extra: str = FAST) -> Path:
+    line = "" if stream is None else f"stream = {str(stream).lower()}\n"
+    config = folder / f"audit-{abs(hash((data, stream)))}.toml"
+    config.write_text(f'name = "log"\n[model]\npredictions = "score"\n[data]\npath = {json.dumps(data)}\n'
+                      f'target = "outcome"\npositive_label = "yes"\nsensitive = ["sex", "race"]\n{line}{extra}')
+    return config
+
+
+def audit(config: Path, out: Path, *args: str) -> tuple[int, str, dict | None]:
+    result = CliRunner().invoke(app, ["run", str(config), "--out", str(out), "--format", "json", "-q",
+                                      "--full", *args], catch_exceptions=False)
+    doc = json.loads((out / "results.json").read_text()) if result.exit_code == 0 else None
+    return result.exit_code, result.output, doc
+
+
+def fairness_of(doc: dict) -> dict:
+    return doc["methods"]["fairness"]["result"]
+
+
+def assert_same_fairness(streamed: dict, memory: dict) -> None:
+    """Every count-based number identical; ECE equal up to summation order; AUC within the
+    streamed result's stated histogram bound of the exact AUC."""
+    a, b = fairness_of(streamed), fairness_of(memory)
+    assert list(a["attributes"]) == list(b["attributes"])
+    bound = a["auc_error_bound"]
+    assert bound is not None and b["auc_error_bound"] is None
+    for name, ra in a["attributes"].items():
+        rb = b["attributes"][name]
+        assert [g["group"] for g in ra["groups"]] == [g["group"] for g in rb["groups"]]
+        for ga, gb in zip(ra["groups"], rb["groups"], strict=True):
+            assert ga["count"] == gb["count"]
+            for k, ea in ga["metrics"].items():
+                eb = gb["metrics"][k]
+                if k == "auc" and eb["value"] is not None:
+                    assert abs(ea["value"] - eb["value"]) <= bound + 1e-12
+                elif k == "ece" and eb["value"] is not None:
+                    assert ea["value"] == pytest.approx(eb["value"], abs=1e-12)
+                elif k != "auc":
+                    assert ea == eb, (name, ga["group"], k)
+            assert ga["mdd"] == gb["mdd"]
+            if gb["calibration"] is not None:
+                assert ga["calibration"]["count"] == gb["calibration"]["count"]
+                assert ga["calibration"]["fraction_positive"] == gb["calibration"]["fraction_positive"]
+        for k, da in ra["disparities"].items():
+            if k != "auc_difference":
+                assert da == rb["disparities"][k], (name, k)
+        assert ra["impact_ratios"] == rb["impact_ratios"]
+        assert ra["curves"] == rb["curves"]
+        assert ra["what_if"] == rb["what_if"]
+
+
+@pytest.fixture(scope="module")
+def log_files(tmp_path_factory) -> tuple[Path, pd.DataFrame]:
+    folder = tmp_path_factory.mktemp("log")
+    df = decision_log(12_000)
+    df.to_csv(folder / "log.csv", index=False)
+    df.to_csv(folder / "log.csv.gz", index=False)
+    df.to_parquet(folder / "log.parquet", row_group_size=1500)
+    return folder, df
+
+
+@pytest.fixture
+def small_batches(monkeypatch):
+    import audit.core.stream
+
+    monkeypatch.setattr(audit.core.stream, "BATCH_ROWS", 1000)
+
+
+@pytest.mark.parametrize("name", ["log.parquet", "log.csv.gz"])
+def test_streamed_fairness_equals_the_in_memory_audit_over_many_batches(log_files, tmp_path, small_batches, name):
+    folder, _ = log_files
+    code, out, memory = audit(write_config(tmp_path, str(folder / "log.csv")), tmp_path / "memory")
+    assert code == 0, out
+    code, out, streamed = audit(write_config(tmp_path, str(folder / name), stream=True), tmp_path / "streamed")
+    assert code == 0, out
+    assert streamed["data"]["rows"] == memory["data"]["rows"] == 12_000
+    assert_same_fairness(streamed, memory)
+    # only counts were kept: methods that need the rows are listed as not run, with the reason
+    assert streamed["methods"]["performance"]["status"] == "skipped"
+    assert "read the data in batches" in streamed["methods"]["performance"]["reason"]
+
+
+def test_partitioned_parquet_folder_is_streamed_and_equals_the_in_memory_audit(log_files, tmp_path, small_batches):
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    folder, df = log_files
+    parts = tmp_path / "parts"
+    ds.write_dataset(pa.Table.from_pandas(df), parts, format="parquet", partitioning=["race"],
+                     partitioning_flavor="hive", max_rows_per_group=700, max_rows_per_file=2000)
+    (parts / "_SUCCESS").write_text("")
+    assert len(list(parts.rglob("*.parquet"))) > 5
+    code, out, memory = audit(write_config(tmp_path, str(folder / "log.csv")), tmp_path / "memory")
+    assert code == 0, out
+    code, out, streamed = audit(write_config(tmp_path, str(parts)), tmp_path / "streamed")  # a folder streams
+    assert code == 0, out
+    assert_same_fairness(streamed, memory)
+    assert len([f for f in streamed["provenance"]["files"] if f["role"] == "data"]) == len(
+        list(parts.rglob("*.parquet")))
+
+
+def test_streamed_labels_only_decisions_equal_the_in_memory_audit(log_files, tmp_path, small_batches):
+    folder, df = log_files
+    labels = df.assign(score=np.where(df.score >= 0.5, "yes", "no"))
+    labels.to_parquet(tmp_path / "labels.parquet", row_group_size=1000)
+    labels.to_csv(tmp_path / "labels.csv", index=False)
+    code, out, memory = audit(write_config(tmp_path, str(tmp_path / "labels.csv")), tmp_path / "m")
+    assert code == 0, out
+    code, out, streamed = audit(write_config(tmp_path, str(tmp_path / "labels.parquet"), stream=True),
+                                tmp_path / "s")
+    assert code == 0, out
+    a, b = fairness_of(streamed), fairness_of(memory)
+    assert a["attributes"] == b["attributes"] and not a["has_scores"]
+
+
+CAPPED = """
+import resource, sys
+cap = int(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+from audit.cli import main
+sys.argv = ["audit", *sys.argv[2:]]
+main()
+"""
+
+
+@pytest.mark.slow
+def test_a_memory_capped_run_survives_streaming_where_the_in_memory_path_cannot(tmp_path):
+    """Under a 1.2 GiB address-space cap, 4 million decisions stream through; the same file
+    read into memory stops with a clear out-of-memory error (exit 2), not a crash."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(0)
+    n = 4_000_000
+    table = pa.table({
+        "sex": pa.DictionaryArray.from_arrays(pa.array(rng.integers(0, 2, n).astype(np.int32)),
+                                              pa.array(["Female", "Male"])),
+        "race": pa.DictionaryArray.from_arrays(pa.array(rng.integers(0, 4, n).astype(np.int32)),
+                                               pa.array(["A", "B", "C", "D"])),
+        "outcome": pa.DictionaryArray.from_arrays(pa.array((rng.random(n) < 0.3).astype(np.int32)),
+                                                  pa.array(["no", "yes"])),
+        "score": pa.array(rng.random(n))})
+    pq.write_table(table, tmp_path / "big.parquet", row_group_size=500_000)
+    del table
+    cap = str(int(1.2 * 2**30))
+    env = {"OMP_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "2", "AUDIT_MEMORY_LIMIT": "64GiB",
+           "PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    extra = "[methods.fairness]\nn_boot = 200\nwhat_if = false\n"
+
+    def capped(stream: bool, out: str) -> subprocess.CompletedProcess:
+        config = write_config(tmp_path, str(tmp_path / "big.parquet"), stream=stream, extra=extra)
+        return subprocess.run([sys.executable, "-c", CAPPED, cap, "run", str(config), "--out",
+                               str(tmp_path / out), "--format", "json", "-q", "--full"],
+                              capture_output=True, text=True, env=env, timeout=600)
+
+    streamed = capped(True, "streamed")
+    assert streamed.returncode == 0, streamed.stderr
+    doc = json.loads((tmp_path / "streamed" / "results.json").read_text())
+    assert doc["data"]["rows"] == n and doc["methods"]["fairness"]["status"] == "ok"
+    memory = capped(False, "memory")
+    assert memory.returncode == 2, memory.stderr
+    assert "Traceback" not in memory.stderr and "memory" in memory.stderr.lower()
+    assert not (tmp_path / "memory").exists()
+
+
+# ---- bad inputs: exit 2, one line naming the file and the column ----------------------------
+
+
+def _error(config: Path, tmp_path: Path, *args: str) -> str:
+    code, out, _ = audit(config, tmp_path / "out", *args)
+    assert code == 2, out
+    assert "Traceback" not in out and out.strip().startswith("error:")
+    assert not (tmp_path / "out").exists()
+    return " ".join(out.split())
+
+
+def test_a_column_missing_from_one_partition_names_the_file_and_column(log_files, tmp_path):
+    _, df = log_files
+    parts = tmp_path / "parts"
+    (parts / "day=1").mkdir(parents=True)
+    (parts / "day=2").mkdir(parents=True)
+    df.iloc[:500].to_parquet(parts / "day=1" / "a.parquet")
+    df.iloc[500:1000].drop(columns="race").to_parquet(parts / "day=2" / "b.parquet")
+    msg = _error(write_config(tmp_path, str(parts)), tmp_path)
+    assert "'race'" in msg and "day=2/b.parquet" in msg and "same columns" in msg
+
+
+def test_mixed_schemas_across_partitions_name_both_files(log_files, tmp_path):
+    _, df = log_files
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    df.iloc[:500].to_parquet(parts / "a.parquet")
+    df.iloc[500:1000].assign(score=np.where(df.score[500:1000] > 0.5, "yes", "no")).to_parquet(parts / "b.parquet")
+    msg = _error(write_config(tmp_path, str(parts)), tmp_path)
+    assert "'score'" in msg and "a.parquet" in msg and "b.parquet" in msg and "schemas" in msg
+
+
+def test_an_empty_folder_is_an_input_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    msg = _error(write_config(tmp_path, str(tmp_path / "empty")), tmp_path)
+    assert "holds no Parquet files" in msg and "empty" in msg
+
+
+def test_a_missing_column_in_a_streamed_file_names_it(log_files, tmp_path):
+    folder, _ = log_files
+    config = write_config(tmp_path, str(folder / "log.parquet"), stream=True)
+    config.write_text(config.read_text().replace('target = "outcome"', 'target = "outcom"'))
+    msg = _error(config, tmp_path)
+    assert "'outcom'" in msg and "log.parquet" in msg and "Did you mean 'outcome'" in msg
+
+
+def test_scores_out_of_range_in_a_streamed_file_name_the_rows(tmp_path):
+    df = decision_log(3000)
+    df.loc[2500, "score"] = 1.7
+    df.to_parquet(tmp_path / "bad.parquet", row_group_size=1000)
+    msg = _error(write_config(tmp_path, str(tmp_path / "bad.parquet"), stream=True), tmp_path)
+    assert "outside [0, 1]" in msg and "data row 2500" in msg and "bad.parquet" in msg
+
+
+def test_a_method_that_needs_rows_cannot_be_chosen_for_a_streamed_audit(log_files, tmp_path):
+    folder, _ = log_files
+    msg = _error(write_config(tmp_path, str(folder / "log.parquet"), stream=True), tmp_path,
+                 "--methods", "fairness,performance")
+    assert "performance" in msg and "need the audited rows" in msg
+
+
+def test_stream_needs_precomputed_decisions(tmp_path):
+    config = tmp_path / "audit.toml"
+    config.write_text('[model]\npath = "m.skops"\n[data]\npath = "d.parquet"\ntarget = "y"\nstream = true\n')
+    msg = _error(config, tmp_path)
+    assert "[model] predictions" in msg
