@@ -768,6 +768,7 @@ def audit_model(model: Any, frame: Any, *, target: str | None, sensitive: Sequen
                                  raw_input=raw_input, threshold=threshold, methods=methods,
                                  method_options=method_options, seed=seed, name=name,
                                  train_frame=train_frame)
+    plan = plan.with_overrides(card=check_card(card or {}))
     return run_audit(plan, progress=progress, inputs=inputs,
                      trust_code=any(rec.trusted_pickle for rec in getattr(inputs.model, "loaded", ())))
 
@@ -793,7 +794,7 @@ def memory_inputs(model: Any, frame: Any, *, target: str | None, sensitive: Sequ
     check_compatible(adapter, data)
     plan = AuditPlan(name=name, seed=seed, model=ModelSpec(task=task, threshold=threshold),  # type: ignore[arg-type]
                      data=spec, data_path="", methods=tuple(methods) if methods else None,
-                     method_options=method_options or {}, card=check_card(card or {}))
+                     method_options=method_options or {})
     # a model loaded with audit.load_model keeps its load records: its provenance (and any
     # code that ran, e.g. with trust_code=True) reaches the report
     loaded = getattr(adapter, "loaded", ())

@@ -356,3 +356,26 @@ def test_notebook_display_and_summary_of_an_in_memory_audit():
     with pytest.raises(InvalidConfigError, match="Unknown key 'owner' in \\[card\\]"):
         audit.audit_model(lambda X: X[:, 0] * 0 + 0.5, df, target="y", methods=["performance"],
                           card={"owner": "x"})
+
+
+def test_example_cards_are_generated_from_their_audits():
+    """Each bundled MODEL_CARD.md is the generator's output: it quotes the [card] table of its
+    audit.toml as the generator renders it, and measured lines name results.json keys."""
+    for folder in sorted(p for p in EXAMPLES.iterdir() if (p / "audit.toml").exists()):
+        card = (folder / "MODEL_CARD.md").read_text(encoding="utf-8")
+        table = tomllib.loads((folder / "audit.toml").read_text(encoding="utf-8"))["card"]
+        assert "Written by audit-suite" in card and "`/methods/performance/result/metrics/" in card, folder
+        for key, value in table.items():
+            if CARD_FIELDS[key].section != "front_matter":
+                assert md_block(value) in card, (folder.name, key)
+        if table.get("front_matter"):
+            meta = yaml.safe_load(card.split("\n---\n", 1)[0][4:])
+            assert meta["model-index"][0]["name"] == folder.name
+
+
+def test_readme_names_every_card_key():
+    readme = (EXAMPLES.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Model cards from evidence", 1)[1].split("\n### ", 1)[0]
+    assert {k for k in CARD_FIELDS if f"`{k}`" not in section} == set()
+    expected = [k for k, f in CARD_FIELDS.items() if f.expected]
+    assert ", ".join(f"`{k}`" for k in expected) in " ".join(section.split())
