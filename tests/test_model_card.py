@@ -115,7 +115,8 @@ def test_every_number_on_a_measured_line_equals_the_results_json_key_it_names(ru
         keys = [k.replace("\\|", "|") for _, k in re.findall(r"(`+)(/[^`]*)\1", line)]
         if not keys:
             continue
-        allowed = [x for k in keys for x in _numbers_under(_resolve(results, k))]
+        # the values under each key, and digits of the names in the key itself (px[2,5])
+        allowed = [x for k in keys for x in [*_numbers_under(_resolve(results, k)), *_numbers_under(k)]]
         text = HEX.sub("", re.sub(r"`+/[^`]*`+", "", line))
         for token in NUMBER.findall(text):
             value, tol = _parse(token), _tolerance(token)
