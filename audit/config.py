@@ -17,10 +17,11 @@ from audit.core.modalities import ModalSpec, spec_from_table
 from audit.core.userfiles import load_toml
 from audit.errors import InvalidConfigError, did_you_mean
 from audit.execution import ExecutionConfig
+from audit.report.card import check_card
 
-FORMATS = ("html", "pdf", "json")
+FORMATS = ("html", "pdf", "json", "card")  # "card": model_card.md (audit.report.card)
 
-_TOP_KEYS = {"name", "seed", "model", "data", "methods", "gate", "report", "limits", "run", "execution",
+_TOP_KEYS = {"name", "seed", "model", "data", "methods", "gate", "report", "limits", "run", "execution", "card",
              "compare"}  # [compare]: read by `audit compare` (audit.compare.options)
 _MODEL_KEYS = {"path", "architecture", "encoding", "predictions", "task", "threshold", "output",
                "raw_input", "trusted_types", "init_args", "training", "format", "classes"}
@@ -70,6 +71,8 @@ class AuditPlan:
     budget: float | None = None
     # [execution]: the backend that runs the methods' chunks (audit.execution): local or Ray.
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
+    # [card]: what only a person knows for the model card (audit.report.card.CARD_FIELDS).
+    card: Mapping[str, Any] = field(default_factory=dict)
     # [data] stream: read the data in batches into count tables (decisions-only audits,
     # audit.core.stream); None: only when [data] path is a folder.
     stream: bool | None = None
@@ -108,6 +111,7 @@ class AuditPlan:
         _check_keys(model, _MODEL_KEYS, "[model]")
         _check_keys(data, _DATA_KEYS | _MODAL_KEYS, "[data]")
         _check_keys(report, _REPORT_KEYS, "[report]")
+        card = check_card(doc.get("card", {}))
 
         def resolve(value: Any, key: str) -> str | None:
             if value is None:
@@ -192,7 +196,7 @@ class AuditPlan:
                    out_dir=resolve(report.get("out"), "out"), config_path=config_path, modal=modal,
                    memory_limit=parse_size(limits["memory"]) if "memory" in limits else None,
                    budget=parse_duration(run["budget"], "[run] budget") if "budget" in run else None,
-                   stream=stream,
+                   card=card, stream=stream,
                    save_predictions=_typed(report, "save_predictions", bool, False),
                    execution=ExecutionConfig(_typed(execution, "backend", str, "local"),
                                              _typed(execution, "address", str, None)))
