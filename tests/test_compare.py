@@ -327,3 +327,12 @@ def test_a_group_too_small_to_judge_makes_the_gate_exit_3(tmp_path):
     assert res.exit_code == 3, res.output
     verdict = json.loads(res.output)["gate"]["verdicts"][0]
     assert verdict["status"] == "insufficient" and "tiny" in verdict["message"]
+
+
+def test_the_comparison_report_renders_as_pdf(tmp_path):
+    a, b = write_pair(tmp_path, planted(n=600, extra=0))
+    res = CliRunner().invoke(app, ["compare", str(a), str(b), "--out", str(tmp_path / "out"), "--quiet",
+                                   "--format", "pdf"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "out" / "report.pdf").read_bytes()[:5] == b"%PDF-"
+    assert not (tmp_path / "out" / "results.json").exists()
