@@ -16,7 +16,7 @@ from audit.compare.options import CompareOptions, parse_compare
 from audit.errors import InvalidConfigError
 from audit.stats.paired import mcnemar, sign_flip_pvalue
 
-FAST = "[methods.fairness]\nn_boot = 200\nn_permutations = 99\nwhat_if = false\n"
+FAST = "[methods.fairness]\nn_bootstrap = 200\nn_permutations = 99\nwhat_if = false\n"
 COMPARE = "[compare]\nn_boot = 400\nn_permutations = 199\n"
 
 
