@@ -422,3 +422,12 @@ def test_a_comparison_without_a_gate_renders_html(tmp_path):
     res = compare_cli(ra, rb, "--out", tmp_path / "cmp")
     assert res.exit_code == 0, res.output
     assert "Non-inferiority gate" not in (tmp_path / "cmp" / "report.html").read_text()
+
+
+def test_the_comparison_report_renders_as_pdf(tmp_path):
+    a, b = write_pair(tmp_path, planted(n=600, extra=0))
+    res = CliRunner().invoke(app, ["compare", str(a), str(b), "--out", str(tmp_path / "out"), "--quiet",
+                                   "--format", "pdf"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "out" / "report.pdf").read_bytes()[:5] == b"%PDF-"
+    assert not (tmp_path / "out" / "results.json").exists()
