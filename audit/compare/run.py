@@ -165,7 +165,7 @@ def compare_runs(reports: Sequence[Any], predictions: Sequence[Any], data: Any, 
         fairness[key] = compare_disparities(key, values, paired, metrics, options, rng, refs.get(key))
     fairness = adjust_fairness(fairness)
     earlier = [{o.name: o.result for o in r.outcomes if o.ok} for r in reports]
-    importance, missing = compare_importances(earlier[0], earlier[1], features, n_boot=options.n_boot,
+    importance, missing = compare_importances(earlier[0], earlier[1], features, n_bootstrap=options.n_bootstrap,
                                               confidence=options.confidence, rng=rng)
     limitations = _limitations(paired, options, reports, features)
     result = ComparisonResult(
@@ -337,7 +337,7 @@ def compare_models(champion: Any, challenger: Any, data: Any, *, target: str, se
     >>> df["y"] = (df.x + rng.normal(size=400) > 0).astype(int)
     >>> f = lambda X: 1 / (1 + np.exp(-2 * X[:, 0]))
     >>> r = compare_models(f, f, df, target="y", sensitive=["g"], methods=["performance"],
-    ...                    compare={"n_boot": 200, "n_permutations": 99})
+    ...                    compare={"n_bootstrap": 200, "n_permutations": 99})
     >>> r.performance["accuracy"].change.value, r.decisions.changed
     (0.0, 0)
     """
