@@ -389,6 +389,38 @@ def _print_gate(gate, name: str) -> None:  # noqa: ANN001
     console.print(f"gate {_plain(name)}: [bold]{gate.outcome}[/bold] ({counts}; exit {gate.exit_code})")
 
 
+@app.command("card")
+def card(
+    results: Annotated[Path, typer.Argument(help="A results.json written by 'audit run'.")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="The card's file (default: model_card.md beside results.json). An existing file is replaced only if it is a model card written by audit-suite.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="Take the [card] table from this audit.toml instead of the one stored in results.json.")] = None,
+) -> None:
+    """Write the model card of a finished audit from its results.json, without running it again.
+
+    Measured sections come from the results, each line naming its results.json key; the
+    authors' sections from the [card] table (of --config, else the one the run stored).
+    """
+    from audit.report.card import is_model_card
+    from audit.report.model import model_card_from_files
+    from audit.report.output import check_output_file, write_file_atomic
+
+    target = out if out is not None else results.parent / "model_card.md"
+    inputs = [("results", str(results))] + ([("config", str(config))] if config is not None else [])
+    try:
+        check_output_file(target, what="model card", inputs=inputs, ours=is_model_card)
+        text = model_card_from_files(results, config)
+        try:
+            write_file_atomic(check_output_file(target, what="model card", inputs=inputs, ours=is_model_card),
+                              text.encode("utf-8"))
+        except OSError as exc:
+            from audit.errors import ReportRenderError
+
+            raise ReportRenderError(f"Could not write the model card {str(target)!r}: {exc}.") from None
+    except AuditError as exc:
+        raise _fail(exc) from None
+    typer.echo(f"wrote card: {_plain(target)}")
+
+
 @app.command("methods")
 def list_methods(
     name: Annotated[str | None, typer.Argument(help="A method's name: list its options (the [methods.NAME] table), with type, default, bounds and meaning.")] = None,

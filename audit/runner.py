@@ -25,6 +25,7 @@ from audit.core.method import AuditMethod, Finding, MethodResult, Progress, RunC
 from audit.core.text import escape_warnings
 from audit.errors import AuditError, DataValidationError, InvalidConfigError, did_you_mean
 from audit.registry import METHODS, get_method, method_names
+from audit.report.card import check_card
 from audit.report.model import AuditReport, MethodOutcome, file_record, provenance
 from audit.report.predictions import predictions_frame
 
@@ -339,7 +340,8 @@ def resolve_plan(plan: AuditPlan, *, gate_required: bool = False) -> ResolvedPla
                                      f"{did_you_mean(key, method_names())} Methods: {', '.join(method_names())}.")
     check_seed(plan.seed, "seed")
     methods = tuple(cls() for cls in select_methods(plan.methods))
-    configs = {m.name: m.Config.from_dict(plan.method_options.get(m.name, {}), method=m.name)
+    configs = {m.name: m.Config.from_dict(plan.method_options.get(m.name, {}), method=m.name,
+                                          source=plan.config_path)
                for m in methods}
     rules: tuple[Any, ...] = ()
     if plan.gate or gate_required:  # a malformed [gate] is a usage error before any work (audit.gate)
@@ -348,7 +350,7 @@ def resolve_plan(plan: AuditPlan, *, gate_required: bool = False) -> ResolvedPla
         fairness = configs.get("fairness")
         if fairness is None:  # the gate names attribute sets even when fairness does not run
             fairness = get_method("fairness").Config.from_dict(plan.method_options.get("fairness", {}),
-                                                                method="fairness")
+                                                                method="fairness", source=plan.config_path)
         rules = tuple(parse_gate(plan.gate, sensitive=plan.data.sensitive, task=plan.model.task,
                                  fairness=fairness))
     return ResolvedPlan(methods, configs, rules)
@@ -682,6 +684,7 @@ def _run_methods(plan: AuditPlan, inputs: LoadedInputs, classes: list[AuditMetho
         data=data,
         limitations=[*inputs.notes, *lowered, *standard_limitations(model, data)],
         gate=gate,
+        card=dict(plan.card) or None,
         predictions=predictions_frame(model, data) if plan.save_predictions else None,
     )
 
@@ -757,7 +760,8 @@ def audit_model(model: Any, frame: Any, *, target: str | None, sensitive: Sequen
                 threshold: float = 0.5, methods: Sequence[str] | None = None,
                 method_options: dict[str, dict[str, Any]] | None = None, seed: int = 0,
                 name: str = "audit", train_frame: Any = None,
-                progress: ProgressFactory | None = None, execution: Any = None) -> AuditReport:
+                progress: ProgressFactory | None = None, execution: Any = None,
+                card: Mapping[str, Any] | None = None) -> AuditReport:
     """Audit an in-memory model on a data frame (the Python API).
 
     Parameters
@@ -769,6 +773,9 @@ def audit_model(model: Any, frame: Any, *, target: str | None, sensitive: Sequen
         The rows to audit.
     execution : audit.execution.ExecutionConfig, optional
         Where the methods' chunks run (``ExecutionConfig("ray", "ray://host:10001")``); default local.
+    card : mapping, optional
+        The authors' part of the model card, with the keys of the config's ``[card]`` table
+        (``intended_use``, ``owners``, ``license``, ...); see :meth:`AuditReport.model_card`.
 
     Examples
     --------
@@ -785,6 +792,7 @@ def audit_model(model: Any, frame: Any, *, target: str | None, sensitive: Sequen
                                  raw_input=raw_input, threshold=threshold, methods=methods,
                                  method_options=method_options, seed=seed, name=name,
                                  train_frame=train_frame)
+    plan = plan.with_overrides(card=check_card(card or {}))
     if execution is not None:
         plan = replace(plan, execution=execution)
     return run_audit(plan, progress=progress, inputs=inputs,

@@ -16,7 +16,7 @@ from audit.compare.options import CompareOptions, parse_compare
 from audit.errors import InvalidConfigError
 from audit.stats.paired import mcnemar, sign_flip_pvalue
 
-FAST = "[methods.fairness]\nn_boot = 200\nn_permutations = 99\nwhat_if = false\n"
+FAST = "[methods.fairness]\nn_bootstrap = 200\nn_permutations = 99\nwhat_if = false\n"
 COMPARE = "[compare]\nn_boot = 400\nn_permutations = 199\n"
 
 
@@ -306,3 +306,24 @@ def test_projection_interval_is_the_range_of_the_change_over_the_box(groups, rat
         change = (L @ (r + c).T).max(axis=0) - (L @ r.T).max(axis=0)
         assert lo - 1e-9 <= change.min() and change.max() <= hi + 1e-9
         assert change.min() - lo < 0.01 and hi - change.max() < 0.01
+
+
+def test_a_regression_task_is_refused_with_exit_2(tmp_path):
+    rng = np.random.default_rng(0)
+    pd.DataFrame({"g": rng.choice(["a", "b"], 200), "y": rng.normal(size=200), "pa": rng.normal(size=200),
+                  "pb": rng.normal(size=200)}).to_csv(tmp_path / "d.csv", index=False)
+    for name, col in (("a", "pa"), ("b", "pb")):
+        (tmp_path / f"{name}.toml").write_text(f'[model]\npredictions = "{col}"\ntask = "regression"\n[data]\n'
+                                               'path = "d.csv"\ntarget = "y"\nsensitive = ["g"]\n', encoding="utf-8")
+    res = compare_cli(tmp_path / "a.toml", tmp_path / "b.toml", "--out", tmp_path / "out")
+    assert res.exit_code == 2 and "binary classifiers" in res.output and not (tmp_path / "out").exists()
+
+
+def test_a_group_too_small_to_judge_makes_the_gate_exit_3(tmp_path):
+    frame = planted(n=4000, extra=0)
+    frame.loc[:11, "g"] = "tiny"  # 12 rows: below min_group_size, left out and named
+    a, b = write_pair(tmp_path, frame, '"fairness.g.demographic_parity_difference" = { max_increase = 0.05 }')
+    res = compare_cli(a, b, "--out", tmp_path / "out", "--json")
+    assert res.exit_code == 3, res.output
+    verdict = json.loads(res.output)["gate"]["verdicts"][0]
+    assert verdict["status"] == "insufficient" and "tiny" in verdict["message"]

@@ -61,8 +61,8 @@ def sk_dir(tmp_path):
         '[report]\nformats = ["html", "json"]\n'
         '[methods.lime]\nnum_samples = 300\nn_global_rows = 10\nn_seeds = 2\n'
         '[methods.permutation_significance]\nn_permutations = 19\nn_jobs = 1\n'
-        '[methods.counterfactuals]\nmax_rows = 20\nn_counterfactuals = 1\n'
-        '[methods.shap]\nn_bootstrap = 50\n[methods.fairness]\nn_boot = 100\nn_permutations = 99\n')
+        '[methods.counterfactuals]\nmax_search_rows = 20\nn_counterfactuals = 1\n'
+        '[methods.shap]\nn_bootstrap = 50\n[methods.fairness]\nn_bootstrap = 100\nn_permutations = 99\n')
     return tmp_path
 
 

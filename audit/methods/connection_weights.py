@@ -49,19 +49,20 @@ correction (see :class:`audit.train.batched.ColumnShuffle`).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
 from audit.core.adapter import ModelAdapter
 from audit.core.dataset import AuditData
-from audit.core.method import AuditMethod, Finding, MethodConfig, MethodResult, RunContext
+from audit.core.method import (AuditMethod, Constraint, Finding, Interval, MethodConfig, MethodResult,
+                               OptionError, RunContext, check_permutations)
 from audit.core.results import Attributions, estimates
 from audit.errors import CapabilityError, InvalidConfigError
 from audit.stats.multiplicity import benjamini_hochberg, maxt_stepdown
-from audit.stats.permutation import check_n_permutations, null_summary, permutation_pvalues, reachability
+from audit.stats.permutation import null_summary, permutation_pvalues, reachability
 
 _SKLEARN_ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
 
@@ -87,7 +88,7 @@ class ConnectionWeightsConfig(MethodConfig):
     per_input : number of top raw features given the per-input null (0 turns it off);
     per_input_permutations : null networks per feature for the per-input null;
     recipe : training-recipe keys overriding [model] training / training.json;
-    max_rows : use at most this many training rows (a random sample), None for all;
+    max_training_rows : use at most this many training rows (a random sample), None for all;
     device : "cpu", "cuda" or "auto".
     n_workers : CPU threads (default one per core).
     """
@@ -101,33 +102,22 @@ class ConnectionWeightsConfig(MethodConfig):
     per_input: int = 3
     per_input_permutations: int = 99
     recipe: dict = field(default_factory=dict)
-    max_rows: int | None = None
+    max_training_rows: int | None = None
     device: str = "cpu"
     n_workers: int | None = None
 
+    bounds: ClassVar[Mapping[str, Constraint]] = {
+        "max_training_rows": Interval(50, 10_000_000, "training rows the networks are fitted on"),
+    }
+    renamed: ClassVar[Mapping[str, str]] = {"max_rows": "max_training_rows"}
+
     def validate(self) -> None:
-        if not 0 < self.alpha < 1:
-            raise InvalidConfigError(f"The 'alpha' option of connection_weights must be in (0, 1). Got {self.alpha} instead.")
-        check_n_permutations(self.n_permutations, where="n_permutations", alpha=self.alpha,
-                             alternative="two-sided" if self.alternative == "two-sided" else "greater")
+        check_permutations("n_permutations", self.n_permutations, alpha=self.alpha,
+                           alternative="two-sided" if self.alternative == "two-sided" else "greater")
         if self.per_input:
-            check_n_permutations(self.per_input_permutations, where="per_input_permutations")
-        if self.selection not in ("first", "per_network"):
-            raise InvalidConfigError(f"The 'selection' option of connection_weights must be \"first\" or \"per_network\". Got {self.selection!r} instead.")
-        if self.per_input < 0:
-            raise InvalidConfigError(f"The 'per_input' option of connection_weights must be 0 or more. Got {self.per_input} instead.")
-        if self.n_restarts is not None and (isinstance(self.n_restarts, bool) or not isinstance(self.n_restarts, int) or self.n_restarts < 1):
-            raise InvalidConfigError(f"The 'n_restarts' option of connection_weights must be a positive integer. Got {self.n_restarts!r} instead.")
-        if not 0 < self.alpha < 1:
-            raise InvalidConfigError(f"The 'alpha' option of connection_weights must be in (0, 1). Got {self.alpha} instead.")
-        if self.alternative not in ("two-sided", "observed"):
-            raise InvalidConfigError(f"The 'alternative' option of connection_weights must be \"two-sided\" or \"observed\". Got {self.alternative!r} instead.")
-        if self.scale not in ("sd", "none"):
-            raise InvalidConfigError(f"The 'scale' option of connection_weights must be \"sd\" or \"none\". Got {self.scale!r} instead.")
-        if self.max_rows is not None and self.max_rows < 50:
-            raise InvalidConfigError(f"The 'max_rows' option of connection_weights must be at least 50. Got {self.max_rows} instead.")
-        if self.device not in ("cpu", "cuda", "auto") and not str(self.device).startswith("cuda:"):
-            raise InvalidConfigError(f"The 'device' option of connection_weights must be \"cpu\", \"cuda\" or \"auto\". Got {self.device!r} instead.")
+            check_permutations("per_input_permutations", self.per_input_permutations, alpha=self.alpha)
+        if self.device not in ("cpu", "cuda", "auto") and not self.device.startswith("cuda:"):
+            raise OptionError("device", 'one of "cpu", "cuda", "auto" or "cuda:N"', self.device)
 
 
 @dataclass(frozen=True)
@@ -579,13 +569,15 @@ def resolve_recipe(model: ModelAdapter, net: _Network, config: ConnectionWeights
                    ctx: RunContext) -> tuple[Any, str]:
     """The training recipe: method option ``recipe`` over ``[model] training`` over a
     ``training.json`` beside the model file (over a scikit-learn MLP's own parameters)."""
-    from audit.train.batched import REQUIRED_KEYS, Recipe
-    from audit.train.recipe import gather_recipe
+    from audit.train.recipe import resolve_recipe
 
-    merged, source = gather_recipe(model, ctx.training, config.recipe, method="connection_weights",
-                                   required=REQUIRED_KEYS, action="refitting the network",
-                                   derived=net.derived_recipe)
-    recipe = Recipe.from_mapping(merged, source=source, loss=net.loss)
+    recipe, source = resolve_recipe(model, ctx.training, config.recipe, method="connection_weights",
+                                    action="refitting the network", loss=net.loss,
+                                    derived=net.derived_recipe)
+    if recipe.loss_scale is not None:
+        raise InvalidConfigError(
+            f"The training recipe from {source} sets 'loss_scale', which the batched MLP trainer of "
+            "connection_weights does not apply; remove it (an MLP spec has no buffers to name).")
     if recipe.loss != net.loss:
         raise InvalidConfigError(
             f"The training recipe from {source} uses loss {recipe.loss!r}, but the network's output "
@@ -751,7 +743,7 @@ class ConnectionWeights(AuditMethod[ConnectionWeightsConfig, ConnectionWeightsRe
         from audit.core.cost import Plan
 
         train = ctx.train if ctx.train is not None else data
-        n = min(train.n_rows, config.max_rows) if config.max_rows is not None else train.n_rows
+        n = min(train.n_rows, config.max_training_rows) if config.max_training_rows is not None else train.n_rows
         nets = config.n_permutations + 1 + config.per_input * config.per_input_permutations
         epochs = int(config.recipe.get("epochs", 20)) if isinstance(config.recipe.get("epochs", 20), int) else 20
         return Plan(f"{nets:,} networks retrained on {n:,} rows", uncounted_rows=3 * nets * epochs * n / 10)
@@ -811,13 +803,6 @@ class ConnectionWeights(AuditMethod[ConnectionWeightsConfig, ConnectionWeightsRe
 # --------------------------------------------------------------------------------------------
 
 
-def _validation_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(fit, validation)`` rows, drawn as ``examples/adult_mlp/train.py`` does."""
-    perm = np.random.default_rng(seed).permutation(n)
-    n_val = int(round(fraction * n))
-    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
-
-
 def _loss_values(logits: np.ndarray, y: np.ndarray, loss: str) -> np.ndarray:
     """Mean loss of each network: ``logits`` ``[N, n, out]`` against the shared targets ``y``."""
     logits = np.asarray(logits, dtype=np.float64)
@@ -853,7 +838,7 @@ def _fit_selected(Xf: np.ndarray, targets: Any, inits: list[Any], Xv: np.ndarray
     best_loss = None
     chosen = None
     for r, init in enumerate(inits):
-        fit = train_batched(Xf, targets, spec, recipe, init, schedule_seed=recipe.seed + r, shuffle=shuffle,
+        fit = train_batched(Xf, targets, spec, recipe, init, schedule_seed=recipe.shuffle_seed + r, shuffle=shuffle,
                             device=device, n_workers=n_workers)
         with np.errstate(all="ignore"):
             vl = _loss_values(forward_many(fit.weights, spec, Xv), yv, loss)
@@ -908,7 +893,7 @@ class _NullFits:
         kw = dict(shuffle=shuffle, device=self.device, n_workers=1)
         if self.selection == "first":
             f = train_batched(self.Xf, targets, self.spec, self.recipe, self.inits[0],
-                              schedule_seed=self.recipe.seed, **kw)
+                              schedule_seed=self.recipe.shuffle_seed, **kw)
             return f.weights, f.diverged, None
         f, chosen = _fit_selected(self.Xf, targets, self.inits, self.Xv, self.yv, self.spec, self.recipe,
                                   self.loss, **kw)
@@ -963,7 +948,7 @@ class _RefitRows:
 
 def _refit_rows(data: AuditData, net: _Network, recipe: Any, config: ConnectionWeightsConfig,
                 ctx: RunContext, notes: list[str]) -> _RefitRows:
-    """``ctx.train`` (or ``data`` when there is none), sampled to ``max_rows``, split as the
+    """``ctx.train`` (or ``data`` when there is none), sampled to ``max_training_rows``, split as the
     recipe says."""
     train = ctx.train
     if train is None or train.y is None:
@@ -975,14 +960,20 @@ def _refit_rows(data: AuditData, net: _Network, recipe: Any, config: ConnectionW
         source = f"the training data ({train.n_rows:,} rows{', ' + repr(train.source) if train.source else ''})"
     X = np.ascontiguousarray(train.X.reshape(train.n_rows, -1), dtype=np.float32)
     y = np.asarray(train.y)
-    if config.max_rows is not None and len(X) > config.max_rows:
-        rows = np.sort(ctx.rng.choice(len(X), config.max_rows, replace=False))
+    if config.max_training_rows is not None and len(X) > config.max_training_rows:
+        rows = np.sort(ctx.rng.choice(len(X), config.max_training_rows, replace=False))
         X, y = X[rows], y[rows]
-        notes.append(f"A random sample of {config.max_rows:,} training rows was used (max_rows).")
+        notes.append(f"A random sample of {config.max_training_rows:,} training rows was used (max_training_rows).")
     if X.shape[1] != net.spec.sizes[0]:
         raise CapabilityError(f"the network has {net.spec.sizes[0]} inputs but the data has {X.shape[1]} columns")
     y = _targets_for(y, net.loss)
-    fit, val = _validation_split(len(X), recipe.validation_fraction, recipe.seed)
+    # rows drawn as examples/adult_mlp/train.py does; without a validation_fraction every row
+    # is fitted and the random restarts are compared by their loss on the fitted rows
+    fit, val = (np.sort(rows) for rows in recipe.fit_rows(len(X)))
+    if not len(val):
+        val = fit
+        notes.append("The training recipe holds out no validation rows (no validation_fraction), so "
+                     "the random restarts were compared by their loss on the fitted rows.")
     # With a scaler before the MLP the networks train on its output a*x + d (as the pipeline did)
     # and their first layers are read folded, diag(a) W1: importances stay on the encoded inputs.
     a_in = np.ones(X.shape[1]) if net.input_affine is None else net.input_affine[0]
@@ -1016,7 +1007,7 @@ def _restarts(rows: _RefitRows, net: _Network, recipe: Any, device: str, n_worke
 
     def restart(r: int) -> tuple[Any, float]:
         fitr = train_batched(rows.Xf, FixedTargets(rows.yf, 1), spec, recipe, inits[r],
-                             schedule_seed=recipe.seed + r, device=device, n_workers=1)
+                             schedule_seed=recipe.shuffle_seed + r, device=device, n_workers=1)
         vl = (_loss_value(forward_numpy(fitr.weights, spec, rows.Xv), rows.yv, net.loss)
               if not fitr.diverged[0] else np.inf)
         return fitr.weights, (vl if np.isfinite(vl) else np.inf)

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
@@ -33,7 +33,8 @@ from audit.core.attribution import (RED_BLUE, ModalAttribution, baseline_row, bo
                                     modal_attribution, reference_data, rnn_backward_mode,
                                     sample_background, sample_rows)
 from audit.core.dataset import AuditData, Encoding
-from audit.core.method import AuditMethod, Finding, MethodConfig, MethodResult, RunContext
+from audit.core.method import (AuditMethod, Constraint, Finding, Interval, MethodConfig, MethodResult,
+                               OptionError, Options, RunContext)
 from audit.core.results import Attributions, Estimate, estimates
 from audit.errors import InvalidConfigError
 
@@ -106,24 +107,15 @@ class SaliencyConfig(MethodConfig):
     occlusion_window: Literal["auto", "pixel", "patch", "cell", "lag", "feature"] = "auto"
     n_per_class: int = 2
 
+    bounds: ClassVar[Mapping[str, Constraint]] = {
+        "methods": Options(METHODS),
+        "smoothgrad_stdev": Interval(0, None, closed="neither"),
+        "delta_tolerance": Interval(0, None, closed="neither"),
+    }
+
     def validate(self) -> None:
-        unknown = [m for m in self.methods if m not in METHODS]
-        if unknown or not self.methods:
-            raise InvalidConfigError(
-                f"The 'methods' option of saliency must be a non-empty list from {list(METHODS)}. "
-                f"Got {list(self.methods)} instead.")
-        for key in ("n_rows", "ig_steps", "smoothgrad_samples", "gradient_shap_samples",
-                    "n_background", "batch_rows"):
-            if getattr(self, key) < 1:
-                raise InvalidConfigError(f"The '{key}' option of saliency must be at least 1. "
-                                         f"Got {getattr(self, key)} instead.")
-        if self.n_selected < 0 or self.n_bootstrap < 0:
-            raise InvalidConfigError("The 'n_selected' and 'n_bootstrap' options of saliency must "
-                                     f"be non-negative. Got {self.n_selected} and {self.n_bootstrap} instead.")
-        if self.smoothgrad_stdev <= 0 or self.delta_tolerance <= 0:
-            raise InvalidConfigError("The 'smoothgrad_stdev' and 'delta_tolerance' options of saliency "
-                                     f"must be positive. Got {self.smoothgrad_stdev} and "
-                                     f"{self.delta_tolerance} instead.")
+        if not self.methods:
+            raise OptionError("methods", f"a non-empty list from {list(METHODS)}", [])
 
 
 @dataclass(frozen=True)

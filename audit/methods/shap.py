@@ -53,9 +53,10 @@ from __future__ import annotations
 import functools
 import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from math import factorial
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
@@ -63,7 +64,8 @@ from audit.core.adapter import ModelAdapter
 from audit.core.attribution import (ModalAttribution, bootstrap_mean_abs, check_finite, modal_attribution,
                                     rnn_backward_mode, sample_background, sample_rows, top_features)
 from audit.core.dataset import AuditData, CategoricalFeature
-from audit.core.method import AuditMethod, Finding, MethodConfig, MethodResult, RunContext
+from audit.core.method import (AuditMethod, Constraint, Finding, Interval, MethodConfig, MethodResult,
+                               RunContext)
 from audit.core.results import Attributions, Estimate
 from audit.errors import InvalidConfigError
 
@@ -145,23 +147,13 @@ class ShapConfig(MethodConfig):
     check_nsamples: int = 2048
     deviation_tolerance: float = 0.02
 
-    def validate(self) -> None:
-        for key in ("n_rows", "kernel_n_rows", "gradient_n_rows", "background_size", "kernel_background_size",
-                    "gradient_nsamples", "exact_max_evaluations", "check_n_rows", "check_nsamples"):
-            if getattr(self, key) < 1:
-                raise InvalidConfigError(f"The {key!r} option of shap must be at least 1. "
-                                         f"Got {getattr(self, key)} instead.")
-        if self.kernel_nsamples is not None and self.kernel_nsamples < 10:
-            raise InvalidConfigError(f"The 'kernel_nsamples' option of shap must be at least 10. "
-                                     f"Got {self.kernel_nsamples} instead.")
-        if not 0.5 <= self.confidence < 1:
-            raise InvalidConfigError(f"The 'confidence' option of shap must be in [0.5, 1). "
-                                     f"Got {self.confidence} instead.")
-        if self.n_bootstrap < 0 or self.additivity_tolerance <= 0 or self.deviation_tolerance <= 0:
-            raise InvalidConfigError("The 'n_bootstrap' option of shap must be >= 0 and "
-                                     "'additivity_tolerance' and 'deviation_tolerance' > 0.")
-        if min(self.n_dependence, self.n_waterfall) < 0 or self.max_display < 1:
-            raise InvalidConfigError("The figure counts of shap must be >= 0 (max_display >= 1).")
+    bounds: ClassVar[Mapping[str, Constraint]] = {
+        "kernel_nsamples": Interval(10, 1_000_000, "model evaluations per explained row"),
+        "confidence": Interval(0.5, 1, "the level of the intervals", closed="left"),
+        "additivity_tolerance": Interval(0, None, closed="neither"),
+        "deviation_tolerance": Interval(0, None, closed="neither"),
+        "max_display": Interval(1, 1_000, "features shown in a figure"),
+    }
 
 
 @dataclass(frozen=True)
