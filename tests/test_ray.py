@@ -283,7 +283,8 @@ def test_networks_retrained_as_ray_tasks_equal_those_retrained_locally(make, sha
     tasks, each rebuilding the traced program, give exactly the local weights."""
     import torch
 
-    from audit.train.functional import FunctionalRecipe, train_functional
+    from audit.train.functional import train_functional
+    from audit.train.recipe import Recipe
     from tests import test_method_attribution_significance as tiny
 
     torch.manual_seed(0)
@@ -291,7 +292,7 @@ def test_networks_retrained_as_ray_tasks_equal_those_retrained_locally(make, sha
     X = torch.rand(40, *shape)
     Y = torch.randint(0, 2, (10, 40)) if loss == "cross_entropy" else torch.randn(10, 40)
     theta0 = {k: v.clone() for k, v in net.state_dict().items()}
-    recipe = FunctionalRecipe.from_mapping({"optimizer": "adam", "lr": 0.02, "epochs": 2, "batch_size": 16,
+    recipe = Recipe.from_mapping({"optimizer": "adam", "lr": 0.02, "epochs": 2, "batch_size": 16,
                                             "loss": loss}, source="test")
     seen = []
     on_ray = train_functional(net, theta0, X, Y, recipe, progress=lambda d, t: seen.append((d, t)))
