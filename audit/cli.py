@@ -322,6 +322,8 @@ def _with_inconclusive(table: dict, inconclusive: str | None) -> dict:
         return table
     if inconclusive not in ("fail", "warn"):
         raise InvalidConfigError(f"The '--inconclusive' option must be 'fail' or 'warn'. Got {inconclusive!r} instead.")
+    if not isinstance(table, dict) or not isinstance(table.get("gate", {}), dict):
+        return table  # malformed: audit.compare.options says what is wrong with it
     gate = {k: ({**v, "inconclusive": inconclusive} if isinstance(v, dict) else v)
             for k, v in table.get("gate", {}).items() if k != "inconclusive"}
     return {**table, "gate": gate}

@@ -327,3 +327,115 @@ def test_a_group_too_small_to_judge_makes_the_gate_exit_3(tmp_path):
     assert res.exit_code == 3, res.output
     verdict = json.loads(res.output)["gate"]["verdicts"][0]
     assert verdict["status"] == "insufficient" and "tiny" in verdict["message"]
+
+
+def _saved_pair(tmp_path, n=400):
+    a, b = write_pair(tmp_path, planted(n=n, extra=0))
+    for cfg, out in ((a, "ra"), (b, "rb")):
+        cfg.write_text(cfg.read_text() + "[report]\nsave_predictions = true\n")
+        res = CliRunner().invoke(app, ["run", str(cfg), "--out", str(tmp_path / out), "--quiet", "--format", "json",
+                                       "--methods", "performance,fairness"])
+        assert res.exit_code == 0, res.output
+    return tmp_path / "ra", tmp_path / "rb"
+
+
+def _rewrite(folder, frame=None, **doc_changes):
+    """Change a saved report's predictions and/or results.json, keeping the recorded SHA-256 true."""
+    import hashlib
+
+    from audit.report.predictions import parquet_bytes
+
+    doc = json.loads((folder / "results.json").read_text())
+    if frame is not None:
+        raw = parquet_bytes(frame)
+        (folder / "predictions.parquet").write_bytes(raw)
+        doc["predictions"]["sha256"] = hashlib.sha256(raw).hexdigest()
+    for key, value in doc_changes.items():
+        doc[key] = value
+    (folder / "results.json").write_text(json.dumps(doc))
+
+
+@pytest.mark.parametrize("case", ["scores_over_1", "nan_score", "fewer_rows", "no_sensitive", "decisions_0_2",
+                                  "not_parquet"])
+def test_saved_predictions_are_held_to_the_live_checks_and_refused_with_exit_2(tmp_path, case):
+    ra, rb = _saved_pair(tmp_path)
+    frame = pd.read_parquet(ra / "predictions.parquet")
+    if case == "scores_over_1":
+        frame["score"] = frame["score"] * 50
+    elif case == "nan_score":
+        frame.loc[:4, "score"] = np.nan
+    elif case == "fewer_rows":
+        frame = frame.iloc[:100]
+    elif case == "no_sensitive":
+        frame = frame.drop(columns=[c for c in frame.columns if c.startswith("sensitive:")])
+    elif case == "decisions_0_2":
+        frame["decision"] = frame["decision"] * 2
+    if case == "not_parquet":
+        import hashlib
+
+        (ra / "predictions.parquet").write_bytes(b"PAR1 not really")
+        doc = json.loads((ra / "results.json").read_text())
+        doc["predictions"]["sha256"] = hashlib.sha256(b"PAR1 not really").hexdigest()
+        (ra / "results.json").write_text(json.dumps(doc))
+    else:
+        _rewrite(ra, frame)
+    res = compare_cli(ra, rb, "--out", tmp_path / "cmp")
+    assert res.exit_code == 2, res.output
+    assert "predictions file" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "cmp").exists()
+
+
+@pytest.mark.parametrize("change", [{"name": "../../escaped"}, {"name": "/abs/escaped"},
+                                    {"predictions_file": "../other/predictions.parquet"},
+                                    {"predictions_file": "/dev/zero"}, {"seed": "abc"}, {"data": []}])
+def test_a_saved_report_cannot_name_paths_outside_its_folder_or_break_the_comparison(tmp_path, change):
+    ra, rb = _saved_pair(tmp_path)
+    doc = json.loads((ra / "results.json").read_text())
+    if "predictions_file" in change:
+        doc["predictions"]["file"] = change["predictions_file"]
+    elif "seed" in change:
+        doc["provenance"]["seed"] = change["seed"]
+    else:
+        doc.update(change)
+    (ra / "results.json").write_text(json.dumps(doc))
+    before = sorted(p.name for p in tmp_path.parent.iterdir())
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp_path)
+        res = compare_cli(ra, rb)  # no --out: the default folder is reports/<names>
+    assert res.exit_code == 2, res.output
+    assert "Traceback" not in res.output and not (tmp_path / "reports").exists()
+    assert sorted(p.name for p in tmp_path.parent.iterdir()) == before
+
+
+def test_the_predictions_read_are_inputs_the_comparison_never_overwrites(tmp_path):
+    ra, rb = _saved_pair(tmp_path)
+    res = compare_cli(ra, rb, "--out", tmp_path / "cmp")
+    assert res.exit_code == 0, res.output
+    files = json.loads((tmp_path / "cmp" / "results.json").read_text())["provenance"]["files"]
+    assert {f["role"] for f in files} >= {"champion predictions", "challenger predictions"}
+    res = compare_cli(ra, rb, "--out", ra, "--overwrite")  # onto an input report: refused
+    assert res.exit_code == 2 and (ra / "predictions.parquet").is_file()
+
+
+def test_a_comparison_without_a_gate_renders_html(tmp_path):
+    ra, rb = _saved_pair(tmp_path)
+    res = compare_cli(ra, rb, "--out", tmp_path / "cmp")
+    assert res.exit_code == 0, res.output
+    assert "Non-inferiority gate" not in (tmp_path / "cmp" / "report.html").read_text()
+
+
+def test_the_comparison_report_renders_as_pdf(tmp_path):
+    a, b = write_pair(tmp_path, planted(n=600, extra=0))
+    res = CliRunner().invoke(app, ["compare", str(a), str(b), "--out", str(tmp_path / "out"), "--quiet",
+                                   "--format", "pdf"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "out" / "report.pdf").read_bytes()[:5] == b"%PDF-"
+    assert not (tmp_path / "out" / "results.json").exists()
+
+
+def test_a_saved_report_mixed_with_a_config_or_alone_gets_a_message_naming_the_forms(tmp_path):
+    ra, rb = _saved_pair(tmp_path)
+    for args in ((ra, tmp_path / "champion.toml"), (ra / "results.json",)):
+        res = compare_cli(*args, "--out", tmp_path / "cmp")
+        assert res.exit_code == 2 and "two saved reports" in res.output and "is a saved report" in res.output
+        assert "TOML" not in res.output.split("Got")[1] and "folder" not in res.output.split("Got")[1]

@@ -293,7 +293,7 @@ def test_networks_retrained_as_ray_tasks_equal_those_retrained_locally(make, sha
     Y = torch.randint(0, 2, (10, 40)) if loss == "cross_entropy" else torch.randn(10, 40)
     theta0 = {k: v.clone() for k, v in net.state_dict().items()}
     recipe = Recipe.from_mapping({"optimizer": "adam", "lr": 0.02, "epochs": 2, "batch_size": 16,
-                                            "loss": loss}, source="test")
+                                  "loss": loss}, source="test")
     seen = []
     on_ray = train_functional(net, theta0, X, Y, recipe, progress=lambda d, t: seen.append((d, t)))
     with execution.session(execution.ExecutionConfig("local")):

@@ -327,6 +327,16 @@ def test_every_method_default_is_inside_the_bounds_and_just_past_them_is_refused
             method.Config.from_dict({f.name: value}, method=method.name, source="c.toml")
 
 
+@pytest.mark.parametrize("method", [m for m in METHODS if "n_bootstrap" in m.Config.__dataclass_fields__],
+                         ids=lambda m: m.name)
+def test_a_handful_of_bootstrap_resamples_is_refused_zero_turns_intervals_off(method):
+    """One resample gave Grad-CAM a zero-width "95%" interval beside, not around, its estimate."""
+    for few in (1, 19):
+        with pytest.raises(InvalidConfigError, match="'n_bootstrap' option"):
+            method.Config.from_dict({"n_bootstrap": few}, method=method.name)
+    assert method.Config.from_dict({"n_bootstrap": 0}, method=method.name).n_bootstrap == 0
+
+
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
 def test_non_finite_float_options_are_refused(value):
     from audit.methods.counterfactuals import CounterfactualsConfig

@@ -371,6 +371,12 @@ class Either(Constraint):
     def allows(self, value: Any) -> bool:
         return any(p.allows(value) for p in self.parts)
 
+    @property
+    def high(self) -> float | None:
+        """The largest value allowed (None: no upper bound)."""
+        highs = [getattr(p, "high", None) if isinstance(p, Interval) else max(p.values) for p in self.parts]
+        return None if None in highs else max(highs)
+
     def text(self) -> str:
         return " or ".join(p.text().removeprefix("one of ") for p in self.parts)
 
@@ -421,11 +427,14 @@ _FIGURES = Interval(0, 1_000, "figures and examples shown in the report")
 
 # One bound per option name, used by every method (an option name means one thing across the
 # package). from_dict checks every option whose name is here, plus a method's own ``bounds``.
-OPTION_BOUNDS: dict[str, Interval] = {
+OPTION_BOUNDS: dict[str, Constraint] = {
     "alpha": Interval(0, 1, "a significance level", closed="neither"),
     "confidence": Interval(0, 1, "the level of the intervals", closed="neither"),
     "n_permutations": _RESAMPLES, "per_input_permutations": _RESAMPLES,
-    "n_bootstrap": _RESAMPLES,
+    # a percentile interval from a handful of resamples can exclude its own estimate (1 resample:
+    # a zero-width "95%" interval beside the value)
+    "n_bootstrap": Either((Options((0,)), Interval(20, 100_000)),
+                          "0 (no intervals), or enough resamples to place an interval's ends"),
     "calibration_bins": Interval(2, 1_000, "a reliability bin needs rows; more bins than this "
                                            "leave most of them empty"),
     "score_bins": Interval(2, 100_000, "each group keeps 4 counts and a score sum per bin"),

@@ -331,7 +331,7 @@ class _Part:
     for :func:`audit.execution.map`. A Ray worker rebuilds the batched module (a traced program
     does not pickle) in the mode this process chose."""
 
-    def __init__(self, module: Any, theta0: Mapping[str, Any], X: Any, Y: Any, recipe: FunctionalRecipe,
+    def __init__(self, module: Any, theta0: Mapping[str, Any], X: Any, Y: Any, recipe: Recipe,
                  names: list[str], fwd: BatchedModule) -> None:
         self.module, self.theta0, self.X, self.Y, self.recipe, self.names = module, theta0, X, Y, recipe, names
         self.mode, self._fwd = fwd.mode, fwd
