@@ -319,10 +319,11 @@ def train_functional(module: Any, theta0: Mapping[str, Any], X: Any, Y: Any, rec
                          time.perf_counter() - t0, fwd)
 
 
-# Networks are trained in at most _BLOCKS blocks of at least _MIN_NETWORKS (below ~4 networks a
-# block's step is mostly per-operation overhead): the blocks are execution.map's chunks.
+# Networks are trained in at most _BLOCKS blocks of at least _MIN_NETWORKS (a block's step is
+# mostly per-operation overhead below a few networks; from 8 on, batched does fewer dispatched
+# operations than sequential, tests/test_examples_cnn_lstm.py): the blocks are execution.map's chunks.
 _BLOCKS = 8
-_MIN_NETWORKS = 4
+_MIN_NETWORKS = 8
 
 
 class _Part:
