@@ -76,8 +76,11 @@ class AuditPlan:
     @property
     def streams(self) -> bool:
         """Whether the audit reads its data in batches, keeping only counts: ``[data] stream =
-        true``, or by default a folder of Parquet files (which is never loaded into memory)."""
-        return self.stream if self.stream is not None else Path(self.data_path).is_dir()
+        true``, or by default a decisions-only audit of a folder (Parquet files, never loaded
+        into memory; a folder of images is read by its modality)."""
+        if self.stream is not None:
+            return self.stream
+        return self.modal is None and self.model.predictions is not None and Path(self.data_path).is_dir()
 
     @classmethod
     def load(cls, path: str | Path) -> AuditPlan:

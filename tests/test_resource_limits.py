@@ -53,20 +53,26 @@ def test_audit_check_with_nan_weights_is_an_input_error_not_a_hang(tmp_path):
     assert text.startswith("error:") and "returned NaN" in text and "120 of 120 rows" in text
 
 
-def test_threshold_optimizer_what_if_is_not_run_on_non_finite_scores():
-    """Defence in depth behind the adapter check: fairness' what-if never hands NaN scores to
-    fairlearn (which loops without end on them); it says why it did not run."""
+def test_fairness_never_bins_or_hands_fairlearn_a_non_finite_score():
+    """Defence in depth behind the adapter check: the count table refuses NaN scores (they would
+    be binned as 0), and the what-if hands fairlearn (which loops without end on NaN) only its
+    bins' midpoints."""
+    from audit.errors import DataValidationError
     from audit.methods.fairness.what_if import _what_if
+    from audit.stats.counts import GroupTable
 
     rng = np.random.default_rng(0)
     scores = rng.random(200)
-    scores[[3, 50]] = np.nan
     y = rng.integers(0, 2, 200)
-    groups = np.array(["a", "b"] * 100)
-    out = _what_if(scores, y, (np.nan_to_num(scores) > 0.5).astype(np.int64), groups,
-                   np.ones(200, bool), None)
+    codes = np.arange(200) % 2
+    bad = scores.copy()
+    bad[[3, 50]] = np.nan
+    with pytest.raises(DataValidationError, match="2 score.*NaN or infinite"):
+        GroupTable.from_rows(("a", "b"), codes, y, (np.nan_to_num(bad) > 0.5).astype(np.int64), bad)
+    table = GroupTable.from_rows(("a", "b"), codes, y, (scores > 0.5).astype(np.int64), scores)
+    out = _what_if(table, np.array([True, True]), rng=rng)
     assert [w.constraint for w in out] == ["demographic_parity", "equalized_odds"]
-    assert all(w.accuracy_after is None and "NaN" in w.error for w in out)
+    assert all(w.error is None and w.rows_used == 200 for w in out)
 
 
 # ---- the memory budget -----------------------------------------------------------------------

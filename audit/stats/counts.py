@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from audit.errors import DataValidationError
 from audit.stats.bootstrap import auc_from_cells
 
 #: Default score bins of the histograms (resolution 0.001 on the probability scale).
@@ -95,10 +96,16 @@ class GroupTable:
         if scores is None:
             cells = np.bincount(codes * K * K + cell, minlength=G * K * K).reshape(G, K * K)
             return cls(tuple(str(v) for v in levels), cells)
+        scores = np.asarray(scores, dtype=float)
+        bad = ~np.isfinite(scores)
+        if bad.any():  # a NaN would be binned as 0 (and fairlearn loops without end on one)
+            raise DataValidationError(
+                f"{int(bad.sum()):,} score(s) are NaN or infinite (first at row {int(np.flatnonzero(bad)[0])}); "
+                "every audited row needs a score in [0, 1].")
         b = score_bin(scores, n_bins)
         key = (codes * 4 + cell) * n_bins + b
         hist = np.bincount(key, minlength=G * 4 * n_bins).reshape(G, 2, 2, n_bins)
-        ssum = np.bincount(codes * n_bins + b, weights=np.asarray(scores, dtype=float),
+        ssum = np.bincount(codes * n_bins + b, weights=scores,
                            minlength=G * n_bins).reshape(G, n_bins)
         return cls.from_histogram(levels, hist, ssum)
 
