@@ -138,3 +138,37 @@ def test_report_in_headless_chromium(report_dir, proxy, tmp_path):
         with Image.open(io.BytesIO(base64.b64decode(s.split(",", 1)[1]))) as fig:
             assert fig.size[0] > 10 and fig.size[1] > 10
     assert not re.search(r"<(?:script|link|iframe|object|embed)\b", dom, re.I)
+
+
+def test_notebook_display_in_headless_chromium(proxy, tmp_path):
+    """``AuditReport._repr_html_`` as Jupyter shows it (inside a page of its own): no request,
+    no console line, no script or external URL; the title, the executive summary, the gate and
+    the method table are there, and every figure is an embedded PNG that decodes."""
+    from PIL import Image
+
+    from audit.config import AuditPlan
+    from audit.runner import run_audit
+
+    work = tmp_path / "case"
+    shutil.copytree(SHARED, work)
+    cfg = work / "audit.toml"
+    cfg.write_text(cfg.read_text() + '\n[gate]\n"fairness.sex.demographic_parity_difference" = { max = 0.5 }\n')
+    plan = AuditPlan.load(cfg).with_overrides(methods=("performance", "fairness", "surrogate"))
+    report = run_audit(plan)
+    fragment = report._repr_html_()
+    assert not re.search(r"<(?:script|link|iframe|object|embed)\b|https?:|url\(|@import", fragment, re.I)
+    assert not re.search(r"\b(?:src|href)\s*=\s*\"(?!data:image/png;base64,)", fragment, re.I)
+    page = tmp_path / "notebook.html"
+    page.write_text(f'<!DOCTYPE html><html><head><meta charset="utf-8"></head><body>{fragment}</body></html>',
+                    encoding="utf-8")
+    dom, console = _chromium(page.as_uri(), proxy, tmp_path)
+    assert console == [] and _Recorder.hits == []
+    assert f"<h2>{report.title}</h2>" in dom and "Executive summary" in dom
+    assert "Deployment gate: pass" in dom and "sex.demographic_parity_difference" in dom
+    for o in report.outcomes:
+        assert o.title in dom
+    srcs = re.findall(r'<img\b[^>]*\bsrc="([^"]*)"', dom)
+    assert len(srcs) >= 3 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    for s in srcs:
+        with Image.open(io.BytesIO(base64.b64decode(s.split(",", 1)[1]))) as fig:
+            assert fig.size[0] > 10 and fig.size[1] > 10

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from audit.cli import app
 
-FAST = "[methods.fairness]\nn_boot = 200\nwhat_if_rows = 2000\n"
+FAST = "[methods.fairness]\nn_bootstrap = 200\nwhat_if_rows = 2000\n"
 
 
 def decision_log(n: int, seed: int = 0) -> pd.DataFrame:
@@ -216,7 +216,7 @@ def test_a_memory_capped_run_survives_streaming_where_the_in_memory_path_cannot(
     cap = str(int(1.2 * 2**30))
     env = {"OMP_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "2", "AUDIT_MEMORY_LIMIT": "64GiB",
            "PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    extra = "[methods.fairness]\nn_boot = 200\nwhat_if = false\n"
+    extra = "[methods.fairness]\nn_bootstrap = 200\nwhat_if = false\n"
 
     def capped(stream: bool, out: str) -> subprocess.CompletedProcess:
         config = write_config(tmp_path, str(tmp_path / "big.parquet"), stream=stream, extra=extra)

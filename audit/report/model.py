@@ -65,6 +65,7 @@ class AuditReport:
     data: AuditData | None = field(default=None, repr=False)
     limitations: list[str] = field(default_factory=list)
     gate: Any = None  # the [gate] verdicts (audit.gate.GateResult), None without a gate
+    card: dict[str, Any] | None = None  # the [card] table: the authors' part of the model card
     # [report] save_predictions: the per-row predictions written to predictions.parquet
     # (audit.report.predictions); results.json then describes that file under "predictions".
     predictions: Any = field(default=None, repr=False)
@@ -84,12 +85,81 @@ class AuditReport:
             "methods": {o.name: o.to_json() for o in self.outcomes},
             "limitations": list(self.limitations),
             **({"gate": to_jsonable(self.gate.to_json())} if self.gate is not None else {}),  # iff [gate]
+            **({"card": to_jsonable(self.card)} if self.card else {}),  # iff [card]
             **({"predictions": predictions_record(self.predictions)} if self.predictions is not None else {}),
             "provenance": to_jsonable(self.provenance),
         }
 
     def json_bytes(self) -> bytes:
         return (json.dumps(self.to_json(), indent=2, sort_keys=False, allow_nan=False) + "\n").encode()
+
+    def model_card(self) -> str:
+        """The model card (Markdown) that ``model_card.md`` holds: measured sections filled
+        from this report's results, each line naming its results.json key, and the authors'
+        sections from ``card`` (the config's ``[card]`` table), marked missing where absent.
+
+        Examples
+        --------
+        >>> print(report.model_card()[:40])  # doctest: +SKIP
+        # Model card: adult_mlp
+        """
+        from audit.report.card import render_card
+
+        return render_card(self.to_json())
+
+    def summary(self) -> Any:
+        """The measured quantities that the model card quotes, as a pandas DataFrame.
+
+        One row per quantity: ``method``, ``what``, ``value``, ``lower``, ``upper``, ``level``
+        (of the interval), ``interval`` (how it was made), ``verdict`` (the gate's verdict, a
+        disparity's test result, or why a value is undefined or unreliable), ``group`` (the
+        attribute or explainer) and ``key`` (where results.json holds it, a JSON Pointer).
+        Missing values are NaN or None. The sentences of the executive summary stay in
+        ``report.findings``.
+
+        Examples
+        --------
+        >>> report.summary().query("method == 'performance'")[["what", "value", "lower", "upper"]]  # doctest: +SKIP
+        """
+        import pandas as pd
+
+        from audit.report.card import SUMMARY_COLUMNS, summary_rows
+
+        frame = pd.DataFrame(summary_rows(self.to_json()), columns=list(SUMMARY_COLUMNS))
+        return frame.astype({c: "float64" for c in ("value", "lower", "upper", "level")})
+
+    def _repr_html_(self) -> str:
+        """Jupyter's rich display: title, executive summary, gate, method table and figures."""
+        from audit.report.render import render_notebook
+
+        return render_notebook(self)
+
+
+def model_card_from_files(results_path: str | Path, config_path: str | Path | None = None) -> str:
+    """The model card of a finished audit, from its results.json (``audit card``); the
+    ``[card]`` table of ``config_path``, when given, replaces the one stored in the results."""
+    import jinja2
+
+    from audit.core.userfiles import load_json, load_toml
+    from audit.errors import InvalidConfigError
+    from audit.report.card import check_card, render_card
+
+    results = load_json(results_path, "results file")
+    schema = results.get("schema") if isinstance(results, dict) else None
+    if schema != RESULTS_SCHEMA:
+        raise InvalidConfigError(f"The results file {str(results_path)!r} is not a results.json of this "
+                                 f"version of audit-suite (schema {schema!r}, expected {RESULTS_SCHEMA!r}). "
+                                 "Write it again with 'audit run'.")
+    card = None
+    if config_path is not None:
+        card = check_card(load_toml(config_path).get("card", {}), f"[card] of {str(config_path)!r}")
+    try:
+        return render_card(results, card)
+    except InvalidConfigError:  # a bad [card] table stored in the results: its own message
+        raise
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, jinja2.TemplateError) as exc:
+        raise InvalidConfigError(f"The results file {str(results_path)!r} does not have the shape 'audit run' "
+                                 f"writes ({type(exc).__name__}: {exc}). Write it again with 'audit run'.") from None
 
 
 def package_versions() -> dict[str, str]:
@@ -149,4 +219,4 @@ def provenance(*, seed: int, files: list[dict[str, Any]], trust_code: bool = Fal
     }
 
 
-__all__ = ["AuditReport", "MethodOutcome", "RESULTS_SCHEMA", "provenance"]
+__all__ = ["AuditReport", "MethodOutcome", "RESULTS_SCHEMA", "model_card_from_files", "provenance"]

@@ -4,8 +4,9 @@ A report folder is replaced as a whole, so this module decides, before any metho
 the target may be written at all:
 
 - It may be replaced (``overwrite=True``) only when it is recognisably an audit-suite report:
-  it holds nothing but ``report.html``, ``report.pdf``, ``results.json``, ``predictions.parquet``
-  and the ``.audit-report`` marker, and has the marker (or, for reports written before the marker existed, a
+  it holds nothing but ``report.html``, ``report.pdf``, ``results.json``, ``model_card.md``,
+  ``predictions.parquet`` and the ``.audit-report`` marker, and has the marker (or, for reports
+  written before the marker existed, a
   ``results.json`` of this tool's schema). An empty folder holds nothing to lose.
 - It may never be (or lie above) an input of the run, a folder holding an input, the current
   folder, the home folder or one of their ancestors, a symbolic link or a file.
@@ -57,7 +58,8 @@ from audit.errors import ReportRenderError
 
 MARKER = ".audit-report"
 MARKER_SCHEMA = "audit-suite/report-folder@1"
-REPORT_FILES = frozenset({"report.html", "report.pdf", "results.json", "predictions.parquet", MARKER})
+REPORT_FILES = frozenset({"report.html", "report.pdf", "results.json", "model_card.md", "predictions.parquet",
+                          MARKER})
 RESULTS_SCHEMA_PREFIX = b'{\n  "schema": "audit-suite/results@'  # how model.AuditReport.json_bytes starts
 LOCK_SCHEMA = "audit-suite/lock@1"
 _TOKEN_BYTES = 8  # 16 hex digits

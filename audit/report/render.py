@@ -21,11 +21,13 @@ from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from audit.core.text import FSI, PDI, has_bidi, isolate_fragments, user_strings
 from audit.errors import MissingDependencyError, ReportRenderError
-from audit.report.model import AuditReport
+
+if TYPE_CHECKING:  # render never imports the report model: the model's methods import render
+    from audit.report.model import AuditReport
 
 
 def templates_dir() -> Path:
@@ -170,23 +172,31 @@ def _figures(report: AuditReport, notes: list[str]) -> dict[str, dict[str, str]]
 
 def render_html(report: AuditReport) -> str:
     """The report as one self-contained HTML document."""
-    folder = templates_dir()
-    env = _environment(str(folder))
     from markupsafe import Markup
 
     # Our own stylesheet, not user data: escaping it would turn its quotes into entities, which
     # <style> does not decode, and silently drop rules (e.g. the font family).
-    css = Markup((folder / "static" / "report.css").read_text(encoding="utf-8"))
+    css = Markup((templates_dir() / "static" / "report.css").read_text(encoding="utf-8"))
+    return _render("report.html.j2", report, "HTML report", css=css, json=report.to_json())
+
+
+def render_notebook(report: AuditReport) -> str:
+    """The report as an HTML fragment for Jupyter (``AuditReport._repr_html_``): title, executive
+    summary, gate, method table and every figure, with the same escaping as the report."""
+    return _render("notebook.html.j2", report, "notebook display")
+
+
+def _render(template: str, report: AuditReport, what: str, **extra: Any) -> str:
+    env = _environment(str(templates_dir()))
     notes: list[str] = []
     figures = _figures(report, notes)
     # The notes belong to this rendering only: the report itself (and results.json) stays as it was.
     shown = dataclasses.replace(report, limitations=[*report.limitations, *notes]) if notes else report
     token = _FRAGMENTS.set(user_strings(report.data))
     try:
-        return env.get_template("report.html.j2").render(report=shown, css=css, figures=figures,
-                                                          json=report.to_json())
+        return env.get_template(template).render(report=shown, figures=figures, **extra)
     except Exception as exc:
-        raise ReportRenderError(f"The HTML report could not be rendered: {type(exc).__name__}: {exc}") from exc
+        raise ReportRenderError(f"The {what} could not be rendered: {type(exc).__name__}: {exc}") from exc
     finally:
         _FRAGMENTS.reset(token)
 
@@ -222,7 +232,8 @@ def render_pdf(html: str) -> bytes:
 
 def write_report(report: AuditReport, out_dir: str | Path, *, formats: Iterable[str],
                  overwrite: bool = False) -> dict[str, Path]:
-    """Render and write ``report.html``, ``report.pdf``, ``results.json`` into ``out_dir``.
+    """Render and write ``report.html``, ``report.pdf``, ``results.json`` and ``model_card.md``
+    (the formats asked for) into ``out_dir``.
 
     Everything is rendered first, then written and fsynced into a hidden folder beside the
     target and renamed into place, so a failed run leaves no partial output. An existing
@@ -235,11 +246,14 @@ def write_report(report: AuditReport, out_dir: str | Path, *, formats: Iterable[
     >>> write_report(report, "reports/my_model", formats=("html", "json"))  # doctest: +SKIP
     {'json': PosixPath('reports/my_model/results.json'), 'html': ...}
     """
+    formats = tuple(formats)
     extra = {}
     if report.predictions is not None:
         from audit.report.predictions import FILE, parquet_bytes
 
         extra[FILE] = parquet_bytes(report.predictions)
+    if "card" in formats:
+        extra["model_card.md"] = report.model_card().encode("utf-8")
     return write_rendered(out_dir, formats=formats, overwrite=overwrite, provenance=report.provenance,
                           html=lambda: render_html(report), json_bytes=report.json_bytes, extra=extra)
 
@@ -270,9 +284,10 @@ def write_rendered(out_dir: str | Path, *, formats: Iterable[str], overwrite: bo
             contents["report.pdf"] = render_pdf(page)
         contents.update(extra or {})
         place_report(out_dir, target, contents, overwrite=overwrite)
-    kinds = {"results.json": "json", "report.html": "html", "report.pdf": "pdf", "predictions.parquet": "predictions"}
+    kinds = {"results.json": "json", "report.html": "html", "report.pdf": "pdf", "predictions.parquet": "predictions",
+             "model_card.md": "card"}
     return {kinds[name]: out_dir / name for name in contents}
 
 
-__all__ = ["BIDI_FRAGMENTS", "environment", "render_html", "render_pdf", "safe_url_fetcher", "templates_dir",
-           "write_rendered", "write_report"]
+__all__ = ["BIDI_FRAGMENTS", "environment", "render_html", "render_notebook", "render_pdf", "safe_url_fetcher",
+           "templates_dir", "write_rendered", "write_report"]

@@ -68,7 +68,7 @@ def _analyse_binary(cols: Sequence[str], table: GroupTable, config: FairnessConf
     name, levels, G, counts, small, judged, ref = _groups(cols, table.levels, table.counts, config, ref_name)
     cells = table.cells
     point = _with_favourable(rates_from_cells(cells), favourable)
-    B = config.n_boot
+    B = config.n_bootstrap
     boot = _with_favourable(rates_from_cells(bootstrap_cells(cells, B, rng)), favourable) if B else None
     notes: list[str] = []
     scores = table.hist is not None
