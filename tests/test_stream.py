@@ -171,7 +171,7 @@ def test_an_intersection_with_too_many_groups_is_skipped_alike_or_refused_when_n
     df = df[df.race.isin(["A", "B", "C"])]
     df.to_csv(tmp_path / "log.csv", index=False)
     df.to_parquet(tmp_path / "log.parquet", row_group_size=500)
-    extra = "[methods.fairness]\nn_boot = 0\nwhat_if = false\nmax_groups = 4\n"
+    extra = "[methods.fairness]\nn_bootstrap = 0\nwhat_if = false\nmax_groups = 4\n"
     skipped = []
     for name, stream in (("log.csv", None), ("log.parquet", True)):
         code, out, doc = audit(write_config(tmp_path, str(tmp_path / name), stream=stream, extra=extra),
