@@ -20,7 +20,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml $(CONSTRAINTS)
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(PIP) install --quiet -c $(CONSTRAINTS) -e '.[dev,onnx]'
+	$(PIP) install --quiet -c $(CONSTRAINTS) -e '.[dev,onnx,ray]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -29,7 +29,7 @@ install-dev: $(VENV)/.installed-dev
 demo: install
 	@for ex in $(EXAMPLES); do \
 		echo "== auditing examples/$$ex"; \
-		$(BIN)/audit run examples/$$ex/audit.toml --out reports/$$ex --overwrite || exit $$?; \
+		$(BIN)/audit run examples/$$ex/audit.toml --out reports/$$ex --overwrite --full || exit $$?; \
 	done
 
 # The examples' model cards: each audit run with --full (no time budget, so the results do not
@@ -48,7 +48,7 @@ test: install-dev
 # Every benchmark, each after the machine's load average and cores (benchmarks/_common.py).
 # scale_limits.py runs the parts README quotes (its csv part writes a 5M-row file: by hand);
 # the statistical simulations (fairness_coverage.py, permutation_size.py) run by hand too.
-BENCH_BY_HAND := benchmarks/_common.py benchmarks/scale_limits.py benchmarks/fairness_coverage.py \
+BENCH_BY_HAND := benchmarks/_common.py benchmarks/scale_limits.py benchmarks/fairness_coverage.py benchmarks/scale_ray.py \
 	benchmarks/permutation_size.py
 BENCH := $(filter-out $(BENCH_BY_HAND),$(sort $(wildcard benchmarks/*.py))) \
 	"benchmarks/scale_limits.py pairs" "benchmarks/scale_limits.py fairness"

@@ -21,6 +21,7 @@ _EXPORTS = {
     **dict.fromkeys(("CallableAdapter", "ModelAdapter", "PredictionsAdapter", "SklearnAdapter",
                      "TorchAdapter", "as_adapter"), "audit.core.adapter"),
     "load_model": "audit.core.loading",
+    **dict.fromkeys(("Attributions", "Estimate"), "audit.core.results"),
     **dict.fromkeys(("AuditData", "DatasetSpec", "Encoding", "build_audit_data", "read_table"),
                     "audit.core.dataset"),
     **dict.fromkeys(("AuditError", "CapabilityError", "DataValidationError", "InvalidConfigError",
@@ -43,6 +44,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     )
     from audit.core.dataset import AuditData, DatasetSpec, Encoding, build_audit_data, read_table
     from audit.core.loading import load_model
+    from audit.core.results import Attributions, Estimate
     from audit.errors import (
         AuditError,
         CapabilityError,
@@ -74,6 +76,7 @@ def __dir__() -> list[str]:
 __version__ = "0.1.0"
 
 __all__ = [
+    "Attributions",
     "AuditData",
     "AuditError",
     "AuditPlan",
@@ -84,6 +87,7 @@ __all__ = [
     "DataValidationError",
     "DatasetSpec",
     "Encoding",
+    "Estimate",
     "InvalidConfigError",
     "MissingDependencyError",
     "ModelAdapter",

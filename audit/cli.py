@@ -34,6 +34,11 @@ _BUDGET_HELP = (f"Time budget, e.g. 90s, 5m, 1h (default: [run] budget, else {DE
                 "it, sample sizes the config leaves at their defaults are lowered (printed, and stated "
                 "in the report with the precision lost); a run that cannot fit stops before any work.")
 _FULL_HELP = "No time budget: run every method with its configured and default sample sizes."
+_BACKEND_HELP = ("Where the methods' chunks of work run: local (this machine, the default) or ray "
+                 "(Ray tasks; needs pip install 'audit-suite[ray]'). Overrides [execution] backend.")
+_RAY_ADDRESS_HELP = ("The Ray cluster to use: auto (the one `ray start` set up on this machine) or "
+                     "ray://host:port. Without it --backend ray starts a local Ray instance for the "
+                     "run. Overrides [execution] address; implies --backend ray.")
 
 # The trust model, in one place for --help and `audit methods` (README: "What runs code").
 _TRUST_CODE_HELP = ("Let model files that are programs load: pickle/joblib, TorchScript, torch "
@@ -109,6 +114,8 @@ def run(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No plan, no progress display.")] = False,
     budget: Annotated[str | None, typer.Option("--budget", help=_BUDGET_HELP)] = None,
     full: Annotated[bool, typer.Option("--full", help=_FULL_HELP)] = False,
+    backend: Annotated[str | None, typer.Option("--backend", help=_BACKEND_HELP)] = None,
+    ray_address: Annotated[str | None, typer.Option("--ray-address", help=_RAY_ADDRESS_HELP)] = None,
 ) -> None:
     """Run an audit and write report.html, report.pdf and results.json.
 
@@ -126,8 +133,8 @@ def run(
         fmt = _split([formats]) if formats else None
         if fmt is not None:
             check_formats(fmt)
-        plan = _with_budget(plan.with_overrides(seed=seed, methods=_split(methods), formats=fmt),
-                            budget, full)
+        plan = _with_execution(_with_budget(plan.with_overrides(seed=seed, methods=_split(methods), formats=fmt),
+                                            budget, full), backend, ray_address)
         out_dir = out or (Path(plan.out_dir) if plan.out_dir else Path("reports") / plan.name)
         if untrusted_config and out is None and plan.out_dir:
             from audit.runner import check_untrusted_paths
@@ -163,6 +170,8 @@ def check(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No plan, no progress display.")] = False,
     budget: Annotated[str | None, typer.Option("--budget", help=_BUDGET_HELP)] = None,
     full: Annotated[bool, typer.Option("--full", help=_FULL_HELP)] = False,
+    backend: Annotated[str | None, typer.Option("--backend", help=_BACKEND_HELP)] = None,
+    ray_address: Annotated[str | None, typer.Option("--ray-address", help=_RAY_ADDRESS_HELP)] = None,
 ) -> None:
     """Deployment gate: judge the [gate] fairness thresholds on confidence intervals.
 
@@ -187,8 +196,9 @@ def check(
                 raise InvalidConfigError(f"The '--inconclusive' option must be 'fail' or 'warn'. Got {inconclusive!r} instead.")
             gate_table = {k: ({**v, "inconclusive": inconclusive} if isinstance(v, dict) else v)
                           for k, v in gate_table.items() if k != "inconclusive"}
-        plan = _with_budget(plan.with_overrides(seed=seed, methods=("fairness",), gate=gate_table,
-                                                formats=("json",)), budget, full)  # no report to write
+        plan = _with_execution(_with_budget(plan.with_overrides(seed=seed, methods=("fairness",), gate=gate_table,
+                                                                formats=("json",)), budget, full),  # no report to write
+                               backend, ray_address)
         resolved = resolve_plan(plan, gate_required=True)  # options and gate rules, once for the whole run
         if junit is not None:  # before the audit: never an input, a link or someone else's file
             from audit.report.output import check_output_file, is_our_junit, write_file_atomic
@@ -312,6 +322,8 @@ def _with_inconclusive(table: dict, inconclusive: str | None) -> dict:
         return table
     if inconclusive not in ("fail", "warn"):
         raise InvalidConfigError(f"The '--inconclusive' option must be 'fail' or 'warn'. Got {inconclusive!r} instead.")
+    if not isinstance(table, dict) or not isinstance(table.get("gate", {}), dict):
+        return table  # malformed: audit.compare.options says what is wrong with it
     gate = {k: ({**v, "inconclusive": inconclusive} if isinstance(v, dict) else v)
             for k, v in table.get("gate", {}).items() if k != "inconclusive"}
     return {**table, "gate": gate}
@@ -481,6 +493,21 @@ def _with_budget(plan, budget: str | None, full: bool):  # noqa: ANN001, ANN202
     if budget is not None:
         return dataclasses.replace(plan, budget=parse_duration(budget, "--budget"))
     return plan if plan.budget is not None else dataclasses.replace(plan, budget=parse_duration(DEFAULT_BUDGET))
+
+
+def _with_execution(plan, backend: str | None, address: str | None):  # noqa: ANN001, ANN202
+    """The plan with --backend / --ray-address applied over [execution] (an address means Ray)."""
+    import dataclasses
+
+    from audit.execution import ExecutionConfig
+
+    if backend is None and address is None:
+        return plan
+    if backend is None:
+        backend = "ray"
+    if backend == "ray" and address is None and plan.execution.backend == "ray":
+        address = plan.execution.address
+    return dataclasses.replace(plan, execution=ExecutionConfig(backend, address))
 
 
 class _progress:

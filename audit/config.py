@@ -16,11 +16,12 @@ from audit.core.modalities import DATA_KEYS as _MODAL_KEYS
 from audit.core.modalities import ModalSpec, spec_from_table
 from audit.core.userfiles import load_toml
 from audit.errors import InvalidConfigError, did_you_mean
+from audit.execution import ExecutionConfig
 from audit.report.card import check_card
 
 FORMATS = ("html", "pdf", "json", "card")  # "card": model_card.md (audit.report.card)
 
-_TOP_KEYS = {"name", "seed", "model", "data", "methods", "gate", "report", "limits", "run", "card",
+_TOP_KEYS = {"name", "seed", "model", "data", "methods", "gate", "report", "limits", "run", "execution", "card",
              "compare"}  # [compare]: read by `audit compare` (audit.compare.options)
 _MODEL_KEYS = {"path", "architecture", "encoding", "predictions", "task", "threshold", "output",
                "raw_input", "trusted_types", "init_args", "training", "format", "classes"}
@@ -29,6 +30,7 @@ _DATA_KEYS = {"path", "target", "positive_label", "features", "sensitive", "na_v
 _REPORT_KEYS = {"title", "formats", "out", "save_predictions"}
 _LIMITS_KEYS = {"memory"}
 _RUN_KEYS = {"budget"}
+_EXECUTION_KEYS = {"backend", "address"}
 # numpy's SeedSequence takes any non-negative integer, torch.manual_seed only 64-bit ones;
 # seeds are recorded and compared, so one 32-bit range everywhere.
 MAX_SEED = 2**32 - 1
@@ -67,6 +69,8 @@ class AuditPlan:
     # [run] budget in seconds: above it the defaulted sample sizes are lowered (audit.core.cost);
     # None: no budget (the Python API's default; the CLI applies its own default, or --full).
     budget: float | None = None
+    # [execution]: the backend that runs the methods' chunks (audit.execution): local or Ray.
+    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
     # [card]: what only a person knows for the model card (audit.report.card.CARD_FIELDS).
     card: Mapping[str, Any] = field(default_factory=dict)
     # [data] stream: read the data in batches into count tables (decisions-only audits,
@@ -79,8 +83,11 @@ class AuditPlan:
     @property
     def streams(self) -> bool:
         """Whether the audit reads its data in batches, keeping only counts: ``[data] stream =
-        true``, or by default a folder of Parquet files (which is never loaded into memory)."""
-        return self.stream if self.stream is not None else Path(self.data_path).is_dir()
+        true``, or by default a decisions-only audit of a tabular folder (a folder of Parquet
+        files is never loaded into memory; image and sequence folders are read as such)."""
+        if self.stream is not None:
+            return self.stream
+        return self.modal is None and self.model.predictions is not None and Path(self.data_path).is_dir()
 
     @classmethod
     def load(cls, path: str | Path) -> AuditPlan:
@@ -99,6 +106,8 @@ class AuditPlan:
         _check_keys(limits, _LIMITS_KEYS, "[limits]")
         run = _table(doc, "run")
         _check_keys(run, _RUN_KEYS, "[run]")
+        execution = _table(doc, "execution")
+        _check_keys(execution, _EXECUTION_KEYS, "[execution]")
         _check_keys(model, _MODEL_KEYS, "[model]")
         _check_keys(data, _DATA_KEYS | _MODAL_KEYS, "[data]")
         _check_keys(report, _REPORT_KEYS, "[report]")
@@ -188,7 +197,9 @@ class AuditPlan:
                    memory_limit=parse_size(limits["memory"]) if "memory" in limits else None,
                    budget=parse_duration(run["budget"], "[run] budget") if "budget" in run else None,
                    card=card, stream=stream,
-                   save_predictions=_typed(report, "save_predictions", bool, False))
+                   save_predictions=_typed(report, "save_predictions", bool, False),
+                   execution=ExecutionConfig(_typed(execution, "backend", str, "local"),
+                                             _typed(execution, "address", str, None)))
 
     def with_overrides(self, **changes: Any) -> AuditPlan:
         """A copy with CLI flags applied (None values leave the config's value)."""

@@ -1,13 +1,25 @@
-"""One execution layer: run independent chunks of work (refits, null draws, feature shards).
+"""One execution layer: run independent chunks of work (refits, null networks, row shards).
 
-A method hands :func:`map` a function and a list of chunks; the local backend runs them on
-``n_jobs`` workers (joblib: loky processes for refits, which hold the GIL in scikit-learn's
-Python code; threads for calls of an already-loaded model, which need not be picklable).
-Results come back in chunk order, so the outcome never depends on the worker count or on which
-worker finished first. Randomness belongs to the chunk, never to the worker: a chunk either
-carries its random draws or derives its generator with :func:`chunk_rng` from the method's seed
-and the chunk's index. A later backend (Ray tasks with the data in the object store) implements
-the same :func:`map`.
+A method hands :func:`map` a function and a list of chunks. Two backends run them:
+
+- ``local`` (the default, embedded): ``n_jobs`` workers of joblib in this machine — loky
+  processes for refits, which hold the GIL in scikit-learn's Python code; threads for calls of
+  an already-loaded model or of torch, which release it.
+- ``ray``: one Ray task per chunk. The function, with the data and the large arrays it closes
+  over (θ₀, the training matrix, the model), goes into the object store once per call of
+  :func:`map` (``ray.put``) and every task receives it by reference; a task of a method whose
+  device is CUDA asks for a GPU when the cluster has one. Ray retries a task whose worker died;
+  a task that fails for good raises :class:`ChunkFailed` (the method is marked failed, the
+  report is still written).
+
+Results come back in chunk order, so the outcome never depends on the backend, the worker
+count or which worker finished first. Randomness and chunking belong to the work, never to the
+worker: a chunk either carries its random draws or derives its generator with
+:func:`chunk_rng` from the method's seed and the chunk's index, and a method cuts its work with
+:func:`split_by` into chunks of a size that does not depend on the number of workers.
+
+The backend is chosen for a whole run with :func:`session` (the runner opens one from
+``[execution]`` in the config or ``--backend``/``--ray-address``).
 
 Examples
 --------
@@ -15,21 +27,123 @@ Examples
 [1, 4, 9]
 >>> int(chunk_rng(np.random.SeedSequence(0), 3).integers(100)) == int(chunk_rng(np.random.SeedSequence(0), 3).integers(100))
 True
+>>> [list(r) for r in split_by(5, 2)]
+[[0, 1], [2, 3], [4]]
 """
 
 from __future__ import annotations
 
 import builtins
 import os
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 import numpy as np
 
-from audit.errors import InvalidConfigError
+from audit.errors import InvalidConfigError, MissingDependencyError
 
 T = TypeVar("T")
-Backend = Literal["processes", "threads"]
+Prefer = Literal["processes", "threads"]
+BACKENDS = ("local", "ray")
+# A task whose worker process died (killed, out of memory, node lost) is run again this often.
+RAY_MAX_RETRIES = 3
+RAY_INSTALL = "pip install 'audit-suite[ray]'"
+
+
+class ChunkFailed(RuntimeError):
+    """A chunk of a method's work failed for good (its error, or its worker died on every try)."""
+
+
+@dataclass(frozen=True)
+class ExecutionConfig:
+    """``[execution]``: which backend runs the methods' chunks.
+
+    ``address`` (Ray only): ``"auto"`` (the cluster this machine belongs to, as ``ray start``
+    left it) or ``"ray://host:port"`` (a cluster's Ray Client server). Without one a local Ray
+    instance is started on this machine's usable cores and shut down when the run ends.
+    """
+
+    backend: str = "local"
+    address: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise InvalidConfigError(f"The [execution] 'backend' must be one of {list(BACKENDS)}. "
+                                     f"Got {self.backend!r} instead.")
+        if self.address is None:
+            return
+        if self.backend != "ray":
+            raise InvalidConfigError(f"The [execution] 'address' {self.address!r} needs backend = \"ray\" "
+                                     "(--backend ray); the local backend uses this machine only.")
+        host, _, port = self.address.removeprefix("ray://").rpartition(":")
+        if self.address != "auto" and not (self.address.startswith("ray://") and host and port.isdigit()):
+            raise InvalidConfigError(f"The [execution] 'address' must be \"auto\" or \"ray://host:port\". "
+                                     f"Got {self.address!r} instead.")
+
+
+@dataclass
+class Cluster:
+    """Where a run's chunks ran: recorded in the report's provenance."""
+
+    backend: str
+    address: str | None = None
+    cpus: float = 0.0
+    gpus: float = 0.0
+    nodes: int = 1
+    ran_locally: list[str] = field(default_factory=list)  # maps Ray could not take, and why
+
+    def to_json(self) -> dict[str, Any]:
+        return {"backend": self.backend, "address": self.address, "cpus": self.cpus, "gpus": self.gpus,
+                "nodes": self.nodes, "ran_locally": list(self.ran_locally)}
+
+
+_LOCAL = Cluster("local")
+_active: Cluster = _LOCAL
+_TALLIES: dict[str, Tally] = {}  # this process's tallies, by key
+
+
+class Tally:
+    """Counts that add up across workers (e.g. the model rows a method evaluated).
+
+    A copy sent to a Ray worker starts at zero; what a chunk adds there comes back with the
+    chunk's result and is added to the original, so the counts do not depend on the backend.
+
+    Examples
+    --------
+    >>> t = Tally(); t.add(rows=3); t.add(rows=2, calls=1); t.counts["rows"]
+    5
+    """
+
+    def __init__(self) -> None:
+        import threading
+        import uuid
+
+        self.key = uuid.uuid4().hex
+        self.counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._origin = True
+        _TALLIES[self.key] = self
+
+    def add(self, **counts: int) -> None:
+        with self._lock:
+            for name, n in counts.items():
+                self.counts[name] = self.counts.get(name, 0) + n
+
+    def close(self) -> None:
+        _TALLIES.pop(self.key, None)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"key": self.key}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        import threading
+
+        self.key, self.counts, self._lock, self._origin = state["key"], {}, threading.Lock(), False
+        if not getattr(_TALLIES.get(self.key), "_origin", False):  # never replace the original
+            _TALLIES[self.key] = self
 
 
 def usable_cores() -> int:
@@ -58,31 +172,181 @@ def chunk_rng(seed: np.random.SeedSequence | int, index: int) -> np.random.Gener
     return np.random.default_rng(np.random.SeedSequence(entropy, spawn_key=(*key, index)))
 
 
-def map(fn: Callable[[Any], T], chunks: Sequence[Any], *, n_jobs: int | None = None,  # noqa: A001
-        backend: Backend = "processes",
-        progress: Callable[[int, int], None] | None = None) -> list[T]:
-    """``[fn(c) for c in chunks]``, on ``n_jobs`` workers, in chunk order.
+_BY_VALUE: set[str] = set()  # modules that exist only in this process (a config's model.py)
 
-    ``progress(done, total)`` is called in this process as results arrive (in order).
-    With one worker (or one chunk) everything runs in this process, with no pickling.
+
+def ship_by_value(module: str) -> None:
+    """Send ``module``'s code along with what a Ray task needs from it: it was imported from a
+    file under a name that Ray workers cannot import (the config's ``model.py``)."""
+    _BY_VALUE.add(module)
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise MissingDependencyError(
+            f"The Ray backend needs the 'ray' package, which is not installed. Install it with "
+            f"{RAY_INSTALL} (or choose backend = \"local\").") from None
+    return ray
+
+
+def active() -> Cluster:
+    """The backend the chunks of the running audit go to."""
+    return _active
+
+
+@contextmanager
+def session(config: ExecutionConfig | None = None) -> Iterator[Cluster]:
+    """Run every :func:`map` inside on ``config``'s backend.
+
+    For Ray: connect to ``config.address``, to the Ray instance this process already has, or
+    start a local one (``num_cpus`` = the usable cores, no dashboard). Only a Ray instance this
+    session started is shut down when it ends; a cluster it connected to keeps running.
     """
+    global _active
+    config = config or ExecutionConfig()
+    if config.backend == "local":
+        torch = sys.modules.get("torch")  # counted only where the run already uses torch
+        gpus = torch.cuda.device_count() if torch is not None and torch.cuda.is_available() else 0
+        cluster = Cluster("local", cpus=float(usable_cores()), gpus=float(gpus))
+        previous, _active = _active, cluster
+        try:
+            yield cluster
+        finally:
+            _active = previous
+        return
+    ray = _import_ray()
+    started = False
+    if not ray.is_initialized():
+        try:
+            if config.address is None:
+                ray.init(address="local", num_cpus=usable_cores(), include_dashboard=False,
+                         log_to_driver=False, logging_level="ERROR", configure_logging=False)
+            else:
+                ray.init(address=config.address, log_to_driver=False, logging_level="ERROR",
+                         configure_logging=False)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            where = f"the Ray cluster at {config.address!r}" if config.address else "a local Ray instance"
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InvalidConfigError(
+                f"Could not connect to {where} ({first}). Check [execution] address / --ray-address "
+                "(\"auto\" needs `ray start --head` on this machine; a remote cluster "
+                "\"ray://host:port\" needs its client server port, 10001 by default).") from None
+        started = True
+    try:
+        res = ray.cluster_resources()
+        nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
+        cluster = Cluster("ray", config.address, float(res.get("CPU", 0.0)), float(res.get("GPU", 0.0)),
+                          max(nodes, 1))
+        previous, _active = _active, cluster
+        try:
+            yield cluster
+        finally:
+            _active = previous
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def map(fn: Callable[[Any], T], chunks: Sequence[Any], *, n_jobs: int | None = None,  # noqa: A001
+        prefer: Prefer = "processes", gpus: float = 0.0,
+        progress: Callable[[int, int], None] | None = None) -> list[T]:
+    """``[fn(c) for c in chunks]`` on the active backend, in chunk order.
+
+    Locally: ``n_jobs`` workers (``prefer`` processes or threads); with one worker (or one
+    chunk) everything runs in this process, with no pickling. On Ray: one task per chunk,
+    ``fn`` (and what it closes over) in the object store once, ``gpus`` GPUs per task when the
+    cluster has any; ``n_jobs`` does not apply (the cluster schedules). ``progress(done,
+    total)`` is called in this process as chunks complete.
+    """
+    chunks = list(chunks)
+    if _active.backend == "ray" and chunks:
+        out = _ray_map(fn, chunks, gpus, progress)
+        if out is not None:
+            return out
+        prefer = "threads"  # what Ray could not pickle, local worker processes could not either
     n = len(chunks)
     jobs = min(resolve_n_jobs(n_jobs), max(n, 1))
-    out: list[T] = []
+    results: list[T] = []
     if jobs == 1:
         for c in chunks:
-            out.append(fn(c))
+            results.append(fn(c))
             if progress is not None:
-                progress(len(out), n)
-        return out
+                progress(len(results), n)
+        return results
     from joblib import Parallel, delayed
 
-    runner = Parallel(n_jobs=jobs, prefer=backend, return_as="generator")
+    runner = Parallel(n_jobs=jobs, prefer=prefer, return_as="generator")
     for result in runner(delayed(fn)(c) for c in chunks):
-        out.append(result)
+        results.append(result)
         if progress is not None:
-            progress(len(out), n)
-    return out
+            progress(len(results), n)
+    return results
+
+
+def _run_chunk(fn: Callable[[Any], T], chunk: Any) -> tuple[T, dict[str, dict[str, int]]]:
+    """One Ray task: the chunk's result and what it added to the tallies it carried."""
+    before = {k: dict(t.counts) for k, t in _TALLIES.items()}
+    out = fn(chunk)
+    added = {k: {c: n - before.get(k, {}).get(c, 0) for c, n in t.counts.items()} for k, t in _TALLIES.items()}
+    return out, {k: v for k, v in added.items() if any(v.values())}
+
+
+def _ray_map(fn: Callable[[Any], T], chunks: list[Any], gpus: float,
+             progress: Callable[[int, int], None] | None) -> list[T] | None:
+    """The Ray backend of :func:`map`; None when ``fn`` cannot be shipped (then it runs locally,
+    and the provenance says so)."""
+    ray = _import_ray()
+    from ray import cloudpickle
+
+    for name in _BY_VALUE:
+        if name in sys.modules:
+            cloudpickle.register_pickle_by_value(sys.modules[name])
+    try:
+        fn_ref = ray.put(fn)  # once: every task gets the same reference
+    except Exception as exc:  # e.g. a model holding an unpicklable native session
+        name = getattr(fn, "__qualname__", type(fn).__name__)
+        _active.ran_locally.append(f"{name}: it cannot be sent to Ray workers ({type(exc).__name__}: "
+                                   f"{str(exc).splitlines()[0] if str(exc) else ''})")
+        return None
+    task = ray.remote(_run_chunk).options(num_cpus=1, num_gpus=gpus if _active.gpus > 0 else 0,
+                                          max_retries=RAY_MAX_RETRIES)
+    refs = [task.remote(fn_ref, c) for c in chunks]
+    index = {ref: i for i, ref in enumerate(refs)}
+    results: list[Any] = [None] * len(refs)
+    pending = list(refs)
+    done = 0
+    try:
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            for ref in ready:
+                i = index[ref]
+                try:
+                    results[i], added = ray.get(ref)
+                except ray.exceptions.RayError as exc:
+                    raise ChunkFailed(f"chunk {i + 1} of {len(refs)} failed on the Ray cluster: "
+                                      f"{_ray_reason(exc)}") from None
+                for key, counts in added.items():
+                    if key in _TALLIES:
+                        _TALLIES[key].add(**counts)
+                done += 1
+                if progress is not None:
+                    progress(done, len(refs))
+    except BaseException:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        raise
+    return results
+
+
+def _ray_reason(exc: BaseException) -> str:
+    """The failure in one line: the task's own exception, or why its worker was lost."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, BaseException):
+        return f"{type(cause).__name__}: {str(cause).strip().splitlines()[0] if str(cause).strip() else ''}".rstrip(": ")
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''} (after {RAY_MAX_RETRIES} retries)"
 
 
 def split(n: int, parts: int) -> list[range]:
@@ -92,4 +356,12 @@ def split(n: int, parts: int) -> list[range]:
     return [range(int(a), int(b)) for a, b in builtins.zip(bounds[:-1], bounds[1:]) if b > a]
 
 
-__all__ = ["chunk_rng", "map", "resolve_n_jobs", "split", "usable_cores"]
+def split_by(n: int, size: int) -> list[range]:
+    """``range(n)`` in contiguous pieces of ``size`` (the last may be shorter): chunks whose
+    boundaries depend on the work alone, never on the number of workers."""
+    size = max(1, int(size))
+    return [range(a, min(n, a + size)) for a in range(0, n, size)]
+
+
+__all__ = ["BACKENDS", "ChunkFailed", "Cluster", "ExecutionConfig", "Tally", "active", "chunk_rng", "map",
+           "resolve_n_jobs", "session", "ship_by_value", "split", "split_by", "usable_cores"]

@@ -275,7 +275,7 @@ def _judge(rule: GateRule, result: Any, confidence: float) -> Verdict:
     if e.value is None:
         return verdict("insufficient", f"undefined: {e.undefined_reason or 'no value'}")
     if lower is None or upper is None:
-        return verdict("insufficient", "no confidence interval (too unstable, or n_boot = 0); the "
+        return verdict("insufficient", "no confidence interval (too unstable, or n_bootstrap = 0); the "
                                        "point estimate alone cannot pass the gate")
     err = (1 - conf) / 2
     level = (f"{100 * conf:.4g}% CI, Bonferroni over {rule.family_size} rules; the report's findings "

@@ -8,7 +8,7 @@ import traceback
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -340,7 +340,8 @@ def resolve_plan(plan: AuditPlan, *, gate_required: bool = False) -> ResolvedPla
                                      f"{did_you_mean(key, method_names())} Methods: {', '.join(method_names())}.")
     check_seed(plan.seed, "seed")
     methods = tuple(cls() for cls in select_methods(plan.methods))
-    configs = {m.name: m.Config.from_dict(plan.method_options.get(m.name, {}), method=m.name)
+    configs = {m.name: m.Config.from_dict(plan.method_options.get(m.name, {}), method=m.name,
+                                          source=plan.config_path)
                for m in methods}
     rules: tuple[Any, ...] = ()
     if plan.gate or gate_required:  # a malformed [gate] is a usage error before any work (audit.gate)
@@ -349,7 +350,7 @@ def resolve_plan(plan: AuditPlan, *, gate_required: bool = False) -> ResolvedPla
         fairness = configs.get("fairness")
         if fairness is None:  # the gate names attribute sets even when fairness does not run
             fairness = get_method("fairness").Config.from_dict(plan.method_options.get("fairness", {}),
-                                                                method="fairness")
+                                                                method="fairness", source=plan.config_path)
         rules = tuple(parse_gate(plan.gate, sensitive=plan.data.sensitive, task=plan.model.task,
                                  fairness=fairness))
     return ResolvedPlan(methods, configs, rules)
@@ -411,8 +412,16 @@ def run_audit(plan: AuditPlan, *, trust_code: bool = False, untrusted_config: bo
         run_plan, configs = plan_run(plan, inputs, classes, dict(resolved.configs), started=started)
         if on_plan is not None:
             on_plan(run_plan)
-        return _run_methods(plan, inputs, classes, configs,
-                            _CodeTrust(trust_code, untrusted_config), progress, run_plan, resolved.gate)
+        from audit import execution
+
+        # The chunks of every method run on the configured backend; a Ray instance this run
+        # started is shut down when it ends (one it connected to keeps running).
+        with execution.session(plan.execution) as cluster:
+            report = _run_methods(plan, inputs, classes, configs,
+                                  _CodeTrust(trust_code, untrusted_config), progress, run_plan, resolved.gate)
+        report.provenance["execution"] = {
+            **cluster.to_json(), "method_seconds": {o.name: round(o.seconds, 3) for o in report.outcomes}}
+        return report
 
 
 @contextmanager
@@ -550,32 +559,46 @@ def _costliest(entries: list[Any], configs: dict[str, Any], price: Any) -> str:
     return ", ".join(f"{name} {format_seconds(s)}" for s, name in costs[:3])
 
 
+class _CountingScores:
+    """``model.scores`` that adds each call's rows to a tally (picklable: a copy in a Ray
+    worker counts there, and its counts come back with the chunk's result)."""
+
+    def __init__(self, scores: Callable[[np.ndarray], np.ndarray], tally: Any) -> None:
+        self.scores, self.tally = scores, tally
+
+    def __call__(self, X: np.ndarray) -> np.ndarray:
+        self.tally.add(rows=len(X), calls=1)
+        return self.scores(X)
+
+
 class _Counted:
     """Counts the rows and calls the audited model evaluates while a method runs (the plan's
-    units, compared with the plan in results.json)."""
+    units, compared with the plan in results.json), wherever its chunks run."""
 
     def __init__(self, model: ModelAdapter) -> None:
-        import threading
+        from audit.execution import Tally
 
-        self.rows = 0
-        self.calls = 0
-        self._lock = threading.Lock()
+        self.tally = Tally()
         self._model = model
         self._scores = model.scores
 
+    @property
+    def rows(self) -> int:
+        return self.tally.counts.get("rows", 0)
+
+    @property
+    def calls(self) -> int:
+        return self.tally.counts.get("calls", 0)
+
     def __enter__(self) -> _Counted:
-        def scores(X: np.ndarray) -> np.ndarray:
-            with self._lock:
-                self.rows += len(X)
-                self.calls += 1
-            return self._scores(X)
         try:
-            self._model.scores = scores  # type: ignore[method-assign]
+            self._model.scores = _CountingScores(self._scores, self.tally)  # type: ignore[method-assign]
         except (AttributeError, TypeError):  # a frozen or slotted adapter: nothing is counted
             pass
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.tally.close()
         try:
             del self._model.scores
         except AttributeError:
@@ -738,7 +761,7 @@ def audit_model(model: Any, frame: Any, *, target: str | None, sensitive: Sequen
                 threshold: float = 0.5, methods: Sequence[str] | None = None,
                 method_options: dict[str, dict[str, Any]] | None = None, seed: int = 0,
                 name: str = "audit", train_frame: Any = None,
-                progress: ProgressFactory | None = None,
+                progress: ProgressFactory | None = None, execution: Any = None,
                 card: Mapping[str, Any] | None = None) -> AuditReport:
     """Audit an in-memory model on a data frame (the Python API).
 
@@ -749,6 +772,8 @@ def audit_model(model: Any, frame: Any, *, target: str | None, sensitive: Sequen
         ``raw_input=True``.
     frame : pandas.DataFrame
         The rows to audit.
+    execution : audit.execution.ExecutionConfig, optional
+        Where the methods' chunks run (``ExecutionConfig("ray", "ray://host:10001")``); default local.
     card : mapping, optional
         The authors' part of the model card, with the keys of the config's ``[card]`` table
         (``intended_use``, ``owners``, ``license``, ...); see :meth:`AuditReport.model_card`.
@@ -769,6 +794,8 @@ def audit_model(model: Any, frame: Any, *, target: str | None, sensitive: Sequen
                                  method_options=method_options, seed=seed, name=name,
                                  train_frame=train_frame)
     plan = plan.with_overrides(card=check_card(card or {}))
+    if execution is not None:
+        plan = replace(plan, execution=execution)
     return run_audit(plan, progress=progress, inputs=inputs,
                      trust_code=any(rec.trusted_pickle for rec in getattr(inputs.model, "loaded", ())))
 

@@ -262,7 +262,7 @@ def adult_main(args) -> None:
     print(f"loaded Adult MLP and {data.n_rows:,} test rows in {time.perf_counter() - t:.1f} s; "
           f"reference rows for MAD/ranges/levels: {train.n_rows if train else data.n_rows:,} (training data)")
     immutable = ("age", "native-country")  # sex and race: sensitive, immutable by default
-    cfg = CounterfactualsConfig(max_rows=args.rows, n_counterfactuals=args.k, immutable=immutable,
+    cfg = CounterfactualsConfig(max_search_rows=args.rows, n_counterfactuals=args.k, immutable=immutable,
                                 n_bootstrap=1000, n_permutations=999)
 
     # ---- the method (gradient search) --------------------------------------------------------

@@ -41,7 +41,7 @@ def main() -> int:
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
             start = time.perf_counter()
             proc = subprocess.run([sys.executable, "-m", "audit", "run", str(ROOT / "examples" / name / "audit.toml"),
-                                   "--out", str(out), "--quiet"], cwd=ROOT, env=env, capture_output=True, text=True)
+                                   "--out", str(out), "--quiet", "--full"], cwd=ROOT, env=env, capture_output=True, text=True)
             wall = time.perf_counter() - start
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
             cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)

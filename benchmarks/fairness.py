@@ -101,7 +101,7 @@ def ours_method(data, model, n_boot: int) -> tuple[float, object]:
     from audit.methods.fairness import Fairness, FairnessConfig
 
     start = time.perf_counter()
-    result = Fairness().run(model, data, FairnessConfig(n_boot=n_boot), RunContext.default(0))
+    result = Fairness().run(model, data, FairnessConfig(n_bootstrap=n_boot), RunContext.default(0))
     return time.perf_counter() - start, result
 
 

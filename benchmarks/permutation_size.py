@@ -88,10 +88,12 @@ EPOCHS = [15]     # set from --epochs
 def _library(data, rng, selection: str, n_restarts: int, B: int):
     from audit.core.method import RunContext
     from audit.methods.connection_weights import ConnectionWeightsConfig, _Network, randomization_test
-    from audit.train.batched import MLPSpec, Recipe, Weights
+    from audit.train.batched import MLPSpec, Weights
+    from audit.train.recipe import Recipe
 
     spec = MLPSpec((3, 3, 1), ("sigmoid",))
-    recipe = Recipe(loss="mse", lr=0.05, epochs=EPOCHS[0], batch_size=60, weight_decay=1e-3, n_restarts=n_restarts)
+    recipe = Recipe(loss="mse", lr=0.05, epochs=EPOCHS[0], batch_size=60, weight_decay=1e-3, n_restarts=n_restarts,
+                    validation_fraction=0.2)
     net = _Network("torch", spec, Weights([np.zeros((1, 3, 3)), np.zeros((1, 3, 1))],
                                           [np.zeros((1, 3)), np.zeros((1, 1))]), "mse", "value", ("y",))
     cfg = ConnectionWeightsConfig(n_permutations=B, per_input=0, selection=selection, n_workers=1)
@@ -101,17 +103,18 @@ def _library(data, rng, selection: str, n_restarts: int, B: int):
 
 def _before(data, rng, n_restarts: int, B: int):
     """The pre-fix procedure: θ₀ = best restart by validation loss on the real y."""
-    from audit.methods.connection_weights import _loss_values, _validation_split, olden_importance
+    from audit.methods.connection_weights import _loss_values, olden_importance
     from audit.stats.multiplicity import benjamini_hochberg
     from audit.stats.permutation import permutation_pvalues
-    from audit.train.batched import (FixedTargets, MLPSpec, PermutedTargets, Recipe, forward_many,
+    from audit.train.batched import (FixedTargets, MLPSpec, PermutedTargets, forward_many,
                                      torch_default_init, train_batched)
 
     spec = MLPSpec((3, 3, 1), ("sigmoid",))
-    recipe = Recipe(loss="mse", lr=0.05, epochs=EPOCHS[0], batch_size=60, weight_decay=1e-3, n_restarts=n_restarts)
+    recipe = Recipe(loss="mse", lr=0.05, epochs=EPOCHS[0], batch_size=60, weight_decay=1e-3, n_restarts=n_restarts,
+                    validation_fraction=0.2)
     X = data.X.astype(np.float32)
     y = data.y.astype(np.float32)
-    fit, val = _validation_split(len(X), recipe.validation_fraction, recipe.seed)
+    fit, val = (np.sort(rows) for rows in recipe.fit_rows(len(X)))
     scale = X[fit].std(0).astype(np.float64)
     inits = [torch_default_init(spec, recipe.seed + r) for r in range(n_restarts)]
     losses = []

@@ -29,8 +29,9 @@ sys.path.insert(0, str(ROOT))
 
 from _common import machine, ratio_line  # noqa: E402
 from audit.core.dataset import Encoding, read_table  # noqa: E402
-from audit.train.batched import (MLPSpec, PermutedTargets, Recipe, torch_default_init,  # noqa: E402
+from audit.train.batched import (MLPSpec, PermutedTargets, torch_default_init,  # noqa: E402
                                  train_batched, train_looped)
+from audit.train.recipe import Recipe  # noqa: E402
 
 PEAK_GFLOPS_PER_CORE = 97.0   # one core's fp32 matmul peak measured on the 2-core machine
 

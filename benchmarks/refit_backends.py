@@ -65,7 +65,7 @@ def main() -> None:
     for name, jobs, backend in [("one worker (baseline)", 1, "processes"), ("2 processes", 2, "processes"),
                                 ("2 threads", 2, "threads")]:
         t0 = time.perf_counter()
-        results[name] = np.vstack(execution.map(job, ys, n_jobs=jobs, backend=backend))
+        results[name] = np.vstack(execution.map(job, ys, n_jobs=jobs, prefer=backend))
         times[name] = time.perf_counter() - t0
     base = times["one worker (baseline)"]
     for name, t in times.items():

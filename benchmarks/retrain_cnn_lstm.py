@@ -58,8 +58,9 @@ from safetensors.torch import load_file
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from audit.train.functional import (FunctionalRecipe, batched_module, train_functional,  # noqa: E402
+from audit.train.functional import (batched_module, train_functional,  # noqa: E402
                                     train_sequential)
+from audit.train.recipe import Recipe  # noqa: E402
 
 
 def _import(example: str, cls: str):
@@ -118,9 +119,9 @@ def cnn_flops_per_sample(net: torch.nn.Module, shape: tuple[int, ...]) -> int:
 def cnn_case() -> dict:
     ex = ROOT / "examples" / "digits_cnn"
     doc = json.loads((ex / "training.json").read_text())
-    recipe = FunctionalRecipe.from_mapping(doc, source="training.json")
+    recipe = Recipe.from_mapping(doc, source="training.json")
     with np.load(ex / "data" / "digits_train.npz") as z:
-        X = torch.from_numpy(z["X"].astype(np.float32) / doc["pixel_scale"])
+        X = torch.from_numpy(z["X"].astype(np.float32) / doc["data"]["pixel_scale"])
         y = torch.from_numpy(z["y"].astype(np.int64))
     fit, _ = recipe.fit_rows(len(X))
     X, y = X[fit], y[fit]
@@ -138,18 +139,19 @@ def lstm_case() -> dict:
 
     ex = ROOT / "examples" / "macro_lstm"
     cfg = json.loads((ex / "training.json").read_text())
+    desc = cfg["data"]  # what the model was trained on
     data = build_sequence_data(
-        SequenceSpec(path=str(ex / "data" / "macro_quarterly.csv"), window=cfg["window"], horizon=cfg["horizon"],
-                     time_column="date", time_range=("", cfg["train_end"])),
-        DatasetSpec(target=cfg["target"], features=tuple(cfg["features"]), task="regression"),
+        SequenceSpec(path=str(ex / "data" / "macro_quarterly.csv"), window=desc["window"], horizon=desc["horizon"],
+                     time_column="date", time_range=("", desc["train_end"])),
+        DatasetSpec(target=desc["target"], features=tuple(desc["features"]), task="regression"),
         encoding=Encoding.load(ex / "encoding.json"))
     # the recipe as examples/macro_lstm/audit.toml completes it
-    recipe = FunctionalRecipe.from_mapping(cfg | {"batch_size": "full", "loss": "mse", "loss_scale": "target_scale"},
-                                           source="training.json")
+    recipe = Recipe.from_mapping(cfg | {"batch_size": "full", "loss": "mse", "loss_scale": "target_scale"},
+                                 source="training.json")
     X = torch.from_numpy(data.X)
     y = torch.from_numpy(data.y.astype(np.float32))
-    net = _import("macro_lstm", "MacroLSTM")(n_features=len(cfg["features"]),
-                                            target_index=cfg["features"].index(cfg["target"]))
+    net = _import("macro_lstm", "MacroLSTM")(n_features=len(desc["features"]),
+                                            target_index=desc["features"].index(desc["target"]))
     H, I, T = net.lstm.hidden_size, net.lstm.input_size, X.shape[1]
     per_sample = 2 * 4 * H * (I + H) * T + 2 * H * 1
     return {"name": "macro_lstm", "net": net, "X": X, "y": y, "recipe": recipe,
@@ -158,7 +160,7 @@ def lstm_case() -> dict:
             "detail": f"{per_sample / 1e3:.1f} kFLOP forward per sample, {len(X)} windows x {recipe.epochs} full-batch steps"}
 
 
-def _sequential(case: dict, recipe: FunctionalRecipe, Y: torch.Tensor, networks: list[int], workers: int) -> list:
+def _sequential(case: dict, recipe: Recipe, Y: torch.Tensor, networks: list[int], workers: int) -> list:
     """train_sequential over ``networks``, shared out over ``workers`` threads (one torch thread each)."""
     from concurrent.futures import ThreadPoolExecutor
 

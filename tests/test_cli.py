@@ -159,7 +159,7 @@ def test_methods_name_lists_each_option_with_type_default_bounds_and_help(name):
 def test_methods_name_shows_bounds_from_option_bounds():
     row = next(line for line in _wide("methods", "surrogate").output.splitlines() if line.split()[:1] == ["max_depth"])
     assert "1 to 64" in row  # OPTION_BOUNDS["max_depth"]
-    row = next(line for line in _wide("methods", "fairness").output.splitlines() if line.split()[:1] == ["n_boot"])
+    row = next(line for line in _wide("methods", "fairness").output.splitlines() if line.split()[:1] == ["n_bootstrap"])
     assert "0 to 100,000" in row and "1000" in row
 
 

@@ -16,7 +16,7 @@ from audit.compare.options import CompareOptions, parse_compare
 from audit.errors import InvalidConfigError
 from audit.stats.paired import mcnemar, sign_flip_pvalue
 
-FAST = "[methods.fairness]\nn_boot = 200\nn_permutations = 99\nwhat_if = false\n"
+FAST = "[methods.fairness]\nn_bootstrap = 200\nn_permutations = 99\nwhat_if = false\n"
 COMPARE = "[compare]\nn_boot = 400\nn_permutations = 199\n"
 
 
@@ -306,3 +306,136 @@ def test_projection_interval_is_the_range_of_the_change_over_the_box(groups, rat
         change = (L @ (r + c).T).max(axis=0) - (L @ r.T).max(axis=0)
         assert lo - 1e-9 <= change.min() and change.max() <= hi + 1e-9
         assert change.min() - lo < 0.01 and hi - change.max() < 0.01
+
+
+def test_a_regression_task_is_refused_with_exit_2(tmp_path):
+    rng = np.random.default_rng(0)
+    pd.DataFrame({"g": rng.choice(["a", "b"], 200), "y": rng.normal(size=200), "pa": rng.normal(size=200),
+                  "pb": rng.normal(size=200)}).to_csv(tmp_path / "d.csv", index=False)
+    for name, col in (("a", "pa"), ("b", "pb")):
+        (tmp_path / f"{name}.toml").write_text(f'[model]\npredictions = "{col}"\ntask = "regression"\n[data]\n'
+                                               'path = "d.csv"\ntarget = "y"\nsensitive = ["g"]\n', encoding="utf-8")
+    res = compare_cli(tmp_path / "a.toml", tmp_path / "b.toml", "--out", tmp_path / "out")
+    assert res.exit_code == 2 and "binary classifiers" in res.output and not (tmp_path / "out").exists()
+
+
+def test_a_group_too_small_to_judge_makes_the_gate_exit_3(tmp_path):
+    frame = planted(n=4000, extra=0)
+    frame.loc[:11, "g"] = "tiny"  # 12 rows: below min_group_size, left out and named
+    a, b = write_pair(tmp_path, frame, '"fairness.g.demographic_parity_difference" = { max_increase = 0.05 }')
+    res = compare_cli(a, b, "--out", tmp_path / "out", "--json")
+    assert res.exit_code == 3, res.output
+    verdict = json.loads(res.output)["gate"]["verdicts"][0]
+    assert verdict["status"] == "insufficient" and "tiny" in verdict["message"]
+
+
+def _saved_pair(tmp_path, n=400):
+    a, b = write_pair(tmp_path, planted(n=n, extra=0))
+    for cfg, out in ((a, "ra"), (b, "rb")):
+        cfg.write_text(cfg.read_text() + "[report]\nsave_predictions = true\n")
+        res = CliRunner().invoke(app, ["run", str(cfg), "--out", str(tmp_path / out), "--quiet", "--format", "json",
+                                       "--methods", "performance,fairness"])
+        assert res.exit_code == 0, res.output
+    return tmp_path / "ra", tmp_path / "rb"
+
+
+def _rewrite(folder, frame=None, **doc_changes):
+    """Change a saved report's predictions and/or results.json, keeping the recorded SHA-256 true."""
+    import hashlib
+
+    from audit.report.predictions import parquet_bytes
+
+    doc = json.loads((folder / "results.json").read_text())
+    if frame is not None:
+        raw = parquet_bytes(frame)
+        (folder / "predictions.parquet").write_bytes(raw)
+        doc["predictions"]["sha256"] = hashlib.sha256(raw).hexdigest()
+    for key, value in doc_changes.items():
+        doc[key] = value
+    (folder / "results.json").write_text(json.dumps(doc))
+
+
+@pytest.mark.parametrize("case", ["scores_over_1", "nan_score", "fewer_rows", "no_sensitive", "decisions_0_2",
+                                  "not_parquet"])
+def test_saved_predictions_are_held_to_the_live_checks_and_refused_with_exit_2(tmp_path, case):
+    ra, rb = _saved_pair(tmp_path)
+    frame = pd.read_parquet(ra / "predictions.parquet")
+    if case == "scores_over_1":
+        frame["score"] = frame["score"] * 50
+    elif case == "nan_score":
+        frame.loc[:4, "score"] = np.nan
+    elif case == "fewer_rows":
+        frame = frame.iloc[:100]
+    elif case == "no_sensitive":
+        frame = frame.drop(columns=[c for c in frame.columns if c.startswith("sensitive:")])
+    elif case == "decisions_0_2":
+        frame["decision"] = frame["decision"] * 2
+    if case == "not_parquet":
+        import hashlib
+
+        (ra / "predictions.parquet").write_bytes(b"PAR1 not really")
+        doc = json.loads((ra / "results.json").read_text())
+        doc["predictions"]["sha256"] = hashlib.sha256(b"PAR1 not really").hexdigest()
+        (ra / "results.json").write_text(json.dumps(doc))
+    else:
+        _rewrite(ra, frame)
+    res = compare_cli(ra, rb, "--out", tmp_path / "cmp")
+    assert res.exit_code == 2, res.output
+    assert "predictions file" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "cmp").exists()
+
+
+@pytest.mark.parametrize("change", [{"name": "../../escaped"}, {"name": "/abs/escaped"},
+                                    {"predictions_file": "../other/predictions.parquet"},
+                                    {"predictions_file": "/dev/zero"}, {"seed": "abc"}, {"data": []}])
+def test_a_saved_report_cannot_name_paths_outside_its_folder_or_break_the_comparison(tmp_path, change):
+    ra, rb = _saved_pair(tmp_path)
+    doc = json.loads((ra / "results.json").read_text())
+    if "predictions_file" in change:
+        doc["predictions"]["file"] = change["predictions_file"]
+    elif "seed" in change:
+        doc["provenance"]["seed"] = change["seed"]
+    else:
+        doc.update(change)
+    (ra / "results.json").write_text(json.dumps(doc))
+    before = sorted(p.name for p in tmp_path.parent.iterdir())
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp_path)
+        res = compare_cli(ra, rb)  # no --out: the default folder is reports/<names>
+    assert res.exit_code == 2, res.output
+    assert "Traceback" not in res.output and not (tmp_path / "reports").exists()
+    assert sorted(p.name for p in tmp_path.parent.iterdir()) == before
+
+
+def test_the_predictions_read_are_inputs_the_comparison_never_overwrites(tmp_path):
+    ra, rb = _saved_pair(tmp_path)
+    res = compare_cli(ra, rb, "--out", tmp_path / "cmp")
+    assert res.exit_code == 0, res.output
+    files = json.loads((tmp_path / "cmp" / "results.json").read_text())["provenance"]["files"]
+    assert {f["role"] for f in files} >= {"champion predictions", "challenger predictions"}
+    res = compare_cli(ra, rb, "--out", ra, "--overwrite")  # onto an input report: refused
+    assert res.exit_code == 2 and (ra / "predictions.parquet").is_file()
+
+
+def test_a_comparison_without_a_gate_renders_html(tmp_path):
+    ra, rb = _saved_pair(tmp_path)
+    res = compare_cli(ra, rb, "--out", tmp_path / "cmp")
+    assert res.exit_code == 0, res.output
+    assert "Non-inferiority gate" not in (tmp_path / "cmp" / "report.html").read_text()
+
+
+def test_the_comparison_report_renders_as_pdf(tmp_path):
+    a, b = write_pair(tmp_path, planted(n=600, extra=0))
+    res = CliRunner().invoke(app, ["compare", str(a), str(b), "--out", str(tmp_path / "out"), "--quiet",
+                                   "--format", "pdf"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "out" / "report.pdf").read_bytes()[:5] == b"%PDF-"
+    assert not (tmp_path / "out" / "results.json").exists()
+
+
+def test_a_saved_report_mixed_with_a_config_or_alone_gets_a_message_naming_the_forms(tmp_path):
+    ra, rb = _saved_pair(tmp_path)
+    for args in ((ra, tmp_path / "champion.toml"), (ra / "results.json",)):
+        res = compare_cli(*args, "--out", tmp_path / "cmp")
+        assert res.exit_code == 2 and "two saved reports" in res.output and "is a saved report" in res.output
+        assert "TOML" not in res.output.split("Got")[1] and "folder" not in res.output.split("Got")[1]

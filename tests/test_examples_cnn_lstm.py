@@ -75,7 +75,7 @@ def test_example_cli_run_writes_every_format(name, tmp_path):
     from audit.cli import app
 
     result = CliRunner().invoke(app, ["run", str(EXAMPLES / name / "audit.toml"), "--out",
-                                      str(tmp_path / name), "-q"], catch_exceptions=False)
+                                      str(tmp_path / name), "-q", "--full"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (tmp_path / name).iterdir()) == [".audit-report", "model_card.md", "report.html",
                                                                   "report.pdf", "results.json"]
@@ -163,15 +163,15 @@ def _bundled(name: str):
     import torch
     from safetensors.torch import load_file
 
-    from audit.train.functional import FunctionalRecipe
+    from audit.train.recipe import Recipe
 
     plan = AuditPlan.load(EXAMPLES / name / "audit.toml")
     inputs = load_inputs(plan)
     train = inputs.train
     doc = json.loads((EXAMPLES / name / "training.json").read_text())
     doc |= dict(plan.method_options.get("attribution_significance", {}).get("recipe", {}))
-    recipe = FunctionalRecipe.from_mapping(doc, source="training.json",
-                                           loss="mse" if name == "macro_lstm" else "cross_entropy")
+    recipe = Recipe.from_mapping(doc, source="training.json",
+                                 loss="mse" if name == "macro_lstm" else "cross_entropy")
     fit, _ = recipe.fit_rows(len(train.X))
     X = torch.from_numpy(np.ascontiguousarray(train.X[fit], dtype=np.float32))
     y = train.y[fit]

@@ -14,7 +14,7 @@ from audit.cli import app
 from audit.errors import InvalidConfigError
 from audit.gate import parse_gate
 
-FAST = "[methods.fairness]\nn_boot = 300\nn_permutations = 99\nwhat_if = false\n"
+FAST = "[methods.fairness]\nn_bootstrap = 300\nn_permutations = 99\nwhat_if = false\n"
 
 
 def write_case(tmp_path, sizes, rates, gate: str, *, extra: str = "", seed: int = 0):
@@ -264,7 +264,7 @@ def write_rows(tmp_path, groups, gate: str, *, extra: str = ""):
     cfg = tmp_path / "audit.toml"
     cfg.write_text('name = "gate"\n[model]\npredictions = "pred"\n[data]\npath = "d.csv"\n'
                    f'target = "y"\npositive_label = "1"\nsensitive = ["group"]\n'
-                   f'[methods.fairness]\nn_boot = 0\nwhat_if = false\n{extra}[gate]\n{gate}\n',
+                   f'[methods.fairness]\nn_bootstrap = 0\nwhat_if = false\n{extra}[gate]\n{gate}\n',
                    encoding="utf-8")
     return cfg
 
@@ -397,7 +397,7 @@ def test_results_json_keeps_the_fairness_options_in_the_config_only(tmp_path):
                                    "--out", str(tmp_path / "r")])
     assert res.exit_code == 0, res.output
     entry = json.loads((tmp_path / "r" / "results.json").read_text())["methods"]["fairness"]
-    options = ("min_group_size", "confidence", "alpha", "power", "n_boot", "n_permutations")
+    options = ("min_group_size", "confidence", "alpha", "power", "n_bootstrap", "n_permutations")
     assert all(k in entry["config"] for k in options)
     assert not [k for k in options if k in entry["result"]]
-    assert entry["config"]["n_boot"] == 300
+    assert entry["config"]["n_bootstrap"] == 300

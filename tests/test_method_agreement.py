@@ -237,7 +237,7 @@ def test_sanity_check_names_the_methods_when_none_of_them_ran():
 
 
 def test_config_validation():
-    with pytest.raises(InvalidConfigError, match=r"'\[methods.agreement\] n_rows' option"):
+    with pytest.raises(InvalidConfigError, match=r"'n_rows' option in \[methods.agreement\] must be from 1"):
         AgreementConfig.from_dict({"n_rows": 0}, method="agreement")
 
 

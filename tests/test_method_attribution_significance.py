@@ -11,7 +11,8 @@ from torch import nn
 from audit.core.method import RunContext
 from audit.errors import InvalidConfigError
 from audit.methods.attribution_significance import AttributionSignificance, AttributionSignificanceConfig
-from audit.train.functional import FunctionalRecipe, train_functional, train_sequential
+from audit.train.functional import train_functional, train_sequential
+from audit.train.recipe import Recipe
 
 
 class TinyCNN(nn.Module):
@@ -37,7 +38,7 @@ class TinyLSTM(nn.Module):
 
 def _recipe(**kw):
     doc = {"optimizer": "adam", "lr": 0.02, "epochs": 3, "batch_size": 16, "weight_decay": 1e-4} | kw
-    return FunctionalRecipe.from_mapping(doc, source="test")
+    return Recipe.from_mapping(doc, source="test")
 
 
 @pytest.mark.parametrize("make, X, Y, loss", [
@@ -114,7 +115,7 @@ def test_bad_input_is_refused_clearly():
     with pytest.raises(InvalidConfigError, match="n_permutations"):
         AttributionSignificanceConfig(n_permutations=9).validate()
     with pytest.raises(InvalidConfigError, match="'lr', 'epochs'"):
-        FunctionalRecipe.from_mapping({"optimizer": "adam", "batch_size": 8}, source="training.json")
+        Recipe.from_mapping({"optimizer": "adam", "batch_size": 8}, source="training.json")
     model, data = _sequence_case(40, True, 0)
     cfg = AttributionSignificanceConfig(enabled=True, recipe={"optimizer": "adam", "batch_size": 8, "loss": "mse"})
     with pytest.raises(InvalidConfigError, match="lacks the key"):

@@ -153,7 +153,8 @@ def _render(result, cfg, figs):
 def test_olden_ranks_planted_effects_better_than_garson():
     from scipy.stats import spearmanr
 
-    from audit.train.batched import FixedTargets, Recipe, torch_default_init, train_batched
+    from audit.train.batched import FixedTargets, torch_default_init, train_batched
+    from audit.train.recipe import Recipe
 
     truth = np.abs(BETA)
     rho_olden, rho_garson = [], []
@@ -280,6 +281,27 @@ def test_recipe_comes_from_model_training_table():
     assert r.recipe_source == "[model.training]" and r.recipe["epochs"] == 3
 
 
+def test_a_recipe_without_validation_rows_compares_restarts_on_the_fitted_rows_and_says_so():
+    frame = planted(n=120)
+    data = build_audit_data(frame, DatasetSpec(target="y", task="regression"))
+    adapter = TorchAdapter(task="regression", module=_torch_regressor(5), output_kind="identity")
+    recipe = {k: v for k, v in RECIPE.items() if k != "validation_fraction"} | {"epochs": 3}
+    r = ConnectionWeights().run(adapter, data, ConnectionWeightsConfig(n_permutations=39, n_restarts=2, per_input=0,
+                                                                       recipe=recipe), RunContext.default(0))
+    assert r.recipe["validation_fraction"] is None and "validation_fraction" in r.recipe_defaults
+    assert any("compared by their loss on the fitted rows" in n for n in r.notes)
+
+
+def test_a_loss_scale_the_mlp_trainer_cannot_apply_is_refused():
+    frame = planted(n=60)
+    data = build_audit_data(frame, DatasetSpec(target="y", task="regression"))
+    adapter = TorchAdapter(task="regression", module=_torch_regressor(5), output_kind="identity")
+    with pytest.raises(InvalidConfigError, match="sets 'loss_scale'"):
+        ConnectionWeights().run(adapter, data, ConnectionWeightsConfig(n_permutations=39, n_restarts=2, per_input=0,
+                                                                       recipe={**RECIPE, "loss_scale": 2.0}),
+                                RunContext.default(0))
+
+
 def test_diverging_null_networks_are_reported_and_excluded(monkeypatch):
     import audit.train.batched as tb
 
@@ -309,11 +331,12 @@ def test_type_one_error_with_ten_restarts_is_within_the_monte_carlo_band(selecti
     conservative, size ~0.03): each input is rejected (two-sided, alpha 0.05) in about 5% of
     data sets. The band is 3 Monte Carlo standard errors of the per-data-set rejection share."""
     from audit.methods.connection_weights import _Network, randomization_test
-    from audit.train.batched import Recipe
+    from audit.train.recipe import Recipe
 
     n_sets = 200 if selection == "first" else 120      # per_network trains 10x the networks
     shares = []
-    recipe = Recipe(loss="mse", lr=0.05, epochs=15, batch_size=60, weight_decay=1e-3, n_restarts=10)
+    recipe = Recipe(loss="mse", lr=0.05, epochs=15, batch_size=60, weight_decay=1e-3, n_restarts=10,
+                    validation_fraction=0.2)
     cfg = ConnectionWeightsConfig(n_permutations=39, per_input=0, selection=selection, n_workers=1)
     spec = MLPSpec((3, 3, 1), ("sigmoid",))
     for s in range(n_sets):
@@ -335,7 +358,7 @@ def test_observed_network_is_the_null_map_at_the_identity_so_the_test_is_exact(s
     b's importances as the observed ones. Before the fix θ₀ was the restart with the best
     validation loss on the real outcome, which a permuted outcome need not pick, so this failed
     and the test was conservative (size ~0.03 at 0.05, benchmarks/permutation_size.py)."""
-    from audit.methods.connection_weights import _validation_split
+    from audit.train.recipe import Recipe
 
     frame = planted(n=80, seed=5)
     opts = {"n_permutations": 39, "n_restarts": 3, "per_input": 0, "selection": selection,
@@ -348,7 +371,7 @@ def test_observed_network_is_the_null_map_at_the_identity_so_the_test_is_exact(s
     else:
         assert sum(r.null_restarts) == 39 and sum(c > 0 for c in r.null_restarts) >= 2   # selections differ
     seeds = np.random.default_rng(0).integers(0, 2**62, size=39)       # the test's own draws
-    fit, _ = _validation_split(len(frame), RECIPE["validation_fraction"], RECIPE["seed"])
+    fit = np.sort(Recipe(validation_fraction=RECIPE["validation_fraction"], seed=RECIPE["seed"]).fit_rows(len(frame))[0])
     for b in (0, 7, 38):
         permuted = frame.copy()
         y = permuted["y"].to_numpy().copy()

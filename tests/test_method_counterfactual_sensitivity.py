@@ -17,7 +17,7 @@ from tests.conftest import LAG, PIXEL
 
 def test_planted_pixel_is_the_only_pixel_changed_and_the_class_flips(planted_images):
     model, data = planted_images
-    result = CounterfactualSensitivity().run(model, data, SensitivityConfig(max_rows=30, n_examples=3),
+    result = CounterfactualSensitivity().run(model, data, SensitivityConfig(max_search_rows=30, n_examples=3),
                                              RunContext.default())
     assert result.validity == 1.0 and result.mean_changed == 1.0
     for ex in result.examples:
@@ -29,7 +29,7 @@ def test_planted_pixel_is_the_only_pixel_changed_and_the_class_flips(planted_ima
 
 def test_planted_lag_moves_the_forecast_by_the_shift(planted_sequences):
     model, data = planted_sequences
-    result = CounterfactualSensitivity().run(model, data, SensitivityConfig(max_rows=20, shift=0.6),
+    result = CounterfactualSensitivity().run(model, data, SensitivityConfig(max_search_rows=20, shift=0.6),
                                              RunContext.default())
     # Values stay inside the observed range, so a row whose planted input (forecast = 3 x it) is
     # within 0.2 of the observed maximum cannot rise by 0.6: every other row must succeed.
@@ -54,7 +54,7 @@ def test_tabular_data_is_left_to_the_recourse_method(frame, encoding):
     assert "tabular data gets actionable counterfactuals" in reason
 
 
-@pytest.mark.parametrize("options", [{"shift": -1.0}, {"max_rows": 0}, {"learning_rate": 0.0}])
+@pytest.mark.parametrize("options", [{"shift": -1.0}, {"max_search_rows": 0}, {"learning_rate": 0.0}])
 def test_invalid_options_are_config_errors(options):
     with pytest.raises(InvalidConfigError):
         SensitivityConfig.from_dict(options, method="counterfactual_sensitivity")

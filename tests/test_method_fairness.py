@@ -15,7 +15,7 @@ from audit.core.method import RunContext
 from audit.errors import DataValidationError, InvalidConfigError
 from audit.methods.fairness import Fairness, FairnessConfig
 
-FAST = dict(n_boot=200, n_permutations=99, what_if=False)
+FAST = dict(n_bootstrap=200, n_permutations=99, what_if=False)
 
 
 def planted_frame() -> pd.DataFrame:
@@ -198,7 +198,7 @@ def test_group_ece_has_no_interval_but_a_calibration_test_per_group():
     s = rng.random(n)
     y = (rng.random(n) < s).astype(int)
     pred = np.where(g == "calibrated", s, np.clip(0.5 + 2 * (s - 0.5), 0, 1))
-    r = run(pd.DataFrame({"g": g, "y": y, "pred": pred, "x": 0.0}), n_boot=299)
+    r = run(pd.DataFrame({"g": g, "y": y, "pred": pred, "x": 0.0}), n_bootstrap=299)
     cal, over = r.attributes["g"].groups
     from audit.stats.calibration import binned_ece
 
@@ -210,7 +210,7 @@ def test_group_ece_has_no_interval_but_a_calibration_test_per_group():
         assert row.calibration.test.ece == pytest.approx(e.value) and row.calibration.test.n_sim == 299
     assert cal.calibration.test.p_value > 0.05
     assert over.calibration.test.p_value == pytest.approx(1 / 300)
-    assert run(pd.DataFrame({"g": g, "y": y, "pred": pred, "x": 0.0}), n_boot=0).attributes["g"] \
+    assert run(pd.DataFrame({"g": g, "y": y, "pred": pred, "x": 0.0}), n_bootstrap=0).attributes["g"] \
         .groups[0].calibration.test is None
 
 
@@ -255,8 +255,8 @@ def test_bad_sensitive_input():
 
 
 def test_config_validation():
-    with pytest.raises(InvalidConfigError, match="n_boot"):
-        FairnessConfig.from_dict({"n_boot": 10}, method="fairness")
+    with pytest.raises(InvalidConfigError, match="n_bootstrap"):
+        FairnessConfig.from_dict({"n_bootstrap": 10}, method="fairness")
     with pytest.raises(InvalidConfigError, match="confidence"):
         FairnessConfig.from_dict({"confidence": 1.5}, method="fairness")
     cfg = FairnessConfig.from_dict({"intersections": [["a", "b"]], "reference": {"a": "x"}}, method="fairness")
@@ -274,7 +274,7 @@ def test_audit_without_a_model(tmp_path):
     df.to_csv(tmp_path / "decisions.csv", index=False)
     (tmp_path / "audit.toml").write_text(
         'name = "csv"\n[model]\npredictions = "score"\n[data]\npath = "decisions.csv"\ntarget = "y"\n'
-        'sensitive = ["g"]\n[methods.fairness]\nn_boot = 200\nn_permutations = 99\n'
+        'sensitive = ["g"]\n[methods.fairness]\nn_bootstrap = 200\nn_permutations = 99\n'
         '[gate]\n"fairness.g.demographic_parity_difference" = { max = 0.1 }\n', encoding="utf-8")
     report = run_audit(AuditPlan.load(tmp_path / "audit.toml"))
     assert report.outcome("fairness").ok
@@ -302,7 +302,7 @@ def test_noise_inflated_max_min_gap_is_not_reported_as_a_real_gap():
     frame["y"] = rng.integers(0, 2, len(frame))
     report = audit_model(lambda X: (X[:, 0] > 0).astype(float), frame, target="y", sensitive=["g"],
                          methods=["fairness"], method_options={"fairness": {"n_permutations": 199,
-                                                                             "n_boot": 400}})
+                                                                             "n_bootstrap": 400}})
     texts = [f for f in report.findings if "selection-rate gap" in f.text]
     assert texts, "the spread should be described"
     assert all(f.level == "info" and "clearly above" not in f.text and "differ between" not in f.text
@@ -535,7 +535,7 @@ def test_the_red_team_file_finishes_in_bounded_output():
     df["y"] = rng.integers(0, 2, n)
     df["pred"] = rng.integers(0, 2, n)
     df["x"] = rng.normal(size=n)
-    r = run(df, sensitive=tuple(f"s{j}" for j in range(6)), n_boot=0)
+    r = run(df, sensitive=tuple(f"s{j}" for j in range(6)), n_bootstrap=0)
     assert len(r.attributes) == 6 and len(r.skipped) == 15
     assert sum(len(a.groups) for a in r.attributes.values()) == 300
 
@@ -601,11 +601,11 @@ def test_a_planted_regression_gap_makes_a_finding_in_regression_words():
 def test_no_regression_gap_makes_a_warning_at_most_at_the_tests_level():
     """No gap in any of the three regression quantities: a warning (significant after Holm over
     the three) comes at most at rate alpha = 0.05; 300 data sets, 3 binomial SE of slack."""
-    cfg = FairnessConfig(**{**FAST, "n_boot": 0})
+    cfg = FairnessConfig(**{**FAST, "n_bootstrap": 0})
     reps = 300
     warned = 0
     for seed in range(reps):
-        r = run(_regression_frame(gap=0.0, n=60, seed=seed), task="regression", n_boot=0)
+        r = run(_regression_frame(gap=0.0, n=60, seed=seed), task="regression", n_bootstrap=0)
         warned += any(f.level == "warning" for f in Fairness().findings(r, cfg))
     assert warned / reps <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / reps)
 
@@ -623,16 +623,16 @@ def _skewed_small_group_frame(seed: int) -> pd.DataFrame:
 
 
 def test_a_warning_beside_a_small_group_states_the_tests_hypothesis_and_measured_false_rate():
-    cfg = FairnessConfig(**{**FAST, "n_boot": 0})
+    cfg = FairnessConfig(**{**FAST, "n_bootstrap": 0})
     for seed in range(40):
-        r = run(_skewed_small_group_frame(seed), task="regression", n_boot=0, n_permutations=199)
+        r = run(_skewed_small_group_frame(seed), task="regression", n_bootstrap=0, n_permutations=199)
         warnings = [f.text for f in Fairness().findings(r, cfg) if f.level == "warning"]
         if warnings:
             break
     assert warnings, "no false warning in 40 data sets (measured rate 0.135)"
     assert all("exact only when the groups' errors have the same distribution" in w
                and "under 100 rows (S)" in w and "0.135" in w for w in warnings), warnings
-    r = run(_regression_frame(gap=40.0, n=150, seed=1), task="regression", n_boot=0)
+    r = run(_regression_frame(gap=40.0, n=150, seed=1), task="regression", n_bootstrap=0)
     big = [f.text for f in Fairness().findings(r, cfg) if f.level == "warning"]
     assert big and not any("same distribution" in w for w in big)  # no caveat for 150-row groups
 
@@ -642,10 +642,10 @@ def test_false_warning_rate_for_a_small_skewed_group_is_the_one_the_report_state
     """The report states 0.135 (1,000 data sets) for this regime, where shuffling group labels
     tests identical distributions rather than equal means; 300 data sets must agree with it
     within 3 binomial SE, and stay above the nominal 0.05 (or the statement must change)."""
-    cfg = FairnessConfig(**{**FAST, "n_boot": 0})
+    cfg = FairnessConfig(**{**FAST, "n_bootstrap": 0})
     reps = 300
     warned = sum(any(f.level == "warning" for f in Fairness().findings(
-        run(_skewed_small_group_frame(100 + s), task="regression", n_boot=0, n_permutations=199), cfg))
+        run(_skewed_small_group_frame(100 + s), task="regression", n_bootstrap=0, n_permutations=199), cfg))
         for s in range(reps))
     se = np.sqrt(0.135 * 0.865 / reps)
     assert abs(warned / reps - 0.135) <= 3 * se, warned / reps
@@ -714,7 +714,7 @@ def test_favourable_outcome_is_named_in_the_report(tmp_path):
     (tmp_path / "audit.toml").write_text(
         'name = "risk"\n[model]\npredictions = "pred"\n[data]\npath = "decisions.csv"\n'
         'target = "y"\npositive_label = "high"\nsensitive = ["g"]\n'
-        '[methods.fairness]\nn_boot = 0\nn_permutations = 0\nfavourable_label = "low"\n', encoding="utf-8")
+        '[methods.fairness]\nn_bootstrap = 0\nn_permutations = 0\nfavourable_label = "low"\n', encoding="utf-8")
     plan = AuditPlan.load(tmp_path / "audit.toml").with_overrides(methods=("fairness",))
     html = " ".join(render_html(run_audit(plan)).split())
     assert "favourable outcome: <strong>low</strong>" in html

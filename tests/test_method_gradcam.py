@@ -78,7 +78,7 @@ def test_a_named_layer_is_used_and_a_wrong_name_is_a_config_error(planted_blobs)
         "named in the config"
     with pytest.raises(InvalidConfigError, match=r"names '1'.*Conv2d layers: 0"):
         GradCam().plan(model, data, GradCamConfig(layer="1"), ctx)
-    with pytest.raises(InvalidConfigError, match="'layer' option of gradcam"):
+    with pytest.raises(InvalidConfigError, match=r"'layer' option in \[methods.gradcam\] must be a layer's name"):
         GradCamConfig.from_dict({"layer": " "}, method="gradcam")
 
 

@@ -136,7 +136,7 @@ def test_rows_with_missing_values_are_rejected_with_their_count():
 
 
 def test_config_validation_findings_and_figures():
-    with pytest.raises(InvalidConfigError, match="'n_seeds' option of lime must be at least 2"):
+    with pytest.raises(InvalidConfigError, match=r"'n_seeds' option in \[methods.lime\] must be from 2 to 1,000 \(stability compares runs\). Got 1"):
         LimeConfig.from_dict({"n_seeds": 1}, method="lime")
     data = _planted(n=120, task="binary")
     rng = np.random.default_rng(1)

@@ -31,7 +31,7 @@ def test_binary_metrics_equal_scikit_learns_and_each_interval_holds_its_value():
     from sklearn import metrics as skm
 
     df = scored()
-    r = run(df, n_boot=300)
+    r = run(df, n_bootstrap=300)
     y, s = df.y.to_numpy(), df.pred.to_numpy()
     yhat = (s >= .5).astype(int)
     m = r.metrics
@@ -57,14 +57,14 @@ def test_ece_has_no_interval_but_a_calibration_test_against_calibrated_outcomes(
     rng = np.random.default_rng(5)
     s = rng.random(400)
     calibrated = pd.DataFrame({"y": (rng.random(400) < s).astype(int), "pred": s, "x": 0.0})
-    r = run(calibrated, n_boot=499)
+    r = run(calibrated, n_bootstrap=499)
     e, t = r.metrics["ece"], r.calibration
     assert e.lower is None and e.upper is None and e.value > 0
     assert t.ece == pytest.approx(e.value) and t.n_sim == 499 and t.p_value > 0.05
     assert "biased upward" in e.interval and f"p = {t.p_value:.3g}" in e.interval
     overconfident = calibrated.assign(pred=np.where(s > .5, 1 - (1 - s) / 3, s / 3))
-    assert run(overconfident, n_boot=499).calibration.p_value == pytest.approx(1 / 500)
-    assert run(calibrated, n_boot=0).calibration is None
+    assert run(overconfident, n_bootstrap=499).calibration.p_value == pytest.approx(1 / 500)
+    assert run(calibrated, n_bootstrap=0).calibration is None
 
 
 def test_decisions_only_audit_names_the_metrics_that_need_scores():
@@ -92,7 +92,7 @@ def test_regression_and_multiclass_equal_scikit_learns():
     n = 800
     y = rng.normal(10, 3, n)
     reg = pd.DataFrame({"y": y, "pred": y + rng.normal(.5, 1, n), "x": 0.0})
-    m = run(reg, "regression", n_boot=200).metrics
+    m = run(reg, "regression", n_bootstrap=200).metrics
     assert m["r2"].value == pytest.approx(skm.r2_score(reg.y, reg.pred))
     assert m["rmse"].value == pytest.approx(np.sqrt(skm.mean_squared_error(reg.y, reg.pred)))
     assert m["mae"].value == pytest.approx(skm.mean_absolute_error(reg.y, reg.pred))
@@ -111,7 +111,7 @@ def test_regression_and_multiclass_equal_scikit_learns():
 
     mc = pd.DataFrame({"y": np.array(["a", "b", "c"])[yc], "x": 0.0})
     data = build_audit_data(mc, DatasetSpec(target="y", task="multiclass", features=("x",)))
-    r = Performance().run(Fixed(task="multiclass", n_classes=3), data, PerformanceConfig(n_boot=200),
+    r = Performance().run(Fixed(task="multiclass", n_classes=3), data, PerformanceConfig(n_bootstrap=200),
                           RunContext.default(0))
     m = r.metrics
     assert m["accuracy"].value == pytest.approx(skm.accuracy_score(yc, P.argmax(1)))
@@ -138,13 +138,13 @@ def test_report_opens_with_performance_and_results_json_has_it(tmp_path):
     df.to_csv(tmp_path / "d.csv", index=False)
     (tmp_path / "audit.toml").write_text(
         'name = "p"\n[model]\npredictions = "pred"\n[data]\npath = "d.csv"\ntarget = "y"\n'
-        'sensitive = ["g"]\n[methods.performance]\nn_boot = 200\n'
-        '[methods.fairness]\nn_boot = 0\nn_permutations = 0\nwhat_if = false\n', encoding="utf-8")
+        'sensitive = ["g"]\n[methods.performance]\nn_bootstrap = 200\n'
+        '[methods.fairness]\nn_bootstrap = 0\nn_permutations = 0\nwhat_if = false\n', encoding="utf-8")
     report = run_audit(AuditPlan.load(tmp_path / "audit.toml"))
     doc = json.loads(report.json_bytes())
     perf = doc["methods"]["performance"]["result"]
     assert perf["metrics"]["accuracy"]["interval"] == "Clopper–Pearson (exact)"
-    assert perf["confidence"] == 0.95 and perf["n_boot"] == 200
+    assert perf["confidence"] == 0.95 and perf["n_bootstrap"] == 200
     html = render_html(report)
     assert html.index("Overall performance") < html.index("Group fairness")
     assert "percentile bootstrap, 200 resamples of the rows" in html
@@ -176,7 +176,7 @@ def _coverage(reps: int, n: int, acc: float, seed: int, base: float = 0.4) -> di
         y, s = draw(n, rng)
         if y.min() == y.max():
             continue
-        r = run(pd.DataFrame({"y": y, "pred": s, "x": 0.0}), seed=seed + i, n_boot=200)
+        r = run(pd.DataFrame({"y": y, "pred": s, "x": 0.0}), seed=seed + i, n_bootstrap=200)
         for k, t in truth.items():
             e = r.metrics[k]
             if e.lower is None:
@@ -220,20 +220,20 @@ def test_interval_coverage_over_small_n_rare_positives_and_accuracy_near_one(n, 
 def test_intervals_with_few_rows_of_a_class_are_marked_unreliable_in_table_and_finding():
     y = np.r_[np.ones(6, int), np.zeros(194, int)]
     s = np.clip(np.r_[np.full(6, .7), np.full(194, .2)] + np.linspace(-.1, .1, 200), 0, 1)
-    r = run(pd.DataFrame({"y": y, "pred": s, "x": 0.0}), n_boot=200)
+    r = run(pd.DataFrame({"y": y, "pred": s, "x": 0.0}), n_bootstrap=200)
     for k in ("auc", "log_loss", "brier"):
         assert "unreliable: 200 rows, 6 in the smallest class" in r.metrics[k].unreliable
     assert r.metrics["accuracy"].unreliable is None
     text = Performance().findings(r, PerformanceConfig())[0].text
     assert "unreliable: too few rows of a class" in text
-    assert run(scored(400), n_boot=200).metrics["auc"].unreliable is None
+    assert run(scored(400), n_bootstrap=200).metrics["auc"].unreliable is None
 
 
 def test_scores_read_the_wrong_way_round_raise_an_alert_and_sound_scores_do_not():
     df = scored()
-    sound = run(df, n_boot=200)
+    sound = run(df, n_bootstrap=200)
     assert not [f for f in Performance().findings(sound, PerformanceConfig()) if f.level == "alert"]
     flipped = df.assign(pred=1 - df.pred)  # e.g. [model] classes given in the wrong order
-    r = run(flipped, n_boot=200)
+    r = run(flipped, n_bootstrap=200)
     alerts = [f.text for f in Performance().findings(r, PerformanceConfig()) if f.level == "alert"]
     assert len(alerts) == 1 and "worse than chance" in alerts[0] and "positive_label" in alerts[0]

@@ -172,9 +172,9 @@ def test_model_without_gradients_is_skipped_with_reason(mlp_case):
 
 
 def test_config_validation():
-    with pytest.raises(InvalidConfigError, match="'methods' option of saliency"):
+    with pytest.raises(InvalidConfigError, match=r"'methods' option in \[methods.saliency\] must be one of"):
         SaliencyConfig.from_dict({"methods": ["lrp"]}, method="saliency")
-    with pytest.raises(InvalidConfigError, match=r"'\[methods.saliency\] n_rows' option"):
+    with pytest.raises(InvalidConfigError, match=r"'n_rows' option in \[methods.saliency\] must be from 1"):
         SaliencyConfig.from_dict({"n_rows": 0}, method="saliency")
     cfg = SaliencyConfig.from_dict({"baseline": "zeros", "methods": ["saliency"]}, method="saliency")
     assert cfg.methods == ("saliency",)

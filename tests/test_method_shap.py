@@ -244,7 +244,7 @@ def test_rows_with_missing_values_are_rejected_with_their_count():
 
 
 def test_config_validation_and_figures(frame, encoding):
-    with pytest.raises(InvalidConfigError, match=r"'\[methods.shap\] n_rows' option must be from 1"):
+    with pytest.raises(InvalidConfigError, match=r"'n_rows' option in \[methods.shap\] must be from 1"):
         ShapConfig.from_dict({"n_rows": 0}, method="shap")
     net, _ = fit_torch_mlp(frame, encoding)
     data = build_audit_data(frame, DatasetSpec(target="income", positive_label=">50K"), encoding)
@@ -484,7 +484,7 @@ def test_exact_explainer_over_budget_is_a_config_error_naming_the_cost():
     with pytest.raises(InvalidConfigError,
                        match=r"2\^p × background rows × rows = 40,000 .* exact_max_evaluations = 1,000"):
         Shap().run(as_adapter(_tanh_mlp()), data, cfg, RunContext.default(0))
-    with pytest.raises(InvalidConfigError, match=r"'\[methods.shap\] check_n_rows' option must be from 1"):
+    with pytest.raises(InvalidConfigError, match=r"'check_n_rows' option in \[methods.shap\] must be from 1"):
         ShapConfig.from_dict({"check_n_rows": 0}, method="shap")
 
 

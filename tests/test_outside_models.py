@@ -28,7 +28,7 @@ FEATURES = CATEGORICAL + NUMERIC
 DATA = ('[data]\npath = "audited.csv"\ntarget = "risk"\npositive_label = "1"\nsensitive = ["sex"]\n'
         'features = ["sex", "housing", "saving_accounts", "checking_account", "purpose", "job", '
         '"credit_amount", "duration", "age"]\n')
-FAST = ('[methods.fairness]\nn_boot = 100\nwhat_if = false\n\n[methods.surrogate]\ndepths = [1, 2, 3]\n\n'
+FAST = ('[methods.fairness]\nn_bootstrap = 100\nwhat_if = false\n\n[methods.surrogate]\ndepths = [1, 2, 3]\n\n'
         '[methods.shap]\nn_rows = 12\nn_bootstrap = 100\nbackground_size = 30\ncheck_n_rows = 3\n\n'
         '[report]\nformats = ["html", "json"]\n')
 
@@ -280,7 +280,7 @@ def test_decisions_only_run_matches_pandas_selection_rates_and_tpr(german, tmp_p
         tmp_path / "audited.csv", index=False)
     doc = _audit(tmp_path, 'name = "german_decisions"\n\n[model]\npredictions = "decision"\n\n'
                            '[data]\npath = "audited.csv"\ntarget = "risk"\npositive_label = "1"\n'
-                           'sensitive = ["sex"]\n\n[methods.fairness]\nn_boot = 100\n\n'
+                           'sensitive = ["sex"]\n\n[methods.fairness]\nn_bootstrap = 100\n\n'
                            '[report]\nformats = ["html", "json"]\n', "fairness")
     assert doc["model"]["capabilities"] == ["predictions"]
     _check_rates(doc, audited, decision.to_numpy())

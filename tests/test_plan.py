@@ -61,8 +61,8 @@ def sk_dir(tmp_path):
         '[report]\nformats = ["html", "json"]\n'
         '[methods.lime]\nnum_samples = 300\nn_global_rows = 10\nn_seeds = 2\n'
         '[methods.permutation_significance]\nn_permutations = 19\nn_jobs = 1\n'
-        '[methods.counterfactuals]\nmax_rows = 20\nn_counterfactuals = 1\n'
-        '[methods.shap]\nn_bootstrap = 50\n[methods.fairness]\nn_boot = 100\nn_permutations = 99\n')
+        '[methods.counterfactuals]\nmax_search_rows = 20\nn_counterfactuals = 1\n'
+        '[methods.shap]\nn_bootstrap = 50\n[methods.fairness]\nn_bootstrap = 100\nn_permutations = 99\n')
     return tmp_path
 
 
@@ -81,15 +81,15 @@ def _draw(index: int) -> bytes:
 
 @pytest.mark.parametrize("backend", ["threads", "processes"])
 def test_map_gives_byte_identical_results_for_one_and_two_workers(backend):
-    one = execution.map(_draw, list(range(9)), n_jobs=1, backend=backend)
-    two = execution.map(_draw, list(range(9)), n_jobs=2, backend=backend)
+    one = execution.map(_draw, list(range(9)), n_jobs=1, prefer=backend)
+    two = execution.map(_draw, list(range(9)), n_jobs=2, prefer=backend)
     assert one == two
     assert len(set(one)) == 9  # every chunk has its own stream
 
 
 def test_map_reports_progress_in_order_and_n_jobs_defaults_to_usable_cores():
     seen = []
-    assert execution.map(lambda c: c + 1, [1, 2, 3], n_jobs=2, backend="threads",
+    assert execution.map(lambda c: c + 1, [1, 2, 3], n_jobs=2, prefer="threads",
                          progress=lambda d, t: seen.append((d, t))) == [2, 3, 4]
     assert seen == [(1, 3), (2, 3), (3, 3)]
     assert execution.resolve_n_jobs(None) == execution.usable_cores() >= 1

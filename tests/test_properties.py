@@ -132,7 +132,7 @@ def test_read_table_on_arbitrary_bytes(tmp_path_factory, blob):
 
 # ---- fairness metrics ------------------------------------------------------------------------
 
-FAST = {"fairness": {"n_boot": 0, "n_permutations": 0, "what_if": False, "min_group_size": 3}}
+FAST = {"fairness": {"n_bootstrap": 0, "n_permutations": 0, "what_if": False, "min_group_size": 3}}
 RATES = {"base_rate", "selection_rate", "accuracy", "balanced_accuracy", "tpr", "fpr", "fnr",
          "tnr", "ppv", "npv", "auc"}
 

@@ -31,6 +31,7 @@ TABLES = {
     "`[data]` keys": config_module._DATA_KEYS | {"modality"},
     "`[data]` keys for images and sequences": modalities.DATA_KEYS - {"modality"},
     "`[report]` and `[limits]` keys": config_module._REPORT_KEYS | config_module._LIMITS_KEYS,
+    "`[execution]` keys": config_module._EXECUTION_KEYS,
 }
 # What a snippet that shows one part of a config is completed with before validation.
 BASE = {"model": {"predictions": "score"},
@@ -99,13 +100,11 @@ def test_readme_key_reference_defaults_are_the_code_defaults(tmp_path):
 def test_readme_names_every_training_recipe_key_the_trainers_read():
     import dataclasses
 
-    from audit.train.batched import Recipe
-    from audit.train.functional import FunctionalRecipe
+    from audit.train.recipe import Recipe
 
-    for recipe in (Recipe, FunctionalRecipe):
-        for f in dataclasses.fields(recipe):
-            if f.name not in ("defaulted", "ignored"):
-                assert f"`{f.name}`" in README, f"README does not name the training recipe key {f.name!r}"
+    for f in dataclasses.fields(Recipe):
+        if f.name not in ("defaulted", "described"):
+            assert f"`{f.name}`" in README, f"README does not name the training recipe key {f.name!r}"
 
 
 def test_readme_points_to_audit_methods_name_for_method_options():

@@ -53,20 +53,23 @@ def test_audit_check_with_nan_weights_is_an_input_error_not_a_hang(tmp_path):
     assert text.startswith("error:") and "returned NaN" in text and "120 of 120 rows" in text
 
 
-def test_threshold_optimizer_what_if_is_not_run_on_non_finite_scores():
-    """Defence in depth behind the adapter check: fairness' what-if never hands NaN scores to
-    fairlearn (which loops without end on them); it says why it did not run."""
+def test_threshold_optimizer_what_if_never_sees_a_non_finite_score():
+    """Defence in depth behind the adapter check: fairness' what-if hands fairlearn (which loops
+    without end on NaN) only histogram bin midpoints, and no NaN score enters a count table."""
     from audit.methods.fairness.what_if import _what_if
+    from audit.stats.counts import GroupTable
 
     rng = np.random.default_rng(0)
     scores = rng.random(200)
-    scores[[3, 50]] = np.nan
     y = rng.integers(0, 2, 200)
-    groups = np.array(["a", "b"] * 100)
-    out = _what_if(scores, y, (np.nan_to_num(scores) > 0.5).astype(np.int64), groups,
-                   np.ones(200, bool), None)
+    codes = np.repeat([0, 1], 100)
+    table = GroupTable.from_rows(["a", "b"], codes, y, (scores > 0.5).astype(np.int64), scores, n_bins=20)
+    out = _what_if(table, np.ones(2, bool), rng=np.random.default_rng(1))
     assert [w.constraint for w in out] == ["demographic_parity", "equalized_odds"]
-    assert all(w.accuracy_after is None and "NaN" in w.error for w in out)
+    assert all(w.error is None and w.accuracy_after is not None for w in out)
+    scores[[3, 50]] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        GroupTable.from_rows(["a", "b"], codes, y, (np.nan_to_num(scores) > 0.5).astype(np.int64), scores, n_bins=20)
 
 
 # ---- the memory budget -----------------------------------------------------------------------
@@ -314,14 +317,24 @@ def test_every_integer_option_of_every_method_has_an_upper_bound(method):
 
 @pytest.mark.parametrize("method", METHODS, ids=lambda m: m.name)
 def test_every_method_default_is_inside_the_bounds_and_just_past_them_is_refused(method):
-    check_bounds(method.Config(), method=method.name)
+    check_bounds(method.Config())
     for f, hint in _options(method):
         if f.name not in OPTION_BOUNDS or "int" not in hint:
             continue
-        too_big = OPTION_BOUNDS[f.name].high + 1
+        too_big = OPTION_BOUNDS[f.name].high + 1  # a method may narrow the package-wide bound, never widen it
         value = (too_big,) if "tuple" in hint else too_big
-        with pytest.raises(InvalidConfigError, match=rf"\[methods.{method.name}\] {f.name}.*Got"):
-            method.Config.from_dict({f.name: value}, method=method.name)
+        with pytest.raises(InvalidConfigError, match=rf"'{f.name}' option in \[methods.{method.name}\] of c.toml must.*Got"):
+            method.Config.from_dict({f.name: value}, method=method.name, source="c.toml")
+
+
+@pytest.mark.parametrize("method", [m for m in METHODS if "n_bootstrap" in m.Config.__dataclass_fields__],
+                         ids=lambda m: m.name)
+def test_a_handful_of_bootstrap_resamples_is_refused_zero_turns_intervals_off(method):
+    """One resample gave Grad-CAM a zero-width "95%" interval beside, not around, its estimate."""
+    for few in (1, 19):
+        with pytest.raises(InvalidConfigError, match="'n_bootstrap' option"):
+            method.Config.from_dict({"n_bootstrap": few}, method=method.name)
+    assert method.Config.from_dict({"n_bootstrap": 0}, method=method.name).n_bootstrap == 0
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
@@ -474,7 +487,7 @@ def test_every_user_json_and_toml_is_read_by_the_one_loader_with_a_nesting_bound
         deep.write_text('{"a":' * depth + "1" + "}" * depth)
         with pytest.raises(InvalidConfigError, match=r"training recipe '.*training.json' is nested too deeply"):
             gather_recipe(SimpleNamespace(loaded=[SimpleNamespace(role="weights", path=str(tmp_path / "m.pt"))]),
-                          {}, {}, method="m", required=("epochs",), action="refitting")
+                          {}, {}, method="m", action="refitting")
         toml = tmp_path / "a.toml"
         toml.write_text("x = " + "[" * depth + "]" * depth + "\n")
         with pytest.raises(InvalidConfigError, match="nested too deeply"):

@@ -90,3 +90,29 @@ def test_macros_take_the_level_from_the_estimate():
     assert _macro("interval", Estimate(0.5)) == "—" and _macro("level", Estimate(0.5)) == ""
     assert 'title="group &lt;too&gt; small"' in _macro("estimate", Estimate(None, undefined_reason="group <too> small"))
     assert _macro("pvalue", 0.0004) == "&lt; 0.001" and _macro("pvalue", None) == "—"
+
+
+def test_results_diff_finds_renamed_numbers_and_reports_changed_ones():
+    """scripts/results_diff.py: old numbers are found under their renamed keys, list elements
+    by their names (an element added before another does not move it)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "results_diff.py"
+    spec = importlib.util.spec_from_file_location("results_diff", path)
+    diff = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(diff)
+    old = {"methods": {"shap": {"result": {"global_importance": {"age": 0.5}, "importance_low": {"age": 0.4},
+                                           "importance_high": {"age": 0.6}}},
+                       "agreement": {"result": {"deletion": [{"key": "shap", "strategy": "baseline", "auc": 0.3}]}}}}
+    new = {"methods": {"shap": {"result": {"global_importance": {"age": {"value": 0.5, "lower": 0.4, "upper": 0.6,
+                                                                         "level": 0.95}}}},
+                       "agreement": {"result": {"deletion": [{"key": "gradcam", "strategy": "baseline", "auc": 0.2},
+                                                             {"key": "shap", "strategy": "baseline", "auc": 0.3}]}}}}
+    problems, added = diff.compare(old, new)
+    assert problems == [] and sorted(added) == ["methods.agreement.result.deletion.gradcam:baseline.auc",
+                                                "methods.shap.result.global_importance.age.level"]
+    new["methods"]["shap"]["result"]["global_importance"]["age"]["upper"] = 0.7
+    problems, _ = diff.compare(old, new)
+    assert problems == ["changed: methods.shap.result.importance_high.age = 0.6 -> "
+                        "methods.shap.result.global_importance.age.upper = 0.7"]

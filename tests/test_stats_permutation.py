@@ -195,7 +195,7 @@ def _fairness_regression_p(rng: np.random.Generator) -> float:
 
     err = np.tile([0.1, 0.2, 0.7], 20)  # the same errors in both groups: Welch t = 0 up to rounding
     values = np.repeat(["a", "b"], 30).astype(object)
-    res = _analyse_regression(("g",), values, np.zeros(60), err, FairnessConfig(n_boot=0, n_permutations=99),
+    res = _analyse_regression(("g",), values, np.zeros(60), err, FairnessConfig(n_bootstrap=0, n_permutations=99),
                               None, rng)
     return res.disparities["mean_error_difference"].p_value
 

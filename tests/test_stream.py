@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from audit.cli import app
 
-FAST = "[methods.fairness]\nn_boot = 200\nwhat_if_rows = 2000\n"
+FAST = "[methods.fairness]\nn_bootstrap = 200\nwhat_if_rows = 2000\n"
 
 
 def decision_log(n: int, seed: int = 0) -> pd.DataFrame:
@@ -146,6 +146,44 @@ def test_streamed_labels_only_decisions_equal_the_in_memory_audit(log_files, tmp
     assert a["attributes"] == b["attributes"] and not a["has_scores"]
 
 
+def test_streamed_multiclass_decisions_equal_the_in_memory_audit(tmp_path, small_batches):
+    rng = np.random.default_rng(5)
+    n = 6000
+    df = pd.DataFrame({"region": rng.choice(["north", "south", "east"], n),
+                       "grade": rng.choice(["A", "B", "C"], n, p=[0.5, 0.3, 0.2])})
+    df["pred"] = np.where(rng.random(n) < 0.7, df.grade, rng.choice(["A", "B", "C"], n))
+    df.to_csv(tmp_path / "grades.csv", index=False)
+    df.to_parquet(tmp_path / "grades.parquet", row_group_size=1000)
+    docs = []
+    for name, stream in (("grades.csv", None), ("grades.parquet", True)):
+        config = tmp_path / f"{name}.toml"
+        config.write_text(f'[model]\npredictions = "pred"\ntask = "multiclass"\n[data]\npath = "{name}"\n'
+                          f'target = "grade"\nsensitive = ["region"]\n'
+                          + ("stream = true\n" if stream else ""))
+        code, out, doc = audit(config, tmp_path / f"out-{name}")
+        assert code == 0, out
+        docs.append(fairness_of(doc))
+    assert docs[0]["attributes"] == docs[1]["attributes"]
+
+
+def test_an_intersection_with_too_many_groups_is_skipped_alike_or_refused_when_named(tmp_path, small_batches):
+    df = decision_log(4000)
+    df = df[df.race.isin(["A", "B", "C"])]
+    df.to_csv(tmp_path / "log.csv", index=False)
+    df.to_parquet(tmp_path / "log.parquet", row_group_size=500)
+    extra = "[methods.fairness]\nn_boot = 0\nwhat_if = false\nmax_groups = 4\n"
+    skipped = []
+    for name, stream in (("log.csv", None), ("log.parquet", True)):
+        code, out, doc = audit(write_config(tmp_path, str(tmp_path / name), stream=stream, extra=extra),
+                               tmp_path / f"out-{name}")
+        assert code == 0, out
+        skipped.append(fairness_of(doc)["skipped"])
+    assert skipped[0] == skipped[1] == {"sex*race": "6 groups, more than max_groups = 4"}
+    named = extra + 'intersections = [["sex", "race"]]\n'
+    msg = _error(write_config(tmp_path, str(tmp_path / "log.parquet"), stream=True, extra=named), tmp_path)
+    assert "'sex*race'" in msg and "max_groups = 4" in msg
+
+
 CAPPED = """
 import resource, sys
 cap = int(sys.argv[1])
@@ -178,7 +216,7 @@ def test_a_memory_capped_run_survives_streaming_where_the_in_memory_path_cannot(
     cap = str(int(1.2 * 2**30))
     env = {"OMP_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "2", "AUDIT_MEMORY_LIMIT": "64GiB",
            "PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    extra = "[methods.fairness]\nn_boot = 200\nwhat_if = false\n"
+    extra = "[methods.fairness]\nn_bootstrap = 200\nwhat_if = false\n"
 
     def capped(stream: bool, out: str) -> subprocess.CompletedProcess:
         config = write_config(tmp_path, str(tmp_path / "big.parquet"), stream=stream, extra=extra)

@@ -7,8 +7,9 @@ import pytest
 
 from audit.errors import InvalidConfigError
 from audit.stats.permutation import permutation_pvalues
-from audit.train.batched import (ColumnShuffle, FixedTargets, MLPSpec, PermutedTargets, Recipe,
+from audit.train.batched import (ColumnShuffle, FixedTargets, MLPSpec, PermutedTargets,
                                  torch_default_init, train_batched, train_looped)
+from audit.train.recipe import Recipe
 
 
 def _data(n=240, d=6, seed=0, onehot=False):
@@ -108,13 +109,13 @@ def test_recipe_names_missing_and_malformed_keys():
         Recipe.from_mapping({"optimizer": "adam", "lr": 0.1, "epochs": 2.5, "batch_size": 10}, source="x")
     with pytest.raises(InvalidConfigError, match="optimizer"):
         Recipe.from_mapping({"optimizer": "lbfgs", "lr": 0.1, "epochs": 2, "batch_size": 10}, source="x")
-    with pytest.raises(InvalidConfigError, match="unknown key 'epoch'"):
+    with pytest.raises(InvalidConfigError, match="has no key 'epoch'. Did you mean 'epochs'?"):
         Recipe.from_mapping({"optimizer": "adam", "lr": 0.1, "epochs": 2, "epoch": 3, "batch_size": 10}, source="x")
     with pytest.raises(InvalidConfigError, match="selection"):
         Recipe.from_mapping({"optimizer": "adam", "lr": 0.1, "epochs": 2, "batch_size": 10,
                              "selection": "accuracy"}, source="x")
     r = Recipe.from_mapping({"optimizer": "adam", "lr": 0.1, "epochs": 2, "batch_size": 10}, source="x", loss="bce")
-    assert "weight_decay" in r.defaulted and r.weight_decay > 0
+    assert "weight_decay" in r.defaulted and r.weight_decay == 0.0 and r.validation_fraction is None
 
 
 def test_unsupported_activation_is_refused():

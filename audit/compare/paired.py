@@ -1,11 +1,13 @@
 """Paired differences of two binary classifiers on the same rows: performance, every disparity,
 McNemar's test and the decisions that change.
 
-Every change is challenger − champion, with a paired percentile bootstrap interval (one set of
-resampled rows for both models; within the groups of the attribute for disparities, as the
-fairness method resamples) and a paired sign-flip permutation test (:mod:`audit.stats.paired`).
-Groups smaller than the fairness method's ``min_group_size`` are left out of the disparities of
-both models, as in the fairness audit.
+Every change is challenger − champion, with a paired interval (one set of resampled rows for
+both models) and a paired sign-flip permutation test (:mod:`audit.stats.paired`): for accuracy
+and AUC the percentile bootstrap interval of the change; for a disparity the projection interval
+(its change's range over a simultaneous box of the champion's group rates and their paired
+changes, rows resampled within the attribute's groups as the fairness method resamples), since a
+max − min is not smooth where groups tie. Groups smaller than the fairness method's
+``min_group_size`` are left out of the disparities of both models, as in the fairness audit.
 """
 
 from __future__ import annotations
@@ -51,9 +53,10 @@ PROJECTION = ("range of the change over a simultaneous box of the champion's gro
 SIGN_FLIP = "paired permutation test (each row's two outputs swapped with probability 1/2), two-sided"
 RANK_FLIP = SIGN_FLIP[:-len(", two-sided")] + " on each model's normalised ranks, two-sided"
 #: Fewer events than this (a group's rows counted in a compared rate's numerator, or not; an
-#: outcome class; discordant rows) and the percentile bootstrap under-covers: simulated coverage
-#: of a 95% disparity-change interval 0.74 with ~1 selected row in a group of 40, 0.88 with ~6
-#: of 300 (tests/test_compare_stats.py). Such a change gets no bootstrap interval.
+#: outcome class; discordant rows) and a bootstrap of the rates under-covers (the percentile
+#: interval of a disparity change covered 0.74 with ~1 selected row in a group of 40, 0.88 with
+#: ~6 of 300; a studentized box collapses where a rate's resamples barely vary). Such a change
+#: gets no interval, and says why.
 MIN_EVENTS = 10
 #: An AUC change gets no interval when (smaller class) × (1 − the larger AUC) is below this:
 #: near AUC 1 the percentile bootstrap of the change covered 0.85 (60 positives, AUC 0.99: 0.6
@@ -201,7 +204,7 @@ def discordant_interval(n10: int, n01: int, n: int, confidence: float) -> Estima
     --------
     >>> e = discordant_interval(0, 0, 4000, 0.95)
     >>> e.value, e.lower < 0 < e.upper, round(e.upper, 5)
-    (0.0, True, 0.00104)
+    (0.0, True, 0.00109)
     """
     lo, hi = group_interval(np.array([n01, n10]), np.array([n, n]), 1 - (1 - confidence) / 2)
     return Estimate((n01 - n10) / n, float(lo[0] - hi[1]), float(hi[0] - lo[1]), confidence,

@@ -9,7 +9,6 @@ saved), and any method that did not run in the saved audits.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from audit.core.limits import check_size
+from audit.core.userfiles import check_regular_file
 from audit.errors import DataValidationError, InvalidConfigError
 
 NEEDS_MODELS = ("not compared from saved reports: attributions are not saved in results.json; run audit "
@@ -30,6 +31,7 @@ class SavedRun:
     path: Path
     doc: dict[str, Any]
     frame: Any
+    predictions: Path  # the predictions file read beside it (an input of the comparison)
 
 
 @dataclass(frozen=True)
@@ -122,7 +124,20 @@ def load_saved(path: str | Path) -> SavedRun:
             f"The report {str(results)!r} did not save its per-row predictions, so it cannot be compared "
             "without the model: rerun its audit with [report] save_predictions = true, or run audit compare "
             "on the two configs.")
-    parquet = results.parent / str(record.get("file", ""))
+    for key, kind in (("name", str), ("data", dict), ("methods", dict), ("provenance", dict)):
+        if not isinstance(doc.get(key), kind):
+            raise DataValidationError(f"{str(results)!r} is not a complete audit-suite results.json: its "
+                                      f"{key!r} is missing or not a{'n object' if kind is dict else ' text'}.")
+    if not _plain_name(doc["name"]):  # it names the default output folder
+        raise DataValidationError(f"The 'name' in {str(results)!r} must be a plain folder name. "
+                                  f"Got {doc['name']!r} instead.")
+    file = record.get("file")
+    if not isinstance(file, str) or not _plain_name(file):
+        raise DataValidationError(f"The predictions file named in {str(results)!r} must be a file beside it "
+                                  f"(a plain file name). Got {file!r} instead.")
+    parquet = check_regular_file(results.parent / file, "predictions file", error=DataValidationError,
+                                 hint="Keep it beside results.json.")
+    check_size(parquet.stat().st_size, f"The predictions file {str(parquet)!r} holds")
     try:
         raw = parquet.read_bytes()
     except OSError as exc:
@@ -131,11 +146,47 @@ def load_saved(path: str | Path) -> SavedRun:
     if hashlib.sha256(raw).hexdigest() != record.get("sha256"):
         raise DataValidationError(f"The predictions file {str(parquet)!r} is not the one {str(results)!r} "
                                   "describes (its SHA-256 differs): it was changed or replaced.")
+    return SavedRun(results, doc, _checked_frame(raw, parquet, doc, record), parquet)
+
+
+def _plain_name(name: str) -> bool:
+    return bool(name) and name not in (".", "..") and not any(c in name for c in "/\\\0")
+
+
+def _checked_frame(raw: bytes, parquet: Path, doc: dict[str, Any], record: dict[str, Any]) -> Any:
+    """The saved predictions, held to what a live audit's predictions must be: 0/1 outcomes and
+    decisions, scores in [0, 1], the rows and sensitive columns results.json records."""
     import io
 
     import pandas as pd
 
-    return SavedRun(results, doc, pd.read_parquet(io.BytesIO(raw)))
+    from audit.report.predictions import SENSITIVE_PREFIX
+
+    where = f"The predictions file {str(parquet)!r}"
+    try:
+        frame = pd.read_parquet(io.BytesIO(raw))
+    except Exception as exc:  # pyarrow raises many types on a damaged file or bad metadata
+        raise DataValidationError(f"{where} cannot be read as Parquet ({type(exc).__name__}: "
+                                  f"{str(exc).splitlines()[0] if str(exc) else ''}).") from None
+    need = ["y", "decision", *(SENSITIVE_PREFIX + str(c) for c in doc["data"].get("sensitive") or [])]
+    missing = [c for c in need if c not in frame.columns]
+    if missing:
+        raise DataValidationError(f"{where} lacks the column(s) {missing}, which results.json records.")
+    if len(frame) == 0 or len(frame) != record.get("rows") or len(frame) != doc["data"].get("rows"):
+        raise DataValidationError(f"{where} holds {len(frame):,} rows; results.json records "
+                                  f"{record.get('rows')!r} (the audit {doc['data'].get('rows')!r}).")
+    for column in ("y", "decision"):
+        values = frame[column]
+        if not pd.api.types.is_numeric_dtype(values) or not values.isin([0, 1]).all():
+            raise DataValidationError(f"{where}: column {column!r} must hold 0 or 1 on every row (a binary "
+                                      "classifier's outcome and decision).")
+    if "score" in frame.columns:
+        scores = frame["score"]
+        ok = pd.api.types.is_numeric_dtype(scores) and bool(
+            (np.isfinite(scores.to_numpy(dtype=float)) & scores.between(0.0, 1.0).to_numpy()).all())
+        if not ok:
+            raise DataValidationError(f"{where}: column 'score' must hold a probability in [0, 1] on every row.")
+    return frame
 
 
 def saved_inputs(runs: tuple[SavedRun, SavedRun]) -> tuple[list[SavedReport], list[_Predictions], SavedData, str]:
@@ -181,20 +232,26 @@ def compare_saved(paths: tuple[str | Path, str | Path], compare: Mapping[str, An
 
     from audit.compare.options import parse_compare
     from audit.compare.run import compare_runs
+    from audit.config import check_seed
     from audit.report.model import file_record, provenance
 
     runs = (load_saved(paths[0]), load_saved(paths[1]))
     fairness = (runs[0].doc.get("methods", {}).get("fairness", {}) or {}).get("config") or {}
     fairness = {k: v for k, v in fairness.items() if k in ("min_group_size", "intersections", "reference",
                                                            "favourable", "max_groups")}
-    if fairness.get("intersections") is not None:
-        fairness["intersections"] = [list(x) for x in fairness["intersections"]]
+    inter = fairness.get("intersections")
+    if inter is not None:
+        if not isinstance(inter, list) or not all(isinstance(x, list) for x in inter):
+            raise DataValidationError(f"The fairness config in {str(runs[0].path)!r} records 'intersections' "
+                                      f"as {inter!r}, not a list of attribute lists.")
+        fairness["intersections"] = [list(x) for x in inter]
     options, gate = parse_compare(compare, fairness)
     reports, preds, data, row_hash = saved_inputs(runs)
     features = [f for f in reports[0].data_summary.get("features") or []
                 if f in (reports[1].data_summary.get("features") or [])]
-    files = [file_record(f"{role} results", r.path) for role, r in zip(("champion", "challenger"), runs)]
-    seed = int(runs[0].doc.get("provenance", {}).get("seed", 0))
+    files = [file_record(f"{role} {what}", path) for role, r in zip(("champion", "challenger"), runs)
+             for what, path in (("results", r.path), ("predictions", r.predictions))]
+    seed = check_seed(runs[0].doc["provenance"].get("seed", 0), f"seed recorded in {str(runs[0].path)!r}")
     result = compare_runs(reports, preds, data, options=options, gate=gate, fairness_options=fairness, seed=seed,
                           name=name or f"{reports[0].name}-vs-{reports[1].name}", row_hash=row_hash,
                           features=features, provenance=provenance(seed=seed, files=files))

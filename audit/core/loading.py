@@ -99,6 +99,9 @@ def _import_object(ref: str, search_dir: str | Path | None = None, *,
                     raise
                 finally:
                     sys.path.remove(str(Path(search_dir)))  # type: ignore[arg-type]
+                from audit.execution import ship_by_value
+
+                ship_by_value(unique)  # Ray workers cannot import it by this name
         except Exception as exc:
             raise ModelLoadError(f"Could not import {ref!r} from {str(file)!r}: "
                                  f"{type(exc).__name__}: {exc}.") from None

@@ -69,25 +69,60 @@ class MethodConfig:
     """Base of every method's options. Subclasses add typed fields with defaults and may
     override :meth:`validate`."""
 
+    #: Method-specific rules, by option name, over :data:`OPTION_BOUNDS` (which bounds every
+    #: option of that name in the package): ``Interval``, ``Options`` or ``Either``.
+    bounds: ClassVar[Mapping[str, Constraint]] = {}
+    #: Old option names -> their new names: an old name is an error naming the new one.
+    renamed: ClassVar[Mapping[str, str]] = {}
+
     @classmethod
-    def from_dict(cls, options: Mapping[str, Any], *, method: str) -> MethodConfig:
-        """Build the config from a TOML table, rejecting unknown keys and wrong types."""
+    def from_dict(cls, options: Mapping[str, Any], *, method: str, source: str | None = None) -> MethodConfig:
+        """Build the config from a TOML table: unknown keys, wrong types and values outside an
+        option's declared rules are errors in one sentence shape naming the option, the
+        ``[methods.NAME]`` section and the file ``source`` (when there is one).
+
+        Examples
+        --------
+        >>> from audit.methods.surrogate import SurrogateConfig
+        >>> SurrogateConfig.from_dict({"max_depth": 0}, method="surrogate")
+        Traceback (most recent call last):
+        ...
+        audit.errors.InvalidConfigError: The 'max_depth' option in [methods.surrogate] must be from 1 to 64 (a tree deeper than 64 levels cannot be read as rules). Got 0 instead.
+        """
         fields = {f.name: f for f in dataclasses.fields(cls)}
         hints = typing.get_type_hints(cls)
-        values = {}
-        for key, value in options.items():
-            if key not in fields:
-                raise InvalidConfigError(
-                    f"[methods.{method}] has no option {key!r}.{did_you_mean(key, fields)} "
-                    f"Options: {', '.join(sorted(fields)) or 'none'}.")
-            values[key] = _coerce(value, hints[key], f"[methods.{method}] {key}")
-        config = cls(**values)
-        check_bounds(config, method=method)
-        config.validate()
+        section = f"[methods.{method}]"
+        renamed = cls.renamed
+        where = f" of {source}" if source else ""
+        try:
+            values = {}
+            for key, value in options.items():
+                if key in renamed and key not in fields:
+                    raise InvalidConfigError(
+                        f"The {key!r} option in {section}{where} was renamed {renamed[key]!r} "
+                        f"(one name per idea across methods): write {renamed[key]} = {_toml_text(value)}.")
+                if key not in fields:
+                    raise InvalidConfigError(
+                        f"{section}{where} has no option {key!r}.{did_you_mean(key, fields)} "
+                        f"Options: {', '.join(sorted(fields)) or 'none'}.")
+                values[key] = _coerce(value, hints[key], key)
+            config = cls(**values)
+            check_bounds(config)
+            config.validate()
+        except OptionError as exc:
+            raise InvalidConfigError(option_message(exc.option, exc.rule, exc.value, section=section,
+                                                    source=source)) from None
         return config
 
     def validate(self) -> None:
-        """Raise InvalidConfigError for values that are well-typed but not allowed."""
+        """Rules that involve several options; raise :class:`OptionError` (single-option rules
+        are declared in ``bounds`` instead)."""
+
+    @classmethod
+    def constraints(cls) -> dict[str, Constraint]:
+        """The rule of every option that has one: :data:`OPTION_BOUNDS` under the class's own."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return {k: v for k, v in {**OPTION_BOUNDS, **cls.bounds}.items() if k in names}
 
     def to_json(self) -> dict[str, Any]:
         return to_jsonable(self)
@@ -109,7 +144,7 @@ class MethodConfig:
         """
         helps = _docstring_help(cls)
         hints = typing.get_type_hints(cls)
-        bounds = {**OPTION_BOUNDS, **getattr(cls, "bounds", {})}
+        bounds = cls.constraints()
         docs = []
         for f in dataclasses.fields(cls):
             default = f.default if f.default is not dataclasses.MISSING else (
@@ -182,8 +217,8 @@ def _toml_text(value: Any) -> str:
     return repr(value)
 
 
-def _coerce(value: Any, hint: Any, where: str) -> Any:
-    """Check a TOML value against a dataclass field's type hint."""
+def _coerce(value: Any, hint: Any, option: str) -> Any:
+    """Check a TOML value against a dataclass field's type hint (OptionError when it fails)."""
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
@@ -194,69 +229,194 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             if arg is type(None):
                 continue
             try:
-                return _coerce(value, arg, where)
-            except InvalidConfigError as exc:
+                return _coerce(value, arg, option)
+            except OptionError as exc:
                 errors.append(exc)
-        raise errors[0]
+        raise OptionError(option, " or ".join(e.rule for e in errors), value)
     if origin is Literal:
-        if value not in args:
-            raise InvalidConfigError(f"The {where!r} option must be one of {list(args)}. Got {value!r} instead.")
+        if value not in args or isinstance(value, bool) != any(isinstance(a, bool) for a in args):
+            raise OptionError(option, Options(args).text(), value)
         return value
     if origin in (tuple, list):
         if not isinstance(value, (list, tuple)):
-            raise InvalidConfigError(f"The {where!r} option must be a list. Got {value!r} instead.")
+            raise OptionError(option, "a list", value)
         item = args[0] if args else Any
-        return tuple(_coerce(v, item, where) for v in value)
+        return tuple(_coerce(v, item, option) for v in value)
     if hint is Any:
         return value
     if hint is bool:
         if not isinstance(value, bool):
-            raise InvalidConfigError(f"The {where!r} option must be true or false. Got {value!r} instead.")
+            raise OptionError(option, "true or false", value)
         return value
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise InvalidConfigError(f"The {where!r} option must be an integer. Got {value!r} instead.")
+            raise OptionError(option, "an integer", value)
         return value
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise InvalidConfigError(f"The {where!r} option must be a number. Got {value!r} instead.")
+            raise OptionError(option, "a number", value)
         return float(value)
     if hint is str:
         if not isinstance(value, str):
-            raise InvalidConfigError(f"The {where!r} option must be a string. Got {value!r} instead.")
+            raise OptionError(option, "a string", value)
         return value
     if origin is dict or hint is dict:
         if not isinstance(value, Mapping):
-            raise InvalidConfigError(f"The {where!r} option must be a table. Got {value!r} instead.")
+            raise OptionError(option, "a table", value)
         return dict(value)
     return value
 
 
-@dataclass(frozen=True)
-class Interval:
-    """Declarative bounds of a numeric option (scikit-learn's ``Interval``): ``low <= x <= high``.
+class Constraint:
+    """A declarative rule for one option's value (scikit-learn's parameter constraints).
 
-    ``why`` says what the upper bound protects (shown in the error). Lower bounds here are the
-    loosest sensible ones; a method's ``validate()`` may demand more (e.g. B >= 19).
+    ``allows(value)`` says whether a value passes and ``text()`` states the rule, completing
+    "must be ...". ``None`` (an unset optional option) always passes.
+    """
+
+    why: str = ""
+
+    def allows(self, value: Any) -> bool:  # pragma: no cover - every subclass overrides it
+        raise NotImplementedError
+
+    def text(self) -> str:  # pragma: no cover - every subclass overrides it
+        raise NotImplementedError
+
+    def rule(self) -> str:
+        """The rule with the reason it exists, as an error message states it."""
+        return self.text() + (f" ({self.why})" if self.why else "")
+
+
+@dataclass(frozen=True)
+class Interval(Constraint):
+    """Bounds of a numeric option (scikit-learn's ``Interval``).
+
+    ``closed`` says which ends are included; ``why`` says what the bounds protect (shown in the
+    error). Non-numbers pass (their type is checked against the field's type hint).
+
+    Examples
+    --------
+    >>> Interval(0, 1, closed="neither").text(), Interval(1, None).text()
+    ('greater than 0 and less than 1', 'at least 1')
+    >>> Interval(0, 1, closed="neither").allows(1.0)
+    False
     """
 
     low: float | None
     high: float | None
     why: str = ""
+    closed: Literal["both", "left", "right", "neither"] = "both"
 
-    def check(self, value: Any, where: str) -> None:
+    def allows(self, value: Any) -> bool:
         if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
-            return
-        if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
-            rule = ("from " if self.low is not None and self.high is not None else "") + self.text()
-            why = f" ({self.why})" if self.why else ""
-            raise InvalidConfigError(f"The {where!r} option must be {rule}{why}. Got {value!r} instead.")
+            return True
+        low_in = self.closed in ("both", "left")
+        high_in = self.closed in ("both", "right")
+        if self.low is not None and (value < self.low or (value == self.low and not low_in)):
+            return False
+        return not (self.high is not None and (value > self.high or (value == self.high and not high_in)))
 
     def text(self) -> str:
-        """The bound as ``audit methods`` shows it: "1 to 64", "at least 0", "at most 10"."""
-        if self.low is not None and self.high is not None:
+        """The bound as ``audit methods`` shows it: "1 to 64", "at least 0", "greater than 0"."""
+        low_in = self.closed in ("both", "left")
+        high_in = self.closed in ("both", "right")
+        if self.low is not None and self.high is not None and low_in and high_in:
             return f"{self.low:,} to {self.high:,}"
-        return f"at most {self.high:,}" if self.high is not None else f"at least {self.low:,}"
+        parts = []
+        if self.low is not None:
+            parts.append(f"{'at least' if low_in else 'greater than'} {self.low:,}")
+        if self.high is not None:
+            parts.append(f"{'at most' if high_in else 'less than'} {self.high:,}")
+        return " and ".join(parts)
+
+    def rule(self) -> str:
+        both = self.low is not None and self.high is not None and self.closed == "both"
+        return ("from " if both else "") + super().rule()
+
+
+@dataclass(frozen=True)
+class Options(Constraint):
+    """The allowed values of an option (scikit-learn's ``StrOptions``).
+
+    Examples
+    --------
+    >>> Options(("sd", "none")).text()
+    'one of "sd", "none"'
+    """
+
+    values: tuple[Any, ...]
+    why: str = ""
+
+    def allows(self, value: Any) -> bool:
+        items = value if isinstance(value, tuple) else (value,)
+        return all(v is None or (not isinstance(v, bool) and v in self.values) for v in items)
+
+    def text(self) -> str:
+        return "one of " + ", ".join(json.dumps(v) if isinstance(v, str) else str(v) for v in self.values)
+
+
+@dataclass(frozen=True)
+class Either(Constraint):
+    """A value that passes any one of several constraints, e.g. 0 (off) or at least 100.
+
+    Examples
+    --------
+    >>> Either((Options((0,)), Interval(100, 100_000))).text()
+    '0 or 100 to 100,000'
+    """
+
+    parts: tuple[Constraint, ...]
+    why: str = ""
+
+    def allows(self, value: Any) -> bool:
+        return any(p.allows(value) for p in self.parts)
+
+    @property
+    def high(self) -> float | None:
+        """The largest value allowed (None: no upper bound)."""
+        highs = [getattr(p, "high", None) if isinstance(p, Interval) else max(p.values) for p in self.parts]
+        return None if None in highs else max(highs)
+
+    def text(self) -> str:
+        return " or ".join(p.text().removeprefix("one of ") for p in self.parts)
+
+
+class OptionError(InvalidConfigError):
+    """A method option breaks a rule; :meth:`MethodConfig.from_dict` names the section and file.
+
+    Raised by constraints, type checks and a config's :meth:`MethodConfig.validate` (for rules
+    that involve several options) with the option, the rule ("must be ...") and the value.
+    """
+
+    def __init__(self, option: str, rule: str, value: Any) -> None:
+        self.option, self.rule, self.value = option, rule, value
+        super().__init__(option_message(option, rule, value))
+
+
+def option_message(option: str, rule: str, value: Any, *, section: str = "", source: str | None = None,
+                   noun: str = "option") -> str:
+    """The one sentence every option error uses: which option, where, the rule, the value.
+
+    Examples
+    --------
+    >>> option_message("n_rows", "at least 1", 0, section="[methods.shap]", source="audit.toml")
+    "The 'n_rows' option in [methods.shap] of audit.toml must be at least 1. Got 0 instead."
+    """
+    where = (f" in {section}" if section else "") + (f" of {source}" if source else "")
+    return f"The {option!r} {noun}{where} must be {rule}. Got {value!r} instead."
+
+
+def check_permutations(option: str, value: int | None, *, alpha: float, alternative: str = "greater") -> None:
+    """A rule that involves other options (for :meth:`MethodConfig.validate`): ``value``
+    permutations must let one test reach ``alpha`` (at least 19 one-sided, 39 two-sided at
+    0.05), since the smallest p-value is 1/(B+1) one-sided and 2/(B+1) two-sided."""
+    from audit.stats.permutation import MIN_PERMUTATIONS, smallest_reaching_b
+
+    least = max(MIN_PERMUTATIONS, smallest_reaching_b(1, alpha, alternative, "none"))
+    if value is not None and value < least:
+        sided, floor = ("two-sided", "2/(B+1)") if alternative == "two-sided" else ("one-sided", "1/(B+1)")
+        raise OptionError(option, f"at least {least} (with B permutations the smallest {sided} p-value is "
+                                  f"{floor}, which cannot reach alpha = {alpha:g} below {least})", value)
 
 
 _ROWS = 10_000_000
@@ -267,20 +427,26 @@ _FIGURES = Interval(0, 1_000, "figures and examples shown in the report")
 
 # One bound per option name, used by every method (an option name means one thing across the
 # package). from_dict checks every option whose name is here, plus a method's own ``bounds``.
-OPTION_BOUNDS: dict[str, Interval] = {
+OPTION_BOUNDS: dict[str, Constraint] = {
+    "alpha": Interval(0, 1, "a significance level", closed="neither"),
+    "confidence": Interval(0, 1, "the level of the intervals", closed="neither"),
     "n_permutations": _RESAMPLES, "per_input_permutations": _RESAMPLES,
-    "n_boot": _RESAMPLES, "n_bootstrap": _RESAMPLES,
+    # a percentile interval from a handful of resamples can exclude its own estimate (1 resample:
+    # a zero-width "95%" interval beside the value)
+    "n_bootstrap": Either((Options((0,)), Interval(20, 100_000)),
+                          "0 (no intervals), or enough resamples to place an interval's ends"),
     "calibration_bins": Interval(2, 1_000, "a reliability bin needs rows; more bins than this "
                                            "leave most of them empty"),
     "score_bins": Interval(2, 100_000, "each group keeps 4 counts and a score sum per bin"),
-    "max_rows": Interval(1, _ROWS, "rows processed; bound the audit with [data] max_rows instead"),
+    "max_rows": Interval(1, _ROWS, "data rows sampled; bound the audit with [data] max_rows instead"),
+    "max_search_rows": Interval(1, _ROWS, "rows searched"),
     "n_rows": Interval(1, _ROWS, "rows explained"), "kernel_n_rows": Interval(1, _ROWS, "rows explained"),
     "gradient_n_rows": Interval(1, _ROWS, "rows explained"), "sanity_rows": Interval(1, _ROWS, "rows explained"),
     "faithfulness_rows": Interval(1, _ROWS, "rows explained"),
     "what_if_rows": Interval(1, _ROWS, "rows the what-if thresholds are judged on"),
     "batch_samples": Interval(1, 10_000_000, "perturbed samples scored by one model call, held in memory"),
     "n_global_rows": Interval(0, _ROWS, "rows explained"),
-    "max_training_rows": Interval(1, _ROWS, "rows held in memory"),
+    "max_training_rows": Interval(1, _ROWS, "training rows used, held in memory"),
     "num_samples": Interval(1, 1_000_000, "perturbed rows per explanation, held in memory"),
     "kernel_nsamples": Interval(1, 1_000_000, "model evaluations per explained row"),
     "check_nsamples": Interval(1, 1_000_000, "model evaluations per checked row"),
@@ -314,19 +480,18 @@ OPTION_BOUNDS: dict[str, Interval] = {
 }
 
 
-def check_bounds(config: MethodConfig, *, method: str) -> None:
-    """Check every numeric option of ``config`` against :data:`OPTION_BOUNDS` (and the class's
-    own ``bounds``), and that every float option is finite (TOML allows ``nan`` and ``inf``)."""
-    bounds = {**OPTION_BOUNDS, **getattr(type(config), "bounds", {})}
+def check_bounds(config: MethodConfig) -> None:
+    """Check every option of ``config`` against its declared rule (:meth:`MethodConfig.constraints`)
+    and that every float option is finite (TOML allows ``nan`` and ``inf``); raise OptionError."""
+    rules = type(config).constraints()
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
-        where = f"[methods.{method}] {f.name}"
-        items = value if isinstance(value, tuple) else (value,)
-        for v in items:
+        rule = rules.get(f.name)
+        for v in value if isinstance(value, tuple) else (value,):
             if isinstance(v, float) and not math.isfinite(v):
-                raise InvalidConfigError(f"The {where!r} option must be a finite number. Got {v!r} instead.")
-            if f.name in bounds:
-                bounds[f.name].check(v, where)
+                raise OptionError(f.name, "a finite number", v)
+            if rule is not None and not rule.allows(v):
+                raise OptionError(f.name, rule.rule(), list(value) if isinstance(value, tuple) else value)
 
 
 @dataclass(frozen=True)
@@ -448,16 +613,22 @@ class AuditMethod(ABC, Generic[C, R]):
 
 __all__ = [
     "AuditMethod",
+    "Constraint",
+    "Either",
     "Finding",
     "Interval",
     "MethodConfig",
     "MethodResult",
     "OPTION_BOUNDS",
     "OptionDoc",
+    "OptionError",
+    "Options",
     "Plan",
     "Progress",
     "RunContext",
     "Skipped",
     "check_bounds",
+    "check_permutations",
+    "option_message",
     "to_jsonable",
 ]

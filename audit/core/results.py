@@ -14,7 +14,7 @@ import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -43,7 +43,7 @@ class Estimate:
     Examples
     --------
     >>> e = Estimate(0.42, 0.30, 0.55, level=0.95, method="Wilson score interval")
-    >>> e.to_json()["level"], e.has_interval
+    >>> e.level, e.has_interval
     (0.95, True)
     >>> Estimate(None, undefined_reason="group too small").defined
     False
@@ -113,17 +113,14 @@ Explains = Literal["output", "predicted_class", "margin"]
 GroupHow = Literal["sum", "mean_abs", "mean"]
 
 
-class Recompute:
-    """The attribution's explainer, to run again on another model (the sanity check's
-    re-initialized copies). ``__call__(model, rows, *, baseline, background, seed, targets)``
-    returns per-row values laid out as the :class:`Attributions` it belongs to.
+class Recompute(Protocol):
+    """The explainer behind an :class:`Attributions`, to run again on another model (the sanity
+    check's re-initialized copies): per-row values of ``data``'s ``rows``, laid out as the
+    Attributions it belongs to, with the caller's baseline, background, seed and explained
+    classes (``targets``, one per row, or None for the explainer's own choice)."""
 
-    A protocol for documentation; any callable with that signature will do.
-    """
-
-    def __call__(self, model: Any, rows: np.ndarray, *, baseline: np.ndarray,
-                 background: np.ndarray, seed: int, targets: np.ndarray | None) -> np.ndarray:
-        raise NotImplementedError
+    def __call__(self, model: Any, data: Any, rows: np.ndarray, *, baseline: np.ndarray,
+                 background: np.ndarray, seed: int, targets: np.ndarray | None) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -186,7 +183,7 @@ class Attributions:
     signed: bool = True
     how: GroupHow = "sum"
     window: str | None = None
-    recompute: Callable[..., np.ndarray] | None = dataclasses.field(
+    recompute: Recompute | Callable[..., np.ndarray] | None = dataclasses.field(
         default=None, compare=False, repr=False, metadata=NOT_SERIALISED)
     recompute_by_default: bool = dataclasses.field(default=True, metadata=NOT_SERIALISED)
 

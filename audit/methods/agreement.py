@@ -25,8 +25,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
@@ -34,9 +35,9 @@ from audit.core.adapter import ModelAdapter
 from audit.core.attribution import (HeatMap, baseline_row, check_finite, explained_output,
                                     raw_image_of, reference_data, sample_background, sample_rows)
 from audit.core.dataset import AuditData
-from audit.core.method import AuditMethod, Finding, MethodConfig, MethodResult, RunContext
+from audit.core.method import (AuditMethod, Constraint, Finding, Interval, MethodConfig, MethodResult,
+                               RunContext)
 from audit.core.results import Attributions, Estimate, collect, estimates
-from audit.errors import InvalidConfigError
 
 #: Labels of what this method computes itself; every other method's come with its Attributions.
 LABELS: dict[str, str] = {"permutation": "Permutation importance", "random": "Random order (reference)"}
@@ -86,18 +87,10 @@ class AgreementConfig(MethodConfig):
     baseline_data: Literal["train", "audited"] = "train"
     n_jobs: int | None = None
 
-    def validate(self) -> None:
-        for key in ("n_rows", "n_repeats", "sanity_rows", "sanity_repeats", "faithfulness_rows", "faithfulness_background"):
-            if getattr(self, key) < 1:
-                raise InvalidConfigError(f"The '{key}' option of agreement must be at least 1. "
-                                         f"Got {getattr(self, key)} instead.")
-        if self.n_bootstrap < 0:
-            raise InvalidConfigError(f"The 'n_bootstrap' option of agreement must be non-negative. "
-                                     f"Got {self.n_bootstrap} instead.")
-        for key in ("disagreement_threshold", "sanity_threshold"):
-            if not -1 <= getattr(self, key) <= 1:
-                raise InvalidConfigError(f"The '{key}' option of agreement must be in [-1, 1]. "
-                                         f"Got {getattr(self, key)} instead.")
+    bounds: ClassVar[Mapping[str, Constraint]] = {
+        "disagreement_threshold": Interval(-1, 1, "a rank correlation"),
+        "sanity_threshold": Interval(-1, 1, "a rank correlation"),
+    }
 
 
 @dataclass(frozen=True)
@@ -244,6 +237,8 @@ class _FlatModel:
         self._model, self._shape = model, tuple(shape)
 
     def __getattr__(self, key: str) -> Any:
+        if key == "_model":  # while unpickling (a Ray task), before __dict__ is filled
+            raise AttributeError(key)
         return getattr(self._model, key)
 
     def _x(self, X: np.ndarray) -> np.ndarray:
@@ -336,7 +331,7 @@ def permutation_importance(model: ModelAdapter, data: AuditData, rows: np.ndarra
                            None if cls is None else np.tile(cls, n_repeats))
         return np.abs(f.reshape(n_repeats, n) - f0).mean(axis=0)
 
-    cols = execution.map(feature, range(len(groups)), n_jobs=n_jobs, backend="threads")
+    cols = execution.map(feature, range(len(groups)), n_jobs=n_jobs, prefer="threads")
     return np.stack(cols, axis=1) if cols else np.zeros((n, 0))
 
 
@@ -780,7 +775,8 @@ class Agreement(AuditMethod[AgreementConfig, AgreementResult]):
     def plan(self, model: ModelAdapter, data: AuditData, config: AgreementConfig, ctx: RunContext) -> Any:
         """Permutation importance (rows × features × repeats) and deletion curves ((2 + features ×
         (1 + background)) × rows per attribution source and per random order). The sources are the
-        methods that run before it: counted as three (SHAP, LIME, permutation), six with gradients."""
+        methods that run before it: counted as four (SHAP, LIME, a significance method's,
+        permutation), six with gradients."""
         from audit.core.cost import Plan, Reducible
 
         n, F = data.n_rows, len(data.feature_names) if data.modality == "tabular" else 16
@@ -788,7 +784,9 @@ class Agreement(AuditMethod[AgreementConfig, AgreementResult]):
         rows = perm * (1 + F * config.n_repeats)
         calls = 1 + F
         if config.faithfulness:
-            sources = 6 if "gradients" in model.capabilities else 3
+            # gradients: SHAP, LIME, the captum methods, permutation; otherwise SHAP, LIME, a
+            # significance method's importance (Olden, refit permutation), permutation
+            sources = 6 if "gradients" in model.capabilities else 4
             fr = min(config.faithfulness_rows, n)
             rows += (sources + 2) * (2 + F * (1 + config.faithfulness_background)) * fr + 2 * fr
             calls += (sources + 2) * (2 + 2 * F) + 2

@@ -25,19 +25,21 @@ Procedure
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
 from audit.core.adapter import ModelAdapter
 from audit.core.dataset import AuditData
-from audit.core.method import AuditMethod, Finding, MethodConfig, MethodResult, RunContext
+from audit.core.method import (AuditMethod, Constraint, Finding, Interval, MethodConfig, MethodResult,
+                               RunContext, check_permutations)
 from audit.core.results import Attributions, estimates
 from audit.errors import CapabilityError, InvalidConfigError
 from audit.stats.multiplicity import benjamini_hochberg, maxt_stepdown
-from audit.stats.permutation import check_n_permutations, null_summary, permutation_pvalues, reachability
+from audit.stats.permutation import null_summary, permutation_pvalues, reachability
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,7 @@ class AttributionSignificanceConfig(MethodConfig):
     baseline : "zeros" or "mean" (the fitting rows' mean input);
     recipe : training-recipe keys over [model.training] over training.json beside the model;
     init : path of θ₀ (safetensors), default model_init.safetensors beside the model;
-    max_rows : fit on at most this many training rows (a seeded sample; changes the refit);
+    max_training_rows : fit on at most this many training rows (a seeded sample; changes the refit);
     mode : "auto" (the traced program of audit.train.traced, else vmap, else a loop: the first that
         reproduces the module on a probe), "graph", "vmap" or "loop".
     chunk : networks trained per pass, a memory bound (default: all at once).
@@ -75,32 +77,20 @@ class AttributionSignificanceConfig(MethodConfig):
     baseline: Literal["zeros", "mean"] = "mean"
     recipe: dict = field(default_factory=dict)
     init: str | None = None
-    max_rows: int | None = None
+    max_training_rows: int | None = None
     mode: Literal["auto", "graph", "vmap", "loop"] = "auto"
     chunk: int | None = None
 
+    bounds: ClassVar[Mapping[str, Constraint]] = {
+        "n_rows": Interval(5, 10_000_000, "rows explained"),
+        "ig_steps": Interval(2, 10_000, "IG evaluates the model ig_steps times per row"),
+        "max_training_rows": Interval(20, 10_000_000, "training rows the networks are fitted on"),
+    }
+    renamed: ClassVar[Mapping[str, str]] = {"max_rows": "max_training_rows"}
+
     def validate(self) -> None:
-        where = "attribution_significance"
-        if self.alternative not in ("upper", "two-sided"):
-            raise InvalidConfigError(f"The 'alternative' option of {where} must be \"upper\" or \"two-sided\". Got {self.alternative!r} instead.")
-        if not 0 < self.alpha < 1:
-            raise InvalidConfigError(f"The 'alpha' option of {where} must be in (0, 1). Got {self.alpha} instead.")
-        check_n_permutations(self.n_permutations, where="n_permutations", alpha=self.alpha,
-                             alternative="two-sided" if self.alternative == "two-sided" else "greater")
-        for key, low in (("n_rows", 5), ("ig_steps", 2)):
-            v = getattr(self, key)
-            if isinstance(v, bool) or not isinstance(v, int) or v < low:
-                raise InvalidConfigError(f"The '{key}' option of {where} must be an integer of at least {low}. Got {v!r} instead.")
-        if self.statistic not in ("share", "mean_abs"):
-            raise InvalidConfigError(f"The 'statistic' option of {where} must be \"share\" or \"mean_abs\". Got {self.statistic!r} instead.")
-        if self.baseline not in ("zeros", "mean"):
-            raise InvalidConfigError(f"The 'baseline' option of {where} must be \"zeros\" or \"mean\". Got {self.baseline!r} instead.")
-        if self.mode not in ("auto", "graph", "vmap", "loop"):
-            raise InvalidConfigError(f"The 'mode' option of {where} must be \"auto\", \"graph\", \"vmap\" or \"loop\". Got {self.mode!r} instead.")
-        if self.max_rows is not None and (not isinstance(self.max_rows, int) or self.max_rows < 20):
-            raise InvalidConfigError(f"The 'max_rows' option of {where} must be an integer of at least 20. Got {self.max_rows!r} instead.")
-        if self.chunk is not None and (not isinstance(self.chunk, int) or self.chunk < 1):
-            raise InvalidConfigError(f"The 'chunk' option of {where} must be a positive integer. Got {self.chunk!r} instead.")
+        check_permutations("n_permutations", self.n_permutations, alpha=self.alpha,
+                           alternative="two-sided" if self.alternative == "two-sided" else "greater")
 
 
 @dataclass(frozen=True)
@@ -168,12 +158,10 @@ class AttributionSignificanceResult(MethodResult):
 
 
 def _recipe(model: ModelAdapter, config: AttributionSignificanceConfig, ctx: RunContext, loss: str) -> tuple[Any, str]:
-    from audit.train.functional import REQUIRED_KEYS, FunctionalRecipe
-    from audit.train.recipe import gather_recipe
+    from audit.train.recipe import resolve_recipe
 
-    merged, source = gather_recipe(model, ctx.training, config.recipe, method="attribution_significance",
-                                   required=REQUIRED_KEYS, action="retraining the model")
-    return FunctionalRecipe.from_mapping(merged, source=source, loss=loss), source
+    return resolve_recipe(model, ctx.training, config.recipe, method="attribution_significance",
+                          action="retraining the model", loss=loss)
 
 
 def _theta0(model: ModelAdapter, config: AttributionSignificanceConfig, seed: int) -> tuple[dict, str]:
@@ -280,10 +268,10 @@ class AttributionSignificance(AuditMethod[AttributionSignificanceConfig, Attribu
             train_source = f"the training data ({train.n_rows:,} rows)"
         X = np.asarray(train.X, dtype=np.float32)
         y = np.asarray(train.y)
-        if config.max_rows is not None and len(X) > config.max_rows:
-            rows = np.sort(ctx.rng.choice(len(X), config.max_rows, replace=False))
+        if config.max_training_rows is not None and len(X) > config.max_training_rows:
+            rows = np.sort(ctx.rng.choice(len(X), config.max_training_rows, replace=False))
             X, y = X[rows], y[rows]
-            notes.append(f"A random sample of {config.max_rows:,} training rows was used (max_rows).")
+            notes.append(f"A random sample of {config.max_training_rows:,} training rows was used (max_training_rows).")
         fit, _ = recipe.fit_rows(len(X))
         Xf = torch.from_numpy(np.ascontiguousarray(X[fit]))
         if recipe.loss != "mse" and recipe.loss != loss:
@@ -375,8 +363,10 @@ class AttributionSignificance(AuditMethod[AttributionSignificanceConfig, Attribu
             reach.extend(msg for corr in ("bh", "maxt")
                          if (msg := reachability(pv.n_null, len(groups), config.alpha, side, corr).message(f"{gname}s")))
             n_mt[gname] = int((p_mt <= config.alpha).sum())
-        if recipe.ignored:
-            notes.append("Recipe keys not used by the retraining (data descriptions): " + ", ".join(recipe.ignored) + ".")
+        unused = recipe.described + (() if "n_restarts" in recipe.defaulted else ("n_restarts",))
+        if unused:
+            notes.append("Recipe keys not used by the retraining (it starts from θ₀; the rest describe "
+                         "the training): " + ", ".join(unused) + ".")
         return AttributionSignificanceResult(
             statistic=("the group's share of the total" if config.statistic == "share" else "the raw value")
                       + " of mean over rows of |Σ IG over the group's inputs| (IG of the predicted class's "
@@ -399,7 +389,7 @@ class AttributionSignificance(AuditMethod[AttributionSignificanceConfig, Attribu
         if not config.enabled:
             return Plan("off (enabled = false)")
         train = ctx.train if ctx.train is not None else data
-        n = min(train.n_rows, config.max_rows) if config.max_rows is not None else train.n_rows
+        n = min(train.n_rows, config.max_training_rows) if config.max_training_rows is not None else train.n_rows
         nets = config.n_permutations + 1
         # the epochs of the recipe the run will use (config over [model.training] over
         # training.json): the config's alone priced the macro LSTM's 400 epochs as 20 (33x short)
@@ -407,7 +397,7 @@ class AttributionSignificance(AuditMethod[AttributionSignificanceConfig, Attribu
 
         try:
             merged, _ = gather_recipe(model, ctx.training, config.recipe, method="attribution_significance",
-                                      required=(), action="retraining the model")
+                                      action="retraining the model")
         except Exception:  # the method itself will say what is missing
             merged = dict(config.recipe)
         epochs = merged.get("epochs", 20)

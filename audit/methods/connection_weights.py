@@ -49,19 +49,20 @@ correction (see :class:`audit.train.batched.ColumnShuffle`).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
 from audit.core.adapter import ModelAdapter
 from audit.core.dataset import AuditData
-from audit.core.method import AuditMethod, Finding, MethodConfig, MethodResult, RunContext
+from audit.core.method import (AuditMethod, Constraint, Finding, Interval, MethodConfig, MethodResult,
+                               OptionError, RunContext, check_permutations)
 from audit.core.results import Attributions, estimates
 from audit.errors import CapabilityError, InvalidConfigError
 from audit.stats.multiplicity import benjamini_hochberg, maxt_stepdown
-from audit.stats.permutation import check_n_permutations, null_summary, permutation_pvalues, reachability
+from audit.stats.permutation import null_summary, permutation_pvalues, reachability
 
 _SKLEARN_ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
 
@@ -87,7 +88,7 @@ class ConnectionWeightsConfig(MethodConfig):
     per_input : number of top raw features given the per-input null (0 turns it off);
     per_input_permutations : null networks per feature for the per-input null;
     recipe : training-recipe keys overriding [model] training / training.json;
-    max_rows : use at most this many training rows (a random sample), None for all;
+    max_training_rows : use at most this many training rows (a random sample), None for all;
     device : "cpu", "cuda" or "auto".
     n_workers : CPU threads (default one per core).
     """
@@ -101,33 +102,22 @@ class ConnectionWeightsConfig(MethodConfig):
     per_input: int = 3
     per_input_permutations: int = 99
     recipe: dict = field(default_factory=dict)
-    max_rows: int | None = None
+    max_training_rows: int | None = None
     device: str = "cpu"
     n_workers: int | None = None
 
+    bounds: ClassVar[Mapping[str, Constraint]] = {
+        "max_training_rows": Interval(50, 10_000_000, "training rows the networks are fitted on"),
+    }
+    renamed: ClassVar[Mapping[str, str]] = {"max_rows": "max_training_rows"}
+
     def validate(self) -> None:
-        if not 0 < self.alpha < 1:
-            raise InvalidConfigError(f"The 'alpha' option of connection_weights must be in (0, 1). Got {self.alpha} instead.")
-        check_n_permutations(self.n_permutations, where="n_permutations", alpha=self.alpha,
-                             alternative="two-sided" if self.alternative == "two-sided" else "greater")
+        check_permutations("n_permutations", self.n_permutations, alpha=self.alpha,
+                           alternative="two-sided" if self.alternative == "two-sided" else "greater")
         if self.per_input:
-            check_n_permutations(self.per_input_permutations, where="per_input_permutations")
-        if self.selection not in ("first", "per_network"):
-            raise InvalidConfigError(f"The 'selection' option of connection_weights must be \"first\" or \"per_network\". Got {self.selection!r} instead.")
-        if self.per_input < 0:
-            raise InvalidConfigError(f"The 'per_input' option of connection_weights must be 0 or more. Got {self.per_input} instead.")
-        if self.n_restarts is not None and (isinstance(self.n_restarts, bool) or not isinstance(self.n_restarts, int) or self.n_restarts < 1):
-            raise InvalidConfigError(f"The 'n_restarts' option of connection_weights must be a positive integer. Got {self.n_restarts!r} instead.")
-        if not 0 < self.alpha < 1:
-            raise InvalidConfigError(f"The 'alpha' option of connection_weights must be in (0, 1). Got {self.alpha} instead.")
-        if self.alternative not in ("two-sided", "observed"):
-            raise InvalidConfigError(f"The 'alternative' option of connection_weights must be \"two-sided\" or \"observed\". Got {self.alternative!r} instead.")
-        if self.scale not in ("sd", "none"):
-            raise InvalidConfigError(f"The 'scale' option of connection_weights must be \"sd\" or \"none\". Got {self.scale!r} instead.")
-        if self.max_rows is not None and self.max_rows < 50:
-            raise InvalidConfigError(f"The 'max_rows' option of connection_weights must be at least 50. Got {self.max_rows} instead.")
-        if self.device not in ("cpu", "cuda", "auto") and not str(self.device).startswith("cuda:"):
-            raise InvalidConfigError(f"The 'device' option of connection_weights must be \"cpu\", \"cuda\" or \"auto\". Got {self.device!r} instead.")
+            check_permutations("per_input_permutations", self.per_input_permutations, alpha=self.alpha)
+        if self.device not in ("cpu", "cuda", "auto") and not self.device.startswith("cuda:"):
+            raise OptionError("device", 'one of "cpu", "cuda", "auto" or "cuda:N"', self.device)
 
 
 @dataclass(frozen=True)
@@ -579,13 +569,15 @@ def resolve_recipe(model: ModelAdapter, net: _Network, config: ConnectionWeights
                    ctx: RunContext) -> tuple[Any, str]:
     """The training recipe: method option ``recipe`` over ``[model] training`` over a
     ``training.json`` beside the model file (over a scikit-learn MLP's own parameters)."""
-    from audit.train.batched import REQUIRED_KEYS, Recipe
-    from audit.train.recipe import gather_recipe
+    from audit.train.recipe import resolve_recipe
 
-    merged, source = gather_recipe(model, ctx.training, config.recipe, method="connection_weights",
-                                   required=REQUIRED_KEYS, action="refitting the network",
-                                   derived=net.derived_recipe)
-    recipe = Recipe.from_mapping(merged, source=source, loss=net.loss)
+    recipe, source = resolve_recipe(model, ctx.training, config.recipe, method="connection_weights",
+                                    action="refitting the network", loss=net.loss,
+                                    derived=net.derived_recipe)
+    if recipe.loss_scale is not None:
+        raise InvalidConfigError(
+            f"The training recipe from {source} sets 'loss_scale', which the batched MLP trainer of "
+            "connection_weights does not apply; remove it (an MLP spec has no buffers to name).")
     if recipe.loss != net.loss:
         raise InvalidConfigError(
             f"The training recipe from {source} uses loss {recipe.loss!r}, but the network's output "
@@ -751,7 +743,7 @@ class ConnectionWeights(AuditMethod[ConnectionWeightsConfig, ConnectionWeightsRe
         from audit.core.cost import Plan
 
         train = ctx.train if ctx.train is not None else data
-        n = min(train.n_rows, config.max_rows) if config.max_rows is not None else train.n_rows
+        n = min(train.n_rows, config.max_training_rows) if config.max_training_rows is not None else train.n_rows
         nets = config.n_permutations + 1 + config.per_input * config.per_input_permutations
         epochs = int(config.recipe.get("epochs", 20)) if isinstance(config.recipe.get("epochs", 20), int) else 20
         return Plan(f"{nets:,} networks retrained on {n:,} rows", uncounted_rows=3 * nets * epochs * n / 10)
@@ -811,13 +803,6 @@ class ConnectionWeights(AuditMethod[ConnectionWeightsConfig, ConnectionWeightsRe
 # --------------------------------------------------------------------------------------------
 
 
-def _validation_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(fit, validation)`` rows, drawn as ``examples/adult_mlp/train.py`` does."""
-    perm = np.random.default_rng(seed).permutation(n)
-    n_val = int(round(fraction * n))
-    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
-
-
 def _loss_values(logits: np.ndarray, y: np.ndarray, loss: str) -> np.ndarray:
     """Mean loss of each network: ``logits`` ``[N, n, out]`` against the shared targets ``y``."""
     logits = np.asarray(logits, dtype=np.float64)
@@ -853,7 +838,7 @@ def _fit_selected(Xf: np.ndarray, targets: Any, inits: list[Any], Xv: np.ndarray
     best_loss = None
     chosen = None
     for r, init in enumerate(inits):
-        fit = train_batched(Xf, targets, spec, recipe, init, schedule_seed=recipe.seed + r, shuffle=shuffle,
+        fit = train_batched(Xf, targets, spec, recipe, init, schedule_seed=recipe.shuffle_seed + r, shuffle=shuffle,
                             device=device, n_workers=n_workers)
         with np.errstate(all="ignore"):
             vl = _loss_values(forward_many(fit.weights, spec, Xv), yv, loss)
@@ -869,6 +854,77 @@ def _fit_selected(Xf: np.ndarray, targets: Any, inits: list[Any], Xv: np.ndarray
         chosen[better] = r
     kept = replace(kept, diverged=~np.isfinite(best_loss))
     return kept, chosen
+
+
+class _NullFits:
+    """The randomization test's networks as independent chunks for :func:`audit.execution.map`.
+
+    A job is ``(columns, seeds)``: with ``columns`` None, network ``b`` trains on ``y`` permuted
+    by ``seeds[b]`` (the observed network has seed -1); otherwise on the real ``y`` with those
+    input columns permuted (the per-input null). Each job is cut into blocks of the trainer's own
+    chunk size (set by the network's and the data's size, never by the number of workers), so
+    every network trains in the same company, and gives the same weights, on every backend. Each
+    network starts from θ₀ (``selection = "first"``) or repeats the restarts' selection."""
+
+    def __init__(self, rows: _RefitRows, net: _Network, recipe: Any, inits: list[Any], selection: str,
+                 device: str) -> None:
+        # the arrays alone (what a Ray task needs), not the whole training data
+        self.Xf, self.yf, self.Xv, self.yv = rows.Xf, rows.yf, rows.Xv, rows.yv
+        self.spec, self.recipe, self.inits, self.loss = net.spec, recipe, inits, net.loss
+        self.selection, self.device = selection, device
+
+    def block_size(self, n_columns: int) -> int:
+        """The networks that :func:`~audit.train.batched.train_batched` trains at once on one worker."""
+        from audit.train.batched import chunk_size_for
+
+        cuda = str(self.device).startswith("cuda")
+        n = len(self.Xf)
+        size = chunk_size_for(self.spec, self.recipe, n, chunk_mb=2.0 * (64 if cuda else 1))
+        return max(1, min(size, int(1024.0 * 1e6 // (n * 4 * (1 + n_columns)))))
+
+    def fit(self, task: tuple[Any, np.ndarray]) -> tuple[Any, np.ndarray, np.ndarray | None]:
+        from audit.train.batched import ColumnShuffle, FixedTargets, PermutedTargets, train_batched
+
+        columns, seeds = task
+        if columns is None:
+            targets, shuffle = PermutedTargets(self.yf, seeds), None
+        else:
+            targets, shuffle = FixedTargets(self.yf, len(seeds)), ColumnShuffle(columns, seeds)
+        kw = dict(shuffle=shuffle, device=self.device, n_workers=1)
+        if self.selection == "first":
+            f = train_batched(self.Xf, targets, self.spec, self.recipe, self.inits[0],
+                              schedule_seed=self.recipe.shuffle_seed, **kw)
+            return f.weights, f.diverged, None
+        f, chosen = _fit_selected(self.Xf, targets, self.inits, self.Xv, self.yv, self.spec, self.recipe,
+                                  self.loss, **kw)
+        return f.weights, f.diverged, chosen
+
+    def run(self, jobs: list[tuple[Any, np.ndarray]], n_workers: int | None,
+            progress: Any) -> list[tuple[Any, np.ndarray | None]]:
+        """Per job, its networks' fit (``weights``, ``diverged``) and, with per-network
+        selection, the restart each kept."""
+        from audit import execution
+        from audit.train.batched import FitResult, Weights
+
+        tasks, owner = [], []
+        for j, (columns, seeds) in enumerate(jobs):
+            for r in execution.split_by(len(seeds), self.block_size(0 if columns is None else len(columns))):
+                tasks.append((columns, np.asarray(seeds)[r.start:r.stop]))
+                owner.append(j)
+        cpu = self.device == "cpu"
+        parts = execution.map(self.fit, tasks, n_jobs=n_workers if cpu else 1, prefer="threads",
+                              gpus=0 if cpu else 1, progress=progress)
+        out = []
+        for j in range(len(jobs)):
+            mine = [p for p, o in zip(parts, owner) if o == j]
+            weights = Weights([np.concatenate([p[0].W[i] for p in mine]) for i in range(self.spec.n_layers)],
+                              [np.concatenate([p[0].b[i] for p in mine]) for i in range(self.spec.n_layers)])
+            diverged = np.concatenate([p[1] for p in mine])
+            chosen = None if mine[0][2] is None else np.concatenate([p[2] for p in mine])
+            fit = FitResult(weights, np.full(len(diverged), np.nan), diverged, 0.0,
+                            self.block_size(0 if jobs[j][0] is None else len(jobs[j][0])), 1, str(self.device))
+            out.append((fit, chosen))
+        return out
 
 
 def _targets_for(y: np.ndarray, loss: str) -> np.ndarray:
@@ -892,7 +948,7 @@ class _RefitRows:
 
 def _refit_rows(data: AuditData, net: _Network, recipe: Any, config: ConnectionWeightsConfig,
                 ctx: RunContext, notes: list[str]) -> _RefitRows:
-    """``ctx.train`` (or ``data`` when there is none), sampled to ``max_rows``, split as the
+    """``ctx.train`` (or ``data`` when there is none), sampled to ``max_training_rows``, split as the
     recipe says."""
     train = ctx.train
     if train is None or train.y is None:
@@ -904,14 +960,20 @@ def _refit_rows(data: AuditData, net: _Network, recipe: Any, config: ConnectionW
         source = f"the training data ({train.n_rows:,} rows{', ' + repr(train.source) if train.source else ''})"
     X = np.ascontiguousarray(train.X.reshape(train.n_rows, -1), dtype=np.float32)
     y = np.asarray(train.y)
-    if config.max_rows is not None and len(X) > config.max_rows:
-        rows = np.sort(ctx.rng.choice(len(X), config.max_rows, replace=False))
+    if config.max_training_rows is not None and len(X) > config.max_training_rows:
+        rows = np.sort(ctx.rng.choice(len(X), config.max_training_rows, replace=False))
         X, y = X[rows], y[rows]
-        notes.append(f"A random sample of {config.max_rows:,} training rows was used (max_rows).")
+        notes.append(f"A random sample of {config.max_training_rows:,} training rows was used (max_training_rows).")
     if X.shape[1] != net.spec.sizes[0]:
         raise CapabilityError(f"the network has {net.spec.sizes[0]} inputs but the data has {X.shape[1]} columns")
     y = _targets_for(y, net.loss)
-    fit, val = _validation_split(len(X), recipe.validation_fraction, recipe.seed)
+    # rows drawn as examples/adult_mlp/train.py does; without a validation_fraction every row
+    # is fitted and the random restarts are compared by their loss on the fitted rows
+    fit, val = (np.sort(rows) for rows in recipe.fit_rows(len(X)))
+    if not len(val):
+        val = fit
+        notes.append("The training recipe holds out no validation rows (no validation_fraction), so "
+                     "the random restarts were compared by their loss on the fitted rows.")
     # With a scaler before the MLP the networks train on its output a*x + d (as the pipeline did)
     # and their first layers are read folded, diag(a) W1: importances stay on the encoded inputs.
     a_in = np.ones(X.shape[1]) if net.input_affine is None else net.input_affine[0]
@@ -935,11 +997,9 @@ def _restarts(rows: _RefitRows, net: _Network, recipe: Any, device: str, n_worke
               tick: Callable[[int], None]) -> tuple[list[Any], list[Any], list[float]]:
     """Step 1: ``recipe.n_restarts`` fits of the real data from random starts. Returns each
     restart's initial weights, fitted weights and validation loss (inf when it diverged)."""
-    import os
-    from concurrent.futures import ThreadPoolExecutor
-
     import torch
 
+    from audit import execution
     from audit.train.batched import FixedTargets, forward_numpy, torch_default_init, train_batched
 
     spec = net.spec
@@ -947,20 +1007,19 @@ def _restarts(rows: _RefitRows, net: _Network, recipe: Any, device: str, n_worke
 
     def restart(r: int) -> tuple[Any, float]:
         fitr = train_batched(rows.Xf, FixedTargets(rows.yf, 1), spec, recipe, inits[r],
-                             schedule_seed=recipe.seed + r, device=device, n_workers=1)
+                             schedule_seed=recipe.shuffle_seed + r, device=device, n_workers=1)
         vl = (_loss_value(forward_numpy(fitr.weights, spec, rows.Xv), rows.yv, net.loss)
               if not fitr.diverged[0] else np.inf)
-        tick(1)
         return fitr.weights, (vl if np.isfinite(vl) else np.inf)
 
     # Each restart has its own initialisation and schedule (seed + r), so they are separate
-    # training runs; they run side by side on the CPU threads.
-    workers = 1 if device != "cpu" else max(1, min(n_workers or os.cpu_count() or 1, recipe.n_restarts))
+    # training runs: chunks of execution.map (side by side on the CPU threads, or Ray tasks).
+    cpu = device == "cpu"
     prev_threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            outs = list(pool.map(restart, range(recipe.n_restarts)))
+        outs = execution.map(restart, range(recipe.n_restarts), n_jobs=n_workers if cpu else 1,
+                             prefer="threads", gpus=0 if cpu else 1, progress=lambda d, t: tick(1))
     finally:
         torch.set_num_threads(prev_threads)
     val_losses = [o[1] for o in outs]
@@ -989,21 +1048,15 @@ def _null_networks(rows: _RefitRows, net: _Network, recipe: Any, inits: list[Any
     networks on permuted outcomes, each selected among the restarts as configured. Returns the
     fitted networks, the observed network's restart (θ₀) and, per restart, how many null
     networks kept it (per-network selection only)."""
-    from audit.train.batched import PermutedTargets, train_batched
-
     seeds = np.concatenate([[-1], ctx.rng.integers(0, 2**62, size=config.n_permutations)])
-    targets = PermutedTargets(rows.yf, seeds)
-    if config.selection == "first":
+    if config.selection == "first" and not np.isfinite(val_losses[0]):
         # θ₀ chosen without the outcome: the observed network is the first restart's
-        if not np.isfinite(val_losses[0]):
-            raise CapabilityError("the first random restart diverged (non-finite loss) with the given "
-                                  "training recipe; lower the learning rate")
-        fitn = train_batched(rows.Xf, targets, net.spec, recipe, inits[0], schedule_seed=recipe.seed,
-                             progress=progress, **train_kw)
-        best, null_restarts = 0, None
-    else:
-        fitn, chosen = _fit_selected(rows.Xf, targets, inits, rows.Xv, rows.yv, net.spec, recipe, net.loss,
-                                     **train_kw)
+        raise CapabilityError("the first random restart diverged (non-finite loss) with the given "
+                              "training recipe; lower the learning rate")
+    nulls = _NullFits(rows, net, recipe, inits, config.selection, train_kw["device"])
+    fitn, chosen = nulls.run([(None, seeds)], train_kw["n_workers"], progress)[0]
+    best, null_restarts = 0, None
+    if chosen is not None:
         best = int(chosen[0])
         null_restarts = tuple(int(c) for c in np.bincount(chosen[1:][~fitn.diverged[1:]],
                                                           minlength=recipe.n_restarts))
@@ -1104,8 +1157,6 @@ def _feature_tests(rows: _RefitRows, net: _Network, recipe: Any, inits: list[Any
     """Raw features: the largest |importance| over each feature's columns (and classes), tested
     on the same null networks; for the top ``per_input`` features also against a per-input null
     (only that feature's columns permuted). Returns the tests and the per-input results."""
-    from audit.train.batched import ColumnShuffle, FixedTargets, train_batched
-
     groups = rows.train.groups
     names = list(groups)
 
@@ -1121,21 +1172,19 @@ def _feature_tests(rows: _RefitRows, net: _Network, recipe: Any, inits: list[Any
     per_input: dict[str, tuple[float, float, int]] = {}
     fits_per_net = recipe.n_restarts if config.selection == "per_network" else 1
     Bp = config.per_input_permutations
-    for fi in (np.argsort(-gs_all[0])[: config.per_input] if config.per_input else ()):
+    order = np.argsort(-gs_all[0])[: config.per_input] if config.per_input else ()
+    # every block of every feature's null networks is one chunk: the features run side by side
+    nulls = _NullFits(rows, net, recipe, inits, config.selection, train_kw["device"])
+    fits = nulls.run([(groups[names[fi]], ctx.rng.integers(0, 2**62, size=Bp)) for fi in order],
+                     train_kw["n_workers"], lambda d, t: None) if len(order) else []
+    for fi, (fitp, _) in zip(order, fits):
         cols = groups[names[fi]]
-        shuffle = ColumnShuffle(cols, ctx.rng.integers(0, 2**62, size=Bp))
-        if config.selection == "first":
-            fitp = train_batched(rows.Xf, FixedTargets(rows.yf, Bp), net.spec, recipe, inits[best],
-                                 schedule_seed=recipe.seed + best, shuffle=shuffle, **train_kw)
-        else:
-            fitp, _ = _fit_selected(rows.Xf, FixedTargets(rows.yf, Bp), inits, rows.Xv, rows.yv, net.spec,
-                                    recipe, net.loss, shuffle=shuffle, **train_kw)
         cwp = olden_importance(fitp.weights, scale=rows.scale, mode=net.output_mode)
         stat = np.abs(cwp[:, cols, :]).reshape(Bp, -1).max(1)
         stat[fitp.diverged] = np.nan
         pp = permutation_pvalues(np.array([gs_all[0, fi]]), stat[:, None])
         per_input[names[fi]] = (float(pp.upper[0]), float(np.nanmean(stat)), pp.n_null)
-        tick(fits_per_net * Bp)
+    tick(fits_per_net * Bp * len(order))
 
     features = []
     for fi, fname in enumerate(names):
@@ -1259,7 +1308,7 @@ def randomization_test(model: ModelAdapter | None, data: AuditData, net: _Networ
         skip_connections=("The network has no skip connections (a plain chain), so the importance is the "
                           "product of its weight matrices. (For networks with skip connections the direct "
                           "weights add to the path sum; NeuralNetTools documents but does not implement this.)"),
-        device=f"{fitn.device}, {fitn.n_workers} worker(s), chunks of {fitn.chunk_size} networks",
+        device=f"{fitn.device}, chunks of {fitn.chunk_size} networks",
         notes=tuple(notes), _seconds={k: round(v, 2) for k, v in seconds.items()},
         _null=(tests.flat_null, tests.flat_obs), _conn=conn_private,
         _weights=(fitn.weights.take(slice(0, 1)) if net.input_affine is None

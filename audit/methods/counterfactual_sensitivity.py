@@ -11,14 +11,16 @@ the input the model's decision rests on.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from audit.core.adapter import ModelAdapter
 from audit.core.dataset import AuditData
-from audit.core.method import AuditMethod, Finding, MethodConfig, MethodResult, RunContext
+from audit.core.method import (AuditMethod, Constraint, Finding, Interval, MethodConfig, MethodResult,
+                               RunContext)
 from audit.errors import InvalidConfigError
 
 
@@ -26,14 +28,14 @@ from audit.errors import InvalidConfigError
 class SensitivityConfig(MethodConfig):
     """Options of the sensitivity search.
 
-    max_rows : rows searched, a seeded sample.
+    max_search_rows : rows searched, a seeded sample.
     target_class : the class to reach (default: each row's second most likely).
     shift : regression: how far up the forecast must move, in target units.
     steps, learning_rate, margin : the gradient search: steps, step size, logit margin.
     n_examples : examples shown in the report.
     """
 
-    max_rows: int = 100
+    max_search_rows: int = 100
     target_class: str | None = None
     shift: float = 0.5
     steps: int = 200
@@ -41,17 +43,13 @@ class SensitivityConfig(MethodConfig):
     margin: float = 0.5
     n_examples: int = 5
 
-    def validate(self) -> None:
-        if self.max_rows < 1 or self.steps < 1 or self.n_examples < 0:
-            raise InvalidConfigError("The 'max_rows' and 'steps' options of "
-                                     "[methods.counterfactual_sensitivity] must be at least 1 and "
-                                     "'n_examples' non-negative.")
-        if self.learning_rate <= 0 or self.margin < 0:
-            raise InvalidConfigError("The 'learning_rate' option of [methods.counterfactual_sensitivity] "
-                                     "must be positive and 'margin' non-negative.")
-        if self.shift <= 0:
-            raise InvalidConfigError("The 'shift' option of [methods.counterfactual_sensitivity] must be "
-                                     f"positive (forecast increases). Got {self.shift!r} instead.")
+    bounds: ClassVar[Mapping[str, Constraint]] = {
+        "max_search_rows": Interval(1, 10_000_000, "rows searched"),
+        "learning_rate": Interval(0, None, closed="neither"),
+        "margin": Interval(0, None),
+        "shift": Interval(0, None, "forecast increases", closed="neither"),
+    }
+    renamed: ClassVar[Mapping[str, str]] = {"max_rows": "max_search_rows"}
 
 
 @dataclass(frozen=True)
@@ -117,7 +115,7 @@ class CounterfactualSensitivity(AuditMethod[SensitivityConfig, SensitivityResult
         """A gradient search per row (torch forward and backward passes, not counted)."""
         from audit.core.cost import Plan
 
-        rows = min(config.max_rows, data.n_rows)
+        rows = min(config.max_search_rows, data.n_rows)
         return Plan(f"gradient search, {rows:,} rows × {config.steps} steps", model_rows=data.n_rows,
                     model_calls=1, uncounted_rows=3 * rows * config.steps)
 
@@ -141,7 +139,7 @@ def _search(model: ModelAdapter, data: AuditData, config: SensitivityConfig,
 
     n = data.n_rows
     X = data.X.reshape(n, -1).astype(np.float32)
-    rows = np.sort(ctx.rng.choice(n, min(n, config.max_rows), replace=False))
+    rows = np.sort(ctx.rng.choice(n, min(n, config.max_search_rows), replace=False))
     X0 = X[rows]
     shape = tuple(data.X.shape[1:])
 

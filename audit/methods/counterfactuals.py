@@ -37,14 +37,16 @@ Example
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
 from audit.core.adapter import ModelAdapter
 from audit.core.dataset import AuditData
-from audit.core.method import AuditMethod, Finding, MethodConfig, MethodResult, RunContext
+from audit.core.method import (AuditMethod, Constraint, Finding, Interval, MethodConfig, MethodResult,
+                               OptionError, RunContext)
 from audit.errors import InvalidConfigError
 from audit.methods._cf.quality import Quality, measure
 from audit.methods._cf.recourse import AttributeRecourse, recourse_by_group
@@ -62,7 +64,7 @@ class CounterfactualsConfig(MethodConfig):
         for multiclass).
     search : "auto" (gradient when the model has gradients, else genetic), "gradient" or
         "genetic".
-    max_rows : rows searched, a seeded random sample of the rows not predicted as the target class.
+    max_search_rows : rows searched, a seeded random sample of the rows not predicted as the target class.
     n_counterfactuals : diverse counterfactuals per row (sequential exclusion: each further
         search makes the features used so far ``diversity_penalty`` times dearer per use).
     immutable : features that may not change (constraint).
@@ -96,7 +98,7 @@ class CounterfactualsConfig(MethodConfig):
 
     target_class: str | None = None
     search: Literal["auto", "gradient", "genetic"] = "auto"
-    max_rows: int = 500
+    max_search_rows: int = 500
     n_counterfactuals: int = 3
     immutable: tuple[str, ...] = ()
     sensitive_immutable: bool = True
@@ -121,48 +123,29 @@ class CounterfactualsConfig(MethodConfig):
     min_group_size: int = 20
     n_examples: int = 5
 
-    def validate(self) -> None:
-        def bad(option: str, rule: str, value: Any) -> InvalidConfigError:
-            return InvalidConfigError(f"The {option!r} option of {_WHERE} must be {rule}. Got {value!r} instead.")
+    bounds: ClassVar[Mapping[str, Constraint]] = {
+        "max_search_rows": Interval(1, 10_000_000, "rows searched"),
+        "categorical_cost": Interval(0, None, closed="neither"),
+        "min_level_share": Interval(0, 0.5, closed="left"),
+        "sparsity_weight": Interval(0, None),
+        "diversity_penalty": Interval(0, None),
+        "learning_rate": Interval(0, None, closed="neither"),
+        "margin": Interval(0, None),
+        "population": Interval(4, 100_000, "candidates scored per generation"),
+        "generations": Interval(0, 10_000, "genetic search rounds"),
+        "min_group_size": Interval(2, 10_000_000, "rows a group needs to be judged"),
+    }
+    renamed: ClassVar[Mapping[str, str]] = {"max_rows": "max_search_rows"}
 
-        if self.max_rows < 1:
-            raise bad("max_rows", "at least 1", self.max_rows)
-        if not 1 <= self.n_counterfactuals <= 10:
-            raise bad("n_counterfactuals", "between 1 and 10", self.n_counterfactuals)
-        if self.categorical_cost <= 0:
-            raise bad("categorical_cost", "positive", self.categorical_cost)
-        if not 0 <= self.min_level_share < 0.5:
-            raise bad("min_level_share", "in [0, 0.5)", self.min_level_share)
-        if self.sparsity_weight < 0:
-            raise bad("sparsity_weight", "non-negative", self.sparsity_weight)
-        if self.diversity_penalty < 0:
-            raise bad("diversity_penalty", "non-negative", self.diversity_penalty)
-        if self.steps < 1 or self.learning_rate <= 0 or self.margin < 0:
-            raise InvalidConfigError(f"The 'steps', 'learning_rate' and 'margin' options of {_WHERE} "
-                                     "must be positive (margin may be 0).")
-        if self.population < 4 or self.generations < 0:
-            raise InvalidConfigError(f"The 'population' option of {_WHERE} must be at least 4 and "
-                                     f"'generations' non-negative. Got {self.population} and "
-                                     f"{self.generations} instead.")
-        if self.n_bootstrap < 0 or self.n_permutations < 0:
-            raise InvalidConfigError(f"The 'n_bootstrap' and 'n_permutations' options of {_WHERE} must "
-                                     "be non-negative.")
-        if not 0 < self.alpha < 1:
-            raise bad("alpha", "in (0, 1)", self.alpha)
-        if self.min_group_size < 2:
-            raise bad("min_group_size", "at least 2", self.min_group_size)
-        if self.n_examples < 0:
-            raise bad("n_examples", "non-negative", self.n_examples)
+    def validate(self) -> None:
         for name, d in self.monotone.items():
             if d not in ("increase", "decrease"):
-                raise InvalidConfigError(
-                    f"The 'monotone' option of {_WHERE} must map features to \"increase\" or "
-                    f"\"decrease\". Got {d!r} for {name!r} instead.")
+                raise OptionError(f"monotone.{name}", 'one of "increase", "decrease"', d)
         overlap = sorted(set(self.immutable) & (set(self.monotone) | set(self.ranges) | set(self.allowed_levels)))
         if overlap:
-            raise InvalidConfigError(
-                f"The feature {overlap[0]!r} is immutable but {_WHERE} also constrains how it may "
-                "change (monotone, ranges or allowed_levels); remove it from one of them.")
+            raise OptionError("immutable", "features that no other option (monotone, ranges, allowed_levels) "
+                              f"lets change; {overlap[0]!r} is in both, remove it from one of them",
+                              list(self.immutable))
 
 
 @dataclass(frozen=True)
@@ -311,8 +294,8 @@ class Counterfactuals(AuditMethod[CounterfactualsConfig, CounterfactualsResult])
                 f"realistic counterfactual can reach it. Check target_class in {_WHERE} and the "
                 "model's threshold.")
         candidates = np.flatnonzero(labels != target)
-        sampled = candidates.size > config.max_rows
-        rows = np.sort(ctx.rng.choice(candidates, config.max_rows, replace=False)) if sampled else candidates
+        sampled = candidates.size > config.max_search_rows
+        rows = np.sort(ctx.rng.choice(candidates, config.max_search_rows, replace=False)) if sampled else candidates
         X = data.X.reshape(data.n_rows, -1)
         num0_all, cat0_all = space.split(X)
         num0, cat0 = num0_all[rows], cat0_all[rows]
@@ -489,7 +472,7 @@ class Counterfactuals(AuditMethod[CounterfactualsConfig, CounterfactualsResult])
         share = 1.0
         if data.task == "binary" and data.y is not None and config.target_class is None and n:
             share = float(np.mean(np.asarray(data.y) != 1))
-        rows = min(config.max_rows, int(round(n * share)))
+        rows = min(config.max_search_rows, int(round(n * share)))
         gradient = config.search == "gradient" or (config.search == "auto" and "gradients" in model.capabilities)
         if gradient:
             # hardening and refinement score about 2.2 × steps candidates per search through the
@@ -499,14 +482,14 @@ class Counterfactuals(AuditMethod[CounterfactualsConfig, CounterfactualsResult])
             return Plan(f"gradient search, {rows:,} rows × {config.n_counterfactuals} × {config.steps} steps",
                         model_rows=n + 2.2 * rows * searches, model_calls=1 + 3 * searches // 10,
                         uncounted_rows=3 * rows * searches, fixed_seconds=searches * (2e-3 + 1.2e-5 * rows),
-                        reducible={"max_rows": Reducible(min(100, rows), "rows", current=rows)})
+                        reducible={"max_search_rows": Reducible(min(100, rows), "rows", current=rows)})
         evals = rows * config.n_counterfactuals * config.population * (config.generations + 1)
         return Plan(f"genetic search, {rows:,} rows × {config.n_counterfactuals} × {config.population} × "
                     f"{config.generations + 1} generations", model_rows=n + evals,
                     # a call per generation and search, and refinement's (about one per search)
                     model_calls=1 + config.n_counterfactuals * (config.generations + 1 + rows),
                     fixed_seconds=evals * 4e-6,  # the search's own work: ~3-4 µs per candidate here
-                    reducible={"max_rows": Reducible(min(100, rows), "rows", current=rows)})
+                    reducible={"max_search_rows": Reducible(min(100, rows), "rows", current=rows)})
 
     def findings(self, result: CounterfactualsResult, config: CounterfactualsConfig) -> list[Finding]:
         q = result.quality

@@ -32,7 +32,7 @@ from audit.core.adapter import ModelAdapter
 from audit.core.attribution import (ModalAttribution, bootstrap_mean_abs, check_finite, heatmap_figure,
                                     modal_attribution, sample_rows)
 from audit.core.dataset import AuditData
-from audit.core.method import AuditMethod, Finding, MethodConfig, MethodResult, RunContext
+from audit.core.method import AuditMethod, Finding, MethodConfig, MethodResult, OptionError, RunContext
 from audit.core.results import Attributions, Estimate, estimates
 from audit.errors import CapabilityError, InvalidConfigError, did_you_mean
 
@@ -60,12 +60,7 @@ class GradCamConfig(MethodConfig):
 
     def validate(self) -> None:
         if not self.layer.strip():
-            raise InvalidConfigError("The 'layer' option of gradcam must be a layer's name or \"auto\". "
-                                     "Got an empty string instead.")
-        if self.n_rows < 1 or self.n_per_class < 0 or self.n_bootstrap < 0:
-            raise InvalidConfigError("The 'n_rows' option of gradcam must be at least 1 and 'n_per_class' "
-                                     f"and 'n_bootstrap' non-negative. Got {self.n_rows}, "
-                                     f"{self.n_per_class} and {self.n_bootstrap} instead.")
+            raise OptionError("layer", 'a layer\'s name or "auto"', self.layer)
 
 
 @dataclass(frozen=True)

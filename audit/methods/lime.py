@@ -28,18 +28,19 @@ from __future__ import annotations
 import contextlib
 import io
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from itertools import combinations
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
 from audit.core.adapter import ModelAdapter
 from audit.core.attribution import bootstrap_mean_abs, check_finite, sample_rows, top_features
 from audit.core.dataset import AuditData, CategoricalFeature, Encoding
-from audit.core.method import AuditMethod, Finding, MethodConfig, MethodResult, RunContext
+from audit.core.method import (AuditMethod, Constraint, Finding, Interval, MethodConfig, MethodResult,
+                               RunContext)
 from audit.core.results import Attributions, Estimate
-from audit.errors import InvalidConfigError
 
 
 @dataclass(frozen=True)
@@ -83,28 +84,13 @@ class LimeConfig(MethodConfig):
     image_hide: Literal["zero", "segment_mean"] = "zero"
     batch_samples: int = 100_000
 
-    def validate(self) -> None:
-        if self.num_samples < 100:
-            raise InvalidConfigError(f"The 'num_samples' option of lime must be at least 100. "
-                                     f"Got {self.num_samples} instead.")
-        if self.n_seeds < 2:
-            raise InvalidConfigError(f"The 'n_seeds' option of lime must be at least 2 (stability "
-                                     f"compares runs). Got {self.n_seeds} instead.")
-        if self.top_k < 1 or self.n_random < 0 or self.n_global_rows < 0:
-            raise InvalidConfigError("The 'top_k' option of lime must be >= 1 and 'n_random', "
-                                     "'n_global_rows' >= 0.")
-        if self.kernel_width is not None and self.kernel_width <= 0:
-            raise InvalidConfigError(f"The 'kernel_width' option of lime must be positive. "
-                                     f"Got {self.kernel_width} instead.")
-        if self.batch_samples < 1:
-            raise InvalidConfigError(f"The 'batch_samples' option of lime must be at least 1. "
-                                     f"Got {self.batch_samples} instead.")
-        if self.max_training_rows < 10:
-            raise InvalidConfigError(f"The 'max_training_rows' option of lime must be at least 10. "
-                                     f"Got {self.max_training_rows} instead.")
-        if not 0.5 <= self.confidence < 1:
-            raise InvalidConfigError(f"The 'confidence' option of lime must be in [0.5, 1). "
-                                     f"Got {self.confidence} instead.")
+    bounds: ClassVar[Mapping[str, Constraint]] = {
+        "num_samples": Interval(100, 1_000_000, "perturbed rows per explanation, held in memory"),
+        "n_seeds": Interval(2, 1_000, "stability compares runs"),
+        "kernel_width": Interval(0, None, closed="neither"),
+        "max_training_rows": Interval(10, 10_000_000, "rows held in memory"),
+        "confidence": Interval(0.5, 1, "the level of the intervals", closed="left"),
+    }
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@
   accuracy, 1.0 included); balanced accuracy = (1 + TPR − FPR) / 2, from Newcombe's MOVER
   interval of TPR − FPR (:mod:`audit.stats.proportions`, the fairness method's machinery); with
   scores also ROC AUC, log loss and Brier score, each with a percentile bootstrap interval
-  (``n_boot`` resamples of the rows, drawn as multinomial counts over compressed score cells,
+  (``n_bootstrap`` resamples of the rows, drawn as multinomial counts over compressed score cells,
   :func:`audit.stats.bootstrap.score_cells`; AUC re-centred on its exact value), and the
   expected calibration error (ECE, equal-width score bins, ``calibration_bins``) with no
   interval but a Monte Carlo test of calibration (:mod:`audit.stats.calibration`: binned ECE
@@ -24,15 +24,16 @@ listed as "needs scores" rather than left out. Log loss clips probabilities to
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from audit.core.adapter import ModelAdapter
 from audit.core.dataset import AuditData
-from audit.core.method import AuditMethod, Finding, MethodConfig, MethodResult, RunContext
-from audit.errors import InvalidConfigError
+from audit.core.method import (AuditMethod, Constraint, Either, Finding, Interval, MethodConfig,
+                               MethodResult, Options, RunContext)
 from audit.stats.bootstrap import (
     auc_from_cells,
     bootstrap_cells,
@@ -63,23 +64,21 @@ class PerformanceConfig(MethodConfig):
     """Options of the performance method.
 
     confidence : level of every interval (two-sided).
-    n_boot : bootstrap resamples for the metrics without an exact interval, and simulated
+    n_bootstrap : bootstrap resamples for the metrics without an exact interval, and simulated
         calibrated outcome vectors of the calibration test; 0 disables both (accuracy and
         balanced accuracy keep their intervals).
     calibration_bins : equal-width score bins of the expected calibration error.
     """
 
     confidence: float = 0.95
-    n_boot: int = 1000
+    n_bootstrap: int = 1000
     calibration_bins: int = 10
 
-    def validate(self) -> None:
-        if not 0 < self.confidence < 1:
-            raise InvalidConfigError("The 'confidence' option of performance must be between 0 and 1. "
-                                     f"Got {self.confidence!r} instead.")
-        if 0 < self.n_boot < 100:
-            raise InvalidConfigError("The 'n_boot' option of performance must be 0 (no bootstrap "
-                                     f"intervals) or at least 100. Got {self.n_boot!r} instead.")
+    bounds: ClassVar[Mapping[str, Constraint]] = {
+        "n_bootstrap": Either((Options((0,)), Interval(100, 100_000)),
+                              "0 computes no bootstrap intervals; each resample costs a pass over the data"),
+    }
+    renamed: ClassVar[Mapping[str, str]] = {"n_boot": "n_bootstrap"}
 
 
 @dataclass(frozen=True)
@@ -103,13 +102,13 @@ class PerformanceResult(MethodResult):
     task: str
     n_rows: int
     confidence: float
-    n_boot: int
+    n_bootstrap: int
     calibration_bins: int
     has_scores: bool
     metrics: dict[str, Metric]
     positive_label: str | None = None
     notes: tuple[str, ...] = ()
-    #: Monte Carlo test of calibration behind the ECE row (None without scores or n_boot = 0).
+    #: Monte Carlo test of calibration behind the ECE row (None without scores or n_bootstrap = 0).
     calibration: CalibrationTest | None = None
 
 
@@ -151,7 +150,7 @@ class Performance(AuditMethod[PerformanceConfig, PerformanceResult]):
             notes.append("The predictions are labels without scores, so AUC, log loss, Brier score "
                          "and calibration error cannot be computed (listed as needing scores).")
         positive = str(data.classes[1]) if data.task == "binary" and data.classes else None
-        return PerformanceResult(data.task, int(len(y)), config.confidence, config.n_boot,
+        return PerformanceResult(data.task, int(len(y)), config.confidence, config.n_bootstrap,
                                  config.calibration_bins, scores is not None, metrics, positive,
                                  tuple(notes), cal)
 
@@ -243,7 +242,7 @@ def _binary(y: np.ndarray, yhat: np.ndarray, s: np.ndarray | None, config: Perfo
              "log_loss": _f(losses[:, 0].mean()), "brier": _f(losses[:, 1].mean()),
              "ece": _f(weighted_calibration(s, y, ones, config.calibration_bins)[0][0])}
     boot: dict[str, np.ndarray | None] = dict.fromkeys(labels)
-    B = config.n_boot
+    B = config.n_bootstrap
     if B:
         # a row resample is a multinomial draw over the compressed score cells (each cell's
         # rows share its mean loss); AUC re-centred on its exact value
@@ -280,9 +279,9 @@ def _with_calibration_test(out: dict[str, Metric], s: np.ndarray, hit: np.ndarra
                            config: PerformanceConfig, rng: np.random.Generator
                            ) -> tuple[dict[str, Metric], CalibrationTest | None]:
     # binned ECE is biased upward: no interval around it, a test against calibrated outcomes
-    if not config.n_boot:
+    if not config.n_bootstrap:
         return out, None
-    test = calibration_test(s, hit, n_bins=config.calibration_bins, n_sim=config.n_boot, rng=rng)
+    test = calibration_test(s, hit, n_bins=config.calibration_bins, n_sim=config.n_bootstrap, rng=rng)
     m = out["ece"]
     out["ece"] = Metric(m.name, m.label, m.value, None, None,
                         f"no interval (binned ECE is biased upward); a calibrated model with these scores "
@@ -312,7 +311,7 @@ def _multiclass(y: np.ndarray, yhat: np.ndarray, K: int, P: np.ndarray | None,
         present = support[..., :] > 0
         return np.where(present, recall, 0).sum(-1) / np.maximum(present.sum(-1), 1)
 
-    B = config.n_boot
+    B = config.n_bootstrap
     ba_boot = balanced(bootstrap_cells(cells, B, rng)[:, 0]) if B else None
     ba_lo, ba_hi = _interval(ba_boot, c)
     out["balanced_accuracy"] = Metric("balanced_accuracy", "balanced accuracy (mean recall)",
@@ -375,7 +374,7 @@ def _regression(y: np.ndarray, yhat: np.ndarray, config: PerformanceConfig,
         return {"r2": r2, "rmse": np.sqrt(m[:, 0]), "mae": m[:, 1], "mean_error": m[:, 2]}
 
     point = metrics(cols.mean(axis=0))
-    B = config.n_boot
+    B = config.n_bootstrap
     boot = metrics(bootstrap_means(cols, B, rng)) if B else None
     labels = {"r2": "R²", "rmse": "RMSE", "mae": "MAE", "mean_error": "mean error (prediction − true)"}
     out = {}

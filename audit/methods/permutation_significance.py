@@ -29,18 +29,20 @@ reported with the smallest ``B`` that can.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
 from audit.core.adapter import ModelAdapter
 from audit.core.dataset import AuditData
-from audit.core.method import AuditMethod, Finding, MethodConfig, MethodResult, RunContext
+from audit.core.method import (AuditMethod, Constraint, Finding, Interval, MethodConfig, MethodResult,
+                               RunContext, check_permutations)
 from audit.core.results import Attributions, estimates
 from audit.errors import CapabilityError, InvalidConfigError
 from audit.stats.multiplicity import benjamini_hochberg, maxt_stepdown
-from audit.stats.permutation import (check_n_permutations, default_n_permutations, null_summary,
+from audit.stats.permutation import (default_n_permutations, null_summary,
                                      permutation_pvalues, reachability)
 
 
@@ -53,7 +55,7 @@ class PermutationSignificanceConfig(MethodConfig):
     n_repeats : column permutations per feature when measuring importance;
     scoring : "auto" (accuracy for classifiers, R² for regression), "accuracy", "roc_auc", "r2";
     test_fraction : share of rows held out for measuring importance;
-    max_rows : use at most this many rows (a random sample) — every null draw is a full refit;
+    max_training_rows : use at most this many rows (a random sample) — every null draw is a full refit;
     n_jobs : parallel refits (default: every usable core); results do not depend on it;
     alpha : level after Benjamini–Hochberg.
     """
@@ -62,23 +64,18 @@ class PermutationSignificanceConfig(MethodConfig):
     n_repeats: int = 5
     scoring: Literal["auto", "accuracy", "roc_auc", "r2"] = "auto"
     test_fraction: float = 0.3
-    max_rows: int | None = 5000
+    max_training_rows: int | None = 5000
     n_jobs: int | None = None
     alpha: float = 0.05
 
+    bounds: ClassVar[Mapping[str, Constraint]] = {
+        "test_fraction": Interval(0.1, 0.5, "held-out rows the importances are measured on"),
+        "max_training_rows": Interval(50, 10_000_000, "every null draw is a full refit on these rows"),
+    }
+    renamed: ClassVar[Mapping[str, str]] = {"max_rows": "max_training_rows"}
+
     def validate(self) -> None:
-        if not 0 < self.alpha < 1:
-            raise InvalidConfigError(f"The 'alpha' option of permutation_significance must be in (0, 1). Got {self.alpha} instead.")
-        if self.n_permutations is not None:
-            check_n_permutations(self.n_permutations, where="n_permutations", alternative="greater", alpha=self.alpha)
-        if self.n_repeats < 1:
-            raise InvalidConfigError(f"The 'n_repeats' option of permutation_significance must be at least 1. Got {self.n_repeats} instead.")
-        if not 0.1 <= self.test_fraction <= 0.5:
-            raise InvalidConfigError(f"The 'test_fraction' option of permutation_significance must be in [0.1, 0.5]. Got {self.test_fraction} instead.")
-        if self.max_rows is not None and self.max_rows < 50:
-            raise InvalidConfigError(f"The 'max_rows' option of permutation_significance must be at least 50. Got {self.max_rows} instead.")
-        if self.n_jobs is not None and self.n_jobs < 1:
-            raise InvalidConfigError(f"The 'n_jobs' option of permutation_significance must be at least 1. Got {self.n_jobs} instead.")
+        check_permutations("n_permutations", self.n_permutations, alpha=self.alpha)
 
 
 @dataclass(frozen=True)
@@ -224,10 +221,10 @@ class PermutationSignificance(AuditMethod[PermutationSignificanceConfig, Permuta
                   else f"the audited data ({data.n_rows:,} rows)")
         X = np.asarray(train.X.reshape(train.n_rows, -1), dtype=np.float64)
         y = np.asarray(train.y)
-        if config.max_rows is not None and len(X) > config.max_rows:
-            rows = np.sort(ctx.rng.choice(len(X), config.max_rows, replace=False))
+        if config.max_training_rows is not None and len(X) > config.max_training_rows:
+            rows = np.sort(ctx.rng.choice(len(X), config.max_training_rows, replace=False))
             X, y = X[rows], y[rows]
-            notes.append(f"A random sample of {config.max_rows:,} rows was used (max_rows): every null draw is a full refit.")
+            notes.append(f"A random sample of {config.max_training_rows:,} rows was used (max_training_rows): every null draw is a full refit.")
         scoring = config.scoring
         if scoring == "auto":
             scoring = "r2" if data.task == "regression" else "accuracy"
@@ -260,7 +257,7 @@ class PermutationSignificance(AuditMethod[PermutationSignificanceConfig, Permuta
         def job(yb: np.ndarray) -> np.ndarray:
             return _pipeline(estimator, X, yb, fit, held, groups, perms, scoring, to_input)
 
-        out = execution.map(job, ys, n_jobs=config.n_jobs, backend="processes", progress=ctx.progress)
+        out = execution.map(job, ys, n_jobs=config.n_jobs, prefer="processes", progress=ctx.progress)
         res = np.vstack(out)
         unconverged, res = int(res[:, -1].sum()), res[:, :-1]
         if not np.isfinite(res[0]).all():
@@ -297,7 +294,7 @@ class PermutationSignificance(AuditMethod[PermutationSignificanceConfig, Permuta
         from audit.stats.permutation import MIN_PERMUTATIONS, smallest_reaching_b
 
         train = ctx.train if ctx.train is not None and ctx.train.y is not None else data
-        n = min(train.n_rows, config.max_rows) if config.max_rows is not None else train.n_rows
+        n = min(train.n_rows, config.max_training_rows) if config.max_training_rows is not None else train.n_rows
         held = max(2, int(round(config.test_fraction * n)))
         F = len(train.groups)
         B = config.n_permutations if config.n_permutations is not None else default_n_permutations(F, config.alpha)

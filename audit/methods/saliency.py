@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
@@ -33,7 +33,8 @@ from audit.core.attribution import (RED_BLUE, ModalAttribution, baseline_row, bo
                                     modal_attribution, reference_data, rnn_backward_mode,
                                     sample_background, sample_rows)
 from audit.core.dataset import AuditData, Encoding
-from audit.core.method import AuditMethod, Finding, MethodConfig, MethodResult, RunContext
+from audit.core.method import (AuditMethod, Constraint, Finding, Interval, MethodConfig, MethodResult,
+                               OptionError, Options, RunContext)
 from audit.core.results import Attributions, Estimate, estimates
 from audit.errors import InvalidConfigError
 
@@ -106,24 +107,15 @@ class SaliencyConfig(MethodConfig):
     occlusion_window: Literal["auto", "pixel", "patch", "cell", "lag", "feature"] = "auto"
     n_per_class: int = 2
 
+    bounds: ClassVar[Mapping[str, Constraint]] = {
+        "methods": Options(METHODS),
+        "smoothgrad_stdev": Interval(0, None, closed="neither"),
+        "delta_tolerance": Interval(0, None, closed="neither"),
+    }
+
     def validate(self) -> None:
-        unknown = [m for m in self.methods if m not in METHODS]
-        if unknown or not self.methods:
-            raise InvalidConfigError(
-                f"The 'methods' option of saliency must be a non-empty list from {list(METHODS)}. "
-                f"Got {list(self.methods)} instead.")
-        for key in ("n_rows", "ig_steps", "smoothgrad_samples", "gradient_shap_samples",
-                    "n_background", "batch_rows"):
-            if getattr(self, key) < 1:
-                raise InvalidConfigError(f"The '{key}' option of saliency must be at least 1. "
-                                         f"Got {getattr(self, key)} instead.")
-        if self.n_selected < 0 or self.n_bootstrap < 0:
-            raise InvalidConfigError("The 'n_selected' and 'n_bootstrap' options of saliency must "
-                                     f"be non-negative. Got {self.n_selected} and {self.n_bootstrap} instead.")
-        if self.smoothgrad_stdev <= 0 or self.delta_tolerance <= 0:
-            raise InvalidConfigError("The 'smoothgrad_stdev' and 'delta_tolerance' options of saliency "
-                                     f"must be positive. Got {self.smoothgrad_stdev} and "
-                                     f"{self.delta_tolerance} instead.")
+        if not self.methods:
+            raise OptionError("methods", f"a non-empty list from {list(METHODS)}", [])
 
 
 @dataclass(frozen=True)
@@ -241,7 +233,9 @@ def attribute(forward: Callable[[Any], Any], inputs: Any, *, methods: Sequence[s
     feature_mask : torch.Tensor, optional
         ``(1, *shape)`` integer ids; occlusion removes all elements sharing an id together.
     seed : int
-        Seeds torch's generator (SmoothGrad noise, GradientSHAP draws) inside a forked RNG state.
+        Seeds torch's and numpy's generators (SmoothGrad noise, GradientSHAP draws) inside a
+        forked RNG state: rows in shards of ``batch_rows`` (chunks of :func:`audit.execution.map`),
+        shard ``i`` seeded with ``seed + i``.
 
     Returns
     -------
@@ -260,24 +254,31 @@ def attribute(forward: Callable[[Any], Any], inputs: Any, *, methods: Sequence[s
     [[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]]
     """
     import torch
-    from captum.attr import (FeatureAblation, GradientShap, InputXGradient, IntegratedGradients,
-                             NoiseTunnel, Saliency)
 
-    out: dict[str, list[np.ndarray]] = {m: [] for m in methods}
-    seconds = {m: 0.0 for m in methods}
-    deltas: list[np.ndarray] = []
+    from audit import execution
+
     n = int(inputs.shape[0])
     width = int(np.prod(inputs.shape[1:])) if inputs.ndim > 1 else 1
-    # captum draws GradientSHAP's baselines with numpy's global generator and noise with torch's:
-    # seed both for reproducible results, and give the caller's global states back afterwards.
-    np_state = np.random.get_state()
-    np.random.seed(seed % 2**32)
-    try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            for start in range(0, n, batch_rows):
-                x = inputs[start:start + batch_rows].detach().clone().float().requires_grad_()
-                tgt = target[start:start + batch_rows] if isinstance(target, torch.Tensor) and target.ndim else target
+
+    def shard(i: int) -> tuple[dict[str, np.ndarray], np.ndarray | None, dict[str, float]]:
+        """Rows ``i * batch_rows`` onward: one chunk of :func:`audit.execution.map`."""
+        from captum.attr import (FeatureAblation, GradientShap, InputXGradient, IntegratedGradients,
+                                 NoiseTunnel, Saliency)
+
+        out: dict[str, np.ndarray] = {}
+        secs = {m: 0.0 for m in methods}
+        delta = None
+        # captum draws GradientSHAP's baselines with numpy's global generator and noise with
+        # torch's: each shard seeds both from the seed and its index (the first shard with the
+        # seed itself), and the caller's global states are given back afterwards.
+        np_state = np.random.get_state()
+        np.random.seed((seed + i) % 2**32)
+        try:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed + i)
+                x = inputs[i * batch_rows:(i + 1) * batch_rows].detach().clone().float().requires_grad_()
+                tgt = (target[i * batch_rows:(i + 1) * batch_rows]
+                       if isinstance(target, torch.Tensor) and target.ndim else target)
                 for m in methods:
                     t0 = time.perf_counter()
                     if m == "saliency":
@@ -290,7 +291,7 @@ def attribute(forward: Callable[[Any], Any], inputs: Any, *, methods: Sequence[s
                         a, d = IntegratedGradients(forward).attribute(
                             x, baselines=baseline, target=tgt, n_steps=ig_steps,
                             internal_batch_size=internal, return_convergence_delta=True)
-                        deltas.append(d.detach().double().numpy().reshape(-1))
+                        delta = d.detach().double().numpy().reshape(-1)
                     elif m == "smoothgrad":
                         a = NoiseTunnel(Saliency(forward)).attribute(
                             x, nt_type="smoothgrad", nt_samples=smoothgrad_samples,
@@ -306,11 +307,16 @@ def attribute(forward: Callable[[Any], Any], inputs: Any, *, methods: Sequence[s
                             perturbations_per_eval=max(1, min(groups, (1 << 22) // max(1, len(x) * width))))
                     else:  # validated in the config; kept for direct callers
                         raise InvalidConfigError(f"Unknown attribution method {m!r}. Known: {list(METHODS)}.")
-                    out[m].append(a.detach().double().numpy())
-                    seconds[m] += time.perf_counter() - t0
-    finally:
-        np.random.set_state(np_state)
-    arrays = {m: np.concatenate(v, axis=0) for m, v in out.items()}
+                    out[m] = a.detach().double().numpy()
+                    secs[m] += time.perf_counter() - t0
+        finally:
+            np.random.set_state(np_state)
+        return out, delta, secs
+
+    parts = execution.map(shard, range(-(-n // batch_rows)), n_jobs=1, prefer="threads")
+    arrays = {m: np.concatenate([p[0][m] for p in parts], axis=0) for m in methods}
+    deltas = [p[1] for p in parts if p[1] is not None]
+    seconds = {m: sum(p[2][m] for p in parts) for m in methods}
     return arrays, (np.concatenate(deltas) if deltas else None), seconds
 
 

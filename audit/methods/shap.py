@@ -53,9 +53,10 @@ from __future__ import annotations
 import functools
 import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from math import factorial
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
@@ -63,12 +64,17 @@ from audit.core.adapter import ModelAdapter
 from audit.core.attribution import (ModalAttribution, bootstrap_mean_abs, check_finite, modal_attribution,
                                     rnn_backward_mode, sample_background, sample_rows, top_features)
 from audit.core.dataset import AuditData, CategoricalFeature
-from audit.core.method import AuditMethod, Finding, MethodConfig, MethodResult, RunContext
+from audit.core.method import (AuditMethod, Constraint, Finding, Interval, MethodConfig, MethodResult,
+                               RunContext)
 from audit.core.results import Attributions, Estimate
 from audit.errors import InvalidConfigError
 
 Explainer = Literal["auto", "exact", "deep", "gradient", "tree", "kernel"]
 _CHUNK = 100
+# Rows per chunk of execution.map for exact values (~0.4 s a row on Adult) and KernelSHAP: the
+# Ray backend spreads the shards over the cluster; locally they run in turn in this process.
+_EXACT_SHARD = 10
+_KERNEL_SHARD = 10
 # shap's own Python work per explained row and output (used only to estimate durations), on
 # top of its forward+backward passes (priced by the runner's measured unit): DeepExplainer
 # builds each row's joint input and hands autograd one scalar per joint row (2 × background);
@@ -142,23 +148,13 @@ class ShapConfig(MethodConfig):
     check_nsamples: int = 2048
     deviation_tolerance: float = 0.02
 
-    def validate(self) -> None:
-        for key in ("n_rows", "kernel_n_rows", "gradient_n_rows", "background_size", "kernel_background_size",
-                    "gradient_nsamples", "exact_max_evaluations", "check_n_rows", "check_nsamples"):
-            if getattr(self, key) < 1:
-                raise InvalidConfigError(f"The {key!r} option of shap must be at least 1. "
-                                         f"Got {getattr(self, key)} instead.")
-        if self.kernel_nsamples is not None and self.kernel_nsamples < 10:
-            raise InvalidConfigError(f"The 'kernel_nsamples' option of shap must be at least 10. "
-                                     f"Got {self.kernel_nsamples} instead.")
-        if not 0.5 <= self.confidence < 1:
-            raise InvalidConfigError(f"The 'confidence' option of shap must be in [0.5, 1). "
-                                     f"Got {self.confidence} instead.")
-        if self.n_bootstrap < 0 or self.additivity_tolerance <= 0 or self.deviation_tolerance <= 0:
-            raise InvalidConfigError("The 'n_bootstrap' option of shap must be >= 0 and "
-                                     "'additivity_tolerance' and 'deviation_tolerance' > 0.")
-        if min(self.n_dependence, self.n_waterfall) < 0 or self.max_display < 1:
-            raise InvalidConfigError("The figure counts of shap must be >= 0 (max_display >= 1).")
+    bounds: ClassVar[Mapping[str, Constraint]] = {
+        "kernel_nsamples": Interval(10, 1_000_000, "model evaluations per explained row"),
+        "confidence": Interval(0.5, 1, "the level of the intervals", closed="left"),
+        "additivity_tolerance": Interval(0, None, closed="neither"),
+        "deviation_tolerance": Interval(0, None, closed="neither"),
+        "max_display": Interval(1, 1_000, "features shown in a figure"),
+    }
 
 
 @dataclass(frozen=True)
@@ -306,7 +302,7 @@ class Shap(AuditMethod[ShapConfig, ShapResult]):
             raw_values, base, outputs = tree.values, tree.base, tree.outputs
         elif kind == "exact":
             f = _explained_fn(model, scale, bg)
-            raw_values, base = exact_shapley(f, X, bg, groups, progress=ctx.progress)
+            raw_values, base = _exact_sharded(f, X, bg, groups, ctx.progress)
             outputs = f(X)
         else:
             raw_values, base, outputs = _explain_kernel(model, data, X, bg, weights, scale, config, ctx)
@@ -640,6 +636,18 @@ def exact_shapley(f: Any, X: np.ndarray, background: np.ndarray, groups: list[np
     return np.stack(out), base
 
 
+def _exact_sharded(f: Any, X: np.ndarray, bg: np.ndarray, groups: list[np.ndarray],
+                   progress: Any) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`exact_shapley` in shards of ``_EXACT_SHARD`` rows (each row's values are its own)."""
+    from audit import execution
+
+    n = len(X)
+    parts = execution.map(lambda r: exact_shapley(f, X[r.start:r.stop], bg, groups),
+                          execution.split_by(n, _EXACT_SHARD), n_jobs=1, prefer="threads",
+                          progress=lambda d, t: progress(min(n, d * _EXACT_SHARD), n))
+    return np.concatenate([v for v, _ in parts]), parts[0][1]
+
+
 def _explained_fn(model: ModelAdapter, scale: str, probe: np.ndarray) -> Any:
     """(m, d) encoded inputs -> (m, k): exactly the output the explainers explain."""
     if "torch" in model.capabilities and getattr(model, "module", None) is not None:
@@ -811,41 +819,61 @@ def _check_deep(model: ModelAdapter, scale: str, probe: np.ndarray, notes: list[
     return "gradient"
 
 
+class _TorchShards:
+    """DeepLIFT / expected-gradients values of one shard of ``_CHUNK`` rows: a chunk for
+    :func:`audit.execution.map`. The explainer is built on first use in each process, on a copy
+    of the module (DeepExplainer hooks every leaf module: the audited model stays untouched)."""
+
+    def __init__(self, module: Any, bg: Any, kind: str, nsamples: int, seed: int, X: np.ndarray, dtype: Any) -> None:
+        self.module, self.bg, self.kind, self.nsamples, self.seed = module, bg, kind, nsamples, seed
+        self.X, self.dtype = X, dtype
+        self._explainer: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_explainer": None, "_copy": None}
+
+    def __call__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        import copy
+
+        import shap
+        import torch
+
+        if self._explainer is None:
+            self._copy = copy.deepcopy(self.module).eval()
+            self._explainer = (shap.DeepExplainer(self._copy, self.bg) if self.kind == "deep" else
+                               shap.GradientExplainer(self._copy, self.bg, batch_size=max(50, self.nsamples)))
+        xb = torch.as_tensor(self.X[i * _CHUNK:(i + 1) * _CHUNK], dtype=self.dtype)
+        # cuDNN RNN backward needs training mode: switch RNN layers (dropout off) while on CUDA.
+        with warnings.catch_warnings(), rnn_backward_mode(self._copy):
+            warnings.simplefilter("ignore")
+            if self.kind == "deep":
+                sv = self._explainer.shap_values(xb, check_additivity=False)
+            else:
+                sv = self._explainer.shap_values(xb, nsamples=self.nsamples, rseed=self.seed + i)
+        sv = np.asarray(sv, dtype=float)
+        with torch.no_grad():
+            out = self._copy(xb).double().numpy().reshape(len(xb), -1)
+        return (sv.reshape(len(xb), -1, sv.shape[-1]) if sv.ndim >= 3 else sv.reshape(len(xb), -1, 1)), out
+
+
 def _explain_torch(model: ModelAdapter, X: np.ndarray, bg: np.ndarray, kind: str, scale: str,
                    config: ShapConfig, ctx: RunContext) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    import copy
-
-    import shap
     import torch
+
+    from audit import execution
 
     dtype = next(iter(model.module.parameters())).dtype  # type: ignore[attr-defined]
     bg_t = torch.as_tensor(bg, dtype=dtype)
     module = _explained_module(model, scale, bg_t[:2])
-    # DeepExplainer hooks every leaf module: work on a copy so the audited model stays untouched.
-    module = copy.deepcopy(module).eval()
-    if kind == "deep":
-        explainer = shap.DeepExplainer(module, bg_t)
-    else:
-        explainer = shap.GradientExplainer(module, bg_t, batch_size=max(50, config.gradient_nsamples))
     with torch.no_grad():
         base = module(bg_t).double().numpy().mean(axis=0)
-    parts, outs = [], []
     n = len(X)
     seed = int(ctx.rng.integers(2**31 - 1))
-    for i, start in enumerate(range(0, n, _CHUNK)):
-        xb = torch.as_tensor(X[start:start + _CHUNK], dtype=dtype)
-        # cuDNN RNN backward needs training mode: switch RNN layers (dropout off) while on CUDA.
-        with warnings.catch_warnings(), rnn_backward_mode(module):
-            warnings.simplefilter("ignore")
-            if kind == "deep":
-                sv = explainer.shap_values(xb, check_additivity=False)
-            else:
-                sv = explainer.shap_values(xb, nsamples=config.gradient_nsamples, rseed=seed + i)
-        sv = np.asarray(sv, dtype=float)
-        parts.append(sv.reshape(len(xb), -1, sv.shape[-1]) if sv.ndim >= 3 else sv.reshape(len(xb), -1, 1))
-        with torch.no_grad():
-            outs.append(module(xb).double().numpy().reshape(len(xb), -1))
-        ctx.progress(min(n, start + _CHUNK), n)
+    shards = _TorchShards(module, bg_t, kind, config.gradient_nsamples, seed, X, dtype)
+    # rows in shards of _CHUNK, each with its own seed (seed + shard): the same values on any backend
+    done = execution.map(shards, range(-(-n // _CHUNK)), n_jobs=1, prefer="threads",
+                         progress=lambda d, t: ctx.progress(min(n, d * _CHUNK), n))
+    parts, outs = [p for p, _ in done], [o for _, o in done]
     outputs = np.vstack(outs)
     if scale == "probability" and model.task == "binary":
         # Check against the adapter's own output, not the wrapper's: catches a wrong head.
@@ -1247,19 +1275,24 @@ def _kernel_values(f: Any, X: np.ndarray, bg: np.ndarray, weights: np.ndarray | 
 
     flat_bg = bg.reshape(len(bg), -1).astype(float)
     args: list[Any] = [groups] + ([np.asarray(weights, dtype=float)] if weights is not None else [])
-    explainer = _grouped_kernel_class()(f, DenseData(flat_bg, list(names), *args), link=link)
-    # shap's KernelExplainer draws coalitions from numpy's global stream: seed it from ours.
-    np.random.seed(seed)
-    parts = []
-    n = len(X)
-    for start in range(0, n, 10):
-        sv = explainer.shap_values(X[start:start + 10].astype(float), nsamples=nsamples,
+    from audit import execution
+
+    def shard(i: int) -> tuple[np.ndarray, np.ndarray]:
+        # built per shard (one model call on the background), so the counted model calls do not
+        # depend on how many processes ran the shards
+        explainer = _grouped_kernel_class()(f, DenseData(flat_bg, list(names), *args), link=link)
+        # shap's KernelExplainer draws coalitions from numpy's global stream: each shard of rows
+        # seeds it from ours and its index, so a shard's values do not depend on where it runs.
+        np.random.seed((seed + i) % 2**32)
+        sv = explainer.shap_values(X[i * _KERNEL_SHARD:(i + 1) * _KERNEL_SHARD].astype(float), nsamples=nsamples,
                                    l1_reg=False, silent=True)
         sv = np.asarray(sv, dtype=float)
-        parts.append(sv if sv.ndim == 3 else sv[:, :, None])
-        if progress is not None:
-            progress(min(n, start + 10), n)
-    return np.concatenate(parts, axis=0), np.atleast_1d(np.asarray(explainer.expected_value, dtype=float))
+        return (sv if sv.ndim == 3 else sv[:, :, None]), np.atleast_1d(np.asarray(explainer.expected_value, dtype=float))
+
+    n = len(X)
+    parts = execution.map(shard, range(-(-n // _KERNEL_SHARD)), n_jobs=1, prefer="threads",
+                          progress=None if progress is None else lambda d, t: progress(min(n, d * _KERNEL_SHARD), n))
+    return np.concatenate([p for p, _ in parts], axis=0), parts[0][1]
 
 
 @functools.cache

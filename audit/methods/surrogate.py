@@ -19,14 +19,16 @@ or on each lag of each sequence feature.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from audit.core.adapter import ModelAdapter
 from audit.core.dataset import AuditData, CategoricalFeature, NumericFeature
-from audit.core.method import AuditMethod, Finding, MethodConfig, MethodResult, RunContext
+from audit.core.method import (AuditMethod, Constraint, Finding, Interval, MethodConfig, MethodResult,
+                               OptionError, RunContext)
 from audit.errors import InvalidConfigError
 
 
@@ -53,20 +55,17 @@ class SurrogateConfig(MethodConfig):
     min_leaf_fraction: float = 0.005
     max_rows: int = 200_000
 
+    bounds: ClassVar[Mapping[str, Constraint]] = {
+        "test_fraction": Interval(0.05, 0.8, "held-out rows fidelity is measured on"),
+        "validation_fraction": Interval(0.05, 0.8, "rows the depth is chosen on"),
+        "tolerance": Interval(0, 1, closed="left"),
+        "min_leaf_fraction": Interval(0, 0.5, closed="left"),
+        "max_rows": Interval(20, 10_000_000, "data rows sampled from each source"),
+    }
+
     def validate(self) -> None:
-        if not self.depths or any(d < 1 for d in self.depths):
-            raise InvalidConfigError(f"The 'depths' option of surrogate must be positive integers. Got {list(self.depths)} instead.")
-        if self.max_depth is not None and self.max_depth < 1:
-            raise InvalidConfigError(f"The 'max_depth' option of surrogate must be at least 1. Got {self.max_depth} instead.")
-        if not 0.05 <= self.test_fraction <= 0.8:
-            raise InvalidConfigError(f"The 'test_fraction' option of surrogate must be in [0.05, 0.8]. Got {self.test_fraction} instead.")
-        if not 0.05 <= self.validation_fraction <= 0.8:
-            raise InvalidConfigError(f"The 'validation_fraction' option of surrogate must be in [0.05, 0.8]. "
-                                     f"Got {self.validation_fraction} instead.")
-        if not 0 <= self.tolerance < 1 or not 0 <= self.min_leaf_fraction < 0.5:
-            raise InvalidConfigError("The 'tolerance' and 'min_leaf_fraction' options of surrogate must be in [0, 1) and [0, 0.5).")
-        if self.max_rows < 20:
-            raise InvalidConfigError(f"The 'max_rows' option of surrogate must be at least 20. Got {self.max_rows} instead.")
+        if not self.depths:
+            raise OptionError("depths", "a non-empty list of depths", [])
 
 
 @dataclass(frozen=True)

@@ -28,160 +28,22 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from audit.errors import InvalidConfigError
+from audit.train.recipe import Recipe
 
-LOSSES = ("bce", "ce", "mse")
-OPTIMIZERS = ("adam", "adamw", "sgd")
 ACTIVATIONS = ("identity", "relu", "leaky_relu", "sigmoid", "tanh", "softplus", "elu", "gelu", "silu")
 
-# Keys a training recipe must provide (the rest have defaults that are reported).
-REQUIRED_KEYS = ("optimizer", "lr", "epochs", "batch_size")
-
 
 # --------------------------------------------------------------------------------------------
-# Recipe and architecture
+# Architecture (the recipe is audit.train.recipe.Recipe, shared with the functional trainer)
 # --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """How a network is (re)trained.
-
-    Parameters
-    ----------
-    loss : {"bce", "ce", "mse"}
-        Mean binary cross-entropy on one logit, mean softmax cross-entropy, mean squared error.
-    optimizer : {"adam", "adamw", "sgd"}
-        ``torch.optim`` semantics: Adam's ``weight_decay`` is an L2 term added to the gradient,
-        AdamW's is decoupled, SGD's is added to the gradient (with optional ``momentum``).
-    lr, betas, eps, momentum, weight_decay : float
-    decay_biases : bool
-        Whether weight decay applies to biases too (torch's default: yes; scikit-learn: no).
-    epochs, batch_size : int
-        Mini-batch schedule: every epoch reshuffles the rows with ``torch.randperm`` drawn from
-        a generator seeded once per training run (so the schedule is deterministic and shared).
-    validation_fraction : float
-        Share of training rows held out to pick the best of ``n_restarts`` random starts.
-    n_restarts : int
-        Random starts (Olden & Jackson's step 1).
-    seed : int
-        Restart ``r`` initialises with ``torch.manual_seed(seed + r)`` and shuffles with seed
-        ``seed + r``; the validation split uses ``numpy.random.default_rng(seed)``.
-    """
-
-    loss: str = "bce"
-    optimizer: str = "adam"
-    lr: float = 0.01
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-    momentum: float = 0.0
-    weight_decay: float = 1e-4
-    decay_biases: bool = True
-    epochs: int = 5
-    batch_size: int = 256
-    validation_fraction: float = 0.2
-    n_restarts: int = 10
-    seed: int = 0
-    defaulted: tuple[str, ...] = field(default=(), compare=False)
-
-    @classmethod
-    def from_mapping(cls, doc: Mapping[str, Any], *, source: str, loss: str | None = None) -> Recipe:
-        """Build a recipe from a JSON/TOML table, naming missing or malformed keys.
-
-        Examples
-        --------
-        >>> r = Recipe.from_mapping({"optimizer": "adam", "lr": 0.01, "epochs": 8, "batch_size": 256},
-        ...                         source="training.json", loss="bce")
-        >>> r.loss, r.weight_decay, "weight_decay" in r.defaulted
-        ('bce', 0.0001, True)
-        """
-        known = {f for f in cls.__dataclass_fields__ if f != "defaulted"}
-        ignored = {"selection", "notes", "description"}
-        missing = [k for k in REQUIRED_KEYS if k not in doc]
-        if missing:
-            raise InvalidConfigError(
-                f"The training recipe from {source} lacks the key(s) {', '.join(map(repr, missing))}; "
-                "a refit must use the recipe the model was trained with. Add them to [model.training], "
-                "to training.json beside the model, or to the method's 'recipe' option.")
-        if doc.get("selection", "validation_loss") != "validation_loss":
-            raise InvalidConfigError(
-                f"The 'selection' of the training recipe from {source} must be \"validation_loss\" "
-                f"(restarts are compared by validation loss). Got {doc['selection']!r} instead.")
-        unknown = sorted(set(doc) - known - ignored)
-        if unknown:
-            from audit.errors import did_you_mean
-
-            raise InvalidConfigError(
-                f"The training recipe from {source} has unknown key {unknown[0]!r}."
-                f"{did_you_mean(unknown[0], known)} Keys: {', '.join(sorted(known))}.")
-        values: dict[str, Any] = {}
-        for key in known:
-            if key not in doc:
-                continue
-            value = doc[key]
-            want = cls.__dataclass_fields__[key].type
-            try:
-                if key == "betas":
-                    value = tuple(float(b) for b in value)
-                    if len(value) != 2:
-                        raise ValueError
-                elif want in ("int", int) or key in ("epochs", "batch_size", "n_restarts", "seed"):
-                    if isinstance(value, bool) or int(value) != value:
-                        raise ValueError
-                    value = int(value)
-                elif key == "decay_biases":
-                    if not isinstance(value, bool):
-                        raise ValueError
-                elif key in ("loss", "optimizer"):
-                    value = str(value).lower()
-                else:
-                    if isinstance(value, bool):
-                        raise ValueError
-                    value = float(value)
-            except (TypeError, ValueError):
-                raise InvalidConfigError(
-                    f"The {key!r} of the training recipe from {source} is malformed. "
-                    f"Got {doc[key]!r} instead.") from None
-            values[key] = value
-        if "loss" not in values and loss is not None:
-            values["loss"] = loss
-        defaulted = tuple(sorted(k for k in known if k not in values))
-        recipe = cls(**values, defaulted=defaulted)
-        recipe.validate(source)
-        return recipe
-
-    def validate(self, source: str = "the recipe") -> None:
-        def bad(key: str, rule: str) -> InvalidConfigError:
-            return InvalidConfigError(f"The {key!r} of the training recipe from {source} must be "
-                                      f"{rule}. Got {getattr(self, key)!r} instead.")
-        if self.loss not in LOSSES:
-            raise bad("loss", f"one of {list(LOSSES)}")
-        if self.optimizer not in OPTIMIZERS:
-            raise bad("optimizer", f"one of {list(OPTIMIZERS)}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise bad("lr", "a positive number")
-        if self.weight_decay < 0:
-            raise bad("weight_decay", "non-negative")
-        if self.epochs < 1:
-            raise bad("epochs", "at least 1")
-        if self.batch_size < 1:
-            raise bad("batch_size", "at least 1")
-        if not 0 < self.validation_fraction < 0.9:
-            raise bad("validation_fraction", "in (0, 0.9)")
-        if self.n_restarts < 1:
-            raise bad("n_restarts", "at least 1")
-        if not all(0 <= b < 1 for b in self.betas):
-            raise bad("betas", "two numbers in [0, 1)")
-
-    def to_json(self) -> dict[str, Any]:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
 
 
 @dataclass(frozen=True)
@@ -361,7 +223,7 @@ def chunk_size_for(spec: MLPSpec, recipe: Recipe, n_rows: int, *, chunk_mb: floa
                    n_classes: int = 1) -> int:
     """Networks per chunk so that one step's hidden activation array (``[batch, B*H]`` float32)
     stays near ``chunk_mb`` megabytes."""
-    rows = min(recipe.batch_size, n_rows)
+    rows = recipe.step_rows(n_rows)
     per_net = rows * (sum(spec.sizes[1:-1]) + spec.sizes[-1]) * 4
     return max(1, int(chunk_mb * 1e6 // max(per_net, 1)))
 
@@ -452,7 +314,7 @@ def train_batched(X: np.ndarray, targets: Targets, spec: MLPSpec, recipe: Recipe
     Xt = torch.from_numpy(np.hstack([X, np.ones((n, 1), np.float32)])).to(device)
     density = float(np.count_nonzero(X) + n) / max(X.size + n, 1)
     use_sparse = (sparse is True) or (sparse == "auto" and density < 0.25 and not cuda)
-    batches = _make_batches(Xt, orders, recipe.batch_size, use_sparse, device)
+    batches = _make_batches(Xt, orders, recipe.step_rows(n), use_sparse, device)
     done = [0]
 
     def run_chunk(start: int) -> tuple[int, list[np.ndarray], list[np.ndarray], np.ndarray]:
@@ -881,8 +743,9 @@ def _looped(X: np.ndarray, targets: Targets, spec: MLPSpec, recipe: Recipe, init
         for epoch, order in enumerate(orders):
             order_t = torch.from_numpy(order)
             total = 0.0
-            for s0 in range(0, len(X), recipe.batch_size):
-                idx = order_t[s0:s0 + recipe.batch_size]
+            step = recipe.step_rows(len(X))
+            for s0 in range(0, len(X), step):
+                idx = order_t[s0:s0 + step]
                 optim.zero_grad(set_to_none=True)
                 out = model(Xt[idx])
                 if recipe.loss != "ce":
@@ -948,12 +811,8 @@ __all__ = [
     "ColumnShuffle",
     "FitResult",
     "FixedTargets",
-    "LOSSES",
     "MLPSpec",
-    "OPTIMIZERS",
     "PermutedTargets",
-    "REQUIRED_KEYS",
-    "Recipe",
     "Targets",
     "Weights",
     "batch_order",

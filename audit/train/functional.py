@@ -24,8 +24,9 @@ Examples
 >>> import torch
 >>> net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1))
 >>> X = torch.randn(20, 3); Y = torch.randn(5, 20)
->>> rec = FunctionalRecipe.from_mapping({"optimizer": "adam", "lr": 0.01, "epochs": 2,
-...                                      "batch_size": 8, "loss": "mse"}, source="doc")
+>>> from audit.train.recipe import Recipe
+>>> rec = Recipe.from_mapping({"optimizer": "adam", "lr": 0.01, "epochs": 2, "batch_size": 8,
+...                            "loss": "mse"}, source="doc")
 >>> fit = train_functional(net, dict(net.state_dict()), X, Y, rec)
 >>> fit.params["0.weight"].shape, fit.mode
 (torch.Size([5, 4, 3]), 'vmap')
@@ -37,146 +38,13 @@ import contextlib
 import copy
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from audit.errors import InvalidConfigError
-
-REQUIRED_KEYS = ("optimizer", "lr", "epochs", "batch_size")
-_LOSSES = {"ce": "ce", "cross_entropy": "ce", "crossentropy": "ce", "bce": "bce",
-           "binary_cross_entropy": "bce", "mse": "mse"}
-_FIELDS = ("loss", "optimizer", "lr", "betas", "eps", "momentum", "weight_decay", "epochs",
-           "batch_size", "validation_fraction", "seed", "schedule_seed", "loss_scale")
-
-
-@dataclass(frozen=True)
-class FunctionalRecipe:
-    """How an arbitrary torch module was trained (the keys of ``training.json``).
-
-    ``batch_size`` is an integer or ``"full"`` (one full-batch step per epoch); mini-batch epochs
-    reshuffle the rows with ``torch.randperm`` from one generator seeded ``schedule_seed``
-    (default: ``seed``). ``loss_scale`` divides the residual of an MSE loss: a number or the name
-    of a buffer of the module (e.g. ``"target_scale"``). ``validation_fraction``, when given, holds
-    out ``default_rng(seed).permutation(n)[:round(f n)]`` and fits on the rest in that order.
-    Keys outside the recipe (data descriptions, notes) are kept in ``ignored``.
-    """
-
-    loss: str
-    optimizer: str
-    lr: float
-    epochs: int
-    batch_size: int | None          # None = full batch
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-    momentum: float = 0.0
-    weight_decay: float = 0.0
-    validation_fraction: float | None = None
-    seed: int = 0
-    schedule_seed: int | None = None
-    loss_scale: float | str | None = None
-    defaulted: tuple[str, ...] = field(default=(), compare=False)
-    ignored: tuple[str, ...] = field(default=(), compare=False)
-
-    @classmethod
-    def from_mapping(cls, doc: Mapping[str, Any], *, source: str, loss: str | None = None) -> FunctionalRecipe:
-        """Parse a recipe table, naming missing or malformed keys.
-
-        Examples
-        --------
-        >>> FunctionalRecipe.from_mapping({"optimizer": "adam", "lr": 0.1, "epochs": 3,
-        ...     "batch_size": "full", "loss": "mse (standardized)"}, source="x").batch_size is None
-        True
-        """
-        missing = [k for k in REQUIRED_KEYS if k not in doc]
-        if missing:
-            raise InvalidConfigError(
-                f"The training recipe from {source} lacks the key(s) {', '.join(map(repr, missing))}; "
-                "a refit must follow the recipe the model was trained with. Add them to "
-                "[model.training], to training.json beside the model, or to the method's 'recipe' "
-                "option (batch_size may be \"full\").")
-
-        def bad(key: str, rule: str) -> InvalidConfigError:
-            return InvalidConfigError(f"The {key!r} of the training recipe from {source} must be "
-                                      f"{rule}. Got {doc.get(key)!r} instead.")
-
-        raw_loss = doc.get("loss", loss)
-        if raw_loss is None:
-            raise bad("loss", "one of \"cross_entropy\", \"bce\", \"mse\"")
-        word = str(raw_loss).strip().lower().split(" ")[0].split("(")[0]
-        if word not in _LOSSES:
-            raise bad("loss", "one of \"cross_entropy\", \"bce\", \"mse\"")
-        opt = str(doc["optimizer"]).lower()
-        if opt not in ("adam", "adamw", "sgd"):
-            raise bad("optimizer", "one of \"adam\", \"adamw\", \"sgd\"")
-
-        def num(key: str, default: Any, *, integer: bool = False, positive: bool = False) -> Any:
-            if key not in doc:
-                return default
-            v = doc[key]
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and int(v) != v):
-                raise bad(key, "an integer" if integer else "a number")
-            if positive and not v > 0:
-                raise bad(key, "positive")
-            return int(v) if integer else float(v)
-
-        bs = doc["batch_size"]
-        if isinstance(bs, str) and bs.lower() == "full":
-            batch = None
-        else:
-            batch = num("batch_size", None, integer=True, positive=True)
-        epochs = num("epochs", None, integer=True, positive=True)
-        vf = num("validation_fraction", None)
-        if vf is not None and not 0 < vf < 0.9:
-            raise bad("validation_fraction", "in (0, 0.9)")
-        wd = num("weight_decay", 0.0)
-        if wd < 0:
-            raise bad("weight_decay", "non-negative")
-        betas = doc.get("betas", (0.9, 0.999))
-        try:
-            betas = tuple(float(b) for b in betas)
-            if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
-                raise ValueError
-        except (TypeError, ValueError):
-            raise bad("betas", "two numbers in [0, 1)") from None
-        ls = doc.get("loss_scale")
-        if ls is not None and not isinstance(ls, str):
-            ls = num("loss_scale", None, positive=True)
-        return cls(loss=_LOSSES[word], optimizer=opt, lr=num("lr", None, positive=True), epochs=epochs,
-                   batch_size=batch, betas=betas, eps=num("eps", 1e-8, positive=True),
-                   momentum=num("momentum", 0.0), weight_decay=wd, validation_fraction=vf,
-                   seed=num("seed", 0, integer=True),
-                   schedule_seed=num("schedule_seed", None, integer=True), loss_scale=ls,
-                   defaulted=tuple(k for k in _FIELDS if k not in doc and k != "loss" or
-                                   (k == "loss" and "loss" not in doc)),
-                   ignored=tuple(sorted(set(doc) - set(_FIELDS) - {"n_restarts", "selection"})))
-
-    def to_json(self) -> dict[str, Any]:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()
-                if k not in ("defaulted", "ignored")} | {"batch_size": self.batch_size or "full"}
-
-    def fit_rows(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(fit, validation)`` row indices, the fit rows in the order train.py uses them."""
-        if self.validation_fraction is None:
-            return np.arange(n), np.arange(0)
-        perm = np.random.default_rng(self.seed).permutation(n)
-        n_val = int(round(self.validation_fraction * n))
-        return perm[n_val:], perm[:n_val]
-
-    def batches(self, n: int) -> list[Any]:
-        """Row indices of every optimizer step, in order (None = all rows)."""
-        import torch
-
-        if self.batch_size is None:
-            return [None] * self.epochs
-        gen = torch.Generator().manual_seed(int(self.seed if self.schedule_seed is None else self.schedule_seed))
-        out = []
-        for _ in range(self.epochs):
-            order = torch.randperm(n, generator=gen)
-            out += [order[s:s + self.batch_size] for s in range(0, n, self.batch_size)]
-        return out
-
+from audit.train.recipe import Recipe
 
 # --------------------------------------------------------------------------------------------
 # A vmap-able LSTM
@@ -349,7 +217,7 @@ def module_call(module: Any, state: Mapping[str, Any], x: Any) -> Any:
 # --------------------------------------------------------------------------------------------
 
 
-def _loss(out: Any, y: Any, recipe: FunctionalRecipe, scale: Any) -> Any:
+def _loss(out: Any, y: Any, recipe: Recipe, scale: Any) -> Any:
     """Per-network mean loss: ``out`` (B, n, k), ``y`` (B, n) -> (B,)."""
     import torch.nn.functional as F
 
@@ -365,7 +233,7 @@ def _loss(out: Any, y: Any, recipe: FunctionalRecipe, scale: Any) -> Any:
     return (r * r).mean(1)
 
 
-def _loss_scale(recipe: FunctionalRecipe, theta0: Mapping[str, Any]) -> Any:
+def _loss_scale(recipe: Recipe, theta0: Mapping[str, Any]) -> Any:
     if recipe.loss_scale is None or recipe.loss != "mse":
         return None
     if isinstance(recipe.loss_scale, str):
@@ -377,16 +245,23 @@ def _loss_scale(recipe: FunctionalRecipe, theta0: Mapping[str, Any]) -> Any:
     return float(recipe.loss_scale)
 
 
-def _optimizer(params: list[Any], recipe: FunctionalRecipe) -> Any:
+def _optimizer(params: Mapping[str, Any], recipe: Recipe) -> Any:
+    """The recipe's ``torch.optim`` optimizer over named parameters; with ``decay_biases``
+    false, biases (``*.bias``, an LSTM's ``bias_ih_l0``...) are in a group without weight decay."""
     import torch
 
+    groups: Any = list(params.values())
+    if recipe.weight_decay and not recipe.decay_biases:
+        bias = [n for n in params if n.rsplit(".", 1)[-1].startswith("bias")]
+        groups = [{"params": [p for n, p in params.items() if n not in bias]},
+                  {"params": [params[n] for n in bias], "weight_decay": 0.0}]
     if recipe.optimizer == "adam":
-        return torch.optim.Adam(params, lr=recipe.lr, betas=recipe.betas, eps=recipe.eps,
+        return torch.optim.Adam(groups, lr=recipe.lr, betas=recipe.betas, eps=recipe.eps,
                                 weight_decay=recipe.weight_decay)
     if recipe.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=recipe.lr, betas=recipe.betas, eps=recipe.eps,
+        return torch.optim.AdamW(groups, lr=recipe.lr, betas=recipe.betas, eps=recipe.eps,
                                  weight_decay=recipe.weight_decay)
-    return torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
+    return torch.optim.SGD(groups, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
 
 
 @dataclass
@@ -404,50 +279,36 @@ class FunctionalFit:
     forward: BatchedModule
 
 
-def train_functional(module: Any, theta0: Mapping[str, Any], X: Any, Y: Any, recipe: FunctionalRecipe, *,
+def train_functional(module: Any, theta0: Mapping[str, Any], X: Any, Y: Any, recipe: Recipe, *,
                      mode: str = "auto", chunk: int | None = None, n_workers: int | None = None,
                      progress: Callable[[int, int], None] | None = None) -> FunctionalFit:
     """Train ``B = len(Y)`` copies of ``module`` from ``theta0`` at once, network ``b`` on
     targets ``Y[b]`` (rows of ``X`` shared), with ``recipe``'s schedule.
 
-    ``chunk`` trains at most that many networks at a time (a memory budget); ``n_workers``
-    threads (default: one per core) share the networks, each running torch on one thread (as in
-    :mod:`audit.train.batched`: one worker per core, one thread each). The schedule and the
-    results do not depend on either.
+    The networks train in blocks (:func:`audit.execution.map` chunks: at most ``_BLOCKS`` of at
+    least ``_MIN_NETWORKS``, and at most ``chunk``, a memory bound); locally ``n_workers``
+    threads (default: one per core) share the blocks of a traced program, each running torch on
+    one thread (as in :mod:`audit.train.batched`), on Ray they are tasks. The blocks do not
+    depend on the workers, so neither do the results. ``progress(done, total)`` counts blocks.
     """
-    import os
-    from concurrent.futures import ThreadPoolExecutor
-
     import torch
+
+    from audit import execution
 
     t0 = time.perf_counter()
     B = int(Y.shape[0])
-    # below ~4 networks a worker's step is mostly per-operation overhead: give each at least 4
-    n_workers = max(1, min(os.cpu_count() or 1 if n_workers is None else n_workers, B // 4))
-    size = min(chunk or B, -(-B // n_workers))
     module.train()
     # built (traced, probed) once, before any worker starts: fx tracing patches torch globally
     fwd = batched_module(module, theta0, X[: min(4, len(X))], mode=mode)
     names = [k for k, _ in module.named_parameters()]
-    if fwd.mode != "graph":
-        size = min(chunk or B, B)     # functional_call swaps the module's tensors: one thread only
-        n_workers = 1
-    starts = list(range(0, B, size))
-
-    def part(s: int) -> tuple[dict[str, Any], Any]:
-        prev = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            return _train_part(fwd, names, theta0, X, Y[s:s + size], recipe, progress if s == 0 else None)
-        finally:
-            torch.set_num_threads(prev)
-
+    # Blocks of networks whose size depends on B (and the memory bound ``chunk``) alone, never on
+    # the workers: every network trains in the same company on every backend.
+    size = min(chunk or B, max(_MIN_NETWORKS, -(-B // _BLOCKS)))
+    part = _Part(module, theta0, X, Y, recipe, names, fwd)
     with _keep_freed_memory():
-        if n_workers > 1 and len(starts) > 1:
-            with ThreadPoolExecutor(max_workers=min(n_workers, len(starts))) as pool:
-                parts = list(pool.map(part, starts))
-        else:
-            parts = [part(s) for s in starts]
+        # functional_call (vmap, loop) swaps the module's tensors: in this process one block at a time
+        parts = execution.map(part, execution.split_by(B, size), prefer="threads",
+                              n_jobs=n_workers if fwd.mode == "graph" else 1, progress=progress)
     module.eval()
     out = {k: torch.cat([p[0][k] for p in parts]) for k in names}
     last = torch.cat([p[1] for p in parts])
@@ -456,6 +317,39 @@ def train_functional(module: Any, theta0: Mapping[str, Any], X: Any, Y: Any, rec
         bad |= ~torch.isfinite(v.reshape(B, -1)).all(1)
     return FunctionalFit(out, fwd.buffers, last.numpy().astype(float), bad.numpy(), fwd.mode, fwd.swapped,
                          time.perf_counter() - t0, fwd)
+
+
+# Networks are trained in at most _BLOCKS blocks of at least _MIN_NETWORKS (below ~4 networks a
+# block's step is mostly per-operation overhead): the blocks are execution.map's chunks.
+_BLOCKS = 8
+_MIN_NETWORKS = 4
+
+
+class _Part:
+    """One block of networks (a ``range`` of ``Y``'s rows) trained by :func:`_train_part`; a chunk
+    for :func:`audit.execution.map`. A Ray worker rebuilds the batched module (a traced program
+    does not pickle) in the mode this process chose."""
+
+    def __init__(self, module: Any, theta0: Mapping[str, Any], X: Any, Y: Any, recipe: FunctionalRecipe,
+                 names: list[str], fwd: BatchedModule) -> None:
+        self.module, self.theta0, self.X, self.Y, self.recipe, self.names = module, theta0, X, Y, recipe, names
+        self.mode, self._fwd = fwd.mode, fwd
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_fwd": None}
+
+    def __call__(self, block: range) -> tuple[dict[str, Any], Any]:
+        import torch
+
+        if self._fwd is None:
+            self._fwd = batched_module(self.module, self.theta0, self.X[: min(4, len(self.X))], mode=self.mode)
+        prev = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return _train_part(self._fwd, self.names, self.theta0, self.X, self.Y[block.start:block.stop],
+                               self.recipe, None)
+        finally:
+            torch.set_num_threads(prev)
 
 
 @contextlib.contextmanager
@@ -490,14 +384,14 @@ def _keep_freed_memory() -> Any:
 
 
 def _train_part(fwd: BatchedModule, names: list[str], theta0: Mapping[str, Any], X: Any, Y: Any,
-                recipe: FunctionalRecipe, progress: Callable[[int, int], None] | None) -> tuple[dict[str, Any], Any]:
+                recipe: Recipe, progress: Callable[[int, int], None] | None) -> tuple[dict[str, Any], Any]:
     """Train ``len(Y)`` networks with one optimizer over their stacked parameters."""
     import torch
 
     B = int(Y.shape[0])
     params = {k: theta0[k].detach().unsqueeze(0).repeat(B, *[1] * theta0[k].ndim).clone().requires_grad_(True)
               for k in names}
-    opt = _optimizer(list(params.values()), recipe)
+    opt = _optimizer(params, recipe)
     scale = _loss_scale(recipe, theta0)
     steps = recipe.batches(len(X))
     last = torch.zeros(B)
@@ -520,7 +414,7 @@ def _train_part(fwd: BatchedModule, names: list[str], theta0: Mapping[str, Any],
     return {k: v.detach() for k, v in params.items()}, last
 
 
-def train_sequential(module: Any, theta0: Mapping[str, Any], X: Any, Y: Any, recipe: FunctionalRecipe,
+def train_sequential(module: Any, theta0: Mapping[str, Any], X: Any, Y: Any, recipe: Recipe,
                      networks: Any = None) -> list[dict[str, Any]]:
     """The plain loop: for each network, a fresh copy of ``module`` loaded with ``theta0`` and
     its own optimizer, trained on ``Y[b]`` with the same schedule (the reference for the
@@ -534,7 +428,7 @@ def train_sequential(module: Any, theta0: Mapping[str, Any], X: Any, Y: Any, rec
         net = copy.deepcopy(module)
         net.load_state_dict(dict(theta0))
         net.train()
-        opt = _optimizer(list(net.parameters()), recipe)
+        opt = _optimizer(dict(net.named_parameters()), recipe)
         for idx in steps:
             xb, yb = (X, Y[b]) if idx is None else (X[idx], Y[b, idx])
             opt.zero_grad(set_to_none=True)
@@ -597,5 +491,5 @@ def batched_integrated_gradients(fwd: BatchedModule, params: Mapping[str, Any], 
     return torch.cat(parts, dim=1)
 
 
-__all__ = ["BatchedModule", "FunctionalFit", "FunctionalRecipe", "REQUIRED_KEYS", "batched_integrated_gradients",
+__all__ = ["BatchedModule", "FunctionalFit", "batched_integrated_gradients",
            "batched_module", "explained_output", "train_functional", "train_sequential", "vmappable_copy"]

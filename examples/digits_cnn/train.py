@@ -75,8 +75,8 @@ def main() -> None:
     torch.use_deterministic_algorithms(True)
     cfg = json.loads((HERE / "training.json").read_text())
     t0 = time.perf_counter()
-    X, y = load("train", cfg["pixel_scale"])
-    Xte, yte = load("test", cfg["pixel_scale"])
+    X, y = load("train", cfg["data"]["pixel_scale"])
+    Xte, yte = load("test", cfg["data"]["pixel_scale"])
     perm = np.random.default_rng(cfg["seed"]).permutation(len(y))
     n_val = int(round(cfg["validation_fraction"] * len(y)))
     val, fit = perm[:n_val], perm[n_val:]

@@ -61,21 +61,22 @@ def main() -> None:
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
     cfg = json.loads((HERE / "training.json").read_text())
+    data_cfg = cfg["data"]  # what the model was trained on; the rest is the optimizer's recipe
     t0 = time.perf_counter()
-    feats, target = cfg["features"], cfg["target"]
+    feats, target = data_cfg["features"], data_cfg["target"]
     raw = pd.read_csv(DATA)
-    fit_rows = raw[pd.to_datetime(raw.date) <= pd.Timestamp(cfg["train_end"])]
+    fit_rows = raw[pd.to_datetime(raw.date) <= pd.Timestamp(data_cfg["train_end"])]
     enc = Encoding(tuple(NumericFeature(f, float(fit_rows[f].mean()), float(fit_rows[f].std(ddof=0)))
                          for f in feats))
     (HERE / "encoding.json").write_text(json.dumps(enc.to_dict(), indent=2) + "\n")
 
-    spec = SequenceSpec(path=str(DATA), window=cfg["window"], horizon=cfg["horizon"],
+    spec = SequenceSpec(path=str(DATA), window=data_cfg["window"], horizon=data_cfg["horizon"],
                         time_column="date")
     data = build_sequence_data(spec, DatasetSpec(target=target, features=tuple(feats),
                                                  task="regression"), encoding=enc)
     when = pd.to_datetime(data.frame["target_time"])
-    part = np.where(when <= pd.Timestamp(cfg["train_end"]), 0,
-                    np.where(when <= pd.Timestamp(cfg["validation_end"]), 1, 2))
+    part = np.where(when <= pd.Timestamp(data_cfg["train_end"]), 0,
+                    np.where(when <= pd.Timestamp(data_cfg["validation_end"]), 1, 2))
     X, y = data.X, data.y.astype(np.float32)
     ti = feats.index(target)
     last = X[:, -1, ti] * enc.features[ti].scale + enc.features[ti].center  # raw last value
@@ -114,7 +115,7 @@ def main() -> None:
     u = X[:, :, ti] * scale + enc.features[ti].center  # raw unemployment lags, oldest first
     tr = sets["train"]
     best_ar = None
-    for p in range(1, cfg["window"] + 1):
+    for p in range(1, data_cfg["window"] + 1):
         A = np.column_stack([np.ones(len(u)), u[:, -p:]])
         coef, *_ = np.linalg.lstsq(A[tr], y[tr], rcond=None)
         rss = float(np.sum((A[tr] @ coef - y[tr]) ** 2))

@@ -280,6 +280,14 @@ def cases() -> dict[str, dict]:
          **{"audit.toml": BASE_TOML.replace('"bad"', '"caf\u00e9"').encode("latin-1")})
     case("config_unknown_method_option", err("max_deph", "Did you mean 'max_depth'"),
          **{"audit.toml": BASE_TOML + "\n[methods.surrogate]\nmax_deph = 3\n"})
+    case("config_renamed_option", err("'n_boot' option in [methods.performance]", "renamed 'n_bootstrap'",
+                                      "n_bootstrap = 200", methods="performance"),
+         **{"audit.toml": BASE_TOML + "\n[methods.performance]\nn_boot = 200\n"})
+    case("config_training_recipe_unknown_key",
+         err("training recipe from [model.training]", "no key 'weight_decy'", "Did you mean 'weight_decay'?",
+             methods="connection_weights"),
+         **{"audit.toml": BASE_TOML.replace("[data]", '[model.training]\noptimizer = "adam"\nlr = 0.01\n'
+                                            'epochs = 1\nbatch_size = 64\nweight_decy = 0.1\n\n[data]')})
     case("config_max_rows_zero", err("'max_rows'", "positive"),
          **{"audit.toml": toml_with(('target = "income"', 'target = "income"\nmax_rows = 0'))})
     case("config_bad_run_name", err("'name'", "plain folder name"),
@@ -363,15 +371,16 @@ def resource_cases(case, err) -> None:
     case("model_returns_an_extra_row", err("model.safetensors", "121 rows of output for 120 input rows"),
          **{"model.py": EXTRA_ROW_MODEL,
             "audit.toml": toml_with(('architecture = "architecture.json"', 'architecture = "model:ExtraRow"'))})
-    case("config_n_permutations_huge", err("[methods.fairness] n_permutations", "100,000", "1000000000"),
+    case("config_n_permutations_huge", err("'n_permutations' option in [methods.fairness] of", "audit.toml", "100,000", "1000000000"),
          **{"audit.toml": BASE_TOML + "\n[methods.fairness]\nn_permutations = 1000000000\n"})
-    case("config_n_boot_huge", err("[methods.fairness] n_boot", "100,000", "10000000"),
-         **{"audit.toml": BASE_TOML + "\n[methods.fairness]\nn_boot = 10000000\n"})
-    case("config_calibration_bins_huge", err("[methods.fairness] calibration_bins", "1,000", "1000000000"),
+    case("config_n_bootstrap_huge", err("'n_bootstrap' option in [methods.fairness] of", "audit.toml", "100,000",
+                                        "10000000"),
+         **{"audit.toml": BASE_TOML + "\n[methods.fairness]\nn_bootstrap = 10000000\n"})
+    case("config_calibration_bins_huge", err("'calibration_bins' option in [methods.fairness] of", "audit.toml", "1,000", "1000000000"),
          **{"audit.toml": BASE_TOML + "\n[methods.fairness]\ncalibration_bins = 1000000000\n"})
-    case("config_max_depth_huge", err("[methods.surrogate] max_depth", "64", "1000000"),
+    case("config_max_depth_huge", err("'max_depth' option in [methods.surrogate] of", "audit.toml", "64", "1000000"),
          **{"audit.toml": BASE_TOML + "\n[methods.surrogate]\nmax_depth = 1000000\n"})
-    case("config_option_infinite", err("[methods.counterfactuals] learning_rate", "finite number", "inf"),
+    case("config_option_infinite", err("'learning_rate' option in [methods.counterfactuals] of", "audit.toml", "finite number", "inf"),
          **{"audit.toml": BASE_TOML + "\n[methods.counterfactuals]\nlearning_rate = inf\n"},
          _methods="counterfactuals")
     case("config_seed_negative", err("'seed'", "0 to 4,294,967,295", "-1"),
@@ -595,7 +604,7 @@ def red_team_cases(case, err, ok) -> None:
     case("sensitive_listed_twice_gate_self_intersection", err("[data] sensitive", "'sex'", "more than once", **check),
          **{"audit.toml": toml_with(('sensitive = ["sex"]', 'sensitive = ["sex", "sex"]')) + GATE
             + '"fairness.sex*sex.demographic_parity_difference" = { max = 0.5 }\n'})
-    case("intersection_of_an_attribute_with_itself", err("'intersections' option of fairness", "distinct", "['sex', 'sex']"),
+    case("intersection_of_an_attribute_with_itself", err("'intersections' option in [methods.fairness]", "distinct", "['sex', 'sex']"),
          **{"audit.toml": BASE_TOML + '\n[methods.fairness]\nintersections = [["sex", "sex"]]\n'})
     case("features_listed_twice", err("[data] features", "'age'", "more than once"),
          **{"audit.toml": toml_with(('sensitive = ["sex"]',

@@ -22,7 +22,7 @@ What is computed, for every sensitive attribute and every configured intersectio
 - percentile bootstrap intervals (resampling within groups, :mod:`audit.stats.bootstrap`) for what
   is not a proportion: balanced accuracy, AUC, regression means; the calibration error (binned
   ECE, biased upward) gets no interval but each group's Monte Carlo test of calibration
-  (:mod:`audit.stats.calibration`, ``n_boot`` simulations; on the reliability curve); regression
+  (:mod:`audit.stats.calibration`, ``n_bootstrap`` simulations; on the reliability curve); regression
   disparities keep a permutation test, Holm-adjusted over the attribute's three disparities;
 - a power note per group (the smallest gap to its best partner that the pairwise test, at its
   corrected level, detects with probability ``power``; normal approximation);

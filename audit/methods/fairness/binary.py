@@ -68,7 +68,7 @@ def _analyse_binary(cols: Sequence[str], table: GroupTable, config: FairnessConf
     name, levels, G, counts, small, judged, ref = _groups(cols, table.levels, table.counts, config, ref_name)
     cells = table.cells
     point = _with_favourable(rates_from_cells(cells), favourable)
-    B = config.n_boot
+    B = config.n_bootstrap
     boot = _with_favourable(rates_from_cells(bootstrap_cells(cells, B, rng)), favourable) if B else None
     notes: list[str] = []
     scores = table.hist is not None
@@ -93,8 +93,8 @@ def _analyse_binary(cols: Sequence[str], table: GroupTable, config: FairnessConf
             ece_point[g] = np.abs(ssum - pos).sum() / cnt.sum()
             test = None
             if B:
-                a_b = bootstrap_histogram_auc(by_outcome, B, rng)
-                auc_boot[:, g] = a_b + (auc_point[g] - auc_hist) if np.isfinite(auc_hist) else a_b
+                a_b, a_cells = bootstrap_histogram_auc(by_outcome, B, rng)
+                auc_boot[:, g] = a_b + (auc_point[g] - a_cells) if np.isfinite(a_cells) else a_b
                 test = histogram_calibration_test(table.hist[g].sum(axis=(0, 1)), table.hist[g, 1].sum(axis=0),
                                                   table.score_sum[g], n_bins=config.calibration_bins,
                                                   n_sim=B, rng=rng)
@@ -229,7 +229,8 @@ def _analyse_binary(cols: Sequence[str], table: GroupTable, config: FairnessConf
         bound = float(np.nanmax(auc_bound[judged]))
         notes.append(f"AUC from a histogram of {table.n_bins:,} score bins (the rows were read in batches, "
                      f"not kept): each group's AUC is within {bound:.1e} of the exact value (pairs of "
-                     "rows in one bin count as ties); every other number is exact.")
+                     "rows in one bin count as ties); every other number is what the rows in memory "
+                     "give.")
     if small.any():
         notes.append(f"{int(small.sum())} group(s) with fewer than {config.min_group_size} rows are "
                      "too small to judge and left out of the disparities.")

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import ClassVar, Literal
 
-from audit.core.method import MethodConfig
+from audit.core.method import Constraint, Either, Interval, MethodConfig, OptionError, Options
 from audit.errors import InvalidConfigError, did_you_mean
 from audit.stats.counts import DEFAULT_SCORE_BINS
 
@@ -83,7 +83,7 @@ class FairnessConfig(MethodConfig):
         interval's own test), so that findings and gate verdicts agree.
     alpha : significance level of the regression permutation tests and their power note.
     power : power of the minimum-detectable-difference note.
-    n_boot : bootstrap resamples for what is not a proportion (AUC, calibration, balanced
+    n_bootstrap : bootstrap resamples for what is not a proportion (AUC, calibration, balanced
         accuracy, regression); 0 disables those intervals (rates keep their exact intervals).
     n_permutations : permutations per regression test (0 disables them).
     reference : attribute (or intersection) -> reference group; others use max − min.
@@ -113,7 +113,7 @@ class FairnessConfig(MethodConfig):
     confidence: float = 0.95
     alpha: float = 0.05
     power: float = 0.8
-    n_boot: int = 1000
+    n_bootstrap: int = 1000
     n_permutations: int = 999
     reference: dict[str, str] = field(default_factory=dict)
     intersections: tuple[tuple[str, ...], ...] | None = None
@@ -127,35 +127,29 @@ class FairnessConfig(MethodConfig):
     favourable: Literal["positive", "negative"] = "positive"
     favourable_label: str | None = None
 
-    def validate(self) -> None:
-        def bad(name: str, rule: str, value: Any) -> InvalidConfigError:
-            return InvalidConfigError(f"The {name!r} option of fairness must be {rule}. Got {value!r} instead.")
+    bounds: ClassVar[Mapping[str, Constraint]] = {
+        "power": Interval(0, 1, "a probability", closed="neither"),
+        "dp_warn": Interval(0, 1, "a difference of rates", closed="neither"),
+        "eo_warn": Interval(0, 1, "a difference of rates", closed="neither"),
+        "n_bootstrap": Either((Options((0,)), Interval(100, 100_000)),
+                              "0 computes no bootstrap intervals; each resample costs a pass over the data"),
+        "n_permutations": Either((Options((0,)), Interval(99, 100_000)),
+                                 "0 runs no tests; below 99 a test cannot reach 0.01"),
+        "what_if_rows": Interval(1000, 10_000_000, "rows the what-if thresholds are judged on"),
+    }
+    renamed: ClassVar[Mapping[str, str]] = {"n_boot": "n_bootstrap"}
 
-        if self.min_group_size < 1:
-            raise bad("min_group_size", "at least 1", self.min_group_size)
-        for name in ("confidence", "alpha", "power", "dp_warn", "eo_warn"):
-            if not 0 < getattr(self, name) < 1:
-                raise bad(name, "between 0 and 1", getattr(self, name))
-        if self.n_boot < 0 or 0 < self.n_boot < 100:
-            raise bad("n_boot", "0 (no intervals) or at least 100", self.n_boot)
-        if self.n_permutations < 0 or 0 < self.n_permutations < 99:
-            raise bad("n_permutations", "0 (no tests) or at least 99", self.n_permutations)
-        if self.max_groups < 2:
-            raise bad("max_groups", "at least 2", self.max_groups)
-        if self.what_if_rows < 1000:
-            raise bad("what_if_rows", "at least 1000", self.what_if_rows)
-        if self.calibration_bins < 2:
-            raise bad("calibration_bins", "at least 2", self.calibration_bins)
+    def validate(self) -> None:
         if self.score_bins % self.calibration_bins:
-            raise bad("score_bins", f"a multiple of calibration_bins ({self.calibration_bins}), whose bins "
-                      "merge its bins", self.score_bins)
+            raise OptionError("score_bins", f"a multiple of calibration_bins ({self.calibration_bins}), whose "
+                              "bins merge its bins", self.score_bins)
         for combo in self.intersections or ():
             if len(combo) < 2 or len(set(combo)) != len(combo):
-                raise bad("intersections", "a list of lists of at least two distinct attributes",
-                          list(combo))
+                raise OptionError("intersections", "a list of lists of at least two distinct attributes",
+                                  list(combo))
         for key, value in self.reference.items():
             if not isinstance(value, str):
-                raise bad(f"reference.{key}", "a group name (text)", value)
+                raise OptionError(f"reference.{key}", "a group name (text)", value)
 
 
 def set_name(columns: Sequence[str]) -> str:

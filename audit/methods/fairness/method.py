@@ -159,7 +159,7 @@ class Fairness(AuditMethod[FairnessConfig, FairnessResult]):
         """One pass of the model over the rows; the rest is counting and resampling labels."""
         from audit.core.cost import Plan
 
-        return Plan(f"predictions on {data.n_rows:,} rows, {config.n_boot:,} bootstrap resamples",
+        return Plan(f"predictions on {data.n_rows:,} rows, {config.n_bootstrap:,} bootstrap resamples",
                     model_rows=data.n_rows, model_calls=1)
 
     def findings(self, result: FairnessResult, config: FairnessConfig) -> list[Finding]:

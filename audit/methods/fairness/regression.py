@@ -28,7 +28,7 @@ def _analyse_regression(cols: Sequence[str], values: np.ndarray, y: np.ndarray, 
     # per-group means from sums (np.bincount; fairlearn's MetricFrame gives the same, slowly)
     point = {k: np.bincount(codes, cols_vals[:, j], minlength=G) / np.maximum(counts, 1)
              for j, k in enumerate(keys)}
-    B = config.n_boot
+    B = config.n_bootstrap
     boot = {k: np.full((B, G), np.nan) for k in keys} if B else None
     if B:
         for g, rows, w in row_weights(codes, G, B, rng):

@@ -15,7 +15,7 @@ TOO_SMALL = "too small to judge"
 @dataclass(frozen=True)
 class Calibration:
     """Reliability curve of one group: per score bin, rows, mean score and fraction positive;
-    with ``n_boot`` the group's Monte Carlo test of calibration (:mod:`audit.stats.calibration`)."""
+    with ``n_bootstrap`` the group's Monte Carlo test of calibration (:mod:`audit.stats.calibration`)."""
 
     bin_edges: tuple[float, ...]
     count: tuple[int, ...]

@@ -3,7 +3,7 @@
 Every number of OLD must appear, equal, at its (renamed) path in NEW; numbers only in NEW are
 listed as additions. Run-to-run timings (provenance seconds, dates) are left out.
 
-    python benchmarks/results_diff.py OLD/results.json NEW/results.json
+    python scripts/results_diff.py OLD/results.json NEW/results.json
 
 Exit 0 when every old number is kept, 1 otherwise. ``RENAMES`` is the list of renamed keys
 (issue 14's result vocabulary: every value with an interval is an Estimate).
@@ -35,8 +35,14 @@ RENAMES: tuple[tuple[str, str], ...] = (
     (r"^(methods\.counterfactuals\.result\.recourse\.[^.]+\.groups\.[^.]+)\.(mean|median)_cost$", r"\1.\2_cost.value"),
     (r"^(methods\.counterfactuals\.result\.recourse\.[^.]+\.groups\.[^.]+)\.(mean|median)_ci\.0$", r"\1.\2_cost.lower"),
     (r"^(methods\.counterfactuals\.result\.recourse\.[^.]+\.groups\.[^.]+)\.(mean|median)_ci\.1$", r"\1.\2_cost.upper"),
+    # one name per idea: n_boot is n_bootstrap; max_rows split into training and searched rows
+    (r"^methods\.fairness\.(result|config)\.n_boot$", r"methods.fairness.config.n_bootstrap"),
+    (r"^(methods\.performance\.(?:result|config))\.n_boot$", r"\1.n_bootstrap"),
+    (r"^(methods\.(?:connection_weights|attribution_significance|permutation_significance)\.config)\.max_rows$",
+     r"\1.max_training_rows"),
+    (r"^(methods\.(?:counterfactuals|counterfactual_sensitivity)\.config)\.max_rows$", r"\1.max_search_rows"),
     # fairness: the result no longer copies six options; they stand once, in the method's config
-    (r"^methods\.fairness\.result\.(min_group_size|confidence|alpha|power|n_boot|n_permutations)$",
+    (r"^methods\.fairness\.result\.(min_group_size|confidence|alpha|power|n_permutations)$",
      r"methods.fairness.config.\1"),
 )
 VARIES = re.compile(r"seconds|^provenance\.(created|started|finished|python|platform|host|load|plan\.unit_costs)")

@@ -1,0 +1,328 @@
+"""The Ray backend of audit.execution, on a local Ray cluster these tests start themselves.
+
+One cluster (2 CPUs, no dashboard) serves the whole module: Ray takes seconds to start. The CLI
+runs in this process and finds that cluster already running, so it uses it and leaves it up;
+the test that the CLI shuts down a Ray instance it started itself runs in a subprocess.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from audit import execution
+from audit.cli import app
+from audit.errors import InvalidConfigError, MissingDependencyError
+
+ray = pytest.importorskip("ray")  # CI installs the [ray] extra (make install-dev)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cluster():
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    with execution.session(execution.ExecutionConfig("ray")) as c:
+        yield c
+    if started:
+        ray.shutdown()
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "RAY_ADDRESS": "", "PYTHONPATH": str(Path(__file__).parents[1])}
+
+
+def _cli(*args: object):
+    return CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+# --------------------------------------------------------------------------------------------
+# execution.map on Ray
+# --------------------------------------------------------------------------------------------
+
+
+def _draw(index: int) -> bytes:
+    return execution.chunk_rng(np.random.SeedSequence(11), index).standard_normal(4).tobytes()
+
+
+def test_ray_map_returns_the_local_results_in_chunk_order_with_progress(cluster):
+    seen = []
+    on_ray = execution.map(_draw, range(12), progress=lambda d, t: seen.append((d, t)))
+    with execution.session(execution.ExecutionConfig("local")):
+        local = execution.map(_draw, range(12), n_jobs=1)
+    assert on_ray == local
+    assert seen == [(d, 12) for d in range(1, 13)]
+    assert cluster.backend == "ray" and cluster.cpus == 2.0 and cluster.nodes == 1
+
+
+def test_a_large_array_goes_to_the_object_store_once_not_once_per_task():
+    big = np.arange(2_000_000, dtype=np.float64)  # 16 MB closed over by the chunk function
+    before = ray.available_resources().get("object_store_memory", 0.0)
+
+    def total(i: int) -> float:
+        return float(big[i::8].sum())
+
+    assert execution.map(total, range(8)) == [float(big[i::8].sum()) for i in range(8)]
+    # a copy per task would have needed 8 x 16 MB while the tasks ran; the function (and big)
+    # was put once, so at most one copy is held
+    assert before - ray.available_resources().get("object_store_memory", 0.0) < 2 * big.nbytes
+
+
+def _die_once(marker: str):
+    def work(i: int) -> int:
+        if i == 2 and not os.path.exists(marker):
+            Path(marker).write_text("killed")
+            os.kill(os.getpid(), signal.SIGKILL)  # the worker process dies mid-task
+        return i * i
+    return work
+
+
+def test_a_worker_killed_mid_task_is_retried_and_the_result_is_unchanged(tmp_path):
+    marker = tmp_path / "killed-once"
+    assert execution.map(_die_once(str(marker)), range(5)) == [0, 1, 4, 9, 16]
+    assert marker.read_text() == "killed"  # the first attempt did die
+
+
+def test_a_chunk_that_fails_for_good_says_which_chunk_and_why():
+    def work(i: int) -> int:
+        if i == 3:
+            raise ValueError("planted failure in chunk 3")
+        return i
+
+    with pytest.raises(execution.ChunkFailed, match=r"chunk 4 of 5 failed on the Ray cluster: "
+                                                    r"ValueError: planted failure in chunk 3"):
+        execution.map(work, range(5))
+
+
+def test_a_function_ray_cannot_ship_runs_locally_and_the_provenance_says_so(cluster):
+    lock = threading.Lock()  # not picklable
+
+    def work(i: int) -> int:
+        with lock:
+            return i + 1
+
+    assert execution.map(work, range(3)) == [1, 2, 3]
+    assert any("cannot be sent to Ray workers" in why for why in cluster.ran_locally)
+    cluster.ran_locally.clear()
+
+
+def test_the_python_api_runs_on_ray_when_asked(frame):
+    from audit.runner import audit_model
+
+    def model(X):
+        return 1 / (1 + np.exp(-(X[:, 0] - 40) / 5))
+
+    report = audit_model(model, frame, target="income", positive_label=">50K", sensitive=["sex"],
+                         features=["age", "hours"], methods=["agreement"],
+                         execution=execution.ExecutionConfig("ray"))
+    assert report.provenance["execution"]["backend"] == "ray"
+    assert report.outcome("agreement").ok
+
+
+def test_tallies_from_ray_workers_add_up_as_they_do_locally():
+    tally = execution.Tally()
+
+    def work(i: int) -> int:
+        tally.add(rows=i, calls=1)
+        return i
+
+    execution.map(work, range(6))
+    assert tally.counts == {"rows": 15, "calls": 6}
+    tally.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Selecting the backend
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("table, message", [
+    ('[execution]\nbackend = "spark"\n', "'backend' must be one of ['local', 'ray']"),
+    ('[execution]\nbackend = "ray"\naddress = "10.0.0.1"\n', "must be \"auto\" or \"ray://host:port\""),
+    ('[execution]\naddress = "auto"\n', "needs backend = \"ray\""),
+    ('[execution]\nbackend = "ray"\nadress = "auto"\n', "Unknown key 'adress' in [execution]. Did you mean 'address'?"),
+])
+def test_bad_execution_tables_are_config_errors(model_dir, table, message):
+    cfg = model_dir / "audit.toml"
+    cfg.write_text(cfg.read_text() + "\n" + table)
+    res = _cli("run", cfg, "--out", model_dir / "out", "-q", "-m", "fairness")
+    assert res.exit_code == 2 and message in res.output and "Traceback" not in res.output, res.output
+    assert not (model_dir / "out").exists()
+
+
+def test_without_ray_installed_the_error_says_how_to_install_it(model_dir, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    with pytest.raises(MissingDependencyError, match=re.escape("pip install 'audit-suite[ray]'")):
+        with execution.session(execution.ExecutionConfig("ray")):
+            pass
+    res = _cli("run", model_dir / "audit.toml", "--out", model_dir / "out", "-q", "-m", "fairness",
+               "--backend", "ray")
+    assert res.exit_code == 2 and "audit-suite[ray]" in res.output, res.output
+
+
+@pytest.mark.slow  # Ray Client gives up on a closed port after about 30 s
+def test_an_unreachable_cluster_is_a_clear_error_not_a_hang(model_dir):
+    # a process of its own: in this one the tests' cluster is already connected
+    proc = subprocess.run([sys.executable, "-m", "audit", "run", str(model_dir / "audit.toml"), "--out",
+                           str(model_dir / "out"), "-q", "-m", "fairness", "--ray-address", "ray://127.0.0.1:1"],
+                          capture_output=True, text=True, env=_env(), timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Could not connect to the Ray cluster at 'ray://127.0.0.1:1'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (model_dir / "out").exists()
+
+
+def test_the_cli_shuts_down_the_ray_instance_it_started(model_dir):
+    """Run in a subprocess (no cluster of the tests there): after `audit run --backend ray` no
+    process of the Ray instance it started is left."""
+    script = (
+        "import sys, ray\n"
+        "from audit import execution\n"
+        "with execution.session(execution.ExecutionConfig('ray')) as c:\n"
+        "    node = ray._private.worker.global_worker.node\n"
+        "    pids = [p.process.pid for ps in node.all_processes.values() for p in ps]\n"
+        "    print(c.backend, c.cpus, len(pids) > 0)\n"
+        "print('after', ray.is_initialized())\n"
+        "import os, time\n"
+        "deadline = time.time() + 30\n"
+        "alive = pids\n"
+        "while alive and time.time() < deadline:\n"
+        "    alive = [p for p in alive if os.path.exists(f'/proc/{p}') and "
+        "open(f'/proc/{p}/stat').read().split()[2] != 'Z']\n"
+        "    time.sleep(0.2)\n"
+        "print('left', alive)\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=_env(),
+                          cwd=model_dir, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("ray ") and lines[0].endswith("True")
+    assert lines[1:] == ["after False", "left []"]
+
+
+# --------------------------------------------------------------------------------------------
+# Same answer on every backend, through the CLI
+# --------------------------------------------------------------------------------------------
+
+_TIMINGS = rb"[a-z_]*seconds[a-z_]*|cores"  # clock times (estimates, actuals, unit costs) and free cores
+
+
+def _comparable(out: Path) -> bytes:
+    """results.json without what must differ: the clock, the command and provenance.execution
+    (the backend and its cluster)."""
+    doc = json.loads((out / "results.json").read_text())
+    execution_record = doc["provenance"].pop("execution")
+    assert set(execution_record) >= {"backend", "cpus", "gpus", "nodes", "method_seconds"}
+    doc["provenance"]["timestamp"] = doc["provenance"]["command"] = doc["provenance"]["audit_suite_commit"] = ""
+    raw = json.dumps(doc, sort_keys=True).encode()
+    return re.sub(rb'"(' + _TIMINGS + rb')": [-0-9.eE+]+', rb'"\1": 0', raw)
+
+
+def _both_backends(cfg: Path, methods: str, tmp: Path) -> tuple[bytes, bytes, dict]:
+    outs = {}
+    for backend in ("local", "ray"):
+        out = tmp / f"out-{backend}"
+        res = _cli("run", cfg, "--out", out, "-q", "-m", methods, "--format", "json", "--full",
+                   "--backend", backend)
+        assert res.exit_code == 0, res.output
+        outs[backend] = out
+    doc = json.loads((outs["ray"] / "results.json").read_text())
+    return _comparable(outs["local"]), _comparable(outs["ray"]), doc
+
+
+def test_torch_methods_give_byte_identical_results_json_on_ray_and_local(model_dir, tmp_path):
+    cfg = model_dir / "audit.toml"
+    cfg.write_text(cfg.read_text().replace(
+        "[data]", '[model.training]\nloss = "bce"\noptimizer = "adam"\nlr = 0.05\nepochs = 3\n'
+                  'batch_size = 64\nweight_decay = 1e-3\nn_restarts = 2\nseed = 0\n\n[data]')
+        + "\n[methods.connection_weights]\nn_permutations = 39\nper_input = 2\nper_input_permutations = 19\n")
+    methods = ("connection_weights", "shap", "saliency", "agreement")
+    cfg.write_text(cfg.read_text() + '\n[methods.shap]\nexplainer = "kernel"\nkernel_n_rows = 25\n'
+                   "kernel_nsamples = 64\n")
+    local, on_ray, doc = _both_backends(cfg, ",".join(methods), tmp_path)
+    if local != on_ray:
+        i = next(k for k in range(min(len(local), len(on_ray))) if local[k] != on_ray[k])
+        raise AssertionError((local[i - 300:i + 100], on_ray[i - 300:i + 100]))
+    for name in methods:
+        assert doc["methods"][name]["status"] == "ok", doc["methods"][name]
+    prov = doc["provenance"]["execution"]
+    assert prov["backend"] == "ray" and prov["cpus"] == 2.0 and prov["nodes"] == 1
+    assert set(prov["method_seconds"]) == set(methods) and prov["ran_locally"] == []
+
+
+def test_refits_of_a_scikit_learn_model_give_byte_identical_results_json_on_ray_and_local(model_dir, frame, encoding,
+                                                                                          tmp_path):
+    import skops.io as sio
+    from sklearn.linear_model import LogisticRegression
+
+    est = LogisticRegression(max_iter=500).fit(encoding.encode(frame), frame.income == ">50K")
+    sio.dump(est, model_dir / "model.skops")
+    cfg = model_dir / "audit.toml"
+    cfg.write_text(cfg.read_text().replace('path = "model.safetensors"\narchitecture = "architecture.json"\n',
+                                           'path = "model.skops"\n')
+                   + "\n[methods.permutation_significance]\nn_permutations = 19\nn_repeats = 2\n")
+    local, on_ray, doc = _both_backends(cfg, "permutation_significance,agreement", tmp_path)
+    assert local == on_ray
+    assert doc["methods"]["permutation_significance"]["status"] == "ok", doc["methods"]["permutation_significance"]
+
+
+@pytest.mark.parametrize("make, shape, loss", [("TinyCNN", (1, 4, 4), "cross_entropy"),
+                                              ("TinyLSTM", (5, 2), "mse")], ids=["cnn", "lstm"])
+def test_networks_retrained_as_ray_tasks_equal_those_retrained_locally(make, shape, loss):
+    """attribution_significance's retraining (audit.train.functional): blocks of networks as Ray
+    tasks, each rebuilding the traced program, give exactly the local weights."""
+    import torch
+
+    from audit.train.functional import FunctionalRecipe, train_functional
+    from tests import test_method_attribution_significance as tiny
+
+    torch.manual_seed(0)
+    net = getattr(tiny, make)()
+    X = torch.rand(40, *shape)
+    Y = torch.randint(0, 2, (10, 40)) if loss == "cross_entropy" else torch.randn(10, 40)
+    theta0 = {k: v.clone() for k, v in net.state_dict().items()}
+    recipe = FunctionalRecipe.from_mapping({"optimizer": "adam", "lr": 0.02, "epochs": 2, "batch_size": 16,
+                                            "loss": loss}, source="test")
+    seen = []
+    on_ray = train_functional(net, theta0, X, Y, recipe, progress=lambda d, t: seen.append((d, t)))
+    with execution.session(execution.ExecutionConfig("local")):
+        local = train_functional(net, theta0, X, Y, recipe)
+    assert on_ray.mode == local.mode == "graph"
+    assert seen == [(1, 3), (2, 3), (3, 3)]  # 10 networks: blocks of 4, 4, 2
+    for k in local.params:
+        assert torch.equal(on_ray.params[k], local.params[k]), k
+    assert np.array_equal(on_ray.diverged, local.diverged)
+
+
+def test_a_method_whose_chunks_fail_on_ray_is_marked_failed_and_the_report_is_written(model_dir, encoding):
+    (model_dir / "model.py").write_text(
+        "import ray, torch.nn as nn\n"
+        "class Net(nn.Sequential):\n"
+        "    def __init__(self, d_in, hidden=8):\n"
+        "        super().__init__(nn.Linear(d_in, hidden), nn.ReLU(), nn.Linear(hidden, 1))\n"
+        "    def forward(self, x):\n"
+        "        if ray.is_initialized() and ray.get_runtime_context().worker.mode == ray.WORKER_MODE:\n"
+        "            raise RuntimeError('planted failure in a Ray worker')\n"
+        "        return super().forward(x)\n")
+    cfg = model_dir / "audit.toml"
+    text = cfg.read_text().replace('architecture = "architecture.json"', 'architecture = "model:Net"')
+    cfg.write_text(text.replace("[data]", f"[model.init_args]\nd_in = {len(encoding.columns)}\n\n[data]"))
+    out = model_dir / "out"
+    res = _cli("run", cfg, "--out", out, "-q", "-m", "fairness,agreement", "--format", "json,html",
+               "--backend", "ray")
+    assert res.exit_code == 4, res.output
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["methods"]["fairness"]["status"] == "ok"
+    failed = doc["methods"]["agreement"]
+    assert failed["status"] == "failed", failed
+    assert "failed on the Ray cluster" in failed["reason"] and "planted failure in a Ray worker" in failed["reason"]
+    assert "planted failure in a Ray worker" in (out / "report.html").read_text()
