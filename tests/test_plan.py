@@ -574,3 +574,20 @@ def test_a_default_audit_leaves_out_a_method_that_cannot_fit_and_says_how_to_run
 def test_a_method_the_user_chose_is_never_left_out_the_run_stops_instead(sk_dir):
     with pytest.raises(InvalidConfigError, match=r"cannot fit the time budget of 60 s.*--budget \d+m"):
         _plan_with_slow_refits(sk_dir, ("permutation_significance", "fairness"))
+
+
+def test_a_model_audited_without_its_encoding_says_its_inputs_were_encoded_from_the_audited_rows(sk_dir):
+    """A model trained on raw values would see standardized ones: the report must say so."""
+    from audit.runner import ENCODING_FITTED_NOTE
+
+    out = sk_dir / "out"
+    with_enc = _run("run", str(sk_dir / "audit.toml"), "--out", str(out), "-q", "--methods", "performance",
+                    "--format", "json")
+    assert with_enc.exit_code == 0, with_enc.output
+    assert ENCODING_FITTED_NOTE not in json.loads((out / "results.json").read_text())["limitations"]
+    toml = (sk_dir / "audit.toml").read_text().replace('encoding = "encoding.json"\n', "")
+    (sk_dir / "audit.toml").write_text(toml)
+    res = _run("run", str(sk_dir / "audit.toml"), "--out", str(out), "-q", "--methods", "performance",
+               "--format", "json", "--overwrite")
+    assert res.exit_code == 0, res.output
+    assert ENCODING_FITTED_NOTE in json.loads((out / "results.json").read_text())["limitations"]
