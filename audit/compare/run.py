@@ -190,8 +190,10 @@ def _limitations(p: Paired, options: CompareOptions, reports: Sequence[Any], fea
         "the rows once for both models, and its test swaps the two models' outputs row by row. The "
         "permutation tests test exchangeability of the two models' outputs on every row (for AUC, of "
         "their normalised ranks), a stronger null than equal metrics.",
-        "The intervals are percentile bootstrap intervals: their coverage is approximate and was "
-        "measured by simulation (README, \"Comparing two models\"); a group smaller than "
+        "The performance changes' intervals are paired percentile bootstrap intervals, approximate; the "
+        "disparity changes' intervals are the range of the change over a simultaneous box of group rates "
+        "(studentized bootstrap), conservative by construction. Both were checked by simulation (README, "
+        "\"Comparing two models\"); a group smaller than "
         f"{options.min_group_size} rows is left out of both models' disparities.",
         "Counterfactual recourse is not compared: the comparison reports neither model's recourse cost.",
     ]
