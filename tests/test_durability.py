@@ -263,7 +263,6 @@ def _without_timings(raw: bytes) -> bytes:
     keys = rb"estimated_seconds|actual_seconds|estimated_total_seconds|seconds_per_row|seconds_per_call|" \
            rb"seconds_per_gradient_row|seconds_per_gradient_call|" \
            rb"seconds_per_refit|cores|loading_seconds|estimated_writing_seconds"
-    raw = re.sub(rb'"method_seconds": \{[^}]*\}', rb'"method_seconds": {}', raw)  # provenance.execution
     return re.sub(rb'"(' + keys + rb')": [-0-9.eE+]+', rb'"\1": 0', raw)
 
 
