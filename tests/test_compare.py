@@ -431,3 +431,11 @@ def test_the_comparison_report_renders_as_pdf(tmp_path):
     assert res.exit_code == 0, res.output
     assert (tmp_path / "out" / "report.pdf").read_bytes()[:5] == b"%PDF-"
     assert not (tmp_path / "out" / "results.json").exists()
+
+
+def test_a_saved_report_mixed_with_a_config_or_alone_gets_a_message_naming_the_forms(tmp_path):
+    ra, rb = _saved_pair(tmp_path)
+    for args in ((ra, tmp_path / "champion.toml"), (ra / "results.json",)):
+        res = compare_cli(*args, "--out", tmp_path / "cmp")
+        assert res.exit_code == 2 and "two saved reports" in res.output and "is a saved report" in res.output
+        assert "TOML" not in res.output.split("Got")[1] and "folder" not in res.output.split("Got")[1]

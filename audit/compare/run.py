@@ -218,10 +218,18 @@ def load_pair(paths: Sequence[str | Path]) -> tuple[Any, Any, dict[str, Any]]:
     from audit.config import AuditPlan
     from audit.core.userfiles import load_toml
 
+    from audit.compare.saved import is_saved_report
+
     paths = [Path(p) for p in paths]
-    if len(paths) not in (1, 2):
-        raise InvalidConfigError(f"audit compare takes two configs (champion, challenger) or one config "
-                                 f"with [models.champion] and [models.challenger]. Got {len(paths)} instead.")
+    saved = [str(p) for p in paths if is_saved_report(p)]
+    if len(paths) not in (1, 2) or saved:
+        got = (f"{len(paths)} argument(s), of which {', '.join(repr(s) for s in saved)} "
+               f"{'is a saved report' if len(saved) == 1 else 'are saved reports'}" if saved
+               else f"{len(paths)} argument(s)")
+        raise InvalidConfigError(
+            "audit compare takes two configs (champion, challenger), one config with [models.champion] and "
+            "[models.challenger], or two saved reports (results.json or their folders, saved with "
+            f"[report] save_predictions = true) and optionally a TOML with [compare]. Got {got} instead.")
     docs = [dict(load_toml(p, "config file")) for p in paths]
     if len(paths) == 1:
         doc = docs[0]
