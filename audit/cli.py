@@ -262,10 +262,20 @@ def compare(
     from audit.runner import input_paths
 
     from audit.compare.saved import is_saved_report
+    from audit.errors import InvalidConfigError
 
     if len(configs) in (2, 3) and all(is_saved_report(c) for c in configs[:2]):
         _compare_saved(configs, out=out, formats=formats, junit=junit, inconclusive=inconclusive,
                        overwrite=overwrite, as_json=as_json)
+    saved = [str(c) for c in configs if is_saved_report(c)]
+    if saved or len(configs) not in (1, 2):
+        got = (f"{len(configs)} argument(s), of which {', '.join(repr(s) for s in saved)} "
+               f"{'is a saved report' if len(saved) == 1 else 'are saved reports'}" if saved
+               else f"{len(configs)} argument(s)")
+        raise _fail(InvalidConfigError(
+            "audit compare takes two configs (champion, challenger), one config with [models.champion] and "
+            "[models.challenger], or two saved reports (results.json or their folders, saved with "
+            f"[report] save_predictions = true) and optionally a TOML with [compare]. Got {got} instead."))
     try:
         plan_a, plan_b, table = load_pair(configs)
         fmt = _split([formats]) if formats else None

@@ -89,6 +89,15 @@ def method_seed(seed: int, name: str) -> np.random.SeedSequence:
     return np.random.SeedSequence([seed, zlib.crc32(name.encode())])
 
 
+#: Said whenever a model file meets inputs encoded from the audited rows themselves.
+ENCODING_FITTED_NOTE = (
+    "No [model] encoding was given, so the model's inputs were encoded from the audited rows: numeric "
+    "columns standardized with these rows' mean and standard deviation, categories one-hot. A model "
+    "trained on other inputs (raw values, or another scaling) is audited on inputs it never saw, and "
+    "every number here describes that. Give the encoding used in training ([model] encoding), or "
+    "raw_input = true for a model that takes the raw table.")
+
+
 def load_inputs(plan: AuditPlan, *, trust_code: bool = False, untrusted_config: bool = False,
                 trust_pickle: bool | None = None) -> LoadedInputs:
     """Read and validate the data and the model the plan names.
@@ -111,6 +120,8 @@ def load_inputs(plan: AuditPlan, *, trust_code: bool = False, untrusted_config: 
 
     read = _read_table_data if plan.modal is None else _read_modal_data  # images, sequences
     data, train, model_encoding = read(plan, encoding, files, notes)
+    if plan.modal is None and plan.model.path and encoding is None and not plan.model.raw_input:
+        notes.append(ENCODING_FITTED_NOTE)
     model = load_model(plan.model, encoding=model_encoding, trust_code=trust.trust_code,
                        untrusted_config=trust.untrusted_config)
     files.extend(_file_entry(rec) for rec in model.loaded)  # every file it read, any code that ran
@@ -438,8 +449,7 @@ def run_audit(plan: AuditPlan, *, trust_code: bool = False, untrusted_config: bo
         with execution.session(plan.execution) as cluster:
             report = _run_methods(plan, inputs, classes, configs,
                                   _CodeTrust(trust_code, untrusted_config), progress, run_plan, resolved.gate)
-        report.provenance["execution"] = {
-            **cluster.to_json(), "method_seconds": {o.name: round(o.seconds, 3) for o in report.outcomes}}
+        report.provenance["execution"] = cluster.to_json()  # each method's seconds: provenance.plan
         return report
 
 

@@ -17,7 +17,7 @@ from audit.errors import InvalidConfigError
 from audit.stats.paired import mcnemar, sign_flip_pvalue
 
 FAST = "[methods.fairness]\nn_bootstrap = 200\nn_permutations = 99\nwhat_if = false\n"
-COMPARE = "[compare]\nn_boot = 400\nn_permutations = 199\n"
+COMPARE = "[compare]\nn_bootstrap = 400\nn_permutations = 199\n"
 
 
 def planted(n: int = 20000, extra: int = 1000, seed: int = 1) -> pd.DataFrame:
@@ -184,7 +184,7 @@ def test_compare_models_is_the_python_twin_and_compares_importances():
     challenger.coef_[0, 0] *= 0.3  # ...then leaning less on x0
     r = compare_models(champion, challenger, frame, target="y", sensitive=["g"], features=features,
                        methods=["performance", "shap"], method_options={"shap": {"n_rows": 150, "n_bootstrap": 200}},
-                       compare={"n_boot": 200, "n_permutations": 99,
+                       compare={"n_bootstrap": 200, "n_permutations": 99,
                                 "gate": {"performance.accuracy": {"max_decrease": 0.2}}})
     acc = r.performance["accuracy"]
     assert acc.change.value == pytest.approx(acc.challenger - acc.champion)
@@ -206,7 +206,7 @@ def test_paired_statistics_on_hand_made_decisions():
     b = y.copy()
     b[:8] = 1 - b[:8]  # the challenger errs on the first 8 rows only
     p = Paired(y, a, b, None, None)
-    opts = CompareOptions(n_boot=300, n_permutations=999)
+    opts = CompareOptions(n_bootstrap=300, n_permutations=999)
     perf, mc = compare_performance(p, opts, np.random.default_rng(0))
     assert perf["accuracy"].change.value == pytest.approx(-8 / 80)
     assert (mc.champion_only, mc.challenger_only) == (8, 0)
@@ -228,8 +228,13 @@ def test_mcnemar_switches_to_the_chi_square_with_many_discordant_rows():
 
 
 def test_compare_options_are_validated():
-    with pytest.raises(InvalidConfigError, match="n_boot"):
-        parse_compare({"n_boot": 5})
+    with pytest.raises(InvalidConfigError, match="n_bootstrap"):
+        parse_compare({"n_bootstrap": 5})
+    with pytest.raises(InvalidConfigError, match="renamed 'n_bootstrap'"):
+        parse_compare({"n_boot": 500})
+    for key, huge in (("calibration_bins", 10**9), ("n_bootstrap", 10**8), ("n_permutations", 10**8)):
+        with pytest.raises(InvalidConfigError, match=key):  # bounded: memory and time
+            parse_compare({key: huge})
     with pytest.raises(InvalidConfigError, match="Unknown key 'gates'"):
         parse_compare({"gates": {}})
     with pytest.raises(InvalidConfigError, match="disparities"):
@@ -242,7 +247,7 @@ def test_small_groups_are_left_out_and_the_gate_says_insufficient():
     y = rng.integers(0, 2, g.size)
     a = rng.integers(0, 2, g.size)
     res = compare_disparities("g", g, Paired(y, a, a.copy(), None, None), ["demographic_parity_difference"],
-                              CompareOptions(n_boot=200, n_permutations=99), rng)
+                              CompareOptions(n_bootstrap=200, n_permutations=99), rng)
     assert res.too_small == ("c",)
     from audit.compare.gate import judge, parse_compare_gate
 

@@ -54,7 +54,7 @@ def true_dp_change(ra, rb, q):
 ])
 def test_disparity_change_intervals_cover_the_true_change(sizes, ra, rb, q):
     rng = np.random.default_rng(11)
-    opts = CompareOptions(n_boot=300, n_permutations=0)
+    opts = CompareOptions(n_bootstrap=300, n_permutations=0)
     truth = true_dp_change(ra, rb, q)
     hits = given = 0
     widths = []
@@ -103,7 +103,7 @@ def true_performance_change(base, sep, rho, shift):
 def test_accuracy_and_auc_change_intervals_cover_the_true_change(n, base, sep, rho, shift):
     truth = true_performance_change(base, sep, rho, shift)
     rng = np.random.default_rng(5)
-    opts = CompareOptions(n_boot=300, n_permutations=0)
+    opts = CompareOptions(n_bootstrap=300, n_permutations=0)
     hits = {k: 0 for k in truth}
     given = {k: 0 for k in truth}
     for _ in range(200):
@@ -124,7 +124,7 @@ def test_an_auc_change_near_one_with_few_positives_gets_no_interval_but_accuracy
     """60 positives, AUC 0.99: the percentile bootstrap covered the AUC change 0.85 there."""
     rng = np.random.default_rng(5)
     perf, _ = compare_performance(draw_scores(rng, 400, 0.15, 2.5, 0.7, -0.8),
-                                  CompareOptions(n_boot=200, n_permutations=0), rng)
+                                  CompareOptions(n_bootstrap=200, n_permutations=0), rng)
     assert perf["auc"].change.lower is None and "misranked" in perf["auc"].change.undefined_reason
     assert perf["accuracy"].change.lower is not None
 
@@ -138,7 +138,7 @@ def test_an_auc_change_near_one_with_few_positives_gets_no_interval_but_accuracy
 def test_paired_permutation_tests_hold_their_size_when_the_models_are_exchangeable(sizes, rate, base):
     """Both models draw their score from the same distribution given the row: the null."""
     rng = np.random.default_rng(2)
-    opts = CompareOptions(n_boot=0, n_permutations=99)
+    opts = CompareOptions(n_bootstrap=0, n_permutations=99)
     R = 300
     rejections = {}
     for _ in range(R):
@@ -194,7 +194,7 @@ def test_the_paired_interval_is_narrower_than_the_unpaired_one_on_correlated_mod
     print(f"accuracy change, mean 95% width: paired {paired_w:.4f}, unpaired {unpaired_w:.4f}")
     assert paired_w < 0.75 * unpaired_w, (paired_w, unpaired_w)
     # and the interval the comparison reports is the paired one
-    perf, _ = compare_performance(p, CompareOptions(n_boot=400, n_permutations=0), rng)
+    perf, _ = compare_performance(p, CompareOptions(n_bootstrap=400, n_permutations=0), rng)
     e = perf["accuracy"].change
     assert e.upper - e.lower < 0.85 * unpaired_w
 

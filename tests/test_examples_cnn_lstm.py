@@ -77,8 +77,8 @@ def test_example_cli_run_writes_every_format(name, tmp_path):
     result = CliRunner().invoke(app, ["run", str(EXAMPLES / name / "audit.toml"), "--out",
                                       str(tmp_path / name), "-q", "--full"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in (tmp_path / name).iterdir()) == [".audit-report", "report.html", "report.pdf",
-                                                                  "results.json"]
+    assert sorted(p.name for p in (tmp_path / name).iterdir()) == [".audit-report", "model_card.md", "report.html",
+                                                                  "report.pdf", "results.json"]
     doc = json.loads((tmp_path / name / "results.json").read_text())
     assert doc["methods"]["surrogate"]["status"] == "ok"
     assert not [m for m, r in doc["methods"].items() if r.get("status") == "failed"]

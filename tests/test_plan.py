@@ -7,6 +7,7 @@ tests set by hand.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 
@@ -336,27 +337,34 @@ def test_planned_model_rows_and_refits_match_what_the_methods_perform(sk_dir):
     assert "Plan and cost" in html and "estimated" in html
 
 
-def test_a_small_budget_lowers_defaults_states_the_precision_and_keeps_user_options(sk_dir):
-    from audit.runner import load_inputs, plan_run, select_methods
+@contextlib.contextmanager
+def _hand_set_costs(sk_dir):
+    """The plan's inputs, with unit costs hand-set (each model row 10 µs, a refit 50 ms) so that
+    only the sample sizes decide and two plans in one test price the same work the same."""
+    import audit.runner as runner
+    from audit.runner import load_inputs, select_methods
 
     plan = AuditPlan.load(sk_dir / "audit.toml")
     inputs = load_inputs(plan)
     classes = [c() for c in select_methods(None)]
     configs = {m.name: m.Config.from_dict(plan.method_options.get(m.name, {}), method=m.name) for m in classes}
-    # hand-set unit costs: each model row costs 10 µs, so only the sample sizes decide
-    import audit.runner as runner
-
     real = (runner.measure_unit_costs, runner.measure_refit)
     runner.measure_unit_costs = lambda model, X, **kw: UnitCosts(per_row=1e-5, per_call=1e-4, cores=1)
-    # a measured refit would differ between the two plans below: hand-set it too
     runner.measure_refit = lambda model, X, y, costs: dataclasses.replace(costs, refit=0.05, refit_rows=len(X))
     try:
+        yield plan, inputs, classes, configs
+    finally:
+        runner.measure_unit_costs, runner.measure_refit = real
+
+
+def test_a_small_budget_lowers_defaults_states_the_precision_and_keeps_user_options(sk_dir):
+    from audit.runner import plan_run
+
+    with _hand_set_costs(sk_dir) as (plan, inputs, classes, configs):
         full, same = plan_run(plan, inputs, classes, configs)          # no budget: nothing lowered
         assert full.lowered == () and same == configs
         budget = 0.8 * full.total
         run_plan, new = plan_run(dataclasses.replace(plan, budget=budget), inputs, classes, configs)
-    finally:
-        runner.measure_unit_costs, runner.measure_refit = real
     lowered = {(x.method, x.option): x for x in run_plan.lowered}
     assert lowered and run_plan.total <= budget
     assert ("lime", "num_samples") not in lowered            # set in the config: the user's
@@ -370,26 +378,15 @@ def test_the_budget_counts_the_time_already_spent_loading_and_the_time_to_write_
     import time
 
     from audit.core.cost import render_seconds
-    from audit.runner import load_inputs, plan_run, select_methods
+    from audit.runner import plan_run
 
-    plan = AuditPlan.load(sk_dir / "audit.toml")
-    inputs = load_inputs(plan)
-    classes = [c() for c in select_methods(None)]
-    configs = {m.name: m.Config.from_dict(plan.method_options.get(m.name, {}), method=m.name) for m in classes}
-    import audit.runner as runner
-
-    real = (runner.measure_unit_costs, runner.measure_refit)
-    runner.measure_unit_costs = lambda model, X, **kw: UnitCosts(per_row=1e-5, per_call=1e-4, cores=1)
-    runner.measure_refit = lambda model, X, y, costs: dataclasses.replace(costs, refit=0.05, refit_rows=len(X))
-    try:
+    with _hand_set_costs(sk_dir) as (plan, inputs, classes, configs):
         free, _ = plan_run(plan, inputs, classes, configs)  # methods alone, nothing lowered
         writing = render_seconds(plan.formats, sum(m.plan is not None for m in free.methods))
         spent = 10 + 0.2 * free.total
         budget = free.total + writing + 10  # the methods alone would fit; with loading, not
         run_plan, new = plan_run(dataclasses.replace(plan, budget=budget), inputs, classes, configs,
                                  started=time.perf_counter() - spent)
-    finally:
-        runner.measure_unit_costs, runner.measure_refit = real
     assert free.spent == free.writing == 0.0                     # no start given: methods only
     assert run_plan.spent >= spent and run_plan.writing == pytest.approx(writing) and writing > 0
     assert run_plan.lowered and run_plan.total <= budget          # spent + methods + writing
@@ -574,3 +571,20 @@ def test_a_default_audit_leaves_out_a_method_that_cannot_fit_and_says_how_to_run
 def test_a_method_the_user_chose_is_never_left_out_the_run_stops_instead(sk_dir):
     with pytest.raises(InvalidConfigError, match=r"cannot fit the time budget of 60 s.*--budget \d+m"):
         _plan_with_slow_refits(sk_dir, ("permutation_significance", "fairness"))
+
+
+def test_a_model_audited_without_its_encoding_says_its_inputs_were_encoded_from_the_audited_rows(sk_dir):
+    """A model trained on raw values would see standardized ones: the report must say so."""
+    from audit.runner import ENCODING_FITTED_NOTE
+
+    out = sk_dir / "out"
+    with_enc = _run("run", str(sk_dir / "audit.toml"), "--out", str(out), "-q", "--methods", "performance",
+                    "--format", "json")
+    assert with_enc.exit_code == 0, with_enc.output
+    assert ENCODING_FITTED_NOTE not in json.loads((out / "results.json").read_text())["limitations"]
+    toml = (sk_dir / "audit.toml").read_text().replace('encoding = "encoding.json"\n', "")
+    (sk_dir / "audit.toml").write_text(toml)
+    res = _run("run", str(sk_dir / "audit.toml"), "--out", str(out), "-q", "--methods", "performance",
+               "--format", "json", "--overwrite")
+    assert res.exit_code == 0, res.output
+    assert ENCODING_FITTED_NOTE in json.loads((out / "results.json").read_text())["limitations"]

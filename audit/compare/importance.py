@@ -44,7 +44,7 @@ def _correlations(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
 
 
 def compare_importances(champion: Mapping[str, Any], challenger: Mapping[str, Any],
-                        features: Sequence[str], *, n_boot: int, confidence: float,
+                        features: Sequence[str], *, n_bootstrap: int, confidence: float,
                         rng: np.random.Generator) -> tuple[dict[str, ImportanceComparison], dict[str, str]]:
     """Per attribution (method and variant) that ran on both models: values, correlations,
     the features that moved most.
@@ -72,13 +72,13 @@ def compare_importances(champion: Mapping[str, Any], challenger: Mapping[str, An
         lo_r = hi_r = lo_t = hi_t = None
         why = GLOBAL_ONLY
         pa, pb = a.reordered(feats) if a.values is not None else None, b.reordered(feats) if b.values is not None else None
-        if pa is not None and pb is not None and a.rows is not None and b.rows is not None and n_boot:
+        if pa is not None and pb is not None and a.rows is not None and b.rows is not None and n_bootstrap:
             common, ja, jb = np.intersect1d(np.asarray(a.rows), np.asarray(b.rows), return_indices=True)
             if common.size >= 2:
                 va, vb = np.abs(np.asarray(pa.values, float)[ja]), np.abs(np.asarray(pb.values, float)[jb])
                 paired = int(common.size)
                 rs, ts = [], []
-                for _ in range(n_boot):
+                for _ in range(n_bootstrap):
                     idx = rng.integers(0, common.size, common.size)
                     r, t = _correlations(va[idx].mean(axis=0), vb[idx].mean(axis=0))
                     rs.append(r)

@@ -3,7 +3,7 @@
 ```toml
 [compare]
 confidence = 0.95        # level of every paired interval
-n_boot = 1000            # paired bootstrap resamples (0: no intervals, so the gate cannot pass)
+n_bootstrap = 1000            # paired bootstrap resamples (0: no intervals, so the gate cannot pass)
 n_permutations = 999     # sign-flip permutations per test (0: no tests)
 calibration_bins = 10    # equal-width score bins of the ECE
 disparities = ["demographic_parity_difference", "equalized_odds_difference"]
@@ -29,7 +29,7 @@ from audit.errors import InvalidConfigError, did_you_mean
 DEFAULT_DISPARITIES = ("demographic_parity_difference", "equalized_odds_difference",
                        "equal_opportunity_difference", "predictive_parity_difference",
                        "accuracy_difference")
-_KEYS = {"confidence", "n_boot", "n_permutations", "calibration_bins", "disparities", "gate"}
+_KEYS = {"confidence", "n_bootstrap", "n_permutations", "calibration_bins", "disparities", "gate"}
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class CompareOptions:
 
     confidence : level c of every paired interval; the gate's verdicts err at most (1 − c)/2
         each way where the interval's coverage is nominal.
-    n_boot : paired bootstrap resamples; 0 gives no intervals (the gate is then insufficient).
+    n_bootstrap : paired bootstrap resamples; 0 gives no intervals (the gate is then insufficient).
     n_permutations : sign-flip permutations per test; 0 gives no tests.
     calibration_bins : equal-width score bins of the expected calibration error.
     disparities : the disparities whose change is reported (gate keys are added).
@@ -46,7 +46,7 @@ class CompareOptions:
     """
 
     confidence: float = 0.95
-    n_boot: int = 1000
+    n_bootstrap: int = 1000
     n_permutations: int = 999
     calibration_bins: int = 10
     disparities: tuple[str, ...] = DEFAULT_DISPARITIES
@@ -59,12 +59,12 @@ class CompareOptions:
 
         if not 0 < self.confidence < 1:
             raise bad("confidence", "between 0 and 1", self.confidence)
-        if self.n_boot < 0 or 0 < self.n_boot < 100:
-            raise bad("n_boot", "0 (no intervals) or at least 100", self.n_boot)
-        if self.n_permutations < 0 or 0 < self.n_permutations < 99:
-            raise bad("n_permutations", "0 (no tests) or at least 99", self.n_permutations)
-        if self.calibration_bins < 2:
-            raise bad("calibration_bins", "at least 2", self.calibration_bins)
+        if not (self.n_bootstrap == 0 or 100 <= self.n_bootstrap <= 100_000):
+            raise bad("n_bootstrap", "0 (no intervals) or 100 to 100,000", self.n_bootstrap)
+        if not (self.n_permutations == 0 or 99 <= self.n_permutations <= 100_000):
+            raise bad("n_permutations", "0 (no tests) or 99 to 100,000", self.n_permutations)
+        if not 2 <= self.calibration_bins <= 1_000:
+            raise bad("calibration_bins", "2 to 1,000", self.calibration_bins)
         for d in self.disparities:
             if d not in comparable_disparities():
                 names = comparable_disparities()
@@ -88,11 +88,14 @@ def parse_compare(table: Mapping[str, Any], fairness: Mapping[str, Any] | None =
     if not isinstance(table, Mapping):
         raise InvalidConfigError(f"[compare] must be a table. Got {table!r} instead.")
     for key in table:
+        if key == "n_boot":  # one name per idea across the package
+            raise InvalidConfigError("The [compare] option 'n_boot' was renamed 'n_bootstrap' (one name per idea "
+                                     f"across methods): write n_bootstrap = {table[key]!r}.")
         if key not in _KEYS:
             raise InvalidConfigError(f"Unknown key {key!r} in [compare].{did_you_mean(key, _KEYS)} "
                                      f"Valid keys: {', '.join(sorted(_KEYS))}.")
     values: dict[str, Any] = {}
-    for key, kind in (("confidence", float), ("n_boot", int), ("n_permutations", int),
+    for key, kind in (("confidence", float), ("n_bootstrap", int), ("n_permutations", int),
                       ("calibration_bins", int)):
         if key in table:
             v = table[key]

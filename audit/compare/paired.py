@@ -109,13 +109,13 @@ def _change(metric: str, label: str, a: float, b: float, boot_a: np.ndarray, boo
     why = None
     if no_interval:
         why = no_interval
-    elif options.n_boot:
+    elif options.n_bootstrap:
         lo_a, hi_a = percentile_interval((boot_b - boot_a)[:, None], options.confidence)
         lo, hi = _f(lo_a[0]), _f(hi_a[0])
         if lo is None:
             why = "more than 10% of the resamples were undefined: too unstable for an interval"
     else:
-        why = "n_boot = 0: no interval"
+        why = "n_bootstrap = 0: no interval"
     return Change(metric, label, _f(a), _f(b), Estimate(_f(value), lo, hi, options.confidence if lo is not None else None, method, why),
                   _f(p), None, test, excluded_small)
 
@@ -142,9 +142,9 @@ def compare_performance(p: Paired, options: CompareOptions, rng: np.random.Gener
         return np.column_stack(a), np.column_stack(b)
 
     point_a, point_b = (v[0] for v in stat(np.ones((1, n))))
-    if options.n_boot:
+    if options.n_bootstrap:
         with np.errstate(all="ignore"):
-            boot_a, boot_b = paired_bootstrap(stat, np.zeros(n, np.int64), 1, options.n_boot, rng)
+            boot_a, boot_b = paired_bootstrap(stat, np.zeros(n, np.int64), 1, options.n_bootstrap, rng)
     else:
         boot_a = boot_b = np.full((0, point_a.size), np.nan)
     names = ["accuracy"] + (["auc", "ece"] if scored else [])
@@ -324,9 +324,9 @@ def compare_disparities(name: str, values: np.ndarray, p: Paired, metrics: Seque
     # One paired, stratified bootstrap of every compared group rate and its change; each
     # disparity's interval is the range of its change over their simultaneous box.
     boxes: dict[str, Any] = {}
-    if options.n_boot and judged.size >= 2:
+    if options.n_bootstrap and judged.size >= 2:
         ra0, rb0 = stacked(oa.sum(axis=0)[None])[0], stacked(ob.sum(axis=0)[None])[0]
-        boot_a, boot_b = paired_bootstrap(lambda w: (stacked(w @ oa), stacked(w @ ob)), codes, G, options.n_boot, rng)
+        boot_a, boot_b = paired_bootstrap(lambda w: (stacked(w @ oa), stacked(w @ ob)), codes, G, options.n_bootstrap, rng)
         width = judged.size
         for m in metrics:
             cols = np.concatenate([np.arange(width) + rate_keys.index(b) * width for b in bases[m]])
@@ -342,8 +342,8 @@ def compare_disparities(name: str, values: np.ndarray, p: Paired, metrics: Seque
                      else f"fewer than two groups of at least {options.min_group_size} rows")
         if not np.isfinite(value):
             e = Estimate(None, None, None, None, PROJECTION, undefined)
-        elif not options.n_boot:
-            e = Estimate(float(value), None, None, None, PROJECTION, "n_boot = 0: no interval")
+        elif not options.n_bootstrap:
+            e = Estimate(float(value), None, None, None, PROJECTION, "n_bootstrap = 0: no interval")
         elif few_events(m):
             e = Estimate(float(value), None, None, None, PROJECTION, few_events(m))
         elif boxes.get(m) is None:

@@ -165,7 +165,7 @@ def compare_runs(reports: Sequence[Any], predictions: Sequence[Any], data: Any, 
         fairness[key] = compare_disparities(key, values, paired, metrics, options, rng, refs.get(key))
     fairness = adjust_fairness(fairness)
     earlier = [{o.name: o.result for o in r.outcomes if o.ok} for r in reports]
-    importance, missing = compare_importances(earlier[0], earlier[1], features, n_boot=options.n_boot,
+    importance, missing = compare_importances(earlier[0], earlier[1], features, n_bootstrap=options.n_bootstrap,
                                               confidence=options.confidence, rng=rng)
     limitations = _limitations(paired, options, reports, features)
     result = ComparisonResult(
@@ -190,8 +190,10 @@ def _limitations(p: Paired, options: CompareOptions, reports: Sequence[Any], fea
         "the rows once for both models, and its test swaps the two models' outputs row by row. The "
         "permutation tests test exchangeability of the two models' outputs on every row (for AUC, of "
         "their normalised ranks), a stronger null than equal metrics.",
-        "The intervals are percentile bootstrap intervals: their coverage is approximate and was "
-        "measured by simulation (README, \"Comparing two models\"); a group smaller than "
+        "The performance changes' intervals are paired percentile bootstrap intervals, approximate; the "
+        "disparity changes' intervals are the range of the change over a simultaneous box of group rates "
+        "(studentized bootstrap), conservative by construction. Both were checked by simulation (README, "
+        "\"Comparing two models\"); a group smaller than "
         f"{options.min_group_size} rows is left out of both models' disparities.",
         "Counterfactual recourse is not compared: the comparison reports neither model's recourse cost.",
     ]
@@ -218,18 +220,10 @@ def load_pair(paths: Sequence[str | Path]) -> tuple[Any, Any, dict[str, Any]]:
     from audit.config import AuditPlan
     from audit.core.userfiles import load_toml
 
-    from audit.compare.saved import is_saved_report
-
     paths = [Path(p) for p in paths]
-    saved = [str(p) for p in paths if is_saved_report(p)]
-    if len(paths) not in (1, 2) or saved:
-        got = (f"{len(paths)} argument(s), of which {', '.join(repr(s) for s in saved)} "
-               f"{'is a saved report' if len(saved) == 1 else 'are saved reports'}" if saved
-               else f"{len(paths)} argument(s)")
-        raise InvalidConfigError(
-            "audit compare takes two configs (champion, challenger), one config with [models.champion] and "
-            "[models.challenger], or two saved reports (results.json or their folders, saved with "
-            f"[report] save_predictions = true) and optionally a TOML with [compare]. Got {got} instead.")
+    if len(paths) not in (1, 2):
+        raise InvalidConfigError(f"audit compare takes two configs (champion, challenger) or one config "
+                                 f"with [models.champion] and [models.challenger]. Got {len(paths)} instead.")
     docs = [dict(load_toml(p, "config file")) for p in paths]
     if len(paths) == 1:
         doc = docs[0]
@@ -337,7 +331,7 @@ def compare_models(champion: Any, challenger: Any, data: Any, *, target: str, se
     >>> df["y"] = (df.x + rng.normal(size=400) > 0).astype(int)
     >>> f = lambda X: 1 / (1 + np.exp(-2 * X[:, 0]))
     >>> r = compare_models(f, f, df, target="y", sensitive=["g"], methods=["performance"],
-    ...                    compare={"n_boot": 200, "n_permutations": 99})
+    ...                    compare={"n_bootstrap": 200, "n_permutations": 99})
     >>> r.performance["accuracy"].change.value, r.decisions.changed
     (0.0, 0)
     """

@@ -71,10 +71,9 @@ from audit.errors import InvalidConfigError
 
 Explainer = Literal["auto", "exact", "deep", "gradient", "tree", "kernel"]
 _CHUNK = 100
-# Rows per chunk of execution.map for exact values (~0.4 s a row on Adult) and KernelSHAP: the
-# Ray backend spreads the shards over the cluster; locally they run in turn in this process.
+# Rows per chunk of execution.map for exact values (~0.4 s a row on Adult): the Ray backend
+# spreads the shards over the cluster; locally they run in turn in this process.
 _EXACT_SHARD = 10
-_KERNEL_SHARD = 10
 # shap's own Python work per explained row and output (used only to estimate durations), on
 # top of its forward+backward passes (priced by the runner's measured unit): DeepExplainer
 # builds each row's joint input and hands autograd one scalar per joint row (2 × background);
@@ -1277,22 +1276,29 @@ def _kernel_values(f: Any, X: np.ndarray, bg: np.ndarray, weights: np.ndarray | 
     args: list[Any] = [groups] + ([np.asarray(weights, dtype=float)] if weights is not None else [])
     from audit import execution
 
-    def shard(i: int) -> tuple[np.ndarray, np.ndarray]:
-        # built per shard (one model call on the background), so the counted model calls do not
-        # depend on how many processes ran the shards
-        explainer = _grouped_kernel_class()(f, DenseData(flat_bg, list(names), *args), link=link)
-        # shap's KernelExplainer draws coalitions from numpy's global stream: each shard of rows
-        # seeds it from ours and its index, so a shard's values do not depend on where it runs.
-        np.random.seed((seed + i) % 2**32)
-        sv = explainer.shap_values(X[i * _KERNEL_SHARD:(i + 1) * _KERNEL_SHARD].astype(float), nsamples=nsamples,
-                                   l1_reg=False, silent=True)
-        sv = np.asarray(sv, dtype=float)
-        return (sv if sv.ndim == 3 else sv[:, :, None]), np.atleast_1d(np.asarray(explainer.expected_value, dtype=float))
-
+    explainer = _grouped_kernel_class()(f, DenseData(flat_bg, list(names), *args), link=link)
     n = len(X)
-    parts = execution.map(shard, range(-(-n // _KERNEL_SHARD)), n_jobs=1, prefer="threads",
-                          progress=None if progress is None else lambda d, t: progress(min(n, d * _KERNEL_SHARD), n))
-    return np.concatenate([p for p, _ in parts], axis=0), parts[0][1]
+
+    def explain(_: int) -> np.ndarray:
+        import copy
+
+        # a writable copy (a Ray worker receives read-only arrays; shap_values writes its
+        # buffers), sharing the model
+        ex = copy.deepcopy(explainer, memo={id(f): f})
+        # shap's KernelExplainer draws coalitions from numpy's global stream: seed it from ours.
+        # One stream for all rows (as before Ray), so the rows are one chunk: sharding them would
+        # change every KernelSHAP value.
+        np.random.seed(seed)
+        parts = []
+        for start in range(0, n, 10):
+            sv = ex.shap_values(X[start:start + 10].astype(float), nsamples=nsamples, l1_reg=False, silent=True)
+            sv = np.asarray(sv, dtype=float)
+            parts.append(sv if sv.ndim == 3 else sv[:, :, None])
+        return np.concatenate(parts, axis=0)
+
+    values = execution.map(explain, [0], n_jobs=1, prefer="threads",
+                           progress=None if progress is None else lambda d, t: progress(n, n))[0]
+    return values, np.atleast_1d(np.asarray(explainer.expected_value, dtype=float))
 
 
 @functools.cache

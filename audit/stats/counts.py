@@ -97,10 +97,11 @@ class GroupTable:
         if scores is None:
             cells = np.bincount(codes * K * K + cell, minlength=G * K * K).reshape(G, K * K)
             return cls(tuple(str(v) for v in levels), cells)
+        scores = np.asarray(scores, dtype=float)
         b = score_bin(scores, n_bins)
         key = (codes * 4 + cell) * n_bins + b
         hist = np.bincount(key, minlength=G * 4 * n_bins).reshape(G, 2, 2, n_bins)
-        ssum = np.bincount(codes * n_bins + b, weights=np.asarray(scores, dtype=float),
+        ssum = np.bincount(codes * n_bins + b, weights=scores,
                            minlength=G * n_bins).reshape(G, n_bins)
         return cls.from_histogram(levels, hist, ssum)
 

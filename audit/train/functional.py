@@ -319,10 +319,11 @@ def train_functional(module: Any, theta0: Mapping[str, Any], X: Any, Y: Any, rec
                          time.perf_counter() - t0, fwd)
 
 
-# Networks are trained in at most _BLOCKS blocks of at least _MIN_NETWORKS (below ~4 networks a
-# block's step is mostly per-operation overhead): the blocks are execution.map's chunks.
+# Networks are trained in at most _BLOCKS blocks of at least _MIN_NETWORKS (a block's step is
+# mostly per-operation overhead below a few networks; from 8 on, batched does fewer dispatched
+# operations than sequential, tests/test_examples_cnn_lstm.py): the blocks are execution.map's chunks.
 _BLOCKS = 8
-_MIN_NETWORKS = 4
+_MIN_NETWORKS = 8
 
 
 class _Part:
@@ -330,7 +331,7 @@ class _Part:
     for :func:`audit.execution.map`. A Ray worker rebuilds the batched module (a traced program
     does not pickle) in the mode this process chose."""
 
-    def __init__(self, module: Any, theta0: Mapping[str, Any], X: Any, Y: Any, recipe: FunctionalRecipe,
+    def __init__(self, module: Any, theta0: Mapping[str, Any], X: Any, Y: Any, recipe: Recipe,
                  names: list[str], fwd: BatchedModule) -> None:
         self.module, self.theta0, self.X, self.Y, self.recipe, self.names = module, theta0, X, Y, recipe, names
         self.mode, self._fwd = fwd.mode, fwd
