@@ -174,7 +174,8 @@ def load_streamed_inputs(plan: AuditPlan, classes: Sequence[AuditMethod], config
     Only methods that compute from counts run on it (the fairness method); one chosen by name
     that needs the rows is a usage error, the others are listed as not run with the reason.
     """
-    from audit.core.stream import AttributeSet, StreamedData, stream_tables
+    from audit.core.dataset import _show
+    from audit.core.stream import AttributeSet, StreamedData, left_out_files, stream_tables
     from audit.methods.fairness import FairnessConfig, attribute_sets, normalize_set_name, set_name
 
     where = "[data] stream = true" if plan.stream else f"[data] path {Path(plan.data_path).name!r} (a folder)"
@@ -196,6 +197,11 @@ def load_streamed_inputs(plan: AuditPlan, classes: Sequence[AuditMethod], config
             f"The method(s) {', '.join(rows_needed)} need the audited rows, but {where} is read in batches "
             "keeping only counts (only fairness runs on it). Drop them from --methods, or audit a file "
             "that fits in memory with [data] stream = false.")
+    if plan.save_predictions:
+        raise InvalidConfigError(
+            f"[report] save_predictions = true writes each row's decision, but {where} is read in batches "
+            "keeping only counts, so there are no rows to save. Remove save_predictions, or audit a file "
+            "that fits in memory with [data] stream = false.")
     if plan.stream is False:
         raise InvalidConfigError(
             f"[data] path {plan.data_path!r} is a folder, which is only read in batches: remove "
@@ -216,6 +222,10 @@ def load_streamed_inputs(plan: AuditPlan, classes: Sequence[AuditMethod], config
              "only their counts kept (per group: outcome × decision"
              + (f", and a histogram of {streamed.n_bins:,} score bins" if streamed.has_scores else "")
              + "); methods that need the rows were not run."]
+    skipped = left_out_files(plan.data_path)
+    if skipped:
+        notes.append(f"{len(skipped):,} other file(s) in the data folder were not read (only *.parquet and "
+                     f"*.pq files are): {_show(skipped)}.")
     return LoadedInputs(model, StreamedData.build(plan.data, streamed), None, files, notes)
 
 
@@ -246,6 +256,15 @@ def check_untrusted_paths(plan: AuditPlan, *, out_dir: str | Path | None = None)
                 f"The config's {key} {str(value)!r} lies outside the config's folder {str(folder)!r}, "
                 "and --untrusted-config allows only files inside it (symbolic links are followed). "
                 "Copy the file into that folder, or drop --untrusted-config if you trust this config.")
+        if value and key != "[report] out" and Path(value).is_dir():
+            # a folder's files are read too: each must resolve inside, as a named file must
+            for file in sorted(p for p in Path(value).rglob("*") if p.is_file()):
+                if not file.resolve().is_relative_to(folder):
+                    raise InvalidConfigError(
+                        f"The file {str(file.relative_to(value))!r} in the config's {key} folder "
+                        f"{str(value)!r} is a link to {str(file.resolve())!r}, outside the config's folder "
+                        f"{str(folder)!r}, and --untrusted-config allows only files inside it. Copy the "
+                        "file into the folder, or drop --untrusted-config if you trust this config.")
 
 
 def _named_inputs(plan: AuditPlan) -> list[tuple[str, str, str]]:
@@ -752,7 +771,7 @@ def standard_limitations(model: ModelAdapter, data: AuditData) -> list[str]:
         "and several of them cannot all be equal at once when base rates differ.",
     ]
     constant = [f for f in (data.feature_names if data.layout is None else [])
-                if f in data.frame.columns and data.frame[f].nunique(dropna=False) <= 1]
+                if f in data.frame.columns and _distinct(data.frame[f]) <= 1]
     if constant:
         notes.append(f"Feature(s) {', '.join(repr(f) for f in constant)} are constant in the audited "
                      "rows, so no method here can measure the model's dependence on them: an "
@@ -763,6 +782,14 @@ def standard_limitations(model: ModelAdapter, data: AuditData) -> list[str]:
     return notes
 
 
+
+
+def _distinct(column: Any) -> int:
+    """Distinct values of a column, lists and dicts (Parquet nested types) compared by their text."""
+    try:
+        return int(column.nunique(dropna=False))
+    except TypeError:  # unhashable cells
+        return int(column.map(repr).nunique(dropna=False))
 
 
 def audit_model(model: Any, frame: Any, *, target: str | None, sensitive: Sequence[str] = (),

@@ -88,6 +88,8 @@ def log_files(tmp_path_factory) -> tuple[Path, pd.DataFrame]:
     df = decision_log(12_000)
     df.to_csv(folder / "log.csv", index=False)
     df.to_csv(folder / "log.csv.gz", index=False)
+    df.to_csv(folder / "log.csv.xz", index=False)
+    df.to_csv(folder / "log.csv.zip", index=False)
     df.to_parquet(folder / "log.parquet", row_group_size=1500)
     return folder, df
 
@@ -99,7 +101,7 @@ def small_batches(monkeypatch):
     monkeypatch.setattr(audit.core.stream, "BATCH_ROWS", 1000)
 
 
-@pytest.mark.parametrize("name", ["log.parquet", "log.csv.gz"])
+@pytest.mark.parametrize("name", ["log.parquet", "log.csv.gz", "log.csv.xz", "log.csv.zip"])
 def test_streamed_fairness_equals_the_in_memory_audit_over_many_batches(log_files, tmp_path, small_batches, name):
     folder, _ = log_files
     code, out, memory = audit(write_config(tmp_path, str(folder / "log.csv")), tmp_path / "memory")
@@ -300,3 +302,76 @@ def test_stream_needs_precomputed_decisions(tmp_path):
     config.write_text('[model]\npath = "m.skops"\n[data]\npath = "d.parquet"\ntarget = "y"\nstream = true\n')
     msg = _error(config, tmp_path)
     assert "[model] predictions" in msg
+
+
+def test_a_link_in_a_data_folder_to_a_file_outside_is_refused_under_untrusted_config(log_files, tmp_path):
+    folder, _ = log_files
+    audit_dir = tmp_path / "audit"
+    (audit_dir / "parts" / "day=1").mkdir(parents=True)
+    (audit_dir / "parts" / "day=1" / "a.parquet").symlink_to(folder / "log.parquet")
+    config = write_config(audit_dir, "parts")
+    msg = _error(config, tmp_path, "--untrusted-config")
+    assert "day=1/a.parquet" in msg and "outside the config's folder" in msg
+    # a link that stays inside the folder is read, with or without the flag
+    (audit_dir / "log.parquet").write_bytes((folder / "log.parquet").read_bytes())
+    (audit_dir / "parts" / "day=1" / "a.parquet").unlink()
+    (audit_dir / "parts" / "day=1" / "a.parquet").symlink_to(audit_dir / "log.parquet")
+    code, out, doc = audit(config, tmp_path / "ok", "--untrusted-config")
+    assert code == 0, out
+    assert doc["data"]["rows"] == 12_000
+
+
+@pytest.mark.parametrize("stream", [True, False])
+@pytest.mark.parametrize("kind", ["list", "struct"])
+def test_a_nested_sensitive_column_names_the_file_and_column_streamed_or_in_memory(tmp_path, kind, stream):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    df = decision_log(2000)
+    race = pa.array([[v] for v in df.race] if kind == "list" else [{"k": v} for v in df.race])
+    table = pa.Table.from_pandas(df.drop(columns="race")).append_column("race", race)
+    (tmp_path / "parts").mkdir()
+    pq.write_table(table, tmp_path / "parts" / "a.parquet")
+    data = tmp_path / "parts" if stream else tmp_path / "parts" / "a.parquet"
+    msg = _error(write_config(tmp_path, str(data)), tmp_path)
+    assert "'race'" in msg and "a.parquet" in msg and "nested values" in msg
+
+
+def test_an_unused_list_column_is_ignored_in_memory_as_other_unused_columns_are(tmp_path):
+    df = decision_log(2000)
+    df["tags"] = [[1.0, 2.0]] * len(df)
+    df.to_parquet(tmp_path / "d.parquet")
+    code, out, doc = audit(write_config(tmp_path, str(tmp_path / "d.parquet")), tmp_path / "out",
+                           "--methods", "fairness")
+    assert code == 0, out
+    assert doc["data"]["rows"] == 2000
+
+
+def test_save_predictions_on_a_streamed_audit_is_refused_before_any_work(log_files, tmp_path, monkeypatch):
+    import audit.core.stream
+
+    def never(*args, **kwargs):
+        raise AssertionError("the data was read")
+
+    monkeypatch.setattr(audit.core.stream, "stream_tables", never)
+    folder, _ = log_files
+    config = write_config(tmp_path, str(folder / "log.parquet"), stream=True)
+    config.write_text(config.read_text() + "\n[report]\nsave_predictions = true\n")
+    msg = _error(config, tmp_path)
+    assert "save_predictions" in msg and "no rows to save" in msg
+
+
+def test_files_left_out_of_a_data_folder_are_named_in_the_limitations(log_files, tmp_path):
+    folder, df = log_files
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    df.to_parquet(parts / "a.parquet")
+    (parts / "b.parq").write_bytes(b"x")
+    (parts / "c.PARQUET.gz").write_bytes(b"x")
+    (parts / "_SUCCESS").write_text("")
+    code, out, doc = audit(write_config(tmp_path, str(parts)), tmp_path / "out")
+    assert code == 0, out
+    notes = " ".join(doc["limitations"])
+    assert "of 1 file(s) were read" in notes
+    assert "2 other file(s) in the data folder were not read" in notes
+    assert "'b.parq'" in notes and "'c.PARQUET.gz'" in notes and "_SUCCESS" not in notes

@@ -1098,6 +1098,18 @@ def _label_text(values: pd.Series) -> np.ndarray:
     return np.array([norm(v) for v in values.tolist()], dtype=object)
 
 
+def _first_nested(values: pd.Series) -> int | None:
+    """The first row holding a list, dict or array (Parquet's nested types), or None."""
+    if isinstance(values.dtype, pd.ArrowDtype):
+        import pyarrow as pa
+
+        return 0 if pa.types.is_nested(values.dtype.pyarrow_dtype) else None
+    if values.dtype != object:
+        return None
+    nested = values.map(lambda v: isinstance(v, (list, tuple, dict, set, np.ndarray))).to_numpy(dtype=bool)
+    return int(np.argmax(nested)) if nested.any() else None
+
+
 def build_audit_data(frame: pd.DataFrame, spec: DatasetSpec, encoding: Encoding | None = None,
                      *, source: str | None = None) -> AuditData:
     """Validate ``frame`` against ``spec`` and encode it.
@@ -1137,6 +1149,13 @@ def build_audit_data(frame: pd.DataFrame, spec: DatasetSpec, encoding: Encoding 
             raise DataValidationError(
                 f"The column {col!r} named in the config is not in {where}.{did_you_mean(col, cols)} "
                 f"Available columns: {_show(cols)}.")
+    for col in dict.fromkeys(c for c in [spec.target, spec.predictions, *spec.sensitive] if c):
+        row = _first_nested(frame[col])
+        if row is not None:
+            raise DataValidationError(
+                f"The column {col!r} in {where} holds nested values (lists, structs or maps; first at "
+                f"data row {row}), not labels or scores. Write it as a column of plain values (text or "
+                "numbers), e.g. one element or field of it per column.")
     for attr, sources in spec.sensitive_sources:
         for col in sources:
             if col not in cols:

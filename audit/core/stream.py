@@ -69,13 +69,19 @@ class StreamedTables:
     n_bins: int
 
 
+def _folder_files(path: Path) -> list[Path]:
+    """Every file under a data folder, sorted, hidden and ``_``-prefixed ones (``_SUCCESS``)
+    left out, as Spark and pyarrow do."""
+    return sorted(p for p in path.rglob("*") if p.is_file()
+                  and not any(part.startswith((".", "_")) for part in p.relative_to(path).parts))
+
+
 def data_files(path: str | Path) -> list[Path]:
     """The files of a data path: itself, or every Parquet file under a folder (sorted, hidden
     and ``_``-prefixed files such as ``_SUCCESS`` left out, as Spark and pyarrow do)."""
     path = Path(path)
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file()
-                       and not any(part.startswith((".", "_")) for part in p.relative_to(path).parts))
+        files = _folder_files(path)
         parquet = [p for p in files if p.name.lower().endswith(_PARQUET)]
         if not parquet:
             raise DataValidationError(
@@ -87,6 +93,15 @@ def data_files(path: str | Path) -> list[Path]:
     return [check_regular_file(path, "data file", error=DataValidationError,
                                hint="Check the path (relative paths are resolved against the config "
                                     "file's folder).")]
+
+
+def left_out_files(path: str | Path) -> list[str]:
+    """The files of a data folder that are not read: neither Parquet (``*.parquet``, ``*.pq``)
+    nor hidden or ``_``-prefixed; relative to the folder (none for a file)."""
+    path = Path(path)
+    if not path.is_dir():
+        return []
+    return [str(p.relative_to(path)) for p in _folder_files(path) if not p.name.lower().endswith(_PARQUET)]
 
 
 def _partition_values(file: Path, root: Path) -> dict[str, str]:
@@ -125,12 +140,13 @@ class _Reader:
         try:
             if self.file.name.lower().endswith(_PARQUET):
                 self.kinds = {f.name: f.type for f in pq.read_schema(self.file)}
+                self._check_flat()
                 return list(self.kinds)
             import pyarrow.csv as pcsv
 
             self.kinds = {}
-            reader = pcsv.open_csv(self.file, **self._csv_options(probe=True))
-            self.kinds = {f.name: f.type for f in reader.schema}
+            with self._open() as source:
+                self.kinds = {f.name: f.type for f in pcsv.open_csv(source, **self._csv_options(probe=True)).schema}
             return list(self.kinds)
         except DataValidationError:
             raise
@@ -139,6 +155,30 @@ class _Reader:
                 f"The data file {self.where} could not be read ({type(exc).__name__}: "
                 f"{str(exc).splitlines()[0] if str(exc) else ''}). Check that it is a CSV or Parquet "
                 "file and not truncated.") from None
+
+    def _check_flat(self) -> None:
+        """A needed column of lists, structs or maps holds no labels or scores: name it."""
+        import pyarrow as pa
+
+        for c in self.columns:
+            t = self.kinds.get(c)
+            if t is not None and pa.types.is_nested(t):
+                raise DataValidationError(
+                    f"The column {c!r} in {self.where} holds nested values ({t}), not labels or "
+                    "scores. Write it as a column of plain values (text or numbers), e.g. one "
+                    "element or field of it per column.")
+
+    def _open(self) -> Any:
+        """The CSV's bytes as a stream: pyarrow decompresses gzip and bz2 itself (from the
+        name); xz and zip are decompressed in Python as a stream (bounded memory)."""
+        import pyarrow as pa
+
+        name = self.file.name.lower()
+        if name.endswith((".xz", ".zip")):
+            from audit.core.dataset import _open_text
+
+            return pa.PythonFile(_open_text(self.file), mode="r")
+        return pa.input_stream(str(self.file), compression="detect")
 
     def _csv_options(self, probe: bool = False) -> dict[str, Any]:
         import pyarrow as pa
@@ -168,7 +208,8 @@ class _Reader:
             else:
                 import pyarrow.csv as pcsv
 
-                yield from pcsv.open_csv(self.file, **self._csv_options())
+                with self._open() as source:
+                    yield from pcsv.open_csv(source, **self._csv_options())
         except DataValidationError:
             raise
         except Exception as exc:
@@ -492,4 +533,5 @@ class StreamedData(AuditData):
                    streamed=streamed)
 
 
-__all__ = ["AttributeSet", "BATCH_ROWS", "NEEDS_ROWS", "StreamedData", "StreamedTables", "data_files", "stream_tables"]
+__all__ = ["AttributeSet", "BATCH_ROWS", "NEEDS_ROWS", "StreamedData", "StreamedTables", "data_files", "left_out_files",
+           "stream_tables"]
