@@ -115,3 +115,14 @@ def test_histogram_calibration_test_detects_a_miscalibrated_model():
     test = histogram_calibration_test(t.hist[0].sum(axis=(0, 1)), t.hist[0, 1].sum(axis=0),
                                       t.score_sum[0], n_bins=10, n_sim=199, rng=rng)
     assert test.p_value == pytest.approx(1 / 200)
+
+
+def test_a_table_of_decisions_without_scores_refuses_score_quantities_with_an_audit_error():
+    from audit.errors import CapabilityError
+    from audit.stats.counts import GroupTable, calibration_bins, threshold_rates
+
+    table = GroupTable.from_rows(["a", "b"], np.array([0, 1, 1]), np.array([0, 1, 0]), np.array([1, 1, 0]))
+    for compute in (lambda: table.by_outcome(0), lambda: calibration_bins(table, 0, 10),
+                    lambda: threshold_rates(table, 0, 1)):
+        with pytest.raises(CapabilityError, match="decisions without scores"):
+            compute()

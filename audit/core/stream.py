@@ -225,8 +225,8 @@ class _Labels:
     def __init__(self) -> None:
         self.ids: dict[str, int] = {}
 
-    def encode(self, array: Any, *, missing: str | None = None,
-               on_missing: Callable[[np.ndarray], None] | None = None) -> np.ndarray:
+    def encode(self, array: Any, *, on_missing: Callable[[np.ndarray], None],
+               missing: str | None = None) -> np.ndarray:
         import pyarrow as pa
         import pyarrow.compute as pc
 
@@ -238,7 +238,6 @@ class _Labels:
         if array.null_count:
             nulls = np.asarray(array.is_null().to_numpy(zero_copy_only=False))
             if missing is None:
-                assert on_missing is not None
                 on_missing(nulls)
             idx = np.where(nulls, len(array.dictionary), np.nan_to_num(idx)).astype(np.int64)
         else:
@@ -455,7 +454,9 @@ def _finish(root: Path, files: list[Path], spec: DatasetSpec, sets: Sequence[Att
     where = repr(root.name)
     # the target's classes by the in-memory rules, from its distinct labels
     y_code, classes = _encode_target(pd.Series(target.labels, dtype=object), spec, None, where)
-    assert classes is not None
+    if classes is None:  # a regression target: refused before reading, said again here
+        raise DataValidationError(f"The data {where} is read into count tables of classes; a regression "
+                                  "target needs the rows: point [data] path at one CSV or Parquet file.")
     K = len(classes)
     if scored:
         d_code = np.array([0, 1])
@@ -509,16 +510,14 @@ class StreamedData(AuditData):
     report's checks of user text), not one value per row.
     """
 
-    streamed: StreamedTables | None = field(default=None, kw_only=True)
+    streamed: StreamedTables = field(kw_only=True)
 
     @property
     def n_rows(self) -> int:
-        assert self.streamed is not None
         return self.streamed.n_rows
 
     @property
     def positive_rate(self) -> float | None:
-        assert self.streamed is not None
         return self.streamed.positive_rate
 
     @classmethod

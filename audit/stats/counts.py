@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from audit.errors import CapabilityError
 from audit.stats.bootstrap import auc_from_cells
 
 #: Default score bins of the histograms (resolution 0.001 on the probability scale).
@@ -112,11 +113,18 @@ class GroupTable:
         cells = hist.sum(axis=-1).reshape(hist.shape[0], 4)
         return cls(tuple(str(v) for v in levels), cells, hist, np.asarray(score_sum, dtype=float))
 
+    def scored(self) -> tuple[np.ndarray, np.ndarray]:
+        """The score histogram and score sums; a table of decisions alone has none, and what
+        needs scores (AUC, calibration, threshold curves, the what-if) cannot be computed."""
+        if self.hist is None or self.score_sum is None:
+            raise CapabilityError("the predictions are decisions without scores, so AUC, calibration, "
+                                  "threshold curves and the what-if cannot be computed from them")
+        return self.hist, self.score_sum
+
     def by_outcome(self, g: int) -> np.ndarray:
         """Group ``g``'s histogram as ``(n_bins, 2)`` counts of negatives and positives, the
         layout of :func:`audit.stats.bootstrap.auc_from_cells`."""
-        assert self.hist is not None
-        return self.hist[g].sum(axis=1).T
+        return self.scored()[0][g].sum(axis=1).T
 
 
 def histogram_auc(by_outcome: np.ndarray) -> tuple[float, float]:
@@ -164,11 +172,11 @@ def bootstrap_histogram_auc(by_outcome: np.ndarray, n_boot: int, rng: np.random.
 def calibration_bins(table: GroupTable, g: int, n_cal: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Group ``g``'s rows, positives and score sums in ``n_cal`` equal-width calibration bins
     (the histogram's bins merged; ``n_cal`` divides ``n_bins``)."""
-    assert table.hist is not None and table.score_sum is not None
+    hist, score_sum = table.scored()
     per = table.n_bins // n_cal
-    count = table.hist[g].sum(axis=(0, 1)).reshape(n_cal, per).sum(axis=1)
-    pos = table.hist[g, 1].sum(axis=0).reshape(n_cal, per).sum(axis=1)
-    ssum = table.score_sum[g].reshape(n_cal, per).sum(axis=1)
+    count = hist[g].sum(axis=(0, 1)).reshape(n_cal, per).sum(axis=1)
+    pos = hist[g, 1].sum(axis=0).reshape(n_cal, per).sum(axis=1)
+    ssum = score_sum[g].reshape(n_cal, per).sum(axis=1)
     return count, pos, ssum
 
 
@@ -176,8 +184,7 @@ def threshold_rates(table: GroupTable, g: int, step: int) -> dict[str, np.ndarra
     """Selection rate, TPR and FPR of group ``g`` when the threshold is each ``step``-th bin
     edge (a row is selected when its score is at least the threshold): exact at the edges.
     NaN where the denominator is empty."""
-    assert table.hist is not None
-    by_y = table.hist[g].sum(axis=1)  # (2, n_bins)
+    by_y = table.scored()[0][g].sum(axis=1)  # (2, n_bins)
     edges = np.arange(0, table.n_bins + 1, step)
     at_or_above = np.concatenate([np.cumsum(by_y[:, ::-1], axis=1)[:, ::-1],
                                   np.zeros((2, 1), dtype=np.int64)], axis=1)[:, edges]
@@ -194,10 +201,10 @@ def sample_rows(table: GroupTable, groups: Sequence[int], take: Sequence[int],
     """Rows drawn without replacement, ``take[i]`` of group ``groups[i]`` (a multivariate
     hypergeometric draw of its outcome × decision × score-bin cells; all its rows when ``take``
     is its size). Returns the rows' group index, outcome, decision and score bin."""
-    assert table.hist is not None
+    hist = table.scored()[0]
     out = []
     for g, k in zip(groups, take, strict=True):
-        colors = table.hist[g].reshape(-1)
+        colors = hist[g].reshape(-1)
         drawn = colors if k >= colors.sum() else rng.multivariate_hypergeometric(colors, int(k))
         cell = np.repeat(np.arange(colors.size), drawn)
         y, rest = np.divmod(cell, 2 * table.n_bins)
