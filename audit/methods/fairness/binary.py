@@ -23,7 +23,6 @@ from audit.methods.fairness.formulas import (
 )
 from audit.methods.fairness.groups import _groups
 from audit.methods.fairness.results import (
-    TOO_SMALL,
     AttributeResult,
     Calibration,
     Disparity,
@@ -126,8 +125,7 @@ def _analyse_binary(cols: Sequence[str], table: GroupTable, config: FairnessConf
     rows_out = []
     for g, lv in enumerate(levels):
         if small[g]:
-            metrics = {k: Estimate(None, undefined_reason=TOO_SMALL) for k in metric_keys}
-            rows_out.append(GroupRow(str(lv), int(counts[g]), True, metrics, {}))
+            rows_out.append(GroupRow.too_small_to_judge(lv, counts[g], metric_keys))
             continue
         metrics = {}
         for k in metric_keys:

@@ -10,7 +10,7 @@ import numpy as np
 from audit.methods.fairness.config import MULTICLASS_DISPARITIES, FairnessConfig
 from audit.methods.fairness.formulas import SCORE_INTERVAL, SCORE_TEST, _f, _mask_groups, spread_difference
 from audit.methods.fairness.groups import _groups
-from audit.methods.fairness.results import TOO_SMALL, AttributeResult, Disparity, Estimate, GroupRow, significance
+from audit.methods.fairness.results import AttributeResult, Disparity, Estimate, GroupRow, significance
 from audit.stats.bootstrap import multiclass_rates_from_cells
 from audit.stats.counts import GroupTable
 from audit.stats.proportions import GROUP_METHOD, disparity_score_interval, group_interval
@@ -46,8 +46,7 @@ def _analyse_multiclass(cols: Sequence[str], table: GroupTable, K: int, classes:
     rows_out = []
     for g, lv in enumerate(levels):
         if small[g]:
-            rows_out.append(GroupRow(str(lv), int(counts[g]), True,
-                                     {k: Estimate(None, undefined_reason=TOO_SMALL) for k in keys}, {}))
+            rows_out.append(GroupRow.too_small_to_judge(lv, counts[g], keys))
             continue
         rows_out.append(GroupRow(str(lv), int(counts[g]), False,
                                  {k: Estimate.of(_f(point[k][g]), _f(intervals[k][0][g]),

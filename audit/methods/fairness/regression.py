@@ -10,7 +10,7 @@ import numpy as np
 from audit.methods.fairness.config import REGRESSION_DISPARITIES, FairnessConfig
 from audit.methods.fairness.formulas import _disparity_bounds, _f, _mask_groups, _quiet, spread_difference
 from audit.methods.fairness.groups import _groups
-from audit.methods.fairness.results import TOO_SMALL, AttributeResult, Disparity, Estimate, GroupRow, significance
+from audit.methods.fairness.results import AttributeResult, Disparity, Estimate, GroupRow, significance
 from audit.stats.bootstrap import group_codes, percentile_interval, row_weights, weighted_means
 from audit.stats.fairness_tests import min_detectable_mean_difference
 from audit.stats.multiplicity import holm
@@ -42,8 +42,7 @@ def _analyse_regression(cols: Sequence[str], values: np.ndarray, y: np.ndarray, 
     rows_out = []
     for g, lv in enumerate(levels):
         if small[g]:
-            rows_out.append(GroupRow(str(lv), int(counts[g]), True,
-                                     {k: Estimate(None, undefined_reason=TOO_SMALL) for k in keys}, {}))
+            rows_out.append(GroupRow.too_small_to_judge(lv, counts[g], keys))
             continue
         metrics = {k: Estimate.of(_f(point[k][g]), _f(intervals[k][0][g]) if B else None,
                                   _f(intervals[k][1][g]) if B else None, level=config.confidence,

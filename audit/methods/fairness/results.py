@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from audit.core.method import MethodResult
@@ -36,6 +36,11 @@ class GroupRow:
     @property
     def undefined(self) -> dict[str, str]:
         return {k: e.undefined_reason for k, e in self.metrics.items() if e.undefined_reason}
+
+    @classmethod
+    def too_small_to_judge(cls, group: object, count: int, keys: Sequence[str]) -> GroupRow:
+        """A group below min_group_size: counted, but every metric undefined."""
+        return cls(str(group), int(count), True, {k: Estimate(None, undefined_reason=TOO_SMALL) for k in keys}, {})
 
 
 #: How a finding words a disparity's test (the three cases of the report and README).
