@@ -497,7 +497,7 @@ def sanity_check(model: ModelAdapter, data: AuditData, rows: np.ndarray, config:
     final = stages[-1]
     flagged = tuple(k for k, v in final.row_spearman.items() if v is not None and v >= config.sanity_threshold)
     maps = None
-    if data.layout is not None:
+    if data.layout.elementwise:
         first = attributions[0].key
         pairs: list[HeatMap] = []
         for i in range(min(3, len(rows))):
@@ -586,7 +586,7 @@ class Agreement(AuditMethod[AgreementConfig, AgreementResult]):
         notes: list[str] = []
         check_finite(data.X, "Agreement")
         real_model, real_data, grouping = model, data, None
-        if data.layout is not None:
+        if data.layout.elementwise:
             # Compare methods on readable groups (patches; lags), on flattened inputs.
             grouping = data.layout.comparison_grouping
             model, data = _FlatModel(model, data.X.shape[1:]), _grouped_data(data, grouping)  # type: ignore[assignment]
@@ -779,7 +779,7 @@ class Agreement(AuditMethod[AgreementConfig, AgreementResult]):
         permutation), six with gradients."""
         from audit.core.cost import Plan, Reducible
 
-        n, F = data.n_rows, len(data.feature_names) if data.modality == "tabular" else 16
+        n, F = data.n_rows, len(data.layout.groups(data.layout.comparison_grouping))
         perm = min(config.n_rows, n)
         rows = perm * (1 + F * config.n_repeats)
         calls = 1 + F
@@ -909,10 +909,10 @@ class Agreement(AuditMethod[AgreementConfig, AgreementResult]):
             rows, cols = grid_labels(data)
             m0 = result.sanity.methods[0]
             figs["sanity_maps"] = heatmap_figure(
-                result.sanity.maps, kind=data.modality, row_labels=rows, col_labels=cols,
+                result.sanity.maps, kind=data.layout.kind, row_labels=rows, col_labels=cols,
                 unit=result.explained if data.task != "multiclass" else "P(predicted class)",
                 title=f"{result.sanity.labels.get(m0, m0)}: trained model vs every layer re-initialized",
-                ncols=2 if data.modality == "sequence" else 6)
+                ncols=2 * data.layout.style.pairs_per_row)  # trained and randomized side by side
         return figs
 
 
