@@ -712,7 +712,8 @@ def _run_methods(plan: AuditPlan, inputs: LoadedInputs, classes: list[AuditMetho
         findings=findings,
         provenance=prov,
         data=data,
-        limitations=[*inputs.notes, *lowered, *standard_limitations(model, data)],
+        limitations=[*inputs.notes, *lowered,
+                     *standard_limitations(model, data, fairness=any(o.name == "fairness" and o.ok for o in outcomes))],
         gate=gate,
         card=dict(plan.card) or None,
         predictions=predictions_frame(model, data) if plan.save_predictions else None,
@@ -759,7 +760,9 @@ def data_summary(data: AuditData, train: AuditData | None) -> dict[str, Any]:
     return out
 
 
-def standard_limitations(model: ModelAdapter, data: AuditData) -> list[str]:
+def standard_limitations(model: ModelAdapter, data: AuditData, *, fairness: bool) -> list[str]:
+    """The limitations every report states; the one about group fairness metrics only when
+    ``fairness`` (the fairness method ran)."""
     notes = [
         f"All results describe this model on these {data.n_rows:,} rows"
         f"{' of ' + repr(data.source) if data.source else ''}; they carry over to other populations "
@@ -767,9 +770,10 @@ def standard_limitations(model: ModelAdapter, data: AuditData) -> list[str]:
         "Explanations describe what the model computes, not causal effects in the world: a feature "
         "the model relies on may stand in for another (a proxy), and removing it need not remove "
         "the dependence.",
-        "Group fairness metrics compare rates between groups; no single metric captures fairness, "
-        "and several of them cannot all be equal at once when base rates differ.",
     ]
+    if fairness:
+        notes.append("Group fairness metrics compare rates between groups; no single metric captures "
+                     "fairness, and several of them cannot all be equal at once when base rates differ.")
     constant = [f for f in ([] if data.layout.elementwise else data.feature_names)
                 if f in data.frame.columns and _distinct(data.frame[f]) <= 1]
     if constant:

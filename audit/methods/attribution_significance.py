@@ -37,6 +37,7 @@ from audit.core.dataset import AuditData
 from audit.core.method import (AuditMethod, Constraint, Finding, Interval, MethodConfig, MethodResult,
                                RunContext, check_permutations)
 from audit.core.results import Attributions, estimates
+from audit.core.text import plural
 from audit.errors import CapabilityError, InvalidConfigError
 from audit.stats.multiplicity import benjamini_hochberg, maxt_stepdown
 from audit.stats.permutation import null_summary, permutation_pvalues, reachability
@@ -359,7 +360,7 @@ class AttributionSignificance(AuditMethod[AttributionSignificanceConfig, Attribu
             n_bh[gname] = int((p_bh <= config.alpha).sum())
             side = "greater" if config.alternative == "upper" else "two-sided"
             reach.extend(msg for corr in ("bh", "maxt")
-                         if (msg := reachability(pv.n_null, len(groups), config.alpha, side, corr).message(f"{gname}s")))
+                         if (msg := reachability(pv.n_null, len(groups), config.alpha, side, corr).message(plural(gname))))
             n_mt[gname] = int((p_mt <= config.alpha).sum())
         unused = recipe.described + (() if "n_restarts" in recipe.defaulted else ("n_restarts",))
         if unused:
@@ -413,7 +414,7 @@ class AttributionSignificance(AuditMethod[AttributionSignificanceConfig, Attribu
                 "info",
                 f"Attribution randomization test ({result.n_null_used} networks retrained from θ₀ on "
                 f"permuted outcomes{f', {cost:.0f} s' if cost is not None else ''}): mean |IG| exceeds "
-                f"the null for {result.n_significant_bh[g]} of {len(tests)} {g}s after "
+                f"the null for {result.n_significant_bh[g]} of {len(tests)} {plural(g)} after "
                 f"Benjamini–Hochberg at {result.alpha:g} ({result.n_significant_maxt[g]} after max-T)"
                 + (f", e.g. {', '.join(t.group for t in sig[:3])}" if sig else "")
                 + f". Smallest attainable p: {1 / (result.n_null_used + 1):.3g}."))
