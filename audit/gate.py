@@ -56,6 +56,7 @@ from dataclasses import dataclass
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
+from audit.core.text import fixed
 from audit.errors import EXIT_BREACH, EXIT_INSUFFICIENT, EXIT_OK, InvalidConfigError, did_you_mean
 
 _OPTIONS = {"inconclusive": ("fail", "warn"), "small_groups": ("insufficient", "ignore")}
@@ -280,7 +281,7 @@ def _judge(rule: GateRule, result: Any, confidence: float) -> Verdict:
     err = (1 - conf) / 2
     level = (f"{100 * conf:.4g}% CI, Bonferroni over {rule.family_size} rules; the report's findings "
              f"use {100 * confidence:.4g}%" if rule.family_size > 1 else f"{100 * conf:.4g}% CI")
-    ci = f"{e.value:.3f} ({level} {lower:.3f} to {upper:.3f})"
+    ci = f"{fixed(e.value, '.3f')} ({level} {fixed(lower, '.3f')} to {fixed(upper, '.3f')})"
     outside = (rule.max is not None and lower > rule.max) or (rule.min is not None and upper < rule.min)
     inside = (rule.max is None or upper <= rule.max) and (rule.min is None or lower >= rule.min)
     small = d.excluded_small if rule.small_groups == "insufficient" else ()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -69,11 +70,16 @@ def test_two_copies_of_one_model_give_zero_changes_intervals_at_zero_and_a_passi
     assert len(changes) == 3 + 3 * 5
     for c in changes:
         assert c["change"]["value"] == 0.0 and c["p_value"] == 1.0
-        if c["metric"] == "ece":  # binned ECE is biased: a test, never an interval
-            assert c["change"]["lower"] is None and "biased upward" in c["change"]["undefined_reason"]
+        if c["metric"] == "ece":  # binned ECE is biased: a test, never an interval (nor an interval method)
+            assert c["change"]["lower"] is c["change"]["method"] is None
+            assert "biased upward" in c["change"]["undefined_reason"]
             continue
         assert c["change"]["lower"] <= 0.0 <= c["change"]["upper"]
     assert doc["decisions"]["changed"] == 0 and doc["mcnemar"]["p_value"] == 1.0
+    assert doc["decisions"]["group"] == "all rows"
+    negative_zero = re.compile(r"[-−]0\.0+(?![0-9])")  # never "-0.000", in any output
+    for text in ((out / "report.html").read_text(), (out / "results.json").read_text(), res.output):
+        assert not negative_zero.search(text), negative_zero.search(text)
     assert doc["gate"]["outcome"] == "pass" and doc["gate"]["counts"]["pass"] == 4
     suite = ET.parse(tmp_path / "j.xml").getroot()
     assert suite.get("tests") == "4" and suite.get("failures") == "0"
@@ -422,11 +428,15 @@ def test_the_predictions_read_are_inputs_the_comparison_never_overwrites(tmp_pat
     assert res.exit_code == 2 and (ra / "predictions.parquet").is_file()
 
 
-def test_a_comparison_without_a_gate_renders_html(tmp_path):
+def test_a_comparison_without_a_gate_says_nothing_was_judged_in_report_json_and_terminal(tmp_path):
     ra, rb = _saved_pair(tmp_path)
     res = compare_cli(ra, rb, "--out", tmp_path / "cmp")
     assert res.exit_code == 0, res.output
-    assert "Non-inferiority gate" not in (tmp_path / "cmp" / "report.html").read_text()
+    html = (tmp_path / "cmp" / "report.html").read_text()
+    assert "Non-inferiority gate: none" in html and "No gate rules: nothing was judged" in html
+    assert "[compare.gate]" in html and "No gate rules: nothing was judged" in " ".join(res.output.split())
+    doc = json.loads((tmp_path / "cmp" / "results.json").read_text())
+    assert doc["gate"]["outcome"] == "no gate rules" and "[compare.gate]" in doc["gate"]["note"]
 
 
 def test_the_comparison_report_renders_as_pdf(tmp_path):
@@ -444,3 +454,18 @@ def test_a_saved_report_mixed_with_a_config_or_alone_gets_a_message_naming_the_f
         res = compare_cli(*args, "--out", tmp_path / "cmp")
         assert res.exit_code == 2 and "two saved reports" in res.output and "is a saved report" in res.output
         assert "TOML" not in res.output.split("Got")[1] and "folder" not in res.output.split("Got")[1]
+
+
+def test_every_progress_and_plan_line_of_the_two_audits_names_its_model(tmp_path):
+    a, b = write_pair(tmp_path, planted(n=600, extra=0))
+    res = CliRunner().invoke(app, ["compare", str(a), str(b), "--out", str(tmp_path / "out"), "--format", "json",
+                                   "--methods", "performance,fairness"])
+    assert res.exit_code == 0, res.output
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    progress = [ln.split("] ", 1)[1] for ln in lines if ln.startswith("[") and "audit finished" not in ln]
+    plan = [ln for ln in lines if not ln.startswith("[")]
+    assert progress and plan
+    for line in progress + plan:
+        assert line.startswith(("champion: ", "challenger: ")), line
+    for role in ("champion", "challenger"):
+        assert f"{role}: fairness: started" in progress and any(ln.startswith(role) for ln in plan)

@@ -29,6 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from audit.core.text import fixed
 from audit.errors import InvalidConfigError, did_you_mean
 from audit.gate import GateResult, Verdict
 
@@ -36,6 +37,10 @@ from audit.gate import GateResult, Verdict
 #: scores, so its change gets a test but no interval.
 PERFORMANCE_METRICS = ("accuracy", "auc")
 _OPTIONS = {"inconclusive": ("fail", "warn"), "small_groups": ("insufficient", "ignore")}
+#: What a comparison without ``[compare.gate]`` says in its report, results.json and terminal.
+NO_GATE = ("No gate rules: nothing was judged, so the exit code is 0 whatever the changes. To judge the "
+           "challenger, add a [compare.gate] table to a config (or to a TOML passed after two saved reports), "
+           "e.g. \"performance.auc\" = { max_decrease = 0.01 }.")
 _BOUNDS = ("max_increase", "max_decrease")
 
 
@@ -164,8 +169,9 @@ def _judge(rule: CompareRule, change: Any) -> Verdict:
         return verdict("insufficient", f"no paired interval ({e.undefined_reason}); the point estimate "
                                        "alone cannot pass the gate")
     err = (1 - conf) / 2
-    ci = (f"change {e.value:+.4f} (paired {100 * conf:.4g}% CI {e.lower:+.4f} to {e.upper:+.4f}; "
-          f"champion {change.champion:.4f}, challenger {change.challenger:.4f})")
+    ci = (f"change {fixed(e.value, '+.4f')} (paired {100 * conf:.4g}% CI {fixed(e.lower, '+.4f')} to "
+          f"{fixed(e.upper, '+.4f')}; champion {fixed(change.champion, '.4f')}, challenger "
+          f"{fixed(change.challenger, '.4f')})")
     inc, dec = rule.max_increase, rule.max_decrease
     breach = (inc is not None and e.lower > inc) or (dec is not None and e.upper < -dec)
     inside = (inc is None or e.upper < inc) and (dec is None or e.lower > -dec)
@@ -187,4 +193,4 @@ def _judge(rule: CompareRule, change: Any) -> Verdict:
                                    + (" (counted as a failure)" if rule.inconclusive == "fail" else " (warning only)"))
 
 
-__all__ = ["CompareRule", "PERFORMANCE_METRICS", "judge", "parse_compare_gate"]
+__all__ = ["NO_GATE", "CompareRule", "PERFORMANCE_METRICS", "judge", "parse_compare_gate"]

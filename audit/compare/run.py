@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from audit.compare.gate import judge, parse_compare_gate
+from audit.compare.gate import NO_GATE, judge, parse_compare_gate
 from audit.compare.importance import compare_importances
 from audit.compare.options import CompareOptions, parse_compare
 from audit.compare.paired import (
@@ -64,9 +64,12 @@ class ComparisonResult:
 
         out = {"schema": COMPARE_SCHEMA, **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                                              if not f.name.startswith("_") and f.name != "gate"}}
-        if self.gate is not None:
-            out["gate"] = self.gate.to_json()
+        out["gate"] = self.gate_json()
         return to_jsonable(out)
+
+    def gate_json(self) -> dict[str, Any]:
+        """The gate's verdicts, or (no ``[compare.gate]``) that nothing was judged and how to judge."""
+        return self.gate.to_json() if self.gate is not None else {"outcome": "no gate rules", "note": NO_GATE}
 
     def json_bytes(self) -> bytes:
         return (json.dumps(self.to_json(), indent=2, allow_nan=False) + "\n").encode()
@@ -274,7 +277,8 @@ def run_comparison(plans: Sequence[Any], compare: Mapping[str, Any], *, trust_co
 
         fair = FairnessConfig.from_dict(plan_a.method_options.get("fairness") or {}, method="fairness")
         parse_compare_gate(gate, sets=[set_name(s) for s in attribute_sets(list(plan_a.data.sensitive), fair)])
-    reports = [run_audit(p, trust_code=trust_code, untrusted_config=untrusted_config, progress=progress,
+    reports = [run_audit(p, trust_code=trust_code, untrusted_config=untrusted_config,
+                         progress=None if progress is None else _labelled_progress(progress, role),
                          inputs=i, on_plan=None if on_plan is None else _labelled(on_plan, role))
                for p, i, role in zip((plan_a, plan_b), inputs, ROLES)]
     preds = [i.model.predictions(i.data) for i in inputs]
@@ -288,18 +292,23 @@ def run_comparison(plans: Sequence[Any], compare: Mapping[str, Any], *, trust_co
 
 @dataclass(frozen=True)
 class _LabelledPlan:
-    """A model's run plan as printed by ``audit compare``: the first line names its role."""
+    """A model's run plan as printed by ``audit compare``: every line names its role."""
 
     role: str
     plan: Any
 
     def lines(self) -> list[str]:
-        first, *rest = self.plan.lines()
-        return [f"{self.role}: {first}", *rest]
+        return [f"{self.role}: {line}" for line in self.plan.lines()]
 
 
 def _labelled(on_plan: Any, role: str) -> Any:
     return lambda run_plan: on_plan(_LabelledPlan(role, run_plan))
+
+
+def _labelled_progress(progress: Any, role: str) -> Any:
+    """A progress factory whose methods' names and titles start with the model's role, so that
+    the two audits' progress lines tell which model they are about."""
+    return lambda name, title: progress(f"{role}: {name}", f"{role}: {title}")
 
 
 def compare_models(champion: Any, challenger: Any, data: Any, *, target: str, sensitive: Sequence[str] = (),
