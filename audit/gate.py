@@ -6,7 +6,10 @@ Key format
 
 - ``<set>`` is a sensitive attribute from ``[data] sensitive`` (``sex``) or an intersection of
   them joined by ``*`` (``sex*race``; ``×`` and ``&`` are accepted too; order does not matter);
-  intersections default to every pair (``[methods.fairness] intersections``);
+  intersections default to every pair (``[methods.fairness] intersections``); a name with
+  ``*``, ``×``, ``&``, a quote or edge spaces in it is written in double quotes
+  (:func:`audit.methods.fairness.parse_set_key`), in TOML as a literal key:
+  ``'fairness."a&b".demographic_parity_difference'``;
 - ``<metric>`` is a disparity the fairness method reports for the task, e.g.
   ``demographic_parity_difference``, ``equalized_odds_ratio``, ``disparate_impact_ratio``
   (see :func:`audit.methods.fairness.disparity_names`), or for a binary classifier one group
@@ -151,11 +154,12 @@ def parse_gate(gate: Mapping[str, Any], *, sensitive: Sequence[str], task: str,
     >>> rules[0].attribute, rules[0].max
     ('sex', 0.1)
     """
-    from audit.methods.fairness import FairnessConfig, attribute_sets, disparity_names, normalize_set_name, set_name
+    from audit.methods.fairness import FairnessConfig, attribute_sets, disparity_names, parse_set_key, set_name
 
     config = fairness if fairness is not None else FairnessConfig()
-    sets = [set_name(s) for s in attribute_sets(list(sensitive), config)]
-    by_members = {frozenset(s.split("*")): s for s in sets}
+    audited = attribute_sets(list(sensitive), config)
+    sets = [set_name(s) for s in audited]
+    by_members = {frozenset(s): set_name(s) for s in audited}
     metrics = disparity_names(task)
     defaults = {}
     for opt, allowed in _OPTIONS.items():
@@ -180,14 +184,13 @@ def parse_gate(gate: Mapping[str, Any], *, sensitive: Sequence[str], task: str,
         attr, _, metric = body.rpartition(".")
         if not attr or not metric:
             raise InvalidConfigError(f"The [gate] key {key!r} must look like \"fairness.<attribute>.<metric>\".")
-        canonical = normalize_set_name(attr)
-        canonical = by_members.get(frozenset(canonical.split("*")), canonical)
-        if canonical not in sets:
+        members = parse_set_key(attr, f"The [gate] key {key!r}")
+        canonical = by_members.get(frozenset(members))
+        if canonical is None:
             hint = did_you_mean(attr, sets)
-            extra = ""
-            members = canonical.split("*")
+            extra = quoting_hint(members, sensitive)
             if len(members) > 1 and all(m in sensitive for m in members):
-                extra = (f" Add {members} to [methods.fairness] intersections to audit this "
+                extra = (f" Add {list(members)} to [methods.fairness] intersections to audit this "
                          "intersection.")
             raise InvalidConfigError(
                 f"The [gate] key {key!r} names the attribute {attr!r}, which the fairness audit does "
@@ -236,6 +239,17 @@ def parse_gate(gate: Mapping[str, Any], *, sensitive: Sequence[str], task: str,
     if gate.get("correction") == "bonferroni":
         rules = [dataclasses.replace(r, family_size=len(rules)) for r in rules]
     return rules
+
+
+def quoting_hint(members: Sequence[str], sensitive: Sequence[str]) -> str:
+    """A hint for a gate key that split an attribute whose name holds a separator or edge
+    spaces: how to quote it (README, "Gate keys")."""
+    odd = [a for a in sensitive if a != a.strip() or any(c in a for c in '*×&"\\')]
+    if not odd:
+        return ""
+    quoted = '"' + odd[0].replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return (f" The attribute {odd[0]!r} has a separator (*, ×, &), a quote or edge spaces in its name: quote it in the "
+            f"key, e.g. 'fairness.{quoted}.demographic_parity_difference' (a TOML literal key in single quotes).")
 
 
 def evaluate(rules: Sequence[GateRule], result: Any, *, confidence: float | None = None,
@@ -370,4 +384,5 @@ def judge_outcomes(rules: Sequence[GateRule], outcomes: Sequence[Any]) -> GateRe
     return evaluate(rules, outcome.result, confidence=outcome.config.confidence)
 
 
-__all__ = ["GateResult", "GateRule", "Verdict", "evaluate", "judge_outcomes", "parse_gate", "to_junit"]
+__all__ = ["GateResult", "GateRule", "Verdict", "evaluate", "judge_outcomes", "parse_gate", "quoting_hint",
+           "to_junit"]

@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from audit.cli import app
+from audit.compare import compare_models
 from audit.compare.paired import Paired, compare_disparities, compare_performance
 from audit.compare.options import CompareOptions, parse_compare
 from audit.errors import InvalidConfigError
@@ -257,7 +258,7 @@ def test_small_groups_are_left_out_and_the_gate_says_insufficient():
     assert res.too_small == ("c",)
     from audit.compare.gate import judge, parse_compare_gate
 
-    rules = parse_compare_gate({"fairness.g.demographic_parity_difference": {"max_increase": 0.05}}, sets=["g"])
+    rules = parse_compare_gate({"fairness.g.demographic_parity_difference": {"max_increase": 0.05}}, sets=[("g",)])
     verdict = judge(rules, {rules[0].key: res.disparities["demographic_parity_difference"]}).verdicts[0]
     assert verdict.status == "insufficient" and "too small" in verdict.message
 
@@ -469,3 +470,52 @@ def test_every_progress_and_plan_line_of_the_two_audits_names_its_model(tmp_path
         assert line.startswith(("champion: ", "challenger: ")), line
     for role in ("champion", "challenger"):
         assert f"{role}: fairness: started" in progress and any(ln.startswith(role) for ln in plan)
+
+
+ODD = ["a&b", "p×q", "s*t", " edge "]  # attribute names holding a separator or edge spaces
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def test_attribute_names_with_separators_or_edge_spaces_are_named_in_gate_keys_by_quoting():
+    """README "Gate keys": a quoted name is verbatim; an intersection joins quoted names with *;
+    the same rule for [compare.gate] and [gate] (audit check)."""
+    import tomllib
+
+    from audit.gate import parse_gate
+
+    rng = np.random.default_rng(3)
+    n = 800
+    df = pd.DataFrame({"x": rng.normal(size=n), **{a: rng.choice(["u", "v"], n) for a in ODD}})
+    df["y"] = (df.x + rng.normal(size=n) > 0).astype(int)
+    keys = [f"fairness.{_quoted(a)}.demographic_parity_difference" for a in ODD]
+    keys.append(f"fairness.{_quoted('s*t')} × {_quoted('a&b')}.equalized_odds_difference")
+    # written in a TOML file as literal keys
+    toml = "".join(f"'{k}' = {{ max_increase = 0.5 }}\n" for k in keys)
+    gate = tomllib.loads(toml)
+    assert list(gate) == keys
+    f = lambda X: 1 / (1 + np.exp(-2 * X[:, 0]))  # noqa: E731
+    r = compare_models(f, f, df, target="y", sensitive=ODD, methods=["performance"], features=["x"],
+                       compare={"n_bootstrap": 200, "n_permutations": 99, "gate": gate})
+    judged = {v.key: v for v in r.gate.verdicts}
+    assert list(judged) == keys and all(v.status == "pass" and v.value == 0.0 for v in judged.values())
+    assert judged[keys[-1]].rule.startswith("a&b*s*t.") or judged[keys[-1]].rule.startswith("s*t*a&b.")
+    # audit check's [gate] reads the same rule
+    rules = parse_gate({k.replace("max_increase", "max"): {"max": 0.1} for k in keys}, sensitive=ODD, task="binary")
+    assert [r_.attribute for r_ in rules][:4] == ODD
+    # unquoted, the names split (or lose their spaces): an exit-2 message says how to quote
+    for bad in ("fairness.a&b.demographic_parity_difference", 'fairness."a&b.demographic_parity_difference',
+                'fairness."a&b"x.demographic_parity_difference'):
+        with pytest.raises(InvalidConfigError, match="quot"):
+            parse_compare_gate_for(bad, ODD)
+        with pytest.raises(InvalidConfigError, match="quot"):
+            parse_gate({bad: {"max": 0.1}}, sensitive=ODD, task="binary")
+
+
+def parse_compare_gate_for(key: str, sensitive):
+    from audit.compare.gate import parse_compare_gate
+    from audit.methods.fairness import FairnessConfig, attribute_sets
+
+    return parse_compare_gate({key: {"max_increase": 0.1}}, sets=attribute_sets(sensitive, FairnessConfig()))

@@ -66,17 +66,19 @@ class CompareRule:
         return f"{what} {' and '.join(parts)}"
 
 
-def parse_compare_gate(gate: Mapping[str, Any], *, sets: Sequence[str]) -> list[CompareRule]:
-    """Validate ``[compare.gate]``; ``sets`` are the attribute and intersection names audited.
+def parse_compare_gate(gate: Mapping[str, Any], *, sets: Sequence[Sequence[str]]) -> list[CompareRule]:
+    """Validate ``[compare.gate]``; ``sets`` are the attribute sets compared (tuples of
+    attribute names). Attribute names in keys follow :func:`audit.methods.fairness.parse_set_key`.
 
     Examples
     --------
-    >>> rules = parse_compare_gate({"performance.auc": {"max_decrease": 0.01}}, sets=["sex"])
+    >>> rules = parse_compare_gate({"performance.auc": {"max_decrease": 0.01}}, sets=[("sex",)])
     >>> rules[0].text
     'auc decrease < 0.01'
     """
     from audit.compare.options import comparable_disparities
-    from audit.methods.fairness import normalize_set_name
+    from audit.gate import quoting_hint
+    from audit.methods.fairness import parse_set_key, set_name
 
     defaults = {}
     for opt, allowed in _OPTIONS.items():
@@ -85,7 +87,9 @@ def parse_compare_gate(gate: Mapping[str, Any], *, sets: Sequence[str]) -> list[
             raise InvalidConfigError(f"The [compare.gate] option {opt!r} must be one of {list(allowed)}. "
                                      f"Got {value!r} instead.")
         defaults[opt] = value
-    by_members = {frozenset(s.split("*")): s for s in sets}
+    by_members = {frozenset(s): set_name(s) for s in sets}
+    names = [set_name(s) for s in sets]
+    attributes = sorted({a for s in sets for a in s})
     disparities = comparable_disparities()
     rules = []
     for key, spec in gate.items():
@@ -100,11 +104,13 @@ def parse_compare_gate(gate: Mapping[str, Any], *, sets: Sequence[str]) -> list[
                                          f"{', '.join(PERFORMANCE_METRICS)}.")
         elif section == "fairness":
             attr, _, metric = rest.rpartition(".")
-            canonical = by_members.get(frozenset(normalize_set_name(attr).split("*"))) if attr else None
+            members = parse_set_key(attr, f"The [compare.gate] key {key!r}")
+            canonical = by_members.get(frozenset(members))
             if canonical is None:
                 raise InvalidConfigError(
                     f"The [compare.gate] key {key!r} names the attribute {attr!r}, which the comparison does "
-                    f"not cover.{did_you_mean(attr, sets)} Attributes and intersections: {', '.join(sets) or 'none'}.")
+                    f"not cover.{did_you_mean(attr, names)}{quoting_hint(members, attributes)} Attributes and "
+                    f"intersections: {', '.join(names) or 'none'}.")
             attr = canonical
             if metric not in disparities:
                 raise InvalidConfigError(f"The [compare.gate] key {key!r} names the disparity {metric!r}."
@@ -112,7 +118,7 @@ def parse_compare_gate(gate: Mapping[str, Any], *, sets: Sequence[str]) -> list[
         else:
             raise InvalidConfigError(
                 f"Unknown [compare.gate] key {key!r}: keys look like \"performance.auc\" or "
-                f"\"fairness.<attribute>.<disparity>\" (e.g. \"fairness.{sets[0] if sets else 'sex'}."
+                f"\"fairness.<attribute>.<disparity>\" (e.g. \"fairness.{names[0] if names else 'sex'}."
                 "demographic_parity_difference\").")
         if not isinstance(spec, Mapping):
             raise InvalidConfigError(f"The [compare.gate] value of {key!r} must be a table like "

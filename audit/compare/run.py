@@ -74,14 +74,12 @@ class ComparisonResult:
     def json_bytes(self) -> bytes:
         return (json.dumps(self.to_json(), indent=2, allow_nan=False) + "\n").encode()
 
-    def change(self, key: str) -> Change | None:
-        """The change a gate key names: ``performance.<metric>`` or ``fairness.<set>.<disparity>``."""
-        section, _, rest = key.partition(".")
-        if section == "performance":
-            return self.performance.get(rest)
-        attr, _, metric = rest.rpartition(".")
-        res = self.fairness.get(attr)
-        return None if res is None else res.disparities.get(metric)
+    def change(self, rule: Any) -> Change | None:
+        """The change a parsed gate rule (:class:`audit.compare.gate.CompareRule`) judges."""
+        if rule.section == "performance":
+            return self.performance.get(rule.metric)
+        res = self.fairness.get(rule.attribute)
+        return None if res is None else res.disparities.get(rule.metric)
 
 
 def rows_digest(data: Any, features: Sequence[str]) -> str:
@@ -145,7 +143,7 @@ def compare_runs(reports: Sequence[Any], predictions: Sequence[Any], data: Any, 
 
     fair = FairnessConfig.from_dict(fairness_options or {}, method="fairness")
     sets = attribute_sets(list(data.spec.sensitive), fair)
-    rules = parse_compare_gate(gate, sets=[set_name(s) for s in sets]) if gate else []
+    rules = parse_compare_gate(gate, sets=sets) if gate else []
     metrics = list(dict.fromkeys([*options.disparities,
                                   *(r.metric for r in rules if r.section == "fairness")]))
     rng = np.random.default_rng(np.random.SeedSequence([seed, 16]))
@@ -183,7 +181,7 @@ def compare_runs(reports: Sequence[Any], predictions: Sequence[Any], data: Any, 
         fairness=fairness, fairness_skipped=skipped, importance=importance, importance_missing=missing,
         gate=None, limitations=limitations, provenance=provenance or {"seed": seed}, _reports=tuple(reports))
     if rules:
-        result = dataclasses.replace(result, gate=judge(rules, {r.key: result.change(r.key) for r in rules}))
+        result = dataclasses.replace(result, gate=judge(rules, {r.key: result.change(r) for r in rules}))
     return result
 
 
@@ -273,10 +271,10 @@ def run_comparison(plans: Sequence[Any], compare: Mapping[str, Any], *, trust_co
     where = tuple(str(p.config_path or role) for p, role in zip((plan_a, plan_b), ROLES))
     row_hash, features = check_same_rows(inputs[0].data, inputs[1].data, where)  # type: ignore[arg-type]
     if gate:  # a malformed gate is a usage error before any work
-        from audit.methods.fairness import FairnessConfig, attribute_sets, set_name
+        from audit.methods.fairness import FairnessConfig, attribute_sets
 
         fair = FairnessConfig.from_dict(plan_a.method_options.get("fairness") or {}, method="fairness")
-        parse_compare_gate(gate, sets=[set_name(s) for s in attribute_sets(list(plan_a.data.sensitive), fair)])
+        parse_compare_gate(gate, sets=attribute_sets(list(plan_a.data.sensitive), fair))
     reports = [run_audit(p, trust_code=trust_code, untrusted_config=untrusted_config,
                          progress=None if progress is None else _labelled_progress(progress, role),
                          inputs=i, on_plan=None if on_plan is None else _labelled(on_plan, role))
