@@ -242,10 +242,29 @@ def test_compare_options_are_validated():
     for key, huge in (("calibration_bins", 10**9), ("n_bootstrap", 10**8), ("n_permutations", 10**8)):
         with pytest.raises(InvalidConfigError, match=key):  # bounded: memory and time
             parse_compare({key: huge})
-    with pytest.raises(InvalidConfigError, match="Unknown key 'gates'"):
+    with pytest.raises(InvalidConfigError, match=r"no option 'gates'. Did you mean 'gate'\?"):
         parse_compare({"gates": {}})
     with pytest.raises(InvalidConfigError, match="disparities"):
         parse_compare({"disparities": ["auc_difference"]})
+    with pytest.raises(InvalidConfigError, match=r"set it in \[methods.fairness\]"):
+        parse_compare({"min_group_size": 5})
+
+
+@pytest.mark.parametrize("option, value", [("confidence", 1.0), ("confidence", "high"), ("n_bootstrap", 50),
+                                           ("n_permutations", 10), ("calibration_bins", 1), ("disparities", [])])
+def test_compare_options_get_the_same_message_shape_as_every_method_option(option, value):
+    """[compare] is validated by the declarative option bounds (OPTION_BOUNDS, Interval/Options/
+    Either): "The 'x' option in [compare] must be <rule>. Got <value> instead."."""
+    from audit.core.method import option_message
+
+    with pytest.raises(InvalidConfigError) as err:
+        parse_compare({option: value})
+    text = str(err.value)
+    assert text.startswith(f"The {option!r} option in [compare] must be ") and text.endswith(f"Got {value!r} instead.")
+    if option == "confidence" and value == 1.0:  # the very rule every method's confidence has
+        from audit.core.method import OPTION_BOUNDS
+
+        assert text == option_message(option, OPTION_BOUNDS[option].rule(), value, section="[compare]")
 
 
 def test_small_groups_are_left_out_and_the_gate_says_insufficient():

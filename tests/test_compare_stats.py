@@ -72,6 +72,57 @@ def test_disparity_change_intervals_cover_the_true_change(sizes, ra, rb, q):
     assert hits / given >= band(given), (hits / given, given, truth)
 
 
+def draw_by_outcome(rng, sizes, tpr_a, fpr_a, tpr_b, fpr_b, q, base=0.5):
+    """As :func:`draw_decisions`, but the champion says yes with probability tpr_a[g] on a
+    positive row and fpr_a[g] on a negative one; where the challenger draws afresh it uses
+    tpr_b / fpr_b."""
+    g = np.repeat(np.arange(len(sizes)), sizes)
+    n = g.size
+    y = (rng.random(n) < base).astype(int)
+    a = (rng.random(n) < np.where(y == 1, np.asarray(tpr_a)[g], np.asarray(fpr_a)[g])).astype(int)
+    fresh = (rng.random(n) < np.where(y == 1, np.asarray(tpr_b)[g], np.asarray(fpr_b)[g])).astype(int)
+    b = np.where(rng.random(n) < q, fresh, a)
+    return g.astype(str), Paired(y, a, b, None, None)
+
+
+def true_eo_change(tpr_a, fpr_a, tpr_b, fpr_b, q):
+    """Equalized odds difference: the larger of the TPR and FPR spreads (max − min)."""
+    def eo(tpr, fpr):
+        return max(np.ptp(tpr), np.ptp(fpr))
+    mix = lambda a, b: (1 - q) * np.asarray(a, float) + q * np.asarray(b, float)  # noqa: E731
+    return eo(mix(tpr_a, tpr_b), mix(fpr_a, fpr_b)) - eo(np.asarray(tpr_a, float), np.asarray(fpr_a, float))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sizes, tpr_a, fpr_a, tpr_b, fpr_b, q", [
+    ((2000, 2000), (0.7, 0.7), (0.3, 0.3), (0.9, 0.7), (0.3, 0.3), 0.3),      # a fair champion, TPR gap appears
+    ((100, 800), (0.6, 0.8), (0.4, 0.4), (0.8, 0.8), (0.4, 0.4), 0.5),        # a small group, its TPR gap closes
+    ((80, 80, 80), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 0.3),  # small, no change
+    ((800, 800), (0.8, 0.8), (0.05, 0.05), (0.8, 0.8), (0.35, 0.05), 0.3),    # FPR near 0, FPR gap appears
+    ((1500, 1500), (0.97, 0.97), (0.3, 0.3), (0.67, 0.97), (0.3, 0.3), 0.3),  # TPR near 1, TPR gap appears
+    ((300, 300), (0.6, 0.8), (0.2, 0.4), (0.6, 0.8), (0.4, 0.4), 0.5),        # the FPR gap closes, TPR's stays
+])
+def test_equalized_odds_change_intervals_cover_the_true_change(sizes, tpr_a, fpr_a, tpr_b, fpr_b, q):
+    rng = np.random.default_rng(12)
+    opts = CompareOptions(n_bootstrap=300, n_permutations=0)
+    truth = true_eo_change(tpr_a, fpr_a, tpr_b, fpr_b, q)
+    hits = given = 0
+    widths = []
+    for _ in range(200):
+        values, p = draw_by_outcome(rng, sizes, tpr_a, fpr_a, tpr_b, fpr_b, q)
+        c = compare_disparities("g", values, p, [EO], opts, rng).disparities[EO].change
+        if c.lower is None:
+            continue
+        given += 1
+        hits += c.lower - 1e-12 <= truth <= c.upper + 1e-12
+        widths.append(c.upper - c.lower)
+    print(f"EO change {sizes} TPR {tpr_a}->{tpr_b} FPR {fpr_a}->{fpr_b} q={q}: truth {truth:+.4f}, coverage "
+          f"{hits / max(given, 1):.3f} of {given} intervals ({200 - given} withheld), mean width "
+          f"{np.mean(widths) if widths else float('nan'):.3f}")
+    assert given >= 100, f"the interval was withheld in {200 - given} of 200 samples"
+    assert hits / given >= band(given), (hits / given, given, truth)
+
+
 def draw_scores(rng, n, base, sep, rho, shift):
     """Outcomes with prevalence ``base``; two scores of correlated latent signals (correlation
     rho), the challenger's with separation sep + shift (shift 0: the same distribution)."""
