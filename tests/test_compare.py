@@ -72,7 +72,7 @@ def test_two_copies_of_one_model_give_zero_changes_intervals_at_zero_and_a_passi
     for c in changes:
         assert c["change"]["value"] == 0.0 and c["p_value"] == 1.0
         if c["metric"] == "ece":  # binned ECE is biased: a test, never an interval (nor an interval method)
-            assert c["change"]["lower"] is c["change"]["method"] is None
+            assert c["change"]["lower"] is None and c["change"]["method"] == ""
             assert "biased upward" in c["change"]["undefined_reason"]
             continue
         assert c["change"]["lower"] <= 0.0 <= c["change"]["upper"]
@@ -538,3 +538,95 @@ def parse_compare_gate_for(key: str, sensitive):
     from audit.methods.fairness import FairnessConfig, attribute_sets
 
     return parse_compare_gate({key: {"max_increase": 0.1}}, sets=attribute_sets(sensitive, FairnessConfig()))
+
+
+def _cf_result(rows, attribute="g", groups=("a", "b"), search="gradient", mad=None):
+    """A counterfactuals result as compare reads it: searched rows (row, found, cost) and the
+    per-group mean cost its audit computed."""
+    from types import SimpleNamespace
+
+    from audit.core.results import Estimate
+    from audit.methods._cf.recourse import AttributeRecourse, GroupRecourse
+    from audit.methods.counterfactuals import RowOutcome
+
+    outcomes = tuple(RowOutcome(r, c is not None, c, 1 if c is not None else None, "" if c is not None else "none")
+                     for r, c in rows)
+    recourse = (AttributeRecourse(attribute, tuple(GroupRecourse(g, 0, 0, None, Estimate(1.0, 0.5, 1.5, 0.95, "pb"),
+                                                                 Estimate(1.0), True) for g in groups),
+                                  None, None, None, None, None, None, None),)
+    return SimpleNamespace(rows=outcomes, recourse=recourse, search=search, mad=mad or {"x": 1.0})
+
+
+def test_recourse_is_paired_on_rows_both_models_explained_and_the_rest_is_counted():
+    from audit.compare.recourse import compare_recourse
+    from audit.core.method import to_jsonable
+
+    sensitive = pd.DataFrame({"g": ["a"] * 20 + ["b"] * 20})
+    # rows 0-11 (a): explained for both, challenger costs 0.5 more; 12: lost; 13: gained; 14: neither;
+    # 15-16 champion only; 17 challenger only; group b: rows 20-39 both explained, same cost
+    champ = [(r, 1.0 + r / 10) for r in range(12)] + [(12, 2.0), (13, None), (14, None), (15, 1.0), (16, 1.0)]
+    chall = [(r, 1.5 + r / 10) for r in range(12)] + [(12, None), (13, 3.0), (14, None), (17, 1.0)]
+    champ += [(r, float(r)) for r in range(20, 40)]
+    chall += [(r, float(r)) for r in range(20, 40)]
+    a, b = _cf_result(champ), _cf_result(chall)
+    rc = compare_recourse(a, b, sensitive, ["g"], confidence=0.95)
+    ga, gb = rc.attributes["g"].groups
+    assert (ga.group, ga.n_paired, ga.lost, ga.gained, ga.neither, ga.only_champion, ga.only_challenger) == \
+        ("a", 12, 1, 1, 1, 2, 1)
+    e = ga.paired.change
+    assert (e.value, e.lower, e.upper) == pytest.approx((0.5, 0.5, 0.5)) and ga.paired.champion == pytest.approx(1.55)
+    assert gb.n_paired == 20 and (gb.paired.change.value, gb.paired.change.lower) == (0.0, 0.0)
+    assert ga.champion.lower == 0.5 and ga.challenger.value == 1.0  # each model's own cost, as its audit gave it
+    assert "35 rows were searched for both models, 32 of them explained for both" in rc.note and "2 rows were searched for the champion only" in rc.note
+    # the same from results as saved in results.json
+    saved = compare_recourse(to_jsonable(vars(a)), to_jsonable(vars(b)), sensitive, ["g"], confidence=0.95)
+    assert to_jsonable(saved) == to_jsonable(rc)
+    # five paired rows are too few for a 95% interval of their median: a value, no interval, and why
+    few = compare_recourse(_cf_result(champ[:5]), _cf_result(chall[:5]), sensitive, ["g"], confidence=0.95)
+    e = few.attributes["g"].groups[0].paired.change
+    assert e.value == pytest.approx(0.5) and e.lower is None and "too few" in e.undefined_reason
+    # searches scaled by different MADs: not compared, and said so
+    other = compare_recourse(a, _cf_result(chall, mad={"x": 2.0}), sensitive, ["g"], confidence=0.95)
+    assert other.attributes == {} and "different MADs" in other.note
+
+
+def test_recourse_change_of_two_models_is_reported_gated_and_rendered():
+    """Both audits run counterfactuals: per group each model's cost, the paired change with an
+    interval on the rows both explained, a gate rule on it, and the report's section."""
+    from sklearn.linear_model import LogisticRegression
+
+    from audit.compare.report import render_comparison
+
+    rng = np.random.default_rng(0)
+    n = 600
+    df = pd.DataFrame({"x1": rng.normal(size=n), "x2": rng.normal(size=n), "g": rng.choice(["a", "b"], n)})
+    df["y"] = (df.x1 + 0.5 * df.x2 + rng.normal(size=n) > 0).astype(int)
+    X = df[["x1", "x2"]].to_numpy()
+    m1 = LogisticRegression().fit(X, df.y)
+    m2 = LogisticRegression(C=0.05).fit(X[:300], df.y[:300])
+    gate = {"counterfactuals.g.a.median_cost_change": {"max_increase": 1.0},
+            'counterfactuals."g"."b".median_cost_change': {"max_decrease": 0.0}}
+    r = compare_models(m1, m2, df, target="y", sensitive=["g"], features=["x1", "x2"], methods=["counterfactuals"],
+                       method_options={"counterfactuals": {"max_search_rows": 200}},
+                       compare={"n_bootstrap": 300, "n_permutations": 99, "gate": gate})
+    groups = {g.group: g for g in r.recourse.attributes["g"].groups}
+    assert set(groups) == {"a", "b"}
+    for g in groups.values():
+        e = g.paired.change
+        assert g.n_paired >= 30 and e.lower <= e.value <= e.upper and e.level == 0.95
+        assert g.champion.lower is not None and g.challenger.lower is not None
+    verdicts = {v.key: v for v in r.gate.verdicts}
+    assert verdicts["counterfactuals.g.a.median_cost_change"].status == "pass"
+    assert verdicts['counterfactuals."g"."b".median_cost_change'].value == groups["b"].paired.change.value
+    doc = json.loads(r.json_bytes())
+    assert doc["recourse"]["attributes"]["g"]["groups"][0]["n_paired"] == groups["a"].n_paired
+    html = render_comparison(r)
+    assert '<section id="recourse">' in html and "median change" in html
+    assert not any("Counterfactual recourse is not compared" in n for n in r.limitations)
+    with pytest.raises(InvalidConfigError, match="counterfactuals.<attribute>.<group>.median_cost_change"):
+        compare_models(m1, m2, df, target="y", sensitive=["g"], methods=["performance"],
+                       compare={"gate": {"counterfactuals.g.a.cost": {"max_increase": 1.0}}})
+    # without counterfactuals in both audits the report says why recourse is not compared
+    r2 = compare_models(m1, m2, df, target="y", sensitive=["g"], methods=["performance"],
+                        compare={"n_bootstrap": 100, "n_permutations": 0})
+    assert r2.recourse.attributes == {} and "did not run for the champion and challenger" in r2.recourse.note

@@ -1,8 +1,11 @@
 """The non-inferiority gate of ``audit compare`` (``[compare.gate]``), with the verdicts, exit
 codes and JUnit output of ``audit check`` (:mod:`audit.gate`).
 
-Keys: ``"performance.<metric>"`` (``accuracy``, ``auc``) and
-``"fairness.<attribute or intersection>.<disparity>"`` (a ``*_difference``); values ``{ max_increase = m }`` and/or
+Keys: ``"performance.<metric>"`` (``accuracy``, ``auc``),
+``"fairness.<attribute or intersection>.<disparity>"`` (a ``*_difference``) and
+``"counterfactuals.<attribute>.<group>.median_cost_change"`` (the median per-row change of a
+group's recourse cost over the rows both models' searches explained, :mod:`audit.compare.recourse`); names with
+separators, dots or edge spaces are double-quoted (README, "Gate keys"); values ``{ max_increase = m }`` and/or
 ``{ max_decrease = m }`` (``m >= 0``), optionally ``inconclusive = "fail" | "warn"`` and
 ``small_groups = "insufficient" | "ignore"`` (the same keys at the top of ``[compare.gate]`` set
 the defaults).
@@ -18,7 +21,8 @@ comparison's confidence c:
 Each bound of a two-sided interval at level c errs at most (1 − c)/2 when its coverage is
 nominal, so a pass is a one-sided non-inferiority test at level (1 − c)/2 (2.5% at c = 0.95);
 for disparities the interval is a conservative projection (:func:`audit.stats.paired.projection_interval`),
-for accuracy and AUC a percentile bootstrap whose coverage was measured by simulation
+for accuracy and AUC a percentile bootstrap whose coverage was measured by simulation, for
+recourse costs a distribution-free order-statistic interval of the median change
 (tests/test_compare_stats.py).
 """
 
@@ -48,16 +52,17 @@ _BOUNDS = ("max_increase", "max_decrease")
 class CompareRule:
     key: str
     section: str            # "performance" | "fairness"
-    attribute: str | None   # canonical set name for fairness
+    attribute: str | None   # canonical set name for fairness; the attribute for counterfactuals
     metric: str
     max_increase: float | None = None
     max_decrease: float | None = None
     inconclusive: str = "fail"
     small_groups: str = "insufficient"
+    group: str | None = None  # counterfactuals: the group whose recourse cost is judged
 
     @property
     def text(self) -> str:
-        what = self.metric if self.attribute is None else f"{self.attribute}.{self.metric}"
+        what = ".".join(p for p in (self.attribute, self.group, self.metric) if p is not None)
         parts = []
         if self.max_increase is not None:
             parts.append(f"increase < {self.max_increase:g}")
@@ -96,12 +101,15 @@ def parse_compare_gate(gate: Mapping[str, Any], *, sets: Sequence[Sequence[str]]
         if key in _OPTIONS:
             continue
         section, _, rest = key.partition(".")
+        group = None
         if section == "performance":
             attr, metric = None, rest
             if metric not in PERFORMANCE_METRICS:
                 raise InvalidConfigError(f"The [compare.gate] key {key!r} names the metric {metric!r}."
                                          f"{did_you_mean(metric, PERFORMANCE_METRICS)} Performance metrics: "
                                          f"{', '.join(PERFORMANCE_METRICS)}.")
+        elif section == "counterfactuals":
+            attr, group, metric = _recourse_key(key, rest, [a for s_ in sets if len(s_) == 1 for a in s_])
         elif section == "fairness":
             attr, _, metric = rest.rpartition(".")
             members = parse_set_key(attr, f"The [compare.gate] key {key!r}")
@@ -117,9 +125,9 @@ def parse_compare_gate(gate: Mapping[str, Any], *, sets: Sequence[Sequence[str]]
                                          f"{did_you_mean(metric, disparities)} Disparities: {', '.join(disparities)}.")
         else:
             raise InvalidConfigError(
-                f"Unknown [compare.gate] key {key!r}: keys look like \"performance.auc\" or "
+                f"Unknown [compare.gate] key {key!r}: keys look like \"performance.auc\", "
                 f"\"fairness.<attribute>.<disparity>\" (e.g. \"fairness.{names[0] if names else 'sex'}."
-                "demographic_parity_difference\").")
+                "demographic_parity_difference\") or \"counterfactuals.<attribute>.<group>.median_cost_change\".")
         if not isinstance(spec, Mapping):
             raise InvalidConfigError(f"The [compare.gate] value of {key!r} must be a table like "
                                      f"{{ max_increase = 0.02 }}. Got {spec!r} instead.")
@@ -145,7 +153,7 @@ def parse_compare_gate(gate: Mapping[str, Any], *, sets: Sequence[Sequence[str]]
                     raise InvalidConfigError(f"The {opt!r} of [compare.gate] {key!r} must be one of "
                                              f"{list(allowed)}. Got {spec[opt]!r} instead.")
                 opts[opt] = spec[opt]
-        rules.append(CompareRule(key, section, attr, metric, **bounds, **opts))
+        rules.append(CompareRule(key, section, attr, metric, **bounds, **opts, group=group))
     if not rules:
         raise InvalidConfigError("The [compare.gate] table has no rules (only options), so it would pass "
                                  "having tested nothing. Add rules such as \"performance.auc\" = "
@@ -153,15 +161,58 @@ def parse_compare_gate(gate: Mapping[str, Any], *, sets: Sequence[Sequence[str]]
     return rules
 
 
+def _key_parts(text: str, where: str) -> list[str]:
+    """``text`` split at the dots outside double quotes; a quoted part is verbatim (``\\"`` a
+    quote, ``\\\\`` a backslash), as in attribute names (README, "Gate keys")."""
+    parts, pos = [], 0
+    while pos <= len(text):
+        if text.startswith('"', pos):
+            end = pos + 1
+            buf = []
+            while end < len(text) and text[end] != '"':
+                buf.append(text[end + 1] if text[end] == "\\" and end + 1 < len(text) else text[end])
+                end += 2 if text[end] == "\\" else 1
+            if end >= len(text) or (end + 1 < len(text) and text[end + 1] != "."):
+                raise InvalidConfigError(f"{where} has an unclosed quote, or text after a closing quote: a quoted "
+                                         'name ends with " before the next dot (README, "Gate keys").')
+            parts.append("".join(buf))
+            pos = end + 2
+        else:
+            end = text.find(".", pos)
+            end = len(text) if end < 0 else end
+            parts.append(text[pos:end])
+            pos = end + 1
+    return parts
+
+
+def _recourse_key(key: str, rest: str, attributes: Sequence[str]) -> tuple[str, str, str]:
+    """``<attribute>.<group>.median_cost_change`` of a ``counterfactuals.`` key: the attribute is one of
+    ``attributes``; names holding dots are quoted, or matched as the attributes allow."""
+    from audit.compare.recourse import METRIC
+
+    where = f"The [compare.gate] key {key!r}"
+    parts = _key_parts(rest, where)
+    if len(parts) < 3 or parts[-1] != METRIC:
+        raise InvalidConfigError(f"{where} must look like \"counterfactuals.<attribute>.<group>.{METRIC}\" (the "
+                                 "median per-row change of a group's recourse cost).")
+    for i in range(1, len(parts) - 1):
+        attr, group = ".".join(parts[:i]), ".".join(parts[i:-1])
+        if attr in attributes:
+            return attr, group, METRIC
+    raise InvalidConfigError(f"{where} names no sensitive attribute the comparison covers.{did_you_mean(parts[0], attributes)} "
+                             f"Attributes: {', '.join(attributes) or 'none'}; quote a name with a dot in it "
+                             '(README, "Gate keys").')
+
+
 def judge(rules: Sequence[CompareRule], changes: Mapping[str, Any]) -> GateResult:
-    """Verdicts of the rules on the comparison's changes (key -> :class:`Change` or None)."""
+    """Verdicts of the rules on the comparison's changes (key -> :class:`Change`, or why there is none)."""
     return GateResult(tuple(_judge(r, changes.get(r.key)) for r in rules))
 
 
 def _judge(rule: CompareRule, change: Any) -> Verdict:
-    if change is None:
+    if change is None or isinstance(change, str):
         return Verdict(rule.key, rule.text, "insufficient", False, None, None, None, None,
-                       "not computed (the models have no scores, or the attribute was not analysed)")
+                       f"not computed: {change}" if change else "not computed")
     e = change.change
     conf = e.level
 

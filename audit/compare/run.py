@@ -29,6 +29,7 @@ from audit.compare.paired import (
     compare_performance,
     overall_changes,
 )
+from audit.compare.recourse import RecourseComparison, compare_recourse
 from audit.compare.results import Change, DecisionChange, ImportanceComparison
 from audit.errors import DataValidationError, InvalidConfigError
 from audit.gate import GateResult
@@ -54,6 +55,7 @@ class ComparisonResult:
     fairness_skipped: dict[str, str]
     importance: dict[str, ImportanceComparison]
     importance_missing: dict[str, str]
+    recourse: RecourseComparison
     gate: GateResult | None
     limitations: list[str]
     provenance: dict[str, Any]
@@ -74,12 +76,21 @@ class ComparisonResult:
     def json_bytes(self) -> bytes:
         return (json.dumps(self.to_json(), indent=2, allow_nan=False) + "\n").encode()
 
-    def change(self, rule: Any) -> Change | None:
-        """The change a parsed gate rule (:class:`audit.compare.gate.CompareRule`) judges."""
+    def change(self, rule: Any) -> Change | str:
+        """The change a parsed gate rule (:class:`audit.compare.gate.CompareRule`) judges, or
+        why there is none."""
         if rule.section == "performance":
-            return self.performance.get(rule.metric)
+            return self.performance.get(rule.metric) or f"{rule.metric} was not computed (the models give no scores)"
+        if rule.section == "counterfactuals":
+            res = self.recourse.attributes.get(rule.attribute)
+            if res is None:
+                return f"recourse was not compared for {rule.attribute}: {self.recourse.note}"
+            found = {g.group: g.paired for g in res.groups}
+            return found.get(rule.group) or (f"{rule.attribute} has no group {rule.group!r} among the rows searched; "
+                                             f"groups: {', '.join(found) or 'none'}")
         res = self.fairness.get(rule.attribute)
-        return None if res is None else res.disparities.get(rule.metric)
+        change = None if res is None else res.disparities.get(rule.metric)
+        return change or f"{rule.attribute} was not analysed ({self.fairness_skipped.get(rule.attribute, 'not compared')})"
 
 
 def rows_digest(data: Any, features: Sequence[str]) -> str:
@@ -168,6 +179,7 @@ def compare_runs(reports: Sequence[Any], predictions: Sequence[Any], data: Any, 
     earlier = [{o.name: o.result for o in r.outcomes if o.ok} for r in reports]
     importance, missing = compare_importances(earlier[0], earlier[1], features, n_bootstrap=options.n_bootstrap,
                                               confidence=options.confidence, rng=rng)
+    recourse = _recourse(earlier, data, options)
     limitations = _limitations(paired, options, reports, features)
     result = ComparisonResult(
         name=name, title=title or f"Champion vs challenger: {name}",
@@ -179,10 +191,25 @@ def compare_runs(reports: Sequence[Any], predictions: Sequence[Any], data: Any, 
               "scores": scores_a is not None and scores_b is not None},
         options=options, performance=performance, mcnemar=mc, decisions=overall_changes(paired, options.confidence),
         fairness=fairness, fairness_skipped=skipped, importance=importance, importance_missing=missing,
-        gate=None, limitations=limitations, provenance=provenance or {"seed": seed}, _reports=tuple(reports))
+        recourse=recourse, gate=None, limitations=limitations, provenance=provenance or {"seed": seed}, _reports=tuple(reports))
     if rules:
         result = dataclasses.replace(result, gate=judge(rules, {r.key: result.change(r) for r in rules}))
     return result
+
+
+def _recourse(earlier: Sequence[Mapping[str, Any]], data: Any, options: CompareOptions) -> RecourseComparison:
+    """Recourse per group when both audits ran ``counterfactuals``; otherwise why not."""
+    ran = [r.get("counterfactuals") is not None for r in earlier]
+    if not all(ran):
+        which = " and ".join(role for role, ok in zip(ROLES, ran) if not ok)
+        return RecourseComparison({}, {}, f"Counterfactual recourse is not compared: the counterfactuals method did "
+                                          f"not run for the {which} (it needs a tabular classifier and the method "
+                                          "selected in both audits).")
+    if not list(data.spec.sensitive):
+        return RecourseComparison({}, {}, "Counterfactual recourse is not compared per group: no sensitive "
+                                          "attribute was named ([data] sensitive).")
+    return compare_recourse(earlier[0]["counterfactuals"], earlier[1]["counterfactuals"], data.sensitive,
+                            list(data.spec.sensitive), confidence=options.confidence)
 
 
 def _limitations(p: Paired, options: CompareOptions, reports: Sequence[Any], features: Sequence[str]) -> list[str]:
@@ -196,7 +223,6 @@ def _limitations(p: Paired, options: CompareOptions, reports: Sequence[Any], fea
         "(studentized bootstrap), conservative by construction. Both were checked by simulation (README, "
         "\"Comparing two models\"); a group smaller than "
         f"{options.min_group_size} rows is left out of both models' disparities.",
-        "Counterfactual recourse is not compared: the comparison reports neither model's recourse cost.",
     ]
     if p.champion_scores is None or p.challenger_scores is None:
         notes.append("At least one model gives labels without scores, so AUC and calibration are not compared.")
