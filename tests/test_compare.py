@@ -630,3 +630,34 @@ def test_recourse_change_of_two_models_is_reported_gated_and_rendered():
     r2 = compare_models(m1, m2, df, target="y", sensitive=["g"], methods=["performance"],
                         compare={"n_bootstrap": 100, "n_permutations": 0})
     assert r2.recourse.attributes == {} and "did not run for the champion and challenger" in r2.recourse.note
+
+
+def test_two_copies_of_one_model_have_zero_recourse_change_from_configs_and_from_saved_reports(tmp_path):
+    """The same network audited twice: every group's median cost change is 0 with interval
+    [0, 0] on the rows both searches explained, and two saved reports give what the configs give."""
+    import shutil
+    from pathlib import Path
+
+    shared = Path(__file__).resolve().parent / "bad_inputs" / "_shared"
+    work = tmp_path / "case"
+    shutil.copytree(shared, work)
+    text = (work / "audit.toml").read_text().replace('target = "income"', 'target = "income"\nmax_rows = 300')
+    text = text.replace('formats = ["json"]', 'formats = ["json"]\nsave_predictions = true')
+    text += "[methods.counterfactuals]\nmax_search_rows = 120\n"
+    for name in ("a", "b"):
+        (work / f"{name}.toml").write_text(text.replace('name = "bad"', f'name = "{name}"'), encoding="utf-8")
+        res = CliRunner().invoke(app, ["run", str(work / f"{name}.toml"), "--out", str(tmp_path / name), "-q",
+                                       "--methods", "counterfactuals"])
+        assert res.exit_code == 0, res.output
+    res = compare_cli(tmp_path / "a", tmp_path / "b", "--out", tmp_path / "saved")
+    assert res.exit_code == 0, res.output
+    live = compare_cli(work / "a.toml", work / "b.toml", "--out", tmp_path / "live", "--methods", "counterfactuals")
+    assert live.exit_code == 0, live.output
+    saved = json.loads((tmp_path / "saved" / "results.json").read_text())["recourse"]
+    assert saved == json.loads((tmp_path / "live" / "results.json").read_text())["recourse"]
+    groups = saved["attributes"]["sex"]["groups"]
+    assert groups and sum(g["n_paired"] for g in groups) > 20
+    for g in groups:
+        assert (g["lost"], g["gained"], g["only_champion"], g["only_challenger"]) == (0, 0, 0, 0)
+        e = g["paired"]["change"]
+        assert e["value"] == 0.0 and (e["lower"], e["upper"]) in ((0.0, 0.0), (None, None))
