@@ -74,12 +74,17 @@ class MethodConfig:
     bounds: ClassVar[Mapping[str, Constraint]] = {}
     #: Old option names -> their new names: an old name is an error naming the new one.
     renamed: ClassVar[Mapping[str, str]] = {}
+    #: Sub-tables of the section read elsewhere (e.g. ``[compare.gate]``): named in the
+    #: unknown-key message, never options.
+    tables: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
-    def from_dict(cls, options: Mapping[str, Any], *, method: str, source: str | None = None) -> MethodConfig:
+    def from_dict(cls, options: Mapping[str, Any], *, method: str, source: str | None = None,
+                  section: str | None = None) -> MethodConfig:
         """Build the config from a TOML table: unknown keys, wrong types and values outside an
         option's declared rules are errors in one sentence shape naming the option, the
-        ``[methods.NAME]`` section and the file ``source`` (when there is one).
+        ``[methods.NAME]`` section (or ``section``, for a table elsewhere such as ``[compare]``)
+        and the file ``source`` (when there is one).
 
         Examples
         --------
@@ -91,7 +96,7 @@ class MethodConfig:
         """
         fields = {f.name: f for f in dataclasses.fields(cls)}
         hints = typing.get_type_hints(cls)
-        section = f"[methods.{method}]"
+        section = section or f"[methods.{method}]"
         renamed = cls.renamed
         where = f" of {source}" if source else ""
         try:
@@ -102,9 +107,10 @@ class MethodConfig:
                         f"The {key!r} option in {section}{where} was renamed {renamed[key]!r} "
                         f"(one name per idea across methods): write {renamed[key]} = {_toml_text(value)}.")
                 if key not in fields:
+                    tables = "".join(f"; the table {section[:-1]}.{t}]" for t in cls.tables)
                     raise InvalidConfigError(
-                        f"{section}{where} has no option {key!r}.{did_you_mean(key, fields)} "
-                        f"Options: {', '.join(sorted(fields)) or 'none'}.")
+                        f"{section}{where} has no option {key!r}.{did_you_mean(key, [*fields, *cls.tables])} "
+                        f"Options: {', '.join(sorted(fields)) or 'none'}{tables}.")
                 values[key] = _coerce(value, hints[key], key)
             config = cls(**values)
             check_bounds(config)

@@ -220,6 +220,8 @@ class Fact:
     verdict: str | None
     keys: tuple[str, ...]
     group: str = ""  # the attribute (fairness), the method (attributions)
+    test: str | None = None  # the hypothesis test behind the verdict (fairness disparities)
+    finding: str | None = None  # a sentence of the executive summary (its level is the verdict)
 
     def __post_init__(self) -> None:
         if self.lower is None or self.upper is None:  # a level belongs to an interval only
@@ -306,10 +308,10 @@ def disparity_facts(results: Mapping[str, Any]) -> list[Fact]:
             if name in per_rate:
                 continue
             est = d.get("estimate", d)
-            out.append(Fact("fairness", d.get("label", name), *_bounds(est, {"confidence": level}), d.get("test"),
+            out.append(Fact("fairness", d.get("label", name), *_bounds(est, {"confidence": level}), est.get("method"),
                             d.get("significance") or _undefined(est),
                             (pointer("methods", "fairness", "result", "attributes", attr, "disparities", name),),
-                            group=attr))
+                            group=attr, test=d.get("test")))
     return out
 
 
@@ -544,12 +546,22 @@ def is_model_card(path: Path) -> bool:
     return text.startswith("# Model card: ") and "\nWritten by audit-suite " in text
 
 
-SUMMARY_COLUMNS = ("method", "what", "value", "lower", "upper", "level", "interval", "verdict", "group", "key")
+SUMMARY_COLUMNS = ("method", "what", "finding", "value", "lower", "upper", "level", "interval", "test", "verdict",
+                   "group", "key")
+
+
+def finding_facts(results: Mapping[str, Any]) -> list[Fact]:
+    """The sentences of the executive summary, in the report's order: ``finding`` holds the
+    sentence, ``verdict`` its level (alert, warning, info)."""
+    return [Fact(f.get("method") or "report", "finding", None, None, None, None, None, f.get("level"),
+                 (pointer("findings", i),), finding=f.get("text"))
+            for i, f in enumerate(results.get("findings") or ())]
 
 
 def summary_rows(results: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """One dict per measured quantity (see :class:`Fact`), for :meth:`AuditReport.summary`."""
-    return [f.to_row() for f in facts(results)]
+    """One dict per finding of the executive summary, then one per measured quantity (see
+    :class:`Fact`), for :meth:`AuditReport.summary`."""
+    return [f.to_row() for f in (*finding_facts(results), *facts(results))]
 
 
 def missing(card: Mapping[str, Any], section: str) -> list[str]:
@@ -557,5 +569,5 @@ def missing(card: Mapping[str, Any], section: str) -> list[str]:
     return [k for k, f in CARD_FIELDS.items() if f.section == section and f.expected and k not in card]
 
 
-__all__ = ["CARD_FIELDS", "CardField", "Fact", "check_card", "facts", "front_matter", "md_block",
+__all__ = ["CARD_FIELDS", "CardField", "Fact", "check_card", "facts", "finding_facts", "front_matter", "md_block",
            "md_code", "md_inline", "pointer", "render_card", "resolve", "summary_rows"]
