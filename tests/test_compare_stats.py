@@ -318,3 +318,56 @@ def test_paired_recourse_cost_change_intervals_cover_the_true_median_change(size
         assert above[g] / R <= one_side and below[g] / R <= one_side
     _, lo, _ = median_change(draw(rng, 5), np.zeros(5, np.int64), 1, 0.95)
     assert np.isnan(lo[0])
+
+
+def _ratio(v):
+    v = np.asarray(v, float)
+    return v.min() / v.max()
+
+
+DPR = "demographic_parity_ratio"
+EOR = "equalized_odds_ratio"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("metric, sizes, rates_a, rates_b, q", [
+    (DPR, (2000, 2000), (0.5, 0.5), (0.6, 0.5), 0.3),                 # a fair champion
+    (DPR, (40, 400), (0.3, 0.5), (0.6, 0.5), 0.3),                    # a tiny group, a real change
+    (DPR, (40, 40, 40), (0.4, 0.5, 0.6), (0.4, 0.5, 0.6), 0.3),       # three tiny groups, no change
+    (DPR, (300, 300), (0.06, 0.06), (0.36, 0.06), 0.3),               # rates near 0: the ratio moves most
+    (DPR, (300, 300), (0.95, 0.95), (0.65, 0.95), 0.3),               # rates near 1
+    (DPR, (100, 100, 100, 100), (0.3,) * 4, (0.3,) * 4, 0.5),         # no gap at all
+    (EOR, (2000, 2000), ((0.7, 0.7), (0.3, 0.3)), ((0.9, 0.7), (0.3, 0.3)), 0.3),
+    (EOR, (100, 800), ((0.6, 0.8), (0.4, 0.4)), ((0.8, 0.8), (0.4, 0.4)), 0.5),
+    (EOR, (800, 800), ((0.8, 0.8), (0.05, 0.05)), ((0.8, 0.8), (0.35, 0.05)), 0.3),   # FPR near 0
+    (EOR, (1500, 1500), ((0.97, 0.97), (0.3, 0.3)), ((0.67, 0.97), (0.3, 0.3)), 0.3),  # TPR near 1
+])
+def test_ratio_disparity_change_intervals_cover_the_true_change(metric, sizes, rates_a, rates_b, q):
+    """The change of a min/max ratio (demographic parity; equalized odds: the smaller of the TPR
+    and FPR ratios): its projection interval covers the true change; where the largest rate is 0
+    there is no value (the zero-denominator case is tested in test_compare.py)."""
+    rng = np.random.default_rng(13)
+    opts = CompareOptions(n_bootstrap=300, n_permutations=0)
+    mix = lambda a, b: (1 - q) * np.asarray(a, float) + q * np.asarray(b, float)  # noqa: E731
+    if metric == DPR:
+        truth = _ratio(mix(rates_a, rates_b)) - _ratio(rates_a)
+        draw = lambda: draw_decisions(rng, sizes, rates_a, rates_b, q)  # noqa: E731
+    else:
+        (tpr_a, fpr_a), (tpr_b, fpr_b) = rates_a, rates_b
+        truth = (min(_ratio(mix(tpr_a, tpr_b)), _ratio(mix(fpr_a, fpr_b))) - min(_ratio(tpr_a), _ratio(fpr_a)))
+        draw = lambda: draw_by_outcome(rng, sizes, tpr_a, fpr_a, tpr_b, fpr_b, q)  # noqa: E731
+    hits = given = 0
+    widths = []
+    for _ in range(200):
+        values, p = draw()
+        c = compare_disparities("g", values, p, [metric], opts, rng).disparities[metric].change
+        if c.lower is None:
+            continue
+        given += 1
+        hits += c.lower - 1e-12 <= truth <= c.upper + 1e-12
+        widths.append(c.upper - c.lower)
+    print(f"{metric} change {sizes} {rates_a}->{rates_b} q={q}: truth {truth:+.4f}, coverage "
+          f"{hits / max(given, 1):.3f} of {given} intervals ({200 - given} withheld), mean width "
+          f"{np.mean(widths) if widths else float('nan'):.3f}")
+    assert given >= 100, f"the interval was withheld in {200 - given} of 200 samples"
+    assert hits / given >= band(given), (hits / given, given, truth)

@@ -39,6 +39,8 @@ from audit.stats.paired import (
     normalised_ranks,
     paired_bootstrap,
     projection_interval,
+    ratio_pieces,
+    ratio_projection,
     sign_flip_pvalue,
     simultaneous_box,
     spread_pieces,
@@ -50,6 +52,10 @@ BOOTSTRAP = "paired percentile bootstrap (the same resampled rows for both model
 PROJECTION = ("range of the change over a simultaneous box of the champion's group rates and their paired "
               "changes (studentized bootstrap, the same rows resampled within the attribute's groups for "
               "both models; each bound errs at most (1 − level)/2), conservative")
+RATIO_PROJECTION = ("range of the change of the ratio over a simultaneous box of the champion's group rates and "
+                    "their paired changes and the challenger's rates (studentized bootstrap, the same rows resampled "
+                    "within the attribute's groups for both models; bounded piece by piece, each bound "
+                    "errs at most (1 − level)/2), conservative")
 SIGN_FLIP = "paired permutation test (each row's two outputs swapped with probability 1/2), two-sided"
 RANK_FLIP = SIGN_FLIP[:-len(", two-sided")] + " on each model's normalised ranks, two-sided"
 #: Fewer events than this (a group's rows counted in a compared rate's numerator, or not; an
@@ -254,10 +260,10 @@ def overall_changes(p: Paired, confidence: float) -> DecisionChange:
 def compare_disparities(name: str, values: np.ndarray, p: Paired, metrics: Sequence[str],
                         options: CompareOptions, rng: np.random.Generator,
                         reference: str | None = None) -> AttributeComparison:
-    """The change of every disparity in ``metrics`` (differences of group rates) for one
-    attribute or intersection: point estimates, projection intervals, permutation tests."""
+    """The change of every disparity in ``metrics`` (differences and ratios of group rates) for
+    one attribute or intersection: point estimates, projection intervals, permutation tests."""
     from audit.methods.fairness.config import BINARY_DISPARITIES
-    from audit.methods.fairness.formulas import binary_disparities
+    from audit.methods.fairness.formulas import SCORE_DISPARITIES, binary_disparities
 
     levels, codes, groups = decision_changes(values, p, options.confidence)
     G = len(levels)
@@ -271,17 +277,21 @@ def compare_disparities(name: str, values: np.ndarray, p: Paired, metrics: Seque
     y = p.y.astype(np.int64)
     cell_a = codes * 4 + 2 * y + p.champion.astype(np.int64)
     cell_b = codes * 4 + 2 * y + p.challenger.astype(np.int64)
-    bases = {m: BINARY_DISPARITIES[m][1].split(",") for m in metrics}
+    # the rates each disparity compares (demographic parity and disparate impact: the rate of
+    # the favourable decision), and its kind: "difference", "ratio" or "impact"
+    bases = {m: list(SCORE_DISPARITIES[m][1]) for m in metrics}
+    kinds = {m: SCORE_DISPARITIES[m][2] for m in metrics}
 
     def rates(cells: np.ndarray) -> dict[str, np.ndarray]:
         """(b, G*4) cell counts -> rate -> (b, G), NaN for groups too small to judge."""
         with np.errstate(all="ignore"):
             r = rates_from_cells(cells.reshape(len(cells), G, 4))
+        sel = r["selection_rate"]
+        r["favourable_rate"] = sel if options.favourable == "positive" else 1 - sel
         return {k: np.where(small, np.nan, v) for k, v in r.items()}
 
     def disparities(cells: np.ndarray) -> np.ndarray:
-        """(b, G*4) cell counts -> (b, len(metrics)) disparities over the judged groups (a
-        difference of selection rates is the same for either favourable decision)."""
+        """(b, G*4) cell counts -> (b, len(metrics)) disparities over the judged groups."""
         with np.errstate(all="ignore"):
             d = binary_disparities(rates(cells), ref)
         return np.column_stack([d[m] for m in metrics])
@@ -319,7 +329,7 @@ def compare_disparities(name: str, values: np.ndarray, p: Paired, metrics: Seque
         """Why the interval cannot be trusted for this disparity (too few events), or None."""
         for base in bases[metric]:
             for role, c in counts.items():
-                x, den = c[base]
+                x, den = c["selection_rate" if base == "favourable_rate" else base]
                 events = np.minimum(x, den - x)
                 bad = [g for g in judged if events[g] < MIN_EVENTS]
                 if bad:
@@ -340,13 +350,17 @@ def compare_disparities(name: str, values: np.ndarray, p: Paired, metrics: Seque
             cols = np.concatenate([np.arange(width) + rate_keys.index(b) * width for b in bases[m]])
             point = np.r_[ra0[cols], rb0[cols] - ra0[cols]]
             draws = np.hstack([boot_a[:, cols], boot_b[:, cols] - boot_a[:, cols]])
+            if kinds[m] != "difference":  # a ratio also bounds the challenger's own rates (see ratio_projection)
+                point, draws = np.r_[point, rb0[cols]], np.hstack([draws, boot_b[:, cols]])
             boxes[m] = simultaneous_box(point, draws, 1 - (1 - options.confidence) / 2)
     ref_j = None if ref is None else int(np.searchsorted(judged, ref))
     changes = {}
     for j, m in enumerate(metrics):
         label = BINARY_DISPARITIES[m][0]
         value = point_b[j] - point_a[j]
-        undefined = ("fewer than two judged groups with a defined rate" if judged.size >= 2
+        undefined = (_undefined_ratio(m, kinds[m], point_a[j], point_b[j], ref is not None)
+                     if kinds[m] != "difference" and judged.size >= 2 else
+                     "fewer than two judged groups with a defined rate" if judged.size >= 2
                      else f"fewer than two groups of at least {options.min_group_size} rows")
         if not np.isfinite(value):
             e = Estimate(None, None, None, None, "", undefined)
@@ -360,11 +374,29 @@ def compare_disparities(name: str, values: np.ndarray, p: Paired, metrics: Seque
         else:
             d, n_rates = judged.size, len(bases[m])
             lo, hi = boxes[m]
-            pieces = spread_pieces(d, n_rates, ref_j)
-            lo_v, hi_v = projection_interval(pieces, lo[:d * n_rates], hi[:d * n_rates], lo[d * n_rates:], hi[d * n_rates:])
-            e = Estimate(_f(value), _f(min(lo_v, value)), _f(max(hi_v, value)), options.confidence, PROJECTION)
+            k = d * n_rates
+            box = (lo[:k], hi[:k], lo[k:2 * k], hi[k:2 * k])
+            if kinds[m] == "difference":
+                lo_v, hi_v = projection_interval(spread_pieces(d, n_rates, ref_j), *box)
+                method = PROJECTION
+            else:
+                impact = kinds[m] == "impact"
+                lo_v, hi_v = ratio_projection(ratio_pieces(d, n_rates, ref_j, impact=impact), *box,
+                                              at_most_one=not (impact and ref_j is not None),
+                                              lo_other=lo[2 * k:], hi_other=hi[2 * k:])
+                method = RATIO_PROJECTION
+            e = Estimate(_f(value), _f(min(lo_v, value)), _f(max(hi_v, value)), options.confidence, method)
         changes[m] = Change(m, label, _f(point_a[j]), _f(point_b[j]), e, _f(pvals[j]), None, test, small_names)
     return AttributeComparison(name, groups, small_names, changes)
+
+
+def _undefined_ratio(metric: str, kind: str, a: float, b: float, reference: bool) -> str:
+    """Why a ratio disparity (or its change) is undefined: a zero denominator, never inf."""
+    roles = [role for role, v in (("champion", a), ("challenger", b)) if not np.isfinite(v)]
+    whose = " and the ".join(roles) or "a model"
+    den = "the reference group's rate" if reference and kind == "impact" else "the largest compared group rate"
+    return (f"undefined: {den} is 0 for the {whose}, so the ratio is 0/0 (no group gets the outcome the "
+            f"{metric} compares); the difference of rates is defined")
 
 
 def adjust_fairness(attributes: Mapping[str, AttributeComparison]) -> dict[str, AttributeComparison]:
