@@ -68,7 +68,7 @@ def test_two_copies_of_one_model_give_zero_changes_intervals_at_zero_and_a_passi
     doc = json.loads((out / "results.json").read_text())
     changes = list(doc["performance"].values()) + [c for a in doc["fairness"].values()
                                                     for c in a["disparities"].values()]
-    assert len(changes) == 3 + 3 * 9
+    assert len(changes) == 3 + 3 * 10
     for c in changes:
         assert c["change"]["value"] == 0.0 and c["p_value"] == 1.0
         if c["metric"] == "ece":  # binned ECE is biased: a test, never an interval (nor an interval method)
@@ -141,7 +141,7 @@ def test_configs_on_different_rows_exit_2_and_write_nothing(tmp_path):
 @pytest.mark.parametrize("gate, fragment", [
     ('"fairness.sx.demographic_parity_difference" = { max_increase = 0.02 }', "does not cover"),
     ('"fairness.g.demographic_parity_diff" = { max_increase = 0.02 }', "demographic_parity_difference"),
-    ('"fairness.g.auc_difference" = { max_increase = 0.02 }', "Disparities:"),
+    ('"fairness.g.auc_ratio" = { max_increase = 0.02 }', "Disparities:"),
     ('"performance.ece" = { max_increase = 0.01 }', "Performance metrics: accuracy, auc"),
     ('"performance.auc" = { max = 0.02 }', "unknown option 'max'"),
     ('"performance.auc" = { max_decrease = -0.01 }', "at least 0"),
@@ -245,7 +245,7 @@ def test_compare_options_are_validated():
     with pytest.raises(InvalidConfigError, match=r"no option 'gates'. Did you mean 'gate'\?"):
         parse_compare({"gates": {}})
     with pytest.raises(InvalidConfigError, match="disparities"):
-        parse_compare({"disparities": ["auc_difference"]})
+        parse_compare({"disparities": ["auc_ratio"]})
     with pytest.raises(InvalidConfigError, match=r"set it in \[methods.fairness\]"):
         parse_compare({"min_group_size": 5})
 

@@ -56,6 +56,10 @@ RATIO_PROJECTION = ("range of the change of the ratio over a simultaneous box of
                     "their paired changes and the challenger's rates (studentized bootstrap, the same rows resampled "
                     "within the attribute's groups for both models; bounded piece by piece, each bound "
                     "errs at most (1 − level)/2), conservative")
+AUC_GAP = "auc_difference"
+AUC_PROJECTION = ("range of the change of the AUC gap over a simultaneous box of the champion's group AUCs and "
+                  "their paired changes (studentized bootstrap, the same rows resampled within the attribute's "
+                  "groups for both models), conservative")
 SIGN_FLIP = "paired permutation test (each row's two outputs swapped with probability 1/2), two-sided"
 RANK_FLIP = SIGN_FLIP[:-len(", two-sided")] + " on each model's normalised ranks, two-sided"
 #: Fewer events than this (a group's rows counted in a compared rate's numerator, or not; an
@@ -274,6 +278,13 @@ def compare_disparities(name: str, values: np.ndarray, p: Paired, metrics: Seque
     if reference is not None:
         lv = [str(v) for v in levels]
         ref = lv.index(reference) if reference in lv and not small[lv.index(reference)] else None
+    small_names = tuple(str(levels[g]) for g in np.flatnonzero(small))
+    auc_change = (auc_gap_change(codes, levels, judged, ref, p, options, rng, small_names)
+                  if AUC_GAP in metrics else None)
+    order = list(metrics)
+    metrics = [m for m in metrics if m != AUC_GAP]
+    if not metrics:
+        return AttributeComparison(name, groups, small_names, {AUC_GAP: auc_change} if auc_change else {})
     y = p.y.astype(np.int64)
     cell_a = codes * 4 + 2 * y + p.champion.astype(np.int64)
     cell_b = codes * 4 + 2 * y + p.challenger.astype(np.int64)
@@ -321,7 +332,6 @@ def compare_disparities(name: str, values: np.ndarray, p: Paired, metrics: Seque
             shift = m.astype(float) @ delta
             nulls.append(disparities(base_b - shift) - disparities(base_a + shift))
         pvals = sign_flip_pvalue(point_b - point_a, np.concatenate(nulls))
-    small_names = tuple(str(levels[g]) for g in np.flatnonzero(small))
     test = SIGN_FLIP if options.n_permutations else "not tested (n_permutations = 0)"
     counts = {role: rate_counts(o.sum(axis=0).reshape(G, 4)) for role, o in (("champion", oa), ("challenger", ob))}
 
@@ -387,7 +397,87 @@ def compare_disparities(name: str, values: np.ndarray, p: Paired, metrics: Seque
                 method = RATIO_PROJECTION
             e = Estimate(_f(value), _f(min(lo_v, value)), _f(max(hi_v, value)), options.confidence, method)
         changes[m] = Change(m, label, _f(point_a[j]), _f(point_b[j]), e, _f(pvals[j]), None, test, small_names)
-    return AttributeComparison(name, groups, small_names, changes)
+    if auc_change is not None:
+        changes[AUC_GAP] = auc_change
+    return AttributeComparison(name, groups, small_names, {m: changes[m] for m in order})
+
+
+def auc_gap_change(codes: np.ndarray, levels: np.ndarray, judged: np.ndarray, ref: int | None, p: Paired,
+                   options: CompareOptions, rng: np.random.Generator, small_names: tuple[str, ...]) -> Change:
+    """The change of the AUC gap between groups (max − min of the judged groups' AUCs, or the
+    largest |group − reference|): its projection interval over a simultaneous box of the
+    champion's group AUCs and their paired changes (rows resampled within groups, the same for
+    both models), and its paired permutation test (each row's two scores swapped, on each
+    model's normalised ranks)."""
+    from audit.methods.fairness.formulas import spread_difference
+
+    label = "AUC difference (largest gap between groups' AUCs)"
+    no_test = "not tested (n_permutations = 0)"
+    test = RANK_FLIP if options.n_permutations else no_test
+    if p.champion_scores is None or p.challenger_scores is None:
+        return Change(AUC_GAP, label, None, None, Estimate(None, undefined_reason="needs both models' scores"),
+                      None, None, "not tested (no scores)", small_names)
+    y = p.y.astype(np.int64)
+    sa, sb = np.asarray(p.champion_scores, float), np.asarray(p.challenger_scores, float)
+    rows = [np.flatnonzero(codes == g) for g in judged]
+
+    def aucs(scores: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
+        """Each judged group's AUC, (b, Gj): of one score vector under weights ``w`` (b, n), or
+        of each row of a score matrix (b, n)."""
+        if scores.ndim == 2:
+            return np.column_stack([auc_rows(scores[:, r], y[r]) for r in rows])
+        return np.column_stack([weighted_auc(scores[r], y[r], np.ones((1, r.size)) if w is None else w[:, r])
+                                for r in rows])
+
+    def gap(v: np.ndarray) -> np.ndarray:
+        return spread_difference(v, None if ref is None else int(np.searchsorted(judged, ref)))
+
+    with np.errstate(all="ignore"):
+        pa, pb = aucs(sa)[0], aucs(sb)[0]
+        a, b = float(gap(pa[None])[0]), float(gap(pb[None])[0])
+    if not (np.isfinite(a) and np.isfinite(b)):
+        why = ("fewer than two groups of at least "
+               f"{options.min_group_size} rows" if judged.size < 2 else
+               "fewer than two judged groups have both outcomes, so no AUC gap is defined")
+        return Change(AUC_GAP, label, _f(a), _f(b), Estimate(None, undefined_reason=why), None, None, test, small_names)
+    pval = None
+    if options.n_permutations:
+        ra, rb = normalised_ranks(sa), normalised_ranks(sb)
+        nulls = []
+        for m in swap_masks(y.size, options.n_permutations, rng):
+            with np.errstate(all="ignore"):
+                nulls.append(gap(aucs(np.where(m, ra, rb))) - gap(aucs(np.where(m, rb, ra))))
+        with np.errstate(all="ignore"):
+            observed = gap(aucs(rb[None])) - gap(aucs(ra[None]))
+        pval = _f(sign_flip_pvalue(observed, np.concatenate(nulls)[:, None])[0])
+    why = None
+    y_g = [(int(y[r].sum()), int(r.size - y[r].sum())) for r in rows]
+    for g, (pos, neg), auc_a, auc_b in zip(judged, y_g, pa, pb):
+        smaller = min(pos, neg)
+        if smaller < MIN_EVENTS or smaller * (1 - max(auc_a, auc_b)) < AUC_MIN_MISRANKED:
+            why = (f"group {levels[g]} has {smaller} row(s) in its smaller outcome class and AUC up to "
+                   f"{max(auc_a, auc_b):.3f}: a bootstrap of group AUCs needs at least {MIN_EVENTS} rows of each class "
+                   f"and {AUC_MIN_MISRANKED} misranked row's worth of evidence for an interval that holds its level")
+            break
+    if why is None and not options.n_bootstrap:
+        why = "n_bootstrap = 0: no interval"
+    if why is None:
+        with np.errstate(all="ignore"):
+            boot_a, boot_b = paired_bootstrap(lambda w: (aucs(sa, w), aucs(sb, w)), codes, len(levels),
+                                              options.n_bootstrap, rng)
+        box = simultaneous_box(np.r_[pa, pb - pa], np.hstack([boot_a, boot_b - boot_a]),
+                               1 - (1 - options.confidence) / 2)
+        if box is None:
+            why = "more than 10% of the resamples left a group's AUC undefined: too unstable for an interval"
+    if why is not None:
+        e = Estimate(_f(b - a), undefined_reason=why)
+    else:
+        d = judged.size
+        lo, hi = box
+        lo_v, hi_v = projection_interval(spread_pieces(d, 1, None if ref is None else int(np.searchsorted(judged, ref))),
+                                         lo[:d], hi[:d], lo[d:], hi[d:])
+        e = Estimate(_f(b - a), _f(min(lo_v, b - a)), _f(max(hi_v, b - a)), options.confidence, AUC_PROJECTION)
+    return Change(AUC_GAP, label, _f(a), _f(b), e, pval, None, test, small_names)
 
 
 def _undefined_ratio(metric: str, kind: str, a: float, b: float, reference: bool) -> str:
