@@ -556,7 +556,10 @@ class AuditMethod(ABC, Generic[C, R]):
     requires : frozenset of str
         Model capabilities needed (see :mod:`audit.core.adapter`).
     tasks, modalities : frozenset of str
-        Tasks and data modalities the method supports.
+        Tasks and data modalities (``data.layout.kind``) the method supports.
+    modality_reasons : mapping of str to str
+        Why the method does not apply to a modality it leaves out, where there is more to say
+        than "not available for ... data" (e.g. which method to use instead).
     needs_target : bool
         Whether the true outcome must be present.
     Config : type
@@ -575,6 +578,7 @@ class AuditMethod(ABC, Generic[C, R]):
     requires: ClassVar[frozenset[str]] = frozenset()
     tasks: ClassVar[frozenset[str]] = frozenset(TASKS)
     modalities: ClassVar[frozenset[str]] = frozenset({"tabular"})
+    modality_reasons: ClassVar[Mapping[str, str]] = {}
     needs_target: ClassVar[bool] = False
     Config: ClassVar[type[MethodConfig]] = MethodConfig
     uses_torch: ClassVar[bool] = True
@@ -592,11 +596,19 @@ class AuditMethod(ABC, Generic[C, R]):
                     f"{', '.join(sorted(model.capabilities)) or 'nothing beyond its predictions'}")
         if data.task not in self.tasks:
             return f"not defined for {data.task} tasks"
-        if data.modality not in self.modalities:
-            return f"not available for {data.modality} data"
+        reason = self.modality_skip(data)
+        if reason is not None:
+            return reason
         if self.needs_target and data.y is None:
             return "needs the true outcome (a target column)"
         return None
+
+    def modality_skip(self, data: AuditData) -> str | None:
+        """Why the method does not apply to the data's modality, or None when it does."""
+        kind = data.layout.kind
+        if kind in self.modalities:
+            return None
+        return self.modality_reasons.get(kind, f"not available for {kind} data")
 
     @abstractmethod
     def run(self, model: ModelAdapter, data: AuditData, config: C, ctx: RunContext) -> R:

@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path, PurePath
 from typing import Any
 
+from audit.core.modalities import LAYOUTS
 from audit.core.text import visible
 from audit.errors import InvalidConfigError, did_you_mean
 
@@ -372,12 +373,9 @@ _HF_DISPARITIES = ("demographic_parity_difference", "equalized_odds_difference")
 
 def _hf_task(results: Mapping[str, Any]) -> str:
     task = results.get("model", {}).get("task")
-    modality = results.get("data", {}).get("modality", "tabular")
-    if modality == "image":
-        return "image-classification" if task != "regression" else "image-regression"
-    if modality == "sequence" and task == "regression":
-        return "time-series-forecasting"
-    return "tabular-regression" if task == "regression" else "tabular-classification"
+    modality = results.get("data", {}).get("modality")
+    classify, regress = LAYOUTS.get(modality, LAYOUTS["tabular"]).hf_tasks
+    return regress if task == "regression" else classify
 
 
 def front_matter(results: Mapping[str, Any], card: Mapping[str, Any]) -> dict[str, Any]:
