@@ -68,7 +68,7 @@ def test_two_copies_of_one_model_give_zero_changes_intervals_at_zero_and_a_passi
     doc = json.loads((out / "results.json").read_text())
     changes = list(doc["performance"].values()) + [c for a in doc["fairness"].values()
                                                     for c in a["disparities"].values()]
-    assert len(changes) == 3 + 3 * 5
+    assert len(changes) == 3 + 3 * 10
     for c in changes:
         assert c["change"]["value"] == 0.0 and c["p_value"] == 1.0
         if c["metric"] == "ece":  # binned ECE is biased: a test, never an interval (nor an interval method)
@@ -141,7 +141,7 @@ def test_configs_on_different_rows_exit_2_and_write_nothing(tmp_path):
 @pytest.mark.parametrize("gate, fragment", [
     ('"fairness.sx.demographic_parity_difference" = { max_increase = 0.02 }', "does not cover"),
     ('"fairness.g.demographic_parity_diff" = { max_increase = 0.02 }', "demographic_parity_difference"),
-    ('"fairness.g.demographic_parity_ratio" = { max_decrease = 0.02 }', "Disparities:"),
+    ('"fairness.g.auc_ratio" = { max_increase = 0.02 }', "Disparities:"),
     ('"performance.ece" = { max_increase = 0.01 }', "Performance metrics: accuracy, auc"),
     ('"performance.auc" = { max = 0.02 }', "unknown option 'max'"),
     ('"performance.auc" = { max_decrease = -0.01 }', "at least 0"),
@@ -245,7 +245,7 @@ def test_compare_options_are_validated():
     with pytest.raises(InvalidConfigError, match=r"no option 'gates'. Did you mean 'gate'\?"):
         parse_compare({"gates": {}})
     with pytest.raises(InvalidConfigError, match="disparities"):
-        parse_compare({"disparities": ["auc_difference"]})
+        parse_compare({"disparities": ["auc_ratio"]})
     with pytest.raises(InvalidConfigError, match=r"set it in \[methods.fairness\]"):
         parse_compare({"min_group_size": 5})
 
@@ -661,3 +661,37 @@ def test_two_copies_of_one_model_have_zero_recourse_change_from_configs_and_from
         assert (g["lost"], g["gained"], g["only_champion"], g["only_challenger"]) == (0, 0, 0, 0)
         e = g["paired"]["change"]
         assert e["value"] == 0.0 and (e["lower"], e["upper"]) in ((0.0, 0.0), (None, None))
+
+
+def test_a_ratio_with_a_zero_denominator_is_undefined_with_a_reason_never_inf_or_nan(tmp_path):
+    """The champion never selects anyone: its demographic parity ratio is 0/0. The change is
+    undefined and says why, results.json has no inf or NaN, the report shows the reason."""
+    frame = planted(n=2000, extra=0)
+    frame["sa"] = 0.1  # every row below the threshold
+    a, b = write_pair(tmp_path, frame)
+    res = compare_cli(a, b, "--out", tmp_path / "out")
+    assert res.exit_code == 0, res.output
+    raw = (tmp_path / "out" / "results.json").read_text()
+    assert "Infinity" not in raw and "NaN" not in raw
+    doc = json.loads(raw)
+    c = doc["fairness"]["g"]["disparities"]["demographic_parity_ratio"]
+    assert c["champion"] is None and c["change"]["value"] is None and c["change"]["lower"] is None
+    assert "0/0" in c["change"]["undefined_reason"] and "champion" in c["change"]["undefined_reason"]
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "so the ratio is 0/0" in html and not re.search(r"\b(?:inf|nan)\b", html, re.I)
+
+
+def test_a_planted_ratio_drop_is_caught_by_a_ratio_rule():
+    """A challenger that selects 1,000 more rows of group a: the demographic parity ratio moves
+    and a max_decrease / max_increase rule on it judges the paired interval."""
+    frame = planted(n=20000, extra=1000)
+    f = {"sa": frame.sa.to_numpy(), "sb": frame.sb.to_numpy()}
+    r = compare_models(lambda X: f["sa"][:len(X)], lambda X: f["sb"][:len(X)], frame[["x", "g", "h", "y"]],
+                       target="y", sensitive=["g", "h"], features=["x"], methods=["performance"],
+                       compare={"n_bootstrap": 300, "n_permutations": 99,
+                                "gate": {"fairness.g.demographic_parity_ratio": {"max_decrease": 0.02},
+                                         "fairness.h.demographic_parity_ratio": {"max_decrease": 0.2}}})
+    change = r.fairness["g"].disparities["demographic_parity_ratio"]
+    assert change.change.value < 0 and change.change.lower <= change.change.value <= change.change.upper
+    verdicts = {v.key: v.status for v in r.gate.verdicts}
+    assert verdicts == {"fairness.g.demographic_parity_ratio": "breach", "fairness.h.demographic_parity_ratio": "pass"}

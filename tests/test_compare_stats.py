@@ -202,7 +202,7 @@ def test_paired_permutation_tests_hold_their_size_when_the_models_are_exchangeab
         sb = 1 / (1 + np.exp(-(logit + shared + rng.normal(size=n))))
         p = Paired(y, (sa >= 0.5).astype(int), (sb >= 0.5).astype(int), sa, sb)
         perf, mc = compare_performance(p, opts, rng)
-        fair = compare_disparities("g", g.astype(str), p, [DP, EO], opts, rng).disparities
+        fair = compare_disparities("g", g.astype(str), p, [DP, EO, "auc_difference"], opts, rng).disparities
         pvals = {**{k: c.p_value for k, c in perf.items()}, **{k: c.p_value for k, c in fair.items()},
                  "mcnemar": mc.p_value}
         for k, v in pvals.items():
@@ -318,3 +318,110 @@ def test_paired_recourse_cost_change_intervals_cover_the_true_median_change(size
         assert above[g] / R <= one_side and below[g] / R <= one_side
     _, lo, _ = median_change(draw(rng, 5), np.zeros(5, np.int64), 1, 0.95)
     assert np.isnan(lo[0])
+
+
+def _ratio(v):
+    v = np.asarray(v, float)
+    return v.min() / v.max()
+
+
+DPR = "demographic_parity_ratio"
+EOR = "equalized_odds_ratio"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("metric, sizes, rates_a, rates_b, q", [
+    (DPR, (2000, 2000), (0.5, 0.5), (0.6, 0.5), 0.3),                 # a fair champion
+    (DPR, (40, 400), (0.3, 0.5), (0.6, 0.5), 0.3),                    # a tiny group, a real change
+    (DPR, (40, 40, 40), (0.4, 0.5, 0.6), (0.4, 0.5, 0.6), 0.3),       # three tiny groups, no change
+    (DPR, (300, 300), (0.06, 0.06), (0.36, 0.06), 0.3),               # rates near 0: the ratio moves most
+    (DPR, (300, 300), (0.95, 0.95), (0.65, 0.95), 0.3),               # rates near 1
+    (DPR, (100, 100, 100, 100), (0.3,) * 4, (0.3,) * 4, 0.5),         # no gap at all
+    (EOR, (2000, 2000), ((0.7, 0.7), (0.3, 0.3)), ((0.9, 0.7), (0.3, 0.3)), 0.3),
+    (EOR, (100, 800), ((0.6, 0.8), (0.4, 0.4)), ((0.8, 0.8), (0.4, 0.4)), 0.5),
+    (EOR, (800, 800), ((0.8, 0.8), (0.05, 0.05)), ((0.8, 0.8), (0.35, 0.05)), 0.3),   # FPR near 0
+    (EOR, (1500, 1500), ((0.97, 0.97), (0.3, 0.3)), ((0.67, 0.97), (0.3, 0.3)), 0.3),  # TPR near 1
+])
+def test_ratio_disparity_change_intervals_cover_the_true_change(metric, sizes, rates_a, rates_b, q):
+    """The change of a min/max ratio (demographic parity; equalized odds: the smaller of the TPR
+    and FPR ratios): its projection interval covers the true change; where the largest rate is 0
+    there is no value (the zero-denominator case is tested in test_compare.py)."""
+    rng = np.random.default_rng(13)
+    opts = CompareOptions(n_bootstrap=300, n_permutations=0)
+    mix = lambda a, b: (1 - q) * np.asarray(a, float) + q * np.asarray(b, float)  # noqa: E731
+    if metric == DPR:
+        truth = _ratio(mix(rates_a, rates_b)) - _ratio(rates_a)
+        draw = lambda: draw_decisions(rng, sizes, rates_a, rates_b, q)  # noqa: E731
+    else:
+        (tpr_a, fpr_a), (tpr_b, fpr_b) = rates_a, rates_b
+        truth = (min(_ratio(mix(tpr_a, tpr_b)), _ratio(mix(fpr_a, fpr_b))) - min(_ratio(tpr_a), _ratio(fpr_a)))
+        draw = lambda: draw_by_outcome(rng, sizes, tpr_a, fpr_a, tpr_b, fpr_b, q)  # noqa: E731
+    hits = given = 0
+    widths = []
+    for _ in range(200):
+        values, p = draw()
+        c = compare_disparities("g", values, p, [metric], opts, rng).disparities[metric].change
+        if c.lower is None:
+            continue
+        given += 1
+        hits += c.lower - 1e-12 <= truth <= c.upper + 1e-12
+        widths.append(c.upper - c.lower)
+    print(f"{metric} change {sizes} {rates_a}->{rates_b} q={q}: truth {truth:+.4f}, coverage "
+          f"{hits / max(given, 1):.3f} of {given} intervals ({200 - given} withheld), mean width "
+          f"{np.mean(widths) if widths else float('nan'):.3f}")
+    assert given >= 100, f"the interval was withheld in {200 - given} of 200 samples"
+    assert hits / given >= band(given), (hits / given, given, truth)
+
+
+def draw_group_scores(rng, sizes, sep_a, sep_b, rho, base=0.5):
+    """Per group g, scores of two correlated models (latent correlation rho) with separations
+    sep_a[g] and sep_b[g] between the outcome classes."""
+    g = np.repeat(np.arange(len(sizes)), sizes)
+    n = g.size
+    y = (rng.random(n) < base).astype(int)
+    z = rng.normal(size=n)
+    e = rho * z + np.sqrt(1 - rho ** 2) * rng.normal(size=n)
+    sa = 1 / (1 + np.exp(-(np.asarray(sep_a)[g] * (2 * y - 1) + z)))
+    sb = 1 / (1 + np.exp(-(np.asarray(sep_b)[g] * (2 * y - 1) + e)))
+    return g.astype(str), Paired(y, (sa >= 0.5).astype(int), (sb >= 0.5).astype(int), sa, sb)
+
+
+def true_auc_gap_change(sep_a, sep_b, base):
+    """Each group's AUC under both models from one very large sample; the change of max − min."""
+    from audit.stats.paired import auc_rows
+
+    k = len(sep_a)
+    _, p = draw_group_scores(np.random.default_rng(0), (200_000,) * k, sep_a, sep_b, 0.5, base)
+    g = np.repeat(np.arange(k), 200_000)
+    auc = lambda s: np.array([auc_rows(s[g == j][None], p.y[g == j])[0] for j in range(k)])  # noqa: E731
+    a, b = auc(p.champion_scores), auc(p.challenger_scores)
+    return np.ptp(b) - np.ptp(a)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sizes, sep_a, sep_b, base", [
+    ((1000, 1000), (0.5, 0.5), (0.8, 0.5), 0.5),          # fair champion (AUC 0.76); the challenger opens a gap
+    ((60, 600), (0.5, 0.8), (0.8, 0.8), 0.5),             # a small group's AUC catches up (0.76 -> 0.87)
+    ((60, 60, 60), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 0.5),  # three small groups, no change
+    ((400, 400), (1.5, 1.5), (1.0, 1.5), 0.5),            # AUCs near 1 (0.98 -> 0.92 in one group)
+    ((800, 800), (0.5, 0.8), (0.5, 0.8), 0.1),            # few positives (80 per group), no change
+])
+def test_auc_gap_change_intervals_cover_the_true_change(sizes, sep_a, sep_b, base):
+    truth = true_auc_gap_change(sep_a, sep_b, base)
+    rng = np.random.default_rng(17)
+    opts = CompareOptions(n_bootstrap=300, n_permutations=0)
+    hits = given = 0
+    widths = []
+    for _ in range(200):
+        values, p = draw_group_scores(rng, sizes, sep_a, sep_b, 0.5, base)
+        c = compare_disparities("g", values, p, ["auc_difference"], opts, rng).disparities["auc_difference"].change
+        if c.lower is None:
+            continue
+        given += 1
+        hits += c.lower - 1e-12 <= truth <= c.upper + 1e-12
+        widths.append(c.upper - c.lower)
+    print(f"AUC gap change {sizes} sep {sep_a}->{sep_b} base {base}: truth {truth:+.4f}, coverage "
+          f"{hits / max(given, 1):.3f} of {given} intervals ({200 - given} withheld), mean width "
+          f"{np.mean(widths) if widths else float('nan'):.3f}")
+    assert given >= 100, f"the interval was withheld in {200 - given} of 200 samples"
+    assert hits / given >= band(given), (hits / given, given, truth)

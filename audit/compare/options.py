@@ -29,15 +29,16 @@ from audit.methods.fairness.config import BINARY_DISPARITIES
 #: The disparities compared unless ``disparities`` lists others (gate keys are always added).
 DEFAULT_DISPARITIES = ("demographic_parity_difference", "equalized_odds_difference",
                        "equal_opportunity_difference", "predictive_parity_difference",
-                       "accuracy_difference")
+                       "accuracy_difference", "demographic_parity_ratio", "equalized_odds_ratio",
+                       "equal_opportunity_ratio", "predictive_parity_ratio", "auc_difference")
 #: Options of the comparison that come from the champion's [methods.fairness], not [compare].
 _FROM_FAIRNESS = ("min_group_size", "favourable")
 
 
 def comparable_disparities() -> list[str]:
-    """The disparities whose change is compared: the differences of group rates (a ratio's
-    change has no interval here, and an AUC gap needs the per-group AUC bootstrap)."""
-    return [k for k in BINARY_DISPARITIES if k.endswith("_difference") and k != "auc_difference"]
+    """The disparities whose change is compared: every disparity of a binary classifier (the
+    differences and ratios of group rates, and the gap between groups' AUCs)."""
+    return list(BINARY_DISPARITIES)
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ class CompareConfig(MethodConfig):
         "n_permutations": Either((Options((0,)), Interval(99, 100_000)),
                                  "0 (no tests), or enough swaps for a p-value to reach 0.01"),
         "disparities": Options(tuple(comparable_disparities()),
-                               "the differences of group rates, whose changes get paired intervals"),
+                               "the disparities of a binary classifier, whose changes get paired intervals"),
     }
     renamed: ClassVar[Mapping[str, str]] = {"n_boot": "n_bootstrap"}
     tables: ClassVar[tuple[str, ...]] = ("gate",)

@@ -39,6 +39,8 @@ from audit.stats.paired import (
     normalised_ranks,
     paired_bootstrap,
     projection_interval,
+    ratio_pieces,
+    ratio_projection,
     sign_flip_pvalue,
     simultaneous_box,
     spread_pieces,
@@ -50,6 +52,14 @@ BOOTSTRAP = "paired percentile bootstrap (the same resampled rows for both model
 PROJECTION = ("range of the change over a simultaneous box of the champion's group rates and their paired "
               "changes (studentized bootstrap, the same rows resampled within the attribute's groups for "
               "both models; each bound errs at most (1 − level)/2), conservative")
+RATIO_PROJECTION = ("range of the change of the ratio over a simultaneous box of the champion's group rates and "
+                    "their paired changes and the challenger's rates (studentized bootstrap, the same rows resampled "
+                    "within the attribute's groups for both models; bounded piece by piece, each bound "
+                    "errs at most (1 − level)/2), conservative")
+AUC_GAP = "auc_difference"
+AUC_PROJECTION = ("range of the change of the AUC gap over a simultaneous box of the champion's group AUCs and "
+                  "their paired changes (studentized bootstrap, the same rows resampled within the attribute's "
+                  "groups for both models), conservative")
 SIGN_FLIP = "paired permutation test (each row's two outputs swapped with probability 1/2), two-sided"
 RANK_FLIP = SIGN_FLIP[:-len(", two-sided")] + " on each model's normalised ranks, two-sided"
 #: Fewer events than this (a group's rows counted in a compared rate's numerator, or not; an
@@ -254,10 +264,10 @@ def overall_changes(p: Paired, confidence: float) -> DecisionChange:
 def compare_disparities(name: str, values: np.ndarray, p: Paired, metrics: Sequence[str],
                         options: CompareOptions, rng: np.random.Generator,
                         reference: str | None = None) -> AttributeComparison:
-    """The change of every disparity in ``metrics`` (differences of group rates) for one
-    attribute or intersection: point estimates, projection intervals, permutation tests."""
+    """The change of every disparity in ``metrics`` (differences and ratios of group rates) for
+    one attribute or intersection: point estimates, projection intervals, permutation tests."""
     from audit.methods.fairness.config import BINARY_DISPARITIES
-    from audit.methods.fairness.formulas import binary_disparities
+    from audit.methods.fairness.formulas import SCORE_DISPARITIES, binary_disparities
 
     levels, codes, groups = decision_changes(values, p, options.confidence)
     G = len(levels)
@@ -268,20 +278,31 @@ def compare_disparities(name: str, values: np.ndarray, p: Paired, metrics: Seque
     if reference is not None:
         lv = [str(v) for v in levels]
         ref = lv.index(reference) if reference in lv and not small[lv.index(reference)] else None
+    small_names = tuple(str(levels[g]) for g in np.flatnonzero(small))
+    auc_change = (auc_gap_change(codes, levels, judged, ref, p, options, rng, small_names)
+                  if AUC_GAP in metrics else None)
+    order = list(metrics)
+    metrics = [m for m in metrics if m != AUC_GAP]
+    if not metrics:
+        return AttributeComparison(name, groups, small_names, {AUC_GAP: auc_change} if auc_change else {})
     y = p.y.astype(np.int64)
     cell_a = codes * 4 + 2 * y + p.champion.astype(np.int64)
     cell_b = codes * 4 + 2 * y + p.challenger.astype(np.int64)
-    bases = {m: BINARY_DISPARITIES[m][1].split(",") for m in metrics}
+    # the rates each disparity compares (demographic parity and disparate impact: the rate of
+    # the favourable decision), and its kind: "difference", "ratio" or "impact"
+    bases = {m: list(SCORE_DISPARITIES[m][1]) for m in metrics}
+    kinds = {m: SCORE_DISPARITIES[m][2] for m in metrics}
 
     def rates(cells: np.ndarray) -> dict[str, np.ndarray]:
         """(b, G*4) cell counts -> rate -> (b, G), NaN for groups too small to judge."""
         with np.errstate(all="ignore"):
             r = rates_from_cells(cells.reshape(len(cells), G, 4))
+        sel = r["selection_rate"]
+        r["favourable_rate"] = sel if options.favourable == "positive" else 1 - sel
         return {k: np.where(small, np.nan, v) for k, v in r.items()}
 
     def disparities(cells: np.ndarray) -> np.ndarray:
-        """(b, G*4) cell counts -> (b, len(metrics)) disparities over the judged groups (a
-        difference of selection rates is the same for either favourable decision)."""
+        """(b, G*4) cell counts -> (b, len(metrics)) disparities over the judged groups."""
         with np.errstate(all="ignore"):
             d = binary_disparities(rates(cells), ref)
         return np.column_stack([d[m] for m in metrics])
@@ -311,7 +332,6 @@ def compare_disparities(name: str, values: np.ndarray, p: Paired, metrics: Seque
             shift = m.astype(float) @ delta
             nulls.append(disparities(base_b - shift) - disparities(base_a + shift))
         pvals = sign_flip_pvalue(point_b - point_a, np.concatenate(nulls))
-    small_names = tuple(str(levels[g]) for g in np.flatnonzero(small))
     test = SIGN_FLIP if options.n_permutations else "not tested (n_permutations = 0)"
     counts = {role: rate_counts(o.sum(axis=0).reshape(G, 4)) for role, o in (("champion", oa), ("challenger", ob))}
 
@@ -319,7 +339,7 @@ def compare_disparities(name: str, values: np.ndarray, p: Paired, metrics: Seque
         """Why the interval cannot be trusted for this disparity (too few events), or None."""
         for base in bases[metric]:
             for role, c in counts.items():
-                x, den = c[base]
+                x, den = c["selection_rate" if base == "favourable_rate" else base]
                 events = np.minimum(x, den - x)
                 bad = [g for g in judged if events[g] < MIN_EVENTS]
                 if bad:
@@ -340,13 +360,17 @@ def compare_disparities(name: str, values: np.ndarray, p: Paired, metrics: Seque
             cols = np.concatenate([np.arange(width) + rate_keys.index(b) * width for b in bases[m]])
             point = np.r_[ra0[cols], rb0[cols] - ra0[cols]]
             draws = np.hstack([boot_a[:, cols], boot_b[:, cols] - boot_a[:, cols]])
+            if kinds[m] != "difference":  # a ratio also bounds the challenger's own rates (see ratio_projection)
+                point, draws = np.r_[point, rb0[cols]], np.hstack([draws, boot_b[:, cols]])
             boxes[m] = simultaneous_box(point, draws, 1 - (1 - options.confidence) / 2)
     ref_j = None if ref is None else int(np.searchsorted(judged, ref))
     changes = {}
     for j, m in enumerate(metrics):
         label = BINARY_DISPARITIES[m][0]
         value = point_b[j] - point_a[j]
-        undefined = ("fewer than two judged groups with a defined rate" if judged.size >= 2
+        undefined = (_undefined_ratio(m, kinds[m], point_a[j], point_b[j], ref is not None)
+                     if kinds[m] != "difference" and judged.size >= 2 else
+                     "fewer than two judged groups with a defined rate" if judged.size >= 2
                      else f"fewer than two groups of at least {options.min_group_size} rows")
         if not np.isfinite(value):
             e = Estimate(None, None, None, None, "", undefined)
@@ -360,11 +384,109 @@ def compare_disparities(name: str, values: np.ndarray, p: Paired, metrics: Seque
         else:
             d, n_rates = judged.size, len(bases[m])
             lo, hi = boxes[m]
-            pieces = spread_pieces(d, n_rates, ref_j)
-            lo_v, hi_v = projection_interval(pieces, lo[:d * n_rates], hi[:d * n_rates], lo[d * n_rates:], hi[d * n_rates:])
-            e = Estimate(_f(value), _f(min(lo_v, value)), _f(max(hi_v, value)), options.confidence, PROJECTION)
+            k = d * n_rates
+            box = (lo[:k], hi[:k], lo[k:2 * k], hi[k:2 * k])
+            if kinds[m] == "difference":
+                lo_v, hi_v = projection_interval(spread_pieces(d, n_rates, ref_j), *box)
+                method = PROJECTION
+            else:
+                impact = kinds[m] == "impact"
+                lo_v, hi_v = ratio_projection(ratio_pieces(d, n_rates, ref_j, impact=impact), *box,
+                                              at_most_one=not (impact and ref_j is not None),
+                                              lo_other=lo[2 * k:], hi_other=hi[2 * k:])
+                method = RATIO_PROJECTION
+            e = Estimate(_f(value), _f(min(lo_v, value)), _f(max(hi_v, value)), options.confidence, method)
         changes[m] = Change(m, label, _f(point_a[j]), _f(point_b[j]), e, _f(pvals[j]), None, test, small_names)
-    return AttributeComparison(name, groups, small_names, changes)
+    if auc_change is not None:
+        changes[AUC_GAP] = auc_change
+    return AttributeComparison(name, groups, small_names, {m: changes[m] for m in order})
+
+
+def auc_gap_change(codes: np.ndarray, levels: np.ndarray, judged: np.ndarray, ref: int | None, p: Paired,
+                   options: CompareOptions, rng: np.random.Generator, small_names: tuple[str, ...]) -> Change:
+    """The change of the AUC gap between groups (max − min of the judged groups' AUCs, or the
+    largest |group − reference|): its projection interval over a simultaneous box of the
+    champion's group AUCs and their paired changes (rows resampled within groups, the same for
+    both models), and its paired permutation test (each row's two scores swapped, on each
+    model's normalised ranks)."""
+    from audit.methods.fairness.formulas import spread_difference
+
+    label = "AUC difference (largest gap between groups' AUCs)"
+    no_test = "not tested (n_permutations = 0)"
+    test = RANK_FLIP if options.n_permutations else no_test
+    if p.champion_scores is None or p.challenger_scores is None:
+        return Change(AUC_GAP, label, None, None, Estimate(None, undefined_reason="needs both models' scores"),
+                      None, None, "not tested (no scores)", small_names)
+    y = p.y.astype(np.int64)
+    sa, sb = np.asarray(p.champion_scores, float), np.asarray(p.challenger_scores, float)
+    rows = [np.flatnonzero(codes == g) for g in judged]
+
+    def aucs(scores: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
+        """Each judged group's AUC, (b, Gj): of one score vector under weights ``w`` (b, n), or
+        of each row of a score matrix (b, n)."""
+        if scores.ndim == 2:
+            return np.column_stack([auc_rows(scores[:, r], y[r]) for r in rows])
+        return np.column_stack([weighted_auc(scores[r], y[r], np.ones((1, r.size)) if w is None else w[:, r])
+                                for r in rows])
+
+    def gap(v: np.ndarray) -> np.ndarray:
+        return spread_difference(v, None if ref is None else int(np.searchsorted(judged, ref)))
+
+    with np.errstate(all="ignore"):
+        pa, pb = aucs(sa)[0], aucs(sb)[0]
+        a, b = float(gap(pa[None])[0]), float(gap(pb[None])[0])
+    if not (np.isfinite(a) and np.isfinite(b)):
+        why = ("fewer than two groups of at least "
+               f"{options.min_group_size} rows" if judged.size < 2 else
+               "fewer than two judged groups have both outcomes, so no AUC gap is defined")
+        return Change(AUC_GAP, label, _f(a), _f(b), Estimate(None, undefined_reason=why), None, None, test, small_names)
+    pval = None
+    if options.n_permutations:
+        ra, rb = normalised_ranks(sa), normalised_ranks(sb)
+        nulls = []
+        for m in swap_masks(y.size, options.n_permutations, rng):
+            with np.errstate(all="ignore"):
+                nulls.append(gap(aucs(np.where(m, ra, rb))) - gap(aucs(np.where(m, rb, ra))))
+        with np.errstate(all="ignore"):
+            observed = gap(aucs(rb[None])) - gap(aucs(ra[None]))
+        pval = _f(sign_flip_pvalue(observed, np.concatenate(nulls)[:, None])[0])
+    why = None
+    y_g = [(int(y[r].sum()), int(r.size - y[r].sum())) for r in rows]
+    for g, (pos, neg), auc_a, auc_b in zip(judged, y_g, pa, pb):
+        smaller = min(pos, neg)
+        if smaller < MIN_EVENTS or smaller * (1 - max(auc_a, auc_b)) < AUC_MIN_MISRANKED:
+            why = (f"group {levels[g]} has {smaller} row(s) in its smaller outcome class and AUC up to "
+                   f"{max(auc_a, auc_b):.3f}: a bootstrap of group AUCs needs at least {MIN_EVENTS} rows of each class "
+                   f"and {AUC_MIN_MISRANKED} misranked row's worth of evidence for an interval that holds its level")
+            break
+    if why is None and not options.n_bootstrap:
+        why = "n_bootstrap = 0: no interval"
+    if why is None:
+        with np.errstate(all="ignore"):
+            boot_a, boot_b = paired_bootstrap(lambda w: (aucs(sa, w), aucs(sb, w)), codes, len(levels),
+                                              options.n_bootstrap, rng)
+        box = simultaneous_box(np.r_[pa, pb - pa], np.hstack([boot_a, boot_b - boot_a]),
+                               1 - (1 - options.confidence) / 2)
+        if box is None:
+            why = "more than 10% of the resamples left a group's AUC undefined: too unstable for an interval"
+    if why is not None:
+        e = Estimate(_f(b - a), undefined_reason=why)
+    else:
+        d = judged.size
+        lo, hi = box
+        lo_v, hi_v = projection_interval(spread_pieces(d, 1, None if ref is None else int(np.searchsorted(judged, ref))),
+                                         lo[:d], hi[:d], lo[d:], hi[d:])
+        e = Estimate(_f(b - a), _f(min(lo_v, b - a)), _f(max(hi_v, b - a)), options.confidence, AUC_PROJECTION)
+    return Change(AUC_GAP, label, _f(a), _f(b), e, pval, None, test, small_names)
+
+
+def _undefined_ratio(metric: str, kind: str, a: float, b: float, reference: bool) -> str:
+    """Why a ratio disparity (or its change) is undefined: a zero denominator, never inf."""
+    roles = [role for role, v in (("champion", a), ("challenger", b)) if not np.isfinite(v)]
+    whose = " and the ".join(roles) or "a model"
+    den = "the reference group's rate" if reference and kind == "impact" else "the largest compared group rate"
+    return (f"undefined: {den} is 0 for the {whose}, so the ratio is 0/0 (no group gets the outcome the "
+            f"{metric} compares); the difference of rates is defined")
 
 
 def adjust_fairness(attributes: Mapping[str, AttributeComparison]) -> dict[str, AttributeComparison]:

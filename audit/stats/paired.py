@@ -246,6 +246,113 @@ def projection_interval(pieces: np.ndarray, lo_rates: np.ndarray, hi_rates: np.n
     return float(lowest), float(highest)
 
 
+def ratio_pieces(n_groups: int, n_rates: int, ref: int | None = None, *, impact: bool = False
+                 ) -> np.ndarray:
+    """Index pairs (numerator, denominator), shape (K, 2), into rates stacked type by type, such
+    that ``min_k r[num_k] / r[den_k]`` is a ratio disparity: min/max over groups (every ordered
+    pair), min(g/ref, ref/g) with a reference, or with ``impact`` the disparate-impact ratio
+    g/ref (every group over the reference; without one, min/max).
+
+    Examples
+    --------
+    >>> P = ratio_pieces(2, 1)
+    >>> r = np.array([0.3, 0.6])
+    >>> float((r[P[:, 0]] / r[P[:, 1]]).min())
+    0.5
+    """
+    G = n_groups
+    if ref is None:
+        pairs = [(i, j) for i in range(G) for j in range(G) if i != j]
+    elif impact:
+        pairs = [(g, ref) for g in range(G) if g != ref]
+    else:
+        pairs = [pair for g in range(G) if g != ref for pair in ((g, ref), (ref, g))]
+    return np.array([(t * G + i, t * G + j) for t in range(n_rates) for i, j in pairs], dtype=np.int64).reshape(-1, 2)
+
+
+def _pair_change_range(x: tuple[float, float], u: tuple[float, float], y: tuple[float, float],
+                       v: tuple[float, float]) -> tuple[float, float]:
+    """Range of (x + u)/(y + v) − x/y over the box (x, u, y, v); ±inf when a denominator can
+    reach 0. Linear in x and u, monotone in v: their ends suffice; in y also where the
+    derivative vanishes, x (y + v)² = (x + u) y²."""
+    if y[0] <= 0 or y[0] + v[0] <= 0:
+        return -np.inf, np.inf
+    lo, hi = np.inf, -np.inf
+    for xx in x:
+        for uu in u:
+            a = xx + uu
+            for vv in v:
+                ys = [y[0], y[1]]
+                if xx > 0 and a > 0 and not np.isclose(a, xx):
+                    root = np.sqrt(xx) * vv / (np.sqrt(a) - np.sqrt(xx))
+                    ys += [root] if y[0] < root < y[1] else []
+                for yy in ys:
+                    h = a / (yy + vv) - xx / yy
+                    lo, hi = min(lo, h), max(hi, h)
+    return float(lo), float(hi)
+
+
+def ratio_projection(pieces: np.ndarray, lo_rates: np.ndarray, hi_rates: np.ndarray, lo_change: np.ndarray,
+                     hi_change: np.ndarray, *, at_most_one: bool = True, lo_other: np.ndarray | None = None,
+                     hi_other: np.ndarray | None = None) -> tuple[float, float]:
+    """An interval holding ``R(r + c) − R(r)`` for every r in [lo_rates, hi_rates] and c in
+    [lo_change, hi_change], where ``R(v) = min_k v[num_k] / v[den_k]`` (``pieces``, see
+    :func:`ratio_pieces`); rates are in [0, 1] (the box is clipped there).
+
+    Two valid bounds, intersected. Paired: with k* the piece attaining R(r),
+    R(r + c) − R(r) <= min(f_k*(r + c), cap) − f_k*(r) <= h_k*(r, c) with
+    h_k = f_k(r + c) − f_k(r), f_k(v) = v[num]/v[den] (and the same from below with the piece
+    attaining R(r + c)), so the change lies within the extremes of h_k over the box (tightened
+    by the cap), k running over the pieces that can be the smallest somewhere in the box (a
+    denominator that can reach 0 makes this unbounded). Unpaired: R(r + c) and R(r) each lie between the smallest
+    ratio of the box's ends (lo[num]/hi[den]) and min_k hi[num]/lo[den]; ``at_most_one``
+    caps R at 1 (a min/max ratio). ``lo_other`` / ``hi_other``, when given, bound r + c too
+    (the challenger's own rates, from the same simultaneous box), which keeps a denominator
+    that the sum of the two boxes would let reach 0 away from it. The result is conservative,
+    never narrower than the truth.
+
+    Examples
+    --------
+    >>> P = ratio_pieces(2, 1)
+    >>> lo, hi = ratio_projection(P, np.array([0.5, 0.5]), np.array([0.5, 0.5]),
+    ...                           np.array([-0.25, 0.0]), np.array([-0.25, 0.0]))
+    >>> round(lo, 6), round(hi, 6)  # both groups at 0.5; group 0 falls to 0.25: ratio 1 -> 0.5
+    (-0.5, -0.5)
+    """
+    P = np.asarray(pieces, dtype=np.int64)
+    lo_r, hi_r = np.clip(lo_rates, 0, 1), np.clip(hi_rates, 0, 1)
+    lo_b, hi_b = np.clip(lo_r + lo_change, 0, 1), np.clip(hi_r + hi_change, 0, 1)
+    if lo_other is not None and hi_other is not None:
+        lo_b, hi_b = np.maximum(lo_b, np.clip(lo_other, 0, 1)), np.minimum(hi_b, np.clip(hi_other, 0, 1))
+    cap = 1.0 if at_most_one else np.inf
+
+    def pieces_range(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        with np.errstate(all="ignore"):
+            return (np.where(hi[P[:, 1]] > 0, lo[P[:, 0]] / hi[P[:, 1]], np.inf),
+                    np.where(lo[P[:, 1]] > 0, hi[P[:, 0]] / lo[P[:, 1]], np.inf))
+
+    (a_low, a_high), (b_low, b_high) = pieces_range(lo_r, hi_r), pieces_range(lo_b, hi_b)
+    lower = min(b_low.min(), cap) - min(a_high.min(), cap)
+    upper = min(b_high.min(), cap) - min(a_low.min(), cap)
+    lo_c, hi_c = np.asarray(lo_change, float), np.asarray(hi_change, float)
+    # only a piece that can be the smallest somewhere in the box can attain R there
+    can_a = a_low <= a_high.min()
+    can_b = b_low <= b_high.min()
+    ranges = {}
+    for k, (i, j) in enumerate(P):
+        if can_a[k] or can_b[k]:  # h_k's range, and f_k(r + c) − f_k(r) over the two boxes apart
+            lo_h, hi_h = _pair_change_range((lo_r[i], hi_r[i]), (lo_c[i], hi_c[i]), (lo_r[j], hi_r[j]),
+                                            (lo_c[j], hi_c[j]))
+            ranges[k] = (max(lo_h, b_low[k] - a_high[k]), min(hi_h, b_high[k] - a_low[k]))
+    # R(r + c) − R(r) >= f_k'(r + c) − min(f_k'(r), cap) for the piece k' attaining R(r + c), and
+    # <= min(f_k*(r + c), cap) − f_k*(r) for the piece k* attaining R(r)
+    if can_b.any():
+        lower = max(lower, min(max(ranges[k][0], b_low[k] - cap) for k in np.flatnonzero(can_b)))
+    if can_a.any():
+        upper = min(upper, max(min(ranges[k][1], cap - a_low[k]) for k in np.flatnonzero(can_a)))
+    return float(lower), float(upper)
+
+
 @dataclass(frozen=True)
 class McNemar:
     """McNemar's test of equal accuracy on paired decisions.
@@ -290,5 +397,6 @@ def mcnemar(champion_correct: np.ndarray, challenger_correct: np.ndarray) -> McN
 
 
 __all__ = ["MCNEMAR_EXACT_BELOW", "McNemar", "auc_rows", "ece_rows", "mcnemar", "normalised_ranks",
-           "paired_bootstrap", "projection_interval", "sign_flip_pvalue", "simultaneous_box",
+           "paired_bootstrap", "projection_interval", "ratio_pieces", "ratio_projection", "sign_flip_pvalue",
+           "simultaneous_box",
            "spread_pieces", "swap_masks", "weight_chunks"]
