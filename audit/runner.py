@@ -446,7 +446,9 @@ def run_audit(plan: AuditPlan, *, trust_code: bool = False, untrusted_config: bo
 
         # The chunks of every method run on the configured backend; a Ray instance this run
         # started is shut down when it ends (one it connected to keeps running).
-        with execution.session(plan.execution) as cluster:
+        warm = {"audit.execution"} | {m for cls in classes for m in (
+            cls.__module__, *cls.libraries, *(("torch",) if cls.uses_torch else ()))}
+        with execution.session(plan.execution, warm=sorted(warm)) as cluster:
             report = _run_methods(plan, inputs, classes, configs,
                                   _CodeTrust(trust_code, untrusted_config), progress, run_plan, resolved.gate)
         report.provenance["execution"] = cluster.to_json()  # each method's seconds: provenance.plan

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -303,6 +304,46 @@ def test_networks_retrained_as_ray_tasks_equal_those_retrained_locally(make, sha
     for k in local.params:
         assert torch.equal(on_ray.params[k], local.params[k]), k
     assert np.array_equal(on_ray.diverged, local.diverged)
+
+
+def test_each_ray_task_asks_for_a_gpu_only_when_its_method_trains_on_cuda_and_the_cluster_has_one(cluster,
+                                                                                                 monkeypatch):
+    assert execution.task_options(1.0)["num_gpus"] == 0  # this cluster has no GPU
+    monkeypatch.setattr(cluster, "gpus", 1.0)
+    assert execution.task_options(1.0) == {"num_cpus": 1, "num_gpus": 1.0, "max_retries": 3}
+    assert execution.task_options(0.0)["num_gpus"] == 0
+
+
+def test_attribution_significance_on_cuda_hands_its_retraining_to_gpu_tasks(cluster, monkeypatch):
+    """The request path without a GPU: with device = "cuda" on a cluster that reports one, the
+    retraining's chunks go to execution.map with one GPU each and train on "cuda"."""
+    from audit.core.method import RunContext
+    from audit.methods.attribution_significance import (AttributionSignificance,
+                                                        AttributionSignificanceConfig)
+    from tests import test_method_attribution_significance as tiny
+
+    class Requested(Exception):
+        pass
+
+    seen = {}
+
+    def recording_map(fn, chunks, **kw):
+        seen.update(gpus=kw.get("gpus"), device=fn.device, n_jobs=kw.get("n_jobs"))
+        raise Requested
+
+    model, data = tiny._sequence_case(40, True, 0)
+    cfg = AttributionSignificanceConfig(enabled=True, n_permutations=19, recipe=tiny.RECIPE, device="cuda")
+    with pytest.raises(InvalidConfigError, match="the Ray cluster has no GPU"):
+        AttributionSignificance().run(model, data, cfg, RunContext.default(0))
+    monkeypatch.setattr(cluster, "gpus", 1.0)
+    monkeypatch.setattr(execution, "map", recording_map)
+    with pytest.raises(Requested):
+        AttributionSignificance().run(model, data, cfg, RunContext.default(0))
+    assert seen == {"gpus": 1, "device": "cuda", "n_jobs": 1}
+    seen.clear()
+    with pytest.raises(Requested):  # "auto" finds the cluster's GPU
+        AttributionSignificance().run(model, data, replace(cfg, device="auto"), RunContext.default(0))
+    assert seen["gpus"] == 1 and seen["device"] == "cuda"
 
 
 def test_a_method_whose_chunks_fail_on_ray_is_marked_failed_and_the_report_is_written(model_dir, encoding):
