@@ -98,10 +98,11 @@ class Cluster:
     gpus: float = 0.0
     nodes: int = 1
     ran_locally: list[str] = field(default_factory=list)  # maps Ray could not take, and why
+    messages: list[str] = field(default_factory=list)  # what Ray logged while connecting
 
     def to_json(self) -> dict[str, Any]:
         return {"backend": self.backend, "address": self.address, "cpus": self.cpus, "gpus": self.gpus,
-                "nodes": self.nodes, "ran_locally": list(self.ran_locally)}
+                "nodes": self.nodes, "ran_locally": list(self.ran_locally), "messages": list(self.messages)}
 
 
 _LOCAL = Cluster("local")
@@ -225,14 +226,11 @@ def session(config: ExecutionConfig | None = None, *, warm: Sequence[str] = ()) 
         return
     ray = _import_ray()
     started = False
+    said: list[str] = []
     if not ray.is_initialized():
         try:
-            if config.address is None:
-                ray.init(address="local", num_cpus=usable_cores(), include_dashboard=False,
-                         log_to_driver=False, logging_level="ERROR", configure_logging=False)
-            else:
-                ray.init(address=config.address, log_to_driver=False, logging_level="ERROR",
-                         configure_logging=False)
+            with _ray_messages(said):
+                _init_ray(ray, config)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             where = f"the Ray cluster at {config.address!r}" if config.address else "a local Ray instance"
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -245,7 +243,7 @@ def session(config: ExecutionConfig | None = None, *, warm: Sequence[str] = ()) 
         res = ray.cluster_resources()
         nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
         cluster = Cluster("ray", config.address, float(res.get("CPU", 0.0)), float(res.get("GPU", 0.0)),
-                          max(nodes, 1))
+                          max(nodes, 1), messages=said)
         if warm:
             _warm_workers(ray, tuple(warm), int(cluster.cpus))
         previous, _active = _active, cluster
@@ -288,6 +286,36 @@ def resolve_device(device: str, method: str) -> str:
             f"The 'device' option of {method} is {device!r} but {where}. Set device = \"cpu\" "
             "(or \"auto\": a GPU when there is one), or run where a GPU is.")
     return device
+
+
+def _init_ray(ray: Any, config: ExecutionConfig) -> None:
+    if config.address is None:
+        ray.init(address="local", num_cpus=usable_cores(), include_dashboard=False,
+                 log_to_driver=False, logging_level="ERROR", configure_logging=False)
+    else:
+        ray.init(address=config.address, log_to_driver=False, logging_level="ERROR", configure_logging=False)
+
+
+@contextmanager
+def _ray_messages(into: list[str]) -> Iterator[None]:
+    """Ray's own log records (e.g. its token-authentication notice) go into ``into`` (the
+    report's provenance), not to the terminal: Ray's logging is not configured
+    (``configure_logging=False``), so Python would print its warnings to stderr."""
+    import logging
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            into.append(record.getMessage())
+
+    logger = logging.getLogger("ray")
+    handler, propagate = Keep(logging.WARNING), logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
 
 
 def map(fn: Callable[[Any], T], chunks: Sequence[Any], *, n_jobs: int | None = None,  # noqa: A001

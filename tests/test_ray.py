@@ -183,9 +183,10 @@ def test_an_unreachable_cluster_is_a_clear_error_not_a_hang(model_dir):
     assert not (model_dir / "out").exists()
 
 
-def test_the_cli_shuts_down_the_ray_instance_it_started(model_dir):
+def test_the_cli_shuts_down_the_ray_instance_it_started_and_keeps_its_notices_off_the_terminal(model_dir):
     """Run in a subprocess (no cluster of the tests there): after `audit run --backend ray` no
-    process of the Ray instance it started is left."""
+    process of the Ray instance it started is left, and what Ray logged while starting (its
+    token-authentication notice) is in the provenance, not on stderr."""
     script = (
         "import sys, ray\n"
         "from audit import execution\n"
@@ -193,6 +194,7 @@ def test_the_cli_shuts_down_the_ray_instance_it_started(model_dir):
         "    node = ray._private.worker.global_worker.node\n"
         "    pids = [p.process.pid for ps in node.all_processes.values() for p in ps]\n"
         "    print(c.backend, c.cpus, len(pids) > 0)\n"
+        "    print(c.to_json()['messages'], file=open('messages.txt', 'w'))\n"
         "print('after', ray.is_initialized())\n"
         "import os, time\n"
         "deadline = time.time() + 30\n"
@@ -208,6 +210,8 @@ def test_the_cli_shuts_down_the_ray_instance_it_started(model_dir):
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("ray ") and lines[0].endswith("True")
     assert lines[1:] == ["after False", "left []"]
+    assert "Token authentication" not in proc.stderr and "ray" not in proc.stderr.lower(), proc.stderr
+    assert (model_dir / "messages.txt").read_text().startswith("[")
 
 
 # --------------------------------------------------------------------------------------------
