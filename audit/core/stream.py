@@ -331,7 +331,7 @@ def stream_tables(path: str | Path, spec: DatasetSpec, *, threshold: float,
             def rows_of(mask: np.ndarray, what: str, fix: str, *, _r: _Reader = reader, _o: int = offset) -> None:
                 idx = np.flatnonzero(mask)
                 raise DataValidationError(
-                    f"{what} in {_r.where} has missing values in {idx.size} row(s) of a batch (first at data row {_show((idx[:5] + _o).tolist())}). {fix}")
+                    f"{what} has missing values in {_file_rows(idx, _o, _r.where)}. {fix}")
 
             def column(name: str, *, _cols: dict = cols, _r: _Reader = reader, _n: int = n) -> Any:
                 if name in _cols:
@@ -368,11 +368,10 @@ def stream_tables(path: str | Path, spec: DatasetSpec, *, threshold: float,
                 if out.any():
                     idx = np.flatnonzero(out)
                     raise DataValidationError(
-                        f"The predictions column {spec.predictions!r} in {reader.where} has scores outside "
-                        f"[0, 1] in {idx.size} row(s) of a batch (first at data row "
-                        f"{_show((idx[:5] + offset).tolist())}, e.g. {s[idx[0]]!r}). A binary predictions "
-                        "column holds the target's labels or scores in [0, 1] (probabilities of the "
-                        "positive label).")
+                        f"The predictions column {spec.predictions!r} has a score outside [0, 1] "
+                        f"({float(s[idx[0]])}) in {_file_rows(idx, offset, reader.where)}. A binary "
+                        "predictions column holds the target's labels or scores in [0, 1] (probabilities "
+                        "of the positive label).")
                 s = np.clip(s, 0.0, 1.0)
                 only_01 = only_01 and bool(np.all((s == 0) | (s == 1)))
                 d = (s >= threshold).astype(np.int64)
@@ -422,6 +421,19 @@ def stream_tables(path: str | Path, spec: DatasetSpec, *, threshold: float,
         raise DataValidationError(f"The data in {repr(str(root))} has no rows.")
     return _finish(root, files, spec, sets, counters, target, preds, attrs, n_rows, bool(scored),
                    bool(scored) and _scores_are_labels(only_01, target), n_bins)
+
+
+def _file_rows(idx: np.ndarray, offset: int, where: str) -> str:
+    """Rows ``idx`` of a batch that starts at data row ``offset`` of file ``where``, as a user
+    counts them: from 1, the header not counted (data row 1 is a CSV's second line).
+
+    Examples
+    --------
+    >>> _file_rows(np.array([4, 9]), 1000, "'part-0.parquet'")
+    "row 1,005 of 'part-0.parquet' (and 1 more in the same batch of rows; rows counted from 1, the header not counted)"
+    """
+    more = f" (and {idx.size - 1:,} more in the same batch of rows; " if idx.size > 1 else " ("
+    return f"row {int(idx[0]) + offset + 1:,} of {where}{more}rows counted from 1, the header not counted)"
 
 
 def _scores_are_labels(only_01: bool, target: _Labels) -> bool:
