@@ -373,3 +373,64 @@ def test_a_method_whose_chunks_fail_on_ray_is_marked_failed_and_the_report_is_wr
     assert failed["status"] == "failed", failed
     assert "failed on the Ray cluster" in failed["reason"] and "planted failure in a Ray worker" in failed["reason"]
     assert "planted failure in a Ray worker" in (out / "report.html").read_text()
+
+
+# --------------------------------------------------------------------------------------------
+# A streamed decisions-only audit: the files are read on the workers, only counts come back
+# --------------------------------------------------------------------------------------------
+
+
+def _partitioned_log(folder: Path) -> Path:
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    from tests.test_stream import decision_log
+
+    parts = folder / "parts"
+    ds.write_dataset(pa.Table.from_pandas(decision_log(3000)), parts, format="parquet", partitioning=["race"],
+                     partitioning_flavor="hive", max_rows_per_group=400, max_rows_per_file=900)
+    return parts
+
+
+def test_a_streamed_parquet_folder_is_counted_on_ray_workers_with_byte_identical_results(tmp_path, monkeypatch):
+    import audit.core.stream
+    from tests.test_stream import write_config
+
+    monkeypatch.setattr(audit.core.stream, "BATCH_ROWS", 500)  # several batches per file
+    parts = _partitioned_log(tmp_path)
+    files = sorted(parts.rglob("*.parquet"))
+    assert len(files) > 4
+    counted_here = []
+    original = audit.core.stream._FileCounter.__call__
+
+    def spy(self, file):  # patched in this process only: Ray workers import the module afresh
+        counted_here.append(file.name)
+        return original(self, file)
+
+    cfg = write_config(tmp_path, str(parts), extra="[methods.fairness]\nn_bootstrap = 0\n")
+    outs = {}
+    for backend in ("local", "ray"):
+        out = tmp_path / f"out-{backend}"
+        if backend == "ray":
+            monkeypatch.setattr(audit.core.stream._FileCounter, "__call__", spy)
+        res = _cli("run", cfg, "--out", out, "-q", "--format", "json", "--full", "--backend", backend)
+        assert res.exit_code == 0, res.output
+        outs[backend] = out
+    assert _comparable(outs["local"]) == _comparable(outs["ray"])
+    doc = json.loads((outs["ray"] / "results.json").read_text())
+    assert doc["methods"]["fairness"]["status"] == "ok" and doc["data"]["rows"] == 3000
+    assert doc["provenance"]["execution"]["ran_locally"] == []
+    assert counted_here == []  # with --backend ray no file was counted in this process
+
+
+def test_a_streamed_folder_on_ray_keeps_the_untrusted_config_link_rule(tmp_path):
+    from tests.test_stream import write_config
+
+    parts = _partitioned_log(tmp_path / "elsewhere")
+    audit_dir = tmp_path / "audit"
+    (audit_dir / "parts" / "day=1").mkdir(parents=True)
+    (audit_dir / "parts" / "day=1" / "a.parquet").symlink_to(next(parts.rglob("*.parquet")))
+    res = _cli("run", write_config(audit_dir, "parts"), "--out", tmp_path / "out", "-q", "--format", "json",
+               "--backend", "ray", "--untrusted-config")
+    assert res.exit_code == 2 and "outside the config's folder" in res.output, res.output
+    assert not (tmp_path / "out").exists()
