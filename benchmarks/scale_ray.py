@@ -35,7 +35,8 @@ this machine and ``bandwidth`` an assumed 1 GB/s (10 Gbit/s) link for the one co
 data each node fetches. Speed-up = T(1) / T(W). It stops scaling once W exceeds the number of
 chunks of the largest map (no more work to spread) or the serial part dominates.
 
-Run by hand (about 5 minutes on the 2-core machine): ``python benchmarks/scale_ray.py [--repeats 2]``.
+Run by hand (about 7 minutes on the 2-core machine): ``python benchmarks/scale_ray.py [--repeats 2]
+[--methods connection_weights,shap]``.
 ``benchmarks/scale.py`` can call :func:`main` for its Ray part.
 """
 
@@ -188,7 +189,7 @@ def _warm_up(modules: tuple[str, ...]) -> float:
     return time.perf_counter() - t0 - 0.5  # the sleep is not start-up
 
 
-def main(repeats: int = 2) -> dict[str, Any]:
+def main(repeats: int = 2, methods: tuple[str, ...] = ("connection_weights", "shap")) -> dict[str, Any]:
     import ray
 
     from audit import execution
@@ -202,6 +203,7 @@ def main(repeats: int = 2) -> dict[str, Any]:
         "shap (1,000 rows, DeepLIFT)": dataclasses.replace(cfg, methods=("shap",), budget=None, gate={},
                                                          method_options={"shap": {"n_rows": 1000}}),
     }
+    plans = {name: plan for name, plan in plans.items() if plan.methods[0] in methods}
     t0 = time.perf_counter()
     ray.init(num_cpus=execution.usable_cores(), include_dashboard=False, log_to_driver=False,
              logging_level="ERROR")
@@ -258,4 +260,7 @@ if __name__ == "__main__":
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=2, help="runs per backend, alternating (default 2)")
-    main(parser.parse_args().repeats)
+    parser.add_argument("--methods", default="connection_weights,shap",
+                        help="comma-separated: connection_weights, shap (default both)")
+    args = parser.parse_args()
+    main(args.repeats, tuple(args.methods.split(",")))
