@@ -433,24 +433,27 @@ def run_audit(plan: AuditPlan, *, trust_code: bool = False, untrusted_config: bo
     escape_warnings()  # a warning quoting a user's name never carries raw control bytes
     trust_code = trust_code or bool(trust_pickle)
     classes = list(resolved.methods)
-    with memory_limit(plan.memory_limit):  # every reader checks sizes against this budget
+    from audit import execution
+
+    if inputs is None and plan.streams and untrusted_config:  # before any file is read, here or on a Ray worker
+        check_untrusted_paths(plan)
+    # The chunks of every method (and a streamed audit's files) run on the configured backend,
+    # whose workers import the methods' libraries while the inputs load; a Ray instance this run
+    # started is shut down when it ends (one it connected to keeps running).
+    warm = {"audit.execution"} | {m for cls in classes for m in (
+        cls.__module__, *cls.libraries, *(("torch",) if cls.uses_torch else ()))}
+    with memory_limit(plan.memory_limit), \
+            execution.session(plan.execution, warm=sorted(warm)) as cluster:  # readers check sizes against the budget
         if inputs is None and plan.streams:
-            if untrusted_config:
-                check_untrusted_paths(plan)
             inputs = load_streamed_inputs(plan, classes, resolved.configs, progress=progress)
         inputs = inputs or load_inputs(plan, trust_code=trust_code, untrusted_config=untrusted_config)
         run_plan, configs = plan_run(plan, inputs, classes, dict(resolved.configs), started=started)
         if on_plan is not None:
             on_plan(run_plan)
-        from audit import execution
-
-        # The chunks of every method run on the configured backend; a Ray instance this run
-        # started is shut down when it ends (one it connected to keeps running).
-        with execution.session(plan.execution) as cluster:
-            report = _run_methods(plan, inputs, classes, configs,
-                                  _CodeTrust(trust_code, untrusted_config), progress, run_plan, resolved.gate)
-        report.provenance["execution"] = cluster.to_json()  # each method's seconds: provenance.plan
-        return report
+        report = _run_methods(plan, inputs, classes, configs,
+                              _CodeTrust(trust_code, untrusted_config), progress, run_plan, resolved.gate)
+    report.provenance["execution"] = cluster.to_json()  # each method's seconds: provenance.plan
+    return report
 
 
 @contextmanager

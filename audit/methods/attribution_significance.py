@@ -35,7 +35,7 @@ import numpy as np
 from audit.core.adapter import ModelAdapter
 from audit.core.dataset import AuditData
 from audit.core.method import (AuditMethod, Constraint, Finding, Interval, MethodConfig, MethodResult,
-                               RunContext, check_permutations)
+                               Options, RunContext, check_permutations)
 from audit.core.results import Attributions, estimates
 from audit.core.text import plural
 from audit.errors import CapabilityError, InvalidConfigError
@@ -66,6 +66,8 @@ class AttributionSignificanceConfig(MethodConfig):
     mode : "auto" (the traced program of audit.train.traced, else vmap, else a loop: the first that
         reproduces the module on a probe), "graph", "vmap" or "loop".
     chunk : networks trained per pass, a memory bound (default: all at once).
+    device : where the networks train: "cpu" (default), "cuda" (a GPU: on the Ray backend each
+        task asks the cluster for one) or "auto" (a GPU when this machine or the cluster has one).
     """
 
     enabled: bool = False
@@ -81,8 +83,10 @@ class AttributionSignificanceConfig(MethodConfig):
     max_training_rows: int | None = None
     mode: Literal["auto", "graph", "vmap", "loop"] = "auto"
     chunk: int | None = None
+    device: str = "cpu"
 
     bounds: ClassVar[Mapping[str, Constraint]] = {
+        "device": Options(("cpu", "cuda", "auto"), "the device the networks train on"),
         "n_rows": Interval(5, 10_000_000, "rows explained"),
         "ig_steps": Interval(2, 10_000, "IG evaluates the model ig_steps times per row"),
         "max_training_rows": Interval(20, 10_000_000, "training rows the networks are fitted on"),
@@ -233,10 +237,12 @@ class AttributionSignificance(AuditMethod[AttributionSignificanceConfig, Attribu
             ctx: RunContext) -> AttributionSignificanceResult:
         import torch
 
+        from audit import execution
         from audit.train.functional import (batched_integrated_gradients, module_call,
                                             train_functional)
 
         config.validate()
+        device = execution.resolve_device(config.device, self.name)  # before any work: exit 2 early
         seconds: dict[str, float] = {}
         notes: list[str] = []
         module = model.module
@@ -286,6 +292,7 @@ class AttributionSignificance(AuditMethod[AttributionSignificanceConfig, Attribu
         try:
             t0 = time.perf_counter()
             fitn = train_functional(module, theta0, Xf, Y, recipe, mode=config.mode, chunk=config.chunk,
+                                    device=device,
                                     progress=lambda d, t: ctx.progress(d, t + 1))
             seconds["retraining"] = round(time.perf_counter() - t0, 1)
             if fitn.diverged[0]:
