@@ -70,8 +70,32 @@ def _net(v: Any, B: int) -> Any:
         return v.t
     if isinstance(v, _Maps):
         N, BC, H, W = v.t.shape
-        return v.t.view(N, B, BC // B, H, W).transpose(0, 1)
+        return _grad_channels_last(v.t).view(N, B, BC // B, H, W).transpose(0, 1)
     return v.expand(B, *v.shape)
+
+
+_GRAD_CL: Any = None
+
+
+def _grad_channels_last(t: Any) -> Any:
+    """``t`` unchanged, its gradient made channels-last: the gradient that reaches feature maps
+    through the ``(B, N, ...)`` view arrives strided in network order, and max pooling's and
+    ReLU's backward kernels ran 9x and 2x slower on it than on channels-last memory."""
+    global _GRAD_CL
+    if _GRAD_CL is None:
+        import torch
+
+        class GradChannelsLast(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx: Any, x: Any) -> Any:
+                return x.view_as(x)
+
+            @staticmethod
+            def backward(ctx: Any, g: Any) -> Any:
+                return g.contiguous(memory_format=torch.channels_last)
+
+        _GRAD_CL = GradChannelsLast
+    return _GRAD_CL.apply(t) if t.requires_grad else t
 
 
 def _maps(v: Any, B: int) -> Any:
