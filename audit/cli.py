@@ -365,23 +365,29 @@ def _finish_comparison(result, files, name: str, as_json: bool) -> None:  # noqa
     code = result.gate.exit_code if result.gate is not None else EXIT_OK
     if as_json:
         typer.echo(json.dumps({"name": name, "report": {k: str(v) for k, v in files.items()},
-                               **({"gate": result.gate.to_json()} if result.gate is not None else {})},
+                               "gate": result.gate_json()},
                               indent=2, allow_nan=False))
     else:
         _print_comparison(result, files)
         if result.gate is not None:
             _print_gate(result.gate, name)
+        else:
+            from audit.compare.gate import NO_GATE
+
+            typer.echo(f"  {NO_GATE}")
     raise typer.Exit(code)
 
 
 def _print_comparison(result, files) -> None:  # noqa: ANN001
     from rich.console import Console
 
+    from audit.core.text import fixed
+
     console = Console(stderr=False, highlight=False, soft_wrap=True)
     for c in result.performance.values():
         e = c.change
-        ci = f" (paired CI {e.lower:+.4f} to {e.upper:+.4f})" if e.lower is not None else ""
-        value = f"{e.value:+.4f}" if e.value is not None else "undefined"
+        ci = f" (paired CI {fixed(e.lower, '+.4f')} to {fixed(e.upper, '+.4f')})" if e.lower is not None else ""
+        value = fixed(e.value, "+.4f") if e.value is not None else "undefined"
         console.print(f"  {c.label}: change {value}{ci}")
     d = result.decisions
     console.print(f"  {d.changed:,} of {d.rows:,} rows change decision")

@@ -6,7 +6,10 @@ Key format
 
 - ``<set>`` is a sensitive attribute from ``[data] sensitive`` (``sex``) or an intersection of
   them joined by ``*`` (``sex*race``; ``×`` and ``&`` are accepted too; order does not matter);
-  intersections default to every pair (``[methods.fairness] intersections``);
+  intersections default to every pair (``[methods.fairness] intersections``); a name with
+  ``*``, ``×``, ``&``, a quote or edge spaces in it is written in double quotes
+  (:func:`audit.methods.fairness.parse_set_key`), in TOML as a literal key:
+  ``'fairness."a&b".demographic_parity_difference'``;
 - ``<metric>`` is a disparity the fairness method reports for the task, e.g.
   ``demographic_parity_difference``, ``equalized_odds_ratio``, ``disparate_impact_ratio``
   (see :func:`audit.methods.fairness.disparity_names`), or for a binary classifier one group
@@ -56,6 +59,7 @@ from dataclasses import dataclass
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
+from audit.core.text import fixed
 from audit.errors import EXIT_BREACH, EXIT_INSUFFICIENT, EXIT_OK, InvalidConfigError, did_you_mean
 
 _OPTIONS = {"inconclusive": ("fail", "warn"), "small_groups": ("insufficient", "ignore")}
@@ -150,11 +154,12 @@ def parse_gate(gate: Mapping[str, Any], *, sensitive: Sequence[str], task: str,
     >>> rules[0].attribute, rules[0].max
     ('sex', 0.1)
     """
-    from audit.methods.fairness import FairnessConfig, attribute_sets, disparity_names, normalize_set_name, set_name
+    from audit.methods.fairness import FairnessConfig, attribute_sets, disparity_names, parse_set_key, set_name
 
     config = fairness if fairness is not None else FairnessConfig()
-    sets = [set_name(s) for s in attribute_sets(list(sensitive), config)]
-    by_members = {frozenset(s.split("*")): s for s in sets}
+    audited = attribute_sets(list(sensitive), config)
+    sets = [set_name(s) for s in audited]
+    by_members = {frozenset(s): set_name(s) for s in audited}
     metrics = disparity_names(task)
     defaults = {}
     for opt, allowed in _OPTIONS.items():
@@ -179,14 +184,13 @@ def parse_gate(gate: Mapping[str, Any], *, sensitive: Sequence[str], task: str,
         attr, _, metric = body.rpartition(".")
         if not attr or not metric:
             raise InvalidConfigError(f"The [gate] key {key!r} must look like \"fairness.<attribute>.<metric>\".")
-        canonical = normalize_set_name(attr)
-        canonical = by_members.get(frozenset(canonical.split("*")), canonical)
-        if canonical not in sets:
+        members = parse_set_key(attr, f"The [gate] key {key!r}")
+        canonical = by_members.get(frozenset(members))
+        if canonical is None:
             hint = did_you_mean(attr, sets)
-            extra = ""
-            members = canonical.split("*")
+            extra = quoting_hint(members, sensitive)
             if len(members) > 1 and all(m in sensitive for m in members):
-                extra = (f" Add {members} to [methods.fairness] intersections to audit this "
+                extra = (f" Add {list(members)} to [methods.fairness] intersections to audit this "
                          "intersection.")
             raise InvalidConfigError(
                 f"The [gate] key {key!r} names the attribute {attr!r}, which the fairness audit does "
@@ -237,6 +241,17 @@ def parse_gate(gate: Mapping[str, Any], *, sensitive: Sequence[str], task: str,
     return rules
 
 
+def quoting_hint(members: Sequence[str], sensitive: Sequence[str]) -> str:
+    """A hint for a gate key that split an attribute whose name holds a separator or edge
+    spaces: how to quote it (README, "Gate keys")."""
+    odd = [a for a in sensitive if a != a.strip() or any(c in a for c in '*×&"\\')]
+    if not odd:
+        return ""
+    quoted = '"' + odd[0].replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return (f" The attribute {odd[0]!r} has a separator (*, ×, &), a quote or edge spaces in its name: quote it in the "
+            f"key, e.g. 'fairness.{quoted}.demographic_parity_difference' (a TOML literal key in single quotes).")
+
+
 def evaluate(rules: Sequence[GateRule], result: Any, *, confidence: float | None = None,
              unavailable: str | None = None) -> GateResult:
     """Judge every rule on a :class:`~audit.methods.fairness.FairnessResult` (None: not run)
@@ -280,7 +295,7 @@ def _judge(rule: GateRule, result: Any, confidence: float) -> Verdict:
     err = (1 - conf) / 2
     level = (f"{100 * conf:.4g}% CI, Bonferroni over {rule.family_size} rules; the report's findings "
              f"use {100 * confidence:.4g}%" if rule.family_size > 1 else f"{100 * conf:.4g}% CI")
-    ci = f"{e.value:.3f} ({level} {lower:.3f} to {upper:.3f})"
+    ci = f"{fixed(e.value, '.3f')} ({level} {fixed(lower, '.3f')} to {fixed(upper, '.3f')})"
     outside = (rule.max is not None and lower > rule.max) or (rule.min is not None and upper < rule.min)
     inside = (rule.max is None or upper <= rule.max) and (rule.min is None or lower >= rule.min)
     small = d.excluded_small if rule.small_groups == "insufficient" else ()
@@ -369,4 +384,5 @@ def judge_outcomes(rules: Sequence[GateRule], outcomes: Sequence[Any]) -> GateRe
     return evaluate(rules, outcome.result, confidence=outcome.config.confidence)
 
 
-__all__ = ["GateResult", "GateRule", "Verdict", "evaluate", "judge_outcomes", "parse_gate", "to_junit"]
+__all__ = ["GateResult", "GateRule", "Verdict", "evaluate", "judge_outcomes", "parse_gate", "quoting_hint",
+           "to_junit"]

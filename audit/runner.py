@@ -747,12 +747,12 @@ def data_summary(data: AuditData, train: AuditData | None) -> dict[str, Any]:
     out: dict[str, Any] = {
         "source": data.source, "rows": data.n_rows, "task": data.task,
         "target": data.spec.target, "classes": list(data.classes) if data.classes else None,
-        "features": data.feature_names if data.layout is None else data.layout.raw_features,
+        "features": data.layout.raw_features,
         "encoded_columns": len(data.columns),
         "sensitive": list(data.spec.sensitive), "modality": data.modality,
         "training_rows": train.n_rows if train is not None else None,
     }
-    if data.layout is not None:
+    if data.layout.elementwise:
         out["input_shape"] = list(data.X.shape[1:])
     if data.positive_rate is not None:
         out["positive_rate"] = data.positive_rate
@@ -770,7 +770,7 @@ def standard_limitations(model: ModelAdapter, data: AuditData) -> list[str]:
         "Group fairness metrics compare rates between groups; no single metric captures fairness, "
         "and several of them cannot all be equal at once when base rates differ.",
     ]
-    constant = [f for f in (data.feature_names if data.layout is None else [])
+    constant = [f for f in ([] if data.layout.elementwise else data.feature_names)
                 if f in data.frame.columns and _distinct(data.frame[f]) <= 1]
     if constant:
         notes.append(f"Feature(s) {', '.join(repr(f) for f in constant)} are constant in the audited "

@@ -172,3 +172,49 @@ def test_notebook_display_in_headless_chromium(proxy, tmp_path):
     for s in srcs:
         with Image.open(io.BytesIO(base64.b64decode(s.split(",", 1)[1]))) as fig:
             assert fig.size[0] > 10 and fig.size[1] > 10
+
+
+def test_comparison_report_in_headless_chromium(proxy, tmp_path):
+    """The ``audit compare`` report: no request, no console line, no script; every section, the
+    gate's verdicts and the per-group decisions are in the DOM the browser built, and a user
+    string (a group named like markup) shows as text."""
+    import numpy as np
+    import pandas as pd
+
+    from audit.compare import compare_models
+    from audit.compare.report import write_comparison
+
+    rng = np.random.default_rng(0)
+    n = 600
+    df = pd.DataFrame({"x": rng.normal(size=n), "g": rng.choice(["<b>bold</b>", "b"], n)})
+    df["y"] = (df.x + rng.normal(size=n) > 0).astype(int)
+    champion = lambda X: 1 / (1 + np.exp(-2 * X[:, 0]))  # noqa: E731
+    challenger = lambda X: 1 / (1 + np.exp(-1.5 * X[:, 0] - 0.2))  # noqa: E731
+    result = compare_models(champion, challenger, df, target="y", sensitive=["g"], methods=["performance", "shap"],
+                            method_options={"shap": {"n_rows": 40, "background_size": 20}},
+                            compare={"n_bootstrap": 200, "n_permutations": 99,
+                                     "gate": {"performance.auc": {"max_decrease": 0.05},
+                                              "fairness.g.demographic_parity_difference": {"max_increase": 0.1}}})
+    out = tmp_path / "cmp"
+    write_comparison(result, out, formats=["html"])
+    url = (out / "report.html").as_uri()
+    shot = tmp_path / "compare.png"
+    _, console_shot = _chromium(url, proxy, tmp_path, screenshot=shot)
+    requests_during_screenshot = list(_Recorder.hits)
+    dom, console = _chromium(url, proxy, tmp_path)
+    assert console == [] and console_shot == [], console + console_shot
+    assert _Recorder.hits == [] and requests_during_screenshot == []
+    from PIL import Image, ImageStat
+
+    img = Image.open(shot).convert("L")
+    assert img.size[0] >= 1000 and ImageStat.Stat(img).stddev[0] > 5
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shutil.copy(shot, ARTIFACTS / "browser-compare.png")
+    for section in ("summary", "performance", "decisions", "fairness", "importance", "limitations", "provenance"):
+        assert re.search(rf'<section id="{section}"', dom), section
+    assert f"Non-inferiority gate: {result.gate.outcome}" in dom
+    for v in result.gate.verdicts:
+        assert v.rule.replace(">", "&gt;").replace("<", "&lt;") in dom
+    assert "&lt;b&gt;bold&lt;/b&gt;" in dom and "<b>bold</b>" not in dom
+    assert "ROC AUC" in dom and "shap" in dom
+    assert not re.search(r"<(?:script|link|iframe|object|embed|img)\b", dom, re.I)

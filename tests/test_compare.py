@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from audit.cli import app
+from audit.compare import compare_models
 from audit.compare.paired import Paired, compare_disparities, compare_performance
 from audit.compare.options import CompareOptions, parse_compare
 from audit.errors import InvalidConfigError
@@ -69,11 +71,16 @@ def test_two_copies_of_one_model_give_zero_changes_intervals_at_zero_and_a_passi
     assert len(changes) == 3 + 3 * 5
     for c in changes:
         assert c["change"]["value"] == 0.0 and c["p_value"] == 1.0
-        if c["metric"] == "ece":  # binned ECE is biased: a test, never an interval
-            assert c["change"]["lower"] is None and "biased upward" in c["change"]["undefined_reason"]
+        if c["metric"] == "ece":  # binned ECE is biased: a test, never an interval (nor an interval method)
+            assert c["change"]["lower"] is None and c["change"]["method"] == ""
+            assert "biased upward" in c["change"]["undefined_reason"]
             continue
         assert c["change"]["lower"] <= 0.0 <= c["change"]["upper"]
     assert doc["decisions"]["changed"] == 0 and doc["mcnemar"]["p_value"] == 1.0
+    assert doc["decisions"]["group"] == "all rows"
+    negative_zero = re.compile(r"[-−]0\.0+(?![0-9])")  # never "-0.000", in any output
+    for text in ((out / "report.html").read_text(), (out / "results.json").read_text(), res.output):
+        assert not negative_zero.search(text), negative_zero.search(text)
     assert doc["gate"]["outcome"] == "pass" and doc["gate"]["counts"]["pass"] == 4
     suite = ET.parse(tmp_path / "j.xml").getroot()
     assert suite.get("tests") == "4" and suite.get("failures") == "0"
@@ -235,10 +242,29 @@ def test_compare_options_are_validated():
     for key, huge in (("calibration_bins", 10**9), ("n_bootstrap", 10**8), ("n_permutations", 10**8)):
         with pytest.raises(InvalidConfigError, match=key):  # bounded: memory and time
             parse_compare({key: huge})
-    with pytest.raises(InvalidConfigError, match="Unknown key 'gates'"):
+    with pytest.raises(InvalidConfigError, match=r"no option 'gates'. Did you mean 'gate'\?"):
         parse_compare({"gates": {}})
     with pytest.raises(InvalidConfigError, match="disparities"):
         parse_compare({"disparities": ["auc_difference"]})
+    with pytest.raises(InvalidConfigError, match=r"set it in \[methods.fairness\]"):
+        parse_compare({"min_group_size": 5})
+
+
+@pytest.mark.parametrize("option, value", [("confidence", 1.0), ("confidence", "high"), ("n_bootstrap", 50),
+                                           ("n_permutations", 10), ("calibration_bins", 1), ("disparities", [])])
+def test_compare_options_get_the_same_message_shape_as_every_method_option(option, value):
+    """[compare] is validated by the declarative option bounds (OPTION_BOUNDS, Interval/Options/
+    Either): "The 'x' option in [compare] must be <rule>. Got <value> instead."."""
+    from audit.core.method import option_message
+
+    with pytest.raises(InvalidConfigError) as err:
+        parse_compare({option: value})
+    text = str(err.value)
+    assert text.startswith(f"The {option!r} option in [compare] must be ") and text.endswith(f"Got {value!r} instead.")
+    if option == "confidence" and value == 1.0:  # the very rule every method's confidence has
+        from audit.core.method import OPTION_BOUNDS
+
+        assert text == option_message(option, OPTION_BOUNDS[option].rule(), value, section="[compare]")
 
 
 def test_small_groups_are_left_out_and_the_gate_says_insufficient():
@@ -251,7 +277,7 @@ def test_small_groups_are_left_out_and_the_gate_says_insufficient():
     assert res.too_small == ("c",)
     from audit.compare.gate import judge, parse_compare_gate
 
-    rules = parse_compare_gate({"fairness.g.demographic_parity_difference": {"max_increase": 0.05}}, sets=["g"])
+    rules = parse_compare_gate({"fairness.g.demographic_parity_difference": {"max_increase": 0.05}}, sets=[("g",)])
     verdict = judge(rules, {rules[0].key: res.disparities["demographic_parity_difference"]}).verdicts[0]
     assert verdict.status == "insufficient" and "too small" in verdict.message
 
@@ -422,11 +448,15 @@ def test_the_predictions_read_are_inputs_the_comparison_never_overwrites(tmp_pat
     assert res.exit_code == 2 and (ra / "predictions.parquet").is_file()
 
 
-def test_a_comparison_without_a_gate_renders_html(tmp_path):
+def test_a_comparison_without_a_gate_says_nothing_was_judged_in_report_json_and_terminal(tmp_path):
     ra, rb = _saved_pair(tmp_path)
     res = compare_cli(ra, rb, "--out", tmp_path / "cmp")
     assert res.exit_code == 0, res.output
-    assert "Non-inferiority gate" not in (tmp_path / "cmp" / "report.html").read_text()
+    html = (tmp_path / "cmp" / "report.html").read_text()
+    assert "Non-inferiority gate: none" in html and "No gate rules: nothing was judged" in html
+    assert "[compare.gate]" in html and "No gate rules: nothing was judged" in " ".join(res.output.split())
+    doc = json.loads((tmp_path / "cmp" / "results.json").read_text())
+    assert doc["gate"]["outcome"] == "no gate rules" and "[compare.gate]" in doc["gate"]["note"]
 
 
 def test_the_comparison_report_renders_as_pdf(tmp_path):
@@ -444,3 +474,190 @@ def test_a_saved_report_mixed_with_a_config_or_alone_gets_a_message_naming_the_f
         res = compare_cli(*args, "--out", tmp_path / "cmp")
         assert res.exit_code == 2 and "two saved reports" in res.output and "is a saved report" in res.output
         assert "TOML" not in res.output.split("Got")[1] and "folder" not in res.output.split("Got")[1]
+
+
+def test_every_progress_and_plan_line_of_the_two_audits_names_its_model(tmp_path):
+    a, b = write_pair(tmp_path, planted(n=600, extra=0))
+    res = CliRunner().invoke(app, ["compare", str(a), str(b), "--out", str(tmp_path / "out"), "--format", "json",
+                                   "--methods", "performance,fairness"])
+    assert res.exit_code == 0, res.output
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    progress = [ln.split("] ", 1)[1] for ln in lines if ln.startswith("[") and "audit finished" not in ln]
+    plan = [ln for ln in lines if not ln.startswith("[")]
+    assert progress and plan
+    for line in progress + plan:
+        assert line.startswith(("champion: ", "challenger: ")), line
+    for role in ("champion", "challenger"):
+        assert f"{role}: fairness: started" in progress and any(ln.startswith(role) for ln in plan)
+
+
+ODD = ["a&b", "p×q", "s*t", " edge "]  # attribute names holding a separator or edge spaces
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def test_attribute_names_with_separators_or_edge_spaces_are_named_in_gate_keys_by_quoting():
+    """README "Gate keys": a quoted name is verbatim; an intersection joins quoted names with *;
+    the same rule for [compare.gate] and [gate] (audit check)."""
+    import tomllib
+
+    from audit.gate import parse_gate
+
+    rng = np.random.default_rng(3)
+    n = 800
+    df = pd.DataFrame({"x": rng.normal(size=n), **{a: rng.choice(["u", "v"], n) for a in ODD}})
+    df["y"] = (df.x + rng.normal(size=n) > 0).astype(int)
+    keys = [f"fairness.{_quoted(a)}.demographic_parity_difference" for a in ODD]
+    keys.append(f"fairness.{_quoted('s*t')} × {_quoted('a&b')}.equalized_odds_difference")
+    # written in a TOML file as literal keys
+    toml = "".join(f"'{k}' = {{ max_increase = 0.5 }}\n" for k in keys)
+    gate = tomllib.loads(toml)
+    assert list(gate) == keys
+    f = lambda X: 1 / (1 + np.exp(-2 * X[:, 0]))  # noqa: E731
+    r = compare_models(f, f, df, target="y", sensitive=ODD, methods=["performance"], features=["x"],
+                       compare={"n_bootstrap": 200, "n_permutations": 99, "gate": gate})
+    judged = {v.key: v for v in r.gate.verdicts}
+    assert list(judged) == keys and all(v.status == "pass" and v.value == 0.0 for v in judged.values())
+    assert judged[keys[-1]].rule.startswith("a&b*s*t.") or judged[keys[-1]].rule.startswith("s*t*a&b.")
+    # audit check's [gate] reads the same rule
+    rules = parse_gate({k.replace("max_increase", "max"): {"max": 0.1} for k in keys}, sensitive=ODD, task="binary")
+    assert [r_.attribute for r_ in rules][:4] == ODD
+    # unquoted, the names split (or lose their spaces): an exit-2 message says how to quote
+    for bad in ("fairness.a&b.demographic_parity_difference", 'fairness."a&b.demographic_parity_difference',
+                'fairness."a&b"x.demographic_parity_difference'):
+        with pytest.raises(InvalidConfigError, match="quot"):
+            parse_compare_gate_for(bad, ODD)
+        with pytest.raises(InvalidConfigError, match="quot"):
+            parse_gate({bad: {"max": 0.1}}, sensitive=ODD, task="binary")
+
+
+def parse_compare_gate_for(key: str, sensitive):
+    from audit.compare.gate import parse_compare_gate
+    from audit.methods.fairness import FairnessConfig, attribute_sets
+
+    return parse_compare_gate({key: {"max_increase": 0.1}}, sets=attribute_sets(sensitive, FairnessConfig()))
+
+
+def _cf_result(rows, attribute="g", groups=("a", "b"), search="gradient", mad=None):
+    """A counterfactuals result as compare reads it: searched rows (row, found, cost) and the
+    per-group mean cost its audit computed."""
+    from types import SimpleNamespace
+
+    from audit.core.results import Estimate
+    from audit.methods._cf.recourse import AttributeRecourse, GroupRecourse
+    from audit.methods.counterfactuals import RowOutcome
+
+    outcomes = tuple(RowOutcome(r, c is not None, c, 1 if c is not None else None, "" if c is not None else "none")
+                     for r, c in rows)
+    recourse = (AttributeRecourse(attribute, tuple(GroupRecourse(g, 0, 0, None, Estimate(1.0, 0.5, 1.5, 0.95, "pb"),
+                                                                 Estimate(1.0), True) for g in groups),
+                                  None, None, None, None, None, None, None),)
+    return SimpleNamespace(rows=outcomes, recourse=recourse, search=search, mad=mad or {"x": 1.0})
+
+
+def test_recourse_is_paired_on_rows_both_models_explained_and_the_rest_is_counted():
+    from audit.compare.recourse import compare_recourse
+    from audit.core.method import to_jsonable
+
+    sensitive = pd.DataFrame({"g": ["a"] * 20 + ["b"] * 20})
+    # rows 0-11 (a): explained for both, challenger costs 0.5 more; 12: lost; 13: gained; 14: neither;
+    # 15-16 champion only; 17 challenger only; group b: rows 20-39 both explained, same cost
+    champ = [(r, 1.0 + r / 10) for r in range(12)] + [(12, 2.0), (13, None), (14, None), (15, 1.0), (16, 1.0)]
+    chall = [(r, 1.5 + r / 10) for r in range(12)] + [(12, None), (13, 3.0), (14, None), (17, 1.0)]
+    champ += [(r, float(r)) for r in range(20, 40)]
+    chall += [(r, float(r)) for r in range(20, 40)]
+    a, b = _cf_result(champ), _cf_result(chall)
+    rc = compare_recourse(a, b, sensitive, ["g"], confidence=0.95)
+    ga, gb = rc.attributes["g"].groups
+    assert (ga.group, ga.n_paired, ga.lost, ga.gained, ga.neither, ga.only_champion, ga.only_challenger) == \
+        ("a", 12, 1, 1, 1, 2, 1)
+    e = ga.paired.change
+    assert (e.value, e.lower, e.upper) == pytest.approx((0.5, 0.5, 0.5)) and ga.paired.champion == pytest.approx(1.55)
+    assert gb.n_paired == 20 and (gb.paired.change.value, gb.paired.change.lower) == (0.0, 0.0)
+    assert ga.champion.lower == 0.5 and ga.challenger.value == 1.0  # each model's own cost, as its audit gave it
+    assert "35 rows were searched for both models, 32 of them explained for both" in rc.note and "2 rows were searched for the champion only" in rc.note
+    # the same from results as saved in results.json
+    saved = compare_recourse(to_jsonable(vars(a)), to_jsonable(vars(b)), sensitive, ["g"], confidence=0.95)
+    assert to_jsonable(saved) == to_jsonable(rc)
+    # five paired rows are too few for a 95% interval of their median: a value, no interval, and why
+    few = compare_recourse(_cf_result(champ[:5]), _cf_result(chall[:5]), sensitive, ["g"], confidence=0.95)
+    e = few.attributes["g"].groups[0].paired.change
+    assert e.value == pytest.approx(0.5) and e.lower is None and "too few" in e.undefined_reason
+    # searches scaled by different MADs: not compared, and said so
+    other = compare_recourse(a, _cf_result(chall, mad={"x": 2.0}), sensitive, ["g"], confidence=0.95)
+    assert other.attributes == {} and "different MADs" in other.note
+
+
+def test_recourse_change_of_two_models_is_reported_gated_and_rendered():
+    """Both audits run counterfactuals: per group each model's cost, the paired change with an
+    interval on the rows both explained, a gate rule on it, and the report's section."""
+    from sklearn.linear_model import LogisticRegression
+
+    from audit.compare.report import render_comparison
+
+    rng = np.random.default_rng(0)
+    n = 600
+    df = pd.DataFrame({"x1": rng.normal(size=n), "x2": rng.normal(size=n), "g": rng.choice(["a", "b"], n)})
+    df["y"] = (df.x1 + 0.5 * df.x2 + rng.normal(size=n) > 0).astype(int)
+    X = df[["x1", "x2"]].to_numpy()
+    m1 = LogisticRegression().fit(X, df.y)
+    m2 = LogisticRegression(C=0.05).fit(X[:300], df.y[:300])
+    gate = {"counterfactuals.g.a.median_cost_change": {"max_increase": 1.0},
+            'counterfactuals."g"."b".median_cost_change': {"max_decrease": 0.0}}
+    r = compare_models(m1, m2, df, target="y", sensitive=["g"], features=["x1", "x2"], methods=["counterfactuals"],
+                       method_options={"counterfactuals": {"max_search_rows": 200}},
+                       compare={"n_bootstrap": 300, "n_permutations": 99, "gate": gate})
+    groups = {g.group: g for g in r.recourse.attributes["g"].groups}
+    assert set(groups) == {"a", "b"}
+    for g in groups.values():
+        e = g.paired.change
+        assert g.n_paired >= 30 and e.lower <= e.value <= e.upper and e.level == 0.95
+        assert g.champion.lower is not None and g.challenger.lower is not None
+    verdicts = {v.key: v for v in r.gate.verdicts}
+    assert verdicts["counterfactuals.g.a.median_cost_change"].status == "pass"
+    assert verdicts['counterfactuals."g"."b".median_cost_change'].value == groups["b"].paired.change.value
+    doc = json.loads(r.json_bytes())
+    assert doc["recourse"]["attributes"]["g"]["groups"][0]["n_paired"] == groups["a"].n_paired
+    html = render_comparison(r)
+    assert '<section id="recourse">' in html and "median change" in html
+    assert not any("Counterfactual recourse is not compared" in n for n in r.limitations)
+    with pytest.raises(InvalidConfigError, match="counterfactuals.<attribute>.<group>.median_cost_change"):
+        compare_models(m1, m2, df, target="y", sensitive=["g"], methods=["performance"],
+                       compare={"gate": {"counterfactuals.g.a.cost": {"max_increase": 1.0}}})
+    # without counterfactuals in both audits the report says why recourse is not compared
+    r2 = compare_models(m1, m2, df, target="y", sensitive=["g"], methods=["performance"],
+                        compare={"n_bootstrap": 100, "n_permutations": 0})
+    assert r2.recourse.attributes == {} and "did not run for the champion and challenger" in r2.recourse.note
+
+
+def test_two_copies_of_one_model_have_zero_recourse_change_from_configs_and_from_saved_reports(tmp_path):
+    """The same network audited twice: every group's median cost change is 0 with interval
+    [0, 0] on the rows both searches explained, and two saved reports give what the configs give."""
+    import shutil
+    from pathlib import Path
+
+    shared = Path(__file__).resolve().parent / "bad_inputs" / "_shared"
+    work = tmp_path / "case"
+    shutil.copytree(shared, work)
+    text = (work / "audit.toml").read_text().replace('target = "income"', 'target = "income"\nmax_rows = 300')
+    text = text.replace('formats = ["json"]', 'formats = ["json"]\nsave_predictions = true')
+    text += "[methods.counterfactuals]\nmax_search_rows = 120\n"
+    for name in ("a", "b"):
+        (work / f"{name}.toml").write_text(text.replace('name = "bad"', f'name = "{name}"'), encoding="utf-8")
+        res = CliRunner().invoke(app, ["run", str(work / f"{name}.toml"), "--out", str(tmp_path / name), "-q",
+                                       "--methods", "counterfactuals"])
+        assert res.exit_code == 0, res.output
+    res = compare_cli(tmp_path / "a", tmp_path / "b", "--out", tmp_path / "saved")
+    assert res.exit_code == 0, res.output
+    live = compare_cli(work / "a.toml", work / "b.toml", "--out", tmp_path / "live", "--methods", "counterfactuals")
+    assert live.exit_code == 0, live.output
+    saved = json.loads((tmp_path / "saved" / "results.json").read_text())["recourse"]
+    assert saved == json.loads((tmp_path / "live" / "results.json").read_text())["recourse"]
+    groups = saved["attributes"]["sex"]["groups"]
+    assert groups and sum(g["n_paired"] for g in groups) > 20
+    for g in groups:
+        assert (g["lost"], g["gained"], g["only_champion"], g["only_challenger"]) == (0, 0, 0, 0)
+        e = g["paired"]["change"]
+        assert e["value"] == 0.0 and (e["lower"], e["upper"]) in ((0.0, 0.0), (None, None))

@@ -72,6 +72,57 @@ def test_disparity_change_intervals_cover_the_true_change(sizes, ra, rb, q):
     assert hits / given >= band(given), (hits / given, given, truth)
 
 
+def draw_by_outcome(rng, sizes, tpr_a, fpr_a, tpr_b, fpr_b, q, base=0.5):
+    """As :func:`draw_decisions`, but the champion says yes with probability tpr_a[g] on a
+    positive row and fpr_a[g] on a negative one; where the challenger draws afresh it uses
+    tpr_b / fpr_b."""
+    g = np.repeat(np.arange(len(sizes)), sizes)
+    n = g.size
+    y = (rng.random(n) < base).astype(int)
+    a = (rng.random(n) < np.where(y == 1, np.asarray(tpr_a)[g], np.asarray(fpr_a)[g])).astype(int)
+    fresh = (rng.random(n) < np.where(y == 1, np.asarray(tpr_b)[g], np.asarray(fpr_b)[g])).astype(int)
+    b = np.where(rng.random(n) < q, fresh, a)
+    return g.astype(str), Paired(y, a, b, None, None)
+
+
+def true_eo_change(tpr_a, fpr_a, tpr_b, fpr_b, q):
+    """Equalized odds difference: the larger of the TPR and FPR spreads (max − min)."""
+    def eo(tpr, fpr):
+        return max(np.ptp(tpr), np.ptp(fpr))
+    mix = lambda a, b: (1 - q) * np.asarray(a, float) + q * np.asarray(b, float)  # noqa: E731
+    return eo(mix(tpr_a, tpr_b), mix(fpr_a, fpr_b)) - eo(np.asarray(tpr_a, float), np.asarray(fpr_a, float))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sizes, tpr_a, fpr_a, tpr_b, fpr_b, q", [
+    ((2000, 2000), (0.7, 0.7), (0.3, 0.3), (0.9, 0.7), (0.3, 0.3), 0.3),      # a fair champion, TPR gap appears
+    ((100, 800), (0.6, 0.8), (0.4, 0.4), (0.8, 0.8), (0.4, 0.4), 0.5),        # a small group, its TPR gap closes
+    ((80, 80, 80), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 0.3),  # small, no change
+    ((800, 800), (0.8, 0.8), (0.05, 0.05), (0.8, 0.8), (0.35, 0.05), 0.3),    # FPR near 0, FPR gap appears
+    ((1500, 1500), (0.97, 0.97), (0.3, 0.3), (0.67, 0.97), (0.3, 0.3), 0.3),  # TPR near 1, TPR gap appears
+    ((300, 300), (0.6, 0.8), (0.2, 0.4), (0.6, 0.8), (0.4, 0.4), 0.5),        # the FPR gap closes, TPR's stays
+])
+def test_equalized_odds_change_intervals_cover_the_true_change(sizes, tpr_a, fpr_a, tpr_b, fpr_b, q):
+    rng = np.random.default_rng(12)
+    opts = CompareOptions(n_bootstrap=300, n_permutations=0)
+    truth = true_eo_change(tpr_a, fpr_a, tpr_b, fpr_b, q)
+    hits = given = 0
+    widths = []
+    for _ in range(200):
+        values, p = draw_by_outcome(rng, sizes, tpr_a, fpr_a, tpr_b, fpr_b, q)
+        c = compare_disparities("g", values, p, [EO], opts, rng).disparities[EO].change
+        if c.lower is None:
+            continue
+        given += 1
+        hits += c.lower - 1e-12 <= truth <= c.upper + 1e-12
+        widths.append(c.upper - c.lower)
+    print(f"EO change {sizes} TPR {tpr_a}->{tpr_b} FPR {fpr_a}->{fpr_b} q={q}: truth {truth:+.4f}, coverage "
+          f"{hits / max(given, 1):.3f} of {given} intervals ({200 - given} withheld), mean width "
+          f"{np.mean(widths) if widths else float('nan'):.3f}")
+    assert given >= 100, f"the interval was withheld in {200 - given} of 200 samples"
+    assert hits / given >= band(given), (hits / given, given, truth)
+
+
 def draw_scores(rng, n, base, sep, rho, shift):
     """Outcomes with prevalence ``base``; two scores of correlated latent signals (correlation
     rho), the challenger's with separation sep + shift (shift 0: the same distribution)."""
@@ -221,3 +272,49 @@ def test_the_paired_disparity_interval_is_narrower_than_the_unpaired_one_on_corr
         unpaired_w.append(np.subtract(*projection_interval(L, lo[:2], hi[:2], lo[2:] - hi[:2], hi[2:] - lo[:2])[::-1]))
     print(f"DP change, mean 95% width: paired {np.mean(paired_w):.4f}, unpaired {np.mean(unpaired_w):.4f}")
     assert np.mean(paired_w) < 0.75 * np.mean(unpaired_w)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sizes, sigma, delta, noise, ties", [
+    ((6, 10, 30, 300), 1.0, 0.2, 0.3, 0.0),     # skewed (log-normal) costs, a challenger 22% costlier per row
+    ((6, 10, 30, 300), 1.5, -0.3, 0.8, 0.0),    # heavy skew, a cheaper challenger, weakly correlated costs
+    ((8, 40), 1.0, 0.0, 0.5, 0.0),              # no change in the typical row
+    ((10, 30, 300), 1.0, 0.1, 0.3, 0.6),        # 60% of rows get the same counterfactual: the median is the atom at 0
+    ((10, 30, 300), 1.0, 0.1, 0.3, 0.15),       # 15% ties at 0, the median change just above 0
+])
+def test_paired_recourse_cost_change_intervals_cover_the_true_median_change(sizes, sigma, delta, noise, ties):
+    """Per row the champion's cost a ~ LogNormal(0, sigma); the challenger's is a·exp(delta + noise·z),
+    or exactly a on a share ``ties`` of rows (both searches found the same counterfactual). The true
+    median change comes from 2,000,000 rows; each bound must err at most 2.5%: coverage is checked
+    against the Monte Carlo band, and each side's misses separately. A 5-row group gets no interval."""
+    from audit.compare.recourse import median_change
+
+    def draw(rng, n):
+        a = np.exp(sigma * rng.normal(size=n))
+        b = np.where(rng.random(n) < ties, a, a * np.exp(delta + noise * rng.normal(size=n)))
+        return b - a
+
+    truth = float(np.median(draw(np.random.default_rng(0), 2_000_000)))
+    rng = np.random.default_rng(21)
+    codes = np.repeat(np.arange(len(sizes)), sizes)
+    above = np.zeros(len(sizes))
+    below = np.zeros(len(sizes))
+    given = np.zeros(len(sizes))
+    R = 400
+    for _ in range(R):
+        _, lo, hi = median_change(draw(rng, codes.size), codes, len(sizes), 0.95)
+        ok = np.isfinite(lo)
+        given += ok
+        above += ok & (lo > truth + 1e-12)
+        below += ok & (hi < truth - 1e-12)
+    for g, n in enumerate(sizes):
+        cover = 1 - (above[g] + below[g]) / given[g]
+        print(f"recourse median change, {n} paired rows, sigma {sigma}, delta {delta}, noise {noise}, ties {ties}: "
+              f"truth {truth:+.4f}, coverage {cover:.3f} (lower bound above {above[g] / R:.3f}, upper below "
+              f"{below[g] / R:.3f})")
+        assert given[g] == R
+        assert cover >= band(R)
+        one_side = 0.025 + 2.33 * np.sqrt(0.025 * 0.975 / R)
+        assert above[g] / R <= one_side and below[g] / R <= one_side
+    _, lo, _ = median_change(draw(rng, 5), np.zeros(5, np.int64), 1, 0.95)
+    assert np.isnan(lo[0])

@@ -273,10 +273,18 @@ def test_summary_has_one_row_per_measured_quantity_with_its_key(run):
 
     _, results = run
     frame = pd.DataFrame(summary_rows(results), columns=list(SUMMARY_COLUMNS))
-    assert list(frame.columns) == ["method", "what", "value", "lower", "upper", "level", "interval",
-                                   "verdict", "group", "key"]
+    assert list(frame.columns) == ["method", "what", "finding", "value", "lower", "upper", "level", "interval",
+                                   "test", "verdict", "group", "key"]
     assert {"performance", "fairness", "gate", "shap", "lime"} <= set(frame.method)
-    for row in frame.itertuples():
+    disparities = frame[frame.key.str.contains("/disparities/")]
+    assert len(disparities) and disparities.test.notna().any()
+    for row in disparities.itertuples():  # the interval column says how the interval was made, not the test
+        est = _resolve(results, row.key).get("estimate", {})
+        assert row.interval == est.get("method") and row.interval != row.test
+    for row in frame[frame.finding.notna()].itertuples():
+        node = _resolve(results, row.key)
+        assert (row.finding, row.verdict, row.what) == (node["text"], node["level"], "finding")
+    for row in frame[frame.finding.isna()].itertuples():
         node = _resolve(results, row.key)
         node = node.get("estimate", node) if isinstance(node, dict) else node
         value = node["value"] if isinstance(node, dict) else node
@@ -349,6 +357,14 @@ def test_notebook_display_and_summary_of_an_in_memory_audit():
     assert "Executive summary" in html and "data:image/png;base64," in html
     frame = report.summary()
     assert isinstance(frame, pd.DataFrame) and frame["value"].dtype == "float64"
+    # every sentence the display states is a row of the frame, with its level
+    import html as html_lib
+
+    shown = [(lv, html_lib.unescape(re.sub(r"<[^>]+>", "", t)).strip()) for lv, t in
+             re.findall(r'<li class="finding (\w+)"><span class="level">\w+</span>(.*?)</li>', html, re.S)]
+    assert shown and len(shown) == len(report.findings)
+    rows = set(zip(frame.verdict[frame.finding.notna()], frame.finding.dropna()))
+    assert all((lv, " ".join(t.split())) in {(v, " ".join(f.split())) for v, f in rows} for lv, t in shown)
     results = report.to_json()
     acc = frame.set_index("key").loc["/methods/performance/result/metrics/accuracy"]
     assert acc.value == results["methods"]["performance"]["result"]["metrics"]["accuracy"]["value"]

@@ -90,7 +90,7 @@ class AttributeComparison:
 def _f(x: Any) -> float | None:
     if x is None:
         return None
-    x = float(x)
+    x = float(x) + 0.0  # + 0.0: never a negative zero
     return x if np.isfinite(x) else None
 
 
@@ -103,7 +103,7 @@ def _change(metric: str, label: str, a: float, b: float, boot_a: np.ndarray, boo
     value = b - a
     if not np.isfinite(value):
         why = undefined or "undefined for at least one model"
-        return Change(metric, label, _f(a), _f(b), Estimate(None, None, None, None, method, why),
+        return Change(metric, label, _f(a), _f(b), Estimate(None, None, None, None, "", why),
                       None, None, test, excluded_small)
     lo, hi = (None, None)
     why = None
@@ -116,7 +116,10 @@ def _change(metric: str, label: str, a: float, b: float, boot_a: np.ndarray, boo
             why = "more than 10% of the resamples were undefined: too unstable for an interval"
     else:
         why = "n_bootstrap = 0: no interval"
-    return Change(metric, label, _f(a), _f(b), Estimate(_f(value), lo, hi, options.confidence if lo is not None else None, method, why),
+    given = lo is not None and hi is not None
+    return Change(metric, label, _f(a), _f(b), Estimate(_f(value), lo if given else None, hi if given else None,
+                                                        options.confidence if given else None,
+                                                        method if given else "", why),
                   _f(p), None, test, excluded_small)
 
 
@@ -207,7 +210,7 @@ def discordant_interval(n10: int, n01: int, n: int, confidence: float) -> Estima
     (0.0, True, 0.00109)
     """
     lo, hi = group_interval(np.array([n01, n10]), np.array([n, n]), 1 - (1 - confidence) / 2)
-    return Estimate((n01 - n10) / n, float(lo[0] - hi[1]), float(hi[0] - lo[1]), confidence,
+    return Estimate(_f((n01 - n10) / n), _f(lo[0] - hi[1]), _f(hi[0] - lo[1]), confidence,
                     f"fewer than {MIN_EVENTS} discordant rows: Clopper–Pearson bounds of the two discordant "
                     "proportions (each at level 1 − (1 − c)/2), conservative")
 
@@ -238,9 +241,14 @@ def decision_changes(values: np.ndarray, p: Paired, confidence: float
     return levels, codes, out
 
 
+#: The group name of the decisions that change over all rows.
+ALL_ROWS = "all rows"
+
+
 def overall_changes(p: Paired, confidence: float) -> DecisionChange:
-    """The decisions that change over all rows."""
-    return decision_changes(np.zeros(p.y.size, dtype=np.int64), p, confidence)[2][0]
+    """The decisions that change over all rows (group :data:`ALL_ROWS`)."""
+    return dataclasses.replace(decision_changes(np.zeros(p.y.size, dtype=np.int64), p, confidence)[2][0],
+                               group=ALL_ROWS)
 
 
 def compare_disparities(name: str, values: np.ndarray, p: Paired, metrics: Sequence[str],
@@ -341,20 +349,20 @@ def compare_disparities(name: str, values: np.ndarray, p: Paired, metrics: Seque
         undefined = ("fewer than two judged groups with a defined rate" if judged.size >= 2
                      else f"fewer than two groups of at least {options.min_group_size} rows")
         if not np.isfinite(value):
-            e = Estimate(None, None, None, None, PROJECTION, undefined)
+            e = Estimate(None, None, None, None, "", undefined)
         elif not options.n_bootstrap:
-            e = Estimate(float(value), None, None, None, PROJECTION, "n_bootstrap = 0: no interval")
+            e = Estimate(_f(value), None, None, None, "", "n_bootstrap = 0: no interval")
         elif few_events(m):
-            e = Estimate(float(value), None, None, None, PROJECTION, few_events(m))
+            e = Estimate(_f(value), None, None, None, "", few_events(m))
         elif boxes.get(m) is None:
-            e = Estimate(float(value), None, None, None, PROJECTION,
+            e = Estimate(_f(value), None, None, None, "",
                          "more than 10% of the resamples left a rate undefined: too unstable for an interval")
         else:
             d, n_rates = judged.size, len(bases[m])
             lo, hi = boxes[m]
             pieces = spread_pieces(d, n_rates, ref_j)
             lo_v, hi_v = projection_interval(pieces, lo[:d * n_rates], hi[:d * n_rates], lo[d * n_rates:], hi[d * n_rates:])
-            e = Estimate(float(value), _f(min(lo_v, value)), _f(max(hi_v, value)), options.confidence, PROJECTION)
+            e = Estimate(_f(value), _f(min(lo_v, value)), _f(max(hi_v, value)), options.confidence, PROJECTION)
         changes[m] = Change(m, label, _f(point_a[j]), _f(point_b[j]), e, _f(pvals[j]), None, test, small_names)
     return AttributeComparison(name, groups, small_names, changes)
 

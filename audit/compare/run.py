@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from audit.compare.gate import judge, parse_compare_gate
+from audit.compare.gate import NO_GATE, judge, parse_compare_gate
 from audit.compare.importance import compare_importances
 from audit.compare.options import CompareOptions, parse_compare
 from audit.compare.paired import (
@@ -29,6 +29,7 @@ from audit.compare.paired import (
     compare_performance,
     overall_changes,
 )
+from audit.compare.recourse import RecourseComparison, compare_recourse
 from audit.compare.results import Change, DecisionChange, ImportanceComparison
 from audit.errors import DataValidationError, InvalidConfigError
 from audit.gate import GateResult
@@ -54,6 +55,7 @@ class ComparisonResult:
     fairness_skipped: dict[str, str]
     importance: dict[str, ImportanceComparison]
     importance_missing: dict[str, str]
+    recourse: RecourseComparison
     gate: GateResult | None
     limitations: list[str]
     provenance: dict[str, Any]
@@ -64,21 +66,31 @@ class ComparisonResult:
 
         out = {"schema": COMPARE_SCHEMA, **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                                              if not f.name.startswith("_") and f.name != "gate"}}
-        if self.gate is not None:
-            out["gate"] = self.gate.to_json()
+        out["gate"] = self.gate_json()
         return to_jsonable(out)
+
+    def gate_json(self) -> dict[str, Any]:
+        """The gate's verdicts, or (no ``[compare.gate]``) that nothing was judged and how to judge."""
+        return self.gate.to_json() if self.gate is not None else {"outcome": "no gate rules", "note": NO_GATE}
 
     def json_bytes(self) -> bytes:
         return (json.dumps(self.to_json(), indent=2, allow_nan=False) + "\n").encode()
 
-    def change(self, key: str) -> Change | None:
-        """The change a gate key names: ``performance.<metric>`` or ``fairness.<set>.<disparity>``."""
-        section, _, rest = key.partition(".")
-        if section == "performance":
-            return self.performance.get(rest)
-        attr, _, metric = rest.rpartition(".")
-        res = self.fairness.get(attr)
-        return None if res is None else res.disparities.get(metric)
+    def change(self, rule: Any) -> Change | str:
+        """The change a parsed gate rule (:class:`audit.compare.gate.CompareRule`) judges, or
+        why there is none."""
+        if rule.section == "performance":
+            return self.performance.get(rule.metric) or f"{rule.metric} was not computed (the models give no scores)"
+        if rule.section == "counterfactuals":
+            res = self.recourse.attributes.get(rule.attribute)
+            if res is None:
+                return f"recourse was not compared for {rule.attribute}: {self.recourse.note}"
+            found = {g.group: g.paired for g in res.groups}
+            return found.get(rule.group) or (f"{rule.attribute} has no group {rule.group!r} among the rows searched; "
+                                             f"groups: {', '.join(found) or 'none'}")
+        res = self.fairness.get(rule.attribute)
+        change = None if res is None else res.disparities.get(rule.metric)
+        return change or f"{rule.attribute} was not analysed ({self.fairness_skipped.get(rule.attribute, 'not compared')})"
 
 
 def rows_digest(data: Any, features: Sequence[str]) -> str:
@@ -142,7 +154,7 @@ def compare_runs(reports: Sequence[Any], predictions: Sequence[Any], data: Any, 
 
     fair = FairnessConfig.from_dict(fairness_options or {}, method="fairness")
     sets = attribute_sets(list(data.spec.sensitive), fair)
-    rules = parse_compare_gate(gate, sets=[set_name(s) for s in sets]) if gate else []
+    rules = parse_compare_gate(gate, sets=sets) if gate else []
     metrics = list(dict.fromkeys([*options.disparities,
                                   *(r.metric for r in rules if r.section == "fairness")]))
     rng = np.random.default_rng(np.random.SeedSequence([seed, 16]))
@@ -167,6 +179,7 @@ def compare_runs(reports: Sequence[Any], predictions: Sequence[Any], data: Any, 
     earlier = [{o.name: o.result for o in r.outcomes if o.ok} for r in reports]
     importance, missing = compare_importances(earlier[0], earlier[1], features, n_bootstrap=options.n_bootstrap,
                                               confidence=options.confidence, rng=rng)
+    recourse = _recourse(earlier, data, options)
     limitations = _limitations(paired, options, reports, features)
     result = ComparisonResult(
         name=name, title=title or f"Champion vs challenger: {name}",
@@ -178,10 +191,25 @@ def compare_runs(reports: Sequence[Any], predictions: Sequence[Any], data: Any, 
               "scores": scores_a is not None and scores_b is not None},
         options=options, performance=performance, mcnemar=mc, decisions=overall_changes(paired, options.confidence),
         fairness=fairness, fairness_skipped=skipped, importance=importance, importance_missing=missing,
-        gate=None, limitations=limitations, provenance=provenance or {"seed": seed}, _reports=tuple(reports))
+        recourse=recourse, gate=None, limitations=limitations, provenance=provenance or {"seed": seed}, _reports=tuple(reports))
     if rules:
-        result = dataclasses.replace(result, gate=judge(rules, {r.key: result.change(r.key) for r in rules}))
+        result = dataclasses.replace(result, gate=judge(rules, {r.key: result.change(r) for r in rules}))
     return result
+
+
+def _recourse(earlier: Sequence[Mapping[str, Any]], data: Any, options: CompareOptions) -> RecourseComparison:
+    """Recourse per group when both audits ran ``counterfactuals``; otherwise why not."""
+    ran = [r.get("counterfactuals") is not None for r in earlier]
+    if not all(ran):
+        which = " and ".join(role for role, ok in zip(ROLES, ran) if not ok)
+        return RecourseComparison({}, {}, f"Counterfactual recourse is not compared: the counterfactuals method did "
+                                          f"not run for the {which} (it needs a tabular classifier and the method "
+                                          "selected in both audits).")
+    if not list(data.spec.sensitive):
+        return RecourseComparison({}, {}, "Counterfactual recourse is not compared per group: no sensitive "
+                                          "attribute was named ([data] sensitive).")
+    return compare_recourse(earlier[0]["counterfactuals"], earlier[1]["counterfactuals"], data.sensitive,
+                            list(data.spec.sensitive), confidence=options.confidence)
 
 
 def _limitations(p: Paired, options: CompareOptions, reports: Sequence[Any], features: Sequence[str]) -> list[str]:
@@ -195,7 +223,6 @@ def _limitations(p: Paired, options: CompareOptions, reports: Sequence[Any], fea
         "(studentized bootstrap), conservative by construction. Both were checked by simulation (README, "
         "\"Comparing two models\"); a group smaller than "
         f"{options.min_group_size} rows is left out of both models' disparities.",
-        "Counterfactual recourse is not compared: the comparison reports neither model's recourse cost.",
     ]
     if p.champion_scores is None or p.challenger_scores is None:
         notes.append("At least one model gives labels without scores, so AUC and calibration are not compared.")
@@ -270,11 +297,12 @@ def run_comparison(plans: Sequence[Any], compare: Mapping[str, Any], *, trust_co
     where = tuple(str(p.config_path or role) for p, role in zip((plan_a, plan_b), ROLES))
     row_hash, features = check_same_rows(inputs[0].data, inputs[1].data, where)  # type: ignore[arg-type]
     if gate:  # a malformed gate is a usage error before any work
-        from audit.methods.fairness import FairnessConfig, attribute_sets, set_name
+        from audit.methods.fairness import FairnessConfig, attribute_sets
 
         fair = FairnessConfig.from_dict(plan_a.method_options.get("fairness") or {}, method="fairness")
-        parse_compare_gate(gate, sets=[set_name(s) for s in attribute_sets(list(plan_a.data.sensitive), fair)])
-    reports = [run_audit(p, trust_code=trust_code, untrusted_config=untrusted_config, progress=progress,
+        parse_compare_gate(gate, sets=attribute_sets(list(plan_a.data.sensitive), fair))
+    reports = [run_audit(p, trust_code=trust_code, untrusted_config=untrusted_config,
+                         progress=None if progress is None else _labelled_progress(progress, role),
                          inputs=i, on_plan=None if on_plan is None else _labelled(on_plan, role))
                for p, i, role in zip((plan_a, plan_b), inputs, ROLES)]
     preds = [i.model.predictions(i.data) for i in inputs]
@@ -288,18 +316,23 @@ def run_comparison(plans: Sequence[Any], compare: Mapping[str, Any], *, trust_co
 
 @dataclass(frozen=True)
 class _LabelledPlan:
-    """A model's run plan as printed by ``audit compare``: the first line names its role."""
+    """A model's run plan as printed by ``audit compare``: every line names its role."""
 
     role: str
     plan: Any
 
     def lines(self) -> list[str]:
-        first, *rest = self.plan.lines()
-        return [f"{self.role}: {first}", *rest]
+        return [f"{self.role}: {line}" for line in self.plan.lines()]
 
 
 def _labelled(on_plan: Any, role: str) -> Any:
     return lambda run_plan: on_plan(_LabelledPlan(role, run_plan))
+
+
+def _labelled_progress(progress: Any, role: str) -> Any:
+    """A progress factory whose methods' names and titles start with the model's role, so that
+    the two audits' progress lines tell which model they are about."""
+    return lambda name, title: progress(f"{role}: {name}", f"{role}: {title}")
 
 
 def compare_models(champion: Any, challenger: Any, data: Any, *, target: str, sensitive: Sequence[str] = (),

@@ -27,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from audit.core.dataset import AuditData, CategoricalFeature
+from audit.core.dataset import AuditData
+from audit.core.modalities import LAYOUTS
 from audit.core.results import Estimate, estimates
 from audit.errors import DataValidationError, InvalidConfigError
 
@@ -115,39 +116,10 @@ def sample_background(X: np.ndarray, size: int, rng: np.random.Generator, *,
 
 
 def baseline_row(data: AuditData, kind: str) -> tuple[np.ndarray, dict[str, str], str]:
-    """The reference row: encoded (1, d), its raw values as text, and a sentence saying how.
-
-    Images and sequences: the layout's baseline (``layout.baseline``). Tabular rows:
-    ``"zeros"`` (the all-zero encoded row) or ``"mean_mode"`` (numeric features at their mean,
-    categorical features at their most frequent level).
-    """
-    if data.layout is not None:
-        return data.layout.baseline(data.X, kind)
-    X = data.X.reshape(data.n_rows, -1).astype(np.float64)
-    shape = (1, *data.X.shape[1:])
-    if kind == "zeros":
-        return (np.zeros(shape, np.float32), {f: "0 (encoded)" for f in data.feature_names},
-                "the all-zero encoded row")
-    row = X.mean(axis=0)
-    text: dict[str, str] = {}
-    enc = data.encoding
-    for feat, idx in zip(enc.features, enc.groups.values(), strict=True):
-        if isinstance(feat, CategoricalFeature):
-            if feat.encoding == "onehot":
-                counts = X[:, idx].sum(axis=0)
-                level = int(np.argmax(counts))
-                row[idx] = 0.0
-                row[idx[level]] = 1.0
-            else:
-                codes = np.clip(np.rint(X[:, idx[0]] * feat.scale + feat.center), 0, len(feat.levels) - 1)
-                level = int(np.bincount(codes.astype(int), minlength=len(feat.levels)).argmax())
-                row[idx[0]] = (level - feat.center) / feat.scale
-            text[feat.name] = feat.levels[level]
-        else:
-            text[feat.name] = f"{float(feat.to_raw(row[idx[0]])):.4g}"
-    return (row.reshape(shape).astype(np.float32), text,
-            "numeric features at their mean (in the model's encoded scale), categorical features "
-            "at their most frequent level")
+    """The reference row: encoded (1, ...), its raw values as text, and a sentence saying how
+    (the layout's ``baseline``: tabular ``"zeros"`` or ``"mean_mode"``; images and sequences
+    ``"zeros"`` or their mean)."""
+    return data.layout.baseline(data.X, kind)
 
 
 def explained_output(model: Any, data: AuditData) -> tuple[str, list[str]]:
@@ -290,12 +262,7 @@ def group_values(values: np.ndarray, data: Any, by: str, *, how: str = "sum") ->
 
 def raw_image_of(data: Any, row: int) -> list[list[float]] | None:
     """The raw image (channels averaged) under an overlay of ``row``; None for sequences."""
-    lay = data.layout
-    if lay.kind != "image":
-        return None
-    x = np.asarray(data.X[row], dtype=float) * np.asarray(lay.scale)[:, None, None] + np.asarray(
-        lay.center)[:, None, None]
-    return x.mean(axis=0).tolist()
+    return data.layout.raw_image(data.X[row])
 
 
 def modal_attribution(values: np.ndarray, data: Any, rows: np.ndarray, *, method: str, unit: str,
@@ -349,9 +316,24 @@ def modal_attribution(values: np.ndarray, data: Any, rows: np.ndarray, *, method
                     examples.append(HeatMap(f"row {rows[i]} ({why}: {o[i]:.3g})", grids[i].tolist(),
                                             int(rows[i]), raw_image(int(rows[i]))))
     row_labels, col_labels = grid_labels(data)
-    return ModalAttribution(kind=data.modality, method=method, unit=unit, row_labels=row_labels,
+    return ModalAttribution(kind=data.layout.kind, method=method, unit=unit, row_labels=row_labels,
                             col_labels=col_labels, group_importance=imp, average_maps=tuple(averages),
                             examples=tuple(examples))
+
+
+def map_figures(m: ModalAttribution, label: str, *, by_class: bool) -> dict[str, Any]:
+    """The chosen examples' maps and the average maps of one method's per-element attributions
+    (``by_class``: the averages are per predicted class, as ``modal_attribution`` makes them for
+    classifiers)."""
+    common = {"kind": m.kind, "row_labels": m.row_labels, "col_labels": m.col_labels, "unit": m.unit}
+    figs: dict[str, Any] = {}
+    if m.examples:
+        figs["examples"] = heatmap_figure(m.examples, title=f"{label} on chosen examples", **common)
+    figs["averages"] = heatmap_figure(
+        m.average_maps, title=f"{label}: " + ("class-average maps (rows grouped by predicted class)"
+                                              if by_class else "average over the explained rows"),
+        **common)
+    return figs
 
 
 def heatmap_figure(maps: Sequence[HeatMap], *, kind: str, row_labels: Sequence[str],
@@ -366,12 +348,13 @@ def heatmap_figure(maps: Sequence[HeatMap], *, kind: str, row_labels: Sequence[s
     from audit.core.plots import pyplot
 
     plt = pyplot()
+    style = LAYOUTS[kind].style
     maps = list(maps)
     n = max(1, len(maps))
     if ncols is None:
-        ncols = min(n, 5 if kind == "image" else 2)
+        ncols = min(n, style.per_row)
     nrows = int(np.ceil(n / ncols))
-    if kind == "image":
+    if style.square:
         size = (min(6.5, 1.35 * ncols + 1.0), 1.45 * nrows + 0.7)
     else:
         size = (6.5, (0.32 * len(row_labels) + 0.9) * nrows + 0.6)
@@ -384,7 +367,7 @@ def heatmap_figure(maps: Sequence[HeatMap], *, kind: str, row_labels: Sequence[s
     im = None
     for ax, m in zip(axes.flat, maps):
         vals = np.asarray(m.values, dtype=float)
-        if kind == "image":
+        if style.square:
             im = ax.imshow(vals, cmap="RdBu_r", norm=norm, interpolation="nearest")
             if m.image is not None:  # the digit's outline over the heatmap (half its peak intensity)
                 img = np.asarray(m.image, dtype=float)

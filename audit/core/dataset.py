@@ -14,7 +14,7 @@ import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -918,6 +918,89 @@ def _raw_header(path: Path) -> list[str]:
         return []
 
 
+@dataclass(frozen=True)
+class TabularLayout:
+    """Named raw features, each the group of its encoded columns (one-hot levels together).
+
+    Tabular data has no grid: attributions are per raw feature already, occlusion removes one
+    raw feature at a time and exact Shapley values over a handful of features are affordable.
+
+    Examples
+    --------
+    >>> lay = TabularLayout(Encoding((NumericFeature("age"), NumericFeature("hours"))))
+    >>> lay.groups("feature"), lay.occlusion_window("auto")
+    ({'age': [0], 'hours': [1]}, 'feature')
+    """
+
+    encoding: Encoding
+    kind: ClassVar[str] = "tabular"
+    elementwise: ClassVar[bool] = False
+    attribution_grouping: ClassVar[str] = "feature"
+    exact_coalitions: ClassVar[bool] = True
+    superpixels: ClassVar[str | None] = None
+    groupings: ClassVar[tuple[str, ...]] = ("feature",)
+    comparison_grouping: ClassVar[str] = "feature"
+    element_grouping: ClassVar[str] = "feature"
+    occlusion_windows: ClassVar[tuple[str, ...]] = ("feature",)
+    default_occlusion_window: ClassVar[str] = "feature"
+    hf_tasks: ClassVar[tuple[str, str]] = ("tabular-classification", "tabular-regression")
+
+    @property
+    def raw_features(self) -> list[str]:
+        return self.encoding.feature_names
+
+    def groups(self, by: Literal["feature"] = "feature") -> dict[str, list[int]]:
+        """Raw feature -> its encoded columns."""
+        if by != "feature":
+            raise ValueError(f"The 'by' parameter of TabularLayout.groups must be 'feature'. Got {by!r} instead.")
+        return dict(self.encoding.groups)
+
+    def grid_shapes(self) -> dict[str, tuple[int, int, list[str]]]:
+        return {}
+
+    def occlusion_window(self, window: str) -> str:
+        """Tabular occlusion always removes one raw feature (all its encoded columns)."""
+        if window not in ("auto", "feature"):
+            raise InvalidConfigError(f"The 'occlusion_window' option of saliency must be \"auto\" or "
+                                     f"\"feature\" for tabular data. Got {window!r} instead.")
+        return "feature"
+
+    def occlusion_ids(self, window: str) -> np.ndarray:
+        """Occlusion mask (1, d): every encoded column carries its raw feature's id."""
+        self.occlusion_window(window)
+        return self.encoding.column_feature[None, :].astype(np.int64)
+
+    def baseline(self, X: np.ndarray, kind: str) -> tuple[np.ndarray, dict[str, str], str]:
+        """The reference row (1, d) of encoded rows ``X``, its raw values as text and a sentence
+        saying how: ``"zeros"`` (the all-zero encoded row) or ``"mean_mode"`` (numeric features
+        at their mean, categorical features at their most frequent level)."""
+        shape = (1, *X.shape[1:])
+        X = np.asarray(X).reshape(len(X), -1).astype(np.float64)
+        if kind == "zeros":
+            return (np.zeros(shape, np.float32), {f: "0 (encoded)" for f in self.raw_features},
+                    "the all-zero encoded row")
+        row = X.mean(axis=0)
+        text: dict[str, str] = {}
+        enc = self.encoding
+        for feat, idx in zip(enc.features, enc.groups.values(), strict=True):
+            if isinstance(feat, CategoricalFeature):
+                if feat.encoding == "onehot":
+                    counts = X[:, idx].sum(axis=0)
+                    level = int(np.argmax(counts))
+                    row[idx] = 0.0
+                    row[idx[level]] = 1.0
+                else:
+                    codes = np.clip(np.rint(X[:, idx[0]] * feat.scale + feat.center), 0, len(feat.levels) - 1)
+                    level = int(np.bincount(codes.astype(int), minlength=len(feat.levels)).argmax())
+                    row[idx[0]] = (level - feat.center) / feat.scale
+                text[feat.name] = feat.levels[level]
+            else:
+                text[feat.name] = f"{float(feat.to_raw(row[idx[0]])):.4g}"
+        return (row.reshape(shape).astype(np.float32), text,
+                "numeric features at their mean (in the model's encoded scale), categorical features "
+                "at their most frequent level")
+
+
 @dataclass(frozen=True, eq=False)
 class AuditData:
     """Validated, encoded data ready for the audit methods.
@@ -938,9 +1021,15 @@ class AuditData:
     predictions: np.ndarray | None = None
     source: str | None = None
     modality: str = "tabular"
-    # Images and sequences: an ImageLayout / SequenceLayout (audit.core.modalities) naming the
-    # element groups (patches, channels, features, lags); None for tabular data.
+    # What the inputs are made of (audit.core.modalities): a TabularLayout (raw features over
+    # encoded columns; built from ``encoding`` when None is given), an ImageLayout or a
+    # SequenceLayout (element groups: patches, channels, features, lags). Methods ask it
+    # instead of branching on ``modality``.
     layout: Any = None
+
+    def __post_init__(self) -> None:
+        if self.layout is None:
+            object.__setattr__(self, "layout", TabularLayout(self.encoding))
 
     @property
     def task(self) -> Task:
@@ -987,7 +1076,7 @@ class AuditData:
         those columns, while ``modality`` and everything else stay as they were. Predictions
         must still be taken on the original data: the model never sees the view.
         """
-        if self.layout is None:
+        if not self.layout.elementwise:
             return self
         X, encoding = self.layout.tabular_view(self.X)
         return AuditData(self.spec, encoding, self.frame, X, self.y, self.classes, self.sensitive,

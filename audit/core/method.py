@@ -74,12 +74,17 @@ class MethodConfig:
     bounds: ClassVar[Mapping[str, Constraint]] = {}
     #: Old option names -> their new names: an old name is an error naming the new one.
     renamed: ClassVar[Mapping[str, str]] = {}
+    #: Sub-tables of the section read elsewhere (e.g. ``[compare.gate]``): named in the
+    #: unknown-key message, never options.
+    tables: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
-    def from_dict(cls, options: Mapping[str, Any], *, method: str, source: str | None = None) -> MethodConfig:
+    def from_dict(cls, options: Mapping[str, Any], *, method: str, source: str | None = None,
+                  section: str | None = None) -> MethodConfig:
         """Build the config from a TOML table: unknown keys, wrong types and values outside an
         option's declared rules are errors in one sentence shape naming the option, the
-        ``[methods.NAME]`` section and the file ``source`` (when there is one).
+        ``[methods.NAME]`` section (or ``section``, for a table elsewhere such as ``[compare]``)
+        and the file ``source`` (when there is one).
 
         Examples
         --------
@@ -91,7 +96,7 @@ class MethodConfig:
         """
         fields = {f.name: f for f in dataclasses.fields(cls)}
         hints = typing.get_type_hints(cls)
-        section = f"[methods.{method}]"
+        section = section or f"[methods.{method}]"
         renamed = cls.renamed
         where = f" of {source}" if source else ""
         try:
@@ -102,9 +107,10 @@ class MethodConfig:
                         f"The {key!r} option in {section}{where} was renamed {renamed[key]!r} "
                         f"(one name per idea across methods): write {renamed[key]} = {_toml_text(value)}.")
                 if key not in fields:
+                    tables = "".join(f"; the table {section[:-1]}.{t}]" for t in cls.tables)
                     raise InvalidConfigError(
-                        f"{section}{where} has no option {key!r}.{did_you_mean(key, fields)} "
-                        f"Options: {', '.join(sorted(fields)) or 'none'}.")
+                        f"{section}{where} has no option {key!r}.{did_you_mean(key, [*fields, *cls.tables])} "
+                        f"Options: {', '.join(sorted(fields)) or 'none'}{tables}.")
                 values[key] = _coerce(value, hints[key], key)
             config = cls(**values)
             check_bounds(config)
@@ -550,7 +556,10 @@ class AuditMethod(ABC, Generic[C, R]):
     requires : frozenset of str
         Model capabilities needed (see :mod:`audit.core.adapter`).
     tasks, modalities : frozenset of str
-        Tasks and data modalities the method supports.
+        Tasks and data modalities (``data.layout.kind``) the method supports.
+    modality_reasons : mapping of str to str
+        Why the method does not apply to a modality it leaves out, where there is more to say
+        than "not available for ... data" (e.g. which method to use instead).
     needs_target : bool
         Whether the true outcome must be present.
     Config : type
@@ -569,6 +578,7 @@ class AuditMethod(ABC, Generic[C, R]):
     requires: ClassVar[frozenset[str]] = frozenset()
     tasks: ClassVar[frozenset[str]] = frozenset(TASKS)
     modalities: ClassVar[frozenset[str]] = frozenset({"tabular"})
+    modality_reasons: ClassVar[Mapping[str, str]] = {}
     needs_target: ClassVar[bool] = False
     Config: ClassVar[type[MethodConfig]] = MethodConfig
     uses_torch: ClassVar[bool] = True
@@ -586,11 +596,19 @@ class AuditMethod(ABC, Generic[C, R]):
                     f"{', '.join(sorted(model.capabilities)) or 'nothing beyond its predictions'}")
         if data.task not in self.tasks:
             return f"not defined for {data.task} tasks"
-        if data.modality not in self.modalities:
-            return f"not available for {data.modality} data"
+        reason = self.modality_skip(data)
+        if reason is not None:
+            return reason
         if self.needs_target and data.y is None:
             return "needs the true outcome (a target column)"
         return None
+
+    def modality_skip(self, data: AuditData) -> str | None:
+        """Why the method does not apply to the data's modality, or None when it does."""
+        kind = data.layout.kind
+        if kind in self.modalities:
+            return None
+        return self.modality_reasons.get(kind, f"not available for {kind} data")
 
     @abstractmethod
     def run(self, model: ModelAdapter, data: AuditData, config: C, ctx: RunContext) -> R:

@@ -40,6 +40,15 @@ array (attributions of shape (..., C, H, W), (..., T, F) or flattened (..., C*H*
 exact for additive attributions (SHAP, Integrated Gradients), ``"mean_abs"`` and ``"max_abs"``
 summarise magnitudes.
 
+Layouts also carry what methods would otherwise branch on ``modality`` for: the readable
+``groupings`` and the ``comparison_grouping`` agreement compares methods at, the
+``occlusion_windows`` (``occlusion_ids``), the reference input (``baseline``), whether exact
+Shapley values are within reach (``exact_coalitions``), LIME's ``superpixels``, how maps are drawn
+(``style``) and the Hugging Face task names (``hf_tasks``). Tabular data has a
+:class:`~audit.core.dataset.TabularLayout` (raw features over encoded columns; ``elementwise``
+False), so every ``AuditData.layout`` answers the same questions; ``LAYOUTS`` maps a modality
+name to its layout class.
+
 ``layout.tabular_view(X)`` is the *feature view* for methods that need a flat table of named
 features (the surrogate tree, lag-feature LIME): for images, the mean raw intensity of every
 patch (per channel); for sequences, every lag of every feature. ``AuditData.tabular_view()``
@@ -64,7 +73,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -74,6 +83,7 @@ from audit.core.dataset import (
     DatasetSpec,
     Encoding,
     NumericFeature,
+    TabularLayout,
     _encode_target,
     _label_text,
     _refuse_time,
@@ -136,7 +146,103 @@ def group_values(layout: Any, values: np.ndarray, by: str, how: str = "sum") -> 
 
 
 @dataclass(frozen=True)
-class ImageLayout:
+class MapStyle:
+    """How a map of per-element values is drawn (core.attribution's heatmaps, the method figures).
+
+    square : whether cells are square, tick labels hidden and the raw input's outline drawn over
+        the map (images), or the map is a wide grid with labelled rows and columns (sequences).
+    per_row : maps side by side by default; pairs and method comparisons use ``pairs_per_row``
+        and ``methods_per_row``.
+    cmap : the sequential colour map of raw values.
+    axis_labels : what the grid's columns and rows are.
+    """
+
+    square: bool
+    per_row: int
+    pairs_per_row: int
+    methods_per_row: int
+    cmap: str
+    axis_labels: tuple[str, str]
+
+
+class _Grid:
+    """What image and sequence layouts share: elements that add up to named groups, a 2-D grid
+    to draw them on, and occlusion windows. Subclasses set the class-level knowledge below."""
+
+    kind: ClassVar[str]
+    #: Per-row attribution values are per input element (pixel, cell); readers see groups.
+    elementwise: ClassVar[bool] = True
+    attribution_grouping: ClassVar[str] = "element"
+    #: Exact Shapley values over the raw inputs are out of reach (hundreds of elements).
+    exact_coalitions: ClassVar[bool] = False
+    #: The grouping lime_image segments an input by (None: LIME's tabular explainer on elements).
+    superpixels: ClassVar[str | None] = None
+    #: The readable groupings (reports, significance tests), the one methods are compared at
+    #: (agreement), the level of one element, and what occlusion may remove at once.
+    groupings: ClassVar[tuple[str, ...]]
+    comparison_grouping: ClassVar[str]
+    element_grouping: ClassVar[str]
+    occlusion_windows: ClassVar[tuple[str, ...]]
+    default_occlusion_window: ClassVar[str]
+    #: The Hugging Face task names of a classifier and of a regression model on this data.
+    hf_tasks: ClassVar[tuple[str, str]]
+    style: ClassVar[MapStyle]
+
+    def groups(self, by: Any) -> dict[str, list[int]]:
+        raise NotImplementedError
+
+    @property
+    def n_elements(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def grid(self, values: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def group_values(self, values: np.ndarray, by: str, how: str = "sum") -> np.ndarray:
+        """Per-row group values (n, G) of per-element values (n, ...); see :func:`group_values`."""
+        return group_values(self, values, by, how)
+
+    def occlusion_window(self, window: str) -> str:
+        """The resolved occlusion window ("auto": the layout's default)."""
+        if window == "auto":
+            return self.default_occlusion_window
+        if window not in self.occlusion_windows:
+            raise InvalidConfigError(f"The 'occlusion_window' option of saliency must be \"auto\" or one "
+                                     f"of {list(self.occlusion_windows)} for {self.kind} data. Got {window!r} instead.")
+        return window
+
+    def occlusion_ids(self, window: str) -> np.ndarray | None:
+        """Occlusion mask (1, *shape) of group ids; None = every element alone (captum's default)."""
+        by = self.occlusion_window(window)
+        if by == "cell":
+            return None
+        ids = np.zeros(self.n_elements, dtype=np.int64)
+        for g, idx in enumerate(self.groups(by).values()):
+            ids[idx] = g
+        return ids.reshape((1, *self.shape))
+
+    def grid_shapes(self) -> dict[str, tuple[int, int, list[str]]]:
+        """Groupings whose groups tile a 2-D grid: name -> (rows, columns, group names)."""
+        return {}
+
+    def raw_image(self, x: np.ndarray) -> list[list[float]] | None:
+        """The raw picture of one input to draw a map over (images only)."""
+        return None
+
+    def paint(self, values: Sequence[float], by: str) -> np.ndarray:
+        """Per-group values ``by`` painted on the 2-D grid: every cell shows its group's value."""
+        flat = np.zeros(self.n_elements)
+        for v, idx in zip(values, self.groups(by).values(), strict=True):
+            flat[idx] = v
+        return self.grid(flat) / self.grid(np.ones(self.n_elements))  # images: channels summed
+
+
+@dataclass(frozen=True)
+class ImageLayout(_Grid):
     """Shape, scaling and groupings of (C, H, W) images.
 
     Parameters
@@ -163,14 +269,16 @@ class ImageLayout:
     scale: tuple[float, ...] = (1.0,)
     patch: int = 2
     channel_names: tuple[str, ...] = ()
-    kind: str = field(default="image", init=False)
-    #: The readable groupings (reports, significance tests), the one methods are compared at
-    #: (agreement), the level of one element, and what occlusion may remove at once.
-    groupings: tuple[str, ...] = field(default=("patch",), init=False)
-    comparison_grouping: str = field(default="patch", init=False)
-    element_grouping: str = field(default="pixel", init=False)
-    occlusion_windows: tuple[str, ...] = field(default=("pixel", "patch"), init=False)
-    default_occlusion_window: str = field(default="patch", init=False)
+    kind: ClassVar[str] = "image"
+    superpixels: ClassVar[str | None] = "patch"
+    groupings: ClassVar[tuple[str, ...]] = ("patch",)
+    comparison_grouping: ClassVar[str] = "patch"
+    element_grouping: ClassVar[str] = "pixel"
+    occlusion_windows: ClassVar[tuple[str, ...]] = ("pixel", "patch")
+    default_occlusion_window: ClassVar[str] = "patch"
+    hf_tasks: ClassVar[tuple[str, str]] = ("image-classification", "image-regression")
+    style: ClassVar[MapStyle] = MapStyle(square=True, per_row=5, pairs_per_row=3, methods_per_row=4,
+                                         cmap="Greys", axis_labels=("pixel column", "pixel row"))
 
     def __post_init__(self) -> None:
         if not self.channel_names:
@@ -208,6 +316,17 @@ class ImageLayout:
                  for i, name in enumerate(self.columns)]
         return Encoding(tuple(feats))
 
+    def raw_image(self, x: np.ndarray) -> list[list[float]] | None:
+        """The raw image of one input (C, H, W), channels averaged."""
+        raw = (np.asarray(x, dtype=float) * np.asarray(self.scale)[:, None, None]
+               + np.asarray(self.center)[:, None, None])
+        return raw.mean(axis=0).tolist()
+
+    def grid_shapes(self) -> dict[str, tuple[int, int, list[str]]]:
+        """The patches tile the image: (rows, columns, names) of the patch grid."""
+        return {"patch": (math.ceil(self.height / self.patch), math.ceil(self.width / self.patch),
+                          list(self.groups("patch")))}
+
     def _patches(self) -> list[tuple[str, list[tuple[int, int]]]]:
         out = []
         for r0 in range(0, self.height, self.patch):
@@ -235,10 +354,6 @@ class ImageLayout:
                   how: Aggregate = "sum") -> np.ndarray:
         """Collapse per-element values (..., C, H, W) or (..., C*H*W) to one value per group."""
         return _collapse(values, self.groups(by), self.n_elements, how)
-
-    def group_values(self, values: np.ndarray, by: str, how: str = "sum") -> np.ndarray:
-        """Per-row group values (n, G) of per-element values (n, ...); see :func:`group_values`."""
-        return group_values(self, values, by, how)
 
     def grid(self, values: np.ndarray) -> np.ndarray:
         """One row's per-element values as the (H, W) pixel grid, channels summed."""
@@ -283,7 +398,7 @@ class ImageLayout:
 
 
 @dataclass(frozen=True)
-class SequenceLayout:
+class SequenceLayout(_Grid):
     """Shape, scaling and groupings of (T, F) windows.
 
     Parameters
@@ -300,12 +415,15 @@ class SequenceLayout:
     length: int
     center: tuple[float, ...] = ()
     scale: tuple[float, ...] = ()
-    kind: str = field(default="sequence", init=False)
-    groupings: tuple[str, ...] = field(default=("feature", "lag"), init=False)
-    comparison_grouping: str = field(default="lag", init=False)
-    element_grouping: str = field(default="cell", init=False)
-    occlusion_windows: tuple[str, ...] = field(default=("cell", "lag", "feature"), init=False)
-    default_occlusion_window: str = field(default="cell", init=False)
+    kind: ClassVar[str] = "sequence"
+    groupings: ClassVar[tuple[str, ...]] = ("feature", "lag")
+    comparison_grouping: ClassVar[str] = "lag"
+    element_grouping: ClassVar[str] = "cell"
+    occlusion_windows: ClassVar[tuple[str, ...]] = ("cell", "lag", "feature")
+    default_occlusion_window: ClassVar[str] = "cell"
+    hf_tasks: ClassVar[tuple[str, str]] = ("tabular-classification", "time-series-forecasting")
+    style: ClassVar[MapStyle] = MapStyle(square=False, per_row=2, pairs_per_row=1, methods_per_row=2,
+                                         cmap="viridis", axis_labels=("lag (oldest left)", ""))
 
     def __post_init__(self) -> None:
         f = len(self.features)
@@ -356,10 +474,6 @@ class SequenceLayout:
         """Collapse per-element values (..., T, F) or (..., T*F) to totals per feature or lag."""
         return _collapse(values, self.groups(by), self.n_elements, how)
 
-    def group_values(self, values: np.ndarray, by: str, how: str = "sum") -> np.ndarray:
-        """Per-row group values (n, G) of per-element values (n, ...); see :func:`group_values`."""
-        return group_values(self, values, by, how)
-
     def grid(self, values: np.ndarray) -> np.ndarray:
         """One row's per-element values as a (F, T) grid: one row per feature, oldest lag first."""
         return np.asarray(values, dtype=float).reshape(self.length, len(self.features)).T
@@ -393,7 +507,9 @@ class SequenceLayout:
         return grid, list(self.features), self.lags
 
 
-Layout = ImageLayout | SequenceLayout
+Layout = TabularLayout | ImageLayout | SequenceLayout
+LAYOUTS: dict[str, type[TabularLayout] | type[ImageLayout] | type[SequenceLayout]] = {
+    "tabular": TabularLayout, "image": ImageLayout, "sequence": SequenceLayout}
 
 
 # --------------------------------------------------------------------------------------------
@@ -1078,11 +1194,14 @@ __all__ = [
     "DATA_KEYS",
     "ImageLayout",
     "ImageSpec",
+    "LAYOUTS",
     "Layout",
+    "MapStyle",
     "MODALITIES",
     "ModalSpec",
     "SequenceLayout",
     "SequenceSpec",
+    "TabularLayout",
     "build_image_data",
     "build_modal_data",
     "build_sequence_data",

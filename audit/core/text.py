@@ -137,5 +137,18 @@ def user_strings(data: Any) -> tuple[str, ...]:
     return bidi_fragments(found)
 
 
-__all__ = ["BIDI", "FSI", "PDI", "bidi_fragments", "escape_warnings", "has_bidi", "isolate_fragments", "user_strings",
+def fixed(x: float, spec: str) -> str:
+    """``format(x, spec)`` that never writes a negative zero: a value that rounds to zero is
+    written without its minus sign (``-0.00004`` at ``.3f`` is ``0.000``, at ``+.3f`` ``+0.000``).
+
+    >>> fixed(-0.0, "+.4f"), fixed(-4e-5, ",.3f"), fixed(-0.25, ".1%")
+    ('+0.0000', '0.000', '-25.0%')
+    """
+    text = format(x, spec)
+    if text.startswith("-") and not any(c in "123456789" for c in text.split("e")[0]):
+        text = ("+" if "+" in spec else "") + text[1:]
+    return text
+
+
+__all__ = ["BIDI", "FSI", "PDI", "bidi_fragments", "escape_warnings", "fixed", "has_bidi", "isolate_fragments", "user_strings",
            "visible", "xml_text"]

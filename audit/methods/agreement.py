@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import time
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
@@ -38,6 +39,14 @@ from audit.core.dataset import AuditData
 from audit.core.method import (AuditMethod, Constraint, Finding, Interval, MethodConfig, MethodResult,
                                RunContext)
 from audit.core.results import Attributions, Estimate, collect, estimates
+from audit.execution import chunk_rng
+
+#: The attribution sources (by key) whose deletion-curve draws come from agreement's shared
+#: random stream, in source order, as before Grad-CAM was added; every other source draws from
+#: its own substream keyed by its name (see ``Agreement._deletion``).
+_SHARED_STREAM = frozenset({"shap", "lime", "saliency", "input_x_gradient", "integrated_gradients",
+                            "smoothgrad", "gradient_shap", "occlusion", "connection_weights",
+                            "permutation_significance", "permutation"})
 
 #: Labels of what this method computes itself; every other method's come with its Attributions.
 LABELS: dict[str, str] = {"permutation": "Permutation importance", "random": "Random order (reference)"}
@@ -497,7 +506,7 @@ def sanity_check(model: ModelAdapter, data: AuditData, rows: np.ndarray, config:
     final = stages[-1]
     flagged = tuple(k for k, v in final.row_spearman.items() if v is not None and v >= config.sanity_threshold)
     maps = None
-    if data.layout is not None:
+    if data.layout.elementwise:
         first = attributions[0].key
         pairs: list[HeatMap] = []
         for i in range(min(3, len(rows))):
@@ -586,7 +595,7 @@ class Agreement(AuditMethod[AgreementConfig, AgreementResult]):
         notes: list[str] = []
         check_finite(data.X, "Agreement")
         real_model, real_data, grouping = model, data, None
-        if data.layout is not None:
+        if data.layout.elementwise:
             # Compare methods on readable groups (patches; lags), on flattened inputs.
             grouping = data.layout.comparison_grouping
             model, data = _FlatModel(model, data.X.shape[1:]), _grouped_data(data, grouping)  # type: ignore[assignment]
@@ -720,18 +729,28 @@ class Agreement(AuditMethod[AgreementConfig, AgreementResult]):
         subsets: dict[bytes, np.ndarray] = {}
         out: list[DeletionCurve] = []
 
-        def rows_for(rows: np.ndarray) -> np.ndarray:
+        def stream(key: str) -> np.random.Generator:
+            # A source's row subsample and random order come from a substream keyed by its
+            # name, so comparing one more method moves no other method's curves. The sources
+            # compared before Grad-CAM keep drawing from the shared stream in their old order,
+            # so the bundled examples keep their numbers.
+            if key in _SHARED_STREAM:
+                return rng
+            return chunk_rng(rng.bit_generator.seed_seq, zlib.crc32(key.encode()))
+
+        def rows_for(rows: np.ndarray, draws: np.random.Generator) -> np.ndarray:
             key = np.asarray(rows, dtype=np.int64).tobytes()
             if key not in subsets:  # methods that explained the same rows share a subsample
-                pick, _ = sample_rows(len(rows), config.faithfulness_rows, rng)
+                pick, _ = sample_rows(len(rows), config.faithfulness_rows, draws)
                 subsets[key] = pick
             return subsets[key]
 
         default_rows, _ = sample_rows(data.n_rows, config.faithfulness_rows, rng)
         random_cache: dict[bytes, dict[str, np.ndarray]] = {}
         for s in sources:
+            draws = stream(s.key)
             if s.per_row is not None and s.rows is not None:
-                pick = rows_for(s.rows)
+                pick = rows_for(s.rows, draws)
                 rows = s.rows[pick]
                 values = s.per_row[pick]
                 if not s.signed:  # e.g. per-row |Δ|: no sign, so order by the global means
@@ -745,7 +764,7 @@ class Agreement(AuditMethod[AgreementConfig, AgreementResult]):
             curves = deletion_curves(model, data, rows, order, baseline=base, background=background)
             key = rows.astype(np.int64).tobytes()
             if key not in random_cache:
-                rand_order = np.argsort(rng.random((len(rows), F)), axis=1)
+                rand_order = np.argsort(draws.random((len(rows), F)), axis=1)
                 random_cache[key] = deletion_curves(model, data, rows, rand_order, baseline=base,
                                                     background=background)
             rand = random_cache[key]
@@ -779,7 +798,7 @@ class Agreement(AuditMethod[AgreementConfig, AgreementResult]):
         permutation), six with gradients."""
         from audit.core.cost import Plan, Reducible
 
-        n, F = data.n_rows, len(data.feature_names) if data.modality == "tabular" else 16
+        n, F = data.n_rows, len(data.layout.groups(data.layout.comparison_grouping))
         perm = min(config.n_rows, n)
         rows = perm * (1 + F * config.n_repeats)
         calls = 1 + F
@@ -909,10 +928,10 @@ class Agreement(AuditMethod[AgreementConfig, AgreementResult]):
             rows, cols = grid_labels(data)
             m0 = result.sanity.methods[0]
             figs["sanity_maps"] = heatmap_figure(
-                result.sanity.maps, kind=data.modality, row_labels=rows, col_labels=cols,
+                result.sanity.maps, kind=data.layout.kind, row_labels=rows, col_labels=cols,
                 unit=result.explained if data.task != "multiclass" else "P(predicted class)",
                 title=f"{result.sanity.labels.get(m0, m0)}: trained model vs every layer re-initialized",
-                ncols=2 if data.modality == "sequence" else 6)
+                ncols=2 * data.layout.style.pairs_per_row)  # trained and randomized side by side
         return figs
 
 

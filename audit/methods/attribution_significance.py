@@ -202,9 +202,7 @@ def _theta0(model: ModelAdapter, config: AttributionSignificanceConfig, seed: in
 
 
 def _groupings(data: AuditData) -> dict[str, dict[str, list[int]]]:
-    if data.layout is not None:
-        return {by: data.layout.groups(by) for by in data.layout.groupings}
-    return {"feature": dict(data.groups)}
+    return {by: data.layout.groups(by) for by in data.layout.groupings}
 
 
 class AttributionSignificance(AuditMethod[AttributionSignificanceConfig, AttributionSignificanceResult]):
@@ -379,7 +377,7 @@ class AttributionSignificance(AuditMethod[AttributionSignificanceConfig, Attribu
             alternative=config.alternative, alpha=config.alpha, trainer_mode=fitn.mode,
             swapped_recurrences=tuple(fitn.swapped), refit=refit, n_significant_bh=n_bh,
             n_significant_maxt=n_mt, reachability=tuple(reach), notes=tuple(notes), _seconds=seconds, _null=private_null,
-            _grids=_grid_shape(data))
+            _grids=data.layout.grid_shapes() or None)
 
     def plan(self, model: ModelAdapter, data: AuditData, config: AttributionSignificanceConfig,
              ctx: RunContext) -> Any:
@@ -434,15 +432,6 @@ class AttributionSignificance(AuditMethod[AttributionSignificanceConfig, Attribu
 
     def figures(self, result: AttributionSignificanceResult, data: AuditData) -> dict[str, Any]:
         return _figures(result)
-
-
-def _grid_shape(data: AuditData) -> Any:
-    if data.modality == "image":
-        lay = data.layout
-        names = list(lay.groups("patch"))
-        p = getattr(lay, "patch", None) or 1
-        return {"patch": (int(np.ceil(lay.height / p)), int(np.ceil(lay.width / p)), names)}
-    return None
 
 
 def _figures(result: AttributionSignificanceResult) -> dict[str, Any]:

@@ -715,8 +715,8 @@ class ConnectionWeights(AuditMethod[ConnectionWeightsConfig, ConnectionWeightsRe
             if reason is None or reason.startswith("needs a model with weights"):
                 if data.task not in self.tasks:
                     return f"not defined for {data.task} tasks"
-                if data.modality not in self.modalities:
-                    return f"not available for {data.modality} data"
+                if (why := self.modality_skip(data)) is not None:
+                    return why
                 if data.y is None:
                     return "needs the true outcome (a target column)"
                 return None

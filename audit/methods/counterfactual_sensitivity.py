@@ -90,12 +90,12 @@ class CounterfactualSensitivity(AuditMethod[SensitivityConfig, SensitivityResult
     title = "Counterfactual sensitivity (images and sequences)"
     requires = frozenset({"torch", "gradients"})
     modalities = frozenset({"image", "sequence"})
+    modality_reasons = {"tabular": "for images and sequences; tabular data gets actionable counterfactuals "
+                                   "(counterfactuals)"}
     Config = SensitivityConfig
 
     def skip_reason(self, model: ModelAdapter, data: AuditData, config: SensitivityConfig) -> str | None:
-        if data.modality == "tabular":
-            return "for images and sequences; tabular data gets actionable counterfactuals (counterfactuals)"
-        reason = super().skip_reason(model, data, config)
+        reason = self.modality_skip(data) or super().skip_reason(model, data, config)
         if reason is None and data.task != "regression" and "proba" not in model.capabilities:
             return f"needs class probabilities; {model.description} offers none"
         return reason
@@ -129,7 +129,7 @@ class CounterfactualSensitivity(AuditMethod[SensitivityConfig, SensitivityResult
             f"{result.mean_l1:.2f} in raw units); not recourse."))]
 
     def figures(self, result: SensitivityResult, data: AuditData) -> dict[str, Any]:
-        return {"sensitivity": _sensitivity_figure(result)} if result.examples else {}
+        return {"sensitivity": _sensitivity_figure(result, data.layout.style)} if result.examples else {}
 
 
 def _search(model: ModelAdapter, data: AuditData, config: SensitivityConfig,
@@ -206,14 +206,14 @@ def _search(model: ModelAdapter, data: AuditData, config: SensitivityConfig,
         return float(np.mean(v)) if v.size else None
 
     return SensitivityResult(
-        modality=data.modality, goal=goal, n_rows=n, n_searched=int(len(rows)),
+        modality=data.layout.kind, goal=goal, n_rows=n, n_searched=int(len(rows)),
         seed=ctx.seed, validity=float(valid.mean()) if len(rows) else None,
         mean_l1=mean(l1[valid]), mean_l2=mean(l2[valid]), mean_changed=mean(changed[valid].sum(axis=1)),
         n_elements=int(X.shape[1]), rows_without=tuple(int(r) for r in rows[~valid]),
         examples=tuple(examples), row_labels=tuple(rl), col_labels=tuple(cl))
 
 
-def _sensitivity_figure(result: SensitivityResult) -> Any:
+def _sensitivity_figure(result: SensitivityResult, style: Any) -> Any:
     """Original, counterfactual (shared sequential scale) and difference (diverging, centred at
     0, red: the counterfactual is higher) for each example."""
     from matplotlib.colors import TwoSlopeNorm
@@ -222,7 +222,7 @@ def _sensitivity_figure(result: SensitivityResult) -> Any:
 
     plt = pyplot()
     ex = list(result.examples)
-    image = result.modality == "image"
+    image = style.square
     h = 1.5 if image else 0.3 * len(result.row_labels) + 0.9
     fig, axes = plt.subplots(len(ex), 3, figsize=(6.5, h * len(ex) + 0.8), squeeze=False)
     diff = np.concatenate([np.abs(np.asarray(e.difference)).ravel() for e in ex])
@@ -237,7 +237,7 @@ def _sensitivity_figure(result: SensitivityResult) -> Any:
                                            (e.difference, f"difference ({e.n_changed} changed)"))):
             ax = axes[k, c]
             if c < 2:
-                im_v = ax.imshow(np.asarray(vals), cmap="Greys" if image else "viridis", vmin=lo, vmax=hi,
+                im_v = ax.imshow(np.asarray(vals), cmap=style.cmap, vmin=lo, vmax=hi,
                                  aspect="equal" if image else "auto", interpolation="nearest")
             else:
                 im_d = ax.imshow(np.asarray(vals), cmap="RdBu_r", norm=norm,

@@ -228,12 +228,14 @@ class Counterfactuals(AuditMethod[CounterfactualsConfig, CounterfactualsResult])
     title = "Counterfactual explanations and recourse"
     requires = frozenset({"predict"})
     tasks = frozenset({"binary", "multiclass"})  # `audit methods` lists these; regression is skipped
+    modality_reasons = dict.fromkeys(("image", "sequence"), "recourse needs named, actionable features; for "
+                                     "images and sequences see the counterfactual_sensitivity diagnostic")
     Config = CounterfactualsConfig
 
     def skip_reason(self, model: ModelAdapter, data: AuditData, config: CounterfactualsConfig) -> str | None:
-        if data.modality != "tabular":
-            return ("recourse needs named, actionable features; for images and sequences see the "
-                    "counterfactual_sensitivity diagnostic")
+        modality = self.modality_skip(data)
+        if modality is not None:
+            return modality
         if data.task == "regression":  # before the base's generic "not defined for regression"
             return "recourse counterfactuals on tabular data are defined for classifiers only"
         reason = super().skip_reason(model, data, config)

@@ -29,7 +29,7 @@ from typing import Any, Literal
 import numpy as np
 
 from audit.core.adapter import ModelAdapter
-from audit.core.attribution import (ModalAttribution, bootstrap_mean_abs, check_finite, heatmap_figure,
+from audit.core.attribution import (ModalAttribution, bootstrap_mean_abs, check_finite, map_figures,
                                     modal_attribution, sample_rows)
 from audit.core.dataset import AuditData
 from audit.core.method import AuditMethod, Finding, MethodConfig, MethodResult, OptionError, RunContext
@@ -265,13 +265,7 @@ class GradCam(AuditMethod[GradCamConfig, GradCamResult]):
         return out
 
     def figures(self, result: GradCamResult, data: AuditData) -> dict[str, Any]:
-        m = result.modal
-        common = {"kind": m.kind, "row_labels": m.row_labels, "col_labels": m.col_labels, "unit": m.unit}
-        figs: dict[str, Any] = {}
-        if m.examples:
-            figs["examples"] = heatmap_figure(m.examples, title=f"{LABEL} on chosen examples", **common)
-        figs["averages"] = heatmap_figure(m.average_maps, title=f"{LABEL}: class-average maps", **common)
-        return figs
+        return map_figures(result.modal, LABEL, by_class=True)
 
 
 __all__ = ["GradCam", "GradCamConfig", "GradCamResult", "class_scores", "find_layer", "gradcam_maps"]

@@ -192,7 +192,7 @@ class Lime(AuditMethod[LimeConfig, LimeResult]):
         from lime.lime_tabular import LimeTabularExplainer
 
         check_finite(data.X, "LIME")
-        if data.modality == "image":
+        if data.layout.superpixels is not None:
             return self._run_image(model, data, config, ctx)
         shape = data.X.shape[1:]
         notes: list[str] = []
@@ -281,17 +281,17 @@ class Lime(AuditMethod[LimeConfig, LimeResult]):
                        weights=weights_all, fidelity=fidelity_all, start=start, n_expl=n_expl,
                        discretize=config.discretize, kernel_width=float(width),
                        training_source=source, training_rows=len(stats_rows), notes=tuple(notes),
-                       grouping="feature" if data.layout is None else "element")
+                       grouping=data.layout.attribution_grouping)
 
     def _run_image(self, model: ModelAdapter, data: AuditData, config: LimeConfig,
                    ctx: RunContext) -> LimeResult:
-        """lime_image over the layout's patch grid (one interpretable feature per patch)."""
+        """lime_image over the layout's superpixels (one interpretable feature per patch)."""
         from lime.lime_image import LimeImageExplainer
 
         lay = data.layout
-        names = list(lay.groups("patch"))
+        names = list(lay.groups(lay.superpixels))
         segments = np.zeros((lay.height, lay.width), dtype=int)
-        for g, idx in enumerate(lay.groups("patch").values()):
+        for g, idx in enumerate(lay.groups(lay.superpixels).values()):
             for i in idx:
                 if i < lay.height * lay.width:  # channel 0's elements carry the grid
                     segments[i // lay.width, i % lay.width] = g
@@ -406,7 +406,7 @@ class Lime(AuditMethod[LimeConfig, LimeResult]):
         return Plan(f"{explanations:,} explanations × {config.num_samples:,} samples",
                     model_rows=n + samples + (n if data.task == "multiclass" else 0),
                     model_calls=1 + explanations + (data.task == "multiclass"),
-                    fixed_seconds=samples * (LIME_IMAGE_SECONDS_PER_SAMPLE if data.modality == "image" else
+                    fixed_seconds=samples * (LIME_IMAGE_SECONDS_PER_SAMPLE if data.layout.superpixels else
                                              LIME_SECONDS_PER_SAMPLE_FEATURE * max(1, continuous)),
                     reducible={"n_global_rows": Reducible(min(50, extra), "rows", current=extra),
                                "num_samples": Reducible(min(1000, config.num_samples), "samples")})
@@ -447,9 +447,9 @@ class Lime(AuditMethod[LimeConfig, LimeResult]):
         ax.set_title("LIME global importance (bars: bootstrap interval over rows)")
         fig.tight_layout()
         figs["global"] = fig
-        if data.modality != "tabular" and result.selected:
+        if data.layout.elementwise and result.selected:
             figs["maps"] = _maps_figure(result, data)
-        for i, sel in enumerate(result.selected if data.modality == "tabular" else ()):
+        for i, sel in enumerate(() if data.layout.elementwise else result.selected):
             items = list(sel.weights.items())[:10][::-1]
             fig, ax = new_figure(6.5, 0.8 + 0.28 * len(items))
             ax.barh(range(len(items)), [v for _, v in items],
@@ -604,23 +604,18 @@ def select_rows(out: np.ndarray, data: AuditData, model: ModelAdapter, n_random:
 def _maps_figure(result: LimeResult, data: AuditData) -> Any:
     """LIME weights of the selected rows painted on the patch grid (images) or the
     features x lags grid (sequences), on one diverging scale centred at 0."""
-    from audit.core.attribution import HeatMap, grid_labels, heatmap_figure
+    from audit.core.attribution import HeatMap, grid_labels, heatmap_figure, raw_image_of
 
     lay = data.layout
+    by = lay.superpixels or lay.element_grouping  # what LIME's interpretable features were
     maps = []
     for sel in result.selected:
-        w = np.array([sel.weights[f] for f in result.features])
-        if data.modality == "image":
-            grid, _, _ = lay.view_grid(np.repeat(w, lay.channels) / lay.channels)
-            img = (np.asarray(data.X[sel.row], float) * np.asarray(lay.scale)[:, None, None]
-                   + np.asarray(lay.center)[:, None, None]).mean(0).tolist()
-        else:
-            grid, _, _ = lay.view_grid(w)
-            img = None
-        maps.append(HeatMap(f"row {sel.row} ({sel.label}), R² {sel.fidelity:.2f}", grid.tolist(), sel.row, img))
+        grid = lay.paint([sel.weights[f] for f in result.features], by)
+        maps.append(HeatMap(f"row {sel.row} ({sel.label}), R² {sel.fidelity:.2f}", grid.tolist(), sel.row,
+                            raw_image_of(data, sel.row)))
     rows, cols = grid_labels(data)
     unit = result.explained if data.task != "multiclass" else "P(explained class)"
-    return heatmap_figure(maps, kind=data.modality, row_labels=rows, col_labels=cols, unit=unit,
+    return heatmap_figure(maps, kind=lay.kind, row_labels=rows, col_labels=cols, unit=unit,
                           title="LIME weights of the selected rows")
 
 

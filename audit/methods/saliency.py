@@ -397,12 +397,8 @@ def explain_rows(model: ModelAdapter, data: AuditData, rows: np.ndarray, config:
         if targets is None:
             targets = np.argmax(model.predict_proba(X), axis=1)
         target = torch.as_tensor(np.asarray(targets), dtype=torch.long)
-    mask = None
-    if data.layout is None:
-        mask = torch.as_tensor(data.encoding.column_feature[None, :].astype(np.int64))
-    else:
-        ids = occlusion_ids(data, config.occlusion_window)
-        mask = None if ids is None else torch.as_tensor(ids)
+    ids = data.layout.occlusion_ids(config.occlusion_window)
+    mask = None if ids is None else torch.as_tensor(ids)
     # cuDNN RNN backward needs training mode: switch RNN layers (dropout off) while on CUDA.
     with rnn_backward_mode(getattr(model, "module", None)):
         return attribute(
@@ -424,29 +420,6 @@ def recompute(model: ModelAdapter, data: AuditData, rows: np.ndarray, *, baselin
     enc, _, _ = explain_rows(model, data, rows, cfg, baseline=baseline, background=background,
                              seed=seed, forward=model.forward, targets=targets)
     return to_raw_features(enc[method], data.encoding, method)
-
-
-def occlusion_window(data: AuditData, window: str) -> str:
-    """The resolved occlusion window of image/sequence data ("patch", "cell", ...)."""
-    lay = data.layout
-    if window == "auto":
-        return lay.default_occlusion_window
-    allowed = lay.occlusion_windows
-    if window not in allowed:
-        raise InvalidConfigError(f"The 'occlusion_window' option of saliency must be \"auto\" or one "
-                                 f"of {list(allowed)} for {data.modality} data. Got {window!r} instead.")
-    return window
-
-
-def occlusion_ids(data: AuditData, window: str) -> np.ndarray | None:
-    """Occlusion mask (1, *shape) of group ids for images/sequences; None = every element alone."""
-    by = occlusion_window(data, window)
-    if by == "cell":  # one element at a time: captum's default
-        return None
-    ids = np.zeros(data.layout.n_elements, dtype=np.int64)
-    for g, idx in enumerate(data.layout.groups(by).values()):
-        ids[idx] = g
-    return ids.reshape((1, *data.X.shape[1:]))
 
 
 class Saliency(AuditMethod[SaliencyConfig, SaliencyResult]):
@@ -521,8 +494,8 @@ class Saliency(AuditMethod[SaliencyConfig, SaliencyResult]):
                                               method=band.estimates(feats)[feats[0]].method)
 
         modal, group_imp, occ = None, None, None
-        if data.layout is not None:
-            occ = occlusion_window(data, config.occlusion_window) if "occlusion" in config.methods else None
+        if data.layout.elementwise:
+            occ = data.layout.occlusion_window(config.occlusion_window) if "occlusion" in config.methods else None
             group_imp = {m: {by: dict(zip(data.layout.groups(by), np.abs(group_values(
                 v, data, by, how=_group_how(m, occ))).mean(0).tolist(), strict=True))
                 for by in groupings(data)} for m, v in per_row_raw.items()}
@@ -604,7 +577,7 @@ class Saliency(AuditMethod[SaliencyConfig, SaliencyResult]):
             _seconds=seconds, torch_threads=int(torch.get_num_threads()),
             modal=modal, group_importance=group_imp, occlusion_window=occ,
             _per_row=per_row_raw, _row_index=rows, _window=occ,
-            _grouping="feature" if data.layout is None else "element",
+            _grouping=data.layout.attribution_grouping,
             _explains="predicted_class" if data.task == "multiclass" else "output")
 
     def plan(self, model: ModelAdapter, data: AuditData, config: SaliencyConfig, ctx: RunContext) -> Any:
@@ -707,20 +680,14 @@ def _group_how(method: str, occlusion: str | None) -> str:
 
 def modal_figures(result: SaliencyResult, data: AuditData) -> dict[str, Any]:
     """Heatmaps (examples, class averages, every method side by side) and group totals."""
-    from audit.core.attribution import HeatMap, bar_totals_figure, element_grid, heatmap_figure
+    from audit.core.attribution import HeatMap, bar_totals_figure, element_grid, heatmap_figure, map_figures
 
     m = result.modal
     if m is None:
         return {}
-    figs: dict[str, Any] = {}
     label = LABELS.get(m.method, m.method)
+    figs = map_figures(m, label, by_class=data.task != "regression")
     common = {"kind": m.kind, "row_labels": m.row_labels, "col_labels": m.col_labels, "unit": m.unit}
-    if m.examples:
-        figs["examples"] = heatmap_figure(m.examples, title=f"{label} on chosen examples", **common)
-    figs["averages"] = heatmap_figure(
-        m.average_maps, title=f"{label}: " + ("class-average maps (rows grouped by predicted class)"
-                                              if m.kind == "image" else "average over the explained rows"),
-        **common)
     per_row, index = result._per_row or {}, result._row_index
     if per_row and index is not None and m.examples:
         pos = {int(r): i for i, r in enumerate(np.asarray(index))}
@@ -735,7 +702,7 @@ def modal_figures(result: SaliencyResult, data: AuditData) -> dict[str, Any]:
         if maps:
             n_m = len(maps) // max(len(picks), 1)
             figs["methods"] = heatmap_figure(maps, title="Additive methods side by side (same rows)",
-                                             ncols=min(n_m, 4) if m.kind == "image" else 2, **common)
+                                             ncols=min(n_m, data.layout.style.methods_per_row), **common)
     if result.group_importance:
         main = result.group_importance.get(m.method)
         if main:

@@ -274,7 +274,7 @@ class Shap(AuditMethod[ShapConfig, ShapResult]):
         groups = [np.asarray(v) for v in data.encoding.groups.values()]
         # Exact Shapley values enumerate 2^p coalitions of the p raw features, each against every
         # background row: affordable for tabular data with few features.
-        exact_cost = None if data.modality != "tabular" else (
+        exact_cost = None if not data.layout.exact_coalitions else (
             2 ** len(groups) * min(config.background_size, len(pool)) * min(config.n_rows, data.n_rows))
         found = _find_tree(model)
         kind = choose_explainer(model, config, notes, exact_cost=exact_cost, tree=found)
@@ -330,8 +330,8 @@ class Shap(AuditMethod[ShapConfig, ShapResult]):
         tol = config.additivity_tolerance * spread
         deviation, deviation_skipped = None, None
         if kind in ("deep", "gradient", "kernel") or (kind == "tree" and tree_why is not None):
-            if data.modality != "tabular":
-                deviation_skipped = (f"not measured: {data.modality} data has {len(groups):,} inputs, too many "
+            if not data.layout.exact_coalitions:
+                deviation_skipped = (f"not measured: {data.layout.kind} data has {len(groups):,} inputs, too many "
                                      "coalitions for an exact or KernelSHAP reference in a run")
             elif kind == "kernel" and scale == "logit":
                 deviation_skipped = ("not measured: KernelSHAP on the log-odds scale explains logit(E[P]) "
@@ -359,7 +359,7 @@ class Shap(AuditMethod[ShapConfig, ShapResult]):
         importance = {f: float(v) for f, v in zip(names, boot.mean, strict=True)}
         waterfall = _waterfall_rows(out, model, data.task, config.n_waterfall)
         modal = None
-        if data.modality != "tabular":
+        if data.layout.elementwise:
             # values are per element (pixel, or lag x feature): SHAP sums exactly to groups.
             modal = modal_attribution(
                 values, data, rows, method="shap",
@@ -394,7 +394,7 @@ class Shap(AuditMethod[ShapConfig, ShapResult]):
 
         pool = ctx.train.X if ctx.train is not None else data.X
         p = len(data.encoding.groups)
-        exact_cost = None if data.modality != "tabular" else (
+        exact_cost = None if not data.layout.exact_coalitions else (
             2 ** p * min(config.background_size, len(pool)) * min(config.n_rows, data.n_rows))
         # the explainer the run will choose: a tree model gets TreeExplainer (without ``tree`` the
         # plan priced the German-credit pipeline's exact values, 24x the TreeExplainer run)
@@ -445,7 +445,7 @@ class Shap(AuditMethod[ShapConfig, ShapResult]):
             # the module's outputs per chunk (not counted) and the adapter's check of them
             uncounted, counted, calls = rows, rows, -(-rows // _CHUNK) + 1
             p_check = 2 ** p * bg
-            if data.modality == "tabular":  # the deviation check against Shapley values (module)
+            if data.layout.exact_coalitions:  # the deviation check against Shapley values (module)
                 uncounted += (p_check * min(config.check_n_rows, rows) if p_check * min(config.check_n_rows, rows)
                               <= config.exact_max_evaluations else 2 * config.check_nsamples * bg * config.check_n_rows)
             return Plan(what, model_rows=counted, model_calls=calls, uncounted_rows=uncounted,
@@ -491,7 +491,7 @@ class Shap(AuditMethod[ShapConfig, ShapResult]):
 
     def figures(self, result: ShapResult, data: AuditData) -> dict[str, Any]:
         if result.modal is not None:
-            return _modal_figures(result.modal, value_name(result.explainer))
+            return _modal_figures(result.modal, value_name(result.explainer), by_class=data.task != "regression")
         figs: dict[str, Any] = {"beeswarm": _beeswarm(result, data)}
         for i, feat in enumerate(result.ranking[:result.n_dependence]):
             figs[f"dependence_{i}"] = _dependence(result, data, feat)
@@ -1345,17 +1345,10 @@ def _grouped_kernel_class() -> Any:
     return GroupedKernelExplainer
 
 
-def _modal_figures(m: ModalAttribution, name: str = "SHAP") -> dict[str, Any]:
-    from audit.core.attribution import bar_totals_figure, heatmap_figure
+def _modal_figures(m: ModalAttribution, name: str = "SHAP", *, by_class: bool) -> dict[str, Any]:
+    from audit.core.attribution import bar_totals_figure, map_figures
 
-    common = {"kind": m.kind, "row_labels": m.row_labels, "col_labels": m.col_labels, "unit": m.unit}
-    figs: dict[str, Any] = {}
-    if m.examples:
-        figs["examples"] = heatmap_figure(m.examples, title=f"{name} values on chosen examples", **common)
-    figs["averages"] = heatmap_figure(
-        m.average_maps, title=f"{name}: " + ("class-average maps (rows grouped by predicted class)"
-                                          if m.kind == "image" else "average over the explained rows"),
-        **common)
+    figs = map_figures(m, f"{name} values", by_class=by_class)
     figs["totals"] = bar_totals_figure(m.group_importance, unit=m.unit, title=f"{name}: totals per group")
     return figs
 

@@ -112,7 +112,7 @@ class Surrogate(AuditMethod[SurrogateConfig, SurrogateResult]):
     uses_torch = False  # a scikit-learn tree on the model's predictions
 
     def skip_reason(self, model: ModelAdapter, data: AuditData, config: SurrogateConfig) -> str | None:
-        if data.modality == "tabular" and not data.feature_names:
+        if not data.feature_names:
             return "the data has no feature columns to build the tree from"
         return super().skip_reason(model, data, config)
 
@@ -231,7 +231,7 @@ class Surrogate(AuditMethod[SurrogateConfig, SurrogateResult]):
         figs = {"fidelity": fig}
         if result._tree is not None and result.n_leaves <= 32:
             figs["tree"] = _draw_tree(result, data)
-        if layout is not None:  # images / sequences: where the splits fall, on the input grid
+        if layout.elementwise:  # images / sequences: where the splits fall, on the input grid
             figs["importance_map"] = _importance_map(result, layout)
         return figs
 
@@ -242,14 +242,14 @@ def _importance_map(result: SurrogateResult, layout: Any) -> Any:
     from audit.core.plots import new_figure
 
     grid, rows, cols = layout.view_grid(list(result.feature_importance.values()))
-    image = layout.kind == "image"
-    fig, ax = new_figure(3.6 if image else 6.5, 3.2 if image else 0.6 + 0.35 * len(rows))
+    square = layout.style.square
+    fig, ax = new_figure(3.6 if square else 6.5, 3.2 if square else 0.6 + 0.35 * len(rows))
     im = ax.imshow(grid, cmap="Greys", vmin=0.0, vmax=max(float(grid.max()), 1e-12),
-                   aspect="equal" if image else "auto")
+                   aspect="equal" if square else "auto")
     ax.set_xticks(range(len(cols)), cols, fontsize=7)
     ax.set_yticks(range(len(rows)), rows, fontsize=7)
-    ax.set_xlabel("pixel column" if image else "lag (oldest left)")
-    ax.set_ylabel("pixel row" if image else "")
+    ax.set_xlabel(layout.style.axis_labels[0])
+    ax.set_ylabel(layout.style.axis_labels[1])
     bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     bar.set_label("share of impurity decrease", fontsize=7)
     ax.set_title("Where the surrogate tree splits", fontsize=9)

@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path, PurePath
 from typing import Any
 
+from audit.core.modalities import LAYOUTS
 from audit.core.text import visible
 from audit.errors import InvalidConfigError, did_you_mean
 
@@ -219,6 +220,8 @@ class Fact:
     verdict: str | None
     keys: tuple[str, ...]
     group: str = ""  # the attribute (fairness), the method (attributions)
+    test: str | None = None  # the hypothesis test behind the verdict (fairness disparities)
+    finding: str | None = None  # a sentence of the executive summary (its level is the verdict)
 
     def __post_init__(self) -> None:
         if self.lower is None or self.upper is None:  # a level belongs to an interval only
@@ -295,10 +298,10 @@ def disparity_facts(results: Mapping[str, Any]) -> list[Fact]:
             if name in per_rate:
                 continue
             est = d.get("estimate", d)
-            out.append(Fact("fairness", d.get("label", name), *_bounds(est, {"confidence": level}), d.get("test"),
+            out.append(Fact("fairness", d.get("label", name), *_bounds(est, {"confidence": level}), est.get("method"),
                             d.get("significance") or _undefined(est),
                             (pointer("methods", "fairness", "result", "attributes", attr, "disparities", name),),
-                            group=attr))
+                            group=attr, test=d.get("test")))
     return out
 
 
@@ -370,12 +373,9 @@ _HF_DISPARITIES = ("demographic_parity_difference", "equalized_odds_difference")
 
 def _hf_task(results: Mapping[str, Any]) -> str:
     task = results.get("model", {}).get("task")
-    modality = results.get("data", {}).get("modality", "tabular")
-    if modality == "image":
-        return "image-classification" if task != "regression" else "image-regression"
-    if modality == "sequence" and task == "regression":
-        return "time-series-forecasting"
-    return "tabular-regression" if task == "regression" else "tabular-classification"
+    modality = results.get("data", {}).get("modality")
+    classify, regress = LAYOUTS.get(modality, LAYOUTS["tabular"]).hf_tasks
+    return regress if task == "regression" else classify
 
 
 def front_matter(results: Mapping[str, Any], card: Mapping[str, Any]) -> dict[str, Any]:
@@ -536,12 +536,22 @@ def is_model_card(path: Path) -> bool:
     return text.startswith("# Model card: ") and "\nWritten by audit-suite " in text
 
 
-SUMMARY_COLUMNS = ("method", "what", "value", "lower", "upper", "level", "interval", "verdict", "group", "key")
+SUMMARY_COLUMNS = ("method", "what", "finding", "value", "lower", "upper", "level", "interval", "test", "verdict",
+                   "group", "key")
+
+
+def finding_facts(results: Mapping[str, Any]) -> list[Fact]:
+    """The sentences of the executive summary, in the report's order: ``finding`` holds the
+    sentence, ``verdict`` its level (alert, warning, info)."""
+    return [Fact(f.get("method") or "report", "finding", None, None, None, None, None, f.get("level"),
+                 (pointer("findings", i),), finding=f.get("text"))
+            for i, f in enumerate(results.get("findings") or ())]
 
 
 def summary_rows(results: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """One dict per measured quantity (see :class:`Fact`), for :meth:`AuditReport.summary`."""
-    return [f.to_row() for f in facts(results)]
+    """One dict per finding of the executive summary, then one per measured quantity (see
+    :class:`Fact`), for :meth:`AuditReport.summary`."""
+    return [f.to_row() for f in (*finding_facts(results), *facts(results))]
 
 
 def missing(card: Mapping[str, Any], section: str) -> list[str]:
@@ -549,5 +559,5 @@ def missing(card: Mapping[str, Any], section: str) -> list[str]:
     return [k for k, f in CARD_FIELDS.items() if f.section == section and f.expected and k not in card]
 
 
-__all__ = ["CARD_FIELDS", "CardField", "Fact", "check_card", "facts", "front_matter", "md_block",
+__all__ = ["CARD_FIELDS", "CardField", "Fact", "check_card", "facts", "finding_facts", "front_matter", "md_block",
            "md_code", "md_inline", "pointer", "render_card", "resolve", "summary_rows"]

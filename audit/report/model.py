@@ -108,14 +108,16 @@ class AuditReport:
         return render_card(self.to_json())
 
     def summary(self) -> Any:
-        """The measured quantities that the model card quotes, as a pandas DataFrame.
+        """The findings and the measured quantities of the report, as a pandas DataFrame.
 
-        One row per quantity: ``method``, ``what``, ``value``, ``lower``, ``upper``, ``level``
-        (of the interval), ``interval`` (how it was made), ``verdict`` (the gate's verdict, a
-        disparity's test result, or why a value is undefined or unreliable), ``group`` (the
-        attribute or explainer) and ``key`` (where results.json holds it, a JSON Pointer).
-        Missing values are NaN or None. The sentences of the executive summary stay in
-        ``report.findings``.
+        First one row per finding of the executive summary (``what`` is ``"finding"``,
+        ``finding`` the sentence, ``verdict`` its level: alert, warning or info), then one row per
+        measured quantity that the model card quotes: ``method``, ``what``, ``value``, ``lower``,
+        ``upper``, ``level`` (of the interval), ``interval`` (how the interval was made),
+        ``test`` (the hypothesis test behind a disparity's verdict), ``verdict`` (the gate's
+        verdict, a disparity's test result, or why a value is undefined or unreliable), ``group``
+        (the attribute or explainer) and ``key`` (where results.json holds it, a JSON Pointer).
+        Missing values are NaN or None.
 
         Examples
         --------

@@ -23,7 +23,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from audit.core.text import FSI, PDI, has_bidi, isolate_fragments, user_strings
+from audit.core.text import FSI, PDI, fixed, has_bidi, isolate_fragments, user_strings
 from audit.errors import MissingDependencyError, ReportRenderError
 
 if TYPE_CHECKING:  # render never imports the report model: the model's methods import render
@@ -57,7 +57,7 @@ def fmt_number(value: Any, digits: int = 3) -> str:
         return "—"
     if x != 0 and abs(x) < 10 ** (-digits):
         return f"{x:.{max(1, digits - 1)}e}"
-    return f"{x:,.{digits}f}"
+    return fixed(x, f",.{digits}f")
 
 
 def fmt_pvalue(value: Any) -> str:
@@ -73,7 +73,7 @@ def fmt_pct(value: Any, digits: int = 1) -> str:
     if value is None:
         return "—"
     x = float(value)
-    return "—" if not math.isfinite(x) else f"{100 * x:.{digits}f}%"
+    return "—" if not math.isfinite(x) else fixed(100 * x, f".{digits}f") + "%"
 
 
 def environment() -> Any:

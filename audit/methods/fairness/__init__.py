@@ -50,6 +50,7 @@ from audit.methods.fairness.config import (
     attribute_sets,
     disparity_names,
     normalize_set_name,
+    parse_set_key,
     set_name,
 )
 from audit.methods.fairness.formulas import binary_disparities, score_disparities
@@ -69,6 +70,7 @@ __all__ = [
     "binary_disparities",
     "disparity_names",
     "normalize_set_name",
+    "parse_set_key",
     "score_disparities",
     "set_name",
     "what_if_sample",

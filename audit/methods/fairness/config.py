@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
@@ -162,6 +163,59 @@ def normalize_set_name(name: str) -> str:
     for sep in ("×", "&"):
         name = name.replace(sep, INTERSECTION_SEP)
     return INTERSECTION_SEP.join(p.strip() for p in name.split(INTERSECTION_SEP))
+
+
+_SET_SEPARATORS = "*×&"
+_QUOTED = re.compile(r'\s*"((?:[^"\\]|\\.)*)"\s*')
+_BARE = re.compile(r'[^*×&]*')
+
+
+def parse_set_key(text: str, where: str) -> tuple[str, ...]:
+    """The attribute names of the set a gate key names (the part between ``fairness.`` and the
+    metric): one name, or an intersection of names joined by ``*``, ``×`` or ``&``.
+
+    Quoting rule: a name that starts with a double quote ends at the next unescaped one and is
+    taken verbatim — it may contain ``*``,
+    ``×``, ``&``, dots and edge spaces; inside the quotes ``\\"`` is a quote and ``\\\\`` a
+    backslash. A name without quotes ends at a separator and loses its edge spaces. In TOML,
+    write such a key as a literal (single-quoted) key: ``'fairness."a&b".demographic_parity_difference'``,
+    ``'fairness."a&b"*sex.equalized_odds_difference'``.
+
+    ``where`` starts the error message (e.g. ``"The [gate] key 'fairness.x.y'"``).
+
+    Examples
+    --------
+    >>> parse_set_key("sex × race", "k"), parse_set_key('"a&b"*" c "', "k")
+    (('sex', 'race'), ('a&b', ' c '))
+    """
+    members: list[str] = []
+    pos = 0
+    while True:
+        quoted = _QUOTED.match(text, pos)
+        if quoted:
+            members.append(re.sub(r"\\(.)", r"\1", quoted.group(1)))
+            pos = quoted.end()
+        else:
+            bare = _BARE.match(text, pos)
+            name = bare.group(0).strip()  # type: ignore[union-attr]
+            if not name and text[pos:].lstrip().startswith('"'):
+                raise InvalidConfigError(f"{where} has an unclosed quote: end the quoted name with \" "
+                                         '(README, "Gate keys").')
+            if not name:
+                raise InvalidConfigError(
+                    f"{where} names an empty attribute{' in an intersection' if members else ''}: write "
+                    "attribute names joined by *, and quote a name with *, ×, &, quotes or edge spaces in it "
+                    "(e.g. '\"a&b\"*sex'; README, \"Gate keys\").")
+            members.append(name)
+            pos = bare.end()  # type: ignore[union-attr]
+        if pos == len(text):
+            return tuple(members)
+        if text[pos] not in _SET_SEPARATORS:
+            raise InvalidConfigError(
+                f"{where} has {text[pos]!r} after the attribute name {members[-1]!r}: a quoted name ends "
+                "where the next *, ×, & or the key's metric begins; write a quote inside a quoted name as "
+                '\\" (README, "Gate keys").')
+        pos += 1
 
 
 def attribute_sets(sensitive: Sequence[str], config: FairnessConfig) -> list[tuple[str, ...]]:
