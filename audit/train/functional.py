@@ -245,9 +245,11 @@ def _loss_scale(recipe: Recipe, theta0: Mapping[str, Any]) -> Any:
     return float(recipe.loss_scale)
 
 
-def _optimizer(params: Mapping[str, Any], recipe: Recipe) -> Any:
+def _optimizer(params: Mapping[str, Any], recipe: Recipe, *, fused: bool = False) -> Any:
     """The recipe's ``torch.optim`` optimizer over named parameters; with ``decay_biases``
-    false, biases (``*.bias``, an LSTM's ``bias_ih_l0``...) are in a group without weight decay."""
+    false, biases (``*.bias``, an LSTM's ``bias_ih_l0``...) are in a group without weight decay.
+    ``fused``: Adam/AdamW's fused kernel (one pass per parameter instead of ~10 operations;
+    the same update to float round-off)."""
     import torch
 
     groups: Any = list(params.values())
@@ -257,10 +259,10 @@ def _optimizer(params: Mapping[str, Any], recipe: Recipe) -> Any:
                   {"params": [params[n] for n in bias], "weight_decay": 0.0}]
     if recipe.optimizer == "adam":
         return torch.optim.Adam(groups, lr=recipe.lr, betas=recipe.betas, eps=recipe.eps,
-                                weight_decay=recipe.weight_decay)
+                                weight_decay=recipe.weight_decay, fused=fused or None)
     if recipe.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=recipe.lr, betas=recipe.betas, eps=recipe.eps,
-                                 weight_decay=recipe.weight_decay)
+                                 weight_decay=recipe.weight_decay, fused=fused or None)
     return torch.optim.SGD(groups, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
 
 
@@ -406,7 +408,7 @@ def _train_part(fwd: BatchedModule, names: list[str], theta0: Mapping[str, Any],
     B = int(Y.shape[0])
     params = {k: theta0[k].detach().unsqueeze(0).repeat(B, *[1] * theta0[k].ndim).clone().requires_grad_(True)
               for k in names}
-    opt = _optimizer(params, recipe)
+    opt = _optimizer(params, recipe, fused=True)
     scale = _loss_scale(recipe, theta0)
     steps = recipe.batches(len(X))
     last = torch.zeros(B)
