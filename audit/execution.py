@@ -7,8 +7,12 @@ A method hands :func:`map` a function and a list of chunks. Two backends run the
   an already-loaded model or of torch, which release it.
 - ``ray``: one Ray task per chunk. The function, with the data and the large arrays it closes
   over (θ₀, the training matrix, the model), goes into the object store once per call of
-  :func:`map` (``ray.put``) and every task receives it by reference; a task of a method whose
-  device is CUDA asks for a GPU when the cluster has one. Ray retries a task whose worker died;
+  :func:`map` (``ray.put``) and every task receives it by reference; each worker process
+  deserializes it once per call of :func:`map` and keeps it for the chunks it runs next (an
+  explainer built on first use is built once per worker, not once per chunk). When a session
+  starts, every worker imports the run's heavy libraries (:func:`session`'s ``warm``) while the
+  driver does its serial work. A task of a method whose device is CUDA asks for a GPU when the
+  cluster has one. Ray retries a task whose worker died;
   a task that fails for good raises :class:`ChunkFailed` (the method is marked failed, the
   report is still written).
 
@@ -94,10 +98,11 @@ class Cluster:
     gpus: float = 0.0
     nodes: int = 1
     ran_locally: list[str] = field(default_factory=list)  # maps Ray could not take, and why
+    messages: list[str] = field(default_factory=list)  # what Ray logged while connecting
 
     def to_json(self) -> dict[str, Any]:
         return {"backend": self.backend, "address": self.address, "cpus": self.cpus, "gpus": self.gpus,
-                "nodes": self.nodes, "ran_locally": list(self.ran_locally)}
+                "nodes": self.nodes, "ran_locally": list(self.ran_locally), "messages": list(self.messages)}
 
 
 _LOCAL = Cluster("local")
@@ -197,12 +202,15 @@ def active() -> Cluster:
 
 
 @contextmanager
-def session(config: ExecutionConfig | None = None) -> Iterator[Cluster]:
+def session(config: ExecutionConfig | None = None, *, warm: Sequence[str] = ()) -> Iterator[Cluster]:
     """Run every :func:`map` inside on ``config``'s backend.
 
     For Ray: connect to ``config.address``, to the Ray instance this process already has, or
     start a local one (``num_cpus`` = the usable cores, no dashboard). Only a Ray instance this
     session started is shut down when it ends; a cluster it connected to keeps running.
+    ``warm`` names modules (e.g. ``"torch"``, ``"shap"``) that every worker imports as soon as
+    the session starts, in one task per CPU that nobody waits for: a worker's first chunk then
+    does not pay the imports (torch and shap took 2-4 s per worker here).
     """
     global _active
     config = config or ExecutionConfig()
@@ -218,14 +226,11 @@ def session(config: ExecutionConfig | None = None) -> Iterator[Cluster]:
         return
     ray = _import_ray()
     started = False
+    said: list[str] = []
     if not ray.is_initialized():
         try:
-            if config.address is None:
-                ray.init(address="local", num_cpus=usable_cores(), include_dashboard=False,
-                         log_to_driver=False, logging_level="ERROR", configure_logging=False)
-            else:
-                ray.init(address=config.address, log_to_driver=False, logging_level="ERROR",
-                         configure_logging=False)
+            with _ray_messages(said):
+                _init_ray(ray, config)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             where = f"the Ray cluster at {config.address!r}" if config.address else "a local Ray instance"
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -238,7 +243,9 @@ def session(config: ExecutionConfig | None = None) -> Iterator[Cluster]:
         res = ray.cluster_resources()
         nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
         cluster = Cluster("ray", config.address, float(res.get("CPU", 0.0)), float(res.get("GPU", 0.0)),
-                          max(nodes, 1))
+                          max(nodes, 1), messages=said)
+        if warm:
+            _warm_workers(ray, tuple(warm), int(cluster.cpus))
         previous, _active = _active, cluster
         try:
             yield cluster
@@ -247,6 +254,68 @@ def session(config: ExecutionConfig | None = None) -> Iterator[Cluster]:
     finally:
         if started:
             ray.shutdown()
+
+
+def resolve_device(device: str, method: str) -> str:
+    """The torch device a method's ``device`` option names, checked against where its chunks run.
+
+    ``"auto"`` is ``"cuda"`` when the active backend has a GPU (this machine's CUDA, or GPUs in
+    the Ray cluster), else ``"cpu"``. ``"cuda"`` (or ``"cuda:N"``) without one is an
+    :class:`~audit.errors.InvalidConfigError` (exit 2). A Ray task of a CUDA method asks for one
+    GPU (:func:`map`'s ``gpus``), so the driver itself needs none.
+
+    Examples
+    --------
+    >>> resolve_device("cpu", "connection_weights")
+    'cpu'
+    """
+    if device == "cpu":
+        return device
+    if _active.backend == "ray":  # the chunks run on the cluster's workers, not here
+        gpus = _active.gpus > 0
+    else:
+        import torch
+
+        gpus = torch.cuda.is_available()
+    if device == "auto":
+        return "cuda" if gpus else "cpu"
+    if not gpus:
+        where = ("the Ray cluster has no GPU" if _active.backend == "ray" else
+                 "no CUDA device is available to torch on this machine")
+        raise InvalidConfigError(
+            f"The 'device' option of {method} is {device!r} but {where}. Set device = \"cpu\" "
+            "(or \"auto\": a GPU when there is one), or run where a GPU is.")
+    return device
+
+
+def _init_ray(ray: Any, config: ExecutionConfig) -> None:
+    if config.address is None:
+        ray.init(address="local", num_cpus=usable_cores(), include_dashboard=False,
+                 log_to_driver=False, logging_level="ERROR", configure_logging=False)
+    else:
+        ray.init(address=config.address, log_to_driver=False, logging_level="ERROR", configure_logging=False)
+
+
+@contextmanager
+def _ray_messages(into: list[str]) -> Iterator[None]:
+    """Ray's own log records (e.g. its token-authentication notice) go into ``into`` (the
+    report's provenance), not to the terminal: Ray's logging is not configured
+    (``configure_logging=False``), so Python would print its warnings to stderr."""
+    import logging
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            into.append(record.getMessage())
+
+    logger = logging.getLogger("ray")
+    handler, propagate = Keep(logging.WARNING), logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
 
 
 def map(fn: Callable[[Any], T], chunks: Sequence[Any], *, n_jobs: int | None = None,  # noqa: A001
@@ -285,8 +354,45 @@ def map(fn: Callable[[Any], T], chunks: Sequence[Any], *, n_jobs: int | None = N
     return results
 
 
-def _run_chunk(fn: Callable[[Any], T], chunk: Any) -> tuple[T, dict[str, dict[str, int]]]:
+def _import_all(modules: tuple[str, ...]) -> None:
+    """A warm-up task: import ``modules`` in this worker (one that is missing is left out)."""
+    import importlib
+
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+
+
+def _warm_workers(ray: Any, modules: tuple[str, ...], cpus: int) -> None:
+    """One fire-and-forget task per CPU (at most 1,024) importing ``modules``."""
+    task = ray.remote(_import_all).options(num_cpus=1, max_retries=0)
+    for _ in range(max(1, min(cpus, 1024))):
+        task.remote(modules)
+
+
+# In a Ray worker: the function of the map call it last ran a chunk of, by its object's id.
+_WORKER_FN: dict[str, Any] = {}
+
+
+def _worker_fn(boxed: list[Any]) -> Callable[[Any], Any]:
+    """The map's function, deserialized once per worker and map call (the reference comes in a
+    list so that Ray hands the task the reference, not a fresh copy of the object)."""
+    ref = boxed[0]
+    key = ref.hex()
+    fn = _WORKER_FN.get(key)
+    if fn is None:
+        import ray
+
+        _WORKER_FN.clear()  # one map call's function at a time: the last one
+        fn = _WORKER_FN[key] = ray.get(ref)
+    return fn
+
+
+def _run_chunk(boxed: list[Any], chunk: Any) -> tuple[Any, dict[str, dict[str, int]]]:
     """One Ray task: the chunk's result and what it added to the tallies it carried."""
+    fn = _worker_fn(boxed)
     before = {k: dict(t.counts) for k, t in _TALLIES.items()}
     out = fn(chunk)
     added = {k: {c: n - before.get(k, {}).get(c, 0) for c, n in t.counts.items()} for k, t in _TALLIES.items()}
@@ -310,9 +416,8 @@ def _ray_map(fn: Callable[[Any], T], chunks: list[Any], gpus: float,
         _active.ran_locally.append(f"{name}: it cannot be sent to Ray workers ({type(exc).__name__}: "
                                    f"{str(exc).splitlines()[0] if str(exc) else ''})")
         return None
-    task = ray.remote(_run_chunk).options(num_cpus=1, num_gpus=gpus if _active.gpus > 0 else 0,
-                                          max_retries=RAY_MAX_RETRIES)
-    refs = [task.remote(fn_ref, c) for c in chunks]
+    task = ray.remote(_run_chunk).options(**task_options(gpus))
+    refs = [task.remote([fn_ref], c) for c in chunks]
     index = {ref: i for i, ref in enumerate(refs)}
     results: list[Any] = [None] * len(refs)
     pending = list(refs)
@@ -340,6 +445,18 @@ def _ray_map(fn: Callable[[Any], T], chunks: list[Any], gpus: float,
     return results
 
 
+def task_options(gpus: float) -> dict[str, Any]:
+    """The resources each Ray task of a :func:`map` asks for: one CPU, and ``gpus`` GPUs when
+    the cluster has any (a method on a CUDA device asks for 1), with Ray's retries.
+
+    Examples
+    --------
+    >>> task_options(0.0)
+    {'num_cpus': 1, 'num_gpus': 0, 'max_retries': 3}
+    """
+    return {"num_cpus": 1, "num_gpus": gpus if _active.gpus > 0 else 0, "max_retries": RAY_MAX_RETRIES}
+
+
 def _ray_reason(exc: BaseException) -> str:
     """The failure in one line: the task's own exception, or why its worker was lost."""
     cause = getattr(exc, "cause", None)
@@ -364,4 +481,5 @@ def split_by(n: int, size: int) -> list[range]:
 
 
 __all__ = ["BACKENDS", "ChunkFailed", "Cluster", "ExecutionConfig", "Tally", "active", "chunk_rng", "map",
-           "resolve_n_jobs", "session", "ship_by_value", "split", "split_by", "usable_cores"]
+           "resolve_device", "resolve_n_jobs", "session", "ship_by_value", "split", "split_by", "task_options",
+           "usable_cores"]

@@ -433,24 +433,27 @@ def run_audit(plan: AuditPlan, *, trust_code: bool = False, untrusted_config: bo
     escape_warnings()  # a warning quoting a user's name never carries raw control bytes
     trust_code = trust_code or bool(trust_pickle)
     classes = list(resolved.methods)
-    with memory_limit(plan.memory_limit):  # every reader checks sizes against this budget
+    from audit import execution
+
+    if inputs is None and plan.streams and untrusted_config:  # before any file is read, here or on a Ray worker
+        check_untrusted_paths(plan)
+    # The chunks of every method (and a streamed audit's files) run on the configured backend,
+    # whose workers import the methods' libraries while the inputs load; a Ray instance this run
+    # started is shut down when it ends (one it connected to keeps running).
+    warm = {"audit.execution"} | {m for cls in classes for m in (
+        cls.__module__, *cls.libraries, *(("torch",) if cls.uses_torch else ()))}
+    with memory_limit(plan.memory_limit), \
+            execution.session(plan.execution, warm=sorted(warm)) as cluster:  # readers check sizes against the budget
         if inputs is None and plan.streams:
-            if untrusted_config:
-                check_untrusted_paths(plan)
             inputs = load_streamed_inputs(plan, classes, resolved.configs, progress=progress)
         inputs = inputs or load_inputs(plan, trust_code=trust_code, untrusted_config=untrusted_config)
         run_plan, configs = plan_run(plan, inputs, classes, dict(resolved.configs), started=started)
         if on_plan is not None:
             on_plan(run_plan)
-        from audit import execution
-
-        # The chunks of every method run on the configured backend; a Ray instance this run
-        # started is shut down when it ends (one it connected to keeps running).
-        with execution.session(plan.execution) as cluster:
-            report = _run_methods(plan, inputs, classes, configs,
-                                  _CodeTrust(trust_code, untrusted_config), progress, run_plan, resolved.gate)
-        report.provenance["execution"] = cluster.to_json()  # each method's seconds: provenance.plan
-        return report
+        report = _run_methods(plan, inputs, classes, configs,
+                              _CodeTrust(trust_code, untrusted_config), progress, run_plan, resolved.gate)
+    report.provenance["execution"] = cluster.to_json()  # each method's seconds: provenance.plan
+    return report
 
 
 @contextmanager
@@ -712,7 +715,8 @@ def _run_methods(plan: AuditPlan, inputs: LoadedInputs, classes: list[AuditMetho
         findings=findings,
         provenance=prov,
         data=data,
-        limitations=[*inputs.notes, *lowered, *standard_limitations(model, data)],
+        limitations=[*inputs.notes, *lowered,
+                     *standard_limitations(model, data, fairness=any(o.name == "fairness" and o.ok for o in outcomes))],
         gate=gate,
         card=dict(plan.card) or None,
         predictions=predictions_frame(model, data) if plan.save_predictions else None,
@@ -759,7 +763,9 @@ def data_summary(data: AuditData, train: AuditData | None) -> dict[str, Any]:
     return out
 
 
-def standard_limitations(model: ModelAdapter, data: AuditData) -> list[str]:
+def standard_limitations(model: ModelAdapter, data: AuditData, *, fairness: bool) -> list[str]:
+    """The limitations every report states; the one about group fairness metrics only when
+    ``fairness`` (the fairness method ran)."""
     notes = [
         f"All results describe this model on these {data.n_rows:,} rows"
         f"{' of ' + repr(data.source) if data.source else ''}; they carry over to other populations "
@@ -767,9 +773,10 @@ def standard_limitations(model: ModelAdapter, data: AuditData) -> list[str]:
         "Explanations describe what the model computes, not causal effects in the world: a feature "
         "the model relies on may stand in for another (a proxy), and removing it need not remove "
         "the dependence.",
-        "Group fairness metrics compare rates between groups; no single metric captures fairness, "
-        "and several of them cannot all be equal at once when base rates differ.",
     ]
+    if fairness:
+        notes.append("Group fairness metrics compare rates between groups; no single metric captures "
+                     "fairness, and several of them cannot all be equal at once when base rates differ.")
     constant = [f for f in ([] if data.layout.elementwise else data.feature_names)
                 if f in data.frame.columns and _distinct(data.frame[f]) <= 1]
     if constant:

@@ -31,6 +31,14 @@ What the profiles showed (torch.profiler, one thread, B = 100; a prefix of each 
   step and faulting them in again cost ~20 % (the trainer now keeps freed memory while it runs).
   What remains: the grouped convolution's three passes at 50-70 GFLOP/s and ~10 elementwise /
   layout passes over the feature maps per step.
+* CNN in the traced program (B = 13 per block, as at B = 99): the gradient reaching the pooled
+  maps through the (B, N, ...) view of the classifier arrived strided in network order, where
+  max pooling's backward ran 9x (6.2 vs 0.7 ms) and ReLU's 2x slower than on channels-last
+  memory; it is now made channels-last first. torch.optim.Adam's default on CPU is a loop of
+  ~10 operations per parameter: the batched trainer uses its fused kernel (same update to
+  round-off). At B = 13 on one thread the convolutions' three passes are the largest part of a
+  step (35 % before these two changes); max pooling (forward, the zero fill and scatter of its
+  backward), the classifier's products and the layout copies most of the rest.
 * LSTM (H = 16, 5 inputs, 8 steps, 135 windows, full batch): the gate products are tiny
   (K = 22), so the elementwise gate arithmetic and per-operation dispatch cost more than the
   products: under ``vmap`` or autograd over an unrolled loop ~75 operations per step, half the
@@ -38,8 +46,13 @@ What the profiles showed (torch.profiler, one thread, B = 100; a prefix of each 
   ``[x_t, 1, h_{t-1}]``, one product for all steps' weight gradient, gate derivatives taken
   while the gates are in cache) cut the operations to ~20 per time step, but the rest is
   memory-bound elementwise work over (B, N, H) arrays that the floor does not count.
+  torch 2.13's CPU tanh is no slower than sigmoid (9.8 vs 12.7 us on a (13, 16, 135) slab), so
+  the gates use it directly (the former 2 sigmoid(2x) - 1 took three extra passes), and the
+  backward's per-step product covers the recurrent rows only (the input gradient of all steps is
+  one product): ~10 % each way. Computing every gate-derivative factor for all steps at once
+  after the loop (fewer, larger operations) was slower: those passes leave the cache.
 
-Usage: python benchmarks/retrain_cnn_lstm.py [--B 99] [--workers 2] [--seq-networks 10] [--full]
+Usage: python benchmarks/retrain_cnn_lstm.py [--B 8,32,99] [--repeats 3] [--workers 2] [--seq-networks 10] [--full]
 """
 
 from __future__ import annotations
@@ -61,6 +74,7 @@ sys.path.insert(0, str(ROOT))
 from audit.train.functional import (batched_module, train_functional,  # noqa: E402
                                     train_sequential)
 from audit.train.recipe import Recipe  # noqa: E402
+from _common import machine  # noqa: E402
 
 
 def _import(example: str, cls: str):
@@ -206,7 +220,8 @@ def run_case(case: dict, B: int, units: int, workers: int, seq_networks: int, ra
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--B", type=int, default=99)
+    ap.add_argument("--B", default="99", help="network counts, comma-separated (e.g. 8,32,99)")
+    ap.add_argument("--repeats", type=int, default=1, help="runs of every (model, B); the summary gives the range")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                     help="threads (one torch thread each) for both ways; the floor uses as many")
     ap.add_argument("--cnn-epochs", type=int, default=2)
@@ -216,37 +231,44 @@ def main() -> None:
     ap.add_argument("--full", action="store_true", help="time the full schedules (slow)")
     ap.add_argument("--only", choices=("digits_cnn", "macro_lstm"))
     args = ap.parse_args()
-    load0 = os.getloadavg()
+    Bs = [int(b) for b in args.B.split(",")]
     rate = matmul_rate(args.workers)
-    print(f"B = {args.B} networks, {args.workers} worker(s) x 1 torch thread, torch {torch.__version__}, "
-          f"{os.cpu_count()} CPUs; load average {load0[0]:.2f} (1 min) at the start")
+    print(f"B = {args.B} networks, {args.workers} worker(s) x 1 torch thread, torch {torch.__version__}; "
+          f"{machine()} at the start")
     print(f"fp32 matmul 1024x1024 on {args.workers} thread(s): {rate:.0f} GFLOP/s (best of 7, this run)")
+    summary: dict[tuple[str, int], list[tuple[float, float, float]]] = {}
     for case_fn, short in ((cnn_case, args.cnn_epochs), (lstm_case, args.lstm_steps)):
         case = case_fn()
         if args.only and case["name"] != args.only:
             continue
         full = case["recipe"].epochs
         units = full if args.full else min(short, full)
-        r = run_case(case, args.B, units, args.workers, args.seq_networks, rate)
-        # the rate again after the timings: on a shared machine it moves, and so does the floor
-        after = matmul_rate(args.workers)
-        if after > rate:
-            r["floor_s"] *= rate / after
-            print(f"  (matmul after this case: {after:.0f} GFLOP/s; the floor below uses the higher rate)")
-        rate = max(rate, after)
         k = full / units
         per_net = case["flops_per_epoch"] * full
-        print(f"\n{case['name']}: {case['detail']}")
-        print(f"  FLOPs per network per schedule (x3 fwd+bwd): {per_net / 1e9:.2f} GFLOP; x B = "
-              f"{per_net * args.B / 1e12:.3f} TFLOP; floor at {rate:.0f} GFLOP/s: {k * r['floor_s']:.1f} s")
-        print(f"  timed {units} of {full} {case['unit']} (full schedule = x{k:g}); sequential timed on "
-              f"{r['seq_timed']} networks and scaled to B")
-        print(f"  batched ({r['mode']}) {k * r['batched_s'] + r['setup_s']:.1f} s (set-up {r['setup_s']:.1f} s) = "
-              f"{r['batched_s'] / r['floor_s']:.2f}x floor "
-              f"({r['flops'] / r['batched_s'] / 1e9:.1f} GFLOP/s) | sequential {k * r['sequential_s']:.1f} s = "
-              f"{r['sequential_s'] / r['floor_s']:.2f}x floor | sequential / batched "
-              f"{r['sequential_s'] / r['batched_s']:.2f}x | max |param diff| {r['max_param_diff']:.1e}")
-    print(f"\nload average {os.getloadavg()[0]:.2f} (1 min) at the end")
+        print(f"\n{case['name']}: {case['detail']}; FLOPs per network per schedule (x3 fwd+bwd): "
+              f"{per_net / 1e9:.2f} GFLOP; timed {units} of {full} {case['unit']} (full schedule = x{k:g})")
+        for _ in range(args.repeats):
+            for B in Bs:
+                rate = matmul_rate(args.workers)       # the floor from the rate just before this case
+                r = run_case(case, B, units, args.workers, args.seq_networks, rate)
+                # the rate again after the timings: on a shared machine it moves, and so does the floor
+                after = matmul_rate(args.workers)
+                r["floor_s"] *= rate / max(rate, after)
+                rate = max(rate, after)
+                seq_over_bat = r["sequential_s"] / r["batched_s"]
+                over_floor = r["batched_s"] / r["floor_s"]
+                summary.setdefault((case["name"], B), []).append((seq_over_bat, over_floor, rate))
+                print(f"  B = {B:3d}: floor {k * r['floor_s']:.1f} s at {rate:.0f} GFLOP/s | batched ({r['mode']}) "
+                      f"{k * r['batched_s'] + r['setup_s']:.1f} s (set-up {r['setup_s']:.1f} s) = {over_floor:.2f}x floor "
+                      f"({r['flops'] / r['batched_s'] / 1e9:.1f} GFLOP/s) | sequential {k * r['sequential_s']:.1f} s "
+                      f"(timed on {r['seq_timed']}, scaled) = {r['sequential_s'] / r['floor_s']:.2f}x floor | "
+                      f"sequential / batched {seq_over_bat:.2f}x | max |param diff| {r['max_param_diff']:.1e} "
+                      f"[{machine()}]")
+    print(f"\nsummary over {args.repeats} run(s) (ranges), {machine()} at the end:")
+    for (name, B), rows in summary.items():
+        sb, of, rt = zip(*rows)
+        print(f"  {name:<10} B = {B:3d}: sequential / batched {min(sb):.2f}-{max(sb):.2f}x, "
+              f"batched {min(of):.2f}-{max(of):.2f}x the floor (matmul {min(rt):.0f}-{max(rt):.0f} GFLOP/s)")
 
 
 if __name__ == "__main__":

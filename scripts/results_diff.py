@@ -41,6 +41,8 @@ RENAMES: tuple[tuple[str, str], ...] = (
     (r"^(methods\.(?:connection_weights|attribution_significance|permutation_significance)\.config)\.max_rows$",
      r"\1.max_training_rows"),
     (r"^(methods\.(?:counterfactuals|counterfactual_sensitivity)\.config)\.max_rows$", r"\1.max_search_rows"),
+    # performance: the metrics became Estimates with the same value/lower/upper paths (their
+    # labels, notes and reliability moved to strings beside them): no number moves
     # fairness: the result no longer copies six options; they stand once, in the method's config
     (r"^methods\.fairness\.result\.(min_group_size|confidence|alpha|power|n_permutations)$",
      r"methods.fairness.config.\1"),

@@ -318,3 +318,35 @@ def test_label_only_classifier_still_gets_permutation_importance():
     result = Agreement().run(model, data, FAST, RunContext.default(0))
     assert result.consensus[0].feature == "age"
     assert result.sanity is None and result.deletion
+
+
+def _fake_source(key: str, data, rows: np.ndarray, seed: int):
+    """A result exposing one attribution method's per-row values on ``rows``."""
+    from types import SimpleNamespace
+
+    from audit.core.results import Attributions, mean_abs_importance
+
+    values = np.random.default_rng(seed).normal(size=(len(rows), len(data.feature_names)))
+    a = Attributions(key=key, label=key, short=key, origin=f"test: {key}", features=tuple(data.feature_names),
+                     grouping="feature", explains="output", explained="P(y)",
+                     importance=mean_abs_importance(data.feature_names, values), values=values, rows=rows)
+    return SimpleNamespace(attributions=lambda: (a,))
+
+
+def test_a_compared_methods_deletion_curves_do_not_depend_on_which_others_are_compared(planted):
+    """Sources draw their row subsample and random order from their own substream: adding a
+    method (before or after) moves neither its neighbours' curves nor the shared-stream ones."""
+    model, data, _ = planted
+    cfg = dataclasses.replace(FAST, sanity_check=False)
+    sal = Saliency().run(model, data, FAST_SAL, RunContext.default(1))
+    one = {"new_a": _fake_source("new_a", data, np.arange(0, 400, 2), 1)}
+    other = _fake_source("new_b", data, np.arange(100, 500), 2)
+
+    def curves(earlier):
+        r = Agreement().run(model, data, cfg, RunContext(rng=np.random.default_rng(3), earlier=earlier))
+        return {(c.key, c.strategy): (c.score, c.random_score) for c in r.deletion}
+
+    alone = curves({"saliency": sal, **one})
+    crowded = curves({"saliency": sal, "new_b": other, **one})
+    assert {k: v for k, v in crowded.items() if k[0] != "new_b"} == alone
+    assert ("new_b", "baseline") in crowded and ("new_a", "baseline") in alone

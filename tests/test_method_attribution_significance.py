@@ -123,6 +123,18 @@ def test_bad_input_is_refused_clearly():
     assert "off by default" in AttributionSignificance().skip_reason(model, data, AttributionSignificanceConfig())
 
 
+def test_device_option_is_bounded_and_cuda_without_a_gpu_is_a_config_error(monkeypatch):
+    with pytest.raises(InvalidConfigError, match=r"The 'device' option in \[methods.attribution_significance\] "
+                                                 r"must be one of \"cpu\", \"cuda\", \"auto\""):
+        AttributionSignificanceConfig.from_dict({"device": "gpu"}, method="attribution_significance")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    model, data = _sequence_case(40, True, 0)
+    cfg = AttributionSignificanceConfig(enabled=True, n_permutations=19, recipe=RECIPE, device="cuda")
+    with pytest.raises(InvalidConfigError, match="'device' option of attribution_significance is 'cuda' but no "
+                                                 "CUDA device is available to torch on this machine"):
+        AttributionSignificance().run(model, data, cfg, RunContext.default(0))
+
+
 @pytest.mark.slow
 def test_type_one_error_under_the_null():
     """y independent of X: the smallest p over 2 features is < 0.05 with rate ≈ 1 - 0.95² ... we

@@ -43,8 +43,8 @@ def test_binary_metrics_equal_scikit_learns_and_each_interval_holds_its_value():
     for k, e in m.items():
         if k != "ece":
             assert e.lower <= e.value <= e.upper, k
-    assert m["accuracy"].interval == "Clopper–Pearson (exact)"
-    assert m["auc"].interval == "percentile bootstrap, 300 resamples of the rows"
+    assert m["accuracy"].method == "Clopper–Pearson (exact)" and m["accuracy"].level == 0.95
+    assert m["auc"].method == "percentile bootstrap, 300 resamples of the rows"
     # known answer: the Clopper-Pearson limits are beta quantiles
     from scipy.stats import beta
 
@@ -61,7 +61,8 @@ def test_ece_has_no_interval_but_a_calibration_test_against_calibrated_outcomes(
     e, t = r.metrics["ece"], r.calibration
     assert e.lower is None and e.upper is None and e.value > 0
     assert t.ece == pytest.approx(e.value) and t.n_sim == 499 and t.p_value > 0.05
-    assert "biased upward" in e.interval and f"p = {t.p_value:.3g}" in e.interval
+    note = r.metric_notes["ece"]
+    assert not e.has_interval and "biased upward" in note and f"p = {t.p_value:.3g}" in note
     overconfident = calibrated.assign(pred=np.where(s > .5, 1 - (1 - s) / 3, s / 3))
     assert run(overconfident, n_bootstrap=499).calibration.p_value == pytest.approx(1 / 500)
     assert run(calibrated, n_bootstrap=0).calibration is None
@@ -74,8 +75,8 @@ def test_decisions_only_audit_names_the_metrics_that_need_scores():
     assert not r.has_scores and r.metrics["accuracy"].value is not None
     assert r.metrics["balanced_accuracy"].lower is not None
     for k in ("auc", "log_loss", "brier", "ece"):
-        assert r.metrics[k].value is None and r.metrics[k].needs_scores
-        assert "needs scores" in r.metrics[k].undefined
+        assert r.metrics[k].value is None and k in r.score_metrics
+        assert "needs scores" in r.metrics[k].undefined_reason
     assert any("labels without scores" in n for n in r.notes)
 
 
@@ -143,7 +144,8 @@ def test_report_opens_with_performance_and_results_json_has_it(tmp_path):
     report = run_audit(AuditPlan.load(tmp_path / "audit.toml"))
     doc = json.loads(report.json_bytes())
     perf = doc["methods"]["performance"]["result"]
-    assert perf["metrics"]["accuracy"]["interval"] == "Clopper–Pearson (exact)"
+    assert perf["metrics"]["accuracy"]["method"] == "Clopper–Pearson (exact)"
+    assert perf["labels"]["accuracy"] == "accuracy" and perf["metrics"]["accuracy"]["level"] == 0.95
     assert perf["confidence"] == 0.95 and perf["n_bootstrap"] == 200
     html = render_html(report)
     assert html.index("Overall performance") < html.index("Group fairness")
@@ -183,7 +185,7 @@ def _coverage(reps: int, n: int, acc: float, seed: int, base: float = 0.4) -> di
                 continue
             hits.setdefault(k, 0)
             hits[k] += e.lower <= t <= e.upper
-            hits[f"{k}_unreliable"] = hits.get(f"{k}_unreliable", 0) + (e.unreliable is not None)
+            hits[f"{k}_unreliable"] = hits.get(f"{k}_unreliable", 0) + (k in r.unreliable)
     return {k: v / reps for k, v in hits.items()}
 
 
@@ -222,11 +224,11 @@ def test_intervals_with_few_rows_of_a_class_are_marked_unreliable_in_table_and_f
     s = np.clip(np.r_[np.full(6, .7), np.full(194, .2)] + np.linspace(-.1, .1, 200), 0, 1)
     r = run(pd.DataFrame({"y": y, "pred": s, "x": 0.0}), n_bootstrap=200)
     for k in ("auc", "log_loss", "brier"):
-        assert "unreliable: 200 rows, 6 in the smallest class" in r.metrics[k].unreliable
-    assert r.metrics["accuracy"].unreliable is None
+        assert "unreliable: 200 rows, 6 in the smallest class" in r.unreliable[k]
+    assert "accuracy" not in r.unreliable
     text = Performance().findings(r, PerformanceConfig())[0].text
     assert "unreliable: too few rows of a class" in text
-    assert run(scored(400), n_bootstrap=200).metrics["auc"].unreliable is None
+    assert "auc" not in run(scored(400), n_bootstrap=200).unreliable
 
 
 def test_scores_read_the_wrong_way_round_raise_an_alert_and_sound_scores_do_not():

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -182,9 +183,10 @@ def test_an_unreachable_cluster_is_a_clear_error_not_a_hang(model_dir):
     assert not (model_dir / "out").exists()
 
 
-def test_the_cli_shuts_down_the_ray_instance_it_started(model_dir):
+def test_the_cli_shuts_down_the_ray_instance_it_started_and_keeps_its_notices_off_the_terminal(model_dir):
     """Run in a subprocess (no cluster of the tests there): after `audit run --backend ray` no
-    process of the Ray instance it started is left."""
+    process of the Ray instance it started is left, and what Ray logged while starting (its
+    token-authentication notice) is in the provenance, not on stderr."""
     script = (
         "import sys, ray\n"
         "from audit import execution\n"
@@ -192,6 +194,7 @@ def test_the_cli_shuts_down_the_ray_instance_it_started(model_dir):
         "    node = ray._private.worker.global_worker.node\n"
         "    pids = [p.process.pid for ps in node.all_processes.values() for p in ps]\n"
         "    print(c.backend, c.cpus, len(pids) > 0)\n"
+        "    print(c.to_json()['messages'], file=open('messages.txt', 'w'))\n"
         "print('after', ray.is_initialized())\n"
         "import os, time\n"
         "deadline = time.time() + 30\n"
@@ -207,6 +210,8 @@ def test_the_cli_shuts_down_the_ray_instance_it_started(model_dir):
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("ray ") and lines[0].endswith("True")
     assert lines[1:] == ["after False", "left []"]
+    assert "Token authentication" not in proc.stderr and "ray" not in proc.stderr.lower(), proc.stderr
+    assert (model_dir / "messages.txt").read_text().startswith("[")
 
 
 # --------------------------------------------------------------------------------------------
@@ -305,6 +310,46 @@ def test_networks_retrained_as_ray_tasks_equal_those_retrained_locally(make, sha
     assert np.array_equal(on_ray.diverged, local.diverged)
 
 
+def test_each_ray_task_asks_for_a_gpu_only_when_its_method_trains_on_cuda_and_the_cluster_has_one(cluster,
+                                                                                                 monkeypatch):
+    assert execution.task_options(1.0)["num_gpus"] == 0  # this cluster has no GPU
+    monkeypatch.setattr(cluster, "gpus", 1.0)
+    assert execution.task_options(1.0) == {"num_cpus": 1, "num_gpus": 1.0, "max_retries": 3}
+    assert execution.task_options(0.0)["num_gpus"] == 0
+
+
+def test_attribution_significance_on_cuda_hands_its_retraining_to_gpu_tasks(cluster, monkeypatch):
+    """The request path without a GPU: with device = "cuda" on a cluster that reports one, the
+    retraining's chunks go to execution.map with one GPU each and train on "cuda"."""
+    from audit.core.method import RunContext
+    from audit.methods.attribution_significance import (AttributionSignificance,
+                                                        AttributionSignificanceConfig)
+    from tests import test_method_attribution_significance as tiny
+
+    class Requested(Exception):
+        pass
+
+    seen = {}
+
+    def recording_map(fn, chunks, **kw):
+        seen.update(gpus=kw.get("gpus"), device=fn.device, n_jobs=kw.get("n_jobs"))
+        raise Requested
+
+    model, data = tiny._sequence_case(40, True, 0)
+    cfg = AttributionSignificanceConfig(enabled=True, n_permutations=19, recipe=tiny.RECIPE, device="cuda")
+    with pytest.raises(InvalidConfigError, match="the Ray cluster has no GPU"):
+        AttributionSignificance().run(model, data, cfg, RunContext.default(0))
+    monkeypatch.setattr(cluster, "gpus", 1.0)
+    monkeypatch.setattr(execution, "map", recording_map)
+    with pytest.raises(Requested):
+        AttributionSignificance().run(model, data, cfg, RunContext.default(0))
+    assert seen == {"gpus": 1, "device": "cuda", "n_jobs": 1}
+    seen.clear()
+    with pytest.raises(Requested):  # "auto" finds the cluster's GPU
+        AttributionSignificance().run(model, data, replace(cfg, device="auto"), RunContext.default(0))
+    assert seen["gpus"] == 1 and seen["device"] == "cuda"
+
+
 def test_a_method_whose_chunks_fail_on_ray_is_marked_failed_and_the_report_is_written(model_dir, encoding):
     (model_dir / "model.py").write_text(
         "import ray, torch.nn as nn\n"
@@ -328,3 +373,64 @@ def test_a_method_whose_chunks_fail_on_ray_is_marked_failed_and_the_report_is_wr
     assert failed["status"] == "failed", failed
     assert "failed on the Ray cluster" in failed["reason"] and "planted failure in a Ray worker" in failed["reason"]
     assert "planted failure in a Ray worker" in (out / "report.html").read_text()
+
+
+# --------------------------------------------------------------------------------------------
+# A streamed decisions-only audit: the files are read on the workers, only counts come back
+# --------------------------------------------------------------------------------------------
+
+
+def _partitioned_log(folder: Path) -> Path:
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    from tests.test_stream import decision_log
+
+    parts = folder / "parts"
+    ds.write_dataset(pa.Table.from_pandas(decision_log(3000)), parts, format="parquet", partitioning=["race"],
+                     partitioning_flavor="hive", max_rows_per_group=400, max_rows_per_file=900)
+    return parts
+
+
+def test_a_streamed_parquet_folder_is_counted_on_ray_workers_with_byte_identical_results(tmp_path, monkeypatch):
+    import audit.core.stream
+    from tests.test_stream import write_config
+
+    monkeypatch.setattr(audit.core.stream, "BATCH_ROWS", 500)  # several batches per file
+    parts = _partitioned_log(tmp_path)
+    files = sorted(parts.rglob("*.parquet"))
+    assert len(files) > 4
+    counted_here = []
+    original = audit.core.stream._FileCounter.__call__
+
+    def spy(self, file):  # patched in this process only: Ray workers import the module afresh
+        counted_here.append(file.name)
+        return original(self, file)
+
+    cfg = write_config(tmp_path, str(parts), extra="[methods.fairness]\nn_bootstrap = 0\n")
+    outs = {}
+    for backend in ("local", "ray"):
+        out = tmp_path / f"out-{backend}"
+        if backend == "ray":
+            monkeypatch.setattr(audit.core.stream._FileCounter, "__call__", spy)
+        res = _cli("run", cfg, "--out", out, "-q", "--format", "json", "--full", "--backend", backend)
+        assert res.exit_code == 0, res.output
+        outs[backend] = out
+    assert _comparable(outs["local"]) == _comparable(outs["ray"])
+    doc = json.loads((outs["ray"] / "results.json").read_text())
+    assert doc["methods"]["fairness"]["status"] == "ok" and doc["data"]["rows"] == 3000
+    assert doc["provenance"]["execution"]["ran_locally"] == []
+    assert counted_here == []  # with --backend ray no file was counted in this process
+
+
+def test_a_streamed_folder_on_ray_keeps_the_untrusted_config_link_rule(tmp_path):
+    from tests.test_stream import write_config
+
+    parts = _partitioned_log(tmp_path / "elsewhere")
+    audit_dir = tmp_path / "audit"
+    (audit_dir / "parts" / "day=1").mkdir(parents=True)
+    (audit_dir / "parts" / "day=1" / "a.parquet").symlink_to(next(parts.rglob("*.parquet")))
+    res = _cli("run", write_config(audit_dir, "parts"), "--out", tmp_path / "out", "-q", "--format", "json",
+               "--backend", "ray", "--untrusted-config")
+    assert res.exit_code == 2 and "outside the config's folder" in res.output, res.output
+    assert not (tmp_path / "out").exists()

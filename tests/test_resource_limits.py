@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import subprocess
+import sys
 import typing
 from pathlib import Path
 
@@ -520,3 +522,52 @@ def test_control_characters_in_figure_text_are_drawn_as_escapes_and_never_warned
     # and any warning that still quotes such a string is printed with visible escapes
     line = warnings.formatwarning(UserWarning("Glyph 27 (\x1b) missing"), UserWarning, "f.py", 1, "x\x07")
     assert "\x1b" not in line and "\x07" not in line and "\\x1b" in line
+
+
+def _typed_parquet(path, n: int):
+    """One Parquet column of each kind a decision log holds."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    pd.DataFrame({
+        "score": rng.random(n), "count": rng.integers(0, 10**9, n), "flag": rng.random(n) < 0.5,
+        "sex": rng.choice(["Female", "Male"], n), "id": [f"id-{i:09d}" for i in range(n)],
+        "race": pd.Categorical(rng.choice(["A", "B", "C"], n)),
+    }).to_parquet(path)
+    return path
+
+
+def test_the_parquet_estimate_covers_the_memory_pandas_takes_to_read_it(tmp_path):
+    """The peak resident memory of pd.read_parquet over the interpreter's (VmHWM, in a fresh
+    process) stays under the estimate; the old estimate, 8 bytes a cell, was below it."""
+    import pyarrow.parquet as pq
+
+    from audit.core.dataset import parquet_read_bytes
+
+    path = _typed_parquet(tmp_path / "log.parquet", 300_000)
+    parquet = pq.ParquetFile(path)
+    code = ("import sys, pandas as pd, pyarrow.parquet\n"
+            "def hwm():\n"
+            "    return int([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]) * 1024\n"
+            "pd.read_parquet(sys.argv[2])\n"  # the lazy imports of a first read, before the baseline
+            "base = hwm()\n"
+            "pd.read_parquet(sys.argv[1])\n"
+            "print(hwm() - base)\n")
+    tiny = _typed_parquet(tmp_path / "tiny.parquet", 10)
+    proc = subprocess.run([sys.executable, "-c", code, str(path), str(tiny)], capture_output=True, text=True,
+                          timeout=120)
+    peak = int(proc.stdout.split()[-1])
+    estimate = parquet_read_bytes(parquet.metadata, parquet.schema_arrow)
+    assert 8 * 300_000 * 6 < peak <= estimate, (peak, estimate)
+
+
+def test_the_budget_refuses_a_parquet_file_the_old_8_bytes_a_cell_let_through(tmp_path):
+    from audit.core.dataset import read_table
+
+    path = _typed_parquet(tmp_path / "log.parquet", 200_000)
+    old = 8 * 200_000 * 6  # 9.6 MB
+    with memory_limit(int(2.5 * old)), pytest.raises(DataValidationError,
+                                                     match=r"200,000 rows x 6 columns; reading it needs about"):
+        read_table(path)
+    with memory_limit(parse_size("256MiB")):
+        assert len(read_table(path)) == 200_000

@@ -76,3 +76,34 @@ def test_miscalibrated_models_are_detected(n, base, distort, power):
     """Power: outcomes drawn from score**distort (over- or under-confident scores) are rejected
     at alpha = 0.05 in at least ``power`` of 200 data sets (measured 0.975, 0.64, 0.83, 1.0)."""
     assert _rejection_rate(n, base, 200, 0.05, distort, seed=7) >= power
+
+
+def test_above_the_row_draw_cap_the_test_draws_per_score_bin_and_keeps_the_observed_ece(monkeypatch):
+    """Rows x simulations above MAX_ROW_DRAWS: the same observed ECE (its fine bins nest in the
+    calibration bins, boundary scores included), a null from per-bin draws, and a note saying so."""
+    import audit.stats.calibration as cal
+
+    rng = np.random.default_rng(3)
+    s = np.r_[rng.random(2000), np.arange(11) / 10]  # bin edges 0.1, 0.2, ... exactly
+    y = (rng.random(s.size) < s).astype(int)
+    exact = calibration_test(s, y, n_bins=10, n_sim=199, rng=np.random.default_rng(0))
+    monkeypatch.setattr(cal, "MAX_ROW_DRAWS", 1000)
+    binned = calibration_test(s, y, n_bins=10, n_sim=199, rng=np.random.default_rng(0))
+    assert binned.ece == pytest.approx(exact.ece, abs=1e-12) and exact.note == ""
+    assert "per score bin (1,000 bins" in binned.note and "slightly conservative" in binned.note
+    assert binned.null_mean == pytest.approx(exact.null_mean, rel=0.15) and binned.p_value > 0.05
+    worse = (rng.random(s.size) < s ** 2).astype(int)
+    assert calibration_test(s, worse, n_bins=10, n_sim=199, rng=rng).p_value == pytest.approx(1 / 200)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("n, base", [(30, 0.05), (200, 0.4), (1000, 0.02)])
+def test_per_bin_draws_keep_the_level_for_calibrated_models(n, base, monkeypatch):
+    """Size of the per-score-bin test (the cap forced on): at most alpha + 3 Monte Carlo SE."""
+    import audit.stats.calibration as cal
+
+    monkeypatch.setattr(cal, "MAX_ROW_DRAWS", 0)
+    reps = 400
+    for alpha in (0.05, 0.20):
+        rate = _rejection_rate(n, base, reps, alpha, 1.0, seed=7 * n + int(base * 100))
+        assert rate <= alpha + 3 * np.sqrt(alpha * (1 - alpha) / reps), (alpha, rate)

@@ -287,7 +287,21 @@ def test_scores_out_of_range_in_a_streamed_file_name_the_rows(tmp_path):
     df.loc[2500, "score"] = 1.7
     df.to_parquet(tmp_path / "bad.parquet", row_group_size=1000)
     msg = _error(write_config(tmp_path, str(tmp_path / "bad.parquet"), stream=True), tmp_path)
-    assert "outside [0, 1]" in msg and "data row 2500" in msg and "bad.parquet" in msg
+    assert ("has a score outside [0, 1] (1.7) in row 2,501 of 'bad.parquet' (rows counted from 1, the header "
+            "not counted)") in msg, msg
+    assert "np." not in msg
+
+
+def test_a_missing_value_in_the_second_file_of_a_folder_names_that_file_and_its_row_counted_from_one(tmp_path):
+    folder = tmp_path / "log"
+    folder.mkdir()
+    decision_log(40, seed=1).to_parquet(folder / "a.parquet")
+    df = decision_log(40, seed=2)
+    df.loc[6, "sex"] = None  # the 7th data row
+    df.to_parquet(folder / "b.parquet")
+    msg = _error(write_config(tmp_path, str(folder), stream=True), tmp_path)
+    assert ("The sensitive column 'sex' has missing values in row 7 of 'b.parquet' (rows counted from 1, the "
+            "header not counted)") in msg, msg
 
 
 def test_a_method_that_needs_rows_cannot_be_chosen_for_a_streamed_audit(log_files, tmp_path):

@@ -817,6 +817,55 @@ def _scan_csv(path: Path, text: Sequence[str], na_values: Sequence[str], budget:
                       f"{rows:,} rows x {len(names):,} columns in {format_size(total)} of text")
 
 
+# Peak memory of pd.read_parquet over the interpreter's baseline (VmHWM in a fresh process after
+# one small read, pandas 3.1 / pyarrow 26), per cell, by the column's Arrow type: 3M rows of one
+# column: float64 22.4 bytes, int64 27.3 (Arrow's decoded column, pandas' copy and the pool's
+# slack: about 3.5 times the 8-byte value), bool 4.9, a category (dictionary) column 11.9,
+# strings 28.7 (2 distinct values of 4-6 characters) and 44.1 (unique 12-character values,
+# 16 bytes each in the footer's uncompressed size); 5M rows x 4 columns of one type: float64
+# 27.5, int64 25.9, bool 2.7, dictionary 12.9, strings 22.2 and 33.6. A read also takes about
+# 10 MB whatever its size. A string cell is charged 28 bytes plus 1.25 times its uncompressed
+# bytes. (The old estimate, 8 bytes per cell, let a 10^7 x 4 file through a budget it then ran
+# out of.)
+_PARQUET_FIXED = 16 << 20
+_PARQUET_WIDTH_FACTOR = 3.5
+_PARQUET_BOOL = 5
+_PARQUET_DICTIONARY = 14
+_PARQUET_TEXT_CELL = 28
+_PARQUET_TEXT_FACTOR = 1.25
+
+
+def parquet_read_bytes(meta: Any, schema: Any) -> int:
+    """The memory ``pd.read_parquet`` takes for a file with footer ``meta`` and Arrow ``schema``:
+    per column, its cells times a per-type cost measured here (see the table above)."""
+    import pyarrow as pa
+
+    rows = meta.num_rows
+    stored = [0] * meta.num_columns  # uncompressed bytes of each column over its row groups
+    for g in range(meta.num_row_groups):
+        group = meta.row_group(g)
+        for j in range(min(group.num_columns, len(stored))):
+            stored[j] += group.column(j).total_uncompressed_size
+    total = float(_PARQUET_FIXED)
+    for j, field in enumerate(schema):
+        t = field.type
+        if pa.types.is_dictionary(t):  # read with int32 indices whatever the file's width
+            total += rows * _PARQUET_DICTIONARY
+        elif pa.types.is_boolean(t):
+            total += rows * _PARQUET_BOOL
+        elif (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t)
+              or pa.types.is_large_binary(t) or getattr(pa.types, "is_string_view", lambda _: False)(t)):
+            chars = stored[j] if j < len(stored) else 0
+            total += rows * _PARQUET_TEXT_CELL + _PARQUET_TEXT_FACTOR * chars
+        else:
+            try:
+                width = max(t.bit_width, 8) / 8
+            except ValueError:  # nested or variable width: charge what it stores, 8 bytes a cell at least
+                width = max(8.0, (stored[j] if j < len(stored) else 0) / max(rows, 1))
+            total += rows * _PARQUET_WIDTH_FACTOR * width
+    return int(total)
+
+
 def _check_data_size(path: Path, text: Sequence[str] = (), na_values: Sequence[str] = ()) -> None:
     """Refuse a data file whose content exceeds the memory budget, before pandas reads it.
 
@@ -835,15 +884,12 @@ def _check_data_size(path: Path, text: Sequence[str] = (), na_values: Sequence[s
         try:
             import pyarrow.parquet as pq
 
-            meta = pq.ParquetFile(path).metadata
+            parquet = pq.ParquetFile(path)
+            meta, schema = parquet.metadata, parquet.schema_arrow
         except Exception:  # not Parquet: pandas says so with the usual message
             return
-        # The footer's uncompressed size is after dictionary/run-length encoding, which a
-        # column of repeated values shrinks to nothing; in memory every cell takes >= 8 bytes.
-        size = max(sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups)),
-                   8 * meta.num_rows * meta.num_columns)
-        check_size(size, f"The data file {str(path)!r} holds {meta.num_rows:,} rows x "
-                   f"{meta.num_columns:,} columns; in memory that is at least", fix=fix)
+        check_size(parquet_read_bytes(meta, schema), f"The data file {str(path)!r} holds {meta.num_rows:,} "
+                   f"rows x {meta.num_columns:,} columns; reading it needs about", fix=fix)
         return
     if name.endswith(".zip"):
         import zipfile

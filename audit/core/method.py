@@ -568,6 +568,9 @@ class AuditMethod(ABC, Generic[C, R]):
         Whether ``run`` may use torch (its random generator or threads). The runner imports,
         seeds and single-threads torch only for such methods or when torch is loaded already;
         set False only for a method that never touches torch (a test checks it stays unloaded).
+    libraries : tuple of str
+        Heavy libraries ``run`` imports lazily (e.g. ``("shap",)``): with the Ray backend every
+        worker imports them, with torch for a method that ``uses_torch``, when the run starts.
     from_counts : bool
         Whether ``run`` needs only count tables (:class:`audit.stats.counts.GroupTable`), so
         that it runs on streamed data (:mod:`audit.core.stream`); other methods skip it.
@@ -582,6 +585,7 @@ class AuditMethod(ABC, Generic[C, R]):
     needs_target: ClassVar[bool] = False
     Config: ClassVar[type[MethodConfig]] = MethodConfig
     uses_torch: ClassVar[bool] = True
+    libraries: ClassVar[tuple[str, ...]] = ()
     from_counts: ClassVar[bool] = False
 
     def skip_reason(self, model: ModelAdapter, data: AuditData, config: C) -> str | None:

@@ -250,6 +250,10 @@ class _Labels:
     def labels(self) -> list[str]:
         return list(self.ids)
 
+    def add(self, other: _Labels) -> np.ndarray:
+        """Take ``other``'s labels (new ones get the next ids); its ids mapped to these."""
+        return np.array([self.ids.setdefault(n, len(self.ids)) for n in other.ids], dtype=np.int64)
+
 
 class _Counter:
     """Counts of one attribute set, over growing group / outcome / decision ids."""
@@ -274,17 +278,26 @@ class _Counter:
             lut[k] = self.groups.setdefault(combo, len(self.groups))
         return lut[key]
 
-    def add(self, g: np.ndarray, cell: np.ndarray, shape: tuple[int, int, int],
-            b: np.ndarray | None, s: np.ndarray | None) -> None:
-        """Add rows of groups ``g`` in cells ``cell`` = (outcome · D + decision) · B + bin of a
-        table of ``shape`` = (outcome ids, decision ids, bins) so far."""
-        shape = (len(self.groups), *shape)
-        if shape != self.hist.shape:  # more groups or labels than before: grow, keeping counts
+    def grow(self, shape: tuple[int, int, int, int]) -> None:
+        """At least ``shape`` (groups, outcome ids, decision ids, bins), keeping the counts."""
+        if shape != self.hist.shape:
             hist = np.zeros(tuple(max(a, c) for a, c in zip(self.hist.shape, shape, strict=True)), dtype=np.int64)
             hist[tuple(slice(0, n) for n in self.hist.shape)] = self.hist
             ssum = np.zeros((hist.shape[0], hist.shape[3]))
             ssum[:self.ssum.shape[0], :self.ssum.shape[1]] = self.ssum
             self.hist, self.ssum = hist, ssum
+
+    def stop(self) -> None:
+        """Too many groups: keep counting the groups only."""
+        self.stopped = True
+        self.hist = self.hist[:0]
+
+    def add(self, g: np.ndarray, cell: np.ndarray, shape: tuple[int, int, int],
+            b: np.ndarray | None, s: np.ndarray | None) -> None:
+        """Add rows of groups ``g`` in cells ``cell`` = (outcome · D + decision) · B + bin of a
+        table of ``shape`` = (outcome ids, decision ids, bins) so far."""
+        shape = (len(self.groups), *shape)
+        self.grow(shape)
         G, Y, D, B = shape
         self.hist += np.bincount(g * (Y * D * B) + cell, minlength=G * Y * D * B).reshape(shape)
         if s is not None and b is not None:
@@ -306,21 +319,130 @@ def stream_tables(path: str | Path, spec: DatasetSpec, *, threshold: float,
     """
     if spec.predictions is None or spec.target is None:
         raise InvalidConfigError("A streamed audit needs [model] predictions and [data] target.")
-    from audit.core.adapter import PROBA_TOLERANCE
+    from audit import execution
 
     batch_rows = batch_rows or BATCH_ROWS
     root = Path(path)
     files = data_files(root)
     columns = list(dict.fromkeys([spec.target, spec.predictions, *spec.sensitive]))
-    readers = [_Reader(f, root, columns, spec, batch_rows) for f in files]
-    _check_same_kinds(readers, spec)
-    target, preds = _Labels(), _Labels()
-    attrs = {c: _Labels() for c in spec.sensitive}
-    counters = {s.name: _Counter(n_bins) for s in sets}
-    scored: bool | None = None
-    only_01 = True  # scores that are all exactly 0 or 1 are labels, as the in-memory path reads them
-    n_rows = 0
-    for reader in readers:
+    _check_same_kinds([_Reader(f, root, columns, spec, batch_rows) for f in files], spec)
+    # Each file is counted on its own (a chunk of execution.map: on Ray, a task that reads the
+    # file on a worker and sends back its counts) and the counts are merged in file order, so
+    # the tables do not depend on the backend. Files go out a window at a time: the driver holds
+    # the counts of one window, never of every file.
+    local = execution.active().backend == "local"
+    counted = _Counts(sets, n_bins)
+    count = _FileCounter(root, columns, spec, threshold, sets, max_groups, n_bins, batch_rows,
+                         progress if local else None)
+    window = 1 if local else max(1, 2 * int(execution.active().cpus))
+    for chunk in execution.split_by(len(files), window):
+        count.before = counted.n_rows
+        for part in execution.map(count, files[chunk.start:chunk.stop], n_jobs=1, prefer="threads"):
+            counted.merge(part, spec, sets, max_groups)
+            if progress is not None and not local:
+                progress(counted.n_rows)
+    if counted.n_rows == 0:
+        raise DataValidationError(f"The data in {repr(str(root))} has no rows.")
+    return _finish(root, files, spec, sets, counted.counters, counted.target, counted.preds, counted.attrs,
+                   counted.n_rows, bool(counted.scored),
+                   bool(counted.scored) and _scores_are_labels(counted.only_01, counted.target), n_bins)
+
+
+class _Counts:
+    """The counts of some files: their labels (ids in the order first seen) and each attribute
+    set's table. One file's (:class:`_FileCounter`) merge into the run's in file order."""
+
+    def __init__(self, sets: Sequence[AttributeSet], n_bins: int, where: str = "") -> None:
+        self.where = where
+        self.target, self.preds = _Labels(), _Labels()
+        self.attrs: dict[str, _Labels] = {}
+        self.counters = {st.name: _Counter(n_bins) for st in sets}
+        self.scored: bool | None = None
+        self.only_01 = True  # scores that are all exactly 0 or 1 are labels, as in memory
+        self.n_rows = 0
+
+    def merge(self, part: _Counts, spec: DatasetSpec, sets: Sequence[AttributeSet], max_groups: int) -> None:
+        """Add ``part``'s counts, its label and group ids mapped to these by their text; the
+        checks that span files (two kinds of predictions, a binary target with a third label,
+        too many groups) name the file that broke them."""
+        if part.n_rows == 0:
+            return
+        if self.scored is not None and part.scored != self.scored:
+            raise DataValidationError(
+                f"The predictions column {spec.predictions!r} holds scores (numbers with decimals) in "
+                f"one file and labels in {part.where}: every file must write them the same way.")
+        self.scored = part.scored
+        self.only_01 = self.only_01 and part.only_01
+        y_map = self.target.add(part.target)
+        if spec.task == "binary" and len(self.target.ids) > 2:
+            raise DataValidationError(
+                f"The target column {spec.target!r} in {part.where} has {len(self.target.ids)} distinct "
+                f"values ({_show(self.target.labels)}) but the task is binary. Set task = \"multiclass\" "
+                "or map the labels to two values.")
+        d_map = np.arange(2) if part.scored else self.preds.add(part.preds)
+        a_maps = {}
+        for c in spec.sensitive:
+            a_maps[c] = self.attrs.setdefault(c, _Labels()).add(part.attrs[c])
+            _check_attribute_groups(c, self.attrs[c], max_groups, part.where)
+        for st in sets:
+            mine, theirs = self.counters[st.name], part.counters[st.name]
+            g_map = np.array([mine.groups.setdefault(tuple(int(a_maps[c][v]) for c, v in zip(st.columns, combo,
+                                                                                           strict=True)),
+                                                     len(mine.groups)) for combo in theirs.groups], dtype=np.int64)
+            if mine.stopped:
+                continue
+            if theirs.stopped or len(mine.groups) > max_groups:
+                _check_intersection_groups(st, max_groups, part.where)
+                mine.stop()
+                continue
+            G, Y, D, B = theirs.hist.shape
+            if G == 0:
+                continue
+            mine.grow((len(mine.groups), len(self.target.ids), 2 if part.scored else len(self.preds.ids), B))
+            # distinct ids map to distinct ids: a plain fancy-index add is exact
+            mine.hist[np.ix_(g_map[:G], y_map[:Y], d_map[:D])] += theirs.hist
+            if part.scored:
+                mine.ssum[g_map[:G]] += theirs.ssum[:G]
+        self.n_rows += part.n_rows
+
+
+def _check_attribute_groups(column: str, labels: _Labels, max_groups: int, where: str) -> None:
+    if len(labels.ids) > max_groups:
+        raise InvalidConfigError(
+            f"The sensitive column {column!r} has more than {max_groups} distinct values (more than "
+            f"max_groups = {max_groups}) in {where}; group it into fewer bins (e.g. age "
+            "ranges such as 18-25, 26-40, ...) in the data before the audit, or raise "
+            "[methods.fairness] max_groups.")
+
+
+def _check_intersection_groups(st: AttributeSet, max_groups: int, where: str) -> None:
+    if st.named:
+        raise InvalidConfigError(
+            f"The fairness intersection {st.name!r} named in [methods.fairness] has more "
+            f"than {max_groups} groups in {where}, more than max_groups = "
+            f"{max_groups}. Remove it, bin its attributes into fewer groups, or raise "
+            "[methods.fairness] max_groups.")
+
+
+class _FileCounter:
+    """Counts one file in batches: a chunk of :func:`audit.execution.map` (picklable: the
+    progress callback travels only when it runs in this process)."""
+
+    def __init__(self, root: Path, columns: list[str], spec: DatasetSpec, threshold: float,
+                 sets: Sequence[AttributeSet], max_groups: int, n_bins: int, batch_rows: int,
+                 progress: Callable[[int], None] | None) -> None:
+        self.root, self.columns, self.spec, self.threshold = root, columns, spec, threshold
+        self.sets, self.max_groups, self.n_bins, self.batch_rows = list(sets), max_groups, n_bins, batch_rows
+        self.progress, self.before = progress, 0
+
+    def __call__(self, file: Path) -> _Counts:
+        from audit.core.adapter import PROBA_TOLERANCE
+
+        spec, sets, n_bins, max_groups, threshold = self.spec, self.sets, self.n_bins, self.max_groups, self.threshold
+        reader = _Reader(file, self.root, self.columns, spec, self.batch_rows)
+        out = _Counts(sets, n_bins, reader.where)
+        target, preds, counters = out.target, out.preds, out.counters
+        attrs = out.attrs = {c: _Labels() for c in spec.sensitive}
         offset = 0
         for batch in reader.batches():
             n = batch.num_rows
@@ -331,7 +453,7 @@ def stream_tables(path: str | Path, spec: DatasetSpec, *, threshold: float,
             def rows_of(mask: np.ndarray, what: str, fix: str, *, _r: _Reader = reader, _o: int = offset) -> None:
                 idx = np.flatnonzero(mask)
                 raise DataValidationError(
-                    f"{what} in {_r.where} has missing values in {idx.size} row(s) of a batch (first at data row {_show((idx[:5] + _o).tolist())}). {fix}")
+                    f"{what} has missing values in {_file_rows(idx, _o, _r.where)}. {fix}")
 
             def column(name: str, *, _cols: dict = cols, _r: _Reader = reader, _n: int = n) -> Any:
                 if name in _cols:
@@ -352,11 +474,11 @@ def stream_tables(path: str | Path, spec: DatasetSpec, *, threshold: float,
             import pyarrow as pa
 
             is_score = spec.task == "binary" and pa.types.is_floating(raw.type)
-            if scored is not None and scored != is_score:
+            if out.scored is not None and out.scored != is_score:
                 raise DataValidationError(
                     f"The predictions column {spec.predictions!r} holds scores (numbers with decimals) in "
                     f"one file and labels in {reader.where}: every file must write them the same way.")
-            scored = is_score
+            out.scored = is_score
             b = s = None
             if is_score:
                 s = raw.to_numpy(zero_copy_only=False).astype(float, copy=False)
@@ -364,17 +486,16 @@ def stream_tables(path: str | Path, spec: DatasetSpec, *, threshold: float,
                 if bad.any():
                     rows_of(bad, f"The predictions column {spec.predictions!r}",
                             "Every audited row needs a score in [0, 1].")
-                out = (s < -PROBA_TOLERANCE) | (s > 1 + PROBA_TOLERANCE)
-                if out.any():
-                    idx = np.flatnonzero(out)
+                outside = (s < -PROBA_TOLERANCE) | (s > 1 + PROBA_TOLERANCE)
+                if outside.any():
+                    idx = np.flatnonzero(outside)
                     raise DataValidationError(
-                        f"The predictions column {spec.predictions!r} in {reader.where} has scores outside "
-                        f"[0, 1] in {idx.size} row(s) of a batch (first at data row "
-                        f"{_show((idx[:5] + offset).tolist())}, e.g. {s[idx[0]]!r}). A binary predictions "
-                        "column holds the target's labels or scores in [0, 1] (probabilities of the "
-                        "positive label).")
+                        f"The predictions column {spec.predictions!r} has a score outside [0, 1] "
+                        f"({float(s[idx[0]])}) in {_file_rows(idx, offset, reader.where)}. A binary "
+                        "predictions column holds the target's labels or scores in [0, 1] (probabilities "
+                        "of the positive label).")
                 s = np.clip(s, 0.0, 1.0)
-                only_01 = only_01 and bool(np.all((s == 0) | (s == 1)))
+                out.only_01 = out.only_01 and bool(np.all((s == 0) | (s == 1)))
                 d = (s >= threshold).astype(np.int64)
                 b = score_bin(s, n_bins)
             else:
@@ -388,12 +509,7 @@ def stream_tables(path: str | Path, spec: DatasetSpec, *, threshold: float,
                         m, f"The sensitive column {_c!r}",
                         "Fill them or drop those rows, or set missing_sensitive = \"group\" in [data] to "
                         "audit them as an explicit \"missing\" group."))
-                if len(attrs[c].ids) > max_groups:
-                    raise InvalidConfigError(
-                        f"The sensitive column {c!r} has more than {max_groups} distinct values (more than "
-                        f"max_groups = {max_groups}) in {reader.where}; group it into fewer bins (e.g. age "
-                        "ranges such as 18-25, 26-40, ...) in the data before the audit, or raise "
-                        "[methods.fairness] max_groups.")
+                _check_attribute_groups(c, attrs[c], max_groups, reader.where)
             Y, D, B = len(target.ids), 2 if is_score else len(preds.ids), max(n_bins, 1) if is_score else 1
             cell = (y * D + d) * B + (b if b is not None else 0)
             for st in sets:
@@ -404,24 +520,28 @@ def stream_tables(path: str | Path, spec: DatasetSpec, *, threshold: float,
                     continue
                 g = counter.codes(parts, sizes)
                 if len(counter.groups) > max_groups:
-                    if st.named:
-                        raise InvalidConfigError(
-                            f"The fairness intersection {st.name!r} named in [methods.fairness] has more "
-                            f"than {max_groups} groups in {reader.where}, more than max_groups = "
-                            f"{max_groups}. Remove it, bin its attributes into fewer groups, or raise "
-                            "[methods.fairness] max_groups.")
-                    counter.stopped = True
-                    counter.hist = counter.hist[:0]
+                    _check_intersection_groups(st, max_groups, reader.where)
+                    counter.stop()
                     continue
                 counter.add(g, cell, (Y, D, B), b, s)
-            n_rows += n
+            out.n_rows += n
             offset += n
-            if progress is not None:
-                progress(n_rows)
-    if n_rows == 0:
-        raise DataValidationError(f"The data in {repr(str(root))} has no rows.")
-    return _finish(root, files, spec, sets, counters, target, preds, attrs, n_rows, bool(scored),
-                   bool(scored) and _scores_are_labels(only_01, target), n_bins)
+            if self.progress is not None:
+                self.progress(self.before + out.n_rows)
+        return out
+
+
+def _file_rows(idx: np.ndarray, offset: int, where: str) -> str:
+    """Rows ``idx`` of a batch that starts at data row ``offset`` of file ``where``, as a user
+    counts them: from 1, the header not counted (data row 1 is a CSV's second line).
+
+    Examples
+    --------
+    >>> _file_rows(np.array([4, 9]), 1000, "'part-0.parquet'")
+    "row 1,005 of 'part-0.parquet' (and 1 more in the same batch of rows; rows counted from 1, the header not counted)"
+    """
+    more = f" (and {idx.size - 1:,} more in the same batch of rows; " if idx.size > 1 else " ("
+    return f"row {int(idx[0]) + offset + 1:,} of {where}{more}rows counted from 1, the header not counted)"
 
 
 def _scores_are_labels(only_01: bool, target: _Labels) -> bool:

@@ -121,6 +121,17 @@ def isolate_fragments(text: str, fragments: Iterable[str]) -> str:
     return pattern.sub(lambda m: FSI + m.group(0) + PDI, text)
 
 
+def plural(word: str) -> str:
+    """The plural of a grouping's name ("patch" -> "patches", "lag" -> "lags").
+
+    Examples
+    --------
+    >>> plural("patch"), plural("feature")
+    ('patches', 'features')
+    """
+    return word + ("es" if word.endswith(("s", "x", "z", "ch", "sh")) else "s")
+
+
 def user_strings(data: Any) -> tuple[str, ...]:
     """Every user-derived name in an :class:`~audit.core.dataset.AuditData` that holds bidi
     controls: column names, categorical levels, sensitive groups and class labels."""
@@ -150,5 +161,5 @@ def fixed(x: float, spec: str) -> str:
     return text
 
 
-__all__ = ["BIDI", "FSI", "PDI", "bidi_fragments", "escape_warnings", "fixed", "has_bidi", "isolate_fragments", "user_strings",
-           "visible", "xml_text"]
+__all__ = ["BIDI", "FSI", "PDI", "bidi_fragments", "escape_warnings", "fixed", "has_bidi", "isolate_fragments", "plural",
+           "user_strings", "visible", "xml_text"]

@@ -39,6 +39,7 @@ from audit.core.dataset import AuditData
 from audit.core.method import (AuditMethod, Constraint, Finding, Interval, MethodConfig, MethodResult,
                                RunContext)
 from audit.core.results import Attributions, Estimate, collect, estimates
+from audit.core.text import plural
 from audit.execution import chunk_rng
 
 #: The attribution sources (by key) whose deletion-curve draws come from agreement's shared
@@ -601,7 +602,7 @@ class Agreement(AuditMethod[AgreementConfig, AgreementResult]):
             model, data = _FlatModel(model, data.X.shape[1:]), _grouped_data(data, grouping)  # type: ignore[assignment]
             notes.append(f"Images and sequences are compared per {grouping}: each method's per-element "
                          f"attributions are summed per {grouping} (gradients: mean |gradient|), and "
-                         f"permutation importance and deletion move whole {grouping}es together.")
+                         f"permutation importance and deletion move whole {plural(grouping)} together.")
         feats = data.feature_names
         t0 = time.perf_counter()
         attributions = collect(ctx.earlier)
@@ -726,31 +727,31 @@ class Agreement(AuditMethod[AgreementConfig, AgreementResult]):
                   rng: np.random.Generator) -> list[DeletionCurve]:
         F = len(data.feature_names)
         fractions = tuple(float(x) for x in np.linspace(0, 1, F + 1))
-        subsets: dict[bytes, np.ndarray] = {}
+        subsets: dict[tuple[str, bytes], np.ndarray] = {}
         out: list[DeletionCurve] = []
 
-        def stream(key: str) -> np.random.Generator:
+        def stream(key: str) -> tuple[str, np.random.Generator]:
             # A source's row subsample and random order come from a substream keyed by its
-            # name, so comparing one more method moves no other method's curves. The sources
-            # compared before Grad-CAM keep drawing from the shared stream in their old order,
-            # so the bundled examples keep their numbers.
+            # name (with caches of its own), so comparing one more method moves no other
+            # method's curves. The sources compared before Grad-CAM keep drawing from the
+            # shared stream in their old order, so the bundled examples keep their numbers.
             if key in _SHARED_STREAM:
-                return rng
-            return chunk_rng(rng.bit_generator.seed_seq, zlib.crc32(key.encode()))
+                return "", rng
+            return key, chunk_rng(rng.bit_generator.seed_seq, zlib.crc32(key.encode()))
 
-        def rows_for(rows: np.ndarray, draws: np.random.Generator) -> np.ndarray:
-            key = np.asarray(rows, dtype=np.int64).tobytes()
+        def rows_for(rows: np.ndarray, tag: str, draws: np.random.Generator) -> np.ndarray:
+            key = (tag, np.asarray(rows, dtype=np.int64).tobytes())
             if key not in subsets:  # methods that explained the same rows share a subsample
                 pick, _ = sample_rows(len(rows), config.faithfulness_rows, draws)
                 subsets[key] = pick
             return subsets[key]
 
         default_rows, _ = sample_rows(data.n_rows, config.faithfulness_rows, rng)
-        random_cache: dict[bytes, dict[str, np.ndarray]] = {}
+        random_cache: dict[tuple[str, bytes], dict[str, np.ndarray]] = {}
         for s in sources:
-            draws = stream(s.key)
+            tag, draws = stream(s.key)
             if s.per_row is not None and s.rows is not None:
-                pick = rows_for(s.rows, draws)
+                pick = rows_for(s.rows, tag, draws)
                 rows = s.rows[pick]
                 values = s.per_row[pick]
                 if not s.signed:  # e.g. per-row |Δ|: no sign, so order by the global means
@@ -762,7 +763,7 @@ class Agreement(AuditMethod[AgreementConfig, AgreementResult]):
                 rows = default_rows
                 order = np.tile(np.argsort(-s.importance, kind="stable"), (len(rows), 1))
             curves = deletion_curves(model, data, rows, order, baseline=base, background=background)
-            key = rows.astype(np.int64).tobytes()
+            key = (tag, rows.astype(np.int64).tobytes())
             if key not in random_cache:
                 rand_order = np.argsort(draws.random((len(rows), F)), axis=1)
                 random_cache[key] = deletion_curves(model, data, rows, rand_order, baseline=base,

@@ -35,8 +35,9 @@ import numpy as np
 from audit.core.adapter import ModelAdapter
 from audit.core.dataset import AuditData
 from audit.core.method import (AuditMethod, Constraint, Finding, Interval, MethodConfig, MethodResult,
-                               RunContext, check_permutations)
+                               Options, RunContext, check_permutations)
 from audit.core.results import Attributions, estimates
+from audit.core.text import plural
 from audit.errors import CapabilityError, InvalidConfigError
 from audit.stats.multiplicity import benjamini_hochberg, maxt_stepdown
 from audit.stats.permutation import null_summary, permutation_pvalues, reachability
@@ -65,6 +66,8 @@ class AttributionSignificanceConfig(MethodConfig):
     mode : "auto" (the traced program of audit.train.traced, else vmap, else a loop: the first that
         reproduces the module on a probe), "graph", "vmap" or "loop".
     chunk : networks trained per pass, a memory bound (default: all at once).
+    device : where the networks train: "cpu" (default), "cuda" (a GPU: on the Ray backend each
+        task asks the cluster for one) or "auto" (a GPU when this machine or the cluster has one).
     """
 
     enabled: bool = False
@@ -80,8 +83,10 @@ class AttributionSignificanceConfig(MethodConfig):
     max_training_rows: int | None = None
     mode: Literal["auto", "graph", "vmap", "loop"] = "auto"
     chunk: int | None = None
+    device: str = "cpu"
 
     bounds: ClassVar[Mapping[str, Constraint]] = {
+        "device": Options(("cpu", "cuda", "auto"), "the device the networks train on"),
         "n_rows": Interval(5, 10_000_000, "rows explained"),
         "ig_steps": Interval(2, 10_000, "IG evaluates the model ig_steps times per row"),
         "max_training_rows": Interval(20, 10_000_000, "training rows the networks are fitted on"),
@@ -232,10 +237,12 @@ class AttributionSignificance(AuditMethod[AttributionSignificanceConfig, Attribu
             ctx: RunContext) -> AttributionSignificanceResult:
         import torch
 
+        from audit import execution
         from audit.train.functional import (batched_integrated_gradients, module_call,
                                             train_functional)
 
         config.validate()
+        device = execution.resolve_device(config.device, self.name)  # before any work: exit 2 early
         seconds: dict[str, float] = {}
         notes: list[str] = []
         module = model.module
@@ -285,6 +292,7 @@ class AttributionSignificance(AuditMethod[AttributionSignificanceConfig, Attribu
         try:
             t0 = time.perf_counter()
             fitn = train_functional(module, theta0, Xf, Y, recipe, mode=config.mode, chunk=config.chunk,
+                                    device=device,
                                     progress=lambda d, t: ctx.progress(d, t + 1))
             seconds["retraining"] = round(time.perf_counter() - t0, 1)
             if fitn.diverged[0]:
@@ -359,7 +367,7 @@ class AttributionSignificance(AuditMethod[AttributionSignificanceConfig, Attribu
             n_bh[gname] = int((p_bh <= config.alpha).sum())
             side = "greater" if config.alternative == "upper" else "two-sided"
             reach.extend(msg for corr in ("bh", "maxt")
-                         if (msg := reachability(pv.n_null, len(groups), config.alpha, side, corr).message(f"{gname}s")))
+                         if (msg := reachability(pv.n_null, len(groups), config.alpha, side, corr).message(plural(gname))))
             n_mt[gname] = int((p_mt <= config.alpha).sum())
         unused = recipe.described + (() if "n_restarts" in recipe.defaulted else ("n_restarts",))
         if unused:
@@ -413,7 +421,7 @@ class AttributionSignificance(AuditMethod[AttributionSignificanceConfig, Attribu
                 "info",
                 f"Attribution randomization test ({result.n_null_used} networks retrained from θ₀ on "
                 f"permuted outcomes{f', {cost:.0f} s' if cost is not None else ''}): mean |IG| exceeds "
-                f"the null for {result.n_significant_bh[g]} of {len(tests)} {g}s after "
+                f"the null for {result.n_significant_bh[g]} of {len(tests)} {plural(g)} after "
                 f"Benjamini–Hochberg at {result.alpha:g} ({result.n_significant_maxt[g]} after max-T)"
                 + (f", e.g. {', '.join(t.group for t in sig[:3])}" if sig else "")
                 + f". Smallest attainable p: {1 / (result.n_null_used + 1):.3g}."))

@@ -982,17 +982,6 @@ def _refit_rows(data: AuditData, net: _Network, recipe: Any, config: ConnectionW
     return _RefitRows(train, source, fit, val, Xm[fit], y[fit], Xm[val], y[val], scale)
 
 
-def _device(config: ConnectionWeightsConfig) -> str:
-    import torch
-
-    device = config.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InvalidConfigError("The 'device' option of connection_weights is \"cuda\" but no CUDA device is available.")
-    return device
-
-
 def _restarts(rows: _RefitRows, net: _Network, recipe: Any, device: str, n_workers: int | None,
               tick: Callable[[int], None]) -> tuple[list[Any], list[Any], list[float]]:
     """Step 1: ``recipe.n_restarts`` fits of the real data from random starts. Returns each
@@ -1002,13 +991,15 @@ def _restarts(rows: _RefitRows, net: _Network, recipe: Any, device: str, n_worke
     from audit import execution
     from audit.train.batched import FixedTargets, forward_numpy, torch_default_init, train_batched
 
-    spec = net.spec
+    spec, loss = net.spec, net.loss
     inits = [torch_default_init(spec, recipe.seed + r) for r in range(recipe.n_restarts)]
+    # the arrays alone go to a Ray worker, not the whole training data (rows.train)
+    Xf, yf, Xv, yv = rows.Xf, rows.yf, rows.Xv, rows.yv
 
     def restart(r: int) -> tuple[Any, float]:
-        fitr = train_batched(rows.Xf, FixedTargets(rows.yf, 1), spec, recipe, inits[r],
+        fitr = train_batched(Xf, FixedTargets(yf, 1), spec, recipe, inits[r],
                              schedule_seed=recipe.shuffle_seed + r, device=device, n_workers=1)
-        vl = (_loss_value(forward_numpy(fitr.weights, spec, rows.Xv), rows.yv, net.loss)
+        vl = (_loss_value(forward_numpy(fitr.weights, spec, Xv), yv, loss)
               if not fitr.diverged[0] else np.inf)
         return fitr.weights, (vl if np.isfinite(vl) else np.inf)
 
@@ -1239,11 +1230,13 @@ def randomization_test(model: ModelAdapter | None, data: AuditData, net: _Networ
     random restarts (step 1), the observed and the null networks (step 2), then the tests of
     encoded inputs, Garson's importances, raw features (with optional per-input nulls) and
     connections, all on the same null networks."""
+    from audit import execution
+
     notes = list(net.notes)
     seconds: dict[str, float] = {}
     t_start = time.perf_counter()
     rows = _refit_rows(data, net, recipe, config, ctx, notes)
-    device = _device(config)
+    device = execution.resolve_device(config.device, "connection_weights")
     spec, mode, B = net.spec, net.output_mode, config.n_permutations
     fits_per_net = recipe.n_restarts if config.selection == "per_network" else 1
     total_work = recipe.n_restarts + fits_per_net * (B + 1 + config.per_input * (config.per_input_permutations if config.per_input else 0))

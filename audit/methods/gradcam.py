@@ -199,6 +199,7 @@ class GradCam(AuditMethod[GradCamConfig, GradCamResult]):
     name = "gradcam"
     title = "Grad-CAM (convolutional layer maps)"
     requires = frozenset({"torch", "gradients"})
+    libraries = ("captum.attr",)
     tasks = frozenset({"binary", "multiclass"})
     modalities = frozenset({"image"})
     Config = GradCamConfig

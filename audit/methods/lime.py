@@ -185,6 +185,7 @@ class Lime(AuditMethod[LimeConfig, LimeResult]):
     name = "lime"
     title = "LIME local explanations"
     requires = frozenset({"predict"})
+    libraries = ("lime.lime_tabular",)
     modalities = frozenset({"tabular", "image", "sequence"})
     Config = LimeConfig
 

@@ -25,7 +25,7 @@ listed as "needs scores" rather than left out. Log loss clips probabilities to
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -34,6 +34,7 @@ from audit.core.adapter import ModelAdapter
 from audit.core.dataset import AuditData
 from audit.core.method import (AuditMethod, Constraint, Either, Finding, Interval, MethodConfig,
                                MethodResult, Options, RunContext)
+from audit.core.results import Estimate
 from audit.stats.bootstrap import (
     auc_from_cells,
     bootstrap_cells,
@@ -82,34 +83,57 @@ class PerformanceConfig(MethodConfig):
 
 
 @dataclass(frozen=True)
-class Metric:
-    """One overall metric: value, interval and how the interval was made (or why none)."""
-
-    name: str
-    label: str
-    value: float | None
-    lower: float | None = None
-    upper: float | None = None
-    interval: str | None = None
-    needs_scores: bool = False
-    undefined: str | None = None
-    #: Why the interval is unreliable (few rows of a class: simulated coverage far below nominal).
-    unreliable: str | None = None
-
-
-@dataclass(frozen=True)
 class PerformanceResult(MethodResult):
+    """The overall metrics, each an :class:`~audit.core.results.Estimate` (its interval's level
+    and method on it; ``undefined_reason`` when it has no value), with what only a metric
+    table needs beside them.
+
+    labels : metric -> its name for a reader.
+    unreliable : metric -> why its interval is unreliable (few rows of a class: simulated
+        coverage far below nominal); metrics with a trustworthy interval are absent.
+    metric_notes : metric -> what stands in for an interval it cannot have (the expected
+        calibration error's comparison with a calibrated model).
+    score_metrics : the metrics that need scores (probabilities), computed or not.
+    """
+
     task: str
     n_rows: int
     confidence: float
     n_bootstrap: int
     calibration_bins: int
     has_scores: bool
-    metrics: dict[str, Metric]
+    metrics: dict[str, Estimate]
+    labels: dict[str, str]
+    unreliable: dict[str, str] = field(default_factory=dict)
+    metric_notes: dict[str, str] = field(default_factory=dict)
+    score_metrics: tuple[str, ...] = ()
     positive_label: str | None = None
     notes: tuple[str, ...] = ()
     #: Monte Carlo test of calibration behind the ECE row (None without scores or n_bootstrap = 0).
     calibration: CalibrationTest | None = None
+
+
+@dataclass
+class _Table:
+    """The metrics as they are computed, before they become a result."""
+
+    confidence: float
+    metrics: dict[str, Estimate] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    unreliable: dict[str, str] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
+    score_metrics: list[str] = field(default_factory=list)
+
+    def add(self, key: str, label: str, value: float | None, lower: float | None = None,
+            upper: float | None = None, method: str = "", *, undefined: str | None = None,
+            unreliable: str | None = None, needs_scores: bool = False) -> None:
+        e = Estimate.of(value, lower, upper, level=self.confidence, method=method, undefined_reason=undefined)
+        self.metrics[key] = e
+        self.labels[key] = label
+        if unreliable is not None and e.has_interval:
+            self.unreliable[key] = unreliable
+        if needs_scores:
+            self.score_metrics.append(key)
 
 
 def _f(x: Any) -> float | None:
@@ -137,21 +161,23 @@ class Performance(AuditMethod[PerformanceConfig, PerformanceResult]):
         yhat = np.asarray(preds.labels)
         scores = None if preds.scores is None else np.asarray(preds.scores, dtype=float)
         cal = None
+        table = _Table(config.confidence)
         if data.task == "regression":
-            metrics = _regression(y.astype(float), yhat.astype(float), config, ctx.rng)
+            _regression(table, y.astype(float), yhat.astype(float), config, ctx.rng)
         elif data.task == "binary":
-            metrics, cal = _binary(y.astype(np.int64), yhat.astype(np.int64),
-                                   None if scores is None else scores.reshape(-1), config, ctx.rng)
+            cal = _binary(table, y.astype(np.int64), yhat.astype(np.int64),
+                          None if scores is None else scores.reshape(-1), config, ctx.rng)
         else:
-            metrics, cal = _multiclass(y.astype(np.int64), yhat.astype(np.int64), len(data.classes or ()),
-                                       scores, config, ctx.rng)
+            cal = _multiclass(table, y.astype(np.int64), yhat.astype(np.int64), len(data.classes or ()),
+                              scores, config, ctx.rng)
         notes = []
         if data.task != "regression" and scores is None:
             notes.append("The predictions are labels without scores, so AUC, log loss, Brier score "
                          "and calibration error cannot be computed (listed as needing scores).")
         positive = str(data.classes[1]) if data.task == "binary" and data.classes else None
         return PerformanceResult(data.task, int(len(y)), config.confidence, config.n_bootstrap,
-                                 config.calibration_bins, scores is not None, metrics, positive,
+                                 config.calibration_bins, scores is not None, table.metrics, table.labels,
+                                 table.unreliable, table.notes, tuple(table.score_metrics), positive,
                                  tuple(notes), cal)
 
     def figures(self, result: PerformanceResult, data: AuditData) -> dict[str, Any]:
@@ -159,17 +185,19 @@ class Performance(AuditMethod[PerformanceConfig, PerformanceResult]):
         from audit.core.plots import NEGATIVE, POSITIVE, new_figure
 
         keys = ("r2",) if result.task == "regression" else ("accuracy", "balanced_accuracy", "auc", "brier")
-        shown = [result.metrics[k] for k in keys if k in result.metrics and result.metrics[k].value is not None]
+        shown = [k for k in keys if k in result.metrics and result.metrics[k].defined]
         if not shown:
             return {}
         fig, ax = new_figure(6.5, 0.5 + 0.45 * len(shown))
-        for i, m in enumerate(shown):
-            if m.lower is not None and m.upper is not None:
-                ax.plot([m.lower, m.upper], [i, i], color=POSITIVE if m.unreliable else NEGATIVE, lw=2)
+        for i, k in enumerate(shown):
+            m = result.metrics[k]
+            if m.has_interval:
+                ax.plot([m.lower, m.upper], [i, i], color=POSITIVE if k in result.unreliable else NEGATIVE, lw=2)
             ax.plot([m.value], [i], "o", color="black", ms=4)
-        ax.set_yticks(range(len(shown)), [m.label for m in shown])
+        ax.set_yticks(range(len(shown)), [result.labels[k] for k in shown])
         ax.invert_yaxis()
-        low = min(0.0, *(m.lower if m.lower is not None else m.value for m in shown))
+        low = min(0.0, *(result.metrics[k].lower if result.metrics[k].has_interval else result.metrics[k].value
+                         for k in shown))
         ax.set_xlim(low, 1.0)
         ax.set_xlabel(f"value and {result.confidence:.0%} interval (orange: few rows of a class, unreliable)")
         return {"metrics": fig}
@@ -181,10 +209,10 @@ class Performance(AuditMethod[PerformanceConfig, PerformanceResult]):
             m = result.metrics.get(k)
             if m is None or m.value is None:
                 continue
-            ci = (f" ({result.confidence:.0%} CI {m.lower:.3f}–{m.upper:.3f}"
-                  f"{'; unreliable: too few rows of a class' if m.unreliable else ''})"
-                  if m.lower is not None and m.upper is not None else "")
-            parts.append(f"{m.label} {m.value:.3f}{ci}")
+            ci = (f" ({m.level:.0%} CI {m.lower:.3f}–{m.upper:.3f}"
+                  f"{'; unreliable: too few rows of a class' if k in result.unreliable else ''})"
+                  if m.has_interval else "")
+            parts.append(f"{result.labels[k]} {m.value:.3f}{ci}")
         if not parts:
             return []
         out = [Finding("info", f"Overall performance on the {result.n_rows:,} audited rows: "
@@ -212,29 +240,28 @@ def _boot_text(B: int) -> str:
     return f"percentile bootstrap, {B:,} resamples of the rows"
 
 
-def _binary(y: np.ndarray, yhat: np.ndarray, s: np.ndarray | None, config: PerformanceConfig,
-            rng: np.random.Generator) -> tuple[dict[str, Metric], CalibrationTest | None]:
+def _binary(out: _Table, y: np.ndarray, yhat: np.ndarray, s: np.ndarray | None, config: PerformanceConfig,
+            rng: np.random.Generator) -> CalibrationTest | None:
     n = y.size
     tn, fp, fn, tp = (int(v) for v in confusion_cells(y, yhat, np.zeros(n, dtype=np.int64), 1)[0])
     c = config.confidence
-    out: dict[str, Metric] = {}
     lo, hi = group_interval(np.array([tp + tn]), np.array([n]), c, "clopper-pearson")
-    out["accuracy"] = Metric("accuracy", "accuracy", _f((tp + tn) / n), _f(lo[0]), _f(hi[0]), EXACT)
+    out.add("accuracy", "accuracy", _f((tp + tn) / n), _f(lo[0]), _f(hi[0]), EXACT)
     pos, neg = tp + fn, tn + fp
     if pos and neg:
         d_lo, d_hi = newcombe_difference(np.array([tp]), np.array([pos]), np.array([fp]), np.array([neg]),
                                          c, limits=MOVER_LIMITS)
-        out["balanced_accuracy"] = Metric("balanced_accuracy", "balanced accuracy",
-                                          _f((1 + tp / pos - fp / neg) / 2), _f((1 + d_lo[0]) / 2),
-                                          _f((1 + d_hi[0]) / 2), MOVER)
+        out.add("balanced_accuracy", "balanced accuracy", _f((1 + tp / pos - fp / neg) / 2),
+                _f((1 + d_lo[0]) / 2), _f((1 + d_hi[0]) / 2), MOVER)
     else:
-        out["balanced_accuracy"] = Metric("balanced_accuracy", "balanced accuracy", None,
-                                          undefined="needs both positive and negative outcomes")
+        out.add("balanced_accuracy", "balanced accuracy", None,
+                undefined="needs both positive and negative outcomes")
     labels = {"auc": "ROC AUC", "log_loss": "log loss", "brier": "Brier score",
               "ece": f"expected calibration error ({config.calibration_bins} equal-width bins)"}
     if s is None:
-        out.update({k: Metric(k, v, None, needs_scores=True, undefined=NEEDS_SCORES) for k, v in labels.items()})
-        return out, None
+        for k, v in labels.items():
+            out.add(k, v, None, undefined=NEEDS_SCORES, needs_scores=True)
+        return None
     p = np.clip(s, EPS, 1 - EPS)
     losses = np.column_stack([-(y * np.log(p) + (1 - y) * np.log1p(-p)), (s - y) ** 2])
     ones = np.ones(n)
@@ -261,10 +288,9 @@ def _binary(y: np.ndarray, yhat: np.ndarray, s: np.ndarray | None, config: Perfo
     caution = _few_rows(n, min(pos, neg), "positive or negative outcomes")
     for k, label in labels.items():
         lo_, hi_ = _interval(boot[k], config.confidence)
-        why = "needs both positive and negative outcomes" if point[k] is None else None
-        out[k] = Metric(k, label, point[k], lo_, hi_, _boot_text(B) if lo_ is not None else None,
-                        True, why, caution if lo_ is not None else None)
-    return _with_calibration_test(out, s, y, config, rng)
+        out.add(k, label, point[k], lo_, hi_, _boot_text(B),
+                undefined="needs both positive and negative outcomes", unreliable=caution, needs_scores=True)
+    return _calibration_test(out, s, y, config, rng)
 
 
 def _few_rows(n: int, smallest_class: int, what: str) -> str | None:
@@ -275,33 +301,28 @@ def _few_rows(n: int, smallest_class: int, what: str) -> str | None:
     return None
 
 
-def _with_calibration_test(out: dict[str, Metric], s: np.ndarray, hit: np.ndarray,
-                           config: PerformanceConfig, rng: np.random.Generator
-                           ) -> tuple[dict[str, Metric], CalibrationTest | None]:
+def _calibration_test(out: _Table, s: np.ndarray, hit: np.ndarray, config: PerformanceConfig,
+                      rng: np.random.Generator) -> CalibrationTest | None:
     # binned ECE is biased upward: no interval around it, a test against calibrated outcomes
     if not config.n_bootstrap:
-        return out, None
+        return None
     test = calibration_test(s, hit, n_bins=config.calibration_bins, n_sim=config.n_bootstrap, rng=rng)
-    m = out["ece"]
-    out["ece"] = Metric(m.name, m.label, m.value, None, None,
-                        f"no interval (binned ECE is biased upward); a calibrated model with these scores "
+    out.notes["ece"] = (f"no interval (binned ECE is biased upward); a calibrated model with these scores "
                         f"gives {test.null_mean:.3f} on average (95th percentile {test.null_q95:.3f}); "
                         f"Monte Carlo p = {test.p_value:.3g} for \"the model is calibrated\" "
-                        f"({test.n_sim:,} simulations)", m.needs_scores, m.undefined)
-    return out, test
+                        f"({test.n_sim:,} simulations{test.note})")
+    return test
 
 
-def _multiclass(y: np.ndarray, yhat: np.ndarray, K: int, P: np.ndarray | None,
-                config: PerformanceConfig, rng: np.random.Generator
-                ) -> tuple[dict[str, Metric], CalibrationTest | None]:
+def _multiclass(out: _Table, y: np.ndarray, yhat: np.ndarray, K: int, P: np.ndarray | None,
+                config: PerformanceConfig, rng: np.random.Generator) -> CalibrationTest | None:
     n = y.size
     K = max(K, int(max(y.max(initial=0), yhat.max(initial=0))) + 1)
     c = config.confidence
     cells = confusion_cells(y, yhat, np.zeros(n, dtype=np.int64), 1, K)
-    out: dict[str, Metric] = {}
     correct = int(np.sum(y == yhat))
     lo, hi = group_interval(np.array([correct]), np.array([n]), c, "clopper-pearson")
-    out["accuracy"] = Metric("accuracy", "accuracy", _f(correct / n), _f(lo[0]), _f(hi[0]), EXACT)
+    out.add("accuracy", "accuracy", _f(correct / n), _f(lo[0]), _f(hi[0]), EXACT)
 
     def balanced(cc: np.ndarray) -> np.ndarray:
         m = cc.reshape(*cc.shape[:-1], K, K).astype(float)
@@ -314,14 +335,14 @@ def _multiclass(y: np.ndarray, yhat: np.ndarray, K: int, P: np.ndarray | None,
     B = config.n_bootstrap
     ba_boot = balanced(bootstrap_cells(cells, B, rng)[:, 0]) if B else None
     ba_lo, ba_hi = _interval(ba_boot, c)
-    out["balanced_accuracy"] = Metric("balanced_accuracy", "balanced accuracy (mean recall)",
-                                      _f(balanced(cells[0])), ba_lo, ba_hi,
-                                      "percentile bootstrap of the confusion counts" if ba_lo is not None else None)
+    out.add("balanced_accuracy", "balanced accuracy (mean recall)", _f(balanced(cells[0])), ba_lo, ba_hi,
+            "percentile bootstrap of the confusion counts")
     labels = {"auc": "macro one-vs-rest ROC AUC", "log_loss": "log loss", "brier": "Brier score (multiclass)",
               "ece": f"top-label expected calibration error ({config.calibration_bins} equal-width bins)"}
     if P is None:
-        out.update({k: Metric(k, v, None, needs_scores=True, undefined=NEEDS_SCORES) for k, v in labels.items()})
-        return out, None
+        for k, v in labels.items():
+            out.add(k, v, None, undefined=NEEDS_SCORES, needs_scores=True)
+        return None
     P = np.asarray(P, dtype=float).reshape(n, -1)
     onehot = np.eye(P.shape[1])[y]
     losses = np.column_stack([-np.log(np.clip(P[np.arange(n), y], EPS, 1.0)),
@@ -355,14 +376,14 @@ def _multiclass(y: np.ndarray, yhat: np.ndarray, K: int, P: np.ndarray | None,
     caution = _few_rows(n, int(present[present > 0].min()), "outcomes")
     for k, label in labels.items():
         lo_, hi_ = _interval(boot[k], c)
-        why = "needs at least one class with both its rows and others" if point[k] is None else None
-        out[k] = Metric(k, label, point[k], lo_, hi_, _boot_text(B) if lo_ is not None else None, True, why,
-                        caution if lo_ is not None else None)
-    return _with_calibration_test(out, conf_top, hit, config, rng)
+        out.add(k, label, point[k], lo_, hi_, _boot_text(B),
+                undefined="needs at least one class with both its rows and others", unreliable=caution,
+                needs_scores=True)
+    return _calibration_test(out, conf_top, hit, config, rng)
 
 
-def _regression(y: np.ndarray, yhat: np.ndarray, config: PerformanceConfig,
-                rng: np.random.Generator) -> dict[str, Metric]:
+def _regression(out: _Table, y: np.ndarray, yhat: np.ndarray, config: PerformanceConfig,
+                rng: np.random.Generator) -> None:
     e = yhat - y
     cols = np.column_stack([e ** 2, np.abs(e), e, y, y ** 2])
 
@@ -377,13 +398,9 @@ def _regression(y: np.ndarray, yhat: np.ndarray, config: PerformanceConfig,
     B = config.n_bootstrap
     boot = metrics(bootstrap_means(cols, B, rng)) if B else None
     labels = {"r2": "R²", "rmse": "RMSE", "mae": "MAE", "mean_error": "mean error (prediction − true)"}
-    out = {}
     for k, label in labels.items():
         lo, hi = _interval(boot[k] if boot else None, config.confidence)
-        v = _f(point[k][0])
-        out[k] = Metric(k, label, v, lo, hi, _boot_text(B) if lo is not None else None, False,
-                        None if v is not None else "the outcome is constant on these rows")
-    return out
+        out.add(k, label, _f(point[k][0]), lo, hi, _boot_text(B), undefined="the outcome is constant on these rows")
 
 
-__all__ = ["Metric", "Performance", "PerformanceConfig", "PerformanceResult"]
+__all__ = ["Performance", "PerformanceConfig", "PerformanceResult"]

@@ -193,6 +193,7 @@ class PermutationSignificance(AuditMethod[PermutationSignificanceConfig, Permuta
     name = "permutation_significance"
     title = "Permutation importance with a response-permutation significance test"
     requires = frozenset({"sklearn"})
+    libraries = ("sklearn.base",)
     needs_target = True
     Config = PermutationSignificanceConfig
 

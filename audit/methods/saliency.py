@@ -428,6 +428,7 @@ class Saliency(AuditMethod[SaliencyConfig, SaliencyResult]):
     name = "saliency"
     title = "Gradient attributions (captum)"
     requires = frozenset({"gradients"})
+    libraries = ("captum.attr",)
     modalities = frozenset({"tabular", "image", "sequence"})
     Config = SaliencyConfig
 

@@ -263,6 +263,7 @@ class Shap(AuditMethod[ShapConfig, ShapResult]):
     name = "shap"
     title = "Feature attributions: SHAP values (exact, Tree, Kernel) or DeepLIFT"
     requires = frozenset({"predict"})
+    libraries = ("shap",)
     modalities = frozenset({"tabular", "image", "sequence"})
     Config = ShapConfig
 

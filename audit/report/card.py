@@ -279,10 +279,20 @@ def performance_facts(results: Mapping[str, Any]) -> list[Fact]:
         return []
     out = []
     for name, m in res["metrics"].items():
-        out.append(Fact("performance", m.get("label", name), *_bounds(m, res), m.get("interval") or m.get("method"),
-                        _undefined(m) or m.get("unreliable"),
-                        (pointer("methods", "performance", "result", "metrics", name),)))
+        out.append(Fact("performance", res["labels"].get(name, name), *_bounds(m, res),
+                        res["metric_notes"].get(name) or m.get("method") or None,
+                        _undefined(m) or res["unreliable"].get(name),
+                        _performance_keys(res, name)))
     return out
+
+
+def _performance_keys(res: Mapping[str, Any], name: str) -> tuple[str, ...]:
+    """The metric's key, then those of the texts beside it that the card's line shows with
+    numbers in them (a label such as "... (10 equal-width bins)", the calibration note, why
+    the interval is unreliable), so that every number on the line traces to a key it names."""
+    texts = [part for part in ("labels", "metric_notes", "unreliable")
+             if any(ch.isdigit() for ch in str(res.get(part, {}).get(name, "")))]
+    return tuple(pointer("methods", "performance", "result", part, name) for part in ("metrics", *texts))
 
 
 def disparity_facts(results: Mapping[str, Any]) -> list[Fact]:

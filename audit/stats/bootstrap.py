@@ -308,38 +308,6 @@ def auc_from_cells(counts: np.ndarray) -> np.ndarray:
     return _div(num, pos.sum(-1) * neg.sum(-1))
 
 
-def ece_from_cells(counts: np.ndarray, mean_score: np.ndarray, cal: np.ndarray,
-                   n_bins: int) -> np.ndarray:
-    """Expected calibration error from cell counts ``(..., K, 2)`` and cell mean scores (K, 2)."""
-    c = np.asarray(counts, dtype=float)
-    onehot = np.zeros((cal.size, n_bins))
-    onehot[np.arange(cal.size), cal] = 1.0
-    n_b = c.sum(-1) @ onehot
-    s_b = (c * np.nan_to_num(mean_score)).sum(-1) @ onehot
-    y_b = c[..., 1] @ onehot
-    gap = np.where(n_b > 0, np.abs(_div(s_b, n_b) - _div(y_b, n_b)), 0.0)
-    return _div((n_b * gap).sum(-1), n_b.sum(-1))
-
-
-def bootstrap_score_metrics(scores: np.ndarray, y: np.ndarray, n_boot: int,
-                            rng: np.random.Generator, *, n_bins: int, n_fine: int = 256
-                            ) -> tuple[np.ndarray, np.ndarray, float, float]:
-    """Bootstrap AUC and ECE of one group from its compressed score cells.
-
-    A row resample is a multinomial draw over the cells, so this costs O(n_boot · cells)
-    whatever the group's size; it is exact when the group has at most ``n_fine`` distinct
-    scores. Returns ``(auc, ece, auc_cells, ece_cells)``: the resampled values and the values
-    of the compressed data itself (to re-centre on the exact point estimate).
-    """
-    counts, score_sum, cal = score_cells(scores, y, n_bins=n_bins, n_fine=n_fine)
-    mean = _div(score_sum, counts)
-    flat = counts.reshape(-1)
-    n = int(flat.sum())
-    draws = rng.multinomial(n, flat / max(n, 1), size=n_boot).reshape(n_boot, *counts.shape)
-    return (auc_from_cells(draws), ece_from_cells(draws, mean, cal, n_bins),
-            float(auc_from_cells(counts)), float(ece_from_cells(counts, mean, cal, n_bins)))
-
-
 def bootstrap_means(values: np.ndarray, n_boot: int, rng: np.random.Generator, *,
                     chunk_cells: int = 4_000_000) -> np.ndarray:
     """Row bootstrap of the column means of ``values`` (n, k): shape ``(n_boot, k)``.
@@ -445,8 +413,6 @@ __all__ = [
     "group_codes",
     "multiclass_rates_from_cells",
     "auc_from_cells",
-    "bootstrap_score_metrics",
-    "ece_from_cells",
     "disparity_interval",
     "percentile_interval",
     "rate_counts",

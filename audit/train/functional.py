@@ -245,9 +245,11 @@ def _loss_scale(recipe: Recipe, theta0: Mapping[str, Any]) -> Any:
     return float(recipe.loss_scale)
 
 
-def _optimizer(params: Mapping[str, Any], recipe: Recipe) -> Any:
+def _optimizer(params: Mapping[str, Any], recipe: Recipe, *, fused: bool = False) -> Any:
     """The recipe's ``torch.optim`` optimizer over named parameters; with ``decay_biases``
-    false, biases (``*.bias``, an LSTM's ``bias_ih_l0``...) are in a group without weight decay."""
+    false, biases (``*.bias``, an LSTM's ``bias_ih_l0``...) are in a group without weight decay.
+    ``fused``: Adam/AdamW's fused kernel (one pass per parameter instead of ~10 operations;
+    the same update to float round-off)."""
     import torch
 
     groups: Any = list(params.values())
@@ -257,10 +259,10 @@ def _optimizer(params: Mapping[str, Any], recipe: Recipe) -> Any:
                   {"params": [params[n] for n in bias], "weight_decay": 0.0}]
     if recipe.optimizer == "adam":
         return torch.optim.Adam(groups, lr=recipe.lr, betas=recipe.betas, eps=recipe.eps,
-                                weight_decay=recipe.weight_decay)
+                                weight_decay=recipe.weight_decay, fused=fused or None)
     if recipe.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=recipe.lr, betas=recipe.betas, eps=recipe.eps,
-                                 weight_decay=recipe.weight_decay)
+                                 weight_decay=recipe.weight_decay, fused=fused or None)
     return torch.optim.SGD(groups, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
 
 
@@ -281,6 +283,7 @@ class FunctionalFit:
 
 def train_functional(module: Any, theta0: Mapping[str, Any], X: Any, Y: Any, recipe: Recipe, *,
                      mode: str = "auto", chunk: int | None = None, n_workers: int | None = None,
+                     device: str = "cpu",
                      progress: Callable[[int, int], None] | None = None) -> FunctionalFit:
     """Train ``B = len(Y)`` copies of ``module`` from ``theta0`` at once, network ``b`` on
     targets ``Y[b]`` (rows of ``X`` shared), with ``recipe``'s schedule.
@@ -290,6 +293,8 @@ def train_functional(module: Any, theta0: Mapping[str, Any], X: Any, Y: Any, rec
     threads (default: one per core) share the blocks of a traced program, each running torch on
     one thread (as in :mod:`audit.train.batched`), on Ray they are tasks. The blocks do not
     depend on the workers, so neither do the results. ``progress(done, total)`` counts blocks.
+    With ``device`` a CUDA device each block trains there (one block at a time in this process;
+    on Ray each task asks for one GPU) and its weights come back to the CPU.
     """
     import torch
 
@@ -304,11 +309,13 @@ def train_functional(module: Any, theta0: Mapping[str, Any], X: Any, Y: Any, rec
     # Blocks of networks whose size depends on B (and the memory bound ``chunk``) alone, never on
     # the workers: every network trains in the same company on every backend.
     size = min(chunk or B, max(_MIN_NETWORKS, -(-B // _BLOCKS)))
-    part = _Part(module, theta0, X, Y, recipe, names, fwd)
+    part = _Part(module, theta0, X, Y, recipe, names, fwd, device)
+    cuda = device != "cpu"
     with _keep_freed_memory():
-        # functional_call (vmap, loop) swaps the module's tensors: in this process one block at a time
-        parts = execution.map(part, execution.split_by(B, size), prefer="threads",
-                              n_jobs=n_workers if fwd.mode == "graph" else 1, progress=progress)
+        # functional_call (vmap, loop) swaps the module's tensors: in this process one block at a
+        # time; so does one GPU
+        parts = execution.map(part, execution.split_by(B, size), prefer="threads", gpus=1 if cuda else 0,
+                              n_jobs=n_workers if fwd.mode == "graph" and not cuda else 1, progress=progress)
     module.eval()
     out = {k: torch.cat([p[0][k] for p in parts]) for k in names}
     last = torch.cat([p[1] for p in parts])
@@ -329,12 +336,14 @@ _MIN_NETWORKS = 8
 class _Part:
     """One block of networks (a ``range`` of ``Y``'s rows) trained by :func:`_train_part`; a chunk
     for :func:`audit.execution.map`. A Ray worker rebuilds the batched module (a traced program
-    does not pickle) in the mode this process chose."""
+    does not pickle) in the mode this process chose; on a CUDA ``device`` it rebuilds it there
+    (once per process) from copies of the module, θ₀ and the data on that device."""
 
     def __init__(self, module: Any, theta0: Mapping[str, Any], X: Any, Y: Any, recipe: Recipe,
-                 names: list[str], fwd: BatchedModule) -> None:
+                 names: list[str], fwd: BatchedModule, device: str = "cpu") -> None:
         self.module, self.theta0, self.X, self.Y, self.recipe, self.names = module, theta0, X, Y, recipe, names
-        self.mode, self._fwd = fwd.mode, fwd
+        self.mode, self.device = fwd.mode, device
+        self._fwd = fwd if device == "cpu" else None
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_fwd": None}
@@ -343,14 +352,21 @@ class _Part:
         import torch
 
         if self._fwd is None:
+            if self.device != "cpu":  # once per process: the module, θ₀ and the data to the GPU
+                self.module = copy.deepcopy(self.module).to(self.device)
+                self.theta0 = {k: v.to(self.device) for k, v in self.theta0.items()}
+                self.X = self.X.to(self.device)
             self._fwd = batched_module(self.module, self.theta0, self.X[: min(4, len(self.X))], mode=self.mode)
         prev = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            return _train_part(self._fwd, self.names, self.theta0, self.X, self.Y[block.start:block.stop],
-                               self.recipe, None)
+            params, last = _train_part(self._fwd, self.names, self.theta0, self.X,
+                                       self.Y[block.start:block.stop].to(self.device), self.recipe, None)
         finally:
             torch.set_num_threads(prev)
+        if self.device == "cpu":
+            return params, last
+        return {k: v.cpu() for k, v in params.items()}, last.cpu()
 
 
 @contextlib.contextmanager
@@ -392,7 +408,7 @@ def _train_part(fwd: BatchedModule, names: list[str], theta0: Mapping[str, Any],
     B = int(Y.shape[0])
     params = {k: theta0[k].detach().unsqueeze(0).repeat(B, *[1] * theta0[k].ndim).clone().requires_grad_(True)
               for k in names}
-    opt = _optimizer(params, recipe)
+    opt = _optimizer(params, recipe, fused=True)
     scale = _loss_scale(recipe, theta0)
     steps = recipe.batches(len(X))
     last = torch.zeros(B)
