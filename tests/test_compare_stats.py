@@ -42,6 +42,28 @@ def true_dp_change(ra, rb, q):
     return (pb.max() - pb.min()) - (pa.max() - pa.min())
 
 
+def check_disparity_coverage(what: str, metric: str, draw, truth: float, seed: int, samples: int = 200) -> None:
+    """Draw ``samples`` data sets (``draw(rng) -> (groups, Paired)``), compare each, and require
+    that the interval of ``metric``'s change covers ``truth`` within the Monte Carlo band and is
+    given in at least half of them (withheld intervals say why instead)."""
+    rng = np.random.default_rng(seed)
+    opts = CompareOptions(n_bootstrap=300, n_permutations=0)
+    hits = given = 0
+    widths = []
+    for _ in range(samples):
+        values, p = draw(rng)
+        c = compare_disparities("g", values, p, [metric], opts, rng).disparities[metric].change
+        if c.lower is None:
+            continue
+        given += 1
+        hits += c.lower - 1e-12 <= truth <= c.upper + 1e-12
+        widths.append(c.upper - c.lower)
+    print(f"{what}: truth {truth:+.4f}, coverage {hits / max(given, 1):.3f} of {given} intervals "
+          f"({samples - given} withheld), mean width {np.mean(widths) if widths else float('nan'):.3f}")
+    assert given >= samples / 2, f"the interval was withheld in {samples - given} of {samples} samples"
+    assert hits / given >= band(given), (hits / given, given, truth)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("sizes, ra, rb, q", [
     ((2000, 2000), (0.5, 0.5), (0.6, 0.5), 0.3),            # a fair champion (the percentile bootstrap: 0.86)
@@ -53,23 +75,8 @@ def true_dp_change(ra, rb, q):
     ((100, 100, 100, 100), (0.3, 0.3, 0.3, 0.3), (0.3, 0.3, 0.3, 0.3), 0.5),  # no gap at all
 ])
 def test_disparity_change_intervals_cover_the_true_change(sizes, ra, rb, q):
-    rng = np.random.default_rng(11)
-    opts = CompareOptions(n_bootstrap=300, n_permutations=0)
-    truth = true_dp_change(ra, rb, q)
-    hits = given = 0
-    widths = []
-    for _ in range(200):
-        values, p = draw_decisions(rng, sizes, ra, rb, q)
-        c = compare_disparities("g", values, p, [DP], opts, rng).disparities[DP].change
-        if c.lower is None:
-            continue
-        given += 1
-        hits += c.lower - 1e-12 <= truth <= c.upper + 1e-12
-        widths.append(c.upper - c.lower)
-    print(f"DP change {sizes} {ra}->{rb} q={q}: truth {truth:+.4f}, coverage {hits / given:.3f} "
-          f"of {given} intervals ({200 - given} withheld), mean width {np.mean(widths):.3f}")
-    assert given >= 100, f"the interval was withheld in {200 - given} of 200 samples"
-    assert hits / given >= band(given), (hits / given, given, truth)
+    check_disparity_coverage(f"DP change {sizes} {ra}->{rb} q={q}", DP,
+                             lambda rng: draw_decisions(rng, sizes, ra, rb, q), true_dp_change(ra, rb, q), 11)
 
 
 def draw_by_outcome(rng, sizes, tpr_a, fpr_a, tpr_b, fpr_b, q, base=0.5):
@@ -103,24 +110,9 @@ def true_eo_change(tpr_a, fpr_a, tpr_b, fpr_b, q):
     ((300, 300), (0.6, 0.8), (0.2, 0.4), (0.6, 0.8), (0.4, 0.4), 0.5),        # the FPR gap closes, TPR's stays
 ])
 def test_equalized_odds_change_intervals_cover_the_true_change(sizes, tpr_a, fpr_a, tpr_b, fpr_b, q):
-    rng = np.random.default_rng(12)
-    opts = CompareOptions(n_bootstrap=300, n_permutations=0)
-    truth = true_eo_change(tpr_a, fpr_a, tpr_b, fpr_b, q)
-    hits = given = 0
-    widths = []
-    for _ in range(200):
-        values, p = draw_by_outcome(rng, sizes, tpr_a, fpr_a, tpr_b, fpr_b, q)
-        c = compare_disparities("g", values, p, [EO], opts, rng).disparities[EO].change
-        if c.lower is None:
-            continue
-        given += 1
-        hits += c.lower - 1e-12 <= truth <= c.upper + 1e-12
-        widths.append(c.upper - c.lower)
-    print(f"EO change {sizes} TPR {tpr_a}->{tpr_b} FPR {fpr_a}->{fpr_b} q={q}: truth {truth:+.4f}, coverage "
-          f"{hits / max(given, 1):.3f} of {given} intervals ({200 - given} withheld), mean width "
-          f"{np.mean(widths) if widths else float('nan'):.3f}")
-    assert given >= 100, f"the interval was withheld in {200 - given} of 200 samples"
-    assert hits / given >= band(given), (hits / given, given, truth)
+    check_disparity_coverage(f"EO change {sizes} TPR {tpr_a}->{tpr_b} FPR {fpr_a}->{fpr_b} q={q}", EO,
+                             lambda rng: draw_by_outcome(rng, sizes, tpr_a, fpr_a, tpr_b, fpr_b, q),
+                             true_eo_change(tpr_a, fpr_a, tpr_b, fpr_b, q), 12)
 
 
 def draw_scores(rng, n, base, sep, rho, shift):
@@ -346,31 +338,15 @@ def test_ratio_disparity_change_intervals_cover_the_true_change(metric, sizes, r
     """The change of a min/max ratio (demographic parity; equalized odds: the smaller of the TPR
     and FPR ratios): its projection interval covers the true change; where the largest rate is 0
     there is no value (the zero-denominator case is tested in test_compare.py)."""
-    rng = np.random.default_rng(13)
-    opts = CompareOptions(n_bootstrap=300, n_permutations=0)
     mix = lambda a, b: (1 - q) * np.asarray(a, float) + q * np.asarray(b, float)  # noqa: E731
     if metric == DPR:
         truth = _ratio(mix(rates_a, rates_b)) - _ratio(rates_a)
-        draw = lambda: draw_decisions(rng, sizes, rates_a, rates_b, q)  # noqa: E731
+        draw = lambda rng: draw_decisions(rng, sizes, rates_a, rates_b, q)  # noqa: E731
     else:
         (tpr_a, fpr_a), (tpr_b, fpr_b) = rates_a, rates_b
         truth = (min(_ratio(mix(tpr_a, tpr_b)), _ratio(mix(fpr_a, fpr_b))) - min(_ratio(tpr_a), _ratio(fpr_a)))
-        draw = lambda: draw_by_outcome(rng, sizes, tpr_a, fpr_a, tpr_b, fpr_b, q)  # noqa: E731
-    hits = given = 0
-    widths = []
-    for _ in range(200):
-        values, p = draw()
-        c = compare_disparities("g", values, p, [metric], opts, rng).disparities[metric].change
-        if c.lower is None:
-            continue
-        given += 1
-        hits += c.lower - 1e-12 <= truth <= c.upper + 1e-12
-        widths.append(c.upper - c.lower)
-    print(f"{metric} change {sizes} {rates_a}->{rates_b} q={q}: truth {truth:+.4f}, coverage "
-          f"{hits / max(given, 1):.3f} of {given} intervals ({200 - given} withheld), mean width "
-          f"{np.mean(widths) if widths else float('nan'):.3f}")
-    assert given >= 100, f"the interval was withheld in {200 - given} of 200 samples"
-    assert hits / given >= band(given), (hits / given, given, truth)
+        draw = lambda rng: draw_by_outcome(rng, sizes, tpr_a, fpr_a, tpr_b, fpr_b, q)  # noqa: E731
+    check_disparity_coverage(f"{metric} change {sizes} {rates_a}->{rates_b} q={q}", metric, draw, truth, 13)
 
 
 def draw_group_scores(rng, sizes, sep_a, sep_b, rho, base=0.5):
@@ -407,21 +383,6 @@ def true_auc_gap_change(sep_a, sep_b, base):
     ((800, 800), (0.5, 0.8), (0.5, 0.8), 0.1),            # few positives (80 per group), no change
 ])
 def test_auc_gap_change_intervals_cover_the_true_change(sizes, sep_a, sep_b, base):
-    truth = true_auc_gap_change(sep_a, sep_b, base)
-    rng = np.random.default_rng(17)
-    opts = CompareOptions(n_bootstrap=300, n_permutations=0)
-    hits = given = 0
-    widths = []
-    for _ in range(200):
-        values, p = draw_group_scores(rng, sizes, sep_a, sep_b, 0.5, base)
-        c = compare_disparities("g", values, p, ["auc_difference"], opts, rng).disparities["auc_difference"].change
-        if c.lower is None:
-            continue
-        given += 1
-        hits += c.lower - 1e-12 <= truth <= c.upper + 1e-12
-        widths.append(c.upper - c.lower)
-    print(f"AUC gap change {sizes} sep {sep_a}->{sep_b} base {base}: truth {truth:+.4f}, coverage "
-          f"{hits / max(given, 1):.3f} of {given} intervals ({200 - given} withheld), mean width "
-          f"{np.mean(widths) if widths else float('nan'):.3f}")
-    assert given >= 100, f"the interval was withheld in {200 - given} of 200 samples"
-    assert hits / given >= band(given), (hits / given, given, truth)
+    check_disparity_coverage(f"AUC gap change {sizes} sep {sep_a}->{sep_b} base {base}", "auc_difference",
+                             lambda rng: draw_group_scores(rng, sizes, sep_a, sep_b, 0.5, base),
+                             true_auc_gap_change(sep_a, sep_b, base), 17)
