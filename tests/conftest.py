@@ -166,3 +166,10 @@ def captum_explainers(*keys: str, window: str = "auto") -> list:
                          features=(), grouping="feature", explains="output", explained="", importance={},
                          recompute=functools.partial(saliency.recompute, method=k, window=window))
             for k in keys]
+
+
+# Small configs of the methods that explain rows in shards (audit.execution.map chunks of a fixed
+# number of rows): each spans several shards on the toy model_dir, so a shard's seed matters.
+ROW_SHARDED = {
+    "lime": "\n[methods.lime]\nnum_samples = 200\nn_seeds = 2\nn_global_rows = 70\nn_bootstrap = 50\n",
+}

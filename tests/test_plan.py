@@ -24,7 +24,7 @@ from audit.core.cost import (Plan, Reducible, UnitCosts, fit_budget, parse_durat
 from audit.core.dataset import Encoding
 from audit.errors import InvalidConfigError
 from audit.stats.permutation import smallest_reaching_b
-from tests.conftest import make_frame
+from tests.conftest import ROW_SHARDED, make_frame
 
 # Planned model rows are within this factor of the rows the method then evaluates (stated in
 # the README); refits are planned exactly.
@@ -101,6 +101,34 @@ def test_map_reports_progress_in_order_and_n_jobs_defaults_to_usable_cores():
 def test_n_jobs_beyond_the_usable_cores_is_capped_at_them():
     assert execution.resolve_n_jobs(256) == execution.usable_cores()
     assert execution.resolve_n_jobs(1) == 1
+
+
+@pytest.mark.parametrize("method", sorted(ROW_SHARDED))
+def test_row_sharded_explanations_do_not_depend_on_the_local_workers_or_their_order(method, model_dir, tmp_path,
+                                                                                      monkeypatch):
+    cfg = model_dir / "audit.toml"
+    cfg.write_text(cfg.read_text() + ROW_SHARDED[method])
+    one_worker = execution.map
+    shards: list[int] = []
+
+    def two_processes_last_chunk_first(fn, chunks, **kw):  # noqa: ANN001, ANN003, ANN202
+        chunks = list(chunks)
+        shards.append(len(chunks))
+        kw.update(n_jobs=2, prefer="processes")
+        return one_worker(fn, chunks[::-1], **kw)[::-1]
+
+    docs = []
+    for k in range(2):
+        if k:
+            monkeypatch.setattr(execution, "map", two_processes_last_chunk_first)
+        out = tmp_path / f"out{k}"
+        res = _run("run", str(cfg), "--out", str(out), "-q", "-m", method, "--format", "json", "--full")
+        assert res.exit_code == 0, res.output
+        doc = json.loads((out / "results.json").read_text())
+        assert doc["methods"][method]["status"] == "ok", doc["methods"][method]
+        docs.append(doc["methods"][method]["result"])
+    assert max(shards) > 1  # the rows were explained in several shards
+    assert json.dumps(docs[0], sort_keys=True) == json.dumps(docs[1], sort_keys=True)
 
 
 def test_permutation_significance_is_byte_identical_for_n_jobs_1_and_2():

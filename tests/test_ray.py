@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 from audit import execution
 from audit.cli import app
 from audit.errors import InvalidConfigError, MissingDependencyError
+from tests.conftest import ROW_SHARDED
 
 ray = pytest.importorskip("ray")  # CI installs the [ray] extra (make install-dev)
 
@@ -263,6 +264,16 @@ def test_torch_methods_give_byte_identical_results_json_on_ray_and_local(model_d
     assert prov["backend"] == "ray" and prov["cpus"] == 2.0 and prov["nodes"] == 1
     assert prov["ran_locally"] == []
     assert {m["method"] for m in doc["provenance"]["plan"]["methods"]} == set(methods)  # with their seconds
+
+
+@pytest.mark.parametrize("method", sorted(ROW_SHARDED))
+def test_row_sharded_explanations_give_byte_identical_results_json_on_ray_and_local(method, model_dir, tmp_path):
+    cfg = model_dir / "audit.toml"
+    cfg.write_text(cfg.read_text() + ROW_SHARDED[method])
+    local, on_ray, doc = _both_backends(cfg, method, tmp_path)
+    assert local == on_ray
+    assert doc["methods"][method]["status"] == "ok", doc["methods"][method]
+    assert doc["provenance"]["execution"]["ran_locally"] == []
 
 
 def test_refits_of_a_scikit_learn_model_give_byte_identical_results_json_on_ray_and_local(model_dir, frame, encoding,

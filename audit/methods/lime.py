@@ -41,6 +41,7 @@ from audit.core.dataset import AuditData, CategoricalFeature, Encoding
 from audit.core.method import (AuditMethod, Constraint, Finding, Interval, MethodConfig, MethodResult,
                                RunContext)
 from audit.core.results import Attributions, Estimate
+from audit.execution import chunk_rng
 
 
 @dataclass(frozen=True)
@@ -239,12 +240,17 @@ class Lime(AuditMethod[LimeConfig, LimeResult]):
         weights_all: list[np.ndarray] = []
         fidelity_all: list[float] = []
         seeds = [int(s) for s in ctx.rng.integers(2**31 - 1, size=config.n_seeds)]
+        stream = int(ctx.rng.integers(2**31 - 1))
         jobs = [(int(row), s) for row, _ in chosen for s in seeds] + [(int(row), None) for row in extra]
-        exps = iter(explain_batched(
-            explainer, Z, jobs, predict_fn, num_samples=config.num_samples, num_features=len(names),
-            labels_of=lambda row: (label_of(row),) if classify else None,
-            max_cells=min(config.batch_samples * len(names), _MAX_CELLS),
-            progress=lambda k: ctx.progress(k, n_expl)))
+        max_cells = min(config.batch_samples * len(names), _MAX_CELLS)
+
+        def shard(r: range) -> list[Any]:
+            return explain_batched(
+                _shard_explainer(explainer, stream, r), Z, jobs[r.start:r.stop], predict_fn,
+                num_samples=config.num_samples, num_features=len(names),
+                labels_of=lambda row: (label_of(row),) if classify else None, max_cells=max_cells)
+
+        exps = iter(_explain_shards(shard, len(jobs), ctx))
         for row, reason in chosen:
             runs = [next(exps) for _ in seeds]
             first = runs[0]
@@ -324,13 +330,13 @@ class Lime(AuditMethod[LimeConfig, LimeResult]):
                 return 0
             return 1 if data.task == "binary" else int(np.argmax(out_all[row]))
 
-        def explain(row: int, seed: int | None) -> Any:
+        def explain(ex: Any, row: int, seed: int | None) -> Any:
             if seed is not None:
-                explainer.random_state.seed(seed)
+                ex.random_state.seed(seed)
             img = raw[row].transpose(1, 2, 0)
             img = img[..., 0] if lay.channels == 1 else img
             with contextlib.redirect_stderr(io.StringIO()):  # lime_image's tqdm progress bar
-                return explainer.explain_instance(
+                return ex.explain_instance(
                 img, predict_fn, labels=(label_of(row),), top_labels=None, hide_color=hide,
                 num_features=len(names), num_samples=config.num_samples, batch_size=1000,
                 segmentation_fn=lambda _image: segments)
@@ -338,19 +344,22 @@ class Lime(AuditMethod[LimeConfig, LimeResult]):
         patch_means, _ = lay.tabular_view(data.X)
         start = time.perf_counter()
         n_expl = len(chosen) * config.n_seeds + len(extra)
-        done = 0
         selected: list[LimeRow] = []
         all_rows: list[int] = []
         weights_all: list[np.ndarray] = []
         fidelity_all: list[float] = []
         seeds = [int(s) for s in ctx.rng.integers(2**31 - 1, size=config.n_seeds)]
+        stream = int(ctx.rng.integers(2**31 - 1))
+        jobs = [(int(row), s) for row, _ in chosen for s in seeds] + [(int(row), None) for row in extra]
+
+        def shard(r: range) -> list[Any]:
+            ex = _shard_explainer(explainer, stream, r)
+            return [explain(ex, row, sd) for row, sd in jobs[r.start:r.stop]]
+
+        exps = iter(_explain_shards(shard, len(jobs), ctx))
         d = len(names)
         for row, reason in chosen:
-            runs = []
-            for sd in seeds:
-                runs.append(explain(row, sd))
-                done += 1
-                ctx.progress(done, n_expl)
+            runs = [next(exps) for _ in seeds]
             lab = label_of(row)
             first = runs[0]
             w = _weights(first, lab, d)
@@ -375,13 +384,11 @@ class Lime(AuditMethod[LimeConfig, LimeResult]):
             weights_all.append(w)
             fidelity_all.append(selected[-1].fidelity)
         for row in extra:
-            e = explain(int(row), None)
+            e = next(exps)
             lab = label_of(int(row))
             all_rows.append(int(row))
             weights_all.append(_weights(e, lab, d))
             fidelity_all.append(float(e.score))
-            done += 1
-            ctx.progress(done, n_expl)
         hidden = ("blank (raw intensity 0)" if hide is not None else "filled with the patch's own mean")
         notes = (f"Images: each interpretable feature is one {lay.patch}×{lay.patch} patch of the "
                  f"{lay.height}×{lay.width} grid, kept or hidden ({hidden}); a weight is the change in "
@@ -516,6 +523,9 @@ _SAMPLER = "_LimeTabularExplainer__data_inverse"
 # Sampled values held at once by a batch (about 64 MB per array): wide sequence lag views get
 # fewer rows per model call.
 _MAX_CELLS = 2**23
+# Explanations per chunk of audit.execution.map: a fixed size, so the shards (and the random
+# stream each one draws from) depend on the number of explanations alone, never on the workers.
+_SHARD = 32
 
 
 def explain_batched(explainer: Any, Z: np.ndarray, jobs: list[tuple[int, int | None]],
@@ -569,6 +579,27 @@ def explain_batched(explainer: Any, Z: np.ndarray, jobs: list[tuple[int, int | N
             if progress is not None:
                 progress(len(out))
     return out
+
+
+def _shard_explainer(explainer: Any, stream: int, r: range) -> Any:
+    """A copy of ``explainer`` for the shard of explanations ``r``, its sampler seeded from the
+    method's stream and the shard's index alone (a job with its own seed reseeds it; the rest
+    continue the stream), so the draws do not depend on which worker runs the shard."""
+    import copy
+
+    ex = copy.deepcopy(explainer)
+    ex.random_state.seed(int(chunk_rng(stream, r.start // _SHARD).integers(2**31 - 1)))
+    return ex
+
+
+def _explain_shards(shard: Any, n: int, ctx: RunContext) -> list[Any]:
+    """The explanations of ``n`` jobs in shards of ``_SHARD`` (:func:`audit.execution.map`),
+    in job order."""
+    from audit import execution
+
+    parts = execution.map(shard, execution.split_by(n, _SHARD), n_jobs=1, prefer="threads",
+                          progress=lambda d, t: ctx.progress(min(n, d * _SHARD), n))
+    return [e for part in parts for e in part]
 
 
 def select_rows(out: np.ndarray, data: AuditData, model: ModelAdapter, n_random: int,
