@@ -172,4 +172,5 @@ def captum_explainers(*keys: str, window: str = "auto") -> list:
 # number of rows): each spans several shards on the toy model_dir, so a shard's seed matters.
 ROW_SHARDED = {
     "lime": "\n[methods.lime]\nnum_samples = 200\nn_seeds = 2\nn_global_rows = 70\nn_bootstrap = 50\n",
+    "shap": '\n[methods.shap]\nexplainer = "kernel"\nkernel_n_rows = 25\nkernel_nsamples = 64\nn_bootstrap = 50\n',
 }

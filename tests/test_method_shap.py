@@ -658,25 +658,31 @@ def test_boosted_models_on_encoded_input_are_explained_on_their_margin_additivel
 
 
 def test_grouped_kernel_shap_equals_shap_kernel_explainer_value_for_value():
-    """The fast path is the same estimator: same coalitions from the same seed, same weights."""
+    """The fast path is the same estimator: same coalitions from the same seed, same weights.
+    Rows go in shards of _KERNEL_SHARD, each drawing from its own seed (chunk_rng of the
+    method's seed and the shard's index)."""
     import shap
     from shap.utils._legacy import DenseData
 
-    from audit.methods.shap import _kernel_values
+    from audit.execution import chunk_rng
+    from audit.methods.shap import _KERNEL_SHARD, _kernel_values
 
     rng = np.random.default_rng(0)
     groups = [np.arange(i, i + 3) for i in range(0, 24, 3)] + [np.array([24])]
     W = rng.normal(size=(25, 2))
     f = lambda Z: np.tanh(Z @ W)  # noqa: E731
-    bg, X = rng.normal(size=(15, 25)), rng.normal(size=(4, 25))
+    bg, X = rng.normal(size=(15, 25)), rng.normal(size=(_KERNEL_SHARD + 4, 25))
     X[1, groups[2]] = 0.0
     bg[:, groups[2]] = 0.0      # a group equal to the whole background does not vary: value 0
     names = [f"g{i}" for i in range(len(groups))]
     mine, base = _kernel_values(f, X, bg, None, groups, names, 200, "identity", 7)
-    np.random.seed(7)
-    ref = shap.KernelExplainer(f, DenseData(bg, names, groups)).shap_values(X, nsamples=200, l1_reg=False,
-                                                                            silent=True)
-    np.testing.assert_allclose(mine, np.asarray(ref), rtol=1e-12, atol=1e-12)
+    ref = []
+    for shard in (slice(0, _KERNEL_SHARD), slice(_KERNEL_SHARD, None)):
+        np.random.seed(int(chunk_rng(7, shard.start // _KERNEL_SHARD).integers(2**31 - 1)))
+        sv = shap.KernelExplainer(f, DenseData(bg, names, groups)).shap_values(X[shard], nsamples=200,
+                                                                               l1_reg=False, silent=True)
+        ref.append(np.asarray(sv))
+    np.testing.assert_allclose(mine, np.concatenate(ref), rtol=1e-12, atol=1e-12)
     assert np.all(mine[1, 2] == 0) and np.abs(mine[:, 2]).max() > 0
     np.testing.assert_allclose(base, f(bg).mean(axis=0), atol=1e-12)
 

@@ -74,6 +74,9 @@ _CHUNK = 100
 # Rows per chunk of execution.map for exact values (~0.4 s a row on Adult): the Ray backend
 # spreads the shards over the cluster; locally they run in turn in this process.
 _EXACT_SHARD = 10
+# KernelSHAP rows per chunk of audit.execution.map, each chunk with its own coalition stream: a
+# fixed size, so the shards depend on the number of rows alone, never on the workers.
+_KERNEL_SHARD = 10
 # shap's own Python work per explained row and output (used only to estimate durations), on
 # top of its forward+backward passes (priced by the runner's measured unit): DeepExplainer
 # builds each row's joint input and hands autograd one scalar per joint row (2 × background);
@@ -1280,26 +1283,22 @@ def _kernel_values(f: Any, X: np.ndarray, bg: np.ndarray, weights: np.ndarray | 
     explainer = _grouped_kernel_class()(f, DenseData(flat_bg, list(names), *args), link=link)
     n = len(X)
 
-    def explain(_: int) -> np.ndarray:
+    def explain(r: range) -> np.ndarray:
         import copy
 
         # a writable copy (a Ray worker receives read-only arrays; shap_values writes its
         # buffers), sharing the model
         ex = copy.deepcopy(explainer, memo={id(f): f})
-        # shap's KernelExplainer draws coalitions from numpy's global stream: seed it from ours.
-        # One stream for all rows (as before Ray), so the rows are one chunk: sharding them would
-        # change every KernelSHAP value.
-        np.random.seed(seed)
-        parts = []
-        for start in range(0, n, 10):
-            sv = ex.shap_values(X[start:start + 10].astype(float), nsamples=nsamples, l1_reg=False, silent=True)
-            sv = np.asarray(sv, dtype=float)
-            parts.append(sv if sv.ndim == 3 else sv[:, :, None])
-        return np.concatenate(parts, axis=0)
+        # shap's KernelExplainer draws coalitions from numpy's global stream: seed it from the
+        # method's seed and the shard's index alone, so no shard's draws depend on another's.
+        np.random.seed(int(execution.chunk_rng(seed, r.start // _KERNEL_SHARD).integers(2**31 - 1)))
+        sv = ex.shap_values(X[r.start:r.stop].astype(float), nsamples=nsamples, l1_reg=False, silent=True)
+        sv = np.asarray(sv, dtype=float)
+        return sv if sv.ndim == 3 else sv[:, :, None]
 
-    values = execution.map(explain, [0], n_jobs=1, prefer="threads",
-                           progress=None if progress is None else lambda d, t: progress(n, n))[0]
-    return values, np.atleast_1d(np.asarray(explainer.expected_value, dtype=float))
+    parts = execution.map(explain, execution.split_by(n, _KERNEL_SHARD), n_jobs=1, prefer="threads",
+                          progress=None if progress is None else lambda d, t: progress(min(n, d * _KERNEL_SHARD), n))
+    return np.concatenate(parts, axis=0), np.atleast_1d(np.asarray(explainer.expected_value, dtype=float))
 
 
 @functools.cache
