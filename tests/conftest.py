@@ -172,5 +172,7 @@ def captum_explainers(*keys: str, window: str = "auto") -> list:
 # number of rows): each spans several shards on the toy model_dir, so a shard's seed matters.
 ROW_SHARDED = {
     "lime": "\n[methods.lime]\nnum_samples = 200\nn_seeds = 2\nn_global_rows = 70\nn_bootstrap = 50\n",
+    "counterfactuals": "\n[methods.counterfactuals]\nmax_search_rows = 150\nn_counterfactuals = 2\nsteps = 50\n"
+                       "n_bootstrap = 50\nn_permutations = 49\n",
     "shap": '\n[methods.shap]\nexplainer = "kernel"\nkernel_n_rows = 25\nkernel_nsamples = 64\nn_bootstrap = 50\n',
 }

@@ -48,12 +48,16 @@ from audit.core.dataset import AuditData
 from audit.core.method import (AuditMethod, Constraint, Finding, Interval, MethodConfig, MethodResult,
                                OptionError, RunContext)
 from audit.errors import InvalidConfigError
+from audit.execution import chunk_rng
 from audit.methods._cf.quality import Quality, measure
 from audit.methods._cf.recourse import AttributeRecourse, recourse_by_group
 from audit.methods._cf.space import Constraints, Space
 from audit.stats.multiplicity import holm
 
 _WHERE = "[methods.counterfactuals]"
+# Rows per chunk of audit.execution.map, each chunk searched with its own random stream: a fixed
+# size, so the shards depend on the number of rows searched alone, never on the workers.
+_SHARD = 100
 
 
 @dataclass(frozen=True)
@@ -315,37 +319,31 @@ class Counterfactuals(AuditMethod[CounterfactualsConfig, CounterfactualsResult])
                         (config.search == "auto" and {"torch", "gradients"} <= model.capabilities))
         if config.search == "gradient":
             model.require("gradients", "The gradient counterfactual search")
-        scorer = Scorer(model, space, target)
         n = rows.size
-        weights = np.ones((n, space.n_features))
-        cf_row: list[np.ndarray] = []
-        cf_num: list[np.ndarray] = []
-        cf_cat: list[np.ndarray] = []
-        n_fallback = 0
-        seen: dict[int, set[tuple[bytes, bytes]]] = {}
-        total_steps = config.n_counterfactuals
-        for k in range(config.n_counterfactuals):
-            idx = np.flatnonzero(feasible)
-            num, cat, found = num0.copy(), cat0.copy(), np.zeros(n, bool)
-            if idx.size:
-                a, b, f = self._search(space, model, scorer, num0[idx], cat0[idx], lo[idx], hi[idx],
-                                       [m[idx] for m in masks], weights[idx], ref_num, config,
-                                       ctx.rng, use_gradient, pairs=k == 0)
-                num[idx], cat[idx], found[idx] = a, b, f[0]
-                n_fallback += int(f[1]) if k == 0 else 0
-            # final check by the real model's own decision rule
-            ok = found & (model.predict(space.encode(num, cat)) == target)
-            changed = space.changed(num, cat, num0, cat0)
-            for i in np.flatnonzero(ok):
-                key = (num[i].tobytes(), cat[i].tobytes())
-                if key in seen.setdefault(int(i), set()):
-                    ok[i] = False
-                seen[int(i)].add(key)
-            cf_row.append(np.flatnonzero(ok))
-            cf_num.append(num[ok])
-            cf_cat.append(cat[ok])
-            weights = weights + config.diversity_penalty * changed * ok[:, None]
-            ctx.progress(k + 1, total_steps)
+        stream = int(ctx.rng.integers(2**31 - 1))
+
+        def shard(r: range) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], int, int]:
+            """Every search round of rows ``r`` (rows are searched independently of each other),
+            drawing from the shard's own stream: a chunk of :func:`audit.execution.map`."""
+            part = slice(r.start, r.stop)
+            scorer = Scorer(model, space, target)
+            out = self._rounds(space, model, scorer, target, num0[part], cat0[part], lo[part], hi[part],
+                               [m[part] for m in masks], feasible[part], ref_num, config,
+                               chunk_rng(stream, r.start // _SHARD), use_gradient)
+            return (*out, scorer.n_scored)
+
+        from audit import execution
+
+        shards = execution.split_by(n, _SHARD)
+        parts = execution.map(shard, shards, n_jobs=1, prefer="threads",
+                              progress=lambda d, t: ctx.progress(min(n, d * _SHARD), n))
+        rounds = range(config.n_counterfactuals if parts else 0)
+        # round by round, rows in order (as one batch of every row would give them)
+        cf_row = [np.concatenate([p[0][k] + r.start for p, r in zip(parts, shards, strict=True)]) for k in rounds]
+        cf_num = [np.concatenate([p[1][k] for p in parts]) for k in rounds]
+        cf_cat = [np.concatenate([p[2][k] for p in parts]) for k in rounds]
+        n_fallback = sum(p[3] for p in parts)
+        n_scored = sum(p[4] for p in parts)
 
         r_idx = np.concatenate(cf_row) if cf_row else np.zeros(0, int)
         c_num = np.concatenate(cf_num) if cf_num else np.zeros((0, len(space.num)))
@@ -439,12 +437,51 @@ class Counterfactuals(AuditMethod[CounterfactualsConfig, CounterfactualsResult])
             counterfactuals=tuple(records), rows=tuple(outcomes), examples=examples,
             feature_use={name: float(u) for name, u in zip(space.names, use, strict=True)},
             recourse=tuple(recourse),
-            n_model_rows=scorer.n_scored, note=note,
+            n_model_rows=n_scored, note=note,
             sensitive_sources={a: c for a, c in sources.items() if c},
             sources_immutable=config.sensitive_sources_immutable,
             source_changed_share=(float(changed_cf[valid][:, [space.names.index(c) for cols in sources.values()
                                                               for c in cols]].any(axis=1).mean())
                                   if valid.any() and any(sources.values()) else None))
+
+    @classmethod
+    def _rounds(cls, space: Space, model: ModelAdapter, scorer: Any, target: int, num0: np.ndarray,
+                cat0: np.ndarray, lo: np.ndarray, hi: np.ndarray, masks: list[np.ndarray], feasible: np.ndarray,
+                ref_num: np.ndarray, config: CounterfactualsConfig, rng: np.random.Generator,
+                use_gradient: bool) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], int]:
+        """The ``n_counterfactuals`` search rounds of a batch of rows: per round, the rows (batch
+        indices) that got a new valid counterfactual and its values; and the rows the gradient
+        search handed to the genetic one. Each round penalises the features a row's earlier
+        counterfactuals changed (diversity)."""
+        n = len(num0)
+        weights = np.ones((n, space.n_features))
+        cf_row: list[np.ndarray] = []
+        cf_num: list[np.ndarray] = []
+        cf_cat: list[np.ndarray] = []
+        n_fallback = 0
+        seen: dict[int, set[tuple[bytes, bytes]]] = {}
+        for k in range(config.n_counterfactuals):
+            idx = np.flatnonzero(feasible)
+            num, cat, found = num0.copy(), cat0.copy(), np.zeros(n, bool)
+            if idx.size:
+                a, b, f = cls._search(space, model, scorer, num0[idx], cat0[idx], lo[idx], hi[idx],
+                                      [m[idx] for m in masks], weights[idx], ref_num, config,
+                                      rng, use_gradient, pairs=k == 0)
+                num[idx], cat[idx], found[idx] = a, b, f[0]
+                n_fallback += int(f[1]) if k == 0 else 0
+            # final check by the real model's own decision rule
+            ok = found & (model.predict(space.encode(num, cat)) == target)
+            changed = space.changed(num, cat, num0, cat0)
+            for i in np.flatnonzero(ok):
+                key = (num[i].tobytes(), cat[i].tobytes())
+                if key in seen.setdefault(int(i), set()):
+                    ok[i] = False
+                seen[int(i)].add(key)
+            cf_row.append(np.flatnonzero(ok))
+            cf_num.append(num[ok])
+            cf_cat.append(cat[ok])
+            weights = weights + config.diversity_penalty * changed * ok[:, None]
+        return cf_row, cf_num, cf_cat, n_fallback
 
     @staticmethod
     def _search(space: Space, model: ModelAdapter, scorer: Any, num0: np.ndarray, cat0: np.ndarray,
