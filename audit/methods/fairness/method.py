@@ -84,11 +84,12 @@ class Fairness(AuditMethod[FairnessConfig, FairnessResult]):
         sets = attribute_sets(data.spec.sensitive, config)
         names = [set_name(s) for s in sets]
         for key in config.reference:
-            if normalize_set_name(key) not in names:
+            if normalize_set_name(key, f"The fairness 'reference' key {key!r}") not in names:
                 raise InvalidConfigError(
                     f"The fairness 'reference' names {key!r}, which is not an attribute or "
                     f"intersection.{did_you_mean(key, names)} Choices: {', '.join(names)}.")
-        refs = {normalize_set_name(k): v for k, v in config.reference.items()}
+        refs = {normalize_set_name(k, f"The fairness 'reference' key {k!r}"): v
+                for k, v in config.reference.items()}
         K = 2 if data.task == "binary" else len(data.classes or ())
 
         attributes: dict[str, AttributeResult] = {}
