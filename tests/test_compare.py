@@ -468,6 +468,25 @@ def test_the_comparison_report_renders_as_pdf(tmp_path):
     assert not (tmp_path / "out" / "results.json").exists()
 
 
+def test_saved_predictions_that_decompress_past_the_memory_budget_are_refused_before_reading(tmp_path,
+                                                                                            monkeypatch):
+    """The Parquet footer's estimate, not the file's size, is held to the budget: 400,000 rows of
+    one repeated value take well under 1 MB on disk and tens of MB once read."""
+    from audit.core.limits import ENV_VAR
+
+    ra, rb = _saved_pair(tmp_path)
+    frame = pd.read_parquet(ra / "predictions.parquet")
+    big = frame.iloc[np.zeros(400_000, dtype=int)].reset_index(drop=True)
+    big["row"] = 0
+    _rewrite(ra, big)
+    assert (ra / "predictions.parquet").stat().st_size < 1 << 20
+    monkeypatch.setenv(ENV_VAR, "24MiB")
+    res = compare_cli(ra, rb, "--out", tmp_path / "cmp")
+    assert res.exit_code == 2, res.output
+    assert "predictions.parquet" in res.output and "400,000 rows" in res.output and "memory budget" in res.output
+    assert not (tmp_path / "cmp").exists()
+
+
 def test_a_saved_report_mixed_with_a_config_or_alone_gets_a_message_naming_the_forms(tmp_path):
     ra, rb = _saved_pair(tmp_path)
     for args in ((ra, tmp_path / "champion.toml"), (ra / "results.json",)):
