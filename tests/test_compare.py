@@ -652,9 +652,8 @@ def test_recourse_change_of_two_models_is_reported_gated_and_rendered():
     assert r2.recourse.attributes == {} and "did not run for the champion and challenger" in r2.recourse.note
 
 
-def test_two_copies_of_one_model_have_zero_recourse_change_from_configs_and_from_saved_reports(tmp_path):
-    """The same network audited twice: every group's median cost change is 0 with interval
-    [0, 0] on the rows both searches explained, and two saved reports give what the configs give."""
+def _saved_counterfactual_pair(tmp_path):
+    """The bundled MLP audited twice with counterfactuals and save_predictions: (a, b, configs' folder)."""
     import shutil
     from pathlib import Path
 
@@ -669,7 +668,14 @@ def test_two_copies_of_one_model_have_zero_recourse_change_from_configs_and_from
         res = CliRunner().invoke(app, ["run", str(work / f"{name}.toml"), "--out", str(tmp_path / name), "-q",
                                        "--methods", "counterfactuals"])
         assert res.exit_code == 0, res.output
-    res = compare_cli(tmp_path / "a", tmp_path / "b", "--out", tmp_path / "saved")
+    return tmp_path / "a", tmp_path / "b", work
+
+
+def test_two_copies_of_one_model_have_zero_recourse_change_from_configs_and_from_saved_reports(tmp_path):
+    """The same network audited twice: every group's median cost change is 0 with interval
+    [0, 0] on the rows both searches explained, and two saved reports give what the configs give."""
+    a, b, work = _saved_counterfactual_pair(tmp_path)
+    res = compare_cli(a, b, "--out", tmp_path / "saved")
     assert res.exit_code == 0, res.output
     live = compare_cli(work / "a.toml", work / "b.toml", "--out", tmp_path / "live", "--methods", "counterfactuals")
     assert live.exit_code == 0, live.output
@@ -681,6 +687,44 @@ def test_two_copies_of_one_model_have_zero_recourse_change_from_configs_and_from
         assert (g["lost"], g["gained"], g["only_champion"], g["only_challenger"]) == (0, 0, 0, 0)
         e = g["paired"]["change"]
         assert e["value"] == 0.0 and (e["lower"], e["upper"]) in ((0.0, 0.0), (None, None))
+
+
+def test_a_saved_report_with_damaged_counterfactual_rows_or_costs_is_refused_naming_the_key(tmp_path):
+    """Every field compare reads from a saved results.json is checked: a row out of range (10**12,
+    -1, which would pick the last row), not a number, null, a rows object, a cost that is not a
+    finite number, a repeated group, a method that is not an object -> exit 2 naming file and key."""
+    import shutil
+
+    a, b, _ = _saved_counterfactual_pair(tmp_path)
+    cases = {
+        "rows[0].row": lambda r: r["rows"][0].__setitem__("row", 10**12),
+        "rows[0].row = -1": lambda r: r["rows"][0].__setitem__("row", -1),
+        "rows[0].row = 'abc'": lambda r: r["rows"][0].__setitem__("row", "abc"),
+        "rows[0].row = None": lambda r: r["rows"][0].__setitem__("row", None),
+        "rows[1].row": lambda r: r["rows"][1].__setitem__("row", r["rows"][0]["row"]),
+        "result.rows = {": lambda r: r.__setitem__("rows", {"a": 1}),
+        "rows[0].cost = 'abc'": lambda r: r["rows"][0].update(found=True, cost="abc"),
+        "rows[0].found": lambda r: r["rows"][0].__setitem__("found", "yes"),
+        "groups[1].group": lambda r: r["recourse"][0]["groups"].insert(1, dict(r["recourse"][0]["groups"][0])),
+        "mean_cost": lambda r: r["recourse"][0]["groups"][0].__setitem__("mean_cost", {"value": "x"}),
+        "result.mad": lambda r: r.__setitem__("mad", {"age": "wide"}),
+    }
+    for key, damage in cases.items():
+        bad = tmp_path / "bad"
+        shutil.rmtree(bad, ignore_errors=True)
+        shutil.copytree(b, bad)
+        doc = json.loads((bad / "results.json").read_text())
+        damage(doc["methods"]["counterfactuals"]["result"])
+        (bad / "results.json").write_text(json.dumps(doc))
+        res = compare_cli(a, bad, "--out", tmp_path / "out")
+        text = " ".join(res.output.split())
+        assert res.exit_code == 2 and "bad/results.json" in text and key in text, (key, text)
+        assert not (tmp_path / "out").exists()
+    doc = json.loads((b / "results.json").read_text())
+    doc["methods"]["performance"] = "ok"
+    (b / "results.json").write_text(json.dumps(doc))
+    res = compare_cli(a, b, "--out", tmp_path / "out")
+    assert res.exit_code == 2 and "methods.performance" in res.output, res.output
 
 
 def test_a_ratio_with_a_zero_denominator_is_undefined_with_a_reason_never_inf_or_nan(tmp_path):
