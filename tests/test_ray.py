@@ -423,6 +423,15 @@ def test_a_streamed_parquet_folder_is_counted_on_ray_workers_with_byte_identical
     assert counted_here == []  # with --backend ray no file was counted in this process
 
 
+def test_prediction_labels_that_are_not_the_targets_are_named_alike_on_ray(tmp_path):
+    from tests.test_stream import BAD_LABELS, bad_label_folder
+
+    res = _cli("run", bad_label_folder(tmp_path), "--out", tmp_path / "out", "-q", "--format", "json",
+               "--backend", "ray")
+    assert res.exit_code == 2 and BAD_LABELS in " ".join(res.output.split()), res.output
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_streamed_folder_on_ray_keeps_the_untrusted_config_link_rule(tmp_path):
     from tests.test_stream import write_config
 
