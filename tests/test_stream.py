@@ -414,3 +414,17 @@ BAD_LABELS = ("The predictions column 'score' holds values that are not the targ
 def test_prediction_labels_that_are_not_the_targets_name_their_file_first_row_and_count(tmp_path, small_batches):
     msg = _error(bad_label_folder(tmp_path), tmp_path)
     assert BAD_LABELS in msg, msg
+
+
+def test_a_partition_folder_named_like_a_column_of_its_files_is_refused_naming_both(log_files, tmp_path):
+    """region=east/sex=zzz/ holding files with their own 'sex' column: which value counts would be
+    a guess (the file's won, silently), so it is an input error."""
+    _, df = log_files
+    parts = tmp_path / "parts"
+    (parts / "region=north").mkdir(parents=True)
+    (parts / "region=east" / "sex=zzz").mkdir(parents=True)
+    df.iloc[:500].to_parquet(parts / "region=north" / "a.parquet")
+    df.iloc[500:600].to_parquet(parts / "region=east" / "sex=zzz" / "b.parquet")
+    msg = _error(write_config(tmp_path, str(parts)), tmp_path)
+    assert ("The column 'sex' is both a partition folder ('sex=zzz', value 'zzz') and a column of the file "
+            "'region=east/sex=zzz/b.parquet'") in msg, msg

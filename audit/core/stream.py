@@ -131,6 +131,16 @@ class _Reader:
         self.where = repr(str(file.relative_to(root)) if file != root else file.name)
         self.spec = spec
         self.names = self._names()
+        clash = [c for c in self.columns if c in self.names and c in self.partition]
+        if clash:  # which would win is a guess: the folder's value or the file's own column
+            from urllib.parse import unquote
+
+            folder = next(part for part in file.relative_to(root).parts[:-1]
+                          if "=" in part and unquote(part.partition("=")[0]) == clash[0])
+            raise DataValidationError(
+                f"The column {clash[0]!r} is both a partition folder ({folder!r}, value "
+                f"{self.partition[clash[0]]!r}) and a column of the file {self.where}, so its value "
+                "there is ambiguous. Rename the folder or drop the column from the file.")
         missing = [c for c in self.columns if c not in self.names and c not in self.partition]
         if missing:
             raise DataValidationError(
