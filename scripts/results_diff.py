@@ -98,7 +98,7 @@ def compare(old: dict[str, Any], new: dict[str, Any]) -> tuple[list[str], list[s
     for path, value in a.items():
         if VARIES.search(path):
             continue
-        target = renamed(path)
+        target = path if path in b else renamed(path)  # already in the new shape: no rename
         seen.add(target)
         if target not in b:
             problems.append(f"lost: {path} = {value!r} (looked for {target})")

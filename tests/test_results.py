@@ -116,3 +116,18 @@ def test_results_diff_finds_renamed_numbers_and_reports_changed_ones():
     problems, _ = diff.compare(old, new)
     assert problems == ["changed: methods.shap.result.importance_high.age = 0.6 -> "
                         "methods.shap.result.global_importance.age.upper = 0.7"]
+
+
+def test_results_diff_of_two_new_shaped_reports_renames_nothing():
+    """Two results.json files already in the Estimate shape: equal numbers are no problem (the
+    renames apply only to paths that the new file lacks)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "results_diff.py"
+    spec = importlib.util.spec_from_file_location("results_diff", path)
+    diff = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(diff)
+    doc = {"methods": {"shap": {"result": {"global_importance": {"age": {"value": 0.5, "lower": 0.4,
+                                                                         "upper": 0.6, "level": 0.95}}}}}}
+    assert diff.compare(doc, doc) == ([], [])
