@@ -695,3 +695,49 @@ def test_a_planted_ratio_drop_is_caught_by_a_ratio_rule():
     assert change.change.value < 0 and change.change.lower <= change.change.value <= change.change.upper
     verdicts = {v.key: v.status for v in r.gate.verdicts}
     assert verdicts == {"fairness.g.demographic_parity_ratio": "breach", "fairness.h.demographic_parity_ratio": "pass"}
+
+
+def test_a_change_no_row_shows_gets_an_exact_interval_that_cannot_pass_a_tight_gate():
+    """The challenger truly raises group a's selection rate by 0.005 (true demographic parity
+    change +0.005 from a fair champion), but on this sample no decision changes. A bootstrap box
+    pinned the change at [0, 0] and passed max_increase = 0.002; the exact bound of a group with
+    no changed row covers the true change, and the rule is not passed."""
+    from scipy.stats import norm
+
+    def champ(X):
+        return 1 / (1 + np.exp(-2 * X[:, 0]))
+
+    def chall(X):
+        return np.clip(champ(X) + 0.5 * ((X[:, 1] == 1) & (X[:, 0] > -0.0125) & (X[:, 0] <= 0)), 0, 1)
+
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"x": rng.normal(size=600), "ga": np.repeat([1.0, 0.0], 300)})
+    df["g"] = np.where(df.ga == 1, "a", "b")
+    df["y"] = (df.x + rng.normal(size=600) > 0).astype(int)
+    r = compare_models(champ, chall, df, target="y", sensitive=["g"], features=["x", "ga"], methods=["performance"],
+                       compare={"n_bootstrap": 300, "n_permutations": 99, "disparities": ["demographic_parity_difference"],
+                                "gate": {"fairness.g.demographic_parity_difference": {"max_increase": 0.002}}})
+    truth = norm.cdf(0) - norm.cdf(-0.0125)
+    e = r.fairness["g"].disparities["demographic_parity_difference"].change
+    assert r.decisions.changed == 0 and e.value == 0.0
+    assert e.lower < 0 < truth < e.upper and "Clopper–Pearson" in e.method
+    # |change| of each group <= its share of changed rows, at most -ln(error/4)/300 with none changed
+    assert e.upper < 2 * 7 / 300
+    assert r.gate.outcome != "pass"
+
+
+@pytest.mark.parametrize("who, wording", [("everybody", "so the ratio is 0/0"), ("reference", "so the ratio is x/0")])
+def test_an_undefined_impact_ratio_says_0_over_0_or_x_over_0_as_the_rates_are(who, wording):
+    """Against reference group 2: if the challenger selects nobody the ratio is 0/0; if only the
+    reference group gets nobody while others are selected it is x/0 (infinite), not 0/0."""
+    rng = np.random.default_rng(0)
+    codes = np.repeat([0, 1, 2], 100)
+    y = (rng.random(300) < 0.5).astype(int)
+    a = (rng.random(300) < np.array([0.3, 0.5, 0.4])[codes]).astype(int)
+    b = np.zeros(300, int) if who == "everybody" else np.where(codes == 2, 0, a)
+    res = compare_disparities("g", codes.astype(str), Paired(y, a, b, None, None), ["disparate_impact_ratio"],
+                              CompareOptions(n_bootstrap=100, n_permutations=0), rng, reference="2")
+    e = res.disparities["disparate_impact_ratio"].change
+    assert e.value is None and e.lower is None
+    assert wording in e.undefined_reason and "challenger" in e.undefined_reason
+    assert ("0/0" in e.undefined_reason) == (who == "everybody")

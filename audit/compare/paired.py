@@ -54,11 +54,11 @@ from audit.stats.proportions import group_interval
 BOOTSTRAP = "paired percentile bootstrap (the same resampled rows for both models)"
 PROJECTION = ("range of the change over a simultaneous box of the champion's group rates and their paired "
               "changes (studentized bootstrap, the same rows resampled within the attribute's groups for "
-              "both models; each bound errs at most (1 − level)/2), conservative")
+              "both models; each bound errs at most (1 − level)/2 as far as the bootstrap holds its level), conservative")
 RATIO_PROJECTION = ("range of the change of the ratio over a simultaneous box of the champion's group rates and "
                     "their paired changes and the challenger's rates (studentized bootstrap, the same rows resampled "
                     "within the attribute's groups for both models; bounded piece by piece, each bound "
-                    "errs at most (1 − level)/2), conservative")
+                    "errs at most (1 − level)/2 as far as the bootstrap holds its level), conservative")
 AUC_GAP = "auc_difference"
 AUC_PROJECTION = ("range of the change of the AUC gap over a simultaneous box of the champion's group AUCs and "
                   "their paired changes (studentized bootstrap, the same rows resampled within the attribute's "
@@ -386,7 +386,9 @@ def compare_disparities(name: str, values: np.ndarray, p: Paired, metrics: Seque
     for j, m in enumerate(metrics):
         label = BINARY_DISPARITIES[m][0]
         value = point_b[j] - point_a[j]
-        undefined = (_undefined_ratio(m, kinds[m], point_a[j], point_b[j], ref is not None)
+        compared = {role: np.concatenate([rates(o.sum(axis=0)[None])[b][0, judged] for b in bases[m]])
+                    for role, o, v in (("champion", oa, point_a[j]), ("challenger", ob, point_b[j])) if not np.isfinite(v)}
+        undefined = (_undefined_ratio(m, kinds[m], compared, ref_j)
                      if kinds[m] != "difference" and judged.size >= 2 else
                      "fewer than two judged groups with a defined rate" if judged.size >= 2
                      else f"fewer than two groups of at least {options.min_group_size} rows")
@@ -551,13 +553,24 @@ def auc_gap_change(codes: np.ndarray, levels: np.ndarray, judged: np.ndarray, re
     return Change(AUC_GAP, label, _f(a), _f(b), e, pval, None, test, small_names)
 
 
-def _undefined_ratio(metric: str, kind: str, a: float, b: float, reference: bool) -> str:
-    """Why a ratio disparity (or its change) is undefined: a zero denominator, never inf."""
-    roles = [role for role, v in (("champion", a), ("challenger", b)) if not np.isfinite(v)]
-    whose = " and the ".join(roles) or "a model"
-    den = "the reference group's rate" if reference and kind == "impact" else "the largest compared group rate"
-    return (f"undefined: {den} is 0 for the {whose}, so the ratio is 0/0 (no group gets the outcome the "
-            f"{metric} compares); the difference of rates is defined")
+def _undefined_ratio(metric: str, kind: str, compared: Mapping[str, np.ndarray], ref: int | None) -> str:
+    """Why a ratio disparity (or its change) is undefined, never inf: ``compared`` holds, for each
+    model whose ratio is undefined, its compared rates of the judged groups (``ref`` indexes the
+    reference among them). A zero denominator over a zero numerator is 0/0 (no group gets the
+    outcome); the reference group's rate 0 under another group's positive rate is x/0 (infinite)."""
+    against_ref = kind == "impact" and ref is not None
+    why = []
+    for role, r in compared.items():
+        if np.isnan(r).any():
+            why.append(f"a compared group's rate is undefined for the {role} (no rows in its denominator)")
+        elif against_ref and (np.delete(r, ref) > 0).any():
+            why.append(f"the reference group's rate is 0 for the {role} while another group's is not, so the ratio "
+                       "is x/0 (infinite)")
+        else:
+            den = "the reference group's rate" if against_ref else "the largest compared group rate"
+            why.append(f"{den} is 0 for the {role}, so the ratio is 0/0 (no group gets the outcome the {metric} "
+                       "compares)")
+    return f"undefined: {'; '.join(why) or 'a model has no defined ratio'}; the difference of rates is defined"
 
 
 def adjust_fairness(attributes: Mapping[str, AttributeComparison]) -> dict[str, AttributeComparison]:

@@ -27,7 +27,8 @@ resamples each model separately would count the shared noise twice. Everything h
   the champion and their paired changes, which are smooth, get one simultaneous studentized
   bootstrap box (:func:`simultaneous_box`), and the interval of the disparity's change is its
   range over that box, found by linear programs (a max − min of rates is a maximum of linear
-  functions). It holds its level wherever the box does, at the price of being conservative.
+  functions). It holds its level wherever the box does (its bootstrap part approximately, its
+  exact coordinates below exactly), at the price of being conservative.
   A change that the bootstrap cannot see (a group where fewer than 10 rows change, none at
   all included: its resamples barely vary, so a bootstrap box would pin that change near 0)
   gets an exact Clopper–Pearson bound instead (:func:`exact_change_bound`), with its share of
