@@ -72,7 +72,7 @@ def test_two_copies_of_one_model_give_zero_changes_intervals_at_zero_and_a_passi
     for c in changes:
         assert c["change"]["value"] == 0.0 and c["p_value"] == 1.0
         if c["metric"] == "ece":  # binned ECE is biased: a test, never an interval (nor an interval method)
-            assert c["change"]["lower"] is None and c["change"]["method"] == ""
+            assert c["change"]["lower"] is None and c["change"]["method"] is None
             assert "biased upward" in c["change"]["undefined_reason"]
             continue
         assert c["change"]["lower"] <= 0.0 <= c["change"]["upper"]
@@ -741,3 +741,23 @@ def test_an_undefined_impact_ratio_says_0_over_0_or_x_over_0_as_the_rates_are(wh
     assert e.value is None and e.lower is None
     assert wording in e.undefined_reason and "challenger" in e.undefined_reason
     assert ("0/0" in e.undefined_reason) == (who == "everybody")
+
+
+@pytest.mark.parametrize("fairness", [{"favourable_label": "0"}, {"favourable": "negative"}])
+def test_the_comparison_compares_the_favourable_outcome_the_fairness_audit_resolved(fairness):
+    """Setting only favourable_label (the negative class) makes both the fairness audit and the
+    comparison compare the rate of the negative decision: the champion's demographic parity
+    ratio in the comparison is the audit's, and not the ratio of selection rates."""
+    frame = planted(n=4000, extra=200)
+    f = {"sa": frame.sa.to_numpy(), "sb": frame.sb.to_numpy()}
+    options = {"fairness": {**fairness, "n_bootstrap": 100, "n_permutations": 0, "what_if": False}}
+    r = compare_models(lambda X: f["sa"][:len(X)], lambda X: f["sb"][:len(X)], frame[["x", "g", "h", "y"]],
+                       target="y", sensitive=["g"], features=["x"], methods=["fairness"], method_options=options,
+                       compare={"n_bootstrap": 100, "n_permutations": 0, "disparities": ["demographic_parity_ratio"]})
+    audited = next(o.result for o in r._reports[0].outcomes if o.name == "fairness")
+    assert audited.favourable == "negative" and r.options.favourable == "negative"
+    compared = r.fairness["g"].disparities["demographic_parity_ratio"].champion
+    assert compared == pytest.approx(audited.attributes["g"].disparities["demographic_parity_ratio"].value)
+    sel = frame.assign(d=frame.sa >= 0.5).groupby("g").d.mean()
+    assert compared == pytest.approx((1 - sel).min() / (1 - sel).max())
+    assert compared != pytest.approx(sel.min() / sel.max())

@@ -123,7 +123,7 @@ def _change(metric: str, label: str, a: float, b: float, boot_a: np.ndarray, boo
     value = b - a
     if not np.isfinite(value):
         why = undefined or "undefined for at least one model"
-        return Change(metric, label, _f(a), _f(b), Estimate(None, None, None, None, "", why),
+        return Change(metric, label, _f(a), _f(b), Estimate(None, undefined_reason=why),
                       None, None, test, excluded_small)
     lo, hi = (None, None)
     why = None
@@ -139,7 +139,7 @@ def _change(metric: str, label: str, a: float, b: float, boot_a: np.ndarray, boo
     given = lo is not None and hi is not None
     return Change(metric, label, _f(a), _f(b), Estimate(_f(value), lo if given else None, hi if given else None,
                                                         options.confidence if given else None,
-                                                        method if given else "", why),
+                                                        method if given else None, why),
                   _f(p), None, test, excluded_small)
 
 
@@ -393,14 +393,14 @@ def compare_disparities(name: str, values: np.ndarray, p: Paired, metrics: Seque
                      "fewer than two judged groups with a defined rate" if judged.size >= 2
                      else f"fewer than two groups of at least {options.min_group_size} rows")
         if not np.isfinite(value):
-            e = Estimate(None, None, None, None, "", undefined)
+            e = Estimate(None, undefined_reason=undefined)
         elif not options.n_bootstrap:
-            e = Estimate(_f(value), None, None, None, "", "n_bootstrap = 0: no interval")
+            e = Estimate(_f(value), undefined_reason="n_bootstrap = 0: no interval")
         elif few_events(m):
-            e = Estimate(_f(value), None, None, None, "", few_events(m))
+            e = Estimate(_f(value), undefined_reason=few_events(m))
         elif boxes.get(m) is None:
-            e = Estimate(_f(value), None, None, None, "",
-                         "more than 10% of the resamples left a rate undefined: too unstable for an interval")
+            e = Estimate(_f(value), undefined_reason="more than 10% of the resamples left a rate undefined: too "
+                         "unstable for an interval")
         else:
             d, n_rates = judged.size, len(bases[m])
             lo, hi = boxes[m]
