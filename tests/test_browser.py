@@ -78,6 +78,24 @@ def _chromium(url: str, proxy, tmp: Path, *, screenshot: Path | None = None) -> 
     return proc.stdout, console
 
 
+def _rendered_offline(url: str, proxy, tmp: Path, artifact: str) -> str:
+    """Load ``url`` twice (screenshot, then DOM): no console line, no request, a non-blank page
+    kept as a CI artifact. Returns the DOM the browser built."""
+    from PIL import Image, ImageStat
+
+    shot = tmp / artifact
+    _, console_shot = _chromium(url, proxy, tmp, screenshot=shot)
+    requests_during_screenshot = list(_Recorder.hits)
+    dom, console = _chromium(url, proxy, tmp)
+    assert console == [] and console_shot == [], console + console_shot
+    assert _Recorder.hits == [] and requests_during_screenshot == []
+    img = Image.open(shot).convert("L")
+    assert img.size[0] >= 1000 and ImageStat.Stat(img).stddev[0] > 5
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shutil.copy(shot, ARTIFACTS / artifact)
+    return dom
+
+
 def test_harness_sees_console_messages_and_requests(proxy, tmp_path):
     page = tmp_path / "canary.html"
     page.write_text('<html><body><p>x</p><script>console.error("canary-error")</script>'
@@ -103,24 +121,11 @@ def report_dir(tmp_path_factory) -> Path:
 
 
 def test_report_in_headless_chromium(report_dir, proxy, tmp_path):
-    from PIL import Image, ImageStat
+    from PIL import Image
 
     from audit.registry import METHODS
 
-    url = (report_dir / "report.html").as_uri()
-    shot = tmp_path / "report.png"
-    _, console_shot = _chromium(url, proxy, tmp_path, screenshot=shot)
-    requests_during_screenshot = list(_Recorder.hits)
-    dom, console = _chromium(url, proxy, tmp_path)
-
-    assert console == [] and console_shot == [], console + console_shot
-    assert _Recorder.hits == [] and requests_during_screenshot == []
-
-    # the screenshot exists and is not a blank page; CI keeps it as an artifact
-    img = Image.open(shot).convert("L")
-    assert img.size[0] >= 1000 and ImageStat.Stat(img).stddev[0] > 5
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    shutil.copy(shot, ARTIFACTS / "browser-report.png")
+    dom = _rendered_offline((report_dir / "report.html").as_uri(), proxy, tmp_path, "browser-report.png")
 
     # the DOM as the browser built it: every method has its section; every method that ran
     # shows at least one figure, and every image is an embedded PNG that decodes
@@ -197,19 +202,7 @@ def test_comparison_report_in_headless_chromium(proxy, tmp_path):
                                               "fairness.g.demographic_parity_difference": {"max_increase": 0.1}}})
     out = tmp_path / "cmp"
     write_comparison(result, out, formats=["html"])
-    url = (out / "report.html").as_uri()
-    shot = tmp_path / "compare.png"
-    _, console_shot = _chromium(url, proxy, tmp_path, screenshot=shot)
-    requests_during_screenshot = list(_Recorder.hits)
-    dom, console = _chromium(url, proxy, tmp_path)
-    assert console == [] and console_shot == [], console + console_shot
-    assert _Recorder.hits == [] and requests_during_screenshot == []
-    from PIL import Image, ImageStat
-
-    img = Image.open(shot).convert("L")
-    assert img.size[0] >= 1000 and ImageStat.Stat(img).stddev[0] > 5
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    shutil.copy(shot, ARTIFACTS / "browser-compare.png")
+    dom = _rendered_offline((out / "report.html").as_uri(), proxy, tmp_path, "browser-compare.png")
     for section in ("summary", "performance", "decisions", "fairness", "importance", "limitations", "provenance"):
         assert re.search(rf'<section id="{section}"', dom), section
     assert f"Non-inferiority gate: {result.gate.outcome}" in dom

@@ -5,13 +5,17 @@ group's confusion counts and score histogram (:class:`audit.stats.counts.GroupTa
 the rows. :func:`stream_tables` reads a CSV (optionally compressed) or Parquet file, or a folder
 of Parquet files (hive partitions such as ``region=north/`` become columns), one batch of rows at
 a time with pyarrow, and adds each batch to those tables: memory is bounded by the batch, the
-groups and the score bins, not by the rows.
+groups and the score bins, not by the rows. Each file is counted on its own, a chunk of
+:func:`audit.execution.map` (with the Ray backend, a task that reads the file on a worker and
+sends back only its counts), and the files' counts merge in file order: the same tables on every
+backend.
 
 The labels are read exactly as the in-memory path reads them (the same normalisation of each
 batch's distinct values, :func:`audit.core.dataset._label_text`; the same rules for the target's
 classes, the predictions and missing sensitive values), so a streamed audit and an in-memory
 audit of the same rows build identical tables. Every problem is an input error naming the file,
-the column and the rows (data rows counted from 0 within the file, header not counted).
+the column, the first row as a user counts it (from 1 within the file, the header not counted)
+and the value.
 """
 
 from __future__ import annotations

@@ -153,7 +153,7 @@ def histogram_calibration_test(count: np.ndarray, positives: np.ndarray, score_s
         draws = np.zeros((b, count.size))
         draws[:, filled] = rng.binomial(count[filled], p, size=(b, filled.size))
         null[start:start + b] = np.abs(s_b - merge(draws)).sum(axis=1) / n
-    p_value = (1 + int(np.sum(null >= obs - 1e-12))) / (n_sim + 1)
+    p_value = permutation_pvalues(obs, null).upper
     return CalibrationTest(obs, float(null.mean()), float(np.quantile(null, 0.95)), float(p_value),
                            int(n_sim), int(n_bins))
 
