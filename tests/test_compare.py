@@ -761,3 +761,23 @@ def test_the_comparison_compares_the_favourable_outcome_the_fairness_audit_resol
     sel = frame.assign(d=frame.sa >= 0.5).groupby("g").d.mean()
     assert compared == pytest.approx((1 - sel).min() / (1 - sel).max())
     assert compared != pytest.approx(sel.min() / sel.max())
+
+
+def test_two_saved_reports_compare_the_favourable_label_their_fairness_audit_resolved(tmp_path):
+    """favourable_label alone (the negative class "0") in the champion's [methods.fairness]: the
+    comparison of the saved reports compares the negative decision's rates, as the audit did."""
+    frame = planted(n=2000, extra=100)
+    a, b = write_pair(tmp_path, frame)
+    for cfg, out in ((a, "ra"), (b, "rb")):
+        cfg.write_text(cfg.read_text().replace("[methods.fairness]\n", '[methods.fairness]\nfavourable_label = "0"\n')
+                       + "[report]\nsave_predictions = true\n")
+        res = CliRunner().invoke(app, ["run", str(cfg), "--out", str(tmp_path / out), "--quiet", "--format", "json",
+                                       "--methods", "fairness"])
+        assert res.exit_code == 0, res.output
+    res = compare_cli(tmp_path / "ra", tmp_path / "rb", "--out", tmp_path / "cmp")
+    assert res.exit_code == 0, res.output
+    doc = json.loads((tmp_path / "cmp" / "results.json").read_text())
+    audited = json.loads((tmp_path / "ra" / "results.json").read_text())["methods"]["fairness"]["result"]
+    assert doc["options"]["favourable"] == "negative"
+    compared = doc["fairness"]["g"]["disparities"]["demographic_parity_ratio"]["champion"]
+    assert compared == pytest.approx(audited["attributes"]["g"]["disparities"]["demographic_parity_ratio"]["estimate"]["value"])
