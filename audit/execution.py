@@ -40,6 +40,7 @@ from __future__ import annotations
 import builtins
 import os
 import sys
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -82,10 +83,25 @@ class ExecutionConfig:
         if self.backend != "ray":
             raise InvalidConfigError(f"The [execution] 'address' {self.address!r} needs backend = \"ray\" "
                                      "(--backend ray); the local backend uses this machine only.")
-        host, _, port = self.address.removeprefix("ray://").rpartition(":")
-        if self.address != "auto" and not (self.address.startswith("ray://") and host and port.isdigit()):
-            raise InvalidConfigError(f"The [execution] 'address' must be \"auto\" or \"ray://host:port\". "
-                                     f"Got {self.address!r} instead.")
+        if self.address != "auto":
+            _check_ray_address(self.address)
+
+
+def _check_ray_address(address: str) -> None:
+    """``ray://host:port`` with a host and a port in 1-65535, checked before Ray waits ~30 s for
+    a cluster that cannot be there."""
+    from urllib.parse import urlsplit
+
+    shape = f"The [execution] 'address' must be \"auto\" or \"ray://host:port\". Got {address!r} instead"
+    try:
+        parts = urlsplit(address)
+        host, port = parts.hostname, parts.port
+    except ValueError as exc:  # an unclosed IPv6 bracket, a port that is not a number or > 65535
+        raise InvalidConfigError(f"{shape} ({exc}).") from None
+    if parts.scheme != "ray" or not host or port is None or parts.path or parts.query or parts.fragment:
+        raise InvalidConfigError(f"{shape}.")
+    if not 1 <= port <= 65535:
+        raise InvalidConfigError(f"{shape}: a port is 1-65535 (the Ray Client server listens on 10001 by default).")
 
 
 @dataclass
@@ -312,7 +328,13 @@ def _ray_messages(into: list[str]) -> Iterator[None]:
     logger.addHandler(handler)
     logger.propagate = False
     try:
-        yield
+        # its Python warnings too (e.g. "Ray Client connection timed out"): the error says it
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                yield
+            finally:
+                into.extend(str(w.message) for w in caught)
     finally:
         logger.removeHandler(handler)
         logger.propagate = propagate

@@ -207,7 +207,7 @@ def load_streamed_inputs(plan: AuditPlan, classes: Sequence[AuditMethod], config
             f"[data] path {plan.data_path!r} is a folder, which is only read in batches: remove "
             "[data] stream = false (or point [data] path at one CSV or Parquet file).")
     fairness = configs.get("fairness") or FairnessConfig()
-    refs = {normalize_set_name(k) for k in fairness.reference}
+    refs = {normalize_set_name(k, f"The fairness 'reference' key {k!r}") for k in fairness.reference}
     sets = [AttributeSet(cols, named=len(cols) > 1 and (fairness.intersections is not None
                                                          or set_name(cols) in refs))
             for cols in attribute_sets(plan.data.sensitive, fairness)]

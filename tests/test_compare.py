@@ -468,6 +468,25 @@ def test_the_comparison_report_renders_as_pdf(tmp_path):
     assert not (tmp_path / "out" / "results.json").exists()
 
 
+def test_saved_predictions_that_decompress_past_the_memory_budget_are_refused_before_reading(tmp_path,
+                                                                                            monkeypatch):
+    """The Parquet footer's estimate, not the file's size, is held to the budget: 400,000 rows of
+    one repeated value take well under 1 MB on disk and tens of MB once read."""
+    from audit.core.limits import ENV_VAR
+
+    ra, rb = _saved_pair(tmp_path)
+    frame = pd.read_parquet(ra / "predictions.parquet")
+    big = frame.iloc[np.zeros(400_000, dtype=int)].reset_index(drop=True)
+    big["row"] = 0
+    _rewrite(ra, big)
+    assert (ra / "predictions.parquet").stat().st_size < 1 << 20
+    monkeypatch.setenv(ENV_VAR, "24MiB")
+    res = compare_cli(ra, rb, "--out", tmp_path / "cmp")
+    assert res.exit_code == 2, res.output
+    assert "predictions.parquet" in res.output and "400,000 rows" in res.output and "memory budget" in res.output
+    assert not (tmp_path / "cmp").exists()
+
+
 def test_a_saved_report_mixed_with_a_config_or_alone_gets_a_message_naming_the_forms(tmp_path):
     ra, rb = _saved_pair(tmp_path)
     for args in ((ra, tmp_path / "champion.toml"), (ra / "results.json",)):
@@ -520,10 +539,11 @@ def test_attribute_names_with_separators_or_edge_spaces_are_named_in_gate_keys_b
                        compare={"n_bootstrap": 200, "n_permutations": 99, "gate": gate})
     judged = {v.key: v for v in r.gate.verdicts}
     assert list(judged) == keys and all(v.status == "pass" and v.value == 0.0 for v in judged.values())
-    assert judged[keys[-1]].rule.startswith("a&b*s*t.") or judged[keys[-1]].rule.startswith("s*t*a&b.")
+    # results keys quote such names the same way, so they never collide with an intersection
+    assert judged[keys[-1]].rule.startswith('"a&b"*"s*t".')
     # audit check's [gate] reads the same rule
     rules = parse_gate({k.replace("max_increase", "max"): {"max": 0.1} for k in keys}, sensitive=ODD, task="binary")
-    assert [r_.attribute for r_ in rules][:4] == ODD
+    assert [r_.attribute for r_ in rules][:4] == [_quoted(a) for a in ODD]
     # unquoted, the names split (or lose their spaces): an exit-2 message says how to quote
     for bad in ("fairness.a&b.demographic_parity_difference", 'fairness."a&b.demographic_parity_difference',
                 'fairness."a&b"x.demographic_parity_difference'):
@@ -632,9 +652,8 @@ def test_recourse_change_of_two_models_is_reported_gated_and_rendered():
     assert r2.recourse.attributes == {} and "did not run for the champion and challenger" in r2.recourse.note
 
 
-def test_two_copies_of_one_model_have_zero_recourse_change_from_configs_and_from_saved_reports(tmp_path):
-    """The same network audited twice: every group's median cost change is 0 with interval
-    [0, 0] on the rows both searches explained, and two saved reports give what the configs give."""
+def _saved_counterfactual_pair(tmp_path):
+    """The bundled MLP audited twice with counterfactuals and save_predictions: (a, b, configs' folder)."""
     import shutil
     from pathlib import Path
 
@@ -649,7 +668,14 @@ def test_two_copies_of_one_model_have_zero_recourse_change_from_configs_and_from
         res = CliRunner().invoke(app, ["run", str(work / f"{name}.toml"), "--out", str(tmp_path / name), "-q",
                                        "--methods", "counterfactuals"])
         assert res.exit_code == 0, res.output
-    res = compare_cli(tmp_path / "a", tmp_path / "b", "--out", tmp_path / "saved")
+    return tmp_path / "a", tmp_path / "b", work
+
+
+def test_two_copies_of_one_model_have_zero_recourse_change_from_configs_and_from_saved_reports(tmp_path):
+    """The same network audited twice: every group's median cost change is 0 with interval
+    [0, 0] on the rows both searches explained, and two saved reports give what the configs give."""
+    a, b, work = _saved_counterfactual_pair(tmp_path)
+    res = compare_cli(a, b, "--out", tmp_path / "saved")
     assert res.exit_code == 0, res.output
     live = compare_cli(work / "a.toml", work / "b.toml", "--out", tmp_path / "live", "--methods", "counterfactuals")
     assert live.exit_code == 0, live.output
@@ -661,6 +687,44 @@ def test_two_copies_of_one_model_have_zero_recourse_change_from_configs_and_from
         assert (g["lost"], g["gained"], g["only_champion"], g["only_challenger"]) == (0, 0, 0, 0)
         e = g["paired"]["change"]
         assert e["value"] == 0.0 and (e["lower"], e["upper"]) in ((0.0, 0.0), (None, None))
+
+
+def test_a_saved_report_with_damaged_counterfactual_rows_or_costs_is_refused_naming_the_key(tmp_path):
+    """Every field compare reads from a saved results.json is checked: a row out of range (10**12,
+    -1, which would pick the last row), not a number, null, a rows object, a cost that is not a
+    finite number, a repeated group, a method that is not an object -> exit 2 naming file and key."""
+    import shutil
+
+    a, b, _ = _saved_counterfactual_pair(tmp_path)
+    cases = {
+        "rows[0].row": lambda r: r["rows"][0].__setitem__("row", 10**12),
+        "rows[0].row = -1": lambda r: r["rows"][0].__setitem__("row", -1),
+        "rows[0].row = 'abc'": lambda r: r["rows"][0].__setitem__("row", "abc"),
+        "rows[0].row = None": lambda r: r["rows"][0].__setitem__("row", None),
+        "rows[1].row": lambda r: r["rows"][1].__setitem__("row", r["rows"][0]["row"]),
+        "result.rows = {": lambda r: r.__setitem__("rows", {"a": 1}),
+        "rows[0].cost = 'abc'": lambda r: r["rows"][0].update(found=True, cost="abc"),
+        "rows[0].found": lambda r: r["rows"][0].__setitem__("found", "yes"),
+        "groups[1].group": lambda r: r["recourse"][0]["groups"].insert(1, dict(r["recourse"][0]["groups"][0])),
+        "mean_cost": lambda r: r["recourse"][0]["groups"][0].__setitem__("mean_cost", {"value": "x"}),
+        "result.mad": lambda r: r.__setitem__("mad", {"age": "wide"}),
+    }
+    for key, damage in cases.items():
+        bad = tmp_path / "bad"
+        shutil.rmtree(bad, ignore_errors=True)
+        shutil.copytree(b, bad)
+        doc = json.loads((bad / "results.json").read_text())
+        damage(doc["methods"]["counterfactuals"]["result"])
+        (bad / "results.json").write_text(json.dumps(doc))
+        res = compare_cli(a, bad, "--out", tmp_path / "out")
+        text = " ".join(res.output.split())
+        assert res.exit_code == 2 and "bad/results.json" in text and key in text, (key, text)
+        assert not (tmp_path / "out").exists()
+    doc = json.loads((b / "results.json").read_text())
+    doc["methods"]["performance"] = "ok"
+    (b / "results.json").write_text(json.dumps(doc))
+    res = compare_cli(a, b, "--out", tmp_path / "out")
+    assert res.exit_code == 2 and "methods.performance" in res.output, res.output
 
 
 def test_a_ratio_with_a_zero_denominator_is_undefined_with_a_reason_never_inf_or_nan(tmp_path):

@@ -401,3 +401,39 @@ def test_results_json_keeps_the_fairness_options_in_the_config_only(tmp_path):
     assert all(k in entry["config"] for k in options)
     assert not [k for k in options if k in entry["result"]]
     assert entry["config"]["n_bootstrap"] == 300
+
+
+def test_an_attribute_named_like_an_intersection_is_judged_on_its_own_column_not_the_intersection(tmp_path):
+    """An attribute "a*b" and the intersection of a and b have distinct result keys ('"a*b"' and
+    'a*b'), so neither overwrites the other and each gate rule judges what its key names."""
+    rng = np.random.default_rng(0)
+    n = 2000
+    ab, a, b = (rng.integers(0, 2, n) for _ in range(3))
+    pred = (rng.random(n) < np.where(ab == 1, 0.8, 0.2)).astype(int)  # only "a*b" matters
+    pd.DataFrame({"a*b": ab.astype(str), "a": a.astype(str), "b": b.astype(str),
+                  "y": rng.integers(0, 2, n), "pred": pred}).to_csv(tmp_path / "d.csv", index=False)
+    cfg = tmp_path / "audit.toml"
+    cfg.write_text('name = "coll"\n[model]\npredictions = "pred"\n[data]\npath = "d.csv"\ntarget = "y"\n'
+                   f'sensitive = ["a*b", "a", "b"]\n{FAST}[gate]\n'
+                   "'fairness.\"a*b\".demographic_parity_difference' = { max = 0.1 }\n"
+                   "'fairness.a*b.demographic_parity_difference' = { max = 0.3 }\n", encoding="utf-8")
+    res = check(cfg, "--json")
+    assert res.exit_code == 1, res.output
+    verdicts = {v["key"]: v for v in json.loads(res.output)["verdicts"]}
+    column = verdicts['fairness."a*b".demographic_parity_difference']
+    cross = verdicts["fairness.a*b.demographic_parity_difference"]
+    assert column["status"] == "breach" and column["value"] > 0.5  # planted gap 0.6
+    assert cross["status"] == "pass" and cross["value"] < 0.3
+
+
+@pytest.mark.parametrize("key", ["fairness.sex*sex.demographic_parity_difference",
+                                 'fairness."sex"*sex.demographic_parity_difference',
+                                 "fairness.sex × race & sex.demographic_parity_difference"])
+def test_a_gate_key_naming_an_attribute_twice_is_refused(key):
+    from audit.compare.gate import parse_compare_gate
+    from audit.methods.fairness import FairnessConfig, attribute_sets
+
+    with pytest.raises(InvalidConfigError, match="names 'sex' twice"):
+        parse_gate({key: {"max": 0.1}}, sensitive=["sex", "race"], task="binary")
+    with pytest.raises(InvalidConfigError, match="names 'sex' twice"):
+        parse_compare_gate({key: {"max_increase": 0.1}}, sets=attribute_sets(["sex", "race"], FairnessConfig()))

@@ -152,6 +152,10 @@ def test_tallies_from_ray_workers_add_up_as_they_do_locally():
     ('[execution]\nbackend = "ray"\naddress = "10.0.0.1"\n', "must be \"auto\" or \"ray://host:port\""),
     ('[execution]\naddress = "auto"\n', "needs backend = \"ray\""),
     ('[execution]\nbackend = "ray"\nadress = "auto"\n', "Unknown key 'adress' in [execution]. Did you mean 'address'?"),
+    ('[execution]\nbackend = "ray"\naddress = "ray://localhost:99999999"\n', "Port out of range"),
+    ('[execution]\nbackend = "ray"\naddress = "ray://localhost:0"\n', "a port is 1-65535"),
+    ('[execution]\nbackend = "ray"\naddress = "ray://[::1:1"\n', "Invalid IPv6 URL"),
+    ('[execution]\nbackend = "ray"\naddress = "ray://:10001"\n', "must be \"auto\" or \"ray://host:port\""),
 ])
 def test_bad_execution_tables_are_config_errors(model_dir, table, message):
     cfg = model_dir / "audit.toml"
@@ -179,7 +183,7 @@ def test_an_unreachable_cluster_is_a_clear_error_not_a_hang(model_dir):
                           capture_output=True, text=True, env=_env(), timeout=300)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "Could not connect to the Ray cluster at 'ray://127.0.0.1:1'" in proc.stderr
-    assert "Traceback" not in proc.stderr
+    assert "Traceback" not in proc.stderr and "UserWarning" not in proc.stderr  # Ray's own warning kept off
     assert not (model_dir / "out").exists()
 
 
@@ -421,6 +425,15 @@ def test_a_streamed_parquet_folder_is_counted_on_ray_workers_with_byte_identical
     assert doc["methods"]["fairness"]["status"] == "ok" and doc["data"]["rows"] == 3000
     assert doc["provenance"]["execution"]["ran_locally"] == []
     assert counted_here == []  # with --backend ray no file was counted in this process
+
+
+def test_prediction_labels_that_are_not_the_targets_are_named_alike_on_ray(tmp_path):
+    from tests.test_stream import BAD_LABELS, bad_label_folder
+
+    res = _cli("run", bad_label_folder(tmp_path), "--out", tmp_path / "out", "-q", "--format", "json",
+               "--backend", "ray")
+    assert res.exit_code == 2 and BAD_LABELS in " ".join(res.output.split()), res.output
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_streamed_folder_on_ray_keeps_the_untrusted_config_link_rule(tmp_path):

@@ -389,3 +389,42 @@ def test_files_left_out_of_a_data_folder_are_named_in_the_limitations(log_files,
     assert "of 1 file(s) were read" in notes
     assert "2 other file(s) in the data folder were not read" in notes
     assert "'b.parq'" in notes and "'c.PARQUET.gz'" in notes and "_SUCCESS" not in notes
+
+
+def bad_label_folder(tmp_path: Path) -> Path:
+    """Two partitions of label decisions; the second has 'maybe' at its data rows 1,201, 1,501 and
+    2,401 and 'unsure' at row 1,700 (its second and third batches of 1,000 rows)."""
+    folder = tmp_path / "labels"
+    for i, region in enumerate(("north", "south")):
+        df = decision_log(2500, seed=i)
+        df["score"] = np.where(df.score > 0.5, "yes", "no").astype(object)
+        if region == "south":
+            df.loc[[1200, 1500, 2400], "score"] = "maybe"
+            df.loc[1699, "score"] = "unsure"
+        (folder / f"region={region}").mkdir(parents=True)
+        df.to_parquet(folder / f"region={region}" / "p.parquet")
+    return write_config(tmp_path, str(folder))
+
+
+BAD_LABELS = ("The predictions column 'score' holds values that are not the target's classes 'no', 'yes': "
+              "'maybe' in 3 row(s), first at row 1,201 of 'region=south/p.parquet'; 'unsure' in 1 row(s), "
+              "first at row 1,700 of 'region=south/p.parquet' (rows counted from 1 within each file")
+
+
+def test_prediction_labels_that_are_not_the_targets_name_their_file_first_row_and_count(tmp_path, small_batches):
+    msg = _error(bad_label_folder(tmp_path), tmp_path)
+    assert BAD_LABELS in msg, msg
+
+
+def test_a_partition_folder_named_like_a_column_of_its_files_is_refused_naming_both(log_files, tmp_path):
+    """region=east/sex=zzz/ holding files with their own 'sex' column: which value counts would be
+    a guess (the file's won, silently), so it is an input error."""
+    _, df = log_files
+    parts = tmp_path / "parts"
+    (parts / "region=north").mkdir(parents=True)
+    (parts / "region=east" / "sex=zzz").mkdir(parents=True)
+    df.iloc[:500].to_parquet(parts / "region=north" / "a.parquet")
+    df.iloc[500:600].to_parquet(parts / "region=east" / "sex=zzz" / "b.parquet")
+    msg = _error(write_config(tmp_path, str(parts)), tmp_path)
+    assert ("The column 'sex' is both a partition folder ('sex=zzz', value 'zzz') and a column of the file "
+            "'region=east/sex=zzz/b.parquet'") in msg, msg

@@ -171,7 +171,9 @@ def compare_recourse(champion: Any, challenger: Any, sensitive: Any, attributes:
         if attr not in own[0] or attr not in own[1]:
             continue
         values = np.asarray(sensitive[attr]).astype(str)
-        groups = sorted({str(_get(g, "group")) for r in own for g in (_get(r[attr], "groups") or ())})
+        # the paired rows' own groups too: a saved report may not list every group it searched
+        groups = sorted({str(_get(g, "group")) for r in own for g in (_get(r[attr], "groups") or ())}
+                        | set(values[both].tolist()))
         code = {g: k for k, g in enumerate(groups)}
         rows_p = both[paired]
         codes = np.array([code[v] for v in values[rows_p]], dtype=np.int64)

@@ -166,7 +166,7 @@ def compare_runs(reports: Sequence[Any], predictions: Sequence[Any], data: Any, 
     paired = Paired(np.asarray(data.y).astype(np.int64), np.asarray(pa.labels).astype(np.int64),
                     np.asarray(pb.labels).astype(np.int64), scores_a, scores_b)
     performance, mc = compare_performance(paired, options, rng)
-    refs = {normalize_set_name(k): v for k, v in fair.reference.items()}
+    refs = {normalize_set_name(k, f"The fairness 'reference' key {k!r}"): v for k, v in fair.reference.items()}
     fairness: dict[str, AttributeComparison] = {}
     skipped: dict[str, str] = {}
     for cols in sets:

@@ -146,7 +146,72 @@ def load_saved(path: str | Path) -> SavedRun:
     if hashlib.sha256(raw).hexdigest() != record.get("sha256"):
         raise DataValidationError(f"The predictions file {str(parquet)!r} is not the one {str(results)!r} "
                                   "describes (its SHA-256 differs): it was changed or replaced.")
-    return SavedRun(results, doc, _checked_frame(raw, parquet, doc, record), parquet)
+    frame = _checked_frame(raw, parquet, doc, record)
+    _check_saved_fields(doc, results, len(frame))
+    return SavedRun(results, doc, frame, parquet)
+
+
+def _check_saved_fields(doc: dict[str, Any], results: Path, rows: int) -> None:
+    """Hold every field the comparison reads from a saved results.json to its type and range, so
+    a damaged or edited file is an exit-2 error naming the key, never a traceback or a wrong row
+    (a counterfactual's ``row: -1`` would otherwise pick the last row)."""
+    import math
+
+    def bad(key: str, what: str, value: Any) -> DataValidationError:
+        return DataValidationError(f"The saved report {str(results)!r} records {key} = {value!r}, which must be "
+                                   f"{what}. Rerun its audit, or compare the two configs.")
+
+    def number(value: Any) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+    def listed(key: str, value: Any, kind: type = dict) -> list[Any]:
+        if not isinstance(value, list) or not all(isinstance(v, kind) for v in value):
+            raise bad(key, f"a list of {'objects' if kind is dict else 'texts'}", value)
+        return value
+
+    listed("findings", doc.get("findings", []))
+    for key in ("features", "sensitive"):
+        if doc["data"].get(key) is not None:
+            listed(f"data.{key}", doc["data"][key], str)
+    for name, method in doc["methods"].items():
+        if not isinstance(method, dict) or not isinstance(method.get("status"), str):
+            raise bad(f"methods.{name}", "an object with a 'status' text", method)
+        if method["status"] == "ok" and not isinstance(method.get("result", {}), dict):
+            raise bad(f"methods.{name}.result", "an object", method.get("result"))
+    cf = doc["methods"].get("counterfactuals")
+    if not cf or cf["status"] != "ok":
+        return
+    result, at = cf.get("result", {}), "methods.counterfactuals.result"
+    mad = result.get("mad") or {}
+    if not isinstance(mad, dict) or not all(number(v) for v in mad.values()):
+        raise bad(f"{at}.mad", "an object of finite numbers (each feature's MAD)", mad)
+    seen: set[int] = set()
+    for i, row in enumerate(listed(f"{at}.rows", result.get("rows") or [])):
+        r = row.get("row")
+        if not isinstance(r, int) or isinstance(r, bool) or not 0 <= r < rows or r in seen:
+            raise bad(f"{at}.rows[{i}].row", f"a row number in [0, {rows}) that no other entry names", r)
+        seen.add(r)
+        if not isinstance(row.get("found"), bool):
+            raise bad(f"{at}.rows[{i}].found", "true or false", row.get("found"))
+        if row["found"] and not (number(row.get("cost")) and row["cost"] >= 0):
+            raise bad(f"{at}.rows[{i}].cost", "a finite cost of at least 0", row.get("cost"))
+    attributes: set[str] = set()
+    for i, entry in enumerate(listed(f"{at}.recourse", result.get("recourse") or [])):
+        attr = entry.get("attribute")
+        if not isinstance(attr, str) or attr in attributes:
+            raise bad(f"{at}.recourse[{i}].attribute", "an attribute name no other entry names", attr)
+        attributes.add(attr)
+        groups: set[str] = set()
+        for j, group in enumerate(listed(f"{at}.recourse[{i}].groups", entry.get("groups") or [])):
+            where = f"{at}.recourse[{i}].groups[{j}]"
+            if not isinstance(group.get("group"), str) or group["group"] in groups:
+                raise bad(f"{where}.group", "a group name no other entry of the attribute names", group.get("group"))
+            groups.add(group["group"])
+            cost = group.get("mean_cost")
+            if cost is not None and (not isinstance(cost, dict) or not all(
+                    cost.get(k) is None or number(cost[k]) for k in ("value", "lower", "upper", "level"))):
+                raise bad(f"{where}.mean_cost", "an estimate: value, lower, upper and level finite numbers or null",
+                          cost)
 
 
 def _plain_name(name: str) -> bool:
@@ -159,10 +224,22 @@ def _checked_frame(raw: bytes, parquet: Path, doc: dict[str, Any], record: dict[
     import io
 
     import pandas as pd
+    import pyarrow.parquet as pq
 
+    from audit.core.dataset import parquet_read_bytes
     from audit.report.predictions import SENSITIVE_PREFIX
 
     where = f"The predictions file {str(parquet)!r}"
+    try:
+        footer = pq.ParquetFile(io.BytesIO(raw))
+        need_bytes = parquet_read_bytes(footer.metadata, footer.schema_arrow)
+    except Exception as exc:  # pyarrow raises many types on a damaged file or bad metadata
+        raise DataValidationError(f"{where} cannot be read as Parquet ({type(exc).__name__}: "
+                                  f"{str(exc).splitlines()[0] if str(exc) else ''}).") from None
+    # the file's size says little: a compressed column of one repeated value decodes a thousandfold
+    check_size(need_bytes, f"{where} holds {footer.metadata.num_rows:,} rows x "
+               f"{footer.metadata.num_columns:,} columns; reading it needs about",
+               fix="Compare reports of fewer rows, or run audit compare on the two configs.")
     try:
         frame = pd.read_parquet(io.BytesIO(raw))
     except Exception as exc:  # pyarrow raises many types on a damaged file or bad metadata

@@ -824,15 +824,22 @@ def _scan_csv(path: Path, text: Sequence[str], na_values: Sequence[str], budget:
 # strings 28.7 (2 distinct values of 4-6 characters) and 44.1 (unique 12-character values,
 # 16 bytes each in the footer's uncompressed size); 5M rows x 4 columns of one type: float64
 # 27.5, int64 25.9, bool 2.7, dictionary 12.9, strings 22.2 and 33.6. A read also takes about
-# 10 MB whatever its size. A string cell is charged 28 bytes plus 1.25 times its uncompressed
-# bytes. (The old estimate, 8 bytes per cell, let a 10^7 x 4 file through a budget it then ran
-# out of.)
+# 10 MB whatever its size. A string cell is charged 40 bytes plus 2.75 times its uncompressed
+# bytes: with pandas 3, 1M unique 12-character strings (16.1 MB stored) peaked at 75 MB and 100k
+# of 1,000 characters (100.5 MB) at 266 MB, above the 28 + 1.25 per byte charged before. (The old estimate, 8 bytes per cell, let a 10^7 x 4 file through a budget it then ran
+# out of.) A dictionary column's values are read into pandas categories, which cost far more than
+# their stored bytes: unique values (1M of 12 characters, 200k of 200, 100k of 1,000) peaked at
+# 379, 430 and 742-799 MB for 18.5, 41.3 and 100.6 MB stored (dictionary and indices), i.e. about
+# 380 bytes per entry plus 7.5 per stored byte. The footer does not count the entries; every entry
+# stores at least its 4-byte length, so a column chunk of b stored bytes has at most b / 4 of them.
 _PARQUET_FIXED = 16 << 20
 _PARQUET_WIDTH_FACTOR = 3.5
 _PARQUET_BOOL = 5
 _PARQUET_DICTIONARY = 14
-_PARQUET_TEXT_CELL = 28
-_PARQUET_TEXT_FACTOR = 1.25
+_PARQUET_DICTIONARY_ENTRY = 400
+_PARQUET_DICTIONARY_FACTOR = 8.5
+_PARQUET_TEXT_CELL = 40
+_PARQUET_TEXT_FACTOR = 2.75
 
 
 def parquet_read_bytes(meta: Any, schema: Any) -> int:
@@ -850,7 +857,9 @@ def parquet_read_bytes(meta: Any, schema: Any) -> int:
     for j, field in enumerate(schema):
         t = field.type
         if pa.types.is_dictionary(t):  # read with int32 indices whatever the file's width
-            total += rows * _PARQUET_DICTIONARY
+            chars = stored[j] if j < len(stored) else 0  # the dictionary (values) and the indices
+            total += (rows * _PARQUET_DICTIONARY + min(rows, chars / 4) * _PARQUET_DICTIONARY_ENTRY
+                      + _PARQUET_DICTIONARY_FACTOR * chars)
         elif pa.types.is_boolean(t):
             total += rows * _PARQUET_BOOL
         elif (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t)

@@ -20,7 +20,7 @@ and the value.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -131,6 +131,16 @@ class _Reader:
         self.where = repr(str(file.relative_to(root)) if file != root else file.name)
         self.spec = spec
         self.names = self._names()
+        clash = [c for c in self.columns if c in self.names and c in self.partition]
+        if clash:  # which would win is a guess: the folder's value or the file's own column
+            from urllib.parse import unquote
+
+            folder = next(part for part in file.relative_to(root).parts[:-1]
+                          if "=" in part and unquote(part.partition("=")[0]) == clash[0])
+            raise DataValidationError(
+                f"The column {clash[0]!r} is both a partition folder ({folder!r}, value "
+                f"{self.partition[clash[0]]!r}) and a column of the file {self.where}, so its value "
+                "there is ambiguous. Rename the folder or drop the column from the file.")
         missing = [c for c in self.columns if c not in self.names and c not in self.partition]
         if missing:
             raise DataValidationError(
@@ -349,7 +359,8 @@ def stream_tables(path: str | Path, spec: DatasetSpec, *, threshold: float,
         raise DataValidationError(f"The data in {repr(str(root))} has no rows.")
     return _finish(root, files, spec, sets, counted.counters, counted.target, counted.preds, counted.attrs,
                    counted.n_rows, bool(counted.scored),
-                   bool(counted.scored) and _scores_are_labels(counted.only_01, counted.target), n_bins)
+                   bool(counted.scored) and _scores_are_labels(counted.only_01, counted.target), n_bins,
+                   pred_seen=counted.pred_seen)
 
 
 class _Counts:
@@ -364,6 +375,8 @@ class _Counts:
         self.scored: bool | None = None
         self.only_01 = True  # scores that are all exactly 0 or 1 are labels, as in memory
         self.n_rows = 0
+        # each prediction label: [file, its first row there (from 1), rows], to name bad values
+        self.pred_seen: dict[str, list[Any]] = {}
 
     def merge(self, part: _Counts, spec: DatasetSpec, sets: Sequence[AttributeSet], max_groups: int) -> None:
         """Add ``part``'s counts, its label and group ids mapped to these by their text; the
@@ -384,6 +397,8 @@ class _Counts:
                 f"values ({_show(self.target.labels)}) but the task is binary. Set task = \"multiclass\" "
                 "or map the labels to two values.")
         d_map = np.arange(2) if part.scored else self.preds.add(part.preds)
+        for label, (where, row, rows) in part.pred_seen.items():
+            self.pred_seen.setdefault(label, [where, row, 0])[2] += rows
         a_maps = {}
         for c in spec.sensitive:
             a_maps[c] = self.attrs.setdefault(c, _Labels()).add(part.attrs[c])
@@ -505,6 +520,9 @@ class _FileCounter:
             else:
                 d = preds.encode(raw, on_missing=lambda m: rows_of(
                     m, f"The predictions column {spec.predictions!r}", "Every audited row needs a prediction."))
+                ids, first, rows = np.unique(d, return_index=True, return_counts=True)
+                for k, i, r in zip(ids.tolist(), first.tolist(), rows.tolist(), strict=True):
+                    out.pred_seen.setdefault(preds.labels[k], [reader.where, offset + i + 1, 0])[2] += r
             codes = {}
             for c in spec.sensitive:
                 codes[c] = attrs[c].encode(
@@ -571,7 +589,8 @@ def _check_same_kinds(readers: list[_Reader], spec: DatasetSpec) -> None:
 
 def _finish(root: Path, files: list[Path], spec: DatasetSpec, sets: Sequence[AttributeSet],
             counters: dict[str, _Counter], target: _Labels, preds: _Labels, attrs: dict[str, _Labels],
-            n_rows: int, scored: bool, as_labels: bool, n_bins: int) -> StreamedTables:
+            n_rows: int, scored: bool, as_labels: bool, n_bins: int, *,
+            pred_seen: Mapping[str, Sequence[Any]]) -> StreamedTables:
     """The tables with outcome and decision ids turned into class indices and groups sorted;
     ``scored``: the predictions were scores (decision ids 0/1), ``as_labels``: scores that were
     all 0 or 1 with a 0/1 target, which the in-memory path reads as labels (no histogram)."""
@@ -585,6 +604,18 @@ def _finish(root: Path, files: list[Path], spec: DatasetSpec, sets: Sequence[Att
     if scored:
         d_code = np.array([0, 1])
     else:
+        # labels that are not the target's: named with their file, first row and count (checking
+        # the list of distinct labels would count and number those, not the rows)
+        bad = [label for label in preds.labels if label not in classes]
+        if bad:
+            seen = [(label, *pred_seen[label]) for label in bad if label in pred_seen]
+            shown = "; ".join(f"{label!r} in {rows:,} row(s), first at row {row:,} of {file}"
+                              for label, file, row, rows in seen[:5])
+            raise DataValidationError(
+                f"The predictions column {spec.predictions!r} holds values that are not the target's classes "
+                f"{_show(classes)}: {shown}{' …' if len(seen) > 5 else ''} (rows counted from 1 within each "
+                "file, the header not counted). Write the predictions as the target's labels, or as scores in "
+                "[0, 1] (numbers with decimals).")
         labels = pd.Series(preds.labels, dtype=object)
         d_code = _precomputed(labels, spec, classes, where)
         if d_code.dtype.kind != "i":

@@ -154,15 +154,31 @@ class FairnessConfig(MethodConfig):
 
 
 def set_name(columns: Sequence[str]) -> str:
-    """The name of an attribute or intersection (``"sex"``, ``"sex*race"``)."""
-    return INTERSECTION_SEP.join(columns)
+    """The name of an attribute or intersection (``"sex"``, ``"sex*race"``), the key of its results.
+
+    A member whose name holds ``*``, ``×``, ``&``, a double quote, a backslash or edge spaces is
+    written in double quotes (the quoting rule of gate keys, :func:`parse_set_key`), so no two
+    sets share a name: the attribute ``a*b`` is ``'"a*b"'``, the intersection of ``a`` and ``b``
+    is ``'a*b'``; ``parse_set_key(set_name(cols))`` gives ``cols`` back.
+
+    Examples
+    --------
+    >>> set_name(("sex", "race")), set_name(("a*b",))
+    ('sex*race', '"a*b"')
+    """
+    return INTERSECTION_SEP.join(_quoted(c) for c in columns)
 
 
-def normalize_set_name(name: str) -> str:
-    """Accept ``×``, ``&`` and spaces around the separator as synonyms of ``*``."""
-    for sep in ("×", "&"):
-        name = name.replace(sep, INTERSECTION_SEP)
-    return INTERSECTION_SEP.join(p.strip() for p in name.split(INTERSECTION_SEP))
+def _quoted(name: str) -> str:
+    if name and name == name.strip() and not any(c in name for c in '*×&"\\'):
+        return name
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def normalize_set_name(name: str, where: str | None = None) -> str:
+    """The :func:`set_name` of a set written by a user (e.g. a ``reference`` key): ``×``, ``&`` and
+    spaces around the separator are synonyms of ``*``; names are quoted as in gate keys."""
+    return set_name(parse_set_key(name, where or f"The attribute set {name!r}"))
 
 
 _SET_SEPARATORS = "*×&"
@@ -208,6 +224,10 @@ def parse_set_key(text: str, where: str) -> tuple[str, ...]:
                     "(e.g. '\"a&b\"*sex'; README, \"Gate keys\").")
             members.append(name)
             pos = bare.end()  # type: ignore[union-attr]
+        if members.count(members[-1]) > 1:  # a set is its members: "sex*sex" is not "sex"
+            raise InvalidConfigError(
+                f"{where} names {members[-1]!r} twice: an intersection joins distinct attributes; "
+                f"write {members[-1]!r} once.")
         if pos == len(text):
             return tuple(members)
         if text[pos] not in _SET_SEPARATORS:

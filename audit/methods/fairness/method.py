@@ -12,12 +12,12 @@ from audit.core.method import AuditMethod, Finding, RunContext
 from audit.errors import DataValidationError, InvalidConfigError, did_you_mean
 from audit.methods.fairness.binary import _analyse_binary
 from audit.methods.fairness.config import (
-    INTERSECTION_SEP,
     METRIC_LABELS,
     RATE_DISPARITIES,
     FairnessConfig,
     attribute_sets,
     normalize_set_name,
+    parse_set_key,
     set_name,
 )
 from audit.methods.fairness.figures import figures
@@ -84,11 +84,12 @@ class Fairness(AuditMethod[FairnessConfig, FairnessResult]):
         sets = attribute_sets(data.spec.sensitive, config)
         names = [set_name(s) for s in sets]
         for key in config.reference:
-            if normalize_set_name(key) not in names:
+            if normalize_set_name(key, f"The fairness 'reference' key {key!r}") not in names:
                 raise InvalidConfigError(
                     f"The fairness 'reference' names {key!r}, which is not an attribute or "
                     f"intersection.{did_you_mean(key, names)} Choices: {', '.join(names)}.")
-        refs = {normalize_set_name(k): v for k, v in config.reference.items()}
+        refs = {normalize_set_name(k, f"The fairness 'reference' key {k!r}"): v
+                for k, v in config.reference.items()}
         K = 2 if data.task == "binary" else len(data.classes or ())
 
         attributes: dict[str, AttributeResult] = {}
@@ -206,7 +207,7 @@ class Fairness(AuditMethod[FairnessConfig, FairnessResult]):
                                            f"{config.min_group_size} rows and are too small to judge: "
                                            f"{', '.join(small[:5])}{' …' if len(small) > 5 else ''}."))
         if result.skipped:
-            names = [k.replace(INTERSECTION_SEP, " × ") for k in result.skipped]
+            names = [" × ".join(parse_set_key(k, f"The intersection {k!r}")) for k in result.skipped]
             out.append(Finding("warning", f"{len(names)} intersection(s) not analysed, each with more "
                                           f"groups than max_groups = {config.max_groups}: "
                                           f"{', '.join(names[:5])}{' …' if len(names) > 5 else ''}. Bin "
