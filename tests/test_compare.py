@@ -72,7 +72,7 @@ def test_two_copies_of_one_model_give_zero_changes_intervals_at_zero_and_a_passi
     for c in changes:
         assert c["change"]["value"] == 0.0 and c["p_value"] == 1.0
         if c["metric"] == "ece":  # binned ECE is biased: a test, never an interval (nor an interval method)
-            assert c["change"]["lower"] is None and c["change"]["method"] == ""
+            assert c["change"]["lower"] is None and c["change"]["method"] is None
             assert "biased upward" in c["change"]["undefined_reason"]
             continue
         assert c["change"]["lower"] <= 0.0 <= c["change"]["upper"]
@@ -759,3 +759,89 @@ def test_a_planted_ratio_drop_is_caught_by_a_ratio_rule():
     assert change.change.value < 0 and change.change.lower <= change.change.value <= change.change.upper
     verdicts = {v.key: v.status for v in r.gate.verdicts}
     assert verdicts == {"fairness.g.demographic_parity_ratio": "breach", "fairness.h.demographic_parity_ratio": "pass"}
+
+
+def test_a_change_no_row_shows_gets_an_exact_interval_that_cannot_pass_a_tight_gate():
+    """The challenger truly raises group a's selection rate by 0.005 (true demographic parity
+    change +0.005 from a fair champion), but on this sample no decision changes. A bootstrap box
+    pinned the change at [0, 0] and passed max_increase = 0.002; the exact bound of a group with
+    no changed row covers the true change, and the rule is not passed."""
+    from scipy.stats import norm
+
+    def champ(X):
+        return 1 / (1 + np.exp(-2 * X[:, 0]))
+
+    def chall(X):
+        return np.clip(champ(X) + 0.5 * ((X[:, 1] == 1) & (X[:, 0] > -0.0125) & (X[:, 0] <= 0)), 0, 1)
+
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"x": rng.normal(size=600), "ga": np.repeat([1.0, 0.0], 300)})
+    df["g"] = np.where(df.ga == 1, "a", "b")
+    df["y"] = (df.x + rng.normal(size=600) > 0).astype(int)
+    r = compare_models(champ, chall, df, target="y", sensitive=["g"], features=["x", "ga"], methods=["performance"],
+                       compare={"n_bootstrap": 300, "n_permutations": 99, "disparities": ["demographic_parity_difference"],
+                                "gate": {"fairness.g.demographic_parity_difference": {"max_increase": 0.002}}})
+    truth = norm.cdf(0) - norm.cdf(-0.0125)
+    e = r.fairness["g"].disparities["demographic_parity_difference"].change
+    assert r.decisions.changed == 0 and e.value == 0.0
+    assert e.lower < 0 < truth < e.upper and "Clopper–Pearson" in e.method
+    # |change| of each group <= its share of changed rows, at most -ln(error/4)/300 with none changed
+    assert e.upper < 2 * 7 / 300
+    assert r.gate.outcome != "pass"
+
+
+@pytest.mark.parametrize("who, wording", [("everybody", "so the ratio is 0/0"), ("reference", "so the ratio is x/0")])
+def test_an_undefined_impact_ratio_says_0_over_0_or_x_over_0_as_the_rates_are(who, wording):
+    """Against reference group 2: if the challenger selects nobody the ratio is 0/0; if only the
+    reference group gets nobody while others are selected it is x/0 (infinite), not 0/0."""
+    rng = np.random.default_rng(0)
+    codes = np.repeat([0, 1, 2], 100)
+    y = (rng.random(300) < 0.5).astype(int)
+    a = (rng.random(300) < np.array([0.3, 0.5, 0.4])[codes]).astype(int)
+    b = np.zeros(300, int) if who == "everybody" else np.where(codes == 2, 0, a)
+    res = compare_disparities("g", codes.astype(str), Paired(y, a, b, None, None), ["disparate_impact_ratio"],
+                              CompareOptions(n_bootstrap=100, n_permutations=0), rng, reference="2")
+    e = res.disparities["disparate_impact_ratio"].change
+    assert e.value is None and e.lower is None
+    assert wording in e.undefined_reason and "challenger" in e.undefined_reason
+    assert ("0/0" in e.undefined_reason) == (who == "everybody")
+
+
+@pytest.mark.parametrize("fairness", [{"favourable_label": "0"}, {"favourable": "negative"}])
+def test_the_comparison_compares_the_favourable_outcome_the_fairness_audit_resolved(fairness):
+    """Setting only favourable_label (the negative class) makes both the fairness audit and the
+    comparison compare the rate of the negative decision: the champion's demographic parity
+    ratio in the comparison is the audit's, and not the ratio of selection rates."""
+    frame = planted(n=4000, extra=200)
+    f = {"sa": frame.sa.to_numpy(), "sb": frame.sb.to_numpy()}
+    options = {"fairness": {**fairness, "n_bootstrap": 100, "n_permutations": 0, "what_if": False}}
+    r = compare_models(lambda X: f["sa"][:len(X)], lambda X: f["sb"][:len(X)], frame[["x", "g", "h", "y"]],
+                       target="y", sensitive=["g"], features=["x"], methods=["fairness"], method_options=options,
+                       compare={"n_bootstrap": 100, "n_permutations": 0, "disparities": ["demographic_parity_ratio"]})
+    audited = next(o.result for o in r._reports[0].outcomes if o.name == "fairness")
+    assert audited.favourable == "negative" and r.options.favourable == "negative"
+    compared = r.fairness["g"].disparities["demographic_parity_ratio"].champion
+    assert compared == pytest.approx(audited.attributes["g"].disparities["demographic_parity_ratio"].value)
+    sel = frame.assign(d=frame.sa >= 0.5).groupby("g").d.mean()
+    assert compared == pytest.approx((1 - sel).min() / (1 - sel).max())
+    assert compared != pytest.approx(sel.min() / sel.max())
+
+
+def test_two_saved_reports_compare_the_favourable_label_their_fairness_audit_resolved(tmp_path):
+    """favourable_label alone (the negative class "0") in the champion's [methods.fairness]: the
+    comparison of the saved reports compares the negative decision's rates, as the audit did."""
+    frame = planted(n=2000, extra=100)
+    a, b = write_pair(tmp_path, frame)
+    for cfg, out in ((a, "ra"), (b, "rb")):
+        cfg.write_text(cfg.read_text().replace("[methods.fairness]\n", '[methods.fairness]\nfavourable_label = "0"\n')
+                       + "[report]\nsave_predictions = true\n")
+        res = CliRunner().invoke(app, ["run", str(cfg), "--out", str(tmp_path / out), "--quiet", "--format", "json",
+                                       "--methods", "fairness"])
+        assert res.exit_code == 0, res.output
+    res = compare_cli(tmp_path / "ra", tmp_path / "rb", "--out", tmp_path / "cmp")
+    assert res.exit_code == 0, res.output
+    doc = json.loads((tmp_path / "cmp" / "results.json").read_text())
+    audited = json.loads((tmp_path / "ra" / "results.json").read_text())["methods"]["fairness"]["result"]
+    assert doc["options"]["favourable"] == "negative"
+    compared = doc["fairness"]["g"]["disparities"]["demographic_parity_ratio"]["champion"]
+    assert compared == pytest.approx(audited["attributes"]["g"]["disparities"]["demographic_parity_ratio"]["estimate"]["value"])

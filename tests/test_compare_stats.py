@@ -386,3 +386,62 @@ def test_auc_gap_change_intervals_cover_the_true_change(sizes, sep_a, sep_b, bas
     check_disparity_coverage(f"AUC gap change {sizes} sep {sep_a}->{sep_b} base {base}", "auc_difference",
                              lambda rng: draw_group_scores(rng, sizes, sep_a, sep_b, 0.5, base),
                              true_auc_gap_change(sep_a, sep_b, base), 17)
+
+
+def ppv_of(tpr, fpr, base):
+    tpr, fpr = np.asarray(tpr, float), np.asarray(fpr, float)
+    return base * tpr / (base * tpr + (1 - base) * fpr)
+
+
+def draw_few_changed_scores(rng, sizes, q, base=0.5):
+    """Champion scores of one binormal model in every group (AUC 0.76); the challenger's equal
+    them except that each positive row of group 0 gets +3 with probability q: few or no rows
+    change score."""
+    g = np.repeat(np.arange(len(sizes)), sizes)
+    y = (rng.random(g.size) < base).astype(int)
+    sa = y + rng.normal(size=g.size)
+    sb = sa + 3.0 * ((g == 0) & (y == 1) & (rng.random(g.size) < q))
+    pa, pb = 1 / (1 + np.exp(-sa)), 1 / (1 + np.exp(-sb))
+    return g.astype(str), Paired(y, (pa >= 0.5).astype(int), (pb >= 0.5).astype(int), pa, pb)
+
+
+def true_few_changed_auc_gap(q, k=2):
+    from audit.stats.paired import auc_rows
+
+    values, p = draw_few_changed_scores(np.random.default_rng(0), (200_000,) * k, q)
+    g = values.astype(int)
+    auc = lambda s: np.array([auc_rows(s[g == j][None], p.y[g == j])[0] for j in range(k)])  # noqa: E731
+    return np.ptp(auc(p.challenger_scores)) - np.ptp(auc(p.champion_scores))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("metric", [DP, DPR, EO, EOR, "predictive_parity_difference", "accuracy_difference",
+                                    "auc_difference"])
+@pytest.mark.parametrize("q", [0.0, 0.003, 0.01, 0.03])
+def test_disparity_change_intervals_cover_when_few_or_no_rows_change(metric, q):
+    """The regime where the bootstrap cannot see the change: the challenger copies the champion
+    except on a fraction q of group 0's rows (q = 0.003: about one changed row in 300, often
+    none), so the true change is tiny but not zero. A bootstrap box pins such a change at 0
+    (demographic parity covered 0.40, equalized odds 0.31, the AUC gap 0.35); the exact bound
+    of a group with fewer than MIN_EVENTS changed rows covers."""
+    sizes = (300, 300)
+    if metric == "auc_difference":
+        check_disparity_coverage(f"AUC gap, few changed scores, q={q}", metric,
+                                 lambda rng: draw_few_changed_scores(rng, sizes, q), true_few_changed_auc_gap(q), 23)
+        return
+    # group 0's champion: TPR 0.5, FPR 0.1 (selection 0.3); group 1: TPR 0.7, FPR 0.3 (0.5); on a
+    # fraction q of group 0's rows the challenger says yes
+    tpr_a, fpr_a, tpr_b, fpr_b = (0.5, 0.7), (0.1, 0.3), (1.0, 0.7), (1.0, 0.3)
+    mix = lambda a, b: (1 - q) * np.asarray(a, float) + q * np.asarray(b, float)  # noqa: E731
+    tb, fb = mix(tpr_a, tpr_b), mix(fpr_a, fpr_b)
+    sel = lambda t, f: 0.5 * (np.asarray(t) + np.asarray(f))  # noqa: E731
+    acc = lambda t, f: 0.5 * (np.asarray(t) + 1 - np.asarray(f))  # noqa: E731
+    truth = {DP: np.ptp(sel(tb, fb)) - np.ptp(sel(tpr_a, fpr_a)),
+             DPR: _ratio(sel(tb, fb)) - _ratio(sel(tpr_a, fpr_a)),
+             EO: true_eo_change(tpr_a, fpr_a, tpr_b, fpr_b, q),
+             EOR: min(_ratio(tb), _ratio(fb)) - min(_ratio(tpr_a), _ratio(fpr_a)),
+             "predictive_parity_difference": np.ptp(ppv_of(tb, fb, 0.5)) - np.ptp(ppv_of(tpr_a, fpr_a, 0.5)),
+             "accuracy_difference": np.ptp(acc(tb, fb)) - np.ptp(acc(tpr_a, fpr_a))}[metric]
+    assert q == 0 or abs(truth) > 0  # a real change, however small
+    check_disparity_coverage(f"{metric}, few changed rows, q={q}", metric,
+                             lambda rng: draw_by_outcome(rng, sizes, tpr_a, fpr_a, tpr_b, fpr_b, q), truth, 19)

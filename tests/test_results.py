@@ -23,6 +23,15 @@ def test_estimate_serialises_every_field_and_undefined_is_not_zero():
     json.dumps(to_jsonable(missing), allow_nan=False)
 
 
+def test_an_estimate_without_an_interval_has_null_level_and_method_in_json():
+    """README: `level` and `method` are both null without an interval (never "")."""
+    for e in (Estimate(1.0), Estimate.of(1.0, None, None, level=0.95, method="bootstrap"),
+              estimates(["a"], [1.0], [np.nan], [np.nan], level=0.95, method="bootstrap")["a"]):
+        doc = json.loads(json.dumps(to_jsonable(e), allow_nan=False))
+        assert doc == {"value": 1.0, "lower": None, "upper": None, "level": None, "method": None,
+                       "undefined_reason": None}
+
+
 def test_estimates_keep_an_interval_only_where_both_ends_are_finite():
     out = estimates(["a", "b"], [1.0, 2.0], [0.5, np.nan], [1.5, np.nan], level=0.95, method="bootstrap")
     assert out["a"] == Estimate(1.0, 0.5, 1.5, 0.95, "bootstrap")

@@ -12,8 +12,11 @@ disparities = ["demographic_parity_difference", "equalized_odds_difference"]
 "fairness.sex.demographic_parity_difference" = { max_increase = 0.02 }
 "performance.auc" = { max_decrease = 0.01 }
 ```
-Groups, intersections, the reference group, ``min_group_size`` and ``favourable`` come from the
-champion's ``[methods.fairness]`` table, so the comparison judges the groups its audit judged.
+Groups, intersections, the reference group, ``min_group_size`` and the favourable outcome
+(``favourable`` or ``favourable_label``) come from the champion's ``[methods.fairness]`` table,
+so the comparison judges the groups its audit judged; the favourable outcome is resolved against
+the data's classes by the fairness method's own resolver
+(:func:`audit.methods.fairness.groups.resolve_favourable`) when the rows are known.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ DEFAULT_DISPARITIES = ("demographic_parity_difference", "equalized_odds_differen
                        "accuracy_difference", "demographic_parity_ratio", "equalized_odds_ratio",
                        "equal_opportunity_ratio", "predictive_parity_ratio", "auc_difference")
 #: Options of the comparison that come from the champion's [methods.fairness], not [compare].
-_FROM_FAIRNESS = ("min_group_size", "favourable")
+_FROM_FAIRNESS = ("min_group_size", "favourable", "favourable_label")
 
 
 def comparable_disparities() -> list[str]:
@@ -80,7 +83,9 @@ class CompareConfig(MethodConfig):
 @dataclass(frozen=True)
 class CompareOptions(CompareConfig):
     """The options of a comparison: ``[compare]``'s, and from the champion's
-    ``[methods.fairness]`` the ``min_group_size`` and ``favourable`` of its groups."""
+    ``[methods.fairness]`` the ``min_group_size`` of its groups and the favourable decision
+    (``"positive"`` or ``"negative"``, resolved from ``favourable`` / ``favourable_label`` by
+    :func:`audit.compare.run.compare_runs`)."""
 
     min_group_size: int = 30
     favourable: str = "positive"
@@ -111,7 +116,7 @@ def parse_compare(table: Mapping[str, Any], fairness: Mapping[str, Any] | None =
         own_table["disparities"] = list(dict.fromkeys(listed))  # each once
     own = CompareConfig.from_dict(own_table, method="compare", section="[compare]")
     fair = FairnessConfig.from_dict(fairness or {}, method="fairness")
-    options = CompareOptions(**own.__dict__, min_group_size=fair.min_group_size, favourable=fair.favourable)
+    options = CompareOptions(**own.__dict__, min_group_size=fair.min_group_size)
     gate = table.get("gate", {})
     if not isinstance(gate, Mapping):
         raise InvalidConfigError(f"[compare.gate] must be a table of rules. Got {gate!r} instead.")

@@ -34,7 +34,10 @@ from audit.stats.multiplicity import holm
 from audit.stats.paired import (
     McNemar,
     auc_rows,
+    coordinate_error,
     ece_rows,
+    exact_change_bound,
+    exact_share_bound,
     mcnemar,
     normalised_ranks,
     paired_bootstrap,
@@ -51,11 +54,11 @@ from audit.stats.proportions import group_interval
 BOOTSTRAP = "paired percentile bootstrap (the same resampled rows for both models)"
 PROJECTION = ("range of the change over a simultaneous box of the champion's group rates and their paired "
               "changes (studentized bootstrap, the same rows resampled within the attribute's groups for "
-              "both models; each bound errs at most (1 − level)/2), conservative")
+              "both models; each bound errs at most (1 − level)/2 as far as the bootstrap holds its level), conservative")
 RATIO_PROJECTION = ("range of the change of the ratio over a simultaneous box of the champion's group rates and "
                     "their paired changes and the challenger's rates (studentized bootstrap, the same rows resampled "
                     "within the attribute's groups for both models; bounded piece by piece, each bound "
-                    "errs at most (1 − level)/2), conservative")
+                    "errs at most (1 − level)/2 as far as the bootstrap holds its level), conservative")
 AUC_GAP = "auc_difference"
 AUC_PROJECTION = ("range of the change of the AUC gap over a simultaneous box of the champion's group AUCs and "
                   "their paired changes (studentized bootstrap, the same rows resampled within the attribute's "
@@ -66,8 +69,15 @@ RANK_FLIP = SIGN_FLIP[:-len(", two-sided")] + " on each model's normalised ranks
 #: outcome class; discordant rows) and a bootstrap of the rates under-covers (the percentile
 #: interval of a disparity change covered 0.74 with ~1 selected row in a group of 40, 0.88 with
 #: ~6 of 300; a studentized box collapses where a rate's resamples barely vary). Such a change
-#: gets no interval, and says why.
+#: gets no interval, and says why; a group where fewer rows *change* (between the models) gets
+#: an exact bound of its change instead (covered 0.40 at 3 changed rows of 300 before).
 MIN_EVENTS = 10
+FEW_CHANGED = (f"; where fewer than {MIN_EVENTS} rows of a group change in a compared rate (none included), that "
+               "group's change is bounded exactly instead (Clopper–Pearson bounds of the shares of rows that "
+               "change, each spending its share of the box's error)")
+FEW_CHANGED_AUC = (f"; where fewer than {MIN_EVENTS} rows of a group change score (none included), that group's "
+                   "AUC change is bounded exactly instead (at most the sum of Clopper–Pearson bounds of the shares "
+                   "of its positive and negative rows whose score changed)")
 #: An AUC change gets no interval when (smaller class) × (1 − the larger AUC) is below this:
 #: near AUC 1 the percentile bootstrap of the change covered 0.85 (60 positives, AUC 0.99: 0.6
 #: there), 0.93 at 1.6 and 4 (simulations in tests/test_compare_stats.py and by hand).
@@ -113,7 +123,7 @@ def _change(metric: str, label: str, a: float, b: float, boot_a: np.ndarray, boo
     value = b - a
     if not np.isfinite(value):
         why = undefined or "undefined for at least one model"
-        return Change(metric, label, _f(a), _f(b), Estimate(None, None, None, None, "", why),
+        return Change(metric, label, _f(a), _f(b), Estimate(None, undefined_reason=why),
                       None, None, test, excluded_small)
     lo, hi = (None, None)
     why = None
@@ -129,7 +139,7 @@ def _change(metric: str, label: str, a: float, b: float, boot_a: np.ndarray, boo
     given = lo is not None and hi is not None
     return Change(metric, label, _f(a), _f(b), Estimate(_f(value), lo if given else None, hi if given else None,
                                                         options.confidence if given else None,
-                                                        method if given else "", why),
+                                                        method if given else None, why),
                   _f(p), None, test, excluded_small)
 
 
@@ -352,35 +362,45 @@ def compare_disparities(name: str, values: np.ndarray, p: Paired, metrics: Seque
     # One paired, stratified bootstrap of every compared group rate and its change; each
     # disparity's interval is the range of its change over their simultaneous box.
     boxes: dict[str, Any] = {}
+    exact_used: dict[str, bool] = {}
     if options.n_bootstrap and judged.size >= 2:
         ra0, rb0 = stacked(oa.sum(axis=0)[None])[0], stacked(ob.sum(axis=0)[None])[0]
         boot_a, boot_b = paired_bootstrap(lambda w: (stacked(w @ oa), stacked(w @ ob)), codes, G, options.n_bootstrap, rng)
         width = judged.size
+        level = 1 - (1 - options.confidence) / 2
         for m in metrics:
             cols = np.concatenate([np.arange(width) + rate_keys.index(b) * width for b in bases[m]])
             point = np.r_[ra0[cols], rb0[cols] - ra0[cols]]
             draws = np.hstack([boot_a[:, cols], boot_b[:, cols] - boot_a[:, cols]])
             if kinds[m] != "difference":  # a ratio also bounds the challenger's own rates (see ratio_projection)
                 point, draws = np.r_[point, rb0[cols]], np.hstack([draws, boot_b[:, cols]])
-            boxes[m] = simultaneous_box(point, draws, 1 - (1 - options.confidence) / 2)
+            error = coordinate_error(level, point.size)
+            exact = [_exact_rate_change(b, codes, judged, oa, ob, options.favourable, error) for b in bases[m]]
+            lo_x, hi_x = (np.full(point.size, np.nan) for _ in range(2))
+            lo_x[cols.size:2 * cols.size] = np.concatenate([e[0] for e in exact])
+            hi_x[cols.size:2 * cols.size] = np.concatenate([e[1] for e in exact])
+            exact_used[m] = bool(np.isfinite(lo_x).any())
+            boxes[m] = simultaneous_box(point, draws, level, exact=(lo_x, hi_x))
     ref_j = None if ref is None else int(np.searchsorted(judged, ref))
     changes = {}
     for j, m in enumerate(metrics):
         label = BINARY_DISPARITIES[m][0]
         value = point_b[j] - point_a[j]
-        undefined = (_undefined_ratio(m, kinds[m], point_a[j], point_b[j], ref is not None)
+        compared = {role: np.concatenate([rates(o.sum(axis=0)[None])[b][0, judged] for b in bases[m]])
+                    for role, o, v in (("champion", oa, point_a[j]), ("challenger", ob, point_b[j])) if not np.isfinite(v)}
+        undefined = (_undefined_ratio(m, kinds[m], compared, ref_j)
                      if kinds[m] != "difference" and judged.size >= 2 else
                      "fewer than two judged groups with a defined rate" if judged.size >= 2
                      else f"fewer than two groups of at least {options.min_group_size} rows")
         if not np.isfinite(value):
-            e = Estimate(None, None, None, None, "", undefined)
+            e = Estimate(None, undefined_reason=undefined)
         elif not options.n_bootstrap:
-            e = Estimate(_f(value), None, None, None, "", "n_bootstrap = 0: no interval")
+            e = Estimate(_f(value), undefined_reason="n_bootstrap = 0: no interval")
         elif few_events(m):
-            e = Estimate(_f(value), None, None, None, "", few_events(m))
+            e = Estimate(_f(value), undefined_reason=few_events(m))
         elif boxes.get(m) is None:
-            e = Estimate(_f(value), None, None, None, "",
-                         "more than 10% of the resamples left a rate undefined: too unstable for an interval")
+            e = Estimate(_f(value), undefined_reason="more than 10% of the resamples left a rate undefined: too "
+                         "unstable for an interval")
         else:
             d, n_rates = judged.size, len(bases[m])
             lo, hi = boxes[m]
@@ -395,11 +415,51 @@ def compare_disparities(name: str, values: np.ndarray, p: Paired, metrics: Seque
                                               at_most_one=not (impact and ref_j is not None),
                                               lo_other=lo[2 * k:], hi_other=hi[2 * k:])
                 method = RATIO_PROJECTION
+            method += FEW_CHANGED if exact_used.get(m) else ""
             e = Estimate(_f(value), _f(min(lo_v, value)), _f(max(hi_v, value)), options.confidence, method)
         changes[m] = Change(m, label, _f(point_a[j]), _f(point_b[j]), e, _f(pvals[j]), None, test, small_names)
     if auc_change is not None:
         changes[AUC_GAP] = auc_change
     return AttributeComparison(name, groups, small_names, {m: changes[m] for m in order})
+
+
+def _exact_rate_change(rate: str, codes: np.ndarray, judged: np.ndarray, oa: np.ndarray, ob: np.ndarray,
+                       favourable: str, error: float) -> tuple[np.ndarray, np.ndarray]:
+    """Exact bounds (each missing with probability at most ``error``) of the change of ``rate``
+    in every judged group where fewer than :data:`MIN_EVENTS` rows change, NaN elsewhere (the
+    bootstrap's). ``oa``/``ob``: each row's one-hot cell (n, G·4) under either model.
+
+    A rate over rows fixed by the outcome (selection, TPR, FPR, accuracy, ...) changes by
+    p_up − p_down, the shares of its rows that enter or leave its numerator
+    (:func:`exact_change_bound`). A rate over the rows a model selects (PPV, NPV) changes by at
+    most (share of the group's rows whose decision changed) / (the champion's share of the
+    rate's rows): |ΔPPV| = |(q01 − PPV·p01) − (q10 − PPV·p10)| / P(B = 1) <= (p01 + p10) / P(A = 1)
+    in the notation of the cells; each of the two one-sided bounds spends half the error."""
+    from audit.methods.fairness.formulas import favourable_counts
+
+    G = oa.shape[1] // 4
+    ca = favourable_counts(rate_counts(oa.reshape(len(oa), G, 4)), favourable)[rate]
+    cb = favourable_counts(rate_counts(ob.reshape(len(ob), G, 4)), favourable)[rate]
+    xa, da, xb, db = (v.sum(axis=1) for v in (*ca, *cb))  # each row's own group column only
+    n_rows = np.bincount(codes, minlength=G)[judged]
+    lo, hi = np.full(judged.size, np.nan), np.full(judged.size, np.nan)
+
+    def per_group(mask: np.ndarray) -> np.ndarray:
+        return np.bincount(codes, weights=mask, minlength=G)[judged].astype(np.int64)
+
+    if rate in ("ppv", "npv"):
+        changed = per_group(oa.argmax(axis=1) != ob.argmax(axis=1))
+        few = changed < MIN_EVENTS
+        share = exact_share_bound(changed, n_rows, error / 2)
+        den = group_interval(per_group(da), n_rows, 1 - error)[0]  # one-sided error/2 below
+        with np.errstate(all="ignore"):
+            bound = np.where(den > 0, np.minimum(share / den, 1.0), 1.0)
+        return np.where(few, -bound, lo), np.where(few, bound, hi)
+    up = per_group((da == 1) & (xa == 0) & (xb == 1))
+    down = per_group((da == 1) & (xa == 1) & (xb == 0))
+    few = up + down < MIN_EVENTS
+    low, high = exact_change_bound(up, down, per_group(da), error)
+    return np.where(few, low, lo), np.where(few, high, hi)
 
 
 def auc_gap_change(codes: np.ndarray, levels: np.ndarray, judged: np.ndarray, ref: int | None, p: Paired,
@@ -465,8 +525,21 @@ def auc_gap_change(codes: np.ndarray, levels: np.ndarray, judged: np.ndarray, re
         with np.errstate(all="ignore"):
             boot_a, boot_b = paired_bootstrap(lambda w: (aucs(sa, w), aucs(sb, w)), codes, len(levels),
                                               options.n_bootstrap, rng)
-        box = simultaneous_box(np.r_[pa, pb - pa], np.hstack([boot_a, boot_b - boot_a]),
-                               1 - (1 - options.confidence) / 2)
+        level = 1 - (1 - options.confidence) / 2
+        d = judged.size
+        # |ΔAUC| <= P(a positive's score changed) + P(a negative's did): a pair's ranking can
+        # change only if one of its rows did; exact where the bootstrap sees too few changes
+        moved = sa != sb
+        k_pos = np.array([int((moved[r] & (y[r] == 1)).sum()) for r in rows])
+        k_neg = np.array([int((moved[r] & (y[r] == 0)).sum()) for r in rows])
+        n_pos, n_neg = np.array(y_g).T
+        error = coordinate_error(level, 2 * d)
+        bound = np.minimum(exact_share_bound(k_pos, n_pos, error / 2) + exact_share_bound(k_neg, n_neg, error / 2), 1.0)
+        few = k_pos + k_neg < MIN_EVENTS
+        lo_x = np.r_[np.full(d, np.nan), np.where(few, -bound, np.nan)]
+        hi_x = np.r_[np.full(d, np.nan), np.where(few, bound, np.nan)]
+        box = simultaneous_box(np.r_[pa, pb - pa], np.hstack([boot_a, boot_b - boot_a]), level, exact=(lo_x, hi_x))
+        method = AUC_PROJECTION + (FEW_CHANGED_AUC if few.any() else "")
         if box is None:
             why = "more than 10% of the resamples left a group's AUC undefined: too unstable for an interval"
     if why is not None:
@@ -476,17 +549,28 @@ def auc_gap_change(codes: np.ndarray, levels: np.ndarray, judged: np.ndarray, re
         lo, hi = box
         lo_v, hi_v = projection_interval(spread_pieces(d, 1, None if ref is None else int(np.searchsorted(judged, ref))),
                                          lo[:d], hi[:d], lo[d:], hi[d:])
-        e = Estimate(_f(b - a), _f(min(lo_v, b - a)), _f(max(hi_v, b - a)), options.confidence, AUC_PROJECTION)
+        e = Estimate(_f(b - a), _f(min(lo_v, b - a)), _f(max(hi_v, b - a)), options.confidence, method)
     return Change(AUC_GAP, label, _f(a), _f(b), e, pval, None, test, small_names)
 
 
-def _undefined_ratio(metric: str, kind: str, a: float, b: float, reference: bool) -> str:
-    """Why a ratio disparity (or its change) is undefined: a zero denominator, never inf."""
-    roles = [role for role, v in (("champion", a), ("challenger", b)) if not np.isfinite(v)]
-    whose = " and the ".join(roles) or "a model"
-    den = "the reference group's rate" if reference and kind == "impact" else "the largest compared group rate"
-    return (f"undefined: {den} is 0 for the {whose}, so the ratio is 0/0 (no group gets the outcome the "
-            f"{metric} compares); the difference of rates is defined")
+def _undefined_ratio(metric: str, kind: str, compared: Mapping[str, np.ndarray], ref: int | None) -> str:
+    """Why a ratio disparity (or its change) is undefined, never inf: ``compared`` holds, for each
+    model whose ratio is undefined, its compared rates of the judged groups (``ref`` indexes the
+    reference among them). A zero denominator over a zero numerator is 0/0 (no group gets the
+    outcome); the reference group's rate 0 under another group's positive rate is x/0 (infinite)."""
+    against_ref = kind == "impact" and ref is not None
+    why = []
+    for role, r in compared.items():
+        if np.isnan(r).any():
+            why.append(f"a compared group's rate is undefined for the {role} (no rows in its denominator)")
+        elif against_ref and (np.delete(r, ref) > 0).any():
+            why.append(f"the reference group's rate is 0 for the {role} while another group's is not, so the ratio "
+                       "is x/0 (infinite)")
+        else:
+            den = "the reference group's rate" if against_ref else "the largest compared group rate"
+            why.append(f"{den} is 0 for the {role}, so the ratio is 0/0 (no group gets the outcome the {metric} "
+                       "compares)")
+    return f"undefined: {'; '.join(why) or 'a model has no defined ratio'}; the difference of rates is defined"
 
 
 def adjust_fairness(attributes: Mapping[str, AttributeComparison]) -> dict[str, AttributeComparison]:

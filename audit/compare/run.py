@@ -150,9 +150,11 @@ def compare_runs(reports: Sequence[Any], predictions: Sequence[Any], data: Any, 
                  features: Sequence[str], provenance: dict[str, Any] | None = None) -> ComparisonResult:
     """Compare two audited models whose ``predictions`` (:class:`Predictions`) are on ``data``."""
     from audit.methods.fairness import FairnessConfig, attribute_sets, normalize_set_name, set_name
-    from audit.methods.fairness.groups import group_values, intersection_too_large
+    from audit.methods.fairness.groups import group_values, intersection_too_large, resolve_favourable
 
     fair = FairnessConfig.from_dict(fairness_options or {}, method="fairness")
+    # the favourable decision as the champion's fairness audit resolved it (favourable or favourable_label)
+    options = dataclasses.replace(options, favourable=resolve_favourable(data, fair)[0])
     sets = attribute_sets(list(data.spec.sensitive), fair)
     rules = parse_compare_gate(gate, sets=sets) if gate else []
     metrics = list(dict.fromkeys([*options.disparities,

@@ -315,7 +315,7 @@ def compare_saved(paths: tuple[str | Path, str | Path], compare: Mapping[str, An
     runs = (load_saved(paths[0]), load_saved(paths[1]))
     fairness = (runs[0].doc.get("methods", {}).get("fairness", {}) or {}).get("config") or {}
     fairness = {k: v for k, v in fairness.items() if k in ("min_group_size", "intersections", "reference",
-                                                           "favourable", "max_groups")}
+                                                           "favourable", "favourable_label", "max_groups")}
     inter = fairness.get("intersections")
     if inter is not None:
         if not isinstance(inter, list) or not all(isinstance(x, list) for x in inter):

@@ -34,9 +34,9 @@ class Estimate:
         The interval's ends; None when no interval was computed.
     level : float or None
         The interval's nominal coverage (0.95 for a 95 % interval); None without an interval.
-    method : str
+    method : str or None
         How the interval was computed, in words a reader can check (e.g. "percentile bootstrap
-        of the explained rows, 200 resamples"); "" without an interval.
+        of the explained rows, 200 resamples"); None (null in results.json) without an interval.
     undefined_reason : str or None
         Why there is no value (e.g. "no positives in the group"); undefined is not zero.
 
@@ -53,19 +53,20 @@ class Estimate:
     lower: float | None = None
     upper: float | None = None
     level: float | None = None
-    method: str = ""
+    method: str | None = None
     undefined_reason: str | None = None
 
     @classmethod
     def of(cls, value: float | None, lower: float | None = None, upper: float | None = None, *,
-           level: float | None = None, method: str = "", undefined_reason: str | None = None) -> Estimate:
+           level: float | None = None, method: str | None = None, undefined_reason: str | None = None
+           ) -> Estimate:
         """An Estimate that carries ``level`` and ``method`` only with an interval: both ends
         finite (and a value); without a value, only ``undefined_reason``.
 
         Examples
         --------
         >>> Estimate.of(0.5, None, None, level=0.95, method="bootstrap")
-        Estimate(value=0.5, lower=None, upper=None, level=None, method='', undefined_reason=None)
+        Estimate(value=0.5, lower=None, upper=None, level=None, method=None, undefined_reason=None)
         """
         if value is None:
             return cls(None, undefined_reason=undefined_reason)
@@ -87,7 +88,7 @@ class Estimate:
 
 def estimates(names: Sequence[str], values: Sequence[float], lower: Sequence[float] | None = None,
               upper: Sequence[float] | None = None, *, level: float | None = None,
-              method: str = "") -> dict[str, Estimate]:
+              method: str | None = None) -> dict[str, Estimate]:
     """Name -> Estimate from parallel sequences; non-finite interval ends (no interval) become
     None, and so do ``level`` and ``method`` then.
 

@@ -125,7 +125,7 @@ class _Table:
     score_metrics: list[str] = field(default_factory=list)
 
     def add(self, key: str, label: str, value: float | None, lower: float | None = None,
-            upper: float | None = None, method: str = "", *, undefined: str | None = None,
+            upper: float | None = None, method: str | None = None, *, undefined: str | None = None,
             unreliable: str | None = None, needs_scores: bool = False) -> None:
         e = Estimate.of(value, lower, upper, level=self.confidence, method=method, undefined_reason=undefined)
         self.metrics[key] = e

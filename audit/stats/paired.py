@@ -27,7 +27,12 @@ resamples each model separately would count the shared noise twice. Everything h
   the champion and their paired changes, which are smooth, get one simultaneous studentized
   bootstrap box (:func:`simultaneous_box`), and the interval of the disparity's change is its
   range over that box, found by linear programs (a max − min of rates is a maximum of linear
-  functions). It holds its level wherever the box does, at the price of being conservative.
+  functions). It holds its level wherever the box does (its bootstrap part approximately, its
+  exact coordinates below exactly), at the price of being conservative.
+  A change that the bootstrap cannot see (a group where fewer than 10 rows change, none at
+  all included: its resamples barely vary, so a bootstrap box would pin that change near 0)
+  gets an exact Clopper–Pearson bound instead (:func:`exact_change_bound`), with its share of
+  the box's error (:func:`coordinate_error`).
 
 Undefined values are NaN (a resample with no positives has no AUC), never 0.
 """
@@ -135,10 +140,16 @@ def ece_rows(scores: np.ndarray, y: np.ndarray, n_bins: int) -> np.ndarray:
 
 
 def simultaneous_box(point: np.ndarray, boot: np.ndarray, confidence: float, *,
-                     max_undefined: float = 0.1) -> tuple[np.ndarray, np.ndarray] | None:
+                     max_undefined: float = 0.1, exact: tuple[np.ndarray, np.ndarray] | None = None
+                     ) -> tuple[np.ndarray, np.ndarray] | None:
     """A box that holds every coordinate of ``point`` (d,) jointly at ``confidence``, from
-    bootstrap draws ``boot`` (B, d): studentized max-|t| over the coordinates. A coordinate
-    that never varies is fixed. None when more than ``max_undefined`` of the draws are undefined.
+    bootstrap draws ``boot`` (B, d): studentized max-|t| over the coordinates. ``exact``
+    (lower, upper), finite where given, replaces the bootstrap for those coordinates: each must
+    miss with probability at most (1 − confidence)/d (see :func:`coordinate_error`), and the
+    bootstrap box over the other e coordinates is then taken at 1 − (1 − confidence)·e/d, so the
+    whole box still misses with probability at most 1 − confidence (Bonferroni between the
+    parts). A bootstrapped coordinate that never varies is fixed. None when more than
+    ``max_undefined`` of the draws are undefined.
 
     Examples
     --------
@@ -146,21 +157,71 @@ def simultaneous_box(point: np.ndarray, boot: np.ndarray, confidence: float, *,
     >>> lo, hi = simultaneous_box(np.zeros(2), rng.normal(size=(4000, 2)), 0.95)
     >>> bool(2.1 < hi[0] < 2.5)  # wider than 1.96: both coordinates hold at once
     True
+    >>> lo, hi = simultaneous_box(np.zeros(2), rng.normal(size=(4000, 2)), 0.95,
+    ...                           exact=(np.array([-0.1, np.nan]), np.array([0.2, np.nan])))
+    >>> float(lo[0]), float(hi[0]), bool(2.15 < hi[1] < 2.35)  # one exact, one at 97.5% (|z| 2.24)
+    (-0.1, 0.2, True)
     """
     point = np.asarray(point, dtype=float)
     boot = np.asarray(boot, dtype=float)
+    d = point.size
+    lo_x, hi_x = ((np.full(d, np.nan), np.full(d, np.nan)) if exact is None
+                  else (np.asarray(exact[0], float), np.asarray(exact[1], float)))
+    boxed = ~(np.isfinite(lo_x) & np.isfinite(hi_x))
     ok = np.isfinite(boot).all(axis=1)
     if ok.mean() < 1 - max_undefined or ok.sum() < 2:
         return None
     dev = boot[ok] - point
     sd = dev.std(axis=0, ddof=1)
-    moving = sd > 1e-12
-    if not moving.any():
-        return point.copy(), point.copy()
-    t = np.abs(dev[:, moving]) / sd[moving]
-    crit = float(np.quantile(t.max(axis=1), confidence))
-    half = np.where(moving, crit * sd, 0.0)
-    return point - half, point + half
+    moving = (sd > 1e-12) & boxed
+    half = np.zeros(d)
+    if moving.any():
+        t = np.abs(dev[:, moving]) / sd[moving]
+        level = 1 - (1 - confidence) * boxed.sum() / d  # each exact coordinate spends (1 − confidence)/d
+        half = np.where(moving, float(np.quantile(t.max(axis=1), level)) * sd, 0.0)
+    return np.where(boxed, point - half, lo_x), np.where(boxed, point + half, hi_x)
+
+
+def coordinate_error(confidence: float, d: int) -> float:
+    """The error an exact bound of one coordinate of a ``d``-dimensional simultaneous box at
+    ``confidence`` may spend (Bonferroni: (1 − confidence)/d)."""
+    return (1 - confidence) / d
+
+
+def exact_change_bound(up: np.ndarray, down: np.ndarray, n: np.ndarray, error: float
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Bounds of the change p_up − p_down of a proportion whose denominator (``n`` rows) is the
+    same for both models, where ``up`` rows enter its numerator and ``down`` rows leave it:
+    [L_up − U_down, U_up − L_down] with two-sided Clopper–Pearson intervals of the two
+    proportions at level 1 − error/2, so each side misses with probability at most error/2 and
+    the interval at most ``error``. Exact for any number of changed rows, zero included (the
+    bootstrap cannot see a change it never draws).
+
+    Examples
+    --------
+    >>> lo, hi = exact_change_bound(np.array([0]), np.array([0]), np.array([1000]), 0.05)
+    >>> float(lo[0]) < 0 < float(hi[0]) < 0.005  # no changed row of 1,000: |change| < 4.4/1000
+    True
+    """
+    from audit.stats.proportions import group_interval
+
+    lo_u, hi_u = group_interval(np.asarray(up), np.asarray(n), 1 - error / 2)
+    lo_d, hi_d = group_interval(np.asarray(down), np.asarray(n), 1 - error / 2)
+    return lo_u - hi_d, hi_u - lo_d
+
+
+def exact_share_bound(changed: np.ndarray, n: np.ndarray, error: float) -> np.ndarray:
+    """An upper bound, missing with probability at most ``error``, of each share
+    ``changed / n`` (one-sided Clopper–Pearson).
+
+    Examples
+    --------
+    >>> round(float(exact_share_bound(np.array([0]), np.array([100]), 0.025)[0]), 4)  # about 3.7/n
+    0.0362
+    """
+    from audit.stats.proportions import group_interval
+
+    return group_interval(np.asarray(changed), np.asarray(n), 1 - 2 * error)[1]
 
 
 def spread_pieces(n_groups: int, n_rates: int, ref: int | None = None) -> np.ndarray:
@@ -396,7 +457,8 @@ def mcnemar(champion_correct: np.ndarray, challenger_correct: np.ndarray) -> McN
     return McNemar(n10, n01, float(stat), float(chi2.sf(stat, 1)), "chi-square with continuity correction")
 
 
-__all__ = ["MCNEMAR_EXACT_BELOW", "McNemar", "auc_rows", "ece_rows", "mcnemar", "normalised_ranks",
+__all__ = ["MCNEMAR_EXACT_BELOW", "McNemar", "auc_rows", "coordinate_error", "ece_rows", "exact_change_bound",
+           "exact_share_bound", "mcnemar", "normalised_ranks",
            "paired_bootstrap", "projection_interval", "ratio_pieces", "ratio_projection", "sign_flip_pvalue",
            "simultaneous_box",
            "spread_pieces", "swap_masks", "weight_chunks"]
