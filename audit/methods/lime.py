@@ -235,13 +235,7 @@ class Lime(AuditMethod[LimeConfig, LimeResult]):
 
         start = time.perf_counter()
         n_expl = len(chosen) * config.n_seeds + len(extra)
-        selected: list[LimeRow] = []
-        all_rows: list[int] = []
-        weights_all: list[np.ndarray] = []
-        fidelity_all: list[float] = []
-        seeds = [int(s) for s in ctx.rng.integers(2**31 - 1, size=config.n_seeds)]
-        stream = int(ctx.rng.integers(2**31 - 1))
-        jobs = [(int(row), s) for row, _ in chosen for s in seeds] + [(int(row), None) for row in extra]
+        stream, jobs = _jobs(chosen, extra, config.n_seeds, ctx.rng)
         max_cells = min(config.batch_samples * len(names), _MAX_CELLS)
 
         def shard(r: range) -> list[Any]:
@@ -250,40 +244,16 @@ class Lime(AuditMethod[LimeConfig, LimeResult]):
                 num_samples=config.num_samples, num_features=len(names),
                 labels_of=lambda row: (label_of(row),) if classify else None, max_cells=max_cells)
 
-        exps = iter(_explain_shards(shard, len(jobs), ctx))
-        for row, reason in chosen:
-            runs = [next(exps) for _ in seeds]
-            first = runs[0]
-            lab = label_of(row) if classify else 1
-            w = _weights(first, lab, len(names))
-            top_sets = [tuple(sorted(names[j] for j in np.argsort(-np.abs(_weights(e, lab, len(names))),
-                                                                  kind="stable")[:config.top_k]))
-                        for e in runs]
-            jac = [len(set(a) & set(b)) / len(set(a) | set(b)) for a, b in combinations(top_sets, 2)]
-            order = np.argsort(-np.abs(w), kind="stable")
+        def describe(row: int, lab: int, first: Any, order: np.ndarray) -> dict[str, Any]:
             cond = {names[j]: text for j, text in _conditions(first, lab)}
             raw_row = enc.decode(data.X[row:row + 1].reshape(1, -1)).iloc[0]
-            selected.append(LimeRow(
-                row=int(row), reason=reason,
-                label=str(labels[lab]) if classify and labels else "value",
-                prediction=float(out_all[row, lab] if classify else out_all[row]),
-                local_prediction=float(np.ravel(first.local_pred)[0]),
-                intercept=float(first.intercept[lab] if classify else first.intercept[1]),
-                fidelity=float(first.score[lab] if isinstance(first.score, dict) else first.score),
-                weights={names[j]: float(w[j]) for j in order},
-                conditions={names[j]: cond.get(names[j], names[j]) for j in order},
-                values={n: _fmt(raw_row[n]) for n in names},
-                stability=float(np.mean(jac)), stability_min=float(np.min(jac)),
-                top_sets=tuple(top_sets)))
-            all_rows.append(int(row))
-            weights_all.append(w)
-            fidelity_all.append(selected[-1].fidelity)
-        for row in extra:
-            e = next(exps)
-            lab = label_of(int(row)) if classify else 1
-            all_rows.append(int(row))
-            weights_all.append(_weights(e, lab, len(names)))
-            fidelity_all.append(float(e.score[lab] if isinstance(e.score, dict) else e.score))
+            return {"conditions": {names[j]: cond.get(names[j], names[j]) for j in order},
+                    "values": {n: _fmt(raw_row[n]) for n in names}}
+
+        selected, all_rows, weights_all, fidelity_all = _collect(
+            iter(_explain_shards(shard, len(jobs), ctx)), chosen, extra, n_seeds=config.n_seeds, names=names,
+            top_k=config.top_k, label_of=lambda row: label_of(row) if classify else 1, out_all=out_all,
+            classify=classify, labels=labels, describe=describe)
         return _result(data, config, ctx, names=names, selected=selected, rows=all_rows,
                        weights=weights_all, fidelity=fidelity_all, start=start, n_expl=n_expl,
                        discretize=config.discretize, kernel_width=float(width),
@@ -344,51 +314,23 @@ class Lime(AuditMethod[LimeConfig, LimeResult]):
         patch_means, _ = lay.tabular_view(data.X)
         start = time.perf_counter()
         n_expl = len(chosen) * config.n_seeds + len(extra)
-        selected: list[LimeRow] = []
-        all_rows: list[int] = []
-        weights_all: list[np.ndarray] = []
-        fidelity_all: list[float] = []
-        seeds = [int(s) for s in ctx.rng.integers(2**31 - 1, size=config.n_seeds)]
-        stream = int(ctx.rng.integers(2**31 - 1))
-        jobs = [(int(row), s) for row, _ in chosen for s in seeds] + [(int(row), None) for row in extra]
+        stream, jobs = _jobs(chosen, extra, config.n_seeds, ctx.rng)
 
         def shard(r: range) -> list[Any]:
             ex = _shard_explainer(explainer, stream, r)
             return [explain(ex, row, sd) for row, sd in jobs[r.start:r.stop]]
 
-        exps = iter(_explain_shards(shard, len(jobs), ctx))
         d = len(names)
-        for row, reason in chosen:
-            runs = [next(exps) for _ in seeds]
-            lab = label_of(row)
-            first = runs[0]
-            w = _weights(first, lab, d)
-            top_sets = [tuple(sorted(names[j] for j in np.argsort(-np.abs(_weights(e, lab, d)),
-                                                                  kind="stable")[:config.top_k]))
-                        for e in runs]
-            jac = [len(set(a) & set(b)) / len(set(a) | set(b)) for a, b in combinations(top_sets, 2)]
-            order = np.argsort(-np.abs(w), kind="stable")
-            selected.append(LimeRow(
-                row=int(row), reason=reason,
-                label=str(labels[lab]) if classify and labels else "value",
-                prediction=float(out_all[row, lab] if classify else out_all[row]),
-                local_prediction=float(np.ravel(first.local_pred)[0]),
-                intercept=float(first.intercept[lab]), fidelity=float(first.score),
-                weights={names[j]: float(w[j]) for j in order},
-                conditions={names[j]: f"{names[j]} shown" for j in order},
-                values={n: _fmt(float(v)) for n, v in zip(names, patch_means[row].reshape(d, -1).mean(1),
-                                                          strict=True)},
-                stability=float(np.mean(jac)), stability_min=float(np.min(jac)),
-                top_sets=tuple(top_sets)))
-            all_rows.append(int(row))
-            weights_all.append(w)
-            fidelity_all.append(selected[-1].fidelity)
-        for row in extra:
-            e = next(exps)
-            lab = label_of(int(row))
-            all_rows.append(int(row))
-            weights_all.append(_weights(e, lab, d))
-            fidelity_all.append(float(e.score))
+
+        def describe(row: int, lab: int, first: Any, order: np.ndarray) -> dict[str, Any]:
+            return {"conditions": {names[j]: f"{names[j]} shown" for j in order},
+                    "values": {n: _fmt(float(v)) for n, v in zip(names, patch_means[row].reshape(d, -1).mean(1),
+                                                                strict=True)}}
+
+        selected, all_rows, weights_all, fidelity_all = _collect(
+            iter(_explain_shards(shard, len(jobs), ctx)), chosen, extra, n_seeds=config.n_seeds, names=names,
+            top_k=config.top_k, label_of=label_of, out_all=out_all, classify=classify, labels=labels,
+            describe=describe)
         hidden = ("blank (raw intensity 0)" if hide is not None else "filled with the patch's own mean")
         notes = (f"Images: each interpretable feature is one {lay.patch}×{lay.patch} patch of the "
                  f"{lay.height}×{lay.width} grid, kept or hidden ({hidden}); a weight is the change in "
@@ -649,6 +591,61 @@ def _maps_figure(result: LimeResult, data: AuditData) -> Any:
     unit = result.explained if data.task != "multiclass" else "P(explained class)"
     return heatmap_figure(maps, kind=lay.kind, row_labels=rows, col_labels=cols, unit=unit,
                           title="LIME weights of the selected rows")
+
+
+def _jobs(chosen: list[tuple[int, str]], extra: np.ndarray, n_seeds: int, rng: np.random.Generator
+          ) -> tuple[int, list[tuple[int, int | None]]]:
+    """The stream the shards' explainers are seeded from, and the jobs (row, seed): each chosen
+    row once per seed (the same seeds for every chosen row), then each extra row (seed None: its
+    shard's explainer draws)."""
+    seeds = [int(s) for s in rng.integers(2**31 - 1, size=n_seeds)]
+    stream = int(rng.integers(2**31 - 1))
+    return stream, [(int(row), s) for row, _ in chosen for s in seeds] + [(int(row), None) for row in extra]
+
+
+def _fidelity(exp: Any, label: int) -> float:
+    """The local model's R² (lime_tabular keeps one per label, lime_image one)."""
+    return float(exp.score[label] if isinstance(exp.score, dict) else exp.score)
+
+
+def _collect(exps: Any, chosen: list[tuple[int, str]], extra: np.ndarray, *, n_seeds: int, names: list[str],
+             top_k: int, label_of: Any, out_all: np.ndarray, classify: bool, labels: Any, describe: Any
+             ) -> tuple[list[LimeRow], list[int], list[np.ndarray], list[float]]:
+    """The explanations in job order (each chosen row's ``n_seeds`` runs, then each extra row):
+    the chosen rows' :class:`LimeRow` (first seed's explanation, top-``top_k`` stability over the
+    seeds; ``describe(row, label, first, order)`` gives the modality's conditions and values), and
+    every explained row, its weights and its fidelity."""
+    d = len(names)
+    selected: list[LimeRow] = []
+    rows: list[int] = []
+    weights: list[np.ndarray] = []
+    fidelity: list[float] = []
+    for row, reason in chosen:
+        runs = [next(exps) for _ in range(n_seeds)]
+        first, lab = runs[0], label_of(row)
+        w = _weights(first, lab, d)
+        top_sets = [tuple(sorted(names[j] for j in np.argsort(-np.abs(_weights(e, lab, d)), kind="stable")[:top_k]))
+                    for e in runs]
+        jac = [len(set(a) & set(b)) / len(set(a) | set(b)) for a, b in combinations(top_sets, 2)]
+        order = np.argsort(-np.abs(w), kind="stable")
+        selected.append(LimeRow(
+            row=int(row), reason=reason,
+            label=str(labels[lab]) if classify and labels else "value",
+            prediction=float(out_all[row, lab] if classify else out_all[row]),
+            local_prediction=float(np.ravel(first.local_pred)[0]),
+            intercept=float(first.intercept[lab]), fidelity=_fidelity(first, lab),
+            weights={names[j]: float(w[j]) for j in order}, **describe(row, lab, first, order),
+            stability=float(np.mean(jac)), stability_min=float(np.min(jac)), top_sets=tuple(top_sets)))
+        rows.append(int(row))
+        weights.append(w)
+        fidelity.append(selected[-1].fidelity)
+    for row in extra:
+        e = next(exps)
+        lab = label_of(int(row))
+        rows.append(int(row))
+        weights.append(_weights(e, lab, d))
+        fidelity.append(_fidelity(e, lab))
+    return selected, rows, weights, fidelity
 
 
 def _weights(exp: Any, label: int, d: int) -> np.ndarray:
