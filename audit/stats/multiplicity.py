@@ -15,6 +15,8 @@ the family. Reject hypothesis ``i`` at level ``alpha`` when ``adjusted[i] <= alp
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from audit.stats.permutation import valid_null_rows
@@ -40,6 +42,20 @@ def bonferroni(p: np.ndarray) -> np.ndarray:
     return out
 
 
+def _adjusted(p: np.ndarray, step: Any) -> np.ndarray:
+    """Adjusted p-values of the finite entries of ``p`` (NaN elsewhere): ``step`` maps the sorted
+    finite p-values to their adjusted values (capped at 1 here)."""
+    p, ok = _split(p)
+    out = np.full(p.shape, np.nan)
+    q = p[ok]
+    if q.size:
+        order = np.argsort(q, kind="mergesort")
+        res = np.empty(q.size)
+        res[order] = np.minimum(1.0, step(q[order]))
+        out[ok] = res
+    return out
+
+
 def holm(p: np.ndarray) -> np.ndarray:
     """Holm's step-down adjusted p-values.
 
@@ -48,18 +64,7 @@ def holm(p: np.ndarray) -> np.ndarray:
     >>> holm(np.array([0.01, 0.04, 0.03])).tolist()
     [0.03, 0.06, 0.06]
     """
-    p, ok = _split(p)
-    out = np.full(p.shape, np.nan)
-    q = p[ok]
-    m = q.size
-    if m == 0:
-        return out
-    order = np.argsort(q, kind="mergesort")
-    adj = np.maximum.accumulate((m - np.arange(m)) * q[order])
-    res = np.empty(m)
-    res[order] = np.minimum(1.0, adj)
-    out[ok] = res
-    return out
+    return _adjusted(p, lambda q: np.maximum.accumulate((q.size - np.arange(q.size)) * q))
 
 
 def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
@@ -70,19 +75,7 @@ def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
     >>> benjamini_hochberg(np.array([0.01, 0.04, 0.03])).round(3).tolist()
     [0.03, 0.04, 0.04]
     """
-    p, ok = _split(p)
-    out = np.full(p.shape, np.nan)
-    q = p[ok]
-    m = q.size
-    if m == 0:
-        return out
-    order = np.argsort(q, kind="mergesort")
-    ranked = q[order] * m / np.arange(1, m + 1)
-    adj = np.minimum.accumulate(ranked[::-1])[::-1]
-    res = np.empty(m)
-    res[order] = np.minimum(1.0, adj)
-    out[ok] = res
-    return out
+    return _adjusted(p, lambda q: np.minimum.accumulate((q * q.size / np.arange(1, q.size + 1))[::-1])[::-1])
 
 
 def _standardize(observed: np.ndarray, null: np.ndarray, alternative: str,
