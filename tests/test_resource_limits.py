@@ -572,7 +572,7 @@ def test_the_parquet_estimate_covers_a_column_of_unique_strings_plain_or_diction
                                                                                      dictionary):
     """pandas turns a dictionary column into categories, which cost several times the stored
     dictionary; the old estimate charged 14 bytes a row and nothing for the dictionary (26.6 MB
-    estimated for a file whose read took 575 MB). Long plain strings took 2.65 times their bytes."""
+    estimated for a file whose read took 575 MB). Long plain strings took 2.65-2.75 times their bytes."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
