@@ -226,20 +226,19 @@ def _checked_frame(raw: bytes, parquet: Path, doc: dict[str, Any], record: dict[
     import pandas as pd
     import pyarrow.parquet as pq
 
-    from audit.core.dataset import parquet_read_bytes
+    from audit.core.dataset import check_parquet_budget
     from audit.report.predictions import SENSITIVE_PREFIX
 
     where = f"The predictions file {str(parquet)!r}"
     try:
         footer = pq.ParquetFile(io.BytesIO(raw))
-        need_bytes = parquet_read_bytes(footer.metadata, footer.schema_arrow)
+        check_parquet_budget(footer.metadata, footer.schema_arrow, where,
+                             fix="Compare reports of fewer rows, or run audit compare on the two configs.")
+    except DataValidationError:
+        raise
     except Exception as exc:  # pyarrow raises many types on a damaged file or bad metadata
         raise DataValidationError(f"{where} cannot be read as Parquet ({type(exc).__name__}: "
                                   f"{str(exc).splitlines()[0] if str(exc) else ''}).") from None
-    # the file's size says little: a compressed column of one repeated value decodes a thousandfold
-    check_size(need_bytes, f"{where} holds {footer.metadata.num_rows:,} rows x "
-               f"{footer.metadata.num_columns:,} columns; reading it needs about",
-               fix="Compare reports of fewer rows, or run audit compare on the two configs.")
     try:
         frame = pd.read_parquet(io.BytesIO(raw))
     except Exception as exc:  # pyarrow raises many types on a damaged file or bad metadata

@@ -842,6 +842,16 @@ _PARQUET_TEXT_CELL = 40
 _PARQUET_TEXT_FACTOR = 3.0
 
 
+def check_parquet_budget(meta: Any, schema: Any, where: str, fix: str) -> None:
+    """Refuse, before reading, a Parquet file (footer ``meta``, ``schema``) whose columns would
+    not fit the memory budget once decoded (:func:`parquet_read_bytes`): its size on disk says
+    little, a compressed column of one repeated value decodes a thousandfold."""
+    from audit.core.limits import check_size
+
+    check_size(parquet_read_bytes(meta, schema), f"{where} holds {meta.num_rows:,} rows x "
+               f"{meta.num_columns:,} columns; reading it needs about", fix=fix)
+
+
 def parquet_read_bytes(meta: Any, schema: Any) -> int:
     """The memory ``pd.read_parquet`` takes for a file with footer ``meta`` and Arrow ``schema``:
     per column, its cells times a per-type cost measured here (see the table above)."""
@@ -897,8 +907,7 @@ def _check_data_size(path: Path, text: Sequence[str] = (), na_values: Sequence[s
             meta, schema = parquet.metadata, parquet.schema_arrow
         except Exception:  # not Parquet: pandas says so with the usual message
             return
-        check_size(parquet_read_bytes(meta, schema), f"The data file {str(path)!r} holds {meta.num_rows:,} "
-                   f"rows x {meta.num_columns:,} columns; reading it needs about", fix=fix)
+        check_parquet_budget(meta, schema, f"The data file {str(path)!r}", fix)
         return
     if name.endswith(".zip"):
         import zipfile
