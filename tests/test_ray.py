@@ -33,7 +33,8 @@ ray = pytest.importorskip("ray")  # CI installs the [ray] extra (make install-de
 def cluster():
     started = not ray.is_initialized()
     if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
+                 runtime_env=execution.RAY_RUNTIME_ENV)
     with execution.session(execution.ExecutionConfig("ray")) as c:
         yield c
     if started:
