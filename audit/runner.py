@@ -150,7 +150,7 @@ def _read_table_data(plan: AuditPlan, encoding: Encoding | None, files: list[dic
     if rows is not None:  # sampled before encoding: only the audited rows are validated
         frame = frame.iloc[rows]
     try:
-        data = build_audit_data(frame, plan.data, encoding, source=Path(plan.data_path).name)
+        data = build_audit_data(frame, plan.data, encoding, source=Path(plan.data_path).name, file_rows=rows)
     except MemoryError:
         n = len(frame)
         del frame
