@@ -199,8 +199,9 @@ def load_streamed_inputs(plan: AuditPlan, classes: Sequence[AuditMethod], config
     if rows_needed:
         raise InvalidConfigError(
             f"The method(s) {', '.join(rows_needed)} need the audited rows, but {where} is read in batches "
-            "keeping only counts (only fairness runs on it). Drop them from --methods, or audit a file "
-            "that fits in memory with [data] stream = false.")
+            "keeping only counts (only fairness runs on it). Drop them from --methods (a [gate] rule "
+            "\"performance.<metric>\" asks for the performance method), or audit a file that fits in "
+            "memory with [data] stream = false.")
     if plan.save_predictions:
         raise InvalidConfigError(
             f"[report] save_predictions = true writes each row's decision, but {where} is read in batches "
