@@ -106,7 +106,7 @@ def test_n_jobs_beyond_the_usable_cores_is_capped_at_them():
 
 @pytest.mark.parametrize("method", sorted(ROW_SHARDED))
 def test_row_sharded_explanations_do_not_depend_on_the_local_workers_or_their_order(method, model_dir, tmp_path,
-                                                                                      monkeypatch):
+                                                                                      monkeypatch, small_shards):
     cfg = model_dir / "audit.toml"
     cfg.write_text(cfg.read_text() + ROW_SHARDED[method])
     one_worker = execution.map
