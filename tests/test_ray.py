@@ -272,7 +272,8 @@ def test_torch_methods_give_byte_identical_results_json_on_ray_and_local(model_d
 
 
 @pytest.mark.parametrize("method", sorted(ROW_SHARDED))
-def test_row_sharded_explanations_give_byte_identical_results_json_on_ray_and_local(method, model_dir, tmp_path):
+def test_row_sharded_explanations_give_byte_identical_results_json_on_ray_and_local(method, model_dir, tmp_path,
+                                                                                   small_shards):
     cfg = model_dir / "audit.toml"
     cfg.write_text(cfg.read_text() + ROW_SHARDED[method])
     local, on_ray, doc = _both_backends(cfg, method, tmp_path)

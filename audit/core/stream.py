@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from audit.core.dataset import (AuditData, DatasetSpec, Encoding, _encode_target, _label_text,
+from audit.core.dataset import (ROWS_COUNTED, AuditData, DatasetSpec, Encoding, _encode_target, _label_text,
                                 _precomputed, _show)
 from audit.errors import DataValidationError, InvalidConfigError, did_you_mean
 from audit.stats.counts import (DEFAULT_SCORE_BINS, SUM_LIMBS, GroupTable, limb_sums_to_float, score_bin,
@@ -696,7 +696,7 @@ def _file_rows(idx: np.ndarray, offset: int, where: str) -> str:
     "row 1,005 of 'part-0.parquet' (and 1 more in the same batch of rows; rows counted from 1, the header not counted)"
     """
     more = f" (and {idx.size - 1:,} more in the same batch of rows; " if idx.size > 1 else " ("
-    return f"row {int(idx[0]) + offset + 1:,} of {where}{more}rows counted from 1, the header not counted)"
+    return f"row {int(idx[0]) + offset + 1:,} of {where}{more}{ROWS_COUNTED})"
 
 
 def _scores_are_labels(only_01: bool, target: _Labels) -> bool:
