@@ -250,22 +250,9 @@ def ray_vs_local(rows: list[int], root: Path) -> None:
         print("  " + ratio_line("local / ray (wall)", lo["wall"], ra["wall"], digits=2))
 
 
-def _resample_group(job: tuple) -> float:
-    """One group's resampling, as the fairness method does it: its AUC bootstrap from the score
-    histogram and its calibration test (the stratified bootstrap of all groups' cells is timed
-    apart); returns a checksum so nothing is optimized away."""
-    from audit.stats.calibration import histogram_calibration_test
-    from audit.stats.counts import bootstrap_histogram_auc
-
-    by_outcome, count, positives, score_sum, n_boot, seed = job
-    rng = np.random.default_rng(seed)
-    draws, _ = bootstrap_histogram_auc(by_outcome, n_boot, rng)
-    test = histogram_calibration_test(count, positives, score_sum, n_bins=10, n_sim=n_boot, rng=rng)
-    return float(np.nansum(draws)) + float(test.p_value)
-
-
 def bootstrap_cost(root: Path, groups: int = 50) -> None:
     from audit import execution
+    from audit.methods.fairness.binary import _GroupResampling
     from audit.stats.bootstrap import bootstrap_cells
     from audit.stats.counts import GroupTable
 
@@ -278,28 +265,31 @@ def bootstrap_cost(root: Path, groups: int = 50) -> None:
     y = (t.column("income").to_numpy().astype(str) == ">50K").astype(np.int64)
     s = t.column("score").to_numpy()
     table = GroupTable.from_rows([f"g{i:02d}" for i in range(groups)], codes, y, (s >= 0.5).astype(np.int64), s)
-    print(f"fairness resampling at {groups} groups ({t.num_rows:,} rows, group sizes "
+    print(f"fairness resampling of {groups} groups ({t.num_rows:,} rows, group sizes "
           f"{np.bincount(codes).min():,}-{np.bincount(codes).max():,}, 1,000 score bins) [{machine()}]")
+    t0 = time.perf_counter()
+    bootstrap_cells(table.cells, 1000, np.random.default_rng(1))
+    print(f"  all groups' rates (stratified bootstrap of the cells), 1,000 resamples: {time.perf_counter() - t0:.3f} s")
+    work = _GroupResampling(table, 1000, 10, 0)
+    with execution.session(execution.ExecutionConfig("local")):
+        t0 = time.perf_counter()
+        here = execution.map(work, range(groups), n_jobs=1)
+        local_s = time.perf_counter() - t0
     with execution.session(execution.ExecutionConfig("ray")) as cluster:
-        for n_boot in (1000, 100_000):
-            jobs = [(table.by_outcome(g), table.hist[g].sum(axis=(0, 1)), table.hist[g, 1].sum(axis=0),
-                     table.score_sum[g], n_boot, g) for g in range(groups)]
-            t0 = time.perf_counter()
-            bootstrap_cells(table.cells, n_boot, np.random.default_rng(1))
-            cells_s = time.perf_counter() - t0
-            with execution.session(execution.ExecutionConfig("local")):
-                t0 = time.perf_counter()
-                here = execution.map(_resample_group, jobs, n_jobs=1)
-                local_s = time.perf_counter() - t0
-            execution.map(_resample_group, jobs[:2])  # warm the workers (imports), not timed
-            t0 = time.perf_counter()
-            there = execution.map(_resample_group, jobs)
-            ray_s = time.perf_counter() - t0
-            assert here == there
-            print(f"  n_bootstrap = {n_boot:>7,}: all groups' cells {cells_s:.2f} s; per-group AUC bootstrap + "
-                  f"calibration test: local {local_s:.2f} s, {groups} Ray tasks on {cluster.cpus:.0f} CPUs "
-                  f"{ray_s:.2f} s ({local_s / groups * 1e3:.1f} ms of work per task)")
-            print("  " + ratio_line(f"local / ray at n_bootstrap = {n_boot:,}", local_s, ray_s, digits=2))
+        execution.map(work, range(2))  # the workers' first use (imports), not timed
+        t0 = time.perf_counter()
+        there = execution.map(work, range(groups))
+        ray_s = time.perf_counter() - t0
+    same = all(np.array_equal(a[0], b[0]) and a[2] == b[2] for a, b in zip(here, there, strict=True))
+    print(f"  each group's AUC bootstrap + calibration test, 1,000 resamples: local {local_s:.2f} s "
+          f"({local_s / groups * 1e3:.0f} ms a group), one Ray task a group on {cluster.cpus:.0f} CPUs "
+          f"{ray_s:.2f} s; same draws: {same}")
+    print("  " + ratio_line("local / ray", local_s, ray_s, digits=2))
+    t0 = time.perf_counter()
+    _GroupResampling(table, 100_000, 10, 0)(0)
+    one = time.perf_counter() - t0
+    print(f"  n_bootstrap = 100,000 (the most allowed): {one:.1f} s for one group, so about "
+          f"{one * groups / 60:.0f} min for {groups} on one core")
 
 
 def resolution(root: Path) -> None:

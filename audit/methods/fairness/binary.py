@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from audit import execution
 from audit.methods.fairness.config import BINARY_DISPARITIES, METRIC_LABELS, FairnessConfig
 from audit.methods.fairness.formulas import (
     IMPACT_TEST,
@@ -57,6 +58,21 @@ def _with_favourable(rates: dict[str, np.ndarray], favourable: str) -> dict[str,
     return {**rates, "favourable_rate": sel if favourable == "positive" else 1 - sel}
 
 
+class _GroupResampling:
+    """One group's AUC bootstrap (multinomial draws of its histogram's cells) and calibration
+    test (binomial draws of its score bins): a chunk of :func:`audit.execution.map`."""
+
+    def __init__(self, table: GroupTable, n_boot: int, calibration_bins: int, seed: int) -> None:
+        self.table, self.n_boot, self.calibration_bins, self.seed = table, n_boot, calibration_bins, seed
+
+    def __call__(self, g: int) -> tuple[np.ndarray, float, object]:
+        rng, t = execution.chunk_rng(self.seed, g), self.table
+        a_b, a_cells = bootstrap_histogram_auc(t.by_outcome(g), self.n_boot, rng)
+        test = histogram_calibration_test(t.hist[g].sum(axis=(0, 1)), t.hist[g, 1].sum(axis=0), t.score_sum[g],
+                                          n_bins=self.calibration_bins, n_sim=self.n_boot, rng=rng)
+        return a_b, a_cells, test
+
+
 def _analyse_binary(cols: Sequence[str], table: GroupTable, config: FairnessConfig, ref_name: str | None,
                     rng: np.random.Generator, *, exact_auc: np.ndarray | None = None,
                     favourable: str = "positive", favourable_label: str | None = None) -> AttributeResult:
@@ -82,9 +98,14 @@ def _analyse_binary(cols: Sequence[str], table: GroupTable, config: FairnessConf
     calib: dict[int, Calibration] = {}
     if scores:
         edges = tuple(np.linspace(0, 1, config.calibration_bins + 1).round(6).tolist())
-        for g in range(G):
-            if small[g] or counts[g] == 0:
-                continue
+        scored = [g for g in range(G) if not small[g] and counts[g] > 0]
+        # Each group's resampling (0.3 s per 1,000 resamples at 1,000 score bins) is a chunk of
+        # the execution layer, drawn from its own stream (the run's and the group's index), so
+        # a Ray cluster takes the groups in parallel and every backend draws the same numbers.
+        tests = dict(zip(scored, execution.map(_GroupResampling(table, B, config.calibration_bins,
+                                                                int(rng.integers(2**63))), scored, n_jobs=1),
+                         strict=True)) if B else {}
+        for g in scored:
             by_outcome = table.by_outcome(g)
             auc_hist, auc_bound[g] = histogram_auc(by_outcome)
             auc_point[g] = exact_auc[g] if exact_auc is not None else auc_hist
@@ -92,11 +113,8 @@ def _analyse_binary(cols: Sequence[str], table: GroupTable, config: FairnessConf
             ece_point[g] = np.abs(ssum - pos).sum() / cnt.sum()
             test = None
             if B:
-                a_b, a_cells = bootstrap_histogram_auc(by_outcome, B, rng)
+                a_b, a_cells, test = tests[g]
                 auc_boot[:, g] = a_b + (auc_point[g] - a_cells) if np.isfinite(a_cells) else a_b
-                test = histogram_calibration_test(table.hist[g].sum(axis=(0, 1)), table.hist[g, 1].sum(axis=0),
-                                                  table.score_sum[g], n_bins=config.calibration_bins,
-                                                  n_sim=B, rng=rng)
             with np.errstate(all="ignore"):
                 ms, fp = ssum / cnt, pos / cnt
             calib[g] = Calibration(edges, tuple(int(c) for c in cnt), tuple(_f(v) for v in ms),
