@@ -448,7 +448,7 @@ def _count_on_ray_data(count: _FileCounter, files: list[Path], readers: list[_Re
         merged = upto
 
     try:
-        for i, rows, piece in blocks():
+        for i, _, piece in blocks():
             if part is None or i != merged:
                 close(i)
                 part = count._new(readers[i].where)
