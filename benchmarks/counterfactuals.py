@@ -187,6 +187,8 @@ def german_worker(sources_free: bool, lime: bool = True) -> dict:
 def german_main() -> None:
     import dataclasses
 
+    from _common import machine
+
     from audit.core.method import RunContext
     from audit.methods.lime import Lime, LimeConfig
 
@@ -215,7 +217,7 @@ def german_main() -> None:
             base = json.loads(proc.stdout.strip().splitlines()[-1])
         except (subprocess.CalledProcessError, OSError, ValueError) as exc:
             print(f"baseline commit {BASE_COMMIT} could not be run ({exc}); only this code is timed")
-    print(f"{'':44s} {'this code':>12s} {'base commit':>12s} {'ratio':>7s}")
+    print(f"{'':44s} {'this code':>12s} {'base commit':>12s} {'ratio':>7s}   [{machine()}]")
 
     def line(name, key, fmt="{:.1f}"):
         b = base[key] if base else None
@@ -480,12 +482,15 @@ def adult_main(args) -> None:
     import torch
 
     torch.set_num_threads(1)
+    from _common import machine, ratio_line
+
     from audit.core.method import RunContext
     from audit.methods._cf.quality import measure
     from audit.methods._cf.refine import Scorer
     from audit.methods._cf.space import Constraints, Space
     from audit.methods.counterfactuals import Counterfactuals, CounterfactualsConfig
 
+    print(f"== Adult MLP, {args.rows:,} rows: the project's search against random sampling\n{machine()}")
     model, data, train = load_adult()
     cfg = CounterfactualsConfig(max_search_rows=args.rows, n_counterfactuals=args.k, immutable=IMMUTABLE,
                                 n_bootstrap=1000, n_permutations=999)
@@ -542,7 +547,8 @@ def adult_main(args) -> None:
     print(f"\nreference: real '>50K' rows lie {_f(q.nn_distance_real)} from their nearest neighbour of the "
           f"same class; the original rows {_f(q.nn_distance_original)}.")
     print(f"method: {res.n_fallback} rows handed to the genetic fallback; {res.n_model_rows:,} candidate rows "
-          f"scored; time ratio baseline/method = {t_base / t_method:.2f}")
+          f"scored")
+    print(ratio_line("random baseline / gradient search", t_base, t_method, digits=2))
     if args.k > 1:
         print(f"diversity (k = {args.k}): {_f(res.quality.per_row)} per row, pairwise distance "
               f"{_f(res.quality.diversity_distance)}, Jaccard {_f(res.quality.diversity_jaccard)}")
