@@ -306,28 +306,17 @@ def dice_main(args) -> None:
         return
     from _common import machine, ratio_line
 
-    from audit.core.method import RunContext
     from audit.methods._cf.quality import measure
-    from audit.methods._cf.space import Constraints, Space
-    from audit.methods.counterfactuals import Counterfactuals, CounterfactualsConfig
+    from audit.methods.counterfactuals import CounterfactualsConfig
 
     print(f"\n== DiCE {_dice_version()} against the project's search, Adult MLP, the same {args.dice_rows} rows")
     print(machine())
-    model, data, train = load_adult()
     # the project's search, k = 1, on a seeded sample of dice_rows rows predicted "<=50K"
-    cfg = CounterfactualsConfig(max_search_rows=args.dice_rows, n_counterfactuals=1, immutable=IMMUTABLE)
-    ctx = RunContext(rng=np.random.default_rng(args.seed), train=train, seed=args.seed)
-    t, c = time.perf_counter(), time.process_time()
-    res = Counterfactuals().run(model, data, cfg, ctx)
-    t_method, c_method = time.perf_counter() - t, time.process_time() - c
+    model, data, train, res, t_method, c_method, space, rows, reference = timed_method(
+        CounterfactualsConfig(max_search_rows=args.dice_rows, n_counterfactuals=1, immutable=IMMUTABLE),
+        args.seed)
     q_method = res.quality_first or res.quality
-
-    space = Space(data.encoding, train.X, Constraints(immutable=res.immutable),
-                  min_level_share=cfg.min_level_share)
-    rows = np.array([r.row for r in res.rows])
     num0, cat0, lo, hi, masks = search_limits(space, data, train, rows)
-    ref_num, ref_cat = space.split(train.X)
-    target_rows = model.predict(train.X) == 1
     queries = dice_frame(space, data.X[rows])
     mutable = [f for f in space.names if f not in res.immutable]
     train_frame = dice_frame(space, train.X).assign(income=train.y.astype(int))
@@ -387,8 +376,8 @@ def dice_main(args) -> None:
         else:
             cf_num, cf_cat, cf_row = num0[:0], cat0[:0], np.zeros(0, int)
         valid = model.predict(space.encode(cf_num, cf_cat)) == 1 if len(cf_row) else np.zeros(0, bool)
-        q = measure(space, num0, cat0, cf_row, cf_num, cf_cat, valid, ref_num=ref_num[target_rows],
-                    ref_cat=ref_cat[target_rows], rng=np.random.default_rng(args.seed))
+        q = measure(space, num0, cat0, cf_row, cf_num, cf_cat, valid, ref_num=reference[0],
+                    ref_cat=reference[1], rng=np.random.default_rng(args.seed))
         results[method] = (elapsed, cpu, q, len(cf_row), errors)
 
     n = len(rows)
@@ -466,6 +455,27 @@ def main() -> None:
 IMMUTABLE = ("age", "native-country")  # sex and race: sensitive, immutable by default
 
 
+def timed_method(cfg, seed):
+    """The project's method on the Adult MLP, timed (wall and CPU seconds), with the space its
+    results are measured in, the rows it searched and the reference rows (training rows the
+    model predicts ">50K", as raw values) for the quality measures."""
+    from audit.core.method import RunContext
+    from audit.methods._cf.space import Constraints, Space
+    from audit.methods.counterfactuals import Counterfactuals
+
+    model, data, train = load_adult()
+    ctx = RunContext(rng=np.random.default_rng(seed), train=train, seed=seed)
+    t, c = time.perf_counter(), time.process_time()
+    res = Counterfactuals().run(model, data, cfg, ctx)
+    wall, cpu = time.perf_counter() - t, time.process_time() - c
+    space = Space(data.encoding, train.X, Constraints(immutable=res.immutable),
+                  min_level_share=cfg.min_level_share)
+    rows = np.array([r.row for r in res.rows])
+    ref_num, ref_cat = space.split(train.X)
+    target = model.predict(train.X) == 1
+    return model, data, train, res, wall, cpu, space, rows, (ref_num[target], ref_cat[target])
+
+
 @functools.cache
 def load_adult():
     """The bundled Adult MLP, its test rows and training rows, loaded as `audit run` loads them."""
@@ -489,25 +499,16 @@ def adult_main(args) -> None:
     from audit.core.method import RunContext
     from audit.methods._cf.quality import measure
     from audit.methods._cf.refine import Scorer
-    from audit.methods._cf.space import Constraints, Space
     from audit.methods.counterfactuals import Counterfactuals, CounterfactualsConfig
 
     print(f"== Adult MLP, {args.rows:,} rows: the project's search against random sampling\n{machine()}")
-    model, data, train = load_adult()
     cfg = CounterfactualsConfig(max_search_rows=args.rows, n_counterfactuals=args.k, immutable=IMMUTABLE,
                                 n_bootstrap=1000, n_permutations=999)
-
     # ---- the method (gradient search) --------------------------------------------------------
-    ctx = RunContext(rng=np.random.default_rng(args.seed), train=train, seed=args.seed)
-    t, c = time.perf_counter(), time.process_time()
-    res = Counterfactuals().run(model, data, cfg, ctx)
-    t_method, c_method = time.perf_counter() - t, time.process_time() - c
+    model, data, train, res, t_method, c_method, space, rows, (ref_num, ref_cat) = timed_method(cfg, args.seed)
     q = res.quality_first or res.quality
 
     # ---- the baseline on the same rows, measured by the same code -------------------------------
-    space = Space(data.encoding, train.X, Constraints(immutable=res.immutable),
-                  min_level_share=cfg.min_level_share)
-    rows = np.array([r.row for r in res.rows])
     num0, cat0 = space.split(data.X[rows])
     lo, hi = space.numeric_bounds(num0, search=False)
     lo = np.maximum(lo, [s.obs_lo for s in space.num])
@@ -520,10 +521,8 @@ def adult_main(args) -> None:
     t_base, c_base = time.perf_counter() - t, time.process_time() - c
     idx = np.flatnonzero(b_found)
     valid = model.predict(space.encode(b_num[idx], b_cat[idx])) == 1
-    ref_num, ref_cat = space.split(train.X)
-    target_rows = model.predict(train.X) == 1
-    qb = measure(space, num0, cat0, idx, b_num[idx], b_cat[idx], valid, ref_num=ref_num[target_rows],
-                 ref_cat=ref_cat[target_rows], rng=np.random.default_rng(args.seed))
+    qb = measure(space, num0, cat0, idx, b_num[idx], b_cat[idx], valid, ref_num=ref_num,
+                 ref_cat=ref_cat, rng=np.random.default_rng(args.seed))
 
     print(f"\n{res.n_searched:,} rows predicted '<=50K' (seeded sample of {res.n_unfavourable:,}; seed "
           f"{args.seed}); immutable: {', '.join(res.immutable)}; k = {args.k}; 1 torch thread\n")
