@@ -63,6 +63,36 @@ def test_batched_retraining_equals_sequential(make, X, Y, loss):
             torch.testing.assert_close(other.params[k][0], seq[0][k], rtol=1e-4, atol=1e-5)
 
 
+def test_batched_lstm_calls_awaiting_their_backward_keep_their_own_buffers():
+    """The LSTM reuses its buffers between calls: two forward passes before either backward (and
+    a forward under no_grad in between) must still give each call its own gradients."""
+    from audit.train.functional import batched_module
+
+    torch.manual_seed(0)
+    net = TinyLSTM()
+    theta0 = {k: v.clone() for k, v in net.state_dict().items()}
+    fwd = batched_module(net, theta0, torch.randn(4, 5, 2))
+    assert fwd.mode == "graph"
+    xs = [torch.randn(6, 5, 2) for _ in range(2)]
+
+    def params():
+        return {k: torch.stack([v, v + 0.1]).requires_grad_(True) for k, v in theta0.items()}
+
+    alone = []
+    for x in xs:
+        p = params()
+        (fwd(p, x) ** 2).sum().backward()
+        alone.append({k: v.grad for k, v in p.items()})
+    ps = [params(), params()]
+    outs = [fwd(p, x) for p, x in zip(ps, xs)]
+    with torch.no_grad():
+        fwd(params(), torch.randn(6, 5, 2))
+    for p, out, ref in zip(ps[::-1], outs[::-1], alone[::-1]):
+        (out ** 2).sum().backward()
+        for k in ref:
+            torch.testing.assert_close(p[k].grad, ref[k], rtol=1e-5, atol=1e-6)
+
+
 def _sequence_case(n: int, planted: bool, seed: int):
     """A tiny LSTM on (n, 4, 2) windows; y depends on feature a at the last lag when planted."""
     from audit.core.dataset import DatasetSpec

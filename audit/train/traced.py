@@ -113,98 +113,141 @@ def _maps(v: Any, B: int) -> Any:
 # --------------------------------------------------------------------------------------------
 
 def _lstm_function() -> Any:
+    import threading
+
     import torch
 
+    # Free workspaces per thread and shape: every training step of a block reuses the same
+    # buffers (still in cache, no allocation), and a workspace belongs to one call from its
+    # forward until its backward has run, so calls never share one.
+    free = threading.local()
+
     class BatchedLSTM(torch.autograd.Function):
-        """One LSTM layer of ``B`` networks with a zero initial state (gate order i, f, g, o and
-        the equations of ``nn.LSTM``). ``x`` (B, T, N, F) (may be a broadcast view), ``Wcat``
-        (B, F+1+H, 4H) = ``[W_ih | b_ih + b_hh | W_hh]`` transposed. Returns every hidden state
-        as ``(T, B, H, N)``.
+        """One LSTM layer of ``B`` networks with a zero initial state. ``x`` (B, T, N, F) (may be a
+        broadcast view), ``W`` (B, 4H, F+1+H) = ``[W_ih | b_ih + b_hh | W_hh]`` with the gates in
+        the order i, f, o, g (sigmoid gates first: one sigmoid over 3H rows, one tanh over H).
+        Returns every hidden state as ``(T, B, H, N)``.
 
         Everything is kept feature-major, ``(B, features, N)``: each step's gates are one batched
-        product ``Wcat^T [x_t; 1; h_{t-1}]`` (the column block kept in one buffer ``z``), each
-        gate is then a contiguous slab, and the weight gradient of all steps is one product.
+        product ``W [x_t; 1; h_{t-1}]`` (the column block kept in one buffer ``z``, into which each
+        step writes its ``h``), each gate is a contiguous slab, and the weight gradient of all
+        steps is one product.
         """
 
         @staticmethod
-        def forward(ctx: Any, x: Any, Wcat: Any) -> Any:
+        def forward(ctx: Any, x: Any, W: Any, keep: bool) -> Any:
             B, T, N, F = x.shape
-            K, G = Wcat.shape[1], Wcat.shape[2]
+            G, K = W.shape[1], W.shape[2]
             H = G // 4
-            WT = Wcat.transpose(1, 2).contiguous()                    # (B, 4H, K)
-            z = x.new_empty(B, K, T, N)
-            z[:, :F] = x.permute(0, 3, 1, 2)
-            z[:, F] = 1.0
-            z[:, F + 1:, 0] = 0.0
-            acts = x.new_empty(T, B, G, N)
-            dact = torch.empty_like(acts)
-            cs = x.new_empty(T, B, H, N)
-            tcs = torch.empty_like(cs)
-            otc = torch.empty_like(cs)        # o (1 - tanh(c)^2), the factor of dc in the backward
-            hs = torch.empty_like(cs)
-            one = x.new_ones(())
+            ws = _take(free, (B, T, N, F, H, x.dtype, x.device), lambda: _LSTMWorkspace(x, B, T, N, F, H))
+            z, acts, dact, cs, tcs, otc, one = ws.z, ws.acts, ws.dact, ws.cs, ws.tcs, ws.otc, ws.one
+            z[:, :F, :T] = x.permute(0, 3, 1, 2)
             for t in range(T):
                 a = acts[t]
-                torch.bmm(WT, z[:, :, t], out=a)
-                i, f, g, o = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
-                a[:, :2 * H].sigmoid_()
+                torch.bmm(W, z[:, :, t], out=a)
+                i, f, o, g = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
+                s = a[:, :3 * H]
+                s.sigmoid_()
                 g.tanh_()
-                o.sigmoid_()
                 # each gate's derivative with respect to its pre-activation, while a is in cache:
-                # sigmoid' = a (1 - a), tanh' = 1 - g^2
+                # sigmoid' = s (1 - s), tanh' = 1 - g^2
                 da = dact[t]
-                torch.addcmul(a, a, a, value=-1.0, out=da)
-                torch.addcmul(one, g, g, value=-1.0, out=da[:, 2 * H:3 * H])
+                torch.addcmul(s, s, s, value=-1.0, out=da[:, :3 * H])
+                torch.addcmul(one, g, g, value=-1.0, out=da[:, 3 * H:])
                 c = cs[t]
                 torch.mul(i, g, out=c)
                 if t:
                     c.addcmul_(f, cs[t - 1])
                 tc = tcs[t]
                 torch.tanh(c, out=tc)
-                torch.mul(o, tc, out=hs[t])
-                torch.addcmul(o, hs[t], tc, value=-1.0, out=otc[t])
-                if t + 1 < T:
-                    z[:, F + 1:, t + 1] = hs[t]
-            ctx.save_for_backward(z, acts, dact, cs, tcs, otc, Wcat)
-            ctx.x_grad = ctx.needs_input_grad[0]
+                h = z[:, F + 1:, t + 1]
+                torch.mul(o, tc, out=h)
+                torch.addcmul(o, h, tc, value=-1.0, out=otc[t])   # o (1 - tanh(c)^2), dc's factor
+            hs = z[:, F + 1:, 1:].permute(2, 0, 1, 3).contiguous()
+            if keep:
+                ctx.save_for_backward(W)
+                ctx.ws, ctx.x_grad = ws, ctx.needs_input_grad[0]
+            else:
+                _give(free, ws)
             return hs
 
         @staticmethod
         def backward(ctx: Any, dhs: Any) -> Any:
-            z, acts, dact, cs, tcs, otc, Wcat = ctx.saved_tensors
+            (W,) = ctx.saved_tensors
+            ws, ctx.ws = ctx.ws, None
+            if ws is None:
+                raise RuntimeError("The batched LSTM's backward can run once per forward "
+                                   "(retain_graph is not supported).")
+            z, acts, dact, cs, tcs, otc, dG, dh, dc = ws.z, ws.acts, ws.dact, ws.cs, ws.tcs, ws.otc, ws.dG, ws.dh, ws.dc
             T, B, G, N = acts.shape
             H = G // 4
-            K = Wcat.shape[1]
+            K = W.shape[2]
             F = K - H - 1
-            dG = acts.new_empty(B, G, T, N)
-            W_h = Wcat[:, F + 1:]                                          # (B, H, 4H)
-            dh = None
-            dc = None
+            W_hT = W[:, :, F + 1:].transpose(1, 2)                          # (B, H, 4H)
             for t in range(T - 1, -1, -1):
                 a = acts[t]
-                i, f, g = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H]
-                dh = dhs[t] if dh is None else dh.add_(dhs[t])
+                i, f, g = a[:, :H], a[:, H:2 * H], a[:, 3 * H:]
+                if t == T - 1:
+                    dh.copy_(dhs[t])
+                else:
+                    dh.add_(dhs[t])
                 d = dG[:, :, t]
-                torch.mul(dh, tcs[t], out=d[:, 3 * H:])                    # d o
-                dct = dh * otc[t] if dc is None else dc.addcmul_(dh, otc[t])
-                torch.mul(dct, g, out=d[:, :H])                            # d i
-                torch.mul(dct, i, out=d[:, 2 * H:3 * H])                   # d g
+                torch.mul(dh, tcs[t], out=d[:, 2 * H:3 * H])               # d o
+                if t == T - 1:
+                    torch.mul(dh, otc[t], out=dc)
+                else:
+                    dc.addcmul_(dh, otc[t])
+                torch.mul(dc, g, out=d[:, :H])                             # d i
                 if t:
-                    torch.mul(dct, cs[t - 1], out=d[:, H:2 * H])           # d f
+                    torch.mul(dc, cs[t - 1], out=d[:, H:2 * H])            # d f
                 else:
                     d[:, H:2 * H].zero_()
+                torch.mul(dc, i, out=d[:, 3 * H:])                         # d g
                 d.mul_(dact[t])
                 if t:
-                    dc = dct.mul_(f)
-                    dh = torch.bmm(W_h, d)                                 # (B, H, N)
-            dG = dG.view(B, G, T * N)
+                    dc.mul_(f)
+                    torch.bmm(W_hT, d, out=dh)                             # (B, H, N)
+            dGm = dG.view(B, G, T * N)
             # the input gradient (Integrated Gradients) of all steps at once, as the weight gradient
-            dx = (torch.bmm(Wcat[:, :F], dG).view(B, F, T, N).permute(0, 2, 3, 1)
+            dx = (torch.bmm(W[:, :, :F].transpose(1, 2), dGm).view(B, F, T, N).permute(0, 2, 3, 1)
                   if ctx.x_grad else None)
-            dW = torch.bmm(z.view(B, K, T * N), dG.transpose(1, 2))   # (B, K, 4H)
-            return dx, dW
+            dW = torch.bmm(dGm, z[:, :, :T].reshape(B, K, T * N).transpose(1, 2))   # (B, 4H, K)
+            _give(free, ws)
+            return dx, dW, None
 
     return BatchedLSTM
+
+
+class _LSTMWorkspace:
+    """The buffers of one batched LSTM call (forward and backward through time)."""
+
+    def __init__(self, x: Any, B: int, T: int, N: int, F: int, H: int) -> None:
+        self.key = (B, T, N, F, H, x.dtype, x.device)
+        G, K = 4 * H, F + 1 + H
+        self.z = x.new_empty(B, K, T + 1, N)     # [x_t; 1; h_{t-1}] for t = 0..T (h_T at the end)
+        self.z[:, F] = 1.0
+        self.z[:, F + 1:, 0] = 0.0
+        self.acts = x.new_empty(T, B, G, N)
+        self.dact = x.new_empty(T, B, G, N)
+        self.cs, self.tcs, self.otc = (x.new_empty(T, B, H, N) for _ in range(3))
+        self.dG = x.new_empty(B, G, T, N)
+        self.dh, self.dc = x.new_empty(B, H, N), x.new_empty(B, H, N)
+        self.one = x.new_ones(())
+
+
+def _take(free: Any, key: tuple, make: Any) -> Any:
+    pools = free.__dict__.setdefault("pools", {})
+    stack = pools.get(key)
+    return stack.pop() if stack else make()
+
+
+def _give(free: Any, ws: Any) -> None:
+    pools = free.__dict__.setdefault("pools", {})
+    pools.setdefault(ws.key, [])
+    if len(pools[ws.key]) < 2:
+        pools[ws.key].append(ws)
+    while len(pools) > 4:                       # a few shapes per thread (the last batch, IG chunks)
+        del pools[next(iter(pools))]
 
 
 def _conv_function() -> Any:
@@ -274,13 +317,21 @@ def batched_lstm(lstm: Any, name: str, params: dict[str, Any], x: Any, B: int) -
         W_hh = params[f"{name}.weight_hh_l{layer}"]                     # (B, 4H, H)
         bias = (params[f"{name}.bias_ih_l{layer}"] + params[f"{name}.bias_hh_l{layer}"] if lstm.bias
                 else W_ih.new_zeros(B, 4 * H))
-        Wcat = torch.cat([W_ih, bias[..., None], W_hh], dim=2).transpose(1, 2).contiguous()
-        hs = _LSTM_FN.apply(seq, Wcat)                                  # (T, B, H, N)
+        # gates reordered i, f, g, o -> i, f, o, g; autograd maps the gradient back
+        W = torch.cat([W_ih, bias[..., None], W_hh], dim=2).index_select(1, _gate_rows(H, W_ih.device))
+        keep = torch.is_grad_enabled() and (W.requires_grad or seq.requires_grad)
+        hs = _LSTM_FN.apply(seq, W, keep)                               # (T, B, H, N)
         seq = hs.permute(1, 0, 3, 2)                                    # (B, T, N, H)
         hs_last.append(hs[-1].transpose(1, 2))
     out = hs.permute(1, 3, 0, 2) if lstm.batch_first else hs.permute(1, 0, 3, 2)   # (B, N, T, H) / (B, T, N, H)
     h_n = torch.stack(hs_last, dim=1)                                   # (B, L, N, H)
     return _Net(out), (_Net(h_n), _CellUnavailable())
+
+
+def _gate_rows(H: int, device: Any) -> Any:
+    import torch
+
+    return torch.cat([torch.arange(0, 2 * H), torch.arange(3 * H, 4 * H), torch.arange(2 * H, 3 * H)]).to(device)
 
 
 class _CellUnavailable:
