@@ -130,6 +130,73 @@ def cnn_flops_per_sample(net: torch.nn.Module, shape: tuple[int, ...]) -> int:
     return total
 
 
+def products(net: torch.nn.Module, x: torch.Tensor) -> list[tuple[str, int, int, int, int]]:
+    """The model's matrix products for one optimizer step on the rows ``x``, as
+    ``(layer, M, K, N, times)`` per network: a convolution as its patches times its filters
+    ``(rows Hout Wout, Cin k^2 / groups, Cout)``, a Linear layer ``(rows, in, out)``, an LSTM
+    layer's gates per time step ``(rows, I + H, 4H)`` T times."""
+    found = []
+    hooks = []
+
+    def conv(name):
+        def hook(m, inp, out):
+            k = m.kernel_size[0] * m.kernel_size[1]
+            found.append((name, out.shape[0] * out.shape[-2] * out.shape[-1], m.in_channels // m.groups * k,
+                          m.out_channels, 1))
+        return hook
+
+    def lin(name):
+        def hook(m, inp, out):
+            found.append((name, inp[0].numel() // m.in_features, m.in_features, m.out_features, 1))
+        return hook
+
+    def lstm(name):
+        def hook(m, inp, out):
+            x0 = inp[0]
+            T, rows = (x0.shape[1], x0.shape[0]) if m.batch_first else (x0.shape[0], x0.shape[1])
+            for layer in range(m.num_layers):
+                width = m.input_size if layer == 0 else m.hidden_size
+                found.append((f"{name} layer {layer}", rows, width + m.hidden_size, 4 * m.hidden_size, T))
+        return hook
+
+    for name, m in net.named_modules():
+        if isinstance(m, torch.nn.Conv2d):
+            hooks.append(m.register_forward_hook(conv(name)))
+        elif isinstance(m, torch.nn.Linear):
+            hooks.append(m.register_forward_hook(lin(name)))
+        elif isinstance(m, torch.nn.LSTM):
+            hooks.append(m.register_forward_hook(lstm(name)))
+    with torch.no_grad():
+        net(x)
+    for h in hooks:
+        h.remove()
+    return found
+
+
+def shape_rate(prods: list[tuple[str, int, int, int, int]], networks: int, repeats: int = 5) -> float:
+    """GFLOP/s of the model's own products (forward shapes) as batched matmuls over ``networks``
+    networks on one thread: their FLOPs over the best time of the products one after another."""
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    mats = [(torch.randn(networks, M, K), torch.randn(networks, K, N), t) for _, M, K, N, t in prods]
+    flops = sum(2 * a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2] * t for a, b, t in mats)
+
+    def once() -> None:
+        for a, b, t in mats:
+            for _ in range(t):
+                torch.bmm(a, b)
+
+    once()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(10):
+            once()
+        best = min(best, (time.perf_counter() - t0) / 10)
+    torch.set_num_threads(prev)
+    return flops / best / 1e9
+
+
 def cnn_case() -> dict:
     ex = ROOT / "examples" / "digits_cnn"
     doc = json.loads((ex / "training.json").read_text())
@@ -214,8 +281,67 @@ def run_case(case: dict, B: int, units: int, workers: int, seq_networks: int, ra
     t_bat = time.perf_counter() - t0 - setup
     diff = max(float((fit.params[n][b] - seq[b][n]).abs().max()) for b in range(k) for n in seq[b])
     flops = case["flops_per_epoch"] * units * B
+    # the second floor: the model's own products, batched over a block, one thread per worker
+    rows = case["X"][: case["recipe"].step_rows(len(case["X"]))]
+    srate = shape_rate(products(case["net"], rows), block_size(B)) * workers
     return {"sequential_s": t_seq, "batched_s": t_bat, "floor_s": flops / (rate * 1e9), "flops": flops,
+            "shape_floor_s": flops / (srate * 1e9), "shape_rate": srate,
             "mode": fit.mode, "max_param_diff": diff, "seq_timed": k, "setup_s": setup}
+
+
+def block_size(B: int) -> int:
+    """Networks per block in train_functional at B (its blocks are what a worker runs)."""
+    from audit.train.functional import _BLOCKS, _MIN_NETWORKS
+
+    return min(B, max(_MIN_NETWORKS, -(-B // _BLOCKS)))
+
+
+def profile_block(case: dict, B: int, units: int, rate: float, workers: int, top: int = 14) -> None:
+    """Self CPU time per operation of one block of networks (the size the trainer uses at B) on
+    one thread, per optimizer step, against the floor's share of that step (the block's FLOPs at
+    1/workers of the matmul rate R); markdown rows for the README."""
+    import dataclasses
+
+    from torch.profiler import ProfilerActivity, profile
+
+    from audit.train.functional import _keep_freed_memory, _train_part, batched_module
+
+    size = block_size(B)
+    recipe = dataclasses.replace(case["recipe"], epochs=units)
+    rng = np.random.default_rng(12345)
+    y = case["y"]
+    Y = torch.stack([y] + [y[torch.from_numpy(rng.permutation(len(y)))] for _ in range(size - 1)])
+    net, theta0, X = case["net"], case["theta0"], case["X"]
+    fwd = batched_module(net, theta0, X[:4])
+    names = [k for k, _ in net.named_parameters()]
+    steps = len(recipe.batches(len(X)))
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with _keep_freed_memory():
+            _train_part(fwd, names, theta0, X, Y, recipe, None)
+            t0 = time.perf_counter()
+            _train_part(fwd, names, theta0, X, Y, recipe, None)
+            wall = (time.perf_counter() - t0) / steps
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                _train_part(fwd, names, theta0, X, Y, recipe, None)
+    finally:
+        torch.set_num_threads(prev)
+    floor = case["flops_per_epoch"] * units * size / steps / (rate / workers * 1e9)
+    ops = sorted(((e.key, e.self_cpu_time_total / 1e3 / steps, e.count / steps) for e in prof.key_averages()),
+                 key=lambda r: -r[1])
+    total = sum(r[1] for r in ops)
+    print(f"\n{case['name']}: one block of {size} networks (B = {B}), one thread, {steps} steps; unprofiled "
+          f"{wall * 1e3:.2f} ms per step = {wall / floor:.1f}x the floor's share {floor * 1e3:.2f} ms "
+          f"(R = {rate:.0f} GFLOP/s over {workers} threads); profiled self CPU sums to {total:.2f} ms per step")
+    print("| operation | calls per step | self CPU ms per step | share | x floor |")
+    print("|---|---|---|---|---|")
+    for key, ms, calls in ops[:top]:
+        print(f"| `{key}` | {calls:.0f} | {ms:.3f} | {ms / total:.0%} | {ms / (floor * 1e3):.2f} |")
+    rest = ops[top:]
+    ms = sum(r[1] for r in rest)
+    print(f"| {len(rest)} other operations | {sum(r[2] for r in rest):.0f} | {ms:.3f} | {ms / total:.0%} | "
+          f"{ms / (floor * 1e3):.2f} |")
 
 
 def main() -> None:
@@ -230,6 +356,9 @@ def main() -> None:
                     help="networks timed sequentially (the cost per network is the same for all; scaled to B)")
     ap.add_argument("--full", action="store_true", help="time the full schedules (slow)")
     ap.add_argument("--only", choices=("digits_cnn", "macro_lstm"))
+    ap.add_argument("--profile", action="store_true",
+                    help="then profile one block of networks at the largest B (per operation, against the floor)")
+    ap.add_argument("--profile-only", action="store_true", help="the profile alone, no timings")
     args = ap.parse_args()
     Bs = [int(b) for b in args.B.split(",")]
     rate = matmul_rate(args.workers)
@@ -239,7 +368,7 @@ def main() -> None:
     summary: dict[tuple[str, int], list[tuple[float, float, float]]] = {}
     for case_fn, short in ((cnn_case, args.cnn_epochs), (lstm_case, args.lstm_steps)):
         case = case_fn()
-        if args.only and case["name"] != args.only:
+        if (args.only and case["name"] != args.only) or args.profile_only:
             continue
         full = case["recipe"].epochs
         units = full if args.full else min(short, full)
@@ -257,18 +386,28 @@ def main() -> None:
                 rate = max(rate, after)
                 seq_over_bat = r["sequential_s"] / r["batched_s"]
                 over_floor = r["batched_s"] / r["floor_s"]
-                summary.setdefault((case["name"], B), []).append((seq_over_bat, over_floor, rate))
+                over_shape = r["batched_s"] / r["shape_floor_s"]
+                summary.setdefault((case["name"], B), []).append((seq_over_bat, over_floor, rate, over_shape,
+                                                                  r["shape_rate"]))
                 print(f"  B = {B:3d}: floor {k * r['floor_s']:.1f} s at {rate:.0f} GFLOP/s | batched ({r['mode']}) "
                       f"{k * r['batched_s'] + r['setup_s']:.1f} s (set-up {r['setup_s']:.1f} s) = {over_floor:.2f}x floor "
                       f"({r['flops'] / r['batched_s'] / 1e9:.1f} GFLOP/s) | sequential {k * r['sequential_s']:.1f} s "
                       f"(timed on {r['seq_timed']}, scaled) = {r['sequential_s'] / r['floor_s']:.2f}x floor | "
-                      f"sequential / batched {seq_over_bat:.2f}x | max |param diff| {r['max_param_diff']:.1e} "
-                      f"[{machine()}]")
+                      f"sequential / batched {seq_over_bat:.2f}x | max |param diff| {r['max_param_diff']:.1e} | "
+                      f"second floor, the model's own products ({r['shape_rate']:.0f} GFLOP/s): "
+                      f"{k * r['shape_floor_s']:.1f} s, batched = {over_shape:.2f}x it [{machine()}]")
     print(f"\nsummary over {args.repeats} run(s) (ranges), {machine()} at the end:")
     for (name, B), rows in summary.items():
-        sb, of, rt = zip(*rows)
+        sb, of, rt, os_, sr = zip(*rows)
         print(f"  {name:<10} B = {B:3d}: sequential / batched {min(sb):.2f}-{max(sb):.2f}x, "
-              f"batched {min(of):.2f}-{max(of):.2f}x the floor (matmul {min(rt):.0f}-{max(rt):.0f} GFLOP/s)")
+              f"batched {min(of):.2f}-{max(of):.2f}x the floor (matmul {min(rt):.0f}-{max(rt):.0f} GFLOP/s), "
+              f"{min(os_):.2f}-{max(os_):.2f}x the second floor (own products {min(sr):.0f}-{max(sr):.0f} GFLOP/s)")
+    if args.profile or args.profile_only:
+        for case_fn, short in ((cnn_case, 1), (lstm_case, args.lstm_steps)):
+            case = case_fn()
+            if args.only and case["name"] != args.only:
+                continue
+            profile_block(case, max(Bs), min(short, case["recipe"].epochs), matmul_rate(args.workers), args.workers)
 
 
 if __name__ == "__main__":

@@ -137,33 +137,26 @@ def _lstm_function() -> Any:
         @staticmethod
         def forward(ctx: Any, x: Any, W: Any, keep: bool) -> Any:
             B, T, N, F = x.shape
-            G, K = W.shape[1], W.shape[2]
-            H = G // 4
+            H = W.shape[1] // 4
             ws = _take(free, (B, T, N, F, H, x.dtype, x.device), lambda: _LSTMWorkspace(x, B, T, N, F, H))
-            z, acts, dact, cs, tcs, otc, one = ws.z, ws.acts, ws.dact, ws.cs, ws.tcs, ws.otc, ws.one
-            z[:, :F, :T] = x.permute(0, 3, 1, 2)
-            for t in range(T):
-                a = acts[t]
-                torch.bmm(W, z[:, :, t], out=a)
-                i, f, o, g = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
-                s = a[:, :3 * H]
+            ws.z[:, :F, :T] = x.permute(0, 3, 1, 2)
+            one = ws.one
+            # the views of every step are made once per workspace (each costs a dispatch)
+            for t, (zt, a, s, i, f, o, g, da_s, da_g, c, c_prev, tc, h, otc) in enumerate(ws.forward_views):
+                torch.bmm(W, zt, out=a)
                 s.sigmoid_()
                 g.tanh_()
                 # each gate's derivative with respect to its pre-activation, while a is in cache:
                 # sigmoid' = s (1 - s), tanh' = 1 - g^2
-                da = dact[t]
-                torch.addcmul(s, s, s, value=-1.0, out=da[:, :3 * H])
-                torch.addcmul(one, g, g, value=-1.0, out=da[:, 3 * H:])
-                c = cs[t]
+                torch.addcmul(s, s, s, value=-1.0, out=da_s)
+                torch.addcmul(one, g, g, value=-1.0, out=da_g)
                 torch.mul(i, g, out=c)
                 if t:
-                    c.addcmul_(f, cs[t - 1])
-                tc = tcs[t]
+                    c.addcmul_(f, c_prev)
                 torch.tanh(c, out=tc)
-                h = z[:, F + 1:, t + 1]
                 torch.mul(o, tc, out=h)
-                torch.addcmul(o, h, tc, value=-1.0, out=otc[t])   # o (1 - tanh(c)^2), dc's factor
-            hs = z[:, F + 1:, 1:].permute(2, 0, 1, 3).contiguous()
+                torch.addcmul(o, h, tc, value=-1.0, out=otc)   # o (1 - tanh(c)^2), dc's factor
+            hs = ws.z[:, F + 1:, 1:].permute(2, 0, 1, 3).contiguous()
             if keep:
                 ctx.save_for_backward(W)
                 ctx.ws, ctx.x_grad = ws, ctx.needs_input_grad[0]
@@ -178,40 +171,41 @@ def _lstm_function() -> Any:
             if ws is None:
                 raise RuntimeError("The batched LSTM's backward can run once per forward "
                                    "(retain_graph is not supported).")
-            z, acts, dact, cs, tcs, otc, dG, dh, dc = ws.z, ws.acts, ws.dact, ws.cs, ws.tcs, ws.otc, ws.dG, ws.dh, ws.dc
-            T, B, G, N = acts.shape
+            T, B, G, N = ws.acts.shape
             H = G // 4
             K = W.shape[2]
             F = K - H - 1
+            dh, dc = ws.dh, ws.dc
+            # the gradient arrives in its consumer's layout (e.g. (B, T, N, H) strides): one copy
+            # makes every step's slice contiguous
+            dhs = dhs.contiguous()
             W_hT = W[:, :, F + 1:].transpose(1, 2)                          # (B, H, 4H)
             for t in range(T - 1, -1, -1):
-                a = acts[t]
-                i, f, g = a[:, :H], a[:, H:2 * H], a[:, 3 * H:]
+                d, d_i, d_f, d_o, d_g, i, f, g, c_prev, tc, otc, da = ws.backward_views[t]
                 if t == T - 1:
                     dh.copy_(dhs[t])
                 else:
                     dh.add_(dhs[t])
-                d = dG[:, :, t]
-                torch.mul(dh, tcs[t], out=d[:, 2 * H:3 * H])               # d o
+                torch.mul(dh, tc, out=d_o)
                 if t == T - 1:
-                    torch.mul(dh, otc[t], out=dc)
+                    torch.mul(dh, otc, out=dc)
                 else:
-                    dc.addcmul_(dh, otc[t])
-                torch.mul(dc, g, out=d[:, :H])                             # d i
+                    dc.addcmul_(dh, otc)
+                torch.mul(dc, g, out=d_i)
                 if t:
-                    torch.mul(dc, cs[t - 1], out=d[:, H:2 * H])            # d f
+                    torch.mul(dc, c_prev, out=d_f)
                 else:
-                    d[:, H:2 * H].zero_()
-                torch.mul(dc, i, out=d[:, 3 * H:])                         # d g
-                d.mul_(dact[t])
+                    d_f.zero_()
+                torch.mul(dc, i, out=d_g)
+                d.mul_(da)
                 if t:
                     dc.mul_(f)
                     torch.bmm(W_hT, d, out=dh)                             # (B, H, N)
-            dGm = dG.view(B, G, T * N)
+            dGm = ws.dG.view(B, G, T * N)
             # the input gradient (Integrated Gradients) of all steps at once, as the weight gradient
             dx = (torch.bmm(W[:, :, :F].transpose(1, 2), dGm).view(B, F, T, N).permute(0, 2, 3, 1)
                   if ctx.x_grad else None)
-            dW = torch.bmm(dGm, z[:, :, :T].reshape(B, K, T * N).transpose(1, 2))   # (B, 4H, K)
+            dW = torch.bmm(dGm, ws.z[:, :, :T].reshape(B, K, T * N).transpose(1, 2))   # (B, 4H, K)
             _give(free, ws)
             return dx, dW, None
 
@@ -233,6 +227,16 @@ class _LSTMWorkspace:
         self.dG = x.new_empty(B, G, T, N)
         self.dh, self.dc = x.new_empty(B, H, N), x.new_empty(B, H, N)
         self.one = x.new_ones(())
+        z, acts, dact, cs, tcs, otc, dG = self.z, self.acts, self.dact, self.cs, self.tcs, self.otc, self.dG
+        S = 3 * H                                  # gates i, f, o (sigmoid), then g (tanh)
+        self.forward_views = [
+            (z[:, :, t], acts[t], acts[t][:, :S], acts[t][:, :H], acts[t][:, H:2 * H], acts[t][:, 2 * H:S],
+             acts[t][:, S:], dact[t][:, :S], dact[t][:, S:], cs[t], cs[t - 1] if t else None, tcs[t],
+             z[:, F + 1:, t + 1], otc[t]) for t in range(T)]
+        self.backward_views = [
+            (dG[:, :, t], dG[:, :H, t], dG[:, H:2 * H, t], dG[:, 2 * H:S, t], dG[:, S:, t], acts[t][:, :H],
+             acts[t][:, H:2 * H], acts[t][:, S:], cs[t - 1] if t else None, tcs[t], otc[t], dact[t])
+            for t in range(T)]
 
 
 def _take(free: Any, key: tuple, make: Any) -> Any:
