@@ -260,26 +260,13 @@ def test_bundled_network_batched_retraining_does_less_work_than_sequential_at_B_
     assert ops_b < ops_s                     # per epoch / step, probe and tracing excluded
 
 
-def _retrain_benchmark():
-    import importlib.util
-    import sys
-
-    bench = Path(__file__).resolve().parents[1] / "benchmarks"
-    spec = importlib.util.spec_from_file_location("retrain_cnn_lstm", bench / "retrain_cnn_lstm.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(bench))  # the benchmark imports its sibling _common
-    try:
-        spec.loader.exec_module(mod)
-    finally:
-        sys.path.remove(str(bench))
-    return mod
-
-
 @pytest.mark.parametrize("case", ["cnn_case", "lstm_case"])
 def test_retraining_benchmark_second_floor_counts_the_same_flops_as_the_first(case):
     """benchmarks/retrain_cnn_lstm.py's second floor times the model's own products: found from
     the module by hooks, they must add up to the analytic FLOPs of the first floor (per step)."""
-    bench = _retrain_benchmark()
+    from tests.conftest import load_benchmark
+
+    bench = load_benchmark("retrain_cnn_lstm")
     c = getattr(bench, case)()
     rows = c["X"][: c["recipe"].step_rows(len(c["X"]))]
     prods = bench.products(c["net"], rows)
