@@ -160,7 +160,7 @@ def run(
 
 @app.command()
 def check(
-    config: Annotated[Path, typer.Argument(help="The audit.toml with a [gate] table of fairness thresholds.")],
+    config: Annotated[Path, typer.Argument(help="The audit.toml with a [gate] table of fairness and performance thresholds.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the verdicts as JSON on stdout.")] = False,
     junit: Annotated[Path | None, typer.Option("--junit", help="Also write JUnit XML (one test case per threshold) to this file.")] = None,
     inconclusive: Annotated[str | None, typer.Option("--inconclusive", help="Treat an interval that straddles a threshold as 'fail' or 'warn' (overrides [gate]).")] = None,
@@ -173,7 +173,7 @@ def check(
     backend: Annotated[str | None, typer.Option("--backend", help=_BACKEND_HELP)] = None,
     ray_address: Annotated[str | None, typer.Option("--ray-address", help=_RAY_ADDRESS_HELP)] = None,
 ) -> None:
-    """Deployment gate: judge the [gate] fairness thresholds on confidence intervals.
+    """Deployment gate: judge the [gate] fairness and performance thresholds on confidence intervals.
 
     Exit codes: 0 every threshold passes, 1 a threshold is breached (or inconclusive, when
     counted as a failure), 2 usage or input error, 3 insufficient evidence (a group too small).
@@ -196,7 +196,9 @@ def check(
                 raise InvalidConfigError(f"The '--inconclusive' option must be 'fail' or 'warn'. Got {inconclusive!r} instead.")
             gate_table = {k: ({**v, "inconclusive": inconclusive} if isinstance(v, dict) else v)
                           for k, v in gate_table.items() if k != "inconclusive"}
-        plan = _with_execution(_with_budget(plan.with_overrides(seed=seed, methods=("fairness",), gate=gate_table,
+        # the methods the rules read: fairness, and performance when a rule names it
+        methods = ("fairness", *(("performance",) if any(str(k).startswith("performance.") for k in gate_table) else ()))
+        plan = _with_execution(_with_budget(plan.with_overrides(seed=seed, methods=methods, gate=gate_table,
                                                                 formats=("json",)), budget, full),  # no report to write
                                backend, ray_address)
         resolved = resolve_plan(plan, gate_required=True)  # options and gate rules, once for the whole run

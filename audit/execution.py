@@ -16,6 +16,9 @@ A method hands :func:`map` a function and a list of chunks. Two backends run the
   a task that fails for good raises :class:`ChunkFailed` (the method is marked failed, the
   report is still written).
 
+:func:`map_parquet` is Ray Data's part: Parquet files read on the workers, a function run on
+the rows where they were read, only its results sent back, in file and row order.
+
 Results come back in chunk order, so the outcome never depends on the backend, the worker
 count or which worker finished first. Randomness and chunking belong to the work, never to the
 worker: a chunk either carries its random draws or derives its generator with
@@ -56,6 +59,11 @@ BACKENDS = ("local", "ray")
 # A task whose worker process died (killed, out of memory, node lost) is run again this often.
 RAY_MAX_RETRIES = 3
 RAY_INSTALL = "pip install 'audit-suite[ray]'"
+#: Ray Data's largest block (bytes): the most rows a worker holds at once while reading, about
+#: the local path's batch. Ray's default is 128 MiB.
+RAY_DATA_BLOCK_BYTES = 64 << 20
+#: What one Ray Data read may hold in the object store: only small results travel, so little.
+RAY_DATA_OBJECT_STORE_BYTES = 512 << 20
 
 
 class ChunkFailed(RuntimeError):
@@ -304,27 +312,37 @@ def resolve_device(device: str, method: str) -> str:
     return device
 
 
+#: What every worker of a Ray instance this package starts or connects to runs first.
+RAY_RUNTIME_ENV = {"worker_process_setup_hook": "audit.execution._without_fsspec_http"}
+
+
 def _init_ray(ray: Any, config: ExecutionConfig) -> None:
     if config.address is None:
-        ray.init(address="local", num_cpus=usable_cores(), include_dashboard=False,
+        ray.init(address="local", num_cpus=usable_cores(), include_dashboard=False, runtime_env=RAY_RUNTIME_ENV,
                  log_to_driver=False, logging_level="ERROR", configure_logging=False)
     else:
-        ray.init(address=config.address, log_to_driver=False, logging_level="ERROR", configure_logging=False)
+        ray.init(address=config.address, runtime_env=RAY_RUNTIME_ENV, log_to_driver=False, logging_level="ERROR",
+                 configure_logging=False)
 
 
 @contextmanager
-def _ray_messages(into: list[str]) -> Iterator[None]:
+def _ray_messages(into: list[str], name: str = "ray") -> Iterator[None]:
     """Ray's own log records (e.g. its token-authentication notice) go into ``into`` (the
     report's provenance), not to the terminal: Ray's logging is not configured
-    (``configure_logging=False``), so Python would print its warnings to stderr."""
+    (``configure_logging=False``), so Python would print its warnings to stderr. Ray Data
+    (``name="ray.data"``) prints through its own console handler, set aside meanwhile (its log
+    file in the Ray session's folder keeps everything)."""
     import logging
 
     class Keep(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
             into.append(record.getMessage())
 
-    logger = logging.getLogger("ray")
+    logger = logging.getLogger(name)
     handler, propagate = Keep(logging.WARNING), logger.propagate
+    console = [h for h in logger.handlers if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)]
+    for h in console:
+        logger.removeHandler(h)
     logger.addHandler(handler)
     logger.propagate = False
     try:
@@ -337,6 +355,8 @@ def _ray_messages(into: list[str]) -> Iterator[None]:
                 into.extend(str(w.message) for w in caught)
     finally:
         logger.removeHandler(handler)
+        for h in console:
+            logger.addHandler(h)
         logger.propagate = propagate
 
 
@@ -467,6 +487,128 @@ def _ray_map(fn: Callable[[Any], T], chunks: list[Any], gpus: float,
     return results
 
 
+def map_parquet(fn: Callable[[Any, str], T], files: Sequence[str], *, columns: Sequence[str]
+                ) -> Iterator[tuple[int, int, T | None]]:
+    """Ray Data: read the Parquet ``files`` on the cluster's workers (only ``columns``, no
+    partition columns: the caller derives those from the paths) and run ``fn(rows, file)`` on the
+    worker that read them, for each block's rows of each file (a ``pyarrow.Table``); yield
+    ``(file index, rows, fn's result)`` in file order and row order, as the results arrive.
+
+    The read and ``fn`` run in one task (Ray Data fuses ``ReadFiles->MapBatches``: its stats name
+    the fused operator ``ReadFilesParquetV2->MapBatches(...)``, ``tests/test_ray.py``), so the rows
+    never leave the worker that read them; only ``fn``'s results do. A block holds at most
+    :data:`RAY_DATA_BLOCK_BYTES` of rows and may span files (each file's rows go to ``fn``
+    separately). When ``fn`` raises an :class:`~audit.errors.AuditError` (the data is bad) the
+    result is None and that block's later rows are not read: the caller re-reads that file
+    itself to say exactly what is wrong. Ray Data's logs and progress bars stay off the
+    terminal (its warnings go to the provenance's messages).
+    """
+    import pickle
+
+    _import_ray_data()  # first: importing it sets up its logging, which _ray_messages sets aside
+    # Ray Data's warnings are about its own settings (progress bars off, deprecated options it
+    # copies): they stay in its log file in the Ray session's folder, not in the provenance.
+    with _ray_messages([], "ray.data"):
+        dataset = _parquet_dataset(fn, files, columns)
+        for records in dataset.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=1):
+            for i, rows, ok, result in zip(*(records.column(c).to_pylist() for c in ("file", "rows", "ok", "result")),
+                                           strict=True):
+                yield i, rows, pickle.loads(result) if ok else None  # our workers' own results
+
+
+def _parquet_dataset(fn: Callable[[Any, str], Any], files: Sequence[str], columns: Sequence[str]) -> Any:
+    """The Ray Data pipeline of :func:`map_parquet`: read (only ``columns`` and each row's file),
+    then ``fn`` per file in each block (batch_size None: the whole block, which lets Ray Data
+    fuse the map into the read task; a batch size would re-bundle blocks and ship them)."""
+    ray = _import_ray_data()
+    _without_fsspec_http()
+    files = [str(f) for f in files]
+    index = {os.path.normpath(f): i for i, f in enumerate(files)}
+    ctx = ray.data.DataContext.get_current()
+    saved = (ctx.enable_progress_bars, ctx.target_max_block_size, ctx.execution_options)
+    try:  # a Dataset keeps a copy of the context it was made under
+        ctx.enable_progress_bars = False
+        ctx.target_max_block_size = RAY_DATA_BLOCK_BYTES
+        options = ctx.execution_options = ray.data.ExecutionOptions()
+        options.preserve_order = True  # blocks in file and row order, whoever finishes first
+        options.resource_limits = options.resource_limits.copy(object_store_memory=RAY_DATA_OBJECT_STORE_BYTES)
+        # every file named, none filtered by extension; partition folders are the caller's to read
+        return (ray.data.read_parquet(files, partitioning=None, include_paths=True, file_extensions=None)
+                .select_columns([*columns, "path"])
+                .map_batches(_BlockResults(fn, files, index), batch_size=None, batch_format="pyarrow",
+                             zero_copy_batch=True))
+    finally:
+        ctx.enable_progress_bars, ctx.target_max_block_size, ctx.execution_options = saved
+
+
+def _import_ray_data() -> Any:
+    ray = _import_ray()
+    try:
+        import ray.data
+    except ImportError:
+        raise MissingDependencyError(
+            f"Reading Parquet files on Ray needs Ray Data ('ray[data]'), which is not installed. "
+            f"Install it with {RAY_INSTALL} (or choose backend = \"local\").") from None
+    return ray
+
+
+def _without_fsspec_http() -> None:
+    """Ray Data lists files in threads (on the driver, and in its ListFiles task on a worker),
+    each asking whether fsspec's HTTP file system (which needs aiohttp, not a dependency of
+    ray[data]) is importable; two threads importing it at once made one fail with ImportError
+    instead of the ModuleNotFoundError Ray expects, and the read failed (3 runs in 4 with 7 files).
+    When it cannot be imported, say so once for this process (None in sys.modules: every later
+    import raises ModuleNotFoundError at once). Run here before a read, and on every worker as it
+    starts (:data:`RAY_RUNTIME_ENV`)."""
+    name = "fsspec.implementations.http"
+    if name in sys.modules:
+        return
+    try:
+        import importlib
+
+        importlib.import_module(name)
+    except ImportError:
+        sys.modules[name] = None  # type: ignore[assignment]
+
+
+class _BlockResults:
+    """A Ray Data block -> one record per file in it: the file's index, its rows, and ``fn``'s
+    result for them (pickled), or ``ok`` false when ``fn`` found the data bad. ``fn`` gets the
+    file as the caller named it (Ray Data's ``path`` column may spell it otherwise)."""
+
+    def __init__(self, fn: Callable[[Any, str], Any], files: list[str], index: dict[str, int]) -> None:
+        self.fn, self.files, self.index = fn, files, index
+
+    def __call__(self, block: Any) -> Any:
+        import pickle
+
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        from audit.errors import AuditError
+
+        paths = pc.dictionary_encode(block.column("path")).combine_chunks()
+        codes = paths.indices.to_numpy(zero_copy_only=False)
+        starts = [0, *(np.flatnonzero(np.diff(codes)) + 1).tolist()]
+        stops = [*starts[1:], block.num_rows] if block.num_rows else []
+        rows = block.drop_columns(["path"])
+        out: dict[str, list[Any]] = {"file": [], "rows": [], "ok": [], "result": []}
+        for start, stop in zip(starts, stops, strict=False):
+            i = self.index[os.path.normpath(paths.dictionary[codes[start]].as_py())]
+            try:
+                result, ok = pickle.dumps(self.fn(rows.slice(start, stop - start), self.files[i])), True
+            except AuditError:
+                result, ok = b"", False
+            out["file"].append(i)
+            out["rows"].append(stop - start)
+            out["ok"].append(ok)
+            out["result"].append(result)
+            if not ok:
+                break
+        return pa.table({"file": pa.array(out["file"], pa.int64()), "rows": pa.array(out["rows"], pa.int64()),
+                         "ok": pa.array(out["ok"], pa.bool_()), "result": pa.array(out["result"], pa.binary())})
+
+
 def task_options(gpus: float) -> dict[str, Any]:
     """The resources each Ray task of a :func:`map` asks for: one CPU, and ``gpus`` GPUs when
     the cluster has any (a method on a CUDA device asks for 1), with Ray's retries.
@@ -503,5 +645,5 @@ def split_by(n: int, size: int) -> list[range]:
 
 
 __all__ = ["BACKENDS", "ChunkFailed", "Cluster", "ExecutionConfig", "Tally", "active", "chunk_rng", "map",
-           "resolve_device", "resolve_n_jobs", "session", "ship_by_value", "split", "split_by", "task_options",
+           "map_parquet", "resolve_device", "resolve_n_jobs", "session", "ship_by_value", "split", "split_by", "task_options",
            "usable_cores"]

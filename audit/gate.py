@@ -1,4 +1,5 @@
-"""The deployment gate: fairness thresholds from ``[gate]``, judged on confidence bounds.
+"""The deployment gate: fairness and performance thresholds from ``[gate]``, judged on
+confidence bounds.
 
 Key format
 ----------
@@ -18,9 +19,17 @@ Key format
   ``true_negative_rate``, ``positive_predictive_value``, ``negative_predictive_value`` (the same
   simultaneous score intervals as the other rate disparities, so the same verdict semantics).
 
+``"performance.<metric>" = { min = 0.80 }`` judges an overall metric of the performance method
+(:data:`audit.methods.performance.INTERVAL_METRICS`: accuracy, balanced_accuracy, auc,
+log_loss, brier; r2, rmse, mae, mean_error for regression) on its interval at the performance
+method's ``confidence``: Clopper–Pearson for accuracy (exact), MOVER for binary balanced
+accuracy, a percentile bootstrap for the others (approximate). An interval the performance
+method marks unreliable (fewer than 10 rows of a class: simulated coverage 0.25–0.74) gives
+``insufficient``, as does a metric without a value or an interval.
+
 A rule may also set ``inconclusive = "fail" | "warn"`` and ``small_groups = "insufficient" |
 "ignore"``; the same keys at the top of ``[gate]`` set the defaults (``"fail"``,
-``"insufficient"``). ``correction = "none" | "bonferroni"`` (top of ``[gate]`` only): with
+``"insufficient"``; ``small_groups`` is for fairness rules only). ``correction = "none" | "bonferroni"`` (top of ``[gate]`` only): with
 ``"bonferroni"`` each of the ``m`` rules is judged on its interval at level ``1 − (1 − c) / m``,
 so that the chance of *any* false breach (or any false pass) over all rules is at most
 ``(1 − c) / 2``; without it the guarantee below holds for each rule separately.
@@ -73,13 +82,14 @@ class GateRule:
     """One parsed threshold."""
 
     key: str
-    attribute: str  # canonical set name ("sex", "sex*race")
+    attribute: str | None  # canonical set name ("sex", "sex*race"); None for a performance metric
     metric: str
     max: float | None = None
     min: float | None = None
     inconclusive: str = "fail"
     small_groups: str = "insufficient"
     family_size: int = 1  # rules judged together (Bonferroni): each at level 1 − (1 − c) / family_size
+    section: str = "fairness"  # the method whose result the rule reads: "fairness" | "performance"
 
     @property
     def text(self) -> str:
@@ -88,7 +98,7 @@ class GateRule:
             parts.append(f">= {self.min:g}")
         if self.max is not None:
             parts.append(f"<= {self.max:g}")
-        return f"{self.attribute}.{self.metric} {' and '.join(parts)}"
+        return f"{self.attribute or self.section}.{self.metric} {' and '.join(parts)}"
 
 
 @dataclass(frozen=True)
@@ -154,7 +164,7 @@ def parse_gate(gate: Mapping[str, Any], *, sensitive: Sequence[str], task: str,
     >>> rules[0].attribute, rules[0].max
     ('sex', 0.1)
     """
-    from audit.methods.fairness import FairnessConfig, attribute_sets, disparity_names, parse_set_key, set_name
+    from audit.methods.fairness import FairnessConfig, attribute_sets, disparity_names, set_name
 
     config = fairness if fairness is not None else FairnessConfig()
     audited = attribute_sets(list(sensitive), config)
@@ -176,32 +186,22 @@ def parse_gate(gate: Mapping[str, Any], *, sensitive: Sequence[str], task: str,
     for key, spec in gate.items():
         if key in _OPTIONS or key in _GATE_OPTIONS:
             continue
-        if not key.startswith("fairness."):
+        if key.startswith("performance."):
+            section, canonical, metric = "performance", None, _performance_metric(key, task)
+        elif not key.startswith("fairness."):
             raise InvalidConfigError(
                 f"Unknown [gate] key {key!r}: keys look like \"fairness.<attribute>.<metric>\" "
-                f"(e.g. \"fairness.{sets[0] if sets else 'sex'}.demographic_parity_difference\").")
-        body = key[len("fairness."):]
-        attr, _, metric = body.rpartition(".")
-        if not attr or not metric:
-            raise InvalidConfigError(f"The [gate] key {key!r} must look like \"fairness.<attribute>.<metric>\".")
-        members = parse_set_key(attr, f"The [gate] key {key!r}")
-        canonical = by_members.get(frozenset(members))
-        if canonical is None:
-            hint = did_you_mean(attr, sets)
-            extra = quoting_hint(members, sensitive)
-            if len(members) > 1 and all(m in sensitive for m in members):
-                extra = (f" Add {list(members)} to [methods.fairness] intersections to audit this "
-                         "intersection.")
-            raise InvalidConfigError(
-                f"The [gate] key {key!r} names the attribute {attr!r}, which the fairness audit does "
-                f"not cover.{hint}{extra} Attributes and intersections: {', '.join(sets) or 'none'}.")
-        if metric not in metrics:
-            raise InvalidConfigError(
-                f"The [gate] key {key!r} names the metric {metric!r}, which is not reported for "
-                f"{task} tasks.{did_you_mean(metric, metrics)} Metrics: {', '.join(metrics)}.")
+                f"(e.g. \"fairness.{sets[0] if sets else 'sex'}.demographic_parity_difference\") or "
+                "\"performance.<metric>\" (e.g. \"performance.auc\").")
+        else:
+            section, (canonical, metric) = "fairness", _fairness_key(key, sensitive, sets, by_members, metrics, task)
         if not isinstance(spec, Mapping):
             raise InvalidConfigError(f"The [gate] value of {key!r} must be a table like {{ max = 0.1 }}. "
                                      f"Got {spec!r} instead.")
+        if section == "performance" and "small_groups" in spec:
+            raise InvalidConfigError(f"The [gate] rule {key!r} has the option 'small_groups', which is for "
+                                     "fairness rules (groups too small to judge); a performance metric is "
+                                     "computed over all rows. Remove it.")
         for k in spec:
             if k not in _RULE_KEYS:
                 raise InvalidConfigError(f"The [gate] rule {key!r} has an unknown option {k!r}."
@@ -230,7 +230,7 @@ def parse_gate(gate: Mapping[str, Any], *, sensitive: Sequence[str], task: str,
                     raise InvalidConfigError(f"The {opt!r} of [gate] {key!r} must be one of "
                                              f"{list(allowed)}. Got {spec[opt]!r} instead.")
                 opts[opt] = spec[opt]
-        rules.append(GateRule(key, canonical, metric, bounds.get("max"), bounds.get("min"), **opts))
+        rules.append(GateRule(key, canonical, metric, bounds.get("max"), bounds.get("min"), **opts, section=section))
     if not rules:  # a gate that tests nothing must not pass
         raise InvalidConfigError(
             "The [gate] table has no thresholds (only options), so a check would pass having tested "
@@ -239,6 +239,53 @@ def parse_gate(gate: Mapping[str, Any], *, sensitive: Sequence[str], task: str,
     if gate.get("correction") == "bonferroni":
         rules = [dataclasses.replace(r, family_size=len(rules)) for r in rules]
     return rules
+
+
+def _performance_metric(key: str, task: str) -> str:
+    """The metric of a ``performance.<metric>`` key; refuses one without an interval for ``task``."""
+    from audit.methods.performance import INTERVAL_METRICS
+
+    metric = key[len("performance."):]
+    metrics = INTERVAL_METRICS[task]
+    if metric == "ece":
+        raise InvalidConfigError(
+            f"The [gate] key {key!r} names the expected calibration error, which has no interval (binned "
+            "ECE is biased upward by an amount that depends on the scores), so no verdict could carry a "
+            f"guarantee; the report gives its calibration test. Metrics: {', '.join(metrics)}.")
+    if metric not in metrics:
+        raise InvalidConfigError(
+            f"The [gate] key {key!r} names the metric {metric!r}, which the performance method does not "
+            f"report with an interval for {task} tasks.{did_you_mean(metric, metrics)} Metrics: "
+            f"{', '.join(metrics)}.")
+    return metric
+
+
+def _fairness_key(key: str, sensitive: Sequence[str], sets: Sequence[str], by_members: Mapping[frozenset, str],
+                  metrics: Sequence[str], task: str) -> tuple[str, str]:
+    """The canonical attribute set and the metric of a ``fairness.<set>.<metric>`` key; refuses
+    unknown ones."""
+    from audit.methods.fairness import parse_set_key
+
+    body = key[len("fairness."):]
+    attr, _, metric = body.rpartition(".")
+    if not attr or not metric:
+        raise InvalidConfigError(f"The [gate] key {key!r} must look like \"fairness.<attribute>.<metric>\".")
+    members = parse_set_key(attr, f"The [gate] key {key!r}")
+    canonical = by_members.get(frozenset(members))
+    if canonical is None:
+        hint = did_you_mean(attr, sets)
+        extra = quoting_hint(members, sensitive)
+        if len(members) > 1 and all(m in sensitive for m in members):
+            extra = (f" Add {list(members)} to [methods.fairness] intersections to audit this "
+                     "intersection.")
+        raise InvalidConfigError(
+            f"The [gate] key {key!r} names the attribute {attr!r}, which the fairness audit does "
+            f"not cover.{hint}{extra} Attributes and intersections: {', '.join(sets) or 'none'}.")
+    if metric not in metrics:
+        raise InvalidConfigError(
+            f"The [gate] key {key!r} names the metric {metric!r}, which is not reported for "
+            f"{task} tasks.{did_you_mean(metric, metrics)} Metrics: {', '.join(metrics)}.")
+    return canonical, metric
 
 
 def quoting_hint(members: Sequence[str], sensitive: Sequence[str]) -> str:
@@ -254,35 +301,90 @@ def quoting_hint(members: Sequence[str], sensitive: Sequence[str]) -> str:
 
 def evaluate(rules: Sequence[GateRule], result: Any, *, confidence: float | None = None,
              unavailable: str | None = None) -> GateResult:
-    """Judge every rule on a :class:`~audit.methods.fairness.FairnessResult` (None: not run)
-    whose intervals were computed at ``confidence`` (its config's)."""
+    """Judge every rule on ``result``, its method's result (None: not run) whose intervals were
+    computed at ``confidence`` (its config's): a :class:`~audit.methods.fairness.FairnessResult`
+    for fairness rules, a :class:`~audit.methods.performance.PerformanceResult` for performance
+    rules. :func:`judge_outcomes` hands each rule its own method's result."""
     if result is not None and confidence is None:
-        raise ValueError("evaluate() needs the confidence of the fairness result's intervals")
+        raise ValueError("evaluate() needs the confidence of the result's intervals")
     verdicts = []
     for rule in rules:
         if result is None:
-            verdicts.append(Verdict(rule.key, rule.text, "insufficient", False, None, None, None, None,
-                                    unavailable or "the fairness audit did not run"))
+            verdicts.append(_unavailable(rule, unavailable or f"the {rule.section} audit did not run"))
             continue
-        verdicts.append(_judge(rule, result, confidence))  # type: ignore[arg-type]
+        verdicts.append(_JUDGES[rule.section](rule, result, confidence))  # type: ignore[arg-type]
     return GateResult(tuple(verdicts))
 
 
+def _unavailable(rule: GateRule, why: str) -> Verdict:
+    return Verdict(rule.key, rule.text, "insufficient", False, None, None, None, None, why)
+
+
+def _level(rule: GateRule, confidence: float) -> float:
+    """The rule's interval level: c, or under [gate] correction = "bonferroni" its share of the error."""
+    return 1 - (1 - confidence) / rule.family_size if rule.family_size > 1 else confidence
+
+
 def _judge(rule: GateRule, result: Any, confidence: float) -> Verdict:
-    conf = confidence
+    """A fairness rule: the disparity's interval, its small and undefined groups."""
     res = result.attributes.get(rule.attribute)
     d = res.disparities.get(rule.metric) if res is not None else None
     if d is None:
         why = result.skipped.get(rule.attribute)
-        return Verdict(rule.key, rule.text, "insufficient", False, None, None, None, conf,
+        return Verdict(rule.key, rule.text, "insufficient", False, None, None, None, confidence,
                        f"{rule.attribute} was not analysed ({why})" if why else
                        f"{rule.metric} was not computed for {rule.attribute}")
     e = d.estimate
+    conf = _level(rule, confidence)
     lower, upper = e.lower, e.upper
-    if rule.family_size > 1:  # [gate] correction = "bonferroni": this rule's share of the error
-        conf = 1 - (1 - confidence) / rule.family_size
+    if conf != confidence:
         lower, upper = res.interval_at(rule.metric, conf) if e.value is not None else (None, None)
 
+    def caveat(ci: str) -> str | None:
+        small = d.excluded_small if rule.small_groups == "insufficient" else ()
+        if small:
+            names = ", ".join(small[:5]) + (" …" if len(small) > 5 else "")
+            return (f"{ci} over the judged groups, but {len(small)} group(s) are too small to judge "
+                    f"({names}); set small_groups = \"ignore\" to judge on the larger groups only")
+        unknown = d.undefined_why or tuple(f"{g}: undefined" for g in d.excluded_undefined)
+        if unknown:
+            # the rate of a judged group is unknown (anywhere in [0, 1]): the disparity over all
+            # groups could be anything the others allow, so only a breach can be concluded
+            names = "; ".join(unknown[:5]) + (" …" if len(unknown) > 5 else "")
+            return (f"{ci}, but the rate is undefined for {len(d.excluded_undefined)} judged group(s) "
+                    f"({names}), so the disparity over all groups cannot be shown to be within the "
+                    "bound; more data for those groups would settle it")
+        return None
+
+    return _on_interval(rule, e, lower, upper, conf, confidence, caveat=caveat)
+
+
+def _judge_performance(rule: GateRule, result: Any, confidence: float) -> Verdict:
+    """A performance rule: the overall metric's interval; an unreliable one settles nothing."""
+    e = result.metrics.get(rule.metric)
+    if e is None:
+        return Verdict(rule.key, rule.text, "insufficient", False, None, None, None, confidence,
+                       f"{rule.metric} was not computed")
+    conf = _level(rule, confidence)
+    lower, upper = e.lower, e.upper
+    if conf != confidence:
+        lower, upper = result.interval_at(rule.metric, conf) if e.value is not None else (None, None)
+    approximate = e.method if e.method and "bootstrap" in e.method else None
+    return _on_interval(rule, e, lower, upper, conf, confidence, unreliable=result.unreliable.get(rule.metric),
+                        approximate=approximate)
+
+
+_JUDGES = {"fairness": _judge, "performance": _judge_performance}
+
+
+def _on_interval(rule: GateRule, e: Any, lower: float | None, upper: float | None, conf: float,
+                 confidence: float, *, unreliable: str | None = None,
+                 caveat: Any = None, approximate: str | None = None) -> Verdict:
+    """The verdict of ``rule`` on the estimate ``e`` with the interval [lower, upper] at level
+    ``conf``: breach / pass / inconclusive on the interval; insufficient without one, with an
+    ``unreliable`` interval, or when ``caveat(ci)`` says why only a breach can be concluded.
+    ``approximate``: the interval's method when its error rate is not guaranteed (a bootstrap),
+    which the message then says instead of a bound."""
     def verdict(status: str, message: str) -> Verdict:
         fails = status == "breach" or (status == "inconclusive" and rule.inconclusive == "fail")
         return Verdict(rule.key, rule.text, status, fails, e.value, lower, upper, conf, message)
@@ -296,29 +398,20 @@ def _judge(rule: GateRule, result: Any, confidence: float) -> Verdict:
     level = (f"{100 * conf:.4g}% CI, Bonferroni over {rule.family_size} rules; the report's findings "
              f"use {100 * confidence:.4g}%" if rule.family_size > 1 else f"{100 * conf:.4g}% CI")
     ci = f"{fixed(e.value, '.3f')} ({level} {fixed(lower, '.3f')} to {fixed(upper, '.3f')})"
+    if unreliable is not None:
+        return verdict("insufficient", f"{ci}, but the interval is {unreliable}")
     outside = (rule.max is not None and lower > rule.max) or (rule.min is not None and upper < rule.min)
     inside = (rule.max is None or upper <= rule.max) and (rule.min is None or lower >= rule.min)
-    small = d.excluded_small if rule.small_groups == "insufficient" else ()
+    bound = f"at most {err:.2%}" if approximate is None else f"about {err:.2%} ({approximate}: approximate)"
     if outside:
         return verdict("breach", f"{ci}: the whole interval is outside {_bound_text(rule)} (were the true "
-                                 f"value within it, this would happen at most {err:.2%} of the time)")
-    if small:
-        names = ", ".join(small[:5]) + (" …" if len(small) > 5 else "")
-        return verdict("insufficient", f"{ci} over the judged groups, but {len(small)} group(s) are "
-                                       f"too small to judge ({names}); set small_groups = \"ignore\" "
-                                       "to judge on the larger groups only")
-    unknown = d.undefined_why or tuple(f"{g}: undefined" for g in d.excluded_undefined)
-    if unknown:
-        # the rate of a judged group is unknown (anywhere in [0, 1]): the disparity over all
-        # groups could be anything the others allow, so only a breach can be concluded
-        names = "; ".join(unknown[:5]) + (" …" if len(unknown) > 5 else "")
-        return verdict("insufficient", f"{ci}, but the rate is undefined for {len(d.excluded_undefined)} "
-                                       f"judged group(s) ({names}), so the disparity over all groups "
-                                       "cannot be shown to be within the bound; more data for those "
-                                       "groups would settle it")
+                                 f"value within it, this would happen {bound} of the time)")
+    doubt = caveat(ci) if caveat is not None else None
+    if doubt is not None:
+        return verdict("insufficient", doubt)
     if inside:
         return verdict("pass", f"{ci}: the whole interval is within {_bound_text(rule)} (were the true "
-                               f"value outside it, this would happen at most {err:.2%} of the time)")
+                               f"value outside it, this would happen {bound} of the time)")
     return verdict("inconclusive", f"{ci}: the interval straddles {_bound_text(rule)}; more data "
                                    "would settle it" + (" (counted as a failure)" if rule.inconclusive == "fail"
                                                         else " (warning only)"))
@@ -375,13 +468,18 @@ def to_junit(gate: GateResult, *, name: str = "audit-gate") -> str:
 
 
 def judge_outcomes(rules: Sequence[GateRule], outcomes: Sequence[Any]) -> GateResult:
-    """The verdicts of a run's parsed ``[gate]`` rules on its method outcomes."""
-    outcome = next((o for o in outcomes if o.name == "fairness"), None)
-    if outcome is None:
-        return evaluate(rules, None, unavailable="the fairness method was not selected for this run")
-    if not outcome.ok:
-        return evaluate(rules, None, unavailable=f"the fairness method did not run: {outcome.result.reason}")
-    return evaluate(rules, outcome.result, confidence=outcome.config.confidence)
+    """The verdicts of a run's parsed ``[gate]`` rules, each on its own method's outcome."""
+    by_name = {o.name: o for o in outcomes}
+    verdicts = []
+    for rule in rules:
+        outcome = by_name.get(rule.section)
+        if outcome is None:
+            verdicts.append(_unavailable(rule, f"the {rule.section} method was not selected for this run"))
+        elif not outcome.ok:
+            verdicts.append(_unavailable(rule, f"the {rule.section} method did not run: {outcome.result.reason}"))
+        else:
+            verdicts.append(_JUDGES[rule.section](rule, outcome.result, outcome.config.confidence))
+    return GateResult(tuple(verdicts))
 
 
 __all__ = ["GateResult", "GateRule", "Verdict", "evaluate", "judge_outcomes", "parse_gate", "quoting_hint",

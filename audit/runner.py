@@ -56,7 +56,9 @@ class RunPlan:
     costs: UnitCosts
     budget: float | None
     lowered: tuple[Lowered, ...]
-    over_budget: Mapping[str, str] = field(default_factory=dict)  # method -> why it is not run
+    # methods left out of a default audit: name -> estimated seconds at their smallest sample sizes
+    # (recorded in provenance.plan; the reason the report gives, over_budget_reason, holds no time)
+    over_budget: Mapping[str, float] = field(default_factory=dict)
     # Seconds of the budget not spent in methods: loading and measuring (already spent when
     # the plan is made) and writing the report (estimated, audit.core.cost.render_seconds).
     spent: float = 0.0
@@ -71,7 +73,9 @@ class RunPlan:
         overhead = ([f"  loading and measuring: {format_seconds(self.spent)} (spent)"] if self.spent else []) + \
             ([f"  writing the report: {format_seconds(self.writing)}"] if self.writing else [])
         return ([f"plan (budget {budget}, estimated total {format_seconds(self.total)}):"]
-                + overhead + [f"  {m.line()}" for m in self.methods]
+                + overhead + [f"  {m.line()}" + (f", estimated {format_seconds(self.over_budget[m.name])} at its "
+                                                 "smallest sample sizes" if m.name in self.over_budget else "")
+                              for m in self.methods]
                 + [f"  lowered: {x.text()}" for x in self.lowered])
 
 
@@ -150,7 +154,7 @@ def _read_table_data(plan: AuditPlan, encoding: Encoding | None, files: list[dic
     if rows is not None:  # sampled before encoding: only the audited rows are validated
         frame = frame.iloc[rows]
     try:
-        data = build_audit_data(frame, plan.data, encoding, source=Path(plan.data_path).name)
+        data = build_audit_data(frame, plan.data, encoding, source=Path(plan.data_path).name, file_rows=rows)
     except MemoryError:
         n = len(frame)
         del frame
@@ -195,8 +199,9 @@ def load_streamed_inputs(plan: AuditPlan, classes: Sequence[AuditMethod], config
     if rows_needed:
         raise InvalidConfigError(
             f"The method(s) {', '.join(rows_needed)} need the audited rows, but {where} is read in batches "
-            "keeping only counts (only fairness runs on it). Drop them from --methods, or audit a file "
-            "that fits in memory with [data] stream = false.")
+            "keeping only counts (only fairness runs on it). Drop them from --methods (a [gate] rule "
+            "\"performance.<metric>\" asks for the performance method), or audit a file that fits in "
+            "memory with [data] stream = false.")
     if plan.save_predictions:
         raise InvalidConfigError(
             f"[report] save_predictions = true writes each row's decision, but {where} is read in batches "
@@ -535,7 +540,7 @@ def plan_run(plan: AuditPlan, inputs: LoadedInputs, classes: list[AuditMethod],
     entries = [(m.name, m, configs[m.name], set(plan.method_options.get(m.name, {})))
                for m in classes if runs[m.name]]
     lowered: list[Lowered] = []
-    over_budget: dict[str, str] = {}
+    over_budget: dict[str, float] = {}
     spent = time.perf_counter() - started if started is not None else 0.0
     writing = render_seconds(plan.formats, len(entries)) if started is not None else 0.0
     if plan.budget is not None:
@@ -551,10 +556,7 @@ def plan_run(plan: AuditPlan, inputs: LoadedInputs, classes: list[AuditMethod],
             if not droppable:
                 break
             cost, name = max(droppable)
-            over_budget[name] = (f"not run: estimated at {format_seconds(cost)} even at its smallest sample "
-                                 f"sizes, over the time budget of {format_budget(plan.budget)} with the "
-                                 f"other methods; run it with --full, a larger --budget, or on its own "
-                                 f"with --methods {name}")
+            over_budget[name] = cost
             entries = [e for e in entries if e[0] != name]
             new, lowered, total = fit_budget(entries, price, left)
         if not entries and everything:  # nothing left to run is no audit: say what all would cost
@@ -573,12 +575,21 @@ def plan_run(plan: AuditPlan, inputs: LoadedInputs, classes: list[AuditMethod],
     methods = []
     for m in classes:
         if not runs[m.name] or m.name in over_budget:
-            reason = over_budget.get(m.name) or m.skip_reason(model, data, configs[m.name])
+            reason = (over_budget_reason(m.name, plan.budget) if m.name in over_budget
+                      else m.skip_reason(model, data, configs[m.name]))
             methods.append(PlannedMethod(m.name, None, 0.0, reason))
             continue
         p, est = price(m, configs[m.name])
         methods.append(PlannedMethod(m.name, p, est))
     return RunPlan(tuple(methods), costs, plan.budget, tuple(lowered), over_budget, spent, writing), configs
+
+
+def over_budget_reason(name: str, budget: float | None) -> str:
+    """Why a default audit left ``name`` out. No estimate in it: estimates depend on the
+    machine, and results.json's findings and reasons must not (provenance.plan has them)."""
+    return (f"not run: even at its smallest sample sizes its estimated time (provenance.plan.over_budget) "
+            f"exceeds the time budget of {format_budget(budget or 0.0)} with the other methods; run it with "
+            f"--full, a larger --budget, or on its own with --methods {name}")
 
 
 def _budget_above(seconds: float) -> str:
@@ -649,8 +660,8 @@ def _run_methods(plan: AuditPlan, inputs: LoadedInputs, classes: list[AuditMetho
     for method in classes:
         config = configs[method.name]
         reason = method.skip_reason(model, data, config)
-        if reason is None and run_plan is not None:
-            reason = run_plan.over_budget.get(method.name)
+        if reason is None and run_plan is not None and method.name in run_plan.over_budget:
+            reason = over_budget_reason(method.name, run_plan.budget)
         counted = _Counted(model)
         start = time.perf_counter()
         if reason is not None:
@@ -738,7 +749,8 @@ def plan_record(run_plan: RunPlan, outcomes: list[MethodOutcome],
     return {"budget_seconds": run_plan.budget, "estimated_total_seconds": round(run_plan.total, 3),
             "loading_seconds": round(run_plan.spent, 3), "estimated_writing_seconds": round(run_plan.writing, 3),
             "unit_costs": run_plan.costs.to_json(), "methods": methods,
-            "lowered": [x.to_json() for x in run_plan.lowered]}
+            "lowered": [x.to_json() for x in run_plan.lowered],
+            "over_budget": [{"method": name, "estimated_seconds": round(s, 3)} for name, s in run_plan.over_budget.items()]}
 
 
 def model_summary(model: ModelAdapter, plan: AuditPlan) -> dict[str, Any]:

@@ -403,6 +403,7 @@ def _pct(x):
 
 
 def _f(x):
+    x = getattr(x, "value", x)  # an Estimate prints its point value
     return "—" if x is None else f"{x:.3f}"
 
 

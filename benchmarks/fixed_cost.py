@@ -119,8 +119,10 @@ def main() -> int:
         times: dict[tuple[str, str], list[tuple[float, float]]] = {}
         for _ in range(args.repeats):
             for cmd, cli in commands.items():
-                for tree, path in trees.items():
-                    times.setdefault((cmd, tree), []).append(timed(path, cli, cwd=work))
+                for i, (tree, path) in enumerate(trees.items()):
+                    # each tree writes its own folder: one writes files the other does not know
+                    own = [str(work / f"out-{i}") if a == str(work / "out") else a for a in cli]
+                    times.setdefault((cmd, tree), []).append(timed(path, own, cwd=work))
         wall = {k: statistics.median(w for w, _ in v) for k, v in times.items()}
         cpu = {k: statistics.median(c for _, c in v) for k, v in times.items()}
         for cmd in commands:

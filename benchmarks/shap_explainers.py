@@ -192,10 +192,18 @@ def kernel_vs_shap(args) -> None:
             return _kernel_values(f, X, bg, None, groups, names, args.nsamples, "identity", 0)[0]
 
         def direct():
-            np.random.seed(0)
-            explainer = shap.KernelExplainer(f, DenseData(bg.astype(float), names, groups))
-            return np.asarray(explainer.shap_values(X.astype(float), nsamples=args.nsamples, l1_reg=False,
-                                                    silent=True))
+            # the project seeds each shard of _KERNEL_SHARD rows from (seed, shard index): the
+            # direct call explains the same rows shard by shard with the same seeds
+            from audit import execution
+            from audit.methods.shap import _KERNEL_SHARD
+
+            parts = []
+            for r in execution.split_by(len(X), _KERNEL_SHARD):
+                np.random.seed(int(execution.chunk_rng(0, r.start // _KERNEL_SHARD).integers(2**31 - 1)))
+                explainer = shap.KernelExplainer(f, DenseData(bg.astype(float), names, groups))
+                parts.append(np.asarray(explainer.shap_values(X[r.start:r.stop].astype(float),
+                                                              nsamples=args.nsamples, l1_reg=False, silent=True)))
+            return np.concatenate(parts, axis=0)
 
         res = _alternate({"project": project, "shap": direct}, args.repeats)
         (tp, vp), (ts, vs) = res["project"], res["shap"]

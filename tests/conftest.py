@@ -169,13 +169,23 @@ def captum_explainers(*keys: str, window: str = "auto") -> list:
 
 
 # Small configs of the methods that explain rows in shards (audit.execution.map chunks of a fixed
-# number of rows): each spans several shards on the toy model_dir, so a shard's seed matters.
+# number of rows): each spans several shards on the toy model_dir (with small_shards), so a
+# shard's seed matters.
 ROW_SHARDED = {
     "lime": "\n[methods.lime]\nnum_samples = 200\nn_seeds = 2\nn_global_rows = 70\nn_bootstrap = 50\n",
     "counterfactuals": "\n[methods.counterfactuals]\nmax_search_rows = 150\nn_counterfactuals = 2\nsteps = 50\n"
                        "n_bootstrap = 50\nn_permutations = 49\n",
     "shap": '\n[methods.shap]\nexplainer = "kernel"\nkernel_n_rows = 25\nkernel_nsamples = 64\nn_bootstrap = 50\n',
 }
+
+
+@pytest.fixture
+def small_shards(monkeypatch):  # noqa: ANN001, ANN201
+    """The counterfactual search's shards of 100 rows instead of 500, so ROW_SHARDED's 150
+    searched rows span two of them."""
+    from audit.methods import counterfactuals
+
+    monkeypatch.setattr(counterfactuals, "_SHARD", 100)
 
 
 def load_benchmark(name: str):

@@ -72,7 +72,7 @@ def test_bad_data_values_exit_2_naming_column_and_rows(model_dir):
     lines[3] = lines[3].replace("clerk", "pilot").replace("exec", "pilot").replace("tech", "pilot")
     data.write_text("\n".join(lines) + "\n")
     text = _error_line(_run("run", str(model_dir / "audit.toml"), "--out", str(model_dir / "out")))
-    assert "'job'" in text and "'pilot'" in text and "data row 2" in text
+    assert "'job'" in text and "'pilot'" in text and "first at row 3 (rows counted from 1, the header not counted)" in text
 
 
 def test_model_width_mismatch_exits_2(model_dir):

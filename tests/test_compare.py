@@ -414,6 +414,11 @@ def test_saved_predictions_are_held_to_the_live_checks_and_refused_with_exit_2(t
     assert res.exit_code == 2, res.output
     assert "predictions file" in res.output and "Traceback" not in res.output
     assert not (tmp_path / "cmp").exists()
+    text = " ".join(res.output.split())
+    if case in ("scores_over_1", "nan_score", "decisions_0_2"):  # a bad value: its first row, counted from 1
+        assert "(rows counted from 1, the header not counted)" in text, text
+    if case == "nan_score":
+        assert "'nan' in 5 row(s), first at row 1 " in text, text
 
 
 @pytest.mark.parametrize("change", [{"name": "../../escaped"}, {"name": "/abs/escaped"},

@@ -119,8 +119,8 @@ def test_a_time_column_of_dates_sorts_in_time_order_not_as_text(tmp_path):
 
 
 @pytest.mark.parametrize("times, bad, row", [
-    (MONTHS[:5] + ["2000-13-01"] + MONTHS[6:], "'2000-13-01'", "data row 5"),
-    (MONTHS[:3] + ["soon"] + MONTHS[4:], "'soon'", "data row 3"),
+    (MONTHS[:5] + ["2000-13-01"] + MONTHS[6:], "'2000-13-01'", "first at row 6"),
+    (MONTHS[:3] + ["soon"] + MONTHS[4:], "'soon'", "first at row 4"),
     ([f"step-{i}" for i in range(12)], "'step-0'", "12 row(s)"),  # as text "step-10" < "step-2"
 ])
 def test_a_time_value_that_is_neither_number_nor_date_is_refused_naming_the_rows(
@@ -132,7 +132,7 @@ def test_a_time_value_that_is_neither_number_nor_date_is_refused_naming_the_rows
 
 
 def test_a_missing_time_is_refused_naming_the_row(tmp_path):
-    with pytest.raises(DataValidationError, match=r"time column 't'.*missing.*data row 4"):
+    with pytest.raises(DataValidationError, match=r"time column 't'.*missing.*first at row 5 \(rows counted from 1"):
         build_sequence_data(_series(tmp_path, MONTHS[:4] + [""] + MONTHS[5:]), SPEC)
 
 
@@ -202,7 +202,7 @@ def test_values_that_overflow_float32_once_encoded_are_refused_naming_column_and
     frame = pd.DataFrame({"x": [1.0, 1e308, 2.0, -1e300], "y": [0, 1, 0, 1]})
     enc = Encoding((NumericFeature("x", center=0.0, scale=1.0),))
     with pytest.raises(DataValidationError,
-                       match=r"Column 'x'.*overflow.*float32.*2 row\(s\) \(first at data row 1, 3\)"):
+                       match=r"Column 'x'.*overflow.*float32.*2 row\(s\), first at row 2 \(rows counted from 1, the header not counted\)"):
         build_audit_data(frame, DatasetSpec(target="y"), enc)
     tiny = Encoding((NumericFeature("x", center=0.0, scale=1e-300),))
     with pytest.raises(DataValidationError, match=r"scale 1e-300.*4 row\(s\)"):

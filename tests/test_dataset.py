@@ -90,7 +90,7 @@ def test_multiclass_and_regression_targets():
 @pytest.mark.parametrize(
     ("mutate", "spec_kwargs", "fragment"),
     [
-        (lambda f: f.assign(age=f.age.astype(float).where(f.index != 3)), {}, "Column 'age' has missing (NaN) values in 1 row(s) (first at data row 3)"),
+        (lambda f: f.assign(age=f.age.astype(float).where(f.index != 3)), {}, "Column 'age' has missing (NaN) values in 1 row(s), first at row 4 (rows counted from 1, the header not counted)"),
         (lambda f: f.assign(age=f.age.astype(float).where(f.index != 5, np.inf)), {}, "missing or infinite"),
         (lambda f: f.assign(age=f.age.astype(str).where(f.index != 0, "1,234")), {}, "thousands separators"),
         (lambda f: f.assign(job=f.job.where(f.index != 7, "pilot")), {}, "level(s) the encoding does not know: 'pilot'"),

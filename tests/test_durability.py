@@ -282,6 +282,104 @@ def test_same_seed_gives_identical_results_json_through_the_cli(case, tmp_path):
     assert docs[0] == docs[1]
 
 
+# The only fields of results.json that two runs of one audit may differ in: the clock and the
+# checkout (which can move while tests run), and the measured times of provenance.plan. Every
+# finding, reason, note and number elsewhere must be byte-identical (a time belongs there).
+RUN_DEPENDENT = ("provenance.timestamp", "provenance.audit_suite_commit",
+                 "provenance.plan.loading_seconds", "provenance.plan.estimated_writing_seconds",
+                 "provenance.plan.estimated_total_seconds", "provenance.plan.unit_costs",
+                 "provenance.plan.methods[].estimated_seconds", "provenance.plan.methods[].actual_seconds",
+                 "provenance.plan.over_budget[].estimated_seconds")
+
+
+def _without_run_dependent(doc: dict) -> bytes:
+    """``doc`` with exactly the RUN_DEPENDENT fields removed (each must be there to remove)."""
+    def drop(node, keys: list[str]) -> None:
+        key, rest = keys[0], keys[1:]
+        items = node[key[:-2]] if key.endswith("[]") else None
+        if items is not None:
+            for item in items:
+                drop(item, rest)
+        elif rest:
+            drop(node[key], rest)
+        else:
+            del node[key]
+
+    doc = json.loads(json.dumps(doc))
+    for path in RUN_DEPENDENT:
+        drop(doc, path.split("."))
+    return json.dumps(doc, indent=1).encode()
+
+
+def _several_methods(model_dir: Path) -> Path:
+    """The toy MLP's audit.toml with its training recipe and small settings for the methods that
+    retrain or sample (connection weights, the attribution test, SHAP, LIME, counterfactuals)."""
+    from tests.conftest import ROW_SHARDED
+
+    cfg = model_dir / "audit.toml"
+    cfg.write_text(cfg.read_text().replace(
+        "[data]", '[model.training]\nloss = "bce"\noptimizer = "adam"\nlr = 0.05\nepochs = 3\n'
+                  'batch_size = 64\nweight_decay = 1e-3\nn_restarts = 2\nseed = 0\n\n[data]')
+        + "\n[methods.connection_weights]\nn_permutations = 39\nper_input = 2\nper_input_permutations = 19\n"
+        + "\n[methods.attribution_significance]\nenabled = true\nn_permutations = 19\nn_rows = 40\nig_steps = 8\n"
+        + "".join(ROW_SHARDED.values()))
+    return cfg
+
+
+def _slow_clock(monkeypatch, *, but: object = None) -> None:
+    """Every duration measured from now on reads 1,000 times longer (except in the module
+    ``but``): a time that leaked into a finding, reason or result would then differ between two
+    runs even when both round to 0 s."""
+    real = time.perf_counter
+    monkeypatch.setattr(time, "perf_counter", lambda: 1000.0 * real())
+    if but is not None:
+        monkeypatch.setattr(but, "time", SimpleNamespace(perf_counter=real))
+
+
+SEVERAL = ("fairness,performance,surrogate,connection_weights,attribution_significance,shap,lime,saliency,"
+           "counterfactuals,agreement")
+
+
+def test_two_runs_of_several_methods_give_results_json_identical_but_for_the_named_timings(model_dir, tmp_path,
+                                                                                          monkeypatch):
+    cfg = _several_methods(model_dir)
+    docs = []
+    for run in range(2):
+        if run:
+            _slow_clock(monkeypatch)
+        res = _cli("run", str(cfg), "--out", str(tmp_path / f"out{run}"), "-q", "--methods", SEVERAL,
+                   "--format", "json", "--full")
+        assert res.exit_code == 0, res.output
+        doc = json.loads((tmp_path / f"out{run}" / "results.json").read_text())
+        assert all(m["status"] == "ok" for m in doc["methods"].values()), doc["methods"]
+        docs.append(_without_run_dependent(doc))
+    assert docs[0] == docs[1]
+
+
+def test_two_runs_of_an_audit_lowered_to_fit_its_budget_differ_only_in_the_named_timings(model_dir, monkeypatch):
+    """A budget lowers the sample sizes and leaves a costly method out; with the unit costs held
+    fixed (the one measured input of the plan) the two reports may differ only in their timings."""
+    import dataclasses
+
+    import audit.runner as runner
+    from audit.config import AuditPlan
+    from audit.core.cost import UnitCosts
+
+    monkeypatch.setattr(runner, "measure_unit_costs", lambda model, X, **kw: UnitCosts(
+        per_row=2e-4, per_call=1e-3, grad_per_row=2e-4, grad_per_call=1e-3, cores=1))
+    plan = dataclasses.replace(AuditPlan.load(_several_methods(model_dir)), budget=30.0, formats=("json",))
+    docs = []
+    for run in range(2):
+        if run:  # the plan counts the time spent loading against the budget: the runner's clock stays
+            _slow_clock(monkeypatch, but=runner)
+        doc = runner.run_audit(plan).to_json()
+        docs.append(_without_run_dependent(doc))
+    record = doc["provenance"]["plan"]
+    assert record["lowered"] and record["over_budget"], record
+    assert any("not run" in (m.get("reason") or "") for m in doc["methods"].values()), doc["methods"]
+    assert docs[0] == docs[1]
+
+
 def test_max_rows_sampling_is_stated_in_the_report(case, tmp_path):
     cfg = case / "audit.toml"
     cfg.write_text(cfg.read_text().replace('target = "income"', 'target = "income"\nmax_rows = 50'))

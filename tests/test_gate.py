@@ -437,3 +437,158 @@ def test_a_gate_key_naming_an_attribute_twice_is_refused(key):
         parse_gate({key: {"max": 0.1}}, sensitive=["sex", "race"], task="binary")
     with pytest.raises(InvalidConfigError, match="names 'sex' twice"):
         parse_compare_gate({key: {"max_increase": 0.1}}, sets=attribute_sets(["sex", "race"], FairnessConfig()))
+
+
+# ---- performance rules: "performance.<metric>" on the performance method's interval ----------
+
+
+def write_accuracy_case(tmp_path, n_right: int, n_wrong: int, gate: str, *, scores: bool = False):
+    """A decisions CSV with exactly ``n_right`` correct rows of ``n_right + n_wrong`` (half of
+    each outcome; ``scores``: scores that rank every positive above every negative but one pair)."""
+    n = n_right + n_wrong
+    y = np.r_[np.ones(n // 2, int), np.zeros(n - n // 2, int)]
+    pred = y.copy()
+    pred[:n_wrong] = 1 - pred[:n_wrong]
+    frame = pd.DataFrame({"group": np.where(np.arange(n) % 2, "a", "b"), "y": y, "pred": pred})
+    if scores:
+        frame["pred"] = np.clip(0.25 + 0.5 * y + np.linspace(-0.2, 0.2, n), 0, 1)
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    cfg = tmp_path / "audit.toml"
+    cfg.write_text('name = "gate"\n[model]\npredictions = "pred"\n[data]\npath = "d.csv"\n'
+                   f'target = "y"\npositive_label = "1"\nsensitive = ["group"]\n{FAST}'
+                   f'[methods.performance]\nn_bootstrap = 200\n[gate]\n{gate}\n', encoding="utf-8")
+    return cfg
+
+
+def _clopper_pearson(k: int, n: int, level: float) -> tuple[float, float]:
+    from scipy.stats import beta
+
+    a = 1 - level
+    return (beta.ppf(a / 2, k, n - k + 1) if k else 0.0), (beta.ppf(1 - a / 2, k + 1, n - k) if k < n else 1.0)
+
+
+@pytest.mark.parametrize("threshold, status, code", [(0.85, "pass", 0), (0.9, "inconclusive", 1), (0.93, "breach", 1)])
+def test_a_performance_accuracy_rule_is_judged_on_its_exact_interval_with_junit(tmp_path, threshold, status, code):
+    """Accuracy 0.9 on 1,000 rows: its Clopper–Pearson interval (0.880, 0.918) clears 0.85,
+    straddles 0.9 and lies below 0.93."""
+    cfg = write_accuracy_case(tmp_path, 900, 100, f'"performance.accuracy" = {{ min = {threshold} }}')
+    junit = tmp_path / "gate.xml"
+    res = check(cfg, "--json", "--junit", str(junit))
+    assert res.exit_code == code, res.output
+    v = json.loads(res.output)["verdicts"][0]
+    assert v["key"] == "performance.accuracy" and v["rule"] == f"performance.accuracy >= {threshold:g}"
+    assert v["status"] == status and v["value"] == pytest.approx(0.9) and v["confidence"] == 0.95
+    assert (v["lower"], v["upper"]) == pytest.approx(_clopper_pearson(900, 1000, 0.95), abs=1e-9)
+    if status != "inconclusive":
+        assert "at most 2.50% of the time" in v["message"]
+    case = ET.parse(junit).getroot().find("testsuite/testcase")
+    assert case.get("name") == "performance.accuracy"
+    assert (case.find("failure") is not None) == (code == 1)
+
+
+def test_performance_and_fairness_rules_share_one_gate_and_its_bonferroni_correction(tmp_path):
+    rules = (f'correction = "bonferroni"\n{DP} = {{ max = 0.5 }}\n"performance.accuracy" = {{ min = 0.85 }}\n'
+             '"performance.auc" = { min = 0.6 }\n')
+    cfg = write_accuracy_case(tmp_path, 900, 100, rules, scores=True)
+    res = check(cfg, "--json")
+    verdicts = {v["key"]: v for v in json.loads(res.output)["verdicts"]}
+    assert set(verdicts) == {"fairness.group.demographic_parity_difference", "performance.accuracy",
+                             "performance.auc"}
+    level = 1 - 0.05 / 3
+    acc = verdicts["performance.accuracy"]
+    assert acc["confidence"] == pytest.approx(level)
+    k = round(acc["value"] * 1000)
+    assert (acc["lower"], acc["upper"]) == pytest.approx(_clopper_pearson(k, 1000, level), abs=1e-9)
+    auc = verdicts["performance.auc"]
+    assert auc["status"] == "pass" and auc["confidence"] == pytest.approx(level)
+    assert "percentile bootstrap" in auc["message"] and "approximate" in auc["message"]
+    assert res.exit_code == 0, res.output
+
+
+def test_a_performance_rule_on_an_unreliable_interval_is_insufficient_evidence(tmp_path):
+    """Six positives: the AUC's bootstrap interval is marked unreliable (simulated coverage far
+    below nominal), so it can neither pass nor breach."""
+    y = np.r_[np.ones(6, int), np.zeros(194, int)]
+    s = np.clip(np.r_[np.full(6, .7), np.full(194, .2)] + np.linspace(-.1, .1, 200), 0, 1)
+    pd.DataFrame({"group": np.where(np.arange(200) % 2, "a", "b"), "y": y, "pred": s}).to_csv(
+        tmp_path / "d.csv", index=False)
+    cfg = tmp_path / "audit.toml"
+    cfg.write_text('[model]\npredictions = "pred"\n[data]\npath = "d.csv"\ntarget = "y"\npositive_label = "1"\n'
+                   f'sensitive = ["group"]\n{FAST}[gate]\n"performance.auc" = {{ min = 0.5 }}\n')
+    res = check(cfg, "--json")
+    assert res.exit_code == 3, res.output
+    v = json.loads(res.output)["verdicts"][0]
+    assert v["status"] == "insufficient" and "unreliable: 200 rows, 6 in the smallest class" in v["message"]
+
+
+def test_audit_run_judges_a_performance_rule_only_when_the_performance_method_runs(tmp_path):
+    cfg = write_accuracy_case(tmp_path, 900, 100, '"performance.accuracy" = { min = 0.85 }')
+    for methods, status in (("fairness,performance", "pass"), ("fairness", "insufficient")):
+        out = tmp_path / f"out-{status}"
+        res = CliRunner().invoke(app, ["run", str(cfg), "--out", str(out), "-q", "--format", "json",
+                                       "--methods", methods])
+        assert res.exit_code == 0, res.output
+        v = json.loads((out / "results.json").read_text())["gate"]["verdicts"][0]
+        assert v["status"] == status, v
+    assert "performance method was not selected" in v["message"]
+
+
+@pytest.mark.parametrize("gate, message", [
+    ('"performance.ece" = { max = 0.05 }', "has no interval"),
+    ('"performance.acuracy" = { min = 0.8 }', "Did you mean 'accuracy'"),
+    ('"performance.r2" = { min = 0.5 }', "for binary tasks"),
+    ('"performance.auc" = { min = 0.8, small_groups = "ignore" }', "for fairness rules"),
+    ('"performance.auc" = { min = nan }', "finite number"),
+    ('"perf.auc" = { min = 0.8 }', "performance.<metric>"),
+])
+def test_exit_2_invalid_performance_rules(tmp_path, gate, message):
+    cfg = write_accuracy_case(tmp_path, 90, 10, gate)
+    res = check(cfg)
+    assert res.exit_code == 2, res.output
+    assert message in " ".join(res.output.split())
+
+
+def test_a_performance_rule_on_a_streamed_audit_is_refused_before_reading_it(tmp_path):
+    cfg = write_accuracy_case(tmp_path, 90, 10, '"performance.accuracy" = { min = 0.8 }')
+    cfg.write_text(cfg.read_text().replace('path = "d.csv"\n', 'path = "d.csv"\nstream = true\n'))
+    res = check(cfg)
+    assert res.exit_code == 2, res.output
+    assert "performance" in res.output and "[gate] rule" in " ".join(res.output.split())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("n", [30, 200, 2000])
+@pytest.mark.parametrize("metric, truth", [("accuracy", 0.5), ("accuracy", 0.97), ("balanced_accuracy", 0.75),
+                                           ("balanced_accuracy", 0.95)])
+def test_a_performance_rule_at_the_true_value_passes_or_breaches_at_most_its_error_rate(n, metric, truth):
+    """When the true accuracy (or balanced accuracy) equals the threshold, neither ``min`` nor
+    ``max`` may pass more than (1 − c)/2 = 2.5 % of the time (+ 3 Monte Carlo SE): each bound of
+    the interval errs on its own side at most that often (a breach of ``min`` is a pass of
+    ``max`` seen from the other side). Tiny samples and rates near 1 included: Clopper–Pearson is
+    exact, MOVER is checked here."""
+    from audit.core.adapter import PredictionsAdapter
+    from audit.core.dataset import DatasetSpec, build_audit_data
+    from audit.core.method import RunContext
+    from audit.gate import GateRule, evaluate
+    from audit.methods.performance import Performance, PerformanceConfig
+
+    rng = np.random.default_rng(n)
+    reps, pass_min, pass_max = 600, 0, 0
+    rules = [GateRule(f"performance.{metric}", None, metric, min=truth, section="performance"),
+             GateRule(f"performance.{metric}", None, metric, max=truth, section="performance")]
+    for _ in range(reps):
+        y = (rng.random(n) < 0.5).astype(int)
+        if metric == "accuracy":
+            right = rng.random(n) < truth
+        else:  # TPR = truth + 0.02, FPR = 1 − truth + 0.02: (1 + TPR − FPR) / 2 = truth
+            right = np.where(y == 1, rng.random(n) < truth + 0.02, rng.random(n) < truth - 0.02)
+        pred = np.where(right, y, 1 - y)
+        data = build_audit_data(pd.DataFrame({"y": y, "pred": pred, "x": 0.0}),
+                                DatasetSpec(target="y", predictions="pred", features=("x",)))
+        result = Performance().run(PredictionsAdapter(task="binary", column="pred"), data,
+                                   PerformanceConfig(n_bootstrap=0), RunContext.default(0))
+        low, high = evaluate(rules, result, confidence=0.95).verdicts
+        pass_min += low.status == "pass"
+        pass_max += high.status == "pass"
+    slack = 3 * np.sqrt(0.025 * 0.975 / reps)
+    assert pass_min / reps <= 0.025 + slack and pass_max / reps <= 0.025 + slack, (pass_min, pass_max)

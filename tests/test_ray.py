@@ -33,7 +33,8 @@ ray = pytest.importorskip("ray")  # CI installs the [ray] extra (make install-de
 def cluster():
     started = not ray.is_initialized()
     if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
+                 runtime_env=execution.RAY_RUNTIME_ENV)
     with execution.session(execution.ExecutionConfig("ray")) as c:
         yield c
     if started:
@@ -271,7 +272,8 @@ def test_torch_methods_give_byte_identical_results_json_on_ray_and_local(model_d
 
 
 @pytest.mark.parametrize("method", sorted(ROW_SHARDED))
-def test_row_sharded_explanations_give_byte_identical_results_json_on_ray_and_local(method, model_dir, tmp_path):
+def test_row_sharded_explanations_give_byte_identical_results_json_on_ray_and_local(method, model_dir, tmp_path,
+                                                                                   small_shards):
     cfg = model_dir / "audit.toml"
     cfg.write_text(cfg.read_text() + ROW_SHARDED[method])
     local, on_ray, doc = _both_backends(cfg, method, tmp_path)
@@ -458,3 +460,131 @@ def test_a_streamed_folder_on_ray_keeps_the_untrusted_config_link_rule(tmp_path)
                "--backend", "ray", "--untrusted-config")
     assert res.exit_code == 2 and "outside the config's folder" in res.output, res.output
     assert not (tmp_path / "out").exists()
+
+
+def _varied_log(folder: Path, *, labels: bool) -> Path:
+    """Three hive partitions (region=...), files of 1,300-1,700 rows in row groups of 300: the
+    race 'F' and the sex 'X' first appear in the last file, missing sexes in the second, and the
+    predictions are scores or the target's labels."""
+    from tests.test_stream import decision_log
+
+    parts = folder / "parts"
+    for k, (region, n) in enumerate((("north", 1700), ("south", 1300), ("west", 1500))):
+        df = decision_log(n, seed=10 + k)
+        if k == 1:
+            df.loc[[3, 400, 1299], "sex"] = None
+        if k == 2:
+            df.loc[1000:1100, "race"] = "F"
+            df.loc[[5, 1400], "sex"] = "X"
+        if labels:
+            df["score"] = np.where(df.score >= 0.5, "yes", "no").astype(object)
+        (parts / f"region={region}").mkdir(parents=True)
+        df.to_parquet(parts / f"region={region}" / "part-0.parquet", row_group_size=300)
+    return parts
+
+
+@pytest.mark.parametrize("labels", [False, True], ids=["scores", "labels"])
+def test_ray_data_counts_of_many_blocks_per_file_give_byte_identical_results_json(tmp_path, monkeypatch, labels):
+    """Ray Data reads the files on the workers in blocks of ~150 rows (several per file, some
+    spanning two files) and counts them there in batches of 250 rows; the driver adds the
+    counts up in file and row order: the same results.json, bit for bit, as the local path,
+    with partition columns, intersections, missing sensitive values as a group and labels
+    first seen in a later file."""
+    import audit.core.stream
+    from tests.test_stream import FAST, write_config
+
+    monkeypatch.setattr(audit.core.stream, "BATCH_ROWS", 250)
+    monkeypatch.setattr(execution, "RAY_DATA_BLOCK_BYTES", 4096)
+    parts = _varied_log(tmp_path, labels=labels)
+    cfg = write_config(tmp_path, str(parts), extra=FAST)
+    cfg.write_text(cfg.read_text().replace('sensitive = ["sex", "race"]',
+                                           'sensitive = ["sex", "race", "region"]\nmissing_sensitive = "group"'))
+    records, counted_here = [], []
+    original_map, original_call = execution.map_parquet, audit.core.stream._FileCounter.__call__
+
+    def spy_map(fn, files, *, columns):
+        for i, rows, piece in original_map(fn, files, columns=columns):
+            records.append((i, rows))
+            yield i, rows, piece
+
+    def spy_call(self, file):
+        counted_here.append(file.name)
+        return original_call(self, file)
+
+    outs = {}
+    for backend in ("local", "ray"):
+        if backend == "ray":
+            monkeypatch.setattr(execution, "map_parquet", spy_map)
+            monkeypatch.setattr(audit.core.stream._FileCounter, "__call__", spy_call)
+        out = tmp_path / f"out-{backend}"
+        res = _cli("run", cfg, "--out", out, "-q", "--format", "json", "--full", "--backend", backend)
+        assert res.exit_code == 0, res.output
+        outs[backend] = out
+    assert _comparable(outs["local"]) == _comparable(outs["ray"])
+    doc = json.loads((outs["ray"] / "results.json").read_text())
+    groups = {a: [g["group"] for g in r["groups"]] for a, r in doc["methods"]["fairness"]["result"]["attributes"].items()}
+    assert "F" in groups["race"] and {"X", "missing"} <= set(groups["sex"]) and "sex*region" in groups
+    assert doc["data"]["rows"] == 4500 and doc["provenance"]["execution"]["ran_locally"] == []
+    assert counted_here == []  # every file was counted on the workers
+    per_file = [sum(r for i, r in records if i == f) for f in range(3)]
+    assert per_file == [1700, 1300, 1500]
+    assert min(sum(1 for i, _ in records if i == f) for f in range(3)) >= 3  # several blocks per file
+
+
+def test_a_bad_value_in_the_second_file_gives_the_local_message_on_ray(tmp_path, monkeypatch):
+    """The workers find the missing value; the driver re-counts that file to say where, exactly
+    as the local path does (its file, its row from 1 in that file, the column, how to fix it)."""
+    from tests.test_stream import decision_log, write_config
+
+    monkeypatch.setattr(execution, "RAY_DATA_BLOCK_BYTES", 4096)
+    folder = tmp_path / "log"
+    folder.mkdir()
+    decision_log(900, seed=1).to_parquet(folder / "a.parquet", row_group_size=300)
+    df = decision_log(900, seed=2)
+    df.loc[[700, 850], "sex"] = None  # data rows 701 and 851, in a later block of the file
+    df.to_parquet(folder / "b.parquet", row_group_size=300)
+    cfg = write_config(tmp_path, str(folder))
+    said = {}
+    for backend in ("local", "ray"):
+        res = _cli("run", cfg, "--out", tmp_path / f"out-{backend}", "-q", "--format", "json", "--backend", backend)
+        assert res.exit_code == 2 and not (tmp_path / f"out-{backend}").exists(), res.output
+        said[backend] = res.output
+    assert said["ray"] == said["local"]
+    assert ("The sensitive column 'sex' has missing values in row 701 of 'b.parquet' (and 1 more in the same "
+            "batch of rows; rows counted from 1, the header not counted)") in " ".join(said["ray"].split())
+
+
+def test_ray_data_fuses_the_read_and_the_count_into_one_task(tmp_path):
+    """Ray Data's own stats name one fused operator: the rows are counted by the task that read
+    them and never travel; what comes back is one small record per file and block."""
+    parts = _partitioned_log(tmp_path)
+    files = [str(f) for f in sorted(parts.rglob("*.parquet"))]
+    with execution._ray_messages([], "ray.data"):
+        dataset = execution._parquet_dataset(lambda rows, file: rows.num_rows, files, ["sex", "score"])
+        records = pa_rows = 0
+        for batch in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
+            records += batch.num_rows
+            pa_rows += sum(batch.column("rows").to_pylist())
+    assert pa_rows == 3000 and records >= len(files)
+    operators = [line for line in dataset.stats().splitlines() if line.startswith("Operator")]
+    assert any("ReadFiles" in line and "->MapBatches(_BlockResults)" in line for line in operators), operators
+    assert not any(line.split(":")[0].endswith("MapBatches(_BlockResults)") and "->" not in line
+                   for line in operators), operators
+
+
+def test_a_streamed_audit_on_ray_keeps_ray_data_off_the_terminal(tmp_path):
+    """`audit run --backend ray` of a partitioned folder in a fresh process (its own local Ray
+    instance): exit 0, the report written, and nothing from Ray or Ray Data on stdout or stderr
+    (no log lines, progress bars or worker notices)."""
+    from tests.test_stream import write_config
+
+    parts = _partitioned_log(tmp_path)
+    cfg = write_config(tmp_path, str(parts), extra="[methods.fairness]\nn_bootstrap = 0\n")
+    proc = subprocess.run([sys.executable, "-m", "audit", "run", str(cfg), "--out", str(tmp_path / "out"), "-q",
+                           "--backend", "ray"], capture_output=True, text=True, env=_env(), cwd=tmp_path,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "out" / "results.json").exists()
+    assert proc.stderr == "", proc.stderr[-3000:]
+    noise = re.compile(r"\t(INFO|WARNING|ERROR) |\(raylet\)|streaming_executor|Dataset dataset_|ray-data|Running \d")
+    assert not noise.search(proc.stdout), proc.stdout[-3000:]

@@ -4,6 +4,7 @@ from files, compressed CSV and partitioned Parquet folders, in bounded memory, w
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -302,6 +303,38 @@ def test_a_missing_value_in_the_second_file_of_a_folder_names_that_file_and_its_
     msg = _error(write_config(tmp_path, str(folder), stream=True), tmp_path)
     assert ("The sensitive column 'sex' has missing values in row 7 of 'b.parquet' (rows counted from 1, the "
             "header not counted)") in msg, msg
+
+
+@pytest.mark.parametrize("column", ["sex", "outcome", "score"])
+@pytest.mark.parametrize("name", ["log.csv", "log.parquet"])
+def test_the_same_bad_cell_gets_the_same_row_number_streamed_or_in_memory(tmp_path, column, name):
+    """Every row number in a message counts from 1 with the header not counted, whichever path
+    reads the file: the cell at index 2,500 is row 2,501 in both."""
+    df = decision_log(3000)
+    df[column] = df[column].astype(object)
+    df.loc[2500, column] = None
+    path = tmp_path / name
+    df.to_csv(path, index=False) if name.endswith(".csv") else df.to_parquet(path, row_group_size=1000)
+    rows = {}
+    for stream in (True, False):
+        msg = _error(write_config(tmp_path, str(path), stream=stream), tmp_path)
+        assert "missing values" in msg and f"'{column}'" in msg, msg
+        assert "(rows counted from 1, the header not counted)" in msg, msg
+        rows[stream] = re.findall(r"\brow ([\d,]+)", msg)
+    assert rows[True] == rows[False] == ["2,501"]
+
+
+def test_a_sampled_audit_numbers_a_bad_row_as_in_the_file_not_the_sample(tmp_path):
+    """Under [data] max_rows only the sampled rows are checked; a bad one is named by its row in
+    the file (the sample's own positions would point at good rows)."""
+    df = decision_log(3000)
+    df["sex"] = df["sex"].astype(object)
+    df.loc[1000:, "sex"] = None
+    df.to_csv(tmp_path / "log.csv", index=False)
+    config = write_config(tmp_path, str(tmp_path / "log.csv"), extra="max_rows = 300\n" + FAST)
+    msg = _error(config, tmp_path)
+    row = int(re.search(r"first at row ([\d,]+) \(rows counted from 1", msg).group(1).replace(",", ""))
+    assert 1000 < row <= 3000 and pd.isna(df.sex.iloc[row - 1])  # the sample's positions stop at 300
 
 
 def test_a_method_that_needs_rows_cannot_be_chosen_for_a_streamed_audit(log_files, tmp_path):

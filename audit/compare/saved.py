@@ -226,7 +226,7 @@ def _checked_frame(raw: bytes, parquet: Path, doc: dict[str, Any], record: dict[
     import pandas as pd
     import pyarrow.parquet as pq
 
-    from audit.core.dataset import check_parquet_budget
+    from audit.core.dataset import _rows, _show, check_parquet_budget
     from audit.report.predictions import SENSITIVE_PREFIX
 
     where = f"The predictions file {str(parquet)!r}"
@@ -253,15 +253,21 @@ def _checked_frame(raw: bytes, parquet: Path, doc: dict[str, Any], record: dict[
                                   f"{record.get('rows')!r} (the audit {doc['data'].get('rows')!r}).")
     for column in ("y", "decision"):
         values = frame[column]
-        if not pd.api.types.is_numeric_dtype(values) or not values.isin([0, 1]).all():
-            raise DataValidationError(f"{where}: column {column!r} must hold 0 or 1 on every row (a binary "
-                                      "classifier's outcome and decision).")
+        bad = ~values.isin([0, 1]).to_numpy() if pd.api.types.is_numeric_dtype(values) else np.ones(len(values), bool)
+        if bad.any():
+            raise DataValidationError(
+                f"{where}: column {column!r} must hold 0 or 1 on every row (a binary classifier's outcome "
+                f"and decision); it holds {_show(sorted({str(v) for v in values[bad]}))} in {_rows(bad)}.")
     if "score" in frame.columns:
         scores = frame["score"]
-        ok = pd.api.types.is_numeric_dtype(scores) and bool(
-            (np.isfinite(scores.to_numpy(dtype=float)) & scores.between(0.0, 1.0).to_numpy()).all())
-        if not ok:
-            raise DataValidationError(f"{where}: column 'score' must hold a probability in [0, 1] on every row.")
+        bad = np.ones(len(scores), bool)
+        if pd.api.types.is_numeric_dtype(scores):
+            s = scores.to_numpy(dtype=float)
+            bad = ~(np.isfinite(s) & (s >= 0.0) & (s <= 1.0))
+        if bad.any():
+            raise DataValidationError(
+                f"{where}: column 'score' must hold a probability in [0, 1] on every row; it holds "
+                f"{_show(sorted({str(v) for v in scores[bad]}))} in {_rows(bad)}.")
     return frame
 
 

@@ -295,7 +295,7 @@ def check_outputs(out: Any, *, task: str, n_rows: int, what: str,
                                                     ("infinite values", np.isinf(arr).any())) if hit)
         raise ModelLoadError(
             f"{what} returned {kinds}: {int(bad.sum()):,} of {n:,} rows had them (first at row "
-            f"{int(np.flatnonzero(bad)[0])}). {finite_hint}")
+            f"{int(np.flatnonzero(bad)[0]) + 1:,} of the rows given to it, counted from 1). {finite_hint}")
     if task == "regression" or n == 0:
         return arr
     lo, hi = float(arr.min()), float(arr.max())

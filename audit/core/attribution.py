@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from audit.core.dataset import AuditData
+from audit.core.dataset import AuditData, _rows
 from audit.core.modalities import LAYOUTS
 from audit.core.results import Estimate, estimates
 from audit.errors import DataValidationError, InvalidConfigError
@@ -42,10 +42,9 @@ def check_finite(X: np.ndarray, method: str) -> None:
     flat = np.asarray(X).reshape(len(X), -1)
     bad = ~np.isfinite(flat).all(axis=1)
     if bad.any():
-        first = np.flatnonzero(bad)[:5].tolist()
         raise DataValidationError(
-            f"{method} cannot explain rows with missing or infinite inputs: {int(bad.sum())} row(s) "
-            f"(first at data rows {first}). Impute or drop them before the audit.")
+            f"{method} cannot explain rows with missing or infinite inputs: {_rows(bad)}. Impute or "
+            "drop them before the audit.")
 
 
 def sample_rows(n: int, n_rows: int, rng: np.random.Generator) -> tuple[np.ndarray, bool]:

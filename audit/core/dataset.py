@@ -12,6 +12,7 @@ import json
 import math
 import zlib
 from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -34,10 +35,30 @@ def _show(values: Sequence[Any]) -> str:
     return ", ".join(vals) + (f" and {more} more" if more > 0 else "")
 
 
+ROWS_COUNTED = "rows counted from 1, the header not counted"
+# While build_audit_data checks a sample of a file's rows ([data] max_rows), the file position
+# (0-based) of each sampled row, so that messages number rows as in the file, not the sample.
+_FILE_ROWS: ContextVar[np.ndarray | None] = ContextVar("file_rows", default=None)
+
+
+def user_row(position: int) -> int:
+    """The row at ``position`` (0-based, in the data being checked) as a user counts it in the
+    file: from 1, the header not counted (row 1 is a CSV's second line), the wording of every
+    row number in a message (:data:`ROWS_COUNTED`)."""
+    rows = _FILE_ROWS.get()
+    return int(position if rows is None else rows[position]) + 1
+
+
 def _rows(mask: np.ndarray) -> str:
-    """Describe the offending rows (0-based data rows, not counting the header)."""
+    """Describe the offending rows: how many and the first, as a user counts it.
+
+    Examples
+    --------
+    >>> _rows(np.array([False, True, True]))
+    '2 row(s), first at row 2 (rows counted from 1, the header not counted)'
+    """
     idx = np.flatnonzero(mask)
-    return f"{idx.size} row(s) (first at data row {_show(idx.tolist())})"
+    return f"{idx.size:,} row(s), first at row {user_row(int(idx[0])):,} ({ROWS_COUNTED})"
 
 
 # --------------------------------------------------------------------------------------------
@@ -1264,7 +1285,7 @@ def _first_nested(values: pd.Series) -> int | None:
 
 
 def build_audit_data(frame: pd.DataFrame, spec: DatasetSpec, encoding: Encoding | None = None,
-                     *, source: str | None = None) -> AuditData:
+                     *, source: str | None = None, file_rows: np.ndarray | None = None) -> AuditData:
     """Validate ``frame`` against ``spec`` and encode it.
 
     Parameters
@@ -1276,6 +1297,10 @@ def build_audit_data(frame: pd.DataFrame, spec: DatasetSpec, encoding: Encoding 
         The model's input encoding; derived from the data when omitted.
     source : str, optional
         File name used in error messages.
+    file_rows : array of int, optional
+        When ``frame`` is a sample of the file's rows, each row's position in the file (0-based):
+        error messages then number rows as in the file. By default row i of ``frame`` is the
+        file's row i. Messages count rows from 1, the header not counted.
 
     Examples
     --------
@@ -1285,6 +1310,15 @@ def build_audit_data(frame: pd.DataFrame, spec: DatasetSpec, encoding: Encoding 
     >>> data.X.shape, data.feature_names
     ((4, 1), ['x'])
     """
+    token = _FILE_ROWS.set(None if file_rows is None else np.asarray(file_rows))
+    try:
+        return _build_audit_data(frame, spec, encoding, source)
+    finally:
+        _FILE_ROWS.reset(token)
+
+
+def _build_audit_data(frame: pd.DataFrame, spec: DatasetSpec, encoding: Encoding | None,
+                      source: str | None) -> AuditData:
     where = repr(source) if source else "the data"
     if not isinstance(frame, pd.DataFrame):
         raise DataValidationError(f"The data must be a pandas DataFrame. Got {type(frame).__name__} instead.")
@@ -1307,7 +1341,7 @@ def build_audit_data(frame: pd.DataFrame, spec: DatasetSpec, encoding: Encoding 
         if row is not None:
             raise DataValidationError(
                 f"The column {col!r} in {where} holds nested values (lists, structs or maps; first at "
-                f"data row {row}), not labels or scores. Write it as a column of plain values (text or "
+                f"row {user_row(row):,}, {ROWS_COUNTED}), not labels or scores. Write it as a column of plain values (text or "
                 "numbers), e.g. one element or field of it per column.")
     for attr, sources in spec.sensitive_sources:
         for col in sources:

@@ -1086,7 +1086,8 @@ def _sensitive_frame(meta: pd.DataFrame, data: DatasetSpec, where: str) -> pd.Da
         if miss.any():
             raise DataValidationError(
                 f"The sensitive attribute {col!r} in {where} is missing for {int(miss.sum())} "
-                f"example(s) (first at row {int(np.flatnonzero(miss)[0])}). Fill them (e.g. with an "
+                f"example(s) (first at example {int(np.flatnonzero(miss)[0]) + 1:,}, examples counted from 1 "
+                "in the order they are read). Fill them (e.g. with an "
                 "explicit \"missing\" group) or drop those examples.")
         out[col] = _label_text(meta[col])
     return out

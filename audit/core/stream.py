@@ -28,10 +28,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from audit.core.dataset import (AuditData, DatasetSpec, Encoding, _encode_target, _label_text,
+from audit.core.dataset import (ROWS_COUNTED, AuditData, DatasetSpec, Encoding, _encode_target, _label_text,
                                 _precomputed, _show)
 from audit.errors import DataValidationError, InvalidConfigError, did_you_mean
-from audit.stats.counts import DEFAULT_SCORE_BINS, GroupTable, score_bin
+from audit.stats.counts import (DEFAULT_SCORE_BINS, SUM_LIMBS, GroupTable, limb_sums_to_float, score_bin,
+                                 score_limbs, sum_limbs)
 
 #: Rows per batch: about 30 MB of decoded columns for a typical decision log.
 BATCH_ROWS = 1 << 20
@@ -122,13 +123,18 @@ def _partition_values(file: Path, root: Path) -> dict[str, str]:
     return out
 
 
+def _where(file: Path, root: Path) -> str:
+    """A file as error messages name it: relative to the data folder, quoted."""
+    return repr(str(file.relative_to(root)) if file != root else file.name)
+
+
 class _Reader:
     """Batches of the needed columns of one file, as pyarrow record batches."""
 
     def __init__(self, file: Path, root: Path, columns: Sequence[str], spec: DatasetSpec, batch_rows: int):
         self.file, self.columns, self.batch_rows = file, list(columns), batch_rows
         self.partition = _partition_values(file, root)
-        self.where = repr(str(file.relative_to(root)) if file != root else file.name)
+        self.where = _where(file, root)
         self.spec = spec
         self.names = self._names()
         clash = [c for c in self.columns if c in self.names and c in self.partition]
@@ -154,6 +160,7 @@ class _Reader:
         try:
             if self.file.name.lower().endswith(_PARQUET):
                 self.kinds = {f.name: f.type for f in pq.read_schema(self.file)}
+                self.num_rows = pq.read_metadata(self.file).num_rows
                 self._check_flat()
                 return list(self.kinds)
             import pyarrow.csv as pcsv
@@ -234,7 +241,9 @@ class _Reader:
 
 
 class _Labels:
-    """Text labels of one column, as global ids in the order first seen."""
+    """Text labels of one column, as global ids in the order their first row was seen (not the
+    order of a batch's dictionary, which depends on how the file was written and read; a
+    dictionary value no row holds is no label)."""
 
     def __init__(self) -> None:
         self.ids: dict[str, int] = {}
@@ -256,8 +265,18 @@ class _Labels:
             idx = np.where(nulls, len(array.dictionary), np.nan_to_num(idx)).astype(np.int64)
         else:
             idx = idx.astype(np.int64, copy=False)
-        names = list(_label_text(array.dictionary.to_pandas())) + ([missing] if array.null_count else [])
-        lut = np.array([self.ids.setdefault(str(n), len(self.ids)) for n in names], dtype=np.int64)
+        names = [str(n) for n in _label_text(array.dictionary.to_pandas())] + ([missing] if array.null_count else [])
+        new = [k for k in np.flatnonzero(np.bincount(idx, minlength=len(names))).tolist() if names[k] not in self.ids]
+        if len(new) > 1:  # by first row: a few scans, or one sort when there are many
+            if len(new) <= 8:
+                first = {k: int(np.argmax(idx == k)) for k in new}
+            else:
+                values, at = np.unique(idx, return_index=True)
+                first = dict(zip(values.tolist(), at.tolist(), strict=True))
+            new.sort(key=first.__getitem__)
+        for k in new:
+            self.ids.setdefault(names[k], len(self.ids))
+        lut = np.array([self.ids.get(n, -1) for n in names], dtype=np.int64)
         return lut[idx]
 
     @property
@@ -270,13 +289,15 @@ class _Labels:
 
 
 class _Counter:
-    """Counts of one attribute set, over growing group / outcome / decision ids."""
+    """Counts of one attribute set, over growing group / outcome / decision ids. Score sums are
+    exact integer limbs (:func:`audit.stats.counts.sum_limbs`): counts of any split of the rows
+    (batches, files, Ray Data blocks) add up to the same bits."""
 
     def __init__(self, n_bins: int) -> None:
         self.n_bins = n_bins
         self.groups: dict[tuple[int, ...], int] = {}
         self.hist = np.zeros((0, 0, 0, 0), dtype=np.int64)
-        self.ssum = np.zeros((0, 0))
+        self.ssum = np.zeros((0, 0, SUM_LIMBS), dtype=np.int64)
         self.stopped = False
 
     def codes(self, parts: list[np.ndarray], sizes: list[int]) -> np.ndarray:
@@ -297,7 +318,7 @@ class _Counter:
         if shape != self.hist.shape:
             hist = np.zeros(tuple(max(a, c) for a, c in zip(self.hist.shape, shape, strict=True)), dtype=np.int64)
             hist[tuple(slice(0, n) for n in self.hist.shape)] = self.hist
-            ssum = np.zeros((hist.shape[0], hist.shape[3]))
+            ssum = np.zeros((hist.shape[0], hist.shape[3], SUM_LIMBS), dtype=np.int64)
             ssum[:self.ssum.shape[0], :self.ssum.shape[1]] = self.ssum
             self.hist, self.ssum = hist, ssum
 
@@ -307,15 +328,16 @@ class _Counter:
         self.hist = self.hist[:0]
 
     def add(self, g: np.ndarray, cell: np.ndarray, shape: tuple[int, int, int],
-            b: np.ndarray | None, s: np.ndarray | None) -> None:
+            b: np.ndarray | None, limbs: np.ndarray | None) -> None:
         """Add rows of groups ``g`` in cells ``cell`` = (outcome · D + decision) · B + bin of a
-        table of ``shape`` = (outcome ids, decision ids, bins) so far."""
+        table of ``shape`` = (outcome ids, decision ids, bins) so far, and their scores' ``limbs``
+        (:func:`audit.stats.counts.score_limbs`) to bin ``b``'s sum."""
         shape = (len(self.groups), *shape)
         self.grow(shape)
         G, Y, D, B = shape
         self.hist += np.bincount(g * (Y * D * B) + cell, minlength=G * Y * D * B).reshape(shape)
-        if s is not None and b is not None:
-            self.ssum += np.bincount(g * B + b, weights=s, minlength=G * B).reshape(G, B)
+        if limbs is not None and b is not None:
+            self.ssum += sum_limbs(g * B + b, limbs, G * B).reshape(G, B, SUM_LIMBS)
 
 
 def stream_tables(path: str | Path, spec: DatasetSpec, *, threshold: float,
@@ -339,19 +361,27 @@ def stream_tables(path: str | Path, spec: DatasetSpec, *, threshold: float,
     root = Path(path)
     files = data_files(root)
     columns = list(dict.fromkeys([spec.target, spec.predictions, *spec.sensitive]))
-    _check_same_kinds([_Reader(f, root, columns, spec, batch_rows) for f in files], spec)
-    # Each file is counted on its own (a chunk of execution.map: on Ray, a task that reads the
-    # file on a worker and sends back its counts) and the counts are merged in file order, so
-    # the tables do not depend on the backend. Files go out a window at a time: the driver holds
-    # the counts of one window, never of every file.
+    readers = [_Reader(f, root, columns, spec, batch_rows) for f in files]
+    _check_same_kinds(readers, spec)
+    # Each file is counted on its own and the counts are merged in file order, so the tables do
+    # not depend on the backend. On Ray, Ray Data reads Parquet files on the workers and only
+    # counts travel (_count_on_ray_data); a CSV file is a Ray task (a chunk of execution.map).
     local = execution.active().backend == "local"
     counted = _Counts(sets, n_bins)
     count = _FileCounter(root, columns, spec, threshold, sets, max_groups, n_bins, batch_rows,
                          progress if local else None)
+    done = 0
+    if not local and "path" not in columns and all(f.name.lower().endswith(_PARQUET) for f in files):
+        # (a data column named "path" would clash with Ray Data's column of file paths)
+        done = _count_on_ray_data(count, files, readers, counted, spec, sets, max_groups, progress)
+        if done < len(files):  # Ray Data failed: the rest is counted here
+            local, count.progress = True, progress
+    # Files go out a window at a time: the driver holds the counts of one window, never of every file.
     window = 1 if local else max(1, 2 * int(execution.active().cpus))
-    for chunk in execution.split_by(len(files), window):
+    for chunk in execution.split_by(len(files) - done, window):
         count.before = counted.n_rows
-        for part in execution.map(count, files[chunk.start:chunk.stop], n_jobs=1, prefer="threads"):
+        todo = files[done + chunk.start:done + chunk.stop]
+        for part in (map(count, todo) if local else execution.map(count, todo, n_jobs=1, prefer="threads")):
             counted.merge(part, spec, sets, max_groups)
             if progress is not None and not local:
                 progress(counted.n_rows)
@@ -361,6 +391,85 @@ def stream_tables(path: str | Path, spec: DatasetSpec, *, threshold: float,
                    counted.n_rows, bool(counted.scored),
                    bool(counted.scored) and _scores_are_labels(counted.only_01, counted.target), n_bins,
                    pred_seen=counted.pred_seen)
+
+
+class _RayDataLost(Exception):
+    """Ray Data's results do not add up to the files (rows missing): count the rest here."""
+
+
+def _count_on_ray_data(count: _FileCounter, files: list[Path], readers: list[_Reader], counted: _Counts,
+                       spec: DatasetSpec, sets: Sequence[AttributeSet], max_groups: int,
+                       progress: Callable[[int], None] | None) -> int:
+    """Count Parquet ``files`` with Ray Data into ``counted``; returns how many files (from the
+    first) were counted, all of them unless Ray itself failed (the caller counts the rest here,
+    and the provenance says why).
+
+    The workers read the files and count each block's rows of a file (:meth:`_FileCounter.block`);
+    the counts come back in file and row order (:func:`audit.execution.map_parquet`) and add up
+    here to each file's counts, which merge into ``counted`` as a file's own counts would: score
+    sums are exact integers, labels take ids by first row, so the tables, and the checks across
+    files, are those of the local path bit for bit. Only counts travel and the driver holds one
+    file's counts at a time, not rows.
+
+    A bad value found on a worker is said as the local path says it: this process re-counts that
+    file (:class:`_FileCounter`), which raises the same error with its 1-based row in that file,
+    its column and value, and the checks of one file come before those across files, as they do
+    locally.
+    """
+    from itertools import groupby
+
+    from audit import execution
+    from audit.errors import AuditError
+
+    def recount(i: int) -> None:  # raises the local error of file i
+        count(files[i])
+        raise _RayDataLost(f"the workers found a bad value in {readers[i].where} that this process did not")
+
+    def blocks() -> Any:  # consecutive files reading the same columns share one read
+        needs = [tuple(c for c in count.columns if c in r.names) for r in readers]
+        for cols, run in groupby(range(len(files)), key=needs.__getitem__):
+            run = list(run)
+            for i, rows, piece in execution.map_parquet(count.block, [str(files[j]) for j in run], columns=cols):
+                yield run[i], rows, piece
+
+    merged, part = 0, None  # files[:merged] are in counted; part: the counts so far of files[merged]
+
+    def close(upto: int) -> None:  # files[merged] is complete; files up to ``upto`` have no rows
+        nonlocal merged, part
+        if part is not None:
+            if part.n_rows != readers[merged].num_rows:
+                raise _RayDataLost(f"Ray Data returned {part.n_rows:,} of the {readers[merged].num_rows:,} "
+                                   f"rows of {readers[merged].where}")
+            counted.merge(part, spec, sets, max_groups)
+            merged, part = merged + 1, None
+        empty = next((j for j in range(merged, upto) if readers[j].num_rows), None)
+        if empty is not None:
+            raise _RayDataLost(f"Ray Data returned no rows of {readers[empty].where}")
+        merged = upto
+
+    try:
+        for i, rows, piece in blocks():
+            if part is None or i != merged:
+                close(i)
+                part = count._new(readers[i].where)
+            if piece is None:
+                recount(i)
+            piece.shift(part.n_rows)
+            try:
+                part.merge(piece, spec, sets, max_groups)
+            except AuditError:
+                recount(i)
+            if progress is not None:
+                progress(counted.n_rows + part.n_rows)
+        close(len(files))
+    except AuditError:
+        raise
+    except Exception as exc:  # Ray failed (a task or worker lost for good, rows missing)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        execution.active().ran_locally.append(
+            f"reading the data with Ray Data ({type(exc).__name__}: {first}); files {merged + 1:,} to "
+            f"{len(files):,} of {len(files):,} were counted on the driver")
+    return merged
 
 
 class _Counts:
@@ -377,6 +486,11 @@ class _Counts:
         self.n_rows = 0
         # each prediction label: [file, its first row there (from 1), rows], to name bad values
         self.pred_seen: dict[str, list[Any]] = {}
+
+    def shift(self, rows: int) -> None:
+        """These are the counts of a file's rows after its first ``rows``: renumber them."""
+        for seen in self.pred_seen.values():
+            seen[1] += rows
 
     def merge(self, part: _Counts, spec: DatasetSpec, sets: Sequence[AttributeSet], max_groups: int) -> None:
         """Add ``part``'s counts, its label and group ids mapped to these by their text; the
@@ -445,7 +559,8 @@ def _check_intersection_groups(st: AttributeSet, max_groups: int, where: str) ->
 
 class _FileCounter:
     """Counts one file in batches: a chunk of :func:`audit.execution.map` (picklable: the
-    progress callback travels only when it runs in this process)."""
+    progress callback travels only when it runs in this process); with Ray Data, a block's rows
+    of one file (:meth:`block`, on the worker that read them)."""
 
     def __init__(self, root: Path, columns: list[str], spec: DatasetSpec, threshold: float,
                  sets: Sequence[AttributeSet], max_groups: int, n_bins: int, batch_rows: int,
@@ -454,103 +569,121 @@ class _FileCounter:
         self.sets, self.max_groups, self.n_bins, self.batch_rows = list(sets), max_groups, n_bins, batch_rows
         self.progress, self.before = progress, 0
 
+    def _new(self, where: str) -> _Counts:
+        out = _Counts(self.sets, self.n_bins, where)
+        out.attrs = {c: _Labels() for c in self.spec.sensitive}
+        return out
+
     def __call__(self, file: Path) -> _Counts:
-        from audit.core.adapter import PROBA_TOLERANCE
-
-        spec, sets, n_bins, max_groups, threshold = self.spec, self.sets, self.n_bins, self.max_groups, self.threshold
-        reader = _Reader(file, self.root, self.columns, spec, self.batch_rows)
-        out = _Counts(sets, n_bins, reader.where)
-        target, preds, counters = out.target, out.preds, out.counters
-        attrs = out.attrs = {c: _Labels() for c in spec.sensitive}
-        offset = 0
+        reader = _Reader(file, self.root, self.columns, self.spec, self.batch_rows)
+        out = self._new(reader.where)
         for batch in reader.batches():
-            n = batch.num_rows
-            if n == 0:
-                continue
-            cols = {name: batch.column(name) for name in batch.schema.names}
-
-            def rows_of(mask: np.ndarray, what: str, fix: str, *, _r: _Reader = reader, _o: int = offset) -> None:
-                idx = np.flatnonzero(mask)
-                raise DataValidationError(
-                    f"{what} has missing values in {_file_rows(idx, _o, _r.where)}. {fix}")
-
-            def column(name: str, *, _cols: dict = cols, _r: _Reader = reader, _n: int = n) -> Any:
-                if name in _cols:
-                    return _cols[name]
-                import pyarrow as pa
-
-                return pa.DictionaryArray.from_arrays(pa.array(np.zeros(_n, dtype=np.int32)),
-                                                      pa.array([_r.partition[name]], pa.string()))
-
-            y = target.encode(column(spec.target), on_missing=lambda m: rows_of(
-                m, f"The target column {spec.target!r}", "Drop those rows: an outcome is needed to judge the model."))
-            if spec.task == "binary" and len(target.ids) > 2:
-                raise DataValidationError(
-                    f"The target column {spec.target!r} in {reader.where} has {len(target.ids)} distinct "
-                    f"values ({_show(target.labels)}) but the task is binary. Set task = \"multiclass\" "
-                    "or map the labels to two values.")
-            raw = column(spec.predictions)
-            import pyarrow as pa
-
-            is_score = spec.task == "binary" and pa.types.is_floating(raw.type)
-            if out.scored is not None and out.scored != is_score:
-                raise DataValidationError(
-                    f"The predictions column {spec.predictions!r} holds scores (numbers with decimals) in "
-                    f"one file and labels in {reader.where}: every file must write them the same way.")
-            out.scored = is_score
-            b = s = None
-            if is_score:
-                s = raw.to_numpy(zero_copy_only=False).astype(float, copy=False)
-                bad = ~np.isfinite(s)
-                if bad.any():
-                    rows_of(bad, f"The predictions column {spec.predictions!r}",
-                            "Every audited row needs a score in [0, 1].")
-                outside = (s < -PROBA_TOLERANCE) | (s > 1 + PROBA_TOLERANCE)
-                if outside.any():
-                    idx = np.flatnonzero(outside)
-                    raise DataValidationError(
-                        f"The predictions column {spec.predictions!r} has a score outside [0, 1] "
-                        f"({float(s[idx[0]])}) in {_file_rows(idx, offset, reader.where)}. A binary "
-                        "predictions column holds the target's labels or scores in [0, 1] (probabilities "
-                        "of the positive label).")
-                s = np.clip(s, 0.0, 1.0)
-                out.only_01 = out.only_01 and bool(np.all((s == 0) | (s == 1)))
-                d = (s >= threshold).astype(np.int64)
-                b = score_bin(s, n_bins)
-            else:
-                d = preds.encode(raw, on_missing=lambda m: rows_of(
-                    m, f"The predictions column {spec.predictions!r}", "Every audited row needs a prediction."))
-                ids, first, rows = np.unique(d, return_index=True, return_counts=True)
-                for k, i, r in zip(ids.tolist(), first.tolist(), rows.tolist(), strict=True):
-                    out.pred_seen.setdefault(preds.labels[k], [reader.where, offset + i + 1, 0])[2] += r
-            codes = {}
-            for c in spec.sensitive:
-                codes[c] = attrs[c].encode(
-                    column(c), missing="missing" if spec.missing_sensitive == "group" else None,
-                    on_missing=lambda m, _c=c: rows_of(
-                        m, f"The sensitive column {_c!r}",
-                        "Fill them or drop those rows, or set missing_sensitive = \"group\" in [data] to "
-                        "audit them as an explicit \"missing\" group."))
-                _check_attribute_groups(c, attrs[c], max_groups, reader.where)
-            Y, D, B = len(target.ids), 2 if is_score else len(preds.ids), max(n_bins, 1) if is_score else 1
-            cell = (y * D + d) * B + (b if b is not None else 0)
-            for st in sets:
-                counter = counters[st.name]
-                parts, sizes = [codes[c] for c in st.columns], [len(attrs[c].ids) for c in st.columns]
-                if counter.stopped:
-                    counter.codes(parts, sizes)  # keep counting its groups only
-                    continue
-                g = counter.codes(parts, sizes)
-                if len(counter.groups) > max_groups:
-                    _check_intersection_groups(st, max_groups, reader.where)
-                    counter.stop()
-                    continue
-                counter.add(g, cell, (Y, D, B), b, s)
-            out.n_rows += n
-            offset += n
+            self._add(out, batch, reader.where, reader.partition)
             if self.progress is not None:
                 self.progress(self.before + out.n_rows)
         return out
+
+    def block(self, rows: Any, path: str) -> _Counts:
+        """The counts of ``rows`` (a ``pyarrow.Table``: a Ray Data block's rows of the file at
+        ``path``, without its partition columns), as if they were a file of their own: their
+        rows are numbered from 1 (the caller shifts them), batches of at most ``batch_rows``."""
+        file = Path(path)
+        where, partition = _where(file, self.root), _partition_values(file, self.root)
+        out = self._new(where)
+        for start in range(0, rows.num_rows, self.batch_rows):
+            self._add(out, rows.slice(start, self.batch_rows), where, partition)
+        return out
+
+    def _add(self, out: _Counts, batch: Any, where: str, partition: Mapping[str, str]) -> None:
+        """Add a batch of rows (the next ones of ``out``'s file, from row ``out.n_rows``)."""
+        from audit.core.adapter import PROBA_TOLERANCE
+
+        spec, sets, n_bins, max_groups, threshold = self.spec, self.sets, self.n_bins, self.max_groups, self.threshold
+        target, preds, counters, attrs = out.target, out.preds, out.counters, out.attrs
+        n, offset = batch.num_rows, out.n_rows
+        if n == 0:
+            return
+        cols = {name: batch.column(name) for name in batch.schema.names}
+
+        def rows_of(mask: np.ndarray, what: str, fix: str) -> None:
+            idx = np.flatnonzero(mask)
+            raise DataValidationError(
+                f"{what} has missing values in {_file_rows(idx, offset, where)}. {fix}")
+
+        def column(name: str) -> Any:
+            if name in cols:
+                return cols[name]
+            import pyarrow as pa
+
+            return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)),
+                                                  pa.array([partition[name]], pa.string()))
+
+        y = target.encode(column(spec.target), on_missing=lambda m: rows_of(
+            m, f"The target column {spec.target!r}", "Drop those rows: an outcome is needed to judge the model."))
+        if spec.task == "binary" and len(target.ids) > 2:
+            raise DataValidationError(
+                f"The target column {spec.target!r} in {where} has {len(target.ids)} distinct "
+                f"values ({_show(target.labels)}) but the task is binary. Set task = \"multiclass\" "
+                "or map the labels to two values.")
+        raw = column(spec.predictions)
+        import pyarrow as pa
+
+        is_score = spec.task == "binary" and pa.types.is_floating(raw.type)
+        if out.scored is not None and out.scored != is_score:
+            raise DataValidationError(
+                f"The predictions column {spec.predictions!r} holds scores (numbers with decimals) in "
+                f"one file and labels in {where}: every file must write them the same way.")
+        out.scored = is_score
+        b = limbs = None
+        if is_score:
+            s = raw.to_numpy(zero_copy_only=False).astype(float, copy=False)
+            bad = ~np.isfinite(s)
+            if bad.any():
+                rows_of(bad, f"The predictions column {spec.predictions!r}",
+                        "Every audited row needs a score in [0, 1].")
+            outside = (s < -PROBA_TOLERANCE) | (s > 1 + PROBA_TOLERANCE)
+            if outside.any():
+                idx = np.flatnonzero(outside)
+                raise DataValidationError(
+                    f"The predictions column {spec.predictions!r} has a score outside [0, 1] "
+                    f"({float(s[idx[0]])}) in {_file_rows(idx, offset, where)}. A binary "
+                    "predictions column holds the target's labels or scores in [0, 1] (probabilities "
+                    "of the positive label).")
+            s = np.clip(s, 0.0, 1.0)
+            out.only_01 = out.only_01 and bool(np.all((s == 0) | (s == 1)))
+            d = (s >= threshold).astype(np.int64)
+            b = score_bin(s, n_bins)
+            limbs = score_limbs(s)
+        else:
+            d = preds.encode(raw, on_missing=lambda m: rows_of(
+                m, f"The predictions column {spec.predictions!r}", "Every audited row needs a prediction."))
+            ids, first, rows = np.unique(d, return_index=True, return_counts=True)
+            for k, i, r in zip(ids.tolist(), first.tolist(), rows.tolist(), strict=True):
+                out.pred_seen.setdefault(preds.labels[k], [where, offset + i + 1, 0])[2] += r
+        codes = {}
+        for c in spec.sensitive:
+            codes[c] = attrs[c].encode(
+                column(c), missing="missing" if spec.missing_sensitive == "group" else None,
+                on_missing=lambda m, _c=c: rows_of(
+                    m, f"The sensitive column {_c!r}",
+                    "Fill them or drop those rows, or set missing_sensitive = \"group\" in [data] to "
+                    "audit them as an explicit \"missing\" group."))
+            _check_attribute_groups(c, attrs[c], max_groups, where)
+        Y, D, B = len(target.ids), 2 if is_score else len(preds.ids), max(n_bins, 1) if is_score else 1
+        cell = (y * D + d) * B + (b if b is not None else 0)
+        for st in sets:
+            counter = counters[st.name]
+            parts, sizes = [codes[c] for c in st.columns], [len(attrs[c].ids) for c in st.columns]
+            if counter.stopped:
+                counter.codes(parts, sizes)  # keep counting its groups only
+                continue
+            g = counter.codes(parts, sizes)
+            if len(counter.groups) > max_groups:
+                _check_intersection_groups(st, max_groups, where)
+                counter.stop()
+                continue
+            counter.add(g, cell, (Y, D, B), b, limbs)
+        out.n_rows += n
 
 
 def _file_rows(idx: np.ndarray, offset: int, where: str) -> str:
@@ -563,7 +696,7 @@ def _file_rows(idx: np.ndarray, offset: int, where: str) -> str:
     "row 1,005 of 'part-0.parquet' (and 1 more in the same batch of rows; rows counted from 1, the header not counted)"
     """
     more = f" (and {idx.size - 1:,} more in the same batch of rows; " if idx.size > 1 else " ("
-    return f"row {int(idx[0]) + offset + 1:,} of {where}{more}rows counted from 1, the header not counted)"
+    return f"row {int(idx[0]) + offset + 1:,} of {where}{more}{ROWS_COUNTED})"
 
 
 def _scores_are_labels(only_01: bool, target: _Labels) -> bool:
@@ -643,7 +776,7 @@ def _finish(root: Path, files: list[Path], spec: DatasetSpec, sets: Sequence[Att
                 out[:, y_code[yi], d_code[di]] += hist[:, yi, di]
         levels = [names[i] for i in order]
         if scored and not as_labels:
-            table = GroupTable.from_histogram(levels, out, c.ssum[order])
+            table = GroupTable.from_histogram(levels, out, limb_sums_to_float(c.ssum[order]))
         else:
             table = GroupTable(tuple(levels), out.sum(axis=-1).reshape(G, K * K))
         tables[st.name] = table

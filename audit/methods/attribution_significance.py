@@ -413,14 +413,13 @@ class AttributionSignificance(AuditMethod[AttributionSignificanceConfig, Attribu
 
     def findings(self, result: AttributionSignificanceResult, config: AttributionSignificanceConfig) -> list[Finding]:
         out: list[Finding] = []
-        cost = result._seconds.get("retraining") if result._seconds else None
         for g in result.groupings:
             tests = [t for t in result.tests if t.grouping == g]
             sig = sorted((t for t in tests if t.significant), key=lambda t: t.p)
             out.append(Finding(
                 "info",
                 f"Attribution randomization test ({result.n_null_used} networks retrained from θ₀ on "
-                f"permuted outcomes{f', {cost:.0f} s' if cost is not None else ''}): mean |IG| exceeds "
+                "permuted outcomes): mean |IG| exceeds "
                 f"the null for {result.n_significant_bh[g]} of {len(tests)} {plural(g)} after "
                 f"Benjamini–Hochberg at {result.alpha:g} ({result.n_significant_maxt[g]} after max-T)"
                 + (f", e.g. {', '.join(t.group for t in sig[:3])}" if sig else "")

@@ -56,8 +56,11 @@ from audit.stats.multiplicity import holm
 
 _WHERE = "[methods.counterfactuals]"
 # Rows per chunk of audit.execution.map, each chunk searched with its own random stream: a fixed
-# size, so the shards depend on the number of rows searched alone, never on the workers.
-_SHARD = 100
+# size, so the shards depend on the number of rows searched alone, never on the workers. Each
+# step of the search has a fixed cost (~2 ms) beside its per-row cost (~12 µs), so small shards
+# cost time: 1,000 Adult rows took 5.7 s in shards of 100 and 3.9 s in shards of 500 against
+# 3.6 s in one (benchmarks/counterfactuals.py --only adult, load 1.5, 2 cores).
+_SHARD = 500
 
 
 @dataclass(frozen=True)
@@ -321,6 +324,7 @@ class Counterfactuals(AuditMethod[CounterfactualsConfig, CounterfactualsResult])
             model.require("gradients", "The gradient counterfactual search")
         n = rows.size
         stream = int(ctx.rng.integers(2**31 - 1))
+        size = _SHARD  # travels with the chunk function to a worker
 
         def shard(r: range) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], int, int]:
             """Every search round of rows ``r`` (rows are searched independently of each other),
@@ -329,14 +333,14 @@ class Counterfactuals(AuditMethod[CounterfactualsConfig, CounterfactualsResult])
             scorer = Scorer(model, space, target)
             out = self._rounds(space, model, scorer, target, num0[part], cat0[part], lo[part], hi[part],
                                [m[part] for m in masks], feasible[part], ref_num, config,
-                               chunk_rng(stream, r.start // _SHARD), use_gradient)
+                               chunk_rng(stream, r.start // size), use_gradient)
             return (*out, scorer.n_scored)
 
         from audit import execution
 
-        shards = execution.split_by(n, _SHARD)
+        shards = execution.split_by(n, size)
         parts = execution.map(shard, shards, n_jobs=1, prefer="threads",
-                              progress=lambda d, t: ctx.progress(min(n, d * _SHARD), n))
+                              progress=lambda d, t: ctx.progress(min(n, d * size), n))
         rounds = range(config.n_counterfactuals if parts else 0)
         # round by round, rows in order (as one batch of every row would give them)
         cf_row = [np.concatenate([p[0][k] + r.start for p, r in zip(parts, shards, strict=True)]) for k in rounds]

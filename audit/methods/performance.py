@@ -24,7 +24,7 @@ listed as "needs scores" rather than left out. Log loss clips probabilities to
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -58,6 +58,11 @@ NEEDS_SCORES = "needs scores (probabilities); these predictions are labels only"
 MIN_PER_CLASS = 10
 EXACT = "Clopper–Pearson (exact)"
 MOVER = "Newcombe MOVER interval of TPR − FPR (Clopper–Pearson limits), mapped to (1 + d) / 2"
+#: The metrics with an interval, per task: what a ``[gate]`` rule ``"performance.<metric>"`` may
+#: name (ECE has no interval: binned ECE is biased upward; its calibration test is in the report).
+INTERVAL_METRICS = {"binary": ("accuracy", "balanced_accuracy", "auc", "log_loss", "brier"),
+                    "multiclass": ("accuracy", "balanced_accuracy", "auc", "log_loss", "brier"),
+                    "regression": ("r2", "rmse", "mae", "mean_error")}
 
 
 @dataclass(frozen=True)
@@ -111,6 +116,14 @@ class PerformanceResult(MethodResult):
     notes: tuple[str, ...] = ()
     #: Monte Carlo test of calibration behind the ECE row (None without scores or n_bootstrap = 0).
     calibration: CalibrationTest | None = None
+    #: metric -> its interval at another confidence (the gate's Bonferroni correction across rules)
+    _bounds: Mapping[str, Callable[[float], tuple[float | None, float | None]]] = field(default_factory=dict)
+
+    def interval_at(self, metric: str, confidence: float) -> tuple[float | None, float | None]:
+        """The interval of ``metric`` at another ``confidence``, built the same way (exact,
+        MOVER or the same bootstrap resamples); ``(None, None)`` when it has none."""
+        at = self._bounds.get(metric)
+        return at(confidence) if at is not None else (None, None)
 
 
 @dataclass
@@ -123,10 +136,15 @@ class _Table:
     unreliable: dict[str, str] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
     score_metrics: list[str] = field(default_factory=list)
+    bounds: dict[str, Callable[[float], tuple[float | None, float | None]]] = field(default_factory=dict)
 
-    def add(self, key: str, label: str, value: float | None, lower: float | None = None,
-            upper: float | None = None, method: str | None = None, *, undefined: str | None = None,
-            unreliable: str | None = None, needs_scores: bool = False) -> None:
+    def add(self, key: str, label: str, value: float | None, interval: Callable[[float], tuple[Any, Any]] | None = None,
+            method: str | None = None, *, undefined: str | None = None, unreliable: str | None = None,
+            needs_scores: bool = False) -> None:
+        """``interval(confidence)``: the metric's (lower, upper) at any level (None: no interval)."""
+        if interval is not None:
+            self.bounds[key] = lambda c: tuple(_f(v) for v in interval(c))  # type: ignore[return-value]
+        lower, upper = self.bounds[key](self.confidence) if interval is not None else (None, None)
         e = Estimate.of(value, lower, upper, level=self.confidence, method=method, undefined_reason=undefined)
         self.metrics[key] = e
         self.labels[key] = label
@@ -178,7 +196,7 @@ class Performance(AuditMethod[PerformanceConfig, PerformanceResult]):
         return PerformanceResult(data.task, int(len(y)), config.confidence, config.n_bootstrap,
                                  config.calibration_bins, scores is not None, table.metrics, table.labels,
                                  table.unreliable, table.notes, tuple(table.score_metrics), positive,
-                                 tuple(notes), cal)
+                                 tuple(notes), cal, table.bounds)
 
     def figures(self, result: PerformanceResult, data: AuditData) -> dict[str, Any]:
         """The metrics on a 0–1 scale (R² for regression) as points with their intervals."""
@@ -229,11 +247,19 @@ class Performance(AuditMethod[PerformanceConfig, PerformanceResult]):
 # --------------------------------------------------------------------------------------------
 
 
-def _interval(samples: np.ndarray | None, confidence: float) -> tuple[float | None, float | None]:
+def _percentile(samples: np.ndarray | None) -> Callable[[float], tuple[float, float]] | None:
+    """The percentile interval of ``samples`` at any level (None without resamples)."""
     if samples is None:
-        return None, None
-    lo, hi = percentile_interval(np.asarray(samples, dtype=float), confidence)
-    return _f(lo), _f(hi)
+        return None
+    return lambda level: percentile_interval(np.asarray(samples, dtype=float), level)
+
+
+def _exact(k: int, n: int) -> Callable[[float], tuple[float, float]]:
+    """The Clopper–Pearson interval of the proportion k / n at any level."""
+    def at(level: float) -> tuple[float, float]:
+        lo, hi = group_interval(np.array([k]), np.array([n]), level, "clopper-pearson")
+        return lo[0], hi[0]
+    return at
 
 
 def _boot_text(B: int) -> str:
@@ -244,15 +270,15 @@ def _binary(out: _Table, y: np.ndarray, yhat: np.ndarray, s: np.ndarray | None, 
             rng: np.random.Generator) -> CalibrationTest | None:
     n = y.size
     tn, fp, fn, tp = (int(v) for v in confusion_cells(y, yhat, np.zeros(n, dtype=np.int64), 1)[0])
-    c = config.confidence
-    lo, hi = group_interval(np.array([tp + tn]), np.array([n]), c, "clopper-pearson")
-    out.add("accuracy", "accuracy", _f((tp + tn) / n), _f(lo[0]), _f(hi[0]), EXACT)
+    out.add("accuracy", "accuracy", _f((tp + tn) / n), _exact(tp + tn, n), EXACT)
     pos, neg = tp + fn, tn + fp
     if pos and neg:
-        d_lo, d_hi = newcombe_difference(np.array([tp]), np.array([pos]), np.array([fp]), np.array([neg]),
-                                         c, limits=MOVER_LIMITS)
-        out.add("balanced_accuracy", "balanced accuracy", _f((1 + tp / pos - fp / neg) / 2),
-                _f((1 + d_lo[0]) / 2), _f((1 + d_hi[0]) / 2), MOVER)
+        def mover(level: float) -> tuple[float, float]:
+            d_lo, d_hi = newcombe_difference(np.array([tp]), np.array([pos]), np.array([fp]), np.array([neg]),
+                                             level, limits=MOVER_LIMITS)
+            return (1 + d_lo[0]) / 2, (1 + d_hi[0]) / 2
+
+        out.add("balanced_accuracy", "balanced accuracy", _f((1 + tp / pos - fp / neg) / 2), mover, MOVER)
     else:
         out.add("balanced_accuracy", "balanced accuracy", None,
                 undefined="needs both positive and negative outcomes")
@@ -287,8 +313,7 @@ def _binary(out: _Table, y: np.ndarray, yhat: np.ndarray, s: np.ndarray | None, 
         boot["log_loss"], boot["brier"] = loss_b[:, 0], loss_b[:, 1]
     caution = _few_rows(n, min(pos, neg), "positive or negative outcomes")
     for k, label in labels.items():
-        lo_, hi_ = _interval(boot[k], config.confidence)
-        out.add(k, label, point[k], lo_, hi_, _boot_text(B),
+        out.add(k, label, point[k], _percentile(boot[k]), _boot_text(B),
                 undefined="needs both positive and negative outcomes", unreliable=caution, needs_scores=True)
     return _calibration_test(out, s, y, config, rng)
 
@@ -318,11 +343,9 @@ def _multiclass(out: _Table, y: np.ndarray, yhat: np.ndarray, K: int, P: np.ndar
                 config: PerformanceConfig, rng: np.random.Generator) -> CalibrationTest | None:
     n = y.size
     K = max(K, int(max(y.max(initial=0), yhat.max(initial=0))) + 1)
-    c = config.confidence
     cells = confusion_cells(y, yhat, np.zeros(n, dtype=np.int64), 1, K)
     correct = int(np.sum(y == yhat))
-    lo, hi = group_interval(np.array([correct]), np.array([n]), c, "clopper-pearson")
-    out.add("accuracy", "accuracy", _f(correct / n), _f(lo[0]), _f(hi[0]), EXACT)
+    out.add("accuracy", "accuracy", _f(correct / n), _exact(correct, n), EXACT)
 
     def balanced(cc: np.ndarray) -> np.ndarray:
         m = cc.reshape(*cc.shape[:-1], K, K).astype(float)
@@ -334,8 +357,7 @@ def _multiclass(out: _Table, y: np.ndarray, yhat: np.ndarray, K: int, P: np.ndar
 
     B = config.n_bootstrap
     ba_boot = balanced(bootstrap_cells(cells, B, rng)[:, 0]) if B else None
-    ba_lo, ba_hi = _interval(ba_boot, c)
-    out.add("balanced_accuracy", "balanced accuracy (mean recall)", _f(balanced(cells[0])), ba_lo, ba_hi,
+    out.add("balanced_accuracy", "balanced accuracy (mean recall)", _f(balanced(cells[0])), _percentile(ba_boot),
             "percentile bootstrap of the confusion counts")
     labels = {"auc": "macro one-vs-rest ROC AUC", "log_loss": "log loss", "brier": "Brier score (multiclass)",
               "ece": f"top-label expected calibration error ({config.calibration_bins} equal-width bins)"}
@@ -375,8 +397,7 @@ def _multiclass(out: _Table, y: np.ndarray, yhat: np.ndarray, K: int, P: np.ndar
     present = np.bincount(y, minlength=P.shape[1])
     caution = _few_rows(n, int(present[present > 0].min()), "outcomes")
     for k, label in labels.items():
-        lo_, hi_ = _interval(boot[k], c)
-        out.add(k, label, point[k], lo_, hi_, _boot_text(B),
+        out.add(k, label, point[k], _percentile(boot[k]), _boot_text(B),
                 undefined="needs at least one class with both its rows and others", unreliable=caution,
                 needs_scores=True)
     return _calibration_test(out, conf_top, hit, config, rng)
@@ -399,8 +420,8 @@ def _regression(out: _Table, y: np.ndarray, yhat: np.ndarray, config: Performanc
     boot = metrics(bootstrap_means(cols, B, rng)) if B else None
     labels = {"r2": "R²", "rmse": "RMSE", "mae": "MAE", "mean_error": "mean error (prediction − true)"}
     for k, label in labels.items():
-        lo, hi = _interval(boot[k] if boot else None, config.confidence)
-        out.add(k, label, _f(point[k][0]), lo, hi, _boot_text(B), undefined="the outcome is constant on these rows")
+        out.add(k, label, _f(point[k][0]), _percentile(boot[k] if boot else None), _boot_text(B),
+                undefined="the outcome is constant on these rows")
 
 
 __all__ = ["Performance", "PerformanceConfig", "PerformanceResult"]

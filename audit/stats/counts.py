@@ -35,6 +35,12 @@ from audit.stats.bootstrap import auc_from_cells
 
 #: Default score bins of the histograms (resolution 0.001 on the probability scale).
 DEFAULT_SCORE_BINS = 1000
+#: Exact score sums: each score in [0, 1] is cut into this many integer limbs of ``LIMB_BITS``
+#: bits (104 bits after the point: every double at or above 2^-51 exactly, smaller ones to 2^-104).
+SUM_LIMBS, LIMB_BITS = 4, 26
+#: Most rows one :func:`sum_limbs` call may add: a bin's limb sum stays below 2^53, where a
+#: float64 ``bincount`` is still exact.
+SUM_ROWS = 1 << 26
 
 
 def score_bin(scores: np.ndarray, n_bins: int) -> np.ndarray:
@@ -49,6 +55,55 @@ def score_bin(scores: np.ndarray, n_bins: int) -> np.ndarray:
     if not np.isfinite(s).all():  # readers refuse them with the rows; NaN would land in bin 0
         raise ValueError("a score to bin is NaN or infinite")
     return np.clip((s * n_bins).astype(np.int64), 0, n_bins - 1)
+
+
+def score_limbs(scores: np.ndarray) -> np.ndarray:
+    """Scores in [0, 1] as ``(SUM_LIMBS, n)`` integer limbs (held in float64):
+    ``s = sum_j limb_j * 2^(-LIMB_BITS * (j + 1))``, exact for every score at or above 2^-51
+    (smaller ones cut at 2^-104). Each step is exact: a scaling by a power of two, a floor, a
+    fraction."""
+    s = np.asarray(scores, dtype=float)
+    out = np.empty((SUM_LIMBS, s.size))
+    scale = float(1 << LIMB_BITS)
+    for j in range(SUM_LIMBS):
+        s = s * scale
+        out[j] = np.floor(s)
+        s = s - out[j]
+    return out
+
+
+def sum_limbs(index: np.ndarray, limbs: np.ndarray, size: int) -> np.ndarray:
+    """Exact sums of scores (their :func:`score_limbs`) by ``index`` (``0 <= index < size``):
+    ``(size, SUM_LIMBS)`` int64.
+
+    Integer limbs add exactly in any order, so the sums of any split of the rows (batches,
+    files, Ray Data blocks) add up to the same bits, unlike float sums; :func:`limb_sums_to_float`
+    rounds them once. A cell's limbs overflow only past 2^37 rows (1.4e11).
+
+    Examples
+    --------
+    >>> s = np.full(10, 0.1)
+    >>> float(limb_sums_to_float(sum_limbs(np.zeros(10, dtype=np.int64), score_limbs(s), 1))[0]), float(np.cumsum(s)[-1])
+    (1.0, 0.9999999999999999)
+    """
+    if limbs.shape[1] > SUM_ROWS:
+        raise ValueError(f"at most {SUM_ROWS} rows per exact score sum")
+    return np.stack([np.bincount(index, weights=limb, minlength=size) for limb in limbs],
+                    axis=1).astype(np.int64)
+
+
+def limb_sums_to_float(parts: np.ndarray) -> np.ndarray:
+    """The float64 nearest to each exact limb sum of :func:`sum_limbs` (shape ``(..., SUM_LIMBS)``)."""
+    parts = np.asarray(parts, dtype=np.int64)
+    flat = parts.reshape(-1, SUM_LIMBS)
+    out = np.zeros(len(flat))
+    unit = 1 << (LIMB_BITS * SUM_LIMBS)
+    for i in np.flatnonzero(flat.any(axis=1)).tolist():
+        total = 0
+        for limb in flat[i].tolist():
+            total = (total << LIMB_BITS) + limb
+        out[i] = total / unit  # int / int is correctly rounded
+    return out.reshape(parts.shape[:-1])
 
 
 @dataclass(frozen=True)
@@ -219,7 +274,10 @@ __all__ = [
     "bootstrap_histogram_auc",
     "calibration_bins",
     "histogram_auc",
+    "limb_sums_to_float",
     "sample_rows",
     "score_bin",
+    "score_limbs",
+    "sum_limbs",
     "threshold_rates",
 ]

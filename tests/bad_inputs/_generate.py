@@ -159,21 +159,21 @@ def cases() -> dict[str, dict]:
             "audit.toml": toml_with(('path = "data.csv"', 'path = "data.parquet"'))})
 
     # ---- missing and non-finite values ---------------------------------------------------
-    case("nan_in_feature", err("In 'data.csv'", "'age'", "missing", "1 row(s)", "data row 7", "Impute or drop"),
+    case("nan_in_feature", err("In 'data.csv'", "'age'", "missing", "1 row(s)", "first at row 8 (rows counted from 1, the header not counted)", "Impute or drop"),
          **{"data.csv": replace_cell("age", 7, "")})
-    case("nan_text_in_feature", err("In 'data.csv'", "'hours'", "'NaN'", "missing-value markers", "na_values", "data row 2"),
+    case("nan_text_in_feature", err("In 'data.csv'", "'hours'", "'NaN'", "missing-value markers", "na_values", "first at row 3 (rows counted from 1, the header not counted)"),
          **{"data.csv": replace_cell("hours", 2, "NaN")})
-    case("inf_in_feature", err("In 'data.csv'", "'hours'", "infinite", "data row 4"),
+    case("inf_in_feature", err("In 'data.csv'", "'hours'", "infinite", "first at row 5 (rows counted from 1, the header not counted)"),
          **{"data.csv": replace_cell("hours", 4, "inf")})
-    case("nan_in_target", err("target column 'income'", "missing", "data row 9", "Drop those rows"),
+    case("nan_in_target", err("target column 'income'", "missing", "first at row 10 (rows counted from 1, the header not counted)", "Drop those rows"),
          **{"data.csv": replace_cell("income", 9, "")})
-    case("nan_in_sensitive", err("sensitive column 'sex'", "missing", "data row 0"),
+    case("nan_in_sensitive", err("sensitive column 'sex'", "missing", "first at row 1 (rows counted from 1, the header not counted)"),
          **{"data.csv": replace_cell("sex", 0, "")})
-    case("nan_in_categorical_feature", err("In 'data.csv'", "'job'", "missing values", "data row 11"),
+    case("nan_in_categorical_feature", err("In 'data.csv'", "'job'", "missing values", "first at row 12 (rows counted from 1, the header not counted)"),
          **{"data.csv": replace_cell("job", 11, "")})
 
     # ---- values the model or the config cannot take ---------------------------------------
-    case("unseen_category", err("In 'data.csv'", "'job'", "'pilot'", "encoding does not know", "data row 3"),
+    case("unseen_category", err("In 'data.csv'", "'job'", "'pilot'", "encoding does not know", "first at row 4 (rows counted from 1, the header not counted)"),
          **{"data.csv": replace_cell("job", 3, "pilot")})
     case("numbers_with_thousands_separators", err("In 'data.csv'", "'hours'", "thousands separators", "3 row(s)"),
          **{"data.csv": map_column("hours", lambda r, v: '"1,040.5"' if r < 3 else v)})
@@ -497,7 +497,7 @@ def trust_boundary_cases(case, err, ok) -> None:
         f"{d},{i % 7}.5,{i % 5}.0\n" for i, d in enumerate(
             [f"2000-{m:02d}-01" for m in range(1, 13)] + ["2001-13-01"] + [f"2002-{m:02d}-01" for m in range(1, 6)]))
     case("sequence_time_unparsable",
-         err("time column 'date'", "series.csv", "'2001-13-01'", "data row 12", "sort in time order"),
+         err("time column 'date'", "series.csv", "'2001-13-01'", "first at row 13 (rows counted from 1, the header not counted)", "sort in time order"),
          **{"series.csv": series,
             "audit.toml": toml_with(('path = "data.csv"', 'path = "series.csv"\nmodality = "sequence"\n'
                                      'time_column = "date"\nwindow = 3'),
@@ -576,10 +576,10 @@ def red_team_cases(case, err, ok) -> None:
                                                for f in enc["features"]]})
 
     case("encoded_value_overflows_float32",
-         err("In 'data.csv'", "'hours'", "overflow", "float32", "'1e+308'", "data row 4", "fix or drop"),
+         err("In 'data.csv'", "'hours'", "overflow", "float32", "'1e+308'", "first at row 5 (rows counted from 1, the header not counted)", "fix or drop"),
          **{"data.csv": replace_cell("hours", 4, "1e308")})
     case("encoded_value_overflows_float32_negative",
-         err("In 'data.csv'", "'hours'", "overflow", "'-1e+300'", "data row 6"),
+         err("In 'data.csv'", "'hours'", "overflow", "'-1e+300'", "first at row 7 (rows counted from 1, the header not counted)"),
          **{"data.csv": replace_cell("hours", 6, "-1e300")})
     case("encoding_scale_tiny_overflows_float32",
          err("In 'data.csv'", "'hours'", "overflow", "scale 1e-300", "120 row(s)", "center/scale"),
@@ -628,7 +628,7 @@ def red_team_cases(case, err, ok) -> None:
             "audit.toml": PREDICTIONS_TOML})
     # (d) no model: the messages do not speak of a model or an encoding
     case("predictions_only_infinite_score",
-         err("predictions column 'score'", "'data.csv'", "infinite", "data row 3", "finite prediction"),
+         err("predictions column 'score'", "'data.csv'", "infinite", "first at row 4 (rows counted from 1, the header not counted)", "finite prediction"),
          _methods="fairness",
          **{"data.csv": predictions_csv(lambda r: "inf" if r == 3 else "0.5"), "audit.toml": PREDICTIONS_TOML})
     case("predictions_only_hex_score",
