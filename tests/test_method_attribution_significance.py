@@ -93,6 +93,39 @@ def test_batched_lstm_calls_awaiting_their_backward_keep_their_own_buffers():
             torch.testing.assert_close(p[k].grad, ref[k], rtol=1e-5, atol=1e-6)
 
 
+class HeadsLSTM(nn.Module):
+    """An LSTM whose head reads its output sequence in one of several ways."""
+
+    def __init__(self, read: str) -> None:
+        super().__init__()
+        self.read = read
+        self.lstm = nn.LSTM(2, 4, batch_first=True)
+        self.head = nn.Linear(4, 1)
+
+    def forward(self, x):
+        out, (h_n, _) = self.lstm(x)
+        if self.read == "last":
+            return self.head(out[:, -1])
+        if self.read == "last_and_first":
+            return self.head(out[:, -1] + out[:, 0])
+        if self.read == "second_last":
+            return self.head(out[:, -2, :])
+        return self.head(h_n[-1])
+
+
+@pytest.mark.parametrize("read", ["last", "last_and_first", "second_last", "h_n"])
+def test_batched_lstm_reading_its_last_step_apart_equals_the_module(read):
+    """The traced LSTM hands the last step over apart (its gradient skips the other steps); every
+    way a head reads the sequence must still equal the module's outputs and gradients (the probe
+    of batched_module checks both, on shared and per-network inputs, else it falls back)."""
+    from audit.train.functional import batched_module
+
+    torch.manual_seed(0)
+    net = HeadsLSTM(read)
+    theta0 = {k: v.clone() for k, v in net.state_dict().items()}
+    assert batched_module(net, theta0, torch.randn(5, 4, 2)).mode == "graph"
+
+
 def _sequence_case(n: int, planted: bool, seed: int):
     """A tiny LSTM on (n, 4, 2) windows; y depends on feature a at the last lag when planted."""
     from audit.core.dataset import DatasetSpec

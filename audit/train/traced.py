@@ -55,6 +55,31 @@ class _Net:
         self.t = t
 
 
+class _Sequence(_Net):
+    """An LSTM's output sequence ``(B, N, T, H)`` or ``(B, T, N, H)`` with its last step kept apart
+    as ``(B, N, H)``: indexing the last step (``out[:, -1]``, the usual head) takes it without
+    a gradient for every step (a zero fill and a copy of T steps, and T additions, per backward)."""
+
+    __slots__ = ("last", "time_dim", "steps")
+
+    def __init__(self, t: Any, last: Any, time_dim: int, steps: int) -> None:
+        super().__init__(t)
+        self.last, self.time_dim, self.steps = last, time_dim, steps
+
+    def last_step(self, idx: tuple) -> Any:
+        """The last step when ``idx`` (in the module's coordinates, no network axis) selects it
+        and nothing else, else None."""
+        if len(idx) <= self.time_dim or len(idx) > 3:
+            return None
+        for d, i in enumerate(idx):
+            if d == self.time_dim:
+                if isinstance(i, bool) or not isinstance(i, int) or i not in (-1, self.steps - 1):
+                    return None
+            elif i != slice(None):
+                return None
+        return self.last
+
+
 class _Maps:
     """Convolution feature maps of ``B`` networks as the channels of one batch: ``(N, B*C, H, W)``."""
 
@@ -126,7 +151,7 @@ def _lstm_function() -> Any:
         """One LSTM layer of ``B`` networks with a zero initial state. ``x`` (B, T, N, F) (may be a
         broadcast view), ``W`` (B, 4H, F+1+H) = ``[W_ih | b_ih + b_hh | W_hh]`` with the gates in
         the order i, f, o, g (sigmoid gates first: one sigmoid over 3H rows, one tanh over H).
-        Returns every hidden state as ``(T, B, H, N)``.
+        Returns every hidden state as ``(T, B, H, N)`` and the last one apart as ``(B, H, N)``.
 
         Everything is kept feature-major, ``(B, features, N)``: each step's gates are one batched
         product ``W [x_t; 1; h_{t-1}]`` (the column block kept in one buffer ``z``, into which each
@@ -157,20 +182,25 @@ def _lstm_function() -> Any:
                 torch.mul(o, tc, out=h)
                 torch.addcmul(o, h, tc, value=-1.0, out=otc)   # o (1 - tanh(c)^2), dc's factor
             hs = ws.z[:, F + 1:, 1:].permute(2, 0, 1, 3).contiguous()
+            last = ws.z[:, F + 1:, T].clone()
+            ctx.set_materialize_grads(False)             # an output nobody used has no gradient
             if keep:
                 ctx.save_for_backward(W)
                 ctx.ws, ctx.x_grad = ws, ctx.needs_input_grad[0]
             else:
                 _give(free, ws)
-            return hs
+            return hs, last
 
         @staticmethod
-        def backward(ctx: Any, dhs: Any) -> Any:
+        def backward(ctx: Any, dhs: Any, dlast: Any) -> Any:
             (W,) = ctx.saved_tensors
             ws, ctx.ws = ctx.ws, None
             if ws is None:
                 raise RuntimeError("The batched LSTM's backward can run once per forward "
                                    "(retain_graph is not supported).")
+            if dhs is None and dlast is None:
+                _give(free, ws)
+                return None, None, None
             T, B, G, N = ws.acts.shape
             H = G // 4
             K = W.shape[2]
@@ -178,13 +208,16 @@ def _lstm_function() -> Any:
             dh, dc = ws.dh, ws.dc
             # the gradient arrives in its consumer's layout (e.g. (B, T, N, H) strides): one copy
             # makes every step's slice contiguous
-            dhs = dhs.contiguous()
+            dhs = dhs.contiguous() if dhs is not None else None
             W_hT = W[:, :, F + 1:].transpose(1, 2)                          # (B, H, 4H)
             for t in range(T - 1, -1, -1):
                 d, d_i, d_f, d_o, d_g, i, f, g, c_prev, tc, otc, da = ws.backward_views[t]
                 if t == T - 1:
-                    dh.copy_(dhs[t])
-                else:
+                    if dhs is None:
+                        dh.copy_(dlast)
+                    else:
+                        torch.add(dhs[t], dlast, out=dh) if dlast is not None else dh.copy_(dhs[t])
+                elif dhs is not None:
                     dh.add_(dhs[t])
                 torch.mul(dh, tc, out=d_o)
                 if t == T - 1:
@@ -324,12 +357,13 @@ def batched_lstm(lstm: Any, name: str, params: dict[str, Any], x: Any, B: int) -
         # gates reordered i, f, g, o -> i, f, o, g; autograd maps the gradient back
         W = torch.cat([W_ih, bias[..., None], W_hh], dim=2).index_select(1, _gate_rows(H, W_ih.device))
         keep = torch.is_grad_enabled() and (W.requires_grad or seq.requires_grad)
-        hs = _LSTM_FN.apply(seq, W, keep)                               # (T, B, H, N)
+        hs, last = _LSTM_FN.apply(seq, W, keep)                         # (T, B, H, N), (B, H, N)
         seq = hs.permute(1, 0, 3, 2)                                    # (B, T, N, H)
-        hs_last.append(hs[-1].transpose(1, 2))
+        hs_last.append(last.transpose(1, 2))
     out = hs.permute(1, 3, 0, 2) if lstm.batch_first else hs.permute(1, 0, 3, 2)   # (B, N, T, H) / (B, T, N, H)
     h_n = torch.stack(hs_last, dim=1)                                   # (B, L, N, H)
-    return _Net(out), (_Net(h_n), _CellUnavailable())
+    return (_Sequence(out, hs_last[-1], 1 if lstm.batch_first else 0, seq.shape[1]),
+            (_Net(h_n), _CellUnavailable()))
 
 
 def _gate_rows(H: int, device: Any) -> Any:
@@ -536,7 +570,8 @@ class TracedBatched:
             if any(isinstance(i, (_Net, _Maps)) or not isinstance(i, (int, slice, type(None), type(Ellipsis)))
                    for i in idx):
                 raise Unsupported("advanced indexing")
-            return _Net(t[(slice(None), *idx)])
+            last = x.last_step(idx) if isinstance(x, _Sequence) else None
+            return _Net(last if last is not None else t[(slice(None), *idx)])
         name = fn if node.op == "call_method" else getattr(fn, "__name__", "")
         if fn in (torch.flatten,) or (node.op == "call_method" and fn == "flatten"):
             start = args[1] if len(args) > 1 else kwargs.get("start_dim", 0)
