@@ -113,18 +113,26 @@ def _import(example: str, cls: str):
 
 def matmul_rate(threads: int, n: int = 1024, repeats: int = 7) -> float:
     """Best fp32 GFLOP/s of an n x n matmul on ``threads`` torch threads."""
+    return matmul_rates(threads, n, repeats)[0]
+
+
+def matmul_rates(threads: int, n: int = 1024, repeats: int = 7) -> tuple[float, float]:
+    """Best fp32 GFLOP/s of an n x n matmul on ``threads`` torch threads, by wall time and per
+    core by CPU time (this process's user + system seconds, which other processes' load
+    inflates much less than the wall clock)."""
     prev = torch.get_num_threads()
     torch.set_num_threads(threads)
     a, b = torch.randn(n, n), torch.randn(n, n)
     a @ b
-    best = float("inf")
+    best, best_cpu = float("inf"), float("inf")
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for _ in range(5):
             a @ b
         best = min(best, (time.perf_counter() - t0) / 5)
+        best_cpu = min(best_cpu, (time.process_time() - c0) / 5)
     torch.set_num_threads(prev)
-    return 2 * n ** 3 / best / 1e9
+    return 2 * n ** 3 / best / 1e9, 2 * n ** 3 / best_cpu / 1e9
 
 
 def cnn_flops_per_sample(net: torch.nn.Module, shape: tuple[int, ...]) -> int:
@@ -292,34 +300,40 @@ def run_case(case: dict, B: int, units: int, workers: int, seq_networks: int, ra
     k = min(seq_networks, B)
     # warm-up outside the timing (first-call allocations, tracing)
     train_functional(case["net"], case["theta0"], case["X"], Y[:2], dataclasses.replace(recipe, epochs=1), n_workers=1)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     seq = _sequential(case, recipe, Y, list(range(k)), workers)
     t_seq = (time.perf_counter() - t0) * B / k
-    # the one-off set-up of a batched run (tracing, the probe against the module) is timed on its
-    # own: it is paid once, not once per timed epoch, so it is left out of the scaling. Timed
-    # before and after, the smaller of the two: load only ever inflates it, and subtracting an
-    # inflated set-up could leave less than the training took (or a negative time).
+    cpu_seq = (time.process_time() - c0) * B / k
+    # the one-off set-up of a batched run (tracing, the probe against the module) is paid once,
+    # not once per timed epoch, so it is left out of the scaling: timed where train_functional
+    # calls it, in the same run (a separate timing, under load, could exceed the whole run)
+    import audit.train.functional as functional
+
     setups = []
 
-    def time_setup() -> None:
-        t0 = time.perf_counter()
-        batched_module(case["net"], case["theta0"], case["X"][:4])
-        setups.append(time.perf_counter() - t0)
+    def timed_setup(*a, **kw):
+        t0, c0 = time.perf_counter(), time.process_time()
+        try:
+            return batched_module(*a, **kw)
+        finally:
+            setups.append((time.perf_counter() - t0, time.process_time() - c0))
 
-    time_setup()
-    t0 = time.perf_counter()
-    fit = train_functional(case["net"], case["theta0"], case["X"], Y, recipe, n_workers=workers)
-    t_total = time.perf_counter() - t0
-    time_setup()
-    setup = min(setups)
-    t_bat = t_total - setup
+    functional.batched_module = timed_setup
+    try:
+        t0, c0 = time.perf_counter(), time.process_time()
+        fit = train_functional(case["net"], case["theta0"], case["X"], Y, recipe, n_workers=workers)
+        t_total, cpu_total = time.perf_counter() - t0, time.process_time() - c0
+    finally:
+        functional.batched_module = batched_module
+    setup, cpu_setup = map(sum, zip(*setups))
+    t_bat, cpu_bat = t_total - setup, cpu_total - cpu_setup
     diff = max(float((fit.params[n][b] - seq[b][n]).abs().max()) for b in range(k) for n in seq[b])
     flops = case["flops_per_epoch"] * units * B
     # the second floor: the model's own products, batched over a block, one thread per worker
     rows = case["X"][: case["recipe"].step_rows(len(case["X"]))]
     srate = shape_rate(products(case["net"], rows), block_size(B)) * workers
     return {"sequential_s": t_seq, "batched_s": t_bat, "floor_s": flops / (rate * 1e9), "flops": flops,
-            "shape_floor_s": flops / (srate * 1e9), "shape_rate": srate,
+            "shape_floor_s": flops / (srate * 1e9), "shape_rate": srate, "cpu_seq": cpu_seq, "cpu_bat": cpu_bat,
             "mode": fit.mode, "max_param_diff": diff, "seq_timed": k, "setup_s": setup}
 
 
@@ -412,30 +426,39 @@ def main() -> None:
               f"{per_net / 1e9:.2f} GFLOP; timed {units} of {full} {case['unit']} (full schedule = x{k:g})")
         for _ in range(args.repeats):
             for B in Bs:
-                rate = matmul_rate(args.workers)       # the floor from the rate just before this case
+                rate, core = matmul_rates(args.workers)  # the floor from the rate just before this case
                 r = run_case(case, B, units, args.workers, args.seq_networks, rate)
                 # the rate again after the timings: on a shared machine it moves, and so does the floor
-                after = matmul_rate(args.workers)
+                after, core_after = matmul_rates(args.workers)
                 r["floor_s"] *= rate / max(rate, after)
-                rate = max(rate, after)
+                rate, core = max(rate, after), max(core, core_after)
+                # CPU seconds against the floor's CPU seconds (the FLOPs at one core's rate): the
+                # work's efficiency, steadier under load than wall time; idle cores do not count
+                over_cpu = r["cpu_bat"] / (r["flops"] / (core * 1e9))
                 seq_over_bat = r["sequential_s"] / r["batched_s"]
                 over_floor = r["batched_s"] / r["floor_s"]
                 over_shape = r["batched_s"] / r["shape_floor_s"]
                 summary.setdefault((case["name"], B), []).append((seq_over_bat, over_floor, rate, over_shape,
-                                                                  r["shape_rate"]))
+                                                                  r["shape_rate"], r["cpu_seq"] / r["cpu_bat"],
+                                                                  over_cpu, core))
                 print(f"  B = {B:3d}: floor {k * r['floor_s']:.1f} s at {rate:.0f} GFLOP/s | batched ({r['mode']}) "
                       f"{k * r['batched_s'] + r['setup_s']:.1f} s (set-up {r['setup_s']:.1f} s) = {over_floor:.2f}x floor "
                       f"({r['flops'] / r['batched_s'] / 1e9:.1f} GFLOP/s) | sequential {k * r['sequential_s']:.1f} s "
                       f"(timed on {r['seq_timed']}, scaled) = {r['sequential_s'] / r['floor_s']:.2f}x floor | "
                       f"sequential / batched {seq_over_bat:.2f}x | max |param diff| {r['max_param_diff']:.1e} | "
                       f"second floor, the model's own products ({r['shape_rate']:.0f} GFLOP/s): "
-                      f"{k * r['shape_floor_s']:.1f} s, batched = {over_shape:.2f}x it [{machine()}]")
+                      f"{k * r['shape_floor_s']:.1f} s, batched = {over_shape:.2f}x it | CPU time: batched "
+                      f"{k * r['cpu_bat']:.1f} s = {over_cpu:.2f}x the floor's at {core:.0f} GFLOP/s per core, "
+                      f"sequential {k * r['cpu_seq']:.1f} s, sequential / batched {r['cpu_seq'] / r['cpu_bat']:.2f}x "
+                      f"[{machine()}]")
     print(f"\nsummary over {args.repeats} run(s) (ranges), {machine()} at the end:")
     for (name, B), rows in summary.items():
-        sb, of, rt, os_, sr = zip(*rows)
+        sb, of, rt, os_, sr, cs, oc, cr = zip(*rows)
         print(f"  {name:<10} B = {B:3d}: sequential / batched {min(sb):.2f}-{max(sb):.2f}x, "
               f"batched {min(of):.2f}-{max(of):.2f}x the floor (matmul {min(rt):.0f}-{max(rt):.0f} GFLOP/s), "
-              f"{min(os_):.2f}-{max(os_):.2f}x the second floor (own products {min(sr):.0f}-{max(sr):.0f} GFLOP/s)")
+              f"{min(os_):.2f}-{max(os_):.2f}x the second floor (own products {min(sr):.0f}-{max(sr):.0f} GFLOP/s); "
+              f"CPU time: sequential / batched {min(cs):.2f}-{max(cs):.2f}x, batched {min(oc):.2f}-{max(oc):.2f}x "
+              f"the floor's (matmul {min(cr):.0f}-{max(cr):.0f} GFLOP/s per core)")
     if args.profile or args.profile_only:
         for case_fn, short in ((cnn_case, 1), (lstm_case, args.lstm_steps)):
             case = case_fn()
