@@ -14,10 +14,11 @@ a layout chosen for it:
   and activations and pooling (per channel) run on that batch unchanged;
 - everything else is ``(B, N, ...)``: a Linear layer is one batched matrix product (one wide
   product when its input is shared), elementwise arithmetic broadcasts a shared operand;
-- an ``nn.LSTM`` runs :class:`BatchedLSTM`: the input projections of all time steps and all
-  networks as one product, then the recurrence as one batched product per step, with a
-  hand-written backward through time (autograd's per-step bookkeeping over ~40 small operations
-  per step would cost more than the products);
+- an ``nn.LSTM`` runs ``BatchedLSTM``: each time step's gates for all networks as one batched
+  product over ``[x_t; 1; h_{t-1}]``, with a hand-written backward through time (autograd's
+  per-step bookkeeping over ~40 small operations per step would cost more than the products)
+  in buffers reused from step to step; its last hidden state is handed over apart, so a head
+  that reads only ``out[:, -1]`` sends no gradient through the other steps;
 - a ReLU whose only use is a max pooling is applied after the pooling (max commutes with a
   non-decreasing function; the gradient reaches the same element, ties included), on a tensor a
   quarter the size.
