@@ -98,9 +98,10 @@ class Fairness(AuditMethod[FairnessConfig, FairnessResult]):
             ref = refs.get(set_name(cols))
             exact_auc = values = table = None
             if streamed is not None:  # the count tables are all there is (audit.core.stream)
-                too_many = (f"{streamed.too_many[set_name(cols)]:,} groups, more than max_groups = "
-                            f"{config.max_groups}" if set_name(cols) in streamed.too_many else None)
-                table = streamed.tables.get(set_name(cols))
+                key = tuple(cols)  # the streamed tables are keyed by columns, not by a spelling
+                too_many = (f"{streamed.too_many[key]:,} groups, more than max_groups = "
+                            f"{config.max_groups}" if key in streamed.too_many else None)
+                table = streamed.tables.get(key)  # None when too many groups: skipped below
             else:
                 values = group_values(data, cols)
                 too_many = intersection_too_large(cols, values, config, ref is not None, data.source)
