@@ -114,10 +114,8 @@ def load_inputs(plan: AuditPlan, *, trust_code: bool = False, untrusted_config: 
     check_trust_flags(trust_code=trust.trust_code, untrusted_config=untrusted_config)
     if untrusted_config:
         check_untrusted_paths(plan)
-    files: list[dict[str, Any]] = []
+    files = _config_files(plan)
     notes: list[str] = []
-    if plan.config_path:
-        files.append(file_record("config", plan.config_path))
     encoding = Encoding.load(plan.model.encoding) if plan.model.encoding else None
     if plan.model.encoding:
         files.append(file_record("encoding", plan.model.encoding))
@@ -131,6 +129,11 @@ def load_inputs(plan: AuditPlan, *, trust_code: bool = False, untrusted_config: 
     files.extend(_file_entry(rec) for rec in model.loaded)  # every file it read, any code that ran
     check_compatible(model, data)
     return LoadedInputs(model, data, train, files, notes)
+
+
+def _config_files(plan: AuditPlan) -> list[dict[str, Any]]:
+    """The provenance record of the config file the plan was read from (none for the Python API)."""
+    return [file_record("config", plan.config_path)] if plan.config_path else []
 
 
 def _sample_rows(plan: AuditPlan, n_rows: int, what: str, notes: list[str]) -> np.ndarray | None:
@@ -221,7 +224,7 @@ def load_streamed_inputs(plan: AuditPlan, classes: Sequence[AuditMethod], config
     streamed = stream_tables(plan.data_path, plan.data, threshold=plan.model.threshold, sets=sets,
                              max_groups=fairness.max_groups, n_bins=fairness.score_bins,
                              progress=None if report is None else (lambda n: report(n, max(total, n))))
-    files = [file_record("data", f) for f in streamed.files]
+    files = [*_config_files(plan), *(file_record("data", f) for f in streamed.files)]
     model = load_model(plan.model, encoding=None)
     notes = [f"The {streamed.n_rows:,} rows of {len(streamed.files):,} file(s) were read in batches and "
              "only their counts kept (per group: outcome × decision"

@@ -496,3 +496,16 @@ def test_streamed_audit_of_attributes_whose_names_need_quoting_equals_the_in_mem
         assert code == 0, out
         assert streamed["methods"]["fairness"]["status"] == "ok"
         assert_same_fairness(streamed, memory)
+
+
+def test_streamed_audit_records_its_config_file_with_its_hash_like_an_in_memory_audit(log_files, tmp_path):
+    import hashlib
+
+    folder, _ = log_files
+    for stream in (True, False):
+        config = write_config(tmp_path, str(folder / "log.csv"), stream=stream)
+        code, out, doc = audit(config, tmp_path / f"out-{stream}")
+        assert code == 0, out
+        configs = [f for f in doc["provenance"]["files"] if f["role"] == "config"]
+        assert [(Path(f["path"]).resolve(), f["sha256"]) for f in configs] == [
+            (config.resolve(), hashlib.sha256(config.read_bytes()).hexdigest())]
