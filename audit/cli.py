@@ -1,7 +1,8 @@
 """The ``audit`` command line: parse, call the library, map the outcome to an exit code.
 
 Exit codes: 0 success, 1 a gate threshold is breached, 2 usage or input error,
-3 insufficient evidence, 4 a method failed with an internal error (the report is still written).
+3 insufficient evidence, 4 a method failed with an internal error (the report is still written),
+or audit-suite itself failed (:func:`main` names a log file holding the traceback).
 """
 
 from __future__ import annotations
@@ -649,6 +650,28 @@ def main() -> None:
         app()
     except AuditError as exc:  # raised outside a command (should not happen, but never a traceback)
         raise SystemExit(_fail(exc).exit_code) from None
+    except Exception as exc:  # a bug in audit-suite: never a traceback, never exit 1 (= breach)
+        raise SystemExit(_internal_error(exc)) from None
+
+
+def _internal_error(exc: Exception) -> int:
+    """Say that audit-suite itself failed, with the traceback in a log file, and return exit 4:
+    an unexpected exception must never read as a breach (1) or a pass, nor flood a CI log."""
+    import tempfile
+    import traceback
+
+    from rich.console import Console
+
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    fd, log = tempfile.mkstemp(prefix="audit-internal-error-", suffix=".log")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(f"audit {' '.join(sys.argv[1:])}\n{text}")
+    detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
+    Console(stderr=True, highlight=False, soft_wrap=True).print(
+        f"[bold red]internal error:[/bold red] audit-suite failed: {_plain(detail)}. This is a bug in "
+        f"audit-suite, not in your inputs; nothing was judged. The traceback is in {_plain(log)} "
+        "(please include it in a bug report).")
+    return EXIT_METHOD_FAILED
 
 
 __all__ = ["app", "main"]

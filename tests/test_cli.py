@@ -204,3 +204,34 @@ def test_cli_turns_off_the_libraries_own_tqdm_bars(monkeypatch):
     probe = subprocess.run([sys.executable, "-c", "import tqdm; print(tqdm.tqdm(range(3)).disable)"],
                            env={**os.environ}, capture_output=True, text=True, check=True)
     assert probe.stdout.strip() == "True"
+
+
+@pytest.mark.parametrize("command", ["run", "check", "compare"])
+def test_an_unexpected_exception_is_an_internal_error_exit_4_with_the_traceback_in_a_log(
+        model_dir, monkeypatch, capsys, tmp_path, command):
+    """A bug (here: workers running other code broke the counts' shapes) never leaves the CLI as
+    a Python traceback with exit 1, which `audit check` users read as a breach."""
+    import tempfile
+
+    from audit import cli, runner
+
+    def broken(*args, **kwargs):
+        raise ValueError("operands could not be broadcast together with shapes (2,1000) (2,1000,4)")
+
+    monkeypatch.setattr(runner, "run_audit", broken)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    config = str(model_dir / "audit.toml")
+    args = {"run": [config, "--out", str(tmp_path / "out")], "check": [config],
+            "compare": [config, config, "--out", str(tmp_path / "cmp")]}[command]
+    if command == "check":
+        text = (model_dir / "audit.toml").read_text()
+        (model_dir / "audit.toml").write_text(text + '\n[gate]\n"fairness.sex.demographic_parity_difference" = { max = 0.5 }\n')
+    monkeypatch.setattr(sys, "argv", ["audit", command, *args, "-q"])
+    with pytest.raises(SystemExit) as exit_:
+        cli.main()
+    err = capsys.readouterr().err
+    assert exit_.value.code == 4
+    assert "internal error" in err and "Traceback" not in err
+    logs = list(tmp_path.glob("audit-internal-error-*.log"))
+    assert len(logs) == 1 and str(logs[0]) in err.replace("\n", "")
+    assert "Traceback" in logs[0].read_text() and "broadcast" in logs[0].read_text()
