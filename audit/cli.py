@@ -37,9 +37,13 @@ _BUDGET_HELP = (f"Time budget, e.g. 90s, 5m, 1h (default: [run] budget, else {DE
 _FULL_HELP = "No time budget: run every method with its configured and default sample sizes."
 _BACKEND_HELP = ("Where the methods' chunks of work run: local (this machine, the default) or ray "
                  "(Ray tasks; needs pip install 'audit-suite[ray]'). Overrides [execution] backend.")
-_RAY_ADDRESS_HELP = ("The Ray cluster to use: auto (the one `ray start` set up on this machine) or "
+_RAY_ADDRESS_HELP = ("The Ray cluster to use: auto (the one Ray instance running on this machine; "
+                     "refused when there are several), host:port (a cluster's GCS address) or "
                      "ray://host:port. Without it --backend ray starts a local Ray instance for the "
                      "run. Overrides [execution] address; implies --backend ray.")
+# One declaration for every command that runs audits (run, check, compare).
+BackendOption = Annotated[str | None, typer.Option("--backend", help=_BACKEND_HELP)]
+RayAddressOption = Annotated[str | None, typer.Option("--ray-address", help=_RAY_ADDRESS_HELP)]
 
 # The trust model, in one place for --help and `audit methods` (README: "What runs code").
 _TRUST_CODE_HELP = ("Let model files that are programs load: pickle/joblib, TorchScript, torch "
@@ -115,8 +119,8 @@ def run(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No plan, no progress display.")] = False,
     budget: Annotated[str | None, typer.Option("--budget", help=_BUDGET_HELP)] = None,
     full: Annotated[bool, typer.Option("--full", help=_FULL_HELP)] = False,
-    backend: Annotated[str | None, typer.Option("--backend", help=_BACKEND_HELP)] = None,
-    ray_address: Annotated[str | None, typer.Option("--ray-address", help=_RAY_ADDRESS_HELP)] = None,
+    backend: BackendOption = None,
+    ray_address: RayAddressOption = None,
 ) -> None:
     """Run an audit and write report.html, report.pdf and results.json.
 
@@ -171,8 +175,8 @@ def check(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No plan, no progress display.")] = False,
     budget: Annotated[str | None, typer.Option("--budget", help=_BUDGET_HELP)] = None,
     full: Annotated[bool, typer.Option("--full", help=_FULL_HELP)] = False,
-    backend: Annotated[str | None, typer.Option("--backend", help=_BACKEND_HELP)] = None,
-    ray_address: Annotated[str | None, typer.Option("--ray-address", help=_RAY_ADDRESS_HELP)] = None,
+    backend: BackendOption = None,
+    ray_address: RayAddressOption = None,
 ) -> None:
     """Deployment gate: judge the [gate] fairness and performance thresholds on confidence intervals.
 
@@ -250,6 +254,8 @@ def compare(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No plan, no progress display.")] = False,
     budget: Annotated[str | None, typer.Option("--budget", help=_BUDGET_HELP + " Applies to each model's audit.")] = None,
     full: Annotated[bool, typer.Option("--full", help=_FULL_HELP)] = False,
+    backend: BackendOption = None,
+    ray_address: RayAddressOption = None,
 ) -> None:
     """Champion vs challenger: audit both models on the same rows and compare them, paired.
 
@@ -284,7 +290,8 @@ def compare(
         fmt = _split([formats]) if formats else None
         if fmt is not None:
             check_formats(fmt)
-        plans = [_with_budget(p.with_overrides(seed=seed, methods=_split(methods), formats=fmt), budget, full)
+        plans = [_with_execution(_with_budget(p.with_overrides(seed=seed, methods=_split(methods), formats=fmt),
+                                              budget, full), backend, ray_address)
                  for p in (plan_a, plan_b)]
         table = _with_inconclusive(table, inconclusive)
         name = f"{plans[0].name}-vs-{plans[1].name}"

@@ -328,23 +328,28 @@ def _init_ray(ray: Any, config: ExecutionConfig) -> None:
 @contextmanager
 def _ray_messages(into: list[str], name: str = "ray") -> Iterator[None]:
     """Ray's own log records (e.g. its token-authentication notice) go into ``into`` (the
-    report's provenance), not to the terminal: Ray's logging is not configured
-    (``configure_logging=False``), so Python would print its warnings to stderr. Ray Data
-    (``name="ray.data"``) prints through its own console handler, set aside meanwhile (its log
-    file in the Ray session's folder keeps everything)."""
+    report's provenance), not to the terminal. The collecting handler sits on the root logger
+    and the loggers from ``name`` up let records through to it, their console handlers set
+    aside meanwhile: ``ray.init(configure_logging=False)`` clears the ``ray`` logger's handlers
+    before it warns, so a handler there is gone when the notice comes (and Python's last-resort
+    handler printed it to stderr). Ray Data (``name="ray.data"``) prints through its own console
+    handler, set aside the same way (its log file in the Ray session's folder keeps everything)."""
     import logging
 
     class Keep(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
-            into.append(record.getMessage())
+            if record.name == "ray" or record.name.startswith("ray."):
+                into.append(record.getMessage())
 
-    logger = logging.getLogger(name)
-    handler, propagate = Keep(logging.WARNING), logger.propagate
-    console = [h for h in logger.handlers if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)]
-    for h in console:
-        logger.removeHandler(h)
-    logger.addHandler(handler)
-    logger.propagate = False
+    chain = [logging.getLogger(".".join(name.split(".")[:i])) for i in range(name.count(".") + 1, 0, -1)]
+    saved = [(lg, lg.propagate, [h for h in lg.handlers if isinstance(h, logging.StreamHandler)
+                                 and not isinstance(h, logging.FileHandler)]) for lg in chain]
+    for lg, _, console in saved:
+        for h in console:
+            lg.removeHandler(h)
+        lg.propagate = True
+    root, handler = logging.getLogger(), Keep(logging.WARNING)
+    root.addHandler(handler)
     try:
         # its Python warnings too (e.g. "Ray Client connection timed out"): the error says it
         with warnings.catch_warnings(record=True) as caught:
@@ -354,10 +359,12 @@ def _ray_messages(into: list[str], name: str = "ray") -> Iterator[None]:
             finally:
                 into.extend(str(w.message) for w in caught)
     finally:
-        logger.removeHandler(handler)
-        for h in console:
-            logger.addHandler(h)
-        logger.propagate = propagate
+        root.removeHandler(handler)
+        for lg, propagate, console in saved:
+            lg.propagate = propagate
+            for h in console:
+                if h not in lg.handlers:
+                    lg.addHandler(h)
 
 
 def map(fn: Callable[[Any], T], chunks: Sequence[Any], *, n_jobs: int | None = None,  # noqa: A001
