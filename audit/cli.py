@@ -598,6 +598,12 @@ class _progress:
                     if now - last[0] >= self.interval:
                         last[0] = now
                         self._log(f"{name}: {done:,} of {total:,} done")
+
+                def finished(seconds: float) -> None:  # the runner's clock (provenance.plan)
+                    if self.current is not None and self.current[0] == name:
+                        self.current = None
+                        self._log(f"{name}: finished in {seconds:.1f} s")
+                update.finished = finished  # type: ignore[attr-defined]
                 return update
             self.factory = log_factory
             return self
@@ -613,6 +619,11 @@ class _progress:
 
             def update(done: int, total: int) -> None:
                 self.bar.update(task, completed=done, total=total)
+
+            def finished(seconds: float) -> None:  # the runner's clock (provenance.plan)
+                self.bar.update(task, description=f"{title} ({seconds:.1f} s)")
+                self.bar.stop_task(task)
+            update.finished = finished  # type: ignore[attr-defined]
             return update
         self.factory = factory
         return self

@@ -235,3 +235,30 @@ def test_an_unexpected_exception_is_an_internal_error_exit_4_with_the_traceback_
     logs = list(tmp_path.glob("audit-internal-error-*.log"))
     assert len(logs) == 1 and str(logs[0]) in err.replace("\n", "")
     assert "Traceback" in logs[0].read_text() and "broadcast" in logs[0].read_text()
+
+
+def test_each_methods_progress_line_gives_the_seconds_recorded_in_provenance_plan(model_dir, monkeypatch):
+    """One clock per method: the "finished in" line is the runner's measurement, not the time
+    until the next line (which also counted a Ray shutdown or the report's writing)."""
+    import re
+    import time
+
+    import audit.report.render as render
+
+    original = render.write_report
+
+    def slow_write(*args, **kwargs):  # work after the last method must not count as its time
+        time.sleep(0.3)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(render, "write_report", slow_write)
+    out = model_dir / "out"
+    result = runner.invoke(app, ["run", str(model_dir / "audit.toml"), "--out", str(out), "-m", "surrogate,fairness",
+                                 "--format", "json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    shown = dict(re.findall(r"\] (\w+): finished in ([0-9.]+) s", result.stderr))
+    plan = json.loads((out / "results.json").read_text())["provenance"]["plan"]["methods"]
+    recorded = {m["method"]: m["actual_seconds"] for m in plan if m["method"] in ("surrogate", "fairness")}
+    assert set(shown) == set(recorded) and len(shown) == 2
+    for name, seconds in recorded.items():  # the same number, printed to 0.1 s
+        assert abs(float(shown[name]) - seconds) <= 0.05 + 1e-3, (name, shown[name], seconds)

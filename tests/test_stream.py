@@ -509,3 +509,20 @@ def test_streamed_audit_records_its_config_file_with_its_hash_like_an_in_memory_
         configs = [f for f in doc["provenance"]["files"] if f["role"] == "config"]
         assert [(Path(f["path"]).resolve(), f["sha256"]) for f in configs] == [
             (config.resolve(), hashlib.sha256(config.read_bytes()).hexdigest())]
+
+
+def test_streamed_progress_finishes_reading_before_the_plan_and_plans_no_model_rows(log_files, tmp_path):
+    folder, _ = log_files
+    config = write_config(tmp_path, str(folder / "log.parquet"), stream=True)
+    result = CliRunner().invoke(app, ["run", str(config), "--out", str(tmp_path / "out"), "--format", "json"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    at = {key: next(i for i, ln in enumerate(lines) if key in ln)
+          for key in ("data: started", "data: finished", "plan (", "fairness: started")}
+    assert at["data: started"] < at["data: finished"] < at["plan ("] < at["fairness: started"]
+    fairness = next(m for m in json.loads((tmp_path / "out" / "results.json").read_text())["provenance"]["plan"]
+                    ["methods"] if m["method"] == "fairness")
+    # the decisions were counted, not predicted: no model rows planned, none performed
+    assert fairness["model_rows"] == fairness["performed"]["model_rows"] == 0
+    assert fairness["description"].startswith("count tables of 12,000 rows")

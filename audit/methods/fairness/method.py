@@ -158,9 +158,12 @@ class Fairness(AuditMethod[FairnessConfig, FairnessResult]):
                                  if a.auc_error_bound is not None), default=None))
 
     def plan(self, model: ModelAdapter, data: AuditData, config: FairnessConfig, ctx: RunContext) -> Any:
-        """One pass of the model over the rows; the rest is counting and resampling labels."""
+        """One pass of the model over the rows; the rest is counting and resampling labels. A
+        streamed audit has its count tables already: no model rows at all."""
         from audit.core.cost import Plan
 
+        if getattr(data, "streamed", None) is not None:
+            return Plan(f"count tables of {data.n_rows:,} rows, {config.n_bootstrap:,} bootstrap resamples")
         return Plan(f"predictions on {data.n_rows:,} rows, {config.n_bootstrap:,} bootstrap resamples",
                     model_rows=data.n_rows, model_calls=1)
 
