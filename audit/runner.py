@@ -226,7 +226,7 @@ def load_streamed_inputs(plan: AuditPlan, classes: Sequence[AuditMethod], config
     fairness = configs.get("fairness") or FairnessConfig()
     refs = {normalize_set_name(k, f"The fairness 'reference' key {k!r}") for k in fairness.reference}
     sets = [AttributeSet(cols, named=len(cols) > 1 and (fairness.intersections is not None
-                                                         or set_name(cols) in refs))
+                                                         or set_name(cols) in refs), name=set_name(cols))
             for cols in attribute_sets(plan.data.sensitive, fairness)]
     report = progress("data", "Reading the data in batches") if progress else None
     start = time.perf_counter()

@@ -52,6 +52,8 @@ class AttributeSet:
 
     columns: tuple[str, ...]
     named: bool = False
+    #: how the results name it (the fairness method's set_name), for messages only
+    name: str = ""
 
 
 @dataclass(frozen=True)
@@ -548,7 +550,7 @@ def _check_attribute_groups(column: str, labels: _Labels, max_groups: int, where
 def _check_intersection_groups(st: AttributeSet, max_groups: int, where: str) -> None:
     if st.named:
         raise InvalidConfigError(
-            f"The fairness intersection {' × '.join(repr(c) for c in st.columns)} named in [methods.fairness] has more "
+            f"The fairness intersection {st.name or ' × '.join(st.columns)!r} named in [methods.fairness] has more "
             f"than {max_groups} groups in {where}, more than max_groups = "
             f"{max_groups}. Remove it, bin its attributes into fewer groups, or raise "
             "[methods.fairness] max_groups.")
