@@ -1,7 +1,8 @@
 """The ``audit`` command line: parse, call the library, map the outcome to an exit code.
 
 Exit codes: 0 success, 1 a gate threshold is breached, 2 usage or input error,
-3 insufficient evidence, 4 a method failed with an internal error (the report is still written).
+3 insufficient evidence, 4 a method failed with an internal error (the report is still written),
+or audit-suite itself failed (:func:`main` names a log file holding the traceback).
 """
 
 from __future__ import annotations
@@ -36,9 +37,13 @@ _BUDGET_HELP = (f"Time budget, e.g. 90s, 5m, 1h (default: [run] budget, else {DE
 _FULL_HELP = "No time budget: run every method with its configured and default sample sizes."
 _BACKEND_HELP = ("Where the methods' chunks of work run: local (this machine, the default) or ray "
                  "(Ray tasks; needs pip install 'audit-suite[ray]'). Overrides [execution] backend.")
-_RAY_ADDRESS_HELP = ("The Ray cluster to use: auto (the one `ray start` set up on this machine) or "
+_RAY_ADDRESS_HELP = ("The Ray cluster to use: auto (the one Ray instance running on this machine; "
+                     "refused when there are several), host:port (a cluster's GCS address) or "
                      "ray://host:port. Without it --backend ray starts a local Ray instance for the "
                      "run. Overrides [execution] address; implies --backend ray.")
+# One declaration for every command that runs audits (run, check, compare).
+BackendOption = Annotated[str | None, typer.Option("--backend", help=_BACKEND_HELP)]
+RayAddressOption = Annotated[str | None, typer.Option("--ray-address", help=_RAY_ADDRESS_HELP)]
 
 # The trust model, in one place for --help and `audit methods` (README: "What runs code").
 _TRUST_CODE_HELP = ("Let model files that are programs load: pickle/joblib, TorchScript, torch "
@@ -114,8 +119,8 @@ def run(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No plan, no progress display.")] = False,
     budget: Annotated[str | None, typer.Option("--budget", help=_BUDGET_HELP)] = None,
     full: Annotated[bool, typer.Option("--full", help=_FULL_HELP)] = False,
-    backend: Annotated[str | None, typer.Option("--backend", help=_BACKEND_HELP)] = None,
-    ray_address: Annotated[str | None, typer.Option("--ray-address", help=_RAY_ADDRESS_HELP)] = None,
+    backend: BackendOption = None,
+    ray_address: RayAddressOption = None,
 ) -> None:
     """Run an audit and write report.html, report.pdf and results.json.
 
@@ -170,8 +175,8 @@ def check(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No plan, no progress display.")] = False,
     budget: Annotated[str | None, typer.Option("--budget", help=_BUDGET_HELP)] = None,
     full: Annotated[bool, typer.Option("--full", help=_FULL_HELP)] = False,
-    backend: Annotated[str | None, typer.Option("--backend", help=_BACKEND_HELP)] = None,
-    ray_address: Annotated[str | None, typer.Option("--ray-address", help=_RAY_ADDRESS_HELP)] = None,
+    backend: BackendOption = None,
+    ray_address: RayAddressOption = None,
 ) -> None:
     """Deployment gate: judge the [gate] fairness and performance thresholds on confidence intervals.
 
@@ -249,6 +254,8 @@ def compare(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No plan, no progress display.")] = False,
     budget: Annotated[str | None, typer.Option("--budget", help=_BUDGET_HELP + " Applies to each model's audit.")] = None,
     full: Annotated[bool, typer.Option("--full", help=_FULL_HELP)] = False,
+    backend: BackendOption = None,
+    ray_address: RayAddressOption = None,
 ) -> None:
     """Champion vs challenger: audit both models on the same rows and compare them, paired.
 
@@ -283,7 +290,8 @@ def compare(
         fmt = _split([formats]) if formats else None
         if fmt is not None:
             check_formats(fmt)
-        plans = [_with_budget(p.with_overrides(seed=seed, methods=_split(methods), formats=fmt), budget, full)
+        plans = [_with_execution(_with_budget(p.with_overrides(seed=seed, methods=_split(methods), formats=fmt),
+                                              budget, full), backend, ray_address)
                  for p in (plan_a, plan_b)]
         table = _with_inconclusive(table, inconclusive)
         name = f"{plans[0].name}-vs-{plans[1].name}"
@@ -590,6 +598,12 @@ class _progress:
                     if now - last[0] >= self.interval:
                         last[0] = now
                         self._log(f"{name}: {done:,} of {total:,} done")
+
+                def finished(seconds: float) -> None:  # the runner's clock (provenance.plan)
+                    if self.current is not None and self.current[0] == name:
+                        self.current = None
+                        self._log(f"{name}: finished in {seconds:.1f} s")
+                update.finished = finished  # type: ignore[attr-defined]
                 return update
             self.factory = log_factory
             return self
@@ -605,6 +619,11 @@ class _progress:
 
             def update(done: int, total: int) -> None:
                 self.bar.update(task, completed=done, total=total)
+
+            def finished(seconds: float) -> None:  # the runner's clock (provenance.plan)
+                self.bar.update(task, description=f"{title} ({seconds:.1f} s)")
+                self.bar.stop_task(task)
+            update.finished = finished  # type: ignore[attr-defined]
             return update
         self.factory = factory
         return self
@@ -649,6 +668,28 @@ def main() -> None:
         app()
     except AuditError as exc:  # raised outside a command (should not happen, but never a traceback)
         raise SystemExit(_fail(exc).exit_code) from None
+    except Exception as exc:  # a bug in audit-suite: never a traceback, never exit 1 (= breach)
+        raise SystemExit(_internal_error(exc)) from None
+
+
+def _internal_error(exc: Exception) -> int:
+    """Say that audit-suite itself failed, with the traceback in a log file, and return exit 4:
+    an unexpected exception must never read as a breach (1) or a pass, nor flood a CI log."""
+    import tempfile
+    import traceback
+
+    from rich.console import Console
+
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    fd, log = tempfile.mkstemp(prefix="audit-internal-error-", suffix=".log")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(f"audit {' '.join(sys.argv[1:])}\n{text}")
+    detail = traceback.format_exception_only(type(exc), exc)[-1].strip()
+    Console(stderr=True, highlight=False, soft_wrap=True).print(
+        f"[bold red]internal error:[/bold red] audit-suite failed: {_plain(detail)}. This is a bug in "
+        f"audit-suite, not in your inputs; nothing was judged. The traceback is in {_plain(log)} "
+        "(please include it in a bug report).")
+    return EXIT_METHOD_FAILED
 
 
 __all__ = ["app", "main"]

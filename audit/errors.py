@@ -12,7 +12,8 @@ from collections.abc import Iterable
 
 #: The CLI's exit codes, defined here only (README "Exit codes"): success, a gate threshold
 #: breached, a usage or input error (every :class:`AuditError`), insufficient evidence for the
-#: gate, a method that failed with an internal error (the report is still written).
+#: gate, an internal error (a method that failed: the report is still written; any other bug:
+#: the CLI names a log file with the traceback).
 EXIT_OK, EXIT_BREACH, EXIT_USAGE, EXIT_INSUFFICIENT, EXIT_METHOD_FAILED = 0, 1, 2, 3, 4
 
 

@@ -41,12 +41,14 @@ True
 from __future__ import annotations
 
 import builtins
+import functools
 import os
 import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import numpy as np
@@ -74,8 +76,9 @@ class ChunkFailed(RuntimeError):
 class ExecutionConfig:
     """``[execution]``: which backend runs the methods' chunks.
 
-    ``address`` (Ray only): ``"auto"`` (the cluster this machine belongs to, as ``ray start``
-    left it) or ``"ray://host:port"`` (a cluster's Ray Client server). Without one a local Ray
+    ``address`` (Ray only): ``"auto"`` (the one Ray instance running on this machine; refused
+    when there are several), ``"host:port"`` (a cluster's GCS address, from a machine of the
+    cluster) or ``"ray://host:port"`` (a cluster's Ray Client server). Without one a local Ray
     instance is started on this machine's usable cores and shut down when the run ends.
     """
 
@@ -96,17 +99,19 @@ class ExecutionConfig:
 
 
 def _check_ray_address(address: str) -> None:
-    """``ray://host:port`` with a host and a port in 1-65535, checked before Ray waits ~30 s for
-    a cluster that cannot be there."""
+    """``ray://host:port`` or ``host:port`` with a host and a port in 1-65535, checked before Ray
+    waits ~30 s for a cluster that cannot be there."""
     from urllib.parse import urlsplit
 
-    shape = f"The [execution] 'address' must be \"auto\" or \"ray://host:port\". Got {address!r} instead"
+    shape = (f"The [execution] 'address' must be \"auto\", \"host:port\" or \"ray://host:port\". "
+             f"Got {address!r} instead")
     try:
-        parts = urlsplit(address)
+        parts = urlsplit(address if "://" in address else f"gcs://{address}")
         host, port = parts.hostname, parts.port
     except ValueError as exc:  # an unclosed IPv6 bracket, a port that is not a number or > 65535
         raise InvalidConfigError(f"{shape} ({exc}).") from None
-    if parts.scheme != "ray" or not host or port is None or parts.path or parts.query or parts.fragment:
+    if (parts.scheme not in ("ray", "gcs") or not host or port is None or parts.path or parts.query
+            or parts.fragment):
         raise InvalidConfigError(f"{shape}.")
     if not 1 <= port <= 65535:
         raise InvalidConfigError(f"{shape}: a port is 1-65535 (the Ray Client server listens on 10001 by default).")
@@ -251,12 +256,15 @@ def session(config: ExecutionConfig | None = None, *, warm: Sequence[str] = ()) 
     ray = _import_ray()
     started = False
     said: list[str] = []
+    address = config.address
     if not ray.is_initialized():
+        if address == "auto":
+            address = _auto_address()
         try:
             with _ray_messages(said):
-                _init_ray(ray, config)
+                _init_ray(ray, address)
         except (ConnectionError, RuntimeError, ValueError) as exc:
-            where = f"the Ray cluster at {config.address!r}" if config.address else "a local Ray instance"
+            where = f"the Ray cluster at {address!r}" if address else "a local Ray instance"
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise InvalidConfigError(
                 f"Could not connect to {where} ({first}). Check [execution] address / --ray-address "
@@ -266,8 +274,9 @@ def session(config: ExecutionConfig | None = None, *, warm: Sequence[str] = ()) 
     try:
         res = ray.cluster_resources()
         nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
-        cluster = Cluster("ray", config.address, float(res.get("CPU", 0.0)), float(res.get("GPU", 0.0)),
+        cluster = Cluster("ray", address, float(res.get("CPU", 0.0)), float(res.get("GPU", 0.0)),
                           max(nodes, 1), messages=said)
+        _check_same_code(ray)
         if warm:
             _warm_workers(ray, tuple(warm), int(cluster.cpus))
         previous, _active = _active, cluster
@@ -316,35 +325,120 @@ def resolve_device(device: str, method: str) -> str:
 RAY_RUNTIME_ENV = {"worker_process_setup_hook": "audit.execution._without_fsspec_http"}
 
 
-def _init_ray(ray: Any, config: ExecutionConfig) -> None:
-    if config.address is None:
+def _init_ray(ray: Any, address: str | None) -> None:
+    if address is None:
         ray.init(address="local", num_cpus=usable_cores(), include_dashboard=False, runtime_env=RAY_RUNTIME_ENV,
                  log_to_driver=False, logging_level="ERROR", configure_logging=False)
     else:
-        ray.init(address=config.address, runtime_env=RAY_RUNTIME_ENV, log_to_driver=False, logging_level="ERROR",
+        ray.init(address=address, runtime_env=RAY_RUNTIME_ENV, log_to_driver=False, logging_level="ERROR",
                  configure_logging=False)
+
+
+def _auto_address() -> str:
+    """What ``address = "auto"`` means: the one Ray instance running on this machine. Ray's own
+    "auto" connects to the newest of several (whoever started it, whatever code its workers
+    run), so several are refused, listed, for the user to name one. ``RAY_ADDRESS`` set in the
+    environment is an explicit choice: Ray reads it."""
+    if os.environ.get("RAY_ADDRESS"):
+        return "auto"
+    from ray._private import services
+
+    found = sorted(services.find_gcs_addresses())  # the --gcs-address of this machine's raylets
+    if len(found) > 1:
+        raise InvalidConfigError(
+            f"[execution] address = \"auto\" (--ray-address auto) found {len(found)} Ray instances on this "
+            f"machine: {', '.join(found)}. Name the one to use, e.g. --ray-address {found[0]} "
+            "(or [execution] address), instead of connecting to whichever started last.")
+    return found[0] if found else "auto"  # none: Ray's own error says so
+
+
+@functools.cache
+def code_fingerprint() -> tuple[str, str, str]:
+    """This process's audit-suite: the SHA-256 of its package's source files (paths and bytes),
+    its folder and its version. Computed once per process.
+
+    Examples
+    --------
+    >>> len(code_fingerprint()[0])
+    64
+    """
+    import hashlib
+    from importlib.metadata import PackageNotFoundError, version
+
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):
+        digest.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    try:
+        release = version("audit-suite")
+    except PackageNotFoundError:
+        release = "not installed"
+    return digest.hexdigest(), str(root), release
+
+
+def _worker_code() -> tuple[str, str, str]:
+    """A Ray task: the worker's :func:`code_fingerprint`."""
+    return code_fingerprint()
+
+
+#: How long the session waits for each node's worker to report its code (a worker's start-up).
+CODE_CHECK_SECONDS = 300.0
+
+
+def _check_same_code(ray: Any) -> None:
+    """Refuse (exit 2) a cluster whose workers import other audit-suite code than this driver:
+    a worker of another checkout computed different counts, which then failed to merge. One task
+    per live node, asking for no CPU (it is not queued behind busy workers)."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    task = ray.remote(_worker_code)
+    nodes = [n["NodeID"] for n in ray.nodes() if n.get("Alive")]
+    refs = [task.options(num_cpus=0, max_retries=0,
+                         scheduling_strategy=NodeAffinitySchedulingStrategy(n, soft=False)).remote() for n in nodes]
+    mine = code_fingerprint()
+    try:
+        theirs = ray.get(refs, timeout=CODE_CHECK_SECONDS)
+    except ray.exceptions.GetTimeoutError:
+        raise InvalidConfigError(f"The Ray cluster's workers did not start within {CODE_CHECK_SECONDS:.0f} s "
+                                 "to report which audit-suite they run; check the cluster (ray status).") from None
+    except ray.exceptions.RayError as exc:
+        raise InvalidConfigError(
+            f"The Ray cluster's workers cannot run audit-suite ({_ray_reason(exc)}). Install this audit-suite "
+            f"({mine[2]}, {mine[1]}) on every node, or use another cluster (--ray-address).") from None
+    for node, (code, where, release) in zip(nodes, theirs, strict=True):
+        if code != mine[0]:
+            raise InvalidConfigError(
+                f"The Ray cluster's workers run other audit-suite code than this command: node {node[:12]} "
+                f"imports audit-suite {release} from {where}, this command {mine[2]} from {mine[1]} (their "
+                "source files differ). Their results would not be this version's: use a cluster that runs "
+                "this code (without --ray-address, --backend ray starts one), or install the same version there.")
 
 
 @contextmanager
 def _ray_messages(into: list[str], name: str = "ray") -> Iterator[None]:
     """Ray's own log records (e.g. its token-authentication notice) go into ``into`` (the
-    report's provenance), not to the terminal: Ray's logging is not configured
-    (``configure_logging=False``), so Python would print its warnings to stderr. Ray Data
-    (``name="ray.data"``) prints through its own console handler, set aside meanwhile (its log
-    file in the Ray session's folder keeps everything)."""
+    report's provenance), not to the terminal. The collecting handler sits on the root logger
+    and the loggers from ``name`` up let records through to it, their console handlers set
+    aside meanwhile: ``ray.init(configure_logging=False)`` clears the ``ray`` logger's handlers
+    before it warns, so a handler there is gone when the notice comes (and Python's last-resort
+    handler printed it to stderr). Ray Data (``name="ray.data"``) prints through its own console
+    handler, set aside the same way (its log file in the Ray session's folder keeps everything)."""
     import logging
 
     class Keep(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
-            into.append(record.getMessage())
+            if record.name == "ray" or record.name.startswith("ray."):
+                into.append(record.getMessage())
 
-    logger = logging.getLogger(name)
-    handler, propagate = Keep(logging.WARNING), logger.propagate
-    console = [h for h in logger.handlers if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)]
-    for h in console:
-        logger.removeHandler(h)
-    logger.addHandler(handler)
-    logger.propagate = False
+    chain = [logging.getLogger(".".join(name.split(".")[:i])) for i in range(name.count(".") + 1, 0, -1)]
+    saved = [(lg, lg.propagate, [h for h in lg.handlers if isinstance(h, logging.StreamHandler)
+                                 and not isinstance(h, logging.FileHandler)]) for lg in chain]
+    for lg, _, console in saved:
+        for h in console:
+            lg.removeHandler(h)
+        lg.propagate = True
+    root, handler = logging.getLogger(), Keep(logging.WARNING)
+    root.addHandler(handler)
     try:
         # its Python warnings too (e.g. "Ray Client connection timed out"): the error says it
         with warnings.catch_warnings(record=True) as caught:
@@ -354,10 +448,12 @@ def _ray_messages(into: list[str], name: str = "ray") -> Iterator[None]:
             finally:
                 into.extend(str(w.message) for w in caught)
     finally:
-        logger.removeHandler(handler)
-        for h in console:
-            logger.addHandler(h)
-        logger.propagate = propagate
+        root.removeHandler(handler)
+        for lg, propagate, console in saved:
+            lg.propagate = propagate
+            for h in console:
+                if h not in lg.handlers:
+                    lg.addHandler(h)
 
 
 def map(fn: Callable[[Any], T], chunks: Sequence[Any], *, n_jobs: int | None = None,  # noqa: A001
@@ -644,6 +740,6 @@ def split_by(n: int, size: int) -> list[range]:
     return [range(a, min(n, a + size)) for a in range(0, n, size)]
 
 
-__all__ = ["BACKENDS", "ChunkFailed", "Cluster", "ExecutionConfig", "Tally", "active", "chunk_rng", "map",
+__all__ = ["BACKENDS", "ChunkFailed", "Cluster", "ExecutionConfig", "Tally", "active", "chunk_rng", "code_fingerprint", "map",
            "map_parquet", "resolve_device", "resolve_n_jobs", "session", "ship_by_value", "split", "split_by", "task_options",
            "usable_cores"]

@@ -29,8 +29,17 @@ from audit.report.card import check_card
 from audit.report.model import AuditReport, MethodOutcome, file_record, provenance
 from audit.report.predictions import predictions_frame
 
-# Called as (method name, method title) and returns the method's progress callback.
+# Called as (method name, method title) and returns the method's progress callback. A callback
+# with a ``finished(seconds)`` attribute is told when the step ends, with the seconds the runner
+# measured (those of provenance.plan): one clock per method, on the terminal and in the report.
 ProgressFactory = Callable[[str, str], Progress]
+
+
+def _finished(progress: Any, seconds: float) -> None:
+    """Tell a progress callback that can hear it (:data:`ProgressFactory`) that its step ended."""
+    finished = getattr(progress, "finished", None)
+    if finished is not None:
+        finished(seconds)
 
 
 @dataclass(frozen=True)
@@ -114,10 +123,8 @@ def load_inputs(plan: AuditPlan, *, trust_code: bool = False, untrusted_config: 
     check_trust_flags(trust_code=trust.trust_code, untrusted_config=untrusted_config)
     if untrusted_config:
         check_untrusted_paths(plan)
-    files: list[dict[str, Any]] = []
+    files = _config_files(plan)
     notes: list[str] = []
-    if plan.config_path:
-        files.append(file_record("config", plan.config_path))
     encoding = Encoding.load(plan.model.encoding) if plan.model.encoding else None
     if plan.model.encoding:
         files.append(file_record("encoding", plan.model.encoding))
@@ -131,6 +138,11 @@ def load_inputs(plan: AuditPlan, *, trust_code: bool = False, untrusted_config: 
     files.extend(_file_entry(rec) for rec in model.loaded)  # every file it read, any code that ran
     check_compatible(model, data)
     return LoadedInputs(model, data, train, files, notes)
+
+
+def _config_files(plan: AuditPlan) -> list[dict[str, Any]]:
+    """The provenance record of the config file the plan was read from (none for the Python API)."""
+    return [file_record("config", plan.config_path)] if plan.config_path else []
 
 
 def _sample_rows(plan: AuditPlan, n_rows: int, what: str, notes: list[str]) -> np.ndarray | None:
@@ -214,14 +226,16 @@ def load_streamed_inputs(plan: AuditPlan, classes: Sequence[AuditMethod], config
     fairness = configs.get("fairness") or FairnessConfig()
     refs = {normalize_set_name(k, f"The fairness 'reference' key {k!r}") for k in fairness.reference}
     sets = [AttributeSet(cols, named=len(cols) > 1 and (fairness.intersections is not None
-                                                         or set_name(cols) in refs))
+                                                         or set_name(cols) in refs), name=set_name(cols))
             for cols in attribute_sets(plan.data.sensitive, fairness)]
     report = progress("data", "Reading the data in batches") if progress else None
+    start = time.perf_counter()
     total = _rows_in(plan.data_path)
     streamed = stream_tables(plan.data_path, plan.data, threshold=plan.model.threshold, sets=sets,
                              max_groups=fairness.max_groups, n_bins=fairness.score_bins,
                              progress=None if report is None else (lambda n: report(n, max(total, n))))
-    files = [file_record("data", f) for f in streamed.files]
+    _finished(report, time.perf_counter() - start)  # before the plan is shown
+    files = [*_config_files(plan), *(file_record("data", f) for f in streamed.files)]
     model = load_model(plan.model, encoding=None)
     notes = [f"The {streamed.n_rows:,} rows of {len(streamed.files):,} file(s) were read in batches and "
              "only their counts kept (per group: outcome × decision"
@@ -686,6 +700,8 @@ def _run_methods(plan: AuditPlan, inputs: LoadedInputs, classes: list[AuditMetho
                 result = Skipped(method.name, method.title, f"failed with an internal error: {detail}",
                                  failed=True)
         outcome = MethodOutcome(method, config, result, time.perf_counter() - start)
+        if reason is None:
+            _finished(report_progress, outcome.seconds)
         outcomes.append(outcome)
         performed[method.name] = {"model_rows": counted.rows, "model_calls": counted.calls}
         if outcome.ok:

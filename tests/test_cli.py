@@ -204,3 +204,61 @@ def test_cli_turns_off_the_libraries_own_tqdm_bars(monkeypatch):
     probe = subprocess.run([sys.executable, "-c", "import tqdm; print(tqdm.tqdm(range(3)).disable)"],
                            env={**os.environ}, capture_output=True, text=True, check=True)
     assert probe.stdout.strip() == "True"
+
+
+@pytest.mark.parametrize("command", ["run", "check", "compare"])
+def test_an_unexpected_exception_is_an_internal_error_exit_4_with_the_traceback_in_a_log(
+        model_dir, monkeypatch, capsys, tmp_path, command):
+    """A bug (here: workers running other code broke the counts' shapes) never leaves the CLI as
+    a Python traceback with exit 1, which `audit check` users read as a breach."""
+    import tempfile
+
+    from audit import cli, runner
+
+    def broken(*args, **kwargs):
+        raise ValueError("operands could not be broadcast together with shapes (2,1000) (2,1000,4)")
+
+    monkeypatch.setattr(runner, "run_audit", broken)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    config = str(model_dir / "audit.toml")
+    args = {"run": [config, "--out", str(tmp_path / "out")], "check": [config],
+            "compare": [config, config, "--out", str(tmp_path / "cmp")]}[command]
+    if command == "check":
+        text = (model_dir / "audit.toml").read_text()
+        (model_dir / "audit.toml").write_text(text + '\n[gate]\n"fairness.sex.demographic_parity_difference" = { max = 0.5 }\n')
+    monkeypatch.setattr(sys, "argv", ["audit", command, *args, "-q"])
+    with pytest.raises(SystemExit) as exit_:
+        cli.main()
+    err = capsys.readouterr().err
+    assert exit_.value.code == 4
+    assert "internal error" in err and "Traceback" not in err
+    logs = list(tmp_path.glob("audit-internal-error-*.log"))
+    assert len(logs) == 1 and str(logs[0]) in err.replace("\n", "")
+    assert "Traceback" in logs[0].read_text() and "broadcast" in logs[0].read_text()
+
+
+def test_each_methods_progress_line_gives_the_seconds_recorded_in_provenance_plan(model_dir, monkeypatch):
+    """One clock per method: the "finished in" line is the runner's measurement, not the time
+    until the next line (which also counted a Ray shutdown or the report's writing)."""
+    import re
+    import time
+
+    import audit.report.render as render
+
+    original = render.write_report
+
+    def slow_write(*args, **kwargs):  # work after the last method must not count as its time
+        time.sleep(0.3)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(render, "write_report", slow_write)
+    out = model_dir / "out"
+    result = runner.invoke(app, ["run", str(model_dir / "audit.toml"), "--out", str(out), "-m", "surrogate,fairness",
+                                 "--format", "json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    shown = dict(re.findall(r"\] (\w+): finished in ([0-9.]+) s", result.stderr))
+    plan = json.loads((out / "results.json").read_text())["provenance"]["plan"]["methods"]
+    recorded = {m["method"]: m["actual_seconds"] for m in plan if m["method"] in ("surrogate", "fairness")}
+    assert set(shown) == set(recorded) and len(shown) == 2
+    for name, seconds in recorded.items():  # the same number, printed to 0.1 s
+        assert abs(float(shown[name]) - seconds) <= 0.05 + 1e-3, (name, shown[name], seconds)

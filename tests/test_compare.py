@@ -850,3 +850,19 @@ def test_two_saved_reports_compare_the_favourable_label_their_fairness_audit_res
     assert doc["options"]["favourable"] == "negative"
     compared = doc["fairness"]["g"]["disparities"]["demographic_parity_ratio"]["champion"]
     assert compared == pytest.approx(audited["attributes"]["g"]["disparities"]["demographic_parity_ratio"]["estimate"]["value"])
+
+
+def test_compare_records_its_execution_like_audit_run_and_takes_the_same_backend_flags(tmp_path):
+    a, b = write_pair(tmp_path, planted(n=600, extra=0))
+    res = CliRunner().invoke(app, ["compare", str(a), str(b), "--out", str(tmp_path / "out"), "--format", "json",
+                                   "-q", "--methods", "fairness", "--backend", "local"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert doc["provenance"]["execution"]["backend"] == "local"
+    assert doc["provenance"]["execution"]["cpus"] >= 1
+    help_text = CliRunner().invoke(app, ["compare", "--help"]).output
+    assert "--backend" in help_text and "--ray-address" in help_text
+    # one backend for both audits: configs that disagree are a usage error before any work
+    b.write_text(b.read_text() + '\n[execution]\nbackend = "ray"\n', encoding="utf-8")
+    res = CliRunner().invoke(app, ["compare", str(a), str(b), "--out", str(tmp_path / "o2"), "-q"])
+    assert res.exit_code == 2 and "[execution] tables differ" in res.output and not (tmp_path / "o2").exists()

@@ -151,13 +151,14 @@ def test_tallies_from_ray_workers_add_up_as_they_do_locally():
 
 @pytest.mark.parametrize("table, message", [
     ('[execution]\nbackend = "spark"\n', "'backend' must be one of ['local', 'ray']"),
-    ('[execution]\nbackend = "ray"\naddress = "10.0.0.1"\n', "must be \"auto\" or \"ray://host:port\""),
+    ('[execution]\nbackend = "ray"\naddress = "10.0.0.1"\n', "must be \"auto\", \"host:port\" or \"ray://host:port\""),
+    ('[execution]\nbackend = "ray"\naddress = "http://10.0.0.1:6379"\n', "must be \"auto\", \"host:port\""),
     ('[execution]\naddress = "auto"\n', "needs backend = \"ray\""),
     ('[execution]\nbackend = "ray"\nadress = "auto"\n', "Unknown key 'adress' in [execution]. Did you mean 'address'?"),
     ('[execution]\nbackend = "ray"\naddress = "ray://localhost:99999999"\n', "Port out of range"),
     ('[execution]\nbackend = "ray"\naddress = "ray://localhost:0"\n', "a port is 1-65535"),
     ('[execution]\nbackend = "ray"\naddress = "ray://[::1:1"\n', "Invalid IPv6 URL"),
-    ('[execution]\nbackend = "ray"\naddress = "ray://:10001"\n', "must be \"auto\" or \"ray://host:port\""),
+    ('[execution]\nbackend = "ray"\naddress = "ray://:10001"\n', "must be \"auto\", \"host:port\" or \"ray://host:port\""),
 ])
 def test_bad_execution_tables_are_config_errors(model_dir, table, message):
     cfg = model_dir / "audit.toml"
@@ -165,6 +166,39 @@ def test_bad_execution_tables_are_config_errors(model_dir, table, message):
     res = _cli("run", cfg, "--out", model_dir / "out", "-q", "-m", "fairness")
     assert res.exit_code == 2 and message in res.output and "Traceback" not in res.output, res.output
     assert not (model_dir / "out").exists()
+
+
+def test_auto_with_several_ray_instances_on_this_machine_is_refused_listing_them(model_dir, monkeypatch):
+    """Ray's own "auto" connects to the newest instance, whoever started it; audit-suite asks."""
+    from ray._private import services
+
+    found = frozenset({"10.0.0.5:6379", "10.0.0.5:41234"})
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(services, "find_gcs_addresses", lambda: found)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)  # as in a fresh `audit` process
+    monkeypatch.setattr(execution, "_init_ray", lambda *a: pytest.fail("connected anyway"))
+    cfg = model_dir / "audit.toml"
+    cfg.write_text(cfg.read_text() + '\n[gate]\n"fairness.sex.demographic_parity_difference" = { max = 0.5 }\n')
+    for command in ("run", "check"):
+        res = _cli(command, model_dir / "audit.toml", "-q", "--ray-address", "auto",
+                   *(("--out", model_dir / "out") if command == "run" else ()))
+        assert res.exit_code == 2, res.output
+        assert "found 2 Ray instances on this machine: 10.0.0.5:41234, 10.0.0.5:6379" in res.output
+        assert "--ray-address 10.0.0.5:41234" in res.output and "Traceback" not in res.output
+    assert not (model_dir / "out").exists()
+    monkeypatch.setattr(services, "find_gcs_addresses", lambda: frozenset({"10.0.0.5:6379"}))
+    assert execution._auto_address() == "10.0.0.5:6379"  # the only one: named, not "the newest"
+
+
+def test_workers_that_import_other_audit_suite_code_are_refused_naming_both(cluster, monkeypatch):
+    execution._check_same_code(ray)  # the tests' cluster runs this checkout: accepted
+    mine = execution.code_fingerprint()
+    # as if this command came from another checkout: the workers' code differs from the driver's
+    monkeypatch.setattr(execution, "code_fingerprint", lambda: ("0" * 64, "/elsewhere/audit", "0.0.1"))
+    with pytest.raises(InvalidConfigError) as err:
+        execution._check_same_code(ray)
+    text = str(err.value)
+    assert "other audit-suite code" in text and "/elsewhere/audit" in text and mine[1] in text
 
 
 def test_without_ray_installed_the_error_says_how_to_install_it(model_dir, monkeypatch):
@@ -210,14 +244,40 @@ def test_the_cli_shuts_down_the_ray_instance_it_started_and_keeps_its_notices_of
         "open(f'/proc/{p}/stat').read().split()[2] != 'Z']\n"
         "    time.sleep(0.2)\n"
         "print('left', alive)\n")
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=_env(),
+    env = {k: v for k, v in _env().items() if k != "RAY_AUTH_MODE"}  # unset: Ray gives its notice
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
                           cwd=model_dir, timeout=180)
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("ray ") and lines[0].endswith("True")
     assert lines[1:] == ["after False", "left []"]
     assert "Token authentication" not in proc.stderr and "ray" not in proc.stderr.lower(), proc.stderr
-    assert (model_dir / "messages.txt").read_text().startswith("[")
+    assert "Token authentication is enabled" in (model_dir / "messages.txt").read_text()
+
+
+@pytest.mark.slow  # two commands, each starting a Ray instance of its own
+@pytest.mark.parametrize("command", ["check", "compare"])
+def test_a_config_with_backend_ray_keeps_rays_notices_off_the_terminal_in_check_and_compare(tmp_path, command):
+    """[execution] backend = "ray" in the config (no flag): Ray's start-up notice goes to the
+    provenance (compare's results.json records its execution like run's), not to stderr."""
+    from tests.test_compare import planted, write_pair
+
+    a, b = write_pair(tmp_path, planted(n=400, extra=0))
+    for cfg in (a, b):
+        cfg.write_text(cfg.read_text() + '\n[execution]\nbackend = "ray"\n'
+                       + ('[gate]\n"fairness.g.demographic_parity_difference" = { max = 0.9 }\n'
+                          if command == "check" and cfg == a else ""))
+    env = {k: v for k, v in _env().items() if k != "RAY_AUTH_MODE"}
+    args = ([a, "--json"] if command == "check" else
+            [a, b, "--out", tmp_path / "out", "--format", "json", "--methods", "fairness"])
+    proc = subprocess.run([sys.executable, "-m", "audit", command, *map(str, args)], capture_output=True,
+                          text=True, env=env, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Token authentication" not in proc.stderr and "Ray" not in proc.stderr, proc.stderr
+    if command == "compare":
+        record = json.loads((tmp_path / "out" / "results.json").read_text())["provenance"]["execution"]
+        assert record["backend"] == "ray" and record["cpus"] >= 1
+        assert any("Token authentication" in m for m in record["messages"])
 
 
 # --------------------------------------------------------------------------------------------
@@ -588,3 +648,23 @@ def test_a_streamed_audit_on_ray_keeps_ray_data_off_the_terminal(tmp_path):
     assert proc.stderr == "", proc.stderr[-3000:]
     noise = re.compile(r"\t(INFO|WARNING|ERROR) |\(raylet\)|streaming_executor|Dataset dataset_|ray-data|Running \d")
     assert not noise.search(proc.stdout), proc.stdout[-3000:]
+
+
+def test_a_streamed_folder_with_attribute_names_that_need_quoting_counts_alike_on_ray(tmp_path):
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    from tests.test_stream import FAST, decision_log
+
+    df = decision_log(2000).rename(columns={"sex": "s*t", "race": "a&b"})
+    ds.write_dataset(pa.Table.from_pandas(df), tmp_path / "parts", format="parquet", partitioning=["a&b"],
+                     partitioning_flavor="hive", max_rows_per_group=400, max_rows_per_file=900)
+    cfg = tmp_path / "audit.toml"
+    cfg.write_text('name = "log"\n[model]\npredictions = "score"\n[data]\npath = "parts"\ntarget = "outcome"\n'
+                   'positive_label = "yes"\nsensitive = ["s*t", "a&b"]\n' + FAST)
+    for backend in ("local", "ray"):
+        res = _cli("run", cfg, "--out", tmp_path / backend, "-q", "--format", "json", "--full", "--backend", backend)
+        assert res.exit_code == 0, res.output
+    assert _comparable(tmp_path / "local") == _comparable(tmp_path / "ray")
+    doc = json.loads((tmp_path / "ray" / "results.json").read_text())
+    assert list(doc["methods"]["fairness"]["result"]["attributes"]) == ['"s*t"', '"a&b"', '"s*t"*"a&b"']

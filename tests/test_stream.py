@@ -461,3 +461,68 @@ def test_a_partition_folder_named_like_a_column_of_its_files_is_refused_naming_b
     msg = _error(write_config(tmp_path, str(parts)), tmp_path)
     assert ("The column 'sex' is both a partition folder ('sex=zzz', value 'zzz') and a column of the file "
             "'region=east/sex=zzz/b.parquet'") in msg, msg
+
+
+AWKWARD = {"sex": "s*t", "race": "a&b"}, {"sex": "e × f", "race": 'x"y'}
+
+
+@pytest.mark.parametrize("names", AWKWARD, ids=["star-ampersand", "times-quote"])
+def test_streamed_audit_of_attributes_whose_names_need_quoting_equals_the_in_memory_audit(
+        log_files, tmp_path, small_batches, names):
+    """Result keys quote such names ('"s*t"'); the streamed tables are found by the columns,
+    in a streamed file and in a hive-partitioned folder alike."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    _, df = log_files
+    df = df.rename(columns=names)
+    df.to_parquet(tmp_path / "log.parquet", row_group_size=1500)  # CSV headers lose edge spaces
+    parts = tmp_path / "parts"
+    ds.write_dataset(pa.Table.from_pandas(df), parts, format="parquet", partitioning=[names["race"]],
+                     partitioning_flavor="hive", max_rows_per_group=700, max_rows_per_file=2000)
+
+    def config(data: str, stream: str) -> Path:
+        path = tmp_path / f"{stream or 'folder'}.toml"
+        path.write_text(f'name = "log"\n[model]\npredictions = "score"\n[data]\npath = {json.dumps(data)}\n'
+                        f'target = "outcome"\npositive_label = "yes"\n'
+                        f'sensitive = {json.dumps(list(names.values()))}\n{stream}\n{FAST}')
+        return path
+
+    code, out, memory = audit(config(str(tmp_path / "log.parquet"), ""), tmp_path / "memory")
+    assert code == 0, out
+    assert len(fairness_of(memory)["attributes"]) == 3  # both attributes and their intersection
+    for data, stream in ((str(tmp_path / "log.parquet"), "stream = true"), (str(parts), "")):
+        code, out, streamed = audit(config(data, stream), tmp_path / f"streamed-{bool(stream)}")
+        assert code == 0, out
+        assert streamed["methods"]["fairness"]["status"] == "ok"
+        assert_same_fairness(streamed, memory)
+
+
+def test_streamed_audit_records_its_config_file_with_its_hash_like_an_in_memory_audit(log_files, tmp_path):
+    import hashlib
+
+    folder, _ = log_files
+    for stream in (True, False):
+        config = write_config(tmp_path, str(folder / "log.csv"), stream=stream)
+        code, out, doc = audit(config, tmp_path / f"out-{stream}")
+        assert code == 0, out
+        configs = [f for f in doc["provenance"]["files"] if f["role"] == "config"]
+        assert [(Path(f["path"]).resolve(), f["sha256"]) for f in configs] == [
+            (config.resolve(), hashlib.sha256(config.read_bytes()).hexdigest())]
+
+
+def test_streamed_progress_finishes_reading_before_the_plan_and_plans_no_model_rows(log_files, tmp_path):
+    folder, _ = log_files
+    config = write_config(tmp_path, str(folder / "log.parquet"), stream=True)
+    result = CliRunner().invoke(app, ["run", str(config), "--out", str(tmp_path / "out"), "--format", "json"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.splitlines()
+    at = {key: next(i for i, ln in enumerate(lines) if key in ln)
+          for key in ("data: started", "data: finished", "plan (", "fairness: started")}
+    assert at["data: started"] < at["data: finished"] < at["plan ("] < at["fairness: started"]
+    fairness = next(m for m in json.loads((tmp_path / "out" / "results.json").read_text())["provenance"]["plan"]
+                    ["methods"] if m["method"] == "fairness")
+    # the decisions were counted, not predicted: no model rows planned, none performed
+    assert fairness["model_rows"] == fairness["performed"]["model_rows"] == 0
+    assert fairness["description"].startswith("count tables of 12,000 rows")

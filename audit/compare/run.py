@@ -289,10 +289,27 @@ def run_comparison(plans: Sequence[Any], compare: Mapping[str, Any], *, trust_co
                    name: str | None = None) -> ComparisonResult:
     """Audit both plans' models (the champion's seed for both, so that sampled rows coincide)
     and compare them. Every input and option error is raised before a method runs."""
+    from audit import execution
+
+    plan_a, plan_b = plans
+    if plan_a.execution != plan_b.execution:
+        raise InvalidConfigError(
+            f"The two configs' [execution] tables differ ({plan_a.execution.backend!r}, address "
+            f"{plan_a.execution.address!r} vs {plan_b.execution.backend!r}, address {plan_b.execution.address!r}): "
+            "both audits run on one backend. Make them equal, or choose it with --backend / --ray-address.")
+    # one session for both audits (one Ray instance, not two); recorded like audit run's
+    with execution.session(plan_a.execution) as cluster:
+        result = _compare_plans(plan_a, plan_b, compare, trust_code=trust_code, untrusted_config=untrusted_config,
+                                progress=progress, on_plan=on_plan, name=name)
+    result.provenance["execution"] = cluster.to_json()
+    return result
+
+
+def _compare_plans(plan_a: Any, plan_b: Any, compare: Mapping[str, Any], *, trust_code: bool,
+                   untrusted_config: bool, progress: Any, on_plan: Any, name: str | None) -> ComparisonResult:
     from audit.report.model import provenance
     from audit.runner import load_inputs, run_audit
 
-    plan_a, plan_b = plans
     options, gate = parse_compare(compare, plan_a.method_options.get("fairness"))
     plan_b = dataclasses.replace(plan_b, seed=plan_a.seed)
     inputs = [load_inputs(p, trust_code=trust_code, untrusted_config=untrusted_config) for p in (plan_a, plan_b)]

@@ -52,10 +52,8 @@ class AttributeSet:
 
     columns: tuple[str, ...]
     named: bool = False
-
-    @property
-    def name(self) -> str:
-        return "*".join(self.columns)
+    #: how the results name it (the fairness method's set_name), for messages only
+    name: str = ""
 
 
 @dataclass(frozen=True)
@@ -66,9 +64,10 @@ class StreamedTables:
     files: tuple[str, ...]
     n_rows: int
     classes: tuple[str, ...]
-    tables: dict[str, GroupTable]
-    #: intersection -> its number of groups, when more than ``max_groups`` (not counted)
-    too_many: dict[str, int]
+    #: by the set's columns (a tuple: no name's spelling can make two sets collide)
+    tables: dict[tuple[str, ...], GroupTable]
+    #: intersection (its columns) -> its number of groups, when more than ``max_groups`` (not counted)
+    too_many: dict[tuple[str, ...], int]
     has_scores: bool
     positive_rate: float | None
     n_bins: int
@@ -480,7 +479,7 @@ class _Counts:
         self.where = where
         self.target, self.preds = _Labels(), _Labels()
         self.attrs: dict[str, _Labels] = {}
-        self.counters = {st.name: _Counter(n_bins) for st in sets}
+        self.counters = {st.columns: _Counter(n_bins) for st in sets}
         self.scored: bool | None = None
         self.only_01 = True  # scores that are all exactly 0 or 1 are labels, as in memory
         self.n_rows = 0
@@ -518,7 +517,7 @@ class _Counts:
             a_maps[c] = self.attrs.setdefault(c, _Labels()).add(part.attrs[c])
             _check_attribute_groups(c, self.attrs[c], max_groups, part.where)
         for st in sets:
-            mine, theirs = self.counters[st.name], part.counters[st.name]
+            mine, theirs = self.counters[st.columns], part.counters[st.columns]
             g_map = np.array([mine.groups.setdefault(tuple(int(a_maps[c][v]) for c, v in zip(st.columns, combo,
                                                                                            strict=True)),
                                                      len(mine.groups)) for combo in theirs.groups], dtype=np.int64)
@@ -551,7 +550,7 @@ def _check_attribute_groups(column: str, labels: _Labels, max_groups: int, where
 def _check_intersection_groups(st: AttributeSet, max_groups: int, where: str) -> None:
     if st.named:
         raise InvalidConfigError(
-            f"The fairness intersection {st.name!r} named in [methods.fairness] has more "
+            f"The fairness intersection {st.name or ' × '.join(st.columns)!r} named in [methods.fairness] has more "
             f"than {max_groups} groups in {where}, more than max_groups = "
             f"{max_groups}. Remove it, bin its attributes into fewer groups, or raise "
             "[methods.fairness] max_groups.")
@@ -672,7 +671,7 @@ class _FileCounter:
         Y, D, B = len(target.ids), 2 if is_score else len(preds.ids), max(n_bins, 1) if is_score else 1
         cell = (y * D + d) * B + (b if b is not None else 0)
         for st in sets:
-            counter = counters[st.name]
+            counter = counters[st.columns]
             parts, sizes = [codes[c] for c in st.columns], [len(attrs[c].ids) for c in st.columns]
             if counter.stopped:
                 counter.codes(parts, sizes)  # keep counting its groups only
@@ -721,7 +720,7 @@ def _check_same_kinds(readers: list[_Reader], spec: DatasetSpec) -> None:
 
 
 def _finish(root: Path, files: list[Path], spec: DatasetSpec, sets: Sequence[AttributeSet],
-            counters: dict[str, _Counter], target: _Labels, preds: _Labels, attrs: dict[str, _Labels],
+            counters: dict[tuple[str, ...], _Counter], target: _Labels, preds: _Labels, attrs: dict[str, _Labels],
             n_rows: int, scored: bool, as_labels: bool, n_bins: int, *,
             pred_seen: Mapping[str, Sequence[Any]]) -> StreamedTables:
     """The tables with outcome and decision ids turned into class indices and groups sorted;
@@ -756,13 +755,13 @@ def _finish(root: Path, files: list[Path], spec: DatasetSpec, sets: Sequence[Att
                 f"The predictions column {spec.predictions!r} in {where} holds labels "
                 f"{_show(preds.labels)} that are not the target's classes {_show(classes)}. Write the "
                 "predictions as the target's labels, or as scores in [0, 1] (numbers with decimals).")
-    tables: dict[str, GroupTable] = {}
-    too_many: dict[str, int] = {}
+    tables: dict[tuple[str, ...], GroupTable] = {}
+    too_many: dict[tuple[str, ...], int] = {}
     positives = None
     for st in sets:
-        c = counters[st.name]
+        c = counters[st.columns]
         if c.stopped:
-            too_many[st.name] = len(c.groups)
+            too_many[st.columns] = len(c.groups)
             continue
         names = [GROUP_SEP.join(attrs[col].labels[i] for col, i in zip(st.columns, combo, strict=True))
                  for combo in c.groups]
@@ -779,7 +778,7 @@ def _finish(root: Path, files: list[Path], spec: DatasetSpec, sets: Sequence[Att
             table = GroupTable.from_histogram(levels, out, limb_sums_to_float(c.ssum[order]))
         else:
             table = GroupTable(tuple(levels), out.sum(axis=-1).reshape(G, K * K))
-        tables[st.name] = table
+        tables[st.columns] = table
         if positives is None and spec.task == "binary":
             positives = int(table.cells[:, 2:].sum())
     return StreamedTables(
@@ -810,7 +809,7 @@ class StreamedData(AuditData):
 
     @classmethod
     def build(cls, spec: DatasetSpec, streamed: StreamedTables) -> StreamedData:
-        levels = {c: list(streamed.tables[c].levels) if c in streamed.tables else [] for c in spec.sensitive}
+        levels = {c: list(streamed.tables[(c,)].levels) if (c,) in streamed.tables else [] for c in spec.sensitive}
         width = max((len(v) for v in levels.values()), default=0)
         sensitive = pd.DataFrame({c: (v + v[-1:] * (width - len(v))) if v else [None] * width
                                   for c, v in levels.items()})

@@ -98,9 +98,10 @@ class Fairness(AuditMethod[FairnessConfig, FairnessResult]):
             ref = refs.get(set_name(cols))
             exact_auc = values = table = None
             if streamed is not None:  # the count tables are all there is (audit.core.stream)
-                too_many = (f"{streamed.too_many[set_name(cols)]:,} groups, more than max_groups = "
-                            f"{config.max_groups}" if set_name(cols) in streamed.too_many else None)
-                table = streamed.tables.get(set_name(cols))
+                key = tuple(cols)  # the streamed tables are keyed by columns, not by a spelling
+                too_many = (f"{streamed.too_many[key]:,} groups, more than max_groups = "
+                            f"{config.max_groups}" if key in streamed.too_many else None)
+                table = streamed.tables.get(key)  # None when too many groups: skipped below
             else:
                 values = group_values(data, cols)
                 too_many = intersection_too_large(cols, values, config, ref is not None, data.source)
@@ -157,9 +158,12 @@ class Fairness(AuditMethod[FairnessConfig, FairnessResult]):
                                  if a.auc_error_bound is not None), default=None))
 
     def plan(self, model: ModelAdapter, data: AuditData, config: FairnessConfig, ctx: RunContext) -> Any:
-        """One pass of the model over the rows; the rest is counting and resampling labels."""
+        """One pass of the model over the rows; the rest is counting and resampling labels. A
+        streamed audit has its count tables already: no model rows at all."""
         from audit.core.cost import Plan
 
+        if getattr(data, "streamed", None) is not None:
+            return Plan(f"count tables of {data.n_rows:,} rows, {config.n_bootstrap:,} bootstrap resamples")
         return Plan(f"predictions on {data.n_rows:,} rows, {config.n_bootstrap:,} bootstrap resamples",
                     model_rows=data.n_rows, model_calls=1)
 
