@@ -850,3 +850,27 @@ def test_two_saved_reports_compare_the_favourable_label_their_fairness_audit_res
     assert doc["options"]["favourable"] == "negative"
     compared = doc["fairness"]["g"]["disparities"]["demographic_parity_ratio"]["champion"]
     assert compared == pytest.approx(audited["attributes"]["g"]["disparities"]["demographic_parity_ratio"]["estimate"]["value"])
+
+
+def test_a_rerun_of_compare_replaces_its_own_junit_file_and_either_command_replaces_the_other_s(tmp_path):
+    """README: --junit behaves as in audit check: a rerun replaces the JUnit file audit-suite
+    wrote (of audit check or audit compare), never any other file."""
+    from audit.report.output import is_our_junit
+
+    a, b = write_pair(tmp_path, planted(n=1000, extra=0), '"performance.accuracy" = { max_decrease = 0.05 }\n')
+    junit = tmp_path / "c.xml"
+    for run in range(2):  # the second run finds the first run's file and replaces it
+        res = compare_cli(a, b, "--out", tmp_path / f"out{run}", "--junit", junit, "--methods", "performance")
+        assert res.exit_code == 0, res.output
+        assert ET.parse(junit).getroot().get("name") == "audit-compare:champ-vs-chall"
+    assert is_our_junit(junit)
+    gate_file = tmp_path / "g.xml"
+    gate_file.write_text(junit.read_text().replace("audit-compare:", "audit-gate:"))
+    assert is_our_junit(gate_file)
+    for foreign in ('<testsuites name="pytest"><testsuite name="t"/></testsuites>',
+                    '<testsuites name="audit-comparer"><testsuite/></testsuites>'):
+        gate_file.write_text(foreign)
+        assert not is_our_junit(gate_file)
+        res = compare_cli(a, b, "--out", tmp_path / "out3", "--junit", gate_file, "--methods", "performance")
+        assert res.exit_code == 2 and "is not a JUnit file written by audit-suite" in res.output
+        assert gate_file.read_text() == foreign
