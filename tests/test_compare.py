@@ -170,6 +170,8 @@ def test_the_html_report_shows_every_change_and_escapes_user_strings(tmp_path):
     dp = doc["fairness"]["g"]["disparities"]["demographic_parity_difference"]["change"]
     assert f"{dp['value']:,.4f}" in html and f"{dp['lower']:,.4f}" in html
     assert doc["data"]["row_sha256"] in html
+    assert doc["mcnemar"]["p_value"] < 0.001  # a p-value below 0.001 is "p < 0.001"
+    assert "equal accuracy: p &lt; 0.001" in html and "p = &lt;" not in html
 
 
 def test_compare_models_is_the_python_twin_and_compares_importances():
