@@ -17,6 +17,14 @@ x3 for forward + backward, times the samples the schedule visits), R the fp32 ra
 case (the best of several repeats, the higher of the two: a peak, so the floor is a strict one). Only ratios are meaningful: on a shared machine
 the load average (printed before and after) moves every number.
 
+A second floor, printed beside it and never instead of it: the same FLOPs at the rate of the
+model's own products (:func:`products`: each convolution as patches x filters, each Linear layer,
+each LSTM layer's gate product per time step, at one optimizer step's rows), timed as batched
+matmuls over one block of networks on one thread and multiplied by the workers. It says how
+fast those shapes can go on this CPU, which the 1024 x 1024 matmul does not. ``--profile`` prints
+the self CPU time per operation of one block (the block size the trainer uses at the largest B,
+one thread) against the floor's share of that block's step, as the README's table.
+
 What the profiles showed (torch.profiler, one thread, B = 100; a prefix of each schedule)
 -----------------------------------------------------------------------------------------
 * CNN under ``vmap``: ReLU's backward (30 %), zero fills (14 %), max pooling (11 % + 15 %
@@ -51,8 +59,24 @@ What the profiles showed (torch.profiler, one thread, B = 100; a prefix of each 
   backward's per-step product covers the recurrent rows only (the input gradient of all steps is
   one product): ~10 % each way. Computing every gate-derivative factor for all steps at once
   after the loop (fewer, larger operations) was slower: those passes leave the cache.
+* Issue 17 round (one thread, one block of 13 networks as at B = 99, A/B in one process): the
+  LSTM's buffers now live in a per-thread workspace reused by every step (a call owns it from
+  forward to backward), each step's views are made once per workspace (slicing was ~5 % of a
+  step), the gates are ordered i, f, o, g (one sigmoid over 3H rows), h is written straight into
+  the next product's input block: 50 steps 233-256 ms against 273-320 ms before (15 %, same
+  parameters to 2.4e-7). Measured and dropped: a max pooling + ReLU of three ``torch.maximum``
+  and first-maximum masks (2.7-3.6 ms against 0.9-1.05 ms for ``max_pool2d`` + ReLU, forward
+  and backward of (64, 208, 8, 8)); the convolution's bias gradient inside oneDNN's
+  ``convolution_backward`` (971 against 934 us with a separate sum); the LSTM's weight gradient
+  as per-step ``baddbmm`` (620 us) or per-network ``mm`` (450 us) against one ``bmm`` (395 us);
+  the same loops under TorchScript, 9 % faster than the Python loop but ``torch.jit.script`` is
+  deprecated in torch 2.13. oneDNN's grouped convolution on (64, 8G, 8, 8) channels-last maps,
+  one thread: forward 169 GFLOP/s, input gradient as a flipped forward 92 (its native kernel 85),
+  weight gradient 161, flat from G = 4 to 50; NCHW forward 39. torch.compile was not tried: it
+  needs a C++ compiler, which CI's machine is not known to have (``.ci/run`` installs none).
 
 Usage: python benchmarks/retrain_cnn_lstm.py [--B 8,32,99] [--repeats 3] [--workers 2] [--seq-networks 10] [--full]
+       [--profile | --profile-only]
 """
 
 from __future__ import annotations
@@ -89,18 +113,26 @@ def _import(example: str, cls: str):
 
 def matmul_rate(threads: int, n: int = 1024, repeats: int = 7) -> float:
     """Best fp32 GFLOP/s of an n x n matmul on ``threads`` torch threads."""
+    return matmul_rates(threads, n, repeats)[0]
+
+
+def matmul_rates(threads: int, n: int = 1024, repeats: int = 7) -> tuple[float, float]:
+    """Best fp32 GFLOP/s of an n x n matmul on ``threads`` torch threads, by wall time and per
+    core by CPU time (this process's user + system seconds, which other processes' load
+    inflates much less than the wall clock)."""
     prev = torch.get_num_threads()
     torch.set_num_threads(threads)
     a, b = torch.randn(n, n), torch.randn(n, n)
     a @ b
-    best = float("inf")
+    best, best_cpu = float("inf"), float("inf")
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for _ in range(5):
             a @ b
         best = min(best, (time.perf_counter() - t0) / 5)
+        best_cpu = min(best_cpu, (time.process_time() - c0) / 5)
     torch.set_num_threads(prev)
-    return 2 * n ** 3 / best / 1e9
+    return 2 * n ** 3 / best / 1e9, 2 * n ** 3 / best_cpu / 1e9
 
 
 def cnn_flops_per_sample(net: torch.nn.Module, shape: tuple[int, ...]) -> int:
@@ -128,6 +160,73 @@ def cnn_flops_per_sample(net: torch.nn.Module, shape: tuple[int, ...]) -> int:
     for h in hooks:
         h.remove()
     return total
+
+
+def products(net: torch.nn.Module, x: torch.Tensor) -> list[tuple[str, int, int, int, int]]:
+    """The model's matrix products for one optimizer step on the rows ``x``, as
+    ``(layer, M, K, N, times)`` per network: a convolution as its patches times its filters
+    ``(rows Hout Wout, Cin k^2 / groups, Cout)``, a Linear layer ``(rows, in, out)``, an LSTM
+    layer's gates per time step ``(rows, I + H, 4H)`` T times."""
+    found = []
+    hooks = []
+
+    def conv(name):
+        def hook(m, inp, out):
+            k = m.kernel_size[0] * m.kernel_size[1]
+            found.append((name, out.shape[0] * out.shape[-2] * out.shape[-1], m.in_channels // m.groups * k,
+                          m.out_channels, 1))
+        return hook
+
+    def lin(name):
+        def hook(m, inp, out):
+            found.append((name, inp[0].numel() // m.in_features, m.in_features, m.out_features, 1))
+        return hook
+
+    def lstm(name):
+        def hook(m, inp, out):
+            x0 = inp[0]
+            T, rows = (x0.shape[1], x0.shape[0]) if m.batch_first else (x0.shape[0], x0.shape[1])
+            for layer in range(m.num_layers):
+                width = m.input_size if layer == 0 else m.hidden_size
+                found.append((f"{name} layer {layer}", rows, width + m.hidden_size, 4 * m.hidden_size, T))
+        return hook
+
+    for name, m in net.named_modules():
+        if isinstance(m, torch.nn.Conv2d):
+            hooks.append(m.register_forward_hook(conv(name)))
+        elif isinstance(m, torch.nn.Linear):
+            hooks.append(m.register_forward_hook(lin(name)))
+        elif isinstance(m, torch.nn.LSTM):
+            hooks.append(m.register_forward_hook(lstm(name)))
+    with torch.no_grad():
+        net(x)
+    for h in hooks:
+        h.remove()
+    return found
+
+
+def shape_rate(prods: list[tuple[str, int, int, int, int]], networks: int, repeats: int = 5) -> float:
+    """GFLOP/s of the model's own products (forward shapes) as batched matmuls over ``networks``
+    networks on one thread: their FLOPs over the best time of the products one after another."""
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    mats = [(torch.randn(networks, M, K), torch.randn(networks, K, N), t) for _, M, K, N, t in prods]
+    flops = sum(2 * a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2] * t for a, b, t in mats)
+
+    def once() -> None:
+        for a, b, t in mats:
+            for _ in range(t):
+                torch.bmm(a, b)
+
+    once()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(10):
+            once()
+        best = min(best, (time.perf_counter() - t0) / 10)
+    torch.set_num_threads(prev)
+    return flops / best / 1e9
 
 
 def cnn_case() -> dict:
@@ -201,21 +300,96 @@ def run_case(case: dict, B: int, units: int, workers: int, seq_networks: int, ra
     k = min(seq_networks, B)
     # warm-up outside the timing (first-call allocations, tracing)
     train_functional(case["net"], case["theta0"], case["X"], Y[:2], dataclasses.replace(recipe, epochs=1), n_workers=1)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     seq = _sequential(case, recipe, Y, list(range(k)), workers)
     t_seq = (time.perf_counter() - t0) * B / k
-    # the one-off set-up of a batched run (tracing, the probe against the module) is timed on its
-    # own: it is paid once, not once per timed epoch, so it is left out of the scaling
-    t0 = time.perf_counter()
-    batched_module(case["net"], case["theta0"], case["X"][:4])
-    setup = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    fit = train_functional(case["net"], case["theta0"], case["X"], Y, recipe, n_workers=workers)
-    t_bat = time.perf_counter() - t0 - setup
+    cpu_seq = (time.process_time() - c0) * B / k
+    # the one-off set-up of a batched run (tracing, the probe against the module) is paid once,
+    # not once per timed epoch, so it is left out of the scaling: timed where train_functional
+    # calls it, in the same run (a separate timing, under load, could exceed the whole run)
+    import audit.train.functional as functional
+
+    setups = []
+
+    def timed_setup(*a, **kw):
+        t0, c0 = time.perf_counter(), time.process_time()
+        try:
+            return batched_module(*a, **kw)
+        finally:
+            setups.append((time.perf_counter() - t0, time.process_time() - c0))
+
+    functional.batched_module = timed_setup
+    try:
+        t0, c0 = time.perf_counter(), time.process_time()
+        fit = train_functional(case["net"], case["theta0"], case["X"], Y, recipe, n_workers=workers)
+        t_total, cpu_total = time.perf_counter() - t0, time.process_time() - c0
+    finally:
+        functional.batched_module = batched_module
+    setup, cpu_setup = map(sum, zip(*setups))
+    t_bat, cpu_bat = t_total - setup, cpu_total - cpu_setup
     diff = max(float((fit.params[n][b] - seq[b][n]).abs().max()) for b in range(k) for n in seq[b])
     flops = case["flops_per_epoch"] * units * B
+    # the second floor: the model's own products, batched over a block, one thread per worker
+    rows = case["X"][: case["recipe"].step_rows(len(case["X"]))]
+    srate = shape_rate(products(case["net"], rows), block_size(B)) * workers
     return {"sequential_s": t_seq, "batched_s": t_bat, "floor_s": flops / (rate * 1e9), "flops": flops,
+            "shape_floor_s": flops / (srate * 1e9), "shape_rate": srate, "cpu_seq": cpu_seq, "cpu_bat": cpu_bat,
             "mode": fit.mode, "max_param_diff": diff, "seq_timed": k, "setup_s": setup}
+
+
+def block_size(B: int) -> int:
+    """Networks per block in train_functional at B (its blocks are what a worker runs)."""
+    from audit.train.functional import _BLOCKS, _MIN_NETWORKS
+
+    return min(B, max(_MIN_NETWORKS, -(-B // _BLOCKS)))
+
+
+def profile_block(case: dict, B: int, units: int, rate: float, workers: int, top: int = 14) -> None:
+    """Self CPU time per operation of one block of networks (the size the trainer uses at B) on
+    one thread, per optimizer step, against the floor's share of that step (the block's FLOPs at
+    1/workers of the matmul rate R); markdown rows for the README."""
+    import dataclasses
+
+    from torch.profiler import ProfilerActivity, profile
+
+    from audit.train.functional import _keep_freed_memory, _train_part, batched_module
+
+    size = block_size(B)
+    recipe = dataclasses.replace(case["recipe"], epochs=units)
+    rng = np.random.default_rng(12345)
+    y = case["y"]
+    Y = torch.stack([y] + [y[torch.from_numpy(rng.permutation(len(y)))] for _ in range(size - 1)])
+    net, theta0, X = case["net"], case["theta0"], case["X"]
+    fwd = batched_module(net, theta0, X[:4])
+    names = [k for k, _ in net.named_parameters()]
+    steps = len(recipe.batches(len(X)))
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with _keep_freed_memory():
+            _train_part(fwd, names, theta0, X, Y, recipe, None)
+            t0 = time.perf_counter()
+            _train_part(fwd, names, theta0, X, Y, recipe, None)
+            wall = (time.perf_counter() - t0) / steps
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                _train_part(fwd, names, theta0, X, Y, recipe, None)
+    finally:
+        torch.set_num_threads(prev)
+    floor = case["flops_per_epoch"] * units * size / steps / (rate / workers * 1e9)
+    ops = sorted(((e.key, e.self_cpu_time_total / 1e3 / steps, e.count / steps) for e in prof.key_averages()),
+                 key=lambda r: -r[1])
+    total = sum(r[1] for r in ops)
+    print(f"\n{case['name']}: one block of {size} networks (B = {B}), one thread, {steps} steps; unprofiled "
+          f"{wall * 1e3:.2f} ms per step = {wall / floor:.1f}x the floor's share {floor * 1e3:.2f} ms "
+          f"(R = {rate:.0f} GFLOP/s over {workers} threads); profiled self CPU sums to {total:.2f} ms per step")
+    print("| operation | calls per step | self CPU ms per step | share | x floor |")
+    print("|---|---|---|---|---|")
+    for key, ms, calls in ops[:top]:
+        print(f"| `{key}` | {calls:.0f} | {ms:.3f} | {ms / total:.0%} | {ms / (floor * 1e3):.2f} |")
+    rest = ops[top:]
+    ms = sum(r[1] for r in rest)
+    print(f"| {len(rest)} other operations | {sum(r[2] for r in rest):.0f} | {ms:.3f} | {ms / total:.0%} | "
+          f"{ms / (floor * 1e3):.2f} |")
 
 
 def main() -> None:
@@ -230,6 +404,9 @@ def main() -> None:
                     help="networks timed sequentially (the cost per network is the same for all; scaled to B)")
     ap.add_argument("--full", action="store_true", help="time the full schedules (slow)")
     ap.add_argument("--only", choices=("digits_cnn", "macro_lstm"))
+    ap.add_argument("--profile", action="store_true",
+                    help="then profile one block of networks at the largest B (per operation, against the floor)")
+    ap.add_argument("--profile-only", action="store_true", help="the profile alone, no timings")
     args = ap.parse_args()
     Bs = [int(b) for b in args.B.split(",")]
     rate = matmul_rate(args.workers)
@@ -239,7 +416,7 @@ def main() -> None:
     summary: dict[tuple[str, int], list[tuple[float, float, float]]] = {}
     for case_fn, short in ((cnn_case, args.cnn_epochs), (lstm_case, args.lstm_steps)):
         case = case_fn()
-        if args.only and case["name"] != args.only:
+        if (args.only and case["name"] != args.only) or args.profile_only:
             continue
         full = case["recipe"].epochs
         units = full if args.full else min(short, full)
@@ -249,26 +426,45 @@ def main() -> None:
               f"{per_net / 1e9:.2f} GFLOP; timed {units} of {full} {case['unit']} (full schedule = x{k:g})")
         for _ in range(args.repeats):
             for B in Bs:
-                rate = matmul_rate(args.workers)       # the floor from the rate just before this case
+                rate, core = matmul_rates(args.workers)  # the floor from the rate just before this case
                 r = run_case(case, B, units, args.workers, args.seq_networks, rate)
                 # the rate again after the timings: on a shared machine it moves, and so does the floor
-                after = matmul_rate(args.workers)
+                after, core_after = matmul_rates(args.workers)
                 r["floor_s"] *= rate / max(rate, after)
-                rate = max(rate, after)
+                rate, core = max(rate, after), max(core, core_after)
+                # CPU seconds against the floor's CPU seconds (the FLOPs at one core's rate): the
+                # work's efficiency, steadier under load than wall time; idle cores do not count
+                over_cpu = r["cpu_bat"] / (r["flops"] / (core * 1e9))
                 seq_over_bat = r["sequential_s"] / r["batched_s"]
                 over_floor = r["batched_s"] / r["floor_s"]
-                summary.setdefault((case["name"], B), []).append((seq_over_bat, over_floor, rate))
+                over_shape = r["batched_s"] / r["shape_floor_s"]
+                summary.setdefault((case["name"], B), []).append((seq_over_bat, over_floor, rate, over_shape,
+                                                                  r["shape_rate"], r["cpu_seq"] / r["cpu_bat"],
+                                                                  over_cpu, core))
                 print(f"  B = {B:3d}: floor {k * r['floor_s']:.1f} s at {rate:.0f} GFLOP/s | batched ({r['mode']}) "
                       f"{k * r['batched_s'] + r['setup_s']:.1f} s (set-up {r['setup_s']:.1f} s) = {over_floor:.2f}x floor "
                       f"({r['flops'] / r['batched_s'] / 1e9:.1f} GFLOP/s) | sequential {k * r['sequential_s']:.1f} s "
                       f"(timed on {r['seq_timed']}, scaled) = {r['sequential_s'] / r['floor_s']:.2f}x floor | "
-                      f"sequential / batched {seq_over_bat:.2f}x | max |param diff| {r['max_param_diff']:.1e} "
+                      f"sequential / batched {seq_over_bat:.2f}x | max |param diff| {r['max_param_diff']:.1e} | "
+                      f"second floor, the model's own products ({r['shape_rate']:.0f} GFLOP/s): "
+                      f"{k * r['shape_floor_s']:.1f} s, batched = {over_shape:.2f}x it | CPU time: batched "
+                      f"{k * r['cpu_bat']:.1f} s = {over_cpu:.2f}x the floor's at {core:.0f} GFLOP/s per core, "
+                      f"sequential {k * r['cpu_seq']:.1f} s, sequential / batched {r['cpu_seq'] / r['cpu_bat']:.2f}x "
                       f"[{machine()}]")
     print(f"\nsummary over {args.repeats} run(s) (ranges), {machine()} at the end:")
     for (name, B), rows in summary.items():
-        sb, of, rt = zip(*rows)
+        sb, of, rt, os_, sr, cs, oc, cr = zip(*rows)
         print(f"  {name:<10} B = {B:3d}: sequential / batched {min(sb):.2f}-{max(sb):.2f}x, "
-              f"batched {min(of):.2f}-{max(of):.2f}x the floor (matmul {min(rt):.0f}-{max(rt):.0f} GFLOP/s)")
+              f"batched {min(of):.2f}-{max(of):.2f}x the floor (matmul {min(rt):.0f}-{max(rt):.0f} GFLOP/s), "
+              f"{min(os_):.2f}-{max(os_):.2f}x the second floor (own products {min(sr):.0f}-{max(sr):.0f} GFLOP/s); "
+              f"CPU time: sequential / batched {min(cs):.2f}-{max(cs):.2f}x, batched {min(oc):.2f}-{max(oc):.2f}x "
+              f"the floor's (matmul {min(cr):.0f}-{max(cr):.0f} GFLOP/s per core)")
+    if args.profile or args.profile_only:
+        for case_fn, short in ((cnn_case, 1), (lstm_case, args.lstm_steps)):
+            case = case_fn()
+            if args.only and case["name"] != args.only:
+                continue
+            profile_block(case, max(Bs), min(short, case["recipe"].epochs), matmul_rate(args.workers), args.workers)
 
 
 if __name__ == "__main__":

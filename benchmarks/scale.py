@@ -9,6 +9,22 @@ that running out of memory stops it, not the machine; a size is skipped for it o
 ran out. Where both ran, their results.json are compared: every count-based number must be
 identical, and the histogram AUC's largest error against the exact AUC is printed.
 
+``--only ray``: the same streamed audit of a hive-partitioned folder (``shard=<i>/part-0.parquet``,
+10^6 rows each) with ``--backend local`` and ``--backend ray`` (a local Ray instance on this
+machine's cores: Ray Data reads and counts on its workers) in the same run: wall time, the time
+``audit run`` spent loading the data (``provenance.plan.loading_seconds``, the Ray instance's start
+included), the driver's own peak RSS, their ratios, and whether the results.json agree::
+
+    PYTHONPATH=. python benchmarks/scale.py --only ray --rows 1e6,1e7
+
+``--only bootstrap``: whether the fairness method's resampling is worth Ray tasks. Its cost does
+not grow with the rows (multinomial draws of each group's cells, binomial draws of its score
+bins), so it is timed at the most groups an attribute may have (``max_groups`` = 50, default),
+with 1,000 resamples (default) and 100,000 (the most allowed), locally and as one Ray task per
+group on a warm local Ray instance, in the same run::
+
+    PYTHONPATH=. python benchmarks/scale.py --only bootstrap
+
 The data (one 10^6-row shard per seed, sex with 2 and race with 5 groups, outcomes and scores
 with planted group gaps) is written once under ``--data`` (default /tmp/audit-scale), never into
 the repository; the 10^8 run takes a few minutes and is run by hand::
@@ -29,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import machine
+from _common import machine, ratio_line
 
 SHARD_ROWS = 1_000_000
 RACES = ("Asian", "Black", "Other", "Pacific", "White")
@@ -99,8 +115,32 @@ memory = "64GiB"
 """
 
 
-def run(path: Path, *, stream: bool, out: Path, cap: int | None) -> dict:
-    """One ``audit run --methods fairness`` in a subprocess: wall seconds, peak RSS, exit code."""
+def partitioned(root: Path, rows: int) -> Path:
+    """The shards of ``rows`` rows as a hive-partitioned folder (hard links, written once)."""
+    generate(root, rows, single_file=False)
+    folder = root / f"hive-{rows:.0e}".replace("+", "")
+    for i in range(max(1, rows // SHARD_ROWS)):
+        link = folder / f"shard={i:05d}" / "part-0.parquet"
+        if not link.exists():
+            link.parent.mkdir(parents=True, exist_ok=True)
+            os.link(root / "shards" / f"part-{i:05d}.parquet", link)
+    return folder
+
+
+# The CLI, writing its own peak RSS on the way out: the driver's alone (a Ray run's workers are
+# other processes, and os.wait4 would report the largest of them).
+DRIVER = ("import resource, sys\n"
+          "rss = sys.argv.pop(1)\n"
+          "from audit.cli import main\n"
+          "try:\n"
+          "    main()\n"
+          "finally:\n"
+          "    open(rss, 'w').write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))\n")
+
+
+def run(path: Path, *, stream: bool, out: Path, cap: int | None, backend: str = "local") -> dict:
+    """One ``audit run --methods fairness`` in a subprocess: wall seconds, the driver's peak RSS,
+    exit code."""
     out.mkdir(parents=True, exist_ok=True)
     config = out / "audit.toml"
     config.write_text(CONFIG.format(path=json.dumps(str(path)), stream=str(stream).lower()))
@@ -112,15 +152,19 @@ def run(path: Path, *, stream: bool, out: Path, cap: int | None) -> dict:
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "audit", "run", str(config), "--methods", "fairness",
-                             "--format", "json", "--out", str(report), "--overwrite", "--full", "--quiet"],
+    rss = out / "driver-rss-kb"
+    rss.unlink(missing_ok=True)
+    proc = subprocess.Popen([sys.executable, "-c", DRIVER, str(rss), "run", str(config), "--methods", "fairness",
+                             "--format", "json", "--out", str(report), "--overwrite", "--full", "--quiet",
+                             "--backend", backend],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=limit, env=env)
     err = proc.stderr.read().decode(errors="replace")
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
     rc = os.waitstatus_to_exitcode(status)
     results = report / "results.json"
-    return {"rc": rc, "wall": wall, "rss_mb": usage.ru_maxrss / 1024,
+    kb = int(rss.read_text()) if rss.exists() else usage.ru_maxrss  # killed: what the kernel saw
+    return {"rc": rc, "wall": wall, "rss_mb": kb / 1024,
             "error": err.strip().splitlines()[-1] if rc else None,
             "results": json.loads(results.read_text()) if rc == 0 and results.exists() else None}
 
@@ -177,6 +221,87 @@ def decisions(rows: list[int], root: Path, cap: int) -> None:
         print(f"{n:>12,} | {s['wall']:10.1f} {s['rss_mb']:8.0f} | {mem} | {note}", flush=True)
 
 
+def comparable(doc: dict) -> str:
+    """results.json without what differs between backends: clock times, the command, provenance."""
+    doc = dict(doc)
+    doc.pop("provenance", None)
+    text = json.dumps(doc, sort_keys=True)
+    import re
+
+    return re.sub(r'"([a-z_]*seconds[a-z_]*)": [-0-9.eE+]+', r'"\1": 0', text)
+
+
+def ray_vs_local(rows: list[int], root: Path) -> None:
+    print(f"streamed decisions-only fairness of a hive-partitioned folder, local vs Ray Data [{machine()}]")
+    print(f"{'rows':>12} | {'local s':>8} {'loading':>8} {'RSS MB':>7} | {'ray s':>8} {'loading':>8} {'RSS MB':>7} | "
+          "ray/local wall, RSS | results.json")
+    for n in rows:
+        folder = partitioned(root, n)
+        side = {b: run(folder, stream=True, out=root / f"out-{b}-{n}", cap=None, backend=b) for b in ("local", "ray")}
+        if any(r["rc"] for r in side.values()):
+            print(f"{n:>12,} | failed: " + "; ".join(f"{b} exit {r['rc']}: {r['error']}" for b, r in side.items()))
+            continue
+        lo, ra = side["local"], side["ray"]
+        load = {b: r["results"]["provenance"]["plan"]["loading_seconds"] for b, r in side.items()}
+        same = "identical" if comparable(lo["results"]) == comparable(ra["results"]) else "DIFFER"
+        print(f"{n:>12,} | {lo['wall']:8.1f} {load['local']:8.1f} {lo['rss_mb']:7.0f} | {ra['wall']:8.1f} "
+              f"{load['ray']:8.1f} {ra['rss_mb']:7.0f} | {ra['wall'] / lo['wall']:.2f}, "
+              f"{ra['rss_mb'] / lo['rss_mb']:.2f} | {same}", flush=True)
+        print("  " + ratio_line("local / ray (wall)", lo["wall"], ra["wall"], digits=2))
+
+
+def _resample_group(job: tuple) -> float:
+    """One group's resampling, as the fairness method does it: its AUC bootstrap from the score
+    histogram and its calibration test (the stratified bootstrap of all groups' cells is timed
+    apart); returns a checksum so nothing is optimized away."""
+    from audit.stats.calibration import histogram_calibration_test
+    from audit.stats.counts import bootstrap_histogram_auc
+
+    by_outcome, count, positives, score_sum, n_boot, seed = job
+    rng = np.random.default_rng(seed)
+    draws, _ = bootstrap_histogram_auc(by_outcome, n_boot, rng)
+    test = histogram_calibration_test(count, positives, score_sum, n_bins=10, n_sim=n_boot, rng=rng)
+    return float(np.nansum(draws)) + float(test.p_value)
+
+
+def bootstrap_cost(root: Path, groups: int = 50) -> None:
+    from audit import execution
+    from audit.stats.bootstrap import bootstrap_cells
+    from audit.stats.counts import GroupTable
+
+    import pyarrow.parquet as pq
+
+    generate(root, SHARD_ROWS, single_file=False)
+    t = pq.read_table(root / "shards" / "part-00000.parquet", columns=["income", "score"])
+    rng = np.random.default_rng(0)
+    codes = rng.choice(groups, t.num_rows, p=rng.dirichlet(np.full(groups, 2.0)))
+    y = (t.column("income").to_numpy().astype(str) == ">50K").astype(np.int64)
+    s = t.column("score").to_numpy()
+    table = GroupTable.from_rows([f"g{i:02d}" for i in range(groups)], codes, y, (s >= 0.5).astype(np.int64), s)
+    print(f"fairness resampling at {groups} groups ({t.num_rows:,} rows, group sizes "
+          f"{np.bincount(codes).min():,}-{np.bincount(codes).max():,}, 1,000 score bins) [{machine()}]")
+    with execution.session(execution.ExecutionConfig("ray")) as cluster:
+        for n_boot in (1000, 100_000):
+            jobs = [(table.by_outcome(g), table.hist[g].sum(axis=(0, 1)), table.hist[g, 1].sum(axis=0),
+                     table.score_sum[g], n_boot, g) for g in range(groups)]
+            t0 = time.perf_counter()
+            bootstrap_cells(table.cells, n_boot, np.random.default_rng(1))
+            cells_s = time.perf_counter() - t0
+            with execution.session(execution.ExecutionConfig("local")):
+                t0 = time.perf_counter()
+                here = execution.map(_resample_group, jobs, n_jobs=1)
+                local_s = time.perf_counter() - t0
+            execution.map(_resample_group, jobs[:2])  # warm the workers (imports), not timed
+            t0 = time.perf_counter()
+            there = execution.map(_resample_group, jobs)
+            ray_s = time.perf_counter() - t0
+            assert here == there
+            print(f"  n_bootstrap = {n_boot:>7,}: all groups' cells {cells_s:.2f} s; per-group AUC bootstrap + "
+                  f"calibration test: local {local_s:.2f} s, {groups} Ray tasks on {cluster.cpus:.0f} CPUs "
+                  f"{ray_s:.2f} s ({local_s / groups * 1e3:.1f} ms of work per task)")
+            print("  " + ratio_line(f"local / ray at n_bootstrap = {n_boot:,}", local_s, ray_s, digits=2))
+
+
 def resolution(root: Path) -> None:
     """The histogram's AUC error against the exact AUC, and its stated bound, per bin count
     (every group of sex × race in the first 10^6-row shard); ECE is exact at any bin count."""
@@ -203,8 +328,10 @@ def resolution(root: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=["decisions"], default="decisions",
-                        help="which benchmark to run (decisions: streamed decisions-only fairness)")
+    parser.add_argument("--only", choices=["decisions", "ray", "bootstrap"], default="decisions",
+                        help="which benchmark to run (decisions: streamed decisions-only fairness, beside "
+                             "the in-memory path; ray: the streamed audit on --backend local and ray; "
+                             "bootstrap: the fairness resampling locally and as Ray tasks)")
     parser.add_argument("--rows", default="1e6,1e7", help="comma-separated row counts (multiples of 1e6)")
     parser.add_argument("--data", default="/tmp/audit-scale", help="where the generated shards go")
     parser.add_argument("--memory-cap", default="12", help="GiB of address space for the in-memory path")
@@ -213,6 +340,10 @@ def main() -> None:
     if args.only == "decisions":
         decisions(rows, Path(args.data), int(float(args.memory_cap) * 2**30))
         resolution(Path(args.data))
+    elif args.only == "ray":
+        ray_vs_local(rows, Path(args.data))
+    else:
+        bootstrap_cost(Path(args.data))
 
 
 if __name__ == "__main__":

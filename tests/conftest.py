@@ -186,3 +186,20 @@ def small_shards(monkeypatch):  # noqa: ANN001, ANN201
     from audit.methods import counterfactuals
 
     monkeypatch.setattr(counterfactuals, "_SHARD", 100)
+
+
+def load_benchmark(name: str):
+    """The module ``benchmarks/<name>.py`` (run as a script it finds its sibling ``_common``;
+    here that folder is on the path while it loads)."""
+    import importlib.util
+    import sys
+
+    bench = Path(__file__).resolve().parents[1] / "benchmarks"
+    spec = importlib.util.spec_from_file_location(name, bench / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(bench))
+    try:
+        spec.loader.exec_module(mod)
+    finally:
+        sys.path.remove(str(bench))
+    return mod

@@ -258,3 +258,20 @@ def test_bundled_network_batched_retraining_does_less_work_than_sequential_at_B_
     # product over all K rows (22 instead of 16)
     assert flops_b <= 1.2 * flops_s
     assert ops_b < ops_s                     # per epoch / step, probe and tracing excluded
+
+
+@pytest.mark.parametrize("case", ["cnn_case", "lstm_case"])
+def test_retraining_benchmark_second_floor_counts_the_same_flops_as_the_first(case):
+    """benchmarks/retrain_cnn_lstm.py's second floor times the model's own products: found from
+    the module by hooks, they must add up to the analytic FLOPs of the first floor (per step)."""
+    from tests.conftest import load_benchmark
+
+    bench = load_benchmark("retrain_cnn_lstm")
+    c = getattr(bench, case)()
+    rows = c["X"][: c["recipe"].step_rows(len(c["X"]))]
+    prods = bench.products(c["net"], rows)
+    assert prods and all(min(p[1:]) >= 1 for p in prods)
+    per_step = sum(2 * M * K * N * t for _, M, K, N, t in prods)
+    analytic = c["flops_per_epoch"] / 3 / len(c["X"]) * len(rows)   # forward FLOPs of one step's rows
+    assert per_step == pytest.approx(analytic, rel=1e-12)
+    assert bench.block_size(99) == 13 and bench.block_size(8) == 8

@@ -63,6 +63,69 @@ def test_batched_retraining_equals_sequential(make, X, Y, loss):
             torch.testing.assert_close(other.params[k][0], seq[0][k], rtol=1e-4, atol=1e-5)
 
 
+def test_batched_lstm_calls_awaiting_their_backward_keep_their_own_buffers():
+    """The LSTM reuses its buffers between calls: two forward passes before either backward (and
+    a forward under no_grad in between) must still give each call its own gradients."""
+    from audit.train.functional import batched_module
+
+    torch.manual_seed(0)
+    net = TinyLSTM()
+    theta0 = {k: v.clone() for k, v in net.state_dict().items()}
+    fwd = batched_module(net, theta0, torch.randn(4, 5, 2))
+    assert fwd.mode == "graph"
+    xs = [torch.randn(6, 5, 2) for _ in range(2)]
+
+    def params():
+        return {k: torch.stack([v, v + 0.1]).requires_grad_(True) for k, v in theta0.items()}
+
+    alone = []
+    for x in xs:
+        p = params()
+        (fwd(p, x) ** 2).sum().backward()
+        alone.append({k: v.grad for k, v in p.items()})
+    ps = [params(), params()]
+    outs = [fwd(p, x) for p, x in zip(ps, xs)]
+    with torch.no_grad():
+        fwd(params(), torch.randn(6, 5, 2))
+    for p, out, ref in zip(ps[::-1], outs[::-1], alone[::-1]):
+        (out ** 2).sum().backward()
+        for k in ref:
+            torch.testing.assert_close(p[k].grad, ref[k], rtol=1e-5, atol=1e-6)
+
+
+class HeadsLSTM(nn.Module):
+    """An LSTM whose head reads its output sequence in one of several ways."""
+
+    def __init__(self, read: str) -> None:
+        super().__init__()
+        self.read = read
+        self.lstm = nn.LSTM(2, 4, batch_first=True)
+        self.head = nn.Linear(4, 1)
+
+    def forward(self, x):
+        out, (h_n, _) = self.lstm(x)
+        if self.read == "last":
+            return self.head(out[:, -1])
+        if self.read == "last_and_first":
+            return self.head(out[:, -1] + out[:, 0])
+        if self.read == "second_last":
+            return self.head(out[:, -2, :])
+        return self.head(h_n[-1])
+
+
+@pytest.mark.parametrize("read", ["last", "last_and_first", "second_last", "h_n"])
+def test_batched_lstm_reading_its_last_step_apart_equals_the_module(read):
+    """The traced LSTM hands the last step over apart (its gradient skips the other steps); every
+    way a head reads the sequence must still equal the module's outputs and gradients (the probe
+    of batched_module checks both, on shared and per-network inputs, else it falls back)."""
+    from audit.train.functional import batched_module
+
+    torch.manual_seed(0)
+    net = HeadsLSTM(read)
+    theta0 = {k: v.clone() for k, v in net.state_dict().items()}
+    assert batched_module(net, theta0, torch.randn(5, 4, 2)).mode == "graph"
+
+
 def _sequence_case(n: int, planted: bool, seed: int):
     """A tiny LSTM on (n, 4, 2) windows; y depends on feature a at the last lag when planted."""
     from audit.core.dataset import DatasetSpec

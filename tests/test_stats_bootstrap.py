@@ -300,20 +300,9 @@ def test_disparate_impact_against_a_reference_is_significant_exactly_when_its_in
 
 
 def _coverage_grid():
-    import importlib.util
-    from pathlib import Path
+    from tests.conftest import load_benchmark
 
-    import sys
-
-    bench = Path(__file__).resolve().parents[1] / "benchmarks"
-    spec = importlib.util.spec_from_file_location("fairness_coverage", bench / "fairness_coverage.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(bench))  # the benchmark imports its sibling _common
-    try:
-        spec.loader.exec_module(mod)
-    finally:
-        sys.path.remove(str(bench))
-    return mod
+    return load_benchmark("fairness_coverage")
 
 
 @pytest.mark.slow

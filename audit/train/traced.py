@@ -55,6 +55,31 @@ class _Net:
         self.t = t
 
 
+class _Sequence(_Net):
+    """An LSTM's output sequence ``(B, N, T, H)`` or ``(B, T, N, H)`` with its last step kept apart
+    as ``(B, N, H)``: indexing the last step (``out[:, -1]``, the usual head) takes it without
+    a gradient for every step (a zero fill and a copy of T steps, and T additions, per backward)."""
+
+    __slots__ = ("last", "time_dim", "steps")
+
+    def __init__(self, t: Any, last: Any, time_dim: int, steps: int) -> None:
+        super().__init__(t)
+        self.last, self.time_dim, self.steps = last, time_dim, steps
+
+    def last_step(self, idx: tuple) -> Any:
+        """The last step when ``idx`` (in the module's coordinates, no network axis) selects it
+        and nothing else, else None."""
+        if len(idx) <= self.time_dim or len(idx) > 3:
+            return None
+        for d, i in enumerate(idx):
+            if d == self.time_dim:
+                if isinstance(i, bool) or not isinstance(i, int) or i not in (-1, self.steps - 1):
+                    return None
+            elif i != slice(None):
+                return None
+        return self.last
+
+
 class _Maps:
     """Convolution feature maps of ``B`` networks as the channels of one batch: ``(N, B*C, H, W)``."""
 
@@ -113,98 +138,153 @@ def _maps(v: Any, B: int) -> Any:
 # --------------------------------------------------------------------------------------------
 
 def _lstm_function() -> Any:
+    import threading
+
     import torch
 
+    # Free workspaces per thread and shape: every training step of a block reuses the same
+    # buffers (still in cache, no allocation), and a workspace belongs to one call from its
+    # forward until its backward has run, so calls never share one.
+    free = threading.local()
+
     class BatchedLSTM(torch.autograd.Function):
-        """One LSTM layer of ``B`` networks with a zero initial state (gate order i, f, g, o and
-        the equations of ``nn.LSTM``). ``x`` (B, T, N, F) (may be a broadcast view), ``Wcat``
-        (B, F+1+H, 4H) = ``[W_ih | b_ih + b_hh | W_hh]`` transposed. Returns every hidden state
-        as ``(T, B, H, N)``.
+        """One LSTM layer of ``B`` networks with a zero initial state. ``x`` (B, T, N, F) (may be a
+        broadcast view), ``W`` (B, 4H, F+1+H) = ``[W_ih | b_ih + b_hh | W_hh]`` with the gates in
+        the order i, f, o, g (sigmoid gates first: one sigmoid over 3H rows, one tanh over H).
+        Returns every hidden state as ``(T, B, H, N)`` and the last one apart as ``(B, H, N)``.
 
         Everything is kept feature-major, ``(B, features, N)``: each step's gates are one batched
-        product ``Wcat^T [x_t; 1; h_{t-1}]`` (the column block kept in one buffer ``z``), each
-        gate is then a contiguous slab, and the weight gradient of all steps is one product.
+        product ``W [x_t; 1; h_{t-1}]`` (the column block kept in one buffer ``z``, into which each
+        step writes its ``h``), each gate is a contiguous slab, and the weight gradient of all
+        steps is one product.
         """
 
         @staticmethod
-        def forward(ctx: Any, x: Any, Wcat: Any) -> Any:
+        def forward(ctx: Any, x: Any, W: Any, keep: bool) -> Any:
             B, T, N, F = x.shape
-            K, G = Wcat.shape[1], Wcat.shape[2]
-            H = G // 4
-            WT = Wcat.transpose(1, 2).contiguous()                    # (B, 4H, K)
-            z = x.new_empty(B, K, T, N)
-            z[:, :F] = x.permute(0, 3, 1, 2)
-            z[:, F] = 1.0
-            z[:, F + 1:, 0] = 0.0
-            acts = x.new_empty(T, B, G, N)
-            dact = torch.empty_like(acts)
-            cs = x.new_empty(T, B, H, N)
-            tcs = torch.empty_like(cs)
-            otc = torch.empty_like(cs)        # o (1 - tanh(c)^2), the factor of dc in the backward
-            hs = torch.empty_like(cs)
-            one = x.new_ones(())
-            for t in range(T):
-                a = acts[t]
-                torch.bmm(WT, z[:, :, t], out=a)
-                i, f, g, o = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
-                a[:, :2 * H].sigmoid_()
+            H = W.shape[1] // 4
+            ws = _take(free, (B, T, N, F, H, x.dtype, x.device), lambda: _LSTMWorkspace(x, B, T, N, F, H))
+            ws.z[:, :F, :T] = x.permute(0, 3, 1, 2)
+            one = ws.one
+            # the views of every step are made once per workspace (each costs a dispatch)
+            for t, (zt, a, s, i, f, o, g, da_s, da_g, c, c_prev, tc, h, otc) in enumerate(ws.forward_views):
+                torch.bmm(W, zt, out=a)
+                s.sigmoid_()
                 g.tanh_()
-                o.sigmoid_()
                 # each gate's derivative with respect to its pre-activation, while a is in cache:
-                # sigmoid' = a (1 - a), tanh' = 1 - g^2
-                da = dact[t]
-                torch.addcmul(a, a, a, value=-1.0, out=da)
-                torch.addcmul(one, g, g, value=-1.0, out=da[:, 2 * H:3 * H])
-                c = cs[t]
+                # sigmoid' = s (1 - s), tanh' = 1 - g^2
+                torch.addcmul(s, s, s, value=-1.0, out=da_s)
+                torch.addcmul(one, g, g, value=-1.0, out=da_g)
                 torch.mul(i, g, out=c)
                 if t:
-                    c.addcmul_(f, cs[t - 1])
-                tc = tcs[t]
+                    c.addcmul_(f, c_prev)
                 torch.tanh(c, out=tc)
-                torch.mul(o, tc, out=hs[t])
-                torch.addcmul(o, hs[t], tc, value=-1.0, out=otc[t])
-                if t + 1 < T:
-                    z[:, F + 1:, t + 1] = hs[t]
-            ctx.save_for_backward(z, acts, dact, cs, tcs, otc, Wcat)
-            ctx.x_grad = ctx.needs_input_grad[0]
-            return hs
+                torch.mul(o, tc, out=h)
+                torch.addcmul(o, h, tc, value=-1.0, out=otc)   # o (1 - tanh(c)^2), dc's factor
+            hs = ws.z[:, F + 1:, 1:].permute(2, 0, 1, 3).contiguous()
+            last = ws.z[:, F + 1:, T].clone()
+            ctx.set_materialize_grads(False)             # an output nobody used has no gradient
+            if keep:
+                ctx.save_for_backward(W)
+                ctx.ws, ctx.x_grad = ws, ctx.needs_input_grad[0]
+            else:
+                _give(free, ws)
+            return hs, last
 
         @staticmethod
-        def backward(ctx: Any, dhs: Any) -> Any:
-            z, acts, dact, cs, tcs, otc, Wcat = ctx.saved_tensors
-            T, B, G, N = acts.shape
+        def backward(ctx: Any, dhs: Any, dlast: Any) -> Any:
+            (W,) = ctx.saved_tensors
+            ws, ctx.ws = ctx.ws, None
+            if ws is None:
+                raise RuntimeError("The batched LSTM's backward can run once per forward "
+                                   "(retain_graph is not supported).")
+            if dhs is None and dlast is None:
+                _give(free, ws)
+                return None, None, None
+            T, B, G, N = ws.acts.shape
             H = G // 4
-            K = Wcat.shape[1]
+            K = W.shape[2]
             F = K - H - 1
-            dG = acts.new_empty(B, G, T, N)
-            W_h = Wcat[:, F + 1:]                                          # (B, H, 4H)
-            dh = None
-            dc = None
+            dh, dc = ws.dh, ws.dc
+            # the gradient arrives in its consumer's layout (e.g. (B, T, N, H) strides): one copy
+            # makes every step's slice contiguous
+            dhs = dhs.contiguous() if dhs is not None else None
+            W_hT = W[:, :, F + 1:].transpose(1, 2)                          # (B, H, 4H)
             for t in range(T - 1, -1, -1):
-                a = acts[t]
-                i, f, g = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H]
-                dh = dhs[t] if dh is None else dh.add_(dhs[t])
-                d = dG[:, :, t]
-                torch.mul(dh, tcs[t], out=d[:, 3 * H:])                    # d o
-                dct = dh * otc[t] if dc is None else dc.addcmul_(dh, otc[t])
-                torch.mul(dct, g, out=d[:, :H])                            # d i
-                torch.mul(dct, i, out=d[:, 2 * H:3 * H])                   # d g
-                if t:
-                    torch.mul(dct, cs[t - 1], out=d[:, H:2 * H])           # d f
+                d, d_i, d_f, d_o, d_g, i, f, g, c_prev, tc, otc, da = ws.backward_views[t]
+                if t == T - 1:
+                    if dhs is None:
+                        dh.copy_(dlast)
+                    else:
+                        torch.add(dhs[t], dlast, out=dh) if dlast is not None else dh.copy_(dhs[t])
+                elif dhs is not None:
+                    dh.add_(dhs[t])
+                torch.mul(dh, tc, out=d_o)
+                if t == T - 1:
+                    torch.mul(dh, otc, out=dc)
                 else:
-                    d[:, H:2 * H].zero_()
-                d.mul_(dact[t])
+                    dc.addcmul_(dh, otc)
+                torch.mul(dc, g, out=d_i)
                 if t:
-                    dc = dct.mul_(f)
-                    dh = torch.bmm(W_h, d)                                 # (B, H, N)
-            dG = dG.view(B, G, T * N)
+                    torch.mul(dc, c_prev, out=d_f)
+                else:
+                    d_f.zero_()
+                torch.mul(dc, i, out=d_g)
+                d.mul_(da)
+                if t:
+                    dc.mul_(f)
+                    torch.bmm(W_hT, d, out=dh)                             # (B, H, N)
+            dGm = ws.dG.view(B, G, T * N)
             # the input gradient (Integrated Gradients) of all steps at once, as the weight gradient
-            dx = (torch.bmm(Wcat[:, :F], dG).view(B, F, T, N).permute(0, 2, 3, 1)
+            dx = (torch.bmm(W[:, :, :F].transpose(1, 2), dGm).view(B, F, T, N).permute(0, 2, 3, 1)
                   if ctx.x_grad else None)
-            dW = torch.bmm(z.view(B, K, T * N), dG.transpose(1, 2))   # (B, K, 4H)
-            return dx, dW
+            dW = torch.bmm(dGm, ws.z[:, :, :T].reshape(B, K, T * N).transpose(1, 2))   # (B, 4H, K)
+            _give(free, ws)
+            return dx, dW, None
 
     return BatchedLSTM
+
+
+class _LSTMWorkspace:
+    """The buffers of one batched LSTM call (forward and backward through time)."""
+
+    def __init__(self, x: Any, B: int, T: int, N: int, F: int, H: int) -> None:
+        self.key = (B, T, N, F, H, x.dtype, x.device)
+        G, K = 4 * H, F + 1 + H
+        self.z = x.new_empty(B, K, T + 1, N)     # [x_t; 1; h_{t-1}] for t = 0..T (h_T at the end)
+        self.z[:, F] = 1.0
+        self.z[:, F + 1:, 0] = 0.0
+        self.acts = x.new_empty(T, B, G, N)
+        self.dact = x.new_empty(T, B, G, N)
+        self.cs, self.tcs, self.otc = (x.new_empty(T, B, H, N) for _ in range(3))
+        self.dG = x.new_empty(B, G, T, N)
+        self.dh, self.dc = x.new_empty(B, H, N), x.new_empty(B, H, N)
+        self.one = x.new_ones(())
+        z, acts, dact, cs, tcs, otc, dG = self.z, self.acts, self.dact, self.cs, self.tcs, self.otc, self.dG
+        S = 3 * H                                  # gates i, f, o (sigmoid), then g (tanh)
+        self.forward_views = [
+            (z[:, :, t], acts[t], acts[t][:, :S], acts[t][:, :H], acts[t][:, H:2 * H], acts[t][:, 2 * H:S],
+             acts[t][:, S:], dact[t][:, :S], dact[t][:, S:], cs[t], cs[t - 1] if t else None, tcs[t],
+             z[:, F + 1:, t + 1], otc[t]) for t in range(T)]
+        self.backward_views = [
+            (dG[:, :, t], dG[:, :H, t], dG[:, H:2 * H, t], dG[:, 2 * H:S, t], dG[:, S:, t], acts[t][:, :H],
+             acts[t][:, H:2 * H], acts[t][:, S:], cs[t - 1] if t else None, tcs[t], otc[t], dact[t])
+            for t in range(T)]
+
+
+def _take(free: Any, key: tuple, make: Any) -> Any:
+    pools = free.__dict__.setdefault("pools", {})
+    stack = pools.get(key)
+    return stack.pop() if stack else make()
+
+
+def _give(free: Any, ws: Any) -> None:
+    pools = free.__dict__.setdefault("pools", {})
+    pools.setdefault(ws.key, [])
+    if len(pools[ws.key]) < 2:
+        pools[ws.key].append(ws)
+    while len(pools) > 4:                       # a few shapes per thread (the last batch, IG chunks)
+        del pools[next(iter(pools))]
 
 
 def _conv_function() -> Any:
@@ -274,13 +354,22 @@ def batched_lstm(lstm: Any, name: str, params: dict[str, Any], x: Any, B: int) -
         W_hh = params[f"{name}.weight_hh_l{layer}"]                     # (B, 4H, H)
         bias = (params[f"{name}.bias_ih_l{layer}"] + params[f"{name}.bias_hh_l{layer}"] if lstm.bias
                 else W_ih.new_zeros(B, 4 * H))
-        Wcat = torch.cat([W_ih, bias[..., None], W_hh], dim=2).transpose(1, 2).contiguous()
-        hs = _LSTM_FN.apply(seq, Wcat)                                  # (T, B, H, N)
+        # gates reordered i, f, g, o -> i, f, o, g; autograd maps the gradient back
+        W = torch.cat([W_ih, bias[..., None], W_hh], dim=2).index_select(1, _gate_rows(H, W_ih.device))
+        keep = torch.is_grad_enabled() and (W.requires_grad or seq.requires_grad)
+        hs, last = _LSTM_FN.apply(seq, W, keep)                         # (T, B, H, N), (B, H, N)
         seq = hs.permute(1, 0, 3, 2)                                    # (B, T, N, H)
-        hs_last.append(hs[-1].transpose(1, 2))
+        hs_last.append(last.transpose(1, 2))
     out = hs.permute(1, 3, 0, 2) if lstm.batch_first else hs.permute(1, 0, 3, 2)   # (B, N, T, H) / (B, T, N, H)
     h_n = torch.stack(hs_last, dim=1)                                   # (B, L, N, H)
-    return _Net(out), (_Net(h_n), _CellUnavailable())
+    return (_Sequence(out, hs_last[-1], 1 if lstm.batch_first else 0, seq.shape[1]),
+            (_Net(h_n), _CellUnavailable()))
+
+
+def _gate_rows(H: int, device: Any) -> Any:
+    import torch
+
+    return torch.cat([torch.arange(0, 2 * H), torch.arange(3 * H, 4 * H), torch.arange(2 * H, 3 * H)]).to(device)
 
 
 class _CellUnavailable:
@@ -481,7 +570,8 @@ class TracedBatched:
             if any(isinstance(i, (_Net, _Maps)) or not isinstance(i, (int, slice, type(None), type(Ellipsis)))
                    for i in idx):
                 raise Unsupported("advanced indexing")
-            return _Net(t[(slice(None), *idx)])
+            last = x.last_step(idx) if isinstance(x, _Sequence) else None
+            return _Net(last if last is not None else t[(slice(None), *idx)])
         name = fn if node.op == "call_method" else getattr(fn, "__name__", "")
         if fn in (torch.flatten,) or (node.op == "call_method" and fn == "flatten"):
             start = args[1] if len(args) > 1 else kwargs.get("start_dim", 0)
