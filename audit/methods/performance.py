@@ -424,4 +424,4 @@ def _regression(out: _Table, y: np.ndarray, yhat: np.ndarray, config: Performanc
                 undefined="the outcome is constant on these rows")
 
 
-__all__ = ["Performance", "PerformanceConfig", "PerformanceResult"]
+__all__ = ["INTERVAL_METRICS", "Performance", "PerformanceConfig", "PerformanceResult"]
