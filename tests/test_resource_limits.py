@@ -241,7 +241,7 @@ def test_callable_outputs_name_how_many_rows_are_nan():
     (lambda X: np.full(len(X) + 1, 0.5), r"6 rows of output for 5 input rows"),
     (lambda X: np.full((len(X), 2, 2), 0.5), r"shape \(5, 2, 2\)"),
     (lambda X: ["yes"] * len(X), r"not an array of numbers"),
-    (lambda X: np.where(np.arange(len(X)) == 2, np.inf, 0.5), r"infinite values: 1 of 5 rows .*row 2"),
+    (lambda X: np.where(np.arange(len(X)) == 2, np.inf, 0.5), r"infinite values: 1 of 5 rows .*row 3 of the rows given to it, counted from 1"),
 ])
 def test_callable_outputs_out_of_range_or_of_the_wrong_shape_are_refused(output, match):
     model = CallableAdapter(task="binary", fn=output, description="function f")
