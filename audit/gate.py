@@ -63,6 +63,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -194,7 +195,7 @@ def parse_gate(gate: Mapping[str, Any], *, sensitive: Sequence[str], task: str,
                 f"(e.g. \"fairness.{sets[0] if sets else 'sex'}.demographic_parity_difference\") or "
                 "\"performance.<metric>\" (e.g. \"performance.auc\").")
         else:
-            section, (canonical, metric) = "fairness", _fairness_key(key, sensitive, sets, by_members, metrics, task)
+            section, (canonical, metric) = "fairness", _fairness_key(key, sensitive, by_members, metrics, task)
         if not isinstance(spec, Mapping):
             raise InvalidConfigError(f"The [gate] value of {key!r} must be a table like {{ max = 0.1 }}. "
                                      f"Got {spec!r} instead.")
@@ -260,27 +261,16 @@ def _performance_metric(key: str, task: str) -> str:
     return metric
 
 
-def _fairness_key(key: str, sensitive: Sequence[str], sets: Sequence[str], by_members: Mapping[frozenset, str],
+def _fairness_key(key: str, sensitive: Sequence[str], by_members: Mapping[frozenset, str],
                   metrics: Sequence[str], task: str) -> tuple[str, str]:
     """The canonical attribute set and the metric of a ``fairness.<set>.<metric>`` key; refuses
     unknown ones."""
-    from audit.methods.fairness import parse_set_key
-
     body = key[len("fairness."):]
     attr, _, metric = body.rpartition(".")
     if not attr or not metric:
         raise InvalidConfigError(f"The [gate] key {key!r} must look like \"fairness.<attribute>.<metric>\".")
-    members = parse_set_key(attr, f"The [gate] key {key!r}")
-    canonical = by_members.get(frozenset(members))
-    if canonical is None:
-        hint = did_you_mean(attr, sets)
-        extra = quoting_hint(members, sensitive)
-        if len(members) > 1 and all(m in sensitive for m in members):
-            extra = (f" Add {list(members)} to [methods.fairness] intersections to audit this "
-                     "intersection.")
-        raise InvalidConfigError(
-            f"The [gate] key {key!r} names the attribute {attr!r}, which the fairness audit does "
-            f"not cover.{hint}{extra} Attributes and intersections: {', '.join(sets) or 'none'}.")
+    canonical = key_set(attr, f"The [gate] key {key!r}", by_members=by_members, sensitive=sensitive,
+                        covered="the fairness audit")
     if metric not in metrics:
         raise InvalidConfigError(
             f"The [gate] key {key!r} names the metric {metric!r}, which is not reported for "
@@ -288,15 +278,45 @@ def _fairness_key(key: str, sensitive: Sequence[str], sets: Sequence[str], by_me
     return canonical, metric
 
 
-def quoting_hint(members: Sequence[str], sensitive: Sequence[str]) -> str:
-    """A hint for a gate key that split an attribute whose name holds a separator or edge
-    spaces: how to quote it (README, "Gate keys")."""
-    odd = [a for a in sensitive if a != a.strip() or any(c in a for c in '*×&"\\')]
+def key_set(text: str, where: str, *, by_members: Mapping[frozenset, str], sensitive: Sequence[str],
+            covered: str, shape: str = "fairness.{}.demographic_parity_difference",
+            listing: str = "Attributes and intersections") -> str:
+    """The canonical name of the attribute set ``text`` written in a gate key (``[gate]`` and
+    ``[compare.gate]`` alike, :func:`audit.methods.fairness.parse_set_key`), one of
+    ``by_members`` (members -> canonical name); otherwise an error that starts with ``where``,
+    says that ``covered`` does not cover it, suggests the nearest set and, only when the key
+    split an attribute whose name needs quotes, how to quote it (an example key of ``shape``),
+    and lists the sets under the heading ``listing``."""
+    from audit.methods.fairness import parse_set_key
+
+    members = parse_set_key(text, where)
+    canonical = by_members.get(frozenset(members))
+    if canonical is not None:
+        return canonical
+    names = list(by_members.values())
+    extra = quoting_hint(members, sensitive, shape=shape)
+    if not extra and len(members) > 1 and all(m in sensitive for m in members):
+        extra = f" Add {list(members)} to [methods.fairness] intersections to audit this intersection."
+    raise InvalidConfigError(
+        f"{where} names the attribute {text!r}, which {covered} does not cover.{did_you_mean(text, names)}{extra} "
+        f"{listing}: {', '.join(names) or 'none'}.")
+
+
+def quoting_hint(members: Sequence[str], sensitive: Sequence[str], *,
+                 shape: str = "fairness.{}.demographic_parity_difference") -> str:
+    """A hint for a gate key whose unquoted ``members`` come from splitting (or stripping) an
+    attribute whose name holds a separator or edge spaces: how to quote that attribute (README,
+    "Gate keys"), in an example key of ``shape``; empty when no such attribute was split."""
+    def split(name: str) -> set[str]:  # what an unquoted name becomes in a key
+        return {p.strip() for p in re.split("[*×&]", name)} - {""}
+
+    written = set(members)
+    odd = [a for a in sensitive if (a != a.strip() or any(c in a for c in '*×&"\\')) and split(a) & written]
     if not odd:
         return ""
     quoted = '"' + odd[0].replace("\\", "\\\\").replace('"', '\\"') + '"'
     return (f" The attribute {odd[0]!r} has a separator (*, ×, &), a quote or edge spaces in its name: quote it in the "
-            f"key, e.g. 'fairness.{quoted}.demographic_parity_difference' (a TOML literal key in single quotes).")
+            f"key, e.g. '{shape.format(quoted)}' (a TOML literal key in single quotes).")
 
 
 def evaluate(rules: Sequence[GateRule], result: Any, *, confidence: float | None = None,
@@ -482,5 +502,5 @@ def judge_outcomes(rules: Sequence[GateRule], outcomes: Sequence[Any]) -> GateRe
     return GateResult(tuple(verdicts))
 
 
-__all__ = ["GateResult", "GateRule", "Verdict", "evaluate", "judge_outcomes", "parse_gate", "quoting_hint",
+__all__ = ["GateResult", "GateRule", "Verdict", "evaluate", "judge_outcomes", "key_set", "parse_gate", "quoting_hint",
            "to_junit"]

@@ -146,6 +146,7 @@ def test_configs_on_different_rows_exit_2_and_write_nothing(tmp_path):
     ('"performance.auc" = { max = 0.02 }', "unknown option 'max'"),
     ('"performance.auc" = { max_decrease = -0.01 }', "at least 0"),
     ('"model.auc" = { max_decrease = 0.01 }', "Unknown [compare.gate] key"),
+    ('"counterfactuals.g.c.median_cost_change" = { max_increase = 0.5 }', "group 'c' of 'g', which does not occur"),
 ])
 def test_a_malformed_compare_gate_exits_2_before_any_audit(tmp_path, gate, fragment):
     a, b = write_pair(tmp_path, planted(n=400, extra=0), gate)
@@ -170,6 +171,8 @@ def test_the_html_report_shows_every_change_and_escapes_user_strings(tmp_path):
     dp = doc["fairness"]["g"]["disparities"]["demographic_parity_difference"]["change"]
     assert f"{dp['value']:,.4f}" in html and f"{dp['lower']:,.4f}" in html
     assert doc["data"]["row_sha256"] in html
+    assert doc["mcnemar"]["p_value"] < 0.001  # a p-value below 0.001 is "p < 0.001"
+    assert "equal accuracy: p &lt; 0.001" in html and "p = &lt;" not in html
 
 
 def test_compare_models_is_the_python_twin_and_compares_importances():
@@ -544,8 +547,9 @@ def test_attribute_names_with_separators_or_edge_spaces_are_named_in_gate_keys_b
                        compare={"n_bootstrap": 200, "n_permutations": 99, "gate": gate})
     judged = {v.key: v for v in r.gate.verdicts}
     assert list(judged) == keys and all(v.status == "pass" and v.value == 0.0 for v in judged.values())
-    # results keys quote such names the same way, so they never collide with an intersection
-    assert judged[keys[-1]].rule.startswith('"a&b"*"s*t".')
+    # results keys quote such names the same way, so they never collide with an intersection;
+    # a rule is labelled with its key as written, quotes and all
+    assert '"a&b"*"s*t"' in r.fairness and judged[keys[-1]].rule.startswith(keys[-1] + " increase < 0.5")
     # audit check's [gate] reads the same rule
     rules = parse_gate({k.replace("max_increase", "max"): {"max": 0.1} for k in keys}, sensitive=ODD, task="binary")
     assert [r_.attribute for r_ in rules][:4] == [_quoted(a) for a in ODD]
@@ -646,7 +650,7 @@ def test_recourse_change_of_two_models_is_reported_gated_and_rendered():
     doc = json.loads(r.json_bytes())
     assert doc["recourse"]["attributes"]["g"]["groups"][0]["n_paired"] == groups["a"].n_paired
     html = render_comparison(r)
-    assert '<section id="recourse">' in html and "median change" in html
+    assert '<section id="recourse">' in html and "median per-row change" in html
     assert not any("Counterfactual recourse is not compared" in n for n in r.limitations)
     with pytest.raises(InvalidConfigError, match="counterfactuals.<attribute>.<group>.median_cost_change"):
         compare_models(m1, m2, df, target="y", sensitive=["g"], methods=["performance"],
@@ -866,3 +870,115 @@ def test_compare_records_its_execution_like_audit_run_and_takes_the_same_backend
     b.write_text(b.read_text() + '\n[execution]\nbackend = "ray"\n', encoding="utf-8")
     res = CliRunner().invoke(app, ["compare", str(a), str(b), "--out", str(tmp_path / "o2"), "-q"])
     assert res.exit_code == 2 and "[execution] tables differ" in res.output and not (tmp_path / "o2").exists()
+
+
+def test_a_rerun_of_compare_replaces_its_own_junit_file_and_either_command_replaces_the_other_s(tmp_path):
+    """README: --junit behaves as in audit check: a rerun replaces the JUnit file audit-suite
+    wrote (of audit check or audit compare), never any other file."""
+    from audit.report.output import is_our_junit
+
+    a, b = write_pair(tmp_path, planted(n=1000, extra=0), '"performance.accuracy" = { max_decrease = 0.05 }\n')
+    junit = tmp_path / "c.xml"
+    for run in range(2):  # the second run finds the first run's file and replaces it
+        res = compare_cli(a, b, "--out", tmp_path / f"out{run}", "--junit", junit, "--methods", "performance")
+        assert res.exit_code == 0, res.output
+        assert ET.parse(junit).getroot().get("name") == "audit-compare:champ-vs-chall"
+    assert is_our_junit(junit)
+    gate_file = tmp_path / "g.xml"
+    gate_file.write_text(junit.read_text().replace("audit-compare:", "audit-gate:"))
+    assert is_our_junit(gate_file)
+    for foreign in ('<testsuites name="pytest"><testsuite name="t"/></testsuites>',
+                    '<testsuites name="audit-comparer"><testsuite/></testsuites>'):
+        gate_file.write_text(foreign)
+        assert not is_our_junit(gate_file)
+        res = compare_cli(a, b, "--out", tmp_path / "out3", "--junit", gate_file, "--methods", "performance")
+        assert res.exit_code == 2 and "is not a JUnit file written by audit-suite" in res.output
+        assert gate_file.read_text() == foreign
+
+
+def test_a_recourse_verdict_labels_its_costs_as_medians_on_the_paired_rows_and_its_change_as_the_median_per_row_change():
+    """The gate line of a recourse rule shows two medians on the paired rows and the median of
+    the per-row changes, which is not their difference: each says what it is. The note says
+    whether the searches sampled rows, as their results record."""
+    from types import SimpleNamespace
+
+    from audit.compare.gate import judge, parse_compare_gate
+    from audit.compare.recourse import compare_recourse
+
+    sensitive = pd.DataFrame({"g": ["a"] * 20})
+    champ = [(r, float(r)) for r in range(20)]
+    chall = [(r, r + (3.0 if r % 2 else 0.1)) for r in range(20)]  # median change 1.55, medians 9.5 and 11.05
+    rc = compare_recourse(_cf_result(champ, groups=("a",)), _cf_result(chall, groups=("a",)), sensitive, ["g"],
+                          confidence=0.95)
+    paired = rc.attributes["g"].groups[0].paired
+    assert (paired.champion, paired.challenger, paired.change.value) == pytest.approx((9.5, 11.05, 1.55))
+    rules = parse_compare_gate({'counterfactuals."g".a.median_cost_change': {"max_increase": 5.0}}, sets=[("g",)],
+                               groups={"g": ["a"]})
+    v = judge(rules, {rules[0].key: paired}).verdicts[0]
+    assert v.message.startswith("median per-row change +1.5500 (paired 95% CI ")
+    assert "; median cost on the 20 paired rows: champion 9.5000, challenger 11.0500)" in v.message
+    assert v.rule == 'counterfactuals."g".a.median_cost_change increase < 5'  # the key as written, quotes kept
+    assert "(all of them)" in rc.note and "sample" not in rc.note
+    sampled = [SimpleNamespace(**{**vars(_cf_result(rows, groups=("a",))), "sampled": True}) for rows in (champ, chall)]
+    assert "(for each model a seeded sample of them)" in compare_recourse(*sampled, sensitive, ["g"], confidence=0.95).note
+
+
+KEY_ATTRIBUTES = ["grp.a", "s*t"]
+KEY_GROUPS = {"grp.a": ["A", "B"], "s*t": ["u", "A*u"]}
+
+
+@pytest.mark.parametrize("key, attribute, group", [
+    ('counterfactuals."grp.a".A.median_cost_change', "grp.a", "A"),
+    ("counterfactuals.grp.a.A.median_cost_change", "grp.a", "A"),  # bare dotted name: one reading names a group
+    ('counterfactuals."s*t"."A*u".median_cost_change', "s*t", "A*u"),
+    ('counterfactuals."s*t".u.median_cost_change', "s*t", "u"),
+])
+def test_a_recourse_key_reads_names_by_the_quoting_rule_of_gate(key, attribute, group):
+    from audit.compare.gate import parse_compare_gate
+    from audit.methods.fairness import FairnessConfig, attribute_sets
+
+    rule, = parse_compare_gate({key: {"max_increase": 0.5}}, sets=attribute_sets(KEY_ATTRIBUTES, FairnessConfig()),
+                               groups=KEY_GROUPS)
+    assert (rule.attribute, rule.group, rule.text) == (attribute, group, f"{key} increase < 0.5")
+
+
+@pytest.mark.parametrize("key, says, never", [
+    ('counterfactuals."grp.a".C.median_cost_change', "names the group 'C' of 'grp.a', which does not occur", None),
+    ('counterfactuals."grp.a"*"s*t"."A*u".median_cost_change', "recourse is compared per sensitive attribute, not "
+     "for intersections", "unclosed quote"),
+    ("counterfactuals.s*t.u.median_cost_change", "quote it in the key, e.g. 'counterfactuals.\"s*t\".<group>.", None),
+    ('counterfactuals."s*t".A*u.median_cost_change', "quote a group name with *", None),
+    ('fairness."grp.x".demographic_parity_difference', "Did you mean 'grp.a'?", "quote it"),
+    ("fairness.s*t.demographic_parity_difference", "quote it in the key, e.g. 'fairness.\"s*t\".", None),
+    ('counterfactuals."grp.a.A.median_cost_change', "unclosed quote", None),
+])
+def test_a_malformed_or_unknown_name_in_a_gate_key_is_one_usage_error_with_the_relevant_hint_only(key, says, never):
+    """[gate] and [compare.gate] read names by one rule: an unquoted s*t is refused in both,
+    with how to quote it; a hint about quoting appears only when the key split such a name."""
+    from audit.compare.gate import parse_compare_gate
+    from audit.gate import parse_gate
+    from audit.methods.fairness import FairnessConfig, attribute_sets
+
+    with pytest.raises(InvalidConfigError) as err:
+        parse_compare_gate({key: {"max_increase": 0.5}}, sets=attribute_sets(KEY_ATTRIBUTES, FairnessConfig()),
+                           groups=KEY_GROUPS)
+    messages = [str(err.value)]
+    if key.startswith("fairness."):
+        with pytest.raises(InvalidConfigError) as err:
+            parse_gate({key: {"max": 0.1}}, sensitive=KEY_ATTRIBUTES, task="binary")
+        messages.append(str(err.value))
+    for message in messages:
+        assert says in message and (never is None or never not in message), message
+
+
+def test_a_bare_dotted_name_read_two_ways_is_refused_and_told_to_quote():
+    from audit.compare.gate import parse_compare_gate
+    from audit.methods.fairness import FairnessConfig, attribute_sets
+
+    sets = attribute_sets(["a", "a.b"], FairnessConfig())
+    with pytest.raises(InvalidConfigError, match="can be read in 2 ways .*'counterfactuals.\"a\".\"b.c\"."):
+        parse_compare_gate({"counterfactuals.a.b.c.median_cost_change": {"max_increase": 0.5}}, sets=sets,
+                           groups={"a": ["b.c"], "a.b": ["c"]})
+    rule, = parse_compare_gate({'counterfactuals."a.b".c.median_cost_change': {"max_increase": 0.5}}, sets=sets,
+                               groups={"a": ["b.c"], "a.b": ["c"]})
+    assert (rule.attribute, rule.group) == ("a.b", "c")

@@ -113,17 +113,16 @@ def test_the_model_modules_import_in_any_order_in_a_fresh_interpreter(order):
 
 
 def test_the_gate_reads_only_the_fairness_methods_public_surface():
-    """audit.gate imports public names of the fairness and performance methods only (the two
-    whose results its rules read), and reads no private attribute of a result (it used to read
-    AttributeResult._bounds)."""
+    """audit.gate imports public names of the methods it judges (fairness, performance) only, and
+    reads no private attribute of a result (it used to read AttributeResult._bounds)."""
     import audit.methods.fairness as fairness
     import audit.methods.performance as performance
 
-    surfaces = {"audit.methods.fairness": set(fairness.__all__), "audit.methods.performance": set(performance.__all__)}
+    public = {"audit.methods.fairness": fairness.__all__, "audit.methods.performance": performance.__all__}
     tree = ast.parse((PACKAGE / "gate.py").read_text(encoding="utf-8"))
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("audit.methods"):
-            assert node.module in surfaces
-            assert {a.name for a in node.names} <= surfaces[node.module]
+            assert node.module in public
+            assert {a.name for a in node.names} <= set(public[node.module])
         if isinstance(node, ast.Attribute):
             assert not (node.attr.startswith("_") and not node.attr.startswith("__")), node.attr

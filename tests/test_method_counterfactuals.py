@@ -507,3 +507,25 @@ def test_bad_sensitive_sources_exit_2_with_the_fix(tmp_path, sources, fragment):
                                       "-q", "-m", "fairness"], catch_exceptions=False)
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output and fragment in " ".join(result.output.split())
+
+
+def test_the_plan_says_its_row_count_is_an_estimate_from_the_outcome_and_the_result_says_how_many_were_searched():
+    """The plan comes before any prediction: with an outcome column it says "about N rows
+    (estimated from the outcome column)", N the rows with a negative outcome; the search then
+    covers the rows the model predicts unfavourable, which the result counts exactly."""
+    df = _numeric_frame(200)
+    df["y"] = (df.x1 > 6).astype(int)
+    enc = Encoding.fit(df[["x1", "x2", "x3"]])
+    f = enc.feature("x1")
+    model = _linear_torch(enc, {"x1": 1.0}, -(4.0 - f.center) / f.scale)  # 1 above x1 = 4; the outcome: x1 > 6
+    data = build_audit_data(df, DatasetSpec(target="y", features=("x1", "x2", "x3"), sensitive=("g",)), enc)
+    cfg = CounterfactualsConfig(**FAST)
+    negative = int((df.y == 0).sum())
+    plan = Counterfactuals().plan(model, data, cfg, RunContext.default(0))
+    assert f"about {min(negative, cfg.max_search_rows):,} rows (estimated from the outcome column)" in plan.description
+    res = _run(model, data)
+    assert res.n_unfavourable == int((df.x1 <= 4).sum()) != negative  # the search's own count differs
+    unlabelled = build_audit_data(df.drop(columns="y"), DatasetSpec(target=None, features=("x1", "x2", "x3"),
+                                                                   sensitive=("g",)), enc)
+    assert f"at most {min(200, cfg.max_search_rows):,} rows" in Counterfactuals().plan(
+        model, unlabelled, cfg, RunContext.default(0)).description

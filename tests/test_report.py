@@ -340,3 +340,17 @@ def test_every_methods_figures_draw_names_with_mathtext(tmp_path):
     html = render_html(report)
     assert not [n for n in report.limitations if "could not be drawn" in n], report.limitations
     assert html.count("data:image/png;base64,") >= 10
+
+
+def test_a_p_value_in_a_sentence_reads_p_less_than_and_no_template_writes_p_equals_before_one():
+    """One helper words a p-value in text: "p < 0.001", never "p = < 0.001"."""
+    import re
+    from pathlib import Path
+
+    from audit.report.render import fmt_p_is
+
+    assert (fmt_p_is(0.0004), fmt_p_is(0.0123), fmt_p_is(None)) == ("p < 0.001", "p = 0.012", "p = —")
+    templates = Path(__file__).resolve().parent.parent / "templates"
+    for path in templates.rglob("*.j2"):
+        text = path.read_text(encoding="utf-8")
+        assert not re.search(r"p = \{\{[^}]*pvalue", text), path

@@ -62,28 +62,31 @@ class CompareRule:
 
     @property
     def text(self) -> str:
-        what = ".".join(p for p in (self.attribute, self.group, self.metric) if p is not None)
+        """The key as the user wrote it (quoted names stay quoted: unambiguous) and the margins."""
         parts = []
         if self.max_increase is not None:
             parts.append(f"increase < {self.max_increase:g}")
         if self.max_decrease is not None:
             parts.append(f"decrease < {self.max_decrease:g}")
-        return f"{what} {' and '.join(parts)}"
+        return f"{self.key} {' and '.join(parts)}"
 
 
-def parse_compare_gate(gate: Mapping[str, Any], *, sets: Sequence[Sequence[str]]) -> list[CompareRule]:
+def parse_compare_gate(gate: Mapping[str, Any], *, sets: Sequence[Sequence[str]],
+                       groups: Mapping[str, Sequence[str]] | None = None) -> list[CompareRule]:
     """Validate ``[compare.gate]``; ``sets`` are the attribute sets compared (tuples of
-    attribute names). Attribute names in keys follow :func:`audit.methods.fairness.parse_set_key`.
+    attribute names), ``groups`` each attribute's groups in the data (None: any group a key
+    names is accepted, and judged insufficient if the comparison has none). Names in keys
+    follow :func:`audit.methods.fairness.parse_set_key`, as in ``[gate]``.
 
     Examples
     --------
     >>> rules = parse_compare_gate({"performance.auc": {"max_decrease": 0.01}}, sets=[("sex",)])
     >>> rules[0].text
-    'auc decrease < 0.01'
+    'performance.auc decrease < 0.01'
     """
     from audit.compare.options import comparable_disparities
-    from audit.gate import quoting_hint
-    from audit.methods.fairness import parse_set_key, set_name
+    from audit.gate import key_set
+    from audit.methods.fairness import set_name
 
     defaults = {}
     for opt, allowed in _OPTIONS.items():
@@ -109,17 +112,11 @@ def parse_compare_gate(gate: Mapping[str, Any], *, sets: Sequence[Sequence[str]]
                                          f"{did_you_mean(metric, PERFORMANCE_METRICS)} Performance metrics: "
                                          f"{', '.join(PERFORMANCE_METRICS)}.")
         elif section == "counterfactuals":
-            attr, group, metric = _recourse_key(key, rest, [a for s_ in sets if len(s_) == 1 for a in s_])
+            attr, group, metric = _recourse_key(key, rest, [a for s_ in sets if len(s_) == 1 for a in s_], groups)
         elif section == "fairness":
-            attr, _, metric = rest.rpartition(".")
-            members = parse_set_key(attr, f"The [compare.gate] key {key!r}")
-            canonical = by_members.get(frozenset(members))
-            if canonical is None:
-                raise InvalidConfigError(
-                    f"The [compare.gate] key {key!r} names the attribute {attr!r}, which the comparison does "
-                    f"not cover.{did_you_mean(attr, names)}{quoting_hint(members, attributes)} Attributes and "
-                    f"intersections: {', '.join(names) or 'none'}.")
-            attr = canonical
+            text, _, metric = rest.rpartition(".")
+            attr = key_set(text, f"The [compare.gate] key {key!r}", by_members=by_members, sensitive=attributes,
+                           covered="the comparison")
             if metric not in disparities:
                 raise InvalidConfigError(f"The [compare.gate] key {key!r} names the disparity {metric!r}."
                                          f"{did_you_mean(metric, disparities)} Disparities: {', '.join(disparities)}.")
@@ -162,46 +159,94 @@ def parse_compare_gate(gate: Mapping[str, Any], *, sets: Sequence[Sequence[str]]
 
 
 def _key_parts(text: str, where: str) -> list[str]:
-    """``text`` split at the dots outside double quotes; a quoted part is verbatim (``\\"`` a
-    quote, ``\\\\`` a backslash), as in attribute names (README, "Gate keys")."""
-    parts, pos = [], 0
-    while pos <= len(text):
-        if text.startswith('"', pos):
-            end = pos + 1
-            buf = []
-            while end < len(text) and text[end] != '"':
-                buf.append(text[end + 1] if text[end] == "\\" and end + 1 < len(text) else text[end])
-                end += 2 if text[end] == "\\" else 1
-            if end >= len(text) or (end + 1 < len(text) and text[end + 1] != "."):
-                raise InvalidConfigError(f"{where} has an unclosed quote, or text after a closing quote: a quoted "
-                                         'name ends with " before the next dot (README, "Gate keys").')
-            parts.append("".join(buf))
-            pos = end + 2
-        else:
-            end = text.find(".", pos)
-            end = len(text) if end < 0 else end
-            parts.append(text[pos:end])
-            pos = end + 1
-    return parts
+    """``text`` split at the dots outside double quotes, each part as written (quotes kept, for
+    :func:`audit.methods.fairness.parse_set_key`; inside quotes ``\\"`` is a quote)."""
+    parts, start, quoted, pos = [], 0, False, 0
+    while pos < len(text):
+        c = text[pos]
+        if quoted and c == "\\":
+            pos += 1
+        elif c == '"':
+            quoted = not quoted
+        elif c == "." and not quoted:
+            parts.append(text[start:pos])
+            start = pos + 1
+        pos += 1
+    if quoted:
+        raise InvalidConfigError(f'{where} has an unclosed quote: end the quoted name with " (README, "Gate keys").')
+    return [*parts, text[start:]]
 
 
-def _recourse_key(key: str, rest: str, attributes: Sequence[str]) -> tuple[str, str, str]:
-    """``<attribute>.<group>.median_cost_change`` of a ``counterfactuals.`` key: the attribute is one of
-    ``attributes``; names holding dots are quoted, or matched as the attributes allow."""
+def _recourse_key(key: str, rest: str, attributes: Sequence[str],
+                  groups: Mapping[str, Sequence[str]] | None) -> tuple[str, str, str]:
+    """``<attribute>.<group>.median_cost_change`` of a ``counterfactuals.`` key. Each name follows
+    the quoting rule of ``[gate]`` (:func:`audit.methods.fairness.parse_set_key`); the attribute is
+    one of ``attributes`` (recourse is compared per attribute, never per intersection) and the
+    group, when ``groups`` are known, one of its groups. An unquoted name with a dot in it is
+    read the one way that names a compared attribute and group; two such readings are refused."""
     from audit.compare.recourse import METRIC
+    from audit.gate import key_set
+    from audit.methods.fairness import parse_set_key, set_name
 
     where = f"The [compare.gate] key {key!r}"
+    shape = "counterfactuals.{}.<group>." + METRIC
     parts = _key_parts(rest, where)
     if len(parts) < 3 or parts[-1] != METRIC:
         raise InvalidConfigError(f"{where} must look like \"counterfactuals.<attribute>.<group>.{METRIC}\" (the "
                                  "median per-row change of a group's recourse cost).")
-    for i in range(1, len(parts) - 1):
-        attr, group = ".".join(parts[:i]), ".".join(parts[i:-1])
-        if attr in attributes:
-            return attr, group, METRIC
-    raise InvalidConfigError(f"{where} names no sensitive attribute the comparison covers.{did_you_mean(parts[0], attributes)} "
-                             f"Attributes: {', '.join(attributes) or 'none'}; quote a name with a dot in it "
-                             '(README, "Gate keys").')
+    names = parts[:-1]
+
+    def group_name(text: str) -> str:
+        members = parse_set_key(text, where)
+        if len(members) > 1:
+            raise InvalidConfigError(f"{where} names the group {text!r}, which the quoting rule reads as the "
+                                     f"names {list(members)} joined by a separator: quote a group name with *, × "
+                                     'or & in it (README, "Gate keys").')
+        return members[0]
+
+    # every reading: attribute = the first i names joined by dots (unquoted dotted names), group = the rest
+    readings = []
+    for i in range(1, len(names)):
+        try:
+            readings.append((parse_set_key(".".join(names[:i]), where), ".".join(names[i:])))
+        except InvalidConfigError:
+            if i == 1:
+                raise
+    known = [(m[0], g) for m, g in readings if len(m) == 1 and m[0] in attributes]
+    if not known:
+        members, text = readings[0][0], names[0]
+        if len(members) > 1 and all(m in attributes for m in members):
+            raise InvalidConfigError(
+                f"{where} names the intersection {text!r}: recourse is compared per sensitive attribute, not for "
+                f"intersections (the counterfactuals method reports the groups of each attribute). Name one "
+                f"attribute: {', '.join(attributes)}.")
+        # not an attribute: the error suggests the nearest one, or how to quote a name that was split
+        canonical = {set_name((a,)): a for a in attributes}
+        known = [(canonical[key_set(text, where, by_members={frozenset([a]): c for c, a in canonical.items()},
+                                    sensitive=attributes, covered="the recourse comparison", shape=shape,
+                                    listing="Attributes")], readings[0][1])]
+    resolved = [(a, group_name(g)) for a, g in known]
+    if groups is not None:
+        present = [(a, g) for a, g in resolved if g in {str(v) for v in groups.get(a, ())}]
+        if not present:
+            attr, group = resolved[0]
+            levels = sorted(str(v) for v in groups.get(attr, ()))
+            raise InvalidConfigError(
+                f"{where} names the group {group!r} of {attr!r}, which does not occur in the data."
+                f"{did_you_mean(group, levels)} Groups of {attr!r}: {', '.join(levels[:20]) or 'none'}"
+                f"{' …' if len(levels) > 20 else ''}.")
+        resolved = present
+    if len(resolved) > 1:
+        readings_text = "; ".join(f"attribute {a!r}, group {g!r}" for a, g in resolved)
+        example = ".".join(_always_quoted(n) for n in resolved[0])
+        raise InvalidConfigError(f"{where} can be read in {len(resolved)} ways ({readings_text}): quote the names "
+                                 f"with a dot in them, e.g. 'counterfactuals.{example}.{METRIC}' (README, "
+                                 '"Gate keys").')
+    return resolved[0][0], resolved[0][1], METRIC
+
+
+def _always_quoted(name: str) -> str:
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def judge(rules: Sequence[CompareRule], changes: Mapping[str, Any]) -> GateResult:
@@ -226,8 +271,11 @@ def _judge(rule: CompareRule, change: Any) -> Verdict:
         return verdict("insufficient", f"no paired interval ({e.undefined_reason}); the point estimate "
                                        "alone cannot pass the gate")
     err = (1 - conf) / 2
-    ci = (f"change {fixed(e.value, '+.4f')} (paired {100 * conf:.4g}% CI {fixed(e.lower, '+.4f')} to "
-          f"{fixed(e.upper, '+.4f')}; champion {fixed(change.champion, '.4f')}, challenger "
+    # a recourse change is the median of per-row changes, not the change of the two medians shown
+    what = "median per-row change" if rule.section == "counterfactuals" else "change"
+    basis = f"{change.basis}: " if change.basis else ""
+    ci = (f"{what} {fixed(e.value, '+.4f')} (paired {100 * conf:.4g}% CI {fixed(e.lower, '+.4f')} to "
+          f"{fixed(e.upper, '+.4f')}; {basis}champion {fixed(change.champion, '.4f')}, challenger "
           f"{fixed(change.challenger, '.4f')})")
     inc, dec = rule.max_increase, rule.max_decrease
     breach = (inc is not None and e.lower > inc) or (dec is not None and e.upper < -dec)

@@ -1,7 +1,7 @@
 """Counterfactual recourse of the two models per group, paired where the same row is explained.
 
 Both audits' ``counterfactuals`` method searched the rows each model does not assign to the
-target class (a seeded sample of at most ``max_search_rows``) and reports, per group of every
+target class (all of them, or a seeded sample of ``max_search_rows`` when there are more) and reports, per group of every
 sensitive attribute, the mean cost of each row's cheapest counterfactual with a bootstrap
 interval (:mod:`audit.methods._cf.recourse`). Those two per-model costs are shown as they are.
 Their difference is not paired (the rows differ), so the **paired change** is computed on the
@@ -198,7 +198,7 @@ def compare_recourse(champion: Any, challenger: Any, sensitive: Any, attributes:
             else:
                 e = Estimate(float(med[k]) + 0.0, float(lo[k]) + 0.0, float(hi[k]) + 0.0, confidence, ORDER_STATISTICS)
             change = Change(METRIC, f"median per-row change of the recourse cost, {g}", champ, chall, e, None, None,
-                            "not tested (an interval only)")
+                            "not tested (an interval only)", basis=f"median cost on the {n:,} paired rows")
             rows_out.append(GroupRecourseChange(
                 group=g, champion=per_model[0].get(g, Estimate(None, undefined_reason="no searched row in the group")),
                 challenger=per_model[1].get(g, Estimate(None, undefined_reason="no searched row in the group")),
@@ -207,7 +207,11 @@ def compare_recourse(champion: Any, challenger: Any, sensitive: Any, attributes:
                 only_champion=int((in_group["a"] == g).sum() - g_both.sum()),
                 only_challenger=int((in_group["b"] == g).sum() - g_both.sum())))
         out[attr] = AttributeRecourseChange(attr, tuple(rows_out))
-    note = ("Each model's search explains the rows it does not assign to the target class (a seeded sample): "
+    sampled = [bool(_get(r, "sampled")) for r in results]
+    sample = {(False, False): "all of them", (True, True): "for each model a seeded sample of them",
+              (True, False): "a seeded sample of them for the champion, all of them for the challenger",
+              (False, True): "all of them for the champion, a seeded sample of them for the challenger"}[tuple(sampled)]
+    note = (f"Each model's search explains the rows it does not assign to the target class ({sample}): "
             f"{both.size:,} rows were searched for both models, {int(paired.sum()):,} of them explained for both "
             f"(the paired rows); {ia.size - both.size:,} rows were searched for the champion only and "
             f"{ib.size - both.size:,} for the challenger only (unpaired: in each model's own cost, not in the "

@@ -14,7 +14,10 @@ class Change:
 
     ``change.undefined_reason`` says why there is no value, or, when there is a value but no
     interval, why none is given. ``p_value`` is the paired permutation test's, ``p_adjusted``
-    Holm's over the family the change belongs to (performance, or every disparity change)."""
+    Holm's over the family the change belongs to (performance, or every disparity change).
+    ``basis``: what ``champion`` and ``challenger`` are when not the metric over all rows
+    (a recourse change: "median cost on the 118 paired rows"), so that no text shows them
+    unlabelled beside a different per-model figure."""
 
     metric: str
     label: str
@@ -25,6 +28,7 @@ class Change:
     p_adjusted: float | None
     test: str
     excluded_small: tuple[str, ...] = ()
+    basis: str | None = None
 
 
 @dataclass(frozen=True)

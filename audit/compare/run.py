@@ -156,7 +156,7 @@ def compare_runs(reports: Sequence[Any], predictions: Sequence[Any], data: Any, 
     # the favourable decision as the champion's fairness audit resolved it (favourable or favourable_label)
     options = dataclasses.replace(options, favourable=resolve_favourable(data, fair)[0])
     sets = attribute_sets(list(data.spec.sensitive), fair)
-    rules = parse_compare_gate(gate, sets=sets) if gate else []
+    rules = gate_rules(gate, data, fair)
     metrics = list(dict.fromkeys([*options.disparities,
                                   *(r.metric for r in rules if r.section == "fairness")]))
     rng = np.random.default_rng(np.random.SeedSequence([seed, 16]))
@@ -197,6 +197,22 @@ def compare_runs(reports: Sequence[Any], predictions: Sequence[Any], data: Any, 
     if rules:
         result = dataclasses.replace(result, gate=judge(rules, {r.key: result.change(r) for r in rules}))
     return result
+
+
+def gate_rules(gate: Mapping[str, Any] | None, data: Any, fair: Any) -> list[Any]:
+    """The parsed ``[compare.gate]`` rules (none without one) for the audited ``data``: the
+    attribute sets the fairness options ``fair`` compare, and each attribute's groups in the
+    data (a recourse rule naming a group that does not occur is a usage error)."""
+    import pandas as pd
+
+    from audit.methods.fairness import attribute_sets
+    from audit.methods.fairness.groups import group_values
+
+    if not gate:
+        return []
+    sensitive = list(data.spec.sensitive)
+    groups = {a: pd.unique(group_values(data, (a,))).tolist() for a in sensitive}
+    return parse_compare_gate(gate, sets=attribute_sets(sensitive, fair), groups=groups)
 
 
 def _recourse(earlier: Sequence[Mapping[str, Any]], data: Any, options: CompareOptions) -> RecourseComparison:
@@ -316,10 +332,10 @@ def _compare_plans(plan_a: Any, plan_b: Any, compare: Mapping[str, Any], *, trus
     where = tuple(str(p.config_path or role) for p, role in zip((plan_a, plan_b), ROLES))
     row_hash, features = check_same_rows(inputs[0].data, inputs[1].data, where)  # type: ignore[arg-type]
     if gate:  # a malformed gate is a usage error before any work
-        from audit.methods.fairness import FairnessConfig, attribute_sets
+        from audit.methods.fairness import FairnessConfig
 
-        fair = FairnessConfig.from_dict(plan_a.method_options.get("fairness") or {}, method="fairness")
-        parse_compare_gate(gate, sets=attribute_sets(list(plan_a.data.sensitive), fair))
+        gate_rules(gate, inputs[0].data,
+                   FairnessConfig.from_dict(plan_a.method_options.get("fairness") or {}, method="fairness"))
     reports = [run_audit(p, trust_code=trust_code, untrusted_config=untrusted_config,
                          progress=None if progress is None else _labelled_progress(progress, role),
                          inputs=i, on_plan=None if on_plan is None else _labelled(on_plan, role))

@@ -513,21 +513,25 @@ class Counterfactuals(AuditMethod[CounterfactualsConfig, CounterfactualsResult])
 
         n = data.n_rows
         share = 1.0
-        if data.task == "binary" and data.y is not None and config.target_class is None and n:
+        # the plan comes before any prediction: the outcome column stands in for the decisions
+        estimated = data.task == "binary" and data.y is not None and config.target_class is None and n > 0
+        if estimated:
             share = float(np.mean(np.asarray(data.y) != 1))
         rows = min(config.max_search_rows, int(round(n * share)))
+        searched = (f"about {rows:,} rows (estimated from the outcome column)" if estimated
+                    else f"at most {rows:,} rows")
         gradient = config.search == "gradient" or (config.search == "auto" and "gradients" in model.capabilities)
         if gradient:
             # hardening and refinement score about 2.2 × steps candidates per search through the
             # adapter, and each step costs ~2 ms + 12 µs per row (Adult MLP, 500 rows × 3 × 200
             # steps: 5.4 s at load 2.4 on this project's 2 cores; the former 50 µs priced it 3x over)
             searches = config.n_counterfactuals * config.steps
-            return Plan(f"gradient search, {rows:,} rows × {config.n_counterfactuals} × {config.steps} steps",
+            return Plan(f"gradient search, {searched} × {config.n_counterfactuals} × {config.steps} steps",
                         model_rows=n + 2.2 * rows * searches, model_calls=1 + 3 * searches // 10,
                         uncounted_rows=3 * rows * searches, fixed_seconds=searches * (2e-3 + 1.2e-5 * rows),
                         reducible={"max_search_rows": Reducible(min(100, rows), "rows", current=rows)})
         evals = rows * config.n_counterfactuals * config.population * (config.generations + 1)
-        return Plan(f"genetic search, {rows:,} rows × {config.n_counterfactuals} × {config.population} × "
+        return Plan(f"genetic search, {searched} × {config.n_counterfactuals} × {config.population} × "
                     f"{config.generations + 1} generations", model_rows=n + evals,
                     # a call per generation and search, and refinement's (about one per search)
                     model_calls=1 + config.n_counterfactuals * (config.generations + 1 + rows),

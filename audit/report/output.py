@@ -609,12 +609,17 @@ def _synced(out_dir: str | os.PathLike[str], target: Path) -> None:
 # --- Single files (the gate's JUnit XML) -------------------------------------------------------
 
 JUNIT_MAX_BYTES = 64 << 20  # far above any gate's JUnit file; a larger file is not one of ours
+#: The suite names :func:`audit.gate.to_junit` is given: ``audit check`` writes ``audit-gate:<run>``,
+#: ``audit compare`` ``audit-compare:<champion>-vs-<challenger>``. Either command replaces a file
+#: of either kind (both are gate verdicts audit-suite wrote), never any other file.
+JUNIT_SUITES = ("audit-gate", "audit-compare")
 
 
 def is_our_junit(path: Path) -> bool:
-    """True when ``path`` holds JUnit XML as :func:`audit.gate.to_junit` writes it: a
-    ``<testsuites name="audit-gate...">`` root whose test cases all have classname
-    ``audit.gate``, and no document type declaration (so no entity can expand)."""
+    """True when ``path`` holds JUnit XML as :func:`audit.gate.to_junit` writes it for
+    ``audit check`` or ``audit compare``: a ``<testsuites name="audit-gate...">`` or
+    ``<testsuites name="audit-compare...">`` root (:data:`JUNIT_SUITES`) whose test cases all
+    have classname ``audit.gate``, and no document type declaration (so no entity can expand)."""
     import xml.etree.ElementTree as ET
 
     try:
@@ -630,7 +635,7 @@ def is_our_junit(path: Path) -> bool:
         return False
     name = root.get("name", "")
     cases = root.findall("./testsuite/testcase")
-    return (root.tag == "testsuites" and (name == "audit-gate" or name.startswith("audit-gate:"))
+    return (root.tag == "testsuites" and any(name == s or name.startswith(f"{s}:") for s in JUNIT_SUITES)
             and all(c.get("classname") == "audit.gate" for c in cases))
 
 

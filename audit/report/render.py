@@ -69,6 +69,12 @@ def fmt_pvalue(value: Any) -> str:
     return "< 0.001" if x < 0.001 else f"{x:.3f}"
 
 
+def fmt_p_is(value: Any) -> str:
+    """A p-value in a sentence: ``p = 0.012``, ``p < 0.001`` (never ``p = < 0.001``), ``p = —``."""
+    text = fmt_pvalue(value)
+    return f"p {text}" if text.startswith("<") else f"p = {text}"
+
+
 def fmt_pct(value: Any, digits: int = 1) -> str:
     if value is None:
         return "—"
@@ -93,7 +99,7 @@ def _environment(folder: str) -> Any:
         lstrip_blocks=True,
         finalize=_isolate_bidi,
     )
-    env.filters.update(num=fmt_number, pvalue=fmt_pvalue, pct=fmt_pct)
+    env.filters.update(num=fmt_number, pvalue=fmt_pvalue, p_is=fmt_p_is, pct=fmt_pct)
     return env
 
 
