@@ -954,9 +954,13 @@ def _check_data_size(path: Path, text: Sequence[str] = (), na_values: Sequence[s
         check_size(over.total, f"The data file {str(path)!r} decompresses to at least "
                    f"{format_size(over.total)} of text; reading it needs at least", fix=fix)
         return
+    except MemoryError:
+        _out_of_memory(path)
     except (OSError, EOFError, zlib.error, ValueError):  # pandas reports these with its messages
         return
     except Exception as exc:  # lzma.LZMAError (not xz at all), which pandas would let through
+        if "Failed to launch worker thread" in str(exc):  # pyarrow under an OS memory limit
+            _out_of_memory(path)
         import lzma
 
         if not isinstance(exc, lzma.LZMAError):
