@@ -276,7 +276,8 @@ def session(config: ExecutionConfig | None = None, *, warm: Sequence[str] = ()) 
         nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
         cluster = Cluster("ray", address, float(res.get("CPU", 0.0)), float(res.get("GPU", 0.0)),
                           max(nodes, 1), messages=said)
-        _check_same_code(ray)
+        if not (started and address is None):  # workers this session started run its own code
+            _check_same_code(ray)
         if warm:
             _warm_workers(ray, tuple(warm), int(cluster.cpus))
         previous, _active = _active, cluster
