@@ -13,7 +13,7 @@ they apply to exact rows and to score histograms alike; ties count one half):
 - ``newcombe``: Newcombe's (2006) method 5, the score-type interval from Hanley–McNeil's
   variance with both class sizes replaced by (m + n)/2: every θ with
   (Â − θ)² ≤ z²·V_N(θ), V_N(θ) = θ(1 − θ)/(mn)·[1 + (N* − 1)((1 − θ)/(2 − θ) + θ/(1 + θ))];
-- ``wald|newcombe``, ``logit|newcombe``: the envelope of the two intervals (each bound the
+- ``wald+newcombe``, ``logit+newcombe``: the envelope of the two intervals (each bound the
   farther one from Â), i.e. the θ within z standard errors of Â under the larger of DeLong's
   estimated variance and Newcombe's model variance at θ;
 - ``boot`` / ``boot-t`` (``--bootstrap``, a smaller grid): the percentile bootstrap re-centred
@@ -165,8 +165,8 @@ def intervals(c: np.ndarray, conf: float) -> dict[str, tuple[np.ndarray, np.ndar
     _, cp_lo, cp_hi = auc_interval(c, conf)
     return {"vd-beta": (cp_lo, cp_hi), "vd-wilson": wilson_interval(a * k, k, conf),
             "wald": wald, "logit": logit, "newcombe": newc,
-            "wald|newcombe": (np.minimum(wald[0], newc[0]), np.maximum(wald[1], newc[1])),
-            "logit|newcombe": (np.minimum(logit[0], newc[0]), np.maximum(logit[1], newc[1]))}
+            "wald+newcombe": (np.minimum(wald[0], newc[0]), np.maximum(wald[1], newc[1])),
+            "logit+newcombe": (np.minimum(logit[0], newc[0]), np.maximum(logit[1], newc[1]))}
 
 
 def bootstrap_intervals(c: np.ndarray, levels: tuple[float, ...], B: int, rng: np.random.Generator
