@@ -4,7 +4,6 @@ audit's own model and encoding, and without DiCE the part is skipped with its in
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -19,20 +18,17 @@ BENCH = ROOT / "benchmarks" / "counterfactuals.py"
 
 @pytest.fixture(scope="module")
 def bench():
-    """The benchmark as a module (it imports its sibling _common; TQDM_DISABLE kept as it was)."""
-    spec = importlib.util.spec_from_file_location("bench_counterfactuals", BENCH)
-    mod = importlib.util.module_from_spec(spec)
+    """The benchmark as a module (loading it sets TQDM_DISABLE: kept as it was)."""
+    from tests.conftest import load_benchmark
+
     before = os.environ.get("TQDM_DISABLE")
-    sys.path.insert(0, str(BENCH.parent))
     try:
-        spec.loader.exec_module(mod)
+        return load_benchmark("counterfactuals")
     finally:
-        sys.path.remove(str(BENCH.parent))
         if before is None:
             os.environ.pop("TQDM_DISABLE", None)
         else:
             os.environ["TQDM_DISABLE"] = before
-    return mod
 
 
 @pytest.fixture(scope="module")

@@ -53,14 +53,18 @@ def test_batched_retraining_equals_sequential(make, X, Y, loss):
     fit = train_functional(net, theta0, X, Y, rec)
     assert fit.mode == "graph"                                        # the traced program
     seq = train_sequential(net, theta0, X, Y, rec)
+    # float32 products summed in another order, through 9 Adam steps (which divide by a gradient's
+    # root mean square, so a tiny gradient's rounding is scaled up): differences of 7e-5 were seen
+    # once on a loaded machine; a wrong gradient or update differs by orders of magnitude more.
+    tol = {"rtol": 1e-4, "atol": 2e-4}
     for b in range(len(Y)):
         for k in seq[b]:
-            torch.testing.assert_close(fit.params[k][b], seq[b][k], rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(fit.params[k][b], seq[b][k], **tol)
     for mode in ("vmap", "loop"):                                     # the fallbacks agree too
         other = train_functional(net, theta0, X, Y, rec, mode=mode)
         assert other.mode == mode
         for k in seq[0]:
-            torch.testing.assert_close(other.params[k][0], seq[0][k], rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(other.params[k][0], seq[0][k], **tol)
 
 
 def test_batched_lstm_calls_awaiting_their_backward_keep_their_own_buffers():
