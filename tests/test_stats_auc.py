@@ -4,29 +4,17 @@ intervals against brute force and a published example (its grid is what chose th
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from audit.stats.auc import auc_interval, score_table
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "auc_interval.py"
-
 
 @pytest.fixture(scope="module")
 def bench():
-    """benchmarks/auc_interval.py as a module (it imports its sibling _common)."""
-    spec = importlib.util.spec_from_file_location("bench_auc_interval", BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(BENCH.parent))
-    try:
-        spec.loader.exec_module(mod)
-    finally:
-        sys.path.remove(str(BENCH.parent))
-    return mod
+    from tests.conftest import load_benchmark
+
+    return load_benchmark("auc_interval")
 
 
 def test_the_interval_is_clopper_pearson_of_the_auc_as_a_proportion_of_the_smaller_class():
