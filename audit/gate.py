@@ -23,9 +23,13 @@ Key format
 (:data:`audit.methods.performance.INTERVAL_METRICS`: accuracy, balanced_accuracy, auc,
 log_loss, brier; r2, rmse, mae, mean_error for regression) on its interval at the performance
 method's ``confidence``: Clopper–Pearson for accuracy (exact), MOVER for binary balanced
-accuracy, a percentile bootstrap for the others (approximate). An interval the performance
-method marks unreliable (fewer than 10 rows of a class: simulated coverage 0.25–0.74) gives
-``insufficient``, as does a metric without a value or an interval.
+accuracy, for binary AUC the Clopper–Pearson interval of the AUC as a proportion of the smaller
+class (:func:`audit.stats.auc.auc_interval`; each bound's error rate within its nominal value
+in every cell of benchmarks/auc_interval.py's grid), a percentile bootstrap for the others
+(approximate: the verdict says so). An interval the performance method marks unreliable (a
+bootstrap's with fewer than 10 rows of a class: simulated coverage 0.25–0.74; the AUC's with
+fewer than 5, where it was not simulated) gives ``insufficient``, as does a metric without a
+value or an interval.
 
 A rule may also set ``inconclusive = "fail" | "warn"`` and ``small_groups = "insufficient" |
 "ignore"``; the same keys at the top of ``[gate]`` set the defaults (``"fail"``,

@@ -501,15 +501,17 @@ def test_performance_and_fairness_rules_share_one_gate_and_its_bonferroni_correc
     assert (acc["lower"], acc["upper"]) == pytest.approx(_clopper_pearson(k, 1000, level), abs=1e-9)
     auc = verdicts["performance.auc"]
     assert auc["status"] == "pass" and auc["confidence"] == pytest.approx(level)
-    assert "percentile bootstrap" in auc["message"] and "approximate" in auc["message"]
+    # the AUC's interval held its level by simulation (benchmarks/auc_interval.py), so its verdict
+    # states the bound as accuracy's does
+    assert "at most 0.83% of the time" in auc["message"] and "approximate" not in auc["message"]
     assert res.exit_code == 0, res.output
 
 
 def test_a_performance_rule_on_an_unreliable_interval_is_insufficient_evidence(tmp_path):
-    """Six positives: the AUC's bootstrap interval is marked unreliable (simulated coverage far
-    below nominal), so it can neither pass nor breach."""
-    y = np.r_[np.ones(6, int), np.zeros(194, int)]
-    s = np.clip(np.r_[np.full(6, .7), np.full(194, .2)] + np.linspace(-.1, .1, 200), 0, 1)
+    """Four positives: the AUC's interval is marked unreliable (its error rates were simulated
+    from 5 rows of a class upwards), so it can neither pass nor breach."""
+    y = np.r_[np.ones(4, int), np.zeros(196, int)]
+    s = np.clip(np.r_[np.full(4, .7), np.full(196, .2)] + np.linspace(-.1, .1, 200), 0, 1)
     pd.DataFrame({"group": np.where(np.arange(200) % 2, "a", "b"), "y": y, "pred": s}).to_csv(
         tmp_path / "d.csv", index=False)
     cfg = tmp_path / "audit.toml"
@@ -518,7 +520,7 @@ def test_a_performance_rule_on_an_unreliable_interval_is_insufficient_evidence(t
     res = check(cfg, "--json")
     assert res.exit_code == 3, res.output
     v = json.loads(res.output)["verdicts"][0]
-    assert v["status"] == "insufficient" and "unreliable: 200 rows, 6 in the smallest class" in v["message"]
+    assert v["status"] == "insufficient" and "unreliable: 4 in the smallest class" in v["message"]
 
 
 def test_audit_run_judges_a_performance_rule_only_when_the_performance_method_runs(tmp_path):

@@ -3,9 +3,12 @@
 - **binary**: accuracy (Clopper–Pearson, exact: coverage at least nominal for every n and
   accuracy, 1.0 included); balanced accuracy = (1 + TPR − FPR) / 2, from Newcombe's MOVER
   interval of TPR − FPR (:mod:`audit.stats.proportions`, the fairness method's machinery); with
-  scores also ROC AUC, log loss and Brier score, each with a percentile bootstrap interval
-  (``n_bootstrap`` resamples of the rows, drawn as multinomial counts over compressed score cells,
-  :func:`audit.stats.bootstrap.score_cells`; AUC re-centred on its exact value), and the
+  scores also ROC AUC, with the Clopper–Pearson interval of the AUC read as a proportion of
+  min(positives, negatives) rows (:func:`audit.stats.auc.auc_interval`: van Dantzig's bound on
+  its variance, so it holds its level near AUC 1 and with 5 rows of a class, conservatively),
+  log loss and Brier score, each with a percentile bootstrap interval (``n_bootstrap`` resamples
+  of the rows, drawn as multinomial counts over compressed score cells,
+  :func:`audit.stats.bootstrap.score_cells`), and the
   expected calibration error (ECE, equal-width score bins, ``calibration_bins``) with no
   interval but a Monte Carlo test of calibration (:mod:`audit.stats.calibration`: binned ECE
   is biased upward, so an interval around it would not contain the true ECE);
@@ -35,8 +38,8 @@ from audit.core.dataset import AuditData
 from audit.core.method import (AuditMethod, Constraint, Either, Finding, Interval, MethodConfig,
                                MethodResult, Options, RunContext)
 from audit.core.results import Estimate
+from audit.stats.auc import AUC_INTERVAL, auc_interval, score_table
 from audit.stats.bootstrap import (
-    auc_from_cells,
     bootstrap_cells,
     bootstrap_means,
     confusion_cells,
@@ -56,6 +59,9 @@ NEEDS_SCORES = "needs scores (probabilities); these predictions are labels only"
 #: are marked unreliable: simulated 95% coverage 0.67-0.74 with 5-6 positives, 0.25 (AUC) and
 #: 0.63-0.67 (log loss, Brier) at 30 rows.
 MIN_PER_CLASS = 10
+#: The binary AUC's interval is marked unreliable below this many rows of a class: its error
+#: rates were simulated from 5 rows of a class upwards (benchmarks/auc_interval.py).
+AUC_MIN_PER_CLASS = 5
 EXACT = "Clopper–Pearson (exact)"
 MOVER = "Newcombe MOVER interval of TPR − FPR (Clopper–Pearson limits), mapped to (1 + d) / 2"
 #: The metrics with an interval, per task: what a ``[gate]`` rule ``"performance.<metric>"`` may
@@ -294,21 +300,24 @@ def _binary(out: _Table, y: np.ndarray, yhat: np.ndarray, s: np.ndarray | None, 
     point = {"auc": _f(weighted_auc(s, y, ones)),
              "log_loss": _f(losses[:, 0].mean()), "brier": _f(losses[:, 1].mean()),
              "ece": _f(weighted_calibration(s, y, ones, config.calibration_bins)[0][0])}
+    # AUC: an interval from the distinct scores' count table, no resampling
+    table = score_table(s, y)
+    out.add("auc", labels.pop("auc"), point["auc"],
+            (lambda level: auc_interval(table, level)[1:]) if point["auc"] is not None else None,
+            AUC_INTERVAL, undefined="needs both positive and negative outcomes",
+            unreliable=_few_rows_auc(min(pos, neg)),
+            needs_scores=True)
     boot: dict[str, np.ndarray | None] = dict.fromkeys(labels)
     B = config.n_bootstrap
     if B:
         # a row resample is a multinomial draw over the compressed score cells (each cell's
-        # rows share its mean loss); AUC re-centred on its exact value
-        counts, score_sum, cal, sums = score_cells(s, y, n_bins=config.calibration_bins, n_fine=1024,
-                                                   values=losses)
+        # rows share its mean loss)
+        counts, _, _, sums = score_cells(s, y, n_bins=config.calibration_bins, n_fine=1024,
+                                          values=losses)
         with np.errstate(all="ignore"):
-            mean_score = np.where(counts > 0, score_sum / np.maximum(counts, 1), np.nan)
             mean_loss = np.where(counts[..., None] > 0, sums / np.maximum(counts, 1)[..., None], 0.0)
         flat = counts.reshape(-1)
         draws = rng.multinomial(n, flat / n, size=B).reshape(B, *counts.shape)
-        auc_cells = auc_from_cells(counts)
-        if point["auc"] is not None:
-            boot["auc"] = auc_from_cells(draws) + (point["auc"] - auc_cells)
         loss_b = np.einsum("bkc,kcm->bm", draws, mean_loss) / n
         boot["log_loss"], boot["brier"] = loss_b[:, 0], loss_b[:, 1]
     caution = _few_rows(n, min(pos, neg), "positive or negative outcomes")
@@ -323,6 +332,14 @@ def _few_rows(n: int, smallest_class: int, what: str) -> str | None:
         return (f"unreliable: {n:,} rows, {smallest_class:,} in the smallest class of {what} (the "
                 f"bootstrap needs at least {MIN_PER_CLASS} per class and {5 * MIN_PER_CLASS} rows; "
                 "simulated coverage of a 95% interval fell to 0.25-0.74 below that)")
+    return None
+
+
+def _few_rows_auc(smallest_class: int) -> str | None:
+    if smallest_class < AUC_MIN_PER_CLASS:
+        return (f"unreliable: {smallest_class:,} in the smallest class of positive or negative outcomes "
+                f"(the interval's error rates were simulated from {AUC_MIN_PER_CLASS} rows of each class "
+                "upwards)")
     return None
 
 
