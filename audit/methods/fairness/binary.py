@@ -47,6 +47,15 @@ from audit.stats.fairness_tests import min_detectable_difference
 from audit.stats.proportions import GROUP_METHOD, group_interval
 
 
+#: Streamed, each group's AUC interval is widened by the histogram's bound (see _analyse_binary).
+HISTOGRAM_AUC = "; widened by the score histogram's bound on the exact AUC"
+
+
+def auc_gap_method(*, streamed: bool) -> str:
+    """How the AUC difference's interval is computed, as its Estimate and the report state it."""
+    return AUC_GAP_INTERVAL + (HISTOGRAM_AUC if streamed else "")
+
+
 def _with_favourable(rates: dict[str, np.ndarray], favourable: str) -> dict[str, np.ndarray]:
     sel = rates["selection_rate"]
     return {**rates, "favourable_rate": sel if favourable == "positive" else 1 - sel}
@@ -114,8 +123,7 @@ def _analyse_binary(cols: Sequence[str], table: GroupTable, config: FairnessConf
     # Streamed, the rows' exact AUC is only known within the histogram's bound of its AUC: each
     # AUC interval is the union of the intervals over that range (audit.stats.auc.auc_bounds).
     auc_within = 0.0 if exact_auc is not None else np.nan_to_num(auc_bound)
-    auc_how = AUC_INTERVAL + ("" if exact_auc is not None else
-                              "; widened by the score histogram's bound on the exact AUC")
+    auc_how = AUC_INTERVAL + ("" if exact_auc is not None else HISTOGRAM_AUC)
     # Fewer than MIN_PER_CLASS rows of a class: the interval's error rates were not simulated
     # there, so the group gets no AUC interval and its AUC counts as unknown in the AUC gap.
     few_auc = judged & np.isfinite(auc_point) & (auc_k < MIN_PER_CLASS)
@@ -223,7 +231,7 @@ def _analyse_binary(cols: Sequence[str], table: GroupTable, config: FairnessConf
                    if n_judged < 2 else
                    "the reference group's rate is undefined" if ref is not None and not np.isfinite(all_point[bases[0]][ref])
                    else "fewer than two groups with a defined value, or a ratio of zero rates")
-        how = SCORE_INTERVAL if k in SCORE_DISPARITIES else AUC_GAP_INTERVAL + auc_how[len(AUC_INTERVAL):]
+        how = SCORE_INTERVAL if k in SCORE_DISPARITIES else auc_gap_method(streamed=exact_auc is None)
         disparities[k] = Disparity(k, label, Estimate.of(v, lo, hi, level=config.confidence, method=how,
                                                          undefined_reason=why), p_raw, p_adj, test,
                                    judged_names, small_names, undefined_groups, family, m,
