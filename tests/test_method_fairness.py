@@ -915,14 +915,20 @@ def test_streamed_auc_interval_is_widened_by_the_histogram_bound():
     assert "histogram" in res.disparities["auc_difference"].estimate.method
 
 
-def test_detectable_gap_is_not_available_when_the_pooled_rate_is_0_or_1():
+def test_detectable_gap_is_not_available_when_the_pooled_rate_is_0_or_1_or_it_exceeds_1():
     """mdd/: TPR is 1 in both groups, so p(1 − p) = 0 and the formula said 0.000, which reads as
-    "any gap would be detected". It is None with a note; the selection rate's stays a number."""
+    "any gap would be detected". It is None with a note; the selection rate's stays a number.
+    A detectable gap above 1 (no gap of rates is that large) is None with a note too."""
     r = run(frame_from_cells({"A": (150, 60, 0, 90), "B": (20, 8, 0, 12)}))
     res = r.attributes["g"]
     for row in res.groups:
         assert row.mdd["tpr"] is None and row.mdd["selection_rate"] > 0
     assert any("No detectable gap for TPR" in n and "is 1 in every judged group" in n for n in res.notes)
+    # 1 positive: even a TPR gap of 1 is detected with less than 80 % probability (drop/ said 1.052)
+    r = run(frame_from_cells({"A": (150, 60, 30, 60), "B": (150, 60, 30, 60), "C": (20, 18, 0, 1)}))
+    res = r.attributes["g"]
+    assert res.groups[2].mdd["tpr"] is None and 0 < res.groups[0].mdd["tpr"] <= 1
+    assert any("No detectable gap for TPR in C: too few rows for even a gap of 1" in n for n in res.notes)
 
 
 def test_regression_gap_verdicts_say_approximate_and_name_their_bootstrap():

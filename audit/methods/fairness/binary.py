@@ -154,6 +154,7 @@ def _analyse_binary(cols: Sequence[str], table: GroupTable, config: FairnessConf
             notes.append(f"No detectable gap for {METRIC_LABELS[k]}: it is {pooled[k]:.0f} in every judged "
                          "group together, where the power approximation has no variance (it would say 0, "
                          "as if any gap were detected); the data cannot show how large a gap would be seen.")
+    beyond: dict[str, list[str]] = {k: [] for k in family_of_mdd}  # a detectable gap above 1
     rows_out = []
     for g, lv in enumerate(levels):
         if small[g]:
@@ -176,7 +177,16 @@ def _analyse_binary(cols: Sequence[str], table: GroupTable, config: FairnessConf
             n_other = max((den[h] for h in partners), default=0)
             mdd[k] = _f(min_detectable_difference(float(pooled[k]), den[g], n_other,
                                                   alpha=alpha / max(m, 1), power=config.power))
+            if mdd[k] is not None and mdd[k] > 1:  # no gap of rates is that large
+                beyond[k].append(str(lv))
+                mdd[k] = None
         rows_out.append(GroupRow(str(lv), int(counts[g]), False, metrics, mdd, calib.get(g)))
+
+    for k, gs in beyond.items():
+        if gs:
+            notes.append(f"No detectable gap for {METRIC_LABELS[k]} in {', '.join(gs[:5])}"
+                         f"{' …' if len(gs) > 5 else ''}: too few rows for even a gap of 1 to be detected "
+                         f"with {config.power:.0%} probability (the approximation gives more than 1).")
 
     # Disparities over the judged groups.
     masked_point = _mask_groups(all_point, judged)
