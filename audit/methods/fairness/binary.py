@@ -277,8 +277,9 @@ def _analyse_binary(cols: Sequence[str], table: GroupTable, config: FairnessConf
         bound = float(np.nanmax(auc_bound[judged]))
         notes.append(f"AUC from a histogram of {table.n_bins:,} score bins (the rows were read in batches, "
                      f"not kept): each group's AUC is within {bound:.1e} of the exact value (pairs of "
-                     "rows in one bin count as ties); every other number is what the rows in memory "
-                     "give.")
+                     "rows in one bin count as ties), and the AUC intervals (each group's and the AUC "
+                     "difference's) are widened by each group's bound so that they hold whatever the exact "
+                     "value; every other number is what the rows in memory give.")
     if small.any():
         notes.append(f"{int(small.sum())} group(s) with fewer than {config.min_group_size} rows are "
                      "too small to judge and left out of the disparities.")
