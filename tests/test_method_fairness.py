@@ -453,6 +453,11 @@ def test_two_groups_are_tested_at_alpha_not_alpha_over_two():
     size, band = np.mean(p_adj < 0.05), 3 * np.sqrt(0.05 * 0.95 / 4000)
     assert 0.035 < size <= 0.05 + band
     assert np.mean(lo > 0) <= 0.025 + 3 * np.sqrt(0.025 * 0.975 / 4000)  # the interval keeps α/2
+    # twogroups/: 80 vs 102 of 200 selected, p = 0.032: significant, while the interval reaches 0;
+    # the finding says both and why
+    d, text = dp_finding({"F": (60, 40, 60, 40), "M": (49, 51, 49, 51)})
+    assert d.significance == "significant after correction" and d.estimate.lower == 0
+    assert "one comparison, so no correction: p = 0.032" in text and "interval still reaches 0" in text
 
 
 def test_power_note_is_the_corrected_pairwise_test_and_its_real_power_is_as_stated():

@@ -188,6 +188,9 @@ class Fairness(AuditMethod[FairnessConfig, FairnessResult]):
                 ci = (f"{conf} CI {e.lower:.3f}–{e.upper:.3f}" if e.lower is not None and e.upper is not None
                       else "no interval")
                 test = test_sentence(d, alpha)
+                if d.significance == SIGNIFICANT and e.lower is not None and e.lower <= 0:
+                    test += (f" The interval still reaches 0: its lower bound errs at most {alpha / 2:.2%}, "
+                             f"a stricter standard than this two-sided test at {alpha:.3g}.")
                 if e.lower is not None and e.lower > limit:
                     # lower > limit >= 0 implies p_adjusted < alpha: the same intervals decide
                     out.append(Finding("warning", f"{what} differ between groups of {res.title}: "
