@@ -454,6 +454,8 @@ def run_audit(plan: AuditPlan, *, trust_code: bool = False, untrusted_config: bo
     classes = list(resolved.methods)
     from audit import execution
 
+    if untrusted_config:  # before connecting to any cluster
+        plan.execution.check_untrusted()
     if inputs is None and plan.streams and untrusted_config:  # before any file is read, here or on a Ray worker
         check_untrusted_paths(plan)
     # The chunks of every method (and a streamed audit's files) run on the configured backend,
