@@ -827,3 +827,54 @@ def test_compare_on_ray_records_what_ran_locally_as_audit_run_does(tmp_path, mon
     assert records["run"] and all("cannot pickle 'planted' object" in why for why in records["run"])
     assert len(records["compare"]) >= 2 * len(records["run"])  # both audits' maps
     assert set(records["compare"]) == set(records["run"])
+
+
+def test_null_linked_and_differently_typed_partitions_count_alike_on_ray_data_without_fallback(tmp_path):
+    """Hive's null folder (a "missing" group), a partition folder that is a link, and files
+    whose sensitive column is text in one and dictionary-encoded in another: Ray Data reads
+    them all (files of one schema per read), byte-identical to the local path, nothing counted
+    on the driver."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tests.test_stream import FAST, decision_log
+
+    parts = tmp_path / "parts"
+    for k, region in enumerate(("a", "__HIVE_DEFAULT_PARTITION__", "c")):
+        (parts / f"region={region}").mkdir(parents=True)
+        table = pa.Table.from_pandas(decision_log(400, seed=80 + k), preserve_index=False)
+        if k == 2:
+            table = table.set_column(1, "race", table.column("race").dictionary_encode())
+        pq.write_table(table, parts / f"region={region}" / "part-0.parquet", row_group_size=100)
+    (tmp_path / "store").mkdir()
+    decision_log(300, seed=90).to_parquet(tmp_path / "store" / "part-0.parquet")
+    (parts / "region=b").symlink_to(tmp_path / "store")
+    cfg = tmp_path / "audit.toml"
+    cfg.write_text('name = "log"\n[model]\npredictions = "score"\n[data]\npath = "parts"\ntarget = "outcome"\n'
+                   'positive_label = "yes"\nsensitive = ["sex", "race", "region"]\nmissing_sensitive = "group"\n'
+                   + FAST.replace("n_bootstrap = 200", "n_bootstrap = 0"))
+    for backend in ("local", "ray"):
+        res = _cli("run", cfg, "--out", tmp_path / backend, "-q", "--format", "json", "--full", "--backend", backend)
+        assert res.exit_code == 0, res.output
+    assert _comparable(tmp_path / "local") == _comparable(tmp_path / "ray")
+    doc = json.loads((tmp_path / "ray" / "results.json").read_text())
+    regions = {g["group"]: g["count"] for g in doc["methods"]["fairness"]["result"]["attributes"]["region"]["groups"]}
+    assert regions == {"a": 400, "b": 300, "c": 400, "missing": 400}
+    assert doc["provenance"]["execution"]["ran_locally"] == []
+
+
+def test_a_file_name_with_a_question_mark_is_counted_by_ray_tasks_not_on_the_driver(tmp_path):
+    """Ray Data reads "?" as a URL query and finds no file: such folders are counted by Ray
+    tasks (a file each, read on a worker), with the local results and no fallback stated."""
+    from tests.test_stream import FAST, decision_log, write_config
+
+    (tmp_path / "parts").mkdir()
+    for k, name in enumerate(["a#b.parquet", "q?x.parquet", "qyx.parquet", "[br].parquet"]):
+        decision_log(300, seed=30 + k).to_parquet(tmp_path / "parts" / name)
+    cfg = write_config(tmp_path, "parts", extra=FAST.replace("n_bootstrap = 200", "n_bootstrap = 0"))
+    for backend in ("local", "ray"):
+        res = _cli("run", cfg, "--out", tmp_path / backend, "-q", "--format", "json", "--full", "--backend", backend)
+        assert res.exit_code == 0, res.output
+    assert _comparable(tmp_path / "local") == _comparable(tmp_path / "ray")
+    doc = json.loads((tmp_path / "ray" / "results.json").read_text())
+    assert doc["data"]["rows"] == 1200 and doc["provenance"]["execution"]["ran_locally"] == []
