@@ -53,7 +53,7 @@ from typing import Any, Literal, TypeVar
 
 import numpy as np
 
-from audit.errors import AuditError, InvalidConfigError, MissingDependencyError
+from audit.errors import InvalidConfigError, MissingDependencyError
 
 T = TypeVar("T")
 Prefer = Literal["processes", "threads"]
@@ -69,7 +69,11 @@ RAY_DATA_OBJECT_STORE_BYTES = 512 << 20
 
 
 class ChunkFailed(RuntimeError):
-    """A chunk of a method's work failed for good (its error, or its worker died on every try)."""
+    """A chunk of a method's work failed for good (its error, or its worker died on every try).
+    ``cause``: the task's own exception, when it raised one (a caller whose chunks check the
+    inputs re-raises an :class:`~audit.errors.AuditError` there as the local run would)."""
+
+    cause: BaseException | None = None
 
 
 @dataclass(frozen=True)
@@ -669,10 +673,10 @@ def _ray_map(fn: Callable[[Any], T], chunks: list[Any], gpus: float,
                 try:
                     results[i], added = ray.get(ref)
                 except ray.exceptions.RayError as exc:
-                    if isinstance(getattr(exc, "cause", None), AuditError):  # the inputs are bad: as locally
-                        raise exc.cause from None
-                    raise ChunkFailed(f"chunk {i + 1} of {len(refs)} failed on the Ray cluster: "
-                                      f"{_ray_reason(exc)}") from None
+                    failed = ChunkFailed(f"chunk {i + 1} of {len(refs)} failed on the Ray cluster: "
+                                         f"{_ray_reason(exc)}")
+                    failed.cause = exc.cause if isinstance(getattr(exc, "cause", None), BaseException) else None
+                    raise failed from None
                 for key, counts in added.items():
                     if key in _TALLIES:
                         _TALLIES[key].add(**counts)

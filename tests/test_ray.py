@@ -805,7 +805,8 @@ def test_a_bad_value_in_a_streamed_csv_on_ray_is_the_local_input_error(tmp_path)
 
 def test_compare_on_ray_records_what_ran_locally_as_audit_run_does(tmp_path, monkeypatch, cluster):
     """Both audits of `audit compare` run inside its session: what they ran locally (here every
-    map: its function cannot be shipped) is in compare's provenance, as in `audit run`'s."""
+    map: its function cannot be shipped) is in compare's provenance, as in `audit run`'s, and
+    both HTML reports' provenance name the backend and what ran locally."""
     from tests.test_compare import planted, write_pair
 
     a, b = write_pair(tmp_path, planted(n=400, extra=0))
@@ -820,9 +821,14 @@ def test_compare_on_ray_records_what_ran_locally_as_audit_run_does(tmp_path, mon
     records = {}
     for command, args in (("run", [a]), ("compare", [a, b])):
         out = tmp_path / f"out-{command}"
-        res = _cli(command, *args, "--out", out, "-q", "--format", "json", "--methods", "fairness", "--backend", "ray")
+        res = _cli(command, *args, "--out", out, "-q", "--format", "json,html", "--methods", "fairness",
+                   "--backend", "ray")
         assert res.exit_code == 0, res.output
         records[command] = json.loads((out / "results.json").read_text())["provenance"]["execution"]["ran_locally"]
+        html = " ".join((out / "report.html").read_text().split())
+        assert "<th>Backend</th><td>Ray: the Ray instance this process started or had already joined" in html
+        assert "<th>Ran on this machine instead of Ray</th>" in html
+        assert "cannot pickle &#39;planted&#39; object" in html
     cluster.ran_locally.clear()
     assert records["run"] and all("cannot pickle 'planted' object" in why for why in records["run"])
     assert len(records["compare"]) >= 2 * len(records["run"])  # both audits' maps

@@ -431,7 +431,7 @@ def stream_tables(path: str | Path, spec: DatasetSpec, *, threshold: float,
     for chunk in execution.split_by(len(files) - done, window):
         count.before = counted.n_rows
         todo = files[done + chunk.start:done + chunk.stop]
-        for part in (map(count, todo) if local else execution.map(count, todo, n_jobs=1, prefer="threads")):
+        for part in (map(count, todo) if local else _on_workers(count, todo)):
             counted.merge(part, spec, sets, max_groups)
             if progress is not None and not local:
                 progress(counted.n_rows)
@@ -441,6 +441,20 @@ def stream_tables(path: str | Path, spec: DatasetSpec, *, threshold: float,
                    counted.n_rows, bool(counted.scored),
                    bool(counted.scored) and _scores_are_labels(counted.only_01, counted.target), n_bins,
                    pred_seen=counted.pred_seen)
+
+
+def _on_workers(count: _FileCounter, files: list[Path]) -> list[_Counts]:
+    """Each file counted by a task of the active backend; a file's bad value is the run's
+    input error (exit 2, the local message), not a failed chunk."""
+    from audit import execution
+    from audit.errors import AuditError
+
+    try:
+        return execution.map(count, files, n_jobs=1, prefer="threads")
+    except execution.ChunkFailed as exc:
+        if isinstance(exc.cause, AuditError):
+            raise exc.cause from None
+        raise
 
 
 class _RayDataLost(Exception):
