@@ -578,7 +578,7 @@ def _cf_result(rows, attribute="g", groups=("a", "b"), search="gradient", mad=No
     from audit.methods._cf.recourse import AttributeRecourse, GroupRecourse
     from audit.methods.counterfactuals import RowOutcome
 
-    outcomes = tuple(RowOutcome(r, c is not None, c, 1 if c is not None else None, "" if c is not None else "none")
+    outcomes = tuple(RowOutcome(r, r + 1, c is not None, c, 1 if c is not None else None, "" if c is not None else "none")
                      for r, c in rows)
     recourse = (AttributeRecourse(attribute, tuple(GroupRecourse(g, 0, 0, None, Estimate(1.0, 0.5, 1.5, 0.95, "pb"),
                                                                  Estimate(1.0), True) for g in groups),

@@ -181,3 +181,32 @@ def test_batched_model_calls_give_the_per_row_explanations(task, frame, encoding
     np.testing.assert_array_equal(batched.fidelity, per_row.fidelity)
     assert batched.selected == per_row.selected
     assert batched.rows == per_row.rows
+
+
+def test_report_numbers_rows_as_in_the_file_under_a_row_sample(model_dir, frame):
+    """[data] max_rows audits a sample: a selected row is named by its row in the data file
+    (from 1, the header not counted), in results.json and the report, never by its position in
+    the sample."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from audit.cli import app
+
+    cfg = model_dir / "audit.toml"
+    cfg.write_text(cfg.read_text().replace('target = "income"', 'target = "income"\nmax_rows = 150')
+                   + "\n[methods.lime]\nnum_samples = 500\nn_seeds = 2\nn_global_rows = 5\nn_bootstrap = 50\n")
+    out = model_dir / "out"
+    res = CliRunner().invoke(app, ["run", str(cfg), "--out", str(out), "-q", "--methods", "lime",
+                                   "--format", "json,html"])
+    assert res.exit_code == 0, res.output
+    selected = json.loads((out / "results.json").read_text())["methods"]["lime"]["result"]["selected"]
+    html = (out / "report.html").read_text()
+    moved = 0
+    for s in selected:
+        in_file = frame.iloc[s["row_number"] - 1]
+        assert (int(s["values"]["age"]), float(s["values"]["hours"]), s["values"]["job"]) == \
+            (int(in_file.age), float(in_file.hours), in_file.job), s
+        moved += s["row_number"] != s["row"] + 1
+        assert f'<td class="num">{s["row_number"]}</td>' in html
+    assert moved, "a sample of 150 of 600 rows keeps every selected row at its own position"

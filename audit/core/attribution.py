@@ -298,7 +298,7 @@ def modal_attribution(values: np.ndarray, data: Any, rows: np.ndarray, *, method
             label = names[k] if k < len(names) else str(k)
             averages.append(HeatMap(f"class {label} (n={len(members)})", grids[members].mean(0).tolist()))
             for i in members[:n_per_class]:
-                examples.append(HeatMap(f"row {rows[i]}: predicted {label}", grids[i].tolist(),
+                examples.append(HeatMap(f"row {data.user_row(int(rows[i]))}: predicted {label}", grids[i].tolist(),
                                         int(rows[i]), raw_image(int(rows[i]))))
     else:
         averages.append(HeatMap("mean attribution", grids.mean(0).tolist()))
@@ -312,7 +312,7 @@ def modal_attribution(values: np.ndarray, data: Any, rows: np.ndarray, *, method
             for i, why in picks[:n_examples]:
                 if i not in seen:
                     seen.add(i)
-                    examples.append(HeatMap(f"row {rows[i]} ({why}: {o[i]:.3g})", grids[i].tolist(),
+                    examples.append(HeatMap(f"row {data.user_row(int(rows[i]))} ({why}: {o[i]:.3g})", grids[i].tolist(),
                                             int(rows[i]), raw_image(int(rows[i]))))
     row_labels, col_labels = grid_labels(data)
     return ModalAttribution(kind=data.layout.kind, method=method, unit=unit, row_labels=row_labels,

@@ -13,7 +13,7 @@ import math
 import zlib
 from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -1115,6 +1115,9 @@ class AuditData:
     # SequenceLayout (element groups: patches, channels, features, lags). Methods ask it
     # instead of branching on ``modality``.
     layout: Any = None
+    # Each row's position in the file it was read from (0-based) when the audited rows are a
+    # sample or subset of it; None when row i is the file's row i. See :meth:`user_row`.
+    file_rows: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.layout is None:
@@ -1147,15 +1150,33 @@ class AuditData:
     def groups(self) -> dict[str, list[int]]:
         return self.encoding.groups
 
+    def user_row(self, position: int) -> int:
+        """The row at ``position`` (0-based, among the audited rows) as a user counts it in the
+        file: from 1, the header not counted; an image or sequence example in reading order.
+        Under a sample (``[data] max_rows``) it is the sampled row's number in the file.
+
+        Examples
+        --------
+        >>> import pandas as pd
+        >>> df = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "g": list("abab"), "y": [0, 1, 0, 1]})
+        >>> data = build_audit_data(df, DatasetSpec(target="y", sensitive=("g",)))
+        >>> data.user_row(0), data.subset(np.array([1, 3])).user_row(1)
+        (1, 4)
+        """
+        return int(position if self.file_rows is None else self.file_rows[position]) + 1
+
     def subset(self, rows: np.ndarray) -> AuditData:
         """The same data restricted to ``rows`` (indices or boolean mask)."""
         rows = np.asarray(rows)
+        if rows.dtype == bool:
+            rows = np.flatnonzero(rows)
+        in_file = rows if self.file_rows is None else self.file_rows[rows]
         return AuditData(
             self.spec, self.encoding, self.frame.iloc[rows].reset_index(drop=True), self.X[rows],
             None if self.y is None else self.y[rows], self.classes,
             self.sensitive.iloc[rows].reset_index(drop=True),
             None if self.predictions is None else self.predictions[rows], self.source, self.modality,
-            self.layout)
+            self.layout, in_file)
 
     def tabular_view(self) -> AuditData:
         """The data as a flat table of named features, for methods that need one.
@@ -1169,7 +1190,7 @@ class AuditData:
             return self
         X, encoding = self.layout.tabular_view(self.X)
         return AuditData(self.spec, encoding, self.frame, X, self.y, self.classes, self.sensitive,
-                         self.predictions, self.source, self.modality, None)
+                         self.predictions, self.source, self.modality, None, self.file_rows)
 
 
 def _encode_target(values: pd.Series, spec: DatasetSpec, classes: tuple[str, ...] | None,
@@ -1314,9 +1335,10 @@ def build_audit_data(frame: pd.DataFrame, spec: DatasetSpec, encoding: Encoding 
     >>> data.X.shape, data.feature_names
     ((4, 1), ['x'])
     """
-    token = _FILE_ROWS.set(None if file_rows is None else np.asarray(file_rows))
+    rows = None if file_rows is None else np.asarray(file_rows)
+    token = _FILE_ROWS.set(rows)
     try:
-        return _build_audit_data(frame, spec, encoding, source)
+        return replace(_build_audit_data(frame, spec, encoding, source), file_rows=rows)
     finally:
         _FILE_ROWS.reset(token)
 

@@ -512,9 +512,9 @@ def sanity_check(model: ModelAdapter, data: AuditData, rows: np.ndarray, config:
         pairs: list[HeatMap] = []
         for i in range(min(3, len(rows))):
             raw_img = raw_image_of(data, int(rows[i]))
-            pairs.append(HeatMap(f"row {rows[i]}: trained model", data.layout.grid(original[first][i]).tolist(),
+            pairs.append(HeatMap(f"row {data.user_row(int(rows[i]))}: trained model", data.layout.grid(original[first][i]).tolist(),
                                  int(rows[i]), raw_img))
-            pairs.append(HeatMap(f"row {rows[i]}: randomized", data.layout.grid(last_rand[first][i]).tolist(),
+            pairs.append(HeatMap(f"row {data.user_row(int(rows[i]))}: randomized", data.layout.grid(last_rand[first][i]).tolist(),
                                  int(rows[i]), raw_img))
         maps = tuple(pairs)
     return SanityCheck(

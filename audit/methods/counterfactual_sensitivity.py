@@ -54,7 +54,8 @@ class SensitivityConfig(MethodConfig):
 
 @dataclass(frozen=True)
 class SensitivityExample:
-    row: int
+    row: int                     # index in the audited data
+    row_number: int              # the row as you count it in the data file (from 1)
     goal: str                    # e.g. "class 3 -> 5" or "forecast 5.10 -> >= 5.60"
     before: float
     after: float
@@ -197,7 +198,7 @@ def _search(model: ModelAdapter, data: AuditData, config: SensitivityConfig,
         g = (f"class {name(k)} -> {name(target[i])}" if data.task != "regression" else
              f"forecast {res.before[i]:.2f} -> {res.after[i]:.2f} (goal >= {target[i]:.2f})")
         examples.append(SensitivityExample(
-            int(rows[i]), g, float(res.before[i]), float(res.after[i]), float(l1[i]), int(changed[i].sum()),
+            int(rows[i]), data.user_row(int(rows[i])), g, float(res.before[i]), float(res.after[i]), float(l1[i]), int(changed[i].sum()),
             element_grid(raw0, data).tolist(), element_grid(raw1, data).tolist(),
             element_grid(diff_raw[i], data).tolist()))
     rl, cl = grid_labels(data)
@@ -232,7 +233,7 @@ def _sensitivity_figure(result: SensitivityResult, style: Any) -> Any:
     for k, e in enumerate(ex):
         both = np.concatenate([np.ravel(e.original), np.ravel(e.counterfactual)])
         lo, hi = float(both.min()), float(both.max())
-        for c, (vals, title) in enumerate(((e.original, f"row {e.row}: original"),
+        for c, (vals, title) in enumerate(((e.original, f"row {e.row_number}: original"),
                                            (e.counterfactual, f"counterfactual ({e.goal})"),
                                            (e.difference, f"difference ({e.n_changed} changed)"))):
             ax = axes[k, c]

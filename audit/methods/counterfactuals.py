@@ -174,7 +174,8 @@ class Counterfactual:
 
 @dataclass(frozen=True)
 class RowOutcome:
-    row: int
+    row: int                     # index of the row in the audited data
+    row_number: int              # the row as you count it in the data file (from 1)
     found: bool
     cost: float | None           # cheapest counterfactual's cost; None when none was found
     n_changed: int | None
@@ -191,6 +192,7 @@ class ExampleCell:
 @dataclass(frozen=True)
 class Example:
     row: int
+    row_number: int
     p_values: tuple[float, ...]  # probability of the target class: original, then each counterfactual
     costs: tuple[float, ...]
     cells: tuple[ExampleCell, ...]
@@ -396,18 +398,18 @@ class Counterfactuals(AuditMethod[CounterfactualsConfig, CounterfactualsResult])
         for j in range(n):
             if has_cf[j]:
                 i = best_i[j]
-                outcomes.append(RowOutcome(int(rows[j]), True, float(best_cost[j]),
+                outcomes.append(RowOutcome(int(rows[j]), data.user_row(int(rows[j])), True, float(best_cost[j]),
                                            int(changed_cf[i].sum()), ""))
             else:
                 reason = ("no feature can change under the constraints" if not feasible[j] else
                           "no valid counterfactual found within the constraints and search budget")
-                outcomes.append(RowOutcome(int(rows[j]), False, None, None, reason))
+                outcomes.append(RowOutcome(int(rows[j]), data.user_row(int(rows[j])), False, None, None, reason))
         use = np.zeros(space.n_features)
         if best_i:
             use = changed_cf[list(best_i.values())].mean(axis=0)
 
         examples = _examples(space, rows, num0, cat0, r_idx, c_num, c_cat, valid, cost, p0, p_cf,
-                             changed_cf, config.n_examples, ctx.rng)
+                             changed_cf, config.n_examples, ctx.rng, data.user_row)
 
         recourse = []
         for attr in data.spec.sensitive:
@@ -686,7 +688,7 @@ def _check_satisfiable(space: Space, config: CounterfactualsConfig, num0: np.nda
 def _examples(space: Space, rows: np.ndarray, num0: np.ndarray, cat0: np.ndarray, r_idx: np.ndarray,
               c_num: np.ndarray, c_cat: np.ndarray, valid: np.ndarray, cost: np.ndarray,
               p0: np.ndarray, p_cf: np.ndarray, changed: np.ndarray, k: int,
-              rng: np.random.Generator) -> tuple[Example, ...]:
+              rng: np.random.Generator, user_row: Any) -> tuple[Example, ...]:
     with_cf = np.unique(r_idx[valid])
     if k == 0 or with_cf.size == 0:
         return ()
@@ -700,7 +702,7 @@ def _examples(space: Space, rows: np.ndarray, num0: np.ndarray, cat0: np.ndarray
             vals = [space.value_text(fi, num0[j], cat0[j])]
             vals += [space.value_text(fi, c_num[i], c_cat[i]) for i in idx]
             cells.append(ExampleCell(space.names[fi], tuple(vals), tuple(bool(changed[i, fi]) for i in idx)))
-        out.append(Example(int(rows[j]), (float(p0[j]), *(float(p_cf[i]) for i in idx)),
+        out.append(Example(int(rows[j]), user_row(int(rows[j])), (float(p0[j]), *(float(p_cf[i]) for i in idx)),
                            tuple(float(cost[i]) for i in idx), tuple(cells)))
     return tuple(out)
 

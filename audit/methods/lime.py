@@ -98,7 +98,8 @@ class LimeConfig(MethodConfig):
 class LimeRow:
     """One explained row: why it was chosen and its explanation (from the first seed)."""
 
-    row: int
+    row: int                       # position among the audited rows (0-based)
+    row_number: int                # the row as you count it in the data file (from 1)
     reason: str
     label: str                     # the class explained (or "value")
     prediction: float              # the model's explained output at the row
@@ -253,7 +254,7 @@ class Lime(AuditMethod[LimeConfig, LimeResult]):
         selected, all_rows, weights_all, fidelity_all = _collect(
             iter(_explain_shards(shard, len(jobs), ctx)), chosen, extra, n_seeds=config.n_seeds, names=names,
             top_k=config.top_k, label_of=lambda row: label_of(row) if classify else 1, out_all=out_all,
-            classify=classify, labels=labels, describe=describe)
+            classify=classify, labels=labels, describe=describe, user_row=data.user_row)
         return _result(data, config, ctx, names=names, selected=selected, rows=all_rows,
                        weights=weights_all, fidelity=fidelity_all, start=start, n_expl=n_expl,
                        discretize=config.discretize, kernel_width=float(width),
@@ -330,7 +331,7 @@ class Lime(AuditMethod[LimeConfig, LimeResult]):
         selected, all_rows, weights_all, fidelity_all = _collect(
             iter(_explain_shards(shard, len(jobs), ctx)), chosen, extra, n_seeds=config.n_seeds, names=names,
             top_k=config.top_k, label_of=label_of, out_all=out_all, classify=classify, labels=labels,
-            describe=describe)
+            describe=describe, user_row=data.user_row)
         hidden = ("blank (raw intensity 0)" if hide is not None else "filled with the patch's own mean")
         notes = (f"Images: each interpretable feature is one {lay.patch}×{lay.patch} patch of the "
                  f"{lay.height}×{lay.width} grid, kept or hidden ({hidden}); a weight is the change in "
@@ -409,7 +410,7 @@ class Lime(AuditMethod[LimeConfig, LimeResult]):
             ax.axvline(0, color="#999999", lw=0.8)
             label = f" (class {sel.label})" if result.explained.startswith("the probability") else ""
             ax.set_xlabel(f"weight on {result.explained}{label}")
-            ax.set_title(f"Row {sel.row} ({sel.reason}): local R² {sel.fidelity:.2f}, "
+            ax.set_title(f"Row {sel.row_number} ({sel.reason}): local R² {sel.fidelity:.2f}, "
                          f"stability {sel.stability:.2f}", fontsize=8)
             fig.tight_layout()
             figs[f"row_{i}"] = fig
@@ -585,7 +586,7 @@ def _maps_figure(result: LimeResult, data: AuditData) -> Any:
     maps = []
     for sel in result.selected:
         grid = lay.paint([sel.weights[f] for f in result.features], by)
-        maps.append(HeatMap(f"row {sel.row} ({sel.label}), R² {sel.fidelity:.2f}", grid.tolist(), sel.row,
+        maps.append(HeatMap(f"row {sel.row_number} ({sel.label}), R² {sel.fidelity:.2f}", grid.tolist(), sel.row,
                             raw_image_of(data, sel.row)))
     rows, cols = grid_labels(data)
     unit = result.explained if data.task != "multiclass" else "P(explained class)"
@@ -609,11 +610,12 @@ def _fidelity(exp: Any, label: int) -> float:
 
 
 def _collect(exps: Any, chosen: list[tuple[int, str]], extra: np.ndarray, *, n_seeds: int, names: list[str],
-             top_k: int, label_of: Any, out_all: np.ndarray, classify: bool, labels: Any, describe: Any
-             ) -> tuple[list[LimeRow], list[int], list[np.ndarray], list[float]]:
+             top_k: int, label_of: Any, out_all: np.ndarray, classify: bool, labels: Any, describe: Any,
+             user_row: Any) -> tuple[list[LimeRow], list[int], list[np.ndarray], list[float]]:
     """The explanations in job order (each chosen row's ``n_seeds`` runs, then each extra row):
     the chosen rows' :class:`LimeRow` (first seed's explanation, top-``top_k`` stability over the
-    seeds; ``describe(row, label, first, order)`` gives the modality's conditions and values), and
+    seeds; ``describe(row, label, first, order)`` gives the modality's conditions and values,
+    ``user_row(row)`` the row's number in the file), and
     every explained row, its weights and its fidelity."""
     d = len(names)
     selected: list[LimeRow] = []
@@ -629,7 +631,7 @@ def _collect(exps: Any, chosen: list[tuple[int, str]], extra: np.ndarray, *, n_s
         jac = [len(set(a) & set(b)) / len(set(a) | set(b)) for a, b in combinations(top_sets, 2)]
         order = np.argsort(-np.abs(w), kind="stable")
         selected.append(LimeRow(
-            row=int(row), reason=reason,
+            row=int(row), row_number=user_row(int(row)), reason=reason,
             label=str(labels[lab]) if classify and labels else "value",
             prediction=float(out_all[row, lab] if classify else out_all[row]),
             local_prediction=float(np.ravel(first.local_pred)[0]),

@@ -135,6 +135,7 @@ class RowAttribution:
     """One selected row: why it was chosen, its raw values, and every method's attributions."""
 
     row: int                                 # index in the audited data
+    row_number: int                          # the row as you count it in the data file (from 1)
     reason: str
     output: float                            # the explained output f(x)
     explained: str                           # which output (e.g. "P(>50K)")
@@ -557,7 +558,7 @@ class Saliency(AuditMethod[SaliencyConfig, SaliencyResult]):
                     out_val = float(np.asarray(sel_scores)[i])
                     out_name = outputs[0]
                 row_results.append(RowAttribution(
-                    row=int(i), reason=why, output=out_val, explained=out_name,
+                    row=int(i), row_number=data.user_row(int(i)), reason=why, output=out_val, explained=out_name,
                     values={f: _fmt_value(decoded[f].iloc[j]) for f in feats},
                     attributions={m: dict(zip(feats, v[j].tolist(), strict=True)) for m, v in raw.items()}))
         ctx.progress(len(classes_to_explain) + 1, len(classes_to_explain) + 1)
@@ -661,7 +662,7 @@ class Saliency(AuditMethod[SaliencyConfig, SaliencyResult]):
                                 height=hh, color=PALETTE[i], label=LABELS[m])
                     ax.axvline(0, color="#555555", lw=0.6)
                     ax.set_yticks(yy, [shorten(f"{f} = {row.values[f]}", 34) for f in fs])
-                    ax.set_title(f"Row {row.row} ({row.reason}): {row.explained} = {row.output:.3f}",
+                    ax.set_title(f"Row {row.row_number} ({row.reason}): {row.explained} = {row.output:.3f}",
                                  fontsize=8)
                     ax.set_xlabel(f"contribution to {row.explained}")
                 axes[0, 0].legend(frameon=False, fontsize=7, loc="lower right")
@@ -699,7 +700,7 @@ def modal_figures(result: SaliencyResult, data: AuditData) -> dict[str, Any]:
                 if meth in GRADIENT_ONLY:  # a rate, not a share: its own scale would dwarf the others
                     continue
                 grid = element_grid(per_row[meth][pos[int(e.row)]], data)
-                maps.append(HeatMap(f"row {e.row}: {SHORT.get(meth, meth)}", grid.tolist(), e.row, e.image))
+                maps.append(HeatMap(f"row {data.user_row(int(e.row))}: {SHORT.get(meth, meth)}", grid.tolist(), e.row, e.image))
         if maps:
             n_m = len(maps) // max(len(picks), 1)
             figs["methods"] = heatmap_figure(maps, title="Additive methods side by side (same rows)",

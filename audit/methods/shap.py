@@ -222,6 +222,7 @@ class ShapResult(MethodResult):
     additivity_tolerance: float
     additivity_ok: bool
     waterfall_rows: tuple[int, ...]      # positions in ``rows``
+    waterfall_row_numbers: tuple[int, ...]  # those rows as you count them in the data file (from 1)
     n_dependence: int
     max_display: int
     notes: tuple[str, ...]
@@ -384,7 +385,8 @@ class Shap(AuditMethod[ShapConfig, ShapResult]):
             confidence=config.confidence, additivity_max_error=float(err.max()),
             additivity_mean_error=float(err.mean()), additivity_tolerance=tol,
             additivity_ok=bool(err.max() <= tol),
-            waterfall_rows=waterfall, _seconds=seconds,
+            waterfall_rows=waterfall, waterfall_row_numbers=tuple(data.user_row(int(rows[p])) for p in waterfall),
+            _seconds=seconds,
             n_dependence=config.n_dependence, max_display=config.max_display, notes=tuple(notes),
             modal=modal, deviation=deviation, deviation_skipped=deviation_skipped,
             tree_model=tree.description if tree is not None else None,
@@ -1484,7 +1486,7 @@ def _waterfall(result: ShapResult, pos: int, data: AuditData) -> Any:
     cls = f" [{result.explained_class[pos]}]" if result.explained_class else ""
     ax.set_xlabel(f"{result.explained}{cls}: base {result.base_values[pos]:.3g} (dotted) → "
                   f"output {result.outputs[pos]:.3g} (solid)")
-    ax.set_title(f"Row {row}: how each feature moves the output from the background mean")
+    ax.set_title(f"Row {data.user_row(row)}: how each feature moves the output from the background mean")
     fig.tight_layout()
     return fig
 
