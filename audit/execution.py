@@ -298,9 +298,8 @@ def session(config: ExecutionConfig | None = None, *, warm: Sequence[str] = ()) 
                           max(nodes, 1), messages=said)
         if cluster.cpus < 1:  # every task asks for a CPU: it would wait for one without end
             raise InvalidConfigError(
-                f"The Ray cluster{f' at {address!r}' if address else ''} has no CPU "
-                f"(cluster resources: {', '.join(f'{k} {v:g}' for k, v in sorted(res.items())) or 'none'}), "
-                "so no task of the audit could start. Add worker nodes with CPUs (ray status shows "
+                f"The Ray cluster{f' at {address!r}' if address else ''} has no CPU (its resources list "
+                f"{res.get('CPU', 0):g} CPUs, {nodes} live node(s)), so no task of the audit could start. Add worker nodes with CPUs (ray status shows "
                 "them), use another cluster (--ray-address), or run without Ray (--backend local).")
         if not (started and address is None):  # workers this session started run its own code
             _check_same_code(ray)
