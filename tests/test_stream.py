@@ -710,3 +710,21 @@ def test_decimal_scores_stream_as_they_read_in_memory(tmp_path):
     assert code == 0, out
     assert_same_fairness(streamed, memory)
     assert fairness_of(streamed)["attributes"]["sex"]["groups"][0]["metrics"]["auc"]["value"] is not None
+
+
+def test_blank_and_space_led_missing_markers_in_a_streamed_csv_are_missing_as_in_memory(tmp_path):
+    """The in-memory reader skips a cell's leading spaces (" " is empty, " NA" is na_values'
+    "NA"); the streamed reader reads the same cells as missing, so the groups agree."""
+    df = decision_log(1000, seed=11)
+    df.loc[:30, "race"] = " "
+    df.loc[40:50, "race"] = "  C"
+    df.loc[60:62, "race"] = " NA"
+    df.to_csv(tmp_path / "log.csv", index=False)
+    extra = 'missing_sensitive = "group"\nna_values = ["NA"]\n' + FAST
+    docs = {}
+    for stream in (True, False):
+        code, out, docs[stream] = audit(write_config(tmp_path, "log.csv", stream=stream, extra=extra),
+                                        tmp_path / f"out-{stream}")
+        assert code == 0, out
+    assert_same_fairness(docs[True], docs[False])
+    assert {g["group"]: g["count"] for g in fairness_of(docs[True])["attributes"]["race"]["groups"]}["missing"] == 34

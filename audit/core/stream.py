@@ -259,6 +259,22 @@ class _Reader:
                     column_types={c: pa.string() for c in text},
                     include_columns=None if probe else [c for c in self.columns if c in self.names])}
 
+    def _csv_missing(self, batch: Any) -> Any:
+        """Text cells missing as the in-memory reader reads them (pandas, ``skipinitialspace``):
+        after their leading spaces, empty or one of ``[data] na_values``."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        columns = []
+        for column in batch.columns:
+            if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+                text = pc.utf8_ltrim(column, characters=" ")
+                missing = pc.or_(pc.equal(text, ""), pc.is_in(text, value_set=pa.array(["", *self.spec.na_values],
+                                                                                       pa.string())))
+                column = pc.if_else(missing, pa.scalar(None, column.type), column)
+            columns.append(column)
+        return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
+
     def batches(self) -> Any:
         try:
             if self.file.name.lower().endswith(_PARQUET):
@@ -275,7 +291,8 @@ class _Reader:
                 import pyarrow.csv as pcsv
 
                 with self._open() as source:
-                    yield from pcsv.open_csv(source, **self._csv_options())
+                    for batch in pcsv.open_csv(source, **self._csv_options()):
+                        yield self._csv_missing(batch)
         except DataValidationError:
             raise
         except Exception as exc:
