@@ -710,7 +710,7 @@ def test_an_untrusted_config_cannot_send_the_audit_to_a_ray_cluster_it_names(mod
     assert res.exit_code == 2 and "(planted)" in res.output and tried[-1] == "192.0.2.1:6379"
 
 
-def test_a_gcs_address_that_never_answers_is_an_error_within_the_connect_timeout(model_dir, monkeypatch):
+def test_a_gcs_address_that_never_answers_is_an_error_within_the_connect_timeout(model_dir, monkeypatch, capfd):
     """A host that accepts the connection and never answers: ray.init would wait without end;
     the session gives up after RAY_CONNECT_SECONDS (plus Ray's 10 s of connection attempts)
     with exit 2 naming the address, and Ray's C++ log lines stay off the terminal."""
@@ -725,21 +725,14 @@ def test_a_gcs_address_that_never_answers_is_an_error_within_the_connect_timeout
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(execution, "_init_ray", lambda *a: pytest.fail("ray.init was called"))
     try:
-        proc = subprocess.run(
-            [sys.executable, "-c", "import sys\nfrom audit import execution\n"
-             "execution.RAY_CONNECT_SECONDS = 1.0\n"
-             f"try:\n    execution._check_reachable({address!r}, said := [])\n"
-             "except Exception as exc:\n    print(type(exc).__name__, exc)\n    print(len(said) > 0)\n"],
-            capture_output=True, text=True, env=_env(), timeout=120)
         res = _cli("run", model_dir / "audit.toml", "--out", model_dir / "out", "-q", "-m", "fairness",
                    "--ray-address", address)
     finally:
         listener.close()
-    lines = proc.stdout.splitlines()
-    assert lines[0].startswith(f"InvalidConfigError The Ray cluster at '{address}' could not be reached"), proc.stdout
-    assert lines[1] == "True" and proc.stderr == "", proc.stderr  # Ray's C++ log lines kept, not printed
     assert res.exit_code == 2 and f"The Ray cluster at '{address}' could not be reached" in res.output, res.output
     assert "ray://host:10001" in " ".join(res.output.split()) and not (model_dir / "out").exists()
+    terminal = capfd.readouterr()
+    assert "rpc_client" not in terminal.err + terminal.out and "GCS" not in terminal.err, terminal.err
 
 
 def test_a_ray_instance_without_cpus_is_refused_instead_of_waiting_for_one(model_dir, monkeypatch):
