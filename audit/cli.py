@@ -532,7 +532,7 @@ def _with_execution(plan, backend: str | None, address: str | None):  # noqa: AN
     if backend is None:
         backend = "ray"
     if backend == "ray" and address is None and plan.execution.backend == "ray":
-        address = plan.execution.address
+        return plan  # the config's own address (marked as read from it: --untrusted-config refuses it)
     return dataclasses.replace(plan, execution=ExecutionConfig(backend, address))
 
 

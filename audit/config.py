@@ -199,7 +199,7 @@ class AuditPlan:
                    card=card, stream=stream,
                    save_predictions=_typed(report, "save_predictions", bool, False),
                    execution=ExecutionConfig(_typed(execution, "backend", str, "local"),
-                                             _typed(execution, "address", str, None)))
+                                             _typed(execution, "address", str, None), from_config=True))
 
     def with_overrides(self, **changes: Any) -> AuditPlan:
         """A copy with CLI flags applied (None values leave the config's value)."""

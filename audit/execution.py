@@ -69,7 +69,11 @@ RAY_DATA_OBJECT_STORE_BYTES = 512 << 20
 
 
 class ChunkFailed(RuntimeError):
-    """A chunk of a method's work failed for good (its error, or its worker died on every try)."""
+    """A chunk of a method's work failed for good (its error, or its worker died on every try).
+    ``cause``: the task's own exception, when it raised one (a caller whose chunks check the
+    inputs re-raises an :class:`~audit.errors.AuditError` there as the local run would)."""
+
+    cause: BaseException | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,21 @@ class ExecutionConfig:
 
     backend: str = "local"
     address: str | None = None
+    #: the address was read from a config file (not given in code or on the command line): an
+    #: untrusted config may not choose where the audit's data and model go (:meth:`check_untrusted`)
+    from_config: bool = field(default=False, compare=False)
+
+    def check_untrusted(self) -> None:
+        """Under ``--untrusted-config`` the config may not name a Ray cluster: its address would
+        send the audit's data and model to a machine the config's author chose. Refused (exit 2)
+        unless the command line names the cluster itself (``--ray-address``)."""
+        if self.address is not None and self.from_config:
+            raise InvalidConfigError(
+                f"The config's [execution] address {self.address!r} names a Ray cluster, and "
+                "--untrusted-config does not let a config choose where the audit's data and model are "
+                "sent. Name the cluster on the command line if you trust it (--ray-address "
+                f"{self.address}), or remove the address (--backend ray alone starts a Ray instance "
+                "on this machine).")
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -260,6 +279,7 @@ def session(config: ExecutionConfig | None = None, *, warm: Sequence[str] = ()) 
     if not ray.is_initialized():
         if address == "auto":
             address = _auto_address()
+        _check_reachable(address, said)
         try:
             with _ray_messages(said):
                 _init_ray(ray, address)
@@ -276,18 +296,101 @@ def session(config: ExecutionConfig | None = None, *, warm: Sequence[str] = ()) 
         nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
         cluster = Cluster("ray", address, float(res.get("CPU", 0.0)), float(res.get("GPU", 0.0)),
                           max(nodes, 1), messages=said)
+        if cluster.cpus < 1:  # every task asks for a CPU: it would wait for one without end
+            raise InvalidConfigError(
+                f"The Ray cluster{f' at {address!r}' if address else ''} has no CPU (its resources list "
+                f"{res.get('CPU', 0):g} CPUs, {nodes} live node(s)), so no task of the audit could start. Add worker nodes with CPUs (ray status shows "
+                "them), use another cluster (--ray-address), or run without Ray (--backend local).")
         if not (started and address is None):  # workers this session started run its own code
             _check_same_code(ray)
         if warm:
             _warm_workers(ray, tuple(warm), int(cluster.cpus))
         previous, _active = _active, cluster
         try:
-            yield cluster
+            with _raylet_notices(said):
+                yield cluster
         finally:
             _active = previous
+            if previous.backend == "ray":  # a session inside another (audit compare's two audits):
+                previous.ran_locally.extend(cluster.ran_locally)  # the outer record covers both
+                previous.messages.extend(m for m in cluster.messages if m not in previous.messages)
     finally:
         if started:
             ray.shutdown()
+
+
+#: How long the session waits for a cluster's GCS (``host:port``) to answer before it gives up.
+RAY_CONNECT_SECONDS = 30.0
+
+
+def _check_reachable(address: str | None, said: list[str]) -> None:
+    """A GCS address (``host:port``) that does not answer is an error (exit 2) within about
+    :data:`RAY_CONNECT_SECONDS` (plus Ray's own 10 s of connection attempts): ``ray.init``
+    retries it for many minutes (411 s for a closed port, without end for a host that accepts
+    and never answers). Ray Client addresses (``ray://``) give up by themselves after ~30 s.
+    What Ray's C++ client logs meanwhile goes to ``said`` (the provenance), not the terminal."""
+    target = os.environ.get("RAY_ADDRESS", "").strip() if address == "auto" else address
+    if not target or target in ("auto", "local") or "://" in target:
+        return
+    try:
+        from ray._raylet import InnerGcsClient
+    except ImportError:  # another Ray: ray.init's own wait applies
+        return
+    with _stderr_into(said):
+        try:
+            InnerGcsClient.standalone(target, None, int(RAY_CONNECT_SECONDS * 1000))
+        except Exception as exc:
+            first = (str(exc).strip().splitlines() or [""])[0].rstrip(".")
+            raise InvalidConfigError(
+                f"The Ray cluster at {target!r} could not be reached: it did not answer ({type(exc).__name__}: "
+                f"{first}). Check [execution] address / "
+                "--ray-address: \"host:port\" is the GCS address that `ray start --head` prints (port "
+                "6379 by default), reachable from this machine; a remote cluster is usually reached "
+                "through its client server, \"ray://host:10001\". Or run without Ray (--backend local).") from None
+
+
+@contextmanager
+def _stderr_into(said: list[str]) -> Iterator[None]:
+    """File descriptor 2 (where Ray's C++ code logs) into ``said`` while the block runs."""
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            said.extend(line for line in sink.read().decode(errors="replace").splitlines() if line.strip())
+
+
+#: At most this many of Ray's notices about the cluster (e.g. "A worker died") are recorded.
+MAX_NOTICES = 20
+
+
+@contextmanager
+def _raylet_notices(said: list[str]) -> Iterator[None]:
+    """Ray prints the cluster's error notices ("(raylet) A worker died or was killed ...", with
+    colour codes) to stdout from a thread of its own, whatever ``log_to_driver`` says: while the
+    session runs they go to ``said`` (the provenance's messages) instead, each once."""
+    import ray._private.worker as ray_worker
+
+    original = ray_worker.print_to_stdstream
+
+    def keep(data: dict[str, Any], ignore_prefix: bool = False) -> None:
+        for line in data.get("lines", []):
+            text = f"({data.get('pid', 'ray')}) {str(line).strip()}"
+            if text not in said and len(said) < MAX_NOTICES:
+                said.append(text)
+
+    ray_worker.print_to_stdstream = keep
+    try:
+        yield
+    finally:
+        ray_worker.print_to_stdstream = original
 
 
 def resolve_device(device: str, method: str) -> str:
@@ -569,8 +672,10 @@ def _ray_map(fn: Callable[[Any], T], chunks: list[Any], gpus: float,
                 try:
                     results[i], added = ray.get(ref)
                 except ray.exceptions.RayError as exc:
-                    raise ChunkFailed(f"chunk {i + 1} of {len(refs)} failed on the Ray cluster: "
-                                      f"{_ray_reason(exc)}") from None
+                    failed = ChunkFailed(f"chunk {i + 1} of {len(refs)} failed on the Ray cluster: "
+                                         f"{_ray_reason(exc)}")
+                    failed.cause = exc.cause if isinstance(getattr(exc, "cause", None), BaseException) else None
+                    raise failed from None
                 for key, counts in added.items():
                     if key in _TALLIES:
                         _TALLIES[key].add(**counts)
@@ -629,11 +734,16 @@ def _parquet_dataset(fn: Callable[[Any, str], Any], files: Sequence[str], column
         options = ctx.execution_options = ray.data.ExecutionOptions()
         options.preserve_order = True  # blocks in file and row order, whoever finishes first
         options.resource_limits = options.resource_limits.copy(object_store_memory=RAY_DATA_OBJECT_STORE_BYTES)
+        # Ray Data retries a task whose worker died without end (max_retries -1): one that dies on
+        # every try would hang the run. The same cap as map's tasks, on both operators (equal
+        # remote args: Ray Data still fuses them); then the read fails and the caller counts here.
+        retries = {"max_retries": RAY_MAX_RETRIES}
         # every file named, none filtered by extension; partition folders are the caller's to read
-        return (ray.data.read_parquet(files, partitioning=None, include_paths=True, file_extensions=None)
+        return (ray.data.read_parquet(files, partitioning=None, include_paths=True, file_extensions=None,
+                                      ray_remote_args=retries)
                 .select_columns([*columns, "path"])
                 .map_batches(_BlockResults(fn, files, index), batch_size=None, batch_format="pyarrow",
-                             zero_copy_batch=True))
+                             zero_copy_batch=True, **retries))
     finally:
         ctx.enable_progress_bars, ctx.target_max_block_size, ctx.execution_options = saved
 

@@ -277,11 +277,13 @@ def check_untrusted_paths(plan: AuditPlan, *, out_dir: str | Path | None = None)
                 "Copy the file into that folder, or drop --untrusted-config if you trust this config.")
         if value and key != "[report] out" and Path(value).is_dir():
             # a folder's files are read too: each must resolve inside, as a named file must
-            for file in sorted(p for p in Path(value).rglob("*") if p.is_file()):
+            from audit.core.userfiles import folder_files
+
+            for file in folder_files(value):  # linked folders followed, as the readers follow them
                 if not file.resolve().is_relative_to(folder):
                     raise InvalidConfigError(
                         f"The file {str(file.relative_to(value))!r} in the config's {key} folder "
-                        f"{str(value)!r} is a link to {str(file.resolve())!r}, outside the config's folder "
+                        f"{str(value)!r} leads to {str(file.resolve())!r} (through a symbolic link), outside the config's folder "
                         f"{str(folder)!r}, and --untrusted-config allows only files inside it. Copy the "
                         "file into the folder, or drop --untrusted-config if you trust this config.")
 
@@ -454,6 +456,8 @@ def run_audit(plan: AuditPlan, *, trust_code: bool = False, untrusted_config: bo
     classes = list(resolved.methods)
     from audit import execution
 
+    if untrusted_config:  # before connecting to any cluster
+        plan.execution.check_untrusted()
     if inputs is None and plan.streams and untrusted_config:  # before any file is read, here or on a Ray worker
         check_untrusted_paths(plan)
     # The chunks of every method (and a streamed audit's files) run on the configured backend,

@@ -668,3 +668,212 @@ def test_a_streamed_folder_with_attribute_names_that_need_quoting_counts_alike_o
     assert _comparable(tmp_path / "local") == _comparable(tmp_path / "ray")
     doc = json.loads((tmp_path / "ray" / "results.json").read_text())
     assert list(doc["methods"]["fairness"]["result"]["attributes"]) == ['"s*t"', '"a&b"', '"s*t"*"a&b"']
+
+
+# --------------------------------------------------------------------------------------------
+# What an untrusted config, a dead or absent cluster and a dying worker cannot do (issue 15)
+# --------------------------------------------------------------------------------------------
+
+
+def test_an_untrusted_config_cannot_send_the_audit_to_a_ray_cluster_it_names(model_dir, monkeypatch):
+    """--untrusted-config refuses the config's [execution] address before connecting (exit 2,
+    saying how to name the cluster on the command line); --ray-address given there is obeyed."""
+    from tests.test_compare import planted, write_pair
+
+    tried = []
+    monkeypatch.setattr(execution, "_active", execution._LOCAL)  # as in a fresh `audit` process
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(execution, "_check_reachable", lambda address, said: tried.append(address))
+    monkeypatch.setattr(execution, "_init_ray", lambda ray, address: (_ for _ in ()).throw(ConnectionError("planted")))
+    cfg = model_dir / "audit.toml"
+    cfg.write_text(cfg.read_text() + '\n[execution]\nbackend = "ray"\naddress = "192.0.2.1:6379"\n')
+    for extra in ((), ("--backend", "ray")):
+        res = _cli("run", cfg, "--out", model_dir / "out", "-q", "-m", "fairness", "--untrusted-config", *extra)
+        text = " ".join(res.output.split())
+        assert res.exit_code == 2 and "[execution] address '192.0.2.1:6379'" in text, res.output
+        assert "--ray-address 192.0.2.1:6379" in text and "Traceback" not in text
+    assert tried == [] and not (model_dir / "out").exists()
+    (model_dir / "pair").mkdir()
+    a, b = write_pair(model_dir / "pair", planted(n=200, extra=0))
+    for c in (a, b):
+        c.write_text(c.read_text() + '\n[execution]\nbackend = "ray"\naddress = "192.0.2.1:6379"\n')
+    res = _cli("compare", a, b, "--out", model_dir / "out", "-q", "--untrusted-config")
+    assert res.exit_code == 2 and "--ray-address 192.0.2.1:6379" in " ".join(res.output.split()), res.output
+    assert tried == []
+    # named on the command line, it is the user's choice: the connection is tried
+    res = _cli("run", cfg, "--out", model_dir / "out", "-q", "-m", "fairness", "--untrusted-config",
+               "--ray-address", "192.0.2.1:6379")
+    assert res.exit_code == 2 and "Could not connect to the Ray cluster at '192.0.2.1:6379' (planted)" in res.output
+    assert tried == ["192.0.2.1:6379"]
+    # a trusted config's address is used as before
+    res = _cli("run", cfg, "--out", model_dir / "out", "-q", "-m", "fairness")
+    assert res.exit_code == 2 and "(planted)" in res.output and tried[-1] == "192.0.2.1:6379"
+
+
+def test_a_gcs_address_that_never_answers_is_an_error_within_the_connect_timeout(model_dir, monkeypatch, capfd):
+    """A host that accepts the connection and never answers: ray.init would wait without end;
+    the session gives up after RAY_CONNECT_SECONDS (plus Ray's 10 s of connection attempts)
+    with exit 2 naming the address, and Ray's C++ log lines stay off the terminal."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)  # accepts (the kernel completes the handshake) and never answers
+    address = f"127.0.0.1:{listener.getsockname()[1]}"
+    monkeypatch.setattr(execution, "RAY_CONNECT_SECONDS", 1.0)
+    monkeypatch.setattr(execution, "_active", execution._LOCAL)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(execution, "_init_ray", lambda *a: pytest.fail("ray.init was called"))
+    try:
+        res = _cli("run", model_dir / "audit.toml", "--out", model_dir / "out", "-q", "-m", "fairness",
+                   "--ray-address", address)
+    finally:
+        listener.close()
+    assert res.exit_code == 2 and f"The Ray cluster at '{address}' could not be reached" in res.output, res.output
+    assert "ray://host:10001" in " ".join(res.output.split()) and not (model_dir / "out").exists()
+    terminal = capfd.readouterr()
+    assert "rpc_client" not in terminal.err + terminal.out and "GCS" not in terminal.err, terminal.err
+
+
+def test_a_ray_instance_without_cpus_is_refused_instead_of_waiting_for_one(model_dir, monkeypatch):
+    monkeypatch.setattr(execution, "_active", execution._LOCAL)  # outside the tests' session
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"memory": 1e9, "object_store_memory": 1e8})
+    res = _cli("run", model_dir / "audit.toml", "--out", model_dir / "out", "-q", "-m", "fairness",
+               "--backend", "ray")
+    assert res.exit_code == 2 and "has no CPU" in res.output and "--backend local" in res.output, res.output
+    assert not (model_dir / "out").exists() and ray.is_initialized()  # the tests' instance is left up
+
+
+def test_rays_worker_notices_go_to_the_provenance_not_to_stdout(cluster, capsys):
+    """Ray prints "(raylet) A worker died ..." to stdout from its error thread whatever
+    log_to_driver says; in a session it is recorded in the messages instead, once."""
+    import ray._private.worker as ray_worker
+
+    notice = {"lines": ["A worker died or was killed while executing a task."], "pid": "raylet", "is_err": False}
+    ray_worker.print_to_stdstream(notice, ignore_prefix=False)
+    ray_worker.print_to_stdstream(notice, ignore_prefix=False)
+    assert capsys.readouterr().out == ""
+    assert cluster.messages.count("(raylet) A worker died or was killed while executing a task.") == 1
+    cluster.messages.clear()
+
+
+def test_a_ray_data_read_whose_worker_always_dies_fails_over_to_the_driver_instead_of_hanging(tmp_path, monkeypatch):
+    """Ray Data retries a task whose worker died without end; capped at RAY_MAX_RETRIES, the read
+    fails, the driver counts the files and the provenance says why: the local results."""
+    import audit.core.stream
+    from tests.test_stream import write_config
+
+    parts = _partitioned_log(tmp_path)
+    cfg = write_config(tmp_path, str(parts), extra="[methods.fairness]\nn_bootstrap = 0\n")
+    assert _cli("run", cfg, "--out", tmp_path / "out-local", "-q", "--format", "json", "--full").exit_code == 0
+
+    class Dying(audit.core.stream._FileCounter):
+        def block(self, rows, path):  # runs on the Ray worker that read the rows
+            os._exit(1)
+
+    monkeypatch.setattr(audit.core.stream, "_FileCounter", Dying)
+    res = _cli("run", cfg, "--out", tmp_path / "out-ray", "-q", "--format", "json", "--full", "--backend", "ray")
+    assert res.exit_code == 0, res.output
+    assert _comparable(tmp_path / "out-local") == _comparable(tmp_path / "out-ray")
+    why = json.loads((tmp_path / "out-ray" / "results.json").read_text())["provenance"]["execution"]["ran_locally"]
+    assert len(why) == 1 and "WorkerCrashedError" in why[0] and "counted on the driver" in why[0], why
+
+
+def test_a_bad_value_in_a_streamed_csv_on_ray_is_the_local_input_error(tmp_path):
+    """A CSV file is counted in a Ray task; the task's DataValidationError is the run's error
+    (exit 2, the local message), not a method's internal failure."""
+    from tests.test_stream import decision_log, write_config
+
+    df = decision_log(400, seed=3)
+    df.loc[150, "sex"] = None
+    df.to_csv(tmp_path / "log.csv", index=False)
+    cfg = write_config(tmp_path, "log.csv", stream=True)
+    said = {}
+    for backend in ("local", "ray"):
+        res = _cli("run", cfg, "--out", tmp_path / f"out-{backend}", "-q", "--format", "json", "--backend", backend)
+        assert res.exit_code == 2 and not (tmp_path / f"out-{backend}").exists(), res.output
+        said[backend] = res.output
+    assert said["ray"] == said["local"] and "row 151 of 'log.csv'" in said["ray"], said
+
+
+def test_compare_on_ray_records_what_ran_locally_as_audit_run_does(tmp_path, monkeypatch, cluster):
+    """Both audits of `audit compare` run inside its session: what they ran locally (here every
+    map: its function cannot be shipped) is in compare's provenance, as in `audit run`'s, and
+    both HTML reports' provenance name the backend and what ran locally."""
+    from tests.test_compare import planted, write_pair
+
+    a, b = write_pair(tmp_path, planted(n=400, extra=0))
+    real_put = ray.put
+
+    def put(obj, *args, **kwargs):
+        if callable(obj):
+            raise TypeError("cannot pickle 'planted' object")
+        return real_put(obj, *args, **kwargs)
+
+    monkeypatch.setattr(ray, "put", put)
+    records = {}
+    for command, args in (("run", [a]), ("compare", [a, b])):
+        out = tmp_path / f"out-{command}"
+        res = _cli(command, *args, "--out", out, "-q", "--format", "json,html", "--methods", "fairness",
+                   "--backend", "ray")
+        assert res.exit_code == 0, res.output
+        records[command] = json.loads((out / "results.json").read_text())["provenance"]["execution"]["ran_locally"]
+        html = " ".join((out / "report.html").read_text().split())
+        assert "<th>Backend</th><td>Ray: the Ray instance this process started or had already joined" in html
+        assert "<th>Ran on this machine instead of Ray</th>" in html
+        assert "cannot pickle &#39;planted&#39; object" in html
+    cluster.ran_locally.clear()
+    assert records["run"] and all("cannot pickle 'planted' object" in why for why in records["run"])
+    assert len(records["compare"]) >= 2 * len(records["run"])  # both audits' maps
+    assert set(records["compare"]) == set(records["run"])
+
+
+def test_null_linked_and_differently_typed_partitions_count_alike_on_ray_data_without_fallback(tmp_path):
+    """Hive's null folder (a "missing" group), a partition folder that is a link, and files
+    whose sensitive column is text in one and dictionary-encoded in another: Ray Data reads
+    them all (files of one schema per read), byte-identical to the local path, nothing counted
+    on the driver."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tests.test_stream import FAST, decision_log
+
+    parts = tmp_path / "parts"
+    for k, region in enumerate(("a", "__HIVE_DEFAULT_PARTITION__", "c")):
+        (parts / f"region={region}").mkdir(parents=True)
+        table = pa.Table.from_pandas(decision_log(400, seed=80 + k), preserve_index=False)
+        if k == 2:
+            table = table.set_column(1, "race", table.column("race").dictionary_encode())
+        pq.write_table(table, parts / f"region={region}" / "part-0.parquet", row_group_size=100)
+    (tmp_path / "store").mkdir()
+    decision_log(300, seed=90).to_parquet(tmp_path / "store" / "part-0.parquet")
+    (parts / "region=b").symlink_to(tmp_path / "store")
+    cfg = tmp_path / "audit.toml"
+    cfg.write_text('name = "log"\n[model]\npredictions = "score"\n[data]\npath = "parts"\ntarget = "outcome"\n'
+                   'positive_label = "yes"\nsensitive = ["sex", "race", "region"]\nmissing_sensitive = "group"\n'
+                   + FAST.replace("n_bootstrap = 200", "n_bootstrap = 0"))
+    for backend in ("local", "ray"):
+        res = _cli("run", cfg, "--out", tmp_path / backend, "-q", "--format", "json", "--full", "--backend", backend)
+        assert res.exit_code == 0, res.output
+    assert _comparable(tmp_path / "local") == _comparable(tmp_path / "ray")
+    doc = json.loads((tmp_path / "ray" / "results.json").read_text())
+    regions = {g["group"]: g["count"] for g in doc["methods"]["fairness"]["result"]["attributes"]["region"]["groups"]}
+    assert regions == {"a": 400, "b": 300, "c": 400, "missing": 400}
+    assert doc["provenance"]["execution"]["ran_locally"] == []
+
+
+def test_a_file_name_with_a_question_mark_is_counted_by_ray_tasks_not_on_the_driver(tmp_path):
+    """Ray Data reads "?" as a URL query and finds no file: such folders are counted by Ray
+    tasks (a file each, read on a worker), with the local results and no fallback stated."""
+    from tests.test_stream import FAST, decision_log, write_config
+
+    (tmp_path / "parts").mkdir()
+    for k, name in enumerate(["a#b.parquet", "q?x.parquet", "qyx.parquet", "[br].parquet"]):
+        decision_log(300, seed=30 + k).to_parquet(tmp_path / "parts" / name)
+    cfg = write_config(tmp_path, "parts", extra=FAST.replace("n_bootstrap = 200", "n_bootstrap = 0"))
+    for backend in ("local", "ray"):
+        res = _cli("run", cfg, "--out", tmp_path / backend, "-q", "--format", "json", "--full", "--backend", backend)
+        assert res.exit_code == 0, res.output
+    assert _comparable(tmp_path / "local") == _comparable(tmp_path / "ray")
+    doc = json.loads((tmp_path / "ray" / "results.json").read_text())
+    assert doc["data"]["rows"] == 1200 and doc["provenance"]["execution"]["ran_locally"] == []

@@ -526,3 +526,205 @@ def test_streamed_progress_finishes_reading_before_the_plan_and_plans_no_model_r
     # the decisions were counted, not predicted: no model rows planned, none performed
     assert fairness["model_rows"] == fairness["performed"]["model_rows"] == 0
     assert fairness["description"].startswith("count tables of 12,000 rows")
+
+
+def _null_partitions(folder: Path) -> tuple[Path, pd.DataFrame]:
+    """A hive folder whose race partitions include Hive's null folder, an empty value and a
+    blank one, and the same rows as one frame with those races missing."""
+    df = decision_log(1600, seed=7)
+    parts = folder / "parts"
+    values = ["A", "B", "__HIVE_DEFAULT_PARTITION__", "", "%20", "C"]
+    frames = []
+    for k, value in enumerate(values):
+        piece = df.iloc[k * 250:(k + 1) * 250 if k < len(values) - 1 else None].drop(columns="race")
+        (parts / f"race={value}").mkdir(parents=True)
+        piece.to_parquet(parts / f"race={value}" / "part-0.parquet")
+        frames.append(piece.assign(race=value if value in ("A", "B", "C") else None))
+    return parts, pd.concat(frames)[["sex", "race", "outcome", "score"]]
+
+
+def test_null_partition_folders_are_missing_sensitive_values_as_in_memory(tmp_path):
+    """race=__HIVE_DEFAULT_PARTITION__, race= and race=%20 hold rows whose race is missing:
+    missing_sensitive = "error" names the folder; "group" audits them as the "missing" group,
+    with the numbers of the in-memory audit of the same rows."""
+    parts, frame = _null_partitions(tmp_path)
+    msg = _error(write_config(tmp_path, str(parts)), tmp_path)
+    assert "The sensitive column 'race' has missing values in row 1 of 'race=/part-0.parquet'" in msg, msg
+    frame.to_parquet(tmp_path / "one.parquet")
+    extra = 'missing_sensitive = "group"\n' + FAST
+    code, out, streamed = audit(write_config(tmp_path, str(parts), extra=extra), tmp_path / "streamed")
+    assert code == 0, out
+    code, out, memory = audit(write_config(tmp_path, str(tmp_path / "one.parquet"), stream=False, extra=extra),
+                              tmp_path / "memory")
+    assert code == 0, out
+    assert_same_fairness(streamed, memory)
+    groups = [g["group"] for g in fairness_of(streamed)["attributes"]["race"]["groups"]]
+    assert groups == ["A", "B", "C", "missing"]
+    assert [g["count"] for g in fairness_of(streamed)["attributes"]["race"]["groups"]][-1] == 750
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_nan_in_a_float_sensitive_column_is_a_missing_value_streamed_as_in_memory(tmp_path, stream):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    df = decision_log(600, seed=4)
+    race = df.race.map({"A": 1.0, "B": 2.0, "C": 3.0, "D": 4.0, "E": 5.0}).to_numpy().copy()
+    race[[10, 20, 30]] = np.nan
+    table = pa.table({"sex": df.sex, "race": pa.array(race, from_pandas=False), "outcome": df.outcome,
+                      "score": df.score})
+    assert table.column("race").null_count == 0  # NaN, not null
+    pq.write_table(table, tmp_path / "one.parquet")
+    msg = _error(write_config(tmp_path, str(tmp_path / "one.parquet"), stream=stream), tmp_path)
+    assert "The sensitive column 'race'" in msg and "missing values" in msg and "row 11" in msg, msg
+    code, out, doc = audit(write_config(tmp_path, str(tmp_path / "one.parquet"), stream=stream,
+                                        extra='missing_sensitive = "group"\n' + FAST), tmp_path / "out")
+    assert code == 0, out
+    race_groups = {g["group"]: g["count"] for g in fairness_of(doc)["attributes"]["race"]["groups"]}
+    assert race_groups["missing"] == 3 and "nan" not in race_groups
+
+
+def test_a_partition_column_named_twice_on_a_path_is_refused_naming_it(tmp_path):
+    (tmp_path / "parts" / "race=A" / "race=B").mkdir(parents=True)
+    decision_log(300, seed=5).drop(columns="race").to_parquet(tmp_path / "parts" / "race=A" / "race=B" / "f.parquet")
+    decision_log(300, seed=6).drop(columns="race").to_parquet(tmp_path / "parts" / "race=A" / "g.parquet")
+    msg = _error(write_config(tmp_path, str(tmp_path / "parts")), tmp_path)
+    assert ("The partition column 'race' is named twice on the path of 'race=A/race=B/f.parquet' "
+            "('race=A' and 'race=B')") in msg, msg
+
+
+def test_a_symlinked_partition_folder_is_read_with_its_partition_value(tmp_path):
+    """region=b is a link to a folder elsewhere: its rows are read (not silently dropped, as
+    pathlib's rglob drops them) under the link's partition value, streamed as in memory."""
+    (tmp_path / "parts" / "region=a").mkdir(parents=True)
+    (tmp_path / "store" / "b").mkdir(parents=True)
+    a, b = decision_log(300, seed=70), decision_log(500, seed=71)
+    a.to_parquet(tmp_path / "parts" / "region=a" / "part-0.parquet")
+    b.to_parquet(tmp_path / "store" / "b" / "part-0.parquet")
+    (tmp_path / "parts" / "region=b").symlink_to(tmp_path / "store" / "b")
+    pd.concat([a.assign(region="a"), b.assign(region="b")]).to_parquet(tmp_path / "one.parquet")
+    extra = FAST
+    configs = [write_config(tmp_path, p, stream=s, extra=extra) for p, s in (("parts", None), ("one.parquet", False))]
+    for c in configs:
+        c.write_text(c.read_text().replace('sensitive = ["sex", "race"]', 'sensitive = ["sex", "region"]'))
+    code, out, streamed = audit(configs[0], tmp_path / "streamed", "--untrusted-config")  # inside its folder
+    assert code == 0, out
+    code, out, memory = audit(configs[1], tmp_path / "memory")
+    assert code == 0, out
+    assert streamed["data"]["rows"] == 800
+    assert_same_fairness(streamed, memory)
+    assert [g["count"] for g in fairness_of(streamed)["attributes"]["region"]["groups"]] == [300, 500]
+
+
+def test_a_link_loop_in_a_data_folder_is_refused_naming_it(tmp_path):
+    (tmp_path / "parts" / "region=a").mkdir(parents=True)
+    decision_log(300, seed=70).to_parquet(tmp_path / "parts" / "region=a" / "part-0.parquet")
+    (tmp_path / "parts" / "region=a" / "again").symlink_to(tmp_path / "parts")
+    msg = _error(write_config(tmp_path, "parts"), tmp_path)
+    assert "The folder 'region=a/again' under" in msg and "is the folder '.' again" in msg, msg
+
+
+def test_a_folder_linked_from_outside_under_untrusted_config_is_refused(tmp_path):
+    """Following linked folders must not let an untrusted config read outside its folder."""
+    (tmp_path / "elsewhere").mkdir()
+    decision_log(300, seed=70).to_parquet(tmp_path / "elsewhere" / "part-0.parquet")
+    audit_dir = tmp_path / "audit"
+    (audit_dir / "parts").mkdir(parents=True)
+    decision_log(300, seed=71).to_parquet(audit_dir / "parts" / "part-0.parquet")
+    (audit_dir / "parts" / "region=b").symlink_to(tmp_path / "elsewhere")
+    msg = _error(write_config(audit_dir, "parts"), tmp_path, "--untrusted-config")
+    assert "'region=b/part-0.parquet'" in msg and "outside the config's folder" in msg, msg
+
+
+def test_an_extension_type_column_is_read_as_its_plain_storage_or_refused_naming_it(tmp_path):
+    """arrow.json over strings is read as its text, streamed as in memory; a column of Ray's
+    pickled Python objects is refused (exit 2, naming it) and never unpickled."""
+    import pickle
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    df = decision_log(400, seed=160)
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    json_race = pa.ExtensionArray.from_storage(pa.json_(), pa.array([f'"{v}"' for v in df.race]))
+    (tmp_path / "parts").mkdir()
+    pq.write_table(table.set_column(1, "race", json_race), tmp_path / "parts" / "p0.parquet")
+    pq.write_table(table.set_column(1, "race", json_race), tmp_path / "one.parquet")
+    code, out, streamed = audit(write_config(tmp_path, "parts"), tmp_path / "streamed")
+    assert code == 0, out
+    code, out, memory = audit(write_config(tmp_path, "one.parquet", stream=False), tmp_path / "memory", "-m", "fairness")
+    assert code == 0, out
+    assert [g["group"] for g in fairness_of(streamed)["attributes"]["race"]["groups"]][:2] == ['"A"', '"B"']
+    assert_same_fairness(streamed, memory)
+
+    class Planted:
+        def __reduce__(self):
+            return (Path.touch, (tmp_path / "CODE_RAN",))
+
+    pickled = pa.ExtensionArray.from_storage(
+        _pickled_type(), pa.array([pickle.dumps(Planted())] + [pickle.dumps(v) for v in df.sex[1:]], pa.large_binary()))
+    (tmp_path / "pickled").mkdir()
+    pq.write_table(table.set_column(0, "sex", pickled), tmp_path / "pickled" / "p0.parquet")
+    msg = _error(write_config(tmp_path, "pickled"), tmp_path)
+    assert ("The column 'sex' in 'p0.parquet' is of the Arrow extension type 'ray.data.arrow_pickled_object', "
+            "stored as large_binary") in msg and "never unpickled" in msg, msg
+    assert not (tmp_path / "CODE_RAN").exists()
+
+
+def _pickled_type():
+    """Ray Data's pickled-object extension type, or one of the same name where Ray is absent."""
+    import pyarrow as pa
+
+    try:
+        from ray.data._internal.object_extensions.arrow import ArrowPythonObjectType
+
+        return ArrowPythonObjectType()
+    except ImportError:
+        class Pickled(pa.ExtensionType):
+            def __init__(self):
+                super().__init__(pa.large_binary(), "ray.data.arrow_pickled_object")
+
+            def __arrow_ext_serialize__(self):
+                return b""
+
+            @classmethod
+            def __arrow_ext_deserialize__(cls, storage_type, serialized):
+                return cls()
+
+        return Pickled()
+
+
+def test_decimal_scores_stream_as_they_read_in_memory(tmp_path):
+    import decimal
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    df = decision_log(1200, seed=140)
+    scores = pa.array([decimal.Decimal(f"{v:.6f}") for v in df.score], pa.decimal128(10, 6))
+    table = pa.Table.from_pandas(df, preserve_index=False).set_column(3, "score", scores)
+    pq.write_table(table, tmp_path / "one.parquet")
+    code, out, streamed = audit(write_config(tmp_path, "one.parquet", stream=True), tmp_path / "streamed")
+    assert code == 0, out
+    code, out, memory = audit(write_config(tmp_path, "one.parquet", stream=False), tmp_path / "memory")
+    assert code == 0, out
+    assert_same_fairness(streamed, memory)
+    assert fairness_of(streamed)["attributes"]["sex"]["groups"][0]["metrics"]["auc"]["value"] is not None
+
+
+def test_blank_and_space_led_missing_markers_in_a_streamed_csv_are_missing_as_in_memory(tmp_path):
+    """The in-memory reader skips a cell's leading spaces (" " is empty, " NA" is na_values'
+    "NA"); the streamed reader reads the same cells as missing, so the groups agree."""
+    df = decision_log(1000, seed=11)
+    df.loc[:30, "race"] = " "
+    df.loc[40:50, "race"] = "  C"
+    df.loc[60:62, "race"] = " NA"
+    df.to_csv(tmp_path / "log.csv", index=False)
+    extra = 'missing_sensitive = "group"\nna_values = ["NA"]\n' + FAST
+    docs = {}
+    for stream in (True, False):
+        code, out, docs[stream] = audit(write_config(tmp_path, "log.csv", stream=stream, extra=extra),
+                                        tmp_path / f"out-{stream}")
+        assert code == 0, out
+    assert_same_fairness(docs[True], docs[False])
+    assert {g["group"]: g["count"] for g in fairness_of(docs[True])["attributes"]["race"]["groups"]}["missing"] == 34

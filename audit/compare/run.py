@@ -313,6 +313,9 @@ def run_comparison(plans: Sequence[Any], compare: Mapping[str, Any], *, trust_co
             f"The two configs' [execution] tables differ ({plan_a.execution.backend!r}, address "
             f"{plan_a.execution.address!r} vs {plan_b.execution.backend!r}, address {plan_b.execution.address!r}): "
             "both audits run on one backend. Make them equal, or choose it with --backend / --ray-address.")
+    if untrusted_config:  # before connecting to any cluster
+        plan_a.execution.check_untrusted()
+        plan_b.execution.check_untrusted()
     # one session for both audits (one Ray instance, not two); recorded like audit run's
     with execution.session(plan_a.execution) as cluster:
         result = _compare_plans(plan_a, plan_b, compare, trust_code=trust_code, untrusted_config=untrusted_config,

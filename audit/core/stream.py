@@ -75,9 +75,11 @@ class StreamedTables:
 
 def _folder_files(path: Path) -> list[Path]:
     """Every file under a data folder, sorted, hidden and ``_``-prefixed ones (``_SUCCESS``)
-    left out, as Spark and pyarrow do."""
-    return sorted(p for p in path.rglob("*") if p.is_file()
-                  and not any(part.startswith((".", "_")) for part in p.relative_to(path).parts))
+    left out, as Spark and pyarrow do; linked folders are followed (their files keep the
+    link's path, so a linked partition folder gives its partition value)."""
+    from audit.core.userfiles import folder_files
+
+    return folder_files(path, skip=(".", "_"), error=DataValidationError)
 
 
 def data_files(path: str | Path) -> list[Path]:
@@ -108,17 +110,33 @@ def left_out_files(path: str | Path) -> list[str]:
     return [str(p.relative_to(path)) for p in _folder_files(path) if not p.name.lower().endswith(_PARQUET)]
 
 
-def _partition_values(file: Path, root: Path) -> dict[str, str]:
-    """Hive partition values of a file under ``root`` (``region=north/part-0.parquet``)."""
+#: The folder name Hive, Spark and pyarrow write for a row whose partition value is null.
+HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
+
+
+def _partition_values(file: Path, root: Path, na_values: Sequence[str] = ()) -> dict[str, str | None]:
+    """Hive partition values of a file under ``root`` (``region=north/part-0.parquet``); None
+    for a missing value: Hive's null folder (``region=__HIVE_DEFAULT_PARTITION__``), an empty
+    or blank value (``region=``, ``region=%20``) or one of ``[data] na_values``, as an empty
+    cell or a listed marker is missing in a CSV. A key twice on the path (``race=A/race=B``)
+    is an error: which value holds is a guess."""
     if file == root:
         return {}
-    out = {}
-    for part in file.relative_to(root).parts[:-1]:
-        key, sep, value = part.partition("=")
-        if sep:
-            from urllib.parse import unquote
+    from urllib.parse import unquote
 
-            out[unquote(key)] = unquote(value)
+    out: dict[str, str | None] = {}
+    folders = file.relative_to(root).parts[:-1]
+    for part in folders:
+        key, sep, value = part.partition("=")
+        if not sep:
+            continue
+        key, value = unquote(key), unquote(value)
+        if key in out:
+            raise DataValidationError(
+                f"The partition column {key!r} is named twice on the path of {_where(file, root)} "
+                f"({' and '.join(repr(p) for p in folders if unquote(p.partition('=')[0]) == key)}), so "
+                "its value there is ambiguous. Give each partition column one folder level.")
+        out[key] = None if value == HIVE_NULL or not value.strip() or value in na_values else value
     return out
 
 
@@ -132,7 +150,7 @@ class _Reader:
 
     def __init__(self, file: Path, root: Path, columns: Sequence[str], spec: DatasetSpec, batch_rows: int):
         self.file, self.columns, self.batch_rows = file, list(columns), batch_rows
-        self.partition = _partition_values(file, root)
+        self.partition = _partition_values(file, root, spec.na_values)
         self.where = _where(file, root)
         self.spec = spec
         self.names = self._names()
@@ -158,9 +176,11 @@ class _Reader:
 
         try:
             if self.file.name.lower().endswith(_PARQUET):
-                self.kinds = {f.name: f.type for f in pq.read_schema(self.file)}
+                schema = pq.read_schema(self.file)
+                self.kinds = {f.name: f.type for f in schema}
                 self.num_rows = pq.read_metadata(self.file).num_rows
                 self._check_flat()
+                self._check_extensions(schema)
                 return list(self.kinds)
             import pyarrow.csv as pcsv
 
@@ -188,6 +208,32 @@ class _Reader:
                     "scores. Write it as a column of plain values (text or numbers), e.g. one "
                     "element or field of it per column.")
 
+    def _check_extensions(self, schema: Any) -> None:
+        """A needed column of an Arrow extension type is read as its storage when that is plain
+        text, numbers or booleans (e.g. ``arrow.json`` over strings: the JSON text is the label);
+        any other storage is refused, naming the column: Ray Data's pickled Python objects
+        (``ray.data.arrow_pickled_object``) would have to be unpickled, which runs code, and are
+        never read. An extension type this process has not registered reads as its storage
+        with the type's name in the field's metadata."""
+        import pyarrow as pa
+
+        for c in self.columns:
+            if c not in self.kinds:
+                continue
+            t, meta = self.kinds[c], schema.field(c).metadata or {}
+            if isinstance(t, pa.BaseExtensionType):
+                name, storage = t.extension_name, t.storage_type
+            elif b"ARROW:extension:name" in meta:
+                name, storage = meta[b"ARROW:extension:name"].decode(errors="replace"), t
+            else:
+                continue
+            if not _plain_type(storage):
+                raise DataValidationError(
+                    f"The column {c!r} in {self.where} is of the Arrow extension type {name!r}, stored as "
+                    f"{storage}: not plain labels or scores"
+                    + (" (pickled Python objects, which are never unpickled: that runs code)" if "pickle" in name
+                       else "") + ". Write the column as plain text or numbers.")
+
     def _open(self) -> Any:
         """The CSV's bytes as a stream: pyarrow decompresses gzip and bz2 itself (from the
         name); xz and zip are decompressed in Python as a stream (bounded memory)."""
@@ -213,6 +259,22 @@ class _Reader:
                     column_types={c: pa.string() for c in text},
                     include_columns=None if probe else [c for c in self.columns if c in self.names])}
 
+    def _csv_missing(self, batch: Any) -> Any:
+        """Text cells missing as the in-memory reader reads them (pandas, ``skipinitialspace``):
+        after their leading spaces, empty or one of ``[data] na_values``."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        columns = []
+        for column in batch.columns:
+            if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+                text = pc.utf8_ltrim(column, characters=" ")
+                missing = pc.or_(pc.equal(text, ""), pc.is_in(text, value_set=pa.array(["", *self.spec.na_values],
+                                                                                       pa.string())))
+                column = pc.if_else(missing, pa.scalar(None, column.type), column)
+            columns.append(column)
+        return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
+
     def batches(self) -> Any:
         try:
             if self.file.name.lower().endswith(_PARQUET):
@@ -229,7 +291,8 @@ class _Reader:
                 import pyarrow.csv as pcsv
 
                 with self._open() as source:
-                    yield from pcsv.open_csv(source, **self._csv_options())
+                    for batch in pcsv.open_csv(source, **self._csv_options()):
+                        yield self._csv_missing(batch)
         except DataValidationError:
             raise
         except Exception as exc:
@@ -252,6 +315,8 @@ class _Labels:
         import pyarrow as pa
         import pyarrow.compute as pc
 
+        if pa.types.is_floating(array.type):  # NaN is a missing value, as pandas reads it in memory
+            array = pc.if_else(pc.is_nan(array), pa.scalar(None, array.type), array)
         if not pa.types.is_dictionary(array.type):
             array = pc.dictionary_encode(array)
         if isinstance(array, pa.ChunkedArray):
@@ -370,8 +435,11 @@ def stream_tables(path: str | Path, spec: DatasetSpec, *, threshold: float,
     count = _FileCounter(root, columns, spec, threshold, sets, max_groups, n_bins, batch_rows,
                          progress if local else None)
     done = 0
-    if not local and "path" not in columns and all(f.name.lower().endswith(_PARQUET) for f in files):
-        # (a data column named "path" would clash with Ray Data's column of file paths)
+    if not local and "path" not in columns and all(f.name.lower().endswith(_PARQUET) and "?" not in str(f)
+                                                   for f in files):
+        # (a data column named "path" would clash with Ray Data's column of file paths; Ray Data
+        # reads a "?" in a path as the start of a URL query and finds no such file: such files,
+        # and CSV files, are counted by Ray tasks, each reading its file on a worker)
         done = _count_on_ray_data(count, files, readers, counted, spec, sets, max_groups, progress)
         if done < len(files):  # Ray Data failed: the rest is counted here
             local, count.progress = True, progress
@@ -380,7 +448,7 @@ def stream_tables(path: str | Path, spec: DatasetSpec, *, threshold: float,
     for chunk in execution.split_by(len(files) - done, window):
         count.before = counted.n_rows
         todo = files[done + chunk.start:done + chunk.stop]
-        for part in (map(count, todo) if local else execution.map(count, todo, n_jobs=1, prefer="threads")):
+        for part in (map(count, todo) if local else _on_workers(count, todo)):
             counted.merge(part, spec, sets, max_groups)
             if progress is not None and not local:
                 progress(counted.n_rows)
@@ -390,6 +458,20 @@ def stream_tables(path: str | Path, spec: DatasetSpec, *, threshold: float,
                    counted.n_rows, bool(counted.scored),
                    bool(counted.scored) and _scores_are_labels(counted.only_01, counted.target), n_bins,
                    pred_seen=counted.pred_seen)
+
+
+def _on_workers(count: _FileCounter, files: list[Path]) -> list[_Counts]:
+    """Each file counted by a task of the active backend; a file's bad value is the run's
+    input error (exit 2, the local message), not a failed chunk."""
+    from audit import execution
+    from audit.errors import AuditError
+
+    try:
+        return execution.map(count, files, n_jobs=1, prefer="threads")
+    except execution.ChunkFailed as exc:
+        if isinstance(exc.cause, AuditError):
+            raise exc.cause from None
+        raise
 
 
 class _RayDataLost(Exception):
@@ -424,11 +506,13 @@ def _count_on_ray_data(count: _FileCounter, files: list[Path], readers: list[_Re
         count(files[i])
         raise _RayDataLost(f"the workers found a bad value in {readers[i].where} that this process did not")
 
-    def blocks() -> Any:  # consecutive files reading the same columns share one read
-        needs = [tuple(c for c in count.columns if c in r.names) for r in readers]
+    def blocks() -> Any:  # consecutive files reading the same columns of the same types share one read
+        # (one read is one schema: Ray Data cannot merge e.g. a string column with a dictionary one)
+        needs = [tuple((c, str(r.kinds[c])) for c in count.columns if c in r.names) for r in readers]
         for cols, run in groupby(range(len(files)), key=needs.__getitem__):
             run = list(run)
-            for i, rows, piece in execution.map_parquet(count.block, [str(files[j]) for j in run], columns=cols):
+            for i, rows, piece in execution.map_parquet(count.block, [str(files[j]) for j in run],
+                                                        columns=[c for c, _ in cols]):
                 yield run[i], rows, piece
 
     merged, part = 0, None  # files[:merged] are in counted; part: the counts so far of files[merged]
@@ -587,13 +671,13 @@ class _FileCounter:
         ``path``, without its partition columns), as if they were a file of their own: their
         rows are numbered from 1 (the caller shifts them), batches of at most ``batch_rows``."""
         file = Path(path)
-        where, partition = _where(file, self.root), _partition_values(file, self.root)
+        where, partition = _where(file, self.root), _partition_values(file, self.root, self.spec.na_values)
         out = self._new(where)
         for start in range(0, rows.num_rows, self.batch_rows):
             self._add(out, rows.slice(start, self.batch_rows), where, partition)
         return out
 
-    def _add(self, out: _Counts, batch: Any, where: str, partition: Mapping[str, str]) -> None:
+    def _add(self, out: _Counts, batch: Any, where: str, partition: Mapping[str, str | None]) -> None:
         """Add a batch of rows (the next ones of ``out``'s file, from row ``out.n_rows``)."""
         from audit.core.adapter import PROBA_TOLERANCE
 
@@ -602,7 +686,7 @@ class _FileCounter:
         n, offset = batch.num_rows, out.n_rows
         if n == 0:
             return
-        cols = {name: batch.column(name) for name in batch.schema.names}
+        cols = {name: _storage(batch.column(name)) for name in batch.schema.names}
 
         def rows_of(mask: np.ndarray, what: str, fix: str) -> None:
             idx = np.flatnonzero(mask)
@@ -614,6 +698,8 @@ class _FileCounter:
                 return cols[name]
             import pyarrow as pa
 
+            if partition[name] is None:  # a missing value (Hive's null folder): every row misses it
+                return pa.nulls(n, pa.string())
             return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)),
                                                   pa.array([partition[name]], pa.string()))
 
@@ -627,7 +713,7 @@ class _FileCounter:
         raw = column(spec.predictions)
         import pyarrow as pa
 
-        is_score = spec.task == "binary" and pa.types.is_floating(raw.type)
+        is_score = spec.task == "binary" and _is_scores(raw.type)
         if out.scored is not None and out.scored != is_score:
             raise DataValidationError(
                 f"The predictions column {spec.predictions!r} holds scores (numbers with decimals) in "
@@ -635,6 +721,10 @@ class _FileCounter:
         out.scored = is_score
         b = limbs = None
         if is_score:
+            if pa.types.is_decimal(raw.type):  # via its exact text: the nearest float, as float(Decimal) in memory
+                import pyarrow.compute as pc
+
+                raw = pc.cast(pc.cast(raw, pa.string()), pa.float64())
             s = raw.to_numpy(zero_copy_only=False).astype(float, copy=False)
             bad = ~np.isfinite(s)
             if bad.any():
@@ -685,6 +775,32 @@ class _FileCounter:
         out.n_rows += n
 
 
+def _is_scores(t: Any) -> bool:
+    """Numbers with decimals (floats, or decimals as a database writes them): a binary task's scores."""
+    import pyarrow as pa
+
+    return bool(pa.types.is_floating(t) or pa.types.is_decimal(t))
+
+
+def _plain_type(t: Any) -> bool:
+    """Text, numbers or booleans: values a label or a score can be read from."""
+    import pyarrow as pa
+
+    return bool(pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_integer(t)
+                or pa.types.is_floating(t) or pa.types.is_boolean(t) or pa.types.is_decimal(t))
+
+
+def _storage(column: Any) -> Any:
+    """A column of an extension type as its storage (checked plain by the reader)."""
+    import pyarrow as pa
+
+    if not isinstance(column.type, pa.BaseExtensionType):
+        return column
+    if isinstance(column, pa.ChunkedArray):
+        return pa.chunked_array([chunk.storage for chunk in column.chunks], type=column.type.storage_type)
+    return column.storage
+
+
 def _file_rows(idx: np.ndarray, offset: int, where: str) -> str:
     """Rows ``idx`` of a batch that starts at data row ``offset`` of file ``where``, as a user
     counts them: from 1, the header not counted (data row 1 is a CSV's second line).
@@ -711,7 +827,7 @@ def _check_same_kinds(readers: list[_Reader], spec: DatasetSpec) -> None:
     for r in readers:
         t = r.kinds.get(spec.predictions)
         if t is not None:
-            kinds.setdefault(pa.types.is_floating(t), r.where)
+            kinds.setdefault(_is_scores(t), r.where)
     if len(kinds) > 1:
         raise DataValidationError(
             f"The predictions column {spec.predictions!r} is a column of numbers with decimals (scores) in "

@@ -61,6 +61,44 @@ def check_regular_file(path: str | Path, what: str, *,
     return path
 
 
+def folder_files(folder: str | Path, *, skip: tuple[str, ...] = (),
+                 error: type[AuditError] = InvalidConfigError) -> list[Path]:
+    """Every file under ``folder``, sorted, following links to files and folders as they are
+    (each path keeps the link's name: a partition folder ``region=b`` linked elsewhere is still
+    ``region=b``); files and folders whose name starts with one of ``skip`` are left out.
+
+    A folder reached twice (a link to a folder above it, or two paths to one folder) would be
+    read without end or twice: ``error`` names both paths. ``pathlib``'s ``rglob`` (before
+    Python 3.13) skips linked folders silently, losing their files.
+    """
+    import os
+
+    root = Path(folder)
+    seen: dict[str, Path] = {}
+    files: list[Path] = []
+    todo = [root]
+    while todo:
+        here = todo.pop()
+        real = os.path.realpath(here)
+        if real in seen:
+            raise error(
+                f"The folder {str(here.relative_to(root))!r} under {str(root)!r} is the folder "
+                f"{str(seen[real].relative_to(root)) or '.'!r} again (through a symbolic link), so its files "
+                "would be read twice or without end. Remove the link, or link only folders that lie "
+                "nowhere else under the data folder.")
+        seen[real] = here
+        with os.scandir(here) as entries:
+            for entry in entries:
+                if skip and entry.name.startswith(skip):
+                    continue
+                path = here / entry.name
+                if entry.is_dir():  # follows a link
+                    todo.append(path)
+                elif entry.is_file():
+                    files.append(path)
+    return sorted(files)
+
+
 def _read_text(path: Path, what: str) -> str:
     try:
         return path.read_text(encoding="utf-8-sig")
@@ -121,4 +159,4 @@ def load_toml(path: str | Path, what: str = "config file") -> dict[str, Any]:
     return _load(path, what, tomllib.loads, tomllib.TOMLDecodeError, "TOML", "arrays or tables")
 
 
-__all__ = ["MAX_NESTING", "check_regular_file", "load_json", "load_toml", "nesting_depth"]
+__all__ = ["MAX_NESTING", "check_regular_file", "folder_files", "load_json", "load_toml", "nesting_depth"]
