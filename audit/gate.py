@@ -45,15 +45,17 @@ beyond the true value with probability at most ``(1 − c) / 2``)
 - ``breach``: the whole interval lies outside the threshold (``lower > max`` or ``upper < min``);
   when the true disparity is within the threshold this happens at most ``(1 − c) / 2`` of the
   time (2.5 % at c = 0.95), whatever the group sizes (checked by simulation for the rate
-  disparities, benchmarks/fairness_coverage.py; approximate for AUC and regression disparities,
-  whose intervals come from a bootstrap);
+  disparities, benchmarks/fairness_coverage.py, and for the AUC difference, whose interval
+  combines the groups' AUC intervals, benchmarks/fairness_auc_gap.py; approximate for regression
+  disparities, whose intervals come from a bootstrap: the verdict says so);
 - ``pass``: the whole interval lies inside it; when the true disparity is outside the threshold
   this happens at most ``(1 − c) / 2`` of the time;
 - ``inconclusive``: the interval straddles the threshold; fails the gate unless ``"warn"``;
 - ``insufficient``: no interval can be computed (too few groups of ``min_group_size`` rows, an
   undefined metric, no bootstrap), or some group was too small to judge and the judged groups
   do not already breach (unless ``small_groups = "ignore"``), or a judged group's rate is
-  undefined (TPR with no positives, PPV with no positive decisions, ...) and the others do not
+  undefined (TPR with no positives, PPV with no positive decisions, an AUC without an interval
+  for fewer than 5 rows of a class, ...) and the others do not
   already breach: that rate is unknown, anywhere in [0, 1], so the disparity over all groups
   cannot be shown to be within the threshold (the interval's bound towards parity is then the
   trivial 1 for a difference, 0 for a ratio); ``small_groups`` does not change this.
@@ -375,12 +377,17 @@ def _judge(rule: GateRule, result: Any, confidence: float) -> Verdict:
             # the rate of a judged group is unknown (anywhere in [0, 1]): the disparity over all
             # groups could be anything the others allow, so only a breach can be concluded
             names = "; ".join(unknown[:5]) + (" …" if len(unknown) > 5 else "")
-            return (f"{ci}, but the rate is undefined for {len(d.excluded_undefined)} judged group(s) "
+            return (f"{ci}, but the value is unknown for {len(d.excluded_undefined)} judged group(s) "
                     f"({names}), so the disparity over all groups cannot be shown to be within the "
                     "bound; more data for those groups would settle it")
         return None
 
-    return _on_interval(rule, e, lower, upper, conf, confidence, caveat=caveat)
+    return _on_interval(rule, e, lower, upper, conf, confidence, caveat=caveat, approximate=_approximate(e))
+
+
+def _approximate(e: Any) -> str | None:
+    """The interval's method when it comes from a bootstrap (its error rate is not guaranteed)."""
+    return e.method if e.method and "bootstrap" in e.method else None
 
 
 def _judge_performance(rule: GateRule, result: Any, confidence: float) -> Verdict:
@@ -393,9 +400,8 @@ def _judge_performance(rule: GateRule, result: Any, confidence: float) -> Verdic
     lower, upper = e.lower, e.upper
     if conf != confidence:
         lower, upper = result.interval_at(rule.metric, conf) if e.value is not None else (None, None)
-    approximate = e.method if e.method and "bootstrap" in e.method else None
     return _on_interval(rule, e, lower, upper, conf, confidence, unreliable=result.unreliable.get(rule.metric),
-                        approximate=approximate)
+                        approximate=_approximate(e))
 
 
 _JUDGES = {"fairness": _judge, "performance": _judge_performance}

@@ -39,6 +39,7 @@ from audit.core.method import (AuditMethod, Constraint, Either, Finding, Interva
                                MethodResult, Options, RunContext)
 from audit.core.results import Estimate
 from audit.stats.auc import AUC_INTERVAL, auc_interval, score_table
+from audit.stats.auc import MIN_PER_CLASS as AUC_MIN_PER_CLASS  # rows of a class its interval was simulated from
 from audit.stats.bootstrap import (
     bootstrap_cells,
     bootstrap_means,
@@ -59,9 +60,6 @@ NEEDS_SCORES = "needs scores (probabilities); these predictions are labels only"
 #: are marked unreliable: simulated 95% coverage 0.67-0.74 with 5-6 positives, 0.25 (AUC) and
 #: 0.63-0.67 (log loss, Brier) at 30 rows.
 MIN_PER_CLASS = 10
-#: The binary AUC's interval is marked unreliable below this many rows of a class: its error
-#: rates were simulated from 5 rows of a class upwards (benchmarks/auc_interval.py).
-AUC_MIN_PER_CLASS = 5
 EXACT = "Clopper–Pearson (exact)"
 MOVER = "Newcombe MOVER interval of TPR − FPR (Clopper–Pearson limits), mapped to (1 + d) / 2"
 #: The metrics with an interval, per task: what a ``[gate]`` rule ``"performance.<metric>"`` may

@@ -342,14 +342,21 @@ def weighted_means(values: np.ndarray, w: np.ndarray) -> np.ndarray:
 # A max - min over several groups is a non-smooth statistic: its bootstrap distribution sits
 # above the estimate, and with many small groups the percentile interval of the statistic itself
 # misses the truth almost always (simulated: 10 groups of 60 rows, true gap 0.10 -> coverage
-# 0.3%). Instead, every pairwise difference of group rates (of log rates, for ratios) gets an
-# interval from one studentized max-|t| bootstrap quantile, so that all of them hold jointly at
-# the nominal level; the disparity's interval is what those pairwise intervals allow. With two
-# groups this is the ordinary bootstrap-t interval of the difference; with many groups it widens,
-# as it must. It is used only for statistics that are not proportions (AUC, regression means):
-# when a small group's rate is 0 or 1 its bootstrap SD is 0 and the pairwise interval collapses,
-# so rates of a classifier use the score intervals of :mod:`audit.stats.proportions` instead
-# (benchmarks/fairness_coverage.py: EO coverage 0.05-0.88 here vs >= 0.95 there).
+# 0.3%). Instead, every pairwise difference of group values (of log values, for ratios) gets
+# the interval d ± c · SD_boot(d), c the bootstrap quantile of the largest |d* − d| / SD_boot(d)
+# over the pairs, so that all of them hold jointly at the nominal level (a max-|z| band with
+# bootstrap SDs, not a percentile or per-resample studentized interval); the disparity's
+# interval is what those pairwise intervals allow. With many groups it widens, as it must. It is
+# used only for statistics that are not proportions (regression means): when a small group's
+# rate is 0 or 1 its bootstrap SD is 0 and the pairwise interval collapses, so rates of a
+# classifier use the score intervals of :mod:`audit.stats.proportions` instead
+# (benchmarks/fairness_coverage.py: EO coverage 0.05-0.88 here vs >= 0.95 there), and AUCs the
+# bound of :func:`audit.stats.auc.auc_gap_interval`.
+
+#: How :func:`disparity_interval` builds an interval, as the reports state it (with the resamples).
+BOOTSTRAP_DISPARITY = ("each pair's gap ± the bootstrap quantile of the largest |resampled gap − gap| / "
+                       "bootstrap SD over the pairs × its bootstrap SD (simultaneous over pairs; approximate), "
+                       "{B:,} resamples within groups")
 
 
 def disparity_interval(point: np.ndarray, boot: np.ndarray, kind: str, ref: int | None,
@@ -359,8 +366,9 @@ def disparity_interval(point: np.ndarray, boot: np.ndarray, kind: str, ref: int 
     ``point`` (G,) and ``boot`` (B, G) are one rate per group (NaN where undefined or not
     judged). ``kind``: "difference" (max - min, or max |g - ref|), "ratio" (min / max, or the
     smallest min(g, ref) / max(g, ref)) or "impact" (the smallest g / ref; "ratio" without a
-    reference). Returns (nan, nan) when fewer than two groups are defined or the resamples are
-    too often undefined.
+    reference). Returns (nan, nan) when fewer than two groups are defined or some group's
+    resamples are undefined more often than ``max_undefined`` (never an interval without it).
+    The bound away from parity takes the joint level 1 − α/2, the other the level c.
 
     Examples
     --------
@@ -378,6 +386,10 @@ def disparity_interval(point: np.ndarray, boot: np.ndarray, kind: str, ref: int 
         xb = np.log(boot) if log else boot
     xb = np.where(np.isfinite(xb), xb, np.nan)
     ok = np.isfinite(x) & (np.mean(np.isnan(xb), axis=0) <= max_undefined)
+    if (np.isfinite(x) & ~ok).any():
+        # a group with a value but too unstable a bootstrap: leaving it out would bound the
+        # disparity of the other groups only, which the point estimate need not lie in
+        return np.nan, np.nan
     from audit.stats.proportions import pairs_of
 
     pairs = pairs_of(ok, ref)
@@ -391,20 +403,26 @@ def disparity_interval(point: np.ndarray, boot: np.ndarray, kind: str, ref: int 
         __import__("warnings").simplefilter("ignore", RuntimeWarning)
         sd = np.nanstd(db, axis=0, ddof=1)
         t = np.abs(db - d) / np.where(sd > 0, sd, np.inf)
-        c = float(np.nanquantile(np.nanmax(t, axis=1), confidence))
+        t_max = np.nanmax(t, axis=1)
+        c = float(np.nanquantile(t_max, confidence))
+        # the bound away from parity: a folded |d| can exceed the truth on either side of every
+        # pair, so it takes the joint level 1 − α/2 (each bound then errs at most α/2)
+        c_far = float(np.nanquantile(t_max, 1 - (1 - confidence) / 2))
     lo_p, hi_p = d - c * sd, d + c * sd
+    lo_f, hi_f = d - c_far * sd, d + c_far * sd
     # |x_a - x_b| lies in [max(0, lo, -hi), max(hi, -lo)] for each pair
-    abs_lo = np.maximum(0.0, np.maximum(lo_p, -hi_p))
+    abs_lo = np.maximum(0.0, np.maximum(lo_f, -hi_f))
     abs_hi = np.maximum(hi_p, -lo_p)
     if kind == "difference":
         return float(abs_lo.max()), float(abs_hi.max())
-    if kind == "impact" and ref is not None:  # min over g of exp(x_g - x_ref)
-        return float(np.exp(lo_p.min())), float(np.exp(hi_p.min()))
+    if kind == "impact" and ref is not None:  # min over g of exp(x_g - x_ref); signed: both far
+        return float(np.exp(lo_f.min())), float(np.exp(hi_f.min()))
     # min / max = exp(-(max - min) of the logs); vs a reference: exp(-max_g |x_g - x_ref|)
     return float(np.exp(-abs_hi.max())), float(min(1.0, np.exp(-abs_lo.max())))
 
 
 __all__ = [
+    "BOOTSTRAP_DISPARITY",
     "CELLS",
     "RATE_METRICS",
     "bootstrap_cells",

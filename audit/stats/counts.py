@@ -201,29 +201,6 @@ def histogram_auc(by_outcome: np.ndarray) -> tuple[float, float]:
     return float(auc_from_cells(c)), float(0.5 * np.sum(c[:, 0] * c[:, 1]) / den)
 
 
-def bootstrap_histogram_auc(by_outcome: np.ndarray, n_boot: int, rng: np.random.Generator, *,
-                            max_cells: int = 256) -> tuple[np.ndarray, float]:
-    """Row bootstrap of a group's AUC from its histogram ``(n_bins, 2)``: shape ``(n_boot,)``,
-    and the AUC of the cells it resamples (to re-centre the draws on the point estimate).
-
-    Resampling the group's rows with replacement is a multinomial draw of its cells. Above
-    ``max_cells`` non-empty bins, neighbouring bins are merged into ``max_cells`` cells of about
-    equal rows (the draws cost n_boot × cells binomials; merged bins count as ties, which is why
-    the draws are re-centred)."""
-    c = np.asarray(by_outcome, dtype=np.int64)
-    c = c[c.sum(axis=1) > 0]  # empty bins add nothing to any AUC
-    if len(c) > max_cells:
-        rows = c.sum(axis=1)
-        cell = (np.cumsum(rows) - rows) * max_cells // rows.sum()  # by its first row's rank
-        c = np.stack([np.bincount(cell, weights=c[:, k], minlength=max_cells) for k in (0, 1)],
-                     axis=1).astype(np.int64)
-        c = c[c.sum(axis=1) > 0]
-    flat = c.reshape(-1)
-    n = int(flat.sum())
-    draws = rng.multinomial(n, flat / max(n, 1), size=n_boot).reshape(n_boot, *c.shape)
-    return auc_from_cells(draws), float(auc_from_cells(c))
-
-
 def calibration_bins(table: GroupTable, g: int, n_cal: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Group ``g``'s rows, positives and score sums in ``n_cal`` equal-width calibration bins
     (the histogram's bins merged; ``n_cal`` divides ``n_bins``)."""
@@ -271,7 +248,6 @@ def sample_rows(table: GroupTable, groups: Sequence[int], take: Sequence[int],
 __all__ = [
     "DEFAULT_SCORE_BINS",
     "GroupTable",
-    "bootstrap_histogram_auc",
     "calibration_bins",
     "histogram_auc",
     "limb_sums_to_float",

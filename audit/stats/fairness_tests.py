@@ -90,16 +90,20 @@ def min_detectable_difference(p: float, n_group: float, n_other: float, *, alpha
     test at level ``alpha`` detects with probability ``power`` (normal approximation).
 
     MDD = (z_{1-α/2} + z_{power}) · sqrt(p (1 − p) (1/n_group + 1/n_other)), with ``p`` the
-    pooled proportion. NaN when either count is zero.
+    pooled proportion. NaN (not available) when either count is zero, and when ``p`` is 0 or 1:
+    the approximation's variance is then 0 and the formula would give 0, as if any gap at all
+    were detected, while a gap from a rate of 0 or 1 is what the data cannot yet show.
 
     Examples
     --------
     >>> round(min_detectable_difference(0.5, 100, 100, alpha=0.05), 3)
     0.198
+    >>> min_detectable_difference(1.0, 300, 40, alpha=0.05)
+    nan
     """
     from scipy.stats import norm
 
-    if n_group <= 0 or n_other <= 0 or not np.isfinite(p):
+    if n_group <= 0 or n_other <= 0 or not (0 < p < 1):
         return float("nan")
     z = norm.ppf(1 - alpha / 2) + norm.ppf(power)
     return float(z * np.sqrt(max(p * (1 - p), 0.0) * (1 / n_group + 1 / n_other)))
@@ -107,10 +111,11 @@ def min_detectable_difference(p: float, n_group: float, n_other: float, *, alpha
 
 def min_detectable_mean_difference(sd: float, n_group: float, n_other: float, *, alpha: float,
                                    power: float = 0.8) -> float:
-    """As :func:`min_detectable_difference` for a mean with standard deviation ``sd``."""
+    """As :func:`min_detectable_difference` for a mean with standard deviation ``sd`` (NaN, not
+    0, when ``sd`` is 0: every value equal)."""
     from scipy.stats import norm
 
-    if n_group <= 0 or n_other <= 0 or not np.isfinite(sd):
+    if n_group <= 0 or n_other <= 0 or not (np.isfinite(sd) and sd > 0):
         return float("nan")
     z = norm.ppf(1 - alpha / 2) + norm.ppf(power)
     return float(z * sd * np.sqrt(1 / n_group + 1 / n_other))

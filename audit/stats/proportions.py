@@ -17,8 +17,9 @@ rate is 0 or 1 in the sample (bootstrap SD 0); the intervals here cannot:
   allow, with a Bonferroni correction over the ``m`` pairs × components on the bound away from
   parity, so that *each* bound misses with probability at most ``(1 − confidence) / 2``
   (see :func:`disparity_score_interval`). Its test (``p_adjusted``) is the inversion of the
-  same intervals: the interval at level ``1 − α`` excludes "no gap" exactly when
-  ``p_adjusted < α``.
+  same intervals, Bonferroni over the pairs: ``p_adjusted < α`` with probability at most ``α``
+  when the rates are equal, and the interval at level ``1 − α`` excludes "no gap" exactly when
+  ``p_adjusted < α/2`` (each of its bounds errs at most ``α/2``).
 
 Simulated coverage over 2–10 groups of 30–5,000 rows and rates 0.01–0.99 is in
 ``benchmarks/fairness_coverage.py`` (and checked by ``tests/test_stats_bootstrap.py``).
@@ -306,16 +307,21 @@ def disparity_score_interval(components: Sequence[tuple[np.ndarray, np.ndarray]]
     above 1 when every group is selected more often than the reference, so *both* its bounds can
     be the one away from parity and both take the Bonferroni level ``1 − α/(2m)``. Its interval
     excludes 1 from below when some group's upper limit is below 1, and from above when every
-    group's lower limit is above 1; ``p_adjusted`` is the inversion of exactly that,
-    ``min(1, 2m · min(p_below, p_above))`` with ``p_below`` the smallest pairwise p of a group
-    below the reference and ``p_above`` the largest pairwise p when every group lies above it
-    (else 1). It is never below the family's ``2m · p_raw``.
+    group's lower limit is above 1; ``p_adjusted`` is ``min(1, m · min(p_below, p_above))``
+    with ``p_below`` the smallest pairwise p of a group below the reference and ``p_above`` the
+    largest pairwise p when every group lies above it (else 1), below ``α/2`` exactly when that
+    interval excludes 1. Under equal rates it is below ``α`` with probability at most
+    ``α/2 + α/(2m) ≤ α``. It is never below the family's ``m · p_raw``.
 
     Returns ``(lower, upper, p_adjusted, p_raw, m)``, each of shape (...): ``p_raw`` the smallest
-    unadjusted pairwise p-value (inverted Newcombe interval: a score test of equal proportions)
-    and ``p_adjusted = min(1, 2m · p_raw)``, which is below ``α`` exactly when the ``1 − α``
-    interval excludes "no gap" (0, or 1 for ratios). NaN where no pair is defined, and for the
-    p-values when ``test`` is False (the simulations need only the interval).
+    unadjusted pairwise p-value (two-sided; inverted Newcombe interval: a score test of equal
+    proportions) and ``p_adjusted = min(1, m · p_raw)`` (Bonferroni over the m two-sided pairwise
+    tests: below ``α`` with probability at most ``α`` when the rates are equal; one comparison is
+    not corrected). The ``1 − α`` interval excludes "no gap" (0, or 1 for ratios) exactly when
+    ``p_adjusted < α/2``: each of its bounds errs at most ``α/2``, so a gap can be significant
+    at ``α`` while the interval still reaches "no gap", never the other way round. NaN where no
+    pair is defined, and for the p-values when ``test`` is False (the simulations need only the
+    interval).
 
     Examples
     --------
@@ -362,7 +368,7 @@ def disparity_score_interval(components: Sequence[tuple[np.ndarray, np.ndarray]]
         lower = np.where(unknown, 0.0, lower)
     lower, upper = np.where(none, np.nan, lower), np.where(none, np.nan, upper)
     p_raw = np.where(none, np.nan, p_raw)
-    p_adj = np.minimum(1.0, 2 * m * p_raw)
+    p_adj = np.minimum(1.0, m * p_raw)
     if kind == "impact" and ref is not None and test:
         p_adj = np.where(none, np.nan, _impact_pvalue(comps[0], present, ref, m, unknown, limits))
     return lower, upper, p_adj, p_raw, m[()]
@@ -385,7 +391,7 @@ def _impact_pvalue(comp: tuple[np.ndarray, np.ndarray], present: np.ndarray, ref
         p_below = np.nanmin(np.where(ok & ~above, p_pair, np.nan), axis=-1)
         all_above = ((ok & above).sum(axis=-1) == m) & ~unknown
         p_above = np.where(all_above, np.nanmax(np.where(ok, p_pair, np.nan), axis=-1), 1.0)
-        return np.minimum(1.0, 2 * m * np.fmin(p_below, p_above))
+        return np.minimum(1.0, m * np.fmin(p_below, p_above))
 
 
 def _smallest_pair_pvalue(comps: list[tuple[np.ndarray, np.ndarray]], present: np.ndarray,

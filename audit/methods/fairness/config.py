@@ -84,8 +84,9 @@ class FairnessConfig(MethodConfig):
         interval's own test), so that findings and gate verdicts agree.
     alpha : significance level of the regression permutation tests and their power note.
     power : power of the minimum-detectable-difference note.
-    n_bootstrap : bootstrap resamples for what is not a proportion (AUC, calibration, balanced
-        accuracy, regression); 0 disables those intervals (rates keep their exact intervals).
+    n_bootstrap : bootstrap resamples for balanced accuracy and regression, and the calibration
+        test's draws; 0 disables those (rates keep their exact intervals, AUC its van Dantzig
+        interval, which needs no resampling).
     n_permutations : permutations per regression test (0 disables them).
     reference : attribute (or intersection) -> reference group; others use max − min.
     intersections : lists of attributes to cross; default: every pair of sensitive attributes.
@@ -94,7 +95,7 @@ class FairnessConfig(MethodConfig):
         intersection with more is skipped, the reason stated in the report.
     calibration_bins : equal-width score bins of the reliability curves.
     score_bins : equal-width bins of each group's score histogram, from which AUC (when the rows
-        are streamed; in memory AUC is exact), its bootstrap, the calibration error and test,
+        are streamed; in memory AUC is exact) and its interval, the calibration error and test,
         the threshold curves and the what-if's scores are computed; a multiple of
         ``calibration_bins``. The calibration error and the curves (at the bin edges) are exact;
         a streamed AUC is within its stated bound of the exact value.

@@ -10,7 +10,7 @@ from audit.core.adapter import ModelAdapter
 from audit.core.dataset import AuditData
 from audit.core.method import AuditMethod, Finding, RunContext
 from audit.errors import DataValidationError, InvalidConfigError, did_you_mean
-from audit.methods.fairness.binary import _analyse_binary
+from audit.methods.fairness.binary import _analyse_binary, auc_gap_method
 from audit.methods.fairness.config import (
     METRIC_LABELS,
     RATE_DISPARITIES,
@@ -31,7 +31,7 @@ from audit.methods.fairness.results import (
     FairnessResult,
     test_sentence,
 )
-from audit.stats.bootstrap import group_codes, weighted_auc
+from audit.stats.bootstrap import BOOTSTRAP_DISPARITY, group_codes, weighted_auc
 from audit.stats.counts import GroupTable
 
 
@@ -155,7 +155,10 @@ class Fairness(AuditMethod[FairnessConfig, FairnessResult]):
             favourable_label=favourable_label,
             rate_disparities=RATE_DISPARITIES if data.task == "binary" else (),
             auc_error_bound=max((a.auc_error_bound for a in attributes.values()
-                                 if a.auc_error_bound is not None), default=None))
+                                 if a.auc_error_bound is not None), default=None),
+            gap_interval=(auc_gap_method(streamed=streamed is not None) if data.task == "binary" and has_scores
+                          else BOOTSTRAP_DISPARITY.format(B=config.n_bootstrap)
+                          if data.task == "regression" and config.n_bootstrap else None))
 
     def plan(self, model: ModelAdapter, data: AuditData, config: FairnessConfig, ctx: RunContext) -> Any:
         """One pass of the model over the rows; the rest is counting and resampling labels. A
@@ -185,6 +188,9 @@ class Fairness(AuditMethod[FairnessConfig, FairnessResult]):
                 ci = (f"{conf} CI {e.lower:.3f}–{e.upper:.3f}" if e.lower is not None and e.upper is not None
                       else "no interval")
                 test = test_sentence(d, alpha)
+                if d.significance == SIGNIFICANT and e.lower is not None and e.lower <= 0:
+                    test += (f" The interval still reaches 0: its lower bound errs at most {alpha / 2:.2%}, "
+                             f"a stricter standard than this two-sided test at {alpha:.3g}.")
                 if e.lower is not None and e.lower > limit:
                     # lower > limit >= 0 implies p_adjusted < alpha: the same intervals decide
                     out.append(Finding("warning", f"{what} differ between groups of {res.title}: "

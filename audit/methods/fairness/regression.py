@@ -7,11 +7,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from audit.methods.fairness.config import REGRESSION_DISPARITIES, FairnessConfig
+from audit.methods.fairness.config import METRIC_LABELS, REGRESSION_DISPARITIES, FairnessConfig
 from audit.methods.fairness.formulas import _disparity_bounds, _f, _mask_groups, _quiet, spread_difference
 from audit.methods.fairness.groups import _groups
 from audit.methods.fairness.results import AttributeResult, Disparity, Estimate, GroupRow, significance
-from audit.stats.bootstrap import group_codes, percentile_interval, row_weights, weighted_means
+from audit.stats.bootstrap import BOOTSTRAP_DISPARITY, group_codes, percentile_interval, row_weights, weighted_means
 from audit.stats.fairness_tests import min_detectable_mean_difference
 from audit.stats.multiplicity import holm
 from audit.stats.permutation import permutation_pvalues
@@ -113,7 +113,7 @@ def _analyse_regression(cols: Sequence[str], values: np.ndarray, y: np.ndarray, 
                   if null is not None and v is not None else None)
         why = None if v is not None else f"fewer than two groups with at least {config.min_group_size} rows"
         disparities[k] = Disparity(k, label, Estimate.of(v, lo, hi, level=config.confidence,
-                                                         method=f"percentile bootstrap of the groups' means, {B:,} resamples",
+                                                         method=BOOTSTRAP_DISPARITY.format(B=B),
                                                          undefined_reason=why), raw[k], None,
                                    "group labels shuffled over all rows; statistic: the largest "
                                    "pairwise Welch t" if raw[k] is not None else None,
@@ -124,7 +124,9 @@ def _analyse_regression(cols: Sequence[str], values: np.ndarray, y: np.ndarray, 
         disparities[k] = dataclasses.replace(
             disparities[k], p_adjusted=_f(adj), family="regression disparities (Holm)",
             n_comparisons=len(tested), significance=significance(raw[k], _f(adj), config.alpha))
-    notes = []
+    notes = [f"No detectable gap for the {METRIC_LABELS[k]}: it does not vary over the judged rows (SD 0), where "
+             "the power approximation would say 0, as if any gap were detected."
+             for j, k in enumerate(keys) if not sds[j] > 0]
     if small.any():
         notes.append(f"{int(small.sum())} group(s) with fewer than {config.min_group_size} rows are "
                      "too small to judge and left out of the disparities.")

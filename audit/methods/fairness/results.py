@@ -100,6 +100,9 @@ def test_sentence(d: Disparity, alpha: float) -> str:
     def fmt(p: float | None) -> str:  # the tail beyond 1e-10 is not computed precisely
         return "< 1e-10" if p is not None and p < 1e-10 else f"= {p:.2g}"
 
+    if d.significance == SIGNIFICANT and m == 1:
+        return (f"The gap is significant ({d.family}; one comparison, so no correction: "
+                f"p {fmt(d.p_adjusted)} < {alpha:.3g}).")
     if d.significance == SIGNIFICANT:
         return (f"The gap is significant after correcting for the {fam} of its family "
                 f"({d.family}; adjusted p {fmt(d.p_adjusted)} < {alpha:.3g}).")
@@ -183,3 +186,6 @@ class FairnessResult(MethodResult):
     rate_disparities: tuple[str, ...] = ()
     #: the largest ``auc_error_bound`` of the attributes (None: every AUC exact)
     auc_error_bound: float | None = None
+    #: how the intervals of the disparities that are not proportions are computed (the AUC
+    #: difference; regression's mean gaps), as their Estimates state it; None where there are none
+    gap_interval: str | None = None
