@@ -669,6 +669,7 @@ def read_table(path: str | Path, *, na_values: Sequence[str] = (),
         raise DataValidationError(f"The data file {str(path)!r} has a header but no rows.")
     _check_column_names(frame.columns, path)
     frame.columns = [str(c).strip() for c in frame.columns]
+    _text_cells_missing(frame, na_values)
     if frame.shape[1] == 1:  # a file with another delimiter parses as one wide column
         for sep, label in ((";", "semicolon"), ("\t", "tab"), ("|", "pipe")):
             if sep in frame.columns[0]:
@@ -677,6 +678,35 @@ def read_table(path: str | Path, *, na_values: Sequence[str] = (),
                     f"{label}s ({frame.columns[0][:60]!r}): it looks {label}-delimited. Save it "
                     "with a comma as the delimiter (audit-suite reads comma-separated files).")
     return frame
+
+
+#: The label a sensitive attribute's missing cells get under missing_sensitive = "group".
+MISSING_GROUP = "missing"
+
+
+def missing_text(na_values: Sequence[str]) -> frozenset[str]:
+    """The text cells that are missing once stripped of surrounding spaces (as every label is):
+    a blank cell and the declared ``[data] na_values``, in CSV and Parquet alike."""
+    return frozenset({"", *(str(v).strip() for v in na_values)})
+
+
+def _text_cells_missing(frame: pd.DataFrame, na_values: Sequence[str]) -> None:
+    """Mark text cells that are blank or a declared na_value as missing, in place: pandas does
+    so for a CSV (``na_values``, ``skipinitialspace``) but not for a Parquet file, whose text
+    cells " " and "NA" would otherwise be groups named '' and 'NA'. (The streamed reader applies
+    the same rule, ``audit.core.stream._Reader``.)"""
+    markers = missing_text(na_values)
+    for col in frame.columns:
+        values = frame[col]
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            drop = [c for c in values.cat.categories if isinstance(c, str) and c.strip() in markers]
+            if drop:
+                frame[col] = values.cat.remove_categories(drop)  # their cells become missing
+            continue
+        if pd.api.types.is_string_dtype(values.dtype) and pd.api.types.infer_dtype(values, skipna=True) == "string":
+            blank = values.str.strip().isin(markers).to_numpy(dtype=bool)
+            if blank.any():
+                frame[col] = values.mask(blank)
 
 
 def duplicates(names: Sequence[str]) -> list[str]:
@@ -1419,7 +1449,9 @@ def _build_audit_data(frame: pd.DataFrame, spec: DatasetSpec, encoding: Encoding
         values = frame[col]
         missing = values.isna().to_numpy()
         if missing.any() and spec.missing_sensitive == "group":
-            values = values.astype(object).where(~missing, "missing")
+            if (_label_text(values[~missing]) == MISSING_GROUP).any():
+                raise missing_group_clash(col, where)
+            values = values.astype(object).where(~missing, MISSING_GROUP)
         elif missing.any():
             raise DataValidationError(
                 f"The sensitive column {col!r} in {where} has missing values in {_rows(missing)}. "
@@ -1434,6 +1466,15 @@ def _build_audit_data(frame: pd.DataFrame, spec: DatasetSpec, encoding: Encoding
     keep = list(dict.fromkeys([*features, *(c for c in [spec.target, spec.predictions] if c),
                                *spec.sensitive]))
     return AuditData(spec, encoding, frame[keep], X, y, classes, sensitive, predictions, source)
+
+
+def missing_group_clash(column: str, where: str) -> DataValidationError:
+    """Missing cells and cells written "missing" would be counted as one group (memory and stream)."""
+    return DataValidationError(
+        f"The sensitive column {column!r} in {where} has missing cells and cells that read "
+        f"{MISSING_GROUP!r}: with missing_sensitive = \"group\" the missing cells form the group "
+        f"{MISSING_GROUP!r}, so the two would be counted as one group. Rename the value {MISSING_GROUP!r} "
+        "in the data (e.g. to \"missing (recorded)\"), or fill or drop the missing cells.")
 
 
 def _precomputed(values: pd.Series, spec: DatasetSpec, classes: tuple[str, ...] | None,
