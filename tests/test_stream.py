@@ -769,3 +769,29 @@ def test_blank_and_declared_na_text_cells_are_missing_in_parquet_as_in_csv(tmp_p
     groups = {g["group"]: g["count"] for g in fairness_of(docs["log.parquet"])["attributes"]["race"]["groups"]}
     assert groups["missing"] == 30 and "" not in groups and "NA" not in groups, groups
     assert fairness_of(docs["log.parquet"]) == fairness_of(docs["log.csv"])
+
+
+@pytest.mark.parametrize("kind", ["parquet", "csv"])
+def test_columns_no_method_can_read_are_left_out_of_a_decisions_only_audit_and_named(tmp_path, kind):
+    """Undeclared columns of a decisions log that could not be features (all empty, a number
+    missing in one row, dates) do not stop the in-memory audit (streamed, they are never read):
+    the surrogate describes the decisions by the other columns, the limitations name the ones
+    left out and why, and the fairness numbers are the streamed audit's."""
+    df = decision_log(400, seed=5)
+    df["age"] = np.random.default_rng(5).integers(18, 80, len(df))
+    df["comment"] = None
+    df["loan_amount"] = np.where(np.arange(len(df)) == 7, np.nan, 1000.0 + np.arange(len(df)))
+    df["decided_at"] = pd.Timestamp("2024-05-01") + pd.to_timedelta(np.arange(len(df)) % 90, "D")
+    name = f"log.{kind}"
+    df.to_parquet(tmp_path / name, index=False) if kind == "parquet" else df.to_csv(tmp_path / name, index=False)
+    code, out, memory = audit(write_config(tmp_path, name, stream=False), tmp_path / "memory")
+    assert code == 0, out
+    surrogate = memory["methods"]["surrogate"]
+    assert surrogate["status"] == "ok", surrogate
+    assert list(surrogate["result"]["feature_importance"]) == ["age", *(["decided_at"] if kind == "csv" else [])]
+    limitations = " ".join(memory["limitations"])
+    assert "'comment' (no values), 'loan_amount' (missing in 1 row(s))" in limitations, limitations
+    assert ("'decided_at' (dates or times)" in limitations) == (kind == "parquet")  # in a CSV: text, a level
+    code, out, streamed = audit(write_config(tmp_path, name, stream=True), tmp_path / "streamed")
+    assert code == 0, out
+    assert_same_fairness(streamed, memory)

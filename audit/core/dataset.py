@@ -1148,6 +1148,9 @@ class AuditData:
     # Each row's position in the file it was read from (0-based) when the audited rows are a
     # sample or subset of it; None when row i is the file's row i. See :meth:`user_row`.
     file_rows: np.ndarray | None = field(default=None, compare=False, repr=False)
+    # A decisions-only audit's columns that are not features, none declared: (column, why) pairs
+    # (:func:`describable_columns`), stated in the report's limitations.
+    left_out: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.layout is None:
@@ -1206,7 +1209,7 @@ class AuditData:
             None if self.y is None else self.y[rows], self.classes,
             self.sensitive.iloc[rows].reset_index(drop=True),
             None if self.predictions is None else self.predictions[rows], self.source, self.modality,
-            self.layout, in_file)
+            self.layout, in_file, self.left_out)
 
     def tabular_view(self) -> AuditData:
         """The data as a flat table of named features, for methods that need one.
@@ -1220,7 +1223,7 @@ class AuditData:
             return self
         X, encoding = self.layout.tabular_view(self.X)
         return AuditData(self.spec, encoding, self.frame, X, self.y, self.classes, self.sensitive,
-                         self.predictions, self.source, self.modality, None, self.file_rows)
+                         self.predictions, self.source, self.modality, None, self.file_rows, self.left_out)
 
 
 def _encode_target(values: pd.Series, spec: DatasetSpec, classes: tuple[str, ...] | None,
@@ -1339,6 +1342,30 @@ def _first_nested(values: pd.Series) -> int | None:
     return int(np.argmax(nested)) if nested.any() else None
 
 
+def describable_columns(frame: pd.DataFrame, columns: Sequence[str]) -> tuple[list[str], tuple[tuple[str, str], ...]]:
+    """The columns a decisions-only audit can describe its decisions by (the surrogate's
+    inputs, when ``[data] features`` names none), and the others with the reason: a column with
+    missing cells, dates or times, or nested values is left out, not an error, since no model
+    needs it; declared features are checked as a model's are."""
+    usable, left_out = [], []
+    for col in columns:
+        values = frame[col]
+        missing = int(values.isna().sum())
+        dtype = values.dtype
+        if missing == len(values):
+            left_out.append((col, "no values"))
+        elif missing:
+            left_out.append((col, f"missing in {missing:,} row(s)"))
+        elif (pd.api.types.is_datetime64_any_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype)
+              or isinstance(dtype, pd.PeriodDtype)):
+            left_out.append((col, "dates or times"))
+        elif _first_nested(values) is not None:
+            left_out.append((col, "nested values"))
+        else:
+            usable.append(col)
+    return usable, tuple(left_out)
+
+
 def build_audit_data(frame: pd.DataFrame, spec: DatasetSpec, encoding: Encoding | None = None,
                      *, source: str | None = None, file_rows: np.ndarray | None = None) -> AuditData:
     """Validate ``frame`` against ``spec`` and encode it.
@@ -1405,6 +1432,7 @@ def _build_audit_data(frame: pd.DataFrame, spec: DatasetSpec, encoding: Encoding
                 raise InvalidConfigError(
                     f"[data] sensitive_sources.{attr} names the column {col!r}, which is not in "
                     f"{where}.{did_you_mean(col, cols)} Available columns: {_show(cols)}.")
+    left_out: tuple[tuple[str, str], ...] = ()
     if spec.features is not None:
         features = list(spec.features)
     elif encoding is not None:
@@ -1412,6 +1440,8 @@ def _build_audit_data(frame: pd.DataFrame, spec: DatasetSpec, encoding: Encoding
     else:
         reserved = {spec.target, spec.predictions, *spec.sensitive}
         features = [c for c in cols if c not in reserved]
+        if spec.predictions is not None:  # decisions only: no model reads the other columns
+            features, left_out = describable_columns(frame, features)
     if spec.target in features:
         raise InvalidConfigError(
             f"The target {spec.target!r} is also listed as a feature; remove it from 'features'.")
@@ -1465,7 +1495,8 @@ def _build_audit_data(frame: pd.DataFrame, spec: DatasetSpec, encoding: Encoding
 
     keep = list(dict.fromkeys([*features, *(c for c in [spec.target, spec.predictions] if c),
                                *spec.sensitive]))
-    return AuditData(spec, encoding, frame[keep], X, y, classes, sensitive, predictions, source)
+    return AuditData(spec, encoding, frame[keep], X, y, classes, sensitive, predictions, source,
+                     left_out=left_out)
 
 
 def missing_group_clash(column: str, where: str) -> DataValidationError:
