@@ -343,6 +343,16 @@ def _check_reachable(address: str | None, said: list[str]) -> None:
         try:
             InnerGcsClient.standalone(target, None, int(RAY_CONNECT_SECONDS * 1000))
         except Exception as exc:
+            from ray.exceptions import AuthenticationError
+
+            if isinstance(exc, AuthenticationError):  # it answered: and refused this process's token
+                raise InvalidConfigError(
+                    f"The Ray cluster at {target!r} refused the connection: it uses token "
+                    f"authentication and this process gave no token or another one ({exc.message.rstrip('.')}). "
+                    "Give it the cluster's token: RAY_AUTH_MODE=token and RAY_AUTH_TOKEN=<token> in the "
+                    "environment (or the token in a file named by RAY_AUTH_TOKEN_PATH, by default "
+                    "~/.ray/auth_token); `ray get-auth-token` on the cluster's head node prints it. "
+                    "Or run without Ray (--backend local).") from None
             first = (str(exc).strip().splitlines() or [""])[0].rstrip(".")
             raise InvalidConfigError(
                 f"The Ray cluster at {target!r} could not be reached: it did not answer ({type(exc).__name__}: "

@@ -928,3 +928,21 @@ def test_a_signal_during_a_ray_run_ends_it_by_that_signal_with_nothing_written_a
     pids = [int(p) for p in (tmp_path / "ray-pids.txt").read_text().split()]
     assert pids and not [p for p in pids if Path(f"/proc/{p}").exists()
                          and Path(f"/proc/{p}/stat").read_text().split()[2] != "Z"]
+
+
+def test_a_cluster_that_refuses_the_token_says_so_and_how_to_give_it(model_dir):
+    """A token-authenticated Ray instance (this module's) reached with a wrong token: exit 2 saying
+    that it refused the token and how to give one, not that it "did not answer"."""
+    from ray._raylet import AuthenticationMode, get_authentication_mode
+
+    if get_authentication_mode() != AuthenticationMode.TOKEN:
+        pytest.skip("this module's Ray instance does not use token authentication (RAY_AUTH_MODE)")
+    address = ray._private.worker.global_worker.node.gcs_address
+    env = {**_env(), "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "0" * 32}
+    proc = subprocess.run([sys.executable, "-m", "audit", "run", str(model_dir / "audit.toml"), "--out",
+                           str(model_dir / "out"), "-q", "-m", "fairness", "--ray-address", address],
+                          capture_output=True, text=True, env=env, cwd=model_dir, timeout=120)
+    said = " ".join(proc.stderr.split())
+    assert proc.returncode == 2, said
+    assert f"The Ray cluster at '{address}' refused the connection: it uses token authentication" in said, said
+    assert "RAY_AUTH_TOKEN=<token>" in said and "did not answer" not in said and "Traceback" not in said
