@@ -716,6 +716,40 @@ def test_audit_compare_of_a_folder_says_it_needs_the_rows_in_a_file(log_files, t
     assert not (tmp_path / "out").exists()
 
 
+def _write_with_header(df: pd.DataFrame, path: Path, names: list[str]) -> None:
+    """``df`` as CSV or Parquet under column ``names`` as written (spaces, a name twice)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if path.suffix == ".csv":
+        path.write_text(",".join(names) + "\n" + df.to_csv(index=False, header=False))
+    else:
+        pq.write_table(pa.Table.from_arrays([pa.array(df[c]) for c in df.columns], names=names), path)
+
+
+@pytest.mark.parametrize("name", ["log.csv", "log.parquet"])
+@pytest.mark.parametrize("stream", [True, False])
+def test_a_duplicated_column_name_is_refused_streamed_as_in_memory(tmp_path, name, stream):
+    """pyarrow would read the first of the two columns named sex: which one is audited is a guess."""
+    df = decision_log(300, seed=74).assign(sex2=lambda d: np.where(d.sex == "Male", "X", "Y"))
+    _write_with_header(df, tmp_path / name, ["sex", "race", "outcome", "score", "sex "])
+    msg = _error(write_config(tmp_path, name, stream=stream), tmp_path)
+    assert f"The data file {str(tmp_path / name)!r} has duplicated column name(s) 'sex'" in msg, msg
+    assert "as written: 'sex ', 'sex'" in msg and "Rename them" in msg, msg
+
+
+@pytest.mark.parametrize("name", ["log.csv", "log.parquet"])
+def test_spaces_around_column_names_are_stripped_streamed_as_in_memory(tmp_path, small_batches, name):
+    df = decision_log(3000, seed=75)
+    _write_with_header(df, tmp_path / name, ["sex", " race", "outcome ", " score"])
+    code, out, streamed = audit(write_config(tmp_path, name, stream=True), tmp_path / "streamed")
+    assert code == 0, out
+    code, out, memory = audit(write_config(tmp_path, name, stream=False), tmp_path / "memory", "-m", "fairness")
+    assert code == 0, out
+    assert streamed["data"]["rows"] == 3000
+    assert_same_fairness(streamed, memory)
+
+
 def test_an_extension_type_column_is_read_as_its_plain_storage_or_refused_naming_it(tmp_path):
     """arrow.json over strings is read as its text, streamed as in memory; a column of Ray's
     pickled Python objects is refused (exit 2, naming it) and never unpickled."""
