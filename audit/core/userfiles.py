@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import json
 import stat
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from audit.errors import AuditError, InvalidConfigError
