@@ -639,13 +639,16 @@ def test_a_folder_linked_from_outside_under_untrusted_config_is_refused_at_the_l
     assert "outside the config's folder" in msg and "not followed" in msg and "again" not in msg, msg
 
 
-@pytest.mark.parametrize("layout", ["same-folder", "other-partition"])
+@pytest.mark.parametrize("layout", ["same-folder", "other-partition", "hard-link"])
 def test_a_file_reached_twice_through_links_is_refused_naming_both_paths(tmp_path, layout):
     """Read twice, its rows would be counted twice (or under two partitions' values)."""
     (tmp_path / "parts" / "race=A").mkdir(parents=True)
     decision_log(100, seed=72).drop(columns="race").to_parquet(tmp_path / "parts" / "race=A" / "a.parquet")
     if layout == "same-folder":
         (tmp_path / "parts" / "race=A" / "b.parquet").symlink_to("a.parquet")
+        twice = "The file 'race=A/b.parquet' under"
+    elif layout == "hard-link":
+        (tmp_path / "parts" / "race=A" / "b.parquet").hardlink_to(tmp_path / "parts" / "race=A" / "a.parquet")
         twice = "The file 'race=A/b.parquet' under"
     else:
         (tmp_path / "parts" / "race=B").mkdir()

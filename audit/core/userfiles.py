@@ -106,7 +106,7 @@ def folder_files(folder: str | Path, *, skip: tuple[str, ...] = (),
         return repr(str(path.relative_to(root)) or ".")
 
     seen: dict[str, Path] = {}
-    files: list[tuple[Path, tuple[int, int]]] = []
+    files: list[tuple[Path, str, tuple[int, int] | None]] = []
     todo = [root]
     while todo:
         here = todo.pop()
@@ -142,7 +142,9 @@ def folder_files(folder: str | Path, *, skip: tuple[str, ...] = (),
                     todo.append(path)
                     continue
                 if stat.S_ISREG(info.st_mode):
-                    files.append((path, (info.st_dev, info.st_ino)))
+                    # its real path, and its inode where the file system gives one (0: none), so a
+                    # hard link is caught too
+                    files.append((path, os.path.realpath(path), (info.st_dev, info.st_ino) if info.st_ino else None))
                     continue
                 kind, fix = _kind(info.st_mode), "Remove it from the folder."
                 never = " (it is never opened: reading a pipe or device can block forever)"
@@ -150,15 +152,18 @@ def folder_files(folder: str | Path, *, skip: tuple[str, ...] = (),
                 f"The entry {name(path)} in the folder {str(root)!r} is {kind}, not a file or folder{never}; "
                 f"leaving it out silently would read less than the folder holds. {fix}")
     files.sort()
-    first: dict[tuple[int, int], Path] = {}
-    for path, key in files:
-        if key in first:
+    first: dict[object, Path] = {}
+    for path, real, node in files:
+        again = first.get(real) or (first.get(node) if node else None)
+        if again is not None:
             raise error(
-                f"The file {name(path)} under {str(root)!r} is the file {name(first[key])} again (through a "
+                f"The file {name(path)} under {str(root)!r} is the file {name(again)} again (through a "
                 "link), so its rows would be counted twice. Remove the link, or link only files that lie "
                 "nowhere else under the data folder.")
-        first[key] = path
-    return [path for path, _ in files]
+        first[real] = path
+        if node:
+            first[node] = path
+    return [path for path, _, _ in files]
 
 
 def _read_text(path: Path, what: str) -> str:
