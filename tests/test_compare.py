@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import xml.etree.ElementTree as ET
@@ -268,6 +269,39 @@ def test_compare_options_get_the_same_message_shape_as_every_method_option(optio
         from audit.core.method import OPTION_BOUNDS
 
         assert text == option_message(option, OPTION_BOUNDS[option].rule(), value, section="[compare]")
+
+
+def test_a_one_class_group_is_named_as_left_out_of_the_auc_gap_its_test_and_its_verdict_never_nan():
+    from audit.compare.gate import judge, parse_compare_gate
+    from audit.compare.results import Change
+    from audit.stats.paired import auc_rows
+
+    rng = np.random.default_rng(3)
+    g = np.r_[["A"] * 400, ["B"] * 400, ["C"] * 60]
+    y = np.r_[rng.integers(0, 2, 800), np.zeros(60, int)]  # C: negatives only, no AUC
+    sa = np.clip(0.5 + 0.3 * (2 * y - 1) + rng.normal(0, 0.3, g.size), 0, 1)
+    sb = np.clip(sa + rng.normal(0, 0.05, g.size), 0, 1)
+    p = Paired(y, (sa >= 0.5).astype(int), (sb >= 0.5).astype(int), sa, sb)
+    gap = compare_disparities("g", g, p, ["auc_difference"], CompareOptions(n_bootstrap=200, n_permutations=99),
+                              rng).disparities["auc_difference"]
+    assert gap.excluded_undefined == ("C (one outcome class only: no AUC)",)
+    a, b = (np.ptp([auc_rows(s[None, g == k], y[g == k])[0] for k in "AB"]) for s in (sa, sb))
+    assert gap.champion == pytest.approx(a) and gap.challenger == pytest.approx(b)
+    assert gap.change.lower is not None and gap.p_value is not None
+    rules = parse_compare_gate({"fairness.g.auc_difference": {"max_increase": 0.5}}, sets=[("g",)])
+    strict = judge(rules, {rules[0].key: gap}).verdicts[0]
+    assert strict.status == "insufficient" and "left out: C (one outcome class only" in strict.message
+    rules = parse_compare_gate({"fairness.g.auc_difference": {"max_increase": 0.5, "small_groups": "ignore"}},
+                               sets=[("g",)])
+    lenient = judge(rules, {rules[0].key: gap}).verdicts[0]
+    assert lenient.status == "pass" and "over the other groups (left out: C" in lenient.message
+    assert not any("nan" in str(v).lower() for v in (strict.message, lenient.message, gap))
+    # one group left with both classes: no gap, and the message says why, not nan
+    y2 = np.where(g == "B", 1, y)
+    only = compare_disparities("g", g, dataclasses.replace(p, y=y2), ["auc_difference"],
+                               CompareOptions(n_bootstrap=0, n_permutations=0), rng).disparities["auc_difference"]
+    assert isinstance(only, Change) and only.change.value is None and "nan" not in only.change.undefined_reason
+    assert "both outcomes" in only.change.undefined_reason and len(only.excluded_undefined) == 2
 
 
 def test_small_groups_are_left_out_and_the_gate_says_insufficient():

@@ -206,6 +206,41 @@ def test_paired_permutation_tests_hold_their_size_when_the_models_are_exchangeab
         assert r / R <= limit, (k, r / R)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("sizes, ties", [
+    ((30, 30), 3),     # tiny groups, scores rounded to thirds: most pairs tie
+    ((40, 200), 4),    # one tiny group, quarters
+    ((12, 60), 5),     # a group of 12 rows
+    ((30, 30), 0),     # no ties
+])
+def test_auc_permutation_tests_hold_their_size_with_tied_scores(sizes, ties):
+    """Exchangeable models whose scores tie: the AUC and AUC-gap tests swap the raw scores, so
+    their size stays at most alpha (swapping normalised ranks gave 0.067 and 0.075 here)."""
+    rng = np.random.default_rng(11)
+    opts = CompareOptions(n_bootstrap=0, n_permutations=99)
+    R = 2000  # enough to tell 0.067 from 0.05: limit 0.05 + 2.33 * 0.0049 = 0.061
+    rejections = {"auc": 0, "auc_difference": 0}
+    for _ in range(R):
+        g = np.repeat(np.arange(len(sizes)), sizes)
+        n = g.size
+        y = (rng.random(n) < 0.5).astype(int)
+        shared = rng.normal(size=n)
+        sa, sb = (1 / (1 + np.exp(-(0.8 * (2 * y - 1) + shared + rng.normal(size=n)))) for _ in range(2))
+        if ties:
+            sa, sb = np.round(sa * ties) / ties, np.round(sb * ties) / ties
+        p = Paired(y, (sa >= 0.5).astype(int), (sb >= 0.5).astype(int), sa, sb)
+        pvals = {"auc": compare_performance(p, opts, rng)[0]["auc"].p_value,
+                 "auc_difference": compare_disparities("g", g.astype(str), p, ["auc_difference"], opts,
+                                                       rng).disparities["auc_difference"].p_value}
+        for k, v in pvals.items():
+            rejections[k] += v is not None and v <= 0.05
+    limit = 0.05 + 2.33 * np.sqrt(0.05 * 0.95 / R)
+    print(f"size at alpha 0.05, {sizes} {f'scores rounded to 1/{ties}' if ties else 'no ties'}: "
+          + ", ".join(f"{k} {r / R:.3f}" for k, r in rejections.items()))
+    for k, r in rejections.items():
+        assert r / R <= limit, (k, r / R)
+
+
 def test_mcnemar_exact_test_holds_its_size_with_few_discordant_rows():
     rng = np.random.default_rng(4)
     R = 4000

@@ -283,6 +283,9 @@ def _judge(rule: CompareRule, change: Any) -> Verdict:
     margin = " and ".join(t for t in (f"an increase of {inc:g}" if inc is not None else "",
                                       f"a decrease of {dec:g}" if dec is not None else "") if t)
     small = change.excluded_small if rule.small_groups == "insufficient" else ()
+    undefined = change.excluded_undefined
+    if undefined:  # judged groups the metric is undefined for: the change is over the others only
+        ci += f" over the other groups (left out: {'; '.join(undefined)})"
     if breach:
         return verdict("breach", f"{ci}: the whole interval is beyond {margin} (were the true change "
                                  f"within the margin, this would happen at most {err:.2%} of the time)")
@@ -291,6 +294,9 @@ def _judge(rule: CompareRule, change: Any) -> Verdict:
         return verdict("insufficient", f"{ci} over the judged groups, but {len(small)} group(s) are too small "
                                        f"to judge ({names}); set small_groups = \"ignore\" to judge on the "
                                        "larger groups only")
+    if undefined and rule.small_groups == "insufficient":
+        return verdict("insufficient", f"{ci}, which cannot judge the groups left out; set small_groups = "
+                                       "\"ignore\" to judge on the other groups only")
     if inside:
         return verdict("pass", f"{ci}: non-inferior, the whole interval is within {margin} (were the true "
                                f"change beyond the margin, this would happen at most {err:.2%} of the time)")

@@ -235,7 +235,7 @@ def _limitations(p: Paired, options: CompareOptions, reports: Sequence[Any], fea
         "Both models were evaluated on the same rows, so every change is paired: its interval resamples "
         "the rows once for both models, and its test swaps the two models' outputs row by row. The "
         "permutation tests test exchangeability of the two models' outputs on every row (for AUC, of "
-        "their normalised ranks), a stronger null than equal metrics.",
+        "their scores), a stronger null than equal metrics.",
         "The performance changes' intervals are paired percentile bootstrap intervals, approximate; the "
         "disparity changes' intervals are the range of the change over a simultaneous box of group rates "
         "(studentized bootstrap), conservative by construction. Both were checked by simulation (README, "
