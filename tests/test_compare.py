@@ -304,6 +304,30 @@ def test_a_one_class_group_is_named_as_left_out_of_the_auc_gap_its_test_and_its_
     assert "both outcomes" in only.change.undefined_reason and len(only.excluded_undefined) == 2
 
 
+def test_a_verdict_on_a_bootstrap_performance_interval_says_it_is_approximate_with_the_simulated_error():
+    from audit.compare.gate import judge, parse_compare_gate
+    from audit.compare.paired import BOOTSTRAP_ONE_SIDED_ERROR
+
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 2, 600)
+    sa = np.clip(0.5 + 0.3 * (2 * y - 1) + rng.normal(0, 0.3, y.size), 0, 1)
+    sb = np.clip(sa + rng.normal(0, 0.1, y.size), 0, 1)  # dozens of rows change decision
+    rules = parse_compare_gate({"performance.auc": {"max_decrease": 0.05},
+                                "performance.accuracy": {"max_decrease": 0.05}}, sets=[])
+    for b, exact_accuracy in ((sb, False), (sa.copy(), True)):
+        p = Paired(y, (sa >= 0.5).astype(int), (b >= 0.5).astype(int), sa, b)
+        perf, _ = compare_performance(p, CompareOptions(n_bootstrap=200, n_permutations=0), rng)
+        for r, v in zip(rules, judge(rules, {r.key: perf[r.metric] for r in rules}).verdicts):
+            assert v.status == "pass", v.message
+            if r.metric == "accuracy" and exact_accuracy:
+                # no discordant row: an exact Clopper-Pearson interval, whose bound does err at most 2.5%
+                assert "at most 2.50% of the time" in v.message and "approximate" not in v.message
+            else:
+                assert perf[r.metric].change.method.startswith("paired percentile bootstrap")
+                assert "approximate" in v.message and "at most 2.50%" not in v.message
+                assert f"up to {BOOTSTRAP_ONE_SIDED_ERROR[r.metric]:.1%}" in v.message, v.message
+
+
 def test_small_groups_are_left_out_and_the_gate_says_insufficient():
     rng = np.random.default_rng(0)
     g = np.r_[["a"] * 500, ["b"] * 500, ["c"] * 10]
