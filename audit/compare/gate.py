@@ -292,7 +292,8 @@ def _judge(rule: CompareRule, change: Any) -> Verdict:
     simulated = BOOTSTRAP_ONE_SIDED_ERROR.get(change.metric) if e.method == BOOTSTRAP else None
     if simulated is not None:
         how_often = (f"nominally {err:.2%} of the time; approximate: this {BOOTSTRAP} interval's bounds erred "
-                     f"up to {simulated:.1%} of the time in simulations at 95% (README, \"Comparing two models\")")
+                     f"up to {simulated:.1%} of the time in simulations at 95%, Monte Carlo margin included (README, "
+                     "\"Comparing two models\")")
     if breach:
         return verdict("breach", f"{ci}: the whole interval is beyond {margin} (were the true change "
                                  f"within the margin, this would happen {how_often})")
