@@ -167,3 +167,24 @@ def test_auc_gap_errors_stay_within_nominal_over_tiny_groups_and_auc_up_to_1():
         assert lo_err <= band and hi_err <= band, (cell, lo_err, hi_err)
         assert 0 < width <= 1
     assert bench.simulate("2 x 500+500 gap 0.8/0.9", reps, rng)[3] > 0.8
+
+
+def test_two_point_scores_reach_but_never_exceed_the_nominal_error():
+    """Where van Dantzig's bound is attained — each positive scores far above or far below every
+    negative — the AUC is a binomial proportion of the positives and the interval is exactly
+    Clopper–Pearson's: each bound's error, computed exactly over the binomial, stays within the
+    nominal 2.5 % and comes arbitrarily close to it, so the interval is not conservative there."""
+    from scipy.stats import binom
+
+    from audit.stats.auc import auc_interval
+
+    for m in (6, 15):
+        x = np.arange(m + 1)
+        tables = np.array([[[0, m - k], [50, 0], [0, k]] for k in x])  # low positives, negatives, high positives
+        auc, lo, hi = auc_interval(tables)
+        np.testing.assert_allclose(auc, x / m)
+        p = np.linspace(0.0005, 0.9995, 20_000)[:, None]  # the true AUC
+        w = binom.pmf(x[None, :], m, p)
+        below, above = (w * (hi < p)).sum(1), (w * (lo > p)).sum(1)
+        assert below.max() <= 0.025 + 1e-12 and above.max() <= 0.025 + 1e-12, m
+        assert below.max() > 0.0249 and above.max() > 0.0249, (m, below.max(), above.max())

@@ -5,7 +5,7 @@
   interval of TPR − FPR (:mod:`audit.stats.proportions`, the fairness method's machinery); with
   scores also ROC AUC, with the Clopper–Pearson interval of the AUC read as a proportion of
   min(positives, negatives) rows (:func:`audit.stats.auc.auc_interval`: van Dantzig's bound on
-  its variance, so it holds its level near AUC 1 and with 5 rows of a class, conservatively),
+  its variance, so it holds its level near AUC 1 and with 5 rows of a class),
   log loss and Brier score, each with a percentile bootstrap interval (``n_bootstrap`` resamples
   of the rows, drawn as multinomial counts over compressed score cells,
   :func:`audit.stats.bootstrap.score_cells`), and the

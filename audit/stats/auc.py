@@ -11,7 +11,10 @@ the score distributions, the variance of the estimate Â is at most θ(1 − θ)
 positives and n negatives (van Dantzig 1951; Birnbaum & Klose 1957), the variance of a
 proportion among min(m, n) rows. So the interval is the Clopper–Pearson interval of Â read as
 such a proportion, k·Â "successes" of k = min(m, n) (beta quantiles, which take a non-integer
-count). It is conservative by construction where the bound is loose, and it cannot collapse:
+count). It is conservative where the bound is loose; where it is attained — two-point scores,
+each positive far above or far below every negative, so that Â is a binomial proportion of the
+positives — it is exactly the Clopper–Pearson interval of that proportion, each bound's error
+within the nominal α/2 but arbitrarily close to it (tests/test_stats_auc.py). It cannot collapse:
 at Â = 1 its lower bound is (α/2)^(1/k). Variance estimates cannot do that near AUC 1 with a
 small class: DeLong's variance is 0 at Â = 1 and underestimated when the rarer class's
 placements are skewed, so DeLong (Wald or logit) and the percentile bootstrap put the lower
@@ -31,7 +34,7 @@ from audit.stats.proportions import group_interval
 
 #: What the interval is, as the performance method's Estimate states it.
 AUC_INTERVAL = ("Clopper–Pearson interval of the AUC as a proportion of min(positives, negatives) rows "
-                "(van Dantzig's variance bound; conservative)")
+                "(van Dantzig's variance bound)")
 
 
 def score_table(scores: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -126,7 +129,8 @@ def auc_gap_interval(auc: np.ndarray, k: np.ndarray, ref: int | None, confidence
       1 − α/2 allow: it falls short only if the pair that attains the true gap has a bound on
       the wrong side (α/4 each).
 
-    Each group's interval is conservative, so the gap's is too. A ``counted`` group (default:
+    Each group's interval holds its level (simulated; exact for two-point scores), so the
+    gap's bounds hold theirs, conservatively (the Bonferroni split). A ``counted`` group (default:
     every group with an AUC) whose AUC is undefined, or that has fewer than
     :data:`MIN_PER_CLASS` rows of a class (its interval's error rates were not simulated), is
     unknown: it is left out of the lower bound (a group can only widen the true gap, so the
