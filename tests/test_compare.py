@@ -160,6 +160,7 @@ def test_a_malformed_compare_gate_exits_2_before_any_audit(tmp_path, gate, fragm
 def test_the_html_report_shows_every_change_and_escapes_user_strings(tmp_path):
     frame = planted(n=4000, extra=400)
     frame["g"] = frame["g"].map({"a": "<script>alert(1)</script>", "b": "b&b"})
+    frame.loc[frame["h"] == "w", "y"] = 0  # group w of h: one outcome class, so no AUC
     gate = '"fairness.g.demographic_parity_difference" = { max_increase = 0.02 }\n'
     a, b = write_pair(tmp_path, frame, gate)
     res = compare_cli(a, b, "--out", tmp_path / "out")
@@ -174,6 +175,11 @@ def test_the_html_report_shows_every_change_and_escapes_user_strings(tmp_path):
     assert doc["data"]["row_sha256"] in html
     assert doc["mcnemar"]["p_value"] < 0.001  # a p-value below 0.001 is "p < 0.001"
     assert "equal accuracy: p &lt; 0.001" in html and "p = &lt;" not in html
+    left_out = doc["fairness"]["h"]["disparities"]["auc_difference"]["excluded_undefined"]
+    assert left_out == ["w (one outcome class only: no AUC)"]
+    assert "its interval and its test: w (one outcome class only: no AUC)." in html
+    assert not re.search(r"\bnan\b", html, re.IGNORECASE)
+    assert "percentile bootstrap is approximate" in html and "6.5% for AUC" in html
 
 
 def test_compare_models_is_the_python_twin_and_compares_importances():
