@@ -16,7 +16,8 @@ comparison's confidence c:
 - ``max_increase = m``: **pass** (non-inferior) only if U < m; **breach** if L > m;
 - ``max_decrease = m``: **pass** only if L > −m; **breach** if U < −m;
 - otherwise **inconclusive** (fails unless ``"warn"``); **insufficient** when there is no
-  interval, or a group too small to judge was left out (unless ``small_groups = "ignore"``).
+  interval, or a group too small to judge, or one the metric is undefined for (the AUC gap of a
+  group with one outcome class), was left out (unless ``small_groups = "ignore"``).
 
 Each bound of a two-sided interval at level c errs at most (1 − c)/2 when its coverage is
 nominal, so a pass is a one-sided non-inferiority test at level (1 − c)/2 (2.5% at c = 0.95);
