@@ -188,7 +188,7 @@ class AuditPlan:
             raise InvalidConfigError(
                 f"[data] stream = true reads a CSV or Parquet table in batches; it cannot be combined "
                 f"with [data] {'max_rows' if max_rows is not None else 'modality'}. Remove one of them.")
-        return cls(name=name, seed=seed, model=model_spec, data=data_spec,
+        plan = cls(name=name, seed=seed, model=model_spec, data=data_spec,
                    data_path=resolve(data["path"], "path") or "",
                    train_path=resolve(data.get("train_path"), "train_path"), max_rows=max_rows,
                    method_options={k: dict(v) for k, v in methods.items()}, gate=dict(gate),
@@ -200,6 +200,13 @@ class AuditPlan:
                    save_predictions=_typed(report, "save_predictions", bool, False),
                    execution=ExecutionConfig(_typed(execution, "backend", str, "local"),
                                              _typed(execution, "address", str, None), from_config=True))
+        if max_rows is not None and plan.streams:  # a folder: streamed by default, every row counted
+            raise InvalidConfigError(
+                f"[data] path {data['path']!r} is a folder of Parquet files, which a decisions-only audit "
+                "always reads in batches keeping only counts, so [data] max_rows (a random sample of rows "
+                "read into memory) cannot apply. Remove max_rows to count every row of the folder, or "
+                "point [data] path at one CSV or Parquet file to audit a sample of its rows.")
+        return plan
 
     def with_overrides(self, **changes: Any) -> AuditPlan:
         """A copy with CLI flags applied (None values leave the config's value)."""

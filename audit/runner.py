@@ -140,6 +140,11 @@ def load_inputs(plan: AuditPlan, *, trust_code: bool = False, untrusted_config: 
     return LoadedInputs(model, data, train, files, notes)
 
 
+#: Why a folder is never read into memory (a folder given where rows are needed).
+FOLDER_STREAMED = ("A folder of Parquet files is always read in batches keeping only counts (streamed), "
+                   "which only a decisions-only audit ([model] predictions) can use.")
+
+
 def _config_files(plan: AuditPlan) -> list[dict[str, Any]]:
     """The provenance record of the config file the plan was read from (none for the Python API)."""
     return [file_record("config", plan.config_path)] if plan.config_path else []
@@ -159,6 +164,13 @@ def _read_table_data(plan: AuditPlan, encoding: Encoding | None, files: list[dic
                      notes: list[str]) -> tuple[AuditData, AuditData | None, Encoding | None]:
     """A CSV / Parquet table (and its training table): the audited data, the training data and
     the encoding the model is loaded with."""
+    if Path(plan.data_path).is_dir():
+        raise InvalidConfigError(
+            f"[data] path {plan.data_path!r} is a folder. {FOLDER_STREAMED} "
+            + ("Remove [data] stream = false, or point [data] path at one CSV or Parquet file to audit its "
+               "rows in memory." if plan.model.predictions else
+               "Auditing a model needs its rows in memory: point [data] path at one CSV or Parquet file, "
+               "or audit the model's precomputed decisions ([model] predictions) over the folder."))
     text = text_columns(plan.data, encoding)  # codes such as "01" stay as written
     frame = read_table(plan.data_path, na_values=plan.data.na_values, text=text)
     files.append(file_record("data", plan.data_path))
@@ -219,10 +231,6 @@ def load_streamed_inputs(plan: AuditPlan, classes: Sequence[AuditMethod], config
             f"[report] save_predictions = true writes each row's decision, but {where} is read in batches "
             "keeping only counts, so there are no rows to save. Remove save_predictions, or audit a file "
             "that fits in memory with [data] stream = false.")
-    if plan.stream is False:
-        raise InvalidConfigError(
-            f"[data] path {plan.data_path!r} is a folder, which is only read in batches: remove "
-            "[data] stream = false (or point [data] path at one CSV or Parquet file).")
     fairness = configs.get("fairness") or FairnessConfig()
     refs = {normalize_set_name(k, f"The fairness 'reference' key {k!r}") for k in fairness.reference}
     sets = [AttributeSet(cols, named=len(cols) > 1 and (fairness.intersections is not None
@@ -276,16 +284,20 @@ def check_untrusted_paths(plan: AuditPlan, *, out_dir: str | Path | None = None)
                 "and --untrusted-config allows only files inside it (symbolic links are followed). "
                 "Copy the file into that folder, or drop --untrusted-config if you trust this config.")
         if value and key != "[report] out" and Path(value).is_dir():
-            # a folder's files are read too: each must resolve inside, as a named file must
+            # a folder's files are read too: each must resolve inside, as a named file must; a
+            # link is refused before it is followed, so nothing outside is even listed
             from audit.core.userfiles import folder_files
 
-            for file in folder_files(value):  # linked folders followed, as the readers follow them
-                if not file.resolve().is_relative_to(folder):
+            def inside(link: Path, target: Path, key: str = key, value: str = value) -> None:
+                if not target.is_relative_to(folder):
                     raise InvalidConfigError(
-                        f"The file {str(file.relative_to(value))!r} in the config's {key} folder "
-                        f"{str(value)!r} leads to {str(file.resolve())!r} (through a symbolic link), outside the config's folder "
-                        f"{str(folder)!r}, and --untrusted-config allows only files inside it. Copy the "
-                        "file into the folder, or drop --untrusted-config if you trust this config.")
+                        f"The symbolic link {str(link.relative_to(value))!r} in the config's {key} folder "
+                        f"{str(value)!r} leads to {str(target)!r}, outside the config's folder {str(folder)!r}, "
+                        "and --untrusted-config allows only files inside it (the link was not followed). "
+                        "Copy what it points to into the folder, or drop --untrusted-config if you trust "
+                        "this config.")
+
+            folder_files(value, on_link=inside)  # linked folders followed, as the readers follow them
 
 
 def _named_inputs(plan: AuditPlan) -> list[tuple[str, str, str]]:

@@ -828,11 +828,11 @@ def test_compare_on_ray_records_what_ran_locally_as_audit_run_does(tmp_path, mon
     assert set(records["compare"]) == set(records["run"])
 
 
-def test_null_linked_and_differently_typed_partitions_count_alike_on_ray_data_without_fallback(tmp_path):
-    """Hive's null folder (a "missing" group), a partition folder that is a link, and files
-    whose sensitive column is text in one and dictionary-encoded in another: Ray Data reads
-    them all (files of one schema per read), byte-identical to the local path, nothing counted
-    on the driver."""
+def test_null_linked_differently_typed_and_space_named_partitions_count_alike_on_ray_data_without_fallback(tmp_path):
+    """Hive's null folder (a "missing" group), a partition folder that is a link, files whose
+    sensitive column is text in one and dictionary-encoded in another, and one whose column
+    names carry spaces (" sex", stripped as in memory): Ray Data reads them all (files of one
+    schema per read), byte-identical to the local path, nothing counted on the driver."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -844,6 +844,8 @@ def test_null_linked_and_differently_typed_partitions_count_alike_on_ray_data_wi
         table = pa.Table.from_pandas(decision_log(400, seed=80 + k), preserve_index=False)
         if k == 2:
             table = table.set_column(1, "race", table.column("race").dictionary_encode())
+        if k == 0:
+            table = table.rename_columns([" sex", "race ", *table.column_names[2:]])
         pq.write_table(table, parts / f"region={region}" / "part-0.parquet", row_group_size=100)
     (tmp_path / "store").mkdir()
     decision_log(300, seed=90).to_parquet(tmp_path / "store" / "part-0.parquet")

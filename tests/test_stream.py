@@ -624,16 +624,133 @@ def test_a_link_loop_in_a_data_folder_is_refused_naming_it(tmp_path):
     assert "The folder 'region=a/again' under" in msg and "is the folder '.' again" in msg, msg
 
 
-def test_a_folder_linked_from_outside_under_untrusted_config_is_refused(tmp_path):
-    """Following linked folders must not let an untrusted config read outside its folder."""
+def test_a_folder_linked_from_outside_under_untrusted_config_is_refused_at_the_link_before_walking_it(tmp_path):
+    """Following linked folders must not let an untrusted config read outside its folder, nor list
+    the tree behind the link: the one outside holds a link loop, which would be the error were it walked."""
     (tmp_path / "elsewhere").mkdir()
     decision_log(300, seed=70).to_parquet(tmp_path / "elsewhere" / "part-0.parquet")
+    (tmp_path / "elsewhere" / "loop").symlink_to(tmp_path / "elsewhere")
     audit_dir = tmp_path / "audit"
     (audit_dir / "parts").mkdir(parents=True)
     decision_log(300, seed=71).to_parquet(audit_dir / "parts" / "part-0.parquet")
     (audit_dir / "parts" / "region=b").symlink_to(tmp_path / "elsewhere")
     msg = _error(write_config(audit_dir, "parts"), tmp_path, "--untrusted-config")
-    assert "'region=b/part-0.parquet'" in msg and "outside the config's folder" in msg, msg
+    assert "The symbolic link 'region=b' in the config's [data] path folder" in msg, msg
+    assert "outside the config's folder" in msg and "not followed" in msg and "again" not in msg, msg
+
+
+@pytest.mark.parametrize("layout", ["same-folder", "other-partition", "hard-link"])
+def test_a_file_reached_twice_through_links_is_refused_naming_both_paths(tmp_path, layout):
+    """Read twice, its rows would be counted twice (or under two partitions' values)."""
+    (tmp_path / "parts" / "race=A").mkdir(parents=True)
+    decision_log(100, seed=72).drop(columns="race").to_parquet(tmp_path / "parts" / "race=A" / "a.parquet")
+    if layout == "same-folder":
+        (tmp_path / "parts" / "race=A" / "b.parquet").symlink_to("a.parquet")
+        twice = "The file 'race=A/b.parquet' under"
+    elif layout == "hard-link":
+        (tmp_path / "parts" / "race=A" / "b.parquet").hardlink_to(tmp_path / "parts" / "race=A" / "a.parquet")
+        twice = "The file 'race=A/b.parquet' under"
+    else:
+        (tmp_path / "parts" / "race=B").mkdir()
+        (tmp_path / "parts" / "race=B" / "a.parquet").symlink_to("../race=A/a.parquet")
+        twice = "The file 'race=B/a.parquet' under"
+    msg = _error(write_config(tmp_path, "parts"), tmp_path)
+    assert twice in msg and "is the file 'race=A/a.parquet' again" in msg and "counted twice" in msg, msg
+
+
+@pytest.mark.parametrize("kind", ["broken link", "fifo"])
+def test_a_broken_link_or_a_pipe_in_a_data_folder_is_refused_naming_it_never_dropped_or_opened(tmp_path, kind):
+    import os
+
+    (tmp_path / "parts" / "race=A").mkdir(parents=True)
+    decision_log(100, seed=73).drop(columns="race").to_parquet(tmp_path / "parts" / "race=A" / "p.parquet")
+    entry = tmp_path / "parts" / "race=A" / "q.parquet"
+    if kind == "fifo":
+        os.mkfifo(entry)  # opened, it would block this test forever
+    else:
+        entry.symlink_to(tmp_path / "gone.parquet")
+    msg = _error(write_config(tmp_path, "parts"), tmp_path)
+    assert "The entry 'race=A/q.parquet' in the folder" in msg and "leaving it out silently" in msg, msg
+    assert ("a FIFO (named pipe)" if kind == "fifo" else "a broken symbolic link") in msg, msg
+
+
+def test_max_rows_with_a_parquet_folder_is_refused_not_ignored(log_files, tmp_path):
+    _, df = log_files
+    (tmp_path / "parts").mkdir()
+    df.to_parquet(tmp_path / "parts" / "a.parquet")
+    msg = _error(write_config(tmp_path, "parts", extra="max_rows = 100\n" + FAST), tmp_path)
+    assert "[data] path 'parts' is a folder of Parquet files" in msg and "max_rows" in msg, msg
+    assert "Remove max_rows" in msg and "one CSV or Parquet file" in msg, msg
+
+
+def _folder_and_file_configs(log_files, tmp_path) -> tuple[Path, Path]:
+    """Two decisions-only configs of one folder of Parquet files, the second with other scores."""
+    _, df = log_files
+    (tmp_path / "parts").mkdir()
+    df.iloc[:2000].assign(score2=df.score[:2000] ** 2).to_parquet(tmp_path / "parts" / "a.parquet")
+    a = write_config(tmp_path, "parts")
+    b = tmp_path / "b.toml"
+    b.write_text(a.read_text().replace('predictions = "score"', 'predictions = "score2"').replace('"log"', '"log2"'))
+    return a, b
+
+
+@pytest.mark.parametrize("case", ["stream = false", "a model file"])
+def test_a_folder_where_rows_are_needed_says_folders_are_always_streamed(log_files, tmp_path, case):
+    a, _ = _folder_and_file_configs(log_files, tmp_path)
+    if case == "stream = false":
+        a.write_text(a.read_text().replace("[methods.fairness]", "stream = false\n[methods.fairness]"))
+        fix = "Remove [data] stream = false"
+    else:  # read before the model: the model file need not exist for the data to be refused
+        a.write_text(a.read_text().replace('predictions = "score"', 'path = "m.skops"'))
+        fix = "Auditing a model needs its rows in memory"
+    msg = _error(a, tmp_path)
+    assert "is a folder. A folder of Parquet files is always read in batches" in msg, msg
+    assert fix in msg and "one CSV or Parquet file" in msg and "not a regular file" not in msg, msg
+
+
+def test_audit_compare_of_a_folder_says_it_needs_the_rows_in_a_file(log_files, tmp_path):
+    a, b = _folder_and_file_configs(log_files, tmp_path)
+    result = CliRunner().invoke(app, ["compare", str(a), str(b), "--out", str(tmp_path / "out"), "-q"],
+                                catch_exceptions=False)
+    msg = " ".join(result.output.split())
+    assert result.exit_code == 2 and msg.startswith("error:"), msg
+    assert "audit compare compares the two models row by row" in msg and "is a folder" in msg, msg
+    assert "always read in batches" in msg and "one CSV or Parquet file" in msg, msg
+    assert not (tmp_path / "out").exists()
+
+
+def _write_with_header(df: pd.DataFrame, path: Path, names: list[str]) -> None:
+    """``df`` as CSV or Parquet under column ``names`` as written (spaces, a name twice)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if path.suffix == ".csv":
+        path.write_text(",".join(names) + "\n" + df.to_csv(index=False, header=False))
+    else:
+        pq.write_table(pa.Table.from_arrays([pa.array(df[c]) for c in df.columns], names=names), path)
+
+
+@pytest.mark.parametrize("name", ["log.csv", "log.parquet"])
+@pytest.mark.parametrize("stream", [True, False])
+def test_a_duplicated_column_name_is_refused_streamed_as_in_memory(tmp_path, name, stream):
+    """pyarrow would read the first of the two columns named sex: which one is audited is a guess."""
+    df = decision_log(300, seed=74).assign(sex2=lambda d: np.where(d.sex == "Male", "X", "Y"))
+    _write_with_header(df, tmp_path / name, ["sex", "race", "outcome", "score", "sex "])
+    msg = _error(write_config(tmp_path, name, stream=stream), tmp_path)
+    assert f"The data file {str(tmp_path / name)!r} has duplicated column name(s) 'sex'" in msg, msg
+    assert "as written: 'sex ', 'sex'" in msg and "Rename them" in msg, msg
+
+
+@pytest.mark.parametrize("name", ["log.csv", "log.parquet"])
+def test_spaces_around_column_names_are_stripped_streamed_as_in_memory(tmp_path, small_batches, name):
+    df = decision_log(3000, seed=75)
+    _write_with_header(df, tmp_path / name, ["sex", " race", "outcome ", " score"])
+    code, out, streamed = audit(write_config(tmp_path, name, stream=True), tmp_path / "streamed")
+    assert code == 0, out
+    code, out, memory = audit(write_config(tmp_path, name, stream=False), tmp_path / "memory", "-m", "fairness")
+    assert code == 0, out
+    assert streamed["data"]["rows"] == 3000
+    assert_same_fairness(streamed, memory)
 
 
 def test_an_extension_type_column_is_read_as_its_plain_storage_or_refused_naming_it(tmp_path):

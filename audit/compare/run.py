@@ -331,9 +331,16 @@ def run_comparison(plans: Sequence[Any], compare: Mapping[str, Any], *, trust_co
 def _compare_plans(plan_a: Any, plan_b: Any, compare: Mapping[str, Any], *, trust_code: bool,
                    untrusted_config: bool, progress: Any, on_plan: Any, name: str | None) -> ComparisonResult:
     from audit.report.model import provenance
-    from audit.runner import load_inputs, run_audit
+    from audit.runner import FOLDER_STREAMED, load_inputs, run_audit
 
     options, gate = parse_compare(compare, plan_a.method_options.get("fairness"))
+    for plan in (plan_a, plan_b):
+        if plan.modal is None and Path(plan.data_path).is_dir():
+            raise InvalidConfigError(
+                "audit compare compares the two models row by row, so it needs each audit's rows in memory, "
+                f"but [data] path {plan.data_path!r} is a folder. "
+                f"{FOLDER_STREAMED} Point [data] path at one CSV or Parquet file (the folder's rows written as "
+                "one file), or audit each config on its own with audit run.")
     plan_b = dataclasses.replace(plan_b, seed=plan_a.seed)
     inputs = [load_inputs(p, trust_code=trust_code, untrusted_config=untrusted_config) for p in (plan_a, plan_b)]
     where = tuple(str(p.config_path or role) for p, role in zip((plan_a, plan_b), ROLES))

@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from audit.core.dataset import (ROWS_COUNTED, AuditData, DatasetSpec, Encoding, _encode_target, _label_text,
-                                _precomputed, _show)
+from audit.core.dataset import (ROWS_COUNTED, AuditData, DatasetSpec, Encoding, _check_column_names, _encode_target,
+                                _label_text, _precomputed, _show)
 from audit.errors import DataValidationError, InvalidConfigError, did_you_mean
 from audit.stats.counts import (DEFAULT_SCORE_BINS, SUM_LIMBS, GroupTable, limb_sums_to_float, score_bin,
                                  score_limbs, sum_limbs)
@@ -172,21 +172,24 @@ class _Reader:
                 + (" Every file of the folder must hold the same columns." if file != root else ""))
 
     def _names(self) -> list[str]:
+        """The file's column names as the in-memory reader reads them: unique once surrounding
+        spaces go, and stripped (``raw`` maps each to its name as written, which pyarrow reads by)."""
         import pyarrow.parquet as pq
 
+        self.raw: dict[str, str] = {}
+        self.kinds: dict[str, Any] = {}
         try:
             if self.file.name.lower().endswith(_PARQUET):
                 schema = pq.read_schema(self.file)
-                self.kinds = {f.name: f.type for f in schema}
+                self._set_names(schema)
                 self.num_rows = pq.read_metadata(self.file).num_rows
                 self._check_flat()
                 self._check_extensions(schema)
                 return list(self.kinds)
             import pyarrow.csv as pcsv
 
-            self.kinds = {}
             with self._open() as source:
-                self.kinds = {f.name: f.type for f in pcsv.open_csv(source, **self._csv_options(probe=True)).schema}
+                self._set_names(pcsv.open_csv(source, **self._csv_options(probe=True)).schema)
             return list(self.kinds)
         except DataValidationError:
             raise
@@ -195,6 +198,13 @@ class _Reader:
                 f"The data file {self.where} could not be read ({type(exc).__name__}: "
                 f"{str(exc).splitlines()[0] if str(exc) else ''}). Check that it is a CSV or Parquet "
                 "file and not truncated.") from None
+
+    def _set_names(self, schema: Any) -> None:
+        """``raw`` and ``kinds`` by stripped name, after the in-memory check of duplicated names
+        (pyarrow would read the first of two columns of one name)."""
+        _check_column_names(schema.names, self.file)
+        self.raw = {f.name.strip(): f.name for f in schema}
+        self.kinds = {f.name.strip(): f.type for f in schema}
 
     def _check_flat(self) -> None:
         """A needed column of lists, structs or maps holds no labels or scores: name it."""
@@ -220,7 +230,7 @@ class _Reader:
         for c in self.columns:
             if c not in self.kinds:
                 continue
-            t, meta = self.kinds[c], schema.field(c).metadata or {}
+            t, meta = self.kinds[c], schema.field(self.raw[c]).metadata or {}
             if isinstance(t, pa.BaseExtensionType):
                 name, storage = t.extension_name, t.storage_type
             elif b"ARROW:extension:name" in meta:
@@ -233,6 +243,12 @@ class _Reader:
                     f"{storage}: not plain labels or scores"
                     + (" (pickled Python objects, which are never unpickled: that runs code)" if "pickle" in name
                        else "") + ". Write the column as plain text or numbers.")
+
+    @property
+    def read_as_written(self) -> list[str]:
+        """The needed columns the file holds, by their names as written (batches keep those
+        names; :meth:`_FileCounter._add` strips them)."""
+        return [self.raw[c] for c in self.columns if c in self.names]
 
     def _open(self) -> Any:
         """The CSV's bytes as a stream: pyarrow decompresses gzip and bz2 itself (from the
@@ -256,8 +272,8 @@ class _Reader:
         return {"read_options": pcsv.ReadOptions(block_size=1 << 24, encoding="utf8"),
                 "convert_options": pcsv.ConvertOptions(
                     null_values=["", *self.spec.na_values], strings_can_be_null=True,
-                    column_types={c: pa.string() for c in text},
-                    include_columns=None if probe else [c for c in self.columns if c in self.names])}
+                    column_types={self.raw.get(c, c): pa.string() for c in text},
+                    include_columns=None if probe else self.read_as_written)}
 
     def _csv_missing(self, batch: Any) -> Any:
         """Text cells missing as the in-memory reader reads them (pandas, ``skipinitialspace``):
@@ -284,9 +300,8 @@ class _Reader:
 
                 text = [c for c in self.columns if c in self.kinds
                         and (pa.types.is_string(self.kinds[c]) or pa.types.is_large_string(self.kinds[c]))]
-                pf = pq.ParquetFile(self.file, read_dictionary=text)
-                yield from pf.iter_batches(batch_size=self.batch_rows,
-                                           columns=[c for c in self.columns if c in self.names])
+                pf = pq.ParquetFile(self.file, read_dictionary=[self.raw[c] for c in text])
+                yield from pf.iter_batches(batch_size=self.batch_rows, columns=self.read_as_written)
             else:
                 import pyarrow.csv as pcsv
 
@@ -508,7 +523,7 @@ def _count_on_ray_data(count: _FileCounter, files: list[Path], readers: list[_Re
 
     def blocks() -> Any:  # consecutive files reading the same columns of the same types share one read
         # (one read is one schema: Ray Data cannot merge e.g. a string column with a dictionary one)
-        needs = [tuple((c, str(r.kinds[c])) for c in count.columns if c in r.names) for r in readers]
+        needs = [tuple((r.raw[c], str(r.kinds[c])) for c in count.columns if c in r.names) for r in readers]
         for cols, run in groupby(range(len(files)), key=needs.__getitem__):
             run = list(run)
             for i, rows, piece in execution.map_parquet(count.block, [str(files[j]) for j in run],
@@ -686,7 +701,7 @@ class _FileCounter:
         n, offset = batch.num_rows, out.n_rows
         if n == 0:
             return
-        cols = {name: _storage(batch.column(name)) for name in batch.schema.names}
+        cols = {name.strip(): _storage(batch.column(name)) for name in batch.schema.names}  # as in memory
 
         def rows_of(mask: np.ndarray, what: str, fix: str) -> None:
             idx = np.flatnonzero(mask)
