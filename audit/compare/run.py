@@ -341,6 +341,12 @@ def _compare_plans(plan_a: Any, plan_b: Any, compare: Mapping[str, Any], *, trus
                 f"but [data] path {plan.data_path!r} is a folder. "
                 f"{FOLDER_STREAMED} Point [data] path at one CSV or Parquet file (the folder's rows written as "
                 "one file), or audit each config on its own with audit run.")
+        if plan.stream:
+            raise InvalidConfigError(
+                "audit compare compares the two models row by row, so it reads each audit's rows into memory, "
+                f"but {plan.config_path or 'a config'} sets [data] stream = true (read in batches, keeping only "
+                "counts). Remove stream = true to compare the two models, or audit each config on its own "
+                "with audit run.")
     plan_b = dataclasses.replace(plan_b, seed=plan_a.seed)
     inputs = [load_inputs(p, trust_code=trust_code, untrusted_config=untrusted_config) for p in (plan_a, plan_b)]
     where = tuple(str(p.config_path or role) for p, role in zip((plan_a, plan_b), ROLES))
