@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import xml.etree.ElementTree as ET
@@ -159,6 +160,7 @@ def test_a_malformed_compare_gate_exits_2_before_any_audit(tmp_path, gate, fragm
 def test_the_html_report_shows_every_change_and_escapes_user_strings(tmp_path):
     frame = planted(n=4000, extra=400)
     frame["g"] = frame["g"].map({"a": "<script>alert(1)</script>", "b": "b&b"})
+    frame.loc[frame["h"] == "w", "y"] = 0  # group w of h: one outcome class, so no AUC
     gate = '"fairness.g.demographic_parity_difference" = { max_increase = 0.02 }\n'
     a, b = write_pair(tmp_path, frame, gate)
     res = compare_cli(a, b, "--out", tmp_path / "out")
@@ -173,6 +175,11 @@ def test_the_html_report_shows_every_change_and_escapes_user_strings(tmp_path):
     assert doc["data"]["row_sha256"] in html
     assert doc["mcnemar"]["p_value"] < 0.001  # a p-value below 0.001 is "p < 0.001"
     assert "equal accuracy: p &lt; 0.001" in html and "p = &lt;" not in html
+    left_out = doc["fairness"]["h"]["disparities"]["auc_difference"]["excluded_undefined"]
+    assert left_out == ["w (one outcome class only: no AUC)"]
+    assert "its interval and its test: w (one outcome class only: no AUC)." in html
+    assert not re.search(r"\bnan\b", html, re.IGNORECASE)
+    assert "percentile bootstrap is approximate" in html and "6.5% for AUC" in html
 
 
 def test_compare_models_is_the_python_twin_and_compares_importances():
@@ -268,6 +275,63 @@ def test_compare_options_get_the_same_message_shape_as_every_method_option(optio
         from audit.core.method import OPTION_BOUNDS
 
         assert text == option_message(option, OPTION_BOUNDS[option].rule(), value, section="[compare]")
+
+
+def test_a_one_class_group_is_named_as_left_out_of_the_auc_gap_its_test_and_its_verdict_never_nan():
+    from audit.compare.gate import judge, parse_compare_gate
+    from audit.compare.results import Change
+    from audit.stats.paired import auc_rows
+
+    rng = np.random.default_rng(3)
+    g = np.r_[["A"] * 400, ["B"] * 400, ["C"] * 60]
+    y = np.r_[rng.integers(0, 2, 800), np.zeros(60, int)]  # C: negatives only, no AUC
+    sa = np.clip(0.5 + 0.3 * (2 * y - 1) + rng.normal(0, 0.3, g.size), 0, 1)
+    sb = np.clip(sa + rng.normal(0, 0.05, g.size), 0, 1)
+    p = Paired(y, (sa >= 0.5).astype(int), (sb >= 0.5).astype(int), sa, sb)
+    gap = compare_disparities("g", g, p, ["auc_difference"], CompareOptions(n_bootstrap=200, n_permutations=99),
+                              rng).disparities["auc_difference"]
+    assert gap.excluded_undefined == ("C (one outcome class only: no AUC)",)
+    a, b = (np.ptp([auc_rows(s[None, g == k], y[g == k])[0] for k in "AB"]) for s in (sa, sb))
+    assert gap.champion == pytest.approx(a) and gap.challenger == pytest.approx(b)
+    assert gap.change.lower is not None and gap.p_value is not None
+    rules = parse_compare_gate({"fairness.g.auc_difference": {"max_increase": 0.5}}, sets=[("g",)])
+    strict = judge(rules, {rules[0].key: gap}).verdicts[0]
+    assert strict.status == "insufficient" and "left out: C (one outcome class only" in strict.message
+    rules = parse_compare_gate({"fairness.g.auc_difference": {"max_increase": 0.5, "small_groups": "ignore"}},
+                               sets=[("g",)])
+    lenient = judge(rules, {rules[0].key: gap}).verdicts[0]
+    assert lenient.status == "pass" and "over the other groups (left out: C" in lenient.message
+    assert not any("nan" in str(v).lower() for v in (strict.message, lenient.message, gap))
+    # one group left with both classes: no gap, and the message says why, not nan
+    y2 = np.where(g == "B", 1, y)
+    only = compare_disparities("g", g, dataclasses.replace(p, y=y2), ["auc_difference"],
+                               CompareOptions(n_bootstrap=0, n_permutations=0), rng).disparities["auc_difference"]
+    assert isinstance(only, Change) and only.change.value is None and "nan" not in only.change.undefined_reason
+    assert "both outcomes" in only.change.undefined_reason and len(only.excluded_undefined) == 2
+
+
+def test_a_verdict_on_a_bootstrap_performance_interval_says_it_is_approximate_with_the_simulated_error():
+    from audit.compare.gate import judge, parse_compare_gate
+    from audit.compare.paired import BOOTSTRAP_ONE_SIDED_ERROR
+
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 2, 600)
+    sa = np.clip(0.5 + 0.3 * (2 * y - 1) + rng.normal(0, 0.3, y.size), 0, 1)
+    sb = np.clip(sa + rng.normal(0, 0.1, y.size), 0, 1)  # dozens of rows change decision
+    rules = parse_compare_gate({"performance.auc": {"max_decrease": 0.05},
+                                "performance.accuracy": {"max_decrease": 0.05}}, sets=[])
+    for b, exact_accuracy in ((sb, False), (sa.copy(), True)):
+        p = Paired(y, (sa >= 0.5).astype(int), (b >= 0.5).astype(int), sa, b)
+        perf, _ = compare_performance(p, CompareOptions(n_bootstrap=200, n_permutations=0), rng)
+        for r, v in zip(rules, judge(rules, {r.key: perf[r.metric] for r in rules}).verdicts):
+            assert v.status == "pass", v.message
+            if r.metric == "accuracy" and exact_accuracy:
+                # no discordant row: an exact Clopper-Pearson interval, whose bound does err at most 2.5%
+                assert "at most 2.50% of the time" in v.message and "approximate" not in v.message
+            else:
+                assert perf[r.metric].change.method.startswith("paired percentile bootstrap")
+                assert "approximate" in v.message and "at most 2.50%" not in v.message
+                assert f"up to {BOOTSTRAP_ONE_SIDED_ERROR[r.metric]:.1%}" in v.message, v.message
 
 
 def test_small_groups_are_left_out_and_the_gate_says_insufficient():

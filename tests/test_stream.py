@@ -719,6 +719,19 @@ def test_audit_compare_of_a_folder_says_it_needs_the_rows_in_a_file(log_files, t
     assert not (tmp_path / "out").exists()
 
 
+def test_audit_compare_refuses_stream_true_rather_than_reading_the_file_into_memory(log_files, tmp_path):
+    folder, _ = log_files
+    a = write_config(tmp_path, str(folder / "log.parquet"), stream=True)
+    b = tmp_path / "b.toml"
+    b.write_text(a.read_text().replace('"log"', '"log2"'))
+    result = CliRunner().invoke(app, ["compare", str(a), str(b), "--out", str(tmp_path / "out"), "-q"],
+                                catch_exceptions=False)
+    msg = " ".join(result.output.split())
+    assert result.exit_code == 2 and msg.startswith("error:"), msg
+    assert "sets [data] stream = true" in msg and "Remove stream = true" in msg, msg
+    assert not (tmp_path / "out").exists()
+
+
 def _write_with_header(df: pd.DataFrame, path: Path, names: list[str]) -> None:
     """``df`` as CSV or Parquet under column ``names`` as written (spaces, a name twice)."""
     import pyarrow as pa

@@ -16,12 +16,14 @@ comparison's confidence c:
 - ``max_increase = m``: **pass** (non-inferior) only if U < m; **breach** if L > m;
 - ``max_decrease = m``: **pass** only if L > −m; **breach** if U < −m;
 - otherwise **inconclusive** (fails unless ``"warn"``); **insufficient** when there is no
-  interval, or a group too small to judge was left out (unless ``small_groups = "ignore"``).
+  interval, or a group too small to judge, or one the metric is undefined for (the AUC gap of a
+  group with one outcome class), was left out (unless ``small_groups = "ignore"``).
 
 Each bound of a two-sided interval at level c errs at most (1 − c)/2 when its coverage is
 nominal, so a pass is a one-sided non-inferiority test at level (1 − c)/2 (2.5% at c = 0.95);
 for disparities the interval is a conservative projection (:func:`audit.stats.paired.projection_interval`),
-for accuracy and AUC a percentile bootstrap whose coverage was measured by simulation, for
+for accuracy and AUC a percentile bootstrap, approximate: its bounds erred up to
+:data:`audit.compare.paired.BOOTSTRAP_ONE_SIDED_ERROR` in simulation, which its verdicts say; for
 recourse costs a distribution-free order-statistic interval of the median change
 (tests/test_compare_stats.py).
 """
@@ -33,6 +35,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from audit.compare.paired import BOOTSTRAP, BOOTSTRAP_ONE_SIDED_ERROR
 from audit.core.text import fixed
 from audit.errors import InvalidConfigError, did_you_mean
 from audit.gate import GateResult, Verdict
@@ -283,17 +286,29 @@ def _judge(rule: CompareRule, change: Any) -> Verdict:
     margin = " and ".join(t for t in (f"an increase of {inc:g}" if inc is not None else "",
                                       f"a decrease of {dec:g}" if dec is not None else "") if t)
     small = change.excluded_small if rule.small_groups == "insufficient" else ()
+    undefined = change.excluded_undefined
+    if undefined:  # judged groups the metric is undefined for: the change is over the others only
+        ci += f" over the other groups (left out: {'; '.join(undefined)})"
+    how_often = f"at most {err:.2%} of the time"
+    simulated = BOOTSTRAP_ONE_SIDED_ERROR.get(change.metric) if e.method == BOOTSTRAP else None
+    if simulated is not None:
+        how_often = (f"nominally {err:.2%} of the time; approximate: this {BOOTSTRAP} interval's bounds erred "
+                     f"up to {simulated:.1%} of the time in simulations at 95%, Monte Carlo margin included (README, "
+                     "\"Comparing two models\")")
     if breach:
         return verdict("breach", f"{ci}: the whole interval is beyond {margin} (were the true change "
-                                 f"within the margin, this would happen at most {err:.2%} of the time)")
+                                 f"within the margin, this would happen {how_often})")
     if small:
         names = ", ".join(small[:5]) + (" …" if len(small) > 5 else "")
         return verdict("insufficient", f"{ci} over the judged groups, but {len(small)} group(s) are too small "
                                        f"to judge ({names}); set small_groups = \"ignore\" to judge on the "
                                        "larger groups only")
+    if undefined and rule.small_groups == "insufficient":
+        return verdict("insufficient", f"{ci}, which cannot judge the groups left out; set small_groups = "
+                                       "\"ignore\" to judge on the other groups only")
     if inside:
         return verdict("pass", f"{ci}: non-inferior, the whole interval is within {margin} (were the true "
-                               f"change beyond the margin, this would happen at most {err:.2%} of the time)")
+                               f"change beyond the margin, this would happen {how_often})")
     return verdict("inconclusive", f"{ci}: the interval straddles {margin}; more data would settle it"
                                    + (" (counted as a failure)" if rule.inconclusive == "fail" else " (warning only)"))
 

@@ -14,14 +14,15 @@ def render_comparison(result: ComparisonResult) -> str:
     """The comparison as one self-contained HTML document (autoescaped, no scripts)."""
     from markupsafe import Markup
 
-    from audit.compare.paired import MIN_EVENTS
+    from audit.compare.paired import BOOTSTRAP_ONE_SIDED_ERROR, MIN_EVENTS
     from audit.report.render import BIDI_FRAGMENTS, environment, templates_dir
 
     css = Markup((templates_dir() / "static" / "report.css").read_text(encoding="utf-8"))
     fragments = tuple(s for r in result._reports for s in _user_strings(r))
     token = BIDI_FRAGMENTS.set(fragments)
     try:
-        return environment().get_template("compare.html.j2").render(r=result.to_json(), css=css, min_events=MIN_EVENTS)
+        return environment().get_template("compare.html.j2").render(r=result.to_json(), css=css, min_events=MIN_EVENTS,
+                                                                   bootstrap_error=BOOTSTRAP_ONE_SIDED_ERROR)
     except Exception as exc:
         raise ReportRenderError(f"The comparison report could not be rendered: {type(exc).__name__}: {exc}") from exc
     finally:

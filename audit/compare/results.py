@@ -17,7 +17,9 @@ class Change:
     Holm's over the family the change belongs to (performance, or every disparity change).
     ``basis``: what ``champion`` and ``challenger`` are when not the metric over all rows
     (a recourse change: "median cost on the 118 paired rows"), so that no text shows them
-    unlabelled beside a different per-model figure."""
+    unlabelled beside a different per-model figure. ``excluded_undefined``: judged groups left
+    out of both models' values, the change, its interval and its test because the metric is
+    undefined for them, each with why ("C (one outcome class only: no AUC)")."""
 
     metric: str
     label: str
@@ -29,6 +31,7 @@ class Change:
     test: str
     excluded_small: tuple[str, ...] = ()
     basis: str | None = None
+    excluded_undefined: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from audit.compare.gate import NO_GATE, judge, parse_compare_gate
 from audit.compare.importance import compare_importances
 from audit.compare.options import CompareOptions, parse_compare
 from audit.compare.paired import (
+    BOOTSTRAP_ONE_SIDED_ERROR,
     AttributeComparison,
     Paired,
     adjust_fairness,
@@ -235,8 +236,11 @@ def _limitations(p: Paired, options: CompareOptions, reports: Sequence[Any], fea
         "Both models were evaluated on the same rows, so every change is paired: its interval resamples "
         "the rows once for both models, and its test swaps the two models' outputs row by row. The "
         "permutation tests test exchangeability of the two models' outputs on every row (for AUC, of "
-        "their normalised ranks), a stronger null than equal metrics.",
-        "The performance changes' intervals are paired percentile bootstrap intervals, approximate; the "
+        "their scores), a stronger null than equal metrics.",
+        "The performance changes' intervals are paired percentile bootstrap intervals, approximate: in "
+        "simulations each bound of a 95% interval missed the true change up to "
+        f"{BOOTSTRAP_ONE_SIDED_ERROR['accuracy']:.1%} of the time for accuracy and "
+        f"{BOOTSTRAP_ONE_SIDED_ERROR['auc']:.1%} for AUC (nominal 2.5%), and a gate verdict on them says so; the "
         "disparity changes' intervals are the range of the change over a simultaneous box of group rates "
         "(studentized bootstrap), conservative by construction. Both were checked by simulation (README, "
         "\"Comparing two models\"); a group smaller than "
@@ -337,6 +341,12 @@ def _compare_plans(plan_a: Any, plan_b: Any, compare: Mapping[str, Any], *, trus
                 f"but [data] path {plan.data_path!r} is a folder. "
                 f"{FOLDER_STREAMED} Point [data] path at one CSV or Parquet file (the folder's rows written as "
                 "one file), or audit each config on its own with audit run.")
+        if plan.stream:
+            raise InvalidConfigError(
+                "audit compare compares the two models row by row, so it reads each audit's rows into memory, "
+                f"but {plan.config_path or 'a config'} sets [data] stream = true (read in batches, keeping only "
+                "counts). Remove stream = true to compare the two models, or audit each config on its own "
+                "with audit run.")
     plan_b = dataclasses.replace(plan_b, seed=plan_a.seed)
     inputs = [load_inputs(p, trust_code=trust_code, untrusted_config=untrusted_config) for p in (plan_a, plan_b)]
     where = tuple(str(p.config_path or role) for p, role in zip((plan_a, plan_b), ROLES))
