@@ -4,9 +4,11 @@ The response-permutation test retrains one architecture ``B + 1`` times from the
 different targets (slot 0: the real ones) with the identical schedule. This module does that as
 one tensor program for any ``nn.Module``:
 
-- every parameter is stacked along a new leading axis ``[B, ...]`` and the module is evaluated
-  with ``torch.func.functional_call`` under ``torch.func.vmap`` (a convolution becomes one grouped
-  convolution, a Linear one batched matmul);
+- every parameter is stacked along a new leading axis ``[B, ...]``; first choice, the module's
+  torch.fx graph is rewritten for stacked parameters (:mod:`audit.train.traced`, ``mode ==
+  "graph"``: a convolution becomes one grouped convolution, a Linear one batched matmul, an
+  LSTM a batched step loop); when it cannot be traced, the module is evaluated with
+  ``torch.func.functional_call`` under ``torch.func.vmap`` (``mode == "vmap"``);
 - ``aten::lstm`` has no vmap batching rule, so every ``nn.LSTM`` in a copy of the module is swapped
   for :class:`UnrolledLSTM`, the same equations written out step by step with matmuls and
   elementwise gates (which vmap batches), keeping the parameter names;
@@ -29,7 +31,7 @@ Examples
 ...                            "loss": "mse"}, source="doc")
 >>> fit = train_functional(net, dict(net.state_dict()), X, Y, rec)
 >>> fit.params["0.weight"].shape, fit.mode
-(torch.Size([5, 4, 3]), 'vmap')
+(torch.Size([5, 4, 3]), 'graph')
 """
 
 from __future__ import annotations
