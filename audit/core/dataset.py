@@ -686,7 +686,13 @@ MISSING_GROUP = "missing"
 
 def missing_text(na_values: Sequence[str]) -> frozenset[str]:
     """The text cells that are missing once stripped of surrounding spaces (as every label is):
-    a blank cell and the declared ``[data] na_values``, in CSV and Parquet alike."""
+    a blank cell and the declared ``[data] na_values``, in CSV and Parquet alike.
+
+    Examples
+    --------
+    >>> sorted(missing_text(["NA", " ? "]))
+    ['', '?', 'NA']
+    """
     return frozenset({"", *(str(v).strip() for v in na_values)})
 
 
@@ -1346,7 +1352,14 @@ def describable_columns(frame: pd.DataFrame, columns: Sequence[str]) -> tuple[li
     """The columns a decisions-only audit can describe its decisions by (the surrogate's
     inputs, when ``[data] features`` names none), and the others with the reason: a column with
     missing cells, dates or times, or nested values is left out, not an error, since no model
-    needs it; declared features are checked as a model's are."""
+    needs it; declared features are checked as a model's are.
+
+    Examples
+    --------
+    >>> frame = pd.DataFrame({"age": [30, 41], "note": [None, "late"]})
+    >>> describable_columns(frame, ["age", "note"])
+    (['age'], (('note', 'missing in 1 row(s)'),))
+    """
     usable, left_out = [], []
     for col in columns:
         values = frame[col]
