@@ -2,7 +2,9 @@
 
 Exit codes: 0 success, 1 a gate threshold is breached, 2 usage or input error,
 3 insufficient evidence, 4 a method failed with an internal error (the report is still written),
-or audit-suite itself failed (:func:`main` names a log file holding the traceback).
+or audit-suite itself failed (:func:`main` names a log file holding the traceback). A run
+interrupted by SIGINT or SIGTERM ends by that signal (exit status 130 / 143), never with a code
+above.
 """
 
 from __future__ import annotations
@@ -631,10 +633,9 @@ class _progress:
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
             self.bar.__exit__(*exc)
-        elif not self.quiet and not self.live:
+        elif not self.quiet and not self.live and exc[0] is None:  # a stopped run finished nothing
             self._finish_current()
-            if exc[0] is None:
-                self._log("audit finished")
+            self._log("audit finished")
 
 
 def _visible(value: object) -> str:
@@ -659,17 +660,65 @@ def _print_summary(report, files) -> None:  # noqa: ANN001
         console.print(f"  wrote {kind}: {_plain(path)}")
 
 
+# The signals that interrupt a run, and the first one received (README "Using it": exit codes).
+_INTERRUPTS = ("SIGINT", "SIGTERM")
+_received: list[int] = []
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """Stop the run: KeyboardInterrupt is the one exception that Ray's and joblib's waits, Typer
+    and every ``except Exception`` pass on unchanged, so each ``finally`` on the way up runs
+    (a half-written report folder is removed, a Ray instance the run started is shut down).
+    A second signal while that cleanup runs ends the process at once."""
+    import signal
+
+    if _received:
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+    _received.append(signum)
+    raise KeyboardInterrupt
+
+
+def _end_interrupted(signum: int) -> None:
+    """Say that the run was interrupted, then end by that same signal (the exit status a shell
+    shows as 128 + N: 130 for SIGINT, 143 for SIGTERM), never with a code that reads as a
+    result; a shell loop around `audit` stops on Ctrl-C, as it does for any program."""
+    import atexit
+    import signal
+
+    from rich.console import Console
+
+    name = signal.Signals(signum).name
+    Console(stderr=True, highlight=False, soft_wrap=True).print(
+        f"[bold red]interrupted:[/bold red] audit-suite received {name} and stopped before it finished; "
+        f"nothing was judged (exit status {128 + signum}, the signal's). A report folder is only "
+        "ever written complete: none was left half-written.")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    atexit._run_exitfuncs()  # what a normal exit runs (e.g. Ray's and joblib's shutdown)
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
 def main() -> None:
     """Console-script entry point."""
+    import signal
+
     # Libraries' own tqdm bars (shap's explainers) would write raw bars into a CI log and over the
     # live display: the CLI reports progress itself. tqdm reads this when it is imported.
     os.environ.setdefault("TQDM_DISABLE", "1")
+    for name in _INTERRUPTS:
+        signal.signal(getattr(signal, name), _interrupt)
     try:
         app()
-    except AuditError as exc:  # raised outside a command (should not happen, but never a traceback)
-        raise SystemExit(_fail(exc).exit_code) from None
-    except Exception as exc:  # a bug in audit-suite: never a traceback, never exit 1 (= breach)
-        raise SystemExit(_internal_error(exc)) from None
+    except BaseException as exc:
+        if _received:  # whatever the interrupt became on its way up (Typer makes it SystemExit(130))
+            _end_interrupted(_received[0])
+        if isinstance(exc, AuditError):  # raised outside a command (should not happen; never a traceback)
+            raise SystemExit(_fail(exc).exit_code) from None
+        if isinstance(exc, Exception):  # a bug in audit-suite: never a traceback, never exit 1 (= breach)
+            raise SystemExit(_internal_error(exc)) from None
+        raise
 
 
 def _internal_error(exc: Exception) -> int:

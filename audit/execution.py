@@ -281,8 +281,11 @@ def session(config: ExecutionConfig | None = None, *, warm: Sequence[str] = ()) 
             address = _auto_address()
         _check_reachable(address, said)
         try:
-            with _ray_messages(said):
+            with _ray_messages(said), _signal_handlers_kept(ray):
                 _init_ray(ray, address)
+        except (KeyboardInterrupt, SystemExit):  # interrupted while Ray started: stop what it started
+            ray.shutdown()
+            raise
         except (ConnectionError, RuntimeError, ValueError) as exc:
             where = f"the Ray cluster at {address!r}" if address else "a local Ray instance"
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -340,6 +343,16 @@ def _check_reachable(address: str | None, said: list[str]) -> None:
         try:
             InnerGcsClient.standalone(target, None, int(RAY_CONNECT_SECONDS * 1000))
         except Exception as exc:
+            from ray.exceptions import AuthenticationError
+
+            if isinstance(exc, AuthenticationError):  # it answered: and refused this process's token
+                raise InvalidConfigError(
+                    f"The Ray cluster at {target!r} refused the connection: it uses token "
+                    f"authentication and this process gave no token or another one ({exc.message.rstrip('.')}). "
+                    "Give it the cluster's token: RAY_AUTH_MODE=token and RAY_AUTH_TOKEN=<token> in the "
+                    "environment (or the token in a file named by RAY_AUTH_TOKEN_PATH, by default "
+                    "~/.ray/auth_token); `ray get-auth-token` on the cluster's head node prints it. "
+                    "Or run without Ray (--backend local).") from None
             first = (str(exc).strip().splitlines() or [""])[0].rstrip(".")
             raise InvalidConfigError(
                 f"The Ray cluster at {target!r} could not be reached: it did not answer ({type(exc).__name__}: "
@@ -427,6 +440,36 @@ def resolve_device(device: str, method: str) -> str:
 
 #: What every worker of a Ray instance this package starts or connects to runs first.
 RAY_RUNTIME_ENV = {"worker_process_setup_hook": "audit.execution._without_fsspec_http"}
+
+
+@contextmanager
+def _signal_handlers_kept(ray: Any) -> Iterator[None]:
+    """Keep this process's SIGTERM and SIGINT handlers through ``ray.init``.
+
+    ``ray.init`` installs a SIGTERM handler of its own (``sys.exit(15)``, which Ray's blocking
+    calls turn into ``SystemExit(1)``: `audit check` read "a threshold is breached") and Ray's
+    C++ core a crash handler that prints a stack dump ("*** SIGTERM received ... PC: @") on
+    SIGTERM. What a signal does is the caller's choice (the CLI's: an interrupted run, README
+    "Using it"): Ray's handler is never installed, and the process's handlers are put back at
+    the OS level once ``ray.init`` returns, which removes the C++ one.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():  # only there can handlers change
+        yield
+        return
+    kept = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    utils = ray._private.utils
+    original = utils.set_sigterm_handler
+    utils.set_sigterm_handler = lambda handler: None
+    try:
+        yield
+    finally:
+        utils.set_sigterm_handler = original
+        for signum, handler in kept.items():
+            if handler is not None:  # None: set outside Python, nothing to put back
+                signal.signal(signum, handler)
 
 
 def _init_ray(ray: Any, address: str | None) -> None:

@@ -827,6 +827,10 @@ def standard_limitations(model: ModelAdapter, data: AuditData, *, fairness: bool
         notes.append(f"Feature(s) {', '.join(repr(f) for f in constant)} are constant in the audited "
                      "rows, so no method here can measure the model's dependence on them: an "
                      "importance of zero for them is by construction, not evidence of no effect.")
+    if data.left_out:
+        notes.append("Column(s) " + ", ".join(f"{c!r} ({why})" for c, why in data.left_out) + " were not "
+                     "used as features (the surrogate's inputs) of this decisions-only audit. To use "
+                     "one, fill or convert it and list the features in [data] features.")
     if "predict" not in model.capabilities:
         notes.append("Only precomputed predictions were available, so methods that must query the "
                      "model on new inputs were skipped (listed in their sections).")

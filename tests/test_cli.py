@@ -262,3 +262,26 @@ def test_each_methods_progress_line_gives_the_seconds_recorded_in_provenance_pla
     assert set(shown) == set(recorded) and len(shown) == 2
     for name, seconds in recorded.items():  # the same number, printed to 0.1 s
         assert abs(float(shown[name]) - seconds) <= 0.05 + 1e-3, (name, shown[name], seconds)
+
+
+@pytest.mark.parametrize("name", ["TERM", "INT"])
+def test_a_signal_during_a_local_run_ends_it_by_that_signal_and_leaves_no_report_folder(model_dir, name):
+    """SIGTERM or SIGINT (Ctrl-C) while the methods run: the process ends by that signal, the
+    same as on Ray (tests/test_ray.py), never with a result's code (0-4), and no report folder."""
+    script = (
+        "import os, signal, sys\n"
+        "from audit import cli, runner\n"
+        "real = runner.run_audit\n"
+        "def signalled(*a, **k):\n"
+        f"    os.kill(os.getpid(), signal.SIG{name})\n"
+        "    return real(*a, **k)\n"
+        "runner.run_audit = signalled\n"
+        "sys.argv = ['audit', *sys.argv[1:]]\n"
+        "cli.main()\n")
+    proc = subprocess.run([sys.executable, "-c", script, "run", str(model_dir / "audit.toml"), "--out",
+                           str(model_dir / "out"), "--backend", "local"], capture_output=True, text=True,
+                          cwd=model_dir, timeout=120)
+    signum = getattr(__import__("signal"), f"SIG{name}")
+    assert proc.returncode == -signum, proc.stderr[-2000:]
+    assert f"received SIG{name}" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (model_dir / "out").exists() and not list(model_dir.glob(".out*"))

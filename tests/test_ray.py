@@ -879,3 +879,72 @@ def test_a_file_name_with_a_question_mark_is_counted_by_ray_tasks_not_on_the_dri
     assert _comparable(tmp_path / "local") == _comparable(tmp_path / "ray")
     doc = json.loads((tmp_path / "ray" / "results.json").read_text())
     assert doc["data"]["rows"] == 1200 and doc["provenance"]["execution"]["ran_locally"] == []
+
+
+_SIGNALLED_RUN = """
+import os, signal, sys, time
+from pathlib import Path
+import ray
+from audit import cli, execution
+
+real_map = execution.map
+
+def map_whose_task_signals_the_driver(fn, chunks, **options):
+    driver = os.getpid()
+    node = ray._private.worker.global_worker.node
+    Path("ray-pids.txt").write_text(" ".join(str(p.process.pid) for ps in node.all_processes.values() for p in ps))
+
+    def signal_then_wait(chunk):
+        os.kill(driver, signal.SIG%s)  # while the driver waits for this task in ray.wait
+        time.sleep(120)
+        return fn(chunk)
+    return real_map(signal_then_wait, chunks, **options)
+
+execution.map = map_whose_task_signals_the_driver
+sys.argv = ["audit", *sys.argv[1:]]
+cli.main()
+"""
+
+
+@pytest.mark.parametrize("name", ["TERM", "INT"])
+def test_a_signal_during_a_ray_run_ends_it_by_that_signal_with_nothing_written_and_ray_shut_down(tmp_path, name):
+    """SIGTERM (a CI timeout) or SIGINT while `audit check --backend ray` waits for its tasks:
+    the process ends by that signal (never exit 1, "a threshold is breached"), says so once, no
+    stack dump of Ray's C++ core and no progress after it, no JUnit file, and no process of the
+    Ray instance it started is left."""
+    from tests.test_stream import decision_log, write_config
+
+    decision_log(300).to_csv(tmp_path / "log.csv", index=False)
+    cfg = write_config(tmp_path, "log.csv", stream=True,
+                       extra='[gate]\n"fairness.sex.demographic_parity_difference" = { max = 0.99 }\n')
+    proc = subprocess.run([sys.executable, "-c", _SIGNALLED_RUN % name, "check", str(cfg), "--full",
+                           "--backend", "ray", "--junit", str(tmp_path / "gate.xml")],
+                          capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=180)
+    signum = getattr(signal, f"SIG{name}")
+    assert proc.returncode == -signum, (proc.returncode, proc.stderr[-2000:])
+    assert f"received SIG{name}" in proc.stderr and f"exit status {128 + signum}" in proc.stderr
+    assert "PC: @" not in proc.stderr and "SIGTERM received" not in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and "data: finished" not in proc.stderr
+    assert proc.stderr.rstrip().splitlines()[-1].startswith("interrupted: "), proc.stderr  # the last word
+    assert not (tmp_path / "gate.xml").exists()
+    pids = [int(p) for p in (tmp_path / "ray-pids.txt").read_text().split()]
+    assert pids and not [p for p in pids if Path(f"/proc/{p}").exists()
+                         and Path(f"/proc/{p}/stat").read_text().split()[2] != "Z"]
+
+
+def test_a_cluster_that_refuses_the_token_says_so_and_how_to_give_it(model_dir):
+    """A token-authenticated Ray instance (this module's) reached with a wrong token: exit 2 saying
+    that it refused the token and how to give one, not that it "did not answer"."""
+    from ray._raylet import AuthenticationMode, get_authentication_mode
+
+    if get_authentication_mode() != AuthenticationMode.TOKEN:
+        pytest.skip("this module's Ray instance does not use token authentication (RAY_AUTH_MODE)")
+    address = ray._private.worker.global_worker.node.gcs_address
+    env = {**_env(), "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "0" * 32}
+    proc = subprocess.run([sys.executable, "-m", "audit", "run", str(model_dir / "audit.toml"), "--out",
+                           str(model_dir / "out"), "-q", "-m", "fairness", "--ray-address", address],
+                          capture_output=True, text=True, env=env, cwd=model_dir, timeout=120)
+    said = " ".join(proc.stderr.split())
+    assert proc.returncode == 2, said
+    assert f"The Ray cluster at '{address}' refused the connection: it uses token authentication" in said, said
+    assert "RAY_AUTH_TOKEN=<token>" in said and "did not answer" not in said and "Traceback" not in said

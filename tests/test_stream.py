@@ -858,3 +858,70 @@ def test_blank_and_space_led_missing_markers_in_a_streamed_csv_are_missing_as_in
         assert code == 0, out
     assert_same_fairness(docs[True], docs[False])
     assert {g["group"]: g["count"] for g in fairness_of(docs[True])["attributes"]["race"]["groups"]}["missing"] == 34
+
+
+@pytest.mark.parametrize("layout", ["csv-memory", "csv-streamed", "partition-folder"])
+def test_cells_written_missing_beside_missing_cells_are_refused_not_merged_into_one_group(tmp_path, layout):
+    """With missing_sensitive = "group" the missing cells form the group "missing": cells that
+    read "missing" (in a file, or a race=missing/ folder) beside them would silently join it, so
+    the audit is refused naming the column and the value, in memory and streamed alike."""
+    df = decision_log(300, seed=2)
+    df.loc[:39, "race"], df.loc[40:59, "race"] = "missing", None
+    if layout == "partition-folder":
+        for value, piece in (("missing", df.iloc[:40]), ("__HIVE_DEFAULT_PARTITION__", df.iloc[40:60]),
+                             ("A", df.iloc[60:])):
+            (tmp_path / "parts" / f"race={value}").mkdir(parents=True)
+            piece.drop(columns="race").to_parquet(tmp_path / "parts" / f"race={value}" / "p.parquet")
+        data, stream = str(tmp_path / "parts"), None
+    else:
+        df.to_csv(tmp_path / "log.csv", index=False)
+        data, stream = "log.csv", layout == "csv-streamed"
+    msg = _error(write_config(tmp_path, data, stream=stream, extra='missing_sensitive = "group"\n' + FAST), tmp_path)
+    assert "The sensitive column 'race'" in msg and "cells that read 'missing'" in msg, msg
+    assert "counted as one group" in msg and "Rename the value 'missing'" in msg, msg
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_blank_and_declared_na_text_cells_are_missing_in_parquet_as_in_csv(tmp_path, stream):
+    """Text cells " ", "" and a declared na_value "NA" (with surrounding spaces too) are missing
+    cells in a Parquet file as in a CSV, read into memory or streamed: one "missing" group, never
+    a group named '' or 'NA'."""
+    df = decision_log(400, seed=3)
+    df.loc[:9, "race"], df.loc[10:19, "race"], df.loc[20:24, "race"] = " ", "NA", ""
+    df.loc[25:29, "race"] = " NA\t"
+    df.to_parquet(tmp_path / "log.parquet", index=False)
+    df.to_csv(tmp_path / "log.csv", index=False)
+    extra = 'missing_sensitive = "group"\nna_values = ["NA"]\n' + FAST
+    docs = {}
+    for name in ("log.parquet", "log.csv"):
+        code, out, docs[name] = audit(write_config(tmp_path, name, stream=stream, extra=extra), tmp_path / f"out-{name}")
+        assert code == 0, out
+    groups = {g["group"]: g["count"] for g in fairness_of(docs["log.parquet"])["attributes"]["race"]["groups"]}
+    assert groups["missing"] == 30 and "" not in groups and "NA" not in groups, groups
+    assert fairness_of(docs["log.parquet"]) == fairness_of(docs["log.csv"])
+
+
+@pytest.mark.parametrize("kind", ["parquet", "csv"])
+def test_columns_no_method_can_read_are_left_out_of_a_decisions_only_audit_and_named(tmp_path, kind):
+    """Undeclared columns of a decisions log that could not be features (all empty, a number
+    missing in one row, dates) do not stop the in-memory audit (streamed, they are never read):
+    the surrogate describes the decisions by the other columns, the limitations name the ones
+    left out and why, and the fairness numbers are the streamed audit's."""
+    df = decision_log(400, seed=5)
+    df["age"] = np.random.default_rng(5).integers(18, 80, len(df))
+    df["comment"] = None
+    df["loan_amount"] = np.where(np.arange(len(df)) == 7, np.nan, 1000.0 + np.arange(len(df)))
+    df["decided_at"] = pd.Timestamp("2024-05-01") + pd.to_timedelta(np.arange(len(df)) % 90, "D")
+    name = f"log.{kind}"
+    df.to_parquet(tmp_path / name, index=False) if kind == "parquet" else df.to_csv(tmp_path / name, index=False)
+    code, out, memory = audit(write_config(tmp_path, name, stream=False), tmp_path / "memory")
+    assert code == 0, out
+    surrogate = memory["methods"]["surrogate"]
+    assert surrogate["status"] == "ok", surrogate
+    assert list(surrogate["result"]["feature_importance"]) == ["age", *(["decided_at"] if kind == "csv" else [])]
+    limitations = " ".join(memory["limitations"])
+    assert "'comment' (no values), 'loan_amount' (missing in 1 row(s))" in limitations, limitations
+    assert ("'decided_at' (dates or times)" in limitations) == (kind == "parquet")  # in a CSV: text, a level
+    code, out, streamed = audit(write_config(tmp_path, name, stream=True), tmp_path / "streamed")
+    assert code == 0, out
+    assert_same_fairness(streamed, memory)

@@ -669,6 +669,7 @@ def read_table(path: str | Path, *, na_values: Sequence[str] = (),
         raise DataValidationError(f"The data file {str(path)!r} has a header but no rows.")
     _check_column_names(frame.columns, path)
     frame.columns = [str(c).strip() for c in frame.columns]
+    _text_cells_missing(frame, na_values)
     if frame.shape[1] == 1:  # a file with another delimiter parses as one wide column
         for sep, label in ((";", "semicolon"), ("\t", "tab"), ("|", "pipe")):
             if sep in frame.columns[0]:
@@ -677,6 +678,41 @@ def read_table(path: str | Path, *, na_values: Sequence[str] = (),
                     f"{label}s ({frame.columns[0][:60]!r}): it looks {label}-delimited. Save it "
                     "with a comma as the delimiter (audit-suite reads comma-separated files).")
     return frame
+
+
+#: The label a sensitive attribute's missing cells get under missing_sensitive = "group".
+MISSING_GROUP = "missing"
+
+
+def missing_text(na_values: Sequence[str]) -> frozenset[str]:
+    """The text cells that are missing once stripped of surrounding spaces (as every label is):
+    a blank cell and the declared ``[data] na_values``, in CSV and Parquet alike.
+
+    Examples
+    --------
+    >>> sorted(missing_text(["NA", " ? "]))
+    ['', '?', 'NA']
+    """
+    return frozenset({"", *(str(v).strip() for v in na_values)})
+
+
+def _text_cells_missing(frame: pd.DataFrame, na_values: Sequence[str]) -> None:
+    """Mark text cells that are blank or a declared na_value as missing, in place: pandas does
+    so for a CSV (``na_values``, ``skipinitialspace``) but not for a Parquet file, whose text
+    cells " " and "NA" would otherwise be groups named '' and 'NA'. (The streamed reader applies
+    the same rule, ``audit.core.stream._Reader``.)"""
+    markers = missing_text(na_values)
+    for col in frame.columns:
+        values = frame[col]
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            drop = [c for c in values.cat.categories if isinstance(c, str) and c.strip() in markers]
+            if drop:
+                frame[col] = values.cat.remove_categories(drop)  # their cells become missing
+            continue
+        if pd.api.types.is_string_dtype(values.dtype) and pd.api.types.infer_dtype(values, skipna=True) == "string":
+            blank = values.str.strip().isin(markers).to_numpy(dtype=bool)
+            if blank.any():
+                frame[col] = values.mask(blank)
 
 
 def duplicates(names: Sequence[str]) -> list[str]:
@@ -1118,6 +1154,9 @@ class AuditData:
     # Each row's position in the file it was read from (0-based) when the audited rows are a
     # sample or subset of it; None when row i is the file's row i. See :meth:`user_row`.
     file_rows: np.ndarray | None = field(default=None, compare=False, repr=False)
+    # A decisions-only audit's columns that are not features, none declared: (column, why) pairs
+    # (:func:`describable_columns`), stated in the report's limitations.
+    left_out: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.layout is None:
@@ -1176,7 +1215,7 @@ class AuditData:
             None if self.y is None else self.y[rows], self.classes,
             self.sensitive.iloc[rows].reset_index(drop=True),
             None if self.predictions is None else self.predictions[rows], self.source, self.modality,
-            self.layout, in_file)
+            self.layout, in_file, self.left_out)
 
     def tabular_view(self) -> AuditData:
         """The data as a flat table of named features, for methods that need one.
@@ -1190,7 +1229,7 @@ class AuditData:
             return self
         X, encoding = self.layout.tabular_view(self.X)
         return AuditData(self.spec, encoding, self.frame, X, self.y, self.classes, self.sensitive,
-                         self.predictions, self.source, self.modality, None, self.file_rows)
+                         self.predictions, self.source, self.modality, None, self.file_rows, self.left_out)
 
 
 def _encode_target(values: pd.Series, spec: DatasetSpec, classes: tuple[str, ...] | None,
@@ -1309,6 +1348,37 @@ def _first_nested(values: pd.Series) -> int | None:
     return int(np.argmax(nested)) if nested.any() else None
 
 
+def describable_columns(frame: pd.DataFrame, columns: Sequence[str]) -> tuple[list[str], tuple[tuple[str, str], ...]]:
+    """The columns a decisions-only audit can describe its decisions by (the surrogate's
+    inputs, when ``[data] features`` names none), and the others with the reason: a column with
+    missing cells, dates or times, or nested values is left out, not an error, since no model
+    needs it; declared features are checked as a model's are.
+
+    Examples
+    --------
+    >>> frame = pd.DataFrame({"age": [30, 41], "note": [None, "late"]})
+    >>> describable_columns(frame, ["age", "note"])
+    (['age'], (('note', 'missing in 1 row(s)'),))
+    """
+    usable, left_out = [], []
+    for col in columns:
+        values = frame[col]
+        missing = int(values.isna().sum())
+        dtype = values.dtype
+        if missing == len(values):
+            left_out.append((col, "no values"))
+        elif missing:
+            left_out.append((col, f"missing in {missing:,} row(s)"))
+        elif (pd.api.types.is_datetime64_any_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype)
+              or isinstance(dtype, pd.PeriodDtype)):
+            left_out.append((col, "dates or times"))
+        elif _first_nested(values) is not None:
+            left_out.append((col, "nested values"))
+        else:
+            usable.append(col)
+    return usable, tuple(left_out)
+
+
 def build_audit_data(frame: pd.DataFrame, spec: DatasetSpec, encoding: Encoding | None = None,
                      *, source: str | None = None, file_rows: np.ndarray | None = None) -> AuditData:
     """Validate ``frame`` against ``spec`` and encode it.
@@ -1375,6 +1445,7 @@ def _build_audit_data(frame: pd.DataFrame, spec: DatasetSpec, encoding: Encoding
                 raise InvalidConfigError(
                     f"[data] sensitive_sources.{attr} names the column {col!r}, which is not in "
                     f"{where}.{did_you_mean(col, cols)} Available columns: {_show(cols)}.")
+    left_out: tuple[tuple[str, str], ...] = ()
     if spec.features is not None:
         features = list(spec.features)
     elif encoding is not None:
@@ -1382,6 +1453,8 @@ def _build_audit_data(frame: pd.DataFrame, spec: DatasetSpec, encoding: Encoding
     else:
         reserved = {spec.target, spec.predictions, *spec.sensitive}
         features = [c for c in cols if c not in reserved]
+        if spec.predictions is not None:  # decisions only: no model reads the other columns
+            features, left_out = describable_columns(frame, features)
     if spec.target in features:
         raise InvalidConfigError(
             f"The target {spec.target!r} is also listed as a feature; remove it from 'features'.")
@@ -1419,7 +1492,9 @@ def _build_audit_data(frame: pd.DataFrame, spec: DatasetSpec, encoding: Encoding
         values = frame[col]
         missing = values.isna().to_numpy()
         if missing.any() and spec.missing_sensitive == "group":
-            values = values.astype(object).where(~missing, "missing")
+            if (_label_text(values[~missing]) == MISSING_GROUP).any():
+                raise missing_group_clash(col, where)
+            values = values.astype(object).where(~missing, MISSING_GROUP)
         elif missing.any():
             raise DataValidationError(
                 f"The sensitive column {col!r} in {where} has missing values in {_rows(missing)}. "
@@ -1433,7 +1508,17 @@ def _build_audit_data(frame: pd.DataFrame, spec: DatasetSpec, encoding: Encoding
 
     keep = list(dict.fromkeys([*features, *(c for c in [spec.target, spec.predictions] if c),
                                *spec.sensitive]))
-    return AuditData(spec, encoding, frame[keep], X, y, classes, sensitive, predictions, source)
+    return AuditData(spec, encoding, frame[keep], X, y, classes, sensitive, predictions, source,
+                     left_out=left_out)
+
+
+def missing_group_clash(column: str, where: str) -> DataValidationError:
+    """Missing cells and cells written "missing" would be counted as one group (memory and stream)."""
+    return DataValidationError(
+        f"The sensitive column {column!r} in {where} has missing cells and cells that read "
+        f"{MISSING_GROUP!r}: with missing_sensitive = \"group\" the missing cells form the group "
+        f"{MISSING_GROUP!r}, so the two would be counted as one group. Rename the value {MISSING_GROUP!r} "
+        "in the data (e.g. to \"missing (recorded)\"), or fill or drop the missing cells.")
 
 
 def _precomputed(values: pd.Series, spec: DatasetSpec, classes: tuple[str, ...] | None,

@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from audit.core.dataset import (ROWS_COUNTED, AuditData, DatasetSpec, Encoding, _check_column_names, _encode_target,
-                                _label_text, _precomputed, _show)
+from audit.core.dataset import (MISSING_GROUP, ROWS_COUNTED, AuditData, DatasetSpec, Encoding, _check_column_names,
+                                _encode_target, _label_text, _precomputed, _show, missing_group_clash, missing_text)
 from audit.errors import DataValidationError, InvalidConfigError, did_you_mean
 from audit.stats.counts import (DEFAULT_SCORE_BINS, SUM_LIMBS, GroupTable, limb_sums_to_float, score_bin,
                                  score_limbs, sum_limbs)
@@ -136,7 +136,7 @@ def _partition_values(file: Path, root: Path, na_values: Sequence[str] = ()) -> 
                 f"The partition column {key!r} is named twice on the path of {_where(file, root)} "
                 f"({' and '.join(repr(p) for p in folders if unquote(p.partition('=')[0]) == key)}), so "
                 "its value there is ambiguous. Give each partition column one folder level.")
-        out[key] = None if value == HIVE_NULL or not value.strip() or value in na_values else value
+        out[key] = None if value == HIVE_NULL or value.strip() in missing_text(na_values) else value
     return out
 
 
@@ -275,22 +275,6 @@ class _Reader:
                     column_types={self.raw.get(c, c): pa.string() for c in text},
                     include_columns=None if probe else self.read_as_written)}
 
-    def _csv_missing(self, batch: Any) -> Any:
-        """Text cells missing as the in-memory reader reads them (pandas, ``skipinitialspace``):
-        after their leading spaces, empty or one of ``[data] na_values``."""
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
-        columns = []
-        for column in batch.columns:
-            if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-                text = pc.utf8_ltrim(column, characters=" ")
-                missing = pc.or_(pc.equal(text, ""), pc.is_in(text, value_set=pa.array(["", *self.spec.na_values],
-                                                                                       pa.string())))
-                column = pc.if_else(missing, pa.scalar(None, column.type), column)
-            columns.append(column)
-        return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
-
     def batches(self) -> Any:
         try:
             if self.file.name.lower().endswith(_PARQUET):
@@ -306,8 +290,7 @@ class _Reader:
                 import pyarrow.csv as pcsv
 
                 with self._open() as source:
-                    for batch in pcsv.open_csv(source, **self._csv_options()):
-                        yield self._csv_missing(batch)
+                    yield from pcsv.open_csv(source, **self._csv_options())
         except DataValidationError:
             raise
         except Exception as exc:
@@ -324,6 +307,12 @@ class _Labels:
 
     def __init__(self) -> None:
         self.ids: dict[str, int] = {}
+        # under missing_sensitive = "group": missing cells seen, cells written as the missing group's name seen
+        self.nulls = self.written_missing = False
+
+    def clash(self) -> bool:
+        """Missing cells and cells that read like the missing group's name (``missing_group_clash``)."""
+        return self.nulls and self.written_missing
 
     def encode(self, array: Any, *, on_missing: Callable[[np.ndarray], None],
                missing: str | None = None) -> np.ndarray:
@@ -345,7 +334,12 @@ class _Labels:
         else:
             idx = idx.astype(np.int64, copy=False)
         names = [str(n) for n in _label_text(array.dictionary.to_pandas())] + ([missing] if array.null_count else [])
-        new = [k for k in np.flatnonzero(np.bincount(idx, minlength=len(names))).tolist() if names[k] not in self.ids]
+        used = np.flatnonzero(np.bincount(idx, minlength=len(names))).tolist()
+        if missing is not None:
+            self.nulls = self.nulls or bool(array.null_count)
+            self.written_missing = self.written_missing or any(
+                names[k] == missing for k in used if k < len(array.dictionary))
+        new = [k for k in used if names[k] not in self.ids]
         if len(new) > 1:  # by first row: a few scans, or one sort when there are many
             if len(new) <= 8:
                 first = {k: int(np.argmax(idx == k)) for k in new}
@@ -364,6 +358,7 @@ class _Labels:
 
     def add(self, other: _Labels) -> np.ndarray:
         """Take ``other``'s labels (new ones get the next ids); its ids mapped to these."""
+        self.nulls, self.written_missing = self.nulls or other.nulls, self.written_missing or other.written_missing
         return np.array([self.ids.setdefault(n, len(self.ids)) for n in other.ids], dtype=np.int64)
 
 
@@ -614,6 +609,8 @@ class _Counts:
         a_maps = {}
         for c in spec.sensitive:
             a_maps[c] = self.attrs.setdefault(c, _Labels()).add(part.attrs[c])
+            if self.attrs[c].clash():  # one file with missing cells, another with "missing"
+                raise missing_group_clash(c, part.where)
             _check_attribute_groups(c, self.attrs[c], max_groups, part.where)
         for st in sets:
             mine, theirs = self.counters[st.columns], part.counters[st.columns]
@@ -701,7 +698,9 @@ class _FileCounter:
         n, offset = batch.num_rows, out.n_rows
         if n == 0:
             return
-        cols = {name.strip(): _storage(batch.column(name)) for name in batch.schema.names}  # as in memory
+        markers = missing_text(spec.na_values)
+        cols = {name.strip(): _text_missing(_storage(batch.column(name)), markers)  # names as in memory
+                for name in batch.schema.names}
 
         def rows_of(mask: np.ndarray, what: str, fix: str) -> None:
             idx = np.flatnonzero(mask)
@@ -767,11 +766,13 @@ class _FileCounter:
         codes = {}
         for c in spec.sensitive:
             codes[c] = attrs[c].encode(
-                column(c), missing="missing" if spec.missing_sensitive == "group" else None,
+                column(c), missing=MISSING_GROUP if spec.missing_sensitive == "group" else None,
                 on_missing=lambda m, _c=c: rows_of(
                     m, f"The sensitive column {_c!r}",
                     "Fill them or drop those rows, or set missing_sensitive = \"group\" in [data] to "
                     "audit them as an explicit \"missing\" group."))
+            if attrs[c].clash():
+                raise missing_group_clash(c, where)
             _check_attribute_groups(c, attrs[c], max_groups, where)
         Y, D, B = len(target.ids), 2 if is_score else len(preds.ids), max(n_bins, 1) if is_score else 1
         cell = (y * D + d) * B + (b if b is not None else 0)
@@ -788,6 +789,32 @@ class _FileCounter:
                 continue
             counter.add(g, cell, (Y, D, B), b, limbs)
         out.n_rows += n
+
+
+def _text_missing(column: Any, markers: frozenset[str]) -> Any:
+    """A column with its text cells that are missing as the in-memory reader reads them, in CSV,
+    Parquet and Ray Data blocks alike (:func:`audit.core.dataset.missing_text`): blank once
+    stripped, or one of ``[data] na_values``, as null."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(column, pa.ChunkedArray):
+        return pa.chunked_array([_text_missing(c, markers) for c in column.chunks], type=column.type)
+
+    def is_text(t: Any) -> bool:
+        return bool(pa.types.is_string(t) or pa.types.is_large_string(t))
+
+    def marked(text: Any) -> Any:
+        return pc.fill_null(pc.is_in(pc.utf8_trim_whitespace(text), value_set=pa.array(sorted(markers))), False)
+
+    if is_text(column.type):
+        return pc.if_else(marked(column), pa.scalar(None, column.type), column)
+    if pa.types.is_dictionary(column.type) and is_text(column.type.value_type):
+        drop = pc.take(marked(column.dictionary), column.indices)  # a row whose value is a marker
+        if pc.any(drop).as_py():
+            return pa.DictionaryArray.from_arrays(
+                pc.if_else(drop, pa.scalar(None, column.indices.type), column.indices), column.dictionary)
+    return column
 
 
 def _is_scores(t: Any) -> bool:
