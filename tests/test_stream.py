@@ -925,3 +925,18 @@ def test_columns_no_method_can_read_are_left_out_of_a_decisions_only_audit_and_n
     code, out, streamed = audit(write_config(tmp_path, name, stream=True), tmp_path / "streamed")
     assert code == 0, out
     assert_same_fairness(streamed, memory)
+
+
+def test_a_declared_feature_with_missing_cells_in_a_decisions_only_audit_says_how_to_leave_it_out(tmp_path):
+    """Declared features are checked as a model's are; the message must not speak of a model
+    scoring the rows only, since a decisions-only audit has none."""
+    df = decision_log(200, seed=6)
+    df["loan_amount"] = np.where(np.arange(len(df)) == 7, np.nan, 1000.0 + np.arange(len(df)))
+    df.to_csv(tmp_path / "log.csv", index=False)
+    config = write_config(tmp_path, "log.csv", stream=False)
+    config.write_text(config.read_text().replace('sensitive = ["sex", "race"]\n',
+                                                 'sensitive = ["sex", "race"]\nfeatures = ["loan_amount"]\n'))
+    msg = _error(config, tmp_path)
+    assert "In 'log.csv': Column 'loan_amount' has missing (NaN) values in 1 row(s), first at row 8" in msg, msg
+    assert "a decisions-only audit describes its decisions by the features it is given" in msg, msg
+    assert "leave the column out of [data] features" in msg, msg

@@ -215,7 +215,9 @@ def _refuse_time(values: pd.Series, name: str) -> None:
 # predictions column (no model, no encoding: "declare it categorical" would not apply).
 _NUMERIC_ROLES = {
     "feature": ("Column {name!r}{where}", " Or declare {name!r} categorical in the encoding.",
-                "Impute or drop those rows before the audit (the model cannot score them)."),
+                "Impute or drop those rows before the audit: a model cannot score them, and a decisions-only "
+                "audit describes its decisions by the features it is given (leave the column out of [data] "
+                "features to audit without it)."),
     "target": ("The target column {name!r}{where}", " A regression target must be numbers.",
                "Drop those rows: an outcome is needed to judge the model."),
     "predictions": ("The predictions column {name!r}{where}",
